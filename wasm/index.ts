@@ -1,0 +1,10 @@
+// ikeclone ESP kernel module entry point (AssemblyScript -> wasm/build/esp.wasm).
+// The kernels themselves live beside this file; this module only re-exports
+// what the TypeScript wrapper in dataplane/ calls.
+
+/** Layout version of the linear-memory ABI; the wrapper refuses a mismatch. */
+export const ABI_VERSION: i32 = 1;
+
+export function abiVersion(): i32 {
+  return ABI_VERSION;
+}

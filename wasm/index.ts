@@ -8,3 +8,5 @@ export const ABI_VERSION: i32 = 1;
 export function abiVersion(): i32 {
   return ABI_VERSION;
 }
+
+export { scratchPtr, scratchSize } from './layout';

@@ -10,3 +10,8 @@ export function abiVersion(): i32 {
 }
 
 export { scratchPtr, scratchSize } from './layout';
+export { chacha20Blocks4, chacha20Xor } from './chacha20';
+export { poly1305Mac } from './poly1305';
+export {
+  CHACHAPOLY_CTX_SIZE, chachaPolyInit, chachaPolySeal, chachaPolyOpen, chachaPolyWipe,
+} from './chachapoly';

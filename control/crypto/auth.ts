@@ -1,0 +1,277 @@
+// The AUTH payload (RFC 7296 §2.15, §3.8): the octets each side signs, the
+// shared-key MIC, and Digital Signature authentication (RFC 7427, method 14)
+// with ECDSA P-256 or Ed25519 (RFC 8420).
+//
+// Keys are loaded at configuration time (load* throw with a clear message).
+// Everything that reads peer data (AUTH data, certificates, the
+// SIGNATURE_HASH_ALGORITHMS notify) returns false or a CryptoResult and
+// never throws.
+
+import {
+  createPrivateKey,
+  createPublicKey,
+  sign,
+  timingSafeEqual,
+  verify,
+  X509Certificate,
+  type KeyObject,
+} from 'node:crypto';
+import { HashAlgorithm } from '../wire/constants.js';
+import { prf, requirePrf } from './prf.js';
+import { fail, ok, type CryptoResult } from './result.js';
+import { wipe } from './random.js';
+
+// --- signed octets and shared-key MIC (RFC 7296 §2.15) -----------------------
+
+/**
+ * InitiatorSignedOctets = RealMessage1 | NonceRData | MACedIDForI, and
+ * ResponderSignedOctets = RealMessage2 | NonceIData | MACedIDForR, where
+ * MACedIDFor* = prf(SK_p*, RestOfIDPayload) (RFC 7296 §2.15).
+ *
+ * @param realMessage the whole first message this side sent (IKE_SA_INIT request or response), as sent
+ * @param peerNonce the Nonce Data of the other side
+ * @param skP SK_pi when computing/verifying the initiator's AUTH, SK_pr for the responder's
+ * @param restOfIdPayload the ID payload body after its generic header: ID Type | RESERVED (3) | Identification Data
+ */
+export function signedOctets(prfId: number, realMessage: Uint8Array, peerNonce: Uint8Array, skP: Uint8Array, restOfIdPayload: Uint8Array): Uint8Array {
+  const macedId = prf(prfId, skP, restOfIdPayload);
+  const out = new Uint8Array(realMessage.length + peerNonce.length + macedId.length);
+  out.set(realMessage, 0);
+  out.set(peerNonce, realMessage.length);
+  out.set(macedId, realMessage.length + peerNonce.length);
+  return out;
+}
+
+/** RFC 7296 §2.15: the fixed pad string, 17 ASCII octets without a terminating NUL. */
+const KEY_PAD = new TextEncoder().encode('Key Pad for IKEv2');
+
+/** AUTH data for Shared Key Message Integrity Code (method 2): prf(prf(Shared Secret, "Key Pad for IKEv2"), octets). */
+export function pskAuth(prfId: number, psk: Uint8Array, octets: Uint8Array): Uint8Array {
+  const padded = prf(prfId, psk, KEY_PAD);
+  const auth = prf(prfId, padded, octets);
+  wipe(padded);
+  return auth;
+}
+
+/** Checks a peer's shared-key AUTH data in constant time (for equal lengths); any other length is false. */
+export function verifyPskAuth(prfId: number, psk: Uint8Array, octets: Uint8Array, authData: Uint8Array): boolean {
+  if (!(authData instanceof Uint8Array) || authData.length !== requirePrf(prfId).length) return false;
+  return timingSafeEqual(pskAuth(prfId, psk, octets), authData);
+}
+
+// --- keys ----------------------------------------------------------------------
+
+/** Signature algorithms ikeclone signs and verifies with. */
+export type SignatureKeyKind = 'ed25519' | 'ecdsa-p256';
+export type SigningKey = { kind: SignatureKeyKind; privateKey: KeyObject };
+export type VerifyKey = { kind: SignatureKeyKind; publicKey: KeyObject };
+
+/** The kind of an asymmetric key, or undefined if ikeclone cannot use it. */
+function keyKind(key: KeyObject): SignatureKeyKind | undefined {
+  if (key.asymmetricKeyType === 'ed25519') return 'ed25519';
+  if (key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'prime256v1') return 'ecdsa-p256';
+  return undefined;
+}
+
+function describeKey(key: KeyObject): string {
+  const curve = key.asymmetricKeyDetails?.namedCurve;
+  return `${key.asymmetricKeyType}${curve ? ` (${curve})` : ''}`;
+}
+
+/**
+ * Loads our private key from PEM: PKCS#8 ("PRIVATE KEY") or SEC1 ("EC
+ * PRIVATE KEY"), Ed25519 or ECDSA P-256, unencrypted. Throws a message fit
+ * for a configuration error otherwise.
+ */
+export function loadSigningKey(pem: string | Buffer): SigningKey {
+  let privateKey: KeyObject;
+  try {
+    privateKey = createPrivateKey({ key: pem, format: 'pem' });
+  } catch (e) {
+    throw new Error(`cannot read private key PEM (expected unencrypted PKCS#8 or SEC1): ${(e as Error).message}`);
+  }
+  const kind = keyKind(privateKey);
+  if (!kind) throw new Error(`unsupported private key type ${describeKey(privateKey)}: use Ed25519 or ECDSA P-256`);
+  return { kind, privateKey };
+}
+
+/**
+ * Loads a peer's public key from PEM: a SubjectPublicKeyInfo ("PUBLIC KEY")
+ * or an X.509 certificate ("CERTIFICATE"). Throws for other input
+ * (configuration time).
+ */
+export function loadVerifyKey(pem: string | Buffer): VerifyKey {
+  const text = typeof pem === 'string' ? pem : pem.toString('latin1');
+  let publicKey: KeyObject;
+  try {
+    publicKey = text.includes('-----BEGIN CERTIFICATE-----')
+      ? new X509Certificate(pem).publicKey
+      : createPublicKey({ key: pem, format: 'pem' });
+  } catch (e) {
+    throw new Error(`cannot read public key or certificate PEM: ${(e as Error).message}`);
+  }
+  const kind = keyKind(publicKey);
+  if (!kind) throw new Error(`unsupported public key type ${describeKey(publicKey)}: use Ed25519 or ECDSA P-256`);
+  return { kind, publicKey };
+}
+
+/**
+ * The public key of a DER X.509 certificate as received in a CERT payload
+ * (Certificate Encoding 4, RFC 7296 §3.6). Untrusted input: never throws.
+ * This only extracts the key; whether the certificate is trusted is the
+ * caller's policy.
+ */
+export function verifyKeyFromCertificate(der: Uint8Array): CryptoResult<VerifyKey> {
+  let publicKey: KeyObject;
+  try {
+    publicKey = new X509Certificate(Buffer.from(der.buffer, der.byteOffset, der.byteLength)).publicKey;
+  } catch {
+    return fail('certificate cannot be parsed');
+  }
+  const kind = keyKind(publicKey);
+  return kind ? ok({ kind, publicKey }) : fail(`unsupported certificate key type ${describeKey(publicKey)}`);
+}
+
+// --- Digital Signature authentication (RFC 7427 §3) ------------------------------
+
+/** RFC 8420 Appendix A.1: AlgorithmIdentifier id-Ed25519, parameters absent. */
+const ALGID_ED25519 = Uint8Array.from([0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70]);
+/** RFC 7427 Appendix A.3.2-A.3.4: ecdsa-with-SHA256/384/512, parameters absent. */
+const ALGID_ECDSA: ReadonlyArray<{ algId: Uint8Array; hash: 'sha256' | 'sha384' | 'sha512' }> = [
+  { algId: Buffer.from('300a06082a8648ce3d040302', 'hex'), hash: 'sha256' },
+  { algId: Buffer.from('300a06082a8648ce3d040303', 'hex'), hash: 'sha384' },
+  { algId: Buffer.from('300a06082a8648ce3d040304', 'hex'), hash: 'sha512' },
+];
+
+/** Hash algorithms announced in SIGNATURE_HASH_ALGORITHMS (RFC 7427 §4, RFC 8420 §2). */
+export const SUPPORTED_SIGNATURE_HASHES: number[] = [
+  HashAlgorithm.SHA2_256,
+  HashAlgorithm.SHA2_384,
+  HashAlgorithm.SHA2_512,
+  HashAlgorithm.IDENTITY,
+];
+
+/**
+ * The hash that signDigitalSignature uses with a key of `kind`: Identity for
+ * Ed25519 (RFC 8420 §2), SHA2-256 for ECDSA P-256. RFC 7427 §4 lets a signer
+ * use only hashes the peer announced, so the engine checks this one is in
+ * the peer's list.
+ */
+export function signatureHashFor(kind: SignatureKeyKind): number {
+  return kind === 'ed25519' ? HashAlgorithm.IDENTITY : HashAlgorithm.SHA2_256;
+}
+
+/**
+ * AUTH data for method 14 (RFC 7427 §3):
+ * ASN.1 Length (1 octet) | AlgorithmIdentifier (DER) | Signature.
+ * Ed25519 signs the octets directly (RFC 8420 §2); ECDSA P-256 uses
+ * ecdsa-with-SHA256 and a DER Ecdsa-Sig-Value (RFC 7427 §3 via RFC 3279
+ * §2.2.3, as strongSwan sends).
+ */
+export function signDigitalSignature(key: SigningKey, octets: Uint8Array): Uint8Array {
+  let algId: Uint8Array, signature: Uint8Array;
+  if (key.kind === 'ed25519') {
+    algId = ALGID_ED25519;
+    signature = sign(null, octets, key.privateKey);
+  } else {
+    algId = ALGID_ECDSA[0]!.algId;
+    signature = sign('sha256', octets, { key: key.privateKey, dsaEncoding: 'der' });
+  }
+  const out = new Uint8Array(1 + algId.length + signature.length);
+  out[0] = algId.length;
+  out.set(algId, 1);
+  out.set(signature, 1 + algId.length);
+  return out;
+}
+
+/**
+ * Checks AUTH data of method 14 against `octets` with the peer's key. The
+ * AlgorithmIdentifier must match the key kind (id-Ed25519 for Ed25519;
+ * ecdsa-with-SHA256/384/512 for P-256). Malformed data is false; never throws.
+ */
+export function verifyDigitalSignature(key: VerifyKey, authData: Uint8Array, octets: Uint8Array): boolean {
+  if (!(authData instanceof Uint8Array) || authData.length < 1) return false;
+  const algLength = authData[0]!;
+  if (authData.length <= 1 + algLength) return false;
+  const algId = authData.subarray(1, 1 + algLength);
+  const signature = authData.subarray(1 + algLength);
+  if (key.kind === 'ed25519') {
+    return bytesEqual(algId, ALGID_ED25519) && verifyEd25519(key.publicKey, octets, signature);
+  }
+  const ecdsa = ALGID_ECDSA.find((a) => bytesEqual(a.algId, algId));
+  return ecdsa !== undefined && verifyEcdsaP256(key.publicKey, octets, signature, ecdsa.hash, 'der');
+}
+
+// --- low-level verification -------------------------------------------------------
+
+// SubjectPublicKeyInfo DER prefixes for raw keys (RFC 8410 §4; RFC 5480 §2 with an uncompressed point).
+const ED25519_SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
+const P256_SPKI_PREFIX = Buffer.from('3059301306072a8648ce3d020106082a8648ce3d030107034200', 'hex');
+
+function publicKeyObject(pub: KeyObject | Uint8Array, prefix: Buffer, rawLength: number): KeyObject | undefined {
+  if (!(pub instanceof Uint8Array)) return pub;
+  if (pub.length !== rawLength) return undefined;
+  try {
+    return createPublicKey({ key: Buffer.concat([prefix, pub]), format: 'der', type: 'spki' });
+  } catch {
+    return undefined; // e.g. a P-256 point that is not on the curve
+  }
+}
+
+/**
+ * Ed25519 verification (RFC 8032 §5.1.7). `pub` is a KeyObject or the raw
+ * 32-byte public key. Never throws.
+ */
+export function verifyEd25519(pub: KeyObject | Uint8Array, msg: Uint8Array, sig: Uint8Array): boolean {
+  const key = publicKeyObject(pub, ED25519_SPKI_PREFIX, 32);
+  if (!key || keyKind(key) !== 'ed25519' || sig.length !== 64) return false;
+  try {
+    return verify(null, msg, key, sig);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * ECDSA P-256 with SHA-256. `pub` is a KeyObject or the 65-byte uncompressed
+ * SEC1 point; `format` is 'der' (Ecdsa-Sig-Value, strict DER) or 'p1363'
+ * (r | s, 64 bytes). Never throws.
+ */
+export function verifyEcdsaP256Sha256(pub: KeyObject | Uint8Array, msg: Uint8Array, sig: Uint8Array, format: 'der' | 'p1363'): boolean {
+  return verifyEcdsaP256(pub, msg, sig, 'sha256', format);
+}
+
+function verifyEcdsaP256(pub: KeyObject | Uint8Array, msg: Uint8Array, sig: Uint8Array, hash: string, format: 'der' | 'p1363'): boolean {
+  const key = publicKeyObject(pub, P256_SPKI_PREFIX, 65);
+  if (!key || keyKind(key) !== 'ecdsa-p256') return false;
+  if (format === 'p1363' && sig.length !== 64) return false;
+  try {
+    return verify(hash, msg, { key, dsaEncoding: format === 'der' ? 'der' : 'ieee-p1363' }, sig);
+  } catch {
+    return false;
+  }
+}
+
+// --- SIGNATURE_HASH_ALGORITHMS notify data (RFC 7427 §4) --------------------------
+
+/** Notify data: a list of 16-bit Hash Algorithm identifiers. */
+export function encodeSignatureHashes(ids: number[]): Uint8Array {
+  const out = new Uint8Array(2 * ids.length);
+  const view = new DataView(out.buffer);
+  ids.forEach((id, i) => {
+    if (!Number.isInteger(id) || id < 0 || id > 0xffff) throw new RangeError(`hash algorithm id out of range: ${id}`);
+    view.setUint16(2 * i, id);
+  });
+  return out;
+}
+
+/** Peer's notify data to identifiers; a trailing odd octet is ignored. Never throws. */
+export function decodeSignatureHashes(data: Uint8Array): number[] {
+  const ids: number[] = [];
+  for (let i = 0; i + 1 < data.length; i += 2) ids.push((data[i]! << 8) | data[i + 1]!);
+  return ids;
+}
+
+function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && timingSafeEqual(a, b);
+}

@@ -39,6 +39,7 @@ import {
   type Payload,
   type SkPayload,
   type SkfPayload,
+  type TsPayload,
 } from '../control/wire/payloads.js';
 import { isWireError, type WireError, type WireErrorCode, type WireResult } from '../control/wire/result.js';
 import { bytesToIp, cidrToRange, ipToBytes, rangeToString } from '../control/wire/ip.js';
@@ -155,7 +156,7 @@ const saEsp: Payload = {
   ],
 };
 
-const tsi: Payload = {
+const tsi: TsPayload = {
   type: PayloadType.TSi,
   selectors: [
     { tsType: TsType.IPV4_ADDR_RANGE, ipProtocol: 0, startPort: 0, endPort: 65535, startAddress: ip('10.1.0.0'), endAddress: ip('10.1.0.255') },
@@ -335,7 +336,7 @@ describe('payload round trips (RFC 7296 §3.3–§3.16, RFC 7383 §2.5)', () => 
     expect(() => encodePayloadChain([{ type: PayloadType.NONCE, data: new Uint8Array(65532) }])).toThrow(RangeError);
     expect(() => encodePayloadChain([{ type: PayloadType.NOTIFY, protocol: 3, spi: new Uint8Array(300), notifyType: 1, data: new Uint8Array(0) }])).toThrow(RangeError);
     expect(() => encodePayloadChain([{ type: PayloadType.DELETE, protocol: 3, spiSize: 4, spis: [new Uint8Array(3)] }])).toThrow(RangeError);
-    expect(() => encodePayloadChain([{ type: PayloadType.TSi, selectors: [{ ...(tsi as { selectors: never[] }).selectors[0]!, startAddress: new Uint8Array(16) }] }])).toThrow(RangeError);
+    expect(() => encodePayloadChain([{ type: PayloadType.TSi, selectors: [{ ...tsi.selectors[0]!, startAddress: new Uint8Array(16) }] }])).toThrow(RangeError);
     const sk: Payload = { type: PayloadType.SK, innerType: 35, body: new Uint8Array(16), aad: new Uint8Array(0) };
     expect(() => encodePayloadChain([sk, { type: PayloadType.NONCE, data: seq(0, 32) }])).toThrow(/last payload/);
   });

@@ -1,0 +1,168 @@
+// ESP tunnel-mode encapsulation and decapsulation of one packet, in place in
+// the arena (RFC 4303 §2, §3.3, §3.4; AEAD use per RFC 4106 and RFC 7634).
+//
+//   ESP packet: SPI (4) | Sequence Number (4) | IV (8) | ciphertext of
+//               [payload | padding 1,2,3.. | pad length (1) | next header (1)] | ICV
+//
+// The IV is the 64-bit sequence counter, big-endian: unique per packet under
+// one key, as RFC 4106 §3.1 and RFC 7634 §2 allow. AAD is SPI || seq, or
+// SPI || seq-high || seq-low with ESN (RFC 4106 §5, RFC 7634 §2.1). Padding
+// aligns payload + pad + 2 to 4 bytes (RFC 4303 §2.4; the AEADs need no block
+// padding). Callers (batch.ts) have checked the slot, its direction, and that
+// the packet plus head/tailroom lies inside the arena.
+
+import {
+  ARENA_PTR, Counter, DESC_NEXT_HEADER, DESC_OUT_LENGTH, DESC_OUT_OFFSET, ESP_HEADROOM, FLAG_ESN,
+  FLAG_REKEY_NEEDED, ResultCode, SLOT_ALGORITHM, SLOT_FLAGS, SLOT_ICV_LEN, SLOT_KEY_CTX, SLOT_SALT,
+  SLOT_SPI, WORK_AAD, WORK_NONCE,
+} from './layout';
+import { aeadOpen, aeadSeal } from './aead';
+import { inferSeq, replayCheck, replayUpdate } from './replay';
+import { bumpCounter, counterAddr } from './slots';
+
+/** ESP header + IV bytes (RFC 4303 §2.1-2.3; 8-byte IV per RFC 4106 §3.1 / RFC 7634 §2). */
+const HEADER: u32 = ESP_HEADROOM;
+
+/** Build the nonce salt || IV in WORK_NONCE (RFC 4106 §4, RFC 7634 §2). */
+// @ts-ignore: decorator
+@inline function buildNonce(slot: usize, iv: usize): void {
+  store<u32>(WORK_NONCE, load<u32>(slot + SLOT_SALT));
+  store<u64>(WORK_NONCE + 4, load<u64>(iv));
+}
+
+/**
+ * AAD for the packet whose ESP header is at `hdr`: the 8 header bytes, or with
+ * ESN the 12 bytes SPI || seq-high || seq-low in WORK_AAD (RFC 4106 §5).
+ * Returns the AAD length; the AAD itself is at aadPtr(hdr, esn).
+ */
+// @ts-ignore: decorator
+@inline function buildAad(hdr: usize, esn: bool, seqHigh: u32): i32 {
+  if (!esn) return 8;
+  store<u32>(WORK_AAD, load<u32>(hdr));
+  store<u32>(WORK_AAD + 4, bswap<u32>(seqHigh));
+  store<u32>(WORK_AAD + 8, load<u32>(hdr + 4));
+  return 12;
+}
+
+// @ts-ignore: decorator
+@inline function aadPtr(hdr: usize, esn: bool): usize {
+  return esn ? WORK_AAD : hdr;
+}
+
+/** Raise the rekey flag when `seq` reached the soft limit (RFC 4303 §3.3.3). */
+// @ts-ignore: decorator
+@inline function softLimitResult(slot: usize, seq: u64): u32 {
+  if (seq < load<u64>(counterAddr(slot, Counter.SEQ_SOFT_LIMIT))) return ResultCode.OK;
+  store<u8>(slot + SLOT_FLAGS, load<u8>(slot + SLOT_FLAGS) | FLAG_REKEY_NEEDED);
+  return ResultCode.OK_REKEY_NEEDED;
+}
+
+/**
+ * Encapsulate the inner packet at `pkt` (`len` bytes) for the outbound SA at
+ * `slot`: header into the ESP_HEADROOM bytes before it, trailer and ICV after.
+ * Writes outOffset/outLength into the descriptor at `desc`. Refuses with
+ * SEQ_EXHAUSTED, rather than wrapping, once the hard limit is passed.
+ */
+export function espEncap(slot: usize, desc: usize, pkt: usize, len: u32, nextHeader: u32): u32 {
+  const seqAt = counterAddr(slot, Counter.SEQ_OUT_NEXT);
+  const seq = load<u64>(seqAt);
+  // seq == 0: the counter wrapped past 2^64-1 (RFC 4303 §3.3.3: never cycle).
+  if (seq == 0 || seq > load<u64>(counterAddr(slot, Counter.SEQ_HARD_LIMIT))) {
+    bumpCounter(slot, Counter.DROPS_SEQ_EXHAUSTED, 1);
+    return ResultCode.SEQ_EXHAUSTED;
+  }
+  store<u64>(seqAt, seq + 1);
+
+  const esn = (load<u8>(slot + SLOT_FLAGS) & FLAG_ESN) != 0;
+  const icvLen = <u32>load<u8>(slot + SLOT_ICV_LEN);
+  const hdr = pkt - HEADER;
+  store<u32>(hdr, bswap<u32>(load<u32>(slot + SLOT_SPI)));
+  store<u32>(hdr + 4, bswap<u32>(<u32>seq));
+  store<u64>(hdr + 8, bswap<u64>(seq));
+
+  // RFC 4303 §2.4: padding bytes 1, 2, 3, ..., then pad length and next header.
+  const padLen: u32 = (<u32>4 - ((len + 2) & 3)) & 3;
+  const trailer = pkt + <usize>len;
+  for (let i: u32 = 0; i < padLen; i++) store<u8>(trailer + <usize>i, <u8>(i + 1));
+  store<u8>(trailer + <usize>padLen, <u8>padLen);
+  store<u8>(trailer + <usize>padLen + 1, <u8>nextHeader);
+  const ctLen = len + padLen + 2;
+
+  buildNonce(slot, hdr + 8);
+  const aadLen = buildAad(hdr, esn, <u32>(seq >> 32));
+  aeadSeal(
+    <u32>load<u8>(slot + SLOT_ALGORITHM), slot + SLOT_KEY_CTX, WORK_NONCE, aadPtr(hdr, esn), aadLen,
+    pkt, <i32>ctLen, pkt + <usize>ctLen, <i32>icvLen,
+  );
+
+  bumpCounter(slot, Counter.PACKETS_OUT, 1);
+  bumpCounter(slot, Counter.BYTES_OUT, <u64>len);
+  store<u32>(desc + DESC_OUT_OFFSET, <u32>(hdr - ARENA_PTR));
+  store<u32>(desc + DESC_OUT_LENGTH, HEADER + ctLen + icvLen);
+  return softLimitResult(slot, seq);
+}
+
+/**
+ * Decapsulate the ESP packet at `pkt` (`len` bytes, starting at the SPI) for
+ * the inbound SA at `slot` (RFC 4303 §3.4): replay pre-check, ICV verification
+ * and decryption, window update, then the padding check. On success the inner
+ * packet is at outOffset/outLength and its Next Header in the descriptor.
+ * Nothing in the slot changes for a packet that fails before authentication.
+ */
+export function espDecap(slot: usize, desc: usize, pkt: usize, len: u32): u32 {
+  const icvLen = <u32>load<u8>(slot + SLOT_ICV_LEN);
+  // Header, IV, at least pad length + next header, ICV.
+  if (len < HEADER + 2 + icvLen) {
+    bumpCounter(slot, Counter.DROPS_MALFORMED, 1);
+    return ResultCode.MALFORMED;
+  }
+  if (bswap<u32>(load<u32>(pkt)) != load<u32>(slot + SLOT_SPI)) return ResultCode.SPI_MISMATCH;
+
+  const esn = (load<u8>(slot + SLOT_FLAGS) & FLAG_ESN) != 0;
+  const seq = inferSeq(slot, bswap<u32>(load<u32>(pkt + 4)), esn);
+  if (!replayCheck(slot, seq)) {
+    bumpCounter(slot, Counter.DROPS_REPLAY, 1);
+    return ResultCode.REPLAY;
+  }
+  if (seq > load<u64>(counterAddr(slot, Counter.SEQ_HARD_LIMIT))) {
+    bumpCounter(slot, Counter.DROPS_SEQ_EXHAUSTED, 1);
+    return ResultCode.SEQ_EXHAUSTED;
+  }
+
+  const ct = pkt + HEADER;
+  const ctLen = len - HEADER - icvLen;
+  buildNonce(slot, pkt + 8);
+  const aadLen = buildAad(pkt, esn, <u32>(seq >> 32));
+  if (!aeadOpen(
+    <u32>load<u8>(slot + SLOT_ALGORITHM), slot + SLOT_KEY_CTX, WORK_NONCE, aadPtr(pkt, esn), aadLen,
+    ct, <i32>ctLen, ct + <usize>ctLen, <i32>icvLen,
+  )) {
+    bumpCounter(slot, Counter.DROPS_AUTH, 1);
+    return ResultCode.AUTH_FAILED;
+  }
+  // Authenticated: the number is spent even if the trailer turns out bad.
+  replayUpdate(slot, seq);
+
+  // RFC 4303 §2.4: the receiver checks the padding bytes 1, 2, 3, ...
+  const padLen = <u32>load<u8>(ct + <usize>ctLen - 2);
+  const nextHeader = <u32>load<u8>(ct + <usize>ctLen - 1);
+  if (padLen + 2 > ctLen) {
+    bumpCounter(slot, Counter.DROPS_BAD_PADDING, 1);
+    return ResultCode.BAD_PADDING;
+  }
+  const payloadLen = ctLen - 2 - padLen;
+  const pad = ct + <usize>payloadLen;
+  let bad: u32 = 0;
+  for (let i: u32 = 0; i < padLen; i++) bad |= <u32>load<u8>(pad + <usize>i) ^ (i + 1);
+  if (bad != 0) {
+    bumpCounter(slot, Counter.DROPS_BAD_PADDING, 1);
+    return ResultCode.BAD_PADDING;
+  }
+
+  bumpCounter(slot, Counter.PACKETS_IN, 1);
+  bumpCounter(slot, Counter.BYTES_IN, <u64>payloadLen);
+  store<u32>(desc + DESC_NEXT_HEADER, nextHeader);
+  store<u32>(desc + DESC_OUT_OFFSET, <u32>(ct - ARENA_PTR));
+  store<u32>(desc + DESC_OUT_LENGTH, payloadLen);
+  return softLimitResult(slot, seq);
+}

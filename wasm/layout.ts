@@ -133,7 +133,7 @@ export const WORK_TAG: usize = WORK_PTR + 304;
  * Bytes of key context in a slot: room for either AEAD context (GCM_CTX_SIZE,
  * CHACHAPOLY_CTX_SIZE). aead.ts refuses to compile if one outgrows it.
  */
-export const KEY_CTX_SIZE: usize = 8192;
+export const KEY_CTX_SIZE: usize = 4096;
 
 /** Largest configurable anti-replay window (packets, power of two). */
 export const MAX_REPLAY_WINDOW: u32 = 4096;
@@ -208,4 +208,19 @@ export function scratchPtr(): usize {
 
 export function scratchSize(): usize {
   return SCRATCH_SIZE;
+}
+
+/** Start of the batch descriptor array (MAX_BATCH x DESC_SIZE bytes). */
+export function descPtr(): usize {
+  return DESC_PTR;
+}
+
+/** Start of the packet arena (ARENA_SIZE bytes); descriptor offsets are relative to it. */
+export function arenaPtr(): usize {
+  return ARENA_PTR;
+}
+
+/** First byte past the last region (memory.buffer is at least this long). */
+export function layoutEnd(): usize {
+  return LAYOUT_END;
 }

@@ -1,0 +1,83 @@
+// Batch entry points: one call processes `count` descriptors (layout.ts,
+// "Batch descriptor") so that the JS/wasm boundary is crossed once per batch
+// (DESIGN §3). Every descriptor gets its own ResultCode; a bad descriptor or
+// packet never stops the batch.
+//
+// Concurrency: called only by the worker that owns this instance (DESIGN §4.1).
+
+import {
+  ARENA_PTR, ARENA_SIZE, DESC_LENGTH, DESC_NEXT_HEADER, DESC_OFFSET, DESC_OUT_LENGTH, DESC_OUT_OFFSET,
+  DESC_PTR, DESC_RESULT, DESC_SIZE, DESC_SLOT, Direction, ESP_HEADROOM, ESP_TAILROOM, MAX_BATCH,
+  RESULT_OK_MAX, ResultCode, SLOT_DIRECTION,
+} from './layout';
+import { installedSlot } from './slots';
+import { espDecap, espEncap } from './esp';
+
+/** Clear the output fields of a descriptor. */
+// @ts-ignore: decorator
+@inline function begin(desc: usize): void {
+  store<u32>(desc + DESC_OUT_OFFSET, 0);
+  store<u32>(desc + DESC_OUT_LENGTH, 0);
+}
+
+function encapOne(desc: usize): u32 {
+  begin(desc);
+  const slot = installedSlot(load<u32>(desc + DESC_SLOT));
+  if (slot == 0) return ResultCode.NO_SLOT;
+  if (load<u8>(slot + SLOT_DIRECTION) != Direction.OUT) return ResultCode.WRONG_DIRECTION;
+  const offset = load<u32>(desc + DESC_OFFSET);
+  const len = load<u32>(desc + DESC_LENGTH);
+  const nextHeader = load<u32>(desc + DESC_NEXT_HEADER);
+  if (offset < ESP_HEADROOM || <u64>offset + <u64>len + <u64>ESP_TAILROOM > <u64>ARENA_SIZE || nextHeader > 255) {
+    return ResultCode.BAD_DESCRIPTOR;
+  }
+  return espEncap(slot, desc, ARENA_PTR + <usize>offset, len, nextHeader);
+}
+
+function decapOne(desc: usize): u32 {
+  begin(desc);
+  store<u32>(desc + DESC_NEXT_HEADER, 0);
+  const slot = installedSlot(load<u32>(desc + DESC_SLOT));
+  if (slot == 0) return ResultCode.NO_SLOT;
+  if (load<u8>(slot + SLOT_DIRECTION) != Direction.IN) return ResultCode.WRONG_DIRECTION;
+  const offset = load<u32>(desc + DESC_OFFSET);
+  const len = load<u32>(desc + DESC_LENGTH);
+  if (<u64>offset + <u64>len > <u64>ARENA_SIZE) return ResultCode.BAD_DESCRIPTOR;
+  return espDecap(slot, desc, ARENA_PTR + <usize>offset, len);
+}
+
+/**
+ * Encapsulate descriptors 0..count-1 (at most MAX_BATCH). Per descriptor:
+ * offset/length of the inner packet (with ESP_HEADROOM free bytes before it
+ * and ESP_TAILROOM after it), slot, nextHeader in; result, outOffset/outLength
+ * of the ESP packet out. Returns how many succeeded (result <= OK_REKEY_NEEDED).
+ */
+export function encapBatch(count: u32): u32 {
+  const n = min(count, MAX_BATCH);
+  let ok: u32 = 0;
+  for (let i: u32 = 0; i < n; i++) {
+    const desc = DESC_PTR + <usize>i * DESC_SIZE;
+    const result = encapOne(desc);
+    store<u32>(desc + DESC_RESULT, result);
+    if (result <= RESULT_OK_MAX) ok++;
+  }
+  return ok;
+}
+
+/**
+ * Decapsulate descriptors 0..count-1 (at most MAX_BATCH). Per descriptor:
+ * offset/length of the ESP packet (from the SPI) and slot in; result,
+ * nextHeader, outOffset/outLength of the inner packet out. Returns how many
+ * succeeded.
+ */
+export function decapBatch(count: u32): u32 {
+  const n = min(count, MAX_BATCH);
+  let ok: u32 = 0;
+  for (let i: u32 = 0; i < n; i++) {
+    const desc = DESC_PTR + <usize>i * DESC_SIZE;
+    const result = decapOne(desc);
+    store<u32>(desc + DESC_RESULT, result);
+    if (result <= RESULT_OK_MAX) ok++;
+  }
+  return ok;
+}

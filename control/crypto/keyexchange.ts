@@ -16,6 +16,7 @@ import {
   createPrivateKey,
   createPublicKey,
   diffieHellman,
+  generateKeyPairSync,
   getDiffieHellman,
   type DiffieHellman,
   type ECDH,
@@ -73,9 +74,9 @@ export function createKeyExchange(group: number, opts: KeyExchangeOptions = {}):
 // --- Curve25519, group 31 (RFC 8031, RFC 7748) ------------------------------
 
 const X25519_LENGTH = 32;
-// DER prefixes of PKCS#8 PrivateKeyInfo and SubjectPublicKeyInfo for id-X25519 (RFC 8410 §7, §4).
+// DER prefix of a PKCS#8 PrivateKeyInfo for id-X25519 (RFC 8410 §7).
 const X25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b656e04220420', 'hex');
-const X25519_SPKI_PREFIX = Buffer.from('302a300506032b656e032100', 'hex');
+const X25519_SHARED_ZERO = 'Curve25519 shared secret is all zero (small-order public value)';
 
 /**
  * RFC 8031 §3.1: the KE data is the 32-byte u-coordinate, and the shared
@@ -88,6 +89,11 @@ const X25519_SPKI_PREFIX = Buffer.from('302a300506032b656e032100', 'hex');
  * MAY and RFC 8031 does not require it. ikeclone rejects an all-zero shared
  * secret, because it means the peer sent a small-order point and the "shared"
  * secret is known to everyone; any other value is accepted.
+ *
+ * With the system random source the key pair is generated inside OpenSSL, so
+ * the scalar never exists in JavaScript memory (and this is several times
+ * faster than importing a DER key); an injected key or random source goes
+ * through a PKCS#8 buffer that is wiped at once.
  */
 class X25519Exchange implements KeyExchange {
   readonly group = KeGroup.CURVE25519;
@@ -98,16 +104,20 @@ class X25519Exchange implements KeyExchange {
     if (privateKey !== undefined && privateKey.length !== X25519_LENGTH) {
       throw new RangeError(`X25519 private key must be ${X25519_LENGTH} bytes, got ${privateKey.length}`);
     }
-    const scalar = privateKey ?? drawRandom(random, X25519_LENGTH);
-    const der = Buffer.concat([X25519_PKCS8_PREFIX, scalar]);
-    try {
-      this.#privateKey = createPrivateKey({ key: der, format: 'der', type: 'pkcs8' });
-    } finally {
-      wipe(der);
-      if (scalar !== privateKey) wipe(scalar);
+    if (privateKey === undefined && random === systemRandom) {
+      this.#privateKey = generateKeyPairSync('x25519').privateKey;
+    } else {
+      const scalar = privateKey ?? drawRandom(random, X25519_LENGTH);
+      const der = Buffer.concat([X25519_PKCS8_PREFIX, scalar]);
+      try {
+        this.#privateKey = createPrivateKey({ key: der, format: 'der', type: 'pkcs8' });
+      } finally {
+        wipe(der);
+        if (scalar !== privateKey) wipe(scalar);
+      }
     }
-    const spki = createPublicKey(this.#privateKey).export({ format: 'der', type: 'spki' });
-    this.publicKey = new Uint8Array(spki.subarray(X25519_SPKI_PREFIX.length));
+    const { x } = createPublicKey(this.#privateKey).export({ format: 'jwk' });
+    this.publicKey = new Uint8Array(Buffer.from(x!, 'base64url'));
   }
 
   computeSharedSecret(peerPublic: Uint8Array): CryptoResult<Uint8Array> {
@@ -117,13 +127,14 @@ class X25519Exchange implements KeyExchange {
     }
     let secret: Uint8Array;
     try {
-      const publicKey = createPublicKey({ key: Buffer.concat([X25519_SPKI_PREFIX, peerPublic]), format: 'der', type: 'spki' });
+      const x = Buffer.from(peerPublic.buffer, peerPublic.byteOffset, peerPublic.byteLength).toString('base64url');
+      const publicKey = createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x }, format: 'jwk' });
       secret = new Uint8Array(diffieHellman({ privateKey: this.#privateKey, publicKey }));
     } catch {
       // OpenSSL refuses to return an all-zero X25519 output; nothing else can fail here.
-      return fail('Curve25519 shared secret is all zero (small-order public value)');
+      return fail(X25519_SHARED_ZERO);
     }
-    if (isAllZero(secret)) return fail('Curve25519 shared secret is all zero (small-order public value)');
+    if (isAllZero(secret)) return fail(X25519_SHARED_ZERO);
     return ok(secret);
   }
 

@@ -48,7 +48,7 @@ export interface DerivedIkeKeys {
   keys: IkeKeys;
 }
 
-/** Resolved transforms of a suite; throws for anything keys cannot be derived for. @internal */
+/** The ENCR and INTEG descriptions of a suite (INTEG undefined for AEAD); throws for a suite keys cannot be derived for. */
 export function resolveSuite(suite: IkeSuite): { encr: EncrInfo; integ: IntegInfo | undefined } {
   const encr = encrInfo(suite.encr, suite.encrKeyLength);
   if (!encr) throw new RangeError(`unsupported encryption transform ${suite.encr} (key length ${suite.encrKeyLength})`);

@@ -15,3 +15,4 @@ export { poly1305Mac } from './poly1305';
 export {
   CHACHAPOLY_CTX_SIZE, chachaPolyInit, chachaPolySeal, chachaPolyOpen, chachaPolyWipe,
 } from './chachapoly';
+export { GCM_CTX_SIZE, gcmCtxSize, gcmInit, gcmSeal, gcmOpen, gcmWipe } from './gcm';

@@ -1,0 +1,354 @@
+// Constant-time AES-128/192/256 encryption (FIPS 197), bitsliced over v128.
+//
+// Eight 16-byte blocks are processed at once in the Käsper–Schwabe layout:
+// after the `aesOrtho` transposition, plane j (one v128) holds bit j of every
+// state byte of the eight blocks; within a plane, byte k is AES state byte k
+// (k = 4·column + row) and bit i of that byte belongs to block i. SubBytes is
+// then the Boyar–Peralta Boolean circuit evaluated on the eight planes,
+// ShiftRows and the row rotations of MixColumns are constant byte shuffles of
+// each plane, and AddRoundKey XORs planes of the bitsliced round keys. No
+// table lookup, branch or memory address depends on key or data, so timing
+// does not leak either.
+//
+// The S-box's affine constant 0x63 is not applied in the circuit: every
+// operation after SubBytes is linear and maps a state of all-0x63 bytes onto
+// itself (MixColumns: 2·c ⊕ 3·c ⊕ c ⊕ c = c), so the constant is folded into
+// round keys 1..Nr instead (see `aesExpandKey`).
+//
+// Only encryption is needed: GCM (NIST SP 800-38D) uses the forward cipher in
+// counter mode for both directions.
+//
+// Concurrency: every function here is pure over the memory it is handed; the
+// only module state is `AES_ZERO_KEYS`, which is read-only.
+
+/** Bytes of bitsliced round keys for up to AES-256: 15 round keys × 8 planes × 16 bytes. */
+export const AES_RK_SIZE: i32 = 15 * 8 * 16;
+
+/** Bytes of an eight-block buffer handled by `aesEncrypt8`. */
+export const AES_BATCH_BYTES: i32 = 128;
+
+/** Two all-zero bitsliced round keys: a one-round "cipher" that is plain SubBytes+ShiftRows. */
+const AES_ZERO_KEYS: usize = memory.data(256, 16);
+
+// ShiftRows (FIPS 197 §5.1.2) as a byte shuffle: out[4c + r] = in[4((c + r) mod 4) + r].
+// ROT1 rotates each column by one row (out[4c + r] = in[4c + (r + 1) mod 4]),
+// ROT2 by two rows; both are used by MixColumns (FIPS 197 §5.1.3).
+
+// @ts-ignore: decorator
+@inline function shiftRows(x: v128): v128 {
+  return i8x16.shuffle(x, x, 0, 5, 10, 15, 4, 9, 14, 3, 8, 13, 2, 7, 12, 1, 6, 11);
+}
+
+/** ROT1 ∘ ShiftRows in a single shuffle. */
+// @ts-ignore: decorator
+@inline function shiftRowsRot1(x: v128): v128 {
+  return i8x16.shuffle(x, x, 5, 10, 15, 0, 9, 14, 3, 4, 13, 2, 7, 8, 1, 6, 11, 12);
+}
+
+// @ts-ignore: decorator
+@inline function rot2(x: v128): v128 {
+  return i8x16.shuffle(x, x, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13);
+}
+
+/**
+ * Transposes the 8×8 bit matrix at every byte position of the eight v128
+ * words at `p` (block i, bit j <-> plane j, bit i). It is its own inverse, so
+ * it both enters and leaves the bitsliced representation.
+ */
+export function aesOrtho(p: usize): void {
+  let q0 = v128.load(p, 0);
+  let q1 = v128.load(p, 16);
+  let q2 = v128.load(p, 32);
+  let q3 = v128.load(p, 48);
+  let q4 = v128.load(p, 64);
+  let q5 = v128.load(p, 80);
+  let q6 = v128.load(p, 96);
+  let q7 = v128.load(p, 112);
+  const m1 = i8x16.splat(0x55);
+  const m2 = i8x16.splat(0x33);
+  const m4 = i8x16.splat(0x0f);
+  let t: v128;
+  // swap(a, b, s, m): the bits of a at m<<s trade places with the bits of b at m.
+  t = v128.and(v128.xor(i64x2.shr_u(q0, 1), q1), m1); q1 = v128.xor(q1, t); q0 = v128.xor(q0, i64x2.shl(t, 1));
+  t = v128.and(v128.xor(i64x2.shr_u(q2, 1), q3), m1); q3 = v128.xor(q3, t); q2 = v128.xor(q2, i64x2.shl(t, 1));
+  t = v128.and(v128.xor(i64x2.shr_u(q4, 1), q5), m1); q5 = v128.xor(q5, t); q4 = v128.xor(q4, i64x2.shl(t, 1));
+  t = v128.and(v128.xor(i64x2.shr_u(q6, 1), q7), m1); q7 = v128.xor(q7, t); q6 = v128.xor(q6, i64x2.shl(t, 1));
+
+  t = v128.and(v128.xor(i64x2.shr_u(q0, 2), q2), m2); q2 = v128.xor(q2, t); q0 = v128.xor(q0, i64x2.shl(t, 2));
+  t = v128.and(v128.xor(i64x2.shr_u(q1, 2), q3), m2); q3 = v128.xor(q3, t); q1 = v128.xor(q1, i64x2.shl(t, 2));
+  t = v128.and(v128.xor(i64x2.shr_u(q4, 2), q6), m2); q6 = v128.xor(q6, t); q4 = v128.xor(q4, i64x2.shl(t, 2));
+  t = v128.and(v128.xor(i64x2.shr_u(q5, 2), q7), m2); q7 = v128.xor(q7, t); q5 = v128.xor(q5, i64x2.shl(t, 2));
+
+  t = v128.and(v128.xor(i64x2.shr_u(q0, 4), q4), m4); q4 = v128.xor(q4, t); q0 = v128.xor(q0, i64x2.shl(t, 4));
+  t = v128.and(v128.xor(i64x2.shr_u(q1, 4), q5), m4); q5 = v128.xor(q5, t); q1 = v128.xor(q1, i64x2.shl(t, 4));
+  t = v128.and(v128.xor(i64x2.shr_u(q2, 4), q6), m4); q6 = v128.xor(q6, t); q2 = v128.xor(q2, i64x2.shl(t, 4));
+  t = v128.and(v128.xor(i64x2.shr_u(q3, 4), q7), m4); q7 = v128.xor(q7, t); q3 = v128.xor(q3, i64x2.shl(t, 4));
+
+  v128.store(p, q0, 0);
+  v128.store(p, q1, 16);
+  v128.store(p, q2, 32);
+  v128.store(p, q3, 48);
+  v128.store(p, q4, 64);
+  v128.store(p, q5, 80);
+  v128.store(p, q6, 96);
+  v128.store(p, q7, 112);
+}
+
+/**
+ * Runs `nr` AES rounds (FIPS 197 §5.1) on the bitsliced state at `p` (8 planes)
+ * with the bitsliced round keys at `rk` (nr + 1 keys of 128 bytes).
+ */
+export function aesRounds(rk: usize, nr: i32, p: usize): void {
+  let q0 = v128.xor(v128.load(p, 0), v128.load(rk, 0));
+  let q1 = v128.xor(v128.load(p, 16), v128.load(rk, 16));
+  let q2 = v128.xor(v128.load(p, 32), v128.load(rk, 32));
+  let q3 = v128.xor(v128.load(p, 48), v128.load(rk, 48));
+  let q4 = v128.xor(v128.load(p, 64), v128.load(rk, 64));
+  let q5 = v128.xor(v128.load(p, 80), v128.load(rk, 80));
+  let q6 = v128.xor(v128.load(p, 96), v128.load(rk, 96));
+  let q7 = v128.xor(v128.load(p, 112), v128.load(rk, 112));
+
+  for (let r = 1; r <= nr; r++) {
+    // SubBytes: Boyar–Peralta circuit (J. Boyar, R. Peralta, "A new combinational
+    // logic minimization technique with applications to cryptology", 2009), without
+    // the output NOTs (folded into the round keys). x0 is the most significant bit.
+    const x0 = q7, x1 = q6, x2 = q5, x3 = q4, x4 = q3, x5 = q2, x6 = q1, x7 = q0;
+
+    // Top linear transformation.
+    const y14 = v128.xor(x3, x5);
+    const y13 = v128.xor(x0, x6);
+    const y9 = v128.xor(x0, x3);
+    const y8 = v128.xor(x0, x5);
+    const t0 = v128.xor(x1, x2);
+    const y1 = v128.xor(t0, x7);
+    const y4 = v128.xor(y1, x3);
+    const y12 = v128.xor(y13, y14);
+    const y2 = v128.xor(y1, x0);
+    const y5 = v128.xor(y1, x6);
+    const y3 = v128.xor(y5, y8);
+    const t1 = v128.xor(x4, y12);
+    const y15 = v128.xor(t1, x5);
+    const y20 = v128.xor(t1, x1);
+    const y6 = v128.xor(y15, x7);
+    const y10 = v128.xor(y15, t0);
+    const y11 = v128.xor(y20, y9);
+    const y7 = v128.xor(x7, y11);
+    const y17 = v128.xor(y10, y11);
+    const y19 = v128.xor(y10, y8);
+    const y16 = v128.xor(t0, y11);
+    const y21 = v128.xor(y13, y16);
+    const y18 = v128.xor(x0, y16);
+
+    // Shared non-linear middle: inversion in GF(2^4)^2.
+    const t2 = v128.and(y12, y15);
+    const t3 = v128.and(y3, y6);
+    const t4 = v128.xor(t3, t2);
+    const t5 = v128.and(y4, x7);
+    const t6 = v128.xor(t5, t2);
+    const t7 = v128.and(y13, y16);
+    const t8 = v128.and(y5, y1);
+    const t9 = v128.xor(t8, t7);
+    const t10 = v128.and(y2, y7);
+    const t11 = v128.xor(t10, t7);
+    const t12 = v128.and(y9, y11);
+    const t13 = v128.and(y14, y17);
+    const t14 = v128.xor(t13, t12);
+    const t15 = v128.and(y8, y10);
+    const t16 = v128.xor(t15, t12);
+    const t17 = v128.xor(t4, t14);
+    const t18 = v128.xor(t6, t16);
+    const t19 = v128.xor(t9, t14);
+    const t20 = v128.xor(t11, t16);
+    const t21 = v128.xor(t17, y20);
+    const t22 = v128.xor(t18, y19);
+    const t23 = v128.xor(t19, y21);
+    const t24 = v128.xor(t20, y18);
+
+    const t25 = v128.xor(t21, t22);
+    const t26 = v128.and(t21, t23);
+    const t27 = v128.xor(t24, t26);
+    const t28 = v128.and(t25, t27);
+    const t29 = v128.xor(t28, t22);
+    const t30 = v128.xor(t23, t24);
+    const t31 = v128.xor(t22, t26);
+    const t32 = v128.and(t31, t30);
+    const t33 = v128.xor(t32, t24);
+    const t34 = v128.xor(t23, t33);
+    const t35 = v128.xor(t27, t33);
+    const t36 = v128.and(t24, t35);
+    const t37 = v128.xor(t36, t34);
+    const t38 = v128.xor(t27, t36);
+    const t39 = v128.and(t29, t38);
+    const t40 = v128.xor(t25, t39);
+
+    const t41 = v128.xor(t40, t37);
+    const t42 = v128.xor(t29, t33);
+    const t43 = v128.xor(t29, t40);
+    const t44 = v128.xor(t33, t37);
+    const t45 = v128.xor(t42, t41);
+    const z0 = v128.and(t44, y15);
+    const z1 = v128.and(t37, y6);
+    const z2 = v128.and(t33, x7);
+    const z3 = v128.and(t43, y16);
+    const z4 = v128.and(t40, y1);
+    const z5 = v128.and(t29, y7);
+    const z6 = v128.and(t42, y11);
+    const z7 = v128.and(t45, y17);
+    const z8 = v128.and(t41, y10);
+    const z9 = v128.and(t44, y12);
+    const z10 = v128.and(t37, y3);
+    const z11 = v128.and(t33, y4);
+    const z12 = v128.and(t43, y13);
+    const z13 = v128.and(t40, y5);
+    const z14 = v128.and(t29, y2);
+    const z15 = v128.and(t42, y9);
+    const z16 = v128.and(t45, y14);
+    const z17 = v128.and(t41, y8);
+
+    // Bottom linear transformation.
+    const t46 = v128.xor(z15, z16);
+    const t47 = v128.xor(z10, z11);
+    const t48 = v128.xor(z5, z13);
+    const t49 = v128.xor(z9, z10);
+    const t50 = v128.xor(z2, z12);
+    const t51 = v128.xor(z2, z5);
+    const t52 = v128.xor(z7, z8);
+    const t53 = v128.xor(z0, z3);
+    const t54 = v128.xor(z6, z7);
+    const t55 = v128.xor(z16, z17);
+    const t56 = v128.xor(z12, t48);
+    const t57 = v128.xor(t50, t53);
+    const t58 = v128.xor(z4, t46);
+    const t59 = v128.xor(z3, t54);
+    const t60 = v128.xor(t46, t57);
+    const t61 = v128.xor(z14, t57);
+    const t62 = v128.xor(t52, t58);
+    const t63 = v128.xor(t49, t58);
+    const t64 = v128.xor(z4, t59);
+    const t65 = v128.xor(t61, t62);
+    const t66 = v128.xor(z1, t63);
+    const s0 = v128.xor(t59, t63);
+    const s6 = v128.xor(t56, t62);
+    const s7 = v128.xor(t48, t60);
+    const t67 = v128.xor(t64, t65);
+    const s3 = v128.xor(t53, t66);
+    const s4 = v128.xor(t51, t66);
+    const s5 = v128.xor(t47, t65);
+    const s1 = v128.xor(t64, s3);
+    const s2 = v128.xor(t55, t67);
+
+    const k = rk + (<usize>r << 7);
+    if (r < nr) {
+      // ShiftRows then MixColumns: out = 2·(a ⊕ rot1 a) ⊕ rot1 a ⊕ rot2(a ⊕ rot1 a),
+      // with a = ShiftRows(state); 2·t is a shift of the planes with the x^8
+      // reduction (x^4 + x^3 + x + 1) fed back from plane 7.
+      const r0 = shiftRowsRot1(s7), r1 = shiftRowsRot1(s6), r2 = shiftRowsRot1(s5), r3 = shiftRowsRot1(s4);
+      const r4 = shiftRowsRot1(s3), r5 = shiftRowsRot1(s2), r6 = shiftRowsRot1(s1), r7 = shiftRowsRot1(s0);
+      const u0 = v128.xor(shiftRows(s7), r0), u1 = v128.xor(shiftRows(s6), r1);
+      const u2 = v128.xor(shiftRows(s5), r2), u3 = v128.xor(shiftRows(s4), r3);
+      const u4 = v128.xor(shiftRows(s3), r4), u5 = v128.xor(shiftRows(s2), r5);
+      const u6 = v128.xor(shiftRows(s1), r6), u7 = v128.xor(shiftRows(s0), r7);
+      q0 = v128.xor(v128.xor(u7, r0), v128.xor(rot2(u0), v128.load(k, 0)));
+      q1 = v128.xor(v128.xor(v128.xor(u0, u7), r1), v128.xor(rot2(u1), v128.load(k, 16)));
+      q2 = v128.xor(v128.xor(u1, r2), v128.xor(rot2(u2), v128.load(k, 32)));
+      q3 = v128.xor(v128.xor(v128.xor(u2, u7), r3), v128.xor(rot2(u3), v128.load(k, 48)));
+      q4 = v128.xor(v128.xor(v128.xor(u3, u7), r4), v128.xor(rot2(u4), v128.load(k, 64)));
+      q5 = v128.xor(v128.xor(u4, r5), v128.xor(rot2(u5), v128.load(k, 80)));
+      q6 = v128.xor(v128.xor(u5, r6), v128.xor(rot2(u6), v128.load(k, 96)));
+      q7 = v128.xor(v128.xor(u6, r7), v128.xor(rot2(u7), v128.load(k, 112)));
+    } else {
+      // Final round: no MixColumns (FIPS 197 §5.1).
+      q0 = v128.xor(shiftRows(s7), v128.load(k, 0));
+      q1 = v128.xor(shiftRows(s6), v128.load(k, 16));
+      q2 = v128.xor(shiftRows(s5), v128.load(k, 32));
+      q3 = v128.xor(shiftRows(s4), v128.load(k, 48));
+      q4 = v128.xor(shiftRows(s3), v128.load(k, 64));
+      q5 = v128.xor(shiftRows(s2), v128.load(k, 80));
+      q6 = v128.xor(shiftRows(s1), v128.load(k, 96));
+      q7 = v128.xor(shiftRows(s0), v128.load(k, 112));
+    }
+  }
+
+  v128.store(p, q0, 0);
+  v128.store(p, q1, 16);
+  v128.store(p, q2, 32);
+  v128.store(p, q3, 48);
+  v128.store(p, q4, 64);
+  v128.store(p, q5, 80);
+  v128.store(p, q6, 96);
+  v128.store(p, q7, 112);
+}
+
+/** Encrypts the eight 16-byte blocks at `p` (128 bytes) in place. */
+export function aesEncrypt8(rk: usize, nr: i32, p: usize): void {
+  aesOrtho(p);
+  aesRounds(rk, nr, p);
+  aesOrtho(p);
+}
+
+/**
+ * FIPS 197 §5.2 SubWord on a little-endian word (byte 0 in the low bits),
+ * through the same constant-time circuit: one round with all-zero keys maps a
+ * state whose four columns all equal `w` to four columns of SubBytes(w) minus
+ * the 0x63 constant (ShiftRows leaves equal columns unchanged).
+ */
+function subWord(w: u32, buf: usize): u32 {
+  memory.fill(buf, 0, AES_BATCH_BYTES);
+  v128.store(buf, i32x4.splat(w));
+  aesOrtho(buf);
+  aesRounds(AES_ZERO_KEYS, 1, buf);
+  aesOrtho(buf);
+  const out = load<u32>(buf) ^ 0x63636363;
+  memory.fill(buf, 0, AES_BATCH_BYTES);
+  return out;
+}
+
+/**
+ * Expands `keyLen` (16, 24 or 32) bytes of key at `key` into bitsliced round
+ * keys at `rk` (`AES_RK_SIZE` bytes), using `buf` (128 bytes, left zeroed) as
+ * work space. Returns the number of rounds (10, 12 or 14), or 0 for a bad length.
+ */
+export function aesExpandKey(rk: usize, key: usize, keyLen: i32, buf: usize): i32 {
+  let nr: i32;
+  if (keyLen == 16) nr = 10;
+  else if (keyLen == 24) nr = 12;
+  else if (keyLen == 32) nr = 14;
+  else return 0;
+  const nk = keyLen >> 2;
+  const nw = (nr + 1) << 2;
+  // Byte-form key schedule first (FIPS 197 §5.2), words little-endian, into rk
+  // itself: 4·(nr+1) words fit in the first 240 bytes, and the bitsliced form
+  // is written back to front below so that no word is overwritten before use.
+  for (let i = 0; i < nk; i++) store<u32>(rk + (<usize>i << 2), load<u32>(key + (<usize>i << 2)));
+  let rcon: u32 = 1;
+  for (let i = nk; i < nw; i++) {
+    let tmp = load<u32>(rk + (<usize>(i - 1) << 2));
+    if (i % nk == 0) {
+      tmp = subWord(rotr<u32>(tmp, 8), buf) ^ rcon;
+      rcon = (rcon << 1) ^ (0x11b & (0 - (rcon >> 7)));
+    } else if (nk > 6 && i % nk == 4) {
+      tmp = subWord(tmp, buf);
+    }
+    store<u32>(rk + (<usize>i << 2), load<u32>(rk + (<usize>(i - nk) << 2)) ^ tmp);
+  }
+  // Bitslice: plane j of round key r has byte k = 0xff iff bit j of byte k is set.
+  // Keys 1..nr carry the S-box constant 0x63 (see the header comment).
+  const one = i8x16.splat(1);
+  for (let r = nr; r >= 0; r--) {
+    let v = v128.load(rk + (<usize>r << 4));
+    if (r > 0) v = v128.xor(v, i8x16.splat(0x63));
+    const dst = rk + (<usize>r << 7);
+    v128.store(dst, i8x16.neg(v128.and(v, one)), 0);
+    v128.store(dst, i8x16.neg(v128.and(i8x16.shr_u(v, 1), one)), 16);
+    v128.store(dst, i8x16.neg(v128.and(i8x16.shr_u(v, 2), one)), 32);
+    v128.store(dst, i8x16.neg(v128.and(i8x16.shr_u(v, 3), one)), 48);
+    v128.store(dst, i8x16.neg(v128.and(i8x16.shr_u(v, 4), one)), 64);
+    v128.store(dst, i8x16.neg(v128.and(i8x16.shr_u(v, 5), one)), 80);
+    v128.store(dst, i8x16.neg(v128.and(i8x16.shr_u(v, 6), one)), 96);
+    v128.store(dst, i8x16.neg(v128.and(i8x16.shr_u(v, 7), one)), 112);
+  }
+  // Unused round-key slots (AES-128/192) stay zero.
+  const used = <usize>(nr + 1) << 7;
+  memory.fill(rk + used, 0, <usize>AES_RK_SIZE - used);
+  return nr;
+}

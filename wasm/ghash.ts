@@ -1,0 +1,238 @@
+// Constant-time GHASH (NIST SP 800-38D §6.4) with integer multiplications.
+//
+// Field elements use the representation of BearSSL's ghash_ctmul64: a block
+// read big-endian as the 128-bit integer y1:y0 (y1 = bytes 0..7, y0 = bytes
+// 8..15) is the bit-reversed polynomial (integer bit 127 = coefficient of x^0).
+// The carry-less product of two reversed 64-bit words is computed with
+// ordinary 64-bit multiplications on operands split into four bit classes
+// (bits ≡ c mod 4), leaving three-bit "holes" that absorb the carries; the
+// product's high half is the reversed low half of the product of the reversed
+// operands. Three such 64×64 products per block (Karatsuba) and a shift-based
+// reduction modulo x^128 + x^7 + x^2 + x + 1. i64.mul runs in constant time on
+// every engine wasm targets, and nothing else depends on data.
+//
+// Blocks are hashed in groups of up to eight with aggregated reduction: the
+// group (X1..Xn) updates Y to (Y ⊕ X1)·H^n ⊕ X2·H^(n-1) ⊕ … ⊕ Xn·H, all
+// products summed unreduced and reduced once. The key holds H^1..H^8, each
+// pre-split into the four bit classes of its six Karatsuba operands.
+//
+// The running state Y travels as a v128 in "byte-reversed" form: i64 lane 0
+// is y0, lane 1 is y1 (the 16 bytes of the block in reverse order).
+//
+// Concurrency: pure over the memory handed in, except for the 16-byte
+// `GHASH_TAIL` buffer used (and cleared) to zero-pad a final partial block.
+
+/** Bytes of one power of H: six operands × four bit classes × 8 bytes. */
+const POWER_BYTES: i32 = 6 * 4 * 8;
+/** Largest group hashed with one reduction. */
+export const GHASH_MAX_GROUP: i32 = 8;
+/** Bytes of a GHASH key: H^1..H^8 pre-split. */
+export const GHASH_KEY_SIZE: i32 = GHASH_MAX_GROUP * POWER_BYTES;
+
+const M0: u64 = 0x1111111111111111;
+const M1: u64 = 0x2222222222222222;
+const M2: u64 = 0x4444444444444444;
+const M3: u64 = 0x8888888888888888;
+
+const GHASH_TAIL: usize = memory.data(16, 16);
+
+/** Low 64 bits of the carry-less product x·h (h given as its four bit classes). */
+// @ts-ignore: decorator
+@inline function bmul64(x: u64, h0: u64, h1: u64, h2: u64, h3: u64): u64 {
+  const x0 = x & M0, x1 = x & M1, x2 = x & M2, x3 = x & M3;
+  const z0 = (x0 * h0) ^ (x1 * h3) ^ (x2 * h2) ^ (x3 * h1);
+  const z1 = (x0 * h1) ^ (x1 * h0) ^ (x2 * h3) ^ (x3 * h2);
+  const z2 = (x0 * h2) ^ (x1 * h1) ^ (x2 * h0) ^ (x3 * h3);
+  const z3 = (x0 * h3) ^ (x1 * h2) ^ (x2 * h1) ^ (x3 * h0);
+  return (z0 & M0) | (z1 & M1) | (z2 & M2) | (z3 & M3);
+}
+
+/** bmul64 against a pre-split operand stored at `hp` (4 × u64). */
+// @ts-ignore: decorator
+@inline function bmul64p(x: u64, hp: usize): u64 {
+  return bmul64(x, load<u64>(hp, 0), load<u64>(hp, 8), load<u64>(hp, 16), load<u64>(hp, 24));
+}
+
+/** Bit reversal of a 64-bit word. */
+// @ts-ignore: decorator
+@inline function rev64(x: u64): u64 {
+  x = ((x & 0x5555555555555555) << 1) | ((x >> 1) & 0x5555555555555555);
+  x = ((x & 0x3333333333333333) << 2) | ((x >> 2) & 0x3333333333333333);
+  x = ((x & 0x0F0F0F0F0F0F0F0F) << 4) | ((x >> 4) & 0x0F0F0F0F0F0F0F0F);
+  x = ((x & 0x00FF00FF00FF00FF) << 8) | ((x >> 8) & 0x00FF00FF00FF00FF);
+  x = ((x & 0x0000FFFF0000FFFF) << 16) | ((x >> 16) & 0x0000FFFF0000FFFF);
+  return (x << 32) | (x >> 32);
+}
+
+/** Reverses the bits of each byte (constant-time nibble lookups in a register). */
+// @ts-ignore: decorator
+@inline function bitrevBytes(x: v128): v128 {
+  const lo = v128.and(x, i8x16.splat(0x0f));
+  const hi = v128.and(i16x8.shr_u(x, 4), i8x16.splat(0x0f));
+  return v128.or(
+    i8x16.swizzle(i8x16(0x00, -0x80, 0x40, -0x40, 0x20, -0x60, 0x60, -0x20, 0x10, -0x70, 0x50, -0x30, 0x30, -0x50, 0x70, -0x10), lo),
+    i8x16.swizzle(i8x16(0x0, 0x8, 0x4, 0xc, 0x2, 0xa, 0x6, 0xe, 0x1, 0x9, 0x5, 0xd, 0x3, 0xb, 0x7, 0xf), hi),
+  );
+}
+
+/** The 16 bytes of a block in reverse order: lane 0 = y0, lane 1 = y1. */
+// @ts-ignore: decorator
+@inline export function ghashByteRev(v: v128): v128 {
+  return i8x16.shuffle(v, v, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+}
+
+/** rev64 of both i64 lanes. */
+// @ts-ignore: decorator
+@inline function rev64x2(v: v128): v128 {
+  return bitrevBytes(i8x16.shuffle(v, v, 7, 6, 5, 4, 3, 2, 1, 0, 15, 14, 13, 12, 11, 10, 9, 8));
+}
+
+/** Multiplies two field elements (byte-reversed form); key setup only. */
+function gfMul(a: v128, b: v128): v128 {
+  const a0 = i64x2.extract_lane(a, 0), a1 = i64x2.extract_lane(a, 1);
+  const b0 = i64x2.extract_lane(b, 0), b1 = i64x2.extract_lane(b, 1);
+  const a2 = a0 ^ a1, b2 = b0 ^ b1;
+  const a0r = rev64(a0), a1r = rev64(a1), a2r = rev64(a2);
+  const b0r = rev64(b0), b1r = rev64(b1), b2r = rev64(b2);
+  const z0 = bmul64(a0, b0 & M0, b0 & M1, b0 & M2, b0 & M3);
+  const z1 = bmul64(a1, b1 & M0, b1 & M1, b1 & M2, b1 & M3);
+  const z2 = bmul64(a2, b2 & M0, b2 & M1, b2 & M2, b2 & M3);
+  const z0h = bmul64(a0r, b0r & M0, b0r & M1, b0r & M2, b0r & M3);
+  const z1h = bmul64(a1r, b1r & M0, b1r & M1, b1r & M2, b1r & M3);
+  const z2h = bmul64(a2r, b2r & M0, b2r & M1, b2r & M2, b2r & M3);
+  return reduce(z0, z1, z2, z0h, z1h, z2h);
+}
+
+/**
+ * Reduces the Karatsuba sums of a 128×128 carry-less product (zN: low halves;
+ * zNh: high halves, still bit-reversed as bmul64 of reversed operands gives
+ * them) modulo x^128 + x^7 + x^2 + x + 1. Returns Y in byte-reversed form.
+ */
+// @ts-ignore: decorator
+@inline function reduce(z0: u64, z1: u64, z2: u64, z0h: u64, z1h: u64, z2h: u64): v128 {
+  z2 ^= z0 ^ z1;
+  z2h ^= z0h ^ z1h;
+  const hr = rev64x2(i64x2.replace_lane(i64x2.splat(z0h), 1, z1h));
+  z0h = <u64>i64x2.extract_lane(hr, 0) >> 1;
+  z1h = <u64>i64x2.extract_lane(hr, 1) >> 1;
+  z2h = rev64(z2h) >> 1;
+  // 256-bit reversed product v3:v2:v1:v0, shifted left by one.
+  let v0 = z0;
+  let v1 = z0h ^ z2;
+  let v2 = z1 ^ z2h;
+  let v3 = z1h;
+  v3 = (v3 << 1) | (v2 >> 63);
+  v2 = (v2 << 1) | (v1 >> 63);
+  v1 = (v1 << 1) | (v0 >> 63);
+  v0 = v0 << 1;
+  // Fold the low 128 bits (coefficients of x^128..x^255) back with
+  // x^128 = x^7 + x^2 + x + 1 (a right shift by k multiplies by x^k here).
+  v2 ^= v0 ^ (v0 >> 1) ^ (v0 >> 2) ^ (v0 >> 7);
+  v1 ^= (v0 << 63) ^ (v0 << 62) ^ (v0 << 57);
+  v3 ^= v1 ^ (v1 >> 1) ^ (v1 >> 2) ^ (v1 >> 7);
+  v2 ^= (v1 << 63) ^ (v1 << 62) ^ (v1 << 57);
+  return i64x2.replace_lane(i64x2.splat(v2), 1, v3);
+}
+
+/** Stores operand `x` split into its four bit classes at `p`. */
+// @ts-ignore: decorator
+@inline function storeSplit(p: usize, x: u64): void {
+  store<u64>(p, x & M0, 0);
+  store<u64>(p, x & M1, 8);
+  store<u64>(p, x & M2, 16);
+  store<u64>(p, x & M3, 24);
+}
+
+/**
+ * Prepares a GHASH key at `gk` (`GHASH_KEY_SIZE` bytes) from the 16 bytes of
+ * H = E_K(0^128) at `h` (SP 800-38D §6.4): H^k for k = 1..8, each stored as
+ * the bit classes of h0, h1, h0⊕h1 and their bit reversals.
+ */
+export function ghashInitKey(gk: usize, h: usize): void {
+  const hv = ghashByteRev(v128.load(h));
+  let pw = hv;
+  for (let k = 0; k < GHASH_MAX_GROUP; k++) {
+    const p = gk + <usize>(k * POWER_BYTES);
+    const p0 = i64x2.extract_lane(pw, 0), p1 = i64x2.extract_lane(pw, 1);
+    const p2 = p0 ^ p1;
+    storeSplit(p, p0);
+    storeSplit(p + 32, p1);
+    storeSplit(p + 64, p2);
+    storeSplit(p + 96, rev64(p0));
+    storeSplit(p + 128, rev64(p1));
+    storeSplit(p + 160, rev64(p2));
+    pw = gfMul(pw, hv);
+  }
+}
+
+/**
+ * Hashes `n` (1..8) whole blocks at `p` into the state `y`:
+ * returns (y ⊕ X1)·H^n ⊕ X2·H^(n-1) ⊕ … ⊕ Xn·H.
+ */
+// @ts-ignore: decorator
+@inline function ghashGroup(gk: usize, y: v128, p: usize, n: i32): v128 {
+  let z0: u64 = 0, z1: u64 = 0, z2: u64 = 0, z0h: u64 = 0, z1h: u64 = 0, z2h: u64 = 0;
+  let acc = y;
+  let hp = gk + <usize>((n - 1) * POWER_BYTES);
+  const end = p + (<usize>n << 4);
+  while (p < end) {
+    const x = v128.xor(ghashByteRev(v128.load(p)), acc);
+    acc = i64x2.splat(0);
+    const xr = rev64x2(x);
+    const x0 = i64x2.extract_lane(x, 0), x1 = i64x2.extract_lane(x, 1);
+    const x0r = i64x2.extract_lane(xr, 0), x1r = i64x2.extract_lane(xr, 1);
+    z0 ^= bmul64p(x0, hp);
+    z1 ^= bmul64p(x1, hp + 32);
+    z2 ^= bmul64p(x0 ^ x1, hp + 64);
+    z0h ^= bmul64p(x0r, hp + 96);
+    z1h ^= bmul64p(x1r, hp + 128);
+    z2h ^= bmul64p(x0r ^ x1r, hp + 160);
+    hp -= POWER_BYTES;
+    p += 16;
+  }
+  return reduce(z0, z1, z2, z0h, z1h, z2h);
+}
+
+/**
+ * Absorbs `len` bytes at `p` into the GHASH state at `ys` (16 bytes,
+ * byte-reversed form), zero-padding a final partial block (SP 800-38D §7.1
+ * step 5 pads A and C separately, so each is passed in one call).
+ */
+export function ghashUpdate(gk: usize, ys: usize, p: usize, len: i32): void {
+  let y = v128.load(ys);
+  let blocks = len >> 4;
+  while (blocks >= GHASH_MAX_GROUP) {
+    y = ghashGroup(gk, y, p, GHASH_MAX_GROUP);
+    p += <usize>(GHASH_MAX_GROUP << 4);
+    blocks -= GHASH_MAX_GROUP;
+  }
+  if (blocks > 0) {
+    y = ghashGroup(gk, y, p, blocks);
+    p += <usize>(blocks << 4);
+  }
+  const rest = len & 15;
+  if (rest != 0) {
+    v128.store(GHASH_TAIL, i64x2.splat(0));
+    memory.copy(GHASH_TAIL, p, <usize>rest);
+    y = ghashGroup(gk, y, GHASH_TAIL, 1);
+    v128.store(GHASH_TAIL, i64x2.splat(0));
+  }
+  v128.store(ys, y);
+}
+
+/** Absorbs exactly eight whole blocks at `p` (the CTR batch size) into the state at `ys`. */
+export function ghash8(gk: usize, ys: usize, p: usize): void {
+  v128.store(ys, ghashGroup(gk, v128.load(ys), p, GHASH_MAX_GROUP));
+}
+
+/**
+ * Absorbs the final length block [len(A)]64 ‖ [len(C)]64 in bits
+ * (SP 800-38D §7.1 step 5) and leaves S at `ys` as the 16 bytes of the block
+ * in memory order.
+ */
+export function ghashFinish(gk: usize, ys: usize, aadLen: i32, dataLen: i32): void {
+  const lenBlock = i64x2.replace_lane(i64x2.splat(<u64>(<u32>dataLen) << 3), 1, <u64>(<u32>aadLen) << 3);
+  v128.store(GHASH_TAIL, ghashByteRev(lenBlock));
+  v128.store(ys, ghashByteRev(ghashGroup(gk, v128.load(ys), GHASH_TAIL, 1)));
+  v128.store(GHASH_TAIL, i64x2.splat(0));
+}

@@ -17,6 +17,7 @@ import {
   type KeyObject,
 } from 'node:crypto';
 import { HashAlgorithm } from '../wire/constants.js';
+import { concatBytes } from './bytes.js';
 import { prf, requirePrf } from './prf.js';
 import { fail, ok, type CryptoResult } from './result.js';
 import { wipe } from './random.js';
@@ -34,12 +35,7 @@ import { wipe } from './random.js';
  * @param restOfIdPayload the ID payload body after its generic header: ID Type | RESERVED (3) | Identification Data
  */
 export function signedOctets(prfId: number, realMessage: Uint8Array, peerNonce: Uint8Array, skP: Uint8Array, restOfIdPayload: Uint8Array): Uint8Array {
-  const macedId = prf(prfId, skP, restOfIdPayload);
-  const out = new Uint8Array(realMessage.length + peerNonce.length + macedId.length);
-  out.set(realMessage, 0);
-  out.set(peerNonce, realMessage.length);
-  out.set(macedId, realMessage.length + peerNonce.length);
-  return out;
+  return concatBytes(realMessage, peerNonce, prf(prfId, skP, restOfIdPayload));
 }
 
 /** RFC 7296 §2.15: the fixed pad string, 17 ASCII octets without a terminating NUL. */

@@ -23,6 +23,7 @@ import {
   type KeyObject,
 } from 'node:crypto';
 import { KeGroup } from '../wire/constants.js';
+import { isAllZero, view } from './bytes.js';
 import { fail, ok, type CryptoResult } from './result.js';
 import { drawRandom, systemRandom, wipe, type RandomSource } from './random.js';
 
@@ -129,7 +130,7 @@ class X25519Exchange implements KeyExchange {
     try {
       const x = Buffer.from(peerPublic.buffer, peerPublic.byteOffset, peerPublic.byteLength).toString('base64url');
       const publicKey = createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x }, format: 'jwk' });
-      secret = new Uint8Array(diffieHellman({ privateKey: this.#privateKey, publicKey }));
+      secret = view(diffieHellman({ privateKey: this.#privateKey, publicKey }));
     } catch {
       // OpenSSL refuses to return an all-zero X25519 output; nothing else can fail here.
       return fail(X25519_SHARED_ZERO);
@@ -312,10 +313,4 @@ function leftPad(v: Uint8Array, length: number): Uint8Array {
   out.set(v, length - v.length); // throws if v is longer: a bug, not an input error
   wipe(v);
   return out;
-}
-
-function isAllZero(v: Uint8Array): boolean {
-  let acc = 0;
-  for (const b of v) acc |= b;
-  return acc === 0;
 }

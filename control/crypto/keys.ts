@@ -3,7 +3,9 @@
 // the header, a shared secret from keyexchange.ts), so misuse throws.
 
 import { IntegId } from '../wire/constants.js';
+import { IKE_SPI_LENGTH } from '../wire/header.js';
 import { encrInfo, integInfo, type EncrInfo, type IntegInfo } from './algorithms.js';
+import { concatBytes as concat } from './bytes.js';
 import { prf, prfPlus, requirePrf } from './prf.js';
 import { wipe } from './random.js';
 
@@ -171,7 +173,6 @@ export function isValidNonceLength(prfId: number, length: number): boolean {
   return Number.isInteger(length) && length >= 16 && length <= 256 && length >= info.length / 2;
 }
 
-const IKE_SPI_LENGTH = 8;
 
 function checkSpis({ spiI, spiR }: KeyExchangeInputs): void {
   if (spiI.length !== IKE_SPI_LENGTH || spiR.length !== IKE_SPI_LENGTH) {
@@ -179,15 +180,6 @@ function checkSpis({ spiI, spiR }: KeyExchangeInputs): void {
   }
 }
 
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let offset = 0;
-  for (const p of parts) {
-    out.set(p, offset);
-    offset += p.length;
-  }
-  return out;
-}
 
 /** Copies consecutive slices of `stream` into fresh buffers, so each can be wiped on its own. */
 function split(stream: Uint8Array, lengths: number[]): Uint8Array[] {

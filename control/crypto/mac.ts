@@ -4,6 +4,7 @@
 
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { HashName } from './algorithms.js';
+import { view } from './bytes.js';
 
 const HASH_LENGTH: Record<HashName, number> = { sha256: 32, sha384: 48, sha512: 64 };
 
@@ -11,7 +12,7 @@ const HASH_LENGTH: Record<HashName, number> = { sha256: 32, sha384: 48, sha512: 
 export function hmac(hash: HashName, key: Uint8Array, ...parts: Uint8Array[]): Uint8Array {
   const mac = createHmac(hash, key);
   for (const p of parts) mac.update(p);
-  return new Uint8Array(mac.digest());
+  return view(mac.digest());
 }
 
 /**

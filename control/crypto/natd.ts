@@ -3,9 +3,10 @@
 // Addresses and ports come from our own sockets, so bad ones throw.
 
 import { createHash } from 'node:crypto';
+import { IKE_SPI_LENGTH } from '../wire/header.js';
 import { ipToBytes } from '../wire/ip.js';
+import { view } from './bytes.js';
 
-const IKE_SPI_LENGTH = 8;
 
 /**
  * SHA-1(SPIi | SPIr | IP | Port) (RFC 7296 §2.23), with SPIr all zero in the
@@ -19,7 +20,7 @@ export function natDetectionHash(spiI: Uint8Array, spiR: Uint8Array, address: st
   if (!Number.isInteger(port) || port < 0 || port > 0xffff) throw new RangeError(`invalid UDP port ${port}`);
   const ip = wireAddress(address);
   const portBytes = Uint8Array.of(port >> 8, port & 0xff);
-  return new Uint8Array(createHash('sha1').update(spiI).update(spiR).update(ip).update(portBytes).digest());
+  return view(createHash('sha1').update(spiI).update(spiR).update(ip).update(portBytes).digest());
 }
 
 /**

@@ -4,6 +4,7 @@
 
 import { createHmac } from 'node:crypto';
 import { prfInfo, type PrfInfo } from './algorithms.js';
+import { view } from './bytes.js';
 import { wipe } from './random.js';
 
 /** @internal */
@@ -16,7 +17,7 @@ export function requirePrf(id: number): PrfInfo {
 /** prf(key, data) for PRF transform `id` (HMAC-SHA2, RFC 4868 §2.1.2). The output is `prfInfo(id).length` bytes. */
 export function prf(id: number, key: Uint8Array, data: Uint8Array): Uint8Array {
   const { hash } = requirePrf(id);
-  return new Uint8Array(createHmac(hash, key).update(data).digest());
+  return view(createHmac(hash, key).update(data).digest());
 }
 
 /**

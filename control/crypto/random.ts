@@ -12,7 +12,8 @@ export type RandomSource = (length: number) => Uint8Array;
 /** The system CSPRNG (node:crypto randomBytes). */
 export const systemRandom: RandomSource = (length: number): Uint8Array => {
   if (!Number.isSafeInteger(length) || length < 0) throw new RangeError(`random length must be a non-negative integer, got ${length}`);
-  return new Uint8Array(randomBytes(length));
+  const bytes = randomBytes(length);
+  return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength); // same memory, so wipe() reaches it
 };
 
 /**

@@ -14,6 +14,7 @@
 
 import { createCipheriv, createDecipheriv, type CipherGCMTypes } from 'node:crypto';
 import type { EncrInfo, IntegInfo } from './algorithms.js';
+import { view } from './bytes.js';
 import { hmac, verifyHmac } from './mac.js';
 import { fail, ok, type CryptoResult } from './result.js';
 import { drawRandom, systemRandom, wipe, type RandomSource } from './random.js';
@@ -154,7 +155,7 @@ class AeadProtector implements SkProtector {
       decipher.setAuthTag(body.subarray(body.length - icvLength));
       const head = decipher.update(body.subarray(ivLength, body.length - icvLength));
       decipher.final(); // throws if the tag does not match; `head` is then discarded
-      plaintext = head;
+      plaintext = view(head);
     } catch {
       return fail('SK payload integrity check failed');
     }

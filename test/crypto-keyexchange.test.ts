@@ -158,6 +158,28 @@ describe('ECP RFC 5903 §8 test data in IKEv2 form', () => {
     expect(initiator.computeSharedSecret(bad).ok).toBe(false);
   });
 
+  // (0, y) is on both curves; the same point written with x + p (= p) must be refused, not reduced mod p.
+  it.each([
+    { group: KeGroup.ECP_256, size: 32, p: 2n ** 256n - 2n ** 224n + 2n ** 192n + 2n ** 96n - 1n,
+      b: 0x5ac635d8aa3a93e7b3ebbd55769886bc651d06b0cc53b0f63bce3c3e27d2604bn },
+    { group: KeGroup.ECP_384, size: 48, p: 2n ** 384n - 2n ** 128n - 2n ** 96n + 2n ** 32n - 1n,
+      b: 0xb3312fa7e23ee7e4988e056be3f82d19181d9c6efe8141120314088f5013875ac656398d8a2ed19d2a85c8edd3ec2aefn },
+  ])('group $group: a coordinate >= p is refused', ({ group, size, p, b }) => {
+    const modpow = (x: bigint, e: bigint, m: bigint): bigint => {
+      let r = 1n;
+      for (x %= m; e > 0n; e >>= 1n, x = (x * x) % m) if (e & 1n) r = (r * x) % m;
+      return r;
+    };
+    const y = modpow(b, (p + 1n) / 4n, p); // p = 3 mod 4
+    expect((y * y) % p).toBe(b);
+    const enc = (x: bigint, yy: bigint): Uint8Array => hex(x.toString(16).padStart(2 * size, '0') + yy.toString(16).padStart(2 * size, '0'));
+    const kx = createKeyExchange(group);
+    expect(kx.computeSharedSecret(enc(0n, y)).ok).toBe(true);
+    expect(kx.computeSharedSecret(enc(0n, p - y)).ok).toBe(true);
+    expect(kx.computeSharedSecret(enc(p, y)).ok).toBe(false);
+    expect(kx.computeSharedSecret(enc(0n, 0n)).ok).toBe(false);
+  });
+
   it('refuses private keys outside [1, n-1]', () => {
     expect(() => createKeyExchange(KeGroup.ECP_256, { privateKey: new Uint8Array(32) })).toThrow(/\[1, n-1\]/);
     expect(() => createKeyExchange(KeGroup.ECP_256, { privateKey: new Uint8Array(32).fill(0xff) })).toThrow(/\[1, n-1\]/);

@@ -158,7 +158,7 @@ const SEC1_UNCOMPRESSED = 0x04;
 /**
  * RFC 5903 §7: the KE data is x | y, each coordinate left-padded to the field
  * size, without the SEC1 0x04 prefix; the shared secret is the x coordinate
- * of the product point only (§7, as corrected for IKEv2 by §9 errata).
+ * of the product point only (§7; §9: RFC 4753 used x | y, which is obsolete).
  *
  * Validation of the peer's point (SP 800-56A §5.6.2.3.4 partial validation):
  * the length must be exactly 2 * field size (so compressed points and the

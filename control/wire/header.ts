@@ -81,31 +81,39 @@ function checkOctet(name: string, v: number): void {
 }
 
 /**
- * @internal Write `h` at `out[offset..offset+28)`. Throws on values the header cannot
- * carry (programmer error). Reserved flag bits are written as zero (RFC 7296 §3.1).
+ * @internal Write a header at `out[offset..offset+28)` with the given Next Payload
+ * and Length (the fields the message encoder computes). Throws on values the
+ * header cannot carry (programmer error). Reserved flag bits are written as
+ * zero (RFC 7296 §3.1).
  */
-export function writeHeader(h: IkeHeader, out: Uint8Array, offset: number): void {
+export function writeHeader(
+  h: Omit<IkeHeader, 'nextPayload' | 'length'>,
+  nextPayload: number,
+  length: number,
+  out: Uint8Array,
+  offset: number,
+): void {
   if (!(h.spiI instanceof Uint8Array) || h.spiI.length !== IKE_SPI_LENGTH) throw new RangeError('IKE header: spiI must be 8 bytes');
   if (!(h.spiR instanceof Uint8Array) || h.spiR.length !== IKE_SPI_LENGTH) throw new RangeError('IKE header: spiR must be 8 bytes');
-  checkOctet('nextPayload', h.nextPayload);
+  checkOctet('nextPayload', nextPayload);
   checkOctet('version', h.version);
   checkOctet('exchangeType', h.exchangeType);
   checkOctet('flags', h.flags);
   if (!Number.isInteger(h.messageId) || h.messageId < 0 || h.messageId > 0xffffffff) {
     throw new RangeError(`IKE header: messageId must be a uint32, got ${h.messageId}`);
   }
-  if (!Number.isInteger(h.length) || h.length < IKE_HEADER_LENGTH || h.length > 0xffffffff) {
-    throw new RangeError(`IKE header: length must be a uint32 >= ${IKE_HEADER_LENGTH}, got ${h.length}`);
+  if (!Number.isInteger(length) || length < IKE_HEADER_LENGTH || length > 0xffffffff) {
+    throw new RangeError(`IKE header: length must be a uint32 >= ${IKE_HEADER_LENGTH}, got ${length}`);
   }
   if (offset < 0 || offset + IKE_HEADER_LENGTH > out.length) throw new RangeError('IKE header: output buffer too small');
   out.set(h.spiI, offset);
   out.set(h.spiR, offset + 8);
-  out[offset + 16] = h.nextPayload;
+  out[offset + 16] = nextPayload;
   out[offset + 17] = h.version;
   out[offset + 18] = h.exchangeType;
   out[offset + 19] = h.flags & DEFINED_FLAGS;
   writeU32(out, offset + 20, h.messageId);
-  writeU32(out, offset + 24, h.length);
+  writeU32(out, offset + 24, length);
 }
 
 function writeU32(out: Uint8Array, o: number, v: number): void {
@@ -118,7 +126,7 @@ function writeU32(out: Uint8Array, o: number, v: number): void {
 /** Encode the 28-octet header (RFC 7296 §3.1). Throws on values the header cannot carry. */
 export function encodeHeader(h: IkeHeader): Uint8Array {
   const out = new Uint8Array(IKE_HEADER_LENGTH);
-  writeHeader(h, out, 0);
+  writeHeader(h, h.nextPayload, h.length, out, 0);
   return out;
 }
 

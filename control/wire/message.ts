@@ -132,7 +132,7 @@ export function decodePayloadChain(
  */
 export function decodeMessage(buf: Uint8Array): WireResult<IkeMessage> {
   const h = decodeHeader(buf);
-  if (!h.ok) return h;
+  if (!h.ok) return fail(h.error);
   const header = h.value;
   if (buf.length > header.length) {
     return fail(
@@ -142,7 +142,7 @@ export function decodeMessage(buf: Uint8Array): WireResult<IkeMessage> {
     );
   }
   const chain = walkChain(header.nextPayload, buf, IKE_HEADER_LENGTH, header.length, true);
-  if (!chain.ok) return chain;
+  if (!chain.ok) return fail(chain.error);
   return ok({ header, payloads: chain.value });
 }
 
@@ -199,7 +199,7 @@ export function encodePayloadChain(payloads: readonly Payload[]): { firstType: n
 export function encodeMessage(header: Omit<IkeHeader, 'nextPayload' | 'length'>, payloads: readonly Payload[]): Uint8Array {
   const length = IKE_HEADER_LENGTH + chainLength(payloads);
   const out = new Uint8Array(length);
-  writeHeader({ ...header, nextPayload: payloads[0]?.type ?? PayloadType.NONE, length }, out, 0);
+  writeHeader(header, payloads[0]?.type ?? PayloadType.NONE, length, out, 0);
   writeChain(payloads, out, IKE_HEADER_LENGTH);
   return out;
 }
@@ -281,7 +281,7 @@ function encodeEncrypted(
   const skStart = IKE_HEADER_LENGTH + leadingLength;
   const length = skStart + GENERIC_HEADER_LENGTH + afterHeader;
   const out = new Uint8Array(length);
-  writeHeader({ ...header, nextPayload: leading[0]?.type ?? type, length }, out, 0);
+  writeHeader(header, leading[0]?.type ?? type, length, out, 0);
   writeChain(leading, out, IKE_HEADER_LENGTH, type);
   const bodyStart = writeEncryptedHeader(out, skStart);
   return sealInto(out, bodyStart, length - bodyStart, seal);

@@ -428,7 +428,8 @@ export function validatePayloadBody(type: number, buf: Uint8Array, start: number
 /**
  * @internal Parse the body buf[start, end) of a known payload that passed
  * validatePayloadBody. `next` is the generic header's Next Payload (the inner
- * type for SK and SKF). `msgStart` is where the AAD begins (offset 0 of the message).
+ * type for SK and SKF). `buf` starts at offset 0 of the message, where the
+ * SK/SKF AAD begins.
  */
 export function parsePayloadBody(
   type: number,

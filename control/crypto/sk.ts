@@ -158,6 +158,8 @@ class AeadProtector implements SkProtector {
       plaintext = view(head);
     } catch {
       return fail('SK payload integrity check failed');
+    } finally {
+      wipe(nonce);
     }
     return stripPadding(plaintext);
   }

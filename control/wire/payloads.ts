@@ -126,7 +126,7 @@ export interface NoncePayload extends PayloadCommon {
 /** RFC 7296 §3.10 Notify payload. */
 export interface NotifyPayload extends PayloadCommon {
   type: PT['NOTIFY'];
-  /** ProtocolId of the SA the SPI names; 0 (and ignored) when `spi` is empty. */
+  /** ProtocolId of the SA the SPI names. Sent as 0 when `spi` is empty, and then to be ignored on receipt (RFC 7296 §3.10). */
   protocol: number;
   spi: Uint8Array;
   /** NotifyType. */

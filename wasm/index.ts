@@ -16,3 +16,12 @@ export {
   CHACHAPOLY_CTX_SIZE, chachaPolyInit, chachaPolySeal, chachaPolyOpen, chachaPolyWipe,
 } from './chachapoly';
 export { GCM_CTX_SIZE, gcmCtxSize, gcmInit, gcmSeal, gcmOpen, gcmWipe } from './gcm';
+
+// ESP kernel: layout, SA slots, batch encap/decap (RFC 4303).
+export {
+  ResultCode, Algorithm, Direction, Counter, COUNTER_COUNT, SLOT_COUNT, SLOT_SIZE, MAX_BATCH, DESC_SIZE,
+  ARENA_SIZE, ESP_HEADROOM, ESP_TAILROOM, MIN_REPLAY_WINDOW, MAX_REPLAY_WINDOW, KEY_CTX_SIZE,
+  descPtr, arenaPtr, layoutEnd,
+} from './layout';
+export { slotInstall, slotDelete, slotCounter, slotRekeyNeeded, slotPtr } from './slots';
+export { encapBatch, decapBatch } from './batch';

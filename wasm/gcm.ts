@@ -17,8 +17,8 @@
 // worker). The work buffers `GCM_KEYSTREAM` (128 bytes) and `GCM_Y` (16) are
 // module state of this instance; every call clears them before returning.
 
-import { AES_BATCH_BYTES, AES_RK_SIZE, aesEncrypt8, aesExpandKey } from './aes';
-import { GHASH_KEY_SIZE, ghash8, ghashFinish, ghashInitKey, ghashUpdate } from './ghash';
+import { AES_BATCH_BYTES, AES_RK_SIZE, aesEncrypt8, aesEncrypt8Ghash, aesExpandKey } from './aes';
+import { GHASH_KEY_SIZE, ghashFinish, ghashInitKey, ghashUpdate } from './ghash';
 
 const RK_OFFSET: usize = 0;
 const NR_OFFSET: usize = <usize>AES_RK_SIZE;
@@ -56,11 +56,11 @@ export function gcmCtxSize(): i32 {
 }
 
 /**
- * Writes E_K(nonce ‖ [ctr + i]32) for i = 0..7 into GCM_KEYSTREAM
+ * Writes the counter blocks nonce ‖ [ctr + i]32, i = 0..7, into GCM_KEYSTREAM
  * (SP 800-38D §6.5 GCTR; inc32 wraps modulo 2^32).
  */
 // @ts-ignore: decorator
-@inline function keystream8(ctx: usize, nr: i32, base: v128, ctr: u32): void {
+@inline function fillCounters(base: v128, ctr: u32): void {
   const ks = GCM_KEYSTREAM;
   v128.store(ks, i32x4.replace_lane(base, 3, bswap<u32>(ctr)), 0);
   v128.store(ks, i32x4.replace_lane(base, 3, bswap<u32>(ctr + 1)), 16);
@@ -70,7 +70,13 @@ export function gcmCtxSize(): i32 {
   v128.store(ks, i32x4.replace_lane(base, 3, bswap<u32>(ctr + 5)), 80);
   v128.store(ks, i32x4.replace_lane(base, 3, bswap<u32>(ctr + 6)), 96);
   v128.store(ks, i32x4.replace_lane(base, 3, bswap<u32>(ctr + 7)), 112);
-  aesEncrypt8(ctx + RK_OFFSET, nr, ks);
+}
+
+/** E_K of the counter blocks for ctr..ctr+7 into GCM_KEYSTREAM. */
+// @ts-ignore: decorator
+@inline function keystream8(ctx: usize, nr: i32, base: v128, ctr: u32): void {
+  fillCounters(base, ctr);
+  aesEncrypt8(ctx + RK_OFFSET, nr, GCM_KEYSTREAM);
 }
 
 /** XORs `n` bytes of keystream at `ks` into `p`. */
@@ -89,31 +95,39 @@ export function gcmCtxSize(): i32 {
  * CTR-encrypts (or decrypts) `len` bytes at `data` in place with counters
  * 2, 3, … of `base`, the first seven blocks taken from the keystream batch
  * already in GCM_KEYSTREAM (counters 1..8, block 0 = E_K(J0) unused here).
- * With `hashAfter`, each piece of ciphertext is absorbed into the GHASH state
- * at GCM_Y right after it is produced (sealing).
+ * With `hashAfter` (sealing), the ciphertext is absorbed into the GHASH state
+ * at GCM_Y: each whole piece while the next batch of keystream is computed
+ * (software pipelining, see aes.ts), the last piece at the end.
  */
 // @ts-ignore: decorator
 @inline function gctr(ctx: usize, nr: i32, base: v128, data: usize, len: i32, hashAfter: bool): void {
   const gk = ctx + GK_OFFSET;
+  const rk = ctx + RK_OFFSET;
   let n = len < AES_BATCH_BYTES - 16 ? len : AES_BATCH_BYTES - 16;
   xorKeystream(data, GCM_KEYSTREAM + 16, n);
-  if (hashAfter) ghashUpdate(gk, GCM_Y, data, n);
+  // The piece produced last and not yet hashed: [pending, pending + pendingLen).
+  let pending = data;
+  let pendingLen = n;
   let p = data + <usize>n;
   let rest = len - n;
   let ctr: u32 = 9;
-  while (rest >= AES_BATCH_BYTES) {
-    keystream8(ctx, nr, base, ctr);
-    xorKeystream(p, GCM_KEYSTREAM, AES_BATCH_BYTES);
-    if (hashAfter) ghash8(gk, GCM_Y, p);
-    p += <usize>AES_BATCH_BYTES;
-    rest -= AES_BATCH_BYTES;
+  while (rest > 0) {
+    fillCounters(base, ctr);
+    if (hashAfter) {
+      // Every piece but the last is whole blocks: 7 for the first, then 8.
+      aesEncrypt8Ghash(rk, nr, GCM_KEYSTREAM, gk, GCM_Y, pending, pendingLen >> 4);
+    } else {
+      aesEncrypt8(rk, nr, GCM_KEYSTREAM);
+    }
+    n = rest < AES_BATCH_BYTES ? rest : AES_BATCH_BYTES;
+    xorKeystream(p, GCM_KEYSTREAM, n);
+    pending = p;
+    pendingLen = n;
+    p += <usize>n;
+    rest -= n;
     ctr += 8;
   }
-  if (rest > 0) {
-    keystream8(ctx, nr, base, ctr);
-    xorKeystream(p, GCM_KEYSTREAM, rest);
-    if (hashAfter) ghashUpdate(gk, GCM_Y, p, rest);
-  }
+  if (hashAfter) ghashUpdate(gk, GCM_Y, pending, pendingLen);
 }
 
 /**

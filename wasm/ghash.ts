@@ -23,7 +23,8 @@
 // `GHASH_TAIL` buffer used (and cleared) to zero-pad a final partial block.
 
 /** Bytes of one power of H: six operands × four bit classes × 8 bytes. */
-const POWER_BYTES: i32 = 6 * 4 * 8;
+export const GHASH_POWER_BYTES: i32 = 6 * 4 * 8;
+const POWER_BYTES = GHASH_POWER_BYTES;
 /** Largest group hashed with one reduction. */
 export const GHASH_MAX_GROUP: i32 = 8;
 /** Bytes of a GHASH key: H^1..H^8 pre-split. */
@@ -35,6 +36,8 @@ const M2: u64 = 0x4444444444444444;
 const M3: u64 = 0x8888888888888888;
 
 const GHASH_TAIL: usize = memory.data(16, 16);
+/** Karatsuba sums z0, z1, z2, z0h, z1h, z2h of a group hashed block by block (`ghashAbsorb`). */
+const GHASH_ACC: usize = memory.data(48, 16);
 
 /** Low 64 bits of the carry-less product x·h (h given as its four bit classes). */
 // @ts-ignore: decorator
@@ -191,6 +194,45 @@ export function ghashInitKey(gk: usize, h: usize): void {
     p += 16;
   }
   return reduce(z0, z1, z2, z0h, z1h, z2h);
+}
+
+/**
+ * Block-at-a-time form of a group, for interleaving with other work (the
+ * bitsliced AES rounds keep the vector units busy while this keeps the integer
+ * multiplier busy). `ghashAbsorbStart` clears the sums, `ghashAbsorb` adds
+ * X·H^k for the block at `p` (XORed with the state at `ys` when `first`),
+ * `ghashAbsorbEnd` reduces the sums into the state at `ys`.
+ */
+// @ts-ignore: decorator
+@inline export function ghashAbsorbStart(): void {
+  const z = i64x2.splat(0);
+  v128.store(GHASH_ACC, z, 0);
+  v128.store(GHASH_ACC, z, 16);
+  v128.store(GHASH_ACC, z, 32);
+}
+
+/** Adds block `p` times H^k (`hp` = gk + (k-1)·GHASH_POWER_BYTES) into the sums. */
+// @ts-ignore: decorator
+@inline export function ghashAbsorb(hp: usize, p: usize, ys: usize, first: bool): void {
+  let x = ghashByteRev(v128.load(p));
+  if (first) x = v128.xor(x, v128.load(ys));
+  const xr = rev64x2(x);
+  const x0: u64 = i64x2.extract_lane(x, 0), x1: u64 = i64x2.extract_lane(x, 1);
+  const x0r: u64 = i64x2.extract_lane(xr, 0), x1r: u64 = i64x2.extract_lane(xr, 1);
+  const a = GHASH_ACC;
+  store<u64>(a, load<u64>(a, 0) ^ bmul64p(x0, hp), 0);
+  store<u64>(a, load<u64>(a, 8) ^ bmul64p(x1, hp + 32), 8);
+  store<u64>(a, load<u64>(a, 16) ^ bmul64p(x0 ^ x1, hp + 64), 16);
+  store<u64>(a, load<u64>(a, 24) ^ bmul64p(x0r, hp + 96), 24);
+  store<u64>(a, load<u64>(a, 32) ^ bmul64p(x1r, hp + 128), 32);
+  store<u64>(a, load<u64>(a, 40) ^ bmul64p(x0r ^ x1r, hp + 160), 40);
+}
+
+// @ts-ignore: decorator
+@inline export function ghashAbsorbEnd(ys: usize): void {
+  const a = GHASH_ACC;
+  v128.store(ys, reduce(load<u64>(a, 0), load<u64>(a, 8), load<u64>(a, 16), load<u64>(a, 24), load<u64>(a, 32), load<u64>(a, 40)));
+  ghashAbsorbStart();
 }
 
 /**

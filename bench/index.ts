@@ -1,0 +1,38 @@
+// Benchmark entry point: `node dist/bench/index.js SUITE [--json] [--max-time SECONDS]`
+// (`npm run bench -- esp --json`). Each suite prints a human table, or with
+// --json one JSON document on stdout; progress goes to stderr.
+import { parseSuiteOptions, type SuiteOptions } from './common.js';
+import { runEspBench } from './esp.js';
+
+const SUITES: Record<string, { describe: string; run: (opts: SuiteOptions) => Promise<unknown> }> = {
+  esp: { describe: 'ESP encap/decap: wasm kernel vs node:crypto vs @noble/ciphers', run: runEspBench },
+};
+
+function usage(): string {
+  const lines = Object.entries(SUITES).map(([name, s]) => `  ${name.padEnd(8)} ${s.describe}`);
+  return ['usage: node dist/bench/index.js SUITE [--json] [--max-time SECONDS]', '', 'suites:', ...lines,
+    '', 'example: npm run bench -- esp --json'].join('\n');
+}
+
+async function main(argv: readonly string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h') {
+    console.log(usage());
+    return name === undefined ? 1 : 0;
+  }
+  const suite = SUITES[name];
+  if (suite === undefined) {
+    console.error(`unknown suite ${name}\n\n${usage()}`);
+    return 1;
+  }
+  await suite.run(parseSuiteOptions(rest));
+  return 0;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => { process.exitCode = code; },
+  (err: unknown) => {
+    console.error(err instanceof Error ? err.message : err);
+    process.exitCode = 1;
+  },
+);

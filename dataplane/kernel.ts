@@ -69,10 +69,11 @@ const Counter = {
   SEQ_HARD_LIMIT: 12,
 } as const;
 
+/** Algorithm ids (wasm/layout.ts Algorithm) and key bytes without the salt. */
 const ALGORITHMS = {
-  'aes-gcm-128': { id: 1, keyBytes: 16 },
-  'aes-gcm-256': { id: 2, keyBytes: 32 },
-  'chacha20-poly1305': { id: 3, keyBytes: 32 },
+  'aes-gcm-128': { id: 1, wasmName: 'AES_GCM_128', keyBytes: 16 },
+  'aes-gcm-256': { id: 2, wasmName: 'AES_GCM_256', keyBytes: 32 },
+  'chacha20-poly1305': { id: 3, wasmName: 'CHACHA20_POLY1305', keyBytes: 32 },
 } as const;
 export type EspAlgorithm = keyof typeof ALGORITHMS;
 
@@ -249,7 +250,16 @@ export class EspKernel {
     for (const [name, value] of Object.entries(Counter)) {
       if (globalValue(exports, `Counter.${name}`) !== value) throw new Error(`esp.wasm Counter.${name} differs`);
     }
+    for (const a of Object.values(ALGORITHMS)) {
+      if (globalValue(exports, `Algorithm.${a.wasmName}`) !== a.id) throw new Error(`esp.wasm Algorithm.${a.wasmName} differs`);
+    }
+    if (globalValue(exports, 'Direction.OUT') !== DIRECTION_OUT || globalValue(exports, 'Direction.IN') !== DIRECTION_IN) {
+      throw new Error('esp.wasm Direction differs');
+    }
     if (globalValue(exports, 'DESC_SIZE') !== DESC_WORDS * 4) throw new Error('esp.wasm DESC_SIZE differs');
+    for (const [name, word] of Object.entries(Desc)) {
+      if (globalValue(exports, `DESC_${name}`) !== word * 4) throw new Error(`esp.wasm DESC_${name} differs`);
+    }
     if (exports.memory.buffer.byteLength < exports.layoutEnd()) throw new Error('esp.wasm could not grow its memory');
     this.slotCount = globalValue(exports, 'SLOT_COUNT');
     this.maxBatch = globalValue(exports, 'MAX_BATCH');

@@ -20,6 +20,7 @@ export { GCM_CTX_SIZE, gcmCtxSize, gcmInit, gcmSeal, gcmOpen, gcmWipe } from './
 // ESP kernel: layout, SA slots, batch encap/decap (RFC 4303).
 export {
   ResultCode, Algorithm, Direction, Counter, COUNTER_COUNT, SLOT_COUNT, SLOT_SIZE, MAX_BATCH, DESC_SIZE,
+  DESC_OFFSET, DESC_LENGTH, DESC_SLOT, DESC_NEXT_HEADER, DESC_RESULT, DESC_OUT_OFFSET, DESC_OUT_LENGTH,
   ARENA_SIZE, ESP_HEADROOM, ESP_TAILROOM, MIN_REPLAY_WINDOW, MAX_REPLAY_WINDOW, KEY_CTX_SIZE,
   descPtr, arenaPtr, layoutEnd,
 } from './layout';

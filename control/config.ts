@@ -41,7 +41,7 @@
  *   maxTimeout: 30s            # cap on a single wait (>= timeout)
  * dataplane:
  *   workers: auto              # ESP worker threads: auto (= available cores) or an integer 1..1024
- * connections:                 # REQUIRED to do anything, may be empty
+ * connections:                 # default: none
  *   <name>:                    # letters, digits, '.', '_', '-'; starts with a letter or digit
  *     local_addrs: [192.0.2.1] # IP literals this connection uses; default: any (%any)
  *     remote_addrs: [198.51.100.7]  # peer addresses: IP literals or host names (resolved when

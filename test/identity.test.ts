@@ -134,6 +134,26 @@ describe('formatIdentity', () => {
     }
   });
 
+  it('never throws on random identification data of any type', () => {
+    let seed = 0x2545f491;
+    const next = (): number => { seed ^= seed << 13; seed ^= seed >>> 17; seed ^= seed << 5; return (seed >>> 0) & 0xff; };
+    const pattern = id('*.example.org');
+    const dn = id('C=CH, CN=*');
+    for (let i = 0; i < 2000; i++) {
+      const data = Uint8Array.from({ length: next() % 48 }, next);
+      // Bias towards DER-looking input so the DN decoder is exercised beyond its first byte.
+      if (i % 2 === 0 && data.length > 2) { data[0] = 0x30; data[1] = data.length - 2; }
+      for (const idType of [1, 2, 3, 5, 9, 10, 11, 200]) {
+        const v = { idType, data };
+        expect(typeof formatIdentity(v)).toBe('string');
+        expect(identitiesEqual(v, { idType, data: Uint8Array.from(data) })).toBe(true);
+        identityMatches(pattern, v);
+        identityMatches(dn, v);
+        isIdentityPattern(v);
+      }
+    }
+  });
+
   it('encodes a DN exactly as OpenSSL writes a certificate subject', () => {
     // openssl req -x509 -subj "/C=CH/O=strongSwan/CN=moon.strongswan.org" (self-signed, P-256).
     const cert = new X509Certificate(MOON_CERT);

@@ -3,7 +3,7 @@
 // Secrets never reach logs (DESIGN §4.5): key material travels in fields whose
 // names are listed in REDACTED_KEYS, and pino's redaction replaces them even if
 // a caller passes a whole SA object by mistake. The only path for keys out of the
-// process is the explicit Wireshark key log (control/keylog.ts), off by default.
+// process is the explicit Wireshark key log (control/ike/keylog.ts), off by default.
 import { pino, type Logger, type LoggerOptions } from 'pino';
 
 export type { Logger };

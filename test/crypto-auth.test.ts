@@ -1,3 +1,4 @@
+import { VECTORS_DIR } from './support/vectors.js';
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -9,7 +10,7 @@ import {
 } from '../control/crypto/auth.js';
 import { HashAlgorithm, PrfId } from '../control/wire/constants.js';
 
-const VECTORS = process.env.IKECLONE_VECTORS ?? '/work/shared/vectors';
+const VECTORS = VECTORS_DIR;
 const hex = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'hex'));
 const toHex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 const bytes = (n: number, seed: number): Uint8Array => Uint8Array.from({ length: n }, (_, i) => (seed + i * 11) & 0xff);

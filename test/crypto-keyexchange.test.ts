@@ -1,3 +1,4 @@
+import { VECTORS_DIR } from './support/vectors.js';
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -6,7 +7,7 @@ import { createKeyExchange, keyExchangeLength } from '../control/crypto/keyexcha
 import { SUPPORTED_KE_GROUPS } from '../control/crypto/algorithms.js';
 import { KeGroup } from '../control/wire/constants.js';
 
-const VECTORS = process.env.IKECLONE_VECTORS ?? '/work/shared/vectors';
+const VECTORS = VECTORS_DIR;
 interface WycheproofFile<T> { numberOfTests: number; testGroups: { tests: T[] }[] }
 interface XdhTest { tcId: number; flags: string[]; public: string; private: string; shared: string; result: 'valid' | 'acceptable' | 'invalid' }
 function loadTests<T>(name: string): T[] {

@@ -1,3 +1,4 @@
+import { VECTORS_DIR } from './support/vectors.js';
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -10,7 +11,7 @@ import {
 } from '../control/crypto/keys.js';
 import { EncrId, IntegId, PrfId } from '../control/wire/constants.js';
 
-const VECTORS = process.env.IKECLONE_VECTORS ?? '/work/shared/vectors';
+const VECTORS = VECTORS_DIR;
 const hex = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'hex'));
 const toHex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 const cat = (...parts: Uint8Array[]): Uint8Array => new Uint8Array(Buffer.concat(parts));

@@ -1,0 +1,196 @@
+// Child SA negotiation shared by IKE_AUTH and CREATE_CHILD_SA (RFC 7296 §1.2,
+// §1.3.1, §2.9, §2.17): the SA/TSi/TSr we propose, the responder's choice and
+// narrowing, and the keys (KEYMAT) of the new Child SA.
+import { findPayload } from '../wire/payloads.js';
+import { KeGroup, NotifyType, PayloadType, TransformType } from '../wire/constants.js';
+import type { Payload, Proposal, TrafficSelector } from '../wire/payloads.js';
+import { encrInfo, integInfo } from '../crypto/algorithms.js';
+import { deriveChildKeys, wipeChildKeys } from '../crypto/keys.js';
+import type { ProposalSpec } from '../proposal.js';
+import { ChildSa } from './child-sa.js';
+import type { IkeEngine } from './engine.js';
+import type { IkeSa } from './ike-sa.js';
+import type { ChildPolicy } from './policy.js';
+import type { NegotiatedSuite } from './proposals.js';
+import { acceptChosenProposal, buildProposals, chosenProposal, selectProposal, withKeGroup } from './proposals.js';
+import { hostSelector, narrowSelectors, selectorFromConfig, selectorsWithin } from './traffic-selectors.js';
+import { spiBytes, spiNumber } from './payload-builders.js';
+import { TsType } from '../wire/constants.js';
+
+/** What we offered in a Child SA request, kept until the response arrives. */
+export interface ChildOffer {
+  child: ChildPolicy;
+  spiIn: number;
+  offered: Proposal[];
+  tsi: TrafficSelector[];
+  tsr: TrafficSelector[];
+}
+
+/** Nonces (and g^ir with PFS) of the exchange that creates the Child SA (RFC 7296 §2.17). */
+export interface ChildKeyInputs {
+  nonceI: Uint8Array;
+  nonceR: Uint8Array;
+  sharedSecret?: Uint8Array;
+}
+
+const ANY_V4: TrafficSelector = {
+  tsType: TsType.IPV4_ADDR_RANGE,
+  ipProtocol: 0,
+  startPort: 0,
+  endPort: 65535,
+  startAddress: new Uint8Array([0, 0, 0, 0]),
+  endAddress: new Uint8Array([255, 255, 255, 255]),
+};
+
+/** Proposals without KE transforms: Child SAs created in IKE_AUTH have no KE (RFC 7296 §1.2). */
+export function withoutKe(specs: readonly ProposalSpec[]): ProposalSpec[] {
+  return specs.map((s) => ({ protocol: s.protocol, transforms: s.transforms.filter((t) => t.type !== TransformType.KE) }));
+}
+
+/** The first PFS group a child's proposals ask for, if any (KE "none" means PFS optional). */
+export function childPfsGroup(child: ChildPolicy): number | undefined {
+  for (const s of child.esp) for (const t of s.transforms) if (t.type === TransformType.KE && t.id !== KeGroup.NONE) return t.id;
+  return undefined;
+}
+
+function localSelectors(sa: IkeSa, child: ChildPolicy, forOffer: boolean): TrafficSelector[] {
+  return child.localTs.map((ts) => {
+    if (ts !== 'dynamic') return selectorFromConfig(ts, sa.local.address);
+    // Asking for a virtual IP: we do not know our inner address yet (RFC 7296 §2.19).
+    if (forOffer && sa.policy.requestVirtualIp && !sa.virtualIp) return ANY_V4;
+    return hostSelector(sa.virtualIp ?? sa.local.address);
+  });
+}
+
+function remoteSelectors(sa: IkeSa, child: ChildPolicy): TrafficSelector[] {
+  return child.remoteTs.map((ts) => (ts === 'dynamic' ? hostSelector(sa.peerVirtualIp ?? sa.remote.address) : selectorFromConfig(ts, sa.remote.address)));
+}
+
+/** Build our offer: a fresh inbound SPI, the proposals (with `keGroup` for PFS) and our selectors. */
+export function offerChild(engine: IkeEngine, sa: IkeSa, child: ChildPolicy, keGroup?: number): ChildOffer {
+  const spiIn = engine.newChildSpi();
+  engine.reservedSpis.add(spiIn);
+  const specs = keGroup !== undefined ? withKeGroup(child.esp, keGroup) : withoutKe(child.esp);
+  return {
+    child,
+    spiIn,
+    offered: buildProposals(specs, spiBytes(spiIn)),
+    tsi: localSelectors(sa, child, true),
+    tsr: remoteSelectors(sa, child),
+  };
+}
+
+export function offerPayloads(offer: ChildOffer): Payload[] {
+  return [
+    { type: PayloadType.SA, proposals: offer.offered },
+    { type: PayloadType.TSi, selectors: offer.tsi },
+    { type: PayloadType.TSr, selectors: offer.tsr },
+  ];
+}
+
+/** Release the SPI reserved by an offer that came to nothing. */
+export function dropOffer(engine: IkeEngine, offer: ChildOffer): void {
+  engine.reservedSpis.delete(offer.spiIn);
+}
+
+function makeChild(
+  engine: IkeEngine,
+  sa: IkeSa,
+  name: string,
+  suite: NegotiatedSuite,
+  spiIn: number,
+  spiOut: number,
+  inputs: ChildKeyInputs,
+  exchangeInitiator: boolean,
+  localTs: TrafficSelector[],
+  remoteTs: TrafficSelector[],
+): ChildSa {
+  const encr = encrInfo(suite.encr, suite.encrKeyLength)!;
+  const integ = suite.integ !== undefined ? integInfo(suite.integ) : undefined;
+  const keys = deriveChildKeys(sa.suite!.prf!, sa.keys!.skD, inputs, encr, integ);
+  // RFC 7296 §2.17: "I" keys protect traffic from the exchange's initiator.
+  const material = exchangeInitiator
+    ? { encOut: keys.encrI, integOut: keys.integI, encIn: keys.encrR, integIn: keys.integR }
+    : { encOut: keys.encrR, integOut: keys.integR, encIn: keys.encrI, integIn: keys.integI };
+  const child = new ChildSa(sa, name, spiIn, spiOut, suite, material, localTs, remoteTs, sa.natLocal || sa.natRemote, engine.clock.now());
+  if (!child.keys) wipeChildKeys(keys);
+  return child;
+}
+
+/**
+ * Initiator: check the responder's SA, TSi and TSr against our offer (RFC 7296
+ * §2.7, §2.9) and build the Child SA. Returns a reason string on failure.
+ */
+export function acceptChild(engine: IkeEngine, sa: IkeSa, offer: ChildOffer, payloads: Payload[], inputs: ChildKeyInputs): ChildSa | string {
+  const saPayload = findPayload(payloads, PayloadType.SA);
+  const tsi = findPayload(payloads, PayloadType.TSi);
+  const tsr = findPayload(payloads, PayloadType.TSr);
+  if (!saPayload || !tsi || !tsr) return 'response lacks SA, TSi or TSr';
+  const suite = acceptChosenProposal(saPayload.proposals, offer.offered);
+  if (!suite) return 'responder chose an ESP proposal we did not offer';
+  const spiOut = spiNumber(suite.spi);
+  if (spiOut === undefined || spiOut < 256) return 'responder ESP SPI is invalid';
+  if (!selectorsWithin(tsi.selectors, offer.tsi) || !selectorsWithin(tsr.selectors, offer.tsr)) return 'responder widened the traffic selectors';
+  return makeChild(engine, sa, offer.child.name, suite, offer.spiIn, spiOut, inputs, true, tsi.selectors, tsr.selectors);
+}
+
+export type ChildResponse =
+  | { ok: true; payloads: Payload[]; child: ChildSa }
+  | { ok: false; notify: number; data?: Uint8Array };
+
+/**
+ * Responder: choose a child policy whose ESP proposals and traffic selectors
+ * fit the request (RFC 7296 §2.7, §2.9), narrow the selectors, and build the
+ * Child SA. `keyExchange` is called with the chosen suite when it has a KE
+ * group (PFS) and returns g^ir and our KE payload, or the notify to answer.
+ */
+export function respondChild(
+  engine: IkeEngine,
+  sa: IkeSa,
+  payloads: Payload[],
+  nonces: { nonceI: Uint8Array; nonceR: Uint8Array },
+  keyExchange?: (suite: NegotiatedSuite) => { sharedSecret: Uint8Array; payload: Payload } | { notify: number; data?: Uint8Array },
+): ChildResponse {
+  const saPayload = findPayload(payloads, PayloadType.SA);
+  const tsi = findPayload(payloads, PayloadType.TSi);
+  const tsr = findPayload(payloads, PayloadType.TSr);
+  if (!saPayload || !tsi || !tsr) return { ok: false, notify: NotifyType.INVALID_SYNTAX };
+  if (engine.peerChildCount(sa) >= engine.limits.childSasPerPeer) return { ok: false, notify: NotifyType.NO_ADDITIONAL_SAS };
+  let failure: number = NotifyType.NO_PROPOSAL_CHOSEN;
+  for (const child of sa.policy.children) {
+    const suite = selectProposal(saPayload.proposals, keyExchange ? child.esp : withoutKe(child.esp), { requireKe: false });
+    if (!suite) continue;
+    const localTs = narrowSelectors(tsr.selectors, localSelectors(sa, child, false));
+    const remoteTs = narrowSelectors(tsi.selectors, remoteSelectors(sa, child));
+    if (localTs.length === 0 || remoteTs.length === 0) {
+      failure = NotifyType.TS_UNACCEPTABLE;
+      continue;
+    }
+    const spiOut = spiNumber(suite.spi);
+    if (spiOut === undefined || spiOut < 256) return { ok: false, notify: NotifyType.INVALID_SYNTAX };
+    const extra: Payload[] = [];
+    let sharedSecret: Uint8Array | undefined;
+    if (suite.ke !== undefined) {
+      if (!keyExchange) return { ok: false, notify: NotifyType.NO_PROPOSAL_CHOSEN };
+      const kx = keyExchange(suite);
+      if ('notify' in kx) return { ok: false, notify: kx.notify, ...(kx.data ? { data: kx.data } : {}) };
+      sharedSecret = kx.sharedSecret;
+      extra.push(kx.payload);
+    }
+    const spiIn = engine.newChildSpi();
+    const inputs: ChildKeyInputs = { ...nonces, ...(sharedSecret ? { sharedSecret } : {}) };
+    const created = makeChild(engine, sa, child.name, suite, spiIn, spiOut, inputs, false, localTs, remoteTs);
+    sharedSecret?.fill(0);
+    return {
+      ok: true,
+      child: created,
+      payloads: [
+        { type: PayloadType.SA, proposals: [chosenProposal(suite, spiBytes(spiIn))] },
+        ...extra,
+        { type: PayloadType.TSi, selectors: remoteTs },
+        { type: PayloadType.TSr, selectors: localTs },
+      ],
+    };
+  }
+  return { ok: false, notify: failure };
+}

@@ -1,0 +1,604 @@
+// The IKE engine: the SA table, message-ID bookkeeping, retransmission, the
+// response cache and the dispatch of each received message to the exchange
+// module that handles it. Bytes in, bytes out: no sockets here (DESIGN §2), so
+// two engines can be wired together in memory.
+//
+// Concurrency: one engine runs on the main thread and is the only owner of its
+// IkeSa/ChildSa objects. Exchanges change SA state only after the message that
+// asks for it has been authenticated (DESIGN §4.3); every unauthenticated byte
+// that does not lead anywhere is a counted drop.
+import { EventEmitter } from 'node:events';
+import { ExchangeType, HeaderFlag, NotifyType, exchangeName } from '../wire/constants.js';
+import { ipToBytes } from '../wire/ip.js';
+import { decodeMessage } from '../wire/message.js';
+import type { IkeMessage } from '../wire/message.js';
+import type { Payload } from '../wire/payloads.js';
+import type { RandomSource } from '../crypto/random.js';
+import { systemRandom } from '../crypto/random.js';
+import { createCookieSecret } from '../crypto/cookie.js';
+import type { Logger } from '../log.js';
+import { silentLogger } from '../log.js';
+import type { Clock } from './clock.js';
+import { systemClock } from './clock.js';
+import type { ChildSa } from './child-sa.js';
+import { spiHex } from './child-sa.js';
+import type { InitiatorExchange, ResponderResult } from './exchange.js';
+import { IkeSa, spi64Hex } from './ike-sa.js';
+import type { ConnectionPolicy } from './policy.js';
+import { openMessage, sealMessage } from './protect.js';
+import type { Datagram, Endpoint, SendFn } from './transport.js';
+import type { KeyLogSink } from './keylog.js';
+import { IkeSaInitInitiator, respondIkeSaInit } from './exchanges/ike-init.js';
+import { IkeAuthInitiator, respondIkeAuth } from './exchanges/ike-auth.js';
+import { ChildCreateInitiator, respondCreateChildSa } from './exchanges/child-create.js';
+import { DeleteChildInitiator, DeleteIkeInitiator, DeleteSpisInitiator, LivenessInitiator, respondInformational } from './exchanges/informational.js';
+import { respondRekeyRequest } from './exchanges/rekey.js';
+import { VirtualIpPool } from './virtual-ip-pool.js';
+import { notify } from './payload-builders.js';
+
+export interface EngineLimits {
+  /** Half-open IKE SAs before new IKE_SA_INIT requests must carry a COOKIE (RFC 7296 §2.6). */
+  halfOpenCookieThreshold: number;
+  /** Half-open IKE SAs past which IKE_SA_INIT requests are dropped. */
+  halfOpenMax: number;
+  /** Child SAs over all IKE SAs of one authenticated peer (RFC 7791 §8). */
+  childSasPerPeer: number;
+  /** IKE SAs (clones included) per authenticated peer (RFC 7791 §5.3, §8). */
+  ikeSasPerPeer: number;
+}
+
+export interface RetransmitPolicy {
+  /** First retransmission after this many ms (RFC 7296 §2.1). */
+  timeout: number;
+  /** Each further wait is multiplied by this. */
+  base: number;
+  /** Retransmissions before the peer is declared dead (RFC 7296 §2.4). */
+  tries: number;
+  maxTimeout: number;
+}
+
+export const DEFAULT_LIMITS: EngineLimits = {
+  halfOpenCookieThreshold: 32,
+  halfOpenMax: 1024,
+  childSasPerPeer: 64,
+  ikeSasPerPeer: 16,
+};
+
+export const DEFAULT_RETRANSMIT: RetransmitPolicy = { timeout: 1000, base: 1.8, tries: 5, maxTimeout: 30_000 };
+
+export interface IkeEngineOptions {
+  policies: ConnectionPolicy[];
+  send: SendFn;
+  /** Our IKE ports: messages float from `ike` to `nat` (RFC 7296 §2.23). */
+  ports?: { ike: number; nat: number };
+  clock?: Clock;
+  random?: RandomSource;
+  log?: Logger;
+  limits?: Partial<EngineLimits>;
+  retransmit?: Partial<RetransmitPolicy>;
+  /** Wireshark key log (off unless given). */
+  keyLog?: KeyLogSink;
+  /** Half-open responder SAs are forgotten after this many ms. */
+  halfOpenTimeout?: number;
+  /** Local address to use towards a peer when the policy names none. */
+  localAddressFor?: (remote: string) => string;
+}
+
+export type DropReason =
+  | 'malformed'
+  | 'unknown-spi'
+  | 'bad-flags'
+  | 'unexpected-response'
+  | 'message-id'
+  | 'decrypt'
+  | 'syntax'
+  | 'half-open-limit'
+  | 'cookie'
+  | 'no-policy'
+  | 'unsupported-exchange';
+
+export interface EngineEvents {
+  'ike-up': [sa: IkeSa];
+  'ike-down': [sa: IkeSa, reason: string];
+  /** An IKE SA we initiated could not be established. */
+  'ike-failed': [sa: IkeSa, reason: string];
+  /** A Child SA is negotiated. Listeners copy child.keys synchronously: the engine wipes them right after. */
+  'child-up': [child: ChildSa];
+  'child-down': [child: ChildSa, reason: string];
+  /** A Child SA could not be created (the IKE SA stays). */
+  'child-failed': [sa: IkeSa, name: string, reason: string];
+  drop: [reason: DropReason, detail: string];
+}
+
+export interface EngineStats {
+  received: number;
+  sent: number;
+  retransmits: number;
+  responsesFromCache: number;
+  drops: Record<string, number>;
+}
+
+type Responder = (engine: IkeEngine, sa: IkeSa, payloads: Payload[], d: Datagram) => ResponderResult;
+
+const RESPONDERS: Record<number, Responder> = {
+  [ExchangeType.IKE_AUTH]: respondIkeAuth,
+  [ExchangeType.CREATE_CHILD_SA]: respondCreateChildSa,
+  [ExchangeType.INFORMATIONAL]: respondInformational,
+};
+
+export class IkeEngine extends EventEmitter<EngineEvents> {
+  readonly policies: ConnectionPolicy[];
+  readonly clock: Clock;
+  readonly random: RandomSource;
+  readonly log: Logger;
+  readonly limits: EngineLimits;
+  readonly retransmit: RetransmitPolicy;
+  readonly ports: { ike: number; nat: number };
+  readonly keyLog: KeyLogSink | undefined;
+  readonly halfOpenTimeout: number;
+  readonly stats: EngineStats = { received: 0, sent: 0, retransmits: 0, responsesFromCache: 0, drops: {} };
+
+  /** IKE SAs by our own SPI (hex). */
+  readonly sas = new Map<string, IkeSa>();
+  /** Half-open responder SAs by peer address and initiator SPI, to spot retransmitted IKE_SA_INIT requests. */
+  readonly halfOpen = new Map<string, IkeSa>();
+  /** Child SAs by our inbound SPI. */
+  readonly childrenBySpi = new Map<number, ChildSa>();
+  /** The COOKIE secret (RFC 7296 §2.6), rotated by the gateway. */
+  cookieSecret: ReturnType<typeof createCookieSecret>;
+
+  private readonly sendFn: SendFn;
+  private readonly localAddressFor: (remote: string) => string;
+
+  constructor(opts: IkeEngineOptions) {
+    super();
+    this.policies = opts.policies;
+    this.sendFn = opts.send;
+    this.clock = opts.clock ?? systemClock;
+    this.random = opts.random ?? systemRandom;
+    this.log = opts.log ?? silentLogger();
+    this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
+    this.retransmit = { ...DEFAULT_RETRANSMIT, ...opts.retransmit };
+    this.ports = opts.ports ?? { ike: 500, nat: 4500 };
+    this.keyLog = opts.keyLog;
+    this.halfOpenTimeout = opts.halfOpenTimeout ?? 30_000;
+    this.localAddressFor = opts.localAddressFor ?? (() => '0.0.0.0');
+    this.cookieSecret = createCookieSecret(this.random);
+  }
+
+  // ---------------------------------------------------------------- lookups
+
+  policy(name: string): ConnectionPolicy | undefined {
+    return this.policies.find((p) => p.name === name);
+  }
+
+  ikeSas(): IkeSa[] {
+    return [...this.sas.values()];
+  }
+
+  findIkeSa(id: number | string): IkeSa | undefined {
+    for (const sa of this.sas.values()) if (sa.id === Number(id) || spi64Hex(sa.localSpi) === id) return sa;
+    return undefined;
+  }
+
+  halfOpenCount(): number {
+    return this.halfOpen.size;
+  }
+
+  // ------------------------------------------------------------ initiating
+
+  /**
+   * Establish an IKE SA (and the connection's Child SAs) for policy `name`.
+   * Resolves when IKE_AUTH has completed; rejects when the attempt fails.
+   */
+  initiate(name: string, opts: { remote?: Endpoint; local?: Endpoint } = {}): Promise<IkeSa> {
+    const policy = this.policy(name);
+    if (!policy) return Promise.reject(new Error(`no connection named "${name}"`));
+    const remoteAddr = opts.remote?.address ?? policy.remoteAddrs.find((a) => a !== '%any');
+    if (!remoteAddr) return Promise.reject(new Error(`connection "${name}" has no remote address to initiate to`));
+    const remote: Endpoint = opts.remote ?? { address: remoteAddr, port: policy.remotePort };
+    const local: Endpoint = opts.local ?? { address: policy.localAddrs[0] ?? this.localAddressFor(remote.address), port: this.ports.ike };
+    const sa = new IkeSa('initiator', policy, local, remote, this.newIkeSpi(), new Uint8Array(8), this.clock.now());
+    this.sas.set(spi64Hex(sa.spiI), sa);
+    this.log.info({ ike: sa.id, conn: name, remote: `${remote.address}:${remote.port}` }, 'initiating IKE SA');
+    const done = this.waitEstablished(sa);
+    this.queueExchange(sa, new IkeSaInitInitiator(this));
+    return done;
+  }
+
+  /** Resolves when `sa` reaches 'established', rejects when it dies first. */
+  waitEstablished(sa: IkeSa): Promise<IkeSa> {
+    return new Promise((resolve, reject) => {
+      const cleanup = () => {
+        this.off('ike-up', onUp);
+        this.off('ike-failed', onFail);
+        this.off('ike-down', onFail);
+      };
+      const onUp = (s: IkeSa) => {
+        if (s !== sa) return;
+        cleanup();
+        resolve(sa);
+      };
+      const onFail = (s: IkeSa, reason: string) => {
+        if (s !== sa) return;
+        cleanup();
+        reject(new Error(reason));
+      };
+      this.on('ike-up', onUp);
+      this.on('ike-failed', onFail);
+      this.on('ike-down', onFail);
+    });
+  }
+
+  /** Create an additional Child SA on an established IKE SA (CREATE_CHILD_SA, RFC 7296 §1.3.1). */
+  createChildSa(sa: IkeSa, childName: string, opts: { pfs?: boolean } = {}): Promise<ChildSa> {
+    const child = sa.policy.children.find((c) => c.name === childName);
+    if (!child) return Promise.reject(new Error(`connection "${sa.name}" has no child "${childName}"`));
+    return new Promise((resolve, reject) => {
+      this.queueExchange(sa, new ChildCreateInitiator(this, child, { pfs: opts.pfs ?? true, resolve, reject }));
+    });
+  }
+
+  /** Delete a Child SA with an INFORMATIONAL exchange (RFC 7296 §1.4.1). */
+  closeChildSa(child: ChildSa): Promise<void> {
+    return new Promise((resolve) => {
+      child.state = 'deleting';
+      this.queueExchange(child.ike, new DeleteChildInitiator(this, child, resolve));
+    });
+  }
+
+  /** Delete an IKE SA and its Child SAs with an INFORMATIONAL exchange (RFC 7296 §1.4.1). */
+  closeIkeSa(sa: IkeSa): Promise<void> {
+    if (sa.state === 'dead') return Promise.resolve();
+    return new Promise((resolve) => {
+      if (sa.state !== 'established') {
+        this.deleteIkeSa(sa, 'closed before established');
+        resolve();
+        return;
+      }
+      sa.state = 'deleting';
+      // A delete goes ahead of anything queued (RFC 7296 §2.25: nothing else matters once it is sent).
+      sa.queue.length = 0;
+      this.queueExchange(sa, new DeleteIkeInitiator(this, resolve));
+    });
+  }
+
+  /** Liveness check: an empty INFORMATIONAL request (RFC 7296 §1.4). Resolves true if answered. */
+  checkLiveness(sa: IkeSa): Promise<boolean> {
+    return new Promise((resolve) => this.queueExchange(sa, new LivenessInitiator(resolve)));
+  }
+
+  // -------------------------------------------------------------- requests
+
+  queueExchange(sa: IkeSa, exchange: InitiatorExchange): void {
+    if (sa.state === 'dead') {
+      exchange.abort?.(sa, 'IKE SA is gone');
+      return;
+    }
+    sa.queue.push(exchange);
+    this.kick(sa);
+  }
+
+  /** Start the next queued exchange if none is in flight (window size 1, RFC 7296 §2.3). */
+  private kick(sa: IkeSa): void {
+    if (sa.outstanding || sa.state === 'dead') return;
+    const exchange = sa.queue.shift();
+    if (!exchange) return;
+    this.transmit(sa, exchange, sa.nextRequestId++);
+  }
+
+  private transmit(sa: IkeSa, exchange: InitiatorExchange, messageId: number): void {
+    let bytes: Uint8Array;
+    try {
+      bytes = sealMessage(sa, exchange.exchangeType, messageId, false, exchange.build(sa));
+    } catch (err) {
+      this.log.error({ ike: sa.id, exchange: exchange.name, err: String(err) }, 'could not build request');
+      exchange.abort?.(sa, String(err));
+      // Without an established SA there is nothing left to run later exchanges on.
+      if (sa.state !== 'established') this.deleteIkeSa(sa, `could not build ${exchange.name}: ${String(err)}`);
+      else this.kick(sa);
+      return;
+    }
+    // RFC 7296 §2.15: AUTH signs our first message as sent.
+    if (exchange.exchangeType === ExchangeType.IKE_SA_INIT) sa.initRequest = bytes;
+    sa.outstanding = { messageId, bytes, tries: 0, timer: undefined, exchange };
+    this.log.debug({ ike: sa.id, exchange: exchange.name, mid: messageId }, 'sending request');
+    this.sendDatagram(sa.local, sa.remote, bytes);
+    this.armRetransmit(sa);
+  }
+
+  /** Exponential back-off with a bounded number of tries (RFC 7296 §2.1, §2.4). */
+  private armRetransmit(sa: IkeSa): void {
+    const out = sa.outstanding;
+    if (!out) return;
+    const rt = this.retransmit;
+    const delay = Math.min(rt.timeout * rt.base ** out.tries, rt.maxTimeout);
+    out.timer = this.clock.schedule(delay, () => {
+      if (sa.outstanding !== out) return;
+      if (out.tries >= rt.tries) {
+        const reason = `no response to ${out.exchange.name} after ${out.tries} retransmissions`;
+        this.log.warn({ ike: sa.id, exchange: out.exchange.name }, 'peer not answering, deleting IKE SA');
+        sa.outstanding = undefined;
+        out.exchange.abort?.(sa, reason);
+        this.deleteIkeSa(sa, reason);
+        return;
+      }
+      out.tries++;
+      this.stats.retransmits++;
+      this.sendDatagram(sa.local, sa.remote, out.bytes);
+      this.armRetransmit(sa);
+    });
+  }
+
+  // -------------------------------------------------------------- receiving
+
+  /** Entry point for every IKE datagram (port 500, or 4500 after the non-ESP marker). Never throws. */
+  receive(d: Datagram): void {
+    this.stats.received++;
+    try {
+      this.dispatch(d);
+    } catch (err) {
+      // A bug, not a peer's fault: keep the process and the other SAs alive.
+      this.log.error({ err: String(err), stack: (err as Error)?.stack }, 'internal error while processing a message');
+      this.countDrop('malformed', 'internal error');
+    }
+  }
+
+  private dispatch(d: Datagram): void {
+    const decoded = decodeMessage(d.bytes);
+    if (!decoded.ok) {
+      this.countDrop('malformed', decoded.error.message);
+      return;
+    }
+    const msg = decoded.value;
+    const h = msg.header;
+    const isResponse = (h.flags & HeaderFlag.RESPONSE) !== 0;
+    const fromOriginalInitiator = (h.flags & HeaderFlag.INITIATOR) !== 0;
+
+    if (h.exchangeType === ExchangeType.IKE_SA_INIT && !isResponse) {
+      if (!fromOriginalInitiator) return this.countDrop('bad-flags', 'IKE_SA_INIT request without the I flag');
+      respondIkeSaInit(this, msg, d);
+      return;
+    }
+    // RFC 7296 §3.1: our SPI is the responder SPI when the sender is the original initiator.
+    const ourSpi = fromOriginalInitiator ? h.spiR : h.spiI;
+    const sa = this.sas.get(spi64Hex(ourSpi));
+    if (!sa) return this.countDrop('unknown-spi', spi64Hex(ourSpi));
+    if (fromOriginalInitiator === sa.isInitiator) return this.countDrop('bad-flags', 'I flag does not match our role');
+    if (isResponse) this.handleResponse(sa, msg, d);
+    else this.handleRequest(sa, msg, d);
+  }
+
+  private handleResponse(sa: IkeSa, msg: IkeMessage, d: Datagram): void {
+    const h = msg.header;
+    const out = sa.outstanding;
+    if (!out || out.messageId !== h.messageId || out.exchange.exchangeType !== h.exchangeType) {
+      return this.countDrop('unexpected-response', `${exchangeName(h.exchangeType)} mid ${h.messageId}`);
+    }
+    let payloads: Payload[];
+    if (h.exchangeType === ExchangeType.IKE_SA_INIT) {
+      payloads = msg.payloads;
+    } else {
+      const opened = openMessage(sa, msg);
+      if (!opened.ok) return this.countDrop(opened.reason === 'syntax' ? 'syntax' : 'decrypt', `${exchangeName(h.exchangeType)} response`);
+      payloads = opened.payloads;
+    }
+    out.timer?.cancel();
+    sa.outstanding = undefined;
+    const result = out.exchange.process(sa, payloads, d.bytes);
+    if (result === 'retry' && sa.state !== 'dead') {
+      this.transmit(sa, out.exchange, out.messageId);
+      return;
+    }
+    this.kick(sa);
+  }
+
+  private handleRequest(sa: IkeSa, msg: IkeMessage, d: Datagram): void {
+    const h = msg.header;
+    // A retransmitted request gets the cached response, without processing (RFC 7296 §2.1).
+    if (sa.lastResponse && h.messageId === sa.lastResponse.messageId) {
+      this.stats.responsesFromCache++;
+      this.sendDatagram(d.local, d.remote, sa.lastResponse.bytes);
+      return;
+    }
+    if (h.messageId !== sa.peerRequestId) return this.countDrop('message-id', `expected ${sa.peerRequestId}, got ${h.messageId}`);
+    const opened = openMessage(sa, msg);
+    if (!opened.ok) {
+      if (opened.reason !== 'syntax') return this.countDrop('decrypt', exchangeName(h.exchangeType));
+      // Authenticated but malformed inside: answer INVALID_SYNTAX (RFC 7296 §2.21.3).
+      sa.peerRequestId++;
+      this.sendResponse(sa, h.exchangeType, h.messageId, [notify(opened.notify || NotifyType.INVALID_SYNTAX)], d);
+      return;
+    }
+    const responder = RESPONDERS[h.exchangeType];
+    if (!responder) return this.countDrop('unsupported-exchange', exchangeName(h.exchangeType));
+    sa.peerRequestId++;
+    this.followPeer(sa, d);
+    const result = responder(this, sa, opened.payloads, d);
+    if (sa.state !== 'dead' || result.after) this.sendResponse(sa, h.exchangeType, h.messageId, result.payloads, d);
+    result.after?.();
+  }
+
+  /**
+   * Port floating and NAT mapping changes (RFC 7296 §2.23): answer where an
+   * authenticated request came from. With MOBIKE, addresses change only through
+   * UPDATE_SA_ADDRESSES once the SA is up (RFC 4555 §3.5).
+   */
+  private followPeer(sa: IkeSa, d: Datagram): void {
+    const moving = d.remote.address !== sa.remote.address || d.remote.port !== sa.remote.port || d.local.port !== sa.local.port;
+    if (!moving) return;
+    if (sa.state === 'established' && (sa.peerMobike || !sa.natRemote)) return;
+    sa.remote = { ...d.remote };
+    sa.local = { ...d.local };
+  }
+
+  private sendResponse(sa: IkeSa, exchangeType: number, messageId: number, payloads: Payload[], d: Datagram): void {
+    if (!sa.protectOut) return;
+    const bytes = sealMessage(sa, exchangeType, messageId, true, payloads);
+    sa.lastResponse = { messageId, bytes };
+    this.sendDatagram(d.local, d.remote, bytes);
+  }
+
+  sendDatagram(local: Endpoint, remote: Endpoint, bytes: Uint8Array): void {
+    this.stats.sent++;
+    this.sendFn({ bytes, local, remote });
+  }
+
+  countDrop(reason: DropReason, detail: string): void {
+    this.stats.drops[reason] = (this.stats.drops[reason] ?? 0) + 1;
+    this.log.debug({ reason, detail }, 'dropped IKE message');
+    this.emit('drop', reason, detail);
+  }
+
+  // --------------------------------------------------------- SA bookkeeping
+
+  newIkeSpi(): Uint8Array {
+    for (;;) {
+      const spi = this.random(8);
+      if (spi.some((b) => b !== 0) && !this.sas.has(spi64Hex(spi))) return spi;
+    }
+  }
+
+  /** A fresh inbound ESP SPI: random, >= 256 (RFC 4303 §2.1), unused here. */
+  newChildSpi(): number {
+    for (;;) {
+      const b = this.random(4);
+      const spi = ((b[0]! << 24) | (b[1]! << 16) | (b[2]! << 8) | b[3]!) >>> 0;
+      if (spi >= 256 && !this.childrenBySpi.has(spi) && !this.reservedSpis.has(spi)) return spi;
+    }
+  }
+
+  /** Inbound SPIs offered in a request whose response has not arrived yet. */
+  readonly reservedSpis = new Set<number>();
+
+  registerResponderSa(sa: IkeSa, halfOpenKey: string): void {
+    this.sas.set(spi64Hex(sa.spiR), sa);
+    this.halfOpen.set(halfOpenKey, sa);
+    const timer = this.clock.schedule(this.halfOpenTimeout, () => {
+      if (sa.state === 'connecting' || sa.state === 'authenticating') this.deleteIkeSa(sa, 'half-open IKE SA timed out');
+    });
+    sa.timers.add(timer);
+  }
+
+  /** The IKE SA has authenticated: it leaves the half-open set. */
+  markEstablished(sa: IkeSa): void {
+    sa.state = 'established';
+    sa.establishedAt = this.clock.now();
+    for (const [k, v] of this.halfOpen) if (v === sa) this.halfOpen.delete(k);
+    sa.dropInitMaterial();
+    this.log.info(
+      { ike: sa.id, conn: sa.name, spiI: spi64Hex(sa.spiI), spiR: spi64Hex(sa.spiR), remote: `${sa.remote.address}:${sa.remote.port}` },
+      'IKE SA established',
+    );
+    this.emit('ike-up', sa);
+  }
+
+  /** Record a negotiated Child SA, tell listeners (the data plane), then wipe the keys the engine held. */
+  addChild(child: ChildSa): void {
+    child.ike.children.push(child);
+    this.childrenBySpi.set(child.spiIn, child);
+    this.reservedSpis.delete(child.spiIn);
+    this.keyLog?.child(child);
+    this.log.info(
+      { ike: child.ike.id, child: child.id, name: child.name, spiIn: spiHex(child.spiIn), spiOut: spiHex(child.spiOut), encap: child.udpEncap },
+      'Child SA established',
+    );
+    this.emit('child-up', child);
+    child.wipeKeys();
+  }
+
+  /** Forget a Child SA locally (after a Delete exchange, or with its IKE SA). */
+  removeChild(child: ChildSa, reason: string): void {
+    if (child.state === 'deleted') return;
+    child.state = 'deleted';
+    const list = child.ike.children;
+    const i = list.indexOf(child);
+    if (i >= 0) list.splice(i, 1);
+    this.childrenBySpi.delete(child.spiIn);
+    child.wipeKeys();
+    this.log.info({ ike: child.ike.id, child: child.id, spiIn: spiHex(child.spiIn), reason }, 'Child SA deleted');
+    this.emit('child-down', child, reason);
+  }
+
+  /** Forget an IKE SA and its Child SAs locally, zeroising keys (no message is sent). */
+  deleteIkeSa(sa: IkeSa, reason: string): void {
+    if (sa.state === 'dead') return;
+    const wasEstablished = sa.establishedAt !== undefined;
+    for (const child of [...sa.children]) this.removeChild(child, reason);
+    const pending = sa.outstanding;
+    const queued = [...sa.queue];
+    this.sas.delete(spi64Hex(sa.localSpi));
+    for (const [k, v] of this.halfOpen) if (v === sa) this.halfOpen.delete(k);
+    this.releaseVirtualIp(sa);
+    sa.destroy();
+    pending?.exchange.abort?.(sa, reason);
+    for (const q of queued) q.abort?.(sa, reason);
+    if (wasEstablished) {
+      this.log.info({ ike: sa.id, conn: sa.name, reason }, 'IKE SA deleted');
+      this.emit('ike-down', sa, reason);
+    } else {
+      this.log.warn({ ike: sa.id, conn: sa.name, reason }, 'IKE SA failed');
+      this.emit('ike-failed', sa, reason);
+    }
+  }
+
+  /** Child SAs over all IKE SAs with the same authenticated peer (RFC 7791 §8). */
+  peerChildCount(sa: IkeSa): number {
+    let n = 0;
+    for (const other of this.sas.values()) if (other.peerKey && other.peerKey === sa.peerKey) n += other.children.length;
+    return n;
+  }
+
+  /** Stop every timer and forget all SAs (no messages are sent). */
+  shutdown(): void {
+    for (const sa of [...this.sas.values()]) this.deleteIkeSa(sa, 'shutdown');
+  }
+
+  // ------------------------------------------------- follow-up exchanges
+
+  /** After IKE_SA_INIT: IKE_AUTH goes first, ahead of anything queued meanwhile. */
+  startIkeAuth(sa: IkeSa): void {
+    sa.queue.unshift(new IkeAuthInitiator(this));
+  }
+
+  /** Children beyond the first are created with CREATE_CHILD_SA once the IKE SA is up. */
+  startRemainingChildren(sa: IkeSa): void {
+    for (const child of sa.policy.children.slice(1)) {
+      this.createChildSa(sa, child.name).catch((err: Error) => {
+        this.log.warn({ ike: sa.id, child: child.name, reason: err.message }, 'could not create Child SA');
+      });
+    }
+  }
+
+  /** Tell the peer to drop a Child SA we will not use (RFC 7296 §2.21.2). */
+  deleteUnusableChild(sa: IkeSa, spiIn: number): void {
+    this.queueExchange(sa, new DeleteSpisInitiator([spiIn]));
+  }
+
+  /** Rekeying and cloning requests (RFC 7296 §1.3.2, §1.3.3; RFC 7791 §5.2). */
+  respondRekey(sa: IkeSa, payloads: Payload[], ikeRekey: boolean): ResponderResult {
+    return respondRekeyRequest(this, sa, payloads, ikeRekey);
+  }
+
+  // ----------------------------------------------------------- virtual IPs
+
+  private readonly pools = new Map<string, VirtualIpPool>();
+
+  /** A virtual IP for the (authenticated) peer of `sa` from its connection's pools. */
+  leaseVirtualIp(sa: IkeSa): { address: string; bytes: Uint8Array } | undefined {
+    for (const cidr of sa.policy.pools) {
+      let pool = this.pools.get(cidr);
+      if (!pool) this.pools.set(cidr, (pool = new VirtualIpPool(cidr)));
+      const address = pool.acquire(sa.peerKey ?? spi64Hex(sa.spiI));
+      if (address) return { address, bytes: ipToBytes(address)! };
+    }
+    return undefined;
+  }
+
+  private releaseVirtualIp(sa: IkeSa): void {
+    if (!sa.peerVirtualIp || !sa.peerKey) return;
+    const stillUsed = [...this.sas.values()].some((o) => o !== sa && o.peerKey === sa.peerKey && o.peerVirtualIp === sa.peerVirtualIp);
+    if (stillUsed) return;
+    for (const pool of this.pools.values()) pool.release(sa.peerKey);
+  }
+}

@@ -1,0 +1,161 @@
+// CREATE_CHILD_SA for an additional Child SA (RFC 7296 §1.3.1), with optional
+// PFS (a KE payload) and the INVALID_KE_PAYLOAD retry (§1.3).
+//
+//   Initiator                         Responder
+//   HDR, SK {SA, Ni, [KEi,] TSi, TSr}  -->
+//                           <--  HDR, SK {SA, Nr, [KEr,] TSi, TSr}
+//
+// Requests that rekey a Child SA (N(REKEY_SA)) or an IKE SA (an IKE proposal,
+// and with N(CLONE_IKE_SA) a clone) use the same exchange type; this module
+// dispatches them.
+import { findPayload, findNotifies } from '../../wire/payloads.js';
+import { ExchangeType, NotifyType, PayloadType, ProtocolId, TransformType, notifyName } from '../../wire/constants.js';
+import type { Payload } from '../../wire/payloads.js';
+import { createKeyExchange, keyExchangeLength } from '../../crypto/keyexchange.js';
+import type { KeyExchange } from '../../crypto/keyexchange.js';
+import { isValidNonceLength } from '../../crypto/keys.js';
+import type { ChildSa } from '../child-sa.js';
+import type { IkeEngine } from '../engine.js';
+import type { InitiatorExchange, ResponderResult } from '../exchange.js';
+import type { IkeSa } from '../ike-sa.js';
+import type { ChildPolicy } from '../policy.js';
+import { acceptChild, childPfsGroup, dropOffer, offerChild, offerPayloads, respondChild } from '../child-negotiation.js';
+import type { ChildOffer } from '../child-negotiation.js';
+import { errorNotify, hasNotify, notify, u16, u16Bytes } from '../payload-builders.js';
+
+const NONCE_LENGTH = 32;
+
+export interface ChildCreateCallbacks {
+  pfs: boolean;
+  resolve: (child: ChildSa) => void;
+  reject: (err: Error) => void;
+  /** KE group to use instead of the configured first one (after INVALID_KE_PAYLOAD). */
+  group?: number;
+  retries?: number;
+}
+
+// ------------------------------------------------------------------ initiator
+
+export class ChildCreateInitiator implements InitiatorExchange {
+  readonly name = 'CREATE_CHILD_SA';
+  readonly exchangeType = ExchangeType.CREATE_CHILD_SA;
+  private offer: ChildOffer | undefined;
+  private keyExchange: KeyExchange | undefined;
+  private nonceI: Uint8Array | undefined;
+
+  constructor(
+    private readonly engine: IkeEngine,
+    private readonly child: ChildPolicy,
+    private readonly cb: ChildCreateCallbacks,
+  ) {}
+
+  private get group(): number | undefined {
+    return this.cb.pfs ? (this.cb.group ?? childPfsGroup(this.child)) : undefined;
+  }
+
+  build(sa: IkeSa): Payload[] {
+    this.release();
+    const group = this.group;
+    this.nonceI = this.engine.random(NONCE_LENGTH);
+    this.offer = offerChild(this.engine, sa, this.child, group);
+    const [saPayload, tsi, tsr] = offerPayloads(this.offer);
+    const payloads: Payload[] = [saPayload!, { type: PayloadType.NONCE, data: this.nonceI }];
+    if (group !== undefined) {
+      this.keyExchange = createKeyExchange(group, { random: this.engine.random });
+      payloads.push({ type: PayloadType.KE, group, data: this.keyExchange.publicKey });
+    }
+    payloads.push(tsi!, tsr!);
+    return payloads;
+  }
+
+  process(sa: IkeSa, payloads: Payload[]): void {
+    const offer = this.offer!;
+    const fail = (reason: string) => {
+      this.release();
+      this.engine.emit('child-failed', sa, this.child.name, reason);
+      this.cb.reject(new Error(reason));
+    };
+    const invalidKe = findNotifies(payloads, NotifyType.INVALID_KE_PAYLOAD)[0];
+    if (invalidKe) {
+      const group = u16(invalidKe.data);
+      const allowed = this.child.esp.some((s) => s.transforms.some((t) => t.type === TransformType.KE && t.id === group));
+      const retries = (this.cb.retries ?? 0) + 1;
+      if (group === undefined || !allowed || group === this.group || retries > 3) return fail(`INVALID_KE_PAYLOAD asks for group ${group}, which we do not offer`);
+      this.release();
+      // A new exchange with a new message ID (RFC 7296 §1.3).
+      this.engine.queueExchange(sa, new ChildCreateInitiator(this.engine, this.child, { ...this.cb, group, retries }));
+      return;
+    }
+    const error = errorNotify(payloads);
+    if (error) return fail(`responder answered ${notifyName(error.notifyType)}`);
+    const nonce = findPayload(payloads, PayloadType.NONCE);
+    if (!nonce || !isValidNonceLength(sa.suite!.prf!, nonce.data.length)) return fail('response lacks a valid nonce');
+    let sharedSecret: Uint8Array | undefined;
+    const chosenKe = findPayload(payloads, PayloadType.SA)?.proposals[0]?.transforms.find((t) => t.type === TransformType.KE)?.id;
+    if (this.keyExchange) {
+      const ke = findPayload(payloads, PayloadType.KE);
+      if (!ke || ke.group !== this.keyExchange.group || chosenKe !== ke.group) return fail('response KE payload does not match our group');
+      const shared = this.keyExchange.computeSharedSecret(ke.data);
+      if (!shared.ok) return fail(`invalid key exchange value: ${shared.error}`);
+      sharedSecret = shared.value;
+    } else if (chosenKe !== undefined && chosenKe !== 0) {
+      return fail('responder chose a KE group we did not send');
+    }
+    const child = acceptChild(this.engine, sa, offer, payloads, { nonceI: this.nonceI!, nonceR: nonce.data, ...(sharedSecret ? { sharedSecret } : {}) });
+    sharedSecret?.fill(0);
+    this.keyExchange?.destroy();
+    this.keyExchange = undefined;
+    if (typeof child === 'string') return fail(child);
+    this.offer = undefined;
+    this.engine.addChild(child);
+    this.cb.resolve(child);
+  }
+
+  abort(_sa: IkeSa, reason: string): void {
+    this.release();
+    this.cb.reject(new Error(reason));
+  }
+
+  private release(): void {
+    if (this.offer) dropOffer(this.engine, this.offer);
+    this.offer = undefined;
+    this.keyExchange?.destroy();
+    this.keyExchange = undefined;
+  }
+}
+
+// ------------------------------------------------------------------ responder
+
+/** The responder half of CREATE_CHILD_SA: dispatch on what the request asks for. */
+export function respondCreateChildSa(engine: IkeEngine, sa: IkeSa, payloads: Payload[]): ResponderResult {
+  // RFC 7296 §2.25 / RFC 7791 §5.3: nothing new on an SA that is going away.
+  if (sa.state !== 'established') return { payloads: [notify(NotifyType.TEMPORARY_FAILURE)] };
+  const saPayload = findPayload(payloads, PayloadType.SA);
+  const nonce = findPayload(payloads, PayloadType.NONCE);
+  if (!saPayload || !nonce) return { payloads: [notify(NotifyType.INVALID_SYNTAX)] };
+  if (!isValidNonceLength(sa.suite!.prf!, nonce.data.length)) return { payloads: [notify(NotifyType.INVALID_SYNTAX)] };
+  const ikeRekey = saPayload.proposals.some((p) => p.protocol === ProtocolId.IKE);
+  if (ikeRekey || hasNotify(payloads, NotifyType.REKEY_SA)) {
+    return engine.respondRekey(sa, payloads, ikeRekey);
+  }
+  return respondNewChild(engine, sa, payloads, nonce.data);
+}
+
+function respondNewChild(engine: IkeEngine, sa: IkeSa, payloads: Payload[], nonceI: Uint8Array): ResponderResult {
+  const nonceR = engine.random(NONCE_LENGTH);
+  const kePayload = findPayload(payloads, PayloadType.KE);
+  const result = respondChild(engine, sa, payloads, { nonceI: new Uint8Array(nonceI), nonceR }, (suite) => {
+    // RFC 7296 §1.3: the KE payload's group must be the chosen proposal's.
+    if (!kePayload || kePayload.group !== suite.ke) return { notify: NotifyType.INVALID_KE_PAYLOAD, data: u16Bytes(suite.ke!) };
+    if (kePayload.data.length !== keyExchangeLength(kePayload.group)) return { notify: NotifyType.INVALID_SYNTAX };
+    const kx = createKeyExchange(kePayload.group, { random: engine.random });
+    const shared = kx.computeSharedSecret(kePayload.data);
+    const payload: Payload = { type: PayloadType.KE, group: kx.group, data: kx.publicKey };
+    kx.destroy();
+    if (!shared.ok) return { notify: NotifyType.INVALID_SYNTAX };
+    return { sharedSecret: shared.value, payload };
+  });
+  if (!result.ok) return { payloads: [notify(result.notify, result.data)] };
+  const [saOut, ...rest] = result.payloads;
+  return { payloads: [saOut!, { type: PayloadType.NONCE, data: nonceR }, ...rest], after: () => engine.addChild(result.child) };
+}

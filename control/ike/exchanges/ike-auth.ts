@@ -1,0 +1,217 @@
+// IKE_AUTH (RFC 7296 §1.2, §2.15): prove identities, and create the first
+// Child SA (§2.9 traffic selectors, §2.19 virtual IP via CP). Also where MOBIKE
+// (RFC 4555 §4.2.1) and cloning (RFC 7791 §5.1) support is announced.
+//
+//   Initiator                         Responder
+//   HDR, SK {IDi, [IDr,] AUTH, [CP(CFG_REQUEST),]
+//       SAi2, TSi, TSr, [N(MOBIKE_SUPPORTED)], [N(CLONE_IKE_SA_SUPPORTED)]}  -->
+//                   <--  HDR, SK {IDr, AUTH, [CP(CFG_REPLY),] SAr2, TSi, TSr,
+//                                 [N(MOBIKE_SUPPORTED)], [N(CLONE_IKE_SA_SUPPORTED)]}
+//
+// An AUTH failure kills the IKE SA; a Child SA failure (NO_PROPOSAL_CHOSEN,
+// TS_UNACCEPTABLE, ...) does not (§2.21.2).
+import { findPayload } from '../../wire/payloads.js';
+import { CfgAttr, CfgType, ExchangeType, NotifyType, PayloadType, notifyName } from '../../wire/constants.js';
+import type { Payload } from '../../wire/payloads.js';
+import { bytesToIp } from '../../wire/ip.js';
+import { formatIdentity, identitiesEqual, identityMatches } from '../../identity.js';
+import type { IkeEngine } from '../engine.js';
+import type { InitiatorExchange, ResponderResult } from '../exchange.js';
+import type { IkeSa } from '../ike-sa.js';
+import type { ConnectionPolicy } from '../policy.js';
+import { buildAuth, verifyAuth } from '../authentication.js';
+import { acceptChild, dropOffer, offerChild, offerPayloads, respondChild } from '../child-negotiation.js';
+import type { ChildOffer } from '../child-negotiation.js';
+import { errorNotify, hasNotify, idPayload, notify } from '../payload-builders.js';
+import { policiesForPath } from './ike-init.js';
+import { selectProposal, chosenProposal } from '../proposals.js';
+
+const CHILD_ERRORS: readonly number[] = [
+  NotifyType.NO_PROPOSAL_CHOSEN,
+  NotifyType.TS_UNACCEPTABLE,
+  NotifyType.SINGLE_PAIR_REQUIRED,
+  NotifyType.INTERNAL_ADDRESS_FAILURE,
+  NotifyType.FAILED_CP_REQUIRED,
+  NotifyType.INVALID_SELECTORS,
+  NotifyType.NO_ADDITIONAL_SAS,
+];
+
+function supportNotifies(policy: ConnectionPolicy, peer?: { mobike: boolean; clone: boolean }): Payload[] {
+  const out: Payload[] = [];
+  if (policy.mobike && (!peer || peer.mobike)) out.push(notify(NotifyType.MOBIKE_SUPPORTED));
+  // RFC 7791 §5.1: in the initiator's first and the responder's last IKE_AUTH message.
+  if (policy.cloneSupport && (!peer || peer.clone)) out.push(notify(NotifyType.CLONE_IKE_SA_SUPPORTED));
+  return out;
+}
+
+// ------------------------------------------------------------------ initiator
+
+export class IkeAuthInitiator implements InitiatorExchange {
+  readonly name = 'IKE_AUTH';
+  readonly exchangeType = ExchangeType.IKE_AUTH;
+  private offer: ChildOffer | undefined;
+
+  constructor(private readonly engine: IkeEngine) {}
+
+  build(sa: IkeSa): Payload[] {
+    sa.state = 'authenticating';
+    const policy = sa.policy;
+    sa.localId = policy.localId;
+    const idi = idPayload(PayloadType.IDi, policy.localId);
+    const payloads: Payload[] = [idi];
+    // RFC 7296 §2.4: INITIAL_CONTACT when no other IKE SA with this peer exists.
+    const others = this.engine.ikeSas().some((o) => o !== sa && o.policy === policy && o.state === 'established');
+    if (!others) payloads.push(notify(NotifyType.INITIAL_CONTACT));
+    if (policy.remoteId !== 'any') payloads.push(idPayload(PayloadType.IDr, policy.remoteId));
+    payloads.push(buildAuth(sa, idi));
+    if (policy.requestVirtualIp) {
+      payloads.push({ type: PayloadType.CP, cfgType: CfgType.CFG_REQUEST, attributes: [{ type: CfgAttr.INTERNAL_IP4_ADDRESS, value: new Uint8Array(0) }] });
+    }
+    const firstChild = policy.children[0];
+    if (firstChild) {
+      this.offer = offerChild(this.engine, sa, firstChild);
+      payloads.push(...offerPayloads(this.offer));
+    }
+    payloads.push(...supportNotifies(policy));
+    return payloads;
+  }
+
+  process(sa: IkeSa, payloads: Payload[]): void {
+    const engine = this.engine;
+    const idr = findPayload(payloads, PayloadType.IDr);
+    const auth = findPayload(payloads, PayloadType.AUTH);
+    if (!idr || !auth) {
+      const error = errorNotify(payloads);
+      this.release();
+      engine.deleteIkeSa(sa, error ? `responder answered ${notifyName(error.notifyType)}` : 'IKE_AUTH response lacks IDr or AUTH');
+      return;
+    }
+    const peerId = { idType: idr.idType, data: new Uint8Array(idr.data) };
+    if (!identityMatches(sa.policy.remoteId, peerId)) {
+      this.release();
+      engine.deleteIkeSa(sa, `responder identity ${formatIdentity(peerId)} does not match the configured one`);
+      return;
+    }
+    if (!verifyAuth(sa, idr, auth)) {
+      this.release();
+      engine.deleteIkeSa(sa, 'responder AUTH payload does not verify (AUTHENTICATION_FAILED)');
+      return;
+    }
+    sa.peerId = peerId;
+    sa.peerKey = formatIdentity(peerId);
+    sa.peerMobike = sa.policy.mobike && hasNotify(payloads, NotifyType.MOBIKE_SUPPORTED);
+    sa.peerClone = sa.policy.cloneSupport && hasNotify(payloads, NotifyType.CLONE_IKE_SA_SUPPORTED);
+    const cp = findPayload(payloads, PayloadType.CP);
+    if (cp?.cfgType === CfgType.CFG_REPLY) {
+      const addr = cp.attributes.find((a) => a.type === CfgAttr.INTERNAL_IP4_ADDRESS && a.value.length === 4);
+      if (addr) sa.virtualIp = bytesToIp(addr.value);
+    }
+    const offer = this.offer;
+    this.offer = undefined;
+    engine.markEstablished(sa);
+    if (!offer) return;
+    const childError = payloads.find((p) => p.type === PayloadType.NOTIFY && CHILD_ERRORS.includes(p.notifyType));
+    if (childError && childError.type === PayloadType.NOTIFY) {
+      dropOffer(engine, offer);
+      engine.emit('child-failed', sa, offer.child.name, notifyName(childError.notifyType));
+    } else {
+      const child = acceptChild(engine, sa, offer, payloads, { nonceI: sa.nonceI!, nonceR: sa.nonceR! });
+      if (typeof child === 'string') {
+        dropOffer(engine, offer);
+        engine.log.warn({ ike: sa.id, child: offer.child.name, reason: child }, 'first Child SA rejected');
+        engine.emit('child-failed', sa, offer.child.name, child);
+        // RFC 7296 §2.21.2: the IKE SA stands; the peer drops the Child SA we cannot use.
+        engine.deleteUnusableChild(sa, offer.spiIn);
+      } else {
+        engine.addChild(child);
+      }
+    }
+    engine.startRemainingChildren(sa);
+  }
+
+  abort(): void {
+    this.release();
+  }
+
+  private release(): void {
+    if (this.offer) dropOffer(this.engine, this.offer);
+    this.offer = undefined;
+  }
+}
+
+// ------------------------------------------------------------------ responder
+
+/** The connection for an authenticated-to-be peer: path, identities and the IKE suite already chosen must fit. */
+function selectPolicy(engine: IkeEngine, sa: IkeSa, peerId: { idType: number; data: Uint8Array }, wantedLocal?: { idType: number; data: Uint8Array }): ConnectionPolicy | undefined {
+  const suite = sa.suite!;
+  const candidates = policiesForPath(engine, sa.local, sa.remote).filter(
+    (p) => identityMatches(p.remoteId, peerId) && selectProposal([chosenProposal(suite, new Uint8Array(0))], p.ike) !== undefined,
+  );
+  if (wantedLocal) {
+    const exact = candidates.find((p) => identitiesEqual(p.localId, wantedLocal));
+    if (exact) return exact;
+  }
+  return candidates[0];
+}
+
+export function respondIkeAuth(engine: IkeEngine, sa: IkeSa, payloads: Payload[]): ResponderResult {
+  if (sa.state !== 'connecting' || sa.isInitiator) return { payloads: [notify(NotifyType.INVALID_SYNTAX)] };
+  const idi = findPayload(payloads, PayloadType.IDi);
+  const auth = findPayload(payloads, PayloadType.AUTH);
+  const authFailed = (reason: string): ResponderResult => {
+    engine.log.warn({ ike: sa.id, remote: sa.remote.address, reason }, 'IKE_AUTH failed');
+    // RFC 7296 §2.21.2: answer AUTHENTICATION_FAILED, then forget the SA.
+    return { payloads: [notify(NotifyType.AUTHENTICATION_FAILED)], after: () => engine.deleteIkeSa(sa, reason) };
+  };
+  if (!idi || !auth) return authFailed('IKE_AUTH request lacks IDi or AUTH');
+  const peerId = { idType: idi.idType, data: new Uint8Array(idi.data) };
+  const idr = findPayload(payloads, PayloadType.IDr);
+  const policy = selectPolicy(engine, sa, peerId, idr ? { idType: idr.idType, data: idr.data } : undefined);
+  if (!policy) return authFailed(`no connection for peer identity ${formatIdentity(peerId)}`);
+  sa.policy = policy;
+  if (!verifyAuth(sa, idi, auth)) return authFailed(`AUTH payload of ${formatIdentity(peerId)} does not verify`);
+
+  sa.peerId = peerId;
+  sa.peerKey = formatIdentity(peerId);
+  sa.localId = policy.localId;
+  sa.peerMobike = policy.mobike && hasNotify(payloads, NotifyType.MOBIKE_SUPPORTED);
+  sa.peerClone = policy.cloneSupport && hasNotify(payloads, NotifyType.CLONE_IKE_SA_SUPPORTED);
+
+  const idrOut = idPayload(PayloadType.IDr, policy.localId);
+  const response: Payload[] = [idrOut, buildAuth(sa, idrOut)];
+
+  // RFC 7296 §2.19: a virtual IP for a CP request, from the connection's pools.
+  const cp = findPayload(payloads, PayloadType.CP);
+  let cpFailed = false;
+  if (cp?.cfgType === CfgType.CFG_REQUEST && cp.attributes.some((a) => a.type === CfgAttr.INTERNAL_IP4_ADDRESS)) {
+    const vip = engine.leaseVirtualIp(sa);
+    if (vip) {
+      sa.peerVirtualIp = vip.address;
+      response.push({ type: PayloadType.CP, cfgType: CfgType.CFG_REPLY, attributes: [{ type: CfgAttr.INTERNAL_IP4_ADDRESS, value: vip.bytes }] });
+    } else if (policy.pools.length > 0) {
+      cpFailed = true;
+    }
+  } else if (policy.pools.length > 0) {
+    cpFailed = true;
+  }
+
+  let created: ReturnType<typeof respondChild> | undefined;
+  if (findPayload(payloads, PayloadType.SA)) {
+    if (cpFailed) {
+      response.push(notify(policy.pools.length > 0 && !cp ? NotifyType.FAILED_CP_REQUIRED : NotifyType.INTERNAL_ADDRESS_FAILURE));
+    } else {
+      created = respondChild(engine, sa, payloads, { nonceI: sa.nonceI!, nonceR: sa.nonceR! });
+      if (created.ok) response.push(...created.payloads);
+      else response.push(notify(created.notify, created.data));
+    }
+  }
+  response.push(...supportNotifies(policy, { mobike: sa.peerMobike, clone: sa.peerClone }));
+  return {
+    payloads: response,
+    after: () => {
+      engine.markEstablished(sa);
+      if (created?.ok) engine.addChild(created.child);
+      else if (created) engine.emit('child-failed', sa, policy.children[0]?.name ?? '', notifyName(created.notify));
+    },
+  };
+}

@@ -1,0 +1,311 @@
+// IKE_SA_INIT (RFC 7296 §1.2): negotiate the IKE SA's algorithms, exchange
+// nonces and key-exchange values, detect NATs (§2.23), and answer COOKIE
+// (§2.6) and INVALID_KE_PAYLOAD (§1.2) challenges.
+//
+//   Initiator                         Responder
+//   HDR, SAi1, KEi, Ni,
+//     [N(NAT_DETECTION_*)]  -->
+//                           <--  HDR, SAr1, KEr, Nr, [N(NAT_DETECTION_*)]
+//
+// This message travels unprotected: the responder keeps only half-open state
+// (bounded by the COOKIE threshold and halfOpenMax) and the initiator checks
+// everything it accepts against what it offered.
+import { findPayload, findNotifies } from '../../wire/payloads.js';
+import { ExchangeType, HeaderFlag, IKE_VERSION, KeGroup, NotifyType, PayloadType, TransformType, notifyName } from '../../wire/constants.js';
+import type { IkeMessage } from '../../wire/message.js';
+import { encodeMessage } from '../../wire/message.js';
+import type { Payload, Proposal } from '../../wire/payloads.js';
+import { createKeyExchange, keyExchangeLength } from '../../crypto/keyexchange.js';
+import { deriveIkeKeys, isValidNonceLength } from '../../crypto/keys.js';
+import { natDetectionHash } from '../../crypto/natd.js';
+import { makeCookie, verifyCookie } from '../../crypto/cookie.js';
+import { encodeSignatureHashes, SUPPORTED_SIGNATURE_HASHES } from '../../crypto/auth.js';
+import type { IkeEngine } from '../engine.js';
+import type { InitiatorExchange } from '../exchange.js';
+import { IkeSa, spi64Hex } from '../ike-sa.js';
+import type { ConnectionPolicy } from '../policy.js';
+import { acceptChosenProposal, buildProposals, chosenProposal, preferredKeGroup, selectProposal } from '../proposals.js';
+import type { NegotiatedSuite } from '../proposals.js';
+import type { Datagram, Endpoint } from '../transport.js';
+import { errorNotify, notify, u16, u16Bytes } from '../payload-builders.js';
+import { installIkeKeys } from '../ike-keys.js';
+
+const EMPTY = new Uint8Array(0);
+const ZERO_SPI = new Uint8Array(8);
+/** Nonce length we send: 32 octets, at least half of every PRF key size we offer (RFC 7296 §2.10). */
+const NONCE_LENGTH = 32;
+/** Bound on COOKIE and INVALID_KE_PAYLOAD round trips before giving up. */
+const MAX_INIT_RETRIES = 3;
+
+function copy(b: Uint8Array): Uint8Array {
+  return new Uint8Array(b);
+}
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((v, i) => v === b[i]);
+}
+
+/** NAT_DETECTION_SOURCE_IP and _DESTINATION_IP for a message with these SPIs (RFC 7296 §2.23). */
+function natDetectionPayloads(spiI: Uint8Array, spiR: Uint8Array, local: Endpoint, remote: Endpoint): Payload[] {
+  return [
+    notify(NotifyType.NAT_DETECTION_SOURCE_IP, natDetectionHash(spiI, spiR, local.address, local.port)),
+    notify(NotifyType.NAT_DETECTION_DESTINATION_IP, natDetectionHash(spiI, spiR, remote.address, remote.port)),
+  ];
+}
+
+/**
+ * Compare received NAT-D hashes with what the path we saw produces. Returns
+ * whether a NAT sits in front of us (their DESTINATION hash does not match our
+ * address) and in front of them (no SOURCE hash matches their address).
+ */
+function detectNat(payloads: Payload[], spiI: Uint8Array, spiR: Uint8Array, local: Endpoint, remote: Endpoint): { natLocal: boolean; natRemote: boolean } | undefined {
+  const src = findNotifies(payloads, NotifyType.NAT_DETECTION_SOURCE_IP);
+  const dst = findNotifies(payloads, NotifyType.NAT_DETECTION_DESTINATION_IP);
+  if (src.length === 0 || dst.length === 0) return undefined;
+  const remoteHash = natDetectionHash(spiI, spiR, remote.address, remote.port);
+  const localHash = natDetectionHash(spiI, spiR, local.address, local.port);
+  return {
+    natRemote: !src.some((n) => equalBytes(n.data, remoteHash)),
+    natLocal: !dst.some((n) => equalBytes(n.data, localHash)),
+  };
+}
+
+/** KE groups the configured proposals allow, in order. */
+function configuredGroups(specs: ConnectionPolicy['ike']): number[] {
+  const out: number[] = [];
+  for (const s of specs) for (const t of s.transforms) if (t.type === TransformType.KE && t.id !== KeGroup.NONE && !out.includes(t.id)) out.push(t.id);
+  return out;
+}
+
+function ikeSuiteForKeys(suite: NegotiatedSuite) {
+  return { encr: suite.encr, encrKeyLength: suite.encrKeyLength, prf: suite.prf!, integ: suite.integ ?? 0 };
+}
+
+// ------------------------------------------------------------------ initiator
+
+export class IkeSaInitInitiator implements InitiatorExchange {
+  readonly name = 'IKE_SA_INIT';
+  readonly exchangeType = ExchangeType.IKE_SA_INIT;
+  private group: number | undefined;
+  private cookie: Uint8Array | undefined;
+  private offered: Proposal[] = [];
+  private retries = 0;
+
+  constructor(private readonly engine: IkeEngine) {}
+
+  build(sa: IkeSa): Payload[] {
+    this.group ??= preferredKeGroup(sa.policy.ike);
+    if (this.group === undefined) throw new Error(`connection "${sa.name}" offers no key exchange group`);
+    if (!sa.keyExchange || sa.keyExchange.group !== this.group) {
+      sa.keyExchange?.destroy();
+      sa.keyExchange = createKeyExchange(this.group, { random: this.engine.random });
+    }
+    sa.nonceI ??= this.engine.random(NONCE_LENGTH);
+    this.offered = buildProposals(sa.policy.ike, EMPTY);
+    const payloads: Payload[] = [];
+    // RFC 7296 §2.6: the COOKIE notify comes first.
+    if (this.cookie) payloads.push(notify(NotifyType.COOKIE, this.cookie));
+    payloads.push(
+      { type: PayloadType.SA, proposals: this.offered },
+      { type: PayloadType.KE, group: this.group, data: sa.keyExchange.publicKey },
+      { type: PayloadType.NONCE, data: sa.nonceI },
+      ...natDetectionPayloads(sa.spiI, ZERO_SPI, sa.local, sa.remote),
+      notify(NotifyType.SIGNATURE_HASH_ALGORITHMS, encodeSignatureHashes(SUPPORTED_SIGNATURE_HASHES)),
+    );
+    return payloads;
+  }
+
+  process(sa: IkeSa, payloads: Payload[], raw: Uint8Array): void | 'retry' {
+    const fail = (reason: string) => this.engine.deleteIkeSa(sa, reason);
+
+    // RFC 7296 §2.6: a COOKIE challenge; send the request again with it.
+    const cookie = findNotifies(payloads, NotifyType.COOKIE)[0];
+    if (cookie) {
+      if (cookie.data.length < 1 || cookie.data.length > 64 || ++this.retries > MAX_INIT_RETRIES) return fail('bad or repeated COOKIE challenge');
+      this.cookie = copy(cookie.data);
+      return 'retry';
+    }
+    // RFC 7296 §1.2: the responder wants another group; retry with it if we offered it.
+    const invalidKe = findNotifies(payloads, NotifyType.INVALID_KE_PAYLOAD)[0];
+    if (invalidKe) {
+      const group = u16(invalidKe.data);
+      if (group === undefined || group === this.group || !configuredGroups(sa.policy.ike).includes(group) || ++this.retries > MAX_INIT_RETRIES) {
+        return fail(`INVALID_KE_PAYLOAD asks for group ${group}, which we do not offer`);
+      }
+      this.engine.log.info({ ike: sa.id, group }, 'responder asked for another key exchange group');
+      this.group = group;
+      return 'retry';
+    }
+    const error = errorNotify(payloads);
+    if (error) return fail(`responder answered ${notifyName(error.notifyType)}`);
+
+    const saPayload = findPayload(payloads, PayloadType.SA);
+    const ke = findPayload(payloads, PayloadType.KE);
+    const nonce = findPayload(payloads, PayloadType.NONCE);
+    if (!saPayload || !ke || !nonce) return fail('IKE_SA_INIT response lacks SA, KE or Nonce');
+    const suite = acceptChosenProposal(saPayload.proposals, this.offered);
+    if (!suite || suite.ke !== this.group || suite.prf === undefined) return fail('responder chose a proposal we did not offer');
+    if (ke.group !== this.group || ke.data.length !== keyExchangeLength(ke.group)) return fail('KE payload does not match the chosen group');
+    if (!isValidNonceLength(suite.prf, nonce.data.length)) return fail('responder nonce has an invalid length');
+    const spiR = raw.subarray(8, 16);
+    if (spiR.every((b) => b === 0)) return fail('responder SPI is zero');
+
+    const shared = sa.keyExchange!.computeSharedSecret(ke.data);
+    if (!shared.ok) return fail(`invalid key exchange value: ${shared.error}`);
+    sa.spiR = copy(spiR);
+    sa.suite = suite;
+    sa.nonceR = copy(nonce.data);
+    sa.initResponse = copy(raw);
+    const { skeyseed, keys } = deriveIkeKeys(ikeSuiteForKeys(suite), {
+      nonceI: sa.nonceI!,
+      nonceR: sa.nonceR,
+      sharedSecret: shared.value,
+      spiI: sa.spiI,
+      spiR: sa.spiR,
+    });
+    skeyseed.fill(0);
+    shared.value.fill(0);
+    installIkeKeys(this.engine, sa, keys);
+
+    const nat = detectNat(payloads, sa.spiI, sa.spiR, sa.local, sa.remote);
+    if (nat) {
+      sa.natLocal = nat.natLocal;
+      sa.natRemote = nat.natRemote;
+    }
+    // RFC 7296 §2.23 (and RFC 4555 §3.3 for MOBIKE): move to the NAT-T port.
+    if ((sa.natLocal || sa.natRemote || sa.policy.mobike) && sa.remote.port === this.engine.ports.ike) {
+      sa.local = { ...sa.local, port: this.engine.ports.nat };
+      sa.remote = { ...sa.remote, port: this.engine.ports.nat };
+    }
+    this.engine.log.debug({ ike: sa.id, spiR: spi64Hex(sa.spiR), natLocal: sa.natLocal, natRemote: sa.natRemote }, 'IKE_SA_INIT done');
+    this.engine.startIkeAuth(sa);
+  }
+}
+
+// ------------------------------------------------------------------ responder
+
+function sendInitError(engine: IkeEngine, msg: IkeMessage, d: Datagram, payloads: Payload[]): void {
+  const bytes = encodeMessage(
+    { spiI: msg.header.spiI, spiR: ZERO_SPI, version: IKE_VERSION, exchangeType: ExchangeType.IKE_SA_INIT, flags: HeaderFlag.RESPONSE, messageId: 0 },
+    payloads,
+  );
+  engine.sendDatagram(d.local, d.remote, bytes);
+}
+
+function addressMatches(list: string[], address: string): boolean {
+  return list.length === 0 || list.includes('%any') || list.includes(address) || list.includes('0.0.0.0');
+}
+
+/** Connections that could own an IKE_SA_INIT from `remote` to `local` (before any identity is known). */
+export function policiesForPath(engine: IkeEngine, local: Endpoint, remote: Endpoint): ConnectionPolicy[] {
+  return engine.policies.filter((p) => addressMatches(p.localAddrs, local.address) && addressMatches(p.remoteAddrs, remote.address));
+}
+
+/** The suite to accept: prefer one whose KE group is the one the initiator already sent (RFC 7296 §1.2). */
+function chooseSuite(policies: ConnectionPolicy[], offered: Proposal[], keGroup: number): { policy: ConnectionPolicy; suite: NegotiatedSuite } | { wantGroup: number } | undefined {
+  for (const policy of policies) {
+    const specs = policy.ike.map((s) => ({ ...s, transforms: s.transforms.filter((t) => t.type !== TransformType.KE || t.id === keGroup) }));
+    const suite = selectProposal(offered, specs);
+    if (suite && suite.ke === keGroup && suite.prf !== undefined) return { policy, suite };
+  }
+  for (const policy of policies) {
+    const suite = selectProposal(offered, policy.ike);
+    if (suite?.ke !== undefined) return { wantGroup: suite.ke };
+  }
+  return undefined;
+}
+
+export function respondIkeSaInit(engine: IkeEngine, msg: IkeMessage, d: Datagram): void {
+  const h = msg.header;
+  if (h.messageId !== 0 || h.spiR.some((b) => b !== 0)) return engine.countDrop('malformed', 'IKE_SA_INIT request with a message ID or responder SPI');
+  const key = `${d.remote.address}|${d.remote.port}|${spi64Hex(h.spiI)}`;
+  const existing = engine.halfOpen.get(key);
+  if (existing) {
+    // A retransmitted IKE_SA_INIT request: the same response again (RFC 7296 §2.1).
+    if (existing.initResponse && existing.initRequest && equalBytes(existing.initRequest, d.bytes)) {
+      engine.stats.responsesFromCache++;
+      engine.sendDatagram(d.local, d.remote, existing.initResponse);
+    } else {
+      engine.countDrop('malformed', 'IKE_SA_INIT for a half-open SA that differs from the first');
+    }
+    return;
+  }
+  if (engine.halfOpenCount() >= engine.limits.halfOpenMax) return engine.countDrop('half-open-limit', d.remote.address);
+
+  const payloads = msg.payloads;
+  const nonce = findPayload(payloads, PayloadType.NONCE);
+  // RFC 7296 §2.6: under load, demand a stateless cookie before keeping any state.
+  if (engine.halfOpenCount() >= engine.limits.halfOpenCookieThreshold) {
+    const presented = payloads[0]?.type === PayloadType.NOTIFY && payloads[0].notifyType === NotifyType.COOKIE ? payloads[0].data : undefined;
+    const ok = presented !== undefined && nonce !== undefined && verifyCookie(engine.cookieSecret, presented, nonce.data, d.remote.address, h.spiI);
+    if (!ok) {
+      engine.countDrop('cookie', d.remote.address);
+      if (nonce) sendInitError(engine, msg, d, [notify(NotifyType.COOKIE, makeCookie(engine.cookieSecret, nonce.data, d.remote.address, h.spiI))]);
+      return;
+    }
+  }
+
+  const saPayload = findPayload(payloads, PayloadType.SA);
+  const ke = findPayload(payloads, PayloadType.KE);
+  if (!saPayload || !ke || !nonce) {
+    engine.countDrop('syntax', 'IKE_SA_INIT without SA, KE or Nonce');
+    return sendInitError(engine, msg, d, [notify(NotifyType.INVALID_SYNTAX)]);
+  }
+  const policies = policiesForPath(engine, d.local, d.remote);
+  if (policies.length === 0) {
+    engine.countDrop('no-policy', `${d.remote.address} -> ${d.local.address}`);
+    return sendInitError(engine, msg, d, [notify(NotifyType.NO_PROPOSAL_CHOSEN)]);
+  }
+  const choice = chooseSuite(policies, saPayload.proposals, ke.group);
+  if (!choice) return sendInitError(engine, msg, d, [notify(NotifyType.NO_PROPOSAL_CHOSEN)]);
+  if ('wantGroup' in choice) return sendInitError(engine, msg, d, [notify(NotifyType.INVALID_KE_PAYLOAD, u16Bytes(choice.wantGroup))]);
+  const { policy, suite } = choice;
+  if (ke.data.length !== keyExchangeLength(ke.group) || !isValidNonceLength(suite.prf!, nonce.data.length)) {
+    return sendInitError(engine, msg, d, [notify(NotifyType.INVALID_SYNTAX)]);
+  }
+
+  const keyExchange = createKeyExchange(ke.group, { random: engine.random });
+  const shared = keyExchange.computeSharedSecret(ke.data);
+  if (!shared.ok) {
+    keyExchange.destroy();
+    return sendInitError(engine, msg, d, [notify(NotifyType.INVALID_SYNTAX)]);
+  }
+  const sa = new IkeSa('responder', policy, { ...d.local }, { ...d.remote }, copy(h.spiI), engine.newIkeSpi(), engine.clock.now());
+  sa.keyExchange = keyExchange;
+  sa.suite = suite;
+  sa.nonceI = copy(nonce.data);
+  sa.nonceR = engine.random(NONCE_LENGTH);
+  sa.initRequest = copy(d.bytes);
+  const nat = detectNat(payloads, sa.spiI, ZERO_SPI, d.local, d.remote);
+  if (nat) {
+    sa.natLocal = nat.natLocal;
+    sa.natRemote = nat.natRemote;
+  }
+  const { skeyseed, keys } = deriveIkeKeys(ikeSuiteForKeys(suite), {
+    nonceI: sa.nonceI,
+    nonceR: sa.nonceR,
+    sharedSecret: shared.value,
+    spiI: sa.spiI,
+    spiR: sa.spiR,
+  });
+  skeyseed.fill(0);
+  shared.value.fill(0);
+  installIkeKeys(engine, sa, keys);
+
+  const response: Payload[] = [
+    { type: PayloadType.SA, proposals: [chosenProposal(suite, EMPTY)] },
+    { type: PayloadType.KE, group: ke.group, data: keyExchange.publicKey },
+    { type: PayloadType.NONCE, data: sa.nonceR },
+  ];
+  if (nat) response.push(...natDetectionPayloads(sa.spiI, sa.spiR, d.local, d.remote));
+  response.push(notify(NotifyType.SIGNATURE_HASH_ALGORITHMS, encodeSignatureHashes(SUPPORTED_SIGNATURE_HASHES)));
+  const bytes = encodeMessage(
+    { spiI: sa.spiI, spiR: sa.spiR, version: IKE_VERSION, exchangeType: ExchangeType.IKE_SA_INIT, flags: HeaderFlag.RESPONSE, messageId: 0 },
+    response,
+  );
+  sa.initResponse = bytes;
+  sa.peerRequestId = 1;
+  engine.registerResponderSa(sa, key);
+  engine.log.debug({ ike: sa.id, conn: policy.name, remote: d.remote.address }, 'answered IKE_SA_INIT');
+  engine.sendDatagram(d.local, d.remote, bytes);
+}

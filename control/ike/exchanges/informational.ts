@@ -1,0 +1,129 @@
+// INFORMATIONAL (RFC 7296 §1.4): deleting Child SAs and IKE SAs (§1.4.1), and
+// the empty request that checks liveness (§2.4).
+//
+//   Initiator                         Responder
+//   HDR, SK {[N,] [D,] [CP,] ...}  -->
+//                           <--  HDR, SK {[N,] [D,] [CP,] ...}
+import { ExchangeType, PayloadType, ProtocolId } from '../../wire/constants.js';
+import type { DeletePayload, Payload } from '../../wire/payloads.js';
+import type { ChildSa } from '../child-sa.js';
+import type { IkeEngine } from '../engine.js';
+import type { InitiatorExchange, ResponderResult } from '../exchange.js';
+import type { IkeSa } from '../ike-sa.js';
+import { spiBytes, spiNumber } from '../payload-builders.js';
+
+function espDelete(spis: number[]): DeletePayload {
+  return { type: PayloadType.DELETE, protocol: ProtocolId.ESP, spiSize: 4, spis: spis.map(spiBytes) };
+}
+
+/** Delete ESP SAs by our inbound SPIs (§1.4.1: each side names the SPI it receives with). */
+export class DeleteChildInitiator implements InitiatorExchange {
+  readonly name = 'INFORMATIONAL (delete Child SA)';
+  readonly exchangeType = ExchangeType.INFORMATIONAL;
+
+  constructor(
+    private readonly engine: IkeEngine,
+    private readonly child: ChildSa,
+    private readonly done: () => void,
+  ) {}
+
+  build(): Payload[] {
+    return [espDelete([this.child.spiIn])];
+  }
+
+  process(): void {
+    this.engine.removeChild(this.child, 'deleted');
+    this.done();
+  }
+
+  abort(): void {
+    this.engine.removeChild(this.child, 'deleted (peer did not confirm)');
+    this.done();
+  }
+}
+
+/** Delete ESP SPIs the peer may hold for us although we never installed them (a Child SA we rejected). */
+export class DeleteSpisInitiator implements InitiatorExchange {
+  readonly name = 'INFORMATIONAL (delete unusable Child SA)';
+  readonly exchangeType = ExchangeType.INFORMATIONAL;
+
+  constructor(private readonly spis: number[]) {}
+
+  build(): Payload[] {
+    return [espDelete(this.spis)];
+  }
+
+  process(): void {}
+}
+
+/** Delete the IKE SA, and with it all its Child SAs (§1.4.1). */
+export class DeleteIkeInitiator implements InitiatorExchange {
+  readonly name = 'INFORMATIONAL (delete IKE SA)';
+  readonly exchangeType = ExchangeType.INFORMATIONAL;
+
+  constructor(
+    private readonly engine: IkeEngine,
+    private readonly done: () => void,
+  ) {}
+
+  build(): Payload[] {
+    return [{ type: PayloadType.DELETE, protocol: ProtocolId.IKE, spiSize: 0, spis: [] }];
+  }
+
+  process(sa: IkeSa): void {
+    this.engine.deleteIkeSa(sa, 'deleted');
+    this.done();
+  }
+
+  abort(): void {
+    this.done();
+  }
+}
+
+/** An empty INFORMATIONAL request: the peer is alive if it answers (§2.4). */
+export class LivenessInitiator implements InitiatorExchange {
+  readonly name = 'INFORMATIONAL (liveness)';
+  readonly exchangeType = ExchangeType.INFORMATIONAL;
+
+  constructor(private readonly done: (alive: boolean) => void) {}
+
+  build(): Payload[] {
+    return [];
+  }
+
+  process(): void {
+    this.done(true);
+  }
+
+  abort(): void {
+    this.done(false);
+  }
+}
+
+export function respondInformational(engine: IkeEngine, sa: IkeSa, payloads: Payload[]): ResponderResult {
+  const deletes = payloads.filter((p): p is DeletePayload => p.type === PayloadType.DELETE);
+  if (deletes.some((d) => d.protocol === ProtocolId.IKE)) {
+    // §1.4.1: answer with an empty INFORMATIONAL, then the IKE SA and its children are gone.
+    return { payloads: [], after: () => engine.deleteIkeSa(sa, 'deleted by peer') };
+  }
+  const gone: ChildSa[] = [];
+  for (const d of deletes) {
+    if (d.protocol !== ProtocolId.ESP && d.protocol !== ProtocolId.AH) continue;
+    for (const raw of d.spis) {
+      const spi = spiNumber(raw);
+      // The peer names its inbound SPI, which is our outbound one.
+      const child = sa.children.find((c) => c.spiOut === spi);
+      if (child && !gone.includes(child)) gone.push(child);
+    }
+  }
+  const response: Payload[] = [];
+  // §1.4.1: a Child SA we are deleting ourselves at the same time is not listed again (§2.25.1).
+  const answer = gone.filter((c) => c.state !== 'deleting').map((c) => c.spiIn);
+  if (answer.length > 0) response.push(espDelete(answer));
+  return {
+    payloads: response,
+    after: () => {
+      for (const c of gone) engine.removeChild(c, 'deleted by peer');
+    },
+  };
+}

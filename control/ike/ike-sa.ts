@@ -1,0 +1,140 @@
+// An IKE SA: SPIs, negotiated suite, keys, message-ID state, the exchange in
+// flight and the response cache, and the Child SAs it created. Owned by the
+// IKE engine on the main thread; exchanges mutate it only after a message has
+// been authenticated (DESIGN §4.3).
+import type { IkeKeys } from '../crypto/keys.js';
+import { wipeIkeKeys } from '../crypto/keys.js';
+import type { KeyExchange } from '../crypto/keyexchange.js';
+import type { SkProtector } from '../crypto/sk.js';
+import { wipe } from '../crypto/random.js';
+import type { Identity } from '../identity.js';
+import type { TimerHandle } from './clock.js';
+import type { ChildSa } from './child-sa.js';
+import type { ConnectionPolicy } from './policy.js';
+import type { NegotiatedSuite } from './proposals.js';
+import type { Endpoint } from './transport.js';
+import type { InitiatorExchange } from './exchange.js';
+
+export type IkeSaState =
+  | 'connecting' // IKE_SA_INIT sent or answered, not yet authenticated
+  | 'authenticating' // IKE_AUTH in flight
+  | 'established'
+  | 'deleting'
+  | 'dead';
+
+export type IkeRole = 'initiator' | 'responder';
+
+/** The request we sent and await an answer to (window size 1, RFC 7296 §2.3). */
+export interface OutstandingRequest {
+  messageId: number;
+  bytes: Uint8Array;
+  tries: number;
+  timer: TimerHandle | undefined;
+  exchange: InitiatorExchange;
+}
+
+let nextIkeId = 1;
+
+export class IkeSa {
+  readonly id = nextIkeId++;
+  state: IkeSaState = 'connecting';
+  readonly createdAt: number;
+  establishedAt: number | undefined;
+
+  /** SPIs as on the wire (8 bytes each); spiR is zero until the responder's SPI is known. */
+  spiI: Uint8Array;
+  spiR: Uint8Array;
+  suite: NegotiatedSuite | undefined;
+  keys: IkeKeys | undefined;
+  protectOut: SkProtector | undefined;
+  protectIn: SkProtector | undefined;
+
+  // IKE_SA_INIT material kept until IKE_AUTH has used it (RFC 7296 §2.15).
+  nonceI: Uint8Array | undefined;
+  nonceR: Uint8Array | undefined;
+  initRequest: Uint8Array | undefined;
+  initResponse: Uint8Array | undefined;
+  keyExchange: KeyExchange | undefined;
+
+  /** Message ID of our next request, and of the peer's next request (RFC 7296 §2.2). */
+  nextRequestId = 0;
+  peerRequestId = 0;
+  outstanding: OutstandingRequest | undefined;
+  readonly queue: InitiatorExchange[] = [];
+  /** The last response we sent, for retransmitted requests (RFC 7296 §2.1). */
+  lastResponse: { messageId: number; bytes: Uint8Array } | undefined;
+
+  localId: Identity | undefined;
+  peerId: Identity | undefined;
+  /** The authenticated peer identity as text: the key for per-peer limits (RFC 7791 §8). */
+  peerKey: string | undefined;
+  /** NAT detected in front of us / in front of the peer (RFC 7296 §2.23). */
+  natLocal = false;
+  natRemote = false;
+  peerMobike = false;
+  peerClone = false;
+  /** Virtual IP the peer assigned us, or we assigned the peer (RFC 7296 §2.19). */
+  virtualIp: string | undefined;
+  peerVirtualIp: string | undefined;
+
+  readonly children: ChildSa[] = [];
+  /** Timers bound to this SA (half-open expiry); cancelled when it dies. */
+  readonly timers = new Set<TimerHandle>();
+
+  constructor(
+    readonly role: IkeRole,
+    public policy: ConnectionPolicy,
+    public local: Endpoint,
+    public remote: Endpoint,
+    spiI: Uint8Array,
+    spiR: Uint8Array,
+    now: number,
+  ) {
+    this.spiI = spiI;
+    this.spiR = spiR;
+    this.createdAt = now;
+  }
+
+  /** Our own SPI: the key of this SA in the engine's table. */
+  get localSpi(): Uint8Array {
+    return this.role === 'initiator' ? this.spiI : this.spiR;
+  }
+
+  get isInitiator(): boolean {
+    return this.role === 'initiator';
+  }
+
+  get name(): string {
+    return this.policy.name;
+  }
+
+  /** Release IKE_SA_INIT state that authentication no longer needs. */
+  dropInitMaterial(): void {
+    this.keyExchange?.destroy();
+    this.keyExchange = undefined;
+    this.initRequest = undefined;
+    this.initResponse = undefined;
+  }
+
+  /** Zeroise all key material (DESIGN §4.5) and stop every timer. */
+  destroy(): void {
+    this.state = 'dead';
+    for (const t of this.timers) t.cancel();
+    this.timers.clear();
+    this.outstanding?.timer?.cancel();
+    this.outstanding = undefined;
+    this.queue.length = 0;
+    this.dropInitMaterial();
+    if (this.keys) wipeIkeKeys(this.keys);
+    this.keys = undefined;
+    this.protectOut?.destroy();
+    this.protectIn?.destroy();
+    this.protectOut = this.protectIn = undefined;
+    wipe(this.nonceI, this.nonceR);
+    for (const c of this.children) c.wipeKeys();
+  }
+}
+
+export function spi64Hex(spi: Uint8Array): string {
+  return Buffer.from(spi.buffer, spi.byteOffset, spi.byteLength).toString('hex');
+}

@@ -1,0 +1,38 @@
+// Message protection for an IKE SA: builds the header for our role and seals
+// the payloads into the Encrypted payload (RFC 7296 §3.14), or opens a received
+// one. IKE_SA_INIT travels in clear.
+import { ExchangeType, HeaderFlag, IKE_VERSION, PayloadType } from '../wire/constants.js';
+import type { IkeMessage } from '../wire/message.js';
+import { decodePayloadChain, encodeMessage, encodePayloadChain, encodeSkMessage } from '../wire/message.js';
+import type { Payload } from '../wire/payloads.js';
+import type { IkeSa } from './ike-sa.js';
+
+export function sealMessage(sa: IkeSa, exchangeType: number, messageId: number, response: boolean, payloads: Payload[]): Uint8Array {
+  const header = {
+    spiI: sa.spiI,
+    spiR: sa.spiR,
+    version: IKE_VERSION,
+    exchangeType,
+    // RFC 7296 §3.1: I marks the original initiator, R marks a response.
+    flags: (sa.isInitiator ? HeaderFlag.INITIATOR : 0) | (response ? HeaderFlag.RESPONSE : 0),
+    messageId,
+  };
+  if (exchangeType === ExchangeType.IKE_SA_INIT) return encodeMessage(header, payloads);
+  const protector = sa.protectOut;
+  if (!protector) throw new Error('IKE SA has no keys to protect a message');
+  const inner = encodePayloadChain(payloads);
+  return encodeSkMessage(header, inner.firstType, protector.bodyLength(inner.bytes.length), (aad) => protector.seal(aad, inner.bytes));
+}
+
+export type OpenResult = { ok: true; payloads: Payload[] } | { ok: false; reason: 'no-sk' | 'auth' | 'syntax'; notify?: number };
+
+/** Verify and decrypt the SK payload of `msg` and decode the inner payloads (RFC 7296 §3.14). */
+export function openMessage(sa: IkeSa, msg: IkeMessage): OpenResult {
+  const sk = msg.payloads[msg.payloads.length - 1];
+  if (!sk || sk.type !== PayloadType.SK || !sa.protectIn) return { ok: false, reason: 'no-sk' };
+  const plain = sa.protectIn.open(sk.aad, sk.body);
+  if (!plain.ok) return { ok: false, reason: 'auth' };
+  const inner = decodePayloadChain(sk.innerType, plain.value);
+  if (!inner.ok) return { ok: false, reason: 'syntax', notify: inner.error.notify };
+  return { ok: true, payloads: inner.value };
+}

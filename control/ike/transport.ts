@@ -1,0 +1,24 @@
+// The engine's view of the network: datagrams with their two endpoints.
+// control/ike never touches sockets (DESIGN §2); control/net delivers and sends.
+
+export interface Endpoint {
+  address: string;
+  port: number;
+}
+
+export interface Datagram {
+  /** The IKE message, without the non-ESP marker (RFC 3948 §2.2) on port 4500. */
+  bytes: Uint8Array;
+  local: Endpoint;
+  remote: Endpoint;
+}
+
+export type SendFn = (d: Datagram) => void;
+
+export function endpointString(e: Endpoint): string {
+  return e.address.includes(':') ? `[${e.address}]:${e.port}` : `${e.address}:${e.port}`;
+}
+
+export function sameEndpoint(a: Endpoint, b: Endpoint): boolean {
+  return a.address === b.address && a.port === b.port;
+}

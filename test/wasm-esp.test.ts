@@ -65,7 +65,7 @@ interface SealOpts {
   aadSeq?: bigint;
 }
 
-/** Build an ESP packet with node:crypto. */
+/** Build an ESP packet with node:crypto: payload, padding, pad length, next header. */
 function refSeal(sa: RefSa, seq: bigint, inner: Uint8Array, o: SealOpts = {}): Buffer {
   const padLen = o.padLen ?? (4 - ((inner.length + 2) % 4)) % 4;
   const pt = Buffer.alloc(inner.length + padLen + 2);
@@ -73,18 +73,22 @@ function refSeal(sa: RefSa, seq: bigint, inner: Uint8Array, o: SealOpts = {}): B
   for (let i = 0; i < padLen; i++) pt[inner.length + i] = o.padByte ? o.padByte(i) : i + 1;
   pt[inner.length + padLen] = padLen;
   pt[pt.length - 1] = o.nh ?? 4;
+  return refSealRaw(sa, seq, pt, o);
+}
+
+/** ESP packet whose whole plaintext (payload, padding, trailer) is given. */
+function refSealRaw(sa: RefSa, seq: bigint, plaintext: Buffer, o: Pick<SealOpts, 'iv' | 'aadSeq'> = {}): Buffer {
   const hdr = Buffer.alloc(16);
   hdr.writeUInt32BE(sa.spi, 0);
   hdr.writeUInt32BE(Number(seq & 0xffff_ffffn), 4);
   (o.iv ?? u64be(seq)).copy(hdr, 8);
   const key = sa.keymat.subarray(0, sa.alg.keyBytes);
-  const nonce = Buffer.concat([sa.keymat.subarray(sa.alg.keyBytes), hdr.subarray(8, 16)]);
+  const nonce = Buffer.concat([sa.keymat.subarray(sa.alg.keyBytes), hdr.subarray(8)]);
   const c = createCipheriv(sa.alg.node, key, nonce, { authTagLength: sa.icv } as never) as ReturnType<typeof createCipheriv> & {
     setAAD(b: Buffer, o: { plaintextLength: number }): void; getAuthTag(): Buffer;
   };
-  c.setAAD(aadFor(sa, o.aadSeq ?? seq), { plaintextLength: pt.length });
-  const ct = Buffer.concat([c.update(pt), c.final()]);
-  return Buffer.concat([hdr, ct, c.getAuthTag()]);
+  c.setAAD(aadFor(sa, o.aadSeq ?? seq), { plaintextLength: plaintext.length });
+  return Buffer.concat([hdr, c.update(plaintext), c.final(), c.getAuthTag()]);
 }
 
 interface RefOpened {
@@ -295,21 +299,6 @@ describe('tampering', () => {
     expect(k.decap(0, good).result).toBe(ResultCode.OK);
   });
 });
-
-/** ESP packet whose whole plaintext (payload, padding, trailer) is given. */
-function refSealRaw(sa: RefSa, seq: bigint, plaintext: Buffer): Buffer {
-  const hdr = Buffer.alloc(16);
-  hdr.writeUInt32BE(sa.spi, 0);
-  hdr.writeUInt32BE(Number(seq & 0xffff_ffffn), 4);
-  u64be(seq).copy(hdr, 8);
-  const key = sa.keymat.subarray(0, sa.alg.keyBytes);
-  const nonce = Buffer.concat([sa.keymat.subarray(sa.alg.keyBytes), hdr.subarray(8)]);
-  const c = createCipheriv(sa.alg.node, key, nonce, { authTagLength: sa.icv } as never) as ReturnType<typeof createCipheriv> & {
-    setAAD(b: Buffer, o: { plaintextLength: number }): void; getAuthTag(): Buffer;
-  };
-  c.setAAD(aadFor(sa, seq), { plaintextLength: plaintext.length });
-  return Buffer.concat([hdr, c.update(plaintext), c.final(), c.getAuthTag()]);
-}
 
 describe('anti-replay window (RFC 6479)', () => {
   it('duplicates and too-old numbers are refused and counted; an ICV failure does not move the window', async () => {

@@ -103,24 +103,32 @@ function wasmSetup(kernel: EspKernel, algorithm: EspAlgorithm, index: number, ke
   return setup;
 }
 
-function wasmEncap(s: WasmSetup, packets: Uint8Array[], batch: number): () => void {
-  const { kernel, outSlot } = s;
+/**
+ * Copy the next `batch` packets of a workload into the arena (`head` bytes into
+ * each STRIDE) and describe them; returns the new cursor.
+ */
+function stageBatch(kernel: EspKernel, packets: Uint8Array[], cursor: number, batch: number, slot: number, head: number): number {
   const arena = kernel.arena;
   const d = kernel.descriptors;
+  for (let i = 0; i < batch; i++) {
+    const p = packets[cursor]!;
+    if (++cursor === packets.length) cursor = 0;
+    const off = i * STRIDE + head;
+    arena.set(p, off);
+    const b = i * DESC_WORDS;
+    d[b + Desc.OFFSET] = off;
+    d[b + Desc.LENGTH] = p.length;
+    d[b + Desc.SLOT] = slot;
+    d[b + Desc.NEXT_HEADER] = NEXT_HEADER;
+  }
+  return cursor;
+}
+
+function wasmEncap(s: WasmSetup, packets: Uint8Array[], batch: number): () => void {
   let cursor = 0;
   return () => {
-    for (let i = 0; i < batch; i++) {
-      const p = packets[cursor]!;
-      if (++cursor === packets.length) cursor = 0;
-      const off = i * STRIDE + HEAD;
-      arena.set(p, off);
-      const b = i * DESC_WORDS;
-      d[b + Desc.OFFSET] = off;
-      d[b + Desc.LENGTH] = p.length;
-      d[b + Desc.SLOT] = outSlot;
-      d[b + Desc.NEXT_HEADER] = NEXT_HEADER;
-    }
-    if (kernel.encapBatch(batch) !== batch) throw new Error('wasm encap refused a packet');
+    cursor = stageBatch(s.kernel, packets, cursor, batch, s.outSlot, HEAD);
+    if (s.kernel.encapBatch(batch) !== batch) throw new Error('wasm encap refused a packet');
   };
 }
 
@@ -136,27 +144,15 @@ function wasmMakeEsp(s: WasmSetup, packets: Uint8Array[]): Uint8Array[] {
 }
 
 function wasmDecap(s: WasmSetup, espPackets: Uint8Array[], batch: number): () => void {
-  const { kernel, inSlot } = s;
-  const arena = kernel.arena;
-  const d = kernel.descriptors;
   let cursor = 0;
   return () => {
     if (cursor === 0) {
       // The workload's numbers are spent: start a fresh window (once per WORKLOAD packets).
-      kernel.deleteSa(inSlot);
-      kernel.installSa(inSlot, { ...s.params, direction: 'in', keyMaterial: s.keymat.slice() });
+      s.kernel.deleteSa(s.inSlot);
+      s.kernel.installSa(s.inSlot, { ...s.params, direction: 'in', keyMaterial: s.keymat.slice() });
     }
-    for (let i = 0; i < batch; i++) {
-      const p = espPackets[cursor]!;
-      if (++cursor === espPackets.length) cursor = 0;
-      const off = i * STRIDE;
-      arena.set(p, off);
-      const b = i * DESC_WORDS;
-      d[b + Desc.OFFSET] = off;
-      d[b + Desc.LENGTH] = p.length;
-      d[b + Desc.SLOT] = inSlot;
-    }
-    if (kernel.decapBatch(batch) !== batch) throw new Error('wasm decap refused a packet');
+    cursor = stageBatch(s.kernel, espPackets, cursor, batch, s.inSlot, 0);
+    if (s.kernel.decapBatch(batch) !== batch) throw new Error('wasm decap refused a packet');
   };
 }
 

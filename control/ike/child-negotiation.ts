@@ -158,7 +158,7 @@ export function respondChild(
   if (engine.peerChildCount(sa) >= engine.limits.childSasPerPeer) return { ok: false, notify: NotifyType.NO_ADDITIONAL_SAS };
   let failure: number = NotifyType.NO_PROPOSAL_CHOSEN;
   for (const child of sa.policy.children) {
-    const suite = selectProposal(saPayload.proposals, keyExchange ? child.esp : withoutKe(child.esp), { requireKe: false });
+    const suite = selectProposal(saPayload.proposals, keyExchange ? child.esp : withoutKe(child.esp), { requireKe: keyExchange !== undefined });
     if (!suite) continue;
     const localTs = narrowSelectors(tsr.selectors, localSelectors(sa, child, false));
     const remoteTs = narrowSelectors(tsi.selectors, remoteSelectors(sa, child));

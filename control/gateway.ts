@@ -1,0 +1,172 @@
+// The composition root and the public library API: configuration -> IKE
+// engine + UDP transport (+ key log), with typed events and a status snapshot.
+// An appliance embeds ikeclone through this class without the CLI:
+//
+//   import { Gateway } from 'ikeclone';
+//   const gw = await Gateway.fromConfigFile('/etc/ikeclone.yaml');
+//   gw.on('child-up', (c) => console.log(c.name, c.spiIn.toString(16)));
+//   await gw.start();
+//
+// Owner: the main thread; everything here runs on it.
+import { EventEmitter } from 'node:events';
+import type { GatewayConfig, ConnectionConfig } from './config.js';
+import { loadConfigFile } from './config.js';
+import type { Logger } from './log.js';
+import { createLogger } from './log.js';
+import { loadSigningKey, loadVerifyKey } from './crypto/auth.js';
+import type { RandomSource } from './crypto/random.js';
+import { identityFromAddress } from './identity.js';
+import type { Clock } from './ike/clock.js';
+import { IkeEngine } from './ike/engine.js';
+import type { ChildSa } from './ike/child-sa.js';
+import type { IkeSa } from './ike/ike-sa.js';
+import type { ConnectionPolicy, LocalAuth, RemoteAuth } from './ike/policy.js';
+import { WiresharkKeyLog } from './ike/keylog.js';
+import { UdpTransport, resolveLocalAddress } from './net/udp-transport.js';
+import { snapshot, type GatewayStatus } from './status.js';
+
+export interface GatewayEvents {
+  'ike-up': [sa: IkeSa];
+  'ike-down': [sa: IkeSa, reason: string];
+  'ike-failed': [sa: IkeSa, reason: string];
+  /** Listeners that need the keys (a data plane) copy child.keys synchronously. */
+  'child-up': [child: ChildSa];
+  'child-down': [child: ChildSa, reason: string];
+  'child-failed': [sa: IkeSa, name: string, reason: string];
+}
+
+export interface GatewayOptions {
+  config: GatewayConfig;
+  log?: Logger;
+  clock?: Clock;
+  random?: RandomSource;
+}
+
+function connectionPolicy(conn: ConnectionConfig, fallbackLocal: string | undefined): ConnectionPolicy {
+  const localAddress = conn.localAddrs[0] ?? fallbackLocal;
+  let localId = conn.local.id;
+  if (localId === 'any') {
+    const fromAddress = localAddress ? identityFromAddress(localAddress) : null;
+    if (!fromAddress) throw new Error(`connection "${conn.name}": set local.id or local_addrs (no address to use as identity)`);
+    localId = fromAddress;
+  }
+  const localAuth: LocalAuth =
+    conn.local.auth === 'psk' ? { method: 'psk', ...(conn.psk ? { psk: conn.psk } : {}) } : { method: 'pubkey', signingKey: loadSigningKey(conn.local.key!) };
+  const remoteAuth: RemoteAuth =
+    conn.remote.auth === 'psk' ? { method: 'psk', ...(conn.psk ? { psk: conn.psk } : {}) } : { method: 'pubkey', verifyKey: loadVerifyKey(conn.remote.pubkey!) };
+  return {
+    name: conn.name,
+    localAddrs: conn.localAddrs,
+    remoteAddrs: conn.remoteAddrs.filter((a) => a !== '%any'),
+    remotePort: conn.remotePort,
+    ike: conn.ike,
+    localId,
+    remoteId: conn.remote.id,
+    localAuth,
+    remoteAuth,
+    mobike: conn.mobike,
+    cloneSupport: true,
+    requestVirtualIp: conn.vips.length > 0,
+    pools: conn.pools.map((p) => {
+      if (!p.cidr) throw new Error(`connection "${conn.name}": pools must be CIDR prefixes`);
+      return p.cidr;
+    }),
+    children: conn.children.map((c) => ({
+      name: c.name,
+      localTs: c.localTs,
+      remoteTs: c.remoteTs,
+      esp: c.esp,
+      replayWindow: c.replayWindow,
+      startAction: c.startAction,
+    })),
+    startAction: conn.startAction === 'start' || conn.children.some((c) => c.startAction === 'start') ? 'start' : 'none',
+  };
+}
+
+export class Gateway extends EventEmitter<GatewayEvents> {
+  readonly config: GatewayConfig;
+  readonly log: Logger;
+  readonly engine: IkeEngine;
+  readonly transport: UdpTransport;
+  readonly keyLog: WiresharkKeyLog | undefined;
+  private started = false;
+
+  static async fromConfigFile(path: string, opts: Omit<GatewayOptions, 'config'> = {}): Promise<Gateway> {
+    return new Gateway({ ...opts, config: loadConfigFile(path) });
+  }
+
+  constructor(opts: GatewayOptions) {
+    super();
+    this.config = opts.config;
+    this.log = opts.log ?? createLogger({ level: opts.config.log.level });
+    const concrete = this.config.listen.addresses.find((a) => a !== '0.0.0.0' && a !== '::');
+    const policies = this.config.connections.map((c) => connectionPolicy(c, concrete));
+    if (this.config.keylog) {
+      this.keyLog = new WiresharkKeyLog(this.config.keylog);
+      this.log.warn({ dir: this.config.keylog }, 'key log is ON: IKE and ESP keys are written to disk for Wireshark');
+    }
+    this.transport = new UdpTransport({
+      addresses: this.config.listen.addresses,
+      port: this.config.listen.port,
+      natPort: this.config.listen.natPort,
+      log: this.log,
+      onIke: (d) => this.engine.receive(d),
+    });
+    this.engine = new IkeEngine({
+      policies,
+      send: (d) => this.transport.sendIke(d),
+      ports: { ike: this.config.listen.port, nat: this.config.listen.natPort },
+      log: this.log,
+      limits: this.config.limits,
+      retransmit: this.config.retransmit,
+      ...(this.keyLog ? { keyLog: this.keyLog } : {}),
+      ...(opts.clock ? { clock: opts.clock } : {}),
+      ...(opts.random ? { random: opts.random } : {}),
+    });
+    for (const event of ['ike-up', 'ike-down', 'ike-failed', 'child-up', 'child-down', 'child-failed'] as const) {
+      this.engine.on(event, (...args: unknown[]) => (this.emit as (e: string, ...a: unknown[]) => boolean)(event, ...args));
+    }
+  }
+
+  /** Bind the IKE sockets and initiate every connection with start_action: start. */
+  async start(): Promise<void> {
+    if (this.started) return;
+    await this.transport.start();
+    this.started = true;
+    this.log.info({ addresses: this.transport.localAddresses, port: this.config.listen.port, natPort: this.config.listen.natPort }, 'gateway listening');
+    for (const policy of this.engine.policies) {
+      if (policy.startAction !== 'start') continue;
+      this.up(policy.name).catch((err: Error) => this.log.warn({ conn: policy.name, reason: err.message }, 'connection did not come up'));
+    }
+  }
+
+  /** Initiate connection `name`; resolves with the established IKE SA. */
+  async up(name: string): Promise<IkeSa> {
+    const policy = this.engine.policy(name);
+    if (!policy) throw new Error(`no connection named "${name}"`);
+    const remote = policy.remoteAddrs[0];
+    if (!remote) throw new Error(`connection "${name}" has no remote address to initiate to`);
+    const localAddress = policy.localAddrs[0] ?? (await resolveLocalAddress(remote, policy.remotePort));
+    return this.engine.initiate(name, { local: { address: localAddress, port: this.config.listen.port } });
+  }
+
+  /** Delete IKE SAs (all, or those of one connection) with INFORMATIONAL exchanges. */
+  async down(name?: string): Promise<void> {
+    await Promise.all(this.engine.ikeSas().filter((sa) => !name || sa.name === name).map((sa) => this.engine.closeIkeSa(sa)));
+  }
+
+  status(): GatewayStatus {
+    return snapshot(this.engine, this.transport);
+  }
+
+  /** Delete every SA (telling peers, bounded by the retransmission budget) and close sockets. */
+  async stop(opts: { notifyPeers?: boolean; timeoutMs?: number } = {}): Promise<void> {
+    if (opts.notifyPeers ?? true) {
+      const timeout = new Promise<void>((resolve) => setTimeout(resolve, opts.timeoutMs ?? 2000).unref());
+      await Promise.race([this.down(), timeout]);
+    }
+    this.engine.shutdown();
+    this.transport.close();
+    this.started = false;
+  }
+}

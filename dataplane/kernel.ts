@@ -394,8 +394,9 @@ export class EspKernel {
 
   /**
    * Encapsulate one inner packet with the outbound SA in `slot`; returns a copy
-   * of the ESP packet (SPI .. ICV). Throws EspKernelError on a refusal (e.g.
-   * SEQ_EXHAUSTED at the hard limit), RangeError if it does not fit the arena.
+   * of the ESP packet (SPI .. ICV). Past the soft limit the packet is still
+   * sent and rekeyNeeded(slot) turns true. Throws EspKernelError on a refusal
+   * (e.g. SEQ_EXHAUSTED at the hard limit), RangeError if it does not fit the arena.
    */
   encap(slot: number, innerPacket: Uint8Array, nextHeader = NEXT_HEADER_IPV4): Uint8Array {
     const arena = this.arena;

@@ -226,7 +226,7 @@ describe('two strongSwan charons in two namespaces', () => {
   beforeAll(async () => {
     if (!requirePrereqs(PRE).ok) return;
     failed = true; // until set-up completes: keeps the work dir for inspection
-    lock = await acquireHostLock('netns');
+    lock = await acquireHostLock('netns', { timeoutMs: 90_000 });
     workDir = mkdtempSync(join(tmpdir(), 'ikc-'));
     topo = await createTopology({ labels: ['ini', 'res'] });
     const l = topo.links[0]!;
@@ -270,7 +270,7 @@ describe('two strongSwan charons in two namespaces', () => {
     timings.loadAllIniMs = ini.loadMs;
     capture = await startCapture(topo.left, l.aIf, { file: join(workDir, 'ike.pcap') });
     failed = false;
-  }, 60_000);
+  }, 110_000);
 
   afterAll(async () => {
     try {

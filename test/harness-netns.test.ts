@@ -76,7 +76,7 @@ describe('network namespace harness', () => {
   let lock: HostLock | undefined;
 
   beforeAll(async () => {
-    if (requirePrereqs(NETNS).ok) lock = await acquireHostLock('netns');
+    if (requirePrereqs(NETNS).ok) lock = await acquireHostLock('netns', { timeoutMs: 90_000 });
   }, 110_000);
 
   afterAll(async () => {

@@ -150,14 +150,17 @@ export function respondChild(
   payloads: Payload[],
   nonces: { nonceI: Uint8Array; nonceR: Uint8Array },
   keyExchange?: (suite: NegotiatedSuite) => { sharedSecret: Uint8Array; payload: Payload } | { notify: number; data?: Uint8Array },
+  opts: { only?: string; replacing?: ChildSa } = {},
 ): ChildResponse {
   const saPayload = findPayload(payloads, PayloadType.SA);
   const tsi = findPayload(payloads, PayloadType.TSi);
   const tsr = findPayload(payloads, PayloadType.TSr);
   if (!saPayload || !tsi || !tsr) return { ok: false, notify: NotifyType.INVALID_SYNTAX };
-  if (engine.peerChildCount(sa) >= engine.limits.childSasPerPeer) return { ok: false, notify: NotifyType.NO_ADDITIONAL_SAS };
+  // RFC 7791 §8: the limit counts Child SAs over all IKE SAs of the peer; a rekey replaces one.
+  if (!opts.replacing && engine.peerChildCount(sa) >= engine.limits.childSasPerPeer) return { ok: false, notify: NotifyType.NO_ADDITIONAL_SAS };
   let failure: number = NotifyType.NO_PROPOSAL_CHOSEN;
   for (const child of sa.policy.children) {
+    if (opts.only !== undefined && child.name !== opts.only) continue;
     const suite = selectProposal(saPayload.proposals, keyExchange ? child.esp : withoutKe(child.esp), { requireKe: keyExchange !== undefined });
     if (!suite) continue;
     const localTs = narrowSelectors(tsr.selectors, localSelectors(sa, child, false));

@@ -6,7 +6,8 @@ import { wipe } from '../crypto/random.js';
 import type { NegotiatedSuite } from './proposals.js';
 import type { IkeSa } from './ike-sa.js';
 
-export type ChildSaState = 'installed' | 'rekeying' | 'deleting' | 'deleted';
+/** installed -> rekeying (we rekey it) -> rekeyed (the successor exists; kept for inbound until deleted) -> deleting -> deleted. */
+export type ChildSaState = 'installed' | 'rekeying' | 'rekeyed' | 'deleting' | 'deleted';
 
 export interface ChildKeyMaterial {
   /** Inbound (peer -> us) encryption key material (key || salt for AEAD) and integrity key. */
@@ -24,7 +25,8 @@ export class ChildSa {
   readonly createdAt: number;
 
   constructor(
-    readonly ike: IkeSa,
+    /** The IKE SA that manages it; changes when that IKE SA is rekeyed (not when cloned). */
+    public ike: IkeSa,
     readonly name: string,
     /** Our inbound SPI (the peer sends ESP with it). */
     readonly spiIn: number,

@@ -32,7 +32,7 @@ import { IkeSaInitInitiator, respondIkeSaInit } from './exchanges/ike-init.js';
 import { IkeAuthInitiator, respondIkeAuth } from './exchanges/ike-auth.js';
 import { ChildCreateInitiator, respondCreateChildSa } from './exchanges/child-create.js';
 import { DeleteChildInitiator, DeleteIkeInitiator, DeleteSpisInitiator, LivenessInitiator, respondInformational } from './exchanges/informational.js';
-import { respondRekeyRequest } from './exchanges/rekey.js';
+import { ChildRekeyInitiator, IkeRekeyInitiator, respondRekeyRequest } from './exchanges/rekey.js';
 import { VirtualIpPool } from './virtual-ip-pool.js';
 import { notify } from './payload-builders.js';
 
@@ -45,6 +45,8 @@ export interface EngineLimits {
   childSasPerPeer: number;
   /** IKE SAs (clones included) per authenticated peer (RFC 7791 §5.3, §8). */
   ikeSasPerPeer: number;
+  /** IKE SAs in total; past this, clones get TEMPORARY_FAILURE (RFC 7791 §5.3). */
+  maxIkeSas: number;
 }
 
 export interface RetransmitPolicy {
@@ -62,6 +64,7 @@ export const DEFAULT_LIMITS: EngineLimits = {
   halfOpenMax: 1024,
   childSasPerPeer: 64,
   ikeSasPerPeer: 16,
+  maxIkeSas: 100_000,
 };
 
 export const DEFAULT_RETRANSMIT: RetransmitPolicy = { timeout: 1000, base: 1.8, tries: 5, maxTimeout: 30_000 };
@@ -107,6 +110,10 @@ export interface EngineEvents {
   'child-down': [child: ChildSa, reason: string];
   /** A Child SA could not be created (the IKE SA stays). */
   'child-failed': [sa: IkeSa, name: string, reason: string];
+  /** An IKE SA was rekeyed: its Child SAs now belong to `successor`; `old` goes away next. */
+  'ike-rekeyed': [old: IkeSa, successor: IkeSa];
+  /** An IKE SA was cloned (RFC 7791): `clone` is a new, independent IKE SA of the same session. */
+  'ike-cloned': [original: IkeSa, clone: IkeSa];
   drop: [reason: DropReason, detail: string];
 }
 
@@ -455,8 +462,85 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
   newIkeSpi(): Uint8Array {
     for (;;) {
       const spi = this.random(8);
-      if (spi.some((b) => b !== 0) && !this.sas.has(spi64Hex(spi))) return spi;
+      const hex = spi64Hex(spi);
+      if (spi.some((b) => b !== 0) && !this.sas.has(hex) && !this.reservedIkeSpis.has(hex)) return spi;
     }
+  }
+
+  /** IKE SPIs offered in a rekey or clone exchange still in flight. */
+  private readonly reservedIkeSpis = new Set<string>();
+
+  reserveIkeSpi(spi: Uint8Array): void {
+    this.reservedIkeSpis.add(spi64Hex(spi));
+  }
+
+  releaseIkeSpi(spi: Uint8Array): void {
+    this.reservedIkeSpis.delete(spi64Hex(spi));
+  }
+
+  /** Room for another IKE SA (RFC 7791 §5.3 "short of resources" -> TEMPORARY_FAILURE). */
+  hasCapacity(): boolean {
+    return this.sas.size < this.limits.maxIkeSas;
+  }
+
+  /** IKE SAs of the authenticated peer of `sa`, `sa` included (RFC 7791 §8). */
+  peerIkeSaCount(sa: IkeSa): number {
+    let n = 0;
+    for (const other of this.sas.values()) if (other.peerKey && other.peerKey === sa.peerKey && other.state !== 'dead') n++;
+    return n;
+  }
+
+  /**
+   * Install the IKE SA a rekey or clone exchange created (RFC 7296 §2.18,
+   * RFC 7791 §5.2). A rekey moves the Child SAs to it and retires `old` (the
+   * rekey initiator deletes it); a clone leaves `old` and its children alone.
+   */
+  adoptSuccessor(old: IkeSa, created: IkeSa, clone: boolean): void {
+    this.releaseIkeSpi(created.localSpi);
+    this.sas.set(spi64Hex(created.localSpi), created);
+    created.state = 'established';
+    created.establishedAt = this.clock.now();
+    this.log.info(
+      { ike: created.id, from: old.id, clone, spiI: spi64Hex(created.spiI), spiR: spi64Hex(created.spiR) },
+      clone ? 'IKE SA cloned' : 'IKE SA rekeyed',
+    );
+    if (clone) {
+      this.emit('ike-cloned', old, created);
+      this.emit('ike-up', created);
+      return;
+    }
+    for (const child of old.children) {
+      child.ike = created;
+      created.children.push(child);
+    }
+    old.children.length = 0;
+    old.state = 'deleting';
+    this.emit('ike-rekeyed', old, created);
+    if (created.isInitiator) {
+      // Our rekey: queued work moves over, and we delete the old IKE SA (§2.18).
+      created.queue.push(...old.queue.splice(0));
+      this.queueExchange(old, new DeleteIkeInitiator(this, () => {}));
+    }
+  }
+
+  /** Rekey an IKE SA with CREATE_CHILD_SA (RFC 7296 §1.3.2); resolves with the successor. */
+  rekeyIkeSa(sa: IkeSa): Promise<IkeSa> {
+    return new Promise((resolve, reject) => this.queueExchange(sa, new IkeRekeyInitiator(this, { clone: false, resolve, reject })));
+  }
+
+  /**
+   * Clone an IKE SA (RFC 7791 §5.2): a new, independent IKE SA with the same
+   * peer and no Child SAs. Rejects with `err.notify` set to NO_ADDITIONAL_SAS
+   * or TEMPORARY_FAILURE when the peer refuses (§5.3).
+   */
+  cloneIkeSa(sa: IkeSa): Promise<IkeSa> {
+    if (!sa.peerClone) return Promise.reject(new Error(`IKE SA ${sa.id}: the peer did not negotiate cloning (RFC 7791 §5.1)`));
+    return new Promise((resolve, reject) => this.queueExchange(sa, new IkeRekeyInitiator(this, { clone: true, resolve, reject })));
+  }
+
+  /** Rekey a Child SA (RFC 7296 §1.3.3); the old one is deleted once the new one is up. */
+  rekeyChildSa(child: ChildSa, opts: { pfs?: boolean } = {}): Promise<ChildSa> {
+    return new Promise((resolve, reject) => this.queueExchange(child.ike, new ChildRekeyInitiator(this, child, { pfs: opts.pfs ?? true, resolve, reject })));
   }
 
   /** A fresh inbound ESP SPI: random, >= 256 (RFC 4303 §2.1), unused here. */

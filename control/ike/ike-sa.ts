@@ -37,6 +37,12 @@ let nextIkeId = 1;
 
 export class IkeSa {
   readonly id = nextIkeId++;
+  /**
+   * The session this IKE SA belongs to: its own id for an SA created by
+   * IKE_AUTH, the original's for rekeyed and cloned SAs. Accounting treats the
+   * session as alive until its last IKE SA is gone (RFC 7791 §8).
+   */
+  sessionId = this.id;
   state: IkeSaState = 'connecting';
   readonly createdAt: number;
   establishedAt: number | undefined;

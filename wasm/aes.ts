@@ -19,8 +19,9 @@
 // counter mode for both directions.
 //
 // GCM can hand `aesRounds` up to eight blocks of earlier ciphertext to hash
-// along the way, one block per round: the rounds run on the vector units and
-// GHASH (ghash.ts) on the integer multiplier, so the CPU overlaps the two.
+// along the way, one block per round (ghash.ts `ghashAbsorb`): the rounds run
+// on the vector units and GHASH on the integer multiplier, so the CPU
+// overlaps them.
 //
 // Concurrency: every function here is pure over the memory it is handed; the
 // only module state is `AES_ZERO_KEYS` (read-only) and ghash.ts's sums.
@@ -40,16 +41,17 @@ const AES_ZERO_KEYS: usize = memory.data(256, 16);
 // ROT1 rotates each column by one row (out[4c + r] = in[4c + (r + 1) mod 4]),
 // ROT2 by two rows; both are used by MixColumns (FIPS 197 §5.1.3).
 
-// @ts-ignore: decorator
-@inline function shiftRows(x: v128): v128 {
-  return i8x16.shuffle(x, x, 0, 5, 10, 15, 4, 9, 14, 3, 8, 13, 2, 7, 12, 1, 6, 11);
-}
+//
+// The two byte permutations are swizzles with the index vectors kept in
+// locals: engines materialise the 16-byte immediate of a general
+// `i8x16.shuffle` at every use (four instructions on x64), while a swizzle
+// by a register costs one or two.
 
-/** ROT1 ∘ ShiftRows in a single shuffle. */
-// @ts-ignore: decorator
-@inline function shiftRowsRot1(x: v128): v128 {
-  return i8x16.shuffle(x, x, 5, 10, 15, 0, 9, 14, 3, 4, 13, 2, 7, 8, 1, 6, 11, 12);
-}
+/** Swizzle indices: ShiftRows, then ROT1 ∘ ShiftRows. */
+const AES_SR_INDICES: usize = memory.data<u8>([
+  0, 5, 10, 15, 4, 9, 14, 3, 8, 13, 2, 7, 12, 1, 6, 11,
+  5, 10, 15, 0, 9, 14, 3, 4, 13, 2, 7, 8, 1, 6, 11, 12,
+]);
 
 // @ts-ignore: decorator
 @inline function rot2(x: v128): v128 {
@@ -103,9 +105,9 @@ export function aesOrtho(p: usize): void {
 /**
  * Runs `nr` AES rounds (FIPS 197 §5.1) on the bitsliced state at `p` (8 planes)
  * with the bitsliced round keys at `rk` (nr + 1 keys of 128 bytes). When
- * `nHash` (0..8, at most nr) is non-zero, also absorbs the `nHash` blocks at
- * `hashPtr` into the GHASH state at `ys` with the GHASH key `gk` (as one
- * aggregated group, one block per round).
+ * `nHash` (0..8) is non-zero, also absorbs the `nHash` blocks at `hashPtr`
+ * into the GHASH state at `ys` with the GHASH key `gk`, as one aggregated
+ * group, one block per round (nr >= 8 > nHash - 1).
  */
 export function aesRounds(rk: usize, nr: i32, p: usize, gk: usize, ys: usize, hashPtr: usize, nHash: i32): void {
   let hp = gk + <usize>((nHash - 1) * GHASH_POWER_BYTES);
@@ -117,6 +119,9 @@ export function aesRounds(rk: usize, nr: i32, p: usize, gk: usize, ys: usize, ha
   let q5 = v128.xor(v128.load(p, 80), v128.load(rk, 80));
   let q6 = v128.xor(v128.load(p, 96), v128.load(rk, 96));
   let q7 = v128.xor(v128.load(p, 112), v128.load(rk, 112));
+
+  const sr = v128.load(AES_SR_INDICES, 0);
+  const srRot1 = v128.load(AES_SR_INDICES, 16);
 
   for (let r = 1; r <= nr; r++) {
     // SubBytes: Boyar–Peralta circuit (J. Boyar, R. Peralta, "A new combinational
@@ -258,12 +263,12 @@ export function aesRounds(rk: usize, nr: i32, p: usize, gk: usize, ys: usize, ha
       // ShiftRows then MixColumns: out = 2·(a ⊕ rot1 a) ⊕ rot1 a ⊕ rot2(a ⊕ rot1 a),
       // with a = ShiftRows(state); 2·t is a shift of the planes with the x^8
       // reduction (x^4 + x^3 + x + 1) fed back from plane 7.
-      const r0 = shiftRowsRot1(s7), r1 = shiftRowsRot1(s6), r2 = shiftRowsRot1(s5), r3 = shiftRowsRot1(s4);
-      const r4 = shiftRowsRot1(s3), r5 = shiftRowsRot1(s2), r6 = shiftRowsRot1(s1), r7 = shiftRowsRot1(s0);
-      const u0 = v128.xor(shiftRows(s7), r0), u1 = v128.xor(shiftRows(s6), r1);
-      const u2 = v128.xor(shiftRows(s5), r2), u3 = v128.xor(shiftRows(s4), r3);
-      const u4 = v128.xor(shiftRows(s3), r4), u5 = v128.xor(shiftRows(s2), r5);
-      const u6 = v128.xor(shiftRows(s1), r6), u7 = v128.xor(shiftRows(s0), r7);
+      const r0 = i8x16.swizzle(s7, srRot1), r1 = i8x16.swizzle(s6, srRot1), r2 = i8x16.swizzle(s5, srRot1), r3 = i8x16.swizzle(s4, srRot1);
+      const r4 = i8x16.swizzle(s3, srRot1), r5 = i8x16.swizzle(s2, srRot1), r6 = i8x16.swizzle(s1, srRot1), r7 = i8x16.swizzle(s0, srRot1);
+      const u0 = v128.xor(i8x16.swizzle(s7, sr), r0), u1 = v128.xor(i8x16.swizzle(s6, sr), r1);
+      const u2 = v128.xor(i8x16.swizzle(s5, sr), r2), u3 = v128.xor(i8x16.swizzle(s4, sr), r3);
+      const u4 = v128.xor(i8x16.swizzle(s3, sr), r4), u5 = v128.xor(i8x16.swizzle(s2, sr), r5);
+      const u6 = v128.xor(i8x16.swizzle(s1, sr), r6), u7 = v128.xor(i8x16.swizzle(s0, sr), r7);
       q0 = v128.xor(v128.xor(u7, r0), v128.xor(rot2(u0), v128.load(k, 0)));
       q1 = v128.xor(v128.xor(v128.xor(u0, u7), r1), v128.xor(rot2(u1), v128.load(k, 16)));
       q2 = v128.xor(v128.xor(u1, r2), v128.xor(rot2(u2), v128.load(k, 32)));
@@ -274,14 +279,14 @@ export function aesRounds(rk: usize, nr: i32, p: usize, gk: usize, ys: usize, ha
       q7 = v128.xor(v128.xor(u6, r7), v128.xor(rot2(u7), v128.load(k, 112)));
     } else {
       // Final round: no MixColumns (FIPS 197 §5.1).
-      q0 = v128.xor(shiftRows(s7), v128.load(k, 0));
-      q1 = v128.xor(shiftRows(s6), v128.load(k, 16));
-      q2 = v128.xor(shiftRows(s5), v128.load(k, 32));
-      q3 = v128.xor(shiftRows(s4), v128.load(k, 48));
-      q4 = v128.xor(shiftRows(s3), v128.load(k, 64));
-      q5 = v128.xor(shiftRows(s2), v128.load(k, 80));
-      q6 = v128.xor(shiftRows(s1), v128.load(k, 96));
-      q7 = v128.xor(shiftRows(s0), v128.load(k, 112));
+      q0 = v128.xor(i8x16.swizzle(s7, sr), v128.load(k, 0));
+      q1 = v128.xor(i8x16.swizzle(s6, sr), v128.load(k, 16));
+      q2 = v128.xor(i8x16.swizzle(s5, sr), v128.load(k, 32));
+      q3 = v128.xor(i8x16.swizzle(s4, sr), v128.load(k, 48));
+      q4 = v128.xor(i8x16.swizzle(s3, sr), v128.load(k, 64));
+      q5 = v128.xor(i8x16.swizzle(s2, sr), v128.load(k, 80));
+      q6 = v128.xor(i8x16.swizzle(s1, sr), v128.load(k, 96));
+      q7 = v128.xor(i8x16.swizzle(s0, sr), v128.load(k, 112));
     }
   }
 

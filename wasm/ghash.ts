@@ -9,18 +9,33 @@
 // product's high half is the reversed low half of the product of the reversed
 // operands. Three such 64×64 products per block (Karatsuba) and a shift-based
 // reduction modulo x^128 + x^7 + x^2 + x + 1. i64.mul runs in constant time on
-// every engine wasm targets, and nothing else depends on data.
+// every engine wasm targets, and nothing else depends on data: bit and byte
+// reversals are register shuffles, never memory lookups.
 //
 // Blocks are hashed in groups of up to eight with aggregated reduction: the
 // group (X1..Xn) updates Y to (Y ⊕ X1)·H^n ⊕ X2·H^(n-1) ⊕ … ⊕ Xn·H, all
 // products summed unreduced and reduced once. The key holds H^1..H^8, each
 // pre-split into the four bit classes of its six Karatsuba operands.
 //
+// Three schedules compute the same group:
+// - whole groups of eight (`ghashGroup8`) go "kind-major": every block's six
+//   operands are split into bit classes at once with v128 operations, then
+//   each operand kind is summed over the eight blocks with raw (unmasked)
+//   per-class sums, masked once per kind;
+// - shorter groups (`ghashGroupShort`) go block by block;
+// - `ghashAbsorb` is the block-by-block form with its sums in memory, so that
+//   aes.ts can hash one block per AES round: the rounds keep the vector units
+//   busy and GHASH the integer multiplier, and the CPU overlaps the two.
+//
 // The running state Y travels as a v128 in "byte-reversed" form: i64 lane 0
 // is y0, lane 1 is y1 (the 16 bytes of the block in reverse order).
 //
-// Concurrency: pure over the memory handed in, except for the 16-byte
-// `GHASH_TAIL` buffer used (and cleared) to zero-pad a final partial block.
+// Constant vectors are read from static memory rather than written as
+// immediates: engines materialise a 16-byte immediate at every use.
+//
+// Concurrency: pure over the memory handed in, except for this instance's
+// work buffers (GHASH_TAIL, GHASH_ACC, GHASH_X, GHASH_Z); whatever in them
+// depends on the state or H is cleared when a group ends.
 
 /** Bytes of one power of H: six operands × four bit classes × 8 bytes. */
 export const GHASH_POWER_BYTES: i32 = 6 * 4 * 8;
@@ -35,9 +50,25 @@ const M1: u64 = 0x2222222222222222;
 const M2: u64 = 0x4444444444444444;
 const M3: u64 = 0x8888888888888888;
 
+/**
+ * Constant vectors: +0 byte reversal indices, +16 reversal within each i64
+ * lane, +32 reversed nibble n at index n, +48 the same shifted to the high
+ * nibble, +64 0x0f in every byte, +80..+128 the four bit-class masks.
+ */
+const GHASH_CONST: usize = memory.data<u8>([
+  15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0,
+  7, 6, 5, 4, 3, 2, 1, 0, 15, 14, 13, 12, 11, 10, 9, 8,
+  0x0, 0x8, 0x4, 0xc, 0x2, 0xa, 0x6, 0xe, 0x1, 0x9, 0x5, 0xd, 0x3, 0xb, 0x7, 0xf,
+  0x00, 0x80, 0x40, 0xc0, 0x20, 0xa0, 0x60, 0xe0, 0x10, 0x90, 0x50, 0xd0, 0x30, 0xb0, 0x70, 0xf0,
+  0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f,
+  0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11,
+  0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22,
+  0x44, 0x44, 0x44, 0x44, 0x44, 0x44, 0x44, 0x44, 0x44, 0x44, 0x44, 0x44, 0x44, 0x44, 0x44, 0x44,
+  0x88, 0x88, 0x88, 0x88, 0x88, 0x88, 0x88, 0x88, 0x88, 0x88, 0x88, 0x88, 0x88, 0x88, 0x88, 0x88,
+], 16);
+
+/** Zero-padded final partial block, and the length block. */
 const GHASH_TAIL: usize = memory.data(16, 16);
-/** Karatsuba sums z0, z1, z2, z0h, z1h, z2h of a group hashed block by block (`ghashAbsorb`). */
-const GHASH_ACC: usize = memory.data(48, 16);
 
 /** Low 64 bits of the carry-less product x·h (h given as its four bit classes). */
 // @ts-ignore: decorator
@@ -56,7 +87,7 @@ const GHASH_ACC: usize = memory.data(48, 16);
   return bmul64(x, load<u64>(hp, 0), load<u64>(hp, 8), load<u64>(hp, 16), load<u64>(hp, 24));
 }
 
-/** Bit reversal of a 64-bit word. */
+/** Bit reversal of a 64-bit word (key setup and reduction). */
 // @ts-ignore: decorator
 @inline function rev64(x: u64): u64 {
   x = ((x & 0x5555555555555555) << 1) | ((x >> 1) & 0x5555555555555555);
@@ -67,43 +98,20 @@ const GHASH_ACC: usize = memory.data(48, 16);
   return (x << 32) | (x >> 32);
 }
 
-/** Reverses the bits of each byte (constant-time nibble lookups in a register). */
-// @ts-ignore: decorator
-@inline function bitrevBytes(x: v128): v128 {
-  const lo = v128.and(x, i8x16.splat(0x0f));
-  const hi = v128.and(i16x8.shr_u(x, 4), i8x16.splat(0x0f));
-  return v128.or(
-    i8x16.swizzle(i8x16(0x00, -0x80, 0x40, -0x40, 0x20, -0x60, 0x60, -0x20, 0x10, -0x70, 0x50, -0x30, 0x30, -0x50, 0x70, -0x10), lo),
-    i8x16.swizzle(i8x16(0x0, 0x8, 0x4, 0xc, 0x2, 0xa, 0x6, 0xe, 0x1, 0x9, 0x5, 0xd, 0x3, 0xb, 0x7, 0xf), hi),
-  );
-}
-
 /** The 16 bytes of a block in reverse order: lane 0 = y0, lane 1 = y1. */
 // @ts-ignore: decorator
 @inline export function ghashByteRev(v: v128): v128 {
-  return i8x16.shuffle(v, v, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+  return i8x16.swizzle(v, v128.load(GHASH_CONST, 0));
 }
 
-/** rev64 of both i64 lanes. */
+/** rev64 of both i64 lanes: bytes reversed within each lane, bits within each byte. */
 // @ts-ignore: decorator
 @inline function rev64x2(v: v128): v128 {
-  return bitrevBytes(i8x16.shuffle(v, v, 7, 6, 5, 4, 3, 2, 1, 0, 15, 14, 13, 12, 11, 10, 9, 8));
-}
-
-/** Multiplies two field elements (byte-reversed form); key setup only. */
-function gfMul(a: v128, b: v128): v128 {
-  const a0 = i64x2.extract_lane(a, 0), a1 = i64x2.extract_lane(a, 1);
-  const b0 = i64x2.extract_lane(b, 0), b1 = i64x2.extract_lane(b, 1);
-  const a2 = a0 ^ a1, b2 = b0 ^ b1;
-  const a0r = rev64(a0), a1r = rev64(a1), a2r = rev64(a2);
-  const b0r = rev64(b0), b1r = rev64(b1), b2r = rev64(b2);
-  const z0 = bmul64(a0, b0 & M0, b0 & M1, b0 & M2, b0 & M3);
-  const z1 = bmul64(a1, b1 & M0, b1 & M1, b1 & M2, b1 & M3);
-  const z2 = bmul64(a2, b2 & M0, b2 & M1, b2 & M2, b2 & M3);
-  const z0h = bmul64(a0r, b0r & M0, b0r & M1, b0r & M2, b0r & M3);
-  const z1h = bmul64(a1r, b1r & M0, b1r & M1, b1r & M2, b1r & M3);
-  const z2h = bmul64(a2r, b2r & M0, b2r & M1, b2r & M2, b2r & M3);
-  return reduce(z0, z1, z2, z0h, z1h, z2h);
+  const x = i8x16.swizzle(v, v128.load(GHASH_CONST, 16));
+  const nib = v128.load(GHASH_CONST, 64);
+  const lo = v128.and(x, nib);
+  const hi = v128.and(i16x8.shr_u(x, 4), nib);
+  return v128.or(i8x16.swizzle(v128.load(GHASH_CONST, 48), lo), i8x16.swizzle(v128.load(GHASH_CONST, 32), hi));
 }
 
 /**
@@ -118,7 +126,7 @@ function gfMul(a: v128, b: v128): v128 {
   const hr = rev64x2(i64x2.replace_lane(i64x2.splat(z0h), 1, z1h));
   z0h = <u64>i64x2.extract_lane(hr, 0) >> 1;
   z1h = <u64>i64x2.extract_lane(hr, 1) >> 1;
-  z2h = rev64(z2h) >> 1;
+  z2h = <u64>i64x2.extract_lane(rev64x2(i64x2.splat(z2h)), 0) >> 1;
   // 256-bit reversed product v3:v2:v1:v0, shifted left by one.
   let v0 = z0;
   let v1 = z0h ^ z2;
@@ -135,6 +143,22 @@ function gfMul(a: v128, b: v128): v128 {
   v3 ^= v1 ^ (v1 >> 1) ^ (v1 >> 2) ^ (v1 >> 7);
   v2 ^= (v1 << 63) ^ (v1 << 62) ^ (v1 << 57);
   return i64x2.replace_lane(i64x2.splat(v2), 1, v3);
+}
+
+/** Multiplies two field elements (byte-reversed form); key setup only. */
+function gfMul(a: v128, b: v128): v128 {
+  const a0: u64 = i64x2.extract_lane(a, 0), a1: u64 = i64x2.extract_lane(a, 1);
+  const b0: u64 = i64x2.extract_lane(b, 0), b1: u64 = i64x2.extract_lane(b, 1);
+  const a2 = a0 ^ a1, b2 = b0 ^ b1;
+  const a0r = rev64(a0), a1r = rev64(a1), a2r = rev64(a2);
+  const b0r = rev64(b0), b1r = rev64(b1), b2r = rev64(b2);
+  const z0 = bmul64(a0, b0 & M0, b0 & M1, b0 & M2, b0 & M3);
+  const z1 = bmul64(a1, b1 & M0, b1 & M1, b1 & M2, b1 & M3);
+  const z2 = bmul64(a2, b2 & M0, b2 & M1, b2 & M2, b2 & M3);
+  const z0h = bmul64(a0r, b0r & M0, b0r & M1, b0r & M2, b0r & M3);
+  const z1h = bmul64(a1r, b1r & M0, b1r & M1, b1r & M2, b1r & M3);
+  const z2h = bmul64(a2r, b2r & M0, b2r & M1, b2r & M2, b2r & M3);
+  return reduce(z0, z1, z2, z0h, z1h, z2h);
 }
 
 /** Stores operand `x` split into its four bit classes at `p`. */
@@ -156,7 +180,7 @@ export function ghashInitKey(gk: usize, h: usize): void {
   let pw = hv;
   for (let k = 0; k < GHASH_MAX_GROUP; k++) {
     const p = gk + <usize>(k * POWER_BYTES);
-    const p0 = i64x2.extract_lane(pw, 0), p1 = i64x2.extract_lane(pw, 1);
+    const p0: u64 = i64x2.extract_lane(pw, 0), p1: u64 = i64x2.extract_lane(pw, 1);
     const p2 = p0 ^ p1;
     storeSplit(p, p0);
     storeSplit(p + 32, p1);
@@ -168,50 +192,17 @@ export function ghashInitKey(gk: usize, h: usize): void {
   }
 }
 
-/**
- * Hashes `n` (1..8) whole blocks at `p` into the state `y`:
- * returns (y ⊕ X1)·H^n ⊕ X2·H^(n-1) ⊕ … ⊕ Xn·H.
- */
-// @ts-ignore: decorator
-@inline function ghashGroup(gk: usize, y: v128, p: usize, n: i32): v128 {
-  let z0: u64 = 0, z1: u64 = 0, z2: u64 = 0, z0h: u64 = 0, z1h: u64 = 0, z2h: u64 = 0;
-  let acc = y;
-  let hp = gk + <usize>((n - 1) * POWER_BYTES);
-  const end = p + (<usize>n << 4);
-  while (p < end) {
-    const x = v128.xor(ghashByteRev(v128.load(p)), acc);
-    acc = i64x2.splat(0);
-    const xr = rev64x2(x);
-    const x0 = i64x2.extract_lane(x, 0), x1 = i64x2.extract_lane(x, 1);
-    const x0r = i64x2.extract_lane(xr, 0), x1r = i64x2.extract_lane(xr, 1);
-    z0 ^= bmul64p(x0, hp);
-    z1 ^= bmul64p(x1, hp + 32);
-    z2 ^= bmul64p(x0 ^ x1, hp + 64);
-    z0h ^= bmul64p(x0r, hp + 96);
-    z1h ^= bmul64p(x1r, hp + 128);
-    z2h ^= bmul64p(x0r ^ x1r, hp + 160);
-    hp -= POWER_BYTES;
-    p += 16;
-  }
-  return reduce(z0, z1, z2, z0h, z1h, z2h);
-}
+// ---------------------------------------------------------------------------
+// Block by block.
+
+/** Karatsuba sums z0, z1, z2, z0h, z1h, z2h of the group `ghashAbsorb` is hashing. */
+const GHASH_ACC: usize = memory.data(48, 16);
 
 /**
- * Block-at-a-time form of a group, for interleaving with other work (the
- * bitsliced AES rounds keep the vector units busy while this keeps the integer
- * multiplier busy). `ghashAbsorbStart` clears the sums, `ghashAbsorb` adds
- * X·H^k for the block at `p` (XORed with the state at `ys` when `first`),
- * `ghashAbsorbEnd` reduces the sums into the state at `ys`.
+ * Adds block `p` (XORed with the state at `ys` when `first`) times H^k to the
+ * sums at GHASH_ACC, `hp` = gk + (k - 1)·GHASH_POWER_BYTES. A group is the
+ * blocks absorbed with k = n, n-1, …, 1, then `ghashAbsorbEnd`.
  */
-// @ts-ignore: decorator
-@inline export function ghashAbsorbStart(): void {
-  const z = i64x2.splat(0);
-  v128.store(GHASH_ACC, z, 0);
-  v128.store(GHASH_ACC, z, 16);
-  v128.store(GHASH_ACC, z, 32);
-}
-
-/** Adds block `p` times H^k (`hp` = gk + (k-1)·GHASH_POWER_BYTES) into the sums. */
 // @ts-ignore: decorator
 @inline export function ghashAbsorb(hp: usize, p: usize, ys: usize, first: bool): void {
   let x = ghashByteRev(v128.load(p));
@@ -228,12 +219,104 @@ export function ghashInitKey(gk: usize, h: usize): void {
   store<u64>(a, load<u64>(a, 40) ^ bmul64p(x0r ^ x1r, hp + 160), 40);
 }
 
+/** Reduces the sums of the group into the state at `ys` and clears them. */
 // @ts-ignore: decorator
 @inline export function ghashAbsorbEnd(ys: usize): void {
   const a = GHASH_ACC;
   v128.store(ys, reduce(load<u64>(a, 0), load<u64>(a, 8), load<u64>(a, 16), load<u64>(a, 24), load<u64>(a, 32), load<u64>(a, 40)));
-  ghashAbsorbStart();
+  const zero = i64x2.splat(0);
+  v128.store(a, zero, 0);
+  v128.store(a, zero, 16);
+  v128.store(a, zero, 32);
 }
+
+/** Hashes the `n` (1..8) whole blocks at `p` into the state at `ys`, block by block. */
+function ghashGroupShort(gk: usize, ys: usize, p: usize, n: i32): void {
+  let z0: u64 = 0, z1: u64 = 0, z2: u64 = 0, z0h: u64 = 0, z1h: u64 = 0, z2h: u64 = 0;
+  let acc = v128.load(ys);
+  let hp = gk + <usize>((n - 1) * POWER_BYTES);
+  const end = p + (<usize>n << 4);
+  while (p < end) {
+    const x = v128.xor(ghashByteRev(v128.load(p)), acc);
+    acc = i64x2.splat(0);
+    const xr = rev64x2(x);
+    const x0: u64 = i64x2.extract_lane(x, 0), x1: u64 = i64x2.extract_lane(x, 1);
+    const x0r: u64 = i64x2.extract_lane(xr, 0), x1r: u64 = i64x2.extract_lane(xr, 1);
+    z0 ^= bmul64p(x0, hp);
+    z1 ^= bmul64p(x1, hp + 32);
+    z2 ^= bmul64p(x0 ^ x1, hp + 64);
+    z0h ^= bmul64p(x0r, hp + 96);
+    z1h ^= bmul64p(x1r, hp + 128);
+    z2h ^= bmul64p(x0r ^ x1r, hp + 160);
+    hp -= POWER_BYTES;
+    p += 16;
+  }
+  v128.store(ys, reduce(z0, z1, z2, z0h, z1h, z2h));
+}
+
+// ---------------------------------------------------------------------------
+// Kind-major, whole groups of eight.
+
+/** Bytes of one prepared block: three v128 operand pairs × four bit classes. */
+const PREP_BYTES: i32 = 3 * 4 * 16;
+/**
+ * Prepared blocks: for block b, at b·PREP_BYTES + pair·64 + class·16 the
+ * class bits of the pairs (x0, x1), (x0r, x1r), (x0⊕x1, x0r⊕x1r).
+ */
+const GHASH_X: usize = memory.data(GHASH_MAX_GROUP * PREP_BYTES, 16);
+/** Offset in a prepared block of operand kind t (h0, h1, h2, h0r, h1r, h2r order). */
+const KIND_OFFSET: usize = memory.data<u8>([0, 8, 128, 64, 72, 136]);
+
+/** Σ over the eight prepared blocks of bmul64(operand t, operand t of H^(8-b)). */
+// @ts-ignore: decorator
+@inline function kindSum8(gk: usize, t: i32): u64 {
+  let a0: u64 = 0, a1: u64 = 0, a2: u64 = 0, a3: u64 = 0;
+  let xp = GHASH_X + <usize>load<u8>(KIND_OFFSET + <usize>t);
+  let hp = gk + <usize>(7 * POWER_BYTES + (t << 5));
+  for (let b = 0; b < GHASH_MAX_GROUP; b++) {
+    const x0 = load<u64>(xp, 0), x1 = load<u64>(xp, 16), x2 = load<u64>(xp, 32), x3 = load<u64>(xp, 48);
+    const h0 = load<u64>(hp, 0), h1 = load<u64>(hp, 8), h2 = load<u64>(hp, 16), h3 = load<u64>(hp, 24);
+    a0 ^= (x0 * h0) ^ (x1 * h3) ^ (x2 * h2) ^ (x3 * h1);
+    a1 ^= (x0 * h1) ^ (x1 * h0) ^ (x2 * h3) ^ (x3 * h2);
+    a2 ^= (x0 * h2) ^ (x1 * h1) ^ (x2 * h0) ^ (x3 * h3);
+    a3 ^= (x0 * h3) ^ (x1 * h2) ^ (x2 * h1) ^ (x3 * h0);
+    xp += PREP_BYTES;
+    hp -= POWER_BYTES;
+  }
+  return (a0 & M0) | (a1 & M1) | (a2 & M2) | (a3 & M3);
+}
+
+/** Hashes the eight whole blocks at `p` into the state at `ys`, kind by kind. */
+function ghashGroup8(gk: usize, ys: usize, p: usize): void {
+  let acc = v128.load(ys);
+  const m0 = v128.load(GHASH_CONST, 80), m1 = v128.load(GHASH_CONST, 96);
+  const m2 = v128.load(GHASH_CONST, 112), m3 = v128.load(GHASH_CONST, 128);
+  for (let b = 0; b < GHASH_MAX_GROUP; b++) {
+    const dst = GHASH_X + <usize>(b * PREP_BYTES);
+    const x = v128.xor(ghashByteRev(v128.load(p + (<usize>b << 4))), acc);
+    acc = i64x2.splat(0);
+    const xr = rev64x2(x);
+    const x2 = v128.xor(i64x2.shuffle(x, xr, 0, 2), i64x2.shuffle(x, xr, 1, 3));
+    v128.store(dst, v128.and(x, m0), 0);
+    v128.store(dst, v128.and(x, m1), 16);
+    v128.store(dst, v128.and(x, m2), 32);
+    v128.store(dst, v128.and(x, m3), 48);
+    v128.store(dst, v128.and(xr, m0), 64);
+    v128.store(dst, v128.and(xr, m1), 80);
+    v128.store(dst, v128.and(xr, m2), 96);
+    v128.store(dst, v128.and(xr, m3), 112);
+    v128.store(dst, v128.and(x2, m0), 128);
+    v128.store(dst, v128.and(x2, m1), 144);
+    v128.store(dst, v128.and(x2, m2), 160);
+    v128.store(dst, v128.and(x2, m3), 176);
+  }
+  v128.store(ys, reduce(kindSum8(gk, 0), kindSum8(gk, 1), kindSum8(gk, 2), kindSum8(gk, 3), kindSum8(gk, 4), kindSum8(gk, 5)));
+  // Block 0 was XORed with the previous state.
+  const zero = i64x2.splat(0);
+  for (let i: usize = 0; i < <usize>PREP_BYTES; i += 16) v128.store(GHASH_X + i, zero);
+}
+
+// ---------------------------------------------------------------------------
 
 /**
  * Absorbs `len` bytes at `p` into the GHASH state at `ys` (16 bytes,
@@ -241,30 +324,23 @@ export function ghashInitKey(gk: usize, h: usize): void {
  * step 5 pads A and C separately, so each is passed in one call).
  */
 export function ghashUpdate(gk: usize, ys: usize, p: usize, len: i32): void {
-  let y = v128.load(ys);
   let blocks = len >> 4;
   while (blocks >= GHASH_MAX_GROUP) {
-    y = ghashGroup(gk, y, p, GHASH_MAX_GROUP);
+    ghashGroup8(gk, ys, p);
     p += <usize>(GHASH_MAX_GROUP << 4);
     blocks -= GHASH_MAX_GROUP;
   }
   if (blocks > 0) {
-    y = ghashGroup(gk, y, p, blocks);
+    ghashGroupShort(gk, ys, p, blocks);
     p += <usize>(blocks << 4);
   }
   const rest = len & 15;
   if (rest != 0) {
     v128.store(GHASH_TAIL, i64x2.splat(0));
     memory.copy(GHASH_TAIL, p, <usize>rest);
-    y = ghashGroup(gk, y, GHASH_TAIL, 1);
+    ghashGroupShort(gk, ys, GHASH_TAIL, 1);
     v128.store(GHASH_TAIL, i64x2.splat(0));
   }
-  v128.store(ys, y);
-}
-
-/** Absorbs exactly eight whole blocks at `p` (the CTR batch size) into the state at `ys`. */
-export function ghash8(gk: usize, ys: usize, p: usize): void {
-  v128.store(ys, ghashGroup(gk, v128.load(ys), p, GHASH_MAX_GROUP));
 }
 
 /**
@@ -275,6 +351,7 @@ export function ghash8(gk: usize, ys: usize, p: usize): void {
 export function ghashFinish(gk: usize, ys: usize, aadLen: i32, dataLen: i32): void {
   const lenBlock = i64x2.replace_lane(i64x2.splat(<u64>(<u32>dataLen) << 3), 1, <u64>(<u32>aadLen) << 3);
   v128.store(GHASH_TAIL, ghashByteRev(lenBlock));
-  v128.store(ys, ghashByteRev(ghashGroup(gk, v128.load(ys), GHASH_TAIL, 1)));
+  ghashGroupShort(gk, ys, GHASH_TAIL, 1);
+  v128.store(ys, ghashByteRev(v128.load(ys)));
   v128.store(GHASH_TAIL, i64x2.splat(0));
 }

@@ -1,0 +1,295 @@
+// The control socket of a running gateway: a unix socket speaking the
+// newline-delimited JSON of control/api/protocol.ts, so that `ikeclone status`,
+// `up` and `down` can ask a gateway that runs in another process.
+//
+// Owner: the main thread (the same one as the Gateway it serves). Resources are
+// bounded (DESIGN §4.6): connections (maxConnections), requests in flight per
+// connection (maxInFlight), request line length (MAX_REQUEST_LINE), idle time.
+// Whatever a client sends, the answer is an error response or a closed
+// connection, never an exception in the gateway.
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { chmodSync, lstatSync, mkdirSync, statSync, unlinkSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { Gateway } from '../gateway.js';
+import type { IkeSa } from '../ike/ike-sa.js';
+import type { ChildSa } from '../ike/child-sa.js';
+import type { Logger } from '../log.js';
+import { silentLogger } from '../log.js';
+import { ikeSaStatus } from '../status.js';
+import {
+  LineSplitter, MAX_REQUEST_LINE, encodeLine, parseRequest,
+  type ControlError, type ControlRequest, type ControlResponse, type DownResult, type UpResult,
+} from './protocol.js';
+
+export interface ControlServerOptions {
+  gateway: Gateway;
+  /** Path of the unix socket (see defaultSocketPath). */
+  path: string;
+  log?: Logger;
+  /** Simultaneous client connections (default 32). */
+  maxConnections?: number;
+  /** Requests in flight on one connection (default 8); more get a 'busy' error. */
+  maxInFlight?: number;
+  /** A connection with nothing in flight is closed after this many ms of silence (default 60 s). */
+  idleTimeoutMs?: number;
+  /** How long `up` waits for the connection's further Child SAs after IKE_AUTH (default 30 s). */
+  childTimeoutMs?: number;
+}
+
+export interface UpOutcome {
+  sa: IkeSa;
+  /** Child SAs of the connection that could not be created (or gave no answer in time). */
+  failedChildren: Array<{ name: string; reason: string }>;
+}
+
+/**
+ * Initiate connection `name` on `gateway` and wait until each of its Child SAs
+ * is either installed or has failed (the first comes with IKE_AUTH, the others
+ * with CREATE_CHILD_SA, RFC 7296 §1.3.1). Rejects when the IKE SA fails.
+ */
+export async function upConnection(gateway: Gateway, name: string, opts: { childTimeoutMs?: number } = {}): Promise<UpOutcome> {
+  if (typeof name !== 'string' || name === '') throw new TypeError('upConnection: name must be a non-empty string');
+  const childTimeoutMs = opts.childTimeoutMs ?? 30_000;
+  // Child events of the SA arrive before (first child) and after (the rest) up() resolves.
+  const outcomes = new Map<IkeSa, Map<string, string | null>>();
+  let check: () => void = () => {};
+  const note = (sa: IkeSa, child: string, reason: string | null) => {
+    let m = outcomes.get(sa);
+    if (!m) outcomes.set(sa, (m = new Map()));
+    if (!m.has(child)) m.set(child, reason);
+    check();
+  };
+  const onChildUp = (c: ChildSa) => note(c.ike, c.name, null);
+  const onChildFailed = (sa: IkeSa, child: string, reason: string) => note(sa, child, reason);
+  let downReason: string | undefined;
+  let upSa: IkeSa | undefined;
+  const onIkeDown = (sa: IkeSa, reason: string) => {
+    if (sa === upSa) {
+      downReason = reason;
+      check();
+    }
+  };
+  gateway.on('child-up', onChildUp);
+  gateway.on('child-failed', onChildFailed);
+  gateway.on('ike-down', onIkeDown);
+  try {
+    const sa = await gateway.up(name);
+    upSa = sa;
+    const expected = sa.policy.children.map((c) => c.name);
+    const settled = () => expected.every((n) => outcomes.get(sa)?.has(n));
+    if (!settled() && sa.state !== 'dead') {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, childTimeoutMs);
+        check = () => {
+          if (settled() || downReason !== undefined) {
+            clearTimeout(timer);
+            resolve();
+          }
+        };
+      });
+    }
+    if (downReason !== undefined || sa.state === 'dead') throw new Error(`IKE SA deleted: ${downReason ?? 'gone'}`);
+    const m = outcomes.get(sa) ?? new Map<string, string | null>();
+    const failedChildren = expected
+      .filter((n) => m.get(n) !== null)
+      .map((n) => ({ name: n, reason: m.get(n) ?? `no answer within ${childTimeoutMs} ms` }));
+    return { sa, failedChildren };
+  } finally {
+    gateway.off('child-up', onChildUp);
+    gateway.off('child-failed', onChildFailed);
+    gateway.off('ike-down', onIkeDown);
+  }
+}
+
+function errnoCode(err: unknown): string | undefined {
+  return (err as NodeJS.ErrnoException | undefined)?.code;
+}
+
+/** Does something accept connections on this unix socket path? Bounded by `timeoutMs`. */
+function socketIsLive(path: string, timeoutMs: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = createConnection(path);
+    const done = (live: boolean) => {
+      clearTimeout(timer);
+      s.destroy();
+      resolve(live);
+    };
+    // A listener that does not accept within the bound counts as live: never steal a path in use.
+    const timer = setTimeout(() => done(true), timeoutMs);
+    s.once('connect', () => done(true));
+    s.once('error', (err) => done(errnoCode(err) !== 'ECONNREFUSED' && errnoCode(err) !== 'ENOENT'));
+  });
+}
+
+interface ConnectionState {
+  inFlight: number;
+  closing: boolean;
+}
+
+export class ControlServer {
+  readonly path: string;
+  private readonly gateway: Gateway;
+  private readonly log: Logger;
+  private readonly maxConnections: number;
+  private readonly maxInFlight: number;
+  private readonly idleTimeoutMs: number;
+  private readonly childTimeoutMs: number;
+  private server: Server | undefined;
+  private readonly sockets = new Set<Socket>();
+  /** Inode of the socket file we created: close() removes only that one. */
+  private ino: number | undefined;
+
+  constructor(opts: ControlServerOptions) {
+    if (!opts || typeof opts !== 'object') throw new TypeError('ControlServer: options required');
+    if (typeof opts.path !== 'string' || opts.path === '') throw new TypeError('ControlServer: path must be a non-empty string');
+    if (!opts.gateway) throw new TypeError('ControlServer: gateway required');
+    const positive = (v: number | undefined, d: number, what: string) => {
+      const n = v ?? d;
+      if (!Number.isInteger(n) || n < 1) throw new RangeError(`ControlServer: ${what} must be a positive integer`);
+      return n;
+    };
+    this.path = opts.path;
+    this.gateway = opts.gateway;
+    this.log = opts.log ?? silentLogger();
+    this.maxConnections = positive(opts.maxConnections, 32, 'maxConnections');
+    this.maxInFlight = positive(opts.maxInFlight, 8, 'maxInFlight');
+    this.idleTimeoutMs = positive(opts.idleTimeoutMs, 60_000, 'idleTimeoutMs');
+    this.childTimeoutMs = positive(opts.childTimeoutMs, 30_000, 'childTimeoutMs');
+  }
+
+  /** Connections currently open. */
+  get connections(): number {
+    return this.sockets.size;
+  }
+
+  /**
+   * Create the socket's directory (mode 0700) if missing, replace a stale
+   * socket file (nothing listening), refuse when another gateway listens on
+   * the path, then listen (socket mode 0600).
+   */
+  async listen(): Promise<void> {
+    if (this.server) throw new Error('control socket already listening');
+    const dir = dirname(this.path);
+    const created = mkdirSync(dir, { recursive: true, mode: 0o700 });
+    if (created !== undefined) chmodSync(dir, 0o700);
+    let existing: ReturnType<typeof lstatSync> | undefined;
+    try {
+      existing = lstatSync(this.path);
+    } catch (err) {
+      if (errnoCode(err) !== 'ENOENT') throw err;
+    }
+    if (existing) {
+      if (!existing.isSocket()) throw new Error(`${this.path} exists and is not a socket; not replacing it`);
+      if (await socketIsLive(this.path, 1000)) throw new Error(`another gateway already listens on ${this.path}`);
+      this.log.info({ socket: this.path }, 'replacing a stale control socket');
+      unlinkSync(this.path);
+    }
+    const server = createServer({ allowHalfOpen: false }, (socket) => this.accept(socket));
+    server.maxConnections = this.maxConnections;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.path, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    server.on('error', (err) => this.log.warn({ socket: this.path, err: err.message }, 'control socket error'));
+    chmodSync(this.path, 0o600);
+    this.ino = statSync(this.path).ino;
+    this.server = server;
+    this.log.info({ socket: this.path }, 'control socket listening');
+  }
+
+  /** Stop listening, drop every connection and remove the socket file. */
+  async close(): Promise<void> {
+    const server = this.server;
+    if (!server) return;
+    this.server = undefined;
+    for (const s of this.sockets) s.destroy();
+    this.sockets.clear();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    try {
+      if (this.ino !== undefined && statSync(this.path).ino === this.ino) unlinkSync(this.path);
+    } catch {
+      // Already gone.
+    }
+    this.ino = undefined;
+  }
+
+  private accept(socket: Socket): void {
+    this.sockets.add(socket);
+    const state: ConnectionState = { inFlight: 0, closing: false };
+    const splitter = new LineSplitter(MAX_REQUEST_LINE);
+    socket.setTimeout(this.idleTimeoutMs);
+    socket.on('timeout', () => {
+      if (state.inFlight === 0) socket.destroy();
+    });
+    socket.on('error', (err) => this.log.debug({ err: err.message }, 'control connection error'));
+    socket.on('close', () => this.sockets.delete(socket));
+    socket.on('data', (chunk: Buffer) => {
+      if (state.closing) return;
+      const { lines, overflow } = splitter.push(chunk);
+      for (const line of lines) this.handleLine(socket, state, line);
+      if (overflow) {
+        state.closing = true;
+        socket.pause();
+        const response: ControlResponse = {
+          id: null, ok: false, error: { code: 'line-too-long', message: `request line longer than ${MAX_REQUEST_LINE} bytes; closing` },
+        };
+        socket.end(encodeLine(response), () => socket.destroy());
+      }
+    });
+  }
+
+  private send(socket: Socket, response: ControlResponse): void {
+    if (socket.destroyed || !socket.writable) return;
+    socket.write(encodeLine(response));
+  }
+
+  private handleLine(socket: Socket, state: ConnectionState, line: string): void {
+    if (line.trim() === '') return;
+    const parsed = parseRequest(line);
+    if (!parsed.ok) {
+      this.send(socket, parsed.response);
+      return;
+    }
+    const { request } = parsed;
+    if (state.inFlight >= this.maxInFlight) {
+      this.send(socket, { id: request.id, ok: false, error: { code: 'busy', message: `more than ${this.maxInFlight} requests in flight` } });
+      return;
+    }
+    state.inFlight++;
+    this.execute(request).then(
+      (result) => this.send(socket, { id: request.id, ok: true, result }),
+      (err: unknown) => {
+        const error: ControlError = { code: 'failed', message: err instanceof Error ? err.message : String(err) };
+        this.send(socket, { id: request.id, ok: false, error });
+      },
+    ).finally(() => {
+      state.inFlight--;
+    });
+  }
+
+  private async execute(request: ControlRequest): Promise<unknown> {
+    switch (request.cmd) {
+      case 'status':
+        return this.gateway.status();
+      case 'up': {
+        const name = request.args!.name!;
+        this.log.info({ conn: name }, 'control: up');
+        const { sa, failedChildren } = await upConnection(this.gateway, name, { childTimeoutMs: this.childTimeoutMs });
+        const result: UpResult = { ike: ikeSaStatus(sa, this.gateway.engine.clock.now()), failedChildren };
+        return result;
+      }
+      case 'down': {
+        const name = request.args?.name;
+        if (name !== undefined && !this.gateway.engine.policy(name)) throw new Error(`no connection named "${name}"`);
+        this.log.info({ conn: name ?? '(all)' }, 'control: down');
+        const deleted = this.gateway.engine.ikeSas().filter((sa) => name === undefined || sa.name === name).length;
+        await this.gateway.down(name);
+        const result: DownResult = { deleted };
+        return result;
+      }
+    }
+  }
+}

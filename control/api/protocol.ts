@@ -1,0 +1,209 @@
+// The control protocol between `ikeclone status|up|down` and a running
+// gateway: newline-delimited JSON over a unix socket.
+//
+//   request:  {"id": 1, "cmd": "status" | "up" | "down", "args": {"name": "gw"}}
+//   response: {"id": 1, "ok": true, "result": ...}
+//           | {"id": 1, "ok": false, "error": {"code": "...", "message": "..."}}
+//
+// One JSON document per line, at most MAX_REQUEST_LINE bytes per request line.
+// Requests may be pipelined; each response carries the id of its request
+// (null when the request was too broken to have one). Everything here is pure:
+// parsing never throws, whatever bytes arrive.
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { IkeSaStatus } from '../status.js';
+
+/** Longest request line the server accepts (bytes, newline excluded); longer: error, then close. */
+export const MAX_REQUEST_LINE = 64 * 1024;
+/** Longest response line a client accepts (a status of many SAs is large, but not unbounded). */
+export const MAX_RESPONSE_LINE = 32 * 1024 * 1024;
+
+export const CONTROL_COMMANDS = ['status', 'up', 'down'] as const;
+export type ControlCommand = (typeof CONTROL_COMMANDS)[number];
+
+/** A request id: what the client chose, echoed in the response. */
+export type RequestId = number | string;
+
+export interface ControlRequest {
+  id: RequestId;
+  cmd: ControlCommand;
+  /** up: { name } (required); down: { name } (optional: all IKE SAs when absent); status: none. */
+  args?: { name?: string };
+}
+
+export type ControlErrorCode =
+  | 'malformed' // not JSON, or not a request object
+  | 'line-too-long' // the line exceeded MAX_REQUEST_LINE (the server closes the connection)
+  | 'unknown-command'
+  | 'bad-args'
+  | 'busy' // too many requests in flight on this connection
+  | 'failed'; // the command ran and failed (the message says why)
+
+export interface ControlError {
+  code: ControlErrorCode;
+  message: string;
+}
+
+export type ControlResponse =
+  | { id: RequestId | null; ok: true; result: unknown }
+  | { id: RequestId | null; ok: false; error: ControlError };
+
+/** Result of `up`: the established IKE SA (status fields) and the Child SAs that failed. */
+export interface UpResult {
+  ike: IkeSaStatus;
+  failedChildren: Array<{ name: string; reason: string }>;
+}
+
+/** Result of `down`: how many IKE SAs were deleted. */
+export interface DownResult {
+  deleted: number;
+}
+
+export type ParsedRequest =
+  | { ok: true; request: ControlRequest }
+  | { ok: false; response: ControlResponse };
+
+const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+function isRequestId(v: unknown): v is RequestId {
+  return (typeof v === 'number' && Number.isSafeInteger(v)) || (typeof v === 'string' && v.length <= 128);
+}
+
+function fail(id: RequestId | null, code: ControlErrorCode, message: string): ParsedRequest {
+  return { ok: false, response: { id, ok: false, error: { code, message } } };
+}
+
+/**
+ * Parse one request line (without its newline). Never throws: anything that is
+ * not a valid request becomes the error response to send back.
+ */
+export function parseRequest(line: string): ParsedRequest {
+  if (typeof line !== 'string') return fail(null, 'malformed', 'request must be text');
+  if (Buffer.byteLength(line, 'utf8') > MAX_REQUEST_LINE) {
+    return fail(null, 'line-too-long', `request line longer than ${MAX_REQUEST_LINE} bytes`);
+  }
+  let data: unknown;
+  try {
+    data = JSON.parse(line);
+  } catch (e) {
+    return fail(null, 'malformed', `request is not JSON (${(e as Error).message})`);
+  }
+  if (data === null || typeof data !== 'object' || Array.isArray(data)) {
+    return fail(null, 'malformed', 'request must be a JSON object {id, cmd, args?}');
+  }
+  const obj = data as Record<string, unknown>;
+  const id = isRequestId(obj.id) ? obj.id : null;
+  if (id === null) return fail(null, 'malformed', 'request id must be an integer or a string of at most 128 characters');
+  if (typeof obj.cmd !== 'string') return fail(id, 'malformed', 'request cmd must be a string');
+  if (!(CONTROL_COMMANDS as readonly string[]).includes(obj.cmd)) {
+    return fail(id, 'unknown-command', `unknown command "${obj.cmd.slice(0, 64)}"; expected one of ${CONTROL_COMMANDS.join(', ')}`);
+  }
+  const cmd = obj.cmd as ControlCommand;
+  const extra = Object.keys(obj).filter((k) => k !== 'id' && k !== 'cmd' && k !== 'args');
+  if (extra.length > 0) return fail(id, 'malformed', `unknown request field "${extra[0]!.slice(0, 64)}"`);
+  let name: string | undefined;
+  if (obj.args !== undefined && obj.args !== null) {
+    if (typeof obj.args !== 'object' || Array.isArray(obj.args)) return fail(id, 'bad-args', 'args must be an object');
+    const args = obj.args as Record<string, unknown>;
+    const unknown = Object.keys(args).filter((k) => k !== 'name');
+    if (unknown.length > 0) return fail(id, 'bad-args', `unknown argument "${unknown[0]!.slice(0, 64)}"`);
+    if (args.name !== undefined) {
+      if (typeof args.name !== 'string' || !NAME_RE.test(args.name)) {
+        return fail(id, 'bad-args', 'args.name must be a connection name (letters, digits, ".", "_", "-")');
+      }
+      name = args.name;
+    }
+  }
+  if (cmd === 'up' && name === undefined) return fail(id, 'bad-args', 'up needs args.name, the connection to initiate');
+  if (cmd === 'status' && name !== undefined) return fail(id, 'bad-args', 'status takes no arguments');
+  return { ok: true, request: name === undefined ? { id, cmd } : { id, cmd, args: { name } } };
+}
+
+/** Check a parsed JSON value is a response. Never throws. */
+export function parseResponse(line: string): ControlResponse | { invalid: string } {
+  let data: unknown;
+  try {
+    data = JSON.parse(line);
+  } catch (e) {
+    return { invalid: `response is not JSON (${(e as Error).message})` };
+  }
+  if (data === null || typeof data !== 'object' || Array.isArray(data)) return { invalid: 'response is not an object' };
+  const r = data as Record<string, unknown>;
+  if (r.id !== null && !isRequestId(r.id)) return { invalid: 'response id is not a request id' };
+  if (r.ok === true) return { id: r.id as RequestId | null, ok: true, result: r.result };
+  if (r.ok === false) {
+    const e = r.error as Record<string, unknown> | null;
+    if (e === null || typeof e !== 'object' || typeof e.code !== 'string' || typeof e.message !== 'string') {
+      return { invalid: 'error response without {code, message}' };
+    }
+    return { id: r.id as RequestId | null, ok: false, error: { code: e.code as ControlErrorCode, message: e.message } };
+  }
+  return { invalid: 'response has no boolean ok field' };
+}
+
+/** One message as a line on the socket. */
+export function encodeLine(message: ControlRequest | ControlResponse): string {
+  return `${JSON.stringify(message)}\n`;
+}
+
+/**
+ * Splits a byte stream into lines, refusing to buffer more than `maxLine`
+ * bytes of an unfinished line. Feed chunks with push(); it returns the
+ * complete lines and whether the limit was crossed (the caller then stops
+ * reading: the rest of that line is never buffered).
+ */
+export class LineSplitter {
+  private parts: Buffer[] = [];
+  private pending = 0;
+
+  constructor(readonly maxLine: number) {
+    if (!Number.isInteger(maxLine) || maxLine < 1) throw new RangeError('LineSplitter: maxLine must be a positive integer');
+  }
+
+  push(chunk: Buffer): { lines: string[]; overflow: boolean } {
+    const lines: string[] = [];
+    let start = 0;
+    for (;;) {
+      const nl = chunk.indexOf(0x0a, start);
+      if (nl < 0) break;
+      const piece = chunk.subarray(start, nl);
+      if (this.pending + piece.length > this.maxLine) return { lines, overflow: true };
+      this.parts.push(piece);
+      lines.push(Buffer.concat(this.parts).toString('utf8').replace(/\r$/, ''));
+      this.parts = [];
+      this.pending = 0;
+      start = nl + 1;
+    }
+    const rest = chunk.subarray(start);
+    if (this.pending + rest.length > this.maxLine) return { lines, overflow: true };
+    if (rest.length > 0) {
+      // Copy: the stream may reuse the chunk's memory.
+      this.parts.push(Buffer.from(rest));
+      this.pending += rest.length;
+    }
+    return { lines, overflow: false };
+  }
+
+  /** Bytes of the unfinished line held. */
+  get buffered(): number {
+    return this.pending;
+  }
+}
+
+export interface SocketPathEnv {
+  uid?: number;
+  runtimeDir?: string;
+  tmp?: string;
+}
+
+/**
+ * The control socket's default path: /run/ikeclone/ikeclone.sock for root,
+ * else ${XDG_RUNTIME_DIR or the temp directory}/ikeclone-${uid}.sock.
+ */
+export function defaultSocketPath(env: SocketPathEnv = {}): string {
+  const uid = env.uid ?? (typeof process.getuid === 'function' ? process.getuid() : -1);
+  if (uid === 0) return '/run/ikeclone/ikeclone.sock';
+  const runtimeDir = 'runtimeDir' in env ? env.runtimeDir : process.env.XDG_RUNTIME_DIR;
+  const dir = runtimeDir !== undefined && runtimeDir !== '' ? runtimeDir : (env.tmp ?? tmpdir());
+  return join(dir, `ikeclone-${uid >= 0 ? uid : 'user'}.sock`);
+}

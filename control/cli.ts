@@ -1,0 +1,363 @@
+#!/usr/bin/env node
+// The `ikeclone` command line (DESIGN §6): demo, gateway, up, down, status.
+//
+// Output contract: results go to stdout (a human tree/table, or with --json
+// one JSON document and nothing else); logs and progress lines go to stderr
+// (progress goes to stdout only in the human form of `demo`). Exit codes:
+// 0 success, 1 failure (connection failed, no gateway on the socket, ...),
+// 2 invalid configuration or command line.
+//
+// Owner: the main thread. Long-running commands (gateway, up without --once)
+// stop on SIGINT/SIGTERM: SAs are deleted (bounded), sockets closed, the
+// control socket file removed; a second signal exits at once.
+import { Command, CommanderError, Option } from 'commander';
+import { ConfigError, loadConfigFile, type GatewayConfig } from './config.js';
+import { Gateway } from './gateway.js';
+import { createLogger, type Logger } from './log.js';
+import { childStatus, ikeSaStatus } from './status.js';
+import { ControlServer, upConnection } from './api/control-server.js';
+import { ControlRequestError, ControlSocketError, controlRequest } from './api/control-client.js';
+import { defaultSocketPath } from './api/protocol.js';
+import { ikecloneVersion, runDemo } from './demo.js';
+import { formatDemo, formatIkeSa, formatStatus } from './format.js';
+
+const EXIT_OK = 0;
+const EXIT_FAILURE = 1;
+const EXIT_USAGE = 2;
+/** Bound on deleting SAs and closing sockets at shut-down. */
+const STOP_TIMEOUT_MS = 3000;
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+/** A failure with the exit code and message the user sees. */
+class CliExit extends Error {
+  constructor(readonly code: number, message: string) {
+    super(message);
+  }
+}
+
+function write(stream: NodeJS.WriteStream, text: string): Promise<void> {
+  return new Promise((resolve) => {
+    if (text === '') return resolve();
+    stream.write(text.endsWith('\n') ? text : `${text}\n`, () => resolve());
+  });
+}
+
+const stdout = (text: string) => write(process.stdout, text);
+const stderr = (text: string) => write(process.stderr, text);
+
+function json(value: unknown): string {
+  return `${JSON.stringify(value, null, 2)}\n`;
+}
+
+interface GlobalOptions {
+  logLevel?: string;
+}
+
+function logger(globals: GlobalOptions, fallback: string): Logger {
+  return createLogger({ level: globals.logLevel ?? fallback });
+}
+
+/** Load, validate and build a gateway; configuration problems become exit code 2 with ConfigError's message. */
+function loadGateway(file: string, globals: GlobalOptions): { gateway: Gateway; config: GatewayConfig; log: Logger } {
+  // A ConfigError reaches main(), which prints its message as is (file:line: path: problem; expected ...).
+  const config = loadConfigFile(file);
+  const log = logger(globals, config.log.level);
+  try {
+    return { gateway: new Gateway({ config, log }), config, log };
+  } catch (err) {
+    // Problems only visible when building policies (identities, keys) are configuration problems too.
+    throw new CliExit(EXIT_USAGE, `${file}: ${(err as Error).message}`);
+  }
+}
+
+/** Resolves with the first SIGINT/SIGTERM; a second one exits at once. */
+function untilSignal(log: Logger): { signal: Promise<NodeJS.Signals>; dispose: () => void } {
+  let first = true;
+  let resolveSignal!: (s: NodeJS.Signals) => void;
+  const signal = new Promise<NodeJS.Signals>((r) => (resolveSignal = r));
+  const handler = (s: NodeJS.Signals) => {
+    if (!first) {
+      log.warn({ signal: s }, 'second signal: exiting without cleaning up');
+      process.exit(130);
+    }
+    first = false;
+    resolveSignal(s);
+  };
+  process.on('SIGINT', handler);
+  process.on('SIGTERM', handler);
+  return {
+    signal,
+    dispose: () => {
+      process.off('SIGINT', handler);
+      process.off('SIGTERM', handler);
+    },
+  };
+}
+
+/** Log what the gateway negotiates in operator terms (the engine logs the mechanics). */
+function logEvents(gateway: Gateway, log: Logger): void {
+  const now = () => gateway.engine.clock.now();
+  gateway.on('ike-up', (sa) => {
+    const s = ikeSaStatus(sa, now());
+    log.info({ ike: s.id, conn: s.name, role: s.role, remote: s.remote, remoteId: s.remoteId, proposal: s.proposal }, 'IKE SA up');
+  });
+  gateway.on('child-up', (c) => {
+    const s = childStatus(c, now());
+    log.info({ ike: c.ike.id, child: s.name, spiIn: s.spiIn, spiOut: s.spiOut, proposal: s.proposal, localTs: s.localTs, remoteTs: s.remoteTs }, 'Child SA up');
+  });
+  gateway.on('child-failed', (sa, name, reason) => log.warn({ ike: sa.id, conn: sa.name, child: name, reason }, 'Child SA failed'));
+}
+
+/** Start the gateway's sockets; a bind failure is exit code 1 with the reason. */
+async function startGateway(gateway: Gateway): Promise<void> {
+  try {
+    await gateway.start();
+  } catch (err) {
+    await gateway.stop({ notifyPeers: false });
+    throw new CliExit(EXIT_FAILURE, `cannot start the gateway: ${(err as Error).message}`);
+  }
+}
+
+async function serveSocket(gateway: Gateway, path: string, log: Logger): Promise<ControlServer> {
+  const server = new ControlServer({ gateway, path, log });
+  try {
+    await server.listen();
+  } catch (err) {
+    await gateway.stop({ notifyPeers: false });
+    throw new CliExit(EXIT_FAILURE, `cannot serve the control socket ${path}: ${(err as Error).message}`);
+  }
+  return server;
+}
+
+/** Delete SAs and close everything, bounded: past the bound the process exits anyway. */
+async function shutdown(gateway: Gateway, server: ControlServer | undefined, log: Logger): Promise<void> {
+  const guard = setTimeout(() => {
+    log.error('shut-down took too long; exiting');
+    process.exit(EXIT_FAILURE);
+  }, STOP_TIMEOUT_MS + 2000);
+  guard.unref();
+  await server?.close();
+  await gateway.stop({ timeoutMs: STOP_TIMEOUT_MS });
+  clearTimeout(guard);
+}
+
+// ------------------------------------------------------------------ commands
+
+async function demoCommand(opts: { json?: boolean }, globals: GlobalOptions): Promise<number> {
+  const toStderr = opts.json === true;
+  const say = (line: string) => void (toStderr ? stderr(line) : stdout(line));
+  say(`ikeclone ${ikecloneVersion()} demo: an IKEv2 initiator and responder in this process, on loopback`);
+  const result = await runDemo({
+    log: logger(globals, 'warn'),
+    progress: (line) => say(`  ${line}`),
+  });
+  if (opts.json) await stdout(json(result));
+  else await stdout(`\n${formatDemo(result)}`);
+  return result.agree && result.deleted ? EXIT_OK : EXIT_FAILURE;
+}
+
+async function gatewayCommand(opts: { config: string; socket?: string }, globals: GlobalOptions): Promise<number> {
+  const { gateway, log } = loadGateway(opts.config, globals);
+  const stop = untilSignal(log);
+  try {
+    logEvents(gateway, log);
+    await startGateway(gateway);
+    const server = await serveSocket(gateway, opts.socket ?? defaultSocketPath(), log);
+    log.info({ config: opts.config, socket: server.path, connections: gateway.engine.policies.map((p) => p.name) }, 'gateway running; SIGINT or SIGTERM stops it');
+    const signal = await stop.signal;
+    log.info({ signal }, 'stopping: deleting SAs');
+    await shutdown(gateway, server, log);
+    log.info('stopped');
+    return EXIT_OK;
+  } finally {
+    stop.dispose();
+  }
+}
+
+interface UpOptions {
+  config?: string;
+  socket?: string;
+  json?: boolean;
+  once?: boolean;
+}
+
+async function upCommand(name: string, opts: UpOptions, globals: GlobalOptions): Promise<number> {
+  if (opts.config === undefined) {
+    // Ask a running gateway.
+    if (opts.once) throw new CliExit(EXIT_USAGE, 'up: --once needs --config (it runs its own gateway)');
+    const path = opts.socket ?? defaultSocketPath();
+    await stderr(`asking the gateway on ${path} to initiate "${name}"`);
+    const result = await controlRequest(path, (c) => c.up(name));
+    await stdout(opts.json ? json(result.ike) : formatIkeSa(result.ike));
+    if (result.failedChildren.length > 0) {
+      throw new CliExit(EXIT_FAILURE, result.failedChildren.map((f) => `connection "${name}": Child SA "${f.name}" failed: ${f.reason}`).join('\n'));
+    }
+    return EXIT_OK;
+  }
+
+  const { gateway, log } = loadGateway(opts.config, globals);
+  const policy = gateway.engine.policy(name);
+  if (!policy) {
+    const known = gateway.engine.policies.map((p) => p.name);
+    throw new CliExit(EXIT_USAGE, `${opts.config}: no connection named "${name}"${known.length ? ` (connections: ${known.join(', ')})` : ''}`);
+  }
+  const stop = untilSignal(log);
+  let server: ControlServer | undefined;
+  try {
+    logEvents(gateway, log);
+    await startGateway(gateway);
+    if (opts.socket !== undefined) server = await serveSocket(gateway, opts.socket, log);
+    await stderr(`initiating "${name}" to ${policy.remoteAddrs[0] ?? '(no remote address)'} port ${policy.remotePort}: IKE_SA_INIT + IKE_AUTH`);
+    let outcome;
+    try {
+      outcome = await Promise.race([upConnection(gateway, name), stop.signal.then((s) => { throw new Error(`interrupted by ${s}`); })]);
+    } catch (err) {
+      await shutdown(gateway, server, log);
+      throw new CliExit(EXIT_FAILURE, `connection "${name}" failed: ${(err as Error).message}`);
+    }
+    const s = ikeSaStatus(outcome.sa, gateway.engine.clock.now());
+    await stdout(opts.json ? json(s) : formatIkeSa(s));
+    if (outcome.failedChildren.length > 0) {
+      await shutdown(gateway, server, log);
+      throw new CliExit(EXIT_FAILURE, outcome.failedChildren.map((f) => `connection "${name}": Child SA "${f.name}" failed: ${f.reason}`).join('\n'));
+    }
+    if (!opts.once) {
+      await stderr(`"${name}" is up; SIGINT or SIGTERM deletes the SAs and exits`);
+      await stop.signal;
+    }
+    await shutdown(gateway, server, log);
+    return EXIT_OK;
+  } finally {
+    stop.dispose();
+  }
+}
+
+async function statusCommand(opts: { json?: boolean; socket?: string }): Promise<number> {
+  const status = await controlRequest(opts.socket ?? defaultSocketPath(), (c) => c.status());
+  await stdout(opts.json ? json(status) : formatStatus(status));
+  return EXIT_OK;
+}
+
+async function downCommand(name: string | undefined, opts: { json?: boolean; socket?: string }): Promise<number> {
+  const result = await controlRequest(opts.socket ?? defaultSocketPath(), (c) => c.down(name));
+  await stdout(opts.json ? json(result) : `deleted ${result.deleted} IKE SA${result.deleted === 1 ? '' : 's'}`);
+  return EXIT_OK;
+}
+
+// -------------------------------------------------------------------- program
+
+function examples(...lines: string[]): string {
+  return `\nExamples:\n${lines.map((l) => `  ${l}`).join('\n')}\n`;
+}
+
+function buildProgram(setExit: (code: number) => void): Command {
+  const program = new Command();
+  program
+    .name('ikeclone')
+    .description('IKEv2 gateway that clones IKE SAs (RFC 7791) per core or per NIC, with a WebAssembly ESP data plane')
+    .version(ikecloneVersion(), '-V, --version')
+    .addOption(new Option('--log-level <level>', 'log level (logs go to stderr); default: the config file\'s, or warn for demo').choices(LOG_LEVELS))
+    .showHelpAfterError('(run with --help for usage)')
+    .configureHelp({ showGlobalOptions: true })
+    .exitOverride();
+  const globals = (cmd: Command) => cmd.optsWithGlobals() as GlobalOptions;
+
+  program
+    .command('demo')
+    .description('set up an IKE SA and a Child SA between two in-process gateways on loopback, show what was negotiated, delete them')
+    .option('--json', 'print one JSON document on stdout (progress goes to stderr)')
+    .addHelpText('after', examples(
+      '$ ikeclone demo',
+      '$ ikeclone demo --json | jq .durationMs',
+      '$ npm start            # builds, then runs this demo',
+    ))
+    .action(async (opts: { json?: boolean }, cmd: Command) => setExit(await demoCommand(opts, globals(cmd))));
+
+  program
+    .command('gateway')
+    .description('run a gateway (responder, and initiator of connections with start_action: start) until SIGINT/SIGTERM')
+    .requiredOption('-c, --config <file>', 'YAML configuration (reference: the comment at the top of control/config.ts)')
+    .option('-s, --socket <path>', `control socket (default: ${defaultSocketPath()})`)
+    .addHelpText('after', examples(
+      '$ ikeclone gateway --config examples/gateway.yaml',
+      '$ ikeclone gateway --config /etc/ikeclone.yaml --socket /tmp/gw.sock --log-level debug',
+    ))
+    .action(async (opts: { config: string; socket?: string }, cmd: Command) => setExit(await gatewayCommand(opts, globals(cmd))));
+
+  program
+    .command('up')
+    .description('initiate a connection: with --config in a gateway of its own (foreground), else in the running gateway')
+    .argument('<name>', 'connection name (a key under connections: in the config)')
+    .option('-c, --config <file>', 'run a gateway from this configuration in the foreground until SIGINT/SIGTERM')
+    .option('-s, --socket <path>', 'control socket: of the running gateway to ask (without --config), or to serve (with --config)')
+    .option('--json', 'print the established IKE SA as JSON (the status fields of one IKE SA)')
+    .option('--once', 'with --config: delete the SAs and exit right after printing')
+    .addHelpText('after', examples(
+      '$ ikeclone up home --config examples/client.yaml            # stays up until Ctrl-C',
+      '$ ikeclone up home --config examples/client.yaml --once --json',
+      '$ ikeclone up home --socket /tmp/gw.sock                     # ask a running gateway',
+    ))
+    .action(async (name: string, opts: UpOptions, cmd: Command) => setExit(await upCommand(name, opts, globals(cmd))));
+
+  program
+    .command('down')
+    .description('delete the IKE SAs (and their Child SAs) of one connection, or all, in the running gateway')
+    .argument('[name]', 'connection name (default: every IKE SA)')
+    .option('-s, --socket <path>', `control socket (default: ${defaultSocketPath()})`)
+    .option('--json', 'print {"deleted": N} as JSON')
+    .addHelpText('after', examples('$ ikeclone down home', '$ ikeclone down --socket /tmp/gw.sock'))
+    .action(async (name: string | undefined, opts: { json?: boolean; socket?: string }) => setExit(await downCommand(name, opts)));
+
+  program
+    .command('status')
+    .description('show the IKE SAs and Child SAs of the running gateway')
+    .option('--json', 'print the gateway status (GatewayStatus, control/status.ts) as JSON')
+    .option('-s, --socket <path>', `control socket (default: ${defaultSocketPath()})`)
+    .addHelpText('after', examples('$ ikeclone status', '$ ikeclone status --json --socket /tmp/gw.sock | jq \'.ikeSas[].children\''))
+    .action(async (opts: { json?: boolean; socket?: string }) => setExit(await statusCommand(opts)));
+
+  program.addHelpText('after', examples(
+    '$ ikeclone demo',
+    '$ ikeclone gateway --config examples/gateway.yaml',
+    '$ ikeclone status --json',
+    '$ ikeclone <command> --help',
+  ));
+  return program;
+}
+
+async function main(argv: string[]): Promise<number> {
+  let code = EXIT_OK;
+  const program = buildProgram((c) => (code = c));
+  try {
+    await program.parseAsync(argv);
+    return code;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version') return EXIT_OK;
+      return EXIT_USAGE;
+    }
+    if (err instanceof CliExit) {
+      await stderr(`ikeclone: ${err.message}`);
+      return err.code;
+    }
+    if (err instanceof ControlSocketError || err instanceof ControlRequestError) {
+      await stderr(`ikeclone: ${err.message}`);
+      return EXIT_FAILURE;
+    }
+    if (err instanceof ConfigError) {
+      await stderr(err.message);
+      return EXIT_USAGE;
+    }
+    await stderr(`ikeclone: ${err instanceof Error ? err.message : String(err)}`);
+    return EXIT_FAILURE;
+  }
+}
+
+main(process.argv).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    process.stderr.write(`ikeclone: internal error: ${String(err)}\n`);
+    process.exit(EXIT_FAILURE);
+  },
+);

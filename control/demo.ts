@@ -1,0 +1,310 @@
+// The embedded demo behind `npm start` / `ikeclone demo`: a responder gateway
+// on 127.0.0.2 and an initiator gateway on 127.0.0.1, both in this process on
+// free unprivileged ports (no root, nothing to configure: 127.0.0.0/8 is
+// routed to lo on Linux). The initiator sets up an IKE SA and a Child SA
+// (IKE_SA_INIT + IKE_AUTH, RFC 7296 §1.2), the demo compares what both ends
+// negotiated, then deletes the SAs (INFORMATIONAL, RFC 7296 §1.4.1).
+//
+// The run is a sequence of stages; `afterEstablished` is where further stages
+// plug in (clones per worker, ESP traffic through the data-plane workers)
+// without changing the CLI: they add fields to DemoResult.
+//
+// Owner: the calling thread; both gateways run on it.
+import { randomBytes, randomInt } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { performance } from 'node:perf_hooks';
+import { configFromObject, type GatewayConfig } from './config.js';
+import { Gateway } from './gateway.js';
+import type { IkeSa } from './ike/ike-sa.js';
+import type { Logger } from './log.js';
+import { silentLogger } from './log.js';
+import type { IkeSaStatus } from './status.js';
+
+export const DEMO_RESPONDER_ADDRESS = '127.0.0.2';
+export const DEMO_INITIATOR_ADDRESS = '127.0.0.1';
+export const DEMO_CONNECTION = 'demo';
+export const DEMO_CHILD = 'net';
+/** Port range the demo picks its IKE port from (NAT-T is the next port). */
+export const DEMO_PORT_MIN = 20000;
+export const DEMO_PORT_MAX = 59998;
+
+export interface DemoOptions {
+  /** IKE proposal in strongSwan's keywords (default aes256gcm16-prfsha256-x25519). */
+  ike?: string;
+  /** ESP proposal (default aes256gcm16). */
+  esp?: string;
+  /** Receives one human-readable line per step. */
+  progress?: (line: string) => void;
+  /** Logger for both gateways (default: silent). */
+  log?: Logger;
+  /** Picks a candidate IKE port (NAT-T = port + 1); default: random in DEMO_PORT_MIN..DEMO_PORT_MAX. */
+  pickPort?: () => number;
+  /** Port pairs to try before giving up when ports are in use (default 8). */
+  attempts?: number;
+  /** Bound on establishing, and separately on deleting, in ms (default 10 000). */
+  timeoutMs?: number;
+  /** Further stages, run while the SAs are up (the data plane's traffic, clones). */
+  afterEstablished?: (ctx: DemoContext) => Promise<void>;
+}
+
+export interface DemoContext {
+  initiator: Gateway;
+  responder: Gateway;
+  /** The initiator's IKE SA. */
+  sa: IkeSa;
+  progress: (line: string) => void;
+}
+
+/**
+ * What `ikeclone demo --json` prints. Field names are stable (README): add
+ * fields, never rename them.
+ */
+export interface DemoResult {
+  demo: 'ikeclone';
+  /** ikeclone's package version. */
+  version: string;
+  /** Wall time of IKE_SA_INIT + IKE_AUTH (IKE SA and first Child SA) at the initiator, ms. */
+  durationMs: number;
+  /** The initiator's IKE SA (status fields, control/status.ts), with its Child SAs. */
+  ike: IkeSaStatus;
+  /** The responder's view of the same IKE SA. */
+  peer: IkeSaStatus;
+  /** Both ends agree on IKE SPIs, algorithms, Child SA SPIs (crossed), proposals and traffic selectors (crossed). */
+  agree: boolean;
+  /** What differs when agree is false; empty otherwise. */
+  mismatches: string[];
+  /** Where the two gateways listened: "address:port" of each IKE socket. */
+  endpoints: { initiator: string; responder: string; natPort: number };
+  /** Port pairs tried (more than 1 when ports were in use). */
+  attempts: number;
+  /** Wall time of the delete (INFORMATIONAL) until both ends had no SA left, ms. */
+  deleteMs: number;
+  /** Both ends had no IKE SA left after the delete. */
+  deleted: boolean;
+  /** Wall time of the whole demo (start-up to shut-down), ms. */
+  totalMs: number;
+}
+
+let cachedVersion: string | undefined;
+
+/** ikeclone's version from package.json (found from this module's location, in control/ or dist/control/). */
+export function ikecloneVersion(): string {
+  if (cachedVersion !== undefined) return cachedVersion;
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 4; i++) {
+    const candidate = join(dir, 'package.json');
+    if (existsSync(candidate)) {
+      try {
+        const pkg = JSON.parse(readFileSync(candidate, 'utf8')) as { name?: unknown; version?: unknown };
+        if (pkg.name === 'ikeclone' && typeof pkg.version === 'string') return (cachedVersion = pkg.version);
+      } catch {
+        // Not ours or unreadable: keep looking upwards.
+      }
+    }
+    dir = dirname(dir);
+  }
+  return (cachedVersion = '0.0.0');
+}
+
+/** The two gateways' configurations on loopback (internal; exported for tests and tools). */
+export function demoConfigs(port: number, opts: { ike?: string; esp?: string; psk?: string } = {}): { initiator: GatewayConfig; responder: GatewayConfig } {
+  if (!Number.isInteger(port) || port < 1024 || port > 65534) throw new RangeError('demoConfigs: port must be an integer from 1024 to 65534');
+  const psk = opts.psk ?? `0x${randomBytes(32).toString('hex')}`;
+  const ike = [opts.ike ?? 'aes256gcm16-prfsha256-x25519'];
+  const esp = [opts.esp ?? 'aes256gcm16'];
+  const common = {
+    log: { level: 'silent' },
+    retransmit: { timeout: '500ms', tries: 3, maxTimeout: '2s' },
+    dataplane: { workers: 1 },
+  };
+  const listen = (address: string) => ({ address, port, natPort: port + 1 });
+  const responder = configFromObject({
+    ...common,
+    listen: listen(DEMO_RESPONDER_ADDRESS),
+    connections: {
+      [DEMO_CONNECTION]: {
+        local_addrs: [DEMO_RESPONDER_ADDRESS],
+        ike,
+        local: { id: 'gateway.demo.ikeclone', auth: 'psk' },
+        remote: { id: 'client.demo.ikeclone', auth: 'psk' },
+        psk,
+        children: { [DEMO_CHILD]: { local_ts: ['10.2.0.0/24'], remote_ts: ['10.1.0.0/24'], esp } },
+      },
+    },
+  }, { file: '<demo responder>' });
+  const initiator = configFromObject({
+    ...common,
+    listen: listen(DEMO_INITIATOR_ADDRESS),
+    connections: {
+      [DEMO_CONNECTION]: {
+        local_addrs: [DEMO_INITIATOR_ADDRESS],
+        remote_addrs: [DEMO_RESPONDER_ADDRESS],
+        remote_port: port,
+        ike,
+        local: { id: 'client.demo.ikeclone', auth: 'psk' },
+        remote: { id: 'gateway.demo.ikeclone', auth: 'psk' },
+        psk,
+        children: { [DEMO_CHILD]: { local_ts: ['10.1.0.0/24'], remote_ts: ['10.2.0.0/24'], esp } },
+      },
+    },
+  }, { file: '<demo initiator>' });
+  return { initiator, responder };
+}
+
+/**
+ * Compare the initiator's and the responder's view of one IKE SA. Returns the
+ * list of differences (empty when they agree): IKE SPIs and proposal, and for
+ * each Child SA (matched by position) the proposal, SPIs (in = peer's out) and
+ * traffic selectors (local = peer's remote).
+ */
+export function compareSaViews(ike: IkeSaStatus, peer: IkeSaStatus): string[] {
+  const out: string[] = [];
+  const same = (what: string, a: unknown, b: unknown) => {
+    if (JSON.stringify(a) !== JSON.stringify(b)) out.push(`${what}: ${JSON.stringify(a)} vs ${JSON.stringify(b)}`);
+  };
+  same('IKE SPIi', ike.spiI, peer.spiI);
+  same('IKE SPIr', ike.spiR, peer.spiR);
+  same('IKE proposal', ike.proposal, peer.proposal);
+  if (ike.proposal === null) out.push('IKE proposal: none negotiated');
+  if (ike.role === peer.role) out.push(`roles: both ${ike.role}`);
+  same('Child SA count', ike.children.length, peer.children.length);
+  if (ike.children.length === 0) out.push('Child SAs: none');
+  const n = Math.min(ike.children.length, peer.children.length);
+  for (let i = 0; i < n; i++) {
+    const a = ike.children[i]!;
+    const b = peer.children[i]!;
+    same(`Child SA ${a.name} proposal`, a.proposal, b.proposal);
+    same(`Child SA ${a.name} SPI in / peer's out`, a.spiIn, b.spiOut);
+    same(`Child SA ${a.name} SPI out / peer's in`, a.spiOut, b.spiIn);
+    same(`Child SA ${a.name} local_ts / peer's remote_ts`, a.localTs, b.remoteTs);
+    same(`Child SA ${a.name} remote_ts / peer's local_ts`, a.remoteTs, b.localTs);
+  }
+  return out;
+}
+
+function isAddressInUse(err: unknown): boolean {
+  const e = err as NodeJS.ErrnoException | undefined;
+  return e?.code === 'EADDRINUSE' || /EADDRINUSE/.test(String(e?.message ?? ''));
+}
+
+function ms(from: number): number {
+  return Math.round((performance.now() - from) * 1000) / 1000;
+}
+
+/** Reject with `what` timing out after `timeoutMs`. */
+function bounded<T>(p: Promise<T>, timeoutMs: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no result within ${timeoutMs} ms`)), timeoutMs);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** Wait until `cond()` holds, checking every few ms; false when `timeoutMs` passed first. */
+async function waitFor(cond: () => boolean, timeoutMs: number): Promise<boolean> {
+  const end = performance.now() + timeoutMs;
+  while (!cond()) {
+    if (performance.now() > end) return false;
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  return true;
+}
+
+interface StartedPair {
+  initiator: Gateway;
+  responder: Gateway;
+  port: number;
+  attempts: number;
+}
+
+async function startPair(opts: DemoOptions, log: Logger, progress: (line: string) => void): Promise<StartedPair> {
+  const attempts = opts.attempts ?? 8;
+  if (!Number.isInteger(attempts) || attempts < 1 || attempts > 100) throw new RangeError('runDemo: attempts must be an integer from 1 to 100');
+  const pickPort = opts.pickPort ?? (() => randomInt(DEMO_PORT_MIN, DEMO_PORT_MAX + 1));
+  let lastError: unknown;
+  for (let attempt = 1; attempt <= attempts; attempt++) {
+    const port = pickPort();
+    const configs = demoConfigs(port, { ...(opts.ike ? { ike: opts.ike } : {}), ...(opts.esp ? { esp: opts.esp } : {}) });
+    const responder = new Gateway({ config: configs.responder, log: log.child({ gw: 'responder' }) });
+    const initiator = new Gateway({ config: configs.initiator, log: log.child({ gw: 'initiator' }) });
+    try {
+      progress(`starting the responder on ${DEMO_RESPONDER_ADDRESS} (UDP ${port}, NAT-T ${port + 1})`);
+      await responder.start();
+      progress(`starting the initiator on ${DEMO_INITIATOR_ADDRESS} (UDP ${port}, NAT-T ${port + 1})`);
+      await initiator.start();
+      return { initiator, responder, port, attempts: attempt };
+    } catch (err) {
+      await initiator.stop({ notifyPeers: false });
+      await responder.stop({ notifyPeers: false });
+      if (!isAddressInUse(err)) throw err;
+      lastError = err;
+      progress(`port ${port} or ${port + 1} is in use, trying another pair`);
+    }
+  }
+  throw new Error(`no free port pair after ${attempts} attempts (last: ${(lastError as Error).message})`);
+}
+
+/**
+ * Run the demo: start both gateways, establish an IKE SA and a Child SA, run
+ * further stages, compare both ends' views, delete the SAs, stop. Resolves
+ * with what was negotiated and how long it took; rejects (after stopping both
+ * gateways) when a step fails or exceeds its bound.
+ */
+export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
+  if (opts === null || typeof opts !== 'object') throw new TypeError('runDemo: options must be an object');
+  const timeoutMs = opts.timeoutMs ?? 10_000;
+  if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new RangeError('runDemo: timeoutMs must be a positive number');
+  const progress = opts.progress ?? (() => {});
+  const log = opts.log ?? silentLogger();
+  const t0 = performance.now();
+  const pair = await startPair(opts, log, progress);
+  const { initiator, responder, port } = pair;
+  try {
+    progress(`initiating: IKE_SA_INIT + IKE_AUTH from ${DEMO_INITIATOR_ADDRESS} to ${DEMO_RESPONDER_ADDRESS}:${port}`);
+    const tUp = performance.now();
+    const sa = await bounded(initiator.up(DEMO_CONNECTION), timeoutMs, 'establishing the IKE SA');
+    const durationMs = ms(tUp);
+    if (sa.children.length === 0) throw new Error(`IKE SA established but the Child SA "${DEMO_CHILD}" was not (see the log)`);
+    // The responder installs its end before answering IKE_AUTH; wait briefly all the same.
+    await waitFor(() => (responder.status().ikeSas[0]?.children.length ?? 0) > 0, 1000);
+    progress(`IKE SA #${sa.id} and Child SA "${DEMO_CHILD}" established in ${durationMs.toFixed(1)} ms`);
+
+    if (opts.afterEstablished) await opts.afterEstablished({ initiator, responder, sa, progress });
+
+    const ike = initiator.status().ikeSas.find((s) => s.id === sa.id);
+    const peer = responder.status().ikeSas.find((s) => s.spiI === ike?.spiI);
+    if (!ike) throw new Error('the initiator lost its IKE SA');
+    if (!peer) throw new Error('the responder has no IKE SA with the initiator\'s SPIs');
+    const mismatches = compareSaViews(ike, peer);
+    progress(mismatches.length === 0 ? 'both ends agree on SPIs, algorithms and traffic selectors' : `the ends disagree: ${mismatches.join('; ')}`);
+
+    progress('deleting the IKE SA and its Child SA (INFORMATIONAL)');
+    const tDown = performance.now();
+    const responderDown = new Promise<void>((resolve) => responder.once('ike-down', () => resolve()));
+    await bounded(initiator.down(DEMO_CONNECTION), timeoutMs, 'deleting the IKE SA');
+    await Promise.race([responderDown, waitFor(() => responder.status().ikeSas.length === 0, timeoutMs)]);
+    const deleted = initiator.status().ikeSas.length === 0 && responder.status().ikeSas.length === 0;
+    const deleteMs = ms(tDown);
+    progress(deleted ? `deleted on both ends in ${deleteMs.toFixed(1)} ms` : 'the SAs were not deleted on both ends');
+
+    return {
+      demo: 'ikeclone',
+      version: ikecloneVersion(),
+      durationMs,
+      ike,
+      peer,
+      agree: mismatches.length === 0,
+      mismatches,
+      endpoints: { initiator: `${DEMO_INITIATOR_ADDRESS}:${port}`, responder: `${DEMO_RESPONDER_ADDRESS}:${port}`, natPort: port + 1 },
+      attempts: pair.attempts,
+      deleteMs,
+      deleted,
+      totalMs: ms(t0),
+    };
+  } finally {
+    await initiator.stop({ notifyPeers: false });
+    await responder.stop({ notifyPeers: false });
+  }
+}

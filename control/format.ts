@@ -1,0 +1,142 @@
+// Human-readable output of the CLI: a tree per IKE SA for `ikeclone status`
+// and `up`, and the side-by-side table of `ikeclone demo`. Machine-readable
+// output is the JSON of control/status.ts and control/demo.ts, never this.
+import type { ChildSaStatus, GatewayStatus, IkeSaStatus } from './status.js';
+import type { DemoResult } from './demo.js';
+
+/** Tree branches: items but the last get "├─", the last "└─"; their children are indented to match. */
+function tree(items: Array<{ line: string; children?: string[] }>, indent = ''): string[] {
+  const out: string[] = [];
+  items.forEach((item, i) => {
+    const last = i === items.length - 1;
+    out.push(`${indent}${last ? '└─ ' : '├─ '}${item.line}`);
+    for (const c of item.children ?? []) out.push(`${indent}${last ? '   ' : '│  '}${c}`);
+  });
+  return out;
+}
+
+function age(seconds: number): string {
+  if (seconds < 120) return `${seconds}s`;
+  if (seconds < 7200) return `${Math.floor(seconds / 60)}m`;
+  if (seconds < 172_800) return `${Math.floor(seconds / 3600)}h`;
+  return `${Math.floor(seconds / 86_400)}d`;
+}
+
+/** Flags of an IKE SA, comma-separated ("none" when none). */
+export function ikeFlags(sa: IkeSaStatus): string {
+  const flags: string[] = [];
+  if (sa.natLocal) flags.push('NAT in front of us');
+  if (sa.natRemote) flags.push('NAT in front of peer');
+  if (sa.mobike) flags.push('MOBIKE');
+  if (sa.clone) flags.push('clone');
+  if (sa.virtualIp) flags.push(`virtual IP ${sa.virtualIp}`);
+  if (sa.peerVirtualIp) flags.push(`peer virtual IP ${sa.peerVirtualIp}`);
+  return flags.length > 0 ? flags.join(', ') : 'none';
+}
+
+/** IKE SPIs as swanctl prints them: our own marked with "*". */
+export function ikeSpis(sa: IkeSaStatus): string {
+  const ours = sa.role === 'initiator' ? 'i' : 'r';
+  return `${sa.spiI}_i${ours === 'i' ? '*' : ''} ${sa.spiR}_r${ours === 'r' ? '*' : ''}`;
+}
+
+/** Traffic selectors as "local === remote" (lists comma-separated). */
+export function selectors(c: ChildSaStatus): string {
+  return `${c.localTs.join(', ') || '(none)'} === ${c.remoteTs.join(', ') || '(none)'}`;
+}
+
+/** One Child SA as a heading and its detail lines. */
+export function formatChildSa(c: ChildSaStatus): { line: string; children: string[] } {
+  return {
+    line: `${c.name} #${c.id}: ${c.state.toUpperCase()}, ${age(c.ageSeconds)}${c.udpEncap ? ', UDP-encapsulated' : ''}`,
+    children: tree([
+      { line: `SPIs      in ${c.spiIn}, out ${c.spiOut}` },
+      { line: `proposal  ${c.proposal}` },
+      { line: `ts        ${selectors(c)}` },
+    ]),
+  };
+}
+
+/** One IKE SA and its Child SAs as a tree. */
+export function formatIkeSa(sa: IkeSaStatus): string {
+  const head = `${sa.name} #${sa.id}: ${sa.state.toUpperCase()}, ${sa.role}, ${age(sa.ageSeconds)}`;
+  const lines = tree([
+    { line: `address   ${sa.local} <-> ${sa.remote}` },
+    { line: `identity  ${sa.localId ?? '(none)'} <-> ${sa.remoteId ?? '(not yet known)'}` },
+    { line: `proposal  ${sa.proposal ?? '(not yet negotiated)'}` },
+    { line: `SPIs      ${ikeSpis(sa)}` },
+    { line: `flags     ${ikeFlags(sa)}` },
+    ...(sa.children.length === 0 ? [{ line: 'no Child SAs' }] : sa.children.map(formatChildSa)),
+  ]);
+  return [head, ...lines].join('\n');
+}
+
+/** `ikeclone status`: every IKE SA as a tree, then a one-line summary. */
+export function formatStatus(status: GatewayStatus): string {
+  const children = status.ikeSas.reduce((n, sa) => n + sa.children.length, 0);
+  const plural = (n: number, what: string) => `${n} ${what}${n === 1 ? '' : 's'}`;
+  const summary = `${plural(status.ikeSas.length, 'IKE SA')}, ${plural(children, 'Child SA')}, ${status.halfOpen} half-open; ` +
+    `IKE messages in ${status.ike.received}, out ${status.ike.sent}, retransmitted ${status.ike.retransmits}`;
+  if (status.ikeSas.length === 0) return `no IKE SAs\n${summary}`;
+  return [...status.ikeSas.map(formatIkeSa), summary].join('\n\n');
+}
+
+/** Left-aligned columns separated by two spaces; rows may be section titles (one cell). */
+export function formatColumns(rows: ReadonlyArray<readonly string[]>): string {
+  const widths: number[] = [];
+  for (const r of rows) {
+    if (r.length < 2) continue;
+    r.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)));
+  }
+  return rows
+    .map((r) => (r.length < 2 ? (r[0] ?? '') : r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ')))
+    .map((line) => line.trimEnd())
+    .join('\n');
+}
+
+const yesNo = (b: boolean) => (b ? 'yes' : 'no');
+
+/** `ikeclone demo`: what both ends negotiated, side by side, and the timings. */
+export function formatDemo(r: DemoResult): string {
+  const a = r.ike;
+  const b = r.peer;
+  const rows: string[][] = [
+    ['', `initiator (${r.endpoints.initiator})`, `responder (${r.endpoints.responder})`],
+    ['IKE SA'],
+    ['  state', a.state, b.state],
+    ['  proposal', a.proposal ?? '-', b.proposal ?? '-'],
+    ['  SPIi', a.spiI, b.spiI],
+    ['  SPIr', a.spiR, b.spiR],
+    ['  local', a.local, b.local],
+    ['  remote', a.remote, b.remote],
+    ['  local id', a.localId ?? '-', b.localId ?? '-'],
+    ['  remote id', a.remoteId ?? '-', b.remoteId ?? '-'],
+    ['  NAT (us/peer)', `${yesNo(a.natLocal)}/${yesNo(a.natRemote)}`, `${yesNo(b.natLocal)}/${yesNo(b.natRemote)}`],
+    ['  MOBIKE', yesNo(a.mobike), yesNo(b.mobike)],
+    ['  clone support', yesNo(a.clone), yesNo(b.clone)],
+  ];
+  const n = Math.max(a.children.length, b.children.length);
+  for (let i = 0; i < n; i++) {
+    const ca = a.children[i];
+    const cb = b.children[i];
+    const f = (c: ChildSaStatus | undefined, pick: (c: ChildSaStatus) => string) => (c ? pick(c) : '-');
+    rows.push(
+      [`Child SA ${ca?.name ?? cb?.name ?? ''}`],
+      ['  state', f(ca, (c) => c.state), f(cb, (c) => c.state)],
+      ['  proposal', f(ca, (c) => c.proposal), f(cb, (c) => c.proposal)],
+      ['  SPI in', f(ca, (c) => c.spiIn), f(cb, (c) => c.spiIn)],
+      ['  SPI out', f(ca, (c) => c.spiOut), f(cb, (c) => c.spiOut)],
+      ['  local_ts', f(ca, (c) => c.localTs.join(', ')), f(cb, (c) => c.localTs.join(', '))],
+      ['  remote_ts', f(ca, (c) => c.remoteTs.join(', ')), f(cb, (c) => c.remoteTs.join(', '))],
+      ['  UDP encap', f(ca, (c) => yesNo(c.udpEncap)), f(cb, (c) => yesNo(c.udpEncap))],
+    );
+  }
+  const lines = [
+    formatColumns(rows),
+    '',
+    `IKE_SA_INIT + IKE_AUTH: ${r.durationMs.toFixed(1)} ms`,
+    `delete (INFORMATIONAL): ${r.deleteMs.toFixed(1)} ms, ${r.deleted ? 'no SA left on either end' : 'SAs left behind'}`,
+    r.agree ? 'both ends agree on SPIs, algorithms and traffic selectors' : `the ends DISAGREE:\n  ${r.mismatches.join('\n  ')}`,
+  ];
+  return lines.join('\n');
+}

@@ -162,3 +162,41 @@ describe('IKE_SA_INIT + IKE_AUTH in memory (RFC 7296 §1.2)', () => {
     expect(PSK.length).toBeGreaterThan(16);
   });
 });
+
+describe('unauthenticated errors for undecodable IKE_SA_INIT requests (RFC 7296 §2.5)', () => {
+  async function answerTo(bytes: Uint8Array) {
+    const { MemoryWire: Wire, pskPair: pair } = await import('./support/peers.js');
+    const { decodeMessage } = await import('../control/wire/message.js');
+    const wire = new Wire();
+    const bob = wire.engine('10.0.0.2', [pair().responder]);
+    const replies: Uint8Array[] = [];
+    wire.engine('10.0.0.1', []).receive = (d) => void replies.push(d.bytes);
+    bob.receive({ bytes, local: { address: '10.0.0.2', port: 500 }, remote: { address: '10.0.0.1', port: 500 } });
+    wire.flush();
+    expect(bob.ikeSas()).toHaveLength(0);
+    return replies.map((r) => decodeMessage(r));
+  }
+
+  function initRequest(payloads: import('../control/wire/payloads.js').Payload[]) {
+    return import('../control/wire/message.js').then(({ encodeMessage }) =>
+      encodeMessage({ spiI: new Uint8Array(8).fill(7), spiR: new Uint8Array(8), version: 0x20, exchangeType: 34, flags: 0x08, messageId: 0 }, payloads),
+    );
+  }
+
+  it('answers INVALID_MAJOR_VERSION to a higher major version, and nothing to IKEv1', async () => {
+    const bytes = await initRequest([{ type: 40, data: new Uint8Array(32) }]);
+    bytes[17] = 0x30;
+    const [reply] = await answerTo(bytes);
+    expect(reply?.ok && reply.value.payloads[0]).toMatchObject({ type: 41, notifyType: 5 });
+    expect(reply?.ok && reply.value.header.version).toBe(0x20);
+    bytes[17] = 0x10;
+    expect(await answerTo(bytes)).toHaveLength(0);
+  });
+
+  it('answers UNSUPPORTED_CRITICAL_PAYLOAD naming the payload type', async () => {
+    const bytes = await initRequest([{ type: 200, critical: false, data: new Uint8Array(4) }, { type: 40, data: new Uint8Array(32) }]);
+    bytes[28 + 1]! |= 0x80; // set the C bit of the unknown payload
+    const [reply] = await answerTo(bytes);
+    expect(reply?.ok && reply.value.payloads[0]).toMatchObject({ type: 41, notifyType: 1, data: new Uint8Array([200]) });
+  });
+});

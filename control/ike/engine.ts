@@ -28,7 +28,7 @@ import type { ConnectionPolicy } from './policy.js';
 import { openMessage, sealMessage } from './protect.js';
 import type { Datagram, Endpoint, SendFn } from './transport.js';
 import type { KeyLogSink } from './keylog.js';
-import { IkeSaInitInitiator, respondIkeSaInit } from './exchanges/ike-init.js';
+import { IkeSaInitInitiator, rejectInitRequest, respondIkeSaInit } from './exchanges/ike-init.js';
 import { IkeAuthInitiator, respondIkeAuth } from './exchanges/ike-auth.js';
 import { ChildCreateInitiator, respondCreateChildSa } from './exchanges/child-create.js';
 import { DeleteChildInitiator, DeleteIkeInitiator, DeleteSpisInitiator, LivenessInitiator, respondInformational } from './exchanges/informational.js';
@@ -355,6 +355,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
     const decoded = decodeMessage(d.bytes);
     if (!decoded.ok) {
       this.countDrop('malformed', decoded.error.message);
+      rejectInitRequest(this, d, decoded.error);
       return;
     }
     const msg = decoded.value;
@@ -414,7 +415,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
       if (opened.reason !== 'syntax') return this.countDrop('decrypt', exchangeName(h.exchangeType));
       // Authenticated but malformed inside: answer INVALID_SYNTAX (RFC 7296 §2.21.3).
       sa.peerRequestId++;
-      this.sendResponse(sa, h.exchangeType, h.messageId, [notify(opened.notify || NotifyType.INVALID_SYNTAX)], d);
+      this.sendResponse(sa, h.exchangeType, h.messageId, [notify(opened.notify || NotifyType.INVALID_SYNTAX, opened.data)], d);
       return;
     }
     const responder = RESPONDERS[h.exchangeType];

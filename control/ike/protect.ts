@@ -24,7 +24,7 @@ export function sealMessage(sa: IkeSa, exchangeType: number, messageId: number, 
   return encodeSkMessage(header, inner.firstType, protector.bodyLength(inner.bytes.length), (aad) => protector.seal(aad, inner.bytes));
 }
 
-export type OpenResult = { ok: true; payloads: Payload[] } | { ok: false; reason: 'no-sk' | 'auth' | 'syntax'; notify?: number };
+export type OpenResult = { ok: true; payloads: Payload[] } | { ok: false; reason: 'no-sk' | 'auth' | 'syntax'; notify?: number; data?: Uint8Array };
 
 /** Verify and decrypt the SK payload of `msg` and decode the inner payloads (RFC 7296 §3.14). */
 export function openMessage(sa: IkeSa, msg: IkeMessage): OpenResult {
@@ -33,6 +33,6 @@ export function openMessage(sa: IkeSa, msg: IkeMessage): OpenResult {
   const plain = sa.protectIn.open(sk.aad, sk.body);
   if (!plain.ok) return { ok: false, reason: 'auth' };
   const inner = decodePayloadChain(sk.innerType, plain.value);
-  if (!inner.ok) return { ok: false, reason: 'syntax', notify: inner.error.notify };
+  if (!inner.ok) return { ok: false, reason: 'syntax', notify: inner.error.notify, ...(inner.error.data ? { data: inner.error.data } : {}) };
   return { ok: true, payloads: inner.value };
 }

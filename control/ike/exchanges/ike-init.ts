@@ -14,6 +14,7 @@ import { findPayload, findNotifies } from '../../wire/payloads.js';
 import { ExchangeType, HeaderFlag, IKE_VERSION, KeGroup, NotifyType, PayloadType, TransformType, notifyName } from '../../wire/constants.js';
 import type { IkeMessage } from '../../wire/message.js';
 import { encodeMessage } from '../../wire/message.js';
+import type { WireError } from '../../wire/result.js';
 import type { Payload, Proposal } from '../../wire/payloads.js';
 import { createKeyExchange, keyExchangeLength } from '../../crypto/keyexchange.js';
 import { deriveIkeKeys, isValidNonceLength } from '../../crypto/keys.js';
@@ -188,6 +189,34 @@ function sendInitError(engine: IkeEngine, msg: IkeMessage, d: Datagram, payloads
   const bytes = encodeMessage(
     { spiI: msg.header.spiI, spiR: ZERO_SPI, version: IKE_VERSION, exchangeType: ExchangeType.IKE_SA_INIT, flags: HeaderFlag.RESPONSE, messageId: 0 },
     payloads,
+  );
+  engine.sendDatagram(d.local, d.remote, bytes);
+}
+
+/**
+ * An IKE_SA_INIT request that does not decode: answer the two errors RFC 7296
+ * §2.5 asks for, unauthenticated and without state — INVALID_MAJOR_VERSION
+ * (carrying version 2.0 in the header) and UNSUPPORTED_CRITICAL_PAYLOAD (with
+ * the offending payload type). Anything else is only dropped.
+ */
+export function rejectInitRequest(engine: IkeEngine, d: Datagram, error: WireError): void {
+  if (error.code !== 'INVALID_MAJOR_VERSION' && error.code !== 'UNSUPPORTED_CRITICAL_PAYLOAD') return;
+  // The header fields we need sit at fixed offsets (RFC 7296 §3.1), whatever the version says.
+  const b = d.bytes;
+  if (b.length < 28) return;
+  const spiI = b.slice(0, 8);
+  const spiR = b.subarray(8, 16);
+  const version = b[17]!;
+  const exchangeType = b[18]!;
+  const flags = b[19]!;
+  const messageId = new DataView(b.buffer, b.byteOffset + 20, 4).getUint32(0);
+  const isInitRequest = exchangeType === ExchangeType.IKE_SA_INIT && (flags & HeaderFlag.RESPONSE) === 0 && messageId === 0 && spiR.every((x) => x === 0);
+  if (!isInitRequest) return;
+  // An IKEv1 packet (major version 1) gets no IKEv2 answer at all.
+  if (error.code === 'INVALID_MAJOR_VERSION' && version >> 4 < 2) return;
+  const bytes = encodeMessage(
+    { spiI, spiR: ZERO_SPI, version: IKE_VERSION, exchangeType, flags: HeaderFlag.RESPONSE, messageId: 0 },
+    [notify(error.notify, error.data)],
   );
   engine.sendDatagram(d.local, d.remote, bytes);
 }

@@ -25,7 +25,7 @@ let wasm: GcmExports;
 // Scratch-region layout for the calls below.
 let CTX = 0, KEY = 0, NONCE = 0, AAD = 0, TAG = 0, DATA = 0;
 const MAX_AAD = 1024;
-const MAX_DATA = 16384;
+const MAX_DATA = 65536;
 
 function checkFits(aad: Uint8Array, data: Uint8Array): void {
   if (aad.length > MAX_AAD || data.length > MAX_DATA) throw new Error('test input larger than its scratch slot');
@@ -221,6 +221,62 @@ describe('AES-GCM wasm against node:crypto (random cases)', () => {
         expect(Buffer.from(sealed.ct).equals(reference.ct), `len ${n} aad ${aadLen}`).toBe(true);
         expect(Buffer.from(sealed.tag).equals(reference.tag), `len ${n} aad ${aadLen}`).toBe(true);
       }
+    }
+  });
+
+  it('maximum-size ESP payloads (64 KiB) match node:crypto in both directions', () => {
+    for (const keyLen of [16, 32]) {
+      const key = randomBytes(keyLen), nonce = randomBytes(12), aad = randomBytes(12);
+      const pt = randomBytes(65519);
+      const sealed = wasmSeal(key, nonce, aad, pt, 16);
+      const reference = nodeSeal(key, nonce, aad, pt);
+      expect(Buffer.from(sealed.ct).equals(reference.ct)).toBe(true);
+      expect(Buffer.from(sealed.tag).equals(reference.tag)).toBe(true);
+      const opened = wasmOpen(key, nonce, aad, reference.ct, reference.tag);
+      expect(opened.ok).toBe(true);
+      expect(Buffer.from(opened.data).equals(pt)).toBe(true);
+    }
+  });
+
+  it('works on unaligned buffers (ESP packets sit at any offset)', () => {
+    const base = DATA + MAX_DATA + 64;
+    for (let i = 0; i < 64; i++) {
+      const key = randomBytes(i % 2 ? 32 : 16), nonce = randomBytes(12), aad = randomBytes(i % 13), pt = randomBytes(i * 37);
+      // Distinct odd offsets for every input.
+      const keyAt = base + 1, nonceAt = base + 67, aadAt = base + 131, tagAt = base + 197, dataAt = base + 259 + (i % 16);
+      const m = mem();
+      m.set(key, keyAt);
+      m.set(nonce, nonceAt);
+      m.set(aad, aadAt);
+      m.set(pt, dataAt);
+      wasm.gcmInit(CTX, keyAt, key.length);
+      wasm.gcmSeal(CTX, nonceAt, aadAt, aad.length, dataAt, pt.length, tagAt, 12);
+      const reference = nodeSeal(key, nonce, aad, pt);
+      expect(Buffer.from(m.subarray(dataAt, dataAt + pt.length)).equals(reference.ct)).toBe(true);
+      expect(Buffer.from(m.subarray(tagAt, tagAt + 12)).equals(reference.tag.subarray(0, 12))).toBe(true);
+      expect(wasm.gcmOpen(CTX, nonceAt, aadAt, aad.length, dataAt, pt.length, tagAt, 12)).toBe(1);
+      expect(Buffer.from(m.subarray(dataAt, dataAt + pt.length)).equals(pt)).toBe(true);
+    }
+  });
+
+  it('two contexts used alternately do not disturb each other (per-SA state stays in its context)', () => {
+    const CTX2 = DATA + MAX_DATA + 1024;
+    const keyA = randomBytes(16), keyB = randomBytes(32);
+    const m = mem();
+    m.set(keyA, KEY);
+    wasm.gcmInit(CTX, KEY, 16);
+    m.set(keyB, KEY);
+    wasm.gcmInit(CTX2, KEY, 32);
+    for (let i = 0; i < 50; i++) {
+      const [ctx, key] = i % 2 ? [CTX2, keyB] : [CTX, keyA];
+      const nonce = randomBytes(12), aad = randomBytes(8), pt = randomBytes(100 + i * 29);
+      m.set(nonce, NONCE);
+      m.set(aad, AAD);
+      m.set(pt, DATA);
+      wasm.gcmSeal(ctx, NONCE, AAD, 8, DATA, pt.length, TAG, 16);
+      const reference = nodeSeal(key, nonce, aad, pt);
+      expect(Buffer.from(m.subarray(DATA, DATA + pt.length)).equals(reference.ct)).toBe(true);
+      expect(Buffer.from(m.subarray(TAG, TAG + 16)).equals(reference.tag)).toBe(true);
     }
   });
 

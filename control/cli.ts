@@ -327,6 +327,10 @@ function buildProgram(setExit: (code: number) => void): Command {
 }
 
 async function main(argv: string[]): Promise<number> {
+  // `ikeclone status --json | head` closes our stdout early: that is not an error.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(EXIT_OK);
+  });
   let code = EXIT_OK;
   const program = buildProgram((c) => (code = c));
   try {

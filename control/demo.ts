@@ -238,6 +238,9 @@ async function startPair(opts: DemoOptions, log: Logger, progress: (line: string
     } catch (err) {
       await initiator.stop({ notifyPeers: false });
       await responder.stop({ notifyPeers: false });
+      if (/EADDRNOTAVAIL/.test(String((err as Error)?.message))) {
+        throw new Error(`${(err as Error).message} (the demo needs 127.0.0.2 on the loopback interface; on macOS: sudo ifconfig lo0 alias 127.0.0.2)`);
+      }
       if (!isAddressInUse(err)) throw err;
       lastError = err;
       progress(`port ${port} or ${port + 1} is in use, trying another pair`);

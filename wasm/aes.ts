@@ -18,13 +18,8 @@
 // Only encryption is needed: GCM (NIST SP 800-38D) uses the forward cipher in
 // counter mode for both directions.
 //
-// GCM can hand `aesRounds` up to eight blocks of earlier ciphertext to hash
-// along the way, one block per round (ghash.ts `ghashAbsorb`): the rounds run
-// on the vector units and GHASH on the integer multiplier, so the CPU
-// overlaps them.
-//
 // Concurrency: every function here is pure over the memory it is handed; the
-// only module state is `AES_ZERO_KEYS` (read-only) and ghash.ts's sums.
+// only module state is read-only (`AES_ZERO_KEYS`, `AES_SR_INDICES`).
 
 /** Bytes of bitsliced round keys for up to AES-256: 15 round keys × 8 planes × 16 bytes. */
 export const AES_RK_SIZE: i32 = 15 * 8 * 16;
@@ -32,20 +27,17 @@ export const AES_RK_SIZE: i32 = 15 * 8 * 16;
 /** Bytes of an eight-block buffer handled by `aesEncrypt8`. */
 export const AES_BATCH_BYTES: i32 = 128;
 
-import { GHASH_POWER_BYTES, ghashAbsorb, ghashAbsorbEnd } from './ghash';
-
 /** Two all-zero bitsliced round keys: a one-round "cipher" that is plain SubBytes+ShiftRows. */
 const AES_ZERO_KEYS: usize = memory.data(256, 16);
 
-// ShiftRows (FIPS 197 §5.1.2) as a byte shuffle: out[4c + r] = in[4((c + r) mod 4) + r].
-// ROT1 rotates each column by one row (out[4c + r] = in[4c + (r + 1) mod 4]),
-// ROT2 by two rows; both are used by MixColumns (FIPS 197 §5.1.3).
-
-//
-// The two byte permutations are swizzles with the index vectors kept in
-// locals: engines materialise the 16-byte immediate of a general
-// `i8x16.shuffle` at every use (four instructions on x64), while a swizzle
-// by a register costs one or two.
+// ShiftRows (FIPS 197 §5.1.2) as a byte permutation of each plane:
+// out[4c + r] = in[4((c + r) mod 4) + r]. ROT1 rotates each column by one row
+// (out[4c + r] = in[4c + (r + 1) mod 4]), ROT2 by two rows; both are used by
+// MixColumns (FIPS 197 §5.1.3). ShiftRows and ROT1 ∘ ShiftRows are swizzles
+// with their index vectors held in locals: engines materialise the 16-byte
+// immediate of a general `i8x16.shuffle` at every use (four instructions on
+// x64), a swizzle by a register costs two. ROT2 swaps 16-bit halves, which
+// engines lower to two immediate shuffles.
 
 /** Swizzle indices: ShiftRows, then ROT1 ∘ ShiftRows. */
 const AES_SR_INDICES: usize = memory.data<u8>([
@@ -104,13 +96,9 @@ export function aesOrtho(p: usize): void {
 
 /**
  * Runs `nr` AES rounds (FIPS 197 §5.1) on the bitsliced state at `p` (8 planes)
- * with the bitsliced round keys at `rk` (nr + 1 keys of 128 bytes). When
- * `nHash` (0..8) is non-zero, also absorbs the `nHash` blocks at `hashPtr`
- * into the GHASH state at `ys` with the GHASH key `gk`, as one aggregated
- * group, one block per round (nr >= 8 > nHash - 1).
+ * with the bitsliced round keys at `rk` (nr + 1 keys of 128 bytes).
  */
-export function aesRounds(rk: usize, nr: i32, p: usize, gk: usize, ys: usize, hashPtr: usize, nHash: i32): void {
-  let hp = gk + <usize>((nHash - 1) * GHASH_POWER_BYTES);
+export function aesRounds(rk: usize, nr: i32, p: usize): void {
   let q0 = v128.xor(v128.load(p, 0), v128.load(rk, 0));
   let q1 = v128.xor(v128.load(p, 16), v128.load(rk, 16));
   let q2 = v128.xor(v128.load(p, 32), v128.load(rk, 32));
@@ -252,12 +240,6 @@ export function aesRounds(rk: usize, nr: i32, p: usize, gk: usize, ys: usize, ha
     const s1 = v128.xor(t64, s3);
     const s2 = v128.xor(t55, t67);
 
-    if (r <= nHash) {
-      ghashAbsorb(hp, hashPtr, ys, r == 1);
-      hp -= GHASH_POWER_BYTES;
-      hashPtr += 16;
-    }
-
     const k = rk + (<usize>r << 7);
     if (r < nr) {
       // ShiftRows then MixColumns: out = 2·(a ⊕ rot1 a) ⊕ rot1 a ⊕ rot2(a ⊕ rot1 a),
@@ -298,23 +280,12 @@ export function aesRounds(rk: usize, nr: i32, p: usize, gk: usize, ys: usize, ha
   v128.store(p, q5, 80);
   v128.store(p, q6, 96);
   v128.store(p, q7, 112);
-  if (nHash > 0) ghashAbsorbEnd(ys);
 }
 
 /** Encrypts the eight 16-byte blocks at `p` (128 bytes) in place. */
 export function aesEncrypt8(rk: usize, nr: i32, p: usize): void {
   aesOrtho(p);
-  aesRounds(rk, nr, p, 0, 0, 0, 0);
-  aesOrtho(p);
-}
-
-/**
- * `aesEncrypt8`, absorbing meanwhile the `nHash` (1..8) whole blocks at
- * `hashPtr` into the GHASH state at `ys` (key `gk`).
- */
-export function aesEncrypt8Ghash(rk: usize, nr: i32, p: usize, gk: usize, ys: usize, hashPtr: usize, nHash: i32): void {
-  aesOrtho(p);
-  aesRounds(rk, nr, p, gk, ys, hashPtr, nHash);
+  aesRounds(rk, nr, p);
   aesOrtho(p);
 }
 
@@ -328,7 +299,7 @@ function subWord(w: u32, buf: usize): u32 {
   memory.fill(buf, 0, AES_BATCH_BYTES);
   v128.store(buf, i32x4.splat(w));
   aesOrtho(buf);
-  aesRounds(AES_ZERO_KEYS, 1, buf, 0, 0, 0, 0);
+  aesRounds(AES_ZERO_KEYS, 1, buf);
   aesOrtho(buf);
   const out = load<u32>(buf) ^ 0x63636363;
   memory.fill(buf, 0, AES_BATCH_BYTES);

@@ -17,7 +17,7 @@
 // worker). The work buffers `GCM_KEYSTREAM` (128 bytes) and `GCM_Y` (16) are
 // module state of this instance; every call clears them before returning.
 
-import { AES_BATCH_BYTES, AES_RK_SIZE, aesEncrypt8, aesEncrypt8Ghash, aesExpandKey } from './aes';
+import { AES_BATCH_BYTES, AES_RK_SIZE, aesEncrypt8, aesExpandKey } from './aes';
 import { GHASH_KEY_SIZE, ghashFinish, ghashInitKey, ghashUpdate } from './ghash';
 
 const RK_OFFSET: usize = 0;
@@ -93,41 +93,27 @@ export function gcmCtxSize(): i32 {
 
 /**
  * CTR-encrypts (or decrypts) `len` bytes at `data` in place with counters
- * 2, 3, … of `base`, the first seven blocks taken from the keystream batch
- * already in GCM_KEYSTREAM (counters 1..8, block 0 = E_K(J0) unused here).
- * With `hashAfter` (sealing), the ciphertext is absorbed into the GHASH state
- * at GCM_Y: each whole piece while the next batch of keystream is computed
- * (software pipelining, see aes.ts), the last piece at the end.
+ * 2, 3, … of `base` (SP 800-38D §6.5 GCTR from inc32(J0)), the first seven
+ * blocks taken from the keystream batch already in GCM_KEYSTREAM (counters
+ * 1..8, whose block 0 is E_K(J0) for the tag).
  */
 // @ts-ignore: decorator
-@inline function gctr(ctx: usize, nr: i32, base: v128, data: usize, len: i32, hashAfter: bool): void {
-  const gk = ctx + GK_OFFSET;
+@inline function gctr(ctx: usize, nr: i32, base: v128, data: usize, len: i32): void {
   const rk = ctx + RK_OFFSET;
   let n = len < AES_BATCH_BYTES - 16 ? len : AES_BATCH_BYTES - 16;
   xorKeystream(data, GCM_KEYSTREAM + 16, n);
-  // The piece produced last and not yet hashed: [pending, pending + pendingLen).
-  let pending = data;
-  let pendingLen = n;
   let p = data + <usize>n;
   let rest = len - n;
   let ctr: u32 = 9;
   while (rest > 0) {
     fillCounters(base, ctr);
-    if (hashAfter) {
-      // Every piece but the last is whole blocks: 7 for the first, then 8.
-      aesEncrypt8Ghash(rk, nr, GCM_KEYSTREAM, gk, GCM_Y, pending, pendingLen >> 4);
-    } else {
-      aesEncrypt8(rk, nr, GCM_KEYSTREAM);
-    }
+    aesEncrypt8(rk, nr, GCM_KEYSTREAM);
     n = rest < AES_BATCH_BYTES ? rest : AES_BATCH_BYTES;
     xorKeystream(p, GCM_KEYSTREAM, n);
-    pending = p;
-    pendingLen = n;
     p += <usize>n;
     rest -= n;
     ctr += 8;
   }
-  if (hashAfter) ghashUpdate(gk, GCM_Y, pending, pendingLen);
 }
 
 /**
@@ -165,7 +151,8 @@ export function gcmSeal(
   ghashUpdate(gk, GCM_Y, aad, aadLen);
   keystream8(ctx, nr, base, 1);
   const ej0 = v128.load(GCM_KEYSTREAM);
-  gctr(ctx, nr, base, data, dataLen, true);
+  gctr(ctx, nr, base, data, dataLen);
+  ghashUpdate(gk, GCM_Y, data, dataLen);
   ghashFinish(gk, GCM_Y, aadLen, dataLen);
   const t = v128.xor(v128.load(GCM_Y), ej0);
   store<u64>(tag, i64x2.extract_lane(t, 0));
@@ -203,7 +190,7 @@ export function gcmOpen(
     wipeWork();
     return false;
   }
-  gctr(ctx, nr, base, data, dataLen, false);
+  gctr(ctx, nr, base, data, dataLen);
   wipeWork();
   return true;
 }

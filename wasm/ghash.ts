@@ -17,15 +17,13 @@
 // products summed unreduced and reduced once. The key holds H^1..H^8, each
 // pre-split into the four bit classes of its six Karatsuba operands.
 //
-// Three schedules compute the same group:
+// Two schedules compute a group:
 // - whole groups of eight (`ghashGroup8`) go "kind-major": every block's six
 //   operands are split into bit classes at once with v128 operations, then
 //   each operand kind is summed over the eight blocks with raw (unmasked)
-//   per-class sums, masked once per kind;
-// - shorter groups (`ghashGroupShort`) go block by block;
-// - `ghashAbsorb` is the block-by-block form with its sums in memory, so that
-//   aes.ts can hash one block per AES round: the rounds keep the vector units
-//   busy and GHASH the integer multiplier, and the CPU overlaps the two.
+//   per-class sums, masked once per kind (about 10% fewer instructions than
+//   block by block on V8, where this code is bound by instruction count);
+// - shorter groups (`ghashGroupShort`) go block by block.
 //
 // The running state Y travels as a v128 in "byte-reversed" form: i64 lane 0
 // is y0, lane 1 is y1 (the 16 bytes of the block in reverse order).
@@ -34,12 +32,11 @@
 // immediates: engines materialise a 16-byte immediate at every use.
 //
 // Concurrency: pure over the memory handed in, except for this instance's
-// work buffers (GHASH_TAIL, GHASH_ACC, GHASH_X, GHASH_Z); whatever in them
-// depends on the state or H is cleared when a group ends.
+// work buffers (GHASH_TAIL, GHASH_X); whatever in them depends on the state
+// is cleared when a group ends.
 
 /** Bytes of one power of H: six operands × four bit classes × 8 bytes. */
-export const GHASH_POWER_BYTES: i32 = 6 * 4 * 8;
-const POWER_BYTES = GHASH_POWER_BYTES;
+const POWER_BYTES: i32 = 6 * 4 * 8;
 /** Largest group hashed with one reduction. */
 export const GHASH_MAX_GROUP: i32 = 8;
 /** Bytes of a GHASH key: H^1..H^8 pre-split. */
@@ -193,42 +190,7 @@ export function ghashInitKey(gk: usize, h: usize): void {
 }
 
 // ---------------------------------------------------------------------------
-// Block by block.
-
-/** Karatsuba sums z0, z1, z2, z0h, z1h, z2h of the group `ghashAbsorb` is hashing. */
-const GHASH_ACC: usize = memory.data(48, 16);
-
-/**
- * Adds block `p` (XORed with the state at `ys` when `first`) times H^k to the
- * sums at GHASH_ACC, `hp` = gk + (k - 1)·GHASH_POWER_BYTES. A group is the
- * blocks absorbed with k = n, n-1, …, 1, then `ghashAbsorbEnd`.
- */
-// @ts-ignore: decorator
-@inline export function ghashAbsorb(hp: usize, p: usize, ys: usize, first: bool): void {
-  let x = ghashByteRev(v128.load(p));
-  if (first) x = v128.xor(x, v128.load(ys));
-  const xr = rev64x2(x);
-  const x0: u64 = i64x2.extract_lane(x, 0), x1: u64 = i64x2.extract_lane(x, 1);
-  const x0r: u64 = i64x2.extract_lane(xr, 0), x1r: u64 = i64x2.extract_lane(xr, 1);
-  const a = GHASH_ACC;
-  store<u64>(a, load<u64>(a, 0) ^ bmul64p(x0, hp), 0);
-  store<u64>(a, load<u64>(a, 8) ^ bmul64p(x1, hp + 32), 8);
-  store<u64>(a, load<u64>(a, 16) ^ bmul64p(x0 ^ x1, hp + 64), 16);
-  store<u64>(a, load<u64>(a, 24) ^ bmul64p(x0r, hp + 96), 24);
-  store<u64>(a, load<u64>(a, 32) ^ bmul64p(x1r, hp + 128), 32);
-  store<u64>(a, load<u64>(a, 40) ^ bmul64p(x0r ^ x1r, hp + 160), 40);
-}
-
-/** Reduces the sums of the group into the state at `ys` and clears them. */
-// @ts-ignore: decorator
-@inline export function ghashAbsorbEnd(ys: usize): void {
-  const a = GHASH_ACC;
-  v128.store(ys, reduce(load<u64>(a, 0), load<u64>(a, 8), load<u64>(a, 16), load<u64>(a, 24), load<u64>(a, 32), load<u64>(a, 40)));
-  const zero = i64x2.splat(0);
-  v128.store(a, zero, 0);
-  v128.store(a, zero, 16);
-  v128.store(a, zero, 32);
-}
+// Block by block, for groups of fewer than eight blocks.
 
 /** Hashes the `n` (1..8) whole blocks at `p` into the state at `ys`, block by block. */
 function ghashGroupShort(gk: usize, ys: usize, p: usize, n: i32): void {

@@ -74,8 +74,10 @@
  *     psk_file: peer.psk       # instead of psk: a file holding it (one trailing newline ignored)
  *     mobike: true             # announce MOBIKE (RFC 4555)
  *     encap: false             # force UDP encapsulation of ESP even without NAT (RFC 3948)
- *     clone:                   # RFC 7791 IKE SA cloning, initiator side
- *       per: none              # none | worker (one IKE SA per data-plane worker) | nic (one per
+ *     clone:                   # RFC 7791 IKE SA cloning
+ *       supported: true        # announce CLONE_IKE_SA_SUPPORTED (RFC 7791 §5.1); false: this
+ *                              # connection's IKE SAs are never cloned, by either end
+ *       per: none              # initiator side: none | worker (one IKE SA per data-plane worker) | nic (one per
  *                              # local address in nics, moved there with MOBIKE)
  *       count: 4               # number of IKE SAs including the original; default: workers for
  *                              # per: worker, nics' length for per: nic (round robin if larger)
@@ -194,6 +196,8 @@ export interface EndpointConfig {
 }
 
 export interface CloneConfig {
+  /** Announce CLONE_IKE_SA_SUPPORTED in IKE_AUTH (RFC 7791 §5.1); false turns cloning off both ways. */
+  supported: boolean;
   /** RFC 7791: none, one IKE SA per data-plane worker, or one per NIC (moved there with MOBIKE). */
   per: 'none' | 'worker' | 'nic';
   /** IKE SAs in total, the original included (1 for per: none). */
@@ -818,10 +822,11 @@ function remoteEndpointSchema(ctx: Ctx) {
 
 function cloneSchema() {
   return section({
+    supported: leaf(withDefault(true, boolean)),
     per: leaf(withDefault('none', oneOf(['none', 'worker', 'nic'] as const))),
     count: leaf(withDefault<number | undefined>(undefined, integer(1, MAX_CLONES))),
     nics: leaf(withDefault<string[] | undefined>(undefined, listOf('local IP addresses, one per NIC', ipLiteral))),
-  }, 'a mapping with per, count, nics');
+  }, 'a mapping with supported, per, count, nics');
 }
 
 function childSchema() {
@@ -965,13 +970,14 @@ function connectionSchema(ctx: Ctx) {
 
     // Cloning (RFC 7791): count defaults to one IKE SA per worker / per NIC.
     const c = raw.clone;
-    let clone: CloneConfig = { per: c.per, count: 1, nics: [] };
+    let clone: CloneConfig = { supported: c.supported, per: c.per, count: 1, nics: [] };
+    if (c.per !== 'none' && !c.supported) problem(['clone', 'per'], `${c.per}, but clone.supported is false`, 'per: none when cloning is not supported');
     if (c.per === 'nic') {
       if (c.nics === undefined || c.nics.length === 0) problem(['clone', 'nics'], 'missing, but clone.per is nic', 'the local address of each NIC');
-      else clone = { per: 'nic', count: c.count ?? c.nics.length, nics: c.nics };
+      else clone = { supported: c.supported, per: 'nic', count: c.count ?? c.nics.length, nics: c.nics };
     } else {
       if (c.nics !== undefined) problem(['clone', 'nics'], `set, but clone.per is ${c.per}`, 'nics only with per: nic');
-      if (c.per === 'worker') clone = { per: 'worker', count: c.count ?? ctx.workers, nics: [] };
+      if (c.per === 'worker') clone = { supported: c.supported, per: 'worker', count: c.count ?? ctx.workers, nics: [] };
       else if (c.count !== undefined) problem(['clone', 'count'], 'set, but clone.per is none', 'count only with per: worker or per: nic');
     }
 

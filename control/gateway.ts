@@ -65,7 +65,8 @@ function connectionPolicy(conn: ConnectionConfig, fallbackLocal: string | undefi
     localAuth,
     remoteAuth,
     mobike: conn.mobike,
-    cloneSupport: true,
+    cloneSupport: conn.clone.supported,
+    clone: { per: conn.clone.per, count: conn.clone.count, nics: conn.clone.nics },
     requestVirtualIp: conn.vips.length > 0,
     pools: conn.pools.map((p) => {
       if (!p.cidr) throw new Error(`connection "${conn.name}": pools must be CIDR prefixes`);

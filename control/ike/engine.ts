@@ -85,7 +85,14 @@ export interface IkeEngineOptions {
   halfOpenTimeout?: number;
   /** Local address to use towards a peer when the policy names none. */
   localAddressFor?: (remote: string) => string;
+  /**
+   * Observer of every message's payloads (inner payloads for encrypted ones),
+   * after building and after authentication: debugging and protocol tests.
+   */
+  trace?: MessageTrace;
 }
+
+export type MessageTrace = (event: { direction: 'in' | 'out'; sa: IkeSa; exchangeType: number; response: boolean; messageId: number; payloads: readonly Payload[] }) => void;
 
 export type DropReason =
   | 'malformed'
@@ -114,6 +121,10 @@ export interface EngineEvents {
   'ike-rekeyed': [old: IkeSa, successor: IkeSa];
   /** An IKE SA was cloned (RFC 7791): `clone` is a new, independent IKE SA of the same session. */
   'ike-cloned': [original: IkeSa, clone: IkeSa];
+  /** A peer's session begins with its first authenticated IKE SA (RFC 7791 §8). */
+  'session-up': [sessionId: number, sa: IkeSa];
+  /** ... and ends when the last IKE SA of the session (clones and successors included) is gone. */
+  'session-down': [sessionId: number, sa: IkeSa];
   drop: [reason: DropReason, detail: string];
 }
 
@@ -155,12 +166,16 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
   cookieSecret: ReturnType<typeof createCookieSecret>;
 
   private readonly sendFn: SendFn;
+  private readonly trace: MessageTrace | undefined;
+  /** Live IKE SAs per session (RFC 7791 §8 accounting). */
+  private readonly sessions = new Map<number, Set<IkeSa>>();
   private readonly localAddressFor: (remote: string) => string;
 
   constructor(opts: IkeEngineOptions) {
     super();
     this.policies = opts.policies;
     this.sendFn = opts.send;
+    this.trace = opts.trace;
     this.clock = opts.clock ?? systemClock;
     this.random = opts.random ?? systemRandom;
     this.log = opts.log ?? silentLogger();
@@ -297,7 +312,9 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
   private transmit(sa: IkeSa, exchange: InitiatorExchange, messageId: number): void {
     let bytes: Uint8Array;
     try {
-      bytes = sealMessage(sa, exchange.exchangeType, messageId, false, exchange.build(sa));
+      const payloads = exchange.build(sa);
+      this.trace?.({ direction: 'out', sa, exchangeType: exchange.exchangeType, response: false, messageId, payloads });
+      bytes = sealMessage(sa, exchange.exchangeType, messageId, false, payloads);
     } catch (err) {
       this.log.error({ ike: sa.id, exchange: exchange.name, err: String(err) }, 'could not build request');
       exchange.abort?.(sa, String(err));
@@ -393,6 +410,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
     }
     out.timer?.cancel();
     sa.outstanding = undefined;
+    this.trace?.({ direction: 'in', sa, exchangeType: h.exchangeType, response: true, messageId: h.messageId, payloads });
     const result = out.exchange.process(sa, payloads, d.bytes);
     if (result === 'retry' && sa.state !== 'dead') {
       this.transmit(sa, out.exchange, out.messageId);
@@ -422,6 +440,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
     if (!responder) return this.countDrop('unsupported-exchange', exchangeName(h.exchangeType));
     sa.peerRequestId++;
     this.followPeer(sa, d);
+    this.trace?.({ direction: 'in', sa, exchangeType: h.exchangeType, response: false, messageId: h.messageId, payloads: opened.payloads });
     const result = responder(this, sa, opened.payloads, d);
     if (sa.state !== 'dead' || result.after) this.sendResponse(sa, h.exchangeType, h.messageId, result.payloads, d);
     result.after?.();
@@ -442,6 +461,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
 
   private sendResponse(sa: IkeSa, exchangeType: number, messageId: number, payloads: Payload[], d: Datagram): void {
     if (!sa.protectOut) return;
+    this.trace?.({ direction: 'out', sa, exchangeType, response: true, messageId, payloads });
     const bytes = sealMessage(sa, exchangeType, messageId, true, payloads);
     sa.lastResponse = { messageId, bytes };
     this.sendDatagram(d.local, d.remote, bytes);
@@ -506,10 +526,16 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
       clone ? 'IKE SA cloned' : 'IKE SA rekeyed',
     );
     if (clone) {
+      // The clone takes the lowest position free in its family.
+      const taken = new Set(this.sessionMembers(old.sessionId).map((m) => m.familyIndex));
+      created.familyIndex = 0;
+      while (taken.has(created.familyIndex)) created.familyIndex++;
+      this.joinSession(created);
       this.emit('ike-cloned', old, created);
       this.emit('ike-up', created);
       return;
     }
+    this.joinSession(created);
     for (const child of old.children) {
       child.ike = created;
       created.children.push(child);
@@ -571,6 +597,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
     sa.establishedAt = this.clock.now();
     for (const [k, v] of this.halfOpen) if (v === sa) this.halfOpen.delete(k);
     sa.dropInitMaterial();
+    this.joinSession(sa);
     this.log.info(
       { ike: sa.id, conn: sa.name, spiI: spi64Hex(sa.spiI), spiR: spi64Hex(sa.spiR), remote: `${sa.remote.address}:${sa.remote.port}` },
       'IKE SA established',
@@ -585,7 +612,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
     this.reservedSpis.delete(child.spiIn);
     this.keyLog?.child(child);
     this.log.info(
-      { ike: child.ike.id, child: child.id, name: child.name, spiIn: spiHex(child.spiIn), spiOut: spiHex(child.spiOut), encap: child.udpEncap },
+      { ike: child.ike.id, child: child.id, childName: child.name, spiIn: spiHex(child.spiIn), spiOut: spiHex(child.spiOut), encap: child.udpEncap },
       'Child SA established',
     );
     this.emit('child-up', child);
@@ -621,10 +648,37 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
     if (wasEstablished) {
       this.log.info({ ike: sa.id, conn: sa.name, reason }, 'IKE SA deleted');
       this.emit('ike-down', sa, reason);
+      this.leaveSession(sa);
     } else {
       this.log.warn({ ike: sa.id, conn: sa.name, reason }, 'IKE SA failed');
       this.emit('ike-failed', sa, reason);
     }
+  }
+
+  private joinSession(sa: IkeSa): void {
+    let members = this.sessions.get(sa.sessionId);
+    const fresh = !members;
+    if (!members) this.sessions.set(sa.sessionId, (members = new Set()));
+    members.add(sa);
+    if (fresh) {
+      this.log.info({ session: sa.sessionId, peer: sa.peerKey }, 'session up');
+      this.emit('session-up', sa.sessionId, sa);
+    }
+  }
+
+  private leaveSession(sa: IkeSa): void {
+    const members = this.sessions.get(sa.sessionId);
+    if (!members) return;
+    members.delete(sa);
+    if (members.size > 0) return;
+    this.sessions.delete(sa.sessionId);
+    this.log.info({ session: sa.sessionId, peer: sa.peerKey }, 'session down');
+    this.emit('session-down', sa.sessionId, sa);
+  }
+
+  /** IKE SAs of one session (the original, its clones and successors), oldest first. */
+  sessionMembers(sessionId: number): IkeSa[] {
+    return [...(this.sessions.get(sessionId) ?? [])];
   }
 
   /** Child SAs over all IKE SAs with the same authenticated peer (RFC 7791 §8). */

@@ -43,6 +43,11 @@ export class IkeSa {
    * session as alive until its last IKE SA is gone (RFC 7791 §8).
    */
   sessionId = this.id;
+  /**
+   * Position in the clone family: 0 for the original, k for the k-th clone
+   * (kept across rekeys). Per-worker placement uses it (DESIGN §5).
+   */
+  familyIndex = 0;
   state: IkeSaState = 'connecting';
   readonly createdAt: number;
   establishedAt: number | undefined;

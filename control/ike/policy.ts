@@ -25,6 +25,28 @@ export interface ChildPolicy {
   esp: ProposalSpec[];
   replayWindow: number;
   startAction: 'none' | 'start';
+  /**
+   * Lifetimes (RFC 7296 §2.8; control/ike/lifetimes.ts). Each end enforces
+   * its own. Times in ms, volumes in bytes/packets; 0 or absent = no limit.
+   * Soft limits rekey (the time one less up to `randTime` of jitter, §2.8.1),
+   * hard limits delete.
+   */
+  rekeyTime?: number;
+  lifeTime?: number;
+  randTime?: number;
+  rekeyBytes?: number;
+  lifeBytes?: number;
+  rekeyPackets?: number;
+  lifePackets?: number;
+}
+
+/** How an initiator multiplies its IKE SA (RFC 7791, DESIGN §5). */
+export interface ClonePolicy {
+  per: 'none' | 'worker' | 'nic';
+  /** IKE SAs in the family, the original included. */
+  count: number;
+  /** per: nic — local address of each NIC; clone k belongs to nics[k % nics.length]. */
+  nics: string[];
 }
 
 export interface ConnectionPolicy {
@@ -43,10 +65,28 @@ export interface ConnectionPolicy {
   mobike: boolean;
   /** Announce CLONE_IKE_SA_SUPPORTED (RFC 7791 §5.1). */
   cloneSupport: boolean;
+  /** Clone the IKE SA after IKE_AUTH (initiator side); absent = never. */
+  clone?: ClonePolicy;
   /** Initiator: ask for a virtual IPv4 address with a CP request (RFC 7296 §2.19). */
   requestVirtualIp: boolean;
   /** Responder: pools (CIDR) to hand out virtual IPs from. */
   pools: string[];
   children: ChildPolicy[];
   startAction: 'none' | 'start';
+  /**
+   * IKE SA lifetimes (RFC 7296 §2.8, §2.8.3; control/ike/lifetimes.ts), ms;
+   * 0 or absent = never. Rekey at rekeyTime less up to randTime of jitter,
+   * reauthenticate at reauthTime (likewise), delete overTime after the first
+   * of the two if neither has happened.
+   */
+  rekeyTime?: number;
+  reauthTime?: number;
+  overTime?: number;
+  randTime?: number;
+  /** Liveness check after this many ms without a message from the peer (RFC 7296 §2.4); 0 or absent = off. */
+  dpdDelay?: number;
+  /** What to do when the peer is found dead: forget its SAs (clear, the default) or also initiate again (restart). */
+  dpdAction?: 'clear' | 'restart';
+  /** NAT keepalive interval in ms when a NAT is in front of us (RFC 3948 §2.3, §4); absent = 20 s, 0 = off. */
+  natKeepalive?: number;
 }

@@ -82,7 +82,11 @@ export class UdpTransport {
   private bind(address: string, port: number): Promise<void> {
     return new Promise((resolve, reject) => {
       const socket = createSocket({ type: isIPv6(address) ? 'udp6' : 'udp4', reuseAddr: false });
-      const onError = (err: Error) => reject(new Error(`cannot bind UDP ${address}:${port}: ${err.message}`));
+      const onError = (err: NodeJS.ErrnoException) => {
+        const wrapped = new Error(`cannot bind UDP ${address}:${port}: ${err.message}`, { cause: err }) as NodeJS.ErrnoException;
+        if (err.code) wrapped.code = err.code;
+        reject(wrapped);
+      };
       socket.once('error', onError);
       socket.bind({ address, port, exclusive: true }, () => {
         socket.off('error', onError);

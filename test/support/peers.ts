@@ -153,6 +153,21 @@ export class MemoryWire {
     return steps;
   }
 
+  /**
+   * Like run(), but yields to the event loop after every step, so that
+   * promise chains driven by the engines (clone orchestration, awaits in the
+   * code under test) advance between deliveries.
+   */
+  async settle(ms: number, step = 50): Promise<void> {
+    for (let t = 0; t <= ms; t += step) {
+      this.flush();
+      await new Promise<void>((r) => setImmediate(r));
+      this.flush();
+      this.clock.advance(step);
+    }
+    this.flush();
+  }
+
   /** Advance time in small steps, flushing after each, up to `ms`. */
   run(ms: number, step = 50): void {
     for (let t = 0; t < ms; t += step) {

@@ -63,6 +63,7 @@ function successorSa(
   sa.virtualIp = old.virtualIp;
   sa.peerVirtualIp = old.peerVirtualIp;
   sa.sessionId = old.sessionId;
+  sa.familyIndex = old.familyIndex;
   const { skeyseed, keys } = deriveRekeyedIkeKeys(
     { encr: suite.encr, encrKeyLength: suite.encrKeyLength, prf: suite.prf!, integ: suite.integ ?? 0 },
     old.suite!.prf!,

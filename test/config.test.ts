@@ -160,7 +160,7 @@ describe('valid configurations', () => {
     const c = loadConfigFile(join(examples, 'client.yaml'));
     const home = findConnection(c, 'home')!;
     expect(home.remoteAddrs).toEqual(['192.0.2.1']);
-    expect(home.clone).toEqual({ per: 'worker', count: c.dataplane.workers, nics: [] });
+    expect(home.clone).toEqual({ supported: true, per: 'worker', count: c.dataplane.workers, nics: [] });
     expect(home.vips).toEqual(['0.0.0.0']);
     expect(home.startAction).toBe('start');
     expect(formatIdentity(home.remote.id as never)).toBe('gw.example.org');
@@ -253,7 +253,7 @@ connections:
     expect(a.psk).toBeUndefined();
     expect(a.mobike).toBe(false);
     expect(a.encap).toBe(true);
-    expect(a.clone).toEqual({ per: 'nic', count: 2, nics: ['10.0.1.2', '10.0.2.2'] });
+    expect(a.clone).toEqual({ supported: true, per: 'nic', count: 2, nics: ['10.0.1.2', '10.0.2.2'] });
     expect(a.vips).toEqual(['0.0.0.0', '::', '10.9.0.7']);
     expect(a.pools).toEqual([
       { start: '10.9.0.0', end: '10.9.0.255', family: 4, cidr: '10.9.0.0/24' },
@@ -300,7 +300,7 @@ connections:
       ike: DEFAULT_IKE_PROPOSALS.map((s) => unwrap(parseIkeProposal(s))),
       local: { id: 'any', auth: 'psk' }, remote: { id: 'any', auth: 'psk' },
       psk: new TextEncoder().encode(PSK),
-      mobike: true, encap: false, clone: { per: 'none', count: 1, nics: [] }, vips: [], pools: [],
+      mobike: true, encap: false, clone: { supported: true, per: 'none', count: 1, nics: [] }, vips: [], pools: [],
       startAction: 'none', dpdDelay: 0, rekeyTime: 14_400_000, reauthTime: 0, overTime: 1_440_000, randTime: 1_440_000,
       children: [],
     } satisfies ConnectionConfig);
@@ -399,7 +399,7 @@ connections:
       children: { net: { remote_ts: ['10.0.0.0/8'] } },
     }, { name: 'lib', workers: 6 });
     expect(a.name).toBe('lib');
-    expect(a.clone).toEqual({ per: 'worker', count: 6, nics: [] });
+    expect(a.clone).toEqual({ supported: true, per: 'worker', count: 6, nics: [] });
     expect(a.local.auth).toBe('psk');
     expect(a.children[0]!.remoteTs[0]).toEqual({ start: '10.0.0.0', end: '10.255.255.255', protocol: 0, startPort: 0, endPort: 65535 });
 
@@ -642,3 +642,13 @@ AQH/MAoGCCqGSM49BAMCA0cAMEQCIH/+OS/hq1bxzPMVyRyyp/s6MVZr819NNXma
 P49CGGzJAiBpQCV6NC4XQOSHGT88Mwh0LxIqq9A9Rg5eE63P0nt3XA==
 -----END CERTIFICATE-----
 `;
+
+describe('clone.supported (RFC 7791 §5.1 switch)', () => {
+  it('defaults to true, can be turned off, and cannot be off while cloning per worker or NIC', () => {
+    const on = configFromObject({ connections: { a: { psk: PSK } } });
+    expect(on.connections[0]!.clone.supported).toBe(true);
+    const off = configFromObject({ connections: { a: { psk: PSK, clone: { supported: false } } } });
+    expect(off.connections[0]!.clone).toEqual({ supported: false, per: 'none', count: 1, nics: [] });
+    expect(() => configFromObject({ connections: { a: { psk: PSK, clone: { supported: false, per: 'worker' } } } })).toThrow(/clone\.per.*clone\.supported is false/);
+  });
+});

@@ -18,7 +18,7 @@
 // module state of this instance; every call clears them before returning.
 
 import { AES_BATCH_BYTES, AES_RK_SIZE, aesEncrypt8, aesExpandKey } from './aes';
-import { GHASH_KEY_SIZE, ghashFinish, ghashInitKey, ghashUpdate } from './ghash';
+import { GHASH_KEY_SIZE, ghashAuth, ghashInitKey } from './ghash';
 
 const RK_OFFSET: usize = 0;
 const NR_OFFSET: usize = <usize>AES_RK_SIZE;
@@ -29,7 +29,7 @@ export const GCM_CTX_SIZE: i32 = AES_RK_SIZE + 16 + GHASH_KEY_SIZE;
 
 /** Eight counter blocks, then their keystream. */
 const GCM_KEYSTREAM: usize = memory.data(AES_BATCH_BYTES, 16);
-/** GHASH state Y (ghash.ts byte-reversed form), then S. */
+/** S = GHASH_H(A, C) (ghash.ts `ghashAuth`). */
 const GCM_Y: usize = memory.data(16, 16);
 
 /** Size of a GCM context, for hosts that allocate them. */
@@ -147,13 +147,10 @@ export function gcmSeal(
   if (nr == 0) unreachable();
   const gk = ctx + GK_OFFSET;
   const base = counterBase(nonce);
-  v128.store(GCM_Y, i64x2.splat(0));
-  ghashUpdate(gk, GCM_Y, aad, aadLen);
   keystream8(ctx, nr, base, 1);
   const ej0 = v128.load(GCM_KEYSTREAM);
   gctr(ctx, nr, base, data, dataLen);
-  ghashUpdate(gk, GCM_Y, data, dataLen);
-  ghashFinish(gk, GCM_Y, aadLen, dataLen);
+  ghashAuth(gk, GCM_Y, aad, aadLen, data, dataLen);
   const t = v128.xor(v128.load(GCM_Y), ej0);
   store<u64>(tag, i64x2.extract_lane(t, 0));
   if (tagLen == 16) store<u64>(tag, i64x2.extract_lane(t, 1), 8);
@@ -176,10 +173,7 @@ export function gcmOpen(
   if (nr == 0) return false;
   const gk = ctx + GK_OFFSET;
   const base = counterBase(nonce);
-  v128.store(GCM_Y, i64x2.splat(0));
-  ghashUpdate(gk, GCM_Y, aad, aadLen);
-  ghashUpdate(gk, GCM_Y, data, dataLen);
-  ghashFinish(gk, GCM_Y, aadLen, dataLen);
+  ghashAuth(gk, GCM_Y, aad, aadLen, data, dataLen);
   keystream8(ctx, nr, base, 1);
   const t = v128.xor(v128.load(GCM_Y), v128.load(GCM_KEYSTREAM));
   // Constant-time comparison of the first tagLen bytes (the length is public).

@@ -32,7 +32,7 @@
 // immediates: engines materialise a 16-byte immediate at every use.
 //
 // Concurrency: pure over the memory handed in, except for this instance's
-// work buffers (GHASH_TAIL, GHASH_X); whatever in them depends on the state
+// work buffers (GHASH_STAGE, GHASH_X); whatever in them depends on the state
 // is cleared when a group ends.
 
 /** Bytes of one power of H: six operands × four bit classes × 8 bytes. */
@@ -63,9 +63,6 @@ const GHASH_CONST: usize = memory.data<u8>([
   0x44, 0x44, 0x44, 0x44, 0x44, 0x44, 0x44, 0x44, 0x44, 0x44, 0x44, 0x44, 0x44, 0x44, 0x44, 0x44,
   0x88, 0x88, 0x88, 0x88, 0x88, 0x88, 0x88, 0x88, 0x88, 0x88, 0x88, 0x88, 0x88, 0x88, 0x88, 0x88,
 ], 16);
-
-/** Zero-padded final partial block, and the length block. */
-const GHASH_TAIL: usize = memory.data(16, 16);
 
 /** Low 64 bits of the carry-less product x·h (h given as its four bit classes). */
 // @ts-ignore: decorator
@@ -280,40 +277,68 @@ function ghashGroup8(gk: usize, ys: usize, p: usize): void {
 
 // ---------------------------------------------------------------------------
 
+/** Eight blocks of the GHASH input gathered from their sources and zero-padded. */
+const GHASH_STAGE: usize = memory.data(GHASH_MAX_GROUP * 16, 16);
+
 /**
- * Absorbs `len` bytes at `p` into the GHASH state at `ys` (16 bytes,
- * byte-reversed form), zero-padding a final partial block (SP 800-38D §7.1
- * step 5 pads A and C separately, so each is passed in one call).
+ * Copies block `j` of the GHASH input A ‖ 0* ‖ C ‖ 0* ‖ [len(A)]64 ‖ [len(C)]64
+ * (SP 800-38D §7.1 step 5; A has `aBlocks` padded blocks, C `cBlocks`) to `dst`.
  */
-export function ghashUpdate(gk: usize, ys: usize, p: usize, len: i32): void {
-  let blocks = len >> 4;
-  while (blocks >= GHASH_MAX_GROUP) {
-    ghashGroup8(gk, ys, p);
-    p += <usize>(GHASH_MAX_GROUP << 4);
-    blocks -= GHASH_MAX_GROUP;
+// @ts-ignore: decorator
+@inline function stageBlock(
+  dst: usize, j: i32, aad: usize, aadLen: i32, aBlocks: i32, data: usize, dataLen: i32, cBlocks: i32,
+): void {
+  let src: usize = 0;
+  let avail = 0;
+  if (j < aBlocks) {
+    src = aad + (<usize>j << 4);
+    avail = aadLen - (j << 4);
+  } else if (j < aBlocks + cBlocks) {
+    src = data + (<usize>(j - aBlocks) << 4);
+    avail = dataLen - ((j - aBlocks) << 4);
+  } else {
+    const lenBlock = i64x2.replace_lane(i64x2.splat(<u64>(<u32>dataLen) << 3), 1, <u64>(<u32>aadLen) << 3);
+    v128.store(dst, ghashByteRev(lenBlock));
+    return;
   }
-  if (blocks > 0) {
-    ghashGroupShort(gk, ys, p, blocks);
-    p += <usize>(blocks << 4);
-  }
-  const rest = len & 15;
-  if (rest != 0) {
-    v128.store(GHASH_TAIL, i64x2.splat(0));
-    memory.copy(GHASH_TAIL, p, <usize>rest);
-    ghashGroupShort(gk, ys, GHASH_TAIL, 1);
-    v128.store(GHASH_TAIL, i64x2.splat(0));
+  if (avail >= 16) {
+    v128.store(dst, v128.load(src));
+  } else {
+    v128.store(dst, i64x2.splat(0));
+    memory.copy(dst, src, <usize>avail);
   }
 }
 
 /**
- * Absorbs the final length block [len(A)]64 ‖ [len(C)]64 in bits
- * (SP 800-38D §7.1 step 5) and leaves S at `ys` as the 16 bytes of the block
- * in memory order.
+ * GHASH_H(A ‖ 0* ‖ C ‖ 0* ‖ [len(A)]64 ‖ [len(C)]64) (SP 800-38D §7.1 step 5)
+ * for the `aadLen` bytes at `aad` and the `dataLen` bytes at `data`, written
+ * to `s` as the 16 bytes of S in memory order. The input is taken as one
+ * stream of blocks in groups of eight; only groups that straddle A, C and the
+ * length block or need padding are gathered into GHASH_STAGE first.
  */
-export function ghashFinish(gk: usize, ys: usize, aadLen: i32, dataLen: i32): void {
-  const lenBlock = i64x2.replace_lane(i64x2.splat(<u64>(<u32>dataLen) << 3), 1, <u64>(<u32>aadLen) << 3);
-  v128.store(GHASH_TAIL, ghashByteRev(lenBlock));
-  ghashGroupShort(gk, ys, GHASH_TAIL, 1);
-  v128.store(ys, ghashByteRev(v128.load(ys)));
-  v128.store(GHASH_TAIL, i64x2.splat(0));
+export function ghashAuth(gk: usize, s: usize, aad: usize, aadLen: i32, data: usize, dataLen: i32): void {
+  const aBlocks = (aadLen + 15) >> 4;
+  const cBlocks = (dataLen + 15) >> 4;
+  const cWhole = dataLen >> 4;
+  const total = aBlocks + cBlocks + 1;
+  v128.store(s, i64x2.splat(0));
+  let i = 0;
+  while (i < total) {
+    const n = total - i < GHASH_MAX_GROUP ? total - i : GHASH_MAX_GROUP;
+    let p: usize;
+    if (i >= aBlocks && i + n <= aBlocks + cWhole) {
+      p = data + (<usize>(i - aBlocks) << 4);
+    } else {
+      for (let b = 0; b < n; b++) {
+        stageBlock(GHASH_STAGE + (<usize>b << 4), i + b, aad, aadLen, aBlocks, data, dataLen, cBlocks);
+      }
+      p = GHASH_STAGE;
+    }
+    if (n == GHASH_MAX_GROUP) ghashGroup8(gk, s, p);
+    else ghashGroupShort(gk, s, p, n);
+    i += n;
+  }
+  v128.store(s, ghashByteRev(v128.load(s)));
+  const zero = i64x2.splat(0);
+  for (let b: usize = 0; b < <usize>(GHASH_MAX_GROUP << 4); b += 16) v128.store(GHASH_STAGE + b, zero);
 }

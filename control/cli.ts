@@ -19,7 +19,7 @@ import { ControlServer, upConnection } from './api/control-server.js';
 import { ControlRequestError, ControlSocketError, controlRequest } from './api/control-client.js';
 import { defaultSocketPath } from './api/protocol.js';
 import { ikecloneVersion, runDemo } from './demo.js';
-import { formatDemo, formatIkeSa, formatStatus } from './format.js';
+import { formatDemo, formatFamily, formatIkeSa, formatStatus } from './format.js';
 
 const EXIT_OK = 0;
 const EXIT_FAILURE = 1;
@@ -245,6 +245,27 @@ async function downCommand(name: string | undefined, opts: { json?: boolean; soc
   return EXIT_OK;
 }
 
+async function cloneCommand(ike: string, opts: { count?: string; json?: boolean; socket?: string }): Promise<number> {
+  const id = Number(ike);
+  const count = opts.count === undefined ? 1 : Number(opts.count);
+  if (!Number.isSafeInteger(id) || id < 1) {
+    process.stderr.write(`ikeclone clone: "${ike}" is not an IKE SA id (see ikeclone status)\n`);
+    return EXIT_USAGE;
+  }
+  if (!Number.isInteger(count) || count < 1) {
+    process.stderr.write(`ikeclone clone: --count must be a positive integer\n`);
+    return EXIT_USAGE;
+  }
+  const result = await controlRequest(opts.socket ?? defaultSocketPath(), (c) => c.clone(id, count));
+  if (opts.json) {
+    await stdout(json(result));
+  } else {
+    const f = result.family;
+    await stdout(formatFamily({ sessionId: f.sessionId, peer: result.members[0]?.remoteId ?? null, members: result.members.map((m) => m.id), target: f.target, state: f.state, reason: f.reason ?? null }, result.members));
+  }
+  return result.family.state === 'complete' ? EXIT_OK : EXIT_FAILURE;
+}
+
 // -------------------------------------------------------------------- program
 
 function examples(...lines: string[]): string {
@@ -308,6 +329,16 @@ function buildProgram(setExit: (code: number) => void): Command {
     .option('--json', 'print {"deleted": N} as JSON')
     .addHelpText('after', examples('$ ikeclone down home', '$ ikeclone down --socket /tmp/gw.sock'))
     .action(async (name: string | undefined, opts: { json?: boolean; socket?: string }) => setExit(await downCommand(name, opts)));
+
+  program
+    .command('clone')
+    .description('clone an established IKE SA in the running gateway (RFC 7791): each clone gets the connection\'s Child SAs')
+    .argument('<ike-sa>', 'IKE SA id, as `ikeclone status` shows it (#N)')
+    .option('-n, --count <n>', 'clones to add', '1')
+    .option('-s, --socket <path>', `control socket (default: ${defaultSocketPath()})`)
+    .option('--json', 'print the family and its members as JSON')
+    .addHelpText('after', examples('$ ikeclone clone 1', '$ ikeclone clone 1 --count 3 --json --socket /tmp/gw.sock'))
+    .action(async (ike: string, opts: { count?: string; json?: boolean; socket?: string }) => setExit(await cloneCommand(ike, opts)));
 
   program
     .command('status')

@@ -1,7 +1,7 @@
 // Human-readable output of the CLI: a tree per IKE SA for `ikeclone status`
 // and `up`, and the side-by-side table of `ikeclone demo`. Machine-readable
 // output is the JSON of control/status.ts and control/demo.ts, never this.
-import type { ChildSaStatus, GatewayStatus, IkeSaStatus } from './status.js';
+import type { ChildSaStatus, FamilyStatus, GatewayStatus, IkeSaStatus } from './status.js';
 import type { DemoResult } from './demo.js';
 
 /** Tree branches: items but the last get "├─", the last "└─"; their children are indented to match. */
@@ -59,7 +59,8 @@ export function formatChildSa(c: ChildSaStatus): { line: string; children: strin
 
 /** One IKE SA and its Child SAs as a tree. */
 export function formatIkeSa(sa: IkeSaStatus): string {
-  const head = `${sa.name} #${sa.id}: ${sa.state.toUpperCase()}, ${sa.role}, ${age(sa.ageSeconds)}`;
+  const place = sa.familyIndex > 0 ? `, clone ${sa.familyIndex} of session ${sa.sessionId}` : '';
+  const head = `${sa.name} #${sa.id}: ${sa.state.toUpperCase()}, ${sa.role}, ${age(sa.ageSeconds)}${place}`;
   const lines = tree([
     { line: `address   ${sa.local} <-> ${sa.remote}` },
     { line: `identity  ${sa.localId ?? '(none)'} <-> ${sa.remoteId ?? '(not yet known)'}` },
@@ -78,7 +79,27 @@ export function formatStatus(status: GatewayStatus): string {
   const summary = `${plural(status.ikeSas.length, 'IKE SA')}, ${plural(children, 'Child SA')}, ${status.halfOpen} half-open; ` +
     `IKE messages in ${status.ike.received}, out ${status.ike.sent}, retransmitted ${status.ike.retransmits}`;
   if (status.ikeSas.length === 0) return `no IKE SAs\n${summary}`;
-  return [...status.ikeSas.map(formatIkeSa), summary].join('\n\n');
+  const byId = new Map(status.ikeSas.map((sa) => [sa.id, sa]));
+  const shown = new Set<number>();
+  const blocks: string[] = [];
+  for (const family of status.families ?? []) {
+    const members = family.members.map((id) => byId.get(id)).filter((m): m is IkeSaStatus => m !== undefined);
+    members.forEach((m) => shown.add(m.id));
+    blocks.push(members.length > 1 || family.target > 1 ? formatFamily(family, members) : members.map(formatIkeSa).join('\n\n'));
+  }
+  for (const sa of status.ikeSas) if (!shown.has(sa.id)) blocks.push(formatIkeSa(sa));
+  return [...blocks, summary].join('\n\n');
+}
+
+/** A clone family (RFC 7791): the session line, then each member IKE SA as a branch with its Child SAs. */
+export function formatFamily(family: FamilyStatus, members: IkeSaStatus[]): string {
+  const reason = family.reason ? ` (${family.reason})` : '';
+  const head = `session ${family.sessionId} with ${family.peer ?? '(unknown peer)'}: ${members.length} of ${family.target} IKE SAs, ${family.state}${reason}`;
+  const branches = members.map((sa) => {
+    const [first, ...rest] = formatIkeSa(sa).split('\n');
+    return { line: first!, children: rest };
+  });
+  return [head, ...tree(branches)].join('\n');
 }
 
 /** Left-aligned columns separated by two spaces; rows may be section titles (one cell). */

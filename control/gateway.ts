@@ -24,6 +24,7 @@ import type { ConnectionPolicy, LocalAuth, RemoteAuth } from './ike/policy.js';
 import { WiresharkKeyLog } from './ike/keylog.js';
 import { UdpTransport, resolveLocalAddress } from './net/udp-transport.js';
 import { snapshot, type GatewayStatus } from './status.js';
+import { CloneOrchestrator, type CloneFamily } from './ike/clone-policy.js';
 
 export interface GatewayEvents {
   'ike-up': [sa: IkeSa];
@@ -90,6 +91,8 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   readonly engine: IkeEngine;
   readonly transport: UdpTransport;
   readonly keyLog: WiresharkKeyLog | undefined;
+  /** Clones IKE SAs per worker or NIC after IKE_AUTH, and on demand (RFC 7791). */
+  readonly cloner: CloneOrchestrator;
   private started = false;
 
   static async fromConfigFile(path: string, opts: Omit<GatewayOptions, 'config'> = {}): Promise<Gateway> {
@@ -124,6 +127,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       ...(opts.clock ? { clock: opts.clock } : {}),
       ...(opts.random ? { random: opts.random } : {}),
     });
+    this.cloner = new CloneOrchestrator(this.engine).start();
     for (const event of ['ike-up', 'ike-down', 'ike-failed', 'child-up', 'child-down', 'child-failed'] as const) {
       this.engine.on(event, (...args: unknown[]) => (this.emit as (e: string, ...a: unknown[]) => boolean)(event, ...args));
     }
@@ -156,8 +160,21 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     await Promise.all(this.engine.ikeSas().filter((sa) => !name || sa.name === name).map((sa) => this.engine.closeIkeSa(sa)));
   }
 
+  /**
+   * Clone an established IKE SA `count` times (RFC 7791 §5.2), each clone with
+   * the connection's Child SAs. Resolves once the family is as large as asked
+   * or the peer refused (the family's state says which).
+   */
+  async clone(ikeId: number, count = 1): Promise<{ family: CloneFamily; members: IkeSa[] }> {
+    const sa = this.engine.findIkeSa(ikeId);
+    if (!sa || sa.state !== 'established') throw new Error(`no established IKE SA with id ${ikeId}`);
+    const size = this.engine.sessionMembers(sa.sessionId).length;
+    const family = await this.cloner.grow(sa, size + count);
+    return { family, members: this.engine.sessionMembers(sa.sessionId) };
+  }
+
   status(): GatewayStatus {
-    return snapshot(this.engine, this.transport);
+    return snapshot(this.engine, this.transport, this.cloner);
   }
 
   /** Delete every SA (telling peers, bounded by the retransmission budget) and close sockets. */
@@ -166,6 +183,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       const timeout = new Promise<void>((resolve) => setTimeout(resolve, opts.timeoutMs ?? 2000).unref());
       await Promise.race([this.down(), timeout]);
     }
+    this.cloner.stop();
     this.engine.shutdown();
     this.transport.close();
     this.started = false;

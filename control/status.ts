@@ -11,6 +11,7 @@ import { spiHex } from './ike/child-sa.js';
 import { suiteTransforms } from './ike/proposals.js';
 import { formatSelector } from './ike/traffic-selectors.js';
 import type { UdpTransport, UdpTransportStats } from './net/udp-transport.js';
+import type { CloneOrchestrator } from './ike/clone-policy.js';
 
 export interface ChildSaStatus {
   id: number;
@@ -27,6 +28,10 @@ export interface ChildSaStatus {
 
 export interface IkeSaStatus {
   id: number;
+  /** The session (clone family) this IKE SA belongs to: the id of the IKE SA that authenticated (RFC 7791 §8). */
+  sessionId: number;
+  /** 0 for the original, k for the k-th clone; per-worker placement follows it. */
+  familyIndex: number;
   name: string;
   state: string;
   role: 'initiator' | 'responder';
@@ -47,8 +52,22 @@ export interface IkeSaStatus {
   children: ChildSaStatus[];
 }
 
+/** A clone family (RFC 7791): the IKE SAs of one authenticated session. */
+export interface FamilyStatus {
+  sessionId: number;
+  peer: string | null;
+  /** IKE SA ids, original first. */
+  members: number[];
+  /** Size the family is meant to have (1 when it is not cloned). */
+  target: number;
+  /** single | growing | complete | fallback (peer cannot clone) | blocked (NO_ADDITIONAL_SAS) | failed */
+  state: string;
+  reason: string | null;
+}
+
 export interface GatewayStatus {
   ikeSas: IkeSaStatus[];
+  families: FamilyStatus[];
   halfOpen: number;
   ike: EngineStats;
   udp: UdpTransportStats | null;
@@ -76,6 +95,8 @@ export function childStatus(c: ChildSa, now: number): ChildSaStatus {
 export function ikeSaStatus(sa: IkeSa, now: number): IkeSaStatus {
   return {
     id: sa.id,
+    sessionId: sa.sessionId,
+    familyIndex: sa.familyIndex,
     name: sa.name,
     state: sa.state,
     role: sa.role,
@@ -97,10 +118,33 @@ export function ikeSaStatus(sa: IkeSa, now: number): IkeSaStatus {
   };
 }
 
-export function snapshot(engine: IkeEngine, transport?: UdpTransport): GatewayStatus {
+export function familiesStatus(engine: IkeEngine, cloner?: CloneOrchestrator): FamilyStatus[] {
+  const bySession = new Map<number, IkeSa[]>();
+  for (const sa of engine.ikeSas()) {
+    if (sa.establishedAt === undefined) continue;
+    const list = bySession.get(sa.sessionId) ?? [];
+    list.push(sa);
+    bySession.set(sa.sessionId, list);
+  }
+  return [...bySession.entries()].map(([sessionId, members]) => {
+    members.sort((a, b) => a.familyIndex - b.familyIndex || a.id - b.id);
+    const family = cloner?.family(sessionId);
+    return {
+      sessionId,
+      peer: members[0]!.peerKey ?? null,
+      members: members.map((m) => m.id),
+      target: family?.target ?? 1,
+      state: family?.state ?? 'single',
+      reason: family?.reason ?? null,
+    };
+  });
+}
+
+export function snapshot(engine: IkeEngine, transport?: UdpTransport, cloner?: CloneOrchestrator): GatewayStatus {
   const now = engine.clock.now();
   return {
     ikeSas: engine.ikeSas().map((sa) => ikeSaStatus(sa, now)),
+    families: familiesStatus(engine, cloner),
     halfOpen: engine.halfOpenCount(),
     ike: structuredClone(engine.stats),
     udp: transport ? { ...transport.stats } : null,

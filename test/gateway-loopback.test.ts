@@ -59,3 +59,61 @@ describe('two gateways over UDP on loopback', () => {
     expect(sa.children).toHaveLength(2);
   });
 });
+
+describe('IKE SA cloning over UDP on loopback (RFC 7791)', () => {
+  it('clone per: worker grows the family after IKE_AUTH, one Child SA per IKE SA, shown as one family in status', async () => {
+    const { gw, client } = await pair({ initiatorExtra: { clone: { per: 'worker', count: 3 } } });
+    const complete = new Promise((r) => client.cloner.once('family-complete', r));
+    const sa = await client.up('gw');
+    await complete;
+    const mine = client.status();
+    expect(mine.ikeSas).toHaveLength(3);
+    expect(mine.families).toEqual([expect.objectContaining({ sessionId: sa.sessionId, target: 3, state: 'complete', members: expect.any(Array) })]);
+    expect(mine.families[0]!.members).toHaveLength(3);
+    expect(mine.ikeSas.map((s) => s.familyIndex).sort()).toEqual([0, 1, 2]);
+    expect(mine.ikeSas.every((s) => s.children.length === 1)).toBe(true);
+    await new Promise((r) => setTimeout(r, 50));
+    const theirs = gw.status();
+    expect(theirs.ikeSas).toHaveLength(3);
+    expect(new Set(theirs.ikeSas.map((s) => s.sessionId)).size).toBe(1);
+    expect(theirs.ikeSas.map((s) => s.spiI).sort()).toEqual(mine.ikeSas.map((s) => s.spiI).sort());
+  });
+
+  it('clones on demand through the control socket, and refuses past the responder limit with NO_ADDITIONAL_SAS', async () => {
+    const { ControlServer } = await import('../control/api/control-server.js');
+    const { ControlClient } = await import('../control/api/control-client.js');
+    const { mkdtempSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { gw, client } = await pair({ responderTop: { limits: { ikeSasPerPeer: 3 } } });
+    const sa = await client.up('gw');
+    const path = join(mkdtempSync(join(tmpdir(), 'ikc-ctl-')), 'ctl.sock');
+    const server = new ControlServer({ gateway: client, path });
+    await server.listen();
+    try {
+      const c = await ControlClient.connect(path);
+      const grown = await c.clone(sa.id, 2);
+      expect(grown.family.state).toBe('complete');
+      expect(grown.members).toHaveLength(3);
+      const refused = await c.clone(sa.id, 1);
+      expect(refused.family.state).toBe('blocked');
+      expect(refused.family.reason).toMatch(/NO_ADDITIONAL_SAS/);
+      expect(refused.members).toHaveLength(3);
+      c.close();
+      expect(gw.status().ikeSas).toHaveLength(3);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('a responder without clone support makes per: worker fall back to one IKE SA, and says so in status', async () => {
+    const { gw, client } = await pair({ initiatorExtra: { clone: { per: 'worker', count: 4 } } });
+    gw.engine.policies[0]!.cloneSupport = false;
+    const limited = new Promise((r) => client.cloner.once('family-limited', r));
+    await client.up('gw');
+    await limited;
+    const st = client.status();
+    expect(st.ikeSas).toHaveLength(1);
+    expect(st.families[0]).toMatchObject({ target: 4, state: 'fallback', reason: expect.stringMatching(/CLONE_IKE_SA_SUPPORTED/) });
+  });
+});

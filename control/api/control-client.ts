@@ -6,7 +6,7 @@ import { createConnection, type Socket } from 'node:net';
 import type { GatewayStatus } from '../status.js';
 import {
   LineSplitter, MAX_RESPONSE_LINE, encodeLine, parseResponse,
-  type ControlCommand, type ControlErrorCode, type ControlRequest, type DownResult, type RequestId, type UpResult,
+  type ControlArgs, type CloneResult, type ControlCommand, type ControlErrorCode, type ControlRequest, type DownResult, type RequestId, type UpResult,
 } from './protocol.js';
 
 export type ControlSocketErrorCode = 'no-gateway' | 'permission' | 'timeout' | 'closed' | 'protocol';
@@ -77,7 +77,7 @@ export class ControlClient {
   }
 
   /** Send one request; resolves with its result, rejects with ControlRequestError or ControlSocketError. */
-  request(cmd: ControlCommand, args?: { name?: string }, opts: { timeoutMs?: number } = {}): Promise<unknown> {
+  request(cmd: ControlCommand, args?: ControlArgs, opts: { timeoutMs?: number } = {}): Promise<unknown> {
     if (this.closed) return Promise.reject(new ControlSocketError('closed', this.path, `the connection to ${this.path} is closed`));
     const id = this.nextId++;
     const timeoutMs = opts.timeoutMs ?? 10_000;
@@ -104,6 +104,11 @@ export class ControlClient {
   /** Delete the IKE SAs of one connection, or all. */
   down(name?: string, opts: { timeoutMs?: number } = {}): Promise<DownResult> {
     return this.request('down', name === undefined ? undefined : { name }, { timeoutMs: opts.timeoutMs ?? 60_000 }) as Promise<DownResult>;
+  }
+
+  /** Clone IKE SA `ike` `count` times (RFC 7791); resolves with the family. */
+  clone(ike: number, count = 1, opts: { timeoutMs?: number } = {}): Promise<CloneResult> {
+    return this.request('clone', { ike, count }, { timeoutMs: opts.timeoutMs ?? 60_000 }) as Promise<CloneResult>;
   }
 
   close(): void {

@@ -18,7 +18,7 @@ import { silentLogger } from '../log.js';
 import { ikeSaStatus } from '../status.js';
 import {
   LineSplitter, MAX_REQUEST_LINE, encodeLine, parseRequest,
-  type ControlError, type ControlRequest, type ControlResponse, type DownResult, type UpResult,
+  type CloneResult, type ControlError, type ControlRequest, type ControlResponse, type DownResult, type UpResult,
 } from './protocol.js';
 
 export interface ControlServerOptions {
@@ -279,6 +279,17 @@ export class ControlServer {
         this.log.info({ conn: name }, 'control: up');
         const { sa, failedChildren } = await upConnection(this.gateway, name, { childTimeoutMs: this.childTimeoutMs });
         const result: UpResult = { ike: ikeSaStatus(sa, this.gateway.engine.clock.now()), failedChildren };
+        return result;
+      }
+      case 'clone': {
+        const { ike, count } = request.args!;
+        this.log.info({ ike, count: count ?? 1 }, 'control: clone');
+        const { family, members } = await this.gateway.clone(ike!, count ?? 1);
+        const now = this.gateway.engine.clock.now();
+        const result: CloneResult = {
+          family: { sessionId: family.sessionId, target: family.target, state: family.state, ...(family.reason ? { reason: family.reason } : {}) },
+          members: members.map((m) => ikeSaStatus(m, now)),
+        };
         return result;
       }
       case 'down': {

@@ -18,7 +18,7 @@ export const MAX_REQUEST_LINE = 64 * 1024;
 /** Longest response line a client accepts (a status of many SAs is large, but not unbounded). */
 export const MAX_RESPONSE_LINE = 32 * 1024 * 1024;
 
-export const CONTROL_COMMANDS = ['status', 'up', 'down'] as const;
+export const CONTROL_COMMANDS = ['status', 'up', 'down', 'clone'] as const;
 export type ControlCommand = (typeof CONTROL_COMMANDS)[number];
 
 /** A request id: what the client chose, echoed in the response. */
@@ -27,8 +27,11 @@ export type RequestId = number | string;
 export interface ControlRequest {
   id: RequestId;
   cmd: ControlCommand;
-  /** up: { name } (required); down: { name } (optional: all IKE SAs when absent); status: none. */
-  args?: { name?: string };
+  /**
+   * up: { name } (required); down: { name } (optional: all IKE SAs when absent);
+   * clone: { ike } (required: the IKE SA's id) and { count } (clones to add, default 1); status: none.
+   */
+  args?: ControlArgs;
 }
 
 export type ControlErrorCode =
@@ -47,6 +50,21 @@ export interface ControlError {
 export type ControlResponse =
   | { id: RequestId | null; ok: true; result: unknown }
   | { id: RequestId | null; ok: false; error: ControlError };
+
+export interface ControlArgs {
+  name?: string;
+  ike?: number;
+  count?: number;
+}
+
+/** Most clones one `clone` request may add. */
+export const MAX_CLONE_COUNT = 256;
+
+/** Result of `clone`: the family after growing, and every member's status. */
+export interface CloneResult {
+  family: { sessionId: number; target: number; state: string; reason?: string };
+  members: IkeSaStatus[];
+}
 
 /** Result of `up`: the established IKE SA (status fields) and the Child SAs that failed. */
 export interface UpResult {
@@ -102,10 +120,13 @@ export function parseRequest(line: string): ParsedRequest {
   const extra = Object.keys(obj).filter((k) => k !== 'id' && k !== 'cmd' && k !== 'args');
   if (extra.length > 0) return fail(id, 'malformed', `unknown request field "${extra[0]!.slice(0, 64)}"`);
   let name: string | undefined;
+  let ike: number | undefined;
+  let count: number | undefined;
   if (obj.args !== undefined && obj.args !== null) {
     if (typeof obj.args !== 'object' || Array.isArray(obj.args)) return fail(id, 'bad-args', 'args must be an object');
     const args = obj.args as Record<string, unknown>;
-    const unknown = Object.keys(args).filter((k) => k !== 'name');
+    const allowed = cmd === 'clone' ? ['ike', 'count'] : ['name'];
+    const unknown = Object.keys(args).filter((k) => !allowed.includes(k));
     if (unknown.length > 0) return fail(id, 'bad-args', `unknown argument "${unknown[0]!.slice(0, 64)}"`);
     if (args.name !== undefined) {
       if (typeof args.name !== 'string' || !NAME_RE.test(args.name)) {
@@ -113,6 +134,20 @@ export function parseRequest(line: string): ParsedRequest {
       }
       name = args.name;
     }
+    if (args.ike !== undefined) {
+      if (typeof args.ike !== 'number' || !Number.isSafeInteger(args.ike) || args.ike < 1) return fail(id, 'bad-args', 'args.ike must be an IKE SA id (a positive integer)');
+      ike = args.ike;
+    }
+    if (args.count !== undefined) {
+      if (typeof args.count !== 'number' || !Number.isInteger(args.count) || args.count < 1 || args.count > MAX_CLONE_COUNT) {
+        return fail(id, 'bad-args', `args.count must be an integer from 1 to ${MAX_CLONE_COUNT}`);
+      }
+      count = args.count;
+    }
+  }
+  if (cmd === 'clone') {
+    if (ike === undefined) return fail(id, 'bad-args', 'clone needs args.ike, the id of the IKE SA to clone');
+    return { ok: true, request: { id, cmd, args: count === undefined ? { ike } : { ike, count } } };
   }
   if (cmd === 'up' && name === undefined) return fail(id, 'bad-args', 'up needs args.name, the connection to initiate');
   if (cmd === 'status' && name !== undefined) return fail(id, 'bad-args', 'status takes no arguments');

@@ -15,13 +15,14 @@ export function freePorts(): { port: number; natPort: number } {
 
 export const LOOPBACK_PSK = 'loopback test pre-shared key 0123456789';
 
-export function loopbackPair(opts: { ike?: string; esp?: string; extra?: Record<string, unknown> } = {}): { initiator: GatewayConfig; responder: GatewayConfig } {
+export function loopbackPair(opts: { ike?: string; esp?: string; extra?: Record<string, unknown>; initiatorExtra?: Record<string, unknown>; responderTop?: Record<string, unknown> } = {}): { initiator: GatewayConfig; responder: GatewayConfig } {
   const ports = freePorts();
   const common = { log: { level: 'silent' }, retransmit: { timeout: '200ms', tries: 3, maxTimeout: '1s' } };
   const ike = [opts.ike ?? 'aes256gcm16-prfsha256-x25519'];
   const esp = [opts.esp ?? 'aes128gcm16'];
   const responder = configFromObject({
     ...common,
+    ...opts.responderTop,
     listen: { address: '127.0.0.2', ...ports },
     connections: {
       clients: {
@@ -49,6 +50,7 @@ export function loopbackPair(opts: { ike?: string; esp?: string; extra?: Record<
         psk: LOOPBACK_PSK,
         children: { net: { local_ts: ['10.1.0.0/24'], remote_ts: ['10.2.0.0/24'], esp } },
         ...opts.extra,
+        ...opts.initiatorExtra,
       },
     },
   });

@@ -25,8 +25,8 @@
 //   block by block on V8, where this code is bound by instruction count);
 // - shorter groups (`ghashGroupShort`) go block by block.
 //
-// The running state Y travels as a v128 in "byte-reversed" form: i64 lane 0
-// is y0, lane 1 is y1 (the 16 bytes of the block in reverse order).
+// The running state Y is kept (16 bytes at `ys`) in "byte-reversed" form:
+// i64 lane 0 is y0, lane 1 is y1 (the 16 bytes of the block in reverse order).
 //
 // Constant vectors are read from static memory rather than written as
 // immediates: engines materialise a 16-byte immediate at every use.

@@ -522,3 +522,49 @@ describe('half-open IKE SAs (DESIGN §4.6)', () => {
     expect(p.wire.clock.pending()).toBe(0);
   });
 });
+
+describe('fixed engine bugs: PFS group retry and queued exchanges on close', () => {
+  it('INVALID_KE_PAYLOAD: the responder asks for its group, the initiator retries with it and the Child SA comes up', async () => {
+    const p = pair({
+      initiator: { children: [child('net', '10.1.0.0/24', '10.2.0.0/24', esp('aes128gcm16-x25519-ecp256'))] },
+      responder: { children: [child('net', '10.2.0.0/24', '10.1.0.0/24', esp('aes128gcm16-ecp256'))] },
+    });
+    const { sa, peerSa } = await up(p);
+    const aliceUp = captureChildren(p.alice);
+    const bobUp = captureChildren(p.bob);
+    const before = p.wire.log.length;
+    const created = p.alice.createChildSa(sa, 'net', { pfs: true });
+    p.wire.run(100);
+    const c = await settled(created);
+    expect(c.suite.ke).toBe(19);
+    // Two CREATE_CHILD_SA exchanges: INVALID_KE_PAYLOAD, then the retry under the next message ID (§1.3).
+    const requests = p.wire.log.slice(before).filter((d) => isRequest(d.bytes, ExchangeType.CREATE_CHILD_SA));
+    expect(requests.map((d) => new DataView(d.bytes.buffer, d.bytes.byteOffset).getUint32(20))).toEqual([2, 3]);
+    expect(aliceUp).toHaveLength(1);
+    expect(bobUp).toHaveLength(1);
+    expect(aliceUp[0]!.encOut).toBe(bobUp[0]!.encIn);
+    expect(aliceUp[0]!.spiOut).toBe(bobUp[0]!.spiIn);
+    expect(peerSa.children).toHaveLength(2);
+  });
+
+  it('a close of the IKE SA goes ahead of queued exchanges, which are aborted', async () => {
+    const p = pair();
+    const { sa } = await up(p);
+    const liveness = p.alice.checkLiveness(sa); // in flight
+    let queuedOutcome = 'pending';
+    // Waits behind it; dropped by the close (RFC 7296 §2.25), so it must fail, not hang.
+    p.alice.createChildSa(sa, 'net', { pfs: false }).then(
+      () => (queuedOutcome = 'created'),
+      (err: Error) => (queuedOutcome = `rejected: ${err.message}`),
+    );
+    const closed = p.alice.closeIkeSa(sa);
+    p.wire.run(100);
+    expect(await settled(liveness)).toBe(true);
+    await settled(closed);
+    expect(p.alice.sas.size).toBe(0);
+    expect(p.bob.sas.size).toBe(0);
+    expect(p.bob.childrenBySpi.size).toBe(0);
+    await new Promise((r) => setImmediate(r));
+    expect(queuedOutcome).toMatch(/^rejected/);
+  });
+});

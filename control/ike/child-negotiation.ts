@@ -12,7 +12,7 @@ import type { IkeEngine } from './engine.js';
 import type { IkeSa } from './ike-sa.js';
 import type { ChildPolicy } from './policy.js';
 import type { NegotiatedSuite } from './proposals.js';
-import { acceptChosenProposal, buildProposals, chosenProposal, selectProposal, withKeGroup } from './proposals.js';
+import { acceptChosenProposal, buildProposals, chosenProposal, selectProposal, withPreferredKeGroup } from './proposals.js';
 import { hostSelector, narrowSelectors, selectorFromConfig, selectorsWithin } from './traffic-selectors.js';
 import { spiBytes, spiNumber } from './payload-builders.js';
 import { TsType } from '../wire/constants.js';
@@ -70,7 +70,7 @@ function remoteSelectors(sa: IkeSa, child: ChildPolicy): TrafficSelector[] {
 export function offerChild(engine: IkeEngine, sa: IkeSa, child: ChildPolicy, keGroup?: number): ChildOffer {
   const spiIn = engine.newChildSpi();
   engine.reservedSpis.add(spiIn);
-  const specs = keGroup !== undefined ? withKeGroup(child.esp, keGroup) : withoutKe(child.esp);
+  const specs = keGroup !== undefined ? withPreferredKeGroup(child.esp, keGroup) : withoutKe(child.esp);
   return {
     child,
     spiIn,

@@ -279,8 +279,9 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
         return;
       }
       sa.state = 'deleting';
-      // A delete goes ahead of anything queued (RFC 7296 §2.25: nothing else matters once it is sent).
-      sa.queue.length = 0;
+      // A delete goes ahead of anything queued (RFC 7296 §2.25: nothing else matters once it is sent);
+      // what was queued fails now instead of never settling.
+      for (const dropped of sa.queue.splice(0)) dropped.abort?.(sa, 'IKE SA is being deleted');
       this.queueExchange(sa, new DeleteIkeInitiator(this, resolve));
     });
   }

@@ -53,12 +53,17 @@ export function buildProposals(specs: readonly ProposalSpec[], spi: Uint8Array):
   });
 }
 
-/** Proposals with their KE transforms replaced by a single group (CREATE_CHILD_SA with PFS, IKE rekey). */
-export function withKeGroup(specs: readonly ProposalSpec[], group: number): ProposalSpec[] {
-  return specs.map((s) => ({
-    protocol: s.protocol,
-    transforms: [...s.transforms.filter((t) => t.type !== TransformType.KE), { type: TransformType.KE, id: group }],
-  }));
+/**
+ * Proposals for a request that carries a KE payload (CREATE_CHILD_SA with PFS,
+ * IKE rekey and clone): `group` — the KE payload's — first, then the other
+ * configured groups, so that the responder may prefer another one and answer
+ * INVALID_KE_PAYLOAD (RFC 7296 §1.3). NONE is left out: a KE payload is sent.
+ */
+export function withPreferredKeGroup(specs: readonly ProposalSpec[], group: number): ProposalSpec[] {
+  return specs.map((s) => {
+    const others = s.transforms.filter((t) => t.type === TransformType.KE && t.id !== KeGroup.NONE && t.id !== group);
+    return { protocol: s.protocol, transforms: [...s.transforms.filter((t) => t.type !== TransformType.KE), { type: TransformType.KE, id: group }, ...others] };
+  });
 }
 
 /** The first KE group of the preferred proposal (the one to send a KE payload for). */

@@ -70,8 +70,10 @@ export class ChildCreateInitiator implements InitiatorExchange {
 
   process(sa: IkeSa, payloads: Payload[]): void {
     const offer = this.offer!;
-    const fail = (reason: string) => {
+    const fail = (reason: string, peerInstalled = false) => {
       this.release();
+      // The responder installed the Child SA it answered with; have it deleted (as after IKE_AUTH, RFC 7296 §2.21.2).
+      if (peerInstalled) this.engine.deleteUnusableChild(sa, offer.spiIn);
       this.engine.emit('child-failed', sa, this.child.name, reason);
       this.cb.reject(new Error(reason));
     };
@@ -89,23 +91,23 @@ export class ChildCreateInitiator implements InitiatorExchange {
     const error = errorNotify(payloads);
     if (error) return fail(`responder answered ${notifyName(error.notifyType)}`);
     const nonce = findPayload(payloads, PayloadType.NONCE);
-    if (!nonce || !isValidNonceLength(sa.suite!.prf!, nonce.data.length)) return fail('response lacks a valid nonce');
+    if (!nonce || !isValidNonceLength(sa.suite!.prf!, nonce.data.length)) return fail('response lacks a valid nonce', true);
     let sharedSecret: Uint8Array | undefined;
     const chosenKe = findPayload(payloads, PayloadType.SA)?.proposals[0]?.transforms.find((t) => t.type === TransformType.KE)?.id;
     if (this.keyExchange) {
       const ke = findPayload(payloads, PayloadType.KE);
-      if (!ke || ke.group !== this.keyExchange.group || chosenKe !== ke.group) return fail('response KE payload does not match our group');
+      if (!ke || ke.group !== this.keyExchange.group || chosenKe !== ke.group) return fail('response KE payload does not match our group', true);
       const shared = this.keyExchange.computeSharedSecret(ke.data);
-      if (!shared.ok) return fail(`invalid key exchange value: ${shared.error}`);
+      if (!shared.ok) return fail(`invalid key exchange value: ${shared.error}`, true);
       sharedSecret = shared.value;
     } else if (chosenKe !== undefined && chosenKe !== 0) {
-      return fail('responder chose a KE group we did not send');
+      return fail('responder chose a KE group we did not send', true);
     }
     const child = acceptChild(this.engine, sa, offer, payloads, { nonceI: this.nonceI!, nonceR: nonce.data, ...(sharedSecret ? { sharedSecret } : {}) });
     sharedSecret?.fill(0);
     this.keyExchange?.destroy();
     this.keyExchange = undefined;
-    if (typeof child === 'string') return fail(child);
+    if (typeof child === 'string') return fail(child, true);
     this.offer = undefined;
     this.engine.addChild(child);
     this.cb.resolve(child);

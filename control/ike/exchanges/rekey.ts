@@ -24,7 +24,7 @@ import type { InitiatorExchange, ResponderResult } from '../exchange.js';
 import { IkeSa } from '../ike-sa.js';
 import { installIkeKeys } from '../ike-keys.js';
 import type { NegotiatedSuite } from '../proposals.js';
-import { acceptChosenProposal, buildProposals, chosenProposal, selectProposal, withKeGroup } from '../proposals.js';
+import { acceptChosenProposal, buildProposals, chosenProposal, selectProposal, withPreferredKeGroup } from '../proposals.js';
 import { acceptChild, childPfsGroup, dropOffer, offerChild, offerPayloads, respondChild } from '../child-negotiation.js';
 import type { ChildOffer } from '../child-negotiation.js';
 import { errorNotify, espNotify, hasNotify, notify, spiNumber, u16, u16Bytes } from '../payload-builders.js';
@@ -110,7 +110,7 @@ export class IkeRekeyInitiator implements InitiatorExchange {
     this.nonceI = this.engine.random(NONCE_LENGTH);
     this.spiI = this.engine.newIkeSpi();
     this.engine.reserveIkeSpi(this.spiI);
-    this.offered = buildProposals(withKeGroup(sa.policy.ike, group), this.spiI);
+    this.offered = buildProposals(withPreferredKeGroup(sa.policy.ike, group), this.spiI);
     const payloads: Payload[] = [];
     if (this.cb.clone) payloads.push(notify(NotifyType.CLONE_IKE_SA));
     payloads.push({ type: PayloadType.SA, proposals: this.offered }, { type: PayloadType.NONCE, data: this.nonceI }, { type: PayloadType.KE, group, data: this.keyExchange.publicKey });
@@ -129,7 +129,7 @@ export class IkeRekeyInitiator implements InitiatorExchange {
     if (invalidKe) {
       const group = u16(invalidKe.data);
       const retries = (this.cb.retries ?? 0) + 1;
-      if (group === undefined || retries > 3 || !selectProposal(buildProposals(withKeGroup(sa.policy.ike, group), new Uint8Array(8)), sa.policy.ike)) {
+      if (group === undefined || retries > 3 || !selectProposal(buildProposals(withPreferredKeGroup(sa.policy.ike, group), new Uint8Array(8)), sa.policy.ike)) {
         return fail(`INVALID_KE_PAYLOAD asks for group ${group}, which we do not offer`);
       }
       this.release();

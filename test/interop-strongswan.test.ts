@@ -109,7 +109,7 @@ const SECRETS = `secrets {
   }
 }`;
 
-function ikecloneConfig(topo: Topology, s: Suite, startAction: 'start' | 'none'): Record<string, unknown> {
+function ikecloneConfig(topo: Topology, s: Suite, startAction: 'start' | 'none', extra: Record<string, unknown> = {}): Record<string, unknown> {
   const l = topo.links[0]!;
   return {
     log: { level: 'debug' },
@@ -125,6 +125,7 @@ function ikecloneConfig(topo: Topology, s: Suite, startAction: 'start' | 'none')
         psk: PSK,
         start_action: startAction,
         children: { net: { local_ts: [topo.leftInnerNet], remote_ts: [topo.rightInnerNet], esp: [s.esp] } },
+        ...extra,
       },
     },
   };
@@ -174,7 +175,7 @@ describe('interop with strongSwan charon', () => {
     if (workDir) rmSync(workDir, { recursive: true, force: true });
   });
 
-  async function setUp(name: string, suite: Suite, ikecloneStarts: boolean) {
+  async function setUp(name: string, suite: Suite, ikecloneStarts: boolean, extra: Record<string, unknown> = {}) {
     const topo = await createTopology({ labels: ['ikc', 'swan'] });
     cleanups.push(() => topo.destroy());
     const dir = join(workDir, name);
@@ -182,7 +183,7 @@ describe('interop with strongSwan charon', () => {
     cleanups.push(() => charon.stop());
     const capture = await startCapture(topo.left, topo.links[0]!.aIf, { file: join(dir, 'ike.pcap') });
     cleanups.push(() => capture.stop({ timeoutMs: 3000 }).catch(() => {}));
-    const ikc: Ikeclone = await startIkeclone(topo.left, { dir: join(dir, 'ikeclone'), config: ikecloneConfig(topo, suite, ikecloneStarts ? 'start' : 'none'), keylog: true });
+    const ikc: Ikeclone = await startIkeclone(topo.left, { dir: join(dir, 'ikeclone'), config: ikecloneConfig(topo, suite, ikecloneStarts ? 'start' : 'none', extra), keylog: true });
     cleanups.push(() => ikc.stop());
     onTestFailed(() => {
       process.stderr.write(`\n--- ikeclone log (tail) ---\n${ikc.log().split('\n').slice(-80).join('\n')}\n--- charon log (tail) ---\n${charon.log().split('\n').slice(-80).join('\n')}\n`);
@@ -286,6 +287,34 @@ describe('interop with strongSwan charon', () => {
       await established(ikc, charon);
       await ikc.down('charon');
       await waitFor(async () => (await charon.listSas()).length === 0, { timeoutMs: 10_000, intervalMs: 100, message: 'charon kept the IKE SA' });
+    },
+    90_000,
+  );
+
+  interopTest(
+    'clone per: worker against charon (no RFC 7791): one IKE SA, never a CLONE_IKE_SA, and the fallback is in status and logs',
+    PRE,
+    async () => {
+      const { ikc, charon, capture } = await setUp('fallback', SUITES.gcm!, true, { clone: { per: 'worker', count: 4 } });
+      const { mine, theirs } = await established(ikc, charon);
+      expectAgreement(mine, theirs, SUITES.gcm!);
+      await waitFor(async () => (await ikc.status()).families[0]?.state === 'fallback', { timeoutMs: 5000, intervalMs: 100, message: 'no fallback reported' });
+      const st = await ikc.status();
+      expect(st.ikeSas).toHaveLength(1);
+      expect(st.families[0]).toMatchObject({ target: 4, state: 'fallback', reason: expect.stringMatching(/CLONE_IKE_SA_SUPPORTED/) });
+      expect(ikc.log()).toMatch(/not cloning: the peer did not send CLONE_IKE_SA_SUPPORTED/);
+      expect(await charon.listSas()).toHaveLength(1);
+      await capture.stop({ minPackets: 4, timeoutMs: 5000 });
+      const rows = await decode(capture.file, {
+        fields: ['isakmp.exchangetype', 'isakmp.flag_r', 'isakmp.notify.msgtype'],
+        displayFilter: 'isakmp',
+        keylogDir: ikc.keylogDir,
+      });
+      const notifies = rows.flatMap((r) => (r[2] ?? '').split(',').filter(Boolean).map(Number));
+      // Decryption worked (IKE_AUTH's inner notifies are visible), and 16433 never went out.
+      expect(notifies).toContain(16432);
+      expect(notifies).not.toContain(16433);
+      expect(rows.filter((r) => r[0] === '36')).toHaveLength(0);
     },
     90_000,
   );

@@ -11,6 +11,7 @@
 //
 // Owner: the calling thread; both gateways run on it.
 import { randomBytes, randomInt } from 'node:crypto';
+import { availableParallelism } from 'node:os';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -45,6 +46,11 @@ export interface DemoOptions {
   attempts?: number;
   /** Bound on establishing, and separately on deleting, in ms (default 10 000). */
   timeoutMs?: number;
+  /**
+   * IKE SAs in the clone family (RFC 7791), the original included; default:
+   * one per available core, as `clone: { per: worker }` would make (1 = no cloning).
+   */
+  clones?: number;
   /** Further stages, run while the SAs are up (the data plane's traffic, clones). */
   afterEstablished?: (ctx: DemoContext) => Promise<void>;
 }
@@ -85,6 +91,21 @@ export interface DemoResult {
   deleted: boolean;
   /** Wall time of the whole demo (start-up to shut-down), ms. */
   totalMs: number;
+  /** The clone family (RFC 7791) the initiator grew after IKE_AUTH: one IKE SA and one Child SA per worker. */
+  family: DemoFamily;
+}
+
+export interface DemoFamily {
+  /** IKE SAs wanted (= workers), the original included. */
+  target: number;
+  /** complete | fallback | blocked | failed | single */
+  state: string;
+  /** Wall time from IKE_AUTH's end until the family was complete, ms. */
+  cloneMs: number;
+  /** Every member as the initiator sees it, original first; each has one Child SA. */
+  members: IkeSaStatus[];
+  /** Every member's SPIs, algorithms and Child SA match the responder's view. */
+  agree: boolean;
 }
 
 let cachedVersion: string | undefined;
@@ -109,15 +130,16 @@ export function ikecloneVersion(): string {
 }
 
 /** The two gateways' configurations on loopback (internal; exported for tests and tools). */
-export function demoConfigs(port: number, opts: { ike?: string; esp?: string; psk?: string } = {}): { initiator: GatewayConfig; responder: GatewayConfig } {
+export function demoConfigs(port: number, opts: { ike?: string; esp?: string; psk?: string; clones?: number } = {}): { initiator: GatewayConfig; responder: GatewayConfig } {
   if (!Number.isInteger(port) || port < 1024 || port > 65534) throw new RangeError('demoConfigs: port must be an integer from 1024 to 65534');
   const psk = opts.psk ?? `0x${randomBytes(32).toString('hex')}`;
   const ike = [opts.ike ?? 'aes256gcm16-prfsha256-x25519'];
   const esp = [opts.esp ?? 'aes256gcm16'];
+  const workers = opts.clones ?? 1;
   const common = {
     log: { level: 'silent' },
     retransmit: { timeout: '500ms', tries: 3, maxTimeout: '2s' },
-    dataplane: { workers: 1 },
+    dataplane: { workers },
   };
   const listen = (address: string) => ({ address, port, natPort: port + 1 });
   const responder = configFromObject({
@@ -146,6 +168,7 @@ export function demoConfigs(port: number, opts: { ike?: string; esp?: string; ps
         local: { id: 'client.demo.ikeclone', auth: 'psk' },
         remote: { id: 'gateway.demo.ikeclone', auth: 'psk' },
         psk,
+        ...(workers > 1 ? { clone: { per: 'worker', count: workers } } : {}),
         children: { [DEMO_CHILD]: { local_ts: ['10.1.0.0/24'], remote_ts: ['10.2.0.0/24'], esp } },
       },
     },
@@ -226,7 +249,7 @@ async function startPair(opts: DemoOptions, log: Logger, progress: (line: string
   let lastError: unknown;
   for (let attempt = 1; attempt <= attempts; attempt++) {
     const port = pickPort();
-    const configs = demoConfigs(port, { ...(opts.ike ? { ike: opts.ike } : {}), ...(opts.esp ? { esp: opts.esp } : {}) });
+    const configs = demoConfigs(port, { ...(opts.ike ? { ike: opts.ike } : {}), ...(opts.esp ? { esp: opts.esp } : {}), clones: opts.clones ?? availableParallelism() });
     const responder = new Gateway({ config: configs.responder, log: log.child({ gw: 'responder' }) });
     const initiator = new Gateway({ config: configs.initiator, log: log.child({ gw: 'initiator' }) });
     try {
@@ -247,6 +270,36 @@ async function startPair(opts: DemoOptions, log: Logger, progress: (line: string
     }
   }
   throw new Error(`no free port pair after ${attempts} attempts (last: ${(lastError as Error).message})`);
+}
+
+/**
+ * Wait (bounded) for the initiator's clone family to reach its target — one
+ * IKE SA per worker, each with its own Child SA (RFC 7791, DESIGN §5) — and
+ * check every member against the responder's view.
+ */
+async function growFamily(initiator: Gateway, responder: Gateway, sa: IkeSa, timeoutMs: number, progress: (line: string) => void): Promise<DemoFamily> {
+  const t0 = performance.now();
+  const target = sa.policy.clone?.count ?? 1;
+  if (target > 1) progress(`cloning the IKE SA: ${target} IKE SAs in all, one per worker (RFC 7791)`);
+  const settled = () => {
+    const f = initiator.cloner.family(sa.sessionId);
+    const members = initiator.engine.sessionMembers(sa.sessionId);
+    return target <= 1 || (f !== undefined && f.state !== 'growing' && members.every((m) => m.children.length > 0));
+  };
+  await waitFor(settled, timeoutMs);
+  // The responder installs each clone's Child SA before answering; allow the last answer to land.
+  await waitFor(() => responder.status().ikeSas.reduce((n, s) => n + s.children.length, 0) >= initiator.status().ikeSas.reduce((n, s) => n + s.children.length, 0), 1000);
+  const status = initiator.status();
+  const members = status.ikeSas.filter((s) => s.sessionId === sa.sessionId).sort((a, b) => a.familyIndex - b.familyIndex);
+  const theirs = responder.status().ikeSas;
+  const agree = members.every((m) => {
+    const p = theirs.find((t) => t.spiI === m.spiI);
+    return p !== undefined && compareSaViews(m, p).length === 0;
+  });
+  const state = target <= 1 ? 'single' : (initiator.cloner.family(sa.sessionId)?.state ?? 'single');
+  const cloneMs = ms(t0);
+  if (target > 1) progress(`clone family ${state}: ${members.length} IKE SAs with ${members.reduce((n, m) => n + m.children.length, 0)} Child SAs in ${cloneMs.toFixed(1)} ms`);
+  return { target, state, cloneMs, members, agree };
 }
 
 /**
@@ -273,6 +326,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
     // The responder installs its end before answering IKE_AUTH; wait briefly all the same.
     await waitFor(() => (responder.status().ikeSas[0]?.children.length ?? 0) > 0, 1000);
     progress(`IKE SA #${sa.id} and Child SA "${DEMO_CHILD}" established in ${durationMs.toFixed(1)} ms`);
+    const family = await growFamily(initiator, responder, sa, timeoutMs, progress);
 
     if (opts.afterEstablished) await opts.afterEstablished({ initiator, responder, sa, progress });
 
@@ -285,7 +339,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
 
     progress('deleting the IKE SA and its Child SA (INFORMATIONAL)');
     const tDown = performance.now();
-    const responderDown = new Promise<void>((resolve) => responder.once('ike-down', () => resolve()));
+    const responderDown = waitFor(() => responder.status().ikeSas.length === 0, timeoutMs);
     await bounded(initiator.down(DEMO_CONNECTION), timeoutMs, 'deleting the IKE SA');
     await Promise.race([responderDown, waitFor(() => responder.status().ikeSas.length === 0, timeoutMs)]);
     const deleted = initiator.status().ikeSas.length === 0 && responder.status().ikeSas.length === 0;
@@ -298,13 +352,14 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
       durationMs,
       ike,
       peer,
-      agree: mismatches.length === 0,
+      agree: mismatches.length === 0 && family.agree,
       mismatches,
       endpoints: { initiator: `${DEMO_INITIATOR_ADDRESS}:${port}`, responder: `${DEMO_RESPONDER_ADDRESS}:${port}`, natPort: port + 1 },
       attempts: pair.attempts,
       deleteMs,
       deleted,
       totalMs: ms(t0),
+      family,
     };
   } finally {
     await initiator.stop({ notifyPeers: false });

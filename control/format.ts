@@ -152,8 +152,18 @@ export function formatDemo(r: DemoResult): string {
       ['  UDP encap', f(ca, (c) => yesNo(c.udpEncap)), f(cb, (c) => yesNo(c.udpEncap))],
     );
   }
+  const fam = r.family;
+  const familyLines: string[] = [];
+  if (fam && fam.target > 1) {
+    familyLines.push('', `clone family (RFC 7791): ${fam.members.length} of ${fam.target} IKE SAs, ${fam.state}, grown in ${fam.cloneMs.toFixed(1)} ms`);
+    familyLines.push(formatColumns([
+      ['  #', 'IKE SA', 'SPIi', 'SPIr', 'Child SA in/out'],
+      ...fam.members.map((m) => [`  ${m.familyIndex}`, `#${m.id}`, m.spiI, m.spiR, m.children.map((c) => `${c.spiIn}/${c.spiOut}`).join(', ') || '-']),
+    ]));
+  }
   const lines = [
     formatColumns(rows),
+    ...familyLines,
     '',
     `IKE_SA_INIT + IKE_AUTH: ${r.durationMs.toFixed(1)} ms`,
     `delete (INFORMATIONAL): ${r.deleteMs.toFixed(1)} ms, ${r.deleted ? 'no SA left on either end' : 'SAs left behind'}`,

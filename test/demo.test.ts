@@ -94,8 +94,26 @@ describe('runDemo', () => {
         ctx.progress('extra stage');
       },
     });
-    expect(seen).toEqual({ initiatorSas: 1, responderSas: 1, state: 'established' });
+    // The clone family (one IKE SA per worker) is up before further stages run.
+    expect(seen).toEqual({ initiatorSas: r.family.members.length, responderSas: r.family.members.length, state: 'established' });
     expect(r.deleted).toBe(true);
+  });
+
+  it('clones the IKE SA once per worker: every member has its own SPIs and Child SA, and both ends agree', async () => {
+    const r = await runDemo({ clones: 3 });
+    expect(r.family).toMatchObject({ target: 3, state: 'complete', agree: true });
+    expect(r.family.members.map((m) => m.familyIndex)).toEqual([0, 1, 2]);
+    expect(new Set(r.family.members.map((m) => m.spiI)).size).toBe(3);
+    expect(r.family.members.every((m) => m.children.length === 1 && m.sessionId === r.ike.sessionId)).toBe(true);
+    expect(new Set(r.family.members.map((m) => m.children[0]!.spiIn)).size).toBe(3);
+    expect(r.agree).toBe(true);
+    expect(r.deleted).toBe(true);
+  });
+
+  it('with clones: 1 the demo keeps a single IKE SA', async () => {
+    const r = await runDemo({ clones: 1 });
+    expect(r.family).toMatchObject({ target: 1, state: 'single' });
+    expect(r.family.members).toHaveLength(1);
   });
 
   it('a failing stage rejects the demo and still stops both gateways (the ports are free again)', async () => {

@@ -3,9 +3,11 @@
 // --json one JSON document on stdout; progress goes to stderr.
 import { parseSuiteOptions, type SuiteOptions } from './common.js';
 import { runEspBench } from './esp.js';
+import { runIkeBench } from './ike.js';
 
 const SUITES: Record<string, { describe: string; run: (opts: SuiteOptions) => Promise<unknown> }> = {
   esp: { describe: 'ESP encap/decap: wasm kernel vs node:crypto vs @noble/ciphers', run: runEspBench },
+  ike: { describe: 'an additional IKE SA: full handshake vs RFC 7791 clone (PSK, ECDSA); family of 64', run: runIkeBench },
 };
 
 function usage(): string {

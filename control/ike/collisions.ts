@@ -50,8 +50,8 @@ export function compareNonces(a: Uint8Array, b: Uint8Array): number {
   return a.length - b.length;
 }
 
-function lower(n: ExchangeNonces): Uint8Array {
-  return compareNonces(n[0], n[1]) <= 0 ? n[0] : n[1];
+function sorted(n: ExchangeNonces): [Uint8Array, Uint8Array] {
+  return compareNonces(n[0], n[1]) <= 0 ? [n[0], n[1]] : [n[1], n[0]];
 }
 
 /**
@@ -59,13 +59,15 @@ function lower(n: ExchangeNonces): Uint8Array {
  * of the four nonces is one of its own (RFC 7296 §2.8.1, §2.8.2). Both ends
  * evaluate this with `mine` and `theirs` swapped and get opposite answers.
  * Equal lowest nonces cannot happen with random nonces; should they, the
- * exchange started by the IKE SA's original initiator loses (`mineStartedByOriginalInitiator`),
- * which again gives the two ends opposite answers.
+ * higher ones decide, and then the exchange started by the IKE SA's original
+ * initiator loses, which again gives the two ends opposite answers.
  */
 export function losesNonceRule(mine: ExchangeNonces, theirs: ExchangeNonces, mineStartedByOriginalInitiator: boolean): boolean {
-  const c = compareNonces(lower(mine), lower(theirs));
+  const [myLow, myHigh] = sorted(mine);
+  const [theirLow, theirHigh] = sorted(theirs);
+  const c = compareNonces(myLow, theirLow);
   if (c !== 0) return c < 0;
-  const d = compareNonces(mine[0], mine[1]) <= 0 ? compareNonces(mine[1], lower(theirs) === theirs[0] ? theirs[1] : theirs[0]) : compareNonces(mine[0], lower(theirs) === theirs[0] ? theirs[1] : theirs[0]);
+  const d = compareNonces(myHigh, theirHigh);
   if (d !== 0) return d < 0;
   return mineStartedByOriginalInitiator;
 }
@@ -114,7 +116,21 @@ export class RekeyCollisions {
   /** Child SAs the peer is expected to close; ours to close if it does not. */
   private readonly childGrace = new Map<ChildSa, TimerHandle>();
 
+  /** Grace timers of IKE SAs the peer is expected to delete (also in sa.timers, cancelled when it dies). */
+  private readonly ikeGrace = new WeakMap<IkeSa, TimerHandle>();
+  /** IKE SAs that inherited from a rekey: a grace timer never deletes those. */
+  private readonly adopted = new WeakSet<IkeSa>();
+
   constructor(private readonly engine: IkeEngine) {
+    engine.on('ike-rekeyed', (_old, successor) => {
+      this.adopted.add(successor);
+      const t = this.ikeGrace.get(successor);
+      if (t) {
+        t.cancel();
+        successor.timers.delete(t);
+        this.ikeGrace.delete(successor);
+      }
+    });
     engine.on('child-down', (child) => {
       const t = this.childGrace.get(child);
       if (t) {
@@ -335,26 +351,18 @@ export class RekeyCollisions {
 
   /** Delete `sa` ourselves unless it is gone or has become the successor within the grace period. */
   private expectPeerToCloseIke(sa: IkeSa): void {
+    this.ikeGrace.get(sa)?.cancel();
     const timer = this.engine.clock.schedule(this.graceMs, () => {
       sa.timers.delete(timer);
+      this.ikeGrace.delete(sa);
+      // Never an SA that holds Child SAs or became a successor (possibly of an SA without Child SAs).
       if (sa.state === 'dead' || sa.children.length > 0) return;
-      // A successor that adopted nothing still is a live IKE SA if nothing else replaced it.
-      if (sa.state === 'established' && this.isSuccessorInUse(sa)) return;
+      if (sa.state === 'established' && this.adopted.has(sa)) return;
       this.engine.log.warn({ ike: sa.id }, 'the peer did not delete an IKE SA made redundant by a rekey: deleting it');
       if (sa.state === 'established') void this.engine.closeIkeSa(sa);
       else this.engine.queueExchange(sa, new DeleteIkeInitiator(this.engine, () => {}));
     });
     sa.timers.add(timer);
-  }
-
-  /** An IKE SA that inherited from a rekey (the engine moved Child SAs to it, or there were none to move). */
-  private readonly adopted = new WeakSet<IkeSa>();
-
-  noteAdopted(sa: IkeSa): void {
-    this.adopted.add(sa);
-  }
-
-  private isSuccessorInUse(sa: IkeSa): boolean {
-    return this.adopted.has(sa);
+    this.ikeGrace.set(sa, timer);
   }
 }

@@ -35,6 +35,15 @@ import { DeleteChildInitiator, DeleteIkeInitiator, DeleteSpisInitiator, Liveness
 import { ChildRekeyInitiator, IkeRekeyInitiator, respondRekeyRequest } from './exchanges/rekey.js';
 import { VirtualIpPool } from './virtual-ip-pool.js';
 import { notify } from './payload-builders.js';
+import { RekeyCollisions } from './collisions.js';
+import { LifetimeManager } from './lifetimes.js';
+import type { ChildLimitCause, ChildUsage, LifetimeOptions, UsageVerdict } from './lifetimes.js';
+import { LivenessMonitor } from './liveness.js';
+import type { LivenessOptions } from './liveness.js';
+import { NatKeepalive } from './nat-keepalive.js';
+import type { SendKeepalive } from './nat-keepalive.js';
+import { DeletionAudit } from './deletion.js';
+import type { DeletionOptions, InvalidSpiVerdict } from './deletion.js';
 
 export interface EngineLimits {
   /** Half-open IKE SAs before new IKE_SA_INIT requests must carry a COOKIE (RFC 7296 §2.6). */
@@ -85,6 +94,10 @@ export interface IkeEngineOptions {
   halfOpenTimeout?: number;
   /** Local address to use towards a peer when the policy names none. */
   localAddressFor?: (remote: string) => string;
+  /** Sends a NAT keepalive (one octet 0xFF, RFC 3948 §2.3) on the NAT-T socket; without it none are sent. */
+  sendKeepalive?: SendKeepalive;
+  /** Lifecycle tunables (control/ike/lifetimes.ts, liveness.ts, deletion.ts). */
+  lifecycle?: Partial<LifetimeOptions & LivenessOptions & DeletionOptions>;
   /**
    * Observer of every message's payloads (inner payloads for encrypted ones),
    * after building and after authentication: debugging and protocol tests.
@@ -125,6 +138,18 @@ export interface EngineEvents {
   'session-up': [sessionId: number, sa: IkeSa];
   /** ... and ends when the last IKE SA of the session (clones and successors included) is gone. */
   'session-down': [sessionId: number, sa: IkeSa];
+  /** Retransmissions to the peer of an established IKE SA are spent: it is dead, its SAs go next (RFC 7296 §2.4). */
+  'peer-dead': [sa: IkeSa];
+  /** dpdAction restart: the connection is initiated again after a dead peer (attempt 1, 2, ...). */
+  'ike-restart': [name: string, attempt: number];
+  /** An IKE SA reached a lifetime: 'rekey' or 'reauth' (soft), 'hard' (it is deleted). */
+  'ike-expired': [sa: IkeSa, limit: 'rekey' | 'reauth' | 'hard'];
+  /** A Child SA reached a soft (rekey) or hard (delete) limit. */
+  'child-expired': [child: ChildSa, limit: 'soft' | 'hard', cause: ChildLimitCause];
+  /** Both ends rekeyed the same SA at once (RFC 7296 §2.8.1, §2.8.2); `survivor` replaces it on both. */
+  'rekey-collision': [kind: 'child' | 'ike', survivor: ChildSa | IkeSa];
+  /** Our Delete was answered without the paired Delete (RFC 7296 §1.4.1). */
+  'child-half-closed': [child: ChildSa];
   drop: [reason: DropReason, detail: string];
 }
 
@@ -154,6 +179,12 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
   readonly ports: { ike: number; nat: number };
   readonly keyLog: KeyLogSink | undefined;
   readonly halfOpenTimeout: number;
+  /** SA lifecycle: exchange collisions, lifetimes, liveness, NAT keepalives, deletion audit. */
+  readonly collisions: RekeyCollisions;
+  readonly lifetimes: LifetimeManager;
+  readonly liveness: LivenessMonitor;
+  readonly keepalive: NatKeepalive;
+  readonly deletion: DeletionAudit;
   readonly stats: EngineStats = { received: 0, sent: 0, retransmits: 0, responsesFromCache: 0, drops: {} };
 
   /** IKE SAs by our own SPI (hex). */
@@ -186,6 +217,11 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
     this.halfOpenTimeout = opts.halfOpenTimeout ?? 30_000;
     this.localAddressFor = opts.localAddressFor ?? (() => '0.0.0.0');
     this.cookieSecret = createCookieSecret(this.random);
+    this.collisions = new RekeyCollisions(this);
+    this.lifetimes = new LifetimeManager(this, opts.lifecycle);
+    this.liveness = new LivenessMonitor(this, opts.lifecycle);
+    this.keepalive = new NatKeepalive(this, opts.sendKeepalive);
+    this.deletion = new DeletionAudit(this, opts.lifecycle);
   }
 
   // ---------------------------------------------------------------- lookups
@@ -263,6 +299,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
 
   /** Delete a Child SA with an INFORMATIONAL exchange (RFC 7296 §1.4.1). */
   closeChildSa(child: ChildSa): Promise<void> {
+    if (child.state === 'deleted') return Promise.resolve();
     return new Promise((resolve) => {
       child.state = 'deleting';
       this.queueExchange(child.ike, new DeleteChildInitiator(this, child, resolve));
@@ -344,6 +381,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
         const reason = `no response to ${out.exchange.name} after ${out.tries} retransmissions`;
         this.log.warn({ ike: sa.id, exchange: out.exchange.name }, 'peer not answering, deleting IKE SA');
         sa.outstanding = undefined;
+        if (sa.state === 'established') this.emit('peer-dead', sa);
         out.exchange.abort?.(sa, reason);
         this.deleteIkeSa(sa, reason);
         return;
@@ -411,6 +449,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
     }
     out.timer?.cancel();
     sa.outstanding = undefined;
+    this.liveness.heard(sa);
     this.trace?.({ direction: 'in', sa, exchangeType: h.exchangeType, response: true, messageId: h.messageId, payloads });
     const result = out.exchange.process(sa, payloads, d.bytes);
     if (result === 'retry' && sa.state !== 'dead') {
@@ -441,8 +480,9 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
     if (!responder) return this.countDrop('unsupported-exchange', exchangeName(h.exchangeType));
     sa.peerRequestId++;
     this.followPeer(sa, d);
+    this.liveness.heard(sa);
     this.trace?.({ direction: 'in', sa, exchangeType: h.exchangeType, response: false, messageId: h.messageId, payloads: opened.payloads });
-    const result = responder(this, sa, opened.payloads, d);
+    const result = this.collisions.guard(sa, h.exchangeType, opened.payloads) ?? responder(this, sa, opened.payloads, d);
     if (sa.state !== 'dead' || result.after) this.sendResponse(sa, h.exchangeType, h.messageId, result.payloads, d);
     result.after?.();
   }
@@ -470,6 +510,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
 
   sendDatagram(local: Endpoint, remote: Endpoint, bytes: Uint8Array): void {
     this.stats.sent++;
+    this.keepalive.noteSent(local, remote);
     this.sendFn({ bytes, local, remote });
   }
 
@@ -544,11 +585,9 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
     old.children.length = 0;
     old.state = 'deleting';
     this.emit('ike-rekeyed', old, created);
-    if (created.isInitiator) {
-      // Our rekey: queued work moves over, and we delete the old IKE SA (§2.18).
-      created.queue.push(...old.queue.splice(0));
-      this.queueExchange(old, new DeleteIkeInitiator(this, () => {}));
-    }
+    // Queued work moves over (§2.8); after our own rekey we delete the old IKE SA (§2.18).
+    this.collisions.moveQueuedWork(old, created);
+    if (created.isInitiator) this.queueExchange(old, new DeleteIkeInitiator(this, () => {}));
   }
 
   /** Rekey an IKE SA with CREATE_CHILD_SA (RFC 7296 §1.3.2); resolves with the successor. */
@@ -571,12 +610,38 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
     return new Promise((resolve, reject) => this.queueExchange(child.ike, new ChildRekeyInitiator(this, child, { pfs: opts.pfs ?? true, resolve, reject })));
   }
 
+  /**
+   * The data plane's cumulative counters of Child SA `spiIn`: volume limits
+   * (rekey_bytes/rekey_packets soft, life_bytes/life_packets hard, RFC 7296
+   * §2.8), liveness (inPackets, §2.4) and NAT keepalives (outPackets, RFC 3948
+   * §4). Returns what it caused.
+   */
+  reportChildUsage(spiIn: number, usage: ChildUsage): UsageVerdict {
+    const verdict = this.lifetimes.reportUsage(spiIn, usage);
+    const child = this.childrenBySpi.get(spiIn);
+    if (child) {
+      this.liveness.noteChildUsage(child, usage.inPackets);
+      this.keepalive.noteChildUsage(child, usage.outPackets);
+    }
+    return verdict;
+  }
+
+  /** The data plane's outbound sequence numbers of `spiIn` run out (DESIGN §4.4): rekey now. False without such a Child SA. */
+  childRekeyNeeded(spiIn: number): boolean {
+    return this.lifetimes.sequenceExhausted(spiIn);
+  }
+
+  /** The data plane got ESP with an SPI no Child SA owns, from `remote`: a rate-limited N(INVALID_SPI) (RFC 7296 §2.21.4). */
+  reportInvalidSpi(spi: number, remote: Endpoint): InvalidSpiVerdict {
+    return this.deletion.reportInvalidSpi(spi, remote);
+  }
+
   /** A fresh inbound ESP SPI: random, >= 256 (RFC 4303 §2.1), unused here. */
   newChildSpi(): number {
     for (;;) {
       const b = this.random(4);
       const spi = ((b[0]! << 24) | (b[1]! << 16) | (b[2]! << 8) | b[3]!) >>> 0;
-      if (spi >= 256 && !this.childrenBySpi.has(spi) && !this.reservedSpis.has(spi)) return spi;
+      if (spi >= 256 && !this.childrenBySpi.has(spi) && !this.reservedSpis.has(spi) && !this.deletion.isHeld(spi)) return spi;
     }
   }
 
@@ -692,6 +757,8 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
   /** Stop every timer and forget all SAs (no messages are sent). */
   shutdown(): void {
     for (const sa of [...this.sas.values()]) this.deleteIkeSa(sa, 'shutdown');
+    this.liveness.stop();
+    this.deletion.stop();
   }
 
   // ------------------------------------------------- follow-up exchanges

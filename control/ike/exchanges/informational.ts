@@ -31,7 +31,9 @@ export class DeleteChildInitiator implements InitiatorExchange {
     return [espDelete([this.child.spiIn])];
   }
 
-  process(): void {
+  process(_sa: IkeSa, payloads: Payload[]): void {
+    // §1.4.1: the answer should delete the paired SA; if not, the Child SA is half-closed.
+    this.engine.deletion.deleteAnswered(this.child, payloads);
     this.engine.removeChild(this.child, 'deleted');
     this.done();
   }
@@ -104,7 +106,14 @@ export function respondInformational(engine: IkeEngine, sa: IkeSa, payloads: Pay
   const deletes = payloads.filter((p): p is DeletePayload => p.type === PayloadType.DELETE);
   if (deletes.some((d) => d.protocol === ProtocolId.IKE)) {
     // §1.4.1: answer with an empty INFORMATIONAL, then the IKE SA and its children are gone.
-    return { payloads: [], after: () => engine.deleteIkeSa(sa, 'deleted by peer') };
+    return {
+      payloads: [],
+      after: () => {
+        // §2.8.2: a rekey of it we answered during our own becomes the successor first.
+        engine.collisions.beforePeerDeletesIke(sa);
+        engine.deleteIkeSa(sa, 'deleted by peer');
+      },
+    };
   }
   const gone: ChildSa[] = [];
   for (const d of deletes) {

@@ -102,6 +102,11 @@ export class IkeRekeyInitiator implements InitiatorExchange {
     return this.cb.clone ? 'CREATE_CHILD_SA (clone IKE SA)' : 'CREATE_CHILD_SA (rekey IKE SA)';
   }
 
+  /** A clone (RFC 7791), not a rekey: collisions (RFC 7296 §2.25) treat the two differently. */
+  get clone(): boolean {
+    return this.cb.clone;
+  }
+
   build(sa: IkeSa): Payload[] {
     if (this.cb.clone && !sa.peerClone) throw new Error('the peer did not negotiate IKE SA cloning (RFC 7791 §5.1)');
     const group = this.cb.group ?? sa.suite!.ke!;
@@ -137,7 +142,15 @@ export class IkeRekeyInitiator implements InitiatorExchange {
       return;
     }
     const error = errorNotify(payloads);
-    if (error) return fail(`responder answered ${notifyName(error.notifyType)}`, error.notifyType);
+    if (error) {
+      // §2.8.2: the peer rekeyed this IKE SA first; the successor we answered for takes over.
+      const survivor = this.cb.clone ? undefined : engine.collisions.ikeRekeyFailed(sa);
+      if (survivor) {
+        this.release();
+        return this.cb.resolve(survivor);
+      }
+      return fail(`responder answered ${notifyName(error.notifyType)}`, error.notifyType);
+    }
     const saPayload = findPayload(payloads, PayloadType.SA);
     const nonce = findPayload(payloads, PayloadType.NONCE);
     const ke = findPayload(payloads, PayloadType.KE);
@@ -151,8 +164,13 @@ export class IkeRekeyInitiator implements InitiatorExchange {
     const created = successorSa(engine, sa, 'initiator', this.spiI!, copy(suite.spi), suite, this.nonceI!, copy(nonce.data), shared.value);
     shared.value.fill(0);
     this.release(false);
-    engine.adoptSuccessor(sa, created, this.cb.clone);
-    this.cb.resolve(created);
+    if (this.cb.clone) {
+      engine.adoptSuccessor(sa, created, true);
+      this.cb.resolve(created);
+    } else {
+      // §2.8.2: with a simultaneous rekey the nonces decide which new IKE SA survives.
+      this.cb.resolve(engine.collisions.ikeRekeyCompleted(sa, created, [this.nonceI!, nonce.data]));
+    }
   }
 
   abort(_sa: IkeSa, reason: string): void {
@@ -205,14 +223,23 @@ export class ChildRekeyInitiator implements InitiatorExchange {
   }
 
   process(sa: IkeSa, payloads: Payload[]): void {
-    const fail = (reason: string) => {
+    const fail = (reason: string, notifyType?: number) => {
       if (this.old.state === 'rekeying') this.old.state = 'installed';
       if (this.offer) dropOffer(this.engine, this.offer);
       this.keyExchange?.destroy();
-      this.cb.reject(new Error(reason));
+      this.cb.reject(Object.assign(new Error(reason), notifyType !== undefined ? { notify: notifyType } : {}));
     };
     const error = errorNotify(payloads);
-    if (error) return fail(`responder answered ${notifyName(error.notifyType)}`);
+    if (error) {
+      // §2.8.1: the peer's rekey of the same Child SA went through; ours is moot.
+      const survivor = this.engine.collisions.childRekeyFailed(this.old);
+      if (survivor) {
+        if (this.offer) dropOffer(this.engine, this.offer);
+        this.keyExchange?.destroy();
+        return this.cb.resolve(survivor);
+      }
+      return fail(`responder answered ${notifyName(error.notifyType)}`, error.notifyType);
+    }
     const nonce = findPayload(payloads, PayloadType.NONCE);
     if (!nonce || !isValidNonceLength(sa.suite!.prf!, nonce.data.length)) return fail('response lacks a valid nonce');
     let sharedSecret: Uint8Array | undefined;
@@ -229,10 +256,9 @@ export class ChildRekeyInitiator implements InitiatorExchange {
     if (typeof created === 'string') return fail(created);
     this.offer = undefined;
     this.engine.addChild(created);
-    // §2.8: the initiator of the rekey deletes the old Child SA once the new one is in place.
-    this.old.state = 'rekeyed';
-    void this.engine.closeChildSa(this.old);
-    this.cb.resolve(created);
+    // §2.8: the initiator of the rekey deletes the old Child SA once the new one is in place,
+    // unless a simultaneous rekey made ours the redundant one (§2.8.1).
+    this.cb.resolve(this.engine.collisions.childRekeyCompleted(this.old, created, [this.nonceI!, nonce.data]));
   }
 
   abort(_sa: IkeSa, reason: string): void {
@@ -284,7 +310,7 @@ function respondIkeRekey(engine: IkeEngine, sa: IkeSa, payloads: Payload[]): Res
   return {
     // RFC 7791 §5.2: no additional notify in the response.
     payloads: [{ type: PayloadType.SA, proposals: [chosenProposal(suite, spiR)] }, { type: PayloadType.NONCE, data: nonceR }, kePayload],
-    after: () => engine.adoptSuccessor(sa, created, clone),
+    after: () => engine.collisions.ikeRekeyAnswered(sa, created, clone, [nonce.data, nonceR]),
   };
 }
 
@@ -292,11 +318,13 @@ function respondChildRekey(engine: IkeEngine, sa: IkeSa, payloads: Payload[]): R
   const rekey = findNotify(payloads, NotifyType.REKEY_SA)!;
   // §1.3.3: the SPI is the one the exchange initiator receives with: our outbound SPI.
   const spi = spiNumber(rekey.spi);
-  const old = sa.children.find((c) => c.spiOut === spi && (c.state === 'installed' || c.state === 'rekeying'));
-  if (!old || rekey.protocol !== ProtocolId.ESP) {
+  const old = rekey.protocol === ProtocolId.ESP ? sa.children.find((c) => c.spiOut === spi) : undefined;
+  if (!old || old.state === 'deleted') {
     // RFC 7296 §2.25: the Child SA is gone (deleted meanwhile, or never existed).
     return { payloads: [espNotify(NotifyType.CHILD_SA_NOT_FOUND, spi ?? 0)] };
   }
+  // §2.25.1: one we are closing (or have seen rekeyed, about to be closed) cannot be rekeyed now.
+  if (old.state === 'deleting' || old.state === 'rekeyed') return { payloads: [notify(NotifyType.TEMPORARY_FAILURE)] };
   const nonceI = copy(findPayload(payloads, PayloadType.NONCE)!.data);
   const nonceR = engine.random(NONCE_LENGTH);
   const kePayload = findPayload(payloads, PayloadType.KE);
@@ -323,7 +351,8 @@ function respondChildRekey(engine: IkeEngine, sa: IkeSa, payloads: Payload[]): R
     after: () => {
       engine.addChild(result.child);
       // The initiator deletes the old SA; until then it still takes inbound traffic (§2.8).
-      old.state = 'rekeyed';
+      // If we are rekeying it too, the nonces decide later (§2.8.1).
+      engine.collisions.childRekeyAnswered(old, result.child, [nonceI, nonceR]);
     },
   };
 }

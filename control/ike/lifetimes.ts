@@ -1,0 +1,347 @@
+// SA lifetimes (RFC 7296 §2.8): each end enforces its own. A soft limit
+// starts a rekey (Child SA: CREATE_CHILD_SA with N(REKEY_SA); IKE SA:
+// CREATE_CHILD_SA with an IKE proposal, or reauthentication, §2.8.3), a hard
+// limit deletes the SA. Time limits run on the engine's clock; volume limits
+// (bytes, packets) and sequence-number exhaustion are reported by the data
+// plane (reportChildUsage, childRekeyNeeded), which counts the packets.
+//
+// The soft time limit is jittered (§2.8.1): rekeyTime less a uniformly random
+// part of randTime, so that two ends with the same policy rarely rekey at the
+// same instant. Hard limits are not jittered.
+//
+// A rekey refused with TEMPORARY_FAILURE is retried after a random delay
+// (§2.25: "MUST NOT immediately retry"), at most until the hard limit. A Child
+// SA the peer does not know (CHILD_SA_NOT_FOUND) is forgotten and created
+// anew (§2.25).
+//
+// Owner: the engine's thread. IKE SA timers live in sa.timers and Child SA
+// timers here; both are cancelled when the SA dies, so nothing is left armed.
+import { NotifyType } from '../wire/constants.js';
+import type { ChildSa } from './child-sa.js';
+import { spiHex } from './child-sa.js';
+import type { TimerHandle } from './clock.js';
+import type { IkeEngine } from './engine.js';
+import type { IkeSa } from './ike-sa.js';
+
+/** Cumulative counters of one Child SA, as the data plane reports them. */
+export interface ChildUsage {
+  /**
+   * Bytes and packets the SA has protected, for its volume limits. Each
+   * direction is an SA of its own (RFC 4301 §4.4.2.1); report the larger of
+   * the two directions' counts.
+   */
+  bytes: number;
+  packets: number;
+  /** Packets received on it so far (optional): a rise proves the peer alive (RFC 7296 §2.4). */
+  inPackets?: number;
+  /** Packets sent on it so far (optional): a rise counts as traffic for NAT keepalives (RFC 3948 §4). */
+  outPackets?: number;
+}
+
+/** What reportChildUsage did. */
+export type UsageVerdict = 'ok' | 'rekey' | 'expired' | 'unknown-spi';
+
+export type ChildLimitCause = 'time' | 'bytes' | 'packets' | 'sequence';
+
+export interface LifetimeOptions {
+  /** Wait before retrying a rekey refused with TEMPORARY_FAILURE: uniformly in [d, 2d]. */
+  rekeyRetryDelay: number;
+}
+
+export const DEFAULT_LIFETIME_OPTIONS: LifetimeOptions = { rekeyRetryDelay: 10_000 };
+
+interface ChildTimers {
+  soft?: TimerHandle;
+  hard?: TimerHandle;
+  /** Absolute clock time of the hard limit, if any. */
+  hardAt?: number;
+  /** The soft limit has fired (by time, volume or sequence numbers): rekey started. */
+  softDone: boolean;
+}
+
+interface IkeLifetime {
+  /** When the IKE SA was last authenticated (reauthentication counts from there, §2.8.3). */
+  authAt: number;
+  hardAt?: number;
+  timers: TimerHandle[];
+}
+
+function nonNegative(v: unknown): v is number {
+  return typeof v === 'number' && Number.isFinite(v) && v >= 0;
+}
+
+export class LifetimeManager {
+  private readonly opts: LifetimeOptions;
+  private readonly children = new Map<ChildSa, ChildTimers>();
+  private readonly ikes = new WeakMap<IkeSa, IkeLifetime>();
+
+  constructor(
+    private readonly engine: IkeEngine,
+    opts: Partial<LifetimeOptions> = {},
+  ) {
+    this.opts = { ...DEFAULT_LIFETIME_OPTIONS, ...opts };
+    if (!nonNegative(this.opts.rekeyRetryDelay)) throw new RangeError('lifetimes: rekeyRetryDelay must be a non-negative number of ms');
+    engine.on('ike-up', (sa) => {
+      if (!this.ikes.has(sa)) this.armIke(sa, engine.clock.now());
+    });
+    engine.on('ike-cloned', (original, clone) => this.armIke(clone, this.ikes.get(original)?.authAt ?? engine.clock.now()));
+    engine.on('ike-rekeyed', (old, successor) => {
+      const authAt = this.ikes.get(old)?.authAt ?? engine.clock.now();
+      this.disarmIke(old);
+      this.armIke(successor, authAt);
+    });
+    engine.on('child-up', (child) => this.armChild(child));
+    engine.on('child-down', (child) => this.disarmChild(child));
+  }
+
+  /** A uniformly random delay in [0, max] ms from the engine's random source (§2.8.1 jitter). */
+  jitter(max: number): number {
+    if (!(max > 0)) return 0;
+    const b = this.engine.random(4);
+    const u = ((b[0]! << 24) | (b[1]! << 16) | (b[2]! << 8) | b[3]!) >>> 0;
+    return Math.floor((u / 0x1_0000_0000) * (max + 1));
+  }
+
+  // --------------------------------------------------------------- IKE SAs
+
+  private armIke(sa: IkeSa, authAt: number): void {
+    if (sa.state === 'dead') return;
+    this.disarmIke(sa);
+    const p = sa.policy;
+    const now = this.engine.clock.now();
+    const rekeyTime = p.rekeyTime ?? 0;
+    const reauthTime = p.reauthTime ?? 0;
+    const life: IkeLifetime = { authAt, timers: [] };
+    this.ikes.set(sa, life);
+    const add = (delay: number, fn: () => void) => {
+      const t = this.engine.clock.schedule(Math.max(0, delay), () => {
+        sa.timers.delete(t);
+        const i = life.timers.indexOf(t);
+        if (i >= 0) life.timers.splice(i, 1);
+        fn();
+      });
+      sa.timers.add(t);
+      life.timers.push(t);
+    };
+    const firstSoft: number[] = [];
+    if (rekeyTime > 0) {
+      const at = now + Math.max(1, rekeyTime - this.jitter(p.randTime ?? 0));
+      firstSoft.push(now + rekeyTime);
+      add(at - now, () => this.ikeSoftRekey(sa));
+    }
+    if (reauthTime > 0) {
+      const due = authAt + reauthTime;
+      const at = Math.max(now + 1, due - this.jitter(p.randTime ?? 0));
+      firstSoft.push(due);
+      add(at - now, () => this.ikeReauth(sa));
+    }
+    if (firstSoft.length > 0) {
+      life.hardAt = Math.min(...firstSoft) + (p.overTime ?? 0);
+      add(life.hardAt - now, () => this.ikeHard(sa));
+    }
+  }
+
+  private disarmIke(sa: IkeSa): void {
+    const life = this.ikes.get(sa);
+    if (!life) return;
+    for (const t of life.timers) {
+      t.cancel();
+      sa.timers.delete(t);
+    }
+    life.timers.length = 0;
+  }
+
+  private ikeSoftRekey(sa: IkeSa): void {
+    if (sa.state !== 'established') return;
+    this.engine.log.info({ ike: sa.id, conn: sa.name }, 'IKE SA soft lifetime reached: rekeying');
+    this.engine.emit('ike-expired', sa, 'rekey');
+    this.engine.rekeyIkeSa(sa).catch((err: Error & { notify?: number }) => {
+      if (err.notify === NotifyType.TEMPORARY_FAILURE) this.retryIke(sa);
+      else this.engine.log.warn({ ike: sa.id, reason: err.message }, 'IKE SA rekey failed');
+    });
+  }
+
+  private retryIke(sa: IkeSa): void {
+    if (sa.state !== 'established') return;
+    const life = this.ikes.get(sa);
+    const now = this.engine.clock.now();
+    let delay = this.opts.rekeyRetryDelay + this.jitter(this.opts.rekeyRetryDelay);
+    if (life?.hardAt !== undefined) delay = Math.min(delay, Math.max(1, Math.floor((life.hardAt - now) / 2)));
+    this.engine.log.info({ ike: sa.id, delay }, 'IKE SA rekey refused for now (TEMPORARY_FAILURE): retrying later (RFC 7296 §2.25)');
+    const t = this.engine.clock.schedule(delay, () => {
+      sa.timers.delete(t);
+      const i = life ? life.timers.indexOf(t) : -1;
+      if (i >= 0) life!.timers.splice(i, 1);
+      this.ikeSoftRekey(sa);
+    });
+    sa.timers.add(t);
+    life?.timers.push(t);
+  }
+
+  /**
+   * Reauthentication (RFC 7296 §2.8.3): a new IKE SA from scratch with new
+   * Child SAs, then the old one is deleted (make before break). Only the end
+   * that can initiate the connection does this; the other relies on the hard
+   * limit.
+   */
+  private ikeReauth(sa: IkeSa): void {
+    if (sa.state !== 'established') return;
+    this.engine.emit('ike-expired', sa, 'reauth');
+    const policy = this.engine.policy(sa.name);
+    if (!policy || policy.remoteAddrs.length === 0) {
+      this.engine.log.info({ ike: sa.id }, 'reauthentication due, but this end does not initiate the connection');
+      return;
+    }
+    this.engine.log.info({ ike: sa.id, conn: sa.name }, 'reauthenticating IKE SA');
+    this.engine.initiate(sa.name, { local: { address: sa.local.address, port: this.engine.ports.ike } }).then(
+      () => {
+        if (sa.state === 'established') void this.engine.closeIkeSa(sa);
+      },
+      (err: Error) => this.engine.log.warn({ ike: sa.id, reason: err.message }, 'reauthentication failed'),
+    );
+  }
+
+  private ikeHard(sa: IkeSa): void {
+    if (sa.state === 'dead') return;
+    this.engine.log.warn({ ike: sa.id, conn: sa.name }, 'IKE SA hard lifetime reached: deleting');
+    this.engine.emit('ike-expired', sa, 'hard');
+    // §2.8: rekeying did not happen in time; close the IKE SA and its Child SAs.
+    void this.engine.closeIkeSa(sa);
+  }
+
+  // ------------------------------------------------------------- Child SAs
+
+  private armChild(child: ChildSa): void {
+    if (child.state === 'deleted' || this.children.has(child)) return;
+    const p = child.ike.policy.children.find((c) => c.name === child.name);
+    const entry: ChildTimers = { softDone: false };
+    this.children.set(child, entry);
+    if (!p) return;
+    const rekeyTime = p.rekeyTime ?? 0;
+    const lifeTime = p.lifeTime ?? 0;
+    const clock = this.engine.clock;
+    if (rekeyTime > 0) {
+      const delay = Math.max(1, rekeyTime - this.jitter(p.randTime ?? 0));
+      entry.soft = clock.schedule(delay, () => {
+        entry.soft = undefined;
+        this.childSoft(child, 'time');
+      });
+    }
+    if (lifeTime > 0) {
+      entry.hardAt = clock.now() + lifeTime;
+      entry.hard = clock.schedule(lifeTime, () => {
+        entry.hard = undefined;
+        this.childHard(child, 'time');
+      });
+    }
+  }
+
+  private disarmChild(child: ChildSa): void {
+    const entry = this.children.get(child);
+    if (!entry) return;
+    entry.soft?.cancel();
+    entry.hard?.cancel();
+    this.children.delete(child);
+  }
+
+  /** Soft limit: rekey once (RFC 7296 §2.8). */
+  private childSoft(child: ChildSa, cause: ChildLimitCause): void {
+    const entry = this.children.get(child);
+    if (!entry || entry.softDone) return;
+    entry.softDone = true;
+    entry.soft?.cancel();
+    entry.soft = undefined;
+    if (child.state !== 'installed' || child.ike.state !== 'established') return;
+    this.engine.log.info({ ike: child.ike.id, child: child.id, spiIn: spiHex(child.spiIn), cause }, 'Child SA soft limit reached: rekeying');
+    this.engine.emit('child-expired', child, 'soft', cause);
+    this.rekeyChild(child);
+  }
+
+  private rekeyChild(child: ChildSa): void {
+    this.engine.rekeyChildSa(child).catch((err: Error & { notify?: number }) => {
+      if (child.state === 'deleted') return;
+      if (err.notify === NotifyType.TEMPORARY_FAILURE) return this.retryChild(child);
+      if (err.notify === NotifyType.CHILD_SA_NOT_FOUND && child.state === 'installed' && child.ike.state === 'established') {
+        // §2.25: the peer has no such SA. Forget it silently and create one from scratch.
+        const ike = child.ike;
+        this.engine.log.info({ ike: ike.id, child: child.id }, 'the peer does not know the Child SA (CHILD_SA_NOT_FOUND): creating a new one');
+        this.engine.removeChild(child, 'unknown to the peer (CHILD_SA_NOT_FOUND)');
+        this.engine.createChildSa(ike, child.name).catch((e: Error) => this.engine.log.warn({ ike: ike.id, child: child.name, reason: e.message }, 'could not create Child SA'));
+        return;
+      }
+      this.engine.log.warn({ ike: child.ike.id, child: child.id, reason: err.message }, 'Child SA rekey failed');
+    });
+  }
+
+  private retryChild(child: ChildSa): void {
+    const entry = this.children.get(child);
+    if (!entry || child.state !== 'installed') return;
+    const now = this.engine.clock.now();
+    let delay = this.opts.rekeyRetryDelay + this.jitter(this.opts.rekeyRetryDelay);
+    if (entry.hardAt !== undefined) delay = Math.min(delay, Math.max(1, Math.floor((entry.hardAt - now) / 2)));
+    this.engine.log.info({ child: child.id, delay }, 'Child SA rekey refused for now (TEMPORARY_FAILURE): retrying later (RFC 7296 §2.25)');
+    entry.soft?.cancel();
+    entry.soft = this.engine.clock.schedule(delay, () => {
+      entry.soft = undefined;
+      if (child.state === 'installed' && child.ike.state === 'established') this.rekeyChild(child);
+      else if (child.state === 'installed' && child.ike.state !== 'dead') this.retryChild(child);
+    });
+  }
+
+  /** Hard limit: the SA must not be used any more; delete it (RFC 7296 §2.8). */
+  private childHard(child: ChildSa, cause: ChildLimitCause): void {
+    const entry = this.children.get(child);
+    if (entry) {
+      entry.soft?.cancel();
+      entry.hard?.cancel();
+      entry.soft = entry.hard = undefined;
+      entry.softDone = true;
+    }
+    if (child.state === 'deleted' || child.state === 'deleting') return;
+    this.engine.log.warn({ ike: child.ike.id, child: child.id, spiIn: spiHex(child.spiIn), cause }, 'Child SA hard limit reached: deleting');
+    this.engine.emit('child-expired', child, 'hard', cause);
+    if (child.ike.state === 'established' || child.ike.state === 'deleting') void this.engine.closeChildSa(child);
+    else this.engine.removeChild(child, `hard ${cause} limit reached`);
+  }
+
+  /** See IkeEngine.reportChildUsage. */
+  reportUsage(spiIn: number, usage: ChildUsage): UsageVerdict {
+    if (!Number.isInteger(spiIn) || spiIn < 0 || spiIn > 0xffff_ffff) throw new TypeError('reportChildUsage: spiIn must be a 32-bit unsigned integer');
+    if (usage === null || typeof usage !== 'object' || !nonNegative(usage.bytes) || !nonNegative(usage.packets)) {
+      throw new TypeError('reportChildUsage: usage must be { bytes, packets } with non-negative numbers');
+    }
+    if ((usage.inPackets !== undefined && !nonNegative(usage.inPackets)) || (usage.outPackets !== undefined && !nonNegative(usage.outPackets))) {
+      throw new TypeError('reportChildUsage: inPackets and outPackets must be non-negative numbers');
+    }
+    const child = this.engine.childrenBySpi.get(spiIn);
+    if (!child) return 'unknown-spi';
+    const p = child.ike.policy.children.find((c) => c.name === child.name);
+    const lifeBytes = p?.lifeBytes ?? 0;
+    const lifePackets = p?.lifePackets ?? 0;
+    if ((lifeBytes > 0 && usage.bytes >= lifeBytes) || (lifePackets > 0 && usage.packets >= lifePackets)) {
+      this.childHard(child, lifeBytes > 0 && usage.bytes >= lifeBytes ? 'bytes' : 'packets');
+      return 'expired';
+    }
+    const rekeyBytes = p?.rekeyBytes ?? 0;
+    const rekeyPackets = p?.rekeyPackets ?? 0;
+    if ((rekeyBytes > 0 && usage.bytes >= rekeyBytes) || (rekeyPackets > 0 && usage.packets >= rekeyPackets)) {
+      this.childSoft(child, rekeyBytes > 0 && usage.bytes >= rekeyBytes ? 'bytes' : 'packets');
+      return 'rekey';
+    }
+    return 'ok';
+  }
+
+  /** See IkeEngine.childRekeyNeeded. */
+  sequenceExhausted(spiIn: number): boolean {
+    if (!Number.isInteger(spiIn) || spiIn < 0 || spiIn > 0xffff_ffff) throw new TypeError('childRekeyNeeded: spiIn must be a 32-bit unsigned integer');
+    const child = this.engine.childrenBySpi.get(spiIn);
+    if (!child) return false;
+    this.childSoft(child, 'sequence');
+    return true;
+  }
+
+  /** Child SAs with lifetime state (tests: nothing is kept for SAs that are gone). */
+  get trackedChildren(): number {
+    return this.children.size;
+  }
+}

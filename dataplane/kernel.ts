@@ -100,6 +100,8 @@ export const NEXT_HEADER_NONE = 59;
 
 const SEQ32_MAX = 0xffff_ffffn;
 const SEQ64_MAX = 0xffff_ffff_ffff_ffffn;
+/** Byte offset of the counters in a slot (wasm/layout.ts SLOT_COUNTERS; not exported, so setNextSeqOut checks it). */
+const SLOT_COUNTERS_OFFSET = 32;
 /** Where encap()/decap() place their single packet in the arena. */
 const ONE_PACKET_OFFSET = 64;
 
@@ -451,6 +453,22 @@ export class EspKernel {
   rekeyNeeded(slot: number): boolean {
     this.checkSlot(slot);
     return this.exports.slotRekeyNeeded(slot) !== 0;
+  }
+
+  /**
+   * Benchmark hook, never for real traffic: set the next outbound sequence
+   * number of the SA in `slot`, to model one SA whose counter several workers
+   * share (bench/scale.ts). Cloning exists to make this unnecessary.
+   */
+  setNextSeqOut(slot: number, seq: bigint): void {
+    this.checkSlot(slot);
+    const at = this.exports.slotPtr(slot) + SLOT_COUNTERS_OFFSET + 8 * Counter.SEQ_OUT_NEXT;
+    const view = new DataView(this.exports.memory.buffer);
+    const before = view.getBigUint64(at, true);
+    if (before !== BigInt.asUintN(64, this.exports.slotCounter(slot, Counter.SEQ_OUT_NEXT))) {
+      throw new Error('esp.wasm slot layout differs (SLOT_COUNTERS)');
+    }
+    view.setBigUint64(at, toU64(seq, 'seq'), true);
   }
 
   /** A copy of the slot's bytes (to check that deleteSa wiped it). */

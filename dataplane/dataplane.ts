@@ -1,0 +1,582 @@
+// The data plane as the control plane uses it: worker threads that own Child
+// SAs, the SAD and SPD that route packets to them, and packet I/O — UDP-
+// encapsulated ESP (RFC 3948) through a send function the caller provides
+// (the gateway's NAT-T socket), raw ESP (IP protocol 50, rawesp.ts) and a TUN
+// device (tun.ts) for inner traffic.
+//
+//   outbound: inner packet (TUN read, or sendInner) -> SPD -> owner's in ring
+//             -> worker encap -> out ring -> UDP 4500 / raw ESP to the peer
+//   inbound:  ESP (receiveEsp) -> SAD by SPI -> owner's in ring -> worker
+//             decap (replay check, ICV, window update) -> out ring -> selector
+//             check -> TUN write
+//
+// Concurrency: everything in this file runs on one thread, the I/O thread
+// (the gateway's main thread). It is the only writer of every worker's in ring
+// and the only reader of every out ring; workers never see addresses, SPIs or
+// selectors, only slots. Staged cells are published once per event-loop turn
+// (setImmediate) or every FLUSH_CELLS cells, so a burst of datagrams crosses
+// to a worker as one batch. Control (install with keys, delete, counters,
+// generate) goes to workers by message; "update addresses" concerns only the
+// I/O side, which sends, so it changes the SAD here and never reaches a worker.
+//
+// This module knows nothing of IKE (DESIGN §2): the gateway translates a
+// Child SA into an SaSpec.
+import { EventEmitter } from 'node:events';
+import { CellKind, metaKind, metaSlot, metaTag } from './ring.js';
+import { selectorAddress } from './packet.js';
+import { Sad, familyKey, type Endpoint, type SaRecord, type SaSpec } from './sad.js';
+import { Spd } from './spd.js';
+import { startWorkers, type WorkerHandle } from './workers.js';
+import { WorkerStat, type CountersReply, type GenerateReply, type WorkerEvent } from './messages.js';
+import type { SaCounters } from './kernel.js';
+
+/** The slice of a pino logger the data plane uses. */
+export interface DataPlaneLogger {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  debug(obj: object, msg: string): void;
+}
+
+const quietLogger: DataPlaneLogger = { info() {}, warn() {}, debug() {} };
+
+/** Where decapsulated inner packets go (a TUN device). */
+export interface InnerSink {
+  /** Deliver one inner packet (a view valid only during the call); false if it was dropped. */
+  write(packet: Uint8Array): boolean;
+}
+
+/** Raw ESP (IP protocol 50) output, for SAs without UDP encapsulation. */
+export interface RawEspSender {
+  send(esp: Uint8Array, remoteAddress: string): void;
+}
+
+export interface DataPlaneOptions {
+  /** Worker threads (DESIGN §4.1: each SA has exactly one). */
+  workers: number;
+  /** Send a UDP-encapsulated ESP packet from local to remote (RFC 3948 §2.1: no non-ESP marker). */
+  sendUdp: (local: Endpoint, remote: Endpoint, bytes: Uint8Array) => void;
+  log?: DataPlaneLogger;
+  /** Decapsulated packets: 'deliver' to the inner sink (TUN), or 'discard' after counting (demo, benchmarks). Default deliver. */
+  sink?: 'deliver' | 'discard';
+  /** Cells per ring (power of two; default 1024) and bytes per cell (default 2048). */
+  ringCapacity?: number;
+  cellSize?: number;
+}
+
+/** Drops and traffic counted on the I/O thread. */
+export interface IoCounters {
+  espIn: number;
+  espInBytes: number;
+  espOut: number;
+  espOutBytes: number;
+  innerIn: number;
+  innerOut: number;
+  /** ESP whose SPI names no installed SA (RFC 4303 §3.4.2). */
+  dropUnknownSpi: number;
+  /** ESP shorter than SPI + sequence number, or an inner packet that is not IPv4/IPv6. */
+  dropMalformed: number;
+  /** A worker's in ring was full. */
+  dropQueueFull: number;
+  /** An outbound inner packet no SA's selectors cover. */
+  dropNoPolicy: number;
+  /** A decapsulated packet outside its SA's selectors (RFC 4301 §5.2). */
+  dropPolicy: number;
+  /** A worker's output for an SA that is gone, or an inner packet with no sink to take it. */
+  dropNoSa: number;
+}
+
+export interface WorkerDrops {
+  replay: number;
+  /** ICV did not verify. */
+  icv: number;
+  malformed: number;
+  seqExhausted: number;
+  noSa: number;
+  queueFull: number;
+}
+
+export interface WorkerCounters {
+  index: number;
+  /** Child SAs this worker owns. */
+  sas: number;
+  encapPackets: number;
+  encapBytes: number;
+  decapPackets: number;
+  decapBytes: number;
+  espBytesOut: number;
+  drops: WorkerDrops;
+  batches: number;
+  busyMs: number;
+}
+
+/** Synchronous snapshot for status: worker totals (from shared memory) and I/O counters. */
+export interface DataPlaneStatus {
+  workers: WorkerCounters[];
+  io: IoCounters;
+  /** Installed Child SAs. */
+  sas: number;
+  /** Members of each outbound family (SAs sharing selectors). */
+  families: number[];
+}
+
+export interface SaCountersReport {
+  id: number;
+  worker: number;
+  outbound: boolean;
+  in: SaCounters;
+  out: SaCounters;
+}
+
+/** Fresh counters from every worker (one round trip each). */
+export interface DataPlaneCounters extends DataPlaneStatus {
+  sa: SaCountersReport[];
+  /** Per worker: SA ids whose sequence counter or replay window that worker processed (DESIGN §4.1 debug hook). */
+  seqWriters: number[][];
+}
+
+export interface GenerateOptions {
+  /** Packets in total, spread evenly over the outbound SAs. */
+  packets: number;
+  /** Inner packet bytes (IPv4/UDP). Default 1400. */
+  size?: number;
+  /** UDP source ports per SA. Default 16. */
+  flows?: number;
+  /** Packets per kernel call. Default 64. */
+  batch?: number;
+}
+
+export interface GenerateReport {
+  perSa: Array<{ id: number; worker: number } & GenerateReply>;
+  sent: number;
+  ms: number;
+}
+
+export interface DataPlaneEvents {
+  /** An SA reached its soft sequence limit: the control plane should rekey it (RFC 4303 §3.3.3). */
+  'rekey-needed': [id: number];
+}
+
+/** Cells staged for one worker before they are published without waiting for the end of the turn. */
+const FLUSH_CELLS = 64;
+/** Output cells handled per worker before yielding (sockets get their turn). */
+const DRAIN_CELLS = 256;
+
+function zeroIo(): IoCounters {
+  return {
+    espIn: 0, espInBytes: 0, espOut: 0, espOutBytes: 0, innerIn: 0, innerOut: 0,
+    dropUnknownSpi: 0, dropMalformed: 0, dropQueueFull: 0, dropNoPolicy: 0, dropPolicy: 0, dropNoSa: 0,
+  };
+}
+
+function checkEndpoint(e: Endpoint, what: string): void {
+  if (!e || typeof e.address !== 'string' || !Number.isInteger(e.port) || e.port < 0 || e.port > 65535) {
+    throw new TypeError(`${what} must be { address, port }`);
+  }
+}
+
+export class DataPlane extends EventEmitter<DataPlaneEvents> {
+  readonly workerCount: number;
+  readonly sink: 'deliver' | 'discard';
+  private readonly log: DataPlaneLogger;
+  private readonly sendUdp: DataPlaneOptions['sendUdp'];
+  private workers: WorkerHandle[] = [];
+  private sad: Sad | undefined;
+  private readonly spd = new Spd();
+  private readonly io: IoCounters = zeroIo();
+  private innerSink: InnerSink | undefined;
+  private rawSender: RawEspSender | undefined;
+  private running = false;
+  private flushScheduled = false;
+  private drains: Array<Promise<void>> = [];
+
+  constructor(private readonly opts: DataPlaneOptions) {
+    super();
+    if (!opts || typeof opts.sendUdp !== 'function') throw new TypeError('DataPlane: sendUdp must be a function');
+    if (!Number.isInteger(opts.workers) || opts.workers < 1) throw new RangeError('DataPlane: workers must be a positive integer');
+    this.workerCount = opts.workers;
+    this.sink = opts.sink ?? 'deliver';
+    this.log = opts.log ?? quietLogger;
+    this.sendUdp = opts.sendUdp;
+  }
+
+  get started(): boolean {
+    return this.running;
+  }
+
+  /** Start the workers (each instantiates its kernel). */
+  async start(): Promise<void> {
+    if (this.running) return;
+    this.workers = await startWorkers({
+      count: this.workerCount,
+      sink: this.sink,
+      ...(this.opts.ringCapacity !== undefined ? { ringCapacity: this.opts.ringCapacity } : {}),
+      ...(this.opts.cellSize !== undefined ? { cellSize: this.opts.cellSize } : {}),
+      onEvent: (w, e) => this.onWorkerEvent(w, e),
+    });
+    this.sad = new Sad(this.workerCount, 256);
+    this.running = true;
+    this.drains = this.workers.map((w) => this.drain(w));
+    this.log.info({ workers: this.workerCount, sink: this.sink }, 'data plane started');
+  }
+
+  /** Stop every worker (each wipes its SA slots) and forget all SAs. */
+  async stop(): Promise<void> {
+    if (!this.running) return;
+    this.running = false;
+    for (const w of this.workers) w.output.wake();
+    await Promise.all(this.drains);
+    await Promise.all(this.workers.map((w) => w.stop()));
+    for (const r of this.sad?.all() ?? []) {
+      this.spd.remove(r);
+      this.sad!.delete(r);
+    }
+    this.workers = [];
+    this.drains = [];
+  }
+
+  /** Where decapsulated packets go (a TUN device); undefined drops them (counted). */
+  setInnerSink(sink: InnerSink | undefined): void {
+    this.innerSink = sink;
+  }
+
+  /** Raw ESP output for SAs without UDP encapsulation; undefined = everything in UDP. */
+  setRawEspSender(sender: RawEspSender | undefined): void {
+    this.rawSender = sender;
+  }
+
+  private requireSad(): Sad {
+    if (!this.running || !this.sad) throw new Error('data plane is not running');
+    return this.sad;
+  }
+
+  /**
+   * Install a Child SA in its owner worker: inbound and outbound slots, keys
+   * moved there (zeroed in `spec` before this returns), then routable by SPI
+   * and, for outbound traffic, by selectors. Resolves when the worker has it.
+   */
+  install(spec: SaSpec): Promise<void> {
+    // Copy and wipe the keys before anything can fail or wait (DESIGN §4.5).
+    const keyIn = new Uint8Array(spec.keyIn);
+    const keyOut = new Uint8Array(spec.keyOut);
+    spec.keyIn.fill(0);
+    spec.keyOut.fill(0);
+    try {
+      return this.installMoved(spec, keyIn, keyOut).catch((err: unknown) => {
+        keyIn.fill(0);
+        keyOut.fill(0);
+        throw err;
+      });
+    } catch (err) {
+      keyIn.fill(0);
+      keyOut.fill(0);
+      return Promise.reject(err);
+    }
+  }
+
+  private async installMoved(spec: SaSpec, keyIn: Uint8Array, keyOut: Uint8Array): Promise<void> {
+    const sad = this.requireSad();
+    if (!Number.isInteger(spec.id)) throw new TypeError('SaSpec.id must be an integer');
+    if (sad.get(spec.id)) throw new Error(`SA ${spec.id} is already installed`);
+    for (const spi of [spec.spiIn, spec.spiOut]) {
+      if (!Number.isInteger(spi) || spi < 256 || spi > 0xffff_ffff) throw new RangeError('SPIs must be integers in [256, 2^32-1]');
+    }
+    if (sad.inbound(spec.spiIn)) throw new Error(`inbound SPI ${spec.spiIn.toString(16)} is in use`);
+    checkEndpoint(spec.local, 'SaSpec.local');
+    checkEndpoint(spec.remote, 'SaSpec.remote');
+    if (!Array.isArray(spec.localTs) || !Array.isArray(spec.remoteTs)) throw new TypeError('SaSpec selectors must be arrays');
+    const family = familyKey(spec.localTs, spec.remoteTs);
+    const owner = sad.chooseOwner(family, spec.replaces ?? []);
+    if (owner === undefined) throw new Error('data plane is full: no worker has two free SA slots');
+    const slots = sad.slots[owner]!;
+    const inbound = slots.take()!;
+    const outbound = slots.take()!;
+    const record: SaRecord = {
+      id: spec.id,
+      worker: owner,
+      inSlot: inbound.slot,
+      inTag: inbound.tag,
+      outSlot: outbound.slot,
+      outTag: outbound.tag,
+      spiIn: spec.spiIn,
+      spiOut: spec.spiOut,
+      localTs: spec.localTs,
+      remoteTs: spec.remoteTs,
+      familyKey: family,
+      local: { ...spec.local },
+      remote: { ...spec.remote },
+      transport: !spec.udpEncap && this.rawSender ? 'raw' : 'udp',
+      outbound: false,
+      state: 'installing',
+    };
+    sad.add(record);
+    const worker = this.workers[owner]!;
+    const common = { saId: spec.id, algorithm: spec.algorithm, esn: spec.esn, icvLength: spec.icvLength, replayWindow: spec.replayWindow };
+    // The keys travel in their own ArrayBuffers, transferred: no copy stays on this thread.
+    const inKey = keyIn.buffer as ArrayBuffer;
+    const outKey = keyOut.buffer as ArrayBuffer;
+    try {
+      await Promise.all([
+        worker.request({ op: 'install', slot: inbound.slot, tag: inbound.tag, key: inKey, spi: spec.spiIn, direction: 'in', ...common }, [inKey]),
+        worker.request({ op: 'install', slot: outbound.slot, tag: outbound.tag, key: outKey, spi: spec.spiOut, direction: 'out', ...common }, [outKey]),
+      ]);
+    } catch (err) {
+      if (record.state !== 'removed') this.forget(record);
+      throw err;
+    }
+    if (record.state === 'removed') return; // removed while installing: forget() already deleted the slots
+    sad.activate(record);
+    for (const id of spec.replaces ?? []) {
+      const old = sad.get(id);
+      if (old && old.outbound) {
+        old.outbound = false;
+        this.spd.remove(old);
+      }
+    }
+    record.outbound = true;
+    this.spd.add(record);
+    this.log.debug({ sa: spec.id, worker: owner, spiIn: spec.spiIn.toString(16), transport: record.transport }, 'data plane SA installed');
+  }
+
+  /** Remove a Child SA: unroutable at once, slots wiped by the owner worker. Unknown ids are ignored. */
+  async remove(id: number): Promise<void> {
+    const r = this.sad?.get(id);
+    if (!r) return;
+    await this.forget(r);
+  }
+
+  private forget(r: SaRecord): Promise<void> {
+    this.spd.remove(r);
+    this.sad!.delete(r);
+    // Posted synchronously after the slots were freed, so it reaches the worker before any reuse.
+    const w = this.workers[r.worker]!;
+    return Promise.all([w.request({ op: 'delete', slot: r.inSlot }), w.request({ op: 'delete', slot: r.outSlot })]).then(
+      () => undefined,
+      (err: Error) => this.log.warn({ sa: r.id, err: err.message }, 'data plane SA delete failed'),
+    );
+  }
+
+  /** New outer addresses for an SA (MOBIKE, RFC 4555; NAT mapping change, RFC 3948). */
+  updateAddresses(id: number, local: Endpoint, remote: Endpoint, udpEncap?: boolean): void {
+    checkEndpoint(local, 'local');
+    checkEndpoint(remote, 'remote');
+    const r = this.sad?.get(id);
+    if (!r) return;
+    r.local = { ...local };
+    r.remote = { ...remote };
+    if (udpEncap !== undefined) r.transport = !udpEncap && this.rawSender ? 'raw' : 'udp';
+  }
+
+  /** The worker that owns SA `id` (undefined if not installed). */
+  ownerOf(id: number): number | undefined {
+    return this.sad?.get(id)?.worker;
+  }
+
+  /** Ids of the installed SAs. */
+  saIds(): number[] {
+    return this.sad?.all().map((r) => r.id) ?? [];
+  }
+
+  // ------------------------------------------------------------------ I/O in
+
+  /**
+   * An ESP packet arrived (from the SPI on: UDP payload after RFC 3948
+   * demultiplexing, or the IP payload of protocol 50). Routed by SPI to the
+   * owner worker; never throws on packet contents.
+   */
+  receiveEsp(packet: Uint8Array): void {
+    const io = this.io;
+    io.espIn++;
+    io.espInBytes += packet.length;
+    // SPI + sequence number at least (RFC 4303 §2).
+    if (!this.running || packet.length < 8) {
+      io.dropMalformed++;
+      return;
+    }
+    const spi = ((packet[0]! << 24) | (packet[1]! << 16) | (packet[2]! << 8) | packet[3]!) >>> 0;
+    const r = this.sad!.inbound(spi);
+    if (!r) {
+      io.dropUnknownSpi++;
+      return;
+    }
+    this.enqueue(r.worker, packet, r.inSlot, CellKind.DECAP, r.inTag);
+  }
+
+  /**
+   * An outbound inner packet (IPv4 or IPv6): SPD lookup, then to the owner of
+   * the chosen SA. Returns false when it was dropped (counted). Never throws
+   * on packet contents.
+   */
+  sendInner(packet: Uint8Array): boolean {
+    const io = this.io;
+    io.innerIn++;
+    if (!this.running) {
+      io.dropNoPolicy++;
+      return false;
+    }
+    const r = this.spd.lookup(packet);
+    if (r === 'malformed') {
+      io.dropMalformed++;
+      return false;
+    }
+    if (r === 'no-policy') {
+      io.dropNoPolicy++;
+      return false;
+    }
+    return this.enqueue(r.worker, packet, r.outSlot, CellKind.ENCAP, r.outTag);
+  }
+
+  private enqueue(worker: number, packet: Uint8Array, slot: number, kind: CellKind, tag: number): boolean {
+    const w = this.workers[worker]!;
+    if (!w.input.push(packet, slot, kind, tag)) {
+      // Full ring, or a packet larger than a cell.
+      if (packet.length > w.input.maxPayload) this.io.dropMalformed++;
+      else this.io.dropQueueFull++;
+      return false;
+    }
+    if (w.input.staged >= FLUSH_CELLS) w.input.publish();
+    else this.scheduleFlush();
+    return true;
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      this.flushScheduled = false;
+      for (const w of this.workers) w.input.publish();
+    });
+  }
+
+  // ----------------------------------------------------------------- I/O out
+
+  /** Take worker `w`'s output: send ESP to peers, deliver inner packets. */
+  private async drain(w: WorkerHandle): Promise<void> {
+    const out = w.output;
+    const sad = this.sad!;
+    const io = this.io;
+    while (this.running) {
+      const n = out.available();
+      if (n === 0) {
+        await out.waitForData(250);
+        continue;
+      }
+      const k = Math.min(n, DRAIN_CELLS);
+      for (let i = 0; i < k; i++) {
+        const meta = out.meta(i);
+        const slot = metaSlot(meta);
+        const r = sad.atSlot(w.index, slot, metaTag(meta));
+        if (!r) {
+          io.dropNoSa++;
+          continue;
+        }
+        const payload = out.payload(i);
+        if (metaKind(meta) === CellKind.ESP) {
+          // The socket may queue the datagram: it gets its own copy of the bytes.
+          const bytes = Buffer.from(payload);
+          io.espOut++;
+          io.espOutBytes += bytes.length;
+          if (r.transport === 'raw' && this.rawSender) this.rawSender.send(bytes, r.remote.address);
+          else this.sendUdp(r.local, r.remote, bytes);
+        } else if (!this.spd.inboundAllowed(r, payload)) {
+          io.dropPolicy++;
+        } else if (this.innerSink?.write(payload)) {
+          io.innerOut++;
+        } else {
+          io.dropNoSa++;
+        }
+      }
+      out.release(k);
+      // Let the sockets and timers of this thread run between chunks.
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  }
+
+  // ------------------------------------------------------------------ status
+
+  private onWorkerEvent(w: WorkerHandle, e: WorkerEvent): void {
+    if (e.event !== 'rekey-needed') return;
+    const r = this.sad?.atSlot(w.index, e.slot, e.tag);
+    if (r) this.emit('rekey-needed', r.id);
+  }
+
+  /** Counters without asking the workers (their totals live in shared memory). */
+  status(): DataPlaneStatus {
+    const sas = this.sad?.all() ?? [];
+    return {
+      workers: this.workers.map((w) => {
+        const s = w.stats;
+        return {
+          index: w.index,
+          sas: sas.filter((r) => r.worker === w.index).length,
+          encapPackets: s[WorkerStat.ENCAP_PACKETS]!,
+          encapBytes: s[WorkerStat.ENCAP_BYTES]!,
+          decapPackets: s[WorkerStat.DECAP_PACKETS]!,
+          decapBytes: s[WorkerStat.DECAP_BYTES]!,
+          espBytesOut: s[WorkerStat.ESP_BYTES_OUT]!,
+          drops: {
+            replay: s[WorkerStat.DROP_REPLAY]!,
+            icv: s[WorkerStat.DROP_AUTH]!,
+            malformed: s[WorkerStat.DROP_MALFORMED]!,
+            seqExhausted: s[WorkerStat.DROP_SEQ_EXHAUSTED]!,
+            noSa: s[WorkerStat.DROP_NO_SA]!,
+            queueFull: s[WorkerStat.DROP_QUEUE_FULL]!,
+          },
+          batches: s[WorkerStat.BATCHES]!,
+          busyMs: Math.round(s[WorkerStat.BUSY_MS]! * 1000) / 1000,
+        };
+      }),
+      io: { ...this.io },
+      sas: sas.length,
+      families: this.spd.familySizes,
+    };
+  }
+
+  /** Fresh per-SA counters from every worker, and the single-writer debug hook. */
+  async counters(): Promise<DataPlaneCounters> {
+    const sad = this.requireSad();
+    const replies: CountersReply[] = await Promise.all(
+      this.workers.map((w) => {
+        const slots = sad.all().filter((r) => r.worker === w.index).flatMap((r) => [r.inSlot, r.outSlot]);
+        return w.counters(slots);
+      }),
+    );
+    const sa: SaCountersReport[] = [];
+    for (const r of sad.all()) {
+      const reply = replies[r.worker]!;
+      const inC = reply.slots.find((s) => s.slot === r.inSlot && s.saId === r.id);
+      const outC = reply.slots.find((s) => s.slot === r.outSlot && s.saId === r.id);
+      if (inC && outC) sa.push({ id: r.id, worker: r.worker, outbound: r.outbound, in: inC.counters, out: outC.counters });
+    }
+    return { ...this.status(), sa, seqWriters: replies.map((r) => r.seqWriters) };
+  }
+
+  /**
+   * Generate IPv4/UDP traffic through every outbound SA (demo, benchmarks):
+   * each SA's owner builds and seals the packets itself, the I/O side sends
+   * them to the peer. IPv6-only SAs are skipped.
+   */
+  async generate(opts: GenerateOptions): Promise<GenerateReport> {
+    const sad = this.requireSad();
+    if (!Number.isInteger(opts.packets) || opts.packets < 0) throw new RangeError('generate: packets must be a non-negative integer');
+    const targets = sad.all().filter((r) => r.outbound && r.localTs[0]?.startAddress.length === 4 && r.remoteTs[0]?.startAddress.length === 4);
+    if (targets.length === 0) throw new Error('generate: no outbound IPv4 SA installed');
+    const t0 = performance.now();
+    const per = Math.floor(opts.packets / targets.length);
+    const perSa = await Promise.all(targets.map(async (r, i) => {
+      const packets = per + (i < opts.packets % targets.length ? 1 : 0);
+      const reply = await this.workers[r.worker]!.generate({
+        slot: r.outSlot,
+        tag: r.outTag,
+        packets,
+        size: opts.size ?? 1400,
+        flows: opts.flows ?? 16,
+        batch: opts.batch ?? 64,
+        src: selectorAddress(r.localTs[0]!),
+        dst: selectorAddress(r.remoteTs[0]!),
+        output: 'ring',
+      });
+      return { id: r.id, worker: r.worker, ...reply };
+    }));
+    return { perSa, sent: perSa.reduce((a, p) => a + p.sent, 0), ms: performance.now() - t0 };
+  }
+}

@@ -1,0 +1,153 @@
+// The control protocol between the I/O side (main thread, dataplane.ts) and
+// one data-plane worker (worker.ts): requests over a MessagePort, each
+// answered once by a reply with the same `id`; the worker may also send
+// events. Packets never travel here, only through the rings (ring.ts).
+//
+// Key material moves (DESIGN §4.5): an install request carries the key in an
+// ArrayBuffer listed in the transfer list, so the sender's copy is detached
+// (the sender wipes its own source copy first); the worker installs it into
+// the kernel, which zeroes the transferred buffer.
+import type { EspAlgorithm, SaCounters } from './kernel.js';
+import type { RingBuffer } from './ring.js';
+
+/** The start-up task a worker receives (the piscina task object). */
+export interface WorkerTask {
+  /** Index of the worker (0..N-1). */
+  index: number;
+  /** The compiled esp.wasm module (one compile, shared by every worker). */
+  module: unknown;
+  /** I/O -> worker packets (ENCAP, DECAP cells). */
+  inRing: RingBuffer;
+  /** Worker -> I/O packets (ESP, INNER cells). */
+  outRing: RingBuffer;
+  /** Worker-written totals, read by the I/O side at any time (WorkerStat indexes). */
+  stats: SharedArrayBuffer;
+  /** The control port (transferred). */
+  port: unknown;
+  /** What becomes of decapsulated packets: delivered to the I/O side (INNER cells), or counted and discarded. */
+  sink: 'deliver' | 'discard';
+}
+
+/** Indexes of the Float64 totals a worker keeps in its `stats` buffer (single writer: the worker). */
+export const WorkerStat = {
+  ENCAP_PACKETS: 0,
+  /** Inner bytes encapsulated. */
+  ENCAP_BYTES: 1,
+  DECAP_PACKETS: 2,
+  /** Inner bytes recovered. */
+  DECAP_BYTES: 3,
+  DROP_REPLAY: 4,
+  /** ICV did not verify. */
+  DROP_AUTH: 5,
+  /** Too short, bad padding, bad descriptor. */
+  DROP_MALFORMED: 6,
+  /** The SA reached its hard sequence limit (rekey did not happen in time). */
+  DROP_SEQ_EXHAUSTED: 7,
+  /** The cell's SA was deleted (or replaced) while the cell was queued. */
+  DROP_NO_SA: 8,
+  /** The worker's out ring was full. */
+  DROP_QUEUE_FULL: 9,
+  /** Kernel batch calls. */
+  BATCHES: 10,
+  /** Milliseconds spent in batches (copy in, kernel, copy out). */
+  BUSY_MS: 11,
+  /** ESP bytes produced (what goes on the wire, without UDP/IP). */
+  ESP_BYTES_OUT: 12,
+  /** Decapsulated dummy packets (Next Header 59, RFC 4303 §2.6), discarded. */
+  DUMMY: 13,
+} as const;
+export const WORKER_STAT_COUNT = 14;
+
+export interface InstallRequest {
+  op: 'install';
+  id: number;
+  slot: number;
+  tag: number;
+  /** The control plane's SA id (reported back by the write hook and rekey events). */
+  saId: number;
+  algorithm: EspAlgorithm;
+  /** key || salt, in a transferred ArrayBuffer. */
+  key: ArrayBuffer;
+  spi: number;
+  direction: 'in' | 'out';
+  esn: boolean;
+  icvLength: 8 | 12 | 16;
+  replayWindow: number;
+  seqSoftLimit?: bigint;
+  seqHardLimit?: bigint;
+}
+
+export interface DeleteRequest {
+  op: 'delete';
+  id: number;
+  slot: number;
+}
+
+export interface CountersRequest {
+  op: 'counters';
+  id: number;
+  slots: number[];
+}
+
+/** Generate IPv4/UDP packets and encapsulate them with the outbound SA in `slot` (demo, benchmarks). */
+export interface GenerateRequest {
+  op: 'generate';
+  id: number;
+  slot: number;
+  tag: number;
+  packets: number;
+  /** Inner packet bytes (28..cell payload). */
+  size: number;
+  /** Distinct UDP source ports to cycle through. */
+  flows: number;
+  src: Uint8Array;
+  dst: Uint8Array;
+  /** 'ring': ESP goes to the out ring (sent by the I/O side); 'discard': counted only (encap throughput). */
+  output: 'ring' | 'discard';
+  /** Packets per kernel call (1..256). */
+  batch: number;
+  /**
+   * Benchmark only: a shared 64-bit sequence counter (BigInt64Array over a
+   * SharedArrayBuffer) from which every packet takes its number with
+   * Atomics.add before it is sealed: the "one SA shared by many workers" model
+   * that cloning avoids. Never used for real traffic.
+   */
+  sharedSeq?: SharedArrayBuffer;
+}
+
+export interface StopRequest {
+  op: 'stop';
+  id: number;
+}
+
+export type WorkerRequest = InstallRequest | DeleteRequest | CountersRequest | GenerateRequest | StopRequest;
+
+export interface SlotCounters {
+  slot: number;
+  saId: number;
+  counters: SaCounters;
+}
+
+export interface CountersReply {
+  slots: SlotCounters[];
+  /**
+   * Debug hook for DESIGN §4.1: the SA ids whose sequence counter or replay
+   * window this worker's kernel has processed packets for since start.
+   */
+  seqWriters: number[];
+}
+
+export interface GenerateReply {
+  sent: number;
+  dropped: number;
+  ms: number;
+}
+
+export type WorkerReply =
+  | { id: number; ok: true; value?: CountersReply | GenerateReply }
+  | { id: number; ok: false; error: string };
+
+/** Unsolicited worker -> I/O messages. */
+export type WorkerEvent =
+  | { event: 'ready'; index: number }
+  | { event: 'rekey-needed'; slot: number; tag: number; saId: number };

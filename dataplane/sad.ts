@@ -1,0 +1,215 @@
+// The Security Association Database of the I/O side (RFC 4301 §4.4.2): which
+// worker owns each SA and in which kernel slots, inbound lookup by SPI, and the
+// addresses ESP travels between. What the SAD holds is routing state only:
+// keys went to the owner worker, sequence counters and replay windows live
+// there (DESIGN §4.1).
+//
+// Owner: the I/O thread (main thread). Not shared with workers.
+import type { EspAlgorithm } from './kernel.js';
+import type { Selector } from './packet.js';
+
+/** An outer address and UDP port (the port is ignored for raw ESP). */
+export interface Endpoint {
+  address: string;
+  port: number;
+}
+
+/**
+ * What the control plane hands the data plane for one Child SA. Key material
+ * is moved: install() copies it synchronously, sends it to the owner worker
+ * and zeroes `keyIn` and `keyOut`.
+ */
+export interface SaSpec {
+  /** The control plane's id for this Child SA; unique within a data plane. */
+  id: number;
+  algorithm: EspAlgorithm;
+  icvLength: 8 | 12 | 16;
+  /** Extended sequence numbers (RFC 4303 §2.2.1). */
+  esn: boolean;
+  /** Our inbound SPI (the peer sends with it) and the peer's (we send with it). */
+  spiIn: number;
+  spiOut: number;
+  /** key || salt for each direction (RFC 4106 §4, RFC 7634 §2). Zeroed by install(). */
+  keyIn: Uint8Array;
+  keyOut: Uint8Array;
+  /** Anti-replay window in packets (RFC 4303 §3.4.3). */
+  replayWindow: number;
+  /** Traffic selectors: our side and the peer's side (RFC 7296 §2.9). */
+  localTs: Selector[];
+  remoteTs: Selector[];
+  /** Outer endpoints: for UDP encapsulation the NAT-T ports (RFC 3948). */
+  local: Endpoint;
+  remote: Endpoint;
+  /** ESP must travel in UDP (a NAT was detected, or the peer forces it). Otherwise raw ESP when available. */
+  udpEncap: boolean;
+  /** SAs this one takes over outbound traffic from (a rekeyed predecessor); they keep receiving until removed. */
+  replaces?: number[];
+}
+
+export type EspTransport = 'udp' | 'raw';
+
+/** One installed SA as the I/O side routes it. */
+export interface SaRecord {
+  readonly id: number;
+  readonly worker: number;
+  readonly inSlot: number;
+  readonly outSlot: number;
+  readonly inTag: number;
+  readonly outTag: number;
+  readonly spiIn: number;
+  readonly spiOut: number;
+  readonly localTs: Selector[];
+  readonly remoteTs: Selector[];
+  readonly familyKey: string;
+  local: Endpoint;
+  remote: Endpoint;
+  transport: EspTransport;
+  /** Carries outbound traffic (false once a successor replaced it). */
+  outbound: boolean;
+  state: 'installing' | 'active' | 'removed';
+}
+
+/**
+ * The kernel algorithm and ICV length for an ESP encryption transform
+ * (IANA IKEv2 Transform Type 1): AES-GCM with 8/12/16-octet ICV (RFC 4106,
+ * ids 18/19/20, 128 or 256-bit keys) and ChaCha20-Poly1305 (RFC 7634, id 28).
+ * undefined for anything the kernel does not implement.
+ */
+export function aeadForTransform(encrId: number, keyLengthBits?: number): { algorithm: EspAlgorithm; icvLength: 8 | 12 | 16 } | undefined {
+  if (encrId === 28) return keyLengthBits === undefined || keyLengthBits === 256 ? { algorithm: 'chacha20-poly1305', icvLength: 16 } : undefined;
+  const icv = encrId === 18 ? 8 : encrId === 19 ? 12 : encrId === 20 ? 16 : 0;
+  if (icv === 0) return undefined;
+  if (keyLengthBits === 128) return { algorithm: 'aes-gcm-128', icvLength: icv as 8 | 12 | 16 };
+  if (keyLengthBits === 256) return { algorithm: 'aes-gcm-256', icvLength: icv as 8 | 12 | 16 };
+  return undefined;
+}
+
+function hex(b: Uint8Array): string {
+  return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
+}
+
+function selectorKey(s: Selector): string {
+  return `${hex(s.startAddress)}-${hex(s.endAddress)}/${s.ipProtocol}/${s.startPort}-${s.endPort}`;
+}
+
+/** SAs with equal selectors form one family (the clones of a connection's Child SA): this is its key. */
+export function familyKey(localTs: readonly Selector[], remoteTs: readonly Selector[]): string {
+  return `${localTs.map(selectorKey).join(',')}>${remoteTs.map(selectorKey).join(',')}`;
+}
+
+/** Free slots of one worker's kernel, reused oldest-freed first, with an 8-bit generation tag per slot. */
+export class SlotAllocator {
+  private readonly free: number[] = [];
+  private readonly tags: Uint8Array;
+
+  constructor(slotCount: number) {
+    for (let s = 0; s < slotCount; s++) this.free.push(s);
+    this.tags = new Uint8Array(slotCount);
+  }
+
+  get available(): number {
+    return this.free.length;
+  }
+
+  /** A free slot and its new tag, or undefined when the kernel is full. */
+  take(): { slot: number; tag: number } | undefined {
+    const slot = this.free.shift();
+    if (slot === undefined) return undefined;
+    this.tags[slot] = (this.tags[slot]! + 1) & 0xff;
+    return { slot, tag: this.tags[slot]! };
+  }
+
+  give(slot: number): void {
+    this.free.push(slot);
+  }
+}
+
+export class Sad {
+  private readonly records = new Map<number, SaRecord>();
+  private readonly bySpi = new Map<number, SaRecord>();
+  /** Per worker: slot -> the SA using it (inbound or outbound). */
+  private readonly bySlot: Array<Array<SaRecord | undefined>>;
+  readonly slots: SlotAllocator[];
+
+  constructor(readonly workers: number, slotCount: number) {
+    this.bySlot = Array.from({ length: workers }, () => new Array<SaRecord | undefined>(slotCount));
+    this.slots = Array.from({ length: workers }, () => new SlotAllocator(slotCount));
+  }
+
+  get size(): number {
+    return this.records.size;
+  }
+
+  get(id: number): SaRecord | undefined {
+    return this.records.get(id);
+  }
+
+  all(): SaRecord[] {
+    return [...this.records.values()];
+  }
+
+  /** The SA that receives with `spi`, when it is installed. */
+  inbound(spi: number): SaRecord | undefined {
+    return this.bySpi.get(spi);
+  }
+
+  /** The SA using `slot` of `worker`, if its tag is current. */
+  atSlot(worker: number, slot: number, tag: number): SaRecord | undefined {
+    const r = this.bySlot[worker]?.[slot];
+    if (!r) return undefined;
+    if (r.inSlot === slot ? r.inTag === tag : r.outTag === tag) return r;
+    return undefined;
+  }
+
+  /**
+   * The owner for a new SA: the worker of the SA it replaces (a rekey keeps
+   * its worker), else the worker with the fewest SAs of the same family, then
+   * the fewest SAs in all, then the lowest index. Only workers with two free
+   * slots qualify; undefined when none has.
+   */
+  chooseOwner(family: string, replaces: readonly number[] = []): number | undefined {
+    for (const id of replaces) {
+      const r = this.records.get(id);
+      if (r && this.slots[r.worker]!.available >= 2) return r.worker;
+    }
+    const inFamily = new Array<number>(this.workers).fill(0);
+    const total = new Array<number>(this.workers).fill(0);
+    for (const r of this.records.values()) {
+      total[r.worker]!++;
+      if (r.familyKey === family) inFamily[r.worker]!++;
+    }
+    let best: number | undefined;
+    for (let w = 0; w < this.workers; w++) {
+      if (this.slots[w]!.available < 2) continue;
+      if (best === undefined || inFamily[w]! < inFamily[best]! || (inFamily[w] === inFamily[best] && total[w]! < total[best]!)) best = w;
+    }
+    return best;
+  }
+
+  /** Record an SA whose slots were taken from `slots[worker]`; inbound lookups find it once activate() ran. */
+  add(r: SaRecord): void {
+    if (this.records.has(r.id)) throw new Error(`SA ${r.id} is already installed`);
+    this.records.set(r.id, r);
+    this.bySlot[r.worker]![r.inSlot] = r;
+    this.bySlot[r.worker]![r.outSlot] = r;
+  }
+
+  /** Make the SA reachable by its inbound SPI. */
+  activate(r: SaRecord): void {
+    r.state = 'active';
+    this.bySpi.set(r.spiIn, r);
+  }
+
+  /** Forget the SA and free its slots. */
+  delete(r: SaRecord): void {
+    r.state = 'removed';
+    r.outbound = false;
+    this.records.delete(r.id);
+    if (this.bySpi.get(r.spiIn) === r) this.bySpi.delete(r.spiIn);
+    const slots = this.bySlot[r.worker]!;
+    if (slots[r.inSlot] === r) slots[r.inSlot] = undefined;
+    if (slots[r.outSlot] === r) slots[r.outSlot] = undefined;
+    this.slots[r.worker]!.give(r.inSlot);
+    this.slots[r.worker]!.give(r.outSlot);
+  }
+}

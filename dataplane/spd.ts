@@ -1,0 +1,72 @@
+// The Security Policy Database of the I/O side (RFC 4301 §4.4.1), outbound:
+// inner packet -> traffic selectors -> Child SA -> owner worker.
+//
+// Several Child SAs may cover the same selectors: the clones of one
+// connection's Child SA, one per cloned IKE SA and so one per worker (RFC 7791,
+// DESIGN §5). They form a family; a packet picks a member by the hash of its
+// 5-tuple, so every worker carries traffic while every flow stays on one SA
+// and keeps its order. When the family changes size, flows may move once.
+//
+// Owner: the I/O thread (main thread).
+import { flowHash, flowMatches, newFlowTuple, parseFlow, type Selector } from './packet.js';
+import type { SaRecord } from './sad.js';
+
+interface Family {
+  readonly key: string;
+  readonly localTs: Selector[];
+  readonly remoteTs: Selector[];
+  /** SAs carrying outbound traffic, in installation order. */
+  readonly members: SaRecord[];
+}
+
+/** Why lookup() found no SA. */
+export type SpdMiss = 'malformed' | 'no-policy';
+
+export class Spd {
+  /** In insertion order: the first family whose selectors cover a packet takes it. */
+  private readonly families: Family[] = [];
+  private readonly flow = newFlowTuple();
+
+  /** Families and their member counts (status, tests). */
+  get familySizes(): number[] {
+    return this.families.map((f) => f.members.length);
+  }
+
+  /** Let `sa` carry outbound traffic for its selectors. */
+  add(sa: SaRecord): void {
+    let family = this.families.find((f) => f.key === sa.familyKey);
+    if (!family) {
+      family = { key: sa.familyKey, localTs: sa.localTs, remoteTs: sa.remoteTs, members: [] };
+      this.families.push(family);
+    }
+    if (!family.members.includes(sa)) family.members.push(sa);
+  }
+
+  /** Stop sending with `sa` (deleted, or replaced by a rekeyed successor). */
+  remove(sa: SaRecord): void {
+    const i = this.families.findIndex((f) => f.key === sa.familyKey);
+    if (i < 0) return;
+    const family = this.families[i]!;
+    const j = family.members.indexOf(sa);
+    if (j >= 0) family.members.splice(j, 1);
+    if (family.members.length === 0) this.families.splice(i, 1);
+  }
+
+  /** The SA for an outbound inner packet, or why there is none. Never throws on packet bytes. */
+  lookup(packet: Uint8Array): SaRecord | SpdMiss {
+    const f = this.flow;
+    if (!parseFlow(packet, f)) return 'malformed';
+    for (const family of this.families) {
+      if (!flowMatches(packet, f, family.localTs, family.remoteTs)) continue;
+      const n = family.members.length;
+      return n === 1 ? family.members[0]! : family.members[flowHash(packet, f) % n]!;
+    }
+    return 'no-policy';
+  }
+
+  /** Whether a decapsulated packet is one its SA may carry (RFC 4301 §5.2: inbound selector check). */
+  inboundAllowed(sa: SaRecord, packet: Uint8Array): boolean {
+    const f = this.flow;
+    return parseFlow(packet, f) && flowMatches(packet, f, sa.remoteTs, sa.localTs);
+  }
+}

@@ -1,0 +1,375 @@
+// One data-plane worker: the thread that owns a set of SA slots (DESIGN §4.1).
+//
+// Concurrency, who owns what:
+// - This thread alone instantiates and calls its EspKernel; every sequence
+//   counter and replay window of the SAs installed here lives in that
+//   kernel's (unshared) linear memory and is read and written by no other
+//   thread. The I/O side knows only slot numbers.
+// - It is the single reader of `inRing` and the single writer of `outRing`
+//   and of its `stats` totals.
+// - Control requests (install, delete, counters, generate, stop) arrive on
+//   its MessagePort and run between batches, never inside one, so a slot is
+//   never deleted while a batch uses it. Every cell carries its slot's
+//   installation tag: a cell queued for an SA that was deleted meanwhile is
+//   dropped, not processed with the slot's next SA.
+//
+// Hosting: worker.ts is the task of a piscina pool with exactly one thread
+// (workers.ts). The task does not return until a stop request: piscina hosts
+// this long-lived loop; it never schedules packets, which go through rings.
+//
+// The loop: wait (Atomics.waitAsync, so control messages still run) until
+// cells arrive; take up to MAX_BATCH of them; copy ENCAP cells into the
+// kernel's arena and seal them in one encapBatch call, DECAP cells likewise
+// with decapBatch; copy results into outRing cells; publish; yield to the
+// event loop every few batches.
+import type { MessagePort } from 'node:worker_threads';
+import { performance } from 'node:perf_hooks';
+import { EspKernel, ResultCode, DESC_WORDS, Desc, NEXT_HEADER_IPV4, NEXT_HEADER_IPV6, NEXT_HEADER_NONE } from './kernel.js';
+import type { WasmModule } from './kernel-wasm.js';
+import { CellKind, RingReader, RingWriter, metaKind, metaSlot, metaTag } from './ring.js';
+import { writeUdp4 } from './packet.js';
+import {
+  WORKER_STAT_COUNT, WorkerStat,
+  type CountersReply, type GenerateReply, type GenerateRequest, type InstallRequest, type WorkerEvent, type WorkerReply,
+  type WorkerRequest, type WorkerTask,
+} from './messages.js';
+
+/** Bytes between packets in the arena: headroom + largest cell payload + tailroom, 64-aligned. */
+function arenaStride(maxPayload: number, headroom: number, tailroom: number): number {
+  return (headroom + maxPayload + tailroom + 63) & ~63;
+}
+
+/** Batches processed between two yields to the event loop (control messages run there). */
+const BATCHES_PER_YIELD = 4;
+/** Longest idle wait before re-checking for stop, ms. */
+const IDLE_WAIT_MS = 200;
+
+function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+interface SlotState {
+  saId: number;
+  tag: number;
+  direction: 'in' | 'out';
+  rekeyReported: boolean;
+}
+
+class DataPlaneWorker {
+  private readonly kernel: EspKernel;
+  private readonly port: MessagePort;
+  private readonly input: RingReader;
+  private readonly output: RingWriter;
+  private readonly stats: Float64Array;
+  private readonly slots: Array<SlotState | undefined>;
+  private readonly stride: number;
+  private readonly seqWriters = new Set<number>();
+  private readonly descScratch = new Uint32Array(DESC_WORDS);
+  private readonly sink: 'deliver' | 'discard';
+  private stopping = false;
+  private generators = 0;
+
+  constructor(private readonly task: WorkerTask) {
+    this.kernel = EspKernel.createSync(task.module as WasmModule);
+    this.port = task.port as MessagePort;
+    this.input = new RingReader(task.inRing);
+    this.output = new RingWriter(task.outRing);
+    this.stats = new Float64Array(task.stats, 0, WORKER_STAT_COUNT);
+    this.slots = new Array<SlotState | undefined>(this.kernel.slotCount);
+    this.stride = arenaStride(this.input.maxPayload, this.kernel.headroom, this.kernel.tailroom);
+    if (this.stride * this.kernel.maxBatch > this.kernel.arena.length) throw new Error('ring cells too large for the kernel arena');
+    this.sink = task.sink;
+  }
+
+  async run(): Promise<void> {
+    this.port.on('message', (req: WorkerRequest) => this.handle(req));
+    this.post({ event: 'ready', index: this.task.index });
+    let batches = 0;
+    while (!this.stopping) {
+      const n = this.input.available();
+      if (n === 0) {
+        batches = 0;
+        await this.input.waitForData(IDLE_WAIT_MS);
+        continue;
+      }
+      const count = Math.min(n, this.kernel.maxBatch);
+      this.processCells(count);
+      this.input.release(count);
+      this.output.publish();
+      if (++batches % BATCHES_PER_YIELD === 0) await yieldToEventLoop();
+    }
+    // Let running generators notice the stop, then wipe every slot (DESIGN §4.5).
+    while (this.generators > 0) await yieldToEventLoop();
+    for (let s = 0; s < this.slots.length; s++) if (this.slots[s]) this.kernel.deleteSa(s);
+    this.slots.fill(undefined);
+    this.port.close();
+  }
+
+  private post(msg: WorkerEvent | WorkerReply): void {
+    this.port.postMessage(msg);
+  }
+
+  private handle(req: WorkerRequest): void {
+    if (req.op === 'generate') {
+      // Runs across many turns of the event loop; replies when done.
+      this.generators++;
+      this.generate(req).then(
+        (value) => this.post({ id: req.id, ok: true, value }),
+        (err: Error) => this.post({ id: req.id, ok: false, error: err.message }),
+      ).finally(() => this.generators--);
+      return;
+    }
+    try {
+      const value = this.control(req);
+      this.post(value === undefined ? { id: req.id, ok: true } : { id: req.id, ok: true, value });
+    } catch (err) {
+      this.post({ id: req.id, ok: false, error: (err as Error).message });
+    }
+  }
+
+  private control(req: Exclude<WorkerRequest, GenerateRequest>): CountersReply | undefined {
+    switch (req.op) {
+      case 'install':
+        this.install(req);
+        return undefined;
+      case 'delete':
+        if (this.slots[req.slot]) this.kernel.deleteSa(req.slot);
+        this.slots[req.slot] = undefined;
+        return undefined;
+      case 'counters':
+        return {
+          slots: req.slots.filter((s) => this.slots[s] !== undefined).map((s) => ({ slot: s, saId: this.slots[s]!.saId, counters: this.kernel.counters(s) })),
+          seqWriters: [...this.seqWriters],
+        };
+      case 'stop':
+        this.stopping = true;
+        this.input.wake();
+        return undefined;
+    }
+  }
+
+  private install(req: InstallRequest): void {
+    if (this.slots[req.slot]) throw new Error(`slot ${req.slot} is in use`);
+    const key = new Uint8Array(req.key);
+    // installSa zeroes `key` whatever the outcome (kernel.ts).
+    this.kernel.installSa(req.slot, {
+      algorithm: req.algorithm,
+      keyMaterial: key,
+      spi: req.spi,
+      direction: req.direction,
+      esn: req.esn,
+      icvLength: req.icvLength,
+      ...(req.direction === 'in' ? { replayWindow: req.replayWindow } : {}),
+      ...(req.seqSoftLimit !== undefined ? { seqSoftLimit: req.seqSoftLimit } : {}),
+      ...(req.seqHardLimit !== undefined ? { seqHardLimit: req.seqHardLimit } : {}),
+    });
+    this.slots[req.slot] = { saId: req.saId, tag: req.tag, direction: req.direction, rekeyReported: false };
+  }
+
+  /** Report "rekey needed" once per SA (RFC 4303 §3.3.3 soft limit). */
+  private rekeyNeeded(slot: number): void {
+    const s = this.slots[slot];
+    if (!s || s.rekeyReported) return;
+    s.rekeyReported = true;
+    this.post({ event: 'rekey-needed', slot, tag: s.tag, saId: s.saId });
+  }
+
+  private countFailure(result: number): void {
+    const st = this.stats;
+    switch (result) {
+      case ResultCode.REPLAY: st[WorkerStat.DROP_REPLAY]!++; break;
+      case ResultCode.AUTH_FAILED: st[WorkerStat.DROP_AUTH]!++; break;
+      case ResultCode.SEQ_EXHAUSTED: st[WorkerStat.DROP_SEQ_EXHAUSTED]!++; break;
+      case ResultCode.NO_SLOT: case ResultCode.WRONG_DIRECTION: case ResultCode.SPI_MISMATCH: st[WorkerStat.DROP_NO_SA]!++; break;
+      default: st[WorkerStat.DROP_MALFORMED]!++;
+    }
+  }
+
+  /** Process cells 0..count-1 of the input ring: one encap batch and one decap batch. */
+  private processCells(count: number): void {
+    const t0 = performance.now();
+    this.runKind(count, CellKind.ENCAP);
+    this.runKind(count, CellKind.DECAP);
+    this.stats[WorkerStat.BUSY_MS]! += performance.now() - t0;
+  }
+
+  private runKind(count: number, kind: CellKind): void {
+    const input = this.input;
+    const kernel = this.kernel;
+    const arena = kernel.arena;
+    const desc = kernel.descriptors;
+    const encap = kind === CellKind.ENCAP;
+    const headroom = encap ? kernel.headroom : 0;
+    let n = 0;
+    for (let i = 0; i < count; i++) {
+      const meta = input.meta(i);
+      if (metaKind(meta) !== kind) continue;
+      const slot = metaSlot(meta);
+      const s = this.slots[slot];
+      if (s === undefined || s.tag !== metaTag(meta)) {
+        this.stats[WorkerStat.DROP_NO_SA]!++;
+        continue;
+      }
+      const length = input.length(i);
+      const at = n * this.stride + headroom;
+      const from = input.payloadOffset(i);
+      arena.set(input.bytes.subarray(from, from + length), at);
+      const d = n * DESC_WORDS;
+      desc[d + Desc.OFFSET] = at;
+      desc[d + Desc.LENGTH] = length;
+      desc[d + Desc.SLOT] = slot;
+      // Tunnel mode (RFC 4303 §2.6): Next Header says what the inner packet is.
+      desc[d + Desc.NEXT_HEADER] = encap ? ((input.bytes[from]! >> 4) === 6 ? NEXT_HEADER_IPV6 : NEXT_HEADER_IPV4) : 0;
+      this.seqWriters.add(s.saId);
+      n++;
+    }
+    if (n === 0) return;
+    if (encap) kernel.encapBatch(n);
+    else kernel.decapBatch(n);
+    this.stats[WorkerStat.BATCHES]!++;
+    this.collect(n, kind);
+  }
+
+  /**
+   * Count the results of descriptors 0..n-1 and move the packets to the output
+   * ring (unless `discard`, or a decapsulated packet with a 'discard' sink).
+   * Returns how many packets succeeded and were not lost to a full ring.
+   */
+  private collect(n: number, kind: CellKind, discard = false): number {
+    const kernel = this.kernel;
+    const desc = kernel.descriptors;
+    const arena = kernel.arena;
+    const st = this.stats;
+    const encap = kind === CellKind.ENCAP;
+    const keep = !discard && (encap || this.sink === 'deliver');
+    let produced = 0;
+    for (let k = 0; k < n; k++) {
+      const d = k * DESC_WORDS;
+      const result = desc[d + Desc.RESULT]!;
+      const slot = desc[d + Desc.SLOT]!;
+      if (result !== ResultCode.OK && result !== ResultCode.OK_REKEY_NEEDED) {
+        this.countFailure(result);
+        continue;
+      }
+      if (result === ResultCode.OK_REKEY_NEEDED) this.rekeyNeeded(slot);
+      const outOffset = desc[d + Desc.OUT_OFFSET]!;
+      const outLength = desc[d + Desc.OUT_LENGTH]!;
+      if (encap) {
+        st[WorkerStat.ENCAP_PACKETS]!++;
+        st[WorkerStat.ENCAP_BYTES]! += desc[d + Desc.LENGTH]!;
+        st[WorkerStat.ESP_BYTES_OUT]! += outLength;
+      } else {
+        const nextHeader = desc[d + Desc.NEXT_HEADER]!;
+        if (nextHeader === NEXT_HEADER_NONE) {
+          st[WorkerStat.DUMMY]!++;
+          continue;
+        }
+        st[WorkerStat.DECAP_PACKETS]!++;
+        st[WorkerStat.DECAP_BYTES]! += outLength;
+      }
+      if (!keep) {
+        produced++;
+        continue;
+      }
+      const tag = this.slots[slot]!.tag;
+      const at = this.output.stage(outLength, slot, encap ? CellKind.ESP : CellKind.INNER, tag);
+      if (at < 0) {
+        st[WorkerStat.DROP_QUEUE_FULL]!++;
+        continue;
+      }
+      this.output.bytes.set(arena.subarray(outOffset, outOffset + outLength), at);
+      produced++;
+    }
+    return produced;
+  }
+
+  /**
+   * Benchmark model of one SA shared by several workers: each packet takes its
+   * sequence number from the shared counter with Atomics.add, then is sealed
+   * alone (the counter must be set in the kernel before each packet).
+   * Descriptors 0..n-1 are filled; results land in the same places.
+   */
+  private sealShared(n: number, slot: number, shared: BigInt64Array): void {
+    const kernel = this.kernel;
+    const desc = kernel.descriptors;
+    const first = this.descScratch;
+    for (let k = 0; k < n; k++) {
+      const d = k * DESC_WORDS;
+      if (k > 0) {
+        for (let w = 0; w < DESC_WORDS; w++) first[w] = desc[w]!;
+        for (let w = 0; w < DESC_WORDS; w++) desc[w] = desc[d + w]!;
+      }
+      kernel.setNextSeqOut(slot, BigInt.asUintN(64, Atomics.add(shared, 0, 1n)));
+      kernel.encapBatch(1);
+      if (k > 0) {
+        for (let w = 0; w < DESC_WORDS; w++) desc[d + w] = desc[w]!;
+        for (let w = 0; w < DESC_WORDS; w++) desc[w] = first[w]!;
+      }
+    }
+  }
+
+  /**
+   * The traffic generator: IPv4/UDP packets of `size` bytes over `flows`
+   * source ports, sealed with the outbound SA in `slot`, `batch` per kernel
+   * call. With output 'ring' the I/O side sends them (the generator waits for
+   * ring space: it is a source, not a drop point); with 'discard' they are
+   * counted only.
+   */
+  private async generate(req: GenerateRequest): Promise<GenerateReply> {
+    const kernel = this.kernel;
+    const s = this.slots[req.slot];
+    if (!s || s.tag !== req.tag || s.direction !== 'out') throw new Error(`generate: slot ${req.slot} holds no such outbound SA`);
+    const maxSize = this.input.maxPayload - kernel.headroom - kernel.tailroom;
+    if (!Number.isInteger(req.size) || req.size < 28 || req.size > maxSize) throw new RangeError(`generate: size must be 28..${maxSize}`);
+    if (!Number.isInteger(req.batch) || req.batch < 1 || req.batch > kernel.maxBatch) throw new RangeError(`generate: batch must be 1..${kernel.maxBatch}`);
+    const flows = Math.max(1, Math.min(65535, Math.floor(req.flows)));
+    const shared = req.sharedSeq ? new BigInt64Array(req.sharedSeq) : undefined;
+    const t0 = performance.now();
+    let sent = 0;
+    let dropped = 0;
+    let id = 0;
+    let turns = 0;
+    while (sent + dropped < req.packets && !this.stopping) {
+      const cur = this.slots[req.slot];
+      if (!cur || cur.tag !== req.tag) break; // deleted meanwhile
+      const want = Math.min(req.batch, req.packets - sent - dropped);
+      if (req.output === 'ring' && this.output.free() < want) {
+        this.output.publish();
+        await this.output.waitForSpace(50);
+        continue;
+      }
+      const tb = performance.now();
+      const arena = kernel.arena;
+      const desc = kernel.descriptors;
+      for (let k = 0; k < want; k++) {
+        const at = k * this.stride + kernel.headroom;
+        const flow = (id % flows);
+        writeUdp4(arena, at, req.size, req.src, req.dst, 10000 + flow, 9, id & 0xffff);
+        id++;
+        const d = k * DESC_WORDS;
+        desc[d + Desc.OFFSET] = at;
+        desc[d + Desc.LENGTH] = req.size;
+        desc[d + Desc.SLOT] = req.slot;
+        desc[d + Desc.NEXT_HEADER] = NEXT_HEADER_IPV4;
+      }
+      if (shared) this.sealShared(want, req.slot, shared);
+      else kernel.encapBatch(want);
+      this.seqWriters.add(s.saId);
+      this.stats[WorkerStat.BATCHES]!++;
+      const produced = this.collect(want, CellKind.ENCAP, req.output === 'discard');
+      if (req.output === 'ring') this.output.publish();
+      sent += produced;
+      dropped += want - produced;
+      this.stats[WorkerStat.BUSY_MS]! += performance.now() - tb;
+      if (++turns % BATCHES_PER_YIELD === 0) await yieldToEventLoop();
+    }
+    return { sent, dropped, ms: performance.now() - t0 };
+  }
+}
+
+/** The piscina task: host one worker until it is told to stop. */
+export default async function hostDataPlaneWorker(task: WorkerTask): Promise<{ index: number }> {
+  const worker = new DataPlaneWorker(task);
+  await worker.run();
+  return { index: task.index };
+}

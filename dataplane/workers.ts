@@ -1,0 +1,195 @@
+// The data-plane worker threads, as the I/O side (main thread) sees them: one
+// piscina pool per worker, each with exactly one thread, hosting worker.ts's
+// long-lived loop.
+//
+// Why one pool per worker: piscina schedules tasks on whichever thread is
+// free, but a Child SA must stay on its owner thread for its whole life (its
+// sequence counter and replay window exist only there, DESIGN §4.1). With
+// minThreads = maxThreads = 1 a pool *is* one thread, and we run a single task
+// on it that does not return until stop(): piscina provides the thread, its
+// start-up, resource limits and teardown; it never chooses where a packet or
+// an SA goes. Packets cross through the two rings of each worker; control
+// requests go over a MessagePort transferred with the task.
+//
+// Who owns what: this module (on the I/O thread) is the only writer of each
+// worker's in ring and the only reader of its out ring.
+import { MessageChannel, type MessagePort } from 'node:worker_threads';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { Piscina } from 'piscina';
+import { compileEspModule } from './kernel.js';
+import { createRing, RingReader, RingWriter, DEFAULT_CELL_SIZE, DEFAULT_RING_CAPACITY } from './ring.js';
+import {
+  WORKER_STAT_COUNT,
+  type CountersReply, type GenerateReply, type WorkerEvent, type WorkerReply, type WorkerRequest, type WorkerTask,
+} from './messages.js';
+
+/** Most workers one data plane runs (the slot numbering and config allow more; threads cost memory). */
+export const MAX_WORKERS = 256;
+/** Bound on a control request's answer, ms. */
+const REQUEST_TIMEOUT_MS = 10_000;
+
+type Request = WorkerRequest extends infer R ? (R extends { id: number } ? Omit<R, 'id'> : never) : never;
+
+/**
+ * The compiled worker script. From dist/ it is the sibling worker.js; from the
+ * TypeScript sources (tests) it is dist/dataplane/worker.js, which must be at
+ * least as new as every dataplane/*.ts source: a worker thread cannot load
+ * TypeScript, and a stale build would test old code.
+ */
+export function workerScriptPath(): string {
+  const here = dirname(fileURLToPath(import.meta.url));
+  const sibling = join(here, 'worker.js');
+  if (existsSync(sibling)) return sibling;
+  let root = here;
+  while (!existsSync(join(root, 'package.json'))) {
+    const up = dirname(root);
+    if (up === root) throw new Error('data plane: no package.json above ' + here);
+    root = up;
+  }
+  const built = join(root, 'dist', 'dataplane', 'worker.js');
+  if (!existsSync(built)) throw new Error(`data plane: ${built} is missing: run npm run build`);
+  for (const name of readdirSync(here)) {
+    if (!name.endsWith('.ts') || name.endsWith('.d.ts')) continue;
+    const js = join(root, 'dist', 'dataplane', name.replace(/\.ts$/, '.js'));
+    if (!existsSync(js) || statSync(js).mtimeMs < statSync(join(here, name)).mtimeMs) {
+      throw new Error(`data plane: ${js} is older than dataplane/${name}: run npm run build`);
+    }
+  }
+  return built;
+}
+
+/** One worker thread and the I/O side's ends of its rings. */
+export class WorkerHandle {
+  /** I/O side writes ENCAP and DECAP cells here. */
+  readonly input: RingWriter;
+  /** I/O side reads ESP and INNER cells here. */
+  readonly output: RingReader;
+  /** The worker's totals (WorkerStat indexes), written by the worker only. */
+  readonly stats: Float64Array;
+  private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
+  private nextId = 1;
+  private exited = false;
+
+  constructor(
+    readonly index: number,
+    private readonly pool: Piscina,
+    private readonly port: MessagePort,
+    readonly task: Promise<unknown>,
+    rings: Pick<WorkerTask, 'inRing' | 'outRing' | 'stats'>,
+    onEvent: (w: WorkerHandle, e: WorkerEvent) => void,
+  ) {
+    this.input = new RingWriter(rings.inRing);
+    this.output = new RingReader(rings.outRing);
+    this.stats = new Float64Array(rings.stats, 0, WORKER_STAT_COUNT);
+    port.on('message', (m: WorkerReply | WorkerEvent) => {
+      if ('event' in m) return onEvent(this, m);
+      const p = this.pending.get(m.id);
+      if (!p) return;
+      this.pending.delete(m.id);
+      clearTimeout(p.timer);
+      if (m.ok) p.resolve(m.value);
+      else p.reject(new Error(`worker ${this.index}: ${m.error}`));
+    });
+    task.then(
+      () => this.fail('worker stopped'),
+      (err: Error) => this.fail(`worker ${this.index} failed: ${err.message}`),
+    );
+  }
+
+  private fail(reason: string): void {
+    this.exited = true;
+    for (const p of this.pending.values()) {
+      clearTimeout(p.timer);
+      p.reject(new Error(reason));
+    }
+    this.pending.clear();
+  }
+
+  /** Send a control request; resolves with the worker's answer. `transfer` moves buffers (keys). */
+  request<T = void>(req: Request, transfer: ArrayBuffer[] = []): Promise<T> {
+    if (this.exited) return Promise.reject(new Error(`worker ${this.index} is not running`));
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new Error(`worker ${this.index}: no answer to ${req.op} within ${REQUEST_TIMEOUT_MS} ms`));
+      }, REQUEST_TIMEOUT_MS);
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, timer });
+      this.port.postMessage({ ...req, id }, transfer);
+    });
+  }
+
+  counters(slots: number[]): Promise<CountersReply> {
+    return this.request<CountersReply>({ op: 'counters', slots });
+  }
+
+  generate(req: Omit<Extract<Request, { op: 'generate' }>, 'op'>): Promise<GenerateReply> {
+    return this.request<GenerateReply>({ op: 'generate', ...req });
+  }
+
+  /** Ask the loop to stop (it wipes every slot), wait for the task to end, tear the thread down. */
+  async stop(): Promise<void> {
+    if (!this.exited) await this.request({ op: 'stop' }).catch(() => {});
+    await Promise.race([this.task.catch(() => {}), new Promise((r) => setTimeout(r, 2000).unref())]);
+    this.port.close();
+    await this.pool.destroy();
+  }
+}
+
+export interface StartWorkersOptions {
+  count: number;
+  sink: 'deliver' | 'discard';
+  ringCapacity?: number;
+  cellSize?: number;
+  onEvent: (w: WorkerHandle, e: WorkerEvent) => void;
+}
+
+/** Start `count` workers and wait until each has instantiated its kernel. */
+export async function startWorkers(opts: StartWorkersOptions): Promise<WorkerHandle[]> {
+  if (!Number.isInteger(opts.count) || opts.count < 1 || opts.count > MAX_WORKERS) {
+    throw new RangeError(`data plane: workers must be an integer from 1 to ${MAX_WORKERS}`);
+  }
+  const filename = pathToFileURL(workerScriptPath()).href;
+  const module = await compileEspModule();
+  const handles: WorkerHandle[] = [];
+  const ready: Array<Promise<void>> = [];
+  try {
+    for (let index = 0; index < opts.count; index++) {
+      const pool = new Piscina({
+        filename,
+        name: 'default',
+        minThreads: 1,
+        maxThreads: 1,
+        concurrentTasksPerWorker: 1,
+        idleTimeout: 0x7fffffff,
+        // The task never returns while the worker runs: piscina must not block the
+        // thread between tasks (Atomics.wait), the loop waits with Atomics.waitAsync.
+        atomics: 'disabled',
+      });
+      const channel = new MessageChannel();
+      const rings = {
+        inRing: createRing(opts.ringCapacity ?? DEFAULT_RING_CAPACITY, opts.cellSize ?? DEFAULT_CELL_SIZE),
+        outRing: createRing(opts.ringCapacity ?? DEFAULT_RING_CAPACITY, opts.cellSize ?? DEFAULT_CELL_SIZE),
+        stats: new SharedArrayBuffer(WORKER_STAT_COUNT * 8),
+      };
+      const task: WorkerTask = { index, module, ...rings, port: channel.port2, sink: opts.sink };
+      let isReady!: () => void;
+      ready.push(new Promise<void>((r) => (isReady = r)));
+      const run = pool.run(task, { transferList: [channel.port2] });
+      const handle = new WorkerHandle(index, pool, channel.port1, run, rings, (w, e) => {
+        if (e.event === 'ready') isReady();
+        else opts.onEvent(w, e);
+      });
+      handles.push(handle);
+      // A worker that fails before it is ready fails the start.
+      ready[index] = Promise.race([ready[index]!, run.then(() => { throw new Error(`worker ${index} ended at start`); })]);
+    }
+    await Promise.all(ready);
+    return handles;
+  } catch (err) {
+    await Promise.all(handles.map((h) => h.stop().catch(() => {})));
+    throw err;
+  }
+}

@@ -116,6 +116,8 @@ export class RekeyCollisions {
   /** Child SAs the peer is expected to close; ours to close if it does not. */
   private readonly childGrace = new Map<ChildSa, TimerHandle>();
 
+  /** The IKE SA that replaced a rekeyed one after a collision, for our own rekey request that can no longer complete. */
+  private readonly survivors = new WeakMap<IkeSa, IkeSa>();
   /** Grace timers of IKE SAs the peer is expected to delete (also in sa.timers, cancelled when it dies). */
   private readonly ikeGrace = new WeakMap<IkeSa, TimerHandle>();
   /** IKE SAs that inherited from a rekey: a grace timer never deletes those. */
@@ -321,8 +323,18 @@ export class RekeyCollisions {
     this.ikeCollisions.delete(old);
     if (!c || c.created.state === 'dead') return;
     this.engine.log.info({ ike: old.id, survivor: c.created.id }, 'the peer deletes the IKE SA we both rekeyed: its successor inherits the Child SAs');
+    this.survivors.set(old, c.created);
     this.engine.adoptSuccessor(old, c.created, false);
     this.engine.emit('rekey-collision', 'ike', c.created);
+  }
+
+  /**
+   * Our rekey of `old` was cut short (the peer deleted `old`). When the peer's
+   * own rekey of it took over (beforePeerDeletesIke), that SA is the answer.
+   */
+  ikeRekeyAborted(old: IkeSa): IkeSa | undefined {
+    const s = this.survivors.get(old);
+    return s && s.state !== 'dead' ? s : undefined;
   }
 
   /**

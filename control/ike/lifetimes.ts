@@ -102,6 +102,19 @@ export class LifetimeManager {
     return Math.floor((u / 0x1_0000_0000) * (max + 1));
   }
 
+  /**
+   * A retry delay after TEMPORARY_FAILURE: uniformly random in [d, 2d] with
+   * d = rekeyRetryDelay, shrunk to fit before the hard limit (to half the time
+   * left, still random, so two ends that keep colliding drift apart).
+   */
+  private retryDelay(hardAt: number | undefined, now: number): number {
+    let max = 2 * this.opts.rekeyRetryDelay;
+    if (hardAt !== undefined) max = Math.min(max, Math.floor((hardAt - now) / 2));
+    max = Math.max(1, max);
+    const min = Math.max(1, Math.min(this.opts.rekeyRetryDelay, Math.floor(max / 2)));
+    return min + this.jitter(Math.max(0, max - min));
+  }
+
   // --------------------------------------------------------------- IKE SAs
 
   private armIke(sa: IkeSa, authAt: number): void {
@@ -136,7 +149,8 @@ export class LifetimeManager {
       add(at - now, () => this.ikeReauth(sa));
     }
     if (firstSoft.length > 0) {
-      life.hardAt = Math.min(...firstSoft) + (p.overTime ?? 0);
+      // strongSwan's default: over_time is 10% of the longer of rekey_time and reauth_time.
+      life.hardAt = Math.min(...firstSoft) + (p.overTime ?? Math.round(Math.max(rekeyTime, reauthTime) / 10));
       add(life.hardAt - now, () => this.ikeHard(sa));
     }
   }
@@ -155,6 +169,11 @@ export class LifetimeManager {
     if (sa.state !== 'established') return;
     this.engine.log.info({ ike: sa.id, conn: sa.name }, 'IKE SA soft lifetime reached: rekeying');
     this.engine.emit('ike-expired', sa, 'rekey');
+    this.rekeyIke(sa);
+  }
+
+  private rekeyIke(sa: IkeSa): void {
+    if (sa.state !== 'established') return;
     this.engine.rekeyIkeSa(sa).catch((err: Error & { notify?: number }) => {
       if (err.notify === NotifyType.TEMPORARY_FAILURE) this.retryIke(sa);
       else this.engine.log.warn({ ike: sa.id, reason: err.message }, 'IKE SA rekey failed');
@@ -165,14 +184,13 @@ export class LifetimeManager {
     if (sa.state !== 'established') return;
     const life = this.ikes.get(sa);
     const now = this.engine.clock.now();
-    let delay = this.opts.rekeyRetryDelay + this.jitter(this.opts.rekeyRetryDelay);
-    if (life?.hardAt !== undefined) delay = Math.min(delay, Math.max(1, Math.floor((life.hardAt - now) / 2)));
+    const delay = this.retryDelay(life?.hardAt, now);
     this.engine.log.info({ ike: sa.id, delay }, 'IKE SA rekey refused for now (TEMPORARY_FAILURE): retrying later (RFC 7296 §2.25)');
     const t = this.engine.clock.schedule(delay, () => {
       sa.timers.delete(t);
       const i = life ? life.timers.indexOf(t) : -1;
       if (i >= 0) life!.timers.splice(i, 1);
-      this.ikeSoftRekey(sa);
+      this.rekeyIke(sa);
     });
     sa.timers.add(t);
     life?.timers.push(t);
@@ -218,7 +236,8 @@ export class LifetimeManager {
     this.children.set(child, entry);
     if (!p) return;
     const rekeyTime = p.rekeyTime ?? 0;
-    const lifeTime = p.lifeTime ?? 0;
+    // As in the configuration: life_time defaults to rekey_time + 10%; 0 = no hard limit.
+    const lifeTime = p.lifeTime ?? rekeyTime + Math.round(rekeyTime / 10);
     const clock = this.engine.clock;
     if (rekeyTime > 0) {
       const delay = Math.max(1, rekeyTime - this.jitter(p.randTime ?? 0));
@@ -277,8 +296,7 @@ export class LifetimeManager {
     const entry = this.children.get(child);
     if (!entry || child.state !== 'installed') return;
     const now = this.engine.clock.now();
-    let delay = this.opts.rekeyRetryDelay + this.jitter(this.opts.rekeyRetryDelay);
-    if (entry.hardAt !== undefined) delay = Math.min(delay, Math.max(1, Math.floor((entry.hardAt - now) / 2)));
+    const delay = this.retryDelay(entry.hardAt, now);
     this.engine.log.info({ child: child.id, delay }, 'Child SA rekey refused for now (TEMPORARY_FAILURE): retrying later (RFC 7296 §2.25)');
     entry.soft?.cancel();
     entry.soft = this.engine.clock.schedule(delay, () => {

@@ -27,9 +27,10 @@ export interface ChildPolicy {
   startAction: 'none' | 'start';
   /**
    * Lifetimes (RFC 7296 §2.8; control/ike/lifetimes.ts). Each end enforces
-   * its own. Times in ms, volumes in bytes/packets; 0 or absent = no limit.
-   * Soft limits rekey (the time one less up to `randTime` of jitter, §2.8.1),
-   * hard limits delete.
+   * its own. Times in ms, volumes in bytes/packets; 0 or absent = no limit,
+   * except lifeTime, which defaults to rekeyTime + 10% (0 = none). Soft
+   * limits rekey (the time one less up to `randTime` of jitter, §2.8.1;
+   * absent = no jitter), hard limits delete.
    */
   rekeyTime?: number;
   lifeTime?: number;
@@ -77,7 +78,7 @@ export interface ConnectionPolicy {
    * IKE SA lifetimes (RFC 7296 §2.8, §2.8.3; control/ike/lifetimes.ts), ms;
    * 0 or absent = never. Rekey at rekeyTime less up to randTime of jitter,
    * reauthenticate at reauthTime (likewise), delete overTime after the first
-   * of the two if neither has happened.
+   * of the two if neither has happened (absent: 10% of the longer of the two).
    */
   rekeyTime?: number;
   reauthTime?: number;

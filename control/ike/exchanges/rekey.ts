@@ -173,9 +173,12 @@ export class IkeRekeyInitiator implements InitiatorExchange {
     }
   }
 
-  abort(_sa: IkeSa, reason: string): void {
+  abort(sa: IkeSa, reason: string): void {
     this.release();
-    this.cb.reject(new Error(reason));
+    // §2.8.2: the peer deleted the old SA after its own rekey of it, which we answered: that one took over.
+    const survivor = this.cb.clone ? undefined : this.engine.collisions.ikeRekeyAborted(sa);
+    if (survivor) this.cb.resolve(survivor);
+    else this.cb.reject(new Error(reason));
   }
 
   private release(freeSpi = true): void {

@@ -14,7 +14,8 @@ import type { ChildPolicy } from './policy.js';
 import type { NegotiatedSuite } from './proposals.js';
 import { acceptChosenProposal, buildProposals, chosenProposal, selectProposal, withPreferredKeGroup } from './proposals.js';
 import { hostSelector, narrowSelectors, selectorFromConfig, selectorsWithin } from './traffic-selectors.js';
-import { spiBytes, spiNumber } from './payload-builders.js';
+import { spiBytes, spiNumber, u16Bytes } from './payload-builders.js';
+import { createKeyExchange, keyExchangeLength } from '../crypto/keyexchange.js';
 import { TsType } from '../wire/constants.js';
 
 /** What we offered in a Child SA request, kept until the response arrives. */
@@ -134,6 +135,26 @@ export function acceptChild(engine: IkeEngine, sa: IkeSa, offer: ChildOffer, pay
   return makeChild(engine, sa, offer.child.name, suite, offer.spiIn, spiOut, inputs, true, tsi.selectors, tsr.selectors);
 }
 
+export type ResponderKeyExchange = (suite: NegotiatedSuite) => { sharedSecret: Uint8Array; payload: Payload } | { notify: number; data?: Uint8Array };
+
+/**
+ * The responder's half of a PFS key exchange in CREATE_CHILD_SA (RFC 7296
+ * §1.3): the request's KE payload must carry the chosen proposal's group
+ * (else INVALID_KE_PAYLOAD naming it); g^ir and our KE payload come back.
+ */
+export function responderKeyExchange(engine: IkeEngine, request: Payload[]): ResponderKeyExchange {
+  const ke = request.find((p) => p.type === PayloadType.KE);
+  return (suite) => {
+    if (!ke || ke.type !== PayloadType.KE || ke.group !== suite.ke) return { notify: NotifyType.INVALID_KE_PAYLOAD, data: u16Bytes(suite.ke!) };
+    if (ke.data.length !== keyExchangeLength(ke.group)) return { notify: NotifyType.INVALID_SYNTAX };
+    const kx = createKeyExchange(ke.group, { random: engine.random });
+    const shared = kx.computeSharedSecret(ke.data);
+    const payload: Payload = { type: PayloadType.KE, group: kx.group, data: kx.publicKey };
+    kx.destroy();
+    return shared.ok ? { sharedSecret: shared.value, payload } : { notify: NotifyType.INVALID_SYNTAX };
+  };
+}
+
 export type ChildResponse =
   | { ok: true; payloads: Payload[]; child: ChildSa }
   | { ok: false; notify: number; data?: Uint8Array };
@@ -149,7 +170,7 @@ export function respondChild(
   sa: IkeSa,
   payloads: Payload[],
   nonces: { nonceI: Uint8Array; nonceR: Uint8Array },
-  keyExchange?: (suite: NegotiatedSuite) => { sharedSecret: Uint8Array; payload: Payload } | { notify: number; data?: Uint8Array },
+  keyExchange?: ResponderKeyExchange,
   opts: { only?: string; replacing?: ChildSa } = {},
 ): ChildResponse {
   const saPayload = findPayload(payloads, PayloadType.SA);

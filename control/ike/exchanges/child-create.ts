@@ -11,7 +11,7 @@
 import { findPayload, findNotifies } from '../../wire/payloads.js';
 import { ExchangeType, NotifyType, PayloadType, ProtocolId, TransformType, notifyName } from '../../wire/constants.js';
 import type { Payload } from '../../wire/payloads.js';
-import { createKeyExchange, keyExchangeLength } from '../../crypto/keyexchange.js';
+import { createKeyExchange } from '../../crypto/keyexchange.js';
 import type { KeyExchange } from '../../crypto/keyexchange.js';
 import { isValidNonceLength } from '../../crypto/keys.js';
 import type { ChildSa } from '../child-sa.js';
@@ -19,9 +19,9 @@ import type { IkeEngine } from '../engine.js';
 import type { InitiatorExchange, ResponderResult } from '../exchange.js';
 import type { IkeSa } from '../ike-sa.js';
 import type { ChildPolicy } from '../policy.js';
-import { acceptChild, childPfsGroup, dropOffer, offerChild, offerPayloads, respondChild } from '../child-negotiation.js';
+import { acceptChild, childPfsGroup, dropOffer, offerChild, offerPayloads, respondChild, responderKeyExchange } from '../child-negotiation.js';
 import type { ChildOffer } from '../child-negotiation.js';
-import { errorNotify, hasNotify, notify, u16, u16Bytes } from '../payload-builders.js';
+import { errorNotify, hasNotify, notify, u16 } from '../payload-builders.js';
 
 const NONCE_LENGTH = 32;
 
@@ -145,18 +145,7 @@ export function respondCreateChildSa(engine: IkeEngine, sa: IkeSa, payloads: Pay
 
 function respondNewChild(engine: IkeEngine, sa: IkeSa, payloads: Payload[], nonceI: Uint8Array): ResponderResult {
   const nonceR = engine.random(NONCE_LENGTH);
-  const kePayload = findPayload(payloads, PayloadType.KE);
-  const result = respondChild(engine, sa, payloads, { nonceI: new Uint8Array(nonceI), nonceR }, (suite) => {
-    // RFC 7296 §1.3: the KE payload's group must be the chosen proposal's.
-    if (!kePayload || kePayload.group !== suite.ke) return { notify: NotifyType.INVALID_KE_PAYLOAD, data: u16Bytes(suite.ke!) };
-    if (kePayload.data.length !== keyExchangeLength(kePayload.group)) return { notify: NotifyType.INVALID_SYNTAX };
-    const kx = createKeyExchange(kePayload.group, { random: engine.random });
-    const shared = kx.computeSharedSecret(kePayload.data);
-    const payload: Payload = { type: PayloadType.KE, group: kx.group, data: kx.publicKey };
-    kx.destroy();
-    if (!shared.ok) return { notify: NotifyType.INVALID_SYNTAX };
-    return { sharedSecret: shared.value, payload };
-  });
+  const result = respondChild(engine, sa, payloads, { nonceI: new Uint8Array(nonceI), nonceR }, responderKeyExchange(engine, payloads));
   if (!result.ok) return { payloads: [notify(result.notify, result.data)] };
   const [saOut, ...rest] = result.payloads;
   return { payloads: [saOut!, { type: PayloadType.NONCE, data: nonceR }, ...rest], after: () => engine.addChild(result.child) };

@@ -25,7 +25,7 @@ import { IkeSa } from '../ike-sa.js';
 import { installIkeKeys } from '../ike-keys.js';
 import type { NegotiatedSuite } from '../proposals.js';
 import { acceptChosenProposal, buildProposals, chosenProposal, selectProposal, withPreferredKeGroup } from '../proposals.js';
-import { acceptChild, childPfsGroup, dropOffer, offerChild, offerPayloads, respondChild } from '../child-negotiation.js';
+import { acceptChild, childPfsGroup, dropOffer, offerChild, offerPayloads, respondChild, responderKeyExchange } from '../child-negotiation.js';
 import type { ChildOffer } from '../child-negotiation.js';
 import { errorNotify, espNotify, hasNotify, notify, spiNumber, u16, u16Bytes } from '../payload-builders.js';
 
@@ -330,23 +330,7 @@ function respondChildRekey(engine: IkeEngine, sa: IkeSa, payloads: Payload[]): R
   if (old.state === 'deleting' || old.state === 'rekeyed') return { payloads: [notify(NotifyType.TEMPORARY_FAILURE)] };
   const nonceI = copy(findPayload(payloads, PayloadType.NONCE)!.data);
   const nonceR = engine.random(NONCE_LENGTH);
-  const kePayload = findPayload(payloads, PayloadType.KE);
-  const result = respondChild(
-    engine,
-    sa,
-    payloads,
-    { nonceI, nonceR },
-    (suite) => {
-      if (!kePayload || kePayload.group !== suite.ke) return { notify: NotifyType.INVALID_KE_PAYLOAD, data: u16Bytes(suite.ke!) };
-      if (kePayload.data.length !== keyExchangeLength(kePayload.group)) return { notify: NotifyType.INVALID_SYNTAX };
-      const kx = createKeyExchange(kePayload.group, { random: engine.random });
-      const shared = kx.computeSharedSecret(kePayload.data);
-      const payload: Payload = { type: PayloadType.KE, group: kx.group, data: kx.publicKey };
-      kx.destroy();
-      return shared.ok ? { sharedSecret: shared.value, payload } : { notify: NotifyType.INVALID_SYNTAX };
-    },
-    { only: old.name, replacing: old },
-  );
+  const result = respondChild(engine, sa, payloads, { nonceI, nonceR }, responderKeyExchange(engine, payloads), { only: old.name, replacing: old });
   if (!result.ok) return { payloads: [notify(result.notify, result.data)] };
   const [saOut, ...rest] = result.payloads;
   return {

@@ -22,6 +22,7 @@ import { spiHex } from './child-sa.js';
 import type { TimerHandle } from './clock.js';
 import type { IkeEngine } from './engine.js';
 import type { IkeSa } from './ike-sa.js';
+import { DeleteSpisInitiator } from './exchanges/informational.js';
 
 /** Cumulative counters of one Child SA, as the data plane reports them. */
 export interface ChildUsage {
@@ -315,11 +316,15 @@ export class LifetimeManager {
       entry.soft = entry.hard = undefined;
       entry.softDone = true;
     }
-    if (child.state === 'deleted' || child.state === 'deleting') return;
-    this.engine.log.warn({ ike: child.ike.id, child: child.id, spiIn: spiHex(child.spiIn), cause }, 'Child SA hard limit reached: deleting');
+    if (child.state === 'deleted') return;
+    const ike = child.ike;
+    this.engine.log.warn({ ike: ike.id, child: child.id, spiIn: spiHex(child.spiIn), cause }, 'Child SA hard limit reached: deleting');
     this.engine.emit('child-expired', child, 'hard', cause);
-    if (child.ike.state === 'established' || child.ike.state === 'deleting') void this.engine.closeChildSa(child);
-    else this.engine.removeChild(child, `hard ${cause} limit reached`);
+    // "When the lifetime of a Security Association expires, the Security Association MUST NOT
+    // be used" (§2.8): it goes at once (the data plane hears child-down), then the peer is told.
+    const wasDeleting = child.state === 'deleting';
+    this.engine.removeChild(child, `hard ${cause} limit reached`);
+    if (!wasDeleting && (ike.state === 'established' || ike.state === 'deleting')) this.engine.queueExchange(ike, new DeleteSpisInitiator([child.spiIn]));
   }
 
   /** See IkeEngine.reportChildUsage. */

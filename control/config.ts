@@ -87,6 +87,10 @@
  *     pools: [10.9.0.0/24]     # responder: hand out virtual IPs from these (CIDR or a-b ranges)
  *     start_action: none       # none | start (initiate when the gateway starts)
  *     dpd_delay: 0s            # liveness check interval (RFC 7296 §2.4); 0 = off
+ *     dpd_action: clear        # when the peer is found dead: clear (delete its SAs) | restart
+ *                              # (delete them and initiate the connection again)
+ *     keepalive: 20s           # NAT keepalive interval while a NAT is in front of us (RFC 3948 §4);
+ *                              # sent only when nothing else went out in that time; 0 = off
  *     rekey_time: 4h           # IKE SA rekeying interval; 0 = never
  *     reauth_time: 0s          # reauthentication interval; 0 = never
  *     over_time: 10%           # hard lifetime past rekey/reauth: a duration or a percentage of the
@@ -266,6 +270,10 @@ export interface ConnectionConfig {
   startAction: StartAction;
   /** Milliseconds; 0 = off. */
   dpdDelay: number;
+  /** After a dead peer: 'clear' (the default when absent) or 'restart'. */
+  dpdAction?: 'clear' | 'restart';
+  /** NAT keepalive interval in milliseconds (absent: 20 s; 0 = off). */
+  keepalive?: number;
   /** Milliseconds; 0 = never. */
   rekeyTime: number;
   reauthTime: number;
@@ -906,6 +914,8 @@ function connectionSchema(ctx: Ctx) {
     pools: leaf(withDefault<PoolConfig[]>(() => [], listOf('address pools: CIDR prefixes or a-b ranges', pool))),
     start_action: leaf(withDefault('none', oneOf(['none', 'start'] as const))),
     dpd_delay: leaf(withDefault(0, duration)),
+    dpd_action: leaf(withDefault<'clear' | 'restart' | undefined>(undefined, oneOf(['clear', 'restart'] as const))),
+    keepalive: leaf(withDefault<number | undefined>(undefined, duration)),
     rekey_time: leaf(withDefault(DEFAULT_IKE_REKEY, duration)),
     reauth_time: leaf(withDefault(0, duration)),
     over_time: leaf(withDefault<{ ms: number } | { percent: number }>({ percent: 10 }, durationOrPercent)),
@@ -1021,6 +1031,8 @@ function connectionSchema(ctx: Ctx) {
       children: Object.entries(raw.children).map(([name, child]) => ({ name, ...child })),
     };
     if (psk !== undefined) conn.psk = psk;
+    if (raw.dpd_action !== undefined) conn.dpdAction = raw.dpd_action;
+    if (raw.keepalive !== undefined) conn.keepalive = raw.keepalive;
     return conn;
   });
 }

@@ -53,6 +53,11 @@ export interface DemoOptions {
   clones?: number;
   /** Further stages, run while the SAs are up (the data plane's traffic, clones). */
   afterEstablished?: (ctx: DemoContext) => Promise<void>;
+  /**
+   * ESP traffic from the initiator to the responder through every worker's
+   * Child SA (default 20 000 packets of 1400 bytes); false skips it.
+   */
+  traffic?: { packets?: number; size?: number } | false;
 }
 
 export interface DemoContext {
@@ -93,6 +98,43 @@ export interface DemoResult {
   totalMs: number;
   /** The clone family (RFC 7791) the initiator grew after IKE_AUTH: one IKE SA and one Child SA per worker. */
   family: DemoFamily;
+  /** ESP traffic through the data-plane workers; null when the demo ran without traffic. */
+  dataplane: DemoDataplane | null;
+}
+
+/** One data-plane worker's share of the demo traffic (counters of its own Child SAs). */
+export interface DemoWorker {
+  index: number;
+  /** Child SAs the worker owns. */
+  sas: number;
+  /** Packets sealed (initiator) or opened and verified (responder). */
+  packets: number;
+  pps: number;
+  /** Inner bytes per second, in Gbit/s. */
+  gbps: number;
+  /** Packets the worker dropped: replay, ICV, malformed, sequence exhausted, ring full. */
+  drops: number;
+}
+
+export interface DemoDataplane {
+  /** Inner packet bytes (IPv4/UDP). */
+  packetSize: number;
+  /** Packets the initiator's workers generated and sealed. */
+  sent: number;
+  /** Packets the responder's workers opened, verified (ICV, replay window) and counted. */
+  received: number;
+  /** Wall time from the first packet until the last was received (or the wait ended), ms. */
+  ms: number;
+  /** Received packets per second and inner Gbit/s over that time. */
+  pps: number;
+  gbps: number;
+  /** Drops by reason over both gateways; lostInTransit = sent - received - counted drops (socket buffers). */
+  drops: { replay: number; icv: number; unknownSpi: number; malformed: number; queueFull: number; lostInTransit: number };
+  /** Each side's workers: the initiator's seal, the responder's open. */
+  initiator: DemoWorker[];
+  responder: DemoWorker[];
+  /** Every Child SA's sequence counter and replay window were processed by exactly one worker, its owner (DESIGN §4.1). */
+  singleWriter: boolean;
 }
 
 export interface DemoFamily {
@@ -205,6 +247,106 @@ export function compareSaViews(ike: IkeSaStatus, peer: IkeSaStatus): string[] {
     same(`Child SA ${a.name} remote_ts / peer's local_ts`, a.remoteTs, b.localTs);
   }
   return out;
+}
+
+/** Totals of one gateway's data plane per worker (no round trip: workers keep them in shared memory). */
+function demoWorkers(gw: Gateway, direction: 'encap' | 'decap', ms: number): DemoWorker[] {
+  const st = gw.status().dataplane;
+  if (!st) return [];
+  return st.workers.map((w) => {
+    const packets = direction === 'encap' ? w.encapPackets : w.decapPackets;
+    const bytes = direction === 'encap' ? w.encapBytes : w.decapBytes;
+    const d = w.drops;
+    return {
+      index: w.index,
+      sas: w.sas,
+      packets,
+      pps: ms > 0 ? Math.round((packets * 1000) / ms) : 0,
+      gbps: ms > 0 ? Math.round((bytes * 8) / (ms * 1e6) * 1000) / 1000 : 0,
+      drops: d.replay + d.icv + d.malformed + d.seqExhausted + d.queueFull,
+    };
+  });
+}
+
+/** Whether every SA was processed by its owner worker alone (the data plane's debug hook). */
+async function singleWriter(gw: Gateway): Promise<boolean> {
+  const c = await gw.dataPlane.counters();
+  const seen = new Map<number, number>();
+  for (const [worker, ids] of c.seqWriters.entries()) {
+    for (const id of ids) {
+      if (seen.has(id)) return false;
+      seen.set(id, worker);
+    }
+  }
+  return c.sa.every((s) => (seen.get(s.id) ?? s.worker) === s.worker);
+}
+
+/**
+ * Push generated IPv4/UDP packets from the initiator to the responder through
+ * every Child SA of the clone family — each sealed by the worker that owns
+ * it, sent as UDP-encapsulated ESP (RFC 3948) on the NAT-T port, opened and
+ * verified by the responder's owner worker — and measure per worker.
+ */
+async function pushTraffic(initiator: Gateway, responder: Gateway, traffic: { packets?: number; size?: number }, timeoutMs: number, progress: (line: string) => void): Promise<DemoDataplane> {
+  const packets = traffic.packets ?? 20_000;
+  const size = traffic.size ?? 1400;
+  if (!Number.isInteger(packets) || packets < 1 || packets > 100_000_000) throw new RangeError('runDemo: traffic.packets must be an integer from 1 to 10^8');
+  if (!Number.isInteger(size) || size < 28 || size > 1900) throw new RangeError('runDemo: traffic.size must be an integer from 28 to 1900');
+  // Every Child SA must be in its worker on both ends before the first packet.
+  const children = () => initiator.status().ikeSas.reduce((n, s) => n + s.children.length, 0);
+  await waitFor(() => initiator.dataPlane.saIds().length >= children() && responder.dataPlane.saIds().length >= children(), 2000);
+  const sas = initiator.dataPlane.saIds().length;
+  progress(`sending ${packets} packets of ${size} bytes through ${sas} Child SA${sas === 1 ? '' : 's'} on ${initiator.dataPlane.workerCount} worker${initiator.dataPlane.workerCount === 1 ? '' : 's'} (UDP-encapsulated ESP)`);
+  const received = () => responder.status().dataplane?.workers.reduce((n, w) => n + w.decapPackets, 0) ?? 0;
+  const dropped = () => {
+    const st = responder.status().dataplane;
+    if (!st) return 0;
+    return st.workers.reduce((n, w) => n + w.drops.replay + w.drops.icv + w.drops.malformed + w.drops.queueFull, 0) + st.io.dropUnknownSpi + st.io.dropQueueFull + st.io.dropMalformed;
+  };
+  const t0 = performance.now();
+  const report = await bounded(initiator.dataPlane.generate({ packets, size, flows: 16 }), timeoutMs, 'generating traffic');
+  // Wait until everything sent is received or dropped, or nothing has moved for a while.
+  let last = -1;
+  let lastChange = performance.now();
+  await waitFor(() => {
+    const now = received() + dropped();
+    if (now !== last) [last, lastChange] = [now, performance.now()];
+    return now >= report.sent || performance.now() - lastChange > 500 || performance.now() - t0 > timeoutMs;
+  }, timeoutMs + 1000);
+  const elapsed = ms(t0);
+  const got = received();
+  const a = initiator.status().dataplane!;
+  const b = responder.status().dataplane!;
+  const sum = (f: (w: (typeof b.workers)[number]) => number) => a.workers.reduce((n, w) => n + f(w), 0) + b.workers.reduce((n, w) => n + f(w), 0);
+  const drops = {
+    replay: sum((w) => w.drops.replay),
+    icv: sum((w) => w.drops.icv),
+    unknownSpi: a.io.dropUnknownSpi + b.io.dropUnknownSpi,
+    malformed: sum((w) => w.drops.malformed) + a.io.dropMalformed + b.io.dropMalformed,
+    queueFull: sum((w) => w.drops.queueFull) + a.io.dropQueueFull + b.io.dropQueueFull,
+    lostInTransit: 0,
+  };
+  drops.lostInTransit = Math.max(0, report.sent - got - drops.replay - drops.icv - drops.unknownSpi - drops.malformed - drops.queueFull);
+  const result: DemoDataplane = {
+    packetSize: size,
+    sent: report.sent,
+    received: got,
+    ms: elapsed,
+    pps: elapsed > 0 ? Math.round((got * 1000) / elapsed) : 0,
+    gbps: elapsed > 0 ? Math.round(((got * size * 8) / (elapsed * 1e6)) * 1000) / 1000 : 0,
+    drops,
+    initiator: demoWorkers(initiator, 'encap', elapsed),
+    responder: demoWorkers(responder, 'decap', elapsed),
+    singleWriter: (await singleWriter(initiator)) && (await singleWriter(responder)),
+  };
+  const row = (side: string, w: DemoWorker) =>
+    `  ${side.padEnd(9)} worker ${String(w.index).padEnd(2)} ${String(w.sas).padStart(3)} SA  ${String(w.packets).padStart(9)} pkts  ${String(w.pps).padStart(8)} pps  ${w.gbps.toFixed(3).padStart(7)} Gbps  ${String(w.drops).padStart(6)} drops`;
+  progress(`traffic: ${result.received}/${result.sent} packets received and verified in ${elapsed.toFixed(0)} ms: ${result.pps} pps, ${result.gbps.toFixed(3)} Gbps`);
+  for (const w of result.initiator) progress(row('sealed', w));
+  for (const w of result.responder) progress(row('opened', w));
+  const d = result.drops;
+  progress(`drops: replay ${d.replay}, ICV ${d.icv}, unknown SPI ${d.unknownSpi}, malformed ${d.malformed}, queue full ${d.queueFull}, lost in transit ${d.lostInTransit}; one writer per SA: ${result.singleWriter ? 'yes' : 'NO'}`);
+  return result;
 }
 
 function isAddressInUse(err: unknown): boolean {
@@ -327,6 +469,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
     await waitFor(() => (responder.status().ikeSas[0]?.children.length ?? 0) > 0, 1000);
     progress(`IKE SA #${sa.id} and Child SA "${DEMO_CHILD}" established in ${durationMs.toFixed(1)} ms`);
     const family = await growFamily(initiator, responder, sa, timeoutMs, progress);
+    const dataplane = opts.traffic === false ? null : await pushTraffic(initiator, responder, opts.traffic ?? {}, timeoutMs, progress);
 
     if (opts.afterEstablished) await opts.afterEstablished({ initiator, responder, sa, progress });
 
@@ -360,6 +503,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
       deleted,
       totalMs: ms(t0),
       family,
+      dataplane,
     };
   } finally {
     await initiator.stop({ notifyPeers: false });

@@ -25,6 +25,9 @@ import { WiresharkKeyLog } from './ike/keylog.js';
 import { UdpTransport, resolveLocalAddress } from './net/udp-transport.js';
 import { snapshot, type GatewayStatus } from './status.js';
 import { CloneOrchestrator, type CloneFamily } from './ike/clone-policy.js';
+import { DataPlane } from '../dataplane/dataplane.js';
+import { aeadForTransform } from '../dataplane/sad.js';
+import { EsnId } from './wire/constants.js';
 
 export interface GatewayEvents {
   'ike-up': [sa: IkeSa];
@@ -93,6 +96,11 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   readonly keyLog: WiresharkKeyLog | undefined;
   /** Clones IKE SAs per worker or NIC after IKE_AUTH, and on demand (RFC 7791). */
   readonly cloner: CloneOrchestrator;
+  /** ESP: worker threads that own the Child SAs (dataplane/dataplane.ts). */
+  readonly dataPlane: DataPlane;
+  /** Child SAs handed to the data plane, by id. */
+  private readonly dataPlaneChildren = new Map<number, ChildSa>();
+  private usageTimer: NodeJS.Timeout | undefined;
   private started = false;
 
   static async fromConfigFile(path: string, opts: Omit<GatewayOptions, 'config'> = {}): Promise<Gateway> {
@@ -109,12 +117,20 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       this.keyLog = new WiresharkKeyLog(this.config.keylog);
       this.log.warn({ dir: this.config.keylog }, 'key log is ON: IKE and ESP keys are written to disk for Wireshark');
     }
+    this.dataPlane = new DataPlane({
+      workers: this.config.dataplane.workers,
+      log: this.log,
+      // Without a TUN device decapsulated packets are verified, counted and discarded.
+      sink: 'discard',
+      sendUdp: (local, remote, bytes) => this.transport.sendRaw(local, remote, bytes),
+    });
     this.transport = new UdpTransport({
       addresses: this.config.listen.addresses,
       port: this.config.listen.port,
       natPort: this.config.listen.natPort,
       log: this.log,
       onIke: (d) => this.engine.receive(d),
+      onEsp: (packet, _local, remote) => this.dataPlane.receiveEsp(packet, remote),
     });
     this.engine = new IkeEngine({
       policies,
@@ -131,12 +147,97 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     for (const event of ['ike-up', 'ike-down', 'ike-failed', 'child-up', 'child-down', 'child-failed'] as const) {
       this.engine.on(event, (...args: unknown[]) => (this.emit as (e: string, ...a: unknown[]) => boolean)(event, ...args));
     }
+    this.engine.on('child-up', (child) => this.installChild(child));
+    this.engine.on('child-down', (child) => {
+      this.dataPlaneChildren.delete(child.id);
+      void this.dataPlane.remove(child.id);
+    });
+    this.dataPlane.on('rekey-needed', (id) => {
+      const child = this.dataPlaneChildren.get(id);
+      if (child) this.engine.childRekeyNeeded(child.spiIn);
+    });
+    this.dataPlane.on('unknown-spi', (spi, remote) => {
+      if (remote) this.engine.reportInvalidSpi(spi, remote);
+    });
+  }
+
+  /**
+   * Hand a new Child SA to the data plane (DESIGN §3): copies of its keys move
+   * to the owner worker (the engine wipes the originals after 'child-up').
+   * A rekeyed successor takes over outbound traffic from the SAs of the same
+   * name on the same IKE SA; clones (other IKE SAs) share it by flow hash.
+   */
+  private installChild(child: ChildSa): void {
+    const aead = aeadForTransform(child.suite.encr, child.suite.encrKeyLength);
+    if (!child.keys || !aead || !this.dataPlane.started) {
+      if (!aead) this.log.warn({ child: child.id, encr: child.suite.encr }, 'the data plane carries only AES-GCM and ChaCha20-Poly1305: no ESP for this Child SA');
+      return;
+    }
+    const ike = child.ike;
+    const replaces = ike.children.filter((c) => c !== child && c.name === child.name && c.state !== 'deleted').map((c) => c.id);
+    this.dataPlaneChildren.set(child.id, child);
+    this.dataPlane.install({
+      id: child.id,
+      ...aead,
+      esn: child.suite.esn === EsnId.YES,
+      spiIn: child.spiIn,
+      spiOut: child.spiOut,
+      keyIn: child.keys.encIn.slice(),
+      keyOut: child.keys.encOut.slice(),
+      replayWindow: ike.policy.children.find((c) => c.name === child.name)?.replayWindow ?? 1024,
+      localTs: child.localTs,
+      remoteTs: child.remoteTs,
+      ...this.espEndpoints(child),
+      udpEncap: child.udpEncap,
+      replaces,
+    }).catch((err: Error) => this.log.warn({ child: child.id, reason: err.message }, 'data plane did not install the Child SA'));
+  }
+
+  /** ESP in UDP travels between the NAT-T ports (RFC 3948 §2.1): the IKE SA's, or ours if IKE did not float. */
+  private espEndpoints(child: ChildSa): { local: { address: string; port: number }; remote: { address: string; port: number } } {
+    const { listen } = this.config;
+    const { local, remote } = child.ike;
+    return {
+      local: { address: local.address, port: listen.natPort },
+      remote: { address: remote.address, port: remote.port === listen.port ? listen.natPort : remote.port },
+    };
+  }
+
+  /** Feed the data plane's counters to the engine (volume limits, liveness, keepalives) and follow address changes. */
+  private async reportUsage(): Promise<void> {
+    if (!this.dataPlane.started) return;
+    const counters = await this.dataPlane.counters();
+    for (const s of counters.sa) {
+      const child = this.dataPlaneChildren.get(s.id);
+      if (!child) continue;
+      const inPackets = Number(s.in.packetsIn);
+      const outPackets = Number(s.out.packetsOut);
+      this.engine.reportChildUsage(s.spiIn, {
+        bytes: Math.max(Number(s.in.bytesIn), Number(s.out.bytesOut)),
+        packets: Math.max(inPackets, outPackets),
+        inPackets,
+        outPackets,
+      });
+      const { local, remote } = this.espEndpoints(child);
+      this.dataPlane.updateAddresses(s.id, local, remote);
+    }
   }
 
   /** Bind the IKE sockets and initiate every connection with start_action: start. */
   async start(): Promise<void> {
     if (this.started) return;
-    await this.transport.start();
+    // IKE runs without the data plane if its workers cannot start; ESP is then dropped.
+    await this.dataPlane.start().catch((err: Error) => this.log.error({ reason: err.message }, 'data plane did not start: no ESP'));
+    try {
+      await this.transport.start();
+    } catch (err) {
+      await this.dataPlane.stop();
+      throw err;
+    }
+    this.usageTimer = setInterval(() => {
+      this.reportUsage().catch((err: Error) => this.log.debug({ reason: err.message }, 'data plane counters unavailable'));
+    }, 1000);
+    this.usageTimer.unref();
     this.started = true;
     this.log.info({ addresses: this.transport.localAddresses, port: this.config.listen.port, natPort: this.config.listen.natPort }, 'gateway listening');
     for (const policy of this.engine.policies) {
@@ -174,7 +275,10 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   }
 
   status(): GatewayStatus {
-    return snapshot(this.engine, this.transport, this.cloner);
+    const status = snapshot(this.engine, this.transport, this.cloner);
+    for (const sa of status.ikeSas) for (const c of sa.children) c.worker = this.dataPlane.ownerOf(c.id) ?? null;
+    status.dataplane = this.dataPlane.started ? this.dataPlane.status() : null;
+    return status;
   }
 
   /** Delete every SA (telling peers, bounded by the retransmission budget) and close sockets. */
@@ -186,6 +290,8 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     this.cloner.stop();
     this.engine.shutdown();
     this.transport.close();
+    clearInterval(this.usageTimer);
+    await this.dataPlane.stop();
     this.started = false;
   }
 }

@@ -12,6 +12,7 @@ import { suiteTransforms } from './ike/proposals.js';
 import { formatSelector } from './ike/traffic-selectors.js';
 import type { UdpTransport, UdpTransportStats } from './net/udp-transport.js';
 import type { CloneOrchestrator } from './ike/clone-policy.js';
+import type { DataPlaneStatus } from '../dataplane/dataplane.js';
 
 export interface ChildSaStatus {
   id: number;
@@ -24,6 +25,8 @@ export interface ChildSaStatus {
   remoteTs: string[];
   udpEncap: boolean;
   ageSeconds: number;
+  /** The data-plane worker that owns this Child SA (its sequence counter and replay window); null if none. */
+  worker?: number | null;
 }
 
 export interface IkeSaStatus {
@@ -71,6 +74,8 @@ export interface GatewayStatus {
   halfOpen: number;
   ike: EngineStats;
   udp: UdpTransportStats | null;
+  /** ESP: per-worker traffic and drops, I/O counters (dataplane/dataplane.ts); null when the data plane is not running. */
+  dataplane?: DataPlaneStatus | null;
 }
 
 function endpoint(e: { address: string; port: number }): string {

@@ -81,8 +81,10 @@ export interface IoCounters {
   dropNoPolicy: number;
   /** A decapsulated packet outside its SA's selectors (RFC 4301 §5.2). */
   dropPolicy: number;
-  /** A worker's output for an SA that is gone, or an inner packet with no sink to take it. */
+  /** A worker's output for an SA that was deleted meanwhile. */
   dropNoSa: number;
+  /** A decapsulated packet with no sink to take it (no TUN), or one the sink refused. */
+  dropNoSink: number;
 }
 
 export interface WorkerDrops {
@@ -121,6 +123,7 @@ export interface DataPlaneStatus {
 
 export interface SaCountersReport {
   id: number;
+  spiIn: number;
   worker: number;
   outbound: boolean;
   in: SaCounters;
@@ -154,17 +157,19 @@ export interface GenerateReport {
 export interface DataPlaneEvents {
   /** An SA reached its soft sequence limit: the control plane should rekey it (RFC 4303 §3.3.3). */
   'rekey-needed': [id: number];
+  /** ESP arrived with an SPI no SA has (counted, dropped); the control plane may answer INVALID_SPI (RFC 7296 §2.21.4). */
+  'unknown-spi': [spi: number, remote: Endpoint | undefined];
 }
 
 /** Cells staged for one worker before they are published without waiting for the end of the turn. */
 const FLUSH_CELLS = 64;
-/** Output cells handled per worker before yielding (sockets get their turn). */
-const DRAIN_CELLS = 256;
+/** Output cells handled per turn of the event loop, over all workers (sockets get their turn). */
+const SEND_BUDGET = 32;
 
 function zeroIo(): IoCounters {
   return {
     espIn: 0, espInBytes: 0, espOut: 0, espOutBytes: 0, innerIn: 0, innerOut: 0,
-    dropUnknownSpi: 0, dropMalformed: 0, dropQueueFull: 0, dropNoPolicy: 0, dropPolicy: 0, dropNoSa: 0,
+    dropUnknownSpi: 0, dropMalformed: 0, dropQueueFull: 0, dropNoPolicy: 0, dropPolicy: 0, dropNoSa: 0, dropNoSink: 0,
   };
 }
 
@@ -187,7 +192,7 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
   private rawSender: RawEspSender | undefined;
   private running = false;
   private flushScheduled = false;
-  private drains: Array<Promise<void>> = [];
+  private drainLoop: Promise<void> | undefined;
 
   constructor(private readonly opts: DataPlaneOptions) {
     super();
@@ -215,7 +220,7 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
     });
     this.sad = new Sad(this.workerCount, 256);
     this.running = true;
-    this.drains = this.workers.map((w) => this.drain(w));
+    this.drainLoop = this.drain();
     this.log.info({ workers: this.workerCount, sink: this.sink }, 'data plane started');
   }
 
@@ -224,14 +229,14 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
     if (!this.running) return;
     this.running = false;
     for (const w of this.workers) w.output.wake();
-    await Promise.all(this.drains);
+    await this.drainLoop;
     await Promise.all(this.workers.map((w) => w.stop()));
     for (const r of this.sad?.all() ?? []) {
       this.spd.remove(r);
       this.sad!.delete(r);
     }
     this.workers = [];
-    this.drains = [];
+    this.drainLoop = undefined;
   }
 
   /** Where decapsulated packets go (a TUN device); undefined drops them (counted). */
@@ -351,7 +356,10 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
     const w = this.workers[r.worker]!;
     return Promise.all([w.request({ op: 'delete', slot: r.inSlot }), w.request({ op: 'delete', slot: r.outSlot })]).then(
       () => undefined,
-      (err: Error) => this.log.warn({ sa: r.id, err: err.message }, 'data plane SA delete failed'),
+      // Once stopping, the workers wipe every slot themselves.
+      (err: Error) => {
+        if (this.running) this.log.warn({ sa: r.id, err: err.message }, 'data plane SA delete failed');
+      },
     );
   }
 
@@ -366,24 +374,25 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
     if (udpEncap !== undefined) r.transport = !udpEncap && this.rawSender ? 'raw' : 'udp';
   }
 
-  /** The worker that owns SA `id` (undefined if not installed). */
+  /** The worker that owns SA `id` (undefined until its worker has installed it). */
   ownerOf(id: number): number | undefined {
-    return this.sad?.get(id)?.worker;
+    const r = this.sad?.get(id);
+    return r?.state === 'active' ? r.worker : undefined;
   }
 
-  /** Ids of the installed SAs. */
+  /** Ids of the installed SAs (their workers have them). */
   saIds(): number[] {
-    return this.sad?.all().map((r) => r.id) ?? [];
+    return this.sad?.all().filter((r) => r.state === 'active').map((r) => r.id) ?? [];
   }
 
   // ------------------------------------------------------------------ I/O in
 
   /**
    * An ESP packet arrived (from the SPI on: UDP payload after RFC 3948
-   * demultiplexing, or the IP payload of protocol 50). Routed by SPI to the
-   * owner worker; never throws on packet contents.
+   * demultiplexing, or the IP payload of protocol 50) from `remote`. Routed
+   * by SPI to the owner worker; never throws on packet contents.
    */
-  receiveEsp(packet: Uint8Array): void {
+  receiveEsp(packet: Uint8Array, remote?: Endpoint): void {
     const io = this.io;
     io.espIn++;
     io.espInBytes += packet.length;
@@ -396,6 +405,7 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
     const r = this.sad!.inbound(spi);
     if (!r) {
       io.dropUnknownSpi++;
+      if (this.listenerCount('unknown-spi') > 0) this.emit('unknown-spi', spi, remote);
       return;
     }
     this.enqueue(r.worker, packet, r.inSlot, CellKind.DECAP, r.inTag);
@@ -449,46 +459,70 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
 
   // ----------------------------------------------------------------- I/O out
 
-  /** Take worker `w`'s output: send ESP to peers, deliver inner packets. */
-  private async drain(w: WorkerHandle): Promise<void> {
+  /**
+   * Take the workers' output: send ESP to peers, deliver inner packets. One
+   * loop for all workers, round robin, at most SEND_BUDGET cells per turn of
+   * the event loop: this thread's sockets are read once per turn (libuv takes
+   * up to 32 datagrams per socket), so sending no faster than that keeps a
+   * receiving socket on the same thread (two gateways in one process) from
+   * overflowing, and keeps IKE responsive under load.
+   */
+  private async drain(): Promise<void> {
+    const workers = this.workers;
+    let next = 0;
+    while (this.running) {
+      let budget = SEND_BUDGET;
+      let idle = 0;
+      while (budget > 0 && idle < workers.length) {
+        const w = workers[next]!;
+        next = (next + 1) % workers.length;
+        const k = Math.min(w.output.available(), Math.max(1, Math.ceil(SEND_BUDGET / workers.length)), budget);
+        if (k === 0) {
+          idle++;
+          continue;
+        }
+        idle = 0;
+        this.drainCells(w, k);
+        budget -= k;
+      }
+      if (budget === SEND_BUDGET) {
+        // Nothing to do: sleep until any worker publishes output.
+        await Promise.race(workers.map((w) => w.output.waitForData(250)));
+      } else {
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    }
+  }
+
+  /** Handle and release the first `k` output cells of worker `w`. */
+  private drainCells(w: WorkerHandle, k: number): void {
     const out = w.output;
     const sad = this.sad!;
     const io = this.io;
-    while (this.running) {
-      const n = out.available();
-      if (n === 0) {
-        await out.waitForData(250);
+    for (let i = 0; i < k; i++) {
+      const meta = out.meta(i);
+      const r = sad.atSlot(w.index, metaSlot(meta), metaTag(meta));
+      if (!r) {
+        io.dropNoSa++;
         continue;
       }
-      const k = Math.min(n, DRAIN_CELLS);
-      for (let i = 0; i < k; i++) {
-        const meta = out.meta(i);
-        const slot = metaSlot(meta);
-        const r = sad.atSlot(w.index, slot, metaTag(meta));
-        if (!r) {
-          io.dropNoSa++;
-          continue;
-        }
-        const payload = out.payload(i);
-        if (metaKind(meta) === CellKind.ESP) {
-          // The socket may queue the datagram: it gets its own copy of the bytes.
-          const bytes = Buffer.from(payload);
-          io.espOut++;
-          io.espOutBytes += bytes.length;
-          if (r.transport === 'raw' && this.rawSender) this.rawSender.send(bytes, r.remote.address);
-          else this.sendUdp(r.local, r.remote, bytes);
-        } else if (!this.spd.inboundAllowed(r, payload)) {
-          io.dropPolicy++;
-        } else if (this.innerSink?.write(payload)) {
-          io.innerOut++;
-        } else {
-          io.dropNoSa++;
-        }
+      const payload = out.payload(i);
+      if (metaKind(meta) === CellKind.ESP) {
+        // The socket may queue the datagram: it gets its own copy of the bytes.
+        const bytes = Buffer.from(payload);
+        io.espOut++;
+        io.espOutBytes += bytes.length;
+        if (r.transport === 'raw' && this.rawSender) this.rawSender.send(bytes, r.remote.address);
+        else this.sendUdp(r.local, r.remote, bytes);
+      } else if (!this.spd.inboundAllowed(r, payload)) {
+        io.dropPolicy++;
+      } else if (this.innerSink?.write(payload)) {
+        io.innerOut++;
+      } else {
+        io.dropNoSink++;
       }
-      out.release(k);
-      // Let the sockets and timers of this thread run between chunks.
-      await new Promise((resolve) => setImmediate(resolve));
     }
+    out.release(k);
   }
 
   // ------------------------------------------------------------------ status
@@ -545,7 +579,7 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
       const reply = replies[r.worker]!;
       const inC = reply.slots.find((s) => s.slot === r.inSlot && s.saId === r.id);
       const outC = reply.slots.find((s) => s.slot === r.outSlot && s.saId === r.id);
-      if (inC && outC) sa.push({ id: r.id, worker: r.worker, outbound: r.outbound, in: inC.counters, out: outC.counters });
+      if (inC && outC) sa.push({ id: r.id, spiIn: r.spiIn, worker: r.worker, outbound: r.outbound, in: inC.counters, out: outC.counters });
     }
     return { ...this.status(), sa, seqWriters: replies.map((r) => r.seqWriters) };
   }

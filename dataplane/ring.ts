@@ -12,7 +12,12 @@
 // Layout (byte offsets):
 //   0   Int32 HEAD     cells produced (wraps; differences taken modulo 2^32)
 //   4   Int32 TAIL     cells consumed
+//   8   Int32 READER_WAITS  waits of the reader on HEAD in progress
+//   12  Int32 WRITER_WAITS  waits of the writer on TAIL (ring full) in progress
 //   64  cells          capacity x cellSize bytes; capacity a power of two
+// A side notifies only when the other announced it sleeps: it stores its
+// index, then loads the count; the sleeper raises the count, then re-checks
+// the index (Atomics are sequentially consistent, so one sees the other).
 // A cell: u32 length | u16 slot | u8 kind | u8 tag | payload (cellSize - 8 bytes).
 // `slot` names an SA slot of the worker's kernel, `tag` its installation
 // generation (so a cell queued for an SA that was deleted meanwhile is
@@ -39,6 +44,8 @@ export const RING_HEADER_BYTES = 64;
 export const CELL_HEADER_BYTES = 8;
 const HEAD = 0;
 const TAIL = 1;
+const READER_WAITS = 2;
+const WRITER_WAITS = 3;
 
 /** Default cell size: an inner packet of up to 2040 bytes, or its ESP encapsulation. */
 export const DEFAULT_CELL_SIZE = 2048;
@@ -88,7 +95,7 @@ abstract class RingEnd {
 
   constructor(ring: RingBuffer) {
     checkRing(ring);
-    this.ctrl = new Int32Array(ring.sab, 0, 2);
+    this.ctrl = new Int32Array(ring.sab, 0, 4);
     this.bytes = new Uint8Array(ring.sab, RING_HEADER_BYTES, ring.capacity * ring.cellSize);
     this.words = new Uint32Array(ring.sab, RING_HEADER_BYTES, (ring.capacity * ring.cellSize) >>> 2);
     this.capacity = ring.capacity;
@@ -159,15 +166,20 @@ export class RingWriter extends RingEnd {
   publish(): void {
     if (Atomics.load(this.ctrl, HEAD) === this.head) return;
     Atomics.store(this.ctrl, HEAD, this.head);
-    Atomics.notify(this.ctrl, HEAD);
+    if (Atomics.load(this.ctrl, READER_WAITS) !== 0) Atomics.notify(this.ctrl, HEAD);
   }
 
   /** Resolve when the reader has consumed a cell (or after `timeoutMs`). */
   async waitForSpace(timeoutMs: number): Promise<void> {
-    const tail = Atomics.load(this.ctrl, TAIL);
-    if (((this.head - tail) >>> 0) < this.capacity) return;
-    const r = atomics.waitAsync(this.ctrl, TAIL, tail, timeoutMs);
-    if (r.async) await r.value;
+    Atomics.add(this.ctrl, WRITER_WAITS, 1);
+    try {
+      const tail = Atomics.load(this.ctrl, TAIL);
+      if (((this.head - tail) >>> 0) < this.capacity) return;
+      const r = atomics.waitAsync(this.ctrl, TAIL, tail, timeoutMs);
+      if (r.async) await r.value;
+    } finally {
+      Atomics.sub(this.ctrl, WRITER_WAITS, 1);
+    }
   }
 }
 
@@ -211,7 +223,7 @@ export class RingReader extends RingEnd {
     if (n <= 0) return;
     this.tail = (this.tail + n) | 0;
     Atomics.store(this.ctrl, TAIL, this.tail);
-    Atomics.notify(this.ctrl, TAIL);
+    if (Atomics.load(this.ctrl, WRITER_WAITS) !== 0) Atomics.notify(this.ctrl, TAIL);
   }
 
   /** Wake a waitForData() in progress (e.g. to make the reader notice a stop request). */
@@ -225,10 +237,15 @@ export class RingReader extends RingEnd {
    * running while it waits.
    */
   async waitForData(timeoutMs: number): Promise<void> {
-    const head = Atomics.load(this.ctrl, HEAD);
-    if (head !== this.tail) return;
-    const r = atomics.waitAsync(this.ctrl, HEAD, head, timeoutMs);
-    if (r.async) await r.value;
+    Atomics.add(this.ctrl, READER_WAITS, 1);
+    try {
+      const head = Atomics.load(this.ctrl, HEAD);
+      if (head !== this.tail) return;
+      const r = atomics.waitAsync(this.ctrl, HEAD, head, timeoutMs);
+      if (r.async) await r.value;
+    } finally {
+      Atomics.sub(this.ctrl, READER_WAITS, 1);
+    }
   }
 }
 

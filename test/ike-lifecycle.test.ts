@@ -583,3 +583,55 @@ describe('lossy and duplicating wire (in memory; tc netem is not available on th
     agree(alice, bob);
   });
 });
+
+describe('configuration: lifetimes, dpd and keepalive reach the engine', () => {
+  it('the gateway maps rekey/reauth/over/rand times, dpd_delay, dpd_action, keepalive and the child limits onto the policy', async () => {
+    const { configFromObject } = await import('../control/config.js');
+    const { Gateway } = await import('../control/gateway.js');
+    const { silentLogger } = await import('../control/log.js');
+    const config = configFromObject({
+      listen: { address: '127.0.0.1', port: 50_500, natPort: 54_500 },
+      connections: {
+        peer: {
+          remote_addrs: ['127.0.0.2'],
+          psk: 'a pre-shared key of decent length',
+          rekey_time: '2h',
+          reauth_time: '1d',
+          over_time: '30m',
+          rand_time: '5m',
+          dpd_delay: '30s',
+          dpd_action: 'restart',
+          keepalive: '15s',
+          children: {
+            net: { rekey_time: '20m', life_time: '30m', rand_time: '1m', rekey_bytes: '500M', life_bytes: '1G', rekey_packets: 1_000_000, life_packets: 2_000_000 },
+          },
+        },
+        quiet: { remote_addrs: ['127.0.0.3'], psk: 'a pre-shared key of decent length', children: { net: {} } },
+      },
+    });
+    const gw = new Gateway({ config, log: silentLogger() });
+    try {
+      const p = gw.engine.policy('peer')!;
+      expect(p).toMatchObject({ rekeyTime: 7_200_000, reauthTime: 86_400_000, overTime: 1_800_000, randTime: 300_000, dpdDelay: 30_000, dpdAction: 'restart', natKeepalive: 15_000 });
+      expect(p.children[0]).toMatchObject({
+        rekeyTime: 1_200_000, lifeTime: 1_800_000, randTime: 60_000,
+        rekeyBytes: 500 * 1024 ** 2, lifeBytes: 1024 ** 3, rekeyPackets: 1_000_000, lifePackets: 2_000_000,
+      });
+      // Defaults: strongSwan's lifetimes, no liveness checks, dpd_action clear, keepalives every 20 s.
+      const q = gw.engine.policy('quiet')!;
+      expect(q).toMatchObject({ rekeyTime: 14_400_000, reauthTime: 0, overTime: 1_440_000, randTime: 1_440_000, dpdDelay: 0, dpdAction: 'clear', natKeepalive: 20_000 });
+      expect(q.children[0]).toMatchObject({ rekeyTime: 3_600_000, lifeTime: 3_960_000, randTime: 360_000, rekeyBytes: 0, lifeBytes: 0 });
+    } finally {
+      await gw.stop({ notifyPeers: false });
+    }
+  });
+
+  it('dpd_action and keepalive are validated', async () => {
+    const { configFromObject } = await import('../control/config.js');
+    const conn = (extra: Record<string, unknown>) => ({ connections: { c: { remote_addrs: ['127.0.0.2'], psk: 'a pre-shared key of decent length', ...extra } } });
+    expect(() => configFromObject(conn({ dpd_action: 'hold' }))).toThrow(/dpd_action[\s\S]*one of clear, restart/);
+    expect(() => configFromObject(conn({ keepalive: 'soon' }))).toThrow(/keepalive/);
+    expect(configFromObject(conn({ keepalive: 0 })).connections[0]!.keepalive).toBe(0);
+    expect(configFromObject(conn({})).connections[0]!.dpdAction).toBeUndefined();
+  });
+});

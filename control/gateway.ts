@@ -24,6 +24,7 @@ import type { ConnectionPolicy, LocalAuth, RemoteAuth } from './ike/policy.js';
 import { WiresharkKeyLog } from './ike/keylog.js';
 import { UdpTransport, resolveLocalAddress } from './net/udp-transport.js';
 import { snapshot, type GatewayStatus } from './status.js';
+import { DEFAULT_NAT_KEEPALIVE, NAT_KEEPALIVE_PAYLOAD } from './ike/nat-keepalive.js';
 import { CloneOrchestrator, type CloneFamily } from './ike/clone-policy.js';
 import { DataPlane } from '../dataplane/dataplane.js';
 import { aeadForTransform } from '../dataplane/sad.js';
@@ -83,8 +84,23 @@ function connectionPolicy(conn: ConnectionConfig, fallbackLocal: string | undefi
       esp: c.esp,
       replayWindow: c.replayWindow,
       startAction: c.startAction,
+      // RFC 7296 §2.8 (control/ike/lifetimes.ts).
+      rekeyTime: c.rekeyTime,
+      lifeTime: c.lifeTime,
+      randTime: c.randTime,
+      rekeyBytes: c.rekeyBytes,
+      lifeBytes: c.lifeBytes,
+      rekeyPackets: c.rekeyPackets,
+      lifePackets: c.lifePackets,
     })),
     startAction: conn.startAction === 'start' || conn.children.some((c) => c.startAction === 'start') ? 'start' : 'none',
+    rekeyTime: conn.rekeyTime,
+    reauthTime: conn.reauthTime,
+    overTime: conn.overTime,
+    randTime: conn.randTime,
+    dpdDelay: conn.dpdDelay,
+    dpdAction: conn.dpdAction ?? 'clear',
+    natKeepalive: conn.keepalive ?? DEFAULT_NAT_KEEPALIVE,
   };
 }
 
@@ -135,6 +151,8 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     this.engine = new IkeEngine({
       policies,
       send: (d) => this.transport.sendIke(d),
+      // RFC 3948 §2.3: the one-octet keepalive goes out on the NAT-T socket, without the non-ESP marker.
+      sendKeepalive: (local, remote) => this.transport.sendRaw(local, remote, NAT_KEEPALIVE_PAYLOAD),
       ports: { ike: this.config.listen.port, nat: this.config.listen.natPort },
       log: this.log,
       limits: this.config.limits,

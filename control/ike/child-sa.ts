@@ -36,8 +36,8 @@ export class ChildSa {
     public keys: ChildKeyMaterial | undefined,
     readonly localTs: TrafficSelector[],
     readonly remoteTs: TrafficSelector[],
-    /** ESP travels in UDP (RFC 3948) because a NAT was detected or the peer requires it. */
-    readonly udpEncap: boolean,
+    /** ESP travels in UDP (RFC 3948) because a NAT was detected or the peer requires it; MOBIKE may change it. */
+    public udpEncap: boolean,
     now: number,
   ) {
     this.createdAt = now;

@@ -136,6 +136,7 @@ export class CloneOrchestrator extends EventEmitter<CloneOrchestratorEvents> {
         return this.limit(family, 'failed', e.message);
       }
       log.info({ ike: clone.id, index: clone.familyIndex, of: target }, 'clone established');
+      await this.place(clone);
       for (const child of clone.policy.children) {
         try {
           await this.engine.createChildSa(clone, child.name);
@@ -150,6 +151,28 @@ export class CloneOrchestrator extends EventEmitter<CloneOrchestratorEvents> {
       this.emit('family-complete', family);
     }
     return family;
+  }
+
+  /**
+   * per: nic (RFC 7791 §3, Figure 2): clone k belongs on NIC k; it moves there
+   * with MOBIKE (RFC 4555 §3.5) before its Child SAs are created, so they are
+   * born on that path. Without MOBIKE the clone stays where it is.
+   */
+  private async place(clone: IkeSa): Promise<void> {
+    const policy = clone.policy.clone;
+    if (policy?.per !== 'nic' || policy.nics.length === 0) return;
+    const nic = policy.nics[clone.familyIndex % policy.nics.length]!;
+    clone.homeAddress = nic;
+    if (clone.local.address === nic) return;
+    if (!clone.peerMobike) {
+      this.engine.log.warn({ ike: clone.id, nic }, 'cannot move the clone to its NIC: MOBIKE was not negotiated');
+      return;
+    }
+    try {
+      await this.engine.moveIkeSa(clone, { local: nic });
+    } catch (err) {
+      this.engine.log.warn({ ike: clone.id, nic, reason: (err as Error).message }, 'moving the clone to its NIC failed');
+    }
   }
 
   private liveMembers(family: CloneFamily): number {

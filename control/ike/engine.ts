@@ -34,6 +34,7 @@ import { ChildCreateInitiator, respondCreateChildSa } from './exchanges/child-cr
 import { DeleteChildInitiator, DeleteIkeInitiator, DeleteSpisInitiator, LivenessInitiator, respondInformational } from './exchanges/informational.js';
 import { ChildRekeyInitiator, IkeRekeyInitiator, respondRekeyRequest } from './exchanges/rekey.js';
 import { VirtualIpPool } from './virtual-ip-pool.js';
+import { AddressListInitiator, UpdateSaAddressesInitiator } from './exchanges/mobike.js';
 import { notify } from './payload-builders.js';
 import { RekeyCollisions } from './collisions.js';
 import { LifetimeManager } from './lifetimes.js';
@@ -44,6 +45,11 @@ import { NatKeepalive } from './nat-keepalive.js';
 import type { SendKeepalive } from './nat-keepalive.js';
 import { DeletionAudit } from './deletion.js';
 import type { DeletionOptions, InvalidSpiVerdict } from './deletion.js';
+
+export interface MobilityOptions {
+  /** Check that a MOBIKE peer receives at its new address before moving its Child SAs (RFC 4555 §3.7). */
+  returnRoutability: boolean;
+}
 
 export interface EngineLimits {
   /** Half-open IKE SAs before new IKE_SA_INIT requests must carry a COOKIE (RFC 7296 §2.6). */
@@ -98,6 +104,10 @@ export interface IkeEngineOptions {
   sendKeepalive?: SendKeepalive;
   /** Lifecycle tunables (control/ike/lifetimes.ts, liveness.ts, deletion.ts). */
   lifecycle?: Partial<LifetimeOptions & LivenessOptions & DeletionOptions>;
+  /** Our usable local addresses right now (MOBIKE: address lists and path failover, RFC 4555 §3.4, §3.10). */
+  localAddresses?: () => string[];
+  /** MOBIKE responder policy (RFC 4555 §3.7): check return routability before moving Child SAs (default true). */
+  mobility?: Partial<MobilityOptions>;
   /**
    * Observer of every message's payloads (inner payloads for encrypted ones),
    * after building and after authentication: debugging and protocol tests.
@@ -134,6 +144,11 @@ export interface EngineEvents {
   'ike-rekeyed': [old: IkeSa, successor: IkeSa];
   /** An IKE SA was cloned (RFC 7791): `clone` is a new, independent IKE SA of the same session. */
   'ike-cloned': [original: IkeSa, clone: IkeSa];
+  /**
+   * MOBIKE (RFC 4555): the IKE SA's Child SAs now use the IKE SA's addresses
+   * (and its NAT state decides UDP encapsulation); the data plane updates them.
+   */
+  'ike-moved': [sa: IkeSa];
   /** A peer's session begins with its first authenticated IKE SA (RFC 7791 §8). */
   'session-up': [sessionId: number, sa: IkeSa];
   /** ... and ends when the last IKE SA of the session (clones and successors included) is gone. */
@@ -201,6 +216,8 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
   /** Live IKE SAs per session (RFC 7791 §8 accounting). */
   private readonly sessions = new Map<number, Set<IkeSa>>();
   private readonly localAddressFor: (remote: string) => string;
+  private readonly localAddressList: () => string[];
+  readonly mobility: MobilityOptions;
 
   constructor(opts: IkeEngineOptions) {
     super();
@@ -216,6 +233,8 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
     this.keyLog = opts.keyLog;
     this.halfOpenTimeout = opts.halfOpenTimeout ?? 30_000;
     this.localAddressFor = opts.localAddressFor ?? (() => '0.0.0.0');
+    this.localAddressList = opts.localAddresses ?? (() => []);
+    this.mobility = { returnRoutability: true, ...opts.mobility };
     this.cookieSecret = createCookieSecret(this.random);
     this.collisions = new RekeyCollisions(this);
     this.lifetimes = new LifetimeManager(this, opts.lifecycle);
@@ -377,6 +396,13 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
     const delay = Math.min(rt.timeout * rt.base ** out.tries, rt.maxTimeout);
     out.timer = this.clock.schedule(delay, () => {
       if (sa.outstanding !== out) return;
+      if (out.tries >= rt.tries && this.failover(sa)) {
+        // RFC 4555 §3.5, §3.10: the path is dead but another one may work; the request goes there.
+        out.tries = 0;
+        this.sendDatagram(sa.local, sa.remote, out.bytes);
+        this.armRetransmit(sa);
+        return;
+      }
       if (out.tries >= rt.tries) {
         const reason = `no response to ${out.exchange.name} after ${out.tries} retransmissions`;
         this.log.warn({ ike: sa.id, exchange: out.exchange.name }, 'peer not answering, deleting IKE SA');
@@ -759,6 +785,119 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
     for (const sa of [...this.sas.values()]) this.deleteIkeSa(sa, 'shutdown');
     this.liveness.stop();
     this.deletion.stop();
+  }
+
+  // ------------------------------------------------------------- MOBIKE
+
+  /** Our local addresses now (for ADDITIONAL_*_ADDRESS and failover). */
+  localAddresses(): string[] {
+    return this.localAddressList();
+  }
+
+  /**
+   * Move an IKE SA we originally initiated to other addresses (RFC 4555 §3.5):
+   * the IKE SA and its Child SAs switch at once, then UPDATE_SA_ADDRESSES
+   * tells the peer from the new path. Resolves when the peer has followed.
+   */
+  moveIkeSa(sa: IkeSa, to: { local: string; remote?: string }): Promise<IkeSa> {
+    if (sa.state !== 'established') return Promise.reject(new Error(`IKE SA ${sa.id} is ${sa.state}`));
+    if (!sa.isInitiator) return Promise.reject(new Error(`IKE SA ${sa.id}: only the original initiator moves an IKE SA (RFC 4555 §3.1)`));
+    if (!sa.peerMobike) return Promise.reject(new Error(`IKE SA ${sa.id}: MOBIKE was not negotiated (RFC 4555 §3.2)`));
+    const previous = { local: { ...sa.local }, remote: { ...sa.remote } };
+    this.relocate(sa, { address: to.local, port: sa.local.port }, { address: to.remote ?? sa.remote.address, port: sa.remote.port });
+    return this.announceMove(sa, previous);
+  }
+
+  private announceMove(sa: IkeSa, previous: { local: Endpoint; remote: Endpoint }): Promise<IkeSa> {
+    return new Promise((resolve, reject) => {
+      // §3.5: sent as soon as the window allows, ahead of other queued work.
+      sa.queue.unshift(new UpdateSaAddressesInitiator(this, previous, { resolve, reject }));
+      this.kick(sa);
+    });
+  }
+
+  /**
+   * Point an IKE SA (and, unless told otherwise, its Child SAs) at new
+   * endpoints. No message is sent; MOBIKE exchanges call this.
+   */
+  relocate(sa: IkeSa, local: Endpoint, remote: Endpoint, opts: { children?: boolean } = {}): void {
+    sa.local = { ...local };
+    sa.remote = { ...remote };
+    sa.addressGeneration++;
+    this.log.info({ ike: sa.id, local: `${local.address}:${local.port}`, remote: `${remote.address}:${remote.port}` }, 'IKE SA moved');
+    if (opts.children ?? true) this.emit('ike-moved', sa);
+  }
+
+  /** New NAT detection results (RFC 4555 §3.5, §3.8): UDP encapsulation of the Child SAs follows. */
+  updateNat(sa: IkeSa, nat: { natLocal: boolean; natRemote: boolean }): void {
+    const encap = nat.natLocal || nat.natRemote;
+    const changed = sa.children.some((c) => c.udpEncap !== encap) || sa.natLocal !== nat.natLocal || sa.natRemote !== nat.natRemote;
+    sa.natLocal = nat.natLocal;
+    sa.natRemote = nat.natRemote;
+    for (const c of sa.children) c.udpEncap = encap;
+    if (changed) this.emit('ike-moved', sa);
+  }
+
+  /** Whether a MOBIKE peer may use `address` (the connection's remote_addrs; none = any). */
+  acceptablePeerAddress(sa: IkeSa, address: string): boolean {
+    return sa.policy.remoteAddrs.length === 0 || sa.policy.remoteAddrs.includes(address);
+  }
+
+  /** Address pairs tried during the current failover of each IKE SA. */
+  private readonly failoverTried = new WeakMap<IkeSa, Set<string>>();
+
+  /**
+   * RFC 4555 §3.10: the current path stopped answering; move to the next
+   * untried pair of (our address, peer address) of the same family. Returns
+   * false when none is left (the IKE SA is then given up).
+   */
+  private failover(sa: IkeSa): boolean {
+    if (!sa.isInitiator || !sa.peerMobike || sa.state !== 'established') return false;
+    let tried = this.failoverTried.get(sa);
+    if (!tried) this.failoverTried.set(sa, (tried = new Set()));
+    tried.add(`${sa.local.address}|${sa.remote.address}`);
+    const v6 = sa.remote.address.includes(':');
+    const locals = this.localAddresses().filter((a) => a.includes(':') === v6 && a !== '127.0.0.1' && a !== '::1');
+    const remotes = [sa.remote.address, ...sa.peerAdditionalAddresses].filter((a) => a.includes(':') === v6);
+    for (const local of locals) {
+      for (const remote of remotes) {
+        if (tried.has(`${local}|${remote}`)) continue;
+        this.log.warn({ ike: sa.id, from: `${sa.local.address} -> ${sa.remote.address}`, to: `${local} -> ${remote}` }, 'path failed, trying another (RFC 4555 §3.10)');
+        const previous = { local: { ...sa.local }, remote: { ...sa.remote } };
+        this.relocate(sa, { address: local, port: sa.local.port }, { address: remote, port: sa.remote.port });
+        this.announceMove(sa, previous).then(
+          () => this.failoverTried.delete(sa),
+          () => undefined,
+        );
+        return true;
+      }
+    }
+    this.failoverTried.delete(sa);
+    return false;
+  }
+
+  /**
+   * Our addresses changed (RFC 4555 §3.5, §3.6): IKE SAs on an address that
+   * went away move to one that is left, SAs whose home address is back move
+   * home, and every MOBIKE peer gets our new address list.
+   */
+  localAddressesChanged(): void {
+    const available = this.localAddresses();
+    for (const sa of this.sas.values()) {
+      if (sa.state !== 'established' || !sa.peerMobike) continue;
+      if (sa.isInitiator) {
+        const home = sa.homeAddress;
+        const sameFamily = (a: string) => a.includes(':') === sa.remote.address.includes(':');
+        let target: string | undefined;
+        if (home && home !== sa.local.address && available.includes(home)) target = home;
+        else if (!available.includes(sa.local.address)) target = available.find((a) => sameFamily(a) && a !== '127.0.0.1');
+        if (target) {
+          this.moveIkeSa(sa, { local: target }).catch((err: Error) => this.log.warn({ ike: sa.id, reason: err.message }, 'address update failed'));
+          continue;
+        }
+      }
+      this.queueExchange(sa, new AddressListInitiator(this, available));
+    }
   }
 
   // ------------------------------------------------- follow-up exchanges

@@ -84,6 +84,17 @@ export class IkeSa {
   natRemote = false;
   peerMobike = false;
   peerClone = false;
+  /** MOBIKE (RFC 4555 §3.4, §3.6): the peer's other addresses, as it announced them. */
+  peerAdditionalAddresses: string[] = [];
+  /** MOBIKE: bumped on every address change we make, so responses to stale updates are ignored (§3.5). */
+  addressGeneration = 0;
+  /** MOBIKE responder: peer addresses that passed a return routability check (§3.7). */
+  readonly verifiedAddresses = new Set<string>();
+  /**
+   * MOBIKE initiator: the local address this IKE SA belongs on (its NIC with
+   * per-NIC cloning); after a failover it moves back when the address returns.
+   */
+  homeAddress: string | undefined;
   /** Virtual IP the peer assigned us, or we assigned the peer (RFC 7296 §2.19). */
   virtualIp: string | undefined;
   peerVirtualIp: string | undefined;

@@ -10,7 +10,7 @@
 //
 // An AUTH failure kills the IKE SA; a Child SA failure (NO_PROPOSAL_CHOSEN,
 // TS_UNACCEPTABLE, ...) does not (§2.21.2).
-import { findPayload } from '../../wire/payloads.js';
+import { findNotify, findPayload } from '../../wire/payloads.js';
 import { CfgAttr, CfgType, ExchangeType, NotifyType, PayloadType, notifyName } from '../../wire/constants.js';
 import type { Payload } from '../../wire/payloads.js';
 import { bytesToIp } from '../../wire/ip.js';
@@ -24,7 +24,12 @@ import { acceptChild, dropOffer, offerChild, offerPayloads, respondChild } from 
 import type { ChildOffer } from '../child-negotiation.js';
 import { errorNotify, hasNotify, idPayload, notify } from '../payload-builders.js';
 import { policiesForPath } from './ike-init.js';
+import { additionalAddressNotifies, natTraversal, noNatsAllowedData, peerAddressList } from './mobike.js';
 import { selectProposal, chosenProposal } from '../proposals.js';
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((v, i) => v === b[i]);
+}
 
 const CHILD_ERRORS: readonly number[] = [
   NotifyType.NO_PROPOSAL_CHOSEN,
@@ -41,6 +46,17 @@ function supportNotifies(policy: ConnectionPolicy, peer?: { mobike: boolean; clo
   if (policy.mobike && (!peer || peer.mobike)) out.push(notify(NotifyType.MOBIKE_SUPPORTED));
   // RFC 7791 §5.1: in the initiator's first and the responder's last IKE_AUTH message.
   if (policy.cloneSupport && (!peer || peer.clone)) out.push(notify(NotifyType.CLONE_IKE_SA_SUPPORTED));
+  return out;
+}
+
+/**
+ * RFC 4555 §3.4 and §3.9: with MOBIKE, our other addresses, and (initiator,
+ * without NAT traversal) NO_NATS_ALLOWED protecting the addresses in use.
+ */
+function mobikeAddressNotifies(engine: IkeEngine, sa: IkeSa, initiator: boolean): Payload[] {
+  if (!sa.policy.mobike) return [];
+  const out = additionalAddressNotifies(engine.localAddresses(), sa.local.address).filter((p) => p.type === PayloadType.NOTIFY && p.notifyType !== NotifyType.NO_ADDITIONAL_ADDRESSES);
+  if (initiator && !natTraversal(sa)) out.push(notify(NotifyType.NO_NATS_ALLOWED, noNatsAllowedData(sa.local, sa.remote)));
   return out;
 }
 
@@ -72,7 +88,7 @@ export class IkeAuthInitiator implements InitiatorExchange {
       this.offer = offerChild(this.engine, sa, firstChild);
       payloads.push(...offerPayloads(this.offer));
     }
-    payloads.push(...supportNotifies(policy));
+    payloads.push(...supportNotifies(policy), ...mobikeAddressNotifies(this.engine, sa, true));
     return payloads;
   }
 
@@ -101,6 +117,8 @@ export class IkeAuthInitiator implements InitiatorExchange {
     sa.peerKey = formatIdentity(peerId);
     sa.peerMobike = sa.policy.mobike && hasNotify(payloads, NotifyType.MOBIKE_SUPPORTED);
     sa.peerClone = sa.policy.cloneSupport && hasNotify(payloads, NotifyType.CLONE_IKE_SA_SUPPORTED);
+    if (sa.peerMobike) sa.peerAdditionalAddresses = peerAddressList(payloads) ?? [];
+    sa.homeAddress ??= sa.local.address;
     const cp = findPayload(payloads, PayloadType.CP);
     if (cp?.cfgType === CfgType.CFG_REPLY) {
       const addr = cp.attributes.find((a) => a.type === CfgAttr.INTERNAL_IP4_ADDRESS && a.value.length === 4);
@@ -206,6 +224,16 @@ export function respondIkeAuth(engine: IkeEngine, sa: IkeSa, payloads: Payload[]
     }
   }
   response.push(...supportNotifies(policy, { mobike: sa.peerMobike, clone: sa.peerClone }));
+  if (sa.peerMobike) {
+    // RFC 4555 §3.9: the addresses the initiator protected must be the ones we saw.
+    const nna = findNotify(payloads, NotifyType.NO_NATS_ALLOWED);
+    if (nna && !natTraversal(sa) && !equalBytes(nna.data, noNatsAllowedData(sa.remote, sa.local))) {
+      engine.log.warn({ ike: sa.id, remote: sa.remote.address }, 'NO_NATS_ALLOWED does not match the IP header in IKE_AUTH');
+      return { payloads: [notify(NotifyType.UNEXPECTED_NAT_DETECTED)], after: () => engine.deleteIkeSa(sa, 'UNEXPECTED_NAT_DETECTED in IKE_AUTH') };
+    }
+    sa.peerAdditionalAddresses = peerAddressList(payloads) ?? [];
+    response.push(...mobikeAddressNotifies(engine, sa, false));
+  }
   return {
     payloads: response,
     after: () => {

@@ -18,7 +18,6 @@ import type { WireError } from '../../wire/result.js';
 import type { Payload, Proposal } from '../../wire/payloads.js';
 import { createKeyExchange, keyExchangeLength } from '../../crypto/keyexchange.js';
 import { deriveIkeKeys, isValidNonceLength } from '../../crypto/keys.js';
-import { natDetectionHash } from '../../crypto/natd.js';
 import { makeCookie, verifyCookie } from '../../crypto/cookie.js';
 import { encodeSignatureHashes, SUPPORTED_SIGNATURE_HASHES } from '../../crypto/auth.js';
 import type { IkeEngine } from '../engine.js';
@@ -30,6 +29,7 @@ import type { NegotiatedSuite } from '../proposals.js';
 import type { Datagram, Endpoint } from '../transport.js';
 import { errorNotify, notify, u16, u16Bytes } from '../payload-builders.js';
 import { installIkeKeys } from '../ike-keys.js';
+import { detectNat, natDetectionPayloads } from '../nat-detection.js';
 
 const EMPTY = new Uint8Array(0);
 const ZERO_SPI = new Uint8Array(8);
@@ -44,31 +44,6 @@ function copy(b: Uint8Array): Uint8Array {
 
 function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && a.every((v, i) => v === b[i]);
-}
-
-/** NAT_DETECTION_SOURCE_IP and _DESTINATION_IP for a message with these SPIs (RFC 7296 §2.23). */
-function natDetectionPayloads(spiI: Uint8Array, spiR: Uint8Array, local: Endpoint, remote: Endpoint): Payload[] {
-  return [
-    notify(NotifyType.NAT_DETECTION_SOURCE_IP, natDetectionHash(spiI, spiR, local.address, local.port)),
-    notify(NotifyType.NAT_DETECTION_DESTINATION_IP, natDetectionHash(spiI, spiR, remote.address, remote.port)),
-  ];
-}
-
-/**
- * Compare received NAT-D hashes with what the path we saw produces. Returns
- * whether a NAT sits in front of us (their DESTINATION hash does not match our
- * address) and in front of them (no SOURCE hash matches their address).
- */
-function detectNat(payloads: Payload[], spiI: Uint8Array, spiR: Uint8Array, local: Endpoint, remote: Endpoint): { natLocal: boolean; natRemote: boolean } | undefined {
-  const src = findNotifies(payloads, NotifyType.NAT_DETECTION_SOURCE_IP);
-  const dst = findNotifies(payloads, NotifyType.NAT_DETECTION_DESTINATION_IP);
-  if (src.length === 0 || dst.length === 0) return undefined;
-  const remoteHash = natDetectionHash(spiI, spiR, remote.address, remote.port);
-  const localHash = natDetectionHash(spiI, spiR, local.address, local.port);
-  return {
-    natRemote: !src.some((n) => equalBytes(n.data, remoteHash)),
-    natLocal: !dst.some((n) => equalBytes(n.data, localHash)),
-  };
 }
 
 /** KE groups the configured proposals allow, in order. */

@@ -10,6 +10,8 @@ import type { ChildSa } from '../child-sa.js';
 import type { IkeEngine } from '../engine.js';
 import type { InitiatorExchange, ResponderResult } from '../exchange.js';
 import type { IkeSa } from '../ike-sa.js';
+import type { Datagram } from '../transport.js';
+import { respondMobility } from './mobike.js';
 import { spiBytes, spiNumber } from '../payload-builders.js';
 
 function espDelete(spis: number[]): DeletePayload {
@@ -102,7 +104,7 @@ export class LivenessInitiator implements InitiatorExchange {
   }
 }
 
-export function respondInformational(engine: IkeEngine, sa: IkeSa, payloads: Payload[]): ResponderResult {
+export function respondInformational(engine: IkeEngine, sa: IkeSa, payloads: Payload[], d: Datagram): ResponderResult {
   const deletes = payloads.filter((p): p is DeletePayload => p.type === PayloadType.DELETE);
   if (deletes.some((d) => d.protocol === ProtocolId.IKE)) {
     // §1.4.1: answer with an empty INFORMATIONAL, then the IKE SA and its children are gone.
@@ -115,10 +117,13 @@ export function respondInformational(engine: IkeEngine, sa: IkeSa, payloads: Pay
       },
     };
   }
+  // RFC 4555: COOKIE2 echo, NAT-D answers, address lists, UPDATE_SA_ADDRESSES.
+  const mobility = respondMobility(engine, sa, payloads, d);
+  if (mobility.refuse) return { payloads: mobility.refuse };
   const gone: ChildSa[] = [];
-  for (const d of deletes) {
-    if (d.protocol !== ProtocolId.ESP && d.protocol !== ProtocolId.AH) continue;
-    for (const raw of d.spis) {
+  for (const del of deletes) {
+    if (del.protocol !== ProtocolId.ESP && del.protocol !== ProtocolId.AH) continue;
+    for (const raw of del.spis) {
       const spi = spiNumber(raw);
       // The peer names its inbound SPI, which is our outbound one.
       const child = sa.children.find((c) => c.spiOut === spi);
@@ -129,10 +134,12 @@ export function respondInformational(engine: IkeEngine, sa: IkeSa, payloads: Pay
   // §1.4.1: a Child SA we are deleting ourselves at the same time is not listed again (§2.25.1).
   const answer = gone.filter((c) => c.state !== 'deleting').map((c) => c.spiIn);
   if (answer.length > 0) response.push(espDelete(answer));
+  response.push(...mobility.extra);
   return {
     payloads: response,
     after: () => {
       for (const c of gone) engine.removeChild(c, 'deleted by peer');
+      mobility.after?.();
     },
   };
 }

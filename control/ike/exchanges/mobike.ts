@@ -1,0 +1,263 @@
+// MOBIKE (RFC 4555): moving an IKE SA and its Child SAs to other addresses.
+// The original initiator decides (§3.1, §3.5) and sends UPDATE_SA_ADDRESSES
+// from the new path; the responder checks NO_NATS_ALLOWED (§3.9) and its
+// address policy, follows, and checks return routability (§3.7) before its
+// Child SAs follow. Either side can tell the other its additional addresses
+// (§3.4, §3.6). COOKIE2 (§4.2.5) binds every response to its request.
+//
+//   Initiator                                Responder
+//   HDR, SK { N(UPDATE_SA_ADDRESSES), [N(NAT_DETECTION_*)],
+//             [N(NO_NATS_ALLOWED)], [N(COOKIE2)] }  -->
+//                          <--  HDR, SK { [N(NAT_DETECTION_*)], [N(COOKIE2)] }
+import { isIPv6 } from 'node:net';
+import { ExchangeType, NotifyType, notifyName } from '../../wire/constants.js';
+import type { Payload } from '../../wire/payloads.js';
+import { findNotify, findNotifies } from '../../wire/payloads.js';
+import { bytesToIp, ipToBytes } from '../../wire/ip.js';
+import type { IkeEngine } from '../engine.js';
+import type { InitiatorExchange } from '../exchange.js';
+import type { IkeSa } from '../ike-sa.js';
+import { detectNat, natDetectionPayloads } from '../nat-detection.js';
+import { notify } from '../payload-builders.js';
+import type { Datagram, Endpoint } from '../transport.js';
+
+/** COOKIE2 data: 8..64 octets, unpredictable to the peer (RFC 4555 §4.2.5). */
+const COOKIE2_LENGTH = 16;
+/** UNEXPECTED_NAT_DETECTED: retry a few times, as for retransmissions (§3.9). */
+export const NAT_RETRIES = 3;
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((v, i) => v === b[i]);
+}
+
+/** NAT traversal is on for this IKE SA (a NAT was detected in IKE_SA_INIT or a later update). */
+export function natTraversal(sa: IkeSa): boolean {
+  return sa.natLocal || sa.natRemote;
+}
+
+/** NO_NATS_ALLOWED data (§4.2.6): source and destination address, then both ports, as sent. */
+export function noNatsAllowedData(source: Endpoint, destination: Endpoint): Uint8Array {
+  const src = ipToBytes(source.address)!;
+  const dst = ipToBytes(destination.address)!;
+  const out = new Uint8Array(src.length * 2 + 4);
+  out.set(src, 0);
+  out.set(dst, src.length);
+  const view = new DataView(out.buffer);
+  view.setUint16(src.length * 2, source.port);
+  view.setUint16(src.length * 2 + 2, destination.port);
+  return out;
+}
+
+/** ADDITIONAL_IP4/6_ADDRESS for every address but the one in use, or NO_ADDITIONAL_ADDRESSES (§3.6). */
+export function additionalAddressNotifies(addresses: readonly string[], inUse: string): Payload[] {
+  const others = [...new Set(addresses)].filter((a) => a !== inUse && ipToBytes(a) !== undefined);
+  if (others.length === 0) return [notify(NotifyType.NO_ADDITIONAL_ADDRESSES)];
+  return others.map((a) => notify(isIPv6(a) ? NotifyType.ADDITIONAL_IP6_ADDRESS : NotifyType.ADDITIONAL_IP4_ADDRESS, ipToBytes(a)!));
+}
+
+/** The peer's address list from ADDITIONAL_* notifies; undefined when the message has none of them. */
+export function peerAddressList(payloads: readonly Payload[]): string[] | undefined {
+  const v4 = findNotifies(payloads, NotifyType.ADDITIONAL_IP4_ADDRESS).filter((n) => n.data.length === 4);
+  const v6 = findNotifies(payloads, NotifyType.ADDITIONAL_IP6_ADDRESS).filter((n) => n.data.length === 16);
+  if (v4.length + v6.length === 0) return findNotify(payloads, NotifyType.NO_ADDITIONAL_ADDRESSES) ? [] : undefined;
+  return [...v4, ...v6].map((n) => bytesToIp(n.data));
+}
+
+/** Checks the COOKIE2 a response echoes (§3.7): a mismatch closes the IKE SA. */
+function cookie2Matches(engine: IkeEngine, sa: IkeSa, payloads: Payload[], sent: Uint8Array): boolean {
+  const echoed = findNotify(payloads, NotifyType.COOKIE2);
+  if (echoed && equalBytes(echoed.data, sent)) return true;
+  engine.log.warn({ ike: sa.id }, 'COOKIE2 in the response does not match the request: closing the IKE SA (RFC 4555 §3.7)');
+  engine.deleteIkeSa(sa, 'COOKIE2 mismatch (RFC 4555 §3.7)');
+  return false;
+}
+
+export type MobikeError = Error & { notify?: number };
+
+function mobikeError(message: string, notifyType?: number): MobikeError {
+  const err = new Error(message) as MobikeError;
+  if (notifyType !== undefined) err.notify = notifyType;
+  return err;
+}
+
+// ------------------------------------------------------------------ initiator
+
+/** UPDATE_SA_ADDRESSES from the path the IKE SA now uses (§3.5). */
+export class UpdateSaAddressesInitiator implements InitiatorExchange {
+  readonly name = 'INFORMATIONAL (UPDATE_SA_ADDRESSES)';
+  readonly exchangeType = ExchangeType.INFORMATIONAL;
+  private cookie2: Uint8Array | undefined;
+  private generation = -1;
+
+  constructor(
+    private readonly engine: IkeEngine,
+    /** Where the IKE SA was before the move, to go back to after UNACCEPTABLE_ADDRESSES. */
+    private readonly previous: { local: Endpoint; remote: Endpoint },
+    private readonly cb: { resolve: (sa: IkeSa) => void; reject: (err: MobikeError) => void; natRetries?: number },
+  ) {}
+
+  build(sa: IkeSa): Payload[] {
+    this.generation = sa.addressGeneration;
+    this.cookie2 = this.engine.random(COOKIE2_LENGTH);
+    const payloads: Payload[] = [notify(NotifyType.UPDATE_SA_ADDRESSES), ...natDetectionPayloads(sa.spiI, sa.spiR, sa.local, sa.remote)];
+    // §3.9: without NAT traversal, the addresses are protected.
+    if (!natTraversal(sa)) payloads.push(notify(NotifyType.NO_NATS_ALLOWED, noNatsAllowedData(sa.local, sa.remote)));
+    payloads.push(notify(NotifyType.COOKIE2, this.cookie2));
+    return payloads;
+  }
+
+  process(sa: IkeSa, payloads: Payload[]): void {
+    const engine = this.engine;
+    if (!cookie2Matches(engine, sa, payloads, this.cookie2!)) return this.cb.reject(mobikeError('COOKIE2 mismatch: IKE SA closed'));
+    // §3.5: the addresses changed again meanwhile; a newer update is on its way.
+    if (sa.addressGeneration !== this.generation) return this.cb.reject(mobikeError('superseded by a later address change'));
+    if (findNotify(payloads, NotifyType.UNEXPECTED_NAT_DETECTED)) {
+      const left = this.cb.natRetries ?? NAT_RETRIES;
+      if (left > 0) {
+        engine.log.info({ ike: sa.id, left }, 'UNEXPECTED_NAT_DETECTED: retrying the address update (RFC 4555 §3.9)');
+        engine.queueExchange(sa, new UpdateSaAddressesInitiator(engine, this.previous, { ...this.cb, natRetries: left - 1 }));
+        return;
+      }
+      return this.cb.reject(mobikeError('the responder keeps seeing a NAT (UNEXPECTED_NAT_DETECTED)', NotifyType.UNEXPECTED_NAT_DETECTED));
+    }
+    if (findNotify(payloads, NotifyType.UNACCEPTABLE_ADDRESSES)) {
+      // §3.5: keep using the previous addresses.
+      engine.log.warn({ ike: sa.id, local: sa.local.address, remote: sa.remote.address }, 'UNACCEPTABLE_ADDRESSES: moving back');
+      engine.relocate(sa, this.previous.local, this.previous.remote);
+      return this.cb.reject(mobikeError(`the responder refused ${sa.local.address} (UNACCEPTABLE_ADDRESSES)`, NotifyType.UNACCEPTABLE_ADDRESSES));
+    }
+    const error = payloads.find((p) => p.type === 41 && p.notifyType > 0 && p.notifyType < 16384);
+    if (error && error.type === 41) return this.cb.reject(mobikeError(`responder answered ${notifyName(error.notifyType)}`, error.notifyType));
+    const nat = detectNat(payloads, sa.spiI, sa.spiR, sa.local, sa.remote);
+    if (nat) engine.updateNat(sa, nat);
+    this.cb.resolve(sa);
+  }
+
+  abort(_sa: IkeSa, reason: string): void {
+    this.cb.reject(mobikeError(reason));
+  }
+}
+
+/** Tell the peer our complete address list (§3.6). */
+export class AddressListInitiator implements InitiatorExchange {
+  readonly name = 'INFORMATIONAL (additional addresses)';
+  readonly exchangeType = ExchangeType.INFORMATIONAL;
+  private cookie2: Uint8Array | undefined;
+
+  constructor(
+    private readonly engine: IkeEngine,
+    private readonly addresses: readonly string[],
+  ) {}
+
+  build(sa: IkeSa): Payload[] {
+    this.cookie2 = this.engine.random(COOKIE2_LENGTH);
+    const payloads = additionalAddressNotifies(this.addresses, sa.local.address);
+    if (!natTraversal(sa)) payloads.push(notify(NotifyType.NO_NATS_ALLOWED, noNatsAllowedData(sa.local, sa.remote)));
+    payloads.push(notify(NotifyType.COOKIE2, this.cookie2));
+    return payloads;
+  }
+
+  process(sa: IkeSa, payloads: Payload[]): void {
+    cookie2Matches(this.engine, sa, payloads, this.cookie2!);
+  }
+}
+
+/** Return routability check (§3.7): an INFORMATIONAL with COOKIE2 to the peer's new address. */
+export class RoutabilityCheckInitiator implements InitiatorExchange {
+  readonly name = 'INFORMATIONAL (return routability)';
+  readonly exchangeType = ExchangeType.INFORMATIONAL;
+  private cookie2: Uint8Array | undefined;
+  private target: string | undefined;
+
+  constructor(
+    private readonly engine: IkeEngine,
+    private readonly done: (ok: boolean) => void,
+  ) {}
+
+  build(sa: IkeSa): Payload[] {
+    this.cookie2 = this.engine.random(COOKIE2_LENGTH);
+    this.target = sa.remote.address;
+    return [notify(NotifyType.COOKIE2, this.cookie2)];
+  }
+
+  process(sa: IkeSa, payloads: Payload[]): void {
+    if (!cookie2Matches(this.engine, sa, payloads, this.cookie2!)) return this.done(false);
+    // §3.7: only meaningful if the request went to one address only.
+    const ok = sa.remote.address === this.target;
+    if (ok) sa.verifiedAddresses.add(this.target!);
+    this.done(ok);
+  }
+
+  abort(): void {
+    this.done(false);
+  }
+}
+
+// ------------------------------------------------------------------ responder
+
+export interface MobilityResponse {
+  /** The whole response instead of the usual one (UNEXPECTED_NAT_DETECTED, UNACCEPTABLE_ADDRESSES). */
+  refuse?: Payload[];
+  /** Payloads to add to the response (NAT-D, COOKIE2). */
+  extra: Payload[];
+  /** Run after the response has been sent. */
+  after?: () => void;
+}
+
+/**
+ * The MOBIKE part of answering an INFORMATIONAL request: COOKIE2 echo (§3.7),
+ * NAT-D answer (§3.8), address lists (§3.6) and UPDATE_SA_ADDRESSES (§3.5).
+ */
+export function respondMobility(engine: IkeEngine, sa: IkeSa, payloads: Payload[], d: Datagram): MobilityResponse {
+  const extra: Payload[] = [];
+  const cookie2 = findNotify(payloads, NotifyType.COOKIE2);
+  const echo = cookie2 && cookie2.data.length >= 8 && cookie2.data.length <= 64 ? [notify(NotifyType.COOKIE2, cookie2.data)] : [];
+  // §3.8: NAT-D in a request gets NAT-D for the path the request took.
+  if (findNotify(payloads, NotifyType.NAT_DETECTION_SOURCE_IP)) extra.push(...natDetectionPayloads(sa.spiI, sa.spiR, d.local, d.remote));
+  extra.push(...echo);
+  if (!sa.peerMobike) return { extra };
+
+  let update = findNotify(payloads, NotifyType.UPDATE_SA_ADDRESSES);
+  // §3.1, §3.5: only the original initiator moves an IKE SA; an update from the responder is ignored.
+  if (update && sa.isInitiator) {
+    engine.log.warn({ ike: sa.id }, 'ignoring UPDATE_SA_ADDRESSES from the original responder (RFC 4555 §3.5)');
+    update = undefined;
+  }
+  const list = peerAddressList(payloads);
+  const changesAddresses = update !== undefined || list !== undefined;
+  // §3.9: without NAT traversal, address-changing requests carry NO_NATS_ALLOWED, which must match the IP header.
+  if (changesAddresses && !natTraversal(sa)) {
+    const nna = findNotify(payloads, NotifyType.NO_NATS_ALLOWED);
+    if (!nna || !equalBytes(nna.data, noNatsAllowedData(d.remote, d.local))) {
+      engine.log.warn({ ike: sa.id, from: d.remote.address }, 'NO_NATS_ALLOWED does not match the IP header: UNEXPECTED_NAT_DETECTED');
+      return { refuse: [notify(NotifyType.UNEXPECTED_NAT_DETECTED), ...echo], extra };
+    }
+  }
+  if (list !== undefined) sa.peerAdditionalAddresses = list;
+  if (!update) return { extra };
+  if (!engine.acceptablePeerAddress(sa, d.remote.address)) {
+    engine.log.warn({ ike: sa.id, from: d.remote.address }, 'UPDATE_SA_ADDRESSES from an address our policy does not allow');
+    return { refuse: [notify(NotifyType.UNACCEPTABLE_ADDRESSES), ...echo], extra };
+  }
+  const nat = detectNat(payloads, sa.spiI, sa.spiR, d.local, d.remote);
+  return {
+    extra,
+    after: () => {
+      // §3.5: the IKE SA takes the addresses from the IP header.
+      engine.relocate(sa, d.local, d.remote, { children: false });
+      if (nat) engine.updateNat(sa, nat);
+      // §3.7: the Child SAs follow once the peer proved it receives at its new address.
+      if (sa.verifiedAddresses.has(d.remote.address) || !engine.mobility.returnRoutability) {
+        engine.emit('ike-moved', sa);
+        return;
+      }
+      engine.queueExchange(
+        sa,
+        new RoutabilityCheckInitiator(engine, (ok) => {
+          if (ok && sa.state === 'established') engine.emit('ike-moved', sa);
+          else engine.log.warn({ ike: sa.id, remote: sa.remote.address }, 'return routability check failed: Child SAs stay on the old path');
+        }),
+      );
+    },
+  };
+}

@@ -1,0 +1,198 @@
+// MOBIKE (RFC 4555) with two engines in memory: address updates, return
+// routability, NAT prohibition, unacceptable addresses, COOKIE2, path
+// failover, address lists, and per-NIC placement of clones (RFC 7791 §3).
+import { describe, expect, it } from 'vitest';
+import { ExchangeType, NotifyType } from '../control/wire/constants.js';
+import type { Payload } from '../control/wire/payloads.js';
+import type { IkeEngine } from '../control/ike/engine.js';
+import type { IkeSa } from '../control/ike/ike-sa.js';
+import { CloneOrchestrator } from '../control/ike/clone-policy.js';
+import { notify } from '../control/ike/payload-builders.js';
+import { MemoryWire, pskPair } from './support/peers.js';
+
+const NIC2 = '10.0.1.1';
+
+/** alice (10.0.0.1, also NIC2 10.0.1.1) -> bob (10.0.0.2); alice is reachable on both addresses. */
+async function pair(over: Parameters<typeof pskPair>[0] = {}, aliceAddresses = ['10.0.0.1', NIC2]) {
+  const wire = new MemoryWire();
+  const { initiator, responder } = pskPair(over);
+  const addresses = { alice: [...aliceAddresses] };
+  const alice = wire.engine('10.0.0.1', [initiator], { localAddresses: () => addresses.alice });
+  const bob = wire.engine('10.0.0.2', [responder], { localAddresses: () => ['10.0.0.2'] });
+  wire.engines.set(NIC2, alice);
+  const moved: Record<'alice' | 'bob', IkeSa[]> = { alice: [], bob: [] };
+  alice.on('ike-moved', (sa) => moved.alice.push(sa));
+  bob.on('ike-moved', (sa) => moved.bob.push(sa));
+  const up = alice.initiate(initiator.name);
+  wire.run(100);
+  const sa = await up;
+  return { wire, alice, bob, sa, peerSa: bob.ikeSas()[0]!, moved, addresses };
+}
+
+async function move(wire: MemoryWire, engine: IkeEngine, sa: IkeSa, local: string) {
+  const p = engine.moveIkeSa(sa, { local });
+  p.catch(() => undefined); // awaited by the caller after the wire settles
+  await wire.settle(3000);
+  return p;
+}
+
+describe('MOBIKE negotiation (RFC 4555 §3.2, §3.4)', () => {
+  it('both ends negotiate MOBIKE and learn each other\'s additional addresses in IKE_AUTH', async () => {
+    const { sa, peerSa } = await pair();
+    expect(sa.peerMobike && peerSa.peerMobike).toBe(true);
+    expect(peerSa.peerAdditionalAddresses).toEqual([NIC2]);
+    expect(sa.peerAdditionalAddresses).toEqual([]);
+    // Without NAT, IKE traffic moved to the NAT-T port when MOBIKE is on (§3.3).
+    expect(sa.local.port).toBe(4500);
+  });
+
+  it('only the original initiator moves an IKE SA (§3.1)', async () => {
+    const { bob, peerSa } = await pair();
+    await expect(bob.moveIkeSa(peerSa, { local: '10.0.0.2' })).rejects.toThrow(/only the original initiator/);
+  });
+});
+
+describe('UPDATE_SA_ADDRESSES (RFC 4555 §3.5)', () => {
+  it('moves the IKE SA and its Child SAs on both ends; the responder checks return routability first (§3.7)', async () => {
+    const { wire, alice, sa, peerSa, moved } = await pair();
+    const before = peerSa.children[0]!;
+    await move(wire, alice, sa, NIC2);
+    expect(sa.local.address).toBe(NIC2);
+    expect(peerSa.remote.address).toBe(NIC2);
+    expect(peerSa.verifiedAddresses.has(NIC2)).toBe(true);
+    // Both ends told their data plane; the Child SAs stayed the same (moved, not rekeyed).
+    expect(moved.alice).toContain(sa);
+    expect(moved.bob).toContain(peerSa);
+    expect(peerSa.children[0]).toBe(before);
+    // The IKE SA works on the new path.
+    const live = alice.checkLiveness(sa);
+    wire.run(100);
+    expect(await live).toBe(true);
+  });
+
+  it('an update from the responder is ignored (§3.5)', async () => {
+    const { wire, bob, sa, peerSa } = await pair();
+    let response: Payload[] | undefined;
+    bob.queueExchange(peerSa, { name: 'forged update', exchangeType: ExchangeType.INFORMATIONAL, build: () => [notify(NotifyType.UPDATE_SA_ADDRESSES)], process: (_s, p) => void (response = p) });
+    wire.run(100);
+    expect(response).toEqual([]);
+    expect(sa.remote.address).toBe('10.0.0.2');
+    expect(sa.state).toBe('established');
+  });
+
+  it('UNACCEPTABLE_ADDRESSES: the responder refuses an address its policy does not allow; the initiator moves back', async () => {
+    const { wire, alice, sa, peerSa, moved } = await pair({ responder: { remoteAddrs: ['10.0.0.1'] } });
+    await expect(move(wire, alice, sa, NIC2)).rejects.toMatchObject({ notify: NotifyType.UNACCEPTABLE_ADDRESSES });
+    expect(sa.local.address).toBe('10.0.0.1');
+    expect(peerSa.remote.address).toBe('10.0.0.1');
+    expect(moved.bob).toEqual([]);
+    expect(sa.state).toBe('established');
+  });
+
+  it('NO_NATS_ALLOWED with a NAT present: UNEXPECTED_NAT_DETECTED, retried, then given up; nothing moves (§3.9)', async () => {
+    const { wire, alice, sa, peerSa, moved } = await pair();
+    // A NAT rewrites the source of everything alice sends from NIC2.
+    wire.engines.set('192.0.2.99', alice);
+    wire.tamper = (d) => (d.local.address === NIC2 ? { ...d, local: { ...d.local, address: '192.0.2.99' } } : d);
+    let updates = 0;
+    const origQueue = alice.queueExchange.bind(alice);
+    alice.queueExchange = (s, ex) => {
+      if (ex.name.includes('UPDATE_SA_ADDRESSES')) updates++;
+      origQueue(s, ex);
+    };
+    await expect(move(wire, alice, sa, NIC2)).rejects.toMatchObject({ notify: NotifyType.UNEXPECTED_NAT_DETECTED });
+    expect(updates).toBe(3); // the retries (§3.9), after the first attempt
+    expect(peerSa.remote.address).toBe('10.0.0.1');
+    expect(moved.bob).toEqual([]);
+  });
+
+  it('COOKIE2 mismatch in the response closes the IKE SA (§3.7)', async () => {
+    const { wire, alice, sa } = await pair();
+    const p = alice.moveIkeSa(sa, { local: NIC2 });
+    p.catch(() => undefined);
+    // The response will echo what was sent; pretend we sent something else.
+    const ex = sa.outstanding!.exchange as unknown as { cookie2: Uint8Array };
+    ex.cookie2 = new Uint8Array(16).fill(0xee);
+    await wire.settle(500);
+    await expect(p).rejects.toThrow(/COOKIE2/);
+    expect(sa.state).toBe('dead');
+  });
+
+  it('return routability failure: the responder\'s Child SAs do not follow to an address that does not answer', async () => {
+    const { wire, alice, sa, peerSa, moved } = await pair();
+    // Requests from bob to NIC2 are lost (responses still get through).
+    wire.filter = (d) => (d.local.address === '10.0.0.2' && d.remote.address === NIC2 && (d.bytes[19]! & 0x20) === 0 ? 'drop' : 'pass');
+    await move(wire, alice, sa, NIC2).catch(() => undefined);
+    await wire.settle(20_000, 200);
+    expect(moved.bob).toEqual([]);
+    expect(peerSa.verifiedAddresses.has(NIC2)).toBe(false);
+  });
+});
+
+describe('path failure and address changes (RFC 4555 §3.5, §3.6, §3.10)', () => {
+  it('when the current path stops answering, the initiator moves to another address pair that answers', async () => {
+    const { wire, alice, sa, peerSa } = await pair();
+    // The first NIC's path dies.
+    wire.filter = (d) => (d.local.address === '10.0.0.1' || d.remote.address === '10.0.0.1' ? 'drop' : 'pass');
+    const live = alice.checkLiveness(sa);
+    await wire.settle(30_000, 200);
+    expect(await live).toBe(true);
+    expect(sa.state).toBe('established');
+    expect(sa.local.address).toBe(NIC2);
+    expect(peerSa.remote.address).toBe(NIC2);
+  });
+
+  it('an address that goes away moves the IKE SA; when its home address returns, it moves back', async () => {
+    const { wire, alice, sa, peerSa, addresses } = await pair();
+    addresses.alice = [NIC2];
+    alice.localAddressesChanged();
+    await wire.settle(3000);
+    expect(sa.local.address).toBe(NIC2);
+    expect(peerSa.remote.address).toBe(NIC2);
+    addresses.alice = ['10.0.0.1', NIC2];
+    alice.localAddressesChanged();
+    await wire.settle(3000);
+    expect(sa.local.address).toBe('10.0.0.1');
+    expect(peerSa.remote.address).toBe('10.0.0.1');
+  });
+
+  it('ADDITIONAL_*_ADDRESS and NO_ADDITIONAL_ADDRESSES in INFORMATIONAL replace the peer\'s list (§3.6)', async () => {
+    const { wire, alice, peerSa, addresses } = await pair();
+    addresses.alice = ['10.0.0.1', NIC2, '10.0.2.1'];
+    alice.localAddressesChanged();
+    await wire.settle(500);
+    expect(peerSa.peerAdditionalAddresses.sort()).toEqual(['10.0.2.1', NIC2].sort());
+    addresses.alice = ['10.0.0.1'];
+    alice.localAddressesChanged();
+    await wire.settle(500);
+    expect(peerSa.peerAdditionalAddresses).toEqual([]);
+  });
+});
+
+describe('per-NIC clone placement (RFC 7791 §3 with RFC 4555)', () => {
+  it('clone k moves to NIC k before its Child SA is created; both IKE SAs answer on their own paths', async () => {
+    const { wire, alice, bob, sa } = await pair({ initiator: { clone: { per: 'nic', count: 2, nics: ['10.0.0.1', NIC2] } } });
+    const orchestrator = new CloneOrchestrator(alice);
+    const grown = orchestrator.grow(sa, 2);
+    await wire.settle(3000);
+    expect((await grown).state).toBe('complete');
+    const clone = alice.ikeSas().find((s) => s !== sa)!;
+    expect(sa.local.address).toBe('10.0.0.1');
+    expect(clone.local.address).toBe(NIC2);
+    expect(clone.homeAddress).toBe(NIC2);
+    const peerClone = bob.ikeSas().find((s) => s.spiI.every((b, i) => b === clone.spiI[i]))!;
+    expect(peerClone.remote.address).toBe(NIC2);
+    expect(clone.children).toHaveLength(1);
+    // Liveness on each path: datagrams of each IKE SA leave from its own NIC.
+    const from = new Map<string, string>();
+    wire.filter = (d) => {
+      if (d.local.address !== '10.0.0.2') from.set(Buffer.from(d.bytes.subarray(0, 8)).toString('hex'), d.local.address);
+      return 'pass';
+    };
+    const checks = [alice.checkLiveness(sa), alice.checkLiveness(clone)];
+    wire.run(100);
+    expect(await Promise.all(checks)).toEqual([true, true]);
+    expect(from.get(Buffer.from(sa.spiI).toString('hex'))).toBe('10.0.0.1');
+    expect(from.get(Buffer.from(clone.spiI).toString('hex'))).toBe(NIC2);
+  });
+});

@@ -266,6 +266,17 @@ async function cloneCommand(ike: string, opts: { count?: string; json?: boolean;
   return result.family.state === 'complete' ? EXIT_OK : EXIT_FAILURE;
 }
 
+async function moveCommand(ike: string, opts: { local: string; remote?: string; json?: boolean; socket?: string }): Promise<number> {
+  const id = Number(ike);
+  if (!Number.isSafeInteger(id) || id < 1) {
+    process.stderr.write(`ikeclone move: "${ike}" is not an IKE SA id (see ikeclone status)\n`);
+    return EXIT_USAGE;
+  }
+  const result = await controlRequest(opts.socket ?? defaultSocketPath(), (c) => c.move(id, opts.local, opts.remote));
+  await stdout(opts.json ? json(result) : formatIkeSa(result.ike));
+  return EXIT_OK;
+}
+
 // -------------------------------------------------------------------- program
 
 function examples(...lines: string[]): string {
@@ -339,6 +350,17 @@ function buildProgram(setExit: (code: number) => void): Command {
     .option('--json', 'print the family and its members as JSON')
     .addHelpText('after', examples('$ ikeclone clone 1', '$ ikeclone clone 1 --count 3 --json --socket /tmp/gw.sock'))
     .action(async (ike: string, opts: { count?: string; json?: boolean; socket?: string }) => setExit(await cloneCommand(ike, opts)));
+
+  program
+    .command('move')
+    .description('move an IKE SA this gateway initiated, and its Child SAs, to other addresses with MOBIKE (RFC 4555)')
+    .argument('<ike-sa>', 'IKE SA id, as `ikeclone status` shows it (#N)')
+    .requiredOption('-l, --local <addr>', 'local address to move to (e.g. the second NIC\'s)')
+    .option('-r, --remote <addr>', 'peer address to use (one it announced); default: the current one')
+    .option('-s, --socket <path>', `control socket (default: ${defaultSocketPath()})`)
+    .option('--json', 'print the moved IKE SA as JSON')
+    .addHelpText('after', examples('$ ikeclone move 2 --local 10.0.2.2', '$ ikeclone move 2 --local 10.0.2.2 --remote 192.0.2.7 --json'))
+    .action(async (ike: string, opts: { local: string; remote?: string; json?: boolean; socket?: string }) => setExit(await moveCommand(ike, opts)));
 
   program
     .command('status')

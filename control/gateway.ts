@@ -26,6 +26,7 @@ import { UdpTransport, resolveLocalAddress } from './net/udp-transport.js';
 import { snapshot, type GatewayStatus } from './status.js';
 import { DEFAULT_NAT_KEEPALIVE, NAT_KEEPALIVE_PAYLOAD } from './ike/nat-keepalive.js';
 import { CloneOrchestrator, type CloneFamily } from './ike/clone-policy.js';
+import { AddressMonitor } from './net/address-monitor.js';
 import { DataPlane } from '../dataplane/dataplane.js';
 import { aeadForTransform } from '../dataplane/sad.js';
 import { EsnId } from './wire/constants.js';
@@ -42,6 +43,8 @@ export interface GatewayEvents {
 
 export interface GatewayOptions {
   config: GatewayConfig;
+  /** How often to look for local address changes when a connection uses MOBIKE (ms, default 1000). */
+  addressPollMs?: number;
   log?: Logger;
   clock?: Clock;
   random?: RandomSource;
@@ -110,6 +113,8 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   readonly engine: IkeEngine;
   readonly transport: UdpTransport;
   readonly keyLog: WiresharkKeyLog | undefined;
+  /** Watches local addresses for MOBIKE connections (RFC 4555 §3.5). */
+  private addressMonitor: AddressMonitor | undefined;
   /** Clones IKE SAs per worker or NIC after IKE_AUTH, and on demand (RFC 7791). */
   readonly cloner: CloneOrchestrator;
   /** ESP: worker threads that own the Child SAs (dataplane/dataplane.ts). */
@@ -157,6 +162,8 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       log: this.log,
       limits: this.config.limits,
       retransmit: this.config.retransmit,
+      // MOBIKE (RFC 4555): addresses that are up and have sockets.
+      localAddresses: () => (this.addressMonitor ? this.addressMonitor.current().filter((a) => this.transport.hasAddress(a)) : this.transport.localAddresses),
       ...(this.keyLog ? { keyLog: this.keyLog } : {}),
       ...(opts.clock ? { clock: opts.clock } : {}),
       ...(opts.random ? { random: opts.random } : {}),
@@ -166,6 +173,18 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       this.engine.on(event, (...args: unknown[]) => (this.emit as (e: string, ...a: unknown[]) => boolean)(event, ...args));
     }
     this.engine.on('child-up', (child) => this.installChild(child));
+    // MOBIKE: Child SAs follow their IKE SA to its new addresses (RFC 4555 §3.5).
+    this.engine.on('ike-moved', (sa) => {
+      for (const child of sa.children) {
+        if (!this.dataPlaneChildren.has(child.id)) continue;
+        const { local, remote } = this.espEndpoints(child);
+        this.dataPlane.updateAddresses(child.id, local, remote, child.udpEncap);
+      }
+    });
+    if (this.engine.policies.some((p) => p.mobike)) {
+      this.addressMonitor = new AddressMonitor(opts.addressPollMs ?? 1000);
+      this.addressMonitor.on('change', (added, removed) => void this.addressesChanged(added, removed));
+    }
     this.engine.on('child-down', (child) => {
       this.dataPlaneChildren.delete(child.id);
       void this.dataPlane.remove(child.id);
@@ -209,6 +228,21 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       udpEncap: child.udpEncap,
       replaces,
     }).catch((err: Error) => this.log.warn({ child: child.id, reason: err.message }, 'data plane did not install the Child SA'));
+  }
+
+  /** Local addresses came or went (RFC 4555 §3.5, §3.6): listen on new ones, then let MOBIKE act. */
+  private async addressesChanged(added: string[], removed: string[]): Promise<void> {
+    this.log.info({ added, removed }, 'local addresses changed');
+    for (const address of added) await this.transport.addAddress(address);
+    this.engine.localAddressesChanged();
+  }
+
+  /** Move an IKE SA this gateway initiated to other addresses with MOBIKE (RFC 4555 §3.5). */
+  async move(ikeId: number, local: string, remote?: string): Promise<IkeSa> {
+    const sa = this.engine.findIkeSa(ikeId);
+    if (!sa) throw new Error(`no IKE SA with id ${ikeId}`);
+    if (!this.transport.hasAddress(local) && !(await this.transport.addAddress(local))) throw new Error(`not listening on ${local}`);
+    return this.engine.moveIkeSa(sa, { local, ...(remote ? { remote } : {}) });
   }
 
   /** ESP in UDP travels between the NAT-T ports (RFC 3948 §2.1): the IKE SA's, or ours if IKE did not float. */
@@ -256,6 +290,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       this.reportUsage().catch((err: Error) => this.log.debug({ reason: err.message }, 'data plane counters unavailable'));
     }, 1000);
     this.usageTimer.unref();
+    this.addressMonitor?.start();
     this.started = true;
     this.log.info({ addresses: this.transport.localAddresses, port: this.config.listen.port, natPort: this.config.listen.natPort }, 'gateway listening');
     for (const policy of this.engine.policies) {
@@ -306,6 +341,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       await Promise.race([this.down(), timeout]);
     }
     this.cloner.stop();
+    this.addressMonitor?.stop();
     this.engine.shutdown();
     this.transport.close();
     clearInterval(this.usageTimer);

@@ -6,7 +6,7 @@ import { createConnection, type Socket } from 'node:net';
 import type { GatewayStatus } from '../status.js';
 import {
   LineSplitter, MAX_RESPONSE_LINE, encodeLine, parseResponse,
-  type ControlArgs, type CloneResult, type ControlCommand, type ControlErrorCode, type ControlRequest, type DownResult, type RequestId, type UpResult,
+  type ControlArgs, type CloneResult, type MoveResult, type ControlCommand, type ControlErrorCode, type ControlRequest, type DownResult, type RequestId, type UpResult,
 } from './protocol.js';
 
 export type ControlSocketErrorCode = 'no-gateway' | 'permission' | 'timeout' | 'closed' | 'protocol';
@@ -109,6 +109,11 @@ export class ControlClient {
   /** Clone IKE SA `ike` `count` times (RFC 7791); resolves with the family. */
   clone(ike: number, count = 1, opts: { timeoutMs?: number } = {}): Promise<CloneResult> {
     return this.request('clone', { ike, count }, { timeoutMs: opts.timeoutMs ?? 60_000 }) as Promise<CloneResult>;
+  }
+
+  /** Move IKE SA `ike` to `local` (and `remote`) with MOBIKE (RFC 4555). */
+  move(ike: number, local: string, remote?: string, opts: { timeoutMs?: number } = {}): Promise<MoveResult> {
+    return this.request('move', { ike, local, ...(remote ? { remote } : {}) }, { timeoutMs: opts.timeoutMs ?? 30_000 }) as Promise<MoveResult>;
   }
 
   close(): void {

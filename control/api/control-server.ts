@@ -18,7 +18,7 @@ import { silentLogger } from '../log.js';
 import { ikeSaStatus } from '../status.js';
 import {
   LineSplitter, MAX_REQUEST_LINE, encodeLine, parseRequest,
-  type CloneResult, type ControlError, type ControlRequest, type ControlResponse, type DownResult, type UpResult,
+  type CloneResult, type MoveResult, type ControlError, type ControlRequest, type ControlResponse, type DownResult, type UpResult,
 } from './protocol.js';
 
 export interface ControlServerOptions {
@@ -290,6 +290,13 @@ export class ControlServer {
           family: { sessionId: family.sessionId, target: family.target, state: family.state, ...(family.reason ? { reason: family.reason } : {}) },
           members: members.map((m) => ikeSaStatus(m, now)),
         };
+        return result;
+      }
+      case 'move': {
+        const { ike, local, remote } = request.args!;
+        this.log.info({ ike, local, remote }, 'control: move');
+        const sa = await this.gateway.move(ike!, local!, remote);
+        const result: MoveResult = { ike: ikeSaStatus(sa, this.gateway.engine.clock.now()) };
         return result;
       }
       case 'down': {

@@ -10,6 +10,7 @@
 // (null when the request was too broken to have one). Everything here is pure:
 // parsing never throws, whatever bytes arrive.
 import { tmpdir } from 'node:os';
+import { isIP } from 'node:net';
 import { join } from 'node:path';
 import type { IkeSaStatus } from '../status.js';
 
@@ -18,7 +19,7 @@ export const MAX_REQUEST_LINE = 64 * 1024;
 /** Longest response line a client accepts (a status of many SAs is large, but not unbounded). */
 export const MAX_RESPONSE_LINE = 32 * 1024 * 1024;
 
-export const CONTROL_COMMANDS = ['status', 'up', 'down', 'clone'] as const;
+export const CONTROL_COMMANDS = ['status', 'up', 'down', 'clone', 'move'] as const;
 export type ControlCommand = (typeof CONTROL_COMMANDS)[number];
 
 /** A request id: what the client chose, echoed in the response. */
@@ -55,6 +56,14 @@ export interface ControlArgs {
   name?: string;
   ike?: number;
   count?: number;
+  /** move: the local address to move to, and optionally the peer's. */
+  local?: string;
+  remote?: string;
+}
+
+/** Result of `move`: the IKE SA on its new path. */
+export interface MoveResult {
+  ike: IkeSaStatus;
 }
 
 /** Most clones one `clone` request may add. */
@@ -122,10 +131,12 @@ export function parseRequest(line: string): ParsedRequest {
   let name: string | undefined;
   let ike: number | undefined;
   let count: number | undefined;
+  let local: string | undefined;
+  let remote: string | undefined;
   if (obj.args !== undefined && obj.args !== null) {
     if (typeof obj.args !== 'object' || Array.isArray(obj.args)) return fail(id, 'bad-args', 'args must be an object');
     const args = obj.args as Record<string, unknown>;
-    const allowed = cmd === 'clone' ? ['ike', 'count'] : ['name'];
+    const allowed = cmd === 'clone' ? ['ike', 'count'] : cmd === 'move' ? ['ike', 'local', 'remote'] : ['name'];
     const unknown = Object.keys(args).filter((k) => !allowed.includes(k));
     if (unknown.length > 0) return fail(id, 'bad-args', `unknown argument "${unknown[0]!.slice(0, 64)}"`);
     if (args.name !== undefined) {
@@ -138,12 +149,22 @@ export function parseRequest(line: string): ParsedRequest {
       if (typeof args.ike !== 'number' || !Number.isSafeInteger(args.ike) || args.ike < 1) return fail(id, 'bad-args', 'args.ike must be an IKE SA id (a positive integer)');
       ike = args.ike;
     }
+    for (const which of ['local', 'remote'] as const) {
+      if (args[which] === undefined) continue;
+      if (typeof args[which] !== 'string' || isIP(args[which] as string) === 0) return fail(id, 'bad-args', `args.${which} must be an IP address`);
+      if (which === 'local') local = args.local as string;
+      else remote = args.remote as string;
+    }
     if (args.count !== undefined) {
       if (typeof args.count !== 'number' || !Number.isInteger(args.count) || args.count < 1 || args.count > MAX_CLONE_COUNT) {
         return fail(id, 'bad-args', `args.count must be an integer from 1 to ${MAX_CLONE_COUNT}`);
       }
       count = args.count;
     }
+  }
+  if (cmd === 'move') {
+    if (ike === undefined || local === undefined) return fail(id, 'bad-args', 'move needs args.ike (the IKE SA id) and args.local (the address to move to)');
+    return { ok: true, request: { id, cmd, args: { ike, local, ...(remote ? { remote } : {}) } } };
   }
   if (cmd === 'clone') {
     if (ike === undefined) return fail(id, 'bad-args', 'clone needs args.ike, the id of the IKE SA to clone');

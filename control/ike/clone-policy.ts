@@ -15,6 +15,7 @@ import { NotifyType } from '../wire/constants.js';
 import type { IkeEngine } from './engine.js';
 import type { IkeSa } from './ike-sa.js';
 import type { TimerHandle } from './clock.js';
+import { peerAddressFor } from './exchanges/mobike.js';
 
 export type FamilyState = 'single' | 'growing' | 'complete' | 'fallback' | 'blocked' | 'failed';
 
@@ -168,8 +169,9 @@ export class CloneOrchestrator extends EventEmitter<CloneOrchestratorEvents> {
       this.engine.log.warn({ ike: clone.id, nic }, 'cannot move the clone to its NIC: MOBIKE was not negotiated');
       return;
     }
+    const remote = peerAddressFor(nic, [clone.remote.address, ...clone.peerAdditionalAddresses]);
     try {
-      await this.engine.moveIkeSa(clone, { local: nic });
+      await this.engine.moveIkeSa(clone, { local: nic, ...(remote ? { remote } : {}) });
     } catch (err) {
       this.engine.log.warn({ ike: clone.id, nic, reason: (err as Error).message }, 'moving the clone to its NIC failed');
     }

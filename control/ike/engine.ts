@@ -34,7 +34,7 @@ import { ChildCreateInitiator, respondCreateChildSa } from './exchanges/child-cr
 import { DeleteChildInitiator, DeleteIkeInitiator, DeleteSpisInitiator, LivenessInitiator, respondInformational } from './exchanges/informational.js';
 import { ChildRekeyInitiator, IkeRekeyInitiator, respondRekeyRequest } from './exchanges/rekey.js';
 import { VirtualIpPool } from './virtual-ip-pool.js';
-import { AddressListInitiator, UpdateSaAddressesInitiator } from './exchanges/mobike.js';
+import { AddressListInitiator, UpdateSaAddressesInitiator, peerAddressFor } from './exchanges/mobike.js';
 import { notify } from './payload-builders.js';
 import { RekeyCollisions } from './collisions.js';
 import { LifetimeManager } from './lifetimes.js';
@@ -858,8 +858,11 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
     tried.add(`${sa.local.address}|${sa.remote.address}`);
     const v6 = sa.remote.address.includes(':');
     const locals = this.localAddresses().filter((a) => a.includes(':') === v6 && a !== '127.0.0.1' && a !== '::1');
-    const remotes = [sa.remote.address, ...sa.peerAdditionalAddresses].filter((a) => a.includes(':') === v6);
+    const peers = [sa.remote.address, ...sa.peerAdditionalAddresses].filter((a) => a.includes(':') === v6);
     for (const local of locals) {
+      // The peer address on the same network first, then the rest.
+      const best = peerAddressFor(local, peers);
+      const remotes = best ? [best, ...peers.filter((p) => p !== best)] : peers;
       for (const remote of remotes) {
         if (tried.has(`${local}|${remote}`)) continue;
         this.log.warn({ ike: sa.id, from: `${sa.local.address} -> ${sa.remote.address}`, to: `${local} -> ${remote}` }, 'path failed, trying another (RFC 4555 §3.10)');
@@ -892,7 +895,8 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
         if (home && home !== sa.local.address && available.includes(home)) target = home;
         else if (!available.includes(sa.local.address)) target = available.find((a) => sameFamily(a) && a !== '127.0.0.1');
         if (target) {
-          this.moveIkeSa(sa, { local: target }).catch((err: Error) => this.log.warn({ ike: sa.id, reason: err.message }, 'address update failed'));
+          const remote = peerAddressFor(target, [sa.remote.address, ...sa.peerAdditionalAddresses]);
+          this.moveIkeSa(sa, { local: target, ...(remote ? { remote } : {}) }).catch((err: Error) => this.log.warn({ ike: sa.id, reason: err.message }, 'address update failed'));
           continue;
         }
       }

@@ -156,6 +156,36 @@ export class UdpTransport {
     return undefined;
   }
 
+  /** Whether sockets are bound on `address`. */
+  hasAddress(address: string): boolean {
+    return this.addresses.includes(address);
+  }
+
+  /**
+   * Bind sockets on an address that appeared (MOBIKE, RFC 4555 §3.5): only
+   * when the listen configuration covers it (a wildcard, or the address
+   * itself). Returns whether sockets are bound on it now.
+   */
+  async addAddress(address: string): Promise<boolean> {
+    if (this.hasAddress(address)) return true;
+    const v6 = isIPv6(address);
+    const covered = this.opts.addresses.includes(address) || this.opts.addresses.includes(v6 ? '::' : '0.0.0.0');
+    if (!covered) return false;
+    try {
+      await this.bind(address, this.opts.port);
+      await this.bind(address, this.opts.natPort);
+      this.addresses.push(address);
+      return true;
+    } catch (err) {
+      for (const port of [this.opts.port, this.opts.natPort]) {
+        this.sockets.get(key(address, port))?.close();
+        this.sockets.delete(key(address, port));
+      }
+      this.opts.log.warn({ address, err: (err as Error).message }, 'could not listen on a new address');
+      return false;
+    }
+  }
+
   close(): void {
     for (const s of this.sockets.values()) s.close();
     this.sockets.clear();

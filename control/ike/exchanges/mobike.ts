@@ -50,9 +50,46 @@ export function noNatsAllowedData(source: Endpoint, destination: Endpoint): Uint
 
 /** ADDITIONAL_IP4/6_ADDRESS for every address but the one in use, or NO_ADDITIONAL_ADDRESSES (§3.6). */
 export function additionalAddressNotifies(addresses: readonly string[], inUse: string): Payload[] {
-  const others = [...new Set(addresses)].filter((a) => a !== inUse && ipToBytes(a) !== undefined);
+  // Loopback addresses mean nothing to a peer elsewhere.
+  const loopback = (a: string) => a.startsWith('127.') || a === '::1';
+  const others = [...new Set(addresses)].filter((a) => a !== inUse && ipToBytes(a) !== undefined && (loopback(inUse) || !loopback(a)));
   if (others.length === 0) return [notify(NotifyType.NO_ADDITIONAL_ADDRESSES)];
   return others.map((a) => notify(isIPv6(a) ? NotifyType.ADDITIONAL_IP6_ADDRESS : NotifyType.ADDITIONAL_IP4_ADDRESS, ipToBytes(a)!));
+}
+
+function commonPrefixBits(a: Uint8Array, b: Uint8Array): number {
+  let bits = 0;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i]! ^ b[i]!;
+    if (x === 0) {
+      bits += 8;
+      continue;
+    }
+    return bits + Math.clz32(x) - 24;
+  }
+  return bits;
+}
+
+/**
+ * Of the peer's addresses, the one that most likely shares a link with our
+ * `local` address (the longest common prefix; ties keep the given order).
+ * A multi-homed gateway announces one address per network (RFC 7791 §3,
+ * Figures 2 and 3); this pairs each of our NICs with the peer's address on it.
+ */
+export function peerAddressFor(local: string, candidates: readonly string[]): string | undefined {
+  const l = ipToBytes(local);
+  let best: string | undefined;
+  let bestBits = -1;
+  for (const c of candidates) {
+    const b = ipToBytes(c);
+    if (!l || !b || b.length !== l.length) continue;
+    const bits = commonPrefixBits(l, b);
+    if (bits > bestBits) {
+      best = c;
+      bestBits = bits;
+    }
+  }
+  return best;
 }
 
 /** The peer's address list from ADDITIONAL_* notifies; undefined when the message has none of them. */

@@ -41,6 +41,13 @@
  *   maxTimeout: 30s            # cap on a single wait (>= timeout)
  * dataplane:
  *   workers: auto              # ESP worker threads: auto (= available cores) or an integer 1..1024
+ *   tun: ikc0                  # optional (root): a TUN device for inner traffic, created at start;
+ *                              # routes to the remote subnets via it are the operator's. Without
+ *                              # it, ESP that arrives is verified and counted, then discarded
+ *   tun_mtu: 1400              # the TUN device's MTU (576..9000)
+ *   tun_queues: 1              # TUN queues (IFF_MULTI_QUEUE when more than 1), 1..64
+ *   esp: auto                  # auto: raw ESP (IP protocol 50) when no NAT was detected and raw
+ *                              # sockets are available (root), else UDP 4500 (RFC 3948) | udp: always UDP
  * connections:                 # default: none
  *   <name>:                    # letters, digits, '.', '_', '-'; starts with a letter or digit
  *     local_addrs: [192.0.2.1] # IP literals this connection uses; default: any (%any)
@@ -180,6 +187,10 @@ export interface DataplaneConfig {
   workers: number;
   /** True when the file said "auto" (or nothing). */
   workersAuto: boolean;
+  /** A TUN device for inner traffic; absent = none. */
+  tun?: { name: string; mtu: number; queues: number };
+  /** How ESP travels without a NAT: 'auto' (raw ESP when possible; the default when absent) or 'udp'. */
+  esp?: 'auto' | 'udp';
 }
 
 /** One side of a connection (swanctl's local/remote sections). */
@@ -1109,7 +1120,18 @@ function gatewaySchema(ctx: Ctx) {
       }
       return r satisfies RetransmitConfig;
     }),
-    dataplane: section({ workers: leaf(workersValue) }, 'a mapping with workers').transform((d) => d.workers),
+    dataplane: section({
+      workers: leaf(workersValue),
+      tun: leaf(withDefault<string | undefined>(undefined, (v) => (typeof v === 'string' && /^[A-Za-z0-9_.-]{1,15}$/.test(v) ? v : new Problem(got(v), "an interface name of 1 to 15 letters, digits, '.', '_' or '-'")))),
+      tun_mtu: leaf(withDefault(1400, integer(576, 9000))),
+      tun_queues: leaf(withDefault(1, integer(1, 64))),
+      esp: leaf(withDefault('auto', oneOf(['auto', 'udp'] as const))),
+    }, 'a mapping with workers, tun, tun_mtu, tun_queues, esp').transform((d): DataplaneConfig => ({
+      ...d.workers,
+      ...(d.tun !== undefined ? { tun: { name: d.tun, mtu: d.tun_mtu, queues: d.tun_queues } } : {}),
+      // 'auto' is what an absent field means: keep the default configuration's shape.
+      ...(d.esp !== 'auto' ? { esp: d.esp } : {}),
+    })),
     connections: namedMap(connectionSchema(ctx), 'a mapping of connection names to connection options'),
   }, 'a mapping with log, keylog, listen, limits, retransmit, dataplane, connections').transform((raw): GatewayConfig => {
     const out: GatewayConfig = {

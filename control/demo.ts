@@ -181,7 +181,8 @@ export function demoConfigs(port: number, opts: { ike?: string; esp?: string; ps
   const common = {
     log: { level: 'silent' },
     retransmit: { timeout: '500ms', tries: 3, maxTimeout: '2s' },
-    dataplane: { workers },
+    // The demo shows UDP-encapsulated ESP (RFC 3948), also when run as root (where raw ESP would be used).
+    dataplane: { workers, esp: 'udp' },
   };
   const listen = (address: string) => ({ address, port, natPort: port + 1 });
   const responder = configFromObject({

@@ -138,11 +138,14 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       this.keyLog = new WiresharkKeyLog(this.config.keylog);
       this.log.warn({ dir: this.config.keylog }, 'key log is ON: IKE and ESP keys are written to disk for Wireshark');
     }
+    const dp = this.config.dataplane;
     this.dataPlane = new DataPlane({
-      workers: this.config.dataplane.workers,
+      workers: dp.workers,
       log: this.log,
       // Without a TUN device decapsulated packets are verified, counted and discarded.
-      sink: 'discard',
+      sink: dp.tun ? 'deliver' : 'discard',
+      ...(dp.tun ? { tun: dp.tun } : {}),
+      rawEsp: (dp.esp ?? 'auto') === 'auto',
       sendUdp: (local, remote, bytes) => this.transport.sendRaw(local, remote, bytes),
     });
     this.transport = new UdpTransport({

@@ -29,6 +29,8 @@ import { Spd } from './spd.js';
 import { startWorkers, type WorkerHandle } from './workers.js';
 import { WorkerStat, type CountersReply, type GenerateReply, type WorkerEvent } from './messages.js';
 import type { SaCounters } from './kernel.js';
+import { TunDevice, type TunOptions, type TunStats } from './tun.js';
+import { RawEspSocket, type RawEspStats } from './rawesp.js';
 
 /** The slice of a pino logger the data plane uses. */
 export interface DataPlaneLogger {
@@ -61,6 +63,14 @@ export interface DataPlaneOptions {
   /** Cells per ring (power of two; default 1024) and bytes per cell (default 2048). */
   ringCapacity?: number;
   cellSize?: number;
+  /** A TUN device for inner traffic (root): read -> SPD -> encap; decap -> write. Implies sink 'deliver'. */
+  tun?: TunOptions;
+  /**
+   * Raw ESP (IP protocol 50) for SAs without UDP encapsulation, when raw
+   * sockets are permitted (root); otherwise, or when false, all ESP is sent
+   * in UDP. Raw ESP that arrives is always accepted when the socket is open.
+   */
+  rawEsp?: boolean;
 }
 
 /** Drops and traffic counted on the I/O thread. */
@@ -119,6 +129,10 @@ export interface DataPlaneStatus {
   sas: number;
   /** Members of each outbound family (SAs sharing selectors). */
   families: number[];
+  /** The TUN device, when there is one. */
+  tun: ({ name: string; mtu: number } & TunStats) | null;
+  /** The raw ESP socket, when open. */
+  rawEsp: RawEspStats | null;
 }
 
 export interface SaCountersReport {
@@ -190,6 +204,8 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
   private readonly io: IoCounters = zeroIo();
   private innerSink: InnerSink | undefined;
   private rawSender: RawEspSender | undefined;
+  private tun: TunDevice | undefined;
+  private rawSocket: RawEspSocket | undefined;
   private running = false;
   private flushScheduled = false;
   private drainLoop: Promise<void> | undefined;
@@ -199,7 +215,7 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
     if (!opts || typeof opts.sendUdp !== 'function') throw new TypeError('DataPlane: sendUdp must be a function');
     if (!Number.isInteger(opts.workers) || opts.workers < 1) throw new RangeError('DataPlane: workers must be a positive integer');
     this.workerCount = opts.workers;
-    this.sink = opts.sink ?? 'deliver';
+    this.sink = opts.tun ? 'deliver' : (opts.sink ?? 'deliver');
     this.log = opts.log ?? quietLogger;
     this.sendUdp = opts.sendUdp;
   }
@@ -221,13 +237,43 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
     this.sad = new Sad(this.workerCount, 256);
     this.running = true;
     this.drainLoop = this.drain();
-    this.log.info({ workers: this.workerCount, sink: this.sink }, 'data plane started');
+    try {
+      if (this.opts.tun) {
+        this.tun = TunDevice.open(this.opts.tun);
+        this.tun.start((packet) => this.sendInner(packet));
+        this.setInnerSink(this.tun);
+      }
+    } catch (err) {
+      await this.stop();
+      throw err;
+    }
+    if (this.opts.rawEsp) {
+      try {
+        this.rawSocket = RawEspSocket.open(
+          // Every raw socket sees every ESP datagram to this host: take those to our SAs' addresses.
+          (esp, source, destination) => {
+            if (this.sad!.hasLocalAddress(destination)) this.receiveEsp(esp, { address: source, port: 0 });
+          },
+          (err) => this.log.warn({ err: err.message }, 'raw ESP socket error'),
+        );
+        this.setRawEspSender(this.rawSocket);
+      } catch (err) {
+        this.log.info({ reason: (err as Error).message }, 'raw ESP unavailable: ESP travels in UDP');
+      }
+    }
+    this.log.info({ workers: this.workerCount, sink: this.sink, tun: this.tun?.name ?? null, rawEsp: this.rawSocket !== undefined }, 'data plane started');
   }
 
   /** Stop every worker (each wipes its SA slots) and forget all SAs. */
   async stop(): Promise<void> {
     if (!this.running) return;
     this.running = false;
+    this.tun?.close();
+    this.tun = undefined;
+    if (this.innerSink instanceof TunDevice) this.innerSink = undefined;
+    this.rawSocket?.close();
+    if (this.rawSender === this.rawSocket) this.rawSender = undefined;
+    this.rawSocket = undefined;
     for (const w of this.workers) w.output.wake();
     await this.drainLoop;
     await Promise.all(this.workers.map((w) => w.stop()));
@@ -369,8 +415,7 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
     checkEndpoint(remote, 'remote');
     const r = this.sad?.get(id);
     if (!r) return;
-    r.local = { ...local };
-    r.remote = { ...remote };
+    this.sad!.move(r, local, remote);
     if (udpEncap !== undefined) r.transport = !udpEncap && this.rawSender ? 'raw' : 'udp';
   }
 
@@ -562,6 +607,8 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
       io: { ...this.io },
       sas: sas.length,
       families: this.spd.familySizes,
+      tun: this.tun ? { name: this.tun.name, mtu: this.tun.mtu, ...this.tun.stats } : null,
+      rawEsp: this.rawSocket ? { ...this.rawSocket.stats } : null,
     };
   }
 

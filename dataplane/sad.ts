@@ -127,6 +127,8 @@ export class SlotAllocator {
 export class Sad {
   private readonly records = new Map<number, SaRecord>();
   private readonly bySpi = new Map<number, SaRecord>();
+  /** Local outer addresses in use, with the number of SAs using each. */
+  private readonly localAddresses = new Map<string, number>();
   /** Per worker: slot -> the SA using it (inbound or outbound). */
   private readonly bySlot: Array<Array<SaRecord | undefined>>;
   readonly slots: SlotAllocator[];
@@ -146,6 +148,26 @@ export class Sad {
 
   all(): SaRecord[] {
     return [...this.records.values()];
+  }
+
+  /** Whether some installed SA uses `address` as its local outer address. */
+  hasLocalAddress(address: string): boolean {
+    return this.localAddresses.has(address);
+  }
+
+  private countLocal(address: string, delta: number): void {
+    const n = (this.localAddresses.get(address) ?? 0) + delta;
+    if (n > 0) this.localAddresses.set(address, n);
+    else this.localAddresses.delete(address);
+  }
+
+  /** New outer endpoints for an SA (MOBIKE, NAT mapping change). */
+  move(r: SaRecord, local: Endpoint, remote: Endpoint): void {
+    if (this.records.get(r.id) !== r) return;
+    this.countLocal(r.local.address, -1);
+    r.local = { ...local };
+    r.remote = { ...remote };
+    this.countLocal(r.local.address, 1);
   }
 
   /** The SA that receives with `spi`, when it is installed. */
@@ -190,6 +212,7 @@ export class Sad {
   add(r: SaRecord): void {
     if (this.records.has(r.id)) throw new Error(`SA ${r.id} is already installed`);
     this.records.set(r.id, r);
+    this.countLocal(r.local.address, 1);
     this.bySlot[r.worker]![r.inSlot] = r;
     this.bySlot[r.worker]![r.outSlot] = r;
   }
@@ -204,7 +227,10 @@ export class Sad {
   delete(r: SaRecord): void {
     r.state = 'removed';
     r.outbound = false;
-    this.records.delete(r.id);
+    if (this.records.get(r.id) === r) {
+      this.records.delete(r.id);
+      this.countLocal(r.local.address, -1);
+    }
     if (this.bySpi.get(r.spiIn) === r) this.bySpi.delete(r.spiIn);
     const slots = this.bySlot[r.worker]!;
     if (slots[r.inSlot] === r) slots[r.inSlot] = undefined;

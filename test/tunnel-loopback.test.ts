@@ -5,16 +5,19 @@ import { afterEach, describe, expect, it, onTestFailed } from 'vitest';
 import { Gateway } from '../control/gateway.js';
 import { silentLogger } from '../control/log.js';
 import { loopbackPair } from './support/loopback.js';
+import { interopTest } from './support/prereq.js';
 
 const running: Gateway[] = [];
 afterEach(async () => {
   for (const g of running.splice(0)) await g.stop({ notifyPeers: false });
 });
 
-async function pair(opts: Parameters<typeof loopbackPair>[0] = {}) {
+async function pair(opts: Parameters<typeof loopbackPair>[0] & { transport?: 'udp' | 'auto' } = {}) {
   const { initiator, responder } = loopbackPair(opts);
-  initiator.dataplane.workers = 2;
-  responder.dataplane.workers = 2;
+  for (const c of [initiator, responder]) {
+    c.dataplane.workers = 2;
+    c.dataplane.esp = opts.transport ?? 'udp';
+  }
   const gw = new Gateway({ config: responder, log: silentLogger() });
   const client = new Gateway({ config: initiator, log: silentLogger() });
   running.push(gw, client);
@@ -62,6 +65,21 @@ describe('ESP between two gateways on loopback', () => {
     // ESP came in on the NAT-T socket, next to IKE.
     expect(gw.transport.stats.espIn).toBeGreaterThanOrEqual(2990);
     expect(c.io.dropUnknownSpi).toBe(0);
+  });
+
+  interopTest('without a NAT, as root, ESP travels raw (IP protocol 50) and still reaches the owner worker', ['root'], async () => {
+    const { gw, client } = await pair({ transport: 'auto' });
+    await client.up('gw');
+    await until(() => gw.dataPlane.saIds().length === 1 && client.dataPlane.saIds().length === 1);
+    expect(client.status().dataplane!.rawEsp).not.toBeNull();
+    const report = await client.dataPlane.generate({ packets: 300, size: 500 });
+    expect(report.sent).toBe(300);
+    await until(() => gw.status().dataplane!.workers.reduce((n, w) => n + w.decapPackets, 0) >= 295);
+    // Nothing came over UDP; the raw socket delivered it, and only to the gateway it was addressed to.
+    expect(gw.transport.stats.espIn).toBe(0);
+    expect(gw.status().dataplane!.rawEsp!.packetsIn).toBeGreaterThanOrEqual(295);
+    expect(client.status().dataplane!.io.dropUnknownSpi).toBe(0);
+    expect(gw.status().dataplane!.io.dropUnknownSpi).toBe(0);
   });
 
   it('removes the SA from the data plane when the Child SA is deleted', async () => {

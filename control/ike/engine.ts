@@ -34,7 +34,7 @@ import { ChildCreateInitiator, respondCreateChildSa } from './exchanges/child-cr
 import { DeleteChildInitiator, DeleteIkeInitiator, DeleteSpisInitiator, LivenessInitiator, respondInformational } from './exchanges/informational.js';
 import { ChildRekeyInitiator, IkeRekeyInitiator, respondRekeyRequest } from './exchanges/rekey.js';
 import { VirtualIpPool } from './virtual-ip-pool.js';
-import { AddressListInitiator, UpdateSaAddressesInitiator, peerAddressFor } from './exchanges/mobike.js';
+import { AddressListInitiator, UpdateSaAddressesInitiator, rankedPaths } from './exchanges/mobike.js';
 import { notify } from './payload-builders.js';
 import { RekeyCollisions } from './collisions.js';
 import { LifetimeManager } from './lifetimes.js';
@@ -856,27 +856,42 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
     let tried = this.failoverTried.get(sa);
     if (!tried) this.failoverTried.set(sa, (tried = new Set()));
     tried.add(`${sa.local.address}|${sa.remote.address}`);
-    const v6 = sa.remote.address.includes(':');
-    const locals = this.localAddresses().filter((a) => a.includes(':') === v6 && a !== '127.0.0.1' && a !== '::1');
-    const peers = [sa.remote.address, ...sa.peerAdditionalAddresses].filter((a) => a.includes(':') === v6);
-    for (const local of locals) {
-      // The peer address on the same network first, then the rest.
-      const best = peerAddressFor(local, peers);
-      const remotes = best ? [best, ...peers.filter((p) => p !== best)] : peers;
-      for (const remote of remotes) {
-        if (tried.has(`${local}|${remote}`)) continue;
-        this.log.warn({ ike: sa.id, from: `${sa.local.address} -> ${sa.remote.address}`, to: `${local} -> ${remote}` }, 'path failed, trying another (RFC 4555 §3.10)');
-        const previous = { local: { ...sa.local }, remote: { ...sa.remote } };
-        this.relocate(sa, { address: local, port: sa.local.port }, { address: remote, port: sa.remote.port });
-        this.announceMove(sa, previous).then(
-          () => this.failoverTried.delete(sa),
-          () => undefined,
-        );
-        return true;
-      }
+    for (const { local, remote } of this.candidatePaths(sa)) {
+      if (tried.has(`${local}|${remote}`)) continue;
+      this.log.warn({ ike: sa.id, from: `${sa.local.address} -> ${sa.remote.address}`, to: `${local} -> ${remote}` }, 'path failed, trying another (RFC 4555 §3.10)');
+      const previous = { local: { ...sa.local }, remote: { ...sa.remote } };
+      this.relocate(sa, { address: local, port: sa.local.port }, { address: remote, port: sa.remote.port });
+      this.announceMove(sa, previous).then(
+        () => this.failoverTried.delete(sa),
+        () => undefined,
+      );
+      return true;
     }
     this.failoverTried.delete(sa);
     return false;
+  }
+
+  /** Usable (local, peer) address pairs for an IKE SA, best first (same family; see rankedPaths). */
+  private candidatePaths(sa: IkeSa): Array<{ local: string; remote: string }> {
+    const v6 = sa.remote.address.includes(':');
+    const locals = this.localAddresses().filter((a) => a.includes(':') === v6);
+    const peers = [sa.remote.address, ...sa.peerAdditionalAddresses].filter((a) => a.includes(':') === v6);
+    return rankedPaths(locals, peers);
+  }
+
+  /**
+   * The path an IKE SA we initiated should use now (RFC 4555 §3.5): from its
+   * home address when that is up (to the peer address on the same network),
+   * else from its current address if still up, else the best pair left.
+   * Moves it when that differs from the path in use.
+   */
+  reevaluatePath(sa: IkeSa): void {
+    if (!sa.isInitiator || !sa.peerMobike || sa.state !== 'established') return;
+    const paths = this.candidatePaths(sa);
+    const pick =
+      paths.find((p) => p.local === sa.homeAddress) ?? paths.find((p) => p.local === sa.local.address) ?? paths[0];
+    if (!pick || (pick.local === sa.local.address && pick.remote === sa.remote.address)) return;
+    this.moveIkeSa(sa, pick).catch((err: Error) => this.log.warn({ ike: sa.id, reason: err.message }, 'address update failed'));
   }
 
   /**
@@ -888,19 +903,10 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
     const available = this.localAddresses();
     for (const sa of this.sas.values()) {
       if (sa.state !== 'established' || !sa.peerMobike) continue;
-      if (sa.isInitiator) {
-        const home = sa.homeAddress;
-        const sameFamily = (a: string) => a.includes(':') === sa.remote.address.includes(':');
-        let target: string | undefined;
-        if (home && home !== sa.local.address && available.includes(home)) target = home;
-        else if (!available.includes(sa.local.address)) target = available.find((a) => sameFamily(a) && a !== '127.0.0.1');
-        if (target) {
-          const remote = peerAddressFor(target, [sa.remote.address, ...sa.peerAdditionalAddresses]);
-          this.moveIkeSa(sa, { local: target, ...(remote ? { remote } : {}) }).catch((err: Error) => this.log.warn({ ike: sa.id, reason: err.message }, 'address update failed'));
-          continue;
-        }
-      }
-      this.queueExchange(sa, new AddressListInitiator(this, available));
+      const before = sa.addressGeneration;
+      if (sa.isInitiator) this.reevaluatePath(sa);
+      // A move already tells the peer everything it needs; otherwise send our address list (§3.6).
+      if (sa.addressGeneration === before) this.queueExchange(sa, new AddressListInitiator(this, available));
     }
   }
 

@@ -92,6 +92,25 @@ export function peerAddressFor(local: string, candidates: readonly string[]): st
   return best;
 }
 
+/**
+ * Every (local, peer) address pair of one family, the most link-local-looking
+ * first: pairs on the same network (longest common prefix) before the rest.
+ * Loopback addresses pair only with loopback peers.
+ */
+export function rankedPaths(locals: readonly string[], peers: readonly string[]): Array<{ local: string; remote: string }> {
+  const loopback = (a: string) => a.startsWith('127.') || a === '::1';
+  const out: Array<{ local: string; remote: string; score: number }> = [];
+  for (const local of new Set(locals)) {
+    const l = ipToBytes(local);
+    for (const remote of new Set(peers)) {
+      const r = ipToBytes(remote);
+      if (!l || !r || l.length !== r.length || loopback(local) !== loopback(remote)) continue;
+      out.push({ local, remote, score: commonPrefixBits(l, r) });
+    }
+  }
+  return out.sort((a, b) => b.score - a.score).map(({ local, remote }) => ({ local, remote }));
+}
+
 /** The peer's address list from ADDITIONAL_* notifies; undefined when the message has none of them. */
 export function peerAddressList(payloads: readonly Payload[]): string[] | undefined {
   const v4 = findNotifies(payloads, NotifyType.ADDITIONAL_IP4_ADDRESS).filter((n) => n.data.length === 4);
@@ -271,7 +290,8 @@ export function respondMobility(engine: IkeEngine, sa: IkeSa, payloads: Payload[
     }
   }
   if (list !== undefined) sa.peerAdditionalAddresses = list;
-  if (!update) return { extra };
+  // §3.5: a new address list from the responder makes the initiator re-evaluate its path.
+  if (!update) return list !== undefined && sa.isInitiator ? { extra, after: () => engine.reevaluatePath(sa) } : { extra };
   if (!engine.acceptablePeerAddress(sa, d.remote.address)) {
     engine.log.warn({ ike: sa.id, from: d.remote.address }, 'UPDATE_SA_ADDRESSES from an address our policy does not allow');
     return { refuse: [notify(NotifyType.UNACCEPTABLE_ADDRESSES), ...echo], extra };

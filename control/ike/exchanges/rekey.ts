@@ -64,6 +64,10 @@ function successorSa(
   sa.peerVirtualIp = old.peerVirtualIp;
   sa.sessionId = old.sessionId;
   sa.familyIndex = old.familyIndex;
+  // MOBIKE state (RFC 4555): the peer's addresses carry over; the home NIC too (a clone gets its own).
+  sa.peerAdditionalAddresses = [...old.peerAdditionalAddresses];
+  sa.homeAddress = old.homeAddress;
+  for (const a of old.verifiedAddresses) sa.verifiedAddresses.add(a);
   const { skeyseed, keys } = deriveRekeyedIkeKeys(
     { encr: suite.encr, encrKeyLength: suite.encrKeyLength, prf: suite.prf!, integ: suite.integ ?? 0 },
     old.suite!.prf!,

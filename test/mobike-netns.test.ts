@@ -1,0 +1,140 @@
+// MOBIKE (RFC 4555) and per-NIC clones (RFC 7791 §3) between two ikeclone
+// processes in network namespaces joined by two veth pairs (two NICs each
+// side, IPv6 off): the client clones per NIC and moves clone 1 to NIC 2; both
+// IKE SAs answer liveness checks on their own paths; taking NIC 1's link down
+// moves the original to NIC 2, and back when the link returns. tshark, with
+// the client's key log, sees UPDATE_SA_ADDRESSES arrive from the new address.
+import { afterAll, afterEach, beforeAll, describe, expect, onTestFailed } from 'vitest';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createTopology, setLink } from './support/netns.js';
+import { interopTest, requirePrereqs } from './support/prereq.js';
+import type { PrereqName } from './support/prereq.js';
+import { acquireHostLock } from './support/lock.js';
+import type { HostLock } from './support/lock.js';
+import { waitFor } from './support/proc.js';
+import { decode, startCapture } from './support/tshark.js';
+import { startIkeclone } from './support/ikeclone-proc.js';
+import type { Ikeclone } from './support/ikeclone-proc.js';
+import type { IkeSaStatus } from '../control/status.js';
+
+const PRE: PrereqName[] = ['root', 'netns', 'tshark'];
+const PSK = 'mobike-netns-test-psk-0123456789abcdef';
+
+const host = (endpoint: string) => endpoint.replace(/:\d+$/, '');
+
+describe('MOBIKE across two NICs (network namespaces)', () => {
+  let lock: HostLock | undefined;
+  let workDir = '';
+  const cleanups: Array<() => Promise<unknown>> = [];
+
+  beforeAll(async () => {
+    if (!requirePrereqs(PRE).ok) return;
+    lock = await acquireHostLock('netns', { timeoutMs: 90_000 });
+    workDir = mkdtempSync(join(tmpdir(), 'ikc-mobike-'));
+  }, 120_000);
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c().catch(() => {});
+  });
+  afterAll(() => {
+    lock?.release();
+    if (workDir) rmSync(workDir, { recursive: true, force: true });
+  });
+
+  interopTest(
+    'clone per NIC, liveness on each path, link down moves the original to NIC 2 and back; UPDATE_SA_ADDRESSES seen from the new address',
+    PRE,
+    async () => {
+      const topo = await createTopology({ links: 2, labels: ['cli', 'gw'] });
+      cleanups.push(() => topo.destroy());
+      const [nic1, nic2] = topo.links as [(typeof topo.links)[0], (typeof topo.links)[0]];
+      const gw: Ikeclone = await startIkeclone(topo.right, {
+        dir: join(workDir, 'gw'),
+        config: {
+          listen: { address: '0.0.0.0' },
+          connections: {
+            clients: {
+              local: { id: 'gw.mobike.test' },
+              remote: { id: 'client.mobike.test' },
+              psk: PSK,
+              children: { net: { local_ts: [topo.rightInnerNet], remote_ts: [topo.leftInnerNet], esp: ['aes128gcm16'] } },
+            },
+          },
+        },
+      });
+      cleanups.push(() => gw.stop());
+      const capture1 = await startCapture(topo.right, nic1.bIf, { file: join(workDir, 'nic1.pcap') });
+      const capture2 = await startCapture(topo.right, nic2.bIf, { file: join(workDir, 'nic2.pcap') });
+      cleanups.push(() => capture1.stop({ timeoutMs: 3000 }).catch(() => {}), () => capture2.stop({ timeoutMs: 3000 }).catch(() => {}));
+      const client: Ikeclone = await startIkeclone(topo.left, {
+        dir: join(workDir, 'client'),
+        keylog: true,
+        config: {
+          listen: { address: '0.0.0.0' },
+          retransmit: { timeout: '300ms', tries: 3, maxTimeout: '1s' },
+          connections: {
+            gw: {
+              local_addrs: [nic1.aAddr],
+              remote_addrs: [nic1.bAddr],
+              local: { id: 'client.mobike.test' },
+              remote: { id: 'gw.mobike.test' },
+              psk: PSK,
+              start_action: 'start',
+              dpd_delay: '1s',
+              clone: { per: 'nic', nics: [nic1.aAddr, nic2.aAddr] },
+              children: { net: { local_ts: [topo.leftInnerNet], remote_ts: [topo.rightInnerNet], esp: ['aes128gcm16'] } },
+            },
+          },
+        },
+      });
+      cleanups.push(() => client.stop());
+      onTestFailed(() => process.stderr.write(`\n--- client log ---\n${client.log().split('\n').slice(-80).join('\n')}\n--- gw log ---\n${gw.log().split('\n').slice(-40).join('\n')}\n`));
+
+      // Clone 1 lives on NIC 2 on both ends.
+      await waitFor(async () => (await client.status()).families[0]?.state === 'complete', { timeoutMs: 15_000, intervalMs: 200, message: 'clone family did not complete' });
+      const onPath = async (c: Ikeclone, local: string, remote: string) => (await c.status()).ikeSas.find((s) => host(s.local) === local && host(s.remote) === remote);
+      let original: IkeSaStatus | undefined;
+      let clone: IkeSaStatus | undefined;
+      await waitFor(async () => {
+        original = await onPath(client, nic1.aAddr, nic1.bAddr);
+        clone = await onPath(client, nic2.aAddr, nic2.bAddr);
+        return original !== undefined && clone !== undefined && clone.children.length === 1;
+      }, { timeoutMs: 10_000, intervalMs: 200, message: 'the clone did not move to NIC 2' });
+      expect(original!.familyIndex).toBe(0);
+      expect(clone!.familyIndex).toBe(1);
+      await waitFor(async () => (await onPath(gw, nic2.bAddr, nic2.aAddr))?.spiI === clone!.spiI, { timeoutMs: 10_000, intervalMs: 200, message: 'the gateway did not follow the clone' });
+
+      // Liveness (dpd_delay 1s) on each path: each IKE SA's INFORMATIONALs go over its own NIC.
+      await new Promise((r) => setTimeout(r, 3000));
+
+      // NIC 1 goes down: the original moves to NIC 2; NIC 1 comes back: it moves home.
+      await setLink(topo.left, nic1.aIf, false);
+      await waitFor(async () => (await onPath(gw, nic2.bAddr, nic2.aAddr)) !== undefined && (await gw.status()).ikeSas.filter((s) => host(s.remote) === nic2.aAddr).length === 2, {
+        timeoutMs: 15_000,
+        intervalMs: 250,
+        message: 'the original did not move to NIC 2 when NIC 1 went down',
+      });
+      expect((await client.status()).ikeSas.every((s) => host(s.local) === nic2.aAddr)).toBe(true);
+      await setLink(topo.left, nic1.aIf, true);
+      await waitFor(async () => (await onPath(client, nic1.aAddr, nic1.bAddr))?.spiI === original!.spiI, { timeoutMs: 15_000, intervalMs: 250, message: 'the original did not move back to NIC 1' });
+      await waitFor(async () => (await onPath(gw, nic1.bAddr, nic1.aAddr))?.spiI === original!.spiI, { timeoutMs: 10_000, intervalMs: 250, message: 'the gateway did not follow the original back' });
+
+      await capture1.stop({ minPackets: 4, timeoutMs: 5000 });
+      await capture2.stop({ minPackets: 4, timeoutMs: 5000 });
+      const fields = ['ip.src', 'isakmp.ispi', 'isakmp.exchangetype', 'isakmp.flag_r', 'isakmp.notify.msgtype'];
+      const rows2 = await decode(capture2.file, { fields, displayFilter: 'isakmp', keylogDir: client.keylogDir });
+      const spi = (s: string) => s.replace(/:/g, '');
+      // UPDATE_SA_ADDRESSES (16400) for the clone and, after the link went down, for the original, both from NIC 2.
+      const updates = rows2.filter((r) => (r[4] ?? '').split(',').includes('16400'));
+      expect(updates.every((r) => r[0] === nic2.aAddr && r[3] === '0')).toBe(true);
+      expect(new Set(updates.map((r) => spi(r[1]!)))).toEqual(new Set([clone!.spiI, original!.spiI]));
+      // The clone's liveness checks (empty INFORMATIONAL requests) went over NIC 2.
+      expect(rows2.some((r) => spi(r[1]!) === clone!.spiI && r[2] === '37' && r[0] === nic2.aAddr)).toBe(true);
+      // On NIC 1: the original's traffic, and none of the clone's after it moved.
+      const rows1 = await decode(capture1.file, { fields, displayFilter: 'isakmp', keylogDir: client.keylogDir });
+      expect(rows1.some((r) => spi(r[1]!) === original!.spiI && r[2] === '37')).toBe(true);
+    },
+    120_000,
+  );
+});

@@ -2,6 +2,7 @@
 // NAT-T port, shared with IKE): Child SAs negotiated by IKE go to the data
 // plane's workers, generated traffic crosses, the receiver verifies and counts.
 import { afterEach, describe, expect, it, onTestFailed } from 'vitest';
+import { createSocket } from 'node:dgram';
 import { Gateway } from '../control/gateway.js';
 import { silentLogger } from '../control/log.js';
 import { loopbackPair } from './support/loopback.js';
@@ -80,6 +81,63 @@ describe('ESP between two gateways on loopback', () => {
     expect(gw.status().dataplane!.rawEsp!.packetsIn).toBeGreaterThanOrEqual(295);
     expect(client.status().dataplane!.io.dropUnknownSpi).toBe(0);
     expect(gw.status().dataplane!.io.dropUnknownSpi).toBe(0);
+  });
+
+  it('drops and counts replayed and corrupted ESP injected on the NAT-T port; the tunnel keeps working', async () => {
+    const { gw, client } = await pair();
+    await client.up('gw');
+    await until(() => gw.dataPlane.saIds().length === 1 && client.dataPlane.saIds().length === 1);
+    // Keep copies of what the client puts on the wire; hold back the last 15 packets.
+    const captured: Uint8Array[] = [];
+    const sendRaw = client.transport.sendRaw.bind(client.transport);
+    client.transport.sendRaw = (local, remote, bytes) => {
+      captured.push(Uint8Array.from(bytes));
+      if (captured.length <= 35) sendRaw(local, remote, bytes);
+    };
+    await client.dataPlane.generate({ packets: 50, size: 300 });
+    const decapped = () => gw.status().dataplane!.workers.reduce((n, w) => n + w.decapPackets, 0);
+    await until(() => decapped() === 35 && captured.length === 50);
+
+    const flip = (p: Uint8Array, at: number) => {
+      const q = Uint8Array.from(p);
+      q[at]! ^= 0x01;
+      return q;
+    };
+    const injected = [
+      ...captured.slice(0, 20), // replays of packets already accepted (RFC 4303 §3.4.3)
+      ...captured.slice(35, 45).map((p) => flip(p, 30)), // new sequence numbers, ciphertext bit flips: ICV fails (§3.4.4)
+      ...captured.slice(45, 50).map((p) => flip(p, p.length - 1)), // new sequence numbers, ICV bit flips
+      flip(captured[36]!, 0), // another SPI: unknown
+      captured[37]!.subarray(0, 6), // shorter than SPI + sequence number
+    ];
+    const sock = createSocket('udp4');
+    await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
+    const inject = (list: Uint8Array[]) => {
+      for (const p of list) sock.send(p, gw.config.listen.natPort, '127.0.0.2');
+    };
+    inject(injected);
+    await until(() => {
+      const d = gw.status().dataplane!;
+      return d.workers.reduce((n, w) => n + w.drops.replay + w.drops.icv, 0) === 35 && d.io.dropUnknownSpi === 1 && d.io.dropMalformed === 1;
+    });
+    const st = gw.status().dataplane!;
+    expect(st.workers.reduce((n, w) => n + w.drops.replay, 0)).toBe(20);
+    expect(st.workers.reduce((n, w) => n + w.drops.icv, 0)).toBe(15);
+    expect(decapped()).toBe(35);
+    // The same drops per SA, from the owner worker's kernel; forgeries did not move the window.
+    const c = await gw.dataPlane.counters();
+    expect(c.sa[0]!.in.dropsReplay).toBe(20n);
+    expect(c.sa[0]!.in.dropsAuth).toBe(15n);
+    expect(c.sa[0]!.in.highestSeqIn).toBe(35n);
+    // The genuine packets held back are still accepted (their numbers were never taken by a forgery).
+    inject(captured.slice(35));
+    await until(() => decapped() === 50);
+    sock.close();
+    // Nothing unauthenticated moved the window: fresh traffic still gets through.
+    client.transport.sendRaw = sendRaw;
+    await client.dataPlane.generate({ packets: 100, size: 300 });
+    await until(() => decapped() === 150);
+    expect((await gw.dataPlane.counters()).sa[0]!.in.highestSeqIn).toBe(150n);
   });
 
   it('removes the SA from the data plane when the Child SA is deleted', async () => {

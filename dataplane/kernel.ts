@@ -463,13 +463,16 @@ export class EspKernel {
   setNextSeqOut(slot: number, seq: bigint): void {
     this.checkSlot(slot);
     const at = this.exports.slotPtr(slot) + SLOT_COUNTERS_OFFSET + 8 * Counter.SEQ_OUT_NEXT;
-    const view = new DataView(this.exports.memory.buffer);
-    const before = view.getBigUint64(at, true);
-    if (before !== BigInt.asUintN(64, this.exports.slotCounter(slot, Counter.SEQ_OUT_NEXT))) {
-      throw new Error('esp.wasm slot layout differs (SLOT_COUNTERS)');
+    if (this.seqView?.buffer !== this.exports.memory.buffer) {
+      const view = new DataView(this.exports.memory.buffer);
+      if (view.getBigUint64(at, true) !== BigInt.asUintN(64, this.exports.slotCounter(slot, Counter.SEQ_OUT_NEXT))) {
+        throw new Error('esp.wasm slot layout differs (SLOT_COUNTERS)');
+      }
+      this.seqView = view;
     }
-    view.setBigUint64(at, toU64(seq, 'seq'), true);
+    this.seqView.setBigUint64(at, toU64(seq, 'seq'), true);
   }
+  private seqView: DataView | undefined;
 
   /** A copy of the slot's bytes (to check that deleteSa wiped it). */
   slotBytes(slot: number): Uint8Array {

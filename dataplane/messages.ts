@@ -107,12 +107,13 @@ export interface GenerateRequest {
   /** Packets per kernel call (1..256). */
   batch: number;
   /**
-   * Benchmark only: a shared 64-bit sequence counter (BigInt64Array over a
-   * SharedArrayBuffer) from which every packet takes its number with
-   * Atomics.add before it is sealed: the "one SA shared by many workers" model
-   * that cloning avoids. Never used for real traffic.
+   * Benchmark only: the "one SA shared by many workers" model that cloning
+   * avoids. Sequence numbers come from a 64-bit counter shared by every worker
+   * (a BigInt64Array over `buffer`), taken with Atomics.add for each packet
+   * (`perPacket`, the packet is then sealed alone) or for each batch. Never
+   * used for real traffic.
    */
-  sharedSeq?: SharedArrayBuffer;
+  sharedSeq?: { buffer: SharedArrayBuffer; perPacket: boolean };
 }
 
 export interface StopRequest {

@@ -284,13 +284,18 @@ class DataPlaneWorker {
   }
 
   /**
-   * Benchmark model of one SA shared by several workers: each packet takes its
-   * sequence number from the shared counter with Atomics.add, then is sealed
-   * alone (the counter must be set in the kernel before each packet).
-   * Descriptors 0..n-1 are filled; results land in the same places.
+   * Benchmark model of one SA shared by several workers: sequence numbers
+   * come from the shared counter, with one Atomics.add per packet (the packet
+   * is then sealed alone, since the kernel must be told its number first) or
+   * one per batch. Descriptors 0..n-1 are filled; results land in place.
    */
-  private sealShared(n: number, slot: number, shared: BigInt64Array): void {
+  private sealShared(n: number, slot: number, shared: BigInt64Array, perPacket: boolean): void {
     const kernel = this.kernel;
+    if (!perPacket) {
+      kernel.setNextSeqOut(slot, BigInt.asUintN(64, Atomics.add(shared, 0, BigInt(n))));
+      kernel.encapBatch(n);
+      return;
+    }
     const desc = kernel.descriptors;
     const first = this.descScratch;
     for (let k = 0; k < n; k++) {
@@ -323,7 +328,7 @@ class DataPlaneWorker {
     if (!Number.isInteger(req.size) || req.size < 28 || req.size > maxSize) throw new RangeError(`generate: size must be 28..${maxSize}`);
     if (!Number.isInteger(req.batch) || req.batch < 1 || req.batch > kernel.maxBatch) throw new RangeError(`generate: batch must be 1..${kernel.maxBatch}`);
     const flows = Math.max(1, Math.min(65535, Math.floor(req.flows)));
-    const shared = req.sharedSeq ? new BigInt64Array(req.sharedSeq) : undefined;
+    const shared = req.sharedSeq ? new BigInt64Array(req.sharedSeq.buffer, 0, 1) : undefined;
     const t0 = performance.now();
     let sent = 0;
     let dropped = 0;
@@ -352,7 +357,7 @@ class DataPlaneWorker {
         desc[d + Desc.SLOT] = req.slot;
         desc[d + Desc.NEXT_HEADER] = NEXT_HEADER_IPV4;
       }
-      if (shared) this.sealShared(want, req.slot, shared);
+      if (shared) this.sealShared(want, req.slot, shared, req.sharedSeq!.perPacket);
       else kernel.encapBatch(want);
       this.seqWriters.add(s.saId);
       this.stats[WorkerStat.BATCHES]!++;

@@ -5,11 +5,13 @@ import { parseSuiteOptions, type SuiteOptions } from './common.js';
 import { runEspBench } from './esp.js';
 import { runIkeBench } from './ike.js';
 import { runScaleBench } from './scale.js';
+import { runTunnelBench } from './tunnel.js';
 
 const SUITES: Record<string, { describe: string; run: (opts: SuiteOptions) => Promise<unknown> }> = {
   esp: { describe: 'ESP encap/decap: wasm kernel vs node:crypto vs @noble/ciphers', run: runEspBench },
   ike: { describe: 'an additional IKE SA: full handshake vs RFC 7791 clone (PSK, ECDSA); family of 64', run: runIkeBench },
   scale: { describe: 'ESP encap in 1..N data-plane workers: one SA per worker (clones) vs one SA shared with Atomics', run: runScaleBench },
+  tunnel: { describe: 'iperf3 through an ikeclone pair (TUN, UDP and raw ESP) vs a strongSwan kernel-libipsec pair, in network namespaces (root)', run: runTunnelBench },
 };
 
 function usage(): string {

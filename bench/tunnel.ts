@@ -1,0 +1,328 @@
+// Tunnel benchmark (`npm run bench -- tunnel --json`, root only): TCP
+// throughput with iperf3 through an IPsec tunnel between two network
+// namespaces joined by a veth pair, for
+//   veth              no IPsec at all (the ceiling of this machine)
+//   ikeclone-udp      two ikeclone gateways (the built CLI) with TUN devices,
+//                     ESP in UDP 4500 (RFC 3948)
+//   ikeclone-raw      the same with raw ESP (IP protocol 50)
+//   strongswan        two strongSwan charons with kernel-libipsec (userspace
+//                     ESP over their ipsec0 TUN devices, always in UDP)
+// each in both directions (iperf3 and iperf3 -R), 4 x --max-time seconds per
+// run (default 1 s; at least 2 s). Inner traffic runs between addresses on
+// lo in each namespace (10.250.50.1 <-> 10.250.100.1), routed through the TUN
+// devices. Everything it creates (namespaces, processes, files) is removed
+// at the end, also when a step fails. Cases whose tools are missing (charon,
+// the TUN addon) are reported as skipped with the reason.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ControlClient } from '../control/api/control-client.js';
+import type { GatewayStatus } from '../control/status.js';
+import { tunUnavailable } from '../dataplane/tun.js';
+import { formatTable, round, type SuiteOptions } from './common.js';
+
+type Case = 'veth' | 'ikeclone-udp' | 'ikeclone-raw' | 'strongswan';
+
+export interface TunnelResult {
+  case: Case;
+  /** left -> right (iperf3) or right -> left (iperf3 -R). */
+  direction: 'forward' | 'reverse';
+  mbps: number;
+  retransmits: number;
+}
+
+export interface TunnelReport {
+  suite: 'tunnel';
+  node: string;
+  seconds: number;
+  results: TunnelResult[];
+  skipped: Array<{ case: Case; reason: string }>;
+  /** ikeclone (UDP) vs strongSwan kernel-libipsec, forward and reverse averaged. */
+  ratios: Record<string, { value: number; description: string }>;
+}
+
+const CHARON = '/usr/lib/ipsec/charon';
+const PSK = 'tunnel-benchmark-psk-0123456789abcdef';
+const OUTER = { left: '10.250.1.1', right: '10.250.1.2' };
+const INNER = { left: '10.250.50.1', right: '10.250.100.1', leftNet: '10.250.50.0/24', rightNet: '10.250.100.0/24' };
+const TUN = 'ikc0';
+
+function sh(cmd: string, args: string[], opts: { allowFail?: boolean; timeoutMs?: number } = {}): string {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: opts.timeoutMs ?? 15_000 });
+  if ((r.status !== 0 || r.error) && !opts.allowFail) {
+    throw new Error(`${cmd} ${args.join(' ')}: ${r.error?.message ?? ''}${r.stderr ?? ''}`.trim());
+  }
+  return r.stdout ?? '';
+}
+
+function onPath(bin: string): boolean {
+  return spawnSync('sh', ['-c', `command -v ${bin}`], { encoding: 'utf8' }).status === 0;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function until(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`tunnel bench: ${what}: not within ${timeoutMs} ms`);
+    await sleep(50);
+  }
+}
+
+/** The two namespaces and everything started in them. */
+class Testbed {
+  readonly left = `ikcb${process.pid}-l`;
+  readonly right = `ikcb${process.pid}-r`;
+  readonly dir = mkdtempSync(join(tmpdir(), 'ikc-bench-tunnel-'));
+  private readonly procs: ChildProcess[] = [];
+
+  create(): void {
+    for (const ns of [this.left, this.right]) {
+      sh('ip', ['netns', 'add', ns]);
+      sh('ip', ['netns', 'exec', ns, 'sysctl', '-q', '-w', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1']);
+      sh('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+    }
+    sh('ip', ['link', 'add', 'eth0', 'netns', this.left, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', this.right]);
+    sh('ip', ['-n', this.left, 'addr', 'add', `${OUTER.left}/24`, 'dev', 'eth0']);
+    sh('ip', ['-n', this.right, 'addr', 'add', `${OUTER.right}/24`, 'dev', 'eth0']);
+    sh('ip', ['-n', this.left, 'addr', 'add', `${INNER.left}/24`, 'dev', 'lo']);
+    sh('ip', ['-n', this.right, 'addr', 'add', `${INNER.right}/24`, 'dev', 'lo']);
+    for (const ns of [this.left, this.right]) sh('ip', ['-n', ns, 'link', 'set', 'eth0', 'up']);
+  }
+
+  spawn(ns: string, cmd: string, args: string[], env?: NodeJS.ProcessEnv): ChildProcess {
+    const p = spawn('ip', ['netns', 'exec', ns, cmd, ...args], { stdio: ['ignore', 'ignore', 'pipe'], env: env ?? process.env });
+    p.stderr?.resume();
+    this.procs.push(p);
+    return p;
+  }
+
+  /** Stop everything started so far (SIGTERM, then SIGKILL). */
+  async stopAll(): Promise<void> {
+    const live = this.procs.splice(0).filter((p) => p.exitCode === null && p.signalCode === null);
+    for (const p of live) p.kill('SIGTERM');
+    const deadline = Date.now() + 4000;
+    while (live.some((p) => p.exitCode === null && p.signalCode === null) && Date.now() < deadline) await sleep(50);
+    for (const p of live) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+  }
+
+  async destroy(): Promise<void> {
+    await this.stopAll();
+    for (const ns of [this.left, this.right]) sh('ip', ['netns', 'delete', ns], { allowFail: true });
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  /** iperf3 from the left's inner address to the right's (reverse: data flows right -> left). */
+  async iperf(seconds: number, reverse: boolean, bind = INNER): Promise<{ mbps: number; retransmits: number }> {
+    const server = this.spawn(this.right, 'iperf3', ['-s', '-1', '-B', bind.right]);
+    await until('iperf3 server', () => sh('ip', ['netns', 'exec', this.right, 'ss', '-ltn'], { allowFail: true }).includes(`${bind.right}:5201`), 5000);
+    const args = ['netns', 'exec', this.left, 'iperf3', '-c', bind.right, '-B', bind.left, '-t', String(seconds), '-J', ...(reverse ? ['-R'] : [])];
+    const out = sh('ip', args, { timeoutMs: (seconds + 20) * 1000 });
+    server.kill('SIGTERM');
+    const j = JSON.parse(out) as { end: { sum_received: { bits_per_second: number }; sum_sent: { retransmits?: number } } };
+    return { mbps: round(j.end.sum_received.bits_per_second / 1e6, 1), retransmits: j.end.sum_sent.retransmits ?? 0 };
+  }
+}
+
+function repoRoot(): string {
+  return resolve(fileURLToPath(import.meta.url), '..', '..', '..');
+}
+
+function ikecloneYaml(side: 'left' | 'right', esp: 'udp' | 'auto'): string {
+  const [me, peer] = side === 'left' ? [OUTER.left, OUTER.right] : [OUTER.right, OUTER.left];
+  const [localNet, remoteNet] = side === 'left' ? [INNER.leftNet, INNER.rightNet] : [INNER.rightNet, INNER.leftNet];
+  return JSON.stringify({
+    log: { level: 'warn' },
+    listen: { address: me, port: 500, natPort: 4500 },
+    dataplane: { workers: 'auto', tun: TUN, esp },
+    connections: {
+      peer: {
+        local_addrs: [me], remote_addrs: [peer], ike: ['aes256gcm16-prfsha256-x25519'],
+        local: { id: `${side}.bench`, auth: 'psk' }, remote: { id: `${side === 'left' ? 'right' : 'left'}.bench`, auth: 'psk' },
+        psk: PSK, ...(side === 'left' ? { start_action: 'start' } : {}),
+        children: { net: { local_ts: [localNet], remote_ts: [remoteNet], esp: ['aes128gcm16'] } },
+      },
+    },
+  });
+}
+
+async function statusOf(socket: string): Promise<GatewayStatus | undefined> {
+  try {
+    const c = await ControlClient.connect(socket, { connectTimeoutMs: 1000 });
+    try {
+      return (await c.request('status', undefined, { timeoutMs: 3000 })) as GatewayStatus;
+    } finally {
+      c.close();
+    }
+  } catch {
+    return undefined;
+  }
+}
+
+async function ikeclonePair(bed: Testbed, esp: 'udp' | 'auto'): Promise<void> {
+  const cli = join(repoRoot(), 'dist', 'control', 'cli.js');
+  const sockets: string[] = [];
+  for (const side of ['right', 'left'] as const) {
+    const file = join(bed.dir, `${side}-${esp}.yaml`);
+    writeFileSync(file, ikecloneYaml(side, esp)); // JSON is YAML
+    const socket = join(bed.dir, `${side}-${esp}.sock`);
+    sockets.push(socket);
+    bed.spawn(side === 'left' ? bed.left : bed.right, process.execPath, [cli, 'gateway', '--config', file, '--socket', socket]);
+  }
+  await until('ikeclone Child SAs in the data plane on both ends', async () => {
+    for (const s of sockets) {
+      const st = await statusOf(s);
+      const children = st?.ikeSas.flatMap((sa) => sa.children) ?? [];
+      if (children.length === 0 || !children.every((c) => typeof c.worker === 'number')) return false;
+    }
+    return true;
+  });
+  sh('ip', ['-n', bed.left, 'route', 'add', INNER.rightNet, 'dev', TUN, 'src', INNER.left]);
+  sh('ip', ['-n', bed.right, 'route', 'add', INNER.leftNet, 'dev', TUN, 'src', INNER.right]);
+}
+
+function charonConfigs(dir: string, side: 'left' | 'right'): { conf: string; swanctl: string; vici: string } {
+  const [me, peer] = side === 'left' ? [OUTER.left, OUTER.right] : [OUTER.right, OUTER.left];
+  const [localNet, remoteNet] = side === 'left' ? [INNER.leftNet, INNER.rightNet] : [INNER.rightNet, INNER.leftNet];
+  const vici = join(dir, `${side}.vici`);
+  const conf = join(dir, `${side}-strongswan.conf`);
+  const swanctl = join(dir, `${side}-swanctl.conf`);
+  writeFileSync(conf, `charon {
+  port = 500
+  port_nat_t = 4500
+  install_routes = yes
+  install_virtual_ip = no
+  load = random nonce openssl aes gcm sha2 hmac kdf curve25519 gmp kernel-libipsec kernel-netlink socket-default vici
+  filelog {
+    main {
+      path = ${join(dir, `${side}-charon.log`)}
+      default = 0
+    }
+  }
+  syslog {
+  }
+  plugins {
+    vici {
+      socket = unix://${vici}
+    }
+  }
+}
+`);
+  writeFileSync(swanctl, `connections {
+  bench {
+    version = 2
+    local_addrs = ${me}
+    remote_addrs = ${peer}
+    proposals = aes256gcm16-prfsha256-x25519
+    local {
+      auth = psk
+      id = ${side}.bench
+    }
+    remote {
+      auth = psk
+      id = ${side === 'left' ? 'right' : 'left'}.bench
+    }
+    children {
+      net {
+        local_ts = ${localNet}
+        remote_ts = ${remoteNet}
+        esp_proposals = aes128gcm16
+      }
+    }
+  }
+}
+secrets {
+  ike-bench {
+    id-1 = left.bench
+    id-2 = right.bench
+    secret = "${PSK}"
+  }
+}
+`);
+  return { conf, swanctl, vici };
+}
+
+async function strongswanPair(bed: Testbed): Promise<void> {
+  const cfg = { left: charonConfigs(bed.dir, 'left'), right: charonConfigs(bed.dir, 'right') };
+  for (const side of ['left', 'right'] as const) {
+    const runDir = join(bed.dir, `${side}-run`);
+    sh('mkdir', ['-p', runDir]);
+    const env = { ...process.env, STRONGSWAN_CONF: cfg[side].conf };
+    // A private /run per charon: its pid file path is compiled in.
+    bed.spawn(side === 'left' ? bed.left : bed.right, 'unshare',
+      ['--mount', '--propagation', 'private', 'sh', '-c', 'mount --bind "$0" /run && exec "$1"', runDir, CHARON], env);
+  }
+  const swanctl = (side: 'left' | 'right', args: string[]) => {
+    const r = spawnSync('swanctl', [...args, '--uri', `unix://${cfg[side].vici}`], {
+      encoding: 'utf8', timeout: 15_000, env: { ...process.env, STRONGSWAN_CONF: cfg[side].conf },
+    });
+    return r.status === 0;
+  };
+  await until('charon VICI', () => swanctl('left', ['--stats']) && swanctl('right', ['--stats']));
+  for (const side of ['left', 'right'] as const) {
+    if (!swanctl(side, ['--load-all', '--noprompt', '--file', cfg[side].swanctl])) throw new Error(`tunnel bench: swanctl --load-all (${side}) failed`);
+  }
+  if (!swanctl('left', ['--initiate', '--child', 'net', '--ike', 'bench', '--timeout', '10'])) throw new Error('tunnel bench: charon did not establish the tunnel');
+}
+
+/** Run the suite; prints a table (or JSON with opts.json) and returns the report. */
+export async function runTunnelBench(opts: SuiteOptions): Promise<TunnelReport> {
+  if (process.getuid?.() !== 0) throw new Error('the tunnel benchmark needs root (network namespaces, TUN devices)');
+  for (const bin of ['ip', 'iperf3', 'unshare']) if (!onPath(bin)) throw new Error(`the tunnel benchmark needs ${bin} (apt-get install iproute2 iperf3 util-linux)`);
+  const seconds = Math.max(2, Math.round(opts.maxTime * 4));
+  const progress = (msg: string): void => void process.stderr.write(`${msg}\n`);
+  const results: TunnelResult[] = [];
+  const skipped: TunnelReport['skipped'] = [];
+  const tunMissing = tunUnavailable();
+  const charonMissing = existsSync(CHARON) && onPath('swanctl') ? null : `${CHARON} or swanctl missing (apt-get install strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins libstrongswan-extra-plugins)`;
+  const cases: Array<{ name: Case; missing: string | null; setUp: (bed: Testbed) => Promise<void>; bind?: typeof INNER }> = [
+    { name: 'veth', missing: null, setUp: async () => {}, bind: { ...INNER, left: OUTER.left, right: OUTER.right } },
+    { name: 'ikeclone-udp', missing: tunMissing, setUp: (bed) => ikeclonePair(bed, 'udp') },
+    { name: 'ikeclone-raw', missing: tunMissing, setUp: (bed) => ikeclonePair(bed, 'auto') },
+    { name: 'strongswan', missing: charonMissing, setUp: strongswanPair },
+  ];
+  const started = Date.now();
+  for (const c of cases) {
+    if (c.missing) {
+      skipped.push({ case: c.name, reason: c.missing });
+      progress(`${c.name}: skipped (${c.missing})`);
+      continue;
+    }
+    const bed = new Testbed();
+    const stop = () => void bed.destroy().finally(() => process.exit(130));
+    process.once('SIGINT', stop);
+    try {
+      bed.create();
+      await c.setUp(bed);
+      for (const reverse of [false, true]) {
+        progress(`${c.name} ${reverse ? 'reverse' : 'forward'}: iperf3 -t ${seconds}`);
+        const r = await bed.iperf(seconds, reverse, c.bind);
+        results.push({ case: c.name, direction: reverse ? 'reverse' : 'forward', ...r });
+      }
+    } finally {
+      process.off('SIGINT', stop);
+      await bed.destroy();
+    }
+  }
+  const mean = (name: Case) => {
+    const rs = results.filter((r) => r.case === name);
+    return rs.length ? rs.reduce((a, r) => a + r.mbps, 0) / rs.length : Number.NaN;
+  };
+  const ratios: TunnelReport['ratios'] = {
+    ikecloneUdpVsStrongswan: { value: round(mean('ikeclone-udp') / mean('strongswan'), 2), description: 'ikeclone (ESP in UDP) vs strongSwan kernel-libipsec, mean of both directions' },
+    ikecloneRawVsStrongswan: { value: round(mean('ikeclone-raw') / mean('strongswan'), 2), description: 'ikeclone (raw ESP) vs strongSwan kernel-libipsec, mean of both directions' },
+  };
+  const report: TunnelReport = { suite: 'tunnel', node: process.version, seconds, results, skipped, ratios };
+  if (opts.json) {
+    process.stdout.write(JSON.stringify(report, null, 2) + '\n');
+  } else {
+    console.log(`Tunnel throughput: iperf3 TCP between two network namespaces, ${seconds} s per run (${((Date.now() - started) / 1000).toFixed(0)} s)\n`);
+    console.log(formatTable(['case', 'direction', 'Mbit/s', 'retransmits'], results.map((r) => [r.case, r.direction, r.mbps, r.retransmits])));
+    for (const s of skipped) console.log(`skipped ${s.case}: ${s.reason}`);
+    console.log('\nRatios');
+    console.log(formatTable(['ratio', 'value'], Object.values(ratios).map((r) => [r.description, r.value])));
+  }
+  return report;
+}

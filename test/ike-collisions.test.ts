@@ -448,4 +448,27 @@ describe('exchange collisions (RFC 7296 §2.25)', () => {
     }
     expect(alice.sas.size + bob.sas.size).toBe(2);
   });
+
+  it('a queued rekey of a Child SA the peer rekeyed meanwhile fails to build without using up a message ID (RFC 7296 §2.2)', async () => {
+    const { wire, alice, bob, sa, peerSa } = await pair('queued-rekey');
+    const old = sa.children[0]!;
+    const live = alice.checkLiveness(sa);
+    const mine = alice.rekeyChildSa(old, { pfs: false }).then(
+      () => 'rekeyed',
+      (e: Error) => e.message,
+    );
+    const theirs = bob.rekeyChildSa(peerSa.children[0]!, { pfs: false });
+    const nextId = sa.nextRequestId;
+    wire.run(100);
+    expect(await live).toBe(true);
+    expect(await mine).toMatch(/is (rekeyed|deleted)/);
+    const fresh = await theirs;
+    expect(sa.nextRequestId).toBe(nextId);
+    // The next request goes out with the ID the peer expects, and is answered.
+    const again = alice.checkLiveness(sa);
+    wire.run(100);
+    expect(await again).toBe(true);
+    expect(alice.ikeSas()).toEqual([sa]);
+    expect(sa.children.map((c) => c.spiOut)).toEqual([fresh.spiIn]);
+  });
 });

@@ -18,7 +18,7 @@ import { silentLogger } from '../log.js';
 import { ikeSaStatus } from '../status.js';
 import {
   LineSplitter, MAX_REQUEST_LINE, encodeLine, parseRequest,
-  type CloneResult, type MoveResult, type ControlError, type ControlRequest, type ControlResponse, type DownResult, type UpResult,
+  type CloneResult, type MoveResult, type RekeyResult, type ControlError, type ControlRequest, type ControlResponse, type DownResult, type UpResult,
 } from './protocol.js';
 
 export interface ControlServerOptions {
@@ -297,6 +297,24 @@ export class ControlServer {
         this.log.info({ ike, local, remote }, 'control: move');
         const sa = await this.gateway.move(ike!, local!, remote);
         const result: MoveResult = { ike: ikeSaStatus(sa, this.gateway.engine.clock.now()) };
+        return result;
+      }
+      case 'rekey': {
+        // RFC 7296 §1.3.2 (IKE SA) / §1.3.3 (Child SA), on demand.
+        const { ike, child } = request.args!;
+        const engine = this.gateway.engine;
+        this.log.info({ ike, child }, 'control: rekey');
+        let sa: IkeSa;
+        if (child !== undefined) {
+          const c = [...engine.childrenBySpi.values()].find((x) => x.id === child);
+          if (!c) throw new Error(`no Child SA with id ${child}`);
+          sa = (await engine.rekeyChildSa(c)).ike;
+        } else {
+          const old = engine.ikeSas().find((x) => x.id === ike);
+          if (!old) throw new Error(`no IKE SA with id ${ike}`);
+          sa = await engine.rekeyIkeSa(old);
+        }
+        const result: RekeyResult = { ike: ikeSaStatus(sa, engine.clock.now()) };
         return result;
       }
       case 'down': {

@@ -19,7 +19,7 @@ export const MAX_REQUEST_LINE = 64 * 1024;
 /** Longest response line a client accepts (a status of many SAs is large, but not unbounded). */
 export const MAX_RESPONSE_LINE = 32 * 1024 * 1024;
 
-export const CONTROL_COMMANDS = ['status', 'up', 'down', 'clone', 'move'] as const;
+export const CONTROL_COMMANDS = ['status', 'up', 'down', 'clone', 'move', 'rekey'] as const;
 export type ControlCommand = (typeof CONTROL_COMMANDS)[number];
 
 /** A request id: what the client chose, echoed in the response. */
@@ -59,6 +59,13 @@ export interface ControlArgs {
   /** move: the local address to move to, and optionally the peer's. */
   local?: string;
   remote?: string;
+  /** rekey: the Child SA to rekey (its id); with { ike } instead, the IKE SA (RFC 7296 §1.3.2, §1.3.3). */
+  child?: number;
+}
+
+/** Result of `rekey`: the IKE SA that now holds the rekeyed SA. */
+export interface RekeyResult {
+  ike: IkeSaStatus;
 }
 
 /** Result of `move`: the IKE SA on its new path. */
@@ -136,7 +143,7 @@ export function parseRequest(line: string): ParsedRequest {
   if (obj.args !== undefined && obj.args !== null) {
     if (typeof obj.args !== 'object' || Array.isArray(obj.args)) return fail(id, 'bad-args', 'args must be an object');
     const args = obj.args as Record<string, unknown>;
-    const allowed = cmd === 'clone' ? ['ike', 'count'] : cmd === 'move' ? ['ike', 'local', 'remote'] : ['name'];
+    const allowed = cmd === 'clone' ? ['ike', 'count'] : cmd === 'move' ? ['ike', 'local', 'remote'] : cmd === 'rekey' ? ['ike', 'child'] : ['name'];
     const unknown = Object.keys(args).filter((k) => !allowed.includes(k));
     if (unknown.length > 0) return fail(id, 'bad-args', `unknown argument "${unknown[0]!.slice(0, 64)}"`);
     if (args.name !== undefined) {
@@ -165,6 +172,13 @@ export function parseRequest(line: string): ParsedRequest {
   if (cmd === 'move') {
     if (ike === undefined || local === undefined) return fail(id, 'bad-args', 'move needs args.ike (the IKE SA id) and args.local (the address to move to)');
     return { ok: true, request: { id, cmd, args: { ike, local, ...(remote ? { remote } : {}) } } };
+  }
+  if (cmd === 'rekey') {
+    const a = obj.args as Record<string, unknown> | undefined;
+    const child = a?.child;
+    if (child !== undefined && (typeof child !== 'number' || !Number.isSafeInteger(child) || child < 1)) return fail(id, 'bad-args', 'args.child must be a Child SA id (a positive integer)');
+    if ((ike === undefined) === (child === undefined)) return fail(id, 'bad-args', 'rekey needs either args.ike (an IKE SA id) or args.child (a Child SA id)');
+    return { ok: true, request: { id, cmd, args: ike !== undefined ? { ike } : { child: child as number } } };
   }
   if (cmd === 'clone') {
     if (ike === undefined) return fail(id, 'bad-args', 'clone needs args.ike, the id of the IKE SA to clone');

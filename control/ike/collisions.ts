@@ -33,7 +33,7 @@ import { spi64Hex } from './ike-sa.js';
 import type { TimerHandle } from './clock.js';
 import { ChildCreateInitiator } from './exchanges/child-create.js';
 import { ChildRekeyInitiator, IkeRekeyInitiator } from './exchanges/rekey.js';
-import { DeleteChildInitiator, DeleteIkeInitiator, DeleteSpisInitiator } from './exchanges/informational.js';
+import { DeleteChildInitiator, DeleteSpisInitiator } from './exchanges/informational.js';
 import { hasNotify, notify } from './payload-builders.js';
 
 /** The two nonces of one CREATE_CHILD_SA exchange: [Ni, Nr]. */
@@ -370,9 +370,10 @@ export class RekeyCollisions {
       // Never an SA that holds Child SAs or became a successor (possibly of an SA without Child SAs).
       if (sa.state === 'dead' || sa.children.length > 0) return;
       if (sa.state === 'established' && this.adopted.has(sa)) return;
-      this.engine.log.warn({ ike: sa.id }, 'the peer did not delete an IKE SA made redundant by a rekey: deleting it');
-      if (sa.state === 'established') void this.engine.closeIkeSa(sa);
-      else this.engine.queueExchange(sa, new DeleteIkeInitiator(this.engine, () => {}));
+      // The peer has forgotten it without a Delete (or never completed it): a Delete would go
+      // unanswered for a whole retransmission budget, so it is forgotten locally.
+      this.engine.log.warn({ ike: sa.id }, 'the peer did not delete an IKE SA made redundant by a rekey: forgetting it');
+      this.engine.deleteIkeSa(sa, 'redundant after a simultaneous rekey; the peer did not delete it (RFC 7296 §2.8.2)');
     });
     sa.timers.add(timer);
     this.ikeGrace.set(sa, timer);

@@ -374,6 +374,8 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
       bytes = sealMessage(sa, exchange.exchangeType, messageId, false, payloads);
     } catch (err) {
       this.log.error({ ike: sa.id, exchange: exchange.name, err: String(err) }, 'could not build request');
+      // Nothing was sent: the message ID goes back, or the peer would wait for it forever (RFC 7296 §2.2).
+      if (sa.nextRequestId === messageId + 1) sa.nextRequestId = messageId;
       exchange.abort?.(sa, String(err));
       // Without an established SA there is nothing left to run later exchanges on.
       if (sa.state !== 'established') this.deleteIkeSa(sa, `could not build ${exchange.name}: ${String(err)}`);

@@ -306,22 +306,20 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
    * and, for outbound traffic, by selectors. Resolves when the worker has it.
    */
   install(spec: SaSpec): Promise<void> {
+    if (!spec || !(spec.keyIn instanceof Uint8Array) || !(spec.keyOut instanceof Uint8Array)) {
+      return Promise.reject(new TypeError('SaSpec.keyIn and keyOut must be Uint8Arrays'));
+    }
     // Copy and wipe the keys before anything can fail or wait (DESIGN §4.5).
     const keyIn = new Uint8Array(spec.keyIn);
     const keyOut = new Uint8Array(spec.keyOut);
     spec.keyIn.fill(0);
     spec.keyOut.fill(0);
-    try {
-      return this.installMoved(spec, keyIn, keyOut).catch((err: unknown) => {
-        keyIn.fill(0);
-        keyOut.fill(0);
-        throw err;
-      });
-    } catch (err) {
-      keyIn.fill(0);
-      keyOut.fill(0);
-      return Promise.reject(err);
-    }
+    return this.installMoved(spec, keyIn, keyOut).catch((err: unknown) => {
+      // A key that reached a worker was transferred (its buffer here is detached, empty); wipe the others.
+      if (keyIn.byteLength > 0) keyIn.fill(0);
+      if (keyOut.byteLength > 0) keyOut.fill(0);
+      throw err;
+    });
   }
 
   private async installMoved(spec: SaSpec, keyIn: Uint8Array, keyOut: Uint8Array): Promise<void> {
@@ -368,7 +366,11 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
     try {
       await Promise.all([
         worker.request({ op: 'install', slot: inbound.slot, tag: inbound.tag, key: inKey, spi: spec.spiIn, direction: 'in', ...common }, [inKey]),
-        worker.request({ op: 'install', slot: outbound.slot, tag: outbound.tag, key: outKey, spi: spec.spiOut, direction: 'out', ...common }, [outKey]),
+        worker.request({
+          op: 'install', slot: outbound.slot, tag: outbound.tag, key: outKey, spi: spec.spiOut, direction: 'out', ...common,
+          ...(spec.seqSoftLimit !== undefined ? { seqSoftLimit: spec.seqSoftLimit } : {}),
+          ...(spec.seqHardLimit !== undefined ? { seqHardLimit: spec.seqHardLimit } : {}),
+        }, [outKey]),
       ]);
     } catch (err) {
       if (record.state !== 'removed') this.forget(record);

@@ -44,6 +44,13 @@ export interface SaSpec {
   udpEncap: boolean;
   /** SAs this one takes over outbound traffic from (a rekeyed predecessor); they keep receiving until removed. */
   replaces?: number[];
+  /**
+   * Outbound sequence numbers at which 'rekey-needed' is reported, and past
+   * which nothing is sent (RFC 4303 §3.3.3); defaults: 15/16 of, and, the
+   * 32-bit (or with ESN 64-bit) space.
+   */
+  seqSoftLimit?: bigint;
+  seqHardLimit?: bigint;
 }
 
 export type EspTransport = 'udp' | 'raw';

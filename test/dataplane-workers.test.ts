@@ -146,6 +146,74 @@ describe('data plane workers', () => {
     expect(io.a.dropMalformed).toBe(1);
   });
 
+  it('reports rekey-needed once at the soft sequence limit and sends nothing past the hard limit (RFC 4303 §3.3.3)', async () => {
+    const { a, b } = await pairOfPlanes();
+    let delivered = 0;
+    b.setInnerSink({ write: () => (delivered++, true) });
+    const s = mirrored(51, { seqSoftLimit: 10n, seqHardLimit: 20n });
+    await Promise.all([a.install(s.a), b.install(s.b)]);
+    const rekeys: number[] = [];
+    a.on('rekey-needed', (id) => rekeys.push(id));
+    for (let i = 0; i < 30; i++) a.sendInner(udpPacket(1, 1, 1000, 100, i));
+    await until(() => a.status().workers.reduce((n, w) => n + w.drops.seqExhausted, 0) === 10 && delivered === 20);
+    await until(() => rekeys.length > 0);
+    expect(rekeys).toEqual([51]);
+    const c = await a.counters();
+    expect(c.sa[0]!.out.rekeyNeeded).toBe(true);
+    expect(c.sa[0]!.out.dropsSeqExhausted).toBe(10n);
+  });
+
+  it('a rekeyed successor takes over outbound traffic on the same worker; the old SA still receives until removed', async () => {
+    const { a, b } = await pairOfPlanes();
+    let delivered = 0;
+    b.setInnerSink({ write: () => (delivered++, true) });
+    const old = mirrored(61);
+    await Promise.all([a.install(old.a), b.install(old.b)]);
+    const next = mirrored(62, { replaces: [61] });
+    await Promise.all([a.install(next.a), b.install(next.b)]);
+    expect(a.ownerOf(62)).toBe(a.ownerOf(61));
+    expect(a.status().families).toEqual([1]);
+    for (let i = 0; i < 20; i++) a.sendInner(udpPacket(1 + i, 1, 1000 + i, 100, i));
+    await until(() => delivered === 20);
+    const c = await b.counters();
+    expect(Number(c.sa.find((x) => x.id === 62)!.in.packetsIn)).toBe(20);
+    expect(Number(c.sa.find((x) => x.id === 61)!.in.packetsIn)).toBe(0);
+    // The peer may still send on the old SA until it is deleted: B's old outbound reaches A's old inbound.
+    let back = 0;
+    a.setInnerSink({ write: () => (back++, true) });
+    b.sendInner(udpPacket(1, 1, 1000, 100, 0, [10, 2, 0], [10, 1, 0]));
+    await until(() => back === 1);
+    await a.remove(61);
+    expect(a.saIds()).toEqual([62]);
+  });
+
+  it('follows new outer addresses (MOBIKE, NAT rebinding) for the ESP it sends', async () => {
+    const sent: Endpoint[] = [];
+    const a = new DataPlane({ workers: 1, sendUdp: (_l, r) => sent.push(r) });
+    planes.push(a);
+    await a.start();
+    const s = mirrored(71);
+    await a.install(s.a);
+    a.sendInner(udpPacket(1, 1, 1));
+    await until(() => sent.length === 1);
+    a.updateAddresses(71, EP_A, { address: '198.51.100.9', port: 61000 });
+    a.sendInner(udpPacket(1, 1, 1));
+    await until(() => sent.length === 2);
+    expect(sent).toEqual([EP_B, { address: '198.51.100.9', port: 61000 }]);
+  });
+
+  it('refuses bad SaSpecs with an error and keeps running', async () => {
+    const a = new DataPlane({ workers: 1, sendUdp: () => {} });
+    planes.push(a);
+    await a.start();
+    const s = mirrored(81);
+    await expect(a.install({ ...s.a, spiIn: 5 })).rejects.toThrow(/SPI/);
+    await expect(a.install({ ...mirrored(82).a, keyOut: new Uint8Array(7) })).rejects.toThrow(/key material/);
+    await a.install(mirrored(83).a);
+    await expect(a.install(mirrored(83).a)).rejects.toThrow(/already installed/);
+    expect(a.saIds()).toEqual([83]);
+  });
+
   it('removes an SA: its SPI becomes unknown, its slots are wiped and reusable', async () => {
     const { a, b } = await pairOfPlanes();
     b.setInnerSink({ write: () => true });

@@ -140,6 +140,25 @@ describe('ESP between two gateways on loopback', () => {
     expect((await gw.dataPlane.counters()).sa[0]!.in.highestSeqIn).toBe(150n);
   });
 
+  it('a Child SA rekey (CREATE_CHILD_SA) moves traffic to the new SA on the same worker and retires the old one', async () => {
+    const { gw, client } = await pair();
+    const sa = await client.up('gw');
+    const old = sa.children[0]!;
+    await until(() => gw.dataPlane.saIds().length === 1 && client.dataPlane.ownerOf(old.id) !== undefined);
+    const worker = client.dataPlane.ownerOf(old.id);
+    const next = await client.engine.rekeyChildSa(old);
+    // The old SA leaves both data planes once its Delete is answered; the new one is on the old one's worker.
+    await until(() => client.dataPlane.saIds().join() === String(next.id) && gw.dataPlane.saIds().length === 1);
+    expect(client.dataPlane.ownerOf(next.id)).toBe(worker);
+    const before = gw.status().dataplane!.workers.reduce((n, w) => n + w.decapPackets, 0);
+    await client.dataPlane.generate({ packets: 200, size: 400 });
+    await until(() => gw.status().dataplane!.workers.reduce((n, w) => n + w.decapPackets, 0) === before + 200);
+    const c = await gw.dataPlane.counters();
+    expect(c.sa).toHaveLength(1);
+    expect(c.sa[0]!.spiIn).toBe(next.spiOut);
+    expect(Number(c.sa[0]!.in.packetsIn)).toBe(200);
+  });
+
   it('removes the SA from the data plane when the Child SA is deleted', async () => {
     const { gw, client } = await pair();
     await client.up('gw');

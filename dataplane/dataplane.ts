@@ -22,9 +22,10 @@
 // This module knows nothing of IKE (DESIGN §2): the gateway translates a
 // Child SA into an SaSpec.
 import { EventEmitter } from 'node:events';
+import { isIPv4 } from 'node:net';
 import { CellKind, metaKind, metaSlot, metaTag } from './ring.js';
 import { selectorAddress } from './packet.js';
-import { Sad, familyKey, type Endpoint, type SaRecord, type SaSpec } from './sad.js';
+import { Sad, familyKey, type Endpoint, type EspTransport, type SaRecord, type SaSpec } from './sad.js';
 import { Spd } from './spd.js';
 import { startWorkers, type WorkerHandle } from './workers.js';
 import { WorkerStat, type CountersReply, type GenerateReply, type WorkerEvent } from './messages.js';
@@ -233,6 +234,10 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
       ...(this.opts.ringCapacity !== undefined ? { ringCapacity: this.opts.ringCapacity } : {}),
       ...(this.opts.cellSize !== undefined ? { cellSize: this.opts.cellSize } : {}),
       onEvent: (w, e) => this.onWorkerEvent(w, e),
+      onExit: (w, reason) => {
+        // Its SAs have no owner any more: they stay routed (and dropped: ring full) until the control plane deletes them.
+        if (this.running) this.log.warn({ worker: w.index, reason }, 'data-plane worker ended: its SAs carry no traffic');
+      },
     });
     this.sad = new Sad(this.workerCount, 256);
     this.running = true;
@@ -353,7 +358,8 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
       familyKey: family,
       local: { ...spec.local },
       remote: { ...spec.remote },
-      transport: !spec.udpEncap && this.rawSender ? 'raw' : 'udp',
+      udpEncap: spec.udpEncap,
+      transport: this.transportFor(spec.udpEncap, spec.remote),
       outbound: false,
       state: 'installing',
     };
@@ -390,6 +396,11 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
     this.log.debug({ sa: spec.id, worker: owner, spiIn: spec.spiIn.toString(16), transport: record.transport }, 'data plane SA installed');
   }
 
+  /** Raw ESP when UDP encapsulation is not required and a raw socket is open (IPv4 only); else UDP (RFC 3948). */
+  private transportFor(udpEncap: boolean, remote: Endpoint): EspTransport {
+    return !udpEncap && this.rawSender && isIPv4(remote.address) ? 'raw' : 'udp';
+  }
+
   /** Remove a Child SA: unroutable at once, slots wiped by the owner worker. Unknown ids are ignored. */
   async remove(id: number): Promise<void> {
     const r = this.sad?.get(id);
@@ -418,7 +429,8 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
     const r = this.sad?.get(id);
     if (!r) return;
     this.sad!.move(r, local, remote);
-    if (udpEncap !== undefined) r.transport = !udpEncap && this.rawSender ? 'raw' : 'udp';
+    if (udpEncap !== undefined) r.udpEncap = udpEncap;
+    r.transport = this.transportFor(r.udpEncap, r.remote);
   }
 
   /** The worker that owns SA `id` (undefined until its worker has installed it). */

@@ -70,6 +70,9 @@ export interface SaRecord {
   readonly familyKey: string;
   local: Endpoint;
   remote: Endpoint;
+  /** ESP must travel in UDP (NAT, or the peer forces it). */
+  udpEncap: boolean;
+  /** How ESP actually travels: raw when allowed and possible. */
   transport: EspTransport;
   /** Carries outbound traffic (false once a successor replaced it). */
   outbound: boolean;

@@ -79,6 +79,7 @@ export class WorkerHandle {
     readonly task: Promise<unknown>,
     rings: Pick<WorkerTask, 'inRing' | 'outRing' | 'stats'>,
     onEvent: (w: WorkerHandle, e: WorkerEvent) => void,
+    onExit: (w: WorkerHandle, reason: string) => void,
   ) {
     this.input = new RingWriter(rings.inRing);
     this.output = new RingReader(rings.outRing);
@@ -95,11 +96,14 @@ export class WorkerHandle {
     task.then(
       () => this.fail('worker stopped'),
       (err: Error) => this.fail(`worker ${this.index} failed: ${err.message}`),
-    );
+    ).then(() => onExit(this, this.exitReason));
   }
+
+  private exitReason = '';
 
   private fail(reason: string): void {
     this.exited = true;
+    this.exitReason = reason;
     for (const p of this.pending.values()) {
       clearTimeout(p.timer);
       p.reject(new Error(reason));
@@ -144,6 +148,8 @@ export interface StartWorkersOptions {
   ringCapacity?: number;
   cellSize?: number;
   onEvent: (w: WorkerHandle, e: WorkerEvent) => void;
+  /** The worker's loop ended: after stop(), or because it failed (reason says which). */
+  onExit?: (w: WorkerHandle, reason: string) => void;
 }
 
 /** Start `count` workers and wait until each has instantiated its kernel. */
@@ -181,7 +187,7 @@ export async function startWorkers(opts: StartWorkersOptions): Promise<WorkerHan
       const handle = new WorkerHandle(index, pool, channel.port1, run, rings, (w, e) => {
         if (e.event === 'ready') isReady();
         else opts.onEvent(w, e);
-      });
+      }, (w, reason) => opts.onExit?.(w, reason));
       handles.push(handle);
       // A worker that fails before it is ready fails the start.
       ready[index] = Promise.race([ready[index]!, run.then(() => { throw new Error(`worker ${index} ended at start`); })]);

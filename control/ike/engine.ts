@@ -823,6 +823,10 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
    * endpoints. No message is sent; MOBIKE exchanges call this.
    */
   relocate(sa: IkeSa, local: Endpoint, remote: Endpoint, opts: { children?: boolean } = {}): void {
+    // The peer's address set is the one in use plus the ones it announced (RFC 4555 §3.4): keep it whole.
+    if (remote.address !== sa.remote.address) {
+      sa.peerAdditionalAddresses = [sa.remote.address, ...sa.peerAdditionalAddresses.filter((a) => a !== remote.address && a !== sa.remote.address)];
+    }
     sa.local = { ...local };
     sa.remote = { ...remote };
     sa.addressGeneration++;

@@ -23,7 +23,7 @@
 // Child SA into an SaSpec.
 import { EventEmitter } from 'node:events';
 import { isIPv4 } from 'node:net';
-import { CellKind, metaKind, metaSlot, metaTag } from './ring.js';
+import { CELL_HEADER_BYTES, CellKind, DEFAULT_CELL_SIZE, metaKind, metaSlot, metaTag } from './ring.js';
 import { selectorAddress } from './packet.js';
 import { Sad, familyKey, type Endpoint, type EspTransport, type SaRecord, type SaSpec } from './sad.js';
 import { Spd } from './spd.js';
@@ -84,7 +84,7 @@ export interface IoCounters {
   innerOut: number;
   /** ESP whose SPI names no installed SA (RFC 4303 §3.4.2). */
   dropUnknownSpi: number;
-  /** ESP shorter than SPI + sequence number, or an inner packet that is not IPv4/IPv6. */
+  /** ESP shorter than SPI + sequence number or longer than a cell; an inner packet that is not IPv4/IPv6 or too long to encapsulate. */
   dropMalformed: number;
   /** A worker's in ring was full. */
   dropQueueFull: number;
@@ -176,6 +176,8 @@ export interface DataPlaneEvents {
   'unknown-spi': [spi: number, remote: Endpoint | undefined];
 }
 
+/** Most bytes ESP adds to an inner packet here: header + IV 16, padding 3, trailer 2, ICV 16 (RFC 4303 §2, RFC 4106 §3). */
+const ESP_OVERHEAD = 37;
 /** Cells staged for one worker before they are published without waiting for the end of the turn. */
 const FLUSH_CELLS = 64;
 /** Output cells handled per turn of the event loop, over all workers (sockets get their turn). */
@@ -221,6 +223,17 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
     this.sendUdp = opts.sendUdp;
   }
 
+  /**
+   * Bytes per ring cell: the given size, else room for an inner packet of the
+   * TUN MTU plus its ESP encapsulation (header 16, trailer and ICV up to 21),
+   * at least the default.
+   */
+  private cellSize(): number {
+    if (this.opts.cellSize !== undefined) return this.opts.cellSize;
+    const mtu = this.opts.tun?.mtu ?? 1400;
+    return Math.max(DEFAULT_CELL_SIZE, (mtu + CELL_HEADER_BYTES + ESP_OVERHEAD + 7) & ~7);
+  }
+
   get started(): boolean {
     return this.running;
   }
@@ -232,7 +245,7 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
       count: this.workerCount,
       sink: this.sink,
       ...(this.opts.ringCapacity !== undefined ? { ringCapacity: this.opts.ringCapacity } : {}),
-      ...(this.opts.cellSize !== undefined ? { cellSize: this.opts.cellSize } : {}),
+      cellSize: this.cellSize(),
       onEvent: (w, e) => this.onWorkerEvent(w, e),
       onExit: (w, reason) => {
         // Its SAs have no owner any more: they stay routed (and dropped: ring full) until the control plane deletes them.
@@ -489,6 +502,10 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
     }
     if (r === 'no-policy') {
       io.dropNoPolicy++;
+      return false;
+    }
+    if (packet.length + ESP_OVERHEAD > this.workers[r.worker]!.input.maxPayload) {
+      io.dropMalformed++;
       return false;
     }
     return this.enqueue(r.worker, packet, r.outSlot, CellKind.ENCAP, r.outTag);

@@ -130,7 +130,7 @@ describe('data plane workers', () => {
     for (const s of ca.sa) expect(Number(s.out.packetsOut)).toBeGreaterThan(50);
   });
 
-  it('counts unknown SPIs, runts, packets no policy covers, and inner packets outside the SA selectors', async () => {
+  it('counts unknown SPIs, runts, packets no policy covers, and packets too long to encapsulate', async () => {
     const { a, b } = await pairOfPlanes();
     b.setInnerSink({ write: () => true });
     const s = mirrored(21);
@@ -139,11 +139,13 @@ describe('data plane workers', () => {
     b.receiveEsp(Uint8Array.from([1, 2, 3]));
     expect(a.sendInner(udpPacket(1, 1, 1, 100, 0, [10, 9, 0], [10, 2, 0]))).toBe(false);
     expect(a.sendInner(Uint8Array.from([0x45, 0, 0]))).toBe(false);
+    // Its ESP would not fit a ring cell (2048 bytes with the default MTU): refused before it is queued.
+    expect(a.sendInner(udpPacket(1, 1, 1, 2030))).toBe(false);
     const io = { a: a.status().io, b: b.status().io };
     expect(io.b.dropUnknownSpi).toBe(1);
     expect(io.b.dropMalformed).toBe(1);
     expect(io.a.dropNoPolicy).toBe(1);
-    expect(io.a.dropMalformed).toBe(1);
+    expect(io.a.dropMalformed).toBe(2);
   });
 
   it('reports rekey-needed once at the soft sequence limit and sends nothing past the hard limit (RFC 4303 §3.3.3)', async () => {

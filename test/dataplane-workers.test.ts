@@ -148,6 +148,21 @@ describe('data plane workers', () => {
     expect(io.a.dropMalformed).toBe(2);
   });
 
+  it('drops a decapsulated packet outside its SA selectors (RFC 4301 §5.2) and counts it', async () => {
+    const { a, b } = await pairOfPlanes();
+    let delivered = 0;
+    b.setInnerSink({ write: () => (delivered++, true) });
+    const s = mirrored(41);
+    // A believes it may send from 10.9.0.0/16 as well; B agreed to 10.1.0.0/24 only.
+    s.a.localTs = [NET_A, cidr4([10, 9, 0, 0], 16)];
+    await Promise.all([a.install(s.a), b.install(s.b)]);
+    a.sendInner(udpPacket(1, 1, 1000, 100, 1, [10, 9, 0]));
+    a.sendInner(udpPacket(1, 1, 1000, 100, 2));
+    await until(() => b.status().io.dropPolicy === 1 && delivered === 1);
+    // The packet was authentic (decapsulated), only the policy refused it.
+    expect(b.status().workers.reduce((n, w) => n + w.decapPackets, 0)).toBe(2);
+  });
+
   it('reports rekey-needed once at the soft sequence limit and sends nothing past the hard limit (RFC 4303 §3.3.3)', async () => {
     const { a, b } = await pairOfPlanes();
     let delivered = 0;

@@ -10,16 +10,22 @@
 //                     the number before each packet)
 //   shared-sa-batch   as shared-sa, but each batch of 64 reserves 64 numbers
 //                     with one Atomics.add (the cheapest correct sharing)
-// The receiving side of a shared SA needs a shared replay window as well
-// (one lock per packet); that cost is not included, so the shared models are
-// an upper bound. Packets are generated and sealed inside each worker (IPv4/
-// UDP, AES-GCM-128), then counted and discarded: this measures the workers,
-// not I/O. Each case runs for about 4 x --max-time seconds (default 1 s),
+// Packets are generated and sealed inside each worker (IPv4/UDP,
+// AES-GCM-128), then counted and discarded: this measures the workers, not I/O.
+//
+// The receiving side of a shared SA needs a shared anti-replay window too. The
+// seal+open part (bench/scale-worker.ts, plain threads with one ESP kernel
+// each) seals batches and opens them again: per worker with its own SA, or
+// all threads on one SA whose sequence counter (Atomics.add per batch) and
+// replay window (checked and updated under a spinlock per packet, RFC 4303
+// §3.4.3) live in shared memory. Each case runs for about 4 x --max-time seconds (default 1 s),
 // ROUNDS times with the models interleaved; the median counts.
 import { availableParallelism } from 'node:os';
 import { randomBytes } from 'node:crypto';
+import { Worker } from 'node:worker_threads';
 import { startWorkers, type WorkerHandle } from '../dataplane/workers.js';
-import type { EspAlgorithm } from '../dataplane/kernel.js';
+import { compileEspModule, type EspAlgorithm } from '../dataplane/kernel.js';
+import { SHARED_BYTES, type SealOpenResult, type SealOpenTask } from './scale-worker.js';
 import { formatTable, round, type SuiteOptions } from './common.js';
 
 type Mode = 'sa-per-worker' | 'shared-sa' | 'shared-sa-batch';
@@ -36,12 +42,29 @@ export interface ScaleResult {
   perWorkerPps: number[];
 }
 
+/** Seal+open: packets sealed and opened again per second over all threads. */
+export interface SealOpenScaleResult {
+  mode: 'sa-per-worker' | 'shared-sa';
+  workers: number;
+  size: number;
+  /** Packets opened (accepted) per second. */
+  pps: number;
+  gbps: number;
+  /**
+   * Authentic packets the replay window refused: with one SA shared by
+   * threads, a thread that falls behind by more than the window (4096) sees
+   * its packets left of it (RFC 4303 §3.4.3). Zero with an SA per thread.
+   */
+  refused: number;
+}
+
 export interface ScaleReport {
   suite: 'scale';
   node: string;
   cores: number;
   algorithm: EspAlgorithm;
   results: ScaleResult[];
+  sealOpen: SealOpenScaleResult[];
   /** speedup: N workers vs 1, SA per worker; cloneVsShared: SA per worker vs shared-sa (and -batch) at N workers. */
   ratios: Record<string, { value: number; description: string }>;
 }
@@ -112,6 +135,44 @@ async function runCase(all: WorkerHandle[], mode: Mode, n: number, size: number,
   };
 }
 
+/** One seal+open run: `n` threads, `packets` each, all starting together. */
+async function runSealOpen(mode: SealOpenScaleResult['mode'], n: number, size: number, packets: number): Promise<SealOpenScaleResult> {
+  const module = await compileEspModule();
+  const shared = mode === 'shared-sa' ? new SharedArrayBuffer(SHARED_BYTES) : undefined;
+  if (shared) new BigInt64Array(shared, 16, 1)[0] = 1n; // the first sequence number (RFC 4303 §3.3.3)
+  const go = new SharedArrayBuffer(4);
+  const key = Uint8Array.from(randomBytes(20));
+  const threads = Array.from({ length: n }, () => new Worker(new URL('./scale-worker.js', import.meta.url)));
+  try {
+    const ready = threads.map((t) => new Promise<void>((resolve) => t.once('message', () => resolve())));
+    const done = threads.map((t) => new Promise<SealOpenResult>((resolve, reject) => {
+      t.once('error', reject);
+      t.once('message', () => t.once('message', resolve));
+    }));
+    threads.forEach((t, i) => {
+      const task: SealOpenTask = {
+        module, mode, key: mode === 'shared-sa' ? key : Uint8Array.from(randomBytes(20)), spi: 0x5ca1_f000 + (mode === 'shared-sa' ? 0 : i),
+        packets, size, go, ...(shared ? { shared } : {}),
+      };
+      t.postMessage(task);
+    });
+    await Promise.all(ready);
+    const t0 = performance.now();
+    Atomics.store(new Int32Array(go), 0, 1);
+    Atomics.notify(new Int32Array(go), 0);
+    const results = await Promise.all(done);
+    const ms = performance.now() - t0;
+    const opened = results.reduce((a, r) => a + r.opened, 0);
+    const refused = n * Math.ceil(packets / 64) * 64 - opened;
+    if (mode === 'sa-per-worker' && refused !== 0) throw new Error(`seal+open with an SA per thread refused ${refused} packets`);
+    const pps = (opened * 1000) / ms;
+    return { mode, workers: n, size, pps: Math.round(pps), gbps: round((pps * size * 8) / 1e9), refused };
+  } finally {
+    key.fill(0);
+    await Promise.all(threads.map((t) => t.terminate()));
+  }
+}
+
 /** Run the suite; prints a table (or JSON with opts.json) and returns the report. */
 export async function runScaleBench(opts: SuiteOptions): Promise<ScaleReport> {
   const cores = availableParallelism();
@@ -149,6 +210,24 @@ export async function runScaleBench(opts: SuiteOptions): Promise<ScaleReport> {
     await Promise.all(all.map((w) => w.stop()));
   }
 
+  const sealOpen: SealOpenScaleResult[] = [];
+  for (const size of SIZES) {
+    const probe = await runSealOpen('sa-per-worker', 1, size, size < 512 ? 8192 : 2048);
+    const packets = Math.max(4096, Math.round((probe.pps * seconds) / 64) * 64);
+    for (const n of counts) {
+      for (const mode of ['sa-per-worker', 'shared-sa'] as const) {
+        const runs: SealOpenScaleResult[] = [];
+        for (let round = 0; round < ROUNDS; round++) {
+          progress(`\rseal+open ${size} B, ${n} worker${n === 1 ? '' : 's'}, ${mode}, round ${round + 1}/${ROUNDS}`.padEnd(60));
+          runs.push(await runSealOpen(mode, n, size, packets));
+        }
+        const pps = median(runs.map((r) => r.pps));
+        sealOpen.push(runs.find((r) => r.pps === pps)!);
+      }
+    }
+  }
+  progress(`\r${' '.repeat(60)}\r`);
+
   const find = (mode: Mode, n: number, size: number) => results.find((r) => r.mode === mode && r.workers === n && r.size === size)!;
   const max = counts[counts.length - 1]!;
   const ratios: ScaleReport['ratios'] = {};
@@ -165,14 +244,26 @@ export async function runScaleBench(opts: SuiteOptions): Promise<ScaleReport> {
       value: round(find('sa-per-worker', max, size).pps / find('shared-sa-batch', max, size).pps, 2),
       description: `${max} workers: SA per worker vs one shared SA (Atomics per batch of ${BATCH}), ${size} B`,
     };
+    const open = (mode: SealOpenScaleResult['mode'], n: number) => sealOpen.find((r) => r.mode === mode && r.workers === n && r.size === size)!;
+    ratios[`sealOpenCloneVsShared${max}x${size}`] = {
+      value: round(open('sa-per-worker', max).pps / open('shared-sa', max).pps, 2),
+      description: `seal+open, ${max} threads: SA per thread vs one SA with shared counter and replay window, ${size} B`,
+    };
+    ratios[`sealOpenSharedSpeedup${max}x${size}`] = {
+      value: round(open('shared-sa', max).pps / open('shared-sa', 1).pps, 2),
+      description: `seal+open, one shared SA: ${max} threads vs 1, ${size} B`,
+    };
   }
-  const report: ScaleReport = { suite: 'scale', node: process.version, cores, algorithm: ALGORITHM, results, ratios };
+  const report: ScaleReport = { suite: 'scale', node: process.version, cores, algorithm: ALGORITHM, results, sealOpen, ratios };
   if (opts.json) {
     process.stdout.write(JSON.stringify(report, null, 2) + '\n');
   } else {
     console.log(`Worker scaling: ESP encap (${ALGORITHM}) in data-plane workers, ${cores} cores, node ${process.version}\n`);
     console.log(formatTable(['size', 'model', 'workers', 'Mpps', 'Gbps', 'per worker kpps'],
       results.map((r) => [String(r.size), r.mode, r.workers, round(r.pps / 1e6, 3), r.gbps, r.perWorkerPps.map((p) => Math.round(p / 1000)).join(' ')])));
+    console.log('\nSeal+open (the receiving side of a shared SA needs its replay window shared too)');
+    console.log(formatTable(['size', 'model', 'threads', 'Mpps', 'Gbps', 'refused by the window'],
+      sealOpen.map((r) => [String(r.size), r.mode, r.workers, round(r.pps / 1e6, 3), r.gbps, r.refused])));
     console.log('\nRatios');
     console.log(formatTable(['ratio', 'value'], Object.values(ratios).map((r) => [r.description, r.value])));
   }

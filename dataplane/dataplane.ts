@@ -212,6 +212,7 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
   private running = false;
   private flushScheduled = false;
   private drainLoop: Promise<void> | undefined;
+  private starting: Promise<void> | undefined;
 
   constructor(private readonly opts: DataPlaneOptions) {
     super();
@@ -238,9 +239,16 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
     return this.running;
   }
 
-  /** Start the workers (each instantiates its kernel). */
-  async start(): Promise<void> {
-    if (this.running) return;
+  /** Start the workers (each instantiates its kernel), the TUN device and the raw ESP socket when configured. */
+  start(): Promise<void> {
+    if (this.running) return Promise.resolve();
+    this.starting ??= this.startOnce().finally(() => {
+      this.starting = undefined;
+    });
+    return this.starting;
+  }
+
+  private async startOnce(): Promise<void> {
     this.workers = await startWorkers({
       count: this.workerCount,
       sink: this.sink,
@@ -262,7 +270,7 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
         this.setInnerSink(this.tun);
       }
     } catch (err) {
-      await this.stop();
+      await this.shutdown();
       throw err;
     }
     if (this.opts.rawEsp) {
@@ -284,6 +292,11 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
 
   /** Stop every worker (each wipes its SA slots) and forget all SAs. */
   async stop(): Promise<void> {
+    await this.starting?.catch(() => {});
+    await this.shutdown();
+  }
+
+  private async shutdown(): Promise<void> {
     if (!this.running) return;
     this.running = false;
     this.tun?.close();

@@ -7,6 +7,7 @@ import { DataPlane, type DataPlaneOptions } from '../dataplane/dataplane.js';
 import type { SaSpec, Endpoint } from '../dataplane/sad.js';
 import type { Selector } from '../dataplane/packet.js';
 import { writeUdp4 } from '../dataplane/packet.js';
+import { waitFor } from './support/proc.js';
 
 const planes: DataPlane[] = [];
 afterEach(async () => {
@@ -24,6 +25,9 @@ const NET_A = cidr4([10, 1, 0, 0], 24);
 const NET_B = cidr4([10, 2, 0, 0], 24);
 const EP_A: Endpoint = { address: '192.0.2.1', port: 4500 };
 const EP_B: Endpoint = { address: '192.0.2.2', port: 4500 };
+
+/** Wait (bounded) until `cond` holds. */
+const until = (cond: () => boolean | Promise<boolean>) => waitFor(cond, { timeoutMs: 5000, intervalMs: 5 });
 
 /** Two data planes whose ESP output is delivered to each other (queued: a microtask hop, like a socket). */
 async function pairOfPlanes(opts: Partial<DataPlaneOptions> = {}) {
@@ -57,13 +61,6 @@ function udpPacket(srcHost: number, dstHost: number, srcPort: number, size = 200
   return p;
 }
 
-async function until(cond: () => boolean, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 describe('data plane workers', () => {
   it('carries packets both ways through the SPD, the owner workers and UDP-encapsulated ESP, intact and in order per flow', async () => {
@@ -229,6 +226,14 @@ describe('data plane workers', () => {
     await a.install(mirrored(83).a);
     await expect(a.install(mirrored(83).a)).rejects.toThrow(/already installed/);
     expect(a.saIds()).toEqual([83]);
+  });
+
+  it('fails to start, and leaves no worker behind, when the TUN device cannot be opened', async () => {
+    const a = new DataPlane({ workers: 1, sendUdp: () => {}, tun: { name: 'not a name!' } });
+    planes.push(a);
+    await expect(a.start()).rejects.toThrow(/TUN: name/);
+    expect(a.started).toBe(false);
+    expect(a.status().workers).toEqual([]);
   });
 
   it('removes an SA: its SPI becomes unknown, its slots are wiped and reusable', async () => {

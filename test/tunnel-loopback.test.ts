@@ -7,6 +7,7 @@ import { Gateway } from '../control/gateway.js';
 import { silentLogger } from '../control/log.js';
 import { loopbackPair } from './support/loopback.js';
 import { interopTest } from './support/prereq.js';
+import { waitFor } from './support/proc.js';
 
 const running: Gateway[] = [];
 afterEach(async () => {
@@ -27,13 +28,9 @@ async function pair(opts: Parameters<typeof loopbackPair>[0] & { transport?: 'ud
   return { gw, client };
 }
 
-async function until(cond: () => boolean | Promise<boolean>, ms = 15_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+
+/** Wait (bounded) until `cond` holds. */
+const until = (cond: () => boolean | Promise<boolean>) => waitFor(cond, { timeoutMs: 15000, intervalMs: 10 });
 
 describe('ESP between two gateways on loopback', () => {
   it('installs the Child SA in one worker on each side and carries generated traffic both ways over UDP 4500', async () => {

@@ -100,6 +100,14 @@ describe('ikeclone <-> ikeclone through TUN devices in network namespaces', () =
     return { topo, left, right };
   }
 
+  /** Ten echo requests each way between the inner addresses, all answered. */
+  async function pingBothWays(topo: Topology): Promise<void> {
+    const there = await ping(topo.left, topo.rightInner, { count: 10, intervalS: 0.05, src: topo.leftInner });
+    expect(there.received, there.result.stdout).toBe(10);
+    const back = await ping(topo.right, topo.leftInner, { count: 10, intervalS: 0.05, src: topo.rightInner });
+    expect(back.received, back.result.stdout).toBe(10);
+  }
+
   async function iperf(topo: Topology): Promise<{ sentBps: number; receivedBps: number; retransmits: number }> {
     const server = spawnIn(topo.right, 'iperf3', ['-s', '-1', '-B', topo.rightInner]);
     cleanups.push(() => server.stop({ graceMs: 1000 }));
@@ -115,10 +123,7 @@ describe('ikeclone <-> ikeclone through TUN devices in network namespaces', () =
     PRE,
     async () => {
       const { topo, left, right } = await setUp('udp', 'udp');
-      const there = await ping(topo.left, topo.rightInner, { count: 10, intervalS: 0.05, src: topo.leftInner });
-      expect(there.received, there.result.stdout).toBe(10);
-      const back = await ping(topo.right, topo.leftInner, { count: 10, intervalS: 0.05, src: topo.rightInner });
-      expect(back.received, back.result.stdout).toBe(10);
+      await pingBothWays(topo);
       const perf = await iperf(topo);
       process.stderr.write(`iperf3 through ikeclone (UDP encap): ${(perf.receivedBps / 1e6).toFixed(1)} Mbit/s received, ${perf.retransmits} retransmits\n`);
       expect(perf.receivedBps).toBeGreaterThan(5e6);
@@ -145,10 +150,7 @@ describe('ikeclone <-> ikeclone through TUN devices in network namespaces', () =
     PRE,
     async () => {
       const { topo, left, right } = await setUp('raw', 'auto');
-      const there = await ping(topo.left, topo.rightInner, { count: 10, intervalS: 0.05, src: topo.leftInner });
-      expect(there.received, there.result.stdout).toBe(10);
-      const back = await ping(topo.right, topo.leftInner, { count: 10, intervalS: 0.05, src: topo.rightInner });
-      expect(back.received, back.result.stdout).toBe(10);
+      await pingBothWays(topo);
       const perf = await iperf(topo);
       process.stderr.write(`iperf3 through ikeclone (raw ESP): ${(perf.receivedBps / 1e6).toFixed(1)} Mbit/s received, ${perf.retransmits} retransmits\n`);
       expect(perf.receivedBps).toBeGreaterThan(1e6);

@@ -148,14 +148,20 @@ static napi_value tun_configure(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-static napi_value tun_read(napi_env env, napi_callback_info info) {
+/* (fd, Uint8Array) arguments of read and write. */
+static int fd_and_bytes(napi_env env, napi_callback_info info, int32_t* fd, uint8_t** data, size_t* length) {
   size_t argc = 2;
   napi_value argv[2];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return -1;
+  if (argc < 2 || get_int(env, argv[0], fd) < 0 || get_bytes(env, argv[1], data, length) < 0) return -1;
+  return 0;
+}
+
+static napi_value tun_read(napi_env env, napi_callback_info info) {
   int32_t fd;
   uint8_t* data;
   size_t length;
-  if (argc < 2 || get_int(env, argv[0], &fd) < 0 || get_bytes(env, argv[1], &data, &length) < 0) {
+  if (fd_and_bytes(env, info, &fd, &data, &length) < 0) {
     napi_throw_type_error(env, NULL, "read: (fd, Uint8Array)");
     return NULL;
   }
@@ -168,13 +174,10 @@ static napi_value tun_read(napi_env env, napi_callback_info info) {
 }
 
 static napi_value tun_write(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   int32_t fd;
   uint8_t* data;
   size_t length;
-  if (argc < 2 || get_int(env, argv[0], &fd) < 0 || get_bytes(env, argv[1], &data, &length) < 0) {
+  if (fd_and_bytes(env, info, &fd, &data, &length) < 0) {
     napi_throw_type_error(env, NULL, "write: (fd, Uint8Array)");
     return NULL;
   }

@@ -53,6 +53,8 @@ interface SlotState {
   tag: number;
   direction: 'in' | 'out';
   rekeyReported: boolean;
+  /** This thread has run packets through the SA (recorded once in seqWriters). */
+  written: boolean;
 }
 
 class DataPlaneWorker {
@@ -163,7 +165,13 @@ class DataPlaneWorker {
       ...(req.seqSoftLimit !== undefined ? { seqSoftLimit: req.seqSoftLimit } : {}),
       ...(req.seqHardLimit !== undefined ? { seqHardLimit: req.seqHardLimit } : {}),
     });
-    this.slots[req.slot] = { saId: req.saId, tag: req.tag, direction: req.direction, rekeyReported: false };
+    this.slots[req.slot] = { saId: req.saId, tag: req.tag, direction: req.direction, rekeyReported: false, written: false };
+  }
+
+  /** The debug hook of DESIGN §4.1: remember that this thread processed packets of the SA. */
+  private noteWriter(s: SlotState): void {
+    s.written = true;
+    this.seqWriters.add(s.saId);
   }
 
   /** Report "rekey needed" once per SA (RFC 4303 §3.3.3 soft limit). */
@@ -220,7 +228,7 @@ class DataPlaneWorker {
       desc[d + Desc.SLOT] = slot;
       // Tunnel mode (RFC 4303 §2.6): Next Header says what the inner packet is.
       desc[d + Desc.NEXT_HEADER] = encap ? ((input.bytes[from]! >> 4) === 6 ? NEXT_HEADER_IPV6 : NEXT_HEADER_IPV4) : 0;
-      this.seqWriters.add(s.saId);
+      if (!s.written) this.noteWriter(s);
       n++;
     }
     if (n === 0) return;
@@ -359,7 +367,7 @@ class DataPlaneWorker {
       }
       if (shared) this.sealShared(want, req.slot, shared, req.sharedSeq!.perPacket);
       else kernel.encapBatch(want);
-      this.seqWriters.add(s.saId);
+      if (!s.written) this.noteWriter(s);
       this.stats[WorkerStat.BATCHES]!++;
       const produced = this.collect(want, CellKind.ENCAP, req.output === 'discard');
       if (req.output === 'ring') this.output.publish();

@@ -4,15 +4,11 @@
 // CLONE_IKE_SA_SUPPORTED (16432) only in the initiator's first and the
 // responder's last IKE_AUTH message, and CLONE_IKE_SA (16433) only in
 // CREATE_CHILD_SA requests.
-import { afterAll, afterEach, beforeAll, describe, expect, onTestFailed } from 'vitest';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { describe, expect, onTestFailed } from 'vitest';
 import { createTopology } from './support/netns.js';
-import { interopTest, requirePrereqs } from './support/prereq.js';
+import { interopTest } from './support/prereq.js';
+import { useNetnsSuite } from './support/netns-suite.js';
 import type { PrereqName } from './support/prereq.js';
-import { acquireHostLock } from './support/lock.js';
-import type { HostLock } from './support/lock.js';
 import { waitFor } from './support/proc.js';
 import { decode, startCapture } from './support/tshark.js';
 import { startIkeclone } from './support/ikeclone-proc.js';
@@ -21,32 +17,17 @@ const PRE: PrereqName[] = ['root', 'netns', 'tshark'];
 const PSK = 'clone-wire-test-psk-0123456789abcdef';
 
 describe('RFC 7791 notifies on the wire (tshark)', () => {
-  let lock: HostLock | undefined;
-  let workDir = '';
-  const cleanups: Array<() => Promise<unknown>> = [];
-
-  beforeAll(async () => {
-    if (!requirePrereqs(PRE).ok) return;
-    lock = await acquireHostLock('netns', { timeoutMs: 90_000 });
-    workDir = mkdtempSync(join(tmpdir(), 'ikc-clone-'));
-  }, 120_000);
-  afterEach(async () => {
-    for (const c of cleanups.splice(0).reverse()) await c().catch(() => {});
-  });
-  afterAll(() => {
-    lock?.release();
-    if (workDir) rmSync(workDir, { recursive: true, force: true });
-  });
+  const env = useNetnsSuite('clone', PRE);
 
   interopTest(
     '16432 in the first IKE_AUTH request and the last IKE_AUTH response only; 16433 only in CREATE_CHILD_SA requests',
     PRE,
     async () => {
       const topo = await createTopology({ labels: ['cli', 'gw'] });
-      cleanups.push(() => topo.destroy());
+      env.cleanup(() => topo.destroy());
       const l = topo.links[0]!;
       const gw = await startIkeclone(topo.right, {
-        dir: join(workDir, 'gw'),
+        dir: env.dir('gw'),
         config: {
           listen: { address: l.bAddr },
           connections: {
@@ -60,11 +41,11 @@ describe('RFC 7791 notifies on the wire (tshark)', () => {
           },
         },
       });
-      cleanups.push(() => gw.stop());
-      const capture = await startCapture(topo.left, l.aIf, { file: join(workDir, 'clone.pcap') });
-      cleanups.push(() => capture.stop({ timeoutMs: 3000 }).catch(() => {}));
+      env.cleanup(() => gw.stop());
+      const capture = await startCapture(topo.left, l.aIf, { file: env.dir('clone.pcap') });
+      env.cleanup(() => capture.stop({ timeoutMs: 3000 }).catch(() => {}));
       const client = await startIkeclone(topo.left, {
-        dir: join(workDir, 'client'),
+        dir: env.dir('client'),
         keylog: true,
         config: {
           listen: { address: l.aAddr },
@@ -82,8 +63,8 @@ describe('RFC 7791 notifies on the wire (tshark)', () => {
           },
         },
       });
-      cleanups.push(() => client.stop());
-      onTestFailed(() => process.stderr.write(`\n--- client log ---\n${client.log().split('\n').slice(-60).join('\n')}\n`));
+      env.cleanup(() => client.stop());
+      onTestFailed(() => void process.stderr.write(`\n--- client log ---\n${client.log().split('\n').slice(-60).join('\n')}\n`));
       await waitFor(async () => (await client.status()).families[0]?.state === 'complete', { timeoutMs: 15_000, intervalMs: 200, message: 'clone family did not complete' });
       const st = await client.status();
       expect(st.ikeSas).toHaveLength(3);

@@ -3,18 +3,14 @@
 // and the ikeclone responder follows; an ikeclone initiator moves to its
 // second NIC and charon follows (charon's kernel-libipsec cannot update SAs in
 // place, so it then rekeys the Child SA: that must succeed too).
-import { afterAll, afterEach, beforeAll, describe, expect, onTestFailed } from 'vitest';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { describe, expect, onTestFailed } from 'vitest';
 import { startCharon } from './support/charon.js';
 import type { Charon, ParsedSa } from './support/charon.js';
 import { createTopology, setLink } from './support/netns.js';
 import type { Topology } from './support/netns.js';
-import { interopTest, requirePrereqs } from './support/prereq.js';
+import { interopTest } from './support/prereq.js';
+import { useNetnsSuite } from './support/netns-suite.js';
 import type { PrereqName } from './support/prereq.js';
-import { acquireHostLock } from './support/lock.js';
-import type { HostLock } from './support/lock.js';
 import { waitFor } from './support/proc.js';
 import { decode, startCapture } from './support/tshark.js';
 import { startIkeclone } from './support/ikeclone-proc.js';
@@ -89,22 +85,7 @@ function ikecloneConfig(topo: Topology, initiator: boolean): Record<string, unkn
 }
 
 describe('MOBIKE interop with strongSwan charon', () => {
-  let lock: HostLock | undefined;
-  let workDir = '';
-  const cleanups: Array<() => Promise<unknown>> = [];
-
-  beforeAll(async () => {
-    if (!requirePrereqs(PRE).ok) return;
-    lock = await acquireHostLock('netns', { timeoutMs: 90_000 });
-    workDir = mkdtempSync(join(tmpdir(), 'ikc-imobike-'));
-  }, 120_000);
-  afterEach(async () => {
-    for (const c of cleanups.splice(0).reverse()) await c().catch(() => {});
-  });
-  afterAll(() => {
-    lock?.release();
-    if (workDir) rmSync(workDir, { recursive: true, force: true });
-  });
+  const env = useNetnsSuite('imobike', PRE);
 
   async function both(ikc: Ikeclone, charon: Charon, ok: (mine: IkeSaStatus, theirs: ParsedSa) => boolean, message: string, timeoutMs = 20_000) {
     let result: { mine: IkeSaStatus; theirs: ParsedSa } | undefined;
@@ -127,15 +108,15 @@ describe('MOBIKE interop with strongSwan charon', () => {
     async () => {
       // charon on the left (two NICs), ikeclone on the right.
       const topo = await createTopology({ links: 2, labels: ['swan', 'ikc'] });
-      cleanups.push(() => topo.destroy());
+      env.cleanup(() => topo.destroy());
       const [n1, n2] = topo.links as [(typeof topo.links)[0], (typeof topo.links)[0]];
-      const ikc = await startIkeclone(topo.right, { dir: join(workDir, 'r-ikc'), config: ikecloneConfig(topo, false), keylog: true });
-      cleanups.push(() => ikc.stop());
-      const capture = await startCapture(topo.right, n2.bIf, { file: join(workDir, 'r-nic2.pcap') });
-      cleanups.push(() => capture.stop({ timeoutMs: 3000 }).catch(() => {}));
-      const charon = await startCharon(topo.left, { dir: join(workDir, 'r-charon'), connections: charonConnections(topo, true), secrets: SECRETS });
-      cleanups.push(() => charon.stop());
-      onTestFailed(() => process.stderr.write(`\n--- ikeclone ---\n${ikc.log().split('\n').slice(-60).join('\n')}\n--- charon ---\n${charon.log().split('\n').slice(-60).join('\n')}\n`));
+      const ikc = await startIkeclone(topo.right, { dir: env.dir('r-ikc'), config: ikecloneConfig(topo, false), keylog: true });
+      env.cleanup(() => ikc.stop());
+      const capture = await startCapture(topo.right, n2.bIf, { file: env.dir('r-nic2.pcap') });
+      env.cleanup(() => capture.stop({ timeoutMs: 3000 }).catch(() => {}));
+      const charon = await startCharon(topo.left, { dir: env.dir('r-charon'), connections: charonConnections(topo, true), secrets: SECRETS });
+      env.cleanup(() => charon.stop());
+      onTestFailed(() => void process.stderr.write(`\n--- ikeclone ---\n${ikc.log().split('\n').slice(-60).join('\n')}\n--- charon ---\n${charon.log().split('\n').slice(-60).join('\n')}\n`));
       await charon.initiate('net', 'ikeclone');
       const first = await both(ikc, charon, (m) => m.children.length === 1 && m.mobike, 'IKE SA with MOBIKE not established');
       expect(host(first.mine.remote)).toBe(n1.aAddr);
@@ -166,13 +147,13 @@ describe('MOBIKE interop with strongSwan charon', () => {
     async () => {
       // ikeclone on the left (two NICs), charon on the right.
       const topo = await createTopology({ links: 2, labels: ['ikc', 'swan'] });
-      cleanups.push(() => topo.destroy());
+      env.cleanup(() => topo.destroy());
       const [n1, n2] = topo.links as [(typeof topo.links)[0], (typeof topo.links)[0]];
-      const charon = await startCharon(topo.right, { dir: join(workDir, 'i-charon'), connections: charonConnections(topo, false), secrets: SECRETS });
-      cleanups.push(() => charon.stop());
-      const ikc = await startIkeclone(topo.left, { dir: join(workDir, 'i-ikc'), config: ikecloneConfig(topo, true), keylog: true });
-      cleanups.push(() => ikc.stop());
-      onTestFailed(() => process.stderr.write(`\n--- ikeclone ---\n${ikc.log().split('\n').slice(-60).join('\n')}\n--- charon ---\n${charon.log().split('\n').slice(-60).join('\n')}\n`));
+      const charon = await startCharon(topo.right, { dir: env.dir('i-charon'), connections: charonConnections(topo, false), secrets: SECRETS });
+      env.cleanup(() => charon.stop());
+      const ikc = await startIkeclone(topo.left, { dir: env.dir('i-ikc'), config: ikecloneConfig(topo, true), keylog: true });
+      env.cleanup(() => ikc.stop());
+      onTestFailed(() => void process.stderr.write(`\n--- ikeclone ---\n${ikc.log().split('\n').slice(-60).join('\n')}\n--- charon ---\n${charon.log().split('\n').slice(-60).join('\n')}\n`));
       const first = await both(ikc, charon, (m) => m.children.length === 1 && m.mobike, 'IKE SA with MOBIKE not established');
       const childBefore = first.mine.children[0]!.spiIn;
       const client = await ControlClient.connect(ikc.socket);

@@ -5,18 +5,15 @@
 // the same unjittered lifetimes. After each, both ends list exactly one IKE SA
 // and one Child SA with the same, new SPIs (swanctl --list-sas against
 // ikeclone's status).
-import { afterAll, afterEach, beforeAll, describe, expect, onTestFailed } from 'vitest';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { describe, expect, onTestFailed } from 'vitest';
 import { join } from 'node:path';
 import { startCharon } from './support/charon.js';
 import type { Charon, ParsedSa } from './support/charon.js';
 import { createTopology } from './support/netns.js';
 import type { Topology } from './support/netns.js';
-import { interopTest, requirePrereqs } from './support/prereq.js';
+import { interopTest } from './support/prereq.js';
+import { useNetnsSuite } from './support/netns-suite.js';
 import type { PrereqName } from './support/prereq.js';
-import { acquireHostLock } from './support/lock.js';
-import type { HostLock } from './support/lock.js';
 import { waitFor } from './support/proc.js';
 import { startIkeclone } from './support/ikeclone-proc.js';
 import type { Ikeclone } from './support/ikeclone-proc.js';
@@ -145,33 +142,16 @@ async function agreement(ikc: Ikeclone, charon: Charon, not: { ike?: string; chi
 }
 
 describe('rekeying with strongSwan charon', () => {
-  let lock: HostLock | undefined;
-  let workDir = '';
-  const cleanups: Array<() => Promise<unknown>> = [];
-
-  beforeAll(async () => {
-    if (!requirePrereqs(PRE).ok) return;
-    lock = await acquireHostLock('netns', { timeoutMs: 90_000 });
-    workDir = mkdtempSync(join(tmpdir(), 'ikc-rekey-'));
-  }, 120_000);
-
-  afterEach(async () => {
-    for (const c of cleanups.splice(0).reverse()) await c().catch(() => {});
-  });
-
-  afterAll(async () => {
-    lock?.release();
-    if (workDir) rmSync(workDir, { recursive: true, force: true });
-  });
+  const env = useNetnsSuite('rekey', PRE);
 
   async function setUp(name: string, lt: Lifetimes) {
     const topo = await createTopology({ labels: ['ikc', 'swan'] });
-    cleanups.push(() => topo.destroy());
-    const dir = join(workDir, name);
+    env.cleanup(() => topo.destroy());
+    const dir = env.dir(name);
     const charon = await startCharon(topo.right, { dir: join(dir, 'charon'), connections: charonConnections(topo, lt), secrets: SECRETS, logLevel: { ike: 2, chd: 1 } });
-    cleanups.push(() => charon.stop());
+    env.cleanup(() => charon.stop());
     const ikc = await startIkeclone(topo.left, { dir: join(dir, 'ikeclone'), config: ikecloneConfig(topo, lt) });
-    cleanups.push(() => ikc.stop());
+    env.cleanup(() => ikc.stop());
     onTestFailed(() => {
       process.stderr.write(`\n--- ikeclone log (tail) ---\n${ikc.log().split('\n').slice(-60).join('\n')}\n--- charon log (tail) ---\n${charon.log().split('\n').slice(-60).join('\n')}\n`);
     });

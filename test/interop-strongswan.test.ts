@@ -3,18 +3,15 @@
 // case checks, through swanctl and ikeclone's status, that both ends agree on
 // SPIs and algorithms; tshark independently decodes ikeclone's IKE_SA_INIT
 // and decrypts its IKE_AUTH with the keys from ikeclone's key log.
-import { afterAll, afterEach, beforeAll, describe, expect, onTestFailed } from 'vitest';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { describe, expect, onTestFailed } from 'vitest';
 import { join } from 'node:path';
 import { startCharon } from './support/charon.js';
 import type { Charon, ParsedSa } from './support/charon.js';
 import { createTopology } from './support/netns.js';
 import type { Topology } from './support/netns.js';
-import { interopTest, requirePrereqs } from './support/prereq.js';
+import { interopTest } from './support/prereq.js';
+import { useNetnsSuite } from './support/netns-suite.js';
 import type { PrereqName } from './support/prereq.js';
-import { acquireHostLock } from './support/lock.js';
-import type { HostLock } from './support/lock.js';
 import { waitFor } from './support/proc.js';
 import { decode, startCapture } from './support/tshark.js';
 import { startIkeclone } from './support/ikeclone-proc.js';
@@ -156,35 +153,18 @@ function expectAgreement(mine: IkeSaStatus, theirs: ParsedSa, s: Suite): void {
 }
 
 describe('interop with strongSwan charon', () => {
-  let lock: HostLock | undefined;
-  let workDir = '';
-  const cleanups: Array<() => Promise<unknown>> = [];
-
-  beforeAll(async () => {
-    if (!requirePrereqs(PRE).ok) return;
-    lock = await acquireHostLock('netns', { timeoutMs: 90_000 });
-    workDir = mkdtempSync(join(tmpdir(), 'ikc-interop-'));
-  }, 120_000);
-
-  afterEach(async () => {
-    for (const c of cleanups.splice(0).reverse()) await c().catch(() => {});
-  });
-
-  afterAll(async () => {
-    lock?.release();
-    if (workDir) rmSync(workDir, { recursive: true, force: true });
-  });
+  const env = useNetnsSuite('interop', PRE);
 
   async function setUp(name: string, suite: Suite, ikecloneStarts: boolean, extra: Record<string, unknown> = {}) {
     const topo = await createTopology({ labels: ['ikc', 'swan'] });
-    cleanups.push(() => topo.destroy());
-    const dir = join(workDir, name);
+    env.cleanup(() => topo.destroy());
+    const dir = env.dir(name);
     const charon: Charon = await startCharon(topo.right, { dir: join(dir, 'charon'), connections: charonConnections(topo, suite), secrets: SECRETS });
-    cleanups.push(() => charon.stop());
+    env.cleanup(() => charon.stop());
     const capture = await startCapture(topo.left, topo.links[0]!.aIf, { file: join(dir, 'ike.pcap') });
-    cleanups.push(() => capture.stop({ timeoutMs: 3000 }).catch(() => {}));
+    env.cleanup(() => capture.stop({ timeoutMs: 3000 }).catch(() => {}));
     const ikc: Ikeclone = await startIkeclone(topo.left, { dir: join(dir, 'ikeclone'), config: ikecloneConfig(topo, suite, ikecloneStarts ? 'start' : 'none', extra), keylog: true });
-    cleanups.push(() => ikc.stop());
+    env.cleanup(() => ikc.stop());
     onTestFailed(() => {
       process.stderr.write(`\n--- ikeclone log (tail) ---\n${ikc.log().split('\n').slice(-80).join('\n')}\n--- charon log (tail) ---\n${charon.log().split('\n').slice(-80).join('\n')}\n`);
     });

@@ -4,15 +4,11 @@
 // IKE SAs answer liveness checks on their own paths; taking NIC 1's link down
 // moves the original to NIC 2, and back when the link returns. tshark, with
 // the client's key log, sees UPDATE_SA_ADDRESSES arrive from the new address.
-import { afterAll, afterEach, beforeAll, describe, expect, onTestFailed } from 'vitest';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { describe, expect, onTestFailed } from 'vitest';
 import { createTopology, setLink } from './support/netns.js';
-import { interopTest, requirePrereqs } from './support/prereq.js';
+import { interopTest } from './support/prereq.js';
+import { useNetnsSuite } from './support/netns-suite.js';
 import type { PrereqName } from './support/prereq.js';
-import { acquireHostLock } from './support/lock.js';
-import type { HostLock } from './support/lock.js';
 import { waitFor } from './support/proc.js';
 import { decode, startCapture } from './support/tshark.js';
 import { startIkeclone } from './support/ikeclone-proc.js';
@@ -25,32 +21,17 @@ const PSK = 'mobike-netns-test-psk-0123456789abcdef';
 const host = (endpoint: string) => endpoint.replace(/:\d+$/, '');
 
 describe('MOBIKE across two NICs (network namespaces)', () => {
-  let lock: HostLock | undefined;
-  let workDir = '';
-  const cleanups: Array<() => Promise<unknown>> = [];
-
-  beforeAll(async () => {
-    if (!requirePrereqs(PRE).ok) return;
-    lock = await acquireHostLock('netns', { timeoutMs: 90_000 });
-    workDir = mkdtempSync(join(tmpdir(), 'ikc-mobike-'));
-  }, 120_000);
-  afterEach(async () => {
-    for (const c of cleanups.splice(0).reverse()) await c().catch(() => {});
-  });
-  afterAll(() => {
-    lock?.release();
-    if (workDir) rmSync(workDir, { recursive: true, force: true });
-  });
+  const env = useNetnsSuite('mobike', PRE);
 
   interopTest(
     'clone per NIC, liveness on each path, link down moves the original to NIC 2 and back; UPDATE_SA_ADDRESSES seen from the new address',
     PRE,
     async () => {
       const topo = await createTopology({ links: 2, labels: ['cli', 'gw'] });
-      cleanups.push(() => topo.destroy());
+      env.cleanup(() => topo.destroy());
       const [nic1, nic2] = topo.links as [(typeof topo.links)[0], (typeof topo.links)[0]];
       const gw: Ikeclone = await startIkeclone(topo.right, {
-        dir: join(workDir, 'gw'),
+        dir: env.dir('gw'),
         config: {
           listen: { address: '0.0.0.0' },
           connections: {
@@ -63,12 +44,13 @@ describe('MOBIKE across two NICs (network namespaces)', () => {
           },
         },
       });
-      cleanups.push(() => gw.stop());
-      const capture1 = await startCapture(topo.right, nic1.bIf, { file: join(workDir, 'nic1.pcap') });
-      const capture2 = await startCapture(topo.right, nic2.bIf, { file: join(workDir, 'nic2.pcap') });
-      cleanups.push(() => capture1.stop({ timeoutMs: 3000 }).catch(() => {}), () => capture2.stop({ timeoutMs: 3000 }).catch(() => {}));
+      env.cleanup(() => gw.stop());
+      const capture1 = await startCapture(topo.right, nic1.bIf, { file: env.dir('nic1.pcap') });
+      const capture2 = await startCapture(topo.right, nic2.bIf, { file: env.dir('nic2.pcap') });
+      env.cleanup(() => capture1.stop({ timeoutMs: 3000 }));
+      env.cleanup(() => capture2.stop({ timeoutMs: 3000 }));
       const client: Ikeclone = await startIkeclone(topo.left, {
-        dir: join(workDir, 'client'),
+        dir: env.dir('client'),
         keylog: true,
         config: {
           listen: { address: '0.0.0.0' },
@@ -88,8 +70,8 @@ describe('MOBIKE across two NICs (network namespaces)', () => {
           },
         },
       });
-      cleanups.push(() => client.stop());
-      onTestFailed(() => process.stderr.write(`\n--- client log ---\n${client.log().split('\n').slice(-80).join('\n')}\n--- gw log ---\n${gw.log().split('\n').slice(-40).join('\n')}\n`));
+      env.cleanup(() => client.stop());
+      onTestFailed(() => void process.stderr.write(`\n--- client log ---\n${client.log().split('\n').slice(-80).join('\n')}\n--- gw log ---\n${gw.log().split('\n').slice(-40).join('\n')}\n`));
 
       // Clone 1 lives on NIC 2 on both ends.
       await waitFor(async () => (await client.status()).families[0]?.state === 'complete', { timeoutMs: 15_000, intervalMs: 200, message: 'clone family did not complete' });

@@ -48,7 +48,7 @@ export function selectors(c: ChildSaStatus): string {
 /** One Child SA as a heading and its detail lines. */
 export function formatChildSa(c: ChildSaStatus): { line: string; children: string[] } {
   return {
-    line: `${c.name} #${c.id}: ${c.state.toUpperCase()}, ${age(c.ageSeconds)}${c.udpEncap ? ', UDP-encapsulated' : ''}`,
+    line: `${c.name} #${c.id}: ${c.state.toUpperCase()}, ${age(c.ageSeconds)}${c.udpEncap ? ', UDP-encapsulated' : ''}${typeof c.worker === 'number' ? `, worker ${c.worker}` : ''}`,
     children: tree([
       { line: `SPIs      in ${c.spiIn}, out ${c.spiOut}` },
       { line: `proposal  ${c.proposal}` },

@@ -335,3 +335,27 @@ describe('control protocol', () => {
     expect(defaultSocketPath({ uid: 1000, runtimeDir: '', tmp: '/var/tmp' })).toBe('/var/tmp/ikeclone-1000.sock');
   });
 });
+
+describe('status tree', () => {
+  it('shows each Child SA\'s owner worker and groups a clone family under its session', async () => {
+    const { formatStatus } = await import('../control/format.js');
+    const child = { id: 3, name: 'net', state: 'installed', spiIn: 'c0000001', spiOut: 'c0000002', proposal: 'AES_GCM_16_128/NO_EXT_SEQ', localTs: ['10.1.0.0/24'], remoteTs: ['10.2.0.0/24'], udpEncap: false, ageSeconds: 5, worker: 1 };
+    const sa = (id: number, familyIndex: number) => ({
+      id, sessionId: 1, familyIndex, name: 'gw', state: 'established', role: 'initiator' as const, spiI: `${id}`.padStart(16, '0'), spiR: '00000000000000ff',
+      local: '10.0.0.1:4500', remote: '10.0.0.2:4500', localId: 'a', remoteId: 'b', proposal: 'AES_GCM_16_256/PRF_HMAC_SHA2_256/CURVE_25519',
+      natLocal: false, natRemote: false, mobike: true, clone: true, virtualIp: null, peerVirtualIp: null, ageSeconds: 5, children: [{ ...child, id: id * 10, worker: familyIndex }],
+    });
+    const text = formatStatus({
+      ikeSas: [sa(1, 0), sa(2, 1)],
+      families: [{ sessionId: 1, peer: 'b', members: [1, 2], target: 2, state: 'complete', reason: null }],
+      halfOpen: 0,
+      ike: { received: 0, sent: 0, retransmits: 0, responsesFromCache: 0, drops: {} },
+      udp: null,
+    });
+    expect(text).toMatch(/^session 1 with b: 2 of 2 IKE SAs, complete/);
+    expect(text).toContain('├─ gw #1: ESTABLISHED, initiator, 5s');
+    expect(text).toContain('└─ gw #2: ESTABLISHED, initiator, 5s, clone 1 of session 1');
+    expect(text).toContain('net #10: INSTALLED, 5s, worker 0');
+    expect(text).toContain('net #20: INSTALLED, 5s, worker 1');
+  });
+});

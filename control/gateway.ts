@@ -73,6 +73,7 @@ function connectionPolicy(conn: ConnectionConfig, fallbackLocal: string | undefi
     localAuth,
     remoteAuth,
     mobike: conn.mobike,
+    forceEncap: conn.encap,
     cloneSupport: conn.clone.supported,
     clone: { per: conn.clone.per, count: conn.clone.count, nics: conn.clone.nics },
     requestVirtualIp: conn.vips.length > 0,

@@ -200,3 +200,24 @@ describe('unauthenticated errors for undecodable IKE_SA_INIT requests (RFC 7296 
     expect(reply?.ok && reply.value.payloads[0]).toMatchObject({ type: 41, notifyType: 1, data: new Uint8Array([200]) });
   });
 });
+
+describe('forced UDP encapsulation (encap: true, RFC 3948)', () => {
+  it('the forcing end announces a NAT in front of itself, and both ends encapsulate ESP in UDP', async () => {
+    const { sa, peerSa } = await establish({ initiator: { forceEncap: true } });
+    expect(sa.natLocal).toBe(true);
+    expect(peerSa.natRemote).toBe(true);
+    expect(sa.children[0]!.udpEncap).toBe(true);
+    expect(peerSa.children[0]!.udpEncap).toBe(true);
+    // Without it, the same path has no NAT and no encapsulation.
+    const plain = await establish();
+    expect(plain.sa.natLocal || plain.sa.natRemote).toBe(false);
+    expect(plain.sa.children[0]!.udpEncap).toBe(false);
+  });
+
+  it('a responder forcing encapsulation makes the initiator see a NAT too', async () => {
+    const { sa, peerSa } = await establish({ responder: { forceEncap: true } });
+    expect(peerSa.natLocal).toBe(true);
+    expect(sa.natRemote).toBe(true);
+    expect(sa.children[0]!.udpEncap && peerSa.children[0]!.udpEncap).toBe(true);
+  });
+});

@@ -14,9 +14,10 @@ function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
 }
 
 /** NAT_DETECTION_SOURCE_IP and _DESTINATION_IP for a message with these SPIs (RFC 7296 §2.23). */
-export function natDetectionPayloads(spiI: Uint8Array, spiR: Uint8Array, local: Endpoint, remote: Endpoint): Payload[] {
+export function natDetectionPayloads(spiI: Uint8Array, spiR: Uint8Array, local: Endpoint, remote: Endpoint, fakeSource?: (n: number) => Uint8Array): Payload[] {
   return [
-    notify(NotifyType.NAT_DETECTION_SOURCE_IP, natDetectionHash(spiI, spiR, local.address, local.port)),
+    // A random source hash announces a NAT in front of us: the peer then encapsulates ESP in UDP (RFC 3948).
+    notify(NotifyType.NAT_DETECTION_SOURCE_IP, fakeSource ? fakeSource(20) : natDetectionHash(spiI, spiR, local.address, local.port)),
     notify(NotifyType.NAT_DETECTION_DESTINATION_IP, natDetectionHash(spiI, spiR, remote.address, remote.port)),
   ];
 }

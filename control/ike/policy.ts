@@ -62,6 +62,12 @@ export interface ConnectionPolicy {
   remoteId: Identity | 'any';
   localAuth: LocalAuth;
   remoteAuth: RemoteAuth;
+  /**
+   * Force UDP encapsulation of ESP even without a NAT (RFC 3948): we announce
+   * a NAT in front of us with a NAT_DETECTION_SOURCE_IP that cannot match, as
+   * strongSwan does, so both ends encapsulate.
+   */
+  forceEncap?: boolean;
   /** Announce MOBIKE_SUPPORTED (RFC 4555 §4.2.1). */
   mobike: boolean;
   /** Announce CLONE_IKE_SA_SUPPORTED (RFC 7791 §5.1). */

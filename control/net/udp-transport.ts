@@ -16,6 +16,8 @@ import type { Logger } from '../log.js';
 import type { Datagram, Endpoint } from '../ike/transport.js';
 
 export const NON_ESP_MARKER_LENGTH = 4;
+/** Socket buffer size asked for on every IKE/NAT-T socket. */
+export const SOCKET_BUFFER_BYTES = 4 << 20;
 
 export interface UdpTransportOptions {
   /** Addresses to listen on; 0.0.0.0 / :: expand to every interface address of that family. */
@@ -90,6 +92,15 @@ export class UdpTransport {
       socket.once('error', onError);
       socket.bind({ address, port, exclusive: true }, () => {
         socket.off('error', onError);
+        // ESP in UDP arrives in bursts: the default ~200 KB buffer overflows long before the
+        // data plane is busy. The kernel caps these at net.core.[rw]mem_max; a smaller one is fine.
+        for (const set of [(n: number) => socket.setRecvBufferSize(n), (n: number) => socket.setSendBufferSize(n)]) {
+          try {
+            set(SOCKET_BUFFER_BYTES);
+          } catch {
+            // keep the default
+          }
+        }
         socket.on('error', (err) => this.opts.log.warn({ address, port, err: err.message }, 'UDP socket error'));
         socket.on('message', (msg, rinfo) => this.receive(msg, { address, port }, { address: rinfo.address, port: rinfo.port }));
         this.sockets.set(key(address, port), socket);

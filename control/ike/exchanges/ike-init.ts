@@ -85,7 +85,7 @@ export class IkeSaInitInitiator implements InitiatorExchange {
       { type: PayloadType.SA, proposals: this.offered },
       { type: PayloadType.KE, group: this.group, data: sa.keyExchange.publicKey },
       { type: PayloadType.NONCE, data: sa.nonceI },
-      ...natDetectionPayloads(sa.spiI, ZERO_SPI, sa.local, sa.remote),
+      ...natDetectionPayloads(sa.spiI, ZERO_SPI, sa.local, sa.remote, sa.policy.forceEncap ? this.engine.random : undefined),
       notify(NotifyType.SIGNATURE_HASH_ALGORITHMS, encodeSignatureHashes(SUPPORTED_SIGNATURE_HASHES)),
     );
     return payloads;
@@ -145,7 +145,7 @@ export class IkeSaInitInitiator implements InitiatorExchange {
 
     const nat = detectNat(payloads, sa.spiI, sa.spiR, sa.local, sa.remote);
     if (nat) {
-      sa.natLocal = nat.natLocal;
+      sa.natLocal = nat.natLocal || !!sa.policy.forceEncap;
       sa.natRemote = nat.natRemote;
     }
     // RFC 7296 §2.23 (and RFC 4555 §3.3 for MOBIKE): move to the NAT-T port.
@@ -301,7 +301,8 @@ export function respondIkeSaInit(engine: IkeEngine, msg: IkeMessage, d: Datagram
     { type: PayloadType.KE, group: ke.group, data: keyExchange.publicKey },
     { type: PayloadType.NONCE, data: sa.nonceR },
   ];
-  if (nat) response.push(...natDetectionPayloads(sa.spiI, sa.spiR, d.local, d.remote));
+  if (nat) response.push(...natDetectionPayloads(sa.spiI, sa.spiR, d.local, d.remote, policy.forceEncap ? engine.random : undefined));
+  if (nat && policy.forceEncap) sa.natLocal = true;
   response.push(notify(NotifyType.SIGNATURE_HASH_ALGORITHMS, encodeSignatureHashes(SUPPORTED_SIGNATURE_HASHES)));
   const bytes = encodeMessage(
     { spiI: sa.spiI, spiR: sa.spiR, version: IKE_VERSION, exchangeType: ExchangeType.IKE_SA_INIT, flags: HeaderFlag.RESPONSE, messageId: 0 },

@@ -16,10 +16,11 @@ import { acquireHostLock } from './support/lock.js';
 import type { HostLock } from './support/lock.js';
 import { waitFor } from './support/proc.js';
 import { startIkeclone } from './support/ikeclone-proc.js';
+import { decode, startCapture } from './support/tshark.js';
 import type { Ikeclone } from './support/ikeclone-proc.js';
 import { tunUnavailable } from '../dataplane/tun.js';
 
-const PRE: PrereqName[] = ['root', 'netns', 'tun', 'charon', 'swanctl', 'iperf3'];
+const PRE: PrereqName[] = ['root', 'netns', 'tun', 'charon', 'swanctl', 'iperf3', 'tshark'];
 const PSK = 'tunnel-interop-psk-0123456789abcdef';
 const TUN = 'ikc0';
 
@@ -108,7 +109,7 @@ describe('ESP through an ikeclone <-> strongSwan kernel-libipsec tunnel', () => 
     const dir = join(workDir, name);
     const charon: Charon = await startCharon(topo.right, { dir: join(dir, 'charon'), connections: charonConnections(topo), secrets: SECRETS, installRoutes: true });
     cleanups.push(() => charon.stop());
-    const ikc: Ikeclone = await startIkeclone(topo.left, { dir: join(dir, 'ikeclone'), config: ikecloneConfig(topo, ikecloneStarts ? 'start' : 'none') });
+    const ikc: Ikeclone = await startIkeclone(topo.left, { dir: join(dir, 'ikeclone'), config: ikecloneConfig(topo, ikecloneStarts ? 'start' : 'none'), keylog: true });
     cleanups.push(() => ikc.stop());
     onTestFailed(() => {
       process.stderr.write(`\n--- ikeclone log (tail) ---\n${ikc.log().split('\n').slice(-60).join('\n')}\n--- charon log (tail) ---\n${charon.log().split('\n').slice(-60).join('\n')}\n`);
@@ -154,9 +155,26 @@ describe('ESP through an ikeclone <-> strongSwan kernel-libipsec tunnel', () => 
     expect(dp.io.dropUnknownSpi).toBe(0);
   }
 
-  interopTest('ikeclone initiates: ping both ways and iperf3 through the tunnel', PRE, async () => {
+  /** tshark, independently, decrypts the ESP ikeclone sends with the keys of ikeclone's key log (inner ICMP visible). */
+  async function espDecrypted(topo: Topology, ikc: Ikeclone, dir: string): Promise<void> {
+    const link = topo.links[0]!;
+    const capture = await startCapture(topo.left, link.aIf, { file: join(dir, 'esp.pcap'), filter: 'udp port 4500' });
+    cleanups.push(() => capture.stop({ timeoutMs: 3000 }));
+    const there = await ping(topo.left, topo.rightInner, { count: 5, intervalS: 0.05, src: topo.leftInner });
+    expect(there.received).toBe(5);
+    await capture.stop({ minPackets: 10, timeoutMs: 5000 });
+    const spiOut = (await ikc.status()).ikeSas[0]!.children[0]!.spiOut;
+    const rows = await decode(capture.file, { fields: ['ip.src', 'esp.spi', 'icmp.type'], displayFilter: 'esp', keylogDir: ikc.keylogDir });
+    const ours = rows.filter((r) => r[0]?.split(',')[0] === link.aAddr && (r[1] ?? '').toLowerCase().includes(spiOut));
+    expect(ours.length, JSON.stringify(rows.slice(0, 5))).toBeGreaterThanOrEqual(5);
+    // Echo requests (type 8) decrypted from inside ikeclone's ESP.
+    expect(ours.filter((r) => (r[2] ?? '').split(',').includes('8')).length).toBeGreaterThanOrEqual(5);
+  }
+
+  interopTest('ikeclone initiates: ping both ways and iperf3 through the tunnel; tshark decrypts our ESP with the key log', PRE, async () => {
     const { topo, charon, ikc } = await setUp('i', true);
     await established(ikc, charon);
+    await espDecrypted(topo, ikc, join(workDir, 'i'));
     await traffic(topo, ikc);
   }, 60_000);
 

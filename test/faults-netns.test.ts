@@ -47,7 +47,7 @@ const RETRANSMIT = { timeout: '200ms', base: 1.8, tries: 8, maxTimeout: '1s' };
  * (lossy-relay.mjs), and that order is fixed as long as the exchanges are
  * (a change in what the engine sends may call for new seeds).
  */
-const SEEDS = { loss20: 6, loss30: 11, dup: 50 };
+const SEEDS = { loss20: 6, loss30: 11, dup: 50, lateInit: 4 };
 
 interface Setup {
   topo: Topology;
@@ -347,6 +347,24 @@ describe('IKE under loss, duplication and reordering (user-space relay between n
       expect(client.ike.drops['unexpected-response'] ?? 0).toBeGreaterThan(0);
       // Nothing was lost and no copy was held anywhere near the retransmission timeout.
       expect(client.ike.retransmits).toBe(0);
+    },
+    45_000,
+  );
+
+  interopTest(
+    'a copy of IKE_SA_INIT held back until after IKE_AUTH starts no second IKE SA (RFC 7296 §2.1)',
+    PRE,
+    async () => {
+      // For this seed the client's IKE_SA_INIT request is duplicated and one copy is held
+      // ~47 ms, so it reaches the gateway after IKE_AUTH has completed.
+      const s = await setUp('late-init', SEEDS.lateInit, { dup: 0.5, reorder: 0.2 }, { ...RETRANSMIT, timeout: '1s', maxTimeout: '2s' });
+      await agreement(s.client, s.gw);
+      await new Promise((r) => setTimeout(r, 300));
+      await agreement(s.client, s.gw, {}, 5000);
+      const gw = await s.gw.status();
+      expect(gw.ikeSas).toHaveLength(1);
+      expect(gw.halfOpen).toBe(0);
+      expect(gw.ike.drops['late-retransmit'] ?? 0).toBeGreaterThanOrEqual(1);
     },
     45_000,
   );

@@ -221,3 +221,31 @@ describe('forced UDP encapsulation (encap: true, RFC 3948)', () => {
     expect(sa.children[0]!.udpEncap && peerSa.children[0]!.udpEncap).toBe(true);
   });
 });
+
+describe('late and repeated requests around an IKE SA\'s life (RFC 7296 §2.1)', () => {
+  it('a late copy of IKE_SA_INIT after IKE_AUTH starts no second SA', async () => {
+    const { wire, bob } = await establish();
+    const init = wire.log.find((d) => d.bytes[18] === 34 && (d.bytes[19]! & 0x20) === 0)!;
+    bob.receive({ bytes: init.bytes, local: init.remote, remote: init.local });
+    wire.flush();
+    expect(bob.ikeSas()).toHaveLength(1);
+    expect(bob.halfOpenCount()).toBe(0);
+    expect(bob.stats.drops['late-retransmit']).toBe(1);
+  });
+
+  it('a lost answer to a Delete is sent again from the deleted SA\'s cache, so the peer is not left retrying', async () => {
+    const { wire, alice, bob, sa } = await establish();
+    let dropped = 0;
+    // Lose bob's first answer to the Delete (an INFORMATIONAL response).
+    wire.filter = (d) => (d.local.address === '10.0.0.2' && d.bytes[18] === 37 && (d.bytes[19]! & 0x20) !== 0 && dropped++ === 0 ? 'drop' : 'pass');
+    const closed = alice.closeIkeSa(sa);
+    wire.run(2000);
+    await closed;
+    expect(bob.ikeSas()).toHaveLength(0);
+    expect(alice.ikeSas()).toHaveLength(0);
+    expect(dropped).toBeGreaterThanOrEqual(1);
+    expect(bob.stats.responsesFromCache).toBe(1);
+    // Alice got the answer on her first retransmission, long before her budget ran out.
+    expect(alice.stats.retransmits).toBe(1);
+  });
+});

@@ -74,6 +74,10 @@ export interface RetransmitPolicy {
   maxTimeout: number;
 }
 
+/** How long, and for how many IKE SAs, the last response of a deleted IKE SA is kept. */
+const RECENTLY_DELETED_MS = 60_000;
+const RECENTLY_DELETED_MAX = 1024;
+
 export const DEFAULT_LIMITS: EngineLimits = {
   halfOpenCookieThreshold: 32,
   halfOpenMax: 1024,
@@ -128,7 +132,8 @@ export type DropReason =
   | 'half-open-limit'
   | 'cookie'
   | 'no-policy'
-  | 'unsupported-exchange';
+  | 'unsupported-exchange'
+  | 'late-retransmit';
 
 export interface EngineEvents {
   'ike-up': [sa: IkeSa];
@@ -206,6 +211,22 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
   readonly sas = new Map<string, IkeSa>();
   /** Half-open responder SAs by peer address and initiator SPI, to spot retransmitted IKE_SA_INIT requests. */
   readonly halfOpen = new Map<string, IkeSa>();
+  /** IKE_SA_INIT keys (peer address, port, SPIi) of SAs past IKE_AUTH: late copies are dropped. */
+  readonly authenticatedInits = new Map<string, IkeSa>();
+  /**
+   * The last response of IKE SAs deleted in the last minute, so a peer whose
+   * copy of the (Delete) response was lost gets it again instead of silence.
+   * Ciphertext only; bounded.
+   */
+  private readonly recentlyDeleted = new Map<string, { messageId: number; bytes: Uint8Array; until: number }>();
+
+  private rememberDeleted(sa: IkeSa): void {
+    if (!sa.lastResponse) return;
+    const now = this.clock.now();
+    for (const [k, v] of this.recentlyDeleted) if (v.until <= now || this.recentlyDeleted.size >= RECENTLY_DELETED_MAX) this.recentlyDeleted.delete(k);
+    this.recentlyDeleted.set(spi64Hex(sa.localSpi), { ...sa.lastResponse, until: now + RECENTLY_DELETED_MS });
+  }
+
   /** Child SAs by our inbound SPI. */
   readonly childrenBySpi = new Map<number, ChildSa>();
   /** The COOKIE secret (RFC 7296 §2.6), rotated by the gateway. */
@@ -455,7 +476,16 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
     // RFC 7296 §3.1: our SPI is the responder SPI when the sender is the original initiator.
     const ourSpi = fromOriginalInitiator ? h.spiR : h.spiI;
     const sa = this.sas.get(spi64Hex(ourSpi));
-    if (!sa) return this.countDrop('unknown-spi', spi64Hex(ourSpi));
+    if (!sa) {
+      // A retransmitted request of an exchange that deleted the SA: its response again (RFC 7296 §2.1).
+      const gone = this.recentlyDeleted.get(spi64Hex(ourSpi));
+      if (gone && !isResponse && h.messageId === gone.messageId && gone.until > this.clock.now()) {
+        this.stats.responsesFromCache++;
+        this.sendDatagram(d.local, d.remote, gone.bytes);
+        return;
+      }
+      return this.countDrop('unknown-spi', spi64Hex(ourSpi));
+    }
     if (fromOriginalInitiator === sa.isInitiator) return this.countDrop('bad-flags', 'I flag does not match our role');
     if (isResponse) this.handleResponse(sa, msg, d);
     else this.handleRequest(sa, msg, d);
@@ -689,7 +719,12 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
   markEstablished(sa: IkeSa): void {
     sa.state = 'established';
     sa.establishedAt = this.clock.now();
-    for (const [k, v] of this.halfOpen) if (v === sa) this.halfOpen.delete(k);
+    for (const [k, v] of this.halfOpen) {
+      if (v !== sa) continue;
+      this.halfOpen.delete(k);
+      // RFC 7296 §2.1: a late copy of its IKE_SA_INIT must not start another SA.
+      this.authenticatedInits.set(k, sa);
+    }
     sa.dropInitMaterial();
     this.joinSession(sa);
     this.log.info(
@@ -735,6 +770,8 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
     const queued = [...sa.queue];
     this.sas.delete(spi64Hex(sa.localSpi));
     for (const [k, v] of this.halfOpen) if (v === sa) this.halfOpen.delete(k);
+    for (const [k, v] of this.authenticatedInits) if (v === sa) this.authenticatedInits.delete(k);
+    this.rememberDeleted(sa);
     this.releaseVirtualIp(sa);
     sa.destroy();
     pending?.exchange.abort?.(sa, reason);

@@ -234,6 +234,11 @@ export function respondIkeSaInit(engine: IkeEngine, msg: IkeMessage, d: Datagram
     }
     return;
   }
+  const authenticated = engine.authenticatedInits.get(key);
+  if (authenticated && authenticated.state !== 'dead') {
+    // RFC 7296 §2.1: IKE_AUTH has been received for this SA; a late IKE_SA_INIT copy is ignored.
+    return engine.countDrop('late-retransmit', key);
+  }
   if (engine.halfOpenCount() >= engine.limits.halfOpenMax) return engine.countDrop('half-open-limit', d.remote.address);
 
   const payloads = msg.payloads;

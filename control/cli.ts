@@ -19,7 +19,8 @@ import { ControlServer, upConnection } from './api/control-server.js';
 import { ControlRequestError, ControlSocketError, controlRequest } from './api/control-client.js';
 import { defaultSocketPath } from './api/protocol.js';
 import { ikecloneVersion, runDemo } from './demo.js';
-import { formatDemo, formatFamily, formatIkeSa, formatStatus } from './format.js';
+import { NetnsDemoUnavailableError, runNetnsDemo } from './demo-netns.js';
+import { formatDemo, formatFamily, formatIkeSa, formatNetnsDemo, formatStatus } from './format.js';
 
 const EXIT_OK = 0;
 const EXIT_FAILURE = 1;
@@ -144,9 +145,17 @@ async function shutdown(gateway: Gateway, server: ControlServer | undefined, log
 
 // ------------------------------------------------------------------ commands
 
-async function demoCommand(opts: { json?: boolean }, globals: GlobalOptions): Promise<number> {
+interface DemoCommandOptions {
+  json?: boolean;
+  netns?: boolean;
+  seconds?: string;
+}
+
+async function demoCommand(opts: DemoCommandOptions, globals: GlobalOptions): Promise<number> {
   const toStderr = opts.json === true;
   const say = (line: string) => void (toStderr ? stderr(line) : stdout(line));
+  if (opts.netns) return netnsDemoCommand(opts, globals, say);
+  if (opts.seconds !== undefined) throw new CliExit(EXIT_USAGE, 'demo: --seconds applies to --netns only');
   say(`ikeclone ${ikecloneVersion()} demo: an IKEv2 initiator and responder in this process, on loopback`);
   const result = await runDemo({
     log: logger(globals, 'warn'),
@@ -155,6 +164,30 @@ async function demoCommand(opts: { json?: boolean }, globals: GlobalOptions): Pr
   if (opts.json) await stdout(json(result));
   else await stdout(`\n${formatDemo(result)}`);
   return result.agree && result.deleted ? EXIT_OK : EXIT_FAILURE;
+}
+
+/** `demo --netns` (root): two gateway processes in network namespaces, ping and iperf3 through their TUN devices. */
+async function netnsDemoCommand(opts: DemoCommandOptions, globals: GlobalOptions, say: (line: string) => void): Promise<number> {
+  const seconds = opts.seconds === undefined ? 3 : Number(opts.seconds);
+  if (!/^\d+$/.test(opts.seconds ?? '3') || !Number.isInteger(seconds) || seconds < 1 || seconds > 600) {
+    throw new CliExit(EXIT_USAGE, `demo: --seconds must be a whole number of seconds from 1 to 600, got ${JSON.stringify(opts.seconds)}`);
+  }
+  say(`ikeclone ${ikecloneVersion()} demo --netns: two gateway processes in network namespaces, traffic through their TUN devices`);
+  let result;
+  try {
+    result = await runNetnsDemo({
+      seconds,
+      ...(globals.logLevel ? { logLevel: globals.logLevel } : {}),
+      progress: (line) => say(`  ${line}`),
+    });
+  } catch (err) {
+    if (err instanceof NetnsDemoUnavailableError) throw new CliExit(EXIT_FAILURE, err.message);
+    throw err;
+  }
+  if (opts.json) await stdout(json(result));
+  else await stdout(`\n${formatNetnsDemo(result)}`);
+  const answered = (p: { sent: number; received: number }) => p.sent > 0 && p.received === p.sent;
+  return result.agree && answered(result.ping.toResponder) && answered(result.ping.toInitiator) ? EXIT_OK : EXIT_FAILURE;
 }
 
 async function gatewayCommand(opts: { config: string; socket?: string }, globals: GlobalOptions): Promise<number> {
@@ -299,12 +332,16 @@ function buildProgram(setExit: (code: number) => void): Command {
     .command('demo')
     .description('set up an IKE SA and a Child SA between two in-process gateways on loopback, show what was negotiated, delete them')
     .option('--json', 'print one JSON document on stdout (progress goes to stderr)')
+    .option('--netns', 'root: two gateway processes in network namespaces with TUN devices; ping and iperf3 through the tunnel')
+    .option('--seconds <n>', 'with --netns: iperf3 duration in seconds (default 3)')
     .addHelpText('after', examples(
       '$ ikeclone demo',
       '$ ikeclone demo --json | jq .durationMs',
       '$ npm start            # builds, then runs this demo',
+      '$ sudo ikeclone demo --netns --seconds 5',
+      '$ sudo ikeclone demo --netns --json | jq .iperf3.mbps',
     ))
-    .action(async (opts: { json?: boolean }, cmd: Command) => setExit(await demoCommand(opts, globals(cmd))));
+    .action(async (opts: DemoCommandOptions, cmd: Command) => setExit(await demoCommand(opts, globals(cmd))));
 
   program
     .command('gateway')

@@ -3,6 +3,7 @@
 // output is the JSON of control/status.ts and control/demo.ts, never this.
 import type { ChildSaStatus, FamilyStatus, GatewayStatus, IkeSaStatus } from './status.js';
 import type { DemoResult } from './demo.js';
+import type { NetnsDemoPing, NetnsDemoResult } from './demo-netns.js';
 
 /** Tree branches: items but the last get "├─", the last "└─"; their children are indented to match. */
 function tree(items: Array<{ line: string; children?: string[] }>, indent = ''): string[] {
@@ -168,6 +169,42 @@ export function formatDemo(r: DemoResult): string {
     `IKE_SA_INIT + IKE_AUTH: ${r.durationMs.toFixed(1)} ms`,
     `delete (INFORMATIONAL): ${r.deleteMs.toFixed(1)} ms, ${r.deleted ? 'no SA left on either end' : 'SAs left behind'}`,
     r.agree ? 'both ends agree on SPIs, algorithms and traffic selectors' : `the ends DISAGREE:\n  ${r.mismatches.join('\n  ')}`,
+  ];
+  return lines.join('\n');
+}
+
+/** `ikeclone demo --netns`: the namespaces, the clone family, ping, iperf3 and every worker's ESP counters. */
+export function formatNetnsDemo(r: NetnsDemoResult): string {
+  const [a, b] = r.namespaces;
+  const side = (n: typeof a) => (n ? `${n.name} (${n.outer}, inner ${n.inner} on lo, TUN ${n.tun})` : '-');
+  const esp = r.esp === 'raw' ? 'raw ESP (IP protocol 50)' : 'UDP-encapsulated ESP (RFC 3948)';
+  const fam = r.family;
+  const ping = (p: NetnsDemoPing) => [`ping ${p.from} -> ${p.to}`, `${p.received}/${p.sent} answered${p.rttMs !== null ? `, avg ${p.rttMs} ms` : ''}`];
+  const perf = r.iperf3;
+  const sides: Array<['initiator' | 'responder', NetnsDemoResult['workers']['initiator']]> = [['initiator', r.workers.initiator], ['responder', r.workers.responder]];
+  const lines = [
+    `${side(a)}`,
+    `  <-> ${side(b)}, ${esp}`,
+    '',
+    `clone family (RFC 7791): ${fam.members.length} of ${fam.target} IKE SAs, ${fam.state}; every Child SA in both data planes after ${r.establishMs.toFixed(0)} ms`,
+    formatColumns([
+      ['  #', 'SPIi', 'SPIr', 'Child SA in/out', 'worker', 'peer worker'],
+      ...fam.members.map((m) => [`  ${m.familyIndex}`, m.spiI, m.spiR, `${m.childSpiIn ?? '-'}/${m.childSpiOut ?? '-'}`, String(m.worker ?? '-'), String(m.peerWorker ?? '-')]),
+    ]),
+    '',
+    formatColumns([
+      ping(r.ping.toResponder),
+      ping(r.ping.toInitiator),
+      [`iperf3 ${perf.seconds} s, ${perf.streams} TCP stream${perf.streams === 1 ? '' : 's'}`, `${perf.mbps} Mbit/s received (${perf.sentMbps} sent), ${perf.retransmits} retransmits`],
+    ]),
+    '',
+    formatColumns([
+      ['ESP packets', 'worker', 'sealed', 'opened', 'drops'],
+      ...sides.flatMap(([name, ws]) => ws.map((w) => [`  ${name}`, String(w.index), String(w.encapPackets), String(w.decapPackets), String(w.drops)])),
+    ]),
+    '',
+    r.agree ? `both ends agree on the SPIs, algorithms and traffic selectors of all ${fam.members.length} IKE SAs and their Child SAs` : `the ends DISAGREE:\n  ${r.mismatches.join('\n  ')}`,
+    `demo: ${(r.durationMs / 1000).toFixed(1)} s, namespaces deleted`,
   ];
   return lines.join('\n');
 }

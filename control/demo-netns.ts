@@ -609,7 +609,8 @@ export async function runNetnsDemo(opts: NetnsDemoOptions = {}): Promise<NetnsDe
   process.on('SIGTERM', onSignal);
   process.on('exit', onExit);
   const t0 = performance.now();
-  const dir = mkdtempSync(join(tmpdir(), 'ikcdemo-'));
+  // Named after the process too: the gateways' command lines (--config) show whose they are.
+  const dir = mkdtempSync(join(tmpdir(), `${NETNS_DEMO_PREFIX}${process.pid}-`));
   let result: NetnsDemoResult;
   let cleanupErrors: string[] = [];
   try {

@@ -241,6 +241,8 @@ class DemoRun {
   readonly namespaces: string[] = [];
   private readonly procs = new Map<number, Proc>();
   interrupted: NodeJS.Signals | null = null;
+  /** Set once cleanup() runs: a signal then no longer stops its own commands. */
+  private cleaning = false;
 
   /** Throw when the run was interrupted (checked between steps). */
   check(): void {
@@ -319,12 +321,14 @@ class DemoRun {
   /** Interrupted: stop what is running so the current step ends; the finally block does the rest. */
   interrupt(signal: NodeJS.Signals): void {
     this.interrupted ??= signal;
+    if (this.cleaning) return;
     for (const pid of this.procs.keys()) signalPid(pid, 'SIGTERM');
   }
 
   /** Everything still running, then every namespace: the finally block. */
   async cleanup(): Promise<string[]> {
     const errors: string[] = [];
+    this.cleaning = true;
     await Promise.all([...this.procs.values()].map((p) => this.stop(p, 3000)));
     for (const name of this.namespaces.splice(0).reverse()) {
       const r = await this.runUnchecked('ip', ['netns', 'delete', name]);
@@ -346,7 +350,7 @@ class DemoRun {
     }
   }
 
-  /** run() that works after an interruption (cleanup must not refuse). */
+  /** run() that works after an interruption (cleanup must not refuse); check() runs synchronously inside run(). */
   private runUnchecked(cmd: string, args: string[]): Promise<CommandResult> {
     const saved = this.interrupted;
     this.interrupted = null;

@@ -709,6 +709,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
   registerResponderSa(sa: IkeSa, halfOpenKey: string): void {
     this.sas.set(spi64Hex(sa.spiR), sa);
     this.halfOpen.set(halfOpenKey, sa);
+    sa.initKey = halfOpenKey;
     const timer = this.clock.schedule(this.halfOpenTimeout, () => {
       if (sa.state === 'connecting' || sa.state === 'authenticating') this.deleteIkeSa(sa, 'half-open IKE SA timed out');
     });
@@ -719,11 +720,9 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
   markEstablished(sa: IkeSa): void {
     sa.state = 'established';
     sa.establishedAt = this.clock.now();
-    for (const [k, v] of this.halfOpen) {
-      if (v !== sa) continue;
-      this.halfOpen.delete(k);
+    if (sa.initKey !== undefined && this.halfOpen.delete(sa.initKey)) {
       // RFC 7296 §2.1: a late copy of its IKE_SA_INIT must not start another SA.
-      this.authenticatedInits.set(k, sa);
+      this.authenticatedInits.set(sa.initKey, sa);
     }
     sa.dropInitMaterial();
     this.joinSession(sa);
@@ -769,8 +768,10 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
     const pending = sa.outstanding;
     const queued = [...sa.queue];
     this.sas.delete(spi64Hex(sa.localSpi));
-    for (const [k, v] of this.halfOpen) if (v === sa) this.halfOpen.delete(k);
-    for (const [k, v] of this.authenticatedInits) if (v === sa) this.authenticatedInits.delete(k);
+    if (sa.initKey !== undefined) {
+      if (this.halfOpen.get(sa.initKey) === sa) this.halfOpen.delete(sa.initKey);
+      if (this.authenticatedInits.get(sa.initKey) === sa) this.authenticatedInits.delete(sa.initKey);
+    }
     this.rememberDeleted(sa);
     this.releaseVirtualIp(sa);
     sa.destroy();

@@ -100,6 +100,8 @@ export class IkeSa {
   peerVirtualIp: string | undefined;
 
   readonly children: ChildSa[] = [];
+  /** Responder: the IKE_SA_INIT key (peer address, port, SPIi) it was created for. */
+  initKey: string | undefined;
   /** Timers bound to this SA (half-open expiry); cancelled when it dies. */
   readonly timers = new Set<TimerHandle>();
 

@@ -216,9 +216,12 @@ describe('ikeclone demo --netns (built CLI, root)', () => {
           expect(w.decapPackets, `worker ${w.index}`).toBeGreaterThan(0);
         }
       }
-      // What one end sealed, the other opened (nothing forged, replayed or lost inside the namespaces' veth).
+      // What one end sealed, the other opened (nothing forged or replayed). The two gateways'
+      // counters are read moments apart while the last TCP segments may still flow, so the
+      // responder may count a few packets the initiator's snapshot did not yet include.
+      const SNAPSHOT_SKEW = 64;
       const sum = (ws: typeof res.workers.initiator, f: (w: (typeof ws)[number]) => number) => ws.reduce((n, w) => n + f(w), 0);
-      expect(sum(res.workers.responder, (w) => w.decapPackets)).toBeLessThanOrEqual(sum(res.workers.initiator, (w) => w.encapPackets));
+      expect(sum(res.workers.responder, (w) => w.decapPackets)).toBeLessThanOrEqual(sum(res.workers.initiator, (w) => w.encapPackets) + SNAPSHOT_SKEW);
       expect(sum(res.workers.responder, (w) => w.decapPackets)).toBeGreaterThan(1000);
 
       expect(res.agree).toBe(true);

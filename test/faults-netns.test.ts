@@ -17,16 +17,12 @@
 // the seeds below were chosen so that each chance-dependent assertion (some
 // datagrams dropped in each direction, some duplicates answered from the cache)
 // holds for that seed, as commented at each one.
-import { afterAll, afterEach, beforeAll, describe, expect, onTestFailed } from 'vitest';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { describe, expect, onTestFailed } from 'vitest';
 import { addAddress, createTopology } from './support/netns.js';
 import type { Topology } from './support/netns.js';
-import { interopTest, requirePrereqs } from './support/prereq.js';
+import { interopTest } from './support/prereq.js';
+import { useNetnsSuite } from './support/netns-suite.js';
 import type { PrereqName } from './support/prereq.js';
-import { acquireHostLock } from './support/lock.js';
-import type { HostLock } from './support/lock.js';
 import { waitFor } from './support/proc.js';
 import { startIkeclone } from './support/ikeclone-proc.js';
 import type { Ikeclone } from './support/ikeclone-proc.js';
@@ -164,34 +160,19 @@ function report(what: string, started: number, relay: RelayStats, client: Gatewa
 }
 
 describe('IKE under loss, duplication and reordering (user-space relay between network namespaces)', () => {
-  let lock: HostLock | undefined;
-  let workDir = '';
-  const cleanups: Array<() => Promise<unknown>> = [];
-
-  beforeAll(async () => {
-    if (!requirePrereqs(PRE).ok) return;
-    lock = await acquireHostLock('netns', { timeoutMs: 90_000 });
-    workDir = mkdtempSync(join(tmpdir(), 'ikc-faults-'));
-  }, 120_000);
-  afterEach(async () => {
-    for (const c of cleanups.splice(0).reverse()) await c().catch(() => {});
-  });
-  afterAll(async () => {
-    await lock?.release();
-    if (workDir) rmSync(workDir, { recursive: true, force: true });
-  });
+  const env = useNetnsSuite('faults', PRE);
 
   /** Namespaces, the relay with `faults` and `seed`, the gateway, then the client (which initiates at once). */
   async function setUp(name: string, seed: number, faults: RelayFaults, retransmit: Record<string, unknown> = RETRANSMIT): Promise<Setup> {
     const topo = await createTopology({ labels: ['cli', 'gw'] });
-    cleanups.push(() => topo.destroy());
+    env.cleanup(() => topo.destroy());
     const l = topo.links[0]!;
     const relayAddr = `10.${topo.index}.1.3`;
     await addAddress(topo.right, `${relayAddr}/24`, l.bIf);
     const relay = await startRelay(topo.right, { listen: relayAddr, target: l.bAddr, seed, ...faults, maxLifetimeS: 120, trace: true });
-    cleanups.push(() => relay.stop());
+    env.cleanup(() => relay.stop());
     const gw = await startIkeclone(topo.right, {
-      dir: join(workDir, name, 'gw'),
+      dir: env.dir(name, 'gw'),
       config: {
         listen: { address: l.bAddr },
         retransmit,
@@ -207,9 +188,9 @@ describe('IKE under loss, duplication and reordering (user-space relay between n
         },
       },
     });
-    cleanups.push(() => gw.stop());
+    env.cleanup(() => gw.stop());
     const client = await startIkeclone(topo.left, {
-      dir: join(workDir, name, 'client'),
+      dir: env.dir(name, 'client'),
       config: {
         listen: { address: l.aAddr },
         retransmit,
@@ -227,16 +208,16 @@ describe('IKE under loss, duplication and reordering (user-space relay between n
         },
       },
     });
-    cleanups.push(() => client.stop());
+    env.cleanup(() => client.stop());
     onTestFailed(() => {
       process.stderr.write(
         `\n--- relay (${name}, seed ${seed}) ---\n${relay.log().split('\n').slice(-120).join('\n')}\n--- client log ---\n${client.log().split('\n').slice(-80).join('\n')}\n--- gw log ---\n${gw.log().split('\n').slice(-60).join('\n')}\n`,
       );
     });
     const control = await ControlClient.connect(client.socket, { connectTimeoutMs: 2000 });
-    cleanups.push(async () => control.close());
+    env.cleanup(async () => control.close());
     // Cleanups run in reverse: the path is clean again before the client stops (and deletes its IKE SA).
-    cleanups.push(() => relay.set({ loss: 0, dup: 0, reorder: 0 }));
+    env.cleanup(() => relay.set({ loss: 0, dup: 0, reorder: 0 }));
     return { topo, relay, gw, client, control };
   }
 

@@ -3,16 +3,13 @@
 // over UDP-encapsulated ESP (RFC 3948) and over raw ESP (IP protocol 50).
 // Inner subnets sit on lo in each namespace (10.i.50.0/24 and 10.i.100.0/24);
 // routes to the other side go through the TUN device.
-import { afterAll, afterEach, beforeAll, describe, expect, onTestFailed } from 'vitest';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { describe, expect, onTestFailed } from 'vitest';
 import { join } from 'node:path';
 import { addRoute, createTopology, exec, ping, spawnIn } from './support/netns.js';
 import type { NetNs, Topology } from './support/netns.js';
-import { interopTest, requirePrereqs } from './support/prereq.js';
+import { interopTest } from './support/prereq.js';
+import { useNetnsSuite } from './support/netns-suite.js';
 import type { PrereqName } from './support/prereq.js';
-import { acquireHostLock } from './support/lock.js';
-import type { HostLock } from './support/lock.js';
 import { waitFor } from './support/proc.js';
 import { startIkeclone } from './support/ikeclone-proc.js';
 import type { Ikeclone } from './support/ikeclone-proc.js';
@@ -58,36 +55,19 @@ async function linkExists(ns: NetNs, dev: string): Promise<boolean> {
 }
 
 describe('ikeclone <-> ikeclone through TUN devices in network namespaces', () => {
-  let lock: HostLock | undefined;
-  let workDir = '';
-  const cleanups: Array<() => Promise<unknown>> = [];
-
-  beforeAll(async () => {
-    if (!requirePrereqs(PRE).ok) return;
-    lock = await acquireHostLock('netns', { timeoutMs: 90_000 });
-    workDir = mkdtempSync(join(tmpdir(), 'ikc-tunnel-'));
-  }, 120_000);
-
-  afterEach(async () => {
-    for (const c of cleanups.splice(0).reverse()) await c().catch(() => {});
-  });
-
-  afterAll(async () => {
-    await lock?.release();
-    if (workDir) rmSync(workDir, { recursive: true, force: true });
-  });
+  const env = useNetnsSuite('tunnel', PRE);
 
   async function setUp(name: string, esp: 'udp' | 'auto') {
     // The TUN addon is built with the package (native/tun); without it there is no tunnel to test.
     const missing = tunUnavailable();
     if (missing) throw new Error(`TUN data plane unavailable: ${missing}`);
     const topo = await createTopology({ labels: ['left', 'right'] });
-    cleanups.push(() => topo.destroy());
-    const dir = join(workDir, name);
+    env.cleanup(() => topo.destroy());
+    const dir = env.dir(name);
     const right: Ikeclone = await startIkeclone(topo.right, { dir: join(dir, 'right'), config: gatewayConfig(topo, 'right', esp) });
-    cleanups.push(() => right.stop());
+    env.cleanup(() => right.stop());
     const left: Ikeclone = await startIkeclone(topo.left, { dir: join(dir, 'left'), config: gatewayConfig(topo, 'left', esp) });
-    cleanups.push(() => left.stop());
+    env.cleanup(() => left.stop());
     onTestFailed(() => {
       process.stderr.write(`\n--- left ikeclone (tail) ---\n${left.log().split('\n').slice(-60).join('\n')}\n--- right ikeclone (tail) ---\n${right.log().split('\n').slice(-60).join('\n')}\n`);
     });
@@ -110,7 +90,7 @@ describe('ikeclone <-> ikeclone through TUN devices in network namespaces', () =
 
   async function iperf(topo: Topology): Promise<{ sentBps: number; receivedBps: number; retransmits: number }> {
     const server = spawnIn(topo.right, 'iperf3', ['-s', '-1', '-B', topo.rightInner]);
-    cleanups.push(() => server.stop({ graceMs: 1000 }));
+    env.cleanup(() => server.stop({ graceMs: 1000 }));
     await waitFor(async () => (await exec(topo.right, 'ss', ['-ltn'])).stdout.includes(`${topo.rightInner}:5201`), { timeoutMs: 5000, intervalMs: 50, message: 'iperf3 server' });
     const r = await exec(topo.left, 'iperf3', ['-c', topo.rightInner, '-B', topo.leftInner, '-t', '3', '-J'], { timeoutMs: 20_000 });
     expect(r.code, r.stderr + r.stdout.slice(-2000)).toBe(0);

@@ -2,18 +2,15 @@
 // TUN device, always UDP-encapsulated, RFC 3948): ikeclone with its TUN data
 // plane in one namespace, charon in the other; ping and a short iperf3 through
 // the tunnel, with ikeclone initiating and with charon initiating.
-import { afterAll, afterEach, beforeAll, describe, expect, onTestFailed } from 'vitest';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { describe, expect, onTestFailed } from 'vitest';
 import { join } from 'node:path';
 import { startCharon } from './support/charon.js';
 import type { Charon } from './support/charon.js';
 import { addRoute, createTopology, exec, ping, spawnIn } from './support/netns.js';
 import type { Topology } from './support/netns.js';
-import { interopTest, requirePrereqs } from './support/prereq.js';
+import { interopTest } from './support/prereq.js';
+import { useNetnsSuite } from './support/netns-suite.js';
 import type { PrereqName } from './support/prereq.js';
-import { acquireHostLock } from './support/lock.js';
-import type { HostLock } from './support/lock.js';
 import { waitFor } from './support/proc.js';
 import { startIkeclone } from './support/ikeclone-proc.js';
 import { decode, startCapture } from './support/tshark.js';
@@ -82,35 +79,18 @@ function ikecloneConfig(topo: Topology, startAction: 'start' | 'none'): Record<s
 }
 
 describe('ESP through an ikeclone <-> strongSwan kernel-libipsec tunnel', () => {
-  let lock: HostLock | undefined;
-  let workDir = '';
-  const cleanups: Array<() => Promise<unknown>> = [];
-
-  beforeAll(async () => {
-    if (!requirePrereqs(PRE).ok) return;
-    lock = await acquireHostLock('netns', { timeoutMs: 90_000 });
-    workDir = mkdtempSync(join(tmpdir(), 'ikc-tunswan-'));
-  }, 120_000);
-
-  afterEach(async () => {
-    for (const c of cleanups.splice(0).reverse()) await c().catch(() => {});
-  });
-
-  afterAll(async () => {
-    await lock?.release();
-    if (workDir) rmSync(workDir, { recursive: true, force: true });
-  });
+  const env = useNetnsSuite('tunnel-swan', PRE);
 
   async function setUp(name: string, ikecloneStarts: boolean) {
     const missing = tunUnavailable();
     if (missing) throw new Error(`TUN data plane unavailable: ${missing}`);
     const topo = await createTopology({ labels: ['ikc', 'swan'] });
-    cleanups.push(() => topo.destroy());
-    const dir = join(workDir, name);
+    env.cleanup(() => topo.destroy());
+    const dir = env.dir(name);
     const charon: Charon = await startCharon(topo.right, { dir: join(dir, 'charon'), connections: charonConnections(topo), secrets: SECRETS, installRoutes: true });
-    cleanups.push(() => charon.stop());
+    env.cleanup(() => charon.stop());
     const ikc: Ikeclone = await startIkeclone(topo.left, { dir: join(dir, 'ikeclone'), config: ikecloneConfig(topo, ikecloneStarts ? 'start' : 'none'), keylog: true });
-    cleanups.push(() => ikc.stop());
+    env.cleanup(() => ikc.stop());
     onTestFailed(() => {
       process.stderr.write(`\n--- ikeclone log (tail) ---\n${ikc.log().split('\n').slice(-60).join('\n')}\n--- charon log (tail) ---\n${charon.log().split('\n').slice(-60).join('\n')}\n`);
     });
@@ -138,7 +118,7 @@ describe('ESP through an ikeclone <-> strongSwan kernel-libipsec tunnel', () => 
     const back = await ping(topo.right, topo.leftInner, { count: 10, intervalS: 0.05, src: topo.rightInner });
     expect(back.received, back.result.stdout).toBe(10);
     const server = spawnIn(topo.right, 'iperf3', ['-s', '-1', '-B', topo.rightInner]);
-    cleanups.push(() => server.stop({ graceMs: 1000 }));
+    env.cleanup(() => server.stop({ graceMs: 1000 }));
     await waitFor(async () => (await exec(topo.right, 'ss', ['-ltn'])).stdout.includes(`${topo.rightInner}:5201`), { timeoutMs: 5000, intervalMs: 50, message: 'iperf3 server' });
     const r = await exec(topo.left, 'iperf3', ['-c', topo.rightInner, '-B', topo.leftInner, '-t', '2', '-J'], { timeoutMs: 20_000 });
     expect(r.code, r.stderr + r.stdout.slice(-2000)).toBe(0);
@@ -159,7 +139,7 @@ describe('ESP through an ikeclone <-> strongSwan kernel-libipsec tunnel', () => 
   async function espDecrypted(topo: Topology, ikc: Ikeclone, dir: string): Promise<void> {
     const link = topo.links[0]!;
     const capture = await startCapture(topo.left, link.aIf, { file: join(dir, 'esp.pcap'), filter: 'udp port 4500' });
-    cleanups.push(() => capture.stop({ timeoutMs: 3000 }));
+    env.cleanup(() => capture.stop({ timeoutMs: 3000 }));
     const there = await ping(topo.left, topo.rightInner, { count: 5, intervalS: 0.05, src: topo.leftInner });
     expect(there.received).toBe(5);
     await capture.stop({ minPackets: 10, timeoutMs: 5000 });
@@ -174,7 +154,7 @@ describe('ESP through an ikeclone <-> strongSwan kernel-libipsec tunnel', () => 
   interopTest('ikeclone initiates: ping both ways and iperf3 through the tunnel; tshark decrypts our ESP with the key log', PRE, async () => {
     const { topo, charon, ikc } = await setUp('i', true);
     await established(ikc, charon);
-    await espDecrypted(topo, ikc, join(workDir, 'i'));
+    await espDecrypted(topo, ikc, env.dir('i'));
     await traffic(topo, ikc);
   }, 60_000);
 

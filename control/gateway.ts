@@ -274,8 +274,6 @@ export class Gateway extends EventEmitter<GatewayEvents> {
         inPackets,
         outPackets,
       });
-      const { local, remote } = this.espEndpoints(child);
-      this.dataPlane.updateAddresses(s.id, local, remote);
     }
   }
 

@@ -249,3 +249,34 @@ describe('late and repeated requests around an IKE SA\'s life (RFC 7296 §2.1)',
     expect(alice.stats.retransmits).toBe(1);
   });
 });
+
+describe('NAT mapping changes (RFC 7296 §2.23)', () => {
+  it('a request from a new port behind a NAT moves the IKE SA, and its Child SAs follow (ike-moved)', async () => {
+    const { wire, alice, bob, sa, peerSa } = await establish({ initiator: { forceEncap: true, mobike: false }, responder: { mobike: false } });
+    expect(peerSa.natRemote).toBe(true);
+    const moved: number[] = [];
+    bob.on('ike-moved', (s) => moved.push(s.remote.port));
+    // The NAT in front of alice picks a new public port.
+    wire.tamper = (d) => (d.local.address === '10.0.0.1' ? { ...d, local: { ...d.local, port: 31000 } } : d);
+    const live = alice.checkLiveness(sa);
+    wire.run(100);
+    wire.tamper = undefined;
+    expect(peerSa.remote.port).toBe(31000);
+    expect(moved).toEqual([31000]);
+    expect(await live).toBe(true);
+  });
+
+  it('without a NAT in front of the peer, an established SA does not follow a changed source', async () => {
+    const { wire, alice, bob, sa, peerSa } = await establish({ initiator: { mobike: false }, responder: { mobike: false } });
+    const moved: unknown[] = [];
+    bob.on('ike-moved', (s) => moved.push(s));
+    wire.tamper = (d) => (d.local.address === '10.0.0.1' ? { ...d, local: { ...d.local, port: 31000 } } : d);
+    const live = alice.checkLiveness(sa);
+    wire.run(100);
+    wire.tamper = undefined;
+    expect(peerSa.remote.port).toBe(500);
+    expect(moved).toEqual([]);
+    // The answer still goes where the request came from (§2.23), so liveness holds.
+    expect(await live).toBe(true);
+  });
+});

@@ -554,6 +554,11 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
     const moving = d.remote.address !== sa.remote.address || d.remote.port !== sa.remote.port || d.local.port !== sa.local.port;
     if (!moving) return;
     if (sa.state === 'established' && (sa.peerMobike || !sa.natRemote)) return;
+    if (sa.state === 'established') {
+      // A NAT mapping changed: the Child SAs (the data plane) follow like after a MOBIKE move.
+      this.relocate(sa, d.local, d.remote);
+      return;
+    }
     sa.remote = { ...d.remote };
     sa.local = { ...d.local };
   }

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest'
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { charonDecryptionTables, startCharon, stopAllCharons } from './support/charon.js';
+import { charonDecryptionTables, pskConnection, startCharon, stopAllCharons } from './support/charon.js';
 import type { Charon, ParsedSa } from './support/charon.js';
 import { cleanupNamespaces, createTopology, exec, ping } from './support/netns.js';
 import type { Topology } from './support/netns.js';
@@ -23,29 +23,17 @@ const PRE: PrereqName[] = ['root', 'netns', 'tun', 'charon', 'swanctl', 'tshark'
 
 /** swanctl.conf of one side: PSK, separate inner subnets, the proposals under test. */
 function connections(o: { local: string; remote: string; localId: string; remoteId: string; localTs: string; remoteTs: string }): string {
-  return `connections {
-  c {
-    version = 2
-    local_addrs = ${o.local}
-    remote_addrs = ${o.remote}
-    proposals = aes256gcm16-prfsha256-x25519
-    local {
-      auth = psk
-      id = ${o.localId}
-    }
-    remote {
-      auth = psk
-      id = ${o.remoteId}
-    }
-    children {
-      net {
-        local_ts = ${o.localTs}
-        remote_ts = ${o.remoteTs}
-        esp_proposals = aes128gcm16
-      }
-    }
-  }
-}`;
+  return pskConnection({
+    name: 'c',
+    localAddrs: o.local,
+    remoteAddrs: o.remote,
+    proposals: 'aes256gcm16-prfsha256-x25519',
+    esp: 'aes128gcm16',
+    localId: o.localId,
+    remoteId: o.remoteId,
+    localTs: o.localTs,
+    remoteTs: o.remoteTs,
+  });
 }
 
 const SECRETS = `secrets {

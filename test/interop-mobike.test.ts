@@ -4,7 +4,7 @@
 // second NIC and charon follows (charon's kernel-libipsec cannot update SAs in
 // place, so it then rekeys the Child SA: that must succeed too).
 import { describe, expect, onTestFailed } from 'vitest';
-import { startCharon } from './support/charon.js';
+import { pskConnection, startCharon } from './support/charon.js';
 import type { Charon, ParsedSa } from './support/charon.js';
 import { createTopology, setLink } from './support/netns.js';
 import type { Topology } from './support/netns.js';
@@ -32,32 +32,16 @@ const SECRETS = `secrets {
 
 function charonConnections(topo: Topology, initiator: boolean): string {
   const [n1] = topo.links;
-  const me = initiator ? 'left' : 'right';
-  const localNet = me === 'left' ? topo.leftInnerNet : topo.rightInnerNet;
-  const remoteNet = me === 'left' ? topo.rightInnerNet : topo.leftInnerNet;
-  return `connections {
-  ikeclone {
-    version = 2
-    ${initiator ? `remote_addrs = ${n1!.bAddr}` : ''}
-    proposals = aes256gcm16-prfsha256-x25519
-    mobike = yes
-    local {
-      auth = psk
-      id = charon.mobike.test
-    }
-    remote {
-      auth = psk
-      id = ikeclone.mobike.test
-    }
-    children {
-      net {
-        local_ts = ${localNet}
-        remote_ts = ${remoteNet}
-        esp_proposals = aes128gcm16
-      }
-    }
-  }
-}`;
+  return pskConnection({
+    ...(initiator ? { remoteAddrs: n1!.bAddr } : {}),
+    proposals: 'aes256gcm16-prfsha256-x25519',
+    esp: 'aes128gcm16',
+    localId: 'charon.mobike.test',
+    remoteId: 'ikeclone.mobike.test',
+    localTs: initiator ? topo.leftInnerNet : topo.rightInnerNet,
+    remoteTs: initiator ? topo.rightInnerNet : topo.leftInnerNet,
+    ikeOptions: 'mobike = yes',
+  });
 }
 
 function ikecloneConfig(topo: Topology, initiator: boolean): Record<string, unknown> {

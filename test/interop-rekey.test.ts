@@ -7,7 +7,7 @@
 // ikeclone's status).
 import { describe, expect, onTestFailed } from 'vitest';
 import { join } from 'node:path';
-import { startCharon } from './support/charon.js';
+import { pskConnection, startCharon } from './support/charon.js';
 import type { Charon, ParsedSa } from './support/charon.js';
 import { createTopology } from './support/netns.js';
 import type { Topology } from './support/netns.js';
@@ -37,31 +37,18 @@ interface Lifetimes {
 
 function charonConnections(topo: Topology, lt: Lifetimes): string {
   const l = topo.links[0]!;
-  return `connections {
-  ikeclone {
-    version = 2
-    local_addrs = ${l.bAddr}
-    remote_addrs = ${l.aAddr}
-    proposals = ${lt.ike ?? 'aes256gcm16-prfsha256-x25519'}
-    ${lt.charonIke ?? ''}
-    local {
-      auth = psk
-      id = charon.interop.test
-    }
-    remote {
-      auth = psk
-      id = ikeclone.interop.test
-    }
-    children {
-      net {
-        local_ts = ${topo.rightInnerNet}
-        remote_ts = ${topo.leftInnerNet}
-        esp_proposals = ${lt.esp ?? 'aes128gcm16-x25519'}
-        ${lt.charonChild ?? ''}
-      }
-    }
-  }
-}`;
+  return pskConnection({
+    localAddrs: l.bAddr,
+    remoteAddrs: l.aAddr,
+    proposals: lt.ike ?? 'aes256gcm16-prfsha256-x25519',
+    esp: lt.esp ?? 'aes128gcm16-x25519',
+    localId: 'charon.interop.test',
+    remoteId: 'ikeclone.interop.test',
+    localTs: topo.rightInnerNet,
+    remoteTs: topo.leftInnerNet,
+    ...(lt.charonIke ? { ikeOptions: lt.charonIke } : {}),
+    ...(lt.charonChild ? { childOptions: lt.charonChild } : {}),
+  });
 }
 
 const SECRETS = `secrets {

@@ -5,7 +5,7 @@
 // and decrypts its IKE_AUTH with the keys from ikeclone's key log.
 import { describe, expect, onTestFailed } from 'vitest';
 import { join } from 'node:path';
-import { startCharon } from './support/charon.js';
+import { pskConnection, startCharon } from './support/charon.js';
 import type { Charon, ParsedSa } from './support/charon.js';
 import { createTopology } from './support/netns.js';
 import type { Topology } from './support/netns.js';
@@ -73,29 +73,16 @@ const SUITES: Record<string, Suite> = {
 
 function charonConnections(topo: Topology, s: Suite): string {
   const l = topo.links[0]!;
-  return `connections {
-  ikeclone {
-    version = 2
-    local_addrs = ${l.bAddr}
-    remote_addrs = ${l.aAddr}
-    proposals = ${s.ike}
-    local {
-      auth = psk
-      id = charon.interop.test
-    }
-    remote {
-      auth = psk
-      id = ikeclone.interop.test
-    }
-    children {
-      net {
-        local_ts = ${topo.rightInnerNet}
-        remote_ts = ${topo.leftInnerNet}
-        esp_proposals = ${s.esp}
-      }
-    }
-  }
-}`;
+  return pskConnection({
+    localAddrs: l.bAddr,
+    remoteAddrs: l.aAddr,
+    proposals: s.ike,
+    esp: s.esp,
+    localId: 'charon.interop.test',
+    remoteId: 'ikeclone.interop.test',
+    localTs: topo.rightInnerNet,
+    remoteTs: topo.leftInnerNet,
+  });
 }
 
 const SECRETS = `secrets {

@@ -4,7 +4,7 @@
 // the tunnel, with ikeclone initiating and with charon initiating.
 import { describe, expect, onTestFailed } from 'vitest';
 import { join } from 'node:path';
-import { startCharon } from './support/charon.js';
+import { pskConnection, startCharon } from './support/charon.js';
 import type { Charon } from './support/charon.js';
 import { addRoute, createTopology, exec, ping, spawnIn } from './support/netns.js';
 import type { Topology } from './support/netns.js';
@@ -23,29 +23,16 @@ const TUN = 'ikc0';
 
 function charonConnections(topo: Topology): string {
   const l = topo.links[0]!;
-  return `connections {
-  ikeclone {
-    version = 2
-    local_addrs = ${l.bAddr}
-    remote_addrs = ${l.aAddr}
-    proposals = aes256gcm16-prfsha256-x25519
-    local {
-      auth = psk
-      id = charon.tunnel.test
-    }
-    remote {
-      auth = psk
-      id = ikeclone.tunnel.test
-    }
-    children {
-      net {
-        local_ts = ${topo.rightInnerNet}
-        remote_ts = ${topo.leftInnerNet}
-        esp_proposals = aes128gcm16
-      }
-    }
-  }
-}`;
+  return pskConnection({
+    localAddrs: l.bAddr,
+    remoteAddrs: l.aAddr,
+    proposals: 'aes256gcm16-prfsha256-x25519',
+    esp: 'aes128gcm16',
+    localId: 'charon.tunnel.test',
+    remoteId: 'ikeclone.tunnel.test',
+    localTs: topo.rightInnerNet,
+    remoteTs: topo.leftInnerNet,
+  });
 }
 
 const SECRETS = `secrets {

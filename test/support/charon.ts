@@ -415,3 +415,47 @@ export function charonDecryptionTables(log: string, sas: readonly ParsedSa[]): {
   }
   return { ikeDecryptionTable, espSas };
 }
+
+/** One PSK connection with one child "net", as the interop suites configure charon. */
+export interface PskConnectionOptions {
+  /** Connection name (default "ikeclone"). */
+  readonly name?: string;
+  readonly localAddrs?: string;
+  readonly remoteAddrs?: string;
+  readonly proposals: string;
+  readonly esp: string;
+  readonly localId: string;
+  readonly remoteId: string;
+  readonly localTs: string;
+  readonly remoteTs: string;
+  /** Extra lines in the connection section (e.g. "mobike = yes", lifetimes). */
+  readonly ikeOptions?: string;
+  /** Extra lines in the child section. */
+  readonly childOptions?: string;
+}
+
+/** swanctl.conf `connections { ... }` for {@link PskConnectionOptions}. */
+export function pskConnection(o: PskConnectionOptions): string {
+  const line = (s: string | undefined) => (s ? `\n    ${s.trim().split('\n').join('\n    ')}` : '');
+  return `connections {
+  ${o.name ?? 'ikeclone'} {
+    version = 2${o.localAddrs ? `\n    local_addrs = ${o.localAddrs}` : ''}${o.remoteAddrs ? `\n    remote_addrs = ${o.remoteAddrs}` : ''}
+    proposals = ${o.proposals}${line(o.ikeOptions)}
+    local {
+      auth = psk
+      id = ${o.localId}
+    }
+    remote {
+      auth = psk
+      id = ${o.remoteId}
+    }
+    children {
+      net {
+        local_ts = ${o.localTs}
+        remote_ts = ${o.remoteTs}
+        esp_proposals = ${o.esp}${line(o.childOptions)}
+      }
+    }
+  }
+}`;
+}

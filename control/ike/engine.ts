@@ -609,11 +609,26 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
     return this.sas.size < this.limits.maxIkeSas;
   }
 
+  /** Established IKE SAs by authenticated peer: per-peer limits without scanning every SA (RFC 7791 §8). */
+  private readonly byPeer = new Map<string, Set<IkeSa>>();
+
+  private trackPeer(sa: IkeSa): void {
+    if (!sa.peerKey) return;
+    let set = this.byPeer.get(sa.peerKey);
+    if (!set) this.byPeer.set(sa.peerKey, (set = new Set()));
+    set.add(sa);
+  }
+
+  private untrackPeer(sa: IkeSa): void {
+    const set = sa.peerKey ? this.byPeer.get(sa.peerKey) : undefined;
+    if (!set) return;
+    set.delete(sa);
+    if (set.size === 0) this.byPeer.delete(sa.peerKey!);
+  }
+
   /** IKE SAs of the authenticated peer of `sa`, `sa` included (RFC 7791 §8). */
   peerIkeSaCount(sa: IkeSa): number {
-    let n = 0;
-    for (const other of this.sas.values()) if (other.peerKey && other.peerKey === sa.peerKey && other.state !== 'dead') n++;
-    return n;
+    return (sa.peerKey && this.byPeer.get(sa.peerKey)?.size) || 0;
   }
 
   /**
@@ -624,6 +639,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
   adoptSuccessor(old: IkeSa, created: IkeSa, clone: boolean): void {
     this.releaseIkeSpi(created.localSpi);
     this.sas.set(spi64Hex(created.localSpi), created);
+    this.trackPeer(created);
     created.state = 'established';
     created.establishedAt = this.clock.now();
     this.log.info(
@@ -731,6 +747,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
     }
     sa.dropInitMaterial();
     this.joinSession(sa);
+    this.trackPeer(sa);
     this.log.info(
       { ike: sa.id, conn: sa.name, spiI: spi64Hex(sa.spiI), spiR: spi64Hex(sa.spiR), remote: `${sa.remote.address}:${sa.remote.port}` },
       'IKE SA established',
@@ -778,6 +795,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
       if (this.authenticatedInits.get(sa.initKey) === sa) this.authenticatedInits.delete(sa.initKey);
     }
     this.rememberDeleted(sa);
+    this.untrackPeer(sa);
     this.releaseVirtualIp(sa);
     sa.destroy();
     pending?.exchange.abort?.(sa, reason);
@@ -821,7 +839,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
   /** Child SAs over all IKE SAs with the same authenticated peer (RFC 7791 §8). */
   peerChildCount(sa: IkeSa): number {
     let n = 0;
-    for (const other of this.sas.values()) if (other.peerKey && other.peerKey === sa.peerKey) n += other.children.length;
+    for (const other of (sa.peerKey && this.byPeer.get(sa.peerKey)) || []) n += other.children.length;
     return n;
   }
 
@@ -1002,7 +1020,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
 
   private releaseVirtualIp(sa: IkeSa): void {
     if (!sa.peerVirtualIp || !sa.peerKey) return;
-    const stillUsed = [...this.sas.values()].some((o) => o !== sa && o.peerKey === sa.peerKey && o.peerVirtualIp === sa.peerVirtualIp);
+    const stillUsed = [...(this.byPeer.get(sa.peerKey) ?? [])].some((o) => o !== sa && o.peerVirtualIp === sa.peerVirtualIp);
     if (stillUsed) return;
     for (const pool of this.pools.values()) pool.release(sa.peerKey);
   }

@@ -17,10 +17,12 @@ describe('logging', () => {
     const lines: string[] = [];
     const sink = new Writable({ write(chunk, _enc, cb) { lines.push(String(chunk)); cb(); } });
     const log = createLogger({ destination: sink, level: 'info' });
-    log.info({ sa: { spi: 'abcd', skEi: 'deadbeef' }, psk: 'hunter2' }, 'installed');
+    log.info({ sa: { spi: 'abcd', skEi: 'deadbeef' }, psk: 'hunter2', spec: { keyIn: 'cafef00d', keys: { encOut: 'f00dcafe' } } }, 'installed');
     const out = lines.join('');
     expect(out).toContain('abcd');
     expect(out).not.toContain('deadbeef');
     expect(out).not.toContain('hunter2');
+    expect(out).not.toContain('cafef00d');
+    expect(out).not.toContain('f00dcafe');
   });
 });

@@ -14,7 +14,7 @@ import { decodeHeader, IKE_HEADER_LENGTH, writeHeader, type IkeHeader } from './
 import { parsePayloadBody, readU16, validatePayloadBody } from './payload-decode.js';
 import { checkU16, checkU8, payloadBodyLength, writePayloadBody, writeU16 } from './payload-encode.js';
 import { isKnownPayloadType, type Payload, type UnknownPayloadType } from './payloads.js';
-import { fail, ok, wireError, type WireError, type WireResult } from './result.js';
+import { fail, ok, wireError, type WireResult } from './result.js';
 
 /** RFC 7296 §3.2 generic payload header: Next Payload(1) C|RESERVED(1) Payload Length(2). */
 export const GENERIC_HEADER_LENGTH = 4;

@@ -147,7 +147,8 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       sink: dp.tun ? 'deliver' : 'discard',
       ...(dp.tun ? { tun: dp.tun } : {}),
       rawEsp: (dp.esp ?? 'auto') === 'auto',
-      sendUdp: (local, remote, bytes) => this.transport.sendRaw(local, remote, bytes),
+      sendUdp: (local, remote, bytes) => this.transport.queueEsp(local, remote, bytes),
+      flushUdp: () => this.transport.flushEsp(),
     });
     this.transport = new UdpTransport({
       addresses: this.config.listen.addresses,

@@ -44,20 +44,31 @@ const quietLogger: DataPlaneLogger = { info() {}, warn() {}, debug() {} };
 
 /** Where decapsulated inner packets go (a TUN device). */
 export interface InnerSink {
-  /** Deliver one inner packet (a view valid only during the call); false if it was dropped. */
+  /** Deliver, or stage until flush(), one inner packet (a view valid only during the call); false if it was dropped. */
   write(packet: Uint8Array): boolean;
+  /** Deliver what was staged, after each pass over the workers' output; returns how many staged packets were dropped. */
+  flush?(): number;
 }
 
 /** Raw ESP (IP protocol 50) output, for SAs without UDP encapsulation. */
 export interface RawEspSender {
+  /** Send, or queue until flush(), one ESP packet; `esp` is valid only during the call. */
   send(esp: Uint8Array, remoteAddress: string): void;
+  /** Send what was queued, after each pass over a worker's output. */
+  flush?(): void;
 }
 
 export interface DataPlaneOptions {
   /** Worker threads (DESIGN §4.1: each SA has exactly one). */
   workers: number;
-  /** Send a UDP-encapsulated ESP packet from local to remote (RFC 3948 §2.1: no non-ESP marker). */
+  /**
+   * Send (or queue until flushUdp) a UDP-encapsulated ESP packet from local to
+   * remote (RFC 3948 §2.1: no non-ESP marker). `bytes` is valid only during
+   * the call: a sender that keeps it copies it.
+   */
   sendUdp: (local: Endpoint, remote: Endpoint, bytes: Uint8Array) => void;
+  /** Called after each batch of sendUdp calls, so a batching sender sends what it queued (one sendmmsg). */
+  flushUdp?: () => void;
   log?: DataPlaneLogger;
   /** Decapsulated packets: 'deliver' to the inner sink (TUN), or 'discard' after counting (demo, benchmarks). Default deliver. */
   sink?: 'deliver' | 'discard';
@@ -201,6 +212,7 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
   readonly sink: 'deliver' | 'discard';
   private readonly log: DataPlaneLogger;
   private readonly sendUdp: DataPlaneOptions['sendUdp'];
+  private readonly flushUdp: DataPlaneOptions['flushUdp'];
   private workers: WorkerHandle[] = [];
   private sad: Sad | undefined;
   private readonly spd = new Spd();
@@ -222,6 +234,7 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
     this.sink = opts.tun ? 'deliver' : (opts.sink ?? 'deliver');
     this.log = opts.log ?? quietLogger;
     this.sendUdp = opts.sendUdp;
+    this.flushUdp = opts.flushUdp;
   }
 
   /**
@@ -597,12 +610,11 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
       }
       const payload = out.payload(i);
       if (metaKind(meta) === CellKind.ESP) {
-        // The socket may queue the datagram: it gets its own copy of the bytes.
-        const bytes = Buffer.from(payload);
         io.espOut++;
-        io.espOutBytes += bytes.length;
-        if (r.transport === 'raw' && this.rawSender) this.rawSender.send(bytes, r.remote.address);
-        else this.sendUdp(r.local, r.remote, bytes);
+        io.espOutBytes += payload.length;
+        // The payload is valid only until release(): the senders copy what they keep.
+        if (r.transport === 'raw' && this.rawSender) this.rawSender.send(payload, r.remote.address);
+        else this.sendUdp(r.local, r.remote, payload);
       } else if (!this.spd.inboundAllowed(r, payload)) {
         io.dropPolicy++;
       } else if (this.innerSink?.write(payload)) {
@@ -612,6 +624,13 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
       }
     }
     out.release(k);
+    this.flushUdp?.();
+    this.rawSender?.flush?.();
+    const dropped = this.innerSink?.flush?.() ?? 0;
+    if (dropped > 0) {
+      io.innerOut -= dropped;
+      io.dropNoSink += dropped;
+    }
   }
 
   // ------------------------------------------------------------------ status

@@ -1,15 +1,22 @@
 // Raw ESP (IP protocol 50, RFC 4303 §2) for SAs without UDP encapsulation:
 // when no NAT was detected and the peer does not force UDP (strongSwan's
-// kernel-libipsec always does). Uses the raw-socket package (root or
-// CAP_NET_RAW). IPv4: the kernel writes the outer header on send, and hands
-// the whole datagram, IP header included, on receive.
+// kernel-libipsec always does). Root or CAP_NET_RAW. IPv4: the kernel writes
+// the outer header on send, and hands the whole datagram, IP header
+// included, on receive. Two backends:
+//   batched     the native I/O addon's raw socket (batched-socket.ts): recvmmsg
+//               on readiness; what a pass queues leaves in one sendmmsg at
+//               flush(); a 4 MiB receive buffer
+//   raw-socket  the raw-socket package, when the addon is not built: one
+//               datagram per readiness event each way
 //
 // Concurrency: a RawEspSocket belongs to the I/O thread that opened it; its
-// 'message' events run there. Received bytes are validated before use and a
-// bad datagram is counted, never thrown on (DESIGN §4.3).
+// events run there. Received bytes are validated before use and a bad
+// datagram is counted, never thrown on (DESIGN §4.3).
 import { createRequire } from 'node:module';
 import { isIPv4 } from 'node:net';
 import type { RawEspSender } from './dataplane.js';
+import { BatchedSocket, destination, type Destination } from './batched-socket.js';
+import { nativeIoUnavailable } from './native-io.js';
 
 export const IPPROTO_ESP = 50;
 
@@ -25,7 +32,12 @@ interface RawSocketModule {
   AddressFamily: { IPv4: number; IPv6: number };
 }
 
+/** Receive and send buffer of the batched raw socket: bursts of ESP must not overflow it. */
+const RAW_BUFFER_BYTES = 4 << 20;
+
 export interface RawEspStats {
+  /** 'batched' (native addon) or 'raw-socket'. */
+  backend: 'batched' | 'raw-socket';
   packetsIn: number;
   packetsOut: number;
   /** Datagrams that were not IPv4 carrying ESP (too short, bad header). */
@@ -37,28 +49,92 @@ function loadRawSocket(): RawSocketModule {
   return createRequire(import.meta.url)('raw-socket') as RawSocketModule;
 }
 
-export class RawEspSocket implements RawEspSender {
-  readonly stats: RawEspStats = { packetsIn: 0, packetsOut: 0, malformed: 0, sendErrors: 0 };
-  private closed = false;
+type EspHandler = (esp: Uint8Array, source: string, destination: string) => void;
 
-  private constructor(private readonly socket: RawSocket) {}
+/** The send half of a backend. */
+interface RawBackend {
+  /** Send (or queue until flush) one ESP packet; `esp` is valid only during the call. */
+  send(esp: Uint8Array, remoteAddress: string): void;
+  flush(): void;
+  close(): void;
+}
+
+function dottedQuad(b: Uint8Array, at: number): string {
+  return `${b[at]}.${b[at + 1]}.${b[at + 2]}.${b[at + 3]}`;
+}
+
+export class RawEspSocket implements RawEspSender {
+  readonly stats: RawEspStats;
+  private closed = false;
+  private backend!: RawBackend;
+
+  private constructor(backend: RawEspStats['backend']) {
+    this.stats = { backend, packetsIn: 0, packetsOut: 0, malformed: 0, sendErrors: 0 };
+  }
 
   /**
    * Open an IPv4 raw socket for protocol 50 and pass every ESP packet (from
    * the SPI on) with its source and destination addresses to `onEsp`,
    * synchronously (the bytes are a view valid only during the call). Throws
-   * when raw sockets are not permitted.
+   * when raw sockets are not permitted. `batched: false` takes raw-socket
+   * even when the native addon is built.
    */
-  static open(onEsp: (esp: Uint8Array, source: string, destination: string) => void, onError?: (err: Error) => void): RawEspSocket {
-    const raw = loadRawSocket();
-    const socket = raw.createSocket({ protocol: IPPROTO_ESP, addressFamily: raw.AddressFamily.IPv4, bufferSize: 65535 });
-    const s = new RawEspSocket(socket);
-    socket.on('message', (buffer, source) => s.receive(buffer, source, onEsp));
-    socket.on('error', (err) => onError?.(err));
+  static open(onEsp: EspHandler, onError?: (err: Error) => void, opts: { batched?: boolean } = {}): RawEspSocket {
+    const batched = opts.batched !== false && nativeIoUnavailable() === null;
+    const s = new RawEspSocket(batched ? 'batched' : 'raw-socket');
+    s.backend = batched ? s.openBatched(onEsp, onError) : s.openRawSocket(onEsp, onError);
     return s;
   }
 
-  private receive(b: Buffer, source: string, onEsp: (esp: Uint8Array, source: string, destination: string) => void): void {
+  private openBatched(onEsp: EspHandler, onError?: (err: Error) => void): RawBackend {
+    const socket = BatchedSocket.openRaw(IPPROTO_ESP, RAW_BUFFER_BYTES);
+    socket.start(
+      (datagram) => this.receive(datagram, onEsp),
+      (errno) => onError?.(new Error(`raw ESP receive failed (errno ${errno})`)),
+    );
+    const destinations = new Map<string, Destination>();
+    const stats = this.stats;
+    return {
+      send(esp, remoteAddress) {
+        let to = destinations.get(remoteAddress);
+        if (!to) {
+          if (destinations.size >= 1024) destinations.clear();
+          to = destination(Uint8Array.from(remoteAddress.split('.'), Number));
+          destinations.set(remoteAddress, to);
+        }
+        if (socket.queue(esp, to, 0)) stats.packetsOut++;
+      },
+      flush() {
+        const queued = socket.pending;
+        const sent = socket.flush();
+        stats.packetsOut -= queued - sent;
+        stats.sendErrors += queued - sent;
+      },
+      close: () => socket.close(),
+    };
+  }
+
+  private openRawSocket(onEsp: EspHandler, onError?: (err: Error) => void): RawBackend {
+    const raw = loadRawSocket();
+    const socket = raw.createSocket({ protocol: IPPROTO_ESP, addressFamily: raw.AddressFamily.IPv4, bufferSize: 65535 });
+    socket.on('message', (buffer) => this.receive(buffer, onEsp));
+    socket.on('error', (err) => onError?.(err));
+    const stats = this.stats;
+    return {
+      send(esp, remoteAddress) {
+        // raw-socket queues the request until the socket is writable: it gets its own copy.
+        const copy = Buffer.from(esp);
+        socket.send(copy, 0, copy.length, remoteAddress, (err) => {
+          if (err) stats.sendErrors++;
+          else stats.packetsOut++;
+        });
+      },
+      flush() {},
+      close: () => socket.close(),
+    };
+  }
+
+  private receive(b: Uint8Array, onEsp: EspHandler): void {
     // IPv4 header (RFC 791): version 4, IHL >= 5, protocol 50, total length within the datagram.
     if (b.length < 20 || b[0]! >> 4 !== 4 || b[9] !== IPPROTO_ESP) {
       this.stats.malformed++;
@@ -71,24 +147,26 @@ export class RawEspSocket implements RawEspSender {
       return;
     }
     this.stats.packetsIn++;
-    onEsp(new Uint8Array(b.buffer, b.byteOffset + ihl, total - ihl), source, `${b[16]}.${b[17]}.${b[18]}.${b[19]}`);
+    onEsp(b.subarray(ihl, total), dottedQuad(b, 12), dottedQuad(b, 16));
   }
 
-  /** Send one ESP packet to `remoteAddress` (IPv4). The bytes must stay untouched until sent (pass a copy). */
+  /** Send (or queue until flush) one ESP packet to `remoteAddress` (IPv4); `esp` is valid only during the call. */
   send(esp: Uint8Array, remoteAddress: string): void {
     if (this.closed || !isIPv4(remoteAddress)) {
       this.stats.sendErrors++;
       return;
     }
-    this.socket.send(esp, 0, esp.length, remoteAddress, (err) => {
-      if (err) this.stats.sendErrors++;
-      else this.stats.packetsOut++;
-    });
+    this.backend.send(esp, remoteAddress);
+  }
+
+  /** Send what send() queued. */
+  flush(): void {
+    if (!this.closed) this.backend.flush();
   }
 
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.socket.close();
+    this.backend.close();
   }
 }

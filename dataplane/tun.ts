@@ -1,18 +1,22 @@
 // A TUN device for inner traffic (Linux, root): IFF_TUN | IFF_NO_PI, so every
 // read is one IP packet and every write takes one; optionally IFF_MULTI_QUEUE
 // with several queues (the kernel spreads flows over them). Opening the
-// device needs an ioctl, which Node cannot do: native/tun is a small
-// Node-API addon (built with node-gyp) for open, configure, non-blocking
-// read/write and a libuv poll watch.
+// device needs an ioctl, which Node cannot do: the native I/O addon
+// (native-io.ts) opens and configures it, reads and writes without blocking
+// and watches it with a libuv poll.
+//
+// With offload (the default) the device is opened with IFF_VNET_HDR and
+// writes are batched: packets written during one pass of the data plane are
+// staged and flushed together, and consecutive TCP segments of a flow leave
+// as one GSO packet (native/io/gro.c), so the inner TCP stack sees large
+// segments and acknowledges each once, as behind a NIC doing GRO.
 //
 // Concurrency: a TunDevice belongs to the I/O thread that opened it; its
 // watch fires on that thread's event loop. Reads hand each packet to the
 // caller synchronously (a view of one reused buffer); writes are
 // non-blocking: a full device queue drops the packet (counted).
 import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { loadNativeIo, nativeIoUnavailable, type NativeIo } from './native-io.js';
 import type { InnerSink } from './dataplane.js';
 
 export interface TunOptions {
@@ -22,6 +26,8 @@ export interface TunOptions {
   mtu?: number;
   /** Queues (IFF_MULTI_QUEUE when more than 1); default 1. */
   queues?: number;
+  /** virtio_net_hdr framing with batched, coalescing writes (default true); false: one write per packet. */
+  offload?: boolean;
 }
 
 export interface TunStats {
@@ -31,71 +37,53 @@ export interface TunStats {
   txBytes: number;
   /** Writes refused because the device queue was full (EAGAIN). */
   txDropped: number;
+  /** write system calls (fewer than txPackets when segments are coalesced). */
+  txWrites: number;
+  /** Packets written as part of a coalesced (GSO) packet. */
+  txCoalesced: number;
   errors: number;
 }
 
-interface TunAddon {
-  open(name: string, multiQueue: boolean): { fd: number; name: string };
-  configure(name: string, mtu: number): void;
-  read(fd: number, buffer: Uint8Array): number;
-  write(fd: number, buffer: Uint8Array): number;
-  watch(fd: number, callback: (status: number) => void): unknown;
-  unwatch(handle: unknown): void;
-  close(fd: number): void;
-}
-
 const EAGAIN = 11;
+/** Packets staged before a write batch is flushed (native/io/gro.c takes at most 64). */
+const WRITE_BATCH = 64;
+/** int32 words per packet in a write batch descriptor. */
+const WRITE_DESC_WORDS = 3;
 /** Packets read per readiness event before yielding to the rest of the loop. */
 const READ_BUDGET = 256;
 const IFNAME_RE = /^[A-Za-z0-9_.-]{1,15}$/;
-
-/** Path of the compiled addon (native/tun/build/Release), found from this file in the sources or in dist/. */
-export function tunAddonPath(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    if (existsSync(join(dir, 'package.json'))) return join(dir, 'native', 'tun', 'build', 'Release', 'ikeclone_tun.node');
-    const up = dirname(dir);
-    if (up === dir) throw new Error('TUN: no package.json above ' + fileURLToPath(import.meta.url));
-    dir = up;
-  }
-}
-
-let addon: TunAddon | undefined;
-
-function loadAddon(): TunAddon {
-  if (addon) return addon;
-  const path = tunAddonPath();
-  if (!existsSync(path)) throw new Error(`TUN: ${path} is missing: build it with node-gyp (npm run build:native)`);
-  addon = createRequire(import.meta.url)(path) as TunAddon;
-  return addon;
-}
 
 /** Why a TUN device cannot be used here, or null when it can (addon built, /dev/net/tun present). */
 export function tunUnavailable(): string | null {
   if (process.platform !== 'linux') return 'TUN devices are supported on Linux only';
   if (!existsSync('/dev/net/tun')) return '/dev/net/tun is missing';
-  try {
-    loadAddon();
-  } catch (err) {
-    return (err as Error).message;
-  }
-  return null;
+  return nativeIoUnavailable();
 }
 
 export class TunDevice implements InnerSink {
   readonly name: string;
   readonly mtu: number;
-  readonly stats: TunStats = { rxPackets: 0, rxBytes: 0, txPackets: 0, txBytes: 0, txDropped: 0, errors: 0 };
+  readonly offload: boolean;
+  readonly stats: TunStats = { rxPackets: 0, rxBytes: 0, txPackets: 0, txBytes: 0, txDropped: 0, txWrites: 0, txCoalesced: 0, errors: 0 };
   private readonly fds: number[];
   private readonly watches: unknown[] = [];
   private readonly buffer = new Uint8Array(65536);
+  /** Write staging (offload): packets back to back, 8-aligned, and their descriptors. */
+  private readonly stage: Uint8Array;
+  private readonly stageDesc = new Int32Array(WRITE_BATCH * WRITE_DESC_WORDS);
+  private staged = 0;
+  private stagedBytes = 0;
+  /** Staged packets dropped by flushes forced by a full stage, reported at the next flush(). */
+  private droppedUnreported = 0;
   private next = 0;
   private closed = false;
 
-  private constructor(private readonly api: TunAddon, name: string, fds: number[], mtu: number) {
+  private constructor(private readonly api: NativeIo, name: string, fds: number[], mtu: number, offload: boolean) {
     this.name = name;
     this.fds = fds;
     this.mtu = mtu;
+    this.offload = offload;
+    this.stage = new Uint8Array(offload ? WRITE_BATCH * Math.max(2048, (mtu + 64 + 7) & ~7) : 0);
   }
 
   /** Create (or attach to) the device, set its MTU and bring it up. Throws with the system's reason. */
@@ -104,22 +92,23 @@ export class TunDevice implements InnerSink {
     const mtu = opts.mtu ?? 1400;
     if (!Number.isInteger(mtu) || mtu < 576 || mtu > 9000) throw new RangeError('TUN: mtu must be an integer from 576 to 9000');
     const queues = opts.queues ?? 1;
+    const offload = opts.offload ?? true;
     if (!Number.isInteger(queues) || queues < 1 || queues > 64) throw new RangeError('TUN: queues must be an integer from 1 to 64');
-    const api = loadAddon();
+    const api = loadNativeIo();
     const fds: number[] = [];
     let name = opts.name;
     try {
       for (let q = 0; q < queues; q++) {
-        const r = api.open(name, queues > 1);
+        const r = api.tunOpen(name, queues > 1, offload);
         fds.push(r.fd);
         name = r.name;
       }
-      api.configure(name, mtu);
+      api.tunConfigure(name, mtu);
     } catch (err) {
       for (const fd of fds) api.close(fd);
       throw err;
     }
-    return new TunDevice(api, name, fds, mtu);
+    return new TunDevice(api, name, fds, mtu, offload);
   }
 
   /** Deliver every packet read from the device to `onPacket` (a view valid only during the call). */
@@ -133,7 +122,7 @@ export class TunDevice implements InnerSink {
 
   private drain(fd: number, onPacket: (packet: Uint8Array) => void): void {
     for (let i = 0; i < READ_BUDGET && !this.closed; i++) {
-      const n = this.api.read(fd, this.buffer);
+      const n = this.offload ? this.api.tunReadVnet(fd, this.buffer) : this.api.tunRead(fd, this.buffer);
       if (n === 0) return;
       if (n < 0) {
         this.stats.errors++;
@@ -145,12 +134,44 @@ export class TunDevice implements InnerSink {
     }
   }
 
-  /** Write one inner packet (InnerSink). False when the device dropped it. */
+  /**
+   * Write one inner packet (InnerSink). Without offload it is written at
+   * once and false means the device dropped it; with offload it is staged
+   * (copied) for flush() and false means it could not be staged.
+   */
   write(packet: Uint8Array): boolean {
     if (this.closed) return false;
+    if (!this.offload) return this.writeNow(packet);
+    if (packet.length === 0 || packet.length > this.stage.length) {
+      this.stats.errors++;
+      return false;
+    }
+    if (this.staged === WRITE_BATCH || this.stagedBytes + packet.length > this.stage.length) this.droppedUnreported += this.writeStaged();
+    const d = this.staged * WRITE_DESC_WORDS;
+    this.stageDesc[d] = this.stagedBytes;
+    this.stageDesc[d + 1] = packet.length;
+    this.stage.set(packet, this.stagedBytes);
+    this.stagedBytes += (packet.length + 7) & ~7;
+    this.staged++;
+    return true;
+  }
+
+  /** Write everything staged (InnerSink); returns how many staged packets the device dropped. */
+  flush(): number {
+    const dropped = this.droppedUnreported + this.writeStaged();
+    this.droppedUnreported = 0;
+    return dropped;
+  }
+
+  private nextFd(): number {
     const fd = this.fds[this.next]!;
     if (this.fds.length > 1) this.next = (this.next + 1) % this.fds.length;
-    const n = this.api.write(fd, packet);
+    return fd;
+  }
+
+  private writeNow(packet: Uint8Array): boolean {
+    const n = this.api.tunWrite(this.nextFd(), packet);
+    this.stats.txWrites++;
     if (n === packet.length) {
       this.stats.txPackets++;
       this.stats.txBytes += n;
@@ -159,6 +180,31 @@ export class TunDevice implements InnerSink {
     if (n === -EAGAIN) this.stats.txDropped++;
     else this.stats.errors++;
     return false;
+  }
+
+  /** One tunWriteBatch of the staged packets; returns how many were dropped. */
+  private writeStaged(): number {
+    const count = this.staged;
+    if (count === 0) return 0;
+    this.staged = 0;
+    this.stagedBytes = 0;
+    if (this.closed) return count;
+    const desc = this.stageDesc;
+    this.stats.txWrites += this.api.tunWriteBatch(this.nextFd(), this.stage, desc, count);
+    let dropped = 0;
+    for (let i = 0; i < count; i++) {
+      const status = desc[i * WRITE_DESC_WORDS + 2]!;
+      if (status >= 0) {
+        this.stats.txPackets++;
+        this.stats.txBytes += desc[i * WRITE_DESC_WORDS + 1]!;
+        if (status === 1) this.stats.txCoalesced++;
+      } else {
+        dropped++;
+        if (status === -EAGAIN) this.stats.txDropped++;
+        else this.stats.errors++;
+      }
+    }
+    return dropped;
   }
 
   /** Stop reading and close every queue (a non-persistent device disappears). */

@@ -34,8 +34,8 @@ async function pairOfPlanes(opts: Partial<DataPlaneOptions> = {}) {
   let a!: DataPlane;
   let b!: DataPlane;
   const wire = { aToB: 0, bToA: 0 };
-  a = new DataPlane({ workers: 2, sink: 'deliver', ...opts, sendUdp: (_l, _r, bytes) => { wire.aToB++; queueMicrotask(() => b.receiveEsp(bytes)); } });
-  b = new DataPlane({ workers: 2, sink: 'deliver', ...opts, sendUdp: (_l, _r, bytes) => { wire.bToA++; queueMicrotask(() => a.receiveEsp(bytes)); } });
+  a = new DataPlane({ workers: 2, sink: 'deliver', ...opts, sendUdp: (_l, _r, bytes) => { wire.aToB++; const copy = bytes.slice(); queueMicrotask(() => b.receiveEsp(copy)); } });
+  b = new DataPlane({ workers: 2, sink: 'deliver', ...opts, sendUdp: (_l, _r, bytes) => { wire.bToA++; const copy = bytes.slice(); queueMicrotask(() => a.receiveEsp(copy)); } });
   planes.push(a, b);
   await Promise.all([a.start(), b.start()]);
   return { a, b, wire };

@@ -86,10 +86,10 @@ describe('ESP between two gateways on loopback', () => {
     await until(() => gw.dataPlane.saIds().length === 1 && client.dataPlane.saIds().length === 1);
     // Keep copies of what the client puts on the wire; hold back the last 15 packets.
     const captured: Uint8Array[] = [];
-    const sendRaw = client.transport.sendRaw.bind(client.transport);
-    client.transport.sendRaw = (local, remote, bytes) => {
+    const queueEsp = client.transport.queueEsp.bind(client.transport);
+    client.transport.queueEsp = (local, remote, bytes) => {
       captured.push(Uint8Array.from(bytes));
-      if (captured.length <= 35) sendRaw(local, remote, bytes);
+      if (captured.length <= 35) queueEsp(local, remote, bytes);
     };
     await client.dataPlane.generate({ packets: 50, size: 300 });
     const decapped = () => gw.status().dataplane!.workers.reduce((n, w) => n + w.decapPackets, 0);
@@ -131,7 +131,7 @@ describe('ESP between two gateways on loopback', () => {
     await until(() => decapped() === 50);
     sock.close();
     // Nothing unauthenticated moved the window: fresh traffic still gets through.
-    client.transport.sendRaw = sendRaw;
+    client.transport.queueEsp = queueEsp;
     await client.dataPlane.generate({ packets: 100, size: 300 });
     await until(() => decapped() === 150);
     expect((await gw.dataPlane.counters()).sa[0]!.in.highestSeqIn).toBe(150n);

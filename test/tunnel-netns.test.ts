@@ -121,6 +121,15 @@ describe('ikeclone <-> ikeclone through TUN devices in network namespaces', () =
       }
       // ESP arrived on the NAT-T socket (UDP 4500), not on a raw socket.
       expect((await right.status()).udp!.espIn).toBeGreaterThan(1000);
+      // The receiving TUN coalesced the iperf3 stream's segments (GRO) into fewer writes, and the
+      // kernel took the GSO packets: no TCP checksum error in the receiving namespace.
+      const rx = (await right.status()).dataplane!.tun!;
+      expect(rx.txCoalesced).toBeGreaterThan(1000);
+      expect(rx.txWrites).toBeLessThan(rx.txPackets / 2);
+      const snmp = await exec(topo.right, 'cat', ['/proc/net/snmp'], { timeoutMs: 5000 });
+      const tcp = snmp.stdout.split('\n').filter((l) => l.startsWith('Tcp:')).map((l) => l.trim().split(/\s+/));
+      expect(Number(tcp[1]![tcp[0]!.indexOf('InCsumErrors')])).toBe(0);
+      expect(Number(tcp[1]![tcp[0]!.indexOf('InSegs')])).toBeGreaterThan(100);
     },
     60_000,
   );
@@ -137,6 +146,7 @@ describe('ikeclone <-> ikeclone through TUN devices in network namespaces', () =
       for (const gw of [left, right]) {
         const st = await gw.status();
         expect(st.dataplane!.rawEsp!.packetsIn).toBeGreaterThan(10);
+        expect(st.dataplane!.rawEsp!.backend).toBe('batched');
         expect(st.udp!.espIn).toBe(0);
       }
     },

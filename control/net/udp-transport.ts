@@ -8,12 +8,20 @@
 // the non-ESP marker in front of an IKE message, a single 0xFF byte is a NAT
 // keepalive (§2.3), anything else is ESP for the data plane.
 //
+// Sockets are BatchedSockets (recvmmsg/sendmmsg, dataplane/batched-
+// socket.ts) when the native I/O addon is built, else Node's dgram. ESP from
+// the data plane is queued with queueEsp() and leaves in one system call per
+// socket at flushEsp(); IKE messages and keepalives leave at once.
+//
 // Owner: the main thread. The engine sees only Datagrams (control/ike/transport.ts).
 import { createSocket, type Socket } from 'node:dgram';
 import { networkInterfaces } from 'node:os';
 import { isIPv6 } from 'node:net';
 import type { Logger } from '../log.js';
 import type { Datagram, Endpoint } from '../ike/transport.js';
+import { nativeIoUnavailable } from '../../dataplane/native-io.js';
+import { BatchedSocket, destination, type Destination } from '../../dataplane/batched-socket.js';
+import { bytesToIp, ipToBytes } from '../wire/ip.js';
 
 export const NON_ESP_MARKER_LENGTH = 4;
 /** Socket buffer size asked for on every IKE/NAT-T socket. */
@@ -29,6 +37,8 @@ export interface UdpTransportOptions {
   onIke: (d: Datagram) => void;
   /** An ESP packet arrived on the NAT-T port (RFC 3948 §2.1). */
   onEsp?: (packet: Uint8Array, local: Endpoint, remote: Endpoint) => void;
+  /** Batched native sockets when the addon is available (default true); false: always dgram. */
+  native?: boolean;
 }
 
 export interface UdpTransportStats {
@@ -38,6 +48,96 @@ export interface UdpTransportStats {
   keepalivesIn: number;
   sendErrors: number;
   runts: number;
+  /** ESP datagrams sent (queueEsp). */
+  espOut: number;
+}
+
+/** One bound socket, whichever kind. */
+interface Binding {
+  /** Send now (a failure is counted and logged). */
+  send(bytes: Uint8Array, remote: Endpoint): void;
+  /** Send at the next flush (native) or now (dgram); `bytes` may be reused after the call. */
+  queue(bytes: Uint8Array, remote: Endpoint): void;
+  flush(): void;
+  close(): void;
+}
+
+class DgramBinding implements Binding {
+  constructor(private readonly socket: Socket, private readonly onSendError: (remote: Endpoint, err: Error) => void) {}
+
+  send(bytes: Uint8Array, remote: Endpoint): void {
+    this.socket.send(bytes, remote.port, remote.address, (err) => {
+      if (err) this.onSendError(remote, err);
+    });
+  }
+
+  queue(bytes: Uint8Array, remote: Endpoint): void {
+    // dgram may hold the bytes until the send completes: it gets its own copy.
+    this.socket.send(Buffer.from(bytes), remote.port, remote.address);
+  }
+
+  flush(): void {}
+
+  close(): void {
+    this.socket.close();
+  }
+}
+
+class NativeBinding implements Binding {
+  private readonly destinations = new Map<string, Destination>();
+
+  constructor(readonly socket: BatchedSocket, private readonly onSendError: (remote: Endpoint, err: Error) => void) {}
+
+  private to(address: string): Destination | undefined {
+    let dst = this.destinations.get(address);
+    if (dst) return dst;
+    const bytes = ipToBytes(address);
+    if (!bytes) return undefined;
+    dst = destination(bytes);
+    // Peers are few; the bound keeps sends to many addresses from growing it.
+    if (this.destinations.size >= 1024) this.destinations.clear();
+    this.destinations.set(address, dst);
+    return dst;
+  }
+
+  send(bytes: Uint8Array, remote: Endpoint): void {
+    const to = this.to(remote.address);
+    if (!to || !this.socket.send(bytes, to, remote.port)) this.onSendError(remote, new Error('the kernel refused the datagram'));
+  }
+
+  queue(bytes: Uint8Array, remote: Endpoint): void {
+    const to = this.to(remote.address);
+    if (to) this.socket.queue(bytes, to, remote.port);
+    else this.onSendError(remote, new Error('not an IP address'));
+  }
+
+  flush(): void {
+    this.socket.flush();
+  }
+
+  close(): void {
+    this.socket.close();
+  }
+}
+
+/** Text of received source addresses, remembered for the last source (ESP keeps coming from the same peer). */
+class SourceCache {
+  private key = new Uint8Array(16);
+  private family = 0;
+  private port = -1;
+  private last: Endpoint = { address: '', port: 0 };
+
+  get(family: 4 | 6, address: Uint8Array, port: number): Endpoint {
+    const n = address.length;
+    let same = family === this.family && port === this.port;
+    for (let i = 0; same && i < n; i++) same = this.key[i] === address[i];
+    if (same) return this.last;
+    this.key.set(address);
+    this.family = family;
+    this.port = port;
+    this.last = { address: bytesToIp(address), port };
+    return this.last;
+  }
 }
 
 /** Expand wildcard listen addresses to concrete interface addresses. */
@@ -57,11 +157,17 @@ function key(address: string, port: number): string {
 }
 
 export class UdpTransport {
-  readonly stats: UdpTransportStats = { ikeIn: 0, ikeOut: 0, espIn: 0, keepalivesIn: 0, sendErrors: 0, runts: 0 };
-  private readonly sockets = new Map<string, Socket>();
+  readonly stats: UdpTransportStats = { ikeIn: 0, ikeOut: 0, espIn: 0, keepalivesIn: 0, sendErrors: 0, runts: 0, espOut: 0 };
+  /** 'native' (batched system calls) or 'dgram'. */
+  readonly kind: 'native' | 'dgram';
+  private readonly sockets = new Map<string, Binding>();
+  /** Bindings with ESP queued since the last flushEsp(). */
+  private readonly queued = new Set<Binding>();
   private addresses: string[] = [];
 
-  constructor(private readonly opts: UdpTransportOptions) {}
+  constructor(private readonly opts: UdpTransportOptions) {
+    this.kind = opts.native !== false && nativeIoUnavailable() === null ? 'native' : 'dgram';
+  }
 
   /** Local addresses with bound sockets. */
   get localAddresses(): string[] {
@@ -81,36 +187,35 @@ export class UdpTransport {
     }
   }
 
-  private bind(address: string, port: number): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const socket = createSocket({ type: isIPv6(address) ? 'udp6' : 'udp4', reuseAddr: false });
-      const onError = (err: NodeJS.ErrnoException) => {
-        const wrapped = new Error(`cannot bind UDP ${address}:${port}: ${err.message}`, { cause: err }) as NodeJS.ErrnoException;
-        if (err.code) wrapped.code = err.code;
-        reject(wrapped);
-      };
-      socket.once('error', onError);
-      socket.bind({ address, port, exclusive: true }, () => {
-        socket.off('error', onError);
-        // ESP in UDP arrives in bursts: the default ~200 KB buffer overflows long before the
-        // data plane is busy. The kernel caps these at net.core.[rw]mem_max; a smaller one is fine.
-        for (const set of [(n: number) => socket.setRecvBufferSize(n), (n: number) => socket.setSendBufferSize(n)]) {
-          try {
-            set(SOCKET_BUFFER_BYTES);
-          } catch {
-            // keep the default
-          }
-        }
-        socket.on('error', (err) => this.opts.log.warn({ address, port, err: err.message }, 'UDP socket error'));
-        socket.on('message', (msg, rinfo) => this.receive(msg, { address, port }, { address: rinfo.address, port: rinfo.port }));
-        this.sockets.set(key(address, port), socket);
-        resolve();
-      });
-    });
+  private async bind(address: string, port: number): Promise<void> {
+    const onSendError = (remote: Endpoint, err: Error) => {
+      this.stats.sendErrors++;
+      this.opts.log.warn({ remote, err: err.message }, 'UDP send failed');
+    };
+    const local = { address, port };
+    if (this.kind === 'native') {
+      let socket: BatchedSocket;
+      try {
+        socket = BatchedSocket.openUdp(address, port, SOCKET_BUFFER_BYTES);
+      } catch (err) {
+        throw bindError(address, port, err as NodeJS.ErrnoException);
+      }
+      const sources = new SourceCache();
+      socket.start(
+        (bytes, family, from, fromPort) => this.receive(bytes, local, sources.get(family, from, fromPort)),
+        (errno) => this.opts.log.warn({ address, port, errno }, 'UDP receive error'),
+      );
+      this.sockets.set(key(address, port), new NativeBinding(socket, onSendError));
+      return;
+    }
+    const socket = await bindDgram(address, port);
+    socket.on('error', (err) => this.opts.log.warn({ address, port, err: err.message }, 'UDP socket error'));
+    socket.on('message', (msg, rinfo) => this.receive(new Uint8Array(msg.buffer, msg.byteOffset, msg.byteLength), local, { address: rinfo.address, port: rinfo.port }));
+    this.sockets.set(key(address, port), new DgramBinding(socket, onSendError));
   }
 
-  private receive(msg: Buffer, local: Endpoint, remote: Endpoint): void {
-    const bytes = new Uint8Array(msg.buffer, msg.byteOffset, msg.byteLength);
+  /** A datagram arrived; `bytes` and `remote` are valid only during the call (native sockets reuse them). */
+  private receive(bytes: Uint8Array, local: Endpoint, remote: Endpoint): void {
     if (local.port !== this.opts.natPort) return this.deliverIke(bytes, local, remote);
     // RFC 3948 §2.3: a one-octet 0xFF payload is a NAT keepalive.
     if (bytes.length === 1 && bytes[0] === 0xff) {
@@ -130,35 +235,59 @@ export class UdpTransport {
 
   private deliverIke(bytes: Uint8Array, local: Endpoint, remote: Endpoint): void {
     this.stats.ikeIn++;
-    this.opts.onIke({ bytes, local, remote });
+    // The engine keeps messages (response cache, retransmission): its own copies.
+    this.opts.onIke({ bytes: bytes.slice(), local, remote: { address: remote.address, port: remote.port } });
   }
 
   /** Send an IKE message; on the NAT-T port it gets the non-ESP marker (RFC 3948 §2.2). */
   sendIke(d: Datagram): void {
-    const socket = this.sockets.get(key(d.local.address, d.local.port)) ?? this.anySocket(d.local.port, d.remote.address);
+    const socket = this.socketFor(d.local, d.remote.address);
     if (!socket) {
       this.stats.sendErrors++;
       this.opts.log.warn({ local: d.local, remote: d.remote }, 'no socket for this local address');
       return;
     }
-    const marker = d.local.port === this.opts.natPort;
-    const out = marker ? Buffer.concat([Buffer.alloc(NON_ESP_MARKER_LENGTH), d.bytes]) : Buffer.from(d.bytes.buffer, d.bytes.byteOffset, d.bytes.byteLength);
+    let out = d.bytes;
+    if (d.local.port === this.opts.natPort) {
+      out = new Uint8Array(NON_ESP_MARKER_LENGTH + d.bytes.length);
+      out.set(d.bytes, NON_ESP_MARKER_LENGTH);
+    }
     this.stats.ikeOut++;
-    socket.send(out, d.remote.port, d.remote.address, (err) => {
-      if (err) {
-        this.stats.sendErrors++;
-        this.opts.log.warn({ remote: d.remote, err: err.message }, 'UDP send failed');
-      }
-    });
+    socket.send(out, d.remote);
   }
 
-  /** Send raw bytes (ESP, keepalives) from a local endpoint. */
+  /** Send raw bytes (keepalives) from a local endpoint, at once. */
   sendRaw(local: Endpoint, remote: Endpoint, bytes: Uint8Array): void {
-    const socket = this.sockets.get(key(local.address, local.port)) ?? this.anySocket(local.port, remote.address);
-    socket?.send(bytes, remote.port, remote.address);
+    this.socketFor(local, remote.address)?.send(bytes, remote);
   }
 
-  private anySocket(port: number, remote: string): Socket | undefined {
+  /**
+   * Queue one ESP datagram (RFC 3948 §2.1) from a local endpoint; `bytes`
+   * may be reused once this returns. It leaves at the next flushEsp().
+   */
+  queueEsp(local: Endpoint, remote: Endpoint, bytes: Uint8Array): void {
+    const socket = this.socketFor(local, remote.address);
+    if (!socket) {
+      this.stats.sendErrors++;
+      return;
+    }
+    this.stats.espOut++;
+    socket.queue(bytes, remote);
+    this.queued.add(socket);
+  }
+
+  /** Send every queued ESP datagram: one sendmmsg per socket. */
+  flushEsp(): void {
+    if (this.queued.size === 0) return;
+    for (const s of this.queued) s.flush();
+    this.queued.clear();
+  }
+
+  private socketFor(local: Endpoint, remote: string): Binding | undefined {
+    return this.sockets.get(key(local.address, local.port)) ?? this.anySocket(local.port, remote);
+  }
+
+  private anySocket(port: number, remote: string): Binding | undefined {
     const v6 = isIPv6(remote);
     for (const [k, s] of this.sockets) {
       const [addr, p] = k.split('|');
@@ -200,7 +329,36 @@ export class UdpTransport {
   close(): void {
     for (const s of this.sockets.values()) s.close();
     this.sockets.clear();
+    this.queued.clear();
   }
+}
+
+function bindError(address: string, port: number, err: NodeJS.ErrnoException): NodeJS.ErrnoException {
+  const wrapped = new Error(`cannot bind UDP ${address}:${port}: ${err.message}`, { cause: err }) as NodeJS.ErrnoException;
+  if (err.code) wrapped.code = err.code;
+  return wrapped;
+}
+
+/** A dgram socket bound to address:port, with large buffers. */
+function bindDgram(address: string, port: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = createSocket({ type: isIPv6(address) ? 'udp6' : 'udp4', reuseAddr: false });
+    const onError = (err: NodeJS.ErrnoException) => reject(bindError(address, port, err));
+    socket.once('error', onError);
+    socket.bind({ address, port, exclusive: true }, () => {
+      socket.off('error', onError);
+      // ESP in UDP arrives in bursts: the default ~200 KB buffer overflows long before the
+      // data plane is busy. The kernel caps these at net.core.[rw]mem_max; a smaller one is fine.
+      for (const set of [(n: number) => socket.setRecvBufferSize(n), (n: number) => socket.setSendBufferSize(n)]) {
+        try {
+          set(SOCKET_BUFFER_BYTES);
+        } catch {
+          // keep the default
+        }
+      }
+      resolve(socket);
+    });
+  });
 }
 
 /** The local address the kernel would use towards `remote` (a connected UDP socket, never sends). */

@@ -1,8 +1,8 @@
 {
   "targets": [
     {
-      "target_name": "ikeclone_tun",
-      "sources": ["tun.c"],
+      "target_name": "ikeclone_io",
+      "sources": ["io.c", "tun.c", "gro.c", "udp.c"],
       "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "defines": ["NAPI_VERSION=8"]
     }

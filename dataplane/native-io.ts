@@ -1,0 +1,68 @@
+// Loader and types of ikeclone's native I/O addon (native/io, built by
+// `npm run build:native` with node-gyp): TUN devices, and UDP and raw IP
+// sockets with batched system calls (recvmmsg/sendmmsg), plus a libuv readiness watch.
+// Node cannot open a TUN device (ioctl) and its dgram makes one system call
+// and one allocation per datagram; everything else stays in JavaScript.
+// The addon is optional: without it there is no TUN device and UDP goes
+// through dgram (nativeIoUnavailable() says why).
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** int32 words per datagram in udpRecv/udpSend descriptors (native/io/udp.c). */
+export const UDP_DESC_WORDS = 8;
+/** Most datagrams per udpRecv/udpSend call. */
+export const UDP_MAX_BATCH = 64;
+
+export interface NativeIo {
+  tunOpen(name: string, multiQueue: boolean, vnetHdr: boolean): { fd: number; name: string };
+  tunConfigure(name: string, mtu: number): void;
+  tunRead(fd: number, buffer: Uint8Array): number;
+  tunWrite(fd: number, buffer: Uint8Array): number;
+  /** IFF_VNET_HDR devices: read one packet past its virtio_net_hdr. */
+  tunReadVnet(fd: number, buffer: Uint8Array): number;
+  /** IFF_VNET_HDR devices: write a batch, coalescing TCP segments; desc is [offset, length, status out] per packet. */
+  tunWriteBatch(fd: number, data: Uint8Array, desc: Int32Array, count: number): number;
+  udpOpen(address: string, port: number, bufferBytes: number): { fd: number; port: number };
+  /** An IPv4 raw socket for one IP protocol; returns its fd. */
+  rawOpen(protocol: number, bufferBytes: number): number;
+  udpRecv(fd: number, buffer: Uint8Array, slotSize: number, desc: Int32Array): number;
+  udpSend(fd: number, data: Uint8Array, desc: Int32Array, count: number): number;
+  watch(fd: number, callback: (status: number) => void): unknown;
+  unwatch(handle: unknown): void;
+  close(fd: number): void;
+}
+
+/** Path of the compiled addon (native/io/build/Release), found from this file in the sources or in dist/. */
+export function nativeIoPath(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    if (existsSync(join(dir, 'package.json'))) return join(dir, 'native', 'io', 'build', 'Release', 'ikeclone_io.node');
+    const up = dirname(dir);
+    if (up === dir) throw new Error('native I/O: no package.json above ' + fileURLToPath(import.meta.url));
+    dir = up;
+  }
+}
+
+let addon: NativeIo | undefined;
+
+/** The addon; throws with the reason when it cannot be loaded. */
+export function loadNativeIo(): NativeIo {
+  if (addon) return addon;
+  if (process.platform !== 'linux') throw new Error('native I/O is supported on Linux only');
+  const path = nativeIoPath();
+  if (!existsSync(path)) throw new Error(`native I/O: ${path} is missing: build it with node-gyp (npm run build:native)`);
+  addon = createRequire(import.meta.url)(path) as NativeIo;
+  return addon;
+}
+
+/** Why the addon cannot be used here, or null when it can. */
+export function nativeIoUnavailable(): string | null {
+  try {
+    loadNativeIo();
+    return null;
+  } catch (err) {
+    return (err as Error).message;
+  }
+}

@@ -19,8 +19,12 @@ import { loadNativeIo, UDP_DESC_WORDS, UDP_MAX_BATCH, type NativeIo } from './na
 const RECV_SLOT_BYTES = 65536;
 /** Datagrams per recvmmsg call. */
 const RECV_BATCH = 32;
-/** recvmmsg calls per readiness event before the loop's other work gets its turn. */
-const RECV_CALLS_PER_EVENT = 8;
+/**
+ * recvmmsg calls per readiness event before the loop's other work gets its
+ * turn: one, as many datagrams as libuv takes for dgram, so a burst reaches
+ * the workers' rings no faster than they are published and drained.
+ */
+const RECV_CALLS_PER_EVENT = 1;
 /** Bytes staged for one sendmmsg batch (64 ESP packets of a 1500-byte path with room to spare). */
 const SEND_STAGE_BYTES = UDP_MAX_BATCH * 2048;
 

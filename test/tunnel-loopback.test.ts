@@ -35,9 +35,8 @@ const until = (cond: () => boolean | Promise<boolean>) => waitFor(cond, { timeou
 describe('ESP between two gateways on loopback', () => {
   it('installs the Child SA in one worker on each side and carries generated traffic both ways over UDP 4500', async () => {
     const { gw, client } = await pair();
-    onTestFailed(() => {
-      process.stderr.write(`client ${JSON.stringify(client.status().dataplane)}\ngw ${JSON.stringify(gw.status().dataplane)}\n`);
-    });
+    let last = '';
+    onTestFailed(() => void process.stderr.write(last));
     const sa = await client.up('gw');
     const child = sa.children[0]!;
     await until(() => client.dataPlane.ownerOf(child.id) !== undefined && gw.dataPlane.saIds().length === 1);
@@ -53,6 +52,7 @@ describe('ESP between two gateways on loopback', () => {
     await until(() => {
       const r = gw.status().dataplane!.workers.reduce((n, w) => n + w.decapPackets, 0);
       const l = client.status().dataplane!.workers.reduce((n, w) => n + w.decapPackets, 0);
+      last = `client ${JSON.stringify(client.status().dataplane)} ${JSON.stringify(client.transport.stats)}\ngw ${JSON.stringify(gw.status().dataplane)} ${JSON.stringify(gw.transport.stats)}\n`;
       return r >= 2990 && l >= 495;
     });
     const c = await gw.dataPlane.counters();

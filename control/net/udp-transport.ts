@@ -112,7 +112,9 @@ class NativeBinding implements Binding {
   }
 
   flush(): void {
-    this.socket.flush();
+    const queued = this.socket.pending;
+    const sent = this.socket.flush();
+    if (sent < queued) this.onSendError({ address: '*', port: 0 }, new Error(`the kernel refused ${queued - sent} of ${queued} ESP datagrams`));
   }
 
   close(): void {

@@ -56,6 +56,23 @@ export function destination(address: Uint8Array): Destination {
   return { family: address.length === 4 ? 4 : 6, words };
 }
 
+/** Destinations by address text, encoded once: peers are few; the bound keeps sends to many addresses from growing it. */
+export class DestinationCache {
+  private readonly map = new Map<string, Destination>();
+
+  /** The encoded destination of `address`, parsed with `toBytes` the first time; undefined if it does not parse. */
+  get(address: string, toBytes: (address: string) => Uint8Array | undefined): Destination | undefined {
+    let dst = this.map.get(address);
+    if (dst) return dst;
+    const bytes = toBytes(address);
+    if (!bytes || (bytes.length !== 4 && bytes.length !== 16)) return undefined;
+    dst = destination(bytes);
+    if (this.map.size >= 1024) this.map.clear();
+    this.map.set(address, dst);
+    return dst;
+  }
+}
+
 /** (datagram, source family, source address bytes, source port): views valid only during the call. */
 export type DatagramHandler = (bytes: Uint8Array, family: 4 | 6, address: Uint8Array, port: number) => void;
 

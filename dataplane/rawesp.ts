@@ -15,7 +15,7 @@
 import { createRequire } from 'node:module';
 import { isIPv4 } from 'node:net';
 import type { RawEspSender } from './dataplane.js';
-import { BatchedSocket, destination, type Destination } from './batched-socket.js';
+import { BatchedSocket, DestinationCache } from './batched-socket.js';
 import { nativeIoUnavailable } from './native-io.js';
 
 export const IPPROTO_ESP = 50;
@@ -92,17 +92,14 @@ export class RawEspSocket implements RawEspSender {
       (datagram) => this.receive(datagram, onEsp),
       (errno) => onError?.(new Error(`raw ESP receive failed (errno ${errno})`)),
     );
-    const destinations = new Map<string, Destination>();
+    const destinations = new DestinationCache();
     const stats = this.stats;
     return {
       send(esp, remoteAddress) {
-        let to = destinations.get(remoteAddress);
-        if (!to) {
-          if (destinations.size >= 1024) destinations.clear();
-          to = destination(Uint8Array.from(remoteAddress.split('.'), Number));
-          destinations.set(remoteAddress, to);
-        }
-        if (socket.queue(esp, to, 0)) stats.packetsOut++;
+        // send() checked isIPv4(remoteAddress): a dotted quad.
+        const to = destinations.get(remoteAddress, (a) => Uint8Array.from(a.split('.'), Number));
+        if (to && socket.queue(esp, to, 0)) stats.packetsOut++;
+        else stats.sendErrors++;
       },
       flush() {
         const queued = socket.pending;

@@ -20,7 +20,7 @@ import { isIPv6 } from 'node:net';
 import type { Logger } from '../log.js';
 import type { Datagram, Endpoint } from '../ike/transport.js';
 import { nativeIoUnavailable } from '../../dataplane/native-io.js';
-import { BatchedSocket, destination, type Destination } from '../../dataplane/batched-socket.js';
+import { BatchedSocket, DestinationCache, type Destination } from '../../dataplane/batched-socket.js';
 import { bytesToIp, ipToBytes } from '../wire/ip.js';
 
 export const NON_ESP_MARKER_LENGTH = 4;
@@ -84,20 +84,12 @@ class DgramBinding implements Binding {
 }
 
 class NativeBinding implements Binding {
-  private readonly destinations = new Map<string, Destination>();
+  private readonly destinations = new DestinationCache();
 
   constructor(readonly socket: BatchedSocket, private readonly onSendError: (remote: Endpoint, err: Error) => void) {}
 
   private to(address: string): Destination | undefined {
-    let dst = this.destinations.get(address);
-    if (dst) return dst;
-    const bytes = ipToBytes(address);
-    if (!bytes) return undefined;
-    dst = destination(bytes);
-    // Peers are few; the bound keeps sends to many addresses from growing it.
-    if (this.destinations.size >= 1024) this.destinations.clear();
-    this.destinations.set(address, dst);
-    return dst;
+    return this.destinations.get(address, ipToBytes);
   }
 
   send(bytes: Uint8Array, remote: Endpoint): void {

@@ -1,12 +1,16 @@
-// A thread of the scale benchmark's seal+open model (bench/scale.ts): seals
-// batches of IPv4/UDP packets with an outbound SA and opens them again with
-// the matching inbound SA in its own ESP kernel, for a fixed number of
-// packets. In the 'shared-sa' model every thread works on the same SA: its
-// sequence numbers come from one counter in shared memory (Atomics.add per
-// batch) and every packet passes one anti-replay window in shared memory —
-// checked before and updated after the ICV check (RFC 4303 §3.4.3), each
-// under a spinlock taken with Atomics.compareExchange. In 'sa-per-worker'
-// each thread has its own SA and nothing is shared. Benchmark code only.
+// A bare thread of the scale benchmark (bench/scale.ts): one ESP kernel, no
+// rings, no event loop, no pool. From a common start flag until a common stop
+// flag (a fixed window) it seals batches of IPv4/UDP packets with an outbound
+// SA and, in the seal+open model, opens them again with the matching inbound
+// SA. Sealing only, with an SA per thread, it is the control of the encap
+// table: how this machine scales the same kernel with nothing else in the way.
+//
+// In the 'shared-sa' model every thread works on the same SA: its sequence
+// numbers come from one counter in shared memory (Atomics.add per batch) and
+// every packet passes one anti-replay window in shared memory — checked before
+// and updated after the ICV check (RFC 4303 §3.4.3), each under a spinlock
+// taken with Atomics.compareExchange. In 'sa-per-worker' each thread has its
+// own SA and nothing is shared. Benchmark code only.
 import { parentPort } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
 import { DESC_WORDS, Desc, EspKernel, NEXT_HEADER_IPV4, ResultCode } from '../dataplane/kernel.js';
@@ -16,18 +20,25 @@ import { writeUdp4 } from '../dataplane/packet.js';
 export interface SealOpenTask {
   module: unknown;
   mode: 'sa-per-worker' | 'shared-sa';
+  /** false: seal only (the bare-thread control of the encap table); true: seal, then open. */
+  open: boolean;
   key: Uint8Array;
   spi: number;
-  packets: number;
   size: number;
   /** shared-sa: Int32 lock, then BigInt64 highest sequence number and counter, then the window bitmap. */
   shared?: SharedArrayBuffer;
-  /** Start line: Int32 set to 1 (and notified) once every thread is ready. */
-  go: SharedArrayBuffer;
+  /**
+   * Two Int32 flags: [0] the start line, set to 1 (and notified) once every
+   * thread is ready; [1] the finish line, set to 1 when the window is over.
+   */
+  flags: SharedArrayBuffer;
 }
 
 export interface SealOpenResult {
+  sealed: number;
+  /** Packets that passed the ICV check and the replay window (0 when sealing only). */
   opened: number;
+  /** This thread's own time from the start flag to seeing the finish flag. */
   ms: number;
 }
 
@@ -104,12 +115,14 @@ function run(task: SealOpenTask): SealOpenResult {
   const src = Uint8Array.of(10, 1, 0, 1);
   const dst = Uint8Array.of(10, 2, 0, 1);
   const seqs = new Float64Array(BATCH);
+  let sealed = 0;
   let opened = 0;
+  const flags = new Int32Array(task.flags);
   // Everyone starts together.
   parentPort!.postMessage('ready');
-  Atomics.wait(new Int32Array(task.go), 0, 0);
+  Atomics.wait(flags, 0, 0);
   const t0 = performance.now();
-  for (let done = 0; done < task.packets; done += BATCH) {
+  while (Atomics.load(flags, 1) === 0) {
     const arena = kernel.arena;
     const desc = kernel.descriptors;
     for (let k = 0; k < BATCH; k++) {
@@ -125,6 +138,8 @@ function run(task: SealOpenTask): SealOpenResult {
     if (counter) kernel.setNextSeqOut(OUT, BigInt.asUintN(64, Atomics.add(counter, 0, BigInt(BATCH))));
     const first = Number(kernel.exports.slotCounter(OUT, 0)); // Counter.SEQ_OUT_NEXT
     kernel.encapBatch(BATCH);
+    sealed += BATCH;
+    if (!task.open) continue;
     // Open what was sealed: the ESP packets are where the kernel left them.
     let n = 0;
     for (let k = 0; k < BATCH; k++) {
@@ -149,7 +164,7 @@ function run(task: SealOpenTask): SealOpenResult {
   const ms = performance.now() - t0;
   kernel.deleteSa(OUT);
   kernel.deleteSa(IN);
-  return { opened, ms };
+  return { sealed, opened, ms };
 }
 
 parentPort?.once('message', (task: SealOpenTask) => {

@@ -1,6 +1,6 @@
 // Worker scaling benchmark (`npm run bench -- scale --json`): ESP encap
 // throughput of the data-plane workers (dataplane/worker.ts, each hosted by a
-// one-thread piscina pool) with 1..N workers, in three models:
+// one-thread piscina pool) with 1..N workers, in three models and a control:
 //   sa-per-worker     one SA per worker, as cloning gives (DESIGN §1): each
 //                     worker owns its sequence counter and seals 64 packets per
 //                     kernel call, with no synchronisation at all
@@ -10,6 +10,10 @@
 //                     the number before each packet)
 //   shared-sa-batch   as shared-sa, but each batch of 64 reserves 64 numbers
 //                     with one Atomics.add (the cheapest correct sharing)
+//   bare-thread       control: plain threads running the same kernel with an
+//                     SA each and nothing else (bench/scale-worker.ts); its
+//                     speed-up is the most this machine gives the kernel, so
+//                     the workers' speed-up can be read against it
 // Packets are generated and sealed inside each worker (IPv4/UDP,
 // AES-GCM-128), then counted and discarded: this measures the workers, not I/O.
 //
@@ -18,8 +22,15 @@
 // each) seals batches and opens them again: per worker with its own SA, or
 // all threads on one SA whose sequence counter (Atomics.add per batch) and
 // replay window (checked and updated under a spinlock per packet, RFC 4303
-// §3.4.3) live in shared memory. Each case runs for about 4 x --max-time seconds (default 1 s),
-// ROUNDS times with the models interleaved; the median counts.
+// §3.4.3) live in shared memory.
+//
+// How it is measured on a shared, noisy machine: every case is a fixed window
+// of time (about 4 x --max-time seconds, default 1 s) in which all its workers
+// run at once; a case's rate is the sum of its workers' rates over that
+// window, so N workers are not held back by whichever was slowest. A round
+// runs every worker count and model back to back; a ratio is computed within
+// each round (cases seconds apart, not minutes) and the median over ROUNDS
+// rounds is reported with its range.
 import { availableParallelism } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
@@ -28,7 +39,9 @@ import { compileEspModule, type EspAlgorithm } from '../dataplane/kernel.js';
 import { SHARED_BYTES, type SealOpenResult, type SealOpenTask } from './scale-worker.js';
 import { formatTable, round, type SuiteOptions } from './common.js';
 
-type Mode = 'sa-per-worker' | 'shared-sa' | 'shared-sa-batch';
+type WorkerMode = 'sa-per-worker' | 'shared-sa' | 'shared-sa-batch';
+/** The control: bare threads (bench/scale-worker.ts) sealing with an SA each. */
+type Mode = WorkerMode | 'bare-thread';
 
 export interface ScaleResult {
   mode: Mode;
@@ -66,18 +79,26 @@ export interface ScaleReport {
   results: ScaleResult[];
   sealOpen: SealOpenScaleResult[];
   /** speedup: N workers vs 1, SA per worker; cloneVsShared: SA per worker vs shared-sa (and -batch) at N workers. */
-  ratios: Record<string, { value: number; description: string }>;
+  ratios: Record<string, ScaleRatio>;
+}
+
+export interface ScaleRatio {
+  /** Median over the rounds of the ratio within each round. */
+  value: number;
+  /** Lowest and highest of the per-round ratios. */
+  range: [number, number];
+  description: string;
 }
 
 const ALGORITHM: EspAlgorithm = 'aes-gcm-128';
 const SIZES = [64, 1400] as const;
-const MODES: readonly Mode[] = ['sa-per-worker', 'shared-sa', 'shared-sa-batch'];
+const MODES: readonly Mode[] = ['sa-per-worker', 'shared-sa', 'shared-sa-batch', 'bare-thread'];
 const SPI = 0x5ca1_e000;
 const SLOT = 0;
 const BATCH = 64;
 const SRC = Uint8Array.of(10, 1, 0, 1);
 const DST = Uint8Array.of(10, 2, 0, 1);
-const ROUNDS = 3;
+const ROUNDS = 5;
 
 function median(values: number[]): number {
   const v = [...values].sort((a, b) => a - b);
@@ -95,7 +116,7 @@ function workerCounts(max: number): number[] {
 let tag = 0;
 
 /** Install the case's outbound SAs; returns the slot tag they got. */
-async function install(workers: WorkerHandle[], mode: Mode): Promise<number> {
+async function install(workers: WorkerHandle[], mode: WorkerMode): Promise<number> {
   tag = (tag + 1) & 0xff;
   const shared = Uint8Array.from(randomBytes(20));
   await Promise.all(workers.map((w, i) => {
@@ -110,37 +131,43 @@ async function install(workers: WorkerHandle[], mode: Mode): Promise<number> {
   return tag;
 }
 
-async function runCase(all: WorkerHandle[], mode: Mode, n: number, size: number, packets: number): Promise<ScaleResult & { ms: number }> {
+/** Upper bound on a case's packets per worker; the window ends it first. */
+const MAX_PACKETS = 2 ** 31;
+
+async function runCase(all: WorkerHandle[], mode: WorkerMode, n: number, size: number, windowMs: number): Promise<ScaleResult> {
   const workers = all.slice(0, n);
   const t = await install(workers, mode);
   const counter = new SharedArrayBuffer(8);
   new BigInt64Array(counter)[0] = 1n; // ESP sequence numbers start at 1 (RFC 4303 §3.3.3)
   const sharedSeq = mode === 'sa-per-worker' ? undefined : { buffer: counter, perPacket: mode === 'shared-sa' };
-  const t0 = performance.now();
   const replies = await Promise.all(workers.map((w) => w.generate({
-    slot: SLOT, tag: t, packets, size, flows: 1, src: SRC, dst: DST, output: 'discard', batch: BATCH, ...(sharedSeq ? { sharedSeq } : {}),
+    slot: SLOT, tag: t, packets: MAX_PACKETS, durationMs: windowMs, size, flows: 1, src: SRC, dst: DST, output: 'discard', batch: BATCH,
+    ...(sharedSeq ? { sharedSeq } : {}),
   })));
-  const ms = performance.now() - t0;
   await Promise.all(workers.map((w) => w.request({ op: 'delete', slot: SLOT })));
+  if (replies.some((r) => r.sent === 0 || r.dropped !== 0)) throw new Error(`${mode} x${n}: a worker sealed nothing or dropped packets`);
   const sent = replies.reduce((a, r) => a + r.sent, 0);
-  if (sent !== packets * n) throw new Error(`${mode} x${n}: ${sent} of ${packets * n} packets sealed`);
   // Every number was taken exactly once from the shared counter.
   if (sharedSeq && new BigInt64Array(counter)[0] !== BigInt(sent) + 1n) throw new Error(`${mode}: the shared counter does not match the packets sealed`);
-  const pps = (sent * 1000) / ms;
+  const perWorkerPps = replies.map((r) => (r.sent * 1000) / r.ms);
+  const pps = perWorkerPps.reduce((a, p) => a + p, 0);
   return {
-    mode, workers: n, size, ms,
+    mode, workers: n, size,
     pps: Math.round(pps),
     gbps: round((pps * size * 8) / 1e9),
-    perWorkerPps: replies.map((r) => Math.round((r.sent * 1000) / r.ms)),
+    perWorkerPps: perWorkerPps.map(Math.round),
   };
 }
 
-/** One seal+open run: `n` threads, `packets` each, all starting together. */
-async function runSealOpen(mode: SealOpenScaleResult['mode'], n: number, size: number, packets: number): Promise<SealOpenScaleResult> {
+/**
+ * One case of bare threads: `n` threads started together and stopped together
+ * after `windowMs`, sealing and (with `open`) opening again.
+ */
+async function runThreads(mode: SealOpenScaleResult['mode'], n: number, size: number, windowMs: number, open: boolean): Promise<SealOpenScaleResult & { perThreadPps: number[] }> {
   const module = await compileEspModule();
   const shared = mode === 'shared-sa' ? new SharedArrayBuffer(SHARED_BYTES) : undefined;
   if (shared) new BigInt64Array(shared, 16, 1)[0] = 1n; // the first sequence number (RFC 4303 §3.3.3)
-  const go = new SharedArrayBuffer(4);
+  const flags = new SharedArrayBuffer(8);
   const key = Uint8Array.from(randomBytes(20));
   const threads = Array.from({ length: n }, () => new Worker(new URL('./scale-worker.js', import.meta.url)));
   try {
@@ -152,25 +179,43 @@ async function runSealOpen(mode: SealOpenScaleResult['mode'], n: number, size: n
     threads.forEach((t, i) => {
       const task: SealOpenTask = {
         module, mode, key: mode === 'shared-sa' ? key : Uint8Array.from(randomBytes(20)), spi: 0x5ca1_f000 + (mode === 'shared-sa' ? 0 : i),
-        packets, size, go, ...(shared ? { shared } : {}),
+        size, open, flags, ...(shared ? { shared } : {}),
       };
       t.postMessage(task);
     });
     await Promise.all(ready);
-    const t0 = performance.now();
-    Atomics.store(new Int32Array(go), 0, 1);
-    Atomics.notify(new Int32Array(go), 0);
+    const flag = new Int32Array(flags);
+    Atomics.store(flag, 0, 1);
+    Atomics.notify(flag, 0);
+    await new Promise((resolve) => setTimeout(resolve, windowMs));
+    Atomics.store(flag, 1, 1);
     const results = await Promise.all(done);
-    const ms = performance.now() - t0;
-    const opened = results.reduce((a, r) => a + r.opened, 0);
-    const refused = n * Math.ceil(packets / 64) * 64 - opened;
+    const counted = (r: SealOpenResult): number => (open ? r.opened : r.sealed);
+    const refused = open ? results.reduce((a, r) => a + r.sealed - r.opened, 0) : 0;
     if (mode === 'sa-per-worker' && refused !== 0) throw new Error(`seal+open with an SA per thread refused ${refused} packets`);
-    const pps = (opened * 1000) / ms;
-    return { mode, workers: n, size, pps: Math.round(pps), gbps: round((pps * size * 8) / 1e9), refused };
+    if (results.some((r) => counted(r) === 0)) throw new Error(`bare threads ${mode} x${n}: a thread got nothing done`);
+    const perThreadPps = results.map((r) => (counted(r) * 1000) / r.ms);
+    const pps = perThreadPps.reduce((a, p) => a + p, 0);
+    return { mode, workers: n, size, pps: Math.round(pps), gbps: round((pps * size * 8) / 1e9), refused, perThreadPps: perThreadPps.map(Math.round) };
   } finally {
     key.fill(0);
     await Promise.all(threads.map((t) => t.terminate()));
   }
+}
+
+/** A ratio computed within each round; the median is its value. */
+function roundRatio<T extends { pps: number }>(rounds: T[][], a: (r: T) => boolean, b: (r: T) => boolean, description: string): ScaleRatio {
+  const values = rounds.map((row) => row.find(a)!.pps / row.find(b)!.pps);
+  return { value: round(median(values), 2), range: [round(Math.min(...values), 2), round(Math.max(...values), 2)], description };
+}
+
+/** Per (model, workers): the median case over the rounds. */
+function medians<T extends { pps: number; mode: string; workers: number }>(rounds: T[][]): T[] {
+  return rounds[0]!.map((c) => {
+    const runs = rounds.map((row) => row.find((r) => r.mode === c.mode && r.workers === c.workers)!);
+    const pps = median(runs.map((r) => r.pps));
+    return runs.find((r) => r.pps === pps)!;
+  });
 }
 
 /** Run the suite; prints a table (or JSON with opts.json) and returns the report. */
@@ -179,31 +224,40 @@ export async function runScaleBench(opts: SuiteOptions): Promise<ScaleReport> {
   const counts = workerCounts(cores);
   const seconds = Math.max(0.2, opts.maxTime * 4);
   const progress = (msg: string): void => void process.stderr.write(msg);
-  const all = await startWorkers({ count: counts[counts.length - 1]!, sink: 'discard', onEvent: () => {} });
+  const windowMs = Math.round(seconds * 1000);
+  const max = counts[counts.length - 1]!;
+  const ratios: ScaleReport['ratios'] = {};
   const results: ScaleResult[] = [];
+  const all = await startWorkers({ count: max, sink: 'discard', onEvent: () => {} });
   try {
     for (const size of SIZES) {
-      // Calibrate: how many packets one worker seals in `seconds`, per model.
-      const perMode = new Map<Mode, number>();
-      for (const mode of MODES) {
-        const probe = await runCase(all, mode, 1, size, size < 512 ? 20_000 : 5_000);
-        perMode.set(mode, Math.max(1000, Math.round((probe.pps * seconds))));
-      }
-      for (const n of counts) {
-        const rounds = new Map<Mode, Array<Awaited<ReturnType<typeof runCase>>>>(MODES.map((m) => [m, []]));
-        for (let round = 0; round < ROUNDS; round++) {
+      // Warm-up: let the wasm code tier up in every worker before anything counts.
+      await runCase(all, 'sa-per-worker', max, size, 200);
+      const rounds: ScaleResult[][] = [];
+      for (let r = 0; r < ROUNDS; r++) {
+        const row: ScaleResult[] = [];
+        for (const n of counts) {
           for (const mode of MODES) {
-            progress(`\r${size} B, ${n} worker${n === 1 ? '' : 's'}, ${mode}, round ${round + 1}/${ROUNDS}`.padEnd(60));
-            rounds.get(mode)!.push(await runCase(all, mode, n, size, perMode.get(mode)!));
+            progress(`\r${size} B, ${n} worker${n === 1 ? '' : 's'}, ${mode}, round ${r + 1}/${ROUNDS}`.padEnd(60));
+            if (mode !== 'bare-thread') row.push(await runCase(all, mode, n, size, windowMs));
+            else {
+              const c = await runThreads('sa-per-worker', n, size, windowMs, false);
+              row.push({ mode, workers: n, size, pps: c.pps, gbps: c.gbps, perWorkerPps: c.perThreadPps });
+            }
           }
         }
-        for (const mode of MODES) {
-          const runs = rounds.get(mode)!;
-          const pps = median(runs.map((r) => r.pps));
-          const best = runs.find((r) => r.pps === pps)!;
-          results.push({ mode, workers: n, size, pps, gbps: best.gbps, perWorkerPps: best.perWorkerPps });
-        }
+        rounds.push(row);
       }
+      results.push(...medians(rounds));
+      const is = (mode: Mode, n: number) => (c: ScaleResult): boolean => c.mode === mode && c.workers === n;
+      ratios[`speedup${max}x${size}`] = roundRatio(rounds, is('sa-per-worker', max), is('sa-per-worker', 1),
+        `SA per worker: ${max} workers vs 1, ${size} B`);
+      ratios[`bareSpeedup${max}x${size}`] = roundRatio(rounds, is('bare-thread', max), is('bare-thread', 1),
+        `control, bare threads sealing with an SA each: ${max} vs 1, ${size} B (what this machine gives)`);
+      ratios[`cloneVsShared${max}x${size}`] = roundRatio(rounds, is('sa-per-worker', max), is('shared-sa', max),
+        `${max} workers: SA per worker vs one shared SA (Atomics per packet), ${size} B`);
+      ratios[`cloneVsSharedBatch${max}x${size}`] = roundRatio(rounds, is('sa-per-worker', max), is('shared-sa-batch', max),
+        `${max} workers: SA per worker vs one shared SA (Atomics per batch of ${BATCH}), ${size} B`);
     }
   } finally {
     progress(`\r${' '.repeat(60)}\r`);
@@ -212,48 +266,29 @@ export async function runScaleBench(opts: SuiteOptions): Promise<ScaleReport> {
 
   const sealOpen: SealOpenScaleResult[] = [];
   for (const size of SIZES) {
-    const probe = await runSealOpen('sa-per-worker', 1, size, size < 512 ? 8192 : 2048);
-    const packets = Math.max(4096, Math.round((probe.pps * seconds) / 64) * 64);
-    for (const n of counts) {
-      for (const mode of ['sa-per-worker', 'shared-sa'] as const) {
-        const runs: SealOpenScaleResult[] = [];
-        for (let round = 0; round < ROUNDS; round++) {
-          progress(`\rseal+open ${size} B, ${n} worker${n === 1 ? '' : 's'}, ${mode}, round ${round + 1}/${ROUNDS}`.padEnd(60));
-          runs.push(await runSealOpen(mode, n, size, packets));
+    await runThreads('sa-per-worker', max, size, 200, true); // warm-up, as above
+    const rounds: SealOpenScaleResult[][] = [];
+    for (let r = 0; r < ROUNDS; r++) {
+      const row: SealOpenScaleResult[] = [];
+      for (const n of counts) {
+        for (const mode of ['sa-per-worker', 'shared-sa'] as const) {
+          progress(`\rseal+open ${size} B, ${n} worker${n === 1 ? '' : 's'}, ${mode}, round ${r + 1}/${ROUNDS}`.padEnd(60));
+          row.push(await runThreads(mode, n, size, windowMs, true));
         }
-        const pps = median(runs.map((r) => r.pps));
-        sealOpen.push(runs.find((r) => r.pps === pps)!);
       }
+      rounds.push(row);
     }
+    sealOpen.push(...medians(rounds));
+    const is = (mode: SealOpenScaleResult['mode'], n: number) => (c: SealOpenScaleResult): boolean => c.mode === mode && c.workers === n;
+    ratios[`sealOpenSpeedup${max}x${size}`] = roundRatio(rounds, is('sa-per-worker', max), is('sa-per-worker', 1),
+      `seal+open, SA per thread: ${max} threads vs 1, ${size} B`);
+    ratios[`sealOpenCloneVsShared${max}x${size}`] = roundRatio(rounds, is('sa-per-worker', max), is('shared-sa', max),
+      `seal+open, ${max} threads: SA per thread vs one SA with shared counter and replay window, ${size} B`);
+    ratios[`sealOpenSharedSpeedup${max}x${size}`] = roundRatio(rounds, is('shared-sa', max), is('shared-sa', 1),
+      `seal+open, one shared SA: ${max} threads vs 1, ${size} B`);
   }
   progress(`\r${' '.repeat(60)}\r`);
 
-  const find = (mode: Mode, n: number, size: number) => results.find((r) => r.mode === mode && r.workers === n && r.size === size)!;
-  const max = counts[counts.length - 1]!;
-  const ratios: ScaleReport['ratios'] = {};
-  for (const size of SIZES) {
-    ratios[`speedup${max}x${size}`] = {
-      value: round(find('sa-per-worker', max, size).pps / find('sa-per-worker', 1, size).pps, 2),
-      description: `SA per worker: ${max} workers vs 1, ${size} B`,
-    };
-    ratios[`cloneVsShared${max}x${size}`] = {
-      value: round(find('sa-per-worker', max, size).pps / find('shared-sa', max, size).pps, 2),
-      description: `${max} workers: SA per worker vs one shared SA (Atomics per packet), ${size} B`,
-    };
-    ratios[`cloneVsSharedBatch${max}x${size}`] = {
-      value: round(find('sa-per-worker', max, size).pps / find('shared-sa-batch', max, size).pps, 2),
-      description: `${max} workers: SA per worker vs one shared SA (Atomics per batch of ${BATCH}), ${size} B`,
-    };
-    const open = (mode: SealOpenScaleResult['mode'], n: number) => sealOpen.find((r) => r.mode === mode && r.workers === n && r.size === size)!;
-    ratios[`sealOpenCloneVsShared${max}x${size}`] = {
-      value: round(open('sa-per-worker', max).pps / open('shared-sa', max).pps, 2),
-      description: `seal+open, ${max} threads: SA per thread vs one SA with shared counter and replay window, ${size} B`,
-    };
-    ratios[`sealOpenSharedSpeedup${max}x${size}`] = {
-      value: round(open('shared-sa', max).pps / open('shared-sa', 1).pps, 2),
-      description: `seal+open, one shared SA: ${max} threads vs 1, ${size} B`,
-    };
-  }
   const report: ScaleReport = { suite: 'scale', node: process.version, cores, algorithm: ALGORITHM, results, sealOpen, ratios };
   if (opts.json) {
     process.stdout.write(JSON.stringify(report, null, 2) + '\n');
@@ -265,7 +300,7 @@ export async function runScaleBench(opts: SuiteOptions): Promise<ScaleReport> {
     console.log(formatTable(['size', 'model', 'threads', 'Mpps', 'Gbps', 'refused by the window'],
       sealOpen.map((r) => [String(r.size), r.mode, r.workers, round(r.pps / 1e6, 3), r.gbps, r.refused])));
     console.log('\nRatios');
-    console.log(formatTable(['ratio', 'value'], Object.values(ratios).map((r) => [r.description, r.value])));
+    console.log(formatTable(['ratio', 'median', 'range over rounds'], Object.values(ratios).map((r) => [r.description, r.value, `${r.range[0]}–${r.range[1]}`])));
   }
   return report;
 }

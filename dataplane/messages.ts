@@ -95,7 +95,14 @@ export interface GenerateRequest {
   id: number;
   slot: number;
   tag: number;
+  /** Most packets to generate. */
   packets: number;
+  /**
+   * Stop after this many milliseconds even if fewer packets went out
+   * (benchmarks measure a fixed window, so N workers are compared over the
+   * same time and not held back by the slowest one). Checked between batches.
+   */
+  durationMs?: number;
   /** Inner packet bytes (28..cell payload). */
   size: number;
   /** Distinct UDP source ports to cycle through. */

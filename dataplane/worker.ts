@@ -336,8 +336,10 @@ class DataPlaneWorker {
     if (!Number.isInteger(req.size) || req.size < 28 || req.size > maxSize) throw new RangeError(`generate: size must be 28..${maxSize}`);
     if (!Number.isInteger(req.batch) || req.batch < 1 || req.batch > kernel.maxBatch) throw new RangeError(`generate: batch must be 1..${kernel.maxBatch}`);
     const flows = Math.max(1, Math.min(65535, Math.floor(req.flows)));
+    if (req.durationMs !== undefined && !(req.durationMs > 0)) throw new RangeError('generate: durationMs must be positive');
     const shared = req.sharedSeq ? new BigInt64Array(req.sharedSeq.buffer, 0, 1) : undefined;
     const t0 = performance.now();
+    const until = req.durationMs === undefined ? Infinity : t0 + req.durationMs;
     let sent = 0;
     let dropped = 0;
     let id = 0;
@@ -345,6 +347,7 @@ class DataPlaneWorker {
     while (sent + dropped < req.packets && !this.stopping) {
       const cur = this.slots[req.slot];
       if (!cur || cur.tag !== req.tag) break; // deleted meanwhile
+      if (performance.now() >= until) break;
       const want = Math.min(req.batch, req.packets - sent - dropped);
       if (req.output === 'ring' && this.output.free() < want) {
         this.output.publish();

@@ -12,6 +12,8 @@ import { fileURLToPath } from 'node:url';
 
 /** int32 words per datagram in udpRecv/udpSend descriptors (native/io/udp.c). */
 export const UDP_DESC_WORDS = 8;
+/** Bytes at the end of a tunReadSegments buffer where the packet is read (native/io/tso.c READ_AREA). */
+export const TUN_READ_AREA = 65536 + 256;
 /** Most datagrams per udpRecv/udpSend call. */
 export const UDP_MAX_BATCH = 64;
 
@@ -20,8 +22,13 @@ export interface NativeIo {
   tunConfigure(name: string, mtu: number): void;
   tunRead(fd: number, buffer: Uint8Array): number;
   tunWrite(fd: number, buffer: Uint8Array): number;
-  /** IFF_VNET_HDR devices: read one packet past its virtio_net_hdr. */
-  tunReadVnet(fd: number, buffer: Uint8Array): number;
+  /**
+   * IFF_VNET_HDR devices with TSO: read one packet past its virtio_net_hdr and
+   * split a GSO packet into segments (native/io/tso.c); segment i is
+   * buffer[desc[2i] .. + desc[2i + 1]]. Returns the segment count, 0 (nothing
+   * waiting) or -errno. buffer must exceed TUN_READ_AREA bytes.
+   */
+  tunReadSegments(fd: number, buffer: Uint8Array, desc: Int32Array): number;
   /** IFF_VNET_HDR devices: write a batch, coalescing TCP segments; desc is [offset, length, status out] per packet. */
   tunWriteBatch(fd: number, data: Uint8Array, desc: Int32Array, count: number): number;
   udpOpen(address: string, port: number, bufferBytes: number): { fd: number; port: number };

@@ -6,17 +6,21 @@
 // and watches it with a libuv poll.
 //
 // With offload (the default) the device is opened with IFF_VNET_HDR and
-// writes are batched: packets written during one pass of the data plane are
-// staged and flushed together, and consecutive TCP segments of a flow leave
-// as one GSO packet (native/io/gro.c), so the inner TCP stack sees large
-// segments and acknowledges each once, as behind a NIC doing GRO.
+// works like a NIC with TSO and GRO:
+// - reads: the kernel hands over a TCP flow's data as one GSO packet of up to
+//   64 KiB (TUNSETOFFLOAD), which native/io/tso.c splits into MTU-sized
+//   segments with their checksums, one read instead of one per segment;
+// - writes are batched: packets written during one pass of the data plane
+//   are staged and flushed together, and consecutive TCP segments of a flow
+//   leave as one GSO packet (native/io/gro.c), so the inner TCP stack sees
+//   large segments and acknowledges each once.
 //
 // Concurrency: a TunDevice belongs to the I/O thread that opened it; its
 // watch fires on that thread's event loop. Reads hand each packet to the
 // caller synchronously (a view of one reused buffer); writes are
 // non-blocking: a full device queue drops the packet (counted).
 import { existsSync } from 'node:fs';
-import { loadNativeIo, nativeIoUnavailable, type NativeIo } from './native-io.js';
+import { loadNativeIo, nativeIoUnavailable, TUN_READ_AREA, type NativeIo } from './native-io.js';
 import type { InnerSink } from './dataplane.js';
 
 export interface TunOptions {
@@ -31,6 +35,7 @@ export interface TunOptions {
 }
 
 export interface TunStats {
+  /** Packets read (GSO packets count as the segments they were split into). */
   rxPackets: number;
   rxBytes: number;
   txPackets: number;
@@ -41,16 +46,26 @@ export interface TunStats {
   txWrites: number;
   /** Packets written as part of a coalesced (GSO) packet. */
   txCoalesced: number;
+  /** read system calls (fewer than rxPackets when the kernel hands over GSO packets). */
+  rxReads: number;
+  /** Packets that arrived inside a GSO packet and were split (segmentation offload). */
+  rxSegmented: number;
   errors: number;
 }
 
 const EAGAIN = 11;
+const EPROTO = 71;
+const EMSGSIZE = 90;
 /** Packets staged before a write batch is flushed (native/io/gro.c takes at most 64). */
 const WRITE_BATCH = 64;
 /** int32 words per packet in a write batch descriptor. */
 const WRITE_DESC_WORDS = 3;
 /** Packets read per readiness event before yielding to the rest of the loop. */
 const READ_BUDGET = 256;
+/** Most segments one GSO read may split into (64 KiB at an MSS of 536 is 123). */
+const MAX_SEGMENTS = 256;
+/** Room for the segments of one GSO packet: its payload plus a copy of the headers (at most 120 bytes) per segment. */
+const SEGMENT_AREA = 65536 + MAX_SEGMENTS * 120;
 const IFNAME_RE = /^[A-Za-z0-9_.-]{1,15}$/;
 
 /** Why a TUN device cannot be used here, or null when it can (addon built, /dev/net/tun present). */
@@ -64,10 +79,14 @@ export class TunDevice implements InnerSink {
   readonly name: string;
   readonly mtu: number;
   readonly offload: boolean;
-  readonly stats: TunStats = { rxPackets: 0, rxBytes: 0, txPackets: 0, txBytes: 0, txDropped: 0, txWrites: 0, txCoalesced: 0, errors: 0 };
+  readonly stats: TunStats = {
+    rxPackets: 0, rxBytes: 0, txPackets: 0, txBytes: 0, txDropped: 0, txWrites: 0, txCoalesced: 0, rxReads: 0, rxSegmented: 0, errors: 0,
+  };
   private readonly fds: number[];
   private readonly watches: unknown[] = [];
-  private readonly buffer = new Uint8Array(65536);
+  /** Reads: without offload one packet; with offload tso.c's segment area, then its read area. */
+  private readonly buffer: Uint8Array;
+  private readonly segments = new Int32Array(MAX_SEGMENTS * 2);
   /** Write staging (offload): packets back to back, 8-aligned, and their descriptors. */
   private readonly stage: Uint8Array;
   private readonly stageDesc = new Int32Array(WRITE_BATCH * WRITE_DESC_WORDS);
@@ -84,6 +103,7 @@ export class TunDevice implements InnerSink {
     this.mtu = mtu;
     this.offload = offload;
     this.stage = new Uint8Array(offload ? WRITE_BATCH * Math.max(2048, (mtu + 64 + 7) & ~7) : 0);
+    this.buffer = new Uint8Array(offload ? SEGMENT_AREA + TUN_READ_AREA : 65536);
   }
 
   /** Create (or attach to) the device, set its MTU and bring it up. Throws with the system's reason. */
@@ -121,16 +141,43 @@ export class TunDevice implements InnerSink {
   }
 
   private drain(fd: number, onPacket: (packet: Uint8Array) => void): void {
-    for (let i = 0; i < READ_BUDGET && !this.closed; i++) {
-      const n = this.offload ? this.api.tunReadVnet(fd, this.buffer) : this.api.tunRead(fd, this.buffer);
-      if (n === 0) return;
-      if (n < 0) {
-        this.stats.errors++;
+    const stats = this.stats;
+    for (let budget = READ_BUDGET; budget > 0 && !this.closed; ) {
+      if (!this.offload) {
+        const n = this.api.tunRead(fd, this.buffer);
+        if (n <= 0) {
+          if (n < 0) stats.errors++;
+          return;
+        }
+        stats.rxReads++;
+        stats.rxPackets++;
+        stats.rxBytes += n;
+        budget--;
+        onPacket(this.buffer.subarray(0, n));
+        continue;
+      }
+      const count = this.api.tunReadSegments(fd, this.buffer, this.segments);
+      if (count === 0) return;
+      stats.rxReads++;
+      if (count < 0) {
+        // A packet tso.c refused (-EPROTO, -EMSGSIZE) is dropped; the device is still readable.
+        stats.errors++;
+        if (count === -EPROTO || count === -EMSGSIZE) {
+          budget--;
+          continue;
+        }
         return;
       }
-      this.stats.rxPackets++;
-      this.stats.rxBytes += n;
-      onPacket(this.buffer.subarray(0, n));
+      if (count > 1) stats.rxSegmented += count;
+      const seg = this.segments;
+      for (let i = 0; i < count; i++) {
+        const at = seg[2 * i]!;
+        const length = seg[2 * i + 1]!;
+        stats.rxPackets++;
+        stats.rxBytes += length;
+        onPacket(this.buffer.subarray(at, at + length));
+      }
+      budget -= count;
     }
   }
 

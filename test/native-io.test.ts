@@ -4,12 +4,12 @@
 // be read back and decoded; the TUN devices themselves are exercised by the
 // network-namespace tunnel tests.
 import { afterEach, describe, expect } from 'vitest';
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createSocket } from 'node:dgram';
 import { BatchedSocket, destination } from '../dataplane/batched-socket.js';
-import { loadNativeIo } from '../dataplane/native-io.js';
+import { loadNativeIo, TUN_READ_AREA } from '../dataplane/native-io.js';
 import { RawEspSocket } from '../dataplane/rawesp.js';
 import { UdpTransport } from '../control/net/udp-transport.js';
 import { silentLogger } from '../control/log.js';
@@ -347,5 +347,157 @@ describe('TUN batch writes coalesce TCP segments (native/io/gro.c)', () => {
     }
     const api = loadNativeIo();
     expect(() => api.tunWriteBatch(-1, new Uint8Array(10), Int32Array.of(5, 10, 0), 1)).toThrow(RangeError);
+  });
+});
+
+interface VnetHeader {
+  flags?: number;
+  gsoType: number;
+  gsoSize?: number;
+  csumStart?: number;
+  csumOffset?: number;
+}
+
+const GSO_UDP_L4 = 5;
+
+/**
+ * Hand `packet` after `vh` to tunReadSegments, as a TUN device with TSO would:
+ * a regular file holding the one record stands in for the device.
+ */
+function readSegments(vh: VnetHeader, packet: Uint8Array, descSegments = 256): { count: number; segments: Uint8Array[] } {
+  const api = loadNativeIo();
+  const dir = mkdtempSync(join(tmpdir(), 'ikc-tso-'));
+  const path = join(dir, 'in');
+  try {
+    const rec = new Uint8Array(VNET_HDR + packet.length);
+    const dv = new DataView(rec.buffer);
+    rec[0] = vh.flags ?? 0;
+    rec[1] = vh.gsoType;
+    dv.setUint16(2, 0, true); // hdr_len: tso.c takes the header lengths from the packet
+    dv.setUint16(4, vh.gsoSize ?? 0, true);
+    dv.setUint16(6, vh.csumStart ?? 0, true);
+    dv.setUint16(8, vh.csumOffset ?? 0, true);
+    rec.set(packet, VNET_HDR);
+    writeFileSync(path, rec);
+    const fd = openSync(path, 'r');
+    try {
+      const buffer = new Uint8Array(TUN_READ_AREA + 100_000);
+      const desc = new Int32Array(descSegments * 2);
+      const count = api.tunReadSegments(fd, buffer, desc);
+      const segments: Uint8Array[] = [];
+      for (let i = 0; i < count; i++) {
+        const at = desc[2 * i]!;
+        const length = desc[2 * i + 1]!;
+        expect(at).toBeGreaterThanOrEqual(0);
+        expect(at + length).toBeLessThanOrEqual(buffer.length);
+        segments.push(buffer.slice(at, at + length));
+      }
+      return { count, segments };
+    } finally {
+      closeSync(fd);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Whether the packet's TCP checksum (and IPv4 header checksum) verify. */
+function checksumsValid(p: Uint8Array): boolean {
+  const v6 = p[0]! >> 4 === 6;
+  const iph = v6 ? 40 : (p[0]! & 0x0f) * 4;
+  if (!v6 && csum(p.subarray(0, iph)) !== 0xffff) return false;
+  const src = v6 ? p.subarray(8, 24) : p.subarray(12, 16);
+  const dst = v6 ? p.subarray(24, 40) : p.subarray(16, 20);
+  return csum(p.subarray(iph), pseudo(src, dst, p.length - iph)) === 0xffff;
+}
+
+describe('TUN reads split GSO packets into segments (native/io/tso.c)', () => {
+  const TCP_FIN = 0x01;
+  const TCP_PSH = 0x08;
+  const TCP_ACK = 0x10;
+  const TCP_CWR = 0x80;
+
+  interopTest('a 10,000-byte TCPv4 GSO packet becomes 8 segments of at most gso_size, as the kernel would send them', ['native'], () => {
+    const gso = segment({ seq: 0xffff_f000, payload: 10_000, flags: TCP_CWR | TCP_ACK | TCP_PSH | TCP_FIN });
+    const { count, segments } = readSegments({ flags: NEEDS_CSUM, gsoType: GSO_TCPV4, gsoSize: 1360, csumStart: 20, csumOffset: 16 }, gso);
+    expect(count).toBe(8);
+    expect(segments.map((s) => s.length)).toEqual([...new Array(7).fill(40 + 1360), 40 + 10_000 - 7 * 1360]);
+    const id0 = (gso[4]! << 8) | gso[5]!;
+    segments.forEach((s, i) => {
+      const dv = new DataView(s.buffer, s.byteOffset);
+      expect(dv.getUint16(2)).toBe(s.length); // IPv4 total length
+      expect(dv.getUint16(4)).toBe((id0 + i) & 0xffff); // identification, one higher per segment
+      expect(s.subarray(6, 10)).toEqual(gso.subarray(6, 10)); // DF, TTL, protocol
+      expect(dv.getUint32(24)).toBe((0xffff_f000 + i * 1360) >>> 0); // sequence number, wrapping
+      const last = i === count - 1;
+      expect(s[33]).toBe(TCP_ACK | (i === 0 ? TCP_CWR : 0) | (last ? TCP_PSH | TCP_FIN : 0));
+      expect(checksumsValid(s), `segment ${i}`).toBe(true);
+    });
+    expect(Uint8Array.from(segments.flatMap((s) => [...tcpPayload(s)]))).toEqual(tcpPayload(gso));
+  });
+
+  interopTest('a TCPv6 GSO packet: payload lengths and checksums per segment', ['native'], () => {
+    const gso = segment({ v6: true, seq: 5, payload: 3000, flags: TCP_ACK | TCP_PSH });
+    const { count, segments } = readSegments({ flags: NEEDS_CSUM, gsoType: GSO_TCPV6, gsoSize: 1200, csumStart: 40, csumOffset: 16 }, gso);
+    expect(count).toBe(3);
+    segments.forEach((s, i) => {
+      expect(new DataView(s.buffer, s.byteOffset).getUint16(4)).toBe(s.length - 40);
+      expect(s[53]).toBe(TCP_ACK | (i === 2 ? TCP_PSH : 0));
+      expect(checksumsValid(s)).toBe(true);
+    });
+    expect(Uint8Array.from(segments.flatMap((s) => [...tcpPayload(s)]))).toEqual(tcpPayload(gso));
+  });
+
+  interopTest('a packet that is not GSO comes back as it is, its partial checksum completed', ['native'], () => {
+    const whole = segment({ seq: 9, payload: 700 });
+    expect(readSegments({ gsoType: GSO_NONE }, whole)).toEqual({ count: 1, segments: [whole] });
+    // CHECKSUM_PARTIAL: the field holds the folded pseudo-header sum only.
+    const partial = whole.slice();
+    partial[36] = 0;
+    partial[37] = 0;
+    const ps = pseudo(partial.subarray(12, 16), partial.subarray(16, 20), partial.length - 20);
+    partial[36] = ps >> 8;
+    partial[37] = ps & 0xff;
+    expect(readSegments({ flags: NEEDS_CSUM, gsoType: GSO_NONE, csumStart: 20, csumOffset: 16 }, partial)).toEqual({ count: 1, segments: [whole] });
+  });
+
+  interopTest('malformed packets, GSO types never enabled and oversized splits are refused with an error code, not a crash', ['native'], () => {
+    const EPROTO = -71;
+    const EMSGSIZE = -90;
+    const v4 = segment({ seq: 0, payload: 3000 });
+    const v6 = segment({ v6: true, seq: 0, payload: 3000 });
+    const refused: Array<[VnetHeader, Uint8Array, number]> = [
+      [{ gsoType: GSO_UDP_L4, gsoSize: 1000 }, v4, EPROTO], // UDP GSO was never asked for
+      [{ gsoType: GSO_TCPV4, gsoSize: 1000 }, v6, EPROTO], // type and IP version disagree
+      [{ gsoType: GSO_TCPV6, gsoSize: 1000 }, v4, EPROTO],
+      [{ gsoType: GSO_TCPV4, gsoSize: 0 }, v4, EPROTO], // no segment size
+      [{ gsoType: GSO_TCPV4, gsoSize: 1000 }, v4.subarray(0, 30), EPROTO], // TCP header cut off
+      [{ gsoType: GSO_TCPV4, gsoSize: 1000 }, Uint8Array.of(...v4.subarray(0, 32), 0xf0, ...v4.subarray(33, 50)), EPROTO], // data offset past the end
+      [{ gsoType: GSO_TCPV4, gsoSize: 1000 }, segment({ seq: 0, payload: 3000, udp: true }), EPROTO],
+      [{ flags: NEEDS_CSUM, gsoType: GSO_NONE, csumStart: 20, csumOffset: 3019 }, v4, EPROTO], // checksum field runs past the end
+      [{ gsoType: GSO_NONE }, new Uint8Array(0), EPROTO],
+      [{ gsoType: GSO_TCPV4, gsoSize: 100 }, v4, EMSGSIZE], // 30 segments, room for 16
+    ];
+    for (const [vh, packet, code] of refused) expect(readSegments(vh, packet, 16).count).toBe(code);
+    const api = loadNativeIo();
+    expect(() => api.tunReadSegments(-1, new Uint8Array(1000), new Int32Array(2))).toThrow(TypeError);
+  });
+
+  interopTest('fuzz: random headers and bytes never crash it, and every segment it returns lies inside the buffer', ['native'], () => {
+    let seed = 0x1234_5678;
+    const rand = (n: number): number => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return seed % n;
+    };
+    const kinds = [GSO_NONE, GSO_TCPV4, GSO_TCPV6, GSO_UDP_L4, 0x81, 0x84, 0xff];
+    for (let i = 0; i < 300; i++) {
+      const base = rand(2) === 0 ? segment({ v6: rand(2) === 1, seq: rand(1 << 30), payload: rand(5000) }) : bytes(rand(200), i);
+      const packet = base.slice();
+      for (let k = rand(4); k > 0 && packet.length > 0; k--) packet[rand(packet.length)] = rand(256);
+      const vh: VnetHeader = { flags: rand(4), gsoType: kinds[rand(kinds.length)]!, gsoSize: rand(3) === 0 ? rand(65536) : 1 + rand(2000), csumStart: rand(80), csumOffset: rand(40) };
+      const { count, segments } = readSegments(vh, packet);
+      expect(count).toBeLessThanOrEqual(256);
+      if (count > 0) expect(segments.reduce((n, s) => n + s.length, 0)).toBeGreaterThan(0);
+    }
   });
 });

@@ -10,10 +10,7 @@
  *       takes one large segment and acknowledges it once, as after a NIC's
  *       GRO. desc[3i + 2] is written back: 0 written alone, 1 written as part
  *       of a coalesced packet, -errno dropped (-EAGAIN: the queue was full).
- *   tunReadVnet(fd, buffer) -> like tunRead, for such a device: the header is
- *       read apart and the packet alone lands in buffer; a partial checksum
- *       the kernel left (VIRTIO_NET_HDR_F_NEEDS_CSUM) is completed; a GSO
- *       packet (never sent: no TUNSETOFFLOAD) is refused with -EPROTO.
+ *   (Reads from such a device, and segmentation offload, are tso.c's.)
  *
  * Coalescing rules (those of the kernel's tcp_gro_receive, kept strict): IPv4
  * without options or fragments, or IPv6 without extension headers; TCP with
@@ -258,43 +255,5 @@ napi_value tun_write_batch(napi_env env, napi_callback_info info) {
   }
   napi_value result;
   CHECK(napi_create_int32(env, calls, &result));
-  return result;
-}
-
-napi_value tun_read_vnet(napi_env env, napi_callback_info info) {
-  int32_t fd;
-  uint8_t* data;
-  size_t length;
-  if (fd_and_bytes(env, info, &fd, &data, &length) < 0) {
-    napi_throw_type_error(env, NULL, "tunReadVnet: (fd, Uint8Array)");
-    return NULL;
-  }
-  struct virtio_net_hdr vh;
-  struct iovec iov[2] = {{&vh, sizeof vh}, {data, length}};
-  ssize_t n;
-  do n = readv(fd, iov, 2); while (n < 0 && errno == EINTR);
-  int32_t value;
-  if (n < 0) {
-    value = errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
-  } else if ((size_t)n < sizeof vh) {
-    value = -EPROTO;
-  } else {
-    uint32_t len = (uint32_t)((size_t)n - sizeof vh);
-    value = (int32_t)len;
-    if (vh.gso_type != VIRTIO_NET_HDR_GSO_NONE) {
-      value = -EPROTO;
-    } else if (vh.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) {
-      uint32_t start = vh.csum_start, at = (uint32_t)vh.csum_start + vh.csum_offset;
-      if (start >= len || at + 2 > len) {
-        value = -EPROTO;
-      } else {
-        /* The field holds the pseudo-header sum: add the rest and complement (RFC 1071). */
-        uint64_t sum = csum_add(0, data + start, len - start);
-        put16(data + at, ~csum_fold(sum) & 0xffff);
-      }
-    }
-  }
-  napi_value result;
-  CHECK(napi_create_int32(env, value, &result));
   return result;
 }

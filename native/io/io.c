@@ -202,7 +202,7 @@ NAPI_MODULE_INIT() {
     {"tunRead", NULL, tun_read, NULL, NULL, NULL, napi_default, NULL},
     {"tunWrite", NULL, tun_write, NULL, NULL, NULL, napi_default, NULL},
     {"tunWriteBatch", NULL, tun_write_batch, NULL, NULL, NULL, napi_default, NULL},
-    {"tunReadVnet", NULL, tun_read_vnet, NULL, NULL, NULL, napi_default, NULL},
+    {"tunReadSegments", NULL, tun_read_segments, NULL, NULL, NULL, napi_default, NULL},
     {"udpOpen", NULL, udp_open, NULL, NULL, NULL, napi_default, NULL},
     {"rawOpen", NULL, raw_open, NULL, NULL, NULL, napi_default, NULL},
     {"udpRecv", NULL, udp_recv, NULL, NULL, NULL, napi_default, NULL},

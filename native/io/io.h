@@ -1,5 +1,5 @@
 /*
- * Shared by the parts of ikeclone's native I/O addon (io.c, tun.c, udp.c):
+ * Shared by the parts of ikeclone's native I/O addon (io.c, tun.c, gro.c, tso.c, udp.c):
  * argument helpers and the errors they throw. Every function of the addon
  * runs on the calling JavaScript thread; nothing here parses packets.
  */
@@ -40,7 +40,7 @@ napi_value tun_configure(napi_env env, napi_callback_info info);
 napi_value tun_read(napi_env env, napi_callback_info info);
 napi_value tun_write(napi_env env, napi_callback_info info);
 napi_value tun_write_batch(napi_env env, napi_callback_info info);
-napi_value tun_read_vnet(napi_env env, napi_callback_info info);
+napi_value tun_read_segments(napi_env env, napi_callback_info info);
 
 napi_value udp_open(napi_env env, napi_callback_info info);
 napi_value raw_open(napi_env env, napi_callback_info info);

@@ -4,8 +4,9 @@
  *
  *   tunOpen(name, multiQueue, vnetHdr) -> { fd, name }  open /dev/net/tun, TUNSETIFF
  *                                 with IFF_TUN | IFF_NO_PI (| IFF_MULTI_QUEUE) (| IFF_VNET_HDR:
- *                                 every packet is preceded by a virtio_net_hdr, see gro.c),
- *                                 O_NONBLOCK
+ *                                 every packet is preceded by a virtio_net_hdr, see gro.c, and
+ *                                 TUNSETOFFLOAD TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6: reads may
+ *                                 be GSO packets, split by tso.c), O_NONBLOCK
  *   tunConfigure(name, mtu)    set the MTU and bring the link up (SIOCSIFMTU, SIOCSIFFLAGS)
  *   tunRead(fd, buffer)        -> bytes of one packet, 0 when none is waiting (EAGAIN), -errno
  *   tunWrite(fd, buffer)       -> bytes written, -errno (EAGAIN: the queue is full)
@@ -46,6 +47,12 @@ napi_value tun_open(napi_env env, napi_callback_info info) {
     int err = errno;
     close(fd);
     return throw_errno(env, "TUNSETIFF", err);
+  }
+  /* Offload is a property of the device; every queue sets the same. */
+  if (vnet && ioctl(fd, TUNSETOFFLOAD, (unsigned long)(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6)) < 0) {
+    int err = errno;
+    close(fd);
+    return throw_errno(env, "TUNSETOFFLOAD", err);
   }
   napi_value result, fdValue, nameValue;
   CHECK(napi_create_object(env, &result));

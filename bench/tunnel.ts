@@ -8,7 +8,8 @@
 //   strongswan        two strongSwan charons with kernel-libipsec (userspace
 //                     ESP over their ipsec0 TUN devices, always in UDP)
 // each in both directions (iperf3 and iperf3 -R), 4 x --max-time seconds per
-// run (default 1 s; at least 2 s). Inner traffic runs between addresses on
+// run (default 1 s; at least 2 s), after a latency measurement (ping through
+// the idle tunnel). Inner traffic runs between addresses on
 // lo in each namespace (10.250.50.1 <-> 10.250.100.1), routed through the TUN
 // devices. Everything it creates (namespaces, processes, files) is removed
 // at the end, also when a step fails. Cases whose tools are missing (charon,
@@ -33,11 +34,23 @@ export interface TunnelResult {
   retransmits: number;
 }
 
+/** Round-trip time of ping through the tunnel (idle tunnel, left -> right inner address). */
+export interface LatencyResult {
+  case: Case;
+  /** Echo requests sent, and answered. */
+  sent: number;
+  received: number;
+  minMs: number;
+  avgMs: number;
+  maxMs: number;
+}
+
 export interface TunnelReport {
   suite: 'tunnel';
   node: string;
   seconds: number;
   results: TunnelResult[];
+  latency: LatencyResult[];
   skipped: Array<{ case: Case; reason: string }>;
   /** ikeclone (UDP) vs strongSwan kernel-libipsec, forward and reverse averaged. */
   ratios: Record<string, { value: number; description: string }>;
@@ -48,6 +61,8 @@ const PSK = 'tunnel-benchmark-psk-0123456789abcdef';
 const OUTER = { left: '10.250.1.1', right: '10.250.1.2' };
 const INNER = { left: '10.250.50.1', right: '10.250.100.1', leftNet: '10.250.50.0/24', rightNet: '10.250.100.0/24' };
 const TUN = 'ikc0';
+/** Echo requests per latency measurement. */
+const PINGS = 50;
 
 function sh(cmd: string, args: string[], opts: { allowFail?: boolean; timeoutMs?: number } = {}): string {
   const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: opts.timeoutMs ?? 15_000 });
@@ -112,6 +127,20 @@ class Testbed {
     await this.stopAll();
     for (const ns of [this.left, this.right]) sh('ip', ['netns', 'delete', ns], { allowFail: true });
     rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  /**
+   * ping from the left's inner address to the right's: `count` requests
+   * 20 ms apart on an otherwise idle tunnel, after one that may still find a
+   * path to set up (ARP, a worker asleep). Returns iputils' rtt summary.
+   */
+  ping(count: number, bind = INNER): Omit<LatencyResult, 'case'> {
+    sh('ip', ['netns', 'exec', this.left, 'ping', '-c', '1', '-W', '2', '-I', bind.left, bind.right], { allowFail: true });
+    const out = sh('ip', ['netns', 'exec', this.left, 'ping', '-q', '-c', String(count), '-i', '0.02', '-W', '2', '-I', bind.left, bind.right], { allowFail: true, timeoutMs: 30_000 });
+    const counts = /(\d+) packets transmitted, (\d+) received/.exec(out);
+    const rtt = /= ([\d.]+)\/([\d.]+)\/([\d.]+)\//.exec(out);
+    if (!counts || !rtt) throw new Error(`ping through the tunnel: no summary in ${JSON.stringify(out.slice(-300))}`);
+    return { sent: Number(counts[1]), received: Number(counts[2]), minMs: Number(rtt[1]), avgMs: Number(rtt[2]), maxMs: Number(rtt[3]) };
   }
 
   /** iperf3 from the left's inner address to the right's (reverse: data flows right -> left). */
@@ -274,6 +303,7 @@ export async function runTunnelBench(opts: SuiteOptions): Promise<TunnelReport> 
   const seconds = Math.max(2, Math.round(opts.maxTime * 4));
   const progress = (msg: string): void => void process.stderr.write(`${msg}\n`);
   const results: TunnelResult[] = [];
+  const latency: LatencyResult[] = [];
   const skipped: TunnelReport['skipped'] = [];
   const tunMissing = tunUnavailable();
   const charonMissing = existsSync(CHARON) && onPath('swanctl') ? null : `${CHARON} or swanctl missing (apt-get install strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins libstrongswan-extra-plugins)`;
@@ -296,6 +326,8 @@ export async function runTunnelBench(opts: SuiteOptions): Promise<TunnelReport> 
     try {
       bed.create();
       await c.setUp(bed);
+      progress(`${c.name}: ping x${PINGS}`);
+      latency.push({ case: c.name, ...bed.ping(PINGS, c.bind) });
       for (const reverse of [false, true]) {
         progress(`${c.name} ${reverse ? 'reverse' : 'forward'}: iperf3 -t ${seconds}`);
         const r = await bed.iperf(seconds, reverse, c.bind);
@@ -314,12 +346,14 @@ export async function runTunnelBench(opts: SuiteOptions): Promise<TunnelReport> 
     ikecloneUdpVsStrongswan: { value: round(mean('ikeclone-udp') / mean('strongswan'), 2), description: 'ikeclone (ESP in UDP) vs strongSwan kernel-libipsec, mean of both directions' },
     ikecloneRawVsStrongswan: { value: round(mean('ikeclone-raw') / mean('strongswan'), 2), description: 'ikeclone (raw ESP) vs strongSwan kernel-libipsec, mean of both directions' },
   };
-  const report: TunnelReport = { suite: 'tunnel', node: process.version, seconds, results, skipped, ratios };
+  const report: TunnelReport = { suite: 'tunnel', node: process.version, seconds, results, latency, skipped, ratios };
   if (opts.json) {
     process.stdout.write(JSON.stringify(report, null, 2) + '\n');
   } else {
     console.log(`Tunnel throughput: iperf3 TCP between two network namespaces, ${seconds} s per run (${((Date.now() - started) / 1000).toFixed(0)} s)\n`);
     console.log(formatTable(['case', 'direction', 'Mbit/s', 'retransmits'], results.map((r) => [r.case, r.direction, r.mbps, r.retransmits])));
+    console.log(`\nLatency: ping through the idle tunnel, ${PINGS} requests 20 ms apart\n`);
+    console.log(formatTable(['case', 'received', 'min ms', 'avg ms', 'max ms'], latency.map((l) => [l.case, `${l.received}/${l.sent}`, l.minMs, l.avgMs, l.maxMs])));
     for (const s of skipped) console.log(`skipped ${s.case}: ${s.reason}`);
     console.log('\nRatios');
     console.log(formatTable(['ratio', 'value'], Object.values(ratios).map((r) => [r.description, r.value])));

@@ -588,8 +588,12 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
         budget -= k;
       }
       if (budget === SEND_BUDGET) {
-        // Nothing to do: sleep until any worker publishes output.
-        await Promise.race(workers.map((w) => w.output.waitForData(250)));
+        // Nothing to do: sleep until any worker publishes output. The bell's
+        // count is read before the rings are checked, so output published in
+        // between ends the wait at once.
+        const doorbell = workers[0]!.doorbell;
+        const seen = doorbell.value();
+        if (workers.every((w) => w.output.available() === 0)) await doorbell.wait(seen, 250);
       } else {
         await new Promise((resolve) => setImmediate(resolve));
       }

@@ -20,6 +20,8 @@ export interface WorkerTask {
   inRing: RingBuffer;
   /** Worker -> I/O packets (ESP, INNER cells). */
   outRing: RingBuffer;
+  /** The I/O side's doorbell (ring.ts Doorbell), rung with every publish to outRing. */
+  doorbell: SharedArrayBuffer;
   /** Worker-written totals, read by the I/O side at any time (WorkerStat indexes). */
   stats: SharedArrayBuffer;
   /** The control port (transferred). */

@@ -110,6 +110,45 @@ abstract class RingEnd {
   }
 }
 
+/**
+ * One wake-up word shared by the writers of several rings and the one reader
+ * of them all (the I/O thread over every worker's out ring): each publish()
+ * rings it, and the reader sleeps on it alone instead of on every ring. Word 0
+ * counts rings, word 1 the reader's waits in progress (the same handshake as
+ * a ring's HEAD and READER_WAITS).
+ */
+export class Doorbell {
+  private readonly words: Int32Array;
+
+  constructor(readonly sab: SharedArrayBuffer = new SharedArrayBuffer(8)) {
+    if (!(sab instanceof SharedArrayBuffer) || sab.byteLength !== 8) throw new TypeError('not a doorbell buffer');
+    this.words = new Int32Array(sab);
+  }
+
+  /** Writers: something was published; wake the reader if it sleeps. */
+  ring(): void {
+    Atomics.add(this.words, 0, 1);
+    if (Atomics.load(this.words, 1) !== 0) Atomics.notify(this.words, 0);
+  }
+
+  /** Reader: the count to pass to wait(), taken before checking the rings. */
+  value(): number {
+    return Atomics.load(this.words, 0);
+  }
+
+  /** Reader: resolve once the bell rang after value() returned `seen`, or after `timeoutMs`. */
+  async wait(seen: number, timeoutMs: number): Promise<void> {
+    Atomics.add(this.words, 1, 1);
+    try {
+      if (Atomics.load(this.words, 0) !== seen) return;
+      const r = atomics.waitAsync(this.words, 0, seen, timeoutMs);
+      if (r.async) await r.value;
+    } finally {
+      Atomics.sub(this.words, 1, 1);
+    }
+  }
+}
+
 /** The producing end. Stage cells with push(), make them visible with publish(). */
 export class RingWriter extends RingEnd {
   /** Local HEAD including staged, unpublished cells. */
@@ -117,7 +156,8 @@ export class RingWriter extends RingEnd {
   /** TAIL as last loaded (refreshed only when the ring looks full). */
   private tailSeen: number;
 
-  constructor(ring: RingBuffer) {
+  /** `doorbell`: rung on every publish, for a reader that waits on many rings at once. */
+  constructor(ring: RingBuffer, private readonly doorbell?: Doorbell) {
     super(ring);
     this.head = Atomics.load(this.ctrl, HEAD);
     this.tailSeen = Atomics.load(this.ctrl, TAIL);
@@ -167,6 +207,7 @@ export class RingWriter extends RingEnd {
     if (Atomics.load(this.ctrl, HEAD) === this.head) return;
     Atomics.store(this.ctrl, HEAD, this.head);
     if (Atomics.load(this.ctrl, READER_WAITS) !== 0) Atomics.notify(this.ctrl, HEAD);
+    this.doorbell?.ring();
   }
 
   /** Resolve when the reader has consumed a cell (or after `timeoutMs`). */

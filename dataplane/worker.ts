@@ -26,7 +26,7 @@ import type { MessagePort } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
 import { EspKernel, ResultCode, DESC_WORDS, Desc, NEXT_HEADER_IPV4, NEXT_HEADER_IPV6, NEXT_HEADER_NONE } from './kernel.js';
 import type { WasmModule } from './kernel-wasm.js';
-import { CellKind, RingReader, RingWriter, metaKind, metaSlot, metaTag } from './ring.js';
+import { CellKind, Doorbell, RingReader, RingWriter, metaKind, metaSlot, metaTag } from './ring.js';
 import { writeUdp4 } from './packet.js';
 import {
   WORKER_STAT_COUNT, WorkerStat,
@@ -75,7 +75,7 @@ class DataPlaneWorker {
     this.kernel = EspKernel.createSync(task.module as WasmModule);
     this.port = task.port as MessagePort;
     this.input = new RingReader(task.inRing);
-    this.output = new RingWriter(task.outRing);
+    this.output = new RingWriter(task.outRing, new Doorbell(task.doorbell));
     this.stats = new Float64Array(task.stats, 0, WORKER_STAT_COUNT);
     this.slots = new Array<SlotState | undefined>(this.kernel.slotCount);
     this.stride = arenaStride(this.input.maxPayload, this.kernel.headroom, this.kernel.tailroom);

@@ -19,7 +19,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Piscina } from 'piscina';
 import { compileEspModule } from './kernel.js';
-import { createRing, RingReader, RingWriter, DEFAULT_CELL_SIZE, DEFAULT_RING_CAPACITY } from './ring.js';
+import { createRing, Doorbell, RingReader, RingWriter, DEFAULT_CELL_SIZE, DEFAULT_RING_CAPACITY } from './ring.js';
 import {
   WORKER_STAT_COUNT,
   type CountersReply, type GenerateReply, type WorkerEvent, type WorkerReply, type WorkerRequest, type WorkerTask,
@@ -68,6 +68,8 @@ export class WorkerHandle {
   readonly output: RingReader;
   /** The worker's totals (WorkerStat indexes), written by the worker only. */
   readonly stats: Float64Array;
+  /** Rung by every worker of the set when it publishes output (shared by the set's handles). */
+  readonly doorbell: Doorbell;
   private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
   private nextId = 1;
   private exited = false;
@@ -78,12 +80,14 @@ export class WorkerHandle {
     private readonly port: MessagePort,
     readonly task: Promise<unknown>,
     rings: Pick<WorkerTask, 'inRing' | 'outRing' | 'stats'>,
+    doorbell: Doorbell,
     onEvent: (w: WorkerHandle, e: WorkerEvent) => void,
     onExit: (w: WorkerHandle, reason: string) => void,
   ) {
     this.input = new RingWriter(rings.inRing);
     this.output = new RingReader(rings.outRing);
     this.stats = new Float64Array(rings.stats, 0, WORKER_STAT_COUNT);
+    this.doorbell = doorbell;
     port.on('message', (m: WorkerReply | WorkerEvent) => {
       if ('event' in m) return onEvent(this, m);
       const p = this.pending.get(m.id);
@@ -161,6 +165,8 @@ export async function startWorkers(opts: StartWorkersOptions): Promise<WorkerHan
   const module = await compileEspModule();
   const handles: WorkerHandle[] = [];
   const ready: Array<Promise<void>> = [];
+  // One doorbell for the set: the I/O side sleeps on it instead of on every out ring.
+  const doorbell = new Doorbell();
   try {
     for (let index = 0; index < opts.count; index++) {
       const pool = new Piscina({
@@ -180,11 +186,11 @@ export async function startWorkers(opts: StartWorkersOptions): Promise<WorkerHan
         outRing: createRing(opts.ringCapacity ?? DEFAULT_RING_CAPACITY, opts.cellSize ?? DEFAULT_CELL_SIZE),
         stats: new SharedArrayBuffer(WORKER_STAT_COUNT * 8),
       };
-      const task: WorkerTask = { index, module, ...rings, port: channel.port2, sink: opts.sink };
+      const task: WorkerTask = { index, module, ...rings, doorbell: doorbell.sab, port: channel.port2, sink: opts.sink };
       let isReady!: () => void;
       ready.push(new Promise<void>((r) => (isReady = r)));
       const run = pool.run(task, { transferList: [channel.port2] });
-      const handle = new WorkerHandle(index, pool, channel.port1, run, rings, (w, e) => {
+      const handle = new WorkerHandle(index, pool, channel.port1, run, rings, doorbell, (w, e) => {
         if (e.event === 'ready') isReady();
         else opts.onEvent(w, e);
       }, (w, reason) => opts.onExit?.(w, reason));

@@ -44,17 +44,25 @@ describe('ESP between two gateways on loopback', () => {
     expect(st.ikeSas[0]!.children[0]!.worker).toBe(client.dataPlane.ownerOf(child.id));
     expect(st.dataplane!.sas).toBe(1);
 
-    const report = await client.dataPlane.generate({ packets: 3000, size: 1000, flows: 8 });
-    expect(report.sent).toBe(3000);
+    // Bursts of 500, each smaller than the receiving worker's ring: both gateways share this
+    // process's I/O thread and the machine's cores with other test files, and a receiver that
+    // falls behind a faster sender drops what its ring cannot hold (counted as queueFull) — a
+    // gateway under overload does that, and this test is about the path, not the overload.
+    const decapped = (g: typeof gw): number => g.status().dataplane!.workers.reduce((n, w) => n + w.decapPackets, 0);
+    const progress = (): boolean => {
+      last = `client ${JSON.stringify(client.status().dataplane)} ${JSON.stringify(client.transport.stats)}\ngw ${JSON.stringify(gw.status().dataplane)} ${JSON.stringify(gw.transport.stats)}\n`;
+      return false;
+    };
+    for (let burst = 1; burst <= 6; burst++) {
+      const report = await client.dataPlane.generate({ packets: 500, size: 1000, flows: 8 });
+      expect(report.sent).toBe(500);
+      // Loopback UDP may drop only if socket buffers overflow: require almost everything.
+      await until(() => progress() || decapped(gw) >= burst * 500 - 10);
+    }
     const back = await gw.dataPlane.generate({ packets: 500, size: 200 });
     expect(back.sent).toBe(500);
-    // Loopback UDP may drop under a burst only if socket buffers overflow: require almost everything.
-    await until(() => {
-      const r = gw.status().dataplane!.workers.reduce((n, w) => n + w.decapPackets, 0);
-      const l = client.status().dataplane!.workers.reduce((n, w) => n + w.decapPackets, 0);
-      last = `client ${JSON.stringify(client.status().dataplane)} ${JSON.stringify(client.transport.stats)}\ngw ${JSON.stringify(gw.status().dataplane)} ${JSON.stringify(gw.transport.stats)}\n`;
-      return r >= 2990 && l >= 495;
-    });
+    await until(() => progress() || (decapped(gw) >= 2990 && decapped(client) >= 495));
+    expect(gw.status().dataplane!.io.dropQueueFull + client.status().dataplane!.io.dropQueueFull).toBe(0);
     const c = await gw.dataPlane.counters();
     expect(c.sa).toHaveLength(1);
     expect(Number(c.sa[0]!.in.packetsIn)).toBeGreaterThanOrEqual(2990);

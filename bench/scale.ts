@@ -28,7 +28,8 @@
 // of time (about 4 x --max-time seconds, default 1 s) in which all its workers
 // run at once; a case's rate is the sum of its workers' rates over that
 // window, so N workers are not held back by whichever was slowest. A round
-// runs every worker count and model back to back; a ratio is computed within
+// runs every worker count and model back to back, in an order rotated from
+// round to round (no case always runs first); a ratio is computed within
 // each round (cases seconds apart, not minutes) and the median over ROUNDS
 // rounds is reported with its range.
 import { availableParallelism } from 'node:os';
@@ -209,9 +210,16 @@ function roundRatio<T extends { pps: number }>(rounds: T[][], a: (r: T) => boole
   return { value: round(median(values), 2), range: [round(Math.min(...values), 2), round(Math.max(...values), 2)], description };
 }
 
-/** Per (model, workers): the median case over the rounds. */
-function medians<T extends { pps: number; mode: string; workers: number }>(rounds: T[][]): T[] {
-  return rounds[0]!.map((c) => {
+/** `xs` rotated left by `k`: each round runs the cases in another order, so no case always runs first. */
+function rotated<T>(xs: readonly T[], k: number): T[] {
+  const i = k % xs.length;
+  return [...xs.slice(i), ...xs.slice(0, i)];
+}
+
+/** Per (model, workers): the median case over the rounds, by workers then model. */
+function medians<T extends { pps: number; mode: string; workers: number }>(rounds: T[][], modes: readonly string[]): T[] {
+  const cases = [...rounds[0]!].sort((a, b) => a.workers - b.workers || modes.indexOf(a.mode) - modes.indexOf(b.mode));
+  return cases.map((c) => {
     const runs = rounds.map((row) => row.find((r) => r.mode === c.mode && r.workers === c.workers)!);
     const pps = median(runs.map((r) => r.pps));
     return runs.find((r) => r.pps === pps)!;
@@ -236,8 +244,8 @@ export async function runScaleBench(opts: SuiteOptions): Promise<ScaleReport> {
       const rounds: ScaleResult[][] = [];
       for (let r = 0; r < ROUNDS; r++) {
         const row: ScaleResult[] = [];
-        for (const n of counts) {
-          for (const mode of MODES) {
+        for (const n of rotated(counts, r)) {
+          for (const mode of rotated(MODES, r)) {
             progress(`\r${size} B, ${n} worker${n === 1 ? '' : 's'}, ${mode}, round ${r + 1}/${ROUNDS}`.padEnd(60));
             if (mode !== 'bare-thread') row.push(await runCase(all, mode, n, size, windowMs));
             else {
@@ -248,7 +256,7 @@ export async function runScaleBench(opts: SuiteOptions): Promise<ScaleReport> {
         }
         rounds.push(row);
       }
-      results.push(...medians(rounds));
+      results.push(...medians(rounds, MODES));
       const is = (mode: Mode, n: number) => (c: ScaleResult): boolean => c.mode === mode && c.workers === n;
       ratios[`speedup${max}x${size}`] = roundRatio(rounds, is('sa-per-worker', max), is('sa-per-worker', 1),
         `SA per worker: ${max} workers vs 1, ${size} B`);
@@ -270,15 +278,15 @@ export async function runScaleBench(opts: SuiteOptions): Promise<ScaleReport> {
     const rounds: SealOpenScaleResult[][] = [];
     for (let r = 0; r < ROUNDS; r++) {
       const row: SealOpenScaleResult[] = [];
-      for (const n of counts) {
-        for (const mode of ['sa-per-worker', 'shared-sa'] as const) {
+      for (const n of rotated(counts, r)) {
+        for (const mode of rotated(['sa-per-worker', 'shared-sa'] as const, r)) {
           progress(`\rseal+open ${size} B, ${n} worker${n === 1 ? '' : 's'}, ${mode}, round ${r + 1}/${ROUNDS}`.padEnd(60));
           row.push(await runThreads(mode, n, size, windowMs, true));
         }
       }
       rounds.push(row);
     }
-    sealOpen.push(...medians(rounds));
+    sealOpen.push(...medians(rounds, ['sa-per-worker', 'shared-sa']));
     const is = (mode: SealOpenScaleResult['mode'], n: number) => (c: SealOpenScaleResult): boolean => c.mode === mode && c.workers === n;
     ratios[`sealOpenSpeedup${max}x${size}`] = roundRatio(rounds, is('sa-per-worker', max), is('sa-per-worker', 1),
       `seal+open, SA per thread: ${max} threads vs 1, ${size} B`);

@@ -2,6 +2,7 @@
 // (`npm run bench -- esp --json`). Each suite prints a human table, or with
 // --json one JSON document on stdout; progress goes to stderr.
 import { parseSuiteOptions, type SuiteOptions } from './common.js';
+import { runDemuxBench } from './demux.js';
 import { runEspBench } from './esp.js';
 import { runIkeBench } from './ike.js';
 import { runScaleBench } from './scale.js';
@@ -11,6 +12,7 @@ const SUITES: Record<string, { describe: string; run: (opts: SuiteOptions) => Pr
   esp: { describe: 'ESP encap/decap: wasm kernel vs node:crypto vs @noble/ciphers', run: runEspBench },
   ike: { describe: 'an additional IKE SA: full handshake vs RFC 7791 clone (PSK, ECDSA); family of 64', run: runIkeBench },
   scale: { describe: 'ESP encap in 1..N data-plane workers: one SA per worker (clones) vs one SA shared with Atomics', run: runScaleBench },
+  demux: { describe: 'inbound ESP to the owner worker: one reader demultiplexing by SPI into rings vs a raw socket per worker (root)', run: runDemuxBench },
   tunnel: { describe: 'iperf3 through an ikeclone pair (TUN, UDP and raw ESP) vs a strongSwan kernel-libipsec pair, in network namespaces (root)', run: runTunnelBench },
 };
 

@@ -23,6 +23,7 @@
  * Packets are written in the order of each flow's first segment, so no flow
  * is reordered. Nothing here trusts the packets: every length is checked.
  */
+#include "csum.h"
 #include "io.h"
 
 #include <errno.h>
@@ -33,11 +34,6 @@
 
 #define MAX_BATCH 64
 #define DESC_WORDS 3
-#define TCP_FIN 0x01
-#define TCP_SYN 0x02
-#define TCP_RST 0x04
-#define TCP_PSH 0x08
-#define TCP_ACK 0x10
 #define MAX_GSO_BYTES 65535
 
 typedef struct {
@@ -61,29 +57,6 @@ typedef struct {
   uint32_t bytes; /* payload bytes so far */
   int closed;
 } group_t;
-
-static inline uint32_t be16(const uint8_t* p) { return ((uint32_t)p[0] << 8) | p[1]; }
-static inline uint32_t be32(const uint8_t* p) { return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3]; }
-static inline void put16(uint8_t* p, uint32_t v) { p[0] = (uint8_t)(v >> 8); p[1] = (uint8_t)v; }
-
-/* One's-complement sum (RFC 1071) of big-endian 16-bit words, unfolded. */
-static uint64_t csum_add(uint64_t sum, const uint8_t* p, size_t len) {
-  size_t i = 0;
-  for (; i + 1 < len; i += 2) sum += be16(p + i);
-  if (i < len) sum += (uint32_t)p[i] << 8;
-  return sum;
-}
-
-static uint32_t csum_fold(uint64_t sum) {
-  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
-  return (uint32_t)sum;
-}
-
-/* The TCP pseudo-header (RFC 9293 §3.1; RFC 8200 §8.1) for a segment of tcp_len bytes, unfolded. */
-static uint64_t pseudo_sum(const uint8_t* pkt, int v6, uint32_t tcp_len) {
-  uint64_t sum = v6 ? csum_add(0, pkt + 8, 32) : csum_add(0, pkt + 12, 8);
-  return sum + 6 /* IPPROTO_TCP */ + (tcp_len >> 16) + (tcp_len & 0xffff);
-}
 
 /* Classify packet s: eligible for coalescing or not. */
 static void inspect(segment_t* s) {

@@ -12,6 +12,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { BatchedSocket, destination } from '../dataplane/batched-socket.js';
 import { RingReader, type RingBuffer } from '../dataplane/ring.js';
+import { rawEspSpi } from './demux.js';
 
 export type DemuxRole =
   | { role: 'sender'; flags: SharedArrayBuffer; spiBase: number; sas: number; size: number }
@@ -80,10 +81,7 @@ async function ownSocket(job: Extract<DemuxRole, { role: 'socket' }>, flags: Int
   const socket = BatchedSocket.openRaw(RAW_ESP, SOCKET_BUFFER);
   const counts: DemuxCounts = { packets: 0, foreign: 0 };
   socket.start((bytes) => {
-    const ihl = (bytes[0]! & 0x0f) * 4; // a raw IPv4 socket reads the IP header too
-    if (bytes.length < ihl + 8) return;
-    const spi = ((bytes[ihl]! << 24) | (bytes[ihl + 1]! << 16) | (bytes[ihl + 2]! << 8) | bytes[ihl + 3]!) >>> 0;
-    if (spi === job.spi) counts.packets++;
+    if (rawEspSpi(bytes) === job.spi) counts.packets++;
     else counts.foreign++;
   });
   parentPort!.postMessage('ready');

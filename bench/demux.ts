@@ -53,6 +53,13 @@ const SIZES = [100, 1400] as const;
 const ROUNDS = 3;
 const MODELS: readonly Model[] = ['one-reader', 'socket-per-worker'];
 
+/** The SPI of an ESP packet as a raw IPv4 socket reads it (IP header first), or -1 when too short. */
+export function rawEspSpi(bytes: Uint8Array): number {
+  const ihl = (bytes[0]! & 0x0f) * 4;
+  if (bytes.length < ihl + 8) return -1;
+  return ((bytes[ihl]! << 24) | (bytes[ihl + 1]! << 16) | (bytes[ihl + 2]! << 8) | bytes[ihl + 3]!) >>> 0;
+}
+
 function thread(job: DemuxRole): { worker: Worker; ready: Promise<void>; done: Promise<DemuxCounts> } {
   const worker = new Worker(new URL('./demux-worker.js', import.meta.url), { workerData: job });
   const ready = new Promise<void>((resolve, reject) => {
@@ -80,11 +87,8 @@ async function runModel(model: Model, workers: number, size: number, windowMs: n
       for (const ring of rings) threads.push(thread({ role: 'consumer', flags, ring }));
       reader = BatchedSocket.openRaw(50, 4 << 20);
       reader.start((bytes) => {
-        const ihl = (bytes[0]! & 0x0f) * 4;
-        if (bytes.length < ihl + 8) return;
-        const owner = (((bytes[ihl]! << 24) | (bytes[ihl + 1]! << 16) | (bytes[ihl + 2]! << 8) | bytes[ihl + 3]!) >>> 0) - SPI_BASE;
-        const w = writers[owner];
-        if (w === undefined || !w.push(bytes.subarray(ihl), 0, CellKind.DECAP, 0)) return;
+        const w = writers[rawEspSpi(bytes) - SPI_BASE];
+        if (w === undefined || !w.push(bytes.subarray((bytes[0]! & 0x0f) * 4), 0, CellKind.DECAP, 0)) return;
         // Publish once per turn of the event loop, as the data plane does.
         publish ??= setImmediate(() => {
           publish = undefined;

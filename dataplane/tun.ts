@@ -20,6 +20,7 @@
 // caller synchronously (a view of one reused buffer); writes are
 // non-blocking: a full device queue drops the packet (counted).
 import { existsSync } from 'node:fs';
+import { constants } from 'node:os';
 import { loadNativeIo, nativeIoUnavailable, TUN_READ_AREA, type NativeIo } from './native-io.js';
 import type { InnerSink } from './dataplane.js';
 
@@ -53,9 +54,7 @@ export interface TunStats {
   errors: number;
 }
 
-const EAGAIN = 11;
-const EPROTO = 71;
-const EMSGSIZE = 90;
+const { EAGAIN, EPROTO, EMSGSIZE } = constants.errno;
 /** Packets staged before a write batch is flushed (native/io/gro.c takes at most 64). */
 const WRITE_BATCH = 64;
 /** int32 words per packet in a write batch descriptor. */
@@ -142,34 +141,19 @@ export class TunDevice implements InnerSink {
 
   private drain(fd: number, onPacket: (packet: Uint8Array) => void): void {
     const stats = this.stats;
+    const seg = this.segments;
     for (let budget = READ_BUDGET; budget > 0 && !this.closed; ) {
-      if (!this.offload) {
-        const n = this.api.tunRead(fd, this.buffer);
-        if (n <= 0) {
-          if (n < 0) stats.errors++;
-          return;
-        }
-        stats.rxReads++;
-        stats.rxPackets++;
-        stats.rxBytes += n;
-        budget--;
-        onPacket(this.buffer.subarray(0, n));
-        continue;
-      }
-      const count = this.api.tunReadSegments(fd, this.buffer, this.segments);
+      const count = this.offload ? this.api.tunReadSegments(fd, this.buffer, seg) : this.readOne(fd);
       if (count === 0) return;
       stats.rxReads++;
       if (count < 0) {
-        // A packet tso.c refused (-EPROTO, -EMSGSIZE) is dropped; the device is still readable.
         stats.errors++;
-        if (count === -EPROTO || count === -EMSGSIZE) {
-          budget--;
-          continue;
-        }
-        return;
+        // A packet tso.c refused is dropped; the device is still readable.
+        if (count !== -EPROTO && count !== -EMSGSIZE) return;
+        budget--;
+        continue;
       }
       if (count > 1) stats.rxSegmented += count;
-      const seg = this.segments;
       for (let i = 0; i < count; i++) {
         const at = seg[2 * i]!;
         const length = seg[2 * i + 1]!;
@@ -179,6 +163,15 @@ export class TunDevice implements InnerSink {
       }
       budget -= count;
     }
+  }
+
+  /** Without offload: one packet into buffer[0..], described in segments[0..1] as tunReadSegments would. */
+  private readOne(fd: number): number {
+    const n = this.api.tunRead(fd, this.buffer);
+    if (n <= 0) return n;
+    this.segments[0] = 0;
+    this.segments[1] = n;
+    return 1;
   }
 
   /**

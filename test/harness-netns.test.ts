@@ -97,6 +97,8 @@ describe('network namespace harness', () => {
       expect(a.name).toMatch(new RegExp(`^ikc${process.pid}-\\d+-a$`));
       expect(await listNamespaces()).toEqual(expect.arrayContaining([a.name, b.name]));
       const link = await addVeth(a, b, { aCidr: '10.201.1.1/24', bCidr: '10.201.1.2/24' });
+      // addVeth returns once both ends are operationally up (their addresses are then listed by getifaddrs).
+      for (const ns of [a, b]) expect((await exec(ns, 'ip', ['-o', 'link', 'show', 'dev', 'eth0'])).stdout).toMatch(/\bstate UP\b/);
       const p = await ping(a, link.bAddr, { count: 2 });
       expect(p.received, p.result.stdout).toBe(2);
       const back = await ping(b, link.aAddr, { count: 1 });

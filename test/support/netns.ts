@@ -13,7 +13,7 @@
  * process ends, signals included). Deleting a namespace also destroys the veth ends inside it.
  */
 import { execFileSync } from 'node:child_process';
-import { onProcessEnd, run, runChecked, spawnTracked } from './proc.js';
+import { onProcessEnd, run, runChecked, spawnTracked, waitFor } from './proc.js';
 import type { RunOptions, RunResult, SpawnTrackedOptions, TrackedProcess } from './proc.js';
 
 export const NETNS_PREFIX = 'ikc';
@@ -169,6 +169,8 @@ export async function addVeth(a: NetNs, b: NetNs, opts: VethOptions): Promise<Ve
   await runChecked('ip', ['-n', b.name, 'addr', 'add', opts.bCidr, 'dev', bIf], { timeoutMs: 10_000 });
   await setLink(a, aIf, true);
   await setLink(b, bIf, true);
+  await waitOperUp(a, aIf);
+  await waitOperUp(b, bIf);
   return { a, b, aIf, bIf, aAddr, bAddr, aCidr: opts.aCidr, bCidr: opts.bCidr };
 }
 
@@ -185,6 +187,25 @@ export async function setLink(ns: NetNs, dev: string, up: boolean): Promise<void
   checkNs(ns);
   checkIfName(dev);
   await runChecked('ip', ['-n', ns.name, 'link', 'set', 'dev', dev, up ? 'up' : 'down'], { timeoutMs: 10_000 });
+}
+
+/**
+ * Waits until `dev` is operationally up. The kernel sets the operational state
+ * (IFF_RUNNING) from its link-watch work, up to a second after the carrier
+ * comes, later on a loaded machine; until then getifaddrs, and so
+ * os.networkInterfaces(), leaves the link's addresses out.
+ */
+export async function waitOperUp(ns: NetNs, dev: string, timeoutMs = 10_000): Promise<void> {
+  checkNs(ns);
+  checkIfName(dev);
+  let last = '';
+  await waitFor(
+    async () => {
+      last = (await runChecked('ip', ['-n', ns.name, '-o', 'link', 'show', 'dev', dev], { timeoutMs: 5000 })).stdout;
+      return /\bstate UP\b/.test(last);
+    },
+    { timeoutMs, intervalMs: 50, message: () => `${ns.name}/${dev} operationally up (${last.trim().slice(0, 160)})` },
+  );
 }
 
 export const linkUp = (ns: NetNs, dev: string): Promise<void> => setLink(ns, dev, true);

@@ -95,7 +95,10 @@ export async function startCapture(ns: NetNs, iface: string, opts: CaptureOption
     await waitFor(
       () => {
         if (proc.exitInfo() !== undefined) throw new Error(`dumpcap exited: ${proc.stderr().trim()}`);
-        return proc.stderr().includes('Capturing on');
+        // dumpcap prints "Capturing on" before it opens the interface, and "File:" once the
+        // socket is bound, the filter attached and the file header written: only then is the
+        // capture live.
+        return proc.stderr().includes('Capturing on') && proc.stderr().includes('File: ');
       },
       { timeoutMs: opts.startTimeoutMs ?? 10_000, intervalMs: 20, message: () => `dumpcap on ${ns.name}/${iface} (${proc.stderr().trim()})` },
     );

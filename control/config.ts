@@ -46,6 +46,8 @@
  *                              # it, ESP that arrives is verified and counted, then discarded
  *   tun_mtu: 1400              # the TUN device's MTU (576..9000)
  *   tun_queues: 1              # TUN queues (IFF_MULTI_QUEUE when more than 1), 1..64
+ *   tun_offload: true          # TUN offloads like a NIC's (segmentation on read, coalescing on
+ *                              # write; IFF_VNET_HDR) | false: one packet per read and per write
  *   esp: auto                  # auto: raw ESP (IP protocol 50) when no NAT was detected and raw
  *                              # sockets are available (root), else UDP 4500 (RFC 3948) | udp: always UDP
  * connections:                 # default: none
@@ -187,7 +189,7 @@ export interface DataplaneConfig {
   /** True when the file said "auto" (or nothing). */
   workersAuto: boolean;
   /** A TUN device for inner traffic; absent = none. */
-  tun?: { name: string; mtu: number; queues: number };
+  tun?: { name: string; mtu: number; queues: number; offload: boolean };
   /** How ESP travels without a NAT: 'auto' (raw ESP when possible; the default when absent) or 'udp'. */
   esp?: 'auto' | 'udp';
 }
@@ -1124,10 +1126,11 @@ function gatewaySchema(ctx: Ctx) {
       tun: leaf(withDefault<string | undefined>(undefined, (v) => (typeof v === 'string' && /^[A-Za-z0-9_.-]{1,15}$/.test(v) ? v : new Problem(got(v), "an interface name of 1 to 15 letters, digits, '.', '_' or '-'")))),
       tun_mtu: leaf(withDefault(1400, integer(576, 9000))),
       tun_queues: leaf(withDefault(1, integer(1, 64))),
+      tun_offload: leaf(withDefault(true, boolean)),
       esp: leaf(withDefault('auto', oneOf(['auto', 'udp'] as const))),
-    }, 'a mapping with workers, tun, tun_mtu, tun_queues, esp').transform((d): DataplaneConfig => ({
+    }, 'a mapping with workers, tun, tun_mtu, tun_queues, tun_offload, esp').transform((d): DataplaneConfig => ({
       ...d.workers,
-      ...(d.tun !== undefined ? { tun: { name: d.tun, mtu: d.tun_mtu, queues: d.tun_queues } } : {}),
+      ...(d.tun !== undefined ? { tun: { name: d.tun, mtu: d.tun_mtu, queues: d.tun_queues, offload: d.tun_offload } } : {}),
       // 'auto' is what an absent field means: keep the default configuration's shape.
       ...(d.esp !== 'auto' ? { esp: d.esp } : {}),
     })),

@@ -424,6 +424,15 @@ connections:
     expect(() => configFromObject({ dataplane: { workers: 'many' } })).toThrow(/dataplane\.workers: got 'many'; expected auto or an integer/);
     expect(() => configFromObject([1, 2])).toThrow(/\(top level\): got a list; expected a mapping/);
   });
+
+  it('a TUN device takes its MTU, queues and offloads from the dataplane section (offloads on unless turned off)', () => {
+    expect(configFromObject({ dataplane: { workers: 1, tun: 'ikc0' } }).dataplane.tun).toEqual({ name: 'ikc0', mtu: 1400, queues: 1, offload: true });
+    const c = configFromObject({ dataplane: { workers: 1, tun: 'ikc1', tun_mtu: 1300, tun_queues: 2, tun_offload: false } });
+    expect(c.dataplane.tun).toEqual({ name: 'ikc1', mtu: 1300, queues: 2, offload: false });
+    expect(configFromObject({ dataplane: { workers: 1 } }).dataplane.tun).toBeUndefined();
+    expect(configFromObject({ dataplane: { workers: 1, tun: 'ikc0', tun_offload: 'no' } }).dataplane.tun!.offload).toBe(false);
+    expect(() => configFromObject({ dataplane: { tun: 'ikc0', tun_offload: 'off' } })).toThrow(/dataplane\.tun_offload: got 'off'; expected true or false/);
+  });
 });
 
 // ---------------------------------------------------------------------------

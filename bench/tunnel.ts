@@ -9,7 +9,10 @@
 //                     ESP over their ipsec0 TUN devices, always in UDP)
 // each in both directions (iperf3 and iperf3 -R), 4 x --max-time seconds per
 // run (default 1 s; at least 2 s), after a latency measurement (ping through
-// the idle tunnel). Inner traffic runs between addresses on
+// the idle tunnel). The IPsec cases run once per ESP cipher, the same on both
+// sides of every pair: AES-GCM-128, which strongSwan's OpenSSL runs with
+// AES-NI while ikeclone's wasm kernel has no AES instructions, and
+// ChaCha20-Poly1305, software on both. Inner traffic runs between addresses on
 // lo in each namespace (10.250.50.1 <-> 10.250.100.1), routed through the TUN
 // devices. Everything it creates (namespaces, processes, files) is removed
 // at the end, also when a step fails. Cases whose tools are missing (charon,
@@ -25,9 +28,19 @@ import { tunUnavailable } from '../dataplane/tun.js';
 import { formatTable, round, type SuiteOptions } from './common.js';
 
 type Case = 'veth' | 'ikeclone-udp' | 'ikeclone-raw' | 'strongswan';
+/** ESP ciphers compared (strongSwan proposal keywords; ikeclone takes the same). */
+export const TUNNEL_CIPHERS = ['aes128gcm16', 'chacha20poly1305'] as const;
+type Cipher = (typeof TUNNEL_CIPHERS)[number];
+/** How each cipher appears in status (ikeclone) and in swanctl --list-sas (strongSwan). */
+const CIPHER_NAMES: Record<Cipher, { ikeclone: RegExp; strongswan: RegExp }> = {
+  aes128gcm16: { ikeclone: /^AES_GCM_16_128\b/, strongswan: /AES_GCM_16-128|AES_GCM_16_128/ },
+  chacha20poly1305: { ikeclone: /^CHACHA20_POLY1305\b/, strongswan: /CHACHA20_POLY1305/ },
+};
 
 export interface TunnelResult {
   case: Case;
+  /** The ESP cipher of both peers; 'none' for the bare veth. */
+  esp: Cipher | 'none';
   /** left -> right (iperf3) or right -> left (iperf3 -R). */
   direction: 'forward' | 'reverse';
   mbps: number;
@@ -37,6 +50,7 @@ export interface TunnelResult {
 /** Round-trip time of ping through the tunnel (idle tunnel, left -> right inner address). */
 export interface LatencyResult {
   case: Case;
+  esp: Cipher | 'none';
   /** Echo requests sent, and answered. */
   sent: number;
   received: number;
@@ -51,8 +65,8 @@ export interface TunnelReport {
   seconds: number;
   results: TunnelResult[];
   latency: LatencyResult[];
-  skipped: Array<{ case: Case; reason: string }>;
-  /** ikeclone (UDP) vs strongSwan kernel-libipsec, forward and reverse averaged. */
+  skipped: Array<{ case: Case; esp: Cipher | 'none'; reason: string }>;
+  /** ikeclone vs strongSwan kernel-libipsec with the same cipher, forward and reverse averaged. */
   ratios: Record<string, { value: number; description: string }>;
 }
 
@@ -134,7 +148,7 @@ class Testbed {
    * 20 ms apart on an otherwise idle tunnel, after one that may still find a
    * path to set up (ARP, a worker asleep). Returns iputils' rtt summary.
    */
-  ping(count: number, bind = INNER): Omit<LatencyResult, 'case'> {
+  ping(count: number, bind = INNER): Omit<LatencyResult, 'case' | 'esp'> {
     sh('ip', ['netns', 'exec', this.left, 'ping', '-c', '1', '-W', '2', '-I', bind.left, bind.right], { allowFail: true });
     const out = sh('ip', ['netns', 'exec', this.left, 'ping', '-q', '-c', String(count), '-i', '0.02', '-W', '2', '-I', bind.left, bind.right], { allowFail: true, timeoutMs: 30_000 });
     const counts = /(\d+) packets transmitted, (\d+) received/.exec(out);
@@ -159,7 +173,7 @@ function repoRoot(): string {
   return resolve(fileURLToPath(import.meta.url), '..', '..', '..');
 }
 
-function ikecloneYaml(side: 'left' | 'right', esp: 'udp' | 'auto'): string {
+function ikecloneYaml(side: 'left' | 'right', esp: 'udp' | 'auto', cipher: Cipher): string {
   const [me, peer] = side === 'left' ? [OUTER.left, OUTER.right] : [OUTER.right, OUTER.left];
   const [localNet, remoteNet] = side === 'left' ? [INNER.leftNet, INNER.rightNet] : [INNER.rightNet, INNER.leftNet];
   return JSON.stringify({
@@ -171,7 +185,7 @@ function ikecloneYaml(side: 'left' | 'right', esp: 'udp' | 'auto'): string {
         local_addrs: [me], remote_addrs: [peer], ike: ['aes256gcm16-prfsha256-x25519'],
         local: { id: `${side}.bench`, auth: 'psk' }, remote: { id: `${side === 'left' ? 'right' : 'left'}.bench`, auth: 'psk' },
         psk: PSK, ...(side === 'left' ? { start_action: 'start' } : {}),
-        children: { net: { local_ts: [localNet], remote_ts: [remoteNet], esp: ['aes128gcm16'] } },
+        children: { net: { local_ts: [localNet], remote_ts: [remoteNet], esp: [cipher] } },
       },
     },
   });
@@ -190,12 +204,12 @@ async function statusOf(socket: string): Promise<GatewayStatus | undefined> {
   }
 }
 
-async function ikeclonePair(bed: Testbed, esp: 'udp' | 'auto'): Promise<void> {
+async function ikeclonePair(bed: Testbed, esp: 'udp' | 'auto', cipher: Cipher): Promise<void> {
   const cli = join(repoRoot(), 'dist', 'control', 'cli.js');
   const sockets: string[] = [];
   for (const side of ['right', 'left'] as const) {
     const file = join(bed.dir, `${side}-${esp}.yaml`);
-    writeFileSync(file, ikecloneYaml(side, esp)); // JSON is YAML
+    writeFileSync(file, ikecloneYaml(side, esp, cipher)); // JSON is YAML
     const socket = join(bed.dir, `${side}-${esp}.sock`);
     sockets.push(socket);
     bed.spawn(side === 'left' ? bed.left : bed.right, process.execPath, [cli, 'gateway', '--config', file, '--socket', socket]);
@@ -205,6 +219,8 @@ async function ikeclonePair(bed: Testbed, esp: 'udp' | 'auto'): Promise<void> {
       const st = await statusOf(s);
       const children = st?.ikeSas.flatMap((sa) => sa.children) ?? [];
       if (children.length === 0 || !children.every((c) => typeof c.worker === 'number')) return false;
+      const other = children.find((c) => !CIPHER_NAMES[cipher].ikeclone.test(c.proposal));
+      if (other) throw new Error(`tunnel bench: ikeclone negotiated ${other.proposal}, not ${cipher}`);
     }
     return true;
   });
@@ -212,7 +228,7 @@ async function ikeclonePair(bed: Testbed, esp: 'udp' | 'auto'): Promise<void> {
   sh('ip', ['-n', bed.right, 'route', 'add', INNER.leftNet, 'dev', TUN, 'src', INNER.right]);
 }
 
-function charonConfigs(dir: string, side: 'left' | 'right'): { conf: string; swanctl: string; vici: string } {
+function charonConfigs(dir: string, side: 'left' | 'right', cipher: Cipher): { conf: string; swanctl: string; vici: string } {
   const [me, peer] = side === 'left' ? [OUTER.left, OUTER.right] : [OUTER.right, OUTER.left];
   const [localNet, remoteNet] = side === 'left' ? [INNER.leftNet, INNER.rightNet] : [INNER.rightNet, INNER.leftNet];
   const vici = join(dir, `${side}.vici`);
@@ -257,7 +273,7 @@ function charonConfigs(dir: string, side: 'left' | 'right'): { conf: string; swa
       net {
         local_ts = ${localNet}
         remote_ts = ${remoteNet}
-        esp_proposals = aes128gcm16
+        esp_proposals = ${cipher}
       }
     }
   }
@@ -273,8 +289,8 @@ secrets {
   return { conf, swanctl, vici };
 }
 
-async function strongswanPair(bed: Testbed): Promise<void> {
-  const cfg = { left: charonConfigs(bed.dir, 'left'), right: charonConfigs(bed.dir, 'right') };
+async function strongswanPair(bed: Testbed, cipher: Cipher): Promise<void> {
+  const cfg = { left: charonConfigs(bed.dir, 'left', cipher), right: charonConfigs(bed.dir, 'right', cipher) };
   for (const side of ['left', 'right'] as const) {
     const runDir = join(bed.dir, `${side}-run`);
     sh('mkdir', ['-p', runDir]);
@@ -283,17 +299,18 @@ async function strongswanPair(bed: Testbed): Promise<void> {
     bed.spawn(side === 'left' ? bed.left : bed.right, 'unshare',
       ['--mount', '--propagation', 'private', 'sh', '-c', 'mount --bind "$0" /run && exec "$1"', runDir, CHARON], env);
   }
-  const swanctl = (side: 'left' | 'right', args: string[]) => {
-    const r = spawnSync('swanctl', [...args, '--uri', `unix://${cfg[side].vici}`], {
+  const swanctlRun = (side: 'left' | 'right', args: string[]) =>
+    spawnSync('swanctl', [...args, '--uri', `unix://${cfg[side].vici}`], {
       encoding: 'utf8', timeout: 15_000, env: { ...process.env, STRONGSWAN_CONF: cfg[side].conf },
     });
-    return r.status === 0;
-  };
+  const swanctl = (side: 'left' | 'right', args: string[]) => swanctlRun(side, args).status === 0;
   await until('charon VICI', () => swanctl('left', ['--stats']) && swanctl('right', ['--stats']));
   for (const side of ['left', 'right'] as const) {
     if (!swanctl(side, ['--load-all', '--noprompt', '--file', cfg[side].swanctl])) throw new Error(`tunnel bench: swanctl --load-all (${side}) failed`);
   }
   if (!swanctl('left', ['--initiate', '--child', 'net', '--ike', 'bench', '--timeout', '10'])) throw new Error('tunnel bench: charon did not establish the tunnel');
+  const sas = swanctlRun('left', ['--list-sas']).stdout ?? '';
+  if (!CIPHER_NAMES[cipher].strongswan.test(sas)) throw new Error(`tunnel bench: charon's Child SA does not use ${cipher}: ${sas.slice(0, 600)}`);
 }
 
 /** Run the suite; prints a table (or JSON with opts.json) and returns the report. */
@@ -307,17 +324,20 @@ export async function runTunnelBench(opts: SuiteOptions): Promise<TunnelReport> 
   const skipped: TunnelReport['skipped'] = [];
   const tunMissing = tunUnavailable();
   const charonMissing = existsSync(CHARON) && onPath('swanctl') ? null : `${CHARON} or swanctl missing (apt-get install strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins libstrongswan-extra-plugins)`;
-  const cases: Array<{ name: Case; missing: string | null; setUp: (bed: Testbed) => Promise<void>; bind?: typeof INNER }> = [
-    { name: 'veth', missing: null, setUp: async () => {}, bind: { ...INNER, left: OUTER.left, right: OUTER.right } },
-    { name: 'ikeclone-udp', missing: tunMissing, setUp: (bed) => ikeclonePair(bed, 'udp') },
-    { name: 'ikeclone-raw', missing: tunMissing, setUp: (bed) => ikeclonePair(bed, 'auto') },
-    { name: 'strongswan', missing: charonMissing, setUp: strongswanPair },
+  type Run = { name: Case; esp: Cipher | 'none'; missing: string | null; setUp: (bed: Testbed) => Promise<void>; bind?: typeof INNER };
+  const cases: Run[] = [
+    { name: 'veth', esp: 'none', missing: null, setUp: async () => {}, bind: { ...INNER, left: OUTER.left, right: OUTER.right } },
+    ...TUNNEL_CIPHERS.flatMap((cipher): Run[] => [
+      { name: 'ikeclone-udp', esp: cipher, missing: tunMissing, setUp: (bed) => ikeclonePair(bed, 'udp', cipher) },
+      { name: 'ikeclone-raw', esp: cipher, missing: tunMissing, setUp: (bed) => ikeclonePair(bed, 'auto', cipher) },
+      { name: 'strongswan', esp: cipher, missing: charonMissing, setUp: (bed) => strongswanPair(bed, cipher) },
+    ]),
   ];
   const started = Date.now();
   for (const c of cases) {
     if (c.missing) {
-      skipped.push({ case: c.name, reason: c.missing });
-      progress(`${c.name}: skipped (${c.missing})`);
+      skipped.push({ case: c.name, esp: c.esp, reason: c.missing });
+      progress(`${c.name} (${c.esp}): skipped (${c.missing})`);
       continue;
     }
     const bed = new Testbed();
@@ -326,35 +346,41 @@ export async function runTunnelBench(opts: SuiteOptions): Promise<TunnelReport> 
     try {
       bed.create();
       await c.setUp(bed);
-      progress(`${c.name}: ping x${PINGS}`);
-      latency.push({ case: c.name, ...bed.ping(PINGS, c.bind) });
+      progress(`${c.name} (${c.esp}): ping x${PINGS}`);
+      latency.push({ case: c.name, esp: c.esp, ...bed.ping(PINGS, c.bind) });
       for (const reverse of [false, true]) {
-        progress(`${c.name} ${reverse ? 'reverse' : 'forward'}: iperf3 -t ${seconds}`);
+        progress(`${c.name} (${c.esp}) ${reverse ? 'reverse' : 'forward'}: iperf3 -t ${seconds}`);
         const r = await bed.iperf(seconds, reverse, c.bind);
-        results.push({ case: c.name, direction: reverse ? 'reverse' : 'forward', ...r });
+        results.push({ case: c.name, esp: c.esp, direction: reverse ? 'reverse' : 'forward', ...r });
       }
     } finally {
       process.off('SIGINT', stop);
       await bed.destroy();
     }
   }
-  const mean = (name: Case) => {
-    const rs = results.filter((r) => r.case === name);
+  const mean = (name: Case, esp: Cipher) => {
+    const rs = results.filter((r) => r.case === name && r.esp === esp);
     return rs.length ? rs.reduce((a, r) => a + r.mbps, 0) / rs.length : Number.NaN;
   };
+  const ratio = (name: Case, esp: Cipher, what: string) => ({
+    value: round(mean(name, esp) / mean('strongswan', esp), 2),
+    description: `ikeclone (${what}) vs strongSwan kernel-libipsec, ${esp} on both, mean of both directions`,
+  });
   const ratios: TunnelReport['ratios'] = {
-    ikecloneUdpVsStrongswan: { value: round(mean('ikeclone-udp') / mean('strongswan'), 2), description: 'ikeclone (ESP in UDP) vs strongSwan kernel-libipsec, mean of both directions' },
-    ikecloneRawVsStrongswan: { value: round(mean('ikeclone-raw') / mean('strongswan'), 2), description: 'ikeclone (raw ESP) vs strongSwan kernel-libipsec, mean of both directions' },
+    ikecloneUdpVsStrongswan: ratio('ikeclone-udp', 'aes128gcm16', 'ESP in UDP'),
+    ikecloneRawVsStrongswan: ratio('ikeclone-raw', 'aes128gcm16', 'raw ESP'),
+    ikecloneUdpVsStrongswanChacha20Poly1305: ratio('ikeclone-udp', 'chacha20poly1305', 'ESP in UDP'),
+    ikecloneRawVsStrongswanChacha20Poly1305: ratio('ikeclone-raw', 'chacha20poly1305', 'raw ESP'),
   };
   const report: TunnelReport = { suite: 'tunnel', node: process.version, seconds, results, latency, skipped, ratios };
   if (opts.json) {
     process.stdout.write(JSON.stringify(report, null, 2) + '\n');
   } else {
     console.log(`Tunnel throughput: iperf3 TCP between two network namespaces, ${seconds} s per run (${((Date.now() - started) / 1000).toFixed(0)} s)\n`);
-    console.log(formatTable(['case', 'direction', 'Mbit/s', 'retransmits'], results.map((r) => [r.case, r.direction, r.mbps, r.retransmits])));
+    console.log(formatTable(['case', 'esp', 'direction', 'Mbit/s', 'retransmits'], results.map((r) => [r.case, r.esp, r.direction, r.mbps, r.retransmits])));
     console.log(`\nLatency: ping through the idle tunnel, ${PINGS} requests 20 ms apart\n`);
-    console.log(formatTable(['case', 'received', 'min ms', 'avg ms', 'max ms'], latency.map((l) => [l.case, `${l.received}/${l.sent}`, l.minMs, l.avgMs, l.maxMs])));
-    for (const s of skipped) console.log(`skipped ${s.case}: ${s.reason}`);
+    console.log(formatTable(['case', 'esp', 'received', 'min ms', 'avg ms', 'max ms'], latency.map((l) => [l.case, l.esp, `${l.received}/${l.sent}`, l.minMs, l.avgMs, l.maxMs])));
+    for (const s of skipped) console.log(`skipped ${s.case} (${s.esp}): ${s.reason}`);
     console.log('\nRatios');
     console.log(formatTable(['ratio', 'value'], Object.values(ratios).map((r) => [r.description, r.value])));
   }

@@ -17,7 +17,7 @@ import { loadSigningKey, loadVerifyKey } from './crypto/auth.js';
 import type { RandomSource } from './crypto/random.js';
 import { identityFromAddress } from './identity.js';
 import type { Clock } from './ike/clock.js';
-import { IkeEngine } from './ike/engine.js';
+import { IkeEngine, type EngineEvents } from './ike/engine.js';
 import type { ChildSa } from './ike/child-sa.js';
 import type { IkeSa } from './ike/ike-sa.js';
 import type { ConnectionPolicy, LocalAuth, RemoteAuth } from './ike/policy.js';
@@ -31,15 +31,12 @@ import { DataPlane } from '../dataplane/dataplane.js';
 import { aeadForTransform } from '../dataplane/sad.js';
 import { EsnId } from './wire/constants.js';
 
-export interface GatewayEvents {
-  'ike-up': [sa: IkeSa];
-  'ike-down': [sa: IkeSa, reason: string];
-  'ike-failed': [sa: IkeSa, reason: string];
-  /** Listeners that need the keys (a data plane) copy child.keys synchronously. */
-  'child-up': [child: ChildSa];
-  'child-down': [child: ChildSa, reason: string];
-  'child-failed': [sa: IkeSa, name: string, reason: string];
-}
+/**
+ * The engine's SA events, re-emitted by the gateway as they are (see
+ * EngineEvents for each one's meaning; 'child-up' listeners that need the
+ * keys copy child.keys synchronously).
+ */
+export type GatewayEvents = Pick<EngineEvents, 'ike-up' | 'ike-down' | 'ike-failed' | 'child-up' | 'child-down' | 'child-failed'>;
 
 export interface GatewayOptions {
   config: GatewayConfig;

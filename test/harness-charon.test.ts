@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest'
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { charonDecryptionTables, pskConnection, startCharon, stopAllCharons } from './support/charon.js';
+import { charonDecryptionTables, pskConnection, pskSecrets, startCharon, stopAllCharons } from './support/charon.js';
 import type { Charon, ParsedSa } from './support/charon.js';
 import { cleanupNamespaces, createTopology, exec, ping } from './support/netns.js';
 import type { Topology } from './support/netns.js';
@@ -36,13 +36,7 @@ function connections(o: { local: string; remote: string; localId: string; remote
   });
 }
 
-const SECRETS = `secrets {
-  ike-test {
-    id-1 = initiator@ikeclone.test
-    id-2 = responder@ikeclone.test
-    secret = "harness-test-psk-0123456789"
-  }
-}`;
+const SECRETS = pskSecrets('test', ['initiator@ikeclone.test', 'responder@ikeclone.test'], 'harness-test-psk-0123456789');
 
 describe('swanctl output parsing', () => {
   it('maps --list-sas --pretty to IKE and Child SAs', () => {

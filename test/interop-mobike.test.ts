@@ -4,7 +4,7 @@
 // second NIC and charon follows (charon's kernel-libipsec cannot update SAs in
 // place, so it then rekeys the Child SA: that must succeed too).
 import { describe, expect, onTestFailed } from 'vitest';
-import { pskConnection, startCharon } from './support/charon.js';
+import { pskConnection, pskSecrets, startCharon } from './support/charon.js';
 import type { Charon, ParsedSa } from './support/charon.js';
 import { createTopology, setLink } from './support/netns.js';
 import type { Topology } from './support/netns.js';
@@ -22,13 +22,7 @@ const PRE: PrereqName[] = ['root', 'netns', 'tun', 'charon', 'swanctl', 'tshark'
 const PSK = 'interop-mobike-psk-0123456789abcdef';
 const host = (endpoint: string) => endpoint.replace(/:\d+$/, '');
 
-const SECRETS = `secrets {
-  ike-mobike {
-    id-1 = charon.mobike.test
-    id-2 = ikeclone.mobike.test
-    secret = "${PSK}"
-  }
-}`;
+const SECRETS = pskSecrets('mobike', ['charon.mobike.test', 'ikeclone.mobike.test'], PSK);
 
 function charonConnections(topo: Topology, initiator: boolean): string {
   const [n1] = topo.links;

@@ -7,7 +7,7 @@
 // ikeclone's status).
 import { describe, expect, onTestFailed } from 'vitest';
 import { join } from 'node:path';
-import { pskConnection, startCharon } from './support/charon.js';
+import { pskConnection, pskSecrets, startCharon } from './support/charon.js';
 import type { Charon, ParsedSa } from './support/charon.js';
 import { createTopology } from './support/netns.js';
 import type { Topology } from './support/netns.js';
@@ -51,13 +51,7 @@ function charonConnections(topo: Topology, lt: Lifetimes): string {
   });
 }
 
-const SECRETS = `secrets {
-  ike-interop {
-    id-1 = charon.interop.test
-    id-2 = ikeclone.interop.test
-    secret = "${PSK}"
-  }
-}`;
+const SECRETS = pskSecrets('interop', ['charon.interop.test', 'ikeclone.interop.test'], PSK);
 
 function ikecloneConfig(topo: Topology, lt: Lifetimes): Record<string, unknown> {
   const l = topo.links[0]!;

@@ -4,7 +4,7 @@
 // the tunnel, with ikeclone initiating and with charon initiating.
 import { describe, expect, onTestFailed } from 'vitest';
 import { join } from 'node:path';
-import { pskConnection, startCharon } from './support/charon.js';
+import { pskConnection, pskSecrets, startCharon } from './support/charon.js';
 import type { Charon } from './support/charon.js';
 import { addRoute, createTopology, exec, ping, spawnIn } from './support/netns.js';
 import type { Topology } from './support/netns.js';
@@ -35,13 +35,7 @@ function charonConnections(topo: Topology): string {
   });
 }
 
-const SECRETS = `secrets {
-  ike-tunnel {
-    id-1 = charon.tunnel.test
-    id-2 = ikeclone.tunnel.test
-    secret = "${PSK}"
-  }
-}`;
+const SECRETS = pskSecrets('tunnel', ['charon.tunnel.test', 'ikeclone.tunnel.test'], PSK);
 
 function ikecloneConfig(topo: Topology, startAction: 'start' | 'none'): Record<string, unknown> {
   const l = topo.links[0]!;

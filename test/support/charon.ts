@@ -434,6 +434,22 @@ export interface PskConnectionOptions {
   readonly childOptions?: string;
 }
 
+/**
+ * swanctl.conf `secrets { ... }` with one IKE pre-shared key for the two
+ * identities (a section name of letters, digits and '-').
+ */
+export function pskSecrets(name: string, ids: [string, string], psk: string): string {
+  if (!/^[A-Za-z0-9-]{1,32}$/.test(name)) throw new TypeError(`pskSecrets: invalid section name ${JSON.stringify(name)}`);
+  if (psk.includes('"') || psk.includes('\\')) throw new TypeError('pskSecrets: the key must not contain quotes or backslashes');
+  return `secrets {
+  ike-${name} {
+    id-1 = ${ids[0]}
+    id-2 = ${ids[1]}
+    secret = "${psk}"
+  }
+}`;
+}
+
 /** swanctl.conf `connections { ... }` for {@link PskConnectionOptions}. */
 export function pskConnection(o: PskConnectionOptions): string {
   const line = (s: string | undefined) => (s ? `\n    ${s.trim().split('\n').join('\n    ')}` : '');

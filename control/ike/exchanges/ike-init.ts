@@ -53,8 +53,18 @@ function configuredGroups(specs: ConnectionPolicy['ike']): number[] {
   return out;
 }
 
-function ikeSuiteForKeys(suite: NegotiatedSuite) {
-  return { encr: suite.encr, encrKeyLength: suite.encrKeyLength, prf: suite.prf!, integ: suite.integ ?? 0 };
+/**
+ * SKEYSEED and SK_* from both nonces, the SPIs and the shared secret (RFC 7296
+ * §2.14), installed on `sa`; SKEYSEED and the shared secret are wiped here.
+ */
+function deriveAndInstallKeys(engine: IkeEngine, sa: IkeSa, suite: NegotiatedSuite, sharedSecret: Uint8Array): void {
+  const { skeyseed, keys } = deriveIkeKeys(
+    { encr: suite.encr, encrKeyLength: suite.encrKeyLength, prf: suite.prf!, integ: suite.integ ?? 0 },
+    { nonceI: sa.nonceI!, nonceR: sa.nonceR!, sharedSecret, spiI: sa.spiI, spiR: sa.spiR },
+  );
+  skeyseed.fill(0);
+  sharedSecret.fill(0);
+  installIkeKeys(engine, sa, keys);
 }
 
 // ------------------------------------------------------------------ initiator
@@ -132,16 +142,7 @@ export class IkeSaInitInitiator implements InitiatorExchange {
     sa.suite = suite;
     sa.nonceR = copy(nonce.data);
     sa.initResponse = copy(raw);
-    const { skeyseed, keys } = deriveIkeKeys(ikeSuiteForKeys(suite), {
-      nonceI: sa.nonceI!,
-      nonceR: sa.nonceR,
-      sharedSecret: shared.value,
-      spiI: sa.spiI,
-      spiR: sa.spiR,
-    });
-    skeyseed.fill(0);
-    shared.value.fill(0);
-    installIkeKeys(this.engine, sa, keys);
+    deriveAndInstallKeys(this.engine, sa, suite, shared.value);
 
     const nat = detectNat(payloads, sa.spiI, sa.spiR, sa.local, sa.remote);
     if (nat) {
@@ -290,16 +291,7 @@ export function respondIkeSaInit(engine: IkeEngine, msg: IkeMessage, d: Datagram
     sa.natLocal = nat.natLocal;
     sa.natRemote = nat.natRemote;
   }
-  const { skeyseed, keys } = deriveIkeKeys(ikeSuiteForKeys(suite), {
-    nonceI: sa.nonceI,
-    nonceR: sa.nonceR,
-    sharedSecret: shared.value,
-    spiI: sa.spiI,
-    spiR: sa.spiR,
-  });
-  skeyseed.fill(0);
-  shared.value.fill(0);
-  installIkeKeys(engine, sa, keys);
+  deriveAndInstallKeys(engine, sa, suite, shared.value);
 
   const response: Payload[] = [
     { type: PayloadType.SA, proposals: [chosenProposal(suite, EMPTY)] },

@@ -5,6 +5,10 @@
 //   ikeclone-udp      two ikeclone gateways (the built CLI) with TUN devices,
 //                     ESP in UDP 4500 (RFC 3948)
 //   ikeclone-raw      the same with raw ESP (IP protocol 50)
+//   ikeclone-udp-io-thread
+//                     ikeclone-udp with `output: io-thread`: the I/O thread,
+//                     not the workers, sends ESP and writes the TUN device
+//                     (AES-GCM-128 only; what direct output gains)
 //   strongswan        two strongSwan charons with kernel-libipsec (userspace
 //                     ESP over their ipsec0 TUN devices, always in UDP)
 // each in both directions (iperf3 and iperf3 -R), 4 x --max-time seconds per
@@ -27,7 +31,9 @@ import type { GatewayStatus } from '../control/status.js';
 import { tunUnavailable } from '../dataplane/tun.js';
 import { formatTable, round, type SuiteOptions } from './common.js';
 
-type Case = 'veth' | 'ikeclone-udp' | 'ikeclone-raw' | 'strongswan';
+type Case = 'veth' | 'ikeclone-udp' | 'ikeclone-raw' | 'ikeclone-udp-io-thread' | 'strongswan';
+/** Who writes a gateway's output (config dataplane.output). */
+type Output = 'workers' | 'io-thread';
 /** ESP ciphers compared (strongSwan proposal keywords; ikeclone takes the same). */
 export const TUNNEL_CIPHERS = ['aes128gcm16', 'chacha20poly1305'] as const;
 type Cipher = (typeof TUNNEL_CIPHERS)[number];
@@ -173,13 +179,13 @@ function repoRoot(): string {
   return resolve(fileURLToPath(import.meta.url), '..', '..', '..');
 }
 
-function ikecloneYaml(side: 'left' | 'right', esp: 'udp' | 'auto', cipher: Cipher): string {
+function ikecloneYaml(side: 'left' | 'right', esp: 'udp' | 'auto', cipher: Cipher, output: Output): string {
   const [me, peer] = side === 'left' ? [OUTER.left, OUTER.right] : [OUTER.right, OUTER.left];
   const [localNet, remoteNet] = side === 'left' ? [INNER.leftNet, INNER.rightNet] : [INNER.rightNet, INNER.leftNet];
   return JSON.stringify({
     log: { level: 'warn' },
     listen: { address: me, port: 500, natPort: 4500 },
-    dataplane: { workers: 'auto', tun: TUN, esp },
+    dataplane: { workers: 'auto', tun: TUN, esp, output },
     connections: {
       peer: {
         local_addrs: [me], remote_addrs: [peer], ike: ['aes256gcm16-prfsha256-x25519'],
@@ -204,12 +210,12 @@ async function statusOf(socket: string): Promise<GatewayStatus | undefined> {
   }
 }
 
-async function ikeclonePair(bed: Testbed, esp: 'udp' | 'auto', cipher: Cipher): Promise<void> {
+async function ikeclonePair(bed: Testbed, esp: 'udp' | 'auto', cipher: Cipher, output: Output = 'workers'): Promise<void> {
   const cli = join(repoRoot(), 'dist', 'control', 'cli.js');
   const sockets: string[] = [];
   for (const side of ['right', 'left'] as const) {
     const file = join(bed.dir, `${side}-${esp}.yaml`);
-    writeFileSync(file, ikecloneYaml(side, esp, cipher)); // JSON is YAML
+    writeFileSync(file, ikecloneYaml(side, esp, cipher, output)); // JSON is YAML
     const socket = join(bed.dir, `${side}-${esp}.sock`);
     sockets.push(socket);
     bed.spawn(side === 'left' ? bed.left : bed.right, process.execPath, [cli, 'gateway', '--config', file, '--socket', socket]);
@@ -219,6 +225,7 @@ async function ikeclonePair(bed: Testbed, esp: 'udp' | 'auto', cipher: Cipher): 
       const st = await statusOf(s);
       const children = st?.ikeSas.flatMap((sa) => sa.children) ?? [];
       if (children.length === 0 || !children.every((c) => typeof c.worker === 'number')) return false;
+      if (st!.dataplane?.output !== output) throw new Error(`tunnel bench: ikeclone output is ${st!.dataplane?.output}, not ${output}`);
       const other = children.find((c) => !CIPHER_NAMES[cipher].ikeclone.test(c.proposal));
       if (other) throw new Error(`tunnel bench: ikeclone negotiated ${other.proposal}, not ${cipher}`);
     }
@@ -330,6 +337,9 @@ export async function runTunnelBench(opts: SuiteOptions): Promise<TunnelReport> 
     ...TUNNEL_CIPHERS.flatMap((cipher): Run[] => [
       { name: 'ikeclone-udp', esp: cipher, missing: tunMissing, setUp: (bed) => ikeclonePair(bed, 'udp', cipher) },
       { name: 'ikeclone-raw', esp: cipher, missing: tunMissing, setUp: (bed) => ikeclonePair(bed, 'auto', cipher) },
+      ...(cipher === 'aes128gcm16'
+        ? [{ name: 'ikeclone-udp-io-thread', esp: cipher, missing: tunMissing, setUp: (bed: Testbed) => ikeclonePair(bed, 'udp', cipher, 'io-thread') } satisfies Run]
+        : []),
       { name: 'strongswan', esp: cipher, missing: charonMissing, setUp: (bed) => strongswanPair(bed, cipher) },
     ]),
   ];
@@ -371,6 +381,10 @@ export async function runTunnelBench(opts: SuiteOptions): Promise<TunnelReport> 
     ikecloneRawVsStrongswan: ratio('ikeclone-raw', 'aes128gcm16', 'raw ESP'),
     ikecloneUdpVsStrongswanChacha20Poly1305: ratio('ikeclone-udp', 'chacha20poly1305', 'ESP in UDP'),
     ikecloneRawVsStrongswanChacha20Poly1305: ratio('ikeclone-raw', 'chacha20poly1305', 'raw ESP'),
+    workerOutputVsIoThread: {
+      value: round(mean('ikeclone-udp', 'aes128gcm16') / mean('ikeclone-udp-io-thread', 'aes128gcm16'), 2),
+      description: 'ikeclone ESP in UDP, workers write their own output vs the I/O thread writes it, aes128gcm16, mean of both directions',
+    },
   };
   const report: TunnelReport = { suite: 'tunnel', node: process.version, seconds, results, latency, skipped, ratios };
   if (opts.json) {

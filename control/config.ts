@@ -48,6 +48,8 @@
  *   tun_queues: 1              # TUN queues (IFF_MULTI_QUEUE when more than 1), 1..64
  *   tun_offload: true          # TUN offloads like a NIC's (segmentation on read, coalescing on
  *                              # write; IFF_VNET_HDR) | false: one packet per read and per write
+ *   output: workers            # with a TUN device, who sends ESP and writes decapsulated packets:
+ *                              # workers (each its own, one thread hand-off per packet) | io-thread
  *   esp: auto                  # auto: raw ESP (IP protocol 50) when no NAT was detected and raw
  *                              # sockets are available (root), else UDP 4500 (RFC 3948) | udp: always UDP
  * connections:                 # default: none
@@ -192,6 +194,8 @@ export interface DataplaneConfig {
   tun?: { name: string; mtu: number; queues: number; offload: boolean };
   /** How ESP travels without a NAT: 'auto' (raw ESP when possible; the default when absent) or 'udp'. */
   esp?: 'auto' | 'udp';
+  /** Who writes the output with a TUN device: 'workers' (the default when absent) or 'io-thread'. */
+  output?: 'workers' | 'io-thread';
 }
 
 /** One side of a connection (swanctl's local/remote sections). */
@@ -1128,11 +1132,13 @@ function gatewaySchema(ctx: Ctx) {
       tun_queues: leaf(withDefault(1, integer(1, 64))),
       tun_offload: leaf(withDefault(true, boolean)),
       esp: leaf(withDefault('auto', oneOf(['auto', 'udp'] as const))),
-    }, 'a mapping with workers, tun, tun_mtu, tun_queues, tun_offload, esp').transform((d): DataplaneConfig => ({
+      output: leaf(withDefault('workers', oneOf(['workers', 'io-thread'] as const))),
+    }, 'a mapping with workers, tun, tun_mtu, tun_queues, tun_offload, esp, output').transform((d): DataplaneConfig => ({
       ...d.workers,
       ...(d.tun !== undefined ? { tun: { name: d.tun, mtu: d.tun_mtu, queues: d.tun_queues, offload: d.tun_offload } } : {}),
       // 'auto' is what an absent field means: keep the default configuration's shape.
       ...(d.esp !== 'auto' ? { esp: d.esp } : {}),
+      ...(d.output !== 'workers' ? { output: d.output } : {}),
     })),
     connections: namedMap(connectionSchema(ctx), 'a mapping of connection names to connection options'),
   }, 'a mapping with log, keylog, listen, limits, retransmit, dataplane, connections').transform((raw): GatewayConfig => {

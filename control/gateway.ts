@@ -146,6 +146,8 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       rawEsp: (dp.esp ?? 'auto') === 'auto',
       sendUdp: (local, remote, bytes) => this.transport.queueEsp(local, remote, bytes),
       flushUdp: () => this.transport.flushEsp(),
+      espSocket: (local, remote) => this.transport.espSocket(local, remote),
+      ...(dp.output ? { output: dp.output } : {}),
     });
     this.transport = new UdpTransport({
       addresses: this.config.listen.addresses,

@@ -5,19 +5,30 @@
 // device (tun.ts) for inner traffic.
 //
 //   outbound: inner packet (TUN read, or sendInner) -> SPD -> owner's in ring
-//             -> worker encap -> out ring -> UDP 4500 / raw ESP to the peer
+//             -> worker encap -> UDP 4500 / raw ESP to the peer (sent by the
+//             worker, or through its out ring by this thread)
 //   inbound:  ESP (receiveEsp) -> SAD by SPI -> owner's in ring -> worker
-//             decap (replay check, ICV, window update) -> out ring -> selector
-//             check -> TUN write
+//             decap (replay check, ICV, window update) -> selector check ->
+//             TUN write (by the worker, or through its out ring by this thread)
 //
 // Concurrency: everything in this file runs on one thread, the I/O thread
 // (the gateway's main thread). It is the only writer of every worker's in ring
-// and the only reader of every out ring; workers never see addresses, SPIs or
-// selectors, only slots. Staged cells are published once per event-loop turn
-// (setImmediate) or every FLUSH_CELLS cells, so a burst of datagrams crosses
-// to a worker as one batch. Control (install with keys, delete, counters,
-// generate) goes to workers by message; "update addresses" concerns only the
-// I/O side, which sends, so it changes the SAD here and never reaches a worker.
+// and the only reader of every out ring; workers never see SPIs, only slots.
+// Staged cells are published once per event-loop turn (setImmediate) or every
+// FLUSH_CELLS cells, so a burst of datagrams crosses to a worker as one batch.
+// Control (install with keys, delete, route, counters, generate) goes to
+// workers by message.
+//
+// Who writes the output. With a TUN device and native I/O ("direct output",
+// the default then), each worker writes its own: ESP from the arena to the
+// socket of its SA's route, decapsulated packets, after the selector check,
+// to a TUN queue (worker-output.ts). Every packet then crosses one thread
+// hand-off per gateway instead of two, and the I/O thread only reads. The
+// worker gets its own duplicates of the descriptors, so nothing the I/O thread
+// closes can redirect its writes; "update addresses" (MOBIKE) sends it a new
+// route. Otherwise (no TUN: the demo, tests; dgram sockets; raw-socket; or
+// `output: 'io-thread'`) results come back through the out rings and this
+// thread sends and writes them.
 //
 // This module knows nothing of IKE (DESIGN §2): the gateway translates a
 // Child SA into an SaSpec.
@@ -28,10 +39,12 @@ import { selectorAddress } from './packet.js';
 import { Sad, familyKey, type Endpoint, type EspTransport, type SaRecord, type SaSpec } from './sad.js';
 import { Spd } from './spd.js';
 import { startWorkers, type WorkerHandle } from './workers.js';
-import { WorkerStat, type CountersReply, type GenerateReply, type WorkerEvent } from './messages.js';
+import { WorkerStat, type CountersReply, type EspRoute, type GenerateReply, type WorkerEvent } from './messages.js';
 import type { SaCounters } from './kernel.js';
 import { TunDevice, type TunOptions, type TunStats } from './tun.js';
 import { RawEspSocket, type RawEspStats } from './rawesp.js';
+import { destination, type Destination } from './batched-socket.js';
+import { loadNativeIo } from './native-io.js';
 
 /** The slice of a pino logger the data plane uses. */
 export interface DataPlaneLogger {
@@ -69,6 +82,19 @@ export interface DataPlaneOptions {
   sendUdp: (local: Endpoint, remote: Endpoint, bytes: Uint8Array) => void;
   /** Called after each batch of sendUdp calls, so a batching sender sends what it queued (one sendmmsg). */
   flushUdp?: () => void;
+  /**
+   * Direct output: the native socket (descriptor, and the destination encoded
+   * for udpSend) that ESP from `local` to `remote` would leave through, so the
+   * owner worker sends there itself; undefined keeps that SA on sendUdp.
+   */
+  espSocket?: (local: Endpoint, remote: Endpoint) => { fd: number; to: Destination } | undefined;
+  /**
+   * Who writes the output when a TUN device is configured: 'workers' (the
+   * default: each worker sends its ESP and writes its decapsulated packets
+   * itself) or 'io-thread' (through the out rings). Without a TUN device the
+   * I/O thread always does.
+   */
+  output?: 'workers' | 'io-thread';
   log?: DataPlaneLogger;
   /** Decapsulated packets: 'deliver' to the inner sink (TUN), or 'discard' after counting (demo, benchmarks). Default deliver. */
   sink?: 'deliver' | 'discard';
@@ -107,6 +133,8 @@ export interface IoCounters {
   dropNoSa: number;
   /** A decapsulated packet with no sink to take it (no TUN), or one the sink refused. */
   dropNoSink: number;
+  /** ESP a worker sent itself that the kernel refused (full socket buffer, no route). */
+  dropSend: number;
 }
 
 export interface WorkerDrops {
@@ -131,6 +159,9 @@ export interface WorkerCounters {
   drops: WorkerDrops;
   batches: number;
   busyMs: number;
+  /** Direct output: ESP this worker sent itself, and decapsulated packets it wrote to the TUN device itself. */
+  espSent: number;
+  innerWritten: number;
 }
 
 /** Synchronous snapshot for status: worker totals (from shared memory) and I/O counters. */
@@ -145,6 +176,8 @@ export interface DataPlaneStatus {
   tun: ({ name: string; mtu: number } & TunStats) | null;
   /** The raw ESP socket, when open. */
   rawEsp: RawEspStats | null;
+  /** Who writes the output (see the header): 'workers' or 'io-thread'. */
+  output: 'workers' | 'io-thread';
 }
 
 export interface SaCountersReport {
@@ -197,7 +230,7 @@ const SEND_BUDGET = 32;
 function zeroIo(): IoCounters {
   return {
     espIn: 0, espInBytes: 0, espOut: 0, espOutBytes: 0, innerIn: 0, innerOut: 0,
-    dropUnknownSpi: 0, dropMalformed: 0, dropQueueFull: 0, dropNoPolicy: 0, dropPolicy: 0, dropNoSa: 0, dropNoSink: 0,
+    dropUnknownSpi: 0, dropMalformed: 0, dropQueueFull: 0, dropNoPolicy: 0, dropPolicy: 0, dropNoSa: 0, dropNoSink: 0, dropSend: 0,
   };
 }
 
@@ -221,6 +254,8 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
   private rawSender: RawEspSender | undefined;
   private tun: TunDevice | undefined;
   private rawSocket: RawEspSocket | undefined;
+  /** Workers write their own output (set at start). */
+  private direct = false;
   private running = false;
   private flushScheduled = false;
   private drainLoop: Promise<void> | undefined;
@@ -252,6 +287,11 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
     return this.running;
   }
 
+  /** Who writes the output (see the header). */
+  get outputMode(): 'workers' | 'io-thread' {
+    return this.direct ? 'workers' : 'io-thread';
+  }
+
   /** Start the workers (each instantiates its kernel), the TUN device and the raw ESP socket when configured. */
   start(): Promise<void> {
     if (this.running) return Promise.resolve();
@@ -262,29 +302,35 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
   }
 
   private async startOnce(): Promise<void> {
-    this.workers = await startWorkers({
-      count: this.workerCount,
-      sink: this.sink,
-      ...(this.opts.ringCapacity !== undefined ? { ringCapacity: this.opts.ringCapacity } : {}),
-      cellSize: this.cellSize(),
-      onEvent: (w, e) => this.onWorkerEvent(w, e),
-      onExit: (w, reason) => {
-        // Its SAs have no owner any more: they stay routed (and dropped: ring full) until the control plane deletes them.
-        if (this.running) this.log.warn({ worker: w.index, reason }, 'data-plane worker ended: its SAs carry no traffic');
-      },
-    });
+    // The TUN device first: with direct output every worker starts with its own descriptor of a queue.
+    const tun = this.opts.tun ? TunDevice.open(this.opts.tun) : undefined;
+    const direct = tun !== undefined && this.opts.output !== 'io-thread';
+    try {
+      this.workers = await startWorkers({
+        count: this.workerCount,
+        sink: this.sink,
+        ...(this.opts.ringCapacity !== undefined ? { ringCapacity: this.opts.ringCapacity } : {}),
+        cellSize: this.cellSize(),
+        onEvent: (w, e) => this.onWorkerEvent(w, e),
+        onExit: (w, reason) => {
+          // Its SAs have no owner any more: they stay routed (and dropped: ring full) until the control plane deletes them.
+          if (this.running) this.log.warn({ worker: w.index, reason }, 'data-plane worker ended: its SAs carry no traffic');
+        },
+        // Worker i writes queue i mod queues: with as many queues as workers, each owns one.
+        ...(direct ? { direct: (i: number) => ({ tunFd: tun.dupQueue(i), tunOffload: tun.offload }) } : {}),
+      });
+    } catch (err) {
+      tun?.close();
+      throw err;
+    }
+    this.direct = direct;
     this.sad = new Sad(this.workerCount, 256);
     this.running = true;
     this.drainLoop = this.drain();
-    try {
-      if (this.opts.tun) {
-        this.tun = TunDevice.open(this.opts.tun);
-        this.tun.start((packet) => this.sendInner(packet));
-        this.setInnerSink(this.tun);
-      }
-    } catch (err) {
-      await this.shutdown();
-      throw err;
+    if (tun) {
+      this.tun = tun;
+      tun.start((packet) => this.sendInner(packet));
+      this.setInnerSink(tun);
     }
     if (this.opts.rawEsp) {
       try {
@@ -300,7 +346,10 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
         this.log.info({ reason: (err as Error).message }, 'raw ESP unavailable: ESP travels in UDP');
       }
     }
-    this.log.info({ workers: this.workerCount, sink: this.sink, tun: this.tun?.name ?? null, rawEsp: this.rawSocket !== undefined }, 'data plane started');
+    this.log.info(
+      { workers: this.workerCount, sink: this.sink, tun: this.tun?.name ?? null, rawEsp: this.rawSocket !== undefined, output: this.outputMode },
+      'data plane started',
+    );
   }
 
   /** Stop every worker (each wipes its SA slots) and forget all SAs. */
@@ -408,13 +457,19 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
     // The keys travel in their own ArrayBuffers, transferred: no copy stays on this thread.
     const inKey = keyIn.buffer as ArrayBuffer;
     const outKey = keyOut.buffer as ArrayBuffer;
+    // A route's descriptor is the worker's to close: made only for a worker that will receive it.
+    const route = worker.running ? this.routeFor(record) : undefined;
     try {
       await Promise.all([
-        worker.request({ op: 'install', slot: inbound.slot, tag: inbound.tag, key: inKey, spi: spec.spiIn, direction: 'in', ...common }, [inKey]),
+        worker.request({
+          op: 'install', slot: inbound.slot, tag: inbound.tag, key: inKey, spi: spec.spiIn, direction: 'in', ...common,
+          ...(this.direct ? { policy: { localTs: spec.localTs, remoteTs: spec.remoteTs } } : {}),
+        }, [inKey]),
         worker.request({
           op: 'install', slot: outbound.slot, tag: outbound.tag, key: outKey, spi: spec.spiOut, direction: 'out', ...common,
           ...(spec.seqSoftLimit !== undefined ? { seqSoftLimit: spec.seqSoftLimit } : {}),
           ...(spec.seqHardLimit !== undefined ? { seqHardLimit: spec.seqHardLimit } : {}),
+          ...(route ? { route } : {}),
         }, [outKey]),
       ]);
     } catch (err) {
@@ -433,6 +488,28 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
     record.outbound = true;
     this.spd.add(record);
     this.log.debug({ sa: spec.id, worker: owner, spiIn: spec.spiIn.toString(16), transport: record.transport }, 'data plane SA installed');
+  }
+
+  /**
+   * Direct output: where the owner worker sends this SA's ESP, with a
+   * descriptor of its own (a dup; the worker closes it). Undefined keeps the
+   * SA's ESP on the out ring: no direct output, the raw-socket backend, or no
+   * native socket for its addresses.
+   */
+  private routeFor(r: SaRecord): EspRoute | undefined {
+    if (!this.direct) return undefined;
+    let socket: { fd: number; to: Destination } | undefined;
+    let port = r.remote.port;
+    if (r.transport === 'raw') {
+      // transportFor() chose raw for an IPv4 peer only; the kernel ignores the port of a raw socket.
+      const fd = this.rawSocket?.fd;
+      socket = fd === undefined ? undefined : { fd, to: destination(Uint8Array.from(r.remote.address.split('.'), Number)) };
+      port = 0;
+    } else {
+      socket = this.opts.espSocket?.(r.local, r.remote);
+    }
+    if (!socket) return undefined;
+    return { fd: loadNativeIo().dup(socket.fd), family: socket.to.family, words: new Int32Array(socket.to.words), port };
   }
 
   /** Raw ESP when UDP encapsulation is not required and a raw socket is open (IPv4 only); else UDP (RFC 3948). */
@@ -470,6 +547,13 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
     this.sad!.move(r, local, remote);
     if (udpEncap !== undefined) r.udpEncap = udpEncap;
     r.transport = this.transportFor(r.udpEncap, r.remote);
+    const worker = this.workers[r.worker]!;
+    if (!this.direct || r.state === 'removed' || !worker.running) return;
+    // The owner sends the ESP itself: give it the new route (or none: the out ring).
+    const route = this.routeFor(r);
+    worker.request({ op: 'route', slot: r.outSlot, tag: r.outTag, route: route ?? null }).catch((err: Error) => {
+      if (this.running) this.log.warn({ sa: id, err: err.message }, 'data plane route update failed');
+    });
   }
 
   /** The worker that owns SA `id` (undefined until its worker has installed it). */
@@ -648,6 +732,26 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
   /** Counters without asking the workers (their totals live in shared memory). */
   status(): DataPlaneStatus {
     const sas = this.sad?.all() ?? [];
+    // What workers wrote themselves (direct output) counts where the I/O thread would have counted it.
+    const io = { ...this.io };
+    const tun = this.tun ? { name: this.tun.name, mtu: this.tun.mtu, ...this.tun.stats } : null;
+    for (const w of this.workers) {
+      const s = w.stats;
+      io.espOut += s[WorkerStat.ESP_SENT]!;
+      io.espOutBytes += s[WorkerStat.ESP_SENT_BYTES]!;
+      io.dropSend += s[WorkerStat.SEND_ERRORS]!;
+      io.innerOut += s[WorkerStat.INNER_WRITTEN]!;
+      io.dropPolicy += s[WorkerStat.DROP_POLICY]!;
+      io.dropNoSink += s[WorkerStat.TUN_DROPPED]! + s[WorkerStat.TUN_ERRORS]!;
+      if (tun) {
+        tun.txPackets += s[WorkerStat.INNER_WRITTEN]!;
+        tun.txBytes += s[WorkerStat.INNER_WRITTEN_BYTES]!;
+        tun.txWrites += s[WorkerStat.TUN_WRITES]!;
+        tun.txCoalesced += s[WorkerStat.TUN_COALESCED]!;
+        tun.txDropped += s[WorkerStat.TUN_DROPPED]!;
+        tun.errors += s[WorkerStat.TUN_ERRORS]!;
+      }
+    }
     return {
       workers: this.workers.map((w) => {
         const s = w.stats;
@@ -669,13 +773,16 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
           },
           batches: s[WorkerStat.BATCHES]!,
           busyMs: Math.round(s[WorkerStat.BUSY_MS]! * 1000) / 1000,
+          espSent: s[WorkerStat.ESP_SENT]!,
+          innerWritten: s[WorkerStat.INNER_WRITTEN]!,
         };
       }),
-      io: { ...this.io },
+      io,
       sas: sas.length,
       families: this.spd.familySizes,
-      tun: this.tun ? { name: this.tun.name, mtu: this.tun.mtu, ...this.tun.stats } : null,
+      tun,
       rawEsp: this.rawSocket ? { ...this.rawSocket.stats } : null,
+      output: this.outputMode,
     };
   }
 

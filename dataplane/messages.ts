@@ -7,7 +7,12 @@
 // ArrayBuffer listed in the transfer list, so the sender's copy is detached
 // (the sender wipes its own source copy first); the worker installs it into
 // the kernel, which zeroes the transferred buffer.
+//
+// Descriptors move too: a worker that writes its own output (DirectOutput,
+// EspRoute) receives descriptors the I/O side duplicated for it and closes
+// them itself when they are replaced, when their slot is deleted, or at stop.
 import type { EspAlgorithm, SaCounters } from './kernel.js';
+import type { Selector } from './packet.js';
 import type { RingBuffer } from './ring.js';
 
 /** The start-up task a worker receives (the piscina task object). */
@@ -28,6 +33,35 @@ export interface WorkerTask {
   port: unknown;
   /** What becomes of decapsulated packets: delivered to the I/O side (INNER cells), or counted and discarded. */
   sink: 'deliver' | 'discard';
+  /** When set, the worker writes its own output through the native I/O addon instead of the out ring. */
+  direct?: DirectOutput;
+}
+
+/**
+ * A worker's own output (dataplane.ts "Who writes"): decapsulated packets go
+ * to a TUN queue, ESP of SAs with an EspRoute straight to their socket.
+ */
+export interface DirectOutput {
+  /** This worker's descriptor of a TUN queue (a dup: the worker closes it at stop). */
+  tunFd: number;
+  /** The queue was opened with IFF_VNET_HDR: batches go through tunWriteBatch (GRO). */
+  tunOffload: boolean;
+}
+
+/** Where a worker sends an outbound SA's ESP itself: a UDP socket (RFC 3948) or the raw ESP socket (port 0). */
+export interface EspRoute {
+  /** The worker's own descriptor (a dup of the I/O side's socket). */
+  fd: number;
+  family: 4 | 6;
+  /** The destination address bytes in 4 int32 words (udpSend's descriptor layout). */
+  words: Int32Array;
+  port: number;
+}
+
+/** The selectors of an inbound SA, for the check of decapsulated packets a worker delivers itself (RFC 4301 §5.2). */
+export interface InboundPolicy {
+  localTs: Selector[];
+  remoteTs: Selector[];
 }
 
 /** Indexes of the Float64 totals a worker keeps in its `stats` buffer (single writer: the worker). */
@@ -57,8 +91,26 @@ export const WorkerStat = {
   ESP_BYTES_OUT: 12,
   /** Decapsulated dummy packets (Next Header 59, RFC 4303 §2.6), discarded. */
   DUMMY: 13,
+  // Direct output (DirectOutput): what the worker wrote itself.
+  /** ESP datagrams the kernel took, and their bytes. */
+  ESP_SENT: 14,
+  ESP_SENT_BYTES: 15,
+  /** ESP datagrams the kernel refused (full socket buffer, no route). */
+  SEND_ERRORS: 16,
+  /** Inner packets written to the TUN queue, and their bytes. */
+  INNER_WRITTEN: 17,
+  INNER_WRITTEN_BYTES: 18,
+  /** Decapsulated packets outside their SA's selectors (RFC 4301 §5.2). */
+  DROP_POLICY: 19,
+  /** TUN write system calls. */
+  TUN_WRITES: 20,
+  /** Packets written inside a coalesced GSO packet. */
+  TUN_COALESCED: 21,
+  /** Packets the TUN queue had no room for (EAGAIN), and other write errors. */
+  TUN_DROPPED: 22,
+  TUN_ERRORS: 23,
 } as const;
-export const WORKER_STAT_COUNT = 14;
+export const WORKER_STAT_COUNT = 24;
 
 export interface InstallRequest {
   op: 'install';
@@ -77,6 +129,19 @@ export interface InstallRequest {
   replayWindow: number;
   seqSoftLimit?: bigint;
   seqHardLimit?: bigint;
+  /** Outbound, direct output: send the ESP to this route (else to the out ring). */
+  route?: EspRoute;
+  /** Inbound, direct output: write what passes these selectors to the TUN queue (else to the out ring). */
+  policy?: InboundPolicy;
+}
+
+/** New destination for an outbound SA's ESP (MOBIKE, RFC 4555; NAT mapping change): null sends through the out ring. */
+export interface RouteRequest {
+  op: 'route';
+  id: number;
+  slot: number;
+  tag: number;
+  route: EspRoute | null;
 }
 
 export interface DeleteRequest {
@@ -130,7 +195,7 @@ export interface StopRequest {
   id: number;
 }
 
-export type WorkerRequest = InstallRequest | DeleteRequest | CountersRequest | GenerateRequest | StopRequest;
+export type WorkerRequest = InstallRequest | RouteRequest | DeleteRequest | CountersRequest | GenerateRequest | StopRequest;
 
 export interface SlotCounters {
   slot: number;

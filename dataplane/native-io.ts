@@ -39,6 +39,8 @@ export interface NativeIo {
   watch(fd: number, callback: (status: number) => void): unknown;
   unwatch(handle: unknown): void;
   close(fd: number): void;
+  /** A second descriptor for the same open file (close-on-exec); throws with the errno. */
+  dup(fd: number): number;
 }
 
 /** Path of the compiled addon (native/io/build/Release), found from this file in the sources or in dist/. */

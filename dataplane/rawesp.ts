@@ -57,6 +57,8 @@ interface RawBackend {
   send(esp: Uint8Array, remoteAddress: string): void;
   flush(): void;
   close(): void;
+  /** The socket's descriptor (batched backend only): a data-plane worker may send through a dup of it. */
+  fd?: number;
 }
 
 function dottedQuad(b: Uint8Array, at: number): string {
@@ -108,6 +110,7 @@ export class RawEspSocket implements RawEspSender {
         stats.sendErrors += queued - sent;
       },
       close: () => socket.close(),
+      fd: socket.fd,
     };
   }
 
@@ -145,6 +148,11 @@ export class RawEspSocket implements RawEspSender {
     }
     this.stats.packetsIn++;
     onEsp(b.subarray(ihl, total), dottedQuad(b, 12), dottedQuad(b, 16));
+  }
+
+  /** The batched backend's descriptor (for direct output), undefined with raw-socket or once closed. */
+  get fd(): number | undefined {
+    return this.closed ? undefined : this.backend.fd;
   }
 
   /** Send (or queue until flush) one ESP packet to `remoteAddress` (IPv4); `esp` is valid only during the call. */

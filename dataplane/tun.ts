@@ -16,7 +16,9 @@
 //   large segments and acknowledges each once.
 //
 // Concurrency: a TunDevice belongs to the I/O thread that opened it; its
-// watch fires on that thread's event loop. Reads hand each packet to the
+// watch fires on that thread's event loop. With direct output, workers write
+// to the device through descriptors of their own (dupQueue), never through
+// this object. Reads hand each packet to the
 // caller synchronously (a view of one reused buffer); writes are
 // non-blocking: a full device queue drops the packet (counted).
 import { existsSync } from 'node:fs';
@@ -128,6 +130,16 @@ export class TunDevice implements InnerSink {
       throw err;
     }
     return new TunDevice(api, name, fds, mtu, offload);
+  }
+
+  /**
+   * A descriptor of its own for queue `i` mod queues (direct output: a
+   * worker writes there); the caller closes it. The device stays while any
+   * descriptor of it is open.
+   */
+  dupQueue(i: number): number {
+    if (this.closed) throw new Error('TUN device is closed');
+    return this.api.dup(this.fds[i % this.fds.length]!);
   }
 
   /** Deliver every packet read from the device to `onPacket` (a view valid only during the call). */

@@ -20,18 +20,20 @@
 // The loop: wait (Atomics.waitAsync, so control messages still run) until
 // cells arrive; take up to MAX_BATCH of them; copy ENCAP cells into the
 // kernel's arena and seal them in one encapBatch call, DECAP cells likewise
-// with decapBatch; copy results into outRing cells; publish; yield to the
-// event loop every few batches.
+// with decapBatch; copy results into outRing cells, or, with direct output
+// (worker-output.ts), send and write them from the arena; publish; yield to
+// the event loop every few batches.
 import type { MessagePort } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
 import { EspKernel, ResultCode, DESC_WORDS, Desc, NEXT_HEADER_IPV4, NEXT_HEADER_IPV6, NEXT_HEADER_NONE } from './kernel.js';
 import type { WasmModule } from './kernel-wasm.js';
 import { CellKind, Doorbell, RingReader, RingWriter, metaKind, metaSlot, metaTag } from './ring.js';
 import { writeUdp4 } from './packet.js';
+import { DirectWriter } from './worker-output.js';
 import {
   WORKER_STAT_COUNT, WorkerStat,
-  type CountersReply, type GenerateReply, type GenerateRequest, type InstallRequest, type WorkerEvent, type WorkerReply,
-  type WorkerRequest, type WorkerTask,
+  type CountersReply, type EspRoute, type GenerateReply, type GenerateRequest, type InboundPolicy, type InstallRequest,
+  type RouteRequest, type WorkerEvent, type WorkerReply, type WorkerRequest, type WorkerTask,
 } from './messages.js';
 
 /** Bytes between packets in the arena: headroom + largest cell payload + tailroom, 64-aligned. */
@@ -55,6 +57,10 @@ interface SlotState {
   rekeyReported: boolean;
   /** This thread has run packets through the SA (recorded once in seqWriters). */
   written: boolean;
+  /** Direct output: where this outbound SA's ESP goes (else the out ring). */
+  route?: EspRoute;
+  /** Direct output: the selectors of this inbound SA (its packets go to the TUN queue, else to the out ring). */
+  policy?: InboundPolicy;
 }
 
 class DataPlaneWorker {
@@ -68,6 +74,7 @@ class DataPlaneWorker {
   private readonly seqWriters = new Set<number>();
   private readonly descScratch = new Uint32Array(DESC_WORDS);
   private readonly sink: 'deliver' | 'discard';
+  private readonly direct: DirectWriter | undefined;
   private stopping = false;
   private generators = 0;
 
@@ -81,6 +88,7 @@ class DataPlaneWorker {
     this.stride = arenaStride(this.input.maxPayload, this.kernel.headroom, this.kernel.tailroom);
     if (this.stride * this.kernel.maxBatch > this.kernel.arena.length) throw new Error('ring cells too large for the kernel arena');
     this.sink = task.sink;
+    this.direct = task.direct ? new DirectWriter(task.direct, this.stats) : undefined;
   }
 
   async run(): Promise<void> {
@@ -102,8 +110,8 @@ class DataPlaneWorker {
     }
     // Let running generators notice the stop, then wipe every slot (DESIGN §4.5).
     while (this.generators > 0) await yieldToEventLoop();
-    for (let s = 0; s < this.slots.length; s++) if (this.slots[s]) this.kernel.deleteSa(s);
-    this.slots.fill(undefined);
+    for (let s = 0; s < this.slots.length; s++) if (this.slots[s]) this.deleteSlot(s);
+    this.direct?.close();
     this.port.close();
   }
 
@@ -134,9 +142,11 @@ class DataPlaneWorker {
       case 'install':
         this.install(req);
         return undefined;
+      case 'route':
+        this.setRoute(req);
+        return undefined;
       case 'delete':
-        if (this.slots[req.slot]) this.kernel.deleteSa(req.slot);
-        this.slots[req.slot] = undefined;
+        this.deleteSlot(req.slot);
         return undefined;
       case 'counters':
         return {
@@ -150,8 +160,41 @@ class DataPlaneWorker {
     }
   }
 
+  /** Wipe a slot's SA (DESIGN §4.5) and close its route's descriptor. */
+  private deleteSlot(slot: number): void {
+    const s = this.slots[slot];
+    if (!s) return;
+    this.kernel.deleteSa(slot);
+    if (s.route) this.direct?.closeRoute(s.route);
+    this.slots[slot] = undefined;
+  }
+
+  /** A new route for an outbound SA's ESP (its descriptor is now this thread's); the old one is closed. */
+  private setRoute(req: RouteRequest): void {
+    const s = this.slots[req.slot];
+    if (!s || s.tag !== req.tag || s.direction !== 'out' || !this.direct) {
+      if (req.route && this.direct) this.direct.closeRoute(req.route);
+      if (!s || s.tag !== req.tag) return; // deleted meanwhile: nothing to route
+      throw new Error(`route: slot ${req.slot} is not an outbound SA of a worker with direct output`);
+    }
+    if (s.route) this.direct.closeRoute(s.route);
+    if (req.route) s.route = req.route;
+    else delete s.route;
+  }
+
   private install(req: InstallRequest): void {
+    try {
+      this.installSlot(req);
+    } catch (err) {
+      // The descriptor came for this slot: nobody else will close it.
+      if (req.route) this.direct?.closeRoute(req.route);
+      throw err;
+    }
+  }
+
+  private installSlot(req: InstallRequest): void {
     if (this.slots[req.slot]) throw new Error(`slot ${req.slot} is in use`);
+    if ((req.route || req.policy) && !this.direct) throw new Error('install: a route or policy needs direct output');
     const key = new Uint8Array(req.key);
     // installSa zeroes `key` whatever the outcome (kernel.ts).
     this.kernel.installSa(req.slot, {
@@ -165,7 +208,11 @@ class DataPlaneWorker {
       ...(req.seqSoftLimit !== undefined ? { seqSoftLimit: req.seqSoftLimit } : {}),
       ...(req.seqHardLimit !== undefined ? { seqHardLimit: req.seqHardLimit } : {}),
     });
-    this.slots[req.slot] = { saId: req.saId, tag: req.tag, direction: req.direction, rekeyReported: false, written: false };
+    this.slots[req.slot] = {
+      saId: req.saId, tag: req.tag, direction: req.direction, rekeyReported: false, written: false,
+      ...(req.direction === 'out' && req.route ? { route: req.route } : {}),
+      ...(req.direction === 'in' && req.policy ? { policy: req.policy } : {}),
+    };
   }
 
   /** The debug hook of DESIGN §4.1: remember that this thread processed packets of the SA. */
@@ -240,8 +287,10 @@ class DataPlaneWorker {
 
   /**
    * Count the results of descriptors 0..n-1 and move the packets to the output
-   * ring (unless `discard`, or a decapsulated packet with a 'discard' sink).
-   * Returns how many packets succeeded and were not lost to a full ring.
+   * ring, or send and write them directly when their SA has a route or policy
+   * (unless `discard`, or a decapsulated packet with a 'discard' sink).
+   * Returns how many packets succeeded and were not lost to a full ring or a
+   * refusing kernel.
    */
   private collect(n: number, kind: CellKind, discard = false): number {
     const kernel = this.kernel;
@@ -279,8 +328,15 @@ class DataPlaneWorker {
         produced++;
         continue;
       }
-      const tag = this.slots[slot]!.tag;
-      const at = this.output.stage(outLength, slot, encap ? CellKind.ESP : CellKind.INNER, tag);
+      const s = this.slots[slot]!;
+      const direct = encap ? s.route : s.policy;
+      if (direct !== undefined) {
+        if (encap) this.direct!.queueEsp(arena, s.route!, outOffset, outLength);
+        else this.direct!.queueInner(arena, s.policy!, outOffset, outLength);
+        produced++;
+        continue;
+      }
+      const at = this.output.stage(outLength, slot, encap ? CellKind.ESP : CellKind.INNER, s.tag);
       if (at < 0) {
         st[WorkerStat.DROP_QUEUE_FULL]!++;
         continue;
@@ -288,6 +344,7 @@ class DataPlaneWorker {
       this.output.bytes.set(arena.subarray(outOffset, outOffset + outLength), at);
       produced++;
     }
+    if (this.direct) produced -= this.direct.flush(arena);
     return produced;
   }
 

@@ -22,7 +22,7 @@ import { compileEspModule } from './kernel.js';
 import { createRing, Doorbell, RingReader, RingWriter, DEFAULT_CELL_SIZE, DEFAULT_RING_CAPACITY } from './ring.js';
 import {
   WORKER_STAT_COUNT,
-  type CountersReply, type GenerateReply, type WorkerEvent, type WorkerReply, type WorkerRequest, type WorkerTask,
+  type CountersReply, type DirectOutput, type GenerateReply, type WorkerEvent, type WorkerReply, type WorkerRequest, type WorkerTask,
 } from './messages.js';
 
 /** Most workers one data plane runs (the slot numbering and config allow more; threads cost memory). */
@@ -105,6 +105,11 @@ export class WorkerHandle {
 
   private exitReason = '';
 
+  /** The worker's loop still runs (requests reach it). */
+  get running(): boolean {
+    return !this.exited;
+  }
+
   private fail(reason: string): void {
     this.exited = true;
     this.exitReason = reason;
@@ -154,6 +159,8 @@ export interface StartWorkersOptions {
   onEvent: (w: WorkerHandle, e: WorkerEvent) => void;
   /** The worker's loop ended: after stop(), or because it failed (reason says which). */
   onExit?: (w: WorkerHandle, reason: string) => void;
+  /** Direct output for worker `index` (its descriptors are handed over with the task), or none. */
+  direct?: (index: number) => DirectOutput | undefined;
 }
 
 /** Start `count` workers and wait until each has instantiated its kernel. */
@@ -186,7 +193,8 @@ export async function startWorkers(opts: StartWorkersOptions): Promise<WorkerHan
         outRing: createRing(opts.ringCapacity ?? DEFAULT_RING_CAPACITY, opts.cellSize ?? DEFAULT_CELL_SIZE),
         stats: new SharedArrayBuffer(WORKER_STAT_COUNT * 8),
       };
-      const task: WorkerTask = { index, module, ...rings, doorbell: doorbell.sab, port: channel.port2, sink: opts.sink };
+      const direct = opts.direct?.(index);
+      const task: WorkerTask = { index, module, ...rings, doorbell: doorbell.sab, port: channel.port2, sink: opts.sink, ...(direct ? { direct } : {}) };
       let isReady!: () => void;
       ready.push(new Promise<void>((r) => (isReady = r)));
       const run = pool.run(task, { transferList: [channel.port2] });

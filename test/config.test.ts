@@ -433,6 +433,13 @@ connections:
     expect(configFromObject({ dataplane: { workers: 1, tun: 'ikc0', tun_offload: 'no' } }).dataplane.tun!.offload).toBe(false);
     expect(() => configFromObject({ dataplane: { tun: 'ikc0', tun_offload: 'off' } })).toThrow(/dataplane\.tun_offload: got 'off'; expected true or false/);
   });
+
+  it('dataplane.output: the workers write their own output unless io-thread is asked for', () => {
+    expect(configFromObject({ dataplane: { workers: 1, tun: 'ikc0' } }).dataplane.output).toBeUndefined();
+    expect(configFromObject({ dataplane: { workers: 1, tun: 'ikc0', output: 'workers' } }).dataplane.output).toBeUndefined();
+    expect(configFromObject({ dataplane: { workers: 1, tun: 'ikc0', output: 'io-thread' } }).dataplane.output).toBe('io-thread');
+    expect(() => configFromObject({ dataplane: { tun: 'ikc0', output: 'main' } })).toThrow(/dataplane\.output: got 'main'; expected/);
+  });
 });
 
 // ---------------------------------------------------------------------------

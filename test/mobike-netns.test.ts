@@ -4,8 +4,11 @@
 // IKE SAs answer liveness checks on their own paths; taking NIC 1's link down
 // moves the original to NIC 2, and back when the link returns. tshark, with
 // the client's key log, sees UPDATE_SA_ADDRESSES arrive from the new address.
+// Both gateways carry inner traffic through TUN devices: while NIC 1 is down,
+// TCP streams spread over both Child SAs all get through, so every worker
+// that sends ESP itself (direct output) was given its SA's new route.
 import { describe, expect, onTestFailed } from 'vitest';
-import { createTopology, setLink } from './support/netns.js';
+import { addRoute, createTopology, exec, setLink, spawnIn } from './support/netns.js';
 import { interopTest } from './support/prereq.js';
 import { useNetnsSuite } from './support/netns-suite.js';
 import type { PrereqName } from './support/prereq.js';
@@ -15,7 +18,8 @@ import { startIkeclone } from './support/ikeclone-proc.js';
 import type { Ikeclone } from './support/ikeclone-proc.js';
 import type { IkeSaStatus } from '../control/status.js';
 
-const PRE: PrereqName[] = ['root', 'netns', 'tshark'];
+const PRE: PrereqName[] = ['root', 'netns', 'tshark', 'tun', 'iperf3'];
+const TUN = 'ikc0';
 const PSK = 'mobike-netns-test-psk-0123456789abcdef';
 
 const host = (endpoint: string) => endpoint.replace(/:\d+$/, '');
@@ -34,6 +38,7 @@ describe('MOBIKE across two NICs (network namespaces)', () => {
         dir: env.dir('gw'),
         config: {
           listen: { address: '0.0.0.0' },
+          dataplane: { workers: 2, tun: TUN },
           connections: {
             clients: {
               local: { id: 'gw.mobike.test' },
@@ -54,6 +59,7 @@ describe('MOBIKE across two NICs (network namespaces)', () => {
         keylog: true,
         config: {
           listen: { address: '0.0.0.0' },
+          dataplane: { workers: 2, tun: TUN },
           retransmit: { timeout: '300ms', tries: 3, maxTimeout: '1s' },
           connections: {
             gw: {
@@ -98,6 +104,25 @@ describe('MOBIKE across two NICs (network namespaces)', () => {
         message: 'the original did not move to NIC 2 when NIC 1 went down',
       });
       expect((await client.status()).ikeSas.every((s) => host(s.local) === nic2.aAddr)).toBe(true);
+      // Inner traffic over NIC 2 alone: 16 TCP streams, spread over both Child SAs by the flow hash.
+      await waitFor(async () => (await gw.status()).ikeSas.every((s) => s.children.every((c) => typeof c.worker === 'number')), { timeoutMs: 5000, intervalMs: 100, message: 'gateway Child SAs in the data plane' });
+      await addRoute(topo.left, topo.rightInnerNet, { dev: TUN, src: topo.leftInner });
+      await addRoute(topo.right, topo.leftInnerNet, { dev: TUN, src: topo.rightInner });
+      const server = spawnIn(topo.right, 'iperf3', ['-s', '-1', '-B', topo.rightInner]);
+      env.cleanup(() => server.stop({ graceMs: 1000 }));
+      await waitFor(async () => (await exec(topo.right, 'ss', ['-ltn'])).stdout.includes(`${topo.rightInner}:5201`), { timeoutMs: 5000, intervalMs: 50, message: 'iperf3 server' });
+      const perf = await exec(topo.left, 'iperf3', ['-c', topo.rightInner, '-B', topo.leftInner, '-P', '16', '-t', '2', '-J'], { timeoutMs: 20_000 });
+      expect(perf.code, perf.stderr + perf.stdout.slice(-2000)).toBe(0);
+      const streams = (JSON.parse(perf.stdout) as { end: { streams: Array<{ receiver: { bytes: number } }> } }).end.streams;
+      expect(streams).toHaveLength(16);
+      expect(streams.every((st) => st.receiver.bytes > 0)).toBe(true);
+      for (const side of [client, gw]) {
+        const st = await side.status();
+        expect(st.dataplane!.output).toBe('workers');
+        // Each Child SA's owner sent ESP itself, and nothing was refused by the kernel.
+        for (const w of new Set(st.ikeSas.flatMap((s) => s.children.map((c) => c.worker!)))) expect(st.dataplane!.workers[w]!.espSent).toBeGreaterThan(0);
+        expect(st.dataplane!.io.dropSend).toBe(0);
+      }
       await setLink(topo.left, nic1.aIf, true);
       await waitFor(async () => (await onPath(client, nic1.aAddr, nic1.bAddr))?.spiI === original!.spiI, { timeoutMs: 15_000, intervalMs: 250, message: 'the original did not move back to NIC 1' });
       await waitFor(async () => (await onPath(gw, nic1.bAddr, nic1.aAddr))?.spiI === original!.spiI, { timeoutMs: 10_000, intervalMs: 250, message: 'the gateway did not follow the original back' });

@@ -21,7 +21,7 @@ const PSK = 'tunnel-netns-test-psk-0123456789abcdef';
 const TUN = 'ikc0';
 
 /** TUN settings beyond the device name (config keys of the dataplane section). */
-type TunSettings = { tun_queues?: number; tun_offload?: boolean };
+type TunSettings = { tun_queues?: number; tun_offload?: boolean; output?: 'workers' | 'io-thread' };
 
 function gatewayConfig(topo: Topology, side: 'left' | 'right', esp: 'udp' | 'auto', tun: TunSettings = {}): Record<string, unknown> {
   const l = topo.links[0]!;
@@ -128,6 +128,13 @@ describe('ikeclone <-> ikeclone through TUN devices in network namespaces', () =
         expect(drops).toBe(0);
         expect(st.io.dropUnknownSpi).toBe(0);
         expect(st.io.dropPolicy).toBe(0);
+        // Direct output (the default with a TUN device): the workers sent every ESP packet and
+        // wrote every decapsulated packet themselves; the I/O thread only read.
+        expect(st.output).toBe('workers');
+        expect(st.workers.reduce((n, w) => n + w.espSent, 0)).toBe(st.io.espOut);
+        expect(st.workers.reduce((n, w) => n + w.innerWritten, 0)).toBe(st.tun!.txPackets);
+        expect(st.io.dropSend).toBe(0);
+        expect(st.io.espOut).toBeGreaterThan(1000);
       }
       // ESP arrived on the NAT-T socket (UDP 4500), not on a raw socket.
       expect((await right.status()).udp!.espIn).toBeGreaterThan(1000);
@@ -163,6 +170,10 @@ describe('ikeclone <-> ikeclone through TUN devices in network namespaces', () =
         expect(st.dataplane!.rawEsp!.packetsIn).toBeGreaterThan(10);
         expect(st.dataplane!.rawEsp!.backend).toBe('batched');
         expect(st.udp!.espIn).toBe(0);
+        // The workers sent the raw ESP through their own descriptors of the raw socket.
+        expect(st.dataplane!.output).toBe('workers');
+        expect(st.dataplane!.rawEsp!.packetsOut).toBe(0);
+        expect(st.dataplane!.workers.reduce((n, w) => n + w.espSent, 0)).toBeGreaterThan(10);
       }
     },
     60_000,
@@ -194,11 +205,38 @@ describe('ikeclone <-> ikeclone through TUN devices in network namespaces', () =
         expect(tun.txCoalesced).toBe(0);
         expect(tun.txWrites).toBe(tun.txPackets + tun.txDropped);
         expect(tun.errors).toBe(0);
+        // Written by the workers, one write(2) each, through their own descriptors of the queues.
+        expect(st.workers.reduce((n, w) => n + w.innerWritten, 0)).toBe(tun.txPackets);
         expect(st.workers.reduce((n, w) => n + w.drops.replay + w.drops.icv + w.drops.malformed, 0)).toBe(0);
         expect(st.io.dropUnknownSpi).toBe(0);
       }
       // The inner stacks checksummed their own segments; none arrived corrupted.
       for (const ns of [topo.left, topo.right]) expect((await tcpInCounters(ns)).inCsumErrors).toBe(0);
+    },
+    60_000,
+  );
+
+  interopTest(
+    'output: io-thread: the workers hand their output back through the rings and the I/O thread sends and writes it; ping both ways and iperf3 for 2 s',
+    PRE,
+    async () => {
+      const { topo, left, right } = await setUp('io-thread', 'udp', { output: 'io-thread' });
+      await pingBothWays(topo);
+      const perf = await iperf(topo, 2);
+      process.stderr.write(`iperf3 through ikeclone (output: io-thread): ${(perf.receivedBps / 1e6).toFixed(1)} Mbit/s received, ${perf.retransmits} retransmits
+`);
+      expect(perf.receivedBps).toBeGreaterThan(1e6);
+      for (const gw of [left, right]) {
+        const st = (await gw.status()).dataplane!;
+        expect(st.output).toBe('io-thread');
+        expect(st.workers.every((w) => w.espSent === 0 && w.innerWritten === 0)).toBe(true);
+        expect(st.io.espOut).toBeGreaterThan(100);
+        expect(st.tun!.txPackets).toBeGreaterThan(100);
+        expect(st.tun!.errors).toBe(0);
+        expect(st.workers.reduce((n, w) => n + w.drops.replay + w.drops.icv + w.drops.malformed + w.drops.queueFull, 0)).toBe(0);
+      }
+      // The UDP transport's own sends: what the I/O thread sent.
+      expect((await left.status()).udp!.espOut).toBeGreaterThan(100);
     },
     60_000,
   );

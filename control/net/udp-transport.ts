@@ -88,7 +88,7 @@ class NativeBinding implements Binding {
 
   constructor(readonly socket: BatchedSocket, private readonly onSendError: (remote: Endpoint, err: Error) => void) {}
 
-  private to(address: string): Destination | undefined {
+  to(address: string): Destination | undefined {
     return this.destinations.get(address, ipToBytes);
   }
 
@@ -268,6 +268,19 @@ export class UdpTransport {
     this.stats.espOut++;
     socket.queue(bytes, remote);
     this.queued.add(socket);
+  }
+
+  /**
+   * The native socket ESP from `local` to `remote` leaves through, and the
+   * destination encoded for it, so a data-plane worker can send there itself
+   * (dataplane.ts, direct output); undefined with dgram sockets or when no
+   * socket fits. The descriptor stays this transport's: callers dup it.
+   */
+  espSocket(local: Endpoint, remote: Endpoint): { fd: number; to: Destination } | undefined {
+    const binding = this.socketFor(local, remote.address);
+    if (!(binding instanceof NativeBinding)) return undefined;
+    const to = binding.to(remote.address);
+    return to ? { fd: binding.socket.fd, to } : undefined;
   }
 
   /** Send every queued ESP datagram: one sendmmsg per socket. */

@@ -9,7 +9,7 @@
  *   here                    watch(fd, callback) -> handle: callback() runs on
  *                           the loop whenever fd is readable; unwatch(handle)
  *                           stops it (the handle closes asynchronously);
- *                           close(fd)
+ *                           close(fd); dup(fd) (close-on-exec)
  *
  * Threads: every function runs on the calling JavaScript thread; a watch
  * belongs to the event loop of the thread that created it.
@@ -17,6 +17,7 @@
 #include "io.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -182,17 +183,35 @@ static napi_value io_unwatch(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-static napi_value io_close(napi_env env, napi_callback_info info) {
+/* The one descriptor argument of close() and dup(); -1 (a TypeError thrown) when it is not one. */
+static int32_t fd_arg(napi_env env, napi_callback_info info, const char* usage) {
   size_t argc = 1;
   napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   int32_t fd;
-  if (argc < 1 || get_int(env, argv[0], &fd) < 0 || fd < 0) {
-    napi_throw_type_error(env, NULL, "close: (fd)");
-    return NULL;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 || get_int(env, argv[0], &fd) < 0 || fd < 0) {
+    napi_throw_type_error(env, NULL, usage);
+    return -1;
   }
-  close(fd);
+  return fd;
+}
+
+static napi_value io_close(napi_env env, napi_callback_info info) {
+  int32_t fd = fd_arg(env, info, "close: (fd)");
+  if (fd >= 0) close(fd);
   return NULL;
+}
+
+/* A second descriptor for the same open file (close-on-exec): a data-plane
+ * worker writes through its own, so the I/O thread closing or reusing its
+ * descriptor number can never redirect the worker's writes. */
+static napi_value io_dup(napi_env env, napi_callback_info info) {
+  int32_t fd = fd_arg(env, info, "dup: (fd)");
+  if (fd < 0) return NULL;
+  int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (copy < 0) return throw_errno(env, "dup", errno);
+  napi_value result;
+  CHECK(napi_create_int32(env, copy, &result));
+  return result;
 }
 
 NAPI_MODULE_INIT() {
@@ -210,6 +229,7 @@ NAPI_MODULE_INIT() {
     {"watch", NULL, io_watch, NULL, NULL, NULL, napi_default, NULL},
     {"unwatch", NULL, io_unwatch, NULL, NULL, NULL, napi_default, NULL},
     {"close", NULL, io_close, NULL, NULL, NULL, napi_default, NULL},
+    {"dup", NULL, io_dup, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

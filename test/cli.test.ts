@@ -2,52 +2,26 @@
 // a test starts is tracked by pid and killed in afterEach/afterAll if it is
 // still running, and every wait is bounded.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { createSocket } from 'node:dgram';
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { ensureCliBuilt, killCli, startCli, type CliProcess } from './support/cli-proc.js';
 import type { GatewayStatus, IkeSaStatus } from '../control/status.js';
 import type { DemoResult } from '../control/demo.js';
 import { formatDemo, formatStatus } from '../control/format.js';
-
-const root = fileURLToPath(new URL('..', import.meta.url));
-const cli = join(root, 'dist/control/cli.js');
-
-/** Newest modification time of the TypeScript sources under control/. */
-function newestSource(dir = join(root, 'control')): number {
-  let newest = 0;
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    if (e.isDirectory()) newest = Math.max(newest, newestSource(p));
-    else if (e.name.endsWith('.ts')) newest = Math.max(newest, statSync(p).mtimeMs);
-  }
-  return newest;
-}
 
 let dir: string;
 const started = new Set<ChildProcess>();
 
 beforeAll(() => {
-  // `npm test` builds first; a direct vitest run may find dist/ missing or stale.
-  if (!existsSync(cli) || statSync(cli).mtimeMs < newestSource()) {
-    const r = spawnSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', join(root, 'tsconfig.json')], { cwd: root, timeout: 120_000, encoding: 'utf8' });
-    if (!existsSync(cli)) throw new Error(`build failed: ${r.stdout}${r.stderr}`);
-  }
+  ensureCliBuilt();
   dir = mkdtempSync(join(tmpdir(), 'ikeclone-cli-'));
 });
 
 function killStarted(): void {
-  for (const p of started) {
-    if (p.exitCode === null && p.signalCode === null && p.pid !== undefined) {
-      try {
-        process.kill(p.pid, 'SIGKILL');
-      } catch {
-        // Already gone.
-      }
-    }
-  }
+  for (const p of started) killCli(p);
   started.clear();
 }
 
@@ -57,23 +31,13 @@ afterAll(() => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-interface Running {
-  proc: ChildProcess;
-  stdout: () => string;
-  stderr: () => string;
-  exited: Promise<number | null>;
-}
+type Running = CliProcess;
 
 /** Start the CLI; output is collected; the process is killed after the test if still running. */
 function start(args: string[]): Running {
-  const proc = spawn(process.execPath, [cli, ...args], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, IKECLONE_LOG: '' } });
-  started.add(proc);
-  let out = '';
-  let err = '';
-  proc.stdout!.on('data', (d) => (out += String(d)));
-  proc.stderr!.on('data', (d) => (err += String(d)));
-  const exited = new Promise<number | null>((resolve) => proc.once('close', (code) => resolve(code)));
-  return { proc, stdout: () => out, stderr: () => err, exited };
+  const r = startCli(args, { cwd: dir, env: { ...process.env, IKECLONE_LOG: '' } });
+  started.add(r.proc);
+  return r;
 }
 
 /** Run the CLI to completion, bounded by `timeoutMs`. */

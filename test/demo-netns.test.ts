@@ -3,10 +3,9 @@
 // through the tunnel; and that it leaves no namespace behind, also when
 // interrupted. The stream-port choice is checked against the real SPD.
 import { describe, expect, it } from 'vitest';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { readFileSync, readdirSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { ensureCliBuilt, killCli, startCli } from './support/cli-proc.js';
 import { interopTest } from './support/prereq.js';
 import type { PrereqName } from './support/prereq.js';
 import { useNetnsSuite } from './support/netns-suite.js';
@@ -17,56 +16,6 @@ import { familyKey, type SaRecord } from '../dataplane/sad.js';
 import type { Selector } from '../dataplane/packet.js';
 
 const PRE: PrereqName[] = ['root', 'netns', 'tun', 'iperf3'];
-const root = fileURLToPath(new URL('..', import.meta.url));
-const cli = join(root, 'dist/control/cli.js');
-
-/** Newest modification time of the TypeScript sources the CLI is built from. */
-function newestSource(dir: string): number {
-  let newest = 0;
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    if (e.isDirectory()) newest = Math.max(newest, newestSource(p));
-    else if (e.name.endsWith('.ts')) newest = Math.max(newest, statSync(p).mtimeMs);
-  }
-  return newest;
-}
-
-/** `npm test` builds first; a direct vitest run may find dist/ missing or stale. */
-function ensureBuilt(): void {
-  const newest = Math.max(newestSource(join(root, 'control')), newestSource(join(root, 'dataplane')));
-  if (existsSync(cli) && statSync(cli).mtimeMs >= newest) return;
-  const r = spawnSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', join(root, 'tsconfig.json')], { cwd: root, timeout: 120_000, encoding: 'utf8' });
-  if (!existsSync(cli)) throw new Error(`build failed: ${r.stdout}${r.stderr}`);
-}
-
-interface Running {
-  proc: ChildProcess;
-  stdout: () => string;
-  stderr: () => string;
-  exited: Promise<number | null>;
-}
-
-function startCli(args: string[]): Running {
-  const proc = spawn(process.execPath, [cli, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  proc.stdout!.on('data', (d) => (out += String(d)));
-  proc.stderr!.on('data', (d) => (err += String(d)));
-  const exited = new Promise<number | null>((resolve) => proc.once('close', (code) => resolve(code)));
-  return { proc, stdout: () => out, stderr: () => err, exited };
-}
-
-/** Kill the CLI by its pid if it still runs (a failed test must not leave it). */
-function kill(r: Running): void {
-  if (r.proc.exitCode === null && r.proc.signalCode === null && r.proc.pid !== undefined) {
-    try {
-      process.kill(r.proc.pid, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
-}
-
 async function waitFor(what: string, cond: () => boolean, timeoutMs: number): Promise<void> {
   const end = Date.now() + timeoutMs;
   while (!cond()) {
@@ -155,9 +104,9 @@ describe('ikeclone demo --netns (built CLI, root)', () => {
   const suite = useNetnsSuite('demo-netns', PRE);
 
   it('--seconds without --netns is a usage error (exit 2)', async () => {
-    ensureBuilt();
+    ensureCliBuilt();
     const r = startCli(['demo', '--seconds', '2']);
-    suite.cleanup(() => kill(r));
+    suite.cleanup(() => killCli(r.proc));
     expect(await r.exited).toBe(2);
     expect(r.stderr()).toMatch(/--seconds applies to --netns only/);
     expect(r.stdout()).toBe('');
@@ -167,9 +116,9 @@ describe('ikeclone demo --netns (built CLI, root)', () => {
     'demo --netns --json --seconds 2: pings answered both ways, iperf3 through the tunnel, every worker of both gateways carried ESP, both ends agree, no namespace left',
     PRE,
     async () => {
-      ensureBuilt();
+      ensureCliBuilt();
       const r = startCli(['demo', '--netns', '--json', '--seconds', '2']);
-      suite.cleanup(() => kill(r));
+      suite.cleanup(() => killCli(r.proc));
       const code = await r.exited;
       expect(code, r.stderr()).toBe(0);
       const mine = `${NETNS_DEMO_PREFIX}${r.proc.pid}-`;
@@ -245,9 +194,9 @@ describe('ikeclone demo --netns (built CLI, root)', () => {
     'SIGINT during iperf3: the demo stops its processes, deletes both namespaces and exits 1',
     PRE,
     async () => {
-      ensureBuilt();
+      ensureCliBuilt();
       const r = startCli(['demo', '--netns', '--seconds', '20']);
-      suite.cleanup(() => kill(r));
+      suite.cleanup(() => killCli(r.proc));
       const mine = `${NETNS_DEMO_PREFIX}${r.proc.pid}-`;
       await waitFor('iperf3 to start', () => r.stdout().includes('iperf3 for 20 s') || r.proc.exitCode !== null, 20_000);
       expect(r.proc.exitCode, r.stdout() + r.stderr()).toBeNull();

@@ -53,10 +53,12 @@ export interface TunnelResult {
   retransmits: number;
 }
 
-/** Round-trip time of ping through the tunnel (idle tunnel, left -> right inner address). */
+/** Round-trip time of ping through the tunnel (left -> right inner address). */
 export interface LatencyResult {
   case: Case;
   esp: Cipher | 'none';
+  /** Milliseconds between echo requests: 20 (the tunnel idles in between) or 2 (a steady 500 packets/s each way). */
+  intervalMs: number;
   /** Echo requests sent, and answered. */
   sent: number;
   received: number;
@@ -81,8 +83,12 @@ const PSK = 'tunnel-benchmark-psk-0123456789abcdef';
 const OUTER = { left: '10.250.1.1', right: '10.250.1.2' };
 const INNER = { left: '10.250.50.1', right: '10.250.100.1', leftNet: '10.250.50.0/24', rightNet: '10.250.100.0/24' };
 const TUN = 'ikc0';
-/** Echo requests per latency measurement. */
-const PINGS = 50;
+/**
+ * Latency measurements: echo requests and their spacing. 20 ms apart, every
+ * thread on the path sleeps between two requests (the idle tunnel); 2 ms
+ * apart, the tunnel carries a steady 500 packets/s each way.
+ */
+const PING_RUNS = [{ count: 50, intervalMs: 20 }, { count: 200, intervalMs: 2 }] as const;
 
 function sh(cmd: string, args: string[], opts: { allowFail?: boolean; timeoutMs?: number } = {}): string {
   const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: opts.timeoutMs ?? 15_000 });
@@ -151,16 +157,17 @@ class Testbed {
 
   /**
    * ping from the left's inner address to the right's: `count` requests
-   * 20 ms apart on an otherwise idle tunnel, after one that may still find a
-   * path to set up (ARP, a worker asleep). Returns iputils' rtt summary.
+   * `intervalMs` apart on an otherwise idle tunnel, after one that may still
+   * find a path to set up (ARP, a worker asleep). Returns iputils' rtt summary.
    */
-  ping(count: number, bind = INNER): Omit<LatencyResult, 'case' | 'esp'> {
+  ping(count: number, intervalMs: number, bind = INNER): Omit<LatencyResult, 'case' | 'esp'> {
     sh('ip', ['netns', 'exec', this.left, 'ping', '-c', '1', '-W', '2', '-I', bind.left, bind.right], { allowFail: true });
-    const out = sh('ip', ['netns', 'exec', this.left, 'ping', '-q', '-c', String(count), '-i', '0.02', '-W', '2', '-I', bind.left, bind.right], { allowFail: true, timeoutMs: 30_000 });
+    const interval = (intervalMs / 1000).toFixed(3);
+    const out = sh('ip', ['netns', 'exec', this.left, 'ping', '-q', '-c', String(count), '-i', interval, '-W', '2', '-I', bind.left, bind.right], { allowFail: true, timeoutMs: 30_000 });
     const counts = /(\d+) packets transmitted, (\d+) received/.exec(out);
     const rtt = /= ([\d.]+)\/([\d.]+)\/([\d.]+)\//.exec(out);
     if (!counts || !rtt) throw new Error(`ping through the tunnel: no summary in ${JSON.stringify(out.slice(-300))}`);
-    return { sent: Number(counts[1]), received: Number(counts[2]), minMs: Number(rtt[1]), avgMs: Number(rtt[2]), maxMs: Number(rtt[3]) };
+    return { intervalMs, sent: Number(counts[1]), received: Number(counts[2]), minMs: Number(rtt[1]), avgMs: Number(rtt[2]), maxMs: Number(rtt[3]) };
   }
 
   /** iperf3 from the left's inner address to the right's (reverse: data flows right -> left). */
@@ -356,8 +363,10 @@ export async function runTunnelBench(opts: SuiteOptions): Promise<TunnelReport> 
     try {
       bed.create();
       await c.setUp(bed);
-      progress(`${c.name} (${c.esp}): ping x${PINGS}`);
-      latency.push({ case: c.name, esp: c.esp, ...bed.ping(PINGS, c.bind) });
+      for (const p of PING_RUNS) {
+        progress(`${c.name} (${c.esp}): ping x${p.count}, ${p.intervalMs} ms apart`);
+        latency.push({ case: c.name, esp: c.esp, ...bed.ping(p.count, p.intervalMs, c.bind) });
+      }
       for (const reverse of [false, true]) {
         progress(`${c.name} (${c.esp}) ${reverse ? 'reverse' : 'forward'}: iperf3 -t ${seconds}`);
         const r = await bed.iperf(seconds, reverse, c.bind);
@@ -392,8 +401,8 @@ export async function runTunnelBench(opts: SuiteOptions): Promise<TunnelReport> 
   } else {
     console.log(`Tunnel throughput: iperf3 TCP between two network namespaces, ${seconds} s per run (${((Date.now() - started) / 1000).toFixed(0)} s)\n`);
     console.log(formatTable(['case', 'esp', 'direction', 'Mbit/s', 'retransmits'], results.map((r) => [r.case, r.esp, r.direction, r.mbps, r.retransmits])));
-    console.log(`\nLatency: ping through the idle tunnel, ${PINGS} requests 20 ms apart\n`);
-    console.log(formatTable(['case', 'esp', 'received', 'min ms', 'avg ms', 'max ms'], latency.map((l) => [l.case, l.esp, `${l.received}/${l.sent}`, l.minMs, l.avgMs, l.maxMs])));
+    console.log(`\nLatency: ping through the tunnel, ${PING_RUNS.map((p) => `${p.count} requests ${p.intervalMs} ms apart`).join(', then ')}\n`);
+    console.log(formatTable(['case', 'esp', 'interval ms', 'received', 'min ms', 'avg ms', 'max ms'], latency.map((l) => [l.case, l.esp, l.intervalMs, `${l.received}/${l.sent}`, l.minMs, l.avgMs, l.maxMs])));
     for (const s of skipped) console.log(`skipped ${s.case} (${s.esp}): ${s.reason}`);
     console.log('\nRatios');
     console.log(formatTable(['ratio', 'value'], Object.values(ratios).map((r) => [r.description, r.value])));

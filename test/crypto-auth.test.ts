@@ -2,7 +2,7 @@ import { VECTORS_DIR } from './support/vectors.js';
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createHmac, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { createHmac, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
 import {
   decodeSignatureHashes, encodeSignatureHashes, loadSigningKey, loadVerifyKey, pskAuth, signatureHashFor, signDigitalSignature,
   signedOctets, SUPPORTED_SIGNATURE_HASHES, verifyDigitalSignature, verifyEcdsaP256Sha256, verifyEd25519, verifyKeyFromCertificate,
@@ -217,8 +217,38 @@ describe('SIGNATURE_HASH_ALGORITHMS (RFC 7427 §4)', () => {
     expect(decodeSignatureHashes(hex('0001ff0007'))).toEqual([1, 0xff00]); // odd trailing octet ignored
     expect(decodeSignatureHashes(new Uint8Array(0))).toEqual([]);
     expect(() => encodeSignatureHashes([65536])).toThrow(RangeError);
-    expect(signatureHashFor('ed25519')).toBe(HashAlgorithm.IDENTITY);
-    expect(signatureHashFor('ecdsa-p256')).toBe(HashAlgorithm.SHA2_256);
+  });
+
+  it('signs only with a hash the peer announced (RFC 7427 §4, RFC 8420 §2)', () => {
+    const { SHA1, SHA2_256, SHA2_384, SHA2_512, IDENTITY } = HashAlgorithm;
+    expect(signatureHashFor('ed25519', SUPPORTED_SIGNATURE_HASHES)).toBe(IDENTITY);
+    expect(signatureHashFor('ed25519', [SHA2_256, SHA2_512])).toBeUndefined();
+    expect(signatureHashFor('ed25519', [])).toBeUndefined();
+    expect(signatureHashFor('ecdsa-p256', SUPPORTED_SIGNATURE_HASHES)).toBe(SHA2_256);
+    expect(signatureHashFor('ecdsa-p256', [IDENTITY, SHA2_512, SHA2_384])).toBe(SHA2_384);
+    expect(signatureHashFor('ecdsa-p256', [SHA2_512])).toBe(SHA2_512);
+    expect(signatureHashFor('ecdsa-p256', [SHA1, IDENTITY])).toBeUndefined();
+  });
+
+  it('an ECDSA signature names the hash it was made with, and verifies with it alone', () => {
+    const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256', privateKeyEncoding: { type: 'sec1', format: 'pem' }, publicKeyEncoding: { type: 'spki', format: 'pem' } });
+    const signer = loadSigningKey(privateKey);
+    const verifier = loadVerifyKey(publicKey);
+    const octets = randomBytes(200);
+    // RFC 7427 Appendix A.3.2-A.3.4: ecdsa-with-SHA256/384/512 end in 02/03/04.
+    for (const [hash, oidTail] of [[HashAlgorithm.SHA2_256, 0x02], [HashAlgorithm.SHA2_384, 0x03], [HashAlgorithm.SHA2_512, 0x04]] as const) {
+      const auth = signDigitalSignature(signer, octets, hash);
+      expect(auth[0]).toBe(12);
+      expect(auth[12]).toBe(oidTail);
+      expect(verifyDigitalSignature(verifier, auth, octets)).toBe(true);
+      // The same signature under another hash's identifier does not verify.
+      const relabelled = Uint8Array.from(auth);
+      relabelled[12] = oidTail === 0x02 ? 0x03 : 0x02;
+      expect(verifyDigitalSignature(verifier, relabelled, octets)).toBe(false);
+    }
+    expect(() => signDigitalSignature(signer, octets, HashAlgorithm.SHA1)).toThrow(RangeError);
+    const ed = generateKeyPairSync('ed25519', { privateKeyEncoding: { type: 'pkcs8', format: 'pem' }, publicKeyEncoding: { type: 'spki', format: 'pem' } });
+    expect(() => signDigitalSignature(loadSigningKey(ed.privateKey), octets, HashAlgorithm.SHA2_256)).toThrow(RangeError);
   });
 });
 

@@ -11,7 +11,9 @@ import type { LocalAuth, RemoteAuth } from '../control/ike/policy.js';
 import { decodeMessage } from '../control/wire/message.js';
 import { openMessage } from '../control/ike/protect.js';
 import { AuthMethod, ExchangeType, HeaderFlag, NotifyType, PayloadType } from '../control/wire/constants.js';
-import type { IkeSa } from '../control/ike/ike-sa.js';
+import { IkeSa } from '../control/ike/ike-sa.js';
+import { authRefusal } from '../control/ike/authentication.js';
+import { HashAlgorithm } from '../control/wire/constants.js';
 import type { Datagram } from '../control/ike/transport.js';
 
 /** `p` once the wire has gone quiet: settled by then, or the test fails at once instead of hanging. */
@@ -211,5 +213,68 @@ describe('Digital Signature authentication (RFC 7427)', () => {
     wire.run(100);
     await expect(settled(up)).rejects.toThrow(/AUTHENTICATION_FAILED/);
     expect(answers).toEqual([[NotifyType.AUTHENTICATION_FAILED]]);
+  });
+
+  describe('the signature hash is one the peer announced (RFC 7427 §4, RFC 8420 §2)', () => {
+    /** Notify 16431 with our list (SHA2-256, -384, -512, Identity) as it appears in IKE_SA_INIT. */
+    const ANNOUNCED = Uint8Array.from([0x40, 0x2f, 0, 2, 0, 3, 0, 4, 0, 5]);
+    function indexOf(bytes: Uint8Array, needle: Uint8Array): number {
+      outer: for (let i = 0; i + needle.length <= bytes.length; i++) {
+        for (let j = 0; j < needle.length; j++) if (bytes[i + j] !== needle[j]) continue outer;
+        return i;
+      }
+      return -1;
+    }
+
+    it('an Ed25519 initiator whose responder announced no Identity hash stops before IKE_AUTH', async () => {
+      const a = keyPair('ed25519');
+      const b = keyPair('ed25519');
+      const wire = new MemoryWire();
+      const { initiator, responder } = pskPair({
+        initiator: { localAuth: pubkeyLocal(a), remoteAuth: pubkeyRemote(b) },
+        responder: { localAuth: pubkeyLocal(b), remoteAuth: pubkeyRemote(a) },
+      });
+      const alice = wire.engine('10.0.0.1', [initiator]);
+      wire.engine('10.0.0.2', [responder]);
+      let rewritten = 0;
+      // Bob's IKE_SA_INIT response announces SHA2-256 only (same length: 2, 2, 2, 2).
+      wire.tamper = (d) => {
+        if (d.bytes[18] !== ExchangeType.IKE_SA_INIT || (d.bytes[19]! & HeaderFlag.RESPONSE) === 0) return d;
+        const at = indexOf(d.bytes, ANNOUNCED);
+        if (at < 0) return d;
+        const bytes = Uint8Array.from(d.bytes);
+        bytes.set([0, 2, 0, 2, 0, 2, 0, 2], at + 2);
+        rewritten++;
+        return { ...d, bytes };
+      };
+      const up = alice.initiate('to-bob');
+      up.catch(() => {});
+      wire.run(100);
+      await expect(settled(up)).rejects.toThrow(/announced no signature hash a ed25519 key signs with/);
+      expect(rewritten).toBe(1);
+      // No IKE_AUTH request left alice.
+      expect(wire.log.filter((d) => d.bytes[18] === ExchangeType.IKE_AUTH)).toHaveLength(0);
+    });
+
+    it('a responder answers AUTHENTICATION_FAILED rather than sign in a hash the initiator did not announce', () => {
+      const { responder } = pskPair({ responder: { localAuth: pubkeyLocal(keyPair('ed25519')) } });
+      const zero = new Uint8Array(8);
+      const sa = new IkeSa('responder', responder, { address: '10.0.0.2', port: 500 }, { address: '10.0.0.1', port: 500 }, zero, zero, 0);
+      expect(authRefusal(sa)).toMatch(/announced no signature hash a ed25519 key signs with \(SIGNATURE_HASH_ALGORITHMS: none\)/);
+      sa.peerSignatureHashes = [HashAlgorithm.SHA2_256, HashAlgorithm.SHA2_512];
+      expect(authRefusal(sa)).toMatch(/SIGNATURE_HASH_ALGORITHMS: 2, 4/);
+      sa.peerSignatureHashes = [HashAlgorithm.SHA2_256, HashAlgorithm.IDENTITY];
+      expect(authRefusal(sa)).toBeUndefined();
+      // ECDSA signs with whichever SHA-2 the peer announced.
+      sa.policy = { ...responder, localAuth: pubkeyLocal(keyPair('ecdsa-p256')) };
+      sa.peerSignatureHashes = [HashAlgorithm.SHA2_512];
+      expect(authRefusal(sa)).toBeUndefined();
+      sa.peerSignatureHashes = [HashAlgorithm.IDENTITY];
+      expect(authRefusal(sa)).toMatch(/ecdsa-p256/);
+      // PSK needs no hash.
+      sa.policy = pskPair().responder;
+      sa.peerSignatureHashes = [];
+      expect(authRefusal(sa)).toBeUndefined();
+    });
   });
 });

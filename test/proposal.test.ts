@@ -5,6 +5,8 @@ import {
   type ProposalSpec, type TransformSpec,
 } from '../control/proposal.js';
 import { EncrId, EsnId, IntegId, KeGroup, PrfId, ProtocolId, TransformType as T } from '../control/wire/constants.js';
+import { selectProposal } from '../control/ike/proposals.js';
+import type { Proposal, TransformAttribute } from '../control/wire/payloads.js';
 
 function ike(s: string): ProposalSpec {
   const r = parseIkeProposal(s);
@@ -330,5 +332,35 @@ describe('defaults', () => {
     }
     const groups = new Set(ikeSpecs.flatMap((p) => ofType(p, T.KE).map((t) => t.id)));
     expect([...groups].sort((a, b) => a - b)).toEqual([KeGroup.MODP_2048, KeGroup.ECP_256, KeGroup.ECP_384, KeGroup.CURVE25519]);
+  });
+});
+
+describe('responder choice with transform attributes (RFC 7296 §3.3.6)', () => {
+  const configured = [{ protocol: ProtocolId.IKE, transforms: [
+    { type: T.ENCR, id: EncrId.AES_GCM_16, keyLength: 256 }, { type: T.PRF, id: PrfId.HMAC_SHA2_256 }, { type: T.KE, id: KeGroup.CURVE25519 },
+  ] }];
+  const offer = (extra: { encr?: TransformAttribute[]; ke?: TransformAttribute[] }): Proposal[] => [{
+    number: 1, protocol: ProtocolId.IKE, spi: new Uint8Array(0),
+    transforms: [
+      { type: T.ENCR, id: EncrId.AES_GCM_16, keyLength: 256, ...(extra.encr ? { attributes: extra.encr } : {}) },
+      { type: T.PRF, id: PrfId.HMAC_SHA2_256 },
+      { type: T.KE, id: KeGroup.CURVE25519, ...(extra.ke ? { attributes: extra.ke } : {}) },
+    ],
+  }];
+
+  it('a transform with only Key Length is accepted', () => {
+    expect(selectProposal(offer({}), configured)?.encrKeyLength).toBe(256);
+  });
+
+  it('a transform carrying an attribute we do not understand is unacceptable (TV or TLV format)', () => {
+    expect(selectProposal(offer({ encr: [{ type: 17, value: 1 }] }), configured)).toBeUndefined();
+    expect(selectProposal(offer({ ke: [{ type: 99, value: new Uint8Array([1, 2]) }] }), configured)).toBeUndefined();
+  });
+
+  it('another proposal without the unknown attribute is still chosen', () => {
+    const [withAttr] = offer({ encr: [{ type: 17, value: 1 }] });
+    const [plain] = offer({});
+    const chosen = selectProposal([withAttr!, { ...plain!, number: 2 }], configured);
+    expect(chosen?.proposalNumber).toBe(2);
   });
 });

@@ -133,10 +133,10 @@ export function verifyKeyFromCertificate(der: Uint8Array): CryptoResult<VerifyKe
 /** RFC 8420 Appendix A.1: AlgorithmIdentifier id-Ed25519, parameters absent. */
 const ALGID_ED25519 = Uint8Array.from([0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70]);
 /** RFC 7427 Appendix A.3.2-A.3.4: ecdsa-with-SHA256/384/512, parameters absent. */
-const ALGID_ECDSA: ReadonlyArray<{ algId: Uint8Array; hash: 'sha256' | 'sha384' | 'sha512' }> = [
-  { algId: Buffer.from('300a06082a8648ce3d040302', 'hex'), hash: 'sha256' },
-  { algId: Buffer.from('300a06082a8648ce3d040303', 'hex'), hash: 'sha384' },
-  { algId: Buffer.from('300a06082a8648ce3d040304', 'hex'), hash: 'sha512' },
+const ALGID_ECDSA: ReadonlyArray<{ algId: Uint8Array; hash: 'sha256' | 'sha384' | 'sha512'; id: number }> = [
+  { algId: Buffer.from('300a06082a8648ce3d040302', 'hex'), hash: 'sha256', id: HashAlgorithm.SHA2_256 },
+  { algId: Buffer.from('300a06082a8648ce3d040303', 'hex'), hash: 'sha384', id: HashAlgorithm.SHA2_384 },
+  { algId: Buffer.from('300a06082a8648ce3d040304', 'hex'), hash: 'sha512', id: HashAlgorithm.SHA2_512 },
 ];
 
 /** Hash algorithms announced in SIGNATURE_HASH_ALGORITHMS (RFC 7427 §4, RFC 8420 §2). */
@@ -148,30 +148,37 @@ export const SUPPORTED_SIGNATURE_HASHES: number[] = [
 ];
 
 /**
- * The hash that signDigitalSignature uses with a key of `kind`: Identity for
- * Ed25519 (RFC 8420 §2), SHA2-256 for ECDSA P-256. RFC 7427 §4 lets a signer
- * use only hashes the peer announced, so the engine checks this one is in
- * the peer's list.
+ * The hash to sign with, for a key of `kind`, towards a peer that announced
+ * `peerHashes` in SIGNATURE_HASH_ALGORITHMS. RFC 7427 §4: "a peer MUST pick
+ * one algorithm sent by the other peer". Ed25519 signs with Identity, and
+ * only for a peer that announced it (RFC 8420 §2); ECDSA P-256 with the first
+ * of SHA2-256, SHA2-384, SHA2-512 the peer announced. undefined when the
+ * peer announced none of them: no signature it accepts can be made.
  */
-export function signatureHashFor(kind: SignatureKeyKind): number {
-  return kind === 'ed25519' ? HashAlgorithm.IDENTITY : HashAlgorithm.SHA2_256;
+export function signatureHashFor(kind: SignatureKeyKind, peerHashes: readonly number[]): number | undefined {
+  if (kind === 'ed25519') return peerHashes.includes(HashAlgorithm.IDENTITY) ? HashAlgorithm.IDENTITY : undefined;
+  return ALGID_ECDSA.find((a) => peerHashes.includes(a.id))?.id;
 }
 
 /**
  * AUTH data for method 14 (RFC 7427 §3):
  * ASN.1 Length (1 octet) | AlgorithmIdentifier (DER) | Signature.
- * Ed25519 signs the octets directly (RFC 8420 §2); ECDSA P-256 uses
- * ecdsa-with-SHA256 and a DER Ecdsa-Sig-Value (RFC 7427 §3 via RFC 3279
- * §2.2.3, as strongSwan sends).
+ * Ed25519 signs the octets directly (RFC 8420 §2; `hash` must be Identity);
+ * ECDSA P-256 uses ecdsa-with-SHA256/384/512 as `hash` says (default
+ * SHA2-256) and a DER Ecdsa-Sig-Value (RFC 7427 §3 via RFC 3279 §2.2.3, as
+ * strongSwan sends).
  */
-export function signDigitalSignature(key: SigningKey, octets: Uint8Array): Uint8Array {
+export function signDigitalSignature(key: SigningKey, octets: Uint8Array, hash?: number): Uint8Array {
   let algId: Uint8Array, signature: Uint8Array;
   if (key.kind === 'ed25519') {
+    if (hash !== undefined && hash !== HashAlgorithm.IDENTITY) throw new RangeError(`Ed25519 signs with the Identity hash, not ${hash} (RFC 8420 §2)`);
     algId = ALGID_ED25519;
     signature = sign(null, octets, key.privateKey);
   } else {
-    algId = ALGID_ECDSA[0]!.algId;
-    signature = sign('sha256', octets, { key: key.privateKey, dsaEncoding: 'der' });
+    const ecdsa = ALGID_ECDSA.find((a) => a.id === (hash ?? HashAlgorithm.SHA2_256));
+    if (!ecdsa) throw new RangeError(`no ECDSA signature with hash algorithm ${hash}`);
+    algId = ecdsa.algId;
+    signature = sign(ecdsa.hash, octets, { key: key.privateKey, dsaEncoding: 'der' });
   }
   const out = new Uint8Array(1 + algId.length + signature.length);
   out[0] = algId.length;

@@ -3,7 +3,7 @@
 // Digital Signature authentication (RFC 7427) with Ed25519 (RFC 8420) or ECDSA.
 import { AuthMethod, PayloadType } from '../wire/constants.js';
 import type { AuthPayload, IdPayload } from '../wire/payloads.js';
-import { pskAuth, signDigitalSignature, signedOctets, verifyDigitalSignature, verifyPskAuth } from '../crypto/auth.js';
+import { pskAuth, signatureHashFor, signDigitalSignature, signedOctets, verifyDigitalSignature, verifyPskAuth } from '../crypto/auth.js';
 import type { IkeSa } from './ike-sa.js';
 import { restOfIdPayload } from './payload-builders.js';
 
@@ -20,17 +20,36 @@ function octetsFor(sa: IkeSa, signer: 'initiator' | 'responder', id: { idType: n
     : signedOctets(prf, sa.initResponse!, sa.nonceI!, keys.skPr, rest);
 }
 
-/** Our AUTH payload for the ID payload we send. */
+/**
+ * Why we cannot authenticate to this peer with our configured method, or
+ * undefined if we can. A signature (RFC 7427 method 14) needs a hash the peer
+ * announced in SIGNATURE_HASH_ALGORITHMS in IKE_SA_INIT (RFC 7427 §4); a peer
+ * that announced none, or none our key can sign with, cannot be sent one
+ * (RFC 8420 §2 for Ed25519).
+ */
+export function authRefusal(sa: IkeSa): string | undefined {
+  const auth = sa.policy.localAuth;
+  if (auth.method === 'psk') return auth.psk ? undefined : `connection "${sa.name}" has no pre-shared key`;
+  if (!auth.signingKey) return `connection "${sa.name}" has no private key`;
+  if (signatureHashFor(auth.signingKey.kind, sa.peerSignatureHashes) === undefined) {
+    return `the peer announced no signature hash a ${auth.signingKey.kind} key signs with (SIGNATURE_HASH_ALGORITHMS: ${sa.peerSignatureHashes.join(', ') || 'none'})`;
+  }
+  return undefined;
+}
+
+/** Our AUTH payload for the ID payload we send; throws what authRefusal() says when it cannot be made. */
 export function buildAuth(sa: IkeSa, id: { idType: number; data: Uint8Array }): AuthPayload {
+  const refusal = authRefusal(sa);
+  if (refusal) throw new Error(refusal);
   const signer = sa.isInitiator ? 'initiator' : 'responder';
   const octets = octetsFor(sa, signer, id);
   const auth = sa.policy.localAuth;
   if (auth.method === 'psk') {
-    if (!auth.psk) throw new Error(`connection "${sa.name}" has no pre-shared key`);
-    return { type: PayloadType.AUTH, method: AuthMethod.SHARED_KEY_MIC, data: pskAuth(sa.suite!.prf!, auth.psk, octets) };
+    return { type: PayloadType.AUTH, method: AuthMethod.SHARED_KEY_MIC, data: pskAuth(sa.suite!.prf!, auth.psk!, octets) };
   }
-  if (!auth.signingKey) throw new Error(`connection "${sa.name}" has no private key`);
-  return { type: PayloadType.AUTH, method: AuthMethod.DIGITAL_SIGNATURE, data: signDigitalSignature(auth.signingKey, octets) };
+  const key = auth.signingKey!;
+  const hash = signatureHashFor(key.kind, sa.peerSignatureHashes)!;
+  return { type: PayloadType.AUTH, method: AuthMethod.DIGITAL_SIGNATURE, data: signDigitalSignature(key, octets, hash) };
 }
 
 /** Check the peer's AUTH payload against its ID payload, with the policy's expectations. Never throws. */

@@ -82,6 +82,12 @@ export class IkeSa {
   /** NAT detected in front of us / in front of the peer (RFC 7296 §2.23). */
   natLocal = false;
   natRemote = false;
+  /**
+   * Hash algorithms the peer announced in SIGNATURE_HASH_ALGORITHMS in
+   * IKE_SA_INIT (RFC 7427 §4); empty if it sent none. Our signature must use
+   * one of them.
+   */
+  peerSignatureHashes: number[] = [];
   peerMobike = false;
   peerClone = false;
   /** MOBIKE (RFC 4555 §3.4, §3.6): the peer's other addresses, as it announced them. */

@@ -21,6 +21,9 @@ export interface NegotiatedSuite {
 }
 
 function supported(protocol: number, t: Transform): boolean {
+  // RFC 7296 §3.3.6: a transform with an attribute we do not understand is
+  // unacceptable. Key Length (14), the only one defined, is in keyLength.
+  if (t.attributes !== undefined && t.attributes.length > 0) return false;
   switch (t.type) {
     case TransformType.ENCR:
       return encrInfo(t.id, t.keyLength) !== undefined;

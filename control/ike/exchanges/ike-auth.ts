@@ -19,7 +19,7 @@ import type { IkeEngine } from '../engine.js';
 import type { InitiatorExchange, ResponderResult } from '../exchange.js';
 import type { IkeSa } from '../ike-sa.js';
 import type { ConnectionPolicy } from '../policy.js';
-import { buildAuth, verifyAuth } from '../authentication.js';
+import { authRefusal, buildAuth, verifyAuth } from '../authentication.js';
 import { acceptChild, dropOffer, offerChild, offerPayloads, respondChild } from '../child-negotiation.js';
 import type { ChildOffer } from '../child-negotiation.js';
 import { errorNotify, hasNotify, idPayload, notify } from '../payload-builders.js';
@@ -195,6 +195,9 @@ export function respondIkeAuth(engine: IkeEngine, sa: IkeSa, payloads: Payload[]
   sa.peerMobike = policy.mobike && hasNotify(payloads, NotifyType.MOBIKE_SUPPORTED);
   sa.peerClone = policy.cloneSupport && hasNotify(payloads, NotifyType.CLONE_IKE_SA_SUPPORTED);
 
+  // RFC 7427 §4: we can answer with a signature only in a hash the peer announced.
+  const refusal = authRefusal(sa);
+  if (refusal) return authFailed(`cannot authenticate to ${formatIdentity(peerId)}: ${refusal}`);
   const idrOut = idPayload(PayloadType.IDr, policy.localId);
   const response: Payload[] = [idrOut, buildAuth(sa, idrOut)];
 

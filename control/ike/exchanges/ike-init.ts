@@ -19,7 +19,7 @@ import type { Payload, Proposal } from '../../wire/payloads.js';
 import { createKeyExchange, keyExchangeLength } from '../../crypto/keyexchange.js';
 import { deriveIkeKeys, isValidNonceLength } from '../../crypto/keys.js';
 import { makeCookie, verifyCookie } from '../../crypto/cookie.js';
-import { encodeSignatureHashes, SUPPORTED_SIGNATURE_HASHES } from '../../crypto/auth.js';
+import { decodeSignatureHashes, encodeSignatureHashes, SUPPORTED_SIGNATURE_HASHES } from '../../crypto/auth.js';
 import type { IkeEngine } from '../engine.js';
 import type { InitiatorExchange } from '../exchange.js';
 import { IkeSa, spi64Hex } from '../ike-sa.js';
@@ -29,6 +29,7 @@ import type { NegotiatedSuite } from '../proposals.js';
 import type { Datagram, Endpoint } from '../transport.js';
 import { errorNotify, notify, u16, u16Bytes } from '../payload-builders.js';
 import { installIkeKeys } from '../ike-keys.js';
+import { authRefusal } from '../authentication.js';
 import { detectNat, natDetectionPayloads } from '../nat-detection.js';
 
 const EMPTY = new Uint8Array(0);
@@ -142,7 +143,11 @@ export class IkeSaInitInitiator implements InitiatorExchange {
     sa.suite = suite;
     sa.nonceR = copy(nonce.data);
     sa.initResponse = copy(raw);
+    sa.peerSignatureHashes = peerSignatureHashes(payloads);
     deriveAndInstallKeys(this.engine, sa, suite, shared.value);
+    // RFC 7427 §4: no IKE_AUTH request can be made that this peer accepts.
+    const refusal = authRefusal(sa);
+    if (refusal) return fail(refusal);
 
     const nat = detectNat(payloads, sa.spiI, sa.spiR, sa.local, sa.remote);
     if (nat) {
@@ -160,6 +165,12 @@ export class IkeSaInitInitiator implements InitiatorExchange {
 }
 
 // ------------------------------------------------------------------ responder
+
+/** The hash algorithms of the peer's SIGNATURE_HASH_ALGORITHMS notify (RFC 7427 §4); none if it sent none. */
+function peerSignatureHashes(payloads: Payload[]): number[] {
+  const n = findNotifies(payloads, NotifyType.SIGNATURE_HASH_ALGORITHMS)[0];
+  return n ? decodeSignatureHashes(n.data) : [];
+}
 
 function sendInitError(engine: IkeEngine, msg: IkeMessage, d: Datagram, payloads: Payload[]): void {
   const bytes = encodeMessage(
@@ -285,6 +296,7 @@ export function respondIkeSaInit(engine: IkeEngine, msg: IkeMessage, d: Datagram
   sa.suite = suite;
   sa.nonceI = copy(nonce.data);
   sa.nonceR = engine.random(NONCE_LENGTH);
+  sa.peerSignatureHashes = peerSignatureHashes(payloads);
   sa.initRequest = copy(d.bytes);
   const nat = detectNat(payloads, sa.spiI, ZERO_SPI, d.local, d.remote);
   if (nat) {

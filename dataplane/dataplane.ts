@@ -367,7 +367,9 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
     this.rawSocket?.close();
     if (this.rawSender === this.rawSocket) this.rawSender = undefined;
     this.rawSocket = undefined;
-    for (const w of this.workers) w.output.wake();
+    // The drain loop sleeps on the set's doorbell, not on any one out ring
+    // (drain()): ring it, or stop waits out the loop's 250 ms idle timeout.
+    this.workers[0]?.doorbell.ring();
     await this.drainLoop;
     await Promise.all(this.workers.map((w) => w.stop()));
     for (const r of this.sad?.all() ?? []) {
@@ -457,9 +459,12 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
     // The keys travel in their own ArrayBuffers, transferred: no copy stays on this thread.
     const inKey = keyIn.buffer as ArrayBuffer;
     const outKey = keyOut.buffer as ArrayBuffer;
-    // A route's descriptor is the worker's to close: made only for a worker that will receive it.
-    const route = worker.running ? this.routeFor(record) : undefined;
     try {
+      // Inside the try: a dup() that fails (EBADF, EMFILE) or an espSocket
+      // callback that throws must not leave the record and its slots behind,
+      // which would block the SA id until stop. A route's descriptor is the
+      // worker's to close: made only for a worker that will receive it.
+      const route = worker.running ? this.routeFor(record) : undefined;
       await Promise.all([
         worker.request({
           op: 'install', slot: inbound.slot, tag: inbound.tag, key: inKey, spi: spec.spiIn, direction: 'in', ...common,
@@ -547,8 +552,10 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
     this.sad!.move(r, local, remote);
     if (udpEncap !== undefined) r.udpEncap = udpEncap;
     r.transport = this.transportFor(r.udpEncap, r.remote);
-    const worker = this.workers[r.worker]!;
-    if (!this.direct || r.state === 'removed' || !worker.running) return;
+    const worker = this.workers[r.worker];
+    // Once stopping, a route message could reach a worker whose port is already
+    // closed, and the descriptor dup'ed for it would never be closed.
+    if (!this.direct || !this.running || r.state === 'removed' || !worker?.running) return;
     // The owner sends the ESP itself: give it the new route (or none: the out ring).
     const route = this.routeFor(r);
     worker.request({ op: 'route', slot: r.outSlot, tag: r.outTag, route: route ?? null }).catch((err: Error) => {

@@ -40,11 +40,17 @@ export interface FlowTuple {
   /** Ports, or ICMP type << 8 | code in both; -1 when the packet has none (or is a non-first fragment). */
   srcPort: number;
   dstPort: number;
+  /**
+   * -1 unless the packet is a fragment; then the protocol number every
+   * fragment of its datagram shows (IPv4 Protocol; IPv6 the Fragment header's
+   * Next Header), which flowHash uses in place of protocol and ports.
+   */
+  fragmentProtocol: number;
 }
 
 /** A FlowTuple to reuse on the hot path (parseFlow overwrites every field). */
 export function newFlowTuple(): FlowTuple {
-  return { version: 0, srcOffset: 0, dstOffset: 0, addrLength: 0, protocol: 0, srcPort: -1, dstPort: -1 };
+  return { version: 0, srcOffset: 0, dstOffset: 0, addrLength: 0, protocol: 0, srcPort: -1, dstPort: -1, fragmentProtocol: -1 };
 }
 
 function readPorts(p: Uint8Array, at: number, protocol: number, out: FlowTuple): void {
@@ -79,6 +85,8 @@ export function parseFlow(p: Uint8Array, out: FlowTuple): boolean {
     out.dstOffset = 16;
     out.protocol = p[9]!;
     const fragmentOffset = ((p[6]! & 0x1f) << 8) | p[7]!;
+    const moreFragments = (p[6]! & 0x20) !== 0;
+    out.fragmentProtocol = fragmentOffset !== 0 || moreFragments ? out.protocol : -1;
     if (fragmentOffset !== 0) {
       // RFC 4301 §7: a non-first fragment carries no ports.
       out.srcPort = out.dstPort = -1;
@@ -96,10 +104,10 @@ export function parseFlow(p: Uint8Array, out: FlowTuple): boolean {
     out.addrLength = 16;
     out.srcOffset = 8;
     out.dstOffset = 24;
+    out.fragmentProtocol = -1;
     let next = p[6]!;
     let at = 40;
-    let firstFragment = true;
-    // Skip extension headers (RFC 8200 §4): hop-by-hop, routing, destination options, fragment.
+    // Skip extension headers (RFC 4301 §4.4.1.1, RFC 8200 §4): hop-by-hop, routing, destination options, fragment.
     for (let hops = 0; hops < 8; hops++) {
       if (next === 0 || next === 43 || next === 60) {
         if (at + 2 > end) return false;
@@ -108,16 +116,24 @@ export function parseFlow(p: Uint8Array, out: FlowTuple): boolean {
         next = n;
       } else if (next === 44) {
         if (at + 8 > end) return false;
-        const n = p[at]!;
-        firstFragment = (((p[at + 2]! << 8) | p[at + 3]!) & 0xfff8) === 0;
+        next = p[at]!;
+        out.fragmentProtocol = next;
+        if ((((p[at + 2]! << 8) | p[at + 3]!) & 0xfff8) !== 0) {
+          // RFC 8200 §4.5: what follows a non-first fragment's Fragment header
+          // is the middle of the Fragmentable Part (which may begin with a
+          // Destination Options header, §4.1), not headers: walking on would
+          // let payload bytes choose the protocol. The Fragment header's Next
+          // Header is the protocol; ports are unavailable (RFC 4301 §7).
+          out.protocol = next;
+          out.srcPort = out.dstPort = -1;
+          return true;
+        }
         at += 8;
-        next = n;
       } else break;
     }
     if (at > end) return false;
     out.protocol = next;
-    if (firstFragment) readPorts(p.subarray(0, end), at, next, out);
-    else out.srcPort = out.dstPort = -1;
+    readPorts(p.subarray(0, end), at, next, out);
     return true;
   }
   return false;
@@ -137,8 +153,13 @@ function addressInRange(p: Uint8Array, at: number, len: number, start: Uint8Arra
 }
 
 function portInRange(port: number, s: Selector): boolean {
+  // RFC 4301 §4.4.1.1: ANY (0..65535) matches every packet, with ports or without.
   if (s.startPort === 0 && s.endPort === 0xffff) return true;
-  // RFC 4301 §4.4.1.1: a packet without ports (OPAQUE) matches only ANY.
+  // RFC 4301 §4.4.1.1/§4.4.1.2: OPAQUE (start 65535, end 0) MUST be supported
+  // and matches exactly the packets whose ports are unavailable (-1 here: a
+  // non-first fragment, or a protocol without ports).
+  if (s.startPort === 0xffff && s.endPort === 0) return port < 0;
+  // A range other than ANY or OPAQUE cannot match a packet without ports (RFC 4301 §4.4.1.1).
   return port >= 0 && port >= s.startPort && port <= s.endPort;
 }
 
@@ -174,7 +195,10 @@ function mix(h: number, v: number): number {
 /**
  * A 32-bit hash of the 5-tuple (addresses, protocol, ports): every packet of
  * one flow gets the same value, so it takes the same Child SA and keeps its
- * order. Not keyed: it spreads load, it is not a security boundary.
+ * order. A fragment hashes its addresses and protocol only: the first
+ * fragment has ports and the others do not (RFC 4301 §7), and all fragments
+ * of a datagram must take one SA, one worker, so they stay in order. Not
+ * keyed: it spreads load, it is not a security boundary.
  */
 export function flowHash(p: Uint8Array, f: FlowTuple): number {
   let h = 0x9747b28c;
@@ -182,8 +206,13 @@ export function flowHash(p: Uint8Array, f: FlowTuple): number {
     h = mix(h, (p[f.srcOffset + i]! << 24) | (p[f.srcOffset + i + 1]! << 16) | (p[f.srcOffset + i + 2]! << 8) | p[f.srcOffset + i + 3]!);
     h = mix(h, (p[f.dstOffset + i]! << 24) | (p[f.dstOffset + i + 1]! << 16) | (p[f.dstOffset + i + 2]! << 8) | p[f.dstOffset + i + 3]!);
   }
-  h = mix(h, (f.protocol << 16) ^ (f.srcPort & 0xffff));
-  h = mix(h, f.dstPort & 0xffff);
+  if (f.fragmentProtocol >= 0) {
+    h = mix(h, (f.fragmentProtocol << 16) ^ 0xffff);
+    h = mix(h, 0xffff);
+  } else {
+    h = mix(h, (f.protocol << 16) ^ (f.srcPort & 0xffff));
+    h = mix(h, f.dstPort & 0xffff);
+  }
   // fmix32
   h ^= h >>> 16;
   h = Math.imul(h, 0x85ebca6b);

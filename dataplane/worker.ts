@@ -189,6 +189,11 @@ class DataPlaneWorker {
       // The descriptor came for this slot: nobody else will close it.
       if (req.route) this.direct?.closeRoute(req.route);
       throw err;
+    } finally {
+      // DESIGN §4.5: the transferred key is this thread's only copy. installSa
+      // zeroes the view it is given, but a request refused before that call
+      // (slot in use, no direct output) would leave the key in this heap.
+      if (req.key instanceof ArrayBuffer) new Uint8Array(req.key).fill(0);
     }
   }
 

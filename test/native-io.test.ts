@@ -208,6 +208,31 @@ function segment(s: Seg): Uint8Array {
   return pkt;
 }
 
+/** `pkt` (IPv4) with four NOP options in its header: IHL 6, lengths and header checksum redone. */
+function withIpv4Options(pkt: Uint8Array): Uint8Array {
+  const out = new Uint8Array(pkt.length + 4);
+  out.set(pkt.subarray(0, 20));
+  out.set([1, 1, 1, 1], 20);
+  out.set(pkt.subarray(20), 24);
+  out[0] = 0x46;
+  const dv = new DataView(out.buffer);
+  dv.setUint16(2, out.length);
+  dv.setUint16(10, 0);
+  dv.setUint16(10, ~csum(out.subarray(0, 24)) & 0xffff);
+  return out;
+}
+
+/** `pkt` (IPv6) with an empty Destination Options header (RFC 8200 §4.6) before its TCP header. */
+function withDestinationOptions(pkt: Uint8Array): Uint8Array {
+  const out = new Uint8Array(pkt.length + 8);
+  out.set(pkt.subarray(0, 40));
+  out.set([6, 0, 1, 4, 0, 0, 0, 0], 40); // Next Header TCP, length 0, PadN of 4
+  out.set(pkt.subarray(40), 48);
+  out[6] = 60;
+  new DataView(out.buffer).setUint16(4, out.length - 40);
+  return out;
+}
+
 interface Record {
   flags: number;
   gsoType: number;
@@ -332,6 +357,32 @@ describe('TUN batch writes coalesce TCP segments (native/io/gro.c)', () => {
     expectCoalesced(recs[0]!, segs.slice(0, 2));
     expectCoalesced(recs[1]!, segs.slice(2, 4));
     expect(recs.slice(2).map((r) => r.packet)).toEqual(segs.slice(4));
+  });
+
+  interopTest('a TCP packet whose header shape is not coalesced (IPv4 options, IPv6 extension headers) still orders its address pair', ['native'], () => {
+    // The pure ACK between two contiguous segments may be of their flow: the
+    // later segment must not join the earlier one and be written before it.
+    const first = segment({ seq: 1000, payload: 500 });
+    const ack = withIpv4Options(segment({ seq: 1000, payload: 0 }));
+    const later = segment({ seq: 1500, payload: 500 });
+    const v4 = writeBatch([first, ack, later]);
+    expect(v4.status).toEqual([0, 0, 0]);
+    expect(v4.recs.map((r) => r.gsoType)).toEqual([GSO_NONE, GSO_NONE, GSO_NONE]);
+    expect(v4.recs.map((r) => r.packet)).toEqual([first, ack, later]);
+
+    const first6 = segment({ v6: true, seq: 1000, payload: 500 });
+    const ack6 = withDestinationOptions(segment({ v6: true, seq: 1000, payload: 0 }));
+    const later6 = segment({ v6: true, seq: 1500, payload: 500 });
+    const v6 = writeBatch([first6, ack6, later6]);
+    expect(v6.recs.map((r) => r.packet)).toEqual([first6, ack6, later6]);
+
+    // Another address pair's such packet does not stop a flow from coalescing.
+    const other = withIpv4Options(segment({ src: 2, seq: 0, payload: 0 }));
+    const mixed = writeBatch([first, other, later]);
+    expect(mixed.status).toEqual([1, 0, 1]);
+    expect(mixed.recs).toHaveLength(2);
+    expectCoalesced(mixed.recs[0]!, [first, later]);
+    expect(mixed.recs[1]!.packet).toEqual(other);
   });
 
   interopTest('malformed packets are written alone and never read past their bytes; a descriptor outside the data throws', ['native'], () => {

@@ -21,7 +21,10 @@
  * segment whose TCP checksum does not verify is written alone, as it came:
  * CHECKSUM_PARTIAL would make the receiver skip the check it must fail.
  * Packets are written in the order of each flow's first segment, so no flow
- * is reordered. Nothing here trusts the packets: every length is checked.
+ * is reordered; a packet that may be TCP but whose flow is not parsed here
+ * (IPv4 options or fragments, IPv6 extension headers) closes every earlier
+ * group of its address pair, since it may belong to any of their flows.
+ * Nothing here trusts the packets: every length is checked.
  */
 #include "csum.h"
 #include "io.h"
@@ -41,6 +44,7 @@ typedef struct {
   uint32_t len;
   int tcp;      /* IPv4/IPv6 + TCP headers parsed: its flow is known */
   int eligible; /* may be coalesced */
+  int barrier;  /* may be TCP, but its ports were not parsed: ends every flow of its address pair */
   int v6;
   uint32_t iph;     /* IP header bytes */
   uint32_t tcph;    /* TCP header bytes */
@@ -58,20 +62,43 @@ typedef struct {
   int closed;
 } group_t;
 
-/* Classify packet s: eligible for coalescing or not. */
+/*
+ * Whether IPv6 Next Header value nh may put a TCP header further on: TCP
+ * itself, or an extension header (RFC 8200 §4; the IANA list of IPv6
+ * extension headers) that may precede it.
+ */
+static int v6_may_carry_tcp(uint8_t nh) {
+  switch (nh) {
+    case 6: case 0: case 43: case 44: case 51: case 60: case 135: case 139: case 140: case 253: case 254:
+      return 1;
+    default:
+      return 0;
+  }
+}
+
+/*
+ * Classify packet s: eligible for coalescing or not. A packet that may be
+ * TCP but whose header shape is not parsed here (IPv4 options or fragments,
+ * a total length that disagrees, IPv6 extension headers, a truncated TCP
+ * header) is a barrier: its flow is unknown, so no later packet of its
+ * address pair may join a group written before it.
+ */
 static void inspect(segment_t* s) {
   const uint8_t* p = s->pkt;
   uint32_t len = s->len;
-  s->tcp = s->eligible = 0;
+  s->tcp = s->eligible = s->barrier = 0;
   if (len < 20) return;
   if (p[0] >> 4 == 4) {
+    s->v6 = 0;
+    s->barrier = p[9] == 6;
     if ((p[0] & 0x0f) != 5 || p[9] != 6 || be16(p + 2) != len) return;
     if ((be16(p + 6) & 0x3fff) != 0) return; /* MF or a fragment offset */
-    s->v6 = 0;
     s->iph = 20;
   } else if (p[0] >> 4 == 6) {
-    if (len < 40 || p[6] != 6 || be16(p + 4) + 40 != len) return;
+    if (len < 40) return;
     s->v6 = 1;
+    s->barrier = v6_may_carry_tcp(p[6]);
+    if (p[6] != 6 || be16(p + 4) + 40 != len) return;
     s->iph = 40;
   } else {
     return;
@@ -81,6 +108,7 @@ static void inspect(segment_t* s) {
   uint32_t tcph = (uint32_t)(t[12] >> 4) * 4;
   if (tcph < 20 || s->iph + tcph > len) return;
   s->tcp = 1;
+  s->barrier = 0; /* its flow is known: same_flow orders it */
   uint8_t flags = t[13];
   if ((flags & ~(TCP_ACK | TCP_PSH)) != 0 || !(flags & TCP_ACK)) return;
   s->tcph = tcph;
@@ -97,6 +125,12 @@ static int same_flow(const segment_t* a, const segment_t* b) {
   const uint8_t *p = a->pkt, *q = b->pkt;
   if (a->v6 ? memcmp(p + 8, q + 8, 32) != 0 : memcmp(p + 12, q + 12, 8) != 0) return 0;
   return memcmp(p + a->iph, q + b->iph, 4) == 0;
+}
+
+/* Whether barrier b and packet s have the same source and destination addresses. */
+static int same_addresses(const segment_t* b, const segment_t* s) {
+  if (b->v6 != s->v6) return 0;
+  return b->v6 ? memcmp(b->pkt + 8, s->pkt + 8, 32) == 0 : memcmp(b->pkt + 12, s->pkt + 12, 8) == 0;
 }
 
 /* Whether segment s (of g's flow) may follow group g's last segment. */
@@ -153,6 +187,8 @@ napi_value tun_write_batch(napi_env env, napi_callback_info info) {
       /* The flow's latest group, if s continues it: never an older one, which would reorder the flow. */
       for (int k = ngroups - 1; k >= 0; k--) {
         group_t* g = &groups[k];
+        /* A packet of unknown flow from the same addresses may be of s's flow: groups before it are closed to s. */
+        if (segs[g->first].barrier && same_addresses(&segs[g->first], s)) break;
         if (!same_flow(&segs[g->last], s)) continue;
         if (!s->eligible || !segs[g->first].eligible || !fits(segs, g, s)) break;
         segs[g->last].next = i;

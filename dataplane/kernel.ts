@@ -100,8 +100,6 @@ export const NEXT_HEADER_NONE = 59;
 
 const SEQ32_MAX = 0xffff_ffffn;
 const SEQ64_MAX = 0xffff_ffff_ffff_ffffn;
-/** Byte offset of the counters in a slot (wasm/layout.ts SLOT_COUNTERS; not exported, so setNextSeqOut checks it). */
-const SLOT_COUNTERS_OFFSET = 32;
 /** Where encap()/decap() place their single packet in the arena. */
 const ONE_PACKET_OFFSET = 64;
 
@@ -175,6 +173,7 @@ export interface EspExports {
   slotCounter(slot: number, id: number): bigint;
   slotRekeyNeeded(slot: number): number;
   slotPtr(slot: number): number;
+  slotSetNextSeqOut(slot: number, seq: bigint): number;
   encapBatch(count: number): number;
   decapBatch(count: number): number;
   [name: string]: unknown;
@@ -362,13 +361,28 @@ export class EspKernel {
     this.exports.slotDelete(slot);
   }
 
-  /** Encapsulate descriptors 0..count-1; returns how many succeeded. */
+  /**
+   * A batch count must be an integer in [0, maxBatch]. Checked here because
+   * the wasm parameter is a u32: -1 or 2^32-1 would arrive as a huge count,
+   * and any count past the descriptors just filled would re-process stale
+   * ones (re-encrypting a sent packet spends a sequence number). The kernel
+   * also refuses counts past MAX_BATCH (wasm/batch.ts).
+   */
+  private checkCount(count: number): void {
+    if (!Number.isInteger(count) || count < 0 || count > this.maxBatch) {
+      throw new RangeError(`batch count must be an integer in [0, ${this.maxBatch}]`);
+    }
+  }
+
+  /** Encapsulate descriptors 0..count-1 (count in [0, maxBatch]); returns how many succeeded. */
   encapBatch(count: number): number {
+    this.checkCount(count);
     return this.exports.encapBatch(count);
   }
 
-  /** Decapsulate descriptors 0..count-1; returns how many succeeded. */
+  /** Decapsulate descriptors 0..count-1 (count in [0, maxBatch]); returns how many succeeded. */
   decapBatch(count: number): number {
+    this.checkCount(count);
     return this.exports.decapBatch(count);
   }
 
@@ -459,20 +473,19 @@ export class EspKernel {
    * Benchmark hook, never for real traffic: set the next outbound sequence
    * number of the SA in `slot`, to model one SA whose counter several workers
    * share (bench/scale.ts). Cloning exists to make this unnecessary.
+   * The kernel refuses (EspKernelError) a free or inbound slot, a number below
+   * the current next one and one past the hard limit: the IV is the sequence
+   * number, and reusing it under the same key breaks AES-GCM and
+   * ChaCha20-Poly1305 (RFC 4106 §3.1, RFC 7634 §2). Callers that reserve
+   * numbers from a shared counter start it at 1 and only move forward.
    */
   setNextSeqOut(slot: number, seq: bigint): void {
     this.checkSlot(slot);
-    const at = this.exports.slotPtr(slot) + SLOT_COUNTERS_OFFSET + 8 * Counter.SEQ_OUT_NEXT;
-    if (this.seqView?.buffer !== this.exports.memory.buffer) {
-      const view = new DataView(this.exports.memory.buffer);
-      if (view.getBigUint64(at, true) !== BigInt.asUintN(64, this.exports.slotCounter(slot, Counter.SEQ_OUT_NEXT))) {
-        throw new Error('esp.wasm slot layout differs (SLOT_COUNTERS)');
-      }
-      this.seqView = view;
+    const result = this.exports.slotSetNextSeqOut(slot, toU64(seq, 'seq'));
+    if (result !== ResultCode.OK) {
+      throw new EspKernelError(result, `setNextSeqOut(${slot}, ${seq}): ${resultName(result)}`);
     }
-    this.seqView.setBigUint64(at, toU64(seq, 'seq'), true);
   }
-  private seqView: DataView | undefined;
 
   /** A copy of the slot's bytes (to check that deleteSa wiped it). */
   slotBytes(slot: number): Uint8Array {

@@ -428,7 +428,10 @@ describe('extended sequence numbers (RFC 4303 §2.2.1, Appendix A)', () => {
       expect(deliver(E - 2n)).toBe(ResultCode.OK); // Case B: late packet from the old subspace
       expect(deliver(E - 2n)).toBe(ResultCode.REPLAY);
       expect(deliver(E + 1n)).toBe(ResultCode.OK); // Case B, new subspace, inside the window
-      expect(deliver(E - 60n)).toBe(ResultCode.OK); // oldest number of a 64 window under top E+3
+      // E-60 is the oldest number of a 64 window under top E+3, but lies before
+      // initialSeq E-10: marked at install, never accepted (RFC 4303 §3.4.3).
+      expect(deliver(E - 60n)).toBe(ResultCode.REPLAY);
+      expect(deliver(E - 10n)).toBe(ResultCode.OK); // initialSeq itself, late
       // Just outside: Appendix A2.2 reads seq-low below Bl as the next subspace
       // (2^33 - 61), far ahead, so the ICV computed with those high bits fails.
       expect(deliver(E - 61n)).toBe(ResultCode.AUTH_FAILED);
@@ -656,13 +659,16 @@ describe('batch API', () => {
     });
   });
 
-  it('processes at most maxBatch descriptors and refuses descriptors outside the arena', async () => {
+  it('processes at most maxBatch descriptors (refusing larger counts) and refuses descriptors outside the arena', async () => {
     const k = await EspKernel.create();
     const sa = newRefSa(CHACHA);
     install(k, 0, sa, 'out');
     install(k, 1, sa, 'in');
     for (let i = 0; i < k.maxBatch; i++) k.setDescriptor(i, 64 + i * 128, 16, 0, 4);
-    expect(k.encapBatch(k.maxBatch + 10)).toBe(k.maxBatch);
+    expect(() => k.encapBatch(k.maxBatch + 10)).toThrow(RangeError);
+    expect(k.exports.encapBatch(k.maxBatch + 10)).toBe(0); // the kernel refuses too, rather than clamping
+    expect(k.counters(0).packetsOut).toBe(0n);
+    expect(k.encapBatch(k.maxBatch)).toBe(k.maxBatch);
     expect(k.counters(0).packetsOut).toBe(BigInt(k.maxBatch));
     const size = k.arena.length;
     k.setDescriptor(0, size - 10, 10, 0, 4); // no tailroom

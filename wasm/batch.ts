@@ -20,6 +20,11 @@ import { espDecap, espEncap } from './esp';
   store<u32>(desc + DESC_OUT_LENGTH, 0);
 }
 
+// Why a count above MAX_BATCH is refused rather than clamped: a negative count
+// from JavaScript arrives as a huge u32, and clamping it to MAX_BATCH would
+// process whatever stale descriptors lie in the array — re-encrypting packets
+// already sent (each spending a sequence number) or decrypting old ones again.
+
 function encapOne(desc: usize): u32 {
   begin(desc);
   const slot = installedSlot(load<u32>(desc + DESC_SLOT));
@@ -51,11 +56,12 @@ function decapOne(desc: usize): u32 {
  * offset/length of the inner packet (with ESP_HEADROOM free bytes before it
  * and ESP_TAILROOM after it), slot, nextHeader in; result, outOffset/outLength
  * of the ESP packet out. Returns how many succeeded (result <= OK_REKEY_NEEDED).
+ * A count above MAX_BATCH is refused: nothing is processed and 0 is returned.
  */
 export function encapBatch(count: u32): u32 {
-  const n = min(count, MAX_BATCH);
+  if (count > MAX_BATCH) return 0; // refused, see above encapOne
   let ok: u32 = 0;
-  for (let i: u32 = 0; i < n; i++) {
+  for (let i: u32 = 0; i < count; i++) {
     const desc = DESC_PTR + <usize>i * DESC_SIZE;
     const result = encapOne(desc);
     store<u32>(desc + DESC_RESULT, result);
@@ -68,12 +74,13 @@ export function encapBatch(count: u32): u32 {
  * Decapsulate descriptors 0..count-1 (at most MAX_BATCH). Per descriptor:
  * offset/length of the ESP packet (from the SPI) and slot in; result,
  * nextHeader, outOffset/outLength of the inner packet out. Returns how many
- * succeeded.
+ * succeeded. A count above MAX_BATCH is refused: nothing is processed and 0 is
+ * returned.
  */
 export function decapBatch(count: u32): u32 {
-  const n = min(count, MAX_BATCH);
+  if (count > MAX_BATCH) return 0; // refused, see above encapOne
   let ok: u32 = 0;
-  for (let i: u32 = 0; i < n; i++) {
+  for (let i: u32 = 0; i < count; i++) {
     const desc = DESC_PTR + <usize>i * DESC_SIZE;
     const result = decapOne(desc);
     store<u32>(desc + DESC_RESULT, result);

@@ -18,9 +18,13 @@ const KEY_BYTES: i32 = 32;
 /** Bytes the first four-block call encrypts (blocks 1..3). */
 const FIRST_CHUNK: i32 = 192;
 
-/** Load a 32-byte key into `ctx`. keyLen must be 32 (checked by callers; other lengths are ignored). */
+/**
+ * Load a 32-byte key (RFC 8439 §2.8) into `ctx`. Traps on any other key
+ * length, as gcmInit does: returning quietly would leave the context's old key
+ * (or none) in place for a caller that believes it installed a new one.
+ */
 export function chachaPolyInit(ctx: usize, key: usize, keyLen: i32): void {
-  if (keyLen != KEY_BYTES) return;
+  if (keyLen != KEY_BYTES) unreachable();
   memory.copy(ctx, key, KEY_BYTES);
 }
 
@@ -57,11 +61,15 @@ function wipeWork(): void {
 /**
  * Encrypt `dataLen` bytes at `data` in place and write a `tagLen`-byte tag
  * (16 for RFC 7634; shorter values truncate) to `tag`. nonce: 12 bytes.
+ * Traps on negative lengths, as gcmSeal does (a caller bug, and sealing has
+ * no failure result).
  */
 export function chachaPolySeal(
   ctx: usize, nonce: usize, aad: usize, aadLen: i32,
   data: usize, dataLen: i32, tag: usize, tagLen: i32,
 ): void {
+  // Negative lengths would become huge usize values in macInto/cryptBody.
+  if (aadLen < 0 || dataLen < 0) unreachable();
   tagLen = min(max(tagLen, 0), 16);
   chacha20Blocks4(ctx, nonce, 0, WORK_KEYSTREAM);
   poly1305Init(WORK_KEYSTREAM);
@@ -73,13 +81,15 @@ export function chachaPolySeal(
 
 /**
  * Verify the `tagLen`-byte tag at `tag` over aad and the ciphertext, then (only
- * if it verifies) decrypt in place. Returns false, with data untouched, on mismatch.
+ * if it verifies) decrypt in place. Returns false, with data untouched, on a
+ * mismatch, a tag length outside 1..16 or negative lengths (as gcmOpen does:
+ * opening rejects rather than traps, so a bad length is just a failed packet).
  */
 export function chachaPolyOpen(
   ctx: usize, nonce: usize, aad: usize, aadLen: i32,
   data: usize, dataLen: i32, tag: usize, tagLen: i32,
 ): bool {
-  if (tagLen < 1 || tagLen > 16) return false;
+  if (tagLen < 1 || tagLen > 16 || aadLen < 0 || dataLen < 0) return false;
   chacha20Blocks4(ctx, nonce, 0, WORK_KEYSTREAM);
   poly1305Init(WORK_KEYSTREAM);
   macInto(aad, aadLen, data, dataLen);

@@ -24,5 +24,5 @@ export {
   ARENA_SIZE, ESP_HEADROOM, ESP_TAILROOM, MIN_REPLAY_WINDOW, MAX_REPLAY_WINDOW, KEY_CTX_SIZE,
   descPtr, arenaPtr, layoutEnd,
 } from './layout';
-export { slotInstall, slotDelete, slotCounter, slotRekeyNeeded, slotPtr } from './slots';
+export { slotInstall, slotDelete, slotCounter, slotRekeyNeeded, slotPtr, slotSetNextSeqOut } from './slots';
 export { encapBatch, decapBatch } from './batch';

@@ -25,13 +25,31 @@ const TOP: usize = SLOT_COUNTERS + <usize>Counter.SEQ_IN_HIGHEST * 8;
   return (window * 2) >> 6;
 }
 
-/** Reset the window of `slot`: highest seen = `top`, nothing marked. */
+/**
+ * Reset the window of `slot` as if `top` was the highest number received:
+ * every number in (top - window, top] (and >= 1) is marked. An SA that starts
+ * at initialSeq = top + 1 must never accept a number before its start (RFC
+ * 4303 §3.4.3: only numbers not yet received within the window pass); left
+ * unmarked, the W numbers below initialSeq would each be accepted once.
+ * Numbers above `top` stay unmarked: the top's own block is not zeroed when
+ * the top later moves within it (replayUpdate). 64-bit throughout, so with ESN
+ * a window that straddles a 2^32 boundary is marked on both sides.
+ */
 export function replayInit(slot: usize, window: u32, top: u64): void {
   const blocks = replayRingBlocks(window);
+  const mask = <u64>(blocks - 1);
+  const ring = slot + SLOT_RING;
   store<u32>(slot + SLOT_WINDOW, window);
   store<u32>(slot + SLOT_RING_MASK, blocks - 1);
   store<u64>(slot + TOP, top);
-  memory.fill(slot + SLOT_RING, 0, <usize>blocks * 8);
+  memory.fill(ring, 0, <usize>blocks * 8);
+  // top < window: only 1..top exist (0 is never a valid number).
+  const count = top < <u64>window ? top : <u64>window;
+  let seq = top;
+  for (let i: u64 = 0; i < count; i++, seq--) {
+    const at = ring + <usize>((seq >> 6) & mask) * 8;
+    store<u64>(at, load<u64>(at) | (<u64>1 << (seq & 63)));
+  }
 }
 
 /**

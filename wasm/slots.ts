@@ -16,6 +16,8 @@ import { replayInit } from './replay';
 const STATE_FREE: u32 = 0;
 const STATE_INSTALLED: u32 = 1;
 const SEQ32_MAX: u64 = 0xffffffff;
+/** Bytes of the scratch region that carry key material (longest key || salt is 36; DESIGN §4.5). */
+const SCRATCH_KEY_BYTES: usize = 64;
 
 /** Address of counter `id` of the slot at `slot`. */
 // @ts-ignore: decorator
@@ -39,7 +41,8 @@ export function installedSlot(i: u32): usize {
 /**
  * Install an SA into slot `i`. Key material (key || 4-byte salt, RFC 4106 §4 /
  * RFC 7634 §2) is read from the first `keyMaterialLen` bytes of the scratch
- * region and wiped there; the host wipes its own copy.
+ * region; the first 64 bytes of scratch are wiped whatever the outcome; the
+ * host wipes its own copy.
  *
  * direction: Direction; flags: FLAG_ESN or 0; icvLen: 8/12/16 (GCM), 16 (ChaCha).
  * window: inbound replay window, a power of two in [64, MAX_REPLAY_WINDOW]
@@ -76,7 +79,11 @@ export function slotInstall(
     }
     store<u32>(slot + SLOT_STATE, STATE_INSTALLED);
   }
-  memory.fill(SCRATCH_PTR, 0, <usize>min(keyMaterialLen, 64));
+  // Wipe the whole 64-byte key area the host writes into, not just the length
+  // the host claims: with a wrong claim (refused above) the key bytes past it
+  // would otherwise stay in the scratch region (DESIGN §4.5: secrets are
+  // zeroised in WASM memory too).
+  memory.fill(SCRATCH_PTR, 0, SCRATCH_KEY_BYTES);
   return result;
 }
 
@@ -130,6 +137,31 @@ export function slotCounter(i: u32, id: u32): u64 {
 export function slotRekeyNeeded(i: u32): bool {
   const slot = installedSlot(i);
   return slot != 0 && (load<u8>(slot + SLOT_FLAGS) & FLAG_REKEY_NEEDED) != 0;
+}
+
+/**
+ * Benchmark hook, never for real traffic: set the next outbound sequence
+ * number of slot `i`, so that several workers can model one SA whose counter
+ * they share (bench/scale.ts reserves numbers from a common atomic counter).
+ * Refuses anything that could send two packets with the same number under one
+ * key, since the IV is the sequence number and AES-GCM and ChaCha20-Poly1305
+ * need a unique IV per packet (RFC 4106 §3.1, RFC 7634 §2): the slot must be
+ * installed (NO_SLOT) and outbound (WRONG_DIRECTION), `seq` must not be below
+ * the current next number (INVALID_ARGUMENT), and it must not pass the hard
+ * limit, nor may the counter be spent already (SEQ_EXHAUSTED, RFC 4303
+ * §3.3.3). Returns OK when the counter was set.
+ */
+export function slotSetNextSeqOut(i: u32, seq: u64): u32 {
+  const slot = installedSlot(i);
+  if (slot == 0) return ResultCode.NO_SLOT;
+  if (load<u8>(slot + SLOT_DIRECTION) != Direction.OUT) return ResultCode.WRONG_DIRECTION;
+  const at = counterAddr(slot, Counter.SEQ_OUT_NEXT);
+  const next = load<u64>(at);
+  // next == 0: the counter passed 2^64-1 (espEncap refuses to send from there).
+  if (next == 0 || seq > load<u64>(counterAddr(slot, Counter.SEQ_HARD_LIMIT))) return ResultCode.SEQ_EXHAUSTED;
+  if (seq < next) return ResultCode.INVALID_ARGUMENT;
+  store<u64>(at, seq);
+  return ResultCode.OK;
 }
 
 /** Address of slot `i` (for the host's tests of wiping); 0 when out of range. */

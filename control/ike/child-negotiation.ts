@@ -178,7 +178,16 @@ export function respondChild(
   const tsr = findPayload(payloads, PayloadType.TSr);
   if (!saPayload || !tsi || !tsr) return { ok: false, notify: NotifyType.INVALID_SYNTAX };
   // RFC 7791 §8: the limit counts Child SAs over all IKE SAs of the peer; a rekey replaces one.
-  if (!opts.replacing && engine.peerChildCount(sa) >= engine.limits.childSasPerPeer) return { ok: false, notify: NotifyType.NO_ADDITIONAL_SAS };
+  const count = engine.peerChildCount(sa);
+  if (opts.replacing) {
+    // A rekey replaces only a Child SA that is still live. Replaced ones keep counting until
+    // deleted (they are still installed, with keys), so a peer that rekeys without deleting
+    // cannot pile them up: past the limit it waits for them to go (§2.25: retry later).
+    const live = opts.replacing.state === 'installed' || opts.replacing.state === 'rekeying';
+    if (count - (live ? 1 : 0) >= engine.limits.childSasPerPeer) return { ok: false, notify: NotifyType.TEMPORARY_FAILURE };
+  } else if (count >= engine.limits.childSasPerPeer) {
+    return { ok: false, notify: NotifyType.NO_ADDITIONAL_SAS };
+  }
   let failure: number = NotifyType.NO_PROPOSAL_CHOSEN;
   for (const child of sa.policy.children) {
     if (opts.only !== undefined && child.name !== opts.only) continue;

@@ -17,7 +17,9 @@
 //
 // Should the peer not close the redundant SA it is expected to close, we close
 // it ourselves after a grace period (the retransmission budget, twice), so
-// nothing is left behind whatever the peer does.
+// nothing is left behind whatever the peer does. The same holds for the old SA
+// of a plain rekey we answered: the peer should delete it (§2.8, §2.18), and
+// if it does not, that SA would otherwise outlive every timer and limit.
 //
 // Owner: the engine's thread. State lives in WeakMaps keyed by the SA being
 // rekeyed, so an SA that goes away takes its record with it.
@@ -185,7 +187,9 @@ export class RekeyCollisions {
       return;
     }
     // The initiator deletes the old SA; until then it still takes inbound traffic (§2.8).
+    // A peer that never does would leave it installed, keys and all: we close it after the grace period.
     old.state = 'rekeyed';
+    this.expectPeerToClose(old);
   }
 
   /**
@@ -257,6 +261,10 @@ export class RekeyCollisions {
   ikeRekeyAnswered(old: IkeSa, created: IkeSa, clone: boolean, nonces: ExchangeNonces): void {
     if (clone || !rekeyingIke(old)) {
       this.engine.adoptSuccessor(old, created, clone);
+      // §2.18: the rekey initiator deletes `old`. Should it never do so, `old` would stay here
+      // with its keys, outside every lifetime and liveness check and past the per-peer limits:
+      // it is forgotten after the grace period (strongSwan likewise deletes it after 90 s).
+      if (!clone) this.expectPeerToCloseIke(old, 'the peer did not delete the IKE SA it rekeyed (RFC 7296 §2.18)');
       return;
     }
     // §2.25.2: we are rekeying it too. The new SA exists (the peer may use it), but
@@ -362,7 +370,7 @@ export class RekeyCollisions {
   }
 
   /** Delete `sa` ourselves unless it is gone or has become the successor within the grace period. */
-  private expectPeerToCloseIke(sa: IkeSa): void {
+  private expectPeerToCloseIke(sa: IkeSa, reason = 'redundant after a simultaneous rekey; the peer did not delete it (RFC 7296 §2.8.2)'): void {
     this.ikeGrace.get(sa)?.cancel();
     const timer = this.engine.clock.schedule(this.graceMs, () => {
       sa.timers.delete(timer);
@@ -373,7 +381,7 @@ export class RekeyCollisions {
       // The peer has forgotten it without a Delete (or never completed it): a Delete would go
       // unanswered for a whole retransmission budget, so it is forgotten locally.
       this.engine.log.warn({ ike: sa.id }, 'the peer did not delete an IKE SA made redundant by a rekey: forgetting it');
-      this.engine.deleteIkeSa(sa, 'redundant after a simultaneous rekey; the peer did not delete it (RFC 7296 §2.8.2)');
+      this.engine.deleteIkeSa(sa, reason);
     });
     sa.timers.add(timer);
     this.ikeGrace.set(sa, timer);

@@ -198,6 +198,16 @@ export function respondIkeAuth(engine: IkeEngine, sa: IkeSa, payloads: Payload[]
   // RFC 7427 §4: we can answer with a signature only in a hash the peer announced.
   const refusal = authRefusal(sa);
   if (refusal) return authFailed(`cannot authenticate to ${formatIdentity(peerId)}: ${refusal}`);
+  // RFC 4555 §3.9: the addresses the initiator protected must be the ones we saw. Checked
+  // before anything is leased or keyed for the peer: this answer ends the IKE SA, and a Child
+  // SA built for the response it replaces would belong to no SA, its keys never wiped (DESIGN §4.5).
+  if (sa.peerMobike) {
+    const nna = findNotify(payloads, NotifyType.NO_NATS_ALLOWED);
+    if (nna && !natTraversal(sa) && !equalBytes(nna.data, noNatsAllowedData(sa.remote, sa.local))) {
+      engine.log.warn({ ike: sa.id, remote: sa.remote.address }, 'NO_NATS_ALLOWED does not match the IP header in IKE_AUTH');
+      return { payloads: [notify(NotifyType.UNEXPECTED_NAT_DETECTED)], after: () => engine.deleteIkeSa(sa, 'UNEXPECTED_NAT_DETECTED in IKE_AUTH') };
+    }
+  }
   const idrOut = idPayload(PayloadType.IDr, policy.localId);
   const response: Payload[] = [idrOut, buildAuth(sa, idrOut)];
 
@@ -228,12 +238,6 @@ export function respondIkeAuth(engine: IkeEngine, sa: IkeSa, payloads: Payload[]
   }
   response.push(...supportNotifies(policy, { mobike: sa.peerMobike, clone: sa.peerClone }));
   if (sa.peerMobike) {
-    // RFC 4555 §3.9: the addresses the initiator protected must be the ones we saw.
-    const nna = findNotify(payloads, NotifyType.NO_NATS_ALLOWED);
-    if (nna && !natTraversal(sa) && !equalBytes(nna.data, noNatsAllowedData(sa.remote, sa.local))) {
-      engine.log.warn({ ike: sa.id, remote: sa.remote.address }, 'NO_NATS_ALLOWED does not match the IP header in IKE_AUTH');
-      return { payloads: [notify(NotifyType.UNEXPECTED_NAT_DETECTED)], after: () => engine.deleteIkeSa(sa, 'UNEXPECTED_NAT_DETECTED in IKE_AUTH') };
-    }
     sa.peerAdditionalAddresses = peerAddressList(payloads) ?? [];
     response.push(...mobikeAddressNotifies(engine, sa, false));
   }

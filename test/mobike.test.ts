@@ -12,14 +12,21 @@ import { MemoryWire, pskPair } from './support/peers.js';
 
 const NIC2 = '10.0.1.1';
 
-/** alice (10.0.0.1, also NIC2 10.0.1.1) -> bob (10.0.0.2); alice is reachable on both addresses. */
-async function pair(over: Parameters<typeof pskPair>[0] = {}, aliceAddresses = ['10.0.0.1', NIC2]) {
+/**
+ * alice (10.0.0.1, also NIC2 10.0.1.1) -> bob (10.0.0.2); alice is reachable on both addresses.
+ * With `natOnFirstPath`, a NAT rewrites the source of everything alice sends from 10.0.0.1 to 192.0.2.99.
+ */
+async function pair(over: Parameters<typeof pskPair>[0] = {}, aliceAddresses = ['10.0.0.1', NIC2], opts: { natOnFirstPath?: boolean } = {}) {
   const wire = new MemoryWire();
   const { initiator, responder } = pskPair(over);
   const addresses = { alice: [...aliceAddresses] };
   const alice = wire.engine('10.0.0.1', [initiator], { localAddresses: () => addresses.alice });
   const bob = wire.engine('10.0.0.2', [responder], { localAddresses: () => ['10.0.0.2'] });
   wire.engines.set(NIC2, alice);
+  if (opts.natOnFirstPath) {
+    wire.engines.set('192.0.2.99', alice);
+    wire.tamper = (d) => (d.local.address === '10.0.0.1' ? { ...d, local: { ...d.local, address: '192.0.2.99' } } : d);
+  }
   const moved: Record<'alice' | 'bob', IkeSa[]> = { alice: [], bob: [] };
   alice.on('ike-moved', (sa) => moved.alice.push(sa));
   bob.on('ike-moved', (sa) => moved.bob.push(sa));
@@ -126,6 +133,60 @@ describe('UPDATE_SA_ADDRESSES (RFC 4555 §3.5)', () => {
     await wire.settle(20_000, 200);
     expect(moved.bob).toEqual([]);
     expect(peerSa.verifiedAddresses.has(NIC2)).toBe(false);
+  });
+
+  it('NAT -> no NAT: the NAT state changes, yet the responder\'s Child SAs stay put while return routability is unproven (§3.7)', async () => {
+    const { wire, alice, sa, peerSa, moved } = await pair({}, undefined, { natOnFirstPath: true });
+    expect(peerSa.natRemote).toBe(true);
+    expect(peerSa.children[0]!.udpEncap).toBe(true);
+    // bob's requests to NIC2 are lost: the return routability check never succeeds.
+    wire.filter = (d) => (d.local.address === '10.0.0.2' && d.remote.address === NIC2 && (d.bytes[19]! & 0x20) === 0 ? 'drop' : 'pass');
+    await move(wire, alice, sa, NIC2).catch(() => undefined);
+    await wire.settle(20_000, 200);
+    // The IKE SA followed the IP header (§3.5) and saw that the NAT is gone ...
+    expect(peerSa.remote.address).toBe(NIC2);
+    expect(peerSa.natRemote).toBe(false);
+    // ... but the data plane was never pointed at the unverified address.
+    expect(peerSa.verifiedAddresses.has(NIC2)).toBe(false);
+    expect(moved.bob).toEqual([]);
+  });
+
+  it('NAT -> no NAT: once return routability is proven, the responder\'s Child SAs move, without UDP encapsulation', async () => {
+    const { wire, alice, bob, sa, peerSa } = await pair({}, undefined, { natOnFirstPath: true });
+    const seen: Array<{ verified: boolean; remote: string; encap: boolean | undefined }> = [];
+    bob.on('ike-moved', (s) => seen.push({ verified: s.verifiedAddresses.has(NIC2), remote: s.remote.address, encap: s.children[0]?.udpEncap }));
+    await move(wire, alice, sa, NIC2);
+    // One move, after the check, to the new address, with the new path's encapsulation.
+    expect(seen).toEqual([{ verified: true, remote: NIC2, encap: false }]);
+    expect(peerSa.natRemote).toBe(false);
+    expect(sa.natLocal).toBe(false);
+    expect(sa.children[0]!.udpEncap).toBe(false);
+  });
+});
+
+describe('forced UDP encapsulation across moves (encap = yes; RFC 7296 §2.23, RFC 4555 §3.5)', () => {
+  it('the initiator\'s encap = yes survives its own move: both ends keep encapsulating', async () => {
+    const { wire, alice, sa, peerSa } = await pair({ initiator: { forceEncap: true } });
+    expect(sa.natLocal).toBe(true);
+    expect(sa.children[0]!.udpEncap && peerSa.children[0]!.udpEncap).toBe(true);
+    await move(wire, alice, sa, NIC2);
+    expect(peerSa.remote.address).toBe(NIC2);
+    expect(sa.natLocal).toBe(true);
+    expect(peerSa.natRemote).toBe(true);
+    expect(sa.children[0]!.udpEncap).toBe(true);
+    expect(peerSa.children[0]!.udpEncap).toBe(true);
+  });
+
+  it('the responder\'s encap = yes survives a move: its NAT-D answer keeps the faked source hash', async () => {
+    const { wire, alice, sa, peerSa } = await pair({ responder: { forceEncap: true } });
+    expect(peerSa.natLocal).toBe(true);
+    expect(sa.children[0]!.udpEncap && peerSa.children[0]!.udpEncap).toBe(true);
+    await move(wire, alice, sa, NIC2);
+    expect(peerSa.remote.address).toBe(NIC2);
+    expect(peerSa.natLocal).toBe(true);
+    expect(sa.natRemote).toBe(true);
+    expect(sa.children[0]!.udpEncap).toBe(true);
+    expect(peerSa.children[0]!.udpEncap).toBe(true);
   });
 });
 

@@ -895,14 +895,20 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
     if (opts.children ?? true) this.emit('ike-moved', sa);
   }
 
-  /** New NAT detection results (RFC 4555 §3.5, §3.8): UDP encapsulation of the Child SAs follows. */
-  updateNat(sa: IkeSa, nat: { natLocal: boolean; natRemote: boolean }): void {
+  /**
+   * New NAT detection results (RFC 4555 §3.5, §3.8): UDP encapsulation of the Child SAs follows.
+   * `emit: false` records the new state without telling the data plane: the
+   * MOBIKE responder must not move its Child SAs to an unverified address
+   * (§3.7), so its 'ike-moved' comes after the return routability check and
+   * carries this encapsulation then.
+   */
+  updateNat(sa: IkeSa, nat: { natLocal: boolean; natRemote: boolean }, opts: { emit?: boolean } = {}): void {
     const encap = nat.natLocal || nat.natRemote;
     const changed = sa.children.some((c) => c.udpEncap !== encap) || sa.natLocal !== nat.natLocal || sa.natRemote !== nat.natRemote;
     sa.natLocal = nat.natLocal;
     sa.natRemote = nat.natRemote;
     for (const c of sa.children) c.udpEncap = encap;
-    if (changed) this.emit('ike-moved', sa);
+    if (changed && (opts.emit ?? true)) this.emit('ike-moved', sa);
   }
 
   /** Whether a MOBIKE peer may use `address` (the connection's remote_addrs; none = any). */

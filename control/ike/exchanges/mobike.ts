@@ -155,7 +155,9 @@ export class UpdateSaAddressesInitiator implements InitiatorExchange {
   build(sa: IkeSa): Payload[] {
     this.generation = sa.addressGeneration;
     this.cookie2 = this.engine.random(COOKIE2_LENGTH);
-    const payloads: Payload[] = [notify(NotifyType.UPDATE_SA_ADDRESSES), ...natDetectionPayloads(sa.spiI, sa.spiR, sa.local, sa.remote)];
+    // encap=yes fakes our source hash as in IKE_SA_INIT (RFC 7296 §2.23), so that the peer keeps encapsulating after the move.
+    const fake = sa.policy.forceEncap ? this.engine.random : undefined;
+    const payloads: Payload[] = [notify(NotifyType.UPDATE_SA_ADDRESSES), ...natDetectionPayloads(sa.spiI, sa.spiR, sa.local, sa.remote, fake)];
     // §3.9: without NAT traversal, the addresses are protected.
     if (!natTraversal(sa)) payloads.push(notify(NotifyType.NO_NATS_ALLOWED, noNatsAllowedData(sa.local, sa.remote)));
     payloads.push(notify(NotifyType.COOKIE2, this.cookie2));
@@ -185,7 +187,8 @@ export class UpdateSaAddressesInitiator implements InitiatorExchange {
     const error = payloads.find((p) => p.type === 41 && p.notifyType > 0 && p.notifyType < 16384);
     if (error && error.type === 41) return this.cb.reject(mobikeError(`responder answered ${notifyName(error.notifyType)}`, error.notifyType));
     const nat = detectNat(payloads, sa.spiI, sa.spiR, sa.local, sa.remote);
-    if (nat) engine.updateNat(sa, nat);
+    // encap=yes stands for a NAT in front of us on every path (RFC 7296 §2.23), not only the first.
+    if (nat) engine.updateNat(sa, { natLocal: nat.natLocal || !!sa.policy.forceEncap, natRemote: nat.natRemote });
     this.cb.resolve(sa);
   }
 
@@ -268,8 +271,10 @@ export function respondMobility(engine: IkeEngine, sa: IkeSa, payloads: Payload[
   const extra: Payload[] = [];
   const cookie2 = findNotify(payloads, NotifyType.COOKIE2);
   const echo = cookie2 && cookie2.data.length >= 8 && cookie2.data.length <= 64 ? [notify(NotifyType.COOKIE2, cookie2.data)] : [];
-  // §3.8: NAT-D in a request gets NAT-D for the path the request took.
-  if (findNotify(payloads, NotifyType.NAT_DETECTION_SOURCE_IP)) extra.push(...natDetectionPayloads(sa.spiI, sa.spiR, d.local, d.remote));
+  // §3.8: NAT-D in a request gets NAT-D for the path the request took; encap=yes fakes our source hash as in IKE_SA_INIT.
+  if (findNotify(payloads, NotifyType.NAT_DETECTION_SOURCE_IP)) {
+    extra.push(...natDetectionPayloads(sa.spiI, sa.spiR, d.local, d.remote, sa.policy.forceEncap ? engine.random : undefined));
+  }
   extra.push(...echo);
   if (!sa.peerMobike) return { extra };
 
@@ -302,7 +307,10 @@ export function respondMobility(engine: IkeEngine, sa: IkeSa, payloads: Payload[
     after: () => {
       // §3.5: the IKE SA takes the addresses from the IP header.
       engine.relocate(sa, d.local, d.remote, { children: false });
-      if (nat) engine.updateNat(sa, nat);
+      // Record the new path's NAT state (encap=yes keeps "NAT in front of us"), but
+      // do not tell the data plane yet: the Child SAs must not move to an
+      // unverified address (§3.7). The 'ike-moved' below carries the encapsulation.
+      if (nat) engine.updateNat(sa, { natLocal: nat.natLocal || !!sa.policy.forceEncap, natRemote: nat.natRemote }, { emit: false });
       // §3.7: the Child SAs follow once the peer proved it receives at its new address.
       if (sa.verifiedAddresses.has(d.remote.address) || !engine.mobility.returnRoutability) {
         engine.emit('ike-moved', sa);

@@ -30,6 +30,14 @@ import { AddressMonitor } from './net/address-monitor.js';
 import { DataPlane } from '../dataplane/dataplane.js';
 import { aeadForTransform } from '../dataplane/sad.js';
 import { EsnId } from './wire/constants.js';
+import { createCookieSecret } from './crypto/cookie.js';
+
+/**
+ * How often the COOKIE secret changes (RFC 7296 §2.6: "change the value of
+ * <secret> frequently"). The previous secret stays valid for one more period,
+ * so a cookie is accepted for between one and two periods after it was made.
+ */
+export const COOKIE_ROTATION_MS = 60_000;
 
 /**
  * The engine's SA events, re-emitted by the gateway as they are (see
@@ -120,6 +128,10 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   /** Child SAs handed to the data plane, by id. */
   private readonly dataPlaneChildren = new Map<number, ChildSa>();
   private usageTimer: NodeJS.Timeout | undefined;
+  /** Rotates the engine's COOKIE secret while the gateway runs (RFC 7296 §2.6). */
+  private cookieTimer: NodeJS.Timeout | undefined;
+  /** stop() destroyed the COOKIE secret: a later start() needs a fresh one. */
+  private cookieSecretDestroyed = false;
   private started = false;
 
   static async fromConfigFile(path: string, opts: Omit<GatewayOptions, 'config'> = {}): Promise<Gateway> {
@@ -292,6 +304,13 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       this.reportUsage().catch((err: Error) => this.log.debug({ reason: err.message }, 'data plane counters unavailable'));
     }, 1000);
     this.usageTimer.unref();
+    if (this.cookieSecretDestroyed) {
+      this.engine.cookieSecret = createCookieSecret(this.engine.random);
+      this.cookieSecretDestroyed = false;
+    }
+    // RFC 7296 §2.6: a fixed secret would let cookies collected once be replayed for ever.
+    this.cookieTimer = setInterval(() => this.engine.cookieSecret.rotate(), COOKIE_ROTATION_MS);
+    this.cookieTimer.unref();
     this.addressMonitor?.start();
     this.started = true;
     this.log.info({ addresses: this.transport.localAddresses, port: this.config.listen.port, natPort: this.config.listen.natPort }, 'gateway listening');
@@ -347,6 +366,11 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     this.engine.shutdown();
     this.transport.close();
     clearInterval(this.usageTimer);
+    clearInterval(this.cookieTimer);
+    this.cookieTimer = undefined;
+    // DESIGN §4.5: the COOKIE secrets are wiped with the rest.
+    this.engine.cookieSecret.destroy();
+    this.cookieSecretDestroyed = true;
     await this.dataPlane.stop();
     this.started = false;
   }

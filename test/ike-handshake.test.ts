@@ -71,7 +71,8 @@ describe('IKE_SA_INIT + IKE_AUTH in memory (RFC 7296 §1.2)', () => {
     const alice = wire.engine('10.0.0.1', [initiator]);
     wire.engine('10.0.0.2', [responder]);
     const up = alice.initiate('to-bob');
-    wire.run(100);
+    // Unauthenticated, the error is final only once the retransmission budget is spent (RFC 7296 §2.21.1).
+    wire.run(10_000);
     await expect(up).rejects.toThrow(/NO_PROPOSAL_CHOSEN/);
     expect(alice.ikeSas()).toHaveLength(0);
   });

@@ -22,17 +22,18 @@ function octetsFor(sa: IkeSa, signer: 'initiator' | 'responder', id: { idType: n
 
 /**
  * Why we cannot authenticate to this peer with our configured method, or
- * undefined if we can. A signature (RFC 7427 method 14) needs a hash the peer
- * announced in SIGNATURE_HASH_ALGORITHMS in IKE_SA_INIT (RFC 7427 §4); a peer
- * that announced none, or none our key can sign with, cannot be sent one
- * (RFC 8420 §2 for Ed25519).
+ * undefined if we can. A signature (RFC 7427 method 14) needs a hash the
+ * peer announced in SIGNATURE_HASH_ALGORITHMS in IKE_SA_INIT (RFC 7427 §4);
+ * a peer that announced none, or none our key can sign with, cannot be sent
+ * one (RFC 8420 §2 for Ed25519). `peerHashes`: the peer's list, by default
+ * the one the SA recorded.
  */
-export function authRefusal(sa: IkeSa): string | undefined {
+export function authRefusal(sa: IkeSa, peerHashes: readonly number[] = sa.peerSignatureHashes): string | undefined {
   const auth = sa.policy.localAuth;
   if (auth.method === 'psk') return auth.psk ? undefined : `connection "${sa.name}" has no pre-shared key`;
   if (!auth.signingKey) return `connection "${sa.name}" has no private key`;
-  if (signatureHashFor(auth.signingKey.kind, sa.peerSignatureHashes) === undefined) {
-    return `the peer announced no signature hash a ${auth.signingKey.kind} key signs with (SIGNATURE_HASH_ALGORITHMS: ${sa.peerSignatureHashes.join(', ') || 'none'})`;
+  if (signatureHashFor(auth.signingKey.kind, peerHashes) === undefined) {
+    return `the peer announced no signature hash a ${auth.signingKey.kind} key signs with (SIGNATURE_HASH_ALGORITHMS: ${peerHashes.join(', ') || 'none'})`;
   }
   return undefined;
 }

@@ -7,6 +7,7 @@
 // IkeSa/ChildSa objects. Exchanges change SA state only after the message that
 // asks for it has been authenticated (DESIGN §4.3); every unauthenticated byte
 // that does not lead anywhere is a counted drop.
+import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { ExchangeType, HeaderFlag, NotifyType, exchangeName } from '../wire/constants.js';
 import { ipToBytes } from '../wire/ip.js';
@@ -24,6 +25,7 @@ import type { ChildSa } from './child-sa.js';
 import { spiHex } from './child-sa.js';
 import type { InitiatorExchange, ResponderResult } from './exchange.js';
 import { IkeSa, spi64Hex } from './ike-sa.js';
+import type { OutstandingRequest } from './ike-sa.js';
 import type { ConnectionPolicy } from './policy.js';
 import { openMessage, sealMessage } from './protect.js';
 import type { Datagram, Endpoint, SendFn } from './transport.js';
@@ -72,6 +74,11 @@ export interface RetransmitPolicy {
   /** Retransmissions before the peer is declared dead (RFC 7296 §2.4). */
   tries: number;
   maxTimeout: number;
+}
+
+/** Digest of a request whose response is cached (RFC 7296 §2.1: retransmissions are byte-identical). */
+function requestDigest(bytes: Uint8Array): Uint8Array {
+  return new Uint8Array(createHash('sha256').update(bytes).digest());
 }
 
 /** How long, and for how many IKE SAs, the last response of a deleted IKE SA is kept. */
@@ -133,7 +140,11 @@ export type DropReason =
   | 'cookie'
   | 'no-policy'
   | 'unsupported-exchange'
-  | 'late-retransmit';
+  | 'late-retransmit'
+  /** An IKE_SA_INIT response with an error or fields we cannot use: unauthenticated, so not final (RFC 7296 §2.21.1). */
+  | 'unusable-init-response'
+  /** A request with a cached response's message ID that is not a byte-identical retransmission (RFC 7296 §2.1). */
+  | 'cache-mismatch';
 
 export interface EngineEvents {
   'ike-up': [sa: IkeSa];
@@ -218,13 +229,29 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
    * copy of the (Delete) response was lost gets it again instead of silence.
    * Ciphertext only; bounded.
    */
-  private readonly recentlyDeleted = new Map<string, { messageId: number; bytes: Uint8Array; until: number }>();
+  private readonly recentlyDeleted = new Map<string, { messageId: number; bytes: Uint8Array; request: Uint8Array; until: number }>();
 
   private rememberDeleted(sa: IkeSa): void {
-    if (!sa.lastResponse) return;
+    const request = sa.lastResponse && this.cachedRequests.get(sa.lastResponse);
+    if (!sa.lastResponse || !request) return;
     const now = this.clock.now();
     for (const [k, v] of this.recentlyDeleted) if (v.until <= now || this.recentlyDeleted.size >= RECENTLY_DELETED_MAX) this.recentlyDeleted.delete(k);
-    this.recentlyDeleted.set(spi64Hex(sa.localSpi), { ...sa.lastResponse, until: now + RECENTLY_DELETED_MS });
+    this.recentlyDeleted.set(spi64Hex(sa.localSpi), { ...sa.lastResponse, request, until: now + RECENTLY_DELETED_MS });
+  }
+
+  /**
+   * SHA-256 of the request each cached response (sa.lastResponse) answers: the
+   * response goes out again only for a byte-identical retransmission of that
+   * request (RFC 7296 §2.1), never for any datagram that merely names the
+   * SPIs and message ID from a spoofed source (reflection, amplification).
+   */
+  private readonly cachedRequests = new WeakMap<object, Uint8Array>();
+
+  /** Whether `d` is a retransmission of the request whose digest is `request`. */
+  private isRetransmission(request: Uint8Array | undefined, d: Datagram): boolean {
+    if (!request) return false;
+    const digest = requestDigest(d.bytes);
+    return digest.length === request.length && digest.every((v, i) => v === request[i]);
   }
 
   /** Child SAs by our inbound SPI. */
@@ -411,6 +438,9 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
     this.armRetransmit(sa);
   }
 
+  /** Why the last unauthenticated response to an outstanding request was dropped (RFC 7296 §2.21.1). */
+  private readonly unusableResponses = new WeakMap<OutstandingRequest, string>();
+
   /** Exponential back-off with a bounded number of tries (RFC 7296 §2.1, §2.4). */
   private armRetransmit(sa: IkeSa): void {
     const out = sa.outstanding;
@@ -427,7 +457,11 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
         return;
       }
       if (out.tries >= rt.tries) {
-        const reason = `no response to ${out.exchange.name} after ${out.tries} retransmissions`;
+        // RFC 7296 §2.21.1: an unauthenticated error we kept waiting past is the reason now.
+        const unusable = this.unusableResponses.get(out);
+        const reason = unusable
+          ? `${unusable} (no usable response to ${out.exchange.name} after ${out.tries} retransmissions)`
+          : `no response to ${out.exchange.name} after ${out.tries} retransmissions`;
         this.log.warn({ ike: sa.id, exchange: out.exchange.name }, 'peer not answering, deleting IKE SA');
         sa.outstanding = undefined;
         if (sa.state === 'established') this.emit('peer-dead', sa);
@@ -480,6 +514,8 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
       // A retransmitted request of an exchange that deleted the SA: its response again (RFC 7296 §2.1).
       const gone = this.recentlyDeleted.get(spi64Hex(ourSpi));
       if (gone && !isResponse && h.messageId === gone.messageId && gone.until > this.clock.now()) {
+        // Only for the very request it answered: anything else could aim our response at a spoofed source.
+        if (!this.isRetransmission(gone.request, d)) return this.countDrop('cache-mismatch', `${spi64Hex(ourSpi)} mid ${h.messageId}`);
         this.stats.responsesFromCache++;
         this.sendDatagram(d.local, d.remote, gone.bytes);
         return;
@@ -500,6 +536,15 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
     let payloads: Payload[];
     if (h.exchangeType === ExchangeType.IKE_SA_INIT) {
       payloads = msg.payloads;
+      // RFC 7296 §2.21.1: IKE_SA_INIT responses are unauthenticated, so an error
+      // (or a malformed answer) may be forged: drop it and keep trying. The request
+      // stays outstanding on its retransmission timer; the reason is reported only
+      // if no usable response comes before the retransmission budget runs out.
+      const unusable = out.exchange instanceof IkeSaInitInitiator ? out.exchange.unusable(sa, payloads, d.bytes) : undefined;
+      if (unusable !== undefined) {
+        this.unusableResponses.set(out, unusable);
+        return this.countDrop('unusable-init-response', unusable);
+      }
     } else {
       const opened = openMessage(sa, msg);
       if (!opened.ok) return this.countDrop(opened.reason === 'syntax' ? 'syntax' : 'decrypt', `${exchangeName(h.exchangeType)} response`);
@@ -521,6 +566,11 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
     const h = msg.header;
     // A retransmitted request gets the cached response, without processing (RFC 7296 §2.1).
     if (sa.lastResponse && h.messageId === sa.lastResponse.messageId) {
+      // Only for a byte-identical copy of the request it answered; anything else is unauthenticated
+      // and would reflect (and amplify) our response towards a spoofed source.
+      if (!this.isRetransmission(this.cachedRequests.get(sa.lastResponse), d)) {
+        return this.countDrop('cache-mismatch', `${exchangeName(h.exchangeType)} mid ${h.messageId}`);
+      }
       this.stats.responsesFromCache++;
       this.sendDatagram(d.local, d.remote, sa.lastResponse.bytes);
       return;
@@ -568,6 +618,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
     this.trace?.({ direction: 'out', sa, exchangeType, response: true, messageId, payloads });
     const bytes = sealMessage(sa, exchangeType, messageId, true, payloads);
     sa.lastResponse = { messageId, bytes };
+    this.cachedRequests.set(sa.lastResponse, requestDigest(d.bytes));
     this.sendDatagram(d.local, d.remote, bytes);
   }
 

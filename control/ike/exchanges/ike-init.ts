@@ -70,6 +70,13 @@ function deriveAndInstallKeys(engine: IkeEngine, sa: IkeSa, suite: NegotiatedSui
 
 // ------------------------------------------------------------------ initiator
 
+/** What an IKE_SA_INIT response asks of the initiator (see IkeSaInitInitiator.judge). */
+type InitVerdict =
+  | { kind: 'drop'; reason: string }
+  | { kind: 'cookie'; cookie: Uint8Array }
+  | { kind: 'group'; group: number }
+  | { kind: 'accept'; suite: NegotiatedSuite; spiR: Uint8Array; nonceR: Uint8Array; shared: Uint8Array; signatureHashes: number[] };
+
 export class IkeSaInitInitiator implements InitiatorExchange {
   readonly name = 'IKE_SA_INIT';
   readonly exchangeType = ExchangeType.IKE_SA_INIT;
@@ -77,6 +84,8 @@ export class IkeSaInitInitiator implements InitiatorExchange {
   private cookie: Uint8Array | undefined;
   private offered: Proposal[] = [];
   private retries = 0;
+  /** The verdict unusable() reached on the response process() is about to take. */
+  private verdict: { raw: Uint8Array; verdict: InitVerdict } | undefined;
 
   constructor(private readonly engine: IkeEngine) {}
 
@@ -102,52 +111,95 @@ export class IkeSaInitInitiator implements InitiatorExchange {
     return payloads;
   }
 
-  process(sa: IkeSa, payloads: Payload[], raw: Uint8Array): void | 'retry' {
-    const fail = (reason: string) => this.engine.deleteIkeSa(sa, reason);
-
-    // RFC 7296 §2.6: a COOKIE challenge; send the request again with it.
+  /** What to do with an IKE_SA_INIT response; computes the shared secret but changes no SA state. */
+  private judge(sa: IkeSa, payloads: Payload[], raw: Uint8Array): InitVerdict {
+    const drop = (reason: string): InitVerdict => ({ kind: 'drop', reason });
     const cookie = findNotifies(payloads, NotifyType.COOKIE)[0];
     if (cookie) {
-      if (cookie.data.length < 1 || cookie.data.length > 64 || ++this.retries > MAX_INIT_RETRIES) return fail('bad or repeated COOKIE challenge');
-      this.cookie = copy(cookie.data);
-      return 'retry';
+      if (cookie.data.length < 1 || cookie.data.length > 64 || this.retries >= MAX_INIT_RETRIES) return drop('bad or repeated COOKIE challenge');
+      return { kind: 'cookie', cookie: copy(cookie.data) };
     }
-    // RFC 7296 §1.2: the responder wants another group; retry with it if we offered it.
     const invalidKe = findNotifies(payloads, NotifyType.INVALID_KE_PAYLOAD)[0];
     if (invalidKe) {
       const group = u16(invalidKe.data);
-      if (group === undefined || group === this.group || !configuredGroups(sa.policy.ike).includes(group) || ++this.retries > MAX_INIT_RETRIES) {
-        return fail(`INVALID_KE_PAYLOAD asks for group ${group}, which we do not offer`);
+      if (group === undefined || group === this.group || !configuredGroups(sa.policy.ike).includes(group) || this.retries >= MAX_INIT_RETRIES) {
+        return drop(`INVALID_KE_PAYLOAD asks for group ${group}, which we do not offer`);
       }
-      this.engine.log.info({ ike: sa.id, group }, 'responder asked for another key exchange group');
-      this.group = group;
-      return 'retry';
+      return { kind: 'group', group };
     }
     const error = errorNotify(payloads);
-    if (error) return fail(`responder answered ${notifyName(error.notifyType)}`);
+    if (error) return drop(`responder answered ${notifyName(error.notifyType)}`);
 
     const saPayload = findPayload(payloads, PayloadType.SA);
     const ke = findPayload(payloads, PayloadType.KE);
     const nonce = findPayload(payloads, PayloadType.NONCE);
-    if (!saPayload || !ke || !nonce) return fail('IKE_SA_INIT response lacks SA, KE or Nonce');
+    if (!saPayload || !ke || !nonce) return drop('IKE_SA_INIT response lacks SA, KE or Nonce');
     const suite = acceptChosenProposal(saPayload.proposals, this.offered);
-    if (!suite || suite.ke !== this.group || suite.prf === undefined) return fail('responder chose a proposal we did not offer');
-    if (ke.group !== this.group || ke.data.length !== keyExchangeLength(ke.group)) return fail('KE payload does not match the chosen group');
-    if (!isValidNonceLength(suite.prf, nonce.data.length)) return fail('responder nonce has an invalid length');
+    if (!suite || suite.ke !== this.group || suite.prf === undefined) return drop('responder chose a proposal we did not offer');
+    if (ke.group !== this.group || ke.data.length !== keyExchangeLength(ke.group)) return drop('KE payload does not match the chosen group');
+    if (!isValidNonceLength(suite.prf, nonce.data.length)) return drop('responder nonce has an invalid length');
     const spiR = raw.subarray(8, 16);
-    if (spiR.every((b) => b === 0)) return fail('responder SPI is zero');
+    if (spiR.every((b) => b === 0)) return drop('responder SPI is zero');
+    // RFC 7427 §4: with these hashes no IKE_AUTH request can be made that this peer accepts.
+    const signatureHashes = peerSignatureHashes(payloads);
+    const refusal = authRefusal(sa, signatureHashes);
+    if (refusal) return drop(refusal);
 
     const shared = sa.keyExchange!.computeSharedSecret(ke.data);
-    if (!shared.ok) return fail(`invalid key exchange value: ${shared.error}`);
-    sa.spiR = copy(spiR);
+    if (!shared.ok) return drop(`invalid key exchange value: ${shared.error}`);
+    return { kind: 'accept', suite, spiR: copy(spiR), nonceR: copy(nonce.data), shared: shared.value, signatureHashes };
+  }
+
+  /** A judged but unprocessed response: its shared secret is wiped. */
+  private discardVerdict(): void {
+    if (this.verdict?.verdict.kind === 'accept') this.verdict.verdict.shared.fill(0);
+    this.verdict = undefined;
+  }
+
+  abort(): void {
+    this.discardVerdict();
+  }
+
+  /**
+   * Why this IKE_SA_INIT response cannot be used, or undefined when process()
+   * may take it. Changes no SA state: the response is unauthenticated (RFC 7296
+   * §2.21.1), so the engine drops an unusable one and keeps the request
+   * outstanding, in case the genuine response is still on its way.
+   */
+  unusable(sa: IkeSa, payloads: Payload[], raw: Uint8Array): string | undefined {
+    this.discardVerdict();
+    const verdict = this.judge(sa, payloads, raw);
+    if (verdict.kind === 'drop') return verdict.reason;
+    this.verdict = { raw, verdict };
+    return undefined;
+  }
+
+  process(sa: IkeSa, payloads: Payload[], raw: Uint8Array): void | 'retry' {
+    const verdict = this.verdict?.raw === raw ? this.verdict.verdict : this.judge(sa, payloads, raw);
+    this.verdict = undefined;
+    // Only reached without unusable() first (the engine always screens IKE_SA_INIT responses).
+    if (verdict.kind === 'drop') return this.engine.deleteIkeSa(sa, verdict.reason);
+
+    // RFC 7296 §2.6: a COOKIE challenge; send the request again with it.
+    if (verdict.kind === 'cookie') {
+      this.retries++;
+      this.cookie = verdict.cookie;
+      return 'retry';
+    }
+    // RFC 7296 §1.2: the responder wants another group we offered; retry with it.
+    if (verdict.kind === 'group') {
+      this.retries++;
+      this.engine.log.info({ ike: sa.id, group: verdict.group }, 'responder asked for another key exchange group');
+      this.group = verdict.group;
+      return 'retry';
+    }
+    const { suite, spiR, nonceR, shared } = verdict;
+    sa.spiR = spiR;
     sa.suite = suite;
-    sa.nonceR = copy(nonce.data);
+    sa.nonceR = nonceR;
     sa.initResponse = copy(raw);
-    sa.peerSignatureHashes = peerSignatureHashes(payloads);
-    deriveAndInstallKeys(this.engine, sa, suite, shared.value);
-    // RFC 7427 §4: no IKE_AUTH request can be made that this peer accepts.
-    const refusal = authRefusal(sa);
-    if (refusal) return fail(refusal);
+    sa.peerSignatureHashes = verdict.signatureHashes;
+    deriveAndInstallKeys(this.engine, sa, suite, shared);
 
     const nat = detectNat(payloads, sa.spiI, sa.spiR, sa.local, sa.remote);
     if (nat) {

@@ -32,8 +32,10 @@
  *   halfOpenCookieThreshold: 32  # half-open IKE SAs before COOKIE challenges (RFC 7296 §2.6);
  *                              # at most halfOpenMax
  *   halfOpenMax: 1024          # past this, new IKE_SA_INIT requests are dropped
- *   childSasPerPeer: 64        # Child SAs over all IKE SAs of one authenticated peer (RFC 7791 §8)
+ *   childSasPerPeer: 64        # Child SAs over all IKE SAs of one authenticated peer (RFC 7791 §8);
+ *                              # replaced ones count until deleted: a rekey past it gets TEMPORARY_FAILURE
  *   ikeSasPerPeer: 16          # IKE SAs of one peer, clones included; NO_ADDITIONAL_SAS past this
+ *                              # (a rekey past it, while old SAs wait for their Delete: TEMPORARY_FAILURE)
  * retransmit:                  # RFC 7296 §2.1
  *   timeout: 1s                # first retransmission after this
  *   base: 1.8                  # each further wait is the previous one times base (>= 1)

@@ -1,6 +1,7 @@
 // What an authenticated peer cannot make the responder keep (RFC 7791 §8,
 // DESIGN §4.5): the old SA of a rekey the peer never deletes (RFC 7296 §2.8,
-// §2.18) goes after a grace period, Child SA rekeys count against
+// §2.18) goes after a grace period and counts against ikeSasPerPeer and
+// maxIkeSas until then, Child SA rekeys count against
 // childSasPerPeer while the SAs they replaced linger, and an IKE_AUTH refused
 // with UNEXPECTED_NAT_DETECTED (RFC 4555 §3.9) leaves no keyed Child SA behind.
 import { describe, expect, it, vi } from 'vitest';
@@ -54,7 +55,7 @@ async function rekeyIke(wire: MemoryWire, alice: IkeEngine, sa: IkeSa): Promise<
 
 describe('IKE SA rekeys the peer never follows with a Delete (RFC 7296 §2.18)', () => {
   it('the responder forgets each old IKE SA, keys wiped, after the grace period and not before', async () => {
-    const { wire, alice, bob, sa } = await setup({ ikeSasPerPeer: 2, maxIkeSas: 3 });
+    const { wire, alice, bob, sa } = await setup({ ikeSasPerPeer: 16, maxIkeSas: 32 });
     wire.filter = dropAlicesInformationalRequests;
     const grace = bob.collisions.graceMs;
 
@@ -93,7 +94,7 @@ describe('IKE SA rekeys the peer never follows with a Delete (RFC 7296 §2.18)',
 
   it('the same with the responder running its own IKE SA lifetime and liveness checks', async () => {
     const { wire, alice, bob, sa } = await setup(
-      { ikeSasPerPeer: 2, maxIkeSas: 3 },
+      { ikeSasPerPeer: 16, maxIkeSas: 32 },
       { responder: { rekeyTime: 600_000, overTime: 60_000, dpdDelay: 30_000 } },
     );
     wire.filter = dropAlicesInformationalRequests;
@@ -104,6 +105,31 @@ describe('IKE SA rekeys the peer never follows with a Delete (RFC 7296 §2.18)',
     expect(bob.ikeSas()).toHaveLength(1);
     expect(bob.ikeSas()[0]!.spiI).toEqual(cur.spiI);
   });
+
+  for (const limits of [{ ikeSasPerPeer: 2, maxIkeSas: 64 }, { ikeSasPerPeer: 64, maxIkeSas: 2 }]) {
+    it(`old IKE SAs still count against the limits (${JSON.stringify(limits)}): past them a rekey gets TEMPORARY_FAILURE until they go`, async () => {
+      const { wire, alice, bob, sa } = await setup(limits);
+      wire.filter = dropAlicesInformationalRequests;
+      const refusals: number[] = [];
+      let cur: IkeSa = sa;
+      for (let i = 0; i < 10; i++) {
+        try {
+          cur = await rekeyIke(wire, alice, cur);
+        } catch (e) {
+          refusals.push((e as { notify?: number }).notify ?? -1);
+        }
+        // A rekey may overlap the SA it replaces by one, never more.
+        expect(bob.ikeSas().length).toBeLessThanOrEqual(3);
+      }
+      expect(refusals.length).toBeGreaterThanOrEqual(8);
+      expect(new Set(refusals)).toEqual(new Set([NotifyType.TEMPORARY_FAILURE]));
+      // Once the grace period has removed the old ones, rekeys go through again.
+      wire.run(bob.collisions.graceMs + 1000, 1000);
+      expect(bob.ikeSas()).toHaveLength(1);
+      cur = await rekeyIke(wire, alice, cur);
+      expect(bob.ikeSas().map((s) => s.spiI)).toContainEqual(cur.spiI);
+    });
+  }
 });
 
 describe('Child SA rekeys the peer never follows with a Delete (RFC 7296 §2.8, RFC 7791 §8)', () => {

@@ -655,9 +655,12 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
     this.reservedIkeSpis.delete(spi64Hex(spi));
   }
 
-  /** Room for another IKE SA (RFC 7791 §5.3 "short of resources" -> TEMPORARY_FAILURE). */
-  hasCapacity(): boolean {
-    return this.sas.size < this.limits.maxIkeSas;
+  /**
+   * Room for another IKE SA (RFC 7791 §5.3 "short of resources" -> TEMPORARY_FAILURE).
+   * `replacing`: the new SA replaces a live one (a rekey), so it may take that one's place.
+   */
+  hasCapacity(opts: { replacing?: boolean } = {}): boolean {
+    return this.sas.size - (opts.replacing ? 1 : 0) < this.limits.maxIkeSas;
   }
 
   /** Established IKE SAs by authenticated peer: per-peer limits without scanning every SA (RFC 7791 §8). */

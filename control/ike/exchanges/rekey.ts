@@ -297,6 +297,12 @@ function respondIkeRekey(engine: IkeEngine, sa: IkeSa, payloads: Payload[]): Res
       return { payloads: [notify(NotifyType.NO_ADDITIONAL_SAS)] };
     }
     if (!engine.hasCapacity()) return { payloads: [notify(NotifyType.TEMPORARY_FAILURE)] };
+  } else if (engine.peerIkeSaCount(sa) - 1 >= engine.limits.ikeSasPerPeer || !engine.hasCapacity({ replacing: true })) {
+    // A rekey replaces `sa`, which still counts until the peer deletes it (RFC 7296 §2.18).
+    // A peer that rekeys faster than it deletes is held at its limit until the old SAs go,
+    // as they do after the grace period at the latest (collisions.ts); §2.25: retry later.
+    engine.log.info({ ike: sa.id, peer: sa.peerKey }, 'IKE SA rekey refused: the SAs it replaced are not deleted yet (TEMPORARY_FAILURE)');
+    return { payloads: [notify(NotifyType.TEMPORARY_FAILURE)] };
   }
   const ke = findPayload(payloads, PayloadType.KE);
   const offered = saPayload.proposals.filter((p) => p.protocol === ProtocolId.IKE && p.spi.length === 8);

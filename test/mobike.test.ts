@@ -165,29 +165,21 @@ describe('UPDATE_SA_ADDRESSES (RFC 4555 §3.5)', () => {
 });
 
 describe('forced UDP encapsulation across moves (encap = yes; RFC 7296 §2.23, RFC 4555 §3.5)', () => {
-  it('the initiator\'s encap = yes survives its own move: both ends keep encapsulating', async () => {
-    const { wire, alice, sa, peerSa } = await pair({ initiator: { forceEncap: true } });
-    expect(sa.natLocal).toBe(true);
-    expect(sa.children[0]!.udpEncap && peerSa.children[0]!.udpEncap).toBe(true);
-    await move(wire, alice, sa, NIC2);
-    expect(peerSa.remote.address).toBe(NIC2);
-    expect(sa.natLocal).toBe(true);
-    expect(peerSa.natRemote).toBe(true);
-    expect(sa.children[0]!.udpEncap).toBe(true);
-    expect(peerSa.children[0]!.udpEncap).toBe(true);
-  });
-
-  it('the responder\'s encap = yes survives a move: its NAT-D answer keeps the faked source hash', async () => {
-    const { wire, alice, sa, peerSa } = await pair({ responder: { forceEncap: true } });
-    expect(peerSa.natLocal).toBe(true);
-    expect(sa.children[0]!.udpEncap && peerSa.children[0]!.udpEncap).toBe(true);
-    await move(wire, alice, sa, NIC2);
-    expect(peerSa.remote.address).toBe(NIC2);
-    expect(peerSa.natLocal).toBe(true);
-    expect(sa.natRemote).toBe(true);
-    expect(sa.children[0]!.udpEncap).toBe(true);
-    expect(peerSa.children[0]!.udpEncap).toBe(true);
-  });
+  for (const side of ['initiator', 'responder'] as const) {
+    it(`the ${side}'s encap = yes survives a move: both ends keep encapsulating (the faked NAT-D source hash is sent again)`, async () => {
+      const { wire, alice, sa, peerSa } = await pair({ [side]: { forceEncap: true } });
+      // The end that forces encapsulation claims to be behind a NAT; the other sees it as a remote NAT.
+      const [forcing, other] = side === 'initiator' ? [sa, peerSa] : [peerSa, sa];
+      expect(forcing.natLocal).toBe(true);
+      expect(sa.children[0]!.udpEncap && peerSa.children[0]!.udpEncap).toBe(true);
+      await move(wire, alice, sa, NIC2);
+      expect(peerSa.remote.address).toBe(NIC2);
+      expect(forcing.natLocal).toBe(true);
+      expect(other.natRemote).toBe(true);
+      expect(sa.children[0]!.udpEncap).toBe(true);
+      expect(peerSa.children[0]!.udpEncap).toBe(true);
+    });
+  }
 });
 
 describe('path failure and address changes (RFC 4555 §3.5, §3.6, §3.10)', () => {

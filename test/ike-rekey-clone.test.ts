@@ -1,7 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { establish } from './support/peers.js';
+import { randomBytes } from 'node:crypto';
+import { establish, ike } from './support/peers.js';
 import { spi64Hex } from '../control/ike/ike-sa.js';
-import { NotifyType } from '../control/wire/constants.js';
+import { EncrId, KeGroup, NotifyType, PayloadType, PrfId, ProtocolId, TransformType } from '../control/wire/constants.js';
+import { respondCreateChildSa } from '../control/ike/exchanges/child-create.js';
+import type { Payload } from '../control/wire/payloads.js';
 import type { ChildSa } from '../control/ike/child-sa.js';
 
 describe('IKE SA rekey (RFC 7296 §1.3.2, §2.18)', () => {
@@ -105,5 +108,34 @@ describe('IKE SA cloning (RFC 7791)', () => {
     const { alice, sa } = await establish({ responder: { cloneSupport: false } });
     expect(sa.peerClone).toBe(false);
     await expect(alice.cloneIkeSa(sa)).rejects.toThrow(/did not negotiate cloning/);
+  });
+});
+
+describe('IKE SA rekey to another PRF: the nonce is checked against the new one (RFC 7296 §2.10)', () => {
+  it('a 16-octet Ni is enough for the HMAC-SHA2-256 SA it arrives on, not for an HMAC-SHA2-512 successor', async () => {
+    const proposals = ike('aes256gcm16-prfsha256-x25519', 'aes256gcm16-prfsha512-x25519');
+    const { peerSa, bob } = await establish({ initiator: { ike: proposals }, responder: { ike: proposals } });
+    expect(peerSa.suite?.prf).toBe(PrfId.HMAC_SHA2_256);
+    const request = (nonceLength: number): Payload[] => [
+      {
+        type: PayloadType.SA,
+        proposals: [{
+          number: 1, protocol: ProtocolId.IKE, spi: randomBytes(8),
+          transforms: [
+            { type: TransformType.ENCR, id: EncrId.AES_GCM_16, keyLength: 256 },
+            { type: TransformType.PRF, id: PrfId.HMAC_SHA2_512 },
+            { type: TransformType.KE, id: KeGroup.CURVE25519 },
+          ],
+        }],
+      },
+      { type: PayloadType.NONCE, data: randomBytes(nonceLength) },
+      { type: PayloadType.KE, group: KeGroup.CURVE25519, data: randomBytes(32) },
+    ];
+    // HMAC-SHA2-512 has a 64-octet key: Ni must have at least 32 octets.
+    const short = respondCreateChildSa(bob, peerSa, request(16));
+    expect(short.payloads.map((p) => (p.type === PayloadType.NOTIFY ? p.notifyType : p.type))).toEqual([NotifyType.INVALID_SYNTAX]);
+    expect(short.after).toBeUndefined();
+    const enough = respondCreateChildSa(bob, peerSa, request(32));
+    expect(enough.payloads.map((p) => p.type)).toEqual([PayloadType.SA, PayloadType.NONCE, PayloadType.KE]);
   });
 });

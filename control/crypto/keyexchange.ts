@@ -7,8 +7,10 @@
 // both programmer errors.
 //
 // Secrets: the private key lives in the OpenSSL object; every JavaScript copy
-// of it is wiped as soon as it has been handed over, and destroy() replaces
-// the native private key (OpenSSL clears the old one when it frees it).
+// of it is wiped as soon as it has been handed over. destroy() replaces the
+// native private key of the ECP and MODP groups (OpenSSL clears the old one
+// when it frees it); for X25519 it can only drop the KeyObject, which OpenSSL
+// clears when it is collected.
 
 import {
   createDiffieHellman,
@@ -140,6 +142,8 @@ class X25519Exchange implements KeyExchange {
   }
 
   destroy(): void {
+    // node:crypto offers no way to overwrite an X25519 KeyObject: dropping the
+    // reference leaves the scalar to OpenSSL until the object is collected.
     this.#privateKey = undefined;
   }
 }

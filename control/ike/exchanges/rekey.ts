@@ -308,6 +308,9 @@ function respondIkeRekey(engine: IkeEngine, sa: IkeSa, payloads: Payload[]): Res
   const offered = saPayload.proposals.filter((p) => p.protocol === ProtocolId.IKE && p.spi.length === 8);
   const suite = selectProposal(offered, sa.policy.ike);
   if (!suite || suite.prf === undefined || suite.ke === undefined) return { payloads: [notify(NotifyType.NO_PROPOSAL_CHOSEN)] };
+  // RFC 7296 §2.10: Ni must be at least half the key size of the new SA's PRF, which may
+  // differ from the PRF of `sa` that respondCreateChildSa checked it against.
+  if (!isValidNonceLength(suite.prf, nonce.data.length)) return { payloads: [notify(NotifyType.INVALID_SYNTAX)] };
   if (!ke || ke.group !== suite.ke) return { payloads: [notify(NotifyType.INVALID_KE_PAYLOAD, u16Bytes(suite.ke))] };
   if (ke.data.length !== keyExchangeLength(ke.group) || suite.spi.every((b) => b === 0)) return { payloads: [notify(NotifyType.INVALID_SYNTAX)] };
   const kx = createKeyExchange(ke.group, { random: engine.random });

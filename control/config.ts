@@ -12,10 +12,12 @@
  * Every field has a default unless marked REQUIRED. Durations accept "500ms",
  * "30s", "10m", "4h", "1d" or a number of seconds. Booleans accept
  * true/false and swanctl's yes/no. Lists accept a YAML list or, as in
- * swanctl.conf, one comma-separated string. `null` (an empty value) means
- * "not set". YAML anchors and merge keys (`<<: *common`) may share settings
- * between connections; top-level keys starting with "x-" are ignored, so that
- * shared blocks have a place to live (`x-common: &common {...}`).
+ * swanctl.conf, one comma-separated string; ike, esp, local_ts, remote_ts
+ * and listen.address must not be empty lists (omit them for their defaults).
+ * `null` (an empty value) means "not set". YAML anchors and merge keys
+ * (`<<: *common`) may share settings between connections; top-level keys
+ * starting with "x-" are ignored, so that shared blocks have a place to live
+ * (`x-common: &common {...}`).
  *
  * ```yaml
  * log:
@@ -99,11 +101,12 @@
  *                              # §2.19): request (= 0.0.0.0), 0.0.0.0, ::, or a specific address
  *     pools: [10.9.0.0/24]     # responder: hand out virtual IPs from these (CIDR or a-b ranges)
  *     start_action: none       # none | start (initiate when the gateway starts)
- *     dpd_delay: 0s            # liveness check interval (RFC 7296 §2.4); 0 = off
+ *     dpd_delay: 0s            # liveness check interval (RFC 7296 §2.4); 0 = off, else at least 1s
  *     dpd_action: clear        # when the peer is found dead: clear (delete its SAs) | restart
  *                              # (delete them and initiate the connection again)
  *     keepalive: 20s           # NAT keepalive interval while a NAT is in front of us (RFC 3948 §4);
- *                              # sent only when nothing else went out in that time; 0 = off
+ *                              # sent only when nothing else went out in that time; 0 = off,
+ *                              # else at least 1s
  *     rekey_time: 4h           # IKE SA rekeying interval; 0 = never
  *     reauth_time: 0s          # reauthentication interval; 0 = never
  *     over_time: 10%           # hard lifetime past rekey/reauth: a duration or a percentage of the
@@ -423,6 +426,19 @@ function got(v: unknown): string {
   return `got ${typeof v === 'object' ? 'a mapping' : typeof v}`;
 }
 
+/**
+ * Like got(), but never shows the value: for fields that hold secrets (a PSK
+ * mistyped as a number is still the PSK, or most of it).
+ */
+function gotKind(v: unknown): string {
+  if (v === undefined) return 'missing';
+  if (v === null) return 'got null';
+  if (typeof v === 'string') return 'got a string';
+  if (typeof v === 'number') return 'got a number';
+  if (typeof v === 'boolean') return 'got a boolean';
+  return got(v); // binary data, a list or a mapping: got() names only the kind
+}
+
 interface IssueSink {
   issues: Array<{ code: 'custom'; message: string; input: unknown; path?: PathSeg[] }>;
 }
@@ -494,6 +510,22 @@ function duration(v: unknown): number | Problem {
   return r.ok ? r.value : new Problem(r.error, DURATION_EXPECTED);
 }
 
+/** Shortest dpd_delay / keepalive other than 0 (off). */
+const MIN_INTERVAL_MS = 1000;
+
+/**
+ * A periodic liveness interval: 0 (off) or at least MIN_INTERVAL_MS. A few
+ * milliseconds would flood the peer or the NAT with a message per tick and is
+ * never what was meant (a unit left off, "1ms" for "1m").
+ */
+function interval(field: string): (v: unknown) => number | Problem {
+  return (v) => {
+    const d = duration(v);
+    if (d instanceof Problem || d === 0 || d >= MIN_INTERVAL_MS) return d;
+    return new Problem(`${field} of ${d} ms is too short`, `0 (off) or at least ${MIN_INTERVAL_MS / 1000}s`);
+  };
+}
+
 function oneOf<const T extends string>(values: readonly T[]): (v: unknown) => T | Problem {
   return (v) => (typeof v === 'string' && (values as readonly string[]).includes(v) ? (v as T) : new Problem(got(v), `one of ${values.join(', ')}`));
 }
@@ -517,11 +549,16 @@ function stringList(v: unknown, expected: string): Array<{ text: string; path: P
   return new Problem(got(v), `${expected}, or a list of them`);
 }
 
-/** Parse every item of a list with `item`, first failure wins. */
-function listOf<T>(expected: string, item: (text: string) => ParseResult<T>): (v: unknown) => T[] | Problem {
+/**
+ * Parse every item of a list with `item`, first failure wins. `nonEmpty` (what
+ * to write instead) rejects [] for lists where nothing is not a meaningful
+ * setting: without it an empty list passes and fails later, at run time.
+ */
+function listOf<T>(expected: string, item: (text: string) => ParseResult<T>, nonEmpty?: string): (v: unknown) => T[] | Problem {
   return (v) => {
     const list = stringList(v, expected);
     if (list instanceof Problem) return list;
+    if (nonEmpty !== undefined && list.length === 0) return new Problem('got an empty list', nonEmpty);
     const out: T[] = [];
     for (const { text, path } of list) {
       const r = item(text);
@@ -644,12 +681,14 @@ function vip(text: string): ParseResult<string> {
   return ip.ok ? ip : { ok: false, error: `'${text}' is neither "request" nor an IP address` };
 }
 
-function proposals(kind: 'IKE' | 'ESP'): (v: unknown) => ProposalSpec[] | Problem {
+function proposals(kind: 'IKE' | 'ESP', field: string): (v: unknown) => ProposalSpec[] | Problem {
   const defaults = kind === 'IKE' ? DEFAULT_IKE_PROPOSALS : DEFAULT_ESP_PROPOSALS;
   const parse = kind === 'IKE' ? parseIkeProposal : parseEspProposal;
   const expected = `${kind} proposals such as ${kind === 'IKE' ? 'aes256gcm16-prfsha256-x25519' : 'aes256gcm16'} (strongSwan keywords), or default`;
   const list = listOf<ProposalSpec[]>(expected, (text) =>
-    text === 'default' ? { ok: true, value: defaults.map((d) => unwrap(parse(d))) } : mapResult(parse(text), (p) => [p]));
+    text === 'default' ? { ok: true, value: defaults.map((d) => unwrap(parse(d))) } : mapResult(parse(text), (p) => [p]),
+  // Nothing to offer means no SA can be negotiated.
+  `at least one ${kind} proposal (omit ${field}, or write default, for the defaults)`);
   return (v) => {
     if (v === undefined) return defaults.map((s) => unwrap(parse(s)));
     const r = list(v);
@@ -678,9 +717,9 @@ interface Ctx {
 
 const PEM_RE = /^\s*-----BEGIN [A-Z0-9 ]+-----/;
 
-/** PEM text given inline or as a path; Problem when unreadable. */
-function pemSource(ctx: Ctx, v: unknown, expected: string): { pem: string; where: string } | Problem {
-  if (typeof v !== 'string' || v.trim() === '') return new Problem(got(v), expected);
+/** PEM text given inline or as a path; Problem when unreadable. `secret`: never echo the value. */
+function pemSource(ctx: Ctx, v: unknown, expected: string, secret = false): { pem: string; where: string } | Problem {
+  if (typeof v !== 'string' || v.trim() === '') return new Problem(secret ? gotKind(v) : got(v), expected);
   if (PEM_RE.test(v)) return { pem: v, where: 'inline PEM' };
   const file = resolve(ctx.baseDir, v);
   let text: string;
@@ -697,7 +736,7 @@ function privateKey(ctx: Ctx): (v: unknown) => { pem: string; key: KeyObject } |
   const expected = 'a PEM private key: a file path (relative to the configuration file) or the PEM text';
   return (v) => {
     if (v === undefined) return undefined;
-    const src = pemSource(ctx, v, expected);
+    const src = pemSource(ctx, v, expected, true);
     if (src instanceof Problem) return src;
     try {
       return { pem: src.pem, key: createPrivateKey(src.pem) };
@@ -757,7 +796,7 @@ function pskValue(v: unknown): Uint8Array | undefined | Problem {
       bytes = new TextEncoder().encode(v);
     }
   } else {
-    return new Problem(got(v), PSK_EXPECTED);
+    return new Problem(gotKind(v), PSK_EXPECTED);
   }
   // RFC 7296 §2.15: the PSK is all that protects AUTH against offline guessing.
   if (bytes.length < MIN_PSK_OCTETS) return new Problem(`the PSK has only ${bytes.length} octets`, PSK_EXPECTED);
@@ -856,11 +895,13 @@ function cloneSchema() {
 }
 
 function childSchema() {
-  const ts = leaf(withDefault<Array<TrafficSelectorConfig | 'dynamic'>>(() => ['dynamic'], listOf(TS_EXPECTED, trafficSelector)));
+  // A Child SA needs a traffic selector on each side (RFC 7296 §3.13: a TS payload holds at least one).
+  const ts = (field: string) => leaf(withDefault<Array<TrafficSelectorConfig | 'dynamic'>>(() => ['dynamic'],
+    listOf(TS_EXPECTED, trafficSelector, `at least one traffic selector (omit ${field} for dynamic)`)));
   return section({
-    local_ts: ts,
-    remote_ts: ts,
-    esp: leaf(proposals('ESP')),
+    local_ts: ts('local_ts'),
+    remote_ts: ts('remote_ts'),
+    esp: leaf(proposals('ESP', 'esp')),
     mode: leaf(withDefault('tunnel', oneOf(['tunnel'] as const))),
     rekey_time: leaf(withDefault(DEFAULT_CHILD_REKEY, duration)),
     life_time: leaf(withDefault<number | undefined>(undefined, duration)),
@@ -920,7 +961,7 @@ function connectionSchema(ctx: Ctx) {
     local_addrs: leaf(withDefault<string[]>(() => [], listOf('local IP addresses or %any', localAddress))),
     remote_addrs: leaf(withDefault<string[]>(() => [], listOf('peer IP addresses, host names or %any', remoteAddress))),
     remote_port: leaf(withDefault(500, PORT)),
-    ike: leaf(proposals('IKE')),
+    ike: leaf(proposals('IKE', 'ike')),
     local: localEndpointSchema(ctx),
     remote: remoteEndpointSchema(ctx),
     psk: leaf(pskValue),
@@ -931,9 +972,9 @@ function connectionSchema(ctx: Ctx) {
     vips: leaf(withDefault<string[]>(() => [], listOf('request, 0.0.0.0, :: or a specific IP address', vip))),
     pools: leaf(withDefault<PoolConfig[]>(() => [], listOf('address pools: CIDR prefixes or a-b ranges', pool))),
     start_action: leaf(withDefault('none', oneOf(['none', 'start'] as const))),
-    dpd_delay: leaf(withDefault(0, duration)),
+    dpd_delay: leaf(withDefault(0, interval('dpd_delay'))),
     dpd_action: leaf(withDefault<'clear' | 'restart' | undefined>(undefined, oneOf(['clear', 'restart'] as const))),
-    keepalive: leaf(withDefault<number | undefined>(undefined, duration)),
+    keepalive: leaf(withDefault<number | undefined>(undefined, interval('keepalive'))),
     rekey_time: leaf(withDefault(DEFAULT_IKE_REKEY, duration)),
     reauth_time: leaf(withDefault(0, duration)),
     over_time: leaf(withDefault<{ ms: number } | { percent: number }>({ percent: 10 }, durationOrPercent)),
@@ -1091,7 +1132,8 @@ function gatewaySchema(ctx: Ctx) {
     log: section({ level: leaf(withDefault<LogLevel>('info', oneOf(LOG_LEVELS))) }, 'a mapping with level'),
     keylog: leaf(keylogDir(ctx)),
     listen: section({
-      address: leaf(withDefault<string[]>(() => ['0.0.0.0'], listOf('IP addresses to listen on', ipLiteral))),
+      // Without an address the gateway has no socket to start on.
+      address: leaf(withDefault<string[]>(() => ['0.0.0.0'], listOf('IP addresses to listen on', ipLiteral, 'at least one IP address to listen on (omit address for 0.0.0.0)'))),
       port: leaf(withDefault(500, PORT)),
       natPort: leaf(withDefault(4500, PORT)),
     }, 'a mapping with address, port, natPort').transform((l, zctx) => {

@@ -668,3 +668,77 @@ describe('clone.supported (RFC 7791 §5.1 switch)', () => {
     expect(() => configFromObject({ connections: { a: { psk: PSK, clone: { supported: false, per: 'worker' } } } })).toThrow(/clone\.per.*clone\.supported is false/);
   });
 });
+
+describe('long durations (timers chain past 2^31-1 ms, control/ike/clock.ts)', () => {
+  it('lifetimes and retransmission caps of weeks parse to their full length', () => {
+    const c = parseIn(`retransmit: { maxTimeout: 40d }\nconnections:\n  a:\n    ${PSK_YAML}\n    rekey_time: 30d\n    reauth_time: 60d\n    over_time: 2d\n    dpd_delay: 25d\n    keepalive: 26d\n    children:\n      net: { rekey_time: 30d, life_time: 31d }\n`);
+    const day = 86_400_000;
+    expect(c.retransmit.maxTimeout).toBe(40 * day);
+    const a = only(c);
+    expect(a).toMatchObject({ rekeyTime: 30 * day, reauthTime: 60 * day, overTime: 2 * day, dpdDelay: 25 * day, keepalive: 26 * day });
+    expect(a.children[0]).toMatchObject({ rekeyTime: 30 * day, lifeTime: 31 * day });
+    expect(a.rekeyTime).toBeGreaterThan(2 ** 31 - 1);
+  });
+});
+
+describe('empty lists where nothing would run', () => {
+  const child = (opts: string): string => `connections:\n  a:\n    ${PSK_YAML}\n    children:\n      net: { ${opts} }\n`;
+
+  it('ike: [] and esp: [] offer nothing and are rejected', () => {
+    expectProblem(`connections:\n  a:\n    ${PSK_YAML}\n    ike: []\n`, 'connections.a.ike', 4, /^got an empty list$/, /at least one IKE proposal \(omit ike, or write default, for the defaults\)/);
+    expectProblem(child('esp: []'), 'connections.a.children.net.esp', 5, /^got an empty list$/, /at least one ESP proposal/);
+  });
+
+  it('local_ts: [] and remote_ts: [] are rejected', () => {
+    expectProblem(child('local_ts: []'), 'connections.a.children.net.local_ts', 5, /^got an empty list$/, /at least one traffic selector \(omit local_ts for dynamic\)/);
+    expectProblem(child('remote_ts: []'), 'connections.a.children.net.remote_ts', 5, /^got an empty list$/, /omit remote_ts for dynamic/);
+  });
+
+  it('listen.address: [] is rejected', () => {
+    expectProblem('listen:\n  address: []\n', 'listen.address', 2, /^got an empty list$/, /at least one IP address to listen on/);
+  });
+
+  it('the library path rejects them too', () => {
+    expect(() => connectionFromObject({ psk: PSK, ike: [] })).toThrow(/connections\.default\.ike: got an empty list/);
+    expect(() => connectionFromObject({ psk: PSK, children: { net: { esp: [] } } })).toThrow(/children\.net\.esp: got an empty list/);
+  });
+
+  it('lists where empty means something still accept []', () => {
+    const a = only(parseIn(`connections:\n  a:\n    ${PSK_YAML}\n    local_addrs: []\n    remote_addrs: []\n    vips: []\n    pools: []\n`));
+    expect(a).toMatchObject({ localAddrs: [], remoteAddrs: [], vips: [], pools: [] });
+  });
+});
+
+describe('secrets stay out of configuration errors', () => {
+  it('a PSK of the wrong type is described by its type, not its value', () => {
+    const n = expectProblem(`connections:\n  a:\n    psk: 12345678901234567890123\n`, 'connections.a.psk', 3, /^got a number$/);
+    expect(n.message).not.toMatch(/1\.23456|12345678/);
+    const b = expectProblem(`connections:\n  a:\n    psk: true\n`, 'connections.a.psk', 3, /^got a boolean$/);
+    expect(b.message).not.toMatch(/true/);
+    expect(() => connectionFromObject({ psk: 98765432109876543210 })).toThrow(/psk: got a number;/);
+    try {
+      connectionFromObject({ psk: 98765432109876543210 });
+    } catch (e) {
+      expect((e as Error).message).not.toMatch(/98765|9\.87/);
+    }
+  });
+
+  it('a private key of the wrong type is described by its type, not its value', () => {
+    const e = expectProblem(`connections:\n  a:\n    local: { auth: pubkey, key: 31415926535897932 }\n    remote: { auth: pubkey, pubkey: keys/peer.pub.pem }\n`, 'connections.a.local.key', 3, /^got a number$/);
+    expect(e.message).not.toMatch(/314159/);
+  });
+});
+
+describe('liveness intervals', () => {
+  it('dpd_delay and keepalive: 0 turns them off, otherwise at least 1s', () => {
+    const conn = (opts: string): string => `connections:\n  a:\n    ${PSK_YAML}\n    ${opts}\n`;
+    expectProblem(conn('dpd_delay: 1ms'), 'connections.a.dpd_delay', 4, /^dpd_delay of 1 ms is too short$/, /^0 \(off\) or at least 1s$/);
+    expectProblem(conn('keepalive: 999ms'), 'connections.a.keepalive', 4, /^keepalive of 999 ms is too short$/, /^0 \(off\) or at least 1s$/);
+    expectProblem(conn('keepalive: 0.5'), 'connections.a.keepalive', 4, /500 ms is too short/);
+    expectProblem(conn('dpd_delay: soon'), 'connections.a.dpd_delay', 4, /'soon' is not a duration/);
+    expect(only(parseIn(conn('dpd_delay: 0s'))).dpdDelay).toBe(0);
+    expect(only(parseIn(conn('keepalive: 0'))).keepalive).toBe(0);
+    expect(only(parseIn(conn('dpd_delay: 1s'))).dpdDelay).toBe(1000);
+    expect(only(parseIn(conn('keepalive: 1000ms'))).keepalive).toBe(1000);
+  });
+});

@@ -13,13 +13,30 @@ export interface Clock {
   schedule(ms: number, fn: () => void): TimerHandle;
 }
 
-/** The real clock: performance.now() and setTimeout (unref'd so timers never hold the process open). */
+/**
+ * The longest delay setTimeout honours. Node fires anything longer after 1 ms
+ * (TimeoutOverflowWarning), which would turn a 30-day lifetime into an
+ * immediate expiry.
+ */
+export const MAX_TIMEOUT_MS = 2 ** 31 - 1;
+
+/**
+ * The real clock: performance.now() and setTimeout (unref'd so timers never hold the process open).
+ * Delays beyond MAX_TIMEOUT_MS run as a chain of timers of at most that length;
+ * the handle always refers to the chain's current link so that cancel stops it.
+ */
 export const systemClock: Clock = {
   now: () => performance.now(),
   schedule(ms, fn) {
-    const t = setTimeout(fn, Math.max(0, ms));
-    t.unref?.();
-    return { cancel: () => clearTimeout(t) };
+    let current: ReturnType<typeof setTimeout>;
+    const arm = (remaining: number): void => {
+      const step = Math.min(remaining, MAX_TIMEOUT_MS);
+      current = setTimeout(() => (remaining > step ? arm(remaining - step) : fn()), step);
+      current.unref?.();
+    };
+    // NaN would reach setTimeout as 1 ms anyway; say so instead of relying on it.
+    arm(Number.isNaN(ms) ? 0 : Math.max(0, ms));
+    return { cancel: () => clearTimeout(current) };
   },
 };
 

@@ -10,14 +10,15 @@
 // Owner: the main thread. Long-running commands (gateway, up without --once)
 // stop on SIGINT/SIGTERM: SAs are deleted (bounded), sockets closed, the
 // control socket file removed; a second signal exits at once.
+import { isIP } from 'node:net';
 import { Command, CommanderError, Option } from 'commander';
 import { ConfigError, loadConfigFile, type GatewayConfig } from './config.js';
 import { Gateway } from './gateway.js';
 import { createLogger, type Logger } from './log.js';
 import { childStatus, ikeSaStatus } from './status.js';
 import { ControlServer, upConnection } from './api/control-server.js';
-import { ControlRequestError, ControlSocketError, controlRequest } from './api/control-client.js';
-import { defaultSocketPath } from './api/protocol.js';
+import { ControlRequestError, ControlSocketError, controlRequest, type ControlClient } from './api/control-client.js';
+import { MAX_CLONE_COUNT, defaultSocketLocation, defaultSocketPath, type SocketLocation } from './api/protocol.js';
 import { ikecloneVersion, runDemo } from './demo.js';
 import { NetnsDemoUnavailableError, runNetnsDemo } from './demo-netns.js';
 import { formatDemo, formatFamily, formatIkeSa, formatNetnsDemo, formatStatus } from './format.js';
@@ -120,8 +121,23 @@ async function startGateway(gateway: Gateway): Promise<void> {
   }
 }
 
-async function serveSocket(gateway: Gateway, path: string, log: Logger): Promise<ControlServer> {
-  const server = new ControlServer({ gateway, path, log });
+/**
+ * The control socket to use: --socket as given, else the default location
+ * (whose directory, when under /tmp, must be private to this user).
+ */
+function socketOf(explicit: string | undefined): SocketLocation {
+  return explicit !== undefined ? { path: explicit, privateDir: false } : defaultSocketLocation();
+}
+
+/** One request to the gateway on the control socket `explicit` (or the default one). */
+function askGateway<T>(explicit: string | undefined, fn: (client: ControlClient) => Promise<T>): Promise<T> {
+  const { path, privateDir } = socketOf(explicit);
+  return controlRequest(path, fn, { privateDir });
+}
+
+async function serveSocket(gateway: Gateway, socket: SocketLocation, log: Logger): Promise<ControlServer> {
+  const { path, privateDir } = socket;
+  const server = new ControlServer({ gateway, path, privateDir, log });
   try {
     await server.listen();
   } catch (err) {
@@ -196,7 +212,7 @@ async function gatewayCommand(opts: { config: string; socket?: string }, globals
   try {
     logEvents(gateway, log);
     await startGateway(gateway);
-    const server = await serveSocket(gateway, opts.socket ?? defaultSocketPath(), log);
+    const server = await serveSocket(gateway, socketOf(opts.socket), log);
     log.info({ config: opts.config, socket: server.path, connections: gateway.engine.policies.map((p) => p.name) }, 'gateway running; SIGINT or SIGTERM stops it');
     const signal = await stop.signal;
     log.info({ signal }, 'stopping: deleting SAs');
@@ -219,9 +235,8 @@ async function upCommand(name: string, opts: UpOptions, globals: GlobalOptions):
   if (opts.config === undefined) {
     // Ask a running gateway.
     if (opts.once) throw new CliExit(EXIT_USAGE, 'up: --once needs --config (it runs its own gateway)');
-    const path = opts.socket ?? defaultSocketPath();
-    await stderr(`asking the gateway on ${path} to initiate "${name}"`);
-    const result = await controlRequest(path, (c) => c.up(name));
+    await stderr(`asking the gateway on ${socketOf(opts.socket).path} to initiate "${name}"`);
+    const result = await askGateway(opts.socket, (c) => c.up(name));
     await stdout(opts.json ? json(result.ike) : formatIkeSa(result.ike));
     if (result.failedChildren.length > 0) {
       throw new CliExit(EXIT_FAILURE, result.failedChildren.map((f) => `connection "${name}": Child SA "${f.name}" failed: ${f.reason}`).join('\n'));
@@ -240,7 +255,7 @@ async function upCommand(name: string, opts: UpOptions, globals: GlobalOptions):
   try {
     logEvents(gateway, log);
     await startGateway(gateway);
-    if (opts.socket !== undefined) server = await serveSocket(gateway, opts.socket, log);
+    if (opts.socket !== undefined) server = await serveSocket(gateway, socketOf(opts.socket), log);
     await stderr(`initiating "${name}" to ${policy.remoteAddrs[0] ?? '(no remote address)'} port ${policy.remotePort}: IKE_SA_INIT + IKE_AUTH`);
     let outcome;
     try {
@@ -267,29 +282,43 @@ async function upCommand(name: string, opts: UpOptions, globals: GlobalOptions):
 }
 
 async function statusCommand(opts: { json?: boolean; socket?: string }): Promise<number> {
-  const status = await controlRequest(opts.socket ?? defaultSocketPath(), (c) => c.status());
+  const status = await askGateway(opts.socket, (c) => c.status());
   await stdout(opts.json ? json(status) : formatStatus(status));
   return EXIT_OK;
 }
 
 async function downCommand(name: string | undefined, opts: { json?: boolean; socket?: string }): Promise<number> {
-  const result = await controlRequest(opts.socket ?? defaultSocketPath(), (c) => c.down(name));
+  const result = await askGateway(opts.socket, (c) => c.down(name));
   await stdout(opts.json ? json(result) : `deleted ${result.deleted} IKE SA${result.deleted === 1 ? '' : 's'}`);
   return EXIT_OK;
 }
 
+/**
+ * A positive integer as the user typed it: decimal digits only, so that
+ * "0x10", "1e3", " 7" or "" are usage errors, not ids Number() happens to
+ * accept. undefined when it is not one.
+ */
+function positiveInteger(text: string): number | undefined {
+  if (!/^\d+$/.test(text)) return undefined;
+  const n = Number(text);
+  return Number.isSafeInteger(n) && n >= 1 ? n : undefined;
+}
+
+/** An IKE SA id argument, or a usage error. */
+function ikeSaId(command: string, text: string): number {
+  const id = positiveInteger(text);
+  if (id === undefined) throw new CliExit(EXIT_USAGE, `${command}: "${text}" is not an IKE SA id (see ikeclone status)`);
+  return id;
+}
+
 async function cloneCommand(ike: string, opts: { count?: string; json?: boolean; socket?: string }): Promise<number> {
-  const id = Number(ike);
-  const count = opts.count === undefined ? 1 : Number(opts.count);
-  if (!Number.isSafeInteger(id) || id < 1) {
-    process.stderr.write(`ikeclone clone: "${ike}" is not an IKE SA id (see ikeclone status)\n`);
-    return EXIT_USAGE;
+  const id = ikeSaId('clone', ike);
+  // The gateway refuses more than MAX_CLONE_COUNT too, but that would be a failure (1), not the usage error (2) it is.
+  const count = positiveInteger(opts.count ?? '1');
+  if (count === undefined || count > MAX_CLONE_COUNT) {
+    throw new CliExit(EXIT_USAGE, `clone: --count must be a whole number from 1 to ${MAX_CLONE_COUNT}, got ${JSON.stringify(opts.count)}`);
   }
-  if (!Number.isInteger(count) || count < 1) {
-    process.stderr.write(`ikeclone clone: --count must be a positive integer\n`);
-    return EXIT_USAGE;
-  }
-  const result = await controlRequest(opts.socket ?? defaultSocketPath(), (c) => c.clone(id, count));
+  const result = await askGateway(opts.socket, (c) => c.clone(id, count));
   if (opts.json) {
     await stdout(json(result));
   } else {
@@ -300,12 +329,12 @@ async function cloneCommand(ike: string, opts: { count?: string; json?: boolean;
 }
 
 async function moveCommand(ike: string, opts: { local: string; remote?: string; json?: boolean; socket?: string }): Promise<number> {
-  const id = Number(ike);
-  if (!Number.isSafeInteger(id) || id < 1) {
-    process.stderr.write(`ikeclone move: "${ike}" is not an IKE SA id (see ikeclone status)\n`);
-    return EXIT_USAGE;
+  const id = ikeSaId('move', ike);
+  // Checked here so that a typo is a usage error (2), not the gateway's bad-args failure (1).
+  for (const [flag, addr] of [['--local', opts.local], ['--remote', opts.remote]] as const) {
+    if (addr !== undefined && isIP(addr) === 0) throw new CliExit(EXIT_USAGE, `move: ${flag} must be an IP address, got ${JSON.stringify(addr)}`);
   }
-  const result = await controlRequest(opts.socket ?? defaultSocketPath(), (c) => c.move(id, opts.local, opts.remote));
+  const result = await askGateway(opts.socket, (c) => c.move(id, opts.local, opts.remote));
   await stdout(opts.json ? json(result) : formatIkeSa(result.ike));
   return EXIT_OK;
 }

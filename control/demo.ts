@@ -183,6 +183,12 @@ export function demoConfigs(port: number, opts: { ike?: string; esp?: string; ps
     retransmit: { timeout: '500ms', tries: 3, maxTimeout: '2s' },
     // The demo shows UDP-encapsulated ESP (RFC 3948), also when run as root (where raw ESP would be used).
     dataplane: { workers, esp: 'udp' },
+    // One IKE SA and one Child SA per clone: on a host with more cores than
+    // the default per-peer limits (16 IKE SAs, 64 Child SAs) the responder
+    // would otherwise refuse the last clones (NO_ADDITIONAL_SAS) and some
+    // workers would carry no traffic. Never below those defaults (rekeying
+    // briefly holds an extra SA).
+    limits: { ikeSasPerPeer: Math.max(16, workers + 1), childSasPerPeer: Math.max(64, workers + 1) },
   };
   const listen = (address: string) => ({ address, port, natPort: port + 1 });
   const responder = configFromObject({

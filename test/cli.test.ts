@@ -2,12 +2,12 @@
 // a test starts is tracked by pid and killed in afterEach/afterAll if it is
 // still running, and every wait is bounded.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createSocket } from 'node:dgram';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ensureCliBuilt, killCli, startCli, type CliProcess } from './support/cli-proc.js';
+import { CLI_PATH, REPO_ROOT, ensureCliBuilt, killCli, startCli, type CliProcess } from './support/cli-proc.js';
 import type { GatewayStatus, IkeSaStatus } from '../control/status.js';
 import type { DemoResult } from '../control/demo.js';
 import { formatDemo, formatStatus } from '../control/format.js';
@@ -195,6 +195,14 @@ describe('configuration errors', () => {
     expect(missing.code).toBe(2);
     expect(missing.stderr).toMatch(/missing\.yaml: \(top level\): cannot read the file \(ENOENT\)/);
   });
+
+  it('an empty listen.address is a configuration error (exit 2), not a failed start', async () => {
+    const bad = writeConfig('no-listen.yaml', 'listen:\n  address: []\n');
+    const r = await run(['gateway', '--config', bad, '--socket', join(dir, 'no-listen.sock')]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`${bad}:2: listen.address: got an empty list; expected at least one IP address to listen on`);
+    expect(existsSync(join(dir, 'no-listen.sock'))).toBe(false);
+  });
 });
 
 describe('gateway, status, up and down across processes', () => {
@@ -294,6 +302,121 @@ connections:
     const r = await run(['up', 'gw', '--once', '--socket', join(dir, 'x.sock')]);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/--once needs --config/);
+  });
+});
+
+describe('command-line checks', () => {
+  it('clone and move refuse malformed ids, counts and addresses as usage errors (exit 2), before asking a gateway', async () => {
+    const socket = ['--socket', join(dir, 'nobody.sock')];
+    const cases: Array<[string[], RegExp]> = [
+      [['clone', '0x10', ...socket], /"0x10" is not an IKE SA id/],
+      [['clone', '1e3', ...socket], /"1e3" is not an IKE SA id/],
+      [['clone', '0', ...socket], /"0" is not an IKE SA id/],
+      [['clone', '1', '--count', '257', ...socket], /--count must be a whole number from 1 to 256/],
+      [['clone', '1', '--count', '0x2', ...socket], /--count must be a whole number from 1 to 256/],
+      [['move', '0x1', '--local', '10.0.0.1', ...socket], /"0x1" is not an IKE SA id/],
+      [['move', '1', '--local', 'eth0', ...socket], /--local must be an IP address, got "eth0"/],
+      [['move', '1', '--local', '10.0.0.1', '--remote', '10.0.0.300', ...socket], /--remote must be an IP address/],
+    ];
+    const results = await Promise.all(cases.map(([args]) => run(args)));
+    results.forEach((r, i) => {
+      expect(r.code, cases[i]![0].join(' ')).toBe(2);
+      expect(r.stderr, cases[i]![0].join(' ')).toMatch(cases[i]![1]);
+      expect(r.stderr).not.toMatch(/no gateway is listening/);
+    });
+    // The largest count is still accepted (and then fails for want of a gateway: exit 1).
+    const max = await run(['clone', '1', '--count', '256', ...socket]);
+    expect(max.code).toBe(1);
+    expect(max.stderr).toMatch(/no gateway is listening/);
+  });
+});
+
+/** Listen on each path (mode 0777) as an impostor would, answer every request with success, report connections on stdout. */
+const IMPOSTOR = `
+const net = require('net'), fs = require('fs');
+let n = 0;
+for (const p of process.argv.slice(1)) {
+  net.createServer((s) => {
+    console.log('connection');
+    s.on('error', () => {});
+    s.on('data', (d) => { for (const l of String(d).split('\\n')) if (l) s.write(JSON.stringify({ id: JSON.parse(l).id, ok: true, result: { deleted: 0 } }) + '\\n'); });
+  }).listen(p, () => { fs.chmodSync(p, 0o777); if (++n === process.argv.length - 1) console.log('listening'); });
+}`;
+
+/** Start the CLI (or, with `script`, node -e script) as another user. Killed after the test if still running. */
+function startAs(uid: number, args: string[], env: NodeJS.ProcessEnv, script?: string): Running {
+  const proc = spawn(process.execPath, script !== undefined ? ['-e', script, ...args] : [CLI_PATH, ...args], { uid, gid: uid, cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  started.add(proc);
+  let out = '';
+  let err = '';
+  proc.stdout!.on('data', (d) => (out += String(d)));
+  proc.stderr!.on('data', (d) => (err += String(d)));
+  const exited = new Promise<number | null>((resolve) => proc.once('close', (code) => resolve(code)));
+  return { proc, stdout: () => out, stderr: () => err, exited };
+}
+
+async function runAs(uid: number, args: string[], env: NodeJS.ProcessEnv, timeoutMs = 20_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const r = startAs(uid, args, env);
+  const timer = setTimeout(() => r.proc.kill('SIGKILL'), timeoutMs);
+  const code = await r.exited;
+  clearTimeout(timer);
+  return { code, stdout: r.stdout(), stderr: r.stderr() };
+}
+
+describe('the default control socket and other local users', () => {
+  it('without XDG_RUNTIME_DIR, another user squatting the temp directory gets no commands, and the gateway refuses with the reason', async () => {
+    // A sticky world-writable directory standing in for /tmp.
+    chmodSync(dir, 0o711);
+    const shared = mkdtempSync(join(dir, 'tmp-'));
+    chmodSync(shared, 0o1777);
+    const env: NodeJS.ProcessEnv = { ...process.env, TMPDIR: shared, HOME: shared, IKECLONE_LOG: '' };
+    delete env.XDG_RUNTIME_DIR;
+    const port = await freePort(['127.0.0.1']);
+    const config = join(shared, 'gw.yaml');
+    writeFileSync(config, `
+log: { level: info }
+listen: { address: 127.0.0.1, port: ${port}, natPort: ${port + 1} }
+connections:
+  clients:
+    local_addrs: [127.0.0.1]
+    local: { id: gw.cli.test, auth: psk }
+    remote: { id: "*.cli.test", auth: psk }
+    psk: "${PSK}"
+    children:
+      net: { local_ts: 10.2.0.0/24, remote_ts: 10.1.0.0/24, esp: aes128gcm16 }
+`);
+    chmodSync(config, 0o644);
+
+    // uid 65534 got there first: the socket path of old, and the directory of uid 1000's default path, sockets open to all.
+    const theirs = join(shared, 'ikeclone-1000');
+    mkdirSync(theirs);
+    chownSync(theirs, 65534, 65534);
+    chmodSync(theirs, 0o777);
+    const impostor = startAs(65534, [join(shared, 'ikeclone-1000.sock'), join(theirs, 'ikeclone.sock')], env, IMPOSTOR);
+    await until('the impostor to listen', () => (impostor.stdout().includes('listening') ? true : undefined));
+
+    const down = await runAs(1000, ['down', '--json'], env);
+    expect(down.code, down.stderr).toBe(1);
+    expect(down.stderr).toMatch(/ikeclone-1000 is owned by uid 65534, not by uid 1000; refusing/);
+    expect(down.stdout).toBe('');
+    const gw = await runAs(1000, ['gateway', '--config', config], env);
+    expect(gw.code).toBe(1);
+    expect(gw.stderr).toMatch(/cannot serve the control socket .*ikeclone-1000\/ikeclone\.sock: .*owned by uid 65534/);
+    expect(impostor.stdout()).not.toMatch(/connection/);
+    killCli(impostor.proc);
+    await impostor.exited;
+
+    // Without the squatter, uid 1000's gateway makes the directory its own (0700) and uid 1000's commands find it.
+    rmSync(theirs, { recursive: true, force: true });
+    const mine = startAs(1000, ['gateway', '--config', config], env);
+    await until('the gateway to listen', () => (mine.stderr().includes('control socket listening') ? true : undefined));
+    const st = statSync(theirs);
+    expect([st.uid, st.mode & 0o777]).toEqual([1000, 0o700]);
+    const status = await runAs(1000, ['status', '--json'], env);
+    expect(status.code, status.stderr).toBe(0);
+    expect((JSON.parse(status.stdout) as GatewayStatus).ikeSas).toEqual([]);
+    expect(await stop(mine, 'SIGTERM')).toBe(0);
+    expect(existsSync(join(theirs, 'ikeclone.sock'))).toBe(false);
   });
 });
 

@@ -1,7 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
-import { createConnection, type Socket } from 'node:net';
-import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { Server, createConnection, type Socket } from 'node:net';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Gateway } from '../control/gateway.js';
@@ -9,7 +9,7 @@ import { silentLogger } from '../control/log.js';
 import { ControlServer } from '../control/api/control-server.js';
 import { ControlClient, ControlRequestError, ControlSocketError } from '../control/api/control-client.js';
 import {
-  LineSplitter, MAX_REQUEST_LINE, defaultSocketPath, parseRequest, parseResponse, type ControlResponse,
+  LineSplitter, MAX_REQUEST_LINE, defaultSocketLocation, defaultSocketPath, parseRequest, parseResponse, type ControlResponse,
 } from '../control/api/protocol.js';
 import { loopbackPair } from './support/loopback.js';
 
@@ -224,6 +224,30 @@ describe('control socket file', () => {
     expect(existsSync(path)).toBe(false);
   });
 
+  it('is never reachable with the umask\'s permissions: created 0600, not chmod-ed afterwards', async () => {
+    // What the socket looks like the moment it exists (bind happens inside listen()).
+    const origListen = Server.prototype.listen;
+    const modes: number[] = [];
+    const path = join(dir, 'umask.sock');
+    Server.prototype.listen = function (this: Server, ...args: unknown[]) {
+      const r = (origListen as (...a: unknown[]) => Server).apply(this, args);
+      if (args[0] === path) modes.push(statSync(path).mode & 0o777);
+      return r;
+    } as typeof Server.prototype.listen;
+    const umask = process.umask(0o022);
+    try {
+      const server = new ControlServer({ gateway: initiator, path });
+      servers.push(server);
+      await server.listen();
+      expect(process.umask()).toBe(0o022);
+    } finally {
+      Server.prototype.listen = origListen;
+      process.umask(umask);
+    }
+    expect(modes).toEqual([0o600]);
+    expect(statSync(path).mode & 0o777).toBe(0o600);
+  });
+
   it('replaces a stale socket left by a process that died', async () => {
     const path = join(dir, 'stale.sock');
     const child = spawn(process.execPath, ['-e', "require('net').createServer().listen(process.argv[1], () => console.log('listening'))", path], { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -280,6 +304,117 @@ describe('control socket file', () => {
   });
 });
 
+/** Run `script` (node -e) as another user; resolves once it prints its first line. Killed after the test. */
+async function asUser(uid: number, script: string, args: string[]): Promise<{ lines: string[] }> {
+  const child = spawn(process.execPath, ['-e', script, ...args], { uid, gid: uid, stdio: ['ignore', 'pipe', 'pipe'] });
+  helpers.push(child);
+  const lines: string[] = [];
+  let err = '';
+  child.stderr!.on('data', (d) => (err += String(d)));
+  await new Promise<void>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`helper as uid ${uid} did not start within 5 s: ${err}`)), 5000);
+    child.stdout!.on('data', (d) => {
+      lines.push(...String(d).split('\n').filter((l) => l !== ''));
+      clearTimeout(t);
+      resolve();
+    });
+    child.once('exit', (code) => reject(new Error(`helper as uid ${uid} exited ${code}: ${err}`)));
+  });
+  return { lines };
+}
+const helpers: ReturnType<typeof spawn>[] = [];
+afterEach(() => {
+  for (const c of helpers.splice(0)) if (c.pid !== undefined && c.exitCode === null) c.kill('SIGKILL');
+});
+
+/** A world-writable sticky directory like /tmp, inside the test's directory. */
+function sharedTmp(): string {
+  chmodSync(dir, 0o711);
+  const shared = mkdtempSync(join(dir, 'shared-'));
+  chmodSync(shared, 0o1777);
+  return shared;
+}
+
+/** Listen on each path (mode 0777, as an impostor would) and report every connection on stdout. */
+const IMPOSTOR = `
+const net = require('net'), fs = require('fs');
+let n = 0;
+for (const p of process.argv.slice(1)) {
+  net.createServer((s) => { console.log('connection'); s.on('data', (d) => console.log('got ' + d)); s.on('error', () => {}); })
+    .listen(p, () => { fs.chmodSync(p, 0o777); if (++n === process.argv.length - 1) console.log('listening'); });
+}`;
+
+describe('control socket and other local users', () => {
+  it('a client refuses a socket another (non-root) user owns, without sending it anything', async () => {
+    const shared = sharedTmp();
+    const path = join(shared, 'ikeclone-1000.sock');
+    const impostor = await asUser(65534, IMPOSTOR, [path]);
+    expect(statSync(path).uid).toBe(65534);
+    const err = await ControlClient.connect(path).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ControlSocketError);
+    expect((err as ControlSocketError).code).toBe('untrusted');
+    expect((err as Error).message).toMatch(/owned by uid 65534, not by this user \(uid 0\) or root/);
+    // A symlink of ours to it does not help either.
+    const link = join(dir, 'link.sock');
+    symlinkSync(path, link);
+    expect(await ControlClient.connect(link).catch((e: ControlSocketError) => e.code)).toBe('untrusted');
+    await new Promise((r) => setTimeout(r, 100));
+    expect(impostor.lines).toEqual(['listening']);
+  });
+
+  it('with privateDir, the server creates the directory 0700 and a client finds the gateway there', async () => {
+    const shared = sharedTmp();
+    const path = join(shared, 'ikeclone-0', 'ikeclone.sock');
+    const server = new ControlServer({ gateway: initiator, path, privateDir: true });
+    servers.push(server);
+    await server.listen();
+    const st = statSync(join(shared, 'ikeclone-0'));
+    expect(st.mode & 0o777).toBe(0o700);
+    expect(st.uid).toBe(0);
+    const client = await ControlClient.connect(path, { privateDir: true });
+    clients.push(client);
+    expect((await client.status()).ikeSas).toEqual([]);
+    // Missing directory: nothing listens there.
+    const missing = await ControlClient.connect(join(shared, 'nobody', 'ikeclone.sock'), { privateDir: true }).catch((e: ControlSocketError) => e);
+    expect(missing).toMatchObject({ code: 'no-gateway' });
+  });
+
+  it('with privateDir, server and client refuse a directory another user made first, one not 0700, or a symlink', async () => {
+    const shared = sharedTmp();
+    // Another user got there first (a directory of theirs, open to all) and waits for our commands.
+    const theirs = join(shared, 'ikeclone-0');
+    mkdirSync(theirs);
+    chownSync(theirs, 65534, 65534);
+    chmodSync(theirs, 0o777);
+    const sock = join(theirs, 'ikeclone.sock');
+    const listener = await asUser(65534, IMPOSTOR, [sock]);
+    const server = new ControlServer({ gateway: initiator, path: sock, privateDir: true });
+    await expect(server.listen()).rejects.toThrow(/ikeclone-0 is owned by uid 65534, not by uid 0; refusing/);
+    const err = await ControlClient.connect(sock, { privateDir: true }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'untrusted' });
+    expect((err as Error).message).toMatch(/owned by uid 65534/);
+
+    const open = join(shared, 'open');
+    mkdirSync(open, { mode: 0o755 });
+    chmodSync(open, 0o755);
+    await expect(new ControlServer({ gateway: initiator, path: join(open, 's.sock'), privateDir: true }).listen()).rejects.toThrow(/has mode 0755, not 0700/);
+    expect(await ControlClient.connect(join(open, 's.sock'), { privateDir: true }).catch((e: ControlSocketError) => e.code)).toBe('untrusted');
+
+    const real = join(shared, 'real');
+    mkdirSync(real, { mode: 0o700 });
+    const link = join(shared, 'link');
+    symlinkSync(real, link);
+    await expect(new ControlServer({ gateway: initiator, path: join(link, 's.sock'), privateDir: true }).listen()).rejects.toThrow(/is a symbolic link/);
+    expect(existsSync(join(real, 's.sock'))).toBe(false);
+
+    const notMine = join(shared, 'not-mine');
+    mkdirSync(notMine, { mode: 0o700 });
+    chownSync(notMine, 65534, 65534);
+    await expect(new ControlServer({ gateway: initiator, path: join(notMine, 's.sock'), privateDir: true }).listen()).rejects.toThrow(/owned by uid 65534/);
+    expect(listener.lines).toEqual(['listening']);
+  });
+});
+
 describe('control protocol', () => {
   it('parses valid requests and refuses everything else with the right code', () => {
     expect(parseRequest('{"id":1,"cmd":"status"}')).toEqual({ ok: true, request: { id: 1, cmd: 'status' } });
@@ -331,8 +466,12 @@ describe('control protocol', () => {
   it('puts the default socket in /run for root, else in XDG_RUNTIME_DIR or the temp directory', () => {
     expect(defaultSocketPath({ uid: 0, runtimeDir: '/run/user/0' })).toBe('/run/ikeclone/ikeclone.sock');
     expect(defaultSocketPath({ uid: 1000, runtimeDir: '/run/user/1000' })).toBe('/run/user/1000/ikeclone-1000.sock');
-    expect(defaultSocketPath({ uid: 1000, runtimeDir: undefined, tmp: '/tmp' })).toBe('/tmp/ikeclone-1000.sock');
-    expect(defaultSocketPath({ uid: 1000, runtimeDir: '', tmp: '/var/tmp' })).toBe('/var/tmp/ikeclone-1000.sock');
+    // In the shared temp directory: a directory of the user's own, never the socket itself (see 'other local users').
+    expect(defaultSocketPath({ uid: 1000, runtimeDir: undefined, tmp: '/tmp' })).toBe('/tmp/ikeclone-1000/ikeclone.sock');
+    expect(defaultSocketPath({ uid: 1000, runtimeDir: '', tmp: '/var/tmp' })).toBe('/var/tmp/ikeclone-1000/ikeclone.sock');
+    expect(defaultSocketLocation({ uid: 1000, runtimeDir: undefined, tmp: '/tmp' }).privateDir).toBe(true);
+    expect(defaultSocketLocation({ uid: 1000, runtimeDir: '/run/user/1000' }).privateDir).toBe(false);
+    expect(defaultSocketLocation({ uid: 0 }).privateDir).toBe(false);
   });
 });
 

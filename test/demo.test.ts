@@ -110,6 +110,20 @@ describe('runDemo', () => {
     expect(r.deleted).toBe(true);
   });
 
+  it('clones once per worker beyond the responder\'s default limit of 16 IKE SAs per peer: every worker gets its Child SA and carries traffic', async () => {
+    // As on a host with 20 cores (clones defaults to availableParallelism()).
+    const r = await runDemo({ clones: 20, traffic: { packets: 2000, size: 200 }, timeoutMs: 30_000 });
+    expect(r.family).toMatchObject({ target: 20, state: 'complete', agree: true });
+    expect(r.family.members).toHaveLength(20);
+    expect(r.family.members.reduce((n, m) => n + m.children.length, 0)).toBe(20);
+    const dp = r.dataplane!;
+    expect(dp.responder).toHaveLength(20);
+    expect(dp.initiator.every((w) => w.sas === 1 && w.packets > 0)).toBe(true);
+    expect(dp.responder.every((w) => w.sas === 1 && w.packets > 0)).toBe(true);
+    expect(r.agree).toBe(true);
+    expect(r.deleted).toBe(true);
+  }, 60_000);
+
   it('with clones: 1 the demo keeps a single IKE SA', async () => {
     const r = await runDemo({ clones: 1 });
     expect(r.family).toMatchObject({ target: 1, state: 'single' });

@@ -2,16 +2,18 @@
 // `ikeclone status|up|down` use to ask a running gateway. Every wait is
 // bounded; a missing or dead gateway is a ControlSocketError with a message
 // that says what to do.
+import { lstatSync, statSync, type Stats } from 'node:fs';
 import { createConnection, type Socket } from 'node:net';
+import { dirname } from 'node:path';
 import type { GatewayStatus } from '../status.js';
 import {
-  LineSplitter, MAX_RESPONSE_LINE, encodeLine, parseResponse,
+  LineSplitter, MAX_RESPONSE_LINE, checkPrivateDir, encodeLine, parseResponse,
   type ControlArgs, type CloneResult, type MoveResult, type ControlCommand, type ControlErrorCode, type ControlRequest, type DownResult, type RequestId, type UpResult,
 } from './protocol.js';
 
-export type ControlSocketErrorCode = 'no-gateway' | 'permission' | 'timeout' | 'closed' | 'protocol';
+export type ControlSocketErrorCode = 'no-gateway' | 'permission' | 'untrusted' | 'timeout' | 'closed' | 'protocol';
 
-/** The socket itself failed: nothing listens, no permission, no answer, garbage. */
+/** The socket itself failed: nothing listens, no permission, not ours (untrusted), no answer, garbage. */
 export class ControlSocketError extends Error {
   constructor(readonly code: ControlSocketErrorCode, readonly path: string, message: string) {
     super(message);
@@ -36,6 +38,11 @@ interface Pending {
 export interface ControlClientOptions {
   /** Bound on connecting (default 3 s). */
   connectTimeoutMs?: number;
+  /**
+   * The socket's directory must be private to this user (checkPrivateDir);
+   * for the default location under /tmp (defaultSocketLocation).
+   */
+  privateDir?: boolean;
 }
 
 export class ControlClient {
@@ -57,6 +64,12 @@ export class ControlClient {
   static connect(path: string, opts: ControlClientOptions = {}): Promise<ControlClient> {
     if (typeof path !== 'string' || path === '') return Promise.reject(new TypeError('ControlClient.connect: path must be a non-empty string'));
     const timeoutMs = opts.connectTimeoutMs ?? 3000;
+    let trusted: Stats;
+    try {
+      trusted = trustedSocket(path, opts.privateDir ?? false);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     return new Promise((resolve, reject) => {
       const socket = createConnection(path);
       const timer = setTimeout(() => {
@@ -66,6 +79,19 @@ export class ControlClient {
       socket.once('connect', () => {
         clearTimeout(timer);
         socket.removeAllListeners('error');
+        // The file checked above may have been swapped before connect(): make
+        // sure we reached the socket we vetted.
+        let now: Stats | undefined;
+        try {
+          now = statSync(path);
+        } catch {
+          now = undefined;
+        }
+        if (now === undefined || now.ino !== trusted.ino || now.dev !== trusted.dev) {
+          socket.destroy();
+          reject(new ControlSocketError('untrusted', path, `${path} was replaced while connecting; not talking to it`));
+          return;
+        }
         resolve(new ControlClient(path, socket));
       });
       socket.once('error', (err: NodeJS.ErrnoException) => {
@@ -157,13 +183,49 @@ export class ControlClient {
   }
 }
 
+function noGateway(path: string, code: string): ControlSocketError {
+  return new ControlSocketError('no-gateway', path,
+    `no gateway is listening on ${path} (${code}); start one with: ikeclone gateway --config FILE [--socket ${path}]`);
+}
+
+/**
+ * Vet the socket before talking to it: whoever owns it would receive our
+ * commands and could answer anything. Accept only a socket (and, when `path`
+ * is a symlink, the link too) owned by this user or root, and with privateDir
+ * only in a directory private to this user. Returns the socket's stat (to
+ * compare after connecting); throws ControlSocketError otherwise.
+ */
+function trustedSocket(path: string, privateDir: boolean): Stats {
+  const uid = typeof process.getuid === 'function' ? process.getuid() : -1;
+  if (privateDir && uid >= 0) {
+    const check = checkPrivateDir(dirname(path), uid);
+    if (!check.ok) throw check.missing ? noGateway(path, 'ENOENT') : new ControlSocketError('untrusted', path, check.problem);
+  }
+  let link: Stats;
+  let target: Stats;
+  try {
+    link = lstatSync(path);
+    target = statSync(path);
+  } catch (err) {
+    throw connectError(path, err as NodeJS.ErrnoException);
+  }
+  if (uid >= 0) {
+    for (const st of [link, target]) {
+      if (st.uid !== uid && st.uid !== 0) {
+        throw new ControlSocketError('untrusted', path,
+          `${path} is owned by uid ${st.uid}, not by this user (uid ${uid}) or root; refusing to talk to it (another user may be impersonating the gateway)`);
+      }
+    }
+  }
+  return target;
+}
+
 function connectError(path: string, err: NodeJS.ErrnoException): ControlSocketError {
   switch (err.code) {
     case 'ENOENT':
     case 'ECONNREFUSED':
     case 'ENOTSOCK':
-      return new ControlSocketError('no-gateway', path,
-        `no gateway is listening on ${path} (${err.code}); start one with: ikeclone gateway --config FILE [--socket ${path}]`);
+      return noGateway(path, err.code);
     case 'EACCES':
     case 'EPERM':
       return new ControlSocketError('permission', path, `no permission to use ${path} (${err.code}); run as the gateway's user`);

@@ -17,7 +17,7 @@ import type { Logger } from '../log.js';
 import { silentLogger } from '../log.js';
 import { ikeSaStatus } from '../status.js';
 import {
-  LineSplitter, MAX_REQUEST_LINE, encodeLine, parseRequest,
+  LineSplitter, MAX_REQUEST_LINE, checkPrivateDir, encodeLine, parseRequest,
   type CloneResult, type MoveResult, type RekeyResult, type ControlError, type ControlRequest, type ControlResponse, type DownResult, type UpResult,
 } from './protocol.js';
 
@@ -25,6 +25,12 @@ export interface ControlServerOptions {
   gateway: Gateway;
   /** Path of the unix socket (see defaultSocketPath). */
   path: string;
+  /**
+   * The socket's directory must be private to this user (checkPrivateDir):
+   * created mode 0700 if missing, else refused unless it is a directory we
+   * own with mode 0700. For directories under /tmp (defaultSocketLocation).
+   */
+  privateDir?: boolean;
   log?: Logger;
   /** Simultaneous client connections (default 32). */
   maxConnections?: number;
@@ -105,6 +111,25 @@ function errnoCode(err: unknown): string | undefined {
   return (err as NodeJS.ErrnoException | undefined)?.code;
 }
 
+/**
+ * Make `dir` (its parent must exist) a directory private to this user: create
+ * it mode 0700 if missing, then require (lstat) a real directory owned by us
+ * with mode 0700. Throws with the reason otherwise.
+ */
+function ensurePrivateDir(dir: string): void {
+  const uid = typeof process.getuid === 'function' ? process.getuid() : -1;
+  if (uid < 0) return; // No uids to check (not POSIX).
+  try {
+    mkdirSync(dir, { mode: 0o700 });
+    // mkdir's mode went through the umask; set exactly 0700.
+    chmodSync(dir, 0o700);
+  } catch (err) {
+    if (errnoCode(err) !== 'EEXIST') throw err;
+  }
+  const check = checkPrivateDir(dir, uid);
+  if (!check.ok) throw new Error(check.problem);
+}
+
 /** Does something accept connections on this unix socket path? Bounded by `timeoutMs`. */
 function socketIsLive(path: string, timeoutMs: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -134,6 +159,7 @@ export class ControlServer {
   private readonly maxInFlight: number;
   private readonly idleTimeoutMs: number;
   private readonly childTimeoutMs: number;
+  private readonly privateDir: boolean;
   private server: Server | undefined;
   private readonly sockets = new Set<Socket>();
   /** Inode of the socket file we created: close() removes only that one. */
@@ -155,6 +181,7 @@ export class ControlServer {
     this.maxInFlight = positive(opts.maxInFlight, 8, 'maxInFlight');
     this.idleTimeoutMs = positive(opts.idleTimeoutMs, 60_000, 'idleTimeoutMs');
     this.childTimeoutMs = positive(opts.childTimeoutMs, 30_000, 'childTimeoutMs');
+    this.privateDir = opts.privateDir ?? false;
   }
 
   /** Connections currently open. */
@@ -165,13 +192,18 @@ export class ControlServer {
   /**
    * Create the socket's directory (mode 0700) if missing, replace a stale
    * socket file (nothing listening), refuse when another gateway listens on
-   * the path, then listen (socket mode 0600).
+   * the path, then listen (socket mode 0600). With privateDir, also refuse a
+   * directory that is not ours alone.
    */
   async listen(): Promise<void> {
     if (this.server) throw new Error('control socket already listening');
     const dir = dirname(this.path);
-    const created = mkdirSync(dir, { recursive: true, mode: 0o700 });
-    if (created !== undefined) chmodSync(dir, 0o700);
+    if (this.privateDir) {
+      ensurePrivateDir(dir);
+    } else {
+      const created = mkdirSync(dir, { recursive: true, mode: 0o700 });
+      if (created !== undefined) chmodSync(dir, 0o700);
+    }
     let existing: ReturnType<typeof lstatSync> | undefined;
     try {
       existing = lstatSync(this.path);
@@ -188,12 +220,22 @@ export class ControlServer {
     server.maxConnections = this.maxConnections;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(this.path, () => {
-        server.off('error', reject);
-        resolve();
-      });
+      // The socket file is created (bind) inside listen(), synchronously, with
+      // the process umask: create it 0600 from the start, so that no other
+      // user can connect (and be queued, then served) before the chmod below.
+      // Restored at once: the umask is process-wide.
+      const umask = process.umask(0o177);
+      try {
+        server.listen(this.path, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      } finally {
+        process.umask(umask);
+      }
     });
     server.on('error', (err) => this.log.warn({ socket: this.path, err: err.message }, 'control socket error'));
+    // Belt and braces: the umask above already made it 0600.
     chmodSync(this.path, 0o600);
     this.ino = statSync(this.path).ino;
     this.server = server;

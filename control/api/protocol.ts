@@ -7,8 +7,10 @@
 //
 // One JSON document per line, at most MAX_REQUEST_LINE bytes per request line.
 // Requests may be pipelined; each response carries the id of its request
-// (null when the request was too broken to have one). Everything here is pure:
-// parsing never throws, whatever bytes arrive.
+// (null when the request was too broken to have one). Parsing is pure and
+// never throws, whatever bytes arrive; only checkPrivateDir looks at the file
+// system.
+import { lstatSync, type Stats } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
@@ -266,14 +268,61 @@ export interface SocketPathEnv {
   tmp?: string;
 }
 
+export interface SocketLocation {
+  path: string;
+  /**
+   * The socket's directory must be private to the user (checkPrivateDir):
+   * true when it lies in a shared directory such as /tmp, where another local
+   * user could otherwise create the socket (or its directory) first and
+   * impersonate the gateway. /run (root) and XDG_RUNTIME_DIR (per-user, 0700
+   * by the XDG spec) are provided by the system and not checked.
+   */
+  privateDir: boolean;
+}
+
 /**
- * The control socket's default path: /run/ikeclone/ikeclone.sock for root,
- * else ${XDG_RUNTIME_DIR or the temp directory}/ikeclone-${uid}.sock.
+ * The control socket's default location: /run/ikeclone/ikeclone.sock for
+ * root, else ${XDG_RUNTIME_DIR}/ikeclone-${uid}.sock, else
+ * ${temp directory}/ikeclone-${uid}/ikeclone.sock in a directory of its own.
  */
-export function defaultSocketPath(env: SocketPathEnv = {}): string {
+export function defaultSocketLocation(env: SocketPathEnv = {}): SocketLocation {
   const uid = env.uid ?? (typeof process.getuid === 'function' ? process.getuid() : -1);
-  if (uid === 0) return '/run/ikeclone/ikeclone.sock';
+  if (uid === 0) return { path: '/run/ikeclone/ikeclone.sock', privateDir: false };
+  const who = uid >= 0 ? String(uid) : 'user';
   const runtimeDir = 'runtimeDir' in env ? env.runtimeDir : process.env.XDG_RUNTIME_DIR;
-  const dir = runtimeDir !== undefined && runtimeDir !== '' ? runtimeDir : (env.tmp ?? tmpdir());
-  return join(dir, `ikeclone-${uid >= 0 ? uid : 'user'}.sock`);
+  if (runtimeDir !== undefined && runtimeDir !== '') return { path: join(runtimeDir, `ikeclone-${who}.sock`), privateDir: false };
+  // Not the socket itself in /tmp: a directory only we can enter, so nobody
+  // else can put a socket at the path we use.
+  return { path: join(env.tmp ?? tmpdir(), `ikeclone-${who}`, 'ikeclone.sock'), privateDir: true };
+}
+
+/** The control socket's default path (defaultSocketLocation's path). */
+export function defaultSocketPath(env: SocketPathEnv = {}): string {
+  return defaultSocketLocation(env).path;
+}
+
+export type PrivateDirCheck = { ok: true } | { ok: false; missing: boolean; problem: string };
+
+/**
+ * Is `dir` private to `uid`: a real directory (lstat: not a symlink), owned
+ * by `uid`, mode 0700? Only then can no other user have put a socket in it.
+ */
+export function checkPrivateDir(dir: string, uid: number): PrivateDirCheck {
+  let st: Stats;
+  try {
+    st = lstatSync(dir);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return { ok: false, missing: code === 'ENOENT', problem: `cannot inspect ${dir} (${code ?? String(err)})` };
+  }
+  const refuse = (what: string): PrivateDirCheck => ({
+    ok: false,
+    missing: false,
+    problem: `${dir} ${what}; refusing to use a control socket in it (remove it, set XDG_RUNTIME_DIR, or pass --socket)`,
+  });
+  if (st.isSymbolicLink()) return refuse('is a symbolic link, not a directory');
+  if (!st.isDirectory()) return refuse('is not a directory');
+  if (st.uid !== uid) return refuse(`is owned by uid ${st.uid}, not by uid ${uid}`);
+  if ((st.mode & 0o777) !== 0o700) return refuse(`has mode 0${(st.mode & 0o777).toString(8)}, not 0700`);
+  return { ok: true };
 }

@@ -300,6 +300,8 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       await this.dataPlane.stop();
       throw err;
     }
+    // After stop(): the clone orchestrator refuses work until resumed (RFC 7791 cloning, DESIGN §5).
+    this.cloner.resume();
     this.usageTimer = setInterval(() => {
       this.reportUsage().catch((err: Error) => this.log.debug({ reason: err.message }, 'data plane counters unavailable'));
     }, 1000);
@@ -357,11 +359,12 @@ export class Gateway extends EventEmitter<GatewayEvents> {
 
   /** Delete every SA (telling peers, bounded by the retransmission budget) and close sockets. */
   async stop(opts: { notifyPeers?: boolean; timeoutMs?: number } = {}): Promise<void> {
+    // First: the deletions below must not make clone families grow back (or end a NO_ADDITIONAL_SAS block).
+    this.cloner.stop();
     if (opts.notifyPeers ?? true) {
       const timeout = new Promise<void>((resolve) => setTimeout(resolve, opts.timeoutMs ?? 2000).unref());
       await Promise.race([this.down(), timeout]);
     }
-    this.cloner.stop();
     this.addressMonitor?.stop();
     this.engine.shutdown();
     this.transport.close();

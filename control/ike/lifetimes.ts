@@ -10,9 +10,11 @@
 // same instant. Hard limits are not jittered.
 //
 // A rekey refused with TEMPORARY_FAILURE is retried after a random delay
-// (§2.25: "MUST NOT immediately retry"), at most until the hard limit. A Child
-// SA the peer does not know (CHILD_SA_NOT_FOUND) is forgotten and created
-// anew (§2.25).
+// (§2.25: "MUST NOT immediately retry"), at most until the hard limit; so is
+// one that failed otherwise (refused, unusable answer), as long as the SA is
+// still usable, or the SA would simply die at its hard limit. A Child SA the
+// peer does not know (CHILD_SA_NOT_FOUND) is forgotten and created anew
+// (§2.25).
 //
 // Owner: the engine's thread. IKE SA timers live in sa.timers and Child SA
 // timers here; both are cancelled when the SA dies, so nothing is left armed.
@@ -58,6 +60,8 @@ interface ChildTimers {
   hardAt?: number;
   /** The soft limit has fired (by time, volume or sequence numbers): rekey started. */
   softDone: boolean;
+  /** A rekey of ours is queued or in flight (child.state turns 'rekeying' only once it is sent). */
+  rekeying?: boolean;
 }
 
 interface IkeLifetime {
@@ -75,6 +79,16 @@ export class LifetimeManager {
   private readonly opts: LifetimeOptions;
   private readonly children = new Map<ChildSa, ChildTimers>();
   private readonly ikes = new WeakMap<IkeSa, IkeLifetime>();
+  /**
+   * Sessions whose reauthentication is under way. A session (the original,
+   * its clones and successors, RFC 7791 §5) is authenticated once, so it is
+   * reauthenticated once, whichever member's timer fires first (§2.8.3).
+   */
+  private readonly reauthing = new Set<number>();
+  /** Sessions a reauthentication replaced: a member that still turns up is closed, not reauthenticated. */
+  private readonly retired = new Set<number>();
+  /** A reauthentication to try again after a failure, per session (cancelled when the session goes). */
+  private readonly reauthRetries = new Map<number, TimerHandle>();
 
   constructor(
     private readonly engine: IkeEngine,
@@ -90,6 +104,11 @@ export class LifetimeManager {
       const authAt = this.ikes.get(old)?.authAt ?? engine.clock.now();
       this.disarmIke(old);
       this.armIke(successor, authAt);
+    });
+    engine.on('session-down', (sessionId) => {
+      this.retired.delete(sessionId);
+      this.reauthRetries.get(sessionId)?.cancel();
+      this.reauthRetries.delete(sessionId);
     });
     engine.on('child-up', (child) => this.armChild(child));
     engine.on('child-down', (child) => this.disarmChild(child));
@@ -176,17 +195,20 @@ export class LifetimeManager {
   private rekeyIke(sa: IkeSa): void {
     if (sa.state !== 'established') return;
     this.engine.rekeyIkeSa(sa).catch((err: Error & { notify?: number }) => {
-      if (err.notify === NotifyType.TEMPORARY_FAILURE) this.retryIke(sa);
-      else this.engine.log.warn({ ike: sa.id, reason: err.message }, 'IKE SA rekey failed');
+      if (err.notify !== NotifyType.TEMPORARY_FAILURE) this.engine.log.warn({ ike: sa.id, reason: err.message }, 'IKE SA rekey failed');
+      this.retryIke(sa, err.notify === NotifyType.TEMPORARY_FAILURE);
     });
   }
 
-  private retryIke(sa: IkeSa): void {
+  private retryIke(sa: IkeSa, temporary: boolean): void {
     if (sa.state !== 'established') return;
     const life = this.ikes.get(sa);
     const now = this.engine.clock.now();
     const delay = this.retryDelay(life?.hardAt, now);
-    this.engine.log.info({ ike: sa.id, delay }, 'IKE SA rekey refused for now (TEMPORARY_FAILURE): retrying later (RFC 7296 §2.25)');
+    this.engine.log.info(
+      { ike: sa.id, delay },
+      temporary ? 'IKE SA rekey refused for now (TEMPORARY_FAILURE): retrying later (RFC 7296 §2.25)' : 'retrying the IKE SA rekey later, before the hard limit',
+    );
     const t = this.engine.clock.schedule(delay, () => {
       sa.timers.delete(t);
       const i = life ? life.timers.indexOf(t) : -1;
@@ -202,22 +224,78 @@ export class LifetimeManager {
    * Child SAs, then the old one is deleted (make before break). Only the end
    * that can initiate the connection does this; the other relies on the hard
    * limit.
+   *
+   * Every member of a clone family carries the session's authentication time,
+   * so each one's timer fires, but the session is reauthenticated once: one
+   * new IKE SA, which is a new session of its own; once it is up, every member
+   * of the old session is deleted, and the clone orchestrator grows the new
+   * session's family on its session-up (RFC 7791 §5). One initiation per
+   * member would start one new session per member, each of which grows a
+   * full family again.
    */
   private ikeReauth(sa: IkeSa): void {
     if (sa.state !== 'established') return;
+    if (this.retired.has(sa.sessionId)) {
+      // A member (a late clone) of a session already replaced: it goes with the rest.
+      this.engine.log.info({ ike: sa.id, session: sa.sessionId }, 'IKE SA of a reauthenticated session: deleting');
+      void this.engine.closeIkeSa(sa);
+      return;
+    }
     this.engine.emit('ike-expired', sa, 'reauth');
     const policy = this.engine.policy(sa.name);
     if (!policy || policy.remoteAddrs.length === 0) {
       this.engine.log.info({ ike: sa.id }, 'reauthentication due, but this end does not initiate the connection');
       return;
     }
-    this.engine.log.info({ ike: sa.id, conn: sa.name }, 'reauthenticating IKE SA');
-    this.engine.initiate(sa.name, { local: { address: sa.local.address, port: this.engine.ports.ike } }).then(
+    this.reauthSession(sa.sessionId);
+  }
+
+  private reauthSession(session: number): void {
+    if (this.reauthing.has(session) || this.retired.has(session)) return;
+    // Initiate from the address of the lowest member (the original's place when it is still there).
+    const lead = this.engine
+      .sessionMembers(session)
+      .filter((m) => m.state === 'established')
+      .sort((a, b) => a.familyIndex - b.familyIndex)[0];
+    if (!lead) return;
+    this.reauthRetries.get(session)?.cancel();
+    this.reauthRetries.delete(session);
+    this.reauthing.add(session);
+    this.engine.log.info({ ike: lead.id, session, conn: lead.name }, 'reauthenticating the session');
+    this.engine.initiate(lead.name, { local: { address: lead.local.address, port: this.engine.ports.ike } }).then(
       () => {
-        if (sa.state === 'established') void this.engine.closeIkeSa(sa);
+        this.reauthing.delete(session);
+        const old = this.engine.sessionMembers(session);
+        if (old.length === 0) return;
+        this.retired.add(session);
+        // §2.8.3: the new IKE SA replaces the whole old session, clones included.
+        for (const m of old) if (m.state === 'established') void this.engine.closeIkeSa(m);
       },
-      (err: Error) => this.engine.log.warn({ ike: sa.id, reason: err.message }, 'reauthentication failed'),
+      (err: Error) => {
+        this.reauthing.delete(session);
+        this.engine.log.warn({ session, reason: err.message }, 'reauthentication failed');
+        this.retryReauth(session);
+      },
     );
+  }
+
+  /**
+   * After a failed reauthentication the old session keeps working until its
+   * hard limit; try again before then (randomised, as for TEMPORARY_FAILURE,
+   * §2.25), or the session would just die at the hard limit.
+   */
+  private retryReauth(session: number): void {
+    const members = this.engine.sessionMembers(session).filter((m) => m.state === 'established');
+    if (members.length === 0 || this.reauthRetries.has(session)) return;
+    const hardAt = Math.min(...members.map((m) => this.ikes.get(m)?.hardAt ?? Infinity));
+    const now = this.engine.clock.now();
+    const delay = this.retryDelay(Number.isFinite(hardAt) ? hardAt : undefined, now);
+    this.engine.log.info({ session, delay }, 'retrying reauthentication later');
+    const t = this.engine.clock.schedule(delay, () => {
+      this.reauthRetries.delete(session);
+      this.reauthSession(session);
+    });
+    this.reauthRetries.set(session, t);
   }
 
   private ikeHard(sa: IkeSa): void {
@@ -267,7 +345,17 @@ export class LifetimeManager {
   /** Soft limit: rekey once (RFC 7296 §2.8). */
   private childSoft(child: ChildSa, cause: ChildLimitCause): void {
     const entry = this.children.get(child);
-    if (!entry || entry.softDone) return;
+    if (!entry) return;
+    if (entry.softDone) {
+      // Sequence numbers running out cannot wait for the hard limit (RFC 4303 §3.3.3: no
+      // cycling): when no rekey is queued, in flight or due to be retried, start one now.
+      if (cause === 'sequence' && !entry.rekeying && !entry.soft && child.state === 'installed' && child.ike.state === 'established') {
+        this.engine.log.info({ ike: child.ike.id, child: child.id, spiIn: spiHex(child.spiIn), cause }, 'Child SA sequence numbers run out: rekeying');
+        this.engine.emit('child-expired', child, 'soft', cause);
+        this.rekeyChild(child);
+      }
+      return;
+    }
     entry.softDone = true;
     entry.soft?.cancel();
     entry.soft = undefined;
@@ -278,32 +366,44 @@ export class LifetimeManager {
   }
 
   private rekeyChild(child: ChildSa): void {
-    this.engine.rekeyChildSa(child).catch((err: Error & { notify?: number }) => {
-      if (child.state === 'deleted') return;
-      if (err.notify === NotifyType.TEMPORARY_FAILURE) return this.retryChild(child);
-      if (err.notify === NotifyType.CHILD_SA_NOT_FOUND && child.state === 'installed' && child.ike.state === 'established') {
-        // §2.25: the peer has no such SA. Forget it silently and create one from scratch.
-        const ike = child.ike;
-        this.engine.log.info({ ike: ike.id, child: child.id }, 'the peer does not know the Child SA (CHILD_SA_NOT_FOUND): creating a new one');
-        this.engine.removeChild(child, 'unknown to the peer (CHILD_SA_NOT_FOUND)');
-        this.engine.createChildSa(ike, child.name).catch((e: Error) => this.engine.log.warn({ ike: ike.id, child: child.name, reason: e.message }, 'could not create Child SA'));
-        return;
-      }
-      this.engine.log.warn({ ike: child.ike.id, child: child.id, reason: err.message }, 'Child SA rekey failed');
-    });
+    const entry = this.children.get(child);
+    if (entry) entry.rekeying = true;
+    this.engine.rekeyChildSa(child).then(
+      () => {
+        if (entry) entry.rekeying = false;
+      },
+      (err: Error & { notify?: number }) => {
+        if (entry) entry.rekeying = false;
+        if (child.state === 'deleted') return;
+        if (err.notify === NotifyType.TEMPORARY_FAILURE) return this.retryChild(child, true);
+        if (err.notify === NotifyType.CHILD_SA_NOT_FOUND && child.state === 'installed' && child.ike.state === 'established') {
+          // §2.25: the peer has no such SA. Forget it silently and create one from scratch.
+          const ike = child.ike;
+          this.engine.log.info({ ike: ike.id, child: child.id }, 'the peer does not know the Child SA (CHILD_SA_NOT_FOUND): creating a new one');
+          this.engine.removeChild(child, 'unknown to the peer (CHILD_SA_NOT_FOUND)');
+          this.engine.createChildSa(ike, child.name).catch((e: Error) => this.engine.log.warn({ ike: ike.id, child: child.name, reason: e.message }, 'could not create Child SA'));
+          return;
+        }
+        this.engine.log.warn({ ike: child.ike.id, child: child.id, reason: err.message }, 'Child SA rekey failed');
+        this.retryChild(child, false);
+      },
+    );
   }
 
-  private retryChild(child: ChildSa): void {
+  private retryChild(child: ChildSa, temporary: boolean): void {
     const entry = this.children.get(child);
     if (!entry || child.state !== 'installed') return;
     const now = this.engine.clock.now();
     const delay = this.retryDelay(entry.hardAt, now);
-    this.engine.log.info({ child: child.id, delay }, 'Child SA rekey refused for now (TEMPORARY_FAILURE): retrying later (RFC 7296 §2.25)');
+    this.engine.log.info(
+      { child: child.id, delay },
+      temporary ? 'Child SA rekey refused for now (TEMPORARY_FAILURE): retrying later (RFC 7296 §2.25)' : 'retrying the Child SA rekey later, before the hard limit',
+    );
     entry.soft?.cancel();
     entry.soft = this.engine.clock.schedule(delay, () => {
       entry.soft = undefined;
       if (child.state === 'installed' && child.ike.state === 'established') this.rekeyChild(child);
-      else if (child.state === 'installed' && child.ike.state !== 'dead') this.retryChild(child);
+      else if (child.state === 'installed' && child.ike.state !== 'dead') this.retryChild(child, temporary);
     });
   }
 

@@ -49,6 +49,15 @@ export class NatKeepalive {
   ) {
     engine.on('ike-up', (sa) => this.track(sa));
     engine.on('ike-rekeyed', (_old, successor) => this.track(successor));
+    // A NAT can appear (or go) after setup: MOBIKE moves the SA and NAT
+    // detection runs again on the new path (RFC 4555 §3.5, RFC 7296 §2.23);
+    // updateNat and relocate report it as 'ike-moved'. Behind a NAT now, the
+    // mapping needs keepalives from here on (RFC 3948 §4); out of it, none.
+    engine.on('ike-moved', (sa) => {
+      if (sa.state !== 'established') return;
+      if (sa.natLocal) this.track(sa);
+      else this.untrack(sa);
+    });
     engine.on('ike-down', (sa) => this.untrack(sa));
     engine.on('ike-failed', (sa) => this.untrack(sa));
   }

@@ -249,7 +249,16 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   /** Local addresses came or went (RFC 4555 §3.5, §3.6): listen on new ones, then let MOBIKE act. */
   private async addressesChanged(added: string[], removed: string[]): Promise<void> {
     this.log.info({ added, removed }, 'local addresses changed');
+    // MOBIKE's usable set is what the engine announces: addresses that are up AND have sockets
+    // (the localAddresses option above). RFC 4555 §3.6: updates go out when that set changes, so
+    // an interface we do not listen on coming or going is no news to any peer. Snapshot this
+    // event's view now: the monitor may poll again while the sockets are being bound.
+    const now = this.addressMonitor?.current() ?? [];
+    const before = [...now.filter((a) => !added.includes(a)), ...removed];
+    const usableBefore = new Set(before.filter((a) => this.transport.hasAddress(a)));
     for (const address of added) await this.transport.addAddress(address);
+    const usableNow = new Set(now.filter((a) => this.transport.hasAddress(a)));
+    if (usableNow.size === usableBefore.size && [...usableNow].every((a) => usableBefore.has(a))) return;
     this.engine.localAddressesChanged();
   }
 

@@ -1,14 +1,18 @@
 // MOBIKE (RFC 4555) with two engines in memory: address updates, return
 // routability, NAT prohibition, unacceptable addresses, COOKIE2, path
 // failover, address lists, and per-NIC placement of clones (RFC 7791 §3).
-import { describe, expect, it } from 'vitest';
-import { ExchangeType, NotifyType } from '../control/wire/constants.js';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { ExchangeType, HeaderFlag, NotifyType } from '../control/wire/constants.js';
 import type { Payload } from '../control/wire/payloads.js';
 import type { IkeEngine } from '../control/ike/engine.js';
 import type { IkeSa } from '../control/ike/ike-sa.js';
 import { CloneOrchestrator } from '../control/ike/clone-policy.js';
 import { notify } from '../control/ike/payload-builders.js';
 import { MemoryWire, pskPair } from './support/peers.js';
+import { loopbackPair } from './support/loopback.js';
+import { Gateway } from '../control/gateway.js';
+import type { AddressMonitor } from '../control/net/address-monitor.js';
+import { silentLogger } from '../control/log.js';
 
 const NIC2 = '10.0.1.1';
 
@@ -128,7 +132,7 @@ describe('UPDATE_SA_ADDRESSES (RFC 4555 §3.5)', () => {
   it('return routability failure: the responder\'s Child SAs do not follow to an address that does not answer', async () => {
     const { wire, alice, sa, peerSa, moved } = await pair();
     // Requests from bob to NIC2 are lost (responses still get through).
-    wire.filter = (d) => (d.local.address === '10.0.0.2' && d.remote.address === NIC2 && (d.bytes[19]! & 0x20) === 0 ? 'drop' : 'pass');
+    wire.filter = (d) => (d.local.address === '10.0.0.2' && d.remote.address === NIC2 && (d.bytes[19]! & HeaderFlag.RESPONSE) === 0 ? 'drop' : 'pass');
     await move(wire, alice, sa, NIC2).catch(() => undefined);
     await wire.settle(20_000, 200);
     expect(moved.bob).toEqual([]);
@@ -140,7 +144,7 @@ describe('UPDATE_SA_ADDRESSES (RFC 4555 §3.5)', () => {
     expect(peerSa.natRemote).toBe(true);
     expect(peerSa.children[0]!.udpEncap).toBe(true);
     // bob's requests to NIC2 are lost: the return routability check never succeeds.
-    wire.filter = (d) => (d.local.address === '10.0.0.2' && d.remote.address === NIC2 && (d.bytes[19]! & 0x20) === 0 ? 'drop' : 'pass');
+    wire.filter = (d) => (d.local.address === '10.0.0.2' && d.remote.address === NIC2 && (d.bytes[19]! & HeaderFlag.RESPONSE) === 0 ? 'drop' : 'pass');
     await move(wire, alice, sa, NIC2).catch(() => undefined);
     await wire.settle(20_000, 200);
     // The IKE SA followed the IP header (§3.5) and saw that the NAT is gone ...
@@ -219,6 +223,89 @@ describe('path failure and address changes (RFC 4555 §3.5, §3.6, §3.10)', () 
     alice.localAddressesChanged();
     await wire.settle(500);
     expect(peerSa.peerAdditionalAddresses).toEqual([]);
+  });
+});
+
+describe('address lists go out when the address set changes (RFC 4555 §3.6)', () => {
+  /** INFORMATIONAL requests an engine sent (address lists, updates, liveness checks). */
+  const informationalRequests = (wire: MemoryWire, from: string[]) =>
+    wire.log.filter((d) => from.includes(d.local.address) && d.bytes[18] === ExchangeType.INFORMATIONAL && (d.bytes[19]! & HeaderFlag.RESPONSE) === 0).length;
+
+  it('repeated notifications with the same set send one address list per SA; a new set sends another', async () => {
+    const { wire, alice, bob, sa, peerSa, addresses } = await pair();
+    const aliceAddrs = ['10.0.0.1', NIC2];
+    addresses.alice = ['10.0.0.1', NIC2, '10.0.2.1'];
+    for (let i = 0; i < 5; i++) alice.localAddressesChanged();
+    await wire.settle(500);
+    expect(informationalRequests(wire, aliceAddrs)).toBe(1);
+    expect(peerSa.peerAdditionalAddresses.sort()).toEqual(['10.0.2.1', NIC2].sort());
+    // The same set in another order is the same set.
+    addresses.alice = ['10.0.2.1', NIC2, '10.0.0.1'];
+    alice.localAddressesChanged();
+    await wire.settle(500);
+    expect(informationalRequests(wire, aliceAddrs)).toBe(1);
+    addresses.alice = ['10.0.0.1', NIC2];
+    for (let i = 0; i < 3; i++) alice.localAddressesChanged();
+    await wire.settle(500);
+    expect(informationalRequests(wire, aliceAddrs)).toBe(2);
+    expect(peerSa.peerAdditionalAddresses).toEqual([NIC2]);
+    // The responder side too: Bob's list goes out once.
+    for (let i = 0; i < 3; i++) bob.localAddressesChanged();
+    await wire.settle(500);
+    expect(informationalRequests(wire, ['10.0.0.2'])).toBe(1);
+    expect(sa.state).toBe('established');
+  });
+
+  it('the path is still re-evaluated on a change that moves the SA, and the list follows a later change', async () => {
+    const { wire, alice, sa, peerSa, addresses } = await pair();
+    addresses.alice = [NIC2];
+    alice.localAddressesChanged();
+    alice.localAddressesChanged();
+    await wire.settle(3000);
+    expect(sa.local.address).toBe(NIC2);
+    expect(peerSa.remote.address).toBe(NIC2);
+    addresses.alice = [NIC2, '10.0.2.1'];
+    alice.localAddressesChanged();
+    await wire.settle(500);
+    expect(sa.local.address).toBe(NIC2);
+    expect(peerSa.peerAdditionalAddresses).toContain('10.0.2.1');
+  });
+});
+
+describe('the gateway tells the engine only about changes to its usable addresses (RFC 4555 §3.6)', () => {
+  let gw: Gateway | undefined;
+  afterEach(async () => {
+    await gw?.stop({ notifyPeers: false });
+    gw = undefined;
+  });
+
+  it('an address the gateway does not listen on coming or going is no address change', async () => {
+    gw = new Gateway({ config: loopbackPair().responder, log: silentLogger(), addressPollMs: 3_600_000 });
+    await gw.start();
+    const monitor = (gw as unknown as { addressMonitor: AddressMonitor }).addressMonitor;
+    const setList = (list: string[]) => {
+      (monitor as unknown as { list: () => string[] }).list = () => list;
+      monitor.poll();
+    };
+    const settled = () => new Promise((r) => setTimeout(r, 20));
+    const base = monitor.current().filter((a) => a !== '127.0.0.2' && a !== '192.0.2.77');
+    setList(base);
+    await settled();
+    const changed = vi.spyOn(gw.engine, 'localAddressesChanged');
+    // The listen address comes up: usable now.
+    setList([...base, '127.0.0.2']);
+    await settled();
+    expect(changed).toHaveBeenCalledTimes(1);
+    // An address outside the listen configuration comes and goes: nothing usable changed.
+    setList([...base, '127.0.0.2', '192.0.2.77']);
+    await settled();
+    setList([...base, '127.0.0.2']);
+    await settled();
+    expect(changed).toHaveBeenCalledTimes(1);
+    // The listen address goes away.
+    setList(base);
+    await settled();
+    expect(changed).toHaveBeenCalledTimes(2);
   });
 });
 

@@ -575,6 +575,15 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
       this.sendDatagram(d.local, d.remote, sa.lastResponse.bytes);
       return;
     }
+    // RFC 7296 §1.4, §1.3: INFORMATIONAL and CREATE_CHILD_SA exchanges MUST ONLY occur after
+    // the initial exchanges. Until IKE_AUTH has authenticated the peer, SK keys prove only that
+    // someone ran IKE_SA_INIT with us, so nothing but IKE_AUTH may touch the SA (DESIGN §4.3):
+    // no response, no message-ID step, no address follow, no liveness credit. 'connecting' is a
+    // half-open responder (or an initiator before IKE_AUTH), 'authenticating' an initiator with
+    // IKE_AUTH in flight; 'deleting' SAs were established (closeIkeSa kills the others at once).
+    if ((sa.state === 'connecting' || sa.state === 'authenticating') && h.exchangeType !== ExchangeType.IKE_AUTH) {
+      return this.countDrop('unsupported-exchange', `${exchangeName(h.exchangeType)} before IKE_AUTH completed`);
+    }
     if (h.messageId !== sa.peerRequestId) return this.countDrop('message-id', `expected ${sa.peerRequestId}, got ${h.messageId}`);
     const opened = openMessage(sa, msg);
     if (!opened.ok) {
@@ -1022,18 +1031,34 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
   }
 
   /**
+   * The address set each IKE SA last sent in an address-list INFORMATIONAL
+   * (sorted, joined). RFC 4555 §3.6: the list is an update to send when the set
+   * changes; an SA without an entry has announced nothing since IKE_AUTH.
+   */
+  private readonly announcedAddresses = new WeakMap<IkeSa, string>();
+
+  /**
    * Our addresses changed (RFC 4555 §3.5, §3.6): IKE SAs on an address that
    * went away move to one that is left, SAs whose home address is back move
-   * home, and every MOBIKE peer gets our new address list.
+   * home, and every MOBIKE peer that has not yet been told gets our new
+   * address list.
    */
   localAddressesChanged(): void {
     const available = this.localAddresses();
+    // The peer's view of our addresses is the IP header plus the list (§3.6), so the whole set is the key.
+    const key = [...new Set(available)].sort().join(',');
     for (const sa of this.sas.values()) {
       if (sa.state !== 'established' || !sa.peerMobike) continue;
       const before = sa.addressGeneration;
+      // Paths are re-evaluated on every call, the list or not: a home address that came back is
+      // moved to (§3.5), and failover (§3.10) picks from localAddresses() itself.
       if (sa.isInitiator) this.reevaluatePath(sa);
-      // A move already tells the peer everything it needs; otherwise send our address list (§3.6).
-      if (sa.addressGeneration === before) this.queueExchange(sa, new AddressListInitiator(this, available));
+      // A move already tells the peer everything it needs; otherwise send our address list (§3.6),
+      // but only if it differs from the one this SA last sent: a repeat would be a redundant
+      // exchange per SA per notification, and the peer's set would not change.
+      if (sa.addressGeneration !== before || this.announcedAddresses.get(sa) === key) continue;
+      this.announcedAddresses.set(sa, key);
+      this.queueExchange(sa, new AddressListInitiator(this, available));
     }
   }
 

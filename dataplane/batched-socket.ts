@@ -103,11 +103,24 @@ export class BatchedSocket {
     return new BatchedSocket(api, api.rawOpen(protocol, bufferBytes), 0);
   }
 
-  /** Deliver every datagram received to `onDatagram`. */
+  /**
+   * Deliver every datagram received to `onDatagram`; `onError` hears the
+   * errno of a failed receive, and of a watch that stopped: on POLLERR libuv
+   * stops the poll and calls back once with a negative status (UV_EBADF),
+   * after which nothing more is received — that must not go unnoticed.
+   */
   start(onDatagram: DatagramHandler, onError?: (errno: number) => void): void {
     if (this.closed) throw new Error('socket is closed');
     if (this.watch !== undefined) throw new Error('socket already started');
-    this.watch = this.api.watch(this.fd, () => this.receive(onDatagram, onError));
+    this.watch = this.api.watch(this.fd, (status) => {
+      if (status < 0) {
+        if (this.closed) return;
+        this.stats.receiveErrors++;
+        onError?.(-status);
+        return;
+      }
+      this.receive(onDatagram, onError);
+    });
   }
 
   private receive(onDatagram: DatagramHandler, onError?: (errno: number) => void): void {

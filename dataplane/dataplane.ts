@@ -38,7 +38,7 @@ import { CELL_HEADER_BYTES, CellKind, DEFAULT_CELL_SIZE, metaKind, metaSlot, met
 import { selectorAddress } from './packet.js';
 import { Sad, familyKey, type Endpoint, type EspTransport, type SaRecord, type SaSpec } from './sad.js';
 import { Spd } from './spd.js';
-import { startWorkers, type WorkerHandle } from './workers.js';
+import { REQUEST_TIMEOUT_MS, startWorkers, type WorkerHandle } from './workers.js';
 import { WorkerStat, type CountersReply, type EspRoute, type GenerateReply, type WorkerEvent } from './messages.js';
 import type { SaCounters } from './kernel.js';
 import { TunDevice, type TunOptions, type TunStats } from './tun.js';
@@ -109,6 +109,8 @@ export interface DataPlaneOptions {
    * in UDP. Raw ESP that arrives is always accepted when the socket is open.
    */
   rawEsp?: boolean;
+  /** Bound on a worker's answer to a control request, ms (default 10 s; tests shorten it). Also bounds how long remove() waits for a successor. */
+  requestTimeoutMs?: number;
 }
 
 /** Drops and traffic counted on the I/O thread. */
@@ -129,7 +131,7 @@ export interface IoCounters {
   dropNoPolicy: number;
   /** A decapsulated packet outside its SA's selectors (RFC 4301 §5.2). */
   dropPolicy: number;
-  /** A worker's output for an SA that was deleted meanwhile. */
+  /** A worker's output for an SA that was deleted meanwhile; ESP for an SA whose install has not completed. */
   dropNoSa: number;
   /** A decapsulated packet with no sink to take it (no TUN), or one the sink refused. */
   dropNoSink: number;
@@ -218,6 +220,12 @@ export interface DataPlaneEvents {
   'rekey-needed': [id: number];
   /** ESP arrived with an SPI no SA has (counted, dropped); the control plane may answer INVALID_SPI (RFC 7296 §2.21.4). */
   'unknown-spi': [spi: number, remote: Endpoint | undefined];
+  /**
+   * An I/O device failed and carries no more traffic: a TUN device deleted
+   * under us (`ip link del`) stops reading for good. Logged at warn as well.
+   * Not named 'error', which would throw when nobody listens.
+   */
+  'device-error': [device: string, err: NodeJS.ErrnoException];
 }
 
 /** Most bytes ESP adds to an inner packet here: header + IV 16, padding 3, trailer 2, ICV 16 (RFC 4303 §2, RFC 4106 §3). */
@@ -260,6 +268,12 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
   private flushScheduled = false;
   private drainLoop: Promise<void> | undefined;
   private starting: Promise<void> | undefined;
+  /**
+   * Per SA id: installs still in progress of SAs that replace it (a rekey's
+   * successors). remove() of a replaced SA waits for them, so the new SA is
+   * in before the old one goes (RFC 7296 §2.8) and the family never empties.
+   */
+  private readonly successorsInstalling = new Map<number, Set<Promise<void>>>();
 
   constructor(private readonly opts: DataPlaneOptions) {
     super();
@@ -312,6 +326,7 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
         ...(this.opts.ringCapacity !== undefined ? { ringCapacity: this.opts.ringCapacity } : {}),
         cellSize: this.cellSize(),
         onEvent: (w, e) => this.onWorkerEvent(w, e),
+        ...(this.opts.requestTimeoutMs !== undefined ? { requestTimeoutMs: this.opts.requestTimeoutMs } : {}),
         onExit: (w, reason) => {
           // Its SAs have no owner any more: they stay routed (and dropped: ring full) until the control plane deletes them.
           if (this.running) this.log.warn({ worker: w.index, reason }, 'data-plane worker ended: its SAs carry no traffic');
@@ -329,7 +344,15 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
     this.drainLoop = this.drain();
     if (tun) {
       this.tun = tun;
-      tun.start((packet) => this.sendInner(packet));
+      tun.start(
+        (packet) => this.sendInner(packet),
+        // The device is gone (deleted) or broken: it reads nothing more. Say so
+        // loudly; status().tun.readStatus keeps the libuv status.
+        (err) => {
+          this.log.warn({ tun: tun.name, err: err.message, code: err.code }, 'TUN device failed: no more inner traffic is read from it');
+          this.emit('device-error', `tun:${tun.name}`, err);
+        },
+      );
       this.setInnerSink(tun);
     }
     if (this.opts.rawEsp) {
@@ -424,6 +447,7 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
     for (const spi of [spec.spiIn, spec.spiOut]) {
       if (!Number.isInteger(spi) || spi < 256 || spi > 0xffff_ffff) throw new RangeError('SPIs must be integers in [256, 2^32-1]');
     }
+    // An SA still installing holds its SPI too (Sad.add), so two concurrent installs cannot share one.
     if (sad.inbound(spec.spiIn)) throw new Error(`inbound SPI ${spec.spiIn.toString(16)} is in use`);
     checkEndpoint(spec.local, 'SaSpec.local');
     checkEndpoint(spec.remote, 'SaSpec.remote');
@@ -451,9 +475,38 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
       udpEncap: spec.udpEncap,
       transport: this.transportFor(spec.udpEncap, spec.remote),
       outbound: false,
+      replaces: [...(spec.replaces ?? [])],
+      activatedAt: 0,
       state: 'installing',
     };
+    // From here the inbound SPI is taken: ESP for it is dropped (dropNoSa), not
+    // reported as unknown, until the worker has the SA (receiveEsp).
     sad.add(record);
+    // Announce this install to remove() of the SAs it replaces (settled in finally).
+    let settle!: () => void;
+    const settled = new Promise<void>((resolve) => (settle = resolve));
+    for (const id of record.replaces) {
+      let set = this.successorsInstalling.get(id);
+      if (!set) this.successorsInstalling.set(id, (set = new Set()));
+      set.add(settled);
+    }
+    try {
+      await this.installInWorker(sad, record, spec, keyIn, keyOut);
+    } finally {
+      for (const id of record.replaces) {
+        const set = this.successorsInstalling.get(id);
+        set?.delete(settled);
+        if (set?.size === 0) this.successorsInstalling.delete(id);
+      }
+      settle();
+    }
+  }
+
+  /** installMoved's second half: the owner worker gets both slots, then the SA is routable. */
+  private async installInWorker(sad: Sad, record: SaRecord, spec: SaSpec, keyIn: Uint8Array, keyOut: Uint8Array): Promise<void> {
+    const owner = record.worker;
+    const inbound = { slot: record.inSlot, tag: record.inTag };
+    const outbound = { slot: record.outSlot, tag: record.outTag };
     const worker = this.workers[owner]!;
     const common = { saId: spec.id, algorithm: spec.algorithm, esn: spec.esn, icvLength: spec.icvLength, replayWindow: spec.replayWindow };
     // The keys travel in their own ArrayBuffers, transferred: no copy stays on this thread.
@@ -483,7 +536,7 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
     }
     if (record.state === 'removed') return; // removed while installing: forget() already deleted the slots
     sad.activate(record);
-    for (const id of spec.replaces ?? []) {
+    for (const id of record.replaces) {
       const old = sad.get(id);
       if (old && old.outbound) {
         old.outbound = false;
@@ -522,16 +575,42 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
     return !udpEncap && this.rawSender && isIPv4(remote.address) ? 'raw' : 'udp';
   }
 
-  /** Remove a Child SA: unroutable at once, slots wiped by the owner worker. Unknown ids are ignored. */
+  /**
+   * Remove a Child SA: unroutable at once, slots wiped by the owner worker.
+   * Unknown ids are ignored. One exception to "at once": an SA that a
+   * successor still installing replaces (a rekey) stays until that install
+   * has completed or failed, bounded by the request timeout, so the new SA is
+   * in before the old one goes (RFC 7296 §2.8). Otherwise the family could be
+   * empty meanwhile (every outbound packet dropNoPolicy) and the successor's
+   * ESP would be dropped.
+   */
   async remove(id: number): Promise<void> {
     const r = this.sad?.get(id);
     if (!r) return;
+    const successors = this.successorsInstalling.get(id);
+    if (r.state === 'active' && successors && successors.size > 0) {
+      await this.settledWithin(Promise.allSettled([...successors]), this.opts.requestTimeoutMs ?? REQUEST_TIMEOUT_MS);
+      // Removed meanwhile (a second remove(), or stop()): nothing left to do.
+      if (this.sad?.get(id) !== r) return;
+    }
     await this.forget(r);
   }
 
+  /** Wait for `p`, at most `ms`. */
+  private async settledWithin(p: Promise<unknown>, ms: number): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([p, new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   private forget(r: SaRecord): Promise<void> {
+    const wasOutbound = r.outbound;
     this.spd.remove(r);
     this.sad!.delete(r);
+    if (wasOutbound) this.restorePredecessor(r);
     // Posted synchronously after the slots were freed, so it reaches the worker before any reuse.
     const w = this.workers[r.worker]!;
     return Promise.all([w.request({ op: 'delete', slot: r.inSlot }), w.request({ op: 'delete', slot: r.outSlot })]).then(
@@ -541,6 +620,33 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
         if (this.running) this.log.warn({ sa: r.id, err: err.message }, 'data plane SA delete failed');
       },
     );
+  }
+
+  /**
+   * `gone` carried outbound traffic and was deleted: when it had replaced
+   * SAs that are still installed, the newest of them sends again. The case
+   * this is for, RFC 7296 §2.8.1: both ends rekey the same Child SA at once;
+   * the peer's new SA ("theirs", replaces [old]) and ours (replaces [old,
+   * theirs]) both install here, ours takes theirs out of the SPD, then the
+   * nonce rule makes us delete ours — without this, theirs would still
+   * receive but nothing would send until the next rekey.
+   * A predecessor that another live outbound SA replaces is not restored:
+   * that one already carries its traffic.
+   */
+  private restorePredecessor(gone: SaRecord): void {
+    const sad = this.sad!;
+    let newest: SaRecord | undefined;
+    for (const id of gone.replaces) {
+      const c = sad.get(id);
+      if (!c || c.state !== 'active' || c.outbound) continue;
+      if (!newest || c.activatedAt > newest.activatedAt) newest = c;
+    }
+    if (!newest) return;
+    const candidate = newest;
+    if (sad.all().some((s) => s.outbound && s.replaces.includes(candidate.id))) return;
+    candidate.outbound = true;
+    this.spd.add(candidate);
+    this.log.debug({ sa: candidate.id, removed: gone.id }, 'data plane: a replaced SA sends again, its successor was removed');
   }
 
   /** New outer addresses for an SA (MOBIKE, RFC 4555; NAT mapping change, RFC 3948). */
@@ -595,6 +701,13 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
     if (!r) {
       io.dropUnknownSpi++;
       if (this.listenerCount('unknown-spi') > 0) this.emit('unknown-spi', spi, remote);
+      return;
+    }
+    if (r.state !== 'active') {
+      // Installing: the worker may not have the slot yet. The SPI is a valid
+      // SA's: no 'unknown-spi', which would make the control plane answer
+      // INVALID_SPI (RFC 7296 §2.21.4) for an SA it just created.
+      io.dropNoSa++;
       return;
     }
     this.enqueue(r.worker, packet, r.inSlot, CellKind.DECAP, r.inTag);

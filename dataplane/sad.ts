@@ -76,6 +76,15 @@ export interface SaRecord {
   transport: EspTransport;
   /** Carries outbound traffic (false once a successor replaced it). */
   outbound: boolean;
+  /**
+   * The SAs this one took outbound traffic from (SaSpec.replaces). Kept so
+   * that when this one goes while still sending, the newest of them that is
+   * still installed sends again (RFC 7296 §2.8.1: in a simultaneous rekey the
+   * loser's own new SA is deleted, the peer's one stays and must carry traffic).
+   */
+  readonly replaces: readonly number[];
+  /** Order of activation (0 while installing): the newest predecessor is the one with the highest. */
+  activatedAt: number;
   state: 'installing' | 'active' | 'removed';
 }
 
@@ -136,9 +145,15 @@ export class SlotAllocator {
 
 export class Sad {
   private readonly records = new Map<number, SaRecord>();
+  /**
+   * Inbound SPI -> SA, from add() on: an SA still installing holds its SPI,
+   * so a second install with the same SPI is refused (RFC 4301 §4.1: the SPI
+   * identifies one inbound SA) and its ESP is not taken for an unknown SPI.
+   */
   private readonly bySpi = new Map<number, SaRecord>();
   /** Local outer addresses in use, with the number of SAs using each. */
   private readonly localAddresses = new Map<string, number>();
+  private activations = 0;
   /** Per worker: slot -> the SA using it (inbound or outbound). */
   private readonly bySlot: Array<Array<SaRecord | undefined>>;
   readonly slots: SlotAllocator[];
@@ -180,7 +195,7 @@ export class Sad {
     this.countLocal(r.local.address, 1);
   }
 
-  /** The SA that receives with `spi`, when it is installed. */
+  /** The SA that receives with `spi`: installed, or still installing (check its state). */
   inbound(spi: number): SaRecord | undefined {
     return this.bySpi.get(spi);
   }
@@ -218,19 +233,25 @@ export class Sad {
     return best;
   }
 
-  /** Record an SA whose slots were taken from `slots[worker]`; inbound lookups find it once activate() ran. */
+  /**
+   * Record an SA whose slots were taken from `slots[worker]`. Its inbound SPI
+   * is taken at once (inbound() finds it, state 'installing'); throws when an
+   * SA, installed or installing, already has the id or the inbound SPI.
+   */
   add(r: SaRecord): void {
     if (this.records.has(r.id)) throw new Error(`SA ${r.id} is already installed`);
+    if (this.bySpi.has(r.spiIn)) throw new Error(`inbound SPI ${r.spiIn.toString(16)} is in use`);
     this.records.set(r.id, r);
+    this.bySpi.set(r.spiIn, r);
     this.countLocal(r.local.address, 1);
     this.bySlot[r.worker]![r.inSlot] = r;
     this.bySlot[r.worker]![r.outSlot] = r;
   }
 
-  /** Make the SA reachable by its inbound SPI. */
+  /** The owner worker has the SA: its ESP is delivered from now on. */
   activate(r: SaRecord): void {
     r.state = 'active';
-    this.bySpi.set(r.spiIn, r);
+    r.activatedAt = ++this.activations;
   }
 
   /** Forget the SA and free its slots. */

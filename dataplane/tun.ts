@@ -20,7 +20,9 @@
 // to the device through descriptors of their own (dupQueue), never through
 // this object. Reads hand each packet to the
 // caller synchronously (a view of one reused buffer); writes are
-// non-blocking: a full device queue drops the packet (counted).
+// non-blocking: a full device queue drops the packet (counted). A device
+// deleted under us (`ip link del`) stops reading for good: that is reported
+// once per queue through start()'s onError and kept in stats.readStatus.
 import { existsSync } from 'node:fs';
 import { constants } from 'node:os';
 import { loadNativeIo, nativeIoUnavailable, TUN_READ_AREA, type NativeIo } from './native-io.js';
@@ -54,6 +56,12 @@ export interface TunStats {
   /** Packets that arrived inside a GSO packet and were split (segmentation offload). */
   rxSegmented: number;
   errors: number;
+  /**
+   * 0 while every queue is read; else the libuv status (a negative errno,
+   * UV_EBADF when the device was deleted) with which a queue's watch stopped:
+   * that queue reads nothing any more.
+   */
+  readStatus: number;
 }
 
 const { EAGAIN, EPROTO, EMSGSIZE } = constants.errno;
@@ -69,6 +77,12 @@ const MAX_SEGMENTS = 256;
 const SEGMENT_AREA = 65536 + MAX_SEGMENTS * 120;
 const IFNAME_RE = /^[A-Za-z0-9_.-]{1,15}$/;
 
+/** The symbolic name of an errno (EBADF), or E<number>. */
+function errnoName(errno: number): string {
+  for (const [name, value] of Object.entries(constants.errno)) if (value === errno) return name;
+  return `E${errno}`;
+}
+
 /** Why a TUN device cannot be used here, or null when it can (addon built, /dev/net/tun present). */
 export function tunUnavailable(): string | null {
   if (process.platform !== 'linux') return 'TUN devices are supported on Linux only';
@@ -82,6 +96,7 @@ export class TunDevice implements InnerSink {
   readonly offload: boolean;
   readonly stats: TunStats = {
     rxPackets: 0, rxBytes: 0, txPackets: 0, txBytes: 0, txDropped: 0, txWrites: 0, txCoalesced: 0, rxReads: 0, rxSegmented: 0, errors: 0,
+    readStatus: 0,
   };
   private readonly fds: number[];
   private readonly watches: unknown[] = [];
@@ -142,13 +157,39 @@ export class TunDevice implements InnerSink {
     return this.api.dup(this.fds[i % this.fds.length]!);
   }
 
-  /** Deliver every packet read from the device to `onPacket` (a view valid only during the call). */
-  start(onPacket: (packet: Uint8Array) => void): void {
+  /** A queue's watch stopped with an error (the device was deleted): nothing is read from it any more. */
+  get failed(): boolean {
+    return this.stats.readStatus < 0;
+  }
+
+  /**
+   * Deliver every packet read from the device to `onPacket` (a view valid
+   * only during the call). `onError` hears, once per queue, that the queue
+   * stopped reading for good: the device was deleted (`ip link del`) or
+   * broke. libuv reports that by calling the watch back with UV_EBADF after
+   * it stopped the poll on POLLERR; reads then fail with EBADFD.
+   */
+  start(onPacket: (packet: Uint8Array) => void, onError?: (err: NodeJS.ErrnoException) => void): void {
     if (this.closed) throw new Error('TUN device is closed');
     if (this.watches.length > 0) throw new Error('TUN device already started');
     for (const fd of this.fds) {
-      this.watches.push(this.api.watch(fd, () => this.drain(fd, onPacket)));
+      this.watches.push(this.api.watch(fd, (status) => {
+        if (status < 0) this.watchFailed(status, onError);
+        else this.drain(fd, onPacket);
+      }));
     }
+  }
+
+  private watchFailed(status: number, onError?: (err: NodeJS.ErrnoException) => void): void {
+    if (this.closed) return;
+    this.stats.errors++;
+    this.stats.readStatus = status;
+    const code = errnoName(-status);
+    const err: NodeJS.ErrnoException = new Error(`TUN device ${this.name}: reading stopped (${code}): the device was deleted or failed`);
+    err.code = code;
+    err.errno = -status;
+    err.syscall = 'poll';
+    onError?.(err);
   }
 
   private drain(fd: number, onPacket: (packet: Uint8Array) => void): void {

@@ -27,8 +27,17 @@ import {
 
 /** Most workers one data plane runs (the slot numbering and config allow more; threads cost memory). */
 export const MAX_WORKERS = 256;
-/** Bound on a control request's answer, ms. */
-const REQUEST_TIMEOUT_MS = 10_000;
+/** Bound on a control request's answer, ms (default; StartWorkersOptions.requestTimeoutMs). */
+export const REQUEST_TIMEOUT_MS = 10_000;
+/**
+ * A generate bounded by count only: allowed this long per packet on top of
+ * the request timeout. Generous (1,000 packets/s, far below any real rate,
+ * even with the generator waiting for ring space), so only a stuck worker
+ * reaches it, yet the wait stays bounded.
+ */
+const GENERATE_MS_PER_PACKET = 1;
+/** setTimeout's largest delay (a larger one fires at once). */
+const MAX_TIMER_MS = 0x7fff_ffff;
 
 type Request = WorkerRequest extends infer R ? (R extends { id: number } ? Omit<R, 'id'> : never) : never;
 
@@ -83,6 +92,8 @@ export class WorkerHandle {
     doorbell: Doorbell,
     onEvent: (w: WorkerHandle, e: WorkerEvent) => void,
     onExit: (w: WorkerHandle, reason: string) => void,
+    /** Bound on the answer to a control request, ms (generate: see generateTimeout). */
+    readonly requestTimeoutMs: number = REQUEST_TIMEOUT_MS,
   ) {
     this.input = new RingWriter(rings.inRing);
     this.output = new RingReader(rings.outRing);
@@ -120,15 +131,20 @@ export class WorkerHandle {
     this.pending.clear();
   }
 
-  /** Send a control request; resolves with the worker's answer. `transfer` moves buffers (keys). */
-  request<T = void>(req: Request, transfer: ArrayBuffer[] = []): Promise<T> {
+  /**
+   * Send a control request; resolves with the worker's answer. `transfer`
+   * moves buffers (keys). Rejects when no answer came within `timeoutMs`
+   * (default requestTimeoutMs).
+   */
+  request<T = void>(req: Request, transfer: ArrayBuffer[] = [], timeoutMs = this.requestTimeoutMs): Promise<T> {
     if (this.exited) return Promise.reject(new Error(`worker ${this.index} is not running`));
     const id = this.nextId++;
+    const bound = Math.min(MAX_TIMER_MS, Math.max(0, timeoutMs));
     return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(id);
-        reject(new Error(`worker ${this.index}: no answer to ${req.op} within ${REQUEST_TIMEOUT_MS} ms`));
-      }, REQUEST_TIMEOUT_MS);
+        reject(new Error(`worker ${this.index}: no answer to ${req.op} within ${bound} ms`));
+      }, bound);
       this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, timer });
       this.port.postMessage({ ...req, id }, transfer);
     });
@@ -138,8 +154,25 @@ export class WorkerHandle {
     return this.request<CountersReply>({ op: 'counters', slots });
   }
 
+  /**
+   * Run the traffic generator. A generate legitimately runs longer than any
+   * control request, so it gets a bound of its own (generateTimeout): a
+   * shared one reported long runs as failed while the worker kept going.
+   */
   generate(req: Omit<Extract<Request, { op: 'generate' }>, 'op'>): Promise<GenerateReply> {
-    return this.request<GenerateReply>({ op: 'generate', ...req });
+    return this.request<GenerateReply>({ op: 'generate', ...req }, [], this.generateTimeout(req));
+  }
+
+  /**
+   * The bound on a generate's answer: its durationMs (the worker checks it
+   * between batches) plus the request timeout as margin; without one, the
+   * packet count at a rate no working generator falls below.
+   */
+  generateTimeout(req: { packets: number; durationMs?: number }): number {
+    const base = this.requestTimeoutMs;
+    if (req.durationMs !== undefined && req.durationMs > 0) return Math.min(MAX_TIMER_MS, base + req.durationMs);
+    const packets = Number.isFinite(req.packets) && req.packets > 0 ? req.packets : 0;
+    return Math.min(MAX_TIMER_MS, base + packets * GENERATE_MS_PER_PACKET);
   }
 
   /** Ask the loop to stop (it wipes every slot), wait for the task to end, tear the thread down. */
@@ -161,6 +194,8 @@ export interface StartWorkersOptions {
   onExit?: (w: WorkerHandle, reason: string) => void;
   /** Direct output for worker `index` (its descriptors are handed over with the task), or none. */
   direct?: (index: number) => DirectOutput | undefined;
+  /** Bound on a control request's answer, ms (default REQUEST_TIMEOUT_MS; tests shorten it). */
+  requestTimeoutMs?: number;
 }
 
 /** Start `count` workers and wait until each has instantiated its kernel. */
@@ -201,7 +236,7 @@ export async function startWorkers(opts: StartWorkersOptions): Promise<WorkerHan
       const handle = new WorkerHandle(index, pool, channel.port1, run, rings, doorbell, (w, e) => {
         if (e.event === 'ready') isReady();
         else opts.onEvent(w, e);
-      }, (w, reason) => opts.onExit?.(w, reason));
+      }, (w, reason) => opts.onExit?.(w, reason), opts.requestTimeoutMs ?? REQUEST_TIMEOUT_MS);
       handles.push(handle);
       // A worker that fails before it is ready fails the start.
       ready[index] = Promise.race([ready[index]!, run.then(() => { throw new Error(`worker ${index} ended at start`); })]);

@@ -19,6 +19,8 @@ import type { SaRecord, SaSpec } from '../dataplane/sad.js';
 import { Spd } from '../dataplane/spd.js';
 import hostDataPlaneWorker from '../dataplane/worker.js';
 import { interopTest } from './support/prereq.js';
+import { waitFor } from './support/proc.js';
+import { spawnSync } from 'node:child_process';
 
 const planes: DataPlane[] = [];
 const cleanups: Array<() => void> = [];
@@ -253,6 +255,32 @@ describe('DataPlane install, addresses and stop', () => {
     plane.updateAddresses(6, { address: '192.0.2.1', port: 4500 }, { address: '192.0.2.4', port: 4500 });
     expect(routes).toBe(2);
     await stopped;
+  });
+
+  interopTest('a TUN device deleted under it (ip link del) is reported: logged at warn, device-error, status shows it', ['root', 'tun', 'native'], async () => {
+    for (const offload of [false, true]) {
+      const name = offload ? 'ikrvdp3' : 'ikrvdp2';
+      const warnings: Array<{ obj: object; msg: string }> = [];
+      const plane = new DataPlane({
+        workers: 1, sendUdp: () => {}, tun: { name, offload },
+        log: { info() {}, debug() {}, warn: (obj, msg) => warnings.push({ obj, msg }) },
+      });
+      planes.push(plane);
+      await plane.start();
+      const errors: Array<{ device: string; code: string | undefined }> = [];
+      plane.on('device-error', (device, err) => errors.push({ device, code: err.code }));
+      expect(plane.status().tun).toMatchObject({ name, readStatus: 0 });
+      const del = spawnSync('ip', ['link', 'del', name], { encoding: 'utf8', timeout: 10_000 });
+      expect(del.status, del.stderr).toBe(0);
+      // libuv sees POLLERR on the detached descriptor, stops the poll and calls back once with UV_EBADF.
+      await waitFor(() => errors.length > 0, { timeoutMs: 5000, intervalMs: 5 });
+      expect(errors).toEqual([{ device: `tun:${name}`, code: 'EBADF' }]);
+      expect(warnings.some((w) => /TUN device failed/.test(w.msg))).toBe(true);
+      const tun = plane.status().tun!;
+      expect(tun.readStatus).toBeLessThan(0);
+      expect(tun.errors).toBeGreaterThan(0);
+      await plane.stop();
+    }
   });
 
   it('stop() of an idle data plane returns promptly: the drain loop is woken, not timed out', async () => {

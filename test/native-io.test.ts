@@ -4,18 +4,18 @@
 // be read back and decoded; the TUN devices themselves are exercised by the
 // network-namespace tunnel tests.
 import { afterEach, describe, expect } from 'vitest';
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createSocket } from 'node:dgram';
 import { BatchedSocket, destination } from '../dataplane/batched-socket.js';
-import { loadNativeIo, TUN_READ_AREA } from '../dataplane/native-io.js';
+import { loadNativeIo, nativeIoPath, TUN_READ_AREA } from '../dataplane/native-io.js';
 import { RawEspSocket } from '../dataplane/rawesp.js';
 import { UdpTransport } from '../control/net/udp-transport.js';
 import { silentLogger } from '../control/log.js';
 import type { Datagram } from '../control/ike/transport.js';
 import { interopTest } from './support/prereq.js';
-import { waitFor } from './support/proc.js';
+import { run, waitFor } from './support/proc.js';
 
 const cleanups: Array<() => void> = [];
 afterEach(() => {
@@ -550,5 +550,64 @@ describe('TUN reads split GSO packets into segments (native/io/tso.c)', () => {
       expect(count).toBeLessThanOrEqual(256);
       if (count > 0) expect(segments.reduce((n, s) => n + s.length, 0)).toBeGreaterThan(0);
     }
+  });
+});
+
+describe('watch and unwatch (native/io/io.c)', () => {
+  // In a child process, under valgrind when it is installed: before the fix
+  // the watch was freed when libuv closed its handle while the JavaScript
+  // handle still pointed to it, so a second unwatch() read freed memory
+  // (valgrind: "Invalid read" in io_unwatch; without valgrind the read
+  // usually goes unnoticed, or stops a newer watch that reused the memory).
+  const script = `
+    const io = require(process.argv[process.argv.length - 1]);
+    const s = io.udpOpen('127.0.0.1', 0, 65536);
+    const handle = io.watch(s.fd, () => {});
+    io.unwatch(handle);
+    // Later, once libuv has closed the handle (on_closed).
+    setTimeout(() => {
+      io.unwatch(handle);
+      io.unwatch(handle);
+      io.close(s.fd);
+      process.stdout.write('ok');
+    }, 20);
+  `;
+  const valgrind = ['/usr/bin/valgrind', '/usr/local/bin/valgrind'].find((p) => existsSync(p));
+
+  interopTest('a second unwatch() of a handle is a no-op and reads no freed memory', ['native'], async () => {
+    const node = [process.execPath, '--jitless', '-e', script, nativeIoPath()];
+    const [cmd, ...args] = valgrind ? [valgrind, '--error-exitcode=99', '--undef-value-errors=no', '-q', ...node] : node;
+    const r = await run(cmd!, args, { timeoutMs: 120_000 });
+    expect({ code: r.code, signal: r.signal, stdout: r.stdout }, r.stderr).toEqual({ code: 0, signal: null, stdout: 'ok' });
+  }, 130_000);
+
+  interopTest('in this process too: unwatch twice, then the handle can still be dropped', ['native'], async () => {
+    const api = loadNativeIo();
+    const s = BatchedSocket.openUdp('127.0.0.1', 0, 1 << 16);
+    const h = api.watch(s.fd, () => {});
+    api.unwatch(h);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(() => api.unwatch(h)).not.toThrow();
+    s.close();
+  });
+});
+
+describe('BatchedSocket: a watch that stopped with an error (libuv status < 0)', () => {
+  interopTest('is reported through onError and counted, not read from', ['native'], () => {
+    const real = loadNativeIo();
+    let callback: ((status: number) => void) | undefined;
+    let reads = 0;
+    // The addon, except that watch() hands us the callback libuv would call.
+    const api = { ...real, watch: (_fd: number, cb: (status: number) => void) => ((callback = cb), {}), unwatch: () => {}, udpRecv: () => (reads++, 0), close: () => {} };
+    const Ctor = BatchedSocket as unknown as new (api: unknown, fd: number, port: number) => BatchedSocket;
+    const s = new Ctor(api, 12345, 0);
+    const errors: number[] = [];
+    s.start(() => {}, (errno) => errors.push(errno));
+    // On POLLERR libuv stops the poll and calls back once with UV_EBADF.
+    callback!(-9);
+    expect(errors).toEqual([9]);
+    expect(s.stats.receiveErrors).toBe(1);
+    expect(reads).toBe(0);
+    s.close();
   });
 });

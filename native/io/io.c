@@ -8,7 +8,10 @@
  *   sockets (udp.c)         UDP and raw open, recv (recvmmsg), send (sendmmsg)
  *   here                    watch(fd, callback) -> handle: callback() runs on
  *                           the loop whenever fd is readable; unwatch(handle)
- *                           stops it (the handle closes asynchronously);
+ *                           stops it (the handle closes asynchronously;
+ *                           a second unwatch is a no-op); callback(status)
+ *                           gets libuv's status, < 0 once when the poll
+ *                           stopped on an error (POLLERR: UV_EBADF);
  *                           close(fd); dup(fd) (close-on-exec)
  *
  * Threads: every function runs on the calling JavaScript thread; a watch
@@ -85,16 +88,28 @@ int fd_and_bytes(napi_env env, napi_callback_info info, int32_t* fd, uint8_t** d
   return 0;
 }
 
+/*
+ * A watch has two owners, and is freed by whichever lets go last:
+ *   libuv      until on_closed (the poll handle closed after unwatch())
+ *   JavaScript until finalize_watch (the external handle was collected)
+ * Freeing it in on_closed alone left the external pointing at freed memory:
+ * a second unwatch() read it (and, once the memory was reused, could stop
+ * another watch).
+ */
 typedef struct {
   uv_poll_t poll;
   napi_env env;
   napi_ref callback;
   napi_async_context context;
-  int stopped;
+  int stopped;   /* unwatch() ran: later calls are no-ops */
+  int closed;    /* libuv is done with the handle */
+  int finalized; /* no JavaScript handle refers to it */
 } watch_t;
 
 static void on_closed(uv_handle_t* handle) {
-  free(handle->data);
+  watch_t* w = (watch_t*)handle->data;
+  w->closed = 1;
+  if (w->finalized) free(w);
 }
 
 static void on_readable(uv_poll_t* handle, int status, int events) {
@@ -117,7 +132,11 @@ static void on_readable(uv_poll_t* handle, int status, int events) {
 }
 
 static void finalize_watch(napi_env env, void* data, void* hint) {
-  /* The JavaScript handle is gone: nothing to do, unwatch() owns the teardown. */
+  /* The JavaScript handle is gone. unwatch() owns the teardown of the poll: a
+   * watch never unwatched keeps running (its callback is referenced). */
+  watch_t* w = (watch_t*)data;
+  w->finalized = 1;
+  if (w->closed) free(w);
 }
 
 static napi_value io_watch(napi_env env, napi_callback_info info) {
@@ -148,6 +167,7 @@ static napi_value io_watch(napi_env env, napi_callback_info info) {
     w->poll.data = w;
     r = uv_poll_start(&w->poll, UV_READABLE, on_readable);
     if (r != 0) {
+      w->finalized = 1; /* no external will be made: on_closed frees it */
       uv_close((uv_handle_t*)&w->poll, on_closed);
       napi_delete_reference(env, w->callback);
       napi_async_destroy(env, w->context);
@@ -160,7 +180,17 @@ static napi_value io_watch(napi_env env, napi_callback_info info) {
     return throw_errno(env, "uv_poll_init", -r);
   }
   napi_value handle;
-  CHECK(napi_create_external(env, w, finalize_watch, NULL, &handle));
+  if (napi_create_external(env, w, finalize_watch, NULL, &handle) != napi_ok) {
+    /* No JavaScript owner: tear down now, on_closed frees it. */
+    w->stopped = 1;
+    w->finalized = 1;
+    uv_poll_stop(&w->poll);
+    napi_delete_reference(env, w->callback);
+    napi_async_destroy(env, w->context);
+    uv_close((uv_handle_t*)&w->poll, on_closed);
+    napi_throw_error(env, NULL, "watch: Node-API call failed");
+    return NULL;
+  }
   return handle;
 }
 
@@ -174,6 +204,8 @@ static napi_value io_unwatch(napi_env env, napi_callback_info info) {
     return NULL;
   }
   watch_t* w = (watch_t*)p;
+  /* A second unwatch of the same handle: the watch is still allocated (the
+   * external holds it, see watch_t), so this reads valid memory. */
   if (w->stopped) return NULL;
   w->stopped = 1;
   uv_poll_stop(&w->poll);

@@ -2,12 +2,12 @@
 // a test starts is tracked by pid and killed in afterEach/afterAll if it is
 // still running, and every wait is bounded.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CLI_PATH, REPO_ROOT, ensureCliBuilt, killCli, startCli, type CliProcess } from './support/cli-proc.js';
+import { ensureCliBuilt, killCli, startCli, type CliProcess } from './support/cli-proc.js';
 import type { GatewayStatus, IkeSaStatus } from '../control/status.js';
 import type { DemoResult } from '../control/demo.js';
 import { formatDemo, formatStatus } from '../control/format.js';
@@ -345,14 +345,9 @@ for (const p of process.argv.slice(1)) {
 
 /** Start the CLI (or, with `script`, node -e script) as another user. Killed after the test if still running. */
 function startAs(uid: number, args: string[], env: NodeJS.ProcessEnv, script?: string): Running {
-  const proc = spawn(process.execPath, script !== undefined ? ['-e', script, ...args] : [CLI_PATH, ...args], { uid, gid: uid, cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  started.add(proc);
-  let out = '';
-  let err = '';
-  proc.stdout!.on('data', (d) => (out += String(d)));
-  proc.stderr!.on('data', (d) => (err += String(d)));
-  const exited = new Promise<number | null>((resolve) => proc.once('close', (code) => resolve(code)));
-  return { proc, stdout: () => out, stderr: () => err, exited };
+  const r = startCli(args, { uid, env, ...(script !== undefined ? { script } : {}) });
+  started.add(r.proc);
+  return r;
 }
 
 async function runAs(uid: number, args: string[], env: NodeJS.ProcessEnv, timeoutMs = 20_000): Promise<{ code: number | null; stdout: string; stderr: string }> {

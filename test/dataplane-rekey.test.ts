@@ -12,12 +12,13 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { DataPlane } from '../dataplane/dataplane.js';
 import type { Endpoint, SaSpec } from '../dataplane/sad.js';
-import { writeUdp4, type Selector } from '../dataplane/packet.js';
+import { writeUdp4 } from '../dataplane/packet.js';
 import { startWorkers, type WorkerHandle } from '../dataplane/workers.js';
 import { Gateway } from '../control/gateway.js';
 import { silentLogger } from '../control/log.js';
 import { loopbackPair } from './support/loopback.js';
 import { waitFor } from './support/proc.js';
+import { cidr4 } from './support/selectors.js';
 
 const planes: DataPlane[] = [];
 const gateways: Gateway[] = [];
@@ -27,13 +28,6 @@ afterEach(async () => {
   for (const p of planes.splice(0)) await p.stop();
   for (const ws of workerSets.splice(0)) await Promise.all(ws.map((w) => w.stop()));
 });
-
-function cidr4(a: number[], prefix: number): Selector {
-  const start = Uint8Array.from(a);
-  const end = start.slice();
-  for (let bit = prefix; bit < 32; bit++) end[bit >> 3]! |= 0x80 >> (bit & 7);
-  return { startAddress: start, endAddress: end, ipProtocol: 0, startPort: 0, endPort: 65535 };
-}
 
 const NET_A = cidr4([10, 1, 0, 0], 24);
 const NET_B = cidr4([10, 2, 0, 0], 24);
@@ -225,7 +219,7 @@ describe('two gateways on loopback rekey the same Child SA at once', () => {
     // Settled: one Child SA on each side, the loser's new SA and the old one gone.
     await until(() => client.dataPlane.saIds().length === 1 && gw.dataPlane.saIds().length === 1);
     await new Promise((r) => setTimeout(r, 500));
-    const inner = (src: number[], dst: number[]) => {
+    const inner = (src: readonly number[], dst: readonly number[]) => {
       const p = new Uint8Array(100);
       writeUdp4(p, 0, p.length, Uint8Array.from(src), Uint8Array.from(dst), 4000, 9, 1, 0);
       return p;

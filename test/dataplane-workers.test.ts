@@ -5,21 +5,14 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { DataPlane, type DataPlaneOptions } from '../dataplane/dataplane.js';
 import type { SaSpec, Endpoint } from '../dataplane/sad.js';
-import type { Selector } from '../dataplane/packet.js';
 import { writeUdp4 } from '../dataplane/packet.js';
 import { waitFor } from './support/proc.js';
+import { cidr4 } from './support/selectors.js';
 
 const planes: DataPlane[] = [];
 afterEach(async () => {
   for (const p of planes.splice(0)) await p.stop();
 });
-
-function cidr4(a: number[], prefix: number): Selector {
-  const start = Uint8Array.from(a);
-  const end = start.slice();
-  for (let bit = prefix; bit < 32; bit++) end[bit >> 3]! |= 0x80 >> (bit & 7);
-  return { startAddress: start, endAddress: end, ipProtocol: 0, startPort: 0, endPort: 65535 };
-}
 
 const NET_A = cidr4([10, 1, 0, 0], 24);
 const NET_B = cidr4([10, 2, 0, 0], 24);

@@ -37,12 +37,17 @@ export interface CliProcess {
   exited: Promise<number | null>;
 }
 
-/** Start `ikeclone ARGS`; stdout and stderr are collected as they come. */
-export function startCli(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): CliProcess {
-  const proc = spawn(process.execPath, [CLI_PATH, ...args], {
+/**
+ * Start `ikeclone ARGS` (or, with `script`, `node -e SCRIPT ARGS`), as user
+ * `uid` if given; stdout and stderr are collected as they come.
+ */
+export function startCli(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; uid?: number; script?: string } = {}): CliProcess {
+  const argv = opts.script !== undefined ? ['-e', opts.script, ...args] : [CLI_PATH, ...args];
+  const proc = spawn(process.execPath, argv, {
     cwd: opts.cwd ?? REPO_ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
     ...(opts.env ? { env: opts.env } : {}),
+    ...(opts.uid !== undefined ? { uid: opts.uid, gid: opts.uid } : {}),
   });
   let out = '';
   let err = '';

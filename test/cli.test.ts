@@ -95,6 +95,22 @@ function writeConfig(name: string, text: string): string {
   return path;
 }
 
+/** The responding gateway's configuration: clients *.cli.test on `address`. */
+function gatewayYaml(address: string, port: number): string {
+  return `
+log: { level: info }
+listen: { address: ${address}, port: ${port}, natPort: ${port + 1} }
+connections:
+  clients:
+    local_addrs: [${address}]
+    local: { id: gw.cli.test, auth: psk }
+    remote: { id: "*.cli.test", auth: psk }
+    psk: "${PSK}"
+    children:
+      net: { local_ts: 10.2.0.0/24, remote_ts: 10.1.0.0/24, esp: aes128gcm16 }
+`;
+}
+
 function clientConfig(name: string, opts: { address: string; port: number; remotePort: number; id: string; startAction?: boolean; retransmit?: string }): string {
   return writeConfig(name, `
 log: { level: info }
@@ -214,18 +230,7 @@ describe('gateway, status, up and down across processes', () => {
 
   it('shows the SAs a second gateway and `up --once` set up, and stops cleanly on signals', async () => {
     const port = await freePort(['127.0.0.1', '127.0.0.2', '127.0.0.3']);
-    const gwConfig = writeConfig('gw.yaml', `
-log: { level: info }
-listen: { address: 127.0.0.2, port: ${port}, natPort: ${port + 1} }
-connections:
-  clients:
-    local_addrs: [127.0.0.2]
-    local: { id: gw.cli.test, auth: psk }
-    remote: { id: "*.cli.test", auth: psk }
-    psk: "${PSK}"
-    children:
-      net: { local_ts: 10.2.0.0/24, remote_ts: 10.1.0.0/24, esp: aes128gcm16 }
-`);
+    const gwConfig = writeConfig('gw.yaml', gatewayYaml('127.0.0.2', port));
     const sockA = join(dir, 'a.sock');
     const sockB = join(dir, 'b.sock');
     const a = start(['gateway', '--config', gwConfig, '--socket', sockA]);
@@ -368,18 +373,7 @@ describe('the default control socket and other local users', () => {
     delete env.XDG_RUNTIME_DIR;
     const port = await freePort(['127.0.0.1']);
     const config = join(shared, 'gw.yaml');
-    writeFileSync(config, `
-log: { level: info }
-listen: { address: 127.0.0.1, port: ${port}, natPort: ${port + 1} }
-connections:
-  clients:
-    local_addrs: [127.0.0.1]
-    local: { id: gw.cli.test, auth: psk }
-    remote: { id: "*.cli.test", auth: psk }
-    psk: "${PSK}"
-    children:
-      net: { local_ts: 10.2.0.0/24, remote_ts: 10.1.0.0/24, esp: aes128gcm16 }
-`);
+    writeFileSync(config, gatewayYaml('127.0.0.1', port));
     chmodSync(config, 0o644);
 
     // uid 65534 got there first: the socket path of old, and the directory of uid 1000's default path, sockets open to all.

@@ -25,6 +25,7 @@
 // once per queue through start()'s onError and kept in stats.readStatus.
 import { existsSync } from 'node:fs';
 import { constants } from 'node:os';
+import { getSystemErrorName } from 'node:util';
 import { loadNativeIo, nativeIoUnavailable, TUN_READ_AREA, type NativeIo } from './native-io.js';
 import type { InnerSink } from './dataplane.js';
 
@@ -76,12 +77,6 @@ const MAX_SEGMENTS = 256;
 /** Room for the segments of one GSO packet: its payload plus a copy of the headers (at most 120 bytes) per segment. */
 const SEGMENT_AREA = 65536 + MAX_SEGMENTS * 120;
 const IFNAME_RE = /^[A-Za-z0-9_.-]{1,15}$/;
-
-/** The symbolic name of an errno (EBADF), or E<number>. */
-function errnoName(errno: number): string {
-  for (const [name, value] of Object.entries(constants.errno)) if (value === errno) return name;
-  return `E${errno}`;
-}
 
 /** Why a TUN device cannot be used here, or null when it can (addon built, /dev/net/tun present). */
 export function tunUnavailable(): string | null {
@@ -184,7 +179,7 @@ export class TunDevice implements InnerSink {
     if (this.closed) return;
     this.stats.errors++;
     this.stats.readStatus = status;
-    const code = errnoName(-status);
+    const code = getSystemErrorName(status);
     const err: NodeJS.ErrnoException = new Error(`TUN device ${this.name}: reading stopped (${code}): the device was deleted or failed`);
     err.code = code;
     err.errno = -status;

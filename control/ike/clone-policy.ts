@@ -311,15 +311,15 @@ export class CloneOrchestrator extends EventEmitter<CloneOrchestratorEvents> {
     return Math.min(this.backoff.maxMs, this.backoff.baseMs * 2 ** attempt) * jitter;
   }
 
-  /** Wait `ms` on the engine's clock; stop() ends the wait early (resolves false). */
-  private sleep(ms: number): Promise<boolean> {
-    if (this.stopped) return Promise.resolve(false);
-    return new Promise<boolean>((resolve) => {
+  /** Wait `ms` on the engine's clock; stop() ends the wait early (callers check `stopped`). */
+  private sleep(ms: number): Promise<void> {
+    if (this.stopped) return Promise.resolve();
+    return new Promise<void>((resolve) => {
       const t = this.engine.clock.schedule(ms, () => {
         this.waits.delete(t);
-        resolve(true);
+        resolve();
       });
-      this.waits.set(t, () => resolve(false));
+      this.waits.set(t, resolve);
     });
   }
 }

@@ -25,7 +25,7 @@ import type { ChildSa } from './child-sa.js';
 import { spiHex } from './child-sa.js';
 import type { InitiatorExchange, ResponderResult } from './exchange.js';
 import { IkeSa, spi64Hex } from './ike-sa.js';
-import type { OutstandingRequest } from './ike-sa.js';
+import type { CachedResponse } from './ike-sa.js';
 import type { ConnectionPolicy } from './policy.js';
 import { openMessage, sealMessage } from './protect.js';
 import type { Datagram, Endpoint, SendFn } from './transport.js';
@@ -229,29 +229,26 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
    * copy of the (Delete) response was lost gets it again instead of silence.
    * Ciphertext only; bounded.
    */
-  private readonly recentlyDeleted = new Map<string, { messageId: number; bytes: Uint8Array; request: Uint8Array; until: number }>();
+  private readonly recentlyDeleted = new Map<string, CachedResponse & { until: number }>();
 
   private rememberDeleted(sa: IkeSa): void {
-    const request = sa.lastResponse && this.cachedRequests.get(sa.lastResponse);
-    if (!sa.lastResponse || !request) return;
+    if (!sa.lastResponse) return;
     const now = this.clock.now();
     for (const [k, v] of this.recentlyDeleted) if (v.until <= now || this.recentlyDeleted.size >= RECENTLY_DELETED_MAX) this.recentlyDeleted.delete(k);
-    this.recentlyDeleted.set(spi64Hex(sa.localSpi), { ...sa.lastResponse, request, until: now + RECENTLY_DELETED_MS });
+    this.recentlyDeleted.set(spi64Hex(sa.localSpi), { ...sa.lastResponse, until: now + RECENTLY_DELETED_MS });
   }
 
   /**
-   * SHA-256 of the request each cached response (sa.lastResponse) answers: the
-   * response goes out again only for a byte-identical retransmission of that
-   * request (RFC 7296 §2.1), never for any datagram that merely names the
-   * SPIs and message ID from a spoofed source (reflection, amplification).
+   * A request with the message ID of `cached`: the cached response again, but
+   * only for a byte-identical retransmission of the request it answered (RFC
+   * 7296 §2.1), never for any datagram that merely names the SPIs and message
+   * ID from a spoofed source (reflection, amplification).
    */
-  private readonly cachedRequests = new WeakMap<object, Uint8Array>();
-
-  /** Whether `d` is a retransmission of the request whose digest is `request`. */
-  private isRetransmission(request: Uint8Array | undefined, d: Datagram): boolean {
-    if (!request) return false;
+  private resendResponse(cached: CachedResponse, d: Datagram, what: string): void {
     const digest = requestDigest(d.bytes);
-    return digest.length === request.length && digest.every((v, i) => v === request[i]);
+    if (!digest.every((v, i) => v === cached.requestDigest[i])) return this.countDrop('cache-mismatch', what);
+    this.stats.responsesFromCache++;
+    this.sendDatagram(d.local, d.remote, cached.bytes);
   }
 
   /** Child SAs by our inbound SPI. */
@@ -438,8 +435,6 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
     this.armRetransmit(sa);
   }
 
-  /** Why the last unauthenticated response to an outstanding request was dropped (RFC 7296 §2.21.1). */
-  private readonly unusableResponses = new WeakMap<OutstandingRequest, string>();
 
   /** Exponential back-off with a bounded number of tries (RFC 7296 §2.1, §2.4). */
   private armRetransmit(sa: IkeSa): void {
@@ -458,7 +453,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
       }
       if (out.tries >= rt.tries) {
         // RFC 7296 §2.21.1: an unauthenticated error we kept waiting past is the reason now.
-        const unusable = this.unusableResponses.get(out);
+        const unusable = out.unusable;
         const reason = unusable
           ? `${unusable} (no usable response to ${out.exchange.name} after ${out.tries} retransmissions)`
           : `no response to ${out.exchange.name} after ${out.tries} retransmissions`;
@@ -514,11 +509,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
       // A retransmitted request of an exchange that deleted the SA: its response again (RFC 7296 §2.1).
       const gone = this.recentlyDeleted.get(spi64Hex(ourSpi));
       if (gone && !isResponse && h.messageId === gone.messageId && gone.until > this.clock.now()) {
-        // Only for the very request it answered: anything else could aim our response at a spoofed source.
-        if (!this.isRetransmission(gone.request, d)) return this.countDrop('cache-mismatch', `${spi64Hex(ourSpi)} mid ${h.messageId}`);
-        this.stats.responsesFromCache++;
-        this.sendDatagram(d.local, d.remote, gone.bytes);
-        return;
+        return this.resendResponse(gone, d, `${spi64Hex(ourSpi)} mid ${h.messageId}`);
       }
       return this.countDrop('unknown-spi', spi64Hex(ourSpi));
     }
@@ -540,9 +531,9 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
       // (or a malformed answer) may be forged: drop it and keep trying. The request
       // stays outstanding on its retransmission timer; the reason is reported only
       // if no usable response comes before the retransmission budget runs out.
-      const unusable = out.exchange instanceof IkeSaInitInitiator ? out.exchange.unusable(sa, payloads, d.bytes) : undefined;
+      const unusable = out.exchange.unusable?.(sa, payloads, d.bytes);
       if (unusable !== undefined) {
-        this.unusableResponses.set(out, unusable);
+        out.unusable = unusable;
         return this.countDrop('unusable-init-response', unusable);
       }
     } else {
@@ -566,14 +557,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
     const h = msg.header;
     // A retransmitted request gets the cached response, without processing (RFC 7296 §2.1).
     if (sa.lastResponse && h.messageId === sa.lastResponse.messageId) {
-      // Only for a byte-identical copy of the request it answered; anything else is unauthenticated
-      // and would reflect (and amplify) our response towards a spoofed source.
-      if (!this.isRetransmission(this.cachedRequests.get(sa.lastResponse), d)) {
-        return this.countDrop('cache-mismatch', `${exchangeName(h.exchangeType)} mid ${h.messageId}`);
-      }
-      this.stats.responsesFromCache++;
-      this.sendDatagram(d.local, d.remote, sa.lastResponse.bytes);
-      return;
+      return this.resendResponse(sa.lastResponse, d, `${exchangeName(h.exchangeType)} mid ${h.messageId}`);
     }
     // RFC 7296 §1.4, §1.3: INFORMATIONAL and CREATE_CHILD_SA exchanges MUST ONLY occur after
     // the initial exchanges. Until IKE_AUTH has authenticated the peer, SK keys prove only that
@@ -626,8 +610,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
     if (!sa.protectOut) return;
     this.trace?.({ direction: 'out', sa, exchangeType, response: true, messageId, payloads });
     const bytes = sealMessage(sa, exchangeType, messageId, true, payloads);
-    sa.lastResponse = { messageId, bytes };
-    this.cachedRequests.set(sa.lastResponse, requestDigest(d.bytes));
+    sa.lastResponse = { messageId, bytes, requestDigest: requestDigest(d.bytes) };
     this.sendDatagram(d.local, d.remote, bytes);
   }
 

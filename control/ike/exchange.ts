@@ -15,6 +15,13 @@ export interface InitiatorExchange {
    * request under the same message ID (COOKIE and INVALID_KE_PAYLOAD, RFC 7296 §2.6, §1.2).
    */
   process(sa: IkeSa, payloads: Payload[], raw: Uint8Array): void | 'retry';
+  /**
+   * For a response that is not authenticated (IKE_SA_INIT): why it cannot be
+   * used, or undefined when process() may take it. Changes no SA state; the
+   * engine drops an unusable response and keeps the request outstanding
+   * (RFC 7296 §2.21.1), since a forged one may precede the genuine answer.
+   */
+  unusable?(sa: IkeSa, payloads: Payload[], raw: Uint8Array): string | undefined;
   /** The exchange will never complete (retransmissions spent, SA deleted). */
   abort?(sa: IkeSa, reason: string): void;
 }

@@ -31,9 +31,22 @@ export interface OutstandingRequest {
   tries: number;
   timer: TimerHandle | undefined;
   exchange: InitiatorExchange;
+  /** Why the last unauthenticated response to it was dropped (RFC 7296 §2.21.1): the failure reason if no usable one comes. */
+  unusable?: string;
 }
 
 let nextIkeId = 1;
+
+/**
+ * A response kept for retransmissions of the request it answered (RFC 7296
+ * §2.1: a retransmitted request is byte-identical, and gets the same response).
+ */
+export interface CachedResponse {
+  messageId: number;
+  bytes: Uint8Array;
+  /** SHA-256 of the request it answered: only a copy of that request gets it again. */
+  requestDigest: Uint8Array;
+}
 
 export class IkeSa {
   readonly id = nextIkeId++;
@@ -73,7 +86,7 @@ export class IkeSa {
   outstanding: OutstandingRequest | undefined;
   readonly queue: InitiatorExchange[] = [];
   /** The last response we sent, for retransmitted requests (RFC 7296 §2.1). */
-  lastResponse: { messageId: number; bytes: Uint8Array } | undefined;
+  lastResponse: CachedResponse | undefined;
 
   localId: Identity | undefined;
   peerId: Identity | undefined;

@@ -1,7 +1,7 @@
 // Worker scaling benchmark (`npm run bench -- scale --json`): ESP encap
 // throughput of the data-plane workers (dataplane/worker.ts, each hosted by a
 // one-thread piscina pool) with 1..N workers, in three models and a control:
-//   sa-per-worker     one SA per worker, as cloning gives (DESIGN §1): each
+//   sa-per-worker     one SA per worker, as cloning gives (architecture §1): each
 //                     worker owns its sequence counter and seals 64 packets per
 //                     kernel call, with no synchronisation at all
 //   shared-sa         the same workers share one SA: every packet takes its

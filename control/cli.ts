@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The `ikeclone` command line (DESIGN §6): demo, gateway, up, down, status.
+// The `ikeclone` command line (architecture §6): demo, gateway, up, down, status.
 //
 // Output contract: results go to stdout (a human tree/table, or with --json
 // one JSON document and nothing else); logs and progress lines go to stderr

@@ -1,7 +1,7 @@
 // `ikeclone demo --netns` (root): the demo through real TUN devices. Two
 // network namespaces joined by a veth pair, an ikeclone gateway (the CLI, as
 // a process) in each with a TUN device for inner traffic, one IKE SA cloned
-// once per data-plane worker (RFC 7791, DESIGN §5) so that every worker owns
+// once per data-plane worker (RFC 7791, architecture §5) so that every worker owns
 // a Child SA; then ping both ways and a bounded iperf3 run between the inner
 // addresses, through the tunnel, and both gateways' per-worker ESP counters.
 //
@@ -422,7 +422,7 @@ function gatewayConfig(role: 'initiator' | 'responder', opts: { workers: number;
         local: { id: `${role}.netns.demo.ikeclone`, auth: 'psk' },
         remote: { id: `${role === 'initiator' ? 'responder' : 'initiator'}.netns.demo.ikeclone`, auth: 'psk' },
         psk: opts.psk,
-        // The initiator clones its IKE SA once per worker, so every worker owns a Child SA (RFC 7791, DESIGN §5).
+        // The initiator clones its IKE SA once per worker, so every worker owns a Child SA (RFC 7791, architecture §5).
         ...(role === 'initiator' ? { start_action: 'start', clone: { per: 'worker', count: opts.workers } } : {}),
         children: { [CHILD]: { local_ts: [localNet], remote_ts: [remoteNet], esp: ['aes128gcm16'] } },
       },

@@ -133,7 +133,7 @@ export interface DemoDataplane {
   /** Each side's workers: the initiator's seal, the responder's open. */
   initiator: DemoWorker[];
   responder: DemoWorker[];
-  /** Every Child SA's sequence counter and replay window were processed by exactly one worker, its owner (DESIGN §4.1). */
+  /** Every Child SA's sequence counter and replay window were processed by exactly one worker, its owner (architecture §4.1). */
   singleWriter: boolean;
 }
 
@@ -423,7 +423,7 @@ async function startPair(opts: DemoOptions, log: Logger, progress: (line: string
 
 /**
  * Wait (bounded) for the initiator's clone family to reach its target — one
- * IKE SA per worker, each with its own Child SA (RFC 7791, DESIGN §5) — and
+ * IKE SA per worker, each with its own Child SA (RFC 7791, architecture §5) — and
  * check every member against the responder's view.
  */
 async function growFamily(initiator: Gateway, responder: Gateway, sa: IkeSa, timeoutMs: number, progress: (line: string) => void): Promise<DemoFamily> {

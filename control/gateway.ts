@@ -215,7 +215,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   }
 
   /**
-   * Hand a new Child SA to the data plane (DESIGN §3): copies of its keys move
+   * Hand a new Child SA to the data plane (architecture §3): copies of its keys move
    * to the owner worker (the engine wipes the originals after 'child-up').
    * A rekeyed successor takes over outbound traffic from the SAs of the same
    * name on the same IKE SA; clones (other IKE SAs) share it by flow hash.
@@ -309,7 +309,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       await this.dataPlane.stop();
       throw err;
     }
-    // After stop(): the clone orchestrator refuses work until resumed (RFC 7791 cloning, DESIGN §5).
+    // After stop(): the clone orchestrator refuses work until resumed (RFC 7791 cloning, architecture §5).
     this.cloner.resume();
     this.usageTimer = setInterval(() => {
       this.reportUsage().catch((err: Error) => this.log.debug({ reason: err.message }, 'data plane counters unavailable'));
@@ -380,7 +380,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     clearInterval(this.usageTimer);
     clearInterval(this.cookieTimer);
     this.cookieTimer = undefined;
-    // DESIGN §4.5: the COOKIE secrets are wiped with the rest.
+    // architecture §4.5: the COOKIE secrets are wiped with the rest.
     this.engine.cookieSecret.destroy();
     this.cookieSecretDestroyed = true;
     await this.dataPlane.stop();

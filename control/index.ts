@@ -1,4 +1,4 @@
-// ikeclone as a library (`import { Gateway } from 'ikeclone'`, DESIGN §6): the
+// ikeclone as a library (`import { Gateway } from 'ikeclone'`, architecture §6): the
 // gateway with its typed events, the configuration loaders, the status
 // snapshot, the control socket, the demo, and for appliances that build
 // their own policies the IKE engine with its policy types.

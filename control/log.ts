@@ -1,6 +1,6 @@
 // Structured logging for every ikeclone module (pino).
 //
-// Secrets never reach logs (DESIGN §4.5): key material travels in fields whose
+// Secrets never reach logs (architecture §4.5): key material travels in fields whose
 // names are listed in REDACTED_KEYS, and every logged object is copied through
 // redactDeep before pino serialises it, so that those fields are replaced at any
 // depth even if a caller passes a whole SA or configuration object by mistake.

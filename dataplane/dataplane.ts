@@ -30,7 +30,7 @@
 // `output: 'io-thread'`) results come back through the out rings and this
 // thread sends and writes them.
 //
-// This module knows nothing of IKE (DESIGN §2): the gateway translates a
+// This module knows nothing of IKE (architecture §2): the gateway translates a
 // Child SA into an SaSpec.
 import { EventEmitter } from 'node:events';
 import { isIPv4 } from 'node:net';
@@ -72,7 +72,7 @@ export interface RawEspSender {
 }
 
 export interface DataPlaneOptions {
-  /** Worker threads (DESIGN §4.1: each SA has exactly one). */
+  /** Worker threads (architecture §4.1: each SA has exactly one). */
   workers: number;
   /**
    * Send (or queue until flushUdp) a UDP-encapsulated ESP packet from local to
@@ -194,7 +194,7 @@ export interface SaCountersReport {
 /** Fresh counters from every worker (one round trip each). */
 export interface DataPlaneCounters extends DataPlaneStatus {
   sa: SaCountersReport[];
-  /** Per worker: SA ids whose sequence counter or replay window that worker processed (DESIGN §4.1 debug hook). */
+  /** Per worker: SA ids whose sequence counter or replay window that worker processed (architecture §4.1 debug hook). */
   seqWriters: number[][];
 }
 
@@ -427,7 +427,7 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
     if (!spec || !(spec.keyIn instanceof Uint8Array) || !(spec.keyOut instanceof Uint8Array)) {
       return Promise.reject(new TypeError('SaSpec.keyIn and keyOut must be Uint8Arrays'));
     }
-    // Copy and wipe the keys before anything can fail or wait (DESIGN §4.5).
+    // Copy and wipe the keys before anything can fail or wait (architecture §4.5).
     const keyIn = new Uint8Array(spec.keyIn);
     const keyOut = new Uint8Array(spec.keyOut);
     spec.keyIn.fill(0);

@@ -1,6 +1,6 @@
 // EspKernel: the TypeScript face of the wasm ESP kernel (wasm/build/esp.wasm).
 //
-// Who owns what (DESIGN §4.1): an EspKernel instance, with its linear memory,
+// Who owns what (architecture §4.1): an EspKernel instance, with its linear memory,
 // belongs to exactly one thread — the data-plane worker that instantiated it.
 // That worker is the only writer of its SA slots, so each SA's outbound
 // sequence counter and inbound replay window have a single writer and need no

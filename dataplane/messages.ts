@@ -3,7 +3,7 @@
 // answered once by a reply with the same `id`; the worker may also send
 // events. Packets never travel here, only through the rings (ring.ts).
 //
-// Key material moves (DESIGN §4.5): an install request carries the key in an
+// Key material moves (architecture §4.5): an install request carries the key in an
 // ArrayBuffer listed in the transfer list, so the sender's copy is detached
 // (the sender wipes its own source copy first); the worker installs it into
 // the kernel, which zeroes the transferred buffer.
@@ -206,7 +206,7 @@ export interface SlotCounters {
 export interface CountersReply {
   slots: SlotCounters[];
   /**
-   * Debug hook for DESIGN §4.1: the SA ids whose sequence counter or replay
+   * Debug hook for architecture §4.1: the SA ids whose sequence counter or replay
    * window this worker's kernel has processed packets for since start.
    */
   seqWriters: number[];

@@ -3,7 +3,7 @@
 // flows over the Child SAs of a clone family, and the IPv4/UDP packets the
 // traffic generator sends.
 //
-// Untrusted bytes (DESIGN §4.3): parseFlow validates every length before it
+// Untrusted bytes (architecture §4.3): parseFlow validates every length before it
 // reads and returns false for anything it cannot classify; it never throws.
 // Concurrency: pure functions; parseFlow writes into the FlowTuple it is given.
 

@@ -11,7 +11,7 @@
 //
 // Concurrency: a RawEspSocket belongs to the I/O thread that opened it; its
 // events run there. Received bytes are validated before use and a bad
-// datagram is counted, never thrown on (DESIGN §4.3).
+// datagram is counted, never thrown on (architecture §4.3).
 import { createRequire } from 'node:module';
 import { isIPv4 } from 'node:net';
 import type { RawEspSender } from './dataplane.js';

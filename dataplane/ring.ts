@@ -1,5 +1,5 @@
 // A single-producer, single-consumer packet ring in a SharedArrayBuffer: the
-// only way packets cross threads in the data plane (DESIGN §3). Control
+// only way packets cross threads in the data plane (architecture §3). Control
 // messages (install, delete, counters) travel by postMessage; packets never do.
 //
 // Who owns what: exactly one thread writes (RingWriter) and exactly one thread
@@ -24,7 +24,7 @@
 // recognised and dropped, never processed with the slot's next SA), `kind`
 // says what the payload is (CellKind).
 //
-// Bounded (DESIGN §4.6): a full ring refuses the packet; the caller counts the
+// Bounded (architecture §4.6): a full ring refuses the packet; the caller counts the
 // drop. Nothing grows.
 
 /** What a cell carries. Values are shared by both sides of a ring. */

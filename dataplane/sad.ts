@@ -2,7 +2,7 @@
 // worker owns each SA and in which kernel slots, inbound lookup by SPI, and the
 // addresses ESP travels between. What the SAD holds is routing state only:
 // keys went to the owner worker, sequence counters and replay windows live
-// there (DESIGN §4.1).
+// there (architecture §4.1).
 //
 // Owner: the I/O thread (main thread). Not shared with workers.
 import type { EspAlgorithm } from './kernel.js';

@@ -3,7 +3,7 @@
 //
 // Several Child SAs may cover the same selectors: the clones of one
 // connection's Child SA, one per cloned IKE SA and so one per worker (RFC 7791,
-// DESIGN §5). They form a family; a packet picks a member by the hash of its
+// architecture §5). They form a family; a packet picks a member by the hash of its
 // 5-tuple, so every worker carries traffic while every flow stays on one SA
 // and keeps its order. A fragment hashes without ports (only the first has
 // them, RFC 4301 §7), so all fragments of a datagram take one SA (packet.ts

@@ -1,4 +1,4 @@
-// One data-plane worker: the thread that owns a set of SA slots (DESIGN §4.1).
+// One data-plane worker: the thread that owns a set of SA slots (architecture §4.1).
 //
 // Concurrency, who owns what:
 // - This thread alone instantiates and calls its EspKernel; every sequence
@@ -108,7 +108,7 @@ class DataPlaneWorker {
       this.output.publish();
       if (++batches % BATCHES_PER_YIELD === 0) await yieldToEventLoop();
     }
-    // Let running generators notice the stop, then wipe every slot (DESIGN §4.5).
+    // Let running generators notice the stop, then wipe every slot (architecture §4.5).
     while (this.generators > 0) await yieldToEventLoop();
     for (let s = 0; s < this.slots.length; s++) if (this.slots[s]) this.deleteSlot(s);
     this.direct?.close();
@@ -160,7 +160,7 @@ class DataPlaneWorker {
     }
   }
 
-  /** Wipe a slot's SA (DESIGN §4.5) and close its route's descriptor. */
+  /** Wipe a slot's SA (architecture §4.5) and close its route's descriptor. */
   private deleteSlot(slot: number): void {
     const s = this.slots[slot];
     if (!s) return;
@@ -190,7 +190,7 @@ class DataPlaneWorker {
       if (req.route) this.direct?.closeRoute(req.route);
       throw err;
     } finally {
-      // DESIGN §4.5: the transferred key is this thread's only copy. installSa
+      // architecture §4.5: the transferred key is this thread's only copy. installSa
       // zeroes the view it is given, but a request refused before that call
       // (slot in use, no direct output) would leave the key in this heap.
       if (req.key instanceof ArrayBuffer) new Uint8Array(req.key).fill(0);
@@ -220,7 +220,7 @@ class DataPlaneWorker {
     };
   }
 
-  /** The debug hook of DESIGN §4.1: remember that this thread processed packets of the SA. */
+  /** The debug hook of architecture §4.1: remember that this thread processed packets of the SA. */
   private noteWriter(s: SlotState): void {
     s.written = true;
     this.seqWriters.add(s.saId);

@@ -4,7 +4,7 @@
 //
 // Why one pool per worker: piscina schedules tasks on whichever thread is
 // free, but a Child SA must stay on its owner thread for its whole life (its
-// sequence counter and replay window exist only there, DESIGN §4.1). With
+// sequence counter and replay window exist only there, architecture §4.1). With
 // minThreads = maxThreads = 1 a pool *is* one thread, and we run a single task
 // on it that does not return until stop(): piscina provides the thread, its
 // start-up, resource limits and teardown; it never chooses where a packet or

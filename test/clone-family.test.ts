@@ -1,4 +1,4 @@
-// The clone family policy (DESIGN §5, RFC 7791 §5.3) over time: families grow
+// The clone family policy (architecture §5, RFC 7791 §5.3) over time: families grow
 // back after a member dies, a peer that kills every clone is not hammered,
 // stop() ends pending work and start() resumes it, and an IKE rekey is not
 // mistaken for a deleted SA. Two engines in memory on a manual clock.
@@ -15,7 +15,7 @@ const FAST: CloneBackoff = { baseMs: 200, maxMs: 1600, tries: 4 };
 
 /**
  * alice -> bob with an orchestrator on alice that follows the engine, so the
- * family grows to `count` by itself after IKE_AUTH (DESIGN §5 step 2).
+ * family grows to `count` by itself after IKE_AUTH (architecture §5 step 2).
  */
 async function family(count: number, backoff: CloneBackoff = FAST, limits: { ikeSasPerPeer?: number } = {}) {
   const wire = new MemoryWire();
@@ -50,7 +50,7 @@ async function settleUntil(wire: MemoryWire, done: () => boolean, ms: number, st
   for (let t = 0; t < ms && !done(); t += step) await wire.settle(step, step);
 }
 
-describe('a clone family re-grows after a member dies (DESIGN §5)', () => {
+describe('a clone family re-grows after a member dies (architecture §5)', () => {
   it('closing a clone of a complete family of 3 makes it grow back to 3, and it is not reported complete meanwhile', async () => {
     const f = await family(3);
     await settleUntil(f.wire, () => f.state() === 'complete', 3000);
@@ -251,7 +251,7 @@ describe('an IKE rekey is not a deleted SA (RFC 7791 §5.3, RFC 7296 §2.18)', (
   });
 });
 
-describe('Gateway.stop() then start() (DESIGN §6 library use)', () => {
+describe('Gateway.stop() then start() (architecture §6 library use)', () => {
   const running: Gateway[] = [];
   afterEach(async () => {
     for (const g of running.splice(0)) await g.stop({ notifyPeers: false });

@@ -2,7 +2,7 @@
 // fragments in the flow parser (RFC 8200 §4.5), OPAQUE port selectors (RFC
 // 4301 §4.4.1.1), fragments of one datagram on one SA of a clone family, a
 // refused install leaving nothing behind, key material wiped in a worker that
-// refuses an install (DESIGN §4.5), a prompt stop, and no route handed to a
+// refuses an install (architecture §4.5), a prompt stop, and no route handed to a
 // worker once the data plane is stopping.
 import { EventEmitter } from 'node:events';
 import { closeSync, mkdtempSync, openSync, rmSync } from 'node:fs';
@@ -297,7 +297,7 @@ describe('DataPlane install, addresses and stop', () => {
   });
 });
 
-describe('a worker that refuses an install wipes the key it was given (DESIGN §4.5)', () => {
+describe('a worker that refuses an install wipes the key it was given (architecture §4.5)', () => {
   it('slot in use, or a route/policy without direct output: the transferred key buffer is zero', async () => {
     const port = new (class extends EventEmitter {
       replies: WorkerReply[] = [];

@@ -1,7 +1,7 @@
 // Churn: 10,000 Child SA create / rekey / delete cycles (and an IKE SA rekey
 // every 1,000) between two engines in memory. Afterwards the tables, timers
 // and reserved SPIs are back where they started, and the heap has not grown
-// beyond a small bound (DESIGN §4.6: bounded resources, nothing kept for SAs
+// beyond a small bound (architecture §4.6: bounded resources, nothing kept for SAs
 // that are gone).
 import { describe, expect, it } from 'vitest';
 import { setFlagsFromString } from 'node:v8';

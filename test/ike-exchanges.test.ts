@@ -206,7 +206,7 @@ describe('CREATE_CHILD_SA failures (RFC 7296 §1.3, §2.21.3)', () => {
     expect(peerSa.children).toHaveLength(2);
   });
 
-  it('answers NO_ADDITIONAL_SAS once limits.childSasPerPeer is reached (DESIGN §4.6)', async () => {
+  it('answers NO_ADDITIONAL_SAS once limits.childSasPerPeer is reached (architecture §4.6)', async () => {
     const p = pair({}, { bob: { limits: { childSasPerPeer: 2 } } });
     const { sa, peerSa } = await up(p);
     const second = p.alice.createChildSa(sa, 'net', { pfs: false });
@@ -469,7 +469,7 @@ describe('COOKIE (RFC 7296 §2.6)', () => {
   });
 });
 
-describe('half-open IKE SAs (DESIGN §4.6)', () => {
+describe('half-open IKE SAs (architecture §4.6)', () => {
   const dropAuthRequests = (d: { bytes: Uint8Array }) => (isRequest(d.bytes, ExchangeType.IKE_AUTH) ? 'drop' : 'pass') as 'drop' | 'pass';
 
   it('drops IKE_SA_INIT requests past halfOpenMax, and accepts again once a slot is free', async () => {

@@ -1,4 +1,4 @@
-// Engine-level fuzzing (DESIGN §4.3, §7): mutated copies of valid datagrams of
+// Engine-level fuzzing (architecture §4.3, §7): mutated copies of valid datagrams of
 // every exchange — IKE_SA_INIT, IKE_AUTH, CREATE_CHILD_SA, INFORMATIONAL, and
 // the COOKIE / INVALID_KE_PAYLOAD / AUTHENTICATION_FAILED answers — go into
 // both engines' receive() at several points of a session. Nothing may throw
@@ -377,7 +377,7 @@ function snapshot(e: IkeEngine, baselineSpis?: Set<string>) {
 
 // ------------------------------------------------------------------- the test
 
-describe('engine fuzzing: mutated datagrams of every exchange (DESIGN §4.3)', () => {
+describe('engine fuzzing: mutated datagrams of every exchange (architecture §4.3)', () => {
   it('>= 20,000 mutants into both engines: nothing throws, nothing unauthenticated changes state', async () => {
     const started = performance.now();
     const corpus = await recordCorpus();

@@ -41,7 +41,7 @@ describe('IKE_SA_INIT + IKE_AUTH in memory (RFC 7296 §1.2)', () => {
     expect(aliceKeys[0]!.encIn).toBe(bobKeys[0]!.encOut);
     expect(aliceKeys[0]!.encOut).not.toBe(aliceKeys[0]!.encIn);
     expect(aliceKeys[0]!.encOut).toHaveLength(40); // AES-128 key + 4-byte salt, hex
-    // The engine wiped its copy after handing the keys to listeners (DESIGN §4.5).
+    // The engine wiped its copy after handing the keys to listeners (architecture §4.5).
     expect(aliceChildren[0]!.keys).toBeUndefined();
     expect(sa.children).toHaveLength(1);
     expect(sa.keyExchange).toBeUndefined();

@@ -1,4 +1,4 @@
-// Unauthenticated input must not change SA state (DESIGN §4.3): forged
+// Unauthenticated input must not change SA state (architecture §4.3): forged
 // IKE_SA_INIT errors (RFC 7296 §2.21.1), the response cache as a reflector
 // (§2.1), and COOKIE secret rotation (§2.6).
 import { afterEach, describe, expect, it, vi } from 'vitest';

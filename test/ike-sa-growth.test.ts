@@ -1,5 +1,5 @@
 // What an authenticated peer cannot make the responder keep (RFC 7791 §8,
-// DESIGN §4.5): the old SA of a rekey the peer never deletes (RFC 7296 §2.8,
+// architecture §4.5): the old SA of a rekey the peer never deletes (RFC 7296 §2.8,
 // §2.18) goes after a grace period and counts against ikeSasPerPeer and
 // maxIkeSas until then, Child SA rekeys count against
 // childSasPerPeer while the SAs they replaced linger, and an IKE_AUTH refused
@@ -199,7 +199,7 @@ describe('Child SA rekeys the peer never follows with a Delete (RFC 7296 §2.8, 
   });
 });
 
-describe('key wiping on a refused IKE_AUTH (DESIGN §4.5)', () => {
+describe('key wiping on a refused IKE_AUTH (architecture §4.5)', () => {
   it('UNEXPECTED_NAT_DETECTED (RFC 4555 §3.9): no Child SA is keyed for the refused peer', async () => {
     builtChildren.length = 0;
     const wire = new MemoryWire();

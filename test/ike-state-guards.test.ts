@@ -1,4 +1,4 @@
-// Requests an IKE SA may answer depend on its state (DESIGN §4.3): before
+// Requests an IKE SA may answer depend on its state (architecture §4.3): before
 // IKE_AUTH has authenticated the peer, only IKE_AUTH may touch the SA. RFC 7296
 // §1.4: "INFORMATIONAL exchanges MUST ONLY occur after the initial exchanges".
 import { describe, expect, it } from 'vitest';
@@ -34,7 +34,7 @@ function halfOpen() {
   return { wire, alice, bob, aliceSa, bobSa, auth, up, toBob };
 }
 
-describe('requests before IKE_AUTH completes (RFC 7296 §1.4, DESIGN §4.3)', () => {
+describe('requests before IKE_AUTH completes (RFC 7296 §1.4, architecture §4.3)', () => {
   it('a half-open responder SA drops an INFORMATIONAL request: no answer, no message-ID step, no address follow', () => {
     const { wire, bob, bobSa, aliceSa, toBob } = halfOpen();
     expect(bobSa.state).toBe('connecting');

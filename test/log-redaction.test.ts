@@ -1,4 +1,4 @@
-// DESIGN §4.5: secrets never reach logs, however deep a caller buries them.
+// architecture §4.5: secrets never reach logs, however deep a caller buries them.
 import { describe, expect, it } from 'vitest';
 import { Writable } from 'node:stream';
 import { parseConfig } from '../control/config.js';

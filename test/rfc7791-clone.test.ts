@@ -334,7 +334,7 @@ describe('RFC 7791 §8 security considerations', () => {
   });
 });
 
-describe('a clone family of 8 (DESIGN §5)', () => {
+describe('a clone family of 8 (architecture §5)', () => {
   it('grows to 8 IKE SAs with a Child SA each; deleting the original leaves the clones working; deleting clones frees room for new ones', async () => {
     const { wire, alice, bob, sa } = await tracedPair({ initiator: { clone: { per: 'worker', count: 8, nics: [] } } });
     bob.limits.ikeSasPerPeer = 8;

@@ -1,4 +1,4 @@
-// Mutation fuzzing of the IKEv2 wire decoder (DESIGN §4.3: untrusted bytes never throw).
+// Mutation fuzzing of the IKEv2 wire decoder (architecture §4.3: untrusted bytes never throw).
 //
 // A deterministic PRNG (fixed seed) mutates valid encoded messages and payload
 // chains (bit flips, byte sets, truncation, extension, length-field edits,

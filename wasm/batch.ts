@@ -1,9 +1,9 @@
 // Batch entry points: one call processes `count` descriptors (layout.ts,
 // "Batch descriptor") so that the JS/wasm boundary is crossed once per batch
-// (DESIGN §3). Every descriptor gets its own ResultCode; a bad descriptor or
+// (architecture §3). Every descriptor gets its own ResultCode; a bad descriptor or
 // packet never stops the batch.
 //
-// Concurrency: called only by the worker that owns this instance (DESIGN §4.1).
+// Concurrency: called only by the worker that owns this instance (architecture §4.1).
 
 import {
   ARENA_PTR, ARENA_SIZE, DESC_LENGTH, DESC_NEXT_HEADER, DESC_OFFSET, DESC_OUT_LENGTH, DESC_OUT_OFFSET,

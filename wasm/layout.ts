@@ -2,7 +2,7 @@
 // everything lives. Memory is static: nothing on the hot path allocates, and
 // the module never calls the allocator at all (runtime "stub").
 //
-// Who writes what: one instance belongs to one worker thread (DESIGN §4.1).
+// Who writes what: one instance belongs to one worker thread (architecture §4.1).
 // The host writes key material into SCRATCH (install), packets into the ARENA
 // and descriptors into DESC; the kernel alone writes SLOTS and WORK.
 //

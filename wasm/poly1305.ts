@@ -3,7 +3,7 @@
 // 64x64->128 multiply).
 //
 // One MAC at a time: the state lives in module globals, which is enough for a
-// single-threaded instance (one worker owns the instance, DESIGN §4.1).
+// single-threaded instance (one worker owns the instance, architecture §4.1).
 // poly1305Finish wipes the key-derived state.
 
 import { WORK_BLOCK } from './layout';

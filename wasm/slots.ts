@@ -3,7 +3,7 @@
 // counters and the rekey flag. Layout of a slot: layout.ts.
 //
 // Concurrency: the worker that owns this instance is the only caller, so the
-// slot's sequence counter and replay window have exactly one writer (DESIGN §4.1).
+// slot's sequence counter and replay window have exactly one writer (architecture §4.1).
 
 import {
   COUNTER_COUNT, Counter, Direction, FLAG_ESN, FLAG_REKEY_NEEDED, MAX_REPLAY_WINDOW,
@@ -16,7 +16,7 @@ import { replayInit } from './replay';
 const STATE_FREE: u32 = 0;
 const STATE_INSTALLED: u32 = 1;
 const SEQ32_MAX: u64 = 0xffffffff;
-/** Bytes of the scratch region that carry key material (longest key || salt is 36; DESIGN §4.5). */
+/** Bytes of the scratch region that carry key material (longest key || salt is 36; architecture §4.5). */
 const SCRATCH_KEY_BYTES: usize = 64;
 
 /** Address of counter `id` of the slot at `slot`. */
@@ -81,7 +81,7 @@ export function slotInstall(
   }
   // Wipe the whole 64-byte key area the host writes into, not just the length
   // the host claims: with a wrong claim (refused above) the key bytes past it
-  // would otherwise stay in the scratch region (DESIGN §4.5: secrets are
+  // would otherwise stay in the scratch region (architecture §4.5: secrets are
   // zeroised in WASM memory too).
   memory.fill(SCRATCH_PTR, 0, SCRATCH_KEY_BYTES);
   return result;

@@ -3,7 +3,7 @@
 // `up` and `down` can ask a gateway that runs in another process.
 //
 // Owner: the main thread (the same one as the Gateway it serves). Resources are
-// bounded (DESIGN §4.6): connections (maxConnections), requests in flight per
+// bounded (architecture §4.6): connections (maxConnections), requests in flight per
 // connection (maxInFlight), request line length (MAX_REQUEST_LINE), idle time.
 // Whatever a client sends, the answer is an error response or a closed
 // connection, never an exception in the gateway.

@@ -153,7 +153,7 @@ export function deriveChildKeys(prfId: number, skD: Uint8Array, inputs: ChildKey
   return { encrI: encrI!, integI: integI!, encrR: encrR!, integR: integR! };
 }
 
-/** Zeroises every key of an IKE SA (DESIGN.md invariant 5). */
+/** Zeroises every key of an IKE SA (architecture §4.5). */
 export function wipeIkeKeys(k: IkeKeys): void {
   wipe(k.skD, k.skAi, k.skAr, k.skEi, k.skEr, k.skPi, k.skPr);
 }

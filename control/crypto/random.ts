@@ -17,7 +17,7 @@ export const systemRandom: RandomSource = (length: number): Uint8Array => {
 };
 
 /**
- * Overwrites each buffer with zeros (DESIGN.md invariant 5: secrets are
+ * Overwrites each buffer with zeros (architecture §4.5: secrets are
  * zeroised when the SA dies). `undefined` entries are skipped, so optional
  * keys (SK_a* of an AEAD suite) can be passed as they are.
  */

@@ -43,7 +43,7 @@ export class ChildSa {
     this.createdAt = now;
   }
 
-  /** Zeroise key material (DESIGN §4.5): after hand-off to the data plane and on delete. */
+  /** Zeroise key material (architecture §4.5): after hand-off to the data plane and on delete. */
   wipeKeys(): void {
     if (!this.keys) return;
     wipe(this.keys.encIn, this.keys.integIn, this.keys.encOut, this.keys.integOut);

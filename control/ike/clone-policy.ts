@@ -1,4 +1,4 @@
-// Clone orchestration on the initiator side (RFC 7791, DESIGN §5): after
+// Clone orchestration on the initiator side (RFC 7791, architecture §5): after
 // IKE_AUTH, grow the session to one IKE SA per data-plane worker or per NIC by
 // cloning the original, and give every clone the connection's Child SAs, so
 // each worker (or NIC) owns a whole IKE SA with its own Child SAs.

@@ -1,11 +1,11 @@
 // The IKE engine: the SA table, message-ID bookkeeping, retransmission, the
 // response cache and the dispatch of each received message to the exchange
-// module that handles it. Bytes in, bytes out: no sockets here (DESIGN §2), so
+// module that handles it. Bytes in, bytes out: no sockets here (architecture §2), so
 // two engines can be wired together in memory.
 //
 // Concurrency: one engine runs on the main thread and is the only owner of its
 // IkeSa/ChildSa objects. Exchanges change SA state only after the message that
-// asks for it has been authenticated (DESIGN §4.3); every unauthenticated byte
+// asks for it has been authenticated (architecture §4.3); every unauthenticated byte
 // that does not lead anywhere is a counted drop.
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
@@ -561,7 +561,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
     }
     // RFC 7296 §1.4, §1.3: INFORMATIONAL and CREATE_CHILD_SA exchanges MUST ONLY occur after
     // the initial exchanges. Until IKE_AUTH has authenticated the peer, SK keys prove only that
-    // someone ran IKE_SA_INIT with us, so nothing but IKE_AUTH may touch the SA (DESIGN §4.3):
+    // someone ran IKE_SA_INIT with us, so nothing but IKE_AUTH may touch the SA (architecture §4.3):
     // no response, no message-ID step, no address follow, no liveness credit. 'connecting' is a
     // half-open responder (or an initiator before IKE_AUTH), 'authenticating' an initiator with
     // IKE_AUTH in flight; 'deleting' SAs were established (closeIkeSa kills the others at once).
@@ -751,7 +751,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
     return verdict;
   }
 
-  /** The data plane's outbound sequence numbers of `spiIn` run out (DESIGN §4.4): rekey now. False without such a Child SA. */
+  /** The data plane's outbound sequence numbers of `spiIn` run out (architecture §4.4): rekey now. False without such a Child SA. */
   childRekeyNeeded(spiIn: number): boolean {
     return this.lifetimes.sequenceExhausted(spiIn);
   }

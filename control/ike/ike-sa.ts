@@ -1,7 +1,7 @@
 // An IKE SA: SPIs, negotiated suite, keys, message-ID state, the exchange in
 // flight and the response cache, and the Child SAs it created. Owned by the
 // IKE engine on the main thread; exchanges mutate it only after a message has
-// been authenticated (DESIGN §4.3).
+// been authenticated (architecture §4.3).
 import type { IkeKeys } from '../crypto/keys.js';
 import { wipeIkeKeys } from '../crypto/keys.js';
 import type { KeyExchange } from '../crypto/keyexchange.js';
@@ -58,7 +58,7 @@ export class IkeSa {
   sessionId = this.id;
   /**
    * Position in the clone family: 0 for the original, k for the k-th clone
-   * (kept across rekeys). Per-worker placement uses it (DESIGN §5).
+   * (kept across rekeys). Per-worker placement uses it (architecture §5).
    */
   familyIndex = 0;
   state: IkeSaState = 'connecting';
@@ -159,7 +159,7 @@ export class IkeSa {
     this.initResponse = undefined;
   }
 
-  /** Zeroise all key material (DESIGN §4.5) and stop every timer. */
+  /** Zeroise all key material (architecture §4.5) and stop every timer. */
   destroy(): void {
     this.state = 'dead';
     for (const t of this.timers) t.cancel();

@@ -1,4 +1,4 @@
-// The Wireshark key log (DESIGN §4.5): the one deliberate way for key material
+// The Wireshark key log (architecture §4.5): the one deliberate way for key material
 // to leave the process, off unless configured, announced with a warning. It
 // writes Wireshark's UAT files `ikev2_decryption_table` (IKE SA keys) and
 // `esp_sa` (Child SA keys) into a directory that can serve as

@@ -8,7 +8,7 @@
 // Address pairs, not IKE SAs, are the unit: clones and successors on the same
 // pair share one mapping, so they share one "last sent" time and one
 // keepalive. Only pairs of established IKE SAs with natLocal are tracked, so
-// unauthenticated traffic cannot grow the table (DESIGN §4.6).
+// unauthenticated traffic cannot grow the table (architecture §4.6).
 //
 // Owner: the engine's thread. Each tracked IKE SA has one timer in sa.timers,
 // cancelled when it dies; a pair is forgotten with its last IKE SA.

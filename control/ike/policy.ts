@@ -41,7 +41,7 @@ export interface ChildPolicy {
   lifePackets?: number;
 }
 
-/** How an initiator multiplies its IKE SA (RFC 7791, DESIGN §5). */
+/** How an initiator multiplies its IKE SA (RFC 7791, architecture §5). */
 export interface ClonePolicy {
   per: 'none' | 'worker' | 'nic';
   /** IKE SAs in the family, the original included. */

@@ -1,5 +1,5 @@
 // The engine's view of the network: datagrams with their two endpoints.
-// control/ike never touches sockets (DESIGN §2); control/net delivers and sends.
+// control/ike never touches sockets (architecture §2); control/net delivers and sends.
 
 export interface Endpoint {
   address: string;

@@ -200,7 +200,7 @@ export function respondIkeAuth(engine: IkeEngine, sa: IkeSa, payloads: Payload[]
   if (refusal) return authFailed(`cannot authenticate to ${formatIdentity(peerId)}: ${refusal}`);
   // RFC 4555 §3.9: the addresses the initiator protected must be the ones we saw. Checked
   // before anything is leased or keyed for the peer: this answer ends the IKE SA, and a Child
-  // SA built for the response it replaces would belong to no SA, its keys never wiped (DESIGN §4.5).
+  // SA built for the response it replaces would belong to no SA, its keys never wiped (architecture §4.5).
   if (sa.peerMobike) {
     const nna = findNotify(payloads, NotifyType.NO_NATS_ALLOWED);
     if (nna && !natTraversal(sa) && !equalBytes(nna.data, noNatsAllowedData(sa.remote, sa.local))) {

@@ -41,6 +41,8 @@ export interface NativeIo {
   close(fd: number): void;
   /** A second descriptor for the same open file (close-on-exec); throws with the errno. */
   dup(fd: number): number;
+  /** One datagram to an AF_UNIX SOCK_DGRAM socket (a path, or '@name' for an abstract one): sd_notify(3). */
+  notifySend(path: string, message: string): number;
 }
 
 /** Path of the compiled addon (native/io/build/Release), found from this file in the sources or in dist/. */

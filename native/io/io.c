@@ -262,6 +262,7 @@ NAPI_MODULE_INIT() {
     {"unwatch", NULL, io_unwatch, NULL, NULL, NULL, napi_default, NULL},
     {"close", NULL, io_close, NULL, NULL, NULL, napi_default, NULL},
     {"dup", NULL, io_dup, NULL, NULL, NULL, napi_default, NULL},
+    {"notifySend", NULL, notify_send, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

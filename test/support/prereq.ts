@@ -16,8 +16,9 @@ import { spawnSync } from 'node:child_process';
 import { test } from 'vitest';
 import type { TestContext } from 'vitest';
 import { nativeIoUnavailable } from '../../dataplane/native-io.js';
+import { prometheusParserUnavailable } from './prometheus.js';
 
-export type PrereqName = 'root' | 'netns' | 'charon' | 'swanctl' | 'tshark' | 'iperf3' | 'tc' | 'netem' | 'tun' | 'native' | 'systemd';
+export type PrereqName = 'root' | 'netns' | 'charon' | 'swanctl' | 'tshark' | 'iperf3' | 'tc' | 'netem' | 'tun' | 'native' | 'systemd' | 'prometheus';
 
 export interface PrereqResult {
   readonly ok: boolean;
@@ -51,7 +52,7 @@ const CHARON_PLUGIN_PACKAGES: Record<string, string> = {
 const APT_STRONGSWAN =
   'apt-get install strongswan-charon strongswan-swanctl libstrongswan-standard-plugins libstrongswan-extra-plugins libcharon-extra-plugins';
 
-const ALL_NAMES: readonly PrereqName[] = ['root', 'netns', 'charon', 'swanctl', 'tshark', 'iperf3', 'tc', 'netem', 'tun', 'native', 'systemd'];
+const ALL_NAMES: readonly PrereqName[] = ['root', 'netns', 'charon', 'swanctl', 'tshark', 'iperf3', 'tc', 'netem', 'tun', 'native', 'systemd', 'prometheus'];
 
 const cache = new Map<PrereqName, string | null>();
 
@@ -124,6 +125,8 @@ function check(name: PrereqName): string | null {
       return existsSync('/dev/net/tun') ? null : 'tun: /dev/net/tun missing (kernel-libipsec and the TUN data plane need it)';
     case 'systemd':
       return onPath('systemd-analyze') ? null : 'systemd: systemd-analyze not found — apt-get install systemd';
+    case 'prometheus':
+      return prometheusParserUnavailable();
     case 'native': {
       const reason = nativeIoUnavailable();
       return reason === null ? null : `native: the native I/O addon is unavailable (${reason}) — npm run build:native (needs make and a C compiler)`;

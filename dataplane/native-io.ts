@@ -43,6 +43,8 @@ export interface NativeIo {
   dup(fd: number): number;
   /** One datagram to an AF_UNIX SOCK_DGRAM socket (a path, or '@name' for an abstract one): sd_notify(3). */
   notifySend(path: string, message: string): number;
+  /** The process at the other end of a connected AF_UNIX stream socket (SO_PEERCRED). */
+  peerCred(fd: number): { pid: number; uid: number; gid: number };
 }
 
 /** Path of the compiled addon (native/io/build/Release), found from this file in the sources or in dist/. */

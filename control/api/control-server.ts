@@ -3,16 +3,21 @@
 // `up` and `down` can ask a gateway that runs in another process.
 //
 // Owner: the main thread (the same one as the Gateway it serves). Resources are
-// bounded (architecture §4.6): connections (maxConnections), requests in flight per
-// connection (maxInFlight), request line length (MAX_REQUEST_LINE), idle time.
-// Whatever a client sends, the answer is an error response or a closed
-// connection, never an exception in the gateway.
+// bounded (architecture §4.6): connections (maxConnections), connections per
+// client process (maxConnectionsPerClient, by SO_PEERCRED), requests in flight
+// per connection (maxInFlight), request line length (MAX_REQUEST_LINE), the
+// time one request line may take to arrive (lineTimeoutMs), idle time. A full
+// table makes room for a new connection by closing the one that has waited
+// longest without a request in flight, so clients that trickle half-written
+// lines cannot lock `status` out. Whatever a client sends, the answer is an
+// error response or a closed connection, never an exception in the gateway.
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { chmodSync, lstatSync, mkdirSync, statSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Gateway } from '../gateway.js';
 import type { IkeSa } from '../ike/ike-sa.js';
 import type { ChildSa } from '../ike/child-sa.js';
+import { peerProcess } from '../../io/unix-peer.js';
 import type { Logger } from '../log.js';
 import { silentLogger } from '../log.js';
 import { ikeSaStatus } from '../status.js';
@@ -34,6 +39,10 @@ export interface ControlServerOptions {
   log?: Logger;
   /** Simultaneous client connections (default 32). */
   maxConnections?: number;
+  /** Simultaneous connections from one client process (default 4). */
+  maxConnectionsPerClient?: number;
+  /** A request line must be complete this many ms after its first byte (default 5 s). */
+  lineTimeoutMs?: number;
   /** Requests in flight on one connection (default 8); more get a 'busy' error. */
   maxInFlight?: number;
   /** A connection with nothing in flight is closed after this many ms of silence (default 60 s). */
@@ -149,6 +158,12 @@ function socketIsLive(path: string, timeoutMs: number): Promise<boolean> {
 interface ConnectionState {
   inFlight: number;
   closing: boolean;
+  /** The client process (pid), or undefined when it cannot be told. */
+  client: number | undefined;
+  /** When the last request completed or the connection opened (ms, monotonic): the eviction order. */
+  since: number;
+  /** Closes the connection when a started line is not finished in time. */
+  lineTimer: NodeJS.Timeout | undefined;
 }
 
 export class ControlServer {
@@ -156,12 +171,16 @@ export class ControlServer {
   private readonly gateway: Gateway;
   private readonly log: Logger;
   private readonly maxConnections: number;
+  private readonly maxPerClient: number;
+  private readonly lineTimeoutMs: number;
   private readonly maxInFlight: number;
   private readonly idleTimeoutMs: number;
   private readonly childTimeoutMs: number;
   private readonly privateDir: boolean;
   private server: Server | undefined;
-  private readonly sockets = new Set<Socket>();
+  private readonly sockets = new Map<Socket, ConnectionState>();
+  /** Connections refused or closed to make room, and partial lines timed out. */
+  readonly stats = { evicted: 0, refused: 0, lineTimeouts: 0 };
   /** Inode of the socket file we created: close() removes only that one. */
   private ino: number | undefined;
 
@@ -178,6 +197,8 @@ export class ControlServer {
     this.gateway = opts.gateway;
     this.log = opts.log ?? silentLogger();
     this.maxConnections = positive(opts.maxConnections, 32, 'maxConnections');
+    this.maxPerClient = positive(opts.maxConnectionsPerClient, 4, 'maxConnectionsPerClient');
+    this.lineTimeoutMs = positive(opts.lineTimeoutMs, 5_000, 'lineTimeoutMs');
     this.maxInFlight = positive(opts.maxInFlight, 8, 'maxInFlight');
     this.idleTimeoutMs = positive(opts.idleTimeoutMs, 60_000, 'idleTimeoutMs');
     this.childTimeoutMs = positive(opts.childTimeoutMs, 30_000, 'childTimeoutMs');
@@ -216,8 +237,8 @@ export class ControlServer {
       this.log.info({ socket: this.path }, 'replacing a stale control socket');
       unlinkSync(this.path);
     }
+    // No server.maxConnections: Node would drop new connections unanswered; accept() makes room instead.
     const server = createServer({ allowHalfOpen: false }, (socket) => this.accept(socket));
-    server.maxConnections = this.maxConnections;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       // The socket file is created (bind) inside listen(), synchronously, with
@@ -247,7 +268,10 @@ export class ControlServer {
     const server = this.server;
     if (!server) return;
     this.server = undefined;
-    for (const s of this.sockets) s.destroy();
+    for (const [s, state] of this.sockets) {
+      clearTimeout(state.lineTimer);
+      s.destroy();
+    }
     this.sockets.clear();
     await new Promise<void>((resolve) => server.close(() => resolve()));
     try {
@@ -258,27 +282,80 @@ export class ControlServer {
     this.ino = undefined;
   }
 
+  /**
+   * The connection to close to make room: among `candidates`, the one that
+   * has gone longest without a request in flight; none when every one is
+   * busy with a request.
+   */
+  private victim(candidates: Iterable<[Socket, ConnectionState]>): Socket | undefined {
+    let best: [Socket, ConnectionState] | undefined;
+    for (const entry of candidates) if (entry[1].inFlight === 0 && (!best || entry[1].since < best[1].since)) best = entry;
+    return best?.[0];
+  }
+
+  /** Makes room for `state`'s connection: true when it may stay. */
+  private admit(state: ConnectionState): boolean {
+    const sameClient = [...this.sockets].filter(([, s]) => s.client !== undefined && s.client === state.client);
+    for (const [pool, limit] of [[sameClient, this.maxPerClient], [[...this.sockets], this.maxConnections]] as const) {
+      if (pool.length < limit) continue;
+      const victim = this.victim(pool);
+      if (!victim) return false;
+      this.stats.evicted++;
+      this.log.debug({ client: this.sockets.get(victim)?.client }, 'control socket full: closing the connection idle longest');
+      this.drop(victim, { code: 'evicted', message: 'connection closed to make room for a new one' });
+    }
+    return true;
+  }
+
+  /** Closes a connection with a last error line. */
+  private drop(socket: Socket, error: ControlError): void {
+    const state = this.sockets.get(socket);
+    if (state) {
+      clearTimeout(state.lineTimer);
+      state.closing = true;
+    }
+    this.sockets.delete(socket);
+    socket.pause();
+    socket.end(encodeLine({ id: null, ok: false, error }), () => socket.destroy());
+    // A peer that does not read must not keep the socket open.
+    setTimeout(() => socket.destroy(), 1000).unref();
+  }
+
   private accept(socket: Socket): void {
-    this.sockets.add(socket);
-    const state: ConnectionState = { inFlight: 0, closing: false };
+    const state: ConnectionState = { inFlight: 0, closing: false, client: peerProcess(socket)?.pid, since: performance.now(), lineTimer: undefined };
+    socket.on('error', (err) => this.log.debug({ err: err.message }, 'control connection error'));
+    if (!this.admit(state)) {
+      this.stats.refused++;
+      socket.end(encodeLine({ id: null, ok: false, error: { code: 'busy', message: 'every control connection is busy with a request; try again' } }), () => socket.destroy());
+      return;
+    }
+    this.sockets.set(socket, state);
     const splitter = new LineSplitter(MAX_REQUEST_LINE);
     socket.setTimeout(this.idleTimeoutMs);
     socket.on('timeout', () => {
       if (state.inFlight === 0) socket.destroy();
     });
-    socket.on('error', (err) => this.log.debug({ err: err.message }, 'control connection error'));
-    socket.on('close', () => this.sockets.delete(socket));
+    socket.on('close', () => {
+      clearTimeout(state.lineTimer);
+      if (this.sockets.get(socket) === state) this.sockets.delete(socket);
+    });
     socket.on('data', (chunk: Buffer) => {
       if (state.closing) return;
       const { lines, overflow } = splitter.push(chunk);
       for (const line of lines) this.handleLine(socket, state, line);
       if (overflow) {
-        state.closing = true;
-        socket.pause();
-        const response: ControlResponse = {
-          id: null, ok: false, error: { code: 'line-too-long', message: `request line longer than ${MAX_REQUEST_LINE} bytes; closing` },
-        };
-        socket.end(encodeLine(response), () => socket.destroy());
+        this.drop(socket, { code: 'line-too-long', message: `request line longer than ${MAX_REQUEST_LINE} bytes; closing` });
+        return;
+      }
+      // A started line has lineTimeoutMs to finish, however slowly its bytes trickle in.
+      if (splitter.buffered === 0) {
+        clearTimeout(state.lineTimer);
+        state.lineTimer = undefined;
+      } else if (!state.lineTimer) {
+        state.lineTimer = setTimeout(() => {
+          this.stats.lineTimeouts++;
+          this.drop(socket, { code: 'line-timeout', message: `request line not finished within ${this.lineTimeoutMs} ms; closing` });
+        }, this.lineTimeoutMs);
       }
     });
   }
@@ -309,6 +386,7 @@ export class ControlServer {
       },
     ).finally(() => {
       state.inFlight--;
+      state.since = performance.now();
     });
   }
 

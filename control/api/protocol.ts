@@ -42,7 +42,9 @@ export type ControlErrorCode =
   | 'line-too-long' // the line exceeded MAX_REQUEST_LINE (the server closes the connection)
   | 'unknown-command'
   | 'bad-args'
-  | 'busy' // too many requests in flight on this connection
+  | 'busy' // too many requests in flight on this connection, or every connection busy with one
+  | 'line-timeout' // a request line was not finished in time (the server closes the connection)
+  | 'evicted' // closed to make room for a new connection (the one idle longest goes)
   | 'failed'; // the command ran and failed (the message says why)
 
 export interface ControlError {

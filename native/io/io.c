@@ -263,6 +263,7 @@ NAPI_MODULE_INIT() {
     {"close", NULL, io_close, NULL, NULL, NULL, napi_default, NULL},
     {"dup", NULL, io_dup, NULL, NULL, NULL, napi_default, NULL},
     {"notifySend", NULL, notify_send, NULL, NULL, NULL, napi_default, NULL},
+    {"peerCred", NULL, peer_cred, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -1,9 +1,12 @@
 /*
- * The service manager's notification socket (sd_notify(3), the NOTIFY_SOCKET
- * protocol): one datagram of newline-separated assignments such as "READY=1"
- * sent to an AF_UNIX SOCK_DGRAM socket. Node's dgram speaks only UDP, so this
- * one system call lives here. Runs on the calling JavaScript thread.
+ * AF_UNIX helpers Node lacks. Runs on the calling JavaScript thread.
+ * - The service manager's notification socket (sd_notify(3), the NOTIFY_SOCKET
+ *   protocol): one datagram of newline-separated assignments such as
+ *   "READY=1" sent to an AF_UNIX SOCK_DGRAM socket; Node's dgram speaks only UDP.
+ * - The credentials of a stream socket's peer (SO_PEERCRED), so the control
+ *   socket can bound connections per client process.
  */
+#define _GNU_SOURCE
 #include <errno.h>
 #include <stddef.h>
 #include <string.h>
@@ -56,5 +59,29 @@ napi_value notify_send(napi_env env, napi_callback_info info) {
   if (n < 0) return throw_errno(env, "notifySend: sendto", err);
   napi_value out;
   CHECK(napi_create_int32(env, (int32_t)n, &out));
+  return out;
+}
+
+/* peerCred(fd): the pid, uid and gid of the process at the other end of a connected AF_UNIX socket. */
+napi_value peer_cred(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t fd;
+  if (argc < 1 || get_int(env, argv[0], &fd) != 0 || fd < 0) {
+    napi_throw_type_error(env, NULL, "peerCred(fd)");
+    return NULL;
+  }
+  struct ucred cred;
+  socklen_t len = sizeof cred;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return throw_errno(env, "peerCred: getsockopt", errno);
+  napi_value out, pid, uid, gid;
+  CHECK(napi_create_object(env, &out));
+  CHECK(napi_create_int32(env, (int32_t)cred.pid, &pid));
+  CHECK(napi_create_uint32(env, (uint32_t)cred.uid, &uid));
+  CHECK(napi_create_uint32(env, (uint32_t)cred.gid, &gid));
+  CHECK(napi_set_named_property(env, out, "pid", pid));
+  CHECK(napi_set_named_property(env, out, "uid", uid));
+  CHECK(napi_set_named_property(env, out, "gid", gid));
   return out;
 }

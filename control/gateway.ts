@@ -18,7 +18,7 @@ import type { RandomSource } from './crypto/random.js';
 import { identityFromAddress } from './identity.js';
 import type { Clock } from './ike/clock.js';
 import { IkeEngine, type EngineEvents } from './ike/engine.js';
-import type { ChildSa } from './ike/child-sa.js';
+import type { ChildSa } from './ike/ike-sa.js';
 import type { IkeSa } from './ike/ike-sa.js';
 import type { ConnectionPolicy, LocalAuth, RemoteAuth } from './ike/policy.js';
 import { WiresharkKeyLog } from './ike/keylog.js';

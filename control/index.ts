@@ -42,8 +42,8 @@ export type { ChildPolicy, ConnectionPolicy, LocalAuth, RemoteAuth } from './ike
 export type { TsConfig } from './ike/traffic-selectors.js';
 export { IkeSa, spi64Hex } from './ike/ike-sa.js';
 export type { IkeRole, IkeSaState } from './ike/ike-sa.js';
-export { ChildSa, spiHex } from './ike/child-sa.js';
-export type { ChildKeyMaterial, ChildSaState } from './ike/child-sa.js';
+export { ChildSa, spiHex } from './ike/ike-sa.js';
+export type { ChildKeyMaterial, ChildSaState } from './ike/ike-sa.js';
 export type { Datagram, Endpoint, SendFn } from './ike/transport.js';
 export type { Clock, TimerHandle } from './ike/clock.js';
 export { systemClock } from './ike/clock.js';

@@ -3,7 +3,7 @@
 // (RFC 7296 §1.3, §1.4, §2.4, §2.6, §2.21).
 import { describe, expect, it } from 'vitest';
 import { MemoryWire, pskPair, esp, child } from './support/peers.js';
-import type { ChildSa } from '../control/ike/child-sa.js';
+import type { ChildSa } from '../control/ike/ike-sa.js';
 import type { IkeEngine } from '../control/ike/engine.js';
 import { ExchangeType, HeaderFlag, KeGroup, PayloadType, TransformType } from '../control/wire/constants.js';
 import { decodeMessage } from '../control/wire/message.js';

@@ -7,7 +7,7 @@ import type { Payload, Proposal, TrafficSelector } from '../wire/payloads.js';
 import { encrInfo, integInfo } from '../crypto/algorithms.js';
 import { deriveChildKeys, wipeChildKeys } from '../crypto/keys.js';
 import type { ProposalSpec } from '../proposal.js';
-import { ChildSa } from './child-sa.js';
+import { ChildSa } from './ike-sa.js';
 import type { IkeEngine } from './engine.js';
 import type { IkeSa } from './ike-sa.js';
 import type { ChildPolicy } from './policy.js';

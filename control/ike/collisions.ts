@@ -26,10 +26,10 @@
 import { ExchangeType, NotifyType, PayloadType, ProtocolId } from '../wire/constants.js';
 import type { Payload } from '../wire/payloads.js';
 import { findPayload } from '../wire/payloads.js';
-import type { ChildSa } from './child-sa.js';
-import { spiHex } from './child-sa.js';
+import type { ChildSa } from './ike-sa.js';
+import { spiHex } from './ike-sa.js';
 import type { IkeEngine } from './engine.js';
-import type { InitiatorExchange, ResponderResult } from './exchange.js';
+import type { InitiatorExchange, ResponderResult } from './ike-sa.js';
 import type { IkeSa } from './ike-sa.js';
 import { spi64Hex } from './ike-sa.js';
 import type { TimerHandle } from './clock.js';
@@ -188,7 +188,7 @@ export class RekeyCollisions {
     }
     // The initiator deletes the old SA; until then it still takes inbound traffic (§2.8).
     // A peer that never does would leave it installed, keys and all: we close it after the grace period.
-    old.state = 'rekeyed';
+    old.setState('rekeyed', this.engine.log);
     this.expectPeerToClose(old);
   }
 
@@ -201,7 +201,7 @@ export class RekeyCollisions {
     this.childCollisions.delete(old);
     if (!c || c.created.state === 'deleted' || c.created.state === 'deleting') {
       // §2.8: the initiator of the rekey deletes the old Child SA once the new one is in place.
-      old.state = 'rekeyed';
+      old.setState('rekeyed', this.engine.log);
       void this.engine.closeChildSa(old);
       return created;
     }
@@ -213,11 +213,11 @@ export class RekeyCollisions {
     );
     if (weLose) {
       // Ours holds the lowest nonce: we close it; the peer initiated the survivor and deletes `old`.
-      if (old.state === 'rekeying' || old.state === 'installed') old.state = 'rekeyed';
+      if (old.state === 'rekeying' || old.state === 'installed') old.setState('rekeyed', this.engine.log);
       void this.engine.closeChildSa(created);
       this.expectPeerToClose(old);
     } else {
-      old.state = 'rekeyed';
+      old.setState('rekeyed', this.engine.log);
       void this.engine.closeChildSa(old);
       this.expectPeerToClose(c.created);
     }
@@ -236,7 +236,7 @@ export class RekeyCollisions {
     if (!c || c.created.state === 'deleted' || c.created.state === 'deleting') return undefined;
     this.engine.log.info({ ike: old.ike.id, child: old.id, survivor: spiHex(c.created.spiIn) }, "simultaneous Child SA rekey: the peer's rekey went through");
     if (old.state === 'rekeying' || old.state === 'installed') {
-      old.state = 'rekeyed';
+      old.setState('rekeyed', this.engine.log);
       this.expectPeerToClose(old);
     }
     this.engine.emit('rekey-collision', 'child', c.created);
@@ -365,7 +365,7 @@ export class RekeyCollisions {
     const engine = this.engine;
     engine.releaseIkeSpi(sa.localSpi);
     engine.sas.set(spi64Hex(sa.localSpi), sa);
-    sa.state = 'established';
+    sa.setState('established', this.engine.log);
     sa.establishedAt = engine.clock.now();
   }
 

@@ -19,11 +19,11 @@
 // Owner: the engine's thread; every timer here is cancelled by stop().
 import { ExchangeType, NotifyType, PayloadType, ProtocolId } from '../wire/constants.js';
 import type { DeletePayload, Payload } from '../wire/payloads.js';
-import type { ChildSa } from './child-sa.js';
-import { spiHex } from './child-sa.js';
+import type { ChildSa } from './ike-sa.js';
+import { spiHex } from './ike-sa.js';
 import type { TimerHandle } from './clock.js';
 import type { IkeEngine } from './engine.js';
-import type { InitiatorExchange } from './exchange.js';
+import type { InitiatorExchange } from './ike-sa.js';
 import type { IkeSa } from './ike-sa.js';
 import type { Endpoint } from './transport.js';
 import { notify, spiBytes, spiNumber } from './payload-builders.js';

@@ -21,9 +21,9 @@ import type { Logger } from '../log.js';
 import { silentLogger } from '../log.js';
 import type { Clock } from './clock.js';
 import { systemClock } from './clock.js';
-import type { ChildSa } from './child-sa.js';
-import { spiHex } from './child-sa.js';
-import type { InitiatorExchange, ResponderResult } from './exchange.js';
+import type { ChildSa } from './ike-sa.js';
+import { spiHex } from './ike-sa.js';
+import type { InitiatorExchange, ResponderResult } from './ike-sa.js';
 import { IkeSa, spi64Hex } from './ike-sa.js';
 import type { CachedResponse } from './ike-sa.js';
 import type { ConnectionPolicy } from './policy.js';
@@ -365,7 +365,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
   closeChildSa(child: ChildSa): Promise<void> {
     if (child.state === 'deleted') return Promise.resolve();
     return new Promise((resolve) => {
-      child.state = 'deleting';
+      child.setState('deleting', this.log);
       this.queueExchange(child.ike, new DeleteChildInitiator(this, child, resolve));
     });
   }
@@ -379,7 +379,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
         resolve();
         return;
       }
-      sa.state = 'deleting';
+      sa.setState('deleting', this.log);
       // A delete goes ahead of anything queued (RFC 7296 §2.25: nothing else matters once it is sent);
       // what was queued fails now instead of never settling.
       for (const dropped of sa.queue.splice(0)) dropped.abort?.(sa, 'IKE SA is being deleted');
@@ -686,7 +686,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
     this.releaseIkeSpi(created.localSpi);
     this.sas.set(spi64Hex(created.localSpi), created);
     this.trackPeer(created);
-    created.state = 'established';
+    created.setState('established', this.log);
     created.establishedAt = this.clock.now();
     this.log.info(
       { ike: created.id, from: old.id, clone, spiI: spi64Hex(created.spiI), spiR: spi64Hex(created.spiR) },
@@ -708,7 +708,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
       created.children.push(child);
     }
     old.children.length = 0;
-    old.state = 'deleting';
+    old.setState('deleting', this.log);
     this.emit('ike-rekeyed', old, created);
     // Queued work moves over (§2.8); after our own rekey we delete the old IKE SA (§2.18).
     this.collisions.moveQueuedWork(old, created);
@@ -785,7 +785,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
 
   /** The IKE SA has authenticated: it leaves the half-open set. */
   markEstablished(sa: IkeSa): void {
-    sa.state = 'established';
+    sa.setState('established', this.log);
     sa.establishedAt = this.clock.now();
     if (sa.initKey !== undefined && this.halfOpen.delete(sa.initKey)) {
       // RFC 7296 §2.1: a late copy of its IKE_SA_INIT must not start another SA.
@@ -818,7 +818,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
   /** Forget a Child SA locally (after a Delete exchange, or with its IKE SA). */
   removeChild(child: ChildSa, reason: string): void {
     if (child.state === 'deleted') return;
-    child.state = 'deleted';
+    child.setState('deleted', this.log);
     const list = child.ike.children;
     const i = list.indexOf(child);
     if (i >= 0) list.splice(i, 1);
@@ -843,7 +843,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
     this.rememberDeleted(sa);
     this.untrackPeer(sa);
     this.releaseVirtualIp(sa);
-    sa.destroy();
+    sa.destroy(this.log);
     pending?.exchange.abort?.(sa, reason);
     for (const q of queued) q.abort?.(sa, reason);
     if (wasEstablished) {

@@ -9,8 +9,8 @@ import { EncrId, IntegId } from '../wire/constants.js';
 import type { EncrInfo, IntegInfo } from '../crypto/algorithms.js';
 import { encrInfo, integInfo } from '../crypto/algorithms.js';
 import type { IkeKeys } from '../crypto/keys.js';
-import type { ChildSa } from './child-sa.js';
-import { spiHex } from './child-sa.js';
+import type { ChildSa } from './ike-sa.js';
+import { spiHex } from './ike-sa.js';
 import type { IkeSa } from './ike-sa.js';
 import { spi64Hex } from './ike-sa.js';
 

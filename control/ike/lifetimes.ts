@@ -19,8 +19,8 @@
 // Owner: the engine's thread. IKE SA timers live in sa.timers and Child SA
 // timers here; both are cancelled when the SA dies, so nothing is left armed.
 import { NotifyType } from '../wire/constants.js';
-import type { ChildSa } from './child-sa.js';
-import { spiHex } from './child-sa.js';
+import type { ChildSa } from './ike-sa.js';
+import { spiHex } from './ike-sa.js';
 import type { TimerHandle } from './clock.js';
 import type { IkeEngine } from './engine.js';
 import type { IkeSa } from './ike-sa.js';

@@ -15,10 +15,10 @@
 // sa.timers (cancelled when it dies); restart timers are stopped by stop().
 import { ExchangeType } from '../wire/constants.js';
 import type { Payload } from '../wire/payloads.js';
-import type { ChildSa } from './child-sa.js';
+import type { ChildSa } from './ike-sa.js';
 import type { TimerHandle } from './clock.js';
 import type { IkeEngine } from './engine.js';
-import type { InitiatorExchange } from './exchange.js';
+import type { InitiatorExchange } from './ike-sa.js';
 import type { IkeSa } from './ike-sa.js';
 import type { Endpoint } from './transport.js';
 

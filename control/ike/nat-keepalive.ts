@@ -12,7 +12,7 @@
 //
 // Owner: the engine's thread. Each tracked IKE SA has one timer in sa.timers,
 // cancelled when it dies; a pair is forgotten with its last IKE SA.
-import type { ChildSa } from './child-sa.js';
+import type { ChildSa } from './ike-sa.js';
 import type { TimerHandle } from './clock.js';
 import type { IkeEngine } from './engine.js';
 import type { IkeSa } from './ike-sa.js';

@@ -16,7 +16,7 @@ import type { Payload } from '../../wire/payloads.js';
 import { bytesToIp } from '../../wire/ip.js';
 import { formatIdentity, identitiesEqual, identityMatches } from '../../identity.js';
 import type { IkeEngine } from '../engine.js';
-import type { InitiatorExchange, ResponderResult } from '../exchange.js';
+import type { InitiatorExchange, ResponderResult } from '../ike-sa.js';
 import type { IkeSa } from '../ike-sa.js';
 import type { ConnectionPolicy } from '../policy.js';
 import { authRefusal, buildAuth, verifyAuth } from '../authentication.js';
@@ -70,7 +70,7 @@ export class IkeAuthInitiator implements InitiatorExchange {
   constructor(private readonly engine: IkeEngine) {}
 
   build(sa: IkeSa): Payload[] {
-    sa.state = 'authenticating';
+    sa.setState('authenticating', this.engine.log);
     const policy = sa.policy;
     sa.localId = policy.localId;
     const idi = idPayload(PayloadType.IDi, policy.localId);

@@ -21,7 +21,7 @@ import { deriveIkeKeys, isValidNonceLength } from '../../crypto/keys.js';
 import { makeCookie, verifyCookie } from '../../crypto/cookie.js';
 import { decodeSignatureHashes, encodeSignatureHashes, SUPPORTED_SIGNATURE_HASHES } from '../../crypto/auth.js';
 import type { IkeEngine } from '../engine.js';
-import type { InitiatorExchange } from '../exchange.js';
+import type { InitiatorExchange } from '../ike-sa.js';
 import { IkeSa, spi64Hex } from '../ike-sa.js';
 import type { ConnectionPolicy } from '../policy.js';
 import { acceptChosenProposal, buildProposals, chosenProposal, preferredKeGroup, selectProposal } from '../proposals.js';

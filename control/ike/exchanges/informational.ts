@@ -6,9 +6,9 @@
 //                           <--  HDR, SK {[N,] [D,] [CP,] ...}
 import { ExchangeType, PayloadType, ProtocolId } from '../../wire/constants.js';
 import type { DeletePayload, Payload } from '../../wire/payloads.js';
-import type { ChildSa } from '../child-sa.js';
+import type { ChildSa } from '../ike-sa.js';
 import type { IkeEngine } from '../engine.js';
-import type { InitiatorExchange, ResponderResult } from '../exchange.js';
+import type { InitiatorExchange, ResponderResult } from '../ike-sa.js';
 import type { IkeSa } from '../ike-sa.js';
 import type { Datagram } from '../transport.js';
 import { respondMobility } from './mobike.js';

@@ -15,7 +15,7 @@ import type { Payload } from '../../wire/payloads.js';
 import { findNotify, findNotifies } from '../../wire/payloads.js';
 import { bytesToIp, ipToBytes } from '../../wire/ip.js';
 import type { IkeEngine } from '../engine.js';
-import type { InitiatorExchange } from '../exchange.js';
+import type { InitiatorExchange } from '../ike-sa.js';
 import type { IkeSa } from '../ike-sa.js';
 import { detectNat, natDetectionPayloads } from '../nat-detection.js';
 import { notify } from '../payload-builders.js';

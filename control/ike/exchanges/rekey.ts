@@ -18,9 +18,9 @@ import { findNotify, findPayload } from '../../wire/payloads.js';
 import { createKeyExchange, keyExchangeLength } from '../../crypto/keyexchange.js';
 import type { KeyExchange } from '../../crypto/keyexchange.js';
 import { deriveRekeyedIkeKeys, isValidNonceLength } from '../../crypto/keys.js';
-import type { ChildSa } from '../child-sa.js';
+import type { ChildSa } from '../ike-sa.js';
 import type { IkeEngine } from '../engine.js';
-import type { InitiatorExchange, ResponderResult } from '../exchange.js';
+import type { InitiatorExchange, ResponderResult } from '../ike-sa.js';
 import { IkeSa } from '../ike-sa.js';
 import { installIkeKeys } from '../ike-keys.js';
 import type { NegotiatedSuite } from '../proposals.js';
@@ -212,7 +212,7 @@ export class ChildRekeyInitiator implements InitiatorExchange {
     const policy = sa.policy.children.find((c) => c.name === this.old.name);
     if (!policy) throw new Error(`Child SA ${this.old.name} no longer has a policy`);
     if (this.old.state !== 'installed') throw new Error(`Child SA ${this.old.id} is ${this.old.state}`);
-    this.old.state = 'rekeying';
+    this.old.setState('rekeying', this.engine.log);
     const group = this.cb.pfs ? childPfsGroup(policy) : undefined;
     this.nonceI = this.engine.random(NONCE_LENGTH);
     this.offer = offerChild(this.engine, sa, policy, group);
@@ -231,7 +231,7 @@ export class ChildRekeyInitiator implements InitiatorExchange {
 
   process(sa: IkeSa, payloads: Payload[]): void {
     const fail = (reason: string, notifyType?: number) => {
-      if (this.old.state === 'rekeying') this.old.state = 'installed';
+      if (this.old.state === 'rekeying') this.old.setState('installed', this.engine.log);
       if (this.offer) dropOffer(this.engine, this.offer);
       this.keyExchange?.destroy();
       this.cb.reject(Object.assign(new Error(reason), notifyType !== undefined ? { notify: notifyType } : {}));
@@ -269,7 +269,7 @@ export class ChildRekeyInitiator implements InitiatorExchange {
   }
 
   abort(_sa: IkeSa, reason: string): void {
-    if (this.old.state === 'rekeying') this.old.state = 'installed';
+    if (this.old.state === 'rekeying') this.old.setState('installed', this.engine.log);
     if (this.offer) dropOffer(this.engine, this.offer);
     this.keyExchange?.destroy();
     this.cb.reject(new Error(reason));

@@ -11,7 +11,7 @@ import { spiHex } from './ike/ike-sa.js';
 import { suiteTransforms } from './ike/proposals.js';
 import { formatSelector } from './ike/traffic-selectors.js';
 import type { UdpTransport, UdpTransportStats } from './net/udp-transport.js';
-import type { CloneOrchestrator } from './ike/clone-policy.js';
+import type { CloneOrchestrator } from './ike/clone-family.js';
 import type { DataPlaneStatus } from '../dataplane/dataplane.js';
 
 export interface ChildSaStatus {

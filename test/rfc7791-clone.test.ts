@@ -8,7 +8,7 @@ import type { MessageTrace } from '../control/ike/engine.js';
 import type { IkeEngine } from '../control/ike/engine.js';
 import type { IkeSa } from '../control/ike/ike-sa.js';
 import { spi64Hex } from '../control/ike/ike-sa.js';
-import { CloneOrchestrator } from '../control/ike/clone-policy.js';
+import { CloneOrchestrator } from '../control/ike/clone-family.js';
 import { notify } from '../control/ike/payload-builders.js';
 import type { InitiatorExchange } from '../control/ike/ike-sa.js';
 import { MemoryWire, pskPair } from './support/peers.js';

@@ -28,18 +28,19 @@ import type { Payload } from '../wire/payloads.js';
 import { findPayload } from '../wire/payloads.js';
 import type { ChildSa } from './ike-sa.js';
 import { spiHex } from './ike-sa.js';
-import type { IkeEngine } from './engine.js';
+import type { ExchangeNonces, IkeContext, RekeyCollisionHooks } from './context.js';
 import type { InitiatorExchange, ResponderResult } from './ike-sa.js';
 import type { IkeSa } from './ike-sa.js';
 import { spi64Hex } from './ike-sa.js';
 import type { TimerHandle } from './clock.js';
 import { ChildCreateInitiator } from './exchanges/child-create.js';
-import { ChildRekeyInitiator, IkeRekeyInitiator } from './exchanges/rekey.js';
-import { DeleteChildInitiator, DeleteSpisInitiator } from './exchanges/informational.js';
-import { hasNotify, notify } from './payload-builders.js';
+import { ChildRekeyInitiator } from './exchanges/child-rekey.js';
+import { IkeRekeyInitiator } from './exchanges/ike-rekey.js';
+import { DeleteChildInitiator, DeleteSpisInitiator } from './exchanges/delete.js';
+import type { RequestKind } from './requests.js';
+import { notify } from './payload-builders.js';
 
-/** The two nonces of one CREATE_CHILD_SA exchange: [Ni, Nr]. */
-export type ExchangeNonces = readonly [Uint8Array, Uint8Array];
+export type { ExchangeNonces } from './context.js';
 
 /**
  * Octet-by-octet comparison (RFC 7296 §2.8.1): negative when `a` is lower. A
@@ -101,7 +102,7 @@ class RedundantIkeDelete implements InitiatorExchange {
   readonly name = 'INFORMATIONAL (delete redundant IKE SA)';
   readonly exchangeType = ExchangeType.INFORMATIONAL;
 
-  constructor(private readonly engine: IkeEngine) {}
+  constructor(private readonly engine: IkeContext) {}
 
   build(): Payload[] {
     return [{ type: PayloadType.DELETE, protocol: ProtocolId.IKE, spiSize: 0, spis: [] }];
@@ -112,7 +113,7 @@ class RedundantIkeDelete implements InitiatorExchange {
   }
 }
 
-export class RekeyCollisions {
+export class RekeyCollisions implements RekeyCollisionHooks {
   private readonly childCollisions = new WeakMap<ChildSa, Collision<ChildSa>>();
   private readonly ikeCollisions = new WeakMap<IkeSa, Collision<IkeSa>>();
   /** Child SAs the peer is expected to close; ours to close if it does not. */
@@ -125,7 +126,7 @@ export class RekeyCollisions {
   /** IKE SAs that inherited from a rekey: a grace timer never deletes those. */
   private readonly adopted = new WeakSet<IkeSa>();
 
-  constructor(private readonly engine: IkeEngine) {
+  constructor(private readonly engine: IkeContext) {
     engine.on('ike-rekeyed', (_old, successor) => {
       this.adopted.add(successor);
       const t = this.ikeGrace.get(successor);
@@ -159,13 +160,11 @@ export class RekeyCollisions {
    * with a task of ours in flight and cannot be served now gets
    * TEMPORARY_FAILURE. Returns undefined when the request goes ahead.
    */
-  guard(sa: IkeSa, exchangeType: number, payloads: Payload[]): ResponderResult | undefined {
-    if (exchangeType !== ExchangeType.CREATE_CHILD_SA || sa.state !== 'established' || !sa.outstanding) return undefined;
-    const saPayload = findPayload(payloads, PayloadType.SA);
-    if (!saPayload) return undefined;
-    const ikeProposal = saPayload.proposals.some((p) => p.protocol === ProtocolId.IKE);
-    const clone = ikeProposal && hasNotify(payloads, NotifyType.CLONE_IKE_SA) && sa.peerClone;
-    if (ikeProposal && !clone && childTaskInFlight(sa)) {
+  guard(sa: IkeSa, kind: RequestKind, payloads: Payload[]): ResponderResult | undefined {
+    if (kind === 'ike-auth' || kind === 'ike-delete' || kind === 'informational' || sa.state !== 'established' || !sa.outstanding) return undefined;
+    if (!findPayload(payloads, PayloadType.SA)) return undefined;
+    const ikeProposal = kind === 'ike-rekey' || kind === 'ike-clone';
+    if (kind === 'ike-rekey' && childTaskInFlight(sa)) {
       this.engine.log.info({ ike: sa.id }, 'IKE SA rekey request while a Child SA task is in flight: TEMPORARY_FAILURE (RFC 7296 §2.25.1)');
       return { payloads: [notify(NotifyType.TEMPORARY_FAILURE)] };
     }

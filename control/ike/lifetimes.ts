@@ -22,9 +22,10 @@ import { NotifyType } from '../wire/constants.js';
 import type { ChildSa } from './ike-sa.js';
 import { spiHex } from './ike-sa.js';
 import type { TimerHandle } from './clock.js';
-import type { IkeEngine } from './engine.js';
+import type { ChildLimitCause, IkeContext } from './context.js';
 import type { IkeSa } from './ike-sa.js';
-import { DeleteSpisInitiator } from './exchanges/informational.js';
+import { DeleteSpisInitiator } from './exchanges/delete.js';
+import { DEFAULT_LIFETIME_OPTIONS, type LifetimeOptions } from './defaults.js';
 
 /** Cumulative counters of one Child SA, as the data plane reports them. */
 export interface ChildUsage {
@@ -44,14 +45,7 @@ export interface ChildUsage {
 /** What reportChildUsage did. */
 export type UsageVerdict = 'ok' | 'rekey' | 'expired' | 'unknown-spi';
 
-export type ChildLimitCause = 'time' | 'bytes' | 'packets' | 'sequence';
-
-export interface LifetimeOptions {
-  /** Wait before retrying a rekey refused with TEMPORARY_FAILURE: uniformly in [d, 2d]. */
-  rekeyRetryDelay: number;
-}
-
-export const DEFAULT_LIFETIME_OPTIONS: LifetimeOptions = { rekeyRetryDelay: 10_000 };
+export type { ChildLimitCause } from './context.js';
 
 interface ChildTimers {
   soft?: TimerHandle;
@@ -91,7 +85,7 @@ export class LifetimeManager {
   private readonly reauthRetries = new Map<number, TimerHandle>();
 
   constructor(
-    private readonly engine: IkeEngine,
+    private readonly engine: IkeContext,
     opts: Partial<LifetimeOptions> = {},
   ) {
     this.opts = { ...DEFAULT_LIFETIME_OPTIONS, ...opts };
@@ -427,7 +421,7 @@ export class LifetimeManager {
     if (!wasDeleting && (ike.state === 'established' || ike.state === 'deleting')) this.engine.queueExchange(ike, new DeleteSpisInitiator([child.spiIn]));
   }
 
-  /** See IkeEngine.reportChildUsage. */
+  /** See IkeContext.reportChildUsage. */
   reportUsage(spiIn: number, usage: ChildUsage): UsageVerdict {
     if (!Number.isInteger(spiIn) || spiIn < 0 || spiIn > 0xffff_ffff) throw new TypeError('reportChildUsage: spiIn must be a 32-bit unsigned integer');
     if (usage === null || typeof usage !== 'object' || !nonNegative(usage.bytes) || !nonNegative(usage.packets)) {
@@ -454,7 +448,7 @@ export class LifetimeManager {
     return 'ok';
   }
 
-  /** See IkeEngine.childRekeyNeeded. */
+  /** See IkeContext.childRekeyNeeded. */
   sequenceExhausted(spiIn: number): boolean {
     if (!Number.isInteger(spiIn) || spiIn < 0 || spiIn > 0xffff_ffff) throw new TypeError('childRekeyNeeded: spiIn must be a 32-bit unsigned integer');
     const child = this.engine.childrenBySpi.get(spiIn);

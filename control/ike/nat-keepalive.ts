@@ -14,14 +14,13 @@
 // cancelled when it dies; a pair is forgotten with its last IKE SA.
 import type { ChildSa } from './ike-sa.js';
 import type { TimerHandle } from './clock.js';
-import type { IkeEngine } from './engine.js';
+import type { IkeContext } from './context.js';
 import type { IkeSa } from './ike-sa.js';
 import type { Endpoint } from './transport.js';
+import { DEFAULT_NAT_KEEPALIVE } from './defaults.js';
 
 /** Sends the 1-octet 0xFF NAT-keepalive datagram from `local` to `remote` (the NAT-T socket). */
 export type SendKeepalive = (local: Endpoint, remote: Endpoint) => void;
-
-export const DEFAULT_NAT_KEEPALIVE = 20_000;
 
 /** The NAT-keepalive payload (RFC 3948 §2.3). */
 export const NAT_KEEPALIVE_PAYLOAD: Readonly<Uint8Array> = new Uint8Array([0xff]);
@@ -44,7 +43,7 @@ export class NatKeepalive {
   sent = 0;
 
   constructor(
-    private readonly engine: IkeEngine,
+    private readonly engine: IkeContext,
     private readonly send: SendKeepalive | undefined,
   ) {
     engine.on('ike-up', (sa) => this.track(sa));

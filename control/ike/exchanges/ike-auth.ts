@@ -15,7 +15,7 @@ import { CfgAttr, CfgType, ExchangeType, NotifyType, PayloadType, notifyName } f
 import type { Payload } from '../../wire/payloads.js';
 import { bytesToIp } from '../../wire/ip.js';
 import { formatIdentity, identitiesEqual, identityMatches } from '../../identity.js';
-import type { IkeEngine } from '../engine.js';
+import type { IkeContext } from '../context.js';
 import type { InitiatorExchange, ResponderResult } from '../ike-sa.js';
 import type { IkeSa } from '../ike-sa.js';
 import type { ConnectionPolicy } from '../policy.js';
@@ -53,7 +53,7 @@ function supportNotifies(policy: ConnectionPolicy, peer?: { mobike: boolean; clo
  * RFC 4555 §3.4 and §3.9: with MOBIKE, our other addresses, and (initiator,
  * without NAT traversal) NO_NATS_ALLOWED protecting the addresses in use.
  */
-function mobikeAddressNotifies(engine: IkeEngine, sa: IkeSa, initiator: boolean): Payload[] {
+function mobikeAddressNotifies(engine: IkeContext, sa: IkeSa, initiator: boolean): Payload[] {
   if (!sa.policy.mobike) return [];
   const out = additionalAddressNotifies(engine.localAddresses(), sa.local.address).filter((p) => p.type === PayloadType.NOTIFY && p.notifyType !== NotifyType.NO_ADDITIONAL_ADDRESSES);
   if (initiator && !natTraversal(sa)) out.push(notify(NotifyType.NO_NATS_ALLOWED, noNatsAllowedData(sa.local, sa.remote)));
@@ -67,7 +67,7 @@ export class IkeAuthInitiator implements InitiatorExchange {
   readonly exchangeType = ExchangeType.IKE_AUTH;
   private offer: ChildOffer | undefined;
 
-  constructor(private readonly engine: IkeEngine) {}
+  constructor(private readonly engine: IkeContext) {}
 
   build(sa: IkeSa): Payload[] {
     sa.setState('authenticating', this.engine.log);
@@ -160,7 +160,7 @@ export class IkeAuthInitiator implements InitiatorExchange {
 // ------------------------------------------------------------------ responder
 
 /** The connection for an authenticated-to-be peer: path, identities and the IKE suite already chosen must fit. */
-function selectPolicy(engine: IkeEngine, sa: IkeSa, peerId: { idType: number; data: Uint8Array }, wantedLocal?: { idType: number; data: Uint8Array }): ConnectionPolicy | undefined {
+function selectPolicy(engine: IkeContext, sa: IkeSa, peerId: { idType: number; data: Uint8Array }, wantedLocal?: { idType: number; data: Uint8Array }): ConnectionPolicy | undefined {
   const suite = sa.suite!;
   const candidates = policiesForPath(engine, sa.local, sa.remote).filter(
     (p) => identityMatches(p.remoteId, peerId) && selectProposal([chosenProposal(suite, new Uint8Array(0))], p.ike) !== undefined,
@@ -172,7 +172,7 @@ function selectPolicy(engine: IkeEngine, sa: IkeSa, peerId: { idType: number; da
   return candidates[0];
 }
 
-export function respondIkeAuth(engine: IkeEngine, sa: IkeSa, payloads: Payload[]): ResponderResult {
+export function respondIkeAuth(engine: IkeContext, sa: IkeSa, payloads: Payload[]): ResponderResult {
   if (sa.state !== 'connecting' || sa.isInitiator) return { payloads: [notify(NotifyType.INVALID_SYNTAX)] };
   const idi = findPayload(payloads, PayloadType.IDi);
   const auth = findPayload(payloads, PayloadType.AUTH);

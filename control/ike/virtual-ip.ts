@@ -1,7 +1,7 @@
 // Virtual IP pools for responders (RFC 7296 §2.19): hand out one address per
 // peer identity from a CIDR, give the same peer the same address again, and
 // take it back when the peer's last IKE SA is gone.
-import { bytesToIp, cidrToRange } from '../wire/ip.js';
+import { bytesToIp, cidrToRange, ipToBytes } from '../wire/ip.js';
 
 function toNumber(b: Uint8Array): number {
   return ((b[0]! << 24) | (b[1]! << 16) | (b[2]! << 8) | b[3]!) >>> 0;
@@ -50,5 +50,26 @@ export class VirtualIpPool {
 
   get size(): number {
     return this.leases.size;
+  }
+}
+
+/** The pools of an engine by CIDR, and the leases of authenticated peers (RFC 7296 §2.19). */
+export class VirtualIpLeases {
+  private readonly pools = new Map<string, VirtualIpPool>();
+
+  /** A virtual IP for the (authenticated) peer `peer` from the CIDRs of its connection's pools. */
+  lease(cidrs: readonly string[], peer: string): { address: string; bytes: Uint8Array } | undefined {
+    for (const cidr of cidrs) {
+      let pool = this.pools.get(cidr);
+      if (!pool) this.pools.set(cidr, (pool = new VirtualIpPool(cidr)));
+      const address = pool.acquire(peer);
+      if (address) return { address, bytes: ipToBytes(address)! };
+    }
+    return undefined;
+  }
+
+  /** The peer's last IKE SA with its address is gone: the address goes back. */
+  release(peer: string): void {
+    for (const pool of this.pools.values()) pool.release(peer);
   }
 }

@@ -22,7 +22,7 @@
 // Owner: the main thread, next to the engine it drives.
 import { EventEmitter } from 'node:events';
 import { NotifyType } from '../wire/constants.js';
-import type { IkeEngine } from './engine.js';
+import type { IkeContext } from './context.js';
 import type { IkeSa } from './ike-sa.js';
 import type { TimerHandle } from './clock.js';
 import { peerAddressFor } from './exchanges/mobike.js';
@@ -73,7 +73,7 @@ export class CloneOrchestrator extends EventEmitter<CloneOrchestratorEvents> {
   private stopped = false;
 
   constructor(
-    private readonly engine: IkeEngine,
+    private readonly engine: IkeContext,
     private readonly backoff: CloneBackoff = DEFAULT_CLONE_BACKOFF,
   ) {
     super();

@@ -14,11 +14,43 @@ import type { CookieSecret } from '../crypto/cookie.js';
 import type { RandomSource } from '../crypto/random.js';
 import type { Logger } from '../log.js';
 import type { Clock } from './clock.js';
-import type { EngineLimits, MobilityOptions, RetransmitPolicy } from './defaults.js';
+import type { DeletionOptions, EngineLimits, LifetimeOptions, LivenessOptions, MobilityOptions, RetransmitPolicy } from './defaults.js';
 import type { ChildSa, IkeSa, InitiatorExchange, ResponderResult } from './ike-sa.js';
 import type { KeyLogSink } from './keylog.js';
 import type { ConnectionPolicy } from './policy.js';
-import type { Endpoint } from './transport.js';
+import type { Endpoint, SendFn, SendKeepalive } from './transport.js';
+
+/** How an IkeEngine is made: its policies, its way out, and what it may override of defaults.ts. */
+export interface IkeEngineOptions {
+  policies: ConnectionPolicy[];
+  send: SendFn;
+  /** Our IKE ports: messages float from `ike` to `nat` (RFC 7296 §2.23). */
+  ports?: { ike: number; nat: number };
+  clock?: Clock;
+  random?: RandomSource;
+  log?: Logger;
+  limits?: Partial<EngineLimits>;
+  retransmit?: Partial<RetransmitPolicy>;
+  /** Wireshark key log (off unless given). */
+  keyLog?: KeyLogSink;
+  /** Half-open responder SAs are forgotten after this many ms. */
+  halfOpenTimeout?: number;
+  /** Local address to use towards a peer when the policy names none. */
+  localAddressFor?: (remote: string) => string;
+  /** Sends a NAT keepalive (one octet 0xFF, RFC 3948 §2.3) on the NAT-T socket; without it none are sent. */
+  sendKeepalive?: SendKeepalive;
+  /** Lifecycle tunables (defaults.ts: lifetimes, liveness, deletion). */
+  lifecycle?: Partial<LifetimeOptions & LivenessOptions & DeletionOptions>;
+  /** Our usable local addresses right now (MOBIKE: address lists and path failover, RFC 4555 §3.4, §3.10). */
+  localAddresses?: () => string[];
+  /** MOBIKE responder policy (RFC 4555 §3.7): check return routability before moving Child SAs (default true). */
+  mobility?: Partial<MobilityOptions>;
+  /**
+   * Observer of every message's payloads (inner payloads for encrypted ones),
+   * after building and after authentication: debugging and protocol tests.
+   */
+  trace?: MessageTrace;
+}
 
 export type MessageTrace = (event: { direction: 'in' | 'out'; sa: IkeSa; exchangeType: number; response: boolean; messageId: number; payloads: readonly Payload[] }) => void;
 

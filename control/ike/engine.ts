@@ -15,82 +15,42 @@
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { ExchangeType, HeaderFlag, NotifyType, exchangeName } from '../wire/constants.js';
-import { decodeMessage } from '../wire/message.js';
-import type { IkeMessage } from '../wire/message.js';
+import { decodeMessage, type IkeMessage } from '../wire/message.js';
 import type { Payload } from '../wire/payloads.js';
 import { equalBytes } from '../crypto/bytes.js';
-import type { RandomSource } from '../crypto/random.js';
-import { systemRandom } from '../crypto/random.js';
 import { createCookieSecret } from '../crypto/cookie.js';
-import type { Logger } from '../log.js';
-import { silentLogger } from '../log.js';
-import type { Clock } from './clock.js';
-import { systemClock } from './clock.js';
-import type { DropReason, EngineEvents, EngineStats, IkeContext, MessageTrace } from './context.js';
+import { systemRandom, type RandomSource } from '../crypto/random.js';
+import { silentLogger, type Logger } from '../log.js';
+import { systemClock, type Clock } from './clock.js';
+import type { DropReason, EngineEvents, EngineStats, IkeContext, IkeEngineOptions, MessageTrace } from './context.js';
 import { DEFAULT_HALF_OPEN_TIMEOUT, DEFAULT_LIMITS, DEFAULT_MOBILITY, DEFAULT_PORTS, DEFAULT_RETRANSMIT } from './defaults.js';
-import type { DeletionOptions, EngineLimits, LifetimeOptions, LivenessOptions, MobilityOptions, RetransmitPolicy } from './defaults.js';
-import type { CachedResponse, ChildSa, InitiatorExchange, ResponderResult } from './ike-sa.js';
-import { IkeSa, spi64Hex } from './ike-sa.js';
+import type { EngineLimits, MobilityOptions, RetransmitPolicy } from './defaults.js';
+import { IkeSa, spi64Hex, type CachedResponse, type ChildSa, type InitiatorExchange, type ResponderResult } from './ike-sa.js';
+import type { KeyLogSink } from './keylog.js';
 import type { ConnectionPolicy } from './policy.js';
 import { openMessage, sealMessage } from './protect.js';
-import type { Datagram, Endpoint, SendFn } from './transport.js';
-import type { KeyLogSink } from './keylog.js';
+import { classifyRequest, type RequestKind } from './requests.js';
 import { SaTable } from './sa-table.js';
-import { classifyRequest } from './requests.js';
-import type { RequestKind } from './requests.js';
-import { IkeSaInitInitiator, rejectInitRequest, respondIkeSaInit } from './exchanges/ike-init.js';
-import { IkeAuthInitiator, respondIkeAuth } from './exchanges/ike-auth.js';
-import { ChildCreateInitiator, respondCreateChildSa } from './exchanges/child-create.js';
-import { ChildRekeyInitiator, respondChildRekey } from './exchanges/child-rekey.js';
-import { IkeRekeyInitiator, respondIkeRekey } from './exchanges/ike-rekey.js';
-import { IkeCloneInitiator, respondIkeClone } from './exchanges/ike-clone.js';
-import { DeleteChildInitiator, DeleteIkeInitiator, DeleteSpisInitiator, respondIkeDelete, respondInformational } from './exchanges/delete.js';
-import { LivenessInitiator } from './exchanges/liveness.js';
-import { failover, localAddressesChanged, moveIkeSa, relocate } from './exchanges/mobike.js';
+import type { Datagram, Endpoint, SendFn } from './transport.js';
 import { notify } from './payload-builders.js';
+import { IkeSaInitInitiator, rejectInitRequest, respondIkeSaInit } from './exchanges/ike-init.js';
+import { IkeAuthInitiator, respondIkeAuth, startRemainingChildren, waitEstablished } from './exchanges/ike-auth.js';
+import { createChildSa, respondCreateChildSa } from './exchanges/child-create.js';
+import { rekeyChildSa, respondChildRekey } from './exchanges/child-rekey.js';
+import { rekeyIkeSa, respondIkeRekey } from './exchanges/ike-rekey.js';
+import { cloneIkeSa, respondIkeClone } from './exchanges/ike-clone.js';
+import { DeleteIkeInitiator, DeleteSpisInitiator, closeChildSa, closeIkeSa, respondIkeDelete, respondInformational } from './exchanges/delete.js';
+import { checkLiveness } from './exchanges/liveness.js';
+import { failover, localAddressesChanged, moveIkeSa, relocate } from './exchanges/mobike.js';
 import { RekeyCollisions } from './collisions.js';
-import { LifetimeManager } from './lifetimes.js';
-import type { ChildUsage, UsageVerdict } from './lifetimes.js';
+import { DeletionAudit, type InvalidSpiVerdict } from './deletion.js';
+import { LifetimeManager, type ChildUsage, type UsageVerdict } from './lifetimes.js';
 import { LivenessMonitor } from './liveness.js';
 import { NatKeepalive } from './nat-keepalive.js';
-import type { SendKeepalive } from './nat-keepalive.js';
-import { DeletionAudit } from './deletion.js';
-import type { InvalidSpiVerdict } from './deletion.js';
 
 export type { EngineLimits, MobilityOptions, RetransmitPolicy } from './defaults.js';
 export { DEFAULT_LIMITS, DEFAULT_RETRANSMIT } from './defaults.js';
-export type { DropReason, EngineEvents, EngineStats, MessageTrace } from './context.js';
-
-export interface IkeEngineOptions {
-  policies: ConnectionPolicy[];
-  send: SendFn;
-  /** Our IKE ports: messages float from `ike` to `nat` (RFC 7296 §2.23). */
-  ports?: { ike: number; nat: number };
-  clock?: Clock;
-  random?: RandomSource;
-  log?: Logger;
-  limits?: Partial<EngineLimits>;
-  retransmit?: Partial<RetransmitPolicy>;
-  /** Wireshark key log (off unless given). */
-  keyLog?: KeyLogSink;
-  /** Half-open responder SAs are forgotten after this many ms. */
-  halfOpenTimeout?: number;
-  /** Local address to use towards a peer when the policy names none. */
-  localAddressFor?: (remote: string) => string;
-  /** Sends a NAT keepalive (one octet 0xFF, RFC 3948 §2.3) on the NAT-T socket; without it none are sent. */
-  sendKeepalive?: SendKeepalive;
-  /** Lifecycle tunables (control/ike/defaults.ts: lifetimes, liveness, deletion). */
-  lifecycle?: Partial<LifetimeOptions & LivenessOptions & DeletionOptions>;
-  /** Our usable local addresses right now (MOBIKE: address lists and path failover, RFC 4555 §3.4, §3.10). */
-  localAddresses?: () => string[];
-  /** MOBIKE responder policy (RFC 4555 §3.7): check return routability before moving Child SAs (default true). */
-  mobility?: Partial<MobilityOptions>;
-  /**
-   * Observer of every message's payloads (inner payloads for encrypted ones),
-   * after building and after authentication: debugging and protocol tests.
-   */
-  trace?: MessageTrace;
-}
+export type { DropReason, EngineEvents, EngineStats, IkeEngineOptions, MessageTrace } from './context.js';
 
 /** Digest of a request whose response is cached (RFC 7296 §2.1: retransmissions are byte-identical). */
 function requestDigest(bytes: Uint8Array): Uint8Array {
@@ -197,7 +157,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
     return this.localAddressList();
   }
 
-  // ------------------------------------------------------------ initiating
+  // ------------------------------------ initiating: each exchange's module starts it
 
   /**
    * Establish an IKE SA (and the connection's Child SAs) for policy `name`.
@@ -219,28 +179,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
   }
 
   /** Resolves when `sa` reaches 'established', rejects when it dies first. */
-  waitEstablished(sa: IkeSa): Promise<IkeSa> {
-    return new Promise((resolve, reject) => {
-      const cleanup = () => {
-        this.off('ike-up', onUp);
-        this.off('ike-failed', onFail);
-        this.off('ike-down', onFail);
-      };
-      const onUp = (s: IkeSa) => {
-        if (s !== sa) return;
-        cleanup();
-        resolve(sa);
-      };
-      const onFail = (s: IkeSa, reason: string) => {
-        if (s !== sa) return;
-        cleanup();
-        reject(new Error(reason));
-      };
-      this.on('ike-up', onUp);
-      this.on('ike-failed', onFail);
-      this.on('ike-down', onFail);
-    });
-  }
+  waitEstablished(sa: IkeSa): Promise<IkeSa> { return waitEstablished(this, sa); }
 
   /** After IKE_SA_INIT: IKE_AUTH goes first, ahead of anything queued meanwhile. */
   startIkeAuth(sa: IkeSa): void {
@@ -248,22 +187,10 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
   }
 
   /** Children beyond the first are created with CREATE_CHILD_SA once the IKE SA is up. */
-  startRemainingChildren(sa: IkeSa): void {
-    for (const child of sa.policy.children.slice(1)) {
-      this.createChildSa(sa, child.name).catch((err: Error) => {
-        this.log.warn({ ike: sa.id, child: child.name, reason: err.message }, 'could not create Child SA');
-      });
-    }
-  }
+  startRemainingChildren(sa: IkeSa): void { startRemainingChildren(this, sa); }
 
   /** Create an additional Child SA on an established IKE SA (CREATE_CHILD_SA, RFC 7296 §1.3.1). */
-  createChildSa(sa: IkeSa, childName: string, opts: { pfs?: boolean } = {}): Promise<ChildSa> {
-    const child = sa.policy.children.find((c) => c.name === childName);
-    if (!child) return Promise.reject(new Error(`connection "${sa.name}" has no child "${childName}"`));
-    return new Promise((resolve, reject) => {
-      this.queueExchange(sa, new ChildCreateInitiator(this, child, { pfs: opts.pfs ?? true, resolve, reject }));
-    });
-  }
+  createChildSa(sa: IkeSa, childName: string, opts: { pfs?: boolean } = {}): Promise<ChildSa> { return createChildSa(this, sa, childName, opts); }
 
   /** Tell the peer to drop a Child SA we will not use (RFC 7296 §2.21.2). */
   deleteUnusableChild(sa: IkeSa, spiIn: number): void {
@@ -271,60 +198,25 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
   }
 
   /** Rekey a Child SA (RFC 7296 §1.3.3); the old one is deleted once the new one is up. */
-  rekeyChildSa(child: ChildSa, opts: { pfs?: boolean } = {}): Promise<ChildSa> {
-    return new Promise((resolve, reject) => this.queueExchange(child.ike, new ChildRekeyInitiator(this, child, { pfs: opts.pfs ?? true, resolve, reject })));
-  }
+  rekeyChildSa(child: ChildSa, opts: { pfs?: boolean } = {}): Promise<ChildSa> { return rekeyChildSa(this, child, opts); }
 
   /** Rekey an IKE SA with CREATE_CHILD_SA (RFC 7296 §1.3.2); resolves with the successor. */
-  rekeyIkeSa(sa: IkeSa): Promise<IkeSa> {
-    return new Promise((resolve, reject) => this.queueExchange(sa, new IkeRekeyInitiator(this, { resolve, reject })));
-  }
+  rekeyIkeSa(sa: IkeSa): Promise<IkeSa> { return rekeyIkeSa(this, sa); }
 
-  /**
-   * Clone an IKE SA (RFC 7791 §5.2): a new, independent IKE SA with the same
-   * peer and no Child SAs. Rejects with `err.notify` set to NO_ADDITIONAL_SAS
-   * or TEMPORARY_FAILURE when the peer refuses (§5.3).
-   */
-  cloneIkeSa(sa: IkeSa): Promise<IkeSa> {
-    if (!sa.peerClone) return Promise.reject(new Error(`IKE SA ${sa.id}: the peer did not negotiate cloning (RFC 7791 §5.1)`));
-    return new Promise((resolve, reject) => this.queueExchange(sa, new IkeCloneInitiator(this, { resolve, reject })));
-  }
+  /** Clone an IKE SA (RFC 7791 §5.2); rejects with `err.notify` NO_ADDITIONAL_SAS or TEMPORARY_FAILURE when refused (§5.3). */
+  cloneIkeSa(sa: IkeSa): Promise<IkeSa> { return cloneIkeSa(this, sa); }
 
   /** Delete a Child SA with an INFORMATIONAL exchange (RFC 7296 §1.4.1). */
-  closeChildSa(child: ChildSa): Promise<void> {
-    if (child.state === 'deleted') return Promise.resolve();
-    return new Promise((resolve) => {
-      child.setState('deleting', this.log);
-      this.queueExchange(child.ike, new DeleteChildInitiator(this, child, resolve));
-    });
-  }
+  closeChildSa(child: ChildSa): Promise<void> { return closeChildSa(this, child); }
 
   /** Delete an IKE SA and its Child SAs with an INFORMATIONAL exchange (RFC 7296 §1.4.1). */
-  closeIkeSa(sa: IkeSa): Promise<void> {
-    if (sa.state === 'dead') return Promise.resolve();
-    return new Promise((resolve) => {
-      if (sa.state !== 'established') {
-        this.deleteIkeSa(sa, 'closed before established');
-        resolve();
-        return;
-      }
-      sa.setState('deleting', this.log);
-      // A delete goes ahead of anything queued (RFC 7296 §2.25: nothing else matters once it is sent);
-      // what was queued fails now instead of never settling.
-      for (const dropped of sa.queue.splice(0)) dropped.abort?.(sa, 'IKE SA is being deleted');
-      this.queueExchange(sa, new DeleteIkeInitiator(this, resolve));
-    });
-  }
+  closeIkeSa(sa: IkeSa): Promise<void> { return closeIkeSa(this, sa); }
 
   /** Liveness check: an empty INFORMATIONAL request (RFC 7296 §1.4, §2.4). Resolves true if answered. */
-  checkLiveness(sa: IkeSa): Promise<boolean> {
-    return new Promise((resolve) => this.queueExchange(sa, new LivenessInitiator(resolve)));
-  }
+  checkLiveness(sa: IkeSa): Promise<boolean> { return checkLiveness(this, sa); }
 
   /** MOBIKE (RFC 4555 §3.5): move an IKE SA we originally initiated to other addresses; see exchanges/mobike.ts. */
-  moveIkeSa(sa: IkeSa, to: { local: string; remote?: string }): Promise<IkeSa> {
-    return moveIkeSa(this, sa, to);
-  }
+  moveIkeSa(sa: IkeSa, to: { local: string; remote?: string }): Promise<IkeSa> { return moveIkeSa(this, sa, to); }
 
   /** Our addresses changed (RFC 4555 §3.5, §3.6): move, return home, announce; see exchanges/mobike.ts. */
   localAddressesChanged(): void {

@@ -16,11 +16,10 @@ import type { ChildSa } from './ike-sa.js';
 import type { TimerHandle } from './clock.js';
 import type { IkeContext } from './context.js';
 import type { IkeSa } from './ike-sa.js';
-import type { Endpoint } from './transport.js';
+import type { Endpoint, SendKeepalive } from './transport.js';
 import { DEFAULT_NAT_KEEPALIVE } from './defaults.js';
 
-/** Sends the 1-octet 0xFF NAT-keepalive datagram from `local` to `remote` (the NAT-T socket). */
-export type SendKeepalive = (local: Endpoint, remote: Endpoint) => void;
+export type { SendKeepalive } from './transport.js';
 
 /** The NAT-keepalive payload (RFC 3948 §2.3). */
 export const NAT_KEEPALIVE_PAYLOAD: Readonly<Uint8Array> = new Uint8Array([0xff]);

@@ -35,6 +35,15 @@ export interface ChildCreateCallbacks {
 
 // ------------------------------------------------------------------ initiator
 
+/** Create an additional Child SA on an established IKE SA (CREATE_CHILD_SA, RFC 7296 §1.3.1). */
+export function createChildSa(engine: IkeContext, sa: IkeSa, childName: string, opts: { pfs?: boolean } = {}): Promise<ChildSa> {
+  const child = sa.policy.children.find((c) => c.name === childName);
+  if (!child) return Promise.reject(new Error(`connection "${sa.name}" has no child "${childName}"`));
+  return new Promise((resolve, reject) => {
+    engine.queueExchange(sa, new ChildCreateInitiator(engine, child, { pfs: opts.pfs ?? true, resolve, reject }));
+  });
+}
+
 export class ChildCreateInitiator implements InitiatorExchange {
   readonly name = 'CREATE_CHILD_SA';
   readonly exchangeType = ExchangeType.CREATE_CHILD_SA;

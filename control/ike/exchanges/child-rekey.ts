@@ -25,6 +25,11 @@ function copy(b: Uint8Array): Uint8Array {
 
 // ------------------------------------------------------------------ initiator
 
+/** Rekey a Child SA (RFC 7296 §1.3.3); the old one is deleted once the new one is up. */
+export function rekeyChildSa(engine: IkeContext, child: ChildSa, opts: { pfs?: boolean } = {}): Promise<ChildSa> {
+  return new Promise((resolve, reject) => engine.queueExchange(child.ike, new ChildRekeyInitiator(engine, child, { pfs: opts.pfs ?? true, resolve, reject })));
+}
+
 export class ChildRekeyInitiator implements InitiatorExchange {
   readonly name = 'CREATE_CHILD_SA (rekey Child SA)';
   readonly exchangeType = ExchangeType.CREATE_CHILD_SA;

@@ -23,6 +23,32 @@ import type { Datagram } from '../transport.js';
 import { respondMobility } from './mobike.js';
 import { notify, spiBytes, spiNumber } from '../payload-builders.js';
 
+/** Delete an IKE SA and its Child SAs with an INFORMATIONAL exchange (RFC 7296 §1.4.1). */
+export function closeIkeSa(engine: IkeContext, sa: IkeSa): Promise<void> {
+  if (sa.state === 'dead') return Promise.resolve();
+  return new Promise((resolve) => {
+    if (sa.state !== 'established') {
+      engine.deleteIkeSa(sa, 'closed before established');
+      resolve();
+      return;
+    }
+    sa.setState('deleting', engine.log);
+    // A delete goes ahead of anything queued (RFC 7296 §2.25: nothing else matters once it is sent);
+    // what was queued fails now instead of never settling.
+    for (const dropped of sa.queue.splice(0)) dropped.abort?.(sa, 'IKE SA is being deleted');
+    engine.queueExchange(sa, new DeleteIkeInitiator(engine, resolve));
+  });
+}
+
+/** Delete a Child SA with an INFORMATIONAL exchange (RFC 7296 §1.4.1). */
+export function closeChildSa(engine: IkeContext, child: ChildSa): Promise<void> {
+  if (child.state === 'deleted') return Promise.resolve();
+  return new Promise((resolve) => {
+    child.setState('deleting', engine.log);
+    engine.queueExchange(child.ike, new DeleteChildInitiator(engine, child, resolve));
+  });
+}
+
 function espDelete(spis: number[]): DeletePayload {
   return { type: PayloadType.DELETE, protocol: ProtocolId.ESP, spiSize: 4, spis: spis.map(spiBytes) };
 }

@@ -62,6 +62,39 @@ function mobikeAddressNotifies(engine: IkeContext, sa: IkeSa, initiator: boolean
 
 // ------------------------------------------------------------------ initiator
 
+/** Resolves when `sa` reaches 'established', rejects when it dies first. */
+export function waitEstablished(engine: IkeContext, sa: IkeSa): Promise<IkeSa> {
+  return new Promise((resolve, reject) => {
+    const cleanup = () => {
+      engine.off('ike-up', onUp);
+      engine.off('ike-failed', onFail);
+      engine.off('ike-down', onFail);
+    };
+    const onUp = (s: IkeSa) => {
+      if (s !== sa) return;
+      cleanup();
+      resolve(sa);
+    };
+    const onFail = (s: IkeSa, reason: string) => {
+      if (s !== sa) return;
+      cleanup();
+      reject(new Error(reason));
+    };
+    engine.on('ike-up', onUp);
+    engine.on('ike-failed', onFail);
+    engine.on('ike-down', onFail);
+  });
+}
+
+/** Children beyond the first are created with CREATE_CHILD_SA once the IKE SA is up. */
+export function startRemainingChildren(engine: IkeContext, sa: IkeSa): void {
+  for (const child of sa.policy.children.slice(1)) {
+    engine.createChildSa(sa, child.name).catch((err: Error) => {
+      engine.log.warn({ ike: sa.id, child: child.name, reason: err.message }, 'could not create Child SA');
+    });
+  }
+}
+
 export class IkeAuthInitiator implements InitiatorExchange {
   readonly name = 'IKE_AUTH';
   readonly exchangeType = ExchangeType.IKE_AUTH;

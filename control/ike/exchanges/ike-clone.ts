@@ -24,6 +24,16 @@ import type { IkeRekeyCallbacks } from './ike-rekey.js';
 
 // ------------------------------------------------------------------ initiator
 
+/**
+ * Clone an IKE SA (RFC 7791 §5.2): a new, independent IKE SA with the same
+ * peer and no Child SAs. Rejects with `err.notify` set to NO_ADDITIONAL_SAS
+ * or TEMPORARY_FAILURE when the peer refuses (§5.3).
+ */
+export function cloneIkeSa(engine: IkeContext, sa: IkeSa): Promise<IkeSa> {
+  if (!sa.peerClone) return Promise.reject(new Error(`IKE SA ${sa.id}: the peer did not negotiate cloning (RFC 7791 §5.1)`));
+  return new Promise((resolve, reject) => engine.queueExchange(sa, new IkeCloneInitiator(engine, { resolve, reject })));
+}
+
 /** Rejects with `err.notify` set to NO_ADDITIONAL_SAS or TEMPORARY_FAILURE when the peer refuses (RFC 7791 §5.3). */
 export class IkeCloneInitiator extends IkeRekeyInitiator {
   constructor(engine: IkeContext, cb: IkeRekeyCallbacks) {

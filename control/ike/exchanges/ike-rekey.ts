@@ -75,6 +75,11 @@ export function successorSa(
 
 // ------------------------------------------------------------------ initiator
 
+/** Rekey an IKE SA with CREATE_CHILD_SA (RFC 7296 §1.3.2); resolves with the successor. */
+export function rekeyIkeSa(engine: IkeContext, sa: IkeSa): Promise<IkeSa> {
+  return new Promise((resolve, reject) => engine.queueExchange(sa, new IkeRekeyInitiator(engine, { resolve, reject })));
+}
+
 export interface IkeRekeyCallbacks {
   resolve: (sa: IkeSa) => void;
   reject: (err: Error & { notify?: number }) => void;

@@ -13,7 +13,13 @@
 // anything to act on gets (exchanges/delete.ts respondInformational).
 import { ExchangeType } from '../../wire/constants.js';
 import type { Payload } from '../../wire/payloads.js';
-import type { InitiatorExchange } from '../ike-sa.js';
+import type { IkeContext } from '../context.js';
+import type { IkeSa, InitiatorExchange } from '../ike-sa.js';
+
+/** Liveness check: an empty INFORMATIONAL request (RFC 7296 §1.4, §2.4). Resolves true if answered. */
+export function checkLiveness(engine: IkeContext, sa: IkeSa): Promise<boolean> {
+  return new Promise((resolve) => engine.queueExchange(sa, new LivenessInitiator(resolve)));
+}
 
 /** The name of a check on demand, and of the monitor's periodic one. */
 export const LIVENESS_CHECK = 'INFORMATIONAL (liveness)';

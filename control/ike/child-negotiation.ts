@@ -19,6 +19,7 @@ import { hostSelector, narrowSelectors, selectorFromConfig, selectorsWithin } fr
 import { espNotify, spiBytes, spiNumber, u16Bytes } from './payload-builders.js';
 import { createKeyExchange, keyExchangeLength } from '../crypto/keyexchange.js';
 import { TsType } from '../wire/constants.js';
+import type { Result } from '../wire/result.js';
 
 /** What we offered in a Child SA request, kept until the response arrives. */
 export interface ChildOffer {
@@ -157,9 +158,14 @@ export function responderKeyExchange(engine: IkeContext, request: Payload[]): Re
   };
 }
 
-export type ChildResponse =
-  | { ok: true; payloads: Payload[]; child: ChildSa }
-  | { ok: false; notify: number; data?: Uint8Array };
+/** The notify (and its data) a refused Child SA request is answered with. */
+export interface ChildRefusal {
+  notify: number;
+  data?: Uint8Array;
+}
+
+/** The new Child SA and our SA, [KEr,] TSi, TSr payloads; or the refusal. */
+export type ChildResponse = Result<{ payloads: Payload[]; child: ChildSa }, ChildRefusal>;
 
 /**
  * Responder: choose a child policy whose ESP proposals and traffic selectors
@@ -178,7 +184,7 @@ export function respondChild(
   const saPayload = findPayload(payloads, PayloadType.SA);
   const tsi = findPayload(payloads, PayloadType.TSi);
   const tsr = findPayload(payloads, PayloadType.TSr);
-  if (!saPayload || !tsi || !tsr) return { ok: false, notify: NotifyType.INVALID_SYNTAX };
+  if (!saPayload || !tsi || !tsr) return { ok: false, error: { notify: NotifyType.INVALID_SYNTAX } };
   // RFC 7791 §8: the limit counts Child SAs over all IKE SAs of the peer; a rekey replaces one.
   const count = engine.peerChildCount(sa);
   if (opts.replacing) {
@@ -186,9 +192,9 @@ export function respondChild(
     // deleted (they are still installed, with keys), so a peer that rekeys without deleting
     // cannot pile them up: past the limit it waits for them to go (§2.25: retry later).
     const live = opts.replacing.state === 'installed' || opts.replacing.state === 'rekeying';
-    if (count - (live ? 1 : 0) >= engine.limits.childSasPerPeer) return { ok: false, notify: NotifyType.TEMPORARY_FAILURE };
+    if (count - (live ? 1 : 0) >= engine.limits.childSasPerPeer) return { ok: false, error: { notify: NotifyType.TEMPORARY_FAILURE } };
   } else if (count >= engine.limits.childSasPerPeer) {
-    return { ok: false, notify: NotifyType.NO_ADDITIONAL_SAS };
+    return { ok: false, error: { notify: NotifyType.NO_ADDITIONAL_SAS } };
   }
   let failure: number = NotifyType.NO_PROPOSAL_CHOSEN;
   for (const child of sa.policy.children) {
@@ -202,13 +208,13 @@ export function respondChild(
       continue;
     }
     const spiOut = spiNumber(suite.spi);
-    if (spiOut === undefined || spiOut < 256) return { ok: false, notify: NotifyType.INVALID_SYNTAX };
+    if (spiOut === undefined || spiOut < 256) return { ok: false, error: { notify: NotifyType.INVALID_SYNTAX } };
     const extra: Payload[] = [];
     let sharedSecret: Uint8Array | undefined;
     if (suite.ke !== undefined) {
-      if (!keyExchange) return { ok: false, notify: NotifyType.NO_PROPOSAL_CHOSEN };
+      if (!keyExchange) return { ok: false, error: { notify: NotifyType.NO_PROPOSAL_CHOSEN } };
       const kx = keyExchange(suite);
-      if ('notify' in kx) return { ok: false, notify: kx.notify, ...(kx.data ? { data: kx.data } : {}) };
+      if ('notify' in kx) return { ok: false, error: { notify: kx.notify, ...(kx.data ? { data: kx.data } : {}) } };
       sharedSecret = kx.sharedSecret;
       extra.push(kx.payload);
     }
@@ -218,16 +224,18 @@ export function respondChild(
     sharedSecret?.fill(0);
     return {
       ok: true,
-      child: created,
-      payloads: [
-        { type: PayloadType.SA, proposals: [chosenProposal(suite, spiBytes(spiIn))] },
-        ...extra,
-        { type: PayloadType.TSi, selectors: remoteTs },
-        { type: PayloadType.TSr, selectors: localTs },
-      ],
+      value: {
+        child: created,
+        payloads: [
+          { type: PayloadType.SA, proposals: [chosenProposal(suite, spiBytes(spiIn))] },
+          ...extra,
+          { type: PayloadType.TSi, selectors: remoteTs },
+          { type: PayloadType.TSr, selectors: localTs },
+        ],
+      },
     };
   }
-  return { ok: false, notify: failure };
+  return { ok: false, error: { notify: failure } };
 }
 
 /**

@@ -26,6 +26,7 @@ import type { ChildLimitCause, IkeContext } from './context.js';
 import type { IkeSa } from './ike-sa.js';
 import { DeleteSpisInitiator } from './exchanges/delete.js';
 import { DEFAULT_LIFETIME_OPTIONS, type LifetimeOptions } from './defaults.js';
+import { readU32 } from '../crypto/bytes.js';
 
 /** Cumulative counters of one Child SA, as the data plane reports them. */
 export interface ChildUsage {
@@ -112,7 +113,7 @@ export class LifetimeManager {
   jitter(max: number): number {
     if (!(max > 0)) return 0;
     const b = this.engine.random(4);
-    const u = ((b[0]! << 24) | (b[1]! << 16) | (b[2]! << 8) | b[3]!) >>> 0;
+    const u = readU32(b);
     return Math.floor((u / 0x1_0000_0000) * (max + 1));
   }
 

@@ -158,7 +158,7 @@ export function respondCreateChildSa(engine: IkeContext, sa: IkeSa, payloads: Pa
 function respondNewChild(engine: IkeContext, sa: IkeSa, payloads: Payload[], nonceI: Uint8Array): ResponderResult {
   const nonceR = engine.random(NONCE_LENGTH);
   const result = respondChild(engine, sa, payloads, { nonceI: new Uint8Array(nonceI), nonceR }, responderKeyExchange(engine, payloads));
-  if (!result.ok) return { payloads: [notify(result.notify, result.data)] };
-  const [saOut, ...rest] = result.payloads;
-  return { payloads: [saOut!, { type: PayloadType.NONCE, data: nonceR }, ...rest], after: () => engine.addChild(result.child) };
+  if (!result.ok) return { payloads: [notify(result.error.notify, result.error.data)] };
+  const { payloads: [saOut, ...rest], child } = result.value;
+  return { payloads: [saOut!, { type: PayloadType.NONCE, data: nonceR }, ...rest], after: () => engine.addChild(child) };
 }

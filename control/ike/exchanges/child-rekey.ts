@@ -117,15 +117,15 @@ export function respondChildRekey(engine: IkeContext, sa: IkeSa, payloads: Paylo
   const nonceI = copy(findPayload(payloads, PayloadType.NONCE)!.data);
   const nonceR = engine.random(NONCE_LENGTH);
   const result = respondChild(engine, sa, payloads, { nonceI, nonceR }, responderKeyExchange(engine, payloads), { only: old.name, replacing: old });
-  if (!result.ok) return { payloads: [notify(result.notify, result.data)] };
-  const [saOut, ...rest] = result.payloads;
+  if (!result.ok) return { payloads: [notify(result.error.notify, result.error.data)] };
+  const { payloads: [saOut, ...rest], child } = result.value;
   return {
     payloads: [saOut!, { type: PayloadType.NONCE, data: nonceR }, ...rest],
     after: () => {
-      engine.addChild(result.child);
+      engine.addChild(child);
       // The initiator deletes the old SA; until then it still takes inbound traffic (§2.8).
       // If we are rekeying it too, the nonces decide later (§2.8.1).
-      engine.collisions.childRekeyAnswered(old, result.child, [nonceI, nonceR]);
+      engine.collisions.childRekeyAnswered(old, child, [nonceI, nonceR]);
     },
   };
 }

@@ -26,10 +26,7 @@ import { errorNotify, hasNotify, idPayload, notify } from '../payload-builders.j
 import { policiesForPath } from './ike-init.js';
 import { additionalAddressNotifies, natTraversal, noNatsAllowedData, peerAddressList } from './mobike.js';
 import { selectProposal, chosenProposal } from '../proposals.js';
-
-function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && a.every((v, i) => v === b[i]);
-}
+import { equalBytes } from '../../crypto/bytes.js';
 
 const CHILD_ERRORS: readonly number[] = [
   NotifyType.NO_PROPOSAL_CHOSEN,
@@ -265,8 +262,8 @@ export function respondIkeAuth(engine: IkeContext, sa: IkeSa, payloads: Payload[
       response.push(notify(policy.pools.length > 0 && !cp ? NotifyType.FAILED_CP_REQUIRED : NotifyType.INTERNAL_ADDRESS_FAILURE));
     } else {
       created = respondChild(engine, sa, payloads, { nonceI: sa.nonceI!, nonceR: sa.nonceR! });
-      if (created.ok) response.push(...created.payloads);
-      else response.push(notify(created.notify, created.data));
+      if (created.ok) response.push(...created.value.payloads);
+      else response.push(notify(created.error.notify, created.error.data));
     }
   }
   response.push(...supportNotifies(policy, { mobike: sa.peerMobike, clone: sa.peerClone }));
@@ -278,8 +275,8 @@ export function respondIkeAuth(engine: IkeContext, sa: IkeSa, payloads: Payload[
     payloads: response,
     after: () => {
       engine.markEstablished(sa);
-      if (created?.ok) engine.addChild(created.child);
-      else if (created) engine.emit('child-failed', sa, policy.children[0]?.name ?? '', notifyName(created.notify));
+      if (created?.ok) engine.addChild(created.value.child);
+      else if (created) engine.emit('child-failed', sa, policy.children[0]?.name ?? '', notifyName(created.error.notify));
     },
   };
 }

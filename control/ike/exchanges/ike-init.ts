@@ -32,6 +32,7 @@ import { installIkeKeys } from '../ike-keys.js';
 import { authRefusal } from '../authentication.js';
 import { detectNat, natDetectionPayloads } from '../nat-detection.js';
 import { NONCE_LENGTH } from '../defaults.js';
+import { equalBytes, readU32 } from '../../crypto/bytes.js';
 
 const EMPTY = new Uint8Array(0);
 const ZERO_SPI = new Uint8Array(8);
@@ -41,10 +42,6 @@ const MAX_INIT_RETRIES = 3;
 
 function copy(b: Uint8Array): Uint8Array {
   return new Uint8Array(b);
-}
-
-function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && a.every((v, i) => v === b[i]);
 }
 
 /** KE groups the configured proposals allow, in order. */
@@ -248,7 +245,7 @@ export function rejectInitRequest(engine: IkeContext, d: Datagram, error: WireEr
   const version = b[17]!;
   const exchangeType = b[18]!;
   const flags = b[19]!;
-  const messageId = new DataView(b.buffer, b.byteOffset + 20, 4).getUint32(0);
+  const messageId = readU32(b, 20);
   const isInitRequest = exchangeType === ExchangeType.IKE_SA_INIT && (flags & HeaderFlag.RESPONSE) === 0 && messageId === 0 && spiR.every((x) => x === 0);
   if (!isInitRequest) return;
   // An IKEv1 packet (major version 1) gets no IKEv2 answer at all.

@@ -20,15 +20,12 @@ import type { IkeSa } from '../ike-sa.js';
 import { detectNat, natDetectionPayloads } from '../nat-detection.js';
 import { notify } from '../payload-builders.js';
 import type { Datagram, Endpoint } from '../transport.js';
+import { equalBytes } from '../../crypto/bytes.js';
 
 /** COOKIE2 data: 8..64 octets, unpredictable to the peer (RFC 4555 §4.2.5). */
 const COOKIE2_LENGTH = 16;
 /** UNEXPECTED_NAT_DETECTED: retry a few times, as for retransmissions (§3.9). */
 export const NAT_RETRIES = 3;
-
-function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && a.every((v, i) => v === b[i]);
-}
 
 /** NAT traversal is on for this IKE SA (a NAT was detected in IKE_SA_INIT or a later update). */
 export function natTraversal(sa: IkeSa): boolean {

@@ -13,6 +13,7 @@ import { formatSelector } from './ike/traffic-selectors.js';
 import type { UdpTransport, UdpTransportStats } from './net/udp-transport.js';
 import type { CloneOrchestrator } from './ike/clone-family.js';
 import type { DataPlaneStatus } from '../dataplane/dataplane.js';
+import { endpointString } from './ike/transport.js';
 
 export interface ChildSaStatus {
   id: number;
@@ -78,10 +79,6 @@ export interface GatewayStatus {
   dataplane?: DataPlaneStatus | null;
 }
 
-function endpoint(e: { address: string; port: number }): string {
-  return e.address.includes(':') ? `[${e.address}]:${e.port}` : `${e.address}:${e.port}`;
-}
-
 export function childStatus(c: ChildSa, now: number): ChildSaStatus {
   return {
     id: c.id,
@@ -107,8 +104,8 @@ export function ikeSaStatus(sa: IkeSa, now: number): IkeSaStatus {
     role: sa.role,
     spiI: spi64Hex(sa.spiI),
     spiR: spi64Hex(sa.spiR),
-    local: endpoint(sa.local),
-    remote: endpoint(sa.remote),
+    local: endpointString(sa.local),
+    remote: endpointString(sa.remote),
     localId: sa.localId ? formatIdentity(sa.localId) : null,
     remoteId: sa.peerId ? formatIdentity(sa.peerId) : null,
     proposal: sa.suite ? formatProposal(suiteTransforms(sa.suite)) : null,

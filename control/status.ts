@@ -4,10 +4,7 @@
 import { formatProposal } from './proposal.js';
 import { formatIdentity } from './identity.js';
 import type { IkeEngine, EngineStats } from './ike/engine.js';
-import type { IkeSa } from './ike/ike-sa.js';
-import { spi64Hex } from './ike/ike-sa.js';
-import type { ChildSa } from './ike/ike-sa.js';
-import { spiHex } from './ike/ike-sa.js';
+import { type ChildSa, type IkeSa, spi64Hex, spiHex } from './ike/ike-sa.js';
 import { suiteTransforms } from './ike/proposals.js';
 import { formatSelector } from './ike/traffic-selectors.js';
 import type { UdpTransport, UdpTransportStats } from './net/udp-transport.js';

@@ -26,12 +26,8 @@
 import { ExchangeType, NotifyType, PayloadType, ProtocolId } from '../wire/constants.js';
 import type { Payload } from '../wire/payloads.js';
 import { findPayload } from '../wire/payloads.js';
-import type { ChildSa } from './ike-sa.js';
-import { spiHex } from './ike-sa.js';
+import { type ChildSa, type IkeSa, type InitiatorExchange, type ResponderResult, spi64Hex, spiHex } from './ike-sa.js';
 import type { ExchangeNonces, IkeContext, RekeyCollisionHooks } from './context.js';
-import type { InitiatorExchange, ResponderResult } from './ike-sa.js';
-import type { IkeSa } from './ike-sa.js';
-import { spi64Hex } from './ike-sa.js';
 import type { TimerHandle } from './clock.js';
 import { ChildCreateInitiator } from './exchanges/child-create.js';
 import { ChildRekeyInitiator } from './exchanges/child-rekey.js';
@@ -40,7 +36,6 @@ import { DeleteChildInitiator, DeleteSpisInitiator } from './exchanges/delete.js
 import type { RequestKind } from './requests.js';
 import { notify } from './payload-builders.js';
 
-export type { ExchangeNonces } from './context.js';
 
 /**
  * Octet-by-octet comparison (RFC 7296 §2.8.1): negative when `a` is lower. A

@@ -19,11 +19,9 @@
 // Owner: the engine's thread; every timer here is cancelled by stop().
 import { PayloadType, ProtocolId } from '../wire/constants.js';
 import type { DeletePayload, Payload } from '../wire/payloads.js';
-import type { ChildSa } from './ike-sa.js';
-import { spiHex } from './ike-sa.js';
+import { type ChildSa, type IkeSa, spiHex } from './ike-sa.js';
 import type { TimerHandle } from './clock.js';
 import type { IkeContext } from './context.js';
-import type { IkeSa } from './ike-sa.js';
 import type { Endpoint } from './transport.js';
 import { spiNumber } from './payload-builders.js';
 import { InvalidSpiInitiator } from './exchanges/delete.js';

@@ -19,11 +19,9 @@
 // Owner: the engine's thread. IKE SA timers live in sa.timers and Child SA
 // timers here; both are cancelled when the SA dies, so nothing is left armed.
 import { NotifyType } from '../wire/constants.js';
-import type { ChildSa } from './ike-sa.js';
-import { spiHex } from './ike-sa.js';
+import { type ChildSa, type IkeSa, spiHex } from './ike-sa.js';
 import type { TimerHandle } from './clock.js';
 import type { ChildLimitCause, IkeContext } from './context.js';
-import type { IkeSa } from './ike-sa.js';
 import { DeleteSpisInitiator } from './exchanges/delete.js';
 import { DEFAULT_LIFETIME_OPTIONS, type LifetimeOptions } from './defaults.js';
 import { readU32 } from '../crypto/bytes.js';
@@ -46,7 +44,6 @@ export interface ChildUsage {
 /** What reportChildUsage did. */
 export type UsageVerdict = 'ok' | 'rekey' | 'expired' | 'unknown-spi';
 
-export type { ChildLimitCause } from './context.js';
 
 interface ChildTimers {
   soft?: TimerHandle;

@@ -13,11 +13,10 @@
 //
 // Owner: the engine's thread. The one check timer of each IKE SA lives in
 // sa.timers (cancelled when it dies); restart timers are stopped by stop().
-import type { ChildSa } from './ike-sa.js';
+import type { ChildSa, IkeSa } from './ike-sa.js';
 import type { TimerHandle } from './clock.js';
 import type { IkeContext } from './context.js';
 import { DPD_CHECK, LivenessInitiator } from './exchanges/liveness.js';
-import type { IkeSa } from './ike-sa.js';
 import type { Endpoint } from './transport.js';
 import { DEFAULT_LIVENESS_OPTIONS, type LivenessOptions } from './defaults.js';
 

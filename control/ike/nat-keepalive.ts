@@ -12,14 +12,11 @@
 //
 // Owner: the engine's thread. Each tracked IKE SA has one timer in sa.timers,
 // cancelled when it dies; a pair is forgotten with its last IKE SA.
-import type { ChildSa } from './ike-sa.js';
+import type { ChildSa, IkeSa } from './ike-sa.js';
 import type { TimerHandle } from './clock.js';
 import type { IkeContext } from './context.js';
-import type { IkeSa } from './ike-sa.js';
 import type { Endpoint, SendKeepalive } from './transport.js';
 import { DEFAULT_NAT_KEEPALIVE } from './defaults.js';
-
-export type { SendKeepalive } from './transport.js';
 
 /** The NAT-keepalive payload (RFC 3948 §2.3). */
 export const NAT_KEEPALIVE_PAYLOAD: Readonly<Uint8Array> = new Uint8Array([0xff]);

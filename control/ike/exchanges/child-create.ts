@@ -13,11 +13,9 @@ import { ExchangeType, NotifyType, PayloadType, TransformType, notifyName } from
 import type { Payload } from '../../wire/payloads.js';
 import type { KeyExchange } from '../../crypto/keyexchange.js';
 import { isValidNonceLength } from '../../crypto/keys.js';
-import type { ChildSa } from '../ike-sa.js';
+import type { ChildSa, IkeSa, InitiatorExchange, ResponderResult } from '../ike-sa.js';
 import type { IkeContext } from '../context.js';
 import { classifyRequest } from '../requests.js';
-import type { InitiatorExchange, ResponderResult } from '../ike-sa.js';
-import type { IkeSa } from '../ike-sa.js';
 import type { ChildPolicy } from '../policy.js';
 import { acceptChild, childPfsGroup, childRequest, dropOffer, respondChild, responderKeyExchange } from '../child-negotiation.js';
 import type { ChildOffer } from '../child-negotiation.js';

@@ -15,10 +15,8 @@
 // request (a liveness check, §2.4) with an empty response.
 import { ExchangeType, NotifyType, PayloadType, ProtocolId } from '../../wire/constants.js';
 import type { DeletePayload, Payload } from '../../wire/payloads.js';
-import type { ChildSa } from '../ike-sa.js';
+import type { ChildSa, IkeSa, InitiatorExchange, ResponderResult } from '../ike-sa.js';
 import type { IkeContext } from '../context.js';
-import type { InitiatorExchange, ResponderResult } from '../ike-sa.js';
-import type { IkeSa } from '../ike-sa.js';
 import type { Datagram } from '../transport.js';
 import { respondMobility } from './mobike.js';
 import { notify, spiBytes, spiNumber } from '../payload-builders.js';

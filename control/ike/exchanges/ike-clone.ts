@@ -15,8 +15,7 @@
 // (RFC 7296 §2.18, exchanges/ike-rekey.ts).
 import { NotifyType } from '../../wire/constants.js';
 import type { Payload } from '../../wire/payloads.js';
-import type { IkeContext } from '../context.js';
-import type { ExchangeNonces } from '../context.js';
+import type { ExchangeNonces, IkeContext } from '../context.js';
 import type { IkeSa, InitiatorExchange, ResponderResult } from '../ike-sa.js';
 import { notify } from '../payload-builders.js';
 import { IkeRekeyInitiator, answerSuccessor } from './ike-rekey.js';

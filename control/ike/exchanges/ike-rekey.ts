@@ -17,8 +17,7 @@ import { createKeyExchange, keyExchangeLength } from '../../crypto/keyexchange.j
 import type { KeyExchange } from '../../crypto/keyexchange.js';
 import { deriveRekeyedIkeKeys, isValidNonceLength } from '../../crypto/keys.js';
 import type { ExchangeNonces, IkeContext } from '../context.js';
-import type { InitiatorExchange, ResponderResult } from '../ike-sa.js';
-import { IkeSa } from '../ike-sa.js';
+import { IkeSa, type InitiatorExchange, type ResponderResult } from '../ike-sa.js';
 import { installIkeKeys } from '../ike-keys.js';
 import type { NegotiatedSuite } from '../proposals.js';
 import { acceptChosenProposal, buildProposals, chosenProposal, selectProposal, withPreferredKeGroup } from '../proposals.js';

@@ -84,3 +84,14 @@ export const DEFAULT_DELETION_OPTIONS: DeletionOptions = { invalidSpiInterval: 1
 
 /** NAT keepalive interval (RFC 3948 §4) unless the connection sets one (ms). */
 export const DEFAULT_NAT_KEEPALIVE = 20_000;
+
+/** Clone family growth (RFC 7791 §5.3, clone-family.ts): back-off after a refusal. */
+export interface CloneBackoff {
+  /** First wait after TEMPORARY_FAILURE (ms); doubles per attempt, with jitter in [0.5, 1.5). */
+  baseMs: number;
+  maxMs: number;
+  /** Attempts per clone before giving up. */
+  tries: number;
+}
+
+export const DEFAULT_CLONE_BACKOFF: CloneBackoff = { baseMs: 500, maxMs: 8000, tries: 5 };

@@ -459,7 +459,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
       case 'child-rekey':
       case 'ike-rekey':
       case 'ike-clone':
-        return respondCreateChildSa(this, sa, payloads);
+        return respondCreateChildSa(this, sa, payloads, kind);
       case 'ike-delete':
         return respondIkeDelete(this, sa);
       case 'informational':

@@ -145,10 +145,14 @@ function checkCreateChildSa(sa: IkeSa, payloads: Payload[]): ResponderResult | u
  * SA here, or the rekey and clone responders (child-rekey.ts, ike-rekey.ts,
  * ike-clone.ts) through the engine, by the request's kind (requests.ts).
  */
-export function respondCreateChildSa(engine: IkeContext, sa: IkeSa, payloads: Payload[]): ResponderResult {
+export function respondCreateChildSa(
+  engine: IkeContext,
+  sa: IkeSa,
+  payloads: Payload[],
+  kind = classifyRequest(sa, ExchangeType.CREATE_CHILD_SA, payloads),
+): ResponderResult {
   const refused = checkCreateChildSa(sa, payloads);
   if (refused) return refused;
-  const kind = classifyRequest(sa, ExchangeType.CREATE_CHILD_SA, payloads);
   if (kind !== 'child-create') return engine.respondRekey(sa, payloads, kind !== 'child-rekey');
   return respondNewChild(engine, sa, payloads, findPayload(payloads, PayloadType.NONCE)!.data);
 }

@@ -15,7 +15,7 @@ export type { Logger };
 export const REDACTED_KEYS = [
   'key', 'keys', 'psk', 'secret', 'sharedSecret', 'privateKey', 'skeyseed',
   'skD', 'skAi', 'skAr', 'skEi', 'skEr', 'skPi', 'skPr', 'keymat', 'encKey', 'integKey',
-  // Child SA keys (control/ike/child-sa.ts, crypto/keys.ts) and the data plane's SA spec.
+  // Child SA keys (control/ike/ike-sa.ts, crypto/keys.ts) and the data plane's SA spec.
   'encIn', 'encOut', 'integIn', 'integOut', 'encrI', 'encrR', 'integI', 'integR', 'keyIn', 'keyOut', 'keyMaterial',
 ];
 

@@ -4,15 +4,13 @@
 import { formatProposal } from './proposal.js';
 import { formatIdentity } from './identity.js';
 import type { IkeEngine, EngineStats } from './ike/engine.js';
-import type { IkeSa } from './ike/ike-sa.js';
-import { spi64Hex } from './ike/ike-sa.js';
-import type { ChildSa } from './ike/child-sa.js';
-import { spiHex } from './ike/child-sa.js';
+import { type ChildSa, type IkeSa, spi64Hex, spiHex } from './ike/ike-sa.js';
 import { suiteTransforms } from './ike/proposals.js';
 import { formatSelector } from './ike/traffic-selectors.js';
 import type { UdpTransport, UdpTransportStats } from './net/udp-transport.js';
-import type { CloneOrchestrator } from './ike/clone-policy.js';
+import type { CloneOrchestrator } from './ike/clone-family.js';
 import type { DataPlaneStatus } from '../dataplane/dataplane.js';
+import { endpointString } from './ike/transport.js';
 
 export interface ChildSaStatus {
   id: number;
@@ -78,10 +76,6 @@ export interface GatewayStatus {
   dataplane?: DataPlaneStatus | null;
 }
 
-function endpoint(e: { address: string; port: number }): string {
-  return e.address.includes(':') ? `[${e.address}]:${e.port}` : `${e.address}:${e.port}`;
-}
-
 export function childStatus(c: ChildSa, now: number): ChildSaStatus {
   return {
     id: c.id,
@@ -107,8 +101,8 @@ export function ikeSaStatus(sa: IkeSa, now: number): IkeSaStatus {
     role: sa.role,
     spiI: spi64Hex(sa.spiI),
     spiR: spi64Hex(sa.spiR),
-    local: endpoint(sa.local),
-    remote: endpoint(sa.remote),
+    local: endpointString(sa.local),
+    remote: endpointString(sa.remote),
     localId: sa.localId ? formatIdentity(sa.localId) : null,
     remoteId: sa.peerId ? formatIdentity(sa.peerId) : null,
     proposal: sa.suite ? formatProposal(suiteTransforms(sa.suite)) : null,

@@ -24,7 +24,7 @@ describe('CREATE_CHILD_SA: a response the initiator cannot accept', () => {
       const msg = decodeMessage(d.bytes);
       const opened = msg.ok ? openMessage(sa, msg.value) : undefined;
       if (!msg.ok || !opened?.ok) throw new Error('response does not open');
-      const payloads = opened.payloads.map((p) =>
+      const payloads = opened.value.map((p) =>
         p.type === PayloadType.TSr
           ? { ...p, selectors: [{ ...p.selectors[0]!, startAddress: new Uint8Array([0, 0, 0, 0]), endAddress: new Uint8Array([255, 255, 255, 255]) }] }
           : p,

@@ -5,7 +5,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { IkeSa } from '../control/ike/ike-sa.js';
 import { spi64Hex } from '../control/ike/ike-sa.js';
-import { CloneOrchestrator, type CloneBackoff, type CloneFamily } from '../control/ike/clone-policy.js';
+import { CloneOrchestrator, type CloneFamily } from '../control/ike/clone-family.js';
+import type { CloneBackoff } from '../control/ike/defaults.js';
 import { Gateway } from '../control/gateway.js';
 import { silentLogger } from '../control/log.js';
 import { MemoryWire, pskPair } from './support/peers.js';

@@ -63,7 +63,7 @@ async function handshake(auth: { aliceLocal: LocalAuth; aliceRemote: RemoteAuth;
       if (sa.isInitiator !== response) continue; // only what the peer sent can be opened with protectIn
       const opened = openMessage(sa, msg.value);
       if (!opened.ok) continue;
-      const a = opened.payloads.find((p) => p.type === PayloadType.AUTH);
+      const a = opened.value.find((p) => p.type === PayloadType.AUTH);
       if (a?.type === PayloadType.AUTH) authMethods[response ? 'fromBob' : 'fromAlice'] = a.method;
     }
   };
@@ -203,7 +203,7 @@ describe('Digital Signature authentication (RFC 7427)', () => {
       if (d.bytes[18] === ExchangeType.IKE_AUTH && (d.bytes[19]! & HeaderFlag.RESPONSE) !== 0 && aliceSa) {
         const msg = decodeMessage(d.bytes);
         const opened = msg.ok ? openMessage(aliceSa, msg.value) : undefined;
-        if (opened?.ok) answers.push(opened.payloads.map((p) => (p.type === PayloadType.NOTIFY ? p.notifyType : -p.type)));
+        if (opened?.ok) answers.push(opened.value.map((p) => (p.type === PayloadType.NOTIFY ? p.notifyType : -p.type)));
       }
       return 'pass';
     };

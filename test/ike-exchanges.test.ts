@@ -3,7 +3,7 @@
 // (RFC 7296 §1.3, §1.4, §2.4, §2.6, §2.21).
 import { describe, expect, it } from 'vitest';
 import { MemoryWire, pskPair, esp, child } from './support/peers.js';
-import type { ChildSa } from '../control/ike/child-sa.js';
+import type { ChildSa } from '../control/ike/ike-sa.js';
 import type { IkeEngine } from '../control/ike/engine.js';
 import { ExchangeType, HeaderFlag, KeGroup, PayloadType, TransformType } from '../control/wire/constants.js';
 import { decodeMessage } from '../control/wire/message.js';
@@ -86,7 +86,7 @@ describe('CREATE_CHILD_SA for an additional Child SA (RFC 7296 §1.3.1)', () => 
       const decoded = decodeMessage(requests[0]!.bytes);
       const opened = decoded.ok ? openMessage(peerSa, decoded.value) : undefined;
       expect(opened?.ok).toBe(true);
-      const ke = opened?.ok ? opened.payloads.find((x) => x.type === PayloadType.KE) : undefined;
+      const ke = opened?.ok ? opened.value.find((x) => x.type === PayloadType.KE) : undefined;
       expect(ke?.type === PayloadType.KE ? ke.group : undefined).toBe(pfs ? KeGroup.CURVE25519 : undefined);
       expect(created.suite.ke).toBe(pfs ? KeGroup.CURVE25519 : undefined);
       expect(sa.children.map((c) => c.spiIn)).toEqual([a1.spiIn, a2.spiIn]);
@@ -132,8 +132,8 @@ describe('CREATE_CHILD_SA failures (RFC 7296 §1.3, §2.21.3)', () => {
       if (!msg.ok) throw new Error('undecodable request');
       const opened = openMessage(peerSa, msg.value);
       if (!opened.ok) throw new Error('request does not open');
-      const ke = opened.payloads.find((x) => x.type === PayloadType.KE);
-      const saP = opened.payloads.find((x) => x.type === PayloadType.SA);
+      const ke = opened.value.find((x) => x.type === PayloadType.KE);
+      const saP = opened.value.find((x) => x.type === PayloadType.SA);
       requests.push({
         mid: msg.value.header.messageId,
         ke: ke?.type === PayloadType.KE ? ke.group : undefined,

@@ -538,7 +538,7 @@ async function recordTemplates(): Promise<Template[]> {
     const sa = receiver.sas.get(spi64Hex(fromInitiator ? h.spiR : h.spiI));
     const opened = sa ? openMessage(sa, msg.value) : undefined;
     if (!opened?.ok) throw new Error('session message does not open');
-    const chain = encodePayloadChain(opened.payloads);
+    const chain = encodePayloadChain(opened.value);
     templates.push({ exchangeType: h.exchangeType, response: (h.flags & HeaderFlag.RESPONSE) !== 0, fromInitiator, innerType: chain.firstType, plain: chain.bytes });
     return 'pass';
   };

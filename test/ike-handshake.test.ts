@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { establish, MemoryWire, pskPair, ike, esp, child, PSK } from './support/peers.js';
 import { spi64Hex } from '../control/ike/ike-sa.js';
-import type { ChildSa } from '../control/ike/child-sa.js';
+import type { ChildSa } from '../control/ike/ike-sa.js';
 
 function keysOf(events: ChildSa[]) {
   return events.map((c) => ({ spiIn: c.spiIn, spiOut: c.spiOut, encIn: Buffer.from(c.keys!.encIn).toString('hex'), encOut: Buffer.from(c.keys!.encOut).toString('hex') }));

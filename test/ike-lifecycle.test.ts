@@ -7,7 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import { MemoryWire, pskPair, seededRandom } from './support/peers.js';
 import type { IkeEngine, IkeEngineOptions } from '../control/ike/engine.js';
-import type { ChildSa } from '../control/ike/child-sa.js';
+import type { ChildSa } from '../control/ike/ike-sa.js';
 import type { IkeSa } from '../control/ike/ike-sa.js';
 import { spi64Hex } from '../control/ike/ike-sa.js';
 import type { ChildPolicy, ConnectionPolicy } from '../control/ike/policy.js';

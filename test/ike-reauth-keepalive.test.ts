@@ -7,7 +7,7 @@ import type { IkeEngine } from '../control/ike/engine.js';
 import type { IkeSa } from '../control/ike/ike-sa.js';
 import type { ConnectionPolicy } from '../control/ike/policy.js';
 import type { Endpoint } from '../control/ike/transport.js';
-import { CloneOrchestrator } from '../control/ike/clone-policy.js';
+import { CloneOrchestrator } from '../control/ike/clone-family.js';
 import { ExchangeType } from '../control/wire/constants.js';
 
 type Over = { initiator?: Partial<ConnectionPolicy>; responder?: Partial<ConnectionPolicy> };

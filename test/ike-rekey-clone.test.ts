@@ -5,7 +5,7 @@ import { spi64Hex } from '../control/ike/ike-sa.js';
 import { EncrId, KeGroup, NotifyType, PayloadType, PrfId, ProtocolId, TransformType } from '../control/wire/constants.js';
 import { respondCreateChildSa } from '../control/ike/exchanges/child-create.js';
 import type { Payload } from '../control/wire/payloads.js';
-import type { ChildSa } from '../control/ike/child-sa.js';
+import type { ChildSa } from '../control/ike/ike-sa.js';
 
 describe('IKE SA rekey (RFC 7296 §1.3.2, §2.18)', () => {
   it('creates a successor with new SPIs and keys, moves the Child SAs, and deletes the old SA on both ends', async () => {

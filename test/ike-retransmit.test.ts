@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { MemoryWire, pskPair } from './support/peers.js';
 import type { IkeEngineOptions, RetransmitPolicy } from '../control/ike/engine.js';
-import type { ChildSa } from '../control/ike/child-sa.js';
+import type { ChildSa } from '../control/ike/ike-sa.js';
 import type { Datagram } from '../control/ike/transport.js';
 import { ExchangeType, HeaderFlag } from '../control/wire/constants.js';
 

@@ -8,8 +8,8 @@ import { describe, expect, it, vi } from 'vitest';
 
 // Every ChildSa either engine builds, to check that none keeps its keys.
 const builtChildren = vi.hoisted(() => [] as Array<{ keys: unknown }>);
-vi.mock('../control/ike/child-sa.js', async (importOriginal) => {
-  const orig = await importOriginal<typeof import('../control/ike/child-sa.js')>();
+vi.mock('../control/ike/ike-sa.js', async (importOriginal) => {
+  const orig = await importOriginal<typeof import('../control/ike/ike-sa.js')>();
   class Tracked extends orig.ChildSa {
     constructor(...args: ConstructorParameters<typeof orig.ChildSa>) {
       super(...args);

@@ -6,7 +6,7 @@ import { ExchangeType, HeaderFlag, NotifyType } from '../control/wire/constants.
 import type { Payload } from '../control/wire/payloads.js';
 import type { IkeEngine } from '../control/ike/engine.js';
 import type { IkeSa } from '../control/ike/ike-sa.js';
-import { CloneOrchestrator } from '../control/ike/clone-policy.js';
+import { CloneOrchestrator } from '../control/ike/clone-family.js';
 import { notify } from '../control/ike/payload-builders.js';
 import { MemoryWire, pskPair } from './support/peers.js';
 import { loopbackPair } from './support/loopback.js';

@@ -8,9 +8,9 @@ import type { MessageTrace } from '../control/ike/engine.js';
 import type { IkeEngine } from '../control/ike/engine.js';
 import type { IkeSa } from '../control/ike/ike-sa.js';
 import { spi64Hex } from '../control/ike/ike-sa.js';
-import { CloneOrchestrator } from '../control/ike/clone-policy.js';
+import { CloneOrchestrator } from '../control/ike/clone-family.js';
 import { notify } from '../control/ike/payload-builders.js';
-import type { InitiatorExchange } from '../control/ike/exchange.js';
+import type { InitiatorExchange } from '../control/ike/ike-sa.js';
 import { MemoryWire, pskPair } from './support/peers.js';
 
 type Traced = Parameters<MessageTrace>[0];
@@ -231,7 +231,7 @@ describe('RFC 7791 §5.3 error handling', () => {
 
   it('the responder SHOULD answer TEMPORARY_FAILURE when the IKE SA is being deleted', async () => {
     const { wire, alice, sa, peerSa } = await tracedPair();
-    peerSa.state = 'deleting';
+    peerSa.setState('deleting');
     const p = alice.cloneIkeSa(sa);
     wire.run(100);
     await expect(p).rejects.toMatchObject({ notify: NotifyType.TEMPORARY_FAILURE });

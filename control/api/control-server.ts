@@ -15,8 +15,7 @@ import { createConnection, createServer, type Server, type Socket } from 'node:n
 import { chmodSync, lstatSync, mkdirSync, statSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Gateway } from '../gateway.js';
-import type { IkeSa } from '../ike/ike-sa.js';
-import type { ChildSa } from '../ike/child-sa.js';
+import type { ChildSa, IkeSa } from '../ike/ike-sa.js';
 import { peerProcess } from '../../io/unix-peer.js';
 import type { Logger } from '../log.js';
 import { silentLogger } from '../log.js';

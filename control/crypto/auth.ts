@@ -17,7 +17,7 @@ import {
   type KeyObject,
 } from 'node:crypto';
 import { HashAlgorithm } from '../wire/constants.js';
-import { concatBytes } from './bytes.js';
+import { concatBytes, equalBytes } from './bytes.js';
 import { prf, requirePrf } from './prf.js';
 import { fail, ok, type CryptoResult } from './result.js';
 import { wipe } from './random.js';
@@ -199,9 +199,9 @@ export function verifyDigitalSignature(key: VerifyKey, authData: Uint8Array, oct
   const algId = authData.subarray(1, 1 + algLength);
   const signature = authData.subarray(1 + algLength);
   if (key.kind === 'ed25519') {
-    return bytesEqual(algId, ALGID_ED25519) && verifyEd25519(key.publicKey, octets, signature);
+    return equalBytes(algId, ALGID_ED25519) && verifyEd25519(key.publicKey, octets, signature);
   }
-  const ecdsa = ALGID_ECDSA.find((a) => bytesEqual(a.algId, algId));
+  const ecdsa = ALGID_ECDSA.find((a) => equalBytes(a.algId, algId));
   return ecdsa !== undefined && verifyEcdsaP256(key.publicKey, octets, signature, ecdsa.hash, 'der');
 }
 
@@ -273,8 +273,4 @@ export function decodeSignatureHashes(data: Uint8Array): number[] {
   const ids: number[] = [];
   for (let i = 0; i + 1 < data.length; i += 2) ids.push((data[i]! << 8) | data[i + 1]!);
   return ids;
-}
-
-function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && timingSafeEqual(a, b);
 }

@@ -3,6 +3,7 @@
 // node:crypto returns Buffers. Handing those out would give callers a type
 // whose slice() is a view, not a copy; `view` re-types the same memory as a
 // plain Uint8Array, so wiping it still clears the bytes node produced.
+import { timingSafeEqual } from 'node:crypto';
 
 /** The same memory as a plain Uint8Array (no copy). */
 export function view(buf: Uint8Array): Uint8Array {
@@ -25,4 +26,18 @@ export function isAllZero(v: Uint8Array): boolean {
   let acc = 0;
   for (const b of v) acc |= b;
   return acc === 0;
+}
+
+/**
+ * True iff `a` and `b` hold the same bytes. The time taken depends on the
+ * length only, not on where they differ, so it also compares secrets (AUTH
+ * values, COOKIEs, MACs).
+ */
+export function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+/** The big-endian 32-bit unsigned integer at `offset` (network byte order); the caller checks the length. */
+export function readU32(b: Uint8Array, offset = 0): number {
+  return ((b[offset]! << 24) | (b[offset + 1]! << 16) | (b[offset + 2]! << 8) | b[offset + 3]!) >>> 0;
 }

@@ -7,6 +7,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { drawRandom, systemRandom, wipe, type RandomSource } from './random.js';
 import { wireAddress } from './natd.js';
+import { readU32 } from './bytes.js';
 
 const SECRET_LENGTH = 32;
 const VERSION_LENGTH = 4;
@@ -85,7 +86,7 @@ export function makeCookie(secret: CookieSecret, nonceI: Uint8Array, ipI: string
  */
 export function verifyCookie(secret: CookieSecret, cookie: Uint8Array, nonceI: Uint8Array, ipI: string | Uint8Array, spiI: Uint8Array): boolean {
   if (!(cookie instanceof Uint8Array) || cookie.length !== COOKIE_LENGTH) return false;
-  const version = new DataView(cookie.buffer, cookie.byteOffset, VERSION_LENGTH).getUint32(0);
+  const version = readU32(cookie);
   const key = secret.secretFor(version);
   if (!key) return false;
   return timingSafeEqual(cookieFor(version, key, nonceI, addressBytes(ipI), spiI), cookie);

@@ -3,8 +3,10 @@
 // a bad input is an ordinary, expected result that the IKE engine maps to a
 // notify (INVALID_SYNTAX, AUTHENTICATION_FAILED, ...) or a counted drop.
 
+import type { Result } from '../wire/result.js';
+
 /** Success with a value, or failure with a short reason fit for a debug log (never secret). */
-export type CryptoResult<T> = { ok: true; value: T } | { ok: false; error: string };
+export type CryptoResult<T> = Result<T, string>;
 
 /** @internal */
 export function ok<T>(value: T): CryptoResult<T> {

@@ -7,16 +7,18 @@ import type { Payload, Proposal, TrafficSelector } from '../wire/payloads.js';
 import { encrInfo, integInfo } from '../crypto/algorithms.js';
 import { deriveChildKeys, wipeChildKeys } from '../crypto/keys.js';
 import type { ProposalSpec } from '../proposal.js';
-import { ChildSa } from './child-sa.js';
-import type { IkeEngine } from './engine.js';
-import type { IkeSa } from './ike-sa.js';
+import type { IkeContext } from './context.js';
+import { ChildSa, type IkeSa } from './ike-sa.js';
+import type { KeyExchange } from '../crypto/keyexchange.js';
+import { NONCE_LENGTH } from './defaults.js';
 import type { ChildPolicy } from './policy.js';
 import type { NegotiatedSuite } from './proposals.js';
 import { acceptChosenProposal, buildProposals, chosenProposal, selectProposal, withPreferredKeGroup } from './proposals.js';
 import { hostSelector, narrowSelectors, selectorFromConfig, selectorsWithin } from './traffic-selectors.js';
-import { spiBytes, spiNumber, u16Bytes } from './payload-builders.js';
+import { espNotify, spiBytes, spiNumber, u16Bytes } from './payload-builders.js';
 import { createKeyExchange, keyExchangeLength } from '../crypto/keyexchange.js';
 import { TsType } from '../wire/constants.js';
+import type { Result } from '../wire/result.js';
 
 /** What we offered in a Child SA request, kept until the response arrives. */
 export interface ChildOffer {
@@ -68,7 +70,7 @@ function remoteSelectors(sa: IkeSa, child: ChildPolicy): TrafficSelector[] {
 }
 
 /** Build our offer: a fresh inbound SPI, the proposals (with `keGroup` for PFS) and our selectors. */
-export function offerChild(engine: IkeEngine, sa: IkeSa, child: ChildPolicy, keGroup?: number): ChildOffer {
+export function offerChild(engine: IkeContext, sa: IkeSa, child: ChildPolicy, keGroup?: number): ChildOffer {
   const spiIn = engine.newChildSpi();
   engine.reservedSpis.add(spiIn);
   const specs = keGroup !== undefined ? withPreferredKeGroup(child.esp, keGroup) : withoutKe(child.esp);
@@ -90,12 +92,12 @@ export function offerPayloads(offer: ChildOffer): Payload[] {
 }
 
 /** Release the SPI reserved by an offer that came to nothing. */
-export function dropOffer(engine: IkeEngine, offer: ChildOffer): void {
+export function dropOffer(engine: IkeContext, offer: ChildOffer): void {
   engine.reservedSpis.delete(offer.spiIn);
 }
 
 function makeChild(
-  engine: IkeEngine,
+  engine: IkeContext,
   sa: IkeSa,
   name: string,
   suite: NegotiatedSuite,
@@ -122,7 +124,7 @@ function makeChild(
  * Initiator: check the responder's SA, TSi and TSr against our offer (RFC 7296
  * §2.7, §2.9) and build the Child SA. Returns a reason string on failure.
  */
-export function acceptChild(engine: IkeEngine, sa: IkeSa, offer: ChildOffer, payloads: Payload[], inputs: ChildKeyInputs): ChildSa | string {
+export function acceptChild(engine: IkeContext, sa: IkeSa, offer: ChildOffer, payloads: Payload[], inputs: ChildKeyInputs): ChildSa | string {
   const saPayload = findPayload(payloads, PayloadType.SA);
   const tsi = findPayload(payloads, PayloadType.TSi);
   const tsr = findPayload(payloads, PayloadType.TSr);
@@ -142,7 +144,7 @@ export type ResponderKeyExchange = (suite: NegotiatedSuite) => { sharedSecret: U
  * §1.3): the request's KE payload must carry the chosen proposal's group
  * (else INVALID_KE_PAYLOAD naming it); g^ir and our KE payload come back.
  */
-export function responderKeyExchange(engine: IkeEngine, request: Payload[]): ResponderKeyExchange {
+export function responderKeyExchange(engine: IkeContext, request: Payload[]): ResponderKeyExchange {
   const ke = request.find((p) => p.type === PayloadType.KE);
   return (suite) => {
     if (!ke || ke.type !== PayloadType.KE || ke.group !== suite.ke) return { notify: NotifyType.INVALID_KE_PAYLOAD, data: u16Bytes(suite.ke!) };
@@ -155,9 +157,14 @@ export function responderKeyExchange(engine: IkeEngine, request: Payload[]): Res
   };
 }
 
-export type ChildResponse =
-  | { ok: true; payloads: Payload[]; child: ChildSa }
-  | { ok: false; notify: number; data?: Uint8Array };
+/** The notify (and its data) a refused Child SA request is answered with. */
+export interface ChildRefusal {
+  notify: number;
+  data?: Uint8Array;
+}
+
+/** The new Child SA and our SA, [KEr,] TSi, TSr payloads; or the refusal. */
+export type ChildResponse = Result<{ payloads: Payload[]; child: ChildSa }, ChildRefusal>;
 
 /**
  * Responder: choose a child policy whose ESP proposals and traffic selectors
@@ -166,7 +173,7 @@ export type ChildResponse =
  * group (PFS) and returns g^ir and our KE payload, or the notify to answer.
  */
 export function respondChild(
-  engine: IkeEngine,
+  engine: IkeContext,
   sa: IkeSa,
   payloads: Payload[],
   nonces: { nonceI: Uint8Array; nonceR: Uint8Array },
@@ -176,7 +183,7 @@ export function respondChild(
   const saPayload = findPayload(payloads, PayloadType.SA);
   const tsi = findPayload(payloads, PayloadType.TSi);
   const tsr = findPayload(payloads, PayloadType.TSr);
-  if (!saPayload || !tsi || !tsr) return { ok: false, notify: NotifyType.INVALID_SYNTAX };
+  if (!saPayload || !tsi || !tsr) return { ok: false, error: { notify: NotifyType.INVALID_SYNTAX } };
   // RFC 7791 §8: the limit counts Child SAs over all IKE SAs of the peer; a rekey replaces one.
   const count = engine.peerChildCount(sa);
   if (opts.replacing) {
@@ -184,9 +191,9 @@ export function respondChild(
     // deleted (they are still installed, with keys), so a peer that rekeys without deleting
     // cannot pile them up: past the limit it waits for them to go (§2.25: retry later).
     const live = opts.replacing.state === 'installed' || opts.replacing.state === 'rekeying';
-    if (count - (live ? 1 : 0) >= engine.limits.childSasPerPeer) return { ok: false, notify: NotifyType.TEMPORARY_FAILURE };
+    if (count - (live ? 1 : 0) >= engine.limits.childSasPerPeer) return { ok: false, error: { notify: NotifyType.TEMPORARY_FAILURE } };
   } else if (count >= engine.limits.childSasPerPeer) {
-    return { ok: false, notify: NotifyType.NO_ADDITIONAL_SAS };
+    return { ok: false, error: { notify: NotifyType.NO_ADDITIONAL_SAS } };
   }
   let failure: number = NotifyType.NO_PROPOSAL_CHOSEN;
   for (const child of sa.policy.children) {
@@ -200,13 +207,13 @@ export function respondChild(
       continue;
     }
     const spiOut = spiNumber(suite.spi);
-    if (spiOut === undefined || spiOut < 256) return { ok: false, notify: NotifyType.INVALID_SYNTAX };
+    if (spiOut === undefined || spiOut < 256) return { ok: false, error: { notify: NotifyType.INVALID_SYNTAX } };
     const extra: Payload[] = [];
     let sharedSecret: Uint8Array | undefined;
     if (suite.ke !== undefined) {
-      if (!keyExchange) return { ok: false, notify: NotifyType.NO_PROPOSAL_CHOSEN };
+      if (!keyExchange) return { ok: false, error: { notify: NotifyType.NO_PROPOSAL_CHOSEN } };
       const kx = keyExchange(suite);
-      if ('notify' in kx) return { ok: false, notify: kx.notify, ...(kx.data ? { data: kx.data } : {}) };
+      if ('notify' in kx) return { ok: false, error: { notify: kx.notify, ...(kx.data ? { data: kx.data } : {}) } };
       sharedSecret = kx.sharedSecret;
       extra.push(kx.payload);
     }
@@ -216,14 +223,47 @@ export function respondChild(
     sharedSecret?.fill(0);
     return {
       ok: true,
-      child: created,
-      payloads: [
-        { type: PayloadType.SA, proposals: [chosenProposal(suite, spiBytes(spiIn))] },
-        ...extra,
-        { type: PayloadType.TSi, selectors: remoteTs },
-        { type: PayloadType.TSr, selectors: localTs },
-      ],
+      value: {
+        child: created,
+        payloads: [
+          { type: PayloadType.SA, proposals: [chosenProposal(suite, spiBytes(spiIn))] },
+          ...extra,
+          { type: PayloadType.TSi, selectors: remoteTs },
+          { type: PayloadType.TSr, selectors: localTs },
+        ],
+      },
     };
   }
-  return { ok: false, notify: failure };
+  return { ok: false, error: { notify: failure } };
+}
+
+/**
+ * The request of a CREATE_CHILD_SA exchange that creates a Child SA, or
+ * rekeys `rekeying` (RFC 7296 §1.3.1, §1.3.3):
+ * [N(REKEY_SA),] SA, Ni, [KEi,] TSi, TSr, with a KE payload for PFS.
+ */
+export function childRequest(
+  ctx: IkeContext,
+  sa: IkeSa,
+  child: ChildPolicy,
+  keGroup: number | undefined,
+  rekeying?: ChildSa,
+): { offer: ChildOffer; nonceI: Uint8Array; keyExchange: KeyExchange | undefined; payloads: Payload[] } {
+  const nonceI = ctx.random(NONCE_LENGTH);
+  const offer = offerChild(ctx, sa, child, keGroup);
+  if (rekeying) {
+    // §2.9.2: the rekeyed SA keeps the selectors the old one had.
+    offer.tsi = rekeying.localTs;
+    offer.tsr = rekeying.remoteTs;
+  }
+  const [saPayload, tsi, tsr] = offerPayloads(offer);
+  const payloads: Payload[] = rekeying ? [espNotify(NotifyType.REKEY_SA, rekeying.spiIn)] : [];
+  payloads.push(saPayload!, { type: PayloadType.NONCE, data: nonceI });
+  let keyExchange: KeyExchange | undefined;
+  if (keGroup !== undefined) {
+    keyExchange = createKeyExchange(keGroup, { random: ctx.random });
+    payloads.push({ type: PayloadType.KE, group: keGroup, data: keyExchange.publicKey });
+  }
+  payloads.push(tsi!, tsr!);
+  return { offer, nonceI, keyExchange, payloads };
 }

@@ -26,20 +26,16 @@
 import { ExchangeType, NotifyType, PayloadType, ProtocolId } from '../wire/constants.js';
 import type { Payload } from '../wire/payloads.js';
 import { findPayload } from '../wire/payloads.js';
-import type { ChildSa } from './child-sa.js';
-import { spiHex } from './child-sa.js';
-import type { IkeEngine } from './engine.js';
-import type { InitiatorExchange, ResponderResult } from './exchange.js';
-import type { IkeSa } from './ike-sa.js';
-import { spi64Hex } from './ike-sa.js';
+import { type ChildSa, type IkeSa, type InitiatorExchange, type ResponderResult, spi64Hex, spiHex } from './ike-sa.js';
+import type { ExchangeNonces, IkeContext, RekeyCollisionHooks } from './context.js';
 import type { TimerHandle } from './clock.js';
 import { ChildCreateInitiator } from './exchanges/child-create.js';
-import { ChildRekeyInitiator, IkeRekeyInitiator } from './exchanges/rekey.js';
-import { DeleteChildInitiator, DeleteSpisInitiator } from './exchanges/informational.js';
-import { hasNotify, notify } from './payload-builders.js';
+import { ChildRekeyInitiator } from './exchanges/child-rekey.js';
+import { IkeRekeyInitiator } from './exchanges/ike-rekey.js';
+import { DeleteChildInitiator, DeleteSpisInitiator } from './exchanges/delete.js';
+import type { RequestKind } from './requests.js';
+import { notify } from './payload-builders.js';
 
-/** The two nonces of one CREATE_CHILD_SA exchange: [Ni, Nr]. */
-export type ExchangeNonces = readonly [Uint8Array, Uint8Array];
 
 /**
  * Octet-by-octet comparison (RFC 7296 §2.8.1): negative when `a` is lower. A
@@ -101,7 +97,7 @@ class RedundantIkeDelete implements InitiatorExchange {
   readonly name = 'INFORMATIONAL (delete redundant IKE SA)';
   readonly exchangeType = ExchangeType.INFORMATIONAL;
 
-  constructor(private readonly engine: IkeEngine) {}
+  constructor(private readonly engine: IkeContext) {}
 
   build(): Payload[] {
     return [{ type: PayloadType.DELETE, protocol: ProtocolId.IKE, spiSize: 0, spis: [] }];
@@ -112,7 +108,7 @@ class RedundantIkeDelete implements InitiatorExchange {
   }
 }
 
-export class RekeyCollisions {
+export class RekeyCollisions implements RekeyCollisionHooks {
   private readonly childCollisions = new WeakMap<ChildSa, Collision<ChildSa>>();
   private readonly ikeCollisions = new WeakMap<IkeSa, Collision<IkeSa>>();
   /** Child SAs the peer is expected to close; ours to close if it does not. */
@@ -125,7 +121,7 @@ export class RekeyCollisions {
   /** IKE SAs that inherited from a rekey: a grace timer never deletes those. */
   private readonly adopted = new WeakSet<IkeSa>();
 
-  constructor(private readonly engine: IkeEngine) {
+  constructor(private readonly engine: IkeContext) {
     engine.on('ike-rekeyed', (_old, successor) => {
       this.adopted.add(successor);
       const t = this.ikeGrace.get(successor);
@@ -159,13 +155,11 @@ export class RekeyCollisions {
    * with a task of ours in flight and cannot be served now gets
    * TEMPORARY_FAILURE. Returns undefined when the request goes ahead.
    */
-  guard(sa: IkeSa, exchangeType: number, payloads: Payload[]): ResponderResult | undefined {
-    if (exchangeType !== ExchangeType.CREATE_CHILD_SA || sa.state !== 'established' || !sa.outstanding) return undefined;
-    const saPayload = findPayload(payloads, PayloadType.SA);
-    if (!saPayload) return undefined;
-    const ikeProposal = saPayload.proposals.some((p) => p.protocol === ProtocolId.IKE);
-    const clone = ikeProposal && hasNotify(payloads, NotifyType.CLONE_IKE_SA) && sa.peerClone;
-    if (ikeProposal && !clone && childTaskInFlight(sa)) {
+  guard(sa: IkeSa, kind: RequestKind, payloads: Payload[]): ResponderResult | undefined {
+    if (kind === 'ike-auth' || kind === 'ike-delete' || kind === 'informational' || sa.state !== 'established' || !sa.outstanding) return undefined;
+    if (!findPayload(payloads, PayloadType.SA)) return undefined;
+    const ikeProposal = kind === 'ike-rekey' || kind === 'ike-clone';
+    if (kind === 'ike-rekey' && childTaskInFlight(sa)) {
       this.engine.log.info({ ike: sa.id }, 'IKE SA rekey request while a Child SA task is in flight: TEMPORARY_FAILURE (RFC 7296 §2.25.1)');
       return { payloads: [notify(NotifyType.TEMPORARY_FAILURE)] };
     }
@@ -188,7 +182,7 @@ export class RekeyCollisions {
     }
     // The initiator deletes the old SA; until then it still takes inbound traffic (§2.8).
     // A peer that never does would leave it installed, keys and all: we close it after the grace period.
-    old.state = 'rekeyed';
+    old.setState('rekeyed', this.engine.log);
     this.expectPeerToClose(old);
   }
 
@@ -201,7 +195,7 @@ export class RekeyCollisions {
     this.childCollisions.delete(old);
     if (!c || c.created.state === 'deleted' || c.created.state === 'deleting') {
       // §2.8: the initiator of the rekey deletes the old Child SA once the new one is in place.
-      old.state = 'rekeyed';
+      old.setState('rekeyed', this.engine.log);
       void this.engine.closeChildSa(old);
       return created;
     }
@@ -213,11 +207,11 @@ export class RekeyCollisions {
     );
     if (weLose) {
       // Ours holds the lowest nonce: we close it; the peer initiated the survivor and deletes `old`.
-      if (old.state === 'rekeying' || old.state === 'installed') old.state = 'rekeyed';
+      if (old.state === 'rekeying' || old.state === 'installed') old.setState('rekeyed', this.engine.log);
       void this.engine.closeChildSa(created);
       this.expectPeerToClose(old);
     } else {
-      old.state = 'rekeyed';
+      old.setState('rekeyed', this.engine.log);
       void this.engine.closeChildSa(old);
       this.expectPeerToClose(c.created);
     }
@@ -236,7 +230,7 @@ export class RekeyCollisions {
     if (!c || c.created.state === 'deleted' || c.created.state === 'deleting') return undefined;
     this.engine.log.info({ ike: old.ike.id, child: old.id, survivor: spiHex(c.created.spiIn) }, "simultaneous Child SA rekey: the peer's rekey went through");
     if (old.state === 'rekeying' || old.state === 'installed') {
-      old.state = 'rekeyed';
+      old.setState('rekeyed', this.engine.log);
       this.expectPeerToClose(old);
     }
     this.engine.emit('rekey-collision', 'child', c.created);
@@ -365,7 +359,7 @@ export class RekeyCollisions {
     const engine = this.engine;
     engine.releaseIkeSpi(sa.localSpi);
     engine.sas.set(spi64Hex(sa.localSpi), sa);
-    sa.state = 'established';
+    sa.setState('established', this.engine.log);
     sa.establishedAt = engine.clock.now();
   }
 

@@ -17,43 +17,17 @@
 //   "MUST NOT unilaterally close them and reuse the SPIs".
 //
 // Owner: the engine's thread; every timer here is cancelled by stop().
-import { ExchangeType, NotifyType, PayloadType, ProtocolId } from '../wire/constants.js';
+import { PayloadType, ProtocolId } from '../wire/constants.js';
 import type { DeletePayload, Payload } from '../wire/payloads.js';
-import type { ChildSa } from './child-sa.js';
-import { spiHex } from './child-sa.js';
+import { type ChildSa, type IkeSa, spiHex } from './ike-sa.js';
 import type { TimerHandle } from './clock.js';
-import type { IkeEngine } from './engine.js';
-import type { InitiatorExchange } from './exchange.js';
-import type { IkeSa } from './ike-sa.js';
+import type { IkeContext } from './context.js';
 import type { Endpoint } from './transport.js';
-import { notify, spiBytes, spiNumber } from './payload-builders.js';
-
-export interface DeletionOptions {
-  /** Least time between two INVALID_SPI notifies to one peer address (ms). */
-  invalidSpiInterval: number;
-  /** Peer addresses the rate limiter remembers; past this, notifies wait until entries age out. */
-  invalidSpiPeers: number;
-  /** How long the inbound SPI of a half-closed Child SA stays out of use (ms). */
-  halfClosedHold: number;
-}
-
-export const DEFAULT_DELETION_OPTIONS: DeletionOptions = { invalidSpiInterval: 1_000, invalidSpiPeers: 4_096, halfClosedHold: 300_000 };
+import { spiNumber } from './payload-builders.js';
+import { InvalidSpiInitiator } from './exchanges/delete.js';
+import { DEFAULT_DELETION_OPTIONS, type DeletionOptions } from './defaults.js';
 
 export type InvalidSpiVerdict = 'sent' | 'rate-limited' | 'no-ike-sa';
-
-/** INFORMATIONAL with N(INVALID_SPI) naming an ESP SPI we do not know (§2.21.4). */
-export class InvalidSpiInitiator implements InitiatorExchange {
-  readonly name = 'INFORMATIONAL (INVALID_SPI)';
-  readonly exchangeType = ExchangeType.INFORMATIONAL;
-
-  constructor(readonly spi: number) {}
-
-  build(): Payload[] {
-    return [notify(NotifyType.INVALID_SPI, spiBytes(this.spi))];
-  }
-
-  process(): void {}
-}
 
 export class DeletionAudit {
   private readonly opts: DeletionOptions;
@@ -62,7 +36,7 @@ export class DeletionAudit {
   private readonly holds = new Map<number, TimerHandle>();
 
   constructor(
-    private readonly engine: IkeEngine,
+    private readonly engine: IkeContext,
     opts: Partial<DeletionOptions> = {},
   ) {
     this.opts = { ...DEFAULT_DELETION_OPTIONS, ...opts };
@@ -71,7 +45,7 @@ export class DeletionAudit {
     }
   }
 
-  /** See IkeEngine.reportInvalidSpi. */
+  /** See IkeContext.reportInvalidSpi. */
   reportInvalidSpi(spi: number, remote: Endpoint): InvalidSpiVerdict {
     if (!Number.isInteger(spi) || spi < 0 || spi > 0xffff_ffff) throw new TypeError('reportInvalidSpi: spi must be a 32-bit unsigned integer');
     if (!remote || typeof remote.address !== 'string' || !Number.isInteger(remote.port)) throw new TypeError('reportInvalidSpi: remote must be { address, port }');

@@ -4,10 +4,10 @@
 import type { IkeKeys } from '../crypto/keys.js';
 import { resolveSuite } from '../crypto/keys.js';
 import { createSkProtector } from '../crypto/sk.js';
-import type { IkeEngine } from './engine.js';
+import type { IkeContext } from './context.js';
 import type { IkeSa } from './ike-sa.js';
 
-export function installIkeKeys(engine: IkeEngine, sa: IkeSa, keys: IkeKeys): void {
+export function installIkeKeys(engine: IkeContext, sa: IkeSa, keys: IkeKeys): void {
   const suite = sa.suite!;
   const { encr, integ } = resolveSuite({ encr: suite.encr, encrKeyLength: suite.encrKeyLength, prf: suite.prf!, integ: suite.integ ?? 0 });
   const initiatorSide = createSkProtector(encr, integ, keys.skEi, integ ? keys.skAi : undefined, { random: engine.random });

@@ -1,7 +1,20 @@
-// An IKE SA: SPIs, negotiated suite, keys, message-ID state, the exchange in
-// flight and the response cache, and the Child SAs it created. Owned by the
-// IKE engine on the main thread; exchanges mutate it only after a message has
-// been authenticated (architecture §4.3).
+// The two kinds of SA the IKE engine owns, and the contract of the exchanges
+// that run on them:
+// - an IKE SA: SPIs, negotiated suite, keys, message-ID state, the exchange in
+//   flight and the response cache, and the Child SAs it created;
+// - a Child SA as the control plane sees it: negotiated algorithms, SPIs, keys
+//   until they are handed to the data plane, and traffic selectors (the data
+//   plane's copy, with sequence counter and replay window, is owned by one worker);
+// - the exchange contract (strongSwan's task model: each exchange has an
+//   initiator half — build the request, process the response — and a responder
+//   half — process the request, build the response).
+// They refer to each other, so they live in one module (no import cycle).
+//
+// States change only through setState, against an explicit transition table
+// (as OpenBSD iked's sa_stateok); an illegal change is refused and logged,
+// never thrown, since untrusted input may lead to it. Owned by the IKE engine
+// on the main thread; exchanges mutate an SA only after a message has been
+// authenticated (architecture §4.3).
 import type { IkeKeys } from '../crypto/keys.js';
 import { wipeIkeKeys } from '../crypto/keys.js';
 import type { KeyExchange } from '../crypto/keyexchange.js';
@@ -9,11 +22,11 @@ import type { SkProtector } from '../crypto/sk.js';
 import { wipe } from '../crypto/random.js';
 import type { Identity } from '../identity.js';
 import type { TimerHandle } from './clock.js';
-import type { ChildSa } from './child-sa.js';
 import type { ConnectionPolicy } from './policy.js';
 import type { NegotiatedSuite } from './proposals.js';
 import type { Endpoint } from './transport.js';
-import type { InitiatorExchange } from './exchange.js';
+import type { Payload, TrafficSelector } from '../wire/payloads.js';
+import type { Logger } from '../log.js';
 
 export type IkeSaState =
   | 'connecting' // IKE_SA_INIT sent or answered, not yet authenticated
@@ -21,6 +34,93 @@ export type IkeSaState =
   | 'established'
   | 'deleting'
   | 'dead';
+
+/** installed -> rekeying (we rekey it) -> rekeyed (the successor exists; kept for inbound until deleted) -> deleting -> deleted. */
+export type ChildSaState = 'installed' | 'rekeying' | 'rekeyed' | 'deleting' | 'deleted';
+
+// ------------------------------------------------------------ state machines
+
+/**
+ * Legal IKE SA state changes (RFC 7296 §1, §2.18): IKE_SA_INIT, then IKE_AUTH
+ * (initiator), then established; an SA created by a rekey or a clone goes from
+ * 'connecting' straight to 'established'. Anything may die.
+ */
+export const IKE_SA_TRANSITIONS: Readonly<Record<IkeSaState, readonly IkeSaState[]>> = {
+  connecting: ['authenticating', 'established', 'dead'],
+  authenticating: ['established', 'dead'],
+  established: ['deleting', 'dead'],
+  deleting: ['dead'],
+  dead: [],
+};
+
+/**
+ * Legal Child SA state changes (RFC 7296 §1.3.3, §1.4.1, §2.8): a rekey we
+ * start may fail (back to installed) or produce a successor (rekeyed); any
+ * state but deleted may be deleted.
+ */
+export const CHILD_SA_TRANSITIONS: Readonly<Record<ChildSaState, readonly ChildSaState[]>> = {
+  installed: ['rekeying', 'rekeyed', 'deleting', 'deleted'],
+  rekeying: ['installed', 'rekeyed', 'deleting', 'deleted'],
+  rekeyed: ['deleting', 'deleted'],
+  deleting: ['deleted'],
+  deleted: [],
+};
+
+/**
+ * Whether `from` may become `to` under `table`. Staying in the same state is
+ * always allowed (a rebuilt request re-enters its state).
+ */
+export function stateChangeAllowed<S extends string>(table: Readonly<Record<S, readonly S[]>>, from: S, to: S): boolean {
+  return from === to || table[from].includes(to);
+}
+
+function changeState<S extends string>(
+  table: Readonly<Record<S, readonly S[]>>,
+  what: Record<string, unknown>,
+  from: S,
+  to: S,
+  log: Logger | undefined,
+): boolean {
+  if (!stateChangeAllowed(table, from, to)) {
+    log?.warn({ ...what, from, to }, 'illegal SA state change refused');
+    return false;
+  }
+  if (from !== to) log?.debug({ ...what, from, to }, 'SA state change');
+  return true;
+}
+
+// ------------------------------------------------------ exchange contract
+
+/** Initiator half of an exchange, queued on an IKE SA and run one at a time (window size 1). */
+export interface InitiatorExchange {
+  readonly name: string;
+  readonly exchangeType: number;
+  /** Payloads of the request (encrypted, except in IKE_SA_INIT). */
+  build(sa: IkeSa): Payload[];
+  /**
+   * The response, decrypted and authenticated. Return 'retry' to send a rebuilt
+   * request under the same message ID (COOKIE and INVALID_KE_PAYLOAD, RFC 7296 §2.6, §1.2).
+   */
+  process(sa: IkeSa, payloads: Payload[], raw: Uint8Array): void | 'retry';
+  /**
+   * For a response that is not authenticated (IKE_SA_INIT): why it cannot be
+   * used, or undefined when process() may take it. Changes no SA state; the
+   * engine drops an unusable response and keeps the request outstanding
+   * (RFC 7296 §2.21.1), since a forged one may precede the genuine answer.
+   */
+  unusable?(sa: IkeSa, payloads: Payload[], raw: Uint8Array): string | undefined;
+  /** The exchange will never complete (retransmissions spent, SA deleted). */
+  abort?(sa: IkeSa, reason: string): void;
+}
+
+/** What a responder half returns: the response payloads (possibly just an error notify). */
+export interface ResponderResult {
+  payloads: Payload[];
+  /** Run after the response has been sent (e.g. delete the IKE SA after answering its Delete). */
+  after?: () => void;
+}
+
+// ------------------------------------------------------------------ IKE SA
 
 export type IkeRole = 'initiator' | 'responder';
 
@@ -61,7 +161,7 @@ export class IkeSa {
    * (kept across rekeys). Per-worker placement uses it (architecture §5).
    */
   familyIndex = 0;
-  state: IkeSaState = 'connecting';
+  private currentState: IkeSaState = 'connecting';
   readonly createdAt: number;
   establishedAt: number | undefined;
 
@@ -138,6 +238,17 @@ export class IkeSa {
     this.createdAt = now;
   }
 
+  get state(): IkeSaState {
+    return this.currentState;
+  }
+
+  /** Change state against IKE_SA_TRANSITIONS; false (and a warning) for an illegal change, which is not made. */
+  setState(to: IkeSaState, log?: Logger): boolean {
+    if (!changeState(IKE_SA_TRANSITIONS, { ike: this.id }, this.currentState, to, log)) return false;
+    this.currentState = to;
+    return true;
+  }
+
   /** Our own SPI: the key of this SA in the engine's table. */
   get localSpi(): Uint8Array {
     return this.role === 'initiator' ? this.spiI : this.spiR;
@@ -160,8 +271,8 @@ export class IkeSa {
   }
 
   /** Zeroise all key material (architecture §4.5) and stop every timer. */
-  destroy(): void {
-    this.state = 'dead';
+  destroy(log?: Logger): void {
+    this.setState('dead', log);
     for (const t of this.timers) t.cancel();
     this.timers.clear();
     this.outstanding?.timer?.cancel();
@@ -180,4 +291,63 @@ export class IkeSa {
 
 export function spi64Hex(spi: Uint8Array): string {
   return Buffer.from(spi.buffer, spi.byteOffset, spi.byteLength).toString('hex');
+}
+
+// ---------------------------------------------------------------- Child SA
+
+export interface ChildKeyMaterial {
+  /** Inbound (peer -> us) encryption key material (key || salt for AEAD) and integrity key. */
+  encIn: Uint8Array;
+  integIn: Uint8Array;
+  encOut: Uint8Array;
+  integOut: Uint8Array;
+}
+
+let nextChildId = 1;
+
+export class ChildSa {
+  readonly id = nextChildId++;
+  private currentState: ChildSaState = 'installed';
+  readonly createdAt: number;
+
+  constructor(
+    /** The IKE SA that manages it; changes when that IKE SA is rekeyed (not when cloned). */
+    public ike: IkeSa,
+    readonly name: string,
+    /** Our inbound SPI (the peer sends ESP with it). */
+    readonly spiIn: number,
+    /** The peer's inbound SPI (we send ESP with it). */
+    readonly spiOut: number,
+    readonly suite: NegotiatedSuite,
+    public keys: ChildKeyMaterial | undefined,
+    readonly localTs: TrafficSelector[],
+    readonly remoteTs: TrafficSelector[],
+    /** ESP travels in UDP (RFC 3948) because a NAT was detected or the peer requires it; MOBIKE may change it. */
+    public udpEncap: boolean,
+    now: number,
+  ) {
+    this.createdAt = now;
+  }
+
+  get state(): ChildSaState {
+    return this.currentState;
+  }
+
+  /** Change state against CHILD_SA_TRANSITIONS; false (and a warning) for an illegal change, which is not made. */
+  setState(to: ChildSaState, log?: Logger): boolean {
+    if (!changeState(CHILD_SA_TRANSITIONS, { ike: this.ike.id, child: this.id }, this.currentState, to, log)) return false;
+    this.currentState = to;
+    return true;
+  }
+
+  /** Zeroise key material (architecture §4.5): after hand-off to the data plane and on delete. */
+  wipeKeys(): void {
+    if (!this.keys) return;
+    wipe(this.keys.encIn, this.keys.integIn, this.keys.encOut, this.keys.integOut);
+    this.keys = undefined;
+  }
+}
+
+export function spiHex(spi: number): string {
+  return spi.toString(16).padStart(8, '0');
 }

@@ -9,10 +9,7 @@ import { EncrId, IntegId } from '../wire/constants.js';
 import type { EncrInfo, IntegInfo } from '../crypto/algorithms.js';
 import { encrInfo, integInfo } from '../crypto/algorithms.js';
 import type { IkeKeys } from '../crypto/keys.js';
-import type { ChildSa } from './child-sa.js';
-import { spiHex } from './child-sa.js';
-import type { IkeSa } from './ike-sa.js';
-import { spi64Hex } from './ike-sa.js';
+import { type ChildSa, type IkeSa, spi64Hex, spiHex } from './ike-sa.js';
 
 export interface KeyLogSink {
   ike(sa: IkeSa, keys: IkeKeys, encr: EncrInfo, integ: IntegInfo | undefined): void;

@@ -19,12 +19,12 @@
 // Owner: the engine's thread. IKE SA timers live in sa.timers and Child SA
 // timers here; both are cancelled when the SA dies, so nothing is left armed.
 import { NotifyType } from '../wire/constants.js';
-import type { ChildSa } from './child-sa.js';
-import { spiHex } from './child-sa.js';
+import { type ChildSa, type IkeSa, spiHex } from './ike-sa.js';
 import type { TimerHandle } from './clock.js';
-import type { IkeEngine } from './engine.js';
-import type { IkeSa } from './ike-sa.js';
-import { DeleteSpisInitiator } from './exchanges/informational.js';
+import type { ChildLimitCause, IkeContext } from './context.js';
+import { DeleteSpisInitiator } from './exchanges/delete.js';
+import { DEFAULT_LIFETIME_OPTIONS, type LifetimeOptions } from './defaults.js';
+import { readU32 } from '../crypto/bytes.js';
 
 /** Cumulative counters of one Child SA, as the data plane reports them. */
 export interface ChildUsage {
@@ -44,14 +44,6 @@ export interface ChildUsage {
 /** What reportChildUsage did. */
 export type UsageVerdict = 'ok' | 'rekey' | 'expired' | 'unknown-spi';
 
-export type ChildLimitCause = 'time' | 'bytes' | 'packets' | 'sequence';
-
-export interface LifetimeOptions {
-  /** Wait before retrying a rekey refused with TEMPORARY_FAILURE: uniformly in [d, 2d]. */
-  rekeyRetryDelay: number;
-}
-
-export const DEFAULT_LIFETIME_OPTIONS: LifetimeOptions = { rekeyRetryDelay: 10_000 };
 
 interface ChildTimers {
   soft?: TimerHandle;
@@ -91,7 +83,7 @@ export class LifetimeManager {
   private readonly reauthRetries = new Map<number, TimerHandle>();
 
   constructor(
-    private readonly engine: IkeEngine,
+    private readonly engine: IkeContext,
     opts: Partial<LifetimeOptions> = {},
   ) {
     this.opts = { ...DEFAULT_LIFETIME_OPTIONS, ...opts };
@@ -118,7 +110,7 @@ export class LifetimeManager {
   jitter(max: number): number {
     if (!(max > 0)) return 0;
     const b = this.engine.random(4);
-    const u = ((b[0]! << 24) | (b[1]! << 16) | (b[2]! << 8) | b[3]!) >>> 0;
+    const u = readU32(b);
     return Math.floor((u / 0x1_0000_0000) * (max + 1));
   }
 
@@ -427,7 +419,7 @@ export class LifetimeManager {
     if (!wasDeleting && (ike.state === 'established' || ike.state === 'deleting')) this.engine.queueExchange(ike, new DeleteSpisInitiator([child.spiIn]));
   }
 
-  /** See IkeEngine.reportChildUsage. */
+  /** See IkeContext.reportChildUsage. */
   reportUsage(spiIn: number, usage: ChildUsage): UsageVerdict {
     if (!Number.isInteger(spiIn) || spiIn < 0 || spiIn > 0xffff_ffff) throw new TypeError('reportChildUsage: spiIn must be a 32-bit unsigned integer');
     if (usage === null || typeof usage !== 'object' || !nonNegative(usage.bytes) || !nonNegative(usage.packets)) {
@@ -454,7 +446,7 @@ export class LifetimeManager {
     return 'ok';
   }
 
-  /** See IkeEngine.childRekeyNeeded. */
+  /** See IkeContext.childRekeyNeeded. */
   sequenceExhausted(spiIn: number): boolean {
     if (!Number.isInteger(spiIn) || spiIn < 0 || spiIn > 0xffff_ffff) throw new TypeError('childRekeyNeeded: spiIn must be a 32-bit unsigned integer');
     const child = this.engine.childrenBySpi.get(spiIn);

@@ -13,35 +13,12 @@
 //
 // Owner: the engine's thread. The one check timer of each IKE SA lives in
 // sa.timers (cancelled when it dies); restart timers are stopped by stop().
-import { ExchangeType } from '../wire/constants.js';
-import type { Payload } from '../wire/payloads.js';
-import type { ChildSa } from './child-sa.js';
+import type { ChildSa, IkeSa } from './ike-sa.js';
 import type { TimerHandle } from './clock.js';
-import type { IkeEngine } from './engine.js';
-import type { InitiatorExchange } from './exchange.js';
-import type { IkeSa } from './ike-sa.js';
+import type { IkeContext } from './context.js';
+import { DPD_CHECK, LivenessInitiator } from './exchanges/liveness.js';
 import type { Endpoint } from './transport.js';
-
-export interface LivenessOptions {
-  /** Initiation attempts after a dead peer with dpdAction 'restart' (strongSwan's keyingtries). */
-  restartTries: number;
-  /** Pause before the second attempt, doubled for each further one (ms). */
-  restartDelay: number;
-}
-
-export const DEFAULT_LIVENESS_OPTIONS: LivenessOptions = { restartTries: 3, restartDelay: 5_000 };
-
-/** The empty INFORMATIONAL request of a liveness check (§2.4); its name appears in the deletion reason. */
-export class DpdInitiator implements InitiatorExchange {
-  readonly name = 'INFORMATIONAL (DPD)';
-  readonly exchangeType = ExchangeType.INFORMATIONAL;
-
-  build(): Payload[] {
-    return [];
-  }
-
-  process(): void {}
-}
+import { DEFAULT_LIVENESS_OPTIONS, type LivenessOptions } from './defaults.js';
 
 export class LivenessMonitor {
   private readonly opts: LivenessOptions;
@@ -52,7 +29,7 @@ export class LivenessMonitor {
   private readonly restarts = new Set<TimerHandle>();
 
   constructor(
-    private readonly engine: IkeEngine,
+    private readonly engine: IkeContext,
     opts: Partial<LivenessOptions> = {},
   ) {
     this.opts = { ...DEFAULT_LIVENESS_OPTIONS, ...opts };
@@ -122,7 +99,7 @@ export class LivenessMonitor {
     // end of its budget, settles the question (§2.4).
     if (!sa.outstanding) {
       this.engine.log.debug({ ike: sa.id, idle }, 'nothing heard from the peer: liveness check');
-      this.engine.queueExchange(sa, new DpdInitiator());
+      this.engine.queueExchange(sa, new LivenessInitiator(undefined, DPD_CHECK));
     }
     this.schedule(sa, delay);
   }

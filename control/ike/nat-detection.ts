@@ -8,10 +8,7 @@ import { findNotifies } from '../wire/payloads.js';
 import { natDetectionHash } from '../crypto/natd.js';
 import { notify } from './payload-builders.js';
 import type { Endpoint } from './transport.js';
-
-function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && a.every((v, i) => v === b[i]);
-}
+import { equalBytes } from '../crypto/bytes.js';
 
 /** NAT_DETECTION_SOURCE_IP and _DESTINATION_IP for a message with these SPIs (RFC 7296 §2.23). */
 export function natDetectionPayloads(spiI: Uint8Array, spiR: Uint8Array, local: Endpoint, remote: Endpoint, fakeSource?: (n: number) => Uint8Array): Payload[] {

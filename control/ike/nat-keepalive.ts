@@ -12,16 +12,11 @@
 //
 // Owner: the engine's thread. Each tracked IKE SA has one timer in sa.timers,
 // cancelled when it dies; a pair is forgotten with its last IKE SA.
-import type { ChildSa } from './child-sa.js';
+import type { ChildSa, IkeSa } from './ike-sa.js';
 import type { TimerHandle } from './clock.js';
-import type { IkeEngine } from './engine.js';
-import type { IkeSa } from './ike-sa.js';
-import type { Endpoint } from './transport.js';
-
-/** Sends the 1-octet 0xFF NAT-keepalive datagram from `local` to `remote` (the NAT-T socket). */
-export type SendKeepalive = (local: Endpoint, remote: Endpoint) => void;
-
-export const DEFAULT_NAT_KEEPALIVE = 20_000;
+import type { IkeContext } from './context.js';
+import type { Endpoint, SendKeepalive } from './transport.js';
+import { DEFAULT_NAT_KEEPALIVE } from './defaults.js';
 
 /** The NAT-keepalive payload (RFC 3948 §2.3). */
 export const NAT_KEEPALIVE_PAYLOAD: Readonly<Uint8Array> = new Uint8Array([0xff]);
@@ -44,7 +39,7 @@ export class NatKeepalive {
   sent = 0;
 
   constructor(
-    private readonly engine: IkeEngine,
+    private readonly engine: IkeContext,
     private readonly send: SendKeepalive | undefined,
   ) {
     engine.on('ike-up', (sa) => this.track(sa));

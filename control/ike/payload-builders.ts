@@ -4,6 +4,7 @@ import { PayloadType, ProtocolId } from '../wire/constants.js';
 import type { IdPayload, NotifyPayload, Payload } from '../wire/payloads.js';
 import { findNotify } from '../wire/payloads.js';
 import type { Identity } from '../identity.js';
+import { readU32 } from '../crypto/bytes.js';
 
 const EMPTY = new Uint8Array(0);
 
@@ -25,7 +26,7 @@ export function spiBytes(spi: number): Uint8Array {
 
 export function spiNumber(b: Uint8Array): number | undefined {
   if (b.length !== 4) return undefined;
-  return new DataView(b.buffer, b.byteOffset, 4).getUint32(0);
+  return readU32(b);
 }
 
 export function idPayload(type: typeof PayloadType.IDi | typeof PayloadType.IDr, id: Identity): IdPayload {

@@ -5,6 +5,7 @@ import { ExchangeType, HeaderFlag, IKE_VERSION, PayloadType } from '../wire/cons
 import type { IkeMessage } from '../wire/message.js';
 import { decodePayloadChain, encodeMessage, encodePayloadChain, encodeSkMessage } from '../wire/message.js';
 import type { Payload } from '../wire/payloads.js';
+import type { Result } from '../wire/result.js';
 import type { IkeSa } from './ike-sa.js';
 
 export function sealMessage(sa: IkeSa, exchangeType: number, messageId: number, response: boolean, payloads: Payload[]): Uint8Array {
@@ -24,15 +25,22 @@ export function sealMessage(sa: IkeSa, exchangeType: number, messageId: number, 
   return encodeSkMessage(header, inner.firstType, protector.bodyLength(inner.bytes.length), (aad) => protector.seal(aad, inner.bytes));
 }
 
-export type OpenResult = { ok: true; payloads: Payload[] } | { ok: false; reason: 'no-sk' | 'auth' | 'syntax'; notify?: number; data?: Uint8Array };
+/** Why a protected message could not be opened; 'syntax' (authenticated, malformed inside) is answered with `notify`. */
+export interface OpenError {
+  reason: 'no-sk' | 'auth' | 'syntax';
+  notify?: number;
+  data?: Uint8Array;
+}
+
+export type OpenResult = Result<Payload[], OpenError>;
 
 /** Verify and decrypt the SK payload of `msg` and decode the inner payloads (RFC 7296 §3.14). */
 export function openMessage(sa: IkeSa, msg: IkeMessage): OpenResult {
   const sk = msg.payloads[msg.payloads.length - 1];
-  if (!sk || sk.type !== PayloadType.SK || !sa.protectIn) return { ok: false, reason: 'no-sk' };
+  if (!sk || sk.type !== PayloadType.SK || !sa.protectIn) return { ok: false, error: { reason: 'no-sk' } };
   const plain = sa.protectIn.open(sk.aad, sk.body);
-  if (!plain.ok) return { ok: false, reason: 'auth' };
+  if (!plain.ok) return { ok: false, error: { reason: 'auth' } };
   const inner = decodePayloadChain(sk.innerType, plain.value);
-  if (!inner.ok) return { ok: false, reason: 'syntax', notify: inner.error.notify, ...(inner.error.data ? { data: inner.error.data } : {}) };
-  return { ok: true, payloads: inner.value };
+  if (!inner.ok) return { ok: false, error: { reason: 'syntax', notify: inner.error.notify, ...(inner.error.data ? { data: inner.error.data } : {}) } };
+  return { ok: true, value: inner.value };
 }

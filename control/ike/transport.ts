@@ -15,6 +15,9 @@ export interface Datagram {
 
 export type SendFn = (d: Datagram) => void;
 
+/** Sends the 1-octet 0xFF NAT-keepalive datagram from `local` to `remote` (the NAT-T socket, RFC 3948 §2.3). */
+export type SendKeepalive = (local: Endpoint, remote: Endpoint) => void;
+
 export function endpointString(e: Endpoint): string {
   return e.address.includes(':') ? `[${e.address}]:${e.port}` : `${e.address}:${e.port}`;
 }

@@ -55,7 +55,15 @@ export interface WireError {
   offset?: number;
 }
 
-export type WireResult<T> = { ok: true; value: T } | { ok: false; error: WireError };
+/**
+ * Success with a value, or failure with a typed error: the one result shape of
+ * the control plane (decoding here, cryptography in control/crypto, message
+ * protection and negotiation in control/ike). Untrusted input yields one of
+ * these, never an exception.
+ */
+export type Result<T, E> = { ok: true; value: T } | { ok: false; error: E };
+
+export type WireResult<T> = Result<T, WireError>;
 
 /** The notify each error code answers with unless the caller says otherwise. */
 function defaultNotify(code: WireErrorCode): number {

@@ -6,24 +6,21 @@
 //                           <--  HDR, SK {SA, Nr, [KEr,] TSi, TSr}
 //
 // Requests that rekey a Child SA (N(REKEY_SA)) or an IKE SA (an IKE proposal,
-// and with N(CLONE_IKE_SA) a clone) use the same exchange type; this module
-// dispatches them.
+// and with N(CLONE_IKE_SA) a clone) use the same exchange type; they pass the
+// same checks here and are answered by their own modules.
 import { findPayload, findNotifies } from '../../wire/payloads.js';
-import { ExchangeType, NotifyType, PayloadType, ProtocolId, TransformType, notifyName } from '../../wire/constants.js';
+import { ExchangeType, NotifyType, PayloadType, TransformType, notifyName } from '../../wire/constants.js';
 import type { Payload } from '../../wire/payloads.js';
-import { createKeyExchange } from '../../crypto/keyexchange.js';
 import type { KeyExchange } from '../../crypto/keyexchange.js';
 import { isValidNonceLength } from '../../crypto/keys.js';
-import type { ChildSa } from '../child-sa.js';
-import type { IkeEngine } from '../engine.js';
-import type { InitiatorExchange, ResponderResult } from '../exchange.js';
-import type { IkeSa } from '../ike-sa.js';
+import type { ChildSa, IkeSa, InitiatorExchange, ResponderResult } from '../ike-sa.js';
+import type { IkeContext } from '../context.js';
+import { classifyRequest } from '../requests.js';
 import type { ChildPolicy } from '../policy.js';
-import { acceptChild, childPfsGroup, dropOffer, offerChild, offerPayloads, respondChild, responderKeyExchange } from '../child-negotiation.js';
+import { acceptChild, childPfsGroup, childRequest, dropOffer, respondChild, responderKeyExchange } from '../child-negotiation.js';
 import type { ChildOffer } from '../child-negotiation.js';
-import { errorNotify, hasNotify, notify, u16 } from '../payload-builders.js';
-
-const NONCE_LENGTH = 32;
+import { errorNotify, notify, u16 } from '../payload-builders.js';
+import { NONCE_LENGTH } from '../defaults.js';
 
 export interface ChildCreateCallbacks {
   pfs: boolean;
@@ -36,6 +33,15 @@ export interface ChildCreateCallbacks {
 
 // ------------------------------------------------------------------ initiator
 
+/** Create an additional Child SA on an established IKE SA (CREATE_CHILD_SA, RFC 7296 §1.3.1). */
+export function createChildSa(engine: IkeContext, sa: IkeSa, childName: string, opts: { pfs?: boolean } = {}): Promise<ChildSa> {
+  const child = sa.policy.children.find((c) => c.name === childName);
+  if (!child) return Promise.reject(new Error(`connection "${sa.name}" has no child "${childName}"`));
+  return new Promise((resolve, reject) => {
+    engine.queueExchange(sa, new ChildCreateInitiator(engine, child, { pfs: opts.pfs ?? true, resolve, reject }));
+  });
+}
+
 export class ChildCreateInitiator implements InitiatorExchange {
   readonly name = 'CREATE_CHILD_SA';
   readonly exchangeType = ExchangeType.CREATE_CHILD_SA;
@@ -44,7 +50,7 @@ export class ChildCreateInitiator implements InitiatorExchange {
   private nonceI: Uint8Array | undefined;
 
   constructor(
-    private readonly engine: IkeEngine,
+    private readonly engine: IkeContext,
     private readonly child: ChildPolicy,
     private readonly cb: ChildCreateCallbacks,
   ) {}
@@ -55,17 +61,9 @@ export class ChildCreateInitiator implements InitiatorExchange {
 
   build(sa: IkeSa): Payload[] {
     this.release();
-    const group = this.group;
-    this.nonceI = this.engine.random(NONCE_LENGTH);
-    this.offer = offerChild(this.engine, sa, this.child, group);
-    const [saPayload, tsi, tsr] = offerPayloads(this.offer);
-    const payloads: Payload[] = [saPayload!, { type: PayloadType.NONCE, data: this.nonceI }];
-    if (group !== undefined) {
-      this.keyExchange = createKeyExchange(group, { random: this.engine.random });
-      payloads.push({ type: PayloadType.KE, group, data: this.keyExchange.publicKey });
-    }
-    payloads.push(tsi!, tsr!);
-    return payloads;
+    const request = childRequest(this.engine, sa, this.child, this.group);
+    ({ offer: this.offer, nonceI: this.nonceI, keyExchange: this.keyExchange } = request);
+    return request.payloads;
   }
 
   process(sa: IkeSa, payloads: Payload[]): void {
@@ -128,25 +126,41 @@ export class ChildCreateInitiator implements InitiatorExchange {
 
 // ------------------------------------------------------------------ responder
 
-/** The responder half of CREATE_CHILD_SA: dispatch on what the request asks for. */
-export function respondCreateChildSa(engine: IkeEngine, sa: IkeSa, payloads: Payload[]): ResponderResult {
-  // RFC 7296 §2.25 / RFC 7791 §5.3: nothing new on an SA that is going away.
+/**
+ * What every CREATE_CHILD_SA request must pass, whatever it asks for: an SA
+ * that is not going away (RFC 7296 §2.25, RFC 7791 §5.3), an SA payload and a
+ * nonce long enough for the PRF (§2.10). A refusal, or undefined.
+ */
+function checkCreateChildSa(sa: IkeSa, payloads: Payload[]): ResponderResult | undefined {
   if (sa.state !== 'established') return { payloads: [notify(NotifyType.TEMPORARY_FAILURE)] };
   const saPayload = findPayload(payloads, PayloadType.SA);
   const nonce = findPayload(payloads, PayloadType.NONCE);
   if (!saPayload || !nonce) return { payloads: [notify(NotifyType.INVALID_SYNTAX)] };
   if (!isValidNonceLength(sa.suite!.prf!, nonce.data.length)) return { payloads: [notify(NotifyType.INVALID_SYNTAX)] };
-  const ikeRekey = saPayload.proposals.some((p) => p.protocol === ProtocolId.IKE);
-  if (ikeRekey || hasNotify(payloads, NotifyType.REKEY_SA)) {
-    return engine.respondRekey(sa, payloads, ikeRekey);
-  }
-  return respondNewChild(engine, sa, payloads, nonce.data);
+  return undefined;
 }
 
-function respondNewChild(engine: IkeEngine, sa: IkeSa, payloads: Payload[], nonceI: Uint8Array): ResponderResult {
+/**
+ * The responder half of CREATE_CHILD_SA: the common checks, then a new Child
+ * SA here, or the rekey and clone responders (child-rekey.ts, ike-rekey.ts,
+ * ike-clone.ts) through the engine, by the request's kind (requests.ts).
+ */
+export function respondCreateChildSa(
+  engine: IkeContext,
+  sa: IkeSa,
+  payloads: Payload[],
+  kind = classifyRequest(sa, ExchangeType.CREATE_CHILD_SA, payloads),
+): ResponderResult {
+  const refused = checkCreateChildSa(sa, payloads);
+  if (refused) return refused;
+  if (kind !== 'child-create') return engine.respondRekey(sa, payloads, kind !== 'child-rekey');
+  return respondNewChild(engine, sa, payloads, findPayload(payloads, PayloadType.NONCE)!.data);
+}
+
+function respondNewChild(engine: IkeContext, sa: IkeSa, payloads: Payload[], nonceI: Uint8Array): ResponderResult {
   const nonceR = engine.random(NONCE_LENGTH);
   const result = respondChild(engine, sa, payloads, { nonceI: new Uint8Array(nonceI), nonceR }, responderKeyExchange(engine, payloads));
-  if (!result.ok) return { payloads: [notify(result.notify, result.data)] };
-  const [saOut, ...rest] = result.payloads;
-  return { payloads: [saOut!, { type: PayloadType.NONCE, data: nonceR }, ...rest], after: () => engine.addChild(result.child) };
+  if (!result.ok) return { payloads: [notify(result.error.notify, result.error.data)] };
+  const { payloads: [saOut, ...rest], child } = result.value;
+  return { payloads: [saOut!, { type: PayloadType.NONCE, data: nonceR }, ...rest], after: () => engine.addChild(child) };
 }

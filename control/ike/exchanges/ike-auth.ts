@@ -15,9 +15,8 @@ import { CfgAttr, CfgType, ExchangeType, NotifyType, PayloadType, notifyName } f
 import type { Payload } from '../../wire/payloads.js';
 import { bytesToIp } from '../../wire/ip.js';
 import { formatIdentity, identitiesEqual, identityMatches } from '../../identity.js';
-import type { IkeEngine } from '../engine.js';
-import type { InitiatorExchange, ResponderResult } from '../exchange.js';
-import type { IkeSa } from '../ike-sa.js';
+import type { IkeContext } from '../context.js';
+import type { IkeSa, InitiatorExchange, ResponderResult } from '../ike-sa.js';
 import type { ConnectionPolicy } from '../policy.js';
 import { authRefusal, buildAuth, verifyAuth } from '../authentication.js';
 import { acceptChild, dropOffer, offerChild, offerPayloads, respondChild } from '../child-negotiation.js';
@@ -26,10 +25,7 @@ import { errorNotify, hasNotify, idPayload, notify } from '../payload-builders.j
 import { policiesForPath } from './ike-init.js';
 import { additionalAddressNotifies, natTraversal, noNatsAllowedData, peerAddressList } from './mobike.js';
 import { selectProposal, chosenProposal } from '../proposals.js';
-
-function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && a.every((v, i) => v === b[i]);
-}
+import { equalBytes } from '../../crypto/bytes.js';
 
 const CHILD_ERRORS: readonly number[] = [
   NotifyType.NO_PROPOSAL_CHOSEN,
@@ -53,7 +49,7 @@ function supportNotifies(policy: ConnectionPolicy, peer?: { mobike: boolean; clo
  * RFC 4555 §3.4 and §3.9: with MOBIKE, our other addresses, and (initiator,
  * without NAT traversal) NO_NATS_ALLOWED protecting the addresses in use.
  */
-function mobikeAddressNotifies(engine: IkeEngine, sa: IkeSa, initiator: boolean): Payload[] {
+function mobikeAddressNotifies(engine: IkeContext, sa: IkeSa, initiator: boolean): Payload[] {
   if (!sa.policy.mobike) return [];
   const out = additionalAddressNotifies(engine.localAddresses(), sa.local.address).filter((p) => p.type === PayloadType.NOTIFY && p.notifyType !== NotifyType.NO_ADDITIONAL_ADDRESSES);
   if (initiator && !natTraversal(sa)) out.push(notify(NotifyType.NO_NATS_ALLOWED, noNatsAllowedData(sa.local, sa.remote)));
@@ -62,15 +58,48 @@ function mobikeAddressNotifies(engine: IkeEngine, sa: IkeSa, initiator: boolean)
 
 // ------------------------------------------------------------------ initiator
 
+/** Resolves when `sa` reaches 'established', rejects when it dies first. */
+export function waitEstablished(engine: IkeContext, sa: IkeSa): Promise<IkeSa> {
+  return new Promise((resolve, reject) => {
+    const cleanup = () => {
+      engine.off('ike-up', onUp);
+      engine.off('ike-failed', onFail);
+      engine.off('ike-down', onFail);
+    };
+    const onUp = (s: IkeSa) => {
+      if (s !== sa) return;
+      cleanup();
+      resolve(sa);
+    };
+    const onFail = (s: IkeSa, reason: string) => {
+      if (s !== sa) return;
+      cleanup();
+      reject(new Error(reason));
+    };
+    engine.on('ike-up', onUp);
+    engine.on('ike-failed', onFail);
+    engine.on('ike-down', onFail);
+  });
+}
+
+/** Children beyond the first are created with CREATE_CHILD_SA once the IKE SA is up. */
+export function startRemainingChildren(engine: IkeContext, sa: IkeSa): void {
+  for (const child of sa.policy.children.slice(1)) {
+    engine.createChildSa(sa, child.name).catch((err: Error) => {
+      engine.log.warn({ ike: sa.id, child: child.name, reason: err.message }, 'could not create Child SA');
+    });
+  }
+}
+
 export class IkeAuthInitiator implements InitiatorExchange {
   readonly name = 'IKE_AUTH';
   readonly exchangeType = ExchangeType.IKE_AUTH;
   private offer: ChildOffer | undefined;
 
-  constructor(private readonly engine: IkeEngine) {}
+  constructor(private readonly engine: IkeContext) {}
 
   build(sa: IkeSa): Payload[] {
-    sa.state = 'authenticating';
+    sa.setState('authenticating', this.engine.log);
     const policy = sa.policy;
     sa.localId = policy.localId;
     const idi = idPayload(PayloadType.IDi, policy.localId);
@@ -160,7 +189,7 @@ export class IkeAuthInitiator implements InitiatorExchange {
 // ------------------------------------------------------------------ responder
 
 /** The connection for an authenticated-to-be peer: path, identities and the IKE suite already chosen must fit. */
-function selectPolicy(engine: IkeEngine, sa: IkeSa, peerId: { idType: number; data: Uint8Array }, wantedLocal?: { idType: number; data: Uint8Array }): ConnectionPolicy | undefined {
+function selectPolicy(engine: IkeContext, sa: IkeSa, peerId: { idType: number; data: Uint8Array }, wantedLocal?: { idType: number; data: Uint8Array }): ConnectionPolicy | undefined {
   const suite = sa.suite!;
   const candidates = policiesForPath(engine, sa.local, sa.remote).filter(
     (p) => identityMatches(p.remoteId, peerId) && selectProposal([chosenProposal(suite, new Uint8Array(0))], p.ike) !== undefined,
@@ -172,7 +201,7 @@ function selectPolicy(engine: IkeEngine, sa: IkeSa, peerId: { idType: number; da
   return candidates[0];
 }
 
-export function respondIkeAuth(engine: IkeEngine, sa: IkeSa, payloads: Payload[]): ResponderResult {
+export function respondIkeAuth(engine: IkeContext, sa: IkeSa, payloads: Payload[]): ResponderResult {
   if (sa.state !== 'connecting' || sa.isInitiator) return { payloads: [notify(NotifyType.INVALID_SYNTAX)] };
   const idi = findPayload(payloads, PayloadType.IDi);
   const auth = findPayload(payloads, PayloadType.AUTH);
@@ -232,8 +261,8 @@ export function respondIkeAuth(engine: IkeEngine, sa: IkeSa, payloads: Payload[]
       response.push(notify(policy.pools.length > 0 && !cp ? NotifyType.FAILED_CP_REQUIRED : NotifyType.INTERNAL_ADDRESS_FAILURE));
     } else {
       created = respondChild(engine, sa, payloads, { nonceI: sa.nonceI!, nonceR: sa.nonceR! });
-      if (created.ok) response.push(...created.payloads);
-      else response.push(notify(created.notify, created.data));
+      if (created.ok) response.push(...created.value.payloads);
+      else response.push(notify(created.error.notify, created.error.data));
     }
   }
   response.push(...supportNotifies(policy, { mobike: sa.peerMobike, clone: sa.peerClone }));
@@ -245,8 +274,8 @@ export function respondIkeAuth(engine: IkeEngine, sa: IkeSa, payloads: Payload[]
     payloads: response,
     after: () => {
       engine.markEstablished(sa);
-      if (created?.ok) engine.addChild(created.child);
-      else if (created) engine.emit('child-failed', sa, policy.children[0]?.name ?? '', notifyName(created.notify));
+      if (created?.ok) engine.addChild(created.value.child);
+      else if (created) engine.emit('child-failed', sa, policy.children[0]?.name ?? '', notifyName(created.error.notify));
     },
   };
 }

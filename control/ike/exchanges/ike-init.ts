@@ -20,9 +20,8 @@ import { createKeyExchange, keyExchangeLength } from '../../crypto/keyexchange.j
 import { deriveIkeKeys, isValidNonceLength } from '../../crypto/keys.js';
 import { makeCookie, verifyCookie } from '../../crypto/cookie.js';
 import { decodeSignatureHashes, encodeSignatureHashes, SUPPORTED_SIGNATURE_HASHES } from '../../crypto/auth.js';
-import type { IkeEngine } from '../engine.js';
-import type { InitiatorExchange } from '../exchange.js';
-import { IkeSa, spi64Hex } from '../ike-sa.js';
+import type { IkeContext } from '../context.js';
+import { IkeSa, type InitiatorExchange, spi64Hex } from '../ike-sa.js';
 import type { ConnectionPolicy } from '../policy.js';
 import { acceptChosenProposal, buildProposals, chosenProposal, preferredKeGroup, selectProposal } from '../proposals.js';
 import type { NegotiatedSuite } from '../proposals.js';
@@ -31,20 +30,17 @@ import { errorNotify, notify, u16, u16Bytes } from '../payload-builders.js';
 import { installIkeKeys } from '../ike-keys.js';
 import { authRefusal } from '../authentication.js';
 import { detectNat, natDetectionPayloads } from '../nat-detection.js';
+import { NONCE_LENGTH } from '../defaults.js';
+import { equalBytes, readU32 } from '../../crypto/bytes.js';
 
 const EMPTY = new Uint8Array(0);
 const ZERO_SPI = new Uint8Array(8);
 /** Nonce length we send: 32 octets, at least half of every PRF key size we offer (RFC 7296 §2.10). */
-const NONCE_LENGTH = 32;
 /** Bound on COOKIE and INVALID_KE_PAYLOAD round trips before giving up. */
 const MAX_INIT_RETRIES = 3;
 
 function copy(b: Uint8Array): Uint8Array {
   return new Uint8Array(b);
-}
-
-function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && a.every((v, i) => v === b[i]);
 }
 
 /** KE groups the configured proposals allow, in order. */
@@ -58,7 +54,7 @@ function configuredGroups(specs: ConnectionPolicy['ike']): number[] {
  * SKEYSEED and SK_* from both nonces, the SPIs and the shared secret (RFC 7296
  * §2.14), installed on `sa`; SKEYSEED and the shared secret are wiped here.
  */
-function deriveAndInstallKeys(engine: IkeEngine, sa: IkeSa, suite: NegotiatedSuite, sharedSecret: Uint8Array): void {
+function deriveAndInstallKeys(engine: IkeContext, sa: IkeSa, suite: NegotiatedSuite, sharedSecret: Uint8Array): void {
   const { skeyseed, keys } = deriveIkeKeys(
     { encr: suite.encr, encrKeyLength: suite.encrKeyLength, prf: suite.prf!, integ: suite.integ ?? 0 },
     { nonceI: sa.nonceI!, nonceR: sa.nonceR!, sharedSecret, spiI: sa.spiI, spiR: sa.spiR },
@@ -87,7 +83,7 @@ export class IkeSaInitInitiator implements InitiatorExchange {
   /** The verdict unusable() reached on the response process() is about to take. */
   private verdict: { raw: Uint8Array; verdict: InitVerdict } | undefined;
 
-  constructor(private readonly engine: IkeEngine) {}
+  constructor(private readonly engine: IkeContext) {}
 
   build(sa: IkeSa): Payload[] {
     this.group ??= preferredKeGroup(sa.policy.ike);
@@ -224,7 +220,7 @@ function peerSignatureHashes(payloads: Payload[]): number[] {
   return n ? decodeSignatureHashes(n.data) : [];
 }
 
-function sendInitError(engine: IkeEngine, msg: IkeMessage, d: Datagram, payloads: Payload[]): void {
+function sendInitError(engine: IkeContext, msg: IkeMessage, d: Datagram, payloads: Payload[]): void {
   const bytes = encodeMessage(
     { spiI: msg.header.spiI, spiR: ZERO_SPI, version: IKE_VERSION, exchangeType: ExchangeType.IKE_SA_INIT, flags: HeaderFlag.RESPONSE, messageId: 0 },
     payloads,
@@ -238,7 +234,7 @@ function sendInitError(engine: IkeEngine, msg: IkeMessage, d: Datagram, payloads
  * (carrying version 2.0 in the header) and UNSUPPORTED_CRITICAL_PAYLOAD (with
  * the offending payload type). Anything else is only dropped.
  */
-export function rejectInitRequest(engine: IkeEngine, d: Datagram, error: WireError): void {
+export function rejectInitRequest(engine: IkeContext, d: Datagram, error: WireError): void {
   if (error.code !== 'INVALID_MAJOR_VERSION' && error.code !== 'UNSUPPORTED_CRITICAL_PAYLOAD') return;
   // The header fields we need sit at fixed offsets (RFC 7296 §3.1), whatever the version says.
   const b = d.bytes;
@@ -248,7 +244,7 @@ export function rejectInitRequest(engine: IkeEngine, d: Datagram, error: WireErr
   const version = b[17]!;
   const exchangeType = b[18]!;
   const flags = b[19]!;
-  const messageId = new DataView(b.buffer, b.byteOffset + 20, 4).getUint32(0);
+  const messageId = readU32(b, 20);
   const isInitRequest = exchangeType === ExchangeType.IKE_SA_INIT && (flags & HeaderFlag.RESPONSE) === 0 && messageId === 0 && spiR.every((x) => x === 0);
   if (!isInitRequest) return;
   // An IKEv1 packet (major version 1) gets no IKEv2 answer at all.
@@ -265,7 +261,7 @@ function addressMatches(list: string[], address: string): boolean {
 }
 
 /** Connections that could own an IKE_SA_INIT from `remote` to `local` (before any identity is known). */
-export function policiesForPath(engine: IkeEngine, local: Endpoint, remote: Endpoint): ConnectionPolicy[] {
+export function policiesForPath(engine: IkeContext, local: Endpoint, remote: Endpoint): ConnectionPolicy[] {
   return engine.policies.filter((p) => addressMatches(p.localAddrs, local.address) && addressMatches(p.remoteAddrs, remote.address));
 }
 
@@ -283,7 +279,7 @@ function chooseSuite(policies: ConnectionPolicy[], offered: Proposal[], keGroup:
   return undefined;
 }
 
-export function respondIkeSaInit(engine: IkeEngine, msg: IkeMessage, d: Datagram): void {
+export function respondIkeSaInit(engine: IkeContext, msg: IkeMessage, d: Datagram): void {
   const h = msg.header;
   if (h.messageId !== 0 || h.spiR.some((b) => b !== 0)) return engine.countDrop('malformed', 'IKE_SA_INIT request with a message ID or responder SPI');
   const key = `${d.remote.address}|${d.remote.port}|${spi64Hex(h.spiI)}`;

@@ -14,21 +14,17 @@ import { ExchangeType, NotifyType, notifyName } from '../../wire/constants.js';
 import type { Payload } from '../../wire/payloads.js';
 import { findNotify, findNotifies } from '../../wire/payloads.js';
 import { bytesToIp, ipToBytes } from '../../wire/ip.js';
-import type { IkeEngine } from '../engine.js';
-import type { InitiatorExchange } from '../exchange.js';
-import type { IkeSa } from '../ike-sa.js';
+import type { IkeContext } from '../context.js';
+import type { IkeSa, InitiatorExchange } from '../ike-sa.js';
 import { detectNat, natDetectionPayloads } from '../nat-detection.js';
 import { notify } from '../payload-builders.js';
 import type { Datagram, Endpoint } from '../transport.js';
+import { equalBytes } from '../../crypto/bytes.js';
 
 /** COOKIE2 data: 8..64 octets, unpredictable to the peer (RFC 4555 §4.2.5). */
 const COOKIE2_LENGTH = 16;
 /** UNEXPECTED_NAT_DETECTED: retry a few times, as for retransmissions (§3.9). */
 export const NAT_RETRIES = 3;
-
-function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && a.every((v, i) => v === b[i]);
-}
 
 /** NAT traversal is on for this IKE SA (a NAT was detected in IKE_SA_INIT or a later update). */
 export function natTraversal(sa: IkeSa): boolean {
@@ -120,7 +116,7 @@ export function peerAddressList(payloads: readonly Payload[]): string[] | undefi
 }
 
 /** Checks the COOKIE2 a response echoes (§3.7): a mismatch closes the IKE SA. */
-function cookie2Matches(engine: IkeEngine, sa: IkeSa, payloads: Payload[], sent: Uint8Array): boolean {
+function cookie2Matches(engine: IkeContext, sa: IkeSa, payloads: Payload[], sent: Uint8Array): boolean {
   const echoed = findNotify(payloads, NotifyType.COOKIE2);
   if (echoed && equalBytes(echoed.data, sent)) return true;
   engine.log.warn({ ike: sa.id }, 'COOKIE2 in the response does not match the request: closing the IKE SA (RFC 4555 §3.7)');
@@ -146,7 +142,7 @@ export class UpdateSaAddressesInitiator implements InitiatorExchange {
   private generation = -1;
 
   constructor(
-    private readonly engine: IkeEngine,
+    private readonly engine: IkeContext,
     /** Where the IKE SA was before the move, to go back to after UNACCEPTABLE_ADDRESSES. */
     private readonly previous: { local: Endpoint; remote: Endpoint },
     private readonly cb: { resolve: (sa: IkeSa) => void; reject: (err: MobikeError) => void; natRetries?: number },
@@ -181,14 +177,14 @@ export class UpdateSaAddressesInitiator implements InitiatorExchange {
     if (findNotify(payloads, NotifyType.UNACCEPTABLE_ADDRESSES)) {
       // §3.5: keep using the previous addresses.
       engine.log.warn({ ike: sa.id, local: sa.local.address, remote: sa.remote.address }, 'UNACCEPTABLE_ADDRESSES: moving back');
-      engine.relocate(sa, this.previous.local, this.previous.remote);
+      relocate(engine, sa, this.previous.local, this.previous.remote);
       return this.cb.reject(mobikeError(`the responder refused ${sa.local.address} (UNACCEPTABLE_ADDRESSES)`, NotifyType.UNACCEPTABLE_ADDRESSES));
     }
     const error = payloads.find((p) => p.type === 41 && p.notifyType > 0 && p.notifyType < 16384);
     if (error && error.type === 41) return this.cb.reject(mobikeError(`responder answered ${notifyName(error.notifyType)}`, error.notifyType));
     const nat = detectNat(payloads, sa.spiI, sa.spiR, sa.local, sa.remote);
     // encap=yes stands for a NAT in front of us on every path (RFC 7296 §2.23), not only the first.
-    if (nat) engine.updateNat(sa, { natLocal: nat.natLocal || !!sa.policy.forceEncap, natRemote: nat.natRemote });
+    if (nat) updateNat(engine, sa, { natLocal: nat.natLocal || !!sa.policy.forceEncap, natRemote: nat.natRemote });
     this.cb.resolve(sa);
   }
 
@@ -204,7 +200,7 @@ export class AddressListInitiator implements InitiatorExchange {
   private cookie2: Uint8Array | undefined;
 
   constructor(
-    private readonly engine: IkeEngine,
+    private readonly engine: IkeContext,
     private readonly addresses: readonly string[],
   ) {}
 
@@ -229,7 +225,7 @@ export class RoutabilityCheckInitiator implements InitiatorExchange {
   private target: string | undefined;
 
   constructor(
-    private readonly engine: IkeEngine,
+    private readonly engine: IkeContext,
     private readonly done: (ok: boolean) => void,
   ) {}
 
@@ -267,7 +263,7 @@ export interface MobilityResponse {
  * The MOBIKE part of answering an INFORMATIONAL request: COOKIE2 echo (§3.7),
  * NAT-D answer (§3.8), address lists (§3.6) and UPDATE_SA_ADDRESSES (§3.5).
  */
-export function respondMobility(engine: IkeEngine, sa: IkeSa, payloads: Payload[], d: Datagram): MobilityResponse {
+export function respondMobility(engine: IkeContext, sa: IkeSa, payloads: Payload[], d: Datagram): MobilityResponse {
   const extra: Payload[] = [];
   const cookie2 = findNotify(payloads, NotifyType.COOKIE2);
   const echo = cookie2 && cookie2.data.length >= 8 && cookie2.data.length <= 64 ? [notify(NotifyType.COOKIE2, cookie2.data)] : [];
@@ -296,8 +292,8 @@ export function respondMobility(engine: IkeEngine, sa: IkeSa, payloads: Payload[
   }
   if (list !== undefined) sa.peerAdditionalAddresses = list;
   // §3.5: a new address list from the responder makes the initiator re-evaluate its path.
-  if (!update) return list !== undefined && sa.isInitiator ? { extra, after: () => engine.reevaluatePath(sa) } : { extra };
-  if (!engine.acceptablePeerAddress(sa, d.remote.address)) {
+  if (!update) return list !== undefined && sa.isInitiator ? { extra, after: () => reevaluatePath(engine, sa) } : { extra };
+  if (!acceptablePeerAddress(sa, d.remote.address)) {
     engine.log.warn({ ike: sa.id, from: d.remote.address }, 'UPDATE_SA_ADDRESSES from an address our policy does not allow');
     return { refuse: [notify(NotifyType.UNACCEPTABLE_ADDRESSES), ...echo], extra };
   }
@@ -306,11 +302,11 @@ export function respondMobility(engine: IkeEngine, sa: IkeSa, payloads: Payload[
     extra,
     after: () => {
       // §3.5: the IKE SA takes the addresses from the IP header.
-      engine.relocate(sa, d.local, d.remote, { children: false });
+      relocate(engine, sa, d.local, d.remote, { children: false });
       // Record the new path's NAT state (encap=yes keeps "NAT in front of us"), but
       // do not tell the data plane yet: the Child SAs must not move to an
       // unverified address (§3.7). The 'ike-moved' below carries the encapsulation.
-      if (nat) engine.updateNat(sa, { natLocal: nat.natLocal || !!sa.policy.forceEncap, natRemote: nat.natRemote }, { emit: false });
+      if (nat) updateNat(engine, sa, { natLocal: nat.natLocal || !!sa.policy.forceEncap, natRemote: nat.natRemote }, { emit: false });
       // §3.7: the Child SAs follow once the peer proved it receives at its new address.
       if (sa.verifiedAddresses.has(d.remote.address) || !engine.mobility.returnRoutability) {
         engine.emit('ike-moved', sa);
@@ -325,4 +321,152 @@ export function respondMobility(engine: IkeEngine, sa: IkeSa, payloads: Payload[
       );
     },
   };
+}
+
+// ------------------------------------------------------------- path choice
+
+// The initiator's side of MOBIKE outside the exchanges themselves: moving an
+// IKE SA (§3.5), failover when a path stops answering (§3.10), returning to
+// the home address, and telling peers when our address set changes (§3.6).
+
+/**
+ * Move an IKE SA we originally initiated to other addresses (RFC 4555 §3.5):
+ * the IKE SA and its Child SAs switch at once, then UPDATE_SA_ADDRESSES
+ * tells the peer from the new path. Resolves when the peer has followed.
+ */
+export function moveIkeSa(engine: IkeContext, sa: IkeSa, to: { local: string; remote?: string }): Promise<IkeSa> {
+  if (sa.state !== 'established') return Promise.reject(new Error(`IKE SA ${sa.id} is ${sa.state}`));
+  if (!sa.isInitiator) return Promise.reject(new Error(`IKE SA ${sa.id}: only the original initiator moves an IKE SA (RFC 4555 §3.1)`));
+  if (!sa.peerMobike) return Promise.reject(new Error(`IKE SA ${sa.id}: MOBIKE was not negotiated (RFC 4555 §3.2)`));
+  const previous = { local: { ...sa.local }, remote: { ...sa.remote } };
+  relocate(engine, sa, { address: to.local, port: sa.local.port }, { address: to.remote ?? sa.remote.address, port: sa.remote.port });
+  return announceMove(engine, sa, previous);
+}
+
+function announceMove(engine: IkeContext, sa: IkeSa, previous: { local: Endpoint; remote: Endpoint }): Promise<IkeSa> {
+  return new Promise((resolve, reject) => {
+    // §3.5: sent as soon as the window allows, ahead of other queued work.
+    sa.queue.unshift(new UpdateSaAddressesInitiator(engine, previous, { resolve, reject }));
+    engine.kick(sa);
+  });
+}
+
+/**
+ * Point an IKE SA (and, unless told otherwise, its Child SAs) at new
+ * endpoints. No message is sent; MOBIKE exchanges call this.
+ */
+export function relocate(engine: IkeContext, sa: IkeSa, local: Endpoint, remote: Endpoint, opts: { children?: boolean } = {}): void {
+  // The peer's address set is the one in use plus the ones it announced (RFC 4555 §3.4): keep it whole.
+  if (remote.address !== sa.remote.address) {
+    sa.peerAdditionalAddresses = [sa.remote.address, ...sa.peerAdditionalAddresses.filter((a) => a !== remote.address && a !== sa.remote.address)];
+  }
+  sa.local = { ...local };
+  sa.remote = { ...remote };
+  sa.addressGeneration++;
+  engine.log.info({ ike: sa.id, local: `${local.address}:${local.port}`, remote: `${remote.address}:${remote.port}` }, 'IKE SA moved');
+  if (opts.children ?? true) engine.emit('ike-moved', sa);
+}
+
+/**
+ * New NAT detection results (RFC 4555 §3.5, §3.8): UDP encapsulation of the Child SAs follows.
+ * `emit: false` records the new state without telling the data plane: the
+ * MOBIKE responder must not move its Child SAs to an unverified address
+ * (§3.7), so its 'ike-moved' comes after the return routability check and
+ * carries this encapsulation then.
+ */
+export function updateNat(engine: IkeContext, sa: IkeSa, nat: { natLocal: boolean; natRemote: boolean }, opts: { emit?: boolean } = {}): void {
+  const encap = nat.natLocal || nat.natRemote;
+  const changed = sa.children.some((c) => c.udpEncap !== encap) || sa.natLocal !== nat.natLocal || sa.natRemote !== nat.natRemote;
+  sa.natLocal = nat.natLocal;
+  sa.natRemote = nat.natRemote;
+  for (const c of sa.children) c.udpEncap = encap;
+  if (changed && (opts.emit ?? true)) engine.emit('ike-moved', sa);
+}
+
+/** Whether a MOBIKE peer may use `address` (the connection's remote_addrs; none = any). */
+export function acceptablePeerAddress(sa: IkeSa, address: string): boolean {
+  return sa.policy.remoteAddrs.length === 0 || sa.policy.remoteAddrs.includes(address);
+}
+
+/** Address pairs tried during the current failover of each IKE SA. */
+const failoverTried = new WeakMap<IkeSa, Set<string>>();
+
+/**
+ * RFC 4555 §3.10: the current path stopped answering; move to the next
+ * untried pair of (our address, peer address) of the same family. Returns
+ * false when none is left (the IKE SA is then given up).
+ */
+export function failover(engine: IkeContext, sa: IkeSa): boolean {
+  if (!sa.isInitiator || !sa.peerMobike || sa.state !== 'established') return false;
+  let tried = failoverTried.get(sa);
+  if (!tried) failoverTried.set(sa, (tried = new Set()));
+  tried.add(`${sa.local.address}|${sa.remote.address}`);
+  for (const { local, remote } of candidatePaths(engine, sa)) {
+    if (tried.has(`${local}|${remote}`)) continue;
+    engine.log.warn({ ike: sa.id, from: `${sa.local.address} -> ${sa.remote.address}`, to: `${local} -> ${remote}` }, 'path failed, trying another (RFC 4555 §3.10)');
+    const previous = { local: { ...sa.local }, remote: { ...sa.remote } };
+    relocate(engine, sa, { address: local, port: sa.local.port }, { address: remote, port: sa.remote.port });
+    announceMove(engine, sa, previous).then(
+      () => failoverTried.delete(sa),
+      () => undefined,
+    );
+    return true;
+  }
+  failoverTried.delete(sa);
+  return false;
+}
+
+/** Usable (local, peer) address pairs for an IKE SA, best first (same family; see rankedPaths). */
+function candidatePaths(engine: IkeContext, sa: IkeSa): Array<{ local: string; remote: string }> {
+  const v6 = sa.remote.address.includes(':');
+  const locals = engine.localAddresses().filter((a) => a.includes(':') === v6);
+  const peers = [sa.remote.address, ...sa.peerAdditionalAddresses].filter((a) => a.includes(':') === v6);
+  return rankedPaths(locals, peers);
+}
+
+/**
+ * The path an IKE SA we initiated should use now (RFC 4555 §3.5): from its
+ * home address when that is up (to the peer address on the same network),
+ * else from its current address if still up, else the best pair left.
+ * Moves it when that differs from the path in use.
+ */
+export function reevaluatePath(engine: IkeContext, sa: IkeSa): void {
+  if (!sa.isInitiator || !sa.peerMobike || sa.state !== 'established') return;
+  const paths = candidatePaths(engine, sa);
+  const pick =
+    paths.find((p) => p.local === sa.homeAddress) ?? paths.find((p) => p.local === sa.local.address) ?? paths[0];
+  if (!pick || (pick.local === sa.local.address && pick.remote === sa.remote.address)) return;
+  moveIkeSa(engine, sa, pick).catch((err: Error) => engine.log.warn({ ike: sa.id, reason: err.message }, 'address update failed'));
+}
+
+/**
+ * The address set each IKE SA last sent in an address-list INFORMATIONAL
+ * (sorted, joined). RFC 4555 §3.6: the list is an update to send when the set
+ * changes; an SA without an entry has announced nothing since IKE_AUTH.
+ */
+const announcedAddresses = new WeakMap<IkeSa, string>();
+
+/**
+ * Our addresses changed (RFC 4555 §3.5, §3.6): IKE SAs on an address that
+ * went away move to one that is left, SAs whose home address is back move
+ * home, and every MOBIKE peer that has not yet been told gets our new
+ * address list.
+ */
+export function localAddressesChanged(engine: IkeContext): void {
+  const available = engine.localAddresses();
+  // The peer's view of our addresses is the IP header plus the list (§3.6), so the whole set is the key.
+  const key = [...new Set(available)].sort().join(',');
+  for (const sa of engine.sas.values()) {
+    if (sa.state !== 'established' || !sa.peerMobike) continue;
+    const before = sa.addressGeneration;
+    // Paths are re-evaluated on every call, the list or not: a home address that came back is
+    // moved to (§3.5), and failover (§3.10) picks from localAddresses() itself.
+    if (sa.isInitiator) reevaluatePath(engine, sa);
+    // A move already tells the peer everything it needs; otherwise send our address list (§3.6),
+    // but only if it differs from the one this SA last sent: a repeat would be a redundant
+    // exchange per SA per notification, and the peer's set would not change.
+    if (sa.addressGeneration !== before || announcedAddresses.get(sa) === key) continue;
+    announcedAddresses.set(sa, key);
+    engine.queueExchange(sa, new AddressListInitiator(engine, available));
+  }
 }

@@ -22,7 +22,8 @@
 // Owner: the main thread, next to the engine it drives.
 import { EventEmitter } from 'node:events';
 import { NotifyType } from '../wire/constants.js';
-import type { IkeEngine } from './engine.js';
+import type { IkeContext } from './context.js';
+import { DEFAULT_CLONE_BACKOFF, type CloneBackoff } from './defaults.js';
 import type { IkeSa } from './ike-sa.js';
 import type { TimerHandle } from './clock.js';
 import { peerAddressFor } from './exchanges/mobike.js';
@@ -38,16 +39,6 @@ export interface CloneFamily {
   /** Why the family is not complete (fallback, blocked, failed). */
   reason?: string;
 }
-
-export interface CloneBackoff {
-  /** First wait after TEMPORARY_FAILURE (ms); doubles per attempt, with jitter in [0.5, 1.5). */
-  baseMs: number;
-  maxMs: number;
-  /** Attempts per clone before giving up. */
-  tries: number;
-}
-
-export const DEFAULT_CLONE_BACKOFF: CloneBackoff = { baseMs: 500, maxMs: 8000, tries: 5 };
 
 export interface CloneOrchestratorEvents {
   /** The family reached its target size with a Child SA on every member. */
@@ -73,7 +64,7 @@ export class CloneOrchestrator extends EventEmitter<CloneOrchestratorEvents> {
   private stopped = false;
 
   constructor(
-    private readonly engine: IkeEngine,
+    private readonly engine: IkeContext,
     private readonly backoff: CloneBackoff = DEFAULT_CLONE_BACKOFF,
   ) {
     super();

@@ -1,11 +1,8 @@
 // Virtual IP pools for responders (RFC 7296 §2.19): hand out one address per
 // peer identity from a CIDR, give the same peer the same address again, and
 // take it back when the peer's last IKE SA is gone.
-import { bytesToIp, cidrToRange } from '../wire/ip.js';
-
-function toNumber(b: Uint8Array): number {
-  return ((b[0]! << 24) | (b[1]! << 16) | (b[2]! << 8) | b[3]!) >>> 0;
-}
+import { bytesToIp, cidrToRange, ipToBytes } from '../wire/ip.js';
+import { readU32 } from '../crypto/bytes.js';
 
 function toBytes(n: number): Uint8Array {
   return new Uint8Array([(n >>> 24) & 0xff, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff]);
@@ -21,8 +18,8 @@ export class VirtualIpPool {
     const range = cidrToRange(cidr);
     if (!range || range.start.length !== 4) throw new Error(`virtual IP pool must be an IPv4 CIDR: ${cidr}`);
     // Skip the network address (and the broadcast address of prefixes shorter than /31).
-    const start = toNumber(range.start);
-    const end = toNumber(range.end);
+    const start = readU32(range.start);
+    const end = readU32(range.end);
     this.first = end - start >= 2 ? start + 1 : start;
     this.last = end - start >= 2 ? end - 1 : end;
   }
@@ -50,5 +47,26 @@ export class VirtualIpPool {
 
   get size(): number {
     return this.leases.size;
+  }
+}
+
+/** The pools of an engine by CIDR, and the leases of authenticated peers (RFC 7296 §2.19). */
+export class VirtualIpLeases {
+  private readonly pools = new Map<string, VirtualIpPool>();
+
+  /** A virtual IP for the (authenticated) peer `peer` from the CIDRs of its connection's pools. */
+  lease(cidrs: readonly string[], peer: string): { address: string; bytes: Uint8Array } | undefined {
+    for (const cidr of cidrs) {
+      let pool = this.pools.get(cidr);
+      if (!pool) this.pools.set(cidr, (pool = new VirtualIpPool(cidr)));
+      const address = pool.acquire(peer);
+      if (address) return { address, bytes: ipToBytes(address)! };
+    }
+    return undefined;
+  }
+
+  /** The peer's last IKE SA with its address is gone: the address goes back. */
+  release(peer: string): void {
+    for (const pool of this.pools.values()) pool.release(peer);
   }
 }

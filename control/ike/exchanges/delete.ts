@@ -1,18 +1,51 @@
-// INFORMATIONAL (RFC 7296 §1.4): deleting Child SAs and IKE SAs (§1.4.1), and
-// the empty request that checks liveness (§2.4).
+// The Delete exchange (RFC 7296 §1.4.1): deleting Child SAs and IKE SAs in
+// INFORMATIONAL exchanges, and the INVALID_SPI notify for ESP with an SPI we
+// do not know (§2.21.4, §3.10.1).
 //
 //   Initiator                         Responder
-//   HDR, SK {[N,] [D,] [CP,] ...}  -->
-//                           <--  HDR, SK {[N,] [D,] [CP,] ...}
-import { ExchangeType, PayloadType, ProtocolId } from '../../wire/constants.js';
+//   HDR, SK {D(ESP, SPIs)}  -->
+//                           <--  HDR, SK {D(ESP, paired SPIs)}
+//   HDR, SK {D(IKE)}  -->
+//                           <--  HDR, SK {}
+//   HDR, SK {N(INVALID_SPI)}  -->
+//                           <--  HDR, SK {}
+//
+// An INFORMATIONAL request may carry Child SA deletes and MOBIKE notifies
+// (RFC 4555) together; respondInformational answers both, and an empty
+// request (a liveness check, §2.4) with an empty response.
+import { ExchangeType, NotifyType, PayloadType, ProtocolId } from '../../wire/constants.js';
 import type { DeletePayload, Payload } from '../../wire/payloads.js';
-import type { ChildSa } from '../child-sa.js';
-import type { IkeEngine } from '../engine.js';
-import type { InitiatorExchange, ResponderResult } from '../exchange.js';
-import type { IkeSa } from '../ike-sa.js';
+import type { ChildSa, IkeSa, InitiatorExchange, ResponderResult } from '../ike-sa.js';
+import type { IkeContext } from '../context.js';
 import type { Datagram } from '../transport.js';
 import { respondMobility } from './mobike.js';
-import { spiBytes, spiNumber } from '../payload-builders.js';
+import { notify, spiBytes, spiNumber } from '../payload-builders.js';
+
+/** Delete an IKE SA and its Child SAs with an INFORMATIONAL exchange (RFC 7296 §1.4.1). */
+export function closeIkeSa(engine: IkeContext, sa: IkeSa): Promise<void> {
+  if (sa.state === 'dead') return Promise.resolve();
+  return new Promise((resolve) => {
+    if (sa.state !== 'established') {
+      engine.deleteIkeSa(sa, 'closed before established');
+      resolve();
+      return;
+    }
+    sa.setState('deleting', engine.log);
+    // A delete goes ahead of anything queued (RFC 7296 §2.25: nothing else matters once it is sent);
+    // what was queued fails now instead of never settling.
+    for (const dropped of sa.queue.splice(0)) dropped.abort?.(sa, 'IKE SA is being deleted');
+    engine.queueExchange(sa, new DeleteIkeInitiator(engine, resolve));
+  });
+}
+
+/** Delete a Child SA with an INFORMATIONAL exchange (RFC 7296 §1.4.1). */
+export function closeChildSa(engine: IkeContext, child: ChildSa): Promise<void> {
+  if (child.state === 'deleted') return Promise.resolve();
+  return new Promise((resolve) => {
+    child.setState('deleting', engine.log);
+    engine.queueExchange(child.ike, new DeleteChildInitiator(engine, child, resolve));
+  });
+}
 
 function espDelete(spis: number[]): DeletePayload {
   return { type: PayloadType.DELETE, protocol: ProtocolId.ESP, spiSize: 4, spis: spis.map(spiBytes) };
@@ -24,7 +57,7 @@ export class DeleteChildInitiator implements InitiatorExchange {
   readonly exchangeType = ExchangeType.INFORMATIONAL;
 
   constructor(
-    private readonly engine: IkeEngine,
+    private readonly engine: IkeContext,
     private readonly child: ChildSa,
     private readonly done: () => void,
   ) {}
@@ -66,7 +99,7 @@ export class DeleteIkeInitiator implements InitiatorExchange {
   readonly exchangeType = ExchangeType.INFORMATIONAL;
 
   constructor(
-    private readonly engine: IkeEngine,
+    private readonly engine: IkeContext,
     private readonly done: () => void,
   ) {}
 
@@ -84,39 +117,35 @@ export class DeleteIkeInitiator implements InitiatorExchange {
   }
 }
 
-/** An empty INFORMATIONAL request: the peer is alive if it answers (§2.4). */
-export class LivenessInitiator implements InitiatorExchange {
-  readonly name = 'INFORMATIONAL (liveness)';
+/** INFORMATIONAL with N(INVALID_SPI) naming an ESP SPI we do not know (§2.21.4). */
+export class InvalidSpiInitiator implements InitiatorExchange {
+  readonly name = 'INFORMATIONAL (INVALID_SPI)';
   readonly exchangeType = ExchangeType.INFORMATIONAL;
 
-  constructor(private readonly done: (alive: boolean) => void) {}
+  constructor(readonly spi: number) {}
 
   build(): Payload[] {
-    return [];
+    return [notify(NotifyType.INVALID_SPI, spiBytes(this.spi))];
   }
 
-  process(): void {
-    this.done(true);
-  }
-
-  abort(): void {
-    this.done(false);
-  }
+  process(): void {}
 }
 
-export function respondInformational(engine: IkeEngine, sa: IkeSa, payloads: Payload[], d: Datagram): ResponderResult {
+/** The peer deletes the IKE SA (§1.4.1): answer with an empty INFORMATIONAL, then it and its children are gone. */
+export function respondIkeDelete(engine: IkeContext, sa: IkeSa): ResponderResult {
+  return {
+    payloads: [],
+    after: () => {
+      // §2.8.2: a rekey of it we answered during our own becomes the successor first.
+      engine.collisions.beforePeerDeletesIke(sa);
+      engine.deleteIkeSa(sa, 'deleted by peer');
+    },
+  };
+}
+
+/** Any other INFORMATIONAL request: Child SA deletes, MOBIKE, or nothing at all (a liveness check). */
+export function respondInformational(engine: IkeContext, sa: IkeSa, payloads: Payload[], d: Datagram): ResponderResult {
   const deletes = payloads.filter((p): p is DeletePayload => p.type === PayloadType.DELETE);
-  if (deletes.some((d) => d.protocol === ProtocolId.IKE)) {
-    // §1.4.1: answer with an empty INFORMATIONAL, then the IKE SA and its children are gone.
-    return {
-      payloads: [],
-      after: () => {
-        // §2.8.2: a rekey of it we answered during our own becomes the successor first.
-        engine.collisions.beforePeerDeletesIke(sa);
-        engine.deleteIkeSa(sa, 'deleted by peer');
-      },
-    };
-  }
   // RFC 4555: COOKIE2 echo, NAT-D answers, address lists, UPDATE_SA_ADDRESSES.
   const mobility = respondMobility(engine, sa, payloads, d);
   if (mobility.refuse) return { payloads: mobility.refuse };

@@ -1,0 +1,97 @@
+// Every tunable of the IKE engine and its lifecycle helpers, with its default,
+// in one place. The configuration (control/config) overrides them per
+// gateway; tests override them per engine.
+
+export interface EngineLimits {
+  /** Half-open IKE SAs before new IKE_SA_INIT requests must carry a COOKIE (RFC 7296 §2.6). */
+  halfOpenCookieThreshold: number;
+  /** Half-open IKE SAs past which IKE_SA_INIT requests are dropped. */
+  halfOpenMax: number;
+  /** Child SAs over all IKE SAs of one authenticated peer (RFC 7791 §8). */
+  childSasPerPeer: number;
+  /** IKE SAs (clones included) per authenticated peer (RFC 7791 §5.3, §8). */
+  ikeSasPerPeer: number;
+  /** IKE SAs in total; past this, clones get TEMPORARY_FAILURE (RFC 7791 §5.3). */
+  maxIkeSas: number;
+}
+
+export const DEFAULT_LIMITS: EngineLimits = {
+  halfOpenCookieThreshold: 32,
+  halfOpenMax: 1024,
+  childSasPerPeer: 64,
+  ikeSasPerPeer: 16,
+  maxIkeSas: 100_000,
+};
+
+export interface RetransmitPolicy {
+  /** First retransmission after this many ms (RFC 7296 §2.1). */
+  timeout: number;
+  /** Each further wait is multiplied by this. */
+  base: number;
+  /** Retransmissions before the peer is declared dead (RFC 7296 §2.4). */
+  tries: number;
+  maxTimeout: number;
+}
+
+export const DEFAULT_RETRANSMIT: RetransmitPolicy = { timeout: 1000, base: 1.8, tries: 5, maxTimeout: 30_000 };
+
+export interface MobilityOptions {
+  /** Check that a MOBIKE peer receives at its new address before moving its Child SAs (RFC 4555 §3.7). */
+  returnRoutability: boolean;
+}
+
+export const DEFAULT_MOBILITY: MobilityOptions = { returnRoutability: true };
+
+/** Our IKE ports: messages float from `ike` to `nat` (RFC 7296 §2.23). */
+export const DEFAULT_PORTS = { ike: 500, nat: 4500 } as const;
+
+/** Half-open responder SAs are forgotten after this many ms. */
+export const DEFAULT_HALF_OPEN_TIMEOUT = 30_000;
+
+/** How long, and for how many IKE SAs, the last response of a deleted IKE SA is kept (RFC 7296 §2.1). */
+export const RECENTLY_DELETED_MS = 60_000;
+export const RECENTLY_DELETED_MAX = 1024;
+
+/** Our nonces: 32 octets, enough for every PRF we negotiate (RFC 7296 §2.10). */
+export const NONCE_LENGTH = 32;
+
+export interface LifetimeOptions {
+  /** Wait before retrying a rekey refused with TEMPORARY_FAILURE: uniformly in [d, 2d]. */
+  rekeyRetryDelay: number;
+}
+
+export const DEFAULT_LIFETIME_OPTIONS: LifetimeOptions = { rekeyRetryDelay: 10_000 };
+
+export interface LivenessOptions {
+  /** Initiation attempts after a dead peer with dpdAction 'restart' (strongSwan's keyingtries). */
+  restartTries: number;
+  /** Pause before the second attempt, doubled for each further one (ms). */
+  restartDelay: number;
+}
+
+export const DEFAULT_LIVENESS_OPTIONS: LivenessOptions = { restartTries: 3, restartDelay: 5_000 };
+
+export interface DeletionOptions {
+  /** Least time between two INVALID_SPI notifies to one peer address (ms). */
+  invalidSpiInterval: number;
+  /** Peer addresses the rate limiter remembers; past this, notifies wait until entries age out. */
+  invalidSpiPeers: number;
+  /** How long the inbound SPI of a half-closed Child SA stays out of use (ms). */
+  halfClosedHold: number;
+}
+
+export const DEFAULT_DELETION_OPTIONS: DeletionOptions = { invalidSpiInterval: 1_000, invalidSpiPeers: 4_096, halfClosedHold: 300_000 };
+
+/** NAT keepalive interval (RFC 3948 §4) unless the connection sets one (ms). */
+export const DEFAULT_NAT_KEEPALIVE = 20_000;
+
+/** Clone family growth (RFC 7791 §5.3, clone-family.ts): back-off after a refusal. */
+export interface CloneBackoff {
+  /** First wait after TEMPORARY_FAILURE (ms); doubles per attempt, with jitter in [0.5, 1.5). */
+  baseMs: number;
+  maxMs: number;
+  /** Attempts per clone before giving up. */
+  tries: number;
+}
+
+export const DEFAULT_CLONE_BACKOFF: CloneBackoff = { baseMs: 500, maxMs: 8000, tries: 5 };

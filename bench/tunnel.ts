@@ -218,7 +218,7 @@ async function statusOf(socket: string): Promise<GatewayStatus | undefined> {
 }
 
 async function ikeclonePair(bed: Testbed, esp: 'udp' | 'auto', cipher: Cipher, output: Output = 'workers'): Promise<void> {
-  const cli = join(repoRoot(), 'dist', 'control', 'cli.js');
+  const cli = join(repoRoot(), 'dist', 'control', 'cli', 'main.js');
   const sockets: string[] = [];
   for (const side of ['right', 'left'] as const) {
     const file = join(bed.dir, `${side}-${esp}.yaml`);

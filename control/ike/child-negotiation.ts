@@ -6,7 +6,7 @@ import { KeGroup, NotifyType, PayloadType, TransformType } from '../wire/constan
 import type { Payload, Proposal, TrafficSelector } from '../wire/payloads.js';
 import { encrInfo, integInfo } from '../crypto/algorithms.js';
 import { deriveChildKeys, wipeChildKeys } from '../crypto/keys.js';
-import type { ProposalSpec } from '../proposal.js';
+import type { ProposalSpec } from '../config/proposal.js';
 import { ChildSa } from './child-sa.js';
 import type { IkeEngine } from './engine.js';
 import type { IkeSa } from './ike-sa.js';

@@ -14,7 +14,7 @@ import { findNotify, findPayload } from '../../wire/payloads.js';
 import { CfgAttr, CfgType, ExchangeType, NotifyType, PayloadType, notifyName } from '../../wire/constants.js';
 import type { Payload } from '../../wire/payloads.js';
 import { bytesToIp } from '../../wire/ip.js';
-import { formatIdentity, identitiesEqual, identityMatches } from '../../identity.js';
+import { formatIdentity, identitiesEqual, identityMatches } from '../identity.js';
 import type { IkeEngine } from '../engine.js';
 import type { InitiatorExchange, ResponderResult } from '../exchange.js';
 import type { IkeSa } from '../ike-sa.js';

@@ -30,9 +30,10 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { stringify } from 'yaml';
-import { controlRequest } from './api/control-client.js';
-import { compareSaViews, ikecloneVersion } from './demo.js';
-import type { GatewayStatus } from './status.js';
+import { controlRequest } from '../control/api/control-client.js';
+import type { GatewayStatus } from '../control/status.js';
+import { ikecloneVersion } from '../control/version.js';
+import { compareSaViews } from './demo.js';
 import { tunUnavailable } from '../dataplane/tun.js';
 import { flowHash, newFlowTuple, parseFlow } from '../dataplane/packet.js';
 
@@ -72,7 +73,7 @@ export interface NetnsDemoOptions {
   esp?: 'auto' | 'udp';
   /** The gateways' log level (their logs are kept and quoted when a step fails); default warn. */
   logLevel?: string;
-  /** The built CLI the gateways run (default: dist/control/cli.js of this package). */
+  /** The built CLI the gateways run (default: dist/control/cli/main.js of this package). */
   cliPath?: string;
   /** Bound on the IKE SA, its clones and their Child SAs reaching both data planes, ms (default 20 000). */
   timeoutMs?: number;
@@ -177,17 +178,17 @@ function onPath(bin: string): boolean {
   return false;
 }
 
-/** The built CLI next to this module (dist/control/cli.js), or under the package root when run from the sources. */
+/** The built CLI beside this module (dist/demo -> dist/control/cli/main.js), or under the package root when run from the sources. */
 export function defaultCliPath(): string {
   const here = dirname(fileURLToPath(import.meta.url));
-  const sibling = join(here, 'cli.js');
-  if (existsSync(sibling)) return sibling;
+  const built = join(here, '..', 'control', 'cli', 'main.js');
+  if (existsSync(built)) return built;
   let dir = here;
   for (let i = 0; i < 4; i++) {
-    if (existsSync(join(dir, 'package.json'))) return join(dir, 'dist', 'control', 'cli.js');
+    if (existsSync(join(dir, 'package.json'))) return join(dir, 'dist', 'control', 'cli', 'main.js');
     dir = dirname(dir);
   }
-  return sibling;
+  return built;
 }
 
 /**

@@ -16,9 +16,11 @@
 // Identities decoded from the network reach formatIdentity and identityMatches:
 // both validate the bytes and never throw on them.
 import { isIPv4, isIPv6 } from 'node:net';
-import { IdType } from './wire/constants.js';
-import { bytesToIp, ipToBytes } from './wire/ip.js';
-import type { ParseResult } from './proposal.js';
+import { IdType } from '../wire/constants.js';
+import { bytesToIp, ipToBytes } from '../wire/ip.js';
+import { concatBytes } from '../crypto/bytes.js';
+import { decodeOid, encodeOid, encodeTlv, readTlv } from '../crypto/der.js';
+import type { CryptoResult as ParseResult } from '../crypto/result.js';
 
 /** RFC 7296 §3.5: ID Type and the identification data that follows it. */
 export interface Identity {
@@ -363,10 +365,10 @@ function encodeDn(text: string): Uint8Array | string {
     if (tag === ASN1.IA5 && !/^[\x00-\x7f]*$/.test(value)) tag = ASN1.UTF8;
     const oidBytes = encodeOid(oid);
     if (oidBytes === null) return `'${name}' is not a valid OID`;
-    const atv = der(ASN1.SEQUENCE, concat(der(ASN1.OID, oidBytes), der(tag, utf8.encode(value))));
-    rdns.push(der(ASN1.SET, atv));
+    const atv = encodeTlv(ASN1.SEQUENCE, concatBytes(encodeTlv(ASN1.OID, oidBytes), encodeTlv(tag, utf8.encode(value))));
+    rdns.push(encodeTlv(ASN1.SET, atv));
   }
-  return der(ASN1.SEQUENCE, concat(...rdns));
+  return encodeTlv(ASN1.SEQUENCE, concatBytes(...rdns));
 }
 
 /** Split on unescaped ',' (or '/' for the "/C=CH/O=..." form); "\," keeps a comma in a value. */
@@ -441,68 +443,4 @@ function decodeString(tag: number, bytes: Uint8Array): string | null {
   } catch {
     return null;
   }
-}
-
-interface Tlv { tag: number; start: number; end: number }
-
-/** One DER TLV at pos, bounded by limit; null when it does not fit. */
-function readTlv(data: Uint8Array, pos: number, limit = data.length): Tlv | null {
-  if (pos + 2 > limit) return null;
-  const tag = data[pos]!;
-  let len = data[pos + 1]!;
-  let start = pos + 2;
-  if (len & 0x80) {
-    const n = len & 0x7f;
-    if (n === 0 || n > 3 || start + n > limit) return null;
-    len = 0;
-    for (let i = 0; i < n; i++) len = len * 256 + data[start + i]!;
-    start += n;
-  }
-  if (start + len > limit) return null;
-  return { tag, start, end: start + len };
-}
-
-function der(tag: number, content: Uint8Array): Uint8Array {
-  const n = content.length;
-  const len = n < 0x80 ? [n] : n < 0x100 ? [0x81, n] : [0x82, n >> 8, n & 0xff];
-  const out = new Uint8Array(1 + len.length + n);
-  out[0] = tag;
-  out.set(len, 1);
-  out.set(content, 1 + len.length);
-  return out;
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((s, p) => s + p.length, 0));
-  let off = 0;
-  for (const p of parts) { out.set(p, off); off += p.length; }
-  return out;
-}
-
-function encodeOid(dotted: string): Uint8Array | null {
-  const arcs = dotted.split('.').map(Number);
-  if (arcs.length < 2 || arcs.some((a) => !Number.isSafeInteger(a) || a < 0) || arcs[0]! > 2 || (arcs[0]! < 2 && arcs[1]! > 39)) return null;
-  const out: number[] = [];
-  const push = (v: number): void => {
-    const bytes = [v & 0x7f];
-    for (v = Math.floor(v / 128); v > 0; v = Math.floor(v / 128)) bytes.unshift((v & 0x7f) | 0x80);
-    out.push(...bytes);
-  };
-  push(arcs[0]! * 40 + arcs[1]!);
-  for (const a of arcs.slice(2)) push(a);
-  return Uint8Array.from(out);
-}
-
-function decodeOid(bytes: Uint8Array): string | null {
-  if (bytes.length === 0 || bytes[bytes.length - 1]! & 0x80) return null;
-  const arcs: number[] = [];
-  let v = 0;
-  for (const b of bytes) {
-    v = v * 128 + (b & 0x7f);
-    if (v > Number.MAX_SAFE_INTEGER) return null;
-    if (!(b & 0x80)) { arcs.push(v); v = 0; }
-  }
-  const first = arcs.shift()!;
-  const top = first < 80 ? Math.floor(first / 40) : 2;
-  return [top, first - top * 40, ...arcs].join('.');
 }

@@ -12,15 +12,16 @@
 // control socket file removed; a second signal exits at once.
 import { isIP } from 'node:net';
 import { Command, CommanderError, Option } from 'commander';
-import { ConfigError, loadConfigFile, type GatewayConfig } from './config.js';
-import { Gateway } from './gateway.js';
-import { createLogger, type Logger } from './log.js';
-import { childStatus, ikeSaStatus } from './status.js';
-import { ControlServer, upConnection } from './api/control-server.js';
-import { ControlRequestError, ControlSocketError, controlRequest, type ControlClient } from './api/control-client.js';
-import { MAX_CLONE_COUNT, defaultSocketLocation, defaultSocketPath, type SocketLocation } from './api/protocol.js';
-import { ikecloneVersion, runDemo } from './demo.js';
-import { NetnsDemoUnavailableError, runNetnsDemo } from './demo-netns.js';
+import { ConfigError, loadConfigFile, type GatewayConfig } from '../config/index.js';
+import { Gateway } from '../gateway.js';
+import { createLogger, type Logger } from '../log.js';
+import { childStatus, ikeSaStatus } from '../status.js';
+import { ControlServer, upConnection } from '../api/control-server.js';
+import { ControlRequestError, ControlSocketError, controlRequest, type ControlClient } from '../api/control-client.js';
+import { MAX_CLONE_COUNT, defaultSocketLocation, defaultSocketPath, type SocketLocation } from '../api/protocol.js';
+import { ikecloneVersion } from '../version.js';
+import { runDemo } from '../../demo/demo.js';
+import { NetnsDemoUnavailableError, runNetnsDemo } from '../../demo/demo-netns.js';
 import { formatDemo, formatFamily, formatIkeSa, formatNetnsDemo, formatStatus } from './format.js';
 
 const EXIT_OK = 0;
@@ -375,7 +376,7 @@ function buildProgram(setExit: (code: number) => void): Command {
   program
     .command('gateway')
     .description('run a gateway (responder, and initiator of connections with start_action: start) until SIGINT/SIGTERM')
-    .requiredOption('-c, --config <file>', 'YAML configuration (reference: the comment at the top of control/config.ts)')
+    .requiredOption('-c, --config <file>', 'YAML configuration (reference: the comment at the top of control/config/schema.ts)')
     .option('-s, --socket <path>', `control socket (default: ${defaultSocketPath()})`)
     .addHelpText('after', examples(
       '$ ikeclone gateway --config examples/gateway.yaml',

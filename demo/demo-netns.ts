@@ -22,7 +22,6 @@
 // SIGINT/SIGTERM during the run aborts it (the running commands are stopped,
 // the finally block cleans up); a second one removes everything at once and
 // exits with 130.
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { accessSync, constants, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
@@ -33,129 +32,18 @@ import { stringify } from 'yaml';
 import { controlRequest } from '../control/api/control-client.js';
 import type { GatewayStatus } from '../control/status.js';
 import { ikecloneVersion } from '../control/version.js';
-import { compareSaViews } from './demo.js';
 import { tunUnavailable } from '../dataplane/tun.js';
-import { flowHash, newFlowTuple, parseFlow } from '../dataplane/packet.js';
+import { compareSaViews } from './demo.js';
+import { DemoRun, fatal, ms, until, type Proc } from './demo-netns-run.js';
+import {
+  CHILD, CONNECTION, MAX_CLONES, NETNS_DEMO_INNER, NETNS_DEMO_OUTER, NETNS_DEMO_PREFIX, NETNS_DEMO_TUN, VETH,
+  type NetnsDemoMember, type NetnsDemoOptions, type NetnsDemoResult, type NetnsDemoWorker,
+} from './demo-netns-layout.js';
+import { iperf, pingOnce } from './demo-netns-traffic.js';
+import { addRoute } from './netns.js';
 
-/** Every namespace the netns demo creates is named `ikcdemo-<pid>-<n>-<role>`. */
-export const NETNS_DEMO_PREFIX = 'ikcdemo-';
-/** Outer addresses on the veth pair (initiator, responder). */
-export const NETNS_DEMO_OUTER = { initiator: '10.254.1.1', responder: '10.254.1.2', prefixLen: 24 } as const;
-/** Inner addresses on lo, and the subnets the Child SAs protect. */
-export const NETNS_DEMO_INNER = {
-  initiator: '10.254.50.1',
-  responder: '10.254.100.1',
-  initiatorNet: '10.254.50.0/24',
-  responderNet: '10.254.100.0/24',
-  prefixLen: 24,
-} as const;
-/** The TUN device in each namespace. */
-export const NETNS_DEMO_TUN = 'ikc0';
-const VETH = 'veth0';
-const CONNECTION = 'demo';
-const CHILD = 'net';
-const IPERF_PORT = 5201;
-/** Most IKE SAs in the family: the responder's default limit per peer (limits.ikeSasPerPeer). */
-const MAX_CLONES = 16;
-const PING_COUNT = 5;
-
-export interface NetnsDemoOptions {
-  /** Receives one human-readable line per step. */
-  progress?: (line: string) => void;
-  /** iperf3 duration in whole seconds, 1..600 (default 3). */
-  seconds?: number;
-  /** IKE SAs in the clone family (= data-plane workers on each side), 1..16; default: available cores, at most 16. */
-  clones?: number;
-  /**
-   * ESP transport: udp (RFC 3948 on port 4500, the default, as in the loopback
-   * demo) or auto (raw ESP, IP protocol 50, since there is no NAT between the namespaces).
-   */
-  esp?: 'auto' | 'udp';
-  /** The gateways' log level (their logs are kept and quoted when a step fails); default warn. */
-  logLevel?: string;
-  /** The built CLI the gateways run (default: dist/control/cli/main.js of this package). */
-  cliPath?: string;
-  /** Bound on the IKE SA, its clones and their Child SAs reaching both data planes, ms (default 20 000). */
-  timeoutMs?: number;
-}
-
-/** One side's share of the demo. */
-export interface NetnsDemoNamespace {
-  name: string;
-  role: 'initiator' | 'responder';
-  /** Address on the veth end (IKE and ESP). */
-  outer: string;
-  /** Address on lo (inner traffic through the tunnel). */
-  inner: string;
-  tun: string;
-}
-
-export interface NetnsDemoPing {
-  from: string;
-  to: string;
-  sent: number;
-  received: number;
-  /** Average round-trip time, ms; null when nothing came back. */
-  rttMs: number | null;
-}
-
-/** One data-plane worker's counters at the end of the run. */
-export interface NetnsDemoWorker {
-  index: number;
-  /** Child SAs the worker owns. */
-  sas: number;
-  /** Packets it sealed (TUN -> ESP). */
-  encapPackets: number;
-  /** Packets it opened and verified (ESP -> TUN). */
-  decapPackets: number;
-  /** Packets it dropped: replay, ICV, malformed, sequence exhausted, no SA, ring full. */
-  drops: number;
-}
-
-/** One IKE SA of the clone family as the initiator sees it, and where its Child SA lives on both ends. */
-export interface NetnsDemoMember {
-  familyIndex: number;
-  spiI: string;
-  spiR: string;
-  /** The Child SA's SPIs at the initiator (in = the responder's out). */
-  childSpiIn: string | null;
-  childSpiOut: string | null;
-  /** Owner workers of the Child SA at the initiator and at the responder. */
-  worker: number | null;
-  peerWorker: number | null;
-}
-
-/**
- * What `ikeclone demo --netns --json` prints. Field names are stable: add
- * fields, never rename them.
- *
- * - `demo`: always "ikeclone-netns"; `version`: ikeclone's package version.
- * - `namespaces`: the two namespaces (name, role, outer and inner address, TUN device).
- * - `esp`: the ESP transport both ends used: "raw" (IP protocol 50) or "udp" (RFC 3948).
- * - `establishMs`: from starting the initiator until every Child SA of the family was in both data planes.
- * - `ping.toResponder`, `ping.toInitiator`: echo requests between the inner addresses, through the tunnel.
- * - `iperf3`: one TCP run from the initiator's inner address to the responder's: `seconds`,
- *   `mbps` (received, Mbit/s), `sentMbps`, `retransmits`, `streams` (parallel TCP streams, spread over the family).
- * - `family`: the clone family: `target` IKE SAs wanted, `state` (complete, fallback, ...), `members`.
- * - `workers.initiator`, `workers.responder`: per-worker encap/decap packets and drops.
- * - `agree`: every member's IKE SPIs, proposal, Child SA SPIs and selectors match across both ends.
- * - `mismatches`: what differs when `agree` is false.
- * - `durationMs`: the whole demo, namespaces created to namespaces deleted.
- */
-export interface NetnsDemoResult {
-  demo: 'ikeclone-netns';
-  version: string;
-  namespaces: NetnsDemoNamespace[];
-  esp: 'raw' | 'udp';
-  establishMs: number;
-  ping: { toResponder: NetnsDemoPing; toInitiator: NetnsDemoPing };
-  iperf3: { seconds: number; mbps: number; sentMbps: number; retransmits: number; streams: number };
-  family: { target: number; state: string; members: NetnsDemoMember[] };
-  workers: { initiator: NetnsDemoWorker[]; responder: NetnsDemoWorker[] };
-  agree: boolean;
-  mismatches: string[];
-  durationMs: number;
-}
+export * from './demo-netns-layout.js';
+export { iperfStreamPorts } from './demo-netns-traffic.js';
 
 /** A prerequisite of the netns demo is missing; `missing` has one line per problem. */
 export class NetnsDemoUnavailableError extends Error {
@@ -211,195 +99,6 @@ export function netnsDemoMissing(cliPath = defaultCliPath()): string[] {
   }
   if (!existsSync(cliPath)) missing.push(`${cliPath}: missing (npm run build)`);
   return missing;
-}
-
-// ------------------------------------------------------------ child processes
-
-interface Proc {
-  readonly pid: number;
-  readonly child: ChildProcess;
-  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  exitCode(): number | null | undefined;
-  /** stdout and stderr interleaved. */
-  output(): string;
-  stdout(): string;
-  stderr(): string;
-}
-
-interface CommandResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-const MAX_OUTPUT = 256 * 1024;
-
-/**
- * internal: one run of the demo: the namespaces and processes it created, and
- * whether it was interrupted. Everything it starts is recorded here first.
- */
-class DemoRun {
-  readonly namespaces: string[] = [];
-  private readonly procs = new Map<number, Proc>();
-  interrupted: NodeJS.Signals | null = null;
-  /** Set once cleanup() runs: a signal then no longer stops its own commands. */
-  private cleaning = false;
-
-  /** Throw when the run was interrupted (checked between steps). */
-  check(): void {
-    if (this.interrupted) throw new Error(`interrupted by ${this.interrupted}`);
-  }
-
-  /** Start `cmd args`, recording its pid; stdout and stderr are kept (bounded). */
-  start(cmd: string, args: string[]): Proc {
-    this.check();
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    let all = '';
-    const keep = (s: string, d: string) => (s.length + d.length > MAX_OUTPUT ? (s + d).slice(-MAX_OUTPUT) : s + d);
-    child.stdout!.setEncoding('utf8').on('data', (d: string) => ((out = keep(out, d)), (all = keep(all, d))));
-    child.stderr!.setEncoding('utf8').on('data', (d: string) => ((err = keep(err, d)), (all = keep(all, d))));
-    let code: number | null | undefined;
-    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-      child.once('error', (e) => {
-        err = keep(err, `${e.message}\n`);
-        all = keep(all, `${e.message}\n`);
-        if (child.pid === undefined) resolve({ code: (code = null), signal: null });
-      });
-      child.once('close', (c, signal) => {
-        code = c;
-        if (child.pid !== undefined) this.procs.delete(child.pid);
-        resolve({ code: c, signal });
-      });
-    });
-    const proc: Proc = { pid: child.pid ?? -1, child, exited, exitCode: () => code, output: () => all, stdout: () => out, stderr: () => err };
-    if (child.pid !== undefined) this.procs.set(child.pid, proc);
-    return proc;
-  }
-
-  /** Run `cmd args` to completion, bounded by `timeoutMs` (then SIGKILL by pid). Never throws on a non-zero exit. */
-  async run(cmd: string, args: string[], timeoutMs = 10_000): Promise<CommandResult> {
-    const p = this.start(cmd, args);
-    const timer = setTimeout(() => signalPid(p.pid, 'SIGKILL'), timeoutMs);
-    const { code } = await p.exited;
-    clearTimeout(timer);
-    return { code, stdout: p.stdout(), stderr: p.stderr() };
-  }
-
-  /** Like run() but throws unless the command exits 0. */
-  async runChecked(cmd: string, args: string[], timeoutMs = 10_000): Promise<CommandResult> {
-    const r = await this.run(cmd, args, timeoutMs);
-    if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (exit ${r.code}): ${r.stderr.trim() || r.stdout.trim()}`);
-    return r;
-  }
-
-  /** `ip netns exec NS cmd args`: the command is exec'd, so the recorded pid is the command's own. */
-  runIn(ns: string, cmd: string, args: string[], timeoutMs?: number): Promise<CommandResult> {
-    return this.run('ip', ['netns', 'exec', ns, cmd, ...args], timeoutMs);
-  }
-
-  startIn(ns: string, cmd: string, args: string[]): Proc {
-    return this.start('ip', ['netns', 'exec', ns, cmd, ...args]);
-  }
-
-  /** Create a namespace; its name is recorded before `ip netns add` runs, so cleanup never misses it. */
-  async addNamespace(name: string): Promise<void> {
-    this.check();
-    this.namespaces.push(name);
-    await this.runChecked('ip', ['netns', 'add', name]);
-  }
-
-  /** SIGTERM, a grace period, then SIGKILL; only this pid. */
-  async stop(p: Proc, graceMs = 5000): Promise<void> {
-    if (p.exitCode() !== undefined) return;
-    signalPid(p.pid, 'SIGTERM');
-    const timer = setTimeout(() => signalPid(p.pid, 'SIGKILL'), graceMs);
-    await p.exited;
-    clearTimeout(timer);
-  }
-
-  /** Interrupted: stop what is running so the current step ends; the finally block does the rest. */
-  interrupt(signal: NodeJS.Signals): void {
-    this.interrupted ??= signal;
-    if (this.cleaning) return;
-    for (const pid of this.procs.keys()) signalPid(pid, 'SIGTERM');
-  }
-
-  /** Everything still running, then every namespace: the finally block. */
-  async cleanup(): Promise<string[]> {
-    const errors: string[] = [];
-    this.cleaning = true;
-    await Promise.all([...this.procs.values()].map((p) => this.stop(p, 3000)));
-    for (const name of this.namespaces.splice(0).reverse()) {
-      const r = await this.runUnchecked('ip', ['netns', 'delete', name]);
-      if (r.code !== 0 && !/No such file/.test(r.stderr)) errors.push(`ip netns delete ${name}: ${r.stderr.trim()}`);
-    }
-    return errors;
-  }
-
-  /** Second signal or process exit: kill our pids and delete our namespaces synchronously. */
-  cleanupNow(): void {
-    for (const pid of this.procs.keys()) signalPid(pid, 'SIGKILL');
-    this.procs.clear();
-    for (const name of this.namespaces.splice(0)) {
-      try {
-        execFileSync('ip', ['netns', 'delete', name], { stdio: 'ignore', timeout: 5000 });
-      } catch {
-        // already gone
-      }
-    }
-  }
-
-  /** run() that works after an interruption (cleanup must not refuse); check() runs synchronously inside run(). */
-  private runUnchecked(cmd: string, args: string[]): Promise<CommandResult> {
-    const saved = this.interrupted;
-    this.interrupted = null;
-    try {
-      return this.run(cmd, args);
-    } finally {
-      this.interrupted = saved;
-    }
-  }
-}
-
-function signalPid(pid: number, signal: NodeJS.Signals): void {
-  if (pid <= 0) return;
-  try {
-    process.kill(pid, signal);
-  } catch {
-    // already gone
-  }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-/** Poll `probe` every `intervalMs` until it returns a value, bounded by `timeoutMs`. */
-async function until<T>(run: DemoRun, what: string, probe: () => Promise<T | undefined>, timeoutMs: number, intervalMs = 100): Promise<T> {
-  const end = performance.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    run.check();
-    try {
-      const v = await probe();
-      if (v !== undefined) return v;
-    } catch (err) {
-      if ((err as { fatal?: boolean }).fatal) throw err;
-      last = err;
-    }
-    if (performance.now() > end) throw new Error(`${what}: not within ${timeoutMs} ms${last ? ` (${(last as Error).message})` : ''}`);
-    await sleep(intervalMs);
-  }
-}
-
-function fatal(message: string): Error {
-  return Object.assign(new Error(message), { fatal: true });
-}
-
-function ms(from: number): number {
-  return Math.round((performance.now() - from) * 10) / 10;
 }
 
 // ------------------------------------------------------------------- gateways
@@ -472,105 +171,6 @@ function workerRows(st: GatewayStatus): NetnsDemoWorker[] {
     decapPackets: w.decapPackets,
     drops: w.drops.replay + w.drops.icv + w.drops.malformed + w.drops.seqExhausted + w.drops.noSa + w.drops.queueFull,
   }));
-}
-
-// -------------------------------------------------------------------- traffic
-
-function ipv4Bytes(addr: string): number[] {
-  return addr.split('.').map(Number);
-}
-
-/** internal: the SPD's family member index for a TCP packet (dataplane/spd.ts: flow hash mod family size). */
-function memberFor(src: string, srcPort: number, dst: string, dstPort: number, n: number): number {
-  const p = new Uint8Array(40);
-  p[0] = 0x45;
-  p[3] = 40;
-  p[9] = 6;
-  p.set(ipv4Bytes(src), 12);
-  p.set(ipv4Bytes(dst), 16);
-  p[20] = srcPort >> 8;
-  p[21] = srcPort & 0xff;
-  p[22] = dstPort >> 8;
-  p[23] = dstPort & 0xff;
-  const f = newFlowTuple();
-  if (!parseFlow(p, f)) return 0;
-  return flowHash(p, f) % n;
-}
-
-/**
- * Client ports for iperf3's parallel streams (`--cport base` numbers them
- * base, base+1, ...) such that the flow hash puts at least one stream on
- * every member of the clone family, in both directions: every worker of both
- * gateways then seals and opens packets. Streams: n when 1, else 2n..4n.
- */
-export function iperfStreamPorts(n: number): { base: number; streams: number } {
-  if (!Number.isInteger(n) || n < 1 || n > MAX_CLONES) throw new RangeError(`iperfStreamPorts: n must be an integer from 1 to ${MAX_CLONES}`);
-  if (n === 1) return { base: 0, streams: 1 };
-  const [a, b] = [NETNS_DEMO_INNER.initiator, NETNS_DEMO_INNER.responder];
-  for (let streams = 2 * n; streams <= 4 * n; streams += n) {
-    for (let base = 41000; base < 41000 + 4000; base++) {
-      const out = new Set<number>();
-      const back = new Set<number>();
-      for (let i = 0; i < streams; i++) {
-        out.add(memberFor(a, base + i, b, IPERF_PORT, n));
-        back.add(memberFor(b, IPERF_PORT, a, base + i, n));
-      }
-      if (out.size === n && back.size === n) return { base, streams };
-    }
-  }
-  return { base: 0, streams: 4 * n };
-}
-
-async function pingOnce(run: DemoRun, ns: string, from: string, to: string): Promise<NetnsDemoPing> {
-  const r = await run.runIn(ns, 'ping', ['-n', '-q', '-c', String(PING_COUNT), '-i', '0.2', '-W', '2', '-I', from, to], 15_000);
-  const counts = /(\d+) packets transmitted, (\d+) (?:packets )?received/.exec(r.stdout);
-  const rtt = /= [\d.]+\/([\d.]+)\/[\d.]+\/[\d.]+ ms/.exec(r.stdout);
-  return {
-    from,
-    to,
-    sent: counts ? Number(counts[1]) : 0,
-    received: counts ? Number(counts[2]) : 0,
-    rttMs: rtt ? Number(rtt[1]) : null,
-  };
-}
-
-interface IperfJson {
-  start?: { connected?: unknown[] };
-  end?: { sum_sent?: { bits_per_second?: number; retransmits?: number }; sum_received?: { bits_per_second?: number } };
-  error?: string;
-}
-
-async function iperf(run: DemoRun, client: string, server: string, seconds: number, clones: number): Promise<NetnsDemoResult['iperf3']> {
-  const srv = run.startIn(server, 'iperf3', ['-s', '-1', '-B', NETNS_DEMO_INNER.responder, '-p', String(IPERF_PORT)]);
-  try {
-    await until(run, 'the iperf3 server', async () => {
-      if (srv.exitCode() !== undefined) throw fatal(`iperf3 -s exited: ${srv.output().trim()}`);
-      const r = await run.runIn(server, 'ss', ['-ltnH']);
-      return r.stdout.includes(`${NETNS_DEMO_INNER.responder}:${IPERF_PORT}`) ? true : undefined;
-    }, 5000, 50);
-    const { base, streams } = iperfStreamPorts(clones);
-    const args = ['-c', NETNS_DEMO_INNER.responder, '-p', String(IPERF_PORT), '-B', NETNS_DEMO_INNER.initiator, '-t', String(seconds), '-J', '-P', String(streams)];
-    if (base > 0) args.push('--cport', String(base));
-    const r = await run.runIn(client, 'iperf3', args, seconds * 1000 + 20_000);
-    run.check();
-    let j: IperfJson;
-    try {
-      j = JSON.parse(r.stdout) as IperfJson;
-    } catch {
-      throw new Error(`iperf3 -c failed (exit ${r.code}): ${(r.stderr || r.stdout).trim().slice(-500)}`);
-    }
-    if (r.code !== 0 || j.error) throw new Error(`iperf3 -c failed (exit ${r.code}): ${j.error ?? r.stderr.trim().slice(-500)}`);
-    const mbit = (bps: number | undefined) => Math.round((bps ?? 0) / 1e5) / 10;
-    return {
-      seconds,
-      mbps: mbit(j.end?.sum_received?.bits_per_second),
-      sentMbps: mbit(j.end?.sum_sent?.bits_per_second),
-      retransmits: j.end?.sum_sent?.retransmits ?? 0,
-      streams: j.start?.connected?.length ?? streams,
-    };
-  } finally {
-    await run.stop(srv, 1000);
-  }
 }
 
 // ------------------------------------------------------------------------ run
@@ -656,18 +256,11 @@ async function demo(run: DemoRun, p: DemoParams): Promise<NetnsDemoResult> {
   const inner = NETNS_DEMO_INNER;
 
   progress(`creating namespaces ${ns.initiator} and ${ns.responder}: veth ${outer.initiator} <-> ${outer.responder}, inner ${inner.initiator} and ${inner.responder} on lo`);
-  for (const role of ['initiator', 'responder'] as const) {
-    await run.addNamespace(ns[role]);
-    // Router and address events of IPv6 would start MOBIKE path checks: the demo is IPv4 only.
-    await run.runIn(ns[role], 'sysctl', ['-q', '-w', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1', 'net.ipv6.conf.lo.disable_ipv6=1']);
-    await run.runChecked('ip', ['-n', ns[role], 'link', 'set', 'lo', 'up']);
-  }
-  await run.runChecked('ip', ['link', 'add', 'name', VETH, 'netns', ns.initiator, 'type', 'veth', 'peer', 'name', VETH, 'netns', ns.responder]);
-  for (const role of ['initiator', 'responder'] as const) {
-    await run.runChecked('ip', ['-n', ns[role], 'addr', 'add', `${outer[role]}/${outer.prefixLen}`, 'dev', VETH]);
-    await run.runChecked('ip', ['-n', ns[role], 'link', 'set', VETH, 'up']);
-    await run.runChecked('ip', ['-n', ns[role], 'addr', 'add', `${inner[role]}/${inner.prefixLen}`, 'dev', 'lo']);
-  }
+  await run.createNamespaces({
+    namespaces: [ns.initiator, ns.responder],
+    links: [{ dev: VETH, cidrs: [`${outer.initiator}/${outer.prefixLen}`, `${outer.responder}/${outer.prefixLen}`] }],
+    inner: [`${inner.initiator}/${inner.prefixLen}`, `${inner.responder}/${inner.prefixLen}`],
+  });
 
   const psk = `0x${randomBytes(32).toString('hex')}`;
   const cfg = { workers: p.clones, esp: p.esp, psk };
@@ -698,8 +291,8 @@ async function demo(run: DemoRun, p: DemoParams): Promise<NetnsDemoResult> {
   for (const role of ['initiator', 'responder'] as const) {
     await until(run, `TUN device ${NETNS_DEMO_TUN} in ${ns[role]}`, async () => ((await run.runIn(ns[role], 'ip', ['link', 'show', NETNS_DEMO_TUN])).code === 0 ? true : undefined), 5000, 50);
   }
-  await run.runChecked('ip', ['-n', ns.initiator, 'route', 'add', inner.responderNet, 'dev', NETNS_DEMO_TUN, 'src', inner.initiator]);
-  await run.runChecked('ip', ['-n', ns.responder, 'route', 'add', inner.initiatorNet, 'dev', NETNS_DEMO_TUN, 'src', inner.responder]);
+  await addRoute(run.runner, ns.initiator, inner.responderNet, { dev: NETNS_DEMO_TUN, src: inner.initiator });
+  await addRoute(run.runner, ns.responder, inner.initiatorNet, { dev: NETNS_DEMO_TUN, src: inner.responder });
   progress(`routes: ${inner.responderNet} and ${inner.initiatorNet} via ${NETNS_DEMO_TUN} on either side`);
 
   const toResponder = await pingOnce(run, ns.initiator, inner.initiator, inner.responder);
@@ -757,4 +350,3 @@ async function demo(run: DemoRun, p: DemoParams): Promise<NetnsDemoResult> {
   await run.stop(responder.proc);
   return result;
 }
-

@@ -54,10 +54,12 @@ function formatProblem(file: string, p: ConfigProblem): string {
 const SEP = '\u001f';
 export type PathSeg = string | number;
 
+/** What is wrong with one value, and the path to it below the value being parsed. */
 export class Problem {
   constructor(readonly problem: string, readonly expected: string, readonly path: PathSeg[] = []) {}
 }
 
+/** A Problem as a zod issue message (split again by toProblems). */
 export function encode(problem: string, expected: string, keys: readonly string[] = []): string {
   return `${problem}${SEP}${expected}${SEP}${keys.join(',')}`;
 }

@@ -14,6 +14,7 @@ import {
   DEFAULT_ESP_PROPOSALS, DEFAULT_IKE_PROPOSALS, parseEspProposal, parseIkeProposal, type ParseResult, type ProposalSpec,
 } from './proposal.js';
 import { bytesToIp, cidrToRange, ipToBytes, rangePrefixLength } from '../wire/ip.js';
+import { fail, ok } from '../crypto/result.js';
 import { Problem, encode, got, report, type IssueSink, type PathSeg } from './errors.js';
 import { NAME_EXPECTED, NAME_RE, type PoolConfig, type TrafficSelectorConfig } from './types.js';
 
@@ -146,23 +147,23 @@ export function listOf<T>(expected: string, item: (text: string) => ParseResult<
 
 export function ipLiteral(text: string): ParseResult<string> {
   const b = ipToBytes(text);
-  if (b === undefined || text.includes('%')) return { ok: false, error: `'${text}' is not an IP address` };
-  return { ok: true, value: bytesToIp(b) };
+  if (b === undefined || text.includes('%')) return fail(`'${text}' is not an IP address`);
+  return ok(bytesToIp(b));
 }
 
 export const HOSTNAME_RE = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
 
 export function remoteAddress(text: string): ParseResult<string> {
-  if (text === '%any') return { ok: true, value: '%any' };
+  if (text === '%any') return ok('%any');
   const ip = ipLiteral(text);
   if (ip.ok) return ip;
   // Digits and dots only would be a mistyped IPv4 address, not a host name.
-  if (HOSTNAME_RE.test(text) && !/^[\d.]+$/.test(text)) return { ok: true, value: text.replace(/\.$/, '') };
-  return { ok: false, error: `'${text}' is neither an IP address nor a host name` };
+  if (HOSTNAME_RE.test(text) && !/^[\d.]+$/.test(text)) return ok(text.replace(/\.$/, ''));
+  return fail(`'${text}' is neither an IP address nor a host name`);
 }
 
 export function localAddress(text: string): ParseResult<string> {
-  if (text === '%any') return { ok: true, value: '%any' };
+  if (text === '%any') return ok('%any');
   return ipLiteral(text);
 }
 
@@ -201,21 +202,21 @@ export function addressRange(text: string): ParseResult<{ start: Uint8Array; end
   if (dash >= 0) {
     const start = ipToBytes(text.slice(0, dash).trim());
     const end = ipToBytes(text.slice(dash + 1).trim());
-    if (start === undefined || end === undefined) return { ok: false, error: `'${text}' is not an address range` };
-    if (start.length !== end.length) return { ok: false, error: `'${text}' mixes IPv4 and IPv6` };
-    if (Buffer.compare(start, end) > 0) return { ok: false, error: `'${text}' ends before it starts` };
-    return { ok: true, value: { start, end } };
+    if (start === undefined || end === undefined) return fail(`'${text}' is not an address range`);
+    if (start.length !== end.length) return fail(`'${text}' mixes IPv4 and IPv6`);
+    if (Buffer.compare(start, end) > 0) return fail(`'${text}' ends before it starts`);
+    return ok({ start, end });
   }
-  if (text.includes('%')) return { ok: false, error: `'${text}' is not an address or prefix` };
+  if (text.includes('%')) return fail(`'${text}' is not an address or prefix`);
   const r = cidrToRange(text);
-  if (r === undefined) return { ok: false, error: `'${text}' is not an address or prefix` };
-  return { ok: true, value: r };
+  if (r === undefined) return fail(`'${text}' is not an address or prefix`);
+  return ok(r);
 }
 
 export function trafficSelector(text: string): ParseResult<TrafficSelectorConfig | 'dynamic'> {
-  if (text === 'dynamic' || text === '%dynamic') return { ok: true, value: 'dynamic' };
+  if (text === 'dynamic' || text === '%dynamic') return ok('dynamic');
   const m = /^([^[\]]+?)\s*(?:\[([^\]]*)\])?$/.exec(text);
-  if (m === null) return { ok: false, error: `'${text}' is not a traffic selector` };
+  if (m === null) return fail(`'${text}' is not a traffic selector`);
   const range = addressRange(m[1]!);
   if (!range.ok) return range;
   let protocol = 0;
@@ -226,17 +227,17 @@ export function trafficSelector(text: string): ParseResult<TrafficSelectorConfig
     const p = protoText.trim().toLowerCase();
     if (p in PROTOCOLS) protocol = PROTOCOLS[p]!;
     else if (/^\d{1,3}$/.test(p) && Number(p) <= 255) protocol = Number(p);
-    else return { ok: false, error: `unknown protocol '${protoText}' in '${text}' (names: ${Object.keys(PROTOCOLS).join(' ')}, or 0..255)` };
+    else return fail(`unknown protocol '${protoText}' in '${text}' (names: ${Object.keys(PROTOCOLS).join(' ')}, or 0..255)`);
     if (portText !== undefined && portText.trim() !== '' && portText.trim() !== '%any') {
-      if (protocol === 0) return { ok: false, error: `'${text}' has a port but no protocol` };
+      if (protocol === 0) return fail(`'${text}' has a port but no protocol`);
       const pm = /^(\d{1,5})(?:-(\d{1,5}))?$/.exec(portText.trim());
-      if (pm === null) return { ok: false, error: `'${portText}' in '${text}' is not a port or port range` };
+      if (pm === null) return fail(`'${portText}' in '${text}' is not a port or port range`);
       startPort = Number(pm[1]);
       endPort = pm[2] === undefined ? startPort : Number(pm[2]);
-      if (startPort > 65535 || endPort > 65535 || startPort > endPort) return { ok: false, error: `'${portText}' in '${text}' is not a port range within 0..65535` };
+      if (startPort > 65535 || endPort > 65535 || startPort > endPort) return fail(`'${portText}' in '${text}' is not a port range within 0..65535`);
     }
   }
-  return { ok: true, value: { start: bytesToIp(range.value.start), end: bytesToIp(range.value.end), protocol, startPort, endPort } };
+  return ok({ start: bytesToIp(range.value.start), end: bytesToIp(range.value.end), protocol, startPort, endPort });
 }
 
 export function pool(text: string): ParseResult<PoolConfig> {
@@ -246,14 +247,14 @@ export function pool(text: string): ParseResult<PoolConfig> {
   const prefix = rangePrefixLength(start, end);
   const out: PoolConfig = { start: bytesToIp(start), end: bytesToIp(end), family: start.length === 4 ? 4 : 6 };
   if (prefix !== undefined) out.cidr = `${bytesToIp(start)}/${prefix}`;
-  return { ok: true, value: out };
+  return ok(out);
 }
 
 export function vip(text: string): ParseResult<string> {
-  if (text === 'request' || text === '%any') return { ok: true, value: '0.0.0.0' };
-  if (text === '%any6') return { ok: true, value: '::' };
+  if (text === 'request' || text === '%any') return ok('0.0.0.0');
+  if (text === '%any6') return ok('::');
   const ip = ipLiteral(text);
-  return ip.ok ? ip : { ok: false, error: `'${text}' is neither "request" nor an IP address` };
+  return ip.ok ? ip : fail(`'${text}' is neither "request" nor an IP address`);
 }
 
 export function proposals(kind: 'IKE' | 'ESP', field: string): (v: unknown) => ProposalSpec[] | Problem {
@@ -261,7 +262,7 @@ export function proposals(kind: 'IKE' | 'ESP', field: string): (v: unknown) => P
   const parse = kind === 'IKE' ? parseIkeProposal : parseEspProposal;
   const expected = `${kind} proposals such as ${kind === 'IKE' ? 'aes256gcm16-prfsha256-x25519' : 'aes256gcm16'} (strongSwan keywords), or default`;
   const list = listOf<ProposalSpec[]>(expected, (text) =>
-    text === 'default' ? { ok: true, value: defaults.map((d) => unwrap(parse(d))) } : mapResult(parse(text), (p) => [p]),
+    text === 'default' ? ok(defaults.map((d) => unwrap(parse(d)))) : mapResult(parse(text), (p) => [p]),
   // Nothing to offer means no SA can be negotiated.
   `at least one ${kind} proposal (omit ${field}, or write default, for the defaults)`);
   return (v) => {
@@ -273,7 +274,7 @@ export function proposals(kind: 'IKE' | 'ESP', field: string): (v: unknown) => P
 }
 
 export function mapResult<A, B>(r: ParseResult<A>, f: (a: A) => B): ParseResult<B> {
-  return r.ok ? { ok: true, value: f(r.value) } : r;
+  return r.ok ? ok(f(r.value)) : r;
 }
 
 export function unwrap<T>(r: ParseResult<T>): T {

@@ -19,7 +19,7 @@
 // Pure functions, no I/O. Every public entry checks its input and returns a
 // ParseResult instead of throwing.
 import { EncrId, EsnId, IntegId, KeGroup, PrfId, ProtocolId, TransformType } from '../wire/constants.js';
-import type { CryptoResult } from '../crypto/result.js';
+import { fail, type CryptoResult } from '../crypto/result.js';
 
 /** One transform of a proposal (RFC 7296 §3.3.2). */
 export interface TransformSpec {
@@ -250,10 +250,6 @@ function parseProposal(s: unknown, protocol: number): ParseResult<ProposalSpec> 
   const transforms: TransformSpec[] = [];
   for (const type of TYPE_ORDER) transforms.push(...byType.get(type)!);
   return { ok: true, value: { protocol, transforms } };
-}
-
-function fail(error: string): { ok: false; error: string } {
-  return { ok: false, error };
 }
 
 /** " (did you mean X?)": the first keyword the input is a prefix of, else one within two edits. */

@@ -20,7 +20,7 @@ import { IdType } from '../wire/constants.js';
 import { bytesToIp, ipToBytes } from '../wire/ip.js';
 import { concatBytes } from '../crypto/bytes.js';
 import { decodeOid, encodeOid, encodeTlv, readTlv } from '../crypto/der.js';
-import type { CryptoResult as ParseResult } from '../crypto/result.js';
+import { fail, type CryptoResult as ParseResult } from '../crypto/result.js';
 
 /** RFC 7296 §3.5: ID Type and the identification data that follows it. */
 export interface Identity {
@@ -61,12 +61,12 @@ const PREFIXES: Readonly<Record<string, number>> = {
  * "%any" is rejected: it is a wildcard for configuration, not an identity.
  */
 export function parseIdentity(s: string): ParseResult<Identity> {
-  if (typeof s !== 'string') return err(`an identity must be a string, got ${typeof s}`);
+  if (typeof s !== 'string') return fail(`an identity must be a string, got ${typeof s}`);
   const text = s.trim();
-  if (text === '') return err('empty identity');
-  if (text.length > MAX_IDENTITY_TEXT) return err(`identity longer than ${MAX_IDENTITY_TEXT} characters`);
+  if (text === '') return fail('empty identity');
+  if (text.length > MAX_IDENTITY_TEXT) return fail(`identity longer than ${MAX_IDENTITY_TEXT} characters`);
   if (text === '%any' || text === '%any6' || text === '*') {
-    return err(`'${text}' is a wildcard, not an identity`);
+    return fail(`'${text}' is a wildcard, not an identity`);
   }
   const prefix = /^([a-z0-9]+):(.*)$/i.exec(text);
   if (prefix !== null && PREFIXES[prefix[1]!.toLowerCase()] !== undefined) {
@@ -87,45 +87,45 @@ function parseTyped(idType: number, value: string, whole: string): ParseResult<I
     case IdType.IPV6_ADDR: {
       const b = ipToBytes(value);
       const want = idType === IdType.IPV4_ADDR ? 4 : 16;
-      if (b === undefined || b.length !== want) return err(`'${whole}' is not an ${want === 4 ? 'IPv4' : 'IPv6'} address`);
+      if (b === undefined || b.length !== want) return fail(`'${whole}' is not an ${want === 4 ? 'IPv4' : 'IPv6'} address`);
       return ok(idType, b);
     }
     case IdType.FQDN: {
-      if (value === '') return err(`'${whole}' has an empty domain name`);
-      if (!/^[\x21-\x7e]+$/.test(value)) return err(`'${whole}' is not a domain name (printable ASCII without spaces; use punycode for international names)`);
+      if (value === '') return fail(`'${whole}' has an empty domain name`);
+      if (!/^[\x21-\x7e]+$/.test(value)) return fail(`'${whole}' is not a domain name (printable ASCII without spaces; use punycode for international names)`);
       return ok(idType, utf8.encode(value));
     }
     case IdType.RFC822_ADDR: {
       const at = value.lastIndexOf('@');
-      if (at <= 0 || at === value.length - 1) return err(`'${whole}' is not an email address (user@domain)`);
-      if (!/^[\x21-\x7e]+$/.test(value)) return err(`'${whole}' is not an email address (printable ASCII without spaces)`);
+      if (at <= 0 || at === value.length - 1) return fail(`'${whole}' is not an email address (user@domain)`);
+      if (!/^[\x21-\x7e]+$/.test(value)) return fail(`'${whole}' is not an email address (printable ASCII without spaces)`);
       return ok(idType, utf8.encode(value));
     }
     case IdType.KEY_ID: {
       if (value.startsWith('#')) {
         const hex = value.slice(1).replace(/^0x/i, '').replace(/:/g, '');
         if (hex === '' || hex.length % 2 !== 0 || !/^[0-9a-f]+$/i.test(hex)) {
-          return err(`'${whole}' is not a key ID (an even number of hex digits after '#')`);
+          return fail(`'${whole}' is not a key ID (an even number of hex digits after '#')`);
         }
         return ok(idType, Uint8Array.from(Buffer.from(hex, 'hex')));
       }
-      if (value === '') return err(`'${whole}' is an empty key ID`);
+      if (value === '') return fail(`'${whole}' is an empty key ID`);
       return ok(idType, utf8.encode(value));
     }
     case IdType.DER_ASN1_DN: {
       if (value.startsWith('#')) {
         const hex = value.slice(1);
-        if (hex.length % 2 !== 0 || !/^[0-9a-f]+$/i.test(hex)) return err(`'${whole}' is not a hex-encoded DN`);
+        if (hex.length % 2 !== 0 || !/^[0-9a-f]+$/i.test(hex)) return fail(`'${whole}' is not a hex-encoded DN`);
         const der = Uint8Array.from(Buffer.from(hex, 'hex'));
-        if (decodeDn(der) === null) return err(`'${whole}' is not a DER-encoded distinguished name`);
+        if (decodeDn(der) === null) return fail(`'${whole}' is not a DER-encoded distinguished name`);
         return ok(idType, der);
       }
       const der = encodeDn(value);
-      if (typeof der === 'string') return err(`'${whole}' is not a distinguished name: ${der}`);
+      if (typeof der === 'string') return fail(`'${whole}' is not a distinguished name: ${der}`);
       return ok(idType, der);
     }
     default:
-      return err(`unsupported identity type ${idType}`);
+      return fail(`unsupported identity type ${idType}`);
   }
 }
 
@@ -133,9 +133,6 @@ function ok(idType: number, data: Uint8Array): ParseResult<Identity> {
   return { ok: true, value: { idType, data } };
 }
 
-function err(error: string): { ok: false; error: string } {
-  return { ok: false, error };
-}
 
 // ---------------------------------------------------------------------------
 // Formatting

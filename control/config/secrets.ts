@@ -27,48 +27,40 @@ function pemSource(ctx: Ctx, v: unknown, expected: string, secret = false): { pe
   return { pem: text, where: file };
 }
 
-export function privateKey(ctx: Ctx): (v: unknown) => { pem: string; key: KeyObject } | undefined | Problem {
-  const expected = 'a PEM private key: a file path (relative to the configuration file) or the PEM text';
+/**
+ * A PEM field: absent, or what `load` makes of the PEM text; a Problem when
+ * the text cannot be had or `load` throws on it (named as `what`).
+ */
+function pemField<T>(ctx: Ctx, expected: string, what: string, load: (pem: string) => T, secret = false): (v: unknown) => T | undefined | Problem {
   return (v) => {
     if (v === undefined) return undefined;
-    const src = pemSource(ctx, v, expected, true);
+    const src = pemSource(ctx, v, expected, secret);
     if (src instanceof Problem) return src;
     try {
-      return { pem: src.pem, key: createPrivateKey(src.pem) };
+      return load(src.pem);
     } catch (e) {
-      return new Problem(`${src.where} holds no usable private key (${(e as Error).message})`, expected);
+      return new Problem(`${src.where} holds no usable ${what} (${(e as Error).message})`, expected);
     }
   };
+}
+
+export function privateKey(ctx: Ctx): (v: unknown) => { pem: string; key: KeyObject } | undefined | Problem {
+  const expected = 'a PEM private key: a file path (relative to the configuration file) or the PEM text';
+  return pemField(ctx, expected, 'private key', (pem) => ({ pem, key: createPrivateKey(pem) }), true);
 }
 
 export function certificate(ctx: Ctx): (v: unknown) => { pem: string; cert: X509Certificate } | undefined | Problem {
   const expected = 'a PEM certificate: a file path (relative to the configuration file) or the PEM text';
-  return (v) => {
-    if (v === undefined) return undefined;
-    const src = pemSource(ctx, v, expected);
-    if (src instanceof Problem) return src;
-    try {
-      return { pem: src.pem, cert: new X509Certificate(src.pem) };
-    } catch (e) {
-      return new Problem(`${src.where} holds no usable certificate (${(e as Error).message})`, expected);
-    }
-  };
+  return pemField(ctx, expected, 'certificate', (pem) => ({ pem, cert: new X509Certificate(pem) }));
 }
 
 export function publicKeyOrCert(ctx: Ctx): (v: unknown) => string | undefined | Problem {
   const expected = 'a PEM public key or certificate: a file path (relative to the configuration file) or the PEM text';
-  return (v) => {
-    if (v === undefined) return undefined;
-    const src = pemSource(ctx, v, expected);
-    if (src instanceof Problem) return src;
-    try {
-      if (/-----BEGIN CERTIFICATE-----/.test(src.pem)) new X509Certificate(src.pem);
-      else createPublicKey(src.pem);
-      return src.pem;
-    } catch (e) {
-      return new Problem(`${src.where} holds no usable public key or certificate (${(e as Error).message})`, expected);
-    }
-  };
+  return pemField(ctx, expected, 'public key or certificate', (pem) => {
+    if (/-----BEGIN CERTIFICATE-----/.test(pem)) new X509Certificate(pem);
+    else createPublicKey(pem);
+    return pem;
+  });
 }
 
 export const PSK_EXPECTED = `a secret of at least ${MIN_PSK_OCTETS} octets: text, 0x<hex> or 0s<base64>`;

@@ -20,7 +20,8 @@
 // lo in each namespace (10.250.50.1 <-> 10.250.100.1), routed through the TUN
 // devices. Everything it creates (namespaces, processes, files) is removed
 // at the end, also when a step fails. Cases whose tools are missing (charon,
-// the TUN addon) are reported as skipped with the reason.
+// the TUN addon) are reported as skipped with the reason. The namespaces are
+// built with the same helper as the netns demo's and the tests' (demo/netns.ts).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';

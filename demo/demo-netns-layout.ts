@@ -16,12 +16,16 @@ export const NETNS_DEMO_INNER = {
 } as const;
 /** The TUN device in each namespace. */
 export const NETNS_DEMO_TUN = 'ikc0';
+/** The veth pair's interface name on both sides. */
 export const VETH = 'veth0';
+/** The connection and child names in both gateways' configurations. */
 export const CONNECTION = 'demo';
 export const CHILD = 'net';
+/** iperf3's server port on the responder's inner address. */
 export const IPERF_PORT = 5201;
 /** Most IKE SAs in the family: the responder's default limit per peer (limits.ikeSasPerPeer). */
 export const MAX_CLONES = 16;
+/** Echo requests each way. */
 export const PING_COUNT = 5;
 
 export interface NetnsDemoOptions {

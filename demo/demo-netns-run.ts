@@ -7,8 +7,11 @@
 // never misses one. Namespaces are built with the shared helper (demo/netns.ts).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
-import { createNamespacePair, deleteNamespace, deleteNamespacesNow, inNamespace, type CommandRunner, type PairLayout } from './netns.js';
+import {
+  createNamespacePair, deleteNamespace, deleteNamespacesNow, inNamespace, type CommandOutcome, type CommandRunner, type PairLayout,
+} from './netns.js';
 
+/** A process this run started, with its output kept (bounded). */
 export interface Proc {
   readonly pid: number;
   readonly child: ChildProcess;
@@ -18,12 +21,6 @@ export interface Proc {
   output(): string;
   stdout(): string;
   stderr(): string;
-}
-
-export interface CommandResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
 }
 
 const MAX_OUTPUT = 256 * 1024;
@@ -73,7 +70,7 @@ export class DemoRun {
   }
 
   /** Run `cmd args` to completion, bounded by `timeoutMs` (then SIGKILL by pid). Never throws on a non-zero exit. */
-  async run(cmd: string, args: string[], timeoutMs = 10_000): Promise<CommandResult> {
+  async run(cmd: string, args: string[], timeoutMs = 10_000): Promise<CommandOutcome> {
     const p = this.start(cmd, args);
     const timer = setTimeout(() => signalPid(p.pid, 'SIGKILL'), timeoutMs);
     const { code } = await p.exited;
@@ -85,7 +82,7 @@ export class DemoRun {
   readonly runner: CommandRunner = (cmd, args) => this.run(cmd, args);
 
   /** `ip netns exec NS cmd args`: the command is exec'd, so the recorded pid is the command's own. */
-  runIn(ns: string, cmd: string, args: string[], timeoutMs?: number): Promise<CommandResult> {
+  runIn(ns: string, cmd: string, args: string[], timeoutMs?: number): Promise<CommandOutcome> {
     return this.run(...inNamespace(ns, cmd, args), timeoutMs);
   }
 
@@ -135,7 +132,7 @@ export class DemoRun {
   }
 
   /** run() that works after an interruption (cleanup must not refuse); check() runs synchronously inside run(). */
-  private runUnchecked(cmd: string, args: string[]): Promise<CommandResult> {
+  private runUnchecked(cmd: string, args: string[]): Promise<CommandOutcome> {
     const saved = this.interrupted;
     this.interrupted = null;
     try {

@@ -42,7 +42,10 @@ import {
 import { iperf, pingOnce } from './demo-netns-traffic.js';
 import { addRoute } from './netns.js';
 
-export * from './demo-netns-layout.js';
+export { NETNS_DEMO_INNER, NETNS_DEMO_OUTER, NETNS_DEMO_PREFIX, NETNS_DEMO_TUN } from './demo-netns-layout.js';
+export type {
+  NetnsDemoMember, NetnsDemoNamespace, NetnsDemoOptions, NetnsDemoPing, NetnsDemoResult, NetnsDemoWorker,
+} from './demo-netns-layout.js';
 export { iperfStreamPorts } from './demo-netns-traffic.js';
 
 /** A prerequisite of the netns demo is missing; `missing` has one line per problem. */

@@ -12,7 +12,7 @@
 // control socket file removed; a second signal exits at once.
 import { isIP } from 'node:net';
 import { Command, CommanderError, Option } from 'commander';
-import { ConfigError, loadConfigFile, type GatewayConfig } from '../config/index.js';
+import { ConfigError, LOG_LEVELS, loadConfigFile, type GatewayConfig } from '../config/index.js';
 import { Gateway } from '../gateway.js';
 import { createLogger, type Logger } from '../log.js';
 import { childStatus, ikeSaStatus } from '../status.js';
@@ -29,8 +29,6 @@ const EXIT_FAILURE = 1;
 const EXIT_USAGE = 2;
 /** Bound on deleting SAs and closing sockets at shut-down. */
 const STOP_TIMEOUT_MS = 3000;
-
-const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 /** A failure with the exit code and message the user sees. */
 class CliExit extends Error {
@@ -352,7 +350,7 @@ function buildProgram(setExit: (code: number) => void): Command {
     .name('ikeclone')
     .description('IKEv2 gateway that clones IKE SAs (RFC 7791) per core or per NIC, with a WebAssembly ESP data plane')
     .version(ikecloneVersion(), '-V, --version')
-    .addOption(new Option('--log-level <level>', 'log level (logs go to stderr); default: the config file\'s, or warn for demo').choices(LOG_LEVELS))
+    .addOption(new Option('--log-level <level>', 'log level (logs go to stderr); default: the config file\'s, or warn for demo').choices([...LOG_LEVELS]))
     .showHelpAfterError('(run with --help for usage)')
     .configureHelp({ showGlobalOptions: true })
     .exitOverride();

@@ -144,7 +144,7 @@ function split(message: string): [string, string, string] {
   return [parts[0] ?? message, parts[1] ?? '', parts[2] ?? ''];
 }
 
-export function suggestKey(key: string, allowed: string[]): string {
+function suggestKey(key: string, allowed: string[]): string {
   let best: string | undefined;
   let bestDistance = 3;
   for (const k of allowed) {

@@ -87,7 +87,7 @@ export function duration(v: unknown): number | Problem {
 }
 
 /** Shortest dpd_delay / keepalive other than 0 (off). */
-export const MIN_INTERVAL_MS = 1000;
+const MIN_INTERVAL_MS = 1000;
 
 /**
  * A periodic liveness interval: 0 (off) or at least MIN_INTERVAL_MS. A few
@@ -107,7 +107,7 @@ export function oneOf<const T extends string>(values: readonly T[]): (v: unknown
 }
 
 /** A list of strings: a YAML list, a single string, or a comma-separated string as in swanctl.conf. */
-export function stringList(v: unknown, expected: string): Array<{ text: string; path: PathSeg[] }> | Problem {
+function stringList(v: unknown, expected: string): Array<{ text: string; path: PathSeg[] }> | Problem {
   if (typeof v === 'string') {
     const items = v.split(',').map((s) => s.trim());
     if (items.some((s) => s === '')) return new Problem(`empty item in '${v}'`, expected);
@@ -151,7 +151,7 @@ export function ipLiteral(text: string): ParseResult<string> {
   return ok(bytesToIp(b));
 }
 
-export const HOSTNAME_RE = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
+const HOSTNAME_RE = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
 
 export function remoteAddress(text: string): ParseResult<string> {
   if (text === '%any') return ok('%any');
@@ -193,11 +193,11 @@ export function durationOrPercent(v: unknown): { ms: number } | { percent: numbe
 
 // -- traffic selectors and pools (RFC 7296 §3.13.1) --
 
-export const PROTOCOLS: Readonly<Record<string, number>> = { any: 0, icmp: 1, tcp: 6, udp: 17, gre: 47, esp: 50, icmpv6: 58, ipv6icmp: 58, sctp: 132 };
+const PROTOCOLS: Readonly<Record<string, number>> = { any: 0, icmp: 1, tcp: 6, udp: 17, gre: 47, esp: 50, icmpv6: 58, ipv6icmp: 58, sctp: 132 };
 export const TS_EXPECTED = "dynamic, or an address, CIDR prefix or a-b range, optionally followed by [protocol] or [protocol/port] or [protocol/port-port]";
 
 /** Inclusive address range of "a", "a/len" or "a-b"; both ends of one family. */
-export function addressRange(text: string): ParseResult<{ start: Uint8Array; end: Uint8Array }> {
+function addressRange(text: string): ParseResult<{ start: Uint8Array; end: Uint8Array }> {
   const dash = text.indexOf('-');
   if (dash >= 0) {
     const start = ipToBytes(text.slice(0, dash).trim());
@@ -273,16 +273,16 @@ export function proposals(kind: 'IKE' | 'ESP', field: string): (v: unknown) => P
   };
 }
 
-export function mapResult<A, B>(r: ParseResult<A>, f: (a: A) => B): ParseResult<B> {
+function mapResult<A, B>(r: ParseResult<A>, f: (a: A) => B): ParseResult<B> {
   return r.ok ? ok(f(r.value)) : r;
 }
 
-export function unwrap<T>(r: ParseResult<T>): T {
+function unwrap<T>(r: ParseResult<T>): T {
   if (!r.ok) throw new Error(`built-in default does not parse: ${r.error}`);
   return r.value;
 }
 
-export const ID_EXPECTED = 'an identity: IP address, FQDN (@host or host), user@host, @#hex key ID or a DN (C=.., O=.., CN=..)';
+const ID_EXPECTED = 'an identity: IP address, FQDN (@host or host), user@host, @#hex key ID or a DN (C=.., O=.., CN=..)';
 
 export function identityOrAny(allowAny: boolean): (v: unknown) => Identity | 'any' | undefined | Problem {
   return (v) => {

@@ -8,6 +8,7 @@ export { defaultGatewayConfig } from './defaults.js';
 export { configFromObject, connectionFromObject, findConnection, loadConfigFile, parseConfig } from './load.js';
 export type { ConnectionFromObjectOptions, FromObjectOptions } from './load.js';
 export { connectionPolicy } from './connection-policy.js';
+export { LOG_LEVELS } from './types.js';
 export type {
   AuthMethod, ChildConfig, CloneConfig, ConnectionConfig, DataplaneConfig, EndpointConfig, GatewayConfig, LimitsConfig, ListenConfig,
   LogLevel, PoolConfig, RetransmitConfig, StartAction, TrafficSelectorConfig,

@@ -155,18 +155,20 @@ import type {
   AuthMethod, ChildConfig, CloneConfig, ConnectionConfig, DataplaneConfig, EndpointConfig, GatewayConfig, ListenConfig, LimitsConfig,
   LogLevel, PoolConfig, RetransmitConfig, TrafficSelectorConfig,
 } from './types.js';
+import { LOG_LEVELS } from './types.js';
 
-export const WORKERS_EXPECTED = `auto or an integer from 1 to ${MAX_WORKERS}`;
+const WORKERS_EXPECTED = `auto or an integer from 1 to ${MAX_WORKERS}`;
 
+/** dataplane.workers: auto (the available cores) or a count. */
 export function workersValue(v: unknown): { workers: number; workersAuto: boolean } | Problem {
   if (v === undefined || v === 'auto') return { workers: autoWorkers(), workersAuto: true };
   const n = integer(1, MAX_WORKERS, WORKERS_EXPECTED)(v);
   return n instanceof Problem ? n : { workers: n, workersAuto: false };
 }
 
-export const AUTH = oneOf(['psk', 'pubkey'] as const);
+const AUTH = oneOf(['psk', 'pubkey'] as const);
 
-export function localEndpointSchema(ctx: Ctx) {
+function localEndpointSchema(ctx: Ctx) {
   return section({
     id: leaf(identityOrAny(false)),
     auth: leaf(withDefault<AuthMethod | undefined>(undefined, AUTH)),
@@ -175,7 +177,7 @@ export function localEndpointSchema(ctx: Ctx) {
   }, 'a mapping with id, auth, key, cert');
 }
 
-export function remoteEndpointSchema(ctx: Ctx) {
+function remoteEndpointSchema(ctx: Ctx) {
   return section({
     id: leaf(identityOrAny(true)),
     auth: leaf(withDefault<AuthMethod | undefined>(undefined, AUTH)),
@@ -183,7 +185,7 @@ export function remoteEndpointSchema(ctx: Ctx) {
   }, 'a mapping with id, auth, pubkey');
 }
 
-export function cloneSchema() {
+function cloneSchema() {
   return section({
     supported: leaf(withDefault(true, boolean)),
     per: leaf(withDefault('none', oneOf(['none', 'worker', 'nic'] as const))),
@@ -192,7 +194,7 @@ export function cloneSchema() {
   }, 'a mapping with supported, per, count, nics');
 }
 
-export function childSchema() {
+function childSchema() {
   // A Child SA needs a traffic selector on each side (RFC 7296 §3.13: a TS payload holds at least one).
   const ts = (field: string) => leaf(withDefault<Array<TrafficSelectorConfig | 'dynamic'>>(() => ['dynamic'],
     listOf(TS_EXPECTED, trafficSelector, `at least one traffic selector (omit ${field} for dynamic)`)));
@@ -254,6 +256,7 @@ export function childSchema() {
   });
 }
 
+/** One connection (connections.<name>): its fields and the rules between them. */
 export function connectionSchema(ctx: Ctx) {
   return section({
     local_addrs: leaf(withDefault<string[]>(() => [], listOf('local IP addresses or %any', localAddress))),
@@ -394,8 +397,7 @@ export function connectionSchema(ctx: Ctx) {
   });
 }
 
-export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
-
+/** The whole file: every section, each with its defaults. */
 export function gatewaySchema(ctx: Ctx) {
   return section({
     log: section({ level: leaf(withDefault<LogLevel>('info', oneOf(LOG_LEVELS))) }, 'a mapping with level'),

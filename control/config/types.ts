@@ -5,7 +5,9 @@
 import type { Identity } from '../ike/identity.js';
 import type { ProposalSpec } from './proposal.js';
 
-export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+/** pino's levels, and silent: what log.level and the CLI's --log-level accept. */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
 export type StartAction = 'none' | 'start';
 export type AuthMethod = 'psk' | 'pubkey';
 

@@ -9,7 +9,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { configFromObject } from '../control/config.js';
+import { configFromObject } from '../control/config/index.js';
 import { Gateway } from '../control/gateway.js';
 import { silentLogger } from '../control/log.js';
 import type { IkeSa } from '../control/ike/ike-sa.js';

@@ -20,7 +20,8 @@
 // lo in each namespace (10.250.50.1 <-> 10.250.100.1), routed through the TUN
 // devices. Everything it creates (namespaces, processes, files) is removed
 // at the end, also when a step fails. Cases whose tools are missing (charon,
-// the TUN addon) are reported as skipped with the reason.
+// the TUN addon) are reported as skipped with the reason. The namespaces are
+// built with the same helper as the netns demo's and the tests' (demo/netns.ts).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -29,6 +30,7 @@ import { fileURLToPath } from 'node:url';
 import { ControlClient } from '../control/api/control-client.js';
 import type { GatewayStatus } from '../control/status.js';
 import { tunUnavailable } from '../dataplane/tun.js';
+import { addRoute, boundedRunner, createNamespacePair, deleteNamespace, parsePingSummary } from '../demo/netns.js';
 import { formatTable, round, type SuiteOptions } from './common.js';
 
 type Case = 'veth' | 'ikeclone-udp' | 'ikeclone-raw' | 'ikeclone-udp-io-thread' | 'strongswan';
@@ -102,6 +104,9 @@ function onPath(bin: string): boolean {
   return spawnSync('sh', ['-c', `command -v ${bin}`], { encoding: 'utf8' }).status === 0;
 }
 
+/** Namespace set-up and tear-down (demo/netns.ts), each command bounded as sh() bounds them. */
+const runner = boundedRunner(15_000);
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function until(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<void> {
@@ -119,18 +124,15 @@ class Testbed {
   readonly dir = mkdtempSync(join(tmpdir(), 'ikc-bench-tunnel-'));
   private readonly procs: ChildProcess[] = [];
 
-  create(): void {
-    for (const ns of [this.left, this.right]) {
-      sh('ip', ['netns', 'add', ns]);
-      sh('ip', ['netns', 'exec', ns, 'sysctl', '-q', '-w', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1']);
-      sh('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
-    }
-    sh('ip', ['link', 'add', 'eth0', 'netns', this.left, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', this.right]);
-    sh('ip', ['-n', this.left, 'addr', 'add', `${OUTER.left}/24`, 'dev', 'eth0']);
-    sh('ip', ['-n', this.right, 'addr', 'add', `${OUTER.right}/24`, 'dev', 'eth0']);
-    sh('ip', ['-n', this.left, 'addr', 'add', `${INNER.left}/24`, 'dev', 'lo']);
-    sh('ip', ['-n', this.right, 'addr', 'add', `${INNER.right}/24`, 'dev', 'lo']);
-    for (const ns of [this.left, this.right]) sh('ip', ['-n', ns, 'link', 'set', 'eth0', 'up']);
+  /** Namespaces this testbed created (recorded before each is created), for destroy(). */
+  private readonly namespaces: string[] = [];
+
+  async create(): Promise<void> {
+    await createNamespacePair(runner, {
+      namespaces: [this.left, this.right],
+      links: [{ dev: 'eth0', cidrs: [`${OUTER.left}/24`, `${OUTER.right}/24`] }],
+      inner: [`${INNER.left}/24`, `${INNER.right}/24`],
+    }, (name) => this.namespaces.push(name));
   }
 
   spawn(ns: string, cmd: string, args: string[], env?: NodeJS.ProcessEnv): ChildProcess {
@@ -151,7 +153,7 @@ class Testbed {
 
   async destroy(): Promise<void> {
     await this.stopAll();
-    for (const ns of [this.left, this.right]) sh('ip', ['netns', 'delete', ns], { allowFail: true });
+    for (const ns of this.namespaces.splice(0)) await deleteNamespace(runner, ns);
     rmSync(this.dir, { recursive: true, force: true });
   }
 
@@ -164,10 +166,9 @@ class Testbed {
     sh('ip', ['netns', 'exec', this.left, 'ping', '-c', '1', '-W', '2', '-I', bind.left, bind.right], { allowFail: true });
     const interval = (intervalMs / 1000).toFixed(3);
     const out = sh('ip', ['netns', 'exec', this.left, 'ping', '-q', '-c', String(count), '-i', interval, '-W', '2', '-I', bind.left, bind.right], { allowFail: true, timeoutMs: 30_000 });
-    const counts = /(\d+) packets transmitted, (\d+) received/.exec(out);
-    const rtt = /= ([\d.]+)\/([\d.]+)\/([\d.]+)\//.exec(out);
-    if (!counts || !rtt) throw new Error(`ping through the tunnel: no summary in ${JSON.stringify(out.slice(-300))}`);
-    return { intervalMs, sent: Number(counts[1]), received: Number(counts[2]), minMs: Number(rtt[1]), avgMs: Number(rtt[2]), maxMs: Number(rtt[3]) };
+    const { sent, received, rtt } = parsePingSummary(out);
+    if (rtt === null) throw new Error(`ping through the tunnel: no summary in ${JSON.stringify(out.slice(-300))}`);
+    return { intervalMs, sent, received, ...rtt };
   }
 
   /** iperf3 from the left's inner address to the right's (reverse: data flows right -> left). */
@@ -218,7 +219,7 @@ async function statusOf(socket: string): Promise<GatewayStatus | undefined> {
 }
 
 async function ikeclonePair(bed: Testbed, esp: 'udp' | 'auto', cipher: Cipher, output: Output = 'workers'): Promise<void> {
-  const cli = join(repoRoot(), 'dist', 'control', 'cli.js');
+  const cli = join(repoRoot(), 'dist', 'control', 'cli', 'main.js');
   const sockets: string[] = [];
   for (const side of ['right', 'left'] as const) {
     const file = join(bed.dir, `${side}-${esp}.yaml`);
@@ -238,8 +239,8 @@ async function ikeclonePair(bed: Testbed, esp: 'udp' | 'auto', cipher: Cipher, o
     }
     return true;
   });
-  sh('ip', ['-n', bed.left, 'route', 'add', INNER.rightNet, 'dev', TUN, 'src', INNER.left]);
-  sh('ip', ['-n', bed.right, 'route', 'add', INNER.leftNet, 'dev', TUN, 'src', INNER.right]);
+  await addRoute(runner, bed.left, INNER.rightNet, { dev: TUN, src: INNER.left });
+  await addRoute(runner, bed.right, INNER.leftNet, { dev: TUN, src: INNER.right });
 }
 
 function charonConfigs(dir: string, side: 'left' | 'right', cipher: Cipher): { conf: string; swanctl: string; vici: string } {
@@ -361,7 +362,7 @@ export async function runTunnelBench(opts: SuiteOptions): Promise<TunnelReport> 
     const stop = () => void bed.destroy().finally(() => process.exit(130));
     process.once('SIGINT', stop);
     try {
-      bed.create();
+      await bed.create();
       await c.setUp(bed);
       for (const p of PING_RUNS) {
         progress(`${c.name} (${c.esp}): ping x${p.count}, ${p.intervalMs} ms apart`);

@@ -9,21 +9,17 @@
 //
 // Owner: the main thread; everything here runs on it.
 import { EventEmitter } from 'node:events';
-import type { GatewayConfig, ConnectionConfig } from './config.js';
-import { loadConfigFile } from './config.js';
+import type { GatewayConfig } from './config/index.js';
+import { connectionPolicy, loadConfigFile } from './config/index.js';
 import type { Logger } from './log.js';
 import { createLogger } from './log.js';
-import { loadSigningKey, loadVerifyKey } from './crypto/auth.js';
 import type { RandomSource } from './crypto/random.js';
-import { identityFromAddress } from './identity.js';
 import type { Clock } from './ike/clock.js';
 import { IkeEngine, type EngineEvents } from './ike/engine.js';
 import type { ChildSa, IkeSa } from './ike/ike-sa.js';
-import type { ConnectionPolicy, LocalAuth, RemoteAuth } from './ike/policy.js';
 import { WiresharkKeyLog } from './ike/keylog.js';
 import { UdpTransport, resolveLocalAddress } from './net/udp-transport.js';
 import { snapshot, type GatewayStatus } from './status.js';
-import { DEFAULT_NAT_KEEPALIVE } from './ike/defaults.js';
 import { NAT_KEEPALIVE_PAYLOAD } from './ike/nat-keepalive.js';
 import { CloneOrchestrator, type CloneFamily } from './ike/clone-family.js';
 import { AddressMonitor } from './net/address-monitor.js';
@@ -53,64 +49,6 @@ export interface GatewayOptions {
   log?: Logger;
   clock?: Clock;
   random?: RandomSource;
-}
-
-function connectionPolicy(conn: ConnectionConfig, fallbackLocal: string | undefined): ConnectionPolicy {
-  const localAddress = conn.localAddrs[0] ?? fallbackLocal;
-  let localId = conn.local.id;
-  if (localId === 'any') {
-    const fromAddress = localAddress ? identityFromAddress(localAddress) : null;
-    if (!fromAddress) throw new Error(`connection "${conn.name}": set local.id or local_addrs (no address to use as identity)`);
-    localId = fromAddress;
-  }
-  const localAuth: LocalAuth =
-    conn.local.auth === 'psk' ? { method: 'psk', ...(conn.psk ? { psk: conn.psk } : {}) } : { method: 'pubkey', signingKey: loadSigningKey(conn.local.key!) };
-  const remoteAuth: RemoteAuth =
-    conn.remote.auth === 'psk' ? { method: 'psk', ...(conn.psk ? { psk: conn.psk } : {}) } : { method: 'pubkey', verifyKey: loadVerifyKey(conn.remote.pubkey!) };
-  return {
-    name: conn.name,
-    localAddrs: conn.localAddrs,
-    remoteAddrs: conn.remoteAddrs.filter((a) => a !== '%any'),
-    remotePort: conn.remotePort,
-    ike: conn.ike,
-    localId,
-    remoteId: conn.remote.id,
-    localAuth,
-    remoteAuth,
-    mobike: conn.mobike,
-    forceEncap: conn.encap,
-    cloneSupport: conn.clone.supported,
-    clone: { per: conn.clone.per, count: conn.clone.count, nics: conn.clone.nics },
-    requestVirtualIp: conn.vips.length > 0,
-    pools: conn.pools.map((p) => {
-      if (!p.cidr) throw new Error(`connection "${conn.name}": pools must be CIDR prefixes`);
-      return p.cidr;
-    }),
-    children: conn.children.map((c) => ({
-      name: c.name,
-      localTs: c.localTs,
-      remoteTs: c.remoteTs,
-      esp: c.esp,
-      replayWindow: c.replayWindow,
-      startAction: c.startAction,
-      // RFC 7296 §2.8 (control/ike/lifetimes.ts).
-      rekeyTime: c.rekeyTime,
-      lifeTime: c.lifeTime,
-      randTime: c.randTime,
-      rekeyBytes: c.rekeyBytes,
-      lifeBytes: c.lifeBytes,
-      rekeyPackets: c.rekeyPackets,
-      lifePackets: c.lifePackets,
-    })),
-    startAction: conn.startAction === 'start' || conn.children.some((c) => c.startAction === 'start') ? 'start' : 'none',
-    rekeyTime: conn.rekeyTime,
-    reauthTime: conn.reauthTime,
-    overTime: conn.overTime,
-    randTime: conn.randTime,
-    dpdDelay: conn.dpdDelay,
-    dpdAction: conn.dpdAction ?? 'clear',
-    natKeepalive: conn.keepalive ?? DEFAULT_NAT_KEEPALIVE,
-  };
 }
 
 export class Gateway extends EventEmitter<GatewayEvents> {

@@ -1,7 +1,8 @@
 // ikeclone as a library (`import { Gateway } from 'ikeclone'`, architecture §6): the
 // gateway with its typed events, the configuration loaders, the status
-// snapshot, the control socket, the demo, and for appliances that build
-// their own policies the IKE engine with its policy types.
+// snapshot, the control socket, and for appliances that build their own
+// policies the IKE engine with its policy types. The demos (demo/) are not
+// part of the library.
 //
 //   import { Gateway, configFromObject } from 'ikeclone';
 //   const gw = new Gateway({ config: configFromObject({ connections: { ... } }) });
@@ -15,17 +16,17 @@ export type { GatewayEvents, GatewayOptions } from './gateway.js';
 // Configuration
 export {
   ConfigError, configFromObject, connectionFromObject, defaultGatewayConfig, findConnection, loadConfigFile, parseConfig,
-} from './config.js';
+} from './config/index.js';
 export type {
   AuthMethod, ChildConfig, CloneConfig, ConfigProblem, ConnectionConfig, ConnectionFromObjectOptions, DataplaneConfig,
   EndpointConfig, FromObjectOptions, GatewayConfig, LimitsConfig, ListenConfig, LogLevel, PoolConfig, RetransmitConfig,
   StartAction, TrafficSelectorConfig,
-} from './config.js';
-export { DEFAULT_ESP_PROPOSALS, DEFAULT_IKE_PROPOSALS, formatProposal, parseEspProposal, parseIkeProposal } from './proposal.js';
-export type { ParseResult, ProposalSpec, TransformSpec } from './proposal.js';
-export { formatIdentity, identityFromAddress, parseIdentity } from './identity.js';
-export type { Identity } from './identity.js';
-export { formatDuration, parseDuration } from './duration.js';
+} from './config/index.js';
+export { DEFAULT_ESP_PROPOSALS, DEFAULT_IKE_PROPOSALS, formatProposal, parseEspProposal, parseIkeProposal } from './config/proposal.js';
+export type { ParseResult, ProposalSpec, TransformSpec } from './config/proposal.js';
+export { formatIdentity, identityFromAddress, parseIdentity } from './ike/identity.js';
+export type { Identity } from './ike/identity.js';
+export { formatDuration, parseDuration } from './config/duration.js';
 
 // Status snapshot (field names stable, documented in README)
 export { childStatus, ikeSaStatus, snapshot } from './status.js';
@@ -61,7 +62,6 @@ export type {
   ControlCommand, ControlError, ControlErrorCode, ControlRequest, ControlResponse, DownResult, RequestId, UpResult,
 } from './api/protocol.js';
 
-// Demo and human-readable formatting
-export { compareSaViews, ikecloneVersion, runDemo } from './demo.js';
-export type { DemoContext, DemoOptions, DemoResult } from './demo.js';
-export { formatDemo, formatIkeSa, formatStatus } from './format.js';
+// Version and human-readable formatting
+export { ikecloneVersion } from './version.js';
+export { formatIkeSa, formatStatus } from './cli/format.js';

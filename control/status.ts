@@ -1,8 +1,8 @@
 // A JSON-safe snapshot of the gateway's SAs for `ikeclone status` and the
 // library API. Field names are stable (documented in README): add fields,
 // never rename them. No key material, ever.
-import { formatProposal } from './proposal.js';
-import { formatIdentity } from './identity.js';
+import { formatProposal } from './config/proposal.js';
+import { formatIdentity } from './ike/identity.js';
 import type { IkeEngine, EngineStats } from './ike/engine.js';
 import { type ChildSa, type IkeSa, spi64Hex, spiHex } from './ike/ike-sa.js';
 import { suiteTransforms } from './ike/proposals.js';

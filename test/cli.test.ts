@@ -9,8 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensureCliBuilt, killCli, startCli, type CliProcess } from './support/cli-proc.js';
 import type { GatewayStatus, IkeSaStatus } from '../control/status.js';
-import type { DemoResult } from '../control/demo.js';
-import { formatDemo, formatStatus } from '../control/format.js';
+import type { DemoResult } from '../demo/demo.js';
+import { formatDemo, formatStatus } from '../control/cli/format.js';
 
 let dir: string;
 const started = new Set<ChildProcess>();

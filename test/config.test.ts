@@ -7,10 +7,10 @@ import { fileURLToPath } from 'node:url';
 import {
   ConfigError, configFromObject, connectionFromObject, defaultGatewayConfig, findConnection, loadConfigFile, parseConfig,
   type ConnectionConfig, type GatewayConfig,
-} from '../control/config.js';
-import { formatDuration, parseDuration, tryParseDuration } from '../control/duration.js';
-import { formatIdentity, identityMatches, parseIdentity } from '../control/identity.js';
-import { DEFAULT_ESP_PROPOSALS, DEFAULT_IKE_PROPOSALS, formatProposal, parseEspProposal, parseIkeProposal } from '../control/proposal.js';
+} from '../control/config/index.js';
+import { formatDuration, parseDuration, tryParseDuration } from '../control/config/duration.js';
+import { formatIdentity, identityMatches, parseIdentity } from '../control/ike/identity.js';
+import { DEFAULT_ESP_PROPOSALS, DEFAULT_IKE_PROPOSALS, formatProposal, parseEspProposal, parseIkeProposal } from '../control/config/proposal.js';
 import { IdType } from '../control/wire/constants.js';
 
 const examples = fileURLToPath(new URL('../examples/', import.meta.url));

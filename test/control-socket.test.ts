@@ -477,7 +477,7 @@ describe('control protocol', () => {
 
 describe('status tree', () => {
   it('shows each Child SA\'s owner worker and groups a clone family under its session', async () => {
-    const { formatStatus } = await import('../control/format.js');
+    const { formatStatus } = await import('../control/cli/format.js');
     const child = { id: 3, name: 'net', state: 'installed', spiIn: 'c0000001', spiOut: 'c0000002', proposal: 'AES_GCM_16_128/NO_EXT_SEQ', localTs: ['10.1.0.0/24'], remoteTs: ['10.2.0.0/24'], udpEncap: false, ageSeconds: 5, worker: 1 };
     const sa = (id: number, familyIndex: number) => ({
       id, sessionId: 1, familyIndex, name: 'gw', state: 'established', role: 'initiator' as const, spiI: `${id}`.padStart(16, '0'), spiR: '00000000000000ff',

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { createSocket, type Socket } from 'node:dgram';
 import { readFileSync } from 'node:fs';
-import { compareSaViews, demoConfigs, runDemo, DEMO_RESPONDER_ADDRESS, type DemoContext } from '../control/demo.js';
+import { compareSaViews, demoConfigs, runDemo, DEMO_RESPONDER_ADDRESS, type DemoContext } from '../demo/demo.js';
 
 const held: Socket[] = [];
 afterEach(() => {

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Gateway } from '../control/gateway.js';
 import { silentLogger } from '../control/log.js';
-import { configFromObject } from '../control/config.js';
+import { configFromObject } from '../control/config/index.js';
 import { freePorts, loopbackPair } from './support/loopback.js';
 
 const running: Gateway[] = [];

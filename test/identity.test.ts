@@ -3,7 +3,7 @@ import { X509Certificate } from 'node:crypto';
 import {
   formatIdentity, identitiesEqual, identityFromAddress, identityMatches, isIdentityPattern, parseIdentity,
   type Identity,
-} from '../control/identity.js';
+} from '../control/ike/identity.js';
 import { IdType } from '../control/wire/constants.js';
 
 function id(s: string): Identity {

@@ -586,7 +586,7 @@ describe('lossy and duplicating wire (in memory; tc netem is not available on th
 
 describe('configuration: lifetimes, dpd and keepalive reach the engine', () => {
   it('the gateway maps rekey/reauth/over/rand times, dpd_delay, dpd_action, keepalive and the child limits onto the policy', async () => {
-    const { configFromObject } = await import('../control/config.js');
+    const { configFromObject } = await import('../control/config/index.js');
     const { Gateway } = await import('../control/gateway.js');
     const { silentLogger } = await import('../control/log.js');
     const config = configFromObject({
@@ -627,7 +627,7 @@ describe('configuration: lifetimes, dpd and keepalive reach the engine', () => {
   });
 
   it('dpd_action and keepalive are validated', async () => {
-    const { configFromObject } = await import('../control/config.js');
+    const { configFromObject } = await import('../control/config/index.js');
     const conn = (extra: Record<string, unknown>) => ({ connections: { c: { remote_addrs: ['127.0.0.2'], psk: 'a pre-shared key of decent length', ...extra } } });
     expect(() => configFromObject(conn({ dpd_action: 'hold' }))).toThrow(/dpd_action[\s\S]*one of clear, restart/);
     expect(() => configFromObject(conn({ keepalive: 'soon' }))).toThrow(/keepalive/);

@@ -1,7 +1,7 @@
 // architecture §4.5: secrets never reach logs, however deep a caller buries them.
 import { describe, expect, it } from 'vitest';
 import { Writable } from 'node:stream';
-import { parseConfig } from '../control/config.js';
+import { parseConfig } from '../control/config/index.js';
 import { createLogger, redactDeep } from '../control/log.js';
 
 const PSK = 'correct horse battery staple';

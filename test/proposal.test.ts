@@ -3,7 +3,7 @@ import {
   DEFAULT_ESP_PROPOSALS, DEFAULT_IKE_PROPOSALS, PROPOSAL_KEYWORDS, formatProposal, formatTransform,
   isAeadEncr, parseEspProposal, parseIkeProposal, proposalKeywords,
   type ProposalSpec, type TransformSpec,
-} from '../control/proposal.js';
+} from '../control/config/proposal.js';
 import { EncrId, EsnId, IntegId, KeGroup, PrfId, ProtocolId, TransformType as T } from '../control/wire/constants.js';
 import { selectProposal } from '../control/ike/proposals.js';
 import type { Proposal, TransformAttribute } from '../control/wire/payloads.js';

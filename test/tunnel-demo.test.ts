@@ -2,7 +2,7 @@
 // every worker's Child SA of the clone family, UDP-encapsulated on loopback,
 // verified and counted by the responder's owner workers.
 import { describe, expect, it } from 'vitest';
-import { runDemo } from '../control/demo.js';
+import { runDemo } from '../demo/demo.js';
 
 describe('demo traffic through the data plane', () => {
   it('pushes packets through one Child SA per worker and reports per-worker figures and drops', async () => {

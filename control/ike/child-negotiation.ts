@@ -6,7 +6,7 @@ import { KeGroup, NotifyType, PayloadType, TransformType } from '../wire/constan
 import type { Payload, Proposal, TrafficSelector } from '../wire/payloads.js';
 import { encrInfo, integInfo } from '../crypto/algorithms.js';
 import { deriveChildKeys, wipeChildKeys } from '../crypto/keys.js';
-import type { ProposalSpec } from '../proposal.js';
+import type { ProposalSpec } from '../config/proposal.js';
 import type { IkeContext } from './context.js';
 import { ChildSa, type IkeSa } from './ike-sa.js';
 import type { KeyExchange } from '../crypto/keyexchange.js';

@@ -20,7 +20,7 @@ import { wipeIkeKeys } from '../crypto/keys.js';
 import type { KeyExchange } from '../crypto/keyexchange.js';
 import type { SkProtector } from '../crypto/sk.js';
 import { wipe } from '../crypto/random.js';
-import type { Identity } from '../identity.js';
+import type { Identity } from './identity.js';
 import type { TimerHandle } from './clock.js';
 import type { ConnectionPolicy } from './policy.js';
 import type { NegotiatedSuite } from './proposals.js';

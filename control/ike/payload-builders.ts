@@ -3,7 +3,7 @@
 import { PayloadType, ProtocolId } from '../wire/constants.js';
 import type { IdPayload, NotifyPayload, Payload } from '../wire/payloads.js';
 import { findNotify } from '../wire/payloads.js';
-import type { Identity } from '../identity.js';
+import type { Identity } from './identity.js';
 import { readU32 } from '../crypto/bytes.js';
 
 const EMPTY = new Uint8Array(0);

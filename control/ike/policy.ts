@@ -1,8 +1,8 @@
-// What the IKE engine needs to know about a connection. The gateway maps the
-// YAML configuration (control/config.ts) onto these; an appliance embedding
+// What the IKE engine needs to know about a connection. The YAML configuration
+// becomes these in control/config/connection-policy.ts; an appliance embedding
 // ikeclone may build them directly.
-import type { ProposalSpec } from '../proposal.js';
-import type { Identity } from '../identity.js';
+import type { ProposalSpec } from '../config/proposal.js';
+import type { Identity } from './identity.js';
 import type { SigningKey, VerifyKey } from '../crypto/auth.js';
 import type { TsConfig } from './traffic-selectors.js';
 

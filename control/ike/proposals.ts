@@ -3,7 +3,7 @@
 // choice as initiator. One transform of each type ends up in a NegotiatedSuite.
 import { EsnId, IntegId, KeGroup, ProtocolId, TransformType } from '../wire/constants.js';
 import type { Proposal, Transform } from '../wire/payloads.js';
-import type { ProposalSpec } from '../proposal.js';
+import type { ProposalSpec } from '../config/proposal.js';
 import { encrInfo, integInfo, prfInfo, SUPPORTED_KE_GROUPS } from '../crypto/algorithms.js';
 
 /** The outcome of a negotiation: one algorithm of each transform type. */

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
-export const CLI_PATH = join(REPO_ROOT, 'dist/control/cli.js');
+export const CLI_PATH = join(REPO_ROOT, 'dist/control/cli/main.js');
 
 /** Newest modification time of the TypeScript sources under `dir`. */
 function newestSource(dir: string): number {
@@ -21,9 +21,9 @@ function newestSource(dir: string): number {
   return newest;
 }
 
-/** Build dist/ (tsc) unless the CLI is newer than every source under control/ and dataplane/. */
+/** Build dist/ (tsc) unless the CLI is newer than every source under control/, dataplane/ and demo/. */
 export function ensureCliBuilt(): void {
-  const newest = Math.max(newestSource(join(REPO_ROOT, 'control')), newestSource(join(REPO_ROOT, 'dataplane')));
+  const newest = Math.max(...['control', 'dataplane', 'demo'].map((dir) => newestSource(join(REPO_ROOT, dir))));
   if (existsSync(CLI_PATH) && statSync(CLI_PATH).mtimeMs >= newest) return;
   const r = spawnSync(process.execPath, [join(REPO_ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(REPO_ROOT, 'tsconfig.json')], { cwd: REPO_ROOT, timeout: 120_000, encoding: 'utf8' });
   if (!existsSync(CLI_PATH)) throw new Error(`build failed: ${r.stdout}${r.stderr}`);

@@ -13,7 +13,7 @@ import type { TrackedProcess } from './proc.js';
 import { waitFor } from './proc.js';
 import { REPO_ROOT } from './vectors.js';
 
-export const CLI_PATH = resolve(REPO_ROOT, 'dist/control/cli.js');
+export const CLI_PATH = resolve(REPO_ROOT, 'dist/control/cli/main.js');
 
 export interface Ikeclone {
   readonly proc: TrackedProcess;

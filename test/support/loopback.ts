@@ -1,8 +1,8 @@
 // Gateway configurations on loopback addresses with unprivileged ports, so the
 // UDP tests run without root. 127.0.0.0/8 is routed to lo on Linux: any
 // address in it can be bound without configuring anything.
-import { configFromObject } from '../../control/config.js';
-import type { GatewayConfig } from '../../control/config.js';
+import { configFromObject } from '../../control/config/index.js';
+import type { GatewayConfig } from '../../control/config/index.js';
 
 let nextPort = 20000 + (process.pid % 200) * 50;
 

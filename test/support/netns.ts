@@ -1,20 +1,23 @@
 /**
- * Network namespaces for two-peer and multi-NIC tests.
+ * Network namespaces for two-peer and multi-NIC tests, built with the
+ * namespace helper the demo and the benchmarks use (demo/netns.ts: lo up,
+ * IPv6 off, veth pairs created inside the namespaces). This layer adds what
+ * tests need: argument checks, addresses in 10.0.0.0/8 only, links waited on
+ * until operationally up, netem, and a record of what it created.
  *
  * Every namespace is named `ikc<pid>-<counter>-<label>`, so the owner process
- * is visible in `ip netns list`. Veth pairs are created directly inside the
- * namespaces (`ip link add ... netns A type veth peer ... netns B`): the
- * host's own interfaces are never touched. Addresses are 10.x only. IPv6 is
- * disabled in each namespace (router/address events would otherwise trigger
- * MOBIKE path checks about a second after link-up).
+ * is visible in `ip netns list`.
  *
  * Ownership: this module records the namespaces it created and deletes
  * exactly those (on `cleanupNamespaces()` and, as a last resort, when the
  * process ends, signals included). Deleting a namespace also destroys the veth ends inside it.
  */
-import { execFileSync } from 'node:child_process';
+import * as netns from '../../demo/netns.js';
 import { onProcessEnd, run, runChecked, spawnTracked, waitFor } from './proc.js';
 import type { RunOptions, RunResult, SpawnTrackedOptions, TrackedProcess } from './proc.js';
+
+/** Namespace commands through proc.ts, so that their pids are tracked too. */
+const runner: netns.CommandRunner = (cmd, args) => run(cmd, args, { timeoutMs: 10_000 });
 
 export const NETNS_PREFIX = 'ikc';
 
@@ -32,13 +35,7 @@ function installEndHook(): void {
   if (endHookInstalled) return;
   endHookInstalled = true;
   onProcessEnd(() => {
-    for (const name of created) {
-      try {
-        execFileSync('ip', ['netns', 'delete', name], { stdio: 'ignore', timeout: 5000 });
-      } catch {
-        // already gone
-      }
-    }
+    netns.deleteNamespacesNow(created);
     created.clear();
   });
 }
@@ -81,18 +78,11 @@ export async function createNamespace(label = 'ns'): Promise<NetNs> {
   if (!LABEL_RE.test(label)) throw new TypeError(`namespace label must match ${LABEL_RE}, got ${JSON.stringify(label)}`);
   installEndHook();
   const name = `${NETNS_PREFIX}${process.pid}-${++counter}-${label}`;
-  await runChecked('ip', ['netns', 'add', name], { timeoutMs: 10_000 });
+  // Recorded first: a failure half way still leaves it to clean-up.
   created.add(name);
   const ns: NetNs = { name, label };
   try {
-    await execChecked(ns, 'sysctl', [
-      '-q',
-      '-w',
-      'net.ipv6.conf.all.disable_ipv6=1',
-      'net.ipv6.conf.default.disable_ipv6=1',
-      'net.ipv6.conf.lo.disable_ipv6=1',
-    ]);
-    await runChecked('ip', ['-n', name, 'link', 'set', 'lo', 'up'], { timeoutMs: 10_000 });
+    await netns.createNamespace(runner, name);
   } catch (e) {
     await deleteNamespace(ns).catch(() => undefined);
     throw e;
@@ -156,19 +146,10 @@ export async function addVeth(a: NetNs, b: NetNs, opts: VethOptions): Promise<Ve
   checkIfName(bIf);
   const aAddr = checkCidr10(opts.aCidr).addr;
   const bAddr = checkCidr10(opts.bCidr).addr;
-  const mtu = opts.mtu === undefined ? [] : ['mtu', String(opts.mtu)];
   if (opts.mtu !== undefined && (!Number.isInteger(opts.mtu) || opts.mtu < 576 || opts.mtu > 65535)) {
     throw new RangeError(`addVeth: mtu out of range: ${opts.mtu}`);
   }
-  await runChecked(
-    'ip',
-    ['link', 'add', 'name', aIf, 'netns', a.name, ...mtu, 'type', 'veth', 'peer', 'name', bIf, 'netns', b.name, ...mtu],
-    { timeoutMs: 10_000 },
-  );
-  await runChecked('ip', ['-n', a.name, 'addr', 'add', opts.aCidr, 'dev', aIf], { timeoutMs: 10_000 });
-  await runChecked('ip', ['-n', b.name, 'addr', 'add', opts.bCidr, 'dev', bIf], { timeoutMs: 10_000 });
-  await setLink(a, aIf, true);
-  await setLink(b, bIf, true);
+  await netns.addVethPair(runner, { ns: a.name, dev: aIf, cidr: opts.aCidr }, { ns: b.name, dev: bIf, cidr: opts.bCidr }, opts.mtu);
   await waitOperUp(a, aIf);
   await waitOperUp(b, bIf);
   return { a, b, aIf, bIf, aAddr, bAddr, aCidr: opts.aCidr, bCidr: opts.bCidr };
@@ -179,14 +160,14 @@ export async function addAddress(ns: NetNs, cidr: string, dev = 'lo'): Promise<v
   checkNs(ns);
   checkIfName(dev);
   checkCidr10(cidr);
-  await runChecked('ip', ['-n', ns.name, 'addr', 'add', cidr, 'dev', dev], { timeoutMs: 10_000 });
+  await netns.addAddress(runner, ns.name, cidr, dev);
 }
 
 /** Sets a link administratively up or down inside `ns`. */
 export async function setLink(ns: NetNs, dev: string, up: boolean): Promise<void> {
   checkNs(ns);
   checkIfName(dev);
-  await runChecked('ip', ['-n', ns.name, 'link', 'set', 'dev', dev, up ? 'up' : 'down'], { timeoutMs: 10_000 });
+  await netns.setLink(runner, ns.name, dev, up);
 }
 
 /**
@@ -215,21 +196,11 @@ export const linkDown = (ns: NetNs, dev: string): Promise<void> => setLink(ns, d
 export async function addRoute(ns: NetNs, dst: string, via: { dev?: string; gateway?: string; src?: string }): Promise<void> {
   checkNs(ns);
   checkCidr10(dst);
-  const args = ['-n', ns.name, 'route', 'add', dst];
-  if (via.gateway !== undefined) {
-    checkIpv4(via.gateway);
-    args.push('via', via.gateway);
-  }
-  if (via.dev !== undefined) {
-    checkIfName(via.dev);
-    args.push('dev', via.dev);
-  }
-  if (via.src !== undefined) {
-    checkIpv4(via.src);
-    args.push('src', via.src);
-  }
+  if (via.gateway !== undefined) checkIpv4(via.gateway);
+  if (via.dev !== undefined) checkIfName(via.dev);
+  if (via.src !== undefined) checkIpv4(via.src);
   if (via.gateway === undefined && via.dev === undefined) throw new Error('addRoute: needs a gateway or a device');
-  await runChecked('ip', args, { timeoutMs: 10_000 });
+  await netns.addRoute(runner, ns.name, dst, via);
 }
 
 export interface PingResult {
@@ -260,8 +231,8 @@ export async function ping(
   }
   args.push(dst);
   const result = await exec(ns, 'ping', args, { timeoutMs: Math.ceil((count * intervalS + waitS) * 1000) + 5000 });
-  const m = /(\d+) packets transmitted, (\d+) (?:packets )?received/.exec(result.stdout);
-  return { sent: m ? Number(m[1]) : 0, received: m ? Number(m[2]) : 0, result };
+  const { sent, received } = netns.parsePingSummary(result.stdout);
+  return { sent, received, result };
 }
 
 /** Parameters of a `tc netem` qdisc; percentages are 0..100. */
@@ -331,8 +302,8 @@ export function createdNamespaces(): string[] {
 /** Deletes one namespace created by this module. */
 export async function deleteNamespace(ns: NetNs): Promise<void> {
   if (!created.has(ns.name)) return;
-  const r = await run('ip', ['netns', 'delete', ns.name], { timeoutMs: 10_000 });
-  if (r.code !== 0 && !/No such file/.test(r.stderr)) throw new Error(`ip netns delete ${ns.name}: ${r.stderr.trim()}`);
+  const error = await netns.deleteNamespace(runner, ns.name);
+  if (error !== undefined) throw new Error(error);
   created.delete(ns.name);
 }
 

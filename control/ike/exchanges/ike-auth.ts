@@ -14,7 +14,7 @@ import { findNotify, findPayload } from '../../wire/payloads.js';
 import { CfgAttr, CfgType, ExchangeType, NotifyType, PayloadType, notifyName } from '../../wire/constants.js';
 import type { Payload } from '../../wire/payloads.js';
 import { bytesToIp } from '../../wire/ip.js';
-import { formatIdentity, identitiesEqual, identityMatches } from '../../identity.js';
+import { formatIdentity, identitiesEqual, identityMatches } from '../identity.js';
 import type { IkeContext } from '../context.js';
 import type { IkeSa, InitiatorExchange, ResponderResult } from '../ike-sa.js';
 import type { ConnectionPolicy } from '../policy.js';

@@ -16,9 +16,11 @@
 // Identities decoded from the network reach formatIdentity and identityMatches:
 // both validate the bytes and never throw on them.
 import { isIPv4, isIPv6 } from 'node:net';
-import { IdType } from './wire/constants.js';
-import { bytesToIp, ipToBytes } from './wire/ip.js';
-import type { ParseResult } from './proposal.js';
+import { IdType } from '../wire/constants.js';
+import { bytesToIp, ipToBytes } from '../wire/ip.js';
+import { concatBytes } from '../crypto/bytes.js';
+import { decodeOid, encodeOid, encodeTlv, readTlv } from '../crypto/der.js';
+import { fail, type CryptoResult as ParseResult } from '../crypto/result.js';
 
 /** RFC 7296 §3.5: ID Type and the identification data that follows it. */
 export interface Identity {
@@ -59,12 +61,12 @@ const PREFIXES: Readonly<Record<string, number>> = {
  * "%any" is rejected: it is a wildcard for configuration, not an identity.
  */
 export function parseIdentity(s: string): ParseResult<Identity> {
-  if (typeof s !== 'string') return err(`an identity must be a string, got ${typeof s}`);
+  if (typeof s !== 'string') return fail(`an identity must be a string, got ${typeof s}`);
   const text = s.trim();
-  if (text === '') return err('empty identity');
-  if (text.length > MAX_IDENTITY_TEXT) return err(`identity longer than ${MAX_IDENTITY_TEXT} characters`);
+  if (text === '') return fail('empty identity');
+  if (text.length > MAX_IDENTITY_TEXT) return fail(`identity longer than ${MAX_IDENTITY_TEXT} characters`);
   if (text === '%any' || text === '%any6' || text === '*') {
-    return err(`'${text}' is a wildcard, not an identity`);
+    return fail(`'${text}' is a wildcard, not an identity`);
   }
   const prefix = /^([a-z0-9]+):(.*)$/i.exec(text);
   if (prefix !== null && PREFIXES[prefix[1]!.toLowerCase()] !== undefined) {
@@ -85,45 +87,45 @@ function parseTyped(idType: number, value: string, whole: string): ParseResult<I
     case IdType.IPV6_ADDR: {
       const b = ipToBytes(value);
       const want = idType === IdType.IPV4_ADDR ? 4 : 16;
-      if (b === undefined || b.length !== want) return err(`'${whole}' is not an ${want === 4 ? 'IPv4' : 'IPv6'} address`);
+      if (b === undefined || b.length !== want) return fail(`'${whole}' is not an ${want === 4 ? 'IPv4' : 'IPv6'} address`);
       return ok(idType, b);
     }
     case IdType.FQDN: {
-      if (value === '') return err(`'${whole}' has an empty domain name`);
-      if (!/^[\x21-\x7e]+$/.test(value)) return err(`'${whole}' is not a domain name (printable ASCII without spaces; use punycode for international names)`);
+      if (value === '') return fail(`'${whole}' has an empty domain name`);
+      if (!/^[\x21-\x7e]+$/.test(value)) return fail(`'${whole}' is not a domain name (printable ASCII without spaces; use punycode for international names)`);
       return ok(idType, utf8.encode(value));
     }
     case IdType.RFC822_ADDR: {
       const at = value.lastIndexOf('@');
-      if (at <= 0 || at === value.length - 1) return err(`'${whole}' is not an email address (user@domain)`);
-      if (!/^[\x21-\x7e]+$/.test(value)) return err(`'${whole}' is not an email address (printable ASCII without spaces)`);
+      if (at <= 0 || at === value.length - 1) return fail(`'${whole}' is not an email address (user@domain)`);
+      if (!/^[\x21-\x7e]+$/.test(value)) return fail(`'${whole}' is not an email address (printable ASCII without spaces)`);
       return ok(idType, utf8.encode(value));
     }
     case IdType.KEY_ID: {
       if (value.startsWith('#')) {
         const hex = value.slice(1).replace(/^0x/i, '').replace(/:/g, '');
         if (hex === '' || hex.length % 2 !== 0 || !/^[0-9a-f]+$/i.test(hex)) {
-          return err(`'${whole}' is not a key ID (an even number of hex digits after '#')`);
+          return fail(`'${whole}' is not a key ID (an even number of hex digits after '#')`);
         }
         return ok(idType, Uint8Array.from(Buffer.from(hex, 'hex')));
       }
-      if (value === '') return err(`'${whole}' is an empty key ID`);
+      if (value === '') return fail(`'${whole}' is an empty key ID`);
       return ok(idType, utf8.encode(value));
     }
     case IdType.DER_ASN1_DN: {
       if (value.startsWith('#')) {
         const hex = value.slice(1);
-        if (hex.length % 2 !== 0 || !/^[0-9a-f]+$/i.test(hex)) return err(`'${whole}' is not a hex-encoded DN`);
+        if (hex.length % 2 !== 0 || !/^[0-9a-f]+$/i.test(hex)) return fail(`'${whole}' is not a hex-encoded DN`);
         const der = Uint8Array.from(Buffer.from(hex, 'hex'));
-        if (decodeDn(der) === null) return err(`'${whole}' is not a DER-encoded distinguished name`);
+        if (decodeDn(der) === null) return fail(`'${whole}' is not a DER-encoded distinguished name`);
         return ok(idType, der);
       }
       const der = encodeDn(value);
-      if (typeof der === 'string') return err(`'${whole}' is not a distinguished name: ${der}`);
+      if (typeof der === 'string') return fail(`'${whole}' is not a distinguished name: ${der}`);
       return ok(idType, der);
     }
     default:
-      return err(`unsupported identity type ${idType}`);
+      return fail(`unsupported identity type ${idType}`);
   }
 }
 
@@ -131,9 +133,6 @@ function ok(idType: number, data: Uint8Array): ParseResult<Identity> {
   return { ok: true, value: { idType, data } };
 }
 
-function err(error: string): { ok: false; error: string } {
-  return { ok: false, error };
-}
 
 // ---------------------------------------------------------------------------
 // Formatting
@@ -363,10 +362,10 @@ function encodeDn(text: string): Uint8Array | string {
     if (tag === ASN1.IA5 && !/^[\x00-\x7f]*$/.test(value)) tag = ASN1.UTF8;
     const oidBytes = encodeOid(oid);
     if (oidBytes === null) return `'${name}' is not a valid OID`;
-    const atv = der(ASN1.SEQUENCE, concat(der(ASN1.OID, oidBytes), der(tag, utf8.encode(value))));
-    rdns.push(der(ASN1.SET, atv));
+    const atv = encodeTlv(ASN1.SEQUENCE, concatBytes(encodeTlv(ASN1.OID, oidBytes), encodeTlv(tag, utf8.encode(value))));
+    rdns.push(encodeTlv(ASN1.SET, atv));
   }
-  return der(ASN1.SEQUENCE, concat(...rdns));
+  return encodeTlv(ASN1.SEQUENCE, concatBytes(...rdns));
 }
 
 /** Split on unescaped ',' (or '/' for the "/C=CH/O=..." form); "\," keeps a comma in a value. */
@@ -441,68 +440,4 @@ function decodeString(tag: number, bytes: Uint8Array): string | null {
   } catch {
     return null;
   }
-}
-
-interface Tlv { tag: number; start: number; end: number }
-
-/** One DER TLV at pos, bounded by limit; null when it does not fit. */
-function readTlv(data: Uint8Array, pos: number, limit = data.length): Tlv | null {
-  if (pos + 2 > limit) return null;
-  const tag = data[pos]!;
-  let len = data[pos + 1]!;
-  let start = pos + 2;
-  if (len & 0x80) {
-    const n = len & 0x7f;
-    if (n === 0 || n > 3 || start + n > limit) return null;
-    len = 0;
-    for (let i = 0; i < n; i++) len = len * 256 + data[start + i]!;
-    start += n;
-  }
-  if (start + len > limit) return null;
-  return { tag, start, end: start + len };
-}
-
-function der(tag: number, content: Uint8Array): Uint8Array {
-  const n = content.length;
-  const len = n < 0x80 ? [n] : n < 0x100 ? [0x81, n] : [0x82, n >> 8, n & 0xff];
-  const out = new Uint8Array(1 + len.length + n);
-  out[0] = tag;
-  out.set(len, 1);
-  out.set(content, 1 + len.length);
-  return out;
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((s, p) => s + p.length, 0));
-  let off = 0;
-  for (const p of parts) { out.set(p, off); off += p.length; }
-  return out;
-}
-
-function encodeOid(dotted: string): Uint8Array | null {
-  const arcs = dotted.split('.').map(Number);
-  if (arcs.length < 2 || arcs.some((a) => !Number.isSafeInteger(a) || a < 0) || arcs[0]! > 2 || (arcs[0]! < 2 && arcs[1]! > 39)) return null;
-  const out: number[] = [];
-  const push = (v: number): void => {
-    const bytes = [v & 0x7f];
-    for (v = Math.floor(v / 128); v > 0; v = Math.floor(v / 128)) bytes.unshift((v & 0x7f) | 0x80);
-    out.push(...bytes);
-  };
-  push(arcs[0]! * 40 + arcs[1]!);
-  for (const a of arcs.slice(2)) push(a);
-  return Uint8Array.from(out);
-}
-
-function decodeOid(bytes: Uint8Array): string | null {
-  if (bytes.length === 0 || bytes[bytes.length - 1]! & 0x80) return null;
-  const arcs: number[] = [];
-  let v = 0;
-  for (const b of bytes) {
-    v = v * 128 + (b & 0x7f);
-    if (v > Number.MAX_SAFE_INTEGER) return null;
-    if (!(b & 0x80)) { arcs.push(v); v = 0; }
-  }
-  const first = arcs.shift()!;
-  const top = first < 80 ? Math.floor(first / 40) : 2;
-  return [top, first - top * 40, ...arcs].join('.');
 }

@@ -3,6 +3,7 @@
 // milliseconds, the unit every timer in ikeclone uses.
 //
 // Pure functions, no I/O.
+import { fail, ok } from '../crypto/result.js';
 import type { ParseResult } from './proposal.js';
 
 const UNIT_MS: Readonly<Record<string, number>> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
@@ -21,25 +22,25 @@ export function tryParseDuration(input: unknown): ParseResult<number> {
   let value: number;
   let factor: number;
   if (typeof input === 'number') {
-    if (!Number.isFinite(input)) return { ok: false, error: `${input} is not a finite number of seconds` };
-    if (input < 0) return { ok: false, error: `negative duration ${input}` };
+    if (!Number.isFinite(input)) return fail(`${input} is not a finite number of seconds`);
+    if (input < 0) return fail(`negative duration ${input}`);
     value = input;
     factor = 1000;
   } else if (typeof input === 'string') {
     const text = input.trim();
-    if (text.startsWith('-')) return { ok: false, error: `negative duration '${input}'` };
+    if (text.startsWith('-')) return fail(`negative duration '${input}'`);
     const m = DURATION_RE.exec(text);
-    if (m === null) return { ok: false, error: `'${input}' is not a duration` };
+    if (m === null) return fail(`'${input}' is not a duration`);
     value = Number(m[1]);
     factor = UNIT_MS[m[2] ?? 's']!;
   } else {
-    return { ok: false, error: `a duration must be a string or a number, got ${input === null ? 'null' : typeof input}` };
+    return fail(`a duration must be a string or a number, got ${input === null ? 'null' : typeof input}`);
   }
   const ms = value * factor;
   const rounded = Math.round(ms);
-  if (Math.abs(ms - rounded) > 1e-6) return { ok: false, error: `${String(input)} is not a whole number of milliseconds` };
-  if (!Number.isSafeInteger(rounded)) return { ok: false, error: `${String(input)} is too long a duration` };
-  return { ok: true, value: rounded };
+  if (Math.abs(ms - rounded) > 1e-6) return fail(`${String(input)} is not a whole number of milliseconds`);
+  if (!Number.isSafeInteger(rounded)) return fail(`${String(input)} is too long a duration`);
+  return ok(rounded);
 }
 
 /**

@@ -18,7 +18,8 @@
 //
 // Pure functions, no I/O. Every public entry checks its input and returns a
 // ParseResult instead of throwing.
-import { EncrId, EsnId, IntegId, KeGroup, PrfId, ProtocolId, TransformType } from './wire/constants.js';
+import { EncrId, EsnId, IntegId, KeGroup, PrfId, ProtocolId, TransformType } from '../wire/constants.js';
+import { fail, type CryptoResult } from '../crypto/result.js';
 
 /** One transform of a proposal (RFC 7296 §3.3.2). */
 export interface TransformSpec {
@@ -41,8 +42,12 @@ export interface ProposalSpec {
   transforms: TransformSpec[];
 }
 
-/** Outcome of parsing operator input: a value or a sentence saying what is wrong. */
-export type ParseResult<T> = { ok: true; value: T } | { ok: false; error: string };
+/**
+ * Outcome of parsing operator input: a value or a sentence saying what is
+ * wrong. The one result shape of control/crypto, under the name that says
+ * what it is here.
+ */
+export type ParseResult<T> = CryptoResult<T>;
 
 // ---------------------------------------------------------------------------
 // Keyword table (strongSwan's proposal_keywords_static.txt, the subset ikeclone
@@ -245,10 +250,6 @@ function parseProposal(s: unknown, protocol: number): ParseResult<ProposalSpec> 
   const transforms: TransformSpec[] = [];
   for (const type of TYPE_ORDER) transforms.push(...byType.get(type)!);
   return { ok: true, value: { protocol, transforms } };
-}
-
-function fail(error: string): { ok: false; error: string } {
-  return { ok: false, error };
 }
 
 /** " (did you mean X?)": the first keyword the input is a prefix of, else one within two edits. */

@@ -1,9 +1,9 @@
 // Human-readable output of the CLI: a tree per IKE SA for `ikeclone status`
 // and `up`, and the side-by-side table of `ikeclone demo`. Machine-readable
-// output is the JSON of control/status.ts and control/demo.ts, never this.
-import type { ChildSaStatus, FamilyStatus, GatewayStatus, IkeSaStatus } from './status.js';
-import type { DemoResult } from './demo.js';
-import type { NetnsDemoPing, NetnsDemoResult } from './demo-netns.js';
+// output is the JSON of control/status.ts and demo/demo.ts, never this.
+import type { ChildSaStatus, FamilyStatus, GatewayStatus, IkeSaStatus } from '../status.js';
+import type { DemoResult } from '../../demo/demo.js';
+import type { NetnsDemoPing, NetnsDemoResult } from '../../demo/demo-netns.js';
 
 /** Tree branches: items but the last get "├─", the last "└─"; their children are indented to match. */
 function tree(items: Array<{ line: string; children?: string[] }>, indent = ''): string[] {

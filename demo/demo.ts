@@ -12,16 +12,14 @@
 // Owner: the calling thread; both gateways run on it.
 import { randomBytes, randomInt } from 'node:crypto';
 import { availableParallelism } from 'node:os';
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
-import { configFromObject, type GatewayConfig } from './config.js';
-import { Gateway } from './gateway.js';
-import type { IkeSa } from './ike/ike-sa.js';
-import type { Logger } from './log.js';
-import { silentLogger } from './log.js';
-import type { IkeSaStatus } from './status.js';
+import { configFromObject, type GatewayConfig } from '../control/config/index.js';
+import { Gateway } from '../control/gateway.js';
+import type { IkeSa } from '../control/ike/ike-sa.js';
+import type { Logger } from '../control/log.js';
+import { silentLogger } from '../control/log.js';
+import type { IkeSaStatus } from '../control/status.js';
+import { ikecloneVersion } from '../control/version.js';
 
 export const DEMO_RESPONDER_ADDRESS = '127.0.0.2';
 export const DEMO_INITIATOR_ADDRESS = '127.0.0.1';
@@ -148,27 +146,6 @@ export interface DemoFamily {
   members: IkeSaStatus[];
   /** Every member's SPIs, algorithms and Child SA match the responder's view. */
   agree: boolean;
-}
-
-let cachedVersion: string | undefined;
-
-/** ikeclone's version from package.json (found from this module's location, in control/ or dist/control/). */
-export function ikecloneVersion(): string {
-  if (cachedVersion !== undefined) return cachedVersion;
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 4; i++) {
-    const candidate = join(dir, 'package.json');
-    if (existsSync(candidate)) {
-      try {
-        const pkg = JSON.parse(readFileSync(candidate, 'utf8')) as { name?: unknown; version?: unknown };
-        if (pkg.name === 'ikeclone' && typeof pkg.version === 'string') return (cachedVersion = pkg.version);
-      } catch {
-        // Not ours or unreadable: keep looking upwards.
-      }
-    }
-    dir = dirname(dir);
-  }
-  return (cachedVersion = '0.0.0');
 }
 
 /** The two gateways' configurations on loopback (internal; exported for tests and tools). */

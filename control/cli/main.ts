@@ -12,15 +12,16 @@
 // control socket file removed; a second signal exits at once.
 import { isIP } from 'node:net';
 import { Command, CommanderError, Option } from 'commander';
-import { ConfigError, loadConfigFile, type GatewayConfig } from './config.js';
-import { Gateway } from './gateway.js';
-import { createLogger, type Logger } from './log.js';
-import { childStatus, ikeSaStatus } from './status.js';
-import { ControlServer, upConnection } from './api/control-server.js';
-import { ControlRequestError, ControlSocketError, controlRequest, type ControlClient } from './api/control-client.js';
-import { MAX_CLONE_COUNT, defaultSocketLocation, defaultSocketPath, type SocketLocation } from './api/protocol.js';
-import { ikecloneVersion, runDemo } from './demo.js';
-import { NetnsDemoUnavailableError, runNetnsDemo } from './demo-netns.js';
+import { ConfigError, LOG_LEVELS, loadConfigFile, type GatewayConfig } from '../config/index.js';
+import { Gateway } from '../gateway.js';
+import { createLogger, type Logger } from '../log.js';
+import { childStatus, ikeSaStatus } from '../status.js';
+import { ControlServer, upConnection } from '../api/control-server.js';
+import { ControlRequestError, ControlSocketError, controlRequest, type ControlClient } from '../api/control-client.js';
+import { MAX_CLONE_COUNT, defaultSocketLocation, defaultSocketPath, type SocketLocation } from '../api/protocol.js';
+import { ikecloneVersion } from '../version.js';
+import { runDemo } from '../../demo/demo.js';
+import { NetnsDemoUnavailableError, runNetnsDemo } from '../../demo/demo-netns.js';
 import { formatDemo, formatFamily, formatIkeSa, formatNetnsDemo, formatStatus } from './format.js';
 
 const EXIT_OK = 0;
@@ -28,8 +29,6 @@ const EXIT_FAILURE = 1;
 const EXIT_USAGE = 2;
 /** Bound on deleting SAs and closing sockets at shut-down. */
 const STOP_TIMEOUT_MS = 3000;
-
-const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 /** A failure with the exit code and message the user sees. */
 class CliExit extends Error {
@@ -351,7 +350,7 @@ function buildProgram(setExit: (code: number) => void): Command {
     .name('ikeclone')
     .description('IKEv2 gateway that clones IKE SAs (RFC 7791) per core or per NIC, with a WebAssembly ESP data plane')
     .version(ikecloneVersion(), '-V, --version')
-    .addOption(new Option('--log-level <level>', 'log level (logs go to stderr); default: the config file\'s, or warn for demo').choices(LOG_LEVELS))
+    .addOption(new Option('--log-level <level>', 'log level (logs go to stderr); default: the config file\'s, or warn for demo').choices([...LOG_LEVELS]))
     .showHelpAfterError('(run with --help for usage)')
     .configureHelp({ showGlobalOptions: true })
     .exitOverride();
@@ -375,7 +374,7 @@ function buildProgram(setExit: (code: number) => void): Command {
   program
     .command('gateway')
     .description('run a gateway (responder, and initiator of connections with start_action: start) until SIGINT/SIGTERM')
-    .requiredOption('-c, --config <file>', 'YAML configuration (reference: the comment at the top of control/config.ts)')
+    .requiredOption('-c, --config <file>', 'YAML configuration (reference: the comment at the top of control/config/schema.ts)')
     .option('-s, --socket <path>', `control socket (default: ${defaultSocketPath()})`)
     .addHelpText('after', examples(
       '$ ikeclone gateway --config examples/gateway.yaml',

@@ -1,0 +1,73 @@
+// Configuration -> IKE engine: a validated connection (control/config/types.ts)
+// becomes the ConnectionPolicy the engine negotiates with (control/ike/policy.ts).
+// Keys are loaded here, and the identities the file left to the addresses
+// are filled in.
+import { loadSigningKey, loadVerifyKey } from '../crypto/auth.js';
+import { identityFromAddress } from '../ike/identity.js';
+import { DEFAULT_NAT_KEEPALIVE } from '../ike/defaults.js';
+import type { ConnectionPolicy, LocalAuth, RemoteAuth } from '../ike/policy.js';
+import type { ConnectionConfig } from './types.js';
+
+/**
+ * The engine's policy for one connection. `fallbackLocal` is the address
+ * whose identity stands for ours when the connection names neither local.id
+ * nor local_addrs (the gateway's single concrete listen address). Throws when
+ * no identity can be had or a pool is not one CIDR prefix.
+ */
+export function connectionPolicy(conn: ConnectionConfig, fallbackLocal: string | undefined): ConnectionPolicy {
+  const localAddress = conn.localAddrs[0] ?? fallbackLocal;
+  let localId = conn.local.id;
+  if (localId === 'any') {
+    const fromAddress = localAddress ? identityFromAddress(localAddress) : null;
+    if (!fromAddress) throw new Error(`connection "${conn.name}": set local.id or local_addrs (no address to use as identity)`);
+    localId = fromAddress;
+  }
+  const localAuth: LocalAuth =
+    conn.local.auth === 'psk' ? { method: 'psk', ...(conn.psk ? { psk: conn.psk } : {}) } : { method: 'pubkey', signingKey: loadSigningKey(conn.local.key!) };
+  const remoteAuth: RemoteAuth =
+    conn.remote.auth === 'psk' ? { method: 'psk', ...(conn.psk ? { psk: conn.psk } : {}) } : { method: 'pubkey', verifyKey: loadVerifyKey(conn.remote.pubkey!) };
+  return {
+    name: conn.name,
+    localAddrs: conn.localAddrs,
+    remoteAddrs: conn.remoteAddrs.filter((a) => a !== '%any'),
+    remotePort: conn.remotePort,
+    ike: conn.ike,
+    localId,
+    remoteId: conn.remote.id,
+    localAuth,
+    remoteAuth,
+    mobike: conn.mobike,
+    forceEncap: conn.encap,
+    cloneSupport: conn.clone.supported,
+    clone: { per: conn.clone.per, count: conn.clone.count, nics: conn.clone.nics },
+    requestVirtualIp: conn.vips.length > 0,
+    pools: conn.pools.map((p) => {
+      if (!p.cidr) throw new Error(`connection "${conn.name}": pools must be CIDR prefixes`);
+      return p.cidr;
+    }),
+    children: conn.children.map((c) => ({
+      name: c.name,
+      localTs: c.localTs,
+      remoteTs: c.remoteTs,
+      esp: c.esp,
+      replayWindow: c.replayWindow,
+      startAction: c.startAction,
+      // RFC 7296 §2.8 (control/ike/lifetimes.ts).
+      rekeyTime: c.rekeyTime,
+      lifeTime: c.lifeTime,
+      randTime: c.randTime,
+      rekeyBytes: c.rekeyBytes,
+      lifeBytes: c.lifeBytes,
+      rekeyPackets: c.rekeyPackets,
+      lifePackets: c.lifePackets,
+    })),
+    startAction: conn.startAction === 'start' || conn.children.some((c) => c.startAction === 'start') ? 'start' : 'none',
+    rekeyTime: conn.rekeyTime,
+    reauthTime: conn.reauthTime,
+    overTime: conn.overTime,
+    randTime: conn.randTime,
+    dpdDelay: conn.dpdDelay,
+    dpdAction: conn.dpdAction ?? 'clear',
+    natKeepalive: conn.keepalive ?? DEFAULT_NAT_KEEPALIVE,
+  };
+}

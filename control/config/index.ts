@@ -1,0 +1,15 @@
+// ikeclone's configuration (architecture §6): one YAML file in the shape of
+// swanctl.conf, validated with precise errors, as a typed GatewayConfig; and
+// the conversion of a connection into the IKE engine's ConnectionPolicy.
+// The file format is documented at the top of control/config/schema.ts.
+export { ConfigError } from './errors.js';
+export type { ConfigProblem } from './errors.js';
+export { defaultGatewayConfig } from './defaults.js';
+export { configFromObject, connectionFromObject, findConnection, loadConfigFile, parseConfig } from './load.js';
+export type { ConnectionFromObjectOptions, FromObjectOptions } from './load.js';
+export { connectionPolicy } from './connection-policy.js';
+export { LOG_LEVELS } from './types.js';
+export type {
+  AuthMethod, ChildConfig, CloneConfig, ConnectionConfig, DataplaneConfig, EndpointConfig, GatewayConfig, LimitsConfig, ListenConfig,
+  LogLevel, PoolConfig, RetransmitConfig, StartAction, TrafficSelectorConfig,
+} from './types.js';

@@ -1,0 +1,471 @@
+/**
+ * ikeclone's configuration: one YAML file, modelled on strongSwan's
+ * swanctl.conf so that operators can carry their habits over (connection and
+ * child names as map keys, snake_case option names, proposal keywords,
+ * identities, durations). Validation is strict and precise: every problem is
+ * reported with the file, the line, the path of the offending value
+ * ("connections.site-a.children.net.esp[0]") and what was expected; unknown
+ * keys are errors, not silently ignored. The result is a fully typed,
+ * normalised GatewayConfig: durations in milliseconds, proposals parsed,
+ * identities parsed, key files read, PSKs as bytes.
+ *
+ * Every field has a default unless marked REQUIRED. Durations accept "500ms",
+ * "30s", "10m", "4h", "1d" or a number of seconds. Booleans accept
+ * true/false and swanctl's yes/no. Lists accept a YAML list or, as in
+ * swanctl.conf, one comma-separated string; ike, esp, local_ts, remote_ts
+ * and listen.address must not be empty lists (omit them for their defaults).
+ * `null` (an empty value) means "not set". YAML anchors and merge keys
+ * (`<<: *common`) may share settings between connections; top-level keys
+ * starting with "x-" are ignored, so that shared blocks have a place to live
+ * (`x-common: &common {...}`).
+ *
+ * ```yaml
+ * log:
+ *   level: info                # fatal | error | warn | info | debug | trace | silent
+ * keylog: /var/lib/ikeclone/keys  # optional, off by default; an existing directory that receives
+ *                              # Wireshark's ikev2_decryption_table and esp_sa files (this exports
+ *                              # secrets: the gateway logs a warning while it is on). Relative paths
+ *                              # are relative to the configuration file's directory.
+ * listen:
+ *   address: 0.0.0.0           # IKE socket address(es): an IP literal or a list of them
+ *   port: 500                  # IKE port (RFC 7296 §2)
+ *   natPort: 4500              # NAT-T port (RFC 7296 §2.23, RFC 3948)
+ * limits:
+ *   halfOpenCookieThreshold: 32  # half-open IKE SAs before COOKIE challenges (RFC 7296 §2.6);
+ *                              # at most halfOpenMax
+ *   halfOpenMax: 1024          # past this, new IKE_SA_INIT requests are dropped
+ *   childSasPerPeer: 64        # Child SAs over all IKE SAs of one authenticated peer (RFC 7791 §8);
+ *                              # replaced ones count until deleted: a rekey past it gets TEMPORARY_FAILURE
+ *   ikeSasPerPeer: 16          # IKE SAs of one peer, clones included; NO_ADDITIONAL_SAS past this
+ *                              # (a rekey past it, while old SAs wait for their Delete: TEMPORARY_FAILURE)
+ * retransmit:                  # RFC 7296 §2.1
+ *   timeout: 1s                # first retransmission after this
+ *   base: 1.8                  # each further wait is the previous one times base (>= 1)
+ *   tries: 5                   # retransmissions before giving up (0..100)
+ *   maxTimeout: 30s            # cap on a single wait (>= timeout)
+ * dataplane:
+ *   workers: auto              # ESP worker threads: auto (= available cores) or an integer 1..1024
+ *   tun: ikc0                  # optional (root): a TUN device for inner traffic, created at start;
+ *                              # routes to the remote subnets via it are the operator's. Without
+ *                              # it, ESP that arrives is verified and counted, then discarded
+ *   tun_mtu: 1400              # the TUN device's MTU (576..9000)
+ *   tun_queues: 1              # TUN queues (IFF_MULTI_QUEUE when more than 1), 1..64
+ *   tun_offload: true          # TUN offloads like a NIC's (segmentation on read, coalescing on
+ *                              # write; IFF_VNET_HDR) | false: one packet per read and per write
+ *   output: workers            # with a TUN device, who sends ESP and writes decapsulated packets:
+ *                              # workers (each its own, one thread hand-off per packet) | io-thread
+ *   esp: auto                  # auto: raw ESP (IP protocol 50) when no NAT was detected and raw
+ *                              # sockets are available (root), else UDP 4500 (RFC 3948) | udp: always UDP
+ * connections:                 # default: none
+ *   <name>:                    # letters, digits, '.', '_', '-'; starts with a letter or digit
+ *     local_addrs: [192.0.2.1] # IP literals this connection uses; default: any (%any)
+ *     remote_addrs: [198.51.100.7]  # peer addresses: IP literals or host names (resolved when
+ *                              # initiating), or %any (the default) to accept any peer. REQUIRED,
+ *                              # and not %any, when the connection or one of its children has
+ *                              # start_action: start. The first one is the one to initiate to.
+ *     remote_port: 500         # peer's IKE port when initiating
+ *     ike: [aes256gcm16-prfsha256-x25519]   # IKE proposals in strongSwan's keywords (see
+ *                              # control/config/proposal.ts), most preferred first; the entry
+ *                              # "default" stands for DEFAULT_IKE_PROPOSALS, which is also the default
+ *     local:
+ *       id: gw.example.org     # our identity (control/ike/identity.ts forms: IP, FQDN,
+ *                              # user@fqdn, @#keyid, DN). Default: the certificate's subject when cert is
+ *                              # set, else the single local_addrs address, else the address the
+ *                              # IKE SA uses (EndpointConfig.id = 'any')
+ *       auth: psk              # psk | pubkey; default psk when the connection has a psk or
+ *                              # psk_file, else pubkey
+ *       key: gw.key.pem        # pubkey: REQUIRED private key (PEM: path relative to this file's
+ *                              # directory, or the PEM text itself)
+ *       cert: gw.cert.pem      # optional certificate for our key (sent in CERT payloads)
+ *     remote:
+ *       id: client.example.org # the peer's identity or a pattern ("*.example.org",
+ *                              # "*@example.org", "CN=*"); default %any (any identity)
+ *       auth: psk              # psk | pubkey; same default as local.auth
+ *       pubkey: client.pub.pem # pubkey: REQUIRED public key or certificate of the peer (PEM path or text)
+ *     psk: "a long shared secret"  # REQUIRED when local.auth or remote.auth is psk, and only
+ *                              # allowed then. Text (UTF-8), 0x<hex> or 0s<base64>; at least
+ *                              # 16 octets: a PSK is the only secret behind AUTH, and short ones
+ *                              # fall to offline guessing (RFC 7296 §2.15)
+ *     psk_file: peer.psk       # instead of psk: a file holding it (one trailing newline ignored)
+ *     mobike: true             # announce MOBIKE (RFC 4555)
+ *     encap: false             # force UDP encapsulation of ESP even without NAT (RFC 3948)
+ *     clone:                   # RFC 7791 IKE SA cloning
+ *       supported: true        # announce CLONE_IKE_SA_SUPPORTED (RFC 7791 §5.1); false: this
+ *                              # connection's IKE SAs are never cloned, by either end
+ *       per: none              # initiator side: none | worker (one IKE SA per data-plane worker) | nic (one per
+ *                              # local address in nics, moved there with MOBIKE)
+ *       count: 4               # number of IKE SAs including the original; default: workers for
+ *                              # per: worker, nics' length for per: nic (round robin if larger)
+ *       nics: [10.0.1.2, 10.0.2.2]   # per: nic only, REQUIRED there: local addresses, one per NIC
+ *     vips: [request]          # initiator: virtual IPs to request with a CP payload (RFC 7296
+ *                              # §2.19): request (= 0.0.0.0), 0.0.0.0, ::, or a specific address
+ *     pools: [10.9.0.0/24]     # responder: hand out virtual IPs from these (CIDR or a-b ranges)
+ *     start_action: none       # none | start (initiate when the gateway starts)
+ *     dpd_delay: 0s            # liveness check interval (RFC 7296 §2.4); 0 = off, else at least 1s
+ *     dpd_action: clear        # when the peer is found dead: clear (delete its SAs) | restart
+ *                              # (delete them and initiate the connection again)
+ *     keepalive: 20s           # NAT keepalive interval while a NAT is in front of us (RFC 3948 §4);
+ *                              # sent only when nothing else went out in that time; 0 = off,
+ *                              # else at least 1s
+ *     rekey_time: 4h           # IKE SA rekeying interval; 0 = never
+ *     reauth_time: 0s          # reauthentication interval; 0 = never
+ *     over_time: 10%           # hard lifetime past rekey/reauth: a duration or a percentage of the
+ *                              # larger of rekey_time and reauth_time (default 10%)
+ *     rand_time: <over_time>   # random jitter subtracted from rekey_time (< rekey_time)
+ *     children:
+ *       <child name>:          # same naming rule as connections
+ *         local_ts: [10.1.0.0/24]   # traffic selectors: dynamic (our address or virtual IP; the
+ *         remote_ts: [10.2.0.0/24]  # default), an address, CIDR, or a-b range, optionally with
+ *                              # [protocol] or [protocol/port] or [protocol/port-port], e.g.
+ *                              # 10.2.0.0/16[tcp/443], 0.0.0.0/0[udp/500-501], ::/0[icmpv6]
+ *         esp: [aes128gcm16]   # ESP proposals, "default" = DEFAULT_ESP_PROPOSALS (the default);
+ *                              # key exchange keywords request PFS (modpnone: PFS optional)
+ *         mode: tunnel         # only tunnel mode for now
+ *         rekey_time: 1h       # Child SA rekeying interval; 0 = never
+ *         life_time: <rekey_time + 10%>  # hard lifetime (> rekey_time)
+ *         rand_time: <life_time - rekey_time>  # jitter subtracted from rekey_time
+ *         rekey_bytes: 0       # rekey after this many bytes (numbers or 500k/100M/2G); 0 = off
+ *         life_bytes: <rekey_bytes + 10%>   # hard byte limit; 0 = none
+ *         rekey_packets: 0     # rekey after this many packets; 0 = off
+ *         life_packets: <rekey_packets + 10%>  # hard packet limit; 0 = none
+ *         start_action: none   # none | start (create this child when the gateway starts, which
+ *                              # initiates the connection)
+ *         replay_window: 1024  # anti-replay window in packets: a power of two from 64 to 4096
+ *                              # (the data plane's range, wasm/layout.ts)
+ * ```
+ *
+ * The library API passes objects instead of YAML: connectionFromObject and
+ * configFromObject take the same keys and give the same errors (file
+ * "<object>", no line numbers).
+ */
+import * as z from 'zod';
+import { identityFromAddress, type Identity } from '../ike/identity.js';
+import { IdType } from '../wire/constants.js';
+import {
+  DEFAULT_CHILD_REKEY, DEFAULT_IKE_PORT, DEFAULT_IKE_REKEY, DEFAULT_LIMITS, DEFAULT_NAT_PORT, DEFAULT_REPLAY_WINDOW, DEFAULT_RETRANSMIT,
+  DEFAULT_TUN_MTU, MAX_CLONES, MAX_REPLAY_WINDOW, MAX_WORKERS, MIN_REPLAY_WINDOW, autoWorkers,
+} from './defaults.js';
+import { Problem, got, report, type IssueSink, type PathSeg } from './errors.js';
+import {
+  PORT, TS_EXPECTED, boolean, count, duration, durationOrPercent, identityOrAny, integer, interval, ipLiteral, leaf, listOf, localAddress,
+  namedMap, oneOf, pool, proposals, remoteAddress, section, trafficSelector, vip, withDefault, type Ctx,
+} from './fields.js';
+import { PSK_EXPECTED, certificate, keylogDir, privateKey, pskFile, pskValue, publicKeyOrCert, subjectDer } from './secrets.js';
+import type {
+  AuthMethod, ChildConfig, CloneConfig, ConnectionConfig, DataplaneConfig, EndpointConfig, GatewayConfig, ListenConfig, LimitsConfig,
+  LogLevel, PoolConfig, RetransmitConfig, TrafficSelectorConfig,
+} from './types.js';
+import { LOG_LEVELS } from './types.js';
+
+const WORKERS_EXPECTED = `auto or an integer from 1 to ${MAX_WORKERS}`;
+
+/** dataplane.workers: auto (the available cores) or a count. */
+export function workersValue(v: unknown): { workers: number; workersAuto: boolean } | Problem {
+  if (v === undefined || v === 'auto') return { workers: autoWorkers(), workersAuto: true };
+  const n = integer(1, MAX_WORKERS, WORKERS_EXPECTED)(v);
+  return n instanceof Problem ? n : { workers: n, workersAuto: false };
+}
+
+const AUTH = oneOf(['psk', 'pubkey'] as const);
+
+function localEndpointSchema(ctx: Ctx) {
+  return section({
+    id: leaf(identityOrAny(false)),
+    auth: leaf(withDefault<AuthMethod | undefined>(undefined, AUTH)),
+    key: leaf(privateKey(ctx)),
+    cert: leaf(certificate(ctx)),
+  }, 'a mapping with id, auth, key, cert');
+}
+
+function remoteEndpointSchema(ctx: Ctx) {
+  return section({
+    id: leaf(identityOrAny(true)),
+    auth: leaf(withDefault<AuthMethod | undefined>(undefined, AUTH)),
+    pubkey: leaf(publicKeyOrCert(ctx)),
+  }, 'a mapping with id, auth, pubkey');
+}
+
+function cloneSchema() {
+  return section({
+    supported: leaf(withDefault(true, boolean)),
+    per: leaf(withDefault('none', oneOf(['none', 'worker', 'nic'] as const))),
+    count: leaf(withDefault<number | undefined>(undefined, integer(1, MAX_CLONES))),
+    nics: leaf(withDefault<string[] | undefined>(undefined, listOf('local IP addresses, one per NIC', ipLiteral))),
+  }, 'a mapping with supported, per, count, nics');
+}
+
+function childSchema() {
+  // A Child SA needs a traffic selector on each side (RFC 7296 §3.13: a TS payload holds at least one).
+  const ts = (field: string) => leaf(withDefault<Array<TrafficSelectorConfig | 'dynamic'>>(() => ['dynamic'],
+    listOf(TS_EXPECTED, trafficSelector, `at least one traffic selector (omit ${field} for dynamic)`)));
+  return section({
+    local_ts: ts('local_ts'),
+    remote_ts: ts('remote_ts'),
+    esp: leaf(proposals('ESP', 'esp')),
+    mode: leaf(withDefault('tunnel', oneOf(['tunnel'] as const))),
+    rekey_time: leaf(withDefault(DEFAULT_CHILD_REKEY, duration)),
+    life_time: leaf(withDefault<number | undefined>(undefined, duration)),
+    rand_time: leaf(withDefault<number | undefined>(undefined, duration)),
+    rekey_bytes: leaf(withDefault(0, count)),
+    life_bytes: leaf(withDefault<number | undefined>(undefined, count)),
+    rekey_packets: leaf(withDefault(0, count)),
+    life_packets: leaf(withDefault<number | undefined>(undefined, count)),
+    start_action: leaf(withDefault('none', oneOf(['none', 'start'] as const))),
+    replay_window: leaf(withDefault(DEFAULT_REPLAY_WINDOW, (v) => {
+      const expected = `a power of two from ${MIN_REPLAY_WINDOW} to ${MAX_REPLAY_WINDOW}`;
+      const n = integer(MIN_REPLAY_WINDOW, MAX_REPLAY_WINDOW, expected)(v);
+      return n instanceof Problem || (n & (n - 1)) === 0 ? n : new Problem(got(v), expected);
+    })),
+  }, 'a mapping of child options (local_ts, remote_ts, esp, ...)').transform((raw, zctx) => {
+    const ctx = zctx as unknown as IssueSink;
+    const plus10 = (n: number): number => n + Math.round(n / 10);
+    const lifeTime = raw.life_time ?? plus10(raw.rekey_time);
+    if (raw.rekey_time > 0 && lifeTime > 0 && lifeTime <= raw.rekey_time) {
+      report(ctx, new Problem(`life_time (${lifeTime} ms) is not longer than rekey_time (${raw.rekey_time} ms)`, 'a life_time greater than rekey_time', ['life_time']), raw);
+      return z.NEVER;
+    }
+    const randTime = raw.rand_time ?? Math.max(0, lifeTime - raw.rekey_time);
+    if (raw.rekey_time > 0 && randTime >= raw.rekey_time) {
+      report(ctx, new Problem(`rand_time (${randTime} ms) is not shorter than rekey_time (${raw.rekey_time} ms)`, 'a rand_time smaller than rekey_time', ['rand_time']), raw);
+      return z.NEVER;
+    }
+    const lifeBytes = raw.life_bytes ?? plus10(raw.rekey_bytes);
+    const lifePackets = raw.life_packets ?? plus10(raw.rekey_packets);
+    for (const [field, rekey, life] of [['life_bytes', raw.rekey_bytes, lifeBytes], ['life_packets', raw.rekey_packets, lifePackets]] as const) {
+      if (rekey > 0 && life > 0 && life <= rekey) {
+        report(ctx, new Problem(`${field} (${life}) is not larger than ${field.replace('life', 'rekey')} (${rekey})`, `a ${field} greater than the rekey limit, or 0`, [field]), raw);
+        return z.NEVER;
+      }
+    }
+    const child: Omit<ChildConfig, 'name'> = {
+      localTs: raw.local_ts,
+      remoteTs: raw.remote_ts,
+      esp: raw.esp,
+      mode: raw.mode,
+      rekeyTime: raw.rekey_time,
+      lifeTime,
+      randTime,
+      rekeyBytes: raw.rekey_bytes,
+      lifeBytes,
+      rekeyPackets: raw.rekey_packets,
+      lifePackets,
+      startAction: raw.start_action,
+      replayWindow: raw.replay_window,
+    };
+    return child;
+  });
+}
+
+/** One connection (connections.<name>): its fields and the rules between them. */
+export function connectionSchema(ctx: Ctx) {
+  return section({
+    local_addrs: leaf(withDefault<string[]>(() => [], listOf('local IP addresses or %any', localAddress))),
+    remote_addrs: leaf(withDefault<string[]>(() => [], listOf('peer IP addresses, host names or %any', remoteAddress))),
+    remote_port: leaf(withDefault(DEFAULT_IKE_PORT, PORT)),
+    ike: leaf(proposals('IKE', 'ike')),
+    local: localEndpointSchema(ctx),
+    remote: remoteEndpointSchema(ctx),
+    psk: leaf(pskValue),
+    psk_file: leaf(pskFile(ctx)),
+    mobike: leaf(withDefault(true, boolean)),
+    encap: leaf(withDefault(false, boolean)),
+    clone: cloneSchema(),
+    vips: leaf(withDefault<string[]>(() => [], listOf('request, 0.0.0.0, :: or a specific IP address', vip))),
+    pools: leaf(withDefault<PoolConfig[]>(() => [], listOf('address pools: CIDR prefixes or a-b ranges', pool))),
+    start_action: leaf(withDefault('none', oneOf(['none', 'start'] as const))),
+    dpd_delay: leaf(withDefault(0, interval('dpd_delay'))),
+    dpd_action: leaf(withDefault<'clear' | 'restart' | undefined>(undefined, oneOf(['clear', 'restart'] as const))),
+    keepalive: leaf(withDefault<number | undefined>(undefined, interval('keepalive'))),
+    rekey_time: leaf(withDefault(DEFAULT_IKE_REKEY, duration)),
+    reauth_time: leaf(withDefault(0, duration)),
+    over_time: leaf(withDefault<{ ms: number } | { percent: number }>({ percent: 10 }, durationOrPercent)),
+    rand_time: leaf(withDefault<number | undefined>(undefined, duration)),
+    children: namedMap(childSchema(), 'a mapping of child names to child options'),
+  }, 'a mapping of connection options (remote_addrs, ike, local, remote, children, ...)').transform((raw, zctx) => {
+    const issues = zctx as unknown as IssueSink;
+    const problems: Problem[] = [];
+    const problem = (path: PathSeg[], what: string, expected: string): void => { problems.push(new Problem(what, expected, path)); };
+
+    // %any: alone, it means "any address" (the empty list).
+    const anyList = (list: string[], field: string): string[] => {
+      if (!list.includes('%any')) return list;
+      if (list.length > 1) problem([field], '%any together with addresses', 'either %any or a list of addresses');
+      return [];
+    };
+    const localAddrs = anyList(raw.local_addrs, 'local_addrs');
+    const remoteAddrs = anyList(raw.remote_addrs, 'remote_addrs');
+
+    // PSK: psk or psk_file, required exactly when a side uses psk.
+    if (raw.psk !== undefined && raw.psk_file !== undefined) problem(['psk_file'], 'both psk and psk_file are set', 'only one of psk and psk_file');
+    const psk = raw.psk ?? raw.psk_file;
+    const defaultAuth: AuthMethod = psk !== undefined ? 'psk' : 'pubkey';
+    const localAuth = raw.local.auth ?? defaultAuth;
+    const remoteAuth = raw.remote.auth ?? defaultAuth;
+    const usesPsk = localAuth === 'psk' || remoteAuth === 'psk';
+    if (usesPsk && psk === undefined) {
+      problem(['psk'], `missing, but ${localAuth === 'psk' ? 'local' : 'remote'}.auth is psk`, `psk or psk_file (${PSK_EXPECTED})`);
+    }
+    if (!usesPsk && psk !== undefined) {
+      problem([raw.psk !== undefined ? 'psk' : 'psk_file'], 'set, but neither local.auth nor remote.auth is psk', 'no psk, or auth: psk on a side');
+    }
+
+    // Keys: pubkey authentication needs our private key / the peer's public key.
+    if (localAuth === 'pubkey' && raw.local.key === undefined) {
+      problem(['local', 'key'], 'missing, but local.auth is pubkey', 'a PEM private key (file path or PEM text)');
+    }
+    if (localAuth === 'psk' && raw.local.key !== undefined) problem(['local', 'key'], 'set, but local.auth is psk', 'no key, or auth: pubkey');
+    if (raw.local.cert !== undefined && raw.local.key !== undefined && !raw.local.cert.cert.checkPrivateKey(raw.local.key.key)) {
+      problem(['local', 'cert'], 'the certificate is not for local.key', 'the certificate of the private key in local.key');
+    }
+    if (remoteAuth === 'pubkey' && raw.remote.pubkey === undefined) {
+      problem(['remote', 'pubkey'], 'missing, but remote.auth is pubkey', "the peer's PEM public key or certificate (file path or PEM text)");
+    }
+    if (remoteAuth === 'psk' && raw.remote.pubkey !== undefined) problem(['remote', 'pubkey'], 'set, but remote.auth is psk', 'no pubkey, or auth: pubkey');
+
+    // Our identity: as configured, else the certificate subject, else our single address.
+    let localId: Identity | 'any' = raw.local.id ?? 'any';
+    if (raw.local.id === undefined && raw.local.cert !== undefined) {
+      localId = { idType: IdType.DER_ASN1_DN, data: subjectDer(raw.local.cert.cert) ?? new Uint8Array(0) };
+      if (localId.data.length === 0) localId = 'any';
+    } else if (raw.local.id === undefined && localAddrs.length === 1) {
+      localId = identityFromAddress(localAddrs[0]!) ?? 'any';
+    }
+
+    // Initiating needs somewhere to send IKE_SA_INIT.
+    const startsChild = Object.entries(raw.children).find(([, c]) => c.startAction === 'start');
+    if ((raw.start_action === 'start' || startsChild !== undefined) && remoteAddrs.length === 0) {
+      const why = raw.start_action === 'start' ? 'start_action is start' : `children.${startsChild![0]}.start_action is start`;
+      problem(['remote_addrs'], `${raw.remote_addrs.length === 0 ? 'missing' : '%any'}, but ${why}`, 'the address or host name of the peer to initiate to');
+    }
+
+    // Cloning (RFC 7791): count defaults to one IKE SA per worker / per NIC.
+    const c = raw.clone;
+    let clone: CloneConfig = { supported: c.supported, per: c.per, count: 1, nics: [] };
+    if (c.per !== 'none' && !c.supported) problem(['clone', 'per'], `${c.per}, but clone.supported is false`, 'per: none when cloning is not supported');
+    if (c.per === 'nic') {
+      if (c.nics === undefined || c.nics.length === 0) problem(['clone', 'nics'], 'missing, but clone.per is nic', 'the local address of each NIC');
+      else clone = { supported: c.supported, per: 'nic', count: c.count ?? c.nics.length, nics: c.nics };
+    } else {
+      if (c.nics !== undefined) problem(['clone', 'nics'], `set, but clone.per is ${c.per}`, 'nics only with per: nic');
+      if (c.per === 'worker') clone = { supported: c.supported, per: 'worker', count: c.count ?? ctx.workers, nics: [] };
+      else if (c.count !== undefined) problem(['clone', 'count'], 'set, but clone.per is none', 'count only with per: worker or per: nic');
+    }
+
+    // IKE SA lifetimes (strongSwan: over_time defaults to 10% of the longer of rekey and reauth).
+    const lifetime = Math.max(raw.rekey_time, raw.reauth_time);
+    const overTime = 'ms' in raw.over_time ? raw.over_time.ms : Math.round((lifetime * raw.over_time.percent) / 100);
+    const randTime = raw.rand_time ?? overTime;
+    if (raw.rekey_time > 0 && randTime >= raw.rekey_time) {
+      problem([raw.rand_time !== undefined ? 'rand_time' : 'over_time'], `rand_time (${randTime} ms) is not shorter than rekey_time (${raw.rekey_time} ms)`, 'a rand_time smaller than rekey_time');
+    }
+
+    if (problems.length > 0) {
+      for (const p of problems) report(issues, p, raw);
+      return z.NEVER;
+    }
+
+    const local: EndpointConfig = { id: localId, auth: localAuth };
+    if (raw.local.key !== undefined) local.key = raw.local.key.pem;
+    if (raw.local.cert !== undefined) local.cert = raw.local.cert.pem;
+    const remote: EndpointConfig = { id: raw.remote.id ?? 'any', auth: remoteAuth };
+    if (raw.remote.pubkey !== undefined) remote.pubkey = raw.remote.pubkey;
+
+    const conn: Omit<ConnectionConfig, 'name'> = {
+      localAddrs,
+      remoteAddrs,
+      remotePort: raw.remote_port,
+      ike: raw.ike,
+      local,
+      remote,
+      mobike: raw.mobike,
+      encap: raw.encap,
+      clone,
+      vips: raw.vips,
+      pools: raw.pools,
+      startAction: raw.start_action,
+      dpdDelay: raw.dpd_delay,
+      rekeyTime: raw.rekey_time,
+      reauthTime: raw.reauth_time,
+      overTime,
+      randTime,
+      children: Object.entries(raw.children).map(([name, child]) => ({ name, ...child })),
+    };
+    if (psk !== undefined) conn.psk = psk;
+    if (raw.dpd_action !== undefined) conn.dpdAction = raw.dpd_action;
+    if (raw.keepalive !== undefined) conn.keepalive = raw.keepalive;
+    return conn;
+  });
+}
+
+/** The whole file: every section, each with its defaults. */
+export function gatewaySchema(ctx: Ctx) {
+  return section({
+    log: section({ level: leaf(withDefault<LogLevel>('info', oneOf(LOG_LEVELS))) }, 'a mapping with level'),
+    keylog: leaf(keylogDir(ctx)),
+    listen: section({
+      // Without an address the gateway has no socket to start on.
+      address: leaf(withDefault<string[]>(() => ['0.0.0.0'], listOf('IP addresses to listen on', ipLiteral, 'at least one IP address to listen on (omit address for 0.0.0.0)'))),
+      port: leaf(withDefault(DEFAULT_IKE_PORT, PORT)),
+      natPort: leaf(withDefault(DEFAULT_NAT_PORT, PORT)),
+    }, 'a mapping with address, port, natPort').transform((l, zctx) => {
+      if (l.port === l.natPort) {
+        report(zctx as unknown as IssueSink, new Problem(`natPort equals port (${l.port})`, 'two different ports', ['natPort']), l);
+        return z.NEVER;
+      }
+      return { addresses: l.address, port: l.port, natPort: l.natPort } satisfies ListenConfig;
+    }),
+    limits: section({
+      halfOpenCookieThreshold: leaf(withDefault(DEFAULT_LIMITS.halfOpenCookieThreshold, integer(0, 1_000_000))),
+      halfOpenMax: leaf(withDefault(DEFAULT_LIMITS.halfOpenMax, integer(1, 1_000_000))),
+      childSasPerPeer: leaf(withDefault(DEFAULT_LIMITS.childSasPerPeer, integer(1, 1_000_000))),
+      ikeSasPerPeer: leaf(withDefault(DEFAULT_LIMITS.ikeSasPerPeer, integer(1, 1_000_000))),
+    }, 'a mapping with halfOpenCookieThreshold, halfOpenMax, childSasPerPeer, ikeSasPerPeer').transform((l, zctx) => {
+      if (l.halfOpenCookieThreshold > l.halfOpenMax) {
+        report(zctx as unknown as IssueSink, new Problem(`${l.halfOpenCookieThreshold} is above halfOpenMax (${l.halfOpenMax})`, 'a threshold no larger than halfOpenMax', ['halfOpenCookieThreshold']), l);
+        return z.NEVER;
+      }
+      return l satisfies LimitsConfig;
+    }),
+    retransmit: section({
+      timeout: leaf(withDefault(DEFAULT_RETRANSMIT.timeout, duration)),
+      base: leaf(withDefault(DEFAULT_RETRANSMIT.base, (v) => (typeof v === 'number' && Number.isFinite(v) && v >= 1 && v <= 10 ? v : new Problem(got(v), 'a number from 1 to 10')))),
+      tries: leaf(withDefault(DEFAULT_RETRANSMIT.tries, integer(0, 100))),
+      maxTimeout: leaf(withDefault(DEFAULT_RETRANSMIT.maxTimeout, duration)),
+    }, 'a mapping with timeout, base, tries, maxTimeout').transform((r, zctx) => {
+      const sink = zctx as unknown as IssueSink;
+      if (r.timeout === 0) { report(sink, new Problem('0 ms', 'a timeout above zero', ['timeout']), r); return z.NEVER; }
+      if (r.maxTimeout < r.timeout) {
+        report(sink, new Problem(`${r.maxTimeout} ms is below timeout (${r.timeout} ms)`, 'a maxTimeout no smaller than timeout', ['maxTimeout']), r);
+        return z.NEVER;
+      }
+      return r satisfies RetransmitConfig;
+    }),
+    dataplane: section({
+      workers: leaf(workersValue),
+      tun: leaf(withDefault<string | undefined>(undefined, (v) => (typeof v === 'string' && /^[A-Za-z0-9_.-]{1,15}$/.test(v) ? v : new Problem(got(v), "an interface name of 1 to 15 letters, digits, '.', '_' or '-'")))),
+      tun_mtu: leaf(withDefault(DEFAULT_TUN_MTU, integer(576, 9000))),
+      tun_queues: leaf(withDefault(1, integer(1, 64))),
+      tun_offload: leaf(withDefault(true, boolean)),
+      esp: leaf(withDefault('auto', oneOf(['auto', 'udp'] as const))),
+      output: leaf(withDefault('workers', oneOf(['workers', 'io-thread'] as const))),
+    }, 'a mapping with workers, tun, tun_mtu, tun_queues, tun_offload, esp, output').transform((d): DataplaneConfig => ({
+      ...d.workers,
+      ...(d.tun !== undefined ? { tun: { name: d.tun, mtu: d.tun_mtu, queues: d.tun_queues, offload: d.tun_offload } } : {}),
+      // 'auto' is what an absent field means: keep the default configuration's shape.
+      ...(d.esp !== 'auto' ? { esp: d.esp } : {}),
+      ...(d.output !== 'workers' ? { output: d.output } : {}),
+    })),
+    connections: namedMap(connectionSchema(ctx), 'a mapping of connection names to connection options'),
+  }, 'a mapping with log, keylog, listen, limits, retransmit, dataplane, connections').transform((raw): GatewayConfig => {
+    const out: GatewayConfig = {
+      log: raw.log,
+      listen: raw.listen,
+      limits: raw.limits,
+      retransmit: raw.retransmit,
+      dataplane: raw.dataplane,
+      connections: Object.entries(raw.connections).map(([name, c]) => ({ name, ...c })),
+    };
+    if (raw.keylog !== undefined) out.keylog = raw.keylog;
+    return out;
+  });
+}

@@ -1,0 +1,173 @@
+// The typed, normalised configuration that control/config/load.ts produces
+// from a YAML file or a plain object: durations in milliseconds, proposals and
+// identities parsed, key files read, PSKs as bytes. The YAML keys each field
+// comes from are documented at the top of control/config/schema.ts.
+import type { Identity } from '../ike/identity.js';
+import type { ProposalSpec } from './proposal.js';
+
+/** pino's levels, and silent: what log.level and the CLI's --log-level accept. */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+export type StartAction = 'none' | 'start';
+export type AuthMethod = 'psk' | 'pubkey';
+
+export interface LimitsConfig {
+  /** Half-open IKE SAs before IKE_SA_INIT requests must carry a COOKIE (RFC 7296 §2.6). */
+  halfOpenCookieThreshold: number;
+  /** Half-open IKE SAs past which new IKE_SA_INIT requests are dropped. */
+  halfOpenMax: number;
+  /** Child SAs over all IKE SAs of one authenticated peer (RFC 7791 §8). */
+  childSasPerPeer: number;
+  /** IKE SAs of one authenticated peer, clones included; NO_ADDITIONAL_SAS past this (RFC 7791 §5.2). */
+  ikeSasPerPeer: number;
+}
+
+/** RFC 7296 §2.1 retransmission: wait timeout, then timeout*base, ... capped at maxTimeout, `tries` times. */
+export interface RetransmitConfig {
+  /** Milliseconds before the first retransmission. */
+  timeout: number;
+  /** Factor between successive waits (>= 1). */
+  base: number;
+  /** Retransmissions before the exchange fails. */
+  tries: number;
+  /** Milliseconds, cap on any single wait. */
+  maxTimeout: number;
+}
+
+export interface ListenConfig {
+  /** Addresses the IKE sockets bind to (IP literals). */
+  addresses: string[];
+  port: number;
+  natPort: number;
+}
+
+export interface DataplaneConfig {
+  /** Number of ESP worker threads (resolved from "auto" to the available cores). */
+  workers: number;
+  /** True when the file said "auto" (or nothing). */
+  workersAuto: boolean;
+  /** A TUN device for inner traffic; absent = none. */
+  tun?: { name: string; mtu: number; queues: number; offload: boolean };
+  /** How ESP travels without a NAT: 'auto' (raw ESP when possible; the default when absent) or 'udp'. */
+  esp?: 'auto' | 'udp';
+  /** Who writes the output with a TUN device: 'workers' (the default when absent) or 'io-thread'. */
+  output?: 'workers' | 'io-thread';
+}
+
+/** One side of a connection (swanctl's local/remote sections). */
+export interface EndpointConfig {
+  /**
+   * Remote: the identity or identity pattern the peer must present, or 'any'.
+   * Local: our identity; 'any' means "the IP address the IKE SA uses"
+   * (strongSwan's default), to be filled in when the SA's address is known.
+   */
+  id: Identity | 'any';
+  auth: AuthMethod;
+  /** Local, pubkey: the private key, PEM text. */
+  key?: string;
+  /** Local: our certificate, PEM text (optional). */
+  cert?: string;
+  /** Remote, pubkey: the peer's public key or certificate, PEM text. */
+  pubkey?: string;
+}
+
+export interface CloneConfig {
+  /** Announce CLONE_IKE_SA_SUPPORTED in IKE_AUTH (RFC 7791 §5.1); false turns cloning off both ways. */
+  supported: boolean;
+  /** RFC 7791: none, one IKE SA per data-plane worker, or one per NIC (moved there with MOBIKE). */
+  per: 'none' | 'worker' | 'nic';
+  /** IKE SAs in total, the original included (1 for per: none). */
+  count: number;
+  /** per: nic: the local address of each NIC, in order (clone k uses nics[k % nics.length]). */
+  nics: string[];
+}
+
+/** A traffic selector range (RFC 7296 §3.13.1); protocol 0 = any, ports 0..65535 = any. */
+export interface TrafficSelectorConfig {
+  start: string;
+  end: string;
+  protocol: number;
+  startPort: number;
+  endPort: number;
+}
+
+/** An address pool for virtual IPs (responder side, RFC 7296 §2.19). */
+export interface PoolConfig {
+  start: string;
+  end: string;
+  family: 4 | 6;
+  /** "10.9.0.0/24" when the range is exactly one prefix. */
+  cidr?: string;
+}
+
+export interface ChildConfig {
+  name: string;
+  localTs: Array<TrafficSelectorConfig | 'dynamic'>;
+  remoteTs: Array<TrafficSelectorConfig | 'dynamic'>;
+  esp: ProposalSpec[];
+  mode: 'tunnel';
+  /** Milliseconds; 0 = never. */
+  rekeyTime: number;
+  /** Milliseconds, hard lifetime; 0 = none. */
+  lifeTime: number;
+  /** Milliseconds of random jitter subtracted from rekeyTime. */
+  randTime: number;
+  rekeyBytes: number;
+  lifeBytes: number;
+  rekeyPackets: number;
+  lifePackets: number;
+  startAction: StartAction;
+  /** Anti-replay window in packets (RFC 4303 §3.4.3). */
+  replayWindow: number;
+}
+
+export interface ConnectionConfig {
+  name: string;
+  /** Local addresses this connection uses; empty = any. */
+  localAddrs: string[];
+  /** Peer addresses (IP literals or host names); empty = any peer (responder only). */
+  remoteAddrs: string[];
+  remotePort: number;
+  ike: ProposalSpec[];
+  local: EndpointConfig;
+  remote: EndpointConfig;
+  /** The pre-shared key, when either side authenticates with psk. */
+  psk?: Uint8Array;
+  mobike: boolean;
+  encap: boolean;
+  clone: CloneConfig;
+  /** Virtual IPs to request: "0.0.0.0" / "::" for any, or a specific address. */
+  vips: string[];
+  pools: PoolConfig[];
+  startAction: StartAction;
+  /** Milliseconds; 0 = off. */
+  dpdDelay: number;
+  /** After a dead peer: 'clear' (the default when absent) or 'restart'. */
+  dpdAction?: 'clear' | 'restart';
+  /** NAT keepalive interval in milliseconds (absent: 20 s; 0 = off). */
+  keepalive?: number;
+  /** Milliseconds; 0 = never. */
+  rekeyTime: number;
+  reauthTime: number;
+  overTime: number;
+  randTime: number;
+  children: ChildConfig[];
+}
+
+export interface GatewayConfig {
+  /** Absolute path of the file this came from, when it came from a file. */
+  file?: string;
+  log: { level: LogLevel };
+  /** Absolute path of the Wireshark key-log directory; undefined = off. */
+  keylog?: string;
+  listen: ListenConfig;
+  limits: LimitsConfig;
+  retransmit: RetransmitConfig;
+  dataplane: DataplaneConfig;
+  /** In file order. */
+  connections: ConnectionConfig[];
+}
+
+/** Connection and child names: map keys in the file, so they must be usable as identifiers in paths and logs. */
+export const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+export const NAME_EXPECTED = "a name of letters, digits, '.', '_' and '-' (up to 64, starting with a letter or digit)";

@@ -1,0 +1,94 @@
+// ASN.1 DER, the little of it ikeclone needs (X.690 §8, §10): one TLV reader
+// that never throws on bytes from a peer or a file, one TLV writer, object
+// identifiers both ways, and the subject Name of an X.509 certificate
+// (RFC 5280 §4.1). Identities (ID_DER_ASN1_DN, RFC 7296 §3.5) and the
+// configuration (a certificate's subject as our default identity) both read
+// DER through this module.
+//
+// Pure functions, no I/O; imports nothing.
+
+/** One DER element: its tag octet and where its contents start and end. */
+export interface Tlv {
+  tag: number;
+  start: number;
+  end: number;
+}
+
+/**
+ * The DER TLV at `pos`, bounded by `limit`; null when it does not fit (a
+ * truncated header, a length of more than three octets, contents past the
+ * limit). Never throws.
+ */
+export function readTlv(data: Uint8Array, pos: number, limit = data.length): Tlv | null {
+  if (pos + 2 > limit) return null;
+  const tag = data[pos]!;
+  let len = data[pos + 1]!;
+  let start = pos + 2;
+  if (len & 0x80) {
+    const n = len & 0x7f;
+    if (n === 0 || n > 3 || start + n > limit) return null;
+    len = 0;
+    for (let i = 0; i < n; i++) len = len * 256 + data[start + i]!;
+    start += n;
+  }
+  if (start + len > limit) return null;
+  return { tag, start, end: start + len };
+}
+
+/** A DER element: tag, definite length (short form below 128, else one or two octets), contents. */
+export function encodeTlv(tag: number, content: Uint8Array): Uint8Array {
+  const n = content.length;
+  const len = n < 0x80 ? [n] : n < 0x100 ? [0x81, n] : [0x82, n >> 8, n & 0xff];
+  const out = new Uint8Array(1 + len.length + n);
+  out[0] = tag;
+  out.set(len, 1);
+  out.set(content, 1 + len.length);
+  return out;
+}
+
+/** "2.5.4.3" -> the contents octets of an OBJECT IDENTIFIER (X.690 §8.19), or null when it is not one. */
+export function encodeOid(dotted: string): Uint8Array | null {
+  const arcs = dotted.split('.').map(Number);
+  if (arcs.length < 2 || arcs.some((a) => !Number.isSafeInteger(a) || a < 0) || arcs[0]! > 2 || (arcs[0]! < 2 && arcs[1]! > 39)) return null;
+  const out: number[] = [];
+  const push = (v: number): void => {
+    const bytes = [v & 0x7f];
+    for (v = Math.floor(v / 128); v > 0; v = Math.floor(v / 128)) bytes.unshift((v & 0x7f) | 0x80);
+    out.push(...bytes);
+  };
+  push(arcs[0]! * 40 + arcs[1]!);
+  for (const a of arcs.slice(2)) push(a);
+  return Uint8Array.from(out);
+}
+
+/** The contents octets of an OBJECT IDENTIFIER -> "2.5.4.3", or null when they are malformed. Never throws. */
+export function decodeOid(bytes: Uint8Array): string | null {
+  if (bytes.length === 0 || bytes[bytes.length - 1]! & 0x80) return null;
+  const arcs: number[] = [];
+  let v = 0;
+  for (const b of bytes) {
+    v = v * 128 + (b & 0x7f);
+    if (v > Number.MAX_SAFE_INTEGER) return null;
+    if (!(b & 0x80)) { arcs.push(v); v = 0; }
+  }
+  const first = arcs.shift()!;
+  const top = first < 80 ? Math.floor(first / 40) : 2;
+  return [top, first - top * 40, ...arcs].join('.');
+}
+
+/**
+ * The DER of a certificate's subject Name (RFC 5280 §4.1.2.6), from the
+ * certificate's DER; undefined when the bytes are not laid out as one.
+ */
+export function certificateSubjectDer(raw: Uint8Array): Uint8Array | undefined {
+  // tbsCertificate ::= SEQUENCE { [0] version, serial, signature, issuer, validity, subject, ... }
+  const outer = readTlv(raw, 0);
+  if (outer === null) return undefined;
+  const tbs = readTlv(raw, outer.start);
+  if (tbs === null) return undefined;
+  let pos = tbs.start;
+  let element = readTlv(raw, pos);
+  if (element !== null && raw[pos] === 0xa0) { pos = element.end; element = readTlv(raw, pos); } // version
+  for (let i = 0; i < 4 && element !== null; i++) { pos = element.end; element = readTlv(raw, pos); } // serial .. validity
+  return element === null ? undefined : raw.slice(pos, element.end);
+}

@@ -33,7 +33,7 @@ import { stringify } from 'yaml';
 import { controlRequest } from './api/control-client.js';
 import { compareSaViews, ikecloneVersion } from './demo.js';
 import type { GatewayStatus } from './status.js';
-import { tunUnavailable } from '../dataplane/tun.js';
+import { tunUnavailable } from '../io/tun.js';
 import { flowHash, newFlowTuple, parseFlow } from '../dataplane/packet.js';
 
 /** Every namespace the netns demo creates is named `ikcdemo-<pid>-<n>-<role>`. */

@@ -26,7 +26,7 @@ import { UdpTransport, resolveLocalAddress } from './net/udp-transport.js';
 import { snapshot, type GatewayStatus } from './status.js';
 import { DEFAULT_NAT_KEEPALIVE, NAT_KEEPALIVE_PAYLOAD } from './ike/nat-keepalive.js';
 import { CloneOrchestrator, type CloneFamily } from './ike/clone-policy.js';
-import { AddressMonitor } from './net/address-monitor.js';
+import { AddressMonitor } from '../io/address-monitor.js';
 import { DataPlane } from '../dataplane/dataplane.js';
 import { aeadForTransform } from '../dataplane/sad.js';
 import { EsnId } from './wire/constants.js';

@@ -41,10 +41,13 @@ import { Spd } from './spd.js';
 import { REQUEST_TIMEOUT_MS, startWorkers, type WorkerHandle } from './workers.js';
 import { WorkerStat, type CountersReply, type EspRoute, type GenerateReply, type WorkerEvent } from './messages.js';
 import type { SaCounters } from './kernel.js';
-import { TunDevice, type TunOptions, type TunStats } from './tun.js';
-import { RawEspSocket, type RawEspStats } from './rawesp.js';
-import { destination, type Destination } from './batched-socket.js';
-import { loadNativeIo } from './native-io.js';
+import { TunDevice, type TunOptions, type TunStats } from '../io/tun.js';
+import { RawEspSocket, type RawEspStats } from '../io/rawesp.js';
+import { destination, type Destination } from '../io/batched-socket.js';
+import { loadNativeIo } from '../io/native-io.js';
+import type { InnerSink, RawEspSender } from '../io/sinks.js';
+
+export type { InnerSink, RawEspSender };
 
 /** The slice of a pino logger the data plane uses. */
 export interface DataPlaneLogger {
@@ -54,22 +57,6 @@ export interface DataPlaneLogger {
 }
 
 const quietLogger: DataPlaneLogger = { info() {}, warn() {}, debug() {} };
-
-/** Where decapsulated inner packets go (a TUN device). */
-export interface InnerSink {
-  /** Deliver, or stage until flush(), one inner packet (a view valid only during the call); false if it was dropped. */
-  write(packet: Uint8Array): boolean;
-  /** Deliver what was staged, after each pass over the workers' output; returns how many staged packets were dropped. */
-  flush?(): number;
-}
-
-/** Raw ESP (IP protocol 50) output, for SAs without UDP encapsulation. */
-export interface RawEspSender {
-  /** Send, or queue until flush(), one ESP packet; `esp` is valid only during the call. */
-  send(esp: Uint8Array, remoteAddress: string): void;
-  /** Send what was queued, after each pass over a worker's output. */
-  flush?(): void;
-}
 
 export interface DataPlaneOptions {
   /** Worker threads (architecture §4.1: each SA has exactly one). */

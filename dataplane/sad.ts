@@ -7,12 +7,9 @@
 // Owner: the I/O thread (main thread). Not shared with workers.
 import type { EspAlgorithm } from './kernel.js';
 import type { Selector } from './packet.js';
+import type { Endpoint } from '../io/endpoint.js';
 
-/** An outer address and UDP port (the port is ignored for raw ESP). */
-export interface Endpoint {
-  address: string;
-  port: number;
-}
+export type { Endpoint };
 
 /**
  * What the control plane hands the data plane for one Child SA. Key material

@@ -16,7 +16,7 @@
 // queueEsp/queueInner record offsets into the arena; flush() must run before
 // the arena is reused (after each kernel batch's results are collected).
 import { constants } from 'node:os';
-import { loadNativeIo, UDP_DESC_WORDS, UDP_MAX_BATCH, type NativeIo } from './native-io.js';
+import { loadNativeIo, UDP_DESC_WORDS, UDP_MAX_BATCH, type NativeIo } from '../io/native-io.js';
 import { flowMatches, newFlowTuple, parseFlow } from './packet.js';
 import { WorkerStat, type DirectOutput, type EspRoute, type InboundPolicy } from './messages.js';
 

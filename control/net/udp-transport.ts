@@ -19,8 +19,8 @@ import { networkInterfaces } from 'node:os';
 import { isIPv6 } from 'node:net';
 import type { Logger } from '../log.js';
 import type { Datagram, Endpoint } from '../ike/transport.js';
-import { nativeIoUnavailable } from '../../dataplane/native-io.js';
-import { BatchedSocket, DestinationCache, type Destination } from '../../dataplane/batched-socket.js';
+import { nativeIoUnavailable } from '../../io/native-io.js';
+import { BatchedSocket, DestinationCache, type Destination } from '../../io/batched-socket.js';
 import { bytesToIp, ipToBytes } from '../wire/ip.js';
 
 export const NON_ESP_MARKER_LENGTH = 4;

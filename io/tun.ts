@@ -27,7 +27,7 @@ import { existsSync } from 'node:fs';
 import { constants } from 'node:os';
 import { getSystemErrorName } from 'node:util';
 import { loadNativeIo, nativeIoUnavailable, TUN_READ_AREA, type NativeIo } from './native-io.js';
-import type { InnerSink } from './dataplane.js';
+import type { InnerSink } from './sinks.js';
 
 export interface TunOptions {
   /** Interface name, 1..15 bytes (e.g. "ikc0"). An existing persistent device of that name is attached. */

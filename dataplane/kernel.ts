@@ -18,6 +18,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { DEFAULT_REPLAY_WINDOW } from './defaults.js';
 import { Wasm, type WasmGlobal, type WasmInstance, type WasmMemory, type WasmModule } from './kernel-wasm.js';
 
 /** Layout version this wrapper speaks (wasm/index.ts ABI_VERSION). */
@@ -335,7 +336,7 @@ export class EspKernel {
       }
       if (params.direction !== 'out' && params.direction !== 'in') throw new TypeError('direction must be out or in');
       const icv = params.icvLength ?? 16;
-      const window = params.direction === 'in' ? (params.replayWindow ?? 1024) : 0;
+      const window = params.direction === 'in' ? (params.replayWindow ?? DEFAULT_REPLAY_WINDOW) : 0;
       const hard = toU64(params.seqHardLimit ?? (params.esn ? SEQ64_MAX : SEQ32_MAX), 'seqHardLimit');
       const soft = toU64(params.seqSoftLimit ?? hard - (hard >> 4n), 'seqSoftLimit');
       const initial = toU64(params.initialSeq ?? 1, 'initialSeq');

@@ -19,16 +19,13 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Piscina } from 'piscina';
 import { compileEspModule } from './kernel.js';
-import { createRing, Doorbell, RingReader, RingWriter, DEFAULT_CELL_SIZE, DEFAULT_RING_CAPACITY } from './ring.js';
+import { createRing, Doorbell, RingReader, RingWriter } from './ring.js';
+import { DEFAULT_CELL_SIZE, DEFAULT_RING_CAPACITY, MAX_WORKERS, REQUEST_TIMEOUT_MS } from './defaults.js';
 import {
   WORKER_STAT_COUNT,
   type CountersReply, type DirectOutput, type GenerateReply, type WorkerEvent, type WorkerReply, type WorkerRequest, type WorkerTask,
 } from './messages.js';
 
-/** Most workers one data plane runs (the slot numbering and config allow more; threads cost memory). */
-export const MAX_WORKERS = 256;
-/** Bound on a control request's answer, ms (default; StartWorkersOptions.requestTimeoutMs). */
-export const REQUEST_TIMEOUT_MS = 10_000;
 /**
  * A generate bounded by count only: allowed this long per packet on top of
  * the request timeout. Generous (1,000 packets/s, far below any real rate,

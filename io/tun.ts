@@ -65,6 +65,8 @@ export interface TunStats {
   readStatus: number;
 }
 
+/** MTU of a TUN device when none is given: room for ESP, UDP and the outer IPv4 header in a 1500-byte path. */
+export const TUN_DEFAULT_MTU = 1400;
 const { EAGAIN, EPROTO, EMSGSIZE } = constants.errno;
 /** Packets staged before a write batch is flushed (native/io/gro.c takes at most 64). */
 const WRITE_BATCH = 64;
@@ -120,7 +122,7 @@ export class TunDevice implements InnerSink {
   /** Create (or attach to) the device, set its MTU and bring it up. Throws with the system's reason. */
   static open(opts: TunOptions): TunDevice {
     if (!opts || typeof opts.name !== 'string' || !IFNAME_RE.test(opts.name)) throw new TypeError('TUN: name must be 1..15 of [A-Za-z0-9_.-]');
-    const mtu = opts.mtu ?? 1400;
+    const mtu = opts.mtu ?? TUN_DEFAULT_MTU;
     if (!Number.isInteger(mtu) || mtu < 576 || mtu > 9000) throw new RangeError('TUN: mtu must be an integer from 576 to 9000');
     const queues = opts.queues ?? 1;
     const offload = opts.offload ?? true;

@@ -2,6 +2,7 @@
 // (control/ has its own in control/crypto/bytes.ts: the layers below control
 // import nothing from it, architecture §2). Pure functions; callers check
 // lengths before they read (architecture §4.3: untrusted bytes never throw).
+// No state: any thread (the I/O thread, data-plane workers) may call them.
 
 /** Big-endian 16-bit value at `at` (network order). */
 export function readU16(b: Uint8Array, at: number): number {

@@ -5,6 +5,10 @@
 // and one allocation per datagram; everything else stays in JavaScript.
 // The addon is optional: without it there is no TUN device and UDP goes
 // through dgram (nativeIoUnavailable() says why).
+//
+// Threads: every thread that loads this gets its own binding (the I/O thread
+// for sockets and TUN, each data-plane worker for its direct output); a
+// descriptor is used only by the thread that opened it or was given a dup.
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';

@@ -14,8 +14,7 @@
 //
 // Owner: the main thread (the I/O thread): the sockets' events run there.
 import { createSocket, type Socket } from 'node:dgram';
-import { networkInterfaces } from 'node:os';
-import { isIPv6 } from 'node:net';
+import { isIPv4, isIPv6 } from 'node:net';
 import type { Endpoint } from './endpoint.js';
 import type { EspReceiver } from './sinks.js';
 import { nativeIoUnavailable } from './native-io.js';
@@ -23,6 +22,7 @@ import { BatchedSocket, DestinationCache, type Destination } from './batched-soc
 import { NatTraversalDemux, withNonEspMarker, type DemuxStats, type IkeReceiver } from './demux.js';
 import { bytesToIp, ipToBytes } from './ip.js';
 import { equalPrefix } from './bytes.js';
+import { usableAddresses } from './address-monitor.js';
 
 /** Socket buffer size asked for on every IKE/NAT-T socket. */
 export const SOCKET_BUFFER_BYTES = 4 << 20;
@@ -154,10 +154,10 @@ class SourceCache {
 /** Expand wildcard listen addresses to concrete interface addresses. */
 export function expandListenAddresses(addresses: string[]): string[] {
   const out = new Set<string>();
-  const ifaces = Object.values(networkInterfaces()).flat().filter((i) => i !== undefined);
+  const usable = usableAddresses();
   for (const a of addresses) {
-    if (a === '0.0.0.0') for (const i of ifaces) if (i.family === 'IPv4') out.add(i.address);
-    if (a === '::') for (const i of ifaces) if (i.family === 'IPv6' && !i.address.startsWith('fe80')) out.add(i.address);
+    if (a === '0.0.0.0') for (const u of usable) if (isIPv4(u)) out.add(u);
+    if (a === '::') for (const u of usable) if (isIPv6(u)) out.add(u);
     if (a !== '0.0.0.0' && a !== '::') out.add(a);
   }
   return [...out];

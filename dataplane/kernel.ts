@@ -18,7 +18,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DEFAULT_REPLAY_WINDOW } from './defaults.js';
+import { DEFAULT_REPLAY_WINDOW, KERNEL_SLOT_COUNT } from './defaults.js';
 import { Wasm, type WasmGlobal, type WasmInstance, type WasmMemory, type WasmModule } from './kernel-wasm.js';
 
 /** Layout version this wrapper speaks (wasm/index.ts ABI_VERSION). */
@@ -264,6 +264,8 @@ export class EspKernel {
     }
     if (exports.memory.buffer.byteLength < exports.layoutEnd()) throw new Error('esp.wasm could not grow its memory');
     this.slotCount = globalValue(exports, 'SLOT_COUNT');
+    // The I/O side allocates slots without asking the worker (sad.ts): its count must be the kernel's.
+    if (this.slotCount !== KERNEL_SLOT_COUNT) throw new Error('esp.wasm SLOT_COUNT differs');
     this.maxBatch = globalValue(exports, 'MAX_BATCH');
     this.headroom = globalValue(exports, 'ESP_HEADROOM');
     this.tailroom = globalValue(exports, 'ESP_TAILROOM');

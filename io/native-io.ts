@@ -20,6 +20,10 @@ export const UDP_DESC_WORDS = 8;
 export const TUN_READ_AREA = 65536 + 256;
 /** Most datagrams per udpRecv/udpSend call. */
 export const UDP_MAX_BATCH = 64;
+/** int32 words per packet in a tunWriteBatch descriptor: offset, length, status out (native/io/gro.c). */
+export const TUN_WRITE_DESC_WORDS = 3;
+/** Most packets per tunWriteBatch call (native/io/gro.c MAX_BATCH). */
+export const TUN_WRITE_MAX_BATCH = 64;
 
 export interface NativeIo {
   tunOpen(name: string, multiQueue: boolean, vnetHdr: boolean): { fd: number; name: string };

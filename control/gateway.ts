@@ -156,7 +156,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       log: this.log,
       onIke: (d) => this.engine.receive(d),
     });
-    // ESP goes between the data plane and the sockets directly, both ways (architecture §3).
+    // ESP the sockets receive goes from io's demultiplexer straight to the data plane (architecture §3).
     this.dataPlane = new DataPlane({
       workers: dp.workers,
       log: this.log,
@@ -164,7 +164,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       sink: dp.tun ? 'deliver' : 'discard',
       ...(dp.tun ? { tun: dp.tun } : {}),
       rawEsp: (dp.esp ?? 'auto') === 'auto',
-      udp: this.transport.sockets,
+      udp: this.transport,
       ...(dp.output ? { output: dp.output } : {}),
     });
     this.engine = new IkeEngine({

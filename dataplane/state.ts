@@ -43,10 +43,10 @@ export interface DataPlaneOptions {
    */
   espSocket?: (local: Endpoint, remote: Endpoint) => EspSocket | undefined;
   /**
-   * The gateway's UDP sockets (io/udp-sockets.ts), instead of sendUdp,
-   * flushUdp and espSocket: ESP leaves through them, and ESP they receive on
-   * the NAT-T port comes straight to receiveEsp (the data plane registers
-   * itself), never through the control plane (architecture §3).
+   * The gateway's UDP sockets (io/udp-sockets.ts UdpEspPort), instead of
+   * sendUdp, flushUdp and espSocket: ESP leaves through them, and ESP they
+   * receive on the NAT-T port comes straight to receiveEsp (the data plane
+   * registers its receiver), never through the control plane (architecture §3).
    */
   udp?: UdpEspPort;
   /**

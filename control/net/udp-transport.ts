@@ -3,14 +3,16 @@
 // demultiplexes what arrives (io/demux.ts); this module turns IKE messages
 // into the engine's Datagrams (its own copies: the engine keeps messages for
 // its response cache and retransmission) and sends the engine's Datagrams.
-// ESP does not pass through here: the data plane registers its receiver with
-// `sockets` and sends through it (architecture §3).
+// Inbound ESP does not pass through here: the receiver the data plane
+// registers (setEspReceiver) goes to io's demultiplexer, which calls it
+// directly (architecture §3). Outbound ESP the I/O thread sends (not direct
+// output) is handed on to the sockets' queue by queueEsp.
 //
 // Owner: the main thread. The engine sees only Datagrams (control/ike/transport.ts).
 import type { Logger } from '../log.js';
 import type { Datagram, Endpoint } from '../ike/transport.js';
 import type { EspReceiver } from '../../io/sinks.js';
-import { UdpSockets, type EspSocket, type UdpSocketsStats } from '../../io/udp-sockets.js';
+import { UdpSockets, type EspSocket, type UdpEspPort, type UdpSocketsStats } from '../../io/udp-sockets.js';
 
 export { resolveLocalAddress } from '../../io/udp-sockets.js';
 
@@ -30,7 +32,7 @@ export interface UdpTransportOptions {
 
 export type UdpTransportStats = UdpSocketsStats;
 
-export class UdpTransport {
+export class UdpTransport implements UdpEspPort {
   /** The sockets: the data plane sends and receives ESP through them directly. */
   readonly sockets: UdpSockets;
 
@@ -78,6 +80,11 @@ export class UdpTransport {
   /** Send every queued ESP datagram: one sendmmsg per socket. */
   flushEsp(): void {
     this.sockets.flushEsp();
+  }
+
+  /** Where ESP received on the NAT-T port goes: handed to io's demultiplexer, which calls it directly. */
+  setEspReceiver(receiver: EspReceiver | undefined): void {
+    this.sockets.setEspReceiver(receiver);
   }
 
   /** The native socket ESP from `local` to `remote` leaves through (direct output); undefined with dgram. */

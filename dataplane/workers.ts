@@ -41,7 +41,7 @@ type Request = WorkerRequest extends infer R ? (R extends { id: number } ? Omit<
 /**
  * The compiled worker script. From dist/ it is the sibling worker.js; from the
  * TypeScript sources (tests) it is dist/dataplane/worker.js, which must be at
- * least as new as every dataplane/*.ts source: a worker thread cannot load
+ * least as new as every dataplane/*.ts and io/*.ts source: a worker thread cannot load
  * TypeScript, and a stale build would test old code.
  */
 export function workerScriptPath(): string {
@@ -56,11 +56,14 @@ export function workerScriptPath(): string {
   }
   const built = join(root, 'dist', 'dataplane', 'worker.js');
   if (!existsSync(built)) throw new Error(`data plane: ${built} is missing: run npm run build`);
-  for (const name of readdirSync(here)) {
-    if (!name.endsWith('.ts') || name.endsWith('.d.ts')) continue;
-    const js = join(root, 'dist', 'dataplane', name.replace(/\.ts$/, '.js'));
-    if (!existsSync(js) || statSync(js).mtimeMs < statSync(join(here, name)).mtimeMs) {
-      throw new Error(`data plane: ${js} is older than dataplane/${name}: run npm run build`);
+  // The worker loads io/ too (the native addon's binding, byte helpers).
+  for (const dir of ['dataplane', 'io']) {
+    for (const name of readdirSync(join(root, dir))) {
+      if (!name.endsWith('.ts') || name.endsWith('.d.ts')) continue;
+      const js = join(root, 'dist', dir, name.replace(/\.ts$/, '.js'));
+      if (!existsSync(js) || statSync(js).mtimeMs < statSync(join(root, dir, name)).mtimeMs) {
+        throw new Error(`data plane: ${js} is older than ${dir}/${name}: run npm run build`);
+      }
     }
   }
   return built;

@@ -10,7 +10,7 @@
 // Each runs until the finish flag (Int32 1 of `flags`) is set, then posts
 // its counts. Benchmark code only.
 import { parentPort, workerData } from 'node:worker_threads';
-import { BatchedSocket, destination } from '../dataplane/batched-socket.js';
+import { BatchedSocket, destination } from '../io/batched-socket.js';
 import { RingReader, type RingBuffer } from '../dataplane/ring.js';
 import { rawEspSpi } from './demux.js';
 

@@ -19,8 +19,8 @@
 // alternate over ROUNDS rounds; the median round counts.
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { BatchedSocket } from '../dataplane/batched-socket.js';
-import { nativeIoUnavailable } from '../dataplane/native-io.js';
+import { BatchedSocket } from '../io/batched-socket.js';
+import { nativeIoUnavailable } from '../io/native-io.js';
 import { CellKind, createRing, RingWriter } from '../dataplane/ring.js';
 import type { DemuxCounts, DemuxRole } from './demux-worker.js';
 import { formatTable, round, type SuiteOptions } from './common.js';

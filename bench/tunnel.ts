@@ -29,7 +29,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ControlClient } from '../control/api/control-client.js';
 import type { GatewayStatus } from '../control/status.js';
-import { tunUnavailable } from '../dataplane/tun.js';
+import { tunUnavailable } from '../io/tun.js';
 import { addRoute, boundedRunner, createNamespacePair, deleteNamespace, parsePingSummary } from '../demo/netns.js';
 import { formatTable, round, type SuiteOptions } from './common.js';
 

@@ -22,9 +22,9 @@ import { UdpTransport, resolveLocalAddress } from './net/udp-transport.js';
 import { snapshot, type GatewayStatus } from './status.js';
 import { NAT_KEEPALIVE_PAYLOAD } from './ike/nat-keepalive.js';
 import { CloneOrchestrator, type CloneFamily } from './ike/clone-family.js';
-import { AddressMonitor } from './net/address-monitor.js';
+import { AddressMonitor } from '../io/address-monitor.js';
 import { DataPlane } from '../dataplane/dataplane.js';
-import { aeadForTransform } from '../dataplane/sad.js';
+import { espAeadForTransform } from './crypto/esp-aead.js';
 import { EsnId } from './wire/constants.js';
 import { createCookieSecret } from './crypto/cookie.js';
 
@@ -87,6 +87,14 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       this.log.warn({ dir: this.config.keylog }, 'key log is ON: IKE and ESP keys are written to disk for Wireshark');
     }
     const dp = this.config.dataplane;
+    this.transport = new UdpTransport({
+      addresses: this.config.listen.addresses,
+      port: this.config.listen.port,
+      natPort: this.config.listen.natPort,
+      log: this.log,
+      onIke: (d) => this.engine.receive(d),
+    });
+    // ESP the sockets receive goes from io's demultiplexer straight to the data plane (architecture §3).
     this.dataPlane = new DataPlane({
       workers: dp.workers,
       log: this.log,
@@ -94,18 +102,8 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       sink: dp.tun ? 'deliver' : 'discard',
       ...(dp.tun ? { tun: dp.tun } : {}),
       rawEsp: (dp.esp ?? 'auto') === 'auto',
-      sendUdp: (local, remote, bytes) => this.transport.queueEsp(local, remote, bytes),
-      flushUdp: () => this.transport.flushEsp(),
-      espSocket: (local, remote) => this.transport.espSocket(local, remote),
+      udp: this.transport,
       ...(dp.output ? { output: dp.output } : {}),
-    });
-    this.transport = new UdpTransport({
-      addresses: this.config.listen.addresses,
-      port: this.config.listen.port,
-      natPort: this.config.listen.natPort,
-      log: this.log,
-      onIke: (d) => this.engine.receive(d),
-      onEsp: (packet, _local, remote) => this.dataPlane.receiveEsp(packet, remote),
     });
     this.engine = new IkeEngine({
       policies,
@@ -159,7 +157,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
    * name on the same IKE SA; clones (other IKE SAs) share it by flow hash.
    */
   private installChild(child: ChildSa): void {
-    const aead = aeadForTransform(child.suite.encr, child.suite.encrKeyLength);
+    const aead = espAeadForTransform(child.suite.encr, child.suite.encrKeyLength);
     if (!child.keys || !aead || !this.dataPlane.started) {
       if (!aead) this.log.warn({ child: child.id, encr: child.suite.encr }, 'the data plane carries only AES-GCM and ChaCha20-Poly1305: no ESP for this Child SA');
       return;

@@ -1,6 +1,8 @@
 // The slice of the WebAssembly JS API that the ESP kernel wrapper uses, typed
 // locally: the project compiles against lib ES2023 without DOM, and @types/node
-// does not declare the WebAssembly namespace.
+// does not declare the WebAssembly namespace. Types only: a compiled module
+// may be shared by threads, an instance belongs to the worker that made it
+// (kernel.ts, architecture §4.1).
 
 /** A compiled module: immutable, may be posted to worker threads. */
 export interface WasmModule {

@@ -18,6 +18,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { DEFAULT_REPLAY_WINDOW, KERNEL_SLOT_COUNT } from './defaults.js';
 import { Wasm, type WasmGlobal, type WasmInstance, type WasmMemory, type WasmModule } from './kernel-wasm.js';
 
 /** Layout version this wrapper speaks (wasm/index.ts ABI_VERSION). */
@@ -263,6 +264,8 @@ export class EspKernel {
     }
     if (exports.memory.buffer.byteLength < exports.layoutEnd()) throw new Error('esp.wasm could not grow its memory');
     this.slotCount = globalValue(exports, 'SLOT_COUNT');
+    // The I/O side allocates slots without asking the worker (sad.ts): its count must be the kernel's.
+    if (this.slotCount !== KERNEL_SLOT_COUNT) throw new Error('esp.wasm SLOT_COUNT differs');
     this.maxBatch = globalValue(exports, 'MAX_BATCH');
     this.headroom = globalValue(exports, 'ESP_HEADROOM');
     this.tailroom = globalValue(exports, 'ESP_TAILROOM');
@@ -335,7 +338,7 @@ export class EspKernel {
       }
       if (params.direction !== 'out' && params.direction !== 'in') throw new TypeError('direction must be out or in');
       const icv = params.icvLength ?? 16;
-      const window = params.direction === 'in' ? (params.replayWindow ?? 1024) : 0;
+      const window = params.direction === 'in' ? (params.replayWindow ?? DEFAULT_REPLAY_WINDOW) : 0;
       const hard = toU64(params.seqHardLimit ?? (params.esn ? SEQ64_MAX : SEQ32_MAX), 'seqHardLimit');
       const soft = toU64(params.seqSoftLimit ?? hard - (hard >> 4n), 'seqSoftLimit');
       const initial = toU64(params.initialSeq ?? 1, 'initialSeq');

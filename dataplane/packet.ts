@@ -7,6 +7,8 @@
 // reads and returns false for anything it cannot classify; it never throws.
 // Concurrency: pure functions; parseFlow writes into the FlowTuple it is given.
 
+import { readU16, readU32 } from '../io/bytes.js';
+
 /** IP protocol numbers with ports in the first four bytes after the IP header. */
 const IPPROTO_TCP = 6;
 const IPPROTO_UDP = 17;
@@ -58,12 +60,12 @@ function readPorts(p: Uint8Array, at: number, protocol: number, out: FlowTuple):
   out.dstPort = -1;
   if (protocol === IPPROTO_TCP || protocol === IPPROTO_UDP || protocol === IPPROTO_SCTP || protocol === IPPROTO_UDPLITE) {
     if (at + 4 > p.length) return;
-    out.srcPort = (p[at]! << 8) | p[at + 1]!;
-    out.dstPort = (p[at + 2]! << 8) | p[at + 3]!;
+    out.srcPort = readU16(p, at);
+    out.dstPort = readU16(p, at + 2);
   } else if (protocol === IPPROTO_ICMP || protocol === IPPROTO_ICMPV6) {
     // RFC 7296 §3.13.1: ICMP type in the high octet and code in the low octet of both ports.
     if (at + 2 > p.length) return;
-    out.srcPort = out.dstPort = (p[at]! << 8) | p[at + 1]!;
+    out.srcPort = out.dstPort = readU16(p, at);
   }
 }
 
@@ -77,7 +79,7 @@ export function parseFlow(p: Uint8Array, out: FlowTuple): boolean {
   if (version === 4) {
     if (p.length < 20) return false;
     const ihl = (p[0]! & 0x0f) * 4;
-    const total = (p[2]! << 8) | p[3]!;
+    const total = readU16(p, 2);
     if (ihl < 20 || total < ihl || total > p.length) return false;
     out.version = 4;
     out.addrLength = 4;
@@ -97,7 +99,7 @@ export function parseFlow(p: Uint8Array, out: FlowTuple): boolean {
   }
   if (version === 6) {
     if (p.length < 40) return false;
-    const payloadLength = (p[4]! << 8) | p[5]!;
+    const payloadLength = readU16(p, 4);
     const end = 40 + payloadLength;
     if (end > p.length) return false;
     out.version = 6;
@@ -118,7 +120,7 @@ export function parseFlow(p: Uint8Array, out: FlowTuple): boolean {
         if (at + 8 > end) return false;
         next = p[at]!;
         out.fragmentProtocol = next;
-        if ((((p[at + 2]! << 8) | p[at + 3]!) & 0xfff8) !== 0) {
+        if ((readU16(p, at + 2) & 0xfff8) !== 0) {
           // RFC 8200 §4.5: what follows a non-first fragment's Fragment header
           // is the middle of the Fragmentable Part (which may begin with a
           // Destination Options header, §4.1), not headers: walking on would
@@ -203,8 +205,8 @@ function mix(h: number, v: number): number {
 export function flowHash(p: Uint8Array, f: FlowTuple): number {
   let h = 0x9747b28c;
   for (let i = 0; i < f.addrLength; i += 4) {
-    h = mix(h, (p[f.srcOffset + i]! << 24) | (p[f.srcOffset + i + 1]! << 16) | (p[f.srcOffset + i + 2]! << 8) | p[f.srcOffset + i + 3]!);
-    h = mix(h, (p[f.dstOffset + i]! << 24) | (p[f.dstOffset + i + 1]! << 16) | (p[f.dstOffset + i + 2]! << 8) | p[f.dstOffset + i + 3]!);
+    h = mix(h, readU32(p, f.srcOffset + i));
+    h = mix(h, readU32(p, f.dstOffset + i));
   }
   if (f.fragmentProtocol >= 0) {
     h = mix(h, (f.fragmentProtocol << 16) ^ 0xffff);
@@ -226,7 +228,7 @@ export function flowHash(p: Uint8Array, f: FlowTuple): number {
 export function internetChecksum(p: Uint8Array, from: number, to: number): number {
   let sum = 0;
   let i = from;
-  for (; i + 1 < to; i += 2) sum += (p[i]! << 8) | p[i + 1]!;
+  for (; i + 1 < to; i += 2) sum += readU16(p, i);
   if (i < to) sum += p[i]! << 8;
   while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
   return ~sum & 0xffff;

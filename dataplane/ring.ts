@@ -26,6 +26,7 @@
 //
 // Bounded (architecture §4.6): a full ring refuses the packet; the caller counts the
 // drop. Nothing grows.
+import { DEFAULT_CELL_SIZE, DEFAULT_RING_CAPACITY } from './defaults.js';
 
 /** What a cell carries. Values are shared by both sides of a ring. */
 export const CellKind = {
@@ -47,10 +48,6 @@ const TAIL = 1;
 const READER_WAITS = 2;
 const WRITER_WAITS = 3;
 
-/** Default cell size: an inner packet of up to 2040 bytes, or its ESP encapsulation. */
-export const DEFAULT_CELL_SIZE = 2048;
-/** Default cells per ring. */
-export const DEFAULT_RING_CAPACITY = 1024;
 
 interface AtomicsWithWaitAsync {
   waitAsync(view: Int32Array, index: number, value: number, timeout?: number): { async: boolean; value: Promise<string> | string };

@@ -7,12 +7,9 @@
 // Owner: the I/O thread (main thread). Not shared with workers.
 import type { EspAlgorithm } from './kernel.js';
 import type { Selector } from './packet.js';
+import type { Endpoint } from '../io/endpoint.js';
 
-/** An outer address and UDP port (the port is ignored for raw ESP). */
-export interface Endpoint {
-  address: string;
-  port: number;
-}
+export type { Endpoint };
 
 /**
  * What the control plane hands the data plane for one Child SA. Key material
@@ -86,21 +83,6 @@ export interface SaRecord {
   /** Order of activation (0 while installing): the newest predecessor is the one with the highest. */
   activatedAt: number;
   state: 'installing' | 'active' | 'removed';
-}
-
-/**
- * The kernel algorithm and ICV length for an ESP encryption transform
- * (IANA IKEv2 Transform Type 1): AES-GCM with 8/12/16-octet ICV (RFC 4106,
- * ids 18/19/20, 128 or 256-bit keys) and ChaCha20-Poly1305 (RFC 7634, id 28).
- * undefined for anything the kernel does not implement.
- */
-export function aeadForTransform(encrId: number, keyLengthBits?: number): { algorithm: EspAlgorithm; icvLength: 8 | 12 | 16 } | undefined {
-  if (encrId === 28) return keyLengthBits === undefined || keyLengthBits === 256 ? { algorithm: 'chacha20-poly1305', icvLength: 16 } : undefined;
-  const icv = encrId === 18 ? 8 : encrId === 19 ? 12 : encrId === 20 ? 16 : 0;
-  if (icv === 0) return undefined;
-  if (keyLengthBits === 128) return { algorithm: 'aes-gcm-128', icvLength: icv as 8 | 12 | 16 };
-  if (keyLengthBits === 256) return { algorithm: 'aes-gcm-256', icvLength: icv as 8 | 12 | 16 };
-  return undefined;
 }
 
 function hex(b: Uint8Array): string {

@@ -16,14 +16,10 @@
 // queueEsp/queueInner record offsets into the arena; flush() must run before
 // the arena is reused (after each kernel batch's results are collected).
 import { constants } from 'node:os';
-import { loadNativeIo, UDP_DESC_WORDS, UDP_MAX_BATCH, type NativeIo } from './native-io.js';
+import { loadNativeIo, TUN_WRITE_DESC_WORDS, TUN_WRITE_MAX_BATCH, UDP_DESC_WORDS, UDP_MAX_BATCH, type NativeIo } from '../io/native-io.js';
 import { flowMatches, newFlowTuple, parseFlow } from './packet.js';
 import { WorkerStat, type DirectOutput, type EspRoute, type InboundPolicy } from './messages.js';
 
-/** int32 words per packet in a tunWriteBatch descriptor (offset, length, status). */
-const TUN_DESC_WORDS = 3;
-/** Most packets per tunWriteBatch (native/io/gro.c MAX_BATCH). */
-const TUN_MAX_BATCH = 64;
 const { EAGAIN, EIO } = constants.errno;
 
 export class DirectWriter {
@@ -34,7 +30,7 @@ export class DirectWriter {
   private readonly udpDesc = new Int32Array(UDP_MAX_BATCH * UDP_DESC_WORDS);
   private udpCount = 0;
   private udpFd = -1;
-  private readonly tunDesc = new Int32Array(TUN_MAX_BATCH * TUN_DESC_WORDS);
+  private readonly tunDesc = new Int32Array(TUN_WRITE_MAX_BATCH * TUN_WRITE_DESC_WORDS);
   private tunCount = 0;
   /** Packets lost by sends and writes since the last flush() (some happen when a batch fills up). */
   private lost = 0;
@@ -78,8 +74,8 @@ export class DirectWriter {
       this.stats[WorkerStat.DROP_POLICY]!++;
       return;
     }
-    if (this.tunCount === TUN_MAX_BATCH) this.writeTun(data);
-    const w = this.tunCount * TUN_DESC_WORDS;
+    if (this.tunCount === TUN_WRITE_MAX_BATCH) this.writeTun(data);
+    const w = this.tunCount * TUN_WRITE_DESC_WORDS;
     this.tunDesc[w] = offset;
     this.tunDesc[w + 1] = length;
     this.tunCount++;
@@ -119,18 +115,18 @@ export class DirectWriter {
       st[WorkerStat.TUN_WRITES]! += this.api.tunWriteBatch(this.tunFd, data, d, count);
     } else {
       for (let i = 0; i < count; i++) {
-        const at = d[i * TUN_DESC_WORDS]!;
-        const length = d[i * TUN_DESC_WORDS + 1]!;
+        const at = d[i * TUN_WRITE_DESC_WORDS]!;
+        const length = d[i * TUN_WRITE_DESC_WORDS + 1]!;
         const n = this.api.tunWrite(this.tunFd, data.subarray(at, at + length));
         st[WorkerStat.TUN_WRITES]!++;
-        d[i * TUN_DESC_WORDS + 2] = n === length ? 0 : n < 0 ? n : -EIO; // a short write is an I/O error
+        d[i * TUN_WRITE_DESC_WORDS + 2] = n === length ? 0 : n < 0 ? n : -EIO; // a short write is an I/O error
       }
     }
     for (let i = 0; i < count; i++) {
-      const status = d[i * TUN_DESC_WORDS + 2]!;
+      const status = d[i * TUN_WRITE_DESC_WORDS + 2]!;
       if (status >= 0) {
         st[WorkerStat.INNER_WRITTEN]!++;
-        st[WorkerStat.INNER_WRITTEN_BYTES]! += d[i * TUN_DESC_WORDS + 1]!;
+        st[WorkerStat.INNER_WRITTEN_BYTES]! += d[i * TUN_WRITE_DESC_WORDS + 1]!;
         if (status === 1) st[WorkerStat.TUN_COALESCED]!++;
       } else {
         this.lost++;

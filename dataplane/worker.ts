@@ -29,6 +29,7 @@ import { EspKernel, ResultCode, DESC_WORDS, Desc, NEXT_HEADER_IPV4, NEXT_HEADER_
 import type { WasmModule } from './kernel-wasm.js';
 import { CellKind, Doorbell, RingReader, RingWriter, metaKind, metaSlot, metaTag } from './ring.js';
 import { writeUdp4 } from './packet.js';
+import { BATCHES_PER_YIELD, IDLE_WAIT_MS } from './defaults.js';
 import { DirectWriter } from './worker-output.js';
 import {
   WORKER_STAT_COUNT, WorkerStat,
@@ -41,10 +42,6 @@ function arenaStride(maxPayload: number, headroom: number, tailroom: number): nu
   return (headroom + maxPayload + tailroom + 63) & ~63;
 }
 
-/** Batches processed between two yields to the event loop (control messages run there). */
-const BATCHES_PER_YIELD = 4;
-/** Longest idle wait before re-checking for stop, ms. */
-const IDLE_WAIT_MS = 200;
 
 function yieldToEventLoop(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));

@@ -19,16 +19,13 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Piscina } from 'piscina';
 import { compileEspModule } from './kernel.js';
-import { createRing, Doorbell, RingReader, RingWriter, DEFAULT_CELL_SIZE, DEFAULT_RING_CAPACITY } from './ring.js';
+import { createRing, Doorbell, RingReader, RingWriter } from './ring.js';
+import { DEFAULT_CELL_SIZE, DEFAULT_RING_CAPACITY, MAX_WORKERS, REQUEST_TIMEOUT_MS } from './defaults.js';
 import {
   WORKER_STAT_COUNT,
   type CountersReply, type DirectOutput, type GenerateReply, type WorkerEvent, type WorkerReply, type WorkerRequest, type WorkerTask,
 } from './messages.js';
 
-/** Most workers one data plane runs (the slot numbering and config allow more; threads cost memory). */
-export const MAX_WORKERS = 256;
-/** Bound on a control request's answer, ms (default; StartWorkersOptions.requestTimeoutMs). */
-export const REQUEST_TIMEOUT_MS = 10_000;
 /**
  * A generate bounded by count only: allowed this long per packet on top of
  * the request timeout. Generous (1,000 packets/s, far below any real rate,
@@ -44,7 +41,7 @@ type Request = WorkerRequest extends infer R ? (R extends { id: number } ? Omit<
 /**
  * The compiled worker script. From dist/ it is the sibling worker.js; from the
  * TypeScript sources (tests) it is dist/dataplane/worker.js, which must be at
- * least as new as every dataplane/*.ts source: a worker thread cannot load
+ * least as new as every dataplane/*.ts and io/*.ts source: a worker thread cannot load
  * TypeScript, and a stale build would test old code.
  */
 export function workerScriptPath(): string {
@@ -59,11 +56,14 @@ export function workerScriptPath(): string {
   }
   const built = join(root, 'dist', 'dataplane', 'worker.js');
   if (!existsSync(built)) throw new Error(`data plane: ${built} is missing: run npm run build`);
-  for (const name of readdirSync(here)) {
-    if (!name.endsWith('.ts') || name.endsWith('.d.ts')) continue;
-    const js = join(root, 'dist', 'dataplane', name.replace(/\.ts$/, '.js'));
-    if (!existsSync(js) || statSync(js).mtimeMs < statSync(join(here, name)).mtimeMs) {
-      throw new Error(`data plane: ${js} is older than dataplane/${name}: run npm run build`);
+  // The worker loads io/ too (the native addon's binding, byte helpers).
+  for (const dir of ['dataplane', 'io']) {
+    for (const name of readdirSync(join(root, dir))) {
+      if (!name.endsWith('.ts') || name.endsWith('.d.ts')) continue;
+      const js = join(root, 'dist', dir, name.replace(/\.ts$/, '.js'));
+      if (!existsSync(js) || statSync(js).mtimeMs < statSync(join(root, dir, name)).mtimeMs) {
+        throw new Error(`data plane: ${js} is older than ${dir}/${name}: run npm run build`);
+      }
     }
   }
   return built;

@@ -32,7 +32,7 @@ import { stringify } from 'yaml';
 import { controlRequest } from '../control/api/control-client.js';
 import type { GatewayStatus } from '../control/status.js';
 import { ikecloneVersion } from '../control/version.js';
-import { tunUnavailable } from '../dataplane/tun.js';
+import { tunUnavailable } from '../io/tun.js';
 import { compareSaViews } from './demo.js';
 import { DemoRun, fatal, ms, until, type Proc } from './demo-netns-run.js';
 import {

@@ -7,8 +7,8 @@
 //
 // Owner: the main thread. The watchdog timer runs on its event loop, so a
 // loop that stops turning stops the pings, which is what the watchdog is for.
-import type { NativeIo } from '../dataplane/native-io.js';
-import { loadNativeIo } from '../dataplane/native-io.js';
+import type { NativeIo } from './native-io.js';
+import { loadNativeIo } from './native-io.js';
 
 export interface ServiceNotifier {
   /** True when a service manager listens (NOTIFY_SOCKET was set). */

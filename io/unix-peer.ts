@@ -5,7 +5,7 @@
 // socket). Node keeps the descriptor in the socket's handle; without the
 // native addon, or for a socket that has none, the peer is unknown.
 import type { Socket } from 'node:net';
-import { loadNativeIo } from '../dataplane/native-io.js';
+import { loadNativeIo } from './native-io.js';
 
 export interface PeerProcess {
   pid: number;

@@ -12,7 +12,7 @@ import { ControlClient } from '../control/api/control-client.js';
 import { Gateway } from '../control/gateway.js';
 import { silentLogger } from '../control/log.js';
 import { loopbackPair } from './support/loopback.js';
-import { nativeIoUnavailable } from '../dataplane/native-io.js';
+import { nativeIoUnavailable } from '../io/native-io.js';
 
 /**
  * A slow client process: opens `count` connections and writes one byte of a

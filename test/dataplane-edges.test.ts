@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DataPlane, type DataPlaneOptions } from '../dataplane/dataplane.js';
-import { destination } from '../dataplane/batched-socket.js';
+import { destination } from '../io/batched-socket.js';
 import { compileEspModule } from '../dataplane/kernel.js';
 import { WORKER_STAT_COUNT, type WorkerReply } from '../dataplane/messages.js';
 import { flowHash, flowMatches, newFlowTuple, parseFlow, type Selector } from '../dataplane/packet.js';

@@ -11,7 +11,7 @@ import { notify } from '../control/ike/payload-builders.js';
 import { MemoryWire, pskPair } from './support/peers.js';
 import { loopbackPair } from './support/loopback.js';
 import { Gateway } from '../control/gateway.js';
-import type { AddressMonitor } from '../control/net/address-monitor.js';
+import type { AddressMonitor } from '../io/address-monitor.js';
 import { silentLogger } from '../control/log.js';
 
 const NIC2 = '10.0.1.1';

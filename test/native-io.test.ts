@@ -8,9 +8,9 @@ import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, wri
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createSocket } from 'node:dgram';
-import { BatchedSocket, destination } from '../dataplane/batched-socket.js';
-import { loadNativeIo, nativeIoPath, TUN_READ_AREA } from '../dataplane/native-io.js';
-import { RawEspSocket } from '../dataplane/rawesp.js';
+import { BatchedSocket, destination } from '../io/batched-socket.js';
+import { loadNativeIo, nativeIoPath, TUN_READ_AREA } from '../io/native-io.js';
+import { RawEspSocket } from '../io/rawesp.js';
 import { UdpTransport } from '../control/net/udp-transport.js';
 import { silentLogger } from '../control/log.js';
 import type { Datagram } from '../control/ike/transport.js';

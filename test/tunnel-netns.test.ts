@@ -14,7 +14,7 @@ import { waitFor } from './support/proc.js';
 import { startIkeclone } from './support/ikeclone-proc.js';
 import type { Ikeclone } from './support/ikeclone-proc.js';
 import type { GatewayStatus } from '../control/status.js';
-import { tunUnavailable } from '../dataplane/tun.js';
+import { tunUnavailable } from '../io/tun.js';
 
 const PRE: PrereqName[] = ['root', 'netns', 'tun', 'iperf3'];
 const PSK = 'tunnel-netns-test-psk-0123456789abcdef';

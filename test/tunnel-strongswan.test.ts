@@ -15,7 +15,7 @@ import { waitFor } from './support/proc.js';
 import { startIkeclone } from './support/ikeclone-proc.js';
 import { decode, startCapture } from './support/tshark.js';
 import type { Ikeclone } from './support/ikeclone-proc.js';
-import { tunUnavailable } from '../dataplane/tun.js';
+import { tunUnavailable } from '../io/tun.js';
 
 const PRE: PrereqName[] = ['root', 'netns', 'tun', 'charon', 'swanctl', 'iperf3', 'tshark'];
 const PSK = 'tunnel-interop-psk-0123456789abcdef';

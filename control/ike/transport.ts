@@ -1,10 +1,9 @@
 // The engine's view of the network: datagrams with their two endpoints.
 // control/ike never touches sockets (architecture §2); control/net delivers and sends.
+// Endpoint is io's one definition (a type only, no socket).
+import type { Endpoint } from '../../io/endpoint.js';
 
-export interface Endpoint {
-  address: string;
-  port: number;
-}
+export type { Endpoint };
 
 export interface Datagram {
   /** The IKE message, without the non-ESP marker (RFC 3948 §2.2) on port 4500. */

@@ -15,7 +15,7 @@ import { accessSync, constants, existsSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { test } from 'vitest';
 import type { TestContext } from 'vitest';
-import { nativeIoUnavailable } from '../../dataplane/native-io.js';
+import { nativeIoUnavailable } from '../../io/native-io.js';
 import { prometheusParserUnavailable } from './prometheus.js';
 
 export type PrereqName = 'root' | 'netns' | 'charon' | 'swanctl' | 'tshark' | 'iperf3' | 'tc' | 'netem' | 'tun' | 'native' | 'systemd' | 'prometheus';

@@ -26,8 +26,8 @@
 import { existsSync } from 'node:fs';
 import { constants } from 'node:os';
 import { getSystemErrorName } from 'node:util';
-import { loadNativeIo, nativeIoUnavailable, TUN_READ_AREA, type NativeIo } from './native-io.js';
-import type { InnerSink } from './dataplane.js';
+import { loadNativeIo, nativeIoUnavailable, TUN_READ_AREA, TUN_WRITE_DESC_WORDS, TUN_WRITE_MAX_BATCH, type NativeIo } from './native-io.js';
+import type { InnerSink } from './sinks.js';
 
 export interface TunOptions {
   /** Interface name, 1..15 bytes (e.g. "ikc0"). An existing persistent device of that name is attached. */
@@ -65,11 +65,9 @@ export interface TunStats {
   readStatus: number;
 }
 
+/** MTU of a TUN device when none is given: room for ESP, UDP and the outer IPv4 header in a 1500-byte path. */
+export const TUN_DEFAULT_MTU = 1400;
 const { EAGAIN, EPROTO, EMSGSIZE } = constants.errno;
-/** Packets staged before a write batch is flushed (native/io/gro.c takes at most 64). */
-const WRITE_BATCH = 64;
-/** int32 words per packet in a write batch descriptor. */
-const WRITE_DESC_WORDS = 3;
 /** Packets read per readiness event before yielding to the rest of the loop. */
 const READ_BUDGET = 256;
 /** Most segments one GSO read may split into (64 KiB at an MSS of 536 is 123). */
@@ -100,7 +98,7 @@ export class TunDevice implements InnerSink {
   private readonly segments = new Int32Array(MAX_SEGMENTS * 2);
   /** Write staging (offload): packets back to back, 8-aligned, and their descriptors. */
   private readonly stage: Uint8Array;
-  private readonly stageDesc = new Int32Array(WRITE_BATCH * WRITE_DESC_WORDS);
+  private readonly stageDesc = new Int32Array(TUN_WRITE_MAX_BATCH * TUN_WRITE_DESC_WORDS);
   private staged = 0;
   private stagedBytes = 0;
   /** Staged packets dropped by flushes forced by a full stage, reported at the next flush(). */
@@ -113,14 +111,14 @@ export class TunDevice implements InnerSink {
     this.fds = fds;
     this.mtu = mtu;
     this.offload = offload;
-    this.stage = new Uint8Array(offload ? WRITE_BATCH * Math.max(2048, (mtu + 64 + 7) & ~7) : 0);
+    this.stage = new Uint8Array(offload ? TUN_WRITE_MAX_BATCH * Math.max(2048, (mtu + 64 + 7) & ~7) : 0);
     this.buffer = new Uint8Array(offload ? SEGMENT_AREA + TUN_READ_AREA : 65536);
   }
 
   /** Create (or attach to) the device, set its MTU and bring it up. Throws with the system's reason. */
   static open(opts: TunOptions): TunDevice {
     if (!opts || typeof opts.name !== 'string' || !IFNAME_RE.test(opts.name)) throw new TypeError('TUN: name must be 1..15 of [A-Za-z0-9_.-]');
-    const mtu = opts.mtu ?? 1400;
+    const mtu = opts.mtu ?? TUN_DEFAULT_MTU;
     if (!Number.isInteger(mtu) || mtu < 576 || mtu > 9000) throw new RangeError('TUN: mtu must be an integer from 576 to 9000');
     const queues = opts.queues ?? 1;
     const offload = opts.offload ?? true;
@@ -234,8 +232,8 @@ export class TunDevice implements InnerSink {
       this.stats.errors++;
       return false;
     }
-    if (this.staged === WRITE_BATCH || this.stagedBytes + packet.length > this.stage.length) this.droppedUnreported += this.writeStaged();
-    const d = this.staged * WRITE_DESC_WORDS;
+    if (this.staged === TUN_WRITE_MAX_BATCH || this.stagedBytes + packet.length > this.stage.length) this.droppedUnreported += this.writeStaged();
+    const d = this.staged * TUN_WRITE_DESC_WORDS;
     this.stageDesc[d] = this.stagedBytes;
     this.stageDesc[d + 1] = packet.length;
     this.stage.set(packet, this.stagedBytes);
@@ -281,10 +279,10 @@ export class TunDevice implements InnerSink {
     this.stats.txWrites += this.api.tunWriteBatch(this.nextFd(), this.stage, desc, count);
     let dropped = 0;
     for (let i = 0; i < count; i++) {
-      const status = desc[i * WRITE_DESC_WORDS + 2]!;
+      const status = desc[i * TUN_WRITE_DESC_WORDS + 2]!;
       if (status >= 0) {
         this.stats.txPackets++;
-        this.stats.txBytes += desc[i * WRITE_DESC_WORDS + 1]!;
+        this.stats.txBytes += desc[i * TUN_WRITE_DESC_WORDS + 1]!;
         if (status === 1) this.stats.txCoalesced++;
       } else {
         dropped++;

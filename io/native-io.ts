@@ -5,6 +5,10 @@
 // and one allocation per datagram; everything else stays in JavaScript.
 // The addon is optional: without it there is no TUN device and UDP goes
 // through dgram (nativeIoUnavailable() says why).
+//
+// Threads: every thread that loads this gets its own binding (the I/O thread
+// for sockets and TUN, each data-plane worker for its direct output); a
+// descriptor is used only by the thread that opened it or was given a dup.
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -16,6 +20,10 @@ export const UDP_DESC_WORDS = 8;
 export const TUN_READ_AREA = 65536 + 256;
 /** Most datagrams per udpRecv/udpSend call. */
 export const UDP_MAX_BATCH = 64;
+/** int32 words per packet in a tunWriteBatch descriptor: offset, length, status out (native/io/gro.c). */
+export const TUN_WRITE_DESC_WORDS = 3;
+/** Most packets per tunWriteBatch call (native/io/gro.c MAX_BATCH). */
+export const TUN_WRITE_MAX_BATCH = 64;
 
 export interface NativeIo {
   tunOpen(name: string, multiQueue: boolean, vnetHdr: boolean): { fd: number; name: string };

@@ -14,9 +14,10 @@
 // datagram is counted, never thrown on (architecture §4.3).
 import { createRequire } from 'node:module';
 import { isIPv4 } from 'node:net';
-import type { RawEspSender } from './dataplane.js';
+import type { RawEspSender } from './sinks.js';
 import { BatchedSocket, DestinationCache } from './batched-socket.js';
 import { nativeIoUnavailable } from './native-io.js';
+import { ipv4Bytes, readU16 } from './bytes.js';
 
 export const IPPROTO_ESP = 50;
 
@@ -99,7 +100,7 @@ export class RawEspSocket implements RawEspSender {
     return {
       send(esp, remoteAddress) {
         // send() checked isIPv4(remoteAddress): a dotted quad.
-        const to = destinations.get(remoteAddress, (a) => Uint8Array.from(a.split('.'), Number));
+        const to = destinations.get(remoteAddress, ipv4Bytes);
         if (to && socket.queue(esp, to, 0)) stats.packetsOut++;
         else stats.sendErrors++;
       },
@@ -141,7 +142,7 @@ export class RawEspSocket implements RawEspSender {
       return;
     }
     const ihl = (b[0]! & 0x0f) * 4;
-    const total = (b[2]! << 8) | b[3]!;
+    const total = readU16(b, 2);
     if (ihl < 20 || total < ihl + 8 || total > b.length) {
       this.stats.malformed++;
       return;

@@ -1,0 +1,35 @@
+// The data plane's defaults and limits, in one place: ring geometry, batch
+// and budget sizes of the I/O thread and the workers, request timeouts, and
+// the numbers of the wasm kernel's layout (wasm/layout.ts) that the I/O side
+// mirrors. Constants only: no thread owns anything here.
+
+/** Default cell size: an inner packet of up to 2040 bytes, or its ESP encapsulation. */
+export const DEFAULT_CELL_SIZE = 2048;
+/** Default cells per ring. */
+export const DEFAULT_RING_CAPACITY = 1024;
+
+/** Most bytes ESP adds to an inner packet here: header + IV 16, padding 3, trailer 2, ICV 16 (RFC 4303 §2, RFC 4106 §3). */
+export const ESP_OVERHEAD = 37;
+/** Cells staged for one worker before they are published without waiting for the end of the turn. */
+export const FLUSH_CELLS = 64;
+/** Output cells handled per turn of the event loop, over all workers (sockets get their turn). */
+export const SEND_BUDGET = 32;
+/** Longest sleep of the I/O thread's output loop with nothing to do, ms (a doorbell ends it sooner). */
+export const DRAIN_IDLE_WAIT_MS = 250;
+
+/** Most workers one data plane runs (the slot numbering and config allow more; threads cost memory). */
+export const MAX_WORKERS = 256;
+/** Bound on a control request's answer, ms (default; StartWorkersOptions.requestTimeoutMs). */
+export const REQUEST_TIMEOUT_MS = 10_000;
+/** Batches a worker processes between two yields to its event loop (control messages run there). */
+export const BATCHES_PER_YIELD = 4;
+/** A worker's longest idle wait before it re-checks for stop, ms. */
+export const IDLE_WAIT_MS = 200;
+
+/** SA slots of one worker's kernel (wasm/layout.ts SLOT_COUNT). */
+export const KERNEL_SLOT_COUNT = 256;
+/** Inbound anti-replay window in packets when none is given (RFC 4303 §3.4.3; wasm/layout.ts allows 64..4096). */
+export const DEFAULT_REPLAY_WINDOW = 1024;
+
+/** Traffic generator (demo, benchmarks): inner packet bytes, UDP source ports per SA, packets per kernel call. */
+export const GENERATE_DEFAULTS = { size: 1400, flows: 16, batch: 64 } as const;

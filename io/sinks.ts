@@ -1,0 +1,28 @@
+// The interfaces through which io/ hands packets to its consumers and takes
+// packets from them. io imports nothing from control/ or dataplane/
+// (architecture §2): a consumer registers a receiver, or passes an object of
+// one of these shapes, and io calls it on the thread that owns the device or
+// socket (the I/O thread, the main thread). Types only.
+import type { Endpoint } from './endpoint.js';
+
+/**
+ * ESP that arrived in UDP on the NAT-T port (RFC 3948 §2.1), from the SPI on.
+ * `packet`, `local` and `remote` are valid only during the call.
+ */
+export type EspReceiver = (packet: Uint8Array, local: Endpoint, remote: Endpoint) => void;
+
+/** Where decapsulated inner packets go (a TUN device). */
+export interface InnerSink {
+  /** Deliver, or stage until flush(), one inner packet (a view valid only during the call); false if it was dropped. */
+  write(packet: Uint8Array): boolean;
+  /** Deliver what was staged, after each pass over the workers' output; returns how many staged packets were dropped. */
+  flush?(): number;
+}
+
+/** Raw ESP (IP protocol 50) output, for SAs without UDP encapsulation. */
+export interface RawEspSender {
+  /** Send, or queue until flush(), one ESP packet; `esp` is valid only during the call. */
+  send(esp: Uint8Array, remoteAddress: string): void;
+  /** Send what was queued, after each pass over a worker's output. */
+  flush?(): void;
+}

@@ -26,3 +26,10 @@ export function isAllZero(v: Uint8Array): boolean {
   for (const b of v) acc |= b;
   return acc === 0;
 }
+
+/** Byte-wise equality for public data (identifiers, encodings); secrets compare with timingSafeEqual. */
+export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}

@@ -18,6 +18,7 @@ import { constants, sign, verify, type KeyObject } from 'node:crypto';
 import { AsnConvert } from '@peculiar/asn1-schema';
 import { AlgorithmIdentifier } from '@peculiar/asn1-x509';
 import { id_mgf1, id_RSASSA_PSS, id_sha256, id_sha384, id_sha512, RsaSaPssParams } from '@peculiar/asn1-rsa';
+import { bytesEqual } from './bytes.js';
 import { fail, ok, type CryptoResult } from './result.js';
 
 export type SignatureHash = 'sha256' | 'sha384' | 'sha512';
@@ -203,8 +204,3 @@ export function signWithAlgorithm(family: SignatureFamily, hash: SignatureHash |
 
 const { RSA_PKCS1_PADDING, RSA_PKCS1_PSS_PADDING } = constants;
 
-function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}

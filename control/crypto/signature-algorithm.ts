@@ -68,11 +68,11 @@ function isDerNull(params: ArrayBuffer): boolean {
 export function signatureAlgorithmOf(alg: AlgorithmIdentifier): CryptoResult<SignatureAlgorithm> {
   const fixed = FIXED[alg.algorithm];
   if (fixed) {
-    const params = alg.parameters;
-    const absent = params === undefined || params === null;
-    if (!absent && !(fixed.nullParams === 'null-or-absent' && isDerNull(params))) {
-      return fail(`${fixed.name} with unexpected parameters`);
-    }
+    // The decoder reads NULL parameters as null: the re-encoding tells absent from NULL.
+    const encoded = new Uint8Array(AsnConvert.serialize(alg));
+    const absent = bytesEqual(encoded, new Uint8Array(AsnConvert.serialize(new AlgorithmIdentifier({ algorithm: alg.algorithm }))));
+    const isNull = alg.parameters === null || (alg.parameters instanceof ArrayBuffer && isDerNull(alg.parameters));
+    if (!absent && !(fixed.nullParams === 'null-or-absent' && isNull)) return fail(`${fixed.name} with unexpected parameters`);
     return ok({ family: fixed.family, hash: fixed.hash, name: fixed.name });
   }
   if (alg.algorithm === id_RSASSA_PSS) return pssAlgorithm(alg.parameters);

@@ -43,7 +43,10 @@ export function readPemBlocks(text: string): CryptoResult<PemBlock[]> {
 
 function readCredentialFile(path: string, limit = MAX_CREDENTIAL_FILE_BYTES): CryptoResult<Buffer> {
   try {
-    const size = statSync(path).size;
+    const stat = statSync(path);
+    // Only regular files: a distribution point naming /dev/zero or a FIFO must not block or grow without end.
+    if (!stat.isFile()) return fail(`${path}: not a regular file`);
+    const size = stat.size;
     if (size > limit) return fail(`${path}: file of ${size} bytes (limit ${limit})`);
     return ok(readFileSync(path));
   } catch (e) {

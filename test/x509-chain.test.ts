@@ -1,6 +1,7 @@
 // Certificate chain validation (RFC 5280 §6, RFC 4945 §5) over chains made
 // by strongSwan's pki: root CA -> intermediate CA -> end entity, for ECDSA
-// P-256, RSA-PSS 3072 and Ed25519. A valid chain is accepted; each defect is
+// P-256, RSA-PSS 3072 and Ed25519, and also ECDSA P-384 and RSA 2048 with
+// PKCS#1 v1.5 signatures. A valid chain is accepted; each defect is
 // refused with its own reason and a detail fit for the log.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { X509Certificate } from 'node:crypto';
@@ -24,7 +25,7 @@ function firstCert(path: string): ParsedCertificate {
   return certs.value[0]!;
 }
 
-describe.each<PkiKeyType>(['ecdsa-p256', 'rsa-pss-3072', 'ed25519'])('chain validation with %s', (keyType) => {
+describe.each<PkiKeyType>(['ecdsa-p256', 'rsa-pss-3072', 'ed25519', 'ecdsa-p384', 'rsa-2048'])('chain validation with %s', (keyType) => {
   const pki = new TestPki(keyType);
   let root: ParsedCertificate;
   let int: ParsedCertificate;
@@ -71,7 +72,7 @@ describe.each<PkiKeyType>(['ecdsa-p256', 'rsa-pss-3072', 'ed25519'])('chain vali
     expect(v).toMatchObject({ ok: true });
     if (!v.ok) return;
     expect(v.chain.map((c) => c.subjectText)).toEqual([`${O}, CN=gw.example.org`, `${O}, CN=Intermediate CA`, `${O}, CN=Root CA`]);
-    const key = loadPrivateKey(pki.path('ee.key'), { rsaPadding: 'pss' });
+    const key = loadPrivateKey(pki.path('ee.key'), { rsaPadding: keyType === 'rsa-2048' ? 'pkcs1' : 'pss' });
     expect(key.ok).toBe(true);
     if (!key.ok) return;
     expect(keyMatchesCertificate(key.value, v.chain[0]!)).toBe(true);
@@ -191,11 +192,14 @@ describe.each<PkiKeyType>(['ecdsa-p256', 'rsa-pss-3072', 'ed25519'])('chain vali
   });
 
   it('reads what pki wrote: PEM keys of its format, DER and PEM CRLs', () => {
-    expect(readFileSync(pki.path('ee.key'), 'latin1')).toMatch(keyType === 'ed25519' ? /BEGIN PRIVATE KEY/ : keyType === 'rsa-pss-3072' ? /BEGIN RSA PRIVATE KEY/ : /BEGIN EC PRIVATE KEY/);
+    expect(readFileSync(pki.path('ee.key'), 'latin1')).toMatch(keyType === 'ed25519' ? /BEGIN PRIVATE KEY/ : keyType.startsWith('rsa') ? /BEGIN RSA PRIVATE KEY/ : /BEGIN EC PRIVATE KEY/);
+    // the signature algorithm pki chose is the one we decoded
+    const expected = { 'ecdsa-p256': 'ecdsa-with-SHA256', 'ecdsa-p384': 'ecdsa-with-SHA384', 'rsa-2048': 'sha256WithRSAEncryption', 'rsa-pss-3072': 'RSASSA-PSS (SHA256, salt 32)', ed25519: 'Ed25519' }[keyType];
+    const ee = parseCertificate(der('ee'));
+    expect(ee.ok && ee.value.signatureAlgorithm.ok && ee.value.signatureAlgorithm.value.name).toBe(expected);
     expect(loadPrivateKey(pki.path('ee.key')).ok).toBe(true);
     pki.crl('int-pem.crl', 'int', 'int', ['ee-revoked'], { pem: true });
     const crl = loadCrl(pki.path('int-pem.crl'));
     expect(crl.ok && crl.value.revoked.size).toBe(1);
-    expect(parseCertificate(der('ee')).ok).toBe(true);
   });
 });

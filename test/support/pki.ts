@@ -8,7 +8,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-export type PkiKeyType = 'ecdsa-p256' | 'ecdsa-p384' | 'rsa-pss-3072' | 'ed25519';
+/** rsa-pss-3072: RSA keys signing with RSASSA-PSS; rsa-2048: RSA keys signing with PKCS#1 v1.5 (pki's default). */
+export type PkiKeyType = 'ecdsa-p256' | 'ecdsa-p384' | 'rsa-pss-3072' | 'rsa-2048' | 'ed25519';
 
 export interface IssueOptions {
   ca?: boolean;
@@ -61,6 +62,7 @@ export class TestPki {
     const type =
       this.keyType === 'ed25519' ? ['--type', 'ed25519'] :
       this.keyType === 'rsa-pss-3072' ? ['--type', 'rsa', '--size', '3072'] :
+      this.keyType === 'rsa-2048' ? ['--type', 'rsa', '--size', '2048'] :
       ['--type', 'ecdsa', '--size', this.keyType === 'ecdsa-p384' ? '384' : '256'];
     writeFileSync(this.path(`${name}.key`), this.run(['--gen', ...type, '--outform', 'pem']));
     return this.path(`${name}.key`);

@@ -9,7 +9,7 @@
 import { createHash, createPublicKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { AsnConvert } from '@peculiar/asn1-schema';
 import {
-  AuthorityKeyIdentifier, BasicConstraints, Certificate as AsnCertificate, CRLDistributionPoints, ExtendedKeyUsage, type GeneralName,
+  type AlgorithmIdentifier, AuthorityKeyIdentifier, BasicConstraints, Certificate as AsnCertificate, CRLDistributionPoints, ExtendedKeyUsage, type GeneralName,
   id_ce_authorityKeyIdentifier, id_ce_basicConstraints, id_ce_certificatePolicies, id_ce_cRLDistributionPoints, id_ce_extKeyUsage,
   id_ce_keyUsage, id_ce_nameConstraints, id_ce_subjectAltName, id_ce_subjectKeyIdentifier, KeyUsage, type Name, NameConstraints,
   SubjectAlternativeName, SubjectKeyIdentifier,
@@ -77,13 +77,26 @@ const HANDLED = new Set([
 
 /** Decodes a DER certificate. Never throws: anything malformed is a failure with a short reason. */
 export function parseCertificate(der: Uint8Array): CryptoResult<ParsedCertificate> {
-  if (!(der instanceof Uint8Array) || der.length === 0) return fail('empty certificate');
-  if (der.length > MAX_CERTIFICATE_BYTES) return fail(`certificate of ${der.length} bytes (limit ${MAX_CERTIFICATE_BYTES})`);
+  return decodeUntrusted('certificate', der, MAX_CERTIFICATE_BYTES, decode);
+}
+
+/**
+ * Runs `decode` over untrusted DER: empty and oversized input is refused
+ * unread, and whatever the ASN.1 library throws becomes a failure. @internal
+ */
+export function decodeUntrusted<T>(what: string, der: Uint8Array, limit: number, decode: (der: Uint8Array) => CryptoResult<T>): CryptoResult<T> {
+  if (!(der instanceof Uint8Array) || der.length === 0) return fail(`empty ${what}`);
+  if (der.length > limit) return fail(`${what} of ${der.length} bytes (limit ${limit})`);
   try {
     return decode(der);
   } catch (e) {
-    return fail(`malformed certificate (${e instanceof Error ? e.message.split('\n')[0] : 'unreadable'})`);
+    return fail(`malformed ${what} (${e instanceof Error ? e.message.split('\n')[0] : 'unreadable'})`);
   }
+}
+
+/** RFC 5280 §4.1.1.2, §5.1.1.2: the outer signatureAlgorithm must equal the signed one. @internal */
+export function sameAlgorithm(a: AlgorithmIdentifier, b: AlgorithmIdentifier): boolean {
+  return bytesEqual(new Uint8Array(AsnConvert.serialize(a)), new Uint8Array(AsnConvert.serialize(b)));
 }
 
 function decode(der: Uint8Array): CryptoResult<ParsedCertificate> {
@@ -99,10 +112,7 @@ function decode(der: Uint8Array): CryptoResult<ParsedCertificate> {
   const cert = AsnConvert.parse(bytes, AsnCertificate);
   const tbsCert = cert.tbsCertificate;
   if (!cert.tbsCertificateRaw) return fail('malformed certificate (no tbsCertificate)');
-  // RFC 5280 §4.1.1.2: signatureAlgorithm MUST equal tbsCertificate.signature.
-  if (!bytesEqual(new Uint8Array(AsnConvert.serialize(cert.signatureAlgorithm)), new Uint8Array(AsnConvert.serialize(tbsCert.signature)))) {
-    return fail('signatureAlgorithm differs from tbsCertificate.signature');
-  }
+  if (!sameAlgorithm(cert.signatureAlgorithm, tbsCert.signature)) return fail('signatureAlgorithm differs from tbsCertificate.signature');
   const spki = new Uint8Array(AsnConvert.serialize(tbsCert.subjectPublicKeyInfo));
   let publicKey: KeyObject;
   try {

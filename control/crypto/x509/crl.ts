@@ -12,10 +12,9 @@ import {
   CertificateList, CRLReason, id_ce_authorityKeyIdentifier, id_ce_cRLNumber, id_ce_cRLReasons, id_ce_invalidityDate,
   id_ce_issuingDistributionPoint, IssuingDistributionPoint, type Name,
 } from '@peculiar/asn1-x509';
-import { bytesEqual } from '../bytes.js';
 import { fail, ok, type CryptoResult } from '../result.js';
 import { signatureAlgorithmOf, verifyWithAlgorithm, type SignatureAlgorithm } from '../signature-algorithm.js';
-import { KeyUsageBit, type ParsedCertificate } from './certificate.js';
+import { decodeUntrusted, KeyUsageBit, sameAlgorithm, type ParsedCertificate } from './certificate.js';
 import { formatName, namesEqual } from './names.js';
 
 /** CRLs larger than this are refused unread. */
@@ -55,23 +54,14 @@ export function normaliseSerial(hex: string): string {
 
 /** Decodes a DER CRL. Never throws. */
 export function parseCrl(der: Uint8Array): CryptoResult<ParsedCrl> {
-  if (!(der instanceof Uint8Array) || der.length === 0) return fail('empty CRL');
-  if (der.length > MAX_CRL_BYTES) return fail(`CRL of ${der.length} bytes (limit ${MAX_CRL_BYTES})`);
-  try {
-    return decode(der);
-  } catch (e) {
-    return fail(`malformed CRL (${e instanceof Error ? e.message.split('\n')[0] : 'unreadable'})`);
-  }
+  return decodeUntrusted('CRL', der, MAX_CRL_BYTES, decode);
 }
 
 function decode(der: Uint8Array): CryptoResult<ParsedCrl> {
   const list = AsnConvert.parse(Buffer.from(der.buffer, der.byteOffset, der.byteLength), CertificateList);
   const tbs = list.tbsCertList;
   if (!list.tbsCertListRaw) return fail('malformed CRL (no tbsCertList)');
-  // RFC 5280 §5.1.1.2: signatureAlgorithm MUST equal tbsCertList.signature.
-  if (!bytesEqual(new Uint8Array(AsnConvert.serialize(list.signatureAlgorithm)), new Uint8Array(AsnConvert.serialize(tbs.signature)))) {
-    return fail('signatureAlgorithm differs from tbsCertList.signature');
-  }
+  if (!sameAlgorithm(list.signatureAlgorithm, tbs.signature)) return fail('signatureAlgorithm differs from tbsCertList.signature');
   const crl: ParsedCrl = {
     der,
     tbs: new Uint8Array(list.tbsCertListRaw),

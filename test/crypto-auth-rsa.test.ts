@@ -132,6 +132,11 @@ describe('RFC 7427 signatures with P-384 and RSA keys', () => {
     const pkcs1 = signDigitalSignature(signer(rsa.privateKey, 'pkcs1'), octets, SHA2_256);
     const pss = signDigitalSignature(signer(rsa.privateKey, 'pss'), octets, SHA2_256);
     expect(verifyDigitalSignature(verifier(p384.publicKey), pkcs1, octets)).toBe(false);
+    // ECDSA on curves other than the NIST ones is refused
+    const k1 = generateKeyPairSync('ec', { namedCurve: 'secp256k1' });
+    const k1Sig = sign('sha256', octets, { key: k1.privateKey, dsaEncoding: 'der' });
+    expect(verifyWithAlgorithm({ family: 'ecdsa', hash: 'sha256', name: 'ecdsa-with-SHA256' }, k1.publicKey, octets, k1Sig)).toBe(false);
+    expect(verifyKeyFromPublicKey(k1.publicKey).ok).toBe(false);
     // an RSASSA-PSS key makes PSS signatures only (RFC 4055 §1.2)
     const pssKeyPkcs1 = sign('sha256', octets, { key: rsaPss.privateKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 });
     expect(verifyDigitalSignature(verifier(rsaPss.publicKey), authData(encodeSignatureAlgorithm('rsa-pkcs1', 'sha256'), pssKeyPkcs1), octets)).toBe(false);

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { IdType } from '../control/wire/constants.js';
-import { signDigitalSignature, verifyDigitalSignature, verifyKeyFromPublicKey } from '../control/crypto/auth.js';
+import { signDigitalSignature, verifyDigitalSignature, verifyKeyFromCertificate, verifyKeyFromPublicKey } from '../control/crypto/auth.js';
 import {
   keyMatchesCertificate, loadCertificates, loadCrl, loadPrivateKey, localCrlResolver, parseCertificate, validateCertificateChain,
   type ChainValidationOptions, type ParsedCertificate,
@@ -79,6 +79,8 @@ describe.each<PkiKeyType>(['ecdsa-p256', 'rsa-pss-3072', 'ed25519', 'ecdsa-p384'
     expect(keyMatchesCertificate(key.value, int)).toBe(false);
     const verifyKey = verifyKeyFromPublicKey(v.publicKey);
     expect(verifyKey.ok).toBe(true);
+    const kind = { 'ecdsa-p256': 'ecdsa-p256', 'ecdsa-p384': 'ecdsa-p384', 'rsa-2048': 'rsa', 'rsa-pss-3072': 'rsa', ed25519: 'ed25519' }[keyType];
+    expect(verifyKeyFromCertificate(v.chain[0]!.der)).toMatchObject({ ok: true, value: { kind } });
     if (!verifyKey.ok) return;
     const octets = new TextEncoder().encode('InitiatorSignedOctets');
     const auth = signDigitalSignature(key.value, octets, keyType === 'ed25519' ? 5 : 2);
@@ -189,6 +191,7 @@ describe.each<PkiKeyType>(['ecdsa-p256', 'rsa-pss-3072', 'ed25519', 'ecdsa-p384'
     expect(validate('ee', { maxPathLength: 2 })).toMatchObject({ ok: false, reason: 'chain-too-long' });
     expect(validate('ee', { maxPathLength: 3 }).ok).toBe(true);
     expect(validate('ee', { maxCertificates: 0 })).toMatchObject({ ok: false, reason: 'unknown-ca' });
+    expect(validate('ee', { now: Number.NaN })).toMatchObject({ ok: false, reason: 'malformed' });
   });
 
   it('reads what pki wrote: PEM keys of its format, DER and PEM CRLs', () => {

@@ -147,11 +147,14 @@ export function encodeSignatureAlgorithm(family: SignatureFamily, hash: Signatur
   return new Uint8Array(AsnConvert.serialize(alg));
 }
 
+/** NIST P-256, P-384 and P-521 (RFC 5480 §2.1.1.1), the curves IKE and PKIX use for ECDSA. */
+const ECDSA_CURVES = new Set(['prime256v1', 'secp384r1', 'secp521r1']);
+
 /** Whether a key of this node:crypto type can make signatures of this family. */
 export function keyFitsAlgorithm(key: KeyObject, alg: SignatureAlgorithm): boolean {
   switch (alg.family) {
     case 'ecdsa':
-      return key.asymmetricKeyType === 'ec';
+      return key.asymmetricKeyType === 'ec' && ECDSA_CURVES.has(key.asymmetricKeyDetails?.namedCurve ?? '');
     case 'ed25519':
       return key.asymmetricKeyType === 'ed25519';
     case 'rsa-pkcs1':

@@ -118,6 +118,7 @@ export function validateCertificateChain(endEntity: Uint8Array, intermediates: r
 
 function validate(endEntityDer: Uint8Array, intermediateDers: readonly Uint8Array[], options: ChainValidationOptions): CertificateVerdict {
   const now = new Date(options.now);
+  if (!Number.isFinite(now.getTime())) return refuse('malformed', 'no valid time to check certificates at');
   const ee = parseCertificate(endEntityDer);
   if (!ee.ok) return refuse('malformed', `end-entity certificate: ${ee.error}`);
   const received: ParsedCertificate[] = [];

@@ -12,7 +12,7 @@ import { AsnConvert } from '@peculiar/asn1-schema';
 import { Name } from '@peculiar/asn1-x509';
 import { IdType } from '../../wire/constants.js';
 import { bytesToIp, ipToBytes } from '../../wire/ip.js';
-import { bytesEqual } from '../../crypto/bytes.js';
+import { bytesEqual } from '../bytes.js';
 import type { ParsedCertificate } from './certificate.js';
 import { formatName, namesEqual } from './names.js';
 

@@ -47,6 +47,12 @@ describe.each<PkiKeyType>(['ecdsa-p256', 'rsa-pss-3072', 'ed25519', 'ecdsa-p384'
     pki.issue('ee-future', 'ee', 'int', 'int', `${O}, CN=gw.example.org`, { ...gw, notBefore: new Date(NOW + 10 * DAY), notAfter: new Date(NOW + 40 * DAY) });
     pki.issue('ee-ku', 'ee', 'int', 'int', `${O}, CN=gw.example.org`, { ...gw, flags: ['crlSign'] });
     pki.issue('ee-revoked', 'ee', 'int', 'int', `${O}, CN=gw.example.org`, gw);
+    pki.issue('ee-eku', 'ee', 'int', 'int', `${O}, CN=gw.example.org`, { ...gw, flags: ['ocspSigning'] });
+    pki.issue('ee-client', 'ee', 'int', 'int', `${O}, CN=gw.example.org`, { ...gw, flags: ['clientAuth'] });
+    pki.issue('ee-critical', 'ee', 'int', 'int', `${O}, CN=gw.example.org`, { ...gw, critical: ['1.3.6.1.4.1.36906.99'] });
+    // An intermediate without basicConstraints cA, and what it signed.
+    pki.issue('int-noca', 'int', 'root', 'root', `${O}, CN=Not a CA`);
+    pki.issueWithOpenssl('ee-noca', 'ee', 'int-noca', 'int', '/C=CH/O=ikeclone test/CN=gw.example.org');
     pki.crl('int.crl', 'int', 'int', ['ee-revoked']);
     pki.crl('root.crl', 'root', 'root', []);
     // Unknown CA: the same DN shape under a root nobody configured.
@@ -125,6 +131,16 @@ describe.each<PkiKeyType>(['ecdsa-p256', 'rsa-pss-3072', 'ed25519', 'ecdsa-p384'
 
   it('refuses an end entity whose keyUsage does not allow signatures', () => {
     expect(validate('ee-ku')).toMatchObject({ ok: false, reason: 'key-usage', detail: expect.stringMatching(/without digitalSignature/) });
+  });
+
+  it('refuses an extendedKeyUsage without an IKE purpose, accepts clientAuth (RFC 4945 §5.1.3.12, strongSwan practice)', () => {
+    expect(validate('ee-eku')).toMatchObject({ ok: false, reason: 'extended-key-usage', detail: expect.stringMatching(/1.3.6.1.5.5.7.3.9 without an IKE purpose/) });
+    expect(validate('ee-client').ok).toBe(true);
+  });
+
+  it('refuses a certificate issued by a non-CA, and one with an unknown critical extension', () => {
+    expect(validate('ee-noca', { peerId: undefined }, [der('int-noca')])).toMatchObject({ ok: false, reason: 'not-a-ca', detail: expect.stringMatching(/"C=CH, O=ikeclone test, CN=Not a CA" issued/) });
+    expect(validate('ee-critical')).toMatchObject({ ok: false, reason: 'critical-extension', detail: expect.stringMatching(/1.3.6.1.4.1.36906.99/) });
   });
 
   it('refuses a path longer than a pathLenConstraint allows', () => {

@@ -25,6 +25,8 @@ export interface IssueOptions {
   notAfter?: Date;
   lifetimeDays?: number;
   serial?: string;
+  /** pki --critical: a critical extension of that OID (for tests of unknown critical extensions). */
+  critical?: string[];
 }
 
 const seconds = (d: Date): string => String(Math.floor(d.getTime() / 1000));
@@ -85,6 +87,20 @@ export class TestPki {
     return this.path(`${name}.pem`);
   }
 
+  /**
+   * Issues `<name>.pem` with openssl, which (unlike pki) signs with any
+   * certificate as the issuer: for chains a validator must refuse.
+   * `subject` is in openssl's form, "/C=CH/O=.../CN=...".
+   */
+  issueWithOpenssl(name: string, keyName: string, caName: string, caKeyName: string, subject: string): string {
+    const csr = execFileSync('openssl', ['req', '-new', '-key', this.path(`${keyName}.key`), '-subj', subject], { stdio: ['ignore', 'pipe', 'ignore'] });
+    const cert = execFileSync('openssl', [
+      'x509', '-req', '-CA', this.path(`${caName}.pem`), '-CAkey', this.path(`${caKeyName}.key`), '-set_serial', '4242', '-days', '30',
+    ], { input: csr, stdio: ['pipe', 'pipe', 'ignore'] });
+    writeFileSync(this.path(`${name}.pem`), cert);
+    return this.path(`${name}.pem`);
+  }
+
   private common(o: IssueOptions): string[] {
     const args: string[] = [...this.padding, '--outform', 'pem'];
     if (o.ca) args.push('--ca');
@@ -95,6 +111,7 @@ export class TestPki {
     for (const n of o.ncPermitted ?? []) args.push('--nc-permitted', n);
     for (const n of o.ncExcluded ?? []) args.push('--nc-excluded', n);
     if (o.serial) args.push('--serial', o.serial);
+    for (const oid of o.critical ?? []) args.push('--critical', oid);
     if (o.notBefore || o.notAfter) {
       args.push('--dateform', '%s');
       if (o.notBefore) args.push('--not-before', seconds(o.notBefore));

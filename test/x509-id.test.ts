@@ -4,6 +4,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { createHash, X509Certificate } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { AsnConvert } from '@peculiar/asn1-schema';
 import {
   AttributeTypeAndValue, AttributeValue, GeneralName, GeneralSubtree, GeneralSubtrees, Name, NameConstraints, RelativeDistinguishedName,
@@ -11,7 +14,7 @@ import {
 import { IdType } from '../control/wire/constants.js';
 import {
   certificatesToSend, certreqNames, decodeCertreqAuthorities, encodeCertreqAuthorities, identityMismatch, loadCertificates, namesEqual,
-  parseCertificate, subjectPublicKeyInfoSha1, type ParsedCertificate,
+  parseCertificate, subjectPublicKeyInfoSha1, validateCertificateChain, type ParsedCertificate,
 } from '../control/crypto/x509/index.js';
 import { nameConstraintViolation } from '../control/crypto/x509/names.js';
 import { TestPki } from './support/pki.js';
@@ -124,6 +127,46 @@ describe('name constraints (RFC 5280 §4.2.1.10)', () => {
   it('fails closed on a constrained kind it cannot check', () => {
     expect(check([{ uniformResourceIdentifier: 'https://gw.example.org/' }], permitted({ uniformResourceIdentifier: 'example.org' }))).toMatch(/cannot check/);
     expect(check([{ iPAddress: '192.0.2.7' }], permitted({ iPAddress: 'garbage' }))).toMatch(/cannot check/);
+  });
+});
+
+describe('name constraints in certificates made by openssl (iPAddress and directoryName)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ikeclone-nc-'));
+  const p = (n: string) => join(dir, n);
+  const openssl = (args: string[], input?: Buffer) => execFileSync('openssl', args, { input, stdio: [input ? 'pipe' : 'ignore', 'pipe', 'ignore'] });
+  let root: ParsedCertificate;
+
+  beforeAll(() => {
+    writeFileSync(p('root.cnf'), [
+      '[req]', 'distinguished_name = dn', 'x509_extensions = v3_ca', '[dn]',
+      '[v3_ca]', 'basicConstraints = critical, CA:true', 'keyUsage = critical, keyCertSign, cRLSign',
+      'nameConstraints = critical, permitted;IP:192.0.2.0/255.255.255.0, permitted;IP:2001:db8::/ffff:ffff::, permitted;dirName:dir_sect, excluded;IP:192.0.2.128/255.255.255.128',
+      '[dir_sect]', 'C = CH', 'O = ikeclone test',
+    ].join('\n'));
+    openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', p('root.key'), '-subj', '/C=CH/O=ikeclone test/CN=NC Root', '-days', '30', '-config', p('root.cnf'), '-out', p('root.pem')]);
+    openssl(['genpkey', '-algorithm', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', p('ee.key')]);
+    const issue = (name: string, subject: string, san: string) => {
+      writeFileSync(p(`${name}.ext`), `subjectAltName = ${san}\nkeyUsage = digitalSignature\n`);
+      const csr = openssl(['req', '-new', '-key', p('ee.key'), '-subj', subject]);
+      writeFileSync(p(`${name}.pem`), openssl(['x509', '-req', '-CA', p('root.pem'), '-CAkey', p('root.key'), '-set_serial', '7', '-days', '10', '-extfile', p(`${name}.ext`)], csr));
+    };
+    issue('inside', '/C=CH/O=ikeclone test/CN=gw', 'IP:192.0.2.7, IP:2001:db8::7');
+    issue('outside-ip', '/C=CH/O=ikeclone test/CN=gw', 'IP:198.51.100.7');
+    issue('excluded-ip', '/C=CH/O=ikeclone test/CN=gw', 'IP:192.0.2.200');
+    issue('outside-v6', '/C=CH/O=ikeclone test/CN=gw', 'IP:2001:db9::7');
+    issue('outside-dn', '/C=CH/O=elsewhere/CN=gw', 'IP:192.0.2.7');
+    root = first(p('root.pem'));
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  const validate = (name: string) => validateCertificateChain(first(p(`${name}.pem`)).der, [], { now: Date.now(), trustAnchors: [root] });
+
+  it('accepts names inside the permitted subtrees and refuses the rest, with the name', () => {
+    expect(validate('inside')).toMatchObject({ ok: true });
+    expect(validate('outside-ip')).toMatchObject({ ok: false, reason: 'name-constraints', detail: expect.stringMatching(/198.51.100.7 is outside the permitted iPAddress subtrees/) });
+    expect(validate('excluded-ip')).toMatchObject({ ok: false, reason: 'name-constraints', detail: expect.stringMatching(/192.0.2.200 is in an excluded iPAddress subtree/) });
+    expect(validate('outside-v6')).toMatchObject({ ok: false, reason: 'name-constraints', detail: expect.stringMatching(/2001:db9::7 is outside/) });
+    expect(validate('outside-dn')).toMatchObject({ ok: false, reason: 'name-constraints', detail: expect.stringMatching(/C=CH, O=elsewhere, CN=gw is outside the permitted directoryName/) });
   });
 });
 

@@ -110,6 +110,9 @@ describe.each<PkiKeyType>(['ecdsa-p256', 'rsa-pss-3072', 'ed25519', 'ecdsa-p384'
 
   it('accepts intermediates in any order and ignores extra certificates', () => {
     expect(validate('ee', {}, [der('rogue'), der('int0'), der('int'), new Uint8Array([0x30, 0x00])]).ok).toBe(true);
+    // the peer may send the root as well; an intermediate may itself be the configured anchor
+    expect(validate('ee', {}, [der('root'), der('int')])).toMatchObject({ ok: true, chain: { length: 3 } });
+    expect(validate('ee', { trustAnchors: [int] }, [])).toMatchObject({ ok: true, chain: { length: 2 } });
   });
 
   it('refuses an expired certificate', () => {

@@ -1,6 +1,7 @@
 // The AUTH payload (RFC 7296 §2.15, §3.8): the octets each side signs, the
 // shared-key MIC, and Digital Signature authentication (RFC 7427, method 14)
-// with ECDSA P-256 or Ed25519 (RFC 8420).
+// with ECDSA P-256 or P-384, Ed25519 (RFC 8420), and RSA with PKCS#1 v1.5 or
+// RSASSA-PSS (RFC 7427 Appendix A.1, A.4).
 //
 // Keys are loaded at configuration time (load* throw with a clear message).
 // Everything that reads peer data (AUTH data, certificates, the
@@ -10,17 +11,20 @@
 import {
   createPrivateKey,
   createPublicKey,
-  sign,
   timingSafeEqual,
   verify,
   X509Certificate,
   type KeyObject,
 } from 'node:crypto';
 import { HashAlgorithm } from '../wire/constants.js';
-import { concatBytes, equalBytes } from './bytes.js';
+import { concatBytes } from './bytes.js';
 import { prf, requirePrf } from './prf.js';
 import { fail, ok, type CryptoResult } from './result.js';
 import { wipe } from './random.js';
+import {
+  decodeSignatureAlgorithm, encodeSignatureAlgorithm, MIN_RSA_BITS, signWithAlgorithm, verifyWithAlgorithm,
+  type SignatureFamily, type SignatureHash,
+} from './signature-algorithm.js';
 
 // --- signed octets and shared-key MIC (RFC 7296 §2.15) -----------------------
 
@@ -57,16 +61,34 @@ export function verifyPskAuth(prfId: number, psk: Uint8Array, octets: Uint8Array
 
 // --- keys ----------------------------------------------------------------------
 
-/** Signature algorithms ikeclone signs and verifies with. */
-export type SignatureKeyKind = 'ed25519' | 'ecdsa-p256';
-export type SigningKey = { kind: SignatureKeyKind; privateKey: KeyObject };
+/**
+ * Signature algorithms ikeclone signs and verifies with. 'rsa' is an
+ * rsaEncryption key (PKCS#1 v1.5 or PSS signatures); 'rsa-pss' an
+ * id-RSASSA-PSS key, which makes PSS signatures only (RFC 4055 §1.2).
+ */
+export type SignatureKeyKind = 'ed25519' | 'ecdsa-p256' | 'ecdsa-p384' | 'rsa' | 'rsa-pss';
+/**
+ * `rsaPadding` chooses the signature scheme of an 'rsa' key: PKCS#1 v1.5 by
+ * default, as strongSwan (charon.rsa_pss = no), or RSASSA-PSS.
+ */
+export type SigningKey = { kind: SignatureKeyKind; privateKey: KeyObject; rsaPadding?: 'pkcs1' | 'pss' };
 export type VerifyKey = { kind: SignatureKeyKind; publicKey: KeyObject };
 
-/** The kind of an asymmetric key, or undefined if ikeclone cannot use it. */
+/** The kind of an asymmetric key, or undefined if ikeclone cannot use it (RSA under MIN_RSA_BITS included). */
 function keyKind(key: KeyObject): SignatureKeyKind | undefined {
   if (key.asymmetricKeyType === 'ed25519') return 'ed25519';
   if (key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'prime256v1') return 'ecdsa-p256';
+  if (key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'secp384r1') return 'ecdsa-p384';
+  const rsaBits = key.asymmetricKeyDetails?.modulusLength ?? 0;
+  if (key.asymmetricKeyType === 'rsa' && rsaBits >= MIN_RSA_BITS) return 'rsa';
+  if (key.asymmetricKeyType === 'rsa-pss' && rsaBits >= MIN_RSA_BITS) return 'rsa-pss';
   return undefined;
+}
+
+/** Keys a raw public key can be pinned with (loadSigningKey, loadVerifyKey); certificates take every kind. */
+function pinnableKind(key: KeyObject): SignatureKeyKind | undefined {
+  const kind = keyKind(key);
+  return kind === 'ed25519' || kind === 'ecdsa-p256' ? kind : undefined;
 }
 
 function describeKey(key: KeyObject): string {
@@ -86,9 +108,25 @@ export function loadSigningKey(pem: string | Buffer): SigningKey {
   } catch (e) {
     throw new Error(`cannot read private key PEM (expected unencrypted PKCS#8 or SEC1): ${(e as Error).message}`);
   }
-  const kind = keyKind(privateKey);
+  const kind = pinnableKind(privateKey);
   if (!kind) throw new Error(`unsupported private key type ${describeKey(privateKey)}: use Ed25519 or ECDSA P-256`);
   return { kind, privateKey };
+}
+
+/**
+ * A private key of any kind ikeclone signs with (the key of a certificate:
+ * Ed25519, ECDSA P-256/P-384, RSA of at least MIN_RSA_BITS bits).
+ */
+export function signingKeyFromPrivateKey(privateKey: KeyObject, options: { rsaPadding?: 'pkcs1' | 'pss' } = {}): CryptoResult<SigningKey> {
+  const kind = privateKey.type === 'private' ? keyKind(privateKey) : undefined;
+  if (!kind) return fail(`unsupported private key type ${describeKey(privateKey)}: use Ed25519, ECDSA P-256 or P-384, or RSA of at least ${MIN_RSA_BITS} bits`);
+  return ok(kind === 'rsa' ? { kind, privateKey, rsaPadding: options.rsaPadding ?? 'pkcs1' } : { kind, privateKey });
+}
+
+/** A public key of any kind ikeclone verifies with (e.g. from a validated certificate chain). */
+export function verifyKeyFromPublicKey(publicKey: KeyObject): CryptoResult<VerifyKey> {
+  const kind = publicKey.type === 'public' ? keyKind(publicKey) : undefined;
+  return kind ? ok({ kind, publicKey }) : fail(`unsupported public key type ${describeKey(publicKey)}`);
 }
 
 /**
@@ -106,7 +144,7 @@ export function loadVerifyKey(pem: string | Buffer): VerifyKey {
   } catch (e) {
     throw new Error(`cannot read public key or certificate PEM: ${(e as Error).message}`);
   }
-  const kind = keyKind(publicKey);
+  const kind = pinnableKind(publicKey);
   if (!kind) throw new Error(`unsupported public key type ${describeKey(publicKey)}: use Ed25519 or ECDSA P-256`);
   return { kind, publicKey };
 }
@@ -124,20 +162,18 @@ export function verifyKeyFromCertificate(der: Uint8Array): CryptoResult<VerifyKe
   } catch {
     return fail('certificate cannot be parsed');
   }
-  const kind = keyKind(publicKey);
-  return kind ? ok({ kind, publicKey }) : fail(`unsupported certificate key type ${describeKey(publicKey)}`);
+  const key = verifyKeyFromPublicKey(publicKey);
+  return key.ok ? key : fail(`unsupported certificate key type ${describeKey(publicKey)}`);
 }
 
 // --- Digital Signature authentication (RFC 7427 §3) ------------------------------
 
-/** RFC 8420 Appendix A.1: AlgorithmIdentifier id-Ed25519, parameters absent. */
-const ALGID_ED25519 = Uint8Array.from([0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70]);
-/** RFC 7427 Appendix A.3.2-A.3.4: ecdsa-with-SHA256/384/512, parameters absent. */
-const ALGID_ECDSA: ReadonlyArray<{ algId: Uint8Array; hash: 'sha256' | 'sha384' | 'sha512'; id: number }> = [
-  { algId: Buffer.from('300a06082a8648ce3d040302', 'hex'), hash: 'sha256', id: HashAlgorithm.SHA2_256 },
-  { algId: Buffer.from('300a06082a8648ce3d040303', 'hex'), hash: 'sha384', id: HashAlgorithm.SHA2_384 },
-  { algId: Buffer.from('300a06082a8648ce3d040304', 'hex'), hash: 'sha512', id: HashAlgorithm.SHA2_512 },
-];
+/** IKEv2 Hash Algorithm identifiers (RFC 7427 §7) of the hashes RFC 7427 signatures use here. */
+const HASH_OF_ID: ReadonlyMap<number, SignatureHash> = new Map([
+  [HashAlgorithm.SHA2_256, 'sha256'],
+  [HashAlgorithm.SHA2_384, 'sha384'],
+  [HashAlgorithm.SHA2_512, 'sha512'],
+]);
 
 /** Hash algorithms announced in SIGNATURE_HASH_ALGORITHMS (RFC 7427 §4, RFC 8420 §2). */
 export const SUPPORTED_SIGNATURE_HASHES: number[] = [
@@ -147,39 +183,78 @@ export const SUPPORTED_SIGNATURE_HASHES: number[] = [
   HashAlgorithm.IDENTITY,
 ];
 
+/** Our order of preference per key kind: P-384 keys pair with SHA2-384 first (RFC 5656 §6.2.1 sizing). */
+const HASH_PREFERENCE: Readonly<Record<Exclude<SignatureKeyKind, 'ed25519'>, readonly number[]>> = {
+  'ecdsa-p256': [HashAlgorithm.SHA2_256, HashAlgorithm.SHA2_384, HashAlgorithm.SHA2_512],
+  'ecdsa-p384': [HashAlgorithm.SHA2_384, HashAlgorithm.SHA2_512, HashAlgorithm.SHA2_256],
+  rsa: [HashAlgorithm.SHA2_256, HashAlgorithm.SHA2_384, HashAlgorithm.SHA2_512],
+  'rsa-pss': [HashAlgorithm.SHA2_256, HashAlgorithm.SHA2_384, HashAlgorithm.SHA2_512],
+};
+
 /**
  * The hash to sign with, for a key of `kind`, towards a peer that announced
  * `peerHashes` in SIGNATURE_HASH_ALGORITHMS. RFC 7427 §4: "a peer MUST pick
  * one algorithm sent by the other peer". Ed25519 signs with Identity, and
- * only for a peer that announced it (RFC 8420 §2); ECDSA P-256 with the first
- * of SHA2-256, SHA2-384, SHA2-512 the peer announced. undefined when the
- * peer announced none of them: no signature it accepts can be made.
+ * only for a peer that announced it (RFC 8420 §2); ECDSA and RSA with the
+ * first of our preferred SHA-2 hashes the peer announced (SHA2-256 first,
+ * SHA2-384 first for P-384). undefined when the peer announced none of them:
+ * no signature it accepts can be made.
  */
 export function signatureHashFor(kind: SignatureKeyKind, peerHashes: readonly number[]): number | undefined {
   if (kind === 'ed25519') return peerHashes.includes(HashAlgorithm.IDENTITY) ? HashAlgorithm.IDENTITY : undefined;
-  return ALGID_ECDSA.find((a) => peerHashes.includes(a.id))?.id;
+  return HASH_PREFERENCE[kind].find((id) => peerHashes.includes(id));
+}
+
+/** The signature family a key of `kind` signs with. */
+function signingFamily(key: SigningKey): SignatureFamily {
+  switch (key.kind) {
+    case 'ed25519':
+      return 'ed25519';
+    case 'ecdsa-p256':
+    case 'ecdsa-p384':
+      return 'ecdsa';
+    case 'rsa':
+      return key.rsaPadding === 'pss' ? 'rsa-pss' : 'rsa-pkcs1';
+    case 'rsa-pss':
+      return 'rsa-pss';
+  }
+}
+
+/** Whether a verify key of `kind` may be used with a signature of `family` (a P-256 key never checks an RSA AUTH). */
+function familyFitsKind(family: SignatureFamily, kind: SignatureKeyKind): boolean {
+  switch (kind) {
+    case 'ed25519':
+      return family === 'ed25519';
+    case 'ecdsa-p256':
+    case 'ecdsa-p384':
+      return family === 'ecdsa';
+    case 'rsa':
+      return family === 'rsa-pkcs1' || family === 'rsa-pss';
+    case 'rsa-pss':
+      return family === 'rsa-pss';
+  }
 }
 
 /**
  * AUTH data for method 14 (RFC 7427 §3):
  * ASN.1 Length (1 octet) | AlgorithmIdentifier (DER) | Signature.
  * Ed25519 signs the octets directly (RFC 8420 §2; `hash` must be Identity);
- * ECDSA P-256 uses ecdsa-with-SHA256/384/512 as `hash` says (default
- * SHA2-256) and a DER Ecdsa-Sig-Value (RFC 7427 §3 via RFC 3279 §2.2.3, as
- * strongSwan sends).
+ * ECDSA uses ecdsa-with-SHA256/384/512 as `hash` says (default SHA2-256) and
+ * a DER Ecdsa-Sig-Value (RFC 7427 §3 via RFC 3279 §2.2.3, as strongSwan
+ * sends); RSA uses sha*WithRSAEncryption (Appendix A.1) or RSASSA-PSS with
+ * MGF1 over the same hash and a salt of the hash length (Appendix A.4.3).
  */
 export function signDigitalSignature(key: SigningKey, octets: Uint8Array, hash?: number): Uint8Array {
-  let algId: Uint8Array, signature: Uint8Array;
-  if (key.kind === 'ed25519') {
+  const family = signingFamily(key);
+  let hashName: SignatureHash | null = null;
+  if (family === 'ed25519') {
     if (hash !== undefined && hash !== HashAlgorithm.IDENTITY) throw new RangeError(`Ed25519 signs with the Identity hash, not ${hash} (RFC 8420 §2)`);
-    algId = ALGID_ED25519;
-    signature = sign(null, octets, key.privateKey);
   } else {
-    const ecdsa = ALGID_ECDSA.find((a) => a.id === (hash ?? HashAlgorithm.SHA2_256));
-    if (!ecdsa) throw new RangeError(`no ECDSA signature with hash algorithm ${hash}`);
-    algId = ecdsa.algId;
-    signature = sign(ecdsa.hash, octets, { key: key.privateKey, dsaEncoding: 'der' });
+    hashName = HASH_OF_ID.get(hash ?? HashAlgorithm.SHA2_256) ?? null;
+    if (hashName === null) throw new RangeError(`no ${family === 'ecdsa' ? 'ECDSA' : 'RSA'} signature with hash algorithm ${hash}`);
   }
+  const algId = encodeSignatureAlgorithm(family, hashName);
+  const signature = signWithAlgorithm(family, hashName, key.privateKey, octets);
   const out = new Uint8Array(1 + algId.length + signature.length);
   out[0] = algId.length;
   out.set(algId, 1);
@@ -189,20 +264,18 @@ export function signDigitalSignature(key: SigningKey, octets: Uint8Array, hash?:
 
 /**
  * Checks AUTH data of method 14 against `octets` with the peer's key. The
- * AlgorithmIdentifier must match the key kind (id-Ed25519 for Ed25519;
- * ecdsa-with-SHA256/384/512 for P-256). Malformed data is false; never throws.
+ * AlgorithmIdentifier must be DER and fit the key kind (id-Ed25519 for
+ * Ed25519; ecdsa-with-SHA256/384/512 for P-256 and P-384; PKCS#1 v1.5 or
+ * RSASSA-PSS for RSA, PSS alone for an RSASSA-PSS key). Malformed data is
+ * false; never throws.
  */
 export function verifyDigitalSignature(key: VerifyKey, authData: Uint8Array, octets: Uint8Array): boolean {
   if (!(authData instanceof Uint8Array) || authData.length < 1) return false;
   const algLength = authData[0]!;
   if (authData.length <= 1 + algLength) return false;
-  const algId = authData.subarray(1, 1 + algLength);
-  const signature = authData.subarray(1 + algLength);
-  if (key.kind === 'ed25519') {
-    return equalBytes(algId, ALGID_ED25519) && verifyEd25519(key.publicKey, octets, signature);
-  }
-  const ecdsa = ALGID_ECDSA.find((a) => equalBytes(a.algId, algId));
-  return ecdsa !== undefined && verifyEcdsaP256(key.publicKey, octets, signature, ecdsa.hash, 'der');
+  const algorithm = decodeSignatureAlgorithm(authData.subarray(1, 1 + algLength));
+  if (!algorithm.ok || !familyFitsKind(algorithm.value.family, key.kind)) return false;
+  return verifyWithAlgorithm(algorithm.value, key.publicKey, octets, authData.subarray(1 + algLength));
 }
 
 // --- low-level verification -------------------------------------------------------

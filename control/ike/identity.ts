@@ -15,6 +15,7 @@
 //
 // Identities decoded from the network reach formatIdentity and identityMatches:
 // both validate the bytes and never throw on them.
+import { equalBytes } from '../crypto/bytes.js';
 import { isIPv4, isIPv6 } from 'node:net';
 import { IdType } from '../wire/constants.js';
 import { bytesToIp, ipToBytes } from '../wire/ip.js';
@@ -215,14 +216,14 @@ export function identitiesEqual(a: Identity, b: Identity): boolean {
     case IdType.RFC822_ADDR:
       return a.data.length === b.data.length && asciiLower(a.data) === asciiLower(b.data);
     case IdType.DER_ASN1_DN: {
-      if (bytesEqual(a.data, b.data)) return true;
+      if (equalBytes(a.data, b.data)) return true;
       const da = decodeDn(a.data);
       const db = decodeDn(b.data);
       if (da === null || db === null || da.length !== db.length) return false;
       return da.every((r, i) => r.oid === db[i]!.oid && rdnValueEqual(r, db[i]!));
     }
     default:
-      return bytesEqual(a.data, b.data);
+      return equalBytes(a.data, b.data);
   }
 }
 
@@ -248,7 +249,7 @@ export function identityMatches(pattern: Identity | 'any', id: Identity): boolea
     case IdType.DER_ASN1_DN: {
       const p = decodeDn(pattern.data);
       const d = decodeDn(id.data);
-      if (p === null || d === null) return bytesEqual(pattern.data, id.data);
+      if (p === null || d === null) return equalBytes(pattern.data, id.data);
       if (p.length !== d.length) return false;
       return p.every((r, i) => r.oid === d[i]!.oid && (r.value === '*' || rdnValueEqual(r, d[i]!)));
     }
@@ -267,12 +268,6 @@ export function isIdentityPattern(id: Identity): boolean {
 
 function isIdentity(x: unknown): x is Identity {
   return x !== null && typeof x === 'object' && Number.isInteger((x as Identity).idType) && (x as Identity).data instanceof Uint8Array;
-}
-
-function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }
 
 /** Bytes as a string with ASCII upper case folded (bytes above 0x7f kept as code points). */

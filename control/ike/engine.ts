@@ -46,6 +46,7 @@ import type { LivenessOptions } from './liveness.js';
 import { NatKeepalive } from './nat-keepalive.js';
 import type { SendKeepalive } from './nat-keepalive.js';
 import { DeletionAudit } from './deletion.js';
+import { noteCreateChildSaRefusal } from './refusals.js';
 import type { DeletionOptions, InvalidSpiVerdict } from './deletion.js';
 
 export interface MobilityOptions {
@@ -190,6 +191,8 @@ export interface EngineStats {
   retransmits: number;
   responsesFromCache: number;
   drops: Record<string, number>;
+  /** CREATE_CHILD_SA requests we refused, by notify name (refusals.ts). */
+  refusals: Record<string, number>;
 }
 
 type Responder = (engine: IkeEngine, sa: IkeSa, payloads: Payload[], d: Datagram) => ResponderResult;
@@ -216,7 +219,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
   readonly liveness: LivenessMonitor;
   readonly keepalive: NatKeepalive;
   readonly deletion: DeletionAudit;
-  readonly stats: EngineStats = { received: 0, sent: 0, retransmits: 0, responsesFromCache: 0, drops: {} };
+  readonly stats: EngineStats = { received: 0, sent: 0, retransmits: 0, responsesFromCache: 0, drops: {}, refusals: {} };
 
   /** IKE SAs by our own SPI (hex). */
   readonly sas = new Map<string, IkeSa>();
@@ -584,6 +587,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
     this.liveness.heard(sa);
     this.trace?.({ direction: 'in', sa, exchangeType: h.exchangeType, response: false, messageId: h.messageId, payloads: opened.payloads });
     const result = this.collisions.guard(sa, h.exchangeType, opened.payloads) ?? responder(this, sa, opened.payloads, d);
+    if (h.exchangeType === ExchangeType.CREATE_CHILD_SA) noteCreateChildSaRefusal(this, sa, opened.payloads, result.payloads);
     if (sa.state !== 'dead' || result.after) this.sendResponse(sa, h.exchangeType, h.messageId, result.payloads, d);
     result.after?.();
   }
@@ -910,7 +914,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
    */
   moveIkeSa(sa: IkeSa, to: { local: string; remote?: string }): Promise<IkeSa> {
     if (sa.state !== 'established') return Promise.reject(new Error(`IKE SA ${sa.id} is ${sa.state}`));
-    if (!sa.isInitiator) return Promise.reject(new Error(`IKE SA ${sa.id}: only the original initiator moves an IKE SA (RFC 4555 §3.1)`));
+    if (!sa.mobikeInitiator) return Promise.reject(new Error(`IKE SA ${sa.id}: only the original initiator moves an IKE SA (RFC 4555 §3.1)`));
     if (!sa.peerMobike) return Promise.reject(new Error(`IKE SA ${sa.id}: MOBIKE was not negotiated (RFC 4555 §3.2)`));
     const previous = { local: { ...sa.local }, remote: { ...sa.remote } };
     this.relocate(sa, { address: to.local, port: sa.local.port }, { address: to.remote ?? sa.remote.address, port: sa.remote.port });
@@ -930,9 +934,12 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
    * endpoints. No message is sent; MOBIKE exchanges call this.
    */
   relocate(sa: IkeSa, local: Endpoint, remote: Endpoint, opts: { children?: boolean } = {}): void {
-    // The peer's address set is the one in use plus the ones it announced (RFC 4555 §3.4): keep it whole.
+    // The peer's address set is the one in use plus the ones it announced (RFC 4555 §3.4): keep it whole,
+    // less an address its latest list withdrew (§3.6).
     if (remote.address !== sa.remote.address) {
-      sa.peerAdditionalAddresses = [sa.remote.address, ...sa.peerAdditionalAddresses.filter((a) => a !== remote.address && a !== sa.remote.address)];
+      const previous = sa.remote.address === sa.peerWithdrawnAddress ? [] : [sa.remote.address];
+      sa.peerAdditionalAddresses = [...previous, ...sa.peerAdditionalAddresses.filter((a) => a !== remote.address && a !== sa.remote.address)];
+      sa.peerWithdrawnAddress = undefined;
     }
     sa.local = { ...local };
     sa.remote = { ...remote };
@@ -971,7 +978,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
    * false when none is left (the IKE SA is then given up).
    */
   private failover(sa: IkeSa): boolean {
-    if (!sa.isInitiator || !sa.peerMobike || sa.state !== 'established') return false;
+    if (!sa.mobikeInitiator || !sa.peerMobike || sa.state !== 'established') return false;
     let tried = this.failoverTried.get(sa);
     if (!tried) this.failoverTried.set(sa, (tried = new Set()));
     tried.add(`${sa.local.address}|${sa.remote.address}`);
@@ -994,7 +1001,8 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
   private candidatePaths(sa: IkeSa): Array<{ local: string; remote: string }> {
     const v6 = sa.remote.address.includes(':');
     const locals = this.localAddresses().filter((a) => a.includes(':') === v6);
-    const peers = [sa.remote.address, ...sa.peerAdditionalAddresses].filter((a) => a.includes(':') === v6);
+    // An address the peer withdrew from its set (RFC 4555 §3.6) is no path to move to or stay on.
+    const peers = [sa.remote.address, ...sa.peerAdditionalAddresses].filter((a) => a.includes(':') === v6 && a !== sa.peerWithdrawnAddress);
     return rankedPaths(locals, peers);
   }
 
@@ -1005,7 +1013,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
    * Moves it when that differs from the path in use.
    */
   reevaluatePath(sa: IkeSa): void {
-    if (!sa.isInitiator || !sa.peerMobike || sa.state !== 'established') return;
+    if (!sa.mobikeInitiator || !sa.peerMobike || sa.state !== 'established') return;
     const paths = this.candidatePaths(sa);
     const pick =
       paths.find((p) => p.local === sa.homeAddress) ?? paths.find((p) => p.local === sa.local.address) ?? paths[0];
@@ -1035,7 +1043,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
       const before = sa.addressGeneration;
       // Paths are re-evaluated on every call, the list or not: a home address that came back is
       // moved to (§3.5), and failover (§3.10) picks from localAddresses() itself.
-      if (sa.isInitiator) this.reevaluatePath(sa);
+      if (sa.mobikeInitiator) this.reevaluatePath(sa);
       // A move already tells the peer everything it needs; otherwise send our address list (§3.6),
       // but only if it differs from the one this SA last sent: a repeat would be a redundant
       // exchange per SA per notification, and the peer's set would not change.

@@ -30,9 +30,27 @@ function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && a.every((v, i) => v === b[i]);
 }
 
-/** NAT traversal is on for this IKE SA (a NAT was detected in IKE_SA_INIT or a later update). */
-export function natTraversal(sa: IkeSa): boolean {
-  return sa.natLocal || sa.natRemote;
+/**
+ * NO_NATS_ALLOWED applies (§3.9: "when NAT Traversal is not enabled"): IKE_SA_INIT
+ * exchanged no NAT_DETECTION_*_IP notifies (RFC 7296 §2.23). With NAT-D exchanged,
+ * NAT traversal is on even if no NAT was found, and address updates need no
+ * NO_NATS_ALLOWED (peers such as strongSwan never send it).
+ */
+export function natsProhibited(sa: IkeSa): boolean {
+  return !sa.natDetectionExchanged;
+}
+
+/**
+ * §3.9: why a request that changes addresses fails NAT prohibition (absent, or
+ * not matching the IP header it came with), or undefined when it passes or
+ * NAT prohibition does not apply.
+ */
+export function natProhibitionFailure(sa: IkeSa, payloads: readonly Payload[], source: Endpoint, destination: Endpoint): string | undefined {
+  if (!natsProhibited(sa)) return undefined;
+  const nna = findNotify(payloads, NotifyType.NO_NATS_ALLOWED);
+  if (!nna) return 'NO_NATS_ALLOWED absent although NAT-D was not exchanged in IKE_SA_INIT';
+  if (!equalBytes(nna.data, noNatsAllowedData(source, destination))) return 'NO_NATS_ALLOWED does not match the IP header';
+  return undefined;
 }
 
 /** NO_NATS_ALLOWED data (§4.2.6): source and destination address, then both ports, as sent. */
@@ -119,6 +137,17 @@ export function peerAddressList(payloads: readonly Payload[]): string[] | undefi
   return [...v4, ...v6].map((n) => bytesToIp(n.data));
 }
 
+/**
+ * The peer's whole address set (§3.4, §3.6) replaces what we knew: the others
+ * become its additional addresses; if the one in use is not among them, it is
+ * withdrawn and the MOBIKE initiator moves away from it (§3.5).
+ */
+export function setPeerAddresses(sa: IkeSa, addresses: readonly string[]): void {
+  const set = [...new Set(addresses)];
+  sa.peerAdditionalAddresses = set.filter((a) => a !== sa.remote.address);
+  sa.peerWithdrawnAddress = set.includes(sa.remote.address) ? undefined : sa.remote.address;
+}
+
 /** Checks the COOKIE2 a response echoes (§3.7): a mismatch closes the IKE SA. */
 function cookie2Matches(engine: IkeEngine, sa: IkeSa, payloads: Payload[], sent: Uint8Array): boolean {
   const echoed = findNotify(payloads, NotifyType.COOKIE2);
@@ -158,8 +187,8 @@ export class UpdateSaAddressesInitiator implements InitiatorExchange {
     // encap=yes fakes our source hash as in IKE_SA_INIT (RFC 7296 §2.23), so that the peer keeps encapsulating after the move.
     const fake = sa.policy.forceEncap ? this.engine.random : undefined;
     const payloads: Payload[] = [notify(NotifyType.UPDATE_SA_ADDRESSES), ...natDetectionPayloads(sa.spiI, sa.spiR, sa.local, sa.remote, fake)];
-    // §3.9: without NAT traversal, the addresses are protected.
-    if (!natTraversal(sa)) payloads.push(notify(NotifyType.NO_NATS_ALLOWED, noNatsAllowedData(sa.local, sa.remote)));
+    // §3.9: without NAT traversal (no NAT-D in IKE_SA_INIT), the addresses are protected.
+    if (natsProhibited(sa)) payloads.push(notify(NotifyType.NO_NATS_ALLOWED, noNatsAllowedData(sa.local, sa.remote)));
     payloads.push(notify(NotifyType.COOKIE2, this.cookie2));
     return payloads;
   }
@@ -211,7 +240,7 @@ export class AddressListInitiator implements InitiatorExchange {
   build(sa: IkeSa): Payload[] {
     this.cookie2 = this.engine.random(COOKIE2_LENGTH);
     const payloads = additionalAddressNotifies(this.addresses, sa.local.address);
-    if (!natTraversal(sa)) payloads.push(notify(NotifyType.NO_NATS_ALLOWED, noNatsAllowedData(sa.local, sa.remote)));
+    if (natsProhibited(sa)) payloads.push(notify(NotifyType.NO_NATS_ALLOWED, noNatsAllowedData(sa.local, sa.remote)));
     payloads.push(notify(NotifyType.COOKIE2, this.cookie2));
     return payloads;
   }
@@ -280,23 +309,22 @@ export function respondMobility(engine: IkeEngine, sa: IkeSa, payloads: Payload[
 
   let update = findNotify(payloads, NotifyType.UPDATE_SA_ADDRESSES);
   // §3.1, §3.5: only the original initiator moves an IKE SA; an update from the responder is ignored.
-  if (update && sa.isInitiator) {
+  if (update && sa.mobikeInitiator) {
     engine.log.warn({ ike: sa.id }, 'ignoring UPDATE_SA_ADDRESSES from the original responder (RFC 4555 §3.5)');
     update = undefined;
   }
   const list = peerAddressList(payloads);
   const changesAddresses = update !== undefined || list !== undefined;
   // §3.9: without NAT traversal, address-changing requests carry NO_NATS_ALLOWED, which must match the IP header.
-  if (changesAddresses && !natTraversal(sa)) {
-    const nna = findNotify(payloads, NotifyType.NO_NATS_ALLOWED);
-    if (!nna || !equalBytes(nna.data, noNatsAllowedData(d.remote, d.local))) {
-      engine.log.warn({ ike: sa.id, from: d.remote.address }, 'NO_NATS_ALLOWED does not match the IP header: UNEXPECTED_NAT_DETECTED');
-      return { refuse: [notify(NotifyType.UNEXPECTED_NAT_DETECTED), ...echo], extra };
-    }
+  const natRefusal = changesAddresses ? natProhibitionFailure(sa, payloads, d.remote, d.local) : undefined;
+  if (natRefusal) {
+    engine.log.warn({ ike: sa.id, from: d.remote.address, reason: natRefusal }, `${natRefusal}: UNEXPECTED_NAT_DETECTED (RFC 4555 §3.9)`);
+    return { refuse: [notify(NotifyType.UNEXPECTED_NAT_DETECTED), ...echo], extra };
   }
-  if (list !== undefined) sa.peerAdditionalAddresses = list;
+  // §3.6: the peer's addresses are the IP header source plus the ones it lists.
+  if (list !== undefined) setPeerAddresses(sa, [d.remote.address, ...list]);
   // §3.5: a new address list from the responder makes the initiator re-evaluate its path.
-  if (!update) return list !== undefined && sa.isInitiator ? { extra, after: () => engine.reevaluatePath(sa) } : { extra };
+  if (!update) return list !== undefined && sa.mobikeInitiator ? { extra, after: () => engine.reevaluatePath(sa) } : { extra };
   if (!engine.acceptablePeerAddress(sa, d.remote.address)) {
     engine.log.warn({ ike: sa.id, from: d.remote.address }, 'UPDATE_SA_ADDRESSES from an address our policy does not allow');
     return { refuse: [notify(NotifyType.UNACCEPTABLE_ADDRESSES), ...echo], extra };

@@ -58,7 +58,10 @@ function successorSa(
   sa.peerKey = old.peerKey;
   sa.natLocal = old.natLocal;
   sa.natRemote = old.natRemote;
+  sa.natDetectionExchanged = old.natDetectionExchanged;
   sa.peerMobike = old.peerMobike;
+  // RFC 4555 §1.3: the MOBIKE initiator stays whoever started the first IKE SA, whoever rekeys or clones.
+  sa.mobikeInitiator = old.mobikeInitiator;
   sa.peerClone = old.peerClone;
   sa.virtualIp = old.virtualIp;
   sa.peerVirtualIp = old.peerVirtualIp;

@@ -909,12 +909,13 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
 
   /**
    * Move an IKE SA we originally initiated to other addresses (RFC 4555 §3.5):
-   * the IKE SA and its Child SAs switch at once, then UPDATE_SA_ADDRESSES
+   * we started the first IKE SA of its series (§1.3), whoever rekeyed or cloned
+   * it since. The IKE SA and its Child SAs switch at once, then UPDATE_SA_ADDRESSES
    * tells the peer from the new path. Resolves when the peer has followed.
    */
   moveIkeSa(sa: IkeSa, to: { local: string; remote?: string }): Promise<IkeSa> {
     if (sa.state !== 'established') return Promise.reject(new Error(`IKE SA ${sa.id} is ${sa.state}`));
-    if (!sa.mobikeInitiator) return Promise.reject(new Error(`IKE SA ${sa.id}: only the original initiator moves an IKE SA (RFC 4555 §3.1)`));
+    if (!sa.mobikeInitiator) return Promise.reject(new Error(`IKE SA ${sa.id}: only the original initiator moves an IKE SA (RFC 4555 §1.3, §3.1)`));
     if (!sa.peerMobike) return Promise.reject(new Error(`IKE SA ${sa.id}: MOBIKE was not negotiated (RFC 4555 §3.2)`));
     const previous = { local: { ...sa.local }, remote: { ...sa.remote } };
     this.relocate(sa, { address: to.local, port: sa.local.port }, { address: to.remote ?? sa.remote.address, port: sa.remote.port });

@@ -1,9 +1,12 @@
 // MOBIKE (RFC 4555): moving an IKE SA and its Child SAs to other addresses.
-// The original initiator decides (§3.1, §3.5) and sends UPDATE_SA_ADDRESSES
-// from the new path; the responder checks NO_NATS_ALLOWED (§3.9) and its
-// address policy, follows, and checks return routability (§3.7) before its
-// Child SAs follow. Either side can tell the other its additional addresses
-// (§3.4, §3.6). COOKIE2 (§4.2.5) binds every response to its request.
+// The MOBIKE initiator (§1.3: the party that started the first IKE SA of the
+// series, whoever rekeyed or cloned since; IkeSa.mobikeInitiator) decides
+// (§3.1, §3.5) and sends UPDATE_SA_ADDRESSES from the new path; the responder
+// checks NO_NATS_ALLOWED when NAT traversal is off (§3.9) and its address
+// policy, follows, and checks return routability (§3.7) before its Child SAs
+// follow. Either side can tell the other its addresses (§3.4, §3.6): the IP
+// header source of the message and the ones it lists. COOKIE2 (§4.2.5) binds
+// every response to its request.
 //
 //   Initiator                                Responder
 //   HDR, SK { N(UPDATE_SA_ADDRESSES), [N(NAT_DETECTION_*)],
@@ -308,7 +311,7 @@ export function respondMobility(engine: IkeEngine, sa: IkeSa, payloads: Payload[
   if (!sa.peerMobike) return { extra };
 
   let update = findNotify(payloads, NotifyType.UPDATE_SA_ADDRESSES);
-  // §3.1, §3.5: only the original initiator moves an IKE SA; an update from the responder is ignored.
+  // §3.1, §3.5: only the MOBIKE initiator (§1.3) moves an IKE SA; an update from the responder is ignored.
   if (update && sa.mobikeInitiator) {
     engine.log.warn({ ike: sa.id }, 'ignoring UPDATE_SA_ADDRESSES from the original responder (RFC 4555 §3.5)');
     update = undefined;

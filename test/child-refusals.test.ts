@@ -6,6 +6,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NotifyType } from '../control/wire/constants.js';
+import type { IkeEngine } from '../control/ike/engine.js';
+import type { IkeSa } from '../control/ike/ike-sa.js';
 import { Gateway } from '../control/gateway.js';
 import { silentLogger } from '../control/log.js';
 import { ControlServer } from '../control/api/control-server.js';
@@ -56,27 +58,18 @@ function expectWarning(l: LogLine, notify: string, kind: string, received: strin
 }
 
 describe('refused CREATE_CHILD_SA requests are logged and counted (in memory)', () => {
-  it('a Child SA rekey with PFS against ESP proposals without key exchange: NO_PROPOSAL_CHOSEN, one warning, counted', async () => {
+  it.each([
+    { kind: 'rekey Child SA', request: (e: IkeEngine, sa: IkeSa) => e.rekeyChildSa(sa.children[0]!, { pfs: true }) },
+    { kind: 'new Child SA', request: (e: IkeEngine, sa: IkeSa) => e.createChildSa(sa, 'net', { pfs: true }) },
+  ])('a $kind with PFS against ESP proposals without key exchange: NO_PROPOSAL_CHOSEN, one warning, counted', async ({ kind, request }) => {
     const { wire, alice, bob, sa, refusalWarnings } = await pair();
-    const rekey = alice.rekeyChildSa(sa.children[0]!, { pfs: true });
-    rekey.catch(() => undefined);
+    const refused = request(alice, sa);
+    refused.catch(() => undefined);
     wire.run(100);
-    await expect(rekey).rejects.toThrow(/NO_PROPOSAL_CHOSEN/);
+    await expect(refused).rejects.toThrow(/NO_PROPOSAL_CHOSEN/);
     const warnings = refusalWarnings();
     expect(warnings).toHaveLength(1);
-    expectWarning(warnings[0]!, 'NO_PROPOSAL_CHOSEN', 'rekey Child SA', PFS, NO_PFS);
-    expect(bob.stats.refusals).toEqual({ NO_PROPOSAL_CHOSEN: 1 });
-  });
-
-  it('a new Child SA with PFS against ESP proposals without key exchange: NO_PROPOSAL_CHOSEN, one warning, counted', async () => {
-    const { wire, alice, bob, sa, refusalWarnings } = await pair();
-    const created = alice.createChildSa(sa, 'net', { pfs: true });
-    created.catch(() => undefined);
-    wire.run(100);
-    await expect(created).rejects.toThrow(/NO_PROPOSAL_CHOSEN/);
-    const warnings = refusalWarnings();
-    expect(warnings).toHaveLength(1);
-    expectWarning(warnings[0]!, 'NO_PROPOSAL_CHOSEN', 'new Child SA', PFS, NO_PFS);
+    expectWarning(warnings[0]!, 'NO_PROPOSAL_CHOSEN', kind, PFS, NO_PFS);
     expect(bob.stats.refusals).toEqual({ NO_PROPOSAL_CHOSEN: 1 });
   });
 

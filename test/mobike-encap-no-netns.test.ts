@@ -9,6 +9,7 @@
 // update arrive from the new address and no UNEXPECTED_NAT_DETECTED.
 import { describe, expect, onTestFailed } from 'vitest';
 import { addRoute, createTopology, exec, ping, spawnIn } from './support/netns.js';
+import type { Topology } from './support/netns.js';
 import { interopTest } from './support/prereq.js';
 import { useNetnsSuite } from './support/netns-suite.js';
 import type { PrereqName } from './support/prereq.js';
@@ -26,6 +27,30 @@ const UNEXPECTED_NAT_DETECTED = '41';
 
 const host = (endpoint: string) => endpoint.replace(/:\d+$/, '');
 
+/**
+ * Both ends' configuration: `encap: no` (ESP stays raw without a NAT), one
+ * worker and a TUN device each; the client initiates from NIC 1.
+ */
+function gatewayConfig(topo: Topology, side: 'client' | 'gw'): Record<string, unknown> {
+  const [nic1] = topo.links;
+  const client = side === 'client';
+  const [me, peer] = client ? ['client', 'gw'] : ['gw', 'client'];
+  const connection = {
+    local: { id: `${me}.encap-no.test` },
+    remote: { id: `${peer}.encap-no.test` },
+    psk: PSK,
+    encap: 'no',
+    children: { net: client ? { local_ts: [topo.leftInnerNet], remote_ts: [topo.rightInnerNet] } : { local_ts: [topo.rightInnerNet], remote_ts: [topo.leftInnerNet] } },
+    ...(client ? { local_addrs: [nic1!.aAddr], remote_addrs: [nic1!.bAddr], start_action: 'start' } : {}),
+  };
+  return {
+    listen: { address: '0.0.0.0' },
+    dataplane: { workers: 1, tun: TUN },
+    ...(client ? { retransmit: { timeout: '300ms', tries: 3, maxTimeout: '1s' } } : {}),
+    connections: { [client ? 'gw' : 'clients']: connection },
+  };
+}
+
 describe('MOBIKE with encap: no and no NAT (network namespaces)', () => {
   const env = useNetnsSuite('mobike-encap-no', PRE);
 
@@ -36,48 +61,13 @@ describe('MOBIKE with encap: no and no NAT (network namespaces)', () => {
       const topo = await createTopology({ links: 2, labels: ['cli', 'gw'] });
       env.cleanup(() => topo.destroy());
       const [nic1, nic2] = topo.links as [(typeof topo.links)[0], (typeof topo.links)[0]];
-      const gw: Ikeclone = await startIkeclone(topo.right, {
-        dir: env.dir('gw'),
-        config: {
-          listen: { address: '0.0.0.0' },
-          dataplane: { workers: 1, tun: TUN },
-          connections: {
-            clients: {
-              local: { id: 'gw.encap-no.test' },
-              remote: { id: 'client.encap-no.test' },
-              psk: PSK,
-              encap: 'no',
-              children: { net: { local_ts: [topo.rightInnerNet], remote_ts: [topo.leftInnerNet], esp: ['aes128gcm16'] } },
-            },
-          },
-        },
-      });
+      const gw: Ikeclone = await startIkeclone(topo.right, { dir: env.dir('gw'), config: gatewayConfig(topo, 'gw') });
       env.cleanup(() => gw.stop());
       const ikeCapture = await startCapture(topo.right, nic2.bIf, { file: env.dir('nic2-ike.pcap') });
       const espCapture = await startCapture(topo.right, nic2.bIf, { file: env.dir('nic2-esp.pcap'), filter: 'ip proto 50' });
       env.cleanup(() => ikeCapture.stop({ timeoutMs: 3000 }));
       env.cleanup(() => espCapture.stop({ timeoutMs: 3000 }));
-      const client: Ikeclone = await startIkeclone(topo.left, {
-        dir: env.dir('client'),
-        keylog: true,
-        config: {
-          listen: { address: '0.0.0.0' },
-          dataplane: { workers: 1, tun: TUN },
-          retransmit: { timeout: '300ms', tries: 3, maxTimeout: '1s' },
-          connections: {
-            gw: {
-              local_addrs: [nic1.aAddr],
-              remote_addrs: [nic1.bAddr],
-              local: { id: 'client.encap-no.test' },
-              remote: { id: 'gw.encap-no.test' },
-              psk: PSK,
-              encap: 'no',
-              start_action: 'start',
-              children: { net: { local_ts: [topo.leftInnerNet], remote_ts: [topo.rightInnerNet], esp: ['aes128gcm16'] } },
-            },
-          },
-        },
-      });
+      const client: Ikeclone = await startIkeclone(topo.left, { dir: env.dir('client'), keylog: true, config: gatewayConfig(topo, 'client') });
       env.cleanup(() => client.stop());
       onTestFailed(() => void process.stderr.write(`\n--- client log ---\n${client.log().split('\n').slice(-80).join('\n')}\n--- gw log ---\n${gw.log().split('\n').slice(-60).join('\n')}\n`));
 

@@ -69,6 +69,7 @@ function successorSa(
   sa.familyIndex = old.familyIndex;
   // MOBIKE state (RFC 4555): the peer's addresses carry over; the home NIC too (a clone gets its own).
   sa.peerAdditionalAddresses = [...old.peerAdditionalAddresses];
+  sa.peerWithdrawnAddress = old.peerWithdrawnAddress;
   sa.homeAddress = old.homeAddress;
   for (const a of old.verifiedAddresses) sa.verifiedAddresses.add(a);
   const { skeyseed, keys } = deriveRekeyedIkeKeys(

@@ -46,8 +46,8 @@ import type { LivenessOptions } from './liveness.js';
 import { NatKeepalive } from './nat-keepalive.js';
 import type { SendKeepalive } from './nat-keepalive.js';
 import { DeletionAudit } from './deletion.js';
-import { noteCreateChildSaRefusal } from './refusals.js';
 import type { DeletionOptions, InvalidSpiVerdict } from './deletion.js';
+import { noteCreateChildSaRefusal } from './refusals.js';
 
 export interface MobilityOptions {
   /** Check that a MOBIKE peer receives at its new address before moving its Child SAs (RFC 4555 §3.7). */

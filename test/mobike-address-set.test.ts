@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { ExchangeType, HeaderFlag, NotifyType } from '../control/wire/constants.js';
 import type { NotifyPayload } from '../control/wire/payloads.js';
-import { mobikePair } from './support/mobike-peers.js';
+import { NIC2 as NIC2_ALICE, mobikePair } from './support/mobike-peers.js';
 
 const BOB_NEW = '10.0.0.22';
 
@@ -64,5 +64,34 @@ describe('the peer\'s address set includes the IP header source of its address l
     expect(peerSa.peerAdditionalAddresses).toEqual(['10.0.1.1']);
     expect(peerSa.remote.address).toBe('10.0.0.1');
     expect(peerSa.state).toBe('established');
+  });
+
+  it('when our home address returns before the peer\'s address on that network, the initiator waits for the peer\'s list, then moves home (§3.5, §3.6)', async () => {
+    const BOB_NIC2 = '10.0.1.2';
+    const pair = await mobikePair({}, ['10.0.0.2', BOB_NIC2]);
+    const { wire, alice, bob, sa, peerSa, addresses } = pair;
+    expect(sa.peerAdditionalAddresses).toEqual([BOB_NIC2]);
+    // Both first links go down: alice moves to the second network, bob's list leaves only its address there.
+    addresses.alice = [NIC2_ALICE];
+    alice.localAddressesChanged();
+    await wire.settle(3000);
+    addresses.bob = [BOB_NIC2];
+    bob.localAddressesChanged();
+    await wire.settle(1000);
+    expect([sa.local.address, sa.remote.address]).toEqual([NIC2_ALICE, BOB_NIC2]);
+    expect(sa.peerAdditionalAddresses).toEqual([]);
+    // alice's first link is back before bob's: no path from it to bob's second network.
+    const sent = wire.log.length;
+    addresses.alice = ['10.0.0.1', NIC2_ALICE];
+    alice.localAddressesChanged();
+    await wire.settle(1000);
+    expect([sa.local.address, sa.remote.address]).toEqual([NIC2_ALICE, BOB_NIC2]);
+    expect(wire.log.slice(sent).some((d) => d.local.address === '10.0.0.1')).toBe(false);
+    // bob's first link is back and announced: alice moves home.
+    addresses.bob = ['10.0.0.2', BOB_NIC2];
+    bob.localAddressesChanged();
+    await wire.settle(3000);
+    expect([sa.local.address, sa.remote.address]).toEqual(['10.0.0.1', '10.0.0.2']);
+    expect([peerSa.local.address, peerSa.remote.address]).toEqual(['10.0.0.2', '10.0.0.1']);
   });
 });

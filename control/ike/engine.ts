@@ -36,7 +36,7 @@ import { ChildCreateInitiator, respondCreateChildSa } from './exchanges/child-cr
 import { DeleteChildInitiator, DeleteIkeInitiator, DeleteSpisInitiator, LivenessInitiator, respondInformational } from './exchanges/informational.js';
 import { ChildRekeyInitiator, IkeRekeyInitiator, respondRekeyRequest } from './exchanges/rekey.js';
 import { VirtualIpPool } from './virtual-ip-pool.js';
-import { AddressListInitiator, UpdateSaAddressesInitiator, rankedPaths } from './exchanges/mobike.js';
+import { AddressListInitiator, UpdateSaAddressesInitiator, pathAffinity, rankedPaths } from './exchanges/mobike.js';
 import { notify } from './payload-builders.js';
 import { RekeyCollisions } from './collisions.js';
 import { LifetimeManager } from './lifetimes.js';
@@ -1019,6 +1019,10 @@ export class IkeEngine extends EventEmitter<EngineEvents> {
     const pick =
       paths.find((p) => p.local === sa.homeAddress) ?? paths.find((p) => p.local === sa.local.address) ?? paths[0];
     if (!pick || (pick.local === sa.local.address && pick.remote === sa.remote.address)) return;
+    // A usable path is left only for one that looks at least as link-local: when our home address
+    // returns before the peer's address on that network does (§3.6), we wait for its address list.
+    const current = paths.find((p) => p.local === sa.local.address && p.remote === sa.remote.address);
+    if (current && pathAffinity(pick) < pathAffinity(current)) return;
     this.moveIkeSa(sa, pick).catch((err: Error) => this.log.warn({ ike: sa.id, reason: err.message }, 'address update failed'));
   }
 

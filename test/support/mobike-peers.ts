@@ -44,10 +44,10 @@ export interface TracedMessage {
 }
 
 /** alice -> bob, established, with both engines' logs and message traces. */
-export async function mobikePair(over: Parameters<typeof pskPair>[0] = {}) {
+export async function mobikePair(over: Parameters<typeof pskPair>[0] = {}, bobAddresses = ['10.0.0.2']) {
   const wire = new MemoryWire();
   const { initiator, responder } = pskPair(over);
-  const addresses = { alice: ['10.0.0.1', NIC2], bob: ['10.0.0.2'] };
+  const addresses = { alice: ['10.0.0.1', NIC2], bob: [...bobAddresses] };
   const logs = { alice: capturedLog(), bob: capturedLog() };
   const trace: TracedMessage[] = [];
   const engine = (name: 'alice' | 'bob', address: string, policy: typeof initiator): IkeEngine =>
@@ -59,6 +59,7 @@ export async function mobikePair(over: Parameters<typeof pskPair>[0] = {}) {
   const alice = engine('alice', '10.0.0.1', initiator);
   const bob = engine('bob', '10.0.0.2', responder);
   wire.engines.set(NIC2, alice);
+  for (const a of bobAddresses) wire.engines.set(a, bob);
   const moved = { alice: [] as IkeSa[], bob: [] as IkeSa[] };
   alice.on('ike-moved', (sa) => moved.alice.push(sa));
   bob.on('ike-moved', (sa) => moved.bob.push(sa));

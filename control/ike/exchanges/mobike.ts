@@ -91,6 +91,13 @@ function commonPrefixBits(a: Uint8Array, b: Uint8Array): number {
   return bits;
 }
 
+/** How link-local a path looks: the bits its two addresses share (0 across families). */
+export function pathAffinity(path: { local: string; remote: string }): number {
+  const l = ipToBytes(path.local);
+  const r = ipToBytes(path.remote);
+  return l && r && l.length === r.length ? commonPrefixBits(l, r) : 0;
+}
+
 /**
  * Of the peer's addresses, the one that most likely shares a link with our
  * `local` address (the longest common prefix; ties keep the given order).

@@ -20,6 +20,7 @@ vi.mock('../control/ike/ike-sa.js', async (importOriginal) => {
 });
 
 import { MemoryWire, pskPair } from './support/peers.js';
+import { withoutNatDetection } from './support/nat-detection.js';
 import type { IkeEngine, EngineLimits } from '../control/ike/engine.js';
 import type { IkeSa } from '../control/ike/ike-sa.js';
 import type { Datagram } from '../control/ike/transport.js';
@@ -208,9 +209,13 @@ describe('key wiping on a refused IKE_AUTH (architecture §4.5)', () => {
     const bob = wire.engine('10.0.0.2', [responder]);
     // A NAT rewrites the source port of alice's IKE_AUTH request: NO_NATS_ALLOWED no longer matches.
     wire.tamper = (d) => (d.bytes[18] === ExchangeType.IKE_AUTH && isRequest(d) ? { ...d, local: { ...d.local, port: 4501 } } : d);
-    const up = alice.initiate('to-bob');
-    up.catch(() => undefined);
-    wire.run(3000);
+    // §3.9 applies without NAT traversal: alice's IKE_SA_INIT carries no NAT-D.
+    let up!: Promise<IkeSa>;
+    await withoutNatDetection(() => {
+      up = alice.initiate('to-bob');
+      up.catch(() => undefined);
+      wire.run(3000);
+    });
     await expect(up).rejects.toThrow(/UNEXPECTED_NAT_DETECTED/);
     expect(bob.ikeSas()).toHaveLength(0);
     expect(builtChildren.filter((c) => c.keys !== undefined)).toHaveLength(0);

@@ -2,7 +2,9 @@
 // with two NICs each side: a charon initiator loses its first link and moves,
 // and the ikeclone responder follows; an ikeclone initiator moves to its
 // second NIC and charon follows (charon's kernel-libipsec cannot update SAs in
-// place, so it then rekeys the Child SA: that must succeed too).
+// place, so it then rekeys the Child SA: that must succeed too); after charon
+// rekeys the IKE SA, ikeclone, which started the first one, is still the
+// MOBIKE initiator: it fails over and moves (RFC 4555 §1.3).
 import { describe, expect, onTestFailed } from 'vitest';
 import { pskConnection, pskSecrets, startCharon } from './support/charon.js';
 import type { Charon, ParsedSa } from './support/charon.js';
@@ -151,6 +153,45 @@ describe('MOBIKE interop with strongSwan charon', () => {
         return c.length === 1 && t.length === 1 && c[0]!.spiIn !== childBefore && c[0]!.spiIn === t[0]!.spiOut && c[0]!.spiOut === t[0]!.spiIn;
       }, { timeoutMs: 15_000, intervalMs: 250, message: 'the Child SA was not rekeyed into agreement after the move' });
       expect(n1.aAddr).not.toBe(n2.aAddr);
+    },
+    120_000,
+  );
+  interopTest(
+    'after charon (the first responder) rekeys the IKE SA, the ikeclone initiator still fails over when its link goes and moves with ikeclone move (RFC 4555 §1.3)',
+    PRE,
+    async () => {
+      // ikeclone on the left (two NICs), charon on the right.
+      const topo = await createTopology({ links: 2, labels: ['ikc', 'swan'] });
+      env.cleanup(() => topo.destroy());
+      const [n1, n2] = topo.links as [(typeof topo.links)[0], (typeof topo.links)[0]];
+      const charon = await startCharon(topo.right, { dir: env.dir('k-charon'), connections: charonConnections(topo, false), secrets: SECRETS });
+      env.cleanup(() => charon.stop());
+      const ikc = await startIkeclone(topo.left, { dir: env.dir('k-ikc'), config: ikecloneConfig(topo, true) });
+      env.cleanup(() => ikc.stop());
+      onTestFailed(() => void process.stderr.write(`\n--- ikeclone ---\n${ikc.log().split('\n').slice(-80).join('\n')}\n--- charon ---\n${charon.log().split('\n').slice(-60).join('\n')}\n`));
+      const first = await both(ikc, charon, (m) => m.children.length === 1 && m.mobike, 'IKE SA with MOBIKE not established');
+      expect(first.mine.role).toBe('initiator');
+      // charon rekeys the IKE SA: it is the IKEv2 initiator of the new one (RFC 7296 §2.18), ikeclone stays the MOBIKE initiator.
+      await charon.rekey({ ike: 'ikeclone' });
+      const rekeyed = await both(ikc, charon, (m) => m.spiI !== first.mine.spiI && m.children.length === 1, 'charon did not rekey the IKE SA');
+      expect(rekeyed.mine.role).toBe('responder');
+      // NIC 1's link goes: ikeclone moves to NIC 2, charon follows.
+      await setLink(topo.left, n1.aIf, false);
+      const failedOver = await both(ikc, charon, (m, t) => host(m.local) === n2.aAddr && t.remoteHost === n2.aAddr, 'ikeclone did not move to NIC 2 when NIC 1 went down');
+      expect(failedOver.mine.spiI).toBe(rekeyed.mine.spiI);
+      // NIC 1 returns: home again.
+      await setLink(topo.left, n1.aIf, true);
+      await both(ikc, charon, (m, t) => host(m.local) === n1.aAddr && t.remoteHost === n1.aAddr, 'ikeclone did not move home to NIC 1');
+      // ikeclone move (the control socket's move) to NIC 2: charon follows.
+      const client = await ControlClient.connect(ikc.socket);
+      try {
+        const result = await client.move(rekeyed.mine.id, n2.aAddr, n2.bAddr);
+        expect(host(result.ike.local)).toBe(n2.aAddr);
+      } finally {
+        client.close();
+      }
+      const moved = await both(ikc, charon, (m, t) => host(m.local) === n2.aAddr && t.remoteHost === n2.aAddr && t.localHost === n2.bAddr, 'charon did not follow ikeclone move');
+      expect(moved.mine.spiI).toBe(rekeyed.mine.spiI);
     },
     120_000,
   );

@@ -9,6 +9,7 @@ import type { IkeSa } from '../control/ike/ike-sa.js';
 import { CloneOrchestrator } from '../control/ike/clone-family.js';
 import { notify } from '../control/ike/payload-builders.js';
 import { MemoryWire, pskPair } from './support/peers.js';
+import { withoutNatDetection } from './support/nat-detection.js';
 import { loopbackPair } from './support/loopback.js';
 import { Gateway } from '../control/gateway.js';
 import type { AddressMonitor } from '../io/address-monitor.js';
@@ -101,7 +102,8 @@ describe('UPDATE_SA_ADDRESSES (RFC 4555 §3.5)', () => {
   });
 
   it('NO_NATS_ALLOWED with a NAT present: UNEXPECTED_NAT_DETECTED, retried, then given up; nothing moves (§3.9)', async () => {
-    const { wire, alice, sa, peerSa, moved } = await pair();
+    // §3.9 applies without NAT traversal: alice's IKE_SA_INIT carries no NAT-D.
+    const { wire, alice, sa, peerSa, moved } = await withoutNatDetection(() => pair());
     // A NAT rewrites the source of everything alice sends from NIC2.
     wire.engines.set('192.0.2.99', alice);
     wire.tamper = (d) => (d.local.address === NIC2 ? { ...d, local: { ...d.local, address: '192.0.2.99' } } : d);

@@ -73,12 +73,19 @@ export function formatIkeSa(sa: IkeSaStatus): string {
   return [head, ...lines].join('\n');
 }
 
+/** "; CREATE_CHILD_SA refused: NO_PROPOSAL_CHOSEN 2, TS_UNACCEPTABLE 1", or nothing when none was refused. */
+function refusalSummary(refusals: Record<string, number> | undefined): string {
+  const counts = Object.entries(refusals ?? {});
+  return counts.length === 0 ? '' : `; CREATE_CHILD_SA refused: ${counts.map(([name, n]) => `${name} ${n}`).join(', ')}`;
+}
+
 /** `ikeclone status`: every IKE SA as a tree, then a one-line summary. */
 export function formatStatus(status: GatewayStatus): string {
   const children = status.ikeSas.reduce((n, sa) => n + sa.children.length, 0);
   const plural = (n: number, what: string) => `${n} ${what}${n === 1 ? '' : 's'}`;
   const summary = `${plural(status.ikeSas.length, 'IKE SA')}, ${plural(children, 'Child SA')}, ${status.halfOpen} half-open; ` +
-    `IKE messages in ${status.ike.received}, out ${status.ike.sent}, retransmitted ${status.ike.retransmits}`;
+    `IKE messages in ${status.ike.received}, out ${status.ike.sent}, retransmitted ${status.ike.retransmits}` +
+    refusalSummary(status.ike.refusals);
   if (status.ikeSas.length === 0) return `no IKE SAs\n${summary}`;
   const byId = new Map(status.ikeSas.map((sa) => [sa.id, sa]));
   const shown = new Set<number>();

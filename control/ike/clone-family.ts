@@ -275,6 +275,11 @@ export class CloneOrchestrator extends EventEmitter<CloneOrchestratorEvents> {
       this.engine.log.warn({ ike: clone.id, nic }, 'cannot move the clone to its NIC: MOBIKE was not negotiated');
       return;
     }
+    // RFC 4555 §1.3: only the party that started the family's first IKE SA moves it, whoever cloned.
+    if (!clone.mobikeInitiator) {
+      this.engine.log.warn({ ike: clone.id, nic }, 'cannot move the clone to its NIC: the peer is the MOBIKE initiator');
+      return;
+    }
     const remote = peerAddressFor(nic, [clone.remote.address, ...clone.peerAdditionalAddresses]);
     try {
       await this.engine.moveIkeSa(clone, { local: nic, ...(remote ? { remote } : {}) });

@@ -119,6 +119,8 @@ export interface EngineStats {
   retransmits: number;
   responsesFromCache: number;
   drops: Record<string, number>;
+  /** CREATE_CHILD_SA requests we refused, by notify name (refusals.ts). */
+  refusals: Record<string, number>;
 }
 
 /** The two nonces of one CREATE_CHILD_SA exchange: [Ni, Nr]. */

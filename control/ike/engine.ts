@@ -39,6 +39,7 @@ import { createChildSa, respondCreateChildSa } from './exchanges/child-create.js
 import { rekeyChildSa, respondChildRekey } from './exchanges/child-rekey.js';
 import { rekeyIkeSa, respondIkeRekey } from './exchanges/ike-rekey.js';
 import { cloneIkeSa, respondIkeClone } from './exchanges/ike-clone.js';
+import { noteCreateChildSaRefusal } from './refusals.js';
 import { DeleteIkeInitiator, DeleteSpisInitiator, closeChildSa, closeIkeSa, respondIkeDelete, respondInformational } from './exchanges/delete.js';
 import { checkLiveness } from './exchanges/liveness.js';
 import { failover, localAddressesChanged, moveIkeSa, relocate } from './exchanges/mobike.js';
@@ -74,7 +75,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
   readonly liveness: LivenessMonitor;
   readonly keepalive: NatKeepalive;
   readonly deletion: DeletionAudit;
-  readonly stats: EngineStats = { received: 0, sent: 0, retransmits: 0, responsesFromCache: 0, drops: {} };
+  readonly stats: EngineStats = { received: 0, sent: 0, retransmits: 0, responsesFromCache: 0, drops: {}, refusals: {} };
   /** IKE SAs, Child SAs, half-open SAs, sessions and the peer index. */
   readonly table: SaTable;
   /** The COOKIE secret (RFC 7296 §2.6), rotated by the gateway. */
@@ -446,6 +447,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
     this.liveness.heard(sa);
     this.trace?.({ direction: 'in', sa, exchangeType: h.exchangeType, response: false, messageId: h.messageId, payloads });
     const result = this.collisions.guard(sa, kind, payloads) ?? this.respond(kind, sa, payloads, d);
+    if (h.exchangeType === ExchangeType.CREATE_CHILD_SA) noteCreateChildSaRefusal(this, sa, payloads, result.payloads);
     if (sa.state !== 'dead' || result.after) this.sendResponse(sa, h.exchangeType, h.messageId, result.payloads, d);
     result.after?.();
   }

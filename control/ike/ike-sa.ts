@@ -196,6 +196,12 @@ export class IkeSa {
   natLocal = false;
   natRemote = false;
   /**
+   * IKE_SA_INIT carried NAT_DETECTION_*_IP notifies both ways: NAT traversal is
+   * enabled (RFC 7296 §2.23) whether or not a NAT was found, so NO_NATS_ALLOWED
+   * (RFC 4555 §3.9) does not apply. Kept across rekeys and clones.
+   */
+  natDetectionExchanged = false;
+  /**
    * Hash algorithms the peer announced in SIGNATURE_HASH_ALGORITHMS in
    * IKE_SA_INIT (RFC 7427 §4); empty if it sent none. Our signature must use
    * one of them.
@@ -203,8 +209,21 @@ export class IkeSa {
   peerSignatureHashes: number[] = [];
   peerMobike = false;
   peerClone = false;
+  /**
+   * MOBIKE initiator (RFC 4555 §1.3): we started the first IKE SA of the series
+   * this one descends from by rekeys and clones. Only the MOBIKE initiator
+   * moves an IKE SA (§3.1, §3.5); the IKEv2 role (`isInitiator`) follows the
+   * latest rekey (RFC 7296 §2.18) and, for a clone, whoever cloned (RFC 7791).
+   */
+  mobikeInitiator: boolean;
   /** MOBIKE (RFC 4555 §3.4, §3.6): the peer's other addresses, as it announced them. */
   peerAdditionalAddresses: string[] = [];
+  /**
+   * MOBIKE: the peer address in use when the peer's latest address list (its IP
+   * header source and ADDITIONAL_* notifies, §3.6) left it out; the MOBIKE
+   * initiator moves away from it (§3.5). Cleared when the SA moves.
+   */
+  peerWithdrawnAddress: string | undefined;
   /** MOBIKE: bumped on every address change we make, so responses to stale updates are ignored (§3.5). */
   addressGeneration = 0;
   /** MOBIKE responder: peer addresses that passed a return routability check (§3.7). */
@@ -236,6 +255,8 @@ export class IkeSa {
     this.spiI = spiI;
     this.spiR = spiR;
     this.createdAt = now;
+    // A rekey or clone (successorSa) overwrites this with the first SA's role.
+    this.mobikeInitiator = role === 'initiator';
   }
 
   get state(): IkeSaState {

@@ -23,7 +23,7 @@ import { acceptChild, dropOffer, offerChild, offerPayloads, respondChild } from 
 import type { ChildOffer } from '../child-negotiation.js';
 import { errorNotify, hasNotify, idPayload, notify } from '../payload-builders.js';
 import { policiesForPath } from './ike-init.js';
-import { additionalAddressNotifies, natTraversal, noNatsAllowedData, peerAddressList } from './mobike.js';
+import { additionalAddressNotifies, natsProhibited, noNatsAllowedData, peerAddressList } from './mobike.js';
 import { selectProposal, chosenProposal } from '../proposals.js';
 import { equalBytes } from '../../crypto/bytes.js';
 
@@ -47,12 +47,13 @@ function supportNotifies(policy: ConnectionPolicy, peer?: { mobike: boolean; clo
 
 /**
  * RFC 4555 §3.4 and §3.9: with MOBIKE, our other addresses, and (initiator,
- * without NAT traversal) NO_NATS_ALLOWED protecting the addresses in use.
+ * without NAT traversal, i.e. no NAT-D in IKE_SA_INIT) NO_NATS_ALLOWED
+ * protecting the addresses in use.
  */
 function mobikeAddressNotifies(engine: IkeContext, sa: IkeSa, initiator: boolean): Payload[] {
   if (!sa.policy.mobike) return [];
   const out = additionalAddressNotifies(engine.localAddresses(), sa.local.address).filter((p) => p.type === PayloadType.NOTIFY && p.notifyType !== NotifyType.NO_ADDITIONAL_ADDRESSES);
-  if (initiator && !natTraversal(sa)) out.push(notify(NotifyType.NO_NATS_ALLOWED, noNatsAllowedData(sa.local, sa.remote)));
+  if (initiator && natsProhibited(sa)) out.push(notify(NotifyType.NO_NATS_ALLOWED, noNatsAllowedData(sa.local, sa.remote)));
   return out;
 }
 
@@ -232,7 +233,7 @@ export function respondIkeAuth(engine: IkeContext, sa: IkeSa, payloads: Payload[
   // SA built for the response it replaces would belong to no SA, its keys never wiped (architecture §4.5).
   if (sa.peerMobike) {
     const nna = findNotify(payloads, NotifyType.NO_NATS_ALLOWED);
-    if (nna && !natTraversal(sa) && !equalBytes(nna.data, noNatsAllowedData(sa.remote, sa.local))) {
+    if (nna && natsProhibited(sa) && !equalBytes(nna.data, noNatsAllowedData(sa.remote, sa.local))) {
       engine.log.warn({ ike: sa.id, remote: sa.remote.address }, 'NO_NATS_ALLOWED does not match the IP header in IKE_AUTH');
       return { payloads: [notify(NotifyType.UNEXPECTED_NAT_DETECTED)], after: () => engine.deleteIkeSa(sa, 'UNEXPECTED_NAT_DETECTED in IKE_AUTH') };
     }

@@ -198,6 +198,8 @@ export class IkeSaInitInitiator implements InitiatorExchange {
     deriveAndInstallKeys(this.engine, sa, suite, shared);
 
     const nat = detectNat(payloads, sa.spiI, sa.spiR, sa.local, sa.remote);
+    // We always send NAT-D; with the responder's, NAT traversal is on (RFC 7296 §2.23, RFC 4555 §3.9).
+    sa.natDetectionExchanged = nat !== undefined;
     if (nat) {
       sa.natLocal = nat.natLocal || !!sa.policy.forceEncap;
       sa.natRemote = nat.natRemote;
@@ -347,6 +349,8 @@ export function respondIkeSaInit(engine: IkeContext, msg: IkeMessage, d: Datagra
   sa.peerSignatureHashes = peerSignatureHashes(payloads);
   sa.initRequest = copy(d.bytes);
   const nat = detectNat(payloads, sa.spiI, ZERO_SPI, d.local, d.remote);
+  // NAT-D in the request gets NAT-D in the response: NAT traversal is on (RFC 7296 §2.23, RFC 4555 §3.9).
+  sa.natDetectionExchanged = nat !== undefined;
   if (nat) {
     sa.natLocal = nat.natLocal;
     sa.natRemote = nat.natRemote;

@@ -51,7 +51,10 @@ export function successorSa(
   sa.peerKey = old.peerKey;
   sa.natLocal = old.natLocal;
   sa.natRemote = old.natRemote;
+  sa.natDetectionExchanged = old.natDetectionExchanged;
   sa.peerMobike = old.peerMobike;
+  // RFC 4555 §1.3: the MOBIKE initiator stays whoever started the first IKE SA, whoever rekeys or clones.
+  sa.mobikeInitiator = old.mobikeInitiator;
   sa.peerClone = old.peerClone;
   sa.virtualIp = old.virtualIp;
   sa.peerVirtualIp = old.peerVirtualIp;
@@ -59,6 +62,7 @@ export function successorSa(
   sa.familyIndex = old.familyIndex;
   // MOBIKE state (RFC 4555): the peer's addresses carry over; the home NIC too (a clone gets its own).
   sa.peerAdditionalAddresses = [...old.peerAdditionalAddresses];
+  sa.peerWithdrawnAddress = old.peerWithdrawnAddress;
   sa.homeAddress = old.homeAddress;
   for (const a of old.verifiedAddresses) sa.verifiedAddresses.add(a);
   const { skeyseed, keys } = deriveRekeyedIkeKeys(

@@ -1,9 +1,12 @@
 // MOBIKE (RFC 4555): moving an IKE SA and its Child SAs to other addresses.
-// The original initiator decides (§3.1, §3.5) and sends UPDATE_SA_ADDRESSES
-// from the new path; the responder checks NO_NATS_ALLOWED (§3.9) and its
-// address policy, follows, and checks return routability (§3.7) before its
-// Child SAs follow. Either side can tell the other its additional addresses
-// (§3.4, §3.6). COOKIE2 (§4.2.5) binds every response to its request.
+// The MOBIKE initiator (§1.3: the party that started the first IKE SA of the
+// series, whoever rekeyed or cloned since; IkeSa.mobikeInitiator) decides
+// (§3.1, §3.5) and sends UPDATE_SA_ADDRESSES from the new path; the responder
+// checks NO_NATS_ALLOWED when NAT traversal is off (§3.9) and its address
+// policy, follows, and checks return routability (§3.7) before its Child SAs
+// follow. Either side can tell the other its addresses (§3.4, §3.6): the IP
+// header source of the message and the ones it lists. COOKIE2 (§4.2.5) binds
+// every response to its request.
 //
 //   Initiator                                Responder
 //   HDR, SK { N(UPDATE_SA_ADDRESSES), [N(NAT_DETECTION_*)],
@@ -26,9 +29,27 @@ const COOKIE2_LENGTH = 16;
 /** UNEXPECTED_NAT_DETECTED: retry a few times, as for retransmissions (§3.9). */
 export const NAT_RETRIES = 3;
 
-/** NAT traversal is on for this IKE SA (a NAT was detected in IKE_SA_INIT or a later update). */
-export function natTraversal(sa: IkeSa): boolean {
-  return sa.natLocal || sa.natRemote;
+/**
+ * NO_NATS_ALLOWED applies (§3.9: "when NAT Traversal is not enabled"): IKE_SA_INIT
+ * exchanged no NAT_DETECTION_*_IP notifies (RFC 7296 §2.23). With NAT-D exchanged,
+ * NAT traversal is on even if no NAT was found, and address updates need no
+ * NO_NATS_ALLOWED (peers such as strongSwan never send it).
+ */
+export function natsProhibited(sa: IkeSa): boolean {
+  return !sa.natDetectionExchanged;
+}
+
+/**
+ * §3.9: why a request that changes addresses fails NAT prohibition (absent, or
+ * not matching the IP header it came with), or undefined when it passes or
+ * NAT prohibition does not apply.
+ */
+export function natProhibitionFailure(sa: IkeSa, payloads: readonly Payload[], source: Endpoint, destination: Endpoint): string | undefined {
+  if (!natsProhibited(sa)) return undefined;
+  const nna = findNotify(payloads, NotifyType.NO_NATS_ALLOWED);
+  if (!nna) return 'NO_NATS_ALLOWED absent although NAT-D was not exchanged in IKE_SA_INIT';
+  if (!equalBytes(nna.data, noNatsAllowedData(source, destination))) return 'NO_NATS_ALLOWED does not match the IP header';
+  return undefined;
 }
 
 /** NO_NATS_ALLOWED data (§4.2.6): source and destination address, then both ports, as sent. */
@@ -64,6 +85,13 @@ function commonPrefixBits(a: Uint8Array, b: Uint8Array): number {
     return bits + Math.clz32(x) - 24;
   }
   return bits;
+}
+
+/** How link-local a path looks: the bits its two addresses share (0 across families). */
+export function pathAffinity(path: { local: string; remote: string }): number {
+  const l = ipToBytes(path.local);
+  const r = ipToBytes(path.remote);
+  return l && r && l.length === r.length ? commonPrefixBits(l, r) : 0;
 }
 
 /**
@@ -115,6 +143,17 @@ export function peerAddressList(payloads: readonly Payload[]): string[] | undefi
   return [...v4, ...v6].map((n) => bytesToIp(n.data));
 }
 
+/**
+ * The peer's whole address set (§3.4, §3.6) replaces what we knew: the others
+ * become its additional addresses; if the one in use is not among them, it is
+ * withdrawn and the MOBIKE initiator moves away from it (§3.5).
+ */
+export function setPeerAddresses(sa: IkeSa, addresses: readonly string[]): void {
+  const set = [...new Set(addresses)];
+  sa.peerAdditionalAddresses = set.filter((a) => a !== sa.remote.address);
+  sa.peerWithdrawnAddress = set.includes(sa.remote.address) ? undefined : sa.remote.address;
+}
+
 /** Checks the COOKIE2 a response echoes (§3.7): a mismatch closes the IKE SA. */
 function cookie2Matches(engine: IkeContext, sa: IkeSa, payloads: Payload[], sent: Uint8Array): boolean {
   const echoed = findNotify(payloads, NotifyType.COOKIE2);
@@ -154,8 +193,8 @@ export class UpdateSaAddressesInitiator implements InitiatorExchange {
     // encap=yes fakes our source hash as in IKE_SA_INIT (RFC 7296 §2.23), so that the peer keeps encapsulating after the move.
     const fake = sa.policy.forceEncap ? this.engine.random : undefined;
     const payloads: Payload[] = [notify(NotifyType.UPDATE_SA_ADDRESSES), ...natDetectionPayloads(sa.spiI, sa.spiR, sa.local, sa.remote, fake)];
-    // §3.9: without NAT traversal, the addresses are protected.
-    if (!natTraversal(sa)) payloads.push(notify(NotifyType.NO_NATS_ALLOWED, noNatsAllowedData(sa.local, sa.remote)));
+    // §3.9: without NAT traversal (no NAT-D in IKE_SA_INIT), the addresses are protected.
+    if (natsProhibited(sa)) payloads.push(notify(NotifyType.NO_NATS_ALLOWED, noNatsAllowedData(sa.local, sa.remote)));
     payloads.push(notify(NotifyType.COOKIE2, this.cookie2));
     return payloads;
   }
@@ -207,7 +246,7 @@ export class AddressListInitiator implements InitiatorExchange {
   build(sa: IkeSa): Payload[] {
     this.cookie2 = this.engine.random(COOKIE2_LENGTH);
     const payloads = additionalAddressNotifies(this.addresses, sa.local.address);
-    if (!natTraversal(sa)) payloads.push(notify(NotifyType.NO_NATS_ALLOWED, noNatsAllowedData(sa.local, sa.remote)));
+    if (natsProhibited(sa)) payloads.push(notify(NotifyType.NO_NATS_ALLOWED, noNatsAllowedData(sa.local, sa.remote)));
     payloads.push(notify(NotifyType.COOKIE2, this.cookie2));
     return payloads;
   }
@@ -275,24 +314,23 @@ export function respondMobility(engine: IkeContext, sa: IkeSa, payloads: Payload
   if (!sa.peerMobike) return { extra };
 
   let update = findNotify(payloads, NotifyType.UPDATE_SA_ADDRESSES);
-  // §3.1, §3.5: only the original initiator moves an IKE SA; an update from the responder is ignored.
-  if (update && sa.isInitiator) {
+  // §3.1, §3.5: only the MOBIKE initiator (§1.3) moves an IKE SA; an update from the responder is ignored.
+  if (update && sa.mobikeInitiator) {
     engine.log.warn({ ike: sa.id }, 'ignoring UPDATE_SA_ADDRESSES from the original responder (RFC 4555 §3.5)');
     update = undefined;
   }
   const list = peerAddressList(payloads);
   const changesAddresses = update !== undefined || list !== undefined;
   // §3.9: without NAT traversal, address-changing requests carry NO_NATS_ALLOWED, which must match the IP header.
-  if (changesAddresses && !natTraversal(sa)) {
-    const nna = findNotify(payloads, NotifyType.NO_NATS_ALLOWED);
-    if (!nna || !equalBytes(nna.data, noNatsAllowedData(d.remote, d.local))) {
-      engine.log.warn({ ike: sa.id, from: d.remote.address }, 'NO_NATS_ALLOWED does not match the IP header: UNEXPECTED_NAT_DETECTED');
-      return { refuse: [notify(NotifyType.UNEXPECTED_NAT_DETECTED), ...echo], extra };
-    }
+  const natRefusal = changesAddresses ? natProhibitionFailure(sa, payloads, d.remote, d.local) : undefined;
+  if (natRefusal) {
+    engine.log.warn({ ike: sa.id, from: d.remote.address, reason: natRefusal }, `${natRefusal}: UNEXPECTED_NAT_DETECTED (RFC 4555 §3.9)`);
+    return { refuse: [notify(NotifyType.UNEXPECTED_NAT_DETECTED), ...echo], extra };
   }
-  if (list !== undefined) sa.peerAdditionalAddresses = list;
+  // §3.6: the peer's addresses are the IP header source plus the ones it lists.
+  if (list !== undefined) setPeerAddresses(sa, [d.remote.address, ...list]);
   // §3.5: a new address list from the responder makes the initiator re-evaluate its path.
-  if (!update) return list !== undefined && sa.isInitiator ? { extra, after: () => reevaluatePath(engine, sa) } : { extra };
+  if (!update) return list !== undefined && sa.mobikeInitiator ? { extra, after: () => reevaluatePath(engine, sa) } : { extra };
   if (!acceptablePeerAddress(sa, d.remote.address)) {
     engine.log.warn({ ike: sa.id, from: d.remote.address }, 'UPDATE_SA_ADDRESSES from an address our policy does not allow');
     return { refuse: [notify(NotifyType.UNACCEPTABLE_ADDRESSES), ...echo], extra };
@@ -331,12 +369,13 @@ export function respondMobility(engine: IkeContext, sa: IkeSa, payloads: Payload
 
 /**
  * Move an IKE SA we originally initiated to other addresses (RFC 4555 §3.5):
- * the IKE SA and its Child SAs switch at once, then UPDATE_SA_ADDRESSES
+ * we started the first IKE SA of its series (§1.3), whoever rekeyed or cloned
+ * it since. The IKE SA and its Child SAs switch at once, then UPDATE_SA_ADDRESSES
  * tells the peer from the new path. Resolves when the peer has followed.
  */
 export function moveIkeSa(engine: IkeContext, sa: IkeSa, to: { local: string; remote?: string }): Promise<IkeSa> {
   if (sa.state !== 'established') return Promise.reject(new Error(`IKE SA ${sa.id} is ${sa.state}`));
-  if (!sa.isInitiator) return Promise.reject(new Error(`IKE SA ${sa.id}: only the original initiator moves an IKE SA (RFC 4555 §3.1)`));
+  if (!sa.mobikeInitiator) return Promise.reject(new Error(`IKE SA ${sa.id}: only the original initiator moves an IKE SA (RFC 4555 §1.3, §3.1)`));
   if (!sa.peerMobike) return Promise.reject(new Error(`IKE SA ${sa.id}: MOBIKE was not negotiated (RFC 4555 §3.2)`));
   const previous = { local: { ...sa.local }, remote: { ...sa.remote } };
   relocate(engine, sa, { address: to.local, port: sa.local.port }, { address: to.remote ?? sa.remote.address, port: sa.remote.port });
@@ -356,9 +395,12 @@ function announceMove(engine: IkeContext, sa: IkeSa, previous: { local: Endpoint
  * endpoints. No message is sent; MOBIKE exchanges call this.
  */
 export function relocate(engine: IkeContext, sa: IkeSa, local: Endpoint, remote: Endpoint, opts: { children?: boolean } = {}): void {
-  // The peer's address set is the one in use plus the ones it announced (RFC 4555 §3.4): keep it whole.
+  // The peer's address set is the one in use plus the ones it announced (RFC 4555 §3.4): keep it whole,
+  // less an address its latest list withdrew (§3.6).
   if (remote.address !== sa.remote.address) {
-    sa.peerAdditionalAddresses = [sa.remote.address, ...sa.peerAdditionalAddresses.filter((a) => a !== remote.address && a !== sa.remote.address)];
+    const previous = sa.remote.address === sa.peerWithdrawnAddress ? [] : [sa.remote.address];
+    sa.peerAdditionalAddresses = [...previous, ...sa.peerAdditionalAddresses.filter((a) => a !== remote.address && a !== sa.remote.address)];
+    sa.peerWithdrawnAddress = undefined;
   }
   sa.local = { ...local };
   sa.remote = { ...remote };
@@ -397,7 +439,7 @@ const failoverTried = new WeakMap<IkeSa, Set<string>>();
  * false when none is left (the IKE SA is then given up).
  */
 export function failover(engine: IkeContext, sa: IkeSa): boolean {
-  if (!sa.isInitiator || !sa.peerMobike || sa.state !== 'established') return false;
+  if (!sa.mobikeInitiator || !sa.peerMobike || sa.state !== 'established') return false;
   let tried = failoverTried.get(sa);
   if (!tried) failoverTried.set(sa, (tried = new Set()));
   tried.add(`${sa.local.address}|${sa.remote.address}`);
@@ -420,7 +462,8 @@ export function failover(engine: IkeContext, sa: IkeSa): boolean {
 function candidatePaths(engine: IkeContext, sa: IkeSa): Array<{ local: string; remote: string }> {
   const v6 = sa.remote.address.includes(':');
   const locals = engine.localAddresses().filter((a) => a.includes(':') === v6);
-  const peers = [sa.remote.address, ...sa.peerAdditionalAddresses].filter((a) => a.includes(':') === v6);
+  // An address the peer withdrew from its set (RFC 4555 §3.6) is no path to move to or stay on.
+  const peers = [sa.remote.address, ...sa.peerAdditionalAddresses].filter((a) => a.includes(':') === v6 && a !== sa.peerWithdrawnAddress);
   return rankedPaths(locals, peers);
 }
 
@@ -431,11 +474,15 @@ function candidatePaths(engine: IkeContext, sa: IkeSa): Array<{ local: string; r
  * Moves it when that differs from the path in use.
  */
 export function reevaluatePath(engine: IkeContext, sa: IkeSa): void {
-  if (!sa.isInitiator || !sa.peerMobike || sa.state !== 'established') return;
+  if (!sa.mobikeInitiator || !sa.peerMobike || sa.state !== 'established') return;
   const paths = candidatePaths(engine, sa);
   const pick =
     paths.find((p) => p.local === sa.homeAddress) ?? paths.find((p) => p.local === sa.local.address) ?? paths[0];
   if (!pick || (pick.local === sa.local.address && pick.remote === sa.remote.address)) return;
+  // A usable path is left only for one that looks at least as link-local: when our home address
+  // returns before the peer's address on that network does (§3.6), we wait for its address list.
+  const current = paths.find((p) => p.local === sa.local.address && p.remote === sa.remote.address);
+  if (current && pathAffinity(pick) < pathAffinity(current)) return;
   moveIkeSa(engine, sa, pick).catch((err: Error) => engine.log.warn({ ike: sa.id, reason: err.message }, 'address update failed'));
 }
 
@@ -461,7 +508,7 @@ export function localAddressesChanged(engine: IkeContext): void {
     const before = sa.addressGeneration;
     // Paths are re-evaluated on every call, the list or not: a home address that came back is
     // moved to (§3.5), and failover (§3.10) picks from localAddresses() itself.
-    if (sa.isInitiator) reevaluatePath(engine, sa);
+    if (sa.mobikeInitiator) reevaluatePath(engine, sa);
     // A move already tells the peer everything it needs; otherwise send our address list (§3.6),
     // but only if it differs from the one this SA last sent: a repeat would be a redundant
     // exchange per SA per notification, and the peer's set would not change.

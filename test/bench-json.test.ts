@@ -4,8 +4,8 @@
 // Run in a clean clone of HEAD, because the bench script rebuilds native/io,
 // wasm/build and dist/, which the other tests of this checkout are using; the
 // esp suite runs with the shortest sampling time it accepts.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cloneHead, type Checkout } from './support/checkout.js';
+import { describe, expect, it } from 'vitest';
+import { useCloneOfHead } from './support/checkout.js';
 
 const BENCH_TIMEOUT_MS = 420_000;
 
@@ -16,14 +16,10 @@ interface EspReport {
 }
 
 describe('npm run -s bench -- esp --json', () => {
-  let checkout: Checkout;
-  beforeAll(async () => {
-    checkout = await cloneHead({ linkDependencies: true });
-  }, 120_000);
-  afterAll(() => checkout?.remove());
+  const checkout = useCloneOfHead();
 
   it('prints only JSON on stdout, the build and progress on stderr', async () => {
-    const bench = await checkout.run('npm', ['run', '-s', 'bench', '--', 'esp', '--json', '--max-time', '0.01'], { timeoutMs: BENCH_TIMEOUT_MS });
+    const bench = await checkout().run('npm', ['run', '-s', 'bench', '--', 'esp', '--json', '--max-time', '0.01'], { timeoutMs: BENCH_TIMEOUT_MS });
     const report = JSON.parse(bench.stdout) as EspReport;
     expect(report.suite).toBe('esp');
     expect(report.results.length).toBeGreaterThan(0);

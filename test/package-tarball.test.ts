@@ -6,10 +6,10 @@
 // optional for users, so a machine that cannot build it still installs the
 // package; CI must build it, so there the test fails, and elsewhere it says
 // so loudly.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { cloneHead, type Checkout } from './support/checkout.js';
+import { useCloneOfHead, type Checkout } from './support/checkout.js';
 import { inCi } from './support/prereq.js';
 import { describeRun, run } from './support/proc.js';
 
@@ -21,13 +21,14 @@ interface PackReport { filename: string; files: PackedFile[] }
 interface PackageJson { name: string; bin: Record<string, string> | string; files: string[] }
 
 describe('the packed package', () => {
+  const clone = useCloneOfHead();
   let checkout: Checkout;
   let tarball: string;
   let packed: string[];
   let app: string;
 
   beforeAll(async () => {
-    checkout = await cloneHead({ linkDependencies: true });
+    checkout = clone();
     const out = join(checkout.parent, 'pack');
     mkdirSync(out);
     // --json: one JSON document on stdout, which also shows that prepack's
@@ -39,7 +40,6 @@ describe('the packed package', () => {
     app = join(checkout.parent, 'app');
     mkdirSync(app);
   }, PACK_TIMEOUT_MS + 60_000);
-  afterAll(() => checkout?.remove());
 
   it('holds every source the addon is built from, the build script, the wasm module and the command', () => {
     expect(existsSync(tarball)).toBe(true);

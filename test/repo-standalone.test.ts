@@ -5,12 +5,12 @@
 // every file the tests open is traced with strace and must lie in the clone,
 // the dependencies, the Node/npm installation, the system directories, npm's
 // and git's configuration and caches, or the temporary directory of the tools.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { existsSync, mkdirSync, readdirSync, readFileSync, realpathSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { dirname, isAbsolute, join, resolve, sep } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { cloneHead, cleanEnv, type Checkout } from './support/checkout.js';
+import { cleanEnv, useCloneOfHead, type Checkout } from './support/checkout.js';
 import { inCi } from './support/prereq.js';
 import { describeRun, run } from './support/proc.js';
 import { REPO_ROOT } from './support/vectors.js';
@@ -90,13 +90,10 @@ function haveStrace(): boolean {
 }
 
 describe('a clone of the repository with nothing beside it', () => {
-  let checkout: Checkout;
-  beforeAll(async () => {
-    checkout = await cloneHead({ linkDependencies: true });
-  }, 120_000);
-  afterAll(() => checkout?.remove());
+  const clone = useCloneOfHead();
 
   it('refers to no file outside the repository (no ../shared, no DESIGN file)', async () => {
+    const checkout = clone();
     expect(readdirSync(checkout.parent)).toEqual(['ikeclone']);
     // (this file names what it looks for, so it is left out)
     const grep = await run('git', ['-C', checkout.dir, 'grep', '-n', '-E', '\\.\\./shared|DESIGN', '--', '.', `:!test/${THIS_FILE}`], { env: cleanEnv() });
@@ -105,6 +102,7 @@ describe('a clone of the repository with nothing beside it', () => {
   });
 
   it('passes its vector tests, opening no file outside the repository', async () => {
+    const checkout = clone();
     const files = vectorTests(checkout.dir);
     expect(files.length).toBeGreaterThanOrEqual(5);
     const vitest = ['npx', 'vitest', 'run', '--no-file-parallelism', ...files];

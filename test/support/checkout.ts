@@ -10,6 +10,7 @@
  * no registry is needed for the dependencies: they are not part of the
  * repository either way.
  */
+import { afterAll, beforeAll } from 'vitest';
 import { existsSync, mkdtempSync, realpathSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -75,4 +76,20 @@ export async function cloneHead(opts: { linkDependencies?: boolean } = {}): Prom
     rmSync(parent, { recursive: true, force: true });
     throw e;
   }
+}
+
+/**
+ * In a describe block: a clone of HEAD with this checkout's dependencies,
+ * made before its tests and deleted after them. Returns its accessor.
+ */
+export function useCloneOfHead(): () => Checkout {
+  let checkout: Checkout | undefined;
+  beforeAll(async () => {
+    checkout = await cloneHead({ linkDependencies: true });
+  }, 120_000);
+  afterAll(() => checkout?.remove());
+  return () => {
+    if (checkout === undefined) throw new Error('the clone of HEAD is made in beforeAll');
+    return checkout;
+  };
 }

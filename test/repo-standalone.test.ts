@@ -73,8 +73,12 @@ function outsideTheRepository(opened: readonly OpenedFile[], checkout: Checkout)
     join(home, '.npmrc'), join(home, '.gitconfig'), join(home, '.npm'), join(home, '.cache'), join(home, '.config'),
   ];
   const bad = new Set<string>();
-  for (const { path } of opened) {
+  for (const { path, result } of opened) {
     if (!isAbsolute(path)) continue;
+    // npm, vite and vitest look for package.json, tsconfig.json and the like
+    // in every directory above the project: such a probe that finds nothing
+    // reads nothing.
+    if (result < 0 && within(checkout.dir, dirname(path)) && dirname(path) !== checkout.dir) continue;
     // This checkout (apart from its dependencies) and the clone's siblings are
     // never allowed, even where they fall under an allowed directory.
     const reachesBack = within(path, REPO_ROOT) && !within(path, join(REPO_ROOT, 'node_modules')) && !within(path, dependencies);

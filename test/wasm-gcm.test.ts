@@ -5,6 +5,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
+import { loadVectors } from './support/vectors.js';
 
 const ROOT = new URL('../', import.meta.url);
 const WASM = new URL('wasm/build/esp.wasm', ROOT);
@@ -115,7 +116,7 @@ interface WycheproofTest {
 interface WycheproofGroup { ivSize: number; keySize: number; tagSize: number; tests: WycheproofTest[] }
 
 describe('AES-GCM wasm: Wycheproof aes_gcm_test.json (96-bit IVs, the ESP nonce size)', () => {
-  const file = JSON.parse(readFileSync('/work/shared/vectors/aes_gcm_test.json', 'utf8')) as { testGroups: WycheproofGroup[] };
+  const file = loadVectors<{ testGroups: WycheproofGroup[] }>('aes_gcm_test.json');
   // ESP nonces are always 96 bits (RFC 4106 §4); other IV sizes need GHASH-derived
   // counters, which this kernel does not implement. All three key sizes are supported.
   const groups = file.testGroups.filter((g) => g.ivSize === 96);

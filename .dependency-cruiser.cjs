@@ -9,6 +9,11 @@
 const RUNTIME = '^(control|dataplane|io|wasm|demo)/';
 /** Node's socket and thread modules (with or without the node: prefix). */
 const SOCKETS_AND_THREADS = '^(node:)?(dgram|net|worker_threads)$';
+/**
+ * The bottom of io/: address text <-> bytes and the endpoint type. Pure values,
+ * no socket, no thread; every layer (wire and crypto included) may use them.
+ */
+const IO_VALUES = '^io/(ip|endpoint)\\.ts$';
 /** The native addon: its binding module and anything under native/. */
 const NATIVE_ADDON = '(^native/|(^|/)native-io\\.ts$|\\.node$)';
 
@@ -36,6 +41,7 @@ module.exports = {
           '^(io|dataplane|demo)/',
           SOCKETS_AND_THREADS,
         ],
+        pathNot: IO_VALUES,
       },
     },
     {
@@ -45,7 +51,7 @@ module.exports = {
         'architecture §2: control/ike never touches a socket (bytes in, bytes out), ' +
         'so two engines can be wired together in memory.',
       from: { path: '^control/ike/' },
-      to: { path: ['^io/', '^control/net/', '^(node:)?(dgram|net)$', NATIVE_ADDON] },
+      to: { path: ['^io/', '^control/net/', '^(node:)?(dgram|net)$', NATIVE_ADDON], pathNot: IO_VALUES },
     },
     {
       name: 'exchanges-import-context-not-engine',

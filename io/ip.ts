@@ -9,6 +9,22 @@ import { isIP } from 'node:net';
  * such as "%eth0" is dropped, an embedded IPv4 tail like "::ffff:192.0.2.1" is
  * accepted); anything else -> undefined.
  */
+/** 4 or 6 for an IPv4 or IPv6 address in text, else 0. */
+export function ipFamily(s: string): 0 | 4 | 6 {
+  return typeof s === 'string' ? (isIP(s) as 0 | 4 | 6) : 0;
+}
+
+/** Whether the first `prefix` bits of two addresses of the same length agree (a subnet test on bytes). */
+export function samePrefix(a: Uint8Array, b: Uint8Array, prefix: number): boolean {
+  if (a.length !== b.length || prefix < 0 || prefix > a.length * 8) return false;
+  const whole = prefix >> 3;
+  for (let i = 0; i < whole; i++) if (a[i] !== b[i]) return false;
+  const rest = prefix & 7;
+  if (rest === 0) return true;
+  const mask = (0xff << (8 - rest)) & 0xff;
+  return ((a[whole]! ^ b[whole]!) & mask) === 0;
+}
+
 export function ipToBytes(s: string): Uint8Array | undefined {
   if (typeof s !== 'string') return undefined;
   const family = isIP(s);

@@ -16,9 +16,8 @@
 // Identities decoded from the network reach formatIdentity and identityMatches:
 // both validate the bytes and never throw on them.
 import { equalBytes } from '../crypto/bytes.js';
-import { isIPv4, isIPv6 } from 'node:net';
 import { IdType } from '../wire/constants.js';
-import { bytesToIp, ipToBytes } from '../wire/ip.js';
+import { bytesToIp, ipFamily, ipToBytes } from '../wire/ip.js';
 import { concatBytes } from '../crypto/bytes.js';
 import { decodeOid, encodeOid, encodeTlv, readTlv } from '../crypto/der.js';
 import { fail, type CryptoResult as ParseResult } from '../crypto/result.js';
@@ -75,8 +74,8 @@ export function parseIdentity(s: string): ParseResult<Identity> {
   }
   if (text.startsWith('@#')) return parseTyped(IdType.KEY_ID, text.slice(1), text);
   if (text.startsWith('@')) return parseTyped(IdType.FQDN, text.slice(1), text);
-  if (isIPv4(text)) return parseTyped(IdType.IPV4_ADDR, text, text);
-  if (isIPv6(text)) return parseTyped(IdType.IPV6_ADDR, text, text);
+  if (ipFamily(text) === 4) return parseTyped(IdType.IPV4_ADDR, text, text);
+  if (ipFamily(text) === 6) return parseTyped(IdType.IPV6_ADDR, text, text);
   if (text.includes('=')) return parseTyped(IdType.DER_ASN1_DN, text, text);
   if (text.includes('@')) return parseTyped(IdType.RFC822_ADDR, text, text);
   return parseTyped(IdType.FQDN, text, text);

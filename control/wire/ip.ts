@@ -1,9 +1,9 @@
 // IP addresses as wire bytes (ID payloads RFC 7296 §3.5, traffic selectors
 // §3.13.1, configuration attributes §3.15.1, MOBIKE notifies RFC 4555 §3.6):
 // 4 octets for IPv4, 16 for IPv6, network byte order. Nothing here throws.
-import { bytesToIp, ipToBytes } from '../../io/ip.js';
+import { bytesToIp, ipFamily, ipToBytes, samePrefix } from '../../io/ip.js';
 
-export { bytesToIp, ipToBytes };
+export { bytesToIp, ipFamily, ipToBytes, samePrefix };
 
 /**
  * CIDR prefix to an inclusive address range: "10.1.0.0/24" -> 10.1.0.0 ..

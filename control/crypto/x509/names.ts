@@ -3,8 +3,8 @@
 // §6.1.3 (b)-(c)) for dNSName, rfc822Name, iPAddress and directoryName.
 // Everything here reads peer data and never throws.
 
-import { BlockList, isIPv4, isIPv6 } from 'node:net';
 import type { AttributeTypeAndValue, GeneralName, GeneralSubtree, Name, NameConstraints } from '@peculiar/asn1-x509';
+import { ipToBytes, samePrefix } from '../../wire/ip.js';
 
 /** Short names of the attribute types seen in DNs (RFC 4514 §3, plus emailAddress as OpenSSL and strongSwan print it). */
 const SHORT_NAMES: Readonly<Record<string, string>> = {
@@ -91,14 +91,12 @@ function mailWithin(address: string, constraint: string): boolean {
 function ipWithin(address: string, constraint: string): boolean | undefined {
   const m = /^([0-9a-fA-F:.]+)\/(\d{1,3})$/.exec(constraint);
   if (!m) return undefined;
-  const family = isIPv4(m[1]!) ? 'ipv4' : isIPv6(m[1]!) ? 'ipv6' : undefined;
+  const subnet = ipToBytes(m[1]!);
   const prefix = Number(m[2]);
-  if (!family || prefix > (family === 'ipv4' ? 32 : 128)) return undefined;
-  const addressFamily = isIPv4(address) ? 'ipv4' : isIPv6(address) ? 'ipv6' : undefined;
-  if (addressFamily !== family) return false;
-  const list = new BlockList();
-  list.addSubnet(m[1]!, prefix, family);
-  return list.check(address, family);
+  if (!subnet || prefix > subnet.length * 8) return undefined;
+  const bytes = ipToBytes(address);
+  // An address of the other family is outside the subtree.
+  return bytes !== undefined && samePrefix(bytes, subnet, prefix);
 }
 
 type NameKind = 'dNSName' | 'rfc822Name' | 'iPAddress' | 'directoryName';

@@ -12,11 +12,10 @@
 //   HDR, SK { N(UPDATE_SA_ADDRESSES), [N(NAT_DETECTION_*)],
 //             [N(NO_NATS_ALLOWED)], [N(COOKIE2)] }  -->
 //                          <--  HDR, SK { [N(NAT_DETECTION_*)], [N(COOKIE2)] }
-import { isIPv6 } from 'node:net';
 import { ExchangeType, NotifyType, notifyName } from '../../wire/constants.js';
 import type { Payload } from '../../wire/payloads.js';
 import { findNotify, findNotifies } from '../../wire/payloads.js';
-import { bytesToIp, ipToBytes } from '../../wire/ip.js';
+import { bytesToIp, ipFamily, ipToBytes } from '../../wire/ip.js';
 import type { IkeContext } from '../context.js';
 import type { IkeSa, InitiatorExchange } from '../ike-sa.js';
 import { detectNat, natDetectionPayloads } from '../nat-detection.js';
@@ -71,7 +70,7 @@ export function additionalAddressNotifies(addresses: readonly string[], inUse: s
   const loopback = (a: string) => a.startsWith('127.') || a === '::1';
   const others = [...new Set(addresses)].filter((a) => a !== inUse && ipToBytes(a) !== undefined && (loopback(inUse) || !loopback(a)));
   if (others.length === 0) return [notify(NotifyType.NO_ADDITIONAL_ADDRESSES)];
-  return others.map((a) => notify(isIPv6(a) ? NotifyType.ADDITIONAL_IP6_ADDRESS : NotifyType.ADDITIONAL_IP4_ADDRESS, ipToBytes(a)!));
+  return others.map((a) => notify(ipFamily(a) === 6 ? NotifyType.ADDITIONAL_IP6_ADDRESS : NotifyType.ADDITIONAL_IP4_ADDRESS, ipToBytes(a)!));
 }
 
 function commonPrefixBits(a: Uint8Array, b: Uint8Array): number {

@@ -1,27 +1,46 @@
 // ESP tunnel-mode encapsulation and decapsulation of one packet, in place in
-// the arena (RFC 4303 §2, §3.3, §3.4; AEAD use per RFC 4106 and RFC 7634).
+// the arena (RFC 4303 §2, §3.3, §3.4; AEAD use per RFC 4106 and RFC 7634;
+// AES-CBC with HMAC-SHA2 per RFC 3602 and RFC 4868).
 //
-//   ESP packet: SPI (4) | Sequence Number (4) | IV (8) | ciphertext of
+//   ESP packet: SPI (4) | Sequence Number (4) | IV (8, CBC: 16) | ciphertext of
 //               [payload | padding 1,2,3.. | pad length (1) | next header (1)] | ICV
 //
-// The IV is the 64-bit sequence counter, big-endian: unique per packet under
-// one key, as RFC 4106 §3.1 and RFC 7634 §2 allow. AAD is SPI || seq, or
+// AEADs: the IV is the 64-bit sequence counter, big-endian: unique per packet
+// under one key, as RFC 4106 §3.1 and RFC 7634 §2 allow. AAD is SPI || seq, or
 // SPI || seq-high || seq-low with ESN (RFC 4106 §5, RFC 7634 §2.1). Padding
 // aligns payload + pad + 2 to 4 bytes (RFC 4303 §2.4; the AEADs need no block
-// padding). Callers (batch.ts) have checked the slot, its direction, and that
-// the packet plus head/tailroom lies inside the arena.
+// padding).
+// AES-CBC: a 16-byte unpredictable IV (RFC 3602 §2.1, derived as cbchmac.ts
+// explains), padding to the 16-byte block (RFC 3602 §2.4), and an ICV over
+// SPI || seq || IV || ciphertext (|| seq-high with ESN, RFC 4303 §2.2.1). The
+// payload moves 8 bytes towards the tail for the longer IV (layout.ts
+// ESP_HEADROOM). Encapsulation only frames the packet here; the batch seals
+// all CBC packets together afterwards (cbcHmacSealPending: multi-buffer AES).
+// Callers (batch.ts) have checked the slot, its direction, and that the
+// packet plus head/tailroom lies inside the arena.
 
 import {
-  ARENA_PTR, Counter, DESC_NEXT_HEADER, DESC_OUT_LENGTH, DESC_OUT_OFFSET, ESP_HEADROOM, FLAG_ESN,
+  ARENA_PTR, Counter, DESC_NEXT_HEADER, DESC_OUT_LENGTH, DESC_OUT_OFFSET, ESP_HEADROOM, ESP_TAILROOM_AEAD, FLAG_ESN,
   FLAG_REKEY_NEEDED, ResultCode, SLOT_ALGORITHM, SLOT_FLAGS, SLOT_ICV_LEN, SLOT_KEY_CTX, SLOT_SALT,
   SLOT_SPI, WORK_AAD, WORK_NONCE,
 } from './layout';
 import { aeadOpen, aeadSeal } from './aead';
+import { CBC_BLOCK, cbcHmacOpen, cbcHmacSealLater, isCbcHmac } from './cbchmac';
 import { inferSeq, replayCheck, replayUpdate } from './replay';
 import { bumpCounter, counterAddr } from './slots';
 
 /** ESP header + IV bytes (RFC 4303 §2.1-2.3; 8-byte IV per RFC 4106 §3.1 / RFC 7634 §2). */
 const HEADER: u32 = ESP_HEADROOM;
+/** ESP header + IV bytes with AES-CBC (16-byte IV, RFC 3602 §3). */
+const CBC_HEADER: u32 = 8 + CBC_BLOCK;
+/** How far the payload moves towards the tail with AES-CBC. */
+const CBC_SHIFT: u32 = CBC_HEADER - HEADER;
+
+/** Bytes after an inner packet that encapsulation may write for the SA at `slot` (layout.ts ESP_TAILROOM). */
+export function espTailroom(slot: usize): u32 {
+  if (!isCbcHmac(<u32>load<u8>(slot + SLOT_ALGORITHM))) return ESP_TAILROOM_AEAD;
+  return CBC_SHIFT + (CBC_BLOCK - 1) + 2 + <u32>load<u8>(slot + SLOT_ICV_LEN);
+}
 
 /** Build the nonce salt || IV in WORK_NONCE (RFC 4106 §4, RFC 7634 §2). */
 // @ts-ignore: decorator
@@ -75,30 +94,38 @@ export function espEncap(slot: usize, desc: usize, pkt: usize, len: u32, nextHea
 
   const esn = (load<u8>(slot + SLOT_FLAGS) & FLAG_ESN) != 0;
   const icvLen = <u32>load<u8>(slot + SLOT_ICV_LEN);
+  const alg = <u32>load<u8>(slot + SLOT_ALGORITHM);
+  const cbc = isCbcHmac(alg);
   const hdr = pkt - HEADER;
   store<u32>(hdr, bswap<u32>(load<u32>(slot + SLOT_SPI)));
   store<u32>(hdr + 4, bswap<u32>(<u32>seq));
-  store<u64>(hdr + 8, bswap<u64>(seq));
+  // CBC: the 16-byte IV needs 8 more bytes in front of the payload.
+  const data = cbc ? pkt + CBC_SHIFT : pkt;
+  if (cbc) memory.copy(data, pkt, <usize>len);
 
-  // RFC 4303 §2.4: padding bytes 1, 2, 3, ..., then pad length and next header.
-  const padLen: u32 = (<u32>4 - ((len + 2) & 3)) & 3;
-  const trailer = pkt + <usize>len;
+  // RFC 4303 §2.4: padding bytes 1, 2, 3, ..., then pad length and next header;
+  // payload + padding + 2 is a multiple of 4, or of the block size with CBC (RFC 3602 §2.4).
+  const align: u32 = cbc ? CBC_BLOCK : 4;
+  const padLen: u32 = (align - ((len + 2) & (align - 1))) & (align - 1);
+  const trailer = data + <usize>len;
   for (let i: u32 = 0; i < padLen; i++) store<u8>(trailer + <usize>i, <u8>(i + 1));
   store<u8>(trailer + <usize>padLen, <u8>padLen);
   store<u8>(trailer + <usize>padLen + 1, <u8>nextHeader);
   const ctLen = len + padLen + 2;
 
-  buildNonce(slot, hdr + 8);
-  const aadLen = buildAad(hdr, esn, <u32>(seq >> 32));
-  aeadSeal(
-    <u32>load<u8>(slot + SLOT_ALGORITHM), slot + SLOT_KEY_CTX, WORK_NONCE, aadPtr(hdr, esn), aadLen,
-    pkt, <i32>ctLen, pkt + <usize>ctLen, <i32>icvLen,
-  );
+  if (cbc) {
+    cbcHmacSealLater(slot + SLOT_KEY_CTX, alg, hdr, seq, ctLen, esn);
+  } else {
+    store<u64>(hdr + 8, bswap<u64>(seq));
+    buildNonce(slot, hdr + 8);
+    const aadLen = buildAad(hdr, esn, <u32>(seq >> 32));
+    aeadSeal(alg, slot + SLOT_KEY_CTX, WORK_NONCE, aadPtr(hdr, esn), aadLen, pkt, <i32>ctLen, pkt + <usize>ctLen, <i32>icvLen);
+  }
 
   bumpCounter(slot, Counter.PACKETS_OUT, 1);
   bumpCounter(slot, Counter.BYTES_OUT, <u64>len);
   store<u32>(desc + DESC_OUT_OFFSET, <u32>(hdr - ARENA_PTR));
-  store<u32>(desc + DESC_OUT_LENGTH, HEADER + ctLen + icvLen);
+  store<u32>(desc + DESC_OUT_LENGTH, (cbc ? CBC_HEADER : HEADER) + ctLen + icvLen);
   return softLimitResult(slot, seq);
 }
 
@@ -111,8 +138,14 @@ export function espEncap(slot: usize, desc: usize, pkt: usize, len: u32, nextHea
  */
 export function espDecap(slot: usize, desc: usize, pkt: usize, len: u32): u32 {
   const icvLen = <u32>load<u8>(slot + SLOT_ICV_LEN);
-  // Header, IV, at least pad length + next header, ICV.
-  if (len < HEADER + 2 + icvLen) {
+  const alg = <u32>load<u8>(slot + SLOT_ALGORITHM);
+  const cbc = isCbcHmac(alg);
+  const header = cbc ? CBC_HEADER : HEADER;
+  // Header, IV, at least pad length + next header (CBC: one block, and whole
+  // blocks, RFC 3602 §3), ICV.
+  if (cbc
+    ? len < CBC_HEADER + CBC_BLOCK + icvLen || ((len - CBC_HEADER - icvLen) & (CBC_BLOCK - 1)) != 0
+    : len < HEADER + 2 + icvLen) {
     bumpCounter(slot, Counter.DROPS_MALFORMED, 1);
     return ResultCode.MALFORMED;
   }
@@ -129,14 +162,18 @@ export function espDecap(slot: usize, desc: usize, pkt: usize, len: u32): u32 {
     return ResultCode.SEQ_EXHAUSTED;
   }
 
-  const ct = pkt + HEADER;
-  const ctLen = len - HEADER - icvLen;
-  buildNonce(slot, pkt + 8);
-  const aadLen = buildAad(pkt, esn, <u32>(seq >> 32));
-  if (!aeadOpen(
-    <u32>load<u8>(slot + SLOT_ALGORITHM), slot + SLOT_KEY_CTX, WORK_NONCE, aadPtr(pkt, esn), aadLen,
-    ct, <i32>ctLen, ct + <usize>ctLen, <i32>icvLen,
-  )) {
+  const ct = pkt + header;
+  const ctLen = len - header - icvLen;
+  let authentic: bool;
+  if (cbc) {
+    // RFC 4303 §3.4.4: the ICV is verified before anything is decrypted.
+    authentic = cbcHmacOpen(slot + SLOT_KEY_CTX, alg, pkt, header + ctLen, ctLen, icvLen, esn, <u32>(seq >> 32));
+  } else {
+    buildNonce(slot, pkt + 8);
+    const aadLen = buildAad(pkt, esn, <u32>(seq >> 32));
+    authentic = aeadOpen(alg, slot + SLOT_KEY_CTX, WORK_NONCE, aadPtr(pkt, esn), aadLen, ct, <i32>ctLen, ct + <usize>ctLen, <i32>icvLen);
+  }
+  if (!authentic) {
     bumpCounter(slot, Counter.DROPS_AUTH, 1);
     return ResultCode.AUTH_FAILED;
   }

@@ -23,14 +23,17 @@
 //   [3856, 3984)   HMAC inner and outer states (hmac.ts)
 // Key material at install: encryption key ‖ integrity key ‖ IV key (16).
 //
-// Constant time: AES-CBC by cbc.ts/aes.ts, HMAC by hmac.ts; this file
-// branches on algorithm ids, lengths and flags only (all public).
+// Constant time: AES-CBC by cbc.ts/aes.ts, HMAC by hmac.ts and
+// hmac256x4.ts, ICVs compared by hmac.ts icvEqual (every byte, one branch
+// on the result); this file branches on algorithm ids, lengths and flags
+// only (all public).
 // Concurrency: the pending table is module state of this instance, used by
 // its owner thread between the two passes of one encapBatch call.
 
 import { AES_RK_SIZE, aesExpandKey } from './aes';
 import { cbcDecrypt, cbcQueue, cbcRunJobs } from './cbc';
-import { HMAC_CTX_SIZE, hmacInit, hmacMac, hmacVerify } from './hmac';
+import { HMAC_CTX_SIZE, hmacInit, hmacMac, hmacVerify, icvEqual } from './hmac';
+import { hmac256x4Queue, hmac256x4Run } from './hmac256x4';
 import { Algorithm, MAX_BATCH } from './layout';
 
 const RK_OFFSET: usize = 0;
@@ -48,10 +51,14 @@ export const CBC_BLOCK: u32 = 16;
 /** Work space for the key expansion (left zeroed by aesExpandKey). */
 const EXPAND_BUF: usize = memory.data(128, 16);
 const ZERO_BLOCK: usize = memory.data(16, 16);
-/** The high half of an ESN, big-endian, appended to the ICV input (RFC 4303 §2.2.1). */
+/** The high half of an ESN, big-endian, appended to the ICV input (RFC 4303 §2.2.1), inbound. */
 const SEQ_HIGH: usize = memory.data(16, 16);
 
-/** Outbound packets of the current batch waiting for pass two (see `cbcHmacSealPending`). */
+/**
+ * Outbound packets of the current batch waiting for pass two (see
+ * `cbcHmacSealPending`): context, ESP header, ciphertext bytes, -, algorithm,
+ * ESN flag (u32 each), then the ESN high half big-endian (the ICV's extra input).
+ */
 const PENDING_SIZE: usize = 32;
 const PENDING: usize = memory.data(<i32>MAX_BATCH * <i32>PENDING_SIZE, 16);
 let pendingCount: u32 = 0;
@@ -108,9 +115,9 @@ export function cbcHmacSealLater(ctx: usize, alg: u32, hdr: usize, seq: u64, ctL
   store<u32>(p, <u32>ctx);
   store<u32>(p, <u32>hdr, 4);
   store<u32>(p, ctLen, 8);
-  store<u32>(p, <u32>(seq >> 32), 12);
   store<u32>(p, alg, 16);
   store<u32>(p, esn ? 1 : 0, 20);
+  store<u32>(p, bswap<u32>(<u32>(seq >> 32)), 24);
   pendingCount++;
 }
 
@@ -118,7 +125,8 @@ export function cbcHmacSealLater(ctx: usize, alg: u32, hdr: usize, seq: u64, ctL
  * Pass two: IVs for every pending packet (eight per AES call), then the CBC
  * encryption of their data multi-buffer (AES-128 SAs, then AES-256), then
  * each ICV: HMAC over SPI ‖ seq ‖ IV ‖ ciphertext, with the ESN high half
- * appended (RFC 4303 §2.2.1, §3.3.2.1), truncated (RFC 4868 §2.3).
+ * appended (RFC 4303 §2.2.1, §3.3.2.1), truncated (RFC 4868 §2.3); with
+ * SHA-256 four packets per SHA-256 call (hmac256x4.ts).
  */
 export function cbcHmacSealPending(): void {
   const n = pendingCount;
@@ -140,19 +148,52 @@ export function cbcHmacSealPending(): void {
     }
     if (queued > 0) cbcRunJobs(nr);
   }
+  // ICVs: HMAC-SHA-256 four packets at a time, SHA-384/512 one by one.
   for (let i: u32 = 0; i < n; i++) {
     const p = PENDING + <usize>i * PENDING_SIZE;
-    const ctx = <usize>load<u32>(p);
+    const ctx = <usize>load<u32>(p) + HMAC_OFFSET;
     const hdr = <usize>load<u32>(p, 4);
     const authLen = 24 + load<u32>(p, 8);
     const alg = load<u32>(p, 16);
-    store<u32>(SEQ_HIGH, bswap<u32>(load<u32>(p, 12)));
-    hmacMac(
-      ctx + HMAC_OFFSET, hmacBits(alg), hdr, <i32>authLen, SEQ_HIGH, load<u32>(p, 20) != 0 ? 4 : 0,
-      hdr + <usize>authLen, <i32>cbcHmacIcvBytes(alg),
-    );
+    const bits = hmacBits(alg);
+    const extraLen: u32 = load<u32>(p, 20) != 0 ? 4 : 0;
+    const icv = hdr + <usize>authLen;
+    if (bits == 256) hmac256x4Queue(ctx, hdr, authLen, p + 24, extraLen, icv, cbcHmacIcvBytes(alg));
+    else hmacMac(ctx, bits, hdr, <i32>authLen, p + 24, <i32>extraLen, icv, <i32>cbcHmacIcvBytes(alg));
   }
+  hmac256x4Run();
   pendingCount = 0;
+}
+
+/** Whether the suite's ICVs are computed four packets at a time (HMAC-SHA-256, hmac256x4.ts). */
+export function cbcHmacBatched(alg: u32): bool {
+  return isCbcHmac(alg) && hmacBits(alg) == 256;
+}
+
+/**
+ * Inbound pass one of a batch (cbcHmacBatched suites): queues the ICV
+ * computation over the `authLen` bytes from the SPI at `pkt`, then the
+ * `extraLen` bytes at `extra`, into the `icvLen` bytes at `mac`;
+ * `cbcHmacRunQueued` computes them all.
+ */
+export function cbcHmacQueueIcv(ctx: usize, pkt: usize, authLen: u32, extra: usize, extraLen: u32, mac: usize, icvLen: u32): void {
+  hmac256x4Queue(ctx + HMAC_OFFSET, pkt, authLen, extra, extraLen, mac, icvLen);
+}
+
+/** Computes every ICV queued by `cbcHmacQueueIcv`. */
+export function cbcHmacRunQueued(): void {
+  hmac256x4Run();
+}
+
+/**
+ * Inbound with an ICV computed in pass one (`mac`, `icvLen` bytes): compares
+ * it with the packet's in constant time and only if they match decrypts, as
+ * `cbcHmacOpen` does. Returns whether they matched.
+ */
+export function cbcHmacOpenComputed(ctx: usize, pkt: usize, authLen: u32, ctLen: u32, icvLen: u32, mac: usize): bool {
+  if (!icvEqual(mac, pkt + <usize>authLen, <i32>icvLen)) return false;
+  cbcDecrypt(ctx + RK_OFFSET, load<i32>(ctx + NR_OFFSET), pkt + 8, pkt + 24, ctLen);
+  return true;
 }
 
 /**

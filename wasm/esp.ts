@@ -15,17 +15,23 @@
 // SPI || seq || IV || ciphertext (|| seq-high with ESN, RFC 4303 §2.2.1). The
 // payload moves 8 bytes towards the tail for the longer IV (layout.ts
 // ESP_HEADROOM). Encapsulation only frames the packet here; the batch seals
-// all CBC packets together afterwards (cbcHmacSealPending: multi-buffer AES).
+// all CBC packets together afterwards (cbcHmacSealPending: multi-buffer AES
+// and HMAC-SHA-256). Inbound HMAC-SHA-256 ICVs are computed four at a time
+// too, with every packet then decided as alone (espDecapDefer below).
 // Callers (batch.ts) have checked the slot, its direction, and that the
 // packet plus head/tailroom lies inside the arena.
+// Concurrency: the deferred-packet table is module state of this instance,
+// used by its owner worker (architecture §4.1) within one decapBatch call.
 
 import {
-  ARENA_PTR, Counter, DESC_NEXT_HEADER, DESC_OUT_LENGTH, DESC_OUT_OFFSET, ESP_HEADROOM, ESP_TAILROOM_AEAD, FLAG_ESN,
-  FLAG_REKEY_NEEDED, ResultCode, SLOT_ALGORITHM, SLOT_FLAGS, SLOT_ICV_LEN, SLOT_KEY_CTX, SLOT_SALT,
-  SLOT_SPI, WORK_AAD, WORK_NONCE,
+  ARENA_PTR, Counter, DESC_NEXT_HEADER, DESC_OUT_LENGTH, DESC_OUT_OFFSET, DESC_RESULT, ESP_HEADROOM,
+  ESP_TAILROOM_AEAD, FLAG_ESN, FLAG_REKEY_NEEDED, MAX_BATCH, RESULT_OK_MAX, ResultCode, SLOT_ALGORITHM, SLOT_FLAGS,
+  SLOT_ICV_LEN, SLOT_KEY_CTX, SLOT_SALT, SLOT_SPI, WORK_AAD, WORK_NONCE,
 } from './layout';
 import { aeadOpen, aeadSeal } from './aead';
-import { CBC_BLOCK, cbcHmacOpen, cbcHmacSealLater, isCbcHmac } from './cbchmac';
+import {
+  CBC_BLOCK, cbcHmacOpen, cbcHmacOpenComputed, cbcHmacQueueIcv, cbcHmacRunQueued, cbcHmacSealLater, isCbcHmac,
+} from './cbchmac';
 import { inferSeq, replayCheck, replayUpdate } from './replay';
 import { bumpCounter, counterAddr } from './slots';
 
@@ -137,20 +143,92 @@ export function espEncap(slot: usize, desc: usize, pkt: usize, len: u32, nextHea
  * Nothing in the slot changes for a packet that fails before authentication.
  */
 export function espDecap(slot: usize, desc: usize, pkt: usize, len: u32): u32 {
+  const result = decapShape(slot, pkt, len);
+  return result != ResultCode.OK ? result : decapChecked(slot, desc, pkt, len, 0, 0);
+}
+
+/** Length (MALFORMED, counted) and SPI checks: they read nothing the batch changes. */
+function decapShape(slot: usize, pkt: usize, len: u32): u32 {
   const icvLen = <u32>load<u8>(slot + SLOT_ICV_LEN);
-  const alg = <u32>load<u8>(slot + SLOT_ALGORITHM);
-  const cbc = isCbcHmac(alg);
-  const header = cbc ? CBC_HEADER : HEADER;
   // Header, IV, at least pad length + next header (CBC: one block, and whole
   // blocks, RFC 3602 §3), ICV.
-  if (cbc
+  if (isCbcHmac(<u32>load<u8>(slot + SLOT_ALGORITHM))
     ? len < CBC_HEADER + CBC_BLOCK + icvLen || ((len - CBC_HEADER - icvLen) & (CBC_BLOCK - 1)) != 0
     : len < HEADER + 2 + icvLen) {
     bumpCounter(slot, Counter.DROPS_MALFORMED, 1);
     return ResultCode.MALFORMED;
   }
   if (bswap<u32>(load<u32>(pkt)) != load<u32>(slot + SLOT_SPI)) return ResultCode.SPI_MISMATCH;
+  return ResultCode.OK;
+}
 
+// Inbound AES-CBC + HMAC-SHA-256 packets of a batch have their ICVs computed
+// four at a time (cbcHmacBatched): pass one (espDecapDefer) queues each ICV
+// for the sequence number the window implies before the batch; pass two
+// computes them; pass three (espDecapDeferred) then runs each packet, in
+// descriptor order, through exactly the steps of espDecap (sequence number
+// inferred again, replay check, ICV, window update), using the precomputed
+// ICV where the number is still the same and computing it afresh otherwise.
+// So a batch decides every packet as one-by-one processing would.
+
+/** Placeholder result of a deferred packet until pass three (never left in a descriptor). */
+export const RESULT_DEFERRED: u32 = 0xffff;
+/** Deferred packet: slot, descriptor, packet, length (u32), sequence number of its ICV (u64, 0 = none), ESN high half (big-endian), ICV. */
+const DEFERRED_SIZE: usize = 64;
+const DEFERRED_ICV: usize = 32;
+const DEFERRED: usize = memory.data(<i32>MAX_BATCH * <i32>DEFERRED_SIZE, 16);
+let deferredCount: u32 = 0;
+
+/** Pass one for a packet of a cbcHmacBatched SA: the checks that read no state, then its ICV queued. */
+export function espDecapDefer(slot: usize, desc: usize, pkt: usize, len: u32): u32 {
+  const result = decapShape(slot, pkt, len);
+  if (result != ResultCode.OK) return result;
+  const d = DEFERRED + <usize>deferredCount * DEFERRED_SIZE;
+  deferredCount++;
+  store<u32>(d, <u32>slot);
+  store<u32>(d, <u32>desc, 4);
+  store<u32>(d, <u32>pkt, 8);
+  store<u32>(d, len, 12);
+  store<u64>(d, 0, 16);
+  const esn = (load<u8>(slot + SLOT_FLAGS) & FLAG_ESN) != 0;
+  const seq = inferSeq(slot, bswap<u32>(load<u32>(pkt + 4)), esn);
+  // A number the window already refuses gets no ICV: pass three refuses it again.
+  if (replayCheck(slot, seq) && seq <= load<u64>(counterAddr(slot, Counter.SEQ_HARD_LIMIT))) {
+    const icvLen = <u32>load<u8>(slot + SLOT_ICV_LEN);
+    store<u64>(d, seq, 16);
+    store<u32>(d, bswap<u32>(<u32>(seq >> 32)), 24);
+    cbcHmacQueueIcv(slot + SLOT_KEY_CTX, pkt, len - icvLen, d + 24, esn ? 4 : 0, d + DEFERRED_ICV, icvLen);
+  }
+  return RESULT_DEFERRED;
+}
+
+/** Passes two and three (see above): writes each deferred packet's result; returns how many succeeded. */
+export function espDecapDeferred(): u32 {
+  if (deferredCount == 0) return 0;
+  cbcHmacRunQueued();
+  let ok: u32 = 0;
+  for (let i: u32 = 0; i < deferredCount; i++) {
+    const d = DEFERRED + <usize>i * DEFERRED_SIZE;
+    const desc = <usize>load<u32>(d, 4);
+    const result = decapChecked(<usize>load<u32>(d), desc, <usize>load<u32>(d, 8), load<u32>(d, 12), d + DEFERRED_ICV, load<u64>(d, 16));
+    store<u32>(desc + DESC_RESULT, result);
+    if (result <= RESULT_OK_MAX) ok++;
+  }
+  memory.fill(DEFERRED, 0, <usize>deferredCount * DEFERRED_SIZE);
+  deferredCount = 0;
+  return ok;
+}
+
+/**
+ * espDecap after decapShape: sequence number, replay pre-check, ICV and
+ * decryption, window update, trailer. `icv`, when not 0, is the ICV computed
+ * in pass one for sequence number `icvSeq` (AES-CBC + HMAC-SHA-256).
+ */
+function decapChecked(slot: usize, desc: usize, pkt: usize, len: u32, icv: usize, icvSeq: u64): u32 {
+  const icvLen = <u32>load<u8>(slot + SLOT_ICV_LEN);
+  const alg = <u32>load<u8>(slot + SLOT_ALGORITHM);
+  const cbc = isCbcHmac(alg);
+  const header = cbc ? CBC_HEADER : HEADER;
   const esn = (load<u8>(slot + SLOT_FLAGS) & FLAG_ESN) != 0;
   const seq = inferSeq(slot, bswap<u32>(load<u32>(pkt + 4)), esn);
   if (!replayCheck(slot, seq)) {
@@ -167,7 +245,9 @@ export function espDecap(slot: usize, desc: usize, pkt: usize, len: u32): u32 {
   let authentic: bool;
   if (cbc) {
     // RFC 4303 §3.4.4: the ICV is verified before anything is decrypted.
-    authentic = cbcHmacOpen(slot + SLOT_KEY_CTX, alg, pkt, header + ctLen, ctLen, icvLen, esn, <u32>(seq >> 32));
+    authentic = icv != 0 && icvSeq == seq
+      ? cbcHmacOpenComputed(slot + SLOT_KEY_CTX, pkt, header + ctLen, ctLen, icvLen, icv)
+      : cbcHmacOpen(slot + SLOT_KEY_CTX, alg, pkt, header + ctLen, ctLen, icvLen, esn, <u32>(seq >> 32));
   } else {
     buildNonce(slot, pkt + 8);
     const aadLen = buildAad(pkt, esn, <u32>(seq >> 32));

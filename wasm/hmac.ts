@@ -13,7 +13,7 @@
 // anything is decrypted). Concurrency: the work buffers below are module
 // state of this instance (its owner thread) and are cleared after each MAC.
 
-import { SHA256_BLOCK, SHA512_BLOCK, sha256Blocks, sha2InitState, sha2Wipe, sha512Blocks } from './sha2';
+import { SHA256_BLOCK, SHA512_BLOCK, sha256Blocks, sha2InitState, sha2Pad, sha2Wipe, sha512Blocks } from './sha2';
 
 /** Bytes of an HMAC context: inner and outer hash state (64 bytes each, SHA-512 sized). */
 export const HMAC_CTX_SIZE: i32 = 128;
@@ -76,21 +76,13 @@ export function hmacInit(ctx: usize, bits: i32, key: usize, keyLen: i32): void {
 
 /**
  * Finishes the hash in HMAC_STATE over the `rem` bytes at `tail`, then the
- * `extraLen` bytes at `extra`, with the FIPS 180-4 §5.1 padding for a message
- * of `totalBytes` (including the key block).
+ * `extraLen` bytes at `extra`, padded for a message of `totalBytes`
+ * (including the key block).
  */
 function finish(bits: i32, tail: usize, rem: i32, extra: usize, extraLen: i32, totalBytes: u64): void {
   const bs = blockBytes(bits);
-  const lenBytes = bits == 256 ? 8 : 16;
-  memory.copy(HMAC_BLOCK, tail, <usize>rem);
-  memory.copy(HMAC_BLOCK + <usize>rem, extra, <usize>extraLen);
-  const used = rem + extraLen;
-  store<u8>(HMAC_BLOCK + <usize>used, 0x80);
-  const blocks = used + 1 + lenBytes <= bs ? 1 : 2;
-  const end = HMAC_BLOCK + <usize>(blocks * bs);
-  memory.fill(HMAC_BLOCK + <usize>used + 1, 0, end - 8 - (HMAC_BLOCK + <usize>used + 1));
-  store<u64>(end - 8, bswap<u64>(totalBytes << 3));
-  compress(bits, HMAC_STATE, HMAC_BLOCK, blocks);
+  const blocks = sha2Pad(HMAC_BLOCK, tail, <u32>rem, extra, <u32>extraLen, totalBytes, <u32>bs, bits == 256 ? 8 : 16);
+  compress(bits, HMAC_STATE, HMAC_BLOCK, <i32>blocks);
 }
 
 /**
@@ -137,9 +129,18 @@ export function hmacVerify(
     return false;
   }
   macInto(ctx, bits, msg, len, extra, extraLen);
-  let diff: u64 = 0;
-  for (let i: usize = 0; i < <usize>icvLen; i += 8) diff |= load<u64>(HMAC_DIGEST + i) ^ load<u64>(icv + i);
+  const equal = icvEqual(HMAC_DIGEST, icv, icvLen);
   wipeWork();
+  return equal;
+}
+
+/**
+ * Whether the `len` bytes (a multiple of 8) at `a` and `b` are equal, in
+ * constant time: every word is compared and the differences ORed.
+ */
+export function icvEqual(a: usize, b: usize, len: i32): bool {
+  let diff: u64 = 0;
+  for (let i: usize = 0; i < <usize>len; i += 8) diff |= load<u64>(a + i) ^ load<u64>(b + i);
   return diff == 0;
 }
 

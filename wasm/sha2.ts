@@ -67,6 +67,12 @@ const IV512: usize = memory.data<u64>([
 const W256: usize = memory.data(64 * 4, 16);
 const W512: usize = memory.data(80 * 8, 16);
 
+/** Address of the 64 SHA-256 round constants (u32), for the four-lane hash (hmac256x4.ts). */
+// @ts-ignore: decorator
+@inline export function sha256RoundConstants(): usize {
+  return K256;
+}
+
 /** Writes the initial state of SHA-256 (bits 256), SHA-384 (384) or SHA-512 (512) to `state`. */
 export function sha2InitState(state: usize, bits: i32): void {
   if (bits == 256) memory.copy(state, IV256, 32);
@@ -125,6 +131,27 @@ export function sha512Blocks(state: usize, data: usize, blocks: i32): void {
   }
   store<u64>(state, a, 0); store<u64>(state, b, 8); store<u64>(state, c, 16); store<u64>(state, d, 24);
   store<u64>(state, e, 32); store<u64>(state, f, 40); store<u64>(state, g, 48); store<u64>(state, h, 56);
+}
+
+/**
+ * Writes the last block(s) of a message to `to` (FIPS 180-4 §5.1): the `rem`
+ * bytes at `tail`, the `extraLen` bytes at `extra`, 0x80, zeros and the bit
+ * length of a `totalBytes` message in the last `lenBytes` (8 for SHA-256, 16
+ * for SHA-384/512) of a `blockBytes` block. Returns how many blocks (1 or 2)
+ * it wrote; `to` must have room for two.
+ */
+export function sha2Pad(
+  to: usize, tail: usize, rem: u32, extra: usize, extraLen: u32, totalBytes: u64, blockBytes: u32, lenBytes: u32,
+): u32 {
+  memory.copy(to, tail, <usize>rem);
+  memory.copy(to + <usize>rem, extra, <usize>extraLen);
+  const used = rem + extraLen;
+  store<u8>(to + <usize>used, 0x80);
+  const blocks: u32 = used + 1 + lenBytes <= blockBytes ? 1 : 2;
+  const end = to + <usize>(blocks * blockBytes);
+  memory.fill(to + <usize>used + 1, 0, end - 8 - (to + <usize>used + 1));
+  store<u64>(end - 8, bswap<u64>(totalBytes << 3));
+  return blocks;
 }
 
 /** Clears the message schedules (they hold words derived from keys and data). */

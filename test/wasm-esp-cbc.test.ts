@@ -435,6 +435,23 @@ describe('AES-CBC + HMAC-SHA2 SA keys', () => {
     expect(k.decap(8, esp).result).toBe(ResultCode.NO_SLOT);
   });
 
+  it('the 128-byte scratch key area is wiped after every install, refused or not (architecture §4.5)', async () => {
+    const k = await EspKernel.create();
+    const scratch = k.exports.scratchPtr();
+    const area = (): Uint8Array => k.memoryBytes.slice(scratch, scratch + 128);
+    // The longest key material (AES-256 || HMAC-SHA-512 key || IV key = 112 bytes), installed and refused.
+    for (const materialLen of [112, 111]) {
+      k.memoryBytes.fill(0xa5, scratch, scratch + 128);
+      const result = k.exports.slotInstall(materialLen === 112 ? 2 : 3, 9, 1, 0x1234, 0, 32, 0, 1n, 100n, 1000n, materialLen);
+      expect(result).toBe(materialLen === 112 ? ResultCode.OK : ResultCode.INVALID_ARGUMENT);
+      expect(area().every((b) => b === 0)).toBe(true);
+    }
+    const keyMaterial = randomBytes(96);
+    k.installSa(4, { algorithm: 'aes-cbc-256-hmac-sha2-512-256', keyMaterial, spi: 0x4321, direction: 'out', esn: false });
+    expect(area().every((b) => b === 0)).toBe(true);
+    expect(keyMaterial.every((b) => b === 0)).toBe(true);
+  });
+
   it('descriptors without head- or tailroom for AES-CBC are refused', async () => {
     const k = await EspKernel.create();
     const sa = newRefSa(SUITES[2]!);

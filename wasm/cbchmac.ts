@@ -3,8 +3,8 @@
 // inbound ones. ESP framing (header, padding, trailer) is esp.ts's.
 //
 // IVs (RFC 3602 §2.1: the IV must be unpredictable, and random IVs are what
-// it recommends). The kernel has no randomness of its own, so each outbound
-// SA gets a 16-byte IV key at install that the host draws from its CSPRNG
+// it recommends). The kernel has no randomness of its own, so each SA gets
+// (and an outbound one uses) a 16-byte IV key at install that the host draws from its CSPRNG
 // (dataplane/kernel.ts, crypto.randomFillSync), independent of the IKE keys,
 // and packet n is sent with IV = AES-128_IVkey(n as 64-bit big-endian ‖ 0^64).
 // This is the construction of NIST SP 800-38A Appendix C (the forward cipher

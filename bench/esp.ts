@@ -4,7 +4,9 @@
 //                   copy each inner/ESP packet into the arena, fill descriptors,
 //                   one call per batch; output stays in the arena (sent from there)
 //   node-crypto     what a Node program would otherwise do: createCipheriv /
-//                   createDecipheriv per packet, Buffers for header, trailer, tag
+//                   createDecipheriv per packet, Buffers for header, trailer, tag;
+//                   for AES-CBC + HMAC-SHA2 also createHmac, a random IV per
+//                   packet (randomFillSync) and the ICV checked before decrypting
 //   @noble/ciphers  pure TypeScript AES-GCM (gcm from @noble/ciphers/aes.js)
 // Packet sizes are inner packet bytes: 64, 576, 1400 and IMIX (7:4:1 of those).
 // Gbps counts inner bytes. node-crypto and noble do the same per-packet work at
@@ -12,7 +14,7 @@
 // packets one timed call handles. Decap here skips anti-replay for node and
 // noble (the wasm kernel does it), which favours them slightly.
 import {
-  createCipheriv, createDecipheriv, randomBytes,
+  createCipheriv, createDecipheriv, createHmac, randomBytes, randomFillSync, timingSafeEqual,
   type CipherChaCha20Poly1305, type CipherGCM, type DecipherChaCha20Poly1305, type DecipherGCM,
 } from 'node:crypto';
 import { gcm } from '@noble/ciphers/aes.js';
@@ -51,10 +53,25 @@ export interface EspBenchReport {
 
 const SIZES: readonly Size[] = [64, 576, 1400, 'imix'];
 const BATCHES = [1, 64] as const;
-const ALGORITHMS: readonly EspAlgorithm[] = ['aes-gcm-128', 'aes-gcm-256', 'chacha20-poly1305'];
-const NOBLE_ALGORITHMS: readonly EspAlgorithm[] = ['aes-gcm-128', 'aes-gcm-256'];
-const KEY_BYTES: Record<EspAlgorithm, number> = { 'aes-gcm-128': 16, 'aes-gcm-256': 32, 'chacha20-poly1305': 32 };
+type AeadAlgorithm = 'aes-gcm-128' | 'aes-gcm-256' | 'chacha20-poly1305';
+type CbcAlgorithm = 'aes-cbc-128-hmac-sha2-256-128' | 'aes-cbc-256-hmac-sha2-256-128';
+type BenchAlgorithm = AeadAlgorithm | CbcAlgorithm;
+const ALGORITHMS: readonly BenchAlgorithm[] = [
+  'aes-gcm-128', 'aes-gcm-256', 'chacha20-poly1305', 'aes-cbc-128-hmac-sha2-256-128', 'aes-cbc-256-hmac-sha2-256-128',
+];
+const NOBLE_ALGORITHMS: readonly BenchAlgorithm[] = ['aes-gcm-128', 'aes-gcm-256'];
+/** Cipher key bytes; AEADs add a 4-byte salt to them, AES-CBC an HMAC-SHA-256 key (RFC 4868 §2.1.1). */
+const KEY_BYTES: Record<BenchAlgorithm, number> = {
+  'aes-gcm-128': 16, 'aes-gcm-256': 32, 'chacha20-poly1305': 32,
+  'aes-cbc-128-hmac-sha2-256-128': 16, 'aes-cbc-256-hmac-sha2-256-128': 32,
+};
 const NODE_CIPHER = { 'aes-gcm-128': 'aes-128-gcm', 'aes-gcm-256': 'aes-256-gcm', 'chacha20-poly1305': 'chacha20-poly1305' } as const;
+const NODE_CBC = { 'aes-cbc-128-hmac-sha2-256-128': 'aes-128-cbc', 'aes-cbc-256-hmac-sha2-256-128': 'aes-256-cbc' } as const;
+const isCbc = (a: BenchAlgorithm): a is CbcAlgorithm => a in NODE_CBC;
+/** HMAC-SHA-256 key bytes (RFC 4868 §2.1.1). */
+const CBC_MAC_KEY = 32;
+/** Key material the kernel takes for an algorithm. */
+const materialBytes = (a: BenchAlgorithm): number => KEY_BYTES[a] + (isCbc(a) ? CBC_MAC_KEY : 4);
 /** Packets per workload: a multiple of every batch size, and of the IMIX pattern (12). */
 const WORKLOAD = 768;
 /** Arena bytes per packet slot: room for the largest packet, headroom and tailroom. */
@@ -81,8 +98,10 @@ function innerPackets(size: Size): Uint8Array[] {
 }
 
 /** Trailer for a pad length (RFC 4303 §2.4): pad bytes 1.., pad length, next header. */
-const TRAILERS = [0, 1, 2, 3].map((pad) => Buffer.from([...Array.from({ length: pad }, (_, i) => i + 1), pad, NEXT_HEADER]));
+const TRAILERS = Array.from({ length: 16 }, (_, pad) => Buffer.from([...Array.from({ length: pad }, (_, i) => i + 1), pad, NEXT_HEADER]));
 const padFor = (len: number): number => (4 - ((len + 2) & 3)) & 3;
+/** AES-CBC pads to the 16-byte block (RFC 3602 §2.4). */
+const cbcPadFor = (len: number): number => (16 - ((len + 2) & 15)) & 15;
 
 // ---------------------------------------------------------------------------
 // ikeclone wasm kernel.
@@ -163,74 +182,121 @@ type AeadCipher = CipherGCM | CipherChaCha20Poly1305;
 type AeadDecipher = DecipherGCM | DecipherChaCha20Poly1305;
 
 /** node:crypto's AEAD cipher for an algorithm (the overloads want a literal cipher name). */
-function nodeCipher(algorithm: EspAlgorithm, key: Buffer, nonce: Buffer): AeadCipher {
+function nodeCipher(algorithm: AeadAlgorithm, key: Buffer, nonce: Buffer): AeadCipher {
   if (algorithm === 'chacha20-poly1305') return createCipheriv(algorithm, key, nonce, { authTagLength: ICV });
   return createCipheriv(NODE_CIPHER[algorithm], key, nonce, { authTagLength: ICV });
 }
 
-function nodeDecipher(algorithm: EspAlgorithm, key: Buffer, nonce: Buffer): AeadDecipher {
+function nodeDecipher(algorithm: AeadAlgorithm, key: Buffer, nonce: Buffer): AeadDecipher {
   if (algorithm === 'chacha20-poly1305') return createDecipheriv(algorithm, key, nonce, { authTagLength: ICV });
   return createDecipheriv(NODE_CIPHER[algorithm], key, nonce, { authTagLength: ICV });
 }
 
-function nodeEncap(algorithm: EspAlgorithm, keymat: Uint8Array, packets: Uint8Array[], batch: number): () => void {
-  const key = Buffer.from(keymat.subarray(0, KEY_BYTES[algorithm]));
-  const salt = Buffer.from(keymat.subarray(KEY_BYTES[algorithm]));
+/**
+ * A timed call that runs `seal` or `open` on the next `batch` items of a
+ * workload, cycling through it; the byte each returns is folded into a sink
+ * that keeps the work from being optimised away.
+ */
+function perPacket<T>(items: T[], batch: number, body: (item: T) => number): () => void {
   let cursor = 0;
-  let seq = 0;
   let sink = 0;
   return () => {
     for (let i = 0; i < batch; i++) {
-      const inner = packets[cursor]!;
-      if (++cursor === packets.length) cursor = 0;
-      seq++;
-      const hdr = Buffer.allocUnsafe(16);
-      hdr.writeUInt32BE(SPI, 0);
-      hdr.writeUInt32BE(seq, 4);
-      hdr.writeUInt32BE(0, 8);
-      hdr.writeUInt32BE(seq, 12);
-      const nonce = Buffer.concat([salt, hdr.subarray(8)], 12);
-      const c = nodeCipher(algorithm, key, nonce);
-      const tail = TRAILERS[padFor(inner.length)]!;
-      c.setAAD(hdr.subarray(0, 8), { plaintextLength: inner.length + tail.length });
-      const body = c.update(inner);
-      const trailer = c.update(tail);
-      c.final();
-      const esp = Buffer.concat([hdr, body, trailer, c.getAuthTag()]);
-      sink ^= esp[esp.length - 1]!;
+      const item = items[cursor]!;
+      if (++cursor === items.length) cursor = 0;
+      sink ^= body(item);
     }
     if (sink === 256) throw new Error('unreachable');
   };
 }
 
-function nodeDecap(algorithm: EspAlgorithm, keymat: Uint8Array, espPackets: Uint8Array[], batch: number): () => void {
+/** Checks the RFC 4303 §2.4 trailer of a decrypted plaintext; returns the payload's first byte. */
+function checkTrailer(pt: Buffer): number {
+  const padLen = pt[pt.length - 2]!;
+  for (let j = 0; j < padLen; j++) if (pt[pt.length - 2 - padLen + j] !== j + 1) throw new Error('bad padding');
+  return pt.subarray(0, pt.length - 2 - padLen)[0] ?? 0;
+}
+
+function nodeEncap(algorithm: AeadAlgorithm, keymat: Uint8Array, packets: Uint8Array[], batch: number): () => void {
+  const key = Buffer.from(keymat.subarray(0, KEY_BYTES[algorithm]));
+  const salt = Buffer.from(keymat.subarray(KEY_BYTES[algorithm]));
+  let seq = 0;
+  return perPacket(packets, batch, (inner) => {
+    seq++;
+    const hdr = Buffer.allocUnsafe(16);
+    hdr.writeUInt32BE(SPI, 0);
+    hdr.writeUInt32BE(seq, 4);
+    hdr.writeUInt32BE(0, 8);
+    hdr.writeUInt32BE(seq, 12);
+    const nonce = Buffer.concat([salt, hdr.subarray(8)], 12);
+    const c = nodeCipher(algorithm, key, nonce);
+    const tail = TRAILERS[padFor(inner.length)]!;
+    c.setAAD(hdr.subarray(0, 8), { plaintextLength: inner.length + tail.length });
+    const body = c.update(inner);
+    const trailer = c.update(tail);
+    c.final();
+    const esp = Buffer.concat([hdr, body, trailer, c.getAuthTag()]);
+    return esp[esp.length - 1]!;
+  });
+}
+
+function nodeDecap(algorithm: AeadAlgorithm, keymat: Uint8Array, espPackets: Uint8Array[], batch: number): () => void {
   const key = Buffer.from(keymat.subarray(0, KEY_BYTES[algorithm]));
   const salt = Buffer.from(keymat.subarray(KEY_BYTES[algorithm]));
   const buffers = espPackets.map((p) => Buffer.from(p.buffer, p.byteOffset, p.length));
-  let cursor = 0;
-  let sink = 0;
-  return () => {
-    for (let i = 0; i < batch; i++) {
-      const esp = buffers[cursor]!;
-      if (++cursor === buffers.length) cursor = 0;
-      const nonce = Buffer.concat([salt, esp.subarray(8, 16)], 12);
-      const d = nodeDecipher(algorithm, key, nonce);
-      d.setAAD(esp.subarray(0, 8), { plaintextLength: esp.length - 16 - ICV });
-      d.setAuthTag(esp.subarray(esp.length - ICV));
-      const pt = d.update(esp.subarray(16, esp.length - ICV));
-      d.final(); // throws on a bad tag
-      const padLen = pt[pt.length - 2]!;
-      for (let j = 0; j < padLen; j++) if (pt[pt.length - 2 - padLen + j] !== j + 1) throw new Error('bad padding');
-      sink ^= pt.subarray(0, pt.length - 2 - padLen)[0] ?? 0;
-    }
-    if (sink === 256) throw new Error('unreachable');
-  };
+  return perPacket(buffers, batch, (esp) => {
+    const nonce = Buffer.concat([salt, esp.subarray(8, 16)], 12);
+    const d = nodeDecipher(algorithm, key, nonce);
+    d.setAAD(esp.subarray(0, 8), { plaintextLength: esp.length - 16 - ICV });
+    d.setAuthTag(esp.subarray(esp.length - ICV));
+    const pt = d.update(esp.subarray(16, esp.length - ICV));
+    d.final(); // throws on a bad tag
+    return checkTrailer(pt);
+  });
+}
+
+// ---------------------------------------------------------------------------
+// node:crypto AES-CBC + HMAC-SHA-256-128 (RFC 3602, RFC 4868), per packet.
+
+function nodeCbcEncap(algorithm: CbcAlgorithm, keymat: Uint8Array, packets: Uint8Array[], batch: number): () => void {
+  const key = Buffer.from(keymat.subarray(0, KEY_BYTES[algorithm]));
+  const macKey = Buffer.from(keymat.subarray(KEY_BYTES[algorithm]));
+  let seq = 0;
+  return perPacket(packets, batch, (inner) => {
+    seq++;
+    const hdr = Buffer.allocUnsafe(24);
+    hdr.writeUInt32BE(SPI, 0);
+    hdr.writeUInt32BE(seq, 4);
+    randomFillSync(hdr, 8, 16); // RFC 3602 §2.1: an unpredictable IV
+    const c = createCipheriv(NODE_CBC[algorithm], key, hdr.subarray(8));
+    c.setAutoPadding(false);
+    const body = c.update(inner);
+    const trailer = c.update(TRAILERS[cbcPadFor(inner.length)]!);
+    c.final();
+    const icv = createHmac('sha256', macKey).update(hdr).update(body).update(trailer).digest().subarray(0, ICV);
+    const esp = Buffer.concat([hdr, body, trailer, icv]);
+    return esp[esp.length - 1]!;
+  });
+}
+
+function nodeCbcDecap(algorithm: CbcAlgorithm, keymat: Uint8Array, espPackets: Uint8Array[], batch: number): () => void {
+  const key = Buffer.from(keymat.subarray(0, KEY_BYTES[algorithm]));
+  const macKey = Buffer.from(keymat.subarray(KEY_BYTES[algorithm]));
+  const buffers = espPackets.map((p) => Buffer.from(p.buffer, p.byteOffset, p.length));
+  return perPacket(buffers, batch, (esp) => {
+    // RFC 4303 §3.4.4: the ICV first, then decryption.
+    const icv = createHmac('sha256', macKey).update(esp.subarray(0, esp.length - ICV)).digest().subarray(0, ICV);
+    if (!timingSafeEqual(icv, esp.subarray(esp.length - ICV))) throw new Error('bad ICV');
+    const d = createDecipheriv(NODE_CBC[algorithm], key, esp.subarray(8, 24));
+    d.setAutoPadding(false);
+    return checkTrailer(Buffer.concat([d.update(esp.subarray(24, esp.length - ICV)), d.final()]));
+  });
 }
 
 // ---------------------------------------------------------------------------
 // @noble/ciphers AES-GCM.
 
-function nobleEncap(algorithm: EspAlgorithm, keymat: Uint8Array, packets: Uint8Array[], batch: number): () => void {
+function nobleEncap(algorithm: AeadAlgorithm, keymat: Uint8Array, packets: Uint8Array[], batch: number): () => void {
   const key = keymat.slice(0, KEY_BYTES[algorithm]);
   const nonce = new Uint8Array(12);
   nonce.set(keymat.subarray(KEY_BYTES[algorithm]));
@@ -263,7 +329,7 @@ function nobleEncap(algorithm: EspAlgorithm, keymat: Uint8Array, packets: Uint8A
   };
 }
 
-function nobleDecap(algorithm: EspAlgorithm, keymat: Uint8Array, espPackets: Uint8Array[], batch: number): () => void {
+function nobleDecap(algorithm: AeadAlgorithm, keymat: Uint8Array, espPackets: Uint8Array[], batch: number): () => void {
   const key = keymat.slice(0, KEY_BYTES[algorithm]);
   const salt = keymat.subarray(KEY_BYTES[algorithm]);
   const nonce = new Uint8Array(12);
@@ -297,30 +363,55 @@ function ratio(results: EspBenchResult[], description: string, target: number,
   return { value, target, met: value >= target, description };
 }
 
+/**
+ * AES-CBC + HMAC-SHA-256-128, wasm against node:crypto, both ways, 64 and
+ * 1400 B, batch 64. No target is set (0): the figures are recorded, not
+ * gated; node:crypto has AES-NI and SHA extensions, the wasm kernel neither.
+ */
+function cbcRatios(results: EspBenchResult[]): Record<string, EspRatio> {
+  const out: Record<string, EspRatio> = {};
+  for (const algorithm of ALGORITHMS.filter(isCbc)) {
+    const bits = KEY_BYTES[algorithm] * 8;
+    for (const op of ['encap', 'decap'] as const) {
+      for (const size of [64, 1400] as const) {
+        const key = `wasmAesCbc${bits}HmacSha256${op === 'encap' ? 'Encap' : 'Decap'}VsNodeCrypto${size}`;
+        out[key] = ratio(results, `wasm AES-CBC-${bits} + HMAC-SHA2-256-128 ${op} vs node:crypto ${op}, ${size} B, batch 64`, 0,
+          { impl: 'ikeclone-wasm', algorithm, op, size, batch: 64 }, { impl: 'node-crypto', algorithm, op, size, batch: 64 });
+      }
+    }
+  }
+  return out;
+}
+
 /** Run the suite; prints a table (or JSON with opts.json) and returns the report. */
 export async function runEspBench(opts: SuiteOptions): Promise<EspBenchReport> {
   const progress = (msg: string): void => {
     process.stderr.write(msg);
   };
   const kernel = await EspKernel.create();
-  const keymats = Object.fromEntries(ALGORITHMS.map((a) => [a, Uint8Array.from(randomBytes(KEY_BYTES[a] + 4))])) as Record<EspAlgorithm, Uint8Array>;
-  const setups = Object.fromEntries(ALGORITHMS.map((a, i) => [a, wasmSetup(kernel, a, i, keymats[a])])) as Record<EspAlgorithm, WasmSetup>;
+  const keymats = Object.fromEntries(ALGORITHMS.map((a) => [a, Uint8Array.from(randomBytes(materialBytes(a)))])) as Record<BenchAlgorithm, Uint8Array>;
+  const setups = Object.fromEntries(ALGORITHMS.map((a, i) => [a, wasmSetup(kernel, a, i, keymats[a])])) as Record<BenchAlgorithm, WasmSetup>;
   const results: EspBenchResult[] = [];
   const cases: Array<{ impl: Impl; algorithm: EspAlgorithm; op: Op; size: Size; batch: number; make: () => () => void; bytes: number }> = [];
 
   for (const size of SIZES) {
     const packets = innerPackets(size);
     const bytes = averageBytes(packets);
-    const esp = Object.fromEntries(ALGORITHMS.map((a) => [a, wasmMakeEsp(setups[a], packets)])) as Record<EspAlgorithm, Uint8Array[]>;
+    const esp = Object.fromEntries(ALGORITHMS.map((a) => [a, wasmMakeEsp(setups[a], packets)])) as Record<BenchAlgorithm, Uint8Array[]>;
     for (const batch of BATCHES) {
       for (const algorithm of ALGORITHMS) {
         const s = setups[algorithm];
         const k = keymats[algorithm];
         cases.push({ impl: 'ikeclone-wasm', algorithm, op: 'encap', size, batch, bytes, make: () => wasmEncap(s, packets, batch) });
         cases.push({ impl: 'ikeclone-wasm', algorithm, op: 'decap', size, batch, bytes, make: () => wasmDecap(s, esp[algorithm], batch) });
-        cases.push({ impl: 'node-crypto', algorithm, op: 'encap', size, batch, bytes, make: () => nodeEncap(algorithm, k, packets, batch) });
-        cases.push({ impl: 'node-crypto', algorithm, op: 'decap', size, batch, bytes, make: () => nodeDecap(algorithm, k, esp[algorithm], batch) });
-        if (NOBLE_ALGORITHMS.includes(algorithm)) {
+        if (isCbc(algorithm)) {
+          cases.push({ impl: 'node-crypto', algorithm, op: 'encap', size, batch, bytes, make: () => nodeCbcEncap(algorithm, k, packets, batch) });
+          cases.push({ impl: 'node-crypto', algorithm, op: 'decap', size, batch, bytes, make: () => nodeCbcDecap(algorithm, k, esp[algorithm], batch) });
+        } else {
+          cases.push({ impl: 'node-crypto', algorithm, op: 'encap', size, batch, bytes, make: () => nodeEncap(algorithm, k, packets, batch) });
+          cases.push({ impl: 'node-crypto', algorithm, op: 'decap', size, batch, bytes, make: () => nodeDecap(algorithm, k, esp[algorithm], batch) });
+        }
+        if (!isCbc(algorithm) && NOBLE_ALGORITHMS.includes(algorithm)) {
           cases.push({ impl: '@noble/ciphers', algorithm, op: 'encap', size, batch, bytes, make: () => nobleEncap(algorithm, k, packets, batch) });
           cases.push({ impl: '@noble/ciphers', algorithm, op: 'decap', size, batch, bytes, make: () => nobleDecap(algorithm, k, esp[algorithm], batch) });
         }
@@ -356,6 +447,7 @@ export async function runEspBench(opts: SuiteOptions): Promise<EspBenchReport> {
       { ...wasm128, algorithm: 'chacha20-poly1305', size: 1400 }, { ...node128, size: 1400 }),
     wasmAesGcm128VsNoble1400: ratio(results, 'wasm AES-GCM-128 encap vs @noble/ciphers AES-GCM-128 encap, 1400 B, batch 64', 10,
       { ...wasm128, size: 1400 }, { ...wasm128, impl: '@noble/ciphers', size: 1400 }),
+    ...cbcRatios(results),
   };
 
   const report: EspBenchReport = { suite: 'esp', node: process.version, results, ratios };

@@ -15,6 +15,7 @@
 // Hot path: fill `arena` and `descriptors`, call encapBatch/decapBatch, read the
 // results back from `descriptors`. encap()/decap() copy one packet in and out
 // and are meant for tests and the control plane.
+import { randomFillSync } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -70,13 +71,27 @@ const Counter = {
   SEQ_HARD_LIMIT: 12,
 } as const;
 
-/** Algorithm ids (wasm/layout.ts Algorithm) and key bytes without the salt. */
+/**
+ * Algorithm ids (wasm/layout.ts Algorithm), the key material the caller gives
+ * (AEADs: key || 4-byte salt; AES-CBC + HMAC-SHA2: AES key || HMAC key, RFC
+ * 4868 §2.1.1) and, for AES-CBC, the one ICV length allowed (RFC 4868 §2.3).
+ */
 const ALGORITHMS = {
-  'aes-gcm-128': { id: 1, wasmName: 'AES_GCM_128', keyBytes: 16 },
-  'aes-gcm-256': { id: 2, wasmName: 'AES_GCM_256', keyBytes: 32 },
-  'chacha20-poly1305': { id: 3, wasmName: 'CHACHA20_POLY1305', keyBytes: 32 },
+  'aes-gcm-128': { id: 1, wasmName: 'AES_GCM_128', materialBytes: 20, cbcIcv: 0 },
+  'aes-gcm-256': { id: 2, wasmName: 'AES_GCM_256', materialBytes: 36, cbcIcv: 0 },
+  'chacha20-poly1305': { id: 3, wasmName: 'CHACHA20_POLY1305', materialBytes: 36, cbcIcv: 0 },
+  'aes-cbc-128-hmac-sha2-256-128': { id: 4, wasmName: 'AES_CBC_128_HMAC_SHA2_256_128', materialBytes: 48, cbcIcv: 16 },
+  'aes-cbc-128-hmac-sha2-384-192': { id: 5, wasmName: 'AES_CBC_128_HMAC_SHA2_384_192', materialBytes: 64, cbcIcv: 24 },
+  'aes-cbc-128-hmac-sha2-512-256': { id: 6, wasmName: 'AES_CBC_128_HMAC_SHA2_512_256', materialBytes: 80, cbcIcv: 32 },
+  'aes-cbc-256-hmac-sha2-256-128': { id: 7, wasmName: 'AES_CBC_256_HMAC_SHA2_256_128', materialBytes: 64, cbcIcv: 16 },
+  'aes-cbc-256-hmac-sha2-384-192': { id: 8, wasmName: 'AES_CBC_256_HMAC_SHA2_384_192', materialBytes: 80, cbcIcv: 24 },
+  'aes-cbc-256-hmac-sha2-512-256': { id: 9, wasmName: 'AES_CBC_256_HMAC_SHA2_512_256', materialBytes: 96, cbcIcv: 32 },
 } as const;
 export type EspAlgorithm = keyof typeof ALGORITHMS;
+/** Bytes of the per-SA IV key appended for AES-CBC, drawn here from the CSPRNG (wasm/cbchmac.ts). */
+const CBC_IV_KEY_BYTES = 16;
+/** Bytes at the start of the scratch region that carry key material (wasm/slots.ts SCRATCH_KEY_BYTES). */
+const SCRATCH_KEY_BYTES = 128;
 
 const DIRECTION_OUT = 1;
 const DIRECTION_IN = 2;
@@ -106,15 +121,21 @@ const ONE_PACKET_OFFSET = 64;
 
 export interface SaParams {
   algorithm: EspAlgorithm;
-  /** Key || 4-byte salt (RFC 4106 §4, RFC 7634 §2): 20 bytes for AES-128, 36 otherwise. Zeroed by installSa. */
+  /**
+   * AEADs: key || 4-byte salt (RFC 4106 §4, RFC 7634 §2): 20 bytes for AES-128, 36 otherwise.
+   * AES-CBC + HMAC-SHA2: AES key (16/32) || HMAC key (32/48/64, RFC 4868 §2.1.1). Zeroed by installSa.
+   */
   keyMaterial: Uint8Array;
   /** SPI in host order; 256..2^32-1 (RFC 4303 §2.1). */
   spi: number;
   direction: 'out' | 'in';
   /** Extended (64-bit) sequence numbers (RFC 4303 §2.2.1). */
   esn: boolean;
-  /** ICV bytes: 16 (default); 8 or 12 allowed for AES-GCM (RFC 4106 §8.1). */
-  icvLength?: 8 | 12 | 16;
+  /**
+   * ICV bytes: 16 (default); 8 or 12 allowed for AES-GCM (RFC 4106 §8.1). AES-CBC: the HMAC's
+   * half length, 16/24/32 (RFC 4868 §2.3), its default and only value.
+   */
+  icvLength?: 8 | 12 | 16 | 24 | 32;
   /** Inbound anti-replay window in packets: a power of two, 64..4096 (default 1024). */
   replayWindow?: number;
   /** Sequence number from which the SA reports "rekey needed" (default 15/16 of the hard limit). */
@@ -330,30 +351,35 @@ export class EspKernel {
       this.checkSlot(slot);
       const alg = ALGORITHMS[params.algorithm];
       if (alg === undefined) throw new TypeError(`unknown algorithm ${String(params.algorithm)}`);
-      if (!(key instanceof Uint8Array) || key.length !== alg.keyBytes + 4) {
-        throw new RangeError(`${params.algorithm} key material must be ${alg.keyBytes + 4} bytes (key || salt)`);
+      if (!(key instanceof Uint8Array) || key.length !== alg.materialBytes) {
+        const what = alg.cbcIcv === 0 ? 'key || salt' : 'AES key || HMAC key';
+        throw new RangeError(`${params.algorithm} key material must be ${alg.materialBytes} bytes (${what})`);
       }
       if (!Number.isInteger(params.spi) || params.spi < 256 || params.spi > 0xffff_ffff) {
         throw new RangeError('spi must be an integer in [256, 2^32-1] (RFC 4303 §2.1)');
       }
       if (params.direction !== 'out' && params.direction !== 'in') throw new TypeError('direction must be out or in');
-      const icv = params.icvLength ?? 16;
+      const icv = params.icvLength ?? (alg.cbcIcv === 0 ? 16 : alg.cbcIcv);
       const window = params.direction === 'in' ? (params.replayWindow ?? DEFAULT_REPLAY_WINDOW) : 0;
       const hard = toU64(params.seqHardLimit ?? (params.esn ? SEQ64_MAX : SEQ32_MAX), 'seqHardLimit');
       const soft = toU64(params.seqSoftLimit ?? hard - (hard >> 4n), 'seqSoftLimit');
       const initial = toU64(params.initialSeq ?? 1, 'initialSeq');
       this.refreshViews();
       this.memory.set(key, scratch);
+      // AES-CBC: a fresh random IV key per SA, from which the kernel derives
+      // unpredictable IVs (RFC 3602 §2.1; wasm/cbchmac.ts says why).
+      const ivKeyBytes = alg.cbcIcv === 0 ? 0 : CBC_IV_KEY_BYTES;
+      if (ivKeyBytes > 0) randomFillSync(this.memory, scratch + key.length, ivKeyBytes);
       const result = this.exports.slotInstall(
         slot, alg.id, params.direction === 'out' ? DIRECTION_OUT : DIRECTION_IN, params.spi >>> 0,
-        params.esn ? FLAG_ESN : 0, icv, window, initial, soft, hard, key.length,
+        params.esn ? FLAG_ESN : 0, icv, window, initial, soft, hard, key.length + ivKeyBytes,
       );
       if (result !== ResultCode.OK) {
         throw new EspKernelError(result, `installSa(${slot}): ${resultName(result)}`);
       }
     } finally {
       this.refreshViews();
-      this.memory.fill(0, scratch, scratch + 64);
+      this.memory.fill(0, scratch, scratch + SCRATCH_KEY_BYTES);
       if (key instanceof Uint8Array) key.fill(0);
     }
   }

@@ -15,11 +15,21 @@
 // itself (MixColumns: 2·c ⊕ 3·c ⊕ c ⊕ c = c), so the constant is folded into
 // round keys 1..Nr instead (see `aesExpandKey`).
 //
-// Only encryption is needed: GCM (NIST SP 800-38D) uses the forward cipher in
-// counter mode for both directions.
+// GCM (NIST SP 800-38D) needs only the forward cipher. CBC decryption (RFC
+// 3602) needs the inverse cipher (`aesDecrypt8`), built on the same circuit:
+// InvSubBytes(y) = B(S'(B(y) ^ 0x05)), where S' is the S-box without its
+// constant (what `aesRounds` computes) and B the linear part of the inverse
+// affine map (FIPS 197 §5.3.2), so no second S-box circuit exists and the
+// inverse is as constant time as the forward one.
+//
+// The lanes of a bitsliced state need not share a key: bit i of every byte of
+// a round-key plane belongs to block i, so `aesMergeLaneKey` builds round
+// keys whose lane i is one SA's and lane j another's (CBC multi-buffer
+// encryption, cbc.ts, runs blocks of different packets side by side).
 //
 // Concurrency: every function here is pure over the memory it is handed; the
-// only module state is read-only (`AES_ZERO_KEYS`, `AES_SR_INDICES`).
+// only module state is read-only (`AES_ZERO_KEYS`, `AES_SR_INDICES`,
+// `AES_INV_INDICES`).
 
 /** Bytes of bitsliced round keys for up to AES-256: 15 round keys × 8 planes × 16 bytes. */
 export const AES_RK_SIZE: i32 = 15 * 8 * 16;
@@ -354,4 +364,118 @@ export function aesExpandKey(rk: usize, key: usize, keyLen: i32, buf: usize): i3
   const used = <usize>(nr + 1) << 7;
   memory.fill(rk + used, 0, <usize>AES_RK_SIZE - used);
   return nr;
+}
+
+/**
+ * Swizzle indices: ShiftRows applied twice (a shift of rows 1 and 3 by two
+ * columns; its own inverse), then the column rotation ROT1 alone.
+ */
+const AES_INV_INDICES: usize = memory.data<u8>([
+  0, 9, 2, 11, 4, 13, 6, 15, 8, 1, 10, 3, 12, 5, 14, 7,
+  1, 2, 3, 0, 5, 6, 7, 4, 9, 10, 11, 8, 13, 14, 15, 12,
+]);
+
+/**
+ * Decrypts the eight 16-byte blocks at `p` (128 bytes) in place with the
+ * round keys of `aesExpandKey` (FIPS 197 §5.3 InvCipher). Each round:
+ * x = B(ShiftRows²(s)) ^ 0x05, then one zero-key forward round gives
+ * ShiftRows(S'(x)), and B of that is InvSubBytes(InvShiftRows(s)) (ShiftRows³
+ * is InvShiftRows; byte-wise maps commute with byte permutations). Then
+ * AddRoundKey with the plain round key (the stored keys 1..Nr carry the
+ * folded 0x63, removed here) and InvMixColumns = MixColumns ∘ P, with
+ * P(a) = a ^ 4·(a ^ ROT2 a) ("The Design of Rijndael" §4.1.3).
+ */
+export function aesDecrypt8(rk: usize, nr: i32, p: usize): void {
+  aesOrtho(p);
+  const sr2 = v128.load(AES_INV_INDICES, 0);
+  const rot1 = v128.load(AES_INV_INDICES, 16);
+  const ones = i8x16.splat(-1);
+  // The plain last round key: the stored one XOR 0x63 (bits 0, 1, 5, 6).
+  let k = rk + (<usize>nr << 7);
+  let q0 = v128.xor(v128.load(p, 0), v128.xor(v128.load(k, 0), ones));
+  let q1 = v128.xor(v128.load(p, 16), v128.xor(v128.load(k, 16), ones));
+  let q2 = v128.xor(v128.load(p, 32), v128.load(k, 32));
+  let q3 = v128.xor(v128.load(p, 48), v128.load(k, 48));
+  let q4 = v128.xor(v128.load(p, 64), v128.load(k, 64));
+  let q5 = v128.xor(v128.load(p, 80), v128.xor(v128.load(k, 80), ones));
+  let q6 = v128.xor(v128.load(p, 96), v128.xor(v128.load(k, 96), ones));
+  let q7 = v128.xor(v128.load(p, 112), v128.load(k, 112));
+  for (let r = nr - 1; r >= 0; r--) {
+    // x = B(ShiftRows²(s)) ^ 0x05; B: bit i = bits i+2, i+5, i+7 (mod 8).
+    const a0 = i8x16.swizzle(q0, sr2), a1 = i8x16.swizzle(q1, sr2), a2 = i8x16.swizzle(q2, sr2), a3 = i8x16.swizzle(q3, sr2);
+    const a4 = i8x16.swizzle(q4, sr2), a5 = i8x16.swizzle(q5, sr2), a6 = i8x16.swizzle(q6, sr2), a7 = i8x16.swizzle(q7, sr2);
+    v128.store(p, v128.not(v128.xor(v128.xor(a2, a5), a7)), 0);
+    v128.store(p, v128.xor(v128.xor(a3, a6), a0), 16);
+    v128.store(p, v128.not(v128.xor(v128.xor(a4, a7), a1)), 32);
+    v128.store(p, v128.xor(v128.xor(a5, a0), a2), 48);
+    v128.store(p, v128.xor(v128.xor(a6, a1), a3), 64);
+    v128.store(p, v128.xor(v128.xor(a7, a2), a4), 80);
+    v128.store(p, v128.xor(v128.xor(a0, a3), a5), 96);
+    v128.store(p, v128.xor(v128.xor(a1, a4), a6), 112);
+    aesRounds(AES_ZERO_KEYS, 1, p);
+    const y0 = v128.load(p, 0), y1 = v128.load(p, 16), y2 = v128.load(p, 32), y3 = v128.load(p, 48);
+    const y4 = v128.load(p, 64), y5 = v128.load(p, 80), y6 = v128.load(p, 96), y7 = v128.load(p, 112);
+    // s = B(y) ^ round key r (plain: r > 0 carries the folded 0x63).
+    k = rk + (<usize>r << 7);
+    const c = r > 0 ? ones : i8x16.splat(0);
+    let b0 = v128.xor(v128.xor(v128.xor(y2, y5), y7), v128.xor(v128.load(k, 0), c));
+    let b1 = v128.xor(v128.xor(v128.xor(y3, y6), y0), v128.xor(v128.load(k, 16), c));
+    let b2 = v128.xor(v128.xor(v128.xor(y4, y7), y1), v128.load(k, 32));
+    let b3 = v128.xor(v128.xor(v128.xor(y5, y0), y2), v128.load(k, 48));
+    let b4 = v128.xor(v128.xor(v128.xor(y6, y1), y3), v128.load(k, 64));
+    let b5 = v128.xor(v128.xor(v128.xor(y7, y2), y4), v128.xor(v128.load(k, 80), c));
+    let b6 = v128.xor(v128.xor(v128.xor(y0, y3), y5), v128.xor(v128.load(k, 96), c));
+    let b7 = v128.xor(v128.xor(v128.xor(y1, y4), y6), v128.load(k, 112));
+    if (r == 0) {
+      q0 = b0; q1 = b1; q2 = b2; q3 = b3; q4 = b4; q5 = b5; q6 = b6; q7 = b7;
+      break;
+    }
+    // P: t = a ^ ROT2 a; a ^= 4·t (4·t: planes t6, t6^t7, t0^t7, t1^t6, t2^t6^t7, t3^t7, t4, t5).
+    const t0 = v128.xor(b0, rot2(b0)), t1 = v128.xor(b1, rot2(b1)), t2 = v128.xor(b2, rot2(b2)), t3 = v128.xor(b3, rot2(b3));
+    const t4 = v128.xor(b4, rot2(b4)), t5 = v128.xor(b5, rot2(b5)), t6 = v128.xor(b6, rot2(b6)), t7 = v128.xor(b7, rot2(b7));
+    const t67 = v128.xor(t6, t7);
+    b0 = v128.xor(b0, t6);
+    b1 = v128.xor(b1, t67);
+    b2 = v128.xor(b2, v128.xor(t0, t7));
+    b3 = v128.xor(b3, v128.xor(t1, t6));
+    b4 = v128.xor(b4, v128.xor(t2, t67));
+    b5 = v128.xor(b5, v128.xor(t3, t7));
+    b6 = v128.xor(b6, t4);
+    b7 = v128.xor(b7, t5);
+    // MixColumns (as in aesRounds): out = 2·u ^ ROT1 a ^ ROT2 u, u = a ^ ROT1 a.
+    const r0 = i8x16.swizzle(b0, rot1), r1 = i8x16.swizzle(b1, rot1), r2 = i8x16.swizzle(b2, rot1), r3 = i8x16.swizzle(b3, rot1);
+    const r4 = i8x16.swizzle(b4, rot1), r5 = i8x16.swizzle(b5, rot1), r6 = i8x16.swizzle(b6, rot1), r7 = i8x16.swizzle(b7, rot1);
+    const u0 = v128.xor(b0, r0), u1 = v128.xor(b1, r1), u2 = v128.xor(b2, r2), u3 = v128.xor(b3, r3);
+    const u4 = v128.xor(b4, r4), u5 = v128.xor(b5, r5), u6 = v128.xor(b6, r6), u7 = v128.xor(b7, r7);
+    q0 = v128.xor(v128.xor(u7, r0), rot2(u0));
+    q1 = v128.xor(v128.xor(v128.xor(u0, u7), r1), rot2(u1));
+    q2 = v128.xor(v128.xor(u1, r2), rot2(u2));
+    q3 = v128.xor(v128.xor(v128.xor(u2, u7), r3), rot2(u3));
+    q4 = v128.xor(v128.xor(v128.xor(u3, u7), r4), rot2(u4));
+    q5 = v128.xor(v128.xor(u4, r5), rot2(u5));
+    q6 = v128.xor(v128.xor(u5, r6), rot2(u6));
+    q7 = v128.xor(v128.xor(u6, r7), rot2(u7));
+  }
+  v128.store(p, q0, 0);
+  v128.store(p, q1, 16);
+  v128.store(p, q2, 32);
+  v128.store(p, q3, 48);
+  v128.store(p, q4, 64);
+  v128.store(p, q5, 80);
+  v128.store(p, q6, 96);
+  v128.store(p, q7, 112);
+  aesOrtho(p);
+}
+
+/**
+ * Copies lane `lane` (0..7) of the bitsliced round keys at `src` into `dst`
+ * (both `AES_RK_SIZE` bytes, `nr` + 1 keys used): bit `lane` of every byte of
+ * every plane. The lane number and the key count are public.
+ */
+export function aesMergeLaneKey(dst: usize, src: usize, lane: i32, nr: i32): void {
+  const m = i8x16.splat(<i8>(<i32>1 << lane));
+  const end = <usize>(nr + 1) << 7;
+  for (let i: usize = 0; i < end; i += 16) {
+    v128.store(dst + i, v128.bitselect(v128.load(src + i), v128.load(dst + i), m));
+  }
 }

@@ -7,11 +7,12 @@
 
 import {
   ARENA_PTR, ARENA_SIZE, DESC_LENGTH, DESC_NEXT_HEADER, DESC_OFFSET, DESC_OUT_LENGTH, DESC_OUT_OFFSET,
-  DESC_PTR, DESC_RESULT, DESC_SIZE, DESC_SLOT, Direction, ESP_HEADROOM, ESP_TAILROOM, MAX_BATCH,
-  RESULT_OK_MAX, ResultCode, SLOT_DIRECTION,
+  DESC_PTR, DESC_RESULT, DESC_SIZE, DESC_SLOT, Direction, ESP_HEADROOM, MAX_BATCH,
+  RESULT_OK_MAX, ResultCode, SLOT_ALGORITHM, SLOT_DIRECTION,
 } from './layout';
 import { installedSlot } from './slots';
-import { espDecap, espEncap } from './esp';
+import { espDecap, espDecapDefer, espDecapDeferred, espEncap, espTailroom } from './esp';
+import { cbcHmacBatched, cbcHmacSealPending } from './cbchmac';
 
 /** Clear the output fields of a descriptor. */
 // @ts-ignore: decorator
@@ -33,7 +34,7 @@ function encapOne(desc: usize): u32 {
   const offset = load<u32>(desc + DESC_OFFSET);
   const len = load<u32>(desc + DESC_LENGTH);
   const nextHeader = load<u32>(desc + DESC_NEXT_HEADER);
-  if (offset < ESP_HEADROOM || <u64>offset + <u64>len + <u64>ESP_TAILROOM > <u64>ARENA_SIZE || nextHeader > 255) {
+  if (offset < ESP_HEADROOM || <u64>offset + <u64>len + <u64>espTailroom(slot) > <u64>ARENA_SIZE || nextHeader > 255) {
     return ResultCode.BAD_DESCRIPTOR;
   }
   return espEncap(slot, desc, ARENA_PTR + <usize>offset, len, nextHeader);
@@ -48,6 +49,7 @@ function decapOne(desc: usize): u32 {
   const offset = load<u32>(desc + DESC_OFFSET);
   const len = load<u32>(desc + DESC_LENGTH);
   if (<u64>offset + <u64>len > <u64>ARENA_SIZE) return ResultCode.BAD_DESCRIPTOR;
+  if (cbcHmacBatched(<u32>load<u8>(slot + SLOT_ALGORITHM))) return espDecapDefer(slot, desc, ARENA_PTR + <usize>offset, len);
   return espDecap(slot, desc, ARENA_PTR + <usize>offset, len);
 }
 
@@ -57,6 +59,9 @@ function decapOne(desc: usize): u32 {
  * and ESP_TAILROOM after it), slot, nextHeader in; result, outOffset/outLength
  * of the ESP packet out. Returns how many succeeded (result <= OK_REKEY_NEEDED).
  * A count above MAX_BATCH is refused: nothing is processed and 0 is returned.
+ * AEAD packets are sealed one by one; AES-CBC packets are framed in this
+ * pass and sealed together after it, eight at a time in the AES lanes
+ * (cbchmac.ts), so descriptors of one batch must not overlap in the arena.
  */
 export function encapBatch(count: u32): u32 {
   if (count > MAX_BATCH) return 0; // refused, see above encapOne
@@ -67,6 +72,7 @@ export function encapBatch(count: u32): u32 {
     store<u32>(desc + DESC_RESULT, result);
     if (result <= RESULT_OK_MAX) ok++;
   }
+  cbcHmacSealPending();
   return ok;
 }
 
@@ -75,7 +81,9 @@ export function encapBatch(count: u32): u32 {
  * offset/length of the ESP packet (from the SPI) and slot in; result,
  * nextHeader, outOffset/outLength of the inner packet out. Returns how many
  * succeeded. A count above MAX_BATCH is refused: nothing is processed and 0 is
- * returned.
+ * returned. AES-CBC + HMAC-SHA-256 packets are decided after the others,
+ * their ICVs computed four at a time first (esp.ts espDecapDeferred), so
+ * descriptors of one batch must not overlap in the arena.
  */
 export function decapBatch(count: u32): u32 {
   if (count > MAX_BATCH) return 0; // refused, see above encapOne
@@ -86,5 +94,6 @@ export function decapBatch(count: u32): u32 {
     store<u32>(desc + DESC_RESULT, result);
     if (result <= RESULT_OK_MAX) ok++;
   }
-  return ok;
+  // AES-CBC + HMAC-SHA-256 packets: ICVs four at a time, then each packet in order (esp.ts).
+  return ok + espDecapDeferred();
 }

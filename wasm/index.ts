@@ -16,6 +16,8 @@ export {
   CHACHAPOLY_CTX_SIZE, chachaPolyInit, chachaPolySeal, chachaPolyOpen, chachaPolyWipe,
 } from './chachapoly';
 export { GCM_CTX_SIZE, gcmCtxSize, gcmInit, gcmSeal, gcmOpen, gcmWipe } from './gcm';
+export { AES_CBC_CTX_SIZE, aesCbcInit, aesCbcEncrypt, aesCbcDecrypt } from './cbchmac';
+export { HMAC_CTX_SIZE, hmacInit, hmacMac, hmacVerify } from './hmac';
 
 // ESP kernel: layout, SA slots, batch encap/decap (RFC 4303).
 export {

@@ -69,11 +69,21 @@ export const RESULT_OK_MAX: u32 = ResultCode.OK_REKEY_NEEDED;
 // ---------------------------------------------------------------------------
 // SA parameters.
 
-/** AEAD of an SA (RFC 4106, RFC 7634). Values are ABI. */
+/**
+ * Cipher suite of an SA: an AEAD (RFC 4106, RFC 7634), or AES-CBC (RFC 3602)
+ * with HMAC-SHA2 truncated to half its length (RFC 4868). Values are ABI:
+ * add, never renumber.
+ */
 export enum Algorithm {
   AES_GCM_128 = 1,
   AES_GCM_256 = 2,
   CHACHA20_POLY1305 = 3,
+  AES_CBC_128_HMAC_SHA2_256_128 = 4,
+  AES_CBC_128_HMAC_SHA2_384_192 = 5,
+  AES_CBC_128_HMAC_SHA2_512_256 = 6,
+  AES_CBC_256_HMAC_SHA2_256_128 = 7,
+  AES_CBC_256_HMAC_SHA2_384_192 = 8,
+  AES_CBC_256_HMAC_SHA2_512_256 = 9,
 }
 
 /** Direction of an SA. Values are ABI. */
@@ -130,8 +140,9 @@ export const WORK_BLOCK: usize = WORK_PTR + 288;
 export const WORK_TAG: usize = WORK_PTR + 304;
 
 /**
- * Bytes of key context in a slot: room for either AEAD context (GCM_CTX_SIZE,
- * CHACHAPOLY_CTX_SIZE). aead.ts refuses to compile if one outgrows it.
+ * Bytes of key context in a slot: room for any suite's context (GCM_CTX_SIZE,
+ * CHACHAPOLY_CTX_SIZE, CBCHMAC_CTX_SIZE). aead.ts and slots.ts refuse to
+ * compile if one outgrows it.
  */
 export const KEY_CTX_SIZE: usize = 4096;
 
@@ -145,10 +156,10 @@ export const REPLAY_RING_BYTES: usize = (<usize>MAX_REPLAY_WINDOW * 2) / 8;
 export const SLOT_STATE: usize = 0;       // u32: 0 free, 1 installed
 export const SLOT_ALGORITHM: usize = 4;   // u8 Algorithm
 export const SLOT_DIRECTION: usize = 5;   // u8 Direction
-export const SLOT_ICV_LEN: usize = 6;     // u8: 8, 12 or 16
+export const SLOT_ICV_LEN: usize = 6;     // u8: 8, 12, 16 (AEADs) or 16, 24, 32 (HMAC-SHA2)
 export const SLOT_FLAGS: usize = 7;       // u8: FLAG_ESN | FLAG_REKEY_NEEDED
 export const SLOT_SPI: usize = 8;         // u32, host order
-export const SLOT_SALT: usize = 12;       // 4 bytes, wire order (RFC 4106 §4, RFC 7634 §2)
+export const SLOT_SALT: usize = 12;       // 4 bytes, wire order (RFC 4106 §4, RFC 7634 §2); zero for CBC
 export const SLOT_WINDOW: usize = 16;     // u32: replay window size W (inbound)
 export const SLOT_RING_MASK: usize = 20;  // u32: ring blocks - 1
 export const SLOT_COUNTERS: usize = 32;   // COUNTER_COUNT x u64, indexed by Counter
@@ -181,10 +192,21 @@ export const DESC_SIZE: usize = 32;
 export const MAX_BATCH: u32 = 256;
 export const DESC_PTR: usize = SLOTS_PTR + <usize>SLOT_COUNT * SLOT_SIZE;
 
-/** ESP header bytes put before an inner packet: SPI 4 + seq 4 + IV 8 (RFC 4303 §2, RFC 4106 §3). */
+/**
+ * ESP header bytes put before an inner packet: SPI 4 + seq 4 + IV 8 (RFC 4303
+ * §2, RFC 4106 §3). With AES-CBC the IV has 16 bytes (RFC 3602 §3): the
+ * payload then moves 8 bytes towards the tail, so that every ESP packet
+ * starts ESP_HEADROOM bytes before its inner packet whatever the suite.
+ */
 export const ESP_HEADROOM: u32 = 16;
-/** Most bytes appended after an inner packet: pad 3 + pad length 1 + next header 1 + ICV 16. */
-export const ESP_TAILROOM: u32 = 21;
+/** Most bytes an AEAD appends after an inner packet: pad 3 + pad length 1 + next header 1 + ICV 16. */
+export const ESP_TAILROOM_AEAD: u32 = 21;
+/**
+ * Most bytes any suite appends after an inner packet (what a host must leave
+ * free): AES-CBC + HMAC-SHA-512-256 with the 8-byte move, pad 15 (block
+ * alignment, RFC 3602 §2.4), pad length 1, next header 1 and ICV 32.
+ */
+export const ESP_TAILROOM: u32 = 8 + 15 + 2 + 32;
 
 export const ARENA_PTR: usize = align64(DESC_PTR + <usize>MAX_BATCH * DESC_SIZE);
 export const ARENA_SIZE: u32 = 4 << 20;

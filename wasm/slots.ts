@@ -6,18 +6,32 @@
 // slot's sequence counter and replay window have exactly one writer (architecture §4.1).
 
 import {
-  COUNTER_COUNT, Counter, Direction, FLAG_ESN, FLAG_REKEY_NEEDED, MAX_REPLAY_WINDOW,
+  COUNTER_COUNT, Counter, Direction, FLAG_ESN, FLAG_REKEY_NEEDED, KEY_CTX_SIZE, MAX_REPLAY_WINDOW,
   MIN_REPLAY_WINDOW, ResultCode, SCRATCH_PTR, SLOT_ALGORITHM, SLOT_COUNT, SLOT_COUNTERS, SLOT_DIRECTION,
   SLOT_FLAGS, SLOT_ICV_LEN, SLOT_KEY_CTX, SLOT_SALT, SLOT_SIZE, SLOT_SPI, SLOT_STATE, slotAddr,
 } from './layout';
 import { aeadIcvAllowed, aeadInit, aeadKeyBytes } from './aead';
+import { CBCHMAC_CTX_SIZE, cbcHmacIcvBytes, cbcHmacInit, cbcHmacMaterialBytes, isCbcHmac } from './cbchmac';
 import { replayInit } from './replay';
+
+// Compile-time check: the CBC+HMAC context fits in a slot's key context.
+if (<usize>CBCHMAC_CTX_SIZE > KEY_CTX_SIZE) ERROR('CBCHMAC_CTX_SIZE exceeds KEY_CTX_SIZE in layout.ts');
 
 const STATE_FREE: u32 = 0;
 const STATE_INSTALLED: u32 = 1;
 const SEQ32_MAX: u64 = 0xffffffff;
-/** Bytes of the scratch region that carry key material (longest key || salt is 36; architecture §4.5). */
-const SCRATCH_KEY_BYTES: usize = 64;
+/**
+ * Bytes of the scratch region that carry key material (longest: AES-256 key
+ * || HMAC-SHA-512 key || IV key = 112; architecture §4.5).
+ */
+const SCRATCH_KEY_BYTES: usize = 128;
+
+/** Bytes of key material slotInstall expects for `algorithm`, 0 if unknown. */
+function keyMaterialBytes(algorithm: u32): u32 {
+  if (isCbcHmac(algorithm)) return cbcHmacMaterialBytes(algorithm);
+  const keyBytes = aeadKeyBytes(algorithm);
+  return keyBytes == 0 ? 0 : <u32>keyBytes + 4;
+}
 
 /** Address of counter `id` of the slot at `slot`. */
 // @ts-ignore: decorator
@@ -39,12 +53,14 @@ export function installedSlot(i: u32): usize {
 }
 
 /**
- * Install an SA into slot `i`. Key material (key || 4-byte salt, RFC 4106 §4 /
- * RFC 7634 §2) is read from the first `keyMaterialLen` bytes of the scratch
- * region; the first 64 bytes of scratch are wiped whatever the outcome; the
- * host wipes its own copy.
+ * Install an SA into slot `i`. Key material (AEADs: key || 4-byte salt, RFC
+ * 4106 §4 / RFC 7634 §2; AES-CBC + HMAC: AES key || HMAC key || 16-byte IV
+ * key, cbchmac.ts) is read from the first `keyMaterialLen` bytes of the
+ * scratch region; the first 128 bytes of scratch are wiped whatever the
+ * outcome; the host wipes its own copy.
  *
- * direction: Direction; flags: FLAG_ESN or 0; icvLen: 8/12/16 (GCM), 16 (ChaCha).
+ * direction: Direction; flags: FLAG_ESN or 0; icvLen: 8/12/16 (GCM), 16
+ * (ChaCha), 16/24/32 for HMAC-SHA-256/384/512 (RFC 4868 §2.3, no other).
  * window: inbound replay window, a power of two in [64, MAX_REPLAY_WINDOW]
  *   (ignored for outbound).
  * initialSeq: outbound, the first number sent (>= 1); inbound, the first number
@@ -62,9 +78,13 @@ export function slotInstall(
   if (result == ResultCode.OK) {
     const slot = slotAddr(i);
     memory.fill(slot, 0, SLOT_SIZE);
-    const keyBytes = aeadKeyBytes(algorithm);
-    aeadInit(algorithm, slot + SLOT_KEY_CTX, SCRATCH_PTR, keyBytes);
-    memory.copy(slot + SLOT_SALT, SCRATCH_PTR + <usize>keyBytes, 4);
+    if (isCbcHmac(algorithm)) {
+      cbcHmacInit(slot + SLOT_KEY_CTX, algorithm, SCRATCH_PTR);
+    } else {
+      const keyBytes = aeadKeyBytes(algorithm);
+      aeadInit(algorithm, slot + SLOT_KEY_CTX, SCRATCH_PTR, keyBytes);
+      memory.copy(slot + SLOT_SALT, SCRATCH_PTR + <usize>keyBytes, 4);
+    }
     store<u8>(slot + SLOT_ALGORITHM, <u8>algorithm);
     store<u8>(slot + SLOT_DIRECTION, <u8>direction);
     store<u8>(slot + SLOT_ICV_LEN, <u8>icvLen);
@@ -79,7 +99,7 @@ export function slotInstall(
     }
     store<u32>(slot + SLOT_STATE, STATE_INSTALLED);
   }
-  // Wipe the whole 64-byte key area the host writes into, not just the length
+  // Wipe the whole 128-byte key area the host writes into, not just the length
   // the host claims: with a wrong claim (refused above) the key bytes past it
   // would otherwise stay in the scratch region (architecture §4.5: secrets are
   // zeroised in WASM memory too).
@@ -93,9 +113,11 @@ function checkInstall(
 ): u32 {
   if (i >= SLOT_COUNT) return ResultCode.NO_SLOT;
   if (load<u32>(slotAddr(i) + SLOT_STATE) != STATE_FREE) return ResultCode.SLOT_IN_USE;
-  const keyBytes = aeadKeyBytes(algorithm);
-  if (keyBytes == 0 || keyMaterialLen != <u32>keyBytes + 4) return ResultCode.INVALID_ARGUMENT;
-  if (!aeadIcvAllowed(algorithm, icvLen)) return ResultCode.INVALID_ARGUMENT;
+  const materialBytes = keyMaterialBytes(algorithm);
+  if (materialBytes == 0 || keyMaterialLen != materialBytes) return ResultCode.INVALID_ARGUMENT;
+  if (isCbcHmac(algorithm) ? icvLen != cbcHmacIcvBytes(algorithm) : !aeadIcvAllowed(algorithm, icvLen)) {
+    return ResultCode.INVALID_ARGUMENT;
+  }
   if (direction != Direction.OUT && direction != Direction.IN) return ResultCode.INVALID_ARGUMENT;
   // RFC 4303 §2.1: SPI 0 is never sent; 1..255 are reserved by IANA.
   if (spi < 256) return ResultCode.INVALID_ARGUMENT;

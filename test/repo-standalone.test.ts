@@ -19,11 +19,11 @@ const RUN_TIMEOUT_MS = 300_000;
 
 const THIS_FILE = 'repo-standalone.test.ts';
 
-/** Test files that read test vectors: through support/vectors.ts, by a Wycheproof file name, or crypto-*. */
+/** Test files that read test vectors: through loadVectors or VECTORS_DIR, by a Wycheproof file name, or crypto-*. */
 function vectorTests(dir: string): string[] {
   return readdirSync(join(dir, 'test'))
     .filter((f) => f.endsWith('.test.ts') && f !== THIS_FILE)
-    .filter((f) => f.startsWith('crypto-') || /support\/vectors|test\/vectors|_test\.json/.test(readFileSync(join(dir, 'test', f), 'utf8')))
+    .filter((f) => f.startsWith('crypto-') || /\bloadVectors\b|\bVECTORS_DIR\b|test\/vectors|_test\.json/.test(readFileSync(join(dir, 'test', f), 'utf8')))
     .map((f) => `test/${f}`)
     .sort();
 }

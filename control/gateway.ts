@@ -102,7 +102,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       sink: dp.tun ? 'deliver' : 'discard',
       ...(dp.tun ? { tun: dp.tun } : {}),
       rawEsp: (dp.esp ?? 'auto') === 'auto',
-      udp: this.transport,
+      udp: this.transport.sockets,
       ...(dp.output ? { output: dp.output } : {}),
     });
     this.engine = new IkeEngine({

@@ -96,9 +96,9 @@ describe('UdpTransport over both socket kinds', () => {
       for (let i = 0; i < 10; i++) {
         reused.fill(i + 1);
         reused[0] = 0x10; // non-zero SPI: ESP
-        t1.queueEsp(from, to, reused);
+        t1.sockets.queueEsp(from, to, reused);
       }
-      t1.flushEsp();
+      t1.sockets.flushEsp();
       await waitFor(() => ike.length === 1 && esp.length === 10 && t2.stats.keepalivesIn === 1, { timeoutMs: 5000, intervalMs: 5 });
       expect(ike[0]!.bytes).toEqual(bytes(300, 1)); // the marker is stripped
       expect(ike[0]!.remote).toEqual(from);

@@ -94,8 +94,8 @@ describe('ESP between two gateways on loopback', () => {
     await until(() => gw.dataPlane.saIds().length === 1 && client.dataPlane.saIds().length === 1);
     // Keep copies of what the client puts on the wire; hold back the last 15 packets.
     const captured: Uint8Array[] = [];
-    const queueEsp = client.transport.queueEsp.bind(client.transport);
-    client.transport.queueEsp = (local, remote, bytes) => {
+    const queueEsp = client.transport.sockets.queueEsp.bind(client.transport.sockets);
+    client.transport.sockets.queueEsp = (local, remote, bytes) => {
       captured.push(Uint8Array.from(bytes));
       if (captured.length <= 35) queueEsp(local, remote, bytes);
     };
@@ -139,7 +139,7 @@ describe('ESP between two gateways on loopback', () => {
     await until(() => decapped() === 50);
     sock.close();
     // Nothing unauthenticated moved the window: fresh traffic still gets through.
-    client.transport.queueEsp = queueEsp;
+    client.transport.sockets.queueEsp = queueEsp;
     await client.dataPlane.generate({ packets: 100, size: 300 });
     await until(() => decapped() === 150);
     expect((await gw.dataPlane.counters()).sa[0]!.in.highestSeqIn).toBe(150n);

@@ -5,14 +5,14 @@
 // its response cache and retransmission) and sends the engine's Datagrams.
 // Inbound ESP does not pass through here: the receiver the data plane
 // registers (setEspReceiver) goes to io's demultiplexer, which calls it
-// directly (architecture §3). Outbound ESP the I/O thread sends (not direct
-// output) is handed on to the sockets' queue by queueEsp.
+// directly (architecture §3), and outbound ESP goes from the data plane to
+// the sockets (`sockets`, a UdpEspPort) without passing through here.
 //
 // Owner: the main thread. The engine sees only Datagrams (control/ike/transport.ts).
 import type { Logger } from '../log.js';
 import type { Datagram, Endpoint } from '../ike/transport.js';
 import type { EspReceiver } from '../../io/sinks.js';
-import { UdpSockets, type EspSocket, type UdpEspPort, type UdpSocketsStats } from '../../io/udp-sockets.js';
+import { UdpSockets, type UdpSocketsStats } from '../../io/udp-sockets.js';
 
 export { resolveLocalAddress } from '../../io/udp-sockets.js';
 
@@ -32,8 +32,8 @@ export interface UdpTransportOptions {
 
 export type UdpTransportStats = UdpSocketsStats;
 
-export class UdpTransport implements UdpEspPort {
-  /** The sockets: the data plane sends and receives ESP through them directly. */
+export class UdpTransport {
+  /** The sockets: the data plane sends and receives ESP through them directly (their UdpEspPort side). */
   readonly sockets: UdpSockets;
 
   constructor(opts: UdpTransportOptions) {
@@ -70,26 +70,6 @@ export class UdpTransport implements UdpEspPort {
   /** Send raw bytes (keepalives, RFC 3948 §2.3) from a local endpoint, at once. */
   sendRaw(local: Endpoint, remote: Endpoint, bytes: Uint8Array): void {
     this.sockets.sendRaw(local, remote, bytes);
-  }
-
-  /** Queue one ESP datagram (RFC 3948 §2.1); it leaves at the next flushEsp(). */
-  queueEsp(local: Endpoint, remote: Endpoint, bytes: Uint8Array): void {
-    this.sockets.queueEsp(local, remote, bytes);
-  }
-
-  /** Send every queued ESP datagram: one sendmmsg per socket. */
-  flushEsp(): void {
-    this.sockets.flushEsp();
-  }
-
-  /** Where ESP received on the NAT-T port goes: handed to io's demultiplexer, which calls it directly. */
-  setEspReceiver(receiver: EspReceiver | undefined): void {
-    this.sockets.setEspReceiver(receiver);
-  }
-
-  /** The native socket ESP from `local` to `remote` leaves through (direct output); undefined with dgram. */
-  espSocket(local: Endpoint, remote: Endpoint): EspSocket | undefined {
-    return this.sockets.espSocket(local, remote);
   }
 
   /** Whether sockets are bound on `address`. */

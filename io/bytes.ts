@@ -1,8 +1,8 @@
-// Byte helpers of the packet paths, written once for io/ and dataplane/
-// (control/ has its own in control/crypto/bytes.ts: the layers below control
-// import nothing from it, architecture §2). Pure functions; callers check
-// lengths before they read (architecture §4.3: untrusted bytes never throw).
-// No state: any thread (the I/O thread, data-plane workers) may call them.
+// Byte readers written once for every layer: io/, dataplane/ and, through
+// control/crypto/bytes.ts, the control plane (they sit at the bottom of io/
+// with ip.ts and endpoint.ts: no socket, no thread, architecture §2). Pure
+// functions; callers check lengths before they read (architecture §4.3:
+// untrusted bytes never throw). Any thread may call them.
 
 /** Big-endian 16-bit value at `at` (network order). */
 export function readU16(b: Uint8Array, at: number): number {
@@ -10,7 +10,7 @@ export function readU16(b: Uint8Array, at: number): number {
 }
 
 /** Big-endian 32-bit value at `at`, unsigned (an SPI, RFC 4303 §2.1). */
-export function readU32(b: Uint8Array, at: number): number {
+export function readU32(b: Uint8Array, at = 0): number {
   return ((b[at]! << 24) | (b[at + 1]! << 16) | (b[at + 2]! << 8) | b[at + 3]!) >>> 0;
 }
 

@@ -37,7 +37,5 @@ export function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
-/** The big-endian 32-bit unsigned integer at `offset` (network byte order); the caller checks the length. */
-export function readU32(b: Uint8Array, offset = 0): number {
-  return ((b[offset]! << 24) | (b[offset + 1]! << 16) | (b[offset + 2]! << 8) | b[offset + 3]!) >>> 0;
-}
+/** The big-endian 32-bit unsigned integer at an offset (network byte order); the caller checks the length. */
+export { readU32 } from '../../io/bytes.js';

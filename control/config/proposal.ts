@@ -182,10 +182,12 @@ export function parseEspProposal(s: string): ParseResult<ProposalSpec> {
  * An ESP proposal for the configuration: parsed as parseEspProposal does,
  * then refused with the keyword named if it lists an encryption or integrity
  * algorithm the data plane cannot install (control/crypto/esp-transform.ts:
- * e.g. aes192, aes192gcm16, sha1). Refused here rather than skipped in
- * negotiation so that the operator learns it when loading the file (exit 2),
- * not from a Child SA that never comes up; the keyword table itself stays
- * strongSwan's, as IKE proposals use it too.
+ * e.g. aes192, aes192gcm16, sha1). Negotiation skips such transforms too
+ * (control/ike/proposals.ts), but refusing them here tells the operator when
+ * the file loads (exit 2) instead of through a Child SA that never comes up
+ * or comes up with another proposal than the one written. The keyword table
+ * itself stays strongSwan's: IKE proposals use it too (their SK payload runs
+ * in node:crypto), and so do proposals received from peers.
  */
 export function parseInstallableEspProposal(s: string): ParseResult<ProposalSpec> {
   const r = parseEspProposal(s);

@@ -64,7 +64,7 @@ module.exports = {
     {
       name: 'dataplane-not-control',
       severity: 'error',
-      comment: 'architecture §2: dataplane/ imports nothing from control/ (it receives AEAD descriptors, not IKE transforms).',
+      comment: 'architecture §2: dataplane/ imports nothing from control/ (it receives ESP transform descriptors, not IKE transforms).',
       from: { path: '^dataplane/' },
       to: { path: '^control/' },
     },

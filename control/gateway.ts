@@ -24,7 +24,7 @@ import { NAT_KEEPALIVE_PAYLOAD } from './ike/nat-keepalive.js';
 import { CloneOrchestrator, type CloneFamily } from './ike/clone-family.js';
 import { AddressMonitor } from '../io/address-monitor.js';
 import { DataPlane } from '../dataplane/dataplane.js';
-import { espAeadForTransform } from './crypto/esp-aead.js';
+import { espKeyMaterial, espTransformFor } from './crypto/esp-transform.js';
 import { EsnId } from './wire/constants.js';
 import { createCookieSecret } from './crypto/cookie.js';
 
@@ -157,9 +157,10 @@ export class Gateway extends EventEmitter<GatewayEvents> {
    * name on the same IKE SA; clones (other IKE SAs) share it by flow hash.
    */
   private installChild(child: ChildSa): void {
-    const aead = espAeadForTransform(child.suite.encr, child.suite.encrKeyLength);
-    if (!child.keys || !aead || !this.dataPlane.started) {
-      if (!aead) this.log.warn({ child: child.id, encr: child.suite.encr }, 'the data plane carries only AES-GCM and ChaCha20-Poly1305: no ESP for this Child SA');
+    // Negotiation accepts only what the data plane installs (control/crypto/esp-transform.ts); checked again here.
+    const transform = espTransformFor(child.suite.encr, child.suite.encrKeyLength, child.suite.integ);
+    if (!child.keys || !transform || !this.dataPlane.started) {
+      if (!transform) this.log.warn({ child: child.id, encr: child.suite.encr, integ: child.suite.integ }, 'the data plane has no such ESP transform: no ESP for this Child SA');
       return;
     }
     const ike = child.ike;
@@ -167,12 +168,12 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     this.dataPlaneChildren.set(child.id, child);
     this.dataPlane.install({
       id: child.id,
-      ...aead,
+      ...transform,
       esn: child.suite.esn === EsnId.YES,
       spiIn: child.spiIn,
       spiOut: child.spiOut,
-      keyIn: child.keys.encIn.slice(),
-      keyOut: child.keys.encOut.slice(),
+      keyIn: espKeyMaterial(child.keys.encIn, child.keys.integIn),
+      keyOut: espKeyMaterial(child.keys.encOut, child.keys.integOut),
       replayWindow: ike.policy.children.find((c) => c.name === child.name)?.replayWindow ?? 1024,
       localTs: child.localTs,
       remoteTs: child.remoteTs,

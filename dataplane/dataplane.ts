@@ -39,7 +39,7 @@
 //
 // The data plane knows nothing of IKE (architecture §2): it imports nothing
 // from control/; the gateway translates a Child SA into an SaSpec with its
-// AEAD descriptor (algorithm name, key || salt, ICV length).
+// ESP transform descriptor (algorithm name, key material, ICV length).
 import { EventEmitter } from 'node:events';
 import type { Endpoint } from '../io/endpoint.js';
 import { TunDevice, TUN_DEFAULT_MTU } from '../io/tun.js';
@@ -95,8 +95,8 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
 
   /**
    * Bytes per ring cell: the given size, else room for an inner packet of the
-   * TUN MTU plus its ESP encapsulation (header 16, trailer and ICV up to 21),
-   * at least the default.
+   * TUN MTU plus its ESP encapsulation (ESP_OVERHEAD: the most any suite
+   * adds), at least the default.
    */
   private cellSize(): number {
     if (this.opts.cellSize !== undefined) return this.opts.cellSize;

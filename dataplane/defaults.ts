@@ -8,8 +8,13 @@ export const DEFAULT_CELL_SIZE = 2048;
 /** Default cells per ring. */
 export const DEFAULT_RING_CAPACITY = 1024;
 
-/** Most bytes ESP adds to an inner packet here: header + IV 16, padding 3, trailer 2, ICV 16 (RFC 4303 §2, RFC 4106 §3). */
-export const ESP_OVERHEAD = 37;
+/**
+ * Most bytes ESP adds to an inner packet with any suite the kernel runs
+ * (wasm/layout.ts ESP_HEADROOM + ESP_TAILROOM): AES-CBC + HMAC-SHA-512-256,
+ * header 8 + IV 16 (RFC 3602 §3), padding up to 15 (block alignment, RFC 3602
+ * §2.4), trailer 2, ICV 32 (RFC 4868 §2.3). The AEADs add at most 37.
+ */
+export const ESP_OVERHEAD = 73;
 /** Cells staged for one worker before they are published without waiting for the end of the turn. */
 export const FLUSH_CELLS = 64;
 /** Output cells handled per turn of the event loop, over all workers (sockets get their turn). */

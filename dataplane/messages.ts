@@ -120,12 +120,12 @@ export interface InstallRequest {
   /** The control plane's SA id (reported back by the write hook and rekey events). */
   saId: number;
   algorithm: EspAlgorithm;
-  /** key || salt, in a transferred ArrayBuffer. */
+  /** Key material (key || salt, or AES key || HMAC key), in a transferred ArrayBuffer. */
   key: ArrayBuffer;
   spi: number;
   direction: 'in' | 'out';
   esn: boolean;
-  icvLength: 8 | 12 | 16;
+  icvLength: 8 | 12 | 16 | 24 | 32;
   replayWindow: number;
   seqSoftLimit?: bigint;
   seqHardLimit?: bigint;

@@ -20,13 +20,17 @@ export interface SaSpec {
   /** The control plane's id for this Child SA; unique within a data plane. */
   id: number;
   algorithm: EspAlgorithm;
-  icvLength: 8 | 12 | 16;
+  /** 8, 12 or 16 for AES-GCM (RFC 4106 §8.1); 16, 24 or 32 for AES-CBC + HMAC-SHA2 (RFC 4868 §2.3). */
+  icvLength: 8 | 12 | 16 | 24 | 32;
   /** Extended sequence numbers (RFC 4303 §2.2.1). */
   esn: boolean;
   /** Our inbound SPI (the peer sends with it) and the peer's (we send with it). */
   spiIn: number;
   spiOut: number;
-  /** key || salt for each direction (RFC 4106 §4, RFC 7634 §2). Zeroed by install(). */
+  /**
+   * Key material for each direction: key || salt for AEADs (RFC 4106 §4, RFC
+   * 7634 §2), AES key || HMAC key for AES-CBC (RFC 4868 §2.1.1). Zeroed by install().
+   */
   keyIn: Uint8Array;
   keyOut: Uint8Array;
   /** Anti-replay window in packets (RFC 4303 §3.4.3). */

@@ -681,6 +681,18 @@ describe('long durations (timers chain past 2^31-1 ms, control/ike/clock.ts)', (
   });
 });
 
+describe('ESP proposals the data plane cannot install', () => {
+  it('are refused with the keyword named, while IKE proposals may use them', () => {
+    const child = (esp: string): string => `connections:\n  a:\n    ${PSK_YAML}\n    children:\n      net: { esp: [${esp}] }\n`;
+    expectProblem(child('aes256gcm16, aes192-sha256'), 'connections.a.children.net.esp[1]', 5,
+      /^ESP proposal 'aes192-sha256' has 'aes192' \(AES_CBC_192\), which the data plane cannot run; ESP encryption it runs: aes128 aes aes256 /);
+    expectProblem(child('aes128-sha1'), 'connections.a.children.net.esp[0]', 5, /has 'sha1' \(HMAC_SHA1_96\).*ESP integrity it runs: sha256/);
+    expectProblem(child('aes192gcm16'), 'connections.a.children.net.esp[0]', 5, /has 'aes192gcm16' \(AES_GCM_16_192\)/);
+    const ok = parseIn(`connections:\n  a:\n    ${PSK_YAML}\n    ike: [aes192-sha256-x25519]\n    children:\n      net: { esp: [aes256-sha256, aes128-sha512-esn] }\n`);
+    expect(ok.connections[0]!.children[0]!.esp).toHaveLength(2);
+  });
+});
+
 describe('empty lists where nothing would run', () => {
   const child = (opts: string): string => `connections:\n  a:\n    ${PSK_YAML}\n    children:\n      net: { ${opts} }\n`;
 

@@ -36,9 +36,9 @@ async function pairOfPlanes(opts: Partial<DataPlaneOptions> = {}) {
 
 let nextSpi = 0x1000;
 /** Matching SaSpecs for A and B (A's out = B's in), AES-GCM-128 unless told otherwise. */
-function mirrored(id: number, extra: Partial<SaSpec> = {}): { a: SaSpec; b: SaSpec } {
-  const kAB = randomBytes(20);
-  const kBA = randomBytes(20);
+function mirrored(id: number, extra: Partial<SaSpec> = {}, keyBytes = 20): { a: SaSpec; b: SaSpec } {
+  const kAB = randomBytes(keyBytes);
+  const kBA = randomBytes(keyBytes);
   const spiAtoB = nextSpi++;
   const spiBtoA = nextSpi++;
   const base = { id, algorithm: 'aes-gcm-128' as const, icvLength: 16 as const, esn: false, replayWindow: 1024, udpEncap: true, ...extra };
@@ -118,6 +118,26 @@ describe('data plane workers', () => {
     expect(outA).toBe(400);
     expect(inB).toBe(400);
     for (const s of ca.sa) expect(Number(s.out.packetsOut)).toBeGreaterThan(50);
+  });
+
+  it('AES-CBC-256 + HMAC-SHA-512-256 (ICV 32): every size up to the longest that fits a cell with the largest ESP overhead crosses intact', async () => {
+    const { a, b } = await pairOfPlanes();
+    const received: Uint8Array[] = [];
+    b.setInnerSink({ write: (p) => (received.push(p.slice()), true) });
+    // AES key 32 || HMAC key 64 (RFC 4868 §2.1.1).
+    const s = mirrored(31, { algorithm: 'aes-cbc-256-hmac-sha2-512-256', icvLength: 32 }, 96);
+    await Promise.all([a.install(s.a), b.install(s.b)]);
+    // Cells of 2048 bytes carry 2040: header 8 + IV 16, padding up to 15, trailer 2 and ICV 32 leave 1967.
+    const sizes = [28, 29, 30, 31, 32, 33, 100, 1400, 1951, 1952, 1953, 1966, 1967];
+    const sent = sizes.map((n, i) => udpPacket(1, 1, 1000, n, i));
+    for (const p of sent) expect(a.sendInner(p), `size ${p.length}`).toBe(true);
+    expect(a.sendInner(udpPacket(1, 1, 1000, 1968))).toBe(false);
+    await until(() => received.length === sent.length);
+    expect(received.map((p) => Buffer.from(p).toString('hex'))).toEqual(sent.map((p) => Buffer.from(p).toString('hex')));
+    const cb = await b.counters();
+    expect(Number(cb.sa[0]!.in.packetsIn)).toBe(sent.length);
+    expect(cb.sa[0]!.in.dropsAuth + cb.sa[0]!.in.dropsBadPadding + cb.sa[0]!.in.dropsMalformed).toBe(0n);
+    expect(a.status().io.dropMalformed).toBe(1);
   });
 
   it('counts unknown SPIs, runts, packets no policy covers, and packets too long to encapsulate', async () => {

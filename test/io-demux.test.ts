@@ -1,11 +1,11 @@
 // The io layer's RFC 3948 demultiplexer (io/demux.ts) and the IKE transform
-// -> ESP AEAD mapping the gateway hands the data plane (control/crypto/esp-aead.ts),
+// -> ESP transform mapping the gateway hands the data plane (control/crypto/esp-transform.ts),
 // without sockets.
 import { describe, expect, it } from 'vitest';
 import { NatTraversalDemux, NON_ESP_MARKER_LENGTH, withNonEspMarker, type DemuxStats } from '../io/demux.js';
 import type { Endpoint } from '../io/endpoint.js';
-import { espAeadForTransform } from '../control/crypto/esp-aead.js';
-import { EncrId } from '../control/wire/constants.js';
+import { espTransformFor } from '../control/crypto/esp-transform.js';
+import { EncrId, IntegId } from '../control/wire/constants.js';
 
 function setup() {
   const stats: DemuxStats = { ikeIn: 0, espIn: 0, keepalivesIn: 0, runts: 0 };
@@ -52,19 +52,28 @@ describe('RFC 3948 demultiplexer', () => {
   });
 });
 
-describe('ESP AEAD of a negotiated encryption transform', () => {
+describe('ESP transform of a negotiated encryption (and integrity) transform', () => {
   it('AES-GCM with 8, 12 and 16-octet ICVs (RFC 4106 §8.1) for 128 and 256-bit keys; ChaCha20-Poly1305 (RFC 7634)', () => {
-    expect(espAeadForTransform(EncrId.AES_GCM_8, 128)).toEqual({ algorithm: 'aes-gcm-128', icvLength: 8 });
-    expect(espAeadForTransform(EncrId.AES_GCM_12, 256)).toEqual({ algorithm: 'aes-gcm-256', icvLength: 12 });
-    expect(espAeadForTransform(EncrId.AES_GCM_16, 128)).toEqual({ algorithm: 'aes-gcm-128', icvLength: 16 });
-    expect(espAeadForTransform(EncrId.CHACHA20_POLY1305)).toEqual({ algorithm: 'chacha20-poly1305', icvLength: 16 });
-    expect(espAeadForTransform(EncrId.CHACHA20_POLY1305, 256)).toEqual({ algorithm: 'chacha20-poly1305', icvLength: 16 });
+    expect(espTransformFor(EncrId.AES_GCM_8, 128)).toEqual({ algorithm: 'aes-gcm-128', icvLength: 8 });
+    expect(espTransformFor(EncrId.AES_GCM_12, 256)).toEqual({ algorithm: 'aes-gcm-256', icvLength: 12 });
+    expect(espTransformFor(EncrId.AES_GCM_16, 128)).toEqual({ algorithm: 'aes-gcm-128', icvLength: 16 });
+    expect(espTransformFor(EncrId.CHACHA20_POLY1305)).toEqual({ algorithm: 'chacha20-poly1305', icvLength: 16 });
+    expect(espTransformFor(EncrId.CHACHA20_POLY1305, 256)).toEqual({ algorithm: 'chacha20-poly1305', icvLength: 16 });
   });
 
-  it('anything the data plane does not implement has no AEAD', () => {
-    expect(espAeadForTransform(EncrId.AES_GCM_16, 192)).toBeUndefined();
-    expect(espAeadForTransform(EncrId.AES_GCM_16)).toBeUndefined();
-    expect(espAeadForTransform(EncrId.CHACHA20_POLY1305, 128)).toBeUndefined();
-    expect(espAeadForTransform(EncrId.AES_CBC, 128)).toBeUndefined();
+  it('AES-CBC with 128 and 256-bit keys and HMAC-SHA2 (RFC 3602, RFC 4868 §2.3)', () => {
+    expect(espTransformFor(EncrId.AES_CBC, 128, IntegId.HMAC_SHA2_256_128)).toEqual({ algorithm: 'aes-cbc-128-hmac-sha2-256-128', icvLength: 16 });
+    expect(espTransformFor(EncrId.AES_CBC, 256, IntegId.HMAC_SHA2_384_192)).toEqual({ algorithm: 'aes-cbc-256-hmac-sha2-384-192', icvLength: 24 });
+    expect(espTransformFor(EncrId.AES_CBC, 128, IntegId.HMAC_SHA2_512_256)).toEqual({ algorithm: 'aes-cbc-128-hmac-sha2-512-256', icvLength: 32 });
+    expect(espTransformFor(EncrId.AES_CBC, 192, IntegId.HMAC_SHA2_256_128)).toBeUndefined();
+    expect(espTransformFor(EncrId.AES_CBC, 128, IntegId.HMAC_SHA1_96)).toBeUndefined();
+    expect(espTransformFor(EncrId.AES_GCM_16, 128, IntegId.HMAC_SHA2_256_128)).toBeUndefined();
+  });
+
+  it('anything the data plane does not implement has no ESP transform', () => {
+    expect(espTransformFor(EncrId.AES_GCM_16, 192)).toBeUndefined();
+    expect(espTransformFor(EncrId.AES_GCM_16)).toBeUndefined();
+    expect(espTransformFor(EncrId.CHACHA20_POLY1305, 128)).toBeUndefined();
+    expect(espTransformFor(EncrId.AES_CBC, 128)).toBeUndefined();
   });
 });

@@ -4,6 +4,7 @@
 import { afterEach, describe, expect, it, onTestFailed } from 'vitest';
 import { createSocket } from 'node:dgram';
 import { Gateway } from '../control/gateway.js';
+import { espTransformFor } from '../control/crypto/esp-transform.js';
 import { silentLogger } from '../control/log.js';
 import { loopbackPair } from './support/loopback.js';
 import { interopTest } from './support/prereq.js';
@@ -162,6 +163,38 @@ describe('ESP between two gateways on loopback', () => {
     expect(c.sa).toHaveLength(1);
     expect(c.sa[0]!.spiIn).toBe(next.spiOut);
     expect(Number(c.sa[0]!.in.packetsIn)).toBe(200);
+  });
+
+  // RFC 3602 + RFC 4868: AES-CBC with HMAC-SHA2, negotiated by IKE and installed in both data planes.
+  it.each([
+    ['aes256-sha256', 'aes-cbc-256-hmac-sha2-256-128'],
+    ['aes128-sha512', 'aes-cbc-128-hmac-sha2-512-256'],
+    ['aes128-sha384-esn', 'aes-cbc-128-hmac-sha2-384-192'],
+  ])('AES-CBC ESP (%s): generated traffic crosses both ways, counted on both ends', async (esp, algorithm) => {
+    const { gw, client } = await pair({ esp });
+    const sa = await client.up('gw');
+    const child = sa.children[0]!;
+    // The kernel suite the gateway installs for the negotiated transforms.
+    expect(espTransformFor(child.suite.encr, child.suite.encrKeyLength, child.suite.integ)?.algorithm).toBe(algorithm);
+    await until(() => client.dataPlane.ownerOf(child.id) !== undefined && gw.dataPlane.saIds().length === 1);
+    const decapped = (g: typeof gw): number => g.status().dataplane!.workers.reduce((n, w) => n + w.decapPackets, 0);
+    // The largest inner packet the cells carry with the longest ICV, and small ones.
+    for (const size of [1400, 64]) {
+      const before = decapped(gw);
+      expect((await client.dataPlane.generate({ packets: 300, size, flows: 4 })).sent).toBe(300);
+      await until(() => decapped(gw) >= before + 295);
+    }
+    expect((await gw.dataPlane.generate({ packets: 300, size: 777 })).sent).toBe(300);
+    await until(() => decapped(client) >= 295);
+    const server = (await gw.dataPlane.counters()).sa[0]!;
+    const mine = (await client.dataPlane.counters()).sa[0]!;
+    expect(Number(server.in.packetsIn)).toBeGreaterThanOrEqual(590);
+    expect(Number(server.out.packetsOut)).toBe(300);
+    expect(Number(mine.out.packetsOut)).toBe(600);
+    expect(Number(mine.in.packetsIn)).toBeGreaterThanOrEqual(295);
+    expect(Number(mine.in.bytesIn)).toBe(Number(mine.in.packetsIn) * 777);
+    for (const c of [server, mine]) expect(c.in.dropsAuth + c.in.dropsReplay + c.in.dropsMalformed + c.in.dropsBadPadding).toBe(0n);
+    expect(gw.status().dataplane!.io.dropUnknownSpi + client.status().dataplane!.io.dropUnknownSpi).toBe(0);
   });
 
   it('removes the SA from the data plane when the Child SA is deleted', async () => {

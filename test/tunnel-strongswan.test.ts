@@ -1,7 +1,8 @@
 // ESP interop with strongSwan's kernel-libipsec (userspace ESP over its ipsec0
 // TUN device, always UDP-encapsulated, RFC 3948): ikeclone with its TUN data
 // plane in one namespace, charon in the other; ping and a short iperf3 through
-// the tunnel, with ikeclone initiating and with charon initiating.
+// the tunnel, with ikeclone initiating and with charon initiating; with AES-GCM
+// and with AES-CBC + HMAC-SHA2 ESP (RFC 3602, RFC 4868).
 import { describe, expect, onTestFailed } from 'vitest';
 import { join } from 'node:path';
 import { pskConnection, pskSecrets, startCharon } from './support/charon.js';
@@ -21,13 +22,13 @@ const PRE: PrereqName[] = ['root', 'netns', 'tun', 'charon', 'swanctl', 'iperf3'
 const PSK = 'tunnel-interop-psk-0123456789abcdef';
 const TUN = 'ikc0';
 
-function charonConnections(topo: Topology): string {
+function charonConnections(topo: Topology, esp: string): string {
   const l = topo.links[0]!;
   return pskConnection({
     localAddrs: l.bAddr,
     remoteAddrs: l.aAddr,
     proposals: 'aes256gcm16-prfsha256-x25519',
-    esp: 'aes128gcm16',
+    esp,
     localId: 'charon.tunnel.test',
     remoteId: 'ikeclone.tunnel.test',
     localTs: topo.rightInnerNet,
@@ -37,7 +38,7 @@ function charonConnections(topo: Topology): string {
 
 const SECRETS = pskSecrets('tunnel', ['charon.tunnel.test', 'ikeclone.tunnel.test'], PSK);
 
-function ikecloneConfig(topo: Topology, startAction: 'start' | 'none'): Record<string, unknown> {
+function ikecloneConfig(topo: Topology, startAction: 'start' | 'none', esp: string): Record<string, unknown> {
   const l = topo.links[0]!;
   return {
     log: { level: 'debug' },
@@ -53,7 +54,7 @@ function ikecloneConfig(topo: Topology, startAction: 'start' | 'none'): Record<s
         remote: { id: 'charon.tunnel.test', auth: 'psk' },
         psk: PSK,
         start_action: startAction,
-        children: { net: { local_ts: [topo.leftInnerNet], remote_ts: [topo.rightInnerNet], esp: ['aes128gcm16'] } },
+        children: { net: { local_ts: [topo.leftInnerNet], remote_ts: [topo.rightInnerNet], esp: [esp] } },
       },
     },
   };
@@ -62,15 +63,15 @@ function ikecloneConfig(topo: Topology, startAction: 'start' | 'none'): Record<s
 describe('ESP through an ikeclone <-> strongSwan kernel-libipsec tunnel', () => {
   const env = useNetnsSuite('tunnel-swan', PRE);
 
-  async function setUp(name: string, ikecloneStarts: boolean) {
+  async function setUp(name: string, ikecloneStarts: boolean, esp = 'aes128gcm16') {
     const missing = tunUnavailable();
     if (missing) throw new Error(`TUN data plane unavailable: ${missing}`);
     const topo = await createTopology({ labels: ['ikc', 'swan'] });
     env.cleanup(() => topo.destroy());
     const dir = env.dir(name);
-    const charon: Charon = await startCharon(topo.right, { dir: join(dir, 'charon'), connections: charonConnections(topo), secrets: SECRETS, installRoutes: true });
+    const charon: Charon = await startCharon(topo.right, { dir: join(dir, 'charon'), connections: charonConnections(topo, esp), secrets: SECRETS, installRoutes: true });
     env.cleanup(() => charon.stop());
-    const ikc: Ikeclone = await startIkeclone(topo.left, { dir: join(dir, 'ikeclone'), config: ikecloneConfig(topo, ikecloneStarts ? 'start' : 'none'), keylog: true });
+    const ikc: Ikeclone = await startIkeclone(topo.left, { dir: join(dir, 'ikeclone'), config: ikecloneConfig(topo, ikecloneStarts ? 'start' : 'none', esp), keylog: true });
     env.cleanup(() => ikc.stop());
     onTestFailed(() => {
       process.stderr.write(`\n--- ikeclone log (tail) ---\n${ikc.log().split('\n').slice(-60).join('\n')}\n--- charon log (tail) ---\n${charon.log().split('\n').slice(-60).join('\n')}\n`);
@@ -144,5 +145,32 @@ describe('ESP through an ikeclone <-> strongSwan kernel-libipsec tunnel', () => 
     await charon.initiate('net', 'ikeclone');
     await established(ikc, charon);
     await traffic(topo, ikc);
+  }, 60_000);
+
+  /** charon installed the AES-CBC suite and its ESP counters moved both ways. */
+  async function charonUsedCbc(charon: Charon, encr: RegExp, integ: RegExp): Promise<void> {
+    const child = (await charon.listSas())[0]!.children.find((c) => c.state === 'INSTALLED')!;
+    expect(child.encr, JSON.stringify(child)).toMatch(encr);
+    expect(child.integ ?? '', JSON.stringify(child)).toMatch(integ);
+    expect(child.packetsIn).toBeGreaterThan(100);
+    expect(child.packetsOut).toBeGreaterThan(10);
+  }
+
+  // AES-CBC + HMAC-SHA2 ESP (RFC 3602, RFC 4868): charon runs it in kernel-libipsec with its aes, sha2 and hmac plugins.
+  interopTest('AES-CBC ESP aes256-sha256, ikeclone initiates: ping both ways and iperf3; tshark decrypts our ESP with the key log', PRE, async () => {
+    const { topo, charon, ikc } = await setUp('cbc-i', true, 'aes256-sha256');
+    await established(ikc, charon);
+    await espDecrypted(topo, ikc, env.dir('cbc-i'));
+    await traffic(topo, ikc);
+    await charonUsedCbc(charon, /AES_CBC.*256/, /HMAC_SHA2_256_128/);
+  }, 60_000);
+
+  interopTest('AES-CBC ESP aes128-sha512, charon initiates: ping both ways and iperf3; tshark decrypts our ESP with the key log', PRE, async () => {
+    const { topo, charon, ikc } = await setUp('cbc-r', false, 'aes128-sha512');
+    await charon.initiate('net', 'ikeclone');
+    await established(ikc, charon);
+    await espDecrypted(topo, ikc, env.dir('cbc-r'));
+    await traffic(topo, ikc);
+    await charonUsedCbc(charon, /AES_CBC.*128/, /HMAC_SHA2_512_256/);
   }, 60_000);
 });

@@ -11,7 +11,7 @@ import * as z from 'zod';
 import { DURATION_EXPECTED, tryParseDuration } from './duration.js';
 import { isIdentityPattern, parseIdentity, type Identity } from '../ike/identity.js';
 import {
-  DEFAULT_ESP_PROPOSALS, DEFAULT_IKE_PROPOSALS, parseEspProposal, parseIkeProposal, type ParseResult, type ProposalSpec,
+  DEFAULT_ESP_PROPOSALS, DEFAULT_IKE_PROPOSALS, parseInstallableEspProposal, parseIkeProposal, type ParseResult, type ProposalSpec,
 } from './proposal.js';
 import { bytesToIp, cidrToRange, ipToBytes, rangePrefixLength } from '../wire/ip.js';
 import { fail, ok } from '../crypto/result.js';
@@ -259,7 +259,7 @@ export function vip(text: string): ParseResult<string> {
 
 export function proposals(kind: 'IKE' | 'ESP', field: string): (v: unknown) => ProposalSpec[] | Problem {
   const defaults = kind === 'IKE' ? DEFAULT_IKE_PROPOSALS : DEFAULT_ESP_PROPOSALS;
-  const parse = kind === 'IKE' ? parseIkeProposal : parseEspProposal;
+  const parse = kind === 'IKE' ? parseIkeProposal : parseInstallableEspProposal;
   const expected = `${kind} proposals such as ${kind === 'IKE' ? 'aes256gcm16-prfsha256-x25519' : 'aes256gcm16'} (strongSwan keywords), or default`;
   const list = listOf<ProposalSpec[]>(expected, (text) =>
     text === 'default' ? ok(defaults.map((d) => unwrap(parse(d)))) : mapResult(parse(text), (p) => [p]),

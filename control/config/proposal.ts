@@ -20,6 +20,7 @@
 // ParseResult instead of throwing.
 import { EncrId, EsnId, IntegId, KeGroup, PrfId, ProtocolId, TransformType } from '../wire/constants.js';
 import { fail, type CryptoResult } from '../crypto/result.js';
+import { isInstallableEspEncryption, isInstallableEspIntegrity } from '../crypto/esp-transform.js';
 
 /** One transform of a proposal (RFC 7296 §3.3.2). */
 export interface TransformSpec {
@@ -176,6 +177,40 @@ export function parseIkeProposal(s: string): ParseResult<ProposalSpec> {
 export function parseEspProposal(s: string): ParseResult<ProposalSpec> {
   return parseProposal(s, ProtocolId.ESP);
 }
+
+/**
+ * An ESP proposal for the configuration: parsed as parseEspProposal does,
+ * then refused with the keyword named if it lists an encryption or integrity
+ * algorithm the data plane cannot install (control/crypto/esp-transform.ts:
+ * e.g. aes192, aes192gcm16, sha1). Negotiation skips such transforms too
+ * (control/ike/proposals.ts), but refusing them here tells the operator when
+ * the file loads (exit 2) instead of through a Child SA that never comes up
+ * or comes up with another proposal than the one written. The keyword table
+ * itself stays strongSwan's: IKE proposals use it too (their SK payload runs
+ * in node:crypto), and so do proposals received from peers.
+ */
+export function parseInstallableEspProposal(s: string): ParseResult<ProposalSpec> {
+  const r = parseEspProposal(s);
+  if (!r.ok) return r;
+  // Parsed: every keyword is in the table. Name the one the operator wrote.
+  for (const raw of s.trim().split('-')) {
+    const t = byKeyword.get(raw.toLowerCase())!;
+    const installable =
+      t.type === TransformType.ENCR ? isInstallableEspEncryption(t.id, t.keyLength) :
+      t.type === TransformType.INTEG ? isInstallableEspIntegrity(t.id) : true;
+    if (installable) continue;
+    const what = t.type === TransformType.ENCR ? 'encryption' : 'integrity';
+    return fail(
+      `ESP proposal '${s.trim()}' has '${raw}' (${formatTransform(t)}), which the data plane cannot run; ` +
+      `ESP ${what} it runs: ${(t.type === TransformType.ENCR ? ESP_ENCRYPTION_KEYWORDS : ESP_INTEGRITY_KEYWORDS).join(' ')}`,
+    );
+  }
+  return r;
+}
+
+/** The keywords of encryption and integrity algorithms ESP proposals may use (the data plane installs them). */
+export const ESP_ENCRYPTION_KEYWORDS: readonly string[] = KEYWORDS.filter((k) => k[1] === TransformType.ENCR && isInstallableEspEncryption(k[2], k[3])).map((k) => k[0]);
+export const ESP_INTEGRITY_KEYWORDS: readonly string[] = KEYWORDS.filter((k) => k[1] === TransformType.INTEG && isInstallableEspIntegrity(k[2])).map((k) => k[0]);
 
 const TYPE_ORDER = [TransformType.ENCR, TransformType.PRF, TransformType.INTEG, TransformType.KE, TransformType.ESN];
 

@@ -119,7 +119,11 @@
  *                              # [protocol] or [protocol/port] or [protocol/port-port], e.g.
  *                              # 10.2.0.0/16[tcp/443], 0.0.0.0/0[udp/500-501], ::/0[icmpv6]
  *         esp: [aes128gcm16]   # ESP proposals, "default" = DEFAULT_ESP_PROPOSALS (the default);
- *                              # key exchange keywords request PFS (modpnone: PFS optional)
+ *                              # key exchange keywords request PFS (modpnone: PFS optional).
+ *                              # Only suites the data plane runs: aes128gcm16/12/8, aes256gcm16/12/8,
+ *                              # chacha20poly1305, or aes128/aes256 with sha256, sha384 or sha512
+ *                              # (AES-CBC + HMAC-SHA2, e.g. aes256-sha256); esn/noesn with any.
+ *                              # Others (aes192, aes192gcm16, sha1, aesxcbc) are refused.
  *         mode: tunnel         # only tunnel mode for now
  *         rekey_time: 1h       # Child SA rekeying interval; 0 = never
  *         life_time: <rekey_time + 10%>  # hard lifetime (> rekey_time)

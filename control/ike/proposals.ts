@@ -1,10 +1,15 @@
 // SA payload negotiation (RFC 7296 §2.7, §3.3): turning configured proposals
 // into wire proposals, choosing one as responder, and checking the responder's
 // choice as initiator. One transform of each type ends up in a NegotiatedSuite.
+// An ESP suite is accepted only if the data plane can install it
+// (control/crypto/esp-transform.ts): otherwise the Child SA would come up and
+// carry nothing. Configuration refuses such ESP proposals already; this is the
+// engine's own guard for policies built in code.
 import { EsnId, IntegId, KeGroup, ProtocolId, TransformType } from '../wire/constants.js';
 import type { Proposal, Transform } from '../wire/payloads.js';
 import type { ProposalSpec } from '../config/proposal.js';
 import { encrInfo, integInfo, prfInfo, SUPPORTED_KE_GROUPS } from '../crypto/algorithms.js';
+import { espTransformFor, isInstallableEspEncryption, isInstallableEspIntegrity } from '../crypto/esp-transform.js';
 
 /** The outcome of a negotiation: one algorithm of each transform type. */
 export interface NegotiatedSuite {
@@ -26,11 +31,11 @@ function supported(protocol: number, t: Transform): boolean {
   if (t.attributes !== undefined && t.attributes.length > 0) return false;
   switch (t.type) {
     case TransformType.ENCR:
-      return encrInfo(t.id, t.keyLength) !== undefined;
+      return encrInfo(t.id, t.keyLength) !== undefined && (protocol !== ProtocolId.ESP || isInstallableEspEncryption(t.id, t.keyLength));
     case TransformType.PRF:
       return protocol === ProtocolId.IKE && prfInfo(t.id) !== undefined;
     case TransformType.INTEG:
-      return t.id === IntegId.NONE || integInfo(t.id) !== undefined;
+      return t.id === IntegId.NONE || (integInfo(t.id) !== undefined && (protocol !== ProtocolId.ESP || isInstallableEspIntegrity(t.id)));
     case TransformType.KE:
       return t.id === KeGroup.NONE || SUPPORTED_KE_GROUPS.includes(t.id);
     case TransformType.ESN:
@@ -151,10 +156,14 @@ function suiteFrom(prop: Proposal, chosen: Map<number, Transform>): NegotiatedSu
   return suite;
 }
 
-/** AEAD ciphers take no integrity algorithm; others need one (RFC 5282 §8, RFC 7296 §3.3.3). */
+/**
+ * AEAD ciphers take no integrity algorithm; others need one (RFC 5282 §8, RFC
+ * 7296 §3.3.3). An ESP suite must also be one the data plane installs.
+ */
 function suiteConsistent(s: NegotiatedSuite): boolean {
   const info = encrInfo(s.encr, s.encrKeyLength);
   if (!info) return false;
+  if (s.protocol === ProtocolId.ESP && espTransformFor(s.encr, s.encrKeyLength, s.integ) === undefined) return false;
   return info.aead ? s.integ === undefined : s.integ !== undefined;
 }
 

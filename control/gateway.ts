@@ -416,8 +416,15 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     if (file === undefined) throw new Error('the running configuration did not come from a file: nothing to reload');
     const bytes = readFileSync(file);
     const next = loadConfigFile(file);
-    // Identities and keys are checked when policies are built: a failure here refuses the reload too.
-    const policies = new Map(this.policiesOf({ ...next, listen: this.config.listen }).map((p) => [p.name, p]));
+    // Identities and keys are checked when policies are built: a failure here refuses the reload too,
+    // worded as `ikeclone gateway` words it at start.
+    let built: ConnectionPolicy[];
+    try {
+      built = this.policiesOf({ ...next, listen: this.config.listen });
+    } catch (err) {
+      throw new Error(`${file}: ${(err as Error).message}`);
+    }
+    const policies = new Map(built.map((p) => [p.name, p]));
     const diff = diffConfig(this.config, next);
     // The engine's policy list is shared with it: edit it in place. IKE SAs hold their own policy object.
     const list = this.engine.policies;

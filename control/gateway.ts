@@ -9,6 +9,7 @@
 //
 // Owner: the main thread; everything here runs on it.
 import { EventEmitter } from 'node:events';
+import { readFileSync } from 'node:fs';
 import type { GatewayConfig } from './config/index.js';
 import { connectionPolicy, loadConfigFile } from './config/index.js';
 import type { Logger } from './log.js';
@@ -27,6 +28,9 @@ import { DataPlane } from '../dataplane/dataplane.js';
 import { espKeyMaterial, espTransformFor } from './crypto/esp-transform.js';
 import { EsnId } from './wire/constants.js';
 import { createCookieSecret } from './crypto/cookie.js';
+import { GatewayMetrics, serveMetrics, type MetricsServer } from './api/metrics.js';
+import { configInfo, diffConfig, type ConfigInfo, type ReloadResult } from './reload.js';
+import type { ConnectionPolicy } from './ike/policy.js';
 
 /**
  * How often the COOKIE secret changes (RFC 7296 §2.6: "change the value of
@@ -40,7 +44,25 @@ export const COOKIE_ROTATION_MS = 60_000;
  * EngineEvents for each one's meaning; 'child-up' listeners that need the
  * keys copy child.keys synchronously).
  */
-export type GatewayEvents = Pick<EngineEvents, 'ike-up' | 'ike-down' | 'ike-failed' | 'child-up' | 'child-down' | 'child-failed'>;
+export type GatewayEvents = Pick<EngineEvents, 'ike-up' | 'ike-down' | 'ike-failed' | 'child-up' | 'child-down' | 'child-failed'> & {
+  /** A reload began (the service manager hears RELOADING=1). */
+  reloading: [];
+  /** A reload ended: its result, or the error that refused it (the running configuration stays). */
+  reloaded: [result: ReloadResult | undefined, error: Error | undefined];
+};
+
+/** Traffic of one Child SA, from the data plane's per-SA counters (polled every second). */
+export interface ChildTraffic {
+  packetsIn: number;
+  packetsOut: number;
+  bytesIn: number;
+  bytesOut: number;
+}
+
+/** Loopback addresses: metrics served anywhere else deserve a warning. */
+function isLoopback(address: string): boolean {
+  return address.startsWith('127.') || address === '::1';
+}
 
 export interface GatewayOptions {
   config: GatewayConfig;
@@ -52,7 +74,10 @@ export interface GatewayOptions {
 }
 
 export class Gateway extends EventEmitter<GatewayEvents> {
-  readonly config: GatewayConfig;
+  /** The running configuration (a reload replaces its connections). */
+  config: GatewayConfig;
+  /** When the running configuration was loaded, and its file's hash. */
+  configInfo: ConfigInfo;
   readonly log: Logger;
   readonly engine: IkeEngine;
   readonly transport: UdpTransport;
@@ -65,6 +90,15 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   readonly dataPlane: DataPlane;
   /** Child SAs handed to the data plane, by id. */
   private readonly dataPlaneChildren = new Map<number, ChildSa>();
+  /** Per-Child-SA traffic from the last data plane poll, by Child SA id. */
+  private readonly childTraffic = new Map<number, ChildTraffic>();
+  /** Prometheus metrics (control/api/metrics.ts), when `metrics.listen` is configured. */
+  readonly metrics: GatewayMetrics | undefined;
+  private metricsServer: MetricsServer | undefined;
+  /** The address metrics are served on while the gateway runs. */
+  get metricsAddress(): { address: string; port: number } | undefined {
+    return this.metricsServer ? { address: this.metricsServer.address, port: this.metricsServer.port } : undefined;
+  }
   private usageTimer: NodeJS.Timeout | undefined;
   /** Rotates the engine's COOKIE secret while the gateway runs (RFC 7296 §2.6). */
   private cookieTimer: NodeJS.Timeout | undefined;
@@ -79,9 +113,9 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   constructor(opts: GatewayOptions) {
     super();
     this.config = opts.config;
+    this.configInfo = configInfo(opts.config);
     this.log = opts.log ?? createLogger({ level: opts.config.log.level });
-    const concrete = this.config.listen.addresses.find((a) => a !== '0.0.0.0' && a !== '::');
-    const policies = this.config.connections.map((c) => connectionPolicy(c, concrete));
+    const policies = this.policiesOf(this.config);
     if (this.config.keylog) {
       this.keyLog = new WiresharkKeyLog(this.config.keylog);
       this.log.warn({ dir: this.config.keylog }, 'key log is ON: IKE and ESP keys are written to disk for Wireshark');
@@ -137,8 +171,10 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       this.addressMonitor = new AddressMonitor(opts.addressPollMs ?? 1000);
       this.addressMonitor.on('change', (added, removed) => void this.addressesChanged(added, removed));
     }
+    if (this.config.metrics) this.metrics = new GatewayMetrics(() => this.status(), this.engine);
     this.engine.on('child-down', (child) => {
       this.dataPlaneChildren.delete(child.id);
+      this.childTraffic.delete(child.id);
       void this.dataPlane.remove(child.id);
     });
     this.dataPlane.on('rekey-needed', (id) => {
@@ -226,6 +262,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       if (!child) continue;
       const inPackets = Number(s.in.packetsIn);
       const outPackets = Number(s.out.packetsOut);
+      this.childTraffic.set(s.id, { packetsIn: inPackets, packetsOut: outPackets, bytesIn: Number(s.in.bytesIn), bytesOut: Number(s.out.bytesOut) });
       this.engine.reportChildUsage(s.spiIn, {
         bytes: Math.max(Number(s.in.bytesIn), Number(s.out.bytesOut)),
         packets: Math.max(inPackets, outPackets),
@@ -260,6 +297,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     this.cookieTimer = setInterval(() => this.engine.cookieSecret.rotate(), COOKIE_ROTATION_MS);
     this.cookieTimer.unref();
     this.addressMonitor?.start();
+    await this.startMetrics();
     this.started = true;
     this.log.info({ addresses: this.transport.localAddresses, port: this.config.listen.port, natPort: this.config.listen.natPort }, 'gateway listening');
     for (const policy of this.engine.policies) {
@@ -299,7 +337,14 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   status(): GatewayStatus {
     const status = snapshot(this.engine, this.transport, this.cloner);
     for (const sa of status.ikeSas) for (const c of sa.children) c.worker = this.dataPlane.ownerOf(c.id) ?? null;
+    for (const sa of status.ikeSas) {
+      for (const c of sa.children) {
+        const t = this.childTraffic.get(c.id);
+        if (t) Object.assign(c, t);
+      }
+    }
     status.dataplane = this.dataPlane.started ? this.dataPlane.status() : null;
+    status.config = { ...this.configInfo };
     return status;
   }
 
@@ -312,6 +357,8 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       await Promise.race([this.down(), timeout]);
     }
     this.addressMonitor?.stop();
+    await this.metricsServer?.close();
+    this.metricsServer = undefined;
     this.engine.shutdown();
     this.transport.close();
     clearInterval(this.usageTimer);
@@ -322,5 +369,95 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     this.cookieSecretDestroyed = true;
     await this.dataPlane.stop();
     this.started = false;
+  }
+
+  /** Connection policies of `config`, with our concrete listen address for identities that default to it. */
+  private policiesOf(config: GatewayConfig): ConnectionPolicy[] {
+    const concrete = config.listen.addresses.find((a) => a !== '0.0.0.0' && a !== '::');
+    return config.connections.map((c) => connectionPolicy(c, concrete));
+  }
+
+  /** Serve /metrics when configured; a listener that cannot bind fails the start like the IKE sockets. */
+  private async startMetrics(): Promise<void> {
+    const listen = this.config.metrics;
+    if (!listen || !this.metrics || this.metricsServer) return;
+    if (!isLoopback(listen.address)) {
+      this.log.warn({ address: listen.address, port: listen.port }, 'metrics are served on a non-loopback address: anyone who reaches it sees traffic volumes and SA counts');
+    }
+    try {
+      this.metricsServer = await serveMetrics(this.metrics, listen);
+    } catch (err) {
+      throw new Error(`cannot serve metrics on ${listen.address}:${listen.port}: ${(err as Error).message}`);
+    }
+    this.log.info({ address: this.metricsServer.address, port: this.metricsServer.port }, 'metrics served at /metrics');
+  }
+
+  /**
+   * Read the configuration file again and apply its connections: new ones are
+   * loaded (and started with start_action: start), removed ones' IKE SAs are
+   * deleted, changed ones apply to new SAs (existing SAs keep the policy they
+   * were made with), unchanged ones are not touched. A file that does not
+   * validate throws the loader's ConfigError and nothing changes; settings
+   * outside `connections` that differ are reported in needsRestart and kept.
+   */
+  async reload(): Promise<ReloadResult> {
+    this.emit('reloading');
+    try {
+      const result = this.applyReload();
+      this.emit('reloaded', result, undefined);
+      return result;
+    } catch (err) {
+      this.emit('reloaded', undefined, err as Error);
+      throw err;
+    }
+  }
+
+  private applyReload(): ReloadResult {
+    const file = this.config.file;
+    if (file === undefined) throw new Error('the running configuration did not come from a file: nothing to reload');
+    const bytes = readFileSync(file);
+    const next = loadConfigFile(file);
+    // Identities and keys are checked when policies are built: a failure here refuses the reload too,
+    // worded as `ikeclone gateway` words it at start.
+    let built: ConnectionPolicy[];
+    try {
+      built = this.policiesOf({ ...next, listen: this.config.listen });
+    } catch (err) {
+      throw new Error(`${file}: ${(err as Error).message}`);
+    }
+    const policies = new Map(built.map((p) => [p.name, p]));
+    const diff = diffConfig(this.config, next);
+    // The engine's policy list is shared with it: edit it in place. IKE SAs hold their own policy object.
+    const list = this.engine.policies;
+    for (let i = list.length - 1; i >= 0; i--) {
+      const name = list[i]!.name;
+      if (diff.removed.includes(name)) list.splice(i, 1);
+      else if (diff.changed.some((c) => c.name === name)) list[i] = policies.get(name)!;
+    }
+    for (const c of diff.added) list.push(policies.get(c.name)!);
+    // Settings outside `connections` keep their running values (needsRestart says which differ).
+    const { listen, limits, retransmit, dataplane, log, keylog, metrics } = this.config;
+    this.config = { ...next, listen, limits, retransmit, dataplane, log };
+    delete this.config.keylog;
+    delete this.config.metrics;
+    if (keylog !== undefined) this.config.keylog = keylog;
+    if (metrics !== undefined) this.config.metrics = metrics;
+    this.configInfo = configInfo(next, bytes);
+    const result: ReloadResult = {
+      added: diff.added.map((c) => c.name),
+      removed: diff.removed,
+      changed: diff.changed.map((c) => c.name),
+      unchanged: diff.unchanged,
+      needsRestart: diff.needsRestart,
+      config: { ...this.configInfo },
+    };
+    for (const sa of this.engine.ikeSas().filter((s) => diff.removed.includes(s.name))) {
+      this.engine.closeIkeSa(sa).catch((err: Error) => this.log.warn({ ike: sa.id, reason: err.message }, 'IKE SA of a removed connection not deleted cleanly'));
+    }
+    for (const c of diff.added) {
+      if (c.startAction !== 'start') continue;
+      this.up(c.name).catch((err: Error) => this.log.warn({ conn: c.name, reason: err.message }, 'connection did not come up'));
+    }
+    return result;
   }
 }

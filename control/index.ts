@@ -11,7 +11,10 @@
 
 // Gateway (composition root)
 export { Gateway } from './gateway.js';
-export type { GatewayEvents, GatewayOptions } from './gateway.js';
+export type { ChildTraffic, GatewayEvents, GatewayOptions } from './gateway.js';
+export type { ConfigInfo, ReloadResult } from './reload.js';
+export { GatewayMetrics, serveMetrics } from './api/metrics.js';
+export type { MetricsServer } from './api/metrics.js';
 
 // Configuration
 export {
@@ -19,7 +22,7 @@ export {
 } from './config/index.js';
 export type {
   AuthMethod, ChildConfig, CloneConfig, ConfigProblem, ConnectionConfig, ConnectionFromObjectOptions, DataplaneConfig,
-  EndpointConfig, FromObjectOptions, GatewayConfig, LimitsConfig, ListenConfig, LogLevel, PoolConfig, RetransmitConfig,
+  EndpointConfig, FromObjectOptions, GatewayConfig, LimitsConfig, ListenConfig, LogLevel, MetricsConfig, PoolConfig, RetransmitConfig,
   StartAction, TrafficSelectorConfig,
 } from './config/index.js';
 export { DEFAULT_ESP_PROPOSALS, DEFAULT_IKE_PROPOSALS, formatProposal, parseEspProposal, parseIkeProposal } from './config/proposal.js';

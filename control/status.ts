@@ -25,6 +25,11 @@ export interface ChildSaStatus {
   ageSeconds: number;
   /** The data-plane worker that owns this Child SA (its sequence counter and replay window); null if none. */
   worker?: number | null;
+  /** ESP traffic from the data plane's per-SA counters (polled every second); absent before the first poll. */
+  packetsIn?: number;
+  packetsOut?: number;
+  bytesIn?: number;
+  bytesOut?: number;
 }
 
 export interface IkeSaStatus {
@@ -74,6 +79,8 @@ export interface GatewayStatus {
   udp: UdpTransportStats | null;
   /** ESP: per-worker traffic and drops, I/O counters (dataplane/dataplane.ts); null when the data plane is not running. */
   dataplane?: DataPlaneStatus | null;
+  /** The running configuration: when it was loaded and the SHA-256 of its file (hex, 16 characters). */
+  config?: { loadedAt: string; hash: string | null; file: string | null };
 }
 
 export function childStatus(c: ChildSa, now: number): ChildSaStatus {

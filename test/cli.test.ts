@@ -138,7 +138,7 @@ async function statusJson(socket: string): Promise<GatewayStatus> {
 
 describe('ikeclone --help', () => {
   it('every command has help with a usage example', async () => {
-    const commands = ['', 'demo', 'gateway', 'up', 'down', 'status'];
+    const commands = ['', 'demo', 'gateway', 'up', 'down', 'status', 'reload', 'top'];
     const results = await Promise.all(commands.map((c) => run(c ? [c, '--help'] : ['--help'])));
     results.forEach((r, i) => {
       expect(r.code, commands[i]).toBe(0);

@@ -420,6 +420,8 @@ describe('control protocol', () => {
     expect(parseRequest('{"id":1,"cmd":"status"}')).toEqual({ ok: true, request: { id: 1, cmd: 'status' } });
     expect(parseRequest('{"id":"x","cmd":"up","args":{"name":"gw"}}')).toEqual({ ok: true, request: { id: 'x', cmd: 'up', args: { name: 'gw' } } });
     expect(parseRequest('{"id":2,"cmd":"down"}')).toEqual({ ok: true, request: { id: 2, cmd: 'down' } });
+    expect(parseRequest('{"id":3,"cmd":"reload"}')).toEqual({ ok: true, request: { id: 3, cmd: 'reload' } });
+    expect(parseRequest('{"id":3,"cmd":"reload","args":{"name":"gw"}}')).toEqual({ ok: false, response: { id: 3, ok: false, error: { code: 'bad-args', message: 'reload takes no arguments' } } });
     const code = (line: string) => {
       const r = parseRequest(line);
       return r.ok ? 'ok' : (r.response as { error: { code: string } }).error.code;

@@ -88,7 +88,7 @@ describe('Prometheus metrics', () => {
     expect(byName.get('ikeclone_esp_packets')?.type).toBe('counter');
     expect(byName.get('ikeclone_ike_half_open_sas')?.type).toBe('gauge');
     expect(byName.get('ikeclone_ike_handshake_duration_seconds')?.type).toBe('histogram');
-    const allowed = new Set(['worker', 'direction', 'reason', 'state', 'event', 'le', 'version', 'major', 'minor', 'patch', 'space', 'type', 'kind']);
+    const allowed = new Set(['worker', 'direction', 'reason', 'state', 'event', 'le', 'version', 'major', 'minor', 'patch', 'space', 'type', 'kind', 'exchange', 'role', 'result', 'sa']);
     for (const f of families.filter((x) => x.name.startsWith('ikeclone_'))) {
       for (const s of f.samples) for (const label of Object.keys(s.labels)) expect(allowed.has(label), `${s.name} label ${label}`).toBe(true);
     }

@@ -1,78 +1,25 @@
 // The sd_notify(3) protocol as systemd sees it: a real AF_UNIX datagram socket
-// (bound by python3, since Node's dgram speaks only UDP) receives what the
+// (test/support/notify-receiver.ts) receives what the
 // native addon sends for READY, RELOADING, STOPPING, STATUS and the watchdog.
-import { spawn } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { serviceNotifier } from '../io/sd-notify.js';
 import { interopTest } from './support/prereq.js';
+import { notifyReceiver, type Receiver } from './support/notify-receiver.js';
 
-const RECEIVER = `
-import json, socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-path = sys.argv[1]
-s.bind(('\\0' + path[1:]) if path.startswith('@') else path)
-print(json.dumps({"bound": True}), flush=True)
-s.settimeout(5)
-while True:
-    try:
-        data = s.recv(65536)
-    except socket.timeout:
-        break
-    print(json.dumps({"datagram": data.decode()}), flush=True)
-`;
-
-/** A notification socket: the datagrams it received so far, in order. */
-interface Receiver {
-  datagrams: string[];
-  next(count: number, timeoutMs?: number): Promise<string[]>;
-  stop(): void;
-}
-
-const children: ChildProcess[] = [];
+const children: Array<{ stop(): void }> = [];
 const dir = mkdtempSync(join(tmpdir(), 'ikc-notify-'));
 afterAll(() => {
-  for (const c of children) c.kill('SIGKILL');
+  for (const c of children) c.stop();
   rmSync(dir, { recursive: true, force: true });
 });
 
-function receiver(path: string): Promise<Receiver> {
-  const child = spawn('python3', ['-c', RECEIVER, path], { stdio: ['ignore', 'pipe', 'inherit'] });
-  children.push(child);
-  const datagrams: string[] = [];
-  let buffered = '';
-  let wake: (() => void) | undefined;
-  return new Promise((resolve, reject) => {
-    child.on('error', reject);
-    child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
-      buffered += chunk;
-      for (let nl = buffered.indexOf('\n'); nl >= 0; nl = buffered.indexOf('\n')) {
-        const line = JSON.parse(buffered.slice(0, nl)) as { bound?: true; datagram?: string };
-        buffered = buffered.slice(nl + 1);
-        if (line.bound) {
-          resolve({
-            datagrams,
-            next: async (count, timeoutMs = 3000) => {
-              const deadline = Date.now() + timeoutMs;
-              while (datagrams.length < count && Date.now() < deadline) {
-                await new Promise<void>((r) => {
-                  wake = r;
-                  setTimeout(r, 50);
-                });
-              }
-              return datagrams.slice(0, count);
-            },
-            stop: () => child.kill('SIGKILL'),
-          });
-        }
-        if (line.datagram !== undefined) datagrams.push(line.datagram);
-        wake?.();
-      }
-    });
-  });
+async function receiver(path: string): Promise<Receiver> {
+  const r = await notifyReceiver(path);
+  children.push(r);
+  return r;
 }
 
 describe('sd_notify(3) through the native addon', () => {

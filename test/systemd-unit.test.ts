@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { interopTest } from './support/prereq.js';
-import { REPO_ROOT } from './support/vectors.js';
+import { REPO_ROOT } from './support/cli-proc.js';
 
 const UNIT = readFileSync(join(REPO_ROOT, 'systemd/ikeclone.service'), 'utf8');
 const dir = mkdtempSync(join(tmpdir(), 'ikc-unit-'));

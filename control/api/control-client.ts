@@ -2,6 +2,7 @@
 // `ikeclone status|up|down` use to ask a running gateway. Every wait is
 // bounded; a missing or dead gateway is a ControlSocketError with a message
 // that says what to do.
+import type { ReloadResult } from '../reload.js';
 import { lstatSync, statSync, type Stats } from 'node:fs';
 import { createConnection, type Socket } from 'node:net';
 import { dirname } from 'node:path';
@@ -120,6 +121,11 @@ export class ControlClient {
 
   status(opts: { timeoutMs?: number } = {}): Promise<GatewayStatus> {
     return this.request('status', undefined, opts) as Promise<GatewayStatus>;
+  }
+
+  /** Re-read the gateway's configuration file; rejects with the configuration error when it does not validate. */
+  reload(opts: { timeoutMs?: number } = {}): Promise<ReloadResult> {
+    return this.request('reload', undefined, opts) as Promise<ReloadResult>;
   }
 
   /** Initiate a connection on the gateway; waits for IKE_AUTH and the Child SAs (default bound 120 s). */

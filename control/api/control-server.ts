@@ -393,6 +393,9 @@ export class ControlServer {
     switch (request.cmd) {
       case 'status':
         return this.gateway.status();
+      case 'reload':
+        this.log.info('control: reload');
+        return this.gateway.reload();
       case 'up': {
         const name = request.args!.name!;
         this.log.info({ conn: name }, 'control: up');

@@ -167,6 +167,30 @@ export class GatewayMetrics {
         for (const [reason, n] of Object.entries(status().ike.drops)) setTotal(this, { reason }, n);
       },
     });
+    new Counter({
+      name: 'ikeclone_ike_exchanges_total',
+      help: 'IKE exchanges completed, by exchange type, our role and result (failed: an error notify or no response)',
+      labelNames: ['exchange', 'role', 'result'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const [key, n] of Object.entries(status().ike.exchanges)) {
+          const [exchange, role, result] = key.split('.');
+          if (exchange && role && result) setTotal(this, { exchange, role, result }, n);
+        }
+      },
+    });
+    new Counter({
+      name: 'ikeclone_rekeys_total',
+      help: 'Rekeys completed, by SA type (child: Child SAs, ike: IKE SAs), whichever end started them',
+      labelNames: ['sa'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        setTotal(this, { sa: 'child' }, status().ike.rekeys.child);
+        setTotal(this, { sa: 'ike' }, status().ike.rekeys.ike);
+      },
+    });
     new Gauge({
       name: 'ikeclone_ike_half_open_sas',
       help: 'Responder IKE SAs past IKE_SA_INIT and before IKE_AUTH',

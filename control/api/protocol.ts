@@ -21,7 +21,7 @@ export const MAX_REQUEST_LINE = 64 * 1024;
 /** Longest response line a client accepts (a status of many SAs is large, but not unbounded). */
 export const MAX_RESPONSE_LINE = 32 * 1024 * 1024;
 
-export const CONTROL_COMMANDS = ['status', 'up', 'down', 'clone', 'move', 'rekey'] as const;
+export const CONTROL_COMMANDS = ['status', 'up', 'down', 'clone', 'move', 'rekey', 'reload'] as const;
 export type ControlCommand = (typeof CONTROL_COMMANDS)[number];
 
 /** A request id: what the client chose, echoed in the response. */
@@ -32,7 +32,7 @@ export interface ControlRequest {
   cmd: ControlCommand;
   /**
    * up: { name } (required); down: { name } (optional: all IKE SAs when absent);
-   * clone: { ike } (required: the IKE SA's id) and { count } (clones to add, default 1); status: none.
+   * clone: { ike } (required: the IKE SA's id) and { count } (clones to add, default 1); status, reload: none.
    */
   args?: ControlArgs;
 }
@@ -189,7 +189,7 @@ export function parseRequest(line: string): ParsedRequest {
     return { ok: true, request: { id, cmd, args: count === undefined ? { ike } : { ike, count } } };
   }
   if (cmd === 'up' && name === undefined) return fail(id, 'bad-args', 'up needs args.name, the connection to initiate');
-  if (cmd === 'status' && name !== undefined) return fail(id, 'bad-args', 'status takes no arguments');
+  if ((cmd === 'status' || cmd === 'reload') && name !== undefined) return fail(id, 'bad-args', `${cmd} takes no arguments`);
   return { ok: true, request: name === undefined ? { id, cmd } : { id, cmd, args: { name } } };
 }
 

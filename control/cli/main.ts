@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The `ikeclone` command line (architecture §6): demo, gateway, up, down, status.
+// The `ikeclone` command line (architecture §6): demo, gateway, up, down, status, top, reload.
 //
 // Output contract: results go to stdout (a human tree/table, or with --json
 // one JSON document and nothing else); logs and progress lines go to stderr
@@ -23,6 +23,9 @@ import { ikecloneVersion } from '../version.js';
 import { runDemo } from '../../demo/demo.js';
 import { NetnsDemoUnavailableError, runNetnsDemo } from '../../demo/demo-netns.js';
 import { formatDemo, formatFamily, formatIkeSa, formatNetnsDemo, formatStatus } from './format.js';
+import { runTop } from './top.js';
+import { serviceNotifier, type ServiceNotifier } from '../../io/sd-notify.js';
+import type { ReloadResult } from '../reload.js';
 
 const EXIT_OK = 0;
 const EXIT_FAILURE = 1;
@@ -205,22 +208,103 @@ async function netnsDemoCommand(opts: DemoCommandOptions, globals: GlobalOptions
   return result.agree && answered(result.ping.toResponder) && answered(result.ping.toInitiator) ? EXIT_OK : EXIT_FAILURE;
 }
 
+/** The STATUS= line systemd shows for a running gateway. */
+function serviceStatus(gateway: Gateway): string {
+  const s = gateway.status();
+  const children = s.ikeSas.reduce((n, sa) => n + sa.children.length, 0);
+  return `${gateway.engine.policies.length} connections, ${s.ikeSas.length} IKE SAs, ${children} Child SAs; configuration ${s.config?.hash ?? '-'}`;
+}
+
+/** One line for the log and the service manager about what a reload did. */
+function reloadSummary(r: ReloadResult): string {
+  const list = (what: string, names: string[]) => (names.length ? `${what}: ${names.join(', ')}` : '');
+  const parts = [list('added', r.added), list('removed', r.removed), list('changed', r.changed)].filter(Boolean);
+  const restart = r.needsRestart.length ? `; needs a restart (kept as running): ${r.needsRestart.join(', ')}` : '';
+  return `configuration ${r.config.hash ?? '-'} loaded${parts.length ? `; ${parts.join('; ')}` : '; no connection changed'}${restart}`;
+}
+
+/**
+ * Tell the service manager about reloads (RELOADING=1 ... READY=1) and log
+ * their outcome; SIGHUP starts one. The control socket's `reload` goes through
+ * the same Gateway.reload, so both are framed alike.
+ */
+function serveReloads(gateway: Gateway, notifier: ServiceNotifier, log: Logger): () => void {
+  gateway.on('reloading', () => notifier.reloading('reloading the configuration'));
+  gateway.on('reloaded', (result, error) => {
+    if (error) log.error({ reason: error.message }, 'reload refused: the running configuration stays');
+    else if (result) {
+      const line = reloadSummary(result);
+      if (result.needsRestart.length > 0) log.warn({ needsRestart: result.needsRestart }, line);
+      else log.info({ added: result.added, removed: result.removed, changed: result.changed }, line);
+    }
+    notifier.ready(serviceStatus(gateway));
+  });
+  const onHup = () => {
+    log.info('SIGHUP: reloading the configuration');
+    gateway.reload().catch(() => undefined);
+  };
+  process.on('SIGHUP', onHup);
+  return () => process.off('SIGHUP', onHup);
+}
+
 async function gatewayCommand(opts: { config: string; socket?: string }, globals: GlobalOptions): Promise<number> {
   const { gateway, log } = loadGateway(opts.config, globals);
   const stop = untilSignal(log);
+  const notifier = serviceNotifier({ onError: (err) => log.warn({ reason: err.message }, 'cannot notify the service manager') });
+  let stopReloads = () => {};
   try {
     logEvents(gateway, log);
     await startGateway(gateway);
     const server = await serveSocket(gateway, socketOf(opts.socket), log);
-    log.info({ config: opts.config, socket: server.path, connections: gateway.engine.policies.map((p) => p.name) }, 'gateway running; SIGINT or SIGTERM stops it');
+    stopReloads = serveReloads(gateway, notifier, log);
+    // READY=1 once listening with the connections to start begun (systemd's Type=notify).
+    notifier.ready(serviceStatus(gateway));
+    log.info({ config: opts.config, socket: server.path, connections: gateway.engine.policies.map((p) => p.name) }, 'gateway running; SIGHUP reloads the configuration, SIGINT or SIGTERM stops it');
     const signal = await stop.signal;
+    notifier.stopping(`stopping on ${signal}: deleting SAs`);
     log.info({ signal }, 'stopping: deleting SAs');
     await shutdown(gateway, server, log);
     log.info('stopped');
     return EXIT_OK;
   } finally {
+    stopReloads();
+    notifier.close();
     stop.dispose();
   }
+}
+
+async function reloadCommand(opts: { json?: boolean; socket?: string }): Promise<number> {
+  let result: ReloadResult;
+  try {
+    result = await askGateway(opts.socket, (c) => c.reload());
+  } catch (err) {
+    // The gateway refused the file: its precise error, as at start.
+    if (err instanceof ControlRequestError) throw new CliExit(EXIT_FAILURE, `reload refused, the running configuration stays:\n${err.message}`);
+    throw err;
+  }
+  await stdout(opts.json ? json(result) : reloadSummary(result));
+  return EXIT_OK;
+}
+
+async function topCommand(opts: { socket?: string; interval?: string }): Promise<number> {
+  const interval = opts.interval === undefined ? 1 : Number(opts.interval);
+  if (!/^\d+(\.\d+)?$/.test(opts.interval ?? '1') || !(interval >= 0.2 && interval <= 60)) {
+    throw new CliExit(EXIT_USAGE, `top: --interval must be a number of seconds from 0.2 to 60, got ${JSON.stringify(opts.interval)}`);
+  }
+  const { path, privateDir } = socketOf(opts.socket);
+  const out = process.stdout;
+  await runTop({
+    // One connection per refresh: a gateway that restarts is picked up again.
+    fetchStatus: () => controlRequest(path, (c) => c.status({ timeoutMs: 5000 }), { privateDir }),
+    term: {
+      get columns() { return out.columns ?? 80; },
+      get rows() { return out.rows ?? 24; },
+      write: (text) => void out.write(text),
+    },
+    input: process.stdin,
+    intervalMs: interval * 1000,
+  });
+  return EXIT_OK;
 }
 
 interface UpOptions {
@@ -434,6 +518,22 @@ function buildProgram(setExit: (code: number) => void): Command {
     .option('-s, --socket <path>', `control socket (default: ${defaultSocketPath()})`)
     .addHelpText('after', examples('$ ikeclone status', '$ ikeclone status --json --socket /tmp/gw.sock | jq \'.ikeSas[].children\''))
     .action(async (opts: { json?: boolean; socket?: string }) => setExit(await statusCommand(opts)));
+
+  program
+    .command('reload')
+    .description('make the running gateway re-read its configuration file (as SIGHUP does): new connections are loaded, removed ones deleted, changed ones apply to new SAs; SAs of unchanged connections keep running')
+    .option('-s, --socket <path>', `control socket (default: ${defaultSocketPath()})`)
+    .option('--json', 'print what changed (added, removed, changed, unchanged, needsRestart, config) as JSON')
+    .addHelpText('after', examples('$ ikeclone reload', '$ ikeclone reload --json --socket /tmp/gw.sock', '$ systemctl reload ikeclone   # the same, through the service (SIGHUP)'))
+    .action(async (opts: { json?: boolean; socket?: string }) => setExit(await reloadCommand(opts)));
+
+  program
+    .command('top')
+    .description('a live view of the running gateway: per-worker packet and bit rates and drops, clone families, the busiest Child SAs; q quits')
+    .option('-s, --socket <path>', `control socket (default: ${defaultSocketPath()})`)
+    .option('-i, --interval <seconds>', 'refresh interval in seconds', '1')
+    .addHelpText('after', examples('$ ikeclone top', '$ ikeclone top --socket /tmp/gw.sock --interval 2'))
+    .action(async (opts: { socket?: string; interval?: string }) => setExit(await topCommand(opts)));
 
   program.addHelpText('after', examples(
     '$ ikeclone demo',

@@ -56,6 +56,9 @@
  *                              # workers (each its own, one thread hand-off per packet) | io-thread
  *   esp: auto                  # auto: raw ESP (IP protocol 50) when no NAT was detected and raw
  *                              # sockets are available (root), else UDP 4500 (RFC 3948) | udp: always UDP
+ * metrics:                     # optional, off by default: Prometheus metrics over HTTP (GET /metrics)
+ *   listen: 127.0.0.1:9710     # ADDRESS:PORT ([::1]:9710 for IPv6); an address other than loopback
+ *                              # is served too, with a warning (the series tell traffic volumes)
  * connections:                 # default: none
  *   <name>:                    # letters, digits, '.', '_', '-'; starts with a letter or digit
  *     local_addrs: [192.0.2.1] # IP literals this connection uses; default: any (%any)
@@ -157,9 +160,21 @@ import {
 import { PSK_EXPECTED, certificate, keylogDir, privateKey, pskFile, pskValue, publicKeyOrCert, subjectDer } from './secrets.js';
 import type {
   AuthMethod, ChildConfig, CloneConfig, ConnectionConfig, DataplaneConfig, EndpointConfig, GatewayConfig, ListenConfig, LimitsConfig,
-  LogLevel, PoolConfig, RetransmitConfig, TrafficSelectorConfig,
+  LogLevel, MetricsConfig, PoolConfig, RetransmitConfig, TrafficSelectorConfig,
 } from './types.js';
 import { LOG_LEVELS } from './types.js';
+
+const METRICS_LISTEN_EXPECTED = 'ADDRESS:PORT with an IP literal and a port from 1 to 65535, e.g. 127.0.0.1:9710 or [::1]:9710';
+
+/** metrics.listen: "127.0.0.1:9710" or "[::1]:9710". */
+function metricsListen(v: unknown): MetricsConfig | Problem {
+  if (typeof v !== 'string') return new Problem(got(v), METRICS_LISTEN_EXPECTED);
+  const m = /^(?:\[([^\]]+)\]|([^:\[\]]+)):(\d{1,5})$/.exec(v);
+  const ip = ipLiteral(m?.[1] ?? m?.[2] ?? '');
+  const port = Number(m?.[3]);
+  if (!m || !ip.ok || !Number.isInteger(port) || port < 1 || port > 65535) return new Problem(got(v), METRICS_LISTEN_EXPECTED);
+  return { address: ip.value, port };
+}
 
 const WORKERS_EXPECTED = `auto or an integer from 1 to ${MAX_WORKERS}`;
 
@@ -459,8 +474,11 @@ export function gatewaySchema(ctx: Ctx) {
       ...(d.esp !== 'auto' ? { esp: d.esp } : {}),
       ...(d.output !== 'workers' ? { output: d.output } : {}),
     })),
+    metrics: section({
+      listen: leaf(withDefault<MetricsConfig | undefined>(undefined, metricsListen)),
+    }, 'a mapping with listen'),
     connections: namedMap(connectionSchema(ctx), 'a mapping of connection names to connection options'),
-  }, 'a mapping with log, keylog, listen, limits, retransmit, dataplane, connections').transform((raw): GatewayConfig => {
+  }, 'a mapping with log, keylog, listen, limits, retransmit, dataplane, metrics, connections').transform((raw): GatewayConfig => {
     const out: GatewayConfig = {
       log: raw.log,
       listen: raw.listen,
@@ -470,6 +488,7 @@ export function gatewaySchema(ctx: Ctx) {
       connections: Object.entries(raw.connections).map(([name, c]) => ({ name, ...c })),
     };
     if (raw.keylog !== undefined) out.keylog = raw.keylog;
+    if (raw.metrics?.listen !== undefined) out.metrics = raw.metrics.listen;
     return out;
   });
 }

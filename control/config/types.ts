@@ -166,6 +166,14 @@ export interface GatewayConfig {
   dataplane: DataplaneConfig;
   /** In file order. */
   connections: ConnectionConfig[];
+  /** Prometheus metrics over HTTP; undefined = off. */
+  metrics?: MetricsConfig;
+}
+
+/** Where the gateway serves /metrics (control/api/metrics.ts). */
+export interface MetricsConfig {
+  address: string;
+  port: number;
 }
 
 /** Connection and child names: map keys in the file, so they must be usable as identifiers in paths and logs. */

@@ -121,6 +121,15 @@ export interface EngineStats {
   drops: Record<string, number>;
   /** CREATE_CHILD_SA requests we refused, by notify name (refusals.ts). */
   refusals: Record<string, number>;
+  /**
+   * Exchanges completed, by `TYPE.role.result` (e.g. `IKE_AUTH.responder.ok`,
+   * `CREATE_CHILD_SA.initiator.failed`): exchange type name, initiator or
+   * responder, ok or failed (an error notify, or no response at all). Bounded:
+   * only exchange types the engine runs or classified appear.
+   */
+  exchanges: Record<string, number>;
+  /** Rekeys completed (either end started them): Child SAs and IKE SAs (RFC 7296 §1.3.2, §1.3.3). */
+  rekeys: { child: number; ike: number };
 }
 
 /** The two nonces of one CREATE_CHILD_SA exchange: [Ni, Nr]. */

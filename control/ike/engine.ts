@@ -32,11 +32,11 @@ import { openMessage, sealMessage } from './protect.js';
 import { classifyRequest, type RequestKind } from './requests.js';
 import { SaTable } from './sa-table.js';
 import type { Datagram, Endpoint, SendFn } from './transport.js';
-import { notify } from './payload-builders.js';
+import { errorNotify, notify } from './payload-builders.js';
 import { IkeSaInitInitiator, rejectInitRequest, respondIkeSaInit } from './exchanges/ike-init.js';
 import { IkeAuthInitiator, respondIkeAuth, startRemainingChildren, waitEstablished } from './exchanges/ike-auth.js';
 import { createChildSa, respondCreateChildSa } from './exchanges/child-create.js';
-import { rekeyChildSa, respondChildRekey } from './exchanges/child-rekey.js';
+import { ChildRekeyInitiator, rekeyChildSa, respondChildRekey } from './exchanges/child-rekey.js';
 import { rekeyIkeSa, respondIkeRekey } from './exchanges/ike-rekey.js';
 import { cloneIkeSa, respondIkeClone } from './exchanges/ike-clone.js';
 import { noteCreateChildSaRefusal } from './refusals.js';
@@ -52,6 +52,11 @@ import { NatKeepalive } from './nat-keepalive.js';
 export type { EngineLimits, MobilityOptions, RetransmitPolicy } from './defaults.js';
 export { DEFAULT_LIMITS, DEFAULT_RETRANSMIT } from './defaults.js';
 export type { DropReason, EngineEvents, EngineStats, IkeEngineOptions, MessageTrace } from './context.js';
+
+/** An exchange failed when its response carries an error notify (RFC 7296 §3.10.1: types below 16384). */
+function carriesError(payloads: Payload[]): boolean {
+  return errorNotify(payloads) !== undefined;
+}
 
 /** Digest of a request whose response is cached (RFC 7296 §2.1: retransmissions are byte-identical). */
 function requestDigest(bytes: Uint8Array): Uint8Array {
@@ -75,7 +80,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
   readonly liveness: LivenessMonitor;
   readonly keepalive: NatKeepalive;
   readonly deletion: DeletionAudit;
-  readonly stats: EngineStats = { received: 0, sent: 0, retransmits: 0, responsesFromCache: 0, drops: {}, refusals: {} };
+  readonly stats: EngineStats = { received: 0, sent: 0, retransmits: 0, responsesFromCache: 0, drops: {}, refusals: {}, exchanges: {}, rekeys: { child: 0, ike: 0 } };
   /** IKE SAs, Child SAs, half-open SAs, sessions and the peer index. */
   readonly table: SaTable;
   /** The COOKIE secret (RFC 7296 §2.6), rotated by the gateway. */
@@ -110,6 +115,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
     this.liveness = new LivenessMonitor(this, opts.lifecycle);
     this.keepalive = new NatKeepalive(this, opts.sendKeepalive);
     this.deletion = new DeletionAudit(this, opts.lifecycle);
+    this.on('ike-rekeyed', () => this.stats.rekeys.ike++);
   }
 
   // ------------------------------------------------------- the SA table
@@ -323,6 +329,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
           : `no response to ${out.exchange.name} after ${out.tries} retransmissions`;
         this.log.warn({ ike: sa.id, exchange: out.exchange.name }, 'peer not answering, deleting IKE SA');
         sa.outstanding = undefined;
+        this.countExchange(out.exchange.exchangeType, 'initiator', false);
         if (sa.state === 'established') this.emit('peer-dead', sa);
         out.exchange.abort?.(sa, reason);
         this.deleteIkeSa(sa, reason);
@@ -363,7 +370,10 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
 
     if (h.exchangeType === ExchangeType.IKE_SA_INIT && !isResponse) {
       if (!fromOriginalInitiator) return this.countDrop('bad-flags', 'IKE_SA_INIT request without the I flag');
+      // Counted ok when it made a half-open SA; a refusal or a COOKIE challenge counts as failed.
+      const halfOpen = this.table.halfOpen.size;
       respondIkeSaInit(this, msg, d);
+      this.countExchange(ExchangeType.IKE_SA_INIT, 'responder', this.table.halfOpen.size > halfOpen);
       return;
     }
     // RFC 7296 §3.1: our SPI is the responder SPI when the sender is the original initiator.
@@ -412,6 +422,9 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
       this.transmit(sa, out.exchange, out.messageId);
       return;
     }
+    const ok = !carriesError(payloads) && sa.state !== 'dead';
+    this.countExchange(h.exchangeType, 'initiator', ok);
+    if (ok && out.exchange instanceof ChildRekeyInitiator) this.stats.rekeys.child++;
     this.kick(sa);
   }
 
@@ -448,6 +461,9 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
     this.trace?.({ direction: 'in', sa, exchangeType: h.exchangeType, response: false, messageId: h.messageId, payloads });
     const result = this.collisions.guard(sa, kind, payloads) ?? this.respond(kind, sa, payloads, d);
     if (h.exchangeType === ExchangeType.CREATE_CHILD_SA) noteCreateChildSaRefusal(this, sa, payloads, result.payloads);
+    const ok = !carriesError(result.payloads);
+    this.countExchange(h.exchangeType, 'responder', ok);
+    if (ok && kind === 'child-rekey') this.stats.rekeys.child++;
     if (sa.state !== 'dead' || result.after) this.sendResponse(sa, h.exchangeType, h.messageId, result.payloads, d);
     result.after?.();
   }
@@ -517,6 +533,12 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
     this.stats.sent++;
     this.keepalive.noteSent(local, remote);
     this.sendFn({ bytes, local, remote });
+  }
+
+  /** Counts a completed exchange by type name, our role and its result (stats.exchanges). */
+  private countExchange(exchangeType: number, role: 'initiator' | 'responder', ok: boolean): void {
+    const key = `${exchangeName(exchangeType)}.${role}.${ok ? 'ok' : 'failed'}`;
+    this.stats.exchanges[key] = (this.stats.exchanges[key] ?? 0) + 1;
   }
 
   countDrop(reason: DropReason, detail: string): void {

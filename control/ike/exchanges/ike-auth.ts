@@ -151,7 +151,7 @@ export class IkeAuthInitiator implements InitiatorExchange {
     const failure = peerAuthFailure(sa, idr, auth, payloads, wallTime(engine));
     if (failure) {
       this.release();
-      engine.log.warn({ ike: sa.id, remote: sa.remote.address, reason: failure }, 'IKE_AUTH failed: responder not authenticated');
+      // deleteIkeSa logs the reason ('IKE SA failed'): one warning, no stack trace.
       engine.deleteIkeSa(sa, `responder not authenticated (AUTHENTICATION_FAILED): ${failure}`);
       return;
     }

@@ -24,8 +24,18 @@ export function connectionPolicy(conn: ConnectionConfig, fallbackLocal: string |
   }
   const localAuth: LocalAuth =
     conn.local.auth === 'psk' ? { method: 'psk', ...(conn.psk ? { psk: conn.psk } : {}) } : { method: 'pubkey', signingKey: loadSigningKey(conn.local.key!) };
+  const [endEntity, ...intermediates] = conn.local.certs ?? [];
+  if (localAuth.method === 'pubkey' && endEntity) localAuth.certificates = { endEntity, intermediates };
   const remoteAuth: RemoteAuth =
-    conn.remote.auth === 'psk' ? { method: 'psk', ...(conn.psk ? { psk: conn.psk } : {}) } : { method: 'pubkey', verifyKey: loadVerifyKey(conn.remote.pubkey!) };
+    conn.remote.auth === 'psk'
+      ? { method: 'psk', ...(conn.psk ? { psk: conn.psk } : {}) }
+      : { method: 'pubkey', ...(conn.remote.pubkey !== undefined ? { verifyKey: loadVerifyKey(conn.remote.pubkey) } : {}) };
+  // RFC 7296 §3.6, RFC 4945: a chain to remote.cacerts, checked against remote.crls.
+  if (remoteAuth.method === 'pubkey' && conn.remote.cacerts) {
+    remoteAuth.trustAnchors = conn.remote.cacerts;
+    remoteAuth.crls = conn.remote.crls ?? [];
+    remoteAuth.revocation = conn.remote.revocation ?? 'relaxed';
+  }
   return {
     name: conn.name,
     localAddrs: conn.localAddrs,
@@ -36,6 +46,8 @@ export function connectionPolicy(conn: ConnectionConfig, fallbackLocal: string |
     remoteId: conn.remote.id,
     localAuth,
     remoteAuth,
+    sendCert: conn.sendCert ?? 'ifasked',
+    sendCertreq: conn.sendCertreq ?? true,
     mobike: conn.mobike,
     forceEncap: conn.encap,
     cloneSupport: conn.clone.supported,

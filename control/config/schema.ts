@@ -150,7 +150,10 @@ import {
   PORT, TS_EXPECTED, boolean, count, duration, durationOrPercent, identityOrAny, integer, interval, ipLiteral, leaf, listOf, localAddress,
   namedMap, oneOf, pool, proposals, remoteAddress, section, trafficSelector, vip, withDefault, type Ctx,
 } from './fields.js';
-import { PSK_EXPECTED, certificate, keylogDir, privateKey, pskFile, pskValue, publicKeyOrCert, subjectDer } from './secrets.js';
+import { PSK_EXPECTED, certificate, certificateFiles, crlFiles, keylogDir, privateKey, pskFile, pskValue, publicKeyOrCert, subjectDer } from './secrets.js';
+import { keyMatchesCertificate, parseCertificate } from '../crypto/x509/index.js';
+import { certificateSubjectDer } from '../crypto/der.js';
+import { signingKeyFromPrivateKey } from '../crypto/auth.js';
 import type {
   AuthMethod, ChildConfig, CloneConfig, ConnectionConfig, DataplaneConfig, EndpointConfig, GatewayConfig, ListenConfig, LimitsConfig,
   LogLevel, PoolConfig, RetransmitConfig, TrafficSelectorConfig,
@@ -174,7 +177,8 @@ function localEndpointSchema(ctx: Ctx) {
     auth: leaf(withDefault<AuthMethod | undefined>(undefined, AUTH)),
     key: leaf(privateKey(ctx)),
     cert: leaf(certificate(ctx)),
-  }, 'a mapping with id, auth, key, cert');
+    certs: leaf(certificateFiles(ctx)),
+  }, 'a mapping with id, auth, key, certs, cert');
 }
 
 function remoteEndpointSchema(ctx: Ctx) {
@@ -182,7 +186,10 @@ function remoteEndpointSchema(ctx: Ctx) {
     id: leaf(identityOrAny(true)),
     auth: leaf(withDefault<AuthMethod | undefined>(undefined, AUTH)),
     pubkey: leaf(publicKeyOrCert(ctx)),
-  }, 'a mapping with id, auth, pubkey');
+    cacerts: leaf(certificateFiles(ctx)),
+    crls: leaf(crlFiles(ctx)),
+    revocation: leaf(withDefault<'strict' | 'ifuri' | 'relaxed' | undefined>(undefined, oneOf(['strict', 'ifuri', 'relaxed'] as const))),
+  }, 'a mapping with id, auth, pubkey, cacerts, crls, revocation');
 }
 
 function cloneSchema() {
@@ -267,6 +274,8 @@ export function connectionSchema(ctx: Ctx) {
     remote: remoteEndpointSchema(ctx),
     psk: leaf(pskValue),
     psk_file: leaf(pskFile(ctx)),
+    send_cert: leaf(withDefault<'ifasked' | 'always' | 'never' | undefined>(undefined, oneOf(['ifasked', 'always', 'never'] as const))),
+    send_certreq: leaf(withDefault<boolean | undefined>(undefined, boolean)),
     mobike: leaf(withDefault(true, boolean)),
     encap: leaf(withDefault(false, boolean)),
     clone: cloneSchema(),
@@ -317,15 +326,37 @@ export function connectionSchema(ctx: Ctx) {
     if (raw.local.cert !== undefined && raw.local.key !== undefined && !raw.local.cert.cert.checkPrivateKey(raw.local.key.key)) {
       problem(['local', 'cert'], 'the certificate is not for local.key', 'the certificate of the private key in local.key');
     }
-    if (remoteAuth === 'pubkey' && raw.remote.pubkey === undefined) {
-      problem(['remote', 'pubkey'], 'missing, but remote.auth is pubkey', "the peer's PEM public key or certificate (file path or PEM text)");
+    // Certificates (RFC 7296 §3.6): local.certs is our end entity first, then intermediates.
+    if (raw.local.cert !== undefined && raw.local.certs !== undefined) problem(['local', 'certs'], 'both cert and certs are set', 'only one of cert and certs');
+    if (localAuth === 'psk' && (raw.local.certs ?? raw.local.cert) !== undefined) {
+      problem(['local', raw.local.certs !== undefined ? 'certs' : 'cert'], 'set, but local.auth is psk', 'no certificate, or auth: pubkey');
+    }
+    const localEe = raw.local.certs?.[0];
+    if (localEe !== undefined && raw.local.key !== undefined) {
+      const signing = signingKeyFromPrivateKey(raw.local.key.key);
+      if (!signing.ok) problem(['local', 'key'], signing.error, 'an Ed25519, ECDSA P-256/P-384 or RSA private key');
+      else if (!keyMatchesCertificate(signing.value, localEe)) {
+        problem(['local', 'certs'], `the first certificate ("${localEe.subjectText}") is not for local.key`, 'the certificate of the private key in local.key first, then intermediates');
+      }
+    }
+    const remoteCerts = raw.remote.cacerts !== undefined || raw.remote.crls !== undefined || raw.remote.revocation !== undefined;
+    if (remoteAuth === 'pubkey' && raw.remote.pubkey === undefined && raw.remote.cacerts === undefined) {
+      problem(['remote', 'pubkey'], 'missing, but remote.auth is pubkey', "the peer's PEM public key or certificate (file path or PEM text), or remote.cacerts");
     }
     if (remoteAuth === 'psk' && raw.remote.pubkey !== undefined) problem(['remote', 'pubkey'], 'set, but remote.auth is psk', 'no pubkey, or auth: pubkey');
+    if (remoteAuth === 'psk' && remoteCerts) {
+      const key = raw.remote.cacerts !== undefined ? 'cacerts' : raw.remote.crls !== undefined ? 'crls' : 'revocation';
+      problem(['remote', key], 'set, but remote.auth is psk', `no ${key}, or auth: pubkey`);
+    }
+    if (raw.remote.cacerts === undefined && (raw.remote.crls !== undefined || raw.remote.revocation !== undefined)) {
+      problem(['remote', raw.remote.crls !== undefined ? 'crls' : 'revocation'], 'set, but remote.cacerts is not', 'remote.cacerts to validate certificates against');
+    }
 
     // Our identity: as configured, else the certificate subject, else our single address.
     let localId: Identity | 'any' = raw.local.id ?? 'any';
-    if (raw.local.id === undefined && raw.local.cert !== undefined) {
-      localId = { idType: IdType.DER_ASN1_DN, data: subjectDer(raw.local.cert.cert) ?? new Uint8Array(0) };
+    if (raw.local.id === undefined && (localEe !== undefined || raw.local.cert !== undefined)) {
+      const subject = localEe !== undefined ? certificateSubjectDer(localEe.der) : subjectDer(raw.local.cert!.cert);
+      localId = { idType: IdType.DER_ASN1_DN, data: subject ?? new Uint8Array(0) };
       if (localId.data.length === 0) localId = 'any';
     } else if (raw.local.id === undefined && localAddrs.length === 1) {
       localId = identityFromAddress(localAddrs[0]!) ?? 'any';
@@ -367,8 +398,16 @@ export function connectionSchema(ctx: Ctx) {
     const local: EndpointConfig = { id: localId, auth: localAuth };
     if (raw.local.key !== undefined) local.key = raw.local.key.pem;
     if (raw.local.cert !== undefined) local.cert = raw.local.cert.pem;
+    if (raw.local.certs !== undefined) local.certs = raw.local.certs;
+    else if (raw.local.cert !== undefined) {
+      const parsed = parseCertificate(new Uint8Array(raw.local.cert.cert.raw));
+      if (parsed.ok) local.certs = [parsed.value];
+    }
     const remote: EndpointConfig = { id: raw.remote.id ?? 'any', auth: remoteAuth };
     if (raw.remote.pubkey !== undefined) remote.pubkey = raw.remote.pubkey;
+    if (raw.remote.cacerts !== undefined) remote.cacerts = raw.remote.cacerts;
+    if (raw.remote.crls !== undefined) remote.crls = raw.remote.crls;
+    if (raw.remote.revocation !== undefined) remote.revocation = raw.remote.revocation;
 
     const conn: Omit<ConnectionConfig, 'name'> = {
       localAddrs,
@@ -391,6 +430,8 @@ export function connectionSchema(ctx: Ctx) {
       children: Object.entries(raw.children).map(([name, child]) => ({ name, ...child })),
     };
     if (psk !== undefined) conn.psk = psk;
+    if (raw.send_cert !== undefined) conn.sendCert = raw.send_cert;
+    if (raw.send_certreq !== undefined) conn.sendCertreq = raw.send_certreq;
     if (raw.dpd_action !== undefined) conn.dpdAction = raw.dpd_action;
     if (raw.keepalive !== undefined) conn.keepalive = raw.keepalive;
     return conn;

@@ -4,6 +4,7 @@
 // comes from are documented at the top of control/config/schema.ts.
 import type { Identity } from '../ike/identity.js';
 import type { ProposalSpec } from './proposal.js';
+import type { ParsedCertificate, ParsedCrl, RevocationPolicy, SendCertPolicy } from '../crypto/x509/index.js';
 
 /** pino's levels, and silent: what log.level and the CLI's --log-level accept. */
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -69,6 +70,17 @@ export interface EndpointConfig {
   cert?: string;
   /** Remote, pubkey: the peer's public key or certificate, PEM text. */
   pubkey?: string;
+  /**
+   * Local: our certificate chain (local.certs, or local.cert), end entity
+   * first: sent in CERT payloads (RFC 7296 §3.6).
+   */
+  certs?: ParsedCertificate[];
+  /** Remote: trust anchors for the peer's chain (remote.cacerts). */
+  cacerts?: ParsedCertificate[];
+  /** Remote: CRLs (remote.crls). */
+  crls?: ParsedCrl[];
+  /** Remote: revocation checking (remote.revocation; absent: relaxed). */
+  revocation?: RevocationPolicy;
 }
 
 export interface CloneConfig {
@@ -133,6 +145,10 @@ export interface ConnectionConfig {
   remote: EndpointConfig;
   /** The pre-shared key, when either side authenticates with psk. */
   psk?: Uint8Array;
+  /** send_cert (absent: ifasked). */
+  sendCert?: SendCertPolicy;
+  /** send_certreq (absent: true). */
+  sendCertreq?: boolean;
   mobike: boolean;
   encap: boolean;
   clone: CloneConfig;

@@ -69,24 +69,46 @@
  *                              # "default" stands for DEFAULT_IKE_PROPOSALS, which is also the default
  *     local:
  *       id: gw.example.org     # our identity (control/ike/identity.ts forms: IP, FQDN,
- *                              # user@fqdn, @#keyid, DN). Default: the certificate's subject when cert is
- *                              # set, else the single local_addrs address, else the address the
- *                              # IKE SA uses (EndpointConfig.id = 'any')
+ *                              # user@fqdn, @#keyid, DN). Default: the certificate's subject when certs
+ *                              # or cert is set, else the single local_addrs address, else the address
+ *                              # the IKE SA uses (EndpointConfig.id = 'any'). With a certificate, the
+ *                              # peer checks that it names this ID (subjectAltName dNSName, rfc822Name,
+ *                              # iPAddress, or the subject DN; RFC 4945 §3.1)
  *       auth: psk              # psk | pubkey; default psk when the connection has a psk or
  *                              # psk_file, else pubkey
- *       key: gw.key.pem        # pubkey: REQUIRED private key (PEM: path relative to this file's
- *                              # directory, or the PEM text itself)
- *       cert: gw.cert.pem      # optional certificate for our key (sent in CERT payloads)
+ *       key: gw.key.pem        # pubkey: REQUIRED private key (PEM: PKCS#8, SEC1 or PKCS#1; path
+ *                              # relative to this file's directory, or the PEM text itself)
+ *       certs: [gw.pem, intermediate.pem]  # optional: our certificate (the one for key, first) and
+ *                              # the intermediate CAs above it, files (PEM, one or more
+ *                              # certificates each, or DER), sent in CERT payloads (RFC 7296 §3.6)
+ *                              # per send_cert; "the first certificate is not for local.key" is an error
+ *       cert: gw.cert.pem      # instead of certs: one certificate, file or PEM text
  *     remote:
  *       id: client.example.org # the peer's identity or a pattern ("*.example.org",
  *                              # "*@example.org", "CN=*"); default %any (any identity)
  *       auth: psk              # psk | pubkey; same default as local.auth
- *       pubkey: client.pub.pem # pubkey: REQUIRED public key or certificate of the peer (PEM path or text)
+ *       pubkey: client.pub.pem # pubkey: the peer's public key or certificate (PEM path or text),
+ *                              # pinned; REQUIRED with pubkey unless cacerts is set
+ *       cacerts: [root.pem]    # pubkey: trust anchors (files, as certs). The peer must send its
+ *                              # certificate chain in CERT payloads; it is validated to one of these
+ *                              # (signatures, validity at the gateway's clock, basicConstraints and
+ *                              # path length, keyUsage/extendedKeyUsage, name constraints) and must
+ *                              # name the peer's ID; we send CERTREQ with their key hashes (§3.7).
+ *                              # A peer that sends no certificate is checked against pubkey, if set
+ *       crls: [intermediate.crl]  # with cacerts: CRL files (PEM or DER) that revoke certificates;
+ *                              # cRLDistributionPoints that are file: URIs are read too (never fetched)
+ *       revocation: relaxed    # with cacerts: strict (every certificate's status must be known from
+ *                              # a current CRL) | ifuri (fail when a distribution point is named but
+ *                              # no CRL can be had) | relaxed (fail only when revoked)
  *     psk: "a long shared secret"  # REQUIRED when local.auth or remote.auth is psk, and only
  *                              # allowed then. Text (UTF-8), 0x<hex> or 0s<base64>; at least
  *                              # 16 octets: a PSK is the only secret behind AUTH, and short ones
  *                              # fall to offline guessing (RFC 7296 §2.15)
  *     psk_file: peer.psk       # instead of psk: a file holding it (one trailing newline ignored)
+ *     send_cert: ifasked       # our CERT payloads: ifasked (after the peer sent a CERTREQ, as
+ *                              # strongSwan) | always | never (the peer must have our certificate)
+ *     send_certreq: yes        # send CERTREQ naming remote.cacerts (IKE_SA_INIT response, IKE_AUTH
+ *                              # request)
  *     mobike: true             # announce MOBIKE (RFC 4555)
  *     encap: false             # force UDP encapsulation of ESP even without NAT (RFC 3948)
  *     clone:                   # RFC 7791 IKE SA cloning

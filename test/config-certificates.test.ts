@@ -91,9 +91,28 @@ describe('certificate configuration', () => {
     expect(problem(yaml(bob, trust, '    send_cert: maybe')).path).toBe('connections.site.send_cert');
   });
 
+  it('local.auth rsa/pss needs an RSA key; with an ECDSA key it is an error', () => {
+    const e = problem(yaml('auth: rsa/pss\nkey: bob.key\ncerts: [bob.pem, int.pem]', trust));
+    expect(e.path).toBe('connections.site.local.auth');
+    expect(e.problems[0]!.problem).toMatch(/rsa\/pss, but local\.key is a ec key/);
+  });
+
   it('pubkey without pubkey or cacerts says what is missing', () => {
     const e = problem(yaml(bob, 'auth: pubkey'));
     expect(e.path).toBe('connections.site.remote.pubkey');
     expect(e.expected).toMatch(/or remote\.cacerts/);
+  });
+});
+
+describe('certificate configuration with RSA keys', () => {
+  const rsa = new CertPeers('rsa-2048');
+  beforeAll(() => void rsa.make(), 60_000);
+  afterAll(() => rsa.cleanup());
+
+  it('local.auth rsa/pss signs with RSASSA-PSS, pubkey with PKCS#1 v1.5', () => {
+    const text = (auth: string) => yaml(`auth: ${auth}\nkey: bob.key\ncerts: [bob.pem, int.pem]`, trust);
+    const policy = (auth: string) => connectionPolicy(parseConfig(text(auth), join(rsa.pki.dir, 'ikeclone.yaml')).connections[0]!, undefined);
+    expect(policy('rsa/pss').localAuth.signingKey).toMatchObject({ kind: 'rsa', rsaPadding: 'pss' });
+    expect(policy('pubkey').localAuth.signingKey).toMatchObject({ kind: 'rsa', rsaPadding: 'pkcs1' });
   });
 });

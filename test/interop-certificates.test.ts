@@ -1,6 +1,7 @@
 // Certificate authentication against strongSwan's charon (5.9.8) in network
 // namespaces, both directions, with a chain (root CA, intermediate CA, end
-// entity) the test makes with strongSwan's pki: CERT payloads carry the end
+// entity) the test makes with strongSwan's pki, for ECDSA P-256, Ed25519 and
+// RSA 3072 signing with RSASSA-PSS: CERT payloads carry the end
 // entity and the intermediate (RFC 7296 §3.6), CERTREQ names the root (§3.7),
 // each end validates the other's chain and binds its ID (RFC 4945 §3.1). A
 // revoked certificate presented by charon is refused with
@@ -17,7 +18,7 @@ import { interopTest } from './support/prereq.js';
 import type { PrereqName } from './support/prereq.js';
 import { useNetnsSuite } from './support/netns-suite.js';
 import { waitFor } from './support/proc.js';
-import { decode, startCapture } from './support/tshark.js';
+import { DEFAULT_IKE_FILTER, decode, startCapture } from './support/tshark.js';
 import { startIkeclone } from './support/ikeclone-proc.js';
 import type { Ikeclone } from './support/ikeclone-proc.js';
 import { TestPki, type PkiKeyType } from './support/pki.js';
@@ -40,7 +41,13 @@ function makePki(keyType: PkiKeyType): TestPki {
   return pki;
 }
 
-function charonConnections(topo: Topology, cert: string): string {
+/** RSA keys sign with RSASSA-PSS on both ends (swanctl's and our local.auth rsa/pss), else pubkey. */
+const localAuth = (keyType: PkiKeyType): string => (keyType === 'rsa-pss-3072' ? 'rsa/pss' : 'pubkey');
+
+/** The signature scheme charon names when it verified our AUTH payload. */
+const SCHEME: Partial<Record<PkiKeyType, RegExp>> = { 'ecdsa-p256': /ECDSA_WITH_SHA\S*/, ed25519: /ED25519/, 'rsa-pss-3072': /RSA_EMSA_PSS\S*/ };
+
+function charonConnections(topo: Topology, cert: string, keyType: PkiKeyType): string {
   const l = topo.links[0]!;
   return `connections {
   ikeclone {
@@ -49,7 +56,7 @@ function charonConnections(topo: Topology, cert: string): string {
     remote_addrs = ${l.aAddr}
     proposals = ${IKE}
     local {
-      auth = pubkey
+      auth = ${localAuth(keyType)}
       certs = ${cert}.pem
       id = charon.interop.test
     }
@@ -80,7 +87,7 @@ function ikecloneConfig(topo: Topology, pki: TestPki, startAction: 'start' | 'no
         local_addrs: [l.aAddr],
         remote_addrs: [l.bAddr],
         ike: [IKE],
-        local: { id: 'ikeclone.interop.test', auth: 'pubkey', key: pki.path('ikeclone.key'), certs: [pki.path('ikeclone.pem'), pki.path('int.pem')] },
+        local: { id: 'ikeclone.interop.test', auth: localAuth(pki.keyType), key: pki.path('ikeclone.key'), certs: [pki.path('ikeclone.pem'), pki.path('int.pem')] },
         remote: { id: 'charon.interop.test', auth: 'pubkey', cacerts: [pki.path('root.pem')], crls: [pki.path('int.crl')] },
         start_action: startAction,
         children: { net: { local_ts: [topo.leftInnerNet], remote_ts: [topo.rightInnerNet], esp: [ESP] } },
@@ -89,12 +96,12 @@ function ikecloneConfig(topo: Topology, pki: TestPki, startAction: 'start' | 'no
   };
 }
 
-describe.each<PkiKeyType>(['ecdsa-p256', 'ed25519'])('certificate interop with strongSwan charon (%s)', (keyType) => {
+describe.each<PkiKeyType>(['ecdsa-p256', 'ed25519', 'rsa-pss-3072'])('certificate interop with strongSwan charon (%s)', (keyType) => {
   const env = useNetnsSuite(`interop-cert-${keyType}`, PRE);
   let pki: TestPki;
   beforeAll(() => {
     pki = makePki(keyType);
-  }, 60_000);
+  }, 120_000);
   afterAll(() => pki?.cleanup());
 
   async function setUp(name: string, ikecloneStarts: boolean, charonCert = 'charon') {
@@ -103,7 +110,7 @@ describe.each<PkiKeyType>(['ecdsa-p256', 'ed25519'])('certificate interop with s
     const dir = env.dir(name);
     const charon: Charon = await startCharon(topo.right, {
       dir: join(dir, 'charon'),
-      connections: charonConnections(topo, charonCert),
+      connections: charonConnections(topo, charonCert, keyType),
       plugins: CERT_PLUGINS,
       files: {
         'x509ca/root.pem': readFileSync(pki.path('root.pem')),
@@ -113,7 +120,10 @@ describe.each<PkiKeyType>(['ecdsa-p256', 'ed25519'])('certificate interop with s
       },
     });
     env.cleanup(() => charon.stop());
-    const capture = await startCapture(topo.left, topo.links[0]!.aIf, { file: join(dir, 'ike.pcap') });
+    // An IKE_AUTH with RSA 3072 certificates exceeds the MTU and travels as IP fragments (no RFC 7383
+    // here): capture the later fragments too (offset != 0, no UDP header) so that tshark can reassemble.
+    const filter = `${DEFAULT_IKE_FILTER} or (ip[6:2] & 0x1fff != 0)`;
+    const capture = await startCapture(topo.left, topo.links[0]!.aIf, { file: join(dir, 'ike.pcap'), filter });
     env.cleanup(() => capture.stop({ timeoutMs: 3000 }).catch(() => {}));
     const ikc: Ikeclone = await startIkeclone(topo.left, { dir: join(dir, 'ikeclone'), config: ikecloneConfig(topo, pki, ikecloneStarts ? 'start' : 'none'), keylog: true });
     env.cleanup(() => ikc.stop());
@@ -147,7 +157,7 @@ describe.each<PkiKeyType>(['ecdsa-p256', 'ed25519'])('certificate interop with s
       expect(mine.remoteId).toBe('charon.interop.test');
       // charon checked our chain to its root.
       expect(charon.log()).toMatch(/reached self-signed root ca with a path length of 1/);
-      expect(charon.log()).toMatch(/authentication of 'ikeclone.interop.test' with .* successful/);
+      expect(charon.log()).toMatch(new RegExp(`authentication of 'ikeclone.interop.test' with ${SCHEME[keyType]!.source} successful`));
       await capture.stop({ minPackets: 4, timeoutMs: 5000 });
       // charon's IKE_SA_INIT response names its CA (in clear).
       const init = await decode(capture.file, { fields: ['isakmp.certreq.type'], displayFilter: 'isakmp.exchangetype == 34 && isakmp.flag_r == 1' });

@@ -74,8 +74,9 @@
  *                              # the IKE SA uses (EndpointConfig.id = 'any'). With a certificate, the
  *                              # peer checks that it names this ID (subjectAltName dNSName, rfc822Name,
  *                              # iPAddress, or the subject DN; RFC 4945 §3.1)
- *       auth: psk              # psk | pubkey; default psk when the connection has a psk or
- *                              # psk_file, else pubkey
+ *       auth: psk              # psk | pubkey | rsa/pss (pubkey, an RSA key signing with RSASSA-PSS;
+ *                              # pubkey signs RSA with PKCS#1 v1.5, as strongSwan); default psk when
+ *                              # the connection has a psk or psk_file, else pubkey
  *       key: gw.key.pem        # pubkey: REQUIRED private key (PEM: PKCS#8, SEC1 or PKCS#1; path
  *                              # relative to this file's directory, or the PEM text itself)
  *       certs: [gw.pem, intermediate.pem]  # optional: our certificate (the one for key, first) and
@@ -196,7 +197,8 @@ const AUTH = oneOf(['psk', 'pubkey'] as const);
 function localEndpointSchema(ctx: Ctx) {
   return section({
     id: leaf(identityOrAny(false)),
-    auth: leaf(withDefault<AuthMethod | undefined>(undefined, AUTH)),
+    // swanctl's rsa/pss: public key authentication, RSA signatures with RSASSA-PSS (RFC 7427).
+    auth: leaf(withDefault<AuthMethod | 'rsa/pss' | undefined>(undefined, oneOf(['psk', 'pubkey', 'rsa/pss'] as const))),
     key: leaf(privateKey(ctx)),
     cert: leaf(certificate(ctx)),
     certs: leaf(certificateFiles(ctx)),
@@ -330,7 +332,8 @@ export function connectionSchema(ctx: Ctx) {
     if (raw.psk !== undefined && raw.psk_file !== undefined) problem(['psk_file'], 'both psk and psk_file are set', 'only one of psk and psk_file');
     const psk = raw.psk ?? raw.psk_file;
     const defaultAuth: AuthMethod = psk !== undefined ? 'psk' : 'pubkey';
-    const localAuth = raw.local.auth ?? defaultAuth;
+    const rsaPss = raw.local.auth === 'rsa/pss';
+    const localAuth: AuthMethod = raw.local.auth === 'rsa/pss' ? 'pubkey' : raw.local.auth ?? defaultAuth;
     const remoteAuth = raw.remote.auth ?? defaultAuth;
     const usesPsk = localAuth === 'psk' || remoteAuth === 'psk';
     if (usesPsk && psk === undefined) {
@@ -352,6 +355,9 @@ export function connectionSchema(ctx: Ctx) {
     if (raw.local.cert !== undefined && raw.local.certs !== undefined) problem(['local', 'certs'], 'both cert and certs are set', 'only one of cert and certs');
     if (localAuth === 'psk' && (raw.local.certs ?? raw.local.cert) !== undefined) {
       problem(['local', raw.local.certs !== undefined ? 'certs' : 'cert'], 'set, but local.auth is psk', 'no certificate, or auth: pubkey');
+    }
+    if (rsaPss && raw.local.key !== undefined && raw.local.key.key.asymmetricKeyType !== 'rsa') {
+      problem(['local', 'auth'], `rsa/pss, but local.key is a ${raw.local.key.key.asymmetricKeyType ?? 'non-RSA'} key`, 'pubkey, or an RSA key in local.key');
     }
     const localEe = raw.local.certs?.[0];
     if (localEe !== undefined && raw.local.key !== undefined) {
@@ -418,6 +424,7 @@ export function connectionSchema(ctx: Ctx) {
     }
 
     const local: EndpointConfig = { id: localId, auth: localAuth };
+    if (rsaPss) local.rsaPadding = 'pss';
     if (raw.local.key !== undefined) local.key = raw.local.key.pem;
     if (raw.local.cert !== undefined) local.cert = raw.local.cert.pem;
     if (raw.local.certs !== undefined) local.certs = raw.local.certs;

@@ -66,6 +66,8 @@ export interface EndpointConfig {
   auth: AuthMethod;
   /** Local, pubkey: the private key, PEM text. */
   key?: string;
+  /** Local, pubkey: 'pss' when RSA signatures use RSASSA-PSS (local.auth rsa/pss); absent: PKCS#1 v1.5. */
+  rsaPadding?: 'pss';
   /** Local: our certificate, PEM text (optional). */
   cert?: string;
   /** Remote, pubkey: the peer's public key or certificate, PEM text. */

@@ -83,6 +83,9 @@ export function verifyAuth(sa: IkeSa, id: IdPayload, auth: AuthPayload, verifyKe
  */
 export const MAX_CERT_PAYLOADS = 8;
 
+/** peerAuthFailure's answer when a PSK or pinned-key AUTH payload is simply wrong. */
+export const AUTH_DOES_NOT_VERIFY = 'AUTH payload does not verify';
+
 /**
  * Why the peer's IKE_AUTH does not authenticate it, or undefined when it
  * does. With trust anchors and X.509 CERT payloads (RFC 7296 §3.6: the first
@@ -95,7 +98,7 @@ export function peerAuthFailure(sa: IkeSa, id: IdPayload, auth: AuthPayload, pay
   const expected = sa.policy.remoteAuth;
   const anchors = expected.trustAnchors ?? [];
   if (expected.method === 'psk' || anchors.length === 0) {
-    return verifyAuth(sa, id, auth) ? undefined : 'AUTH payload does not verify';
+    return verifyAuth(sa, id, auth) ? undefined : AUTH_DOES_NOT_VERIFY;
   }
   const certs = payloads
     .filter((p): p is CertPayload => p.type === PayloadType.CERT && p.encoding === CertEncoding.X509_SIGNATURE)

@@ -21,7 +21,7 @@ import { formatIdentity, identitiesEqual, identityMatches } from '../identity.js
 import type { IkeContext } from '../context.js';
 import type { IkeSa, InitiatorExchange, ResponderResult } from '../ike-sa.js';
 import type { ConnectionPolicy } from '../policy.js';
-import { authRefusal, buildAuth, certPayloads, certreqPayloads, peerAuthFailure, recordPeerCertreq } from '../authentication.js';
+import { AUTH_DOES_NOT_VERIFY, authRefusal, buildAuth, certPayloads, certreqPayloads, peerAuthFailure, recordPeerCertreq } from '../authentication.js';
 import { acceptChild, dropOffer, offerChild, offerPayloads, respondChild } from '../child-negotiation.js';
 import type { ChildOffer } from '../child-negotiation.js';
 import { errorNotify, hasNotify, idPayload, notify } from '../payload-builders.js';
@@ -231,7 +231,7 @@ export function respondIkeAuth(engine: IkeContext, sa: IkeSa, payloads: Payload[
   sa.policy = policy;
   recordPeerCertreq(sa, payloads);
   const failure = peerAuthFailure(sa, idi, auth, payloads, wallTime(engine));
-  if (failure === 'AUTH payload does not verify') return authFailed(`AUTH payload of ${formatIdentity(peerId)} does not verify`);
+  if (failure === AUTH_DOES_NOT_VERIFY) return authFailed(`AUTH payload of ${formatIdentity(peerId)} does not verify`);
   if (failure) return authFailed(`${formatIdentity(peerId)}: ${failure}`);
 
   sa.peerId = peerId;

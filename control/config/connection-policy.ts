@@ -2,7 +2,8 @@
 // becomes the ConnectionPolicy the engine negotiates with (control/ike/policy.ts).
 // Keys are loaded here, and the identities the file left to the addresses
 // are filled in.
-import { loadSigningKey, loadVerifyKey } from '../crypto/auth.js';
+import { createPrivateKey } from 'node:crypto';
+import { loadSigningKey, loadVerifyKey, signingKeyFromPrivateKey, type SigningKey } from '../crypto/auth.js';
 import { identityFromAddress } from '../ike/identity.js';
 import { DEFAULT_NAT_KEEPALIVE } from '../ike/defaults.js';
 import type { ConnectionPolicy, LocalAuth, RemoteAuth } from '../ike/policy.js';
@@ -22,10 +23,20 @@ export function connectionPolicy(conn: ConnectionConfig, fallbackLocal: string |
     if (!fromAddress) throw new Error(`connection "${conn.name}": set local.id or local_addrs (no address to use as identity)`);
     localId = fromAddress;
   }
+  const [endEntity, ...intermediates] = conn.local.certs ?? [];
   const localAuth: LocalAuth =
-    conn.local.auth === 'psk' ? { method: 'psk', ...(conn.psk ? { psk: conn.psk } : {}) } : { method: 'pubkey', signingKey: loadSigningKey(conn.local.key!) };
+    conn.local.auth === 'psk' ? { method: 'psk', ...(conn.psk ? { psk: conn.psk } : {}) } : { method: 'pubkey', signingKey: localSigningKey(conn) };
+  if (localAuth.method === 'pubkey' && endEntity) localAuth.certificates = { endEntity, intermediates };
   const remoteAuth: RemoteAuth =
-    conn.remote.auth === 'psk' ? { method: 'psk', ...(conn.psk ? { psk: conn.psk } : {}) } : { method: 'pubkey', verifyKey: loadVerifyKey(conn.remote.pubkey!) };
+    conn.remote.auth === 'psk'
+      ? { method: 'psk', ...(conn.psk ? { psk: conn.psk } : {}) }
+      : { method: 'pubkey', ...(conn.remote.pubkey !== undefined ? { verifyKey: loadVerifyKey(conn.remote.pubkey) } : {}) };
+  // RFC 7296 §3.6, RFC 4945: a chain to remote.cacerts, checked against remote.crls.
+  if (remoteAuth.method === 'pubkey' && conn.remote.cacerts) {
+    remoteAuth.trustAnchors = conn.remote.cacerts;
+    remoteAuth.crls = conn.remote.crls ?? [];
+    remoteAuth.revocation = conn.remote.revocation ?? 'relaxed';
+  }
   return {
     name: conn.name,
     localAddrs: conn.localAddrs,
@@ -36,6 +47,8 @@ export function connectionPolicy(conn: ConnectionConfig, fallbackLocal: string |
     remoteId: conn.remote.id,
     localAuth,
     remoteAuth,
+    sendCert: conn.sendCert ?? 'ifasked',
+    sendCertreq: conn.sendCertreq ?? true,
     mobike: conn.mobike,
     forceEncap: conn.encap,
     cloneSupport: conn.clone.supported,
@@ -70,4 +83,17 @@ export function connectionPolicy(conn: ConnectionConfig, fallbackLocal: string |
     dpdAction: conn.dpdAction ?? 'clear',
     natKeepalive: conn.keepalive ?? DEFAULT_NAT_KEEPALIVE,
   };
+}
+
+/**
+ * Our private key. A raw pinned key is Ed25519 or ECDSA P-256 (loadSigningKey);
+ * with a certificate, any key a certificate may hold (ECDSA P-384, RSA too),
+ * RSA signing with RSASSA-PSS under local.auth rsa/pss (RFC 7427).
+ */
+function localSigningKey(conn: ConnectionConfig): SigningKey {
+  const pem = conn.local.key!;
+  if (!conn.local.certs && !conn.local.rsaPadding) return loadSigningKey(pem);
+  const key = signingKeyFromPrivateKey(createPrivateKey(pem), conn.local.rsaPadding ? { rsaPadding: conn.local.rsaPadding } : {});
+  if (!key.ok) throw new Error(`connection "${conn.name}": local.key: ${key.error}`);
+  return key.value;
 }

@@ -72,24 +72,47 @@
  *                              # "default" stands for DEFAULT_IKE_PROPOSALS, which is also the default
  *     local:
  *       id: gw.example.org     # our identity (control/ike/identity.ts forms: IP, FQDN,
- *                              # user@fqdn, @#keyid, DN). Default: the certificate's subject when cert is
- *                              # set, else the single local_addrs address, else the address the
- *                              # IKE SA uses (EndpointConfig.id = 'any')
- *       auth: psk              # psk | pubkey; default psk when the connection has a psk or
- *                              # psk_file, else pubkey
- *       key: gw.key.pem        # pubkey: REQUIRED private key (PEM: path relative to this file's
- *                              # directory, or the PEM text itself)
- *       cert: gw.cert.pem      # optional certificate for our key (sent in CERT payloads)
+ *                              # user@fqdn, @#keyid, DN). Default: the certificate's subject when certs
+ *                              # or cert is set, else the single local_addrs address, else the address
+ *                              # the IKE SA uses (EndpointConfig.id = 'any'). With a certificate, the
+ *                              # peer checks that it names this ID (subjectAltName dNSName, rfc822Name,
+ *                              # iPAddress, or the subject DN; RFC 4945 §3.1)
+ *       auth: psk              # psk | pubkey | rsa/pss (pubkey, an RSA key signing with RSASSA-PSS;
+ *                              # pubkey signs RSA with PKCS#1 v1.5, as strongSwan); default psk when
+ *                              # the connection has a psk or psk_file, else pubkey
+ *       key: gw.key.pem        # pubkey: REQUIRED private key (PEM: PKCS#8, SEC1 or PKCS#1; path
+ *                              # relative to this file's directory, or the PEM text itself)
+ *       certs: [gw.pem, intermediate.pem]  # optional: our certificate (the one for key, first) and
+ *                              # the intermediate CAs above it, files (PEM, one or more
+ *                              # certificates each, or DER), sent in CERT payloads (RFC 7296 §3.6)
+ *                              # per send_cert; "the first certificate is not for local.key" is an error
+ *       cert: gw.cert.pem      # instead of certs: one certificate, file or PEM text
  *     remote:
  *       id: client.example.org # the peer's identity or a pattern ("*.example.org",
  *                              # "*@example.org", "CN=*"); default %any (any identity)
  *       auth: psk              # psk | pubkey; same default as local.auth
- *       pubkey: client.pub.pem # pubkey: REQUIRED public key or certificate of the peer (PEM path or text)
+ *       pubkey: client.pub.pem # pubkey: the peer's public key or certificate (PEM path or text),
+ *                              # pinned; REQUIRED with pubkey unless cacerts is set
+ *       cacerts: [root.pem]    # pubkey: trust anchors (files, as certs). The peer must send its
+ *                              # certificate chain in CERT payloads; it is validated to one of these
+ *                              # (signatures, validity at the gateway's clock, basicConstraints and
+ *                              # path length, keyUsage/extendedKeyUsage, name constraints) and must
+ *                              # name the peer's ID; we send CERTREQ with their key hashes (§3.7).
+ *                              # A peer that sends no certificate is checked against pubkey, if set
+ *       crls: [intermediate.crl]  # with cacerts: CRL files (PEM or DER) that revoke certificates;
+ *                              # cRLDistributionPoints that are file: URIs are read too (never fetched)
+ *       revocation: relaxed    # with cacerts: strict (every certificate's status must be known from
+ *                              # a current CRL) | ifuri (fail when a distribution point is named but
+ *                              # no CRL can be had) | relaxed (fail only when revoked)
  *     psk: "a long shared secret"  # REQUIRED when local.auth or remote.auth is psk, and only
  *                              # allowed then. Text (UTF-8), 0x<hex> or 0s<base64>; at least
  *                              # 16 octets: a PSK is the only secret behind AUTH, and short ones
  *                              # fall to offline guessing (RFC 7296 §2.15)
  *     psk_file: peer.psk       # instead of psk: a file holding it (one trailing newline ignored)
+ *     send_cert: ifasked       # our CERT payloads: ifasked (after the peer sent a CERTREQ, as
+ *                              # strongSwan) | always | never (the peer must have our certificate)
+ *     send_certreq: yes        # send CERTREQ naming remote.cacerts (IKE_SA_INIT response, IKE_AUTH
+ *                              # request)
  *     mobike: true             # announce MOBIKE (RFC 4555)
  *     encap: false             # force UDP encapsulation of ESP even without NAT (RFC 3948)
  *     clone:                   # RFC 7791 IKE SA cloning
@@ -157,7 +180,10 @@ import {
   PORT, TS_EXPECTED, boolean, count, duration, durationOrPercent, identityOrAny, integer, interval, ipLiteral, leaf, listOf, localAddress,
   namedMap, oneOf, pool, proposals, remoteAddress, section, trafficSelector, vip, withDefault, type Ctx,
 } from './fields.js';
-import { PSK_EXPECTED, certificate, keylogDir, privateKey, pskFile, pskValue, publicKeyOrCert, subjectDer } from './secrets.js';
+import { PSK_EXPECTED, certificate, certificateFiles, crlFiles, keylogDir, privateKey, pskFile, pskValue, publicKeyOrCert, subjectDer } from './secrets.js';
+import { keyMatchesCertificate, parseCertificate } from '../crypto/x509/index.js';
+import { certificateSubjectDer } from '../crypto/der.js';
+import { signingKeyFromPrivateKey } from '../crypto/auth.js';
 import type {
   AuthMethod, ChildConfig, CloneConfig, ConnectionConfig, DataplaneConfig, EndpointConfig, GatewayConfig, ListenConfig, LimitsConfig,
   LogLevel, MetricsConfig, PoolConfig, RetransmitConfig, TrafficSelectorConfig,
@@ -190,10 +216,12 @@ const AUTH = oneOf(['psk', 'pubkey'] as const);
 function localEndpointSchema(ctx: Ctx) {
   return section({
     id: leaf(identityOrAny(false)),
-    auth: leaf(withDefault<AuthMethod | undefined>(undefined, AUTH)),
+    // swanctl's rsa/pss: public key authentication, RSA signatures with RSASSA-PSS (RFC 7427).
+    auth: leaf(withDefault<AuthMethod | 'rsa/pss' | undefined>(undefined, oneOf(['psk', 'pubkey', 'rsa/pss'] as const))),
     key: leaf(privateKey(ctx)),
     cert: leaf(certificate(ctx)),
-  }, 'a mapping with id, auth, key, cert');
+    certs: leaf(certificateFiles(ctx)),
+  }, 'a mapping with id, auth, key, certs, cert');
 }
 
 function remoteEndpointSchema(ctx: Ctx) {
@@ -201,7 +229,10 @@ function remoteEndpointSchema(ctx: Ctx) {
     id: leaf(identityOrAny(true)),
     auth: leaf(withDefault<AuthMethod | undefined>(undefined, AUTH)),
     pubkey: leaf(publicKeyOrCert(ctx)),
-  }, 'a mapping with id, auth, pubkey');
+    cacerts: leaf(certificateFiles(ctx)),
+    crls: leaf(crlFiles(ctx)),
+    revocation: leaf(withDefault<'strict' | 'ifuri' | 'relaxed' | undefined>(undefined, oneOf(['strict', 'ifuri', 'relaxed'] as const))),
+  }, 'a mapping with id, auth, pubkey, cacerts, crls, revocation');
 }
 
 function cloneSchema() {
@@ -286,6 +317,8 @@ export function connectionSchema(ctx: Ctx) {
     remote: remoteEndpointSchema(ctx),
     psk: leaf(pskValue),
     psk_file: leaf(pskFile(ctx)),
+    send_cert: leaf(withDefault<'ifasked' | 'always' | 'never' | undefined>(undefined, oneOf(['ifasked', 'always', 'never'] as const))),
+    send_certreq: leaf(withDefault<boolean | undefined>(undefined, boolean)),
     mobike: leaf(withDefault(true, boolean)),
     encap: leaf(withDefault(false, boolean)),
     clone: cloneSchema(),
@@ -318,7 +351,8 @@ export function connectionSchema(ctx: Ctx) {
     if (raw.psk !== undefined && raw.psk_file !== undefined) problem(['psk_file'], 'both psk and psk_file are set', 'only one of psk and psk_file');
     const psk = raw.psk ?? raw.psk_file;
     const defaultAuth: AuthMethod = psk !== undefined ? 'psk' : 'pubkey';
-    const localAuth = raw.local.auth ?? defaultAuth;
+    const rsaPss = raw.local.auth === 'rsa/pss';
+    const localAuth: AuthMethod = raw.local.auth === 'rsa/pss' ? 'pubkey' : raw.local.auth ?? defaultAuth;
     const remoteAuth = raw.remote.auth ?? defaultAuth;
     const usesPsk = localAuth === 'psk' || remoteAuth === 'psk';
     if (usesPsk && psk === undefined) {
@@ -336,15 +370,40 @@ export function connectionSchema(ctx: Ctx) {
     if (raw.local.cert !== undefined && raw.local.key !== undefined && !raw.local.cert.cert.checkPrivateKey(raw.local.key.key)) {
       problem(['local', 'cert'], 'the certificate is not for local.key', 'the certificate of the private key in local.key');
     }
-    if (remoteAuth === 'pubkey' && raw.remote.pubkey === undefined) {
-      problem(['remote', 'pubkey'], 'missing, but remote.auth is pubkey', "the peer's PEM public key or certificate (file path or PEM text)");
+    // Certificates (RFC 7296 §3.6): local.certs is our end entity first, then intermediates.
+    if (raw.local.cert !== undefined && raw.local.certs !== undefined) problem(['local', 'certs'], 'both cert and certs are set', 'only one of cert and certs');
+    if (localAuth === 'psk' && (raw.local.certs ?? raw.local.cert) !== undefined) {
+      problem(['local', raw.local.certs !== undefined ? 'certs' : 'cert'], 'set, but local.auth is psk', 'no certificate, or auth: pubkey');
+    }
+    if (rsaPss && raw.local.key !== undefined && raw.local.key.key.asymmetricKeyType !== 'rsa') {
+      problem(['local', 'auth'], `rsa/pss, but local.key is a ${raw.local.key.key.asymmetricKeyType ?? 'non-RSA'} key`, 'pubkey, or an RSA key in local.key');
+    }
+    const localEe = raw.local.certs?.[0];
+    if (localEe !== undefined && raw.local.key !== undefined) {
+      const signing = signingKeyFromPrivateKey(raw.local.key.key);
+      if (!signing.ok) problem(['local', 'key'], signing.error, 'an Ed25519, ECDSA P-256/P-384 or RSA private key');
+      else if (!keyMatchesCertificate(signing.value, localEe)) {
+        problem(['local', 'certs'], `the first certificate ("${localEe.subjectText}") is not for local.key`, 'the certificate of the private key in local.key first, then intermediates');
+      }
+    }
+    const remoteCerts = raw.remote.cacerts !== undefined || raw.remote.crls !== undefined || raw.remote.revocation !== undefined;
+    if (remoteAuth === 'pubkey' && raw.remote.pubkey === undefined && raw.remote.cacerts === undefined) {
+      problem(['remote', 'pubkey'], 'missing, but remote.auth is pubkey', "the peer's PEM public key or certificate (file path or PEM text), or remote.cacerts");
     }
     if (remoteAuth === 'psk' && raw.remote.pubkey !== undefined) problem(['remote', 'pubkey'], 'set, but remote.auth is psk', 'no pubkey, or auth: pubkey');
+    if (remoteAuth === 'psk' && remoteCerts) {
+      const key = raw.remote.cacerts !== undefined ? 'cacerts' : raw.remote.crls !== undefined ? 'crls' : 'revocation';
+      problem(['remote', key], 'set, but remote.auth is psk', `no ${key}, or auth: pubkey`);
+    }
+    if (raw.remote.cacerts === undefined && (raw.remote.crls !== undefined || raw.remote.revocation !== undefined)) {
+      problem(['remote', raw.remote.crls !== undefined ? 'crls' : 'revocation'], 'set, but remote.cacerts is not', 'remote.cacerts to validate certificates against');
+    }
 
     // Our identity: as configured, else the certificate subject, else our single address.
     let localId: Identity | 'any' = raw.local.id ?? 'any';
-    if (raw.local.id === undefined && raw.local.cert !== undefined) {
-      localId = { idType: IdType.DER_ASN1_DN, data: subjectDer(raw.local.cert.cert) ?? new Uint8Array(0) };
+    if (raw.local.id === undefined && (localEe !== undefined || raw.local.cert !== undefined)) {
+      const subject = localEe !== undefined ? certificateSubjectDer(localEe.der) : subjectDer(raw.local.cert!.cert);
+      localId = { idType: IdType.DER_ASN1_DN, data: subject ?? new Uint8Array(0) };
       if (localId.data.length === 0) localId = 'any';
     } else if (raw.local.id === undefined && localAddrs.length === 1) {
       localId = identityFromAddress(localAddrs[0]!) ?? 'any';
@@ -384,10 +443,19 @@ export function connectionSchema(ctx: Ctx) {
     }
 
     const local: EndpointConfig = { id: localId, auth: localAuth };
+    if (rsaPss) local.rsaPadding = 'pss';
     if (raw.local.key !== undefined) local.key = raw.local.key.pem;
     if (raw.local.cert !== undefined) local.cert = raw.local.cert.pem;
+    if (raw.local.certs !== undefined) local.certs = raw.local.certs;
+    else if (raw.local.cert !== undefined) {
+      const parsed = parseCertificate(new Uint8Array(raw.local.cert.cert.raw));
+      if (parsed.ok) local.certs = [parsed.value];
+    }
     const remote: EndpointConfig = { id: raw.remote.id ?? 'any', auth: remoteAuth };
     if (raw.remote.pubkey !== undefined) remote.pubkey = raw.remote.pubkey;
+    if (raw.remote.cacerts !== undefined) remote.cacerts = raw.remote.cacerts;
+    if (raw.remote.crls !== undefined) remote.crls = raw.remote.crls;
+    if (raw.remote.revocation !== undefined) remote.revocation = raw.remote.revocation;
 
     const conn: Omit<ConnectionConfig, 'name'> = {
       localAddrs,
@@ -410,6 +478,8 @@ export function connectionSchema(ctx: Ctx) {
       children: Object.entries(raw.children).map(([name, child]) => ({ name, ...child })),
     };
     if (psk !== undefined) conn.psk = psk;
+    if (raw.send_cert !== undefined) conn.sendCert = raw.send_cert;
+    if (raw.send_certreq !== undefined) conn.sendCertreq = raw.send_certreq;
     if (raw.dpd_action !== undefined) conn.dpdAction = raw.dpd_action;
     if (raw.keepalive !== undefined) conn.keepalive = raw.keepalive;
     return conn;

@@ -6,9 +6,10 @@ import { readFileSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { X509Certificate, createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
 import { certificateSubjectDer } from '../crypto/der.js';
+import { loadCertificates, loadCrl, type ParsedCertificate, type ParsedCrl } from '../crypto/x509/index.js';
 import { MIN_PSK_OCTETS } from './defaults.js';
 import { Problem, got, gotKind } from './errors.js';
-import type { Ctx } from './fields.js';
+import { listOf, type Ctx } from './fields.js';
 
 const PEM_RE = /^\s*-----BEGIN [A-Z0-9 ]+-----/;
 
@@ -129,4 +130,28 @@ export function keylogDir(ctx: Ctx): (v: unknown) => string | undefined | Proble
 /** The DER of a certificate's subject Name (strongSwan's default identity for a certificate). */
 export function subjectDer(cert: X509Certificate): Uint8Array | undefined {
   return certificateSubjectDer(new Uint8Array(cert.raw));
+}
+
+/**
+ * swanctl's certs / cacerts: a list of certificate files (PEM, possibly
+ * several CERTIFICATE blocks each, or DER), paths relative to the
+ * configuration file; their certificates in order. A missing file, a file
+ * holding something else (a key, a CRL) or an undecodable certificate is a
+ * Problem naming the file.
+ */
+export function certificateFiles(ctx: Ctx): (v: unknown) => ParsedCertificate[] | undefined | Problem {
+  const expected = 'certificate files (PEM or DER): a path or a list of paths relative to the configuration file';
+  const files = listOf(expected, (path) => loadCertificates(resolve(ctx.baseDir, path)), 'at least one certificate file (or omit the key)');
+  return (v) => {
+    if (v === undefined) return undefined;
+    const certs = files(v);
+    return certs instanceof Problem ? certs : certs.flat();
+  };
+}
+
+/** swanctl's crls (x509crl): CRL files (PEM "X509 CRL" or DER), paths relative to the configuration file. */
+export function crlFiles(ctx: Ctx): (v: unknown) => ParsedCrl[] | undefined | Problem {
+  const expected = 'CRL files (PEM or DER): a path or a list of paths relative to the configuration file';
+  const files = listOf(expected, (path) => loadCrl(resolve(ctx.baseDir, path)), 'at least one CRL file (or omit the key)');
+  return (v) => (v === undefined ? undefined : files(v));
 }

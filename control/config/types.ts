@@ -4,6 +4,7 @@
 // comes from are documented at the top of control/config/schema.ts.
 import type { Identity } from '../ike/identity.js';
 import type { ProposalSpec } from './proposal.js';
+import type { ParsedCertificate, ParsedCrl, RevocationPolicy, SendCertPolicy } from '../crypto/x509/index.js';
 
 /** pino's levels, and silent: what log.level and the CLI's --log-level accept. */
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -65,10 +66,23 @@ export interface EndpointConfig {
   auth: AuthMethod;
   /** Local, pubkey: the private key, PEM text. */
   key?: string;
+  /** Local, pubkey: 'pss' when RSA signatures use RSASSA-PSS (local.auth rsa/pss); absent: PKCS#1 v1.5. */
+  rsaPadding?: 'pss';
   /** Local: our certificate, PEM text (optional). */
   cert?: string;
   /** Remote, pubkey: the peer's public key or certificate, PEM text. */
   pubkey?: string;
+  /**
+   * Local: our certificate chain (local.certs, or local.cert), end entity
+   * first: sent in CERT payloads (RFC 7296 §3.6).
+   */
+  certs?: ParsedCertificate[];
+  /** Remote: trust anchors for the peer's chain (remote.cacerts). */
+  cacerts?: ParsedCertificate[];
+  /** Remote: CRLs (remote.crls). */
+  crls?: ParsedCrl[];
+  /** Remote: revocation checking (remote.revocation; absent: relaxed). */
+  revocation?: RevocationPolicy;
 }
 
 export interface CloneConfig {
@@ -133,6 +147,10 @@ export interface ConnectionConfig {
   remote: EndpointConfig;
   /** The pre-shared key, when either side authenticates with psk. */
   psk?: Uint8Array;
+  /** send_cert (absent: ifasked). */
+  sendCert?: SendCertPolicy;
+  /** send_certreq (absent: true). */
+  sendCertreq?: boolean;
   mobike: boolean;
   encap: boolean;
   clone: CloneConfig;

@@ -11,6 +11,11 @@ export interface Clock {
   now(): number;
   /** Run `fn` once after `ms` milliseconds. */
   schedule(ms: number, fn: () => void): TimerHandle;
+  /**
+   * Milliseconds since the Unix epoch: the time certificates are checked at
+   * (RFC 5280 §6.1.3). Absent: Date.now().
+   */
+  wallTime?(): number;
 }
 
 /**
@@ -27,6 +32,7 @@ export const MAX_TIMEOUT_MS = 2 ** 31 - 1;
  */
 export const systemClock: Clock = {
   now: () => performance.now(),
+  wallTime: () => Date.now(),
   schedule(ms, fn) {
     let current: ReturnType<typeof setTimeout>;
     const arm = (remaining: number): void => {
@@ -49,8 +55,15 @@ export class ManualClock implements Clock {
   private seq = 0;
   private readonly timers = new Map<number, { due: number; fn: () => void }>();
 
+  /** `epoch`: the wall time (ms since 1970) at which this clock reads 0. */
+  constructor(private readonly epoch: number = Date.now()) {}
+
   now(): number {
     return this.t;
+  }
+
+  wallTime(): number {
+    return this.epoch + this.t;
   }
 
   schedule(ms: number, fn: () => void): TimerHandle {

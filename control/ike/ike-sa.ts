@@ -207,6 +207,11 @@ export class IkeSa {
    * one of them.
    */
   peerSignatureHashes: number[] = [];
+  /**
+   * CA hashes from the peer's X.509 CERTREQ payloads (RFC 7296 §3.7), in
+   * IKE_SA_INIT's response or the IKE_AUTH request; undefined while it sent none.
+   */
+  peerCertreq: Uint8Array[] | undefined;
   peerMobike = false;
   peerClone = false;
   /**

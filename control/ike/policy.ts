@@ -4,18 +4,35 @@
 import type { ProposalSpec } from '../config/proposal.js';
 import type { Identity } from './identity.js';
 import type { SigningKey, VerifyKey } from '../crypto/auth.js';
+import type { ParsedCertificate, ParsedCrl, RevocationPolicy, SendCertPolicy } from '../crypto/x509/index.js';
 import type { TsConfig } from './traffic-selectors.js';
 
 export interface LocalAuth {
   method: 'psk' | 'pubkey';
   psk?: Uint8Array;
   signingKey?: SigningKey;
+  /**
+   * Our certificate for signingKey and the intermediates above it (swanctl
+   * local.certs), sent in CERT payloads per ConnectionPolicy.sendCert (RFC 7296 §3.6).
+   */
+  certificates?: { endEntity: ParsedCertificate; intermediates: ParsedCertificate[] };
 }
 
 export interface RemoteAuth {
   method: 'psk' | 'pubkey';
   psk?: Uint8Array;
   verifyKey?: VerifyKey;
+  /**
+   * Trust anchors (swanctl remote.cacerts): with them, the peer proves its key
+   * with a certificate chain to one of these (RFC 7296 §3.6, RFC 4945 §3),
+   * and we send CERTREQ naming them (§3.7). A pinned verifyKey still serves
+   * a peer that sends no certificate.
+   */
+  trustAnchors?: ParsedCertificate[];
+  /** CRLs from files (remote.crls); distribution points are read as local files only. */
+  crls?: ParsedCrl[];
+  /** swanctl remote.revocation (default relaxed). */
+  revocation?: RevocationPolicy;
 }
 
 export interface ChildPolicy {
@@ -62,6 +79,10 @@ export interface ConnectionPolicy {
   remoteId: Identity | 'any';
   localAuth: LocalAuth;
   remoteAuth: RemoteAuth;
+  /** swanctl send_cert: when our CERT payloads go out (absent: ifasked). */
+  sendCert?: SendCertPolicy;
+  /** swanctl send_certreq: send CERTREQ for remoteAuth.trustAnchors (absent: yes). */
+  sendCertreq?: boolean;
   /**
    * Force UDP encapsulation of ESP even without a NAT (RFC 3948): we announce
    * a NAT in front of us with a NAT_DETECTION_SOURCE_IP that cannot match, as

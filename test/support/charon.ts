@@ -46,6 +46,23 @@ export const DEFAULT_PLUGINS: readonly string[] = [
   'vici',
 ];
 
+/**
+ * DEFAULT_PLUGINS and what certificate authentication needs: reading PEM
+ * (pem), keys (pkcs1, pkcs8, pubkey), certificates (x509), chain constraints
+ * (constraints) and CRLs (revocation). Signatures themselves go through openssl.
+ */
+export const CERT_PLUGINS: readonly string[] = [
+  ...DEFAULT_PLUGINS.slice(0, DEFAULT_PLUGINS.indexOf('kernel-libipsec')),
+  'pem',
+  'pkcs1',
+  'pkcs8',
+  'pubkey',
+  'x509',
+  'constraints',
+  'revocation',
+  ...DEFAULT_PLUGINS.slice(DEFAULT_PLUGINS.indexOf('kernel-libipsec')),
+];
+
 /** charon log subsystems (strongswan.conf `filelog` keys). */
 export type LogSubsystem = 'default' | 'dmn' | 'mgr' | 'ike' | 'chd' | 'job' | 'cfg' | 'knl' | 'net' | 'asn' | 'enc' | 'lib' | 'esp' | 'tls';
 
@@ -58,6 +75,12 @@ export interface CharonOptions {
   readonly secrets?: string;
   /** Further swanctl.conf top-level blocks (e.g. `pools { ... }`). */
   readonly extraSwanctl?: string;
+  /**
+   * Credential files written into the instance's swanctl directory before
+   * loading, by path relative to it (e.g. "x509ca/root.pem", "private/gw.key",
+   * "x509crl/int.crl"): swanctl --load-all reads them from there.
+   */
+  readonly files?: Readonly<Record<string, string | Uint8Array>>;
   /** Plugin load list; default {@link DEFAULT_PLUGINS}. */
   readonly plugins?: readonly string[];
   /** Log levels per subsystem; default default 1, ike 2, cfg 1, knl 1, enc 1. */
@@ -214,8 +237,13 @@ export async function startCharon(ns: NetNs, opts: CharonOptions): Promise<Charo
     swanctlConf,
     [block('connections', opts.connections), opts.secrets ? block('secrets', opts.secrets) : '', opts.extraSwanctl ?? ''].join('\n\n') + '\n',
   );
+  for (const [rel, data] of Object.entries(opts.files ?? {})) {
+    if (!SWANCTL_SUBDIRS.includes(rel.split('/')[0]!) || rel.split('/').length !== 2) throw new TypeError(`startCharon: files key ${rel} is not <swanctl subdirectory>/<name>`);
+    writeFileSync(join(swanctlDir, rel), data);
+  }
   writeFileSync(logPath, '');
-  const env = { ...process.env, STRONGSWAN_CONF: confPath };
+  // SWANCTL_DIR: swanctl loads credentials from this instance's directory, not /etc/swanctl.
+  const env = { ...process.env, STRONGSWAN_CONF: confPath, SWANCTL_DIR: swanctlDir };
   const started = performance.now();
   // `ip netns exec` -> `unshare` -> `sh` -> exec charon: one pid all the way.
   const daemon: TrackedProcess = spawnIn(

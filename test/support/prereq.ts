@@ -47,6 +47,14 @@ const CHARON_PLUGIN_PACKAGES: Record<string, string> = {
   'kernel-netlink': 'libstrongswan',
   'socket-default': 'strongswan-libcharon',
   vici: 'strongswan-swanctl',
+  // Certificate authentication (charon.ts CERT_PLUGINS).
+  pem: 'libstrongswan',
+  pkcs1: 'libstrongswan',
+  pkcs8: 'libstrongswan',
+  pubkey: 'libstrongswan',
+  x509: 'libstrongswan',
+  constraints: 'libstrongswan',
+  revocation: 'libstrongswan',
 };
 
 const APT_STRONGSWAN =

@@ -3,11 +3,14 @@
 // (RFC 4555 §4.2.1) and cloning (RFC 7791 §5.1) support is announced.
 //
 //   Initiator                         Responder
-//   HDR, SK {IDi, [IDr,] AUTH, [CP(CFG_REQUEST),]
+//   HDR, SK {IDi, [CERT,] [CERTREQ,] [IDr,] AUTH, [CP(CFG_REQUEST),]
 //       SAi2, TSi, TSr, [N(MOBIKE_SUPPORTED)], [N(CLONE_IKE_SA_SUPPORTED)]}  -->
-//                   <--  HDR, SK {IDr, AUTH, [CP(CFG_REPLY),] SAr2, TSi, TSr,
+//                   <--  HDR, SK {IDr, [CERT,] AUTH, [CP(CFG_REPLY),] SAr2, TSi, TSr,
 //                                 [N(MOBIKE_SUPPORTED)], [N(CLONE_IKE_SA_SUPPORTED)]}
 //
+// CERT (§3.6) carries our certificate chain per send_cert and the peer's
+// CERTREQ (§3.7); a peer's chain is validated to our trust anchors before its
+// AUTH is verified with the certificate's key (control/ike/authentication.ts).
 // An AUTH failure kills the IKE SA; a Child SA failure (NO_PROPOSAL_CHOSEN,
 // TS_UNACCEPTABLE, ...) does not (§2.21.2).
 import { findNotify, findPayload } from '../../wire/payloads.js';
@@ -18,7 +21,7 @@ import { formatIdentity, identitiesEqual, identityMatches } from '../identity.js
 import type { IkeContext } from '../context.js';
 import type { IkeSa, InitiatorExchange, ResponderResult } from '../ike-sa.js';
 import type { ConnectionPolicy } from '../policy.js';
-import { authRefusal, buildAuth, verifyAuth } from '../authentication.js';
+import { AUTH_DOES_NOT_VERIFY, authRefusal, buildAuth, certPayloads, certreqPayloads, peerAuthFailure, recordPeerCertreq } from '../authentication.js';
 import { acceptChild, dropOffer, offerChild, offerPayloads, respondChild } from '../child-negotiation.js';
 import type { ChildOffer } from '../child-negotiation.js';
 import { errorNotify, hasNotify, idPayload, notify } from '../payload-builders.js';
@@ -55,6 +58,11 @@ function mobikeAddressNotifies(engine: IkeContext, sa: IkeSa, initiator: boolean
   const out = additionalAddressNotifies(engine.localAddresses(), sa.local.address).filter((p) => p.type === PayloadType.NOTIFY && p.notifyType !== NotifyType.NO_ADDITIONAL_ADDRESSES);
   if (initiator && natsProhibited(sa)) out.push(notify(NotifyType.NO_NATS_ALLOWED, noNatsAllowedData(sa.local, sa.remote)));
   return out;
+}
+
+/** The time certificates are checked at: the engine's injected clock (RFC 5280 §6.1.3). */
+function wallTime(engine: IkeContext): number {
+  return engine.clock.wallTime?.() ?? Date.now();
 }
 
 // ------------------------------------------------------------------ initiator
@@ -104,10 +112,12 @@ export class IkeAuthInitiator implements InitiatorExchange {
     const policy = sa.policy;
     sa.localId = policy.localId;
     const idi = idPayload(PayloadType.IDi, policy.localId);
-    const payloads: Payload[] = [idi];
+    // RFC 7296 §3.6, §3.7: our chain (per send_cert and the CERTREQ of IKE_SA_INIT), then the CAs we trust.
+    const payloads: Payload[] = [idi, ...certPayloads(sa)];
     // RFC 7296 §2.4: INITIAL_CONTACT when no other IKE SA with this peer exists.
     const others = this.engine.ikeSas().some((o) => o !== sa && o.policy === policy && o.state === 'established');
     if (!others) payloads.push(notify(NotifyType.INITIAL_CONTACT));
+    payloads.push(...certreqPayloads(policy));
     if (policy.remoteId !== 'any') payloads.push(idPayload(PayloadType.IDr, policy.remoteId));
     payloads.push(buildAuth(sa, idi));
     if (policy.requestVirtualIp) {
@@ -138,9 +148,11 @@ export class IkeAuthInitiator implements InitiatorExchange {
       engine.deleteIkeSa(sa, `responder identity ${formatIdentity(peerId)} does not match the configured one`);
       return;
     }
-    if (!verifyAuth(sa, idr, auth)) {
+    const failure = peerAuthFailure(sa, idr, auth, payloads, wallTime(engine));
+    if (failure) {
       this.release();
-      engine.deleteIkeSa(sa, 'responder AUTH payload does not verify (AUTHENTICATION_FAILED)');
+      // deleteIkeSa logs the reason ('IKE SA failed'): one warning, no stack trace.
+      engine.deleteIkeSa(sa, `responder not authenticated (AUTHENTICATION_FAILED): ${failure}`);
       return;
     }
     sa.peerId = peerId;
@@ -217,7 +229,10 @@ export function respondIkeAuth(engine: IkeContext, sa: IkeSa, payloads: Payload[
   const policy = selectPolicy(engine, sa, peerId, idr ? { idType: idr.idType, data: idr.data } : undefined);
   if (!policy) return authFailed(`no connection for peer identity ${formatIdentity(peerId)}`);
   sa.policy = policy;
-  if (!verifyAuth(sa, idi, auth)) return authFailed(`AUTH payload of ${formatIdentity(peerId)} does not verify`);
+  recordPeerCertreq(sa, payloads);
+  const failure = peerAuthFailure(sa, idi, auth, payloads, wallTime(engine));
+  if (failure === AUTH_DOES_NOT_VERIFY) return authFailed(`AUTH payload of ${formatIdentity(peerId)} does not verify`);
+  if (failure) return authFailed(`${formatIdentity(peerId)}: ${failure}`);
 
   sa.peerId = peerId;
   sa.peerKey = formatIdentity(peerId);
@@ -239,7 +254,8 @@ export function respondIkeAuth(engine: IkeContext, sa: IkeSa, payloads: Payload[
     }
   }
   const idrOut = idPayload(PayloadType.IDr, policy.localId);
-  const response: Payload[] = [idrOut, buildAuth(sa, idrOut)];
+  // RFC 7296 §3.6: our chain before AUTH, per send_cert and the initiator's CERTREQ.
+  const response: Payload[] = [idrOut, ...certPayloads(sa), buildAuth(sa, idrOut)];
 
   // RFC 7296 §2.19: a virtual IP for a CP request, from the connection's pools.
   const cp = findPayload(payloads, PayloadType.CP);

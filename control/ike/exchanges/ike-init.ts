@@ -28,7 +28,7 @@ import type { NegotiatedSuite } from '../proposals.js';
 import type { Datagram, Endpoint } from '../transport.js';
 import { errorNotify, notify, u16, u16Bytes } from '../payload-builders.js';
 import { installIkeKeys } from '../ike-keys.js';
-import { authRefusal } from '../authentication.js';
+import { authRefusal, certreqPayloads, recordPeerCertreq } from '../authentication.js';
 import { detectNat, natDetectionPayloads } from '../nat-detection.js';
 import { NONCE_LENGTH } from '../defaults.js';
 import { equalBytes, readU32 } from '../../crypto/bytes.js';
@@ -195,6 +195,8 @@ export class IkeSaInitInitiator implements InitiatorExchange {
     sa.nonceR = nonceR;
     sa.initResponse = copy(raw);
     sa.peerSignatureHashes = verdict.signatureHashes;
+    // RFC 7296 §3.7: the responder may name the CAs it trusts here already.
+    recordPeerCertreq(sa, payloads);
     deriveAndInstallKeys(this.engine, sa, suite, shared);
 
     const nat = detectNat(payloads, sa.spiI, sa.spiR, sa.local, sa.remote);
@@ -365,6 +367,8 @@ export function respondIkeSaInit(engine: IkeContext, msg: IkeMessage, d: Datagra
   if (nat) response.push(...natDetectionPayloads(sa.spiI, sa.spiR, d.local, d.remote, policy.forceEncap ? engine.random : undefined));
   if (nat && policy.forceEncap) sa.natLocal = true;
   response.push(notify(NotifyType.SIGNATURE_HASH_ALGORITHMS, encodeSignatureHashes(SUPPORTED_SIGNATURE_HASHES)));
+  // RFC 7296 §3.7: CERTREQ in the IKE_SA_INIT response, as strongSwan sends it.
+  response.push(...certreqPayloads(policy));
   const bytes = encodeMessage(
     { spiI: sa.spiI, spiR: sa.spiR, version: IKE_VERSION, exchangeType: ExchangeType.IKE_SA_INIT, flags: HeaderFlag.RESPONSE, messageId: 0 },
     response,

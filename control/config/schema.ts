@@ -17,7 +17,10 @@
  * `null` (an empty value) means "not set". YAML anchors and merge keys
  * (`<<: *common`) may share settings between connections; top-level keys
  * starting with "x-" are ignored, so that shared blocks have a place to live
- * (`x-common: &common {...}`).
+ * (`x-common: &common {...}`). The file is at most 16 MiB and not empty
+ * (`{}` is every default), nests at most 64 levels, expands at most 1000
+ * aliases and uses no YAML tags beyond JSON's kinds (and !!binary for a psk):
+ * control/config/yaml-limits.ts.
  *
  * ```yaml
  * log:

@@ -125,7 +125,7 @@ describe('valid configurations', () => {
     expect(c).toEqual(defaultGatewayConfig());
     expect(c.dataplane).toEqual({ workers: availableParallelism(), workersAuto: true });
     expect(c.listen).toEqual({ addresses: ['0.0.0.0'], port: 500, natPort: 4500 });
-    expect(c.limits).toEqual({ halfOpenCookieThreshold: 32, halfOpenMax: 1024, childSasPerPeer: 64, ikeSasPerPeer: 16 });
+    expect(c.limits).toEqual({ halfOpenCookieThreshold: 32, halfOpenMax: 1024, halfOpenPerSource: 5, childSasPerPeer: 64, ikeSasPerPeer: 16 });
     expect(c.retransmit).toEqual({ timeout: 1000, base: 1.8, tries: 5, maxTimeout: 30_000 });
     expect(c.keylog).toBeUndefined();
     expect(parseIn('# a comment\n{}\n')).toEqual(defaultGatewayConfig());
@@ -184,6 +184,7 @@ listen:
 limits:
   halfOpenCookieThreshold: 10
   halfOpenMax: 20
+  halfOpenPerSource: 3
   childSasPerPeer: 8
   ikeSasPerPeer: 4
 retransmit:
@@ -237,7 +238,7 @@ connections:
     expect(c.log.level).toBe('debug');
     expect(c.keylog).toBe(join(dir, 'keylog'));
     expect(c.listen).toEqual({ addresses: ['192.0.2.1', '2001:db8::1'], port: 1500, natPort: 14500 });
-    expect(c.limits).toEqual({ halfOpenCookieThreshold: 10, halfOpenMax: 20, childSasPerPeer: 8, ikeSasPerPeer: 4 });
+    expect(c.limits).toEqual({ halfOpenCookieThreshold: 10, halfOpenMax: 20, halfOpenPerSource: 3, childSasPerPeer: 8, ikeSasPerPeer: 4 });
     expect(c.retransmit).toEqual({ timeout: 500, base: 2, tries: 3, maxTimeout: 60_000 });
     expect(c.dataplane).toEqual({ workers: 3, workersAuto: false });
     const a = only(c);

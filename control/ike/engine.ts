@@ -23,14 +23,14 @@ import { systemRandom, type RandomSource } from '../crypto/random.js';
 import { silentLogger, type Logger } from '../log.js';
 import { systemClock, type Clock } from './clock.js';
 import type { DropReason, EngineEvents, EngineStats, IkeContext, IkeEngineOptions, MessageTrace } from './context.js';
-import { DEFAULT_HALF_OPEN_TIMEOUT, DEFAULT_LIMITS, DEFAULT_MOBILITY, DEFAULT_PORTS, DEFAULT_RETRANSMIT } from './defaults.js';
+import { DEFAULT_HALF_OPEN_PRESSURE_TIMEOUT, DEFAULT_HALF_OPEN_TIMEOUT, DEFAULT_LIMITS, DEFAULT_MOBILITY, DEFAULT_PORTS, DEFAULT_RETRANSMIT } from './defaults.js';
 import type { EngineLimits, MobilityOptions, RetransmitPolicy } from './defaults.js';
 import { IkeSa, spi64Hex, type CachedResponse, type ChildSa, type InitiatorExchange, type ResponderResult } from './ike-sa.js';
 import type { KeyLogSink } from './keylog.js';
 import type { ConnectionPolicy } from './policy.js';
 import { openMessage, sealMessage } from './protect.js';
 import { classifyRequest, type RequestKind } from './requests.js';
-import { SaTable } from './sa-table.js';
+import { SaTable, type HalfOpenEviction } from './sa-table.js';
 import type { Datagram, Endpoint, SendFn } from './transport.js';
 import { notify } from './payload-builders.js';
 import { IkeSaInitInitiator, rejectInitRequest, respondIkeSaInit } from './exchanges/ike-init.js';
@@ -75,7 +75,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
   readonly liveness: LivenessMonitor;
   readonly keepalive: NatKeepalive;
   readonly deletion: DeletionAudit;
-  readonly stats: EngineStats = { received: 0, sent: 0, retransmits: 0, responsesFromCache: 0, drops: {}, refusals: {} };
+  readonly stats: EngineStats = { received: 0, sent: 0, retransmits: 0, responsesFromCache: 0, drops: {}, refusals: {}, halfOpenEvictions: {} };
   /** IKE SAs, Child SAs, half-open SAs, sessions and the peer index. */
   readonly table: SaTable;
   /** The COOKIE secret (RFC 7296 §2.6), rotated by the gateway. */
@@ -99,12 +99,13 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
     this.ports = opts.ports ?? { ...DEFAULT_PORTS };
     this.keyLog = opts.keyLog;
     this.halfOpenTimeout = opts.halfOpenTimeout ?? DEFAULT_HALF_OPEN_TIMEOUT;
+    const halfOpenPressureTimeout = Math.min(this.halfOpenTimeout, opts.halfOpenPressureTimeout ?? DEFAULT_HALF_OPEN_PRESSURE_TIMEOUT);
     this.localAddressFor = opts.localAddressFor ?? (() => '0.0.0.0');
     this.localAddressList = opts.localAddresses ?? (() => []);
     this.mobility = { ...DEFAULT_MOBILITY, ...opts.mobility };
     this.cookieSecret = createCookieSecret(this.random);
     const { clock, random, log, keyLog, halfOpenTimeout } = this;
-    this.table = new SaTable({ clock, random, log, keyLog, halfOpenTimeout, events: this, isHeld: (spi) => this.deletion.isHeld(spi) });
+    this.table = new SaTable({ clock, random, log, keyLog, halfOpenTimeout, halfOpenPressureTimeout, events: this, isHeld: (spi) => this.deletion.isHeld(spi) });
     this.collisions = new RekeyCollisions(this);
     this.lifetimes = new LifetimeManager(this, opts.lifecycle);
     this.liveness = new LivenessMonitor(this, opts.lifecycle);
@@ -122,6 +123,10 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
   ikeSas(): IkeSa[] { return this.table.ikeSas(); }
   findIkeSa(id: number | string): IkeSa | undefined { return this.table.findIkeSa(id); }
   halfOpenCount(): number { return this.table.halfOpenCount(); }
+  halfOpenFrom(source: string): number { return this.table.halfOpenFrom(source); }
+  expireHalfOpenUnderPressure(): void { this.table.expireUnderPressure(this.limits.halfOpenCookieThreshold, this.evictHalfOpen); }
+  refusesHalfOpen(source: string): boolean { return this.table.refusesHalfOpen(source, this.limits); }
+  makeRoomForHalfOpen(source: string): void { this.table.makeRoomForHalfOpen(source, this.limits, this.evictHalfOpen); }
   sessionMembers(sessionId: number): IkeSa[] { return this.table.sessionMembers(sessionId); }
   peerIkeSaCount(sa: IkeSa): number { return this.table.peerIkeSaCount(sa); }
   peerChildCount(sa: IkeSa): number { return this.table.peerChildCount(sa); }
@@ -136,6 +141,12 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
   removeChild(child: ChildSa, reason: string): void { this.table.removeChild(child, reason); }
   deleteIkeSa(sa: IkeSa, reason: string): void { this.table.deleteIkeSa(sa, reason); }
   leaseVirtualIp(sa: IkeSa): { address: string; bytes: Uint8Array } | undefined { return this.table.leaseVirtualIp(sa); }
+
+  /** A half-open SA forgotten to make room: counted by reason, logged at debug (a flood makes thousands). */
+  private readonly evictHalfOpen = (sa: IkeSa, reason: HalfOpenEviction): void => {
+    this.stats.halfOpenEvictions[reason] = (this.stats.halfOpenEvictions[reason] ?? 0) + 1;
+    this.table.deleteIkeSa(sa, `half-open IKE SA evicted (${reason})`, { quiet: true });
+  };
 
   /**
    * Install the IKE SA a rekey or clone exchange created (RFC 7296 §2.18,

@@ -6,7 +6,7 @@
 // and alias expansion, which the YAML library bounds (maxAliasCount) and
 // which is reported here as the configuration error it is.
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
-import { Composer, Parser, YAMLParseError, isMap, isPair, isScalar, isSeq, type CST, type Document, type LineCounter, type Node as YamlNode } from 'yaml';
+import { Composer, Parser, YAMLParseError, isAlias, isMap, isPair, isScalar, isSeq, type CST, type Document, type LineCounter, type Node as YamlNode } from 'yaml';
 import { ConfigError, formatPath, type ConfigProblem, type PathSeg } from './errors.js';
 
 /** Largest configuration accepted, in octets (the text's UTF-8 length for parseConfig). */
@@ -77,7 +77,14 @@ export function checkTextSize(text: string, file: string): void {
  * deep enough to exhaust the stack.
  */
 export function parseBoundedDocument(text: string, file: string, lineCounter: LineCounter): Document.Parsed {
-  const tokens = Array.from(new Parser(lineCounter.addNewLine).parse(text));
+  let tokens: CST.Token[];
+  try {
+    tokens = Array.from(new Parser(lineCounter.addNewLine).parse(text));
+  } catch (e) {
+    // The CST parser recurses while it closes some runs of block collections: deep enough, the stack ends first.
+    if (!(e instanceof RangeError)) throw e;
+    throw new ConfigError(file, [{ path: '', problem: 'nested too deeply to parse', expected: `at most ${MAX_CONFIG_DEPTH} levels of nested mappings and lists` }]);
+  }
   const deep = tooDeep(tokens);
   if (deep !== undefined) {
     throw new ConfigError(file, [{
@@ -166,6 +173,14 @@ export function checkTags(doc: Document.Parsed, file: string, lineOf: (offset: n
       for (let i = node.items.length - 1; i >= 0; i--) {
         const pair = node.items[i];
         if (!isPair(pair)) continue;
+        if (isMap(pair.key) || isSeq(pair.key) || isAlias(pair.key)) {
+          // JSON has text keys only; the YAML library would turn this one into text (and warn on stderr).
+          const p: ConfigProblem = { path: formatPath(pathOf(path)), problem: 'a mapping key is a mapping, a list or an alias', expected: 'keys that are plain text' };
+          const offset = pair.key.range?.[0];
+          if (offset !== undefined) p.line = lineOf(offset);
+          problems.push(p);
+          continue;
+        }
         const link: PathLink = { up: path, seg: isScalar(pair.key) ? String(pair.key.value) : '?' };
         stack.push({ node: pair.value, path: link }, { node: pair.key, path: link });
       }

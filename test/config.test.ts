@@ -800,6 +800,10 @@ describe('bounds on the file itself (architecture §4.6)', () => {
     // Compact block sequences, and flow mappings.
     expectProblem(`${'- '.repeat(10_000)}x\n`, '[0]'.repeat(64), 1, /nested more than 64 levels deep/);
     expectProblem(`x-a: ${'{a: '.repeat(5_000)}1${'}'.repeat(5_000)}\n`, `x-a${'.a'.repeat(63)}`, 1, /nested more than 64 levels deep/);
+    // Runs of block sequences the YAML parser closes recursively (found by the config fuzz target).
+    const r = configError(`${'- '.repeat(20_000)}x\n${'- '.repeat(20_000)}y\n`);
+    expect(r.message).not.toMatch(/call stack/);
+    expect(r.problems[0]!.expected).toBe('at most 64 levels of nested mappings and lists');
     // 64 levels are fine as far as nesting goes (the schema then judges the value).
     const ok = `x-deep: ${'['.repeat(63)}${']'.repeat(63)}\n`;
     expect(parseIn(ok).connections).toEqual([]);
@@ -832,6 +836,9 @@ describe('bounds on the file itself (architecture §4.6)', () => {
     expectProblem(`connections:\n  a:\n    ${PSK_YAML}\n    remote_addrs: !!pairs [a: 1]\n`, 'connections.a.remote_addrs', 4, /^the tag !!pairs is not allowed$/);
     // YAML 1.1 types dates without a tag.
     expectProblem(`%YAML 1.1\n---\nconnections:\n  a:\n    ${PSK_YAML}\n    remote_addrs: 2001-12-14\n`, 'connections.a.remote_addrs', 6, /^got a timestamp$/);
+    // Keys that are collections or aliases (found by the config fuzz target): refused, not stringified with a warning.
+    expectProblem('log:\n  ? [a, b]\n  : 1\n', 'log', 2, /^a mapping key is a mapping, a list or an alias$/, /plain text/);
+    expectProblem('x-k: &k {a: 1}\nlog:\n  *k : 1\n', 'log', 3, /^a mapping key is a mapping, a list or an alias$/);
     // JSON's own tags stay allowed.
     expect(parseIn('listen:\n  port: !!int "500"\nlog:\n  level: !!str info\n').listen.port).toBe(500);
   });

@@ -9,9 +9,11 @@ import type { FuzzTarget, Outcome } from './target.js';
 import { codecTarget } from './targets/codec.js';
 import { configTarget } from './targets/config.js';
 import { controlTarget } from './targets/control.js';
+import { engineTarget } from './targets/engine.js';
 
-const TARGETS: Record<string, () => FuzzTarget> = {
+const TARGETS: Record<string, () => FuzzTarget | Promise<FuzzTarget>> = {
   codec: codecTarget,
+  engine: engineTarget,
   config: configTarget,
   control: controlTarget,
 };
@@ -20,10 +22,13 @@ const USAGE = `usage: npm run fuzz -- --target TARGET [--count N] [--seed S] [--
 
 targets:
   codec     mutated IKE messages into decodeMessage: decoded, or a typed WireError; never a throw
+  engine    mutants of a recorded session (every exchange, both ways) into both engines of an in-memory pair:
+            no throw, no error logged, no change to established SAs
   config    mutated YAML into the configuration loader: a configuration or a ConfigError
   control   mutated control-socket lines into parseRequest: a request or a typed error response
 
-  (not yet: engine, esp, and fragments, which comes with IKE fragmentation (RFC 7383))
+  (not yet: esp, mutated ESP against SAs installed in the wasm kernel; and fragments, which comes
+   with IKE fragmentation (RFC 7383))
 
 options:
   --count N   mutants to try (default 10000)
@@ -114,7 +119,7 @@ function parseArgs(argv: readonly string[]): { target: string; count: number; se
   return { target, count, seed, json };
 }
 
-function main(argv: readonly string[]): number {
+async function main(argv: readonly string[]): Promise<number> {
   if (argv.includes('--help') || argv.includes('-h')) {
     process.stdout.write(`${USAGE}\n`);
     return 0;
@@ -124,7 +129,7 @@ function main(argv: readonly string[]): number {
     process.stderr.write(`fuzz: ${args}\n\n${USAGE}\n`);
     return 2;
   }
-  const target = TARGETS[args.target]!();
+  const target = await TARGETS[args.target]!();
   process.stderr.write(`fuzz ${args.target}: ${args.count} mutants from seed ${args.seed}\n`);
   const summary = runFuzz(target, args.count, args.seed, (done) => process.stderr.write(`  ${done}/${args.count}\n`));
   process.stdout.write(args.json ? `${JSON.stringify(summary)}\n` : `${format(summary)}\n`);
@@ -132,4 +137,9 @@ function main(argv: readonly string[]): number {
 }
 
 // Run as the tool, not when a test imports runFuzz.
-if (process.argv[1] !== undefined && /fuzz[\\/]index\.[jt]s$/.test(process.argv[1])) process.exitCode = main(process.argv.slice(2));
+if (process.argv[1] !== undefined && /fuzz[\\/]index\.[jt]s$/.test(process.argv[1])) {
+  main(process.argv.slice(2)).then((code) => { process.exitCode = code; }, (e: unknown) => {
+    process.stderr.write(`fuzz: ${e instanceof Error ? e.stack ?? e.message : String(e)}\n`);
+    process.exitCode = 1;
+  });
+}

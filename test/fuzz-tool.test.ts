@@ -8,6 +8,7 @@ import { runFuzz } from '../fuzz/index.js';
 import { codecTarget } from '../fuzz/targets/codec.js';
 import { configTarget } from '../fuzz/targets/config.js';
 import { controlTarget } from '../fuzz/targets/control.js';
+import { engineTarget } from '../fuzz/targets/engine.js';
 import { existsSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { ensureCliBuilt } from './support/cli-proc.js';
@@ -30,6 +31,13 @@ describe('fuzz targets (seeded; 0 crashes, 0 unauthenticated state changes)', ()
     expect(s.outcomes.ok).toBeGreaterThan(10_000);
     expect(Object.keys(s.outcomes).filter((k) => k.startsWith('error:')).length).toBeGreaterThanOrEqual(4);
   }, 120_000);
+
+  it('engine: 100,000 mutants of a recorded session into both engines; established SAs unchanged', async () => {
+    const s = runFuzz(await engineTarget(), 100_000, 1);
+    expect(s.findings).toEqual([]);
+    expect([s.crashes, s.stateChanges]).toEqual([0, 0]);
+    for (const reason of ['malformed', 'message-id', 'cache-mismatch', 'unknown-spi']) expect(s.outcomes[`drop:${reason}`]).toBeGreaterThan(0);
+  }, 180_000);
 
   it('control: 100,000 mutated control-socket lines into parseRequest', () => {
     const s = runFuzz(controlTarget(), 100_000, 1);
@@ -62,7 +70,7 @@ describe('npm run fuzz', () => {
   it('--help names the targets, and the fragments target to come; a bad target is a usage error (exit 2)', () => {
     toolBuilt();
     const help = execFileSync(process.execPath, [TOOL, '--help'], { encoding: 'utf8' });
-    for (const t of ['codec', 'config', 'control', 'fragments']) expect(help).toContain(t);
+    for (const t of ['codec', 'engine', 'config', 'control', 'esp', 'fragments']) expect(help).toContain(t);
     let code = 0;
     try {
       execFileSync(process.execPath, [TOOL, '--target', 'nope'], { stdio: 'ignore' });

@@ -10,10 +10,12 @@ import { codecTarget } from './targets/codec.js';
 import { configTarget } from './targets/config.js';
 import { controlTarget } from './targets/control.js';
 import { engineTarget } from './targets/engine.js';
+import { espTarget } from './targets/esp.js';
 
 const TARGETS: Record<string, () => FuzzTarget | Promise<FuzzTarget>> = {
   codec: codecTarget,
   engine: engineTarget,
+  esp: espTarget,
   config: configTarget,
   control: controlTarget,
 };
@@ -27,8 +29,10 @@ targets:
   config    mutated YAML into the configuration loader: a configuration or a ConfigError
   control   mutated control-socket lines into parseRequest: a request or a typed error response
 
-  (not yet: esp, mutated ESP against SAs installed in the wasm kernel; and fragments, which comes
-   with IKE fragmentation (RFC 7383))
+  esp       mutated ESP packets against SAs installed in the wasm kernel (AES-GCM, ChaCha20-Poly1305,
+            AES-CBC with HMAC-SHA2): a typed refusal, never accepted, replay window untouched
+
+  (to come: fragments, with IKE fragmentation (RFC 7383))
 
 options:
   --count N   mutants to try (default 10000)

@@ -9,6 +9,7 @@ import { codecTarget } from '../fuzz/targets/codec.js';
 import { configTarget } from '../fuzz/targets/config.js';
 import { controlTarget } from '../fuzz/targets/control.js';
 import { engineTarget } from '../fuzz/targets/engine.js';
+import { espTarget } from '../fuzz/targets/esp.js';
 import { existsSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { ensureCliBuilt } from './support/cli-proc.js';
@@ -38,6 +39,18 @@ describe('fuzz targets (seeded; 0 crashes, 0 unauthenticated state changes)', ()
     expect([s.crashes, s.stateChanges]).toEqual([0, 0]);
     for (const reason of ['malformed', 'message-id', 'cache-mismatch', 'unknown-spi']) expect(s.outcomes[`drop:${reason}`]).toBeGreaterThan(0);
   }, 180_000);
+
+  it('esp: 100,000 mutated ESP packets against installed SAs; refused, window untouched, genuine packets still accepted', async () => {
+    const target = await espTarget();
+    const before = target.window();
+    const s = runFuzz(target, 100_000, 1);
+    expect(s.findings).toEqual([]);
+    expect([s.crashes, s.stateChanges]).toEqual([0, 0]);
+    expect(s.outcomes.ok ?? 0).toBe(0);
+    for (const code of ['AUTH_FAILED', 'REPLAY', 'MALFORMED']) expect(s.outcomes[`error:${code}`]).toBeGreaterThan(0);
+    expect(target.window()).toBe(before);
+    expect(target.stillAccepts()).toBe(true);
+  }, 120_000);
 
   it('control: 100,000 mutated control-socket lines into parseRequest', () => {
     const s = runFuzz(controlTarget(), 100_000, 1);

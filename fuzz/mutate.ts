@@ -4,6 +4,7 @@
 // next-payload fields, payload bodies' first octets), so that mutants get past
 // the first checks and exercise the deeper ones. The same seed gives the same
 // mutants.
+import { concatBytes } from '../control/crypto/bytes.js';
 import { ExchangeType, HeaderFlag, PayloadType } from '../control/wire/constants.js';
 
 /** mulberry32: a small, fixed-seed PRNG for reproducible mutants. */
@@ -57,15 +58,8 @@ export function outerPayloads(b: Uint8Array): Array<{ off: number; len: number; 
   return out;
 }
 
-export function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
-}
+/** parts[0] | parts[1] | ... in a fresh buffer. */
+export const concat = concatBytes;
 
 type Mutator = (b: Uint8Array, r: Rng) => Uint8Array;
 

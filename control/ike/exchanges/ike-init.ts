@@ -12,9 +12,10 @@
 // half-open table is bounded (architecture §4.6): past the COOKIE threshold,
 // or past its own per-source limit, a source must prove its address with a
 // COOKIE (RFC 7296 §2.6); while the table is under that pressure half-open SAs
-// live shorter; and a proven source is never refused for want of room: it
-// takes the place of its own oldest half-open SA, or, in a full table, of the
-// oldest one of the source holding the most.
+// live shorter; and a proven source is not refused for want of room: it takes
+// the place of its own oldest half-open SA, or, in a full table, of the oldest
+// one of the source holding the most (only a source that already holds as
+// many as any other is refused there).
 import { findPayload, findNotifies } from '../../wire/payloads.js';
 import { ExchangeType, HeaderFlag, IKE_VERSION, KeGroup, NotifyType, PayloadType, TransformType, notifyName } from '../../wire/constants.js';
 import type { IkeMessage } from '../../wire/message.js';

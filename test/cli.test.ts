@@ -4,7 +4,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { ChildProcess } from 'node:child_process';
 import { createSocket } from 'node:dgram';
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensureCliBuilt, killCli, startCli, type CliProcess } from './support/cli-proc.js';
@@ -218,6 +218,32 @@ describe('configuration errors', () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toContain(`${bad}:2: listen.address: got an empty list; expected at least one IP address to listen on`);
     expect(existsSync(join(dir, 'no-listen.sock'))).toBe(false);
+  });
+});
+
+describe('configuration limits at the command line (exit 2)', () => {
+  it('a 50 MB file, an empty file, deep nesting and !!binary outside a psk: exit 2 with the message, at once', async () => {
+    const big = join(dir, 'big.yaml');
+    writeFileSync(big, '');
+    truncateSync(big, 50_000_000); // sparse: its size is all the loader may look at
+    const empty = writeConfig('empty.yaml', '# nothing yet\n\n');
+    const deep = writeConfig('deep.yaml', `connections:\n  gw:\n    remote_addrs: ${'['.repeat(50_000)}${']'.repeat(50_000)}\n`);
+    const binary = writeConfig('binary.yaml', 'log:\n  level: !!binary aW5mbw==\n');
+    const t0 = Date.now();
+    const [rBig, rEmpty, rDeep, rBinary] = await Promise.all([big, empty, deep, binary].map((f, i) => run(['gateway', '--config', f, '--socket', join(dir, `limits-${i}.sock`)])));
+    // Process start-up included; reading 50 MB of YAML would take minutes.
+    expect(Date.now() - t0).toBeLessThan(15_000);
+    for (const r of [rBig, rEmpty, rDeep, rBinary]) {
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stdout).toBe('');
+    }
+    expect(rBig.stderr).toContain(`${big}: (top level): the file is too large (50000000 octets; the limit is 16777216 octets); expected a configuration file of at most 16 MiB`);
+    expect(rEmpty.stderr).toContain(`${empty}: (top level): the configuration is empty (nothing but whitespace or comments)`);
+    expect(rDeep.stderr).toContain(`${deep}:3: connections.gw.remote_addrs[0]`);
+    expect(rDeep.stderr).toContain('nested more than 64 levels deep; expected at most 64 levels of nested mappings and lists');
+    expect(rDeep.stderr).not.toMatch(/call stack/);
+    expect(rBinary.stderr).toContain(`${binary}:2: log.level: binary data (!!binary) is allowed only as a psk`);
+    for (let i = 0; i < 4; i++) expect(existsSync(join(dir, `limits-${i}.sock`))).toBe(false);
   });
 });
 

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execFileSync, spawn } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -119,15 +120,15 @@ describe('durations', () => {
 // ---------------------------------------------------------------------------
 
 describe('valid configurations', () => {
-  it('an empty file is the default configuration', () => {
-    const c = parseIn('');
+  it('an empty mapping is the default configuration', () => {
+    const c = parseIn('{}');
     expect(c).toEqual(defaultGatewayConfig());
     expect(c.dataplane).toEqual({ workers: availableParallelism(), workersAuto: true });
     expect(c.listen).toEqual({ addresses: ['0.0.0.0'], port: 500, natPort: 4500 });
-    expect(c.limits).toEqual({ halfOpenCookieThreshold: 32, halfOpenMax: 1024, childSasPerPeer: 64, ikeSasPerPeer: 16 });
+    expect(c.limits).toEqual({ halfOpenCookieThreshold: 32, halfOpenMax: 1024, halfOpenPerSource: 5, childSasPerPeer: 64, ikeSasPerPeer: 16 });
     expect(c.retransmit).toEqual({ timeout: 1000, base: 1.8, tries: 5, maxTimeout: 30_000 });
     expect(c.keylog).toBeUndefined();
-    expect(parseIn('# nothing but a comment\n')).toEqual(defaultGatewayConfig());
+    expect(parseIn('# a comment\n{}\n')).toEqual(defaultGatewayConfig());
   });
 
   it('examples/gateway.yaml parses', () => {
@@ -183,6 +184,7 @@ listen:
 limits:
   halfOpenCookieThreshold: 10
   halfOpenMax: 20
+  halfOpenPerSource: 3
   childSasPerPeer: 8
   ikeSasPerPeer: 4
 retransmit:
@@ -236,7 +238,7 @@ connections:
     expect(c.log.level).toBe('debug');
     expect(c.keylog).toBe(join(dir, 'keylog'));
     expect(c.listen).toEqual({ addresses: ['192.0.2.1', '2001:db8::1'], port: 1500, natPort: 14500 });
-    expect(c.limits).toEqual({ halfOpenCookieThreshold: 10, halfOpenMax: 20, childSasPerPeer: 8, ikeSasPerPeer: 4 });
+    expect(c.limits).toEqual({ halfOpenCookieThreshold: 10, halfOpenMax: 20, halfOpenPerSource: 3, childSasPerPeer: 8, ikeSasPerPeer: 4 });
     expect(c.retransmit).toEqual({ timeout: 500, base: 2, tries: 3, maxTimeout: 60_000 });
     expect(c.dataplane).toEqual({ workers: 3, workersAuto: false });
     const a = only(c);
@@ -752,5 +754,104 @@ describe('liveness intervals', () => {
     expect(only(parseIn(conn('keepalive: 0'))).keepalive).toBe(0);
     expect(only(parseIn(conn('dpd_delay: 1s'))).dpdDelay).toBe(1000);
     expect(only(parseIn(conn('keepalive: 1000ms'))).keepalive).toBe(1000);
+  });
+});
+
+describe('bounds on the file itself (architecture §4.6)', () => {
+  it('a file over 16 MiB is refused from its size, before it is read', () => {
+    const big = join(dir, 'big.yaml');
+    // Sparse: 50 MB by fstat, nothing on disk; reading it would take the loader seconds.
+    writeFileSync(big, '');
+    truncateSync(big, 50_000_000);
+    const t0 = performance.now();
+    let err: unknown;
+    try { loadConfigFile(big); } catch (e) { err = e; }
+    const ms = performance.now() - t0;
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).message).toBe(`${big}: (top level): the file is too large (50000000 octets; the limit is 16777216 octets); expected a configuration file of at most 16 MiB`);
+    expect(ms).toBeLessThan(100);
+    // Just under the limit is read (and then judged on its content).
+    const edge = join(dir, 'edge.yaml');
+    writeFileSync(edge, `${'#'.repeat(16 * 1024 * 1024 - 4)}\n{}\n`);
+    expect(loadConfigFile(edge).connections).toEqual([]);
+    // Text handed to parseConfig has the same bound.
+    expect(() => parseIn(`# ${'x'.repeat(16 * 1024 * 1024)}\n{}\n`)).toThrow(/the file is too large \(16777222 octets; the limit is 16777216 octets\)/);
+  });
+
+  it('a pipe is read up to the limit and refused past it', () => {
+    const fifo = join(dir, 'fifo.yaml');
+    execFileSync('mkfifo', [fifo]);
+    // A writer that never ends: the loader must stop reading at 16 MiB + 1.
+    const writer = spawn('sh', ['-c', `yes '# filler' > ${fifo}`], { stdio: 'ignore' });
+    try {
+      expect(() => loadConfigFile(fifo)).toThrow(/the file is too large \(more than that; the limit is 16777216 octets\)/);
+    } finally {
+      writer.kill('SIGKILL');
+    }
+  });
+
+  it('an empty file, or one with only comments and whitespace, is an error, not a gateway with no connections', () => {
+    for (const text of ['', '\n\n', '   \n\t\n', '# nothing but a comment\n', '# a\n\n# b\n', '---\n', '---\n...\n']) {
+      expectProblem(text, '', undefined, /^the configuration is empty \(nothing but whitespace or comments\)$/, /a mapping with log, .*connections \(write \{\} for every default\)/);
+    }
+    expectProblem('~\n', '', undefined, /^the configuration is null$/);
+    const empty = join(dir, 'empty.yaml');
+    writeFileSync(empty, '');
+    expect(() => loadConfigFile(empty)).toThrow(`${empty}: (top level): the configuration is empty`);
+  });
+
+  it('nesting past 64 levels names the limit and the path, without exhausting the stack', () => {
+    const deepFlow = `connections:\n  a:\n    remote_addrs: ${'['.repeat(100_000)}${']'.repeat(100_000)}\n`;
+    const t0 = performance.now();
+    const e = expectProblem(deepFlow, `connections.a.remote_addrs${'[0]'.repeat(61)}`, 3, /^nested more than 64 levels deep$/, /^at most 64 levels of nested mappings and lists$/);
+    expect(performance.now() - t0).toBeLessThan(5_000);
+    expect(e.message).not.toMatch(/call stack/);
+    // Block mappings, one key per level (indentation grows by one each line).
+    const block = Array.from({ length: 70 }, (_, i) => `${' '.repeat(i)}k${i}:`).join('\n');
+    expectProblem(block, Array.from({ length: 64 }, (_, i) => `k${i}`).join('.'), 65, /^nested more than 64 levels deep$/);
+    // Compact block sequences, and flow mappings.
+    expectProblem(`${'- '.repeat(10_000)}x\n`, '[0]'.repeat(64), 1, /nested more than 64 levels deep/);
+    expectProblem(`x-a: ${'{a: '.repeat(5_000)}1${'}'.repeat(5_000)}\n`, `x-a${'.a'.repeat(63)}`, 1, /nested more than 64 levels deep/);
+    // Runs of block sequences the YAML parser closes recursively (found by the config fuzz target).
+    const r = configError(`${'- '.repeat(20_000)}x\n${'- '.repeat(20_000)}y\n`);
+    expect(r.message).not.toMatch(/call stack/);
+    expect(r.problems[0]!.expected).toBe('at most 64 levels of nested mappings and lists');
+    // 64 levels are fine as far as nesting goes (the schema then judges the value).
+    const ok = `x-deep: ${'['.repeat(63)}${']'.repeat(63)}\n`;
+    expect(parseIn(ok).connections).toEqual([]);
+  });
+
+  it('alias bombs (billion laughs) are refused quickly', () => {
+    const levels = 'abcdefghi';
+    let text = 'x-a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n';
+    for (let i = 1; i < levels.length; i++) text += `x-${levels[i]}: &${levels[i]} [${Array(9).fill(`*${levels[i - 1]}`).join(',')}]\n`;
+    const t0 = performance.now();
+    expectProblem(text, '', undefined, /aliases expand to too much \(more than 1000 expansions/, /valid YAML/);
+    // Merge keys that double at each level.
+    let merges = 'x-0: &m0 {k0: 1}\n';
+    for (let i = 1; i < 40; i++) merges += `x-${i}: &m${i}\n  <<: [*m${i - 1}, *m${i - 1}]\n  k${i}: 1\n`;
+    expectProblem(merges, '', undefined, /aliases expand to too much/);
+    expect(performance.now() - t0).toBeLessThan(2_000);
+  });
+
+  it('!!binary outside a psk, and tags beyond JSON\'s kinds, are refused at their path', () => {
+    expectProblem('log:\n  level: !!binary aW5mbw==\n', 'log.level', 2, /^binary data \(!!binary\) is allowed only as a psk$/);
+    expectProblem('log: !!binary aW5mbw==\n', 'log', 1, /^binary data \(!!binary\) is allowed only as a psk$/);
+    expectProblem('!!binary aW5mbw==\n', '', 1, /binary data/);
+    expectProblem(`connections:\n  a:\n    ${PSK_YAML}\n    remote_addrs: [192.0.2.1, !!binary wAACAQ==]\n`, 'connections.a.remote_addrs[1]', 4, /binary data/);
+    // Through an alias: the path is where the alias puts it.
+    expectProblem('x-b: &b !!binary aW5mbw==\nlog:\n  level: *b\n', 'log.level', 3, /binary data/);
+    expectProblem('connections: !!set {a, b}\n', 'connections', 1, /^the tag !!set is not allowed$/, /no YAML tags beyond those/);
+    expectProblem(`connections:\n  a: !!omap [ psk: x ]\n`, 'connections.a', 2, /^the tag !!omap is not allowed$/);
+    expectProblem(`connections:\n  a:\n    ${PSK_YAML}\n    remote_addrs: !!timestamp 2001-12-14\n`, 'connections.a.remote_addrs', 4, /^the tag !!timestamp is not allowed$/);
+    expectProblem(`connections:\n  a:\n    ${PSK_YAML}\n    remote_addrs: !host gw\n`, 'connections.a.remote_addrs', 4, /^the tag !host is not allowed$/);
+    expectProblem(`connections:\n  a:\n    ${PSK_YAML}\n    remote_addrs: !!pairs [a: 1]\n`, 'connections.a.remote_addrs', 4, /^the tag !!pairs is not allowed$/);
+    // YAML 1.1 types dates without a tag.
+    expectProblem(`%YAML 1.1\n---\nconnections:\n  a:\n    ${PSK_YAML}\n    remote_addrs: 2001-12-14\n`, 'connections.a.remote_addrs', 6, /^got a timestamp$/);
+    // Keys that are collections or aliases (found by the config fuzz target): refused, not stringified with a warning.
+    expectProblem('log:\n  ? [a, b]\n  : 1\n', 'log', 2, /^a mapping key is a mapping, a list or an alias$/, /plain text/);
+    expectProblem('x-k: &k {a: 1}\nlog:\n  *k : 1\n', 'log', 3, /^a mapping key is a mapping, a list or an alias$/);
+    // JSON's own tags stay allowed.
+    expect(parseIn('listen:\n  port: !!int "500"\nlog:\n  level: !!str info\n').listen.port).toBe(500);
   });
 });

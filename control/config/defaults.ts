@@ -9,6 +9,7 @@ import type { GatewayConfig, LimitsConfig, RetransmitConfig } from './types.js';
 export const DEFAULT_LIMITS: Readonly<LimitsConfig> = {
   halfOpenCookieThreshold: ENGINE_LIMITS.halfOpenCookieThreshold,
   halfOpenMax: ENGINE_LIMITS.halfOpenMax,
+  halfOpenPerSource: ENGINE_LIMITS.halfOpenPerSource,
   childSasPerPeer: ENGINE_LIMITS.childSasPerPeer,
   ikeSasPerPeer: ENGINE_LIMITS.ikeSasPerPeer,
 };

@@ -1,15 +1,16 @@
 // Loading a configuration: read the file, parse the YAML (anchors and merge
 // keys allowed, duplicate keys refused), validate it against the schema and
 // report every problem with its line (architecture §6). Objects from the
-// library API take the same path without line numbers.
-import { readFileSync } from 'node:fs';
+// library API take the same path without line numbers. Size, depth, tags and
+// alias expansion are bounded before validation (control/config/yaml-limits.ts).
 import { dirname, resolve } from 'node:path';
-import { LineCounter, isMap, isScalar, isSeq, parseDocument, type Node as YamlNode } from 'yaml';
+import { LineCounter, isMap, isScalar, isSeq, type Node as YamlNode } from 'yaml';
 import { MAX_WORKERS, autoWorkers } from './defaults.js';
 import { ConfigError, Problem, formatPath, toProblems, type PathSeg } from './errors.js';
 import type { Ctx } from './fields.js';
 import { connectionSchema, gatewaySchema, workersValue } from './schema.js';
 import { NAME_EXPECTED, NAME_RE, type ConnectionConfig, type GatewayConfig } from './types.js';
+import { MAX_ALIAS_EXPANSIONS, checkTags, checkTextSize, checkValues, parseBoundedDocument, readConfigText } from './yaml-limits.js';
 
 /** 1-based line of the deepest node on `path` (the key's line when the path ends at a map key). */
 function yamlLocator(contents: unknown, lineCounter: LineCounter): (path: PathSeg[]) => number | undefined {
@@ -43,8 +44,9 @@ function yamlLocator(contents: unknown, lineCounter: LineCounter): (path: PathSe
  */
 export function parseConfig(text: string, fileName = '<config>'): GatewayConfig {
   if (typeof text !== 'string') throw new TypeError('parseConfig: text must be a string');
+  checkTextSize(text, fileName);
   const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, merge: true, uniqueKeys: true, prettyErrors: false });
+  const doc = parseBoundedDocument(text, fileName, lineCounter);
   if (doc.errors.length > 0) {
     throw new ConfigError(fileName, doc.errors.map((e) => ({
       path: '',
@@ -54,26 +56,36 @@ export function parseConfig(text: string, fileName = '<config>'): GatewayConfig 
       line: lineCounter.linePos(Math.min(e.pos[0], Math.max(0, text.trimEnd().length - 1))).line,
     })));
   }
+  // A file with nothing in it is a mistake (a truncated copy, the wrong path), not a gateway with no connections.
+  if (doc.contents === null || (isScalar(doc.contents) && doc.contents.value === null)) {
+    const blank = doc.contents === null || doc.contents.range === undefined || doc.contents.range[0] === doc.contents.range[1];
+    throw new ConfigError(fileName, [{
+      path: '',
+      problem: blank ? 'the configuration is empty (nothing but whitespace or comments)' : 'the configuration is null',
+      expected: 'a mapping with log, keylog, listen, limits, retransmit, dataplane, connections (write {} for every default)',
+    }]);
+  }
+  checkTags(doc, fileName, (offset) => lineCounter.linePos(offset).line);
   let data: unknown;
   try {
-    data = doc.toJS({ maxAliasCount: 1000 });
+    data = doc.toJS({ maxAliasCount: MAX_ALIAS_EXPANSIONS });
   } catch (e) {
-    throw new ConfigError(fileName, [{ path: '', problem: `YAML: ${(e as Error).message}`, expected: 'valid YAML' }]);
+    const message = (e as Error).message;
+    const problem = /alias count/i.test(message)
+      ? `aliases expand to too much (more than ${MAX_ALIAS_EXPANSIONS} expansions, as in a "billion laughs")`
+      : `YAML: ${message}`;
+    throw new ConfigError(fileName, [{ path: '', problem, expected: 'valid YAML' }]);
   }
+  const locate = yamlLocator(doc.contents, lineCounter);
+  checkValues(data, fileName, locate);
   const baseDir = fileName.startsWith('<') ? process.cwd() : dirname(resolve(fileName));
-  return validateGateway(data, fileName, baseDir, yamlLocator(doc.contents, lineCounter));
+  return validateGateway(data, fileName, baseDir, locate);
 }
 
 /** Read, parse and validate a configuration file. Throws ConfigError. */
 export function loadConfigFile(path: string): GatewayConfig {
   if (typeof path !== 'string' || path === '') throw new TypeError('loadConfigFile: path must be a non-empty string');
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    throw new ConfigError(path, [{ path: '', problem: `cannot read the file (${(e as NodeJS.ErrnoException).code ?? String(e)})`, expected: 'a readable YAML file' }]);
-  }
-  const config = parseConfig(text, path);
+  const config = parseConfig(readConfigText(path), path);
   config.file = resolve(path);
   return config;
 }

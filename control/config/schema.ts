@@ -17,7 +17,10 @@
  * `null` (an empty value) means "not set". YAML anchors and merge keys
  * (`<<: *common`) may share settings between connections; top-level keys
  * starting with "x-" are ignored, so that shared blocks have a place to live
- * (`x-common: &common {...}`).
+ * (`x-common: &common {...}`). The file is at most 16 MiB and not empty
+ * (`{}` is every default), nests at most 64 levels, expands at most 1000
+ * aliases and uses no YAML tags beyond JSON's kinds (and !!binary for a psk):
+ * control/config/yaml-limits.ts.
  *
  * ```yaml
  * log:
@@ -33,7 +36,10 @@
  * limits:
  *   halfOpenCookieThreshold: 32  # half-open IKE SAs before COOKIE challenges (RFC 7296 §2.6);
  *                              # at most halfOpenMax
- *   halfOpenMax: 1024          # past this, new IKE_SA_INIT requests are dropped
+ *   halfOpenMax: 1024          # half-open IKE SAs in all; past this a new source takes the place of the
+ *                              # oldest one of the source holding the most (that source's own are dropped)
+ *   halfOpenPerSource: 5       # half-open IKE SAs per source address (strongSwan's block_threshold); past
+ *                              # it the source must answer a COOKIE and then replaces its own oldest
  *   childSasPerPeer: 64        # Child SAs over all IKE SAs of one authenticated peer (RFC 7791 §8);
  *                              # replaced ones count until deleted: a rekey past it gets TEMPORARY_FAILURE
  *   ikeSasPerPeer: 16          # IKE SAs of one peer, clones included; NO_ADDITIONAL_SAS past this
@@ -506,9 +512,10 @@ export function gatewaySchema(ctx: Ctx) {
     limits: section({
       halfOpenCookieThreshold: leaf(withDefault(DEFAULT_LIMITS.halfOpenCookieThreshold, integer(0, 1_000_000))),
       halfOpenMax: leaf(withDefault(DEFAULT_LIMITS.halfOpenMax, integer(1, 1_000_000))),
+      halfOpenPerSource: leaf(withDefault(DEFAULT_LIMITS.halfOpenPerSource, integer(1, 1_000_000))),
       childSasPerPeer: leaf(withDefault(DEFAULT_LIMITS.childSasPerPeer, integer(1, 1_000_000))),
       ikeSasPerPeer: leaf(withDefault(DEFAULT_LIMITS.ikeSasPerPeer, integer(1, 1_000_000))),
-    }, 'a mapping with halfOpenCookieThreshold, halfOpenMax, childSasPerPeer, ikeSasPerPeer').transform((l, zctx) => {
+    }, 'a mapping with halfOpenCookieThreshold, halfOpenMax, halfOpenPerSource, childSasPerPeer, ikeSasPerPeer').transform((l, zctx) => {
       if (l.halfOpenCookieThreshold > l.halfOpenMax) {
         report(zctx as unknown as IssueSink, new Problem(`${l.halfOpenCookieThreshold} is above halfOpenMax (${l.halfOpenMax})`, 'a threshold no larger than halfOpenMax', ['halfOpenCookieThreshold']), l);
         return z.NEVER;

@@ -15,8 +15,10 @@ export type AuthMethod = 'psk' | 'pubkey';
 export interface LimitsConfig {
   /** Half-open IKE SAs before IKE_SA_INIT requests must carry a COOKIE (RFC 7296 §2.6). */
   halfOpenCookieThreshold: number;
-  /** Half-open IKE SAs past which new IKE_SA_INIT requests are dropped. */
+  /** Half-open IKE SAs in all; past this a new source takes the place of the largest source's oldest. */
   halfOpenMax: number;
+  /** Half-open IKE SAs per source address (strongSwan's block_threshold). */
+  halfOpenPerSource: number;
   /** Child SAs over all IKE SAs of one authenticated peer (RFC 7791 §8). */
   childSasPerPeer: number;
   /** IKE SAs of one authenticated peer, clones included; NO_ADDITIONAL_SAS past this (RFC 7791 §5.2). */

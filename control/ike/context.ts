@@ -35,6 +35,8 @@ export interface IkeEngineOptions {
   keyLog?: KeyLogSink;
   /** Half-open responder SAs are forgotten after this many ms. */
   halfOpenTimeout?: number;
+  /** ... and after this many while the half-open table is at or over the COOKIE threshold. */
+  halfOpenPressureTimeout?: number;
   /** Local address to use towards a peer when the policy names none. */
   localAddressFor?: (remote: string) => string;
   /** Sends a NAT keepalive (one octet 0xFF, RFC 3948 §2.3) on the NAT-T socket; without it none are sent. */
@@ -130,6 +132,8 @@ export interface EngineStats {
   exchanges: Record<string, number>;
   /** Rekeys completed (either end started them): Child SAs and IKE SAs (RFC 7296 §1.3.2, §1.3.3). */
   rekeys: { child: number; ike: number };
+  /** Half-open IKE SAs forgotten to make room, by reason (sa-table.ts HalfOpenEviction). */
+  halfOpenEvictions: Record<string, number>;
 }
 
 /** The two nonces of one CREATE_CHILD_SA exchange: [Ni, Nr]. */
@@ -193,6 +197,14 @@ export interface IkeContext extends Pick<EventEmitter<EngineEvents>, 'on' | 'off
   readonly reservedSpis: Set<number>;
   ikeSas(): IkeSa[];
   halfOpenCount(): number;
+  /** Half-open IKE SAs from one source address (the per-source limit). */
+  halfOpenFrom(source: string): number;
+  /** Forget half-open SAs past the pressure lifetime while the table is at or over the COOKIE threshold. */
+  expireHalfOpenUnderPressure(): void;
+  /** A full table refuses a source that holds as many half-open SAs as any other. */
+  refusesHalfOpen(source: string): boolean;
+  /** Room for one more half-open SA from `source` (its limit, then the table's); only after a verified COOKIE. */
+  makeRoomForHalfOpen(source: string): void;
   sessionMembers(sessionId: number): IkeSa[];
   peerIkeSaCount(sa: IkeSa): number;
   peerChildCount(sa: IkeSa): number;

@@ -5,8 +5,16 @@
 export interface EngineLimits {
   /** Half-open IKE SAs before new IKE_SA_INIT requests must carry a COOKIE (RFC 7296 §2.6). */
   halfOpenCookieThreshold: number;
-  /** Half-open IKE SAs past which IKE_SA_INIT requests are dropped. */
+  /**
+   * Half-open IKE SAs in the table. A new one past this takes the place of the
+   * oldest one of the source holding the most (sa-table.ts makeRoomForHalfOpen).
+   */
   halfOpenMax: number;
+  /**
+   * Half-open IKE SAs per source address (strongSwan's block_threshold): a
+   * source past it must answer a COOKIE, and then gives up its oldest.
+   */
+  halfOpenPerSource: number;
   /** Child SAs over all IKE SAs of one authenticated peer (RFC 7791 §8). */
   childSasPerPeer: number;
   /** IKE SAs (clones included) per authenticated peer (RFC 7791 §5.3, §8). */
@@ -18,6 +26,7 @@ export interface EngineLimits {
 export const DEFAULT_LIMITS: EngineLimits = {
   halfOpenCookieThreshold: 32,
   halfOpenMax: 1024,
+  halfOpenPerSource: 5,
   childSasPerPeer: 64,
   ikeSasPerPeer: 16,
   maxIkeSas: 100_000,
@@ -47,6 +56,8 @@ export const DEFAULT_PORTS = { ike: 500, nat: 4500 } as const;
 
 /** Half-open responder SAs are forgotten after this many ms. */
 export const DEFAULT_HALF_OPEN_TIMEOUT = 30_000;
+/** ... and after this many while the half-open table is at or over the COOKIE threshold (architecture §4.6). */
+export const DEFAULT_HALF_OPEN_PRESSURE_TIMEOUT = 5_000;
 
 /** How long, and for how many IKE SAs, the last response of a deleted IKE SA is kept (RFC 7296 §2.1). */
 export const RECENTLY_DELETED_MS = 60_000;

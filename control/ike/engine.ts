@@ -23,7 +23,7 @@ import { systemRandom, type RandomSource } from '../crypto/random.js';
 import { silentLogger, type Logger } from '../log.js';
 import { systemClock, type Clock } from './clock.js';
 import type { DropReason, EngineEvents, EngineStats, IkeContext, IkeEngineOptions, MessageTrace } from './context.js';
-import { DEFAULT_HALF_OPEN_TIMEOUT, DEFAULT_LIMITS, DEFAULT_MOBILITY, DEFAULT_PORTS, DEFAULT_RETRANSMIT } from './defaults.js';
+import { DEFAULT_HALF_OPEN_PRESSURE_TIMEOUT, DEFAULT_HALF_OPEN_TIMEOUT, DEFAULT_LIMITS, DEFAULT_MOBILITY, DEFAULT_PORTS, DEFAULT_RETRANSMIT } from './defaults.js';
 import type { EngineLimits, MobilityOptions, RetransmitPolicy } from './defaults.js';
 import { IkeSa, spi64Hex, type CachedResponse, type ChildSa, type InitiatorExchange, type ResponderResult } from './ike-sa.js';
 import type { KeyLogSink } from './keylog.js';
@@ -31,6 +31,7 @@ import type { ConnectionPolicy } from './policy.js';
 import { openMessage, sealMessage } from './protect.js';
 import { classifyRequest, type RequestKind } from './requests.js';
 import { SaTable } from './sa-table.js';
+import { countExchange, newEngineStats } from './engine-stats.js';
 import type { Datagram, Endpoint, SendFn } from './transport.js';
 import { errorNotify, notify } from './payload-builders.js';
 import { IkeSaInitInitiator, rejectInitRequest, respondIkeSaInit } from './exchanges/ike-init.js';
@@ -52,11 +53,6 @@ import { NatKeepalive } from './nat-keepalive.js';
 export type { EngineLimits, MobilityOptions, RetransmitPolicy } from './defaults.js';
 export { DEFAULT_LIMITS, DEFAULT_RETRANSMIT } from './defaults.js';
 export type { DropReason, EngineEvents, EngineStats, IkeEngineOptions, MessageTrace } from './context.js';
-
-/** An exchange failed when its response carries an error notify (RFC 7296 §3.10.1: types below 16384). */
-function carriesError(payloads: Payload[]): boolean {
-  return errorNotify(payloads) !== undefined;
-}
 
 /** Digest of a request whose response is cached (RFC 7296 §2.1: retransmissions are byte-identical). */
 function requestDigest(bytes: Uint8Array): Uint8Array {
@@ -80,7 +76,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
   readonly liveness: LivenessMonitor;
   readonly keepalive: NatKeepalive;
   readonly deletion: DeletionAudit;
-  readonly stats: EngineStats = { received: 0, sent: 0, retransmits: 0, responsesFromCache: 0, drops: {}, refusals: {}, exchanges: {}, rekeys: { child: 0, ike: 0 } };
+  readonly stats: EngineStats = newEngineStats();
   /** IKE SAs, Child SAs, half-open SAs, sessions and the peer index. */
   readonly table: SaTable;
   /** The COOKIE secret (RFC 7296 §2.6), rotated by the gateway. */
@@ -104,12 +100,14 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
     this.ports = opts.ports ?? { ...DEFAULT_PORTS };
     this.keyLog = opts.keyLog;
     this.halfOpenTimeout = opts.halfOpenTimeout ?? DEFAULT_HALF_OPEN_TIMEOUT;
+    const halfOpenPressureTimeout = Math.min(this.halfOpenTimeout, opts.halfOpenPressureTimeout ?? DEFAULT_HALF_OPEN_PRESSURE_TIMEOUT);
     this.localAddressFor = opts.localAddressFor ?? (() => '0.0.0.0');
     this.localAddressList = opts.localAddresses ?? (() => []);
     this.mobility = { ...DEFAULT_MOBILITY, ...opts.mobility };
     this.cookieSecret = createCookieSecret(this.random);
     const { clock, random, log, keyLog, halfOpenTimeout } = this;
-    this.table = new SaTable({ clock, random, log, keyLog, halfOpenTimeout, events: this, isHeld: (spi) => this.deletion.isHeld(spi) });
+    const deps = { clock, random, log, keyLog, halfOpenTimeout, halfOpenPressureTimeout, limits: this.limits, evictions: this.stats.halfOpenEvictions };
+    this.table = new SaTable({ ...deps, events: this, isHeld: (spi) => this.deletion.isHeld(spi) });
     this.collisions = new RekeyCollisions(this);
     this.lifetimes = new LifetimeManager(this, opts.lifecycle);
     this.liveness = new LivenessMonitor(this, opts.lifecycle);
@@ -128,6 +126,10 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
   ikeSas(): IkeSa[] { return this.table.ikeSas(); }
   findIkeSa(id: number | string): IkeSa | undefined { return this.table.findIkeSa(id); }
   halfOpenCount(): number { return this.table.halfOpenCount(); }
+  halfOpenFrom(source: string): number { return this.table.halfOpenFrom(source); }
+  expireHalfOpenUnderPressure(): void { this.table.expireUnderPressure(); }
+  refusesHalfOpen(source: string): boolean { return this.table.refusesHalfOpen(source); }
+  makeRoomForHalfOpen(source: string): void { this.table.makeRoomForHalfOpen(source); }
   sessionMembers(sessionId: number): IkeSa[] { return this.table.sessionMembers(sessionId); }
   peerIkeSaCount(sa: IkeSa): number { return this.table.peerIkeSaCount(sa); }
   peerChildCount(sa: IkeSa): number { return this.table.peerChildCount(sa); }
@@ -329,7 +331,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
           : `no response to ${out.exchange.name} after ${out.tries} retransmissions`;
         this.log.warn({ ike: sa.id, exchange: out.exchange.name }, 'peer not answering, deleting IKE SA');
         sa.outstanding = undefined;
-        this.countExchange(out.exchange.exchangeType, 'initiator', false);
+        countExchange(this.stats, out.exchange.exchangeType, 'initiator', false);
         if (sa.state === 'established') this.emit('peer-dead', sa);
         out.exchange.abort?.(sa, reason);
         this.deleteIkeSa(sa, reason);
@@ -373,7 +375,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
       // Counted ok when it made a half-open SA; a refusal or a COOKIE challenge counts as failed.
       const halfOpen = this.table.halfOpen.size;
       respondIkeSaInit(this, msg, d);
-      this.countExchange(ExchangeType.IKE_SA_INIT, 'responder', this.table.halfOpen.size > halfOpen);
+      countExchange(this.stats, ExchangeType.IKE_SA_INIT, 'responder', this.table.halfOpen.size > halfOpen);
       return;
     }
     // RFC 7296 §3.1: our SPI is the responder SPI when the sender is the original initiator.
@@ -422,8 +424,9 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
       this.transmit(sa, out.exchange, out.messageId);
       return;
     }
-    const ok = !carriesError(payloads) && sa.state !== 'dead';
-    this.countExchange(h.exchangeType, 'initiator', ok);
+    // An exchange failed when its response carries an error notify (RFC 7296 §3.10.1: types below 16384).
+    const ok = errorNotify(payloads) === undefined && sa.state !== 'dead';
+    countExchange(this.stats, h.exchangeType, 'initiator', ok);
     if (ok && out.exchange instanceof ChildRekeyInitiator) this.stats.rekeys.child++;
     this.kick(sa);
   }
@@ -461,8 +464,8 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
     this.trace?.({ direction: 'in', sa, exchangeType: h.exchangeType, response: false, messageId: h.messageId, payloads });
     const result = this.collisions.guard(sa, kind, payloads) ?? this.respond(kind, sa, payloads, d);
     if (h.exchangeType === ExchangeType.CREATE_CHILD_SA) noteCreateChildSaRefusal(this, sa, payloads, result.payloads);
-    const ok = !carriesError(result.payloads);
-    this.countExchange(h.exchangeType, 'responder', ok);
+    const ok = errorNotify(result.payloads) === undefined;
+    countExchange(this.stats, h.exchangeType, 'responder', ok);
     if (ok && kind === 'child-rekey') this.stats.rekeys.child++;
     if (sa.state !== 'dead' || result.after) this.sendResponse(sa, h.exchangeType, h.messageId, result.payloads, d);
     result.after?.();
@@ -533,12 +536,6 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
     this.stats.sent++;
     this.keepalive.noteSent(local, remote);
     this.sendFn({ bytes, local, remote });
-  }
-
-  /** Counts a completed exchange by type name, our role and its result (stats.exchanges). */
-  private countExchange(exchangeType: number, role: 'initiator' | 'responder', ok: boolean): void {
-    const key = `${exchangeName(exchangeType)}.${role}.${ok ? 'ok' : 'failed'}`;
-    this.stats.exchanges[key] = (this.stats.exchanges[key] ?? 0) + 1;
   }
 
   countDrop(reason: DropReason, detail: string): void {

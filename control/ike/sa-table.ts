@@ -13,7 +13,7 @@ import type { RandomSource } from '../crypto/random.js';
 import type { Logger } from '../log.js';
 import type { Clock } from './clock.js';
 import type { EngineEvents } from './context.js';
-import { RECENTLY_DELETED_MAX, RECENTLY_DELETED_MS } from './defaults.js';
+import { RECENTLY_DELETED_MAX, RECENTLY_DELETED_MS, type EngineLimits } from './defaults.js';
 import { type CachedResponse, type ChildSa, type IkeSa, spi64Hex, spiHex } from './ike-sa.js';
 import type { KeyLogSink } from './keylog.js';
 import { VirtualIpLeases } from './virtual-ip.js';
@@ -26,15 +26,31 @@ export interface SaTableDeps {
   keyLog: KeyLogSink | undefined;
   events: Pick<EventEmitter<EngineEvents>, 'emit'>;
   halfOpenTimeout: number;
+  /** Half-open lifetime while the table is at or over the COOKIE threshold (architecture §4.6). */
+  halfOpenPressureTimeout: number;
   /** Inbound SPIs held back after a half-closed Child SA (deletion.ts). */
   isHeld: (spi: number) => boolean;
+  /** The engine's limits: the half-open table, per source, and the COOKIE threshold. */
+  limits: Pick<EngineLimits, 'halfOpenMax' | 'halfOpenPerSource' | 'halfOpenCookieThreshold'>;
+  /** Half-open SAs forgotten to make room, by reason (EngineStats.halfOpenEvictions). */
+  evictions: Record<string, number>;
 }
+
+/** Why a half-open responder SA was forgotten to make room (counted in EngineStats.halfOpenEvictions). */
+export type HalfOpenEviction = 'per-source' | 'table-full' | 'pressure-timeout';
 
 export class SaTable {
   /** IKE SAs by our own SPI (hex). */
   readonly sas = new Map<string, IkeSa>();
   /** Half-open responder SAs by peer address and initiator SPI, to spot retransmitted IKE_SA_INIT requests. */
   readonly halfOpen = new Map<string, IkeSa>();
+  /**
+   * The same half-open SAs by source address, oldest first, and each one's
+   * source: the per-source limit (strongSwan's block_threshold) and the
+   * choice of whom to evict when the table is full.
+   */
+  private readonly halfOpenBySource = new Map<string, Set<IkeSa>>();
+  private readonly halfOpenSource = new Map<IkeSa, string>();
   /** IKE_SA_INIT keys (peer address, port, SPIi) of SAs past IKE_AUTH: late copies are dropped. */
   readonly authenticatedInits = new Map<string, IkeSa>();
   /** Child SAs by our inbound SPI. */
@@ -70,6 +86,11 @@ export class SaTable {
 
   halfOpenCount(): number {
     return this.halfOpen.size;
+  }
+
+  /** Half-open responder SAs whose IKE_SA_INIT came from `source` (an IP address). */
+  halfOpenFrom(source: string): number {
+    return this.halfOpenBySource.get(source)?.size ?? 0;
   }
 
   /** The cached last response of a recently deleted IKE SA with our SPI `spi`, for message ID `messageId`. */
@@ -198,16 +219,101 @@ export class SaTable {
     this.sas.set(spi64Hex(sa.spiR), sa);
     this.halfOpen.set(halfOpenKey, sa);
     sa.initKey = halfOpenKey;
+    const source = sa.remote.address;
+    let fromSource = this.halfOpenBySource.get(source);
+    if (!fromSource) this.halfOpenBySource.set(source, (fromSource = new Set()));
+    fromSource.add(sa);
+    this.halfOpenSource.set(sa, source);
     const timer = this.deps.clock.schedule(this.deps.halfOpenTimeout, () => {
       if (sa.state === 'connecting' || sa.state === 'authenticating') deleteIkeSa(sa, 'half-open IKE SA timed out');
     });
     sa.timers.add(timer);
   }
 
+  /** A half-open SA leaves the per-source index (it authenticated, or it is deleted). */
+  private forgetSource(sa: IkeSa): void {
+    const source = this.halfOpenSource.get(sa);
+    if (source === undefined) return;
+    this.halfOpenSource.delete(sa);
+    const fromSource = this.halfOpenBySource.get(source);
+    fromSource?.delete(sa);
+    if (fromSource?.size === 0) this.halfOpenBySource.delete(source);
+  }
+
+  /**
+   * While the table is at or over `threshold` (the COOKIE threshold), half-open
+   * SAs older than the pressure lifetime are forgotten, oldest first: a peer
+   * that answered IKE_SA_INIT sends IKE_AUTH within a round trip, and slots held
+   * longer only keep others out (architecture §4.6).
+   */
+  expireUnderPressure(): void {
+    const threshold = this.deps.limits.halfOpenCookieThreshold;
+    const oldest = this.deps.clock.now() - this.deps.halfOpenPressureTimeout;
+    // Map order is insertion order: creation order, as entries only leave.
+    for (const sa of this.halfOpen.values()) {
+      if (this.halfOpen.size < threshold || sa.createdAt > oldest) break;
+      this.evict(sa, 'pressure-timeout');
+    }
+  }
+
+  /** The oldest half-open SA of the source holding the most (the oldest such on a tie), and how many that source holds. */
+  private largestSource(): { oldest: IkeSa; count: number } | undefined {
+    let largest: { oldest: IkeSa; count: number } | undefined;
+    for (const fromSource of this.halfOpenBySource.values()) {
+      const oldest = fromSource.values().next().value!;
+      if (!largest || fromSource.size > largest.count || (fromSource.size === largest.count && oldest.createdAt < largest.oldest.createdAt)) {
+        largest = { oldest, count: fromSource.size };
+      }
+    }
+    return largest;
+  }
+
+  /**
+   * Whether a new half-open SA from `source` is refused: only when the table
+   * is full and `source` already holds as many as any other source, after its
+   * own limit has made room (makeRoomForHalfOpen). A new source never is.
+   */
+  refusesHalfOpen(source: string): boolean {
+    const { limits } = this.deps;
+    const own = this.halfOpenFrom(source);
+    if (own >= limits.halfOpenPerSource || this.halfOpen.size < limits.halfOpenMax) return false;
+    return own >= (this.largestSource()?.count ?? 0);
+  }
+
+  /**
+   * Room for one more half-open SA from `source`, made before it is registered
+   * and only for a request that proved its source address with a COOKIE (RFC
+   * 7296 §2.6), so that forged sources cannot evict anyone. A source at its
+   * own limit gives up its oldest (so that SAs forged in its name before the
+   * COOKIE threshold cannot lock it out); a full table gives up the oldest SA
+   * of the source holding the most, so that a flood from a few addresses, or
+   * from many, cannot keep a new source out.
+   */
+  makeRoomForHalfOpen(source: string): void {
+    const { limits } = this.deps;
+    for (;;) {
+      const own = this.halfOpenBySource.get(source);
+      if (!own || own.size < limits.halfOpenPerSource) break;
+      this.evict(own.values().next().value!, 'per-source');
+    }
+    while (this.halfOpen.size >= limits.halfOpenMax) {
+      const largest = this.largestSource();
+      if (!largest) break;
+      this.evict(largest.oldest, 'table-full');
+    }
+  }
+
+  /** A half-open SA forgotten to make room: counted by reason, logged at debug only (a flood makes thousands). */
+  private evict(sa: IkeSa, reason: HalfOpenEviction): void {
+    this.deps.evictions[reason] = (this.deps.evictions[reason] ?? 0) + 1;
+    this.deleteIkeSa(sa, `half-open IKE SA evicted (${reason})`, { quiet: true });
+  }
+
   /** The IKE SA has authenticated: it leaves the half-open set. */
   markEstablished(sa: IkeSa): void {
     sa.setState('established', this.deps.log);
     sa.establishedAt = this.deps.clock.now();
+    this.forgetSource(sa);
     if (sa.initKey !== undefined && this.halfOpen.delete(sa.initKey)) {
       // RFC 7296 §2.1: a late copy of its IKE_SA_INIT must not start another SA.
       this.authenticatedInits.set(sa.initKey, sa);
@@ -249,14 +355,19 @@ export class SaTable {
     this.deps.events.emit('child-down', child, reason);
   }
 
-  /** Forget an IKE SA and its Child SAs locally, zeroising keys (no message is sent). */
-  deleteIkeSa(sa: IkeSa, reason: string): void {
+  /**
+   * Forget an IKE SA and its Child SAs locally, zeroising keys (no message is
+   * sent). `quiet`: a failure logged at debug (half-open evictions come by the
+   * thousand under a flood; they are counted instead).
+   */
+  deleteIkeSa(sa: IkeSa, reason: string, opts: { quiet?: boolean } = {}): void {
     if (sa.state === 'dead') return;
     const wasEstablished = sa.establishedAt !== undefined;
     for (const child of [...sa.children]) this.removeChild(child, reason);
     const pending = sa.outstanding;
     const queued = [...sa.queue];
     this.sas.delete(spi64Hex(sa.localSpi));
+    this.forgetSource(sa);
     if (sa.initKey !== undefined) {
       if (this.halfOpen.get(sa.initKey) === sa) this.halfOpen.delete(sa.initKey);
       if (this.authenticatedInits.get(sa.initKey) === sa) this.authenticatedInits.delete(sa.initKey);
@@ -272,7 +383,7 @@ export class SaTable {
       this.deps.events.emit('ike-down', sa, reason);
       this.leaveSession(sa);
     } else {
-      this.deps.log.warn({ ike: sa.id, conn: sa.name, reason }, 'IKE SA failed');
+      this.deps.log[opts.quiet ? 'debug' : 'warn']({ ike: sa.id, conn: sa.name, reason }, 'IKE SA failed');
       this.deps.events.emit('ike-failed', sa, reason);
     }
   }

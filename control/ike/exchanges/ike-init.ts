@@ -8,8 +8,14 @@
 //                           <--  HDR, SAr1, KEr, Nr, [N(NAT_DETECTION_*)]
 //
 // This message travels unprotected: the responder keeps only half-open state
-// (bounded by the COOKIE threshold and halfOpenMax) and the initiator checks
-// everything it accepts against what it offered.
+// and the initiator checks everything it accepts against what it offered. The
+// half-open table is bounded (architecture §4.6): past the COOKIE threshold,
+// or past its own per-source limit, a source must prove its address with a
+// COOKIE (RFC 7296 §2.6); while the table is under that pressure half-open SAs
+// live shorter; and a proven source is not refused for want of room: it takes
+// the place of its own oldest half-open SA, or, in a full table, of the oldest
+// one of the source holding the most (only a source that already holds as
+// many as any other is refused there).
 import { findPayload, findNotifies } from '../../wire/payloads.js';
 import { ExchangeType, HeaderFlag, IKE_VERSION, KeGroup, NotifyType, PayloadType, TransformType, notifyName } from '../../wire/constants.js';
 import type { IkeMessage } from '../../wire/message.js';
@@ -303,12 +309,15 @@ export function respondIkeSaInit(engine: IkeContext, msg: IkeMessage, d: Datagra
     // RFC 7296 §2.1: IKE_AUTH has been received for this SA; a late IKE_SA_INIT copy is ignored.
     return engine.countDrop('late-retransmit', key);
   }
-  if (engine.halfOpenCount() >= engine.limits.halfOpenMax) return engine.countDrop('half-open-limit', d.remote.address);
+  engine.expireHalfOpenUnderPressure();
 
   const payloads = msg.payloads;
   const nonce = findPayload(payloads, PayloadType.NONCE);
-  // RFC 7296 §2.6: under load, demand a stateless cookie before keeping any state.
-  if (engine.halfOpenCount() >= engine.limits.halfOpenCookieThreshold) {
+  // RFC 7296 §2.6: under load, or from a source at its half-open limit, demand a stateless cookie before
+  // keeping any state; a forged source address cannot answer one, so it can neither hold slots nor evict.
+  const source = d.remote.address;
+  const pressure = Math.min(engine.limits.halfOpenCookieThreshold, engine.limits.halfOpenMax);
+  if (engine.halfOpenCount() >= pressure || engine.halfOpenFrom(source) >= engine.limits.halfOpenPerSource) {
     const presented = payloads[0]?.type === PayloadType.NOTIFY && payloads[0].notifyType === NotifyType.COOKIE ? payloads[0].data : undefined;
     const ok = presented !== undefined && nonce !== undefined && verifyCookie(engine.cookieSecret, presented, nonce.data, d.remote.address, h.spiI);
     if (!ok) {
@@ -317,6 +326,10 @@ export function respondIkeSaInit(engine: IkeContext, msg: IkeMessage, d: Datagra
       return;
     }
   }
+
+  // A full table keeps its slots from a source that already holds as many as any other (the newcomer is refused);
+  // anyone else takes a slot once the request is usable.
+  if (engine.refusesHalfOpen(source)) return engine.countDrop('half-open-limit', source);
 
   const saPayload = findPayload(payloads, PayloadType.SA);
   const ke = findPayload(payloads, PayloadType.KE);
@@ -343,6 +356,8 @@ export function respondIkeSaInit(engine: IkeContext, msg: IkeMessage, d: Datagra
     keyExchange.destroy();
     return sendInitError(engine, msg, d, [notify(NotifyType.INVALID_SYNTAX)]);
   }
+  // Only now, with the request proven and usable, may it take another's slot.
+  engine.makeRoomForHalfOpen(source);
   const sa = new IkeSa('responder', policy, { ...d.local }, { ...d.remote }, copy(h.spiI), engine.newIkeSpi(), engine.clock.now());
   sa.keyExchange = keyExchange;
   sa.suite = suite;

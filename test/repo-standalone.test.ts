@@ -96,7 +96,7 @@ function haveStrace(): boolean {
 describe('a clone of the repository with nothing beside it', () => {
   const clone = useCloneOfHead();
 
-  it('refers to no file outside the repository (no ../shared, no DESIGN file)', async () => {
+  it('refers to no file outside the repository (no sibling folder, no design file beside it)', async () => {
     const checkout = clone();
     expect(readdirSync(checkout.parent)).toEqual(['ikeclone']);
     // (this file names what it looks for, so it is left out)

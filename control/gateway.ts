@@ -9,9 +9,8 @@
 //
 // Owner: the main thread; everything here runs on it.
 import { EventEmitter } from 'node:events';
-import { readFileSync } from 'node:fs';
 import type { GatewayConfig } from './config/index.js';
-import { connectionPolicy, loadConfigFile } from './config/index.js';
+import { connectionPolicy, loadConfigFile, loadConfigSource } from './config/index.js';
 import type { Logger } from './log.js';
 import { createLogger } from './log.js';
 import type { RandomSource } from './crypto/random.js';
@@ -415,8 +414,9 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   private applyReload(): ReloadResult {
     const file = this.config.file;
     if (file === undefined) throw new Error('the running configuration did not come from a file: nothing to reload');
-    const bytes = readFileSync(file);
-    const next = loadConfigFile(file);
+    // One bounded read: what is parsed is what is hashed (never an unbounded readFileSync first).
+    const { config: next, text } = loadConfigSource(file);
+    const bytes = new TextEncoder().encode(text);
     // Identities and keys are checked when policies are built: a failure here refuses the reload too,
     // worded as `ikeclone gateway` words it at start.
     let built: ConnectionPolicy[];

@@ -5,7 +5,7 @@
 export { ConfigError } from './errors.js';
 export type { ConfigProblem } from './errors.js';
 export { defaultGatewayConfig } from './defaults.js';
-export { configFromObject, connectionFromObject, findConnection, loadConfigFile, parseConfig } from './load.js';
+export { configFromObject, connectionFromObject, findConnection, loadConfigFile, loadConfigSource, parseConfig } from './load.js';
 export type { ConnectionFromObjectOptions, FromObjectOptions } from './load.js';
 export { connectionPolicy } from './connection-policy.js';
 export { LOG_LEVELS } from './types.js';

@@ -84,10 +84,20 @@ export function parseConfig(text: string, fileName = '<config>'): GatewayConfig 
 
 /** Read, parse and validate a configuration file. Throws ConfigError. */
 export function loadConfigFile(path: string): GatewayConfig {
+  return loadConfigSource(path).config;
+}
+
+/**
+ * loadConfigFile, with the text it read (bounded in size): a reload hashes
+ * exactly what it parsed, read once, so the hash cannot name another version
+ * of the file.
+ */
+export function loadConfigSource(path: string): { config: GatewayConfig; text: string } {
   if (typeof path !== 'string' || path === '') throw new TypeError('loadConfigFile: path must be a non-empty string');
-  const config = parseConfig(readConfigText(path), path);
+  const text = readConfigText(path);
+  const config = parseConfig(text, path);
   config.file = resolve(path);
-  return config;
+  return { config, text };
 }
 
 export interface FromObjectOptions {

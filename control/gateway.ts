@@ -9,6 +9,7 @@
 //
 // Owner: the main thread; everything here runs on it.
 import { EventEmitter } from 'node:events';
+import { lookup } from 'node:dns/promises';
 import type { GatewayConfig } from './config/index.js';
 import { connectionPolicy, loadConfigFile, loadConfigSource } from './config/index.js';
 import type { Logger } from './log.js';
@@ -30,6 +31,7 @@ import { createCookieSecret } from './crypto/cookie.js';
 import { GatewayMetrics, serveMetrics, type MetricsServer } from './api/metrics.js';
 import { configInfo, diffConfig, type ConfigInfo, type ReloadResult } from './reload.js';
 import type { ConnectionPolicy } from './ike/policy.js';
+import type { RedirectPolicy } from './ike/redirect-policy.js';
 
 /**
  * How often the COOKIE secret changes (RFC 7296 §2.6: "change the value of
@@ -70,6 +72,8 @@ export interface GatewayOptions {
   log?: Logger;
   clock?: Clock;
   random?: RandomSource;
+  /** Where to redirect peers (RFC 5685); default: each connection's `redirect:` settings. A cluster passes its placement. */
+  redirectPolicy?: RedirectPolicy;
 }
 
 export class Gateway extends EventEmitter<GatewayEvents> {
@@ -149,6 +153,12 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       retransmit: this.config.retransmit,
       // MOBIKE (RFC 4555): addresses that are up and have sockets.
       localAddresses: () => (this.addressMonitor ? this.addressMonitor.current().filter((a) => this.transport.hasAddress(a)) : this.transport.localAddresses),
+      // RFC 5685: a REDIRECT may name a gateway by FQDN; the way there is the kernel's route.
+      redirect: {
+        ...(opts.redirectPolicy ? { policy: opts.redirectPolicy } : {}),
+        resolveName: async (name) => (await lookup(name)).address,
+        localAddressTo: (remote) => resolveLocalAddress(remote.address, remote.port),
+      },
       ...(this.keyLog ? { keyLog: this.keyLog } : {}),
       ...(opts.clock ? { clock: opts.clock } : {}),
       ...(opts.random ? { random: opts.random } : {}),

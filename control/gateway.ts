@@ -32,6 +32,8 @@ import { GatewayMetrics, serveMetrics, type MetricsServer } from './api/metrics.
 import { configInfo, diffConfig, type ConfigInfo, type ReloadResult } from './reload.js';
 import type { ConnectionPolicy } from './ike/policy.js';
 import type { RedirectPolicy } from './ike/redirect-policy.js';
+import { redirectIkeSa } from './ike/redirect.js';
+import { gatewayIdentity } from './wire/gateway-identity.js';
 
 /**
  * How often the COOKIE secret changes (RFC 7296 §2.6: "change the value of
@@ -250,6 +252,19 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     if (!sa) throw new Error(`no IKE SA with id ${ikeId}`);
     if (!this.transport.hasAddress(local) && !(await this.transport.addAddress(local))) throw new Error(`not listening on ${local}`);
     return this.engine.moveIkeSa(sa, { local, ...(remote ? { remote } : {}) });
+  }
+
+  /**
+   * Send the peer of an established IKE SA to another gateway (RFC 5685 §5):
+   * resolves true once the peer acknowledged; it then sets up an IKE SA there
+   * and deletes this one.
+   */
+  async redirect(ikeId: number, to: string): Promise<boolean> {
+    const sa = this.engine.findIkeSa(ikeId);
+    if (!sa) throw new Error(`no IKE SA with id ${ikeId}`);
+    const target = gatewayIdentity(to);
+    if (!target) throw new Error(`'${to}' is neither an IP address nor a host name`);
+    return redirectIkeSa(this.engine, sa, target);
   }
 
   /** ESP in UDP travels between the NAT-T ports (RFC 3948 §2.1): the IKE SA's, or ours if IKE did not float. */

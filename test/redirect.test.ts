@@ -13,6 +13,7 @@ import { decodeMessage, encodeMessage } from '../control/wire/message.js';
 import type { NotifyPayload, Payload } from '../control/wire/payloads.js';
 import { decodeGatewayIdentity, encodeGatewayIdentity, gatewayIdentity, type GatewayIdentity } from '../control/wire/gateway-identity.js';
 import { notify } from '../control/ike/payload-builders.js';
+import { redirectIkeSa } from '../control/ike/redirect.js';
 
 const A = '10.0.0.2';
 const B = '10.0.0.3';
@@ -195,6 +196,51 @@ describe('RFC 5685 redirect in IKE_AUTH (§6)', () => {
     await wire.settle(300);
     await expect(up).rejects.toThrow(/AUTHENTICATION_FAILED|not authenticated/);
     expect(alice.stats.redirects).toEqual({});
+  });
+});
+
+describe('RFC 5685 redirect of an established IKE SA (§5)', () => {
+  it('the gateway sends N(REDIRECT) in an INFORMATIONAL request; the client answers, comes up at B, then deletes the SA at A', async () => {
+    const { wire, alice, a, b, gwA } = setUp();
+    const up = alice.initiate('to-bob');
+    await wire.settle(300);
+    const old = await up;
+    const atA = a.ikeSas()[0]!;
+    expect(atA.peerRedirect).toBe(true);
+    const acknowledged = redirectIkeSa(a, atA, gw(B));
+    await wire.settle(500);
+    expect(await acknowledged).toBe(true);
+    // Protected, so no nonce data (§5, §9.2).
+    const request = gwA.find((s) => s.direction === 'out' && s.exchangeType === ExchangeType.INFORMATIONAL && !s.response)!;
+    expect(decodeGatewayIdentity(notifies(request.payloads, NotifyType.REDIRECT)[0]!.data, { nonce: 'absent', fqdn: true }).ok).toBe(true);
+    // Make before break: an IKE SA and Child SA at B, the old one deleted on both ends.
+    expect(old.state).toBe('dead');
+    const now = alice.ikeSas();
+    expect(now).toHaveLength(1);
+    expect(now[0]!.remote.address).toBe(B);
+    expect(now[0]!.children).toHaveLength(1);
+    expect(b.ikeSas()[0]!.redirectedFrom).toEqual({ kind: 'ipv4', address: A });
+    noSas(a);
+    expect(a.stats.redirects).toEqual({ 'sent.established': 1 });
+    expect(alice.stats.redirects).toEqual({ 'followed.established': 1 });
+  });
+
+  it('refused for a peer that did not announce support, and by a client that is not the original initiator (§10)', async () => {
+    const plain = setUp({ client: { redirect: settings({ follow: false }) } });
+    const up = plain.alice.initiate('to-bob');
+    await plain.wire.settle(300);
+    await up;
+    await expect(redirectIkeSa(plain.a, plain.a.ikeSas()[0]!, gw(B))).rejects.toThrow(/did not announce REDIRECT_SUPPORTED/);
+    // The original initiator cannot redirect its responder.
+    await expect(redirectIkeSa(plain.alice, plain.alice.ikeSas()[0]!, gw(B))).rejects.toThrow(/did not announce|original responder/);
+    const { wire, alice, a } = setUp();
+    const again = alice.initiate('to-bob');
+    await wire.settle(300);
+    const sa = await again;
+    // Even with the peer's support on record, the client may not redirect its gateway.
+    sa.peerRedirect = true;
+    await expect(redirectIkeSa(alice, sa, gw(B))).rejects.toThrow(/original responder/);
+    expect(a.ikeSas()).toHaveLength(1);
   });
 });
 

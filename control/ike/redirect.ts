@@ -24,14 +24,17 @@
 // that sent REDIRECT_SUPPORTED or REDIRECTED_FROM (§3), to where the placement
 // hook (redirect-policy.ts) says; at IKE_SA_INIT before any state or key
 // exchange, at IKE_AUTH after verifying the peer's AUTH and instead of any
-// Child SA (§6).
+// Child SA (§6). In an established IKE SA (§5) the gateway sends REDIRECT in an
+// INFORMATIONAL request (protected, so without nonce data); the client answers,
+// sets up an IKE SA with the new gateway and deletes the old one once the new
+// one is up (make before break; the old one stays if the new one fails).
 import { ExchangeType, NotifyType, PayloadType, ProtocolId } from '../wire/constants.js';
 import { findNotify, type NotifyPayload, type Payload } from '../wire/payloads.js';
 import { decodeGatewayIdentity, encodeGatewayIdentity, gatewayIdentity, gatewayIdentityText, type GatewayIdentity } from '../wire/gateway-identity.js';
 import { ipFamily } from '../wire/ip.js';
 import { equalBytes } from '../crypto/bytes.js';
 import type { IkeContext } from './context.js';
-import type { IkeSa, RedirectTrail, ResponderResult } from './ike-sa.js';
+import type { IkeSa, InitiatorExchange, RedirectTrail, ResponderResult } from './ike-sa.js';
 import type { ConnectionPolicy } from './policy.js';
 import type { Endpoint } from './transport.js';
 import { hasNotify, notify } from './payload-builders.js';
@@ -113,27 +116,41 @@ function sendDeleteOnce(engine: IkeContext, sa: IkeSa): void {
  * deleted. Refused past the loop bound (§7).
  */
 export function followRedirect(engine: IkeContext, sa: IkeSa, to: GatewayIdentity, phase: RedirectPhase): void {
-  const settings = redirectSettings(sa.policy);
-  const now = engine.clock.now();
-  const recent = (sa.redirectTrail?.times ?? []).filter((t) => now - t < settings.loopPeriod);
+  const trail = redirectTrail(engine, sa, to, phase);
   const target = gatewayIdentityText(to);
-  if (recent.length >= settings.maxRedirects) {
-    countRedirect(engine, 'refused.loop');
-    engine.deleteIkeSa(sa, `redirect to ${target} refused: ${recent.length} redirects within ${settings.loopPeriod / 1000} s already (RFC 5685 §7)`);
+  if (!trail) {
+    engine.deleteIkeSa(sa, `redirect to ${target} refused: ${redirectSettings(sa.policy).maxRedirects} redirects within ${redirectSettings(sa.policy).loopPeriod / 1000} s already (RFC 5685 §7)`);
     return;
   }
-  countRedirect(engine, `followed.${phase}`);
-  engine.log.info({ ike: sa.id, conn: sa.name, from: sa.remote.address, to: target, phase }, 'redirected by the gateway (RFC 5685)');
-  // The address we sent to is an IP literal: REDIRECTED_FROM carries it (§9.3).
-  const trail: RedirectTrail = { from: gatewayIdentity(sa.remote.address)!, times: [...recent, now] };
-  const next = startRedirected(engine, sa, to, trail);
+  const next = startRedirected(engine, sa, to, trail).then((r) => r.next);
   next.catch(() => {});
   engine.emit('ike-redirected', sa, next, target);
   engine.deleteIkeSa(sa, `redirected to ${target} (RFC 5685 ${phase === 'init' ? '§3' : '§6'})`);
 }
 
-/** The new IKE SA towards `to` (resolving an FQDN first); rejects when it cannot be started. */
-async function startRedirected(engine: IkeContext, old: IkeSa, to: GatewayIdentity, trail: RedirectTrail): Promise<IkeSa> {
+/**
+ * The trail of the set-up `sa` continues with one more redirect, counted as
+ * followed; undefined (counted as refused.loop) past the bound (§7).
+ */
+function redirectTrail(engine: IkeContext, sa: IkeSa, to: GatewayIdentity, phase: RedirectPhase | 'established'): RedirectTrail | undefined {
+  const settings = redirectSettings(sa.policy);
+  const now = engine.clock.now();
+  const recent = (sa.redirectTrail?.times ?? []).filter((t) => now - t < settings.loopPeriod);
+  if (recent.length >= settings.maxRedirects) {
+    countRedirect(engine, 'refused.loop');
+    return undefined;
+  }
+  countRedirect(engine, `followed.${phase}`);
+  engine.log.info({ ike: sa.id, conn: sa.name, from: sa.remote.address, to: gatewayIdentityText(to), phase }, 'redirected by the gateway (RFC 5685)');
+  // The address we sent to is an IP literal: REDIRECTED_FROM carries it (§9.3).
+  return { from: gatewayIdentity(sa.remote.address)!, times: [...recent, now] };
+}
+
+/**
+ * The new IKE SA towards `to` (resolving an FQDN first), and the promise of
+ * its establishment; rejects when it cannot be started.
+ */
+async function startRedirected(engine: IkeContext, old: IkeSa, to: GatewayIdentity, trail: RedirectTrail): Promise<{ next: IkeSa; up: Promise<IkeSa> }> {
   let address: string | undefined = to.kind === 'fqdn' ? undefined : to.address;
   if (to.kind === 'fqdn') {
     address = engine.redirect.resolveName ? await engine.redirect.resolveName(to.name).catch(() => undefined) : undefined;
@@ -149,11 +166,79 @@ async function startRedirected(engine: IkeContext, old: IkeSa, to: GatewayIdenti
     countRedirect(engine, 'refused.unroutable');
     throw new Error(`redirected to ${remote.address}: no local address towards it`);
   }
-  const done = engine.initiate(old.policy.name, { remote, local: { address: local, port: engine.ports.ike }, redirectTrail: trail });
+  const up = engine.initiate(old.policy.name, { remote, local: { address: local, port: engine.ports.ike }, redirectTrail: trail });
+  up.catch(() => {});
   const next = engine.ikeSas().find((s) => s.redirectTrail === trail);
-  if (!next) return done;
-  done.catch(() => {});
-  return next;
+  if (!next) return up.then(() => Promise.reject(new Error(`no IKE SA started towards ${remote.address}`)));
+  return { next, up };
+}
+
+/**
+ * Client, established IKE SA (§5): the gateway's INFORMATIONAL request carries
+ * N(REDIRECT) without nonce data. Only the original responder may redirect the
+ * original initiator (§10). Returns what to do once the request is answered.
+ */
+export function redirectRequested(engine: IkeContext, sa: IkeSa, payloads: Payload[]): (() => void) | undefined {
+  const n = findNotify(payloads, NotifyType.REDIRECT);
+  if (!n || !sa.mobikeInitiator || sa.state !== 'established' || !redirectSettings(sa.policy).follow) return undefined;
+  const decoded = decodeGatewayIdentity(n.data, { nonce: 'absent', fqdn: true });
+  if (!decoded.ok) {
+    countRedirect(engine, 'refused.malformed');
+    engine.log.warn({ ike: sa.id, reason: decoded.error }, 'REDIRECT in an INFORMATIONAL request does not decode; ignored');
+    return undefined;
+  }
+  return () => moveToGateway(engine, sa, decoded.value.gateway);
+}
+
+/** §5: an IKE SA with the new gateway first, then the old one deleted (make before break). */
+function moveToGateway(engine: IkeContext, old: IkeSa, to: GatewayIdentity): void {
+  const target = gatewayIdentityText(to);
+  const trail = redirectTrail(engine, old, to, 'established');
+  if (!trail) return engine.log.warn({ ike: old.id, to: target }, 'redirect refused: too many redirects (RFC 5685 §7); the IKE SA stays');
+  startRedirected(engine, old, to, trail)
+    .then((r) => r.up)
+    .then(
+      () => engine.closeIkeSa(old),
+      (err: Error) => engine.log.warn({ ike: old.id, to: target, reason: err.message }, 'no IKE SA with the gateway we were redirected to; the old one stays'),
+    );
+}
+
+/** The gateway's INFORMATIONAL request with N(REDIRECT) in an established IKE SA (§5). */
+class RedirectInitiator implements InitiatorExchange {
+  readonly name = 'INFORMATIONAL (REDIRECT)';
+  readonly exchangeType = ExchangeType.INFORMATIONAL;
+
+  constructor(
+    private readonly to: GatewayIdentity,
+    private readonly done: (answered: boolean) => void,
+  ) {}
+
+  build(): Payload[] {
+    return [notify(NotifyType.REDIRECT, encodeGatewayIdentity(this.to))];
+  }
+
+  process(): void {
+    this.done(true);
+  }
+
+  abort(): void {
+    this.done(false);
+  }
+}
+
+/**
+ * Gateway (§5): redirect the peer of an established IKE SA to `to`. Resolves
+ * true once the peer acknowledged (it then sets up an IKE SA there and deletes
+ * this one), false when it did not answer. Refused (an Error) for a peer that
+ * did not announce support (§3), or when we are not the original responder (§10).
+ */
+export function redirectIkeSa(engine: IkeContext, sa: IkeSa, to: GatewayIdentity): Promise<boolean> {
+  if (sa.state !== 'established') return Promise.reject(new Error(`IKE SA ${sa.id} is not established`));
+  if (!sa.peerRedirect) return Promise.reject(new Error(`the peer of IKE SA ${sa.id} did not announce REDIRECT_SUPPORTED (RFC 5685 §3)`));
+  if (sa.mobikeInitiator) return Promise.reject(new Error(`IKE SA ${sa.id}: only the original responder redirects (RFC 5685 §10)`));
+  countRedirect(engine, 'sent.established');
+  engine.log.info({ ike: sa.id, peer: sa.peerKey, to: gatewayIdentityText(to) }, 'redirecting peer of an established IKE SA (RFC 5685 §5)');
+  return new Promise((resolve) => engine.queueExchange(sa, new RedirectInitiator(to, resolve)));
 }
 
 // ------------------------------------------------------------------ gateway

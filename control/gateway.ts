@@ -9,6 +9,7 @@
 //
 // Owner: the main thread; everything here runs on it.
 import { EventEmitter } from 'node:events';
+import { lookup } from 'node:dns/promises';
 import type { GatewayConfig } from './config/index.js';
 import { connectionPolicy, loadConfigFile, loadConfigSource } from './config/index.js';
 import type { Logger } from './log.js';
@@ -30,6 +31,9 @@ import { createCookieSecret } from './crypto/cookie.js';
 import { GatewayMetrics, serveMetrics, type MetricsServer } from './api/metrics.js';
 import { configInfo, diffConfig, type ConfigInfo, type ReloadResult } from './reload.js';
 import type { ConnectionPolicy } from './ike/policy.js';
+import type { RedirectPolicy } from './ike/redirect-policy.js';
+import { redirectIkeSa } from './ike/redirect.js';
+import { gatewayIdentity } from './wire/gateway-identity.js';
 
 /**
  * How often the COOKIE secret changes (RFC 7296 §2.6: "change the value of
@@ -70,6 +74,8 @@ export interface GatewayOptions {
   log?: Logger;
   clock?: Clock;
   random?: RandomSource;
+  /** Where to redirect peers (RFC 5685); default: each connection's `redirect:` settings. A cluster passes its placement. */
+  redirectPolicy?: RedirectPolicy;
 }
 
 export class Gateway extends EventEmitter<GatewayEvents> {
@@ -149,6 +155,12 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       retransmit: this.config.retransmit,
       // MOBIKE (RFC 4555): addresses that are up and have sockets.
       localAddresses: () => (this.addressMonitor ? this.addressMonitor.current().filter((a) => this.transport.hasAddress(a)) : this.transport.localAddresses),
+      // RFC 5685: a REDIRECT may name a gateway by FQDN; the way there is the kernel's route.
+      redirect: {
+        ...(opts.redirectPolicy ? { policy: opts.redirectPolicy } : {}),
+        resolveName: async (name) => (await lookup(name)).address,
+        localAddressTo: (remote) => resolveLocalAddress(remote.address, remote.port),
+      },
       ...(this.keyLog ? { keyLog: this.keyLog } : {}),
       ...(opts.clock ? { clock: opts.clock } : {}),
       ...(opts.random ? { random: opts.random } : {}),
@@ -240,6 +252,19 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     if (!sa) throw new Error(`no IKE SA with id ${ikeId}`);
     if (!this.transport.hasAddress(local) && !(await this.transport.addAddress(local))) throw new Error(`not listening on ${local}`);
     return this.engine.moveIkeSa(sa, { local, ...(remote ? { remote } : {}) });
+  }
+
+  /**
+   * Send the peer of an established IKE SA to another gateway (RFC 5685 §5):
+   * resolves true once the peer acknowledged; it then sets up an IKE SA there
+   * and deletes this one.
+   */
+  async redirect(ikeId: number, to: string): Promise<boolean> {
+    const sa = this.engine.findIkeSa(ikeId);
+    if (!sa) throw new Error(`no IKE SA with id ${ikeId}`);
+    const target = gatewayIdentity(to);
+    if (!target) throw new Error(`'${to}' is neither an IP address nor a host name`);
+    return redirectIkeSa(this.engine, sa, target);
   }
 
   /** ESP in UDP travels between the NAT-T ports (RFC 3948 §2.1): the IKE SA's, or ours if IKE did not float. */

@@ -303,6 +303,8 @@ connections:
       local: { id: 'any', auth: 'psk' }, remote: { id: 'any', auth: 'psk' },
       psk: new TextEncoder().encode(PSK),
       mobike: true, encap: false, clone: { supported: true, per: 'none', count: 1, nics: [] }, vips: [], pools: [],
+      // RFC 5685: follow redirects (at most 5 in 300 s, §7), redirect no one.
+      redirect: { follow: true, maxRedirects: 5, loopPeriod: 300_000, to: [], at: 'init' },
       startAction: 'none', dpdDelay: 0, rekeyTime: 14_400_000, reauthTime: 0, overTime: 1_440_000, randTime: 1_440_000,
       children: [],
     } satisfies ConnectionConfig);

@@ -53,6 +53,7 @@ export function connectionPolicy(conn: ConnectionConfig, fallbackLocal: string |
     forceEncap: conn.encap,
     cloneSupport: conn.clone.supported,
     clone: { per: conn.clone.per, count: conn.clone.count, nics: conn.clone.nics },
+    redirect: { ...conn.redirect },
     requestVirtualIp: conn.vips.length > 0,
     pools: conn.pools.map((p) => {
       if (!p.cidr) throw new Error(`connection "${conn.name}": pools must be CIDR prefixes`);

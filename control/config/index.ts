@@ -11,5 +11,5 @@ export { connectionPolicy } from './connection-policy.js';
 export { LOG_LEVELS } from './types.js';
 export type {
   AuthMethod, ChildConfig, CloneConfig, ConnectionConfig, DataplaneConfig, EndpointConfig, GatewayConfig, LimitsConfig, ListenConfig,
-  LogLevel, MetricsConfig, PoolConfig, RetransmitConfig, StartAction, TrafficSelectorConfig,
+  LogLevel, MetricsConfig, PoolConfig, RedirectConfig, RetransmitConfig, StartAction, TrafficSelectorConfig,
 } from './types.js';

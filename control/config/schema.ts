@@ -129,6 +129,18 @@
  *       count: 4               # number of IKE SAs including the original; default: workers for
  *                              # per: worker, nics' length for per: nic (round robin if larger)
  *       nics: [10.0.1.2, 10.0.2.2]   # per: nic only, REQUIRED there: local addresses, one per NIC
+ *     redirect:                # RFC 5685 gateway redirection
+ *       follow: true           # initiator: announce REDIRECT_SUPPORTED and go where a gateway's
+ *                              # REDIRECT says (same connection, identities and children; in
+ *                              # IKE_SA_INIT only with our nonce in it, in IKE_AUTH only after the
+ *                              # gateway's AUTH verified); false: announce nothing, never follow
+ *       max: 5                 # initiator: redirects followed within period (1..100); one more fails
+ *       period: 300s           # the set-up (loop protection, RFC 5685 §7)
+ *       to: [192.0.2.9, gw2.example.org]  # responder: redirect peers that announced support to these
+ *                              # gateways in turn (IP addresses or host names; never to the address
+ *                              # the request came to); default none: serve every peer here
+ *       at: init               # responder: init (IKE_SA_INIT, before any state or key exchange) |
+ *                              # auth (IKE_AUTH, after verifying the peer's AUTH, no Child SA)
  *     vips: [request]          # initiator: virtual IPs to request with a CP payload (RFC 7296
  *                              # §2.19): request (= 0.0.0.0), 0.0.0.0, ::, or a specific address
  *     pools: [10.9.0.0/24]     # responder: hand out virtual IPs from these (CIDR or a-b ranges)
@@ -190,6 +202,7 @@ import { PSK_EXPECTED, certificate, certificateFiles, crlFiles, keylogDir, priva
 import { keyMatchesCertificate, parseCertificate } from '../crypto/x509/index.js';
 import { certificateSubjectDer } from '../crypto/der.js';
 import { signingKeyFromPrivateKey } from '../crypto/auth.js';
+import { redirectSchema } from './redirect-schema.js';
 import type {
   AuthMethod, ChildConfig, CloneConfig, ConnectionConfig, DataplaneConfig, EndpointConfig, GatewayConfig, ListenConfig, LimitsConfig,
   LogLevel, MetricsConfig, PoolConfig, RetransmitConfig, TrafficSelectorConfig,
@@ -328,6 +341,7 @@ export function connectionSchema(ctx: Ctx) {
     mobike: leaf(withDefault(true, boolean)),
     encap: leaf(withDefault(false, boolean)),
     clone: cloneSchema(),
+    redirect: redirectSchema(),
     vips: leaf(withDefault<string[]>(() => [], listOf('request, 0.0.0.0, :: or a specific IP address', vip))),
     pools: leaf(withDefault<PoolConfig[]>(() => [], listOf('address pools: CIDR prefixes or a-b ranges', pool))),
     start_action: leaf(withDefault('none', oneOf(['none', 'start'] as const))),
@@ -473,6 +487,7 @@ export function connectionSchema(ctx: Ctx) {
       mobike: raw.mobike,
       encap: raw.encap,
       clone,
+      redirect: raw.redirect,
       vips: raw.vips,
       pools: raw.pools,
       startAction: raw.start_action,

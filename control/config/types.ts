@@ -5,6 +5,7 @@
 import type { Identity } from '../ike/identity.js';
 import type { ProposalSpec } from './proposal.js';
 import type { ParsedCertificate, ParsedCrl, RevocationPolicy, SendCertPolicy } from '../crypto/x509/index.js';
+import type { GatewayIdentity } from '../wire/gateway-identity.js';
 
 /** pino's levels, and silent: what log.level and the CLI's --log-level accept. */
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -98,6 +99,19 @@ export interface CloneConfig {
   nics: string[];
 }
 
+/** RFC 5685 redirection (a connection's `redirect:` section, control/config/redirect-schema.ts). */
+export interface RedirectConfig {
+  /** Initiator: announce REDIRECT_SUPPORTED and go where a gateway's REDIRECT says. */
+  follow: boolean;
+  /** Initiator: at most this many redirects within loopPeriod (ms) of one set-up (§7). */
+  maxRedirects: number;
+  loopPeriod: number;
+  /** Responder: gateways to redirect peers that announced support to, in turn; empty = never. */
+  to: GatewayIdentity[];
+  /** Responder: redirect in IKE_SA_INIT or in IKE_AUTH (after authenticating the peer). */
+  at: 'init' | 'auth';
+}
+
 /** A traffic selector range (RFC 7296 §3.13.1); protocol 0 = any, ports 0..65535 = any. */
 export interface TrafficSelectorConfig {
   start: string;
@@ -156,6 +170,7 @@ export interface ConnectionConfig {
   mobike: boolean;
   encap: boolean;
   clone: CloneConfig;
+  redirect: RedirectConfig;
   /** Virtual IPs to request: "0.0.0.0" / "::" for any, or a specific address. */
   vips: string[];
   pools: PoolConfig[];

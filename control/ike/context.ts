@@ -15,10 +15,13 @@ import type { RandomSource } from '../crypto/random.js';
 import type { Logger } from '../log.js';
 import type { Clock } from './clock.js';
 import type { DeletionOptions, EngineLimits, LifetimeOptions, LivenessOptions, MobilityOptions, RetransmitPolicy } from './defaults.js';
-import type { ChildSa, IkeSa, InitiatorExchange, ResponderResult } from './ike-sa.js';
+import type { ChildSa, IkeSa, InitiatorExchange, RedirectTrail, ResponderResult } from './ike-sa.js';
 import type { KeyLogSink } from './keylog.js';
 import type { ConnectionPolicy } from './policy.js';
 import type { Endpoint, SendFn, SendKeepalive } from './transport.js';
+import type { RedirectHooks } from './redirect-policy.js';
+
+export type { RedirectHooks };
 
 /** How an IkeEngine is made: its policies, its way out, and what it may override of defaults.ts. */
 export interface IkeEngineOptions {
@@ -47,11 +50,20 @@ export interface IkeEngineOptions {
   localAddresses?: () => string[];
   /** MOBIKE responder policy (RFC 4555 §3.7): check return routability before moving Child SAs (default true). */
   mobility?: Partial<MobilityOptions>;
+  /** RFC 5685 redirection: the gateway's placement hook and the client's resolvers (redirect-policy.ts). */
+  redirect?: RedirectHooks;
   /**
    * Observer of every message's payloads (inner payloads for encrypted ones),
    * after building and after authentication: debugging and protocol tests.
    */
   trace?: MessageTrace;
+}
+
+/** How initiate() starts an IKE SA: to and from where, and (after an RFC 5685 redirect) how the client got there. */
+export interface InitiateOptions {
+  remote?: Endpoint;
+  local?: Endpoint;
+  redirectTrail?: RedirectTrail;
 }
 
 export type MessageTrace = (event: { direction: 'in' | 'out'; sa: IkeSa; exchangeType: number; response: boolean; messageId: number; payloads: readonly Payload[] }) => void;
@@ -89,6 +101,11 @@ export interface EngineEvents {
   'child-failed': [sa: IkeSa, name: string, reason: string];
   /** An IKE SA was rekeyed: its Child SAs now belong to `successor`; `old` goes away next. */
   'ike-rekeyed': [old: IkeSa, successor: IkeSa];
+  /**
+   * A gateway redirected an IKE SA we initiated (RFC 5685 §3, §6): it is deleted next, and `next`
+   * resolves with the IKE SA started towards `to` (or rejects when there is none).
+   */
+  'ike-redirected': [sa: IkeSa, next: Promise<IkeSa>, to: string];
   /** An IKE SA was cloned (RFC 7791): `clone` is a new, independent IKE SA of the same session. */
   'ike-cloned': [original: IkeSa, clone: IkeSa];
   /**
@@ -134,6 +151,8 @@ export interface EngineStats {
   rekeys: { child: number; ike: number };
   /** Half-open IKE SAs forgotten to make room, by reason (sa-table.ts HalfOpenEviction). */
   halfOpenEvictions: Record<string, number>;
+  /** RFC 5685 redirects by `sent.PHASE`, `followed.PHASE` and `refused.REASON` (redirect.ts). */
+  redirects: Record<string, number>;
 }
 
 /** The two nonces of one CREATE_CHILD_SA exchange: [Ni, Nr]. */
@@ -169,6 +188,8 @@ export interface IkeContext extends Pick<EventEmitter<EngineEvents>, 'on' | 'off
   readonly ports: { ike: number; nat: number };
   readonly keyLog: KeyLogSink | undefined;
   readonly mobility: MobilityOptions;
+  /** RFC 5685: the placement hook and the client's resolvers. */
+  readonly redirect: RedirectHooks;
   readonly stats: EngineStats;
   /** The COOKIE secret (RFC 7296 §2.6). */
   readonly cookieSecret: CookieSecret;
@@ -223,7 +244,7 @@ export interface IkeContext extends Pick<EventEmitter<EngineEvents>, 'on' | 'off
   leaseVirtualIp(sa: IkeSa): { address: string; bytes: Uint8Array } | undefined;
 
   // --- follow-up work, the public API exchanges and helpers start
-  initiate(name: string, opts?: { remote?: Endpoint; local?: Endpoint }): Promise<IkeSa>;
+  initiate(name: string, opts?: InitiateOptions): Promise<IkeSa>;
   startIkeAuth(sa: IkeSa): void;
   startRemainingChildren(sa: IkeSa): void;
   createChildSa(sa: IkeSa, childName: string, opts?: { pfs?: boolean }): Promise<ChildSa>;

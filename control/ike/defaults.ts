@@ -106,3 +106,7 @@ export interface CloneBackoff {
 }
 
 export const DEFAULT_CLONE_BACKOFF: CloneBackoff = { baseMs: 500, maxMs: 8000, tries: 5 };
+
+/** RFC 5685 §7: a client follows at most MAX_REDIRECTS redirects within REDIRECT_LOOP_DETECT_PERIOD (defaults 5, 300 s). */
+export const DEFAULT_MAX_REDIRECTS = 5;
+export const DEFAULT_REDIRECT_LOOP_PERIOD = 300_000;

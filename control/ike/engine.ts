@@ -22,7 +22,7 @@ import { createCookieSecret } from '../crypto/cookie.js';
 import { systemRandom, type RandomSource } from '../crypto/random.js';
 import { silentLogger, type Logger } from '../log.js';
 import { systemClock, type Clock } from './clock.js';
-import type { DropReason, EngineEvents, EngineStats, IkeContext, IkeEngineOptions, MessageTrace } from './context.js';
+import type { DropReason, EngineEvents, EngineStats, IkeContext, IkeEngineOptions, InitiateOptions, MessageTrace, RedirectHooks } from './context.js';
 import { DEFAULT_HALF_OPEN_PRESSURE_TIMEOUT, DEFAULT_HALF_OPEN_TIMEOUT, DEFAULT_LIMITS, DEFAULT_MOBILITY, DEFAULT_PORTS, DEFAULT_RETRANSMIT } from './defaults.js';
 import type { EngineLimits, MobilityOptions, RetransmitPolicy } from './defaults.js';
 import { IkeSa, spi64Hex, type CachedResponse, type ChildSa, type InitiatorExchange, type ResponderResult } from './ike-sa.js';
@@ -70,6 +70,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
   readonly keyLog: KeyLogSink | undefined;
   readonly halfOpenTimeout: number;
   readonly mobility: MobilityOptions;
+  readonly redirect: RedirectHooks;
   /** SA lifecycle: exchange collisions, lifetimes, liveness, NAT keepalives, deletion audit. */
   readonly collisions: RekeyCollisions;
   readonly lifetimes: LifetimeManager;
@@ -104,6 +105,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
     this.localAddressFor = opts.localAddressFor ?? (() => '0.0.0.0');
     this.localAddressList = opts.localAddresses ?? (() => []);
     this.mobility = { ...DEFAULT_MOBILITY, ...opts.mobility };
+    this.redirect = opts.redirect ?? {};
     this.cookieSecret = createCookieSecret(this.random);
     const { clock, random, log, keyLog, halfOpenTimeout } = this;
     const deps = { clock, random, log, keyLog, halfOpenTimeout, halfOpenPressureTimeout, limits: this.limits, evictions: this.stats.halfOpenEvictions };
@@ -172,7 +174,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
    * Establish an IKE SA (and the connection's Child SAs) for policy `name`.
    * Resolves when IKE_AUTH has completed; rejects when the attempt fails.
    */
-  initiate(name: string, opts: { remote?: Endpoint; local?: Endpoint } = {}): Promise<IkeSa> {
+  initiate(name: string, opts: InitiateOptions = {}): Promise<IkeSa> {
     const policy = this.policy(name);
     if (!policy) return Promise.reject(new Error(`no connection named "${name}"`));
     const remoteAddr = opts.remote?.address ?? policy.remoteAddrs.find((a) => a !== '%any');
@@ -180,6 +182,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
     const remote: Endpoint = opts.remote ?? { address: remoteAddr, port: policy.remotePort };
     const local: Endpoint = opts.local ?? { address: policy.localAddrs[0] ?? this.localAddressFor(remote.address), port: this.ports.ike };
     const sa = new IkeSa('initiator', policy, local, remote, this.newIkeSpi(), new Uint8Array(8), this.clock.now());
+    sa.redirectTrail = opts.redirectTrail;
     this.table.addInitiating(sa);
     this.log.info({ ike: sa.id, conn: name, remote: `${remote.address}:${remote.port}` }, 'initiating IKE SA');
     const done = this.waitEstablished(sa);

@@ -27,6 +27,7 @@ import type { NegotiatedSuite } from './proposals.js';
 import type { Endpoint } from './transport.js';
 import type { Payload, TrafficSelector } from '../wire/payloads.js';
 import type { Logger } from '../log.js';
+import type { GatewayIdentity } from '../wire/gateway-identity.js';
 
 export type IkeSaState =
   | 'connecting' // IKE_SA_INIT sent or answered, not yet authenticated
@@ -137,6 +138,12 @@ export interface OutstandingRequest {
 
 let nextIkeId = 1;
 
+/** RFC 5685 client: the gateway that redirected this set-up here (REDIRECTED_FROM, §3) and when each redirect came (loop bound, §7). */
+export interface RedirectTrail {
+  from: GatewayIdentity;
+  times: number[];
+}
+
 /**
  * A response kept for retransmissions of the request it answered (RFC 7296
  * §2.1: a retransmitted request is byte-identical, and gets the same response).
@@ -238,6 +245,12 @@ export class IkeSa {
    * per-NIC cloning); after a failover it moves back when the address returns.
    */
   homeAddress: string | undefined;
+  /** RFC 5685 client: how a REDIRECT brought this IKE SA's set-up here; undefined when it was not redirected. */
+  redirectTrail: RedirectTrail | undefined;
+  /** RFC 5685 gateway: the peer announced REDIRECT_SUPPORTED or REDIRECTED_FROM (§3); no other peer is redirected. */
+  peerRedirect = false;
+  /** RFC 5685 gateway: the gateway the peer's REDIRECTED_FROM named (§9.3). */
+  redirectedFrom: GatewayIdentity | undefined;
   /** Virtual IP the peer assigned us, or we assigned the peer (RFC 7296 §2.19). */
   virtualIp: string | undefined;
   peerVirtualIp: string | undefined;

@@ -6,6 +6,7 @@ import type { Identity } from './identity.js';
 import type { SigningKey, VerifyKey } from '../crypto/auth.js';
 import type { ParsedCertificate, ParsedCrl, RevocationPolicy, SendCertPolicy } from '../crypto/x509/index.js';
 import type { TsConfig } from './traffic-selectors.js';
+import type { GatewayIdentity } from '../wire/gateway-identity.js';
 
 export interface LocalAuth {
   method: 'psk' | 'pubkey';
@@ -67,6 +68,19 @@ export interface ClonePolicy {
   nics: string[];
 }
 
+/** Gateway redirection (RFC 5685; control/ike/redirect.ts): following it as a client, sending it as a gateway. */
+export interface RedirectSettings {
+  /** Initiator: announce REDIRECT_SUPPORTED (§3) and go where a REDIRECT says (§3, §6). */
+  follow: boolean;
+  /** Initiator: refuse the redirect past maxRedirects within loopPeriod ms of one IKE SA set-up (§7). */
+  maxRedirects: number;
+  loopPeriod: number;
+  /** Responder: gateways to send peers that announced support to, in turn; empty = never redirect. */
+  to: GatewayIdentity[];
+  /** Responder: redirect in IKE_SA_INIT (before any state, §3) or in IKE_AUTH (after authenticating the peer, §6). */
+  at: 'init' | 'auth';
+}
+
 export interface ConnectionPolicy {
   name: string;
   /** Local addresses this connection uses; empty = any. */
@@ -117,4 +131,6 @@ export interface ConnectionPolicy {
   dpdAction?: 'clear' | 'restart';
   /** NAT keepalive interval in ms when a NAT is in front of us (RFC 3948 §2.3, §4); absent = 20 s, 0 = off. */
   natKeepalive?: number;
+  /** RFC 5685 redirection; absent = follow redirects (at most 5 in 300 s), never send one. */
+  redirect?: RedirectSettings;
 }

@@ -20,6 +20,7 @@ import type { IkeContext } from '../context.js';
 import type { Datagram } from '../transport.js';
 import { respondMobility } from './mobike.js';
 import { notify, spiBytes, spiNumber } from '../payload-builders.js';
+import { redirectRequested } from '../redirect.js';
 
 /** Delete an IKE SA and its Child SAs with an INFORMATIONAL exchange (RFC 7296 §1.4.1). */
 export function closeIkeSa(engine: IkeContext, sa: IkeSa): Promise<void> {
@@ -149,6 +150,8 @@ export function respondInformational(engine: IkeContext, sa: IkeSa, payloads: Pa
   // RFC 4555: COOKIE2 echo, NAT-D answers, address lists, UPDATE_SA_ADDRESSES.
   const mobility = respondMobility(engine, sa, payloads, d);
   if (mobility.refuse) return { payloads: mobility.refuse };
+  // RFC 5685 §5: the gateway sends us elsewhere; we answer first, then go.
+  const redirect = redirectRequested(engine, sa, payloads);
   const gone: ChildSa[] = [];
   for (const del of deletes) {
     if (del.protocol !== ProtocolId.ESP && del.protocol !== ProtocolId.AH) continue;
@@ -169,6 +172,7 @@ export function respondInformational(engine: IkeContext, sa: IkeSa, payloads: Pa
     after: () => {
       for (const c of gone) engine.removeChild(c, 'deleted by peer');
       mobility.after?.();
+      redirect?.();
     },
   };
 }

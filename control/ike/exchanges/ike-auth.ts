@@ -29,6 +29,7 @@ import { policiesForPath } from './ike-init.js';
 import { additionalAddressNotifies, natsProhibited, noNatsAllowedData, peerAddressList } from './mobike.js';
 import { selectProposal, chosenProposal } from '../proposals.js';
 import { equalBytes } from '../../crypto/bytes.js';
+import { authRedirectResponse, authRedirectTarget, followAuthRedirect } from '../redirect.js';
 
 const CHILD_ERRORS: readonly number[] = [
   NotifyType.NO_PROPOSAL_CHOSEN,
@@ -74,6 +75,13 @@ export function waitEstablished(engine: IkeContext, sa: IkeSa): Promise<IkeSa> {
       engine.off('ike-up', onUp);
       engine.off('ike-failed', onFail);
       engine.off('ike-down', onFail);
+      engine.off('ike-redirected', onRedirect);
+    };
+    // RFC 5685: a redirected set-up goes on with another IKE SA; what happens to that one settles this.
+    const onRedirect = (s: IkeSa, next: Promise<IkeSa>) => {
+      if (s !== sa) return;
+      cleanup();
+      next.then((n) => waitEstablished(engine, n)).then(resolve, reject);
     };
     const onUp = (s: IkeSa) => {
       if (s !== sa) return;
@@ -88,6 +96,7 @@ export function waitEstablished(engine: IkeContext, sa: IkeSa): Promise<IkeSa> {
     engine.on('ike-up', onUp);
     engine.on('ike-failed', onFail);
     engine.on('ike-down', onFail);
+    engine.on('ike-redirected', onRedirect);
   });
 }
 
@@ -155,6 +164,8 @@ export class IkeAuthInitiator implements InitiatorExchange {
       engine.deleteIkeSa(sa, `responder not authenticated (AUTHENTICATION_FAILED): ${failure}`);
       return;
     }
+    // RFC 5685 §6: a REDIRECT counts now that the gateway is authenticated; the set-up goes on there.
+    if (followAuthRedirect(engine, sa, payloads)) return this.release();
     sa.peerId = peerId;
     sa.peerKey = formatIdentity(peerId);
     sa.peerMobike = sa.policy.mobike && hasNotify(payloads, NotifyType.MOBIKE_SUPPORTED);
@@ -256,6 +267,9 @@ export function respondIkeAuth(engine: IkeContext, sa: IkeSa, payloads: Payload[
   const idrOut = idPayload(PayloadType.IDr, policy.localId);
   // RFC 7296 §3.6: our chain before AUTH, per send_cert and the initiator's CERTREQ.
   const response: Payload[] = [idrOut, ...certPayloads(sa), buildAuth(sa, idrOut)];
+  // RFC 5685 §6: the authenticated peer may be sent elsewhere, instead of any Child SA or lease.
+  const redirectTo = authRedirectTarget(engine, sa);
+  if (redirectTo) return authRedirectResponse(engine, sa, response, redirectTo);
 
   // RFC 7296 §2.19: a virtual IP for a CP request, from the connection's pools.
   const cp = findPayload(payloads, PayloadType.CP);

@@ -38,6 +38,8 @@ import { authRefusal, certreqPayloads, recordPeerCertreq } from '../authenticati
 import { detectNat, natDetectionPayloads } from '../nat-detection.js';
 import { NONCE_LENGTH } from '../defaults.js';
 import { equalBytes, readU32 } from '../../crypto/bytes.js';
+import { followRedirect, initRedirect, judgeInitRedirect, peerRedirectSupport, redirectSupportNotifies } from '../redirect.js';
+import type { GatewayIdentity } from '../../wire/gateway-identity.js';
 
 const EMPTY = new Uint8Array(0);
 const ZERO_SPI = new Uint8Array(8);
@@ -77,6 +79,7 @@ type InitVerdict =
   | { kind: 'drop'; reason: string }
   | { kind: 'cookie'; cookie: Uint8Array }
   | { kind: 'group'; group: number }
+  | { kind: 'redirect'; to: GatewayIdentity }
   | { kind: 'accept'; suite: NegotiatedSuite; spiR: Uint8Array; nonceR: Uint8Array; shared: Uint8Array; signatureHashes: number[] };
 
 export class IkeSaInitInitiator implements InitiatorExchange {
@@ -109,6 +112,8 @@ export class IkeSaInitInitiator implements InitiatorExchange {
       { type: PayloadType.NONCE, data: sa.nonceI },
       ...natDetectionPayloads(sa.spiI, ZERO_SPI, sa.local, sa.remote, sa.policy.forceEncap ? this.engine.random : undefined),
       notify(NotifyType.SIGNATURE_HASH_ALGORITHMS, encodeSignatureHashes(SUPPORTED_SIGNATURE_HASHES)),
+      // RFC 5685 §3: REDIRECT_SUPPORTED, or REDIRECTED_FROM after a redirect.
+      ...redirectSupportNotifies(sa),
     );
     return payloads;
   }
@@ -116,6 +121,9 @@ export class IkeSaInitInitiator implements InitiatorExchange {
   /** What to do with an IKE_SA_INIT response; computes the shared secret but changes no SA state. */
   private judge(sa: IkeSa, payloads: Payload[], raw: Uint8Array): InitVerdict {
     const drop = (reason: string): InitVerdict => ({ kind: 'drop', reason });
+    // RFC 5685 §3: a REDIRECT counts only with our nonce in it.
+    const redirect = judgeInitRedirect(sa, payloads);
+    if (redirect) return redirect;
     const cookie = findNotifies(payloads, NotifyType.COOKIE)[0];
     if (cookie) {
       if (cookie.data.length < 1 || cookie.data.length > 64 || this.retries >= MAX_INIT_RETRIES) return drop('bad or repeated COOKIE challenge');
@@ -188,6 +196,8 @@ export class IkeSaInitInitiator implements InitiatorExchange {
       this.cookie = verdict.cookie;
       return 'retry';
     }
+    // RFC 5685 §3: the gateway sends us to another one; this IKE SA ends without keys.
+    if (verdict.kind === 'redirect') return followRedirect(this.engine, sa, verdict.to, 'init');
     // RFC 7296 §1.2: the responder wants another group we offered; retry with it.
     if (verdict.kind === 'group') {
       this.retries++;
@@ -349,6 +359,10 @@ export function respondIkeSaInit(engine: IkeContext, msg: IkeMessage, d: Datagra
   if (ke.data.length !== keyExchangeLength(ke.group) || !isValidNonceLength(suite.prf!, nonce.data.length)) {
     return sendInitError(engine, msg, d, [notify(NotifyType.INVALID_SYNTAX)]);
   }
+  // RFC 5685 §3: a peer that announced support may be sent elsewhere, before any state or key exchange.
+  const redirectSupport = peerRedirectSupport(engine, payloads);
+  const redirect = initRedirect(engine, redirectSupport, policy, d.local, d.remote, nonce.data);
+  if (redirect) return sendInitError(engine, msg, d, [redirect]);
 
   const keyExchange = createKeyExchange(ke.group, { random: engine.random });
   const shared = keyExchange.computeSharedSecret(ke.data);
@@ -365,6 +379,8 @@ export function respondIkeSaInit(engine: IkeContext, msg: IkeMessage, d: Datagra
   sa.nonceR = engine.random(NONCE_LENGTH);
   sa.peerSignatureHashes = peerSignatureHashes(payloads);
   sa.initRequest = copy(d.bytes);
+  sa.peerRedirect = redirectSupport.supported;
+  sa.redirectedFrom = redirectSupport.redirectedFrom;
   const nat = detectNat(payloads, sa.spiI, ZERO_SPI, d.local, d.remote);
   // NAT-D in the request gets NAT-D in the response: NAT traversal is on (RFC 7296 §2.23, RFC 4555 §3.9).
   sa.natDetectionExchanged = nat !== undefined;

@@ -6,7 +6,7 @@
 //
 // Owner: the I/O thread (the rate limiter and the counters are its state).
 // Untrusted bytes (architecture §4.3): nothing here throws on packet contents.
-import { ipFamily, ipToBytes } from '../io/ip.js';
+import { ipFamily } from '../io/ip.js';
 import { icmpTooBig, RateLimiter } from './icmp-too-big.js';
 import { dontFragment, PATH_DEFAULTS, tunnelMtu, type PathOptions } from './path-mtu.js';
 import type { SaRecord } from './sad.js';
@@ -32,7 +32,7 @@ export class PathCheck {
    * rate limit or RFC 1812 §4.3.2.7 / RFC 4443 §2.4 (e) forbid it. An inner
    * IPv4 packet without DF goes on: the outer packet may be fragmented.
    */
-  admit(packet: Uint8Array, sa: Pick<SaRecord, 'remote' | 'transport' | 'local' | 'espOverhead'>): boolean {
+  admit(packet: Uint8Array, sa: Pick<SaRecord, 'remote' | 'transport' | 'espOverhead'>): boolean {
     const mtu = this.mtu(sa);
     if (packet.length <= mtu || dontFragment(packet) !== true) return true;
     const io = this.s.io;
@@ -41,21 +41,20 @@ export class PathCheck {
       io.icmpRateLimited++;
       return false;
     }
-    const answer = icmpTooBig(packet, mtu, this.sourceFor(packet, sa.local.address));
+    const answer = icmpTooBig(packet, mtu, this.sourceFor(packet));
     const sink = this.s.innerSink;
     if (answer !== undefined && sink !== undefined && sink.write(answer)) io.icmpTooBig++;
     return false;
   }
 
   /**
-   * The address the answer comes from: the SA's local (outer) address when it
-   * is of the inner packet's family, else the inner destination (the
-   * address the sender was trying to reach through us).
+   * The address the answer comes from: the inner destination, the address the
+   * sender was trying to reach. It routes back through the tunnel, so the
+   * sender's reverse-path check passes, and it is never one of the sender's
+   * own addresses (the gateway's outer address is, for traffic the gateway's
+   * host sends itself, and the kernel drops such a "martian" source).
    */
-  private sourceFor(packet: Uint8Array, local: string): Uint8Array {
-    const six = packet[0]! >> 4 === 6;
-    const own = ipToBytes(local);
-    if (own !== undefined && own.length === (six ? 16 : 4)) return own;
-    return six ? packet.subarray(24, 40) : packet.subarray(16, 20);
+  private sourceFor(packet: Uint8Array): Uint8Array {
+    return packet[0]! >> 4 === 6 ? packet.subarray(24, 40) : packet.subarray(16, 20);
   }
 }

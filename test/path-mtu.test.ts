@@ -240,7 +240,7 @@ describe('the outbound path check', () => {
       innerSink: { write: (p: Uint8Array) => { written.push(p.slice()); return true; } },
     } as unknown as PlaneState;
     const check = new PathCheck(s, () => now);
-    const sa = { local: { address: '192.0.2.1', port: 4500 }, remote: { address: '198.51.100.7', port: 4500 }, transport: 'udp' as const, espOverhead: 37 };
+    const sa = { remote: { address: '198.51.100.7', port: 4500 }, transport: 'udp' as const, espOverhead: 37 };
     return { s, check, sa, written, advance: (ms: number) => { now += ms; } };
   }
 
@@ -262,10 +262,11 @@ describe('the outbound path check', () => {
     const answer = f.written[0]!;
     expect([answer[20], answer[21]]).toEqual([3, 4]);
     expect((answer[26]! << 8) | answer[27]!).toBe(1435);
-    expect([...answer.subarray(12, 16)]).toEqual([192, 0, 2, 1]);
+    expect([...answer.subarray(12, 16)]).toEqual([10, 2, 0, 2]);
+    expect([...answer.subarray(16, 20)]).toEqual([10, 1, 0, 2]);
   });
 
-  it('answers IPv6 from the inner destination when the SA is IPv4, and rate-limits the answers', () => {
+  it('answers IPv6 from the inner destination too, and rate-limits the answers', () => {
     const f = fixture({ tunnelMtu: 1300, icmpRate: 2, icmpBurst: 2 });
     for (let i = 0; i < 5; i++) expect(f.check.admit(ipv6(1400), f.sa)).toBe(false);
     expect(f.s.io.dropTooBig).toBe(5);

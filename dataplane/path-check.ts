@@ -43,7 +43,9 @@ export class PathCheck {
     }
     const answer = icmpTooBig(packet, mtu, this.sourceFor(packet));
     const sink = this.s.innerSink;
-    if (answer !== undefined && sink !== undefined && sink.write(answer)) io.icmpTooBig++;
+    // A sink that stages (a TUN device with offloads) is flushed at once: the answer is rare and
+    // the output stage, which flushes after its passes, may not run before the sender retries.
+    if (answer !== undefined && sink !== undefined && sink.write(answer) && (sink.flush?.() ?? 0) === 0) io.icmpTooBig++;
     return false;
   }
 

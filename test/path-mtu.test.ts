@@ -237,7 +237,11 @@ describe('the outbound path check', () => {
     const s = {
       opts: { path },
       io: zeroIo(),
-      innerSink: { write: (p: Uint8Array) => { written.push(p.slice()); return true; } },
+      // Stages like a TUN device with offloads: only flush() delivers.
+      innerSink: (() => {
+        let staged: Uint8Array[] = [];
+        return { write: (p: Uint8Array) => (staged.push(p.slice()), true), flush: () => (written.push(...staged), staged = [], 0) };
+      })(),
     } as unknown as PlaneState;
     const check = new PathCheck(s, () => now);
     const sa = { remote: { address: '198.51.100.7', port: 4500 }, transport: 'udp' as const, espOverhead: 37 };

@@ -11,6 +11,8 @@
 //                     (AES-GCM-128 only; what direct output gains)
 //   strongswan        two strongSwan charons with kernel-libipsec (userspace
 //                     ESP over their ipsec0 TUN devices, always in UDP)
+//   wireguard-go      two wireguard-go (userspace WireGuard over TUN devices,
+//                     ChaCha20-Poly1305 only), configured with wg
 // each in both directions (iperf3 and iperf3 -R), 4 x --max-time seconds per
 // run (default 1 s; at least 2 s), after a latency measurement (ping through
 // the idle tunnel). The IPsec cases run once per ESP cipher, the same on both
@@ -33,7 +35,7 @@ import { tunUnavailable } from '../io/tun.js';
 import { addRoute, boundedRunner, createNamespacePair, deleteNamespace, parsePingSummary } from '../demo/netns.js';
 import { formatTable, round, type SuiteOptions } from './common.js';
 
-type Case = 'veth' | 'ikeclone-udp' | 'ikeclone-raw' | 'ikeclone-udp-io-thread' | 'strongswan';
+type Case = 'veth' | 'ikeclone-udp' | 'ikeclone-raw' | 'ikeclone-udp-io-thread' | 'strongswan' | 'wireguard-go';
 /** Who writes a gateway's output (config dataplane.output). */
 type Output = 'workers' | 'io-thread';
 /** ESP ciphers compared (strongSwan proposal keywords; ikeclone takes the same). */
@@ -76,7 +78,7 @@ export interface TunnelReport {
   results: TunnelResult[];
   latency: LatencyResult[];
   skipped: Array<{ case: Case; esp: Cipher | 'none'; reason: string }>;
-  /** ikeclone vs strongSwan kernel-libipsec with the same cipher, forward and reverse averaged. */
+  /** ikeclone vs strongSwan kernel-libipsec (and vs wireguard-go, ChaCha20-Poly1305) with the same cipher, forward and reverse averaged. */
   ratios: Record<string, { value: number; description: string }>;
 }
 
@@ -328,6 +330,33 @@ async function strongswanPair(bed: Testbed, cipher: Cipher): Promise<void> {
   if (!CIPHER_NAMES[cipher].strongswan.test(sas)) throw new Error(`tunnel bench: charon's Child SA does not use ${cipher}: ${sas.slice(0, 600)}`);
 }
 
+/** WireGuard's UDP port, and the interface names (distinct: wireguard-go's UAPI sockets share /var/run/wireguard). */
+const WG_PORT = 51820;
+const WG_DEV = { left: 'wgl', right: 'wgr' } as const;
+
+/** Two wireguard-go devices, one per namespace, peered over the veth with wg; routes to the inner nets through them. */
+async function wireguardPair(bed: Testbed): Promise<void> {
+  const keys = { left: '', right: '' };
+  const pub = { left: '', right: '' };
+  for (const side of ['left', 'right'] as const) {
+    keys[side] = join(bed.dir, `${side}-wg.key`);
+    writeFileSync(keys[side], sh('wg', ['genkey']), { mode: 0o600 });
+    pub[side] = spawnSync('wg', ['pubkey'], { input: sh('cat', [keys[side]]), encoding: 'utf8', timeout: 5000 }).stdout.trim();
+    // -f: stay in the foreground, so that the testbed owns (and stops) the process.
+    bed.spawn(side === 'left' ? bed.left : bed.right, 'wireguard-go', ['-f', WG_DEV[side]]);
+  }
+  for (const side of ['left', 'right'] as const) {
+    const ns = side === 'left' ? bed.left : bed.right;
+    const other = side === 'left' ? 'right' : 'left';
+    await until(`wireguard-go ${WG_DEV[side]}`, () => sh('ip', ['netns', 'exec', ns, 'wg', 'show', WG_DEV[side]], { allowFail: true }).includes('listening port'), 10_000);
+    sh('ip', ['netns', 'exec', ns, 'wg', 'set', WG_DEV[side], 'private-key', keys[side], 'listen-port', String(WG_PORT),
+      'peer', pub[other], 'endpoint', `${OUTER[other]}:${WG_PORT}`, 'allowed-ips', side === 'left' ? INNER.rightNet : INNER.leftNet]);
+    sh('ip', ['netns', 'exec', ns, 'ip', 'link', 'set', WG_DEV[side], 'up']);
+  }
+  await addRoute(runner, bed.left, INNER.rightNet, { dev: WG_DEV.left, src: INNER.left });
+  await addRoute(runner, bed.right, INNER.leftNet, { dev: WG_DEV.right, src: INNER.right });
+}
+
 /** Run the suite; prints a table (or JSON with opts.json) and returns the report. */
 export async function runTunnelBench(opts: SuiteOptions): Promise<TunnelReport> {
   if (process.getuid?.() !== 0) throw new Error('the tunnel benchmark needs root (network namespaces, TUN devices)');
@@ -339,6 +368,7 @@ export async function runTunnelBench(opts: SuiteOptions): Promise<TunnelReport> 
   const skipped: TunnelReport['skipped'] = [];
   const tunMissing = tunUnavailable();
   const charonMissing = existsSync(CHARON) && onPath('swanctl') ? null : `${CHARON} or swanctl missing (apt-get install strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins libstrongswan-extra-plugins)`;
+  const wgMissing = onPath('wireguard-go') && onPath('wg') ? null : 'wireguard-go or wg missing (apt-get install --no-install-recommends wireguard-go wireguard-tools)';
   type Run = { name: Case; esp: Cipher | 'none'; missing: string | null; setUp: (bed: Testbed) => Promise<void>; bind?: typeof INNER };
   const cases: Run[] = [
     { name: 'veth', esp: 'none', missing: null, setUp: async () => {}, bind: { ...INNER, left: OUTER.left, right: OUTER.right } },
@@ -349,6 +379,9 @@ export async function runTunnelBench(opts: SuiteOptions): Promise<TunnelReport> 
         ? [{ name: 'ikeclone-udp-io-thread', esp: cipher, missing: tunMissing, setUp: (bed: Testbed) => ikeclonePair(bed, 'udp', cipher, 'io-thread') } satisfies Run]
         : []),
       { name: 'strongswan', esp: cipher, missing: charonMissing, setUp: (bed) => strongswanPair(bed, cipher) },
+      ...(cipher === 'chacha20poly1305'
+        ? [{ name: 'wireguard-go', esp: cipher, missing: wgMissing, setUp: (bed: Testbed) => wireguardPair(bed) } satisfies Run]
+        : []),
     ]),
   ];
   const started = Date.now();
@@ -391,6 +424,14 @@ export async function runTunnelBench(opts: SuiteOptions): Promise<TunnelReport> 
     ikecloneRawVsStrongswan: ratio('ikeclone-raw', 'aes128gcm16', 'raw ESP'),
     ikecloneUdpVsStrongswanChacha20Poly1305: ratio('ikeclone-udp', 'chacha20poly1305', 'ESP in UDP'),
     ikecloneRawVsStrongswanChacha20Poly1305: ratio('ikeclone-raw', 'chacha20poly1305', 'raw ESP'),
+    ikecloneUdpVsWireguardGo: {
+      value: round(mean('ikeclone-udp', 'chacha20poly1305') / mean('wireguard-go', 'chacha20poly1305'), 2),
+      description: 'ikeclone (ESP in UDP) vs wireguard-go, chacha20poly1305 on both, mean of both directions',
+    },
+    ikecloneRawVsWireguardGo: {
+      value: round(mean('ikeclone-raw', 'chacha20poly1305') / mean('wireguard-go', 'chacha20poly1305'), 2),
+      description: 'ikeclone (raw ESP) vs wireguard-go, chacha20poly1305 on both, mean of both directions',
+    },
     workerOutputVsIoThread: {
       value: round(mean('ikeclone-udp', 'aes128gcm16') / mean('ikeclone-udp-io-thread', 'aes128gcm16'), 2),
       description: 'ikeclone ESP in UDP, workers write their own output vs the I/O thread writes it, aes128gcm16, mean of both directions',

@@ -19,6 +19,7 @@ import { familyKey, type EspTransport, type SaRecord, type SaSpec, type Sad } fr
 import type { EspRoute } from './messages.js';
 import { REQUEST_TIMEOUT_MS } from './defaults.js';
 import { checkEndpoint, type PlaneState } from './state.js';
+import { espOverhead } from './path-mtu.js';
 
 export class SaInstaller {
   /**
@@ -86,6 +87,7 @@ export class SaInstaller {
       remote: { ...spec.remote },
       udpEncap: spec.udpEncap,
       transport: this.transportFor(spec.udpEncap, spec.remote),
+      espOverhead: espOverhead(spec.algorithm, spec.icvLength),
       outbound: false,
       replaces: [...(spec.replaces ?? [])],
       activatedAt: 0,

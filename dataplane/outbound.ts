@@ -13,6 +13,7 @@ import type { GenerateReply } from './messages.js';
 import { ESP_OVERHEAD, GENERATE_DEFAULTS } from './defaults.js';
 import type { RingFeed } from './ring-feed.js';
 import type { PlaneState } from './state.js';
+import { PathCheck } from './path-check.js';
 
 export interface GenerateOptions {
   /** Packets in total, spread evenly over the outbound SAs. */
@@ -32,7 +33,11 @@ export interface GenerateReport {
 }
 
 export class OutboundInner {
-  constructor(private readonly s: PlaneState, private readonly feed: RingFeed) {}
+  private readonly path: PathCheck;
+
+  constructor(private readonly s: PlaneState, private readonly feed: RingFeed) {
+    this.path = new PathCheck(s);
+  }
 
   /**
    * An outbound inner packet (IPv4 or IPv6): SPD lookup, then to the owner of
@@ -55,6 +60,7 @@ export class OutboundInner {
       io.dropNoPolicy++;
       return false;
     }
+    if (!this.path.admit(packet, r)) return false;
     if (packet.length + ESP_OVERHEAD > this.s.workers[r.worker]!.input.maxPayload) {
       io.dropMalformed++;
       return false;

@@ -75,6 +75,8 @@ export interface SaRecord {
   udpEncap: boolean;
   /** How ESP actually travels: raw when allowed and possible. */
   transport: EspTransport;
+  /** ESP header, IV, padding at most, trailer and ICV of this SA's transform (path-mtu.ts); ESP_OVERHEAD when unknown. */
+  readonly espOverhead?: number;
   /** Carries outbound traffic (false once a successor replaced it). */
   outbound: boolean;
   /**

@@ -5,6 +5,7 @@
 //
 // Owner: the I/O thread (the gateway's main thread). Nothing here is shared
 // with workers: they see slots and rings, never these objects (architecture §4.1).
+import type { PathOptions } from './path-mtu.js';
 import type { EventEmitter } from 'node:events';
 import type { Endpoint } from '../io/endpoint.js';
 import type { InnerSink, RawEspSender } from '../io/sinks.js';
@@ -70,6 +71,8 @@ export interface DataPlaneOptions {
    * in UDP. Raw ESP that arrives is always accepted when the socket is open.
    */
   rawEsp?: boolean;
+  /** Path MTU, DF, DSCP and ECN of the outer header (dataplane/path-mtu.ts); defaults PATH_DEFAULTS. */
+  path?: Partial<PathOptions>;
   /** Bound on a worker's answer to a control request, ms (default 10 s; tests shorten it). Also bounds how long remove() waits for a successor. */
   requestTimeoutMs?: number;
 }
@@ -98,6 +101,12 @@ export interface IoCounters {
   dropNoSink: number;
   /** ESP a worker sent itself that the kernel refused (full socket buffer, no route). */
   dropSend: number;
+  /** An outbound inner packet larger than its path's tunnel MTU that may not be fragmented (RFC 4301 §8). */
+  dropTooBig: number;
+  /** ICMP too-big answers written into the inner sink for such packets. */
+  icmpTooBig: number;
+  /** Too-big answers not sent for the rate limit. */
+  icmpRateLimited: number;
 }
 
 export interface DataPlaneEvents {
@@ -118,6 +127,7 @@ export function zeroIo(): IoCounters {
   return {
     espIn: 0, espInBytes: 0, espOut: 0, espOutBytes: 0, innerIn: 0, innerOut: 0,
     dropUnknownSpi: 0, dropMalformed: 0, dropQueueFull: 0, dropNoPolicy: 0, dropPolicy: 0, dropNoSa: 0, dropNoSink: 0, dropSend: 0,
+    dropTooBig: 0, icmpTooBig: 0, icmpRateLimited: 0,
   };
 }
 

@@ -21,7 +21,7 @@ const PSK = 'tunnel-netns-test-psk-0123456789abcdef';
 const TUN = 'ikc0';
 
 /** TUN settings beyond the device name (config keys of the dataplane section). */
-type TunSettings = { tun_queues?: number; tun_offload?: boolean; output?: 'workers' | 'io-thread' };
+type TunSettings = { tun_queues?: number; tun_offload?: boolean; output?: 'workers' | 'io-thread'; tunnel_mtu?: number; icmp_rate?: number };
 
 function gatewayConfig(topo: Topology, side: 'left' | 'right', esp: 'udp' | 'auto', tun: TunSettings = {}): Record<string, unknown> {
   const l = topo.links[0]!;
@@ -237,6 +237,24 @@ describe('ikeclone <-> ikeclone through TUN devices in network namespaces', () =
       }
       // The UDP transport's own sends: what the I/O thread sent.
       expect((await left.status()).udp!.espOut).toBeGreaterThan(100);
+    },
+    60_000,
+  );
+
+  interopTest(
+    'tunnel_mtu: ping -M do past the tunnel MTU is answered "fragmentation needed" with that MTU (RFC 4301 §8.2); smaller pings cross',
+    PRE,
+    async () => {
+      const { topo, left } = await setUp('path-mtu', 'udp', { tunnel_mtu: 1300, icmp_rate: 100 });
+      const big = await exec(topo.left, 'ping', ['-n', '-c', '3', '-i', '0.2', '-W', '1', '-M', 'do', '-s', '1372', '-I', topo.leftInner, topo.rightInner], { timeoutMs: 15_000 });
+      // The first answer comes from the gateway as ICMP; later attempts meet the route's learned PMTU.
+      expect(big.stdout + big.stderr, big.stdout + big.stderr + JSON.stringify((await left.status()).dataplane!.io)).toMatch(/mtu ?= ?1300/i);
+      const st = (await left.status()).dataplane!;
+      expect(st.io.dropTooBig).toBeGreaterThanOrEqual(1);
+      expect(st.io.icmpTooBig).toBeGreaterThanOrEqual(1);
+      // 1272 + 28 = 1300 bytes fit; 1273 would not.
+      const fits = await exec(topo.left, 'ping', ['-n', '-c', '3', '-i', '0.2', '-W', '1', '-M', 'do', '-s', '1272', '-I', topo.leftInner, topo.rightInner], { timeoutMs: 15_000 });
+      expect(fits.stdout).toMatch(/3 received/);
     },
     60_000,
   );

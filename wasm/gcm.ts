@@ -11,7 +11,7 @@
 // Context layout (GCM_CTX_SIZE bytes, owned by the caller, 16-byte aligned):
 //   [0, 1920)      bitsliced AES round keys (aes.ts, AES_RK_SIZE)
 //   [1920, 1924)   number of AES rounds (10/12/14; 0 = not initialised)
-//   [1936, 3472)   GHASH key: H^1..H^8 pre-split (ghash.ts, GHASH_KEY_SIZE)
+//   [1936, 3664)   GHASH key: H^8..H^1 by Karatsuba kind and bit class (ghash.ts, GHASH_KEY_SIZE)
 //
 // Concurrency: a context is used by one thread at a time (its SA's owner
 // worker). The work buffers `GCM_KEYSTREAM` (128 bytes) and `GCM_Y` (16) are

@@ -62,6 +62,19 @@
  *                              # workers (each its own, one thread hand-off per packet) | io-thread
  *   esp: auto                  # auto: raw ESP (IP protocol 50) when no NAT was detected and raw
  *                              # sockets are available (root), else UDP 4500 (RFC 3948) | udp: always UDP
+ *   dscp: copy                 # DSCP of the outer header (RFC 4301 §5.1.2.1): copy (from the inner
+ *                              # packet) | clear | a fixed value 0..63
+ *   ecn: copy                  # ECN (RFC 6040): copy (normal mode: copied out, combined back in when
+ *                              # decapsulating) | clear (compatibility mode: the outer header is Not-ECT)
+ *   df: copy                   # DF of an outer IPv4 header (RFC 4301 §8.1): copy | clear | set
+ *   tunnel_mtu: auto           # largest inner packet an SA carries (576..9000), or auto: outer_mtu
+ *                              # minus the SA's outer IP, UDP and ESP overhead (no limit without
+ *                              # outer_mtu). A larger inner packet that may not be fragmented (IPv4
+ *                              # with DF, IPv6) is dropped and answered into the TUN device with ICMP
+ *                              # "fragmentation needed" / ICMPv6 "packet too big" (RFC 4301 §8.2,
+ *                              # §8.3), as a router does
+ *   outer_mtu: 1500            # optional: MTU of the outer path, for tunnel_mtu auto (576..65535)
+ *   icmp_rate: 10              # too-big answers per second at most, in bursts of as many (1..10000)
  * metrics:                     # optional, off by default: Prometheus metrics over HTTP (GET /metrics)
  *   listen: 127.0.0.1:9710     # ADDRESS:PORT ([::1]:9710 for IPv6); an address other than loopback
  *                              # is served too, with a warning (the series tell traffic volumes)
@@ -204,7 +217,7 @@ import { certificateSubjectDer } from '../crypto/der.js';
 import { signingKeyFromPrivateKey } from '../crypto/auth.js';
 import { redirectSchema } from './redirect-schema.js';
 import type {
-  AuthMethod, ChildConfig, CloneConfig, ConnectionConfig, DataplaneConfig, EndpointConfig, GatewayConfig, ListenConfig, LimitsConfig,
+  AuthMethod, ChildConfig, CloneConfig, ConnectionConfig, DataplaneConfig, EndpointConfig, PathConfig, GatewayConfig, ListenConfig, LimitsConfig,
   LogLevel, MetricsConfig, PoolConfig, RetransmitConfig, TrafficSelectorConfig,
 } from './types.js';
 import { LOG_LEVELS } from './types.js';
@@ -222,6 +235,16 @@ function metricsListen(v: unknown): MetricsConfig | Problem {
 }
 
 const WORKERS_EXPECTED = `auto or an integer from 1 to ${MAX_WORKERS}`;
+
+/** The path options of the dataplane section, or nothing when all are their defaults (the default configuration keeps its shape). */
+function pathConfig(d: { dscp: PathConfig['dscp']; ecn: PathConfig['ecn']; df: PathConfig['df']; tunnel_mtu: PathConfig['tunnelMtu']; outer_mtu: number | undefined; icmp_rate: number }): { path?: PathConfig } {
+  const path: PathConfig = {
+    dscp: d.dscp, ecn: d.ecn, df: d.df, tunnelMtu: d.tunnel_mtu, icmpRate: d.icmp_rate, icmpBurst: d.icmp_rate,
+    ...(d.outer_mtu !== undefined ? { outerMtu: d.outer_mtu } : {}),
+  };
+  const defaults = path.dscp === 'copy' && path.ecn === 'copy' && path.df === 'copy' && path.tunnelMtu === 'auto' && path.outerMtu === undefined && path.icmpRate === 10;
+  return defaults ? {} : { path };
+}
 
 /** dataplane.workers: auto (the available cores) or a count. */
 export function workersValue(v: unknown): { workers: number; workersAuto: boolean } | Problem {
@@ -559,8 +582,15 @@ export function gatewaySchema(ctx: Ctx) {
       tun_offload: leaf(withDefault(true, boolean)),
       esp: leaf(withDefault('auto', oneOf(['auto', 'udp'] as const))),
       output: leaf(withDefault('workers', oneOf(['workers', 'io-thread'] as const))),
-    }, 'a mapping with workers, tun, tun_mtu, tun_queues, tun_offload, esp, output').transform((d): DataplaneConfig => ({
+      dscp: leaf(withDefault<'copy' | 'clear' | number>('copy', (v) => (v === 'copy' || v === 'clear' ? v : integer(0, 63, 'copy, clear or a DSCP from 0 to 63')(v)))),
+      ecn: leaf(withDefault('copy', oneOf(['copy', 'clear'] as const))),
+      df: leaf(withDefault('copy', oneOf(['copy', 'clear', 'set'] as const))),
+      tunnel_mtu: leaf(withDefault<'auto' | number>('auto', (v) => (v === 'auto' ? v : integer(576, 9000, 'auto or an integer from 576 to 9000')(v)))),
+      outer_mtu: leaf(withDefault<number | undefined>(undefined, integer(576, 65535))),
+      icmp_rate: leaf(withDefault(10, integer(1, 10000))),
+    }, 'a mapping with workers, tun, tun_mtu, tun_queues, tun_offload, esp, output, dscp, ecn, df, tunnel_mtu, outer_mtu, icmp_rate').transform((d): DataplaneConfig => ({
       ...d.workers,
+      ...pathConfig(d),
       ...(d.tun !== undefined ? { tun: { name: d.tun, mtu: d.tun_mtu, queues: d.tun_queues, offload: d.tun_offload } } : {}),
       // 'auto' is what an absent field means: keep the default configuration's shape.
       ...(d.esp !== 'auto' ? { esp: d.esp } : {}),

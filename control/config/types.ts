@@ -56,6 +56,20 @@ export interface DataplaneConfig {
   esp?: 'auto' | 'udp';
   /** Who writes the output with a TUN device: 'workers' (the default when absent) or 'io-thread'. */
   output?: 'workers' | 'io-thread';
+  /** Outer header and path MTU rules (RFC 4301 §5.1.2, §8); absent = all defaults. */
+  path?: PathConfig;
+}
+
+/** dataplane's dscp, ecn, df, tunnel_mtu, outer_mtu and icmp_rate (dataplane/path-mtu.ts PathOptions). */
+export interface PathConfig {
+  dscp: 'copy' | 'clear' | number;
+  ecn: 'copy' | 'clear';
+  df: 'copy' | 'clear' | 'set';
+  tunnelMtu: 'auto' | number;
+  /** Undefined: not configured. */
+  outerMtu?: number;
+  icmpRate: number;
+  icmpBurst: number;
 }
 
 /** One side of a connection (swanctl's local/remote sections). */

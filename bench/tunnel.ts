@@ -82,9 +82,9 @@ export interface TunnelReport {
 
 const CHARON = '/usr/lib/ipsec/charon';
 const PSK = 'tunnel-benchmark-psk-0123456789abcdef';
-const OUTER = { left: '10.250.1.1', right: '10.250.1.2' };
-const INNER = { left: '10.250.50.1', right: '10.250.100.1', leftNet: '10.250.50.0/24', rightNet: '10.250.100.0/24' };
-const TUN = 'ikc0';
+export const OUTER = { left: '10.250.1.1', right: '10.250.1.2' };
+export const INNER = { left: '10.250.50.1', right: '10.250.100.1', leftNet: '10.250.50.0/24', rightNet: '10.250.100.0/24' };
+export const TUN = 'ikc0';
 /**
  * Latency measurements: echo requests and their spacing. 20 ms apart, every
  * thread on the path sleeps between two requests (the idle tunnel); 2 ms
@@ -105,11 +105,11 @@ function onPath(bin: string): boolean {
 }
 
 /** Namespace set-up and tear-down (demo/netns.ts), each command bounded as sh() bounds them. */
-const runner = boundedRunner(15_000);
+export const runner = boundedRunner(15_000);
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function until(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<void> {
+export async function until(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<void> {
   const end = Date.now() + timeoutMs;
   while (!(await cond())) {
     if (Date.now() > end) throw new Error(`tunnel bench: ${what}: not within ${timeoutMs} ms`);
@@ -118,7 +118,7 @@ async function until(what: string, cond: () => boolean | Promise<boolean>, timeo
 }
 
 /** The two namespaces and everything started in them. */
-class Testbed {
+export class Testbed {
   readonly left = `ikcb${process.pid}-l`;
   readonly right = `ikcb${process.pid}-r`;
   readonly dir = mkdtempSync(join(tmpdir(), 'ikc-bench-tunnel-'));
@@ -135,8 +135,9 @@ class Testbed {
     }, (name) => this.namespaces.push(name));
   }
 
-  spawn(ns: string, cmd: string, args: string[], env?: NodeJS.ProcessEnv): ChildProcess {
-    const p = spawn('ip', ['netns', 'exec', ns, cmd, ...args], { stdio: ['ignore', 'ignore', 'pipe'], env: env ?? process.env });
+  /** Start `cmd` in namespace `ns`; its stdout is discarded unless `stdout` says where it goes (a pipe, a file descriptor). */
+  spawn(ns: string, cmd: string, args: string[], env?: NodeJS.ProcessEnv, stdout: 'ignore' | 'pipe' | number = 'ignore'): ChildProcess {
+    const p = spawn('ip', ['netns', 'exec', ns, cmd, ...args], { stdio: ['ignore', stdout, 'pipe'], env: env ?? process.env });
     p.stderr?.resume();
     this.procs.push(p);
     return p;
@@ -183,7 +184,7 @@ class Testbed {
   }
 }
 
-function repoRoot(): string {
+export function repoRoot(): string {
   return resolve(fileURLToPath(import.meta.url), '..', '..', '..');
 }
 
@@ -205,7 +206,7 @@ function ikecloneYaml(side: 'left' | 'right', esp: 'udp' | 'auto', cipher: Ciphe
   });
 }
 
-async function statusOf(socket: string): Promise<GatewayStatus | undefined> {
+export async function statusOf(socket: string): Promise<GatewayStatus | undefined> {
   try {
     const c = await ControlClient.connect(socket, { connectTimeoutMs: 1000 });
     try {

@@ -25,7 +25,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ControlClient } from '../control/api/control-client.js';
 import type { GatewayStatus } from '../control/status.js';
@@ -184,8 +184,10 @@ export class Testbed {
   }
 }
 
+/** The repository's root: from dist/bench/ when built, from bench/ when a test imports the source. */
 export function repoRoot(): string {
-  return resolve(fileURLToPath(import.meta.url), '..', '..', '..');
+  const here = resolve(fileURLToPath(import.meta.url), '..');
+  return basename(resolve(here, '..')) === 'dist' ? resolve(here, '..', '..') : resolve(here, '..');
 }
 
 function ikecloneYaml(side: 'left' | 'right', esp: 'udp' | 'auto', cipher: Cipher, output: Output): string {

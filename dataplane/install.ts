@@ -186,12 +186,16 @@ export class SaInstaller {
    * Retire a deleted Child SA: no more outbound traffic on it (a
    * predecessor or a waiting successor sends instead), removed after
    * `lingerMs` (RFC 7296 §2.8: the peer may have sent on it until it deleted
-   * its side). Unknown ids are ignored; one not yet active goes at once.
+   * its side). Unknown ids are ignored; one not yet active, or the last of
+   * its family (the tunnel goes down: nothing takes its traffic over), goes
+   * at once.
    */
   async retire(id: number, lingerMs = RETIRED_SA_LINGER_MS): Promise<void> {
-    const r = this.s.sad?.get(id);
+    const sad = this.s.sad;
+    const r = sad?.get(id);
     if (!r || r.retiring) return;
-    if (lingerMs <= 0 || r.state !== 'active') return this.remove(id);
+    const others = sad!.all().some((o) => o !== r && o.familyKey === r.familyKey && !o.retiring);
+    if (lingerMs <= 0 || r.state !== 'active' || !others) return this.remove(id);
     r.retiring = true;
     // The family's last sender keeps sending while a member is still installing (a peer's new
     // SA, whose Delete of this one overtook our install): until that one sends, or this one goes.

@@ -124,19 +124,32 @@ describe('an SA the peer created (deferOutbound)', () => {
 
 describe('a retired SA', () => {
   it('sends nothing, receives for its linger time, then is removed', async () => {
-    const { a, b, got } = await pair();
+    const { a, b, sent, got } = await pair();
     const s = mirrored(1);
     await Promise.all([a.install(s.a), b.install(s.b)]);
+    // A sibling in B's family (a clone's Child SA) goes on carrying B's traffic.
+    const sibling = mirrored(5);
+    await b.install(sibling.b);
     await b.retire(1, 400);
-    expect(b.status().families).toEqual([]);
-    expect(b.sendInner(inner(1, true))).toBe(false);
+    expect(b.status().families).toEqual([1]);
+    expect(await bSendsWith(b, sent.b)).toBe(sibling.b.spiOut);
     // What A sent before it deleted its side still arrives and is delivered.
     for (let i = 0; i < 10; i++) a.sendInner(inner(i));
     await until(() => got.b === 10);
-    await until(() => b.saIds().length === 0);
+    await until(() => !b.saIds().includes(1));
+    expect(b.saIds()).toEqual([5]);
     a.sendInner(inner(11));
     await until(() => b.status().io.dropUnknownSpi === 1);
     expect(got.b).toBe(10);
+  });
+
+  it('the last of its family goes at once (the tunnel goes down)', async () => {
+    const { a, b } = await pair();
+    const s = mirrored(1);
+    await Promise.all([a.install(s.a), b.install(s.b)]);
+    await b.retire(1, 60_000);
+    expect(b.saIds()).toEqual([]);
+    expect(b.status().families).toEqual([]);
   });
 
   it('keeps sending while it is the last sender and a successor still installs, until that one sends', async () => {
@@ -159,8 +172,10 @@ describe('a retired SA', () => {
     const { b } = await pair();
     const s = mirrored(1);
     await b.install(s.b);
+    await b.install(mirrored(2).b);
     await b.retire(1, 60_000);
+    expect(b.saIds().sort()).toEqual([1, 2]);
     await b.install({ ...mirrored(3).b, spiIn: s.b.spiIn });
-    expect(b.saIds()).toEqual([3]);
+    expect(b.saIds().sort()).toEqual([2, 3]);
   });
 });

@@ -188,7 +188,7 @@ async function udpRecv(f: Map<string, string>): Promise<void> {
 async function tcpSend(f: Map<string, string>): Promise<void> {
   const [host, port] = need(f, 'to').split(':') as [string, string];
   const rate = num(f, 'rate');
-  const chunk = Buffer.alloc(1024);
+  const CHUNK = 1024;
   let sent = 0;
   let error: string | null = null;
   const sock = connect({ host, port: Number(port), localAddress: need(f, 'bind') });
@@ -199,9 +199,11 @@ async function tcpSend(f: Map<string, string>): Promise<void> {
   sock.on('error', (e) => (error ??= e.message));
   if (error === null) {
     await paced(rate, num(f, 'seconds'), async (due) => {
-      while (sent + chunk.length <= due && error === null) {
-        for (let i = 0; i < chunk.length; i++) chunk[i] = (sent + i) % PATTERN_MODULUS;
-        sent += chunk.length;
+      while (sent + CHUNK <= due && error === null) {
+        // A buffer of its own per write: the socket may hold it queued after write() returns.
+        const chunk = Buffer.allocUnsafe(CHUNK);
+        for (let i = 0; i < CHUNK; i++) chunk[i] = (sent + i) % PATTERN_MODULUS;
+        sent += CHUNK;
         if (!sock.write(chunk)) await new Promise((r) => sock.once('drain', r));
       }
     });

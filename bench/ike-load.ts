@@ -15,7 +15,7 @@
 // to IKE_AUTH response of each initiator SPI: p50, p99); and from /proc, the
 // responder's CPU time per IKE SA. The ratio ikeclone / charon is taken
 // within one run.
-import { closeSync, existsSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { formatTable, round, type SuiteOptions } from './common.js';
@@ -111,7 +111,7 @@ function charonResponderConfig(dir: string, auth: Auth): { conf: string; swanctl
   init_limit_half_open = 0
   load = random nonce openssl kdf pem pkcs1 pkcs8 x509 pubkey curve25519 kernel-netlink socket-default vici
   filelog { main { path = ${join(dir, 'resp-charon.log')}
-    default = 0 } }
+    default = ${process.env.IKE_LOAD_CHARON_LOG ?? 0} } }
   syslog { }
   plugins { vici { socket = unix://${vici} } }
 }
@@ -138,9 +138,13 @@ function charonResponderConfig(dir: string, auth: Auth): { conf: string; swanctl
 }
 secrets {
   ike-load { secret = "${PSK}" }
-  ecdsa-resp { file = ${join(dir, 'resp.key')} }
 }
 `);
+  // swanctl --file loads private keys from the directories beside that file (ecdsa/ for ECDSA).
+  if (auth === 'ecdsa') {
+    mkdirSync(join(dir, 'ecdsa'), { recursive: true });
+    copyFileSync(join(dir, 'resp.key'), join(dir, 'ecdsa', 'resp.key'));
+  }
   return { conf, swanctl, vici };
 }
 
@@ -243,7 +247,7 @@ async function runCase(responder: Responder, auth: Auth, initiators: number, ite
       pid = startCharon(bed, bed.right, cfg.conf, 'resp').pid;
       const env = { ...process.env, STRONGSWAN_CONF: cfg.conf };
       await until('charon responder VICI', () => spawnSync('swanctl', ['--stats', '--uri', `unix://${cfg.vici}`], { env, timeout: 5000 }).status === 0);
-      sh('swanctl', ['--load-all', '--noprompt', '--file', cfg.swanctl, '--uri', `unix://${cfg.vici}`], env);
+      writeFileSync(join(bed.dir, 'resp-swanctl.log'), sh('swanctl', ['--load-all', '--noprompt', '--file', cfg.swanctl, '--uri', `unix://${cfg.vici}`], env));
     }
     const pcap = join(bed.dir, 'resp.pcapng');
     bed.spawn(bed.right, 'dumpcap', ['-q', '-i', 'eth0', '-f', 'udp port 500 or udp port 4500', '-w', pcap]);
@@ -257,7 +261,7 @@ async function runCase(responder: Responder, auth: Auth, initiators: number, ite
       await until('the load generator to finish', () => gen.exitCode !== null || gen.signalCode !== null, bound);
     } catch (e) {
       const log = (f: string) => (existsSync(join(bed.dir, f)) ? readFileSync(join(bed.dir, f), 'utf8').split('\n').slice(-25).join('\n') : '');
-      throw new Error(`${(e as Error).message}\n--- generator log ---\n${log(`gen-${auth}.log`)}\n--- responder log ---\n${log('resp-charon.log')}${log('resp-ikeclone.log')}`);
+      throw new Error(`${(e as Error).message}\n--- generator log ---\n${log(`gen-${auth}.log`)}\n--- responder log ---\n${log('resp-charon.log')}${log('resp-ikeclone.log')}${log('resp-swanctl.log')}`);
     }
     // The last Deletes are answered, the capture is flushed.
     await new Promise((r) => setTimeout(r, 1000));
@@ -291,8 +295,13 @@ export async function runIkeLoadBench(opts: SuiteOptions): Promise<IkeLoadReport
   if (missing) skipped.push({ responder: 'all', auth: 'all', reason: `${missing} is missing (scripts/build-load-tester.sh builds and installs the load-tester plugin)` });
   else if (tools.length > 0) skipped.push({ responder: 'all', auth: 'all', reason: `missing: ${tools.join(', ')} (apt-get install tshark strongswan-pki strongswan-swanctl util-linux)` });
   else {
+    // IKE_LOAD_CASES=charon:ecdsa,... runs only those (looking into one case).
+    const only = process.env.IKE_LOAD_CASES?.split(',');
     for (const auth of ['psk', 'ecdsa'] as const) {
-      for (const responder of ['ikeclone', 'charon'] as const) results.push(await runCase(responder, auth, initiators, iterations, progress));
+      for (const responder of ['ikeclone', 'charon'] as const) {
+        if (only && !only.includes(`${responder}:${auth}`)) continue;
+        results.push(await runCase(responder, auth, initiators, iterations, progress));
+      }
     }
   }
   const ratio = (auth: Auth) => {

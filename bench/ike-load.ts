@@ -239,7 +239,9 @@ async function runCase(responder: Responder, auth: Auth, initiators: number, ite
       writeFileSync(file, ikecloneConfig(bed.dir, auth));
       const socket = join(bed.dir, 'ikeclone.sock');
       const log = openSync(join(bed.dir, 'resp-ikeclone.log'), 'a');
-      pid = bed.spawn(bed.right, process.execPath, [join(repoRoot(), 'dist', 'control', 'cli', 'main.js'), 'gateway', '--config', file, '--socket', socket], undefined, log).pid;
+      // IKE_LOAD_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") profiles the responder.
+      const nodeArgs = process.env.IKE_LOAD_NODE_ARGS?.split(' ').filter((a) => a !== '') ?? [];
+      pid = bed.spawn(bed.right, process.execPath, [...nodeArgs, join(repoRoot(), 'dist', 'control', 'cli', 'main.js'), 'gateway', '--config', file, '--socket', socket], undefined, log).pid;
       closeSync(log);
       await until('ikeclone responder', async () => (await statusOf(socket)) !== undefined);
     } else {

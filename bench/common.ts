@@ -7,6 +7,8 @@ export interface SuiteOptions {
   json: boolean;
   /** Seconds benchmark.js may spend sampling one case. */
   maxTime: number;
+  /** Minutes a long-running suite runs (soak). */
+  minutes?: number;
 }
 
 /** Parse the flags every suite understands: --json, --max-time SECONDS. */
@@ -19,6 +21,10 @@ export function parseSuiteOptions(args: readonly string[]): SuiteOptions {
       const v = Number(args[++i]);
       if (!(v > 0)) throw new Error('--max-time needs a positive number of seconds');
       opts.maxTime = v;
+    } else if (a === '--minutes') {
+      const v = Number(args[++i]);
+      if (!(v > 0)) throw new Error('--minutes needs a positive number');
+      opts.minutes = v;
     } else throw new Error(`unknown option ${a}`);
   }
   return opts;

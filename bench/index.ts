@@ -5,20 +5,24 @@ import { parseSuiteOptions, type SuiteOptions } from './common.js';
 import { runDemuxBench } from './demux.js';
 import { runEspBench } from './esp.js';
 import { runIkeBench } from './ike.js';
+import { runIkeLoadBench } from './ike-load.js';
 import { runScaleBench } from './scale.js';
+import { runSoakBench } from './soak.js';
 import { runTunnelBench } from './tunnel.js';
 
 const SUITES: Record<string, { describe: string; run: (opts: SuiteOptions) => Promise<unknown> }> = {
   esp: { describe: 'ESP encap/decap: wasm kernel vs node:crypto vs @noble/ciphers', run: runEspBench },
   ike: { describe: 'an additional IKE SA: full handshake vs RFC 7791 clone (PSK, ECDSA); family of 64', run: runIkeBench },
+  'ike-load': { describe: 'IKE SAs per second, latency and CPU per SA of an ikeclone and a charon responder under strongSwan\'s load-tester (PSK, ECDSA; root)', run: runIkeLoadBench },
   scale: { describe: 'ESP encap in 1..N data-plane workers: one SA per worker (clones) vs one SA shared with Atomics', run: runScaleBench },
   demux: { describe: 'inbound ESP to the owner worker: one reader demultiplexing by SPI into rings vs a raw socket per worker (root)', run: runDemuxBench },
+  soak: { describe: 'inner UDP (sequence-numbered) and TCP through a cloned ikeclone pair across Child SA and IKE SA rekeys and reauthentication, --minutes N (root)', run: runSoakBench },
   tunnel: { describe: 'iperf3 through an ikeclone pair (TUN, UDP and raw ESP) vs a strongSwan kernel-libipsec pair, in network namespaces (root)', run: runTunnelBench },
 };
 
 function usage(): string {
   const lines = Object.entries(SUITES).map(([name, s]) => `  ${name.padEnd(8)} ${s.describe}`);
-  return ['usage: node dist/bench/index.js SUITE [--json] [--max-time SECONDS]', '', 'suites:', ...lines,
+  return ['usage: node dist/bench/index.js SUITE [--json] [--max-time SECONDS] [--minutes N]', '', 'suites:', ...lines,
     '', 'example: npm run bench -- esp --json'].join('\n');
 }
 

@@ -27,7 +27,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ControlClient } from '../control/api/control-client.js';
 import type { GatewayStatus } from '../control/status.js';
@@ -84,9 +84,9 @@ export interface TunnelReport {
 
 const CHARON = '/usr/lib/ipsec/charon';
 const PSK = 'tunnel-benchmark-psk-0123456789abcdef';
-const OUTER = { left: '10.250.1.1', right: '10.250.1.2' };
-const INNER = { left: '10.250.50.1', right: '10.250.100.1', leftNet: '10.250.50.0/24', rightNet: '10.250.100.0/24' };
-const TUN = 'ikc0';
+export const OUTER = { left: '10.250.1.1', right: '10.250.1.2' };
+export const INNER = { left: '10.250.50.1', right: '10.250.100.1', leftNet: '10.250.50.0/24', rightNet: '10.250.100.0/24' };
+export const TUN = 'ikc0';
 /**
  * Latency measurements: echo requests and their spacing. 20 ms apart, every
  * thread on the path sleeps between two requests (the idle tunnel); 2 ms
@@ -107,11 +107,11 @@ function onPath(bin: string): boolean {
 }
 
 /** Namespace set-up and tear-down (demo/netns.ts), each command bounded as sh() bounds them. */
-const runner = boundedRunner(15_000);
+export const runner = boundedRunner(15_000);
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function until(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<void> {
+export async function until(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<void> {
   const end = Date.now() + timeoutMs;
   while (!(await cond())) {
     if (Date.now() > end) throw new Error(`tunnel bench: ${what}: not within ${timeoutMs} ms`);
@@ -120,7 +120,7 @@ async function until(what: string, cond: () => boolean | Promise<boolean>, timeo
 }
 
 /** The two namespaces and everything started in them. */
-class Testbed {
+export class Testbed {
   readonly left = `ikcb${process.pid}-l`;
   readonly right = `ikcb${process.pid}-r`;
   readonly dir = mkdtempSync(join(tmpdir(), 'ikc-bench-tunnel-'));
@@ -137,8 +137,9 @@ class Testbed {
     }, (name) => this.namespaces.push(name));
   }
 
-  spawn(ns: string, cmd: string, args: string[], env?: NodeJS.ProcessEnv): ChildProcess {
-    const p = spawn('ip', ['netns', 'exec', ns, cmd, ...args], { stdio: ['ignore', 'ignore', 'pipe'], env: env ?? process.env });
+  /** Start `cmd` in namespace `ns`; its stdout is discarded unless `stdout` says where it goes (a pipe, a file descriptor). */
+  spawn(ns: string, cmd: string, args: string[], env?: NodeJS.ProcessEnv, stdout: 'ignore' | 'pipe' | number = 'ignore'): ChildProcess {
+    const p = spawn('ip', ['netns', 'exec', ns, cmd, ...args], { stdio: ['ignore', stdout, 'pipe'], env: env ?? process.env });
     p.stderr?.resume();
     this.procs.push(p);
     return p;
@@ -185,8 +186,10 @@ class Testbed {
   }
 }
 
-function repoRoot(): string {
-  return resolve(fileURLToPath(import.meta.url), '..', '..', '..');
+/** The repository's root: from dist/bench/ when built, from bench/ when a test imports the source. */
+export function repoRoot(): string {
+  const here = resolve(fileURLToPath(import.meta.url), '..');
+  return basename(resolve(here, '..')) === 'dist' ? resolve(here, '..', '..') : resolve(here, '..');
 }
 
 function ikecloneYaml(side: 'left' | 'right', esp: 'udp' | 'auto', cipher: Cipher, output: Output): string {
@@ -207,7 +210,7 @@ function ikecloneYaml(side: 'left' | 'right', esp: 'udp' | 'auto', cipher: Ciphe
   });
 }
 
-async function statusOf(socket: string): Promise<GatewayStatus | undefined> {
+export async function statusOf(socket: string): Promise<GatewayStatus | undefined> {
   try {
     const c = await ControlClient.connect(socket, { connectTimeoutMs: 1000 });
     try {

@@ -187,7 +187,9 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     this.engine.on('child-down', (child) => {
       this.dataPlaneChildren.delete(child.id);
       this.childTraffic.delete(child.id);
-      void this.dataPlane.remove(child.id);
+      // RFC 7296 §2.8: ESP the peer sent before its side went may still arrive; the data plane
+      // stops sending on it now and removes it a little later (dataplane/handover.ts).
+      void this.dataPlane.retire(child.id);
     });
     this.dataPlane.on('rekey-needed', (id) => {
       const child = this.dataPlaneChildren.get(id);
@@ -228,6 +230,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       ...this.espEndpoints(child),
       udpEncap: child.udpEncap,
       replaces,
+      deferOutbound: child.peerCreated,
     }).catch((err: Error) => this.log.warn({ child: child.id, reason: err.message }, 'data plane did not install the Child SA'));
   }
 

@@ -52,6 +52,7 @@ import { DEFAULT_CELL_SIZE, ESP_OVERHEAD, KERNEL_SLOT_COUNT } from './defaults.j
 import { PlaneState, quietLogger, type DataPlaneEvents, type DataPlaneLogger, type DataPlaneOptions, type InnerSink, type RawEspSender } from './state.js';
 import { RingFeed } from './ring-feed.js';
 import { SaInstaller } from './install.js';
+import { HandoverTiming } from './handover.js';
 import { InboundEsp } from './inbound.js';
 import { OutboundInner, type GenerateOptions, type GenerateReport } from './outbound.js';
 import { OutputDrain } from './output.js';
@@ -84,8 +85,9 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
     this.log = opts.log ?? quietLogger;
     this.s = new PlaneState(opts, this.log, this);
     this.feed = new RingFeed(this.s);
-    this.installer = new SaInstaller(this.s);
-    this.inbound = new InboundEsp(this.s, this.feed);
+    const handover = new HandoverTiming(this.s, this.feed);
+    this.installer = new SaInstaller(this.s, handover);
+    this.inbound = new InboundEsp(this.s, this.feed, handover);
     this.outbound = new OutboundInner(this.s, this.feed);
     this.output = new OutputDrain(this.s);
     this.statusReader = new StatusReader(this.s);
@@ -237,6 +239,15 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
    */
   remove(id: number): Promise<void> {
     return this.installer.remove(id);
+  }
+
+  /**
+   * A Child SA was deleted: it stops sending at once and is removed after
+   * `lingerMs`, receiving meanwhile what the peer sent before its Delete
+   * (dataplane/handover.ts). Unknown ids are ignored.
+   */
+  retire(id: number, lingerMs?: number): Promise<void> {
+    return this.installer.retire(id, lingerMs);
   }
 
   /** New outer addresses for an SA (MOBIKE, RFC 4555; NAT mapping change, RFC 3948). */

@@ -3,6 +3,12 @@
 // the numbers of the wasm kernel's layout (wasm/layout.ts) that the I/O side
 // mirrors. Constants only: no thread owns anything here.
 
+/** ESP held per SA while its install is in progress (handover.ts); past this it is dropped (dropNoSa). */
+export const HELD_PACKETS_PER_SA = 256;
+/** Longest wait of an SA the peer created before it sends, when others of its family still send, ms (handover.ts). */
+export const DEFERRED_OUTBOUND_MS = 2000;
+/** How long a deleted (retired) SA keeps receiving the ESP the peer sent before its Delete, ms (handover.ts). */
+export const RETIRED_SA_LINGER_MS = 3000;
 /** Default cell size: an inner packet of up to 2040 bytes, or its ESP encapsulation. */
 export const DEFAULT_CELL_SIZE = 2048;
 /** Default cells per ring. */

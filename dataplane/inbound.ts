@@ -12,9 +12,10 @@ import { readU32 } from '../io/bytes.js';
 import { CellKind } from './ring.js';
 import type { RingFeed } from './ring-feed.js';
 import type { PlaneState } from './state.js';
+import type { HandoverTiming } from './handover.js';
 
 export class InboundEsp {
-  constructor(private readonly s: PlaneState, private readonly feed: RingFeed) {}
+  constructor(private readonly s: PlaneState, private readonly feed: RingFeed, private readonly handover: HandoverTiming) {}
 
   /** ESP that arrived in UDP (io/udp-sockets.ts calls this directly: the receiver the data plane registers). */
   readonly fromUdp = (packet: Uint8Array, _local: Endpoint, remote: Endpoint): void => this.receiveEsp(packet, remote);
@@ -48,7 +49,9 @@ export class InboundEsp {
     if (r.state !== 'active') {
       // Installing: the worker may not have the slot yet. The SPI is a valid
       // SA's: no 'unknown-spi', which would make the control plane answer
-      // INVALID_SPI (RFC 7296 §2.21.4) for an SA it just created.
+      // INVALID_SPI (RFC 7296 §2.21.4) for an SA it just created. Held until
+      // the worker has it (the peer may send on it before our install ends).
+      if (r.state === 'installing' && this.handover.hold(r, packet)) return;
       io.dropNoSa++;
       return;
     }

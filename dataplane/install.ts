@@ -1,10 +1,13 @@
 // Install and removal of Child SAs, and the rekey handover: an SA's keys
 // move to its owner worker (architecture §4.5: wiped here), its inbound SPI
 // and selectors become routable once the worker has it; a rekeyed successor
-// takes outbound traffic from its predecessors, and the old SA goes only
+// takes outbound traffic from its predecessors (at once, or, when the peer
+// created it, once the peer has it: handover.ts), and the old SA goes only
 // once its successor's install has completed (RFC 7296 §2.8), or hands
-// traffic back when the successor goes first (RFC 7296 §2.8.1). MOBIKE and
-// NAT mapping changes move an SA's outer addresses (RFC 4555, RFC 3948).
+// traffic back when the successor goes first (RFC 7296 §2.8.1). A deleted SA
+// retires: it stops sending, and receives a little longer (handover.ts).
+// MOBIKE and NAT mapping changes move an SA's outer addresses (RFC 4555,
+// RFC 3948).
 //
 // Owner: the I/O thread (the gateway's main thread): it alone writes the SAD
 // and SPD (state.ts); the keys, sequence counters and replay windows live in
@@ -17,7 +20,8 @@ import { ipv4Bytes } from '../io/bytes.js';
 import type { EspSocket } from '../io/udp-sockets.js';
 import { familyKey, type EspTransport, type SaRecord, type SaSpec, type Sad } from './sad.js';
 import type { EspRoute } from './messages.js';
-import { REQUEST_TIMEOUT_MS } from './defaults.js';
+import { REQUEST_TIMEOUT_MS, RETIRED_SA_LINGER_MS } from './defaults.js';
+import type { HandoverTiming } from './handover.js';
 import { checkEndpoint, type PlaneState } from './state.js';
 import { espOverhead } from './path-mtu.js';
 
@@ -29,7 +33,7 @@ export class SaInstaller {
    */
   private readonly successorsInstalling = new Map<number, Set<Promise<void>>>();
 
-  constructor(private readonly s: PlaneState) {}
+  constructor(private readonly s: PlaneState, private readonly handover: HandoverTiming) {}
 
   /**
    * Install a Child SA in its owner worker: inbound and outbound slots, keys
@@ -57,6 +61,9 @@ export class SaInstaller {
     const sad = this.s.requireSad();
     if (!Number.isInteger(spec.id)) throw new TypeError('SaSpec.id must be an integer');
     if (sad.get(spec.id)) throw new Error(`SA ${spec.id} is already installed`);
+    // A retired SA still receiving with this SPI (the control plane forgot it and reused the SPI) goes now.
+    const lingering = sad.inbound(spec.spiIn);
+    if (lingering?.retiring) void this.forget(lingering);
     for (const spi of [spec.spiIn, spec.spiOut]) {
       if (!Number.isInteger(spi) || spi < 256 || spi > 0xffff_ffff) throw new RangeError('SPIs must be integers in [256, 2^32-1]');
     }
@@ -150,6 +157,15 @@ export class SaInstaller {
     }
     if (record.state === 'removed') return; // removed while installing: forget() already deleted the slots
     sad.activate(record);
+    this.handover.release(record);
+    if (spec.deferOutbound && this.handover.familyHasSender(record)) this.handover.defer(record, this.startSending);
+    else this.startSending(record);
+    this.s.log.debug({ sa: spec.id, worker: owner, spiIn: spec.spiIn.toString(16), transport: record.transport }, 'data plane SA installed');
+  }
+
+  /** `record` carries outbound traffic from now on, in place of the SAs it replaces. */
+  private readonly startSending = (record: SaRecord): void => {
+    const sad = this.s.requireSad();
     for (const id of record.replaces) {
       const old = sad.get(id);
       if (old && old.outbound) {
@@ -159,7 +175,40 @@ export class SaInstaller {
     }
     record.outbound = true;
     this.s.spd.add(record);
-    this.s.log.debug({ sa: spec.id, worker: owner, spiIn: spec.spiIn.toString(16), transport: record.transport }, 'data plane SA installed');
+    // A retired SA that kept sending for want of another sender (retire()) stops now.
+    for (const other of sad.all()) {
+      if (other.retiring && other.outbound && other.familyKey === record.familyKey) {
+        other.outbound = false;
+        this.s.spd.remove(other);
+      }
+    }
+  };
+
+  /**
+   * Retire a deleted Child SA: no more outbound traffic on it (a
+   * predecessor or a waiting successor sends instead), removed after
+   * `lingerMs` (RFC 7296 §2.8: the peer may have sent on it until it deleted
+   * its side). Unknown ids are ignored; one not yet active, or the last of
+   * its family (the tunnel goes down: nothing takes its traffic over), goes
+   * at once.
+   */
+  async retire(id: number, lingerMs = RETIRED_SA_LINGER_MS): Promise<void> {
+    const sad = this.s.sad;
+    const r = sad?.get(id);
+    if (!r || r.retiring) return;
+    const others = sad!.all().some((o) => o !== r && o.familyKey === r.familyKey && !o.retiring);
+    if (lingerMs <= 0 || r.state !== 'active' || !others) return this.remove(id);
+    r.retiring = true;
+    // The family's last sender keeps sending while a member is still installing (a peer's new
+    // SA, whose Delete of this one overtook our install): until that one sends, or this one goes.
+    const successorInstalling = this.s.requireSad().all().some((o) => o.familyKey === r.familyKey && o.state === 'installing');
+    if (r.outbound && (this.handover.familyHasSender(r) || !successorInstalling)) {
+      r.outbound = false;
+      this.s.spd.remove(r);
+      this.restorePredecessor(r);
+    }
+    this.handover.senderGone(r, this.startSending);
+    this.handover.linger(r, lingerMs, () => void this.remove(id));
   }
 
   /**
@@ -224,7 +273,9 @@ export class SaInstaller {
     const wasOutbound = r.outbound;
     this.s.spd.remove(r);
     this.s.sad!.delete(r);
+    this.handover.forget(r);
     if (wasOutbound) this.restorePredecessor(r);
+    this.handover.senderGone(r, this.startSending);
     // Posted synchronously after the slots were freed, so it reaches the worker before any reuse.
     const w = this.s.workers[r.worker]!;
     return Promise.all([w.request({ op: 'delete', slot: r.inSlot }), w.request({ op: 'delete', slot: r.outSlot })]).then(
@@ -252,7 +303,7 @@ export class SaInstaller {
     let newest: SaRecord | undefined;
     for (const id of gone.replaces) {
       const c = sad.get(id);
-      if (!c || c.state !== 'active' || c.outbound) continue;
+      if (!c || c.state !== 'active' || c.outbound || c.retiring) continue;
       if (!newest || c.activatedAt > newest.activatedAt) newest = c;
     }
     if (!newest) return;

@@ -46,6 +46,12 @@ export interface SaSpec {
   /** SAs this one takes over outbound traffic from (a rekeyed predecessor); they keep receiving until removed. */
   replaces?: number[];
   /**
+   * The peer created this SA (we answered its exchange): it has it only once
+   * our response arrives, so while others of the family still send, this one
+   * waits (dataplane/handover.ts).
+   */
+  deferOutbound?: boolean;
+  /**
    * Outbound sequence numbers at which 'rekey-needed' is reported, and past
    * which nothing is sent (RFC 4303 §3.3.3); defaults: 15/16 of, and, the
    * 32-bit (or with ESN 64-bit) space.
@@ -89,6 +95,8 @@ export interface SaRecord {
   /** Order of activation (0 while installing): the newest predecessor is the one with the highest. */
   activatedAt: number;
   state: 'installing' | 'active' | 'removed';
+  /** Deleted by the control plane: sends nothing, receives until removed (dataplane/handover.ts). */
+  retiring?: boolean;
 }
 
 function hex(b: Uint8Array): string {

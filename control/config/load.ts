@@ -112,6 +112,25 @@ export function configFromObject(obj: unknown, options: FromObjectOptions = {}):
   return validateGateway(obj, options.file ?? '<object>', options.baseDir ?? process.cwd(), () => undefined);
 }
 
+/**
+ * The gateway schema for a context, built once: building it and zod's first
+ * parse with a new schema cost milliseconds, most of a small file's load (and
+ * of a fuzz run's time). It holds no state between parses (defaults that are
+ * objects come from factories). Bounded: a process sees few directories.
+ */
+const gatewaySchemas = new Map<string, ReturnType<typeof gatewaySchema>>();
+const GATEWAY_SCHEMAS_KEPT = 16;
+
+function gatewaySchemaFor(ctx: Ctx): ReturnType<typeof gatewaySchema> {
+  const key = `${ctx.workers}\0${ctx.baseDir}`;
+  let schema = gatewaySchemas.get(key);
+  if (!schema) {
+    if (gatewaySchemas.size >= GATEWAY_SCHEMAS_KEPT) gatewaySchemas.clear();
+    gatewaySchemas.set(key, (schema = gatewaySchema(ctx)));
+  }
+  return schema;
+}
+
 function validateGateway(data: unknown, file: string, baseDir: string, locate: (path: PathSeg[]) => number | undefined): GatewayConfig {
   // Workers first: per-worker cloning counts default to it.
   const dataplane = (data !== null && typeof data === 'object' ? (data as Record<string, unknown>).dataplane : undefined);
@@ -122,7 +141,7 @@ function validateGateway(data: unknown, file: string, baseDir: string, locate: (
   if (typeof input === 'object' && !Array.isArray(input) && !(input instanceof Uint8Array)) {
     input = Object.fromEntries(Object.entries(input).filter(([k]) => !k.startsWith('x-')));
   }
-  const r = gatewaySchema(ctx).safeParse(input);
+  const r = gatewaySchemaFor(ctx).safeParse(input);
   if (!r.success) throw new ConfigError(file, toProblems(r.error.issues, [], locate));
   return r.data;
 }

@@ -6,7 +6,7 @@
 // and alias expansion, which the YAML library bounds (maxAliasCount) and
 // which is reported here as the configuration error it is.
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
-import { Composer, Parser, YAMLParseError, isAlias, isMap, isPair, isScalar, isSeq, type CST, type Document, type LineCounter, type Node as YamlNode } from 'yaml';
+import { Composer, LineCounter, Parser, YAMLParseError, isAlias, isMap, isPair, isScalar, isSeq, type CST, type Document, type Node as YamlNode } from 'yaml';
 import { ConfigError, formatPath, type ConfigProblem, type PathSeg } from './errors.js';
 
 /** Largest configuration accepted, in octets (the text's UTF-8 length for parseConfig). */
@@ -77,23 +77,24 @@ export function checkTextSize(text: string, file: string): void {
  * deep enough to exhaust the stack.
  */
 export function parseBoundedDocument(text: string, file: string, lineCounter: LineCounter): Document.Parsed {
-  let tokens: CST.Token[];
-  try {
-    tokens = Array.from(new Parser(lineCounter.addNewLine).parse(text));
-  } catch (e) {
-    // The CST parser recurses while it closes some runs of block collections: deep enough, the stack ends first.
-    if (!(e instanceof RangeError)) throw e;
-    throw new ConfigError(file, [{ path: '', problem: 'nested too deeply to parse', expected: `at most ${MAX_CONFIG_DEPTH} levels of nested mappings and lists` }]);
-  }
-  const deep = tooDeep(tokens);
-  if (deep !== undefined) {
+  // The YAML library's time grows fast with nesting (thousands of brackets take tenths of a
+  // second, more when they are syntax errors, each reported): when a scan of the text sees the
+  // nesting pass the limit, the text up to there is parsed alone, which gives the same deepest
+  // path. When that CST does not nest so deep (the brackets follow a syntax error, and YAML
+  // would report each of them), the text is refused for its brackets, at their line.
+  const cut = nestingPassesLimit(text);
+  if (cut !== undefined) {
+    const prefixLines = new LineCounter();
+    failIfTooDeep(parseCst(text.slice(0, cut), file, prefixLines), file, prefixLines);
     throw new ConfigError(file, [{
-      path: formatPath(deep.path),
-      problem: `nested more than ${MAX_CONFIG_DEPTH} levels deep`,
+      path: '',
+      problem: `more than ${MAX_CONFIG_DEPTH} levels of nested brackets or compact lists`,
       expected: `at most ${MAX_CONFIG_DEPTH} levels of nested mappings and lists`,
-      line: lineCounter.linePos(deep.offset).line,
+      line: prefixLines.linePos(cut - 1).line,
     }]);
   }
+  const tokens = parseCst(text, file, lineCounter);
+  failIfTooDeep(tokens, file, lineCounter);
   const composer = new Composer({ merge: true, uniqueKeys: true, prettyErrors: false });
   let doc: Document.Parsed | undefined;
   for (const d of composer.compose(tokens, true, text.length)) {
@@ -103,6 +104,118 @@ export function parseBoundedDocument(text: string, file: string, lineCounter: Li
     break;
   }
   return doc!; // compose(…, forceDoc = true) always yields one
+}
+
+function parseCst(text: string, file: string, lineCounter: LineCounter): CST.Token[] {
+  try {
+    return Array.from(new Parser(lineCounter.addNewLine).parse(text));
+  } catch (e) {
+    // The CST parser recurses while it closes some runs of block collections: deep enough, the stack ends first.
+    if (!(e instanceof RangeError)) throw e;
+    throw new ConfigError(file, [{ path: '', problem: 'nested too deeply to parse', expected: `at most ${MAX_CONFIG_DEPTH} levels of nested mappings and lists` }]);
+  }
+}
+
+function failIfTooDeep(tokens: readonly CST.Token[], file: string, lineCounter: LineCounter): void {
+  const deep = tooDeep(tokens);
+  if (deep === undefined) return;
+  throw new ConfigError(file, [{
+    path: formatPath(deep.path),
+    problem: `nested more than ${MAX_CONFIG_DEPTH} levels deep`,
+    expected: `at most ${MAX_CONFIG_DEPTH} levels of nested mappings and lists`,
+    line: lineCounter.linePos(deep.offset).line,
+  }]);
+}
+
+/**
+ * Where nesting first passes MAX_CONFIG_DEPTH, from the text alone: the
+ * offset just past the point where open flow collections ([ and { that start
+ * a node: at a line's start or after an indicator, not inside a plain scalar
+ * such as CN=a[b; outside quoted scalars, comments and block scalars) or
+ * compact block sequences on one line ("- - - x") exceed it; undefined when
+ * neither does.
+ */
+/** Characters a quoted scalar may follow: white space, a line break, or a flow or mapping indicator. */
+const QUOTE_MAY_FOLLOW = ' \t\n\r[{,:-?';
+
+export function nestingPassesLimit(text: string): number | undefined {
+  const limit = MAX_CONFIG_DEPTH + 1;
+  let flow = 0;
+  let dashes = 0;
+  let lineStart = true;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x0a) {
+      lineStart = true;
+      dashes = 0;
+      i = skipBlockScalar(text, i);
+      continue;
+    }
+    if (c === 0x2d /* - */ && (lineStart || dashes > 0 || startsNode(text, i)) && (text.charCodeAt(i + 1) === 0x20 || text.charCodeAt(i + 1) === 0x09)) {
+      if (++dashes > limit) return Math.min(text.length, i + 2);
+      i++;
+      continue;
+    }
+    if (c !== 0x20 && c !== 0x09) {
+      lineStart = false;
+      dashes = 0;
+    }
+    if ((c === 0x5b || c === 0x7b) && (flow > 0 || startsNode(text, i))) {
+      if (++flow > limit) return Math.min(text.length, i + 1);
+    } else if (c === 0x5d || c === 0x7d) {
+      if (flow > 0) flow--;
+    } else if ((c === 0x22 || c === 0x27) && (i === 0 || QUOTE_MAY_FOLLOW.includes(text[i - 1]!))) {
+      // A quoted scalar (one starts a node, not the middle of a plain scalar): skip to its end
+      // (a doubled '' or a backslash escape stays inside).
+      for (i++; i < text.length; i++) {
+        const q = text.charCodeAt(i);
+        if (c === 0x22 && q === 0x5c) i++;
+        else if (q === c) {
+          if (c === 0x27 && text.charCodeAt(i + 1) === 0x27) i++;
+          else break;
+        }
+      }
+    } else if (c === 0x23 && (i === 0 || text.charCodeAt(i - 1) === 0x20 || text.charCodeAt(i - 1) === 0x09 || text.charCodeAt(i - 1) === 0x0a)) {
+      // A comment: to the end of the line.
+      while (i + 1 < text.length && text.charCodeAt(i + 1) !== 0x0a) i++;
+    }
+  }
+  return undefined;
+}
+
+/** Only white space since the line's start, or an indicator (: - ? ,) before `i` (inside a flow collection every bracket counts). */
+function startsNode(text: string, i: number): boolean {
+  for (let j = i - 1; j >= 0; j--) {
+    const p = text[j]!;
+    if (p === ' ' || p === '\t') continue;
+    return p === '\n' || p === ':' || p === '-' || p === '?' || p === ',';
+  }
+  return true;
+}
+
+/**
+ * `nl` ends a line; when that line ends in a block scalar indicator (| or >,
+ * with its chomping and indentation indicators), the offset of the last line
+ * break of the scalar's content (the lines more indented than it, or blank),
+ * else `nl`.
+ */
+function skipBlockScalar(text: string, nl: number): number {
+  let e = nl - 1;
+  if (text[e] === '\r') e--;
+  while (e >= 0 && (text[e] === '+' || text[e] === '-' || (text[e]! >= '0' && text[e]! <= '9'))) e--;
+  if (e < 0 || (text[e] !== '|' && text[e] !== '>') || (e > 0 && text[e - 1] !== ' ' && text[e - 1] !== '\t' && text[e - 1] !== '\n')) return nl;
+  let start = text.lastIndexOf('\n', e) + 1;
+  let indent = 0;
+  while (text[start + indent] === ' ') indent++;
+  let at = nl;
+  for (;;) {
+    const next = text.indexOf('\n', at + 1);
+    const line = text.slice(at + 1, next === -1 ? text.length : next);
+    const spaces = line.length - line.trimStart().length;
+    if (line.trim() !== '' && spaces <= indent) return at;
+    if (next === -1) return text.length;
+    at = next;
+  }
 }
 
 /** A path as links to the parent's, so that walks do not copy it per node; built into an array only to report it. */

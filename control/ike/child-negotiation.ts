@@ -117,6 +117,7 @@ function makeChild(
     : { encOut: keys.encrR, integOut: keys.integR, encIn: keys.encrI, integIn: keys.integI };
   const child = new ChildSa(sa, name, spiIn, spiOut, suite, material, localTs, remoteTs, sa.natLocal || sa.natRemote, engine.clock.now());
   if (!child.keys) wipeChildKeys(keys);
+  child.peerCreated = !exchangeInitiator;
   return child;
 }
 

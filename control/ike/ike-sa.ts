@@ -348,6 +348,12 @@ export class ChildSa {
   readonly id = nextChildId++;
   private currentState: ChildSaState = 'installed';
   readonly createdAt: number;
+  /**
+   * The peer initiated the exchange that created it (we were its responder):
+   * the peer has it only once our response arrives (the data plane lets it
+   * send once the peer has it, dataplane/handover.ts).
+   */
+  peerCreated = false;
 
   constructor(
     /** The IKE SA that manages it; changes when that IKE SA is rekeyed (not when cloned). */

@@ -40,7 +40,12 @@ export function openMessage(sa: IkeSa, msg: IkeMessage): OpenResult {
   if (!sk || sk.type !== PayloadType.SK || !sa.protectIn) return { ok: false, error: { reason: 'no-sk' } };
   const plain = sa.protectIn.open(sk.aad, sk.body);
   if (!plain.ok) return { ok: false, error: { reason: 'auth' } };
-  const inner = decodePayloadChain(sk.innerType, plain.value);
+  return decodeInner(sk.innerType, plain.value);
+}
+
+/** The inner payloads of an authenticated Encrypted payload's plaintext (or of reassembled fragments, RFC 7383 §2.6). */
+export function decodeInner(firstType: number, plaintext: Uint8Array): OpenResult {
+  const inner = decodePayloadChain(firstType, plaintext);
   if (!inner.ok) return { ok: false, error: { reason: 'syntax', notify: inner.error.notify, ...(inner.error.data ? { data: inner.error.data } : {}) } };
   return { ok: true, value: inner.value };
 }

@@ -5,7 +5,7 @@
 // Reassembly of what the peer sends is fragments.ts.
 //
 // Owner: the main thread, like the engine that calls it.
-import { ExchangeType, HeaderFlag, IKE_VERSION, NotifyType } from '../wire/constants.js';
+import { ExchangeType, NotifyType } from '../wire/constants.js';
 import { IKE_HEADER_LENGTH } from '../wire/header.js';
 import { encodePayloadChain, encodeSkfMessage } from '../wire/message.js';
 import type { Payload } from '../wire/payloads.js';
@@ -14,7 +14,7 @@ import { DEFAULT_FRAGMENT_SIZE, FRAGMENT_FALLBACK_RETRANSMITS, FRAGMENT_FALLBACK
 import type { FragmentedMessage, IkeSa, OutstandingRequest } from './ike-sa.js';
 import { hasNotify, notify } from './payload-builders.js';
 import type { ConnectionPolicy, FragmentationMode } from './policy.js';
-import { sealMessage } from './protect.js';
+import { messageHeader, sealMessage } from './protect.js';
 
 /** Generic payload header and Fragment Number / Total Fragments (RFC 7383 §2.5). */
 const SKF_HEADER_LENGTH = 8;
@@ -103,15 +103,8 @@ function cutFragments(
   if (chunk < 1) return undefined;
   const total = Math.max(1, Math.ceil(inner.bytes.length / chunk));
   if (total > 0xffff) return undefined;
-  const header = {
-    spiI: sa.spiI,
-    spiR: sa.spiR,
-    version: IKE_VERSION,
-    exchangeType,
-    // RFC 7383 §2.5: the header is the original message's, but for Length and Next Payload.
-    flags: (sa.isInitiator ? HeaderFlag.INITIATOR : 0) | (response ? HeaderFlag.RESPONSE : 0),
-    messageId,
-  };
+  // RFC 7383 §2.5: the header is the original message's, but for Length and Next Payload.
+  const header = messageHeader(sa, exchangeType, messageId, response);
   const datagrams: Uint8Array[] = [];
   for (let n = 1; n <= total; n++) {
     const part = inner.bytes.subarray((n - 1) * chunk, n * chunk);

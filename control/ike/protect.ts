@@ -2,14 +2,16 @@
 // the payloads into the Encrypted payload (RFC 7296 §3.14), or opens a received
 // one. IKE_SA_INIT travels in clear.
 import { ExchangeType, HeaderFlag, IKE_VERSION, PayloadType } from '../wire/constants.js';
+import type { IkeHeader } from '../wire/header.js';
 import type { IkeMessage } from '../wire/message.js';
 import { decodePayloadChain, encodeMessage, encodePayloadChain, encodeSkMessage } from '../wire/message.js';
 import type { Payload } from '../wire/payloads.js';
 import type { Result } from '../wire/result.js';
 import type { IkeSa } from './ike-sa.js';
 
-export function sealMessage(sa: IkeSa, exchangeType: number, messageId: number, response: boolean, payloads: Payload[]): Uint8Array {
-  const header = {
+/** The IKE header of our message on `sa` (RFC 7296 §3.1), but for Next Payload and Length. */
+export function messageHeader(sa: IkeSa, exchangeType: number, messageId: number, response: boolean): Omit<IkeHeader, 'nextPayload' | 'length'> {
+  return {
     spiI: sa.spiI,
     spiR: sa.spiR,
     version: IKE_VERSION,
@@ -18,6 +20,10 @@ export function sealMessage(sa: IkeSa, exchangeType: number, messageId: number, 
     flags: (sa.isInitiator ? HeaderFlag.INITIATOR : 0) | (response ? HeaderFlag.RESPONSE : 0),
     messageId,
   };
+}
+
+export function sealMessage(sa: IkeSa, exchangeType: number, messageId: number, response: boolean, payloads: Payload[]): Uint8Array {
+  const header = messageHeader(sa, exchangeType, messageId, response);
   if (exchangeType === ExchangeType.IKE_SA_INIT) return encodeMessage(header, payloads);
   const protector = sa.protectOut;
   if (!protector) throw new Error('IKE SA has no keys to protect a message');

@@ -14,6 +14,10 @@ import type { Datagram } from '../control/ike/transport.js';
 import type { IkeEngine } from '../control/ike/engine.js';
 import { ExchangeType, HeaderFlag, NotifyType, PayloadType } from '../control/wire/constants.js';
 import { decodeMessage } from '../control/wire/message.js';
+import { GatewayMetrics } from '../control/api/metrics.js';
+import { snapshot } from '../control/status.js';
+import { formatStatus } from '../control/cli/format.js';
+import { parsePrometheus, sampleValue } from './support/prometheus.js';
 
 const SKF = PayloadType.SKF;
 const isResponse = (d: Datagram) => (d.bytes[19]! & HeaderFlag.RESPONSE) !== 0;
@@ -290,5 +294,24 @@ describe('fallback to a smaller fragment size (RFC 7383 §2.5.2)', () => {
     expect(p.alice.ikeSas()[0]!.fragmentSize).toBe(576);
     // Bob answers with fragments no larger than the ones that reached him (§2.5.1).
     for (const d of wire.log.filter(authResponseFragment)) expect(d.bytes.length + 32).toBeLessThanOrEqual(576);
+  });
+});
+
+describe('what status and metrics show', () => {
+  it('fragments and fragment drops by reason in the status snapshot, its summary line and the Prometheus series', async () => {
+    const wire = new MemoryWire();
+    wire.filter = (d) => (isFragment(d) ? 'duplicate' : 'pass');
+    const p = pair({ initiator: SMALL, responder: SMALL }, wire);
+    expect((await up(p)).ok).toBe(true);
+    const status = snapshot(p.bob);
+    expect(status.ike.fragments).toEqual(p.bob.stats.fragments);
+    expect(status.ike.drops['fragment-duplicate']).toBeGreaterThan(0);
+    const f = status.ike.fragments;
+    expect(formatStatus(status)).toContain(`; IKE fragments in ${f.received}, out ${f.sent}, reassembled 1`);
+    const families = parsePrometheus(await new GatewayMetrics(() => snapshot(p.bob), p.bob).text());
+    expect(sampleValue(families, 'ikeclone_ike_fragments_total', { event: 'received' })).toBe(f.received);
+    expect(sampleValue(families, 'ikeclone_ike_fragments_total', { event: 'sent' })).toBe(f.sent);
+    expect(sampleValue(families, 'ikeclone_ike_fragments_total', { event: 'reassembled' })).toBe(1);
+    expect(sampleValue(families, 'ikeclone_ike_drops_total', { reason: 'fragment-duplicate' })).toBe(status.ike.drops['fragment-duplicate']);
   });
 });

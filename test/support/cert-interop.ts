@@ -1,6 +1,6 @@
 // Certificate interop with strongSwan's charon (test/interop-certificates.test.ts,
 // test/interop-fragmentation.test.ts): a test PKI with a chain for each end
-// (root CA, intermediate CA, end entity; charon also a revoked one and the
+// (root CA, intermediate CA, end entity; each end also a revoked one, and the
 // intermediate's CRL), and both ends' configurations for it.
 import type { Topology } from './netns.js';
 import { TestPki, type PkiKeyType } from './pki.js';
@@ -9,7 +9,7 @@ export const O = 'C=CH, O=ikeclone interop';
 export const IKE = 'aes256gcm16-prfsha256-x25519';
 export const ESP = 'aes128gcm16';
 
-/** Root, intermediate, and end entities for both ends (charon also a revoked one), and the intermediate's CRL. */
+/** Root, intermediate, and end entities for both ends (each also a revoked one), and the intermediate's CRL. */
 export function makePki(keyType: PkiKeyType): TestPki {
   const pki = new TestPki(keyType);
   for (const k of ['root', 'int', 'ikeclone', 'charon']) pki.key(k);
@@ -18,7 +18,8 @@ export function makePki(keyType: PkiKeyType): TestPki {
   pki.issue('ikeclone', 'ikeclone', 'int', 'int', `${O}, CN=ikeclone.interop.test`, { san: ['ikeclone.interop.test'], flags: ['serverAuth'] });
   pki.issue('charon', 'charon', 'int', 'int', `${O}, CN=charon.interop.test`, { san: ['charon.interop.test'], flags: ['serverAuth'] });
   pki.issue('charon-revoked', 'charon', 'int', 'int', `${O}, CN=charon.interop.test`, { san: ['charon.interop.test'], flags: ['serverAuth'], serial: '0bad' });
-  pki.crl('int.crl', 'int', 'int', ['charon-revoked'], { pem: true });
+  pki.issue('ikeclone-revoked', 'ikeclone', 'int', 'int', `${O}, CN=ikeclone.interop.test`, { san: ['ikeclone.interop.test'], flags: ['serverAuth'], serial: '0bae' });
+  pki.crl('int.crl', 'int', 'int', ['charon-revoked', 'ikeclone-revoked'], { pem: true });
   return pki;
 }
 

@@ -11,6 +11,7 @@ import { configTarget } from './targets/config.js';
 import { controlTarget } from './targets/control.js';
 import { engineTarget } from './targets/engine.js';
 import { espTarget } from './targets/esp.js';
+import { fragmentsTarget } from './targets/fragments.js';
 
 const TARGETS: Record<string, () => FuzzTarget | Promise<FuzzTarget>> = {
   codec: codecTarget,
@@ -18,6 +19,7 @@ const TARGETS: Record<string, () => FuzzTarget | Promise<FuzzTarget>> = {
   esp: espTarget,
   config: configTarget,
   control: controlTarget,
+  fragments: fragmentsTarget,
 };
 
 const USAGE = `usage: npm run fuzz -- --target TARGET [--count N] [--seed S] [--json]
@@ -32,7 +34,8 @@ targets:
   esp       mutated ESP packets against SAs installed in the wasm kernel (AES-GCM, ChaCha20-Poly1305,
             AES-CBC with HMAC-SHA2): a typed refusal, never accepted, replay window untouched
 
-  (to come: fragments, with IKE fragmentation (RFC 7383))
+  fragments forged, overlapping, out-of-range, oversized and mutated IKE fragments (RFC 7383) into a
+            reassembly in progress: a counted drop each, nothing stored, the genuine set still completes
 
 options:
   --count N   mutants to try (default 10000)

@@ -10,6 +10,7 @@ import { configTarget } from '../fuzz/targets/config.js';
 import { controlTarget } from '../fuzz/targets/control.js';
 import { engineTarget } from '../fuzz/targets/engine.js';
 import { espTarget } from '../fuzz/targets/esp.js';
+import { fragmentsTarget } from '../fuzz/targets/fragments.js';
 import { existsSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { ensureCliBuilt } from './support/cli-proc.js';
@@ -60,6 +61,16 @@ describe('fuzz targets (seeded; 0 crashes, 0 unauthenticated state changes)', ()
     expect(s.outcomes.ok).toBeGreaterThan(0);
   }, 120_000);
 
+  it('fragments: 100,000 forged, overlapping, out-of-range, oversized and mutated IKE fragments; nothing stored, the genuine set completes', async () => {
+    const target = await fragmentsTarget();
+    const s = runFuzz(target, 100_000, 1);
+    expect(s.findings).toEqual([]);
+    expect([s.crashes, s.stateChanges]).toEqual([0, 0]);
+    for (const reason of ['fragment-auth', 'fragment-duplicate', 'fragment-limit', 'fragment-stale', 'malformed']) expect(s.outcomes[`drop:${reason}`]).toBeGreaterThan(0);
+    expect(target.peakOctets()).toBeLessThan(2048);
+    expect(target.completes()).toBe(true);
+  }, 120_000);
+
   // The loader validates a whole gateway per mutant (YAML, depth, tags, schema), in process: about
   // 600-2,000 a second here (the schema is built once; nesting past the limit is refused from a scan).
   it('config: 100,000 mutated YAML files into the loader', () => {
@@ -81,7 +92,7 @@ describe('npm run fuzz', () => {
     expect(a).toMatchObject({ target: 'codec', count: 2000, seed: 42, crashes: 0, stateChanges: 0 });
   });
 
-  it('--help names the targets, and the fragments target to come; a bad target is a usage error (exit 2)', () => {
+  it('--help names the targets; a bad target is a usage error (exit 2)', () => {
     toolBuilt();
     const help = execFileSync(process.execPath, [TOOL, '--help'], { encoding: 'utf8' });
     for (const t of ['codec', 'engine', 'config', 'control', 'esp', 'fragments']) expect(help).toContain(t);

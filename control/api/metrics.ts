@@ -158,6 +158,22 @@ export class GatewayMetrics {
       },
     });
     new Counter({
+      name: 'ikeclone_ike_fragments_total',
+      help: 'IKE fragments (RFC 7383) sent and received authenticated, messages reassembled, requests cut smaller after unanswered retransmissions',
+      labelNames: ['event'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        // Absent in a snapshot from a gateway without fragmentation counters: nothing to report.
+        const f = status().ike.fragments;
+        if (!f) return;
+        setTotal(this, { event: 'sent' }, f.sent);
+        setTotal(this, { event: 'received' }, f.received);
+        setTotal(this, { event: 'reassembled' }, f.reassembled);
+        setTotal(this, { event: 'fallback' }, f.fallbacks);
+      },
+    });
+    new Counter({
       name: 'ikeclone_ike_drops_total',
       help: 'IKE datagrams dropped, by reason',
       labelNames: ['reason'],

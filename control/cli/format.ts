@@ -79,12 +79,19 @@ function refusalSummary(refusals: Record<string, number> | undefined): string {
   return counts.length === 0 ? '' : `; CREATE_CHILD_SA refused: ${counts.map(([name, n]) => `${name} ${n}`).join(', ')}`;
 }
 
+/** "; IKE fragments in 12, out 9, reassembled 2" (RFC 7383), or nothing when none went either way. */
+function fragmentSummary(f: { sent: number; received: number; reassembled: number; fallbacks: number } | undefined): string {
+  if (!f || f.sent + f.received === 0) return '';
+  return `; IKE fragments in ${f.received}, out ${f.sent}, reassembled ${f.reassembled}${f.fallbacks > 0 ? `, cut smaller ${f.fallbacks}` : ''}`;
+}
+
 /** `ikeclone status`: every IKE SA as a tree, then a one-line summary. */
 export function formatStatus(status: GatewayStatus): string {
   const children = status.ikeSas.reduce((n, sa) => n + sa.children.length, 0);
   const plural = (n: number, what: string) => `${n} ${what}${n === 1 ? '' : 's'}`;
   const summary = `${plural(status.ikeSas.length, 'IKE SA')}, ${plural(children, 'Child SA')}, ${status.halfOpen} half-open; ` +
     `IKE messages in ${status.ike.received}, out ${status.ike.sent}, retransmitted ${status.ike.retransmits}` +
+    fragmentSummary(status.ike.fragments) +
     refusalSummary(status.ike.refusals);
   if (status.ikeSas.length === 0) return `no IKE SAs\n${summary}`;
   const byId = new Map(status.ikeSas.map((sa) => [sa.id, sa]));

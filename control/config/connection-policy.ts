@@ -51,6 +51,9 @@ export function connectionPolicy(conn: ConnectionConfig, fallbackLocal: string |
     sendCertreq: conn.sendCertreq ?? true,
     mobike: conn.mobike,
     forceEncap: conn.encap,
+    // RFC 7383: absent means yes, at 1280 octets (fragmentation.ts).
+    ...(conn.fragmentation !== undefined ? { fragmentation: conn.fragmentation } : {}),
+    ...(conn.fragmentSize !== undefined ? { fragmentSize: conn.fragmentSize } : {}),
     cloneSupport: conn.clone.supported,
     clone: { per: conn.clone.per, count: conn.clone.count, nics: conn.clone.nics },
     redirect: { ...conn.redirect },

@@ -134,6 +134,17 @@
  *                              # request)
  *     mobike: true             # announce MOBIKE (RFC 4555)
  *     encap: false             # force UDP encapsulation of ESP even without NAT (RFC 3948)
+ *     fragmentation: yes       # IKE fragmentation (RFC 7383), as swanctl: yes (announce it in IKE_SA_INIT;
+ *                              # our encrypted messages above fragment_size go out as Encrypted Fragment
+ *                              # payloads when the peer announced it too) | accept (announce it and
+ *                              # receive fragments, never send them) | force (send fragments even if the
+ *                              # peer did not announce it) | no (neither announce nor accept them)
+ *     fragment_size: 1280      # largest IP datagram (IP and UDP headers included) that carries one of
+ *                              # our fragments, as strongSwan's charon.fragment_size (256..65535): IKE
+ *                              # messages of at most 1252 octets over IPv4, 1232 over IPv6. A request
+ *                              # unanswered after two retransmissions is cut again for 576 octets
+ *                              # (IPv4) or 1280 (IPv6), and the IKE SA keeps that size (RFC 7383
+ *                              # §2.5.2); a response uses no larger fragments than the request's
  *     clone:                   # RFC 7791 IKE SA cloning
  *       supported: true        # announce CLONE_IKE_SA_SUPPORTED (RFC 7791 §5.1); false: this
  *                              # connection's IKE SAs are never cloned, by either end
@@ -216,6 +227,8 @@ import { keyMatchesCertificate, parseCertificate } from '../crypto/x509/index.js
 import { certificateSubjectDer } from '../crypto/der.js';
 import { signingKeyFromPrivateKey } from '../crypto/auth.js';
 import { redirectSchema } from './redirect-schema.js';
+import { MIN_FRAGMENT_SIZE } from '../ike/defaults.js';
+import type { FragmentationMode } from '../ike/policy.js';
 import type {
   AuthMethod, ChildConfig, CloneConfig, ConnectionConfig, DataplaneConfig, EndpointConfig, PathConfig, GatewayConfig, ListenConfig, LimitsConfig,
   LogLevel, MetricsConfig, PoolConfig, RetransmitConfig, TrafficSelectorConfig,
@@ -254,6 +267,12 @@ export function workersValue(v: unknown): { workers: number; workersAuto: boolea
 }
 
 const AUTH = oneOf(['psk', 'pubkey'] as const);
+
+/** swanctl's fragmentation (RFC 7383): yes | accept | force | no; YAML true and false stand for yes and no. */
+function fragmentation(v: unknown): FragmentationMode | Problem {
+  if (typeof v === 'boolean') return v ? 'yes' : 'no';
+  return oneOf(['yes', 'accept', 'force', 'no'] as const)(v);
+}
 
 function localEndpointSchema(ctx: Ctx) {
   return section({
@@ -363,6 +382,8 @@ export function connectionSchema(ctx: Ctx) {
     send_certreq: leaf(withDefault<boolean | undefined>(undefined, boolean)),
     mobike: leaf(withDefault(true, boolean)),
     encap: leaf(withDefault(false, boolean)),
+    fragmentation: leaf(withDefault<FragmentationMode | undefined>(undefined, fragmentation)),
+    fragment_size: leaf(withDefault<number | undefined>(undefined, integer(MIN_FRAGMENT_SIZE, 65535))),
     clone: cloneSchema(),
     redirect: redirectSchema(),
     vips: leaf(withDefault<string[]>(() => [], listOf('request, 0.0.0.0, :: or a specific IP address', vip))),
@@ -526,6 +547,8 @@ export function connectionSchema(ctx: Ctx) {
     if (raw.send_certreq !== undefined) conn.sendCertreq = raw.send_certreq;
     if (raw.dpd_action !== undefined) conn.dpdAction = raw.dpd_action;
     if (raw.keepalive !== undefined) conn.keepalive = raw.keepalive;
+    if (raw.fragmentation !== undefined) conn.fragmentation = raw.fragmentation;
+    if (raw.fragment_size !== undefined) conn.fragmentSize = raw.fragment_size;
     return conn;
   });
 }

@@ -3,6 +3,7 @@
 // identities parsed, key files read, PSKs as bytes. The YAML keys each field
 // comes from are documented at the top of control/config/schema.ts.
 import type { Identity } from '../ike/identity.js';
+import type { FragmentationMode } from '../ike/policy.js';
 import type { ProposalSpec } from './proposal.js';
 import type { ParsedCertificate, ParsedCrl, RevocationPolicy, SendCertPolicy } from '../crypto/x509/index.js';
 import type { GatewayIdentity } from '../wire/gateway-identity.js';
@@ -183,6 +184,10 @@ export interface ConnectionConfig {
   sendCertreq?: boolean;
   mobike: boolean;
   encap: boolean;
+  /** fragmentation (RFC 7383; absent: yes). */
+  fragmentation?: FragmentationMode;
+  /** fragment_size: the IP datagram size of our IKE fragments (absent: 1280). */
+  fragmentSize?: number;
   clone: CloneConfig;
   redirect: RedirectConfig;
   /** Virtual IPs to request: "0.0.0.0" / "::" for any, or a specific address. */

@@ -14,7 +14,7 @@ import type { CookieSecret } from '../crypto/cookie.js';
 import type { RandomSource } from '../crypto/random.js';
 import type { Logger } from '../log.js';
 import type { Clock } from './clock.js';
-import type { DeletionOptions, EngineLimits, LifetimeOptions, LivenessOptions, MobilityOptions, RetransmitPolicy } from './defaults.js';
+import type { DeletionOptions, EngineLimits, LifetimeOptions, LivenessOptions, MobilityOptions, ReassemblyLimits, RetransmitPolicy } from './defaults.js';
 import type { ChildSa, IkeSa, InitiatorExchange, RedirectTrail, ResponderResult } from './ike-sa.js';
 import type { KeyLogSink } from './keylog.js';
 import type { ConnectionPolicy } from './policy.js';
@@ -52,6 +52,8 @@ export interface IkeEngineOptions {
   mobility?: Partial<MobilityOptions>;
   /** RFC 5685 redirection: the gateway's placement hook and the client's resolvers (redirect-policy.ts). */
   redirect?: RedirectHooks;
+  /** Bounds of IKE fragment reassembly (RFC 7383 §2.6, §5; defaults.ts DEFAULT_REASSEMBLY). */
+  reassembly?: Partial<ReassemblyLimits>;
   /**
    * Observer of every message's payloads (inner payloads for encrypted ones),
    * after building and after authentication: debugging and protocol tests.
@@ -84,7 +86,20 @@ export type DropReason =
   /** An IKE_SA_INIT response with an error or fields we cannot use: unauthenticated, so not final (RFC 7296 §2.21.1). */
   | 'unusable-init-response'
   /** A request with a cached response's message ID that is not a byte-identical retransmission (RFC 7296 §2.1). */
-  | 'cache-mismatch';
+  | 'cache-mismatch'
+  // IKE fragments (RFC 7383 §2.6; fragments.ts):
+  /** A fragment on a connection with fragmentation: no (we never announced support, §2.3). */
+  | 'fragment-unsupported'
+  /** Total Fragments below the set in reassembly (§2.6), or a retransmitted fragment other than the first (§2.6.1). */
+  | 'fragment-stale'
+  /** The same Fragment Number and Total Fragments again (§2.6: a replay). */
+  | 'fragment-duplicate'
+  /** Integrity check failed: forged or corrupted (§2.6); nothing was stored. */
+  | 'fragment-auth'
+  /** Past a reassembly bound: fragments per message, octets per message or in all, messages in reassembly (§5). */
+  | 'fragment-limit'
+  /** A message incomplete when its reassembly time ran out (§2.6). */
+  | 'fragment-timeout';
 
 /** Why a Child SA reached a limit (RFC 7296 §2.8; sequence numbers: architecture §4.4). */
 export type ChildLimitCause = 'time' | 'bytes' | 'packets' | 'sequence';
@@ -153,6 +168,12 @@ export interface EngineStats {
   halfOpenEvictions: Record<string, number>;
   /** RFC 5685 redirects by `sent.PHASE`, `followed.PHASE` and `refused.REASON` (redirect.ts). */
   redirects: Record<string, number>;
+  /**
+   * IKE fragmentation (RFC 7383): fragment datagrams sent (retransmissions
+   * included) and received authenticated, messages reassembled, requests cut
+   * smaller after unanswered retransmissions (§2.5.2).
+   */
+  fragments: { sent: number; received: number; reassembled: number; fallbacks: number };
 }
 
 /** The two nonces of one CREATE_CHILD_SA exchange: [Ni, Nr]. */

@@ -110,3 +110,38 @@ export const DEFAULT_CLONE_BACKOFF: CloneBackoff = { baseMs: 500, maxMs: 8000, t
 /** RFC 5685 §7: a client follows at most MAX_REDIRECTS redirects within REDIRECT_LOOP_DETECT_PERIOD (defaults 5, 300 s). */
 export const DEFAULT_MAX_REDIRECTS = 5;
 export const DEFAULT_REDIRECT_LOOP_PERIOD = 300_000;
+/**
+ * IKE fragmentation (RFC 7383): the largest IP datagram (IP and UDP headers
+ * included) that carries one of our fragments unless the connection sets one,
+ * as strongSwan's charon.fragment_size: on IPv6 that leaves 1232 octets of
+ * UDP payload (RFC 8200 §5 minimum MTU), on IPv4 1252.
+ */
+export const DEFAULT_FRAGMENT_SIZE = 1280;
+/** The smallest fragment size a connection may set: room for a header, an SKF payload and some content. */
+export const MIN_FRAGMENT_SIZE = 256;
+/** Fallback sizes (RFC 7383 §2.5.1: 576 octets for IPv4, 1280 for IPv6) when a larger size goes unanswered (§2.5.2). */
+export const FRAGMENT_FALLBACK_SIZE = { ipv4: 576, ipv6: 1280 } as const;
+/** Unanswered retransmissions of a fragmented request at one size before it is cut smaller (RFC 7383 §2.5.2). */
+export const FRAGMENT_FALLBACK_RETRANSMITS = 2;
+
+/** Bounds of the reassembly of received IKE fragments (RFC 7383 §2.6, §5; fragments.ts). */
+export interface ReassemblyLimits {
+  /** Total Fragments above this is refused. */
+  maxFragments: number;
+  /** Decrypted octets of one message (RFC 7383 §5: not above 64 KB). */
+  maxMessageBytes: number;
+  /** Decrypted octets held over all messages in reassembly. */
+  maxTotalBytes: number;
+  /** Messages in reassembly at once, over all IKE SAs (at most one request and one response per IKE SA). */
+  maxMessages: number;
+  /** An incomplete message is forgotten this long after its first fragment (ms; RFC 7383 §2.6). */
+  timeout: number;
+}
+
+export const DEFAULT_REASSEMBLY: ReassemblyLimits = {
+  maxFragments: 128,
+  maxMessageBytes: 64 * 1024,
+  maxTotalBytes: 8 * 1024 * 1024,
+  maxMessages: 512,
+  timeout: 30_000,
+};

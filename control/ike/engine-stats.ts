@@ -5,7 +5,7 @@ import type { EngineStats } from './context.js';
 
 /** Every counter at zero. */
 export function newEngineStats(): EngineStats {
-  return { received: 0, sent: 0, retransmits: 0, responsesFromCache: 0, drops: {}, refusals: {}, exchanges: {}, rekeys: { child: 0, ike: 0 }, halfOpenEvictions: {}, redirects: {} };
+  return { received: 0, sent: 0, retransmits: 0, responsesFromCache: 0, drops: {}, refusals: {}, exchanges: {}, rekeys: { child: 0, ike: 0 }, halfOpenEvictions: {}, redirects: {}, fragments: { sent: 0, received: 0, reassembled: 0, fallbacks: 0 } };
 }
 
 /** Counts a completed exchange by type name, our role and its result (`TYPE.role.ok|failed`, bounded by the exchange types). */

@@ -12,12 +12,10 @@
 // IkeSa/ChildSa objects. Exchanges change SA state only after the message that
 // asks for it has been authenticated (architecture §4.3); every unauthenticated byte
 // that does not lead anywhere is a counted drop.
-import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { ExchangeType, HeaderFlag, NotifyType, exchangeName } from '../wire/constants.js';
 import { decodeMessage, type IkeMessage } from '../wire/message.js';
 import type { Payload } from '../wire/payloads.js';
-import { equalBytes } from '../crypto/bytes.js';
 import { createCookieSecret } from '../crypto/cookie.js';
 import { systemRandom, type RandomSource } from '../crypto/random.js';
 import { silentLogger, type Logger } from '../log.js';
@@ -25,10 +23,12 @@ import { systemClock, type Clock } from './clock.js';
 import type { DropReason, EngineEvents, EngineStats, IkeContext, IkeEngineOptions, InitiateOptions, MessageTrace, RedirectHooks } from './context.js';
 import { DEFAULT_HALF_OPEN_PRESSURE_TIMEOUT, DEFAULT_HALF_OPEN_TIMEOUT, DEFAULT_LIMITS, DEFAULT_MOBILITY, DEFAULT_PORTS, DEFAULT_RETRANSMIT } from './defaults.js';
 import type { EngineLimits, MobilityOptions, RetransmitPolicy } from './defaults.js';
-import { IkeSa, spi64Hex, type CachedResponse, type ChildSa, type InitiatorExchange, type ResponderResult } from './ike-sa.js';
+import { IkeSa, spi64Hex, type ChildSa, type InitiatorExchange, type ResponderResult } from './ike-sa.js';
 import type { KeyLogSink } from './keylog.js';
 import type { ConnectionPolicy } from './policy.js';
-import { openMessage, sealMessage } from './protect.js';
+import { fallBackToSmallerFragments, sealOutgoing } from './fragmentation.js';
+import { FragmentReassembler, isFragmentMessage } from './fragments.js';
+import { cachedResponse, resendResponse, sendSealed } from './response-cache.js';
 import { classifyRequest, type RequestKind } from './requests.js';
 import { SaTable } from './sa-table.js';
 import { countExchange, newEngineStats } from './engine-stats.js';
@@ -54,11 +54,6 @@ export type { EngineLimits, MobilityOptions, RetransmitPolicy } from './defaults
 export { DEFAULT_LIMITS, DEFAULT_RETRANSMIT } from './defaults.js';
 export type { DropReason, EngineEvents, EngineStats, IkeEngineOptions, MessageTrace } from './context.js';
 
-/** Digest of a request whose response is cached (RFC 7296 §2.1: retransmissions are byte-identical). */
-function requestDigest(bytes: Uint8Array): Uint8Array {
-  return new Uint8Array(createHash('sha256').update(bytes).digest());
-}
-
 export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext {
   readonly policies: ConnectionPolicy[];
   readonly clock: Clock;
@@ -80,6 +75,8 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
   readonly stats: EngineStats = newEngineStats();
   /** IKE SAs, Child SAs, half-open SAs, sessions and the peer index. */
   readonly table: SaTable;
+  /** Received IKE fragments in reassembly (RFC 7383 §2.6). */
+  readonly fragments: FragmentReassembler;
   /** The COOKIE secret (RFC 7296 §2.6), rotated by the gateway. */
   cookieSecret: ReturnType<typeof createCookieSecret>;
 
@@ -115,6 +112,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
     this.liveness = new LivenessMonitor(this, opts.lifecycle);
     this.keepalive = new NatKeepalive(this, opts.sendKeepalive);
     this.deletion = new DeletionAudit(this, opts.lifecycle);
+    this.fragments = new FragmentReassembler(this, opts.reassembly);
     this.on('ike-rekeyed', () => this.stats.rekeys.ike++);
   }
 
@@ -288,11 +286,11 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
   }
 
   private transmit(sa: IkeSa, exchange: InitiatorExchange, messageId: number): void {
-    let bytes: Uint8Array;
+    let sealed: ReturnType<typeof sealOutgoing>;
     try {
       const payloads = exchange.build(sa);
       this.trace?.({ direction: 'out', sa, exchangeType: exchange.exchangeType, response: false, messageId, payloads });
-      bytes = sealMessage(sa, exchange.exchangeType, messageId, false, payloads);
+      sealed = sealOutgoing(sa, exchange.exchangeType, messageId, false, payloads);
     } catch (err) {
       this.log.error({ ike: sa.id, exchange: exchange.name, err: String(err) }, 'could not build request');
       // Nothing was sent: the message ID goes back, or the peer would wait for it forever (RFC 7296 §2.2).
@@ -304,10 +302,10 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
       return;
     }
     // RFC 7296 §2.15: AUTH signs our first message as sent.
-    if (exchange.exchangeType === ExchangeType.IKE_SA_INIT) sa.initRequest = bytes;
-    sa.outstanding = { messageId, bytes, tries: 0, timer: undefined, exchange };
+    if (exchange.exchangeType === ExchangeType.IKE_SA_INIT) sa.initRequest = sealed.bytes;
+    sa.outstanding = { messageId, ...sealed, tries: 0, timer: undefined, exchange };
     this.log.debug({ ike: sa.id, exchange: exchange.name, mid: messageId }, 'sending request');
-    this.sendDatagram(sa.local, sa.remote, bytes);
+    sendSealed(this, sa.local, sa.remote, sealed);
     this.armRetransmit(sa);
   }
 
@@ -322,7 +320,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
       if (out.tries >= rt.tries && failover(this, sa)) {
         // RFC 4555 §3.5, §3.10: the path is dead but another one may work; the request goes there.
         out.tries = 0;
-        this.sendDatagram(sa.local, sa.remote, out.bytes);
+        sendSealed(this, sa.local, sa.remote, out);
         this.armRetransmit(sa);
         return;
       }
@@ -340,9 +338,10 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
         this.deleteIkeSa(sa, reason);
         return;
       }
+      fallBackToSmallerFragments(this, sa, out);
       out.tries++;
       this.stats.retransmits++;
-      this.sendDatagram(sa.local, sa.remote, out.bytes);
+      sendSealed(this, sa.local, sa.remote, out);
       this.armRetransmit(sa);
     });
   }
@@ -387,7 +386,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
     if (!sa) {
       // A retransmitted request of an exchange that deleted the SA: its response again (RFC 7296 §2.1).
       const gone = isResponse ? undefined : this.table.deletedResponse(spi64Hex(ourSpi), h.messageId);
-      if (gone) return this.resendResponse(gone, d, `${spi64Hex(ourSpi)} mid ${h.messageId}`);
+      if (gone) return resendResponse(this, gone, d, `${spi64Hex(ourSpi)} mid ${h.messageId}`);
       return this.countDrop('unknown-spi', spi64Hex(ourSpi));
     }
     if (fromOriginalInitiator === sa.isInitiator) return this.countDrop('bad-flags', 'I flag does not match our role');
@@ -414,7 +413,8 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
         return this.countDrop('unusable-init-response', unusable);
       }
     } else {
-      const opened = openMessage(sa, msg);
+      const opened = this.fragments.open(sa, msg, true);
+      if (!opened) return;
       if (!opened.ok) return this.countDrop(opened.error.reason === 'syntax' ? 'syntax' : 'decrypt', `${exchangeName(h.exchangeType)} response`);
       payloads = opened.value;
     }
@@ -438,7 +438,8 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
     const h = msg.header;
     // A retransmitted request gets the cached response, without processing (RFC 7296 §2.1).
     if (sa.lastResponse && h.messageId === sa.lastResponse.messageId) {
-      return this.resendResponse(sa.lastResponse, d, `${exchangeName(h.exchangeType)} mid ${h.messageId}`);
+      const fragment = isFragmentMessage(msg) ? this.fragments.answersRetransmission(sa, msg) : undefined;
+      return resendResponse(this, sa.lastResponse, d, `${exchangeName(h.exchangeType)} mid ${h.messageId}`, fragment);
     }
     // RFC 7296 §1.4, §1.3: INFORMATIONAL and CREATE_CHILD_SA exchanges MUST ONLY occur after
     // the initial exchanges. Until IKE_AUTH has authenticated the peer, SK keys prove only that
@@ -450,7 +451,8 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
       return this.countDrop('unsupported-exchange', `${exchangeName(h.exchangeType)} before IKE_AUTH completed`);
     }
     if (h.messageId !== sa.peerRequestId) return this.countDrop('message-id', `expected ${sa.peerRequestId}, got ${h.messageId}`);
-    const opened = openMessage(sa, msg);
+    const opened = this.fragments.open(sa, msg, false);
+    if (!opened) return;
     if (!opened.ok) {
       if (opened.error.reason !== 'syntax') return this.countDrop('decrypt', exchangeName(h.exchangeType));
       // Authenticated but malformed inside: answer INVALID_SYNTAX (RFC 7296 §2.21.3).
@@ -518,21 +520,8 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
   private sendResponse(sa: IkeSa, exchangeType: number, messageId: number, payloads: Payload[], d: Datagram): void {
     if (!sa.protectOut) return;
     this.trace?.({ direction: 'out', sa, exchangeType, response: true, messageId, payloads });
-    const bytes = sealMessage(sa, exchangeType, messageId, true, payloads);
-    sa.lastResponse = { messageId, bytes, requestDigest: requestDigest(d.bytes) };
-    this.sendDatagram(d.local, d.remote, bytes);
-  }
-
-  /**
-   * A request with the message ID of `cached`: the cached response again, but
-   * only for a byte-identical retransmission of the request it answered (RFC
-   * 7296 §2.1), never for any datagram that merely names the SPIs and message
-   * ID from a spoofed source (reflection, amplification).
-   */
-  private resendResponse(cached: CachedResponse, d: Datagram, what: string): void {
-    if (!equalBytes(requestDigest(d.bytes), cached.requestDigest)) return this.countDrop('cache-mismatch', what);
-    this.stats.responsesFromCache++;
-    this.sendDatagram(d.local, d.remote, cached.bytes);
+    sa.lastResponse = cachedResponse(messageId, sealOutgoing(sa, exchangeType, messageId, true, payloads), d);
+    sendSealed(this, d.local, d.remote, sa.lastResponse);
   }
 
   sendDatagram(local: Endpoint, remote: Endpoint, bytes: Uint8Array): void {

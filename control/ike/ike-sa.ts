@@ -134,6 +134,18 @@ export interface OutstandingRequest {
   exchange: InitiatorExchange;
   /** Why the last unauthenticated response to it was dropped (RFC 7296 §2.21.1): the failure reason if no usable one comes. */
   unusable?: string;
+  /** Sent as IKE fragments (RFC 7383 §2.5): a retransmission resends all of them. */
+  fragments?: FragmentedMessage;
+}
+
+/** A message sent as IKE fragments (RFC 7383 §2.5; fragmentation.ts). */
+export interface FragmentedMessage {
+  /** The fragment datagrams, in order. */
+  datagrams: Uint8Array[];
+  /** The IP datagram size they were cut for. */
+  size: number;
+  /** The plaintext of the Encrypted payload, kept to cut it again smaller (RFC 7383 §2.5.2). */
+  inner: { firstType: number; bytes: Uint8Array };
 }
 
 let nextIkeId = 1;
@@ -153,6 +165,8 @@ export interface CachedResponse {
   bytes: Uint8Array;
   /** SHA-256 of the request it answered: only a copy of that request gets it again. */
   requestDigest: Uint8Array;
+  /** Sent as IKE fragments (RFC 7383 §2.5): all of them go again. */
+  fragments?: FragmentedMessage;
 }
 
 export class IkeSa {
@@ -221,6 +235,14 @@ export class IkeSa {
   peerCertreq: Uint8Array[] | undefined;
   peerMobike = false;
   peerClone = false;
+  /** Both ends announced IKEV2_FRAGMENTATION_SUPPORTED in IKE_SA_INIT (RFC 7383 §2.3); kept across rekeys and clones. */
+  peerFragmentation = false;
+  /**
+   * The fragment size this SA uses once it differs from the policy's: after a
+   * fallback (RFC 7383 §2.5.2), or the largest fragment the peer sent us
+   * (§2.5.1). Later exchanges start from it.
+   */
+  fragmentSize: number | undefined;
   /**
    * MOBIKE initiator (RFC 4555 §1.3): we started the first IKE SA of the series
    * this one descends from by rekeys and clones. Only the MOBIKE initiator

@@ -8,6 +8,8 @@ import type { ParsedCertificate, ParsedCrl, RevocationPolicy, SendCertPolicy } f
 import type { TsConfig } from './traffic-selectors.js';
 import type { GatewayIdentity } from '../wire/gateway-identity.js';
 
+export type FragmentationMode = 'yes' | 'accept' | 'force' | 'no';
+
 export interface LocalAuth {
   method: 'psk' | 'pubkey';
   psk?: Uint8Array;
@@ -105,6 +107,18 @@ export interface ConnectionPolicy {
   forceEncap?: boolean;
   /** Announce MOBIKE_SUPPORTED (RFC 4555 §4.2.1). */
   mobike: boolean;
+  /**
+   * IKE fragmentation (RFC 7383), swanctl's `fragmentation`: yes (announce,
+   * fragment when the peer announced it too; the default when absent), accept
+   * (announce, receive fragments, never send them), force (fragment even if
+   * the peer did not announce it), no (neither announce nor accept).
+   */
+  fragmentation?: FragmentationMode;
+  /**
+   * Largest IP datagram (IP and UDP headers included) that carries one of our
+   * IKE fragments, as strongSwan's charon.fragment_size; absent: 1280.
+   */
+  fragmentSize?: number;
   /** Announce CLONE_IKE_SA_SUPPORTED (RFC 7791 §5.1). */
   cloneSupport: boolean;
   /** Clone the IKE SA after IKE_AUTH (initiator side); absent = never. */

@@ -51,11 +51,11 @@ function spyLogger(errors: string[]): Logger {
   return log;
 }
 
-function fingerprint(sa: IkeSa): string {
+export function fingerprint(sa: IkeSa): string {
   return JSON.stringify([sa.state, spi64Hex(sa.spiI), spi64Hex(sa.spiR), sa.nextRequestId, sa.peerRequestId, sa.children.map((c) => [c.state, c.spiIn, c.spiOut])]);
 }
 
-interface Session {
+export interface Session {
   engines: Map<string, IkeEngine>;
   corpus: Datagram[];
   errors: string[];
@@ -63,7 +63,7 @@ interface Session {
 }
 
 /** alice (10.0.0.1) and bob (10.0.0.2): IKE_SA_INIT, IKE_AUTH, a second Child SA with PFS, liveness both ways; every datagram recorded. */
-async function session(): Promise<Session> {
+export async function session(): Promise<Session> {
   const clock = new ManualClock();
   const errors: string[] = [];
   const queue: Datagram[] = [];

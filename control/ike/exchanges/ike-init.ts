@@ -35,6 +35,7 @@ import type { Datagram, Endpoint } from '../transport.js';
 import { errorNotify, notify, u16, u16Bytes } from '../payload-builders.js';
 import { installIkeKeys } from '../ike-keys.js';
 import { authRefusal, certreqPayloads, recordPeerCertreq } from '../authentication.js';
+import { fragmentationNotify, recordPeerFragmentation } from '../fragmentation.js';
 import { detectNat, natDetectionPayloads } from '../nat-detection.js';
 import { NONCE_LENGTH } from '../defaults.js';
 import { equalBytes, readU32 } from '../../crypto/bytes.js';
@@ -114,6 +115,8 @@ export class IkeSaInitInitiator implements InitiatorExchange {
       notify(NotifyType.SIGNATURE_HASH_ALGORITHMS, encodeSignatureHashes(SUPPORTED_SIGNATURE_HASHES)),
       // RFC 5685 §3: REDIRECT_SUPPORTED, or REDIRECTED_FROM after a redirect.
       ...redirectSupportNotifies(sa),
+      // RFC 7383 §2.3: we can receive (and send) IKE fragments.
+      ...fragmentationNotify(sa.policy),
     );
     return payloads;
   }
@@ -213,6 +216,7 @@ export class IkeSaInitInitiator implements InitiatorExchange {
     sa.peerSignatureHashes = verdict.signatureHashes;
     // RFC 7296 §3.7: the responder may name the CAs it trusts here already.
     recordPeerCertreq(sa, payloads);
+    recordPeerFragmentation(sa, payloads);
     deriveAndInstallKeys(this.engine, sa, suite, shared);
 
     const nat = detectNat(payloads, sa.spiI, sa.spiR, sa.local, sa.remote);
@@ -400,6 +404,9 @@ export function respondIkeSaInit(engine: IkeContext, msg: IkeMessage, d: Datagra
   response.push(notify(NotifyType.SIGNATURE_HASH_ALGORITHMS, encodeSignatureHashes(SUPPORTED_SIGNATURE_HASHES)));
   // RFC 7296 §3.7: CERTREQ in the IKE_SA_INIT response, as strongSwan sends it.
   response.push(...certreqPayloads(policy));
+  // RFC 7383 §2.3: the responder announces fragmentation only to an initiator that did.
+  recordPeerFragmentation(sa, payloads);
+  if (sa.peerFragmentation) response.push(...fragmentationNotify(policy));
   const bytes = encodeMessage(
     { spiI: sa.spiI, spiR: sa.spiR, version: IKE_VERSION, exchangeType: ExchangeType.IKE_SA_INIT, flags: HeaderFlag.RESPONSE, messageId: 0 },
     response,

@@ -53,6 +53,8 @@ export function successorSa(
   sa.natRemote = old.natRemote;
   sa.natDetectionExchanged = old.natDetectionExchanged;
   sa.peerMobike = old.peerMobike;
+  sa.peerFragmentation = old.peerFragmentation;
+  sa.fragmentSize = old.fragmentSize;
   // RFC 4555 §1.3: the MOBIKE initiator stays whoever started the first IKE SA, whoever rekeys or clones.
   sa.mobikeInitiator = old.mobikeInitiator;
   sa.peerClone = old.peerClone;

@@ -1,0 +1,114 @@
+// The reassembler's rules with authenticated fragments (RFC 7383 §2.6, §5):
+// a newer set of the same message (more fragments) starts reassembly over and
+// an older one is dropped; past the bounds (octets per message, messages and
+// octets in all) fragments are refused, counted, and what is held never
+// exceeds them. Genuine fragments are sealed with the initiator's keys of an
+// established in-memory IKE SA and delivered to the responder's engine.
+import { describe, expect, it } from 'vitest';
+import { MemoryWire, pskPair } from './support/peers.js';
+import type { IkeEngine } from '../control/ike/engine.js';
+import type { IkeSa } from '../control/ike/ike-sa.js';
+import type { ReassemblyLimits } from '../control/ike/defaults.js';
+import { sealOutgoing } from '../control/ike/fragmentation.js';
+import { ExchangeType, PayloadType } from '../control/wire/constants.js';
+
+/** alice -> bob established (bob with `limits`), `sas` IKE SAs. */
+async function established(limits: Partial<ReassemblyLimits>, sas = 1) {
+  const wire = new MemoryWire();
+  const { initiator, responder } = pskPair();
+  const alice = wire.engine('10.0.0.1', [initiator]);
+  const bob = wire.engine('10.0.0.2', [responder], { reassembly: limits });
+  const ups: Array<Promise<IkeSa>> = [];
+  for (let i = 0; i < sas; i++) ups.push(alice.initiate(initiator.name));
+  wire.run(200);
+  return { wire, alice, bob, sas: await Promise.all(ups) };
+}
+
+/** A request of `octets` of Vendor ID content on alice's `sa`, cut for `size`-octet datagrams: its fragments. */
+function fragmentsOf(sa: IkeSa, octets: number, size: number): Uint8Array[] {
+  sa.fragmentSize = size;
+  const data = Uint8Array.from({ length: octets }, (_, i) => i & 0xff);
+  const sealed = sealOutgoing(sa, ExchangeType.INFORMATIONAL, sa.nextRequestId, false, [{ type: PayloadType.VENDOR_ID, data }]);
+  if (!sealed.fragments) throw new Error('not fragmented');
+  return sealed.fragments.datagrams;
+}
+
+function deliver(bob: IkeEngine, bytes: Uint8Array): void {
+  bob.receive({ bytes, local: { address: '10.0.0.2', port: 4500 }, remote: { address: '10.0.0.1', port: 4500 } });
+}
+
+const peerSa = (bob: IkeEngine, sa: IkeSa) => bob.ikeSas().find((s) => Buffer.from(s.spiI).equals(Buffer.from(sa.spiI)))!;
+
+describe('sets of one message (RFC 7383 §2.6)', () => {
+  it('a newer set (more fragments) starts reassembly over; a fragment of the older set is then dropped as stale', async () => {
+    const { alice, bob, sas } = await established({});
+    const older = fragmentsOf(sas[0]!, 1200, 600);
+    const newer = fragmentsOf(sas[0]!, 1200, 300);
+    expect(newer.length).toBeGreaterThan(older.length);
+    const responder = peerSa(bob, sas[0]!);
+    const mid = responder.peerRequestId;
+    deliver(bob, older[0]!);
+    expect(bob.fragments.messages).toBe(1);
+    for (const f of newer.slice(0, -1)) deliver(bob, f);
+    // Only the newer set is held: the older one's octets are gone.
+    expect(bob.stats.drops['fragment-stale'] ?? 0).toBe(0);
+    deliver(bob, older[1]!);
+    expect(bob.stats.drops['fragment-stale']).toBe(1);
+    deliver(bob, newer.at(-1)!);
+    expect(responder.peerRequestId).toBe(mid + 1);
+    expect(bob.fragments.messages).toBe(0);
+    expect(bob.fragments.octets).toBe(0);
+    expect(bob.stats.fragments.reassembled).toBe(1);
+    expect(alice.stats.fragments.reassembled).toBe(0);
+  });
+});
+
+describe('bounds (RFC 7383 §5): refused, counted, never exceeded', () => {
+  it('a message over maxMessageBytes is discarded as it grows; it is never processed and the octets held stay below the bound', async () => {
+    const { bob, sas } = await established({ maxMessageBytes: 1000 });
+    const responder = peerSa(bob, sas[0]!);
+    const mid = responder.peerRequestId;
+    let most = 0;
+    for (const f of fragmentsOf(sas[0]!, 3000, 400)) {
+      deliver(bob, f);
+      most = Math.max(most, bob.fragments.octets);
+    }
+    expect(most).toBeLessThanOrEqual(1000);
+    expect(bob.stats.drops['fragment-limit']).toBeGreaterThan(0);
+    expect(responder.peerRequestId).toBe(mid);
+    expect(bob.stats.fragments.reassembled).toBe(0);
+  });
+
+  it('maxMessages: a second message in reassembly (another IKE SA) is refused while the first is held', async () => {
+    const { bob, sas } = await established({ maxMessages: 1 }, 2);
+    const [a, b] = [fragmentsOf(sas[0]!, 1000, 300), fragmentsOf(sas[1]!, 1000, 300)];
+    deliver(bob, a[0]!);
+    const held = bob.fragments.octets;
+    deliver(bob, b[0]!);
+    expect(bob.stats.drops['fragment-limit']).toBe(1);
+    expect([bob.fragments.messages, bob.fragments.octets]).toEqual([1, held]);
+    // The first completes; then the other IKE SA's message has room.
+    for (const f of a.slice(1)) deliver(bob, f);
+    for (const f of b) deliver(bob, f);
+    expect(bob.stats.fragments.reassembled).toBe(2);
+  });
+
+  it('maxTotalBytes: a fragment that would take the octets held past the bound is refused', async () => {
+    const { bob, sas } = await established({ maxTotalBytes: 600 }, 2);
+    const [a, b] = [fragmentsOf(sas[0]!, 1000, 300), fragmentsOf(sas[1]!, 1000, 300)];
+    deliver(bob, a[0]!);
+    deliver(bob, a[1]!);
+    deliver(bob, b[0]!);
+    deliver(bob, b[1]!);
+    expect(bob.fragments.octets).toBeLessThanOrEqual(600);
+    expect(bob.stats.drops['fragment-limit']).toBeGreaterThan(0);
+  });
+
+  it('when the IKE SA is deleted, its fragments in reassembly are forgotten at once', async () => {
+    const { bob, sas } = await established({});
+    deliver(bob, fragmentsOf(sas[0]!, 1000, 300)[0]!);
+    expect(bob.fragments.messages).toBe(1);
+    bob.deleteIkeSa(peerSa(bob, sas[0]!), 'test');
+    expect([bob.fragments.messages, bob.fragments.octets]).toEqual([0, 0]);
+  });
+});

@@ -9,10 +9,8 @@ import { randomBytes } from 'node:crypto';
 import { DataPlane } from '../dataplane/dataplane.js';
 import type { Endpoint, SaSpec } from '../dataplane/sad.js';
 import { writeUdp4 } from '../dataplane/packet.js';
-import { Gateway } from '../control/gateway.js';
-import { silentLogger } from '../control/log.js';
-import type { GatewayConfig } from '../control/config/index.js';
-import { loopbackPair } from './support/loopback.js';
+import type { Gateway } from '../control/gateway.js';
+import { loopbackPair, startGatewayPair } from './support/loopback.js';
 import { waitFor } from './support/proc.js';
 import { cidr4 } from './support/selectors.js';
 
@@ -92,19 +90,9 @@ async function gateways2(responderChild: Record<string, unknown>) {
   const { initiator, responder } = loopbackPair({
     initiatorExtra: { clone: { per: 'worker', count: WORKERS } },
   });
-  const childOf = (c: GatewayConfig) => c.connections[0]!.children[0]!;
   responder.connections[0]!.clone = { supported: false, per: 'none', count: 1, nics: [] };
-  Object.assign(childOf(responder), responderChild);
-  for (const c of [initiator, responder]) {
-    c.dataplane.workers = WORKERS;
-    c.dataplane.esp = 'udp';
-  }
-  const gw = new Gateway({ config: responder, log: silentLogger() });
-  const client = new Gateway({ config: initiator, log: silentLogger() });
-  gateways.push(gw, client);
-  await gw.start();
-  await client.start();
-  return { gw, client };
+  Object.assign(responder.connections[0]!.children[0]!, responderChild);
+  return startGatewayPair({ initiator, responder }, WORKERS, gateways);
 }
 
 /** Owner workers of the installed Child SAs of a gateway, by placement kind. */

@@ -54,6 +54,15 @@ function ikecloneConnection(topo: Topology, side: 'left' | 'right', peerId: stri
   };
 }
 
+/** Two namespaces joined by a veth pair, deleted after the test; the TUN data plane must be there. */
+async function topology(env: NetnsSuite, labels: [string, string]): Promise<Topology> {
+  const missing = tunUnavailable();
+  if (missing) throw new Error(`TUN data plane unavailable: ${missing}`);
+  const topo = await createTopology({ labels });
+  env.cleanup(() => topo.destroy());
+  return topo;
+}
+
 const installedChildren = (st: GatewayStatus): ChildSaStatus[] => st.ikeSas.flatMap((s) => s.children.filter((c) => c.state === 'installed' && typeof c.worker === 'number'));
 
 async function tunAndRoute(ns: NetNs, to: string, src: string): Promise<void> {
@@ -103,10 +112,7 @@ describe('ikeclone <-> ikeclone, cloning off on one side: RFC 9611 per-resource 
     'a fallback SA and one per-resource Child SA per worker on both ends; ping and iperf3 both ways with every worker sealing and opening ESP on both ends',
     PRE,
     async () => {
-      const missing = tunUnavailable();
-      if (missing) throw new Error(`TUN data plane unavailable: ${missing}`);
-      const topo = await createTopology({ labels: ['left', 'right'] });
-      env.cleanup(() => topo.destroy());
+      const topo = await topology(env, ['left', 'right']);
       const right: Ikeclone = await startIkeclone(topo.right, {
         dir: join(env.dir('9611'), 'right'),
         config: ikecloneConnection(topo, 'right', 'left.per-worker.test', { clone: { supported: false } }, { per_cpu_sas: 'yes' }),
@@ -166,10 +172,7 @@ describe('ikeclone <-> strongSwan 5.9 (kernel-libipsec): parallel Child SAs, one
     'ikeclone initiates with clone per worker: parallel Child SAs installed on both ends (swanctl --list-sas), ping and iperf3, every ikeclone worker encrypting',
     PRE,
     async () => {
-      const missing = tunUnavailable();
-      if (missing) throw new Error(`TUN data plane unavailable: ${missing}`);
-      const topo = await createTopology({ labels: ['ikc', 'swan'] });
-      env.cleanup(() => topo.destroy());
+      const topo = await topology(env, ['ikc', 'swan']);
       const l = topo.links[0]!;
       const connections = pskConnection({
         localAddrs: l.bAddr,

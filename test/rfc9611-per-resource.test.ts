@@ -16,6 +16,8 @@ import { selectorsEqual } from '../control/ike/traffic-selectors.js';
 import { familiesStatus, ikeSaStatus } from '../control/status.js';
 import { formatStatus } from '../control/cli/format.js';
 import { MemoryWire, pskPair } from './support/peers.js';
+import { ConfigError, parseConfig } from '../control/config/index.js';
+import { connectionPolicy } from '../control/config/connection-policy.js';
 
 interface Seen {
   direction: 'in' | 'out';
@@ -227,5 +229,43 @@ describe('RFC 9611 per-resource Child SAs', () => {
     expect(text).toContain('fallback SA (RFC 9611)');
     expect(text).toMatch(/per-resource for worker 1 \(resource [0-9a-f]{8}\)/);
     expect(text).toMatch(/per-worker SAs: per-resource \(2 per child\), complete: the peer did not announce CLONE_IKE_SA_SUPPORTED/);
+  });
+});
+
+describe('per_cpu_sas in the configuration (strongSwan terms)', () => {
+  const yaml = (child: string) => `dataplane: { workers: 3 }
+connections:
+  site:
+    remote_addrs: [192.0.2.7]
+    local: { id: a.example.org }
+    psk: "a long enough pre-shared key"
+    children:
+      net:
+        local_ts: 10.1.0.0/24
+        remote_ts: 10.2.0.0/24
+${child}
+`;
+
+  it('per_cpu_sas: yes and its maximum reach the engine; the maximum defaults to the workers', () => {
+    const on = parseConfig(yaml('        per_cpu_sas: yes\n        per_cpu_sas_max: 6'), '/nonexistent/ikeclone.yaml');
+    const child = connectionPolicy(on.connections[0]!, undefined).children[0]!;
+    expect([child.perCpuSas, child.perCpuSasMax]).toEqual([true, 6]);
+    const off = parseConfig(yaml('        esp: [aes128gcm16]'), '/nonexistent/ikeclone.yaml');
+    const plain = connectionPolicy(off.connections[0]!, undefined).children[0]!;
+    expect([plain.perCpuSas, plain.perCpuSasMax]).toEqual([false, 3]);
+  });
+
+  it('a bad value is a precise error naming the field', () => {
+    for (const [line, what] of [['        per_cpu_sas: sometimes', /per_cpu_sas/], ['        per_cpu_sas_max: 0', /per_cpu_sas_max/]] as const) {
+      let error: unknown;
+      try {
+        parseConfig(yaml(line), '/nonexistent/ikeclone.yaml');
+      } catch (e) {
+        error = e;
+      }
+      expect(error).toBeInstanceOf(ConfigError);
+      expect((error as ConfigError).path).toMatch(what);
+      expect((error as ConfigError).line).toBe(11);
+    }
   });
 });

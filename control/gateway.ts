@@ -23,6 +23,7 @@ import { UdpTransport, resolveLocalAddress } from './net/udp-transport.js';
 import { snapshot, type GatewayStatus } from './status.js';
 import { NAT_KEEPALIVE_PAYLOAD } from './ike/nat-keepalive.js';
 import { CloneOrchestrator, type CloneFamily } from './ike/clone-family.js';
+import { ChildSpreader } from './ike/child-spread.js';
 import { AddressMonitor } from '../io/address-monitor.js';
 import { DataPlane } from '../dataplane/dataplane.js';
 import { espKeyMaterial, espTransformFor } from './crypto/esp-transform.js';
@@ -91,6 +92,8 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   private addressMonitor: AddressMonitor | undefined;
   /** Clones IKE SAs per worker or NIC after IKE_AUTH, and on demand (RFC 7791). */
   readonly cloner: CloneOrchestrator;
+  /** Per-worker Child SAs on one IKE SA when the peer cannot clone (RFC 9611, RFC 7296 §2.8; architecture §5.1). */
+  readonly spreader: ChildSpreader;
   /** ESP: worker threads that own the Child SAs (dataplane/dataplane.ts). */
   readonly dataPlane: DataPlane;
   /** Child SAs handed to the data plane, by id. */
@@ -167,6 +170,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       ...(opts.random ? { random: opts.random } : {}),
     });
     this.cloner = new CloneOrchestrator(this.engine).start();
+    this.spreader = new ChildSpreader(this.engine).start();
     for (const event of ['ike-up', 'ike-down', 'ike-failed', 'child-up', 'child-down', 'child-failed'] as const) {
       this.engine.on(event, (...args: unknown[]) => (this.emit as (e: string, ...a: unknown[]) => boolean)(event, ...args));
     }
@@ -214,7 +218,13 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       return;
     }
     const ike = child.ike;
-    const replaces = ike.children.filter((c) => c !== child && c.name === child.name && c.state !== 'deleted').map((c) => c.id);
+    // A rekey replaces its predecessor; a per-worker Child SA (architecture §5.1) joins its siblings.
+    const replaces =
+      child.replacesId !== undefined
+        ? [child.replacesId]
+        : child.placement
+          ? []
+          : ike.children.filter((c) => c !== child && c.name === child.name && c.state !== 'deleted').map((c) => c.id);
     this.dataPlaneChildren.set(child.id, child);
     this.dataPlane.install({
       id: child.id,
@@ -231,6 +241,8 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       udpEncap: child.udpEncap,
       replaces,
       deferOutbound: child.peerCreated,
+      ...(child.placement?.worker !== undefined ? { worker: child.placement.worker } : {}),
+      perResource: child.placement?.kind === 'per-resource',
     }).catch((err: Error) => this.log.warn({ child: child.id, reason: err.message }, 'data plane did not install the Child SA'));
   }
 
@@ -363,7 +375,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   }
 
   status(): GatewayStatus {
-    const status = snapshot(this.engine, this.transport, this.cloner);
+    const status = snapshot(this.engine, this.transport, this.cloner, this.spreader);
     for (const sa of status.ikeSas) for (const c of sa.children) c.worker = this.dataPlane.ownerOf(c.id) ?? null;
     for (const sa of status.ikeSas) {
       for (const c of sa.children) {
@@ -380,6 +392,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   async stop(opts: { notifyPeers?: boolean; timeoutMs?: number } = {}): Promise<void> {
     // First: the deletions below must not make clone families grow back (or end a NO_ADDITIONAL_SAS block).
     this.cloner.stop();
+    this.spreader.stop();
     if (opts.notifyPeers ?? true) {
       const timeout = new Promise<void>((resolve) => setTimeout(resolve, opts.timeoutMs ?? 2000).unref());
       await Promise.race([this.down(), timeout]);

@@ -9,6 +9,7 @@ import { suiteTransforms } from './ike/proposals.js';
 import { formatSelector } from './ike/traffic-selectors.js';
 import type { UdpTransport, UdpTransportStats } from './net/udp-transport.js';
 import type { CloneOrchestrator } from './ike/clone-family.js';
+import type { ChildSpreader } from './ike/child-spread.js';
 import type { DataPlaneStatus } from '../dataplane/dataplane.js';
 import { endpointString } from './ike/transport.js';
 
@@ -25,6 +26,12 @@ export interface ChildSaStatus {
   ageSeconds: number;
   /** The data-plane worker that owns this Child SA (its sequence counter and replay window); null if none. */
   worker?: number | null;
+  /**
+   * A per-worker Child SA sharing its selectors with others (architecture §5.1):
+   * fallback (RFC 9611 §3), per-resource (RFC 9611, with the worker it serves and
+   * our SA_RESOURCE_INFO identifier) or parallel (RFC 7296 §2.8); null otherwise.
+   */
+  placement?: { kind: string; resource: number | null; resourceId: string | null } | null;
   /** ESP traffic from the data plane's per-SA counters (polled every second); absent before the first poll. */
   packetsIn?: number;
   packetsOut?: number;
@@ -69,6 +76,13 @@ export interface FamilyStatus {
   /** single | growing | complete | fallback (peer cannot clone) | blocked (NO_ADDITIONAL_SAS) | failed */
   state: string;
   reason: string | null;
+  /**
+   * How every worker gets SAs of this session (initiator): clones, per-resource
+   * (RFC 9611), parallel (RFC 7296 §2.8) or single, why (what the peer
+   * announced), Child SAs per worker wanted per child, growing | complete |
+   * limited and what limited it. Null for sessions the peer started.
+   */
+  perWorker?: { mode: string; reason: string; perChild: number; state: string; limit: string | null } | null;
 }
 
 export interface GatewayStatus {
@@ -95,6 +109,7 @@ export function childStatus(c: ChildSa, now: number): ChildSaStatus {
     remoteTs: c.remoteTs.map(formatSelector),
     udpEncap: c.udpEncap,
     ageSeconds: Math.round((now - c.createdAt) / 1000),
+    placement: c.placement ? { kind: c.placement.kind, resource: c.placement.worker ?? null, resourceId: c.placement.resourceId ?? null } : null,
   };
 }
 
@@ -124,7 +139,7 @@ export function ikeSaStatus(sa: IkeSa, now: number): IkeSaStatus {
   };
 }
 
-export function familiesStatus(engine: IkeEngine, cloner?: CloneOrchestrator): FamilyStatus[] {
+export function familiesStatus(engine: IkeEngine, cloner?: CloneOrchestrator, spreader?: ChildSpreader): FamilyStatus[] {
   const bySession = new Map<number, IkeSa[]>();
   for (const sa of engine.ikeSas()) {
     if (sa.establishedAt === undefined) continue;
@@ -135,6 +150,7 @@ export function familiesStatus(engine: IkeEngine, cloner?: CloneOrchestrator): F
   return [...bySession.entries()].map(([sessionId, members]) => {
     members.sort((a, b) => a.familyIndex - b.familyIndex || a.id - b.id);
     const family = cloner?.family(sessionId);
+    const spread = spreader?.session(sessionId);
     return {
       sessionId,
       peer: members[0]!.peerKey ?? null,
@@ -142,15 +158,16 @@ export function familiesStatus(engine: IkeEngine, cloner?: CloneOrchestrator): F
       target: family?.target ?? 1,
       state: family?.state ?? 'single',
       reason: family?.reason ?? null,
+      perWorker: spread ? { mode: spread.mode, reason: spread.reason, perChild: spread.perChild, state: spread.state, limit: spread.limit ?? null } : null,
     };
   });
 }
 
-export function snapshot(engine: IkeEngine, transport?: UdpTransport, cloner?: CloneOrchestrator): GatewayStatus {
+export function snapshot(engine: IkeEngine, transport?: UdpTransport, cloner?: CloneOrchestrator, spreader?: ChildSpreader): GatewayStatus {
   const now = engine.clock.now();
   return {
     ikeSas: engine.ikeSas().map((sa) => ikeSaStatus(sa, now)),
-    families: familiesStatus(engine, cloner),
+    families: familiesStatus(engine, cloner, spreader),
     halfOpen: engine.halfOpenCount(),
     ike: structuredClone(engine.stats),
     udp: transport ? { ...transport.stats } : null,

@@ -73,7 +73,8 @@ export class SaInstaller {
     checkEndpoint(spec.remote, 'SaSpec.remote');
     if (!Array.isArray(spec.localTs) || !Array.isArray(spec.remoteTs)) throw new TypeError('SaSpec selectors must be arrays');
     const family = familyKey(spec.localTs, spec.remoteTs);
-    const owner = sad.chooseOwner(family, spec.replaces ?? []);
+    const preferred = spec.worker !== undefined && Number.isInteger(spec.worker) && spec.worker >= 0 ? spec.worker % sad.workers : undefined;
+    const owner = sad.chooseOwner(family, spec.replaces ?? [], preferred);
     if (owner === undefined) throw new Error('data plane is full: no worker has two free SA slots');
     const slots = sad.slots[owner]!;
     const inbound = slots.take()!;
@@ -96,6 +97,7 @@ export class SaInstaller {
       transport: this.transportFor(spec.udpEncap, spec.remote),
       espOverhead: espOverhead(spec.algorithm, spec.icvLength),
       outbound: false,
+      perResource: spec.perResource === true,
       replaces: [...(spec.replaces ?? [])],
       activatedAt: 0,
       state: 'installing',

@@ -52,6 +52,16 @@ export interface SaSpec {
    */
   deferOutbound?: boolean;
   /**
+   * The worker this SA belongs on (a per-worker Child SA, architecture §5.1),
+   * when it has two free slots; otherwise, or absent, the usual choice.
+   */
+  worker?: number;
+  /**
+   * An RFC 9611 per-resource SA: while its family has one, outbound traffic
+   * uses only those; the others (the fallback SA) keep receiving (RFC 9611 §4).
+   */
+  perResource?: boolean;
+  /**
    * Outbound sequence numbers at which 'rekey-needed' is reported, and past
    * which nothing is sent (RFC 4303 §3.3.3); defaults: 15/16 of, and, the
    * 32-bit (or with ESN 64-bit) space.
@@ -85,6 +95,8 @@ export interface SaRecord {
   readonly espOverhead?: number;
   /** Carries outbound traffic (false once a successor replaced it). */
   outbound: boolean;
+  /** An RFC 9611 per-resource SA (SaSpec.perResource). */
+  readonly perResource: boolean;
   /**
    * The SAs this one took outbound traffic from (SaSpec.replaces). Kept so
    * that when this one goes while still sending, the newest of them that is
@@ -206,15 +218,17 @@ export class Sad {
 
   /**
    * The owner for a new SA: the worker of the SA it replaces (a rekey keeps
-   * its worker), else the worker with the fewest SAs of the same family, then
+   * its worker), else the `preferred` one (a per-worker Child SA), else the
+   * worker with the fewest SAs of the same family, then
    * the fewest SAs in all, then the lowest index. Only workers with two free
    * slots qualify; undefined when none has.
    */
-  chooseOwner(family: string, replaces: readonly number[] = []): number | undefined {
+  chooseOwner(family: string, replaces: readonly number[] = [], preferred?: number): number | undefined {
     for (const id of replaces) {
       const r = this.records.get(id);
       if (r && this.slots[r.worker]!.available >= 2) return r.worker;
     }
+    if (preferred !== undefined && (this.slots[preferred]?.available ?? 0) >= 2) return preferred;
     const inFamily = new Array<number>(this.workers).fill(0);
     const total = new Array<number>(this.workers).fill(0);
     for (const r of this.records.values()) {

@@ -8,6 +8,9 @@
 // and keeps its order. A fragment hashes without ports (only the first has
 // them, RFC 4301 §7), so all fragments of a datagram take one SA (packet.ts
 // flowHash). When the family changes size, flows may move once.
+// RFC 9611 per-resource SAs (architecture §5.1): once a family has one, only
+// those send; the fallback SA (and any other member) only receives, as RFC
+// 9611 §4 has it serve the workers without a per-resource SA of their own.
 //
 // Owner: the I/O thread (main thread).
 import { flowHash, flowMatches, newFlowTuple, parseFlow, type Selector } from './packet.js';
@@ -19,6 +22,8 @@ interface Family {
   readonly remoteTs: Selector[];
   /** SAs carrying outbound traffic, in installation order. */
   readonly members: SaRecord[];
+  /** The RFC 9611 per-resource ones among them: when there are any, they alone send. */
+  readonly perResource: SaRecord[];
 }
 
 /** Why lookup() found no SA. */
@@ -38,10 +43,11 @@ export class Spd {
   add(sa: SaRecord): void {
     let family = this.families.find((f) => f.key === sa.familyKey);
     if (!family) {
-      family = { key: sa.familyKey, localTs: sa.localTs, remoteTs: sa.remoteTs, members: [] };
+      family = { key: sa.familyKey, localTs: sa.localTs, remoteTs: sa.remoteTs, members: [], perResource: [] };
       this.families.push(family);
     }
     if (!family.members.includes(sa)) family.members.push(sa);
+    if (sa.perResource && !family.perResource.includes(sa)) family.perResource.push(sa);
   }
 
   /** Stop sending with `sa` (deleted, or replaced by a rekeyed successor). */
@@ -51,6 +57,8 @@ export class Spd {
     const family = this.families[i]!;
     const j = family.members.indexOf(sa);
     if (j >= 0) family.members.splice(j, 1);
+    const k = family.perResource.indexOf(sa);
+    if (k >= 0) family.perResource.splice(k, 1);
     if (family.members.length === 0) this.families.splice(i, 1);
   }
 
@@ -60,8 +68,9 @@ export class Spd {
     if (!parseFlow(packet, f)) return 'malformed';
     for (const family of this.families) {
       if (!flowMatches(packet, f, family.localTs, family.remoteTs)) continue;
-      const n = family.members.length;
-      return n === 1 ? family.members[0]! : family.members[flowHash(packet, f) % n]!;
+      const senders = family.perResource.length > 0 ? family.perResource : family.members;
+      const n = senders.length;
+      return n === 1 ? senders[0]! : senders[flowHash(packet, f) % n]!;
     }
     return 'no-policy';
   }

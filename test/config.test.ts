@@ -292,6 +292,8 @@ connections:
       esp: DEFAULT_ESP_PROPOSALS.map((s) => unwrap(parseEspProposal(s))), mode: 'tunnel',
       rekeyTime: 3_600_000, lifeTime: 3_960_000, randTime: 360_000,
       rekeyBytes: 0, lifeBytes: 0, rekeyPackets: 0, lifePackets: 0, startAction: 'none', replayWindow: 1024,
+      // RFC 9611: per-resource Child SAs off (RFC 9611 §7), at most one per worker (dataplane.workers: 3).
+      perCpuSas: false, perCpuSasMax: 3,
     });
   });
 

@@ -46,10 +46,27 @@ export function selectors(c: ChildSaStatus): string {
   return `${c.localTs.join(', ') || '(none)'} === ${c.remoteTs.join(', ') || '(none)'}`;
 }
 
+/** ", fallback SA (RFC 9611)", ", per-resource for worker 2 (resource 1a2b3c4d)", ", parallel for worker 1", or nothing. */
+export function placementText(c: ChildSaStatus): string {
+  const p = c.placement;
+  if (!p) return '';
+  if (p.kind === 'fallback') return ', fallback SA (RFC 9611)';
+  const worker = p.resource !== null ? ` for worker ${p.resource}` : '';
+  return `, ${p.kind}${worker}${p.resourceId ? ` (resource ${p.resourceId})` : ''}`;
+}
+
+/** "per-worker SAs: parallel, complete (why)" for a session that chose how to spread, or nothing. */
+export function perWorkerText(family: FamilyStatus): string | undefined {
+  const p = family.perWorker;
+  if (!p || (p.mode === 'single' && p.reason.startsWith('no per-worker'))) return undefined;
+  const limit = p.limit ? `; ${p.limit}` : '';
+  return `per-worker SAs: ${p.mode}${p.perChild > 1 ? ` (${p.perChild} per child)` : ''}, ${p.state}: ${p.reason}${limit}`;
+}
+
 /** One Child SA as a heading and its detail lines. */
 export function formatChildSa(c: ChildSaStatus): { line: string; children: string[] } {
   return {
-    line: `${c.name} #${c.id}: ${c.state.toUpperCase()}, ${age(c.ageSeconds)}${c.udpEncap ? ', UDP-encapsulated' : ''}${typeof c.worker === 'number' ? `, worker ${c.worker}` : ''}`,
+    line: `${c.name} #${c.id}: ${c.state.toUpperCase()}, ${age(c.ageSeconds)}${c.udpEncap ? ', UDP-encapsulated' : ''}${typeof c.worker === 'number' ? `, worker ${c.worker}` : ''}${placementText(c)}`,
     children: tree([
       { line: `SPIs      in ${c.spiIn}, out ${c.spiOut}` },
       { line: `proposal  ${c.proposal}` },
@@ -100,7 +117,9 @@ export function formatStatus(status: GatewayStatus): string {
   for (const family of status.families ?? []) {
     const members = family.members.map((id) => byId.get(id)).filter((m): m is IkeSaStatus => m !== undefined);
     members.forEach((m) => shown.add(m.id));
-    blocks.push(members.length > 1 || family.target > 1 ? formatFamily(family, members) : members.map(formatIkeSa).join('\n\n'));
+    const spread = perWorkerText(family);
+    const block = members.length > 1 || family.target > 1 ? formatFamily(family, members) : members.map(formatIkeSa).join('\n\n');
+    blocks.push(spread ? `${block}\n${spread}` : block);
   }
   for (const sa of status.ikeSas) if (!shown.has(sa.id)) blocks.push(formatIkeSa(sa));
   return [...blocks, summary].join('\n\n');

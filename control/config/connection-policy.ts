@@ -69,6 +69,9 @@ export function connectionPolicy(conn: ConnectionConfig, fallbackLocal: string |
       esp: c.esp,
       replayWindow: c.replayWindow,
       startAction: c.startAction,
+      // RFC 9611 (control/ike/per-resource.ts).
+      perCpuSas: c.perCpuSas,
+      ...(c.perCpuSasMax !== undefined ? { perCpuSasMax: c.perCpuSasMax } : {}),
       // RFC 7296 §2.8 (control/ike/lifetimes.ts).
       rekeyTime: c.rekeyTime,
       lifeTime: c.lifeTime,

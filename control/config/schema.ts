@@ -204,6 +204,17 @@
  *                              # initiates the connection)
  *         replay_window: 1024  # anti-replay window in packets: a power of two from 64 to 4096
  *                              # (the data plane's range, wasm/layout.ts)
+ *         per_cpu_sas: no      # RFC 9611 per-resource Child SAs, as strongSwan's per_cpu_sas: yes
+ *                              # (initiator) after this child's first Child SA (the fallback SA, RFC 9611
+ *                              # §3), one Child SA with SA_RESOURCE_INFO per data-plane worker, each on its
+ *                              # worker; (responder) accept them for the same selectors, each pinned to a
+ *                              # worker, TS_MAX_QUEUE past per_cpu_sas_max. Off by default (RFC 9611 §7).
+ *                              # A connection with clone.per: worker uses them anyway with a peer that
+ *                              # cannot clone but answers SA_RESOURCE_INFO, and parallel Child SAs with
+ *                              # identical selectors (RFC 7296 §2.8), one per worker, with one that does
+ *                              # neither; `ikeclone status` says which and why
+ *         per_cpu_sas_max: <workers>  # per-resource Child SAs of this child per IKE SA: created as
+ *                              # initiator, accepted as responder (1..MAX_WORKERS; default dataplane.workers)
  * ```
  *
  * The library API passes objects instead of YAML: connectionFromObject and
@@ -322,6 +333,8 @@ function childSchema() {
     rekey_packets: leaf(withDefault(0, count)),
     life_packets: leaf(withDefault<number | undefined>(undefined, count)),
     start_action: leaf(withDefault('none', oneOf(['none', 'start'] as const))),
+    per_cpu_sas: leaf(withDefault(false, boolean)),
+    per_cpu_sas_max: leaf(withDefault<number | undefined>(undefined, integer(1, MAX_WORKERS))),
     replay_window: leaf(withDefault(DEFAULT_REPLAY_WINDOW, (v) => {
       const expected = `a power of two from ${MIN_REPLAY_WINDOW} to ${MAX_REPLAY_WINDOW}`;
       const n = integer(MIN_REPLAY_WINDOW, MAX_REPLAY_WINDOW, expected)(v);
@@ -362,7 +375,9 @@ function childSchema() {
       lifePackets,
       startAction: raw.start_action,
       replayWindow: raw.replay_window,
+      perCpuSas: raw.per_cpu_sas,
     };
+    if (raw.per_cpu_sas_max !== undefined) child.perCpuSasMax = raw.per_cpu_sas_max;
     return child;
   });
 }
@@ -540,7 +555,8 @@ export function connectionSchema(ctx: Ctx) {
       reauthTime: raw.reauth_time,
       overTime,
       randTime,
-      children: Object.entries(raw.children).map(([name, child]) => ({ name, ...child })),
+      // RFC 9611: per-resource Child SAs default to one per data-plane worker.
+      children: Object.entries(raw.children).map(([name, child]) => ({ name, ...child, perCpuSasMax: child.perCpuSasMax ?? ctx.workers })),
     };
     if (psk !== undefined) conn.psk = psk;
     if (raw.send_cert !== undefined) conn.sendCert = raw.send_cert;

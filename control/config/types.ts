@@ -164,6 +164,10 @@ export interface ChildConfig {
   startAction: StartAction;
   /** Anti-replay window in packets (RFC 4303 §3.4.3). */
   replayWindow: number;
+  /** strongSwan's per_cpu_sas: RFC 9611 per-resource Child SAs (control/ike/per-resource.ts). */
+  perCpuSas: boolean;
+  /** Per-resource Child SAs per IKE SA and selectors; default: the data plane's workers. */
+  perCpuSasMax?: number;
 }
 
 export interface ConnectionConfig {

@@ -15,7 +15,7 @@ import type { RandomSource } from '../crypto/random.js';
 import type { Logger } from '../log.js';
 import type { Clock } from './clock.js';
 import type { DeletionOptions, EngineLimits, LifetimeOptions, LivenessOptions, MobilityOptions, ReassemblyLimits, RetransmitPolicy } from './defaults.js';
-import type { ChildSa, IkeSa, InitiatorExchange, RedirectTrail, ResponderResult } from './ike-sa.js';
+import type { ChildCreateOptions, ChildSa, IkeSa, InitiatorExchange, RedirectTrail, ResponderResult } from './ike-sa.js';
 import type { KeyLogSink } from './keylog.js';
 import type { ConnectionPolicy } from './policy.js';
 import type { Endpoint, SendFn, SendKeepalive } from './transport.js';
@@ -268,7 +268,7 @@ export interface IkeContext extends Pick<EventEmitter<EngineEvents>, 'on' | 'off
   initiate(name: string, opts?: InitiateOptions): Promise<IkeSa>;
   startIkeAuth(sa: IkeSa): void;
   startRemainingChildren(sa: IkeSa): void;
-  createChildSa(sa: IkeSa, childName: string, opts?: { pfs?: boolean }): Promise<ChildSa>;
+  createChildSa(sa: IkeSa, childName: string, opts?: ChildCreateOptions): Promise<ChildSa>;
   deleteUnusableChild(sa: IkeSa, spiIn: number): void;
   rekeyChildSa(child: ChildSa, opts?: { pfs?: boolean }): Promise<ChildSa>;
   rekeyIkeSa(sa: IkeSa): Promise<IkeSa>;

@@ -23,7 +23,7 @@ import { systemClock, type Clock } from './clock.js';
 import type { DropReason, EngineEvents, EngineStats, IkeContext, IkeEngineOptions, InitiateOptions, MessageTrace, RedirectHooks } from './context.js';
 import { DEFAULT_HALF_OPEN_PRESSURE_TIMEOUT, DEFAULT_HALF_OPEN_TIMEOUT, DEFAULT_LIMITS, DEFAULT_MOBILITY, DEFAULT_PORTS, DEFAULT_RETRANSMIT } from './defaults.js';
 import type { EngineLimits, MobilityOptions, RetransmitPolicy } from './defaults.js';
-import { IkeSa, spi64Hex, type ChildSa, type InitiatorExchange, type ResponderResult } from './ike-sa.js';
+import { IkeSa, spi64Hex, type ChildCreateOptions, type ChildSa, type InitiatorExchange, type ResponderResult } from './ike-sa.js';
 import type { KeyLogSink } from './keylog.js';
 import type { ConnectionPolicy } from './policy.js';
 import { fallBackToSmallerFragments, sealOutgoing } from './fragmentation.js';
@@ -200,7 +200,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
   startRemainingChildren(sa: IkeSa): void { startRemainingChildren(this, sa); }
 
   /** Create an additional Child SA on an established IKE SA (CREATE_CHILD_SA, RFC 7296 §1.3.1). */
-  createChildSa(sa: IkeSa, childName: string, opts: { pfs?: boolean } = {}): Promise<ChildSa> { return createChildSa(this, sa, childName, opts); }
+  createChildSa(sa: IkeSa, childName: string, opts: ChildCreateOptions = {}): Promise<ChildSa> { return createChildSa(this, sa, childName, opts); }
 
   /** Tell the peer to drop a Child SA we will not use (RFC 7296 §2.21.2). */
   deleteUnusableChild(sa: IkeSa, spiIn: number): void {

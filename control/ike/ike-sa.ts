@@ -244,6 +244,11 @@ export class IkeSa {
    */
   fragmentSize: number | undefined;
   /**
+   * RFC 9611 §3: the peer answered our first Child SA's SA_RESOURCE_INFO with
+   * its own, so it accepts per-resource Child SAs for the same selectors.
+   */
+  peerResourceInfo = false;
+  /**
    * MOBIKE initiator (RFC 4555 §1.3): we started the first IKE SA of the series
    * this one descends from by rekeys and clones. Only the MOBIKE initiator
    * moves an IKE SA (§3.1, §3.5); the IKEv2 role (`isInitiator`) follows the
@@ -364,6 +369,30 @@ export interface ChildKeyMaterial {
   integOut: Uint8Array;
 }
 
+/**
+ * Why a Child SA shares its selectors with others of the same IKE SA, and the
+ * data-plane worker it belongs on (architecture §5.1):
+ * - fallback: the first Child SA of an RFC 9611 negotiation (§3, §4), for
+ *   every worker while per-resource ones are missing; it only receives once
+ *   one exists;
+ * - per-resource: an RFC 9611 Child SA carrying SA_RESOURCE_INFO, bound to one worker;
+ * - parallel: one of several Child SAs with identical selectors (RFC 7296 §2.8)
+ *   with a peer that knows neither cloning nor RFC 9611.
+ * `worker` absent: the data plane chooses (the fewest SAs of the family).
+ */
+export interface ChildPlacement {
+  kind: 'fallback' | 'per-resource' | 'parallel';
+  worker?: number;
+  /** Our opaque SA_RESOURCE_INFO identifier (hex), never the worker number (RFC 9611 §7). */
+  resourceId?: string;
+}
+
+/** How a Child SA is asked for with CREATE_CHILD_SA: PFS, and a per-worker placement. */
+export interface ChildCreateOptions {
+  pfs?: boolean;
+  placement?: ChildPlacement;
+}
+
 let nextChildId = 1;
 
 export class ChildSa {
@@ -376,6 +405,10 @@ export class ChildSa {
    * send once the peer has it, dataplane/handover.ts).
    */
   peerCreated = false;
+  /** Per-worker placement of a Child SA that shares its selectors (RFC 9611, RFC 7296 §2.8); kept across rekeys. */
+  placement: ChildPlacement | undefined;
+  /** The id of the Child SA this one rekeyed (RFC 7296 §1.3.3): it takes over that one's outbound traffic. */
+  replacesId: number | undefined;
 
   constructor(
     /** The IKE SA that manages it; changes when that IKE SA is rekeyed (not when cloned). */

@@ -373,7 +373,8 @@ export class LifetimeManager {
           const ike = child.ike;
           this.engine.log.info({ ike: ike.id, child: child.id }, 'the peer does not know the Child SA (CHILD_SA_NOT_FOUND): creating a new one');
           this.engine.removeChild(child, 'unknown to the peer (CHILD_SA_NOT_FOUND)');
-          this.engine.createChildSa(ike, child.name).catch((e: Error) => this.engine.log.warn({ ike: ike.id, child: child.name, reason: e.message }, 'could not create Child SA'));
+          // A per-worker Child SA (architecture §5.1) is created again for its worker, beside its siblings.
+          this.engine.createChildSa(ike, child.name, child.placement ? { placement: child.placement } : {}).catch((e: Error) => this.engine.log.warn({ ike: ike.id, child: child.name, reason: e.message }, 'could not create Child SA'));
           return;
         }
         this.engine.log.warn({ ike: child.ike.id, child: child.id, reason: err.message }, 'Child SA rekey failed');

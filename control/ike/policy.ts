@@ -46,6 +46,18 @@ export interface ChildPolicy {
   replayWindow: number;
   startAction: 'none' | 'start';
   /**
+   * strongSwan's per_cpu_sas (RFC 9611): as initiator, ask for one
+   * per-resource Child SA per worker after the first (the fallback SA); as
+   * responder, accept them (off by default, RFC 9611 §7).
+   */
+  perCpuSas?: boolean;
+  /**
+   * Per-resource Child SAs of this child per IKE SA and selectors: created as
+   * initiator, accepted as responder (TS_MAX_QUEUE past it, RFC 9611 §6);
+   * absent: one.
+   */
+  perCpuSasMax?: number;
+  /**
    * Lifetimes (RFC 7296 §2.8; control/ike/lifetimes.ts). Each end enforces
    * its own. Times in ms, volumes in bytes/packets; 0 or absent = no limit,
    * except lifeTime, which defaults to rekeyTime + 10% (0 = none). Soft

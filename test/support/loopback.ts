@@ -3,6 +3,8 @@
 // address in it can be bound without configuring anything.
 import { configFromObject } from '../../control/config/index.js';
 import type { GatewayConfig } from '../../control/config/index.js';
+import { Gateway } from '../../control/gateway.js';
+import { silentLogger } from '../../control/log.js';
 
 let nextPort = 20000 + (process.pid % 200) * 50;
 
@@ -55,4 +57,22 @@ export function loopbackPair(opts: { ike?: string; esp?: string; extra?: Record<
     },
   });
   return { initiator, responder };
+}
+
+/**
+ * Start the responder, then the initiator, of a loopbackPair() with `workers`
+ * data-plane workers each and ESP over UDP; both are pushed to `running`
+ * (the caller stops them).
+ */
+export async function startGatewayPair(pair: { initiator: GatewayConfig; responder: GatewayConfig }, workers: number, running: Gateway[]): Promise<{ gw: Gateway; client: Gateway }> {
+  for (const c of [pair.initiator, pair.responder]) {
+    c.dataplane.workers = workers;
+    c.dataplane.esp = 'udp';
+  }
+  const gw = new Gateway({ config: pair.responder, log: silentLogger() });
+  const client = new Gateway({ config: pair.initiator, log: silentLogger() });
+  running.push(gw, client);
+  await gw.start();
+  await client.start();
+  return { gw, client };
 }

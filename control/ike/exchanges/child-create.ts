@@ -13,7 +13,7 @@ import { ExchangeType, NotifyType, PayloadType, TransformType, notifyName } from
 import type { Payload } from '../../wire/payloads.js';
 import type { KeyExchange } from '../../crypto/keyexchange.js';
 import { isValidNonceLength } from '../../crypto/keys.js';
-import type { ChildSa, IkeSa, InitiatorExchange, ResponderResult } from '../ike-sa.js';
+import type { ChildCreateOptions, ChildPlacement, ChildSa, IkeSa, InitiatorExchange, ResponderResult } from '../ike-sa.js';
 import type { IkeContext } from '../context.js';
 import { classifyRequest } from '../requests.js';
 import type { ChildPolicy } from '../policy.js';
@@ -21,6 +21,7 @@ import { acceptChild, childPfsGroup, childRequest, dropOffer, respondChild, resp
 import type { ChildOffer } from '../child-negotiation.js';
 import { errorNotify, notify, u16 } from '../payload-builders.js';
 import { NONCE_LENGTH } from '../defaults.js';
+import { hasResourceInfo, placeResponderChild, resourceInfoNotify } from '../per-resource.js';
 
 export interface ChildCreateCallbacks {
   pfs: boolean;
@@ -29,16 +30,22 @@ export interface ChildCreateCallbacks {
   /** KE group to use instead of the configured first one (after INVALID_KE_PAYLOAD). */
   group?: number;
   retries?: number;
+  /**
+   * A per-worker Child SA (architecture §5.1): 'per-resource' ones carry
+   * SA_RESOURCE_INFO with `resourceId` (RFC 9611 §3); the new SA gets this placement.
+   */
+  placement?: ChildPlacement;
 }
 
 // ------------------------------------------------------------------ initiator
 
 /** Create an additional Child SA on an established IKE SA (CREATE_CHILD_SA, RFC 7296 §1.3.1). */
-export function createChildSa(engine: IkeContext, sa: IkeSa, childName: string, opts: { pfs?: boolean } = {}): Promise<ChildSa> {
+export function createChildSa(engine: IkeContext, sa: IkeSa, childName: string, opts: ChildCreateOptions = {}): Promise<ChildSa> {
   const child = sa.policy.children.find((c) => c.name === childName);
   if (!child) return Promise.reject(new Error(`connection "${sa.name}" has no child "${childName}"`));
   return new Promise((resolve, reject) => {
-    engine.queueExchange(sa, new ChildCreateInitiator(engine, child, { pfs: opts.pfs ?? true, resolve, reject }));
+    const placement = opts.placement ? { placement: opts.placement } : {};
+    engine.queueExchange(sa, new ChildCreateInitiator(engine, child, { pfs: opts.pfs ?? true, resolve, reject, ...placement }));
   });
 }
 
@@ -63,6 +70,9 @@ export class ChildCreateInitiator implements InitiatorExchange {
     this.release();
     const request = childRequest(this.engine, sa, this.child, this.group);
     ({ offer: this.offer, nonceI: this.nonceI, keyExchange: this.keyExchange } = request);
+    // RFC 9611 §3: a per-resource Child SA is asked for with SA_RESOURCE_INFO.
+    const resourceId = this.cb.placement?.kind === 'per-resource' ? this.cb.placement.resourceId : undefined;
+    if (resourceId !== undefined) return [resourceInfoNotify(Buffer.from(resourceId, 'hex')), ...request.payloads];
     return request.payloads;
   }
 
@@ -73,8 +83,9 @@ export class ChildCreateInitiator implements InitiatorExchange {
       // The responder installed the Child SA it answered with; have it deleted (as after IKE_AUTH, RFC 7296 §2.21.2).
       if (peerInstalled) this.engine.deleteUnusableChild(sa, offer.spiIn);
       this.engine.emit('child-failed', sa, this.child.name, reason);
-      this.cb.reject(new Error(reason));
+      this.cb.reject(Object.assign(new Error(reason), refusal !== undefined ? { notify: refusal } : {}));
     };
+    let refusal: number | undefined;
     const invalidKe = findNotifies(payloads, NotifyType.INVALID_KE_PAYLOAD)[0];
     if (invalidKe) {
       const group = u16(invalidKe.data);
@@ -87,7 +98,10 @@ export class ChildCreateInitiator implements InitiatorExchange {
       return;
     }
     const error = errorNotify(payloads);
-    if (error) return fail(`responder answered ${notifyName(error.notifyType)}`);
+    if (error) {
+      refusal = error.notifyType;
+      return fail(`responder answered ${notifyName(error.notifyType)}`);
+    }
     const nonce = findPayload(payloads, PayloadType.NONCE);
     if (!nonce || !isValidNonceLength(sa.suite!.prf!, nonce.data.length)) return fail('response lacks a valid nonce', true);
     let sharedSecret: Uint8Array | undefined;
@@ -107,6 +121,10 @@ export class ChildCreateInitiator implements InitiatorExchange {
     this.keyExchange = undefined;
     if (typeof child === 'string') return fail(child, true);
     this.offer = undefined;
+    const placement = this.cb.placement;
+    // RFC 9611 §3: a responder that does not answer SA_RESOURCE_INFO made an ordinary Child SA,
+    // another one with the same selectors (RFC 7296 §2.8): it stays on its worker as a parallel SA.
+    if (placement) child.placement = placement.kind === 'per-resource' && !hasResourceInfo(payloads) ? { kind: 'parallel', worker: placement.worker! } : placement;
     this.engine.addChild(child);
     this.cb.resolve(child);
   }
@@ -162,5 +180,11 @@ function respondNewChild(engine: IkeContext, sa: IkeSa, payloads: Payload[], non
   const result = respondChild(engine, sa, payloads, { nonceI: new Uint8Array(nonceI), nonceR }, responderKeyExchange(engine, payloads));
   if (!result.ok) return { payloads: [notify(result.error.notify, result.error.data)] };
   const { payloads: [saOut, ...rest], child } = result.value;
-  return { payloads: [saOut!, { type: PayloadType.NONCE, data: nonceR }, ...rest], after: () => engine.addChild(child) };
+  // RFC 9611 §3, §6; RFC 7296 §2.8: a per-resource, fallback or parallel Child SA, or TS_MAX_QUEUE.
+  const placed = placeResponderChild(engine, sa, payloads, child, false);
+  if (!placed.ok) {
+    child.wipeKeys();
+    return { payloads: [notify(placed.notify)] };
+  }
+  return { payloads: [saOut!, { type: PayloadType.NONCE, data: nonceR }, ...rest, ...placed.payloads], after: () => engine.addChild(child) };
 }

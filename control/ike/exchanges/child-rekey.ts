@@ -23,6 +23,15 @@ function copy(b: Uint8Array): Uint8Array {
   return new Uint8Array(b);
 }
 
+/**
+ * The new SA takes over the old one's outbound traffic, and stays on its worker
+ * (RFC 9611 §3: "bound to the same resource(s) as the Child SA that is being rekeyed").
+ */
+function inherit(created: ChildSa, old: ChildSa): void {
+  created.replacesId = old.id;
+  created.placement = old.placement;
+}
+
 // ------------------------------------------------------------------ initiator
 
 /** Rekey a Child SA (RFC 7296 §1.3.3); the old one is deleted once the new one is up. */
@@ -86,6 +95,7 @@ export class ChildRekeyInitiator implements InitiatorExchange {
     this.keyExchange?.destroy();
     if (typeof created === 'string') return fail(created);
     this.offer = undefined;
+    inherit(created, this.old);
     this.engine.addChild(created);
     // §2.8: the initiator of the rekey deletes the old Child SA once the new one is in place,
     // unless a simultaneous rekey made ours the redundant one (§2.8.1).
@@ -122,6 +132,7 @@ export function respondChildRekey(engine: IkeContext, sa: IkeSa, payloads: Paylo
   return {
     payloads: [saOut!, { type: PayloadType.NONCE, data: nonceR }, ...rest],
     after: () => {
+      inherit(child, old);
       engine.addChild(child);
       // The initiator deletes the old SA; until then it still takes inbound traffic (§2.8).
       // If we are rekeying it too, the nonces decide later (§2.8.1).

@@ -25,6 +25,7 @@ import { AUTH_DOES_NOT_VERIFY, authRefusal, buildAuth, certPayloads, certreqPayl
 import { acceptChild, dropOffer, offerChild, offerPayloads, respondChild } from '../child-negotiation.js';
 import type { ChildOffer } from '../child-negotiation.js';
 import { errorNotify, hasNotify, idPayload, notify } from '../payload-builders.js';
+import { firstChildPlacement, hasResourceInfo, offersResourceInfo, placeInitialChild, resourceInfoNotify } from '../per-resource.js';
 import { policiesForPath } from './ike-init.js';
 import { additionalAddressNotifies, natsProhibited, noNatsAllowedData, peerAddressList } from './mobike.js';
 import { selectProposal, chosenProposal } from '../proposals.js';
@@ -136,6 +137,8 @@ export class IkeAuthInitiator implements InitiatorExchange {
     if (firstChild) {
       this.offer = offerChild(this.engine, sa, firstChild);
       payloads.push(...offerPayloads(this.offer));
+      // RFC 9611 §3: ask whether the peer takes per-resource Child SAs (per-resource.ts).
+      if (offersResourceInfo(policy, firstChild)) payloads.push(resourceInfoNotify());
     }
     payloads.push(...supportNotifies(policy), ...mobikeAddressNotifies(this.engine, sa, true));
     return payloads;
@@ -170,6 +173,7 @@ export class IkeAuthInitiator implements InitiatorExchange {
     sa.peerKey = formatIdentity(peerId);
     sa.peerMobike = sa.policy.mobike && hasNotify(payloads, NotifyType.MOBIKE_SUPPORTED);
     sa.peerClone = sa.policy.cloneSupport && hasNotify(payloads, NotifyType.CLONE_IKE_SA_SUPPORTED);
+    sa.peerResourceInfo = this.offer !== undefined && offersResourceInfo(sa.policy, this.offer.child) && hasResourceInfo(payloads);
     if (sa.peerMobike) sa.peerAdditionalAddresses = peerAddressList(payloads) ?? [];
     sa.homeAddress ??= sa.local.address;
     const cp = findPayload(payloads, PayloadType.CP);
@@ -194,6 +198,8 @@ export class IkeAuthInitiator implements InitiatorExchange {
         // RFC 7296 §2.21.2: the IKE SA stands; the peer drops the Child SA we cannot use.
         engine.deleteUnusableChild(sa, offer.spiIn);
       } else {
+        // The fallback SA of RFC 9611 §3, or worker 0's parallel SA (per-resource.ts).
+        child.placement = firstChildPlacement(sa);
         engine.addChild(child);
       }
     }
@@ -292,7 +298,8 @@ export function respondIkeAuth(engine: IkeContext, sa: IkeSa, payloads: Payload[
       response.push(notify(policy.pools.length > 0 && !cp ? NotifyType.FAILED_CP_REQUIRED : NotifyType.INTERNAL_ADDRESS_FAILURE));
     } else {
       created = respondChild(engine, sa, payloads, { nonceI: sa.nonceI!, nonceR: sa.nonceR! });
-      if (created.ok) response.push(...created.value.payloads);
+      // RFC 9611 §3: SA_RESOURCE_INFO answered for a per_cpu_sas child makes this the fallback SA.
+      if (created.ok) response.push(...created.value.payloads, ...placeInitialChild(engine, sa, payloads, created.value.child));
       else response.push(notify(created.error.notify, created.error.data));
     }
   }

@@ -43,6 +43,10 @@ export interface NativeIo {
   /** An IPv4 raw socket for one IP protocol; returns its fd. */
   rawOpen(protocol: number, bufferBytes: number): number;
   udpRecv(fd: number, buffer: Uint8Array, slotSize: number, desc: Int32Array): number;
+  /** An IPv6 raw socket for one IP protocol with IPV6_RECVPKTINFO (native/io/raw6.c); returns its fd. */
+  raw6Open(protocol: number, bufferBytes: number): number;
+  /** udpRecv for raw6 sockets, plus each datagram's destination address in 4 int32 words of `dest`. */
+  raw6Recv(fd: number, buffer: Uint8Array, slotSize: number, desc: Int32Array, dest: Int32Array): number;
   udpSend(fd: number, data: Uint8Array, desc: Int32Array, count: number): number;
   watch(fd: number, callback: (status: number) => void): unknown;
   unwatch(handle: unknown): void;

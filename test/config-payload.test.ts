@@ -159,6 +159,12 @@ describe('IKE over IPv6 outer addresses, in memory', () => {
     expect(init.ok && init.value.header.exchangeType).toBe(ExchangeType.IKE_SA_INIT);
   });
 
+  it('a responder whose local_addrs is the unspecified IPv6 address (::) takes IKE_SA_INIT on any address', async () => {
+    const { sa, peerSa } = await establish6({ responder: { localAddrs: ['::'] } });
+    expect(sa.state).toBe('established');
+    expect(peerSa.local.address).toBe('2001:db8::2');
+  });
+
   it('a virtual IPv6 address leased over IPv6 outer addresses, with IPv4 inner traffic selected too', async () => {
     const { sa, peerSa } = await establish6({
       initiator: dynamicInitiator({ virtualIps: ['0.0.0.0', '::'] }),

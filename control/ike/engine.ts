@@ -101,7 +101,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
     this.keyLog = opts.keyLog;
     this.halfOpenTimeout = opts.halfOpenTimeout ?? DEFAULT_HALF_OPEN_TIMEOUT;
     const halfOpenPressureTimeout = Math.min(this.halfOpenTimeout, opts.halfOpenPressureTimeout ?? DEFAULT_HALF_OPEN_PRESSURE_TIMEOUT);
-    this.localAddressFor = opts.localAddressFor ?? (() => '0.0.0.0');
+    this.localAddressFor = opts.localAddressFor ?? ((remote) => (remote.includes(':') ? '::' : '0.0.0.0'));
     this.localAddressList = opts.localAddresses ?? (() => []);
     this.mobility = { ...DEFAULT_MOBILITY, ...opts.mobility };
     this.cookieSecret = createCookieSecret(this.random);

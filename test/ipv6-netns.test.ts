@@ -286,6 +286,144 @@ describe('IPv6 end to end: ikeclone <-> ikeclone and ikeclone <-> charon over IP
     return { charon, ikc };
   }
 
+  interopTest(
+    'virtual IPs from charon: ikeclone asks for vips [0.0.0.0, ::] over IPv6, takes charon\'s INTERNAL_IP6_ADDRESS and DNS servers, and pings from both addresses',
+    PRE_CHARON,
+    async () => {
+      const { topo, t6 } = await topology();
+      const x = topo.index.toString(16);
+      const [vip4, vip6] = [`10.${topo.index}.99.1`, `fd00:${x}:99::1`];
+      const dns = [`10.${topo.index}.99.53`, `fd00:${x}:99::53`];
+      const connections = pskConnection({
+        localAddrs: t6.rightOuter,
+        remoteAddrs: t6.leftOuter,
+        proposals: 'aes256gcm16-prfsha256-x25519',
+        esp: 'aes128gcm16',
+        localId: 'charon.ipv6.test',
+        remoteId: 'ikeclone.ipv6.test',
+        localTs: `${topo.rightInnerNet},${t6.rightInnerNet}`,
+        remoteTs: 'dynamic',
+        ikeOptions: 'pools = p4,p6',
+      });
+      const pools = `pools {
+  p4 {
+    addrs = 10.${topo.index}.99.0/24
+    dns = ${dns[0]}
+  }
+  p6 {
+    addrs = fd00:${x}:99::/112
+    dns = ${dns[1]}
+  }
+}`;
+      const dir = env.dir('swan-vip');
+      const charon: Charon = await startCharon(topo.right, {
+        dir: join(dir, 'charon'), connections, extraSwanctl: pools, secrets: pskSecrets('ipv6', ['charon.ipv6.test', 'ikeclone.ipv6.test'], PSK), installRoutes: true,
+      });
+      env.cleanup(() => charon.stop());
+      const config = gatewayConfig(t6, 'left', 'auto', {
+        local: { id: 'ikeclone.ipv6.test', auth: 'psk' },
+        remote: { id: 'charon.ipv6.test', auth: 'psk' },
+        vips: ['0.0.0.0', '::'],
+        children: { net: { local_ts: ['dynamic'], remote_ts: [topo.rightInnerNet, t6.rightInnerNet], esp: ['aes128gcm16'] } },
+      });
+      const ikc: Ikeclone = await startIkeclone(topo.left, { dir: join(dir, 'ikeclone'), config });
+      env.cleanup(() => ikc.stop());
+      onTestFailed(() => {
+        process.stderr.write(`\n--- ikeclone log (tail) ---\n${ikc.log().split('\n').slice(-60).join('\n')}\n--- charon log (tail) ---\n${charon.log().split('\n').slice(-60).join('\n')}\n`);
+      });
+      await waitFor(
+        async () => {
+          const [st, sas] = await Promise.all([ikc.status(), charon.listSas()]);
+          return childrenInWorkers(st) && sas.some((s) => s.state === 'ESTABLISHED' && s.children.some((c) => c.state === 'INSTALLED'));
+        },
+        { timeoutMs: 15_000, intervalMs: 200, message: 'IKE SA and Child SA not established (and in the data plane) on both ends' },
+      );
+      const mine = (await ikc.status()).ikeSas[0]!;
+      expect(mine.virtualIps).toEqual([vip4, vip6]);
+      expect(mine.dns).toEqual(dns);
+      expect(mine.children[0]!.localTs).toEqual([`${vip4}/32`, `${vip6}/128`]);
+      await waitFor(async () => linkExists(topo.left, TUN), { timeoutMs: 5000, intervalMs: 50, message: 'TUN device' });
+      await exec(topo.left, 'ip', ['addr', 'add', `${vip4}/32`, 'dev', 'lo']);
+      await addAddress6(topo.left, `${vip6}/128`);
+      await addRoute(topo.left, topo.rightInnerNet, { dev: TUN, src: vip4 });
+      await addRoute6(topo.left, t6.rightInnerNet, { dev: TUN, src: vip6 });
+      const there6 = await ping6(topo.left, t6.rightInner, { count: 10, intervalS: 0.05, src: vip6 });
+      expect(there6.received, there6.result.stdout).toBe(10);
+      const there4 = await ping(topo.left, topo.rightInner, { count: 10, intervalS: 0.05, src: vip4 });
+      expect(there4.received, there4.result.stdout).toBe(10);
+      await overIpv6(ikc, t6.leftOuter, t6.rightOuter);
+    },
+    90_000,
+  );
+
+  interopTest(
+    'virtual IPs for charon: charon asks for vips 0.0.0.0,:: over IPv6, ikeclone leases one of each from its pools with DNS servers, and charon pings from both',
+    PRE_CHARON,
+    async () => {
+      const { topo, t6 } = await topology();
+      const x = topo.index.toString(16);
+      const [pool4, pool6] = [`10.${topo.index}.99.0/24`, `fd00:${x}:99::/112`];
+      const [vip4, vip6] = [`10.${topo.index}.99.1`, `fd00:${x}:99::1`];
+      const connections = pskConnection({
+        localAddrs: t6.rightOuter,
+        remoteAddrs: t6.leftOuter,
+        proposals: 'aes256gcm16-prfsha256-x25519',
+        esp: 'aes128gcm16',
+        localId: 'charon.ipv6.test',
+        remoteId: 'ikeclone.ipv6.test',
+        localTs: 'dynamic',
+        remoteTs: `${topo.leftInnerNet},${t6.leftInnerNet}`,
+        ikeOptions: 'vips = 0.0.0.0,::',
+      });
+      const dir = env.dir('swan-vip-r');
+      const charon: Charon = await startCharon(topo.right, {
+        dir: join(dir, 'charon'), connections, secrets: pskSecrets('ipv6', ['charon.ipv6.test', 'ikeclone.ipv6.test'], PSK), installRoutes: true,
+      });
+      // The harness's charon leaves virtual IPs off its interfaces (install_virtual_ip = no), but its
+      // routes through ipsec0 take them as source: the addresses the pools hand out first go on lo now.
+      await exec(topo.right, 'ip', ['addr', 'add', `${vip4}/32`, 'dev', 'lo']);
+      await addAddress6(topo.right, `${vip6}/128`);
+      env.cleanup(() => charon.stop());
+      const config = gatewayConfig(t6, 'left', 'auto', {
+        local: { id: 'ikeclone.ipv6.test', auth: 'psk' },
+        remote: { id: 'charon.ipv6.test', auth: 'psk' },
+        start_action: 'none',
+        pools: [pool4, pool6],
+        dns: [`10.${topo.index}.99.53`, `fd00:${x}:99::53`],
+        children: { net: { local_ts: [topo.leftInnerNet, t6.leftInnerNet], remote_ts: ['dynamic'], esp: ['aes128gcm16'] } },
+      });
+      const ikc: Ikeclone = await startIkeclone(topo.left, { dir: join(dir, 'ikeclone'), config });
+      env.cleanup(() => ikc.stop());
+      onTestFailed(() => {
+        process.stderr.write(`\n--- ikeclone log (tail) ---\n${ikc.log().split('\n').slice(-60).join('\n')}\n--- charon log (tail) ---\n${charon.log().split('\n').slice(-60).join('\n')}\n`);
+      });
+      await charon.initiate('net', 'ikeclone');
+      await waitFor(
+        async () => {
+          const [st, sas] = await Promise.all([ikc.status(), charon.listSas()]);
+          return childrenInWorkers(st) && sas.some((s) => s.state === 'ESTABLISHED' && s.children.some((c) => c.state === 'INSTALLED'));
+        },
+        { timeoutMs: 15_000, intervalMs: 200, message: 'IKE SA and Child SA not established (and in the data plane) on both ends' },
+      );
+      expect((await ikc.status()).ikeSas[0]!.peerVirtualIps).toEqual([vip4, vip6]);
+      const theirs = (await charon.listSas()).find((s) => s.state === 'ESTABLISHED')!.children.find((c) => c.state === 'INSTALLED')!;
+      expect([...theirs.localTs].sort()).toEqual([`${vip4}/32`, `${vip6}/128`].sort());
+      // charon received the DNS servers of both families too (it has no resolver plugin to hand them to).
+      expect(charon.log()).toContain('processing INTERNAL_IP4_DNS attribute');
+      expect(charon.log()).toContain('processing INTERNAL_IP6_DNS attribute');
+      // charon routes through its ipsec0 from the leased addresses (install_routes); ikeclone routes the pools into its TUN device.
+      await waitFor(async () => linkExists(topo.left, TUN), { timeoutMs: 5000, intervalMs: 50, message: 'TUN device' });
+      await addRoute(topo.left, pool4, { dev: TUN });
+      await addRoute6(topo.left, pool6, { dev: TUN });
+      const there6 = await ping6(topo.right, t6.leftInner, { count: 10, intervalS: 0.05, src: vip6 });
+      expect(there6.received, there6.result.stdout).toBe(10);
+      const there4 = await ping(topo.right, topo.leftInner, { count: 10, intervalS: 0.05, src: vip4 });
+      expect(there4.received, there4.result.stdout).toBe(10);
+      await overIpv6(ikc, t6.leftOuter, t6.rightOuter);
+    },
+    90_000,
+  );
+
   for (const ikecloneStarts of [true, false]) {
     interopTest(
       `ikeclone <-> charon over IPv6 outer addresses (${ikecloneStarts ? 'ikeclone' : 'charon'} initiates): IPv6 and IPv4 inner ping both ways, iperf3 over IPv6 inside`,

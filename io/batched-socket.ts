@@ -7,7 +7,7 @@
 //   udp   bound to one address and port: IKE and ESP in UDP (RFC 3948)
 //   raw   IPv4, one IP protocol (ESP, 50): every datagram of that protocol
 //         to this host, IP header included; sent with the kernel's header
-//   raw6  IPv6, one IP protocol (native/io/raw6.c): the payload only (an
+//   raw6  IPv6, one IP protocol (native/io/udp.c): the payload only (an
 //         IPv6 raw socket never hands over the header, RFC 3542 §3), with
 //         the destination address from IPV6_PKTINFO; sent with the kernel's
 //         header
@@ -83,7 +83,7 @@ export class DestinationCache {
  */
 export type DatagramHandler = (bytes: Uint8Array, family: 4 | 6, address: Uint8Array, port: number, destination?: Uint8Array) => void;
 
-/** int32 words per datagram of raw6Recv's destination descriptor (native/io/raw6.c). */
+/** int32 words per datagram of udpRecv's destination descriptor (native/io/udp.c DEST_WORDS). */
 const RAW6_DEST_WORDS = 4;
 
 export class BatchedSocket {
@@ -124,7 +124,7 @@ export class BatchedSocket {
   /** An IPv6 raw socket for one IP protocol (root or CAP_NET_RAW); datagrams come with their destination. Throws with .code. */
   static openRaw6(protocol: number, bufferBytes: number): BatchedSocket {
     const api = loadNativeIo();
-    return new BatchedSocket(api, api.raw6Open(protocol, bufferBytes), 0, true);
+    return new BatchedSocket(api, api.rawOpen(protocol, bufferBytes, 6), 0, true);
   }
 
   /**
@@ -151,7 +151,8 @@ export class BatchedSocket {
     const desc = this.recvDesc;
     for (let call = 0; call < RECV_CALLS_PER_EVENT && !this.closed; call++) {
       const dest = this.recvDest;
-      const n = dest ? this.api.raw6Recv(this.fd, this.recvBuffer, RECV_SLOT_BYTES, desc, dest) : this.api.udpRecv(this.fd, this.recvBuffer, RECV_SLOT_BYTES, desc);
+      // The addon takes a fifth argument only as an Int32Array: none for UDP and IPv4 raw sockets.
+      const n = dest ? this.api.udpRecv(this.fd, this.recvBuffer, RECV_SLOT_BYTES, desc, dest) : this.api.udpRecv(this.fd, this.recvBuffer, RECV_SLOT_BYTES, desc);
       if (n <= 0) {
         if (n < 0) {
           this.stats.receiveErrors++;

@@ -3,7 +3,7 @@
 // kernel-libipsec always does). Root or CAP_NET_RAW. The kernel writes the
 // outer header on send. IPv4 hands the whole datagram, IP header included,
 // on receive; IPv6 the payload only (RFC 3542 §3), its source and, from
-// IPV6_PKTINFO, its destination (batched backend only: native/io/raw6.c).
+// IPV6_PKTINFO, its destination (batched backend only: native/io/udp.c).
 // Two backends:
 //   batched     the native I/O addon's raw socket (batched-socket.ts): recvmmsg
 //               on readiness; what a pass queues leaves in one sendmmsg at
@@ -114,7 +114,7 @@ export class RawEspSocket implements RawEspSender {
     return this.batchedSender(socket, ipv4Bytes);
   }
 
-  /** The IPv6 raw socket: the kernel strips the IPv6 header; the addresses come with the datagram (raw6.c). */
+  /** The IPv6 raw socket: the kernel strips the IPv6 header; the addresses come with the datagram (native/io/udp.c). */
   private openBatched6(onEsp: EspHandler, onError?: (err: Error) => void): RawBackend {
     const socket = BatchedSocket.openRaw6(IPPROTO_ESP, RAW_BUFFER_BYTES);
     socket.start(

@@ -109,11 +109,11 @@ describe('IPv6 end to end: ikeclone <-> ikeclone and ikeclone <-> charon over IP
   /** Ten echo requests each way, IPv6 and IPv4, between the inner addresses: all answered. */
   async function pingBothFamilies(topo: Topology, t6: Topology6): Promise<void> {
     for (const [ns, dst, src] of [[topo.left, t6.rightInner, t6.leftInner], [topo.right, t6.leftInner, t6.rightInner]] as const) {
-      const r = await ping6(ns, dst, { count: 10, intervalS: 0.05, src });
+      const r = await ping6(ns, dst, { count: 10, intervalS: 0.05, waitS: 5, src });
       expect(r.received, r.result.stdout + r.result.stderr).toBe(10);
     }
     for (const [ns, dst, src] of [[topo.left, topo.rightInner, topo.leftInner], [topo.right, topo.leftInner, topo.rightInner]] as const) {
-      const r = await ping(ns, dst, { count: 10, intervalS: 0.05, src });
+      const r = await ping(ns, dst, { count: 10, intervalS: 0.05, waitS: 5, src });
       expect(r.received, r.result.stdout + r.result.stderr).toBe(10);
     }
   }
@@ -158,9 +158,10 @@ describe('IPv6 end to end: ikeclone <-> ikeclone and ikeclone <-> charon over IP
       for (const [gw, me, peer] of [[left, t6.leftOuter, t6.rightOuter], [right, t6.rightOuter, t6.leftOuter]] as const) {
         const st = await overIpv6(gw, me, peer);
         // ESP in UDP 4500 over IPv6, none raw; the SA selects both families.
-        expect(st.udp!.espIn).toBeGreaterThan(1000);
+        // (The sender of the iperf3 stream receives only its ACKs, fewer under load: bounds well below either.)
+        expect(st.udp!.espIn).toBeGreaterThan(100);
         expect(st.dataplane!.rawEsp).toBeNull();
-        expect(st.dataplane!.workers.reduce((n, w) => n + w.espSent, 0)).toBeGreaterThan(1000);
+        expect(st.dataplane!.workers.reduce((n, w) => n + w.espSent, 0)).toBeGreaterThan(100);
         expect(st.ikeSas[0]!.children[0]!.localTs.join(' ')).toMatch(/fd00:/);
       }
     },
@@ -200,9 +201,7 @@ describe('IPv6 end to end: ikeclone <-> ikeclone and ikeclone <-> charon over IP
     PRE,
     async () => {
       const { topo, t6 } = await topology();
-      const pool4 = `10.${topo.index}.99.0/24`;
-      const pool6 = `fd00:${topo.index.toString(16)}:99::/112`;
-      const dns = [`10.${topo.index}.99.53`, `fd00:${topo.index.toString(16)}:99::53`];
+      const { pools: [pool4, pool6], vips: [vip4, vip6], dns } = vipPlan(topo);
       const leftConn = {
         vips: ['0.0.0.0', '::'],
         children: { net: { local_ts: ['dynamic'], remote_ts: [topo.rightInnerNet, t6.rightInnerNet], esp: ['aes128gcm16'] } },
@@ -213,27 +212,13 @@ describe('IPv6 end to end: ikeclone <-> ikeclone and ikeclone <-> charon over IP
         children: { net: { local_ts: [topo.rightInnerNet, t6.rightInnerNet], remote_ts: ['dynamic'], esp: ['aes128gcm16'] } },
       };
       const { left, right } = await gateways('vip', topo, t6, 'udp', leftConn, rightConn);
-      const mine = (await left.status()).ikeSas[0]!;
-      const vip4 = `10.${topo.index}.99.1`;
-      const vip6 = `fd00:${topo.index.toString(16)}:99::1`;
-      expect(mine.virtualIps).toEqual([vip4, vip6]);
-      expect(mine.dns).toEqual(dns);
+      await leasedToLeft(left, topo, t6, [vip4, vip6], dns);
       expect((await right.status()).ikeSas[0]!.peerVirtualIps).toEqual([vip4, vip6]);
-      // The Child SA selects exactly the leased addresses on our side.
-      expect(mine.children[0]!.localTs).toEqual([`${vip4}/32`, `${vip6}/128`]);
-      // The operator's part (architecture §6): the leased addresses on lo, routes through the TUN device from them.
-      await exec(topo.left, 'ip', ['addr', 'add', `${vip4}/32`, 'dev', 'lo']);
-      await addAddress6(topo.left, `${vip6}/128`);
-      await addRoute(topo.left, topo.rightInnerNet, { dev: TUN, src: vip4 });
-      await addRoute6(topo.left, t6.rightInnerNet, { dev: TUN, src: vip6 });
       await addRoute(topo.right, pool4, { dev: TUN });
       await addRoute6(topo.right, pool6, { dev: TUN });
-      const there6 = await ping6(topo.left, t6.rightInner, { count: 10, intervalS: 0.05, src: vip6 });
-      expect(there6.received, there6.result.stdout).toBe(10);
-      const back6 = await ping6(topo.right, vip6, { count: 10, intervalS: 0.05, src: t6.rightInner });
+      await pingFromVirtualIps(topo, t6, [vip4, vip6]);
+      const back6 = await ping6(topo.right, vip6, { count: 10, intervalS: 0.05, waitS: 5, src: t6.rightInner });
       expect(back6.received, back6.result.stdout).toBe(10);
-      const there4 = await ping(topo.left, topo.rightInner, { count: 10, intervalS: 0.05, src: vip4 });
-      expect(there4.received, there4.result.stdout).toBe(10);
       const bps = await iperf(topo, t6.rightInner, vip6);
       expect(bps).toBeGreaterThan(1e6);
       await overIpv6(left, t6.leftOuter, t6.rightOuter);
@@ -242,7 +227,40 @@ describe('IPv6 end to end: ikeclone <-> ikeclone and ikeclone <-> charon over IP
     90_000,
   );
 
-  async function charonSetUp(name: string, topo: Topology, t6: Topology6, ikecloneStarts: boolean) {
+  /**
+   * The left gateway holds exactly these virtual IPs and DNS servers and its Child SA selects
+   * the addresses; then the operator's part (architecture §6): the addresses on lo, and routes
+   * to the right's inner subnets through the TUN device from them.
+   */
+  async function leasedToLeft(gw: Ikeclone, topo: Topology, t6: Topology6, [vip4, vip6]: readonly [string, string], dns: string[]): Promise<void> {
+    const mine = (await gw.status()).ikeSas[0]!;
+    expect(mine.virtualIps).toEqual([vip4, vip6]);
+    expect(mine.dns).toEqual(dns);
+    expect(mine.children[0]!.localTs).toEqual([`${vip4}/32`, `${vip6}/128`]);
+    await exec(topo.left, 'ip', ['addr', 'add', `${vip4}/32`, 'dev', 'lo']);
+    await addAddress6(topo.left, `${vip6}/128`);
+    await addRoute(topo.left, topo.rightInnerNet, { dev: TUN, src: vip4 });
+    await addRoute6(topo.left, t6.rightInnerNet, { dev: TUN, src: vip6 });
+  }
+
+  /** Ten echo requests from each left virtual IP to the right's inner address of its family, all answered. */
+  async function pingFromVirtualIps(topo: Topology, t6: Topology6, [vip4, vip6]: readonly [string, string]): Promise<void> {
+    const there6 = await ping6(topo.left, t6.rightInner, { count: 10, intervalS: 0.05, waitS: 5, src: vip6 });
+    expect(there6.received, there6.result.stdout).toBe(10);
+    const there4 = await ping(topo.left, topo.rightInner, { count: 10, intervalS: 0.05, waitS: 5, src: vip4 });
+    expect(there4.received, there4.result.stdout).toBe(10);
+  }
+
+  /** How a charon test differs: charon's selectors and options, its pools, ikeclone's connection, who initiates. */
+  interface CharonPeer {
+    charonTs: { localTs: string; remoteTs: string; ikeOptions?: string };
+    extraSwanctl?: string;
+    ikeclone: Record<string, unknown>;
+    charonInitiates: boolean;
+  }
+
+  /** charon in the right namespace, ikeclone (TUN data plane) in the left, over the IPv6 outer addresses; resolves once both have the Child SA. */
+  async function charonPeer(name: string, topo: Topology, t6: Topology6, o: CharonPeer): Promise<{ charon: Charon; ikc: Ikeclone }> {
     const connections = pskConnection({
       localAddrs: t6.rightOuter,
       remoteAddrs: t6.leftOuter,
@@ -250,29 +268,26 @@ describe('IPv6 end to end: ikeclone <-> ikeclone and ikeclone <-> charon over IP
       esp: 'aes128gcm16',
       localId: 'charon.ipv6.test',
       remoteId: 'ikeclone.ipv6.test',
-      localTs: `${topo.rightInnerNet},${t6.rightInnerNet}`,
-      remoteTs: `${topo.leftInnerNet},${t6.leftInnerNet}`,
+      ...o.charonTs,
     });
     const dir = env.dir(name);
     const charon: Charon = await startCharon(topo.right, {
       dir: join(dir, 'charon'), connections, secrets: pskSecrets('ipv6', ['charon.ipv6.test', 'ikeclone.ipv6.test'], PSK), installRoutes: true,
+      ...(o.extraSwanctl ? { extraSwanctl: o.extraSwanctl } : {}),
     });
     env.cleanup(() => charon.stop());
     const config = gatewayConfig(t6, 'left', 'auto', {
       local: { id: 'ikeclone.ipv6.test', auth: 'psk' },
       remote: { id: 'charon.ipv6.test', auth: 'psk' },
-      start_action: ikecloneStarts ? 'start' : 'none',
-      ...bothFamilies(topo, t6, 'left'),
+      start_action: o.charonInitiates ? 'none' : 'start',
+      ...o.ikeclone,
     });
     const ikc: Ikeclone = await startIkeclone(topo.left, { dir: join(dir, 'ikeclone'), config });
     env.cleanup(() => ikc.stop());
     onTestFailed(() => {
       process.stderr.write(`\n--- ikeclone log (tail) ---\n${ikc.log().split('\n').slice(-60).join('\n')}\n--- charon log (tail) ---\n${charon.log().split('\n').slice(-60).join('\n')}\n`);
     });
-    if (!ikecloneStarts) {
-      await waitFor(async () => (await ikc.status()).ikeSas !== undefined, { timeoutMs: 5000, intervalMs: 50, message: 'ikeclone up' });
-      await charon.initiate('net', 'ikeclone');
-    }
+    if (o.charonInitiates) await charon.initiate('net', 'ikeclone');
     await waitFor(
       async () => {
         const [st, sas] = await Promise.all([ikc.status(), charon.listSas()]);
@@ -281,9 +296,17 @@ describe('IPv6 end to end: ikeclone <-> ikeclone and ikeclone <-> charon over IP
       { timeoutMs: 15_000, intervalMs: 200, message: 'IKE SA and Child SA not established (and in the data plane) on both ends' },
     );
     await waitFor(async () => linkExists(topo.left, TUN), { timeoutMs: 5000, intervalMs: 50, message: 'TUN device' });
-    // charon routes through its ipsec0 itself (install_routes); ikeclone's routes are the operator's.
-    await innerRoutes(topo, t6, ['left']);
     return { charon, ikc };
+  }
+
+  /** The first pool addresses (IPv4, IPv6) and DNS servers of the virtual IP tests, in 10.<index>.99.0/24 and fd00:<index>:99::/112. */
+  function vipPlan(topo: Topology) {
+    const x = topo.index.toString(16);
+    return {
+      pools: [`10.${topo.index}.99.0/24`, `fd00:${x}:99::/112`] as const,
+      vips: [`10.${topo.index}.99.1`, `fd00:${x}:99::1`] as const,
+      dns: [`10.${topo.index}.99.53`, `fd00:${x}:99::53`],
+    };
   }
 
   interopTest(
@@ -291,66 +314,15 @@ describe('IPv6 end to end: ikeclone <-> ikeclone and ikeclone <-> charon over IP
     PRE_CHARON,
     async () => {
       const { topo, t6 } = await topology();
-      const x = topo.index.toString(16);
-      const [vip4, vip6] = [`10.${topo.index}.99.1`, `fd00:${x}:99::1`];
-      const dns = [`10.${topo.index}.99.53`, `fd00:${x}:99::53`];
-      const connections = pskConnection({
-        localAddrs: t6.rightOuter,
-        remoteAddrs: t6.leftOuter,
-        proposals: 'aes256gcm16-prfsha256-x25519',
-        esp: 'aes128gcm16',
-        localId: 'charon.ipv6.test',
-        remoteId: 'ikeclone.ipv6.test',
-        localTs: `${topo.rightInnerNet},${t6.rightInnerNet}`,
-        remoteTs: 'dynamic',
-        ikeOptions: 'pools = p4,p6',
+      const { pools, vips: [vip4, vip6], dns } = vipPlan(topo);
+      const { ikc } = await charonPeer('swan-vip-i', topo, t6, {
+        charonTs: { localTs: `${topo.rightInnerNet},${t6.rightInnerNet}`, remoteTs: 'dynamic', ikeOptions: 'pools = p4,p6' },
+        extraSwanctl: `pools {\n  p4 {\n    addrs = ${pools[0]}\n    dns = ${dns[0]}\n  }\n  p6 {\n    addrs = ${pools[1]}\n    dns = ${dns[1]}\n  }\n}`,
+        ikeclone: { vips: ['0.0.0.0', '::'], children: { net: { local_ts: ['dynamic'], remote_ts: [topo.rightInnerNet, t6.rightInnerNet], esp: ['aes128gcm16'] } } },
+        charonInitiates: false,
       });
-      const pools = `pools {
-  p4 {
-    addrs = 10.${topo.index}.99.0/24
-    dns = ${dns[0]}
-  }
-  p6 {
-    addrs = fd00:${x}:99::/112
-    dns = ${dns[1]}
-  }
-}`;
-      const dir = env.dir('swan-vip');
-      const charon: Charon = await startCharon(topo.right, {
-        dir: join(dir, 'charon'), connections, extraSwanctl: pools, secrets: pskSecrets('ipv6', ['charon.ipv6.test', 'ikeclone.ipv6.test'], PSK), installRoutes: true,
-      });
-      env.cleanup(() => charon.stop());
-      const config = gatewayConfig(t6, 'left', 'auto', {
-        local: { id: 'ikeclone.ipv6.test', auth: 'psk' },
-        remote: { id: 'charon.ipv6.test', auth: 'psk' },
-        vips: ['0.0.0.0', '::'],
-        children: { net: { local_ts: ['dynamic'], remote_ts: [topo.rightInnerNet, t6.rightInnerNet], esp: ['aes128gcm16'] } },
-      });
-      const ikc: Ikeclone = await startIkeclone(topo.left, { dir: join(dir, 'ikeclone'), config });
-      env.cleanup(() => ikc.stop());
-      onTestFailed(() => {
-        process.stderr.write(`\n--- ikeclone log (tail) ---\n${ikc.log().split('\n').slice(-60).join('\n')}\n--- charon log (tail) ---\n${charon.log().split('\n').slice(-60).join('\n')}\n`);
-      });
-      await waitFor(
-        async () => {
-          const [st, sas] = await Promise.all([ikc.status(), charon.listSas()]);
-          return childrenInWorkers(st) && sas.some((s) => s.state === 'ESTABLISHED' && s.children.some((c) => c.state === 'INSTALLED'));
-        },
-        { timeoutMs: 15_000, intervalMs: 200, message: 'IKE SA and Child SA not established (and in the data plane) on both ends' },
-      );
-      const mine = (await ikc.status()).ikeSas[0]!;
-      expect(mine.virtualIps).toEqual([vip4, vip6]);
-      expect(mine.dns).toEqual(dns);
-      expect(mine.children[0]!.localTs).toEqual([`${vip4}/32`, `${vip6}/128`]);
-      await waitFor(async () => linkExists(topo.left, TUN), { timeoutMs: 5000, intervalMs: 50, message: 'TUN device' });
-      await exec(topo.left, 'ip', ['addr', 'add', `${vip4}/32`, 'dev', 'lo']);
-      await addAddress6(topo.left, `${vip6}/128`);
-      await addRoute(topo.left, topo.rightInnerNet, { dev: TUN, src: vip4 });
-      await addRoute6(topo.left, t6.rightInnerNet, { dev: TUN, src: vip6 });
-      const there6 = await ping6(topo.left, t6.rightInner, { count: 10, intervalS: 0.05, src: vip6 });
-      expect(there6.received, there6.result.stdout).toBe(10);
-      const there4 = await ping(topo.left, topo.rightInner, { count: 10, intervalS: 0.05, src: vip4 });
-      expect(there4.received, there4.result.stdout).toBe(10);
+      await leasedToLeft(ikc, topo, t6, [vip4, vip6], dns);
+      await pingFromVirtualIps(topo, t6, [vip4, vip6]);
       await overIpv6(ikc, t6.leftOuter, t6.rightOuter);
     },
     90_000,
@@ -361,50 +333,16 @@ describe('IPv6 end to end: ikeclone <-> ikeclone and ikeclone <-> charon over IP
     PRE_CHARON,
     async () => {
       const { topo, t6 } = await topology();
-      const x = topo.index.toString(16);
-      const [pool4, pool6] = [`10.${topo.index}.99.0/24`, `fd00:${x}:99::/112`];
-      const [vip4, vip6] = [`10.${topo.index}.99.1`, `fd00:${x}:99::1`];
-      const connections = pskConnection({
-        localAddrs: t6.rightOuter,
-        remoteAddrs: t6.leftOuter,
-        proposals: 'aes256gcm16-prfsha256-x25519',
-        esp: 'aes128gcm16',
-        localId: 'charon.ipv6.test',
-        remoteId: 'ikeclone.ipv6.test',
-        localTs: 'dynamic',
-        remoteTs: `${topo.leftInnerNet},${t6.leftInnerNet}`,
-        ikeOptions: 'vips = 0.0.0.0,::',
-      });
-      const dir = env.dir('swan-vip-r');
-      const charon: Charon = await startCharon(topo.right, {
-        dir: join(dir, 'charon'), connections, secrets: pskSecrets('ipv6', ['charon.ipv6.test', 'ikeclone.ipv6.test'], PSK), installRoutes: true,
-      });
+      const { pools, vips: [vip4, vip6], dns } = vipPlan(topo);
       // The harness's charon leaves virtual IPs off its interfaces (install_virtual_ip = no), but its
       // routes through ipsec0 take them as source: the addresses the pools hand out first go on lo now.
       await exec(topo.right, 'ip', ['addr', 'add', `${vip4}/32`, 'dev', 'lo']);
       await addAddress6(topo.right, `${vip6}/128`);
-      env.cleanup(() => charon.stop());
-      const config = gatewayConfig(t6, 'left', 'auto', {
-        local: { id: 'ikeclone.ipv6.test', auth: 'psk' },
-        remote: { id: 'charon.ipv6.test', auth: 'psk' },
-        start_action: 'none',
-        pools: [pool4, pool6],
-        dns: [`10.${topo.index}.99.53`, `fd00:${x}:99::53`],
-        children: { net: { local_ts: [topo.leftInnerNet, t6.leftInnerNet], remote_ts: ['dynamic'], esp: ['aes128gcm16'] } },
+      const { charon, ikc } = await charonPeer('swan-vip-r', topo, t6, {
+        charonTs: { localTs: 'dynamic', remoteTs: `${topo.leftInnerNet},${t6.leftInnerNet}`, ikeOptions: 'vips = 0.0.0.0,::' },
+        ikeclone: { pools: [...pools], dns, children: { net: { local_ts: [topo.leftInnerNet, t6.leftInnerNet], remote_ts: ['dynamic'], esp: ['aes128gcm16'] } } },
+        charonInitiates: true,
       });
-      const ikc: Ikeclone = await startIkeclone(topo.left, { dir: join(dir, 'ikeclone'), config });
-      env.cleanup(() => ikc.stop());
-      onTestFailed(() => {
-        process.stderr.write(`\n--- ikeclone log (tail) ---\n${ikc.log().split('\n').slice(-60).join('\n')}\n--- charon log (tail) ---\n${charon.log().split('\n').slice(-60).join('\n')}\n`);
-      });
-      await charon.initiate('net', 'ikeclone');
-      await waitFor(
-        async () => {
-          const [st, sas] = await Promise.all([ikc.status(), charon.listSas()]);
-          return childrenInWorkers(st) && sas.some((s) => s.state === 'ESTABLISHED' && s.children.some((c) => c.state === 'INSTALLED'));
-        },
-        { timeoutMs: 15_000, intervalMs: 200, message: 'IKE SA and Child SA not established (and in the data plane) on both ends' },
-      );
       expect((await ikc.status()).ikeSas[0]!.peerVirtualIps).toEqual([vip4, vip6]);
       const theirs = (await charon.listSas()).find((s) => s.state === 'ESTABLISHED')!.children.find((c) => c.state === 'INSTALLED')!;
       expect([...theirs.localTs].sort()).toEqual([`${vip4}/32`, `${vip6}/128`].sort());
@@ -412,25 +350,30 @@ describe('IPv6 end to end: ikeclone <-> ikeclone and ikeclone <-> charon over IP
       expect(charon.log()).toContain('processing INTERNAL_IP4_DNS attribute');
       expect(charon.log()).toContain('processing INTERNAL_IP6_DNS attribute');
       // charon routes through its ipsec0 from the leased addresses (install_routes); ikeclone routes the pools into its TUN device.
-      await waitFor(async () => linkExists(topo.left, TUN), { timeoutMs: 5000, intervalMs: 50, message: 'TUN device' });
-      await addRoute(topo.left, pool4, { dev: TUN });
-      await addRoute6(topo.left, pool6, { dev: TUN });
-      const there6 = await ping6(topo.right, t6.leftInner, { count: 10, intervalS: 0.05, src: vip6 });
+      await addRoute(topo.left, pools[0], { dev: TUN });
+      await addRoute6(topo.left, pools[1], { dev: TUN });
+      const there6 = await ping6(topo.right, t6.leftInner, { count: 10, intervalS: 0.05, waitS: 5, src: vip6 });
       expect(there6.received, there6.result.stdout).toBe(10);
-      const there4 = await ping(topo.right, topo.leftInner, { count: 10, intervalS: 0.05, src: vip4 });
+      const there4 = await ping(topo.right, topo.leftInner, { count: 10, intervalS: 0.05, waitS: 5, src: vip4 });
       expect(there4.received, there4.result.stdout).toBe(10);
       await overIpv6(ikc, t6.leftOuter, t6.rightOuter);
     },
     90_000,
   );
 
-  for (const ikecloneStarts of [true, false]) {
+  for (const charonInitiates of [false, true]) {
     interopTest(
-      `ikeclone <-> charon over IPv6 outer addresses (${ikecloneStarts ? 'ikeclone' : 'charon'} initiates): IPv6 and IPv4 inner ping both ways, iperf3 over IPv6 inside`,
+      `ikeclone <-> charon over IPv6 outer addresses (${charonInitiates ? 'charon' : 'ikeclone'} initiates): IPv6 and IPv4 inner ping both ways, iperf3 over IPv6 inside`,
       PRE_CHARON,
       async () => {
         const { topo, t6 } = await topology();
-        const { charon, ikc } = await charonSetUp(ikecloneStarts ? 'swan-i' : 'swan-r', topo, t6, ikecloneStarts);
+        const { charon, ikc } = await charonPeer(charonInitiates ? 'swan-r' : 'swan-i', topo, t6, {
+          charonTs: { localTs: `${topo.rightInnerNet},${t6.rightInnerNet}`, remoteTs: `${topo.leftInnerNet},${t6.leftInnerNet}` },
+          ikeclone: bothFamilies(topo, t6, 'left'),
+          charonInitiates,
+        });
+        // charon routes through its ipsec0 itself (install_routes); ikeclone's routes are the operator's.
+        await innerRoutes(topo, t6, ['left']);
         await pingBothFamilies(topo, t6);
         const bps = await iperf(topo, t6.rightInner, t6.leftInner);
         process.stderr.write(`iperf3 ikeclone -> charon over IPv6: ${(bps / 1e6).toFixed(1)} Mbit/s\n`);

@@ -6,7 +6,6 @@
  *   TUN offload (gro.c)     batched writes that coalesce TCP segments, reads
  *                           past a virtio_net_hdr
  *   sockets (udp.c)         UDP and raw open, recv (recvmmsg), send (sendmmsg)
- *   IPv6 raw (raw6.c)       raw open and recv with the destination (IPV6_PKTINFO)
  *   here                    watch(fd, callback) -> handle: callback() runs on
  *                           the loop whenever fd is readable; unwatch(handle)
  *                           stops it (the handle closes asynchronously;
@@ -259,8 +258,6 @@ NAPI_MODULE_INIT() {
     {"rawOpen", NULL, raw_open, NULL, NULL, NULL, napi_default, NULL},
     {"udpRecv", NULL, udp_recv, NULL, NULL, NULL, napi_default, NULL},
     {"udpSend", NULL, udp_send, NULL, NULL, NULL, napi_default, NULL},
-    {"raw6Open", NULL, raw6_open, NULL, NULL, NULL, napi_default, NULL},
-    {"raw6Recv", NULL, raw6_recv, NULL, NULL, NULL, napi_default, NULL},
     {"watch", NULL, io_watch, NULL, NULL, NULL, napi_default, NULL},
     {"unwatch", NULL, io_unwatch, NULL, NULL, NULL, napi_default, NULL},
     {"close", NULL, io_close, NULL, NULL, NULL, napi_default, NULL},

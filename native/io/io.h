@@ -1,5 +1,5 @@
 /*
- * Shared by the parts of ikeclone's native I/O addon (io.c, tun.c, gro.c, tso.c, udp.c, raw6.c, unix.c):
+ * Shared by the parts of ikeclone's native I/O addon (io.c, tun.c, gro.c, tso.c, udp.c, unix.c):
  * argument helpers and the errors they throw. Every function of the addon
  * runs on the calling JavaScript thread; nothing here parses packets.
  */
@@ -46,8 +46,6 @@ napi_value udp_open(napi_env env, napi_callback_info info);
 napi_value raw_open(napi_env env, napi_callback_info info);
 napi_value udp_recv(napi_env env, napi_callback_info info);
 napi_value udp_send(napi_env env, napi_callback_info info);
-napi_value raw6_open(napi_env env, napi_callback_info info);
-napi_value raw6_recv(napi_env env, napi_callback_info info);
 
 napi_value notify_send(napi_env env, napi_callback_info info);
 napi_value peer_cred(napi_env env, napi_callback_info info);

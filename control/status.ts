@@ -61,6 +61,12 @@ export interface IkeSaStatus {
   clone: boolean;
   virtualIp: string | null;
   peerVirtualIp: string | null;
+  /** Every virtual IP the peer assigned us (IPv4 and IPv6, RFC 7296 §2.19). */
+  virtualIps: string[];
+  /** Every virtual IP we assigned the peer. */
+  peerVirtualIps: string[];
+  /** DNS servers the peer's CP reply named (RFC 7296 §3.15.1). */
+  dns: string[];
   ageSeconds: number;
   children: ChildSaStatus[];
 }
@@ -134,6 +140,9 @@ export function ikeSaStatus(sa: IkeSa, now: number): IkeSaStatus {
     clone: sa.peerClone,
     virtualIp: sa.virtualIp ?? null,
     peerVirtualIp: sa.peerVirtualIp ?? null,
+    virtualIps: [...sa.virtualIps],
+    peerVirtualIps: [...sa.peerVirtualIps],
+    dns: [...sa.dns],
     ageSeconds: Math.round((now - sa.createdAt) / 1000),
     children: sa.children.map((c) => childStatus(c, now)),
   };

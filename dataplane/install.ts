@@ -16,7 +16,7 @@ import { isIPv4 } from 'node:net';
 import type { Endpoint } from '../io/endpoint.js';
 import { destination } from '../io/batched-socket.js';
 import { loadNativeIo } from '../io/native-io.js';
-import { ipv4Bytes } from '../io/bytes.js';
+import { ipToBytes } from '../io/ip.js';
 import type { EspSocket } from '../io/udp-sockets.js';
 import { familyKey, type EspTransport, type SaRecord, type SaSpec, type Sad } from './sad.js';
 import type { EspRoute } from './messages.js';
@@ -224,9 +224,10 @@ export class SaInstaller {
     let socket: EspSocket | undefined;
     let port = r.remote.port;
     if (r.transport === 'raw') {
-      // transportFor() chose raw for an IPv4 peer only; the kernel ignores the port of a raw socket.
-      const fd = this.s.rawSocket?.fd;
-      socket = fd === undefined ? undefined : { fd, to: destination(ipv4Bytes(r.remote.address)) };
+      // transportFor() chose raw for a peer whose family the raw socket carries; the kernel ignores the port of a raw socket.
+      const to = ipToBytes(r.remote.address);
+      const fd = to ? this.s.rawSocket?.fdFor(to.length === 4 ? 4 : 6) : undefined;
+      socket = fd === undefined || !to ? undefined : { fd, to: destination(to) };
       port = 0;
     } else {
       socket = this.s.espSocket?.(r.local, r.remote);
@@ -235,9 +236,11 @@ export class SaInstaller {
     return { fd: loadNativeIo().dup(socket.fd), family: socket.to.family, words: new Int32Array(socket.to.words), port };
   }
 
-  /** Raw ESP when UDP encapsulation is not required and a raw socket is open (IPv4 only); else UDP (RFC 3948). */
+  /** Raw ESP when UDP encapsulation is not required and a raw socket of the peer's family is open; else UDP (RFC 3948). */
   transportFor(udpEncap: boolean, remote: Endpoint): EspTransport {
-    return !udpEncap && this.s.rawSender && isIPv4(remote.address) ? 'raw' : 'udp';
+    const raw = this.s.rawSender;
+    if (udpEncap || !raw) return 'udp';
+    return (raw.carries ? raw.carries(remote.address) : isIPv4(remote.address)) ? 'raw' : 'udp';
   }
 
   /**

@@ -7,6 +7,10 @@
 //   udp   bound to one address and port: IKE and ESP in UDP (RFC 3948)
 //   raw   IPv4, one IP protocol (ESP, 50): every datagram of that protocol
 //         to this host, IP header included; sent with the kernel's header
+//   raw6  IPv6, one IP protocol (native/io/udp.c): the payload only (an
+//         IPv6 raw socket never hands over the header, RFC 3542 §3), with
+//         the destination address from IPV6_PKTINFO; sent with the kernel's
+//         header
 // Addresses cross this interface as bytes (4 or 16, network order); callers
 // convert text once and cache.
 //
@@ -73,8 +77,14 @@ export class DestinationCache {
   }
 }
 
-/** (datagram, source family, source address bytes, source port): views valid only during the call. */
-export type DatagramHandler = (bytes: Uint8Array, family: 4 | 6, address: Uint8Array, port: number) => void;
+/**
+ * (datagram, source family, source address bytes, source port, destination
+ * address bytes: raw6 sockets only): views valid only during the call.
+ */
+export type DatagramHandler = (bytes: Uint8Array, family: 4 | 6, address: Uint8Array, port: number, destination?: Uint8Array) => void;
+
+/** int32 words per datagram of udpRecv's destination descriptor (native/io/udp.c DEST_WORDS). */
+const RAW6_DEST_WORDS = 4;
 
 export class BatchedSocket {
   readonly stats: BatchedSocketStats = { datagramsIn: 0, batchesIn: 0, truncated: 0, datagramsOut: 0, batchesOut: 0, sendErrors: 0, receiveErrors: 0 };
@@ -87,8 +97,16 @@ export class BatchedSocket {
   private stagedBytes = 0;
   private watch: unknown;
   private closed = false;
+  /** raw6 sockets: each datagram's destination address (IPV6_PKTINFO). */
+  private readonly recvDest: Int32Array | undefined;
+  private readonly recvDestBytes: Uint8Array | undefined;
 
-  private constructor(private readonly api: NativeIo, readonly fd: number, readonly port: number) {}
+  private constructor(private readonly api: NativeIo, readonly fd: number, readonly port: number, raw6 = false) {
+    if (raw6) {
+      this.recvDest = new Int32Array(RECV_BATCH * RAW6_DEST_WORDS);
+      this.recvDestBytes = new Uint8Array(this.recvDest.buffer);
+    }
+  }
 
   /** A UDP socket bound to address:port (0: any free port), buffers of `bufferBytes` each way. Throws with .code (e.g. EADDRINUSE). */
   static openUdp(address: string, port: number, bufferBytes: number): BatchedSocket {
@@ -101,6 +119,12 @@ export class BatchedSocket {
   static openRaw(protocol: number, bufferBytes: number): BatchedSocket {
     const api = loadNativeIo();
     return new BatchedSocket(api, api.rawOpen(protocol, bufferBytes), 0);
+  }
+
+  /** An IPv6 raw socket for one IP protocol (root or CAP_NET_RAW); datagrams come with their destination. Throws with .code. */
+  static openRaw6(protocol: number, bufferBytes: number): BatchedSocket {
+    const api = loadNativeIo();
+    return new BatchedSocket(api, api.rawOpen(protocol, bufferBytes, 6), 0, true);
   }
 
   /**
@@ -126,7 +150,9 @@ export class BatchedSocket {
   private receive(onDatagram: DatagramHandler, onError?: (errno: number) => void): void {
     const desc = this.recvDesc;
     for (let call = 0; call < RECV_CALLS_PER_EVENT && !this.closed; call++) {
-      const n = this.api.udpRecv(this.fd, this.recvBuffer, RECV_SLOT_BYTES, desc);
+      const dest = this.recvDest;
+      // The addon takes a fifth argument only as an Int32Array: none for UDP and IPv4 raw sockets.
+      const n = dest ? this.api.udpRecv(this.fd, this.recvBuffer, RECV_SLOT_BYTES, desc, dest) : this.api.udpRecv(this.fd, this.recvBuffer, RECV_SLOT_BYTES, desc);
       if (n <= 0) {
         if (n < 0) {
           this.stats.receiveErrors++;
@@ -146,7 +172,8 @@ export class BatchedSocket {
         const family = famPort >>> 16 === 4 ? 4 : 6;
         const at = (d + 3) * 4;
         const start = i * RECV_SLOT_BYTES;
-        onDatagram(this.recvBuffer.subarray(start, start + desc[d]!), family, this.recvDescBytes.subarray(at, at + (family === 4 ? 4 : 16)), famPort & 0xffff);
+        const to = this.recvDestBytes?.subarray(i * RAW6_DEST_WORDS * 4, (i + 1) * RAW6_DEST_WORDS * 4);
+        onDatagram(this.recvBuffer.subarray(start, start + desc[d]!), family, this.recvDescBytes.subarray(at, at + (family === 4 ? 4 : 16)), famPort & 0xffff, to);
       }
       if (n < RECV_BATCH) return;
     }

@@ -40,9 +40,10 @@ export interface NativeIo {
   /** IFF_VNET_HDR devices: write a batch, coalescing TCP segments; desc is [offset, length, status out] per packet. */
   tunWriteBatch(fd: number, data: Uint8Array, desc: Int32Array, count: number): number;
   udpOpen(address: string, port: number, bufferBytes: number): { fd: number; port: number };
-  /** An IPv4 raw socket for one IP protocol; returns its fd. */
-  rawOpen(protocol: number, bufferBytes: number): number;
-  udpRecv(fd: number, buffer: Uint8Array, slotSize: number, desc: Int32Array): number;
+  /** A raw socket for one IP protocol, IPv4 (default) or IPv6 (with IPV6_RECVPKTINFO); returns its fd. */
+  rawOpen(protocol: number, bufferBytes: number, family?: 4 | 6): number;
+  /** `dest` (IPv6 raw sockets): each datagram's destination address from IPV6_PKTINFO, 4 int32 words each. */
+  udpRecv(fd: number, buffer: Uint8Array, slotSize: number, desc: Int32Array, dest?: Int32Array): number;
   udpSend(fd: number, data: Uint8Array, desc: Int32Array, count: number): number;
   watch(fd: number, callback: (status: number) => void): unknown;
   unwatch(handle: unknown): void;

@@ -1,8 +1,10 @@
 // Raw ESP (IP protocol 50, RFC 4303 §2) for SAs without UDP encapsulation:
 // when no NAT was detected and the peer does not force UDP (strongSwan's
-// kernel-libipsec always does). Root or CAP_NET_RAW. IPv4: the kernel writes
-// the outer header on send, and hands the whole datagram, IP header
-// included, on receive. Two backends:
+// kernel-libipsec always does). Root or CAP_NET_RAW. The kernel writes the
+// outer header on send. IPv4 hands the whole datagram, IP header included,
+// on receive; IPv6 the payload only (RFC 3542 §3), its source and, from
+// IPV6_PKTINFO, its destination (batched backend only: native/io/udp.c).
+// Two backends:
 //   batched     the native I/O addon's raw socket (batched-socket.ts): recvmmsg
 //               on readiness; what a pass queues leaves in one sendmmsg at
 //               flush(); a 4 MiB receive buffer
@@ -13,11 +15,12 @@
 // events run there. Received bytes are validated before use and a bad
 // datagram is counted, never thrown on (architecture §4.3).
 import { createRequire } from 'node:module';
-import { isIPv4 } from 'node:net';
+import { isIPv4, isIPv6 } from 'node:net';
 import type { RawEspSender } from './sinks.js';
 import { BatchedSocket, DestinationCache } from './batched-socket.js';
 import { nativeIoUnavailable } from './native-io.js';
 import { ipv4Bytes, readU16 } from './bytes.js';
+import { bytesToIp, ipToBytes } from './ip.js';
 
 export const IPPROTO_ESP = 50;
 
@@ -41,8 +44,10 @@ export interface RawEspStats {
   backend: 'batched' | 'raw-socket';
   packetsIn: number;
   packetsOut: number;
-  /** Datagrams that were not IPv4 carrying ESP (too short, bad header). */
+  /** Datagrams that were not IPv4 or IPv6 carrying ESP (too short, bad header). */
   malformed: number;
+  /** Whether ESP over IPv6 is carried too (an IPv6 raw socket is open: batched backend). */
+  ipv6: boolean;
   sendErrors: number;
 }
 
@@ -70,22 +75,32 @@ export class RawEspSocket implements RawEspSender {
   readonly stats: RawEspStats;
   private closed = false;
   private backend!: RawBackend;
+  /** ESP over IPv6 (batched backend, when an IPv6 raw socket could be opened). */
+  private backend6: RawBackend | undefined;
 
   private constructor(backend: RawEspStats['backend']) {
-    this.stats = { backend, packetsIn: 0, packetsOut: 0, malformed: 0, sendErrors: 0 };
+    this.stats = { backend, packetsIn: 0, packetsOut: 0, malformed: 0, sendErrors: 0, ipv6: false };
   }
 
   /**
-   * Open an IPv4 raw socket for protocol 50 and pass every ESP packet (from
-   * the SPI on) with its source and destination addresses to `onEsp`,
-   * synchronously (the bytes are a view valid only during the call). Throws
-   * when raw sockets are not permitted. `batched: false` takes raw-socket
-   * even when the native addon is built.
+   * Open raw sockets for protocol 50 (IPv4, and IPv6 with the batched
+   * backend) and pass every ESP packet (from the SPI on) with its source and
+   * destination addresses to `onEsp`, synchronously (the bytes are a view
+   * valid only during the call). Throws when raw sockets are not permitted.
+   * `batched: false` takes raw-socket even when the native addon is built.
    */
   static open(onEsp: EspHandler, onError?: (err: Error) => void, opts: { batched?: boolean } = {}): RawEspSocket {
     const batched = opts.batched !== false && nativeIoUnavailable() === null;
     const s = new RawEspSocket(batched ? 'batched' : 'raw-socket');
     s.backend = batched ? s.openBatched(onEsp, onError) : s.openRawSocket(onEsp, onError);
+    if (batched) {
+      try {
+        s.backend6 = s.openBatched6(onEsp, onError);
+        s.stats.ipv6 = true;
+      } catch {
+        // No IPv6 in this kernel (EAFNOSUPPORT): ESP over IPv6 travels in UDP (install.ts asks carries()).
+      }
+    }
     return s;
   }
 
@@ -95,12 +110,26 @@ export class RawEspSocket implements RawEspSender {
       (datagram) => this.receive(datagram, onEsp),
       (errno) => onError?.(new Error(`raw ESP receive failed (errno ${errno})`)),
     );
+    // send() checked isIPv4(remoteAddress): a dotted quad.
+    return this.batchedSender(socket, ipv4Bytes);
+  }
+
+  /** The IPv6 raw socket: the kernel strips the IPv6 header; the addresses come with the datagram (native/io/udp.c). */
+  private openBatched6(onEsp: EspHandler, onError?: (err: Error) => void): RawBackend {
+    const socket = BatchedSocket.openRaw6(IPPROTO_ESP, RAW_BUFFER_BYTES);
+    socket.start(
+      (datagram, _family, source, _port, destination) => this.receive6(datagram, source, destination, onEsp),
+      (errno) => onError?.(new Error(`raw ESP (IPv6) receive failed (errno ${errno})`)),
+    );
+    return this.batchedSender(socket, ipToBytes);
+  }
+
+  private batchedSender(socket: BatchedSocket, toBytes: (address: string) => Uint8Array | undefined): RawBackend {
     const destinations = new DestinationCache();
     const stats = this.stats;
     return {
       send(esp, remoteAddress) {
-        // send() checked isIPv4(remoteAddress): a dotted quad.
-        const to = destinations.get(remoteAddress, ipv4Bytes);
+        const to = destinations.get(remoteAddress, toBytes);
         if (to && socket.queue(esp, to, 0)) stats.packetsOut++;
         else stats.sendErrors++;
       },
@@ -151,28 +180,52 @@ export class RawEspSocket implements RawEspSender {
     onEsp(b.subarray(ihl, total), dottedQuad(b, 12), dottedQuad(b, 16));
   }
 
-  /** The batched backend's descriptor (for direct output), undefined with raw-socket or once closed. */
-  get fd(): number | undefined {
-    return this.closed ? undefined : this.backend.fd;
+  /** ESP over IPv6: the payload from the SPI on (SPI + sequence number at least, RFC 4303 §2), and a destination the kernel named. */
+  private receive6(esp: Uint8Array, source: Uint8Array, destination: Uint8Array | undefined, onEsp: EspHandler): void {
+    if (esp.length < 8 || !destination || destination.every((x) => x === 0)) {
+      this.stats.malformed++;
+      return;
+    }
+    this.stats.packetsIn++;
+    onEsp(esp, bytesToIp(source), bytesToIp(destination));
   }
 
-  /** Send (or queue until flush) one ESP packet to `remoteAddress` (IPv4); `esp` is valid only during the call. */
+  /** The batched backend's IPv4 descriptor (for direct output), undefined with raw-socket or once closed. */
+  get fd(): number | undefined {
+    return this.fdFor(4);
+  }
+
+  /** The descriptor that carries ESP of this address family (batched backend), undefined without one or once closed. */
+  fdFor(family: 4 | 6): number | undefined {
+    if (this.closed) return undefined;
+    return family === 4 ? this.backend.fd : this.backend6?.fd;
+  }
+
+  /** Whether ESP to `remoteAddress` can leave raw: IPv4, or IPv6 when the IPv6 raw socket is open. */
+  carries(remoteAddress: string): boolean {
+    return !this.closed && (isIPv4(remoteAddress) || (this.backend6 !== undefined && isIPv6(remoteAddress)));
+  }
+
+  /** Send (or queue until flush) one ESP packet to `remoteAddress`; `esp` is valid only during the call. */
   send(esp: Uint8Array, remoteAddress: string): void {
-    if (this.closed || !isIPv4(remoteAddress)) {
+    if (this.closed || !this.carries(remoteAddress)) {
       this.stats.sendErrors++;
       return;
     }
-    this.backend.send(esp, remoteAddress);
+    (isIPv4(remoteAddress) ? this.backend : this.backend6!).send(esp, remoteAddress);
   }
 
   /** Send what send() queued. */
   flush(): void {
-    if (!this.closed) this.backend.flush();
+    if (this.closed) return;
+    this.backend.flush();
+    this.backend6?.flush();
   }
 
   close(): void {
     if (this.closed) return;
     this.closed = true;
     this.backend.close();
+    this.backend6?.close();
   }
 }

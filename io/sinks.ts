@@ -25,4 +25,6 @@ export interface RawEspSender {
   send(esp: Uint8Array, remoteAddress: string): void;
   /** Send what was queued, after each pass over a worker's output. */
   flush?(): void;
+  /** Whether ESP to this address can be sent (its address family has a raw socket); absent: IPv4 only. */
+  carries?(remoteAddress: string): boolean;
 }

@@ -32,7 +32,7 @@ import type { InnerSink } from './sinks.js';
 export interface TunOptions {
   /** Interface name, 1..15 bytes (e.g. "ikc0"). An existing persistent device of that name is attached. */
   name: string;
-  /** MTU (default 1400: room for ESP, UDP and the outer IPv4 header in a 1500-byte path). */
+  /** MTU (default 1400: room for ESP, UDP and the outer IPv4 or IPv6 header in a 1500-byte path). */
   mtu?: number;
   /** Queues (IFF_MULTI_QUEUE when more than 1); default 1. */
   queues?: number;
@@ -65,7 +65,7 @@ export interface TunStats {
   readStatus: number;
 }
 
-/** MTU of a TUN device when none is given: room for ESP, UDP and the outer IPv4 header in a 1500-byte path. */
+/** MTU of a TUN device when none is given: room for ESP, UDP and the outer IPv4 or IPv6 header in a 1500-byte path. */
 export const TUN_DEFAULT_MTU = 1400;
 const { EAGAIN, EPROTO, EMSGSIZE } = constants.errno;
 /** Packets read per readiness event before yielding to the rest of the loop. */

@@ -30,8 +30,12 @@ export function ikeFlags(sa: IkeSaStatus): string {
   if (sa.natRemote) flags.push('NAT in front of peer');
   if (sa.mobike) flags.push('MOBIKE');
   if (sa.clone) flags.push('clone');
-  if (sa.virtualIp) flags.push(`virtual IP ${sa.virtualIp}`);
-  if (sa.peerVirtualIp) flags.push(`peer virtual IP ${sa.peerVirtualIp}`);
+  // Status from an older gateway has only the first address of each.
+  const vips = sa.virtualIps ?? (sa.virtualIp ? [sa.virtualIp] : []);
+  const peerVips = sa.peerVirtualIps ?? (sa.peerVirtualIp ? [sa.peerVirtualIp] : []);
+  if (vips.length > 0) flags.push(`virtual IP ${vips.join(' ')}`);
+  if (peerVips.length > 0) flags.push(`peer virtual IP ${peerVips.join(' ')}`);
+  if (sa.dns?.length) flags.push(`DNS ${sa.dns.join(' ')}`);
   return flags.length > 0 ? flags.join(', ') : 'none';
 }
 

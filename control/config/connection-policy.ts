@@ -58,10 +58,10 @@ export function connectionPolicy(conn: ConnectionConfig, fallbackLocal: string |
     clone: { per: conn.clone.per, count: conn.clone.count, nics: conn.clone.nics },
     redirect: { ...conn.redirect },
     requestVirtualIp: conn.vips.length > 0,
-    pools: conn.pools.map((p) => {
-      if (!p.cidr) throw new Error(`connection "${conn.name}": pools must be CIDR prefixes`);
-      return p.cidr;
-    }),
+    ...(conn.vips.length > 0 ? { virtualIps: conn.vips } : {}),
+    // control/ike/virtual-ip.ts reads either form: a prefix, or a range of one family.
+    pools: conn.pools.map((p) => p.cidr ?? `${p.start}-${p.end}`),
+    ...(conn.dns ? { dns: conn.dns } : {}),
     children: conn.children.map((c) => ({
       name: c.name,
       localTs: c.localTs,

@@ -166,8 +166,17 @@
  *       at: init               # responder: init (IKE_SA_INIT, before any state or key exchange) |
  *                              # auth (IKE_AUTH, after verifying the peer's AUTH, no Child SA)
  *     vips: [request]          # initiator: virtual IPs to request with a CP payload (RFC 7296
- *                              # §2.19): request (= 0.0.0.0), 0.0.0.0, ::, or a specific address
- *     pools: [10.9.0.0/24]     # responder: hand out virtual IPs from these (CIDR or a-b ranges)
+ *                              # §2.19, §3.15): request (= 0.0.0.0), 0.0.0.0 (any IPv4 address:
+ *                              # INTERNAL_IP4_ADDRESS), :: (any IPv6 address: INTERNAL_IP6_ADDRESS),
+ *                              # or a specific address; [0.0.0.0, "::"] asks for one of each. DNS
+ *                              # servers (INTERNAL_IP4_DNS / INTERNAL_IP6_DNS) are asked for too;
+ *                              # what the peer gives shows in `status` (virtualIps, dns)
+ *     pools: [10.9.0.0/24, "fd00:9::/112"]  # responder: hand out virtual IPs from these (CIDR or
+ *                              # a-b ranges, IPv4 or IPv6): one address per family the peer asks
+ *                              # for, from the first pool of that family with room. A prefix
+ *                              # never gives out its first address (nor IPv4's broadcast one)
+ *     dns: [10.9.0.53, "fd00:9::53"]  # responder: DNS servers sent with the virtual IPs
+ *                              # (INTERNAL_IP4_DNS / INTERNAL_IP6_DNS, RFC 7296 §3.15.1)
  *     start_action: none       # none | start (initiate when the gateway starts)
  *     dpd_delay: 0s            # liveness check interval (RFC 7296 §2.4); 0 = off, else at least 1s
  *     dpd_action: clear        # when the peer is found dead: clear (delete its SAs) | restart
@@ -403,6 +412,7 @@ export function connectionSchema(ctx: Ctx) {
     redirect: redirectSchema(),
     vips: leaf(withDefault<string[]>(() => [], listOf('request, 0.0.0.0, :: or a specific IP address', vip))),
     pools: leaf(withDefault<PoolConfig[]>(() => [], listOf('address pools: CIDR prefixes or a-b ranges', pool))),
+    dns: leaf(withDefault<string[]>(() => [], listOf('DNS server IP addresses', ipLiteral))),
     start_action: leaf(withDefault('none', oneOf(['none', 'start'] as const))),
     dpd_delay: leaf(withDefault(0, interval('dpd_delay'))),
     dpd_action: leaf(withDefault<'clear' | 'restart' | undefined>(undefined, oneOf(['clear', 'restart'] as const))),
@@ -565,6 +575,7 @@ export function connectionSchema(ctx: Ctx) {
     if (raw.keepalive !== undefined) conn.keepalive = raw.keepalive;
     if (raw.fragmentation !== undefined) conn.fragmentation = raw.fragmentation;
     if (raw.fragment_size !== undefined) conn.fragmentSize = raw.fragment_size;
+    if (raw.dns.length > 0) conn.dns = raw.dns;
     return conn;
   });
 }

@@ -197,6 +197,8 @@ export interface ConnectionConfig {
   /** Virtual IPs to request: "0.0.0.0" / "::" for any, or a specific address. */
   vips: string[];
   pools: PoolConfig[];
+  /** DNS servers handed out with virtual IPs (INTERNAL_IP4_DNS / INTERNAL_IP6_DNS); absent: none. */
+  dns?: string[];
   startAction: StartAction;
   /** Milliseconds; 0 = off. */
   dpdDelay: number;

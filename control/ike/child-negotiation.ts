@@ -19,6 +19,7 @@ import { espNotify, spiBytes, spiNumber, u16Bytes } from './payload-builders.js'
 import { createKeyExchange, keyExchangeLength } from '../crypto/keyexchange.js';
 import { TsType } from '../wire/constants.js';
 import type { Result } from '../wire/result.js';
+import { requestedFamilies } from './config-payload.js';
 
 /** What we offered in a Child SA request, kept until the response arrives. */
 export interface ChildOffer {
@@ -45,6 +46,15 @@ const ANY_V4: TrafficSelector = {
   endAddress: new Uint8Array([255, 255, 255, 255]),
 };
 
+const ANY_V6: TrafficSelector = {
+  tsType: TsType.IPV6_ADDR_RANGE,
+  ipProtocol: 0,
+  startPort: 0,
+  endPort: 65535,
+  startAddress: new Uint8Array(16),
+  endAddress: new Uint8Array(16).fill(0xff),
+};
+
 /** Proposals without KE transforms: Child SAs created in IKE_AUTH have no KE (RFC 7296 §1.2). */
 export function withoutKe(specs: readonly ProposalSpec[]): ProposalSpec[] {
   return specs.map((s) => ({ protocol: s.protocol, transforms: s.transforms.filter((t) => t.type !== TransformType.KE) }));
@@ -57,16 +67,19 @@ export function childPfsGroup(child: ChildPolicy): number | undefined {
 }
 
 function localSelectors(sa: IkeSa, child: ChildPolicy, forOffer: boolean): TrafficSelector[] {
-  return child.localTs.map((ts) => {
-    if (ts !== 'dynamic') return selectorFromConfig(ts, sa.local.address);
-    // Asking for a virtual IP: we do not know our inner address yet (RFC 7296 §2.19).
-    if (forOffer && sa.policy.requestVirtualIp && !sa.virtualIp) return ANY_V4;
-    return hostSelector(sa.virtualIp ?? sa.local.address);
+  return child.localTs.flatMap((ts) => {
+    if (ts !== 'dynamic') return [selectorFromConfig(ts, sa.local.address)];
+    // Asking for virtual IPs: we do not know our inner addresses yet (RFC 7296 §2.19): any of each family asked for.
+    if (forOffer && sa.policy.requestVirtualIp && sa.virtualIps.length === 0) return requestedFamilies(sa.policy).map((f) => (f === 4 ? ANY_V4 : ANY_V6));
+    return sa.virtualIps.length > 0 ? sa.virtualIps.map(hostSelector) : [hostSelector(sa.local.address)];
   });
 }
 
 function remoteSelectors(sa: IkeSa, child: ChildPolicy): TrafficSelector[] {
-  return child.remoteTs.map((ts) => (ts === 'dynamic' ? hostSelector(sa.peerVirtualIp ?? sa.remote.address) : selectorFromConfig(ts, sa.remote.address)));
+  return child.remoteTs.flatMap((ts) => {
+    if (ts !== 'dynamic') return [selectorFromConfig(ts, sa.remote.address)];
+    return sa.peerVirtualIps.length > 0 ? sa.peerVirtualIps.map(hostSelector) : [hostSelector(sa.remote.address)];
+  });
 }
 
 /** Build our offer: a fresh inbound SPI, the proposals (with `keGroup` for PFS) and our selectors. */

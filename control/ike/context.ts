@@ -262,7 +262,8 @@ export interface IkeContext extends Pick<EventEmitter<EngineEvents>, 'on' | 'off
   deleteIkeSa(sa: IkeSa, reason: string): void;
   /** Install the IKE SA a rekey or clone created (RFC 7296 §2.18, RFC 7791 §5.2). */
   adoptSuccessor(old: IkeSa, created: IkeSa, clone: boolean): void;
-  leaseVirtualIp(sa: IkeSa): { address: string; bytes: Uint8Array } | undefined;
+  /** A virtual IP of `family` for the peer of `sa` from its pools (RFC 7296 §2.19); `wanted`: the address it asked for. */
+  leaseVirtualIp(sa: IkeSa, family?: 4 | 6, wanted?: Uint8Array): { address: string; bytes: Uint8Array } | undefined;
 
   // --- follow-up work, the public API exchanges and helpers start
   initiate(name: string, opts?: InitiateOptions): Promise<IkeSa>;

@@ -99,7 +99,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
     this.keyLog = opts.keyLog;
     this.halfOpenTimeout = opts.halfOpenTimeout ?? DEFAULT_HALF_OPEN_TIMEOUT;
     const halfOpenPressureTimeout = Math.min(this.halfOpenTimeout, opts.halfOpenPressureTimeout ?? DEFAULT_HALF_OPEN_PRESSURE_TIMEOUT);
-    this.localAddressFor = opts.localAddressFor ?? (() => '0.0.0.0');
+    this.localAddressFor = opts.localAddressFor ?? ((remote) => (remote.includes(':') ? '::' : '0.0.0.0'));
     this.localAddressList = opts.localAddresses ?? (() => []);
     this.mobility = { ...DEFAULT_MOBILITY, ...opts.mobility };
     this.redirect = opts.redirect ?? {};
@@ -143,7 +143,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
   addChild(child: ChildSa): void { this.table.addChild(child); }
   removeChild(child: ChildSa, reason: string): void { this.table.removeChild(child, reason); }
   deleteIkeSa(sa: IkeSa, reason: string): void { this.table.deleteIkeSa(sa, reason); }
-  leaseVirtualIp(sa: IkeSa): { address: string; bytes: Uint8Array } | undefined { return this.table.leaseVirtualIp(sa); }
+  leaseVirtualIp(sa: IkeSa, family?: 4 | 6, wanted?: Uint8Array): { address: string; bytes: Uint8Array } | undefined { return this.table.leaseVirtualIp(sa, family, wanted); }
 
   /**
    * Install the IKE SA a rekey or clone exchange created (RFC 7296 §2.18,

@@ -278,9 +278,20 @@ export class IkeSa {
   peerRedirect = false;
   /** RFC 5685 gateway: the gateway the peer's REDIRECTED_FROM named (§9.3). */
   redirectedFrom: GatewayIdentity | undefined;
-  /** Virtual IP the peer assigned us, or we assigned the peer (RFC 7296 §2.19). */
-  virtualIp: string | undefined;
-  peerVirtualIp: string | undefined;
+  /** Virtual IPs the peer assigned us (RFC 7296 §2.19): one per address family at most. */
+  virtualIps: string[] = [];
+  /** Virtual IPs we assigned the peer from our pools. */
+  peerVirtualIps: string[] = [];
+  /** DNS servers the peer's CP reply named (INTERNAL_IP4_DNS / INTERNAL_IP6_DNS, RFC 7296 §3.15.1). */
+  dns: string[] = [];
+  /** The first virtual IP the peer assigned us (an IPv4 one when both families were asked for). */
+  get virtualIp(): string | undefined {
+    return this.virtualIps[0];
+  }
+  /** The first virtual IP we assigned the peer. */
+  get peerVirtualIp(): string | undefined {
+    return this.peerVirtualIps[0];
+  }
 
   readonly children: ChildSa[] = [];
   /** Responder: the IKE_SA_INIT key (peer address, port, SPIi) it was created for. */

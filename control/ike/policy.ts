@@ -135,10 +135,18 @@ export interface ConnectionPolicy {
   cloneSupport: boolean;
   /** Clone the IKE SA after IKE_AUTH (initiator side); absent = never. */
   clone?: ClonePolicy;
-  /** Initiator: ask for a virtual IPv4 address with a CP request (RFC 7296 §2.19). */
+  /** Initiator: ask for virtual IPs with a CP request (RFC 7296 §2.19). */
   requestVirtualIp: boolean;
-  /** Responder: pools (CIDR) to hand out virtual IPs from. */
+  /**
+   * Initiator: which virtual IPs: "0.0.0.0" / "::" for any address of that
+   * family, or a specific one (control/ike/config-payload.ts); absent: one
+   * IPv4 address.
+   */
+  virtualIps?: string[];
+  /** Responder: pools to hand out virtual IPs from: CIDR prefixes or a-b ranges, IPv4 or IPv6. */
   pools: string[];
+  /** Responder: DNS servers sent with the virtual IPs (INTERNAL_IP4_DNS / INTERNAL_IP6_DNS, RFC 7296 §3.15.1). */
+  dns?: string[];
   children: ChildPolicy[];
   startAction: 'none' | 'start';
   /**

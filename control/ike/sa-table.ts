@@ -197,13 +197,13 @@ export class SaTable {
   // ------------------------------------------------------------ virtual IPs
 
   /** A virtual IP for the (authenticated) peer of `sa` from its connection's pools (RFC 7296 §2.19). */
-  leaseVirtualIp(sa: IkeSa): { address: string; bytes: Uint8Array } | undefined {
-    return this.virtualIps.lease(sa.policy.pools, sa.peerKey ?? spi64Hex(sa.spiI));
+  leaseVirtualIp(sa: IkeSa, family: 4 | 6 = 4, wanted?: Uint8Array): { address: string; bytes: Uint8Array } | undefined {
+    return this.virtualIps.lease(sa.policy.pools, sa.peerKey ?? spi64Hex(sa.spiI), family, wanted);
   }
 
   private releaseVirtualIp(sa: IkeSa): void {
-    if (!sa.peerVirtualIp || !sa.peerKey) return;
-    const stillUsed = [...(this.byPeer.get(sa.peerKey) ?? [])].some((o) => o !== sa && o.peerVirtualIp === sa.peerVirtualIp);
+    if (sa.peerVirtualIps.length === 0 || !sa.peerKey) return;
+    const stillUsed = [...(this.byPeer.get(sa.peerKey) ?? [])].some((o) => o !== sa && o.peerVirtualIps.some((a) => sa.peerVirtualIps.includes(a)));
     if (stillUsed) return;
     this.virtualIps.release(sa.peerKey);
   }

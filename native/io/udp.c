@@ -7,13 +7,18 @@
  *       a non-blocking socket bound to address:port (port 0: any; the bound
  *       port is returned); receive and send buffers of bufferBytes, forced
  *       past net.core.[rw]mem_max when privileged.
- *   rawOpen(protocol, bufferBytes) -> fd
- *       a non-blocking IPv4 raw socket for one IP protocol (ESP: 50): it
- *       receives every datagram of that protocol to this host, IP header
- *       included; the kernel writes the header of what it sends.
- *   udpRecv(fd, buffer, slotSize, desc) -> datagrams received (0: none
- *       waiting), or -errno. Datagram i is at buffer[i * slotSize]; desc
- *       holds DESC_WORDS int32 per datagram (below).
+ *   rawOpen(protocol, bufferBytes[, family]) -> fd
+ *       a non-blocking raw socket for one IP protocol (ESP: 50): it
+ *       receives every datagram of that protocol to this host; the kernel
+ *       writes the header of what it sends. family 4 (the default): IPv4,
+ *       IP header included on receive. family 6: IPv6, which hands over the
+ *       payload only (RFC 3542 §3), so IPV6_RECVPKTINFO is set for the
+ *       destination address (RFC 3542 §6).
+ *   udpRecv(fd, buffer, slotSize, desc[, dest]) -> datagrams received (0:
+ *       none waiting), or -errno. Datagram i is at buffer[i * slotSize];
+ *       desc holds DESC_WORDS int32 per datagram (below); dest, if given,
+ *       DEST_WORDS int32 per datagram: its IPv6 destination address from
+ *       IPV6_PKTINFO (all zero without one).
  *   udpSend(fd, data, desc, count) -> datagrams sent. Datagram i is
  *       data[desc offset .. + length] to desc's address; a datagram the
  *       kernel refuses gets its errno in desc word 7 and the rest are still
@@ -37,6 +42,7 @@
 #include <unistd.h>
 
 #define DESC_WORDS 8
+#define DEST_WORDS 4
 #define MAX_BATCH 64
 
 typedef union {
@@ -105,16 +111,23 @@ napi_value udp_open(napi_env env, napi_callback_info info) {
 }
 
 napi_value raw_open(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
+  size_t argc = 3;
+  napi_value argv[3];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  int32_t protocol = -1, bytes = 0;
-  if (argc < 2 || get_int(env, argv[0], &protocol) < 0 || protocol < 1 || protocol > 254 || get_int(env, argv[1], &bytes) < 0) {
-    napi_throw_type_error(env, NULL, "rawOpen: (protocol 1..254, bufferBytes)");
+  int32_t protocol = -1, bytes = 0, family = 4;
+  if (argc < 2 || get_int(env, argv[0], &protocol) < 0 || protocol < 1 || protocol > 254 || get_int(env, argv[1], &bytes) < 0 ||
+      (argc > 2 && (get_int(env, argv[2], &family) < 0 || (family != 4 && family != 6)))) {
+    napi_throw_type_error(env, NULL, "rawOpen: (protocol 1..254, bufferBytes, family 4 or 6)");
     return NULL;
   }
-  int fd = socket(AF_INET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol);
+  int fd = socket(family == 6 ? AF_INET6 : AF_INET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol);
   if (fd < 0) return throw_errno(env, "socket (raw)", errno);
+  int on = 1;
+  if (family == 6 && setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &on, sizeof on) < 0) {
+    int err = errno;
+    close(fd);
+    return throw_errno(env, "setsockopt IPV6_RECVPKTINFO", err);
+  }
   set_buffer(fd, SO_RCVBUFFORCE, SO_RCVBUF, bytes);
   set_buffer(fd, SO_SNDBUFFORCE, SO_SNDBUF, bytes);
   napi_value result;
@@ -123,24 +136,31 @@ napi_value raw_open(napi_env env, napi_callback_info info) {
 }
 
 napi_value udp_recv(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4];
+  size_t argc = 5;
+  napi_value argv[5];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   int32_t fd, slot;
   uint8_t* buffer;
-  size_t length, words;
-  int32_t* desc;
+  size_t length, words, destWords = 0;
+  int32_t *desc, *dest = NULL;
   if (argc < 4 || get_int(env, argv[0], &fd) < 0 || get_bytes(env, argv[1], &buffer, &length) < 0 ||
-      get_int(env, argv[2], &slot) < 0 || slot <= 0 || get_int32s(env, argv[3], &desc, &words) < 0) {
-    napi_throw_type_error(env, NULL, "udpRecv: (fd, Uint8Array, slotSize, Int32Array)");
+      get_int(env, argv[2], &slot) < 0 || slot <= 0 || get_int32s(env, argv[3], &desc, &words) < 0 ||
+      (argc > 4 && get_int32s(env, argv[4], &dest, &destWords) < 0)) {
+    napi_throw_type_error(env, NULL, "udpRecv: (fd, Uint8Array, slotSize, Int32Array[, Int32Array dest])");
     return NULL;
   }
   size_t max = length / (size_t)slot;
   if (max > words / DESC_WORDS) max = words / DESC_WORDS;
+  if (dest != NULL && max > destWords / DEST_WORDS) max = destWords / DEST_WORDS;
   if (max > MAX_BATCH) max = MAX_BATCH;
   struct mmsghdr msgs[MAX_BATCH];
   struct iovec iov[MAX_BATCH];
   sockaddr_any from[MAX_BATCH];
+  /* With dest: room for each datagram's IPV6_PKTINFO. */
+  union {
+    char buf[CMSG_SPACE(sizeof(struct in6_pktinfo))];
+    struct cmsghdr align;
+  } control[MAX_BATCH];
   memset(msgs, 0, sizeof(struct mmsghdr) * max);
   for (size_t i = 0; i < max; i++) {
     iov[i].iov_base = buffer + i * (size_t)slot;
@@ -149,6 +169,10 @@ napi_value udp_recv(napi_env env, napi_callback_info info) {
     msgs[i].msg_hdr.msg_iovlen = 1;
     msgs[i].msg_hdr.msg_name = &from[i];
     msgs[i].msg_hdr.msg_namelen = sizeof from[i];
+    if (dest != NULL) {
+      msgs[i].msg_hdr.msg_control = control[i].buf;
+      msgs[i].msg_hdr.msg_controllen = sizeof control[i].buf;
+    }
   }
   int n = max == 0 ? 0 : -1;
   if (max > 0) {
@@ -166,6 +190,17 @@ napi_value udp_recv(napi_env env, napi_callback_info info) {
     } else {
       d[2] = (6 << 16) | ntohs(from[i].in6.sin6_port);
       memcpy(&d[3], &from[i].in6.sin6_addr, 16);
+    }
+    if (dest != NULL) {
+      int32_t* t = dest + (size_t)i * DEST_WORDS;
+      memset(t, 0, DEST_WORDS * sizeof *t);
+      for (struct cmsghdr* c = CMSG_FIRSTHDR(&msgs[i].msg_hdr); c != NULL; c = CMSG_NXTHDR(&msgs[i].msg_hdr, c)) {
+        if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO && c->cmsg_len >= CMSG_LEN(sizeof(struct in6_pktinfo))) {
+          struct in6_pktinfo pi;
+          memcpy(&pi, CMSG_DATA(c), sizeof pi);
+          memcpy(t, &pi.ipi6_addr, 16);
+        }
+      }
     }
   }
   napi_value result;

@@ -14,9 +14,9 @@
 // An AUTH failure kills the IKE SA; a Child SA failure (NO_PROPOSAL_CHOSEN,
 // TS_UNACCEPTABLE, ...) does not (§2.21.2).
 import { findNotify, findPayload } from '../../wire/payloads.js';
-import { CfgAttr, CfgType, ExchangeType, NotifyType, PayloadType, notifyName } from '../../wire/constants.js';
+import { ExchangeType, NotifyType, PayloadType, notifyName } from '../../wire/constants.js';
 import type { Payload } from '../../wire/payloads.js';
-import { bytesToIp } from '../../wire/ip.js';
+import { applyConfigReply, configRequest, respondConfig } from '../config-payload.js';
 import { formatIdentity, identitiesEqual, identityMatches } from '../identity.js';
 import type { IkeContext } from '../context.js';
 import type { IkeSa, InitiatorExchange, ResponderResult } from '../ike-sa.js';
@@ -130,9 +130,9 @@ export class IkeAuthInitiator implements InitiatorExchange {
     payloads.push(...certreqPayloads(policy));
     if (policy.remoteId !== 'any') payloads.push(idPayload(PayloadType.IDr, policy.remoteId));
     payloads.push(buildAuth(sa, idi));
-    if (policy.requestVirtualIp) {
-      payloads.push({ type: PayloadType.CP, cfgType: CfgType.CFG_REQUEST, attributes: [{ type: CfgAttr.INTERNAL_IP4_ADDRESS, value: new Uint8Array(0) }] });
-    }
+    // RFC 7296 §2.19: virtual IPs (IPv4 and/or IPv6) and DNS servers (control/ike/config-payload.ts).
+    const cfg = configRequest(policy);
+    if (cfg) payloads.push(cfg);
     const firstChild = policy.children[0];
     if (firstChild) {
       this.offer = offerChild(this.engine, sa, firstChild);
@@ -177,10 +177,7 @@ export class IkeAuthInitiator implements InitiatorExchange {
     if (sa.peerMobike) sa.peerAdditionalAddresses = peerAddressList(payloads) ?? [];
     sa.homeAddress ??= sa.local.address;
     const cp = findPayload(payloads, PayloadType.CP);
-    if (cp?.cfgType === CfgType.CFG_REPLY) {
-      const addr = cp.attributes.find((a) => a.type === CfgAttr.INTERNAL_IP4_ADDRESS && a.value.length === 4);
-      if (addr) sa.virtualIp = bytesToIp(addr.value);
-    }
+    if (cp) applyConfigReply(sa, cp);
     const offer = this.offer;
     this.offer = undefined;
     engine.markEstablished(sa);
@@ -279,18 +276,9 @@ export function respondIkeAuth(engine: IkeContext, sa: IkeSa, payloads: Payload[
 
   // RFC 7296 §2.19: a virtual IP for a CP request, from the connection's pools.
   const cp = findPayload(payloads, PayloadType.CP);
-  let cpFailed = false;
-  if (cp?.cfgType === CfgType.CFG_REQUEST && cp.attributes.some((a) => a.type === CfgAttr.INTERNAL_IP4_ADDRESS)) {
-    const vip = engine.leaseVirtualIp(sa);
-    if (vip) {
-      sa.peerVirtualIp = vip.address;
-      response.push({ type: PayloadType.CP, cfgType: CfgType.CFG_REPLY, attributes: [{ type: CfgAttr.INTERNAL_IP4_ADDRESS, value: vip.bytes }] });
-    } else if (policy.pools.length > 0) {
-      cpFailed = true;
-    }
-  } else if (policy.pools.length > 0) {
-    cpFailed = true;
-  }
+  const config = respondConfig(engine, sa, policy, cp);
+  if (config.reply) response.push(config.reply);
+  const cpFailed = config.failed;
 
   let created: ReturnType<typeof respondChild> | undefined;
   if (findPayload(payloads, PayloadType.SA)) {

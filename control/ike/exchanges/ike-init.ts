@@ -280,8 +280,9 @@ export function rejectInitRequest(engine: IkeContext, d: Datagram, error: WireEr
   engine.sendDatagram(d.local, d.remote, bytes);
 }
 
+/** Whether `address` is in a connection's address list: empty, %any and the unspecified addresses (0.0.0.0, ::) match any. */
 function addressMatches(list: string[], address: string): boolean {
-  return list.length === 0 || list.includes('%any') || list.includes(address) || list.includes('0.0.0.0');
+  return list.length === 0 || list.includes('%any') || list.includes(address) || list.includes('0.0.0.0') || list.includes('::');
 }
 
 /** Connections that could own an IKE_SA_INIT from `remote` to `local` (before any identity is known). */

@@ -58,8 +58,9 @@ export function successorSa(
   // RFC 4555 §1.3: the MOBIKE initiator stays whoever started the first IKE SA, whoever rekeys or clones.
   sa.mobikeInitiator = old.mobikeInitiator;
   sa.peerClone = old.peerClone;
-  sa.virtualIp = old.virtualIp;
-  sa.peerVirtualIp = old.peerVirtualIp;
+  sa.virtualIps = [...old.virtualIps];
+  sa.peerVirtualIps = [...old.peerVirtualIps];
+  sa.dns = [...old.dns];
   sa.sessionId = old.sessionId;
   sa.familyIndex = old.familyIndex;
   // MOBIKE state (RFC 4555): the peer's addresses carry over; the home NIC too (a clone gets its own).

@@ -47,6 +47,8 @@ export interface IkeEngineOptions {
   localAddresses?: () => string[];
   /** MOBIKE responder policy (RFC 4555 §3.7): check return routability before moving Child SAs (default true). */
   mobility?: Partial<MobilityOptions>;
+  /** Cluster node prefix of the SPIs we allocate (io/spi-layout.ts); 0 on a single gateway. */
+  spiPrefix?: number;
   /**
    * Observer of every message's payloads (inner payloads for encrypted ones),
    * after building and after authentication: debugging and protocol tests.
@@ -220,6 +222,8 @@ export interface IkeContext extends Pick<EventEmitter<EngineEvents>, 'on' | 'off
   deleteIkeSa(sa: IkeSa, reason: string): void;
   /** Install the IKE SA a rekey or clone created (RFC 7296 §2.18, RFC 7791 §5.2). */
   adoptSuccessor(old: IkeSa, created: IkeSa, clone: boolean): void;
+  /** Install an established IKE SA another node handed over (sa-transfer.ts, architecture §8). */
+  installImported(sa: IkeSa): void;
   leaseVirtualIp(sa: IkeSa): { address: string; bytes: Uint8Array } | undefined;
 
   // --- follow-up work, the public API exchanges and helpers start

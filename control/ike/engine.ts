@@ -106,7 +106,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
     this.mobility = { ...DEFAULT_MOBILITY, ...opts.mobility };
     this.cookieSecret = createCookieSecret(this.random);
     const { clock, random, log, keyLog, halfOpenTimeout } = this;
-    const deps = { clock, random, log, keyLog, halfOpenTimeout, halfOpenPressureTimeout, limits: this.limits, evictions: this.stats.halfOpenEvictions };
+    const deps = { clock, random, log, keyLog, halfOpenTimeout, halfOpenPressureTimeout, limits: this.limits, evictions: this.stats.halfOpenEvictions, spiPrefix: opts.spiPrefix ?? 0 };
     this.table = new SaTable({ ...deps, events: this, isHeld: (spi) => this.deletion.isHeld(spi) });
     this.collisions = new RekeyCollisions(this);
     this.lifetimes = new LifetimeManager(this, opts.lifecycle);
@@ -144,6 +144,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
   removeChild(child: ChildSa, reason: string): void { this.table.removeChild(child, reason); }
   deleteIkeSa(sa: IkeSa, reason: string): void { this.table.deleteIkeSa(sa, reason); }
   leaseVirtualIp(sa: IkeSa): { address: string; bytes: Uint8Array } | undefined { return this.table.leaseVirtualIp(sa); }
+  installImported(sa: IkeSa): void { this.table.installImported(sa); }
 
   /**
    * Install the IKE SA a rekey or clone exchange created (RFC 7296 §2.18,

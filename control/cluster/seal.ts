@@ -14,7 +14,7 @@
 //
 // Owner: the main thread (the cluster membership and handoff code).
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
-import { createCipheriv, createDecipheriv, createSecretKey, hkdfSync, randomBytes, type KeyObject } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, createSecretKey, hkdfSync, randomBytes, type KeyObject } from 'node:crypto';
 import { ConfigError } from '../config/errors.js';
 import type { Result } from '../wire/result.js';
 import { wipe } from '../crypto/random.js';
@@ -39,15 +39,30 @@ export interface SealBinding {
 
 /** The cluster key: AES-256-GCM for sealed records, derived once per process. */
 export class ClusterKey {
-  private constructor(private readonly key: KeyObject) {}
+  private constructor(
+    private readonly key: KeyObject,
+    /** A second key from the same secret, for MACs of shared state (the connections' hash). */
+    private readonly macKey: KeyObject,
+  ) {}
 
   /** HKDF-SHA-256 (RFC 5869) from `secret`, bound to the cluster name so two clusters sharing a secret still differ. */
   static derive(secret: Uint8Array, clusterName: string): ClusterKey {
     if (secret.length < MIN_SECRET_BYTES) throw new RangeError(`the cluster secret must be at least ${MIN_SECRET_BYTES} bytes`);
-    const derived = new Uint8Array(hkdfSync('sha256', secret, HKDF_SALT, `record sealing/${clusterName}`, KEY_LENGTH));
-    const key = createSecretKey(derived);
-    wipe(derived);
-    return new ClusterKey(key);
+    const keyObject = (label: string): KeyObject => {
+      const derived = new Uint8Array(hkdfSync('sha256', secret, HKDF_SALT, `${label}/${clusterName}`, KEY_LENGTH));
+      const key = createSecretKey(derived);
+      wipe(derived);
+      return key;
+    };
+    return new ClusterKey(keyObject('record sealing'), keyObject('state mac'));
+  }
+
+  /**
+   * HMAC-SHA-256 of `bytes` (hex): a digest of shared configuration that can
+   * sit in etcd without helping anyone guess the secrets inside it.
+   */
+  mac(bytes: Uint8Array): string {
+    return createHmac('sha256', this.macKey).update(bytes).digest('hex');
   }
 
   /** Seal `plaintext` for `binding`; the caller wipes its plaintext afterwards. */

@@ -62,6 +62,24 @@
  *                              # workers (each its own, one thread hand-off per packet) | io-thread
  *   esp: auto                  # auto: raw ESP (IP protocol 50) when no NAT was detected and raw
  *                              # sockets are available (root), else UDP 4500 (RFC 3948) | udp: always UDP
+ * cluster:                     # optional: join a load-sharing cluster on etcd (docs/cluster.md); absent:
+ *                              # a single gateway, no etcd. Every node needs the same connections
+ *   name: vpn1                 # REQUIRED: the cluster's name (keys live under /ikeclone/v1/<name>/)
+ *   node: gw-a                 # REQUIRED: this node's name, unique in the cluster
+ *   address: 192.0.2.11        # REQUIRED: this node's IP address; clones handed to it bind there
+ *   etcd: [https://10.0.0.5:2379]  # REQUIRED: etcd client URLs
+ *   tls:                       # optional: TLS to etcd (PEM files; https:// endpoints required)
+ *     ca: etcd-ca.pem          # the CA that signed etcd's certificate
+ *     cert: gw-a.pem           # our client certificate and its key (both or neither)
+ *     key: gw-a.key
+ *   sealing_key_file: cluster.secret  # REQUIRED: 32 to 4096 secret bytes, mode 0600 or stricter (a
+ *                              # wider mode is refused); the cluster key that seals clones' IKE state
+ *                              # in etcd is derived from it (HKDF), so it is the same on every node
+ *   lease_ttl: 5s              # the node's etcd lease (2s..60s): a dead node's clones are taken over
+ *                              # after it lapses, and a node cut off from etcd stops IKE on its clones
+ *   on_etcd_unreachable: fail  # at start: fail (exit 1) | standalone (run as a single gateway)
+ *   spi_prefix: 7              # optional, 1..255: this node's SPI prefix (io/spi-layout.ts); default:
+ *                              # the first free one, claimed in etcd at join
  * metrics:                     # optional, off by default: Prometheus metrics over HTTP (GET /metrics)
  *   listen: 127.0.0.1:9710     # ADDRESS:PORT ([::1]:9710 for IPv6); an address other than loopback
  *                              # is served too, with a warning (the series tell traffic volumes)
@@ -195,6 +213,7 @@ import type {
   LogLevel, MetricsConfig, PoolConfig, RetransmitConfig, TrafficSelectorConfig,
 } from './types.js';
 import { LOG_LEVELS } from './types.js';
+import { clusterSection } from './cluster-section.js';
 
 const METRICS_LISTEN_EXPECTED = 'ADDRESS:PORT with an IP literal and a port from 1 to 65535, e.g. 127.0.0.1:9710 or [::1]:9710';
 
@@ -554,8 +573,9 @@ export function gatewaySchema(ctx: Ctx) {
     metrics: section({
       listen: leaf(withDefault<MetricsConfig | undefined>(undefined, metricsListen)),
     }, 'a mapping with listen'),
+    cluster: leaf(clusterSection(ctx)),
     connections: namedMap(connectionSchema(ctx), 'a mapping of connection names to connection options'),
-  }, 'a mapping with log, keylog, listen, limits, retransmit, dataplane, metrics, connections').transform((raw): GatewayConfig => {
+  }, 'a mapping with log, keylog, listen, limits, retransmit, dataplane, metrics, cluster, connections').transform((raw): GatewayConfig => {
     const out: GatewayConfig = {
       log: raw.log,
       listen: raw.listen,
@@ -566,6 +586,7 @@ export function gatewaySchema(ctx: Ctx) {
     };
     if (raw.keylog !== undefined) out.keylog = raw.keylog;
     if (raw.metrics?.listen !== undefined) out.metrics = raw.metrics.listen;
+    if (raw.cluster !== undefined) out.cluster = raw.cluster;
     return out;
   });
 }

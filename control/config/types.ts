@@ -188,6 +188,27 @@ export interface GatewayConfig {
   connections: ConnectionConfig[];
   /** Prometheus metrics over HTTP; undefined = off. */
   metrics?: MetricsConfig;
+  /** Cluster membership on etcd (architecture §8); undefined = a single gateway. */
+  cluster?: ClusterConfig;
+}
+
+/** The `cluster:` section (control/config/cluster-section.ts). */
+export interface ClusterConfig {
+  name: string;
+  node: string;
+  /** This node's IP address: clones handed to it bind there. */
+  address: string;
+  /** etcd client URLs. */
+  etcd: string[];
+  /** Absolute paths of PEM files: the CA that signed etcd's certificate, our client certificate and key. */
+  tls?: { ca: string; cert?: string; key?: string };
+  /** Absolute path of the cluster secret (mode 0600 or stricter). */
+  sealingKeyFile: string;
+  leaseTtlMs: number;
+  /** etcd unreachable at start: fail (exit 1) or run as a single gateway. */
+  onEtcdUnreachable: 'fail' | 'standalone';
+  /** A fixed SPI prefix; default: the first free one claimed in etcd. */
+  spiPrefix?: number;
 }
 
 /** Where the gateway serves /metrics (control/api/metrics.ts). */

@@ -70,6 +70,8 @@ export interface GatewayOptions {
   log?: Logger;
   clock?: Clock;
   random?: RandomSource;
+  /** Cluster node prefix of the SPIs this gateway allocates (io/spi-layout.ts); 0 or absent on a single gateway. */
+  spiPrefix?: number;
 }
 
 export class Gateway extends EventEmitter<GatewayEvents> {
@@ -152,6 +154,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       ...(this.keyLog ? { keyLog: this.keyLog } : {}),
       ...(opts.clock ? { clock: opts.clock } : {}),
       ...(opts.random ? { random: opts.random } : {}),
+      ...(opts.spiPrefix ? { spiPrefix: opts.spiPrefix } : {}),
     });
     this.cloner = new CloneOrchestrator(this.engine).start();
     for (const event of ['ike-up', 'ike-down', 'ike-failed', 'child-up', 'child-down', 'child-failed'] as const) {

@@ -13,6 +13,8 @@
 import { isIP } from 'node:net';
 import { Command, CommanderError, Option } from 'commander';
 import { ConfigError, LOG_LEVELS, loadConfigFile, type GatewayConfig } from '../config/index.js';
+import { ClusterNode } from '../cluster/node.js';
+import { ClusterJoinError } from '../cluster/membership.js';
 import { Gateway } from '../gateway.js';
 import { createLogger, type Logger } from '../log.js';
 import { childStatus, ikeSaStatus } from '../status.js';
@@ -63,15 +65,25 @@ function logger(globals: GlobalOptions, fallback: string): Logger {
 }
 
 /** Load, validate and build a gateway; configuration problems become exit code 2 with ConfigError's message. */
-function loadGateway(file: string, globals: GlobalOptions): { gateway: Gateway; config: GatewayConfig; log: Logger } {
+function loadGateway(file: string, globals: GlobalOptions, loaded?: { config: GatewayConfig; spiPrefix?: number }): { gateway: Gateway; config: GatewayConfig; log: Logger } {
   // A ConfigError reaches main(), which prints its message as is (file:line: path: problem; expected ...).
-  const config = loadConfigFile(file);
+  const config = loaded?.config ?? loadConfigFile(file);
   const log = logger(globals, config.log.level);
   try {
-    return { gateway: new Gateway({ config, log }), config, log };
+    return { gateway: new Gateway({ config, log, ...(loaded?.spiPrefix ? { spiPrefix: loaded.spiPrefix } : {}) }), config, log };
   } catch (err) {
     // Problems only visible when building policies (identities, keys) are configuration problems too.
     throw new CliExit(EXIT_USAGE, `${file}: ${(err as Error).message}`);
+  }
+}
+
+/** Join the cluster the configuration names (none: undefined); a refusal is the exit code it carries. */
+async function joinCluster(config: GatewayConfig, log: Logger): Promise<ClusterNode | undefined> {
+  try {
+    return await ClusterNode.join(config, log);
+  } catch (err) {
+    if (err instanceof ClusterJoinError) throw new CliExit(err.exitCode, `cannot join cluster ${config.cluster?.name}: ${err.message}`);
+    throw err;
   }
 }
 
@@ -248,7 +260,11 @@ function serveReloads(gateway: Gateway, notifier: ServiceNotifier, log: Logger):
 }
 
 async function gatewayCommand(opts: { config: string; socket?: string }, globals: GlobalOptions): Promise<number> {
-  const { gateway, log } = loadGateway(opts.config, globals);
+  // With a cluster: section the node joins first: its SPI prefix is claimed before the engine allocates any SPI.
+  const config = loadConfigFile(opts.config);
+  const node = await joinCluster(config, logger(globals, config.log.level));
+  const { gateway, log } = loadGateway(opts.config, globals, { config, ...(node && { spiPrefix: node.spiPrefix }) });
+  node?.attach(gateway.engine);
   const stop = untilSignal(log);
   const notifier = serviceNotifier({ onError: (err) => log.warn({ reason: err.message }, 'cannot notify the service manager') });
   let stopReloads = () => {};
@@ -267,6 +283,8 @@ async function gatewayCommand(opts: { config: string; socket?: string }, globals
     log.info('stopped');
     return EXIT_OK;
   } finally {
+    // Leaving revokes the lease: the node's keys go now instead of after its TTL.
+    await node?.leave().catch((err: Error) => log.warn({ reason: err.message }, 'cannot leave the cluster cleanly'));
     stopReloads();
     notifier.close();
     stop.dispose();

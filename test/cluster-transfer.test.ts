@@ -3,55 +3,12 @@
 // imports it, announces itself, the client moves the clone with UPDATE_SA_ADDRESSES
 // and B creates the clone's Child SA with fresh keys. All in memory.
 import { describe, expect, test } from 'vitest';
-import { decodeMessage } from '../control/wire/message.js';
-import { ExchangeType, HeaderFlag, NotifyType } from '../control/wire/constants.js';
+import { ExchangeType, NotifyType } from '../control/wire/constants.js';
 import { completeArrival, decodeTransferRecord, exportIkeSa, importIkeSa, snapshotIkeSa } from '../control/ike/sa-transfer.js';
 import type { IkeEngine } from '../control/ike/engine.js';
 import type { IkeSa } from '../control/ike/ike-sa.js';
 import { espSpiNode, ikeSpiNode } from '../io/spi-layout.js';
-import { MemoryWire, pskPair } from './support/peers.js';
-import { sameSa } from './support/mobike-peers.js';
-
-const CLIENT = '10.0.0.1';
-const NODE_A = '10.0.0.2';
-const NODE_B = '10.0.0.3';
-
-async function cluster() {
-  const wire = new MemoryWire();
-  const { initiator, responder } = pskPair();
-  const notifies: Array<{ from: string; to: string; notify: number }> = [];
-  // The notifies of every request sent, in order (the payloads inside SK {}).
-  const trace: Parameters<MemoryWire['engine']>[2]['trace'] = (e) => {
-    if (e.direction !== 'out' || e.response) return;
-    for (const p of e.payloads) if (p.type === 41) notifies.push({ from: e.sa.local.address, to: e.sa.remote.address, notify: p.notifyType });
-  };
-  const client = wire.engine(CLIENT, [initiator], { localAddresses: () => [CLIENT], trace });
-  const nodeA = wire.engine(NODE_A, [responder], { localAddresses: () => [NODE_A], spiPrefix: 1, trace });
-  const nodeB = wire.engine(NODE_B, [responder], { localAddresses: () => [NODE_B], spiPrefix: 2, trace });
-  const up = client.initiate(initiator.name);
-  wire.run(100);
-  const original = await up;
-  const onA = nodeA.ikeSas()[0]!;
-  // Node A clones the client's IKE SA (RFC 7791 §5.2): A is the clone's IKEv2 initiator, the client stays its MOBIKE initiator.
-  const cloning = nodeA.cloneIkeSa(onA);
-  await wire.settle(200);
-  const clone = await cloning;
-  return { wire, client, nodeA, nodeB, original, clone, clientClone: sameSa(client, clone), notifies };
-}
-
-/** Every IKE message on the wire, with who sent it. */
-function ikeMessages(wire: MemoryWire) {
-  return wire.log.flatMap((d) => {
-    const m = decodeMessage(d.bytes);
-    if (!m.ok) return [];
-    const h = m.value.header;
-    const spis = Buffer.from(h.spiI).toString('hex') + Buffer.from(h.spiR).toString('hex');
-    const response = (h.flags & HeaderFlag.RESPONSE) !== 0;
-    // Each end numbers its own requests (RFC 7296 §2.2): the I flag tells which end sent it.
-    const byOriginalInitiator = (h.flags & HeaderFlag.INITIATOR) !== 0;
-    return [{ from: d.local.address, to: d.remote.address, spis, mid: h.messageId, response, byOriginalInitiator, exchange: h.exchangeType }];
-  });
-}
+import { CLIENT, NODE_A, NODE_B, cluster, ikeMessages } from './support/cluster-peers.js';
 
 async function moveToB(c: Awaited<ReturnType<typeof cluster>>) {
   const exported = exportIkeSa(c.nodeA, c.clone, 'family-1', 'handed off to node-b');

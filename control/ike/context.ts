@@ -50,6 +50,12 @@ export interface IkeEngineOptions {
   /** Cluster node prefix of the SPIs we allocate (io/spi-layout.ts); 0 on a single gateway. */
   spiPrefix?: number;
   /**
+   * Asked before each request on an IKE SA is sent: true holds it back until
+   * the caller kicks the SA again (cluster fencing writes the message ID to
+   * etcd first, architecture §8). Absent: nothing is held.
+   */
+  holdRequest?: (sa: IkeSa) => boolean;
+  /**
    * Observer of every message's payloads (inner payloads for encrypted ones),
    * after building and after authentication: debugging and protocol tests.
    */

@@ -86,6 +86,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
   private readonly trace: MessageTrace | undefined;
   private readonly localAddressFor: (remote: string) => string;
   private readonly localAddressList: () => string[];
+  private readonly holdRequest: IkeEngineOptions['holdRequest'];
 
   constructor(opts: IkeEngineOptions) {
     super();
@@ -103,6 +104,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
     const halfOpenPressureTimeout = Math.min(this.halfOpenTimeout, opts.halfOpenPressureTimeout ?? DEFAULT_HALF_OPEN_PRESSURE_TIMEOUT);
     this.localAddressFor = opts.localAddressFor ?? (() => '0.0.0.0');
     this.localAddressList = opts.localAddresses ?? (() => []);
+    this.holdRequest = opts.holdRequest;
     this.mobility = { ...DEFAULT_MOBILITY, ...opts.mobility };
     this.cookieSecret = createCookieSecret(this.random);
     const { clock, random, log, keyLog, halfOpenTimeout } = this;
@@ -279,7 +281,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
 
   /** Start the next queued exchange if none is in flight (window size 1, RFC 7296 §2.3). */
   kick(sa: IkeSa): void {
-    if (sa.outstanding || sa.state === 'dead') return;
+    if (sa.outstanding || sa.state === 'dead' || (sa.queue.length > 0 && this.holdRequest?.(sa))) return;
     const exchange = sa.queue.shift();
     if (!exchange) return;
     this.transmit(sa, exchange, sa.nextRequestId++);

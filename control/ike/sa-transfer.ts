@@ -93,7 +93,7 @@ const unhex = (s: string) => new Uint8Array(Buffer.from(s, 'hex'));
  * the cluster (rewritten as message IDs advance). The caller wipes the
  * returned bytes once sealed.
  */
-export function snapshotIkeSa(ctx: IkeContext, sa: IkeSa, family: string): Uint8Array {
+export function snapshotIkeSa(ctx: IkeContext, sa: IkeSa, family: string, over: { nextRequestId?: number } = {}): Uint8Array {
   const keys = sa.keys!;
   const suite = sa.suite!;
   const state: TransferState = {
@@ -107,7 +107,7 @@ export function snapshotIkeSa(ctx: IkeContext, sa: IkeSa, family: string): Uint8
     spiR: hex(sa.spiR),
     suite: { ...suite, spi: hex(suite.spi), prf: suite.prf! },
     keyLengths: MOVING_KEYS.map((k) => keys[k].length),
-    nextRequestId: sa.nextRequestId,
+    nextRequestId: over.nextRequestId ?? sa.nextRequestId,
     peerRequestId: sa.peerRequestId,
     window: 1,
     ...(sa.lastResponse && {

@@ -146,13 +146,21 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     const plain = snapshotIkeSa(this.opts.engine, sa, family);
     const sealed = key.seal({ keyPath: recordKey, epoch: 0, owner: node }, plain);
     wipe(plain);
+    // Before the write: our own watch must not take the new owner key for a clone handed to us.
+    this.arriving.add(ownerKey);
     const txn = await client
       .if(ownerKey, 'Create', '==', 0)
       .then(client.put(ownerKey).value(ownerValue({ node, epoch: 0 })), client.put(recordKey).value(Buffer.from(sealed)))
-      .commit();
-    if (!txn.succeeded) throw new Error(`${ownerKey} already has an owner`);
+      .commit()
+      .catch((err: Error) => {
+        this.arriving.delete(ownerKey);
+        throw err;
+      });
+    if (!txn.succeeded) {
+      this.arriving.delete(ownerKey);
+      throw new Error(`${ownerKey} already has an owner`);
+    }
     this.owned.set(sa, { family, index, epoch: 0, writtenNext: sa.nextRequestId, writing: false });
-    this.arriving.add(ownerKey);
     return 0;
   }
 
@@ -280,11 +288,17 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
       this.emit('refused', recordKey, reason, detail);
     };
     let sealed: Buffer | null;
+    let current: string | null;
     try {
-      sealed = await this.opts.client.get(recordKey).buffer();
+      [sealed, current] = await Promise.all([this.opts.client.get(recordKey).buffer(), this.opts.client.get(key).string()]);
     } catch (err) {
       this.arriving.delete(key);
       return refuse('missing', (err as Error).message);
+    }
+    // A stale event (the clone moved on meanwhile): the owner key says so.
+    if (current !== ownerValue(owner)) {
+      this.arriving.delete(key);
+      return;
     }
     if (!sealed) return refuse('missing', 'no record next to the owner key');
     const opened = this.opts.key.open({ keyPath: recordKey, epoch: owner.epoch, owner: this.opts.node }, new Uint8Array(sealed));

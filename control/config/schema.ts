@@ -143,7 +143,10 @@
  *       supported: true        # announce CLONE_IKE_SA_SUPPORTED (RFC 7791 §5.1); false: this
  *                              # connection's IKE SAs are never cloned, by either end
  *       per: none              # initiator side: none | worker (one IKE SA per data-plane worker) | nic (one per
- *                              # local address in nics, moved there with MOBIKE)
+ *                              # local address in nics, moved there with MOBIKE); gateway side in a
+ *                              # cluster: node (clone the client's IKE SA once per other cluster node and
+ *                              # hand clone k to node k, chosen by rendezvous hashing weighted by load;
+ *                              # needs the cluster: section and a client that supports RFC 7791 and MOBIKE)
  *       count: 4               # number of IKE SAs including the original; default: workers for
  *                              # per: worker, nics' length for per: nic (round robin if larger)
  *       nics: [10.0.1.2, 10.0.2.2]   # per: nic only, REQUIRED there: local addresses, one per NIC
@@ -263,7 +266,7 @@ function remoteEndpointSchema(ctx: Ctx) {
 function cloneSchema() {
   return section({
     supported: leaf(withDefault(true, boolean)),
-    per: leaf(withDefault('none', oneOf(['none', 'worker', 'nic'] as const))),
+    per: leaf(withDefault('none', oneOf(['none', 'worker', 'nic', 'node'] as const))),
     count: leaf(withDefault<number | undefined>(undefined, integer(1, MAX_CLONES))),
     nics: leaf(withDefault<string[] | undefined>(undefined, listOf('local IP addresses, one per NIC', ipLiteral))),
   }, 'a mapping with supported, per, count, nics');
@@ -451,7 +454,9 @@ export function connectionSchema(ctx: Ctx) {
     } else {
       if (c.nics !== undefined) problem(['clone', 'nics'], `set, but clone.per is ${c.per}`, 'nics only with per: nic');
       if (c.per === 'worker') clone = { supported: c.supported, per: 'worker', count: c.count ?? ctx.workers, nics: [] };
-      else if (c.count !== undefined) problem(['clone', 'count'], 'set, but clone.per is none', 'count only with per: worker or per: nic');
+      // per: node: the family's size is the cluster's (count 1 keeps the per-worker/NIC orchestrator out of it).
+      else if (c.per === 'node' && c.count === undefined) clone = { supported: c.supported, per: 'node', count: 1, nics: [] };
+      else if (c.count !== undefined) problem(['clone', 'count'], `set, but clone.per is ${c.per}`, 'count only with per: worker or per: nic');
     }
 
     // IKE SA lifetimes (strongSwan: over_time defaults to 10% of the longer of rekey and reauth).
@@ -575,7 +580,12 @@ export function gatewaySchema(ctx: Ctx) {
     }, 'a mapping with listen'),
     cluster: leaf(clusterSection(ctx)),
     connections: namedMap(connectionSchema(ctx), 'a mapping of connection names to connection options'),
-  }, 'a mapping with log, keylog, listen, limits, retransmit, dataplane, metrics, cluster, connections').transform((raw): GatewayConfig => {
+  }, 'a mapping with log, keylog, listen, limits, retransmit, dataplane, metrics, cluster, connections').transform((raw, zctx): GatewayConfig => {
+    const perNode = Object.entries(raw.connections).find(([, c]) => c.clone.per === 'node');
+    if (perNode && raw.cluster === undefined) {
+      report(zctx as unknown as IssueSink, new Problem('node, but there is no cluster: section', 'per: node only in a cluster', ['connections', perNode[0], 'clone', 'per']), raw);
+      return z.NEVER;
+    }
     const out: GatewayConfig = {
       log: raw.log,
       listen: raw.listen,

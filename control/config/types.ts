@@ -90,8 +90,11 @@ export interface EndpointConfig {
 export interface CloneConfig {
   /** Announce CLONE_IKE_SA_SUPPORTED in IKE_AUTH (RFC 7791 §5.1); false turns cloning off both ways. */
   supported: boolean;
-  /** RFC 7791: none, one IKE SA per data-plane worker, or one per NIC (moved there with MOBIKE). */
-  per: 'none' | 'worker' | 'nic';
+  /**
+   * RFC 7791: none, one IKE SA per data-plane worker, one per NIC (moved there
+   * with MOBIKE), or, on a cluster's gateway side, one per cluster node.
+   */
+  per: 'none' | 'worker' | 'nic' | 'node';
   /** IKE SAs in total, the original included (1 for per: none). */
   count: number;
   /** per: nic: the local address of each NIC, in order (clone k uses nics[k % nics.length]). */

@@ -72,6 +72,8 @@ export interface GatewayOptions {
   random?: RandomSource;
   /** Cluster node prefix of the SPIs this gateway allocates (io/spi-layout.ts); 0 or absent on a single gateway. */
   spiPrefix?: number;
+  /** Cluster fencing: requests this holds back wait (IkeEngineOptions.holdRequest). */
+  holdRequest?: (sa: IkeSa) => boolean;
 }
 
 export class Gateway extends EventEmitter<GatewayEvents> {
@@ -155,6 +157,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       ...(opts.clock ? { clock: opts.clock } : {}),
       ...(opts.random ? { random: opts.random } : {}),
       ...(opts.spiPrefix ? { spiPrefix: opts.spiPrefix } : {}),
+      ...(opts.holdRequest ? { holdRequest: opts.holdRequest } : {}),
     });
     this.cloner = new CloneOrchestrator(this.engine).start();
     for (const event of ['ike-up', 'ike-down', 'ike-failed', 'child-up', 'child-down', 'child-failed'] as const) {

@@ -93,12 +93,20 @@ describe('ikeclone gateway in a cluster', () => {
   interopTest('joins with a member key and an SPI prefix, refuses other connections, and leaves on SIGTERM', ['etcd'], async () => {
     const cluster = `cli-${randomBytes(3).toString('hex')}`;
     const key = secret('k1');
-    const a = start(['gateway', '--config', config('a.yaml', { cluster, node: 'gw-a', keyFile: key }), '--socket', join(dir, 'a.sock')]);
+    const aConfig = config('a.yaml', { cluster, node: 'gw-a', keyFile: key });
+    const a = start(['gateway', '--config', aConfig, '--socket', join(dir, 'a.sock')]);
     const member = await waitFor(async () => client!.get(`/ikeclone/v1/${cluster}/members/gw-a`).string(), {
       timeoutMs: 20_000,
       message: () => `gw-a's member key (${a.stderr().slice(-1000)})`,
     });
     expect(JSON.parse(member)).toMatchObject({ node: 'gw-a', address: '127.0.0.1', load: 0, spiPrefix: expect.any(Number) });
+    // ikeclone cluster status reads the same from etcd.
+    const st = start(['cluster', 'status', '--config', aConfig, '--json']);
+    expect(await exitOf(st)).toBe(0);
+    expect(JSON.parse(st.stdout())).toEqual({ cluster, members: [{ ...JSON.parse(member), clones: 0 }], clones: [], orphaned: 0 });
+    const text = start(['cluster', 'status', '--config', aConfig]);
+    expect(await exitOf(text)).toBe(0);
+    expect(text.stdout()).toMatch(new RegExp(`cluster ${cluster}: 1 member, 0 clones\\n\\s+NODE\\s+ADDRESS\\s+SPI PREFIX\\s+LOAD\\s+CLONES\\n\\s+gw-a\\s+127\\.0\\.0\\.1\\s+\\d+\\s+0\\s+0`));
     // Another PSK: other connections, refused.
     const b = start(['gateway', '--config', config('b.yaml', { cluster, node: 'gw-b', keyFile: key, psk: 'another pre-shared key 0123456789' }), '--socket', join(dir, 'b.sock')]);
     expect(await exitOf(b)).toBe(2);

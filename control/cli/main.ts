@@ -15,6 +15,9 @@ import { Command, CommanderError, Option } from 'commander';
 import { ConfigError, LOG_LEVELS, loadConfigFile, type GatewayConfig } from '../config/index.js';
 import { ClusterNode } from '../cluster/node.js';
 import { ClusterJoinError } from '../cluster/membership.js';
+import type { IkeSa } from '../ike/ike-sa.js';
+import { etcdClient } from '../cluster/etcd-client.js';
+import { formatClusterStatus, readClusterStatus } from '../cluster/status.js';
 import { Gateway } from '../gateway.js';
 import { createLogger, type Logger } from '../log.js';
 import { childStatus, ikeSaStatus } from '../status.js';
@@ -65,12 +68,14 @@ function logger(globals: GlobalOptions, fallback: string): Logger {
 }
 
 /** Load, validate and build a gateway; configuration problems become exit code 2 with ConfigError's message. */
-function loadGateway(file: string, globals: GlobalOptions, loaded?: { config: GatewayConfig; spiPrefix?: number }): { gateway: Gateway; config: GatewayConfig; log: Logger } {
+function loadGateway(file: string, globals: GlobalOptions, loaded?: { config: GatewayConfig; node?: ClusterNode }): { gateway: Gateway; config: GatewayConfig; log: Logger } {
   // A ConfigError reaches main(), which prints its message as is (file:line: path: problem; expected ...).
   const config = loaded?.config ?? loadConfigFile(file);
   const log = logger(globals, config.log.level);
   try {
-    return { gateway: new Gateway({ config, log, ...(loaded?.spiPrefix ? { spiPrefix: loaded.spiPrefix } : {}) }), config, log };
+    const node = loaded?.node;
+    const cluster = node ? { spiPrefix: node.spiPrefix, holdRequest: (sa: IkeSa) => node.holdRequest(sa) } : {};
+    return { gateway: new Gateway({ config, log, ...cluster }), config, log };
   } catch (err) {
     // Problems only visible when building policies (identities, keys) are configuration problems too.
     throw new CliExit(EXIT_USAGE, `${file}: ${(err as Error).message}`);
@@ -263,8 +268,8 @@ async function gatewayCommand(opts: { config: string; socket?: string }, globals
   // With a cluster: section the node joins first: its SPI prefix is claimed before the engine allocates any SPI.
   const config = loadConfigFile(opts.config);
   const node = await joinCluster(config, logger(globals, config.log.level));
-  const { gateway, log } = loadGateway(opts.config, globals, { config, ...(node && { spiPrefix: node.spiPrefix }) });
-  node?.attach(gateway.engine);
+  const { gateway, log } = loadGateway(opts.config, globals, { config, ...(node && { node }) });
+  await node?.attach(gateway.engine);
   const stop = untilSignal(log);
   const notifier = serviceNotifier({ onError: (err) => log.warn({ reason: err.message }, 'cannot notify the service manager') });
   let stopReloads = () => {};
@@ -440,6 +445,21 @@ async function moveCommand(ike: string, opts: { local: string; remote?: string; 
   return EXIT_OK;
 }
 
+async function clusterStatusCommand(opts: { config: string; json?: boolean }): Promise<number> {
+  const config = loadConfigFile(opts.config);
+  if (!config.cluster) throw new CliExit(EXIT_USAGE, `${opts.config}: no cluster: section`);
+  const client = etcdClient(config.cluster);
+  try {
+    const status = await readClusterStatus(client, config.cluster.name).catch((err: Error) => {
+      throw new CliExit(EXIT_FAILURE, `cannot read cluster ${config.cluster!.name} from etcd: ${err.message}`);
+    });
+    await stdout(opts.json ? json(status) : formatClusterStatus(status));
+    return EXIT_OK;
+  } finally {
+    client.close();
+  }
+}
+
 // -------------------------------------------------------------------- program
 
 function examples(...lines: string[]): string {
@@ -528,6 +548,16 @@ function buildProgram(setExit: (code: number) => void): Command {
     .option('--json', 'print the moved IKE SA as JSON')
     .addHelpText('after', examples('$ ikeclone move 2 --local 10.0.2.2', '$ ikeclone move 2 --local 10.0.2.2 --remote 192.0.2.7 --json'))
     .action(async (ike: string, opts: { local: string; remote?: string; json?: boolean; socket?: string }) => setExit(await moveCommand(ike, opts)));
+
+  program
+    .command('cluster')
+    .description('a gateway cluster on etcd (the cluster: section of the configuration)')
+    .command('status')
+    .description('members (address, SPI prefix, load), clones per node and their epochs, read from etcd')
+    .requiredOption('-c, --config <file>', 'a node\'s configuration (its cluster: section names etcd and the cluster)')
+    .option('--json', 'print the cluster status (ClusterStatus, control/cluster/status.ts) as JSON')
+    .addHelpText('after', examples('$ ikeclone cluster status --config /etc/ikeclone.yaml', '$ ikeclone cluster status --config /etc/ikeclone.yaml --json | jq .members'))
+    .action(async (opts: { config: string; json?: boolean }) => setExit(await clusterStatusCommand(opts)));
 
   program
     .command('status')

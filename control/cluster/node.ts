@@ -11,12 +11,18 @@ import type { IkeEngine } from '../ike/engine.js';
 import { connectionsHash } from './config-hash.js';
 import { ClusterJoinError, ClusterMembership } from './membership.js';
 import { loadClusterKey, type ClusterKey } from './seal.js';
+import { CloneHandoff } from './handoff.js';
+import { NodePlacement } from './placement.js';
+import type { IkeSa } from '../ike/ike-sa.js';
 
 /** At most one load write per this many ms (each IKE SA up or down asks for one). */
 export const LOAD_UPDATE_MS = 1000;
 
 export class ClusterNode {
   private loadTimer: NodeJS.Timeout | undefined;
+  /** Clone handoff and fencing (set by attach). */
+  handoff: CloneHandoff | undefined;
+  placement: NodePlacement | undefined;
   /** Set when etcd says our lease is gone: IKE on clones stops (fencing). */
   leaseLost: string | undefined;
 
@@ -58,9 +64,18 @@ export class ClusterNode {
     return new ClusterNode(membership, key, log, loadOf);
   }
 
-  /** Follow the gateway's engine: load updates, lease loss. */
-  attach(engine: IkeEngine): void {
+  /** For IkeEngineOptions.holdRequest: requests on owned clones wait for their fencing write. */
+  holdRequest(sa: IkeSa): boolean {
+    return this.handoff?.holdRequest(sa) ?? false;
+  }
+
+  /** Follow the gateway's engine: load updates, clone handoff and placement, lease loss. */
+  async attach(engine: IkeEngine): Promise<void> {
     this.loadOf.engine = engine;
+    const m = this.membership;
+    const c = m.config;
+    this.handoff = await new CloneHandoff({ engine, client: m.client, key: this.key, cluster: c.name, node: c.node, address: c.address, log: this.log }).start();
+    this.placement = new NodePlacement({ engine, handoff: this.handoff, node: c.node, members: () => m.members(), log: this.log }).start();
     const schedule = () => {
       if (this.loadTimer) return;
       this.loadTimer = setTimeout(() => {
@@ -73,12 +88,14 @@ export class ClusterNode {
     engine.on('ike-down', schedule);
     this.membership.on('lease-lost', (reason) => {
       this.leaseLost = reason;
+      this.handoff?.suspend(reason);
     });
   }
 
   async leave(): Promise<void> {
     if (this.loadTimer) clearTimeout(this.loadTimer);
     this.loadTimer = undefined;
+    await this.handoff?.stop();
     await this.membership.leave();
   }
 }

@@ -248,6 +248,17 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     return this.engine.moveIkeSa(sa, { local, ...(remote ? { remote } : {}) });
   }
 
+  /** Set by a cluster node (control/cluster/node.ts): hands a clone to another node; resolves with the new epoch. */
+  clusterMove: ((sa: IkeSa, node: string) => Promise<number>) | undefined;
+
+  /** Hand clone `ikeId` to cluster node `node` (architecture §8). */
+  async moveToNode(ikeId: number, node: string): Promise<{ sa: IkeSa; epoch: number }> {
+    const sa = this.engine.findIkeSa(ikeId);
+    if (!sa) throw new Error(`no IKE SA with id ${ikeId}`);
+    if (!this.clusterMove) throw new Error('this gateway is not in a cluster (no cluster: section)');
+    return { sa, epoch: await this.clusterMove(sa, node) };
+  }
+
   /** ESP in UDP travels between the NAT-T ports (RFC 3948 §2.1): the IKE SA's, or ours if IKE did not float. */
   private espEndpoints(child: ChildSa): { local: { address: string; port: number }; remote: { address: string; port: number } } {
     const { listen } = this.config;

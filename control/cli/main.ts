@@ -13,11 +13,9 @@
 import { isIP } from 'node:net';
 import { Command, CommanderError, Option } from 'commander';
 import { ConfigError, LOG_LEVELS, loadConfigFile, type GatewayConfig } from '../config/index.js';
-import { ClusterNode } from '../cluster/node.js';
-import { ClusterJoinError } from '../cluster/membership.js';
+// Cluster modules load etcd's gRPC client: imported only when a cluster: section asks for them.
+import type { ClusterNode } from '../cluster/node.js';
 import type { IkeSa } from '../ike/ike-sa.js';
-import { etcdClient } from '../cluster/etcd-client.js';
-import { formatClusterStatus, readClusterStatus } from '../cluster/status.js';
 import { Gateway } from '../gateway.js';
 import { createLogger, type Logger } from '../log.js';
 import { childStatus, ikeSaStatus } from '../status.js';
@@ -84,6 +82,8 @@ function loadGateway(file: string, globals: GlobalOptions, loaded?: { config: Ga
 
 /** Join the cluster the configuration names (none: undefined); a refusal is the exit code it carries. */
 async function joinCluster(config: GatewayConfig, log: Logger): Promise<ClusterNode | undefined> {
+  if (!config.cluster) return undefined;
+  const [{ ClusterNode }, { ClusterJoinError }] = await Promise.all([import('../cluster/node.js'), import('../cluster/membership.js')]);
   try {
     return await ClusterNode.join(config, log);
   } catch (err) {
@@ -270,6 +270,7 @@ async function gatewayCommand(opts: { config: string; socket?: string }, globals
   const node = await joinCluster(config, logger(globals, config.log.level));
   const { gateway, log } = loadGateway(opts.config, globals, { config, ...(node && { node }) });
   await node?.attach(gateway.engine);
+  if (node) gateway.clusterMove = (sa, to) => node.move(sa, to);
   const stop = untilSignal(log);
   const notifier = serviceNotifier({ onError: (err) => log.warn({ reason: err.message }, 'cannot notify the service manager') });
   let stopReloads = () => {};
@@ -434,13 +435,22 @@ async function cloneCommand(ike: string, opts: { count?: string; json?: boolean;
   return result.family.state === 'complete' ? EXIT_OK : EXIT_FAILURE;
 }
 
-async function moveCommand(ike: string, opts: { local: string; remote?: string; json?: boolean; socket?: string }): Promise<number> {
+async function moveCommand(ike: string, opts: { local?: string; remote?: string; node?: string; json?: boolean; socket?: string }): Promise<number> {
   const id = ikeSaId('move', ike);
+  if ((opts.node === undefined) === (opts.local === undefined)) throw new CliExit(EXIT_USAGE, 'move: give either --local (MOBIKE, this gateway) or --node (a cluster node)');
+  if (opts.node !== undefined) {
+    if (opts.remote !== undefined) throw new CliExit(EXIT_USAGE, 'move: --remote goes with --local, not --node');
+    const node = opts.node;
+    const moved = await askGateway(opts.socket, (c) => c.moveToNode(id, node));
+    await stdout(opts.json ? json(moved) : `IKE SA #${id} handed to ${node} (epoch ${moved.handedOff?.epoch})`);
+    return EXIT_OK;
+  }
+  const local = opts.local!;
   // Checked here so that a typo is a usage error (2), not the gateway's bad-args failure (1).
   for (const [flag, addr] of [['--local', opts.local], ['--remote', opts.remote]] as const) {
     if (addr !== undefined && isIP(addr) === 0) throw new CliExit(EXIT_USAGE, `move: ${flag} must be an IP address, got ${JSON.stringify(addr)}`);
   }
-  const result = await askGateway(opts.socket, (c) => c.move(id, opts.local, opts.remote));
+  const result = await askGateway(opts.socket, (c) => c.move(id, local, opts.remote));
   await stdout(opts.json ? json(result) : formatIkeSa(result.ike));
   return EXIT_OK;
 }
@@ -448,6 +458,7 @@ async function moveCommand(ike: string, opts: { local: string; remote?: string; 
 async function clusterStatusCommand(opts: { config: string; json?: boolean }): Promise<number> {
   const config = loadConfigFile(opts.config);
   if (!config.cluster) throw new CliExit(EXIT_USAGE, `${opts.config}: no cluster: section`);
+  const [{ etcdClient }, { formatClusterStatus, readClusterStatus }] = await Promise.all([import('../cluster/etcd-client.js'), import('../cluster/status.js')]);
   const client = etcdClient(config.cluster);
   try {
     const status = await readClusterStatus(client, config.cluster.name).catch((err: Error) => {
@@ -540,14 +551,15 @@ function buildProgram(setExit: (code: number) => void): Command {
 
   program
     .command('move')
-    .description('move an IKE SA this gateway initiated, and its Child SAs, to other addresses with MOBIKE (RFC 4555)')
+    .description('move an IKE SA this gateway initiated, and its Child SAs, to other addresses with MOBIKE (RFC 4555); or, in a cluster, hand a clone to another node')
     .argument('<ike-sa>', 'IKE SA id, as `ikeclone status` shows it (#N)')
-    .requiredOption('-l, --local <addr>', 'local address to move to (e.g. the second NIC\'s)')
+    .option('-l, --local <addr>', 'local address to move to (e.g. the second NIC\'s)')
+    .option('-n, --node <name>', 'cluster node to hand the clone to (it announces itself and the peer moves the clone there)')
     .option('-r, --remote <addr>', 'peer address to use (one it announced); default: the current one')
     .option('-s, --socket <path>', `control socket (default: ${defaultSocketPath()})`)
     .option('--json', 'print the moved IKE SA as JSON')
-    .addHelpText('after', examples('$ ikeclone move 2 --local 10.0.2.2', '$ ikeclone move 2 --local 10.0.2.2 --remote 192.0.2.7 --json'))
-    .action(async (ike: string, opts: { local: string; remote?: string; json?: boolean; socket?: string }) => setExit(await moveCommand(ike, opts)));
+    .addHelpText('after', examples('$ ikeclone move 2 --local 10.0.2.2', '$ ikeclone move 2 --local 10.0.2.2 --remote 192.0.2.7 --json', '$ ikeclone move 5 --node gw-b'))
+    .action(async (ike: string, opts: { local?: string; remote?: string; node?: string; json?: boolean; socket?: string }) => setExit(await moveCommand(ike, opts)));
 
   program
     .command('cluster')

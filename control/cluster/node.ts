@@ -64,6 +64,23 @@ export class ClusterNode {
     return new ClusterNode(membership, key, log, loadOf);
   }
 
+  /**
+   * Hand IKE SA `sa` (a clone without Child SAs) to node `to`: adopted first
+   * if this node has not registered it yet (a clone made by hand).
+   */
+  async move(sa: IkeSa, to: string): Promise<number> {
+    const handoff = this.handoff;
+    if (!handoff) throw new Error('the cluster node is not attached to a gateway');
+    if (to === this.membership.node) throw new Error(`IKE SA ${sa.id} is already on ${to}`);
+    const members = await this.membership.members();
+    if (!members.some((m) => m.node === to)) throw new Error(`${to} is not a live member of cluster ${this.membership.config.name}`);
+    if (!handoff.ownedClones().some((c) => c.sa === sa)) {
+      if (sa.familyIndex === 0) throw new Error(`IKE SA ${sa.id} is a family's original: only clones move between nodes (RFC 7791 §5.2)`);
+      await handoff.adopt(sa, `${this.membership.node}.${sa.sessionId}`, sa.familyIndex);
+    }
+    return handoff.handOff(sa, to);
+  }
+
   /** For IkeEngineOptions.holdRequest: requests on owned clones wait for their fencing write. */
   holdRequest(sa: IkeSa): boolean {
     return this.handoff?.holdRequest(sa) ?? false;

@@ -1,6 +1,6 @@
 // The layering of architecture §2, checked by `npm run check:deps` (part of
 // `npm test`). Dependencies point down only:
-//   control/wire, control/crypto  <  control/ike  <  control/config, api, cli, gateway.ts
+//   control/wire, control/crypto  <  control/ike  <  control/config, cluster, api, cli, gateway.ts
 //   io/  <  dataplane/            (both below control/; wasm/ below everything)
 // Paths are relative to the repository root. Type-only imports count: a layer
 // that needs another layer's types depends on it all the same.

@@ -23,7 +23,7 @@ import { concatBytes } from '../crypto/bytes.js';
 import { wipe } from '../crypto/random.js';
 import type { Result } from '../wire/result.js';
 import type { IkeContext } from './context.js';
-import { IkeSa, spi64Hex, type ChildSa } from './ike-sa.js';
+import { IkeSa, carryState, spi64Hex, type ChildSa } from './ike-sa.js';
 import { installIkeKeys } from './ike-keys.js';
 import type { NegotiatedSuite } from './proposals.js';
 import type { Endpoint } from './transport.js';
@@ -229,23 +229,12 @@ export function importIkeSa(ctx: IkeContext, record: TransferRecord, local: stri
   const suite: NegotiatedSuite = { ...s.suite, spi: unhex(s.suite.spi) };
   sa.suite = suite;
   sa.familyIndex = s.familyIndex;
-  sa.mobikeInitiator = s.mobikeInitiator;
   sa.nextRequestId = s.nextRequestId;
   sa.peerRequestId = s.peerRequestId;
   if (s.lastResponse) sa.lastResponse = { messageId: s.lastResponse.messageId, bytes: unhex(s.lastResponse.bytes), requestDigest: unhex(s.lastResponse.requestDigest) };
   if (s.localId) sa.localId = { idType: s.localId.idType, data: unhex(s.localId.data) };
   if (s.peerId) sa.peerId = { idType: s.peerId.idType, data: unhex(s.peerId.data) };
-  sa.peerKey = s.peerKey;
-  sa.peerMobike = s.peerMobike;
-  sa.peerClone = s.peerClone;
-  sa.natDetectionExchanged = s.natDetectionExchanged;
-  sa.natLocal = s.natLocal;
-  sa.natRemote = s.natRemote;
-  sa.peerAdditionalAddresses = [...s.peerAdditionalAddresses];
-  sa.peerWithdrawnAddress = s.peerWithdrawnAddress;
-  for (const a of s.verifiedAddresses) sa.verifiedAddresses.add(a);
-  sa.virtualIp = s.virtualIp;
-  sa.peerVirtualIp = s.peerVirtualIp;
+  carryState(sa, s);
   try {
     // SK_pi/SK_pr stay behind (AUTH is done): empty here.
     installIkeKeys(ctx, sa, { ...record.keys, skPi: new Uint8Array(0), skPr: new Uint8Array(0) });

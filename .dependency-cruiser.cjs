@@ -1,6 +1,6 @@
 // The layering of architecture §2, checked by `npm run check:deps` (part of
 // `npm test`). Dependencies point down only:
-//   control/wire, control/crypto  <  control/ike  <  control/config, api, cli, gateway.ts
+//   control/wire, control/crypto  <  control/ike  <  control/config, cluster, api, cli, gateway.ts
 //   io/  <  dataplane/            (both below control/; wasm/ below everything)
 // Paths are relative to the repository root. Type-only imports count: a layer
 // that needs another layer's types depends on it all the same.
@@ -10,11 +10,11 @@ const RUNTIME = '^(control|dataplane|io|wasm|demo)/';
 /** Node's socket and thread modules (with or without the node: prefix). */
 const SOCKETS_AND_THREADS = '^(node:)?(dgram|net|worker_threads)$';
 /**
- * The bottom of io/: address text <-> bytes, the endpoint type and the byte
- * readers. Pure values, no socket, no thread; every layer (wire and crypto
+ * The bottom of io/: address text <-> bytes, the endpoint type, the byte
+ * readers and the SPI layout. Pure values, no socket, no thread; every layer (wire and crypto
  * included) may use them.
  */
-const IO_VALUES = '^io/(ip|endpoint|bytes)\\.ts$';
+const IO_VALUES = '^io/(ip|endpoint|bytes|spi-layout)\\.ts$';
 /** The native addon: its binding module and anything under native/. */
 const NATIVE_ADDON = '(^native/|(^|/)native-io\\.ts$|\\.node$)';
 

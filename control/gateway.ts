@@ -77,6 +77,10 @@ export interface GatewayOptions {
   random?: RandomSource;
   /** Where to redirect peers (RFC 5685); default: each connection's `redirect:` settings. A cluster passes its placement. */
   redirectPolicy?: RedirectPolicy;
+  /** Cluster node prefix of the SPIs this gateway allocates (io/spi-layout.ts); 0 or absent on a single gateway. */
+  spiPrefix?: number;
+  /** Cluster fencing: requests this holds back wait (IkeEngineOptions.holdRequest). */
+  holdRequest?: (sa: IkeSa) => boolean;
 }
 
 export class Gateway extends EventEmitter<GatewayEvents> {
@@ -168,6 +172,8 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       ...(this.keyLog ? { keyLog: this.keyLog } : {}),
       ...(opts.clock ? { clock: opts.clock } : {}),
       ...(opts.random ? { random: opts.random } : {}),
+      ...(opts.spiPrefix ? { spiPrefix: opts.spiPrefix } : {}),
+      ...(opts.holdRequest ? { holdRequest: opts.holdRequest } : {}),
     });
     this.cloner = new CloneOrchestrator(this.engine).start();
     this.spreader = new ChildSpreader(this.engine).start();
@@ -281,6 +287,17 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     const target = gatewayIdentity(to);
     if (!target) throw new Error(`'${to}' is neither an IP address nor a host name`);
     return redirectIkeSa(this.engine, sa, target);
+  }
+
+  /** Set by a cluster node (control/cluster/node.ts): hands a clone to another node; resolves with the new epoch. */
+  clusterMove: ((sa: IkeSa, node: string) => Promise<number>) | undefined;
+
+  /** Hand clone `ikeId` to cluster node `node` (architecture §8). */
+  async moveToNode(ikeId: number, node: string): Promise<{ sa: IkeSa; epoch: number }> {
+    const sa = this.engine.findIkeSa(ikeId);
+    if (!sa) throw new Error(`no IKE SA with id ${ikeId}`);
+    if (!this.clusterMove) throw new Error('this gateway is not in a cluster (no cluster: section)');
+    return { sa, epoch: await this.clusterMove(sa, node) };
   }
 
   /** ESP in UDP travels between the NAT-T ports (RFC 3948 §2.1): the IKE SA's, or ours if IKE did not float. */

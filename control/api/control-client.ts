@@ -148,6 +148,11 @@ export class ControlClient {
     return this.request('move', { ike, local, ...(remote ? { remote } : {}) }, { timeoutMs: opts.timeoutMs ?? 30_000 }) as Promise<MoveResult>;
   }
 
+  /** Hand IKE SA `ike` (a clone) to cluster node `node` (architecture §8). */
+  moveToNode(ike: number, node: string, opts: { timeoutMs?: number } = {}): Promise<MoveResult> {
+    return this.request('move', { ike, node }, { timeoutMs: opts.timeoutMs ?? 30_000 }) as Promise<MoveResult>;
+  }
+
   close(): void {
     this.closed = true;
     this.socket.destroy();

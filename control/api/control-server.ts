@@ -415,7 +415,14 @@ export class ControlServer {
         return result;
       }
       case 'move': {
-        const { ike, local, remote } = request.args!;
+        const { ike, local, remote, node } = request.args!;
+        if (node !== undefined) {
+          // A cluster node takes the clone over (architecture §8).
+          this.log.info({ ike, node }, 'control: move to node');
+          const { sa, epoch } = await this.gateway.moveToNode(ike!, node);
+          const result: MoveResult = { ike: ikeSaStatus(sa, this.gateway.engine.clock.now()), handedOff: { node, epoch } };
+          return result;
+        }
         this.log.info({ ike, local, remote }, 'control: move');
         const sa = await this.gateway.move(ike!, local!, remote);
         const result: MoveResult = { ike: ikeSaStatus(sa, this.gateway.engine.clock.now()) };

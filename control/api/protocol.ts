@@ -63,6 +63,8 @@ export interface ControlArgs {
   /** move: the local address to move to, and optionally the peer's. */
   local?: string;
   remote?: string;
+  /** move: instead of local, the cluster node to hand the clone to (architecture §8). */
+  node?: string;
   /** rekey: the Child SA to rekey (its id); with { ike } instead, the IKE SA (RFC 7296 §1.3.2, §1.3.3). */
   child?: number;
 }
@@ -72,9 +74,10 @@ export interface RekeyResult {
   ike: IkeSaStatus;
 }
 
-/** Result of `move`: the IKE SA on its new path. */
+/** Result of `move`: the IKE SA on its new path (or, handed to another node, as it left with the new owner's epoch). */
 export interface MoveResult {
   ike: IkeSaStatus;
+  handedOff?: { node: string; epoch: number };
 }
 
 /** Most clones one `clone` request may add. */
@@ -144,10 +147,11 @@ export function parseRequest(line: string): ParsedRequest {
   let count: number | undefined;
   let local: string | undefined;
   let remote: string | undefined;
+  let node: string | undefined;
   if (obj.args !== undefined && obj.args !== null) {
     if (typeof obj.args !== 'object' || Array.isArray(obj.args)) return fail(id, 'bad-args', 'args must be an object');
     const args = obj.args as Record<string, unknown>;
-    const allowed = cmd === 'clone' ? ['ike', 'count'] : cmd === 'move' ? ['ike', 'local', 'remote'] : cmd === 'rekey' ? ['ike', 'child'] : ['name'];
+    const allowed = cmd === 'clone' ? ['ike', 'count'] : cmd === 'move' ? ['ike', 'local', 'remote', 'node'] : cmd === 'rekey' ? ['ike', 'child'] : ['name'];
     const unknown = Object.keys(args).filter((k) => !allowed.includes(k));
     if (unknown.length > 0) return fail(id, 'bad-args', `unknown argument "${unknown[0]!.slice(0, 64)}"`);
     if (args.name !== undefined) {
@@ -166,12 +170,20 @@ export function parseRequest(line: string): ParsedRequest {
       if (which === 'local') local = args.local as string;
       else remote = args.remote as string;
     }
+    if (args.node !== undefined) {
+      if (typeof args.node !== 'string' || !NAME_RE.test(args.node)) return fail(id, 'bad-args', 'args.node must be a cluster node name (letters, digits, ".", "_", "-")');
+      node = args.node;
+    }
     if (args.count !== undefined) {
       if (typeof args.count !== 'number' || !Number.isInteger(args.count) || args.count < 1 || args.count > MAX_CLONE_COUNT) {
         return fail(id, 'bad-args', `args.count must be an integer from 1 to ${MAX_CLONE_COUNT}`);
       }
       count = args.count;
     }
+  }
+  if (cmd === 'move' && node !== undefined) {
+    if (ike === undefined || local !== undefined || remote !== undefined) return fail(id, 'bad-args', 'move with args.node needs args.ike and no local or remote address');
+    return { ok: true, request: { id, cmd, args: { ike, node } } };
   }
   if (cmd === 'move') {
     if (ike === undefined || local === undefined) return fail(id, 'bad-args', 'move needs args.ike (the IKE SA id) and args.local (the address to move to)');

@@ -13,6 +13,9 @@
 import { isIP } from 'node:net';
 import { Command, CommanderError, Option } from 'commander';
 import { ConfigError, LOG_LEVELS, loadConfigFile, type GatewayConfig } from '../config/index.js';
+// Cluster modules load etcd's gRPC client: imported only when a cluster: section asks for them.
+import type { ClusterNode } from '../cluster/node.js';
+import type { IkeSa } from '../ike/ike-sa.js';
 import { Gateway } from '../gateway.js';
 import { createLogger, type Logger } from '../log.js';
 import { childStatus, ikeSaStatus } from '../status.js';
@@ -63,15 +66,29 @@ function logger(globals: GlobalOptions, fallback: string): Logger {
 }
 
 /** Load, validate and build a gateway; configuration problems become exit code 2 with ConfigError's message. */
-function loadGateway(file: string, globals: GlobalOptions): { gateway: Gateway; config: GatewayConfig; log: Logger } {
+function loadGateway(file: string, globals: GlobalOptions, loaded?: { config: GatewayConfig; node?: ClusterNode }): { gateway: Gateway; config: GatewayConfig; log: Logger } {
   // A ConfigError reaches main(), which prints its message as is (file:line: path: problem; expected ...).
-  const config = loadConfigFile(file);
+  const config = loaded?.config ?? loadConfigFile(file);
   const log = logger(globals, config.log.level);
   try {
-    return { gateway: new Gateway({ config, log }), config, log };
+    const node = loaded?.node;
+    const cluster = node ? { spiPrefix: node.spiPrefix, holdRequest: (sa: IkeSa) => node.holdRequest(sa) } : {};
+    return { gateway: new Gateway({ config, log, ...cluster }), config, log };
   } catch (err) {
     // Problems only visible when building policies (identities, keys) are configuration problems too.
     throw new CliExit(EXIT_USAGE, `${file}: ${(err as Error).message}`);
+  }
+}
+
+/** Join the cluster the configuration names (none: undefined); a refusal is the exit code it carries. */
+async function joinCluster(config: GatewayConfig, log: Logger): Promise<ClusterNode | undefined> {
+  if (!config.cluster) return undefined;
+  const [{ ClusterNode }, { ClusterJoinError }] = await Promise.all([import('../cluster/node.js'), import('../cluster/membership.js')]);
+  try {
+    return await ClusterNode.join(config, log);
+  } catch (err) {
+    if (err instanceof ClusterJoinError) throw new CliExit(err.exitCode, `cannot join cluster ${config.cluster?.name}: ${err.message}`);
+    throw err;
   }
 }
 
@@ -248,7 +265,12 @@ function serveReloads(gateway: Gateway, notifier: ServiceNotifier, log: Logger):
 }
 
 async function gatewayCommand(opts: { config: string; socket?: string }, globals: GlobalOptions): Promise<number> {
-  const { gateway, log } = loadGateway(opts.config, globals);
+  // With a cluster: section the node joins first: its SPI prefix is claimed before the engine allocates any SPI.
+  const config = loadConfigFile(opts.config);
+  const node = await joinCluster(config, logger(globals, config.log.level));
+  const { gateway, log } = loadGateway(opts.config, globals, { config, ...(node && { node }) });
+  await node?.attach(gateway.engine);
+  if (node) gateway.clusterMove = (sa, to) => node.move(sa, to);
   const stop = untilSignal(log);
   const notifier = serviceNotifier({ onError: (err) => log.warn({ reason: err.message }, 'cannot notify the service manager') });
   let stopReloads = () => {};
@@ -267,6 +289,8 @@ async function gatewayCommand(opts: { config: string; socket?: string }, globals
     log.info('stopped');
     return EXIT_OK;
   } finally {
+    // Leaving revokes the lease: the node's keys go now instead of after its TTL.
+    await node?.leave().catch((err: Error) => log.warn({ reason: err.message }, 'cannot leave the cluster cleanly'));
     stopReloads();
     notifier.close();
     stop.dispose();
@@ -411,15 +435,40 @@ async function cloneCommand(ike: string, opts: { count?: string; json?: boolean;
   return result.family.state === 'complete' ? EXIT_OK : EXIT_FAILURE;
 }
 
-async function moveCommand(ike: string, opts: { local: string; remote?: string; json?: boolean; socket?: string }): Promise<number> {
+async function moveCommand(ike: string, opts: { local?: string; remote?: string; node?: string; json?: boolean; socket?: string }): Promise<number> {
   const id = ikeSaId('move', ike);
+  if ((opts.node === undefined) === (opts.local === undefined)) throw new CliExit(EXIT_USAGE, 'move: give either --local (MOBIKE, this gateway) or --node (a cluster node)');
+  if (opts.node !== undefined) {
+    if (opts.remote !== undefined) throw new CliExit(EXIT_USAGE, 'move: --remote goes with --local, not --node');
+    const node = opts.node;
+    const moved = await askGateway(opts.socket, (c) => c.moveToNode(id, node));
+    await stdout(opts.json ? json(moved) : `IKE SA #${id} handed to ${node} (epoch ${moved.handedOff?.epoch})`);
+    return EXIT_OK;
+  }
+  const local = opts.local!;
   // Checked here so that a typo is a usage error (2), not the gateway's bad-args failure (1).
   for (const [flag, addr] of [['--local', opts.local], ['--remote', opts.remote]] as const) {
     if (addr !== undefined && isIP(addr) === 0) throw new CliExit(EXIT_USAGE, `move: ${flag} must be an IP address, got ${JSON.stringify(addr)}`);
   }
-  const result = await askGateway(opts.socket, (c) => c.move(id, opts.local, opts.remote));
+  const result = await askGateway(opts.socket, (c) => c.move(id, local, opts.remote));
   await stdout(opts.json ? json(result) : formatIkeSa(result.ike));
   return EXIT_OK;
+}
+
+async function clusterStatusCommand(opts: { config: string; json?: boolean }): Promise<number> {
+  const config = loadConfigFile(opts.config);
+  if (!config.cluster) throw new CliExit(EXIT_USAGE, `${opts.config}: no cluster: section`);
+  const [{ etcdClient }, { formatClusterStatus, readClusterStatus }] = await Promise.all([import('../cluster/etcd-client.js'), import('../cluster/status.js')]);
+  const client = etcdClient(config.cluster);
+  try {
+    const status = await readClusterStatus(client, config.cluster.name).catch((err: Error) => {
+      throw new CliExit(EXIT_FAILURE, `cannot read cluster ${config.cluster!.name} from etcd: ${err.message}`);
+    });
+    await stdout(opts.json ? json(status) : formatClusterStatus(status));
+    return EXIT_OK;
+  } finally {
+    client.close();
+  }
 }
 
 // -------------------------------------------------------------------- program
@@ -502,14 +551,25 @@ function buildProgram(setExit: (code: number) => void): Command {
 
   program
     .command('move')
-    .description('move an IKE SA this gateway initiated, and its Child SAs, to other addresses with MOBIKE (RFC 4555)')
+    .description('move an IKE SA this gateway initiated, and its Child SAs, to other addresses with MOBIKE (RFC 4555); or, in a cluster, hand a clone to another node')
     .argument('<ike-sa>', 'IKE SA id, as `ikeclone status` shows it (#N)')
-    .requiredOption('-l, --local <addr>', 'local address to move to (e.g. the second NIC\'s)')
+    .option('-l, --local <addr>', 'local address to move to (e.g. the second NIC\'s)')
+    .option('-n, --node <name>', 'cluster node to hand the clone to (it announces itself and the peer moves the clone there)')
     .option('-r, --remote <addr>', 'peer address to use (one it announced); default: the current one')
     .option('-s, --socket <path>', `control socket (default: ${defaultSocketPath()})`)
     .option('--json', 'print the moved IKE SA as JSON')
-    .addHelpText('after', examples('$ ikeclone move 2 --local 10.0.2.2', '$ ikeclone move 2 --local 10.0.2.2 --remote 192.0.2.7 --json'))
-    .action(async (ike: string, opts: { local: string; remote?: string; json?: boolean; socket?: string }) => setExit(await moveCommand(ike, opts)));
+    .addHelpText('after', examples('$ ikeclone move 2 --local 10.0.2.2', '$ ikeclone move 2 --local 10.0.2.2 --remote 192.0.2.7 --json', '$ ikeclone move 5 --node gw-b'))
+    .action(async (ike: string, opts: { local?: string; remote?: string; node?: string; json?: boolean; socket?: string }) => setExit(await moveCommand(ike, opts)));
+
+  program
+    .command('cluster')
+    .description('a gateway cluster on etcd (the cluster: section of the configuration)')
+    .command('status')
+    .description('members (address, SPI prefix, load), clones per node and their epochs, read from etcd')
+    .requiredOption('-c, --config <file>', 'a node\'s configuration (its cluster: section names etcd and the cluster)')
+    .option('--json', 'print the cluster status (ClusterStatus, control/cluster/status.ts) as JSON')
+    .addHelpText('after', examples('$ ikeclone cluster status --config /etc/ikeclone.yaml', '$ ikeclone cluster status --config /etc/ikeclone.yaml --json | jq .members'))
+    .action(async (opts: { config: string; json?: boolean }) => setExit(await clusterStatusCommand(opts)));
 
   program
     .command('status')

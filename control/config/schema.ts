@@ -75,6 +75,24 @@
  *                              # §8.3), as a router does
  *   outer_mtu: 1500            # optional: MTU of the outer path, for tunnel_mtu auto (576..65535)
  *   icmp_rate: 10              # too-big answers per second at most, in bursts of as many (1..10000)
+ * cluster:                     # optional: join a load-sharing cluster on etcd (docs/cluster.md); absent:
+ *                              # a single gateway, no etcd. Every node needs the same connections
+ *   name: vpn1                 # REQUIRED: the cluster's name (keys live under /ikeclone/v1/<name>/)
+ *   node: gw-a                 # REQUIRED: this node's name, unique in the cluster
+ *   address: 192.0.2.11        # REQUIRED: this node's IP address; clones handed to it bind there
+ *   etcd: [https://10.0.0.5:2379]  # REQUIRED: etcd client URLs
+ *   tls:                       # optional: TLS to etcd (PEM files; https:// endpoints required)
+ *     ca: etcd-ca.pem          # the CA that signed etcd's certificate
+ *     cert: gw-a.pem           # our client certificate and its key (both or neither)
+ *     key: gw-a.key
+ *   sealing_key_file: cluster.secret  # REQUIRED: 32 to 4096 secret bytes, mode 0600 or stricter (a
+ *                              # wider mode is refused); the cluster key that seals clones' IKE state
+ *                              # in etcd is derived from it (HKDF), so it is the same on every node
+ *   lease_ttl: 5s              # the node's etcd lease (2s..60s): a dead node's clones are taken over
+ *                              # after it lapses, and a node cut off from etcd stops IKE on its clones
+ *   on_etcd_unreachable: fail  # at start: fail (exit 1) | standalone (run as a single gateway)
+ *   spi_prefix: 7              # optional, 1..255: this node's SPI prefix (io/spi-layout.ts); default:
+ *                              # the first free one, claimed in etcd at join
  * metrics:                     # optional, off by default: Prometheus metrics over HTTP (GET /metrics)
  *   listen: 127.0.0.1:9710     # ADDRESS:PORT ([::1]:9710 for IPv6); an address other than loopback
  *                              # is served too, with a warning (the series tell traffic volumes)
@@ -149,7 +167,10 @@
  *       supported: true        # announce CLONE_IKE_SA_SUPPORTED (RFC 7791 §5.1); false: this
  *                              # connection's IKE SAs are never cloned, by either end
  *       per: none              # initiator side: none | worker (one IKE SA per data-plane worker) | nic (one per
- *                              # local address in nics, moved there with MOBIKE)
+ *                              # local address in nics, moved there with MOBIKE); gateway side in a
+ *                              # cluster: node (clone the client's IKE SA once per other cluster node and
+ *                              # hand clone k to node k, chosen by rendezvous hashing weighted by load;
+ *                              # needs the cluster: section and a client that supports RFC 7791 and MOBIKE)
  *       count: 4               # number of IKE SAs including the original; default: workers for
  *                              # per: worker, nics' length for per: nic (round robin if larger)
  *       nics: [10.0.1.2, 10.0.2.2]   # per: nic only, REQUIRED there: local addresses, one per NIC
@@ -254,6 +275,7 @@ import type {
   LogLevel, MetricsConfig, PoolConfig, RetransmitConfig, TrafficSelectorConfig,
 } from './types.js';
 import { LOG_LEVELS } from './types.js';
+import { clusterSection } from './cluster-section.js';
 
 const METRICS_LISTEN_EXPECTED = 'ADDRESS:PORT with an IP literal and a port from 1 to 65535, e.g. 127.0.0.1:9710 or [::1]:9710';
 
@@ -319,7 +341,7 @@ function remoteEndpointSchema(ctx: Ctx) {
 function cloneSchema() {
   return section({
     supported: leaf(withDefault(true, boolean)),
-    per: leaf(withDefault('none', oneOf(['none', 'worker', 'nic'] as const))),
+    per: leaf(withDefault('none', oneOf(['none', 'worker', 'nic', 'node'] as const))),
     count: leaf(withDefault<number | undefined>(undefined, integer(1, MAX_CLONES))),
     nics: leaf(withDefault<string[] | undefined>(undefined, listOf('local IP addresses, one per NIC', ipLiteral))),
   }, 'a mapping with supported, per, count, nics');
@@ -515,7 +537,9 @@ export function connectionSchema(ctx: Ctx) {
     } else {
       if (c.nics !== undefined) problem(['clone', 'nics'], `set, but clone.per is ${c.per}`, 'nics only with per: nic');
       if (c.per === 'worker') clone = { supported: c.supported, per: 'worker', count: c.count ?? ctx.workers, nics: [] };
-      else if (c.count !== undefined) problem(['clone', 'count'], 'set, but clone.per is none', 'count only with per: worker or per: nic');
+      // per: node: the family's size is the cluster's (count 1 keeps the per-worker/NIC orchestrator out of it).
+      else if (c.per === 'node' && c.count === undefined) clone = { supported: c.supported, per: 'node', count: 1, nics: [] };
+      else if (c.count !== undefined) problem(['clone', 'count'], `set, but clone.per is ${c.per}`, 'count only with per: worker or per: nic');
     }
 
     // IKE SA lifetimes (strongSwan: over_time defaults to 10% of the longer of rekey and reauth).
@@ -649,8 +673,14 @@ export function gatewaySchema(ctx: Ctx) {
     metrics: section({
       listen: leaf(withDefault<MetricsConfig | undefined>(undefined, metricsListen)),
     }, 'a mapping with listen'),
+    cluster: leaf(clusterSection(ctx)),
     connections: namedMap(connectionSchema(ctx), 'a mapping of connection names to connection options'),
-  }, 'a mapping with log, keylog, listen, limits, retransmit, dataplane, metrics, connections').transform((raw): GatewayConfig => {
+  }, 'a mapping with log, keylog, listen, limits, retransmit, dataplane, metrics, cluster, connections').transform((raw, zctx): GatewayConfig => {
+    const perNode = Object.entries(raw.connections).find(([, c]) => c.clone.per === 'node');
+    if (perNode && raw.cluster === undefined) {
+      report(zctx as unknown as IssueSink, new Problem('node, but there is no cluster: section', 'per: node only in a cluster', ['connections', perNode[0], 'clone', 'per']), raw);
+      return z.NEVER;
+    }
     const out: GatewayConfig = {
       log: raw.log,
       listen: raw.listen,
@@ -661,6 +691,7 @@ export function gatewaySchema(ctx: Ctx) {
     };
     if (raw.keylog !== undefined) out.keylog = raw.keylog;
     if (raw.metrics?.listen !== undefined) out.metrics = raw.metrics.listen;
+    if (raw.cluster !== undefined) out.cluster = raw.cluster;
     return out;
   });
 }

@@ -106,8 +106,11 @@ export interface EndpointConfig {
 export interface CloneConfig {
   /** Announce CLONE_IKE_SA_SUPPORTED in IKE_AUTH (RFC 7791 §5.1); false turns cloning off both ways. */
   supported: boolean;
-  /** RFC 7791: none, one IKE SA per data-plane worker, or one per NIC (moved there with MOBIKE). */
-  per: 'none' | 'worker' | 'nic';
+  /**
+   * RFC 7791: none, one IKE SA per data-plane worker, one per NIC (moved there
+   * with MOBIKE), or, on a cluster's gateway side, one per cluster node.
+   */
+  per: 'none' | 'worker' | 'nic' | 'node';
   /** IKE SAs in total, the original included (1 for per: none). */
   count: number;
   /** per: nic: the local address of each NIC, in order (clone k uses nics[k % nics.length]). */
@@ -228,6 +231,27 @@ export interface GatewayConfig {
   connections: ConnectionConfig[];
   /** Prometheus metrics over HTTP; undefined = off. */
   metrics?: MetricsConfig;
+  /** Cluster membership on etcd (architecture §8); undefined = a single gateway. */
+  cluster?: ClusterConfig;
+}
+
+/** The `cluster:` section (control/config/cluster-section.ts). */
+export interface ClusterConfig {
+  name: string;
+  node: string;
+  /** This node's IP address: clones handed to it bind there. */
+  address: string;
+  /** etcd client URLs. */
+  etcd: string[];
+  /** Absolute paths of PEM files: the CA that signed etcd's certificate, our client certificate and key. */
+  tls?: { ca: string; cert?: string; key?: string };
+  /** Absolute path of the cluster secret (mode 0600 or stricter). */
+  sealingKeyFile: string;
+  leaseTtlMs: number;
+  /** etcd unreachable at start: fail (exit 1) or run as a single gateway. */
+  onEtcdUnreachable: 'fail' | 'standalone';
+  /** A fixed SPI prefix; default: the first free one claimed in etcd. */
+  spiPrefix?: number;
 }
 
 /** Where the gateway serves /metrics (control/api/metrics.ts). */

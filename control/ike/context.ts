@@ -54,6 +54,14 @@ export interface IkeEngineOptions {
   redirect?: RedirectHooks;
   /** Bounds of IKE fragment reassembly (RFC 7383 §2.6, §5; defaults.ts DEFAULT_REASSEMBLY). */
   reassembly?: Partial<ReassemblyLimits>;
+  /** Cluster node prefix of the SPIs we allocate (io/spi-layout.ts); 0 on a single gateway. */
+  spiPrefix?: number;
+  /**
+   * Asked before each request on an IKE SA is sent: true holds it back until
+   * the caller kicks the SA again (cluster fencing writes the message ID to
+   * etcd first, architecture §8). Absent: nothing is held.
+   */
+  holdRequest?: (sa: IkeSa) => boolean;
   /**
    * Observer of every message's payloads (inner payloads for encrypted ones),
    * after building and after authentication: debugging and protocol tests.
@@ -264,6 +272,8 @@ export interface IkeContext extends Pick<EventEmitter<EngineEvents>, 'on' | 'off
   adoptSuccessor(old: IkeSa, created: IkeSa, clone: boolean): void;
   /** A virtual IP of `family` for the peer of `sa` from its pools (RFC 7296 §2.19); `wanted`: the address it asked for. */
   leaseVirtualIp(sa: IkeSa, family?: 4 | 6, wanted?: Uint8Array): { address: string; bytes: Uint8Array } | undefined;
+  /** Install an established IKE SA another node handed over (sa-transfer.ts, architecture §8). */
+  installImported(sa: IkeSa): void;
 
   // --- follow-up work, the public API exchanges and helpers start
   initiate(name: string, opts?: InitiateOptions): Promise<IkeSa>;

@@ -84,6 +84,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
   private readonly trace: MessageTrace | undefined;
   private readonly localAddressFor: (remote: string) => string;
   private readonly localAddressList: () => string[];
+  private readonly holdRequest: IkeEngineOptions['holdRequest'];
 
   constructor(opts: IkeEngineOptions) {
     super();
@@ -101,11 +102,12 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
     const halfOpenPressureTimeout = Math.min(this.halfOpenTimeout, opts.halfOpenPressureTimeout ?? DEFAULT_HALF_OPEN_PRESSURE_TIMEOUT);
     this.localAddressFor = opts.localAddressFor ?? ((remote) => (remote.includes(':') ? '::' : '0.0.0.0'));
     this.localAddressList = opts.localAddresses ?? (() => []);
+    this.holdRequest = opts.holdRequest;
     this.mobility = { ...DEFAULT_MOBILITY, ...opts.mobility };
     this.redirect = opts.redirect ?? {};
     this.cookieSecret = createCookieSecret(this.random);
     const { clock, random, log, keyLog, halfOpenTimeout } = this;
-    const deps = { clock, random, log, keyLog, halfOpenTimeout, halfOpenPressureTimeout, limits: this.limits, evictions: this.stats.halfOpenEvictions };
+    const deps = { clock, random, log, keyLog, halfOpenTimeout, halfOpenPressureTimeout, limits: this.limits, evictions: this.stats.halfOpenEvictions, spiPrefix: opts.spiPrefix ?? 0 };
     this.table = new SaTable({ ...deps, events: this, isHeld: (spi) => this.deletion.isHeld(spi) });
     this.collisions = new RekeyCollisions(this);
     this.lifetimes = new LifetimeManager(this, opts.lifecycle);
@@ -144,6 +146,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
   removeChild(child: ChildSa, reason: string): void { this.table.removeChild(child, reason); }
   deleteIkeSa(sa: IkeSa, reason: string): void { this.table.deleteIkeSa(sa, reason); }
   leaseVirtualIp(sa: IkeSa, family?: 4 | 6, wanted?: Uint8Array): { address: string; bytes: Uint8Array } | undefined { return this.table.leaseVirtualIp(sa, family, wanted); }
+  installImported(sa: IkeSa): void { this.table.installImported(sa); }
 
   /**
    * Install the IKE SA a rekey or clone exchange created (RFC 7296 §2.18,
@@ -279,7 +282,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
 
   /** Start the next queued exchange if none is in flight (window size 1, RFC 7296 §2.3). */
   kick(sa: IkeSa): void {
-    if (sa.outstanding || sa.state === 'dead') return;
+    if (sa.outstanding || sa.state === 'dead' || (sa.queue.length > 0 && this.holdRequest?.(sa))) return;
     const exchange = sa.queue.shift();
     if (!exchange) return;
     this.transmit(sa, exchange, sa.nextRequestId++);

@@ -366,6 +366,49 @@ export class IkeSa {
   }
 }
 
+/** What an IKE SA hands on to its successor, its clone, or a copy on another cluster node. */
+export interface CarriedState {
+  peerKey?: string | undefined;
+  peerMobike: boolean;
+  peerClone: boolean;
+  mobikeInitiator: boolean;
+  natDetectionExchanged: boolean;
+  natLocal: boolean;
+  natRemote: boolean;
+  peerAdditionalAddresses: readonly string[];
+  peerWithdrawnAddress?: string | undefined;
+  verifiedAddresses: Iterable<string>;
+  virtualIps: readonly string[];
+  peerVirtualIps: readonly string[];
+  dns: readonly string[];
+  peerFragmentation: boolean;
+  fragmentSize?: number | undefined;
+}
+
+/**
+ * Copy the peer's negotiated extensions (MOBIKE, cloning, fragmentation and
+ * the fragment size in use), NAT state, MOBIKE address state, virtual IPs and
+ * DNS servers onto `sa`. The MOBIKE initiator stays whoever started the first
+ * IKE SA of the series (RFC 4555 §1.3), whoever rekeys, clones or moves it.
+ */
+export function carryState(sa: IkeSa, from: CarriedState): void {
+  sa.peerKey = from.peerKey;
+  sa.peerMobike = from.peerMobike;
+  sa.peerClone = from.peerClone;
+  sa.mobikeInitiator = from.mobikeInitiator;
+  sa.natDetectionExchanged = from.natDetectionExchanged;
+  sa.natLocal = from.natLocal;
+  sa.natRemote = from.natRemote;
+  sa.peerAdditionalAddresses = [...from.peerAdditionalAddresses];
+  sa.peerWithdrawnAddress = from.peerWithdrawnAddress;
+  for (const a of from.verifiedAddresses) sa.verifiedAddresses.add(a);
+  sa.virtualIps = [...from.virtualIps];
+  sa.peerVirtualIps = [...from.peerVirtualIps];
+  sa.dns = [...from.dns];
+  sa.peerFragmentation = from.peerFragmentation;
+  sa.fragmentSize = from.fragmentSize;
+}
+
 export function spi64Hex(spi: Uint8Array): string {
   return Buffer.from(spi.buffer, spi.byteOffset, spi.byteLength).toString('hex');
 }

@@ -75,7 +75,8 @@ export interface ChildPolicy {
 
 /** How an initiator multiplies its IKE SA (RFC 7791, architecture §5). */
 export interface ClonePolicy {
-  per: 'none' | 'worker' | 'nic';
+  /** node: gateway side, one clone per cluster member (control/cluster/placement.ts). */
+  per: 'none' | 'worker' | 'nic' | 'node';
   /** IKE SAs in the family, the original included. */
   count: number;
   /** per: nic — local address of each NIC; clone k belongs to nics[k % nics.length]. */

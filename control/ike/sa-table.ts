@@ -18,6 +18,7 @@ import { type CachedResponse, type ChildSa, type IkeSa, spi64Hex, spiHex } from 
 import type { KeyLogSink } from './keylog.js';
 import { VirtualIpLeases } from './virtual-ip.js';
 import { readU32 } from '../crypto/bytes.js';
+import { composeEspSpi, composeIkeSpi, espSpiWorker } from '../../io/spi-layout.js';
 
 export interface SaTableDeps {
   random: RandomSource;
@@ -34,6 +35,8 @@ export interface SaTableDeps {
   limits: Pick<EngineLimits, 'halfOpenMax' | 'halfOpenPerSource' | 'halfOpenCookieThreshold'>;
   /** Half-open SAs forgotten to make room, by reason (EngineStats.halfOpenEvictions). */
   evictions: Record<string, number>;
+  /** Cluster node prefix of our IKE and ESP SPIs (io/spi-layout.ts); 0 on a single gateway. */
+  spiPrefix: number;
 }
 
 /** Why a half-open responder SA was forgotten to make room (counted in EngineStats.halfOpenEvictions). */
@@ -110,7 +113,9 @@ export class SaTable {
 
   newIkeSpi(): Uint8Array {
     for (;;) {
-      const spi = this.deps.random(8);
+      // Cluster-wide uniqueness: the first byte is this node's prefix (io/spi-layout.ts).
+      const drawn = this.deps.random(8);
+      const spi = this.deps.spiPrefix === 0 ? drawn : (composeIkeSpi(this.deps.spiPrefix, drawn) ?? drawn);
       const hex = spi64Hex(spi);
       if (spi.some((b) => b !== 0) && !this.sas.has(hex) && !this.reservedIkeSpis.has(hex)) return spi;
     }
@@ -127,7 +132,9 @@ export class SaTable {
   /** A fresh inbound ESP SPI: random, >= 256 (RFC 4303 §2.1), unused here. */
   newChildSpi(): number {
     for (;;) {
-      const spi = readU32(this.deps.random(4));
+      const drawn = readU32(this.deps.random(4));
+      // A cluster node's SPIs carry its prefix (io/spi-layout.ts); the worker bits stay as drawn.
+      const spi = this.deps.spiPrefix === 0 ? drawn : (composeEspSpi({ node: this.deps.spiPrefix, worker: espSpiWorker(drawn) }, drawn) ?? 0);
       if (spi >= 256 && !this.childrenBySpi.has(spi) && !this.reservedSpis.has(spi) && !this.deps.isHeld(spi)) return spi;
     }
   }
@@ -386,6 +393,21 @@ export class SaTable {
       this.deps.log[opts.quiet ? 'debug' : 'warn']({ ike: sa.id, conn: sa.name, reason }, 'IKE SA failed');
       this.deps.events.emit('ike-failed', sa, reason);
     }
+  }
+
+  /**
+   * An established IKE SA another node handed over (sa-transfer.ts): reachable
+   * by its SPI, in its session and the peer index, and announced like any SA
+   * that comes up (architecture §8).
+   */
+  installImported(sa: IkeSa): void {
+    this.sas.set(spi64Hex(sa.localSpi), sa);
+    sa.setState('established', this.deps.log);
+    sa.establishedAt = this.deps.clock.now();
+    this.joinSession(sa);
+    this.trackPeer(sa);
+    this.deps.log.info({ ike: sa.id, conn: sa.name, spiI: spi64Hex(sa.spiI), spiR: spi64Hex(sa.spiR), local: sa.local.address }, 'IKE SA imported');
+    this.deps.events.emit('ike-up', sa);
   }
 
   /**

@@ -18,7 +18,7 @@ import type { TestContext } from 'vitest';
 import { nativeIoUnavailable } from '../../io/native-io.js';
 import { prometheusParserUnavailable } from './prometheus.js';
 
-export type PrereqName = 'root' | 'netns' | 'charon' | 'swanctl' | 'tshark' | 'iperf3' | 'tc' | 'netem' | 'tun' | 'native' | 'systemd' | 'prometheus' | 'tmux';
+export type PrereqName = 'root' | 'netns' | 'charon' | 'swanctl' | 'tshark' | 'iperf3' | 'tc' | 'netem' | 'tun' | 'native' | 'systemd' | 'prometheus' | 'tmux' | 'etcd';
 
 export interface PrereqResult {
   readonly ok: boolean;
@@ -60,7 +60,7 @@ const CHARON_PLUGIN_PACKAGES: Record<string, string> = {
 const APT_STRONGSWAN =
   'apt-get install strongswan-charon strongswan-swanctl libstrongswan-standard-plugins libstrongswan-extra-plugins libcharon-extra-plugins';
 
-const ALL_NAMES: readonly PrereqName[] = ['root', 'netns', 'charon', 'swanctl', 'tshark', 'iperf3', 'tc', 'netem', 'tun', 'native', 'systemd', 'prometheus', 'tmux'];
+const ALL_NAMES: readonly PrereqName[] = ['root', 'netns', 'charon', 'swanctl', 'tshark', 'iperf3', 'tc', 'netem', 'tun', 'native', 'systemd', 'prometheus', 'tmux', 'etcd'];
 
 const cache = new Map<PrereqName, string | null>();
 
@@ -137,6 +137,9 @@ function check(name: PrereqName): string | null {
       return prometheusParserUnavailable();
     case 'tmux':
       return onPath('tmux') ? null : 'tmux: not installed — apt-get install tmux';
+    case 'etcd':
+      if (!onPath('etcd')) return 'etcd: not installed — apt-get install etcd-server';
+      return onPath('etcdctl') ? null : 'etcd: etcdctl not installed — apt-get install etcd-client';
     case 'native': {
       const reason = nativeIoUnavailable();
       return reason === null ? null : `native: the native I/O addon is unavailable (${reason}) — npm run build:native (needs make and a C compiler)`;

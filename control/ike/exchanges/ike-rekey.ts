@@ -17,7 +17,7 @@ import { createKeyExchange, keyExchangeLength } from '../../crypto/keyexchange.j
 import type { KeyExchange } from '../../crypto/keyexchange.js';
 import { deriveRekeyedIkeKeys, isValidNonceLength } from '../../crypto/keys.js';
 import type { ExchangeNonces, IkeContext } from '../context.js';
-import { IkeSa, type InitiatorExchange, type ResponderResult } from '../ike-sa.js';
+import { IkeSa, carryState, type InitiatorExchange, type ResponderResult } from '../ike-sa.js';
 import { installIkeKeys } from '../ike-keys.js';
 import type { NegotiatedSuite } from '../proposals.js';
 import { acceptChosenProposal, buildProposals, chosenProposal, selectProposal, withPreferredKeGroup } from '../proposals.js';
@@ -48,26 +48,13 @@ export function successorSa(
   sa.suite = suite;
   sa.localId = old.localId;
   sa.peerId = old.peerId;
-  sa.peerKey = old.peerKey;
-  sa.natLocal = old.natLocal;
-  sa.natRemote = old.natRemote;
-  sa.natDetectionExchanged = old.natDetectionExchanged;
-  sa.peerMobike = old.peerMobike;
-  sa.peerFragmentation = old.peerFragmentation;
-  sa.fragmentSize = old.fragmentSize;
-  // RFC 4555 §1.3: the MOBIKE initiator stays whoever started the first IKE SA, whoever rekeys or clones.
-  sa.mobikeInitiator = old.mobikeInitiator;
-  sa.peerClone = old.peerClone;
-  sa.virtualIps = [...old.virtualIps];
-  sa.peerVirtualIps = [...old.peerVirtualIps];
-  sa.dns = [...old.dns];
+  // RFC 4555 §1.3: the MOBIKE initiator stays whoever started the first IKE SA, whoever rekeys or clones;
+  // the peer's addresses carry over (MOBIKE, RFC 4555), and NAT state and virtual IPs with them.
+  carryState(sa, old);
   sa.sessionId = old.sessionId;
   sa.familyIndex = old.familyIndex;
-  // MOBIKE state (RFC 4555): the peer's addresses carry over; the home NIC too (a clone gets its own).
-  sa.peerAdditionalAddresses = [...old.peerAdditionalAddresses];
-  sa.peerWithdrawnAddress = old.peerWithdrawnAddress;
+  // The home NIC carries over too (a clone gets its own).
   sa.homeAddress = old.homeAddress;
-  for (const a of old.verifiedAddresses) sa.verifiedAddresses.add(a);
   const { skeyseed, keys } = deriveRekeyedIkeKeys(
     { encr: suite.encr, encrKeyLength: suite.encrKeyLength, prf: suite.prf!, integ: suite.integ ?? 0 },
     old.suite!.prf!,

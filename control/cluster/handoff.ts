@@ -1,0 +1,319 @@
+// Clone handoff and fencing through etcd (architecture §8; CLUSTER design §2, §4):
+//
+//   clones/<family>/<k>/owner -> {"node":..,"epoch":..}
+//   clones/<family>/<k>/ike   -> the clone's IKE state, sealed for (this key path, epoch, owner)
+//
+// - Handoff (step 2): node A exports the clone (its copy is wiped at once, so
+//   no exchange can run on it meanwhile), seals the record for B at epoch e+1
+//   and commits in ONE transaction `if owner == {A, e} then owner = {B, e+1},
+//   ike = sealed`. If the transaction fails, A imports its record back.
+// - Arrival (steps 3-7): B's watch sees itself named owner, opens the record
+//   (a record that does not open for this key path, epoch and owner is
+//   refused, counted and logged, never installed), imports it bound to B's
+//   address and runs the path test, address list, the peer's
+//   UPDATE_SA_ADDRESSES and the new Child SA (ike/sa-transfer.ts).
+// - Fencing: before a request goes out on a clone this node owns, the record
+//   (with the message IDs) is rewritten under `if owner == {me, e}`; the
+//   engine holds the request until then (IkeEngineOptions.holdRequest). A
+//   failed write drops the clone locally: keys wiped, its Child SAs deleted.
+// - Lease lost: requests on owned clones are held (IKE stops); ESP keeps
+//   flowing on the Child SAs that exist.
+//
+// Owner: the main thread, next to the engine it drives.
+import { EventEmitter } from 'node:events';
+import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
+import type { Logger } from '../log.js';
+import type { IkeContext } from '../ike/context.js';
+import type { IkeSa } from '../ike/ike-sa.js';
+import { completeArrival, decodeTransferRecord, exportIkeSa, importIkeSa, snapshotIkeSa, transferBlocked, type ArrivalResult } from '../ike/sa-transfer.js';
+import { wipe } from '../crypto/random.js';
+import { clusterPrefix } from './etcd-client.js';
+import type { ClusterKey } from './seal.js';
+
+/** How long the importing node waits for the peer's UPDATE_SA_ADDRESSES after its address list. */
+export const DEFAULT_ARRIVAL_TIMEOUT_MS = 10_000;
+
+export interface CloneOwner {
+  node: string;
+  epoch: number;
+}
+
+/** Why an arriving record was not installed (counted in HandoffStats.refused). */
+export type RefusalReason = 'missing' | 'seal' | 'decode' | 'import';
+
+export interface HandoffStats {
+  handedOff: number;
+  arrived: number;
+  refused: Record<RefusalReason, number>;
+  /** Clones dropped because a fencing write failed (another node owns them now). */
+  fenced: number;
+  /** Fencing writes (one per request on an owned clone). */
+  writes: number;
+}
+
+export interface HandoffEvents {
+  /** A clone handed to this node has been imported and steps 4-7 ran (`result` says how far they got). */
+  arrived: [sa: IkeSa, result: ArrivalResult];
+  refused: [key: string, reason: RefusalReason, detail: string];
+  fenced: [sa: IkeSa, reason: string];
+}
+
+interface Owned {
+  family: string;
+  index: number;
+  epoch: number;
+  /** The request message ID the last fencing write covers: requests below it go out unheld. */
+  writtenNext: number;
+  writing: boolean;
+}
+
+export interface HandoffOptions {
+  engine: IkeContext;
+  client: Etcd3;
+  key: ClusterKey;
+  cluster: string;
+  node: string;
+  /** This node's address: imported clones bind to it. */
+  address: string;
+  log: Logger;
+  arrivalTimeoutMs?: number;
+}
+
+/** The owner value, byte for byte as compared in transactions. */
+export function ownerValue(o: CloneOwner): string {
+  return JSON.stringify({ node: o.node, epoch: o.epoch });
+}
+
+function parseOwner(text: string): CloneOwner | undefined {
+  try {
+    const o = JSON.parse(text) as CloneOwner;
+    return typeof o.node === 'string' && Number.isSafeInteger(o.epoch) && o.epoch >= 0 ? { node: o.node, epoch: o.epoch } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export class CloneHandoff extends EventEmitter<HandoffEvents> {
+  readonly stats: HandoffStats = { handedOff: 0, arrived: 0, refused: { missing: 0, seal: 0, decode: 0, import: 0 }, fenced: 0, writes: 0 };
+  private readonly owned = new Map<IkeSa, Owned>();
+  /** Owner keys being imported or held here, so a repeated watch event does nothing. */
+  private readonly arriving = new Set<string>();
+  private watcher: Watcher | undefined;
+  private suspended: string | undefined;
+
+  constructor(private readonly opts: HandoffOptions) {
+    super();
+  }
+
+  private get prefix(): string {
+    return `${clusterPrefix(this.opts.cluster)}clones/`;
+  }
+
+  ownerKey(family: string, index: number): string {
+    return `${this.prefix}${family}/${index}/owner`;
+  }
+
+  recordKey(family: string, index: number): string {
+    return `${this.prefix}${family}/${index}/ike`;
+  }
+
+  /** Watch for clones handed to this node. */
+  async start(): Promise<this> {
+    const w = await this.opts.client.watch().prefix(this.prefix).create();
+    this.watcher = w;
+    w.on('put', (kv: IKeyValue) => void this.onPut(kv));
+    return this;
+  }
+
+  async stop(): Promise<void> {
+    await this.watcher?.cancel().catch(() => undefined);
+    this.watcher = undefined;
+  }
+
+  /** The clones this node owns, with their family position and epoch. */
+  ownedClones(): Array<{ sa: IkeSa; family: string; index: number; epoch: number }> {
+    return [...this.owned].map(([sa, o]) => ({ sa, family: o.family, index: o.index, epoch: o.epoch }));
+  }
+
+  /**
+   * Register a clone this node holds as its owner at epoch 0 (a clone it just
+   * made): the owner key and the sealed record are created, only if absent.
+   */
+  async adopt(sa: IkeSa, family: string, index: number): Promise<number> {
+    const { client, key, node } = this.opts;
+    const ownerKey = this.ownerKey(family, index);
+    const recordKey = this.recordKey(family, index);
+    const plain = snapshotIkeSa(this.opts.engine, sa, family);
+    const sealed = key.seal({ keyPath: recordKey, epoch: 0, owner: node }, plain);
+    wipe(plain);
+    // Before the write: our own watch must not take the new owner key for a clone handed to us.
+    this.arriving.add(ownerKey);
+    const txn = await client
+      .if(ownerKey, 'Create', '==', 0)
+      .then(client.put(ownerKey).value(ownerValue({ node, epoch: 0 })), client.put(recordKey).value(Buffer.from(sealed)))
+      .commit()
+      .catch((err: Error) => {
+        this.arriving.delete(ownerKey);
+        throw err;
+      });
+    if (!txn.succeeded) {
+      this.arriving.delete(ownerKey);
+      throw new Error(`${ownerKey} already has an owner`);
+    }
+    this.owned.set(sa, { family, index, epoch: 0, writtenNext: sa.nextRequestId, writing: false });
+    return 0;
+  }
+
+  /**
+   * Hand an owned clone to node `to` (step 2): resolves with the new epoch.
+   * Refused while the clone cannot move (transferBlocked); if the
+   * transaction fails the clone is imported back here.
+   */
+  async handOff(sa: IkeSa, to: string): Promise<number> {
+    const o = this.owned.get(sa);
+    if (!o) throw new Error(`IKE SA ${sa.id} is not a clone this node owns`);
+    const blocked = transferBlocked(sa);
+    if (blocked) throw new Error(blocked);
+    const { client, key, node, engine } = this.opts;
+    const local = sa.local.address;
+    const exported = exportIkeSa(engine, sa, o.family, `handed off to ${to}`);
+    if (!exported.ok) throw new Error(exported.error);
+    this.owned.delete(sa);
+    const ownerKey = this.ownerKey(o.family, o.index);
+    const recordKey = this.recordKey(o.family, o.index);
+    const epoch = o.epoch + 1;
+    const sealed = key.seal({ keyPath: recordKey, epoch, owner: to }, exported.value);
+    let ok = false;
+    let failure = 'ownership changed';
+    try {
+      const txn = await client
+        .if(ownerKey, 'Value', '==', ownerValue({ node, epoch: o.epoch }))
+        .then(client.put(ownerKey).value(ownerValue({ node: to, epoch })), client.put(recordKey).value(Buffer.from(sealed)))
+        .commit();
+      ok = txn.succeeded;
+    } catch (err) {
+      failure = (err as Error).message;
+    }
+    if (ok) {
+      wipe(exported.value);
+      this.arriving.delete(ownerKey);
+      this.stats.handedOff++;
+      this.opts.log.info({ ike: sa.id, family: o.family, index: o.index, to, epoch }, 'clone handed off');
+      return epoch;
+    }
+    // Not handed over: the clone comes back here, as it was.
+    const back = decodeTransferRecord(exported.value);
+    wipe(exported.value);
+    const restored = back.ok ? importIkeSa(engine, back.value, local) : back;
+    if (restored.ok) this.owned.set(restored.value, { ...o, writtenNext: restored.value.nextRequestId, writing: false });
+    throw new Error(`handoff of IKE SA ${sa.id} to ${to} failed (${failure})${restored.ok ? '; the clone stays here' : `; the clone is lost: ${restored.error}`}`);
+  }
+
+  /**
+   * IkeEngineOptions.holdRequest: a request on an owned clone waits for its
+   * fencing write (one per request); requests on other SAs are never held.
+   */
+  holdRequest(sa: IkeSa): boolean {
+    const o = this.owned.get(sa);
+    if (!o) return false;
+    if (this.suspended !== undefined) return true;
+    if (o.writtenNext > sa.nextRequestId) return false;
+    if (o.writing) return true;
+    o.writing = true;
+    void this.fence(sa, o).then((ok) => {
+      o.writing = false;
+      if (ok) {
+        this.opts.engine.kick(sa);
+        return;
+      }
+      this.drop(sa, `ownership of ${o.family}/${o.index} epoch ${o.epoch} lost`);
+    });
+    return true;
+  }
+
+  /** Write the clone's record (message IDs included) under `owner == me, epoch == e`. */
+  private async fence(sa: IkeSa, o: Owned): Promise<boolean> {
+    const { client, key, node, engine } = this.opts;
+    const recordKey = this.recordKey(o.family, o.index);
+    // The record names the next request ID as used: whoever takes over after a crash starts above it.
+    const next = sa.nextRequestId + 1;
+    const plain = snapshotIkeSa(engine, sa, o.family, { nextRequestId: next });
+    const sealed = key.seal({ keyPath: recordKey, epoch: o.epoch, owner: node }, plain);
+    wipe(plain);
+    this.stats.writes++;
+    try {
+      const txn = await client
+        .if(this.ownerKey(o.family, o.index), 'Value', '==', ownerValue({ node, epoch: o.epoch }))
+        .then(client.put(recordKey).value(Buffer.from(sealed)))
+        .commit();
+      if (txn.succeeded) o.writtenNext = next;
+      return txn.succeeded;
+    } catch (err) {
+      this.opts.log.warn({ ike: sa.id, reason: (err as Error).message }, 'fencing write failed');
+      return false;
+    }
+  }
+
+  /** Drop a clone we no longer own: wiped, its Child SAs deleted (ESP stops), nothing sent. */
+  private drop(sa: IkeSa, reason: string): void {
+    const o = this.owned.get(sa);
+    this.owned.delete(sa);
+    if (o) this.arriving.delete(this.ownerKey(o.family, o.index));
+    this.stats.fenced++;
+    this.opts.log.warn({ ike: sa.id, reason }, 'clone dropped: another node owns it now');
+    this.opts.engine.deleteIkeSa(sa, `fenced: ${reason}`);
+    this.emit('fenced', sa, reason);
+  }
+
+  /** etcd lost our lease: IKE stops on owned clones (requests held), ESP goes on. */
+  suspend(reason: string): void {
+    this.suspended = reason;
+    this.opts.log.error({ reason, clones: this.owned.size }, 'IKE stopped on this node\'s clones until the lease is back');
+  }
+
+  private async onPut(kv: IKeyValue): Promise<void> {
+    const key = kv.key.toString();
+    if (!key.endsWith('/owner') || this.arriving.has(key)) return;
+    const owner = parseOwner(kv.value.toString());
+    if (!owner || owner.node !== this.opts.node) return;
+    const m = /^(.+)\/(\d+)\/owner$/.exec(key.slice(this.prefix.length));
+    if (!m) return;
+    this.arriving.add(key);
+    const family = m[1]!;
+    const index = Number(m[2]);
+    const recordKey = this.recordKey(family, index);
+    const refuse = (reason: RefusalReason, detail: string) => {
+      this.stats.refused[reason]++;
+      this.opts.log.warn({ key: recordKey, epoch: owner.epoch, reason, detail }, 'clone record refused, not installed');
+      this.emit('refused', recordKey, reason, detail);
+    };
+    let sealed: Buffer | null;
+    let current: string | null;
+    try {
+      [sealed, current] = await Promise.all([this.opts.client.get(recordKey).buffer(), this.opts.client.get(key).string()]);
+    } catch (err) {
+      this.arriving.delete(key);
+      return refuse('missing', (err as Error).message);
+    }
+    // A stale event (the clone moved on meanwhile): the owner key says so.
+    if (current !== ownerValue(owner)) {
+      this.arriving.delete(key);
+      return;
+    }
+    if (!sealed) return refuse('missing', 'no record next to the owner key');
+    const opened = this.opts.key.open({ keyPath: recordKey, epoch: owner.epoch, owner: this.opts.node }, new Uint8Array(sealed));
+    if (!opened.ok) return refuse('seal', opened.error);
+    const decoded = decodeTransferRecord(opened.value);
+    wipe(opened.value);
+    if (!decoded.ok) return refuse('decode', decoded.error);
+    const imported = importIkeSa(this.opts.engine, decoded.value, this.opts.address);
+    if (!imported.ok) return refuse('import', imported.error);
+    const sa = imported.value;
+    this.owned.set(sa, { family, index, epoch: owner.epoch, writtenNext: sa.nextRequestId, writing: false });
+    this.stats.arrived++;
+    this.opts.log.info({ ike: sa.id, family, index, epoch: owner.epoch }, 'clone arrived');
+    const result = await completeArrival(this.opts.engine, sa, [this.opts.address], this.opts.arrivalTimeoutMs ?? DEFAULT_ARRIVAL_TIMEOUT_MS);
+    if (!result.ok) this.opts.log.warn({ ike: sa.id, step: result.step, reason: result.reason }, 'clone arrived but the peer did not follow');
+    this.emit('arrived', sa, result);
+  }
+}

@@ -1,0 +1,118 @@
+// A gateway as a cluster node (architecture §8): from the `cluster:` section,
+// the cluster key (seal.ts), the connections' hash, and membership on etcd
+// (membership.ts); then, attached to the running gateway, its load in the
+// member key and the loss of its lease logged. Without `cluster:` none of
+// this runs: a single gateway needs no etcd.
+//
+// Owner: the main thread.
+import type { GatewayConfig } from '../config/types.js';
+import type { Logger } from '../log.js';
+import type { IkeEngine } from '../ike/engine.js';
+import { connectionsHash } from './config-hash.js';
+import { ClusterJoinError, ClusterMembership } from './membership.js';
+import { loadClusterKey, type ClusterKey } from './seal.js';
+import { CloneHandoff } from './handoff.js';
+import { NodePlacement } from './placement.js';
+import type { IkeSa } from '../ike/ike-sa.js';
+
+/** At most one load write per this many ms (each IKE SA up or down asks for one). */
+export const LOAD_UPDATE_MS = 1000;
+
+export class ClusterNode {
+  private loadTimer: NodeJS.Timeout | undefined;
+  /** Clone handoff and fencing (set by attach). */
+  handoff: CloneHandoff | undefined;
+  placement: NodePlacement | undefined;
+  /** Set when etcd says our lease is gone: IKE on clones stops (fencing). */
+  leaseLost: string | undefined;
+
+  private constructor(
+    readonly membership: ClusterMembership,
+    readonly key: ClusterKey,
+    private readonly log: Logger,
+    /** The engine whose established IKE SAs are this node's load (set by attach). */
+    private readonly loadOf: { engine?: IkeEngine },
+  ) {}
+
+  get spiPrefix(): number {
+    return this.membership.spiPrefix;
+  }
+
+  /**
+   * Join the cluster `config.cluster` names; undefined without a `cluster:`
+   * section, or when etcd is unreachable and the section says to run
+   * standalone. Throws ClusterJoinError (exit 2: another connections hash, a
+   * taken name; exit 1: etcd unreachable) and ConfigError (the key file).
+   */
+  static async join(config: GatewayConfig, log: Logger): Promise<ClusterNode | undefined> {
+    const cluster = config.cluster;
+    if (!cluster) return undefined;
+    const key = loadClusterKey(cluster.sealingKeyFile, cluster.name);
+    const hash = connectionsHash(key, config.connections);
+    const loadOf: { engine?: IkeEngine } = {};
+    const load = () => loadOf.engine?.ikeSas().filter((s) => s.state === 'established').length ?? 0;
+    let membership: ClusterMembership;
+    try {
+      membership = await ClusterMembership.join({ config: cluster, connectionsHash: hash, log, load });
+    } catch (err) {
+      if (err instanceof ClusterJoinError && err.exitCode === 1 && cluster.onEtcdUnreachable === 'standalone') {
+        log.warn({ cluster: cluster.name, reason: err.message }, 'etcd unreachable: running as a single gateway (cluster.on_etcd_unreachable: standalone)');
+        return undefined;
+      }
+      throw err;
+    }
+    return new ClusterNode(membership, key, log, loadOf);
+  }
+
+  /**
+   * Hand IKE SA `sa` (a clone without Child SAs) to node `to`: adopted first
+   * if this node has not registered it yet (a clone made by hand).
+   */
+  async move(sa: IkeSa, to: string): Promise<number> {
+    const handoff = this.handoff;
+    if (!handoff) throw new Error('the cluster node is not attached to a gateway');
+    if (to === this.membership.node) throw new Error(`IKE SA ${sa.id} is already on ${to}`);
+    const members = await this.membership.members();
+    if (!members.some((m) => m.node === to)) throw new Error(`${to} is not a live member of cluster ${this.membership.config.name}`);
+    if (!handoff.ownedClones().some((c) => c.sa === sa)) {
+      if (sa.familyIndex === 0) throw new Error(`IKE SA ${sa.id} is a family's original: only clones move between nodes (RFC 7791 §5.2)`);
+      await handoff.adopt(sa, `${this.membership.node}.${sa.sessionId}`, sa.familyIndex);
+    }
+    return handoff.handOff(sa, to);
+  }
+
+  /** For IkeEngineOptions.holdRequest: requests on owned clones wait for their fencing write. */
+  holdRequest(sa: IkeSa): boolean {
+    return this.handoff?.holdRequest(sa) ?? false;
+  }
+
+  /** Follow the gateway's engine: load updates, clone handoff and placement, lease loss. */
+  async attach(engine: IkeEngine): Promise<void> {
+    this.loadOf.engine = engine;
+    const m = this.membership;
+    const c = m.config;
+    this.handoff = await new CloneHandoff({ engine, client: m.client, key: this.key, cluster: c.name, node: c.node, address: c.address, log: this.log }).start();
+    this.placement = new NodePlacement({ engine, handoff: this.handoff, node: c.node, members: () => m.members(), log: this.log }).start();
+    const schedule = () => {
+      if (this.loadTimer) return;
+      this.loadTimer = setTimeout(() => {
+        this.loadTimer = undefined;
+        this.membership.updateLoad().catch((err: Error) => this.log.warn({ reason: err.message }, 'cannot write this node\'s load to etcd'));
+      }, LOAD_UPDATE_MS);
+      this.loadTimer.unref();
+    };
+    engine.on('ike-up', schedule);
+    engine.on('ike-down', schedule);
+    this.membership.on('lease-lost', (reason) => {
+      this.leaseLost = reason;
+      this.handoff?.suspend(reason);
+    });
+  }
+
+  async leave(): Promise<void> {
+    if (this.loadTimer) clearTimeout(this.loadTimer);
+    this.loadTimer = undefined;
+    await this.handoff?.stop();
+    await this.membership.leave();
+  }
+}

@@ -1,0 +1,115 @@
+// The `cluster:` section of the configuration (architecture §8): which cluster
+// this node joins, under which name and address, through which etcd members,
+// and the file holding the secret the cluster key is derived from. Absent:
+// the gateway runs alone and needs no etcd.
+//
+// The secret file's mode is checked here (0600 or stricter), so a too-open
+// key is a configuration error with a line number (exit 2); the key itself
+// is read and derived when the gateway joins (control/cluster/seal.ts).
+import { statSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { Problem, got } from './errors.js';
+import { duration, ipLiteral, type Ctx } from './fields.js';
+import { NAME_EXPECTED, NAME_RE, type ClusterConfig } from './types.js';
+
+const KEYS = ['name', 'node', 'address', 'etcd', 'tls', 'sealing_key_file', 'lease_ttl', 'on_etcd_unreachable', 'spi_prefix'];
+const ENDPOINT_EXPECTED = 'etcd client URLs, http(s)://ADDRESS:PORT (a list or one comma-separated string)';
+/** Lease TTL bounds: below 2 s a busy node loses its lease; above 60 s failover waits too long. */
+export const MIN_LEASE_TTL_MS = 2000;
+export const MAX_LEASE_TTL_MS = 60_000;
+export const DEFAULT_LEASE_TTL_MS = 5000;
+
+function readableFile(ctx: Ctx, v: unknown, what: string, path: string[]): string | Problem {
+  if (typeof v !== 'string' || v.trim() === '') return new Problem(got(v), `the path of ${what}`, path);
+  const file = resolve(ctx.baseDir, v);
+  try {
+    if (!statSync(file).isFile()) return new Problem(`${file} is not a regular file`, `the path of ${what}`, path);
+  } catch (e) {
+    return new Problem(`cannot use ${file} (${(e as NodeJS.ErrnoException).code ?? String(e)})`, `the path of ${what}`, path);
+  }
+  return file;
+}
+
+function endpoints(v: unknown): string[] | Problem {
+  const items = typeof v === 'string' ? v.split(',').map((s) => s.trim()) : v;
+  if (!Array.isArray(items) || items.length === 0) return new Problem(got(v), ENDPOINT_EXPECTED, ['etcd']);
+  const out: string[] = [];
+  for (const [i, item] of items.entries()) {
+    let url: URL | undefined;
+    try {
+      url = typeof item === 'string' ? new URL(item) : undefined;
+    } catch {
+      url = undefined;
+    }
+    if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:') || url.port === '' || url.pathname !== '/') {
+      return new Problem(got(item), ENDPOINT_EXPECTED, ['etcd', i]);
+    }
+    out.push(`${url.protocol}//${url.host}`);
+  }
+  return out;
+}
+
+/** cluster: absent -> undefined (a single gateway); present -> every field checked. */
+export function clusterSection(ctx: Ctx): (v: unknown) => ClusterConfig | undefined | Problem {
+  return (v) => {
+    if (v === undefined) return undefined;
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) return new Problem(got(v), `a mapping with ${KEYS.join(', ')}`);
+    const raw = v as Record<string, unknown>;
+    for (const k of Object.keys(raw)) if (!KEYS.includes(k)) return new Problem('unknown key', `one of ${KEYS.join(', ')}`, [k]);
+    for (const k of ['name', 'node'] as const) {
+      if (typeof raw[k] !== 'string' || !NAME_RE.test(raw[k] as string)) return new Problem(raw[k] === undefined ? 'missing' : got(raw[k]), NAME_EXPECTED, [k]);
+    }
+    const address = typeof raw.address === 'string' ? ipLiteral(raw.address) : undefined;
+    if (!address?.ok) return new Problem(raw.address === undefined ? 'missing' : got(raw.address), "this node's IP address (clones handed to it bind there)", ['address']);
+    const etcd = raw.etcd === undefined ? new Problem('missing', ENDPOINT_EXPECTED, ['etcd']) : endpoints(raw.etcd);
+    if (etcd instanceof Problem) return etcd;
+    const keyFile = readableFile(ctx, raw.sealing_key_file, 'the cluster secret (mode 0600)', ['sealing_key_file']);
+    if (keyFile instanceof Problem) return keyFile;
+    const mode = statSync(keyFile).mode & 0o777;
+    if ((mode & 0o077) !== 0) {
+      return new Problem(`mode ${mode.toString(8).padStart(4, '0')} lets others read or write the sealing key`, 'a file with mode 0600 or stricter', ['sealing_key_file']);
+    }
+    const out: ClusterConfig = {
+      name: raw.name as string,
+      node: raw.node as string,
+      address: address.value,
+      etcd,
+      sealingKeyFile: keyFile,
+      leaseTtlMs: DEFAULT_LEASE_TTL_MS,
+      onEtcdUnreachable: 'fail',
+    };
+    if (raw.lease_ttl !== undefined) {
+      const ttl = duration(raw.lease_ttl);
+      const expected = `a duration from ${MIN_LEASE_TTL_MS / 1000}s to ${MAX_LEASE_TTL_MS / 1000}s`;
+      if (ttl instanceof Problem) return new Problem(ttl.problem, expected, ['lease_ttl']);
+      if (ttl < MIN_LEASE_TTL_MS || ttl > MAX_LEASE_TTL_MS) return new Problem(`${ttl} ms`, expected, ['lease_ttl']);
+      out.leaseTtlMs = ttl;
+    }
+    if (raw.on_etcd_unreachable !== undefined) {
+      if (raw.on_etcd_unreachable !== 'fail' && raw.on_etcd_unreachable !== 'standalone') return new Problem(got(raw.on_etcd_unreachable), 'one of fail, standalone', ['on_etcd_unreachable']);
+      out.onEtcdUnreachable = raw.on_etcd_unreachable;
+    }
+    if (raw.spi_prefix !== undefined) {
+      const p = raw.spi_prefix;
+      if (typeof p !== 'number' || !Number.isInteger(p) || p < 1 || p > 255) return new Problem(got(p), 'an integer from 1 to 255 (0 is a single gateway)', ['spi_prefix']);
+      out.spiPrefix = p;
+    }
+    if (raw.tls !== undefined) {
+      const tls = raw.tls as Record<string, unknown>;
+      if (typeof tls !== 'object' || tls === null || Array.isArray(tls)) return new Problem(got(raw.tls), 'a mapping with ca, cert, key', ['tls']);
+      for (const k of Object.keys(tls)) if (!['ca', 'cert', 'key'].includes(k)) return new Problem('unknown key', 'one of ca, cert, key', ['tls', k]);
+      const files: Record<string, string> = {};
+      for (const k of ['ca', 'cert', 'key'] as const) {
+        if (tls[k] === undefined) continue;
+        const f = readableFile(ctx, tls[k], `a PEM file (${k})`, ['tls', k]);
+        if (f instanceof Problem) return f;
+        files[k] = f;
+      }
+      if (files.ca === undefined) return new Problem('missing', "the CA that signed etcd's certificate", ['tls', 'ca']);
+      if ((files.cert === undefined) !== (files.key === undefined)) return new Problem('cert without key or key without cert', 'both cert and key, or neither', ['tls']);
+      if (!out.etcd.every((e) => e.startsWith('https:'))) return new Problem('tls is set but an etcd endpoint is http://', 'https:// endpoints with tls', ['etcd']);
+      out.tls = { ...files, ca: files.ca };
+    }
+    return out;
+  };
+}

@@ -1,0 +1,297 @@
+// Moving an established IKE SA between engines (architecture §8): the IKE
+// state of a clone as a record another node imports, and the steps after the
+// import that move the peer and create the clone's Child SA there.
+//
+// What moves: family id and position, the connection's name, IDi/IDr, SPIs,
+// the IKEv2 and the MOBIKE roles (RFC 4555 §1.3), the negotiated suite, SK_d,
+// SK_a*, SK_e*, the next message IDs both ways, the last response (for
+// retransmissions, RFC 7296 §2.1), negotiated extensions, the peer's endpoint,
+// NAT state and address set, virtual IPs, and the SPIs (only) of Child SAs.
+// What never moves: Child SA keys, ESP sequence counters and replay windows
+// (with AES-GCM the IV is the counter, RFC 4106 §3.1: a copied counter reuses
+// nonces), Diffie-Hellman secrets, nonces, SK_pi/SK_pr.
+//
+// The record is plaintext here: only the cluster layer's sealed form leaves the
+// process (control/cluster/seal.ts). Secrets sit in a binary tail that the
+// caller wipes after sealing; the rest is JSON. decodeTransferRecord takes
+// bytes that passed the seal's authentication but still never throws.
+//
+// Owner: the engine's thread. Export wipes the sender's copy; import binds
+// the SA to the importing node's address.
+import type { IkeKeys } from '../crypto/keys.js';
+import { concatBytes } from '../crypto/bytes.js';
+import { wipe } from '../crypto/random.js';
+import type { Result } from '../wire/result.js';
+import type { IkeContext } from './context.js';
+import { IkeSa, carryState, spi64Hex, type ChildSa } from './ike-sa.js';
+import { installIkeKeys } from './ike-keys.js';
+import type { NegotiatedSuite } from './proposals.js';
+import type { Endpoint } from './transport.js';
+import { checkLiveness } from './exchanges/liveness.js';
+import { AddressListInitiator } from './exchanges/mobike.js';
+
+export const TRANSFER_VERSION = 1;
+/** A record longer than this is refused on import (a clone's IKE state is a few KiB at most). */
+export const MAX_TRANSFER_BYTES = 64 * 1024;
+/** The IKE SA keys that move, in record order (SK_pi/SK_pr never do: AUTH is done). */
+const MOVING_KEYS = ['skD', 'skAi', 'skAr', 'skEi', 'skEr'] as const;
+
+/** The non-secret part of a transferred IKE SA. */
+export interface TransferState {
+  v: number;
+  /** Cluster-wide family (session) id and this SA's position in it. */
+  family: string;
+  familyIndex: number;
+  conn: string;
+  role: 'initiator' | 'responder';
+  mobikeInitiator: boolean;
+  spiI: string;
+  spiR: string;
+  suite: { proposalNumber: number; protocol: number; spi: string; encr: number; encrKeyLength?: number; prf: number; integ?: number; ke?: number; esn?: number };
+  keyLengths: number[];
+  nextRequestId: number;
+  peerRequestId: number;
+  /** IKE window size (RFC 7296 §2.3): ikeclone runs one exchange at a time. */
+  window: number;
+  lastResponse?: { messageId: number; bytes: string; requestDigest: string };
+  localId?: { idType: number; data: string };
+  peerId?: { idType: number; data: string };
+  peerKey?: string;
+  peerMobike: boolean;
+  peerClone: boolean;
+  natDetectionExchanged: boolean;
+  natLocal: boolean;
+  natRemote: boolean;
+  localPort: number;
+  remote: Endpoint;
+  peerAdditionalAddresses: string[];
+  peerWithdrawnAddress?: string;
+  verifiedAddresses: string[];
+  virtualIps: string[];
+  peerVirtualIps: string[];
+  dns: string[];
+  peerFragmentation: boolean;
+  fragmentSize?: number;
+  /** How long the SA had been established (lifetimes restart on import). */
+  ageMs: number;
+  /** Child SAs this SA had, by SPI only: a node taking over deletes them (their keys never move). */
+  children: Array<{ name: string; spiIn: number; spiOut: number }>;
+}
+
+/** Why an IKE SA cannot move now; undefined when it can (CLUSTER design §2 preconditions). */
+export function transferBlocked(sa: IkeSa, opts: { withChildren?: boolean } = {}): string | undefined {
+  if (sa.state !== 'established') return `IKE SA ${sa.id} is ${sa.state}`;
+  if (!sa.keys || !sa.suite) return `IKE SA ${sa.id} has no keys`;
+  if (sa.outstanding || sa.queue.length > 0) return `IKE SA ${sa.id} has an exchange outstanding`;
+  if (!opts.withChildren && sa.children.length > 0) return `IKE SA ${sa.id} has Child SAs (they stay where they are, RFC 7791 §5.2)`;
+  if (!sa.peerMobike) return `IKE SA ${sa.id}: MOBIKE was not negotiated, so the peer cannot follow (RFC 4555 §3.2)`;
+  return undefined;
+}
+
+const hex = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
+const unhex = (s: string) => new Uint8Array(Buffer.from(s, 'hex'));
+
+/**
+ * The record of `sa` as it is now, without changing it: the owner's copy in
+ * the cluster (rewritten as message IDs advance). The caller wipes the
+ * returned bytes once sealed.
+ */
+export function snapshotIkeSa(ctx: IkeContext, sa: IkeSa, family: string, over: { nextRequestId?: number } = {}): Uint8Array {
+  const keys = sa.keys!;
+  const suite = sa.suite!;
+  const state: TransferState = {
+    v: TRANSFER_VERSION,
+    family,
+    familyIndex: sa.familyIndex,
+    conn: sa.policy.name,
+    role: sa.role,
+    mobikeInitiator: sa.mobikeInitiator,
+    spiI: hex(sa.spiI),
+    spiR: hex(sa.spiR),
+    suite: { ...suite, spi: hex(suite.spi), prf: suite.prf! },
+    keyLengths: MOVING_KEYS.map((k) => keys[k].length),
+    nextRequestId: over.nextRequestId ?? sa.nextRequestId,
+    peerRequestId: sa.peerRequestId,
+    window: 1,
+    ...(sa.lastResponse && {
+      lastResponse: { messageId: sa.lastResponse.messageId, bytes: hex(sa.lastResponse.bytes), requestDigest: hex(sa.lastResponse.requestDigest) },
+    }),
+    ...(sa.localId && { localId: { idType: sa.localId.idType, data: hex(sa.localId.data) } }),
+    ...(sa.peerId && { peerId: { idType: sa.peerId.idType, data: hex(sa.peerId.data) } }),
+    ...(sa.peerKey !== undefined && { peerKey: sa.peerKey }),
+    peerMobike: sa.peerMobike,
+    peerClone: sa.peerClone,
+    natDetectionExchanged: sa.natDetectionExchanged,
+    natLocal: sa.natLocal,
+    natRemote: sa.natRemote,
+    localPort: sa.local.port,
+    remote: { ...sa.remote },
+    peerAdditionalAddresses: [...sa.peerAdditionalAddresses],
+    ...(sa.peerWithdrawnAddress !== undefined && { peerWithdrawnAddress: sa.peerWithdrawnAddress }),
+    verifiedAddresses: [...sa.verifiedAddresses],
+    virtualIps: [...sa.virtualIps],
+    peerVirtualIps: [...sa.peerVirtualIps],
+    dns: [...sa.dns],
+    peerFragmentation: sa.peerFragmentation,
+    ...(sa.fragmentSize !== undefined && { fragmentSize: sa.fragmentSize }),
+    ageMs: ctx.clock.now() - (sa.establishedAt ?? sa.createdAt),
+    children: sa.children.filter((c) => c.state !== 'deleted').map((c: ChildSa) => ({ name: c.name, spiIn: c.spiIn, spiOut: c.spiOut })),
+  };
+  const json = new TextEncoder().encode(JSON.stringify(state));
+  const head = new Uint8Array(4);
+  new DataView(head.buffer).setUint32(0, json.length);
+  return concatBytes(head, json, ...MOVING_KEYS.map((k) => keys[k]));
+}
+
+/**
+ * Export `sa` for another node (step 2): its record, and the local copy is
+ * gone — keys wiped, SPIs dropped, no cached response left to answer from
+ * this address. Refused (an Error result) when transferBlocked says so.
+ */
+export function exportIkeSa(ctx: IkeContext, sa: IkeSa, family: string, reason: string): Result<Uint8Array, string> {
+  const blocked = transferBlocked(sa);
+  if (blocked) return { ok: false, error: blocked };
+  const record = snapshotIkeSa(ctx, sa, family);
+  // The importer answers retransmissions now: the response must not also leave from here.
+  sa.lastResponse = undefined;
+  ctx.deleteIkeSa(sa, reason);
+  return { ok: true, value: record };
+}
+
+/** A decoded record: its state and the secrets that travel with it. */
+export interface TransferRecord {
+  state: TransferState;
+  keys: Pick<IkeKeys, (typeof MOVING_KEYS)[number]>;
+}
+
+/** Decode a record (bytes that opened under the cluster key, still checked field by field); never throws. */
+export function decodeTransferRecord(bytes: Uint8Array): Result<TransferRecord, string> {
+  if (bytes.length < 4 || bytes.length > MAX_TRANSFER_BYTES) return { ok: false, error: `record length ${bytes.length} out of range` };
+  const jsonLength = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(0);
+  if (jsonLength > bytes.length - 4) return { ok: false, error: 'record truncated' };
+  let state: TransferState;
+  try {
+    state = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(4, 4 + jsonLength))) as TransferState;
+  } catch {
+    return { ok: false, error: 'record state is not JSON' };
+  }
+  const problem = stateProblem(state);
+  if (problem) return { ok: false, error: problem };
+  let off = 4 + jsonLength;
+  const total = state.keyLengths.reduce((a, b) => a + b, 0);
+  if (bytes.length - off !== total) return { ok: false, error: 'record key lengths do not add up' };
+  const keys = {} as TransferRecord['keys'];
+  MOVING_KEYS.forEach((k, i) => {
+    keys[k] = Uint8Array.from(bytes.subarray(off, off + state.keyLengths[i]!));
+    off += state.keyLengths[i]!;
+  });
+  return { ok: true, value: { state, keys } };
+}
+
+const isInt = (v: unknown, max = 0xffffffff) => Number.isSafeInteger(v) && (v as number) >= 0 && (v as number) <= max;
+const isHex = (v: unknown, bytes?: number) => typeof v === 'string' && /^([0-9a-f]{2})*$/.test(v) && (bytes === undefined || v.length === bytes * 2);
+const isStrings = (v: unknown) => Array.isArray(v) && v.length <= 64 && v.every((a) => typeof a === 'string');
+
+/** What is wrong with a decoded state object, or undefined. */
+function stateProblem(s: TransferState): string | undefined {
+  if (typeof s !== 'object' || s === null) return 'record state is not an object';
+  if (s.v !== TRANSFER_VERSION) return `record version ${String(s.v)} is not ${TRANSFER_VERSION}`;
+  if (typeof s.family !== 'string' || typeof s.conn !== 'string' || !isInt(s.familyIndex, 255)) return 'record family or connection missing';
+  if (s.role !== 'initiator' && s.role !== 'responder') return 'record role invalid';
+  if (!isHex(s.spiI, 8) || !isHex(s.spiR, 8)) return 'record SPIs invalid';
+  const suite = s.suite;
+  if (typeof suite !== 'object' || suite === null || !isInt(suite.encr, 0xffff) || !isInt(suite.prf, 0xffff) || !isHex(suite.spi)) return 'record suite invalid';
+  if (!Array.isArray(s.keyLengths) || s.keyLengths.length !== MOVING_KEYS.length || !s.keyLengths.every((n) => isInt(n, 1024))) return 'record key lengths invalid';
+  if (!isInt(s.nextRequestId) || !isInt(s.peerRequestId) || s.window !== 1) return 'record message IDs invalid';
+  if (typeof s.remote !== 'object' || s.remote === null || typeof s.remote.address !== 'string' || !isInt(s.remote.port, 0xffff) || !isInt(s.localPort, 0xffff)) {
+    return 'record endpoints invalid';
+  }
+  if (!isStrings(s.peerAdditionalAddresses) || !isStrings(s.verifiedAddresses)) return 'record address set invalid';
+  if (!isStrings(s.virtualIps) || !isStrings(s.peerVirtualIps) || !isStrings(s.dns)) return 'record virtual IPs or DNS servers invalid';
+  if (typeof s.peerFragmentation !== 'boolean' || (s.fragmentSize !== undefined && !isInt(s.fragmentSize, 0xffff))) return 'record fragmentation state invalid';
+  if (!Array.isArray(s.children) || s.children.length > 64 || !s.children.every((c) => typeof c?.name === 'string' && isInt(c.spiIn) && isInt(c.spiOut))) {
+    return 'record Child SA list invalid';
+  }
+  const lr = s.lastResponse;
+  if (lr !== undefined && (!isInt(lr.messageId) || !isHex(lr.bytes) || !isHex(lr.requestDigest, 32))) return 'record last response invalid';
+  for (const idf of [s.localId, s.peerId]) if (idf !== undefined && (!isInt(idf.idType, 255) || !isHex(idf.data))) return 'record identity invalid';
+  return undefined;
+}
+
+/**
+ * Import a decoded record (step 3): the IKE SA comes up on this engine,
+ * bound to `local` (this node's address; the record's port), with the
+ * record's message IDs and keys. The record's key buffers are taken over
+ * (the caller must not wipe them). Refused when the connection is unknown
+ * here or its SPI is already in use.
+ */
+export function importIkeSa(ctx: IkeContext, record: TransferRecord, local: string): Result<IkeSa, string> {
+  const s = record.state;
+  const policy = ctx.policy(s.conn);
+  if (!policy) return { ok: false, error: `no connection named "${s.conn}" on this node` };
+  const spiI = unhex(s.spiI);
+  const spiR = unhex(s.spiR);
+  const ourSpi = s.role === 'initiator' ? spiI : spiR;
+  if (ctx.sas.has(spi64Hex(ourSpi))) return { ok: false, error: `IKE SPI ${spi64Hex(ourSpi)} is already in use here` };
+  const sa = new IkeSa(s.role, policy, { address: local, port: s.localPort }, { ...s.remote }, spiI, spiR, ctx.clock.now() - s.ageMs);
+  const suite: NegotiatedSuite = { ...s.suite, spi: unhex(s.suite.spi) };
+  sa.suite = suite;
+  sa.familyIndex = s.familyIndex;
+  sa.nextRequestId = s.nextRequestId;
+  sa.peerRequestId = s.peerRequestId;
+  if (s.lastResponse) sa.lastResponse = { messageId: s.lastResponse.messageId, bytes: unhex(s.lastResponse.bytes), requestDigest: unhex(s.lastResponse.requestDigest) };
+  if (s.localId) sa.localId = { idType: s.localId.idType, data: unhex(s.localId.data) };
+  if (s.peerId) sa.peerId = { idType: s.peerId.idType, data: unhex(s.peerId.data) };
+  carryState(sa, s);
+  try {
+    // SK_pi/SK_pr stay behind (AUTH is done): empty here.
+    installIkeKeys(ctx, sa, { ...record.keys, skPi: new Uint8Array(0), skPr: new Uint8Array(0) });
+  } catch (err) {
+    wipe(...Object.values(record.keys));
+    return { ok: false, error: `record suite unusable: ${String(err)}` };
+  }
+  ctx.installImported(sa);
+  return { ok: true, value: sa };
+}
+
+/** How the steps after an import ended (CLUSTER design §2, steps 4-7). */
+export type ArrivalResult =
+  | { ok: true; children: ChildSa[] }
+  | { ok: false; step: 'path-test' | 'address-update' | 'child'; reason: string };
+
+/**
+ * Steps 4-7 on the importing node: a path test from here (an empty
+ * INFORMATIONAL, RFC 4555 §3.8; the peer answers to the source, RFC 7296
+ * §2.11), then our address list (§3.6: the IP header source plus
+ * `addresses`, or NO_ADDITIONAL_ADDRESSES), which withdraws the old node's
+ * address from the peer's set; the MOBIKE initiator then sends
+ * UPDATE_SA_ADDRESSES here (§3.5), and once the SA has moved (the peer proved
+ * its address, §3.7) the connection's Child SAs are created with fresh SPIs
+ * and keys (RFC 7296 §1.3.1). Bounded by the retransmission policy and by
+ * `timeoutMs` for the peer's update.
+ */
+export async function completeArrival(ctx: IkeContext, sa: IkeSa, addresses: readonly string[], timeoutMs: number): Promise<ArrivalResult> {
+  if (!(await checkLiveness(ctx, sa))) return { ok: false, step: 'path-test', reason: 'no answer to the path test from this node' };
+  const moved = new Promise<boolean>((resolve) => {
+    const timer = ctx.clock.schedule(timeoutMs, () => finish(false));
+    const onMoved = (m: IkeSa) => m === sa && finish(true);
+    const onDown = (m: IkeSa) => m === sa && finish(false);
+    function finish(ok: boolean): void {
+      timer.cancel();
+      ctx.off('ike-moved', onMoved);
+      ctx.off('ike-down', onDown);
+      resolve(ok);
+    }
+    ctx.on('ike-moved', onMoved);
+    ctx.on('ike-down', onDown);
+  });
+  ctx.queueExchange(sa, new AddressListInitiator(ctx, addresses.length > 0 ? addresses : [sa.local.address]));
+  if (!(await moved)) return { ok: false, step: 'address-update', reason: 'the peer did not move the IKE SA here (UPDATE_SA_ADDRESSES)' };
+  const children: ChildSa[] = [];
+  try {
+    for (const child of sa.policy.children) children.push(await ctx.createChildSa(sa, child.name));
+  } catch (err) {
+    return { ok: false, step: 'child', reason: (err as Error).message };
+  }
+  return { ok: true, children };
+}

@@ -1,0 +1,138 @@
+// `ikeclone gateway` with a cluster: section, against a real etcd: the node
+// joins (member key with its SPI prefix) and leaves on SIGTERM; a too-open
+// sealing key file is a configuration error (exit 2); etcd unreachable is
+// exit 1 unless the section says to run standalone; another set of
+// connections is refused with a clear message (exit 2).
+import { afterAll, afterEach, beforeAll, describe, expect } from 'vitest';
+import type { ChildProcess } from 'node:child_process';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Etcd3 } from 'etcd3';
+import { ensureCliBuilt, killCli, startCli, type CliProcess } from './support/cli-proc.js';
+import { freePort, startEtcd, type EtcdServer } from './support/etcd.js';
+import { interopTest, requirePrereqs } from './support/prereq.js';
+import { waitFor } from './support/proc.js';
+import { etcdClient } from '../control/cluster/etcd-client.js';
+
+let dir: string;
+let etcd: EtcdServer | undefined;
+let client: Etcd3 | undefined;
+const started = new Set<ChildProcess>();
+
+beforeAll(async () => {
+  ensureCliBuilt();
+  dir = mkdtempSync(join(tmpdir(), 'ikeclone-cluster-cli-'));
+  if (requirePrereqs(['etcd']).ok) {
+    etcd = await startEtcd({ tls: true });
+    client = etcdClient({ etcd: [etcd.endpoint], tls: etcd.tls! });
+  }
+}, 60_000);
+afterEach(() => {
+  for (const p of started) killCli(p);
+  started.clear();
+});
+afterAll(async () => {
+  client?.close();
+  await etcd?.stop();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+function start(args: string[]): CliProcess {
+  const r = startCli(args, { cwd: dir });
+  started.add(r.proc);
+  return r;
+}
+
+async function exitOf(r: CliProcess, timeoutMs = 30_000): Promise<number | null> {
+  const timer = setTimeout(() => r.proc.kill('SIGKILL'), timeoutMs);
+  const code = await r.exited;
+  clearTimeout(timer);
+  return code;
+}
+
+function secret(name: string, mode = 0o600): string {
+  const file = join(dir, name);
+  writeFileSync(file, randomBytes(32), { mode });
+  chmodSync(file, mode);
+  return file;
+}
+
+let portBase = 21000 + 2 * Math.floor(Math.random() * 10000);
+
+/** A gateway configuration on 127.0.0.1 with a cluster: section. */
+function config(name: string, opts: { cluster: string; node: string; keyFile: string; etcd?: string; standalone?: boolean; psk?: string }): string {
+  const port = (portBase += 2);
+  const tls = etcd!.tls!;
+  const file = join(dir, name);
+  writeFileSync(file, `
+log: { level: info }
+listen: { address: 127.0.0.1, port: ${port}, natPort: ${port + 1} }
+cluster:
+  name: ${opts.cluster}
+  node: ${opts.node}
+  address: 127.0.0.1
+  etcd: [${opts.etcd ?? etcd!.endpoint}]
+  ${opts.etcd?.startsWith('http:') ? '' : `tls: { ca: ${tls.ca}, cert: ${tls.cert}, key: ${tls.key} }`}
+  sealing_key_file: ${opts.keyFile}
+  lease_ttl: 2s
+  on_etcd_unreachable: ${opts.standalone ? 'standalone' : 'fail'}
+connections:
+  clients:
+    local: { id: gw.cluster.test, auth: psk }
+    remote: { id: "*.cluster.test", auth: psk }
+    psk: "${opts.psk ?? 'cluster test pre-shared key 0123456789'}"
+    children:
+      net: { local_ts: 10.2.0.0/24, remote_ts: 10.1.0.0/24, esp: aes128gcm16 }
+`);
+  return file;
+}
+
+describe('ikeclone gateway in a cluster', () => {
+  interopTest('joins with a member key and an SPI prefix, refuses other connections, and leaves on SIGTERM', ['etcd'], async () => {
+    const cluster = `cli-${randomBytes(3).toString('hex')}`;
+    const key = secret('k1');
+    const aConfig = config('a.yaml', { cluster, node: 'gw-a', keyFile: key });
+    const a = start(['gateway', '--config', aConfig, '--socket', join(dir, 'a.sock')]);
+    const member = await waitFor(async () => client!.get(`/ikeclone/v1/${cluster}/members/gw-a`).string(), {
+      timeoutMs: 20_000,
+      message: () => `gw-a's member key (${a.stderr().slice(-1000)})`,
+    });
+    expect(JSON.parse(member)).toMatchObject({ node: 'gw-a', address: '127.0.0.1', load: 0, spiPrefix: expect.any(Number) });
+    // ikeclone cluster status reads the same from etcd.
+    const st = start(['cluster', 'status', '--config', aConfig, '--json']);
+    expect(await exitOf(st)).toBe(0);
+    expect(JSON.parse(st.stdout())).toEqual({ cluster, members: [{ ...JSON.parse(member), clones: 0 }], clones: [], orphaned: 0 });
+    const text = start(['cluster', 'status', '--config', aConfig]);
+    expect(await exitOf(text)).toBe(0);
+    expect(text.stdout()).toMatch(new RegExp(`cluster ${cluster}: 1 member, 0 clones\\n\\s+NODE\\s+ADDRESS\\s+SPI PREFIX\\s+LOAD\\s+CLONES\\n\\s+gw-a\\s+127\\.0\\.0\\.1\\s+\\d+\\s+0\\s+0`));
+    // Another PSK: other connections, refused.
+    const b = start(['gateway', '--config', config('b.yaml', { cluster, node: 'gw-b', keyFile: key, psk: 'another pre-shared key 0123456789' }), '--socket', join(dir, 'b.sock')]);
+    expect(await exitOf(b)).toBe(2);
+    expect(b.stderr()).toMatch(/cannot join cluster cli-\w+: node gw-b runs other connections than cluster cli-\w+ .*every node needs the same connections/);
+    a.proc.kill('SIGTERM');
+    expect(await exitOf(a)).toBe(0);
+    expect(await client!.get(`/ikeclone/v1/${cluster}/members/gw-a`).string()).toBeNull();
+  }, 90_000);
+
+  interopTest('a sealing key file readable by others is a configuration error (exit 2)', ['etcd'], async () => {
+    const r = start(['gateway', '--config', config('wide.yaml', { cluster: 'w', node: 'n', keyFile: secret('wide', 0o644) })]);
+    expect(await exitOf(r)).toBe(2);
+    expect(r.stderr()).toMatch(/wide\.yaml:\d+: cluster\.sealing_key_file: mode 0644 lets others read or write the sealing key; expected a file with mode 0600 or stricter/);
+  }, 60_000);
+
+  interopTest('etcd unreachable at start: exit 1, or a single gateway with on_etcd_unreachable: standalone', ['etcd'], async () => {
+    const port = await freePort();
+    const down = `http://127.0.0.1:${port}`;
+    const r = start(['gateway', '--config', config('down.yaml', { cluster: 'd', node: 'n', keyFile: secret('k2'), etcd: down }), '--socket', join(dir, 'd.sock')]);
+    expect(await exitOf(r)).toBe(1);
+    expect(r.stderr()).toMatch(/cannot join cluster d: cannot reach etcd at http:\/\/127\.0\.0\.1:\d+/);
+    const s = start(['gateway', '--config', config('alone.yaml', { cluster: 'd', node: 'n', keyFile: secret('k3'), etcd: down, standalone: true }), '--socket', join(dir, 's.sock')]);
+    const out = () => s.stdout() + s.stderr();
+    await waitFor(() => /gateway running/.test(out()), { timeoutMs: 30_000, message: () => `the standalone gateway to run (${out().slice(-1000)})` });
+    expect(out()).toMatch(/etcd unreachable: running as a single gateway/);
+    s.proc.kill('SIGTERM');
+    expect(await exitOf(s)).toBe(0);
+  }, 60_000);
+});

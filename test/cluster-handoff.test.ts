@@ -1,0 +1,180 @@
+// Clone handoff and fencing through a real etcd (control/cluster/handoff.ts):
+// engines in memory (a client, nodes A and B), etcd as the Debian binary with
+// TLS. A hands its clone to B in one transaction; B's watch imports it, the
+// client moves it with UPDATE_SA_ADDRESSES and B creates its Child SA; every
+// request on an owned clone is preceded by a fencing write; records hold no
+// key bytes in the clear; a record copied under another key path is refused.
+import { afterAll, beforeAll, describe, expect } from 'vitest';
+import { randomBytes } from 'node:crypto';
+import type { Etcd3 } from 'etcd3';
+import { CloneHandoff, ownerValue } from '../control/cluster/handoff.js';
+import { ClusterKey } from '../control/cluster/seal.js';
+import { etcdClient } from '../control/cluster/etcd-client.js';
+import type { ArrivalResult } from '../control/ike/sa-transfer.js';
+import type { IkeSa } from '../control/ike/ike-sa.js';
+import { silentLogger } from '../control/log.js';
+import { CLIENT, NODE_A, NODE_B, cluster, ikeMessages } from './support/cluster-peers.js';
+import type { MemoryWire } from './support/peers.js';
+import { startEtcd, type EtcdServer } from './support/etcd.js';
+import { interopTest, requirePrereqs } from './support/prereq.js';
+import { run } from './support/proc.js';
+
+let etcd: EtcdServer | undefined;
+const clients: Etcd3[] = [];
+
+beforeAll(async () => {
+  if (requirePrereqs(['etcd']).ok) etcd = await startEtcd({ tls: true });
+}, 60_000);
+afterAll(async () => {
+  for (const c of clients) c.close();
+  await etcd?.stop();
+});
+
+/** Run the in-memory wire alongside real etcd I/O until `done()` (bounded). */
+async function drive(wire: MemoryWire, done: () => boolean, what: string, maxMs = 15_000): Promise<void> {
+  const end = Date.now() + maxMs;
+  while (!done()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    wire.flush();
+    await new Promise((r) => setTimeout(r, 5));
+    wire.clock.advance(10);
+  }
+  wire.flush();
+}
+
+async function setup() {
+  const name = `h-${randomBytes(3).toString('hex')}`;
+  const key = ClusterKey.derive(randomBytes(32), name);
+  const handoffs: { a?: CloneHandoff; b?: CloneHandoff } = {};
+  const c = await cluster({
+    a: { holdRequest: (sa) => handoffs.a?.holdRequest(sa) ?? false },
+    b: { holdRequest: (sa) => handoffs.b?.holdRequest(sa) ?? false },
+  });
+  const client = () => {
+    const cl = etcdClient({ etcd: [etcd!.endpoint], tls: etcd!.tls! });
+    clients.push(cl);
+    return cl;
+  };
+  const log = silentLogger();
+  const a = new CloneHandoff({ engine: c.nodeA, client: client(), key, cluster: name, node: 'a', address: NODE_A, log });
+  const b = new CloneHandoff({ engine: c.nodeB, client: client(), key, cluster: name, node: 'b', address: NODE_B, log });
+  handoffs.a = a;
+  handoffs.b = b;
+  await a.start();
+  await b.start();
+  const arrivals: Array<{ sa: IkeSa; result: ArrivalResult }> = [];
+  b.on('arrived', (sa, result) => arrivals.push({ sa, result }));
+  await a.adopt(c.clone, 'fam1', 1);
+  return { ...c, name, key, a, b, arrivals, etcdOf: client() };
+}
+
+describe('clone handoff through etcd', () => {
+  interopTest('A hands its clone to B in one transaction; B imports it, the client follows, B creates the Child SA', ['etcd'], async () => {
+    const s = await setup();
+    // A fencing write precedes A's own request on the clone.
+    const alive = s.nodeA.checkLiveness(s.clone);
+    let answered: boolean | undefined;
+    void alive.then((v) => (answered = v));
+    expect(s.wire.queue).toHaveLength(0); // held until the write is done
+    await drive(s.wire, () => answered !== undefined, 'the liveness check on A');
+    expect(answered).toBe(true);
+    expect(s.a.stats.writes).toBe(1);
+
+    const epoch = await s.a.handOff(s.clone, 'b');
+    expect(epoch).toBe(1);
+    expect(s.clone.state).toBe('dead');
+    await drive(s.wire, () => s.arrivals.length > 0, 'the clone to arrive on B');
+    expect(s.arrivals[0]!.result).toMatchObject({ ok: true });
+    const onB = s.arrivals[0]!.sa;
+    expect(onB.local.address).toBe(NODE_B);
+    expect(s.clientClone.remote.address).toBe(NODE_B);
+    expect(s.clientClone.children).toHaveLength(1);
+    expect(s.b.ownedClones()).toEqual([{ sa: onB, family: 'fam1', index: 1, epoch: 1 }]);
+    expect(s.b.stats.writes).toBeGreaterThanOrEqual(2); // path test, address list, CREATE_CHILD_SA: each written first
+    expect(await s.etcdOf.get(`/ikeclone/v1/${s.name}/clones/fam1/1/owner`).string()).toBe(ownerValue({ node: 'b', epoch: 1 }));
+
+    // No (IKE SPI, message ID) pair from two addresses, with the etcd round trips in between.
+    const sources = new Map<string, Set<string>>();
+    for (const m of ikeMessages(s.wire)) {
+      const k = `${m.spis}/${m.mid}/${m.response}/${m.byOriginalInitiator}`;
+      sources.set(k, (sources.get(k) ?? new Set()).add(m.from));
+    }
+    expect([...sources.values()].filter((v) => v.size > 1)).toEqual([]);
+
+    // etcd holds no key bytes in the clear (etcdctl's view of the whole cluster prefix).
+    const keys = onB.keys!;
+    const ctl = await run('etcdctl', [...etcd!.ctlArgs(), 'get', '--prefix', `/ikeclone/v1/${s.name}/`, '-w', 'json'], { env: { ...process.env, ETCDCTL_API: '3' } });
+    const values = (JSON.parse(ctl.stdout) as { kvs: Array<{ value: string }> }).kvs.map((kv) => Buffer.from(kv.value, 'base64'));
+    expect(values.length).toBeGreaterThanOrEqual(2);
+    for (const secret of [keys.skD, keys.skEi, keys.skEr]) {
+      const raw = Buffer.from(secret);
+      for (const v of values) {
+        expect(v.includes(raw.subarray(0, 12))).toBe(false);
+        expect(v.toString('latin1').includes(raw.toString('hex').slice(0, 24))).toBe(false);
+        expect(v.toString('latin1').includes(raw.toString('base64').slice(0, 16))).toBe(false);
+      }
+    }
+  }, 60_000);
+
+  interopTest('a record copied under another key path is refused, counted, and never installed', ['etcd'], async () => {
+    const s = await setup();
+    await s.a.handOff(s.clone, 'b');
+    await drive(s.wire, () => s.arrivals.length > 0, 'the arrival');
+    const prefix = `/ikeclone/v1/${s.name}/clones/`;
+    // Sealed for (fam1/1, epoch 1, owner b): only the key path will differ.
+    const sealed = await s.etcdOf.get(`${prefix}fam1/1/ike`).buffer();
+    const refused: string[] = [];
+    s.b.on('refused', (_key, reason) => refused.push(reason));
+    const before = s.nodeB.ikeSas().length;
+    await s.etcdOf.put(`${prefix}fam2/1/ike`).value(sealed!);
+    await s.etcdOf.put(`${prefix}fam2/1/owner`).value(ownerValue({ node: 'b', epoch: 1 }));
+    await drive(s.wire, () => refused.length > 0, 'the refusal');
+    expect(refused).toEqual(['seal']);
+    expect(s.b.stats.refused.seal).toBe(1);
+    expect(s.nodeB.ikeSas()).toHaveLength(before);
+    // Another clone of the family at another epoch does not open either.
+    await s.etcdOf.put(`${prefix}fam1/2/ike`).value(sealed!);
+    await s.etcdOf.put(`${prefix}fam1/2/owner`).value(ownerValue({ node: 'b', epoch: 2 }));
+    await drive(s.wire, () => refused.length > 1, 'the second refusal');
+    expect(s.b.stats.refused.seal).toBe(2);
+    expect(s.nodeB.ikeSas()).toHaveLength(before);
+  }, 60_000);
+
+  interopTest('a failed fencing write drops the clone locally (wiped, Child SAs deleted); nothing is sent', ['etcd'], async () => {
+    const s = await setup();
+    await s.a.handOff(s.clone, 'b');
+    await drive(s.wire, () => s.arrivals.length > 0, 'the arrival');
+    const onB = s.arrivals[0]!.sa;
+    const children = [...onB.children];
+    expect(children).toHaveLength(1);
+    // Another node took the clone over behind B's back (a higher epoch).
+    await s.etcdOf.put(`/ikeclone/v1/${s.name}/clones/fam1/1/owner`).value(ownerValue({ node: 'a', epoch: 7 }));
+    const sent = s.wire.log.length;
+    const fenced: string[] = [];
+    s.b.on('fenced', (_sa, reason) => fenced.push(reason));
+    void s.nodeB.checkLiveness(onB);
+    await drive(s.wire, () => fenced.length > 0, 'the fencing failure');
+    expect(fenced[0]).toMatch(/ownership of fam1\/1 epoch 1 lost/);
+    expect(onB.state).toBe('dead');
+    expect(onB.keys).toBeUndefined();
+    expect(children.every((ch) => ch.state === 'deleted')).toBe(true);
+    expect(s.wire.log.slice(sent).filter((d) => d.local.address === NODE_B)).toEqual([]);
+    expect(s.b.stats.fenced).toBe(1);
+  }, 60_000);
+
+  interopTest('a handoff whose transaction fails (the owner changed) leaves the clone where it was', ['etcd'], async () => {
+    const s = await setup();
+    await s.etcdOf.put(`/ikeclone/v1/${s.name}/clones/fam1/1/owner`).value(ownerValue({ node: 'c', epoch: 3 }));
+    await expect(s.a.handOff(s.clone, 'b')).rejects.toThrow(/handoff of IKE SA \d+ to b failed \(ownership changed\); the clone stays here/);
+    const back = s.a.ownedClones()[0]!.sa;
+    expect(back.state).toBe('established');
+    expect(back.local.address).toBe(NODE_A);
+    // It still works with the client.
+    const ok = s.client.checkLiveness(s.clientClone);
+    let answered: boolean | undefined;
+    void ok.then((v) => (answered = v));
+    await drive(s.wire, () => answered !== undefined, 'the client\'s check');
+    expect(answered).toBe(true);
+    expect(ikeMessages(s.wire).at(-1)).toMatchObject({ from: NODE_A, to: CLIENT, response: true });
+  }, 60_000);
+});

@@ -10,11 +10,11 @@ const RUNTIME = '^(control|dataplane|io|wasm|demo)/';
 /** Node's socket and thread modules (with or without the node: prefix). */
 const SOCKETS_AND_THREADS = '^(node:)?(dgram|net|worker_threads)$';
 /**
- * The bottom of io/: address text <-> bytes, the endpoint type and the byte
- * readers. Pure values, no socket, no thread; every layer (wire and crypto
- * included) may use them.
+ * The bottom of io/: address text <-> bytes, the endpoint type, the byte
+ * readers and the layout of the SPIs we allocate. Pure values, no socket, no
+ * thread; every layer (wire and crypto included) may use them.
  */
-const IO_VALUES = '^io/(ip|endpoint|bytes)\\.ts$';
+const IO_VALUES = '^io/(ip|endpoint|bytes|spi-layout)\\.ts$';
 /** The native addon: its binding module and anything under native/. */
 const NATIVE_ADDON = '(^native/|(^|/)native-io\\.ts$|\\.node$)';
 

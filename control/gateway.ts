@@ -24,6 +24,7 @@ import { NAT_KEEPALIVE_PAYLOAD } from './ike/nat-keepalive.js';
 import { CloneOrchestrator, type CloneFamily } from './ike/clone-family.js';
 import { AddressMonitor } from '../io/address-monitor.js';
 import { DataPlane } from '../dataplane/dataplane.js';
+import { childOwnerWorker, childSpiPlacement } from './child-placement.js';
 import { espKeyMaterial, espTransformFor } from './crypto/esp-transform.js';
 import { EsnId } from './wire/constants.js';
 import { createCookieSecret } from './crypto/cookie.js';
@@ -70,6 +71,8 @@ export interface GatewayOptions {
   log?: Logger;
   clock?: Clock;
   random?: RandomSource;
+  /** The node prefix our inbound ESP SPIs carry (io/spi-layout.ts; default 0, a single gateway). */
+  spiNode?: number;
 }
 
 export class Gateway extends EventEmitter<GatewayEvents> {
@@ -150,6 +153,8 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       // MOBIKE (RFC 4555): addresses that are up and have sockets.
       localAddresses: () => (this.addressMonitor ? this.addressMonitor.current().filter((a) => this.transport.hasAddress(a)) : this.transport.localAddresses),
       ...(this.keyLog ? { keyLog: this.keyLog } : {}),
+      // Each Child SA's inbound SPI names its owner worker (architecture §3).
+      childSpiPlacement: childSpiPlacement(this.dataPlane, opts.spiNode),
       ...(opts.clock ? { clock: opts.clock } : {}),
       ...(opts.random ? { random: opts.random } : {}),
     });
@@ -215,6 +220,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       ...this.espEndpoints(child),
       udpEncap: child.udpEncap,
       replaces,
+      worker: childOwnerWorker(child.spiIn),
     }).catch((err: Error) => this.log.warn({ child: child.id, reason: err.message }, 'data plane did not install the Child SA'));
   }
 

@@ -46,6 +46,7 @@ import { TunDevice, TUN_DEFAULT_MTU } from '../io/tun.js';
 import { RawEspSocket } from '../io/rawesp.js';
 import { CELL_HEADER_BYTES } from './ring.js';
 import { Sad, type SaSpec } from './sad.js';
+import type { Selector } from './packet.js';
 import { startWorkers, type WorkerHandle } from './workers.js';
 import type { WorkerEvent } from './messages.js';
 import { DEFAULT_CELL_SIZE, ESP_OVERHEAD, KERNEL_SLOT_COUNT } from './defaults.js';
@@ -224,6 +225,16 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
    */
   install(spec: SaSpec): Promise<void> {
     return this.installer.install(spec);
+  }
+
+  /**
+   * The worker that will own a Child SA with these selectors (the one of the
+   * SA with inbound SPI `replacingSpi` for a rekey), asked before its inbound
+   * SPI is drawn so the SPI can name it; install it with SaSpec.worker set to
+   * the answer (placement.ts).
+   */
+  placeChild(localTs: readonly Selector[], remoteTs: readonly Selector[], replacingSpi?: number): number {
+    return this.installer.placement.place(this.s.sad, localTs, remoteTs, replacingSpi);
   }
 
   /**

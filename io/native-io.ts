@@ -40,6 +40,10 @@ export interface NativeIo {
   /** IFF_VNET_HDR devices: write a batch, coalescing TCP segments; desc is [offset, length, status out] per packet. */
   tunWriteBatch(fd: number, data: Uint8Array, desc: Int32Array, count: number): number;
   udpOpen(address: string, port: number, bufferBytes: number): { fd: number; port: number };
+  /** udpOpen with SO_REUSEPORT set before bind: a member of a steered group (native/io/steer.c). */
+  udpOpenReusePort(address: string, port: number, bufferBytes: number): { fd: number; port: number };
+  /** Attach a classic BPF program (two words per instruction: code | jt << 16 | jf << 24, k) to fd's SO_REUSEPORT group. */
+  reuseportAttach(fd: number, program: Uint32Array): void;
   /** An IPv4 raw socket for one IP protocol; returns its fd. */
   rawOpen(protocol: number, bufferBytes: number): number;
   udpRecv(fd: number, buffer: Uint8Array, slotSize: number, desc: Int32Array): number;

@@ -6,6 +6,7 @@
  *   TUN offload (gro.c)     batched writes that coalesce TCP segments, reads
  *                           past a virtio_net_hdr
  *   sockets (udp.c)         UDP and raw open, recv (recvmmsg), send (sendmmsg)
+ *   steering (steer.c)      SO_REUSEPORT groups with a classic BPF program
  *   here                    watch(fd, callback) -> handle: callback() runs on
  *                           the loop whenever fd is readable; unwatch(handle)
  *                           stops it (the handle closes asynchronously;
@@ -258,6 +259,8 @@ NAPI_MODULE_INIT() {
     {"rawOpen", NULL, raw_open, NULL, NULL, NULL, napi_default, NULL},
     {"udpRecv", NULL, udp_recv, NULL, NULL, NULL, napi_default, NULL},
     {"udpSend", NULL, udp_send, NULL, NULL, NULL, napi_default, NULL},
+    {"udpOpenReusePort", NULL, udp_open_reuseport, NULL, NULL, NULL, napi_default, NULL},
+    {"reuseportAttach", NULL, reuseport_attach, NULL, NULL, NULL, napi_default, NULL},
     {"watch", NULL, io_watch, NULL, NULL, NULL, napi_default, NULL},
     {"unwatch", NULL, io_unwatch, NULL, NULL, NULL, napi_default, NULL},
     {"close", NULL, io_close, NULL, NULL, NULL, napi_default, NULL},

@@ -1,5 +1,5 @@
 /*
- * Shared by the parts of ikeclone's native I/O addon (io.c, tun.c, gro.c, tso.c, udp.c, unix.c):
+ * Shared by the parts of ikeclone's native I/O addon (io.c, tun.c, gro.c, tso.c, udp.c, steer.c, unix.c):
  * argument helpers and the errors they throw. Every function of the addon
  * runs on the calling JavaScript thread; nothing here parses packets.
  */
@@ -43,6 +43,10 @@ napi_value tun_write_batch(napi_env env, napi_callback_info info);
 napi_value tun_read_segments(napi_env env, napi_callback_info info);
 
 napi_value udp_open(napi_env env, napi_callback_info info);
+/* udpOpen, with SO_REUSEPORT set before bind when reusePort (steer.c). */
+napi_value udp_open_with(napi_env env, napi_callback_info info, int reusePort);
+napi_value udp_open_reuseport(napi_env env, napi_callback_info info);
+napi_value reuseport_attach(napi_env env, napi_callback_info info);
 napi_value raw_open(napi_env env, napi_callback_info info);
 napi_value udp_recv(napi_env env, napi_callback_info info);
 napi_value udp_send(napi_env env, napi_callback_info info);

@@ -9,7 +9,9 @@
 //
 // Owner: the main thread (the engine's and the data plane's facade's).
 import type { DataPlane } from '../dataplane/dataplane.js';
-import { espSpiWorker, type SpiOwner } from '../io/spi-layout.js';
+import { espSpiWorker, MAX_SPI_WORKERS, type SpiOwner } from '../io/spi-layout.js';
+import { nativeIoUnavailable } from '../io/native-io.js';
+import type { DataplaneConfig } from './config/types.js';
 import type { ChildSpiPlacement, ChildSpiRequest } from './ike/child-spi.js';
 
 /** The SPI node prefix of a gateway that is not part of a cluster. */
@@ -26,4 +28,13 @@ export function childSpiPlacement(dataPlane: DataPlane, node: number = SINGLE_NO
 /** The worker a Child SA's inbound SPI names: the one that must own it. */
 export function childOwnerWorker(spiIn: number): number {
   return espSpiWorker(spiIn);
+}
+
+/**
+ * Whether the NAT-T port is steered to the workers' own sockets: asked for
+ * (dataplane.steering, default kernel), with the native addon, and with no
+ * more workers than an SPI can name.
+ */
+export function steerEsp(dp: DataplaneConfig): boolean {
+  return (dp.steering ?? 'kernel') === 'kernel' && dp.workers <= MAX_SPI_WORKERS && nativeIoUnavailable() === null;
 }

@@ -24,7 +24,7 @@ import { NAT_KEEPALIVE_PAYLOAD } from './ike/nat-keepalive.js';
 import { CloneOrchestrator, type CloneFamily } from './ike/clone-family.js';
 import { AddressMonitor } from '../io/address-monitor.js';
 import { DataPlane } from '../dataplane/dataplane.js';
-import { childOwnerWorker, childSpiPlacement } from './child-placement.js';
+import { childOwnerWorker, childSpiPlacement, SINGLE_NODE_SPI_PREFIX, steerEsp } from './child-placement.js';
 import { espKeyMaterial, espTransformFor } from './crypto/esp-transform.js';
 import { EsnId } from './wire/constants.js';
 import { createCookieSecret } from './crypto/cookie.js';
@@ -129,6 +129,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       natPort: this.config.listen.natPort,
       log: this.log,
       onIke: (d) => this.engine.receive(d),
+      ...(steerEsp(dp) ? { steering: { node: opts.spiNode ?? SINGLE_NODE_SPI_PREFIX, workers: dp.workers, adopt: (_address: string, fds: number[]) => this.adoptSteered(fds) } } : {}),
     });
     // ESP the sockets receive goes from io's demultiplexer straight to the data plane (architecture §3).
     this.dataPlane = new DataPlane({
@@ -222,6 +223,11 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       replaces,
       worker: childOwnerWorker(child.spiIn),
     }).catch((err: Error) => this.log.warn({ child: child.id, reason: err.message }, 'data plane did not install the Child SA'));
+  }
+
+  /** The workers' sockets of a steered NAT-T port: each reads its own (architecture §3). */
+  private adoptSteered(fds: number[]): void {
+    this.dataPlane.adoptSteeredSockets(fds).catch((err: Error) => this.log.warn({ reason: err.message }, 'workers did not take their steered sockets: their ESP is lost'));
   }
 
   /** Local addresses came or went (RFC 4555 §3.5, §3.6): listen on new ones, then let MOBIKE act. */

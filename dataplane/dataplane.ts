@@ -44,6 +44,7 @@ import { EventEmitter } from 'node:events';
 import type { Endpoint } from '../io/endpoint.js';
 import { TunDevice, TUN_DEFAULT_MTU } from '../io/tun.js';
 import { RawEspSocket } from '../io/rawesp.js';
+import { loadNativeIo } from '../io/native-io.js';
 import { CELL_HEADER_BYTES } from './ring.js';
 import { Sad, type SaSpec } from './sad.js';
 import type { Selector } from './packet.js';
@@ -286,9 +287,29 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
     return this.outbound.sendInner(packet);
   }
 
+  /**
+   * Hand worker w the socket fds[w] of a steered NAT-T port
+   * (io/esp-steering.ts): it reads and decapsulates the ESP the kernel
+   * steers to it itself, and closes the socket at stop. Resolves when every
+   * worker has its socket; the descriptors are theirs from the call on.
+   */
+  async adoptSteeredSockets(fds: readonly number[]): Promise<void> {
+    if (!this.s.running || fds.length !== this.s.workers.length) {
+      for (const fd of fds) loadNativeIo().close(fd);
+      throw new RangeError(`adoptSteeredSockets: one socket per worker (${this.s.workers.length}) on a running data plane`);
+    }
+    this.s.steered = true;
+    // A worker that did not take its socket (it ended meanwhile): the socket is closed here, not leaked.
+    await Promise.all(this.s.workers.map((w, i) => w.request({ op: 'steered-socket', fd: fds[i]! }).catch((err: Error) => {
+      loadNativeIo().close(fds[i]!);
+      throw err;
+    })));
+  }
+
   // ------------------------------------------------------------------ status
 
   private onWorkerEvent(w: WorkerHandle, e: WorkerEvent): void {
+    if (e.event === 'steered-error') this.s.log.warn({ worker: w.index, status: e.status }, 'steered socket failed: this worker reads no more ESP from it');
     if (e.event !== 'rekey-needed') return;
     const r = this.s.sad?.atSlot(w.index, e.slot, e.tag);
     if (r) this.emit('rekey-needed', r.id);

@@ -31,6 +31,7 @@ import { CellKind, Doorbell, RingReader, RingWriter, metaKind, metaSlot, metaTag
 import { writeUdp4 } from './packet.js';
 import { BATCHES_PER_YIELD, IDLE_WAIT_MS } from './defaults.js';
 import { DirectWriter } from './worker-output.js';
+import { SteeredInput } from './worker-input.js';
 import {
   WORKER_STAT_COUNT, WorkerStat,
   type CountersReply, type EspRoute, type GenerateReply, type GenerateRequest, type InboundPolicy, type InstallRequest,
@@ -58,6 +59,8 @@ interface SlotState {
   route?: EspRoute;
   /** Direct output: the selectors of this inbound SA (its packets go to the TUN queue, else to the out ring). */
   policy?: InboundPolicy;
+  /** The SA's SPI (inbound: what steered ESP is looked up by). */
+  spi: number;
 }
 
 class DataPlaneWorker {
@@ -74,6 +77,9 @@ class DataPlaneWorker {
   private readonly direct: DirectWriter | undefined;
   private stopping = false;
   private generators = 0;
+  /** Steered input (worker-input.ts): this worker's socket of the NAT-T port, and its inbound slots by SPI. */
+  private readonly steered: SteeredInput[] = [];
+  private readonly inboundBySpi = new Map<number, number>();
 
   constructor(private readonly task: WorkerTask) {
     this.kernel = EspKernel.createSync(task.module as WasmModule);
@@ -107,6 +113,7 @@ class DataPlaneWorker {
     }
     // Let running generators notice the stop, then wipe every slot (architecture §4.5).
     while (this.generators > 0) await yieldToEventLoop();
+    for (const input of this.steered) input.stop();
     for (let s = 0; s < this.slots.length; s++) if (this.slots[s]) this.deleteSlot(s);
     this.direct?.close();
     this.port.close();
@@ -150,6 +157,9 @@ class DataPlaneWorker {
           slots: req.slots.filter((s) => this.slots[s] !== undefined).map((s) => ({ slot: s, saId: this.slots[s]!.saId, counters: this.kernel.counters(s) })),
           seqWriters: [...this.seqWriters],
         };
+      case 'steered-socket':
+        this.adoptSteeredSocket(req.fd);
+        return undefined;
       case 'stop':
         this.stopping = true;
         this.input.wake();
@@ -163,7 +173,30 @@ class DataPlaneWorker {
     if (!s) return;
     this.kernel.deleteSa(slot);
     if (s.route) this.direct?.closeRoute(s.route);
+    if (s.direction === 'in' && this.inboundBySpi.get(s.spi) === slot) this.inboundBySpi.delete(s.spi);
     this.slots[slot] = undefined;
+  }
+
+  /** Read this worker's socket of a steered NAT-T port (one per listen address) from now on. */
+  private adoptSteeredSocket(fd: number): void {
+    const input = new SteeredInput(fd, this.kernel, this.stride, this.stats, (spi) => this.inboundBySpi.get(spi), (n) => this.decapSteered(n));
+    this.steered.push(input);
+    input.start((status) => this.post({ event: 'steered-error', index: this.task.index, status }));
+  }
+
+  /** Descriptors 0..n-1 hold steered ESP in the arena: one decap batch, results out like a ring batch's. */
+  private decapSteered(n: number): void {
+    const t0 = performance.now();
+    const desc = this.kernel.descriptors;
+    for (let k = 0; k < n; k++) {
+      const s = this.slots[desc[k * DESC_WORDS + Desc.SLOT]!];
+      if (s && !s.written) this.noteWriter(s);
+    }
+    this.kernel.decapBatch(n);
+    this.stats[WorkerStat.BATCHES]!++;
+    this.collect(n, CellKind.DECAP);
+    this.output.publish();
+    this.stats[WorkerStat.BUSY_MS]! += performance.now() - t0;
   }
 
   /** A new route for an outbound SA's ESP (its descriptor is now this thread's); the old one is closed. */
@@ -210,8 +243,9 @@ class DataPlaneWorker {
       ...(req.seqSoftLimit !== undefined ? { seqSoftLimit: req.seqSoftLimit } : {}),
       ...(req.seqHardLimit !== undefined ? { seqHardLimit: req.seqHardLimit } : {}),
     });
+    if (req.direction === 'in') this.inboundBySpi.set(req.spi, req.slot);
     this.slots[req.slot] = {
-      saId: req.saId, tag: req.tag, direction: req.direction, rekeyReported: false, written: false,
+      saId: req.saId, tag: req.tag, direction: req.direction, rekeyReported: false, written: false, spi: req.spi,
       ...(req.direction === 'out' && req.route ? { route: req.route } : {}),
       ...(req.direction === 'in' && req.policy ? { policy: req.policy } : {}),
     };

@@ -62,6 +62,9 @@
  *                              # workers (each its own, one thread hand-off per packet) | io-thread
  *   esp: auto                  # auto: raw ESP (IP protocol 50) when no NAT was detected and raw
  *                              # sockets are available (root), else UDP 4500 (RFC 3948) | udp: always UDP
+ *   steering: kernel           # kernel: each worker reads its own socket of the NAT-T port, the
+ *                              # kernel steering ESP to it by the worker its SPI names (SO_REUSEPORT
+ *                              # with BPF; native I/O, up to 64 workers) | io-thread: one reader
  * metrics:                     # optional, off by default: Prometheus metrics over HTTP (GET /metrics)
  *   listen: 127.0.0.1:9710     # ADDRESS:PORT ([::1]:9710 for IPv6); an address other than loopback
  *                              # is served too, with a warning (the series tell traffic volumes)
@@ -544,12 +547,14 @@ export function gatewaySchema(ctx: Ctx) {
       tun_offload: leaf(withDefault(true, boolean)),
       esp: leaf(withDefault('auto', oneOf(['auto', 'udp'] as const))),
       output: leaf(withDefault('workers', oneOf(['workers', 'io-thread'] as const))),
-    }, 'a mapping with workers, tun, tun_mtu, tun_queues, tun_offload, esp, output').transform((d): DataplaneConfig => ({
+      steering: leaf(withDefault('kernel', oneOf(['kernel', 'io-thread'] as const))),
+    }, 'a mapping with workers, tun, tun_mtu, tun_queues, tun_offload, esp, output, steering').transform((d): DataplaneConfig => ({
       ...d.workers,
       ...(d.tun !== undefined ? { tun: { name: d.tun, mtu: d.tun_mtu, queues: d.tun_queues, offload: d.tun_offload } } : {}),
       // 'auto' is what an absent field means: keep the default configuration's shape.
       ...(d.esp !== 'auto' ? { esp: d.esp } : {}),
       ...(d.output !== 'workers' ? { output: d.output } : {}),
+      ...(d.steering !== 'kernel' ? { steering: d.steering } : {}),
     })),
     metrics: section({
       listen: leaf(withDefault<MetricsConfig | undefined>(undefined, metricsListen)),

@@ -55,6 +55,8 @@ export interface DataplaneConfig {
   esp?: 'auto' | 'udp';
   /** Who writes the output with a TUN device: 'workers' (the default when absent) or 'io-thread'. */
   output?: 'workers' | 'io-thread';
+  /** Who reads inbound ESP in UDP: 'kernel' steering to each worker's socket (the default when absent) or 'io-thread'. */
+  steering?: 'kernel' | 'io-thread';
 }
 
 /** One side of a connection (swanctl's local/remote sections). */

@@ -20,7 +20,10 @@
 //
 // Concurrency: everything in this file runs on one thread, the I/O thread
 // (the gateway's main thread). It is the only writer of every worker's in ring
-// and the only reader of every out ring; workers never see SPIs, only slots.
+// and the only reader of every out ring; ring cells carry slots, not SPIs.
+// With a steered NAT-T port (adoptSteeredSockets, io/esp-steering.ts) each
+// worker reads its own socket and finds the inbound slot by SPI itself
+// (worker-input.ts): that ESP never reaches this thread.
 // Staged cells are published once per event-loop turn (setImmediate) or every
 // FLUSH_CELLS cells, so a burst of datagrams crosses to a worker as one batch.
 // Control (install with keys, delete, route, counters, generate) goes to

@@ -22,7 +22,10 @@
 // kernel's arena and seal them in one encapBatch call, DECAP cells likewise
 // with decapBatch; copy results into outRing cells, or, with direct output
 // (worker-output.ts), send and write them from the arena; publish; yield to
-// the event loop every few batches.
+// the event loop every few batches. With a steered NAT-T port the worker also
+// owns its socket of it (worker-input.ts): whenever it is readable (on this
+// thread's event loop, so between batches, like control messages) a batch
+// is read into the arena and decapsulated there, without the I/O thread.
 import type { MessagePort } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
 import { EspKernel, ResultCode, DESC_WORDS, Desc, NEXT_HEADER_IPV4, NEXT_HEADER_IPV6, NEXT_HEADER_NONE } from './kernel.js';

@@ -116,8 +116,10 @@ export const WorkerStat = {
   DROP_UNKNOWN_SPI: 25,
   /** Receive errors on that socket. */
   STEERED_ERRORS: 26,
+  /** Bytes of the datagrams read from it. */
+  STEERED_IN_BYTES: 27,
 } as const;
-export const WORKER_STAT_COUNT = 27;
+export const WORKER_STAT_COUNT = 28;
 
 export interface InstallRequest {
   op: 'install';

@@ -98,6 +98,9 @@ export class StatusReader {
       io.dropSend += s[WorkerStat.SEND_ERRORS]!;
       io.innerOut += s[WorkerStat.INNER_WRITTEN]!;
       io.dropPolicy += s[WorkerStat.DROP_POLICY]!;
+      // Steered input: ESP the workers read themselves counts as ESP in, like the I/O thread's.
+      io.espIn += s[WorkerStat.STEERED_IN]!;
+      io.espInBytes += s[WorkerStat.STEERED_IN_BYTES]!;
       io.dropUnknownSpi += s[WorkerStat.DROP_UNKNOWN_SPI]!;
       io.dropNoSink += s[WorkerStat.TUN_DROPPED]! + s[WorkerStat.TUN_ERRORS]!;
       if (tun) {

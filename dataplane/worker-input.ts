@@ -74,6 +74,7 @@ export class SteeredInput {
       const length = this.udpDesc[i * UDP_DESC_WORDS]!;
       const truncated = this.udpDesc[i * UDP_DESC_WORDS + 1]!;
       const at = i * this.stride;
+      st[WorkerStat.STEERED_IN_BYTES]! += length;
       // SPI + sequence number at least (RFC 4303 §2); longer than a slot cannot be whole.
       if (length < 8 || truncated !== 0) {
         st[WorkerStat.DROP_MALFORMED]!++;

@@ -70,6 +70,10 @@ int get_int32s(napi_env env, napi_value v, int32_t** data, size_t* length) {
   return typed_array(env, v, napi_int32_array, (void**)data, length);
 }
 
+int get_uint32s(napi_env env, napi_value v, uint32_t** data, size_t* length) {
+  return typed_array(env, v, napi_uint32_array, (void**)data, length);
+}
+
 int batch_args(napi_env env, napi_callback_info info, size_t descWords, int32_t max, int32_t* fd, uint8_t** data,
                size_t* length, int32_t** desc, int32_t* count) {
   size_t argc = 4, words;

@@ -28,6 +28,8 @@ int get_int(napi_env env, napi_value v, int32_t* out);
 int get_bytes(napi_env env, napi_value v, uint8_t** data, size_t* length);
 /* An Int32Array argument: its elements. */
 int get_int32s(napi_env env, napi_value v, int32_t** data, size_t* length);
+/* A Uint32Array argument: its elements. */
+int get_uint32s(napi_env env, napi_value v, uint32_t** data, size_t* length);
 /* (fd, Uint8Array data, Int32Array desc, count) arguments of a batch call: count <= max and
  * within desc at descWords per item. 0, or -1 when they are not. */
 int batch_args(napi_env env, napi_callback_info info, size_t descWords, int32_t max, int32_t* fd, uint8_t** data,

@@ -49,13 +49,8 @@ napi_value reuseport_attach(napi_env env, napi_callback_info info) {
   int32_t fd;
   uint32_t* words;
   size_t count;
-  bool is;
-  napi_typedarray_type type;
-  napi_value ab;
-  size_t offset;
-  if (argc < 2 || get_int(env, argv[0], &fd) < 0 || napi_is_typedarray(env, argv[1], &is) != napi_ok || !is ||
-      napi_get_typedarray_info(env, argv[1], &type, &count, (void**)&words, &ab, &offset) != napi_ok ||
-      type != napi_uint32_array || count == 0 || count % 2 != 0 || count / 2 > MAX_INSNS) {
+  if (argc < 2 || get_int(env, argv[0], &fd) < 0 || get_uint32s(env, argv[1], &words, &count) < 0 || count == 0 ||
+      count % 2 != 0 || count / 2 > MAX_INSNS) {
     napi_throw_type_error(env, NULL, "reuseportAttach: (fd, Uint32Array of 1..4096 instructions, two words each)");
     return NULL;
   }

@@ -11,8 +11,8 @@ const RUNTIME = '^(control|dataplane|io|wasm|demo)/';
 const SOCKETS_AND_THREADS = '^(node:)?(dgram|net|worker_threads)$';
 /**
  * The bottom of io/: address text <-> bytes, the endpoint type, the byte
- * readers and the SPI layout. Pure values, no socket, no thread; every layer (wire and crypto
- * included) may use them.
+ * readers and the layout of the SPIs we allocate. Pure values, no socket, no
+ * thread; every layer (wire and crypto included) may use them.
  */
 const IO_VALUES = '^io/(ip|endpoint|bytes|spi-layout)\\.ts$';
 /** The native addon: its binding module and anything under native/. */

@@ -20,7 +20,10 @@
 //
 // Concurrency: everything in this file runs on one thread, the I/O thread
 // (the gateway's main thread). It is the only writer of every worker's in ring
-// and the only reader of every out ring; workers never see SPIs, only slots.
+// and the only reader of every out ring; ring cells carry slots, not SPIs.
+// With a steered NAT-T port (adoptSteeredSockets, io/esp-steering.ts) each
+// worker reads its own socket and finds the inbound slot by SPI itself
+// (worker-input.ts): that ESP never reaches this thread.
 // Staged cells are published once per event-loop turn (setImmediate) or every
 // FLUSH_CELLS cells, so a burst of datagrams crosses to a worker as one batch.
 // Control (install with keys, delete, route, counters, generate) goes to
@@ -44,8 +47,10 @@ import { EventEmitter } from 'node:events';
 import type { Endpoint } from '../io/endpoint.js';
 import { TunDevice, TUN_DEFAULT_MTU } from '../io/tun.js';
 import { RawEspSocket } from '../io/rawesp.js';
+import { loadNativeIo } from '../io/native-io.js';
 import { CELL_HEADER_BYTES } from './ring.js';
 import { Sad, type SaSpec } from './sad.js';
+import type { Selector } from './packet.js';
 import { startWorkers, type WorkerHandle } from './workers.js';
 import type { WorkerEvent } from './messages.js';
 import { DEFAULT_CELL_SIZE, ESP_OVERHEAD, KERNEL_SLOT_COUNT } from './defaults.js';
@@ -229,6 +234,16 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
   }
 
   /**
+   * The worker that will own a Child SA with these selectors (the one of the
+   * SA with inbound SPI `replacingSpi` for a rekey), asked before its inbound
+   * SPI is drawn so the SPI can name it; install it with SaSpec.worker set to
+   * the answer (placement.ts).
+   */
+  placeChild(localTs: readonly Selector[], remoteTs: readonly Selector[], replacingSpi?: number): number {
+    return this.installer.placement.place(this.s.sad, localTs, remoteTs, replacingSpi);
+  }
+
+  /**
    * Remove a Child SA: unroutable at once, slots wiped by the owner worker.
    * Unknown ids are ignored. One exception to "at once": an SA that a
    * successor still installing replaces (a rekey) stays until that install
@@ -286,9 +301,29 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
     return this.outbound.sendInner(packet);
   }
 
+  /**
+   * Hand worker w the socket fds[w] of a steered NAT-T port
+   * (io/esp-steering.ts): it reads and decapsulates the ESP the kernel
+   * steers to it itself, and closes the socket at stop. Resolves when every
+   * worker has its socket; the descriptors are theirs from the call on.
+   */
+  async adoptSteeredSockets(fds: readonly number[]): Promise<void> {
+    if (!this.s.running || fds.length !== this.s.workers.length) {
+      for (const fd of fds) loadNativeIo().close(fd);
+      throw new RangeError(`adoptSteeredSockets: one socket per worker (${this.s.workers.length}) on a running data plane`);
+    }
+    this.s.steered = true;
+    // A worker that did not take its socket (it ended meanwhile): the socket is closed here, not leaked.
+    await Promise.all(this.s.workers.map((w, i) => w.request({ op: 'steered-socket', fd: fds[i]! }).catch((err: Error) => {
+      loadNativeIo().close(fds[i]!);
+      throw err;
+    })));
+  }
+
   // ------------------------------------------------------------------ status
 
   private onWorkerEvent(w: WorkerHandle, e: WorkerEvent): void {
+    if (e.event === 'steered-error') this.s.log.warn({ worker: w.index, status: e.status }, 'steered socket failed: this worker reads no more ESP from it');
     if (e.event !== 'rekey-needed') return;
     const r = this.s.sad?.atSlot(w.index, e.slot, e.tag);
     if (r) this.emit('rekey-needed', r.id);

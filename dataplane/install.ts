@@ -22,6 +22,7 @@ import { familyKey, type EspTransport, type SaRecord, type SaSpec, type Sad } fr
 import type { EspRoute } from './messages.js';
 import { REQUEST_TIMEOUT_MS, RETIRED_SA_LINGER_MS } from './defaults.js';
 import type { HandoverTiming } from './handover.js';
+import { WorkerPlacement } from './placement.js';
 import { checkEndpoint, type PlaneState } from './state.js';
 import { espOverhead } from './path-mtu.js';
 
@@ -33,7 +34,17 @@ export class SaInstaller {
    */
   private readonly successorsInstalling = new Map<number, Set<Promise<void>>>();
 
+  /** Owners promised to Child SAs still being negotiated (placement.ts). */
+  readonly placement = new WorkerPlacement();
+
   constructor(private readonly s: PlaneState, private readonly handover: HandoverTiming) {}
+
+  /** The worker an SaSpec names (its SPI's): in range and with two free slots, or refused. */
+  private claimWorker(sad: Sad, worker: number): number {
+    if (!Number.isInteger(worker) || worker < 0 || worker >= sad.workers) throw new RangeError(`SaSpec.worker must be an integer in [0, ${sad.workers - 1}]`);
+    if (sad.slots[worker]!.available < 2) throw new Error(`data plane is full: worker ${worker} has no two free SA slots`);
+    return worker;
+  }
 
   /**
    * Install a Child SA in its owner worker: inbound and outbound slots, keys
@@ -73,9 +84,9 @@ export class SaInstaller {
     checkEndpoint(spec.remote, 'SaSpec.remote');
     if (!Array.isArray(spec.localTs) || !Array.isArray(spec.remoteTs)) throw new TypeError('SaSpec selectors must be arrays');
     const family = familyKey(spec.localTs, spec.remoteTs);
-    const preferred = spec.worker !== undefined && Number.isInteger(spec.worker) && spec.worker >= 0 ? spec.worker % sad.workers : undefined;
-    const owner = sad.chooseOwner(family, spec.replaces ?? [], preferred);
+    const owner = spec.worker !== undefined ? this.claimWorker(sad, spec.worker) : sad.chooseOwner(family, spec.replaces ?? []);
     if (owner === undefined) throw new Error('data plane is full: no worker has two free SA slots');
+    if (spec.worker !== undefined) this.placement.kept(owner, family);
     const slots = sad.slots[owner]!;
     const inbound = slots.take()!;
     const outbound = slots.take()!;

@@ -109,8 +109,17 @@ export const WorkerStat = {
   /** Packets the TUN queue had no room for (EAGAIN), and other write errors. */
   TUN_DROPPED: 22,
   TUN_ERRORS: 23,
+  // Steered input (worker-input.ts): ESP the kernel steered to this worker's own socket.
+  /** Datagrams read from the worker's socket of the steered NAT-T port. */
+  STEERED_IN: 24,
+  /** Of them, ESP for an SPI this worker holds no inbound SA for. */
+  DROP_UNKNOWN_SPI: 25,
+  /** Receive errors on that socket. */
+  STEERED_ERRORS: 26,
+  /** Bytes of the datagrams read from it. */
+  STEERED_IN_BYTES: 27,
 } as const;
-export const WORKER_STAT_COUNT = 24;
+export const WORKER_STAT_COUNT = 28;
 
 export interface InstallRequest {
   op: 'install';
@@ -190,12 +199,22 @@ export interface GenerateRequest {
   sharedSeq?: { buffer: SharedArrayBuffer; perPacket: boolean };
 }
 
+/**
+ * This worker's socket of the steered NAT-T port (io/esp-steering.ts): the
+ * worker reads and decapsulates its ESP itself (worker-input.ts) and closes
+ * the descriptor at stop.
+ */
+export interface SteeredSocketRequest {
+  op: 'steered-socket';
+  id: number;
+  fd: number;
+}
 export interface StopRequest {
   op: 'stop';
   id: number;
 }
 
-export type WorkerRequest = InstallRequest | RouteRequest | DeleteRequest | CountersRequest | GenerateRequest | StopRequest;
+export type WorkerRequest = InstallRequest | RouteRequest | DeleteRequest | CountersRequest | GenerateRequest | SteeredSocketRequest | StopRequest;
 
 export interface SlotCounters {
   slot: number;
@@ -225,4 +244,6 @@ export type WorkerReply =
 /** Unsolicited worker -> I/O messages. */
 export type WorkerEvent =
   | { event: 'ready'; index: number }
-  | { event: 'rekey-needed'; slot: number; tag: number; saId: number };
+  | { event: 'rekey-needed'; slot: number; tag: number; saId: number }
+  /** The worker's steered socket failed (libuv status): it reads it no more. */
+  | { event: 'steered-error'; index: number; status: number };

@@ -52,8 +52,9 @@ export interface SaSpec {
    */
   deferOutbound?: boolean;
   /**
-   * The worker this SA belongs on (a per-worker Child SA, architecture §5.1),
-   * when it has two free slots; otherwise, or absent, the usual choice.
+   * The worker that must own it: the one its inbound SPI names
+   * (DataPlane.placeChild, io/spi-layout.ts), so ESP the kernel steers by SPI
+   * reaches its owner. Refused when that worker is full. Absent: chosen at install.
    */
   worker?: number;
   /**
@@ -218,25 +219,24 @@ export class Sad {
 
   /**
    * The owner for a new SA: the worker of the SA it replaces (a rekey keeps
-   * its worker), else the `preferred` one (a per-worker Child SA), else the
-   * worker with the fewest SAs of the same family, then
-   * the fewest SAs in all, then the lowest index. Only workers with two free
-   * slots qualify; undefined when none has.
+   * its worker), else the worker with the fewest SAs of the same family, then
+   * the fewest SAs in all, then the lowest index. `promised`: SAs still being
+   * negotiated for a worker (placement.ts), counted as if installed. Only
+   * workers below `eligible` with two free slots qualify; undefined when none has.
    */
-  chooseOwner(family: string, replaces: readonly number[] = [], preferred?: number): number | undefined {
+  chooseOwner(family: string, replaces: readonly number[] = [], promised: readonly { worker: number; familyKey: string }[] = [], eligible = this.workers): number | undefined {
     for (const id of replaces) {
       const r = this.records.get(id);
-      if (r && this.slots[r.worker]!.available >= 2) return r.worker;
+      if (r && r.worker < eligible && this.slots[r.worker]!.available >= 2) return r.worker;
     }
-    if (preferred !== undefined && (this.slots[preferred]?.available ?? 0) >= 2) return preferred;
     const inFamily = new Array<number>(this.workers).fill(0);
     const total = new Array<number>(this.workers).fill(0);
-    for (const r of this.records.values()) {
+    for (const r of [...this.records.values(), ...promised]) {
       total[r.worker]!++;
       if (r.familyKey === family) inFamily[r.worker]!++;
     }
     let best: number | undefined;
-    for (let w = 0; w < this.workers; w++) {
+    for (let w = 0; w < Math.min(eligible, this.workers); w++) {
       if (this.slots[w]!.available < 2) continue;
       if (best === undefined || inFamily[w]! < inFamily[best]! || (inFamily[w] === inFamily[best] && total[w]! < total[best]!)) best = w;
     }

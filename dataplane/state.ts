@@ -148,6 +148,8 @@ export class PlaneState {
   rawSocket: RawEspSocket | undefined;
   /** Workers write their own output (set at start). */
   direct = false;
+  /** Workers read their own sockets of a steered NAT-T port (DataPlane.adoptSteeredSockets). */
+  steered = false;
   running = false;
   /** UDP-encapsulated ESP out (RFC 3948): DataPlaneOptions.sendUdp, or the sockets' queueEsp. */
   readonly sendUdp: (local: Endpoint, remote: Endpoint, bytes: Uint8Array) => void;

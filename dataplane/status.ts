@@ -37,6 +37,12 @@ export interface WorkerCounters {
   /** Direct output: ESP this worker sent itself, and decapsulated packets it wrote to the TUN device itself. */
   espSent: number;
   innerWritten: number;
+  /**
+   * Steered input (worker-input.ts), when the worker reads its own socket of
+   * the NAT-T port: datagrams read, ESP for SPIs it holds no SA for (also in
+   * io.dropUnknownSpi, the gateway's total), receive errors.
+   */
+  steered?: { in: number; unknownSpi: number; errors: number };
 }
 
 /** Synchronous snapshot for status: worker totals (from shared memory) and I/O counters. */
@@ -92,6 +98,10 @@ export class StatusReader {
       io.dropSend += s[WorkerStat.SEND_ERRORS]!;
       io.innerOut += s[WorkerStat.INNER_WRITTEN]!;
       io.dropPolicy += s[WorkerStat.DROP_POLICY]!;
+      // Steered input: ESP the workers read themselves counts as ESP in, like the I/O thread's.
+      io.espIn += s[WorkerStat.STEERED_IN]!;
+      io.espInBytes += s[WorkerStat.STEERED_IN_BYTES]!;
+      io.dropUnknownSpi += s[WorkerStat.DROP_UNKNOWN_SPI]!;
       io.dropNoSink += s[WorkerStat.TUN_DROPPED]! + s[WorkerStat.TUN_ERRORS]!;
       if (tun) {
         tun.txPackets += s[WorkerStat.INNER_WRITTEN]!;
@@ -125,6 +135,7 @@ export class StatusReader {
           busyMs: Math.round(s[WorkerStat.BUSY_MS]! * 1000) / 1000,
           espSent: s[WorkerStat.ESP_SENT]!,
           innerWritten: s[WorkerStat.INNER_WRITTEN]!,
+          ...(this.s.steered ? { steered: { in: s[WorkerStat.STEERED_IN]!, unknownSpi: s[WorkerStat.DROP_UNKNOWN_SPI]!, errors: s[WorkerStat.STEERED_ERRORS]! } } : {}),
         };
       }),
       io,

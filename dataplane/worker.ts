@@ -22,7 +22,10 @@
 // kernel's arena and seal them in one encapBatch call, DECAP cells likewise
 // with decapBatch; copy results into outRing cells, or, with direct output
 // (worker-output.ts), send and write them from the arena; publish; yield to
-// the event loop every few batches.
+// the event loop every few batches. With a steered NAT-T port the worker also
+// owns its socket of it (worker-input.ts): whenever it is readable (on this
+// thread's event loop, so between batches, like control messages) a batch
+// is read into the arena and decapsulated there, without the I/O thread.
 import type { MessagePort } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
 import { EspKernel, ResultCode, DESC_WORDS, Desc, NEXT_HEADER_IPV4, NEXT_HEADER_IPV6, NEXT_HEADER_NONE } from './kernel.js';
@@ -31,6 +34,7 @@ import { CellKind, Doorbell, RingReader, RingWriter, metaKind, metaSlot, metaTag
 import { writeUdp4 } from './packet.js';
 import { BATCHES_PER_YIELD, IDLE_WAIT_MS } from './defaults.js';
 import { DirectWriter } from './worker-output.js';
+import { SteeredInput } from './worker-input.js';
 import {
   WORKER_STAT_COUNT, WorkerStat,
   type CountersReply, type EspRoute, type GenerateReply, type GenerateRequest, type InboundPolicy, type InstallRequest,
@@ -58,6 +62,8 @@ interface SlotState {
   route?: EspRoute;
   /** Direct output: the selectors of this inbound SA (its packets go to the TUN queue, else to the out ring). */
   policy?: InboundPolicy;
+  /** The SA's SPI (inbound: what steered ESP is looked up by). */
+  spi: number;
 }
 
 class DataPlaneWorker {
@@ -74,6 +80,9 @@ class DataPlaneWorker {
   private readonly direct: DirectWriter | undefined;
   private stopping = false;
   private generators = 0;
+  /** Steered input (worker-input.ts): this worker's socket of the NAT-T port, and its inbound slots by SPI. */
+  private readonly steered: SteeredInput[] = [];
+  private readonly inboundBySpi = new Map<number, number>();
 
   constructor(private readonly task: WorkerTask) {
     this.kernel = EspKernel.createSync(task.module as WasmModule);
@@ -107,6 +116,7 @@ class DataPlaneWorker {
     }
     // Let running generators notice the stop, then wipe every slot (architecture §4.5).
     while (this.generators > 0) await yieldToEventLoop();
+    for (const input of this.steered) input.stop();
     for (let s = 0; s < this.slots.length; s++) if (this.slots[s]) this.deleteSlot(s);
     this.direct?.close();
     this.port.close();
@@ -150,6 +160,9 @@ class DataPlaneWorker {
           slots: req.slots.filter((s) => this.slots[s] !== undefined).map((s) => ({ slot: s, saId: this.slots[s]!.saId, counters: this.kernel.counters(s) })),
           seqWriters: [...this.seqWriters],
         };
+      case 'steered-socket':
+        this.adoptSteeredSocket(req.fd);
+        return undefined;
       case 'stop':
         this.stopping = true;
         this.input.wake();
@@ -163,7 +176,30 @@ class DataPlaneWorker {
     if (!s) return;
     this.kernel.deleteSa(slot);
     if (s.route) this.direct?.closeRoute(s.route);
+    if (s.direction === 'in' && this.inboundBySpi.get(s.spi) === slot) this.inboundBySpi.delete(s.spi);
     this.slots[slot] = undefined;
+  }
+
+  /** Read this worker's socket of a steered NAT-T port (one per listen address) from now on. */
+  private adoptSteeredSocket(fd: number): void {
+    const input = new SteeredInput(fd, this.kernel, this.stride, this.stats, (spi) => this.inboundBySpi.get(spi), (n) => this.decapSteered(n));
+    this.steered.push(input);
+    input.start((status) => this.post({ event: 'steered-error', index: this.task.index, status }));
+  }
+
+  /** Descriptors 0..n-1 hold steered ESP in the arena: one decap batch, results out like a ring batch's. */
+  private decapSteered(n: number): void {
+    const t0 = performance.now();
+    const desc = this.kernel.descriptors;
+    for (let k = 0; k < n; k++) {
+      const s = this.slots[desc[k * DESC_WORDS + Desc.SLOT]!];
+      if (s && !s.written) this.noteWriter(s);
+    }
+    this.kernel.decapBatch(n);
+    this.stats[WorkerStat.BATCHES]!++;
+    this.collect(n, CellKind.DECAP);
+    this.output.publish();
+    this.stats[WorkerStat.BUSY_MS]! += performance.now() - t0;
   }
 
   /** A new route for an outbound SA's ESP (its descriptor is now this thread's); the old one is closed. */
@@ -210,8 +246,9 @@ class DataPlaneWorker {
       ...(req.seqSoftLimit !== undefined ? { seqSoftLimit: req.seqSoftLimit } : {}),
       ...(req.seqHardLimit !== undefined ? { seqHardLimit: req.seqHardLimit } : {}),
     });
+    if (req.direction === 'in') this.inboundBySpi.set(req.spi, req.slot);
     this.slots[req.slot] = {
-      saId: req.saId, tag: req.tag, direction: req.direction, rekeyReported: false, written: false,
+      saId: req.saId, tag: req.tag, direction: req.direction, rekeyReported: false, written: false, spi: req.spi,
       ...(req.direction === 'out' && req.route ? { route: req.route } : {}),
       ...(req.direction === 'in' && req.policy ? { policy: req.policy } : {}),
     };

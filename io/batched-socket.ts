@@ -115,6 +115,11 @@ export class BatchedSocket {
     return new BatchedSocket(api, r.fd, r.port);
   }
 
+  /** A UDP socket opened elsewhere (a steered port's control socket, esp-steering.ts), bound to `port`; closed by close(). */
+  static adoptUdp(fd: number, port: number): BatchedSocket {
+    return new BatchedSocket(loadNativeIo(), fd, port);
+  }
+
   /** An IPv4 raw socket for one IP protocol (root or CAP_NET_RAW). Throws with .code (e.g. EPERM). */
   static openRaw(protocol: number, bufferBytes: number): BatchedSocket {
     const api = loadNativeIo();

@@ -42,6 +42,10 @@ export interface NativeIo {
   udpOpen(address: string, port: number, bufferBytes: number): { fd: number; port: number };
   /** A raw socket for one IP protocol, IPv4 (default) or IPv6 (with IPV6_RECVPKTINFO); returns its fd. */
   rawOpen(protocol: number, bufferBytes: number, family?: 4 | 6): number;
+  /** udpOpen with SO_REUSEPORT set before bind: a member of a steered group (native/io/steer.c). */
+  udpOpenReusePort(address: string, port: number, bufferBytes: number): { fd: number; port: number };
+  /** Attach a classic BPF program (two words per instruction: code | jt << 16 | jf << 24, k) to fd's SO_REUSEPORT group. */
+  reuseportAttach(fd: number, program: Uint32Array): void;
   /** `dest` (IPv6 raw sockets): each datagram's destination address from IPV6_PKTINFO, 4 int32 words each. */
   udpRecv(fd: number, buffer: Uint8Array, slotSize: number, desc: Int32Array, dest?: Int32Array): number;
   udpSend(fd: number, data: Uint8Array, desc: Int32Array, count: number): number;

@@ -19,6 +19,7 @@ import type { Endpoint } from './endpoint.js';
 import type { EspReceiver } from './sinks.js';
 import { nativeIoUnavailable } from './native-io.js';
 import { BatchedSocket, DestinationCache, type Destination } from './batched-socket.js';
+import { openSteeredPort } from './esp-steering.js';
 import { NatTraversalDemux, withNonEspMarker, type DemuxStats, type IkeReceiver } from './demux.js';
 import { bytesToIp, ipToBytes } from './ip.js';
 import { equalPrefix } from './bytes.js';
@@ -44,6 +45,13 @@ export interface UdpSocketsOptions {
   onEsp?: EspReceiver;
   /** Batched native sockets when the addon is available (default true); false: always dgram. */
   native?: boolean;
+  /**
+   * Kernel steering of the NAT-T port (esp-steering.ts), with native sockets:
+   * per address, the socket here is the control plane's member of a group
+   * with one socket per worker, and `adopt` takes those (the data plane's
+   * workers read them). Without native sockets there is no steering.
+   */
+  steering?: { node: number; workers: number; adopt: (address: string, fds: number[]) => void };
 }
 
 export interface UdpSocketsStats extends DemuxStats {
@@ -214,8 +222,15 @@ export class UdpSockets implements UdpEspPort {
     const local = { address, port };
     if (this.kind === 'native') {
       let socket: BatchedSocket;
+      let workerFds: number[] = [];
       try {
-        socket = BatchedSocket.openUdp(address, port, SOCKET_BUFFER_BYTES);
+        if (this.opts.steering && port === this.opts.natPort) {
+          const group = openSteeredPort(address, port, { ...this.opts.steering, bufferBytes: SOCKET_BUFFER_BYTES });
+          socket = BatchedSocket.adoptUdp(group.control, group.port);
+          workerFds = group.workers;
+        } else {
+          socket = BatchedSocket.openUdp(address, port, SOCKET_BUFFER_BYTES);
+        }
       } catch (err) {
         throw bindError(address, port, err as NodeJS.ErrnoException);
       }
@@ -225,6 +240,8 @@ export class UdpSockets implements UdpEspPort {
         (errno) => this.opts.log.warn({ address, port, errno }, 'UDP receive error'),
       );
       this.sockets.set(key(address, port), new NativeBinding(socket, onSendError));
+      // The workers' members of the group are theirs from here on.
+      if (workerFds.length > 0) this.opts.steering!.adopt(address, workerFds);
       return;
     }
     const socket = await bindDgram(address, port);

@@ -93,6 +93,9 @@
  *   on_etcd_unreachable: fail  # at start: fail (exit 1) | standalone (run as a single gateway)
  *   spi_prefix: 7              # optional, 1..255: this node's SPI prefix (io/spi-layout.ts); default:
  *                              # the first free one, claimed in etcd at join
+ *   steering: kernel           # kernel: each worker reads its own socket of the NAT-T port, the
+ *                              # kernel steering ESP to it by the worker its SPI names (SO_REUSEPORT
+ *                              # with BPF; native I/O, up to 64 workers) | io-thread: one reader
  * metrics:                     # optional, off by default: Prometheus metrics over HTTP (GET /metrics)
  *   listen: 127.0.0.1:9710     # ADDRESS:PORT ([::1]:9710 for IPv6); an address other than loopback
  *                              # is served too, with a warning (the series tell traffic volumes)
@@ -662,13 +665,15 @@ export function gatewaySchema(ctx: Ctx) {
       tunnel_mtu: leaf(withDefault<'auto' | number>('auto', (v) => (v === 'auto' ? v : integer(576, 9000, 'auto or an integer from 576 to 9000')(v)))),
       outer_mtu: leaf(withDefault<number | undefined>(undefined, integer(576, 65535))),
       icmp_rate: leaf(withDefault(10, integer(1, 10000))),
-    }, 'a mapping with workers, tun, tun_mtu, tun_queues, tun_offload, esp, output, dscp, ecn, df, tunnel_mtu, outer_mtu, icmp_rate').transform((d): DataplaneConfig => ({
+      steering: leaf(withDefault('kernel', oneOf(['kernel', 'io-thread'] as const))),
+    }, 'a mapping with workers, tun, tun_mtu, tun_queues, tun_offload, esp, output, steering, dscp, ecn, df, tunnel_mtu, outer_mtu, icmp_rate').transform((d): DataplaneConfig => ({
       ...d.workers,
       ...pathConfig(d),
       ...(d.tun !== undefined ? { tun: { name: d.tun, mtu: d.tun_mtu, queues: d.tun_queues, offload: d.tun_offload } } : {}),
       // 'auto' is what an absent field means: keep the default configuration's shape.
       ...(d.esp !== 'auto' ? { esp: d.esp } : {}),
       ...(d.output !== 'workers' ? { output: d.output } : {}),
+      ...(d.steering !== 'kernel' ? { steering: d.steering } : {}),
     })),
     metrics: section({
       listen: leaf(withDefault<MetricsConfig | undefined>(undefined, metricsListen)),

@@ -82,18 +82,18 @@ function remoteSelectors(sa: IkeSa, child: ChildPolicy): TrafficSelector[] {
   });
 }
 
-/** Build our offer: a fresh inbound SPI, the proposals (with `keGroup` for PFS) and our selectors. */
-export function offerChild(engine: IkeContext, sa: IkeSa, child: ChildPolicy, keGroup?: number): ChildOffer {
-  const spiIn = engine.newChildSpi();
+/**
+ * Build our offer: a fresh inbound SPI, the proposals (with `keGroup` for PFS)
+ * and our selectors; a rekey of `rekeying` keeps its selectors (RFC 7296 §2.9.2).
+ */
+export function offerChild(engine: IkeContext, sa: IkeSa, child: ChildPolicy, keGroup?: number, rekeying?: ChildSa): ChildOffer {
+  const tsi = rekeying ? rekeying.localTs : localSelectors(sa, child, true);
+  const tsr = rekeying ? rekeying.remoteTs : remoteSelectors(sa, child);
+  // The SPI names the worker that will own the Child SA (child-spi.ts).
+  const spiIn = engine.newChildSpi({ sa, localTs: tsi, remoteTs: tsr, ...(rekeying ? { replacing: rekeying } : {}) });
   engine.reservedSpis.add(spiIn);
   const specs = keGroup !== undefined ? withPreferredKeGroup(child.esp, keGroup) : withoutKe(child.esp);
-  return {
-    child,
-    spiIn,
-    offered: buildProposals(specs, spiBytes(spiIn)),
-    tsi: localSelectors(sa, child, true),
-    tsr: remoteSelectors(sa, child),
-  };
+  return { child, spiIn, offered: buildProposals(specs, spiBytes(spiIn)), tsi, tsr };
 }
 
 export function offerPayloads(offer: ChildOffer): Payload[] {
@@ -231,7 +231,15 @@ export function respondChild(
       sharedSecret = kx.sharedSecret;
       extra.push(kx.payload);
     }
-    const spiIn = engine.newChildSpi();
+    // The SPI names the worker that will own the Child SA (child-spi.ts); none
+    // free there is a shortage of resources (RFC 7296 §2.25: TEMPORARY_FAILURE).
+    let spiIn: number;
+    try {
+      spiIn = engine.newChildSpi({ sa, localTs, remoteTs, ...(opts.replacing ? { replacing: opts.replacing } : {}) });
+    } catch {
+      sharedSecret?.fill(0);
+      return { ok: false, error: { notify: NotifyType.TEMPORARY_FAILURE } };
+    }
     const inputs: ChildKeyInputs = { ...nonces, ...(sharedSecret ? { sharedSecret } : {}) };
     const created = makeChild(engine, sa, child.name, suite, spiIn, spiOut, inputs, false, localTs, remoteTs);
     sharedSecret?.fill(0);
@@ -264,12 +272,8 @@ export function childRequest(
   rekeying?: ChildSa,
 ): { offer: ChildOffer; nonceI: Uint8Array; keyExchange: KeyExchange | undefined; payloads: Payload[] } {
   const nonceI = ctx.random(NONCE_LENGTH);
-  const offer = offerChild(ctx, sa, child, keGroup);
-  if (rekeying) {
-    // §2.9.2: the rekeyed SA keeps the selectors the old one had.
-    offer.tsi = rekeying.localTs;
-    offer.tsr = rekeying.remoteTs;
-  }
+  // §2.9.2: the rekeyed SA keeps the selectors the old one had.
+  const offer = offerChild(ctx, sa, child, keGroup, rekeying);
   const [saPayload, tsi, tsr] = offerPayloads(offer);
   const payloads: Payload[] = rekeying ? [espNotify(NotifyType.REKEY_SA, rekeying.spiIn)] : [];
   payloads.push(saPayload!, { type: PayloadType.NONCE, data: nonceI });

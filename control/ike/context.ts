@@ -16,6 +16,7 @@ import type { Logger } from '../log.js';
 import type { Clock } from './clock.js';
 import type { DeletionOptions, EngineLimits, LifetimeOptions, LivenessOptions, MobilityOptions, ReassemblyLimits, RetransmitPolicy } from './defaults.js';
 import type { ChildCreateOptions, ChildSa, IkeSa, InitiatorExchange, RedirectTrail, ResponderResult } from './ike-sa.js';
+import type { ChildSpiPlacement, ChildSpiRequest } from './child-spi.js';
 import type { KeyLogSink } from './keylog.js';
 import type { ConnectionPolicy } from './policy.js';
 import type { Endpoint, SendFn, SendKeepalive } from './transport.js';
@@ -67,6 +68,8 @@ export interface IkeEngineOptions {
    * after building and after authentication: debugging and protocol tests.
    */
   trace?: MessageTrace;
+  /** Who will own each Child SA (data-plane worker, cluster node): its inbound SPI carries them (child-spi.ts). */
+  childSpiPlacement?: ChildSpiPlacement;
 }
 
 /** How initiate() starts an IKE SA: to and from where, and (after an RFC 5685 redirect) how the client got there. */
@@ -262,7 +265,8 @@ export interface IkeContext extends Pick<EventEmitter<EngineEvents>, 'on' | 'off
   newIkeSpi(): Uint8Array;
   reserveIkeSpi(spi: Uint8Array): void;
   releaseIkeSpi(spi: Uint8Array): void;
-  newChildSpi(): number;
+  /** A fresh inbound ESP SPI, for the owner the placement names for `request` (child-spi.ts). */
+  newChildSpi(request?: ChildSpiRequest): number;
   registerResponderSa(sa: IkeSa, halfOpenKey: string): void;
   markEstablished(sa: IkeSa): void;
   addChild(child: ChildSa): void;

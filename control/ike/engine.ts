@@ -31,6 +31,7 @@ import { FragmentReassembler, isFragmentMessage } from './fragments.js';
 import { cachedResponse, resendResponse, sendSealed } from './response-cache.js';
 import { classifyRequest, type RequestKind } from './requests.js';
 import { SaTable } from './sa-table.js';
+import type { ChildSpiRequest } from './child-spi.js';
 import { countExchange, newEngineStats } from './engine-stats.js';
 import type { Datagram, Endpoint, SendFn } from './transport.js';
 import { errorNotify, notify } from './payload-builders.js';
@@ -108,7 +109,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
     this.cookieSecret = createCookieSecret(this.random);
     const { clock, random, log, keyLog, halfOpenTimeout } = this;
     const deps = { clock, random, log, keyLog, halfOpenTimeout, halfOpenPressureTimeout, limits: this.limits, evictions: this.stats.halfOpenEvictions, spiPrefix: opts.spiPrefix ?? 0 };
-    this.table = new SaTable({ ...deps, events: this, isHeld: (spi) => this.deletion.isHeld(spi) });
+    this.table = new SaTable({ ...deps, events: this, isHeld: (spi) => this.deletion.isHeld(spi), childSpiPlacement: opts.childSpiPlacement });
     this.collisions = new RekeyCollisions(this);
     this.lifetimes = new LifetimeManager(this, opts.lifecycle);
     this.liveness = new LivenessMonitor(this, opts.lifecycle);
@@ -139,7 +140,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
   newIkeSpi(): Uint8Array { return this.table.newIkeSpi(); }
   reserveIkeSpi(spi: Uint8Array): void { this.table.reserveIkeSpi(spi); }
   releaseIkeSpi(spi: Uint8Array): void { this.table.releaseIkeSpi(spi); }
-  newChildSpi(): number { return this.table.newChildSpi(); }
+  newChildSpi(request?: ChildSpiRequest): number { return this.table.newChildSpi(request); }
   registerResponderSa(sa: IkeSa, halfOpenKey: string): void { this.table.registerResponderSa(sa, halfOpenKey, (s, r) => this.deleteIkeSa(s, r)); }
   markEstablished(sa: IkeSa): void { this.table.markEstablished(sa); }
   addChild(child: ChildSa): void { this.table.addChild(child); }

@@ -17,8 +17,8 @@ import { RECENTLY_DELETED_MAX, RECENTLY_DELETED_MS, type EngineLimits } from './
 import { type CachedResponse, type ChildSa, type IkeSa, spi64Hex, spiHex } from './ike-sa.js';
 import type { KeyLogSink } from './keylog.js';
 import { VirtualIpLeases } from './virtual-ip.js';
-import { readU32 } from '../crypto/bytes.js';
-import { composeEspSpi, composeIkeSpi, espSpiWorker } from '../../io/spi-layout.js';
+import { composeIkeSpi, type SpiOwner } from '../../io/spi-layout.js';
+import { drawChildSpi, type ChildSpiPlacement, type ChildSpiRequest } from './child-spi.js';
 
 export interface SaTableDeps {
   random: RandomSource;
@@ -31,6 +31,8 @@ export interface SaTableDeps {
   halfOpenPressureTimeout: number;
   /** Inbound SPIs held back after a half-closed Child SA (deletion.ts). */
   isHeld: (spi: number) => boolean;
+  /** Who will own a Child SA, so its inbound SPI carries them (child-spi.ts); none: random SPIs. */
+  childSpiPlacement?: ChildSpiPlacement | undefined;
   /** The engine's limits: the half-open table, per source, and the COOKIE threshold. */
   limits: Pick<EngineLimits, 'halfOpenMax' | 'halfOpenPerSource' | 'halfOpenCookieThreshold'>;
   /** Half-open SAs forgotten to make room, by reason (EngineStats.halfOpenEvictions). */
@@ -129,14 +131,15 @@ export class SaTable {
     this.reservedIkeSpis.delete(spi64Hex(spi));
   }
 
-  /** A fresh inbound ESP SPI: random, >= 256 (RFC 4303 §2.1), unused here. */
-  newChildSpi(): number {
-    for (;;) {
-      const drawn = readU32(this.deps.random(4));
-      // A cluster node's SPIs carry its prefix (io/spi-layout.ts); the worker bits stay as drawn.
-      const spi = this.deps.spiPrefix === 0 ? drawn : (composeEspSpi({ node: this.deps.spiPrefix, worker: espSpiWorker(drawn) }, drawn) ?? 0);
-      if (spi >= 256 && !this.childrenBySpi.has(spi) && !this.reservedSpis.has(spi) && !this.deps.isHeld(spi)) return spi;
-    }
+  /**
+   * A fresh inbound ESP SPI: >= 256 (RFC 4303 §2.1), unused here, built for
+   * the node and worker the placement names for `request` (child-spi.ts).
+   */
+  newChildSpi(request?: ChildSpiRequest): number {
+    // Without a placement (an engine wired in memory) a cluster node's SPIs still carry its prefix.
+    const unplaced: SpiOwner | undefined = this.deps.spiPrefix !== 0 ? { node: this.deps.spiPrefix, worker: 0 } : undefined;
+    const owner = (request && this.deps.childSpiPlacement?.(request)) ?? unplaced;
+    return drawChildSpi(this.deps.random, owner, (spi) => this.childrenBySpi.has(spi) || this.reservedSpis.has(spi) || this.deps.isHeld(spi));
   }
 
   // --------------------------------------------------- peers and sessions

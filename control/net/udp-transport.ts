@@ -12,7 +12,7 @@
 import type { Logger } from '../log.js';
 import type { Datagram, Endpoint } from '../ike/transport.js';
 import type { EspReceiver } from '../../io/sinks.js';
-import { UdpSockets, type UdpSocketsStats } from '../../io/udp-sockets.js';
+import { UdpSockets, type UdpSocketsOptions, type UdpSocketsStats } from '../../io/udp-sockets.js';
 
 export { resolveLocalAddress } from '../../io/udp-sockets.js';
 
@@ -28,6 +28,8 @@ export interface UdpTransportOptions {
   onEsp?: EspReceiver;
   /** Batched native sockets when the addon is available (default true); false: always dgram. */
   native?: boolean;
+  /** Kernel steering of the NAT-T port's ESP to the workers' own sockets (io/esp-steering.ts). */
+  steering?: UdpSocketsOptions['steering'];
 }
 
 export type UdpTransportStats = UdpSocketsStats;

@@ -6,6 +6,7 @@
  *   TUN offload (gro.c)     batched writes that coalesce TCP segments, reads
  *                           past a virtio_net_hdr
  *   sockets (udp.c)         UDP and raw open, recv (recvmmsg), send (sendmmsg)
+ *   steering (steer.c)      SO_REUSEPORT groups with a classic BPF program
  *   here                    watch(fd, callback) -> handle: callback() runs on
  *                           the loop whenever fd is readable; unwatch(handle)
  *                           stops it (the handle closes asynchronously;
@@ -67,6 +68,10 @@ int get_bytes(napi_env env, napi_value v, uint8_t** data, size_t* length) {
 
 int get_int32s(napi_env env, napi_value v, int32_t** data, size_t* length) {
   return typed_array(env, v, napi_int32_array, (void**)data, length);
+}
+
+int get_uint32s(napi_env env, napi_value v, uint32_t** data, size_t* length) {
+  return typed_array(env, v, napi_uint32_array, (void**)data, length);
 }
 
 int batch_args(napi_env env, napi_callback_info info, size_t descWords, int32_t max, int32_t* fd, uint8_t** data,
@@ -258,6 +263,8 @@ NAPI_MODULE_INIT() {
     {"rawOpen", NULL, raw_open, NULL, NULL, NULL, napi_default, NULL},
     {"udpRecv", NULL, udp_recv, NULL, NULL, NULL, napi_default, NULL},
     {"udpSend", NULL, udp_send, NULL, NULL, NULL, napi_default, NULL},
+    {"udpOpenReusePort", NULL, udp_open_reuseport, NULL, NULL, NULL, napi_default, NULL},
+    {"reuseportAttach", NULL, reuseport_attach, NULL, NULL, NULL, napi_default, NULL},
     {"watch", NULL, io_watch, NULL, NULL, NULL, napi_default, NULL},
     {"unwatch", NULL, io_unwatch, NULL, NULL, NULL, napi_default, NULL},
     {"close", NULL, io_close, NULL, NULL, NULL, napi_default, NULL},

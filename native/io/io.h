@@ -1,5 +1,5 @@
 /*
- * Shared by the parts of ikeclone's native I/O addon (io.c, tun.c, gro.c, tso.c, udp.c, unix.c):
+ * Shared by the parts of ikeclone's native I/O addon (io.c, tun.c, gro.c, tso.c, udp.c, steer.c, unix.c):
  * argument helpers and the errors they throw. Every function of the addon
  * runs on the calling JavaScript thread; nothing here parses packets.
  */
@@ -28,6 +28,8 @@ int get_int(napi_env env, napi_value v, int32_t* out);
 int get_bytes(napi_env env, napi_value v, uint8_t** data, size_t* length);
 /* An Int32Array argument: its elements. */
 int get_int32s(napi_env env, napi_value v, int32_t** data, size_t* length);
+/* A Uint32Array argument: its elements. */
+int get_uint32s(napi_env env, napi_value v, uint32_t** data, size_t* length);
 /* (fd, Uint8Array data, Int32Array desc, count) arguments of a batch call: count <= max and
  * within desc at descWords per item. 0, or -1 when they are not. */
 int batch_args(napi_env env, napi_callback_info info, size_t descWords, int32_t max, int32_t* fd, uint8_t** data,
@@ -43,6 +45,10 @@ napi_value tun_write_batch(napi_env env, napi_callback_info info);
 napi_value tun_read_segments(napi_env env, napi_callback_info info);
 
 napi_value udp_open(napi_env env, napi_callback_info info);
+/* udpOpen, with SO_REUSEPORT set before bind when reusePort (steer.c). */
+napi_value udp_open_with(napi_env env, napi_callback_info info, int reusePort);
+napi_value udp_open_reuseport(napi_env env, napi_callback_info info);
+napi_value reuseport_attach(napi_env env, napi_callback_info info);
 napi_value raw_open(napi_env env, napi_callback_info info);
 napi_value udp_recv(napi_env env, napi_callback_info info);
 napi_value udp_send(napi_env env, napi_callback_info info);

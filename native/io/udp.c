@@ -57,6 +57,10 @@ static void set_buffer(int fd, int force, int plain, int bytes) {
 }
 
 napi_value udp_open(napi_env env, napi_callback_info info) {
+  return udp_open_with(env, info, 0);
+}
+
+napi_value udp_open_with(napi_env env, napi_callback_info info, int reusePort) {
   size_t argc = 3;
   napi_value argv[3];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
@@ -87,6 +91,15 @@ napi_value udp_open(napi_env env, napi_callback_info info) {
   if (sa.sa.sa_family == AF_INET6) {
     int on = 1;
     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof on);
+  }
+  /* One of a steered group (steer.c): every member sets it before bind. */
+  if (reusePort) {
+    int on = 1;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) < 0) {
+      int err = errno;
+      close(fd);
+      return throw_errno(env, "SO_REUSEPORT", err);
+    }
   }
   if (bind(fd, &sa.sa, len) < 0) {
     int err = errno;

@@ -119,7 +119,7 @@ describe('gateways: each Child SA lives on the worker its inbound SPI names', ()
       c.dataplane.esp = 'udp';
     }
     const gw = new Gateway({ config: responder, log: silentLogger() });
-    const client = new Gateway({ config: initiator, log: silentLogger(), spiNode: 7 });
+    const client = new Gateway({ config: initiator, log: silentLogger(), spiPrefix: 7 });
     running.push(gw, client);
     await gw.start();
     await client.start();

@@ -76,12 +76,13 @@ describe('per-worker Child SAs in the data plane', () => {
     expect(sent.get(1)).toBe(50);
   });
 
-  it('a pinned worker without free slots falls back to the usual choice, and an out-of-range one wraps', async () => {
+  // The worker an SaSpec names is the one its inbound SPI names (steered ESP arrives there): never another.
+  it('a worker out of range is refused, not wrapped to another', async () => {
     const plane = new DataPlane({ workers: 2, sink: 'deliver', sendUdp: () => undefined });
     planes.push(plane);
     await plane.start();
-    await plane.install(spec(21, { worker: 5, perResource: true }));
-    expect(plane.ownerOf(21)).toBe(1);
+    await expect(plane.install(spec(21, { worker: 5, perResource: true }))).rejects.toThrow(/SaSpec.worker/);
+    expect(plane.ownerOf(21)).toBeUndefined();
   });
 });
 
@@ -101,10 +102,15 @@ function owners(g: Gateway): Array<{ kind: string | undefined; worker: number | 
 }
 
 async function everyWorkerCarries(g: Gateway, peer: Gateway): Promise<void> {
+  // A Child SA the peer created sends once the peer has it, at the latest after
+  // DEFERRED_OUTBOUND_MS (dataplane/handover.ts): wait until every one sends.
+  const encapPerWorker = () => g.status().dataplane!.workers.map((w) => w.encapPackets);
+  await until(async () => (await g.dataPlane.generate({ packets: 30, size: 200, flows: 16 })).sent === 30 && encapPerWorker().every((n) => n > 0));
+  const decapPerWorker = () => peer.status().dataplane!.workers.map((w) => w.decapPackets);
+  const before = decapPerWorker().reduce((a, b) => a + b, 0);
   const report = await g.dataPlane.generate({ packets: 600, size: 200, flows: 16 });
   expect(report.sent).toBe(600);
-  const decapPerWorker = () => peer.status().dataplane!.workers.map((w) => w.decapPackets);
-  await until(() => decapPerWorker().reduce((a, b) => a + b, 0) >= 590);
+  await until(() => decapPerWorker().reduce((a, b) => a + b, 0) >= before + 590);
   expect(g.status().dataplane!.workers.every((w) => w.encapPackets > 0)).toBe(true);
   expect(decapPerWorker().every((n) => n > 0)).toBe(true);
 }

@@ -271,10 +271,11 @@ import { keyMatchesCertificate, parseCertificate } from '../crypto/x509/index.js
 import { certificateSubjectDer } from '../crypto/der.js';
 import { signingKeyFromPrivateKey } from '../crypto/auth.js';
 import { redirectSchema } from './redirect-schema.js';
+import { pathConfig, pathFields } from './path-schema.js';
 import { MIN_FRAGMENT_SIZE } from '../ike/defaults.js';
 import type { FragmentationMode } from '../ike/policy.js';
 import type {
-  AuthMethod, ChildConfig, CloneConfig, ConnectionConfig, DataplaneConfig, EndpointConfig, PathConfig, GatewayConfig, ListenConfig, LimitsConfig,
+  AuthMethod, ChildConfig, CloneConfig, ConnectionConfig, DataplaneConfig, EndpointConfig, GatewayConfig, ListenConfig, LimitsConfig,
   LogLevel, MetricsConfig, PoolConfig, RetransmitConfig, TrafficSelectorConfig,
 } from './types.js';
 import { LOG_LEVELS } from './types.js';
@@ -293,16 +294,6 @@ function metricsListen(v: unknown): MetricsConfig | Problem {
 }
 
 const WORKERS_EXPECTED = `auto or an integer from 1 to ${MAX_WORKERS}`;
-
-/** The path options of the dataplane section, or nothing when all are their defaults (the default configuration keeps its shape). */
-function pathConfig(d: { dscp: PathConfig['dscp']; ecn: PathConfig['ecn']; df: PathConfig['df']; tunnel_mtu: PathConfig['tunnelMtu']; outer_mtu: number | undefined; icmp_rate: number }): { path?: PathConfig } {
-  const path: PathConfig = {
-    dscp: d.dscp, ecn: d.ecn, df: d.df, tunnelMtu: d.tunnel_mtu, icmpRate: d.icmp_rate, icmpBurst: d.icmp_rate,
-    ...(d.outer_mtu !== undefined ? { outerMtu: d.outer_mtu } : {}),
-  };
-  const defaults = path.dscp === 'copy' && path.ecn === 'copy' && path.df === 'copy' && path.tunnelMtu === 'auto' && path.outerMtu === undefined && path.icmpRate === 10;
-  return defaults ? {} : { path };
-}
 
 /** dataplane.workers: auto (the available cores) or a count. */
 export function workersValue(v: unknown): { workers: number; workersAuto: boolean } | Problem {
@@ -659,12 +650,7 @@ export function gatewaySchema(ctx: Ctx) {
       tun_offload: leaf(withDefault(true, boolean)),
       esp: leaf(withDefault('auto', oneOf(['auto', 'udp'] as const))),
       output: leaf(withDefault('workers', oneOf(['workers', 'io-thread'] as const))),
-      dscp: leaf(withDefault<'copy' | 'clear' | number>('copy', (v) => (v === 'copy' || v === 'clear' ? v : integer(0, 63, 'copy, clear or a DSCP from 0 to 63')(v)))),
-      ecn: leaf(withDefault('copy', oneOf(['copy', 'clear'] as const))),
-      df: leaf(withDefault('copy', oneOf(['copy', 'clear', 'set'] as const))),
-      tunnel_mtu: leaf(withDefault<'auto' | number>('auto', (v) => (v === 'auto' ? v : integer(576, 9000, 'auto or an integer from 576 to 9000')(v)))),
-      outer_mtu: leaf(withDefault<number | undefined>(undefined, integer(576, 65535))),
-      icmp_rate: leaf(withDefault(10, integer(1, 10000))),
+      ...pathFields(),
       steering: leaf(withDefault('kernel', oneOf(['kernel', 'io-thread'] as const))),
     }, 'a mapping with workers, tun, tun_mtu, tun_queues, tun_offload, esp, output, steering, dscp, ecn, df, tunnel_mtu, outer_mtu, icmp_rate').transform((d): DataplaneConfig => ({
       ...d.workers,

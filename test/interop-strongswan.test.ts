@@ -258,7 +258,14 @@ describe('interop with strongSwan charon', () => {
     async () => {
       const { ikc, charon, capture } = await setUp('fallback', SUITES.gcm!, true, { clone: { per: 'worker', count: 4 } });
       const { mine, theirs } = await established(ikc, charon);
-      expectAgreement(mine, theirs, SUITES.gcm!);
+      // The first Child SA agrees; since the per-worker policy (architecture §5.1) parallel Child SAs
+      // with the same selectors follow it, one per worker, all installed on both ends.
+      const first = mine.children[0]!;
+      expectAgreement({ ...mine, children: [first] }, { ...theirs, children: theirs.children.filter((c) => c.spiIn === first.spiOut) }, SUITES.gcm!);
+      await waitFor(async () => (await ikc.status()).ikeSas[0]!.children.length === 4 && (await charon.listSas())[0]!.children.filter((c) => c.state === 'INSTALLED').length === 4, {
+        timeoutMs: 10_000, intervalMs: 100, message: 'parallel Child SAs on both ends',
+      });
+      expect((await ikc.status()).ikeSas[0]!.children.map((c) => c.placement?.kind)).toEqual(['parallel', 'parallel', 'parallel', 'parallel']);
       await waitFor(async () => (await ikc.status()).families[0]?.state === 'fallback', { timeoutMs: 5000, intervalMs: 100, message: 'no fallback reported' });
       const st = await ikc.status();
       expect(st.ikeSas).toHaveLength(1);
@@ -275,7 +282,8 @@ describe('interop with strongSwan charon', () => {
       // Decryption worked (IKE_AUTH's inner notifies are visible), and 16433 never went out.
       expect(notifies).toContain(16432);
       expect(notifies).not.toContain(16433);
-      expect(rows.filter((r) => r[0] === '36')).toHaveLength(0);
+      // CREATE_CHILD_SA only for the three parallel Child SAs (request and response each), none a clone.
+      expect(rows.filter((r) => r[0] === '36')).toHaveLength(6);
     },
     90_000,
   );

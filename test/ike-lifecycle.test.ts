@@ -424,6 +424,17 @@ describe('INVALID_SPI (RFC 7296 §2.21.4)', () => {
 });
 
 describe('deletion (RFC 7296 §1.4.1) and clean-up', () => {
+  it('a completed Delete of the IKE SA counts as a successful INFORMATIONAL on both ends, not a failed one', async () => {
+    const { wire, alice, bob, sa } = await pair('delete-counted');
+    const closed = alice.closeIkeSa(sa);
+    wire.run(100);
+    await closed;
+    expect(alice.ikeSas()).toHaveLength(0);
+    expect(alice.stats.exchanges['INFORMATIONAL.initiator.ok']).toBe(1);
+    expect(alice.stats.exchanges['INFORMATIONAL.initiator.failed']).toBeUndefined();
+    expect(bob.stats.exchanges['INFORMATIONAL.responder.ok']).toBe(1);
+  });
+
   it('a Delete answered without the paired Delete leaves a half-closed Child SA: audited, its SPI kept out of use for a while', async () => {
     const { wire, alice, bob, sa, peerSa } = await pair('half', {}, { alice: { lifecycle: { halfClosedHold: 30_000 } } });
     const child = sa.children[0]!;

@@ -431,8 +431,9 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
       this.transmit(sa, out.exchange, out.messageId);
       return;
     }
-    // An exchange failed when its response carries an error notify (RFC 7296 §3.10.1: types below 16384).
-    const ok = errorNotify(payloads) === undefined && sa.state !== 'dead';
+    // An exchange failed when its response carries an error notify (RFC 7296 §3.10.1: types below 16384),
+    // or left the SA dead, unless it was an INFORMATIONAL: deleting the IKE SA is what that one is for.
+    const ok = errorNotify(payloads) === undefined && (sa.state !== 'dead' || h.exchangeType === ExchangeType.INFORMATIONAL);
     countExchange(this.stats, h.exchangeType, 'initiator', ok);
     if (ok && out.exchange instanceof ChildRekeyInitiator) this.stats.rekeys.child++;
     this.kick(sa);

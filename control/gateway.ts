@@ -235,6 +235,9 @@ export class Gateway extends EventEmitter<GatewayEvents> {
         : child.placement
           ? []
           : ike.children.filter((c) => c !== child && c.name === child.name && c.state !== 'deleted').map((c) => c.id);
+    // Its owner is the worker its inbound SPI names (steered ESP arrives there); a per-worker
+    // placement (RFC 9611 / parallel) reports that worker as the resource it serves.
+    if (child.placement?.worker !== undefined) child.placement.worker = childOwnerWorker(child.spiIn);
     this.dataPlaneChildren.set(child.id, child);
     this.dataPlane.install({
       id: child.id,

@@ -23,6 +23,7 @@ import { killCli, startCli } from './support/cli-proc.js';
 import type { Ikeclone } from './support/ikeclone-proc.js';
 import type { ChildSaStatus, GatewayStatus } from '../control/status.js';
 import { tunUnavailable } from '../io/tun.js';
+import { DEFERRED_OUTBOUND_MS } from '../dataplane/defaults.js';
 
 const PSK = 'per-worker-netns-psk-0123456789abcdef';
 const TUN = 'ikc0';
@@ -140,6 +141,9 @@ describe('ikeclone <-> ikeclone, cloning off on one side: RFC 9611 per-resource 
         expect(perResource.every((c) => c.worker === c.placement!.resource)).toBe(true);
       }
       expect((await left.status()).families[0]!.perWorker).toMatchObject({ mode: 'per-resource', state: 'complete' });
+      // A Child SA the peer created sends once the peer has it, at the latest after DEFERRED_OUTBOUND_MS
+      // (dataplane/handover.ts); until then the fallback SA carries the responder's traffic rather than lose it.
+      await new Promise((r) => setTimeout(r, DEFERRED_OUTBOUND_MS + 500));
       await tunAndRoute(topo.left, topo.rightInnerNet, topo.leftInner);
       await tunAndRoute(topo.right, topo.leftInnerNet, topo.rightInner);
       await pingBothWays(topo);

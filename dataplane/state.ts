@@ -71,7 +71,7 @@ export interface DataPlaneOptions {
    * in UDP. Raw ESP that arrives is always accepted when the socket is open.
    */
   rawEsp?: boolean;
-  /** Path MTU, DF, DSCP and ECN of the outer header (dataplane/path-mtu.ts); defaults PATH_DEFAULTS. */
+  /** The tunnel MTU and ICMP too-big rate (dataplane/path-mtu.ts); defaults PATH_DEFAULTS. */
   path?: Partial<PathOptions>;
   /** Bound on a worker's answer to a control request, ms (default 10 s; tests shorten it). Also bounds how long remove() waits for a successor. */
   requestTimeoutMs?: number;

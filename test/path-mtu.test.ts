@@ -7,9 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  decapEcn, dontFragment, Ecn, espOverhead, outerDontFragment, outerTrafficClass, setEcn, trafficClass, tunnelMtu,
-} from '../dataplane/path-mtu.js';
+import { dontFragment, espOverhead, tunnelMtu } from '../dataplane/path-mtu.js';
 import { icmp4FragNeeded, icmp6PacketTooBig, icmpTooBig, internetChecksum, RateLimiter } from '../dataplane/icmp-too-big.js';
 import { PathCheck } from '../dataplane/path-check.js';
 import { zeroIo, type PlaneState } from '../dataplane/state.js';
@@ -70,57 +68,12 @@ function icmp6ChecksumOk(p: Uint8Array): boolean {
   return internetChecksum(pseudo) === 0;
 }
 
-describe('outer header rules (RFC 4301 §5.1.2.1, §8.1; RFC 6040 §4.1)', () => {
-  it('DSCP is copied, cleared or set; ECN is copied (normal mode) or cleared (compatibility mode)', () => {
-    const inner = (46 << 2) | Ecn.ECT0; // EF, ECT(0)
-    expect(outerTrafficClass(inner, { dscp: 'copy', ecn: 'copy' })).toBe(inner);
-    expect(outerTrafficClass(inner, { dscp: 'clear', ecn: 'copy' })).toBe(Ecn.ECT0);
-    expect(outerTrafficClass(inner, { dscp: 10, ecn: 'copy' })).toBe((10 << 2) | Ecn.ECT0);
-    expect(outerTrafficClass(inner, { dscp: 'copy', ecn: 'clear' })).toBe(46 << 2);
-    expect(outerTrafficClass((8 << 2) | Ecn.CE, { dscp: 'copy', ecn: 'copy' })).toBe((8 << 2) | Ecn.CE);
-  });
-
-  it('reads the traffic class and DF of IPv4 and IPv6 inner packets; other bytes give undefined', () => {
-    expect(trafficClass(ipv4(100, { tos: 0xb9 }))).toBe(0xb9);
-    expect(trafficClass(ipv6(100, { tc: 0xb9 }))).toBe(0xb9);
-    expect(trafficClass(new Uint8Array([0x45, 1, 2]))).toBeUndefined();
+describe('path MTU rules (RFC 4301 §8)', () => {
+  it('reads DF of IPv4 and IPv6 inner packets; other bytes give undefined', () => {
     expect(dontFragment(ipv4(100, { df: true }))).toBe(true);
     expect(dontFragment(ipv4(100, { df: false }))).toBe(false);
     expect(dontFragment(ipv6(100))).toBe(true);
     expect(dontFragment(new Uint8Array(10))).toBeUndefined();
-  });
-
-  it('DF of the outer header: copy, clear, set', () => {
-    expect(outerDontFragment(true, 'copy')).toBe(true);
-    expect(outerDontFragment(false, 'copy')).toBe(false);
-    expect(outerDontFragment(true, 'clear')).toBe(false);
-    expect(outerDontFragment(false, 'set')).toBe(true);
-  });
-
-  it('decapsulation combines ECN as RFC 6040 Figure 4 says', () => {
-    const { NOT_ECT: N, ECT0: E0, ECT1: E1, CE } = Ecn;
-    // rows: inner; columns: outer Not-ECT, ECT(0), ECT(1), CE
-    const table: Array<[number, Array<number | 'drop'>]> = [
-      [N, [N, N, N, 'drop']],
-      [E0, [E0, E0, E1, CE]],
-      [E1, [E1, E1, E1, CE]],
-      [CE, [CE, CE, CE, CE]],
-    ];
-    for (const [inner, row] of table) {
-      [N, E0, E1, CE].forEach((outer, i) => expect(decapEcn(outer, inner), `inner ${inner} outer ${outer}`).toBe(row[i]));
-    }
-  });
-
-  it('setEcn rewrites the ECN field and keeps the IPv4 header checksum valid', () => {
-    const p = ipv4(60, { tos: (46 << 2) | Ecn.ECT0 });
-    expect(setEcn(p, Ecn.CE)).toBe(true);
-    expect(p[1]).toBe((46 << 2) | Ecn.CE);
-    expect(internetChecksum(p.subarray(0, 20))).toBe(0);
-    const q = ipv6(60, { tc: (46 << 2) | Ecn.ECT1 });
-    expect(setEcn(q, Ecn.CE)).toBe(true);
-    expect(trafficClass(q)).toBe((46 << 2) | Ecn.CE);
-    expect(q[0]! >> 4).toBe(6);
-    expect(setEcn(new Uint8Array(5), Ecn.CE)).toBe(false);
   });
 
   it('the tunnel MTU is configured, or derived from the outer MTU and the SA overhead', () => {
@@ -284,21 +237,19 @@ describe('the outbound path check', () => {
   });
 });
 
-describe('configuration: dataplane dscp, ecn, df, tunnel_mtu, outer_mtu, icmp_rate', () => {
+describe('configuration: dataplane tunnel_mtu, outer_mtu, icmp_rate', () => {
   it('all defaults leave the dataplane section as it was', () => {
     expect(configFromObject({ dataplane: { workers: 2 } }).dataplane).toEqual({ workers: 2, workersAuto: false });
   });
 
   it('set values reach the data plane options', () => {
-    const c = configFromObject({ dataplane: { workers: 2, dscp: 46, ecn: 'clear', df: 'set', tunnel_mtu: 1300, icmp_rate: 5 } });
-    expect(c.dataplane.path).toEqual({ dscp: 46, ecn: 'clear', df: 'set', tunnelMtu: 1300, icmpRate: 5, icmpBurst: 5 });
+    const c = configFromObject({ dataplane: { workers: 2, tunnel_mtu: 1300, icmp_rate: 5 } });
+    expect(c.dataplane.path).toEqual({ tunnelMtu: 1300, icmpRate: 5, icmpBurst: 5 });
     expect(configFromObject({ dataplane: { outer_mtu: 1492 } }).dataplane.path).toMatchObject({ tunnelMtu: 'auto', outerMtu: 1492 });
   });
 
   it('bad values are precise errors', () => {
-    expect(() => configFromObject({ dataplane: { dscp: 64 } })).toThrow(ConfigError);
-    expect(() => configFromObject({ dataplane: { dscp: 64 } })).toThrow(/dataplane\.dscp.*copy, clear or a DSCP from 0 to 63/s);
-    expect(() => configFromObject({ dataplane: { df: 'maybe' } })).toThrow(/dataplane\.df/);
+    expect(() => configFromObject({ dataplane: { tunnel_mtu: 100 } })).toThrow(ConfigError);
     expect(() => configFromObject({ dataplane: { tunnel_mtu: 100 } })).toThrow(/auto or an integer from 576 to 9000/);
     expect(() => configFromObject({ dataplane: { icmp_rate: 0 } })).toThrow(/dataplane\.icmp_rate/);
   });

@@ -1,16 +1,12 @@
 // The path fields of the `dataplane:` section (documented with the rest of
-// the file in schema.ts): DSCP, ECN and DF of the outer header (RFC 4301
-// §5.1.2.1, RFC 6040, §8.1), the tunnel MTU and the rate of ICMP too-big
-// answers (RFC 4301 §8.2, §8.3; dataplane/path-mtu.ts applies them).
-import { integer, leaf, oneOf, withDefault } from './fields.js';
+// the file in schema.ts): the tunnel MTU and the rate of ICMP too-big
+// answers (RFC 4301 §8.2, §8.3; dataplane/path-check.ts applies them).
+import { integer, leaf, withDefault } from './fields.js';
 import type { PathConfig } from './types.js';
 
 /** The fields, spread into the dataplane section's schema. */
 export function pathFields() {
   return {
-    dscp: leaf(withDefault<'copy' | 'clear' | number>('copy', (v) => (v === 'copy' || v === 'clear' ? v : integer(0, 63, 'copy, clear or a DSCP from 0 to 63')(v)))),
-    ecn: leaf(withDefault('copy', oneOf(['copy', 'clear'] as const))),
-    df: leaf(withDefault('copy', oneOf(['copy', 'clear', 'set'] as const))),
     tunnel_mtu: leaf(withDefault<'auto' | number>('auto', (v) => (v === 'auto' ? v : integer(576, 9000, 'auto or an integer from 576 to 9000')(v)))),
     outer_mtu: leaf(withDefault<number | undefined>(undefined, integer(576, 65535))),
     icmp_rate: leaf(withDefault(10, integer(1, 10000))),
@@ -18,11 +14,11 @@ export function pathFields() {
 }
 
 /** The path options of the dataplane section, or nothing when all are their defaults (the default configuration keeps its shape). */
-export function pathConfig(d: { dscp: PathConfig['dscp']; ecn: PathConfig['ecn']; df: PathConfig['df']; tunnel_mtu: PathConfig['tunnelMtu']; outer_mtu: number | undefined; icmp_rate: number }): { path?: PathConfig } {
+export function pathConfig(d: { tunnel_mtu: PathConfig['tunnelMtu']; outer_mtu: number | undefined; icmp_rate: number }): { path?: PathConfig } {
   const path: PathConfig = {
-    dscp: d.dscp, ecn: d.ecn, df: d.df, tunnelMtu: d.tunnel_mtu, icmpRate: d.icmp_rate, icmpBurst: d.icmp_rate,
+    tunnelMtu: d.tunnel_mtu, icmpRate: d.icmp_rate, icmpBurst: d.icmp_rate,
     ...(d.outer_mtu !== undefined ? { outerMtu: d.outer_mtu } : {}),
   };
-  const defaults = path.dscp === 'copy' && path.ecn === 'copy' && path.df === 'copy' && path.tunnelMtu === 'auto' && path.outerMtu === undefined && path.icmpRate === 10;
+  const defaults = path.tunnelMtu === 'auto' && path.outerMtu === undefined && path.icmpRate === 10;
   return defaults ? {} : { path };
 }

@@ -62,11 +62,6 @@
  *                              # workers (each its own, one thread hand-off per packet) | io-thread
  *   esp: auto                  # auto: raw ESP (IP protocol 50) when no NAT was detected and raw
  *                              # sockets are available (root), else UDP 4500 (RFC 3948) | udp: always UDP
- *   dscp: copy                 # DSCP of the outer header (RFC 4301 §5.1.2.1): copy (from the inner
- *                              # packet) | clear | a fixed value 0..63
- *   ecn: copy                  # ECN (RFC 6040): copy (normal mode: copied out, combined back in when
- *                              # decapsulating) | clear (compatibility mode: the outer header is Not-ECT)
- *   df: copy                   # DF of an outer IPv4 header (RFC 4301 §8.1): copy | clear | set
  *   tunnel_mtu: auto           # largest inner packet an SA carries (576..9000), or auto: outer_mtu
  *                              # minus the SA's outer IP, UDP and ESP overhead (no limit without
  *                              # outer_mtu). A larger inner packet that may not be fragmented (IPv4
@@ -652,7 +647,7 @@ export function gatewaySchema(ctx: Ctx) {
       output: leaf(withDefault('workers', oneOf(['workers', 'io-thread'] as const))),
       ...pathFields(),
       steering: leaf(withDefault('kernel', oneOf(['kernel', 'io-thread'] as const))),
-    }, 'a mapping with workers, tun, tun_mtu, tun_queues, tun_offload, esp, output, steering, dscp, ecn, df, tunnel_mtu, outer_mtu, icmp_rate').transform((d): DataplaneConfig => ({
+    }, 'a mapping with workers, tun, tun_mtu, tun_queues, tun_offload, esp, output, steering, tunnel_mtu, outer_mtu, icmp_rate').transform((d): DataplaneConfig => ({
       ...d.workers,
       ...pathConfig(d),
       ...(d.tun !== undefined ? { tun: { name: d.tun, mtu: d.tun_mtu, queues: d.tun_queues, offload: d.tun_offload } } : {}),

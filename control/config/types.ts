@@ -63,11 +63,8 @@ export interface DataplaneConfig {
   path?: PathConfig;
 }
 
-/** dataplane's dscp, ecn, df, tunnel_mtu, outer_mtu and icmp_rate (dataplane/path-mtu.ts PathOptions). */
+/** dataplane's tunnel_mtu, outer_mtu and icmp_rate (dataplane/path-mtu.ts PathOptions). */
 export interface PathConfig {
-  dscp: 'copy' | 'clear' | number;
-  ecn: 'copy' | 'clear';
-  df: 'copy' | 'clear' | 'set';
   tunnelMtu: 'auto' | number;
   /** Undefined: not configured. */
   outerMtu?: number;

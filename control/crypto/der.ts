@@ -1,7 +1,8 @@
 // ASN.1 DER, the little of it ikeclone needs (X.690 §8, §10): one TLV reader
 // that never throws on bytes from a peer or a file, one TLV writer, object
-// identifiers both ways, and the subject Name of an X.509 certificate
-// (RFC 5280 §4.1). Identities (ID_DER_ASN1_DN, RFC 7296 §3.5) and the
+// identifiers both ways, and the signed elements of an X.509 certificate
+// (RFC 5280 §4.1) as views of its DER: subject Name, SubjectPublicKeyInfo,
+// both AlgorithmIdentifiers, so that certificate decoding never re-encodes them. Identities (ID_DER_ASN1_DN, RFC 7296 §3.5) and the
 // configuration (a certificate's subject as our default identity) both read
 // DER through this module.
 //

@@ -1,7 +1,8 @@
 // ASN.1 DER, the little of it ikeclone needs (X.690 §8, §10): one TLV reader
 // that never throws on bytes from a peer or a file, one TLV writer, object
-// identifiers both ways, and the subject Name of an X.509 certificate
-// (RFC 5280 §4.1). Identities (ID_DER_ASN1_DN, RFC 7296 §3.5) and the
+// identifiers both ways, and the signed elements of an X.509 certificate
+// (RFC 5280 §4.1) as views of its DER: subject Name, SubjectPublicKeyInfo,
+// both AlgorithmIdentifiers, so that certificate decoding never re-encodes them. Identities (ID_DER_ASN1_DN, RFC 7296 §3.5) and the
 // configuration (a certificate's subject as our default identity) both read
 // DER through this module.
 //
@@ -76,19 +77,48 @@ export function decodeOid(bytes: Uint8Array): string | null {
   return [top, first - top * 40, ...arcs].join('.');
 }
 
+/** The DER elements of a certificate that are read as signed, never re-encoded (RFC 5280 §4.1). */
+export interface CertificateDerFields {
+  /** tbsCertificate.signature, the AlgorithmIdentifier inside the signed part (§4.1.2.3). */
+  tbsSignatureAlgorithm: Uint8Array;
+  subject: Uint8Array;
+  /** subjectPublicKeyInfo (§4.1.2.7). */
+  spki: Uint8Array;
+  /** Certificate.signatureAlgorithm, outside the signed part (§4.1.1.2). */
+  signatureAlgorithm: Uint8Array;
+}
+
+/**
+ * Views of a certificate's DER (no copies) for the fields in
+ * CertificateDerFields; undefined when the bytes are not laid out as a
+ * certificate. Never throws.
+ */
+export function certificateDerFields(raw: Uint8Array): CertificateDerFields | undefined {
+  // Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signatureValue }
+  // tbsCertificate ::= SEQUENCE { [0] version, serial, signature, issuer, validity, subject, subjectPublicKeyInfo, ... }
+  const outer = readTlv(raw, 0);
+  if (outer === null) return undefined;
+  const tbs = readTlv(raw, outer.start, outer.end);
+  if (tbs === null) return undefined;
+  const outerAlgorithm = readTlv(raw, tbs.end, outer.end);
+  if (outerAlgorithm === null) return undefined;
+  const elements: Uint8Array[] = [];
+  let pos = tbs.start;
+  if (raw[pos] === 0xa0) pos = readTlv(raw, pos, tbs.end)?.end ?? tbs.end; // version
+  while (elements.length < 6) { // serial, signature, issuer, validity, subject, subjectPublicKeyInfo
+    const element = readTlv(raw, pos, tbs.end);
+    if (element === null) return undefined;
+    elements.push(raw.subarray(pos, element.end));
+    pos = element.end;
+  }
+  return { tbsSignatureAlgorithm: elements[1]!, subject: elements[4]!, spki: elements[5]!, signatureAlgorithm: raw.subarray(tbs.end, outerAlgorithm.end) };
+}
+
 /**
  * The DER of a certificate's subject Name (RFC 5280 §4.1.2.6), from the
  * certificate's DER; undefined when the bytes are not laid out as one.
  */
 export function certificateSubjectDer(raw: Uint8Array): Uint8Array | undefined {
-  // tbsCertificate ::= SEQUENCE { [0] version, serial, signature, issuer, validity, subject, ... }
-  const outer = readTlv(raw, 0);
-  if (outer === null) return undefined;
-  const tbs = readTlv(raw, outer.start);
-  if (tbs === null) return undefined;
-  let pos = tbs.start;
-  let element = readTlv(raw, pos);
-  if (element !== null && raw[pos] === 0xa0) { pos = element.end; element = readTlv(raw, pos); } // version
-  for (let i = 0; i < 4 && element !== null; i++) { pos = element.end; element = readTlv(raw, pos); } // serial .. validity
-  return element === null ? undefined : raw.slice(pos, element.end);
+  const subject = certificateDerFields(raw)?.subject;
+  return subject === undefined ? undefined : subject.slice();
 }

@@ -6,7 +6,7 @@
 // parseCertificate reads peer bytes (CERT payloads, RFC 7296 §3.6): it
 // returns a CryptoResult and never throws.
 
-import { createHash, createPublicKey, X509Certificate, type KeyObject } from 'node:crypto';
+import { createHash, X509Certificate, type KeyObject } from 'node:crypto';
 import { AsnConvert } from '@peculiar/asn1-schema';
 import {
   type AlgorithmIdentifier, AuthorityKeyIdentifier, BasicConstraints, Certificate as AsnCertificate, CRLDistributionPoints, ExtendedKeyUsage, type GeneralName,
@@ -17,6 +17,7 @@ import {
 import { fail, ok, type CryptoResult } from '../result.js';
 import { signatureAlgorithmOf, type SignatureAlgorithm } from '../signature-algorithm.js';
 import { equalBytes } from '../bytes.js';
+import { certificateDerFields } from '../der.js';
 import { formatName, namesEqual } from './names.js';
 
 /** Certificates larger than this are refused unread (an RSA-8192 certificate is ~2.5 KB). */
@@ -109,14 +110,19 @@ function decode(der: Uint8Array): CryptoResult<ParsedCertificate> {
     return fail('malformed certificate (OpenSSL cannot read it)');
   }
   if (openssl.raw.length !== der.length) return fail('trailing bytes after the certificate');
+  // The signed elements are compared and kept as received: re-encoding them would cost more than the decode.
+  const fields = certificateDerFields(der);
+  if (!fields) return fail('malformed certificate (unexpected layout)');
   const cert = AsnConvert.parse(bytes, AsnCertificate);
   const tbsCert = cert.tbsCertificate;
   if (!cert.tbsCertificateRaw) return fail('malformed certificate (no tbsCertificate)');
-  if (!sameAlgorithm(cert.signatureAlgorithm, tbsCert.signature)) return fail('signatureAlgorithm differs from tbsCertificate.signature');
-  const spki = new Uint8Array(AsnConvert.serialize(tbsCert.subjectPublicKeyInfo));
+  // RFC 5280 §4.1.1.2: the same algorithm identifier, here octet for octet.
+  if (!equalBytes(fields.signatureAlgorithm, fields.tbsSignatureAlgorithm)) return fail('signatureAlgorithm differs from tbsCertificate.signature');
+  const spki = fields.spki;
   let publicKey: KeyObject;
   try {
-    publicKey = createPublicKey({ key: Buffer.from(spki), format: 'der', type: 'spki' });
+    // OpenSSL has already decoded the SubjectPublicKeyInfo; its key is the one createPublicKey would make of `spki`.
+    publicKey = openssl.publicKey;
   } catch {
     return fail('unsupported or malformed subject public key');
   }

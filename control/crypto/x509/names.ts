@@ -49,14 +49,35 @@ function rdnKey(rdn: readonly AttributeTypeAndValue[]): string {
   return rdn.map((atv) => `${atv.type}=${JSON.stringify(canonicalValue(atv))}`).sort().join('+');
 }
 
+/**
+ * The comparison keys of a Name's RDNs, computed once per decoded Name: a
+ * trust anchor's subject is compared with every peer certificate's issuer.
+ * Decoded Names are not modified after decoding, so the keys stay true.
+ */
+const rdnKeysCache = new WeakMap<Name, readonly string[]>();
+
+function rdnKeys(name: Name): readonly string[] {
+  let keys = rdnKeysCache.get(name);
+  if (keys === undefined) {
+    keys = name.map(rdnKey);
+    rdnKeysCache.set(name, keys);
+  }
+  return keys;
+}
+
 /** RFC 5280 §7.1: same number of RDNs, each matching pairwise in order. */
 export function namesEqual(a: Name, b: Name): boolean {
-  return a.length === b.length && a.every((rdn, i) => rdnKey(rdn) === rdnKey(b[i]!));
+  if (a.length !== b.length) return false;
+  const ka = rdnKeys(a);
+  const kb = rdnKeys(b);
+  return ka.every((k, i) => k === kb[i]);
 }
 
 /** Whether `prefix` names an ancestor of (or equals) `name` in the directory tree (RFC 5280 §4.2.1.10 directoryName). */
 function nameWithin(name: Name, prefix: Name): boolean {
-  return prefix.length <= name.length && prefix.every((rdn, i) => rdnKey(rdn) === rdnKey(name[i]!));
+  if (prefix.length > name.length) return false;
+  const kn = rdnKeys(name);
+  return rdnKeys(prefix).every((k, i) => k === kn[i]);
 }
 
 // --- name constraints (RFC 5280 §4.2.1.10) ---------------------------------------

@@ -15,10 +15,13 @@ import type { PlaneState } from './state.js';
 export class PathCheck {
   readonly options: PathOptions;
   private readonly limiter: RateLimiter;
+  /** No tunnel or outer MTU configured: every size goes on, and admit() does no per-packet work. */
+  private readonly unlimited: boolean;
 
   constructor(private readonly s: PlaneState, private readonly now: () => number = () => performance.now()) {
     this.options = { ...PATH_DEFAULTS, ...s.opts.path };
     this.limiter = new RateLimiter(this.options.icmpRate, this.options.icmpBurst, now());
+    this.unlimited = this.options.tunnelMtu === 'auto' && this.options.outerMtu === undefined;
   }
 
   /** The largest inner packet the SA's path carries. */
@@ -33,6 +36,7 @@ export class PathCheck {
    * IPv4 packet without DF goes on: the outer packet may be fragmented.
    */
   admit(packet: Uint8Array, sa: Pick<SaRecord, 'remote' | 'transport' | 'espOverhead'>): boolean {
+    if (this.unlimited) return true;
     const mtu = this.mtu(sa);
     if (packet.length <= mtu || dontFragment(packet) !== true) return true;
     const io = this.s.io;

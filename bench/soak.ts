@@ -69,6 +69,10 @@ export interface SoakReport {
   tcp: TcpReceiverCounts & { sent: number; retransmittedSegments: number };
   /** Data-plane drops of both gateways by reason (summed), and IKE exchanges that failed. */
   drops: Record<string, number>;
+  /** Kernel counters of each namespace over the run: losses the data planes cannot see. */
+  kernelDrops: { left: KernelDrops; right: KernelDrops };
+  /** When data-plane drops happened: the samples at which either gateway's total grew, with the totals. */
+  dropTimeline: Array<{ atSeconds: number; total: number; childRekeys: number }>;
   failedExchanges: Record<string, number>;
   rss: { samples: RssSample[]; left: RssSummary; right: RssSummary };
   /** Nothing lost, duplicated or corrupted; the TCP stream ended cleanly. */
@@ -118,10 +122,40 @@ function rssMiB(pid: number | undefined): number {
 }
 
 /** A counter of the TCP line of /proc/net/snmp inside namespace `ns`. */
-async function tcpCounter(ns: string, name: string): Promise<number> {
+async function snmpCounter(ns: string, proto: 'Tcp' | 'Udp', name: string): Promise<number> {
   const r = await runner('ip', ['netns', 'exec', ns, 'cat', '/proc/net/snmp']);
-  const rows = r.stdout.split('\n').filter((l) => l.startsWith('Tcp:')).map((l) => l.trim().split(/\s+/));
+  const rows = r.stdout.split('\n').filter((l) => l.startsWith(`${proto}:`)).map((l) => l.trim().split(/\s+/));
   return Number(rows[1]?.[rows[0]?.indexOf(name) ?? -1] ?? Number.NaN);
+}
+
+const tcpCounter = (ns: string, name: string) => snmpCounter(ns, 'Tcp', name);
+
+/**
+ * Where a datagram can be lost outside the data planes' own counters: a UDP
+ * socket's receive buffer (the gateway's ESP sockets and the soak receivers
+ * share the namespace's counters) and the TUN device's queue (TX dropped: the
+ * kernel queued more for the gateway than it read in time).
+ */
+export interface KernelDrops { udpRcvbufErrors: number; udpInErrors: number; tunTxDropped: number; tunRxDropped: number }
+
+async function kernelDrops(ns: string): Promise<KernelDrops> {
+  const link = await runner('ip', ['-n', ns, '-s', '-j', 'link', 'show', 'dev', TUN]);
+  const stats = (JSON.parse(link.stdout) as Array<{ stats64?: { rx?: { dropped?: number }; tx?: { dropped?: number } } }>)[0]?.stats64;
+  return {
+    udpRcvbufErrors: await snmpCounter(ns, 'Udp', 'RcvbufErrors'),
+    udpInErrors: await snmpCounter(ns, 'Udp', 'InErrors'),
+    tunTxDropped: stats?.tx?.dropped ?? Number.NaN,
+    tunRxDropped: stats?.rx?.dropped ?? Number.NaN,
+  };
+}
+
+function kernelDelta(before: KernelDrops, after: KernelDrops): KernelDrops {
+  return {
+    udpRcvbufErrors: after.udpRcvbufErrors - before.udpRcvbufErrors,
+    udpInErrors: after.udpInErrors - before.udpInErrors,
+    tunTxDropped: after.tunTxDropped - before.tunTxDropped,
+    tunRxDropped: after.tunRxDropped - before.tunRxDropped,
+  };
 }
 
 /** The JSON line a soak-traffic process prints when it ends. */
@@ -217,6 +251,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
       return r.stdout.includes(`${INNER.right}:${UDP_PORT}`) && r.stdout.includes(`${INNER.right}:${TCP_PORT}`) && l.stdout.includes(`${INNER.left}:${UDP_PORT}`);
     }, 10_000);
     const retransBefore = await tcpCounter(bed.left, 'RetransSegs');
+    const kernelBefore = { left: await kernelDrops(bed.left), right: await kernelDrops(bed.right) };
     const senders: Array<Promise<SenderCounts>> = [];
     // One sender per direction with `udpFlows` sockets (source ports), numbering all its datagrams in
     // one sequence, so one receiver tells loss and duplicates over every flow.
@@ -231,12 +266,20 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
     const started = Date.now();
     const sampleEvery = Math.min(10_000, Math.max(1000, (o.seconds * 1000) / 60));
     let lastStatus: { left?: GatewayStatus; right?: GatewayStatus } = {};
+    const dropTimeline: SoakReport['dropTimeline'] = [];
+    let dropsSeen = 0;
     const sampler = setInterval(() => {
       const at = round((Date.now() - started) / 1000, 1);
       samples.push({ atSeconds: at, leftMiB: rssMiB(gw.left.pid), rightMiB: rssMiB(gw.right.pid) });
-      void statusOf(gw.left.socket).then((st) => {
+      void Promise.all([statusOf(gw.left.socket), statusOf(gw.right.socket)]).then(([st, right]) => {
         if (!st) return;
         lastStatus.left = st;
+        const counts: Record<string, number> = {};
+        dropsOf(st, counts);
+        dropsOf(right, counts);
+        const total = Object.values(counts).reduce((a, b) => a + b, 0);
+        if (total > dropsSeen) dropTimeline.push({ atSeconds: at, total, childRekeys: st.ike.rekeys.child });
+        dropsSeen = Math.max(dropsSeen, total);
         progress(`soak ${at}s: rekeys child ${st.ike.rekeys.child} ike ${st.ike.rekeys.ike}, IKE SAs ${st.ikeSas.length}, RSS ${samples.at(-1)!.leftMiB}/${samples.at(-1)!.rightMiB} MiB`);
       });
     }, sampleEvery);
@@ -250,6 +293,10 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
     }
     const [udpLR, udpRL, tcp] = await Promise.all([reports.udpLR, reports.udpRL, reports.tcp]);
     const retransAfter = await tcpCounter(bed.left, 'RetransSegs');
+    const kernel = {
+      left: kernelDelta(kernelBefore.left, await kernelDrops(bed.left)),
+      right: kernelDelta(kernelBefore.right, await kernelDrops(bed.right)),
+    };
     lastStatus = { left: await statusOf(gw.left.socket), right: await statusOf(gw.right.socket) };
     samples.push({ atSeconds: round((Date.now() - started) / 1000, 1), leftMiB: rssMiB(gw.left.pid), rightMiB: rssMiB(gw.right.pid) });
     const left = lastStatus.left;
@@ -269,7 +316,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
       suite: 'soak', node: process.version, options,
       rekeys: { child: left.ike.rekeys.child, ike: left.ike.rekeys.ike, reauth: Math.max(0, (left.ike.exchanges['IKE_AUTH.initiator.ok'] ?? 0) - 1) },
       udp: { leftToRight: udpLR, rightToLeft: udpRL, sent },
-      tcp: tcpReport, drops, failedExchanges,
+      tcp: tcpReport, drops, kernelDrops: kernel, dropTimeline, failedExchanges,
       rss: { samples, left: summarise(samples, 'leftMiB', o.seconds), right: summarise(samples, 'rightMiB', o.seconds) },
       intact,
     };
@@ -296,6 +343,6 @@ export async function runSoakBench(opts: SuiteOptions): Promise<SoakReport> {
     ['TCP bytes', r.tcp.bytes], ['  corrupt', r.tcp.corrupt], ['  retransmitted segments', r.tcp.retransmittedSegments], ['  longest pause ms', r.tcp.maxGapMs],
   ]));
   console.log(`\nRSS MiB (after warm-up / max / end): left ${r.rss.left.afterWarmUpMiB} / ${r.rss.left.maxMiB} / ${r.rss.left.endMiB}, right ${r.rss.right.afterWarmUpMiB} / ${r.rss.right.maxMiB} / ${r.rss.right.endMiB}`);
-  console.log(`drops: ${JSON.stringify(r.drops)}; failed exchanges: ${JSON.stringify(r.failedExchanges)}; intact: ${r.intact}`);
+  console.log(`drops: ${JSON.stringify(r.drops)}; kernel drops: ${JSON.stringify(r.kernelDrops)}; failed exchanges: ${JSON.stringify(r.failedExchanges)}; intact: ${r.intact}`);
   return report;
 }

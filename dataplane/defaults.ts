@@ -36,6 +36,11 @@ export const REQUEST_TIMEOUT_MS = 10_000;
 export const BATCHES_PER_YIELD = 4;
 /** A worker's longest idle wait before it re-checks for stop, ms. */
 export const IDLE_WAIT_MS = 200;
+/**
+ * Control messages a worker applies at once when steered ESP names an SPI it
+ * does not know yet (worker-input.ts): its install request may be queued.
+ */
+export const CATCH_UP_MESSAGES = 64;
 
 /** SA slots of one worker's kernel (wasm/layout.ts SLOT_COUNT). */
 export const KERNEL_SLOT_COUNT = 256;

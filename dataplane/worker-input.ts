@@ -5,10 +5,15 @@
 // thread on its way from the socket to the TUN queue.
 //
 // What arrives is ESP (the steering program sends everything else to the
-// control plane's socket), for SPIs that name this worker; an SPI this worker
-// holds no inbound SA for (deleted, never installed, forged) is dropped here
-// and counted once (DROP_UNKNOWN_SPI), a datagram too short or too long for
-// an arena slot as malformed.
+// control plane's socket), for SPIs that name this worker. The peer may send
+// on a new SA as soon as our CREATE_CHILD_SA response reaches it, which can be
+// before this thread has taken the install request from its port (RFC 7296
+// §2.8; on the I/O thread's path handover.ts holds such packets). So a batch
+// with an SPI this worker does not know first takes the control messages
+// already queued (`catchUp`) and looks its SPIs up again. An SPI still
+// unknown after that (deleted, never installed, forged) is dropped here and
+// counted once (DROP_UNKNOWN_SPI), a datagram too short or too long for an
+// arena slot as malformed.
 //
 // Owner: one worker thread. The descriptor is its own (handed over by the
 // I/O side, which no longer reads it); it is closed here at stop.
@@ -25,11 +30,16 @@ export class SteeredInput {
   private readonly api: NativeIo;
   private readonly udpDesc = new Int32Array(READ_BATCH * UDP_DESC_WORDS);
   private watch: unknown;
+  /** What the last describe() left out. */
+  private unknown = 0;
+  private malformed = 0;
 
   /**
    * `inSlot(spi)`: the inbound slot of this worker's SA with that SPI;
    * `decapAndCollect(n)`: run descriptors 0..n-1 through decapBatch and
-   * deliver the results (the worker's own output path).
+   * deliver the results (the worker's own output path);
+   * `catchUp()`: apply the control messages already queued for this worker
+   * (installs among them), true when there were any.
    */
   constructor(
     private fd: number,
@@ -38,6 +48,7 @@ export class SteeredInput {
     private readonly stats: Float64Array,
     private readonly inSlot: (spi: number) => number | undefined,
     private readonly decapAndCollect: (n: number) => void,
+    private readonly catchUp: () => boolean,
   ) {
     this.api = loadNativeIo();
   }
@@ -68,22 +79,40 @@ export class SteeredInput {
     }
     const st = this.stats;
     st[WorkerStat.STEERED_IN]! += n;
-    const desc = kernel.descriptors;
+    for (let i = 0; i < n; i++) st[WorkerStat.STEERED_IN_BYTES]! += this.udpDesc[i * UDP_DESC_WORDS]!;
+    let k = this.describe(arena, n);
+    // Described again after a catch-up: a message applied there may also
+    // delete or reuse a slot that the first lookup returned.
+    if (this.unknown > 0 && this.catchUp()) k = this.describe(arena, n);
+    st[WorkerStat.DROP_UNKNOWN_SPI]! += this.unknown;
+    st[WorkerStat.DROP_MALFORMED]! += this.malformed;
+    if (k > 0) this.decapAndCollect(k);
+    return n;
+  }
+
+  /**
+   * Descriptors for the n datagrams in the arena that go to decapsulation;
+   * returns their count, and leaves what it left out in `unknown` and
+   * `malformed` (counted by the caller, once).
+   */
+  private describe(arena: Uint8Array, n: number): number {
+    const desc = this.kernel.descriptors;
     let k = 0;
+    this.unknown = 0;
+    this.malformed = 0;
     for (let i = 0; i < n; i++) {
       const length = this.udpDesc[i * UDP_DESC_WORDS]!;
       const truncated = this.udpDesc[i * UDP_DESC_WORDS + 1]!;
       const at = i * this.stride;
-      st[WorkerStat.STEERED_IN_BYTES]! += length;
       // SPI + sequence number at least (RFC 4303 §2); longer than a slot cannot be whole.
       if (length < 8 || truncated !== 0) {
-        st[WorkerStat.DROP_MALFORMED]!++;
+        this.malformed++;
         continue;
       }
       const spi = ((arena[at]! << 24) | (arena[at + 1]! << 16) | (arena[at + 2]! << 8) | arena[at + 3]!) >>> 0;
       const slot = this.inSlot(spi);
       if (slot === undefined) {
-        st[WorkerStat.DROP_UNKNOWN_SPI]!++;
+        this.unknown++;
         continue;
       }
       const d = k * DESC_WORDS;
@@ -93,8 +122,7 @@ export class SteeredInput {
       desc[d + Desc.NEXT_HEADER] = 0;
       k++;
     }
-    if (k > 0) this.decapAndCollect(k);
-    return n;
+    return k;
   }
 
   /** Stop reading; the descriptor is closed. A second call does nothing. */

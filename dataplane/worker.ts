@@ -26,13 +26,13 @@
 // owns its socket of it (worker-input.ts): whenever it is readable (on this
 // thread's event loop, so between batches, like control messages) a batch
 // is read into the arena and decapsulated there, without the I/O thread.
-import type { MessagePort } from 'node:worker_threads';
+import { receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
 import { EspKernel, ResultCode, DESC_WORDS, Desc, NEXT_HEADER_IPV4, NEXT_HEADER_IPV6, NEXT_HEADER_NONE } from './kernel.js';
 import type { WasmModule } from './kernel-wasm.js';
 import { CellKind, Doorbell, RingReader, RingWriter, metaKind, metaSlot, metaTag } from './ring.js';
 import { writeUdp4 } from './packet.js';
-import { BATCHES_PER_YIELD, IDLE_WAIT_MS } from './defaults.js';
+import { BATCHES_PER_YIELD, CATCH_UP_MESSAGES, IDLE_WAIT_MS } from './defaults.js';
 import { DirectWriter } from './worker-output.js';
 import { SteeredInput } from './worker-input.js';
 import {
@@ -182,9 +182,24 @@ class DataPlaneWorker {
 
   /** Read this worker's socket of a steered NAT-T port (one per listen address) from now on. */
   private adoptSteeredSocket(fd: number): void {
-    const input = new SteeredInput(fd, this.kernel, this.stride, this.stats, (spi) => this.inboundBySpi.get(spi), (n) => this.decapSteered(n));
+    const input = new SteeredInput(fd, this.kernel, this.stride, this.stats, (spi) => this.inboundBySpi.get(spi), (n) => this.decapSteered(n), () => this.catchUp());
     this.steered.push(input);
     input.start((status) => this.post({ event: 'steered-error', index: this.task.index, status }));
+  }
+
+  /**
+   * Apply the control messages already queued on the port, in order, as the
+   * 'message' listener would have a moment later (bounded: a batch's worth).
+   * True when there were any.
+   */
+  private catchUp(): boolean {
+    let applied = 0;
+    for (; applied < CATCH_UP_MESSAGES; applied++) {
+      const m = receiveMessageOnPort(this.port);
+      if (m === undefined) break;
+      this.handle(m.message as WorkerRequest);
+    }
+    return applied > 0;
   }
 
   /** Descriptors 0..n-1 hold steered ESP in the arena: one decap batch, results out like a ring batch's. */

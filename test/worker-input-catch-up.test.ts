@@ -1,0 +1,125 @@
+// A worker's steered input (dataplane/worker-input.ts) and the SA whose
+// install request is still queued on the worker's port: the peer may send on
+// a new SA as soon as our response reaches it. A batch naming an SPI the
+// worker does not know takes the queued control messages first and looks
+// again; only an SPI still unknown then is dropped, and counted once.
+import { createSocket, type Socket } from 'node:dgram';
+import { afterEach, describe, expect, it } from 'vitest';
+import { loadNativeIo } from '../io/native-io.js';
+import { Desc, DESC_WORDS, type EspKernel } from '../dataplane/kernel.js';
+import { WORKER_STAT_COUNT, WorkerStat } from '../dataplane/messages.js';
+import { SteeredInput } from '../dataplane/worker-input.js';
+
+const STRIDE = 2048;
+const BATCH = 32;
+const cleanups: Array<() => void> = [];
+afterEach(() => {
+  for (const c of cleanups.splice(0)) c();
+});
+
+/** What SteeredInput uses of a kernel: its arena, descriptors and batch size. */
+function kernelStandIn(): EspKernel {
+  return { arena: new Uint8Array(STRIDE * BATCH), descriptors: new Uint32Array(BATCH * DESC_WORDS), maxBatch: BATCH } as unknown as EspKernel;
+}
+
+function esp(spi: number, seq: number): Uint8Array {
+  const b = new Uint8Array(64);
+  new DataView(b.buffer).setUint32(0, spi);
+  new DataView(b.buffer).setUint32(4, seq);
+  return b;
+}
+
+interface Bench {
+  input: SteeredInput;
+  stats: Float64Array;
+  decapped: Array<Array<{ slot: number; spi: number }>>;
+  catchUps: { count: number };
+  send(...packets: Uint8Array[]): Promise<void>;
+}
+
+/** A steered socket on loopback read by a SteeredInput whose SPI table and catch-up the test controls. */
+async function bench(slots: Map<number, number>, catchUp: () => boolean): Promise<Bench> {
+  const io = loadNativeIo();
+  const { fd, port } = io.udpOpen('127.0.0.1', 0, 1 << 20);
+  const kernel = kernelStandIn();
+  const stats = new Float64Array(WORKER_STAT_COUNT);
+  const decapped: Bench['decapped'] = [];
+  const catchUps = { count: 0 };
+  const input = new SteeredInput(fd, kernel, STRIDE, stats, (spi) => slots.get(spi), (n) => {
+    const d = kernel.descriptors;
+    const batch = [];
+    for (let k = 0; k < n; k++) {
+      const at = d[k * DESC_WORDS + Desc.OFFSET]!;
+      batch.push({ slot: d[k * DESC_WORDS + Desc.SLOT]!, spi: new DataView(kernel.arena.buffer, at, 4).getUint32(0) });
+    }
+    decapped.push(batch);
+  }, () => {
+    catchUps.count++;
+    return catchUp();
+  });
+  cleanups.push(() => input.stop());
+  const s: Socket = createSocket('udp4');
+  await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
+  cleanups.push(() => s.close());
+  const send = async (...packets: Uint8Array[]) => {
+    for (const p of packets) await new Promise<void>((r, j) => s.send(p, port, '127.0.0.1', (e) => (e ? j(e) : r())));
+  };
+  return { input, stats, decapped, catchUps, send };
+}
+
+/** Read until `want` datagrams were taken (bounded: 2 s). */
+async function readAll(b: Bench, want: number): Promise<void> {
+  let got = 0;
+  const deadline = Date.now() + 2000;
+  while (got < want && Date.now() < deadline) {
+    got += b.input.readBatch();
+    if (got < want) await new Promise((r) => setTimeout(r, 5));
+  }
+  expect(got).toBe(want);
+}
+
+describe('steered input and installs still queued on the port', () => {
+  it('decapsulates ESP for an SA whose install the catch-up applies, and drops nothing', async () => {
+    const slots = new Map<number, number>([[0x0100_0001, 3]]);
+    const b = await bench(slots, () => {
+      slots.set(0x0100_0002, 7); // the install request that was queued
+      return true;
+    });
+    await b.send(esp(0x0100_0001, 1), esp(0x0100_0002, 1), esp(0x0100_0001, 2));
+    await readAll(b, 3);
+    expect(b.catchUps.count).toBeGreaterThanOrEqual(1);
+    expect(b.decapped.flat()).toEqual([
+      { slot: 3, spi: 0x0100_0001 },
+      { slot: 7, spi: 0x0100_0002 },
+      { slot: 3, spi: 0x0100_0001 },
+    ]);
+    expect(b.stats[WorkerStat.DROP_UNKNOWN_SPI]).toBe(0);
+    expect(b.stats[WorkerStat.STEERED_IN]).toBe(3);
+  });
+
+  it('looks every SPI up again after a catch-up: a slot the queued messages deleted is not used', async () => {
+    const slots = new Map<number, number>([[0x0100_0001, 3]]);
+    const b = await bench(slots, () => {
+      slots.delete(0x0100_0001); // a queued delete
+      slots.set(0x0100_0002, 3); // and an install that reuses its slot
+      return true;
+    });
+    await b.send(esp(0x0100_0001, 9), esp(0x0100_0002, 1));
+    await readAll(b, 2);
+    expect(b.decapped.flat()).toEqual([{ slot: 3, spi: 0x0100_0002 }]);
+    expect(b.stats[WorkerStat.DROP_UNKNOWN_SPI]).toBe(1);
+  });
+
+  it('drops and counts once an SPI that stays unknown, without a catch-up when every SPI is known', async () => {
+    const slots = new Map<number, number>([[0x0100_0001, 3]]);
+    const b = await bench(slots, () => false);
+    await b.send(esp(0x0100_0001, 1));
+    await readAll(b, 1);
+    expect(b.catchUps.count).toBe(0);
+    await b.send(esp(0x0bad_0001, 1), esp(0x0100_0001, 2));
+    await readAll(b, 2);
+    expect(b.catchUps.count).toBeGreaterThanOrEqual(1);
+    expect(b.stats[WorkerStat.DROP_UNKNOWN_SPI]).toBe(1);
+    expect(b.decapped.flat().map((d) => d.spi)).toEqual([0x0100_0001, 0x0100_0001]);
+  });
+});

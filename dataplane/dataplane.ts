@@ -324,6 +324,11 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
 
   private onWorkerEvent(w: WorkerHandle, e: WorkerEvent): void {
     if (e.event === 'steered-error') this.s.log.warn({ worker: w.index, status: e.status }, 'steered socket failed: this worker reads no more ESP from it');
+    if (e.event === 'first-inbound') {
+      const r = this.s.sad?.atSlot(w.index, e.slot, e.tag);
+      if (r) this.installer.peerSends(r);
+      return;
+    }
     if (e.event !== 'rekey-needed') return;
     const r = this.s.sad?.atSlot(w.index, e.slot, e.tag);
     if (r) this.emit('rekey-needed', r.id);

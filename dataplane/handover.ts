@@ -7,8 +7,9 @@
 //   - an SA the peer created (we answered its CREATE_CHILD_SA or IKE_AUTH)
 //     does not send at once when others of its family still do: the peer
 //     installs it only when our response arrives. It takes over when the SA
-//     it replaces retires (the peer's Delete, §2.8) or the family has no
-//     other sender left, at the latest after DEFERRED_OUTBOUND_MS;
+//     it replaces retires (the peer's Delete, §2.8), the family has no
+//     other sender left, or the peer's first authenticated packet on it
+//     arrives (it has the SA), at the latest after DEFERRED_OUTBOUND_MS;
 //   - a deleted SA retires: it stops sending at once, but keeps receiving
 //     for RETIRED_SA_LINGER_MS, for the ESP the peer sent before it deleted
 //     its side (in flight, or queued in its workers), then goes.
@@ -56,6 +57,15 @@ export class HandoverTiming {
     }, DEFERRED_OUTBOUND_MS);
     t.unref();
     this.deferred.set(r, t);
+  }
+
+  /** The peer sent on `r` (authenticated): it has the SA, so `r` sends now if it was waiting. */
+  peerHas(r: SaRecord, start: (r: SaRecord) => void): void {
+    const t = this.deferred.get(r);
+    if (t === undefined) return;
+    clearTimeout(t);
+    this.deferred.delete(r);
+    if (r.state === 'active' && !r.retiring && !r.outbound) start(r);
   }
 
   /**

@@ -176,6 +176,11 @@ export class SaInstaller {
     this.s.log.debug({ sa: spec.id, worker: owner, spiIn: spec.spiIn.toString(16), transport: record.transport }, 'data plane SA installed');
   }
 
+  /** An authenticated packet arrived on `record`: the peer has it, so it need wait no longer to send (handover.ts). */
+  peerSends(record: SaRecord): void {
+    this.handover.peerHas(record, this.startSending);
+  }
+
   /** `record` carries outbound traffic from now on, in place of the SAs it replaces. */
   private readonly startSending = (record: SaRecord): void => {
     const sad = this.s.requireSad();

@@ -245,5 +245,7 @@ export type WorkerReply =
 export type WorkerEvent =
   | { event: 'ready'; index: number }
   | { event: 'rekey-needed'; slot: number; tag: number; saId: number }
+  /** The first packet on an inbound SA passed its ICV: the peer has that SA and sends on it. */
+  | { event: 'first-inbound'; slot: number; tag: number }
   /** The worker's steered socket failed (libuv status): it reads it no more. */
   | { event: 'steered-error'; index: number; status: number };

@@ -58,6 +58,8 @@ interface SlotState {
   rekeyReported: boolean;
   /** This thread has run packets through the SA (recorded once in seqWriters). */
   written: boolean;
+  /** Inbound: a packet on this SA passed its ICV ('first-inbound' was posted). */
+  received: boolean;
   /** Direct output: where this outbound SA's ESP goes (else the out ring). */
   route?: EspRoute;
   /** Direct output: the selectors of this inbound SA (its packets go to the TUN queue, else to the out ring). */
@@ -263,7 +265,7 @@ class DataPlaneWorker {
     });
     if (req.direction === 'in') this.inboundBySpi.set(req.spi, req.slot);
     this.slots[req.slot] = {
-      saId: req.saId, tag: req.tag, direction: req.direction, rekeyReported: false, written: false, spi: req.spi,
+      saId: req.saId, tag: req.tag, direction: req.direction, rekeyReported: false, written: false, received: false, spi: req.spi,
       ...(req.direction === 'out' && req.route ? { route: req.route } : {}),
       ...(req.direction === 'in' && req.policy ? { policy: req.policy } : {}),
     };
@@ -273,6 +275,15 @@ class DataPlaneWorker {
   private noteWriter(s: SlotState): void {
     s.written = true;
     this.seqWriters.add(s.saId);
+  }
+
+  /**
+   * The peer sends on this inbound SA (an authenticated packet, dummy or
+   * not): the I/O thread may end the wait of its outbound twin (handover.ts).
+   */
+  private firstInbound(slot: number, s: SlotState): void {
+    s.received = true;
+    this.post({ event: 'first-inbound', slot, tag: s.tag });
   }
 
   /** Report "rekey needed" once per SA (RFC 4303 §3.3.3 soft limit). */
@@ -370,6 +381,8 @@ class DataPlaneWorker {
         st[WorkerStat.ENCAP_BYTES]! += desc[d + Desc.LENGTH]!;
         st[WorkerStat.ESP_BYTES_OUT]! += outLength;
       } else {
+        const r = this.slots[slot];
+        if (r !== undefined && !r.received) this.firstInbound(slot, r);
         const nextHeader = desc[d + Desc.NEXT_HEADER]!;
         if (nextHeader === NEXT_HEADER_NONE) {
           st[WorkerStat.DUMMY]!++;

@@ -114,6 +114,29 @@ describe('an SA the peer created (deferOutbound)', () => {
     expect(Date.now() - installed).toBeGreaterThanOrEqual(DEFERRED_OUTBOUND_MS - 50);
   });
 
+  it("takes over at the peer's first authenticated packet on it, not at a forged one", async () => {
+    const { a, b, sent, got } = await pair();
+    const old = mirrored(1);
+    await Promise.all([a.install(old.a), b.install(old.b)]);
+    const next = mirrored(2, { a: { replaces: [1] }, b: { replaces: [1], deferOutbound: true } });
+    const installed = Date.now();
+    await Promise.all([a.install(next.a), b.install(next.b)]);
+    // A forged packet with the new SPI fails its ICV: B does not take it for the peer's.
+    const forged = randomBytes(120);
+    new DataView(forged.buffer, forged.byteOffset).setUint32(0, next.b.spiIn);
+    new DataView(forged.buffer, forged.byteOffset).setUint32(4, 1);
+    b.receiveEsp(forged);
+    await until(() => b.status().workers.some((w) => w.drops.icv > 0));
+    expect(await bSendsWith(b, sent.b)).toBe(old.b.spiOut);
+    // A sends on the new SA (it installed it: the rekey's initiator): B now knows A has it.
+    const before = got.b;
+    expect(a.sendInner(inner(1))).toBe(true);
+    await until(() => got.b > before);
+    await until(() => (b.sendInner(inner(98, true)), sent.b.at(-1) === next.b.spiOut), DEFERRED_OUTBOUND_MS * 3);
+    expect(Date.now() - installed).toBeLessThan(DEFERRED_OUTBOUND_MS);
+    expect(b.status().families).toEqual([1]); // one family, one sender
+  });
+
   it('sends at once when its family has no other sender', async () => {
     const { a, b, sent } = await pair();
     const first = mirrored(1, { b: { deferOutbound: true } });

@@ -165,6 +165,13 @@ describe('per source and under pressure (RFC 7383 §5): one address cannot hold 
     expect(bob.fragments.messages).toBe(3);
     expect(bob.stats.drops['fragment-pressure-timeout'] ?? 0).toBe(0);
     wire.clock.advance(600);
+    // A forged fragment (its ICV broken) changes nothing: a and b stay.
+    const forged = c![0]!.slice();
+    forged[forged.length - 1] ^= 0xff;
+    deliverFrom(bob, '10.0.0.1', forged);
+    expect(bob.stats.drops['fragment-auth']).toBe(1);
+    expect(bob.fragments.messages).toBe(3);
+    expect(bob.stats.drops['fragment-pressure-timeout'] ?? 0).toBe(0);
     // a and b, held 1.1 s under pressure, are forgotten to admit c; carol's (0.6 s) stays.
     deliverFrom(bob, '10.0.0.1', c![0]!);
     expect(bob.stats.drops['fragment-pressure-timeout']).toBe(2);

@@ -136,8 +136,8 @@ export class FragmentReassembler {
       if (h.exchangeType !== r.exchangeType) return this.drop('fragment-stale', `${what}: the set in reassembly is ${exchangeName(r.exchangeType)}`);
       if (total === r.total && r.chunks[n - 1] !== undefined) return this.drop('fragment-duplicate', what);
     } else if (!r) {
-      this.expireUnderPressure();
-      if (this.inProgress.size >= this.limits.maxMessages) return this.drop('fragment-limit', `${what}: ${this.inProgress.size} messages in reassembly`);
+      // Expired sets give way only once this fragment has authenticated (below): a forged one changes nothing.
+      if (this.inProgress.size >= this.limits.maxMessages && !this.expiredUnderPressure()) return this.drop('fragment-limit', `${what}: ${this.inProgress.size} messages in reassembly`);
       const own = this.messagesFrom(sa.remote.address);
       if (own >= this.limits.maxMessagesPerSource) return this.drop('fragment-source-limit', `${what}: ${own} messages in reassembly from ${sa.remote.address}`);
     }
@@ -163,6 +163,7 @@ export class FragmentReassembler {
       return this.drop('fragment-limit', `${what}: ${this.heldOctets} octets in reassembly`);
     }
     if (!r) {
+      this.expireUnderPressure();
       // RFC 7383 §5: a table under pressure keeps an incomplete message for a shorter time.
       const pressure = this.inProgress.size >= this.limits.pressureThreshold;
       const lifetime = pressure ? Math.min(this.limits.pressureTimeout, this.limits.timeout) : this.limits.timeout;
@@ -203,6 +204,12 @@ export class FragmentReassembler {
     return decodeInner(r.firstType, plaintext);
   }
 
+  /** Whether expireUnderPressure would forget the oldest set now. */
+  private expiredUnderPressure(): boolean {
+    const oldest = this.inProgress.values().next().value;
+    return oldest !== undefined && this.inProgress.size >= this.limits.pressureThreshold && oldest.startedAt <= this.ctx.clock.now() - this.limits.pressureTimeout;
+  }
+
   /**
    * While the table is at or over pressureThreshold, messages in reassembly
    * for longer than pressureTimeout are forgotten, oldest first: slots held
@@ -210,6 +217,7 @@ export class FragmentReassembler {
    * under pressure, sa-table.ts).
    */
   private expireUnderPressure(): void {
+    if (!this.expiredUnderPressure()) return;
     const oldest = this.ctx.clock.now() - this.limits.pressureTimeout;
     for (const [key, r] of this.inProgress) {
       if (this.inProgress.size < this.limits.pressureThreshold || r.startedAt > oldest) break;

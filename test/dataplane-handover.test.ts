@@ -6,39 +6,19 @@
 // its linger time, and is then removed; the family's last sender keeps
 // sending while a successor still installs.
 import { afterEach, describe, expect, it } from 'vitest';
-import { randomBytes } from 'node:crypto';
-import { DataPlane } from '../dataplane/dataplane.js';
-import type { Endpoint, SaSpec } from '../dataplane/sad.js';
+import type { DataPlane } from '../dataplane/dataplane.js';
+import type { SaSpec } from '../dataplane/sad.js';
 import { writeUdp4 } from '../dataplane/packet.js';
 import { DEFERRED_OUTBOUND_MS } from '../dataplane/defaults.js';
 import { waitFor } from './support/proc.js';
-import { cidr4 } from './support/selectors.js';
+import { mirroredSpecs, planesBackToBack, stopPlanes } from './support/dataplane-pair.js';
 
-const planes: DataPlane[] = [];
-afterEach(async () => {
-  for (const p of planes.splice(0)) await p.stop();
-});
+afterEach(stopPlanes);
 
-const NET_A = cidr4([10, 1, 0, 0], 24);
-const NET_B = cidr4([10, 2, 0, 0], 24);
-const EP_A: Endpoint = { address: '192.0.2.1', port: 4500 };
-const EP_B: Endpoint = { address: '192.0.2.2', port: 4500 };
 const until = (cond: () => boolean, timeoutMs = 5000) => waitFor(cond, { timeoutMs, intervalMs: 5 });
-const spiOf = (esp: Uint8Array) => ((esp[0]! << 24) | (esp[1]! << 16) | (esp[2]! << 8) | esp[3]!) >>> 0;
 
-let nextSpi = 0x5000;
 /** Matching SaSpecs for A and B (A's out = B's in). */
-function mirrored(id: number, extra: { a?: Partial<SaSpec>; b?: Partial<SaSpec> } = {}): { a: SaSpec; b: SaSpec } {
-  const kAB = randomBytes(20);
-  const kBA = randomBytes(20);
-  const spiAtoB = nextSpi++;
-  const spiBtoA = nextSpi++;
-  const base = { id, algorithm: 'aes-gcm-128' as const, icvLength: 16 as const, esn: false, replayWindow: 1024, udpEncap: true };
-  return {
-    a: { ...base, spiIn: spiBtoA, spiOut: spiAtoB, keyIn: Uint8Array.from(kBA), keyOut: Uint8Array.from(kAB), localTs: [NET_A], remoteTs: [NET_B], local: EP_A, remote: EP_B, ...extra.a },
-    b: { ...base, spiIn: spiAtoB, spiOut: spiBtoA, keyIn: Uint8Array.from(kAB), keyOut: Uint8Array.from(kBA), localTs: [NET_B], remoteTs: [NET_A], local: EP_B, remote: EP_A, ...extra.b },
-  };
-}
+const mirrored = (id: number, extra: { a?: Partial<SaSpec>; b?: Partial<SaSpec> } = {}) => mirroredSpecs(id, extra);
 
 /** A -> B inner packet (B -> A with `back`). */
 function inner(n: number, back = false): Uint8Array {
@@ -50,14 +30,8 @@ function inner(n: number, back = false): Uint8Array {
 
 /** Two planes wired back to back; the SPIs each one sent with, and the inner packets each one delivered. */
 async function pair() {
-  const sent = { a: [] as number[], b: [] as number[] };
   const got = { a: 0, b: 0 };
-  let a!: DataPlane;
-  let b!: DataPlane;
-  a = new DataPlane({ workers: 2, sink: 'deliver', sendUdp: (_l, _r, esp) => { sent.a.push(spiOf(esp)); const c = esp.slice(); queueMicrotask(() => b.receiveEsp(c)); } });
-  b = new DataPlane({ workers: 2, sink: 'deliver', sendUdp: (_l, _r, esp) => { sent.b.push(spiOf(esp)); const c = esp.slice(); queueMicrotask(() => a.receiveEsp(c)); } });
-  planes.push(a, b);
-  await Promise.all([a.start(), b.start()]);
+  const { a, b, sentSpis: sent } = await planesBackToBack();
   a.setInnerSink({ write: () => (got.a++, true) });
   b.setInnerSink({ write: () => (got.b++, true) });
   return { a, b, sent, got };

@@ -2,51 +2,23 @@
 // ESP output is B's input), Child SAs installed as mirror images, traffic
 // through the SPD and the workers, counters, the single-writer hook.
 import { afterEach, describe, expect, it } from 'vitest';
-import { randomBytes } from 'node:crypto';
 import { DataPlane, type DataPlaneOptions } from '../dataplane/dataplane.js';
 import type { SaSpec, Endpoint } from '../dataplane/sad.js';
 import { writeUdp4 } from '../dataplane/packet.js';
 import { waitFor } from './support/proc.js';
 import { cidr4 } from './support/selectors.js';
+import { EP_A, EP_B, NET_A, mirroredSpecs, planesBackToBack, stopPlanes, trackPlane } from './support/dataplane-pair.js';
 
-const planes: DataPlane[] = [];
-afterEach(async () => {
-  for (const p of planes.splice(0)) await p.stop();
-});
-
-const NET_A = cidr4([10, 1, 0, 0], 24);
-const NET_B = cidr4([10, 2, 0, 0], 24);
-const EP_A: Endpoint = { address: '192.0.2.1', port: 4500 };
-const EP_B: Endpoint = { address: '192.0.2.2', port: 4500 };
+afterEach(stopPlanes);
 
 /** Wait (bounded) until `cond` holds. */
 const until = (cond: () => boolean | Promise<boolean>) => waitFor(cond, { timeoutMs: 5000, intervalMs: 5 });
 
 /** Two data planes whose ESP output is delivered to each other (queued: a microtask hop, like a socket). */
-async function pairOfPlanes(opts: Partial<DataPlaneOptions> = {}) {
-  let a!: DataPlane;
-  let b!: DataPlane;
-  const wire = { aToB: 0, bToA: 0 };
-  a = new DataPlane({ workers: 2, sink: 'deliver', ...opts, sendUdp: (_l, _r, bytes) => { wire.aToB++; const copy = bytes.slice(); queueMicrotask(() => b.receiveEsp(copy)); } });
-  b = new DataPlane({ workers: 2, sink: 'deliver', ...opts, sendUdp: (_l, _r, bytes) => { wire.bToA++; const copy = bytes.slice(); queueMicrotask(() => a.receiveEsp(copy)); } });
-  planes.push(a, b);
-  await Promise.all([a.start(), b.start()]);
-  return { a, b, wire };
-}
+const pairOfPlanes = (opts: Partial<DataPlaneOptions> = {}) => planesBackToBack(opts);
 
-let nextSpi = 0x1000;
 /** Matching SaSpecs for A and B (A's out = B's in), AES-GCM-128 unless told otherwise. */
-function mirrored(id: number, extra: Partial<SaSpec> = {}, keyBytes = 20): { a: SaSpec; b: SaSpec } {
-  const kAB = randomBytes(keyBytes);
-  const kBA = randomBytes(keyBytes);
-  const spiAtoB = nextSpi++;
-  const spiBtoA = nextSpi++;
-  const base = { id, algorithm: 'aes-gcm-128' as const, icvLength: 16 as const, esn: false, replayWindow: 1024, udpEncap: true, ...extra };
-  return {
-    a: { ...base, spiIn: spiBtoA, spiOut: spiAtoB, keyIn: Uint8Array.from(kBA), keyOut: Uint8Array.from(kAB), localTs: [NET_A], remoteTs: [NET_B], local: EP_A, remote: EP_B },
-    b: { ...base, spiIn: spiAtoB, spiOut: spiBtoA, keyIn: Uint8Array.from(kAB), keyOut: Uint8Array.from(kBA), localTs: [NET_B], remoteTs: [NET_A], local: EP_B, remote: EP_A },
-  };
-}
+const mirrored = (id: number, extra: Partial<SaSpec> = {}, keyBytes = 20) => mirroredSpecs(id, { both: extra, keyBytes });
 
 function udpPacket(srcHost: number, dstHost: number, srcPort: number, size = 200, id = 0, src = [10, 1, 0], dst = [10, 2, 0]): Uint8Array {
   const p = new Uint8Array(size);
@@ -217,7 +189,7 @@ describe('data plane workers', () => {
   it('follows new outer addresses (MOBIKE, NAT rebinding) for the ESP it sends', async () => {
     const sent: Endpoint[] = [];
     const a = new DataPlane({ workers: 1, sendUdp: (_l, r) => sent.push(r) });
-    planes.push(a);
+    trackPlane(a);
     await a.start();
     const s = mirrored(71);
     await a.install(s.a);
@@ -231,7 +203,7 @@ describe('data plane workers', () => {
 
   it('refuses bad SaSpecs with an error and keeps running', async () => {
     const a = new DataPlane({ workers: 1, sendUdp: () => {} });
-    planes.push(a);
+    trackPlane(a);
     await a.start();
     const s = mirrored(81);
     await expect(a.install({ ...s.a, spiIn: 5 })).rejects.toThrow(/SPI/);
@@ -243,7 +215,7 @@ describe('data plane workers', () => {
 
   it('fails to start, and leaves no worker behind, when the TUN device cannot be opened', async () => {
     const a = new DataPlane({ workers: 1, sendUdp: () => {}, tun: { name: 'not a name!' } });
-    planes.push(a);
+    trackPlane(a);
     await expect(a.start()).rejects.toThrow(/TUN: name/);
     expect(a.started).toBe(false);
     expect(a.status().workers).toEqual([]);

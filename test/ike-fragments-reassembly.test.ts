@@ -112,3 +112,79 @@ describe('bounds (RFC 7383 §5): refused, counted, never exceeded', () => {
     expect([bob.fragments.messages, bob.fragments.octets]).toEqual([0, 0]);
   });
 });
+
+describe('per source and under pressure (RFC 7383 §5): one address cannot hold the reassembly table', () => {
+  /** bob with `limits`, `fromA` IKE SAs from 10.0.0.1 and one from 10.0.0.3. */
+  async function twoSources(limits: Partial<ReassemblyLimits>, fromA: number) {
+    const wire = new MemoryWire();
+    const { initiator, responder } = pskPair();
+    const alice = wire.engine('10.0.0.1', [initiator]);
+    const carol = wire.engine('10.0.0.3', [{ ...initiator, localAddrs: ['10.0.0.3'] }]);
+    const bob = wire.engine('10.0.0.2', [responder], { reassembly: limits });
+    const ups: Array<Promise<IkeSa>> = [];
+    for (let i = 0; i < fromA; i++) ups.push(alice.initiate(initiator.name));
+    const other = carol.initiate(initiator.name);
+    wire.run(200);
+    return { wire, bob, fromA: await Promise.all(ups), fromC: await other };
+  }
+  const deliverFrom = (bob: IkeEngine, address: string, bytes: Uint8Array) =>
+    bob.receive({ bytes, local: { address: '10.0.0.2', port: 4500 }, remote: { address, port: 4500 } });
+
+  it('a source holding maxMessagesPerSource gets no further message in reassembly (counted); another source still does, and a finished one frees its slot', async () => {
+    const { bob, fromA, fromC } = await twoSources({ maxMessagesPerSource: 2 }, 3);
+    const sets = fromA.map((sa) => fragmentsOf(sa, 1000, 300));
+    deliverFrom(bob, '10.0.0.1', sets[0]![0]!);
+    deliverFrom(bob, '10.0.0.1', sets[1]![0]!);
+    deliverFrom(bob, '10.0.0.1', sets[2]![0]!);
+    expect(bob.stats.drops['fragment-source-limit']).toBe(1);
+    expect(bob.fragments.messagesFrom('10.0.0.1')).toBe(2);
+    // Another address is not kept out by the first one's slots.
+    deliverFrom(bob, '10.0.0.3', fragmentsOf(fromC, 1000, 300)[0]!);
+    expect(bob.fragments.messagesFrom('10.0.0.3')).toBe(1);
+    expect(bob.fragments.messages).toBe(3);
+    // A further fragment of a message already held is not a new slot.
+    deliverFrom(bob, '10.0.0.1', sets[0]![1]!);
+    expect(bob.stats.drops['fragment-source-limit']).toBe(1);
+    // The first completes: its slot is free, and the third set now has room.
+    for (const f of sets[0]!.slice(2)) deliverFrom(bob, '10.0.0.1', f);
+    expect(bob.stats.fragments.reassembled).toBe(1);
+    for (const f of sets[2]!) deliverFrom(bob, '10.0.0.1', f);
+    expect(bob.stats.fragments.reassembled).toBe(2);
+    expect(bob.fragments.messagesFrom('10.0.0.1')).toBe(1);
+    expect(bob.stats.drops['fragment-source-limit']).toBe(1);
+  });
+
+  it('under pressure, sets older than pressureTimeout give way to a new one, and a set started under pressure lives only pressureTimeout (counted)', async () => {
+    const { wire, bob, fromA, fromC } = await twoSources({ pressureThreshold: 2, pressureTimeout: 1000, timeout: 30_000 }, 3);
+    const [a, b, c] = fromA.map((sa) => fragmentsOf(sa, 1000, 300));
+    deliverFrom(bob, '10.0.0.1', a![0]!);
+    deliverFrom(bob, '10.0.0.1', b![0]!); // one held, below the threshold: b gets the full lifetime
+    wire.clock.advance(500);
+    // Two held: pressure, but neither is older than pressureTimeout; carol's set gets the shorter lifetime.
+    deliverFrom(bob, '10.0.0.3', fragmentsOf(fromC, 1000, 300)[0]!);
+    expect(bob.fragments.messages).toBe(3);
+    expect(bob.stats.drops['fragment-pressure-timeout'] ?? 0).toBe(0);
+    wire.clock.advance(600);
+    // A forged fragment (its ICV broken) changes nothing: a and b stay.
+    const forged = c![0]!.slice();
+    forged[forged.length - 1] ^= 0xff;
+    deliverFrom(bob, '10.0.0.1', forged);
+    expect(bob.stats.drops['fragment-auth']).toBe(1);
+    expect(bob.fragments.messages).toBe(3);
+    expect(bob.stats.drops['fragment-pressure-timeout'] ?? 0).toBe(0);
+    // a and b, held 1.1 s under pressure, are forgotten to admit c; carol's (0.6 s) stays.
+    deliverFrom(bob, '10.0.0.1', c![0]!);
+    expect(bob.stats.drops['fragment-pressure-timeout']).toBe(2);
+    expect(bob.fragments.messagesFrom('10.0.0.1')).toBe(1);
+    expect(bob.fragments.messagesFrom('10.0.0.3')).toBe(1);
+    // carol's set, started under pressure, is gone 1 s after it started; c, started below the threshold, outlives it.
+    wire.clock.advance(500);
+    expect(bob.stats.drops['fragment-pressure-timeout']).toBe(3);
+    expect(bob.fragments.messagesFrom('10.0.0.3')).toBe(0);
+    expect(bob.fragments.messagesFrom('10.0.0.1')).toBe(1);
+    expect(bob.stats.drops['fragment-timeout'] ?? 0).toBe(0);
+    wire.clock.advance(30_000);
+    expect(bob.stats.drops['fragment-timeout']).toBe(1);
+    expect([bob.fragments.messages, bob.fragments.octets]).toEqual([0, 0]);
+  });
+});

@@ -17,6 +17,7 @@ import type { PrereqName } from './support/prereq.js';
 import { waitFor } from './support/proc.js';
 import { startIkeclone } from './support/ikeclone-proc.js';
 import type { Ikeclone } from './support/ikeclone-proc.js';
+import { ikecloneToCharonConfig, pskCredentials } from './support/ikeclone-to-charon.js';
 import type { IkeSaStatus } from '../control/status.js';
 import { ControlClient } from '../control/api/control-client.js';
 
@@ -54,25 +55,10 @@ function charonConnections(topo: Topology, lt: Lifetimes): string {
 const SECRETS = pskSecrets('interop', ['charon.interop.test', 'ikeclone.interop.test'], PSK);
 
 function ikecloneConfig(topo: Topology, lt: Lifetimes): Record<string, unknown> {
-  const l = topo.links[0]!;
-  return {
-    log: { level: 'debug' },
-    listen: { address: l.aAddr, port: 500, natPort: 4500 },
-    retransmit: { timeout: '500ms', tries: 4 },
-    connections: {
-      charon: {
-        local_addrs: [l.aAddr],
-        remote_addrs: [l.bAddr],
-        ike: [lt.ike ?? 'aes256gcm16-prfsha256-x25519'],
-        local: { id: 'ikeclone.interop.test', auth: 'psk' },
-        remote: { id: 'charon.interop.test', auth: 'psk' },
-        psk: PSK,
-        start_action: 'start',
-        ...lt.ikecloneIke,
-        children: { net: { local_ts: [topo.leftInnerNet], remote_ts: [topo.rightInnerNet], esp: [lt.esp ?? 'aes128gcm16-x25519'], ...lt.ikecloneChild } },
-      },
-    },
-  };
+  return ikecloneToCharonConfig(topo, {
+    ike: lt.ike ?? 'aes256gcm16-prfsha256-x25519', esp: lt.esp ?? 'aes128gcm16-x25519', startAction: 'start',
+    credentials: pskCredentials(PSK), connection: lt.ikecloneIke, child: lt.ikecloneChild,
+  });
 }
 
 interface Agreed {

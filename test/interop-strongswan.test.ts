@@ -16,6 +16,7 @@ import { waitFor } from './support/proc.js';
 import { decode, startCapture } from './support/tshark.js';
 import { startIkeclone } from './support/ikeclone-proc.js';
 import type { Ikeclone } from './support/ikeclone-proc.js';
+import { ikecloneToCharonConfig, pskCredentials } from './support/ikeclone-to-charon.js';
 import type { IkeSaStatus } from '../control/status.js';
 
 const PRE: PrereqName[] = ['root', 'netns', 'tun', 'charon', 'swanctl', 'tshark'];
@@ -88,25 +89,7 @@ function charonConnections(topo: Topology, s: Suite): string {
 const SECRETS = pskSecrets('interop', ['charon.interop.test', 'ikeclone.interop.test'], PSK);
 
 function ikecloneConfig(topo: Topology, s: Suite, startAction: 'start' | 'none', extra: Record<string, unknown> = {}): Record<string, unknown> {
-  const l = topo.links[0]!;
-  return {
-    log: { level: 'debug' },
-    listen: { address: l.aAddr, port: 500, natPort: 4500 },
-    retransmit: { timeout: '500ms', tries: 4 },
-    connections: {
-      charon: {
-        local_addrs: [l.aAddr],
-        remote_addrs: [l.bAddr],
-        ike: [s.ike],
-        local: { id: 'ikeclone.interop.test', auth: 'psk' },
-        remote: { id: 'charon.interop.test', auth: 'psk' },
-        psk: PSK,
-        start_action: startAction,
-        children: { net: { local_ts: [topo.leftInnerNet], remote_ts: [topo.rightInnerNet], esp: [s.esp] } },
-        ...extra,
-      },
-    },
-  };
+  return ikecloneToCharonConfig(topo, { ike: s.ike, esp: s.esp, startAction, credentials: pskCredentials(PSK), connection: extra });
 }
 
 /** Both ends agree on SPIs and algorithms of the IKE SA and its Child SA. */

@@ -21,6 +21,7 @@ import { waitFor } from './support/proc.js';
 import { startIkeclone } from './support/ikeclone-proc.js';
 import { killCli, startCli } from './support/cli-proc.js';
 import type { Ikeclone } from './support/ikeclone-proc.js';
+import { ikeclonePeerConfig } from './support/ikeclone-pair-config.js';
 import type { ChildSaStatus, GatewayStatus } from '../control/status.js';
 import { tunUnavailable } from '../io/tun.js';
 import { DEFERRED_OUTBOUND_MS } from '../dataplane/defaults.js';
@@ -32,27 +33,9 @@ const WORKERS = 2;
 const STREAMS = 16;
 
 function ikecloneConnection(topo: Topology, side: 'left' | 'right', peerId: string, extra: Record<string, unknown>, child: Record<string, unknown> = {}): Record<string, unknown> {
-  const l = topo.links[0]!;
-  const [me, peer] = side === 'left' ? [l.aAddr, l.bAddr] : [l.bAddr, l.aAddr];
-  const [localNet, remoteNet] = side === 'left' ? [topo.leftInnerNet, topo.rightInnerNet] : [topo.rightInnerNet, topo.leftInnerNet];
-  return {
-    log: { level: 'debug' },
-    listen: { address: me, port: 500, natPort: 4500 },
-    retransmit: { timeout: '500ms', tries: 4 },
-    dataplane: { workers: WORKERS, tun: TUN, esp: 'udp' },
-    connections: {
-      peer: {
-        local_addrs: [me],
-        remote_addrs: [peer],
-        ike: ['aes256gcm16-prfsha256-x25519'],
-        local: { id: `${side}.per-worker.test`, auth: 'psk' },
-        remote: { id: peerId, auth: 'psk' },
-        psk: PSK,
-        ...extra,
-        children: { net: { local_ts: [localNet], remote_ts: [remoteNet], esp: ['aes128gcm16'], ...child } },
-      },
-    },
-  };
+  return ikeclonePeerConfig(topo, {
+    side, localId: `${side}.per-worker.test`, remoteId: peerId, psk: PSK, dataplane: { workers: WORKERS, tun: TUN, esp: 'udp' }, connection: extra, child,
+  });
 }
 
 /** Two namespaces joined by a veth pair, deleted after the test; the TUN data plane must be there. */

@@ -13,6 +13,7 @@ import type { PrereqName } from './support/prereq.js';
 import { waitFor } from './support/proc.js';
 import { startIkeclone } from './support/ikeclone-proc.js';
 import type { Ikeclone } from './support/ikeclone-proc.js';
+import { ikeclonePeerConfig } from './support/ikeclone-pair-config.js';
 import type { GatewayStatus } from '../control/status.js';
 import { tunUnavailable } from '../io/tun.js';
 
@@ -24,27 +25,10 @@ const TUN = 'ikc0';
 type TunSettings = { tun_queues?: number; tun_offload?: boolean; output?: 'workers' | 'io-thread'; tunnel_mtu?: number; icmp_rate?: number };
 
 function gatewayConfig(topo: Topology, side: 'left' | 'right', esp: 'udp' | 'auto', tun: TunSettings = {}): Record<string, unknown> {
-  const l = topo.links[0]!;
-  const [me, peer] = side === 'left' ? [l.aAddr, l.bAddr] : [l.bAddr, l.aAddr];
-  const [localNet, remoteNet] = side === 'left' ? [topo.leftInnerNet, topo.rightInnerNet] : [topo.rightInnerNet, topo.leftInnerNet];
-  return {
-    log: { level: 'debug' },
-    listen: { address: me, port: 500, natPort: 4500 },
-    retransmit: { timeout: '500ms', tries: 4 },
-    dataplane: { workers: 2, tun: TUN, ...tun, esp },
-    connections: {
-      peer: {
-        local_addrs: [me],
-        remote_addrs: [peer],
-        ike: ['aes256gcm16-prfsha256-x25519'],
-        local: { id: `${side}.tunnel.test`, auth: 'psk' },
-        remote: { id: `${side === 'left' ? 'right' : 'left'}.tunnel.test`, auth: 'psk' },
-        psk: PSK,
-        ...(side === 'left' ? { start_action: 'start' } : {}),
-        children: { net: { local_ts: [localNet], remote_ts: [remoteNet], esp: ['aes128gcm16'] } },
-      },
-    },
-  };
+  return ikeclonePeerConfig(topo, {
+    side, localId: `${side}.tunnel.test`, remoteId: `${side === 'left' ? 'right' : 'left'}.tunnel.test`, psk: PSK,
+    dataplane: { workers: 2, tun: TUN, ...tun, esp }, connection: side === 'left' ? { start_action: 'start' } : {},
+  });
 }
 
 /** Every Child SA of the gateway is owned by a data-plane worker. */

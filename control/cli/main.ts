@@ -120,10 +120,13 @@ function untilSignal(log: Logger): { signal: Promise<NodeJS.Signals>; dispose: (
 function logEvents(gateway: Gateway, log: Logger): void {
   const now = () => gateway.engine.clock.now();
   gateway.on('ike-up', (sa) => {
+    // A status is built for this line only: not at all when info is not logged (one per IKE SA under load).
+    if (!log.isLevelEnabled('info')) return;
     const s = ikeSaStatus(sa, now());
     log.info({ ike: s.id, conn: s.name, role: s.role, remote: s.remote, remoteId: s.remoteId, proposal: s.proposal }, 'IKE SA up');
   });
   gateway.on('child-up', (c) => {
+    if (!log.isLevelEnabled('info')) return;
     const s = childStatus(c, now());
     log.info({ ike: c.ike.id, child: s.name, spiIn: s.spiIn, spiOut: s.spiOut, proposal: s.proposal, localTs: s.localTs, remoteTs: s.remoteTs }, 'Child SA up');
   });

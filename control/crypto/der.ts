@@ -1,10 +1,12 @@
 // ASN.1 DER, the little of it ikeclone needs (X.690 §8, §10): one TLV reader
 // that never throws on bytes from a peer or a file, one TLV writer, object
-// identifiers both ways, and the signed elements of an X.509 certificate
-// (RFC 5280 §4.1) as views of its DER: subject Name, SubjectPublicKeyInfo,
-// both AlgorithmIdentifiers, so that certificate decoding never re-encodes them. Identities (ID_DER_ASN1_DN, RFC 7296 §3.5) and the
-// configuration (a certificate's subject as our default identity) both read
-// DER through this module.
+// identifiers both ways, and the elements of an X.509 certificate (RFC 5280
+// §4.1) as views of its DER: tbsCertificate, serial, both names, validity,
+// SubjectPublicKeyInfo, extensions, both AlgorithmIdentifiers and the
+// signature, so that certificate decoding never re-encodes them and decodes
+// with schemas only what it must. Identities (ID_DER_ASN1_DN, RFC 7296 §3.5)
+// and the configuration (a certificate's subject as our default identity)
+// both read DER through this module.
 //
 // Pure functions, no I/O; imports nothing.
 
@@ -77,15 +79,26 @@ export function decodeOid(bytes: Uint8Array): string | null {
   return [top, first - top * 40, ...arcs].join('.');
 }
 
-/** The DER elements of a certificate that are read as signed, never re-encoded (RFC 5280 §4.1). */
+/** The DER elements of a certificate that are read as signed, never re-encoded (RFC 5280 §4.1); each a whole TLV. */
 export interface CertificateDerFields {
+  /** tbsCertificate, exactly as signed (§4.1.1.1). */
+  tbs: Uint8Array;
+  /** serialNumber, an INTEGER (§4.1.2.2). */
+  serial: Uint8Array;
   /** tbsCertificate.signature, the AlgorithmIdentifier inside the signed part (§4.1.2.3). */
   tbsSignatureAlgorithm: Uint8Array;
+  issuer: Uint8Array;
+  /** validity, a SEQUENCE of two Times (§4.1.2.5). */
+  validity: Uint8Array;
   subject: Uint8Array;
   /** subjectPublicKeyInfo (§4.1.2.7). */
   spki: Uint8Array;
+  /** The contents of extensions [3] EXPLICIT (a SEQUENCE OF Extension, §4.1.2.9), undefined when absent. */
+  extensions?: Uint8Array;
   /** Certificate.signatureAlgorithm, outside the signed part (§4.1.1.2). */
   signatureAlgorithm: Uint8Array;
+  /** Certificate.signatureValue, a BIT STRING (§4.1.1.3). */
+  signatureValue: Uint8Array;
 }
 
 /**
@@ -102,6 +115,8 @@ export function certificateDerFields(raw: Uint8Array): CertificateDerFields | un
   if (tbs === null) return undefined;
   const outerAlgorithm = readTlv(raw, tbs.end, outer.end);
   if (outerAlgorithm === null) return undefined;
+  const signatureValue = readTlv(raw, outerAlgorithm.end, outer.end);
+  if (signatureValue === null || signatureValue.tag !== 0x03 || signatureValue.end !== outer.end) return undefined;
   const elements: Uint8Array[] = [];
   let pos = tbs.start;
   if (raw[pos] === 0xa0) pos = readTlv(raw, pos, tbs.end)?.end ?? tbs.end; // version
@@ -111,7 +126,21 @@ export function certificateDerFields(raw: Uint8Array): CertificateDerFields | un
     elements.push(raw.subarray(pos, element.end));
     pos = element.end;
   }
-  return { tbsSignatureAlgorithm: elements[1]!, subject: elements[4]!, spki: elements[5]!, signatureAlgorithm: raw.subarray(tbs.end, outerAlgorithm.end) };
+  // issuerUniqueID [1], subjectUniqueID [2], extensions [3], in that order, each optional.
+  let extensions: Uint8Array | undefined;
+  for (const tag of [0x81, 0xa1, 0x82, 0xa2, 0xa3]) {
+    if (pos >= tbs.end || raw[pos] !== tag) continue;
+    const element = readTlv(raw, pos, tbs.end);
+    if (element === null) return undefined;
+    if (tag === 0xa3) extensions = raw.subarray(element.start, element.end);
+    pos = element.end;
+  }
+  if (pos !== tbs.end) return undefined;
+  return {
+    tbs: raw.subarray(outer.start, tbs.end), serial: elements[0]!, tbsSignatureAlgorithm: elements[1]!, issuer: elements[2]!, validity: elements[3]!,
+    subject: elements[4]!, spki: elements[5]!, extensions, signatureAlgorithm: raw.subarray(tbs.end, outerAlgorithm.end),
+    signatureValue: raw.subarray(outerAlgorithm.end, signatureValue.end),
+  };
 }
 
 /**

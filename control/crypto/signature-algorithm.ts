@@ -105,8 +105,31 @@ function pssAlgorithm(params: ArrayBuffer | null | undefined): CryptoResult<Sign
   return ok({ family: 'rsa-pss', hash, saltLength: p.saltLength, name: `RSASSA-PSS (${HASH_TITLE[hash]}, salt ${p.saltLength})` });
 }
 
-/** Decodes a DER AlgorithmIdentifier (e.g. from an AUTH payload, RFC 7427 §3). Never throws. */
+/**
+ * Decoded AlgorithmIdentifiers by their DER: every certificate and every
+ * signature AUTH payload carries one of a few, and decoding one (schema
+ * parse, two re-encodings) costs more than the lookup. Bounded; the oldest
+ * goes first. The verdicts are frozen, as they are shared.
+ */
+const DECODED_ALGORITHMS_KEPT = 64;
+const MAX_ALGORITHM_DER_KEPT = 128;
+const decodedAlgorithms = new Map<string, CryptoResult<SignatureAlgorithm>>();
+
+/** Decodes a DER AlgorithmIdentifier (e.g. from an AUTH payload, RFC 7427 §3, or a certificate, RFC 5280 §4.1.1.2). Never throws. */
 export function decodeSignatureAlgorithm(der: Uint8Array): CryptoResult<SignatureAlgorithm> {
+  if (der.length > MAX_ALGORITHM_DER_KEPT) return decodeAlgorithmIdentifier(der);
+  const key = Buffer.from(der.buffer, der.byteOffset, der.byteLength).toString('latin1');
+  const known = decodedAlgorithms.get(key);
+  if (known) return known;
+  const decoded = decodeAlgorithmIdentifier(der);
+  if (decoded.ok) Object.freeze(decoded.value);
+  Object.freeze(decoded);
+  if (decodedAlgorithms.size >= DECODED_ALGORITHMS_KEPT) decodedAlgorithms.delete(decodedAlgorithms.keys().next().value!);
+  decodedAlgorithms.set(key, decoded);
+  return decoded;
+}
+
+function decodeAlgorithmIdentifier(der: Uint8Array): CryptoResult<SignatureAlgorithm> {
   let alg: AlgorithmIdentifier;
   try {
     alg = AsnConvert.parse(der, AlgorithmIdentifier);

@@ -110,7 +110,11 @@ export type DropReason =
   /** Past a reassembly bound: fragments per message, octets per message or in all, messages in reassembly (§5). */
   | 'fragment-limit'
   /** A message incomplete when its reassembly time ran out (§2.6). */
-  | 'fragment-timeout';
+  | 'fragment-timeout'
+  /** A new message from a source address that already holds maxMessagesPerSource in reassembly (§5). */
+  | 'fragment-source-limit'
+  /** A message incomplete past the shorter lifetime of a reassembly table under pressure (§5). */
+  | 'fragment-pressure-timeout';
 
 /** Why a Child SA reached a limit (RFC 7296 §2.8; sequence numbers: architecture §4.4). */
 export type ChildLimitCause = 'time' | 'bytes' | 'packets' | 'sequence';

@@ -136,6 +136,15 @@ export interface ReassemblyLimits {
   maxMessages: number;
   /** An incomplete message is forgotten this long after its first fragment (ms; RFC 7383 §2.6). */
   timeout: number;
+  /**
+   * Messages in reassembly at once from one source address: half-open IKE SAs
+   * from many addresses share maxMessages, and one address must not hold it.
+   */
+  maxMessagesPerSource: number;
+  /** From this many messages in reassembly on, the table is under pressure: new sets get pressureTimeout and older ones past it are forgotten. */
+  pressureThreshold: number;
+  /** Lifetime of an incomplete message while the table is under pressure (ms): a genuine peer sends its fragments back to back. */
+  pressureTimeout: number;
 }
 
 export const DEFAULT_REASSEMBLY: ReassemblyLimits = {
@@ -144,4 +153,7 @@ export const DEFAULT_REASSEMBLY: ReassemblyLimits = {
   maxTotalBytes: 8 * 1024 * 1024,
   maxMessages: 512,
   timeout: 30_000,
+  maxMessagesPerSource: 4,
+  pressureThreshold: 128,
+  pressureTimeout: 5_000,
 };

@@ -7,8 +7,10 @@
 //
 // Bounded (architecture §4.6): fragments per message, decrypted octets per
 // message and in all, messages in reassembly (at most one request and one
-// response per IKE SA), and time. Every fragment that is not stored is a
-// drop counted by reason (DropReason 'fragment-*').
+// response per IKE SA, and a few per source address, so that half-open IKE
+// SAs from one address cannot hold the table), and time (shorter while the
+// table is under pressure). Every fragment that is not stored is a drop
+// counted by reason (DropReason 'fragment-*').
 //
 // Owner: the main thread, like the engine that holds the one reassembler.
 import { exchangeName, PayloadType } from '../wire/constants.js';
@@ -29,6 +31,9 @@ export type ReassemblyContext = Pick<IkeContext, 'clock' | 'log' | 'stats' | 'co
 /** One message in reassembly: the fragments of one set (one Total Fragments value). */
 interface Reassembly {
   sa: IkeSa;
+  /** The peer's address when reassembly started: the key of the per-source bound. */
+  source: string;
+  startedAt: number;
   messageId: number;
   exchangeType: number;
   total: number;
@@ -50,7 +55,10 @@ export function isFragmentMessage(msg: IkeMessage): boolean {
 
 export class FragmentReassembler {
   readonly limits: ReassemblyLimits;
+  /** In start order (a set that starts over is inserted again), which expireUnderPressure relies on. */
   private readonly inProgress = new Map<string, Reassembly>();
+  /** Messages in reassembly by source address. */
+  private readonly bySource = new Map<string, number>();
   private heldOctets = 0;
 
   constructor(private readonly ctx: ReassemblyContext, limits: Partial<ReassemblyLimits> = {}) {
@@ -63,6 +71,11 @@ export class FragmentReassembler {
   /** Messages in reassembly now. */
   get messages(): number {
     return this.inProgress.size;
+  }
+
+  /** Messages in reassembly now from `source` (an address). */
+  messagesFrom(source: string): number {
+    return this.bySource.get(source) ?? 0;
   }
 
   /** Decrypted octets held now. */
@@ -122,8 +135,11 @@ export class FragmentReassembler {
       if (total < r.total) return this.drop('fragment-stale', `${what}: a set of ${r.total} is in reassembly`);
       if (h.exchangeType !== r.exchangeType) return this.drop('fragment-stale', `${what}: the set in reassembly is ${exchangeName(r.exchangeType)}`);
       if (total === r.total && r.chunks[n - 1] !== undefined) return this.drop('fragment-duplicate', what);
-    } else if (!r && this.inProgress.size >= this.limits.maxMessages) {
-      return this.drop('fragment-limit', `${what}: ${this.inProgress.size} messages in reassembly`);
+    } else if (!r) {
+      // Expired sets give way only once this fragment has authenticated (below): a forged one changes nothing.
+      if (this.inProgress.size >= this.limits.maxMessages && !this.expiredUnderPressure()) return this.drop('fragment-limit', `${what}: ${this.inProgress.size} messages in reassembly`);
+      const own = this.messagesFrom(sa.remote.address);
+      if (own >= this.limits.maxMessagesPerSource) return this.drop('fragment-source-limit', `${what}: ${own} messages in reassembly from ${sa.remote.address}`);
     }
     // RFC 7383 §2.6: the fragment is authenticated before it is stored; a forged one changes nothing.
     const plain = sa.protectIn?.open(skf.aad, skf.body);
@@ -147,17 +163,23 @@ export class FragmentReassembler {
       return this.drop('fragment-limit', `${what}: ${this.heldOctets} octets in reassembly`);
     }
     if (!r) {
+      this.expireUnderPressure();
+      // RFC 7383 §5: a table under pressure keeps an incomplete message for a shorter time.
+      const pressure = this.inProgress.size >= this.limits.pressureThreshold;
+      const lifetime = pressure ? Math.min(this.limits.pressureTimeout, this.limits.timeout) : this.limits.timeout;
       const started: Reassembly = {
-        sa, messageId: h.messageId, exchangeType: h.exchangeType, total, chunks: new Array<Uint8Array | undefined>(total).fill(undefined),
+        sa, source: sa.remote.address, startedAt: this.ctx.clock.now(),
+        messageId: h.messageId, exchangeType: h.exchangeType, total, chunks: new Array<Uint8Array | undefined>(total).fill(undefined),
         count: 0, octets: 0, firstType: PayloadType.NONE, longest: 0,
-        timer: this.ctx.clock.schedule(this.limits.timeout, () => {
+        timer: this.ctx.clock.schedule(lifetime, () => {
           if (this.inProgress.get(key) !== started) return;
           this.discard(key, started);
-          this.drop('fragment-timeout', `${exchangeName(started.exchangeType)} mid ${started.messageId}: ${started.count} of ${started.total} fragments`);
+          this.drop(pressure ? 'fragment-pressure-timeout' : 'fragment-timeout', `${exchangeName(started.exchangeType)} mid ${started.messageId}: ${started.count} of ${started.total} fragments`);
         }),
       };
       r = started;
       this.inProgress.set(key, r);
+      this.bySource.set(r.source, this.messagesFrom(r.source) + 1);
     }
     r.chunks[n - 1] = chunk;
     r.count++;
@@ -182,9 +204,35 @@ export class FragmentReassembler {
     return decodeInner(r.firstType, plaintext);
   }
 
+  /** Whether expireUnderPressure would forget the oldest set now. */
+  private expiredUnderPressure(): boolean {
+    const oldest = this.inProgress.values().next().value;
+    return oldest !== undefined && this.inProgress.size >= this.limits.pressureThreshold && oldest.startedAt <= this.ctx.clock.now() - this.limits.pressureTimeout;
+  }
+
+  /**
+   * While the table is at or over pressureThreshold, messages in reassembly
+   * for longer than pressureTimeout are forgotten, oldest first: slots held
+   * that long by incomplete sets only keep others out (as half-open IKE SAs
+   * under pressure, sa-table.ts).
+   */
+  private expireUnderPressure(): void {
+    if (!this.expiredUnderPressure()) return;
+    const oldest = this.ctx.clock.now() - this.limits.pressureTimeout;
+    for (const [key, r] of this.inProgress) {
+      if (this.inProgress.size < this.limits.pressureThreshold || r.startedAt > oldest) break;
+      this.discard(key, r);
+      this.drop('fragment-pressure-timeout', `${exchangeName(r.exchangeType)} mid ${r.messageId}: ${r.count} of ${r.total} fragments`);
+    }
+  }
+
   private discard(key: string, r: Reassembly): void {
     r.timer.cancel();
+    if (this.inProgress.get(key) !== r) return; // already discarded
     this.inProgress.delete(key);
+    const fromSource = this.messagesFrom(r.source) - 1;
+    if (fromSource > 0) this.bySource.set(r.source, fromSource);
+    else this.bySource.delete(r.source);
     this.heldOctets -= r.octets;
     wipe(...r.chunks);
     r.chunks.fill(undefined);

@@ -4,6 +4,7 @@
 // intermediate's CRL), and both ends' configurations for it.
 import type { Topology } from './netns.js';
 import { TestPki, type PkiKeyType } from './pki.js';
+import { ikecloneToCharonConfig } from './ikeclone-to-charon.js';
 
 export const O = 'C=CH, O=ikeclone interop';
 export const IKE = 'aes256gcm16-prfsha256-x25519';
@@ -63,23 +64,14 @@ export function ikecloneConfig(
   startAction: 'start' | 'none',
   over: { connection?: Record<string, unknown>; gateway?: Record<string, unknown> } = {},
 ): Record<string, unknown> {
-  const l = topo.links[0]!;
-  return {
-    log: { level: 'debug' },
-    listen: { address: l.aAddr, port: 500, natPort: 4500 },
-    retransmit: { timeout: '500ms', tries: 4 },
-    connections: {
-      charon: {
-        local_addrs: [l.aAddr],
-        remote_addrs: [l.bAddr],
-        ike: [IKE],
-        local: { id: 'ikeclone.interop.test', auth: localAuth(pki.keyType), key: pki.path('ikeclone.key'), certs: [pki.path('ikeclone.pem'), pki.path('int.pem')] },
-        remote: { id: 'charon.interop.test', auth: 'pubkey', cacerts: [pki.path('root.pem')], crls: [pki.path('int.crl')] },
-        start_action: startAction,
-        children: { net: { local_ts: [topo.leftInnerNet], remote_ts: [topo.rightInnerNet], esp: [ESP] } },
-        ...over.connection,
-      },
+  return ikecloneToCharonConfig(topo, {
+    ike: IKE,
+    esp: ESP,
+    startAction,
+    credentials: {
+      local: { id: 'ikeclone.interop.test', auth: localAuth(pki.keyType), key: pki.path('ikeclone.key'), certs: [pki.path('ikeclone.pem'), pki.path('int.pem')] },
+      remote: { id: 'charon.interop.test', auth: 'pubkey', cacerts: [pki.path('root.pem')], crls: [pki.path('int.crl')] },
     },
-    ...over.gateway,
-  };
+    ...over,
+  });
 }

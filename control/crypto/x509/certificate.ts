@@ -1,7 +1,11 @@
 // X.509 certificates (RFC 5280 §4) decoded into what IKE needs: names,
-// validity, key, and the extensions path validation reads. The decoding is
-// @peculiar/asn1-x509's; OpenSSL (node:crypto's X509Certificate) must accept
-// the same bytes, so a certificate is what both parsers say it is.
+// validity, key, and the extensions path validation reads. OpenSSL
+// (node:crypto's X509Certificate) decodes the whole certificate and must
+// accept it; the elements read here are then found as views of the DER
+// (der.ts), and only the names and the extensions validation processes go
+// through @peculiar/asn1-x509's schemas: decoding the whole certificate with
+// them was most of what a chain validation cost. So a certificate is what
+// both parsers say it is.
 //
 // parseCertificate reads peer bytes (CERT payloads, RFC 7296 §3.6): it
 // returns a CryptoResult and never throws.
@@ -9,15 +13,15 @@
 import { createHash, X509Certificate, type KeyObject } from 'node:crypto';
 import { AsnConvert } from '@peculiar/asn1-schema';
 import {
-  type AlgorithmIdentifier, AuthorityKeyIdentifier, BasicConstraints, Certificate as AsnCertificate, CRLDistributionPoints, ExtendedKeyUsage, type GeneralName,
+  type AlgorithmIdentifier, AuthorityKeyIdentifier, BasicConstraints, CRLDistributionPoints, ExtendedKeyUsage, type GeneralName,
   id_ce_authorityKeyIdentifier, id_ce_basicConstraints, id_ce_certificatePolicies, id_ce_cRLDistributionPoints, id_ce_extKeyUsage,
-  id_ce_keyUsage, id_ce_nameConstraints, id_ce_subjectAltName, id_ce_subjectKeyIdentifier, KeyUsage, type Name, NameConstraints,
+  id_ce_keyUsage, id_ce_nameConstraints, id_ce_subjectAltName, id_ce_subjectKeyIdentifier, KeyUsage, Name, NameConstraints,
   SubjectAlternativeName, SubjectKeyIdentifier,
 } from '@peculiar/asn1-x509';
 import { fail, ok, type CryptoResult } from '../result.js';
-import { signatureAlgorithmOf, type SignatureAlgorithm } from '../signature-algorithm.js';
+import { decodeSignatureAlgorithm, type SignatureAlgorithm } from '../signature-algorithm.js';
 import { equalBytes } from '../bytes.js';
-import { certificateDerFields } from '../der.js';
+import { certificateDerFields, decodeOid, readTlv } from '../der.js';
 import { formatName, namesEqual } from './names.js';
 
 /** Certificates larger than this are refused unread (an RSA-8192 certificate is ~2.5 KB). */
@@ -113,12 +117,15 @@ function decode(der: Uint8Array): CryptoResult<ParsedCertificate> {
   // The signed elements are compared and kept as received: re-encoding them would cost more than the decode.
   const fields = certificateDerFields(der);
   if (!fields) return fail('malformed certificate (unexpected layout)');
-  const cert = AsnConvert.parse(bytes, AsnCertificate);
-  const tbsCert = cert.tbsCertificate;
-  if (!cert.tbsCertificateRaw) return fail('malformed certificate (no tbsCertificate)');
   // RFC 5280 §4.1.1.2: the same algorithm identifier, here octet for octet.
   if (!equalBytes(fields.signatureAlgorithm, fields.tbsSignatureAlgorithm)) return fail('signatureAlgorithm differs from tbsCertificate.signature');
-  const spki = fields.spki;
+  const serial = readTlv(fields.serial, 0);
+  if (serial?.tag !== 0x02 || serial.end === serial.start) return fail('malformed certificate (serialNumber)');
+  const validity = decodeValidity(fields.validity);
+  if (!validity) return fail('unreadable validity dates');
+  // RFC 5280 §4.1.1.3: the signature is a BIT STRING of whole octets.
+  const signature = readTlv(fields.signatureValue, 0);
+  if (signature === null || signature.end === signature.start || fields.signatureValue[signature.start] !== 0) return fail('malformed certificate (signatureValue)');
   let publicKey: KeyObject;
   try {
     // OpenSSL has already decoded the SubjectPublicKeyInfo; its key is the one createPublicKey would make of `spki`.
@@ -126,30 +133,34 @@ function decode(der: Uint8Array): CryptoResult<ParsedCertificate> {
   } catch {
     return fail('unsupported or malformed subject public key');
   }
+  const issuer = AsnConvert.parse(fields.issuer, Name);
+  const subject = AsnConvert.parse(fields.subject, Name);
   const parsed: ParsedCertificate = {
     der,
-    tbs: new Uint8Array(cert.tbsCertificateRaw),
-    signatureAlgorithm: signatureAlgorithmOf(cert.signatureAlgorithm),
-    signature: new Uint8Array(cert.signatureValue),
-    serial: Buffer.from(tbsCert.serialNumber).toString('hex'),
-    issuer: tbsCert.issuer,
-    subject: tbsCert.subject,
-    issuerText: formatName(tbsCert.issuer),
-    subjectText: formatName(tbsCert.subject),
-    notBefore: tbsCert.validity.notBefore.getTime(),
-    notAfter: tbsCert.validity.notAfter.getTime(),
-    spki,
+    tbs: fields.tbs,
+    signatureAlgorithm: decodeSignatureAlgorithm(fields.signatureAlgorithm),
+    signature: fields.signatureValue.subarray(signature.start + 1, signature.end),
+    serial: Buffer.from(fields.serial.buffer, fields.serial.byteOffset + serial.start, serial.end - serial.start).toString('hex'),
+    issuer,
+    subject,
+    issuerText: formatName(issuer),
+    subjectText: formatName(subject),
+    notBefore: validity.notBefore,
+    notAfter: validity.notAfter,
+    spki: fields.spki,
     publicKey,
     subjectAltNames: [],
     crlDistributionPoints: [],
     unhandledCriticalExtensions: [],
   };
+  const extensions = fields.extensions === undefined ? [] : decodeExtensions(fields.extensions);
+  if (!extensions) return fail('malformed certificate (extensions)');
   const seen = new Set<string>();
-  for (const ext of tbsCert.extensions ?? []) {
+  for (const ext of extensions) {
     // RFC 5280 §4.2: "A certificate MUST NOT include more than one instance of a particular extension."
     if (seen.has(ext.extnID)) return fail(`extension ${ext.extnID} appears twice`);
     seen.add(ext.extnID);
-    const value = ext.extnValue.buffer;
+    const value = ext.value;
     switch (ext.extnID) {
       case id_ce_basicConstraints: {
         const bc = AsnConvert.parse(value, BasicConstraints);
@@ -188,8 +199,70 @@ function decode(der: Uint8Array): CryptoResult<ParsedCertificate> {
     }
     if (ext.critical && !HANDLED.has(ext.extnID)) parsed.unhandledCriticalExtensions.push(ext.extnID);
   }
-  if (Number.isNaN(parsed.notBefore.getTime()) || Number.isNaN(parsed.notAfter.getTime())) return fail('unreadable validity dates');
   return ok(parsed);
+}
+
+/** One Extension (RFC 5280 §4.1): its OID, criticality and the contents of extnValue (a view). */
+interface RawExtension {
+  extnID: string;
+  critical: boolean;
+  value: Uint8Array;
+}
+
+/** The contents of extensions [3]: SEQUENCE OF Extension { extnID, critical BOOLEAN DEFAULT FALSE, extnValue OCTET STRING }; undefined when malformed. */
+function decodeExtensions(explicit: Uint8Array): RawExtension[] | undefined {
+  const list = readTlv(explicit, 0);
+  if (list?.tag !== 0x30 || list.end !== explicit.length) return undefined;
+  const out: RawExtension[] = [];
+  for (let pos = list.start; pos < list.end;) {
+    const ext = readTlv(explicit, pos, list.end);
+    if (ext?.tag !== 0x30) return undefined;
+    const oid = readTlv(explicit, ext.start, ext.end);
+    if (oid?.tag !== 0x06) return undefined;
+    const extnID = decodeOid(explicit.subarray(oid.start, oid.end));
+    if (extnID === null) return undefined;
+    let next = readTlv(explicit, oid.end, ext.end);
+    let critical = false;
+    if (next?.tag === 0x01) {
+      if (next.end - next.start !== 1) return undefined;
+      critical = explicit[next.start] !== 0;
+      next = readTlv(explicit, next.end, ext.end);
+    }
+    if (next?.tag !== 0x04 || next.end !== ext.end) return undefined;
+    out.push({ extnID, critical, value: explicit.subarray(next.start, next.end) });
+    pos = ext.end;
+  }
+  return out;
+}
+
+/** validity (RFC 5280 §4.1.2.5): two Times, UTCTime "YYMMDDHHMMSSZ" (years 1950-2049) or GeneralizedTime "YYYYMMDDHHMMSSZ". */
+function decodeValidity(validity: Uint8Array): { notBefore: Date; notAfter: Date } | undefined {
+  const seq = readTlv(validity, 0);
+  if (seq?.tag !== 0x30 || seq.end !== validity.length) return undefined;
+  const first = readTlv(validity, seq.start, seq.end);
+  if (first === null) return undefined;
+  const second = readTlv(validity, first.end, seq.end);
+  if (second === null || second.end !== seq.end) return undefined;
+  const notBefore = decodeTime(validity, first.tag, first.start, first.end);
+  const notAfter = decodeTime(validity, second.tag, second.start, second.end);
+  return notBefore && notAfter ? { notBefore, notAfter } : undefined;
+}
+
+const UTC_TIME = /^(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})Z$/;
+const GENERALIZED_TIME = /^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})Z$/;
+
+function decodeTime(data: Uint8Array, tag: number, start: number, end: number): Date | undefined {
+  const text = Buffer.from(data.buffer, data.byteOffset + start, end - start).toString('latin1');
+  const m = tag === 0x17 ? UTC_TIME.exec(text) : tag === 0x18 ? GENERALIZED_TIME.exec(text) : null;
+  if (!m) return undefined;
+  let year = Number(m[1]);
+  if (tag === 0x17) year += year < 50 ? 2000 : 1900; // RFC 5280 §4.1.2.5.1
+  const [month, day, hour, minute, second] = [2, 3, 4, 5, 6].map((i) => Number(m[i]));
+  const date = new Date(Date.UTC(year, month! - 1, day, hour, minute, second));
+  // Out-of-range fields (month 13, 31 February, hour 24, second 60) do not survive the round trip.
+  if (date.getUTCFullYear() !== year || date.getUTCMonth() !== month! - 1 || date.getUTCDate() !== day
+    || date.getUTCHours() !== hour || date.getUTCMinutes() !== minute || date.getUTCSeconds() !== second) return undefined;
+  return date;
 }
 
 /**

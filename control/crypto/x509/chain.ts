@@ -17,7 +17,8 @@ import type { KeyObject } from 'node:crypto';
 import { anyExtendedKeyUsage, id_kp_clientAuth, id_kp_serverAuth, type NameConstraints } from '@peculiar/asn1-x509';
 import { verifyWithAlgorithm } from '../signature-algorithm.js';
 import { isSelfIssued, KeyUsageBit, parseCertificate, type ParsedCertificate } from './certificate.js';
-import { parseCrl, revocationStatus, type ParsedCrl } from './crl.js';
+import { revocationStatus, type ParsedCrl } from './crl.js';
+import { decodeResolvedCrl } from './crl-file-cache.js';
 import { identityMismatch, type IkeIdentity } from './identity.js';
 import { nameConstraintViolation, namesEqual } from './names.js';
 
@@ -248,7 +249,7 @@ function distributionPointCrls(cert: ParsedCertificate, options: ChainValidation
   const out: ParsedCrl[] = [];
   for (const uri of cert.crlDistributionPoints.slice(0, options.maxCrlDistributionPoints ?? DEFAULT_MAX_CRL_DISTRIBUTION_POINTS)) {
     const der = options.resolveCrl(uri);
-    const crl = der ? parseCrl(der) : undefined;
+    const crl = der ? decodeResolvedCrl(der) : undefined;
     if (crl?.ok) out.push(crl.value);
   }
   return out;

@@ -12,6 +12,7 @@ export {
 } from './chain.js';
 export { certificatesToSend, certreqNames, decodeCertreqAuthorities, encodeCertreqAuthorities, type CertificatesToSend, type SendCertPolicy } from './certreq.js';
 export { MAX_CRL_BYTES, parseCrl, revocationStatus, type ParsedCrl, type RevocationStatus } from './crl.js';
+export { CrlFileCache, DEFAULT_CRL_FILE_CACHE_ENTRIES, decodeResolvedCrl, type CrlFileCacheStats } from './crl-file-cache.js';
 export { describeIkeIdentity, identityMismatch, type IkeIdentity } from './identity.js';
 export { keyMatchesCertificate, loadCertificates, loadCrl, loadPrivateKey, localCrlResolver, readPemBlocks, type PemBlock, type PrivateKeyOptions } from './load.js';
 export { formatName, namesEqual } from './names.js';

@@ -11,6 +11,7 @@ import { fail, ok, type CryptoResult } from '../result.js';
 import { equalBytes } from '../bytes.js';
 import { parseCertificate, type ParsedCertificate } from './certificate.js';
 import { MAX_CRL_BYTES, parseCrl, type ParsedCrl } from './crl.js';
+import { sharedCrlFileCache, type CrlFileCache } from './crl-file-cache.js';
 
 /** Files larger than this are refused unread: no credential file is this big except a CRL. */
 const MAX_CREDENTIAL_FILE_BYTES = 1024 * 1024;
@@ -156,9 +157,11 @@ export function loadCrl(path: string): CryptoResult<ParsedCrl> {
  * A cRLDistributionPoints resolver over local files (no network): a `file:`
  * URI names its file; any other URI is looked up in `map` (URI -> path), so
  * that "http://ca.example/root.crl" can be served from a file a test or an
- * operator placed. Unreadable or absent files resolve to undefined.
+ * operator placed. Unreadable or absent files resolve to undefined. A file
+ * is read again only when it changed (`cache`, crl-file-cache.ts), and the
+ * DER it returns for an unchanged file is the same array, decoded once.
  */
-export function localCrlResolver(map: Readonly<Record<string, string>> = {}): (uri: string) => Uint8Array | undefined {
+export function localCrlResolver(map: Readonly<Record<string, string>> = {}, cache: CrlFileCache = sharedCrlFileCache): (uri: string) => Uint8Array | undefined {
   return (uri: string) => {
     let path = map[uri];
     if (path === undefined && uri.startsWith('file:')) {
@@ -169,12 +172,16 @@ export function localCrlResolver(map: Readonly<Record<string, string>> = {}): (u
       }
     }
     if (path === undefined) return undefined;
-    const file = readCredentialFile(path, MAX_CRL_BYTES);
-    if (!file.ok) return undefined;
-    if (!isPem(file.value)) return new Uint8Array(file.value);
-    const blocks = readPemBlocks(file.value.toString('latin1'));
-    return blocks.ok ? blocks.value.find((b) => b.label === 'X509 CRL')?.der : undefined;
+    return cache.get(path, readCrlDer);
   };
+}
+
+function readCrlDer(path: string): Uint8Array | undefined {
+  const file = readCredentialFile(path, MAX_CRL_BYTES);
+  if (!file.ok) return undefined;
+  if (!isPem(file.value)) return new Uint8Array(file.value);
+  const blocks = readPemBlocks(file.value.toString('latin1'));
+  return blocks.ok ? blocks.value.find((b) => b.label === 'X509 CRL')?.der : undefined;
 }
 
 /** Whether a private key belongs to a certificate (local.certs with local.key): their SubjectPublicKeyInfo is the same. */

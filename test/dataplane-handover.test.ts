@@ -6,6 +6,7 @@
 // its linger time, and is then removed; the family's last sender keeps
 // sending while a successor still installs.
 import { afterEach, describe, expect, it } from 'vitest';
+import { randomBytes } from 'node:crypto';
 import type { DataPlane } from '../dataplane/dataplane.js';
 import type { SaSpec } from '../dataplane/sad.js';
 import { writeUdp4 } from '../dataplane/packet.js';

@@ -24,11 +24,14 @@ import { EventEmitter } from 'node:events';
 import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
 import type { Logger } from '../log.js';
 import type { IkeContext } from '../ike/context.js';
-import type { IkeSa } from '../ike/ike-sa.js';
+import type { ChildSa, IkeSa } from '../ike/ike-sa.js';
 import { completeArrival, decodeTransferRecord, exportIkeSa, importIkeSa, snapshotIkeSa, transferBlocked, type ArrivalResult } from '../ike/sa-transfer.js';
 import { wipe } from '../crypto/random.js';
 import { clusterPrefix } from './etcd-client.js';
 import type { ClusterKey } from './seal.js';
+
+/** How often owned clones are checked for a peer request the record does not cover yet. */
+export const SYNC_INTERVAL_MS = 250;
 
 /** How long the importing node waits for the peer's UPDATE_SA_ADDRESSES after its address list. */
 export const DEFAULT_ARRIVAL_TIMEOUT_MS = 10_000;
@@ -51,9 +54,17 @@ export interface HandoffStats {
   writes: number;
 }
 
+/** Where an arrived clone sits in etcd, and the node that held it before (the previous owner key). */
+export interface ArrivalOrigin {
+  family: string;
+  index: number;
+  epoch: number;
+  from: string | undefined;
+}
+
 export interface HandoffEvents {
   /** A clone handed to this node has been imported and steps 4-7 ran (`result` says how far they got). */
-  arrived: [sa: IkeSa, result: ArrivalResult];
+  arrived: [sa: IkeSa, result: ArrivalResult, origin: ArrivalOrigin];
   refused: [key: string, reason: RefusalReason, detail: string];
   fenced: [sa: IkeSa, reason: string];
 }
@@ -64,6 +75,8 @@ interface Owned {
   epoch: number;
   /** The request message ID the last fencing write covers: requests below it go out unheld. */
   writtenNext: number;
+  /** The peer's next request message ID in the last record written. */
+  writtenPeer?: number;
   writing: boolean;
 }
 
@@ -84,7 +97,7 @@ export function ownerValue(o: CloneOwner): string {
   return JSON.stringify({ node: o.node, epoch: o.epoch });
 }
 
-function parseOwner(text: string): CloneOwner | undefined {
+export function parseOwner(text: string): CloneOwner | undefined {
   try {
     const o = JSON.parse(text) as CloneOwner;
     return typeof o.node === 'string' && Number.isSafeInteger(o.epoch) && o.epoch >= 0 ? { node: o.node, epoch: o.epoch } : undefined;
@@ -100,6 +113,9 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
   private readonly arriving = new Set<string>();
   private watcher: Watcher | undefined;
   private suspended: string | undefined;
+  private syncTimer: NodeJS.Timeout | undefined;
+  private onIkeDown: ((sa: IkeSa) => void) | undefined;
+  private onChildChange: ((child: ChildSa) => void) | undefined;
 
   constructor(private readonly opts: HandoffOptions) {
     super();
@@ -119,15 +135,64 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
 
   /** Watch for clones handed to this node. */
   async start(): Promise<this> {
-    const w = await this.opts.client.watch().prefix(this.prefix).create();
+    // The previous owner key tells an arriving clone where it came from (a failed path test sends it back there).
+    const w = await this.opts.client.watch().prefix(this.prefix).withPreviousKV().create();
     this.watcher = w;
-    w.on('put', (kv: IKeyValue) => void this.onPut(kv));
+    w.on('put', (kv: IKeyValue, previous?: IKeyValue) => void this.onPut(kv, previous));
+    const { engine } = this.opts;
+    // An owned clone that dies here (deleted, its peer dead) is forgotten; its etcd keys stay for a takeover.
+    this.onIkeDown = (sa: IkeSa) => {
+      const o = this.owned.get(sa);
+      if (!o) return;
+      this.owned.delete(sa);
+      this.arriving.delete(this.ownerKey(o.family, o.index));
+    };
+    // The record names the SPIs of the clone's Child SAs, so a node taking over deletes them (failover.ts).
+    this.onChildChange = (child: ChildSa) => void this.sync(child.ike);
+    engine.on('ike-down', this.onIkeDown);
+    engine.on('child-up', this.onChildChange);
+    engine.on('child-down', this.onChildChange);
+    // The peer's requests move its message ID without a request of ours: written within SYNC_INTERVAL_MS.
+    this.syncTimer = setInterval(() => {
+      for (const [sa, o] of this.owned) if (o.writtenPeer !== sa.peerRequestId) void this.sync(sa);
+    }, SYNC_INTERVAL_MS);
+    this.syncTimer.unref();
     return this;
   }
 
   async stop(): Promise<void> {
+    if (this.syncTimer) clearInterval(this.syncTimer);
+    this.syncTimer = undefined;
+    if (this.onIkeDown) this.opts.engine.off('ike-down', this.onIkeDown);
+    if (this.onChildChange) {
+      this.opts.engine.off('child-up', this.onChildChange);
+      this.opts.engine.off('child-down', this.onChildChange);
+    }
     await this.watcher?.cancel().catch(() => undefined);
     this.watcher = undefined;
+  }
+
+  /**
+   * Rewrite an owned clone's record as it is now (its Child SA SPIs, the
+   * peer's message ID) under `owner == me, epoch == e`; a refused write drops
+   * the clone as a failed fencing write does. Resolves false when nothing
+   * was written.
+   */
+  async sync(sa: IkeSa): Promise<boolean> {
+    const o = this.owned.get(sa);
+    if (!o || o.writing || this.suspended !== undefined || sa.state !== 'established' || !sa.keys) return false;
+    o.writing = true;
+    const ok = await this.fence(sa, o, Math.max(o.writtenNext, sa.nextRequestId));
+    o.writing = false;
+    if (!ok && this.owned.get(sa) === o) this.drop(sa, `ownership of ${o.family}/${o.index} epoch ${o.epoch} lost`);
+    // A request held while this write ran goes on now (holdRequest fences it first).
+    else if (ok) this.opts.engine.kick(sa);
+    return ok;
+  }
+
+  /** True while the owner key of (family, index) is being imported or held here. */
+  isArriving(family: string, index: number): boolean {
+    return this.arriving.has(this.ownerKey(family, index));
   }
 
   /** The clones this node owns, with their family position and epoch. */
@@ -220,7 +285,7 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     if (o.writtenNext > sa.nextRequestId) return false;
     if (o.writing) return true;
     o.writing = true;
-    void this.fence(sa, o).then((ok) => {
+    void this.fence(sa, o, sa.nextRequestId + 1).then((ok) => {
       o.writing = false;
       if (ok) {
         this.opts.engine.kick(sa);
@@ -232,11 +297,11 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
   }
 
   /** Write the clone's record (message IDs included) under `owner == me, epoch == e`. */
-  private async fence(sa: IkeSa, o: Owned): Promise<boolean> {
+  private async fence(sa: IkeSa, o: Owned, next: number): Promise<boolean> {
     const { client, key, node, engine } = this.opts;
     const recordKey = this.recordKey(o.family, o.index);
     // The record names the next request ID as used: whoever takes over after a crash starts above it.
-    const next = sa.nextRequestId + 1;
+    const peer = sa.peerRequestId;
     const plain = snapshotIkeSa(engine, sa, o.family, { nextRequestId: next });
     const sealed = key.seal({ keyPath: recordKey, epoch: o.epoch, owner: node }, plain);
     wipe(plain);
@@ -246,7 +311,10 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
         .if(this.ownerKey(o.family, o.index), 'Value', '==', ownerValue({ node, epoch: o.epoch }))
         .then(client.put(recordKey).value(Buffer.from(sealed)))
         .commit();
-      if (txn.succeeded) o.writtenNext = next;
+      if (txn.succeeded) {
+        o.writtenNext = Math.max(o.writtenNext, next);
+        o.writtenPeer = peer;
+      }
       return txn.succeeded;
     } catch (err) {
       this.opts.log.warn({ ike: sa.id, reason: (err as Error).message }, 'fencing write failed');
@@ -271,7 +339,7 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     this.opts.log.error({ reason, clones: this.owned.size }, 'IKE stopped on this node\'s clones until the lease is back');
   }
 
-  private async onPut(kv: IKeyValue): Promise<void> {
+  private async onPut(kv: IKeyValue, previous?: IKeyValue): Promise<void> {
     const key = kv.key.toString();
     if (!key.endsWith('/owner') || this.arriving.has(key)) return;
     const owner = parseOwner(kv.value.toString());
@@ -281,6 +349,7 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     this.arriving.add(key);
     const family = m[1]!;
     const index = Number(m[2]);
+    const origin: ArrivalOrigin = { family, index, epoch: owner.epoch, from: previous ? parseOwner(previous.value.toString())?.node : undefined };
     const recordKey = this.recordKey(family, index);
     const refuse = (reason: RefusalReason, detail: string) => {
       this.stats.refused[reason]++;
@@ -306,14 +375,17 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     const decoded = decodeTransferRecord(opened.value);
     wipe(opened.value);
     if (!decoded.ok) return refuse('decode', decoded.error);
+    // Child SAs the record names live on no node now: a handoff moves only clones without any, so these
+    // are a dead node's (failover.ts), deleted at the peer by SPI once the clone has moved here.
+    const stale = decoded.value.state.children.map((c) => c.spiIn);
     const imported = importIkeSa(this.opts.engine, decoded.value, this.opts.address);
     if (!imported.ok) return refuse('import', imported.error);
     const sa = imported.value;
-    this.owned.set(sa, { family, index, epoch: owner.epoch, writtenNext: sa.nextRequestId, writing: false });
+    this.owned.set(sa, { family, index, epoch: owner.epoch, writtenNext: sa.nextRequestId, writtenPeer: sa.peerRequestId, writing: false });
     this.stats.arrived++;
-    this.opts.log.info({ ike: sa.id, family, index, epoch: owner.epoch }, 'clone arrived');
-    const result = await completeArrival(this.opts.engine, sa, [this.opts.address], this.opts.arrivalTimeoutMs ?? DEFAULT_ARRIVAL_TIMEOUT_MS);
+    this.opts.log.info({ ike: sa.id, family, index, epoch: owner.epoch, from: origin.from, staleChildSpis: stale.length }, 'clone arrived');
+    const result = await completeArrival(this.opts.engine, sa, [this.opts.address], this.opts.arrivalTimeoutMs ?? DEFAULT_ARRIVAL_TIMEOUT_MS, stale);
     if (!result.ok) this.opts.log.warn({ ike: sa.id, step: result.step, reason: result.reason }, 'clone arrived but the peer did not follow');
-    this.emit('arrived', sa, result);
+    this.emit('arrived', sa, result, origin);
   }
 }

@@ -13,6 +13,8 @@ import { ClusterJoinError, ClusterMembership } from './membership.js';
 import { loadClusterKey, type ClusterKey } from './seal.js';
 import { CloneHandoff } from './handoff.js';
 import { NodePlacement } from './placement.js';
+import { CloneFailover } from './failover.js';
+import { CloneRebalance } from './rebalance.js';
 import type { IkeSa } from '../ike/ike-sa.js';
 
 /** At most one load write per this many ms (each IKE SA up or down asks for one). */
@@ -23,6 +25,10 @@ export class ClusterNode {
   /** Clone handoff and fencing (set by attach). */
   handoff: CloneHandoff | undefined;
   placement: NodePlacement | undefined;
+  /** Takeover of dead nodes' clones, return after a failed path test (set by attach). */
+  failover: CloneFailover | undefined;
+  /** Moves clones to nodes that hold none of their family (set by attach). */
+  rebalance: CloneRebalance | undefined;
   /** Set when etcd says our lease is gone: IKE on clones stops (fencing). */
   leaseLost: string | undefined;
 
@@ -93,6 +99,13 @@ export class ClusterNode {
     const c = m.config;
     this.handoff = await new CloneHandoff({ engine, client: m.client, key: this.key, cluster: c.name, node: c.node, address: c.address, log: this.log }).start();
     this.placement = new NodePlacement({ engine, handoff: this.handoff, node: c.node, members: () => m.members(), log: this.log }).start();
+    const shared = { engine, client: m.client, cluster: c.name, node: c.node, handoff: this.handoff, log: this.log };
+    this.failover = new CloneFailover({ ...shared, key: this.key }).start();
+    this.rebalance = new CloneRebalance(shared).start();
+    m.on('members-changed', () => {
+      this.failover?.membersChanged();
+      this.rebalance?.membersChanged();
+    });
     const schedule = () => {
       if (this.loadTimer) return;
       this.loadTimer = setTimeout(() => {
@@ -106,12 +119,17 @@ export class ClusterNode {
     this.membership.on('lease-lost', (reason) => {
       this.leaseLost = reason;
       this.handoff?.suspend(reason);
+      // Cut off: the others take our clones over; we neither claim nor move any.
+      this.failover?.stop();
+      this.rebalance?.stop();
     });
   }
 
   async leave(): Promise<void> {
     if (this.loadTimer) clearTimeout(this.loadTimer);
     this.loadTimer = undefined;
+    this.failover?.stop();
+    this.rebalance?.stop();
     await this.handoff?.stop();
     await this.membership.leave();
   }

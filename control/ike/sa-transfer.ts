@@ -29,6 +29,7 @@ import type { NegotiatedSuite } from './proposals.js';
 import type { Endpoint } from './transport.js';
 import { checkLiveness } from './exchanges/liveness.js';
 import { AddressListInitiator } from './exchanges/mobike.js';
+import { DeleteSpisInitiator } from './exchanges/delete.js';
 
 export const TRANSFER_VERSION = 1;
 /** A record longer than this is refused on import (a clone's IKE state is a few KiB at most). */
@@ -267,10 +268,11 @@ export type ArrivalResult =
  * address from the peer's set; the MOBIKE initiator then sends
  * UPDATE_SA_ADDRESSES here (§3.5), and once the SA has moved (the peer proved
  * its address, §3.7) the connection's Child SAs are created with fresh SPIs
- * and keys (RFC 7296 §1.3.1). Bounded by the retransmission policy and by
+ * and keys (RFC 7296 §1.3.1), after the peer deleted `staleChildSpis` (the
+ * Child SAs a dead node had on this IKE SA, named by its inbound SPIs). Bounded by the retransmission policy and by
  * `timeoutMs` for the peer's update.
  */
-export async function completeArrival(ctx: IkeContext, sa: IkeSa, addresses: readonly string[], timeoutMs: number): Promise<ArrivalResult> {
+export async function completeArrival(ctx: IkeContext, sa: IkeSa, addresses: readonly string[], timeoutMs: number, staleChildSpis: readonly number[] = []): Promise<ArrivalResult> {
   if (!(await checkLiveness(ctx, sa))) return { ok: false, step: 'path-test', reason: 'no answer to the path test from this node' };
   const moved = new Promise<boolean>((resolve) => {
     const timer = ctx.clock.schedule(timeoutMs, () => finish(false));
@@ -287,6 +289,12 @@ export async function completeArrival(ctx: IkeContext, sa: IkeSa, addresses: rea
   });
   ctx.queueExchange(sa, new AddressListInitiator(ctx, addresses.length > 0 ? addresses : [sa.local.address]));
   if (!(await moved)) return { ok: false, step: 'address-update', reason: 'the peer did not move the IKE SA here (UPDATE_SA_ADDRESSES)' };
+  // Child SAs of this IKE SA that no node holds any more (their node died): the peer deletes them by
+  // the SPIs that node received with (RFC 7296 §1.4.1, §3.11), before the new ones take their traffic.
+  if (staleChildSpis.length > 0) {
+    const answered = await new Promise<boolean>((resolve) => ctx.queueExchange(sa, new DeleteSpisInitiator([...staleChildSpis], resolve)));
+    if (!answered) return { ok: false, step: 'child', reason: 'the peer did not answer the Delete of the old Child SAs' };
+  }
   const children: ChildSa[] = [];
   try {
     for (const child of sa.policy.children) children.push(await ctx.createChildSa(sa, child.name));

@@ -185,7 +185,14 @@ export class CloneFailover extends EventEmitter<FailoverEvents> {
       return;
     }
     try {
-      const back = await reassignClone(this.opts, origin.family, origin.index, { node, epoch: origin.epoch }, from);
+      // The path test (our first request here, the record's last message ID) never got an answer: when it
+      // never reached the client either (no path from here), the client still expects that ID, and its
+      // path still ends at the node it came from. Had it reached the client, the client drops the reused
+      // ID as no retransmission (RFC 7296 §2.1) and its DPD clears the clone.
+      const back = await reassignClone(this.opts, origin.family, origin.index, { node, epoch: origin.epoch }, from, {
+        nextRequestId: Math.max(0, sa.nextRequestId - 1),
+        peerStays: true,
+      });
       if (!back.ok) throw new Error(`${back.reason}: ${back.detail}`);
       this.stats.returned++;
       log.warn({ family: origin.family, index: origin.index, to: from, epoch: back.epoch }, 'clone path test failed: sent back to the node it came from');

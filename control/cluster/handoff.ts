@@ -378,13 +378,17 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     // Child SAs the record names live on no node now: a handoff moves only clones without any, so these
     // are a dead node's (failover.ts), deleted at the peer by SPI once the clone has moved here.
     const stale = decoded.value.state.children.map((c) => c.spiIn);
+    const peerStays = decoded.value.state.peerStays === true;
     const imported = importIkeSa(this.opts.engine, decoded.value, this.opts.address);
     if (!imported.ok) return refuse('import', imported.error);
     const sa = imported.value;
     this.owned.set(sa, { family, index, epoch: owner.epoch, writtenNext: sa.nextRequestId, writtenPeer: sa.peerRequestId, writing: false });
     this.stats.arrived++;
     this.opts.log.info({ ike: sa.id, family, index, epoch: owner.epoch, from: origin.from, staleChildSpis: stale.length }, 'clone arrived');
-    const result = await completeArrival(this.opts.engine, sa, [this.opts.address], this.opts.arrivalTimeoutMs ?? DEFAULT_ARRIVAL_TIMEOUT_MS, stale);
+    const result = await completeArrival(this.opts.engine, sa, [this.opts.address], this.opts.arrivalTimeoutMs ?? DEFAULT_ARRIVAL_TIMEOUT_MS, {
+      staleChildSpis: stale,
+      peerStays,
+    });
     if (!result.ok) this.opts.log.warn({ ike: sa.id, step: result.step, reason: result.reason }, 'clone arrived but the peer did not follow');
     this.emit('arrived', sa, result, origin);
   }

@@ -11,8 +11,8 @@
  *   CTL 10.I.3.0/24: etcd member k runs in gateway k's namespace on its CTL
  *   address, so that `killNode(k)` takes a gateway down with its etcd member.
  *
- * The three networks are Linux bridges in one switch namespace (`sw`), where a
- * capture sees every outer packet of every node. A three-member etcd cluster
+ * The three networks are Linux bridges in one switch namespace (`sw`); a
+ * capture on the client's bridge port sees every outer packet to and from it. A three-member etcd cluster
  * with TLS (certificates in a temporary directory, test/support/etcd.ts);
  * every gateway is the built CLI (`ikeclone gateway`, dist/) with the same
  * connections and its own `cluster:` node, address and SPI prefix (k + 1).
@@ -27,7 +27,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { startEtcdCluster, type EtcdCluster } from './etcd.js';
 import { startIkeclone, type Ikeclone } from './ikeclone-proc.js';
-import { createNamespace, deleteNamespace, exec, execChecked, waitOperUp, type NetNs } from './netns.js';
+import { createNamespace, deleteNamespace, exec, execChecked, spawnIn, waitOperUp, type NetNs } from './netns.js';
 import { runChecked, waitFor } from './proc.js';
 import { startCapture, type Capture } from './tshark.js';
 
@@ -59,6 +59,24 @@ export interface ClusterNetOptions {
   connection?: Record<string, unknown>;
   /** Extra top-level configuration of every node (e.g. limits). */
   nodeExtra?: Record<string, unknown>;
+}
+
+export interface IperfResult {
+  /** Received bits per second (iperf3's sum_received). */
+  bitsPerSecond: number;
+  bytes: number;
+  streams: number;
+}
+
+export interface EspCounters {
+  encapPackets: number;
+  encapBytes: number;
+  decapPackets: number;
+  decapBytes: number;
+  /** ESP octets sent (encapsulated, on the wire). */
+  espBytesOut: number;
+  /** Drops of ESP that failed its checks (replay, ICV, malformed). */
+  failed: number;
 }
 
 export interface ClusterNodeNet {
@@ -121,10 +139,22 @@ export interface ClusterNet {
    * LAN through the TUN device from it (the operator's part). Returns it.
    */
   clientVip(timeoutMs?: number): Promise<string>;
-  /** Capture on the WAN bridge (every node's and the client's outer packets, after the NAT). */
+  /**
+   * Capture on the client's port of the WAN bridge: every outer packet between
+   * the client (after its NAT) and any node. (The bridge device itself sees
+   * only what is flooded, not what it forwards.)
+   */
   captureWan(file: string, filter?: string): Promise<Capture>;
   /** Every node's Wireshark key log lines, merged: IKE (ikev2_decryption_table) and ESP (esp_sa). */
   keylogLines(): { ike: string[]; esp: string[] };
+  /**
+   * iperf3 from the client's virtual IP to the LAN host (reverse: the LAN host
+   * sends), `streams` parallel TCP streams for `seconds`. Bounded; throws when
+   * iperf3 fails.
+   */
+  iperf(vip: string, opts?: { seconds?: number; streams?: number; reverse?: boolean; port?: number }): Promise<IperfResult>;
+  /** Node k's ESP totals over its workers (packets and bytes sealed and opened). */
+  espCounters(k: number): Promise<EspCounters>;
   /** Members as etcd lists them (`etcdctl get --prefix .../members/ --keys-only`). */
   liveMembers(): Promise<string[]>;
   /** Stop every process (by pid) and delete every namespace. */
@@ -370,7 +400,7 @@ export async function createClusterNet(opts: ClusterNetOptions): Promise<Cluster
         return vip;
       },
       captureWan(file, filter = 'udp port 500 or udp port 4500 or esp') {
-        return startCapture(sw, 'brwan', { file, filter });
+        return startCapture(sw, opts.nat ? 'wannat' : 'wancli', { file, filter });
       },
       keylogLines() {
         const lines = (file: string) =>
@@ -379,6 +409,40 @@ export async function createClusterNet(opts: ClusterNetOptions): Promise<Cluster
             return existsSync(p) ? readFileSync(p, 'utf8').split('\n').filter((l) => l.trim().length > 0 && !l.startsWith('#')) : [];
           });
         return { ike: lines('ikev2_decryption_table'), esp: lines('esp_sa') };
+      },
+      async iperf(vip, o = {}) {
+        const port = String(o.port ?? 5201);
+        const seconds = o.seconds ?? 3;
+        const srv = spawnIn(lan, 'iperf3', ['-s', '-1', '-B', lanHost, '-p', port]);
+        try {
+          await waitFor(async () => (await exec(lan, 'ss', ['-ltnH'])).stdout.includes(`${lanHost}:${port}`), { timeoutMs: 5000, intervalMs: 50, message: 'the iperf3 server' });
+          const args = ['-c', lanHost, '-p', port, '-B', vip, '-t', String(seconds), '-J', '-P', String(o.streams ?? 1), ...(o.reverse ? ['-R'] : [])];
+          const r = await exec(cli, 'iperf3', args, { timeoutMs: seconds * 1000 + 30_000 });
+          let j: { end?: { sum_received?: { bits_per_second?: number; bytes?: number } }; start?: { connected?: unknown[] }; error?: string };
+          try {
+            j = JSON.parse(r.stdout) as typeof j;
+          } catch {
+            throw new Error(`iperf3 -c failed (exit ${r.code}): ${(r.stderr || r.stdout).trim().slice(-500)}`);
+          }
+          if (r.code !== 0 || j.error) throw new Error(`iperf3 -c failed (exit ${r.code}): ${j.error ?? r.stderr.trim().slice(-500)}`);
+          return { bitsPerSecond: j.end?.sum_received?.bits_per_second ?? 0, bytes: j.end?.sum_received?.bytes ?? 0, streams: j.start?.connected?.length ?? 0 };
+        } finally {
+          await srv.stop({ graceMs: 1000 });
+        }
+      },
+      async espCounters(k) {
+        const gw = gateways[k];
+        if (!gw) throw new Error(`${nodes[k]!.name} is not running`);
+        const workers = (await gw.status()).dataplane?.workers ?? [];
+        const sum = (f: (w: (typeof workers)[number]) => number) => workers.reduce((t, w) => t + f(w), 0);
+        return {
+          encapPackets: sum((w) => w.encapPackets),
+          encapBytes: sum((w) => w.encapBytes),
+          decapPackets: sum((w) => w.decapPackets),
+          decapBytes: sum((w) => w.decapBytes),
+          espBytesOut: sum((w) => w.espBytesOut),
+          failed: sum((w) => w.drops.replay + w.drops.icv + w.drops.malformed),
+        };
       },
       liveMembers,
       async destroy() {

@@ -16,6 +16,7 @@ import { NodePlacement } from './placement.js';
 import { CloneFailover } from './failover.js';
 import { CloneRebalance } from './rebalance.js';
 import type { IkeSa } from '../ike/ike-sa.js';
+import type { ClusterNodeStatus } from '../status.js';
 
 /** At most one load write per this many ms (each IKE SA up or down asks for one). */
 export const LOAD_UPDATE_MS = 1000;
@@ -85,6 +86,24 @@ export class ClusterNode {
       await handoff.adopt(sa, `${this.membership.node}.${sa.sessionId}`, sa.familyIndex);
     }
     return handoff.handOff(sa, to);
+  }
+
+  /** This node's part of the gateway's status (architecture §8). */
+  status(): ClusterNodeStatus {
+    const c = this.membership.config;
+    const h = this.handoff?.stats;
+    const refused = h ? Object.values(h.refused).reduce((a, b) => a + b, 0) : 0;
+    return {
+      cluster: c.name,
+      node: c.node,
+      spiPrefix: this.spiPrefix,
+      lease: this.leaseLost === undefined ? 'held' : 'lost',
+      leaseLostReason: this.leaseLost ?? null,
+      clones: (this.handoff?.ownedClones() ?? []).map((o) => ({ ike: o.sa.id, family: o.family, index: o.index, epoch: o.epoch })),
+      handoff: { handedOff: h?.handedOff ?? 0, arrived: h?.arrived ?? 0, refused, fenced: h?.fenced ?? 0, writes: h?.writes ?? 0 },
+      failover: { ...(this.failover?.stats ?? { claimed: 0, lost: 0, failed: 0, returned: 0 }) },
+      rebalance: { ...(this.rebalance?.stats ?? { moved: 0, failed: 0 }) },
+    };
   }
 
   /** For IkeEngineOptions.holdRequest: requests on owned clones wait for their fencing write. */

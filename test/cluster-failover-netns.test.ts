@@ -86,18 +86,24 @@ describe('cluster failover in network namespaces', () => {
     return out;
   }
 
+  /** Three nodes (3 s leases) and the client, its family grown to one IKE SA with a Child SA per node. */
+  async function familyOnThreeNodes(dir: string): Promise<{ net: ClusterNet; vip: string }> {
+    const net = await createClusterNet({ dir, leaseTtl: `${LEASE_TTL_S}s`, logLevel: 'info' });
+    env.cleanup(() => net.destroy());
+    dumpOnFailure(net);
+    await net.startNodes();
+    await net.startClient();
+    const vip = await net.clientVip();
+    await waitFor(async () => ((await familyByNode(net)).size === 3 ? true : undefined), { timeoutMs: 60_000, intervalMs: 250, message: "the client's family on every node" });
+    return { net, vip };
+  }
+
   interopTest(
     'kill -9 of a node (gateway and etcd member): a survivor takes its clone over, the old Child SAs are deleted, traffic resumes within the lease TTL and a margin',
     PRE,
     async () => {
       const dir = env.dir('kill');
-      const net = await createClusterNet({ dir, leaseTtl: `${LEASE_TTL_S}s`, logLevel: 'info' });
-      env.cleanup(() => net.destroy());
-      dumpOnFailure(net);
-      await net.startNodes();
-      await net.startClient();
-      const vip = await net.clientVip();
-      await waitFor(async () => ((await familyByNode(net)).size === 3 ? true : undefined), { timeoutMs: 60_000, intervalMs: 250, message: "the client's family on every node" });
+      const { net, vip } = await familyOnThreeNodes(dir);
       const victim = net.nodes[2]!;
       const before = (await familyByNode(net)).get(victim.wan)!;
       const oldSpis = new Set(before.children.flatMap((c) => [c.spiIn, c.spiOut]));
@@ -152,6 +158,69 @@ describe('cluster failover in network namespaces', () => {
       process.stderr.write(`failover gap: ${gapMs} ms on ${flowsHit} of ${PROBE_FLOWS} flows (lease TTL ${LEASE_TTL_S} s)\n`);
       expect(flowsHit).toBeGreaterThan(0); // some flows rode the dead node's Child SA
       expect(gapMs).toBeLessThan(GAP_BOUND_MS);
+      const pinged = await ping(net.client, net.lanHost, { count: 5, intervalS: 0.1, waitS: 2, src: vip });
+      expect(pinged.received, pinged.result.stdout).toBe(5);
+
+      // The node comes back (its etcd member on its data, then its gateway once the old lease is gone):
+      // the survivor holding two members of the family hands one to it (rebalancing), and the client's
+      // family has an IKE SA with a Child SA on every node again.
+      await runChecked('ip', ['-n', net.lan.name, 'route', 'replace', net.poolNet, ...[0, 1, 2].flatMap((k) => ['nexthop', 'via', `10.${I}.2.${11 + k}`, 'weight', '1'])], { timeoutMs: 10_000 });
+      await net.restartNode(victim.index);
+      await waitFor(async () => ((await familyByNode(net)).has(victim.wan) ? true : undefined), { timeoutMs: 60_000, intervalMs: 250, message: 'a clone back on the restarted node' });
+      const back = await familyByNode(net);
+      expect(back.size).toBe(3);
+      expect(Number.parseInt(back.get(victim.wan)!.children[0]!.spiOut.padStart(8, '0').slice(0, 2), 16)).toBe(victim.index + 1);
+      expect(takenBy.gateway()!.log()).toContain('clone rebalanced');
+      const status = await victim.gateway()!.status();
+      expect(status.cluster).toMatchObject({ node: victim.name, lease: 'held' });
+      expect(status.cluster!.clones).toHaveLength(1);
+      const again = await ping(net.client, net.lanHost, { count: 5, intervalS: 0.1, waitS: 2, src: vip });
+      expect(again.received, again.result.stdout).toBe(5);
+    },
+    300_000,
+  );
+
+  interopTest(
+    'a node cut off from etcd stops IKE on its clone after its lease (logs and status say so) and keeps its Child SA; a survivor takes the clone over',
+    PRE,
+    async () => {
+      const { net, vip } = await familyOnThreeNodes(env.dir('cut'));
+      const cut = net.nodes[1]!;
+      const cutGw = cut.gateway()!;
+      const before = (await cutGw.status()).ikeSas.filter((s) => s.state === 'established');
+      expect(before).toHaveLength(1);
+      const child = before[0]!.children[0]!;
+      // The node's control network goes (its etcd member with it): etcd is out of its reach, the
+      // other two members keep their quorum. Its WAN and LAN stay up.
+      await runChecked('ip', ['-n', cut.ns.name, 'link', 'set', 'eth2', 'down'], { timeoutMs: 10_000 });
+      const cutAt = Date.now();
+      await waitFor(async () => ((await cutGw.status()).cluster?.lease === 'lost' ? true : undefined), {
+        timeoutMs: LEASE_TTL_S * 1000 + 20_000,
+        intervalMs: 250,
+        message: 'the cut-off node to notice that its lease is gone',
+      });
+      expect(Date.now() - cutAt).toBeGreaterThanOrEqual(LEASE_TTL_S * 1000 - 1000);
+      const st = await cutGw.status();
+      expect(st.cluster).toMatchObject({ node: cut.name, lease: 'lost' });
+      expect(cutGw.log()).toContain('cluster lease lost: IKE stops on this node');
+      expect(cutGw.log()).toContain("IKE stopped on this node's clones until the lease is back");
+      // Its Child SA is still installed there: the node tears nothing down on its own.
+      expect(st.ikeSas.flatMap((s) => s.children).map((c) => c.spiIn)).toContain(child.spiIn);
+      // A survivor takes the clone over; the client's Child SA with the cut-off node is deleted.
+      await runChecked('ip', ['-n', net.lan.name, 'route', 'replace', net.poolNet, ...[0, 2].flatMap((k) => ['nexthop', 'via', `10.${net.index}.2.${11 + k}`, 'weight', '1'])], { timeoutMs: 10_000 });
+      await waitFor(
+        async () => {
+          const fam = await familyByNode(net);
+          return !fam.has(cut.wan) && [...fam.values()].some((s) => s.spiI === before[0]!.spiI && s.spiR === before[0]!.spiR) ? true : undefined;
+        },
+        { timeoutMs: 60_000, intervalMs: 250, message: 'a survivor to take the clone over' },
+      );
+      const client = await net.clientProcess()!.status();
+      expect(client.ikeSas.flatMap((s) => s.children).filter((c) => c.spiOut === child.spiIn)).toEqual([]);
+      // The cut-off node sent no IKE request on its clone once its lease was gone (the requests are held).
+      const sentThen = (await cutGw.status()).ike.exchanges;
+      await new Promise((r) => setTimeout(r, 2000));
+      expect((await cutGw.status()).ike.exchanges).toEqual(sentThen);
       const pinged = await ping(net.client, net.lanHost, { count: 5, intervalS: 0.1, waitS: 2, src: vip });
       expect(pinged.received, pinged.result.stdout).toBe(5);
     },

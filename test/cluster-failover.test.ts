@@ -20,7 +20,7 @@ import type { IkeEngine } from '../control/ike/engine.js';
 import type { IkeSa } from '../control/ike/ike-sa.js';
 import { espSpiNode } from '../io/spi-layout.js';
 import { silentLogger } from '../control/log.js';
-import { CLIENT, NODE_A, NODE_B, NODE_C, cluster, ikeMessages } from './support/cluster-peers.js';
+import { CLIENT, NODE_A, NODE_B, NODE_C, cluster, drive, ikeMessages } from './support/cluster-peers.js';
 import { sameSa } from './support/mobike-peers.js';
 import type { MemoryWire } from './support/peers.js';
 import { startEtcd, type EtcdServer } from './support/etcd.js';
@@ -39,18 +39,6 @@ afterAll(async () => {
   for (const c of clients) c.close();
   await etcd?.stop();
 });
-
-/** Run the in-memory wire alongside real etcd I/O until `done()` (bounded). */
-async function drive(wire: MemoryWire, done: () => boolean, what: string, maxMs = 20_000): Promise<void> {
-  const end = Date.now() + maxMs;
-  while (!done()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    wire.flush();
-    await new Promise((r) => setTimeout(r, 5));
-    wire.clock.advance(10);
-  }
-  wire.flush();
-}
 
 function newClient(): Etcd3 {
   const cl = etcdClient({ etcd: [etcd!.endpoint], tls: etcd!.tls! });

@@ -53,3 +53,15 @@ export function ikeMessages(wire: MemoryWire) {
   });
 }
 
+
+/** Run the in-memory wire alongside real etcd I/O until `done()` (bounded): 10 ms of wire time per 5 ms waited. */
+export async function drive(wire: MemoryWire, done: () => boolean, what: string, maxMs = 15_000): Promise<void> {
+  const end = Date.now() + maxMs;
+  while (!done()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    wire.flush();
+    await new Promise((r) => setTimeout(r, 5));
+    wire.clock.advance(10);
+  }
+  wire.flush();
+}

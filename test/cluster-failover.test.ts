@@ -234,6 +234,33 @@ describe('cluster failover', () => {
   }, 90_000);
 });
 
+describe('clone keys in etcd', () => {
+  interopTest('a clone the client deletes takes its owner key and record with it (nobody takes it over later)', ['etcd'], async () => {
+    const name = `r-${randomBytes(3).toString('hex')}`;
+    const key = ClusterKey.derive(randomBytes(32), name);
+    const holders = new Map<string, CloneHandoff>();
+    const c = await cluster({
+      a: { holdRequest: (sa) => holders.get('a')?.holdRequest(sa) ?? false },
+      b: { holdRequest: (sa) => holders.get('b')?.holdRequest(sa) ?? false },
+    });
+    const a = await startNode(name, key, 'a', NODE_A, c.nodeA, holders);
+    const b = await startNode(name, key, 'b', NODE_B, c.nodeB, holders);
+    await a.handoff.adopt(c.clone, 'a.1', 1);
+    await a.handoff.handOff(c.clone, 'b');
+    await drive(c.wire, () => b.arrivals.some((x) => x.result.ok), 'the clone on b');
+    const keys = cloneKeys(name, 'a.1', 1);
+    const etcdOf = newClient();
+    // A handoff keeps the keys (the owner changed, epoch 1).
+    expect(await etcdOf.get(keys.owner).string()).toBe(ownerValue({ node: 'b', epoch: 1 }));
+    let closed = false;
+    void c.client.closeIkeSa(c.clientClone).then(() => (closed = true));
+    await drive(c.wire, () => closed && b.handoff.ownedClones().length === 0, 'the delete');
+    for (let i = 0; i < 100 && (await etcdOf.get(keys.owner).string()) !== null; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(await etcdOf.get(keys.owner).string()).toBeNull();
+    expect(await etcdOf.get(keys.record).buffer()).toBeNull();
+  }, 60_000);
+});
+
 describe('rebalancing plan', () => {
   const member = (node: string) => ({ node, address: node, load: 0, spiPrefix: 1 });
   const clone = (family: string, index: number, owner: string) => ({ family, index, owner, epoch: 1 });

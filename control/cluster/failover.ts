@@ -182,6 +182,8 @@ export class CloneFailover extends EventEmitter<FailoverEvents> {
     const live = from !== undefined && from !== node && (await readClusterStatus(client, cluster).then((s) => s.members.some((m) => m.node === from), () => false));
     if (!live) {
       log.warn({ family: origin.family, index: origin.index, from }, 'clone path test failed and the node it came from is gone: the client\'s DPD clears it');
+      // Nobody can use it: its keys go (a takeover of a client that left ends here).
+      await this.opts.handoff.retire(origin.family, origin.index, origin.epoch);
       return;
     }
     try {

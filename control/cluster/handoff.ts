@@ -114,6 +114,10 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
   private watcher: Watcher | undefined;
   private suspended: string | undefined;
   private syncTimer: NodeJS.Timeout | undefined;
+  /** The clone being exported by handOff (its ike-down is a departure, not an end). */
+  private leaving: IkeSa | undefined;
+  /** Clones between import and the end of steps 4-7. */
+  private readonly landing = new Set<IkeSa>();
   private onIkeDown: ((sa: IkeSa) => void) | undefined;
   private onChildChange: ((child: ChildSa) => void) | undefined;
 
@@ -140,12 +144,16 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     this.watcher = w;
     w.on('put', (kv: IKeyValue, previous?: IKeyValue) => void this.onPut(kv, previous));
     const { engine } = this.opts;
-    // An owned clone that dies here (deleted, its peer dead) is forgotten; its etcd keys stay for a takeover.
+    // An owned clone that ends here (the peer deleted it, or is dead) takes its etcd keys with it, so that
+    // nobody takes it over later. Not while it leaves (handOff) or arrives (a failed path test sends it
+    // back, failover.ts), nor without a lease (then another node owns it, or will).
     this.onIkeDown = (sa: IkeSa) => {
       const o = this.owned.get(sa);
       if (!o) return;
       this.owned.delete(sa);
       this.arriving.delete(this.ownerKey(o.family, o.index));
+      if (sa === this.leaving || this.landing.has(sa) || this.suspended !== undefined) return;
+      void this.retire(o.family, o.index, o.epoch);
     };
     // The record names the SPIs of the clone's Child SAs, so a node taking over deletes them (failover.ts).
     this.onChildChange = (child: ChildSa) => void this.sync(child.ike);
@@ -188,6 +196,26 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     // A request held while this write ran goes on now (holdRequest fences it first).
     else if (ok) this.opts.engine.kick(sa);
     return ok;
+  }
+
+  /**
+   * Remove a clone's owner key and record, if we still own it at `epoch`:
+   * the clone ended, nobody is to take it over. Resolves true when removed.
+   */
+  async retire(family: string, index: number, epoch: number): Promise<boolean> {
+    const { client, node, log } = this.opts;
+    const ownerKey = this.ownerKey(family, index);
+    try {
+      const txn = await client
+        .if(ownerKey, 'Value', '==', ownerValue({ node, epoch }))
+        .then(client.delete().key(ownerKey), client.delete().key(this.recordKey(family, index)))
+        .commit();
+      if (txn.succeeded) log.info({ family, index, epoch }, 'clone ended: its keys are gone from etcd');
+      return txn.succeeded;
+    } catch (err) {
+      log.warn({ family, index, reason: (err as Error).message }, 'cannot remove an ended clone\'s keys from etcd');
+      return false;
+    }
   }
 
   /** True while the owner key of (family, index) is being imported or held here. */
@@ -241,7 +269,9 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     if (blocked) throw new Error(blocked);
     const { client, key, node, engine } = this.opts;
     const local = sa.local.address;
+    this.leaving = sa;
     const exported = exportIkeSa(engine, sa, o.family, `handed off to ${to}`);
+    this.leaving = undefined;
     if (!exported.ok) throw new Error(exported.error);
     this.owned.delete(sa);
     const ownerKey = this.ownerKey(o.family, o.index);
@@ -383,6 +413,7 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     if (!imported.ok) return refuse('import', imported.error);
     const sa = imported.value;
     this.owned.set(sa, { family, index, epoch: owner.epoch, writtenNext: sa.nextRequestId, writtenPeer: sa.peerRequestId, writing: false });
+    this.landing.add(sa);
     this.stats.arrived++;
     this.opts.log.info({ ike: sa.id, family, index, epoch: owner.epoch, from: origin.from, staleChildSpis: stale.length }, 'clone arrived');
     const result = await completeArrival(this.opts.engine, sa, [this.opts.address], this.opts.arrivalTimeoutMs ?? DEFAULT_ARRIVAL_TIMEOUT_MS, {
@@ -391,5 +422,6 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     });
     if (!result.ok) this.opts.log.warn({ ike: sa.id, step: result.step, reason: result.reason }, 'clone arrived but the peer did not follow');
     this.emit('arrived', sa, result, origin);
+    this.landing.delete(sa);
   }
 }

@@ -223,6 +223,25 @@ describe('cluster failover in network namespaces', () => {
       expect((await cutGw.status()).ike.exchanges).toEqual(sentThen);
       const pinged = await ping(net.client, net.lanHost, { count: 5, intervalS: 0.1, waitS: 2, src: vip });
       expect(pinged.received, pinged.result.stdout).toBe(5);
+
+      // etcd comes back within reach: the node joins again and drops its stale copy of the clone; then
+      // rebalancing gives it a clone again, and the family has a member on every node once more.
+      await runChecked('ip', ['-n', cut.ns.name, 'link', 'set', 'eth2', 'up'], { timeoutMs: 10_000 });
+      await runChecked('ip', ['-n', net.lan.name, 'route', 'replace', net.poolNet, ...[0, 1, 2].flatMap((k) => ['nexthop', 'via', `10.${net.index}.2.${11 + k}`, 'weight', '1'])], { timeoutMs: 10_000 });
+      await waitFor(async () => ((await cutGw.status()).cluster?.lease === 'held' ? true : undefined), { timeoutMs: 60_000, intervalMs: 250, message: 'the node to join again' });
+      await waitFor(async () => (cutGw.log().includes('clone dropped: another node owns it now') || cutGw.log().includes('arrived again at epoch') ? true : undefined), {
+        timeoutMs: 20_000,
+        intervalMs: 250,
+        message: 'the node to drop its stale copy of the clone',
+      });
+      expect(cutGw.log()).toContain('joined the cluster again after the lease was lost');
+      expect(await net.liveMembers()).toContain(cut.name);
+      await waitFor(async () => ((await familyByNode(net)).size === 3 ? true : undefined), { timeoutMs: 60_000, intervalMs: 250, message: 'a clone back on the node that was cut off' });
+      const back = await cutGw.status();
+      expect(back.ikeSas.filter((s) => s.state === 'established')).toHaveLength(1);
+      expect(back.ikeSas[0]!.children.map((c) => c.spiIn)).not.toContain(child.spiIn);
+      const again = await ping(net.client, net.lanHost, { count: 5, intervalS: 0.1, waitS: 2, src: vip });
+      expect(again.received, again.result.stdout).toBe(5);
     },
     240_000,
   );

@@ -59,7 +59,7 @@ interface Node {
 }
 
 /** One cluster node over `engine`: its own etcd client, membership (1 s lease), handoff, failover and rebalancing. */
-async function startNode(clusterName: string, key: ClusterKey, name: string, address: string, engine: IkeEngine, holders: Map<string, CloneHandoff>): Promise<Node> {
+async function startNode(clusterName: string, key: ClusterKey, name: string, address: string, engine: IkeEngine, holders: Map<string, CloneHandoff>, opts: { claims?: boolean } = {}): Promise<Node> {
   const client = newClient();
   const membership = await ClusterMembership.join({
     config: { name: clusterName, node: name, address, etcd: [etcd!.endpoint], tls: etcd!.tls!, sealingKeyFile: '/nonexistent', leaseTtlMs: 1000, onEtcdUnreachable: 'fail' },
@@ -71,11 +71,23 @@ async function startNode(clusterName: string, key: ClusterKey, name: string, add
   holders.set(name, handoff);
   await handoff.start();
   const shared = { engine, client, cluster: clusterName, node: name, handoff, log };
-  const failover = new CloneFailover({ ...shared, key, staggerMs: 400 }).start();
+  const failover = new CloneFailover({ ...shared, key, staggerMs: 400 });
+  if (opts.claims !== false) failover.start();
   const rebalance = new CloneRebalance({ ...shared, intervalMs: 1000, movesPerSecond: 5 }).start();
   membership.on('members-changed', () => {
-    failover.membersChanged();
+    if (opts.claims !== false) failover.membersChanged();
     rebalance.membersChanged();
+  });
+  // As a gateway's cluster node does (control/cluster/node.ts).
+  membership.on('lease-lost', (reason) => {
+    handoff.suspend(reason);
+    failover.pause();
+    rebalance.pause();
+  });
+  membership.on('rejoined', () => {
+    handoff.resume();
+    failover.resume();
+    rebalance.resume();
   });
   const arrivals: Node['arrivals'] = [];
   handoff.on('arrived', (sa, result) => arrivals.push({ sa, result }));
@@ -258,6 +270,57 @@ describe('clone keys in etcd', () => {
     for (let i = 0; i < 100 && (await etcdOf.get(keys.owner).string()) !== null; i++) await new Promise((r) => setTimeout(r, 50));
     expect(await etcdOf.get(keys.owner).string()).toBeNull();
     expect(await etcdOf.get(keys.record).buffer()).toBeNull();
+  }, 60_000);
+});
+
+describe('a lost lease', () => {
+  interopTest('IKE on the clones stops while the lease is lost and goes on after the node joins again; a clone taken over meanwhile is dropped', ['etcd'], async () => {
+    const name = `l-${randomBytes(3).toString('hex')}`;
+    const key = ClusterKey.derive(randomBytes(32), name);
+    const holders = new Map<string, CloneHandoff>();
+    const c = await cluster({
+      a: { holdRequest: (sa) => holders.get('a')?.holdRequest(sa) ?? false },
+      b: { holdRequest: (sa) => holders.get('b')?.holdRequest(sa) ?? false },
+    });
+    const a = await startNode(name, key, 'a', NODE_A, c.nodeA, holders, { claims: false });
+    const b = await startNode(name, key, 'b', NODE_B, c.nodeB, holders);
+    await a.handoff.adopt(c.clone, 'a.1', 1);
+    await a.handoff.handOff(c.clone, 'b');
+    await drive(c.wire, () => b.arrivals.some((x) => x.result.ok), 'the clone on b');
+    const onB = b.arrivals[0]!.sa;
+    const events: string[] = [];
+    b.membership.on('lease-lost', () => events.push('lost'));
+    b.membership.on('rejoined', () => events.push('rejoined'));
+    const etcdOf = newClient();
+    const revoke = async () => {
+      const before = events.length;
+      await etcdOf.leaseClient.leaseRevoke({ ID: b.membership.leaseId });
+      await drive(c.wire, () => events.length > before, 'the lease loss');
+      expect(events.at(-1)).toBe('lost');
+    };
+
+    // 1. Lost: a request on the clone is held (nothing leaves b); joined again: it goes out and is answered.
+    await revoke();
+    const sent = c.wire.log.length;
+    let alive: boolean | undefined;
+    void c.nodeB.checkLiveness(onB).then((v) => (alive = v));
+    c.wire.flush();
+    expect(c.wire.log.slice(sent).filter((d) => d.local.address === NODE_B)).toEqual([]);
+    await drive(c.wire, () => alive !== undefined, 'the held liveness check after the rejoin');
+    expect(events).toEqual(['lost', 'rejoined']);
+    expect(alive).toBe(true);
+    expect((await b.membership.members()).map((m) => m.node)).toContain('b');
+    expect(b.handoff.ownedClones().map((o) => o.sa)).toEqual([onB]);
+
+    // 2. Lost, and another node takes the clone over meanwhile: after the rejoin b drops its copy.
+    await revoke();
+    await etcdOf.put(cloneKeys(name, 'a.1', 1).owner).value(ownerValue({ node: 'a', epoch: 9 }));
+    const children = [...onB.children];
+    await drive(c.wire, () => b.handoff.stats.fenced === 1, 'the drop after the rejoin');
+    expect(events).toEqual(['lost', 'rejoined', 'lost', 'rejoined']);
+    expect(onB.state).toBe('dead');
+    expect(children.every((ch) => ch.state === 'deleted')).toBe(true);
+    expect(b.handoff.ownedClones()).toEqual([]);
   }, 60_000);
 });
 

@@ -10,9 +10,12 @@
 //   two try. The claimant's own watch then imports the record (handoff.ts):
 //   path test, address list, the client's UPDATE_SA_ADDRESSES, the Delete of
 //   the dead node's Child SAs by the SPIs the record names, the new Child SA.
-// - A restarted node holds none of the clones etcd still names it owner of
-//   (owner keys have no lease): at start it claims them back from itself the
-//   same way (later, a clone of ours that is not held here died here).
+// - A clone etcd names ours that is neither here nor arriving is imported:
+//   a restarted node's clones from its previous run (owner keys have no
+//   lease), or a handoff whose watch event never came.
+// - The cluster is read every DEFAULT_SCAN_INTERVAL_MS besides the members
+//   watch: a watch stream to an etcd member cut off from the others stays
+//   silent.
 // - A clone whose path test fails after a move goes back to the node it came
 //   from, if that node is alive (its address is still the client's); after a
 //   takeover there is nowhere to go: the client's DPD clears the clone.
@@ -33,6 +36,12 @@ import { readClusterStatus, type ClusterClone } from './status.js';
 
 /** How long the survivor ranked r waits before claiming (r × this): the first ranked claims at once. */
 export const DEFAULT_CLAIM_STAGGER_MS = 1500;
+/**
+ * How often the cluster is read even without a members event: a watch whose
+ * etcd member is cut off from the others can stay silent (no error, no
+ * events) while unary calls go to another member.
+ */
+export const DEFAULT_SCAN_INTERVAL_MS = 2000;
 
 export interface FailoverOptions {
   engine: IkeContext;
@@ -43,6 +52,7 @@ export interface FailoverOptions {
   handoff: CloneHandoff;
   log: Logger;
   staggerMs?: number;
+  scanIntervalMs?: number;
 }
 
 export interface FailoverStats {
@@ -71,9 +81,12 @@ export class CloneFailover extends EventEmitter<FailoverEvents> {
   /** Claims scheduled, by owner key: one per orphaned clone. */
   private readonly pending = new Map<string, NodeJS.Timeout>();
   private lastMembers = '';
+  private scanTimer: NodeJS.Timeout | undefined;
   private scanning: Promise<void> | undefined;
   private rescan = false;
   private stopped = false;
+  /** Without a lease we claim nothing (we could not keep what we claimed). */
+  private paused = false;
 
   constructor(private readonly opts: FailoverOptions) {
     super();
@@ -82,14 +95,30 @@ export class CloneFailover extends EventEmitter<FailoverEvents> {
   /** Follow the handoff's arrivals (a failed path test sends the clone back) and scan once. */
   start(): this {
     this.opts.handoff.on('arrived', (sa, result, origin) => void this.afterArrival(sa, result, origin));
-    void this.scan(true, true);
+    void this.scan(true);
+    this.scanTimer = setInterval(() => void this.scan(true), this.opts.scanIntervalMs ?? DEFAULT_SCAN_INTERVAL_MS);
+    this.scanTimer.unref();
     return this;
   }
 
   stop(): void {
     this.stopped = true;
+    if (this.scanTimer) clearInterval(this.scanTimer);
+    this.pause();
+  }
+
+  /** Our lease is lost: no claims until resume(). */
+  pause(): void {
+    this.paused = true;
     for (const t of this.pending.values()) clearTimeout(t);
     this.pending.clear();
+  }
+
+  /** Our lease is back: look for orphaned clones again. */
+  resume(): void {
+    if (this.stopped) return;
+    this.paused = false;
+    void this.scan(true);
   }
 
   /** The members changed (a join, a leave, a lapsed lease, a load update): look for orphaned clones. */
@@ -99,16 +128,18 @@ export class CloneFailover extends EventEmitter<FailoverEvents> {
 
   /**
    * Read members and clone owners; schedule a claim for each clone without
-   * a live owner (at `startup`, also those named ours: not held by a process
-   * that just started). Runs one at a time; with `force` false the clones
-   * are read only when the member names changed.
+   * a live owner, and import each clone named ours that is neither here nor
+   * arriving (its watch event was missed, or a previous run of this node
+   * held it). Runs one at a time; with `force` false the clones are read
+   * only when the member names changed.
    */
-  scan(force: boolean, startup = false): Promise<void> {
+  scan(force: boolean): Promise<void> {
+    if (this.paused) return Promise.resolve();
     if (this.scanning) {
       this.rescan ||= force;
       return this.scanning;
     }
-    this.scanning = this.scanOnce(force, startup)
+    this.scanning = this.scanOnce(force)
       .catch((err: Error) => this.opts.log.warn({ reason: err.message }, 'cannot read the cluster to look for orphaned clones'))
       .finally(() => {
         this.scanning = undefined;
@@ -120,7 +151,7 @@ export class CloneFailover extends EventEmitter<FailoverEvents> {
     return this.scanning;
   }
 
-  private async scanOnce(force: boolean, startup: boolean): Promise<void> {
+  private async scanOnce(force: boolean): Promise<void> {
     const { client, cluster, node, handoff, log } = this.opts;
     const status = await readClusterStatus(client, cluster);
     const names = status.members.map((m) => m.node).join('\0');
@@ -130,14 +161,18 @@ export class CloneFailover extends EventEmitter<FailoverEvents> {
     const held = new Set(handoff.ownedClones().map((c) => `${c.family}/${c.index}`));
     for (const clone of status.clones) {
       const id = `${clone.family}/${clone.index}`;
-      const mineButGone = startup && clone.owner === node && !held.has(id) && !handoff.isArriving(clone.family, clone.index);
-      if ((live.has(clone.owner) && !mineButGone) || this.pending.has(id) || this.stopped) continue;
-      const order = claimOrder(clone, status.members);
-      // Our own stale clones are ours to claim; a dead node's go to the survivors in rendezvous order.
-      const rank = mineButGone ? 0 : order.indexOf(node);
+      if (clone.owner === node) {
+        if (held.has(id) || handoff.isArriving(clone.family, clone.index) || this.paused) continue;
+        log.warn({ family: clone.family, index: clone.index, epoch: clone.epoch }, 'clone named ours but not held here: importing it');
+        void handoff.arrive(clone.family, clone.index, { node, epoch: clone.epoch }, undefined);
+        continue;
+      }
+      if (live.has(clone.owner) || this.pending.has(id) || this.paused) continue;
+      // A dead node's clones go to the survivors in rendezvous order.
+      const rank = claimOrder(clone, status.members).indexOf(node);
       if (rank < 0) continue;
       const delay = rank * (this.opts.staggerMs ?? DEFAULT_CLAIM_STAGGER_MS);
-      log.info({ family: clone.family, index: clone.index, owner: clone.owner, epoch: clone.epoch, rank, delayMs: delay }, mineButGone ? 'clone named ours but not held here: claiming it' : 'clone without a live owner: claiming it');
+      log.info({ family: clone.family, index: clone.index, owner: clone.owner, epoch: clone.epoch, rank, delayMs: delay }, 'clone without a live owner: claiming it');
       const timer = setTimeout(() => {
         void this.claim(clone, { node: clone.owner, epoch: clone.epoch }).finally(() => this.pending.delete(id));
       }, delay);
@@ -149,7 +184,7 @@ export class CloneFailover extends EventEmitter<FailoverEvents> {
   /** Claim one orphaned clone for this node: the transaction decides (see the file comment). */
   private async claim(clone: ClusterClone, from: CloneOwner): Promise<ReassignResult | undefined> {
     const { node, log } = this.opts;
-    if (this.stopped) return undefined;
+    if (this.paused) return undefined;
     let result: ReassignResult;
     try {
       result = await reassignClone(this.opts, clone.family, clone.index, from, node);
@@ -162,6 +197,8 @@ export class CloneFailover extends EventEmitter<FailoverEvents> {
       this.stats.claimed++;
       log.warn({ family: clone.family, index: clone.index, from: from.node, epoch: result.epoch }, 'clone taken over from a node that is gone');
       this.emit('claimed', clone.family, clone.index, from.node, result.epoch);
+      // Imported at once, not only when our watch reports the new owner (the watch may be silent).
+      void this.opts.handoff.arrive(clone.family, clone.index, { node, epoch: result.epoch }, from.node);
     } else if (result.reason === 'owner-changed') {
       this.stats.lost++;
       log.info({ family: clone.family, index: clone.index, from: from.node }, 'clone already claimed by another node');

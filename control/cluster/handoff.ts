@@ -149,11 +149,14 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     // back, failover.ts), nor without a lease (then another node owns it, or will).
     this.onIkeDown = (sa: IkeSa) => {
       const o = this.owned.get(sa);
-      if (!o) return;
+      // A clone leaving (handOff) keeps its owner key marked until its transaction is done: a late watch
+      // event of our own write must not import it here meanwhile.
+      if (!o || sa === this.leaving) return;
       this.owned.delete(sa);
-      this.arriving.delete(this.ownerKey(o.family, o.index));
-      if (sa === this.leaving || this.landing.has(sa) || this.suspended !== undefined) return;
-      void this.retire(o.family, o.index, o.epoch);
+      const key = this.ownerKey(o.family, o.index);
+      if (this.landing.has(sa) || this.suspended !== undefined) return void this.arriving.delete(key);
+      // Still marked while its keys go: a scan must not import it again meanwhile (failover.ts).
+      void this.retire(o.family, o.index, o.epoch).finally(() => this.arriving.delete(key));
     };
     // The record names the SPIs of the clone's Child SAs, so a node taking over deletes them (failover.ts).
     this.onChildChange = (child: ChildSa) => void this.sync(child.ike);
@@ -182,9 +185,9 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
 
   /**
    * Rewrite an owned clone's record as it is now (its Child SA SPIs, the
-   * peer's message ID) under `owner == me, epoch == e`; a refused write drops
-   * the clone as a failed fencing write does. Resolves false when nothing
-   * was written.
+   * peer's message ID) under `owner == me, epoch == e`; a write refused
+   * because another node owns the clone drops it. Resolves false when
+   * nothing was written.
    */
   async sync(sa: IkeSa): Promise<boolean> {
     const o = this.owned.get(sa);
@@ -192,10 +195,12 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     o.writing = true;
     const ok = await this.fence(sa, o, Math.max(o.writtenNext, sa.nextRequestId));
     o.writing = false;
-    if (!ok && this.owned.get(sa) === o) this.drop(sa, `ownership of ${o.family}/${o.index} epoch ${o.epoch} lost`);
+    if (this.owned.get(sa) !== o) return false;
+    // Another node owns it: dropped. An etcd failure is no verdict: the next sync (or request) writes again.
+    if (ok === false) this.drop(sa, `ownership of ${o.family}/${o.index} epoch ${o.epoch} lost`);
     // A request held while this write ran goes on now (holdRequest fences it first).
-    else if (ok) this.opts.engine.kick(sa);
-    return ok;
+    else this.opts.engine.kick(sa);
+    return ok === true;
   }
 
   /**
@@ -327,7 +332,8 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
   }
 
   /** Write the clone's record (message IDs included) under `owner == me, epoch == e`. */
-  private async fence(sa: IkeSa, o: Owned, next: number): Promise<boolean> {
+  /** Resolves true when written, false when another node owns the clone, undefined when etcd failed. */
+  private async fence(sa: IkeSa, o: Owned, next: number): Promise<boolean | undefined> {
     const { client, key, node, engine } = this.opts;
     const recordKey = this.recordKey(o.family, o.index);
     // The record names the next request ID as used: whoever takes over after a crash starts above it.
@@ -348,7 +354,7 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
       return txn.succeeded;
     } catch (err) {
       this.opts.log.warn({ ike: sa.id, reason: (err as Error).message }, 'fencing write failed');
-      return false;
+      return undefined;
     }
   }
 
@@ -369,17 +375,40 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     this.opts.log.error({ reason, clones: this.owned.size }, 'IKE stopped on this node\'s clones until the lease is back');
   }
 
+  /**
+   * We hold a lease again: each owned clone's record is written first under
+   * `owner == me, epoch == e` (sync); a clone another node took over
+   * meanwhile is dropped (wiped, Child SAs deleted), the others go on.
+   */
+  resume(): void {
+    if (this.suspended === undefined) return;
+    this.suspended = undefined;
+    this.opts.log.warn({ clones: this.owned.size }, 'IKE resumes on this node\'s clones that no other node took over');
+    for (const sa of [...this.owned.keys()]) void this.sync(sa);
+  }
+
   private async onPut(kv: IKeyValue, previous?: IKeyValue): Promise<void> {
     const key = kv.key.toString();
-    if (!key.endsWith('/owner') || this.arriving.has(key)) return;
+    if (!key.endsWith('/owner')) return;
     const owner = parseOwner(kv.value.toString());
     if (!owner || owner.node !== this.opts.node) return;
     const m = /^(.+)\/(\d+)\/owner$/.exec(key.slice(this.prefix.length));
     if (!m) return;
+    await this.arrive(m[1]!, Number(m[2]), owner, previous ? parseOwner(previous.value.toString())?.node : undefined);
+  }
+
+  /**
+   * Import clone (family, index), which etcd names ours at `owner.epoch`, and
+   * run steps 4-7: from the watch, and directly after a claim or when a scan
+   * finds a clone named ours that is not here (a watch on a member cut off
+   * from the others may stay silent). Does nothing while that clone is being
+   * imported or held here.
+   */
+  async arrive(family: string, index: number, owner: CloneOwner, from: string | undefined): Promise<void> {
+    const key = this.ownerKey(family, index);
+    if (this.arriving.has(key)) return;
     this.arriving.add(key);
-    const family = m[1]!;
-    const index = Number(m[2]);
-    const origin: ArrivalOrigin = { family, index, epoch: owner.epoch, from: previous ? parseOwner(previous.value.toString())?.node : undefined };
+    const origin: ArrivalOrigin = { family, index, epoch: owner.epoch, from };
     const recordKey = this.recordKey(family, index);
     const refuse = (reason: RefusalReason, detail: string) => {
       this.stats.refused[reason]++;
@@ -405,6 +434,8 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     const decoded = decodeTransferRecord(opened.value);
     wipe(opened.value);
     if (!decoded.ok) return refuse('decode', decoded.error);
+    // A copy of this clone from an older epoch (held while our lease was lost) is stale: the record wins.
+    for (const [old, o] of [...this.owned]) if (o.family === family && o.index === index && o.epoch < owner.epoch) this.drop(old, `${family}/${index} arrived again at epoch ${owner.epoch}`);
     // Child SAs the record names live on no node now: a handoff moves only clones without any, so these
     // are a dead node's (failover.ts), deleted at the peer by SPI once the clone has moved here.
     const stale = decoded.value.state.children.map((c) => c.spiIn);

@@ -139,8 +139,14 @@ export class ClusterNode {
       this.leaseLost = reason;
       this.handoff?.suspend(reason);
       // Cut off: the others take our clones over; we neither claim nor move any.
-      this.failover?.stop();
-      this.rebalance?.stop();
+      this.failover?.pause();
+      this.rebalance?.pause();
+    });
+    this.membership.on('rejoined', () => {
+      this.leaseLost = undefined;
+      this.handoff?.resume();
+      this.failover?.resume();
+      this.rebalance?.resume();
     });
   }
 

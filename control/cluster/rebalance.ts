@@ -86,6 +86,8 @@ export class CloneRebalance {
   private running: Promise<void> | undefined;
   private nextMoveAt = 0;
   private stopped = false;
+  /** Without a lease we move nothing. */
+  private paused = false;
 
   constructor(private readonly opts: RebalanceOptions) {}
 
@@ -100,6 +102,14 @@ export class CloneRebalance {
     if (this.timer) clearInterval(this.timer);
   }
 
+  pause(): void {
+    this.paused = true;
+  }
+
+  resume(): void {
+    this.paused = false;
+  }
+
   /** The members changed: a round if their names did (load updates alone move nothing). */
   membersChanged(): void {
     void this.round(false);
@@ -107,7 +117,7 @@ export class CloneRebalance {
 
   /** One round (one at a time): read the cluster, plan, move within the rate. */
   round(force: boolean): Promise<void> {
-    if (this.running || this.stopped) return this.running ?? Promise.resolve();
+    if (this.running || this.stopped || this.paused) return this.running ?? Promise.resolve();
     this.running = this.roundOnce(force)
       .catch((err: Error) => this.opts.log.warn({ reason: err.message }, 'cannot read the cluster to rebalance clones'))
       .finally(() => (this.running = undefined));
@@ -123,7 +133,7 @@ export class CloneRebalance {
     const owned = handoff.ownedClones();
     for (const move of planMoves(status, node)) {
       const clone = owned.find((c) => c.family === move.family && c.index === move.index);
-      if (!clone || this.stopped) continue;
+      if (!clone || this.stopped || this.paused) continue;
       // Bounded: at most movesPerSecond moves from this node.
       const wait = this.nextMoveAt - Date.now();
       if (wait > 0) await new Promise((r) => setTimeout(r, wait));

@@ -111,6 +111,21 @@ async function killNode(wire: MemoryWire, n: Node): Promise<void> {
   n.client.close();
 }
 
+/** Nodes a and b with the client's clone made on a and adopted there as clone 1 of family a.1. */
+async function twoNodes(label: string, aOpts: { claims?: boolean } = {}) {
+  const name = `${label}-${randomBytes(3).toString('hex')}`;
+  const key = ClusterKey.derive(randomBytes(32), name);
+  const holders = new Map<string, CloneHandoff>();
+  const c = await cluster({
+    a: { holdRequest: (sa) => holders.get('a')?.holdRequest(sa) ?? false },
+    b: { holdRequest: (sa) => holders.get('b')?.holdRequest(sa) ?? false },
+  });
+  const a = await startNode(name, key, 'a', NODE_A, c.nodeA, holders, aOpts);
+  const b = await startNode(name, key, 'b', NODE_B, c.nodeB, holders);
+  await a.handoff.adopt(c.clone, 'a.1', 1);
+  return { name, c, a, b };
+}
+
 /**
  * Three gateway nodes a, b, c and a client; a authenticated the client and
  * cloned its IKE SA twice: clone 1 went to b, clone 2 to c, each with its
@@ -221,16 +236,7 @@ describe('cluster failover', () => {
   }, 120_000);
 
   interopTest('a clone whose path test fails on its new node goes back to the node it came from and works there', ['etcd'], async () => {
-    const name = `p-${randomBytes(3).toString('hex')}`;
-    const key = ClusterKey.derive(randomBytes(32), name);
-    const holders = new Map<string, CloneHandoff>();
-    const c = await cluster({
-      a: { holdRequest: (sa) => holders.get('a')?.holdRequest(sa) ?? false },
-      b: { holdRequest: (sa) => holders.get('b')?.holdRequest(sa) ?? false },
-    });
-    const a = await startNode(name, key, 'a', NODE_A, c.nodeA, holders);
-    const b = await startNode(name, key, 'b', NODE_B, c.nodeB, holders);
-    await a.handoff.adopt(c.clone, 'a.1', 1);
+    const { name, c, a, b } = await twoNodes('p');
     // b cannot reach the client.
     c.wire.filter = (d) => (d.local.address === NODE_B && d.remote.address === CLIENT ? 'drop' : 'pass');
     await a.handoff.handOff(c.clone, 'b');
@@ -248,16 +254,7 @@ describe('cluster failover', () => {
 
 describe('clone keys in etcd', () => {
   interopTest('a clone the client deletes takes its owner key and record with it (nobody takes it over later)', ['etcd'], async () => {
-    const name = `r-${randomBytes(3).toString('hex')}`;
-    const key = ClusterKey.derive(randomBytes(32), name);
-    const holders = new Map<string, CloneHandoff>();
-    const c = await cluster({
-      a: { holdRequest: (sa) => holders.get('a')?.holdRequest(sa) ?? false },
-      b: { holdRequest: (sa) => holders.get('b')?.holdRequest(sa) ?? false },
-    });
-    const a = await startNode(name, key, 'a', NODE_A, c.nodeA, holders);
-    const b = await startNode(name, key, 'b', NODE_B, c.nodeB, holders);
-    await a.handoff.adopt(c.clone, 'a.1', 1);
+    const { name, c, a, b } = await twoNodes('r');
     await a.handoff.handOff(c.clone, 'b');
     await drive(c.wire, () => b.arrivals.some((x) => x.result.ok), 'the clone on b');
     const keys = cloneKeys(name, 'a.1', 1);
@@ -275,16 +272,7 @@ describe('clone keys in etcd', () => {
 
 describe('a lost lease', () => {
   interopTest('IKE on the clones stops while the lease is lost and goes on after the node joins again; a clone taken over meanwhile is dropped', ['etcd'], async () => {
-    const name = `l-${randomBytes(3).toString('hex')}`;
-    const key = ClusterKey.derive(randomBytes(32), name);
-    const holders = new Map<string, CloneHandoff>();
-    const c = await cluster({
-      a: { holdRequest: (sa) => holders.get('a')?.holdRequest(sa) ?? false },
-      b: { holdRequest: (sa) => holders.get('b')?.holdRequest(sa) ?? false },
-    });
-    const a = await startNode(name, key, 'a', NODE_A, c.nodeA, holders, { claims: false });
-    const b = await startNode(name, key, 'b', NODE_B, c.nodeB, holders);
-    await a.handoff.adopt(c.clone, 'a.1', 1);
+    const { name, c, a, b } = await twoNodes('l', { claims: false });
     await a.handoff.handOff(c.clone, 'b');
     await drive(c.wire, () => b.arrivals.some((x) => x.result.ok), 'the clone on b');
     const onB = b.arrivals[0]!.sa;

@@ -73,6 +73,9 @@ export class NodePlacement {
   start(): this {
     this.opts.engine.on('session-up', (sessionId, sa) => {
       if (sa.policy.clone?.per !== 'node') return;
+      // A clone that arrives from another node starts a session here too: only
+      // the node that authenticated the client spreads its family, once.
+      if (sa.familyIndex !== 0) return;
       void this.spread(`${this.opts.node}.${sessionId}`, sa);
     });
     return this;

@@ -43,13 +43,14 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** A CA, a server certificate for `address` and a client certificate, in `dir`. */
-async function makeTls(dir: string, address: string): Promise<EtcdTls & { serverCert: string; serverKey: string }> {
+/** A CA, a server certificate for `address` (or each of several) and a client certificate, in `dir`. */
+async function makeTls(dir: string, address: string | readonly string[]): Promise<EtcdTls & { serverCert: string; serverKey: string }> {
+  const sans = [...new Set([...(typeof address === 'string' ? [address] : address), '127.0.0.1'])].map((a) => `IP:${a}`).join(',');
   const f = (n: string) => join(dir, n);
   const ossl = (args: string[]) => runChecked('openssl', args, { timeoutMs: 20_000 });
   await ossl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', f('ca.key'), '-out', f('ca.pem'), '-days', '2', '-subj', '/CN=test etcd CA']);
   for (const [name, ext] of [
-    ['server', `subjectAltName=IP:${address},IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth`],
+    ['server', `subjectAltName=${sans}\nextendedKeyUsage=serverAuth,clientAuth`],
     ['client', 'extendedKeyUsage=clientAuth'],
   ] as const) {
     writeFileSync(f(`${name}.ext`), `${ext}\n`);
@@ -121,4 +122,133 @@ export async function startEtcd(opts: StartEtcdOptions = {}): Promise<EtcdServer
     throw err;
   }
   return server;
+}
+
+/** One member of a multi-member etcd cluster: where it runs and how to reach it. */
+export interface EtcdMember {
+  readonly name: string;
+  readonly ns: NetNs;
+  readonly address: string;
+  /** Client URL, https://ADDRESS:2379 (http without TLS). */
+  readonly endpoint: string;
+  readonly dataDir: string;
+  /** The running process (a new one after restart()). */
+  proc(): TrackedProcess;
+  running(): boolean;
+}
+
+export interface EtcdCluster {
+  readonly members: readonly EtcdMember[];
+  /** Every member's client URL. */
+  readonly endpoints: string[];
+  readonly tls: EtcdTls | undefined;
+  /** Arguments for etcdctl that reach the cluster (all endpoints, or one member's, and the TLS files). */
+  ctlArgs(member?: number): string[];
+  /**
+   * Runs etcdctl inside member `from`'s namespace (default: the first running
+   * member) against every endpoint; throws unless it exits 0.
+   */
+  ctl(args: readonly string[], opts?: { from?: number; timeoutMs?: number }): Promise<string>;
+  /** SIGKILL member i by pid (a crash); its data directory stays for restart(). */
+  kill(i: number): Promise<void>;
+  /** Start member i again on its data directory and wait until the cluster is healthy through it (bounded). */
+  restart(i: number): Promise<void>;
+  /** Stop every member by pid and remove the data directories and certificates. */
+  stop(): Promise<void>;
+}
+
+export interface StartEtcdClusterOptions {
+  /** One member per entry: the namespace it runs in and its address there (reachable from the others). */
+  members: ReadonlyArray<{ ns: NetNs; address: string }>;
+  tls?: boolean;
+  /** Bound on the cluster becoming healthy. Default 40 s. */
+  timeoutMs?: number;
+}
+
+const ETCD_CLIENT_PORT = 2379;
+const ETCD_PEER_PORT = 2380;
+
+/**
+ * Start an etcd cluster of several members, each in its own namespace, with
+ * TLS (one throwaway CA; the server certificate names every member's address
+ * and serves client and peer connections, both with client-certificate
+ * authentication). Returns once every member answers `endpoint health`.
+ */
+export async function startEtcdCluster(opts: StartEtcdClusterOptions): Promise<EtcdCluster> {
+  if (opts.members.length < 1) throw new Error('startEtcdCluster: at least one member');
+  const dir = mkdtempSync(join(tmpdir(), 'ikeclone-etcd-cluster-'));
+  const tls = opts.tls ? await makeTls(dir, opts.members.map((m) => m.address)) : undefined;
+  const scheme = tls ? 'https' : 'http';
+  const specs = opts.members.map((m, i) => ({
+    name: `m${i + 1}`,
+    ns: m.ns,
+    address: m.address,
+    endpoint: `${scheme}://${m.address}:${ETCD_CLIENT_PORT}`,
+    peer: `${scheme}://${m.address}:${ETCD_PEER_PORT}`,
+    dataDir: join(dir, `data-m${i + 1}`),
+  }));
+  const initialCluster = specs.map((s) => `${s.name}=${s.peer}`).join(',');
+  const env = { ...process.env, ETCD_UNSUPPORTED_ARCH: process.env.ETCD_UNSUPPORTED_ARCH ?? '' };
+  const spawnMember = (s: (typeof specs)[number]): TrackedProcess =>
+    spawnIn(s.ns, 'etcd', [
+      '--name', s.name, '--data-dir', s.dataDir,
+      '--listen-client-urls', s.endpoint, '--advertise-client-urls', s.endpoint,
+      '--listen-peer-urls', s.peer, '--initial-advertise-peer-urls', s.peer,
+      '--initial-cluster', initialCluster, '--initial-cluster-state', 'new', '--initial-cluster-token', 'ikeclone-test',
+      // Short heartbeats and elections: a killed member's leadership moves within a second.
+      '--heartbeat-interval', '100', '--election-timeout', '1000',
+      '--log-level', 'warn', '--logger', 'zap',
+      ...(tls
+        ? ['--cert-file', tls.serverCert, '--key-file', tls.serverKey, '--trusted-ca-file', tls.ca, '--client-cert-auth',
+          '--peer-cert-file', tls.serverCert, '--peer-key-file', tls.serverKey, '--peer-trusted-ca-file', tls.ca, '--peer-client-cert-auth']
+        : []),
+    ], { env });
+  const procs = specs.map(spawnMember);
+  const clientTls = tls ? { ca: tls.ca, cert: tls.cert, key: tls.key } : undefined;
+  const tlsArgs = clientTls ? [`--cacert=${clientTls.ca}`, `--cert=${clientTls.cert}`, `--key=${clientTls.key}`] : [];
+  const ctlArgs = (member?: number) => [`--endpoints=${(member === undefined ? specs : [specs[member]!]).map((s) => s.endpoint).join(',')}`, ...tlsArgs];
+  const running = (i: number) => procs[i]!.exitInfo() === undefined;
+  const ctlEnv = { ...process.env, ETCDCTL_API: '3' };
+  const ctlIn = (from: number, args: readonly string[], timeoutMs: number) =>
+    runChecked('ip', ['netns', 'exec', specs[from]!.ns.name, 'etcdctl', ...args], { env: ctlEnv, timeoutMs });
+  const healthy = (i: number, timeoutMs: number) =>
+    waitFor(
+      async () => {
+        if (!running(i)) throw new Error(`etcd ${specs[i]!.name} exited: ${procs[i]!.stderr().slice(-2000)}`);
+        await ctlIn(i, [...ctlArgs(i), '--command-timeout=1s', 'endpoint', 'health'], 5000);
+        return true;
+      },
+      { timeoutMs, intervalMs: 200, message: () => `etcd ${specs[i]!.name} at ${specs[i]!.endpoint} to answer (${procs[i]!.stderr().slice(-500)})` },
+    );
+  const cluster: EtcdCluster = {
+    members: specs.map((s, i) => ({ name: s.name, ns: s.ns, address: s.address, endpoint: s.endpoint, dataDir: s.dataDir, proc: () => procs[i]!, running: () => running(i) })),
+    endpoints: specs.map((s) => s.endpoint),
+    tls: clientTls,
+    ctlArgs,
+    async ctl(args, o = {}) {
+      const from = o.from ?? specs.findIndex((_, i) => running(i));
+      if (from < 0) throw new Error('etcdctl: no etcd member is running');
+      return (await ctlIn(from, [...ctlArgs(), '--command-timeout=3s', ...args], o.timeoutMs ?? 10_000)).stdout;
+    },
+    async kill(i) {
+      await procs[i]!.stop({ signal: 'SIGKILL', graceMs: 2000 });
+    },
+    async restart(i) {
+      if (running(i)) throw new Error(`etcd ${specs[i]!.name} is still running`);
+      // On an existing data directory the --initial-cluster flags are ignored: the member rejoins as itself.
+      procs[i] = spawnMember(specs[i]!);
+      await healthy(i, opts.timeoutMs ?? 40_000);
+    },
+    async stop() {
+      await Promise.all(procs.map((p) => p.stop({ graceMs: 3000 }).catch(() => undefined)));
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  try {
+    for (let i = 0; i < specs.length; i++) await healthy(i, opts.timeoutMs ?? 40_000);
+  } catch (err) {
+    await cluster.stop();
+    throw err;
+  }
+  return cluster;
 }

@@ -18,7 +18,7 @@ import type { TestContext } from 'vitest';
 import { nativeIoUnavailable } from '../../io/native-io.js';
 import { prometheusParserUnavailable } from './prometheus.js';
 
-export type PrereqName = 'root' | 'netns' | 'charon' | 'swanctl' | 'tshark' | 'iperf3' | 'tc' | 'netem' | 'tun' | 'native' | 'systemd' | 'prometheus' | 'tmux' | 'etcd';
+export type PrereqName = 'root' | 'netns' | 'charon' | 'swanctl' | 'tshark' | 'iperf3' | 'tc' | 'netem' | 'tun' | 'native' | 'systemd' | 'prometheus' | 'tmux' | 'etcd' | 'nftables';
 
 export interface PrereqResult {
   readonly ok: boolean;
@@ -60,7 +60,7 @@ const CHARON_PLUGIN_PACKAGES: Record<string, string> = {
 const APT_STRONGSWAN =
   'apt-get install strongswan-charon strongswan-swanctl libstrongswan-standard-plugins libstrongswan-extra-plugins libcharon-extra-plugins';
 
-const ALL_NAMES: readonly PrereqName[] = ['root', 'netns', 'charon', 'swanctl', 'tshark', 'iperf3', 'tc', 'netem', 'tun', 'native', 'systemd', 'prometheus', 'tmux', 'etcd'];
+const ALL_NAMES: readonly PrereqName[] = ['root', 'netns', 'charon', 'swanctl', 'tshark', 'iperf3', 'tc', 'netem', 'tun', 'native', 'systemd', 'prometheus', 'tmux', 'etcd', 'nftables'];
 
 const cache = new Map<PrereqName, string | null>();
 
@@ -140,6 +140,8 @@ function check(name: PrereqName): string | null {
     case 'etcd':
       if (!onPath('etcd')) return 'etcd: not installed — apt-get install etcd-server';
       return onPath('etcdctl') ? null : 'etcd: etcdctl not installed — apt-get install etcd-client';
+    case 'nftables':
+      return onPath('nft') ? null : 'nftables: nft not installed — apt-get install nftables';
     case 'native': {
       const reason = nativeIoUnavailable();
       return reason === null ? null : `native: the native I/O addon is unavailable (${reason}) — npm run build:native (needs make and a C compiler)`;

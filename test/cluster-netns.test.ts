@@ -1,0 +1,225 @@
+// Three ikeclone gateway nodes in network namespaces, sharing a three-member
+// etcd cluster with TLS (test/support/cluster-netns.ts), and an ikeclone
+// client (architecture §8):
+// - the family grows to three IKE SAs, one per node; tshark, decrypting with
+//   the nodes' key logs, shows each node's address list, the client's
+//   UPDATE_SA_ADDRESSES to it, then its CREATE_CHILD_SA; each ESP SPI leaves
+//   one address only with sequence numbers from 1; no (IKE SPI, message ID)
+//   pair is sent from two addresses;
+// - ping and iperf3 reach the LAN host through all three nodes (ECMP on the
+//   LAN), each node sending on its own clone's Child SA;
+// - etcd holds no key bytes in the clear;
+// - behind a NAT (nftables masquerade) the client's clone stays on its node and works.
+import { describe, expect, onTestFailed } from 'vitest';
+import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createClusterNet, type ClusterNet } from './support/cluster-netns.js';
+import { useNetnsSuite } from './support/netns-suite.js';
+import { interopTest, type PrereqName } from './support/prereq.js';
+import { waitFor } from './support/proc.js';
+import { ping } from './support/netns.js';
+import { decode } from './support/tshark.js';
+import type { GatewayStatus } from '../control/status.js';
+
+const PRE: PrereqName[] = ['root', 'netns', 'tun', 'etcd', 'tshark', 'iperf3'];
+/**
+ * IKE on both ports, and of UDP-encapsulated ESP (RFC 3948: the SPI at UDP
+ * payload offset 0, the sequence number at 4) the first 63 packets of every
+ * SPI and one in 256 after: iperf3's gigabytes would make tshark's output
+ * too large to read, and the samples still show every SPI's sender and rising
+ * sequence numbers.
+ */
+const SAMPLED_CAPTURE = 'udp port 500 or (udp port 4500 and (udp[8:4] = 0 or udp[12:4] < 64 or (udp[12:4] & 0xff) = 0))';
+
+describe('a three-node cluster in network namespaces', () => {
+  const env = useNetnsSuite('cluster', [...PRE, 'nftables']);
+
+  function dumpOnFailure(net: ClusterNet): void {
+    onTestFailed(() => {
+      // IKC_KEEP_LOGS=DIR keeps every process's whole log for a failed test.
+      const keep = process.env.IKC_KEEP_LOGS;
+      if (keep) {
+        mkdirSync(keep, { recursive: true });
+        for (const node of net.nodes) writeFileSync(join(keep, `${node.name}.log`), node.gateway()?.log() ?? '');
+        writeFileSync(join(keep, 'client.log'), net.clientProcess()?.log() ?? '');
+      }
+      for (const node of net.nodes) {
+        process.stderr.write(`\n--- ${node.name} log (tail) ---\n${node.gateway()?.log().split('\n').slice(-60).join('\n') ?? '(not running)'}\n`);
+      }
+      process.stderr.write(`\n--- client log (tail) ---\n${net.clientProcess()?.log().split('\n').slice(-80).join('\n') ?? '(not running)'}\n`);
+    });
+  }
+
+  /** The client's established IKE SAs, each with a Child SA, one per node address. */
+  async function familyOnEveryNode(net: ClusterNet, timeoutMs = 60_000): Promise<GatewayStatus> {
+    const client = net.clientProcess()!;
+    return waitFor(
+      async () => {
+        const st = await client.status();
+        const ready = st.ikeSas.filter((s) => s.state === 'established' && s.children.length > 0);
+        const remotes = new Set(ready.map((s) => s.remote.split(':')[0]));
+        return net.nodes.every((n) => remotes.has(n.wan)) ? st : undefined;
+      },
+      { timeoutMs, intervalMs: 250, message: "the client's family on every node" },
+    );
+  }
+
+  /** Hex digits only, lower case (tshark and status print SPIs differently). */
+  const hex = (v: string) => v.toLowerCase().replace(/^0x/, '').replace(/[^0-9a-f]/g, '');
+
+  /** Key bytes (hex) from the nodes' key logs: SK_ei/SK_er/SK_ai/SK_ar of every IKE SA, every ESP key. */
+  function keysFromKeylogs(net: ClusterNet): string[] {
+    const { ike, esp } = net.keylogLines();
+    const keys = new Set<string>();
+    for (const l of ike) {
+      const f = l.split(',');
+      for (const i of [2, 3, 5, 6]) if ((f[i] ?? '').length >= 32) keys.add(hex(f[i]!));
+    }
+    for (const l of esp) {
+      for (const m of l.matchAll(/"0x([0-9a-fA-F]{32,})"/g)) keys.add(hex(m[1]!));
+    }
+    return [...keys];
+  }
+
+  interopTest(
+    'the family grows to one clone per node: tshark shows each node\'s address list, the client\'s UPDATE_SA_ADDRESSES, then CREATE_CHILD_SA; ping and iperf3 through every node; etcd holds no key bytes',
+    PRE,
+    async () => {
+      const net = await createClusterNet({ dir: env.dir('three') });
+      env.cleanup(() => net.destroy());
+      dumpOnFailure(net);
+      const capture = await net.captureWan(join(env.dir('three'), 'wan.pcap'), SAMPLED_CAPTURE);
+      env.cleanup(() => capture.stop({ timeoutMs: 3000 }));
+      await net.startNodes();
+      await net.startClient();
+      const vip = await net.clientVip();
+      expect(vip.startsWith(net.poolNet.slice(0, net.poolNet.lastIndexOf('.') + 1))).toBe(true);
+      const st = await familyOnEveryNode(net);
+      const family = st.ikeSas.filter((s) => s.state === 'established');
+      // Exactly one IKE SA per node, each with one Child SA.
+      expect(family).toHaveLength(3);
+      expect(family.map((s) => s.remote.split(':')[0]).sort()).toEqual(net.nodes.map((n) => n.wan).sort());
+      for (const s of family) expect(s.children).toHaveLength(1);
+
+      // Every node holds exactly its own member of the family, and sends on its own Child SA:
+      // its outbound SPI is the client's inbound SPI of the IKE SA whose peer is that node.
+      const nodeSas = await Promise.all(net.nodes.map(async (n) => (await n.gateway()!.status()).ikeSas.filter((s) => s.state === 'established')));
+      net.nodes.forEach((n, k) => {
+        const mine = family.find((s) => s.remote.split(':')[0] === n.wan)!;
+        expect(nodeSas[k], n.name).toHaveLength(1);
+        const there = nodeSas[k]![0]!;
+        expect(hex(there.spiI) + hex(there.spiR)).toBe(hex(mine.spiI) + hex(mine.spiR));
+        expect(there.children).toHaveLength(1);
+        expect(hex(there.children[0]!.spiOut)).toBe(hex(mine.children[0]!.spiIn));
+        expect(hex(there.children[0]!.spiIn)).toBe(hex(mine.children[0]!.spiOut));
+        // The node's SPI prefix (k + 1) leads the SPIs it allocated (io/spi-layout.ts).
+        expect(Number.parseInt(hex(there.children[0]!.spiIn).slice(0, 2), 16)).toBe(k + 1);
+      });
+
+      // Traffic: ping, then iperf3 both ways with enough streams that the client's flow hash
+      // and the LAN's ECMP hash put some on every node.
+      const before = await Promise.all(net.nodes.map((_, k) => net.espCounters(k)));
+      const pinged = await ping(net.client, net.lanHost, { count: 10, intervalS: 0.05, waitS: 3, src: vip });
+      expect(pinged.received, pinged.result.stdout).toBe(10);
+      const up = await net.iperf(vip, { seconds: 2, streams: 24 });
+      const down = await net.iperf(vip, { seconds: 2, streams: 24, reverse: true });
+      expect(up.bitsPerSecond).toBeGreaterThan(1e6);
+      expect(down.bitsPerSecond).toBeGreaterThan(1e6);
+      const after = await Promise.all(net.nodes.map((_, k) => net.espCounters(k)));
+      net.nodes.forEach((n, k) => {
+        expect(after[k]!.decapPackets - before[k]!.decapPackets, `${n.name} opened ESP`).toBeGreaterThan(100);
+        expect(after[k]!.encapPackets - before[k]!.encapPackets, `${n.name} sealed ESP`).toBeGreaterThan(100);
+        expect(after[k]!.failed, `${n.name}: ESP that failed its checks`).toBe(0);
+      });
+
+      // etcd: the clones' records are there, and no key from any key log is, in any encoding.
+      const dump = JSON.parse(await net.etcd.ctl(['get', '--prefix', '/ikeclone/', '-w', 'json'])) as { kvs?: Array<{ key: string; value: string }> };
+      const kvs = (dump.kvs ?? []).map((kv) => ({ key: Buffer.from(kv.key, 'base64').toString(), value: Buffer.from(kv.value, 'base64') }));
+      expect(kvs.filter((kv) => kv.key.endsWith('/ike')).length).toBeGreaterThanOrEqual(2);
+      const keys = keysFromKeylogs(net);
+      // Both ends' SK_e and SK_a of the three IKE SAs, and both directions of the three Child SAs.
+      expect(keys.length).toBeGreaterThanOrEqual(12);
+      for (const kv of kvs) {
+        const text = kv.value.toString('latin1').toLowerCase();
+        for (const k of keys) {
+          const raw = Buffer.from(k, 'hex');
+          expect(kv.value.includes(raw), `${kv.key} holds key bytes`).toBe(false);
+          expect(text.includes(k), `${kv.key} holds a key in hex`).toBe(false);
+          expect(kv.value.toString('latin1').includes(raw.toString('base64')), `${kv.key} holds a key in base64`).toBe(false);
+        }
+      }
+
+      // The wire, as tshark reads it with the nodes' key logs.
+      await capture.stop({ timeoutMs: 5000 });
+      if (process.env.IKC_KEEP_LOGS) onTestFailed(() => copyFileSync(capture.file, join(process.env.IKC_KEEP_LOGS!, 'wan.pcap')));
+      const { ike: ikeTable, esp: espTable } = net.keylogLines();
+      const rows = await decode(capture.file, {
+        fields: ['frame.number', 'ip.src', 'ip.dst', 'isakmp.ispi', 'isakmp.rspi', 'isakmp.exchangetype', 'isakmp.flags', 'isakmp.messageid', 'isakmp.notify.msgtype', 'esp.spi', 'esp.sequence'],
+        displayFilter: 'isakmp or esp',
+        ikeDecryptionTable: ikeTable,
+        espSas: espTable,
+        timeoutMs: 120_000,
+      });
+      const ikeRows = rows.filter((r) => r[3]).map((r) => ({
+        frame: Number(r[0]),
+        src: r[1]!.split(',')[0]!,
+        dst: r[2]!.split(',')[0]!,
+        spis: hex(r[3]!) + hex(r[4]!),
+        exchange: Number(r[5]),
+        response: (Number(r[6]) & 0x20) !== 0,
+        initiator: (Number(r[6]) & 0x08) !== 0,
+        mid: Number(r[7]),
+        notifies: (r[8] ?? '').split(',').filter(Boolean).map(Number),
+      }));
+      const trace = (spis: string) => `${spis}: ${JSON.stringify(ikeRows.filter((r) => r.spis === spis)).slice(0, 4000)} (all: ${JSON.stringify(ikeRows.map((r) => [r.src, r.spis, r.exchange, r.mid, r.notifies])).slice(0, 6000)})`;
+      // RFC 4555 §3.6, §3.5: on each node's clone, the node's address list (NO_ADDITIONAL_ADDRESSES or
+      // ADDITIONAL_IP4_ADDRESS) from its address, the client's UPDATE_SA_ADDRESSES to it, then the
+      // clone's CREATE_CHILD_SA, in that order.
+      const NOTIFY = { ADDITIONAL_IP4_ADDRESS: 16397, NO_ADDITIONAL_ADDRESSES: 16399, UPDATE_SA_ADDRESSES: 16400 };
+      for (const n of net.nodes.slice(1)) {
+        const sa = family.find((s) => s.remote.split(':')[0] === n.wan)!;
+        const spis = hex(sa.spiI) + hex(sa.spiR);
+        const on = ikeRows.filter((r) => r.spis === spis && !r.response);
+        const list = on.find((r) => r.src === n.wan && r.exchange === 37 && (r.notifies.includes(NOTIFY.NO_ADDITIONAL_ADDRESSES) || r.notifies.includes(NOTIFY.ADDITIONAL_IP4_ADDRESS)));
+        expect(list, `${n.name}'s address list: ${trace(spis)}`).toBeDefined();
+        const update = on.find((r) => r.src === net.clientWan && r.dst === n.wan && r.exchange === 37 && r.notifies.includes(NOTIFY.UPDATE_SA_ADDRESSES));
+        expect(update, `the client's UPDATE_SA_ADDRESSES to ${n.name}: ${trace(spis)}`).toBeDefined();
+        const child = on.find((r) => r.exchange === 36 && r.frame > update!.frame && (r.src === n.wan || r.dst === n.wan));
+        expect(child, `CREATE_CHILD_SA with ${n.name} after the update: ${trace(spis)}`).toBeDefined();
+        expect(list!.frame).toBeLessThan(update!.frame);
+      }
+      // No (IKE SPIs, message ID, request/response, sender role) is ever sent from two addresses.
+      const senders = new Map<string, Set<string>>();
+      for (const r of ikeRows) {
+        const id = `${r.spis}/${r.mid}/${r.response ? 'response' : 'request'}/${r.initiator ? 'I' : 'R'}`;
+        if (!senders.has(id)) senders.set(id, new Set());
+        senders.get(id)!.add(r.src);
+      }
+      const twice = [...senders].filter(([, s]) => s.size > 1).map(([id, s]) => `${id} from ${[...s].join(' and ')}`);
+      expect(twice).toEqual([]);
+      expect(senders.size).toBeGreaterThan(10);
+      // ESP: every SPI leaves one address only, and its sequence numbers start at 1 and rise.
+      const esp = new Map<string, { srcs: Set<string>; seqs: number[] }>();
+      for (const r of rows.filter((x) => x[9])) {
+        const spi = hex(r[9]!);
+        if (!esp.has(spi)) esp.set(spi, { srcs: new Set(), seqs: [] });
+        // The outer source (decrypted ESP adds the inner header's to ip.src).
+        esp.get(spi)!.srcs.add(r[1]!.split(',')[0]!);
+        esp.get(spi)!.seqs.push(Number(r[10]));
+      }
+      // Three Child SAs, two directions each.
+      expect(esp.size).toBe(6);
+      for (const [spi, { srcs, seqs }] of esp) {
+        expect([...srcs], `ESP SPI ${spi}`).toHaveLength(1);
+        expect(seqs[0], `first sequence number of ESP SPI ${spi}`).toBe(1);
+        expect(seqs.every((q, i) => i === 0 || q > seqs[i - 1]!), `sequence numbers of ESP SPI ${spi} rise`).toBe(true);
+      }
+      // Each node sends ESP only on its own Child SA.
+      net.nodes.forEach((n, k) => {
+        const out = [...esp].filter(([, e]) => e.srcs.has(n.wan)).map(([spi]) => spi);
+        expect(out, `${n.name} sent ESP on ${JSON.stringify([...esp].map(([spi, e]) => [spi, [...e.srcs], e.seqs.length]))}`).toEqual([hex(nodeSas[k]![0]!.children[0]!.spiOut)]);
+      });
+    },
+    240_000,
+  );
+});

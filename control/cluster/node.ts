@@ -14,6 +14,9 @@ import { loadClusterKey, type ClusterKey } from './seal.js';
 import { CloneHandoff } from './handoff.js';
 import { NodePlacement } from './placement.js';
 import type { IkeSa } from '../ike/ike-sa.js';
+import type { PeerResources } from '../ike/peer-resources.js';
+import { ClusterVirtualIpLeases } from './pool-store.js';
+import { ClusterPeerAccounting } from './peer-accounting.js';
 
 /** At most one load write per this many ms (each IKE SA up or down asks for one). */
 export const LOAD_UPDATE_MS = 1000;
@@ -25,6 +28,10 @@ export class ClusterNode {
   placement: NodePlacement | undefined;
   /** Set when etcd says our lease is gone: IKE on clones stops (fencing). */
   leaseLost: string | undefined;
+  /** Virtual IP pools shared by the cluster (started by attach). */
+  readonly pools: ClusterVirtualIpLeases;
+  /** Per-peer SA counts over the cluster (started by attach). */
+  readonly accounting: ClusterPeerAccounting;
 
   private constructor(
     readonly membership: ClusterMembership,
@@ -32,7 +39,20 @@ export class ClusterNode {
     private readonly log: Logger,
     /** The engine whose established IKE SAs are this node's load (set by attach). */
     private readonly loadOf: { engine?: IkeEngine },
-  ) {}
+  ) {
+    const shared = { client: membership.client, cluster: membership.config.name, node: membership.node, leaseId: membership.leaseId, log };
+    this.pools = new ClusterVirtualIpLeases(shared);
+    this.accounting = new ClusterPeerAccounting(shared);
+  }
+
+  /** For IkeEngineOptions.peerResources: virtual IPs and per-peer limits counted over the cluster (RFC 7296 §2.19, RFC 7791 §8). */
+  get peerResources(): PeerResources {
+    return {
+      virtualIps: this.pools,
+      ikeSasElsewhere: (peer) => this.accounting.ikeSasElsewhere(peer),
+      childSasElsewhere: (peer) => this.accounting.childSasElsewhere(peer),
+    };
+  }
 
   get spiPrefix(): number {
     return this.membership.spiPrefix;
@@ -91,6 +111,10 @@ export class ClusterNode {
     this.loadOf.engine = engine;
     const m = this.membership;
     const c = m.config;
+    // Before the gateway answers anyone: the peers' counts and addresses known, each pool's reserve claimed.
+    await this.accounting.start();
+    this.accounting.follow(engine);
+    await this.pools.start(engine.policies.flatMap((p) => p.pools));
     this.handoff = await new CloneHandoff({ engine, client: m.client, key: this.key, cluster: c.name, node: c.node, address: c.address, log: this.log }).start();
     this.placement = new NodePlacement({ engine, handoff: this.handoff, node: c.node, members: () => m.members(), log: this.log }).start();
     const schedule = () => {
@@ -113,6 +137,9 @@ export class ClusterNode {
     if (this.loadTimer) clearTimeout(this.loadTimer);
     this.loadTimer = undefined;
     await this.handoff?.stop();
+    await this.pools.stop();
+    await this.accounting.settled();
+    await this.accounting.stop();
     await this.membership.leave();
   }
 }

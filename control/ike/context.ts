@@ -21,6 +21,7 @@ import type { KeyLogSink } from './keylog.js';
 import type { ConnectionPolicy } from './policy.js';
 import type { Endpoint, SendFn, SendKeepalive } from './transport.js';
 import type { RedirectHooks } from './redirect-policy.js';
+import type { PeerResources } from './peer-resources.js';
 
 export type { RedirectHooks };
 
@@ -70,6 +71,8 @@ export interface IkeEngineOptions {
   trace?: MessageTrace;
   /** Who will own each Child SA (data-plane worker, cluster node): its inbound SPI carries them (child-spi.ts). */
   childSpiPlacement?: ChildSpiPlacement;
+  /** A cluster's virtual IP leases and per-peer counts (peer-resources.ts); absent: this engine's own. */
+  peerResources?: PeerResources;
 }
 
 /** How initiate() starts an IKE SA: to and from where, and (after an RFC 5685 redirect) how the client got there. */

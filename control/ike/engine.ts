@@ -109,7 +109,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
     this.cookieSecret = createCookieSecret(this.random);
     const { clock, random, log, keyLog, halfOpenTimeout } = this;
     const deps = { clock, random, log, keyLog, halfOpenTimeout, halfOpenPressureTimeout, limits: this.limits, evictions: this.stats.halfOpenEvictions, spiPrefix: opts.spiPrefix ?? 0 };
-    this.table = new SaTable({ ...deps, events: this, isHeld: (spi) => this.deletion.isHeld(spi), childSpiPlacement: opts.childSpiPlacement });
+    this.table = new SaTable({ ...deps, events: this, isHeld: (spi) => this.deletion.isHeld(spi), childSpiPlacement: opts.childSpiPlacement, peerResources: opts.peerResources });
     this.collisions = new RekeyCollisions(this);
     this.lifetimes = new LifetimeManager(this, opts.lifecycle);
     this.liveness = new LivenessMonitor(this, opts.lifecycle);

@@ -17,9 +17,16 @@ import type { IkeSa } from '../ike/ike-sa.js';
 import type { PeerResources } from '../ike/peer-resources.js';
 import { ClusterVirtualIpLeases } from './pool-store.js';
 import { ClusterPeerAccounting } from './peer-accounting.js';
+import { ClusterRedirectPolicy } from './redirect-placement.js';
+import type { MemberInfo } from './membership.js';
 
 /** At most one load write per this many ms (each IKE SA up or down asks for one). */
 export const LOAD_UPDATE_MS = 1000;
+
+/** A node's load: the established IKE SAs of its engine (none before attach). */
+function establishedIkeSas(of: { engine?: IkeEngine }): number {
+  return of.engine?.ikeSas().filter((s) => s.state === 'established').length ?? 0;
+}
 
 export class ClusterNode {
   private loadTimer: NodeJS.Timeout | undefined;
@@ -32,6 +39,10 @@ export class ClusterNode {
   readonly pools: ClusterVirtualIpLeases;
   /** Per-peer SA counts over the cluster (started by attach). */
   readonly accounting: ClusterPeerAccounting;
+  /** Sends new clients to the least-loaded member (RFC 5685) when `cluster.redirect` is set. */
+  readonly redirectPolicy: ClusterRedirectPolicy | undefined;
+  /** The live members as last read (redirect placement reads them synchronously). */
+  private members: MemberInfo[] = [];
 
   private constructor(
     readonly membership: ClusterMembership,
@@ -43,6 +54,22 @@ export class ClusterNode {
     const shared = { client: membership.client, cluster: membership.config.name, node: membership.node, leaseId: membership.leaseId, log };
     this.pools = new ClusterVirtualIpLeases(shared);
     this.accounting = new ClusterPeerAccounting(shared);
+    const settings = membership.config.redirect;
+    this.redirectPolicy = settings && new ClusterRedirectPolicy({
+      node: membership.node,
+      settings,
+      ownLoad: () => establishedIkeSas(loadOf),
+      members: () => this.members,
+      log,
+    });
+  }
+
+  /** Read the members again (at attach, and whenever a member key changes: joins, loads, leaves). */
+  private refreshMembers(): void {
+    this.membership.members().then(
+      (m) => (this.members = m),
+      (err: Error) => this.log.warn({ reason: err.message }, 'cannot read the cluster members'),
+    );
   }
 
   /** For IkeEngineOptions.peerResources: virtual IPs and per-peer limits counted over the cluster (RFC 7296 §2.19, RFC 7791 §8). */
@@ -70,7 +97,7 @@ export class ClusterNode {
     const key = loadClusterKey(cluster.sealingKeyFile, cluster.name);
     const hash = connectionsHash(key, config.connections);
     const loadOf: { engine?: IkeEngine } = {};
-    const load = () => loadOf.engine?.ikeSas().filter((s) => s.state === 'established').length ?? 0;
+    const load = () => establishedIkeSas(loadOf);
     let membership: ClusterMembership;
     try {
       membership = await ClusterMembership.join({ config: cluster, connectionsHash: hash, log, load });
@@ -115,6 +142,8 @@ export class ClusterNode {
     await this.accounting.start();
     this.accounting.follow(engine);
     await this.pools.start(engine.policies.flatMap((p) => p.pools));
+    this.members = await m.members();
+    m.on('members-changed', () => this.refreshMembers());
     this.handoff = await new CloneHandoff({ engine, client: m.client, key: this.key, cluster: c.name, node: c.node, address: c.address, log: this.log }).start();
     this.placement = new NodePlacement({ engine, handoff: this.handoff, node: c.node, members: () => m.members(), log: this.log }).start();
     const schedule = () => {

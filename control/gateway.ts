@@ -83,6 +83,8 @@ export interface GatewayOptions {
   spiPrefix?: number;
   /** Cluster fencing: requests this holds back wait (IkeEngineOptions.holdRequest). */
   holdRequest?: (sa: IkeSa) => boolean;
+  /** Cluster fencing of answers (IkeEngineOptions.mayAnswer). */
+  mayAnswer?: (sa: IkeSa) => boolean;
   /** A cluster's virtual IP pools and per-peer counts (IkeEngineOptions.peerResources). */
   peerResources?: PeerResources;
 }
@@ -181,6 +183,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       ...(opts.random ? { random: opts.random } : {}),
       ...(opts.spiPrefix ? { spiPrefix: opts.spiPrefix } : {}),
       ...(opts.holdRequest ? { holdRequest: opts.holdRequest } : {}),
+      ...(opts.mayAnswer ? { mayAnswer: opts.mayAnswer } : {}),
       ...(opts.peerResources ? { peerResources: opts.peerResources } : {}),
     });
     this.cloner = new CloneOrchestrator(this.engine).start();

@@ -19,6 +19,7 @@ import { ClusterVirtualIpLeases } from './pool-store.js';
 import { ClusterPeerAccounting } from './peer-accounting.js';
 import { ClusterRedirectPolicy } from './redirect-placement.js';
 import type { MemberInfo } from './membership.js';
+import { AnswerFence, LeaseClock } from './answer-fence.js';
 
 /** At most one load write per this many ms (each IKE SA up or down asks for one). */
 export const LOAD_UPDATE_MS = 1000;
@@ -43,6 +44,9 @@ export class ClusterNode {
   readonly redirectPolicy: ClusterRedirectPolicy | undefined;
   /** The live members as last read (redirect placement reads them synchronously). */
   private members: MemberInfo[] = [];
+  /** Answers on owned clones only while the lease certainly stands (set by attach). */
+  answers: AnswerFence | undefined;
+  private readonly leaseClock: LeaseClock;
 
   private constructor(
     readonly membership: ClusterMembership,
@@ -50,7 +54,12 @@ export class ClusterNode {
     private readonly log: Logger,
     /** The engine whose established IKE SAs are this node's load (set by attach). */
     private readonly loadOf: { engine?: IkeEngine },
+    /** When joining began: the lease, asked for after, stands at least its TTL from then. */
+    joinStartedAt: number,
   ) {
+    // etcd keeps the lease for whole seconds (membership.ts rounds): the shorter of the two counts.
+    const ttl = membership.config.leaseTtlMs;
+    this.leaseClock = new LeaseClock(membership.lease, Math.min(ttl, Math.max(1, Math.round(ttl / 1000)) * 1000), joinStartedAt);
     const shared = { client: membership.client, cluster: membership.config.name, node: membership.node, leaseId: membership.leaseId, log };
     this.pools = new ClusterVirtualIpLeases(shared);
     this.accounting = new ClusterPeerAccounting(shared);
@@ -99,6 +108,7 @@ export class ClusterNode {
     const loadOf: { engine?: IkeEngine } = {};
     const load = () => establishedIkeSas(loadOf);
     let membership: ClusterMembership;
+    const joinStartedAt = Date.now();
     try {
       membership = await ClusterMembership.join({ config: cluster, connectionsHash: hash, log, load });
     } catch (err) {
@@ -108,7 +118,7 @@ export class ClusterNode {
       }
       throw err;
     }
-    return new ClusterNode(membership, key, log, loadOf);
+    return new ClusterNode(membership, key, log, loadOf, joinStartedAt);
   }
 
   /**
@@ -128,6 +138,11 @@ export class ClusterNode {
     return handoff.handOff(sa, to);
   }
 
+  /** For IkeEngineOptions.mayAnswer: no answer on an owned clone once the lease may have lapsed. */
+  mayAnswer(sa: IkeSa): boolean {
+    return this.answers?.mayAnswer(sa) ?? true;
+  }
+
   /** For IkeEngineOptions.holdRequest: requests on owned clones wait for their fencing write. */
   holdRequest(sa: IkeSa): boolean {
     return this.handoff?.holdRequest(sa) ?? false;
@@ -145,6 +160,8 @@ export class ClusterNode {
     this.members = await m.members();
     m.on('members-changed', () => this.refreshMembers());
     this.handoff = await new CloneHandoff({ engine, client: m.client, key: this.key, cluster: c.name, node: c.node, address: c.address, log: this.log }).start();
+    const handoff = this.handoff;
+    this.answers = new AnswerFence({ owns: (sa) => handoff.owns(sa), lease: this.leaseClock, log: this.log });
     this.placement = new NodePlacement({ engine, handoff: this.handoff, node: c.node, members: () => m.members(), log: this.log }).start();
     const schedule = () => {
       if (this.loadTimer) return;

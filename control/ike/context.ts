@@ -65,6 +65,13 @@ export interface IkeEngineOptions {
    */
   holdRequest?: (sa: IkeSa) => boolean;
   /**
+   * Asked before any request on an IKE SA is answered, fresh or from the
+   * response cache: false drops it, counted as 'fenced' (a cluster node whose
+   * lease may have lapsed answers nothing on its clones, architecture §8).
+   * Absent: every request is answered.
+   */
+  mayAnswer?: (sa: IkeSa) => boolean;
+  /**
    * Observer of every message's payloads (inner payloads for encrypted ones),
    * after building and after authentication: debugging and protocol tests.
    */
@@ -101,6 +108,8 @@ export type DropReason =
   | 'unusable-init-response'
   /** A request with a cached response's message ID that is not a byte-identical retransmission (RFC 7296 §2.1). */
   | 'cache-mismatch'
+  /** A request on a cluster clone whose owner's lease may have lapsed: not answered, not even from the cache (architecture §8). */
+  | 'fenced'
   // IKE fragments (RFC 7383 §2.6; fragments.ts):
   /** A fragment on a connection with fragmentation: no (we never announced support, §2.3). */
   | 'fragment-unsupported'

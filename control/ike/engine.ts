@@ -86,6 +86,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
   private readonly localAddressFor: (remote: string) => string;
   private readonly localAddressList: () => string[];
   private readonly holdRequest: IkeEngineOptions['holdRequest'];
+  private readonly mayAnswer: IkeEngineOptions['mayAnswer'];
 
   constructor(opts: IkeEngineOptions) {
     super();
@@ -104,6 +105,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
     this.localAddressFor = opts.localAddressFor ?? ((remote) => (remote.includes(':') ? '::' : '0.0.0.0'));
     this.localAddressList = opts.localAddresses ?? (() => []);
     this.holdRequest = opts.holdRequest;
+    this.mayAnswer = opts.mayAnswer;
     this.mobility = { ...DEFAULT_MOBILITY, ...opts.mobility };
     this.redirect = opts.redirect ?? {};
     this.cookieSecret = createCookieSecret(this.random);
@@ -441,6 +443,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
 
   private handleRequest(sa: IkeSa, msg: IkeMessage, d: Datagram): void {
     const h = msg.header;
+    if (this.mayAnswer?.(sa) === false) return this.countDrop('fenced', `${exchangeName(h.exchangeType)} mid ${h.messageId}`);
     // A retransmitted request gets the cached response, without processing (RFC 7296 §2.1).
     if (sa.lastResponse && h.messageId === sa.lastResponse.messageId) {
       const fragment = isFragmentMessage(msg) ? this.fragments.answersRetransmission(sa, msg) : undefined;

@@ -42,6 +42,7 @@ import { ChildRekeyInitiator, rekeyChildSa, respondChildRekey } from './exchange
 import { rekeyIkeSa, respondIkeRekey } from './exchanges/ike-rekey.js';
 import { cloneIkeSa, respondIkeClone } from './exchanges/ike-clone.js';
 import { noteCreateChildSaRefusal } from './refusals.js';
+import { awaitsRedirectDelete } from './redirect.js';
 import { DeleteIkeInitiator, DeleteSpisInitiator, closeChildSa, closeIkeSa, respondIkeDelete, respondInformational } from './exchanges/delete.js';
 import { checkLiveness } from './exchanges/liveness.js';
 import { failover, localAddressesChanged, moveIkeSa, relocate } from './exchanges/mobike.js';
@@ -455,7 +456,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
     // no response, no message-ID step, no address follow, no liveness credit. 'connecting' is a
     // half-open responder (or an initiator before IKE_AUTH), 'authenticating' an initiator with
     // IKE_AUTH in flight; 'deleting' SAs were established (closeIkeSa kills the others at once).
-    if ((sa.state === 'connecting' || sa.state === 'authenticating') && h.exchangeType !== ExchangeType.IKE_AUTH) {
+    if ((sa.state === 'connecting' || sa.state === 'authenticating') && h.exchangeType !== ExchangeType.IKE_AUTH && !awaitsRedirectDelete(sa, h.exchangeType)) {
       return this.countDrop('unsupported-exchange', `${exchangeName(h.exchangeType)} before IKE_AUTH completed`);
     }
     if (h.messageId !== sa.peerRequestId) return this.countDrop('message-id', `expected ${sa.peerRequestId}, got ${h.messageId}`);
@@ -470,7 +471,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
     }
     const payloads = opened.value;
     const kind = classifyRequest(sa, h.exchangeType, payloads);
-    if (!kind) return this.countDrop('unsupported-exchange', exchangeName(h.exchangeType));
+    if (!kind || (sa.redirectedAway && kind !== 'ike-delete')) return this.countDrop('unsupported-exchange', exchangeName(h.exchangeType));
     sa.peerRequestId++;
     this.followPeer(sa, d);
     this.liveness.heard(sa);

@@ -55,7 +55,7 @@ async function node(cluster: string, name: string, pools: string[], reserve = 3)
   const accounting = await new ClusterPeerAccounting({ ...shared, releaseGraceMs: 300 }).start();
   const events = new EventEmitter<EngineEvents>();
   accounting.follow(events);
-  const p = await new ClusterVirtualIpLeases({ ...shared, reserve }).start(pools);
+  const p = await new ClusterVirtualIpLeases({ ...shared, reserve, onLeased: (peer) => accounting.leased(peer) }).start(pools);
   open.push(async () => {
     await p.stop();
     await accounting.stop();
@@ -93,8 +93,10 @@ describe('cluster-wide virtual IP pools', () => {
           await n.pools.settled();
           got = n.pools.lease([POOL], peer, 4);
         }
-        if (got) leased.set(peer, got.address);
-        else refused.push(peer);
+        if (got) {
+          leased.set(peer, got.address);
+          n.events.emit('ike-up', sa(peer));
+        } else refused.push(peer);
         await new Promise<void>((r) => setImmediate(r));
       }
       await n.pools.settled();
@@ -137,6 +139,15 @@ describe('cluster-wide virtual IP pools', () => {
     // And it can be leased again (to whoever the reserve gives it).
     await a.pools.settled();
     expect(a.pools.lease([POOL], 'dave', 4)).toBeDefined();
+  });
+
+  interopTest('an address leased to a peer whose IKE SA never comes up (its IKE_AUTH answer lost) goes back after the grace period', ['etcd'], async () => {
+    const cluster = `p-${randomBytes(3).toString('hex')}`;
+    const a = await node(cluster, 'gw-a', [POOL]);
+    const got = a.pools.lease([POOL], 'frank', 4)!;
+    await a.pools.settled();
+    expect(JSON.parse((await poolKeys(a, cluster, POOL))[got.address]!)).toEqual({ peer: 'frank' });
+    await waitFor(async () => (await poolKeys(a, cluster, POOL))[got.address] === undefined, { timeoutMs: 5000, message: 'frank\'s unused address to go back' });
   });
 
   interopTest('the node that leased an address dies: the address stays the peer\'s while its clone lives on another node', ['etcd'], async () => {

@@ -61,8 +61,8 @@ export class ClusterNode {
     const ttl = membership.config.leaseTtlMs;
     this.leaseClock = new LeaseClock(membership.lease, Math.min(ttl, Math.max(1, Math.round(ttl / 1000)) * 1000), joinStartedAt);
     const shared = { client: membership.client, cluster: membership.config.name, node: membership.node, leaseId: membership.leaseId, log };
-    this.pools = new ClusterVirtualIpLeases(shared);
     this.accounting = new ClusterPeerAccounting(shared);
+    this.pools = new ClusterVirtualIpLeases({ ...shared, onLeased: (peer) => this.accounting.leased(peer) });
     const settings = membership.config.redirect;
     this.redirectPolicy = settings && new ClusterRedirectPolicy({
       node: membership.node,

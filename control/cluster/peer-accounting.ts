@@ -24,7 +24,7 @@ import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
 import type { EngineEvents } from '../ike/context.js';
 import type { ChildSa, IkeSa } from '../ike/ike-sa.js';
 import type { Logger } from '../log.js';
-import { deleteIfRangeEmpty, followPrefix, parsePeerKey, peerNodeKey, peerPrefix, peerVipKey } from './resource-keys.js';
+import { deleteIfRangeEmpty, deleteNested, followPrefix, setNested, parsePeerKey, peerNodeKey, peerPrefix, peerVipKey } from './resource-keys.js';
 import { clusterPrefix } from './etcd-client.js';
 
 /** How long a peer's last count must stay gone before its resources are released. */
@@ -91,6 +91,15 @@ export class ClusterPeerAccounting extends EventEmitter<PeerAccountingEvents> {
     engine.on('child-up', (child: ChildSa) => this.change(child.ike.peerKey, { ike: 0, child: 1 }));
     engine.on('child-down', (child: ChildSa) => this.change(child.ike.peerKey, { ike: 0, child: -1 }));
     return this;
+  }
+
+  /**
+   * Resources were leased to `peer` here: if no node counts an SA of it when
+   * the grace period ends (its IKE_AUTH answer was lost, its SA never came
+   * up), they are released.
+   */
+  leased(peer: string): void {
+    if (!this.local.has(peer) && !this.counts.has(peer)) this.scheduleRelease(peer);
   }
 
   /** IKE SAs `peer` holds on other nodes. */
@@ -181,18 +190,14 @@ export class ClusterPeerAccounting extends EventEmitter<PeerAccountingEvents> {
     } catch {
       return;
     }
-    let nodes = this.counts.get(k.peer);
-    if (!nodes) this.counts.set(k.peer, (nodes = new Map()));
-    nodes.set(k.name, count);
+    setNested(this.counts, k.peer, k.name, count);
     this.cancelRelease(k.peer);
   }
 
   private onDelete(kv: IKeyValue): void {
     const k = parsePeerKey(this.opts.cluster, kv.key.toString());
     if (!k || k.kind !== 'nodes') return;
-    const nodes = this.counts.get(k.peer);
-    nodes?.delete(k.name);
-    if (nodes?.size === 0) this.counts.delete(k.peer);
+    deleteNested(this.counts, k.peer, k.name);
     // A dead node's lease lapsed (or a node let go): whoever still holds nothing of the peer checks.
     if (!this.counts.has(k.peer) && !this.local.has(k.peer)) this.scheduleRelease(k.peer);
   }

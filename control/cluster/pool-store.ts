@@ -25,7 +25,7 @@ import type { LeasedVirtualIp, VirtualIpLeaseSource } from '../ike/peer-resource
 import { VirtualIpPool } from '../ike/virtual-ip.js';
 import { bytesToIp, ipToBytes } from '../wire/ip.js';
 import { clusterPrefix } from './etcd-client.js';
-import { followPrefix, parsePeerKey, peerVipKey, poolPrefix } from './resource-keys.js';
+import { deleteNested, followPrefix, parsePeerKey, peerVipKey, poolPrefix, setNested } from './resource-keys.js';
 
 /** Addresses of each pool a node claims ahead of IKE_AUTH. */
 export const DEFAULT_POOL_RESERVE = 4;
@@ -38,6 +38,8 @@ export interface ClusterPoolOptions {
   leaseId: string;
   log: Logger;
   reserve?: number;
+  /** A lease was written for `peer` (peer-accounting releases it if no SA of the peer comes up anywhere). */
+  onLeased?: (peer: string) => void;
 }
 
 export interface ClusterPoolStats {
@@ -117,7 +119,7 @@ export class ClusterVirtualIpLeases implements VirtualIpLeaseSource {
       const address = r.free.splice(i, 1)[0];
       void this.topUp(r);
       if (address === undefined) continue;
-      this.remember(peer, address, { pool: text, family });
+      setNested(this.peers, peer, address, { pool: text, family });
       this.track(this.commit(text, address, peer, family));
       this.stats.leased++;
       return { address, bytes: ipToBytes(address)! };
@@ -141,11 +143,6 @@ export class ClusterVirtualIpLeases implements VirtualIpLeaseSource {
     void p.finally(() => this.writes.delete(p));
   }
 
-  private remember(peer: string, address: string, a: PeerAddress): void {
-    let m = this.peers.get(peer);
-    if (!m) this.peers.set(peer, (m = new Map()));
-    m.set(address, a);
-  }
 
   /** The lease in etcd: only if the key still names our reserve (else our lease lapsed and someone may have it). */
   private async commit(pool: string, address: string, peer: string, family: 4 | 6): Promise<void> {
@@ -156,7 +153,7 @@ export class ClusterVirtualIpLeases implements VirtualIpLeaseSource {
         .if(poolKey, 'Value', '==', reservedValue(node))
         .then(client.put(poolKey).value(JSON.stringify({ peer })), client.put(peerVipKey(cluster, peer, address)).value(JSON.stringify({ pool, family })))
         .commit();
-      if (txn.succeeded) return;
+      if (txn.succeeded) return void this.opts.onLeased?.(peer);
       this.stats.lost++;
       log.error({ peer, address, pool }, 'virtual IP lease not written: this node no longer holds the address in etcd');
     } catch (err) {
@@ -195,7 +192,7 @@ export class ClusterVirtualIpLeases implements VirtualIpLeaseSource {
     if (!k || k.kind !== 'vip') return;
     try {
       const v = JSON.parse(kv.value.toString()) as PeerAddress;
-      if (typeof v.pool === 'string' && (v.family === 4 || v.family === 6)) this.remember(k.peer, k.name, { pool: v.pool, family: v.family });
+      if (typeof v.pool === 'string' && (v.family === 4 || v.family === 6)) setNested(this.peers, k.peer, k.name, { pool: v.pool, family: v.family });
     } catch {
       // not a lease record
     }
@@ -204,8 +201,6 @@ export class ClusterVirtualIpLeases implements VirtualIpLeaseSource {
   private onDelete(kv: IKeyValue): void {
     const k = parsePeerKey(this.opts.cluster, kv.key.toString());
     if (!k || k.kind !== 'vip') return;
-    const m = this.peers.get(k.peer);
-    m?.delete(k.name);
-    if (m?.size === 0) this.peers.delete(k.peer);
+    deleteNested(this.peers, k.peer, k.name);
   }
 }

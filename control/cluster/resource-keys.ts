@@ -76,3 +76,17 @@ export async function deleteIfRangeEmpty(client: Etcd3, guard: string, prefix: s
   });
   return res.succeeded;
 }
+
+/** Set `inner` -> `value` in the map of `outer` (made when missing): per-peer tables of per-node or per-address values. */
+export function setNested<V>(table: Map<string, Map<string, V>>, outer: string, inner: string, value: V): void {
+  let m = table.get(outer);
+  if (!m) table.set(outer, (m = new Map()));
+  m.set(inner, value);
+}
+
+/** Delete `inner` from the map of `outer`, and that map when it is left empty. */
+export function deleteNested<V>(table: Map<string, Map<string, V>>, outer: string, inner: string): void {
+  const m = table.get(outer);
+  m?.delete(inner);
+  if (m?.size === 0) table.delete(outer);
+}

@@ -34,6 +34,7 @@ import { GatewayMetrics, serveMetrics, type MetricsServer } from './api/metrics.
 import { configInfo, diffConfig, type ConfigInfo, type ReloadResult } from './reload.js';
 import type { ConnectionPolicy } from './ike/policy.js';
 import type { RedirectPolicy } from './ike/redirect-policy.js';
+import type { PeerResources } from './ike/peer-resources.js';
 import { redirectIkeSa } from './ike/redirect.js';
 import { gatewayIdentity } from './wire/gateway-identity.js';
 
@@ -82,6 +83,10 @@ export interface GatewayOptions {
   spiPrefix?: number;
   /** Cluster fencing: requests this holds back wait (IkeEngineOptions.holdRequest). */
   holdRequest?: (sa: IkeSa) => boolean;
+  /** Cluster fencing of answers (IkeEngineOptions.mayAnswer). */
+  mayAnswer?: (sa: IkeSa) => boolean;
+  /** A cluster's virtual IP pools and per-peer counts (IkeEngineOptions.peerResources). */
+  peerResources?: PeerResources;
 }
 
 export class Gateway extends EventEmitter<GatewayEvents> {
@@ -178,6 +183,8 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       ...(opts.random ? { random: opts.random } : {}),
       ...(opts.spiPrefix ? { spiPrefix: opts.spiPrefix } : {}),
       ...(opts.holdRequest ? { holdRequest: opts.holdRequest } : {}),
+      ...(opts.mayAnswer ? { mayAnswer: opts.mayAnswer } : {}),
+      ...(opts.peerResources ? { peerResources: opts.peerResources } : {}),
     });
     this.cloner = new CloneOrchestrator(this.engine).start();
     this.spreader = new ChildSpreader(this.engine).start();

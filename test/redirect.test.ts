@@ -4,6 +4,7 @@
 // not announce support (never redirected), the placement hook, and gateway
 // identities from the wire (§9.2, §9.3) that never throw.
 import { describe, expect, it } from 'vitest';
+import { REDIRECTED_SA_LINGER_MS } from '../control/ike/defaults.js';
 import { MemoryWire, pskPair } from './support/peers.js';
 import type { IkeEngine, MessageTrace } from '../control/ike/engine.js';
 import type { ConnectionPolicy, RedirectSettings } from '../control/ike/policy.js';
@@ -182,9 +183,25 @@ describe('RFC 5685 redirect in IKE_AUTH (§6)', () => {
     noSas(a);
     expect(a.stats.redirects).toEqual({ 'sent.auth': 1 });
     expect(alice.stats.redirects).toEqual({ 'followed.auth': 1 });
-    // The client's Delete of the SA at A went out once (§6: SHOULD delete); A had forgotten it.
+    // The client's Delete of the SA at A went out once (§6: SHOULD delete); A kept the SA for it and answered it.
     expect(wire.log.filter((d) => d.remote.address === A && d.bytes[18] === ExchangeType.INFORMATIONAL)).toHaveLength(1);
-    expect(a.stats.drops['unknown-spi']).toBe(1);
+    expect(a.stats.drops['unknown-spi']).toBeUndefined();
+    expect(gwA.filter((s) => s.direction === 'in' && s.exchangeType === ExchangeType.INFORMATIONAL && !s.response).map((s) => s.payloads.map((p) => p.type))).toEqual([[PayloadType.DELETE]]);
+    expect(gwA.some((s) => s.direction === 'out' && s.exchangeType === ExchangeType.INFORMATIONAL && s.response)).toBe(true);
+  });
+
+  it('a client that sends no Delete after a REDIRECT in IKE_AUTH: the gateway keeps the SA for its Delete only, then forgets it', async () => {
+    const { wire, alice, a } = setUp({ a: settings({ to: [gw(B)], at: 'auth' }) });
+    // The client's Delete is lost on the way to A.
+    wire.filter = (d) => (d.remote.address === A && d.bytes[18] === ExchangeType.INFORMATIONAL ? 'drop' : 'pass');
+    const up = alice.initiate('to-bob');
+    await wire.settle(500);
+    await up;
+    expect(a.ikeSas()).toHaveLength(1);
+    expect(a.ikeSas()[0]!.redirectedAway).toBe(true);
+    wire.run(REDIRECTED_SA_LINGER_MS);
+    noSas(a);
+    expect(a.stats.drops['unknown-spi']).toBeUndefined();
   });
 
   it('a REDIRECT in an IKE_AUTH response whose AUTH does not verify is not followed', async () => {

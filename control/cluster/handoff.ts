@@ -228,6 +228,11 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     return this.arriving.has(this.ownerKey(family, index));
   }
 
+  /** Whether this node owns clone `sa` (its answers are fenced: answer-fence.ts). */
+  owns(sa: IkeSa): boolean {
+    return this.owned.has(sa);
+  }
+
   /** The clones this node owns, with their family position and epoch. */
   ownedClones(): Array<{ sa: IkeSa; family: string; index: number; epoch: number }> {
     return [...this.owned].map(([sa, o]) => ({ sa, family: o.family, index: o.index, epoch: o.epoch }));

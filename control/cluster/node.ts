@@ -17,9 +17,20 @@ import { CloneFailover } from './failover.js';
 import { CloneRebalance } from './rebalance.js';
 import type { IkeSa } from '../ike/ike-sa.js';
 import type { ClusterNodeStatus } from '../status.js';
+import type { PeerResources } from '../ike/peer-resources.js';
+import { ClusterVirtualIpLeases } from './pool-store.js';
+import { ClusterPeerAccounting } from './peer-accounting.js';
+import { ClusterRedirectPolicy } from './redirect-placement.js';
+import type { MemberInfo } from './membership.js';
+import { AnswerFence, LeaseClock } from './answer-fence.js';
 
 /** At most one load write per this many ms (each IKE SA up or down asks for one). */
 export const LOAD_UPDATE_MS = 1000;
+
+/** A node's load: the established IKE SAs of its engine (none before attach). */
+function establishedIkeSas(of: { engine?: IkeEngine }): number {
+  return of.engine?.ikeSas().filter((s) => s.state === 'established').length ?? 0;
+}
 
 export class ClusterNode {
   private loadTimer: NodeJS.Timeout | undefined;
@@ -32,6 +43,17 @@ export class ClusterNode {
   rebalance: CloneRebalance | undefined;
   /** Set when etcd says our lease is gone: IKE on clones stops (fencing). */
   leaseLost: string | undefined;
+  /** Virtual IP pools shared by the cluster (started by attach). */
+  readonly pools: ClusterVirtualIpLeases;
+  /** Per-peer SA counts over the cluster (started by attach). */
+  readonly accounting: ClusterPeerAccounting;
+  /** Sends new clients to the least-loaded member (RFC 5685) when `cluster.redirect` is set. */
+  readonly redirectPolicy: ClusterRedirectPolicy | undefined;
+  /** The live members as last read (redirect placement reads them synchronously). */
+  private members: MemberInfo[] = [];
+  /** Answers on owned clones only while the lease certainly stands (set by attach). */
+  answers: AnswerFence | undefined;
+  private readonly leaseClock: LeaseClock;
 
   private constructor(
     readonly membership: ClusterMembership,
@@ -39,7 +61,41 @@ export class ClusterNode {
     private readonly log: Logger,
     /** The engine whose established IKE SAs are this node's load (set by attach). */
     private readonly loadOf: { engine?: IkeEngine },
-  ) {}
+    /** When joining began: the lease, asked for after, stands at least its TTL from then. */
+    joinStartedAt: number,
+  ) {
+    // etcd keeps the lease for whole seconds (membership.ts rounds): the shorter of the two counts.
+    const ttl = membership.config.leaseTtlMs;
+    this.leaseClock = new LeaseClock(membership.lease, Math.min(ttl, Math.max(1, Math.round(ttl / 1000)) * 1000), joinStartedAt);
+    const shared = { client: membership.client, cluster: membership.config.name, node: membership.node, leaseId: membership.leaseId, log };
+    this.accounting = new ClusterPeerAccounting(shared);
+    this.pools = new ClusterVirtualIpLeases({ ...shared, onLeased: (peer) => this.accounting.leased(peer) });
+    const settings = membership.config.redirect;
+    this.redirectPolicy = settings && new ClusterRedirectPolicy({
+      node: membership.node,
+      settings,
+      ownLoad: () => establishedIkeSas(loadOf),
+      members: () => this.members,
+      log,
+    });
+  }
+
+  /** Read the members again (at attach, and whenever a member key changes: joins, loads, leaves). */
+  private refreshMembers(): void {
+    this.membership.members().then(
+      (m) => (this.members = m),
+      (err: Error) => this.log.warn({ reason: err.message }, 'cannot read the cluster members'),
+    );
+  }
+
+  /** For IkeEngineOptions.peerResources: virtual IPs and per-peer limits counted over the cluster (RFC 7296 §2.19, RFC 7791 §8). */
+  get peerResources(): PeerResources {
+    return {
+      virtualIps: this.pools,
+      ikeSasElsewhere: (peer) => this.accounting.ikeSasElsewhere(peer),
+      childSasElsewhere: (peer) => this.accounting.childSasElsewhere(peer),
+    };
+  }
 
   get spiPrefix(): number {
     return this.membership.spiPrefix;
@@ -57,8 +113,9 @@ export class ClusterNode {
     const key = loadClusterKey(cluster.sealingKeyFile, cluster.name);
     const hash = connectionsHash(key, config.connections);
     const loadOf: { engine?: IkeEngine } = {};
-    const load = () => loadOf.engine?.ikeSas().filter((s) => s.state === 'established').length ?? 0;
+    const load = () => establishedIkeSas(loadOf);
     let membership: ClusterMembership;
+    const joinStartedAt = Date.now();
     try {
       membership = await ClusterMembership.join({ config: cluster, connectionsHash: hash, log, load });
     } catch (err) {
@@ -68,7 +125,7 @@ export class ClusterNode {
       }
       throw err;
     }
-    return new ClusterNode(membership, key, log, loadOf);
+    return new ClusterNode(membership, key, log, loadOf, joinStartedAt);
   }
 
   /**
@@ -106,6 +163,11 @@ export class ClusterNode {
     };
   }
 
+  /** For IkeEngineOptions.mayAnswer: no answer on an owned clone once the lease may have lapsed. */
+  mayAnswer(sa: IkeSa): boolean {
+    return this.answers?.mayAnswer(sa) ?? true;
+  }
+
   /** For IkeEngineOptions.holdRequest: requests on owned clones wait for their fencing write. */
   holdRequest(sa: IkeSa): boolean {
     return this.handoff?.holdRequest(sa) ?? false;
@@ -116,7 +178,15 @@ export class ClusterNode {
     this.loadOf.engine = engine;
     const m = this.membership;
     const c = m.config;
+    // Before the gateway answers anyone: the peers' counts and addresses known, each pool's reserve claimed.
+    await this.accounting.start();
+    this.accounting.follow(engine);
+    await this.pools.start(engine.policies.flatMap((p) => p.pools));
+    this.members = await m.members();
+    m.on('members-changed', () => this.refreshMembers());
     this.handoff = await new CloneHandoff({ engine, client: m.client, key: this.key, cluster: c.name, node: c.node, address: c.address, log: this.log }).start();
+    const handoff = this.handoff;
+    this.answers = new AnswerFence({ owns: (sa) => handoff.owns(sa), lease: this.leaseClock, log: this.log });
     this.placement = new NodePlacement({ engine, handoff: this.handoff, node: c.node, members: () => m.members(), log: this.log }).start();
     const shared = { engine, client: m.client, cluster: c.name, node: c.node, handoff: this.handoff, log: this.log };
     this.failover = new CloneFailover({ ...shared, key: this.key }).start();
@@ -156,6 +226,9 @@ export class ClusterNode {
     this.failover?.stop();
     this.rebalance?.stop();
     await this.handoff?.stop();
+    await this.pools.stop();
+    await this.accounting.settled();
+    await this.accounting.stop();
     await this.membership.leave();
   }
 }

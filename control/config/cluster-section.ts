@@ -10,9 +10,9 @@ import { statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Problem, got } from './errors.js';
 import { duration, ipLiteral, type Ctx } from './fields.js';
-import { NAME_EXPECTED, NAME_RE, type ClusterConfig } from './types.js';
+import { NAME_EXPECTED, NAME_RE, type ClusterConfig, type ClusterRedirectConfig } from './types.js';
 
-const KEYS = ['name', 'node', 'address', 'etcd', 'tls', 'sealing_key_file', 'lease_ttl', 'on_etcd_unreachable', 'spi_prefix'];
+const KEYS = ['name', 'node', 'address', 'etcd', 'tls', 'sealing_key_file', 'lease_ttl', 'on_etcd_unreachable', 'spi_prefix', 'redirect'];
 const ENDPOINT_EXPECTED = 'etcd client URLs, http(s)://ADDRESS:PORT (a list or one comma-separated string)';
 /** Lease TTL bounds: below 2 s a busy node loses its lease; above 60 s failover waits too long. */
 export const MIN_LEASE_TTL_MS = 2000;
@@ -47,6 +47,21 @@ function endpoints(v: unknown): string[] | Problem {
     out.push(`${url.protocol}//${url.host}`);
   }
   return out;
+}
+
+/** cluster.redirect: {above: IKE SAs (0..10^6), at: init | auth (default init)}. */
+function clusterRedirect(v: unknown): ClusterRedirectConfig | Problem {
+  const expected = 'a mapping with above (IKE SAs from which this node redirects new clients) and at (init or auth)';
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return new Problem(got(v), expected, ['redirect']);
+  const r = v as Record<string, unknown>;
+  for (const k of Object.keys(r)) if (k !== 'above' && k !== 'at') return new Problem('unknown key', 'one of above, at', ['redirect', k]);
+  const above = r.above;
+  if (typeof above !== 'number' || !Number.isInteger(above) || above < 0 || above > 1_000_000) {
+    return new Problem(above === undefined ? 'missing' : got(above), 'an integer from 0 to 1000000: established IKE SAs from which new clients are redirected', ['redirect', 'above']);
+  }
+  const at = r.at ?? 'init';
+  if (at !== 'init' && at !== 'auth') return new Problem(got(at), 'one of init, auth', ['redirect', 'at']);
+  return { above, at };
 }
 
 /** cluster: absent -> undefined (a single gateway); present -> every field checked. */
@@ -93,6 +108,11 @@ export function clusterSection(ctx: Ctx): (v: unknown) => ClusterConfig | undefi
       const p = raw.spi_prefix;
       if (typeof p !== 'number' || !Number.isInteger(p) || p < 1 || p > 255) return new Problem(got(p), 'an integer from 1 to 255 (0 is a single gateway)', ['spi_prefix']);
       out.spiPrefix = p;
+    }
+    if (raw.redirect !== undefined) {
+      const r = clusterRedirect(raw.redirect);
+      if (r instanceof Problem) return r;
+      out.redirect = r;
     }
     if (raw.tls !== undefined) {
       const tls = raw.tls as Record<string, unknown>;

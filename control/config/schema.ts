@@ -88,6 +88,11 @@
  *   on_etcd_unreachable: fail  # at start: fail (exit 1) | standalone (run as a single gateway)
  *   spi_prefix: 7              # optional, 1..255: this node's SPI prefix (io/spi-layout.ts); default:
  *                              # the first free one, claimed in etcd at join
+ *   redirect:                  # optional: RFC 5685 placement of clients that cannot be cloned
+ *     above: 100               # from this many established IKE SAs on this node, a new client that
+ *                              # announced REDIRECT_SUPPORTED goes to the member with the fewest (when it
+ *                              # has fewer); a client redirected here is never sent on
+ *     at: init                 # init: in IKE_SA_INIT (before any state) | auth: in IKE_AUTH
  *   steering: kernel           # kernel: each worker reads its own socket of the NAT-T port, the
  *                              # kernel steering ESP to it by the worker its SPI names (SO_REUSEPORT
  *                              # with BPF; native I/O, up to 64 workers) | io-thread: one reader

@@ -251,6 +251,14 @@ export interface ClusterConfig {
   onEtcdUnreachable: 'fail' | 'standalone';
   /** A fixed SPI prefix; default: the first free one claimed in etcd. */
   spiPrefix?: number;
+  /** Redirect new clients from this node when loaded (RFC 5685; control/cluster/redirect-placement.ts); absent: never. */
+  redirect?: ClusterRedirectConfig;
+}
+
+/** `cluster.redirect`: from `above` established IKE SAs on, new clients go to the least-loaded member, in IKE_SA_INIT or IKE_AUTH. */
+export interface ClusterRedirectConfig {
+  above: number;
+  at: 'init' | 'auth';
 }
 
 /** Where the gateway serves /metrics (control/api/metrics.ts). */

@@ -21,6 +21,7 @@ import type { KeyLogSink } from './keylog.js';
 import type { ConnectionPolicy } from './policy.js';
 import type { Endpoint, SendFn, SendKeepalive } from './transport.js';
 import type { RedirectHooks } from './redirect-policy.js';
+import type { PeerResources } from './peer-resources.js';
 
 export type { RedirectHooks };
 
@@ -64,12 +65,21 @@ export interface IkeEngineOptions {
    */
   holdRequest?: (sa: IkeSa) => boolean;
   /**
+   * Asked before any request on an IKE SA is answered, fresh or from the
+   * response cache: false drops it, counted as 'fenced' (a cluster node whose
+   * lease may have lapsed answers nothing on its clones, architecture §8).
+   * Absent: every request is answered.
+   */
+  mayAnswer?: (sa: IkeSa) => boolean;
+  /**
    * Observer of every message's payloads (inner payloads for encrypted ones),
    * after building and after authentication: debugging and protocol tests.
    */
   trace?: MessageTrace;
   /** Who will own each Child SA (data-plane worker, cluster node): its inbound SPI carries them (child-spi.ts). */
   childSpiPlacement?: ChildSpiPlacement;
+  /** A cluster's virtual IP leases and per-peer counts (peer-resources.ts); absent: this engine's own. */
+  peerResources?: PeerResources;
 }
 
 /** How initiate() starts an IKE SA: to and from where, and (after an RFC 5685 redirect) how the client got there. */
@@ -98,6 +108,8 @@ export type DropReason =
   | 'unusable-init-response'
   /** A request with a cached response's message ID that is not a byte-identical retransmission (RFC 7296 §2.1). */
   | 'cache-mismatch'
+  /** A request on a cluster clone whose owner's lease may have lapsed: not answered, not even from the cache (architecture §8). */
+  | 'fenced'
   // IKE fragments (RFC 7383 §2.6; fragments.ts):
   /** A fragment on a connection with fragmentation: no (we never announced support, §2.3). */
   | 'fragment-unsupported'

@@ -110,6 +110,8 @@ export const DEFAULT_CLONE_BACKOFF: CloneBackoff = { baseMs: 500, maxMs: 8000, t
 /** RFC 5685 §7: a client follows at most MAX_REDIRECTS redirects within REDIRECT_LOOP_DETECT_PERIOD (defaults 5, 300 s). */
 export const DEFAULT_MAX_REDIRECTS = 5;
 export const DEFAULT_REDIRECT_LOOP_PERIOD = 300_000;
+/** RFC 5685 §6 gateway: how long an IKE SA redirected in IKE_AUTH waits for the client's Delete (ms). */
+export const REDIRECTED_SA_LINGER_MS = 5_000;
 /**
  * IKE fragmentation (RFC 7383): the largest IP datagram (IP and UDP headers
  * included) that carries one of our fragments unless the connection sets one,

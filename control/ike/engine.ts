@@ -42,6 +42,7 @@ import { ChildRekeyInitiator, rekeyChildSa, respondChildRekey } from './exchange
 import { rekeyIkeSa, respondIkeRekey } from './exchanges/ike-rekey.js';
 import { cloneIkeSa, respondIkeClone } from './exchanges/ike-clone.js';
 import { noteCreateChildSaRefusal } from './refusals.js';
+import { awaitsRedirectDelete } from './redirect.js';
 import { DeleteIkeInitiator, DeleteSpisInitiator, closeChildSa, closeIkeSa, respondIkeDelete, respondInformational } from './exchanges/delete.js';
 import { checkLiveness } from './exchanges/liveness.js';
 import { failover, localAddressesChanged, moveIkeSa, relocate } from './exchanges/mobike.js';
@@ -86,6 +87,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
   private readonly localAddressFor: (remote: string) => string;
   private readonly localAddressList: () => string[];
   private readonly holdRequest: IkeEngineOptions['holdRequest'];
+  private readonly mayAnswer: IkeEngineOptions['mayAnswer'];
 
   constructor(opts: IkeEngineOptions) {
     super();
@@ -104,12 +106,13 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
     this.localAddressFor = opts.localAddressFor ?? ((remote) => (remote.includes(':') ? '::' : '0.0.0.0'));
     this.localAddressList = opts.localAddresses ?? (() => []);
     this.holdRequest = opts.holdRequest;
+    this.mayAnswer = opts.mayAnswer;
     this.mobility = { ...DEFAULT_MOBILITY, ...opts.mobility };
     this.redirect = opts.redirect ?? {};
     this.cookieSecret = createCookieSecret(this.random);
     const { clock, random, log, keyLog, halfOpenTimeout } = this;
     const deps = { clock, random, log, keyLog, halfOpenTimeout, halfOpenPressureTimeout, limits: this.limits, evictions: this.stats.halfOpenEvictions, spiPrefix: opts.spiPrefix ?? 0 };
-    this.table = new SaTable({ ...deps, events: this, isHeld: (spi) => this.deletion.isHeld(spi), childSpiPlacement: opts.childSpiPlacement });
+    this.table = new SaTable({ ...deps, events: this, isHeld: (spi) => this.deletion.isHeld(spi), childSpiPlacement: opts.childSpiPlacement, peerResources: opts.peerResources });
     this.collisions = new RekeyCollisions(this);
     this.lifetimes = new LifetimeManager(this, opts.lifecycle);
     this.liveness = new LivenessMonitor(this, opts.lifecycle);
@@ -441,6 +444,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
 
   private handleRequest(sa: IkeSa, msg: IkeMessage, d: Datagram): void {
     const h = msg.header;
+    if (this.mayAnswer?.(sa) === false) return this.countDrop('fenced', `${exchangeName(h.exchangeType)} mid ${h.messageId}`);
     // A retransmitted request gets the cached response, without processing (RFC 7296 §2.1).
     if (sa.lastResponse && h.messageId === sa.lastResponse.messageId) {
       const fragment = isFragmentMessage(msg) ? this.fragments.answersRetransmission(sa, msg) : undefined;
@@ -452,7 +456,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
     // no response, no message-ID step, no address follow, no liveness credit. 'connecting' is a
     // half-open responder (or an initiator before IKE_AUTH), 'authenticating' an initiator with
     // IKE_AUTH in flight; 'deleting' SAs were established (closeIkeSa kills the others at once).
-    if ((sa.state === 'connecting' || sa.state === 'authenticating') && h.exchangeType !== ExchangeType.IKE_AUTH) {
+    if ((sa.state === 'connecting' || sa.state === 'authenticating') && h.exchangeType !== ExchangeType.IKE_AUTH && !awaitsRedirectDelete(sa, h.exchangeType)) {
       return this.countDrop('unsupported-exchange', `${exchangeName(h.exchangeType)} before IKE_AUTH completed`);
     }
     if (h.messageId !== sa.peerRequestId) return this.countDrop('message-id', `expected ${sa.peerRequestId}, got ${h.messageId}`);
@@ -467,7 +471,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
     }
     const payloads = opened.value;
     const kind = classifyRequest(sa, h.exchangeType, payloads);
-    if (!kind) return this.countDrop('unsupported-exchange', exchangeName(h.exchangeType));
+    if (!kind || (sa.redirectedAway && kind !== 'ike-delete')) return this.countDrop('unsupported-exchange', exchangeName(h.exchangeType));
     sa.peerRequestId++;
     this.followPeer(sa, d);
     this.liveness.heard(sa);

@@ -278,6 +278,8 @@ export class IkeSa {
   peerRedirect = false;
   /** RFC 5685 gateway: the gateway the peer's REDIRECTED_FROM named (§9.3). */
   redirectedFrom: GatewayIdentity | undefined;
+  /** RFC 5685 §6 gateway: redirected in IKE_AUTH; only the client's Delete is taken, until it comes or the linger ends. */
+  redirectedAway = false;
   /** Virtual IPs the peer assigned us (RFC 7296 §2.19): one per address family at most. */
   virtualIps: string[] = [];
   /** Virtual IPs we assigned the peer from our pools. */

@@ -39,6 +39,7 @@ import type { ConnectionPolicy } from './policy.js';
 import type { Endpoint } from './transport.js';
 import { hasNotify, notify } from './payload-builders.js';
 import { sealMessage } from './protect.js';
+import { REDIRECTED_SA_LINGER_MS } from './defaults.js';
 import { ConfiguredRedirectPolicy, redirectSettings, type RedirectPhase, type RedirectPolicy } from './redirect-policy.js';
 
 /** The placement of a connection's `redirect:` settings, when the engine was given no other. */
@@ -293,6 +294,16 @@ export function authRedirectResponse(engine: IkeContext, sa: IkeSa, authPayloads
   engine.log.info({ ike: sa.id, conn: sa.name, peer: sa.peerKey, to: target }, 'redirecting peer in IKE_AUTH (RFC 5685 §6)');
   return {
     payloads: [...authPayloads, notify(NotifyType.REDIRECT, encodeGatewayIdentity(to))],
-    after: () => engine.deleteIkeSa(sa, `redirected to ${target} (RFC 5685 §6)`),
+    // §6: the client SHOULD delete the IKE SA, which is valid (both AUTHs verified): its Delete is
+    // answered, not dropped as an unknown SPI; a client that sends none loses the SA after a while.
+    after: () => {
+      sa.redirectedAway = true;
+      sa.timers.add(engine.clock.schedule(REDIRECTED_SA_LINGER_MS, () => engine.deleteIkeSa(sa, `redirected to ${target} (RFC 5685 §6); no Delete from the client`)));
+    },
   };
+}
+
+/** An IKE SA redirected in IKE_AUTH takes INFORMATIONAL requests (§6: the client's Delete) though it never came up. */
+export function awaitsRedirectDelete(sa: IkeSa, exchangeType: number): boolean {
+  return sa.redirectedAway && exchangeType === ExchangeType.INFORMATIONAL;
 }

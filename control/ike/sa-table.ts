@@ -17,6 +17,7 @@ import { RECENTLY_DELETED_MAX, RECENTLY_DELETED_MS, type EngineLimits } from './
 import { type CachedResponse, type ChildSa, type IkeSa, spi64Hex, spiHex } from './ike-sa.js';
 import type { KeyLogSink } from './keylog.js';
 import { VirtualIpLeases } from './virtual-ip.js';
+import type { PeerResources, VirtualIpLeaseSource } from './peer-resources.js';
 import { composeIkeSpi, type SpiOwner } from '../../io/spi-layout.js';
 import { drawChildSpi, type ChildSpiPlacement, type ChildSpiRequest } from './child-spi.js';
 
@@ -39,6 +40,8 @@ export interface SaTableDeps {
   evictions: Record<string, number>;
   /** Cluster node prefix of our IKE and ESP SPIs (io/spi-layout.ts); 0 on a single gateway. */
   spiPrefix: number;
+  /** A cluster's view of per-peer resources (peer-resources.ts); absent: this table alone. */
+  peerResources?: PeerResources | undefined;
 }
 
 /** Why a half-open responder SA was forgotten to make room (counted in EngineStats.halfOpenEvictions). */
@@ -74,9 +77,11 @@ export class SaTable {
    * Ciphertext only; bounded.
    */
   private readonly recentlyDeleted = new Map<string, CachedResponse & { until: number }>();
-  private readonly virtualIps = new VirtualIpLeases();
+  private readonly virtualIps: VirtualIpLeaseSource;
 
-  constructor(private readonly deps: SaTableDeps) {}
+  constructor(private readonly deps: SaTableDeps) {
+    this.virtualIps = deps.peerResources?.virtualIps ?? new VirtualIpLeases();
+  }
 
   // ---------------------------------------------------------------- lookups
 
@@ -166,16 +171,17 @@ export class SaTable {
     if (set.size === 0) this.byPeer.delete(sa.peerKey!);
   }
 
-  /** IKE SAs of the authenticated peer of `sa`, `sa` included (RFC 7791 §8). */
+  /** IKE SAs of the authenticated peer of `sa`, `sa` included, on every cluster node (RFC 7791 §8). */
   peerIkeSaCount(sa: IkeSa): number {
-    return (sa.peerKey && this.byPeer.get(sa.peerKey)?.size) || 0;
+    const here = (sa.peerKey && this.byPeer.get(sa.peerKey)?.size) || 0;
+    return here + (sa.peerKey ? (this.deps.peerResources?.ikeSasElsewhere?.(sa.peerKey) ?? 0) : 0);
   }
 
   /** Child SAs over all IKE SAs with the same authenticated peer (RFC 7791 §8). */
   peerChildCount(sa: IkeSa): number {
     let n = 0;
     for (const other of (sa.peerKey && this.byPeer.get(sa.peerKey)) || []) n += other.children.length;
-    return n;
+    return n + (sa.peerKey ? (this.deps.peerResources?.childSasElsewhere?.(sa.peerKey) ?? 0) : 0);
   }
 
   private joinSession(sa: IkeSa): void {

@@ -4,6 +4,7 @@
 // same peer the same address again, and take it back when the peer's last
 // IKE SA is gone.
 import { bytesToIp, cidrToRange, ipToBytes } from '../wire/ip.js';
+import type { VirtualIpLeaseSource } from './peer-resources.js';
 
 /** Address bytes (4 or 16, network order) as an unsigned integer. */
 function toNumber(b: Uint8Array): bigint {
@@ -92,10 +93,15 @@ export class VirtualIpPool {
   get size(): number {
     return this.leases.size;
   }
+
+  /** Every address the pool hands out, lowest first (a cluster claims them one by one in etcd). */
+  *addresses(): Generator<string> {
+    for (let n = this.first; n <= this.last; n++) yield bytesToIp(toBytes(n, this.length));
+  }
 }
 
 /** The pools of an engine by their text, and the leases of authenticated peers (RFC 7296 §2.19). */
-export class VirtualIpLeases {
+export class VirtualIpLeases implements VirtualIpLeaseSource {
   private readonly pools = new Map<string, VirtualIpPool>();
 
   /**

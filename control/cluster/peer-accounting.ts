@@ -1,0 +1,257 @@
+// Per-peer accounting across a cluster (RFC 7791 §8; architecture §8): each
+// node writes how many IKE SAs and Child SAs every authenticated peer holds on
+// it under its own lease (peers/<peer>/nodes/<node>, resource-keys.ts), and
+// follows what the other nodes wrote. The engine's per-peer limits then count
+// the peer's SAs on every node (peer-resources.ts: a clone past ikeSasPerPeer
+// gets NO_ADDITIONAL_SAS wherever its siblings live), and a peer's session
+// lasts from its first IKE SA on any node to its last clone on any node.
+//
+// When the last count goes (a node's last SA of the peer died, or a dead
+// node's lease lapsed and etcd deleted its counts), the peer's cluster-wide
+// resources are released in one transaction guarded by "no node counts the
+// peer": its virtual IPs go back to their pools. The check waits
+// `releaseGraceMs` first, so that a clone handed from one node to another
+// (ike-down here, ike-up there) or an IKE SA rekeyed keeps its addresses. A
+// peer whose every node died while no one watched is released by the sweep
+// each node runs when it starts.
+//
+// The counts of other nodes are as fresh as the watch: two nodes admitting
+// the same peer's clones in the same round trip may pass the limit by one each.
+//
+// Owner: the main thread.
+import { EventEmitter } from 'node:events';
+import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
+import type { EngineEvents } from '../ike/context.js';
+import type { ChildSa, IkeSa } from '../ike/ike-sa.js';
+import type { Logger } from '../log.js';
+import { deleteIfRangeEmpty, deleteNested, followPrefix, setNested, parsePeerKey, peerNodeKey, peerPrefix, peerVipKey } from './resource-keys.js';
+import { clusterPrefix } from './etcd-client.js';
+
+/** How long a peer's last count must stay gone before its resources are released. */
+export const DEFAULT_RELEASE_GRACE_MS = 3000;
+
+/** What one node counts of one peer. */
+export interface PeerCount {
+  ike: number;
+  child: number;
+}
+
+export interface PeerAccountingOptions {
+  client: Etcd3;
+  cluster: string;
+  node: string;
+  /** This node's lease: its counts go when it dies. */
+  leaseId: string;
+  log: Logger;
+  releaseGraceMs?: number;
+}
+
+export interface PeerAccountingEvents {
+  /** The peer's first SA in the cluster (no node counted it before). */
+  'session-up': [peer: string];
+  /** The peer held nothing anywhere for the grace period: its resources were released. */
+  released: [peer: string];
+}
+
+export class ClusterPeerAccounting extends EventEmitter<PeerAccountingEvents> {
+  /** Every node's counts by peer (ours included), as etcd has them. */
+  private readonly counts = new Map<string, Map<string, PeerCount>>();
+  /** Our own counts, ahead of etcd. */
+  private readonly local = new Map<string, PeerCount>();
+  private readonly dirty = new Set<string>();
+  private flushing: Promise<void> | undefined;
+  private readonly releaseTimers = new Map<string, NodeJS.Timeout>();
+  private watcher: Watcher | undefined;
+  private closed = false;
+  /** Writes that failed (etcd unreachable): the next change writes again. */
+  writeFailures = 0;
+
+  constructor(private readonly opts: PeerAccountingOptions) {
+    super();
+  }
+
+  /** Load the counts, follow them, and release peers no node holds any more (a cluster that lost every node of theirs). */
+  async start(): Promise<this> {
+    const base = `${clusterPrefix(this.opts.cluster)}peers/`;
+    const vipPeers = new Set<string>();
+    this.watcher = await followPrefix(
+      this.opts.client,
+      base,
+      (kv) => this.onPut(kv, vipPeers),
+      (kv) => this.onDelete(kv),
+    );
+    for (const peer of vipPeers) if (!this.counts.has(peer)) this.scheduleRelease(peer);
+    return this;
+  }
+
+  /** Count the engine's established IKE SAs and their Child SAs per authenticated peer. */
+  follow(engine: Pick<EventEmitter<EngineEvents>, 'on'>): this {
+    engine.on('ike-up', (sa: IkeSa) => this.change(sa.peerKey, { ike: 1, child: 0 }));
+    engine.on('ike-down', (sa: IkeSa) => this.change(sa.peerKey, { ike: -1, child: 0 }));
+    engine.on('child-up', (child: ChildSa) => this.change(child.ike.peerKey, { ike: 0, child: 1 }));
+    engine.on('child-down', (child: ChildSa) => this.change(child.ike.peerKey, { ike: 0, child: -1 }));
+    return this;
+  }
+
+  /**
+   * Resources were leased to `peer` here: if no node counts an SA of it when
+   * the grace period ends (its IKE_AUTH answer was lost, its SA never came
+   * up), they are released.
+   */
+  leased(peer: string): void {
+    if (!this.local.has(peer) && !this.counts.has(peer)) this.scheduleRelease(peer);
+  }
+
+  /** IKE SAs `peer` holds on other nodes. */
+  ikeSasElsewhere(peer: string): number {
+    return this.elsewhere(peer, 'ike');
+  }
+
+  /** Child SAs `peer` holds on other nodes. */
+  childSasElsewhere(peer: string): number {
+    return this.elsewhere(peer, 'child');
+  }
+
+  /** The peer's counts on every node, ours as we know them now. */
+  peerCounts(peer: string): Record<string, PeerCount> {
+    const out: Record<string, PeerCount> = Object.fromEntries(this.counts.get(peer) ?? []);
+    const mine = this.local.get(peer);
+    if (mine && (mine.ike > 0 || mine.child > 0)) out[this.opts.node] = { ...mine };
+    else delete out[this.opts.node];
+    return out;
+  }
+
+  private elsewhere(peer: string, what: keyof PeerCount): number {
+    let n = 0;
+    for (const [node, c] of this.counts.get(peer) ?? []) if (node !== this.opts.node) n += c[what];
+    return n;
+  }
+
+  /** One of our SAs of `peer` came or went: written to etcd soon (changes in one turn are one write). */
+  change(peer: string | undefined, delta: PeerCount): void {
+    if (!peer || this.closed) return;
+    const c = this.local.get(peer) ?? { ike: 0, child: 0 };
+    c.ike = Math.max(0, c.ike + delta.ike);
+    c.child = Math.max(0, c.child + delta.child);
+    this.local.set(peer, c);
+    this.dirty.add(peer);
+    if (c.ike > 0) this.cancelRelease(peer);
+    this.flushing ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.flush());
+  }
+
+  /** Wait for the counts changed so far to be in etcd (tests, shutdown). */
+  async settled(): Promise<void> {
+    while (this.flushing) await this.flushing;
+  }
+
+  private async flush(): Promise<void> {
+    const { client, cluster, node, leaseId } = this.opts;
+    const peers = [...this.dirty];
+    this.dirty.clear();
+    let failed = false;
+    for (const peer of peers) {
+      const c = this.local.get(peer)!;
+      const key = peerNodeKey(cluster, peer, node);
+      try {
+        if (c.ike > 0 || c.child > 0) {
+          const fresh = !this.counts.has(peer);
+          await client.put(key).value(JSON.stringify(c)).lease(leaseId);
+          if (fresh) {
+            this.opts.log.info({ peer }, 'cluster session up');
+            this.emit('session-up', peer);
+          }
+        } else {
+          this.local.delete(peer);
+          await client.delete().key(key);
+          this.scheduleRelease(peer);
+        }
+      } catch (err) {
+        this.writeFailures++;
+        failed = true;
+        this.dirty.add(peer);
+        this.opts.log.warn({ peer, reason: (err as Error).message }, 'cannot write the peer\'s SA count to etcd');
+      }
+    }
+    this.flushing = this.dirty.size > 0 && !this.closed
+      ? new Promise<void>((resolve) => setTimeout(resolve, failed ? 500 : 0).unref()).then(() => this.flush())
+      : undefined;
+  }
+
+  private onPut(kv: IKeyValue, vipPeers?: Set<string>): void {
+    const k = parsePeerKey(this.opts.cluster, kv.key.toString());
+    if (!k) return;
+    if (k.kind === 'vip') return void vipPeers?.add(k.peer);
+    if (k.kind !== 'nodes') return;
+    let count: PeerCount;
+    try {
+      const v = JSON.parse(kv.value.toString()) as PeerCount;
+      if (!Number.isSafeInteger(v.ike) || !Number.isSafeInteger(v.child)) return;
+      count = { ike: v.ike, child: v.child };
+    } catch {
+      return;
+    }
+    setNested(this.counts, k.peer, k.name, count);
+    this.cancelRelease(k.peer);
+  }
+
+  private onDelete(kv: IKeyValue): void {
+    const k = parsePeerKey(this.opts.cluster, kv.key.toString());
+    if (!k || k.kind !== 'nodes') return;
+    deleteNested(this.counts, k.peer, k.name);
+    // A dead node's lease lapsed (or a node let go): whoever still holds nothing of the peer checks.
+    if (!this.counts.has(k.peer) && !this.local.has(k.peer)) this.scheduleRelease(k.peer);
+  }
+
+  private cancelRelease(peer: string): void {
+    const t = this.releaseTimers.get(peer);
+    if (t) clearTimeout(t);
+    this.releaseTimers.delete(peer);
+  }
+
+  private scheduleRelease(peer: string): void {
+    if (this.closed) return;
+    this.cancelRelease(peer);
+    const t = setTimeout(() => {
+      this.releaseTimers.delete(peer);
+      void this.release(peer);
+    }, this.opts.releaseGraceMs ?? DEFAULT_RELEASE_GRACE_MS);
+    t.unref();
+    this.releaseTimers.set(peer, t);
+  }
+
+  /** Release the peer's addresses (and its record) if no node counts it: one guarded transaction. */
+  async release(peer: string): Promise<boolean> {
+    const { client, cluster, log } = this.opts;
+    if (this.local.has(peer)) return false;
+    const prefix = peerPrefix(cluster, peer);
+    try {
+      const vips = await client.getAll().prefix(`${prefix}vip/`).strings();
+      const poolKeys: string[] = [];
+      for (const [key, text] of Object.entries(vips)) {
+        try {
+          const v = JSON.parse(text) as { pool?: unknown };
+          const address = key.slice(key.lastIndexOf('/') + 1);
+          if (typeof v.pool === 'string' && key === peerVipKey(cluster, peer, address)) poolKeys.push(`${clusterPrefix(cluster)}pools/${encodeURIComponent(v.pool)}/${address}`);
+        } catch {
+          // not a lease record: deleted with the prefix
+        }
+      }
+      const done = await deleteIfRangeEmpty(client, `${prefix}nodes/`, prefix, poolKeys);
+      if (done) {
+        log.info({ peer, addresses: Object.keys(vips).length }, 'cluster session down: the peer\'s virtual IPs are released');
+        this.emit('released', peer);
+      }
+      return done;
+    } catch (err) {
+      log.warn({ peer, reason: (err as Error).message }, 'cannot release the peer\'s cluster resources; tried again when a node starts');
+      return false;
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.closed = true;
+    for (const t of this.releaseTimers.values()) clearTimeout(t);
+    this.releaseTimers.clear();
+    await this.watcher?.cancel().catch(() => undefined);
+  }
+}

@@ -1,0 +1,32 @@
+// Where the per-peer resources of RFC 7296 §2.19 (virtual IPs) and RFC 7791
+// §8 (IKE SAs and Child SAs per peer) are counted. A single gateway counts
+// them in its own SA table; a cluster node (architecture §8) plugs in the
+// cluster's view: addresses leased in etcd, and the SAs the peer holds on
+// other nodes. Kept synchronous: responders answer in one step, so the cluster
+// side keeps what they ask for ready (control/cluster/pool-store.ts).
+//
+// Owner: the engine's thread.
+
+/** A leased virtual IP, as text and as the bytes of a CP attribute. */
+export interface LeasedVirtualIp {
+  address: string;
+  bytes: Uint8Array;
+}
+
+/** Virtual IP leases, one per peer identity and address family (virtual-ip.ts VirtualIpLeases is the in-process one). */
+export interface VirtualIpLeaseSource {
+  /** An address of `family` for the authenticated `peer` from the first of `pools` with room; undefined: exhausted. */
+  lease(pools: readonly string[], peer: string, family: 4 | 6, wanted?: Uint8Array): LeasedVirtualIp | undefined;
+  /** The peer's last IKE SA here with its addresses is gone. */
+  release(peer: string): void;
+}
+
+/** IkeEngineOptions.peerResources: what replaces or adds to the engine's own per-peer counts. */
+export interface PeerResources {
+  /** Virtual IP leases (default: the engine's in-process pools). */
+  virtualIps?: VirtualIpLeaseSource;
+  /** IKE SAs the authenticated `peer` holds elsewhere (other cluster nodes), counted against ikeSasPerPeer. */
+  ikeSasElsewhere?: (peer: string) => number;
+  /** Child SAs the authenticated `peer` holds elsewhere, counted against childSasPerPeer. */
+  childSasElsewhere?: (peer: string) => number;
+}

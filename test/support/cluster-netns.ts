@@ -57,6 +57,8 @@ export interface ClusterNetOptions {
   logLevel?: string;
   /** Extra fields for every node's connection (the same on every node). */
   connection?: Record<string, unknown>;
+  /** Extra fields for the client's connection (e.g. dpd_delay). */
+  clientConnection?: Record<string, unknown>;
   /** Extra top-level configuration of every node (e.g. limits). */
   nodeExtra?: Record<string, unknown>;
 }
@@ -375,6 +377,7 @@ export async function createClusterNet(opts: ClusterNetOptions): Promise<Cluster
               vips: ['0.0.0.0'],
               start_action: 'start',
               children: { lan: { local_ts: ['dynamic'], remote_ts: [lanNet], esp: [CLUSTER_ESP_PROPOSAL] } },
+              ...opts.clientConnection,
             },
           },
           ...extra,

@@ -267,4 +267,27 @@ describe('a three-node cluster in network namespaces', () => {
     const again = await ping(net.client, net.lanHost, { count: 5, intervalS: 0.05, waitS: 3, src: vip });
     expect(again.received, again.result.stdout).toBe(5);
   }, 180_000);
+
+  interopTest('kill -9 of a node (gateway and etcd member): the others keep quorum, its lease lapses, and it comes back as a member', PRE, async () => {
+    const net = await createClusterNet({ dir: env.dir('kill'), index: 79, leaseTtl: '2s' });
+    env.cleanup(() => net.destroy());
+    dumpOnFailure(net);
+    await net.startNodes();
+    expect((await net.liveMembers()).sort()).toEqual(['gw-a', 'gw-b', 'gw-c']);
+    const killed = net.nodes[2]!;
+    const pid = killed.gateway()!.proc.pid;
+    await net.killNode(2);
+    expect(killed.gateway()!.proc.exitInfo()?.signal).toBe('SIGKILL');
+    expect(net.etcd.members[2]!.running()).toBe(false);
+    // Two of three etcd members: writes still commit, and the dead gateway's member key goes with its lease.
+    await net.etcd.ctl(['put', `/ikeclone/v1/${net.clusterName}/probe`, 'x']);
+    await waitFor(async () => !(await net.liveMembers()).includes(killed.name), { timeoutMs: 15_000, intervalMs: 250, message: `${killed.name}'s member key to lapse` });
+    expect((await net.liveMembers()).sort()).toEqual(['gw-a', 'gw-b']);
+    const back = await net.restartNode(2);
+    expect(back.proc.pid).not.toBe(pid);
+    expect(net.etcd.members[2]!.running()).toBe(true);
+    expect((await net.liveMembers()).sort()).toEqual(['gw-a', 'gw-b', 'gw-c']);
+    // Reached from the restarted member's namespace, the cluster still holds the write made without it.
+    expect(await net.etcd.ctl(['get', '--print-value-only', `/ikeclone/v1/${net.clusterName}/probe`], { from: 2 })).toBe('x\n');
+  }, 180_000);
 });

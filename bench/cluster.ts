@@ -82,7 +82,13 @@ async function etcdRevision(net: ClusterNet): Promise<number> {
 /** Handoffs: client down/up rounds, each spreading a new family over the other two nodes. */
 async function handoffs(net: ClusterNet, dir: string): Promise<Record<string, unknown>> {
   const client = net.clientProcess()!;
-  const flows = spawnIn(net.client, process.execPath, ['-e', FLOWS_SCRIPT, net.lanHost, '24']);
+  // Both ways: the LAN host's flows reach each node over ECMP, and a node sends on its new Child SA as
+  // soon as it has it; the client holds an SA the peer created a little before it sends (dataplane/handover.ts).
+  const vip = await net.clientVip();
+  const flows = [
+    spawnIn(net.client, process.execPath, ['-e', FLOWS_SCRIPT, net.lanHost, '24']),
+    spawnIn(net.lan, process.execPath, ['-e', FLOWS_SCRIPT, vip, '24']),
+  ];
   const capture = await startCapture(net.sw, net.nat ? 'wannat' : 'wancli', {
     file: join(dir, 'esp-first.pcap'),
     // RFC 3948 ESP with sequence number 1 only: the first packet of every SA.
@@ -103,7 +109,7 @@ async function handoffs(net: ClusterNet, dir: string): Promise<Record<string, un
       if (i % 5 === 4) progress(`handoffs: ${2 * (i + 1)} done`);
     }
   } finally {
-    await flows.stop({ graceMs: 500 });
+    for (const f of flows) await f.stop({ graceMs: 500 });
     await capture.stop({ timeoutMs: 3000 });
   }
   const seconds = (Date.now() - started) / 1000;

@@ -20,7 +20,7 @@ import { IkeEngine, type EngineEvents } from './ike/engine.js';
 import type { ChildSa, IkeSa } from './ike/ike-sa.js';
 import { WiresharkKeyLog } from './ike/keylog.js';
 import { UdpTransport, resolveLocalAddress } from './net/udp-transport.js';
-import { snapshot, type GatewayStatus } from './status.js';
+import { snapshot, type ClusterNodeStatus, type GatewayStatus } from './status.js';
 import { NAT_KEEPALIVE_PAYLOAD } from './ike/nat-keepalive.js';
 import { CloneOrchestrator, type CloneFamily } from './ike/clone-family.js';
 import { ChildSpreader } from './ike/child-spread.js';
@@ -305,6 +305,8 @@ export class Gateway extends EventEmitter<GatewayEvents> {
 
   /** Set by a cluster node (control/cluster/node.ts): hands a clone to another node; resolves with the new epoch. */
   clusterMove: ((sa: IkeSa, node: string) => Promise<number>) | undefined;
+  /** Set by a cluster node: its part of status() (lease, clones, failures handled). */
+  clusterStatus: (() => ClusterNodeStatus) | undefined;
 
   /** Hand clone `ikeId` to cluster node `node` (architecture §8). */
   async moveToNode(ikeId: number, node: string): Promise<{ sa: IkeSa; epoch: number }> {
@@ -416,6 +418,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     }
     status.dataplane = this.dataPlane.started ? this.dataPlane.status() : null;
     status.config = { ...this.configInfo };
+    if (this.clusterStatus) status.cluster = this.clusterStatus();
     return status;
   }
 

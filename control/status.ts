@@ -101,6 +101,22 @@ export interface GatewayStatus {
   dataplane?: DataPlaneStatus | null;
   /** The running configuration: when it was loaded and the SHA-256 of its file (hex, 16 characters). */
   config?: { loadedAt: string; hash: string | null; file: string | null };
+  /** This node of a cluster (architecture §8); absent on a single gateway. */
+  cluster?: ClusterNodeStatus;
+}
+
+/** A cluster node as it sees itself (control/cluster/node.ts): its lease, its clones, failures handled. */
+export interface ClusterNodeStatus {
+  cluster: string;
+  node: string;
+  spiPrefix: number;
+  /** 'lost': etcd dropped our lease (cut off longer than its TTL); IKE on our clones is stopped, ESP flows on. */
+  lease: 'held' | 'lost';
+  leaseLostReason: string | null;
+  clones: Array<{ ike: number; family: string; index: number; epoch: number }>;
+  handoff: { handedOff: number; arrived: number; refused: number; fenced: number; writes: number };
+  failover: { claimed: number; lost: number; failed: number; returned: number };
+  rebalance: { moved: number; failed: number };
 }
 
 export function childStatus(c: ChildSa, now: number): ChildSaStatus {

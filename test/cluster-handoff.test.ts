@@ -13,8 +13,7 @@ import { etcdClient } from '../control/cluster/etcd-client.js';
 import type { ArrivalResult } from '../control/ike/sa-transfer.js';
 import type { IkeSa } from '../control/ike/ike-sa.js';
 import { silentLogger } from '../control/log.js';
-import { CLIENT, NODE_A, NODE_B, cluster, ikeMessages } from './support/cluster-peers.js';
-import type { MemoryWire } from './support/peers.js';
+import { CLIENT, NODE_A, NODE_B, cluster, drive, ikeMessages } from './support/cluster-peers.js';
 import { startEtcd, type EtcdServer } from './support/etcd.js';
 import { interopTest, requirePrereqs } from './support/prereq.js';
 import { run } from './support/proc.js';
@@ -29,18 +28,6 @@ afterAll(async () => {
   for (const c of clients) c.close();
   await etcd?.stop();
 });
-
-/** Run the in-memory wire alongside real etcd I/O until `done()` (bounded). */
-async function drive(wire: MemoryWire, done: () => boolean, what: string, maxMs = 15_000): Promise<void> {
-  const end = Date.now() + maxMs;
-  while (!done()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    wire.flush();
-    await new Promise((r) => setTimeout(r, 5));
-    wire.clock.advance(10);
-  }
-  wire.flush();
-}
 
 async function setup() {
   const name = `h-${randomBytes(3).toString('hex')}`;

@@ -1,7 +1,7 @@
 // Human-readable output of the CLI: a tree per IKE SA for `ikeclone status`
 // and `up`, and the side-by-side table of `ikeclone demo`. Machine-readable
 // output is the JSON of control/status.ts and demo/demo.ts, never this.
-import type { ChildSaStatus, FamilyStatus, GatewayStatus, IkeSaStatus } from '../status.js';
+import type { ChildSaStatus, ClusterNodeStatus, FamilyStatus, GatewayStatus, IkeSaStatus } from '../status.js';
 import type { DemoResult } from '../../demo/demo.js';
 import type { NetnsDemoPing, NetnsDemoResult } from '../../demo/demo-netns.js';
 
@@ -106,6 +106,14 @@ function fragmentSummary(f: { sent: number; received: number; reassembled: numbe
   return `; IKE fragments in ${f.received}, out ${f.sent}, reassembled ${f.reassembled}${f.fallbacks > 0 ? `, cut smaller ${f.fallbacks}` : ''}`;
 }
 
+/** A cluster node's line in `ikeclone status`: its lease (a lost one stops IKE on its clones), clones and failures handled. */
+export function clusterNodeLine(c: ClusterNodeStatus): string {
+  const lease = c.lease === 'lost' ? `lease LOST (${c.leaseLostReason ?? 'unknown'}): IKE stopped on ${c.clones.length} clone${c.clones.length === 1 ? '' : 's'}, ESP flows on` : 'lease held';
+  const f = c.failover;
+  return `cluster ${c.cluster} node ${c.node} (SPI prefix ${c.spiPrefix}): ${lease}; ${c.clones.length} owned clone${c.clones.length === 1 ? '' : 's'}; ` +
+    `taken over ${f.claimed}, sent back ${f.returned}, rebalanced ${c.rebalance.moved}, dropped by fencing ${c.handoff.fenced}`;
+}
+
 /** `ikeclone status`: every IKE SA as a tree, then a one-line summary. */
 export function formatStatus(status: GatewayStatus): string {
   const children = status.ikeSas.reduce((n, sa) => n + sa.children.length, 0);
@@ -114,7 +122,7 @@ export function formatStatus(status: GatewayStatus): string {
     `IKE messages in ${status.ike.received}, out ${status.ike.sent}, retransmitted ${status.ike.retransmits}` +
     fragmentSummary(status.ike.fragments) +
     refusalSummary(status.ike.refusals);
-  if (status.ikeSas.length === 0) return `no IKE SAs\n${summary}`;
+  if (status.ikeSas.length === 0) return `no IKE SAs\n${summary}${status.cluster ? `\n${clusterNodeLine(status.cluster)}` : ''}`;
   const byId = new Map(status.ikeSas.map((sa) => [sa.id, sa]));
   const shown = new Set<number>();
   const blocks: string[] = [];
@@ -126,7 +134,7 @@ export function formatStatus(status: GatewayStatus): string {
     blocks.push(spread ? `${block}\n${spread}` : block);
   }
   for (const sa of status.ikeSas) if (!shown.has(sa.id)) blocks.push(formatIkeSa(sa));
-  return [...blocks, summary].join('\n\n');
+  return [...blocks, summary, ...(status.cluster ? [clusterNodeLine(status.cluster)] : [])].join('\n\n');
 }
 
 /** A clone family (RFC 7791): the session line, then each member IKE SA as a branch with its Child SAs. */

@@ -270,7 +270,10 @@ async function gatewayCommand(opts: { config: string; socket?: string }, globals
   const node = await joinCluster(config, logger(globals, config.log.level));
   const { gateway, log } = loadGateway(opts.config, globals, { config, ...(node && { node }) });
   await node?.attach(gateway.engine);
-  if (node) gateway.clusterMove = (sa, to) => node.move(sa, to);
+  if (node) {
+    gateway.clusterMove = (sa, to) => node.move(sa, to);
+    gateway.clusterStatus = () => node.status();
+  }
   const stop = untilSignal(log);
   const notifier = serviceNotifier({ onError: (err) => log.warn({ reason: err.message }, 'cannot notify the service manager') });
   let stopReloads = () => {};

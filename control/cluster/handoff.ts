@@ -24,11 +24,14 @@ import { EventEmitter } from 'node:events';
 import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
 import type { Logger } from '../log.js';
 import type { IkeContext } from '../ike/context.js';
-import type { IkeSa } from '../ike/ike-sa.js';
+import type { ChildSa, IkeSa } from '../ike/ike-sa.js';
 import { completeArrival, decodeTransferRecord, exportIkeSa, importIkeSa, snapshotIkeSa, transferBlocked, type ArrivalResult } from '../ike/sa-transfer.js';
 import { wipe } from '../crypto/random.js';
 import { clusterPrefix } from './etcd-client.js';
 import type { ClusterKey } from './seal.js';
+
+/** How often owned clones are checked for a peer request the record does not cover yet. */
+export const SYNC_INTERVAL_MS = 250;
 
 /** How long the importing node waits for the peer's UPDATE_SA_ADDRESSES after its address list. */
 export const DEFAULT_ARRIVAL_TIMEOUT_MS = 10_000;
@@ -51,9 +54,17 @@ export interface HandoffStats {
   writes: number;
 }
 
+/** Where an arrived clone sits in etcd, and the node that held it before (the previous owner key). */
+export interface ArrivalOrigin {
+  family: string;
+  index: number;
+  epoch: number;
+  from: string | undefined;
+}
+
 export interface HandoffEvents {
   /** A clone handed to this node has been imported and steps 4-7 ran (`result` says how far they got). */
-  arrived: [sa: IkeSa, result: ArrivalResult];
+  arrived: [sa: IkeSa, result: ArrivalResult, origin: ArrivalOrigin];
   refused: [key: string, reason: RefusalReason, detail: string];
   fenced: [sa: IkeSa, reason: string];
 }
@@ -64,6 +75,8 @@ interface Owned {
   epoch: number;
   /** The request message ID the last fencing write covers: requests below it go out unheld. */
   writtenNext: number;
+  /** The peer's next request message ID in the last record written. */
+  writtenPeer?: number;
   writing: boolean;
 }
 
@@ -84,7 +97,7 @@ export function ownerValue(o: CloneOwner): string {
   return JSON.stringify({ node: o.node, epoch: o.epoch });
 }
 
-function parseOwner(text: string): CloneOwner | undefined {
+export function parseOwner(text: string): CloneOwner | undefined {
   try {
     const o = JSON.parse(text) as CloneOwner;
     return typeof o.node === 'string' && Number.isSafeInteger(o.epoch) && o.epoch >= 0 ? { node: o.node, epoch: o.epoch } : undefined;
@@ -100,6 +113,13 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
   private readonly arriving = new Set<string>();
   private watcher: Watcher | undefined;
   private suspended: string | undefined;
+  private syncTimer: NodeJS.Timeout | undefined;
+  /** The clone being exported by handOff (its ike-down is a departure, not an end). */
+  private leaving: IkeSa | undefined;
+  /** Clones between import and the end of steps 4-7. */
+  private readonly landing = new Set<IkeSa>();
+  private onIkeDown: ((sa: IkeSa) => void) | undefined;
+  private onChildChange: ((child: ChildSa) => void) | undefined;
 
   constructor(private readonly opts: HandoffOptions) {
     super();
@@ -119,15 +139,93 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
 
   /** Watch for clones handed to this node. */
   async start(): Promise<this> {
-    const w = await this.opts.client.watch().prefix(this.prefix).create();
+    // The previous owner key tells an arriving clone where it came from (a failed path test sends it back there).
+    const w = await this.opts.client.watch().prefix(this.prefix).withPreviousKV().create();
     this.watcher = w;
-    w.on('put', (kv: IKeyValue) => void this.onPut(kv));
+    w.on('put', (kv: IKeyValue, previous?: IKeyValue) => void this.onPut(kv, previous));
+    const { engine } = this.opts;
+    // An owned clone that ends here (the peer deleted it, or is dead) takes its etcd keys with it, so that
+    // nobody takes it over later. Not while it leaves (handOff) or arrives (a failed path test sends it
+    // back, failover.ts), nor without a lease (then another node owns it, or will).
+    this.onIkeDown = (sa: IkeSa) => {
+      const o = this.owned.get(sa);
+      // A clone leaving (handOff) keeps its owner key marked until its transaction is done: a late watch
+      // event of our own write must not import it here meanwhile.
+      if (!o || sa === this.leaving) return;
+      this.owned.delete(sa);
+      const key = this.ownerKey(o.family, o.index);
+      if (this.landing.has(sa) || this.suspended !== undefined) return void this.arriving.delete(key);
+      // Still marked while its keys go: a scan must not import it again meanwhile (failover.ts).
+      void this.retire(o.family, o.index, o.epoch).finally(() => this.arriving.delete(key));
+    };
+    // The record names the SPIs of the clone's Child SAs, so a node taking over deletes them (failover.ts).
+    this.onChildChange = (child: ChildSa) => void this.sync(child.ike);
+    engine.on('ike-down', this.onIkeDown);
+    engine.on('child-up', this.onChildChange);
+    engine.on('child-down', this.onChildChange);
+    // The peer's requests move its message ID without a request of ours: written within SYNC_INTERVAL_MS.
+    this.syncTimer = setInterval(() => {
+      for (const [sa, o] of this.owned) if (o.writtenPeer !== sa.peerRequestId) void this.sync(sa);
+    }, SYNC_INTERVAL_MS);
+    this.syncTimer.unref();
     return this;
   }
 
   async stop(): Promise<void> {
+    if (this.syncTimer) clearInterval(this.syncTimer);
+    this.syncTimer = undefined;
+    if (this.onIkeDown) this.opts.engine.off('ike-down', this.onIkeDown);
+    if (this.onChildChange) {
+      this.opts.engine.off('child-up', this.onChildChange);
+      this.opts.engine.off('child-down', this.onChildChange);
+    }
     await this.watcher?.cancel().catch(() => undefined);
     this.watcher = undefined;
+  }
+
+  /**
+   * Rewrite an owned clone's record as it is now (its Child SA SPIs, the
+   * peer's message ID) under `owner == me, epoch == e`; a write refused
+   * because another node owns the clone drops it. Resolves false when
+   * nothing was written.
+   */
+  async sync(sa: IkeSa): Promise<boolean> {
+    const o = this.owned.get(sa);
+    if (!o || o.writing || this.suspended !== undefined || sa.state !== 'established' || !sa.keys) return false;
+    o.writing = true;
+    const ok = await this.fence(sa, o, Math.max(o.writtenNext, sa.nextRequestId));
+    o.writing = false;
+    if (this.owned.get(sa) !== o) return false;
+    // Another node owns it: dropped. An etcd failure is no verdict: the next sync (or request) writes again.
+    if (ok === false) this.drop(sa, `ownership of ${o.family}/${o.index} epoch ${o.epoch} lost`);
+    // A request held while this write ran goes on now (holdRequest fences it first).
+    else this.opts.engine.kick(sa);
+    return ok === true;
+  }
+
+  /**
+   * Remove a clone's owner key and record, if we still own it at `epoch`:
+   * the clone ended, nobody is to take it over. Resolves true when removed.
+   */
+  async retire(family: string, index: number, epoch: number): Promise<boolean> {
+    const { client, node, log } = this.opts;
+    const ownerKey = this.ownerKey(family, index);
+    try {
+      const txn = await client
+        .if(ownerKey, 'Value', '==', ownerValue({ node, epoch }))
+        .then(client.delete().key(ownerKey), client.delete().key(this.recordKey(family, index)))
+        .commit();
+      if (txn.succeeded) log.info({ family, index, epoch }, 'clone ended: its keys are gone from etcd');
+      return txn.succeeded;
+    } catch (err) {
+      log.warn({ family, index, reason: (err as Error).message }, 'cannot remove an ended clone\'s keys from etcd');
+      return false;
+    }
+  }
+
+  /** True while the owner key of (family, index) is being imported or held here. */
+  isArriving(family: string, index: number): boolean {
+    return this.arriving.has(this.ownerKey(family, index));
   }
 
   /** The clones this node owns, with their family position and epoch. */
@@ -176,7 +274,9 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     if (blocked) throw new Error(blocked);
     const { client, key, node, engine } = this.opts;
     const local = sa.local.address;
+    this.leaving = sa;
     const exported = exportIkeSa(engine, sa, o.family, `handed off to ${to}`);
+    this.leaving = undefined;
     if (!exported.ok) throw new Error(exported.error);
     this.owned.delete(sa);
     const ownerKey = this.ownerKey(o.family, o.index);
@@ -220,7 +320,7 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     if (o.writtenNext > sa.nextRequestId) return false;
     if (o.writing) return true;
     o.writing = true;
-    void this.fence(sa, o).then((ok) => {
+    void this.fence(sa, o, sa.nextRequestId + 1).then((ok) => {
       o.writing = false;
       if (ok) {
         this.opts.engine.kick(sa);
@@ -232,11 +332,12 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
   }
 
   /** Write the clone's record (message IDs included) under `owner == me, epoch == e`. */
-  private async fence(sa: IkeSa, o: Owned): Promise<boolean> {
+  /** Resolves true when written, false when another node owns the clone, undefined when etcd failed. */
+  private async fence(sa: IkeSa, o: Owned, next: number): Promise<boolean | undefined> {
     const { client, key, node, engine } = this.opts;
     const recordKey = this.recordKey(o.family, o.index);
     // The record names the next request ID as used: whoever takes over after a crash starts above it.
-    const next = sa.nextRequestId + 1;
+    const peer = sa.peerRequestId;
     const plain = snapshotIkeSa(engine, sa, o.family, { nextRequestId: next });
     const sealed = key.seal({ keyPath: recordKey, epoch: o.epoch, owner: node }, plain);
     wipe(plain);
@@ -246,11 +347,14 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
         .if(this.ownerKey(o.family, o.index), 'Value', '==', ownerValue({ node, epoch: o.epoch }))
         .then(client.put(recordKey).value(Buffer.from(sealed)))
         .commit();
-      if (txn.succeeded) o.writtenNext = next;
+      if (txn.succeeded) {
+        o.writtenNext = Math.max(o.writtenNext, next);
+        o.writtenPeer = peer;
+      }
       return txn.succeeded;
     } catch (err) {
       this.opts.log.warn({ ike: sa.id, reason: (err as Error).message }, 'fencing write failed');
-      return false;
+      return undefined;
     }
   }
 
@@ -271,16 +375,40 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     this.opts.log.error({ reason, clones: this.owned.size }, 'IKE stopped on this node\'s clones until the lease is back');
   }
 
-  private async onPut(kv: IKeyValue): Promise<void> {
+  /**
+   * We hold a lease again: each owned clone's record is written first under
+   * `owner == me, epoch == e` (sync); a clone another node took over
+   * meanwhile is dropped (wiped, Child SAs deleted), the others go on.
+   */
+  resume(): void {
+    if (this.suspended === undefined) return;
+    this.suspended = undefined;
+    this.opts.log.warn({ clones: this.owned.size }, 'IKE resumes on this node\'s clones that no other node took over');
+    for (const sa of [...this.owned.keys()]) void this.sync(sa);
+  }
+
+  private async onPut(kv: IKeyValue, previous?: IKeyValue): Promise<void> {
     const key = kv.key.toString();
-    if (!key.endsWith('/owner') || this.arriving.has(key)) return;
+    if (!key.endsWith('/owner')) return;
     const owner = parseOwner(kv.value.toString());
     if (!owner || owner.node !== this.opts.node) return;
     const m = /^(.+)\/(\d+)\/owner$/.exec(key.slice(this.prefix.length));
     if (!m) return;
+    await this.arrive(m[1]!, Number(m[2]), owner, previous ? parseOwner(previous.value.toString())?.node : undefined);
+  }
+
+  /**
+   * Import clone (family, index), which etcd names ours at `owner.epoch`, and
+   * run steps 4-7: from the watch, and directly after a claim or when a scan
+   * finds a clone named ours that is not here (a watch on a member cut off
+   * from the others may stay silent). Does nothing while that clone is being
+   * imported or held here.
+   */
+  async arrive(family: string, index: number, owner: CloneOwner, from: string | undefined): Promise<void> {
+    const key = this.ownerKey(family, index);
+    if (this.arriving.has(key)) return;
     this.arriving.add(key);
-    const family = m[1]!;
-    const index = Number(m[2]);
+    const origin: ArrivalOrigin = { family, index, epoch: owner.epoch, from };
     const recordKey = this.recordKey(family, index);
     const refuse = (reason: RefusalReason, detail: string) => {
       this.stats.refused[reason]++;
@@ -306,14 +434,25 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     const decoded = decodeTransferRecord(opened.value);
     wipe(opened.value);
     if (!decoded.ok) return refuse('decode', decoded.error);
+    // A copy of this clone from an older epoch (held while our lease was lost) is stale: the record wins.
+    for (const [old, o] of [...this.owned]) if (o.family === family && o.index === index && o.epoch < owner.epoch) this.drop(old, `${family}/${index} arrived again at epoch ${owner.epoch}`);
+    // Child SAs the record names live on no node now: a handoff moves only clones without any, so these
+    // are a dead node's (failover.ts), deleted at the peer by SPI once the clone has moved here.
+    const stale = decoded.value.state.children.map((c) => c.spiIn);
+    const peerStays = decoded.value.state.peerStays === true;
     const imported = importIkeSa(this.opts.engine, decoded.value, this.opts.address);
     if (!imported.ok) return refuse('import', imported.error);
     const sa = imported.value;
-    this.owned.set(sa, { family, index, epoch: owner.epoch, writtenNext: sa.nextRequestId, writing: false });
+    this.owned.set(sa, { family, index, epoch: owner.epoch, writtenNext: sa.nextRequestId, writtenPeer: sa.peerRequestId, writing: false });
+    this.landing.add(sa);
     this.stats.arrived++;
-    this.opts.log.info({ ike: sa.id, family, index, epoch: owner.epoch }, 'clone arrived');
-    const result = await completeArrival(this.opts.engine, sa, [this.opts.address], this.opts.arrivalTimeoutMs ?? DEFAULT_ARRIVAL_TIMEOUT_MS);
+    this.opts.log.info({ ike: sa.id, family, index, epoch: owner.epoch, from: origin.from, staleChildSpis: stale.length }, 'clone arrived');
+    const result = await completeArrival(this.opts.engine, sa, [this.opts.address], this.opts.arrivalTimeoutMs ?? DEFAULT_ARRIVAL_TIMEOUT_MS, {
+      staleChildSpis: stale,
+      peerStays,
+    });
     if (!result.ok) this.opts.log.warn({ ike: sa.id, step: result.step, reason: result.reason }, 'clone arrived but the peer did not follow');
-    this.emit('arrived', sa, result);
+    this.emit('arrived', sa, result, origin);
+    this.landing.delete(sa);
   }
 }

@@ -8,7 +8,10 @@
 //
 // A node that dies stops refreshing its lease; when it lapses etcd deletes
 // both keys and the others see it go. A node cut off from etcd learns of it
-// through the lease's 'lost' event ('lease-lost' here).
+// through the lease's 'lost' event ('lease-lost' here), then tries every
+// REJOIN_INTERVAL_MS to join again under a new lease with the same name and
+// SPI prefix (its SAs carry that prefix) and says so ('rejoined').
+
 //
 // Owner: the main thread.
 import { EventEmitter } from 'node:events';
@@ -40,7 +43,12 @@ export interface MembershipEvents {
   'lease-lost': [reason: string];
   /** A member key was written or deleted (join, load update, leave, lease lapse). */
   'members-changed': [];
+  /** After a lost lease: member and SPI keys written again under a new lease. */
+  rejoined: [];
 }
+
+/** How often a node whose lease was lost tries to join again. */
+export const REJOIN_INTERVAL_MS = 1000;
 
 export interface JoinOptions {
   config: ClusterConfig;
@@ -63,11 +71,13 @@ function preferredPrefix(node: string): number {
 export class ClusterMembership extends EventEmitter<MembershipEvents> {
   private watcher: Watcher | undefined;
   private closed = false;
+  private rejoinTimer: NodeJS.Timeout | undefined;
+  private rejoinRefusedLogged = false;
 
   private constructor(
     readonly client: Etcd3,
-    readonly lease: Lease,
-    readonly leaseId: string,
+    public lease: Lease,
+    public leaseId: string,
     readonly config: ClusterConfig,
     readonly spiPrefix: number,
     private readonly log: Logger,
@@ -156,12 +166,62 @@ export class ClusterMembership extends EventEmitter<MembershipEvents> {
       : `no free SPI prefix in cluster ${config.name} (${MAX_SPI_NODES - 1} nodes at most)`);
   }
 
-  private follow(): void {
-    this.lease.on('lost', (err) => {
-      if (this.closed) return;
+  private followLease(lease: Lease): void {
+    lease.on('lost', (err) => {
+      if (this.closed || lease !== this.lease) return;
       this.log.error({ cluster: this.config.name, node: this.node, reason: err.message }, 'cluster lease lost: IKE stops on this node\'s clones');
       this.emit('lease-lost', err.message);
+      this.scheduleRejoin();
     });
+  }
+
+  private scheduleRejoin(): void {
+    if (this.closed || this.rejoinTimer) return;
+    this.rejoinTimer = setTimeout(() => {
+      this.rejoinTimer = undefined;
+      void this.rejoin().then((ok) => {
+        if (!ok) this.scheduleRejoin();
+      });
+    }, REJOIN_INTERVAL_MS);
+    this.rejoinTimer.unref();
+  }
+
+  /** One attempt to join again under a new lease, with our name and SPI prefix; true when done. */
+  private async rejoin(): Promise<boolean> {
+    const { config, log } = this;
+    const lease = this.client.lease(Math.max(1, Math.round(config.leaseTtlMs / 1000)), { autoKeepAlive: true });
+    try {
+      const leaseId = await lease.grant();
+      const memberKey = `${this.prefix}members/${this.node}`;
+      const spiKey = `${this.prefix}spi/${this.spiPrefix}`;
+      const info: MemberInfo = { node: this.node, address: config.address, load: this.load(), spiPrefix: this.spiPrefix };
+      const txn = await this.client
+        .if(memberKey, 'Create', '==', 0)
+        .and(spiKey, 'Create', '==', 0)
+        .then(this.client.put(memberKey).value(JSON.stringify(info)).lease(leaseId), this.client.put(spiKey).value(this.node).lease(leaseId))
+        .commit();
+      if (this.closed) return true;
+      if (!txn.succeeded) {
+        await lease.revoke().catch(() => undefined);
+        if (!this.rejoinRefusedLogged) log.error({ cluster: config.name, node: this.node, spiPrefix: this.spiPrefix }, 'cannot join the cluster again: our node name or SPI prefix is held by another gateway');
+        this.rejoinRefusedLogged = true;
+        return false;
+      }
+      this.lease = lease;
+      this.leaseId = leaseId;
+      this.rejoinRefusedLogged = false;
+      this.followLease(lease);
+      log.warn({ cluster: config.name, node: this.node, spiPrefix: this.spiPrefix, lease: leaseId }, 'joined the cluster again after the lease was lost');
+      this.emit('rejoined');
+      return true;
+    } catch {
+      lease.release();
+      return false;
+    }
+  }
+
+  private follow(): void {
+    this.followLease(this.lease);
     void this.client
       .watch()
       .prefix(`${this.prefix}members/`)
@@ -190,6 +250,7 @@ export class ClusterMembership extends EventEmitter<MembershipEvents> {
   async leave(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (this.rejoinTimer) clearTimeout(this.rejoinTimer);
     await this.watcher?.cancel().catch(() => undefined);
     await this.lease.revoke().catch(() => undefined);
     this.client.close();

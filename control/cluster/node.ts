@@ -13,7 +13,10 @@ import { ClusterJoinError, ClusterMembership } from './membership.js';
 import { loadClusterKey, type ClusterKey } from './seal.js';
 import { CloneHandoff } from './handoff.js';
 import { NodePlacement } from './placement.js';
+import { CloneFailover } from './failover.js';
+import { CloneRebalance } from './rebalance.js';
 import type { IkeSa } from '../ike/ike-sa.js';
+import type { ClusterNodeStatus } from '../status.js';
 
 /** At most one load write per this many ms (each IKE SA up or down asks for one). */
 export const LOAD_UPDATE_MS = 1000;
@@ -23,6 +26,10 @@ export class ClusterNode {
   /** Clone handoff and fencing (set by attach). */
   handoff: CloneHandoff | undefined;
   placement: NodePlacement | undefined;
+  /** Takeover of dead nodes' clones, return after a failed path test (set by attach). */
+  failover: CloneFailover | undefined;
+  /** Moves clones to nodes that hold none of their family (set by attach). */
+  rebalance: CloneRebalance | undefined;
   /** Set when etcd says our lease is gone: IKE on clones stops (fencing). */
   leaseLost: string | undefined;
 
@@ -81,6 +88,24 @@ export class ClusterNode {
     return handoff.handOff(sa, to);
   }
 
+  /** This node's part of the gateway's status (architecture §8). */
+  status(): ClusterNodeStatus {
+    const c = this.membership.config;
+    const h = this.handoff?.stats;
+    const refused = h ? Object.values(h.refused).reduce((a, b) => a + b, 0) : 0;
+    return {
+      cluster: c.name,
+      node: c.node,
+      spiPrefix: this.spiPrefix,
+      lease: this.leaseLost === undefined ? 'held' : 'lost',
+      leaseLostReason: this.leaseLost ?? null,
+      clones: (this.handoff?.ownedClones() ?? []).map((o) => ({ ike: o.sa.id, family: o.family, index: o.index, epoch: o.epoch })),
+      handoff: { handedOff: h?.handedOff ?? 0, arrived: h?.arrived ?? 0, refused, fenced: h?.fenced ?? 0, writes: h?.writes ?? 0 },
+      failover: { ...(this.failover?.stats ?? { claimed: 0, lost: 0, failed: 0, returned: 0 }) },
+      rebalance: { ...(this.rebalance?.stats ?? { moved: 0, failed: 0 }) },
+    };
+  }
+
   /** For IkeEngineOptions.holdRequest: requests on owned clones wait for their fencing write. */
   holdRequest(sa: IkeSa): boolean {
     return this.handoff?.holdRequest(sa) ?? false;
@@ -93,6 +118,13 @@ export class ClusterNode {
     const c = m.config;
     this.handoff = await new CloneHandoff({ engine, client: m.client, key: this.key, cluster: c.name, node: c.node, address: c.address, log: this.log }).start();
     this.placement = new NodePlacement({ engine, handoff: this.handoff, node: c.node, members: () => m.members(), log: this.log }).start();
+    const shared = { engine, client: m.client, cluster: c.name, node: c.node, handoff: this.handoff, log: this.log };
+    this.failover = new CloneFailover({ ...shared, key: this.key }).start();
+    this.rebalance = new CloneRebalance(shared).start();
+    m.on('members-changed', () => {
+      this.failover?.membersChanged();
+      this.rebalance?.membersChanged();
+    });
     const schedule = () => {
       if (this.loadTimer) return;
       this.loadTimer = setTimeout(() => {
@@ -106,12 +138,23 @@ export class ClusterNode {
     this.membership.on('lease-lost', (reason) => {
       this.leaseLost = reason;
       this.handoff?.suspend(reason);
+      // Cut off: the others take our clones over; we neither claim nor move any.
+      this.failover?.pause();
+      this.rebalance?.pause();
+    });
+    this.membership.on('rejoined', () => {
+      this.leaseLost = undefined;
+      this.handoff?.resume();
+      this.failover?.resume();
+      this.rebalance?.resume();
     });
   }
 
   async leave(): Promise<void> {
     if (this.loadTimer) clearTimeout(this.loadTimer);
     this.loadTimer = undefined;
+    this.failover?.stop();
+    this.rebalance?.stop();
     await this.handoff?.stop();
     await this.membership.leave();
   }

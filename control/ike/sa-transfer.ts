@@ -29,6 +29,7 @@ import type { NegotiatedSuite } from './proposals.js';
 import type { Endpoint } from './transport.js';
 import { checkLiveness } from './exchanges/liveness.js';
 import { AddressListInitiator } from './exchanges/mobike.js';
+import { DeleteSpisInitiator } from './exchanges/delete.js';
 
 export const TRANSFER_VERSION = 1;
 /** A record longer than this is refused on import (a clone's IKE state is a few KiB at most). */
@@ -76,6 +77,12 @@ export interface TransferState {
   ageMs: number;
   /** Child SAs this SA had, by SPI only: a node taking over deletes them (their keys never move). */
   children: Array<{ name: string; spiIn: number; spiOut: number }>;
+  /**
+   * The peer never left the importing node's address (a clone sent back after
+   * a failed path test): no UPDATE_SA_ADDRESSES will come, the Child SAs are
+   * created once the path test passes.
+   */
+  peerStays?: boolean;
 }
 
 /** Why an IKE SA cannot move now; undefined when it can (CLUSTER design §2 preconditions). */
@@ -212,6 +219,7 @@ function stateProblem(s: TransferState): string | undefined {
   if (!Array.isArray(s.children) || s.children.length > 64 || !s.children.every((c) => typeof c?.name === 'string' && isInt(c.spiIn) && isInt(c.spiOut))) {
     return 'record Child SA list invalid';
   }
+  if (s.peerStays !== undefined && typeof s.peerStays !== 'boolean') return 'record peerStays invalid';
   const lr = s.lastResponse;
   if (lr !== undefined && (!isInt(lr.messageId) || !isHex(lr.bytes) || !isHex(lr.requestDigest, 32))) return 'record last response invalid';
   for (const idf of [s.localId, s.peerId]) if (idf !== undefined && (!isInt(idf.idType, 255) || !isHex(idf.data))) return 'record identity invalid';
@@ -267,11 +275,34 @@ export type ArrivalResult =
  * address from the peer's set; the MOBIKE initiator then sends
  * UPDATE_SA_ADDRESSES here (§3.5), and once the SA has moved (the peer proved
  * its address, §3.7) the connection's Child SAs are created with fresh SPIs
- * and keys (RFC 7296 §1.3.1). Bounded by the retransmission policy and by
+ * and keys (RFC 7296 §1.3.1), after the peer deleted `staleChildSpis` (the
+ * Child SAs a dead node had on this IKE SA, named by its inbound SPIs). Bounded by the retransmission policy and by
  * `timeoutMs` for the peer's update.
  */
-export async function completeArrival(ctx: IkeContext, sa: IkeSa, addresses: readonly string[], timeoutMs: number): Promise<ArrivalResult> {
+export async function completeArrival(ctx: IkeContext, sa: IkeSa, addresses: readonly string[], timeoutMs: number, after: { staleChildSpis?: readonly number[]; peerStays?: boolean } = {}): Promise<ArrivalResult> {
   if (!(await checkLiveness(ctx, sa))) return { ok: false, step: 'path-test', reason: 'no answer to the path test from this node' };
+  const staleChildSpis = after.staleChildSpis ?? [];
+  if (!after.peerStays) {
+    const update = await awaitPeerUpdate(ctx, sa, addresses, timeoutMs);
+    if (update) return update;
+  }
+  // Child SAs of this IKE SA that no node holds any more (their node died): the peer deletes them by
+  // the SPIs that node received with (RFC 7296 §1.4.1, §3.11), before the new ones take their traffic.
+  if (staleChildSpis.length > 0) {
+    const answered = await new Promise<boolean>((resolve) => ctx.queueExchange(sa, new DeleteSpisInitiator([...staleChildSpis], resolve)));
+    if (!answered) return { ok: false, step: 'child', reason: 'the peer did not answer the Delete of the old Child SAs' };
+  }
+  const children: ChildSa[] = [];
+  try {
+    for (const child of sa.policy.children) children.push(await ctx.createChildSa(sa, child.name));
+  } catch (err) {
+    return { ok: false, step: 'child', reason: (err as Error).message };
+  }
+  return { ok: true, children };
+}
+
+/** Steps 5-6: our address list, then the peer's UPDATE_SA_ADDRESSES; a failure result, or undefined once the SA moved here. */
+async function awaitPeerUpdate(ctx: IkeContext, sa: IkeSa, addresses: readonly string[], timeoutMs: number): Promise<ArrivalResult | undefined> {
   const moved = new Promise<boolean>((resolve) => {
     const timer = ctx.clock.schedule(timeoutMs, () => finish(false));
     const onMoved = (m: IkeSa) => m === sa && finish(true);
@@ -287,11 +318,20 @@ export async function completeArrival(ctx: IkeContext, sa: IkeSa, addresses: rea
   });
   ctx.queueExchange(sa, new AddressListInitiator(ctx, addresses.length > 0 ? addresses : [sa.local.address]));
   if (!(await moved)) return { ok: false, step: 'address-update', reason: 'the peer did not move the IKE SA here (UPDATE_SA_ADDRESSES)' };
-  const children: ChildSa[] = [];
-  try {
-    for (const child of sa.policy.children) children.push(await ctx.createChildSa(sa, child.name));
-  } catch (err) {
-    return { ok: false, step: 'child', reason: (err as Error).message };
-  }
-  return { ok: true, children };
+  return undefined;
+}
+
+/**
+ * A record with some of its state replaced (message IDs, peerStays), the
+ * secrets carried over; never throws. The caller wipes both buffers.
+ */
+export function amendTransferRecord(bytes: Uint8Array, patch: Partial<Pick<TransferState, 'nextRequestId' | 'peerStays'>>): Result<Uint8Array, string> {
+  const decoded = decodeTransferRecord(bytes);
+  if (!decoded.ok) return decoded;
+  const json = new TextEncoder().encode(JSON.stringify({ ...decoded.value.state, ...patch }));
+  const head = new Uint8Array(4);
+  new DataView(head.buffer).setUint32(0, json.length);
+  const out = concatBytes(head, json, ...MOVING_KEYS.map((k) => decoded.value.keys[k]));
+  wipe(...MOVING_KEYS.map((k) => decoded.value.keys[k]));
+  return { ok: true, value: out };
 }

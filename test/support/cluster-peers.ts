@@ -12,8 +12,10 @@ import { sameSa } from './mobike-peers.js';
 export const CLIENT = '10.0.0.1';
 export const NODE_A = '10.0.0.2';
 export const NODE_B = '10.0.0.3';
+/** A third node (SPI prefix 3), made only when its options are given. */
+export const NODE_C = '10.0.0.4';
 
-export async function cluster(nodeOptions: { a?: Partial<IkeEngineOptions>; b?: Partial<IkeEngineOptions> } = {}) {
+export async function cluster(nodeOptions: { a?: Partial<IkeEngineOptions>; b?: Partial<IkeEngineOptions>; c?: Partial<IkeEngineOptions> } = {}) {
   const wire = new MemoryWire();
   const { initiator, responder } = pskPair();
   const notifies: Array<{ from: string; to: string; notify: number }> = [];
@@ -25,6 +27,7 @@ export async function cluster(nodeOptions: { a?: Partial<IkeEngineOptions>; b?: 
   const client = wire.engine(CLIENT, [initiator], { localAddresses: () => [CLIENT], trace });
   const nodeA = wire.engine(NODE_A, [responder], { localAddresses: () => [NODE_A], spiPrefix: 1, trace, ...nodeOptions.a });
   const nodeB = wire.engine(NODE_B, [responder], { localAddresses: () => [NODE_B], spiPrefix: 2, trace, ...nodeOptions.b });
+  const nodeC = nodeOptions.c ? wire.engine(NODE_C, [responder], { localAddresses: () => [NODE_C], spiPrefix: 3, trace, ...nodeOptions.c }) : undefined;
   const up = client.initiate(initiator.name);
   wire.run(100);
   const original = await up;
@@ -33,7 +36,7 @@ export async function cluster(nodeOptions: { a?: Partial<IkeEngineOptions>; b?: 
   const cloning = nodeA.cloneIkeSa(onA);
   await wire.settle(200);
   const clone = await cloning;
-  return { wire, client, nodeA, nodeB, original, clone, clientClone: sameSa(client, clone), notifies };
+  return { wire, client, nodeA, nodeB, nodeC, original, clone, clientClone: sameSa(client, clone), notifies };
 }
 
 /** Every IKE message on the wire, with who sent it. */
@@ -50,3 +53,15 @@ export function ikeMessages(wire: MemoryWire) {
   });
 }
 
+
+/** Run the in-memory wire alongside real etcd I/O until `done()` (bounded): 10 ms of wire time per 5 ms waited. */
+export async function drive(wire: MemoryWire, done: () => boolean, what: string, maxMs = 15_000): Promise<void> {
+  const end = Date.now() + maxMs;
+  while (!done()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    wire.flush();
+    await new Promise((r) => setTimeout(r, 5));
+    wire.clock.advance(10);
+  }
+  wire.flush();
+}

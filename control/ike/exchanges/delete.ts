@@ -85,13 +85,23 @@ export class DeleteSpisInitiator implements InitiatorExchange {
   readonly name = 'INFORMATIONAL (delete unusable Child SA)';
   readonly exchangeType = ExchangeType.INFORMATIONAL;
 
-  constructor(private readonly spis: number[]) {}
+  /** `done(true)` when the peer answered, `done(false)` when it never did. */
+  constructor(
+    private readonly spis: number[],
+    private readonly done: (answered: boolean) => void = () => {},
+  ) {}
 
   build(): Payload[] {
     return [espDelete(this.spis)];
   }
 
-  process(): void {}
+  process(): void {
+    this.done(true);
+  }
+
+  abort(): void {
+    this.done(false);
+  }
 }
 
 /** Delete the IKE SA, and with it all its Child SAs (§1.4.1). */

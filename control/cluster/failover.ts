@@ -1,0 +1,244 @@
+// Failure handling of a cluster node (architecture §8; CLUSTER design §4):
+//
+// - A dead node: its member key goes when its lease lapses; the others see
+//   it (the members watch, membership.ts). Each clone whose owner is no live
+//   member is claimed by ONE survivor: the survivors rank themselves by
+//   rendezvous hashing of the clone's key (placement.ts, loads ignored so
+//   that all agree), the first claims at once, the next only after
+//   `staggerMs` if the clone is still orphaned, and so on; the transaction
+//   `if owner == {dead, e} then owner = {me, e+1}` (reassign.ts) decides if
+//   two try. The claimant's own watch then imports the record (handoff.ts):
+//   path test, address list, the client's UPDATE_SA_ADDRESSES, the Delete of
+//   the dead node's Child SAs by the SPIs the record names, the new Child SA.
+// - A clone etcd names ours that is neither here nor arriving is imported:
+//   a restarted node's clones from its previous run (owner keys have no
+//   lease), or a handoff whose watch event never came.
+// - The cluster is read every DEFAULT_SCAN_INTERVAL_MS besides the members
+//   watch: a watch stream to an etcd member cut off from the others stays
+//   silent.
+// - A clone whose path test fails after a move goes back to the node it came
+//   from, if that node is alive (its address is still the client's); after a
+//   takeover there is nowhere to go: the client's DPD clears the clone.
+//
+// Owner: the main thread.
+import { EventEmitter } from 'node:events';
+import type { Etcd3 } from 'etcd3';
+import type { IkeContext } from '../ike/context.js';
+import type { IkeSa } from '../ike/ike-sa.js';
+import type { ArrivalResult } from '../ike/sa-transfer.js';
+import type { Logger } from '../log.js';
+import type { ArrivalOrigin, CloneHandoff, CloneOwner } from './handoff.js';
+import type { MemberInfo } from './membership.js';
+import { rendezvousRank } from './placement.js';
+import { reassignClone, type ReassignResult } from './reassign.js';
+import type { ClusterKey } from './seal.js';
+import { readClusterStatus, type ClusterClone } from './status.js';
+
+/** How long the survivor ranked r waits before claiming (r × this): the first ranked claims at once. */
+export const DEFAULT_CLAIM_STAGGER_MS = 1500;
+/**
+ * How often the cluster is read even without a members event: a watch whose
+ * etcd member is cut off from the others can stay silent (no error, no
+ * events) while unary calls go to another member.
+ */
+export const DEFAULT_SCAN_INTERVAL_MS = 2000;
+
+export interface FailoverOptions {
+  engine: IkeContext;
+  client: Etcd3;
+  key: ClusterKey;
+  cluster: string;
+  node: string;
+  handoff: CloneHandoff;
+  log: Logger;
+  staggerMs?: number;
+  scanIntervalMs?: number;
+}
+
+export interface FailoverStats {
+  /** Clones this node took over from a dead node (or from its own previous run). */
+  claimed: number;
+  /** Claims another survivor won (the transaction failed: the owner had changed). */
+  lost: number;
+  /** Claims that failed otherwise (no record, a record that does not open, etcd errors). */
+  failed: number;
+  /** Clones sent back to the node they came from after a failed path test. */
+  returned: number;
+}
+
+export interface FailoverEvents {
+  claimed: [family: string, index: number, from: string, epoch: number];
+  returned: [family: string, index: number, to: string, epoch: number];
+}
+
+/** The live member that should claim `clone` after `rank` earlier ones failed to (rendezvous order, loads ignored). */
+export function claimOrder(clone: Pick<ClusterClone, 'family' | 'index'>, live: readonly MemberInfo[]): string[] {
+  return rendezvousRank(`${clone.family}/${clone.index}`, live.map((m) => ({ ...m, load: 0 }))).map((m) => m.node);
+}
+
+export class CloneFailover extends EventEmitter<FailoverEvents> {
+  readonly stats: FailoverStats = { claimed: 0, lost: 0, failed: 0, returned: 0 };
+  /** Claims scheduled, by owner key: one per orphaned clone. */
+  private readonly pending = new Map<string, NodeJS.Timeout>();
+  private lastMembers = '';
+  private scanTimer: NodeJS.Timeout | undefined;
+  private scanning: Promise<void> | undefined;
+  private rescan = false;
+  private stopped = false;
+  /** Without a lease we claim nothing (we could not keep what we claimed). */
+  private paused = false;
+
+  constructor(private readonly opts: FailoverOptions) {
+    super();
+  }
+
+  /** Follow the handoff's arrivals (a failed path test sends the clone back) and scan once. */
+  start(): this {
+    this.opts.handoff.on('arrived', (sa, result, origin) => void this.afterArrival(sa, result, origin));
+    void this.scan(true);
+    this.scanTimer = setInterval(() => void this.scan(true), this.opts.scanIntervalMs ?? DEFAULT_SCAN_INTERVAL_MS);
+    this.scanTimer.unref();
+    return this;
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.scanTimer) clearInterval(this.scanTimer);
+    this.pause();
+  }
+
+  /** Our lease is lost: no claims until resume(). */
+  pause(): void {
+    this.paused = true;
+    for (const t of this.pending.values()) clearTimeout(t);
+    this.pending.clear();
+  }
+
+  /** Our lease is back: look for orphaned clones again. */
+  resume(): void {
+    if (this.stopped) return;
+    this.paused = false;
+    void this.scan(true);
+  }
+
+  /** The members changed (a join, a leave, a lapsed lease, a load update): look for orphaned clones. */
+  membersChanged(): void {
+    void this.scan(false);
+  }
+
+  /**
+   * Read members and clone owners; schedule a claim for each clone without
+   * a live owner, and import each clone named ours that is neither here nor
+   * arriving (its watch event was missed, or a previous run of this node
+   * held it). Runs one at a time; with `force` false the clones are read
+   * only when the member names changed.
+   */
+  scan(force: boolean): Promise<void> {
+    if (this.paused) return Promise.resolve();
+    if (this.scanning) {
+      this.rescan ||= force;
+      return this.scanning;
+    }
+    this.scanning = this.scanOnce(force)
+      .catch((err: Error) => this.opts.log.warn({ reason: err.message }, 'cannot read the cluster to look for orphaned clones'))
+      .finally(() => {
+        this.scanning = undefined;
+        if (this.rescan && !this.stopped) {
+          this.rescan = false;
+          void this.scan(true);
+        }
+      });
+    return this.scanning;
+  }
+
+  private async scanOnce(force: boolean): Promise<void> {
+    const { client, cluster, node, handoff, log } = this.opts;
+    const status = await readClusterStatus(client, cluster);
+    const names = status.members.map((m) => m.node).join('\0');
+    if (!force && names === this.lastMembers && this.pending.size === 0) return;
+    this.lastMembers = names;
+    const live = new Set(status.members.map((m) => m.node));
+    const held = new Set(handoff.ownedClones().map((c) => `${c.family}/${c.index}`));
+    for (const clone of status.clones) {
+      const id = `${clone.family}/${clone.index}`;
+      if (clone.owner === node) {
+        if (held.has(id) || handoff.isArriving(clone.family, clone.index) || this.paused) continue;
+        log.warn({ family: clone.family, index: clone.index, epoch: clone.epoch }, 'clone named ours but not held here: importing it');
+        void handoff.arrive(clone.family, clone.index, { node, epoch: clone.epoch }, undefined);
+        continue;
+      }
+      if (live.has(clone.owner) || this.pending.has(id) || this.paused) continue;
+      // A dead node's clones go to the survivors in rendezvous order.
+      const rank = claimOrder(clone, status.members).indexOf(node);
+      if (rank < 0) continue;
+      const delay = rank * (this.opts.staggerMs ?? DEFAULT_CLAIM_STAGGER_MS);
+      log.info({ family: clone.family, index: clone.index, owner: clone.owner, epoch: clone.epoch, rank, delayMs: delay }, 'clone without a live owner: claiming it');
+      const timer = setTimeout(() => {
+        void this.claim(clone, { node: clone.owner, epoch: clone.epoch }).finally(() => this.pending.delete(id));
+      }, delay);
+      timer.unref();
+      this.pending.set(id, timer);
+    }
+  }
+
+  /** Claim one orphaned clone for this node: the transaction decides (see the file comment). */
+  private async claim(clone: ClusterClone, from: CloneOwner): Promise<ReassignResult | undefined> {
+    const { node, log } = this.opts;
+    if (this.paused) return undefined;
+    let result: ReassignResult;
+    try {
+      result = await reassignClone(this.opts, clone.family, clone.index, from, node);
+    } catch (err) {
+      this.stats.failed++;
+      log.warn({ family: clone.family, index: clone.index, from: from.node, reason: (err as Error).message }, 'clone takeover failed');
+      return undefined;
+    }
+    if (result.ok) {
+      this.stats.claimed++;
+      log.warn({ family: clone.family, index: clone.index, from: from.node, epoch: result.epoch }, 'clone taken over from a node that is gone');
+      this.emit('claimed', clone.family, clone.index, from.node, result.epoch);
+      // Imported at once, not only when our watch reports the new owner (the watch may be silent).
+      void this.opts.handoff.arrive(clone.family, clone.index, { node, epoch: result.epoch }, from.node);
+    } else if (result.reason === 'owner-changed') {
+      this.stats.lost++;
+      log.info({ family: clone.family, index: clone.index, from: from.node }, 'clone already claimed by another node');
+    } else {
+      this.stats.failed++;
+      log.error({ family: clone.family, index: clone.index, from: from.node, reason: result.reason, detail: result.detail }, 'clone takeover failed: its record does not open');
+    }
+    return result;
+  }
+
+  /** After a failed path test the clone goes back where it came from, if that node is alive. */
+  private async afterArrival(sa: IkeSa, result: ArrivalResult, origin: ArrivalOrigin): Promise<void> {
+    if (result.ok || result.step !== 'path-test') return;
+    const { engine, node, log, client, cluster } = this.opts;
+    // Our copy goes first (nothing is sent: the path from here does not work).
+    if (sa.state !== 'dead') engine.deleteIkeSa(sa, 'path test from this node failed');
+    const from = origin.from;
+    const live = from !== undefined && from !== node && (await readClusterStatus(client, cluster).then((s) => s.members.some((m) => m.node === from), () => false));
+    if (!live) {
+      log.warn({ family: origin.family, index: origin.index, from }, 'clone path test failed and the node it came from is gone: the client\'s DPD clears it');
+      // Nobody can use it: its keys go (a takeover of a client that left ends here).
+      await this.opts.handoff.retire(origin.family, origin.index, origin.epoch);
+      return;
+    }
+    try {
+      // The path test (our first request here, the record's last message ID) never got an answer: when it
+      // never reached the client either (no path from here), the client still expects that ID, and its
+      // path still ends at the node it came from. Had it reached the client, the client drops the reused
+      // ID as no retransmission (RFC 7296 §2.1) and its DPD clears the clone.
+      const back = await reassignClone(this.opts, origin.family, origin.index, { node, epoch: origin.epoch }, from, {
+        nextRequestId: Math.max(0, sa.nextRequestId - 1),
+        peerStays: true,
+      });
+      if (!back.ok) throw new Error(`${back.reason}: ${back.detail}`);
+      this.stats.returned++;
+      log.warn({ family: origin.family, index: origin.index, to: from, epoch: back.epoch }, 'clone path test failed: sent back to the node it came from');
+      this.emit('returned', origin.family, origin.index, from, back.epoch);
+    } catch (err) {
+      this.stats.failed++;
+      log.error({ family: origin.family, index: origin.index, to: from, reason: (err as Error).message }, 'clone path test failed and it cannot go back');
+    }
+  }
+}

@@ -1,0 +1,73 @@
+// Reassigning a clone's etcd record from one owner to another without the
+// clone's live IKE SA (architecture §8): the record as last written, opened
+// for its current (owner, epoch), sealed again for (new owner, epoch + 1) and
+// committed in ONE transaction `if owner == {from, e} then owner = {to, e+1},
+// ike = sealed`. The new owner's watch imports it (handoff.ts) as after a
+// handoff. Used when the owner cannot hand the clone over itself: it is dead
+// (failover.ts: a survivor claims it for itself), or its copy already died
+// (a failed path test: the clone goes back to the node it came from).
+//
+// Owner: the main thread.
+import type { Etcd3 } from 'etcd3';
+import { wipe } from '../crypto/random.js';
+import { amendTransferRecord, type TransferState } from '../ike/sa-transfer.js';
+import { clusterPrefix } from './etcd-client.js';
+import { ownerValue, parseOwner, type CloneOwner } from './handoff.js';
+import type { ClusterKey } from './seal.js';
+
+export interface ReassignTarget {
+  client: Etcd3;
+  key: ClusterKey;
+  cluster: string;
+}
+
+/** How a reassignment ended: the new epoch, or why not. */
+export type ReassignResult = { ok: true; epoch: number } | { ok: false; reason: 'owner-changed' | 'missing' | 'seal' | 'decode'; detail: string };
+
+/** The owner and record keys of clone `index` of `family`. */
+export function cloneKeys(cluster: string, family: string, index: number): { owner: string; record: string } {
+  const base = `${clusterPrefix(cluster)}clones/${family}/${index}/`;
+  return { owner: `${base}owner`, record: `${base}ike` };
+}
+
+/** The current owner of a clone, or undefined (no owner key, or not an owner record). */
+export async function readOwner(client: Etcd3, cluster: string, family: string, index: number): Promise<CloneOwner | undefined> {
+  const text = await client.get(cloneKeys(cluster, family, index).owner).string();
+  return text === null ? undefined : parseOwner(text);
+}
+
+/** Move the record of (family, index) from `from` to node `to` (see the file comment), with `amend` applied to its state. */
+export async function reassignClone(
+  t: ReassignTarget,
+  family: string,
+  index: number,
+  from: CloneOwner,
+  to: string,
+  amend?: Partial<Pick<TransferState, 'nextRequestId' | 'peerStays'>>,
+): Promise<ReassignResult> {
+  const keys = cloneKeys(t.cluster, family, index);
+  // The record read together with the check of its owner: a record another node already rewrote is not read.
+  const read = await t.client.if(keys.owner, 'Value', '==', ownerValue(from)).then(t.client.get(keys.record)).commit();
+  if (!read.succeeded) return { ok: false, reason: 'owner-changed', detail: `${keys.owner} is no longer ${ownerValue(from)}` };
+  const sealed = read.responses[0]?.response_range?.kvs?.[0]?.value;
+  if (!sealed) return { ok: false, reason: 'missing', detail: `no record at ${keys.record}` };
+  // The record was sealed for its owner: every node holds the cluster key, so a survivor opens a dead node's record.
+  const opened = t.key.open({ keyPath: keys.record, epoch: from.epoch, owner: from.node }, new Uint8Array(sealed));
+  if (!opened.ok) return { ok: false, reason: 'seal', detail: opened.error };
+  const epoch = from.epoch + 1;
+  let plain = opened.value;
+  if (amend) {
+    const amended = amendTransferRecord(plain, amend);
+    wipe(plain);
+    if (!amended.ok) return { ok: false, reason: 'decode', detail: amended.error };
+    plain = amended.value;
+  }
+  const resealed = t.key.seal({ keyPath: keys.record, epoch, owner: to }, plain);
+  wipe(plain);
+  const txn = await t.client
+    .if(keys.owner, 'Value', '==', ownerValue(from))
+    .then(t.client.put(keys.owner).value(ownerValue({ node: to, epoch })), t.client.put(keys.record).value(Buffer.from(resealed)))
+    .commit();
+  if (!txn.succeeded) return { ok: false, reason: 'owner-changed', detail: `${keys.owner} is no longer ${ownerValue(from)}` };
+  return { ok: true, epoch };
+}

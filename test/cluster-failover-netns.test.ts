@@ -1,0 +1,248 @@
+// Failover of a three-node cluster in network namespaces (architecture §8),
+// on the harness of test/support/cluster-netns.ts (three-member etcd with
+// TLS, one member in each gateway's namespace): `kill -9` of one node's
+// gateway and its etcd member; a survivor takes its clone over, the client's
+// Child SAs with the dead node are deleted, and traffic from the client's
+// virtual IP to the LAN host resumes. The gap is measured with UDP probes on
+// many flows (the client spreads flows over its Child SAs by their 5-tuple,
+// so some ride the dead node's) and asserted under a generous bound: the
+// lease TTL plus a margin.
+import { describe, expect, onTestFailed } from 'vitest';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createClusterNet, type ClusterNet } from './support/cluster-netns.js';
+import { useNetnsSuite } from './support/netns-suite.js';
+import { interopTest, type PrereqName } from './support/prereq.js';
+import { runChecked, waitFor } from './support/proc.js';
+import { ping, spawnIn } from './support/netns.js';
+import type { GatewayStatus } from '../control/status.js';
+
+const PRE: PrereqName[] = ['root', 'netns', 'tun', 'etcd'];
+const LEASE_TTL_S = 3;
+/** Generous: the lease lapses (TTL), etcd tells the survivors, one claims, path test, address list, UPDATE_SA_ADDRESSES, Delete. */
+const GAP_BOUND_MS = LEASE_TTL_S * 1000 + 12_000;
+const PROBE_PORT = 9007;
+const PROBE_FLOWS = 32;
+
+/** UDP echo on the LAN host. */
+const ECHO = `
+const s = require('node:dgram').createSocket('udp4');
+s.on('message', (m, r) => s.send(m, r.port, r.address));
+s.bind(${PROBE_PORT}, process.argv[2]);
+process.on('SIGTERM', () => process.exit(0));
+`;
+
+/**
+ * Probes from the client's virtual IP: one socket (source port) per flow, a
+ * datagram every 100 ms on each; on SIGTERM (or after 120 s) prints, per
+ * source port, the times (ms since the epoch) at which answers came back.
+ */
+const PROBE = `
+const dgram = require('node:dgram');
+const [src, dst, flows] = [process.argv[2], process.argv[3], Number(process.argv[4])];
+const replies = {};
+const socks = [];
+for (let i = 0; i < flows; i++) {
+  const s = dgram.createSocket('udp4');
+  s.on('message', () => { const p = s.address().port; (replies[p] ||= []).push(Date.now()); });
+  s.on('error', () => {});
+  s.bind(0, src, () => socks.push(s));
+}
+const timer = setInterval(() => { for (const s of socks) s.send('probe', ${PROBE_PORT}, dst, () => {}); }, 100);
+const done = () => { clearInterval(timer); process.stdout.write(JSON.stringify(replies)); process.exit(0); };
+process.on('SIGTERM', done);
+setTimeout(done, 120000);
+`;
+
+/** The longest time without an answer on any flow in [from, to], and the flows that went that long without one. */
+function longestGap(replies: Record<string, number[]>, from: number, to: number): { gapMs: number; flowsHit: number } {
+  let gapMs = 0;
+  let flowsHit = 0;
+  for (const times of Object.values(replies)) {
+    const t = [from, ...times.filter((x) => x > from && x <= to), to];
+    let g = 0;
+    for (let i = 1; i < t.length; i++) g = Math.max(g, t[i]! - t[i - 1]!);
+    if (g > 1000) flowsHit++;
+    gapMs = Math.max(gapMs, g);
+  }
+  return { gapMs, flowsHit };
+}
+
+describe('cluster failover in network namespaces', () => {
+  const env = useNetnsSuite('cluster-failover', PRE);
+
+  function dumpOnFailure(net: ClusterNet): void {
+    onTestFailed(() => {
+      for (const node of net.nodes) process.stderr.write(`\n--- ${node.name} log (tail) ---\n${node.gateway()?.log().split('\n').slice(-60).join('\n') ?? '(not running)'}\n`);
+      process.stderr.write(`\n--- client log (tail) ---\n${net.clientProcess()?.log().split('\n').slice(-80).join('\n') ?? '(not running)'}\n`);
+    });
+  }
+
+  /** The client's established IKE SAs with a Child SA, by the node address they lead to. */
+  async function familyByNode(net: ClusterNet): Promise<Map<string, GatewayStatus['ikeSas'][number]>> {
+    const st = await net.clientProcess()!.status();
+    const out = new Map<string, GatewayStatus['ikeSas'][number]>();
+    for (const s of st.ikeSas) if (s.state === 'established' && s.children.length > 0) out.set(s.remote.split(':')[0]!, s);
+    return out;
+  }
+
+  /** Three nodes (3 s leases) and the client, its family grown to one IKE SA with a Child SA per node. */
+  async function familyOnThreeNodes(dir: string): Promise<{ net: ClusterNet; vip: string }> {
+    const net = await createClusterNet({ dir, leaseTtl: `${LEASE_TTL_S}s`, logLevel: 'info' });
+    env.cleanup(() => net.destroy());
+    dumpOnFailure(net);
+    await net.startNodes();
+    await net.startClient();
+    const vip = await net.clientVip();
+    await waitFor(async () => ((await familyByNode(net)).size === 3 ? true : undefined), { timeoutMs: 60_000, intervalMs: 250, message: "the client's family on every node" });
+    return { net, vip };
+  }
+
+  interopTest(
+    'kill -9 of a node (gateway and etcd member): a survivor takes its clone over, the old Child SAs are deleted, traffic resumes within the lease TTL and a margin',
+    PRE,
+    async () => {
+      const dir = env.dir('kill');
+      const { net, vip } = await familyOnThreeNodes(dir);
+      const victim = net.nodes[2]!;
+      const before = (await familyByNode(net)).get(victim.wan)!;
+      const oldSpis = new Set(before.children.flatMap((c) => [c.spiIn, c.spiOut]));
+
+      // Traffic on many flows, answered by the LAN host.
+      writeFileSync(join(dir, 'echo.cjs'), ECHO);
+      writeFileSync(join(dir, 'probe.cjs'), PROBE);
+      const echo = spawnIn(net.lan, process.execPath, [join(dir, 'echo.cjs'), net.lanHost]);
+      env.cleanup(() => echo.stop({ graceMs: 1000 }));
+      const probe = spawnIn(net.client, process.execPath, [join(dir, 'probe.cjs'), vip, net.lanHost, String(PROBE_FLOWS)]);
+      env.cleanup(() => probe.stop({ graceMs: 1000 }));
+      await new Promise((r) => setTimeout(r, 2000));
+
+      const killedAt = Date.now();
+      await net.killNode(victim.index);
+      // The LAN's router drops the dead node's next hop (as its health check or BFD would): that
+      // part of the path is the router's, not the cluster's.
+      const I = net.index;
+      await runChecked('ip', ['-n', net.lan.name, 'route', 'replace', net.poolNet, ...[0, 1].flatMap((k) => ['nexthop', 'via', `10.${I}.2.${11 + k}`, 'weight', '1'])], { timeoutMs: 10_000 });
+
+      // A survivor owns the clone now: the client's IKE SA of it leads to a survivor, with a new Child SA.
+      const survivors = net.nodes.slice(0, 2);
+      const taken = await waitFor(
+        async () => {
+          const fam = await familyByNode(net);
+          if (fam.has(victim.wan)) return undefined;
+          const sa = [...fam.values()].find((s) => s.spiI === before.spiI && s.spiR === before.spiR);
+          return sa && sa.children.length > 0 && sa.children.every((c) => !oldSpis.has(c.spiIn)) ? sa : undefined;
+        },
+        { timeoutMs: GAP_BOUND_MS + 20_000, intervalMs: 200, message: 'a survivor to take the clone over' },
+      );
+      const takenBy = survivors.find((n) => taken.remote.split(':')[0] === n.wan)!;
+      expect(takenBy).toBeDefined();
+      // The old Child SAs are gone at the client (deleted by their SPIs), none of the family holds them.
+      const after = await net.clientProcess()!.status();
+      expect(after.ikeSas.flatMap((s) => s.children).filter((c) => oldSpis.has(c.spiIn) || oldSpis.has(c.spiOut))).toEqual([]);
+      // The new Child SA carries the survivor's SPI prefix (its index + 1, io/spi-layout.ts).
+      expect(Number.parseInt(taken.children[0]!.spiOut.replace(/^0x/, '').padStart(8, '0').slice(0, 2), 16)).toBe(takenBy.index + 1);
+      expect(takenBy.gateway()!.log()).toContain('clone taken over from a node that is gone');
+      // etcd names the survivor owner one epoch on.
+      const owners = await net.etcd.ctl(['get', '--prefix', `/ikeclone/v1/${net.clusterName}/clones/`]);
+      expect(owners).toContain(`{"node":"${takenBy.name}","epoch":2}`);
+
+      // Traffic resumed on every flow; the longest silence is under the bound.
+      await new Promise((r) => setTimeout(r, 3000));
+      const stoppedAt = Date.now();
+      await probe.stop({ graceMs: 3000 });
+      const replies = JSON.parse(probe.stdout() || '{}') as Record<string, number[]>;
+      expect(Object.keys(replies).length).toBe(PROBE_FLOWS);
+      for (const [port, times] of Object.entries(replies)) expect(times.some((t) => t > stoppedAt - 1500), `flow from port ${port} answered after the takeover`).toBe(true);
+      const { gapMs, flowsHit } = longestGap(replies, killedAt, stoppedAt);
+      process.stderr.write(`failover gap: ${gapMs} ms on ${flowsHit} of ${PROBE_FLOWS} flows (lease TTL ${LEASE_TTL_S} s)\n`);
+      expect(flowsHit).toBeGreaterThan(0); // some flows rode the dead node's Child SA
+      expect(gapMs).toBeLessThan(GAP_BOUND_MS);
+      const pinged = await ping(net.client, net.lanHost, { count: 5, intervalS: 0.1, waitS: 2, src: vip });
+      expect(pinged.received, pinged.result.stdout).toBe(5);
+
+      // The node comes back (its etcd member on its data, then its gateway once the old lease is gone):
+      // the survivor holding two members of the family hands one to it (rebalancing), and the client's
+      // family has an IKE SA with a Child SA on every node again.
+      await runChecked('ip', ['-n', net.lan.name, 'route', 'replace', net.poolNet, ...[0, 1, 2].flatMap((k) => ['nexthop', 'via', `10.${I}.2.${11 + k}`, 'weight', '1'])], { timeoutMs: 10_000 });
+      await net.restartNode(victim.index);
+      await waitFor(async () => ((await familyByNode(net)).has(victim.wan) ? true : undefined), { timeoutMs: 60_000, intervalMs: 250, message: 'a clone back on the restarted node' });
+      const back = await familyByNode(net);
+      expect(back.size).toBe(3);
+      expect(Number.parseInt(back.get(victim.wan)!.children[0]!.spiOut.padStart(8, '0').slice(0, 2), 16)).toBe(victim.index + 1);
+      expect(takenBy.gateway()!.log()).toContain('clone rebalanced');
+      const status = await victim.gateway()!.status();
+      expect(status.cluster).toMatchObject({ node: victim.name, lease: 'held' });
+      expect(status.cluster!.clones).toHaveLength(1);
+      const again = await ping(net.client, net.lanHost, { count: 5, intervalS: 0.1, waitS: 2, src: vip });
+      expect(again.received, again.result.stdout).toBe(5);
+    },
+    300_000,
+  );
+
+  interopTest(
+    'a node cut off from etcd stops IKE on its clone after its lease (logs and status say so) and keeps its Child SA; a survivor takes the clone over',
+    PRE,
+    async () => {
+      const { net, vip } = await familyOnThreeNodes(env.dir('cut'));
+      const cut = net.nodes[1]!;
+      const cutGw = cut.gateway()!;
+      const before = (await cutGw.status()).ikeSas.filter((s) => s.state === 'established');
+      expect(before).toHaveLength(1);
+      const child = before[0]!.children[0]!;
+      // The node's control network goes (its etcd member with it): etcd is out of its reach, the
+      // other two members keep their quorum. Its WAN and LAN stay up.
+      await runChecked('ip', ['-n', cut.ns.name, 'link', 'set', 'eth2', 'down'], { timeoutMs: 10_000 });
+      const cutAt = Date.now();
+      await waitFor(async () => ((await cutGw.status()).cluster?.lease === 'lost' ? true : undefined), {
+        timeoutMs: LEASE_TTL_S * 1000 + 20_000,
+        intervalMs: 250,
+        message: 'the cut-off node to notice that its lease is gone',
+      });
+      expect(Date.now() - cutAt).toBeGreaterThanOrEqual(LEASE_TTL_S * 1000 - 1000);
+      const st = await cutGw.status();
+      expect(st.cluster).toMatchObject({ node: cut.name, lease: 'lost' });
+      expect(cutGw.log()).toContain('cluster lease lost: IKE stops on this node');
+      expect(cutGw.log()).toContain("IKE stopped on this node's clones until the lease is back");
+      // Its Child SA is still installed there: the node tears nothing down on its own.
+      expect(st.ikeSas.flatMap((s) => s.children).map((c) => c.spiIn)).toContain(child.spiIn);
+      // A survivor takes the clone over; the client's Child SA with the cut-off node is deleted.
+      await runChecked('ip', ['-n', net.lan.name, 'route', 'replace', net.poolNet, ...[0, 2].flatMap((k) => ['nexthop', 'via', `10.${net.index}.2.${11 + k}`, 'weight', '1'])], { timeoutMs: 10_000 });
+      await waitFor(
+        async () => {
+          const fam = await familyByNode(net);
+          return !fam.has(cut.wan) && [...fam.values()].some((s) => s.spiI === before[0]!.spiI && s.spiR === before[0]!.spiR) ? true : undefined;
+        },
+        { timeoutMs: 60_000, intervalMs: 250, message: 'a survivor to take the clone over' },
+      );
+      const client = await net.clientProcess()!.status();
+      expect(client.ikeSas.flatMap((s) => s.children).filter((c) => c.spiOut === child.spiIn)).toEqual([]);
+      // The cut-off node sent no IKE request on its clone once its lease was gone (the requests are held).
+      const sentThen = (await cutGw.status()).ike.exchanges;
+      await new Promise((r) => setTimeout(r, 2000));
+      expect((await cutGw.status()).ike.exchanges).toEqual(sentThen);
+      const pinged = await ping(net.client, net.lanHost, { count: 5, intervalS: 0.1, waitS: 2, src: vip });
+      expect(pinged.received, pinged.result.stdout).toBe(5);
+
+      // etcd comes back within reach: the node joins again and drops its stale copy of the clone; then
+      // rebalancing gives it a clone again, and the family has a member on every node once more.
+      await runChecked('ip', ['-n', cut.ns.name, 'link', 'set', 'eth2', 'up'], { timeoutMs: 10_000 });
+      await runChecked('ip', ['-n', net.lan.name, 'route', 'replace', net.poolNet, ...[0, 1, 2].flatMap((k) => ['nexthop', 'via', `10.${net.index}.2.${11 + k}`, 'weight', '1'])], { timeoutMs: 10_000 });
+      await waitFor(async () => ((await cutGw.status()).cluster?.lease === 'held' ? true : undefined), { timeoutMs: 60_000, intervalMs: 250, message: 'the node to join again' });
+      await waitFor(async () => (cutGw.log().includes('clone dropped: another node owns it now') || cutGw.log().includes('arrived again at epoch') ? true : undefined), {
+        timeoutMs: 20_000,
+        intervalMs: 250,
+        message: 'the node to drop its stale copy of the clone',
+      });
+      expect(cutGw.log()).toContain('joined the cluster again after the lease was lost');
+      expect(await net.liveMembers()).toContain(cut.name);
+      await waitFor(async () => ((await familyByNode(net)).size === 3 ? true : undefined), { timeoutMs: 60_000, intervalMs: 250, message: 'a clone back on the node that was cut off' });
+      const back = await cutGw.status();
+      expect(back.ikeSas.filter((s) => s.state === 'established')).toHaveLength(1);
+      expect(back.ikeSas[0]!.children.map((c) => c.spiIn)).not.toContain(child.spiIn);
+      const again = await ping(net.client, net.lanHost, { count: 5, intervalS: 0.1, waitS: 2, src: vip });
+      expect(again.received, again.result.stdout).toBe(5);
+    },
+    240_000,
+  );
+});

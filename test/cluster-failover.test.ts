@@ -1,0 +1,333 @@
+// Failure handling of a cluster on a real etcd (TLS) with in-memory engines
+// (architecture §8): a node dies (its etcd client stops, its lease lapses, its
+// datagrams go nowhere) and a survivor takes its clone over, deleting its
+// Child SAs at the client by their recorded SPIs; the node comes back and
+// gets a clone again (rebalancing); a clone whose path test fails on its new
+// node goes back to the node it came from. Needs the Debian etcd
+// (prerequisite 'etcd').
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { randomBytes } from 'node:crypto';
+import type { Etcd3 } from 'etcd3';
+import { CloneHandoff, ownerValue } from '../control/cluster/handoff.js';
+import { CloneFailover, claimOrder } from '../control/cluster/failover.js';
+import { CloneRebalance, planMoves } from '../control/cluster/rebalance.js';
+import { ClusterMembership } from '../control/cluster/membership.js';
+import { cloneKeys } from '../control/cluster/reassign.js';
+import { etcdClient } from '../control/cluster/etcd-client.js';
+import { ClusterKey } from '../control/cluster/seal.js';
+import { decodeTransferRecord, type ArrivalResult } from '../control/ike/sa-transfer.js';
+import type { IkeEngine } from '../control/ike/engine.js';
+import type { IkeSa } from '../control/ike/ike-sa.js';
+import { espSpiNode } from '../io/spi-layout.js';
+import { silentLogger } from '../control/log.js';
+import { CLIENT, NODE_A, NODE_B, NODE_C, cluster, drive, ikeMessages } from './support/cluster-peers.js';
+import { sameSa } from './support/mobike-peers.js';
+import type { MemoryWire } from './support/peers.js';
+import { startEtcd, type EtcdServer } from './support/etcd.js';
+import { interopTest, requirePrereqs } from './support/prereq.js';
+
+let etcd: EtcdServer | undefined;
+const clients: Etcd3[] = [];
+const cleanups: Array<() => Promise<void> | void> = [];
+const log = silentLogger();
+
+beforeAll(async () => {
+  if (requirePrereqs(['etcd']).ok) etcd = await startEtcd({ tls: true });
+}, 60_000);
+afterAll(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+  for (const c of clients) c.close();
+  await etcd?.stop();
+});
+
+function newClient(): Etcd3 {
+  const cl = etcdClient({ etcd: [etcd!.endpoint], tls: etcd!.tls! });
+  clients.push(cl);
+  return cl;
+}
+
+interface Node {
+  name: string;
+  address: string;
+  engine: IkeEngine;
+  client: Etcd3;
+  handoff: CloneHandoff;
+  membership: ClusterMembership;
+  failover: CloneFailover;
+  rebalance: CloneRebalance;
+  arrivals: Array<{ sa: IkeSa; result: ArrivalResult }>;
+}
+
+/** One cluster node over `engine`: its own etcd client, membership (1 s lease), handoff, failover and rebalancing. */
+async function startNode(clusterName: string, key: ClusterKey, name: string, address: string, engine: IkeEngine, holders: Map<string, CloneHandoff>, opts: { claims?: boolean } = {}): Promise<Node> {
+  const client = newClient();
+  const membership = await ClusterMembership.join({
+    config: { name: clusterName, node: name, address, etcd: [etcd!.endpoint], tls: etcd!.tls!, sealingKeyFile: '/nonexistent', leaseTtlMs: 1000, onEtcdUnreachable: 'fail' },
+    connectionsHash: 'same connections',
+    log,
+    client,
+  });
+  const handoff = new CloneHandoff({ engine, client, key, cluster: clusterName, node: name, address, log });
+  holders.set(name, handoff);
+  await handoff.start();
+  const shared = { engine, client, cluster: clusterName, node: name, handoff, log };
+  const failover = new CloneFailover({ ...shared, key, staggerMs: 400 });
+  if (opts.claims !== false) failover.start();
+  const rebalance = new CloneRebalance({ ...shared, intervalMs: 1000, movesPerSecond: 5 }).start();
+  membership.on('members-changed', () => {
+    if (opts.claims !== false) failover.membersChanged();
+    rebalance.membersChanged();
+  });
+  // As a gateway's cluster node does (control/cluster/node.ts).
+  membership.on('lease-lost', (reason) => {
+    handoff.suspend(reason);
+    failover.pause();
+    rebalance.pause();
+  });
+  membership.on('rejoined', () => {
+    handoff.resume();
+    failover.resume();
+    rebalance.resume();
+  });
+  const arrivals: Node['arrivals'] = [];
+  handoff.on('arrived', (sa, result) => arrivals.push({ sa, result }));
+  const node: Node = { name, address, engine, client, handoff, membership, failover, rebalance, arrivals };
+  cleanups.push(() => stopNode(node));
+  return node;
+}
+
+async function stopNode(n: Node): Promise<void> {
+  n.failover.stop();
+  n.rebalance.stop();
+  await n.handoff.stop();
+}
+
+/** Kill a node: no more datagrams from or to its address, no etcd client (its lease lapses, never revoked). */
+async function killNode(wire: MemoryWire, n: Node): Promise<void> {
+  const previous = wire.filter;
+  wire.filter = (d, i) => (d.local.address === n.address || d.remote.address === n.address ? 'drop' : previous(d, i));
+  await stopNode(n);
+  n.membership.lease.release(); // no more keep-alives, as after kill -9
+  n.client.close();
+}
+
+/** Nodes a and b with the client's clone made on a and adopted there as clone 1 of family a.1. */
+async function twoNodes(label: string, aOpts: { claims?: boolean } = {}) {
+  const name = `${label}-${randomBytes(3).toString('hex')}`;
+  const key = ClusterKey.derive(randomBytes(32), name);
+  const holders = new Map<string, CloneHandoff>();
+  const c = await cluster({
+    a: { holdRequest: (sa) => holders.get('a')?.holdRequest(sa) ?? false },
+    b: { holdRequest: (sa) => holders.get('b')?.holdRequest(sa) ?? false },
+  });
+  const a = await startNode(name, key, 'a', NODE_A, c.nodeA, holders, aOpts);
+  const b = await startNode(name, key, 'b', NODE_B, c.nodeB, holders);
+  await a.handoff.adopt(c.clone, 'a.1', 1);
+  return { name, c, a, b };
+}
+
+/**
+ * Three gateway nodes a, b, c and a client; a authenticated the client and
+ * cloned its IKE SA twice: clone 1 went to b, clone 2 to c, each with its
+ * Child SA there.
+ */
+async function threeNodes() {
+  const name = `f-${randomBytes(3).toString('hex')}`;
+  const key = ClusterKey.derive(randomBytes(32), name);
+  const holders = new Map<string, CloneHandoff>();
+  const hold = (n: string) => ({ holdRequest: (sa: IkeSa) => holders.get(n)?.holdRequest(sa) ?? false });
+  const c = await cluster({ a: hold('a'), b: hold('b'), c: hold('c') });
+  const onA = sameSa(c.nodeA, c.original);
+  const cloning = c.nodeA.cloneIkeSa(onA);
+  await c.wire.settle(200);
+  const clone2 = await cloning;
+  const a = await startNode(name, key, 'a', NODE_A, c.nodeA, holders);
+  const b = await startNode(name, key, 'b', NODE_B, c.nodeB, holders);
+  const cc = await startNode(name, key, 'c', NODE_C, c.nodeC!, holders);
+  const family = 'a.1';
+  await a.handoff.adopt(c.clone, family, 1);
+  await a.handoff.adopt(clone2, family, 2);
+  await a.handoff.handOff(c.clone, 'b');
+  await drive(c.wire, () => b.arrivals.length > 0, 'clone 1 on b');
+  await a.handoff.handOff(clone2, 'c');
+  await drive(c.wire, () => cc.arrivals.length > 0, 'clone 2 on c');
+  expect(b.arrivals[0]!.result).toMatchObject({ ok: true });
+  expect(cc.arrivals[0]!.result).toMatchObject({ ok: true });
+  const etcdOf = newClient();
+  // b's record names its Child SA's SPIs once the Child SA is up (a rewrite under owner == b).
+  const recordChildren = async (index: number, owner: string, epoch: number) => {
+    const k = cloneKeys(name, family, index);
+    const sealed = await etcdOf.get(k.record).buffer();
+    if (!sealed) return [];
+    const opened = key.open({ keyPath: k.record, epoch, owner }, new Uint8Array(sealed));
+    if (!opened.ok) return [];
+    const decoded = decodeTransferRecord(opened.value);
+    return decoded.ok ? decoded.value.state.children : [];
+  };
+  let recorded: Array<{ name: string; spiIn: number; spiOut: number }> = [];
+  for (let i = 0; i < 100 && recorded.length !== 1; i++) {
+    recorded = await recordChildren(1, 'b', 1);
+    c.wire.flush();
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return { ...c, name, key, family, holders, a, b, c: cc, clone2, clientClone2: sameSa(c.client, clone2), etcdOf, recorded };
+}
+
+describe('cluster failover', () => {
+  interopTest('a dead node\'s clone is taken over by one survivor, which deletes its Child SAs at the client and creates a new one', ['etcd'], async () => {
+    const s = await threeNodes();
+    const onB = s.b.arrivals[0]!.sa;
+    expect(onB.children).toHaveLength(1);
+    const deadChild = onB.children[0]!;
+    expect(s.recorded).toEqual([{ name: deadChild.name, spiIn: deadChild.spiIn, spiOut: deadChild.spiOut }]);
+    const clientOld = s.clientClone.children.find((ch) => ch.spiOut === deadChild.spiIn)!;
+    expect(clientOld).toBeDefined();
+
+    await killNode(s.wire, s.b);
+    // b's lease lapses (no keep-alive); one survivor claims clone 1, the client follows it there.
+    await drive(s.wire, () => s.clientClone.remote.address !== NODE_B && s.clientClone.children.some((ch) => ch.state === 'installed' && ch.spiOut !== deadChild.spiIn), 'the takeover', 30_000);
+    const [winner, loser] = s.a.failover.stats.claimed === 1 ? [s.a, s.c] : [s.c, s.a];
+    expect(winner.failover.stats.claimed).toBe(1);
+    expect(loser.failover.stats.claimed).toBe(0);
+    // The survivors agree on who goes first (rendezvous order over the live members).
+    expect(claimOrder({ family: s.family, index: 1 }, await winner.membership.members())[0]).toBe(winner.name);
+    expect(s.clientClone.remote.address).toBe(winner.address);
+    expect(await s.etcdOf.get(cloneKeys(s.name, s.family, 1).owner).string()).toBe(ownerValue({ node: winner.name, epoch: 2 }));
+    // The dead node's Child SA is gone at the client (deleted by SPI); the new one is the winner's (its SPI prefix).
+    expect(clientOld.state).toBe('deleted');
+    const fresh = s.clientClone.children.filter((ch) => ch.state === 'installed');
+    expect(fresh).toHaveLength(1);
+    expect(espSpiNode(fresh[0]!.spiOut)).toBe(winner === s.a ? 1 : 3);
+    const arrival = winner.arrivals.find((x) => x.result.ok && x.sa.familyIndex === 1);
+    expect(arrival).toBeDefined();
+    // The later-ranked survivor's claim (if it got to try) lost the transaction: never two owners.
+    await new Promise((r) => setTimeout(r, 600));
+    expect(loser.handoff.ownedClones().filter((o) => o.index === 1)).toEqual([]);
+    expect(loser.failover.stats.failed).toBe(0);
+    // Clone 2 on c (or a) was never touched; the family's three IKE SAs reach live nodes only.
+    expect(s.clientClone2.remote.address).toBe(NODE_C);
+    // No (IKE SPI, message ID) pair from two addresses, across the death and the takeover.
+    const sources = new Map<string, Set<string>>();
+    for (const m of ikeMessages(s.wire).filter((x) => x.from !== CLIENT)) {
+      const k = `${m.spis}/${m.mid}/${m.response}/${m.byOriginalInitiator}`;
+      sources.set(k, (sources.get(k) ?? new Set()).add(m.from));
+    }
+    expect([...sources.entries()].filter(([, v]) => v.size > 1)).toEqual([]);
+  }, 90_000);
+
+  interopTest('a node that comes back gets a clone again (rebalancing), with its Child SA there', ['etcd'], async () => {
+    const s = await threeNodes();
+    await killNode(s.wire, s.b);
+    await drive(s.wire, () => s.a.failover.stats.claimed + s.c.failover.stats.claimed === 1 && s.clientClone.remote.address !== NODE_B && s.clientClone.children.some((ch) => ch.state === 'installed'), 'the takeover', 30_000);
+    const winner = s.a.failover.stats.claimed === 1 ? s.a : s.c;
+    // b comes back as a new process: it holds nothing of before, and the wire reaches it again.
+    for (const sa of s.nodeB.ikeSas()) s.nodeB.deleteIkeSa(sa, 'process restarted');
+    s.wire.filter = () => 'pass';
+    // (b's engine asks the new handoff for its fencing from now on.)
+    const b2 = await startNode(s.name, s.key, 'b', NODE_B, s.nodeB, s.holders);
+    await drive(s.wire, () => b2.arrivals.some((x) => x.result.ok), 'a clone to come back to b', 30_000);
+    expect(winner.rebalance.stats.moved).toBe(1);
+    const back = b2.arrivals.find((x) => x.result.ok)!;
+    expect(b2.handoff.ownedClones().map((o) => o.sa)).toEqual([back.sa]);
+    // Each node holds one member of the family again: the original on a, one clone on each of b and c.
+    const family = [sameSa(s.client, s.original), s.clientClone, s.clientClone2];
+    expect(new Set(family.map((sa) => sa.remote.address))).toEqual(new Set([NODE_A, NODE_B, NODE_C]));
+    for (const sa of family) expect(sa.children.filter((ch) => ch.state === 'installed')).toHaveLength(1);
+  }, 120_000);
+
+  interopTest('a clone whose path test fails on its new node goes back to the node it came from and works there', ['etcd'], async () => {
+    const { name, c, a, b } = await twoNodes('p');
+    // b cannot reach the client.
+    c.wire.filter = (d) => (d.local.address === NODE_B && d.remote.address === CLIENT ? 'drop' : 'pass');
+    await a.handoff.handOff(c.clone, 'b');
+    await drive(c.wire, () => b.failover.stats.returned === 1 && a.arrivals.some((x) => x.result.ok), 'the clone to go back to a', 30_000);
+    expect(b.arrivals[0]!.result).toMatchObject({ ok: false, step: 'path-test' });
+    expect(b.handoff.ownedClones()).toEqual([]);
+    const home = a.arrivals.find((x) => x.result.ok)!;
+    expect(home.sa.local.address).toBe(NODE_A);
+    expect(a.handoff.ownedClones()).toEqual([{ sa: home.sa, family: 'a.1', index: 1, epoch: 2 }]);
+    expect(c.clientClone.remote.address).toBe(NODE_A);
+    expect(c.clientClone.children.filter((ch) => ch.state === 'installed')).toHaveLength(1);
+    expect(await newClient().get(cloneKeys(name, 'a.1', 1).owner).string()).toBe(ownerValue({ node: 'a', epoch: 2 }));
+  }, 90_000);
+});
+
+describe('clone keys in etcd', () => {
+  interopTest('a clone the client deletes takes its owner key and record with it (nobody takes it over later)', ['etcd'], async () => {
+    const { name, c, a, b } = await twoNodes('r');
+    await a.handoff.handOff(c.clone, 'b');
+    await drive(c.wire, () => b.arrivals.some((x) => x.result.ok), 'the clone on b');
+    const keys = cloneKeys(name, 'a.1', 1);
+    const etcdOf = newClient();
+    // A handoff keeps the keys (the owner changed, epoch 1).
+    expect(await etcdOf.get(keys.owner).string()).toBe(ownerValue({ node: 'b', epoch: 1 }));
+    let closed = false;
+    void c.client.closeIkeSa(c.clientClone).then(() => (closed = true));
+    await drive(c.wire, () => closed && b.handoff.ownedClones().length === 0, 'the delete');
+    for (let i = 0; i < 100 && (await etcdOf.get(keys.owner).string()) !== null; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(await etcdOf.get(keys.owner).string()).toBeNull();
+    expect(await etcdOf.get(keys.record).buffer()).toBeNull();
+  }, 60_000);
+});
+
+describe('a lost lease', () => {
+  interopTest('IKE on the clones stops while the lease is lost and goes on after the node joins again; a clone taken over meanwhile is dropped', ['etcd'], async () => {
+    const { name, c, a, b } = await twoNodes('l', { claims: false });
+    await a.handoff.handOff(c.clone, 'b');
+    await drive(c.wire, () => b.arrivals.some((x) => x.result.ok), 'the clone on b');
+    const onB = b.arrivals[0]!.sa;
+    const events: string[] = [];
+    b.membership.on('lease-lost', () => events.push('lost'));
+    b.membership.on('rejoined', () => events.push('rejoined'));
+    const etcdOf = newClient();
+    const revoke = async () => {
+      const before = events.length;
+      await etcdOf.leaseClient.leaseRevoke({ ID: b.membership.leaseId });
+      await drive(c.wire, () => events.length > before, 'the lease loss');
+      expect(events.at(-1)).toBe('lost');
+    };
+
+    // 1. Lost: a request on the clone is held (nothing leaves b); joined again: it goes out and is answered.
+    await revoke();
+    const sent = c.wire.log.length;
+    let alive: boolean | undefined;
+    void c.nodeB.checkLiveness(onB).then((v) => (alive = v));
+    c.wire.flush();
+    expect(c.wire.log.slice(sent).filter((d) => d.local.address === NODE_B)).toEqual([]);
+    await drive(c.wire, () => alive !== undefined, 'the held liveness check after the rejoin');
+    expect(events).toEqual(['lost', 'rejoined']);
+    expect(alive).toBe(true);
+    expect((await b.membership.members()).map((m) => m.node)).toContain('b');
+    expect(b.handoff.ownedClones().map((o) => o.sa)).toEqual([onB]);
+
+    // 2. Lost, and another node takes the clone over meanwhile: after the rejoin b drops its copy.
+    await revoke();
+    await etcdOf.put(cloneKeys(name, 'a.1', 1).owner).value(ownerValue({ node: 'a', epoch: 9 }));
+    const children = [...onB.children];
+    await drive(c.wire, () => b.handoff.stats.fenced === 1, 'the drop after the rejoin');
+    expect(events).toEqual(['lost', 'rejoined', 'lost', 'rejoined']);
+    expect(onB.state).toBe('dead');
+    expect(children.every((ch) => ch.state === 'deleted')).toBe(true);
+    expect(b.handoff.ownedClones()).toEqual([]);
+  }, 60_000);
+});
+
+describe('rebalancing plan', () => {
+  const member = (node: string) => ({ node, address: node, load: 0, spiPrefix: 1 });
+  const clone = (family: string, index: number, owner: string) => ({ family, index, owner, epoch: 1 });
+  const status = (members: string[], clones: ReturnType<typeof clone>[]) => ({ cluster: 'x', members: members.map((m) => ({ ...member(m), clones: 0 })), clones, orphaned: 0 });
+
+  test('a node holding two members of a family moves one to a live node that holds none; nobody else moves', () => {
+    // a authenticated the client (holds the original) and took clone 1 over from b; b is back.
+    const s = status(['a', 'b', 'c'], [clone('a.7', 1, 'a'), clone('a.7', 2, 'c')]);
+    expect(planMoves(s, 'a')).toEqual([{ family: 'a.7', index: 1, to: 'b' }]);
+    expect(planMoves(s, 'c')).toEqual([]);
+    // c holds two clones: its highest-indexed one moves.
+    const t = status(['a', 'b', 'c'], [clone('a.7', 1, 'c'), clone('a.7', 2, 'c')]);
+    expect(planMoves(t, 'c')).toEqual([{ family: 'a.7', index: 2, to: 'b' }]);
+    // No live node without a member of the family: nothing moves.
+    expect(planMoves(status(['a', 'c'], [clone('a.7', 1, 'a'), clone('a.7', 2, 'c')]), 'a')).toEqual([]);
+    // A family whose original's node is gone: the clones are all there is.
+    expect(planMoves(status(['b', 'c'], [clone('a.7', 1, 'b'), clone('a.7', 2, 'b')]), 'b')).toEqual([{ family: 'a.7', index: 2, to: 'c' }]);
+  });
+});

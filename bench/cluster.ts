@@ -25,8 +25,8 @@ import { formatTable, round, type SuiteOptions } from './common.js';
 import { tunUnavailable } from '../io/tun.js';
 import { createClusterNet, type ClusterNet } from '../test/support/cluster-netns.js';
 import { execChecked, spawnIn } from '../test/support/netns.js';
-import { sleep, waitFor } from '../test/support/proc.js';
-import { decode, startCapture } from '../test/support/tshark.js';
+import { sleep, waitFor, type TrackedProcess } from '../test/support/proc.js';
+import { decode, startCapture, type Capture } from '../test/support/tshark.js';
 
 const HANDOFF_ROUNDS = 26;
 const IPERF_SECONDS = 5;
@@ -81,21 +81,26 @@ async function etcdRevision(net: ClusterNet): Promise<number> {
   return Math.max(...j.map((e) => e.Status.header.revision));
 }
 
-/** Handoffs: client down/up rounds, each spreading a new family over the other two nodes. */
-async function handoffs(net: ClusterNet, dir: string): Promise<Record<string, unknown>> {
-  const client = net.clientProcess()!;
-  // Both ways: the LAN host's flows reach each node over ECMP, and a node sends on its new Child SA as
-  // soon as it has it; the client holds an SA the peer created a little before it sends (dataplane/handover.ts).
+/**
+ * Flows both ways (the LAN host's reach each node over ECMP, so a node sends
+ * on a new Child SA as soon as it has it; the client holds an SA the peer
+ * created a little before it sends, dataplane/handover.ts) and a capture of
+ * RFC 3948 ESP with sequence number 1 only: the first packet of every SA.
+ */
+async function flowsAndFirstEsp(net: ClusterNet, file: string): Promise<{ flows: TrackedProcess[]; capture: Capture }> {
   const vip = await net.clientVip();
   const flows = [
     spawnIn(net.client, process.execPath, ['-e', FLOWS_SCRIPT, net.lanHost, '24']),
     spawnIn(net.lan, process.execPath, ['-e', FLOWS_SCRIPT, vip, '24']),
   ];
-  const capture = await startCapture(net.sw, net.nat ? 'wannat' : 'wancli', {
-    file: join(dir, 'esp-first.pcap'),
-    // RFC 3948 ESP with sequence number 1 only: the first packet of every SA.
-    filter: 'udp port 4500 and udp[8:4] != 0 and udp[12:4] = 1',
-  });
+  const capture = await startCapture(net.sw, net.nat ? 'wannat' : 'wancli', { file, filter: 'udp port 4500 and udp[8:4] != 0 and udp[12:4] = 1' });
+  return { flows, capture };
+}
+
+/** Handoffs: client down/up rounds, each spreading a new family over the other two nodes. */
+async function handoffs(net: ClusterNet, dir: string): Promise<Record<string, unknown>> {
+  const client = net.clientProcess()!;
+  const { flows, capture } = await flowsAndFirstEsp(net, join(dir, 'esp-first.pcap'));
   const started = Date.now();
   const rev0 = await etcdRevision(net);
   try {
@@ -208,15 +213,7 @@ function failoverBuilt(): boolean {
  * survivor on a Child SA created after the kill, the taken-over clone's.
  */
 async function measureFailover(net: ClusterNet, dir: string, leaseTtlS = LEASE_TTL_S): Promise<Record<string, unknown>> {
-  const vip = await net.clientVip();
-  const flows = [
-    spawnIn(net.client, process.execPath, ['-e', FLOWS_SCRIPT, net.lanHost, '24']),
-    spawnIn(net.lan, process.execPath, ['-e', FLOWS_SCRIPT, vip, '24']),
-  ];
-  const capture = await startCapture(net.sw, net.nat ? 'wannat' : 'wancli', {
-    file: join(dir, 'esp-failover.pcap'),
-    filter: 'udp port 4500 and udp[8:4] != 0 and udp[12:4] = 1',
-  });
+  const { flows, capture } = await flowsAndFirstEsp(net, join(dir, 'esp-failover.pcap'));
   let killedAt = 0;
   try {
     await sleep(1000);

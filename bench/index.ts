@@ -2,6 +2,7 @@
 // (`npm run bench -- esp --json`). Each suite prints a human table, or with
 // --json one JSON document on stdout; progress goes to stderr.
 import { parseSuiteOptions, type SuiteOptions } from './common.js';
+import { runClusterBench } from './cluster.js';
 import { runDemuxBench } from './demux.js';
 import { runEspBench } from './esp.js';
 import { runIkeBench } from './ike.js';
@@ -17,6 +18,7 @@ const SUITES: Record<string, { describe: string; run: (opts: SuiteOptions) => Pr
   scale: { describe: 'ESP encap in 1..N data-plane workers: one SA per worker (clones) vs one SA shared with Atomics', run: runScaleBench },
   demux: { describe: 'inbound ESP to the owner worker: one reader demultiplexing by SPI into rings vs a raw socket per worker (root)', run: runDemuxBench },
   soak: { describe: 'inner UDP (sequence-numbered) and TCP through a cloned ikeclone pair across Child SA and IKE SA rekeys and reauthentication, --minutes N (root)', run: runSoakBench },
+  cluster: { describe: 'three cluster nodes in network namespaces on etcd: clone handoff latency, iperf3 through 1..3 nodes per gateway CPU-second, etcd writes (root)', run: runClusterBench },
   tunnel: { describe: 'iperf3 through an ikeclone pair (TUN, UDP and raw ESP) vs a strongSwan kernel-libipsec pair, in network namespaces (root)', run: runTunnelBench },
 };
 

@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { createClusterNet, type ClusterNet } from './support/cluster-netns.js';
 import { useNetnsSuite } from './support/netns-suite.js';
 import { interopTest, type PrereqName } from './support/prereq.js';
-import { waitFor } from './support/proc.js';
+import { runChecked, waitFor } from './support/proc.js';
 import { ping } from './support/netns.js';
 import { decode } from './support/tshark.js';
 import type { GatewayStatus } from '../control/status.js';
@@ -222,4 +222,72 @@ describe('a three-node cluster in network namespaces', () => {
     },
     240_000,
   );
+
+  interopTest('a client behind a NAT (nftables masquerade): its IKE SA stays on its node, unspread, and keeps working', [...PRE, 'nftables'], async () => {
+    const net = await createClusterNet({ dir: env.dir('nat'), index: 78, nat: true, clientConnection: { dpd_delay: '1s' } });
+    env.cleanup(() => net.destroy());
+    dumpOnFailure(net);
+    await net.startNodes();
+    const client = await net.startClient();
+    const vip = await net.clientVip();
+    const [a] = net.nodes;
+    const gwA = a!.gateway()!;
+    // Node A had its chance to spread the family, and said why it did not.
+    await waitFor(() => /per: node placement skipped: the peer is behind a NAT/.test(gwA.log()), { timeoutMs: 10_000, message: "gw-a's placement decision" });
+    // Only node A holds the client's IKE SA: the address the NAT mapped is A's alone.
+    const route = ['-n', net.lan.name, 'route', 'add', `${vip}/32`, 'via', a!.lan];
+    await runChecked('ip', route);
+    const st = await client.status();
+    const sas = st.ikeSas.filter((s) => s.state === 'established');
+    expect(sas).toHaveLength(1);
+    expect(sas[0]!.remote).toBe(`${a!.wan}:4500`);
+    expect(sas[0]!.natLocal).toBe(true);
+    const atA = (await gwA.status()).ikeSas.filter((s) => s.state === 'established');
+    expect(atA).toHaveLength(1);
+    expect(atA[0]!.natRemote).toBe(true);
+    expect(atA[0]!.remote.split(':')[0]).toBe(net.clientWan);
+    for (const n of net.nodes.slice(1)) expect((await n.gateway()!.status()).ikeSas, n.name).toHaveLength(0);
+    expect(await net.etcd.ctl(['get', '--prefix', `/ikeclone/v1/${net.clusterName}/clones/`, '--keys-only'])).toBe('');
+    // It works: ping and iperf3 both ways through node A, and it still does after a few DPD rounds.
+    const before = await net.espCounters(0);
+    const pinged = await ping(net.client, net.lanHost, { count: 10, intervalS: 0.05, waitS: 3, src: vip });
+    expect(pinged.received, pinged.result.stdout).toBe(10);
+    expect((await net.iperf(vip, { seconds: 2, streams: 4 })).bitsPerSecond).toBeGreaterThan(1e6);
+    expect((await net.iperf(vip, { seconds: 2, streams: 4, reverse: true })).bitsPerSecond).toBeGreaterThan(1e6);
+    const after = await net.espCounters(0);
+    expect(after.decapPackets - before.decapPackets).toBeGreaterThan(100);
+    expect(after.encapPackets - before.encapPackets).toBeGreaterThan(100);
+    expect(after.failed).toBe(0);
+    // Liveness checks (RFC 7296 §2.4: INFORMATIONAL, answered by node A through the NAT) keep succeeding.
+    const informational = async () => (await client.status()).ike.exchanges['INFORMATIONAL.initiator.ok'] ?? 0;
+    const checked = await informational();
+    await waitFor(async () => (await informational()) >= checked + 3, { timeoutMs: 15_000, intervalMs: 250, message: 'three more answered liveness checks' });
+    const later = (await client.status()).ikeSas.filter((s) => s.state === 'established');
+    expect(later.map((s) => s.id)).toEqual([sas[0]!.id]);
+    const again = await ping(net.client, net.lanHost, { count: 5, intervalS: 0.05, waitS: 3, src: vip });
+    expect(again.received, again.result.stdout).toBe(5);
+  }, 180_000);
+
+  interopTest('kill -9 of a node (gateway and etcd member): the others keep quorum, its lease lapses, and it comes back as a member', PRE, async () => {
+    const net = await createClusterNet({ dir: env.dir('kill'), index: 79, leaseTtl: '2s' });
+    env.cleanup(() => net.destroy());
+    dumpOnFailure(net);
+    await net.startNodes();
+    expect((await net.liveMembers()).sort()).toEqual(['gw-a', 'gw-b', 'gw-c']);
+    const killed = net.nodes[2]!;
+    const pid = killed.gateway()!.proc.pid;
+    await net.killNode(2);
+    expect(killed.gateway()!.proc.exitInfo()?.signal).toBe('SIGKILL');
+    expect(net.etcd.members[2]!.running()).toBe(false);
+    // Two of three etcd members: writes still commit, and the dead gateway's member key goes with its lease.
+    await net.etcd.ctl(['put', `/ikeclone/v1/${net.clusterName}/probe`, 'x']);
+    await waitFor(async () => !(await net.liveMembers()).includes(killed.name), { timeoutMs: 15_000, intervalMs: 250, message: `${killed.name}'s member key to lapse` });
+    expect((await net.liveMembers()).sort()).toEqual(['gw-a', 'gw-b']);
+    const back = await net.restartNode(2);
+    expect(back.proc.pid).not.toBe(pid);
+    expect(net.etcd.members[2]!.running()).toBe(true);
+    expect((await net.liveMembers()).sort()).toEqual(['gw-a', 'gw-b', 'gw-c']);
+    // Reached from the restarted member's namespace, the cluster still holds the write made without it.
+    expect(await net.etcd.ctl(['get', '--print-value-only', `/ikeclone/v1/${net.clusterName}/probe`], { from: 2 })).toBe('x\n');
+  }, 180_000);
 });

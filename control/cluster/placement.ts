@@ -3,7 +3,9 @@
 // SA once per other member (RFC 7791 §5.2: either end may clone) and hands
 // clone k to the k-th node of a rendezvous ranking weighted by load, so each
 // node carries one member of the family and its own Child SA (CLUSTER design
-// §2). The original stays where it was authenticated.
+// §2). The original stays where it was authenticated. A family is spread once,
+// by the node that authenticated the client, and never for a client behind a
+// NAT (RFC 4555 §2.3: another node's address would not reach it).
 //
 // Rendezvous (highest random weight) hashing: every node scores each
 // (family, k) independently; the ranking changes only for the keys of a node
@@ -86,6 +88,12 @@ export class NodePlacement {
     const { engine, handoff, node, log } = this.opts;
     if (!original.peerClone || !original.peerMobike) {
       log.info({ ike: original.id, family }, 'per: node placement skipped: the peer cannot be cloned and moved (RFC 7791 §5.1, RFC 4555)');
+      return [];
+    }
+    if (original.natRemote) {
+      // Behind a NAT another node's address cannot reach the client (the NAT has no mapping for it), so
+      // a responder-side address change is not supported (RFC 4555 §2.3): the family stays where it is.
+      log.info({ ike: original.id, family }, 'per: node placement skipped: the peer is behind a NAT (RFC 4555 §2.3)');
       return [];
     }
     const targets = placeClones(family, node, await this.opts.members());

@@ -39,6 +39,8 @@ export const CLUSTER_IKE_PROPOSAL = 'aes256gcm16-prfsha256-x25519';
 export const CLUSTER_ESP_PROPOSAL = 'aes128gcm16';
 /** Node names, in order: node k is NODE_NAMES[k]. */
 export const NODE_NAMES = ['gw-a', 'gw-b', 'gw-c'] as const;
+/** USER_HZ, the unit of /proc/PID/stat times (100 on Linux everywhere it runs). */
+const CLOCK_TICKS = 100;
 
 export interface ClusterNetOptions {
   /** Work directory (configurations, secrets, logs, key logs, captures). */
@@ -57,6 +59,8 @@ export interface ClusterNetOptions {
   logLevel?: string;
   /** Extra fields for every node's connection (the same on every node). */
   connection?: Record<string, unknown>;
+  /** Extra fields for the client's connection (e.g. dpd_delay). */
+  clientConnection?: Record<string, unknown>;
   /** Extra top-level configuration of every node (e.g. limits). */
   nodeExtra?: Record<string, unknown>;
 }
@@ -155,6 +159,10 @@ export interface ClusterNet {
   iperf(vip: string, opts?: { seconds?: number; streams?: number; reverse?: boolean; port?: number }): Promise<IperfResult>;
   /** Node k's ESP totals over its workers (packets and bytes sealed and opened). */
   espCounters(k: number): Promise<EspCounters>;
+  /** Route the pool from the LAN host over ECMP through these nodes only (default at creation: all). */
+  setLanNexthops(nodes: readonly number[]): Promise<void>;
+  /** CPU seconds (user + system, all threads) node k's running gateway has used so far. */
+  cpuSeconds(k: number): number;
   /** Members as etcd lists them (`etcdctl get --prefix .../members/ --keys-only`). */
   liveMembers(): Promise<string[]>;
   /** Stop every process (by pid) and delete every namespace. */
@@ -375,6 +383,7 @@ export async function createClusterNet(opts: ClusterNetOptions): Promise<Cluster
               vips: ['0.0.0.0'],
               start_action: 'start',
               children: { lan: { local_ts: ['dynamic'], remote_ts: [lanNet], esp: [CLUSTER_ESP_PROPOSAL] } },
+              ...opts.clientConnection,
             },
           },
           ...extra,
@@ -443,6 +452,18 @@ export async function createClusterNet(opts: ClusterNetOptions): Promise<Cluster
           espBytesOut: sum((w) => w.espBytesOut),
           failed: sum((w) => w.drops.replay + w.drops.icv + w.drops.malformed),
         };
+      },
+      async setLanNexthops(ks) {
+        if (ks.length === 0) throw new Error('setLanNexthops: at least one node');
+        await ip(['-n', lan.name, 'route', 'replace', poolNet, ...ks.flatMap((k) => ['nexthop', 'via', nodes[k]!.lan, 'weight', '1'])]);
+      },
+      cpuSeconds(k) {
+        const gw = gateways[k];
+        if (!gw) throw new Error(`${nodes[k]!.name} is not running`);
+        // /proc/PID/stat: fields 14 and 15 (utime, stime) in clock ticks, after the parenthesised command name.
+        const stat = readFileSync(`/proc/${gw.proc.pid}/stat`, 'utf8');
+        const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+        return (Number(f[11]) + Number(f[12])) / CLOCK_TICKS;
       },
       liveMembers,
       async destroy() {

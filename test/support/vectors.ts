@@ -1,10 +1,12 @@
 // Where the Wycheproof vectors live: test/vectors in this repository (with
 // their licence), or IKECLONE_VECTORS.
 import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { basename, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const twoUp = fileURLToPath(new URL('../..', import.meta.url));
+/** The repository: two levels above test/support, three when compiled into dist/ (the cluster benchmark uses the harness). */
+export const REPO_ROOT = basename(twoUp) === 'dist' ? fileURLToPath(new URL('../../..', import.meta.url)) : twoUp;
 export const VECTORS_DIR = process.env.IKECLONE_VECTORS ?? resolve(REPO_ROOT, 'test/vectors');
 
 export function loadVectors<T = unknown>(file: string): T {

@@ -307,14 +307,14 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
    * steers to it itself, and closes the socket at stop. Resolves when every
    * worker has its socket; the descriptors are theirs from the call on.
    */
-  async adoptSteeredSockets(fds: readonly number[]): Promise<void> {
+  async adoptSteeredSockets(fds: readonly number[], address?: string): Promise<void> {
     if (!this.s.running || fds.length !== this.s.workers.length) {
       for (const fd of fds) loadNativeIo().close(fd);
       throw new RangeError(`adoptSteeredSockets: one socket per worker (${this.s.workers.length}) on a running data plane`);
     }
     this.s.steered = true;
     // A worker that did not take its socket (it ended meanwhile): the socket is closed here, not leaked.
-    await Promise.all(this.s.workers.map((w, i) => w.request({ op: 'steered-socket', fd: fds[i]! }).catch((err: Error) => {
+    await Promise.all(this.s.workers.map((w, i) => w.request({ op: 'steered-socket', fd: fds[i]!, ...(address !== undefined ? { address } : {}) }).catch((err: Error) => {
       loadNativeIo().close(fds[i]!);
       throw err;
     })));

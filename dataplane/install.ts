@@ -25,6 +25,7 @@ import type { HandoverTiming } from './handover.js';
 import { WorkerPlacement } from './placement.js';
 import { checkEndpoint, type PlaneState } from './state.js';
 import { espOverhead } from './path-mtu.js';
+import { OUTER_HEADER_DEFAULT_WORD } from './outer-header.js';
 
 export class SaInstaller {
   /**
@@ -142,7 +143,10 @@ export class SaInstaller {
     const inbound = { slot: record.inSlot, tag: record.inTag };
     const outbound = { slot: record.outSlot, tag: record.outTag };
     const worker = this.s.workers[owner]!;
-    const common = { saId: spec.id, algorithm: spec.algorithm, esn: spec.esn, icvLength: spec.icvLength, replayWindow: spec.replayWindow };
+    const common = {
+      saId: spec.id, algorithm: spec.algorithm, esn: spec.esn, icvLength: spec.icvLength, replayWindow: spec.replayWindow,
+      outer: spec.outer ?? OUTER_HEADER_DEFAULT_WORD,
+    };
     // The keys travel in their own ArrayBuffers, transferred: no copy stays on this thread.
     const inKey = keyIn.buffer as ArrayBuffer;
     const outKey = keyOut.buffer as ArrayBuffer;
@@ -244,7 +248,10 @@ export class SaInstaller {
       socket = this.s.espSocket?.(r.local, r.remote);
     }
     if (!socket) return undefined;
-    return { fd: loadNativeIo().dup(socket.fd), family: socket.to.family, words: new Int32Array(socket.to.words), port };
+    return {
+      fd: loadNativeIo().dup(socket.fd), family: socket.to.family, words: new Int32Array(socket.to.words), port,
+      ...(r.transport === 'raw' ? {} : { local: r.local.address }),
+    };
   }
 
   /** Raw ESP when UDP encapsulation is not required and a raw socket of the peer's family is open; else UDP (RFC 3948). */

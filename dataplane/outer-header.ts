@@ -44,6 +44,11 @@ export function unpackOuterHeader(word: number): OuterHeaderOptions {
 
 export const OUTER_HEADER_DEFAULT_WORD = packOuterHeader(OUTER_HEADER_DEFAULTS);
 
+/** Whether packed options `word` combine the outer ECN into the inner packet (RFC 6040 normal mode). */
+export function ecnNormal(word: number): boolean {
+  return (word & ECN_NORMAL) !== 0;
+}
+
 // The per-packet word a send batch carries (native/io/udp.c udpSend's `outer`
 // argument): bits 0..7 the outer TOS / Traffic Class, bit 8 "set it", bit 9
 // DF set, bit 10 DF clear (neither: the socket's default).

@@ -62,6 +62,8 @@ export interface SaSpec {
    * uses only those; the others (the fallback SA) keep receiving (RFC 9611 §4).
    */
   perResource?: boolean;
+  /** The outer header rules of its ESP, packed (outer-header.ts packOuterHeader); absent: the defaults. */
+  outer?: number;
   /**
    * Outbound sequence numbers at which 'rekey-needed' is reported, and past
    * which nothing is sent (RFC 4303 §3.3.3); defaults: 15/16 of, and, the

@@ -12,7 +12,7 @@
 //
 // Owner: one worker thread. The descriptor is its own (handed over by the
 // I/O side, which no longer reads it); it is closed here at stop.
-import { loadNativeIo, UDP_DESC_WORDS, type NativeIo } from '../io/native-io.js';
+import { loadNativeIo, UDP_DESC_WORDS, UDP_RECV_TOS_WORD, type NativeIo } from '../io/native-io.js';
 import { Desc, DESC_WORDS, type EspKernel } from './kernel.js';
 import { WorkerStat } from './messages.js';
 
@@ -29,7 +29,9 @@ export class SteeredInput {
   /**
    * `inSlot(spi)`: the inbound slot of this worker's SA with that SPI;
    * `decapAndCollect(n)`: run descriptors 0..n-1 through decapBatch and
-   * deliver the results (the worker's own output path).
+   * deliver the results (the worker's own output path); `outerTos[k]`:
+   * descriptor k's outer TOS / Traffic Class as udpRecv reports it (RFC
+   * 6040 decapsulation).
    */
   constructor(
     private fd: number,
@@ -38,6 +40,9 @@ export class SteeredInput {
     private readonly stats: Float64Array,
     private readonly inSlot: (spi: number) => number | undefined,
     private readonly decapAndCollect: (n: number) => void,
+    private readonly outerTos: Int32Array,
+    /** The address the steered port is bound to (the worker sends from this socket too). */
+    readonly address?: string,
   ) {
     this.api = loadNativeIo();
   }
@@ -91,10 +96,16 @@ export class SteeredInput {
       desc[d + Desc.LENGTH] = length;
       desc[d + Desc.SLOT] = slot;
       desc[d + Desc.NEXT_HEADER] = 0;
+      this.outerTos[k] = this.udpDesc[i * UDP_DESC_WORDS + UDP_RECV_TOS_WORD]!;
       k++;
     }
     if (k > 0) this.decapAndCollect(k);
     return n;
+  }
+
+  /** The socket's descriptor while it is open (-1 after stop()): the worker sends ESP on it too. */
+  get descriptor(): number {
+    return this.fd;
   }
 
   /** Stop reading; the descriptor is closed. A second call does nothing. */

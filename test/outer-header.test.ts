@@ -7,6 +7,12 @@ import {
   OUTER_TOS_SET, outerSendWord, packOuterHeader, unpackOuterHeader, type OuterHeaderOptions,
 } from '../dataplane/outer-header.js';
 import { internetChecksum } from '../dataplane/packet.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ConfigError, parseConfig } from '../control/config/index.js';
+import { connectionPolicy } from '../control/config/connection-policy.js';
+import { startCli } from './support/cli-proc.js';
 
 function ipv4(tos: number, df = true): Uint8Array {
   const p = new Uint8Array(40);
@@ -110,5 +116,60 @@ describe('outer ECN on decapsulation (RFC 6040 §4.2)', () => {
     expect(combineEcn(ECN_CE, junk, 0, 3)).toBe(EcnDecap.DELIVER);
     expect([...junk]).toEqual([0x45, 0x02, 0x03]);
     expect(combineEcn(ECN_CE, new Uint8Array(0), 0, 0)).toBe(EcnDecap.DELIVER);
+  });
+});
+
+describe('configuration: a child\'s dscp, ecn and df', () => {
+  const yaml = (child: string) => `connections:
+  site:
+    remote_addrs: [192.0.2.7]
+    local: { id: a.example.org }
+    psk: "a long enough pre-shared key"
+    children:
+      net:
+        local_ts: 10.1.0.0/24
+        remote_ts: 10.2.0.0/24
+${child}
+`;
+  const child = (lines: string) => connectionPolicy(parseConfig(yaml(lines), '/nonexistent/ikeclone.yaml').connections[0]!, undefined).children[0]!;
+
+  it('defaults leave the child as it was (DSCP and ECN copied, DF copied); set values reach the policy', () => {
+    expect(child('        esp: [aes128gcm16]').outerHeader).toBeUndefined();
+    expect(child('        dscp: 46\n        ecn: off\n        df: clear').outerHeader).toEqual({ dscp: 46, ecn: 'off', df: 'clear' });
+    expect(child('        df: set').outerHeader).toEqual({ dscp: 'copy', ecn: 'normal', df: 'set' });
+  });
+
+  it('bad values are precise errors naming the field', () => {
+    for (const [line, what] of [
+      ['        dscp: 64', /children\.net\.dscp.*copy or a DSCP from 0 to 63/s],
+      ['        dscp: ef', /children\.net\.dscp/],
+      ['        ecn: on', /children\.net\.ecn.*normal.*off/s],
+      ['        df: sometimes', /children\.net\.df.*copy.*set.*clear/s],
+    ] as const) {
+      let error: unknown;
+      try {
+        parseConfig(yaml(line), '/nonexistent/ikeclone.yaml');
+      } catch (e) {
+        error = e;
+      }
+      expect(error, line).toBeInstanceOf(ConfigError);
+      expect(String((error as Error).message), line).toMatch(what);
+    }
+  });
+
+  it('the gateway exits 2 on a bad value, naming the file, line and field', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ikeclone-outer-'));
+    try {
+      const file = join(dir, 'bad.yaml');
+      writeFileSync(file, `listen: { address: 127.0.0.1 }\n${yaml('        df: sometimes')}`);
+      const r = startCli(['gateway', '--config', file, '--socket', join(dir, 'never.sock')], { env: { ...process.env, IKECLONE_LOG: '' } });
+      const timer = setTimeout(() => r.proc.kill('SIGKILL'), 20_000);
+      const code = await r.exited;
+      clearTimeout(timer);
+      expect(code).toBe(2);
+      expect(r.stderr()).toContain(`${file}:11: connections.site.children.net.df`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -18,7 +18,7 @@ import type { TestContext } from 'vitest';
 import { nativeIoUnavailable } from '../../io/native-io.js';
 import { prometheusParserUnavailable } from './prometheus.js';
 
-export type PrereqName = 'root' | 'netns' | 'charon' | 'swanctl' | 'tshark' | 'iperf3' | 'tc' | 'netem' | 'tun' | 'native' | 'systemd' | 'prometheus' | 'tmux' | 'etcd';
+export type PrereqName = 'root' | 'netns' | 'charon' | 'swanctl' | 'tshark' | 'iperf3' | 'tc' | 'netem' | 'tun' | 'native' | 'systemd' | 'prometheus' | 'tmux' | 'etcd' | 'nft';
 
 export interface PrereqResult {
   readonly ok: boolean;
@@ -60,7 +60,7 @@ const CHARON_PLUGIN_PACKAGES: Record<string, string> = {
 const APT_STRONGSWAN =
   'apt-get install strongswan-charon strongswan-swanctl libstrongswan-standard-plugins libstrongswan-extra-plugins libcharon-extra-plugins';
 
-const ALL_NAMES: readonly PrereqName[] = ['root', 'netns', 'charon', 'swanctl', 'tshark', 'iperf3', 'tc', 'netem', 'tun', 'native', 'systemd', 'prometheus', 'tmux', 'etcd'];
+const ALL_NAMES: readonly PrereqName[] = ['root', 'netns', 'charon', 'swanctl', 'tshark', 'iperf3', 'tc', 'netem', 'tun', 'native', 'systemd', 'prometheus', 'tmux', 'etcd', 'nft'];
 
 const cache = new Map<PrereqName, string | null>();
 
@@ -124,6 +124,8 @@ function check(name: PrereqName): string | null {
       return onPath('iperf3') ? null : 'iperf3: not installed — apt-get install iperf3';
     case 'tc':
       return onPath('tc') ? null : 'tc: not installed — apt-get install iproute2';
+    case 'nft':
+      return onPath('nft') ? null : 'nft: not installed — apt-get install nftables';
     case 'netem': {
       if (!onPath('tc') || !onPath('unshare') || !isRoot()) return 'netem: needs root, tc and unshare';
       const p = probe('unshare', ['--net', 'sh', '-c', 'ip link set lo up && tc qdisc add dev lo root netem loss 1%']);

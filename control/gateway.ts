@@ -27,6 +27,7 @@ import { ChildSpreader } from './ike/child-spread.js';
 import { AddressMonitor } from '../io/address-monitor.js';
 import { DataPlane } from '../dataplane/dataplane.js';
 import { OUTER_HEADER_DEFAULTS, packOuterHeader } from '../dataplane/outer-header.js';
+import { followEspSource } from './ike/esp-rebinding.js';
 import { childOwnerWorker, childSpiPlacement, SINGLE_NODE_SPI_PREFIX, steerEsp } from './child-placement.js';
 import { espKeyMaterial, espTransformFor } from './crypto/esp-transform.js';
 import { EsnId } from './wire/constants.js';
@@ -212,6 +213,13 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     });
     this.dataPlane.on('unknown-spi', (spi, remote) => {
       if (remote) this.engine.reportInvalidSpi(spi, remote);
+    });
+    // RFC 7296 §2.23 on the ESP path: authenticated ESP from a new NAT mapping.
+    this.dataPlane.on('esp-source', (id, remote) => {
+      const child = this.dataPlaneChildren.get(id);
+      if (!child) return;
+      const outcome = followEspSource(this.engine, child, remote);
+      if (outcome !== 'moved') this.log.debug({ child: id, remote: `${remote.address}:${remote.port}`, outcome }, 'ESP from a new source: SA not moved');
     });
   }
 

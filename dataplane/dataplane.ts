@@ -45,6 +45,7 @@
 // ESP transform descriptor (algorithm name, key material, ICV length).
 import { EventEmitter } from 'node:events';
 import type { Endpoint } from '../io/endpoint.js';
+import { bytesToIp } from '../io/ip.js';
 import { TunDevice, TUN_DEFAULT_MTU } from '../io/tun.js';
 import { RawEspSocket } from '../io/rawesp.js';
 import { loadNativeIo } from '../io/native-io.js';
@@ -66,6 +67,15 @@ import { StatusReader, type DataPlaneCounters, type DataPlaneStatus } from './st
 export type { DataPlaneEvents, DataPlaneLogger, DataPlaneOptions, InnerSink, IoCounters, RawEspSender } from './state.js';
 export type { DataPlaneCounters, DataPlaneStatus, SaCountersReport, WorkerCounters, WorkerDrops } from './status.js';
 export type { GenerateOptions, GenerateReport } from './outbound.js';
+
+/** udpRecv's source words (family << 16 | port, address) as an Endpoint; undefined when they are not one. */
+function sourceEndpoint(w: Int32Array): Endpoint | undefined {
+  if (!(w instanceof Int32Array) || w.length < 5) return undefined;
+  const family = w[0]! >>> 16;
+  if (family !== 4 && family !== 6) return undefined;
+  const bytes = new Uint8Array(w.buffer, w.byteOffset + 4, family === 4 ? 4 : 16);
+  return { address: bytesToIp(bytes), port: w[0]! & 0xffff };
+}
 
 export class DataPlane extends EventEmitter<DataPlaneEvents> {
   readonly workerCount: number;
@@ -324,6 +334,12 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
 
   private onWorkerEvent(w: WorkerHandle, e: WorkerEvent): void {
     if (e.event === 'steered-error') this.s.log.warn({ worker: w.index, status: e.status }, 'steered socket failed: this worker reads no more ESP from it');
+    if (e.event === 'esp-source') {
+      const r = this.s.sad?.atSlot(w.index, e.slot, e.tag);
+      const remote = sourceEndpoint(e.source);
+      if (r && remote) this.emit('esp-source', r.id, remote);
+      return;
+    }
     if (e.event !== 'rekey-needed') return;
     const r = this.s.sad?.atSlot(w.index, e.slot, e.tag);
     if (r) this.emit('rekey-needed', r.id);

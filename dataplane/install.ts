@@ -27,6 +27,14 @@ import { checkEndpoint, type PlaneState } from './state.js';
 import { espOverhead } from './path-mtu.js';
 import { OUTER_HEADER_DEFAULT_WORD } from './outer-header.js';
 
+/** The words steered ESP from `remote` arrives with (udpRecv: family << 16 | port, address), for InstallRequest.source. */
+function espSource(remote: Endpoint): { source?: Int32Array } {
+  const bytes = ipToBytes(remote.address);
+  if (!bytes) return {};
+  const to = destination(bytes);
+  return { source: Int32Array.of((to.family << 16) | (remote.port & 0xffff), ...to.words) };
+}
+
 export class SaInstaller {
   /**
    * Per SA id: installs still in progress of SAs that replace it (a rekey's
@@ -159,6 +167,7 @@ export class SaInstaller {
       await Promise.all([
         worker.request({
           op: 'install', slot: inbound.slot, tag: inbound.tag, key: inKey, spi: spec.spiIn, direction: 'in', ...common,
+          ...(record.udpEncap ? espSource(record.remote) : {}),
           ...(this.s.direct ? { policy: { localTs: spec.localTs, remoteTs: spec.remoteTs } } : {}),
         }, [inKey]),
         worker.request({

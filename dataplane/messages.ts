@@ -152,6 +152,8 @@ export interface InstallRequest {
   policy?: InboundPolicy;
   /** The outer header rules, packed (outer-header.ts): TOS and DF of the ESP it sends, ECN of what it decapsulates. */
   outer?: number;
+  /** Inbound, UDP-encapsulated: where the peer's ESP comes from (udpRecv's words 2..6); steered ESP from elsewhere is reported ('esp-source'). */
+  source?: Int32Array;
 }
 
 /** New destination for an outbound SA's ESP (MOBIKE, RFC 4555; NAT mapping change): null sends through the out ring. */
@@ -258,4 +260,10 @@ export type WorkerEvent =
   | { event: 'ready'; index: number }
   | { event: 'rekey-needed'; slot: number; tag: number; saId: number }
   /** The worker's steered socket failed (libuv status): it reads it no more. */
-  | { event: 'steered-error'; index: number; status: number };
+  | { event: 'steered-error'; index: number; status: number }
+  /**
+   * Authenticated ESP (its ICV verified, not a replay) of the inbound SA in
+   * `slot` came from a new source: `source` in udpRecv's words 2..6 (family
+   * << 16 | port, address). Reported once per change (RFC 7296 §2.23).
+   */
+  | { event: 'esp-source'; index: number; slot: number; tag: number; source: Int32Array };

@@ -16,6 +16,9 @@ import { loadNativeIo, UDP_DESC_WORDS, UDP_RECV_TOS_WORD, type NativeIo } from '
 import { Desc, DESC_WORDS, type EspKernel } from './kernel.js';
 import { WorkerStat } from './messages.js';
 
+/** Words of a datagram's source: family << 16 | port, then the address (udpRecv desc words 2..6). */
+export const SOURCE_WORDS = 5;
+
 /** recvmmsg calls per readiness event before the worker's loop gets its turn (control messages, ring cells). */
 const READS_PER_EVENT = 4;
 /** Datagrams per recvmmsg call (native/io/udp.c takes at most 64). */
@@ -41,6 +44,8 @@ export class SteeredInput {
     private readonly inSlot: (spi: number) => number | undefined,
     private readonly decapAndCollect: (n: number) => void,
     private readonly outerTos: Int32Array,
+    /** Descriptor k's source: udpRecv's words 2..6 at sources[k * SOURCE_WORDS] (RFC 7296 §2.23 on the ESP path). */
+    private readonly sources: Int32Array,
     /** The address the steered port is bound to (the worker sends from this socket too). */
     readonly address?: string,
   ) {
@@ -97,6 +102,7 @@ export class SteeredInput {
       desc[d + Desc.SLOT] = slot;
       desc[d + Desc.NEXT_HEADER] = 0;
       this.outerTos[k] = this.udpDesc[i * UDP_DESC_WORDS + UDP_RECV_TOS_WORD]!;
+      this.sources.set(this.udpDesc.subarray(i * UDP_DESC_WORDS + 2, i * UDP_DESC_WORDS + 2 + SOURCE_WORDS), k * SOURCE_WORDS);
       k++;
     }
     if (k > 0) this.decapAndCollect(k);

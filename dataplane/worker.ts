@@ -34,7 +34,7 @@ import { CellKind, Doorbell, RingReader, RingWriter, metaKind, metaSlot, metaTag
 import { writeUdp4 } from './packet.js';
 import { BATCHES_PER_YIELD, IDLE_WAIT_MS } from './defaults.js';
 import { DirectWriter } from './worker-output.js';
-import { SteeredInput } from './worker-input.js';
+import { SOURCE_WORDS, SteeredInput } from './worker-input.js';
 import { combineEcn, EcnDecap, ecnNormal, OUTER_HEADER_DEFAULT_WORD, outerSendWord } from './outer-header.js';
 import { OUTER_DF_SOCKOPT, RECV_TOS_VALID } from '../io/native-io.js';
 import {
@@ -70,6 +70,8 @@ interface SlotState {
   outer: number;
   /** Direct output over UDP: this worker's own steered socket at the route's local address, if it has one (sendFdFor). */
   sendFd?: number;
+  /** Inbound, UDP-encapsulated: where the peer's ESP comes from, as far as this worker knows (InstallRequest.source). */
+  source?: Int32Array;
 }
 
 class DataPlaneWorker {
@@ -92,6 +94,8 @@ class DataPlaneWorker {
   /** Per kernel descriptor: the outer header word of a packet to encapsulate, the outer TOS of one to decapsulate. */
   private readonly outerWords: Int32Array;
   private readonly outerTos: Int32Array;
+  /** Per kernel descriptor of steered ESP: its source (worker-input.ts); family 0 for ring cells. */
+  private readonly sources: Int32Array;
 
   constructor(private readonly task: WorkerTask) {
     this.kernel = EspKernel.createSync(task.module as WasmModule);
@@ -106,6 +110,7 @@ class DataPlaneWorker {
     this.direct = task.direct ? new DirectWriter(task.direct, this.stats) : undefined;
     this.outerWords = new Int32Array(this.kernel.maxBatch);
     this.outerTos = new Int32Array(this.kernel.maxBatch);
+    this.sources = new Int32Array(this.kernel.maxBatch * SOURCE_WORDS);
   }
 
   async run(): Promise<void> {
@@ -193,7 +198,7 @@ class DataPlaneWorker {
 
   /** Read this worker's socket of a steered NAT-T port (one per listen address) from now on. */
   private adoptSteeredSocket(fd: number, address?: string): void {
-    const input = new SteeredInput(fd, this.kernel, this.stride, this.stats, (spi) => this.inboundBySpi.get(spi), (n) => this.decapSteered(n), this.outerTos, address);
+    const input = new SteeredInput(fd, this.kernel, this.stride, this.stats, (spi) => this.inboundBySpi.get(spi), (n) => this.decapSteered(n), this.outerTos, this.sources, address);
     this.steered.push(input);
     this.resolveSendFds();
     input.start((status) => {
@@ -301,6 +306,7 @@ class DataPlaneWorker {
       ...(req.direction === 'out' && req.route ? { route: req.route } : {}),
       ...(req.direction === 'in' && req.policy ? { policy: req.policy } : {}),
       ...(sendFd !== undefined ? { sendFd } : {}),
+      ...(req.direction === 'in' && req.source?.length === SOURCE_WORDS ? { source: Int32Array.from(req.source) } : {}),
     };
   }
 
@@ -308,6 +314,24 @@ class DataPlaneWorker {
   private noteWriter(s: SlotState): void {
     s.written = true;
     this.seqWriters.add(s.saId);
+  }
+
+  /**
+   * RFC 7296 §2.23 on the ESP path: descriptor k decapsulated (its ICV
+   * verified, not a replay) from a source other than the one its
+   * UDP-encapsulated SA knows: tell the I/O side once, and take the new
+   * source as known, so a NAT rebinding costs one message, not one per packet.
+   */
+  private checkSource(slot: number, k: number): void {
+    const known = this.slots[slot]?.source;
+    const at = k * SOURCE_WORDS;
+    if (!known || this.sources[at] === 0) return;
+    let same = true;
+    for (let w = 0; w < SOURCE_WORDS; w++) if (known[w] !== this.sources[at + w]) same = false;
+    if (same) return;
+    known.set(this.sources.subarray(at, at + SOURCE_WORDS));
+    const s = this.slots[slot]!;
+    this.post({ event: 'esp-source', index: this.task.index, slot, tag: s.tag, source: Int32Array.from(known) });
   }
 
   /** Report "rekey needed" once per SA (RFC 4303 §3.3.3 soft limit). */
@@ -366,7 +390,10 @@ class DataPlaneWorker {
       desc[d + Desc.NEXT_HEADER] = encap ? ((input.bytes[from]! >> 4) === 6 ? NEXT_HEADER_IPV6 : NEXT_HEADER_IPV4) : 0;
       // The outer header comes from the inner one, read before it is encrypted; a ring cell has no outer TOS.
       if (encap) this.outerWords[n] = s.route ? outerSendWord(s.outer, arena, at, length) : 0;
-      else this.outerTos[n] = 0;
+      else {
+        this.outerTos[n] = 0;
+        this.sources[n * SOURCE_WORDS] = 0;
+      }
       if (!s.written) this.noteWriter(s);
       n++;
     }
@@ -421,6 +448,7 @@ class DataPlaneWorker {
         }
         st[WorkerStat.DECAP_PACKETS]!++;
         st[WorkerStat.DECAP_BYTES]! += outLength;
+        this.checkSource(slot, k);
       }
       if (!keep) {
         produced++;

@@ -16,7 +16,7 @@ import { isIPv4 } from 'node:net';
 import type { Endpoint } from '../io/endpoint.js';
 import { destination } from '../io/batched-socket.js';
 import { loadNativeIo } from '../io/native-io.js';
-import { ipToBytes } from '../io/ip.js';
+import { ipFamily, ipToBytes } from '../io/ip.js';
 import type { EspSocket } from '../io/udp-sockets.js';
 import { familyKey, type EspTransport, type SaRecord, type SaSpec, type Sad } from './sad.js';
 import type { EspRoute } from './messages.js';
@@ -113,6 +113,7 @@ export class SaInstaller {
       familyKey: family,
       local: { ...spec.local },
       remote: { ...spec.remote },
+      remoteFamily: ipFamily(spec.remote.address) === 6 ? 6 : 4,
       udpEncap: spec.udpEncap,
       transport: this.transportFor(spec.udpEncap, spec.remote),
       espOverhead: espOverhead(spec.algorithm, spec.icvLength),

@@ -8,6 +8,7 @@
 import type { EspAlgorithm } from './kernel.js';
 import type { Selector } from './packet.js';
 import type { Endpoint } from '../io/endpoint.js';
+import { ipFamily } from '../io/ip.js';
 
 export type { Endpoint };
 
@@ -90,6 +91,8 @@ export interface SaRecord {
   readonly familyKey: string;
   local: Endpoint;
   remote: Endpoint;
+  /** The family of `remote`, parsed once at install and at every move (path-check.ts reads it per packet). */
+  remoteFamily?: 4 | 6;
   /** ESP must travel in UDP (NAT, or the peer forces it). */
   udpEncap: boolean;
   /** How ESP actually travels: raw when allowed and possible. */
@@ -203,6 +206,7 @@ export class Sad {
     this.countLocal(r.local.address, -1);
     r.local = { ...local };
     r.remote = { ...remote };
+    r.remoteFamily = ipFamily(remote.address) === 6 ? 6 : 4;
     this.countLocal(r.local.address, 1);
   }
 

@@ -249,8 +249,8 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
    * SPI is drawn so the SPI can name it; install it with SaSpec.worker set to
    * the answer (placement.ts).
    */
-  placeChild(localTs: readonly Selector[], remoteTs: readonly Selector[], replacingSpi?: number): number {
-    return this.installer.placement.place(this.s.sad, localTs, remoteTs, replacingSpi);
+  placeChild(localTs: readonly Selector[], remoteTs: readonly Selector[], replacingSpi?: number, preferredWorker?: number): number {
+    return this.installer.placement.place(this.s.sad, localTs, remoteTs, replacingSpi, preferredWorker);
   }
 
   /**

@@ -22,7 +22,7 @@ const TUN = 'ikc0';
 
 type ChildOptions = { dscp?: 'copy' | number; ecn?: 'normal' | 'off'; df?: 'copy' | 'set' | 'clear' };
 
-function gatewayConfig(topo: Topology, side: 'left' | 'right', child: ChildOptions): Record<string, unknown> {
+function gatewayConfig(topo: Topology, side: 'left' | 'right', child: ChildOptions, esp: 'udp' | 'auto' = 'udp'): Record<string, unknown> {
   const l = topo.links[0]!;
   const [me, peer] = side === 'left' ? [l.aAddr, l.bAddr] : [l.bAddr, l.aAddr];
   const [localNet, remoteNet] = side === 'left' ? [topo.leftInnerNet, topo.rightInnerNet] : [topo.rightInnerNet, topo.leftInnerNet];
@@ -30,7 +30,7 @@ function gatewayConfig(topo: Topology, side: 'left' | 'right', child: ChildOptio
     log: { level: 'debug' },
     listen: { address: me, port: 500, natPort: 4500 },
     retransmit: { timeout: '500ms', tries: 4 },
-    dataplane: { workers: 2, tun: TUN, esp: 'udp' },
+    dataplane: { workers: 2, tun: TUN, esp },
     connections: {
       peer: {
         local_addrs: [me],
@@ -60,13 +60,13 @@ async function pingWith(ns: NetNs, src: string, dst: string, tos: number, df: 'd
 describe('outer header of tunnel ESP (DSCP, ECN, DF) seen on the wire', () => {
   const env = useNetnsSuite('outer', PRE);
 
-  async function setUp(name: string, left: ChildOptions, right: ChildOptions) {
+  async function setUp(name: string, left: ChildOptions, right: ChildOptions, esp: 'udp' | 'auto' = 'udp') {
     const topo = await createTopology({ labels: ['left', 'right'] });
     env.cleanup(() => topo.destroy());
     const dir = env.dir(name);
-    const r = await startIkeclone(topo.right, { dir: join(dir, 'right'), config: gatewayConfig(topo, 'right', right) });
+    const r = await startIkeclone(topo.right, { dir: join(dir, 'right'), config: gatewayConfig(topo, 'right', right, esp) });
     env.cleanup(() => r.stop());
-    const l = await startIkeclone(topo.left, { dir: join(dir, 'left'), config: gatewayConfig(topo, 'left', left) });
+    const l = await startIkeclone(topo.left, { dir: join(dir, 'left'), config: gatewayConfig(topo, 'left', left, esp) });
     env.cleanup(() => l.stop());
     onTestFailed(() => {
       process.stderr.write(`\n--- left ikeclone (tail) ---\n${l.log().split('\n').slice(-40).join('\n')}\n--- right ikeclone (tail) ---\n${r.log().split('\n').slice(-40).join('\n')}\n`);
@@ -104,6 +104,19 @@ describe('outer header of tunnel ESP (DSCP, ECN, DF) seen on the wire', () => {
     // The right sets DSCP 10 (0x28), ECN off (Not-ECT) and clears DF on everything it sends.
     expect(fromRight.length, fromRight.join(' ')).toBeGreaterThanOrEqual(9);
     expect(fromRight.every((x) => x === '0x28/0' || x === '0x28/False'), fromRight.join(' ')).toBe(true);
+  });
+
+  interopTest('raw ESP (IP protocol 50): the outer TOS is copied or fixed the same way', PRE, async () => {
+    const { topo } = await setUp('raw', {}, { dscp: 10, ecn: 'off' }, 'auto');
+    const l = topo.links[0]!;
+    const capture = await startCapture(topo.left, l.aIf, { file: env.dir('raw.pcap'), filter: 'ip proto 50' });
+    env.cleanup(() => capture.stop({ timeoutMs: 3000 }));
+    expect(await pingWith(topo.left, topo.leftInner, topo.rightInner, 0xb9, 'do')).toMatch(/3 received/);
+    await capture.stop({ minPackets: 6, timeoutMs: 8000 });
+    const rows = await decode(capture.file, { fields: ['ip.src', 'ip.dsfield', 'ip.proto'], displayFilter: 'esp' });
+    const from = (src: string) => rows.filter((r) => r[0] === src).map((r) => `${r[1]}/${r[2]}`);
+    expect(from(l.aAddr), rows.join(' ')).toEqual(['0xb9/50', '0xb9/50', '0xb9/50']);
+    expect(from(l.bAddr), rows.join(' ')).toEqual(['0x28/50', '0x28/50', '0x28/50']);
   });
 
   interopTest('an outer CE mark on the way reaches the decapsulated packet; over a Not-ECT one it drops it, counted (RFC 6040 §4.2)', PRE, async () => {

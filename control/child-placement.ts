@@ -21,7 +21,7 @@ export const SINGLE_NODE_SPI_PREFIX = 0;
 export function childSpiPlacement(dataPlane: DataPlane, node: number = SINGLE_NODE_SPI_PREFIX): ChildSpiPlacement {
   return (request: ChildSpiRequest): SpiOwner => ({
     node,
-    worker: dataPlane.placeChild(request.localTs, request.remoteTs, request.replacing?.spiIn),
+    worker: dataPlane.placeChild(request.localTs, request.remoteTs, request.replacing?.spiIn, request.preferredWorker),
   });
 }
 

@@ -26,6 +26,8 @@ import { CloneOrchestrator, type CloneFamily } from './ike/clone-family.js';
 import { ChildSpreader } from './ike/child-spread.js';
 import { AddressMonitor } from '../io/address-monitor.js';
 import { DataPlane } from '../dataplane/dataplane.js';
+import { OUTER_HEADER_DEFAULTS, packOuterHeader } from '../dataplane/outer-header.js';
+import { followEspSource } from './ike/esp-rebinding.js';
 import { childOwnerWorker, childSpiPlacement, SINGLE_NODE_SPI_PREFIX, steerEsp } from './child-placement.js';
 import { espKeyMaterial, espTransformFor } from './crypto/esp-transform.js';
 import { EsnId } from './wire/constants.js';
@@ -145,7 +147,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       natPort: this.config.listen.natPort,
       log: this.log,
       onIke: (d) => this.engine.receive(d),
-      ...(steerEsp(dp) ? { steering: { node: opts.spiPrefix ?? SINGLE_NODE_SPI_PREFIX, workers: dp.workers, adopt: (_address: string, fds: number[]) => this.adoptSteered(fds) } } : {}),
+      ...(steerEsp(dp) ? { steering: { node: opts.spiPrefix ?? SINGLE_NODE_SPI_PREFIX, workers: dp.workers, adopt: (address: string, fds: number[]) => this.adoptSteered(fds, address) } } : {}),
     });
     // ESP the sockets receive goes from io's demultiplexer straight to the data plane (architecture §3).
     this.dataPlane = new DataPlane({
@@ -219,6 +221,13 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     this.dataPlane.on('unknown-spi', (spi, remote) => {
       if (remote) this.engine.reportInvalidSpi(spi, remote);
     });
+    // RFC 7296 §2.23 on the ESP path: authenticated ESP from a new NAT mapping.
+    this.dataPlane.on('esp-source', (id, remote) => {
+      const child = this.dataPlaneChildren.get(id);
+      if (!child) return;
+      const outcome = followEspSource(this.engine, child, remote);
+      if (outcome !== 'moved') this.log.debug({ child: id, remote: `${remote.address}:${remote.port}`, outcome }, 'ESP from a new source: SA not moved');
+    });
   }
 
   /**
@@ -265,12 +274,13 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       // a per-resource or parallel Child SA's SPI was drawn for a worker of its own (dataplane/placement.ts).
       worker: childOwnerWorker(child.spiIn),
       perResource: child.placement?.kind === 'per-resource',
+      outer: packOuterHeader(ike.policy.children.find((c) => c.name === child.name)?.outerHeader ?? OUTER_HEADER_DEFAULTS),
     }).catch((err: Error) => this.log.warn({ child: child.id, reason: err.message }, 'data plane did not install the Child SA'));
   }
 
   /** The workers' sockets of a steered NAT-T port: each reads its own (architecture §3). */
-  private adoptSteered(fds: number[]): void {
-    this.dataPlane.adoptSteeredSockets(fds).catch((err: Error) => this.log.warn({ reason: err.message }, 'workers did not take their steered sockets: their ESP is lost'));
+  private adoptSteered(fds: number[], address: string): void {
+    this.dataPlane.adoptSteeredSockets(fds, address).catch((err: Error) => this.log.warn({ reason: err.message }, 'workers did not take their steered sockets: their ESP is lost'));
   }
 
   /** Local addresses came or went (RFC 4555 §3.5, §3.6): listen on new ones, then let MOBIKE act. */

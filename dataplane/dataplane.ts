@@ -45,6 +45,7 @@
 // ESP transform descriptor (algorithm name, key material, ICV length).
 import { EventEmitter } from 'node:events';
 import type { Endpoint } from '../io/endpoint.js';
+import { bytesToIp } from '../io/ip.js';
 import { TunDevice, TUN_DEFAULT_MTU } from '../io/tun.js';
 import { RawEspSocket } from '../io/rawesp.js';
 import { loadNativeIo } from '../io/native-io.js';
@@ -66,6 +67,15 @@ import { StatusReader, type DataPlaneCounters, type DataPlaneStatus } from './st
 export type { DataPlaneEvents, DataPlaneLogger, DataPlaneOptions, InnerSink, IoCounters, RawEspSender } from './state.js';
 export type { DataPlaneCounters, DataPlaneStatus, SaCountersReport, WorkerCounters, WorkerDrops } from './status.js';
 export type { GenerateOptions, GenerateReport } from './outbound.js';
+
+/** udpRecv's source words (family << 16 | port, address) as an Endpoint; undefined when they are not one. */
+function sourceEndpoint(w: Int32Array): Endpoint | undefined {
+  if (!(w instanceof Int32Array) || w.length < 5) return undefined;
+  const family = w[0]! >>> 16;
+  if (family !== 4 && family !== 6) return undefined;
+  const bytes = new Uint8Array(w.buffer, w.byteOffset + 4, family === 4 ? 4 : 16);
+  return { address: bytesToIp(bytes), port: w[0]! & 0xffff };
+}
 
 export class DataPlane extends EventEmitter<DataPlaneEvents> {
   readonly workerCount: number;
@@ -239,8 +249,8 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
    * SPI is drawn so the SPI can name it; install it with SaSpec.worker set to
    * the answer (placement.ts).
    */
-  placeChild(localTs: readonly Selector[], remoteTs: readonly Selector[], replacingSpi?: number): number {
-    return this.installer.placement.place(this.s.sad, localTs, remoteTs, replacingSpi);
+  placeChild(localTs: readonly Selector[], remoteTs: readonly Selector[], replacingSpi?: number, preferredWorker?: number): number {
+    return this.installer.placement.place(this.s.sad, localTs, remoteTs, replacingSpi, preferredWorker);
   }
 
   /**
@@ -307,14 +317,14 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
    * steers to it itself, and closes the socket at stop. Resolves when every
    * worker has its socket; the descriptors are theirs from the call on.
    */
-  async adoptSteeredSockets(fds: readonly number[]): Promise<void> {
+  async adoptSteeredSockets(fds: readonly number[], address?: string): Promise<void> {
     if (!this.s.running || fds.length !== this.s.workers.length) {
       for (const fd of fds) loadNativeIo().close(fd);
       throw new RangeError(`adoptSteeredSockets: one socket per worker (${this.s.workers.length}) on a running data plane`);
     }
     this.s.steered = true;
     // A worker that did not take its socket (it ended meanwhile): the socket is closed here, not leaked.
-    await Promise.all(this.s.workers.map((w, i) => w.request({ op: 'steered-socket', fd: fds[i]! }).catch((err: Error) => {
+    await Promise.all(this.s.workers.map((w, i) => w.request({ op: 'steered-socket', fd: fds[i]!, ...(address !== undefined ? { address } : {}) }).catch((err: Error) => {
       loadNativeIo().close(fds[i]!);
       throw err;
     })));
@@ -327,6 +337,12 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
     if (e.event === 'first-inbound') {
       const r = this.s.sad?.atSlot(w.index, e.slot, e.tag);
       if (r) this.installer.peerSends(r);
+      return;
+    }
+    if (e.event === 'esp-source') {
+      const r = this.s.sad?.atSlot(w.index, e.slot, e.tag);
+      const remote = sourceEndpoint(e.source);
+      if (r && remote) this.emit('esp-source', r.id, remote);
       return;
     }
     if (e.event !== 'rekey-needed') return;

@@ -16,7 +16,7 @@ import { isIPv4 } from 'node:net';
 import type { Endpoint } from '../io/endpoint.js';
 import { destination } from '../io/batched-socket.js';
 import { loadNativeIo } from '../io/native-io.js';
-import { ipToBytes } from '../io/ip.js';
+import { ipFamily, ipToBytes } from '../io/ip.js';
 import type { EspSocket } from '../io/udp-sockets.js';
 import { familyKey, type EspTransport, type SaRecord, type SaSpec, type Sad } from './sad.js';
 import type { EspRoute } from './messages.js';
@@ -25,6 +25,15 @@ import type { HandoverTiming } from './handover.js';
 import { WorkerPlacement } from './placement.js';
 import { checkEndpoint, type PlaneState } from './state.js';
 import { espOverhead } from './path-mtu.js';
+import { OUTER_HEADER_DEFAULT_WORD } from './outer-header.js';
+
+/** The words steered ESP from `remote` arrives with (udpRecv: family << 16 | port, address), for InstallRequest.source. */
+function espSource(remote: Endpoint): { source?: Int32Array } {
+  const bytes = ipToBytes(remote.address);
+  if (!bytes) return {};
+  const to = destination(bytes);
+  return { source: Int32Array.of((to.family << 16) | (remote.port & 0xffff), ...to.words) };
+}
 
 export class SaInstaller {
   /**
@@ -104,6 +113,7 @@ export class SaInstaller {
       familyKey: family,
       local: { ...spec.local },
       remote: { ...spec.remote },
+      remoteFamily: ipFamily(spec.remote.address) === 6 ? 6 : 4,
       udpEncap: spec.udpEncap,
       transport: this.transportFor(spec.udpEncap, spec.remote),
       espOverhead: espOverhead(spec.algorithm, spec.icvLength),
@@ -142,7 +152,10 @@ export class SaInstaller {
     const inbound = { slot: record.inSlot, tag: record.inTag };
     const outbound = { slot: record.outSlot, tag: record.outTag };
     const worker = this.s.workers[owner]!;
-    const common = { saId: spec.id, algorithm: spec.algorithm, esn: spec.esn, icvLength: spec.icvLength, replayWindow: spec.replayWindow };
+    const common = {
+      saId: spec.id, algorithm: spec.algorithm, esn: spec.esn, icvLength: spec.icvLength, replayWindow: spec.replayWindow,
+      outer: spec.outer ?? OUTER_HEADER_DEFAULT_WORD,
+    };
     // The keys travel in their own ArrayBuffers, transferred: no copy stays on this thread.
     const inKey = keyIn.buffer as ArrayBuffer;
     const outKey = keyOut.buffer as ArrayBuffer;
@@ -155,6 +168,7 @@ export class SaInstaller {
       await Promise.all([
         worker.request({
           op: 'install', slot: inbound.slot, tag: inbound.tag, key: inKey, spi: spec.spiIn, direction: 'in', ...common,
+          ...(record.udpEncap ? espSource(record.remote) : {}),
           ...(this.s.direct ? { policy: { localTs: spec.localTs, remoteTs: spec.remoteTs } } : {}),
         }, [inKey]),
         worker.request({
@@ -249,7 +263,10 @@ export class SaInstaller {
       socket = this.s.espSocket?.(r.local, r.remote);
     }
     if (!socket) return undefined;
-    return { fd: loadNativeIo().dup(socket.fd), family: socket.to.family, words: new Int32Array(socket.to.words), port };
+    return {
+      fd: loadNativeIo().dup(socket.fd), family: socket.to.family, words: new Int32Array(socket.to.words), port,
+      ...(r.transport === 'raw' ? {} : { local: r.local.address }),
+    };
   }
 
   /** Raw ESP when UDP encapsulation is not required and a raw socket of the peer's family is open; else UDP (RFC 3948). */

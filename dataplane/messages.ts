@@ -56,6 +56,12 @@ export interface EspRoute {
   /** The destination address bytes in 4 int32 words (udpSend's descriptor layout). */
   words: Int32Array;
   port: number;
+  /**
+   * UDP: the SA's local address. A worker with its own socket of a steered
+   * NAT-T port bound there sends from that socket, which no other thread
+   * sends on, so it may switch IPv4 DF per packet (outer-header.ts).
+   */
+  local?: string;
 }
 
 /** The selectors of an inbound SA, for the check of decapsulated packets a worker delivers itself (RFC 4301 §5.2). */
@@ -118,8 +124,10 @@ export const WorkerStat = {
   STEERED_ERRORS: 26,
   /** Bytes of the datagrams read from it. */
   STEERED_IN_BYTES: 27,
+  /** Outer CE over an inner Not-ECT packet, dropped on decapsulation (RFC 6040 §4.2). */
+  DROP_ECN: 28,
 } as const;
-export const WORKER_STAT_COUNT = 28;
+export const WORKER_STAT_COUNT = 29;
 
 export interface InstallRequest {
   op: 'install';
@@ -142,6 +150,10 @@ export interface InstallRequest {
   route?: EspRoute;
   /** Inbound, direct output: write what passes these selectors to the TUN queue (else to the out ring). */
   policy?: InboundPolicy;
+  /** The outer header rules, packed (outer-header.ts): TOS and DF of the ESP it sends, ECN of what it decapsulates. */
+  outer?: number;
+  /** Inbound, UDP-encapsulated: where the peer's ESP comes from (udpRecv's words 2..6); steered ESP from elsewhere is reported ('esp-source'). */
+  source?: Int32Array;
 }
 
 /** New destination for an outbound SA's ESP (MOBIKE, RFC 4555; NAT mapping change): null sends through the out ring. */
@@ -208,6 +220,8 @@ export interface SteeredSocketRequest {
   op: 'steered-socket';
   id: number;
   fd: number;
+  /** The address the steered port is bound to: the worker sends the ESP of routes from it on this socket (EspRoute.local). */
+  address?: string;
 }
 export interface StopRequest {
   op: 'stop';
@@ -248,4 +262,10 @@ export type WorkerEvent =
   /** The first packet on an inbound SA passed its ICV: the peer has that SA and sends on it. */
   | { event: 'first-inbound'; slot: number; tag: number }
   /** The worker's steered socket failed (libuv status): it reads it no more. */
-  | { event: 'steered-error'; index: number; status: number };
+  | { event: 'steered-error'; index: number; status: number }
+  /**
+   * Authenticated ESP (its ICV verified, not a replay) of the inbound SA in
+   * `slot` came from a new source: `source` in udpRecv's words 2..6 (family
+   * << 16 | port, address). Reported once per change (RFC 7296 §2.23).
+   */
+  | { event: 'esp-source'; index: number; slot: number; tag: number; source: Int32Array };

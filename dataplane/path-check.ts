@@ -24,9 +24,10 @@ export class PathCheck {
     this.unlimited = this.options.tunnelMtu === 'auto' && this.options.outerMtu === undefined;
   }
 
-  /** The largest inner packet the SA's path carries. */
-  mtu(sa: Pick<SaRecord, 'remote' | 'transport' | 'espOverhead'>): number {
-    return tunnelMtu(this.options, ipFamily(sa.remote.address) === 6 ? 6 : 4, sa.transport === 'udp', sa.espOverhead);
+  /** The largest inner packet the SA's path carries (its remote's family as the SAD recorded it: no address parsed per packet). */
+  mtu(sa: Pick<SaRecord, 'remote' | 'remoteFamily' | 'transport' | 'espOverhead'>): number {
+    const family = sa.remoteFamily ?? (ipFamily(sa.remote.address) === 6 ? 6 : 4);
+    return tunnelMtu(this.options, family, sa.transport === 'udp', sa.espOverhead);
   }
 
   /**
@@ -35,7 +36,7 @@ export class PathCheck {
    * rate limit or RFC 1812 §4.3.2.7 / RFC 4443 §2.4 (e) forbid it. An inner
    * IPv4 packet without DF goes on: the outer packet may be fragmented.
    */
-  admit(packet: Uint8Array, sa: Pick<SaRecord, 'remote' | 'transport' | 'espOverhead'>): boolean {
+  admit(packet: Uint8Array, sa: Pick<SaRecord, 'remote' | 'remoteFamily' | 'transport' | 'espOverhead'>): boolean {
     if (this.unlimited) return true;
     const mtu = this.mtu(sa);
     if (packet.length <= mtu || dontFragment(packet) !== true) return true;

@@ -35,17 +35,21 @@ export class WorkerPlacement {
 
   /**
    * The worker that will own a new SA with these selectors (or the worker of
-   * the SA with inbound SPI `replacingSpi`, a rekey). `sad` undefined (the
-   * plane is not running): worker 0.
+   * the SA with inbound SPI `replacingSpi`, a rekey). `preferred`: the worker
+   * a per-worker placement chose (RFC 9611, parallel Child SAs), taken when
+   * it has room and this is no rekey. `sad` undefined (the plane is not
+   * running): worker 0.
    */
-  place(sad: Sad | undefined, localTs: readonly Selector[], remoteTs: readonly Selector[], replacingSpi?: number): number {
+  place(sad: Sad | undefined, localTs: readonly Selector[], remoteTs: readonly Selector[], replacingSpi?: number, preferred?: number): number {
     if (!sad) return 0;
     this.expire();
     const family = familyKey(localTs, remoteTs);
     const predecessor = replacingSpi !== undefined ? sad.inbound(replacingSpi) : undefined;
+    const usable = (w: number | undefined): w is number =>
+      Number.isInteger(w) && w! >= 0 && w! < Math.min(sad.workers, MAX_SPI_WORKERS) && sad.slots[w!]!.available >= 2;
     // None with room: worker 0 all the same; its install is then refused as full.
     // An SPI names one of the first MAX_SPI_WORKERS workers only (io/spi-layout.ts): the others own no steered SA.
-    const worker = sad.chooseOwner(family, predecessor ? [predecessor.id] : [], this.promised, MAX_SPI_WORKERS) ?? 0;
+    const worker = !predecessor && usable(preferred) ? preferred : sad.chooseOwner(family, predecessor ? [predecessor.id] : [], this.promised, MAX_SPI_WORKERS) ?? 0;
     if (this.promised.length >= MAX_PROMISES) this.promised.shift();
     this.promised.push({ worker, familyKey: family, until: this.now() + PROMISE_TTL_MS });
     return worker;

@@ -8,6 +8,7 @@
 import type { EspAlgorithm } from './kernel.js';
 import type { Selector } from './packet.js';
 import type { Endpoint } from '../io/endpoint.js';
+import { ipFamily } from '../io/ip.js';
 
 export type { Endpoint };
 
@@ -62,6 +63,8 @@ export interface SaSpec {
    * uses only those; the others (the fallback SA) keep receiving (RFC 9611 §4).
    */
   perResource?: boolean;
+  /** The outer header rules of its ESP, packed (outer-header.ts packOuterHeader); absent: the defaults. */
+  outer?: number;
   /**
    * Outbound sequence numbers at which 'rekey-needed' is reported, and past
    * which nothing is sent (RFC 4303 §3.3.3); defaults: 15/16 of, and, the
@@ -88,6 +91,8 @@ export interface SaRecord {
   readonly familyKey: string;
   local: Endpoint;
   remote: Endpoint;
+  /** The family of `remote`, parsed once at install and at every move (path-check.ts reads it per packet). */
+  remoteFamily?: 4 | 6;
   /** ESP must travel in UDP (NAT, or the peer forces it). */
   udpEncap: boolean;
   /** How ESP actually travels: raw when allowed and possible. */
@@ -201,6 +206,7 @@ export class Sad {
     this.countLocal(r.local.address, -1);
     r.local = { ...local };
     r.remote = { ...remote };
+    r.remoteFamily = ipFamily(remote.address) === 6 ? 6 : 4;
     this.countLocal(r.local.address, 1);
   }
 

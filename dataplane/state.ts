@@ -115,6 +115,12 @@ export interface DataPlaneEvents {
   /** ESP arrived with an SPI no SA has (counted, dropped); the control plane may answer INVALID_SPI (RFC 7296 §2.21.4). */
   'unknown-spi': [spi: number, remote: Endpoint | undefined];
   /**
+   * Authenticated ESP of a UDP-encapsulated SA arrived from a new address or
+   * port (a NAT mapping changed): the control plane decides whether the SA
+   * follows (RFC 7296 §2.23). Once per change.
+   */
+  'esp-source': [id: number, remote: Endpoint];
+  /**
    * An I/O device failed and carries no more traffic: a TUN device deleted
    * under us (`ip link del`) stops reading for good. Logged at warn as well.
    * Not named 'error', which would throw when nobody listens.

@@ -20,6 +20,8 @@ export interface WorkerDrops {
   seqExhausted: number;
   noSa: number;
   queueFull: number;
+  /** Outer CE over an inner Not-ECT packet (RFC 6040 §4.2); always reported by status(). */
+  ecn?: number;
 }
 
 export interface WorkerCounters {
@@ -130,6 +132,7 @@ export class StatusReader {
             seqExhausted: s[WorkerStat.DROP_SEQ_EXHAUSTED]!,
             noSa: s[WorkerStat.DROP_NO_SA]!,
             queueFull: s[WorkerStat.DROP_QUEUE_FULL]!,
+            ecn: s[WorkerStat.DROP_ECN]!,
           },
           batches: s[WorkerStat.BATCHES]!,
           busyMs: Math.round(s[WorkerStat.BUSY_MS]! * 1000) / 1000,

@@ -17,9 +17,12 @@
 //
 // Owner: one worker thread. The descriptor is its own (handed over by the
 // I/O side, which no longer reads it); it is closed here at stop.
-import { loadNativeIo, UDP_DESC_WORDS, type NativeIo } from '../io/native-io.js';
+import { loadNativeIo, UDP_DESC_WORDS, UDP_RECV_TOS_WORD, type NativeIo } from '../io/native-io.js';
 import { Desc, DESC_WORDS, type EspKernel } from './kernel.js';
 import { WorkerStat } from './messages.js';
+
+/** Words of a datagram's source: family << 16 | port, then the address (udpRecv desc words 2..6). */
+export const SOURCE_WORDS = 5;
 
 /** recvmmsg calls per readiness event before the worker's loop gets its turn (control messages, ring cells). */
 const READS_PER_EVENT = 4;
@@ -39,7 +42,9 @@ export class SteeredInput {
    * `decapAndCollect(n)`: run descriptors 0..n-1 through decapBatch and
    * deliver the results (the worker's own output path);
    * `catchUp()`: apply the control messages already queued for this worker
-   * (installs among them), true when there were any.
+   * (installs among them), true when there were any; `outerTos[k]`:
+   * descriptor k's outer TOS / Traffic Class as udpRecv reports it (RFC
+   * 6040 decapsulation).
    */
   constructor(
     private fd: number,
@@ -49,6 +54,11 @@ export class SteeredInput {
     private readonly inSlot: (spi: number) => number | undefined,
     private readonly decapAndCollect: (n: number) => void,
     private readonly catchUp: () => boolean,
+    private readonly outerTos: Int32Array,
+    /** Descriptor k's source: udpRecv's words 2..6 at sources[k * SOURCE_WORDS] (RFC 7296 §2.23 on the ESP path). */
+    private readonly sources: Int32Array,
+    /** The address the steered port is bound to (the worker sends from this socket too). */
+    readonly address?: string,
   ) {
     this.api = loadNativeIo();
   }
@@ -120,9 +130,16 @@ export class SteeredInput {
       desc[d + Desc.LENGTH] = length;
       desc[d + Desc.SLOT] = slot;
       desc[d + Desc.NEXT_HEADER] = 0;
+      this.outerTos[k] = this.udpDesc[i * UDP_DESC_WORDS + UDP_RECV_TOS_WORD]!;
+      this.sources.set(this.udpDesc.subarray(i * UDP_DESC_WORDS + 2, i * UDP_DESC_WORDS + 2 + SOURCE_WORDS), k * SOURCE_WORDS);
       k++;
     }
     return k;
+  }
+
+  /** The socket's descriptor while it is open (-1 after stop()): the worker sends ESP on it too. */
+  get descriptor(): number {
+    return this.fd;
   }
 
   /** Stop reading; the descriptor is closed. A second call does nothing. */

@@ -28,6 +28,8 @@ export class DirectWriter {
   private readonly tunOffload: boolean;
   private readonly flow = newFlowTuple();
   private readonly udpDesc = new Int32Array(UDP_MAX_BATCH * UDP_DESC_WORDS);
+  /** The outer header word of each queued datagram (outer-header.ts, native/io/udp.c). */
+  private readonly udpOuter = new Int32Array(UDP_MAX_BATCH);
   private udpCount = 0;
   private udpFd = -1;
   private readonly tunDesc = new Int32Array(TUN_WRITE_MAX_BATCH * TUN_WRITE_DESC_WORDS);
@@ -47,10 +49,15 @@ export class DirectWriter {
     this.api.close(route.fd);
   }
 
-  /** Queue ESP at data[offset, +length] for `route`; sends what was queued for another route first. */
-  queueEsp(data: Uint8Array, route: EspRoute, offset: number, length: number): void {
-    if (this.udpCount === UDP_MAX_BATCH || (this.udpCount > 0 && route.fd !== this.udpFd)) this.sendEsp(data);
-    this.udpFd = route.fd;
+  /**
+   * Queue ESP at data[offset, +length] for `route` on socket `fd` (the
+   * route's, or this worker's own steered one), with its outer header word;
+   * sends what was queued for another socket first.
+   */
+  queueEsp(data: Uint8Array, route: EspRoute, offset: number, length: number, outer = 0, fd = route.fd): void {
+    if (this.udpCount === UDP_MAX_BATCH || (this.udpCount > 0 && fd !== this.udpFd)) this.sendEsp(data);
+    this.udpFd = fd;
+    this.udpOuter[this.udpCount] = outer;
     const d = this.udpDesc;
     const w = this.udpCount * UDP_DESC_WORDS;
     d[w] = offset;
@@ -96,7 +103,7 @@ export class DirectWriter {
     this.udpCount = 0;
     const d = this.udpDesc;
     const st = this.stats;
-    const sent = this.api.udpSend(this.udpFd, data, d, count);
+    const sent = this.api.udpSend(this.udpFd, data, d, count, this.udpOuter);
     for (let i = 0; i < count; i++) {
       if (d[i * UDP_DESC_WORDS + 7] === 0) st[WorkerStat.ESP_SENT_BYTES]! += d[i * UDP_DESC_WORDS + 1]!;
     }

@@ -34,7 +34,9 @@ import { CellKind, Doorbell, RingReader, RingWriter, metaKind, metaSlot, metaTag
 import { writeUdp4 } from './packet.js';
 import { BATCHES_PER_YIELD, CATCH_UP_MESSAGES, IDLE_WAIT_MS } from './defaults.js';
 import { DirectWriter } from './worker-output.js';
-import { SteeredInput } from './worker-input.js';
+import { SOURCE_WORDS, SteeredInput } from './worker-input.js';
+import { combineEcn, EcnDecap, ecnNormal, OUTER_HEADER_DEFAULT_WORD, outerSendWord } from './outer-header.js';
+import { OUTER_DF_SOCKOPT, RECV_TOS_VALID } from '../io/native-io.js';
 import {
   WORKER_STAT_COUNT, WorkerStat,
   type CountersReply, type EspRoute, type GenerateReply, type GenerateRequest, type InboundPolicy, type InstallRequest,
@@ -66,6 +68,12 @@ interface SlotState {
   policy?: InboundPolicy;
   /** The SA's SPI (inbound: what steered ESP is looked up by). */
   spi: number;
+  /** The outer header rules, packed (outer-header.ts). */
+  outer: number;
+  /** Direct output over UDP: this worker's own steered socket at the route's local address, if it has one (sendFdFor). */
+  sendFd?: number;
+  /** Inbound, UDP-encapsulated: where the peer's ESP comes from, as far as this worker knows (InstallRequest.source). */
+  source?: Int32Array;
 }
 
 class DataPlaneWorker {
@@ -85,6 +93,11 @@ class DataPlaneWorker {
   /** Steered input (worker-input.ts): this worker's socket of the NAT-T port, and its inbound slots by SPI. */
   private readonly steered: SteeredInput[] = [];
   private readonly inboundBySpi = new Map<number, number>();
+  /** Per kernel descriptor: the outer header word of a packet to encapsulate, the outer TOS of one to decapsulate. */
+  private readonly outerWords: Int32Array;
+  private readonly outerTos: Int32Array;
+  /** Per kernel descriptor of steered ESP: its source (worker-input.ts); family 0 for ring cells. */
+  private readonly sources: Int32Array;
 
   constructor(private readonly task: WorkerTask) {
     this.kernel = EspKernel.createSync(task.module as WasmModule);
@@ -97,6 +110,9 @@ class DataPlaneWorker {
     if (this.stride * this.kernel.maxBatch > this.kernel.arena.length) throw new Error('ring cells too large for the kernel arena');
     this.sink = task.sink;
     this.direct = task.direct ? new DirectWriter(task.direct, this.stats) : undefined;
+    this.outerWords = new Int32Array(this.kernel.maxBatch);
+    this.outerTos = new Int32Array(this.kernel.maxBatch);
+    this.sources = new Int32Array(this.kernel.maxBatch * SOURCE_WORDS);
   }
 
   async run(): Promise<void> {
@@ -163,7 +179,7 @@ class DataPlaneWorker {
           seqWriters: [...this.seqWriters],
         };
       case 'steered-socket':
-        this.adoptSteeredSocket(req.fd);
+        this.adoptSteeredSocket(req.fd, req.address);
         return undefined;
       case 'stop':
         this.stopping = true;
@@ -183,10 +199,43 @@ class DataPlaneWorker {
   }
 
   /** Read this worker's socket of a steered NAT-T port (one per listen address) from now on. */
-  private adoptSteeredSocket(fd: number): void {
-    const input = new SteeredInput(fd, this.kernel, this.stride, this.stats, (spi) => this.inboundBySpi.get(spi), (n) => this.decapSteered(n), () => this.catchUp());
+  private adoptSteeredSocket(fd: number, address?: string): void {
+    const input = new SteeredInput(fd, this.kernel, this.stride, this.stats, (spi) => this.inboundBySpi.get(spi), (n) => this.decapSteered(n), () => this.catchUp(), this.outerTos, this.sources, address);
     this.steered.push(input);
-    input.start((status) => this.post({ event: 'steered-error', index: this.task.index, status }));
+    this.resolveSendFds();
+    input.start((status) => {
+      // Its descriptor is closed: no route sends on it any more.
+      this.resolveSendFds();
+      this.post({ event: 'steered-error', index: this.task.index, status });
+    });
+  }
+
+  /**
+   * The socket this worker sends a UDP route's ESP on: its own socket of a
+   * steered port bound to the route's local address (or to the wildcard of
+   * its family), else the route's (shared with other threads). Only on its
+   * own may IPv4 DF be switched per packet (native/io/udp.c).
+   */
+  private sendFdFor(route: EspRoute | undefined): number | undefined {
+    const local = route?.local;
+    if (local === undefined) return undefined;
+    const wildcard = local.includes(':') ? '::' : '0.0.0.0';
+    let found: number | undefined;
+    for (const input of this.steered) {
+      if (input.descriptor < 0) continue;
+      if (input.address === local) return input.descriptor;
+      if (input.address === wildcard) found = input.descriptor;
+    }
+    return found;
+  }
+
+  private resolveSendFds(): void {
+    for (const s of this.slots) {
+      if (!s || s.direction !== 'out') continue;
+      const fd = this.sendFdFor(s.route);
+      if (fd === undefined) delete s.sendFd;
+      else s.sendFd = fd;
+    }
   }
 
   /**
@@ -230,6 +279,9 @@ class DataPlaneWorker {
     if (s.route) this.direct.closeRoute(s.route);
     if (req.route) s.route = req.route;
     else delete s.route;
+    const fd = this.sendFdFor(s.route);
+    if (fd === undefined) delete s.sendFd;
+    else s.sendFd = fd;
   }
 
   private install(req: InstallRequest): void {
@@ -264,10 +316,14 @@ class DataPlaneWorker {
       ...(req.seqHardLimit !== undefined ? { seqHardLimit: req.seqHardLimit } : {}),
     });
     if (req.direction === 'in') this.inboundBySpi.set(req.spi, req.slot);
+    const sendFd = req.direction === 'out' ? this.sendFdFor(req.route) : undefined;
     this.slots[req.slot] = {
       saId: req.saId, tag: req.tag, direction: req.direction, rekeyReported: false, written: false, received: false, spi: req.spi,
+      outer: req.outer ?? OUTER_HEADER_DEFAULT_WORD,
       ...(req.direction === 'out' && req.route ? { route: req.route } : {}),
       ...(req.direction === 'in' && req.policy ? { policy: req.policy } : {}),
+      ...(sendFd !== undefined ? { sendFd } : {}),
+      ...(req.direction === 'in' && req.source?.length === SOURCE_WORDS ? { source: Int32Array.from(req.source) } : {}),
     };
   }
 
@@ -284,6 +340,24 @@ class DataPlaneWorker {
   private firstInbound(slot: number, s: SlotState): void {
     s.received = true;
     this.post({ event: 'first-inbound', slot, tag: s.tag });
+  }
+
+  /**
+   * RFC 7296 §2.23 on the ESP path: descriptor k decapsulated (its ICV
+   * verified, not a replay) from a source other than the one its
+   * UDP-encapsulated SA knows: tell the I/O side once, and take the new
+   * source as known, so a NAT rebinding costs one message, not one per packet.
+   */
+  private checkSource(slot: number, k: number): void {
+    const known = this.slots[slot]?.source;
+    const at = k * SOURCE_WORDS;
+    if (!known || this.sources[at] === 0) return;
+    let same = true;
+    for (let w = 0; w < SOURCE_WORDS; w++) if (known[w] !== this.sources[at + w]) same = false;
+    if (same) return;
+    known.set(this.sources.subarray(at, at + SOURCE_WORDS));
+    const s = this.slots[slot]!;
+    this.post({ event: 'esp-source', index: this.task.index, slot, tag: s.tag, source: Int32Array.from(known) });
   }
 
   /** Report "rekey needed" once per SA (RFC 4303 §3.3.3 soft limit). */
@@ -340,6 +414,12 @@ class DataPlaneWorker {
       desc[d + Desc.SLOT] = slot;
       // Tunnel mode (RFC 4303 §2.6): Next Header says what the inner packet is.
       desc[d + Desc.NEXT_HEADER] = encap ? ((input.bytes[from]! >> 4) === 6 ? NEXT_HEADER_IPV6 : NEXT_HEADER_IPV4) : 0;
+      // The outer header comes from the inner one, read before it is encrypted; a ring cell has no outer TOS.
+      if (encap) this.outerWords[n] = s.route ? outerSendWord(s.outer, arena, at, length) : 0;
+      else {
+        this.outerTos[n] = 0;
+        this.sources[n * SOURCE_WORDS] = 0;
+      }
       if (!s.written) this.noteWriter(s);
       n++;
     }
@@ -388,8 +468,15 @@ class DataPlaneWorker {
           st[WorkerStat.DUMMY]!++;
           continue;
         }
+        // RFC 6040 §4.2: the outer ECN field into the inner packet (outer CE over Not-ECT: dropped).
+        const tos = this.outerTos[k]!;
+        if (tos & RECV_TOS_VALID && ecnNormal(this.slots[slot]!.outer) && combineEcn(tos, arena, outOffset, outLength) === EcnDecap.DROP) {
+          st[WorkerStat.DROP_ECN]!++;
+          continue;
+        }
         st[WorkerStat.DECAP_PACKETS]!++;
         st[WorkerStat.DECAP_BYTES]! += outLength;
+        this.checkSource(slot, k);
       }
       if (!keep) {
         produced++;
@@ -398,8 +485,10 @@ class DataPlaneWorker {
       const s = this.slots[slot]!;
       const direct = encap ? s.route : s.policy;
       if (direct !== undefined) {
-        if (encap) this.direct!.queueEsp(arena, s.route!, outOffset, outLength);
-        else this.direct!.queueInner(arena, s.policy!, outOffset, outLength);
+        if (encap) {
+          const outer = this.outerWords[k]! | (s.sendFd !== undefined ? OUTER_DF_SOCKOPT : 0);
+          this.direct!.queueEsp(arena, s.route!, outOffset, outLength, outer, s.sendFd);
+        } else this.direct!.queueInner(arena, s.policy!, outOffset, outLength);
         produced++;
         continue;
       }
@@ -491,6 +580,7 @@ class DataPlaneWorker {
         desc[d + Desc.LENGTH] = req.size;
         desc[d + Desc.SLOT] = req.slot;
         desc[d + Desc.NEXT_HEADER] = NEXT_HEADER_IPV4;
+        this.outerWords[k] = s.route ? outerSendWord(s.outer, arena, at, req.size) : 0;
       }
       if (shared) this.sealShared(want, req.slot, shared, req.sharedSeq!.perPacket);
       else kernel.encapBatch(want);

@@ -18,6 +18,11 @@ import { fileURLToPath } from 'node:url';
 export const UDP_DESC_WORDS = 8;
 /** Bytes at the end of a tunReadSegments buffer where the packet is read (native/io/tso.c READ_AREA). */
 export const TUN_READ_AREA = 65536 + 256;
+/** udpRecv desc word 7: the outer TOS / Traffic Class | RECV_TOS_VALID when the kernel gave it (native/io/udp.c). */
+export const UDP_RECV_TOS_WORD = 7;
+export const RECV_TOS_VALID = 0x100;
+/** udpSend outer word: the caller alone sends on the socket, so IPv4 DF may be switched by IP_MTU_DISCOVER. */
+export const OUTER_DF_SOCKOPT = 1 << 11;
 /** Most datagrams per udpRecv/udpSend call. */
 export const UDP_MAX_BATCH = 64;
 /** int32 words per packet in a tunWriteBatch descriptor: offset, length, status out (native/io/gro.c). */
@@ -48,7 +53,12 @@ export interface NativeIo {
   reuseportAttach(fd: number, program: Uint32Array): void;
   /** `dest` (IPv6 raw sockets): each datagram's destination address from IPV6_PKTINFO, 4 int32 words each. */
   udpRecv(fd: number, buffer: Uint8Array, slotSize: number, desc: Int32Array, dest?: Int32Array): number;
-  udpSend(fd: number, data: Uint8Array, desc: Int32Array, count: number): number;
+  /**
+   * `outer` (dataplane/outer-header.ts): one word per datagram, its outer TOS /
+   * Traffic Class and DF (IPV6_DONTFRAG; IPv4: IP_MTU_DISCOVER switched
+   * between runs, only on a socket the caller alone sends on).
+   */
+  udpSend(fd: number, data: Uint8Array, desc: Int32Array, count: number, outer?: Int32Array): number;
   watch(fd: number, callback: (status: number) => void): unknown;
   unwatch(handle: unknown): void;
   close(fd: number): void;

@@ -201,6 +201,21 @@ describe('the outbound path check', () => {
     return { s, check, sa, written, advance: (ms: number) => { now += ms; } };
   }
 
+  it('uses the remote family the SAD recorded at install and at every move, not the address text', async () => {
+    const f = fixture({ outerMtu: 1500 });
+    // 20 (IPv4) or 40 (IPv6) + 8 (UDP) + 37 (ESP) below the outer MTU.
+    expect(f.check.mtu({ ...f.sa, remoteFamily: 4 })).toBe(1435);
+    expect(f.check.mtu({ ...f.sa, remoteFamily: 6 })).toBe(1415);
+    const { Sad } = await import('../dataplane/sad.js');
+    const sad = new Sad(1, 4);
+    const r = {
+      id: 1, spiIn: 0x1000, worker: 0, inSlot: 0, outSlot: 1, local: { address: '10.0.0.1', port: 4500 }, remote: { address: '10.0.0.2', port: 4500 }, remoteFamily: 4,
+    } as never as import('../dataplane/sad.js').SaRecord;
+    sad.add(r);
+    sad.move(r, r.local, { address: '2001:db8::2', port: 4500 });
+    expect(r.remoteFamily).toBe(6);
+  });
+
   it('without a tunnel or outer MTU configured, every size goes on', () => {
     const f = fixture();
     expect(f.check.admit(ipv4(9000), f.sa)).toBe(true);

@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { loadNativeIo } from '../io/native-io.js';
 import { Desc, DESC_WORDS, type EspKernel } from '../dataplane/kernel.js';
 import { WORKER_STAT_COUNT, WorkerStat } from '../dataplane/messages.js';
-import { SteeredInput } from '../dataplane/worker-input.js';
+import { SOURCE_WORDS, SteeredInput } from '../dataplane/worker-input.js';
 
 const STRIDE = 2048;
 const BATCH = 32;
@@ -56,7 +56,7 @@ async function bench(slots: Map<number, number>, catchUp: () => boolean): Promis
   }, () => {
     catchUps.count++;
     return catchUp();
-  });
+  }, new Int32Array(BATCH), new Int32Array(BATCH * SOURCE_WORDS));
   cleanups.push(() => input.stop());
   const s: Socket = createSocket('udp4');
   await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));

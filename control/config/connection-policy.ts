@@ -72,6 +72,8 @@ export function connectionPolicy(conn: ConnectionConfig, fallbackLocal: string |
       // RFC 9611 (control/ike/per-resource.ts).
       perCpuSas: c.perCpuSas,
       ...(c.perCpuSasMax !== undefined ? { perCpuSasMax: c.perCpuSasMax } : {}),
+      // RFC 4301 §5.1.2.1, §8.1, RFC 6040 (dataplane/outer-header.ts).
+      ...(c.outerHeader ? { outerHeader: c.outerHeader } : {}),
       // RFC 7296 §2.8 (control/ike/lifetimes.ts).
       rekeyTime: c.rekeyTime,
       lifeTime: c.lifeTime,

@@ -248,6 +248,17 @@
  *                              # neither; `ikeclone status` says which and why
  *         per_cpu_sas_max: <workers>  # per-resource Child SAs of this child per IKE SA: created as
  *                              # initiator, accepted as responder (1..MAX_WORKERS; default dataplane.workers)
+ *         dscp: copy           # outer header DSCP (RFC 4301 §5.1.2.1): copy (from the inner packet) or
+ *                              # a fixed DSCP 0..63 (e.g. 46 for EF)
+ *         ecn: normal          # outer ECN: normal (RFC 6040 normal mode: copied to the outer header,
+ *                              # outer CE marks the inner packet CE on decapsulation, or drops a Not-ECT
+ *                              # one) | off (outer Not-ECT, outer ECN ignored)
+ *         df: copy             # DF of an IPv4 outer header (RFC 4301 §8.1): copy (from an inner IPv4
+ *                              # packet; set for inner IPv6) | set | clear. IPv6 outer: IPV6_DONTFRAG.
+ *                              # IPv4 has no per-packet DF in Linux: a worker switches IP_MTU_DISCOVER on
+ *                              # its own socket of the steered NAT-T port (dataplane.steering: kernel);
+ *                              # ESP it sends on a shared socket (raw ESP, no steering) keeps the
+ *                              # kernel's default (DF set)
  * ```
  *
  * The library API passes objects instead of YAML: connectionFromObject and
@@ -272,6 +283,7 @@ import { certificateSubjectDer } from '../crypto/der.js';
 import { signingKeyFromPrivateKey } from '../crypto/auth.js';
 import { redirectSchema } from './redirect-schema.js';
 import { pathConfig, pathFields } from './path-schema.js';
+import { outerHeaderConfig, outerHeaderFields } from './outer-header-schema.js';
 import { MIN_FRAGMENT_SIZE } from '../ike/defaults.js';
 import type { FragmentationMode } from '../ike/policy.js';
 import type {
@@ -365,6 +377,7 @@ function childSchema() {
       const n = integer(MIN_REPLAY_WINDOW, MAX_REPLAY_WINDOW, expected)(v);
       return n instanceof Problem || (n & (n - 1)) === 0 ? n : new Problem(got(v), expected);
     })),
+    ...outerHeaderFields(),
   }, 'a mapping of child options (local_ts, remote_ts, esp, ...)').transform((raw, zctx) => {
     const ctx = zctx as unknown as IssueSink;
     const plus10 = (n: number): number => n + Math.round(n / 10);
@@ -401,6 +414,7 @@ function childSchema() {
       startAction: raw.start_action,
       replayWindow: raw.replay_window,
       perCpuSas: raw.per_cpu_sas,
+      ...outerHeaderConfig(raw),
     };
     if (raw.per_cpu_sas_max !== undefined) child.perCpuSasMax = raw.per_cpu_sas_max;
     return child;

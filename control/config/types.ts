@@ -170,6 +170,18 @@ export interface ChildConfig {
   perCpuSas: boolean;
   /** Per-resource Child SAs per IKE SA and selectors; default: the data plane's workers. */
   perCpuSasMax?: number;
+  /** The outer header of its ESP (dscp, ecn, df); absent: DSCP and ECN copied, DF copied. */
+  outerHeader?: OuterHeaderConfig;
+}
+
+/** A child's outer header options (RFC 4301 §5.1.2.1, §8.1; RFC 6040). */
+export interface OuterHeaderConfig {
+  /** 'copy' the inner DSCP, or this value (0..63). */
+  dscp: 'copy' | number;
+  /** 'normal': RFC 6040 normal mode; 'off': outer Not-ECT, outer ECN ignored on decapsulation. */
+  ecn: 'normal' | 'off';
+  /** DF of an IPv4 outer header: copied from the inner packet, set, or cleared. */
+  df: 'copy' | 'set' | 'clear';
 }
 
 export interface ConnectionConfig {

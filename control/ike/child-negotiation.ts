@@ -86,11 +86,13 @@ function remoteSelectors(sa: IkeSa, child: ChildPolicy): TrafficSelector[] {
  * Build our offer: a fresh inbound SPI, the proposals (with `keGroup` for PFS)
  * and our selectors; a rekey of `rekeying` keeps its selectors (RFC 7296 §2.9.2).
  */
-export function offerChild(engine: IkeContext, sa: IkeSa, child: ChildPolicy, keGroup?: number, rekeying?: ChildSa): ChildOffer {
+export function offerChild(engine: IkeContext, sa: IkeSa, child: ChildPolicy, keGroup?: number, rekeying?: ChildSa, preferredWorker?: number): ChildOffer {
   const tsi = rekeying ? rekeying.localTs : localSelectors(sa, child, true);
   const tsr = rekeying ? rekeying.remoteTs : remoteSelectors(sa, child);
   // The SPI names the worker that will own the Child SA (child-spi.ts).
-  const spiIn = engine.newChildSpi({ sa, localTs: tsi, remoteTs: tsr, ...(rekeying ? { replacing: rekeying } : {}) });
+  const spiIn = engine.newChildSpi({
+    sa, localTs: tsi, remoteTs: tsr, ...(rekeying ? { replacing: rekeying } : {}), ...(preferredWorker !== undefined ? { preferredWorker } : {}),
+  });
   engine.reservedSpis.add(spiIn);
   const specs = keGroup !== undefined ? withPreferredKeGroup(child.esp, keGroup) : withoutKe(child.esp);
   return { child, spiIn, offered: buildProposals(specs, spiBytes(spiIn)), tsi, tsr };
@@ -192,7 +194,7 @@ export function respondChild(
   payloads: Payload[],
   nonces: { nonceI: Uint8Array; nonceR: Uint8Array },
   keyExchange?: ResponderKeyExchange,
-  opts: { only?: string; replacing?: ChildSa } = {},
+  opts: { only?: string; replacing?: ChildSa; workerHint?: (childName: string, localTs: TrafficSelector[], remoteTs: TrafficSelector[]) => number | undefined } = {},
 ): ChildResponse {
   const saPayload = findPayload(payloads, PayloadType.SA);
   const tsi = findPayload(payloads, PayloadType.TSi);
@@ -235,7 +237,10 @@ export function respondChild(
     // free there is a shortage of resources (RFC 7296 §2.25: TEMPORARY_FAILURE).
     let spiIn: number;
     try {
-      spiIn = engine.newChildSpi({ sa, localTs, remoteTs, ...(opts.replacing ? { replacing: opts.replacing } : {}) });
+      const preferredWorker = opts.workerHint?.(child.name, localTs, remoteTs);
+      spiIn = engine.newChildSpi({
+        sa, localTs, remoteTs, ...(opts.replacing ? { replacing: opts.replacing } : {}), ...(preferredWorker !== undefined ? { preferredWorker } : {}),
+      });
     } catch {
       sharedSecret?.fill(0);
       return { ok: false, error: { notify: NotifyType.TEMPORARY_FAILURE } };
@@ -270,10 +275,11 @@ export function childRequest(
   child: ChildPolicy,
   keGroup: number | undefined,
   rekeying?: ChildSa,
+  preferredWorker?: number,
 ): { offer: ChildOffer; nonceI: Uint8Array; keyExchange: KeyExchange | undefined; payloads: Payload[] } {
   const nonceI = ctx.random(NONCE_LENGTH);
   // §2.9.2: the rekeyed SA keeps the selectors the old one had.
-  const offer = offerChild(ctx, sa, child, keGroup, rekeying);
+  const offer = offerChild(ctx, sa, child, keGroup, rekeying, preferredWorker);
   const [saPayload, tsi, tsr] = offerPayloads(offer);
   const payloads: Payload[] = rekeying ? [espNotify(NotifyType.REKEY_SA, rekeying.spiIn)] : [];
   payloads.push(saPayload!, { type: PayloadType.NONCE, data: nonceI });

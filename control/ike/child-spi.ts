@@ -25,6 +25,12 @@ export interface ChildSpiRequest {
   remoteTs: readonly TrafficSelector[];
   /** The Child SA it rekeys (RFC 7296 §2.8): the successor stays with the same owner. */
   replacing?: ChildSa;
+  /**
+   * The worker a per-worker placement chose (RFC 9611 per-resource or parallel
+   * Child SAs, per-resource.ts, child-spread.ts): a hint the placement takes
+   * when that worker has room, so the SPI, and with it the owner, is one choice.
+   */
+  preferredWorker?: number;
 }
 
 /** The node and worker that will own a Child SA: its SPI is built for them. */

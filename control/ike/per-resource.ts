@@ -136,6 +136,26 @@ function leastLoadedWorker(others: readonly ChildSa[], workers: number): number 
   return best;
 }
 
+/**
+ * Responder, before the inbound SPI of a requested Child SA is drawn: the
+ * worker an RFC 9611 per-resource Child SA with these selectors will be
+ * pinned to (the one placeResponderChild names, §4), as the SPI placement's
+ * hint (ChildSpiRequest.preferredWorker); undefined for any other Child SA.
+ */
+export function responderWorkerHint(sa: IkeSa, request: readonly Payload[]): ((childName: string, localTs: TrafficSelector[], remoteTs: TrafficSelector[]) => number | undefined) | undefined {
+  if (!findNotify(request, NotifyType.SA_RESOURCE_INFO)) return undefined;
+  return (childName, localTs, remoteTs) => {
+    const policy = sa.policy.children.find((c) => c.name === childName);
+    if (!policy?.perCpuSas) return undefined;
+    const others = sa.children.filter(
+      (c) => c.name === childName && (c.state === 'installed' || c.state === 'rekeying') && sameSelectors(c.localTs, localTs) && sameSelectors(c.remoteTs, remoteTs),
+    );
+    // The first for these selectors is the fallback SA: no worker of its own (§3).
+    if (!others.some((c) => c.placement !== undefined)) return undefined;
+    return leastLoadedWorker(others.filter((c) => c.placement?.kind === 'per-resource'), policy.perCpuSasMax ?? 1);
+  };
+}
+
 export type ResponderPlacement = { ok: true; payloads: Payload[] } | { ok: false; notify: number };
 
 /**

@@ -57,6 +57,8 @@ export interface ChildPolicy {
    * absent: one.
    */
   perCpuSasMax?: number;
+  /** The outer header of its ESP (the child's dscp, ecn, df: dataplane/outer-header.ts); absent: the defaults. */
+  outerHeader?: { dscp: 'copy' | number; ecn: 'normal' | 'off'; df: 'copy' | 'set' | 'clear' };
   /**
    * Lifetimes (RFC 7296 §2.8; control/ike/lifetimes.ts). Each end enforces
    * its own. Times in ms, volumes in bytes/packets; 0 or absent = no limit,

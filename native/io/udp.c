@@ -19,14 +19,23 @@
  *       desc holds DESC_WORDS int32 per datagram (below); dest, if given,
  *       DEST_WORDS int32 per datagram: its IPv6 destination address from
  *       IPV6_PKTINFO (all zero without one).
- *   udpSend(fd, data, desc, count) -> datagrams sent. Datagram i is
+ *   udpSend(fd, data, desc, count[, outer]) -> datagrams sent. Datagram i is
  *       data[desc offset .. + length] to desc's address; a datagram the
  *       kernel refuses gets its errno in desc word 7 and the rest are still
- *       sent; EAGAIN (the send buffer is full) stops the batch.
+ *       sent; EAGAIN (the send buffer is full) stops the batch. outer, if
+ *       given, one int32 per datagram (dataplane/outer-header.ts): bits
+ *       0..7 the outer TOS / Traffic Class, sent as an IP_TOS / IPV6_TCLASS
+ *       cmsg when bit 8 is set; bit 9 DF set, bit 10 DF clear: IPv6 as an
+ *       IPV6_DONTFRAG cmsg; IPv4 has no per-datagram DF, so with bit 11 (the
+ *       caller alone sends on this socket) the batch is cut where DF changes
+ *       and IP_MTU_DISCOVER switched between the runs (DONT clears DF; DF set
+ *       restores WANT, the default, unless the socket is at DO already).
  *
  * desc, 8 int32 words per datagram:
  *   recv: 0 length, 1 truncated (1: longer than slotSize), 2 family << 16 | port,
- *         3..6 source address (4 or 16 bytes, network order), 7 unused
+ *         3..6 source address (4 or 16 bytes, network order), 7 the outer TOS
+ *         / Traffic Class | 0x100 when the kernel gave it (IP_RECVTOS and
+ *         IPV6_RECVTCLASS are set on every socket opened here), else 0
  *   send: 0 offset, 1 length, 2 family << 16 | port, 3..6 destination address,
  *         7 status written back (0 sent, errno refused, EAGAIN not tried)
  * family is 4 or 6. udpRecv and udpSend work on raw sockets too (port 0).
@@ -50,6 +59,12 @@ typedef union {
   struct sockaddr_in in4;
   struct sockaddr_in6 in6;
 } sockaddr_any;
+
+static void enable_recv_tos(int fd, int family) {
+  int on = 1;
+  if (family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_RECVTCLASS, &on, sizeof on);
+  else setsockopt(fd, IPPROTO_IP, IP_RECVTOS, &on, sizeof on);
+}
 
 static void set_buffer(int fd, int force, int plain, int bytes) {
   if (bytes <= 0) return;
@@ -92,6 +107,8 @@ napi_value udp_open_with(napi_env env, napi_callback_info info, int reusePort) {
     int on = 1;
     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof on);
   }
+  /* The outer TOS / Traffic Class of every datagram, for RFC 6040 decapsulation (udpRecv desc word 7). */
+  enable_recv_tos(fd, sa.sa.sa_family);
   /* One of a steered group (steer.c): every member sets it before bind. */
   if (reusePort) {
     int on = 1;
@@ -141,6 +158,7 @@ napi_value raw_open(napi_env env, napi_callback_info info) {
     close(fd);
     return throw_errno(env, "setsockopt IPV6_RECVPKTINFO", err);
   }
+  if (family == 6) enable_recv_tos(fd, AF_INET6);
   set_buffer(fd, SO_RCVBUFFORCE, SO_RCVBUF, bytes);
   set_buffer(fd, SO_SNDBUFFORCE, SO_SNDBUF, bytes);
   napi_value result;
@@ -169,9 +187,9 @@ napi_value udp_recv(napi_env env, napi_callback_info info) {
   struct mmsghdr msgs[MAX_BATCH];
   struct iovec iov[MAX_BATCH];
   sockaddr_any from[MAX_BATCH];
-  /* With dest: room for each datagram's IPV6_PKTINFO. */
+  /* Room for each datagram's IPV6_PKTINFO (with dest) and its TOS / Traffic Class. */
   union {
-    char buf[CMSG_SPACE(sizeof(struct in6_pktinfo))];
+    char buf[CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(int))];
     struct cmsghdr align;
   } control[MAX_BATCH];
   memset(msgs, 0, sizeof(struct mmsghdr) * max);
@@ -182,10 +200,8 @@ napi_value udp_recv(napi_env env, napi_callback_info info) {
     msgs[i].msg_hdr.msg_iovlen = 1;
     msgs[i].msg_hdr.msg_name = &from[i];
     msgs[i].msg_hdr.msg_namelen = sizeof from[i];
-    if (dest != NULL) {
-      msgs[i].msg_hdr.msg_control = control[i].buf;
-      msgs[i].msg_hdr.msg_controllen = sizeof control[i].buf;
-    }
+    msgs[i].msg_hdr.msg_control = control[i].buf;
+    msgs[i].msg_hdr.msg_controllen = sizeof control[i].buf;
   }
   int n = max == 0 ? 0 : -1;
   if (max > 0) {
@@ -204,15 +220,19 @@ napi_value udp_recv(napi_env env, napi_callback_info info) {
       d[2] = (6 << 16) | ntohs(from[i].in6.sin6_port);
       memcpy(&d[3], &from[i].in6.sin6_addr, 16);
     }
-    if (dest != NULL) {
-      int32_t* t = dest + (size_t)i * DEST_WORDS;
-      memset(t, 0, DEST_WORDS * sizeof *t);
-      for (struct cmsghdr* c = CMSG_FIRSTHDR(&msgs[i].msg_hdr); c != NULL; c = CMSG_NXTHDR(&msgs[i].msg_hdr, c)) {
-        if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO && c->cmsg_len >= CMSG_LEN(sizeof(struct in6_pktinfo))) {
-          struct in6_pktinfo pi;
-          memcpy(&pi, CMSG_DATA(c), sizeof pi);
-          memcpy(t, &pi.ipi6_addr, 16);
-        }
+    int32_t* t = dest != NULL ? dest + (size_t)i * DEST_WORDS : NULL;
+    if (t != NULL) memset(t, 0, DEST_WORDS * sizeof *t);
+    for (struct cmsghdr* c = CMSG_FIRSTHDR(&msgs[i].msg_hdr); c != NULL; c = CMSG_NXTHDR(&msgs[i].msg_hdr, c)) {
+      if (t != NULL && c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO && c->cmsg_len >= CMSG_LEN(sizeof(struct in6_pktinfo))) {
+        struct in6_pktinfo pi;
+        memcpy(&pi, CMSG_DATA(c), sizeof pi);
+        memcpy(t, &pi.ipi6_addr, 16);
+      } else if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_TOS && c->cmsg_len >= CMSG_LEN(1)) {
+        d[7] = 0x100 | *(uint8_t*)CMSG_DATA(c); /* IPv4 hands the TOS over as one octet */
+      } else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_TCLASS && c->cmsg_len >= CMSG_LEN(sizeof(int))) {
+        int tclass;
+        memcpy(&tclass, CMSG_DATA(c), sizeof tclass);
+        d[7] = 0x100 | (tclass & 0xff);
       }
     }
   }
@@ -221,18 +241,57 @@ napi_value udp_recv(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/* udpSend's outer word (dataplane/outer-header.ts). */
+#define OUTER_TOS_SET (1 << 8)
+#define OUTER_DF_SET (1 << 9)
+#define OUTER_DF_CLEAR (1 << 10)
+#define OUTER_DF_SOCKOPT (1 << 11)
+
+/* The IPv4 DF a datagram wants of the socket: 1 set, 0 clear, -1 leave as it is. */
+static int wants_df4(const int32_t* outer, int i, uint32_t family) {
+  if (outer == NULL || family != 4 || !(outer[i] & OUTER_DF_SOCKOPT)) return -1;
+  return (outer[i] & OUTER_DF_SET) ? 1 : (outer[i] & OUTER_DF_CLEAR) ? 0 : -1;
+}
+
+/* Switch IPv4 DF on a socket this thread alone sends on; *mode caches IP_MTU_DISCOVER (-1: not read yet). */
+static void set_df4(int fd, int df, int* mode) {
+  if (*mode < 0) {
+    socklen_t len = sizeof *mode;
+    if (getsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, mode, &len) < 0) *mode = IP_PMTUDISC_WANT;
+  }
+  int want = df ? (*mode == IP_PMTUDISC_DONT ? IP_PMTUDISC_WANT : *mode) : IP_PMTUDISC_DONT;
+  if (want != *mode && setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &want, sizeof want) == 0) *mode = want;
+}
+
 napi_value udp_send(napi_env env, napi_callback_info info) {
   int32_t fd, count;
   uint8_t* data;
   size_t length;
   int32_t* desc;
   if (batch_args(env, info, DESC_WORDS, MAX_BATCH, &fd, &data, &length, &desc, &count) < 0) {
-    napi_throw_type_error(env, NULL, "udpSend: (fd, Uint8Array, Int32Array, count <= 64)");
+    napi_throw_type_error(env, NULL, "udpSend: (fd, Uint8Array, Int32Array, count <= 64[, Int32Array outer])");
     return NULL;
+  }
+  size_t argc = 5, outerWords = 0;
+  napi_value argv[5];
+  int32_t* outer = NULL;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc > 4) {
+    napi_valuetype t;
+    CHECK(napi_typeof(env, argv[4], &t));
+    if (t != napi_undefined && (get_int32s(env, argv[4], &outer, &outerWords) < 0 || outerWords < (size_t)count)) {
+      napi_throw_type_error(env, NULL, "udpSend: outer must be an Int32Array with a word per datagram");
+      return NULL;
+    }
   }
   struct mmsghdr msgs[MAX_BATCH];
   struct iovec iov[MAX_BATCH];
   sockaddr_any to[MAX_BATCH];
+  /* With outer: each datagram's TOS / Traffic Class and IPV6_DONTFRAG. */
+  union {
+    char buf[2 * CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } control[MAX_BATCH];
   memset(msgs, 0, sizeof(struct mmsghdr) * (size_t)count);
   for (int i = 0; i < count; i++) {
     int32_t* d = desc + (size_t)i * DESC_WORDS;
@@ -259,10 +318,43 @@ napi_value udp_send(napi_env env, napi_callback_info info) {
     msgs[i].msg_hdr.msg_name = &to[i];
     msgs[i].msg_hdr.msg_iov = &iov[i];
     msgs[i].msg_hdr.msg_iovlen = 1;
+    if (outer != NULL) {
+      int32_t o = outer[i];
+      size_t used = 0;
+      memset(control[i].buf, 0, sizeof control[i].buf);
+      msgs[i].msg_hdr.msg_control = control[i].buf;
+      msgs[i].msg_hdr.msg_controllen = sizeof control[i].buf;
+      struct cmsghdr* c = CMSG_FIRSTHDR(&msgs[i].msg_hdr);
+      if (o & OUTER_TOS_SET) {
+        int tos = o & 0xff;
+        c->cmsg_level = family == 4 ? IPPROTO_IP : IPPROTO_IPV6;
+        c->cmsg_type = family == 4 ? IP_TOS : IPV6_TCLASS;
+        c->cmsg_len = CMSG_LEN(sizeof tos);
+        memcpy(CMSG_DATA(c), &tos, sizeof tos);
+        used += CMSG_SPACE(sizeof tos);
+        c = CMSG_NXTHDR(&msgs[i].msg_hdr, c);
+      }
+      if (family == 6 && (o & (OUTER_DF_SET | OUTER_DF_CLEAR)) && c != NULL) {
+        int dontfrag = (o & OUTER_DF_SET) ? 1 : 0;
+        c->cmsg_level = IPPROTO_IPV6;
+        c->cmsg_type = IPV6_DONTFRAG;
+        c->cmsg_len = CMSG_LEN(sizeof dontfrag);
+        memcpy(CMSG_DATA(c), &dontfrag, sizeof dontfrag);
+        used += CMSG_SPACE(sizeof dontfrag);
+      }
+      msgs[i].msg_hdr.msg_controllen = used;
+      if (used == 0) msgs[i].msg_hdr.msg_control = NULL;
+    }
   }
-  int sent = 0, i = 0;
+  int sent = 0, i = 0, pmtudisc = -1;
   while (i < count) {
-    int r = sendmmsg(fd, msgs + i, (unsigned)(count - i), MSG_DONTWAIT);
+    /* IPv4 DF by socket option: the run up to the next change of DF. */
+    int end = count, df = wants_df4(outer, i, (uint32_t)desc[(size_t)i * DESC_WORDS + 2] >> 16);
+    if (df >= 0) {
+      set_df4(fd, df, &pmtudisc);
+      for (end = i + 1; end < count && wants_df4(outer, end, (uint32_t)desc[(size_t)end * DESC_WORDS + 2] >> 16) == df; end++) {}
+    }
+    int r = sendmmsg(fd, msgs + i, (unsigned)(end - i), MSG_DONTWAIT);
     if (r > 0) {
       i += r;
       sent += r;

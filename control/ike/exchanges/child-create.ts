@@ -21,7 +21,7 @@ import { acceptChild, childPfsGroup, childRequest, dropOffer, respondChild, resp
 import type { ChildOffer } from '../child-negotiation.js';
 import { errorNotify, notify, u16 } from '../payload-builders.js';
 import { NONCE_LENGTH } from '../defaults.js';
-import { hasResourceInfo, placeResponderChild, resourceInfoNotify } from '../per-resource.js';
+import { hasResourceInfo, placeResponderChild, resourceInfoNotify, responderWorkerHint } from '../per-resource.js';
 
 export interface ChildCreateCallbacks {
   pfs: boolean;
@@ -68,7 +68,8 @@ export class ChildCreateInitiator implements InitiatorExchange {
 
   build(sa: IkeSa): Payload[] {
     this.release();
-    const request = childRequest(this.engine, sa, this.child, this.group);
+    // A per-worker Child SA (child-spread.ts): its SPI is drawn for the worker it serves.
+    const request = childRequest(this.engine, sa, this.child, this.group, undefined, this.cb.placement?.worker);
     ({ offer: this.offer, nonceI: this.nonceI, keyExchange: this.keyExchange } = request);
     // RFC 9611 §3: a per-resource Child SA is asked for with SA_RESOURCE_INFO.
     const resourceId = this.cb.placement?.kind === 'per-resource' ? this.cb.placement.resourceId : undefined;
@@ -177,7 +178,10 @@ export function respondCreateChildSa(
 
 function respondNewChild(engine: IkeContext, sa: IkeSa, payloads: Payload[], nonceI: Uint8Array): ResponderResult {
   const nonceR = engine.random(NONCE_LENGTH);
-  const result = respondChild(engine, sa, payloads, { nonceI: new Uint8Array(nonceI), nonceR }, responderKeyExchange(engine, payloads));
+  // RFC 9611 §4: a per-resource Child SA's SPI is drawn for the worker placeResponderChild will name.
+  const result = respondChild(engine, sa, payloads, { nonceI: new Uint8Array(nonceI), nonceR }, responderKeyExchange(engine, payloads), {
+    workerHint: responderWorkerHint(sa, payloads),
+  });
   if (!result.ok) return { payloads: [notify(result.error.notify, result.error.data)] };
   const { payloads: [saOut, ...rest], child } = result.value;
   // RFC 9611 §3, §6; RFC 7296 §2.8: a per-resource, fallback or parallel Child SA, or TS_MAX_QUEUE.

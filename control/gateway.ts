@@ -152,6 +152,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       rawEsp: (dp.esp ?? 'auto') === 'auto',
       udp: this.transport.sockets,
       ...(dp.output ? { output: dp.output } : {}),
+      ...(dp.tunInput ? { tunInput: dp.tunInput } : {}),
       ...(dp.path ? { path: dp.path } : {}),
     });
     this.engine = new IkeEngine({

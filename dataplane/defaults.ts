@@ -21,6 +21,15 @@ export const DEFAULT_RING_CAPACITY = 1024;
  * §2.4), trailer 2, ICV 32 (RFC 4868 §2.3). The AEADs add at most 37.
  */
 export const ESP_OVERHEAD = 73;
+/**
+ * Cells of each hand-off ring between two workers that read their own TUN
+ * queues (worker-tun-input.ts): there are workers x (workers - 1) of them, so
+ * they are small; the fast path (a member of the family on every worker)
+ * uses none.
+ */
+export const HANDOFF_RING_CAPACITY = 256;
+/** Most workers that read their own TUN queues; past it the I/O thread reads the device (the hand-off rings grow as workers squared). */
+export const MAX_TUN_READING_WORKERS = 16;
 /** Cells staged for one worker before they are published without waiting for the end of the turn. */
 export const FLUSH_CELLS = 64;
 /** Output cells handled per turn of the event loop, over all workers (sockets get their turn). */

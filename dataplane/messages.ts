@@ -35,6 +35,22 @@ export interface WorkerTask {
   sink: 'deliver' | 'discard';
   /** When set, the worker writes its own output through the native I/O addon instead of the out ring. */
   direct?: DirectOutput;
+  /** The worker's wake-up bell (ring.ts Doorbell): rung by every writer of its in ring and hand-off rings; the worker sleeps on it. */
+  wake: SharedArrayBuffer;
+  /** Hand-off rings (worker-tun-input.ts), when the workers read their own TUN queues. */
+  handOff?: HandOffRings;
+}
+
+/**
+ * The rings between workers that read their own TUN queues: an inner packet
+ * whose SA another worker owns is handed to that owner (architecture §3).
+ * Each ring has one writer (the reading worker) and one reader (the owner).
+ */
+export interface HandOffRings {
+  /** Rings this worker reads (one per other worker). */
+  in: RingBuffer[];
+  /** By owner index: the ring this worker writes to reach it, and the owner's wake bell; null for itself. */
+  out: Array<{ ring: RingBuffer; wake: SharedArrayBuffer } | null>;
 }
 
 /**
@@ -46,6 +62,8 @@ export interface DirectOutput {
   tunFd: number;
   /** The queue was opened with IFF_VNET_HDR: batches go through tunWriteBatch (GRO). */
   tunOffload: boolean;
+  /** The worker also reads this queue (one queue per worker): outbound packets are sealed where they are read. */
+  tunRead?: boolean;
 }
 
 /** Where a worker sends an outbound SA's ESP itself: a UDP socket (RFC 3948) or the raw ESP socket (port 0). */
@@ -118,8 +136,26 @@ export const WorkerStat = {
   STEERED_ERRORS: 26,
   /** Bytes of the datagrams read from it. */
   STEERED_IN_BYTES: 27,
+  // TUN input (worker-tun-input.ts): the worker reads its own TUN queue.
+  /** Inner packets read from the worker's TUN queue (GSO packets count as their segments), and their bytes. */
+  TUN_READS: 28,
+  TUN_READ_BYTES: 29,
+  /** read system calls on it, and packets that arrived inside a GSO packet and were split. */
+  TUN_READ_CALLS: 30,
+  TUN_SEGMENTED: 31,
+  /** Reads that failed (a packet tso.c refused, or the queue broke). */
+  TUN_READ_ERRORS: 32,
+  /** Inner packets this worker read whose SA another worker owns, put on that worker's hand-off ring. */
+  HANDOFFS_OUT: 33,
+  /** Inner packets another worker read and handed to this one, the owner of their SA. */
+  HANDOFFS_IN: 34,
+  /** Hand-offs refused: the owner's hand-off ring was full. */
+  DROP_HANDOFF_FULL: 35,
+  /** Inner packets read that no SA's selectors cover, and ones that are not IPv4/IPv6 or too long to encapsulate. */
+  INNER_NO_POLICY: 36,
+  INNER_MALFORMED: 37,
 } as const;
-export const WORKER_STAT_COUNT = 28;
+export const WORKER_STAT_COUNT = 38;
 
 export interface InstallRequest {
   op: 'install';
@@ -209,12 +245,36 @@ export interface SteeredSocketRequest {
   id: number;
   fd: number;
 }
+/**
+ * The outbound policies as a worker that reads its TUN queue needs them
+ * (worker-spd.ts): the SPD's families with the slots of the members that
+ * send. Sent whenever the SPD changes; replaces the previous table.
+ */
+export interface PoliciesRequest {
+  op: 'policies';
+  id: number;
+  families: PolicyFamily[];
+}
+
+/** One SPD family (spd.ts): its selectors and the SAs that send for it, each by owner worker, slot and tag. */
+export interface PolicyFamily {
+  localTs: Selector[];
+  remoteTs: Selector[];
+  senders: PolicySender[];
+}
+
+export interface PolicySender {
+  worker: number;
+  slot: number;
+  tag: number;
+}
+
 export interface StopRequest {
   op: 'stop';
   id: number;
 }
 
-export type WorkerRequest = InstallRequest | RouteRequest | DeleteRequest | CountersRequest | GenerateRequest | SteeredSocketRequest | StopRequest;
+export type WorkerRequest = InstallRequest | RouteRequest | DeleteRequest | CountersRequest | GenerateRequest | SteeredSocketRequest | PoliciesRequest | StopRequest;
 
 export interface SlotCounters {
   slot: number;
@@ -246,4 +306,6 @@ export type WorkerEvent =
   | { event: 'ready'; index: number }
   | { event: 'rekey-needed'; slot: number; tag: number; saId: number }
   /** The worker's steered socket failed (libuv status): it reads it no more. */
-  | { event: 'steered-error'; index: number; status: number };
+  | { event: 'steered-error'; index: number; status: number }
+  /** The worker's TUN queue failed (libuv status): it reads it no more. */
+  | { event: 'tun-error'; index: number; status: number };

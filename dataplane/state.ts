@@ -57,6 +57,13 @@ export interface DataPlaneOptions {
    * I/O thread always does.
    */
   output?: 'workers' | 'io-thread';
+  /**
+   * Who reads the TUN device with direct output: 'workers' (the default: one
+   * queue per worker, each read and sealed by its worker, tun-input.ts) or
+   * 'io-thread' (the I/O thread reads every queue and hands packets to the
+   * owners through their in rings).
+   */
+  tunInput?: 'workers' | 'io-thread';
   log?: DataPlaneLogger;
   /** Decapsulated packets: 'deliver' to the inner sink (TUN), or 'discard' after counting (demo, benchmarks). Default deliver. */
   sink?: 'deliver' | 'discard';
@@ -148,6 +155,8 @@ export class PlaneState {
   rawSocket: RawEspSocket | undefined;
   /** Workers write their own output (set at start). */
   direct = false;
+  /** Workers read their own TUN queues (tun-input.ts; set at start). */
+  tunRead = false;
   /** Workers read their own sockets of a steered NAT-T port (DataPlane.adoptSteeredSockets). */
   steered = false;
   running = false;

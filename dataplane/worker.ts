@@ -5,8 +5,9 @@
 //   counter and replay window of the SAs installed here lives in that
 //   kernel's (unshared) linear memory and is read and written by no other
 //   thread. The I/O side knows only slot numbers.
-// - It is the single reader of `inRing` and the single writer of `outRing`
-//   and of its `stats` totals.
+// - It is the single reader of `inRing` and of its hand-off rings in, the
+//   single writer of `outRing`, of its hand-off rings out and of its `stats`
+//   totals.
 // - Control requests (install, delete, counters, generate, stop) arrive on
 //   its MessagePort and run between batches, never inside one, so a slot is
 //   never deleted while a batch uses it. Every cell carries its slot's
@@ -17,8 +18,9 @@
 // (workers.ts). The task does not return until a stop request: piscina hosts
 // this long-lived loop; it never schedules packets, which go through rings.
 //
-// The loop: wait (Atomics.waitAsync, so control messages still run) until
-// cells arrive; take up to MAX_BATCH of them; copy ENCAP cells into the
+// The loop: wait on its bell (Atomics.waitAsync, so control messages still
+// run; every writer of its in ring and hand-off rings rings it) until cells
+// arrive; take up to MAX_BATCH of them; copy ENCAP cells into the
 // kernel's arena and seal them in one encapBatch call, DECAP cells likewise
 // with decapBatch; copy results into outRing cells, or, with direct output
 // (worker-output.ts), send and write them from the arena; publish; yield to
@@ -26,11 +28,17 @@
 // owns its socket of it (worker-input.ts): whenever it is readable (on this
 // thread's event loop, so between batches, like control messages) a batch
 // is read into the arena and decapsulated there, without the I/O thread.
+// With one TUN queue per worker (DirectOutput.tunRead) it reads its queue
+// the same way and seals what it owns where it read it (worker-tun-input.ts);
+// packets of SAs other workers own arrive from them on hand-off rings and are
+// sealed like ring cells.
 import type { MessagePort } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
 import { EspKernel, ResultCode, DESC_WORDS, Desc, NEXT_HEADER_IPV4, NEXT_HEADER_IPV6, NEXT_HEADER_NONE } from './kernel.js';
 import type { WasmModule } from './kernel-wasm.js';
 import { CellKind, Doorbell, RingReader, RingWriter, metaKind, metaSlot, metaTag } from './ring.js';
+import { WorkerSpd } from './worker-spd.js';
+import { TunQueueInput } from './worker-tun-input.js';
 import { writeUdp4 } from './packet.js';
 import { BATCHES_PER_YIELD, IDLE_WAIT_MS } from './defaults.js';
 import { DirectWriter } from './worker-output.js';
@@ -83,6 +91,13 @@ class DataPlaneWorker {
   /** Steered input (worker-input.ts): this worker's socket of the NAT-T port, and its inbound slots by SPI. */
   private readonly steered: SteeredInput[] = [];
   private readonly inboundBySpi = new Map<number, number>();
+  /** Rung by every writer of this worker's rings in; the loop sleeps on it. */
+  private readonly bell: Doorbell;
+  /** Hand-off rings in: packets other workers read from their TUN queues for SAs this worker owns. */
+  private readonly handIn: RingReader[];
+  /** This worker's own TUN queue, when it reads one (worker-tun-input.ts), and its copy of the SPD. */
+  private readonly spd: WorkerSpd;
+  private readonly tunInput: TunQueueInput | undefined;
 
   constructor(private readonly task: WorkerTask) {
     this.kernel = EspKernel.createSync(task.module as WasmModule);
@@ -95,28 +110,46 @@ class DataPlaneWorker {
     if (this.stride * this.kernel.maxBatch > this.kernel.arena.length) throw new Error('ring cells too large for the kernel arena');
     this.sink = task.sink;
     this.direct = task.direct ? new DirectWriter(task.direct, this.stats) : undefined;
+    this.bell = new Doorbell(task.wake);
+    this.handIn = (task.handOff?.in ?? []).map((r) => new RingReader(r));
+    this.spd = new WorkerSpd(task.index);
+    this.tunInput = task.direct?.tunRead
+      ? new TunQueueInput(task.direct.tunFd, task.direct.tunOffload, this.kernel, this.stride, this.stats, this.spd, task.handOff,
+        (slot, tag) => this.ownsOutbound(slot, tag), (n) => this.encapRead(n))
+      : undefined;
+  }
+
+  private ownsOutbound(slot: number, tag: number): boolean {
+    const s = this.slots[slot];
+    return s !== undefined && s.tag === tag && s.direction === 'out';
   }
 
   async run(): Promise<void> {
     this.port.on('message', (req: WorkerRequest) => this.handle(req));
+    this.tunInput?.start((status) => this.post({ event: 'tun-error', index: this.task.index, status }));
     this.post({ event: 'ready', index: this.task.index });
     let batches = 0;
     while (!this.stopping) {
-      const n = this.input.available();
-      if (n === 0) {
+      // Taken before the rings are checked: a publish after this wakes the wait below.
+      const seen = this.bell.value();
+      let cells = this.processRing(this.input);
+      for (const r of this.handIn) {
+        const n = this.processRing(r);
+        this.stats[WorkerStat.HANDOFFS_IN]! += n;
+        cells += n;
+      }
+      if (cells === 0) {
         batches = 0;
-        await this.input.waitForData(IDLE_WAIT_MS);
+        await this.bell.wait(seen, IDLE_WAIT_MS);
         continue;
       }
-      const count = Math.min(n, this.kernel.maxBatch);
-      this.processCells(count);
-      this.input.release(count);
       this.output.publish();
       if (++batches % BATCHES_PER_YIELD === 0) await yieldToEventLoop();
     }
     // Let running generators notice the stop, then wipe every slot (architecture §4.5).
     while (this.generators > 0) await yieldToEventLoop();
     for (const input of this.steered) input.stop();
+    this.tunInput?.stop();
     for (let s = 0; s < this.slots.length; s++) if (this.slots[s]) this.deleteSlot(s);
     this.direct?.close();
     this.port.close();
@@ -160,12 +193,15 @@ class DataPlaneWorker {
           slots: req.slots.filter((s) => this.slots[s] !== undefined).map((s) => ({ slot: s, saId: this.slots[s]!.saId, counters: this.kernel.counters(s) })),
           seqWriters: [...this.seqWriters],
         };
+      case 'policies':
+        this.spd.set(req.families);
+        return undefined;
       case 'steered-socket':
         this.adoptSteeredSocket(req.fd);
         return undefined;
       case 'stop':
         this.stopping = true;
-        this.input.wake();
+        this.bell.ring();
         return undefined;
     }
   }
@@ -198,6 +234,21 @@ class DataPlaneWorker {
     this.kernel.decapBatch(n);
     this.stats[WorkerStat.BATCHES]!++;
     this.collect(n, CellKind.DECAP);
+    this.output.publish();
+    this.stats[WorkerStat.BUSY_MS]! += performance.now() - t0;
+  }
+
+  /** Descriptors 0..n-1 hold inner packets this worker read from its TUN queue: one encap batch, results out. */
+  private encapRead(n: number): void {
+    const t0 = performance.now();
+    const desc = this.kernel.descriptors;
+    for (let k = 0; k < n; k++) {
+      const s = this.slots[desc[k * DESC_WORDS + Desc.SLOT]!];
+      if (s && !s.written) this.noteWriter(s);
+    }
+    this.kernel.encapBatch(n);
+    this.stats[WorkerStat.BATCHES]!++;
+    this.collect(n, CellKind.ENCAP);
     this.output.publish();
     this.stats[WorkerStat.BUSY_MS]! += performance.now() - t0;
   }
@@ -279,16 +330,19 @@ class DataPlaneWorker {
     }
   }
 
-  /** Process cells 0..count-1 of the input ring: one encap batch and one decap batch. */
-  private processCells(count: number): void {
+  /** Process and release up to one batch of `ring`'s cells: one encap batch and one decap batch. Returns the cells taken. */
+  private processRing(ring: RingReader): number {
+    const count = Math.min(ring.available(), this.kernel.maxBatch);
+    if (count === 0) return 0;
     const t0 = performance.now();
-    this.runKind(count, CellKind.ENCAP);
-    this.runKind(count, CellKind.DECAP);
+    this.runKind(ring, count, CellKind.ENCAP);
+    this.runKind(ring, count, CellKind.DECAP);
     this.stats[WorkerStat.BUSY_MS]! += performance.now() - t0;
+    ring.release(count);
+    return count;
   }
 
-  private runKind(count: number, kind: CellKind): void {
-    const input = this.input;
+  private runKind(input: RingReader, count: number, kind: CellKind): void {
     const kernel = this.kernel;
     const arena = kernel.arena;
     const desc = kernel.descriptors;

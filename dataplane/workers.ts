@@ -20,10 +20,10 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Piscina } from 'piscina';
 import { compileEspModule } from './kernel.js';
 import { createRing, Doorbell, RingReader, RingWriter } from './ring.js';
-import { DEFAULT_CELL_SIZE, DEFAULT_RING_CAPACITY, MAX_WORKERS, REQUEST_TIMEOUT_MS } from './defaults.js';
+import { DEFAULT_CELL_SIZE, DEFAULT_RING_CAPACITY, HANDOFF_RING_CAPACITY, MAX_WORKERS, REQUEST_TIMEOUT_MS } from './defaults.js';
 import {
   WORKER_STAT_COUNT,
-  type CountersReply, type DirectOutput, type GenerateReply, type WorkerEvent, type WorkerReply, type WorkerRequest, type WorkerTask,
+  type CountersReply, type DirectOutput, type GenerateReply, type HandOffRings, type WorkerEvent, type WorkerReply, type WorkerRequest, type WorkerTask,
 } from './messages.js';
 
 /**
@@ -88,14 +88,15 @@ export class WorkerHandle {
     private readonly pool: Piscina,
     private readonly port: MessagePort,
     readonly task: Promise<unknown>,
-    rings: Pick<WorkerTask, 'inRing' | 'outRing' | 'stats'>,
+    rings: Pick<WorkerTask, 'inRing' | 'outRing' | 'stats' | 'wake'>,
     doorbell: Doorbell,
     onEvent: (w: WorkerHandle, e: WorkerEvent) => void,
     onExit: (w: WorkerHandle, reason: string) => void,
     /** Bound on the answer to a control request, ms (generate: see generateTimeout). */
     readonly requestTimeoutMs: number = REQUEST_TIMEOUT_MS,
   ) {
-    this.input = new RingWriter(rings.inRing);
+    // Every publish rings the worker's bell, which it sleeps on (worker.ts).
+    this.input = new RingWriter(rings.inRing, new Doorbell(rings.wake));
     this.output = new RingReader(rings.outRing);
     this.stats = new Float64Array(rings.stats, 0, WORKER_STAT_COUNT);
     this.doorbell = doorbell;
@@ -196,6 +197,17 @@ export interface StartWorkersOptions {
   direct?: (index: number) => DirectOutput | undefined;
   /** Bound on a control request's answer, ms (default REQUEST_TIMEOUT_MS; tests shorten it). */
   requestTimeoutMs?: number;
+  /** Hand-off rings between every pair of workers (workers that read their own TUN queues, worker-tun-input.ts). */
+  handOff?: boolean;
+}
+
+/** Ring i -> j of `count` workers (i != j) and every worker's wake bell. */
+function handOffRings(count: number, cellSize: number, wakes: SharedArrayBuffer[]): HandOffRings[] {
+  const ring = Array.from({ length: count }, (_, i) => Array.from({ length: count }, (_, j) => (i === j ? null : createRing(HANDOFF_RING_CAPACITY, cellSize))));
+  return Array.from({ length: count }, (_, me) => ({
+    in: ring.flatMap((row) => (row[me] ? [row[me]!] : [])),
+    out: ring[me]!.map((r, j) => (r ? { ring: r, wake: wakes[j]! } : null)),
+  }));
 }
 
 /** Start `count` workers and wait until each has instantiated its kernel. */
@@ -209,6 +221,8 @@ export async function startWorkers(opts: StartWorkersOptions): Promise<WorkerHan
   const ready: Array<Promise<void>> = [];
   // One doorbell for the set: the I/O side sleeps on it instead of on every out ring.
   const doorbell = new Doorbell();
+  const wakes = Array.from({ length: opts.count }, () => new Doorbell().sab);
+  const handOff = opts.handOff ? handOffRings(opts.count, opts.cellSize ?? DEFAULT_CELL_SIZE, wakes) : undefined;
   try {
     for (let index = 0; index < opts.count; index++) {
       const pool = new Piscina({
@@ -227,9 +241,10 @@ export async function startWorkers(opts: StartWorkersOptions): Promise<WorkerHan
         inRing: createRing(opts.ringCapacity ?? DEFAULT_RING_CAPACITY, opts.cellSize ?? DEFAULT_CELL_SIZE),
         outRing: createRing(opts.ringCapacity ?? DEFAULT_RING_CAPACITY, opts.cellSize ?? DEFAULT_CELL_SIZE),
         stats: new SharedArrayBuffer(WORKER_STAT_COUNT * 8),
+        wake: wakes[index]!,
       };
       const direct = opts.direct?.(index);
-      const task: WorkerTask = { index, module, ...rings, doorbell: doorbell.sab, port: channel.port2, sink: opts.sink, ...(direct ? { direct } : {}) };
+      const task: WorkerTask = { index, module, ...rings, doorbell: doorbell.sab, port: channel.port2, sink: opts.sink, ...(direct ? { direct } : {}), ...(handOff ? { handOff: handOff[index]! } : {}) };
       let isReady!: () => void;
       ready.push(new Promise<void>((r) => (isReady = r)));
       const run = pool.run(task, { transferList: [channel.port2] });

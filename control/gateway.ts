@@ -153,6 +153,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       udp: this.transport.sockets,
       ...(dp.output ? { output: dp.output } : {}),
       ...(dp.tunInput ? { tunInput: dp.tunInput } : {}),
+      ...(dp.workerLoop ? { workerLoop: dp.workerLoop } : {}),
       ...(dp.path ? { path: dp.path } : {}),
     });
     this.engine = new IkeEngine({

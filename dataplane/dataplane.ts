@@ -52,9 +52,10 @@ import { loadNativeIo } from '../io/native-io.js';
 import { CELL_HEADER_BYTES } from './ring.js';
 import { Sad, type SaSpec } from './sad.js';
 import type { Selector } from './packet.js';
-import { startWorkers, type WorkerHandle } from './workers.js';
+import { closeWorkerBells, startWorkers, type WorkerHandle } from './workers.js';
+import { nativeIoUnavailable } from '../io/native-io.js';
 import type { WorkerEvent } from './messages.js';
-import { DEFAULT_CELL_SIZE, ESP_OVERHEAD, KERNEL_SLOT_COUNT } from './defaults.js';
+import { DEFAULT_CELL_SIZE, ESP_OVERHEAD, KERNEL_SLOT_COUNT, WORKER_LOOP_DEFAULT } from './defaults.js';
 import { PlaneState, quietLogger, type DataPlaneEvents, type DataPlaneLogger, type DataPlaneOptions, type InnerSink, type RawEspSender } from './state.js';
 import { RingFeed } from './ring-feed.js';
 import { SaInstaller } from './install.js';
@@ -124,6 +125,12 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
     return this.statusReader.outputMode;
   }
 
+  /** How idle workers wait (DataPlaneOptions.workerLoop); epoll needs the native addon. */
+  private workerLoop(): 'epoll' | 'event-loop' {
+    const want = this.opts.workerLoop ?? WORKER_LOOP_DEFAULT;
+    return want === 'epoll' && nativeIoUnavailable() === null ? 'epoll' : 'event-loop';
+  }
+
   /** Start the workers (each instantiates its kernel), the TUN device and the raw ESP socket when configured. */
   start(): Promise<void> {
     if (this.s.running) return Promise.resolve();
@@ -140,6 +147,7 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
     const tun = opened?.tun;
     const direct = tun !== undefined && this.opts.output !== 'io-thread';
     const tunRead = direct && opened!.workersRead;
+    this.s.workerLoop = this.workerLoop();
     try {
       this.s.workers = await startWorkers({
         count: this.workerCount,
@@ -155,6 +163,7 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
         // Worker i writes queue i mod queues: with as many queues as workers, each owns one.
         ...(direct ? { direct: (i: number) => ({ tunFd: tun.dupQueue(i), tunOffload: tun.offload, ...(tunRead ? { tunRead } : {}) }) } : {}),
         ...(tunRead ? { handOff: true } : {}),
+        loop: this.s.workerLoop,
       });
     } catch (err) {
       tun?.close();
@@ -210,6 +219,7 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
     this.s.workers[0]?.doorbell.ring();
     await this.drainLoop;
     await Promise.all(this.s.workers.map((w) => w.stop()));
+    closeWorkerBells(this.s.workers);
     for (const r of this.s.sad?.all() ?? []) {
       this.s.spd.remove(r);
       this.s.sad!.delete(r);

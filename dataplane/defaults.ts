@@ -43,6 +43,10 @@ export const MAX_WORKERS = 256;
 export const REQUEST_TIMEOUT_MS = 10_000;
 /** Batches a worker processes between two yields to its event loop (control messages run there). */
 export const BATCHES_PER_YIELD = 4;
+/** How idle workers wait when the configuration does not say (DataPlaneOptions.workerLoop). */
+export const WORKER_LOOP_DEFAULT: 'epoll' | 'event-loop' = 'epoll';
+/** Wake-ups of a worker blocking in epoll between two turns of its event loop (worker-epoll.ts). */
+export const EPOLL_WAKES_PER_YIELD = 64;
 /** A worker's longest idle wait before it re-checks for stop, ms. */
 export const IDLE_WAIT_MS = 200;
 

@@ -153,8 +153,8 @@ export class RingWriter extends RingEnd {
   /** TAIL as last loaded (refreshed only when the ring looks full). */
   private tailSeen: number;
 
-  /** `doorbell`: rung on every publish, for a reader that waits on many rings at once. */
-  constructor(ring: RingBuffer, private readonly doorbell?: Doorbell) {
+  /** `doorbell`: rung on every publish, for a reader that waits on many rings at once (or a worker's bell, worker-bell.ts). */
+  constructor(ring: RingBuffer, private readonly doorbell?: { ring(): void }) {
     super(ring);
     this.head = Atomics.load(this.ctrl, HEAD);
     this.tailSeen = Atomics.load(this.ctrl, TAIL);

@@ -68,6 +68,8 @@ export interface DataPlaneStatus {
   output: 'workers' | 'io-thread';
   /** Who reads the TUN device (tun-input.ts): 'workers' (a queue each) or 'io-thread'. */
   tunInput: 'workers' | 'io-thread';
+  /** How idle workers wait (worker-epoll.ts): 'epoll' or 'event-loop'. */
+  workerLoop: 'epoll' | 'event-loop';
 }
 
 export interface SaCountersReport {
@@ -167,6 +169,7 @@ export class StatusReader {
       rawEsp: this.s.rawSocket ? { ...this.s.rawSocket.stats } : null,
       output: this.outputMode,
       tunInput: this.s.tunRead ? 'workers' : 'io-thread',
+      workerLoop: this.s.workerLoop,
     };
   }
 

@@ -15,6 +15,7 @@
 import { loadNativeIo, UDP_DESC_WORDS, type NativeIo } from '../io/native-io.js';
 import { Desc, DESC_WORDS, type EspKernel } from './kernel.js';
 import { WorkerStat } from './messages.js';
+import type { EpollWaiter } from './worker-epoll.js';
 
 /** recvmmsg calls per readiness event before the worker's loop gets its turn (control messages, ring cells). */
 const READS_PER_EVENT = 4;
@@ -25,6 +26,7 @@ export class SteeredInput {
   private readonly api: NativeIo;
   private readonly udpDesc = new Int32Array(READ_BATCH * UDP_DESC_WORDS);
   private watch: unknown;
+  private waiter: EpollWaiter | undefined;
 
   /**
    * `inSlot(spi)`: the inbound slot of this worker's SA with that SPI;
@@ -51,8 +53,22 @@ export class SteeredInput {
         onError(status);
         return;
       }
-      for (let i = 0; i < READS_PER_EVENT; i++) if (this.readBatch() < READ_BATCH) break;
+      this.readAvailable();
     });
+  }
+
+  /** Read when the worker's epoll says so (worker-epoll.ts), instead of through a libuv watch. */
+  attach(waiter: EpollWaiter, onError: (status: number) => void): void {
+    this.waiter = waiter;
+    waiter.add(this.fd, () => this.readAvailable(), () => {
+      this.stats[WorkerStat.STEERED_ERRORS]!++;
+      this.stop();
+      onError(-9); // UV_EBADF, as a libuv watch reports a poll error
+    });
+  }
+
+  private readAvailable(): void {
+    for (let i = 0; i < READS_PER_EVENT; i++) if (this.readBatch() < READ_BATCH) break;
   }
 
   /** One recvmmsg into the arena, then one decap batch; returns the datagrams read. */
@@ -101,6 +117,7 @@ export class SteeredInput {
   stop(): void {
     if (this.watch !== undefined) this.api.unwatch(this.watch);
     this.watch = undefined;
+    if (this.fd >= 0) this.waiter?.remove(this.fd);
     if (this.fd >= 0) this.api.close(this.fd);
     this.fd = -1;
   }

@@ -17,9 +17,11 @@ import { constants } from 'node:os';
 import { loadNativeIo, TUN_READ_AREA, type NativeIo } from '../io/native-io.js';
 import { TUN_MAX_SEGMENTS, TUN_SEGMENT_AREA } from '../io/tun.js';
 import { Desc, DESC_WORDS, NEXT_HEADER_IPV4, NEXT_HEADER_IPV6, type EspKernel } from './kernel.js';
-import { CellKind, Doorbell, RingWriter } from './ring.js';
+import { CellKind, RingWriter } from './ring.js';
 import { MALFORMED, NO_POLICY, type WorkerSpd } from './worker-spd.js';
 import { WorkerStat, type HandOffRings } from './messages.js';
+import { WorkerBell } from './worker-bell.js';
+import type { EpollWaiter } from './worker-epoll.js';
 
 const { EPROTO, EMSGSIZE } = constants.errno;
 
@@ -33,6 +35,7 @@ export class TunQueueInput {
   private readonly segments = new Int32Array(TUN_MAX_SEGMENTS * 2);
   private readonly handOut: Array<RingWriter | null>;
   private watch: unknown;
+  private waiter: EpollWaiter | undefined;
   /** Packets staged in the arena for the next encap batch. */
   private pending = 0;
 
@@ -53,7 +56,7 @@ export class TunQueueInput {
   ) {
     this.api = loadNativeIo();
     this.buffer = new Uint8Array(offload ? TUN_SEGMENT_AREA + TUN_READ_AREA : 65536);
-    this.handOut = (handOff?.out ?? []).map((o) => (o ? new RingWriter(o.ring, new Doorbell(o.wake)) : null));
+    this.handOut = (handOff?.out ?? []).map((o) => (o ? new RingWriter(o.ring, new WorkerBell(o.wake)) : null));
   }
 
   /** Read whenever the queue is readable (on this thread's event loop, between batches). */
@@ -66,6 +69,16 @@ export class TunQueueInput {
         return;
       }
       this.drain();
+    });
+  }
+
+  /** Read when the worker's epoll says so (worker-epoll.ts), instead of through a libuv watch. */
+  attach(waiter: EpollWaiter, onError: (status: number) => void): void {
+    this.waiter = waiter;
+    waiter.add(this.fd, () => this.drain(), () => {
+      this.stats[WorkerStat.TUN_READ_ERRORS]!++;
+      this.waiter = undefined;
+      onError(-9); // UV_EBADF, as a libuv watch reports a poll error (the device was deleted)
     });
   }
 
@@ -159,5 +172,7 @@ export class TunQueueInput {
   stop(): void {
     if (this.watch !== undefined) this.api.unwatch(this.watch);
     this.watch = undefined;
+    this.waiter?.remove(this.fd);
+    this.waiter = undefined;
   }
 }

@@ -39,8 +39,10 @@ import type { WasmModule } from './kernel-wasm.js';
 import { CellKind, Doorbell, RingReader, RingWriter, metaKind, metaSlot, metaTag } from './ring.js';
 import { WorkerSpd } from './worker-spd.js';
 import { TunQueueInput } from './worker-tun-input.js';
+import { WorkerBell } from './worker-bell.js';
+import { EpollWaiter } from './worker-epoll.js';
 import { writeUdp4 } from './packet.js';
-import { BATCHES_PER_YIELD, IDLE_WAIT_MS } from './defaults.js';
+import { BATCHES_PER_YIELD, EPOLL_WAKES_PER_YIELD, IDLE_WAIT_MS } from './defaults.js';
 import { DirectWriter } from './worker-output.js';
 import { SteeredInput } from './worker-input.js';
 import {
@@ -92,7 +94,9 @@ class DataPlaneWorker {
   private readonly steered: SteeredInput[] = [];
   private readonly inboundBySpi = new Map<number, number>();
   /** Rung by every writer of this worker's rings in; the loop sleeps on it. */
-  private readonly bell: Doorbell;
+  private readonly bell: WorkerBell;
+  /** The epoll loop (worker-epoll.ts), when the worker blocks in the kernel. */
+  private readonly epoll: EpollWaiter | undefined;
   /** Hand-off rings in: packets other workers read from their TUN queues for SAs this worker owns. */
   private readonly handIn: RingReader[];
   /** This worker's own TUN queue, when it reads one (worker-tun-input.ts), and its copy of the SPD. */
@@ -110,7 +114,8 @@ class DataPlaneWorker {
     if (this.stride * this.kernel.maxBatch > this.kernel.arena.length) throw new Error('ring cells too large for the kernel arena');
     this.sink = task.sink;
     this.direct = task.direct ? new DirectWriter(task.direct, this.stats) : undefined;
-    this.bell = new Doorbell(task.wake);
+    this.bell = new WorkerBell(task.wake);
+    this.epoll = task.loop === 'epoll' ? new EpollWaiter(this.bell) : undefined;
     this.handIn = (task.handOff?.in ?? []).map((r) => new RingReader(r));
     this.spd = new WorkerSpd(task.index);
     this.tunInput = task.direct?.tunRead
@@ -126,9 +131,12 @@ class DataPlaneWorker {
 
   async run(): Promise<void> {
     this.port.on('message', (req: WorkerRequest) => this.handle(req));
-    this.tunInput?.start((status) => this.post({ event: 'tun-error', index: this.task.index, status }));
+    const tunError = (status: number) => this.post({ event: 'tun-error', index: this.task.index, status });
+    if (this.epoll) this.tunInput?.attach(this.epoll, tunError);
+    else this.tunInput?.start(tunError);
     this.post({ event: 'ready', index: this.task.index });
     let batches = 0;
+    let controls = this.bell.controls();
     while (!this.stopping) {
       // Taken before the rings are checked: a publish after this wakes the wait below.
       const seen = this.bell.value();
@@ -138,18 +146,28 @@ class DataPlaneWorker {
         this.stats[WorkerStat.HANDOFFS_IN]! += n;
         cells += n;
       }
-      if (cells === 0) {
-        batches = 0;
-        await this.bell.wait(seen, IDLE_WAIT_MS);
+      if (cells > 0) this.output.publish();
+      if (!this.epoll) {
+        if (cells === 0) {
+          batches = 0;
+          await this.bell.wait(seen, IDLE_WAIT_MS);
+        } else if (++batches % BATCHES_PER_YIELD === 0) await yieldToEventLoop();
         continue;
       }
-      this.output.publish();
-      if (++batches % BATCHES_PER_YIELD === 0) await yieldToEventLoop();
+      // Blocking in the kernel: the event loop gets a turn only when it has work (see worker-epoll.ts).
+      if (this.bell.controls() !== controls || this.generators > 0 || (cells > 0 && ++batches % BATCHES_PER_YIELD === 0)) {
+        controls = this.bell.controls();
+        await yieldToEventLoop();
+        continue;
+      }
+      if (cells > 0) continue;
+      if (this.epoll.wait(seen, IDLE_WAIT_MS) === 0 || ++batches % EPOLL_WAKES_PER_YIELD === 0) await yieldToEventLoop();
     }
     // Let running generators notice the stop, then wipe every slot (architecture §4.5).
     while (this.generators > 0) await yieldToEventLoop();
     for (const input of this.steered) input.stop();
     this.tunInput?.stop();
+    this.epoll?.close();
     for (let s = 0; s < this.slots.length; s++) if (this.slots[s]) this.deleteSlot(s);
     this.direct?.close();
     this.port.close();
@@ -220,7 +238,9 @@ class DataPlaneWorker {
   private adoptSteeredSocket(fd: number): void {
     const input = new SteeredInput(fd, this.kernel, this.stride, this.stats, (spi) => this.inboundBySpi.get(spi), (n) => this.decapSteered(n));
     this.steered.push(input);
-    input.start((status) => this.post({ event: 'steered-error', index: this.task.index, status }));
+    const onError = (status: number) => this.post({ event: 'steered-error', index: this.task.index, status });
+    if (this.epoll) input.attach(this.epoll, onError);
+    else input.start(onError);
   }
 
   /** Descriptors 0..n-1 hold steered ESP in the arena: one decap batch, results out like a ring batch's. */

@@ -19,6 +19,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Piscina } from 'piscina';
 import { compileEspModule } from './kernel.js';
+import { WorkerBell } from './worker-bell.js';
+import { loadNativeIo } from '../io/native-io.js';
 import { createRing, Doorbell, RingReader, RingWriter } from './ring.js';
 import { DEFAULT_CELL_SIZE, DEFAULT_RING_CAPACITY, HANDOFF_RING_CAPACITY, MAX_WORKERS, REQUEST_TIMEOUT_MS } from './defaults.js';
 import {
@@ -79,6 +81,8 @@ export class WorkerHandle {
   readonly stats: Float64Array;
   /** Rung by every worker of the set when it publishes output (shared by the set's handles). */
   readonly doorbell: Doorbell;
+  /** The worker's bell (worker-bell.ts): rung by every publish to its in ring and by every control request. */
+  private readonly bell: WorkerBell;
   private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
   private nextId = 1;
   private exited = false;
@@ -96,7 +100,8 @@ export class WorkerHandle {
     readonly requestTimeoutMs: number = REQUEST_TIMEOUT_MS,
   ) {
     // Every publish rings the worker's bell, which it sleeps on (worker.ts).
-    this.input = new RingWriter(rings.inRing, new Doorbell(rings.wake));
+    this.bell = new WorkerBell(rings.wake);
+    this.input = new RingWriter(rings.inRing, this.bell);
     this.output = new RingReader(rings.outRing);
     this.stats = new Float64Array(rings.stats, 0, WORKER_STAT_COUNT);
     this.doorbell = doorbell;
@@ -148,6 +153,8 @@ export class WorkerHandle {
       }, bound);
       this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, timer });
       this.port.postMessage({ ...req, id }, transfer);
+      // A worker blocking in epoll wakes and gives its event loop a turn for the message.
+      this.bell.control();
     });
   }
 
@@ -199,6 +206,24 @@ export interface StartWorkersOptions {
   requestTimeoutMs?: number;
   /** Hand-off rings between every pair of workers (workers that read their own TUN queues, worker-tun-input.ts). */
   handOff?: boolean;
+  /** How idle workers wait: 'epoll' (blocked in the kernel, worker-epoll.ts) or 'event-loop' (the default). */
+  loop?: 'epoll' | 'event-loop';
+}
+
+/**
+ * The eventfds of workers that block in epoll, by the bells that carry them:
+ * closed only after every worker of the set has stopped (closeWorkerBells),
+ * since any of them may ring another's bell until then.
+ */
+const bellFds = new WeakMap<WorkerHandle, number>();
+
+/** Close the eventfds of a stopped set of workers (after every stop() resolved). */
+export function closeWorkerBells(handles: readonly WorkerHandle[]): void {
+  for (const h of handles) {
+    const fd = bellFds.get(h);
+    if (fd !== undefined) loadNativeIo().close(fd);
+    bellFds.delete(h);
+  }
 }
 
 /** Ring i -> j of `count` workers (i != j) and every worker's wake bell. */
@@ -221,7 +246,9 @@ export async function startWorkers(opts: StartWorkersOptions): Promise<WorkerHan
   const ready: Array<Promise<void>> = [];
   // One doorbell for the set: the I/O side sleeps on it instead of on every out ring.
   const doorbell = new Doorbell();
-  const wakes = Array.from({ length: opts.count }, () => new Doorbell().sab);
+  const epoll = opts.loop === 'epoll';
+  const eventFds = epoll ? Array.from({ length: opts.count }, () => loadNativeIo().eventfdOpen()) : [];
+  const wakes = Array.from({ length: opts.count }, (_, i) => WorkerBell.create(epoll ? eventFds[i]! : -1));
   const handOff = opts.handOff ? handOffRings(opts.count, opts.cellSize ?? DEFAULT_CELL_SIZE, wakes) : undefined;
   try {
     for (let index = 0; index < opts.count; index++) {
@@ -244,7 +271,7 @@ export async function startWorkers(opts: StartWorkersOptions): Promise<WorkerHan
         wake: wakes[index]!,
       };
       const direct = opts.direct?.(index);
-      const task: WorkerTask = { index, module, ...rings, doorbell: doorbell.sab, port: channel.port2, sink: opts.sink, ...(direct ? { direct } : {}), ...(handOff ? { handOff: handOff[index]! } : {}) };
+      const task: WorkerTask = { index, module, ...rings, doorbell: doorbell.sab, port: channel.port2, sink: opts.sink, ...(direct ? { direct } : {}), ...(handOff ? { handOff: handOff[index]! } : {}), ...(epoll ? { loop: 'epoll' as const } : {}) };
       let isReady!: () => void;
       ready.push(new Promise<void>((r) => (isReady = r)));
       const run = pool.run(task, { transferList: [channel.port2] });
@@ -253,6 +280,7 @@ export async function startWorkers(opts: StartWorkersOptions): Promise<WorkerHan
         else opts.onEvent(w, e);
       }, (w, reason) => opts.onExit?.(w, reason), opts.requestTimeoutMs ?? REQUEST_TIMEOUT_MS);
       handles.push(handle);
+      if (epoll) bellFds.set(handle, eventFds[index]!);
       // A worker that fails before it is ready fails the start.
       ready[index] = Promise.race([ready[index]!, run.then(() => { throw new Error(`worker ${index} ended at start`); })]);
     }
@@ -260,6 +288,7 @@ export async function startWorkers(opts: StartWorkersOptions): Promise<WorkerHan
     return handles;
   } catch (err) {
     await Promise.all(handles.map((h) => h.stop().catch(() => {})));
+    for (const fd of eventFds) loadNativeIo().close(fd);
     throw err;
   }
 }

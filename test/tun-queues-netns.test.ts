@@ -24,7 +24,7 @@ const PSK = 'tun-queues-netns-test-psk-0123456789abcdef';
 const TUN = 'ikq0';
 const WORKERS = 2;
 
-function gatewayConfig(topo: Topology, side: 'left' | 'right', clone: boolean): Record<string, unknown> {
+function gatewayConfig(topo: Topology, side: 'left' | 'right', clone: boolean, loop: 'epoll' | 'event-loop'): Record<string, unknown> {
   const l = topo.links[0]!;
   const [me, peer] = side === 'left' ? [l.aAddr, l.bAddr] : [l.bAddr, l.aAddr];
   const [localNet, remoteNet] = side === 'left' ? [topo.leftInnerNet, topo.rightInnerNet] : [topo.rightInnerNet, topo.leftInnerNet];
@@ -32,7 +32,7 @@ function gatewayConfig(topo: Topology, side: 'left' | 'right', clone: boolean): 
     log: { level: 'debug' },
     listen: { address: me, port: 500, natPort: 4500 },
     retransmit: { timeout: '500ms', tries: 4 },
-    dataplane: { workers: WORKERS, tun: TUN, esp: 'udp' },
+    dataplane: { workers: WORKERS, tun: TUN, esp: 'udp', worker_loop: loop },
     connections: {
       peer: {
         local_addrs: [me],
@@ -54,15 +54,15 @@ const sum = (ws: Workers, f: (w: Workers[number]) => number): number => ws.reduc
 describe('one TUN queue per worker: outbound packets sealed where they are read', () => {
   const env = useNetnsSuite('tunq', PRE);
 
-  async function setUp(name: string, clone: boolean) {
+  async function setUp(name: string, clone: boolean, loop: 'epoll' | 'event-loop') {
     const missing = tunUnavailable();
     if (missing) throw new Error(`TUN data plane unavailable: ${missing}`);
     const topo = await createTopology({ labels: ['left', 'right'] });
     env.cleanup(() => topo.destroy());
     const dir = env.dir(name);
-    const right: Ikeclone = await startIkeclone(topo.right, { dir: join(dir, 'right'), config: gatewayConfig(topo, 'right', clone) });
+    const right: Ikeclone = await startIkeclone(topo.right, { dir: join(dir, 'right'), config: gatewayConfig(topo, 'right', clone, loop) });
     env.cleanup(() => right.stop());
-    const left: Ikeclone = await startIkeclone(topo.left, { dir: join(dir, 'left'), config: gatewayConfig(topo, 'left', clone) });
+    const left: Ikeclone = await startIkeclone(topo.left, { dir: join(dir, 'left'), config: gatewayConfig(topo, 'left', clone, loop) });
     env.cleanup(() => left.stop());
     onTestFailed(() => {
       process.stderr.write(`\n--- left ikeclone (tail) ---\n${left.log().split('\n').slice(-60).join('\n')}\n--- right ikeclone (tail) ---\n${right.log().split('\n').slice(-60).join('\n')}\n`);
@@ -103,10 +103,10 @@ describe('one TUN queue per worker: outbound packets sealed where they are read'
   }
 
   interopTest(
-    'clone family: each worker reads its own TUN queue and receives ESP on its own socket, and no packet is handed to another worker',
+    'clone family, workers blocking in epoll: each worker reads its own TUN queue and receives ESP on its own socket, and no packet is handed to another worker',
     PRE,
     async () => {
-      const { topo, left, right } = await setUp('clone', true);
+      const { topo, left, right } = await setUp('clone', true, 'epoll');
       const before = await Promise.all([left, right].map(async (gw) => (await gw.status()).dataplane!.workers));
       await pingBothWays(topo);
       // Until every worker on both ends has read from its queue and received ESP: flows land on
@@ -123,6 +123,7 @@ describe('one TUN queue per worker: outbound packets sealed where they are read'
         const st = (await gw.status()).dataplane!;
         expect(st.tunInput).toBe('workers');
         expect(st.output).toBe('workers');
+        expect(st.workerLoop).toBe('epoll');
         for (const w of st.workers) {
           expect(w.sas, `worker ${w.index} owns a member`).toBeGreaterThan(0);
           expect(w.tunReads, `worker ${w.index} read from its TUN queue`).toBeGreaterThan(0);
@@ -143,10 +144,10 @@ describe('one TUN queue per worker: outbound packets sealed where they are read'
   );
 
   interopTest(
-    'one Child SA for two workers: what the other worker reads is handed to the owner through a hand-off ring, counted at both ends',
+    'one Child SA for two workers (event-loop workers): what the other worker reads is handed to the owner through a hand-off ring, counted at both ends',
     PRE,
     async () => {
-      const { topo, left, right } = await setUp('single', false);
+      const { topo, left, right } = await setUp('single', false, 'event-loop');
       await pingBothWays(topo);
       const handed = async (): Promise<boolean> => sum((await left.status()).dataplane!.workers, (w) => w.handOffsOut) > 0;
       // New flows start on the queue the kernel's hash picks; some land on the worker without the SA (bounded: 4 runs).
@@ -154,6 +155,7 @@ describe('one TUN queue per worker: outbound packets sealed where they are read'
       for (const gw of [left, right]) {
         const st = (await gw.status()).dataplane!;
         expect(st.tunInput).toBe('workers');
+        expect(st.workerLoop).toBe('event-loop');
         expect(st.workers.filter((w) => w.sas > 0)).toHaveLength(1);
         // Each handed packet was taken by the owner: out and in agree once traffic stopped.
         await waitFor(async () => {

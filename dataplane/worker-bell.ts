@@ -18,16 +18,12 @@
 // side (workers.ts) around the whole life of every worker that could ring it,
 // so a ring never signals a descriptor number reused for something else.
 import { loadNativeIo } from '../io/native-io.js';
+import { atomics } from './ring.js';
 
 const COUNT = 0;
 const SLEEPERS = 1;
 const EVENTFD = 2;
 const CONTROLS = 3;
-
-interface AtomicsWithWaitAsync {
-  waitAsync(view: Int32Array, index: number, value: number, timeout?: number): { async: boolean; value: Promise<string> | string };
-}
-const atomics = Atomics as unknown as typeof Atomics & AtomicsWithWaitAsync;
 
 export class WorkerBell {
   private readonly words: Int32Array;

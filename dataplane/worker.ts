@@ -120,7 +120,7 @@ class DataPlaneWorker {
     this.spd = new WorkerSpd(task.index);
     this.tunInput = task.direct?.tunRead
       ? new TunQueueInput(task.direct.tunFd, task.direct.tunOffload, this.kernel, this.stride, this.stats, this.spd, task.handOff,
-        (slot, tag) => this.ownsOutbound(slot, tag), (n) => this.encapRead(n))
+        (slot, tag) => this.ownsOutbound(slot, tag), (n) => this.runArena(n, CellKind.ENCAP))
       : undefined;
   }
 
@@ -236,39 +236,29 @@ class DataPlaneWorker {
 
   /** Read this worker's socket of a steered NAT-T port (one per listen address) from now on. */
   private adoptSteeredSocket(fd: number): void {
-    const input = new SteeredInput(fd, this.kernel, this.stride, this.stats, (spi) => this.inboundBySpi.get(spi), (n) => this.decapSteered(n));
+    const input = new SteeredInput(fd, this.kernel, this.stride, this.stats, (spi) => this.inboundBySpi.get(spi), (n) => this.runArena(n, CellKind.DECAP));
     this.steered.push(input);
     const onError = (status: number) => this.post({ event: 'steered-error', index: this.task.index, status });
     if (this.epoll) input.attach(this.epoll, onError);
     else input.start(onError);
   }
 
-  /** Descriptors 0..n-1 hold steered ESP in the arena: one decap batch, results out like a ring batch's. */
-  private decapSteered(n: number): void {
+  /**
+   * Descriptors 0..n-1 hold packets this worker read itself into the arena
+   * (steered ESP to open, or inner packets from its TUN queue to seal): one
+   * kernel batch, results out like a ring batch's.
+   */
+  private runArena(n: number, kind: typeof CellKind.ENCAP | typeof CellKind.DECAP): void {
     const t0 = performance.now();
     const desc = this.kernel.descriptors;
     for (let k = 0; k < n; k++) {
       const s = this.slots[desc[k * DESC_WORDS + Desc.SLOT]!];
       if (s && !s.written) this.noteWriter(s);
     }
-    this.kernel.decapBatch(n);
+    if (kind === CellKind.ENCAP) this.kernel.encapBatch(n);
+    else this.kernel.decapBatch(n);
     this.stats[WorkerStat.BATCHES]!++;
-    this.collect(n, CellKind.DECAP);
-    this.output.publish();
-    this.stats[WorkerStat.BUSY_MS]! += performance.now() - t0;
-  }
-
-  /** Descriptors 0..n-1 hold inner packets this worker read from its TUN queue: one encap batch, results out. */
-  private encapRead(n: number): void {
-    const t0 = performance.now();
-    const desc = this.kernel.descriptors;
-    for (let k = 0; k < n; k++) {
-      const s = this.slots[desc[k * DESC_WORDS + Desc.SLOT]!];
-      if (s && !s.written) this.noteWriter(s);
-    }
-    this.kernel.encapBatch(n);
-    this.stats[WorkerStat.BATCHES]!++;
-    this.collect(n, CellKind.ENCAP);
+    this.collect(n, kind);
     this.output.publish();
     this.stats[WorkerStat.BUSY_MS]! += performance.now() - t0;
   }

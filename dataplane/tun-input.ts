@@ -54,34 +54,32 @@ export function openTun(opts: DataPlaneOptions, workers: number, log: DataPlaneL
   return { tun: TunDevice.open(opts.tun), workersRead: false };
 }
 
-/** Sends every worker the SPD's families whenever they change (coalesced to one message per event-loop turn). */
+/**
+ * Sends every worker the SPD's families whenever they change, at once: on
+ * each worker's port the table then precedes the delete of an SA it no longer
+ * names (install.ts takes an SA out of the SPD before its slots are wiped), so
+ * a rekey's old SA stops being chosen before its slot goes.
+ */
 export class PolicyFeed {
-  private scheduled = false;
-
   constructor(private readonly s: PlaneState) {}
 
   start(): void {
-    this.s.spd.onChange = () => this.schedule();
-    this.schedule();
+    this.s.spd.onChange = () => this.send();
+    this.send();
   }
 
   stop(): void {
     this.s.spd.onChange = undefined;
   }
 
-  private schedule(): void {
-    if (this.scheduled) return;
-    this.scheduled = true;
-    setImmediate(() => {
-      this.scheduled = false;
-      if (!this.s.running) return;
-      const families = this.s.spd.policyTable();
-      for (const w of this.s.workers) {
-        if (!w.running) continue;
-        w.request({ op: 'policies', families }).catch((err: Error) => {
-          if (this.s.running) this.s.log.warn({ worker: w.index, err: err.message }, 'policy update to a worker failed: its TUN queue may use an old table');
-        });
-      }
-    });
+  private send(): void {
+    if (!this.s.running) return;
+    const families = this.s.spd.policyTable();
+    for (const w of this.s.workers) {
+      if (!w.running) continue;
+      w.request({ op: 'policies', families }).catch((err: Error) => {
+        if (this.s.running) this.s.log.warn({ worker: w.index, err: err.message }, 'policy update to a worker failed: its TUN queue may use an old table');
+      });
+    }
   }
 }

@@ -72,6 +72,19 @@ export class EpollWaiter {
     } finally {
       this.bell.awake();
     }
+    return this.dispatch(n);
+  }
+
+  /**
+   * Run the handlers of what is ready now, without sleeping: a worker busy
+   * with ring cells calls it after each batch, so its socket and TUN queue
+   * are read while the rings stay busy (they are read nowhere else).
+   */
+  pollNow(): number {
+    return this.dispatch(this.api.pollWait(this.epfd, this.events, 0));
+  }
+
+  private dispatch(n: number): number {
     for (let i = 0; i < n; i++) {
       const token = this.events[2 * i]!;
       const flags = this.events[2 * i + 1]!;

@@ -155,6 +155,8 @@ class DataPlaneWorker {
         continue;
       }
       // Blocking in the kernel: the event loop gets a turn only when it has work (see worker-epoll.ts).
+      // Busy with ring cells (or a generator), the socket and the TUN queue are still read between batches.
+      if (cells > 0 || this.generators > 0) this.epoll.pollNow();
       if (this.bell.controls() !== controls || this.generators > 0 || (cells > 0 && ++batches % BATCHES_PER_YIELD === 0)) {
         controls = this.bell.controls();
         await yieldToEventLoop();

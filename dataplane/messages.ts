@@ -36,7 +36,7 @@ export interface WorkerTask {
   /** When set, the worker writes its own output through the native I/O addon instead of the out ring. */
   direct?: DirectOutput;
   /** The worker's wake-up bell (worker-bell.ts): rung by every writer of its in ring and hand-off rings and by control requests; the worker sleeps on it. */
-  wake: SharedArrayBuffer;
+  wake?: SharedArrayBuffer;
   /** 'epoll': the worker sleeps in epoll_wait over its descriptors and its bell's eventfd (worker-epoll.ts); else Atomics.waitAsync. */
   loop?: 'epoll' | 'event-loop';
   /** Hand-off rings (worker-tun-input.ts), when the workers read their own TUN queues. */

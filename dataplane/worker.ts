@@ -89,6 +89,8 @@ class DataPlaneWorker {
   private readonly sink: 'deliver' | 'discard';
   private readonly direct: DirectWriter | undefined;
   private stopping = false;
+  /** Control requests received (each counted in the bell by its sender: worker-bell.ts). */
+  private handled = 0;
   private generators = 0;
   /** Steered input (worker-input.ts): this worker's socket of the NAT-T port, and its inbound slots by SPI. */
   private readonly steered: SteeredInput[] = [];
@@ -114,7 +116,8 @@ class DataPlaneWorker {
     if (this.stride * this.kernel.maxBatch > this.kernel.arena.length) throw new Error('ring cells too large for the kernel arena');
     this.sink = task.sink;
     this.direct = task.direct ? new DirectWriter(task.direct, this.stats) : undefined;
-    this.bell = new WorkerBell(task.wake);
+    // A task without a bell (a worker hosted on its own, as in tests) gets one nobody else rings.
+    this.bell = new WorkerBell(task.wake ?? WorkerBell.create());
     this.epoll = task.loop === 'epoll' ? new EpollWaiter(this.bell) : undefined;
     this.handIn = (task.handOff?.in ?? []).map((r) => new RingReader(r));
     this.spd = new WorkerSpd(task.index);
@@ -136,7 +139,6 @@ class DataPlaneWorker {
     else this.tunInput?.start(tunError);
     this.post({ event: 'ready', index: this.task.index });
     let batches = 0;
-    let controls = this.bell.controls();
     while (!this.stopping) {
       // Taken before the rings are checked: a publish after this wakes the wait below.
       const seen = this.bell.value();
@@ -155,10 +157,12 @@ class DataPlaneWorker {
         continue;
       }
       // Blocking in the kernel: the event loop gets a turn only when it has work (see worker-epoll.ts).
-      // Busy with ring cells (or a generator), the socket and the TUN queue are still read between batches.
-      if (cells > 0 || this.generators > 0) this.epoll.pollNow();
-      if (this.bell.controls() !== controls || this.generators > 0 || (cells > 0 && ++batches % BATCHES_PER_YIELD === 0)) {
-        controls = this.bell.controls();
+      // A control request posted and not yet handled: the event loop turns until its message
+      // arrives (never a block in epoll meanwhile). Busy with ring cells, a generator or that,
+      // the socket and the TUN queue are still read between turns.
+      const controlPending = this.bell.controls() > this.handled;
+      if (cells > 0 || this.generators > 0 || controlPending) this.epoll.pollNow();
+      if (controlPending || this.generators > 0 || (cells > 0 && ++batches % BATCHES_PER_YIELD === 0)) {
         await yieldToEventLoop();
         continue;
       }
@@ -180,6 +184,7 @@ class DataPlaneWorker {
   }
 
   private handle(req: WorkerRequest): void {
+    this.handled++;
     if (req.op === 'generate') {
       // Runs across many turns of the event loop; replies when done.
       this.generators++;

@@ -92,7 +92,7 @@ export class WorkerHandle {
     private readonly pool: Piscina,
     private readonly port: MessagePort,
     readonly task: Promise<unknown>,
-    rings: Pick<WorkerTask, 'inRing' | 'outRing' | 'stats' | 'wake'>,
+    rings: Pick<WorkerTask, 'inRing' | 'outRing' | 'stats'> & { wake: SharedArrayBuffer },
     doorbell: Doorbell,
     onEvent: (w: WorkerHandle, e: WorkerEvent) => void,
     onExit: (w: WorkerHandle, reason: string) => void,

@@ -9,6 +9,10 @@
 //                     ikeclone-udp with `output: io-thread`: the I/O thread,
 //                     not the workers, sends ESP and writes the TUN device
 //                     (AES-GCM-128 only; what direct output gains)
+//   ikeclone-udp-tun-io-thread
+//                     ikeclone-udp with `tun_input: io-thread`: the I/O
+//                     thread reads the TUN device and hands every packet to
+//                     a worker (AES-GCM-128 only; what a queue per worker gains)
 //   strongswan        two strongSwan charons with kernel-libipsec (userspace
 //                     ESP over their ipsec0 TUN devices, always in UDP)
 //   wireguard-go      two wireguard-go (userspace WireGuard over TUN devices,
@@ -35,7 +39,9 @@ import { tunUnavailable } from '../io/tun.js';
 import { addRoute, boundedRunner, createNamespacePair, deleteNamespace, parsePingSummary } from '../demo/netns.js';
 import { formatTable, round, type SuiteOptions } from './common.js';
 
-type Case = 'veth' | 'ikeclone-udp' | 'ikeclone-raw' | 'ikeclone-udp-io-thread' | 'strongswan' | 'wireguard-go';
+type Case = 'veth' | 'ikeclone-udp' | 'ikeclone-raw' | 'ikeclone-udp-io-thread' | 'ikeclone-udp-tun-io-thread' | 'strongswan' | 'wireguard-go';
+/** Who reads a gateway's TUN device (config dataplane.tun_input). */
+type TunInput = 'workers' | 'io-thread';
 /** Who writes a gateway's output (config dataplane.output). */
 type Output = 'workers' | 'io-thread';
 /** ESP ciphers compared (strongSwan proposal keywords; ikeclone takes the same). */
@@ -192,13 +198,13 @@ export function repoRoot(): string {
   return basename(resolve(here, '..')) === 'dist' ? resolve(here, '..', '..') : resolve(here, '..');
 }
 
-function ikecloneYaml(side: 'left' | 'right', esp: 'udp' | 'auto', cipher: Cipher, output: Output): string {
+function ikecloneYaml(side: 'left' | 'right', esp: 'udp' | 'auto', cipher: Cipher, output: Output, tunInput: TunInput): string {
   const [me, peer] = side === 'left' ? [OUTER.left, OUTER.right] : [OUTER.right, OUTER.left];
   const [localNet, remoteNet] = side === 'left' ? [INNER.leftNet, INNER.rightNet] : [INNER.rightNet, INNER.leftNet];
   return JSON.stringify({
     log: { level: 'warn' },
     listen: { address: me, port: 500, natPort: 4500 },
-    dataplane: { workers: 'auto', tun: TUN, esp, output },
+    dataplane: { workers: 'auto', tun: TUN, esp, output, ...(tunInput !== 'workers' ? { tun_input: tunInput } : {}) },
     connections: {
       peer: {
         local_addrs: [me], remote_addrs: [peer], ike: ['aes256gcm16-prfsha256-x25519'],
@@ -223,12 +229,12 @@ export async function statusOf(socket: string): Promise<GatewayStatus | undefine
   }
 }
 
-async function ikeclonePair(bed: Testbed, esp: 'udp' | 'auto', cipher: Cipher, output: Output = 'workers'): Promise<void> {
+async function ikeclonePair(bed: Testbed, esp: 'udp' | 'auto', cipher: Cipher, output: Output = 'workers', tunInput: TunInput = 'workers'): Promise<void> {
   const cli = join(repoRoot(), 'dist', 'control', 'cli', 'main.js');
   const sockets: string[] = [];
   for (const side of ['right', 'left'] as const) {
     const file = join(bed.dir, `${side}-${esp}.yaml`);
-    writeFileSync(file, ikecloneYaml(side, esp, cipher, output)); // JSON is YAML
+    writeFileSync(file, ikecloneYaml(side, esp, cipher, output, tunInput)); // JSON is YAML
     const socket = join(bed.dir, `${side}-${esp}.sock`);
     sockets.push(socket);
     bed.spawn(side === 'left' ? bed.left : bed.right, process.execPath, [cli, 'gateway', '--config', file, '--socket', socket]);
@@ -239,6 +245,8 @@ async function ikeclonePair(bed: Testbed, esp: 'udp' | 'auto', cipher: Cipher, o
       const children = st?.ikeSas.flatMap((sa) => sa.children) ?? [];
       if (children.length === 0 || !children.every((c) => typeof c.worker === 'number')) return false;
       if (st!.dataplane?.output !== output) throw new Error(`tunnel bench: ikeclone output is ${st!.dataplane?.output}, not ${output}`);
+      const reads = output === 'workers' ? tunInput : 'io-thread';
+      if (st!.dataplane?.tunInput !== reads) throw new Error(`tunnel bench: ikeclone TUN input is ${st!.dataplane?.tunInput}, not ${reads}`);
       const other = children.find((c) => !CIPHER_NAMES[cipher].ikeclone.test(c.proposal));
       if (other) throw new Error(`tunnel bench: ikeclone negotiated ${other.proposal}, not ${cipher}`);
     }
@@ -379,7 +387,10 @@ export async function runTunnelBench(opts: SuiteOptions): Promise<TunnelReport> 
       { name: 'ikeclone-udp', esp: cipher, missing: tunMissing, setUp: (bed) => ikeclonePair(bed, 'udp', cipher) },
       { name: 'ikeclone-raw', esp: cipher, missing: tunMissing, setUp: (bed) => ikeclonePair(bed, 'auto', cipher) },
       ...(cipher === 'aes128gcm16'
-        ? [{ name: 'ikeclone-udp-io-thread', esp: cipher, missing: tunMissing, setUp: (bed: Testbed) => ikeclonePair(bed, 'udp', cipher, 'io-thread') } satisfies Run]
+        ? [
+          { name: 'ikeclone-udp-io-thread', esp: cipher, missing: tunMissing, setUp: (bed: Testbed) => ikeclonePair(bed, 'udp', cipher, 'io-thread') } satisfies Run,
+          { name: 'ikeclone-udp-tun-io-thread', esp: cipher, missing: tunMissing, setUp: (bed: Testbed) => ikeclonePair(bed, 'udp', cipher, 'workers', 'io-thread') } satisfies Run,
+        ]
         : []),
       { name: 'strongswan', esp: cipher, missing: charonMissing, setUp: (bed) => strongswanPair(bed, cipher) },
       ...(cipher === 'chacha20poly1305'
@@ -438,6 +449,10 @@ export async function runTunnelBench(opts: SuiteOptions): Promise<TunnelReport> 
     workerOutputVsIoThread: {
       value: round(mean('ikeclone-udp', 'aes128gcm16') / mean('ikeclone-udp-io-thread', 'aes128gcm16'), 2),
       description: 'ikeclone ESP in UDP, workers write their own output vs the I/O thread writes it, aes128gcm16, mean of both directions',
+    },
+    workerTunInputVsIoThread: {
+      value: round(mean('ikeclone-udp', 'aes128gcm16') / mean('ikeclone-udp-tun-io-thread', 'aes128gcm16'), 2),
+      description: 'ikeclone ESP in UDP, each worker reads its own TUN queue vs the I/O thread reads the device, aes128gcm16, mean of both directions',
     },
   };
   const report: TunnelReport = { suite: 'tunnel', node: process.version, seconds, results, latency, skipped, ratios };

@@ -159,6 +159,8 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       rawEsp: (dp.esp ?? 'auto') === 'auto',
       udp: this.transport.sockets,
       ...(dp.output ? { output: dp.output } : {}),
+      ...(dp.tunInput ? { tunInput: dp.tunInput } : {}),
+      ...(dp.workerLoop ? { workerLoop: dp.workerLoop } : {}),
       ...(dp.path ? { path: dp.path } : {}),
     });
     this.engine = new IkeEngine({

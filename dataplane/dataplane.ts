@@ -47,14 +47,16 @@ import { EventEmitter } from 'node:events';
 import type { Endpoint } from '../io/endpoint.js';
 import { bytesToIp } from '../io/ip.js';
 import { TunDevice, TUN_DEFAULT_MTU } from '../io/tun.js';
+import { getSystemErrorName } from 'node:util';
 import { RawEspSocket } from '../io/rawesp.js';
 import { loadNativeIo } from '../io/native-io.js';
 import { CELL_HEADER_BYTES } from './ring.js';
 import { Sad, type SaSpec } from './sad.js';
 import type { Selector } from './packet.js';
-import { startWorkers, type WorkerHandle } from './workers.js';
+import { closeWorkerBells, startWorkers, type WorkerHandle } from './workers.js';
+import { nativeIoUnavailable } from '../io/native-io.js';
 import type { WorkerEvent } from './messages.js';
-import { DEFAULT_CELL_SIZE, ESP_OVERHEAD, KERNEL_SLOT_COUNT } from './defaults.js';
+import { DEFAULT_CELL_SIZE, ESP_OVERHEAD, KERNEL_SLOT_COUNT, WORKER_LOOP_DEFAULT } from './defaults.js';
 import { PlaneState, quietLogger, type DataPlaneEvents, type DataPlaneLogger, type DataPlaneOptions, type InnerSink, type RawEspSender } from './state.js';
 import { RingFeed } from './ring-feed.js';
 import { SaInstaller } from './install.js';
@@ -63,6 +65,7 @@ import { InboundEsp } from './inbound.js';
 import { OutboundInner, type GenerateOptions, type GenerateReport } from './outbound.js';
 import { OutputDrain } from './output.js';
 import { StatusReader, type DataPlaneCounters, type DataPlaneStatus } from './status.js';
+import { openTun, PolicyFeed } from './tun-input.js';
 
 export type { DataPlaneEvents, DataPlaneLogger, DataPlaneOptions, InnerSink, IoCounters, RawEspSender } from './state.js';
 export type { DataPlaneCounters, DataPlaneStatus, SaCountersReport, WorkerCounters, WorkerDrops } from './status.js';
@@ -88,6 +91,7 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
   private readonly outbound: OutboundInner;
   private readonly output: OutputDrain;
   private readonly statusReader: StatusReader;
+  private readonly policyFeed: PolicyFeed;
   private drainLoop: Promise<void> | undefined;
   private starting: Promise<void> | undefined;
 
@@ -106,6 +110,7 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
     this.outbound = new OutboundInner(this.s, this.feed);
     this.output = new OutputDrain(this.s);
     this.statusReader = new StatusReader(this.s);
+    this.policyFeed = new PolicyFeed(this.s);
     // ESP the sockets receive comes here directly, not through the control plane (architecture §3).
     opts.udp?.setEspReceiver(this.inbound.fromUdp);
   }
@@ -130,6 +135,12 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
     return this.statusReader.outputMode;
   }
 
+  /** How idle workers wait (DataPlaneOptions.workerLoop); epoll needs the native addon. */
+  private workerLoop(): 'epoll' | 'event-loop' {
+    const want = this.opts.workerLoop ?? WORKER_LOOP_DEFAULT;
+    return want === 'epoll' && nativeIoUnavailable() === null ? 'epoll' : 'event-loop';
+  }
+
   /** Start the workers (each instantiates its kernel), the TUN device and the raw ESP socket when configured. */
   start(): Promise<void> {
     if (this.s.running) return Promise.resolve();
@@ -140,9 +151,13 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
   }
 
   private async startOnce(): Promise<void> {
-    // The TUN device first: with direct output every worker starts with its own descriptor of a queue.
-    const tun = this.opts.tun ? TunDevice.open(this.opts.tun) : undefined;
+    // The TUN device first: with direct output every worker starts with its own descriptor of a queue,
+    // and reads it too when there is one queue per worker (tun-input.ts).
+    const opened = openTun(this.opts, this.workerCount, this.s.log);
+    const tun = opened?.tun;
     const direct = tun !== undefined && this.opts.output !== 'io-thread';
+    const tunRead = direct && opened!.workersRead;
+    this.s.workerLoop = this.workerLoop();
     try {
       this.s.workers = await startWorkers({
         count: this.workerCount,
@@ -156,29 +171,26 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
           if (this.s.running) this.s.log.warn({ worker: w.index, reason }, 'data-plane worker ended: its SAs carry no traffic');
         },
         // Worker i writes queue i mod queues: with as many queues as workers, each owns one.
-        ...(direct ? { direct: (i: number) => ({ tunFd: tun.dupQueue(i), tunOffload: tun.offload }) } : {}),
+        ...(direct ? { direct: (i: number) => ({ tunFd: tun.dupQueue(i), tunOffload: tun.offload, ...(tunRead ? { tunRead } : {}) }) } : {}),
+        ...(tunRead ? { handOff: true } : {}),
+        loop: this.s.workerLoop,
       });
     } catch (err) {
       tun?.close();
       throw err;
     }
     this.s.direct = direct;
+    this.s.tunRead = tunRead;
     this.s.sad = new Sad(this.workerCount, KERNEL_SLOT_COUNT);
     this.s.running = true;
     this.drainLoop = this.output.drain();
     if (tun) {
       this.s.tun = tun;
-      tun.start(
-        (packet) => this.sendInner(packet),
-        // The device is gone (deleted) or broken: it reads nothing more. Say so
-        // loudly; status().tun.readStatus keeps the libuv status.
-        (err) => {
-          this.s.log.warn({ tun: tun.name, err: err.message, code: err.code }, 'TUN device failed: no more inner traffic is read from it');
-          this.emit('device-error', `tun:${tun.name}`, err);
-        },
-      );
+      // Read here unless the workers read their queues themselves (they report a failed queue: onWorkerEvent).
+      if (!tunRead) tun.start((packet) => this.sendInner(packet), (err) => this.tunFailed(tun, err));
       this.setInnerSink(tun);
     }
+    if (tunRead) this.policyFeed.start();
     if (this.opts.rawEsp) {
       try {
         this.s.rawSocket = RawEspSocket.open(
@@ -205,6 +217,7 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
   private async shutdown(): Promise<void> {
     if (!this.s.running) return;
     this.s.running = false;
+    this.policyFeed.stop();
     this.s.tun?.close();
     this.s.tun = undefined;
     if (this.s.innerSink instanceof TunDevice) this.s.innerSink = undefined;
@@ -216,6 +229,7 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
     this.s.workers[0]?.doorbell.ring();
     await this.drainLoop;
     await Promise.all(this.s.workers.map((w) => w.stop()));
+    closeWorkerBells(this.s.workers);
     for (const r of this.s.sad?.all() ?? []) {
       this.s.spd.remove(r);
       this.s.sad!.delete(r);
@@ -332,7 +346,19 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
 
   // ------------------------------------------------------------------ status
 
+  /** The device is gone (deleted) or broken: a queue reads nothing more. Said loudly; status().tun.readStatus keeps the libuv status. */
+  private tunFailed(tun: TunDevice, err: NodeJS.ErrnoException): void {
+    this.s.log.warn({ tun: tun.name, err: err.message, code: err.code }, 'TUN device failed: no more inner traffic is read from it');
+    this.emit('device-error', `tun:${tun.name}`, err);
+  }
+
   private onWorkerEvent(w: WorkerHandle, e: WorkerEvent): void {
+    if (e.event === 'tun-error') {
+      const tun = this.s.tun;
+      if (tun) tun.readFailed(e.status, (err) => this.tunFailed(tun, err));
+      this.s.log.debug({ worker: w.index, status: e.status, code: getSystemErrorName(e.status) }, 'worker TUN queue stopped');
+      return;
+    }
     if (e.event === 'steered-error') this.s.log.warn({ worker: w.index, status: e.status }, 'steered socket failed: this worker reads no more ESP from it');
     if (e.event === 'first-inbound') {
       const r = this.s.sad?.atSlot(w.index, e.slot, e.tag);

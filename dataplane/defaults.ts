@@ -21,6 +21,15 @@ export const DEFAULT_RING_CAPACITY = 1024;
  * §2.4), trailer 2, ICV 32 (RFC 4868 §2.3). The AEADs add at most 37.
  */
 export const ESP_OVERHEAD = 73;
+/**
+ * Cells of each hand-off ring between two workers that read their own TUN
+ * queues (worker-tun-input.ts): there are workers x (workers - 1) of them, so
+ * they are small; the fast path (a member of the family on every worker)
+ * uses none.
+ */
+export const HANDOFF_RING_CAPACITY = 256;
+/** Most workers that read their own TUN queues; past it the I/O thread reads the device (the hand-off rings grow as workers squared). */
+export const MAX_TUN_READING_WORKERS = 16;
 /** Cells staged for one worker before they are published without waiting for the end of the turn. */
 export const FLUSH_CELLS = 64;
 /** Output cells handled per turn of the event loop, over all workers (sockets get their turn). */
@@ -34,6 +43,10 @@ export const MAX_WORKERS = 256;
 export const REQUEST_TIMEOUT_MS = 10_000;
 /** Batches a worker processes between two yields to its event loop (control messages run there). */
 export const BATCHES_PER_YIELD = 4;
+/** How idle workers wait when the configuration does not say (DataPlaneOptions.workerLoop). */
+export const WORKER_LOOP_DEFAULT: 'epoll' | 'event-loop' = 'epoll';
+/** Wake-ups of a worker blocking in epoll between two turns of its event loop (worker-epoll.ts). */
+export const EPOLL_WAKES_PER_YIELD = 64;
 /** A worker's longest idle wait before it re-checks for stop, ms. */
 export const IDLE_WAIT_MS = 200;
 /**

@@ -35,6 +35,24 @@ export interface WorkerTask {
   sink: 'deliver' | 'discard';
   /** When set, the worker writes its own output through the native I/O addon instead of the out ring. */
   direct?: DirectOutput;
+  /** The worker's wake-up bell (worker-bell.ts): rung by every writer of its in ring and hand-off rings and by control requests; the worker sleeps on it. */
+  wake?: SharedArrayBuffer;
+  /** 'epoll': the worker sleeps in epoll_wait over its descriptors and its bell's eventfd (worker-epoll.ts); else Atomics.waitAsync. */
+  loop?: 'epoll' | 'event-loop';
+  /** Hand-off rings (worker-tun-input.ts), when the workers read their own TUN queues. */
+  handOff?: HandOffRings;
+}
+
+/**
+ * The rings between workers that read their own TUN queues: an inner packet
+ * whose SA another worker owns is handed to that owner (architecture §3).
+ * Each ring has one writer (the reading worker) and one reader (the owner).
+ */
+export interface HandOffRings {
+  /** Rings this worker reads (one per other worker). */
+  in: RingBuffer[];
+  /** By owner index: the ring this worker writes to reach it, and the owner's wake bell; null for itself. */
+  out: Array<{ ring: RingBuffer; wake: SharedArrayBuffer } | null>;
 }
 
 /**
@@ -46,6 +64,8 @@ export interface DirectOutput {
   tunFd: number;
   /** The queue was opened with IFF_VNET_HDR: batches go through tunWriteBatch (GRO). */
   tunOffload: boolean;
+  /** The worker also reads this queue (one queue per worker): outbound packets are sealed where they are read. */
+  tunRead?: boolean;
 }
 
 /** Where a worker sends an outbound SA's ESP itself: a UDP socket (RFC 3948) or the raw ESP socket (port 0). */
@@ -126,8 +146,26 @@ export const WorkerStat = {
   STEERED_IN_BYTES: 27,
   /** Outer CE over an inner Not-ECT packet, dropped on decapsulation (RFC 6040 §4.2). */
   DROP_ECN: 28,
+  // TUN input (worker-tun-input.ts): the worker reads its own TUN queue.
+  /** Inner packets read from the worker's TUN queue (GSO packets count as their segments), and their bytes. */
+  TUN_READS: 29,
+  TUN_READ_BYTES: 30,
+  /** read system calls on it, and packets that arrived inside a GSO packet and were split. */
+  TUN_READ_CALLS: 31,
+  TUN_SEGMENTED: 32,
+  /** Reads that failed (a packet tso.c refused, or the queue broke). */
+  TUN_READ_ERRORS: 33,
+  /** Inner packets this worker read whose SA another worker owns, put on that worker's hand-off ring. */
+  HANDOFFS_OUT: 34,
+  /** Inner packets another worker read and handed to this one, the owner of their SA. */
+  HANDOFFS_IN: 35,
+  /** Hand-offs refused: the owner's hand-off ring was full. */
+  DROP_HANDOFF_FULL: 36,
+  /** Inner packets read that no SA's selectors cover, and ones that are not IPv4/IPv6 or too long to encapsulate. */
+  INNER_NO_POLICY: 37,
+  INNER_MALFORMED: 38,
 } as const;
-export const WORKER_STAT_COUNT = 29;
+export const WORKER_STAT_COUNT = 39;
 
 export interface InstallRequest {
   op: 'install';
@@ -223,12 +261,36 @@ export interface SteeredSocketRequest {
   /** The address the steered port is bound to: the worker sends the ESP of routes from it on this socket (EspRoute.local). */
   address?: string;
 }
+/**
+ * The outbound policies as a worker that reads its TUN queue needs them
+ * (worker-spd.ts): the SPD's families with the slots of the members that
+ * send. Sent whenever the SPD changes; replaces the previous table.
+ */
+export interface PoliciesRequest {
+  op: 'policies';
+  id: number;
+  families: PolicyFamily[];
+}
+
+/** One SPD family (spd.ts): its selectors and the SAs that send for it, each by owner worker, slot and tag. */
+export interface PolicyFamily {
+  localTs: Selector[];
+  remoteTs: Selector[];
+  senders: PolicySender[];
+}
+
+export interface PolicySender {
+  worker: number;
+  slot: number;
+  tag: number;
+}
+
 export interface StopRequest {
   op: 'stop';
   id: number;
 }
 
-export type WorkerRequest = InstallRequest | RouteRequest | DeleteRequest | CountersRequest | GenerateRequest | SteeredSocketRequest | StopRequest;
+export type WorkerRequest = InstallRequest | RouteRequest | DeleteRequest | CountersRequest | GenerateRequest | SteeredSocketRequest | PoliciesRequest | StopRequest;
 
 export interface SlotCounters {
   slot: number;
@@ -268,4 +330,6 @@ export type WorkerEvent =
    * `slot` came from a new source: `source` in udpRecv's words 2..6 (family
    * << 16 | port, address). Reported once per change (RFC 7296 §2.23).
    */
-  | { event: 'esp-source'; index: number; slot: number; tag: number; source: Int32Array };
+  | { event: 'esp-source'; index: number; slot: number; tag: number; source: Int32Array }
+  /** The worker's TUN queue failed (libuv status): it reads it no more. */
+  | { event: 'tun-error'; index: number; status: number };

@@ -52,7 +52,8 @@ const WRITER_WAITS = 3;
 interface AtomicsWithWaitAsync {
   waitAsync(view: Int32Array, index: number, value: number, timeout?: number): { async: boolean; value: Promise<string> | string };
 }
-const atomics = Atomics as unknown as typeof Atomics & AtomicsWithWaitAsync;
+/** Atomics with waitAsync (Node 20 has it; the TypeScript library this project targets does not declare it). */
+export const atomics = Atomics as unknown as typeof Atomics & AtomicsWithWaitAsync;
 
 /** The shared memory of one ring and its geometry; structured-clonable, so it can be posted to a worker. */
 export interface RingBuffer {
@@ -153,8 +154,8 @@ export class RingWriter extends RingEnd {
   /** TAIL as last loaded (refreshed only when the ring looks full). */
   private tailSeen: number;
 
-  /** `doorbell`: rung on every publish, for a reader that waits on many rings at once. */
-  constructor(ring: RingBuffer, private readonly doorbell?: Doorbell) {
+  /** `doorbell`: rung on every publish, for a reader that waits on many rings at once (or a worker's bell, worker-bell.ts). */
+  constructor(ring: RingBuffer, private readonly doorbell?: { ring(): void }) {
     super(ring);
     this.head = Atomics.load(this.ctrl, HEAD);
     this.tailSeen = Atomics.load(this.ctrl, TAIL);

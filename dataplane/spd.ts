@@ -15,6 +15,7 @@
 // Owner: the I/O thread (main thread).
 import { flowHash, flowMatches, newFlowTuple, parseFlow, type Selector } from './packet.js';
 import type { SaRecord } from './sad.js';
+import type { PolicyFamily } from './messages.js';
 
 interface Family {
   readonly key: string;
@@ -33,6 +34,8 @@ export class Spd {
   /** In insertion order: the first family whose selectors cover a packet takes it. */
   private readonly families: Family[] = [];
   private readonly flow = newFlowTuple();
+  /** Called after every add and remove (workers that read their own TUN queues get a copy: worker-spd.ts). */
+  onChange: (() => void) | undefined;
 
   /** Families and their member counts (status, tests). */
   get familySizes(): number[] {
@@ -48,6 +51,7 @@ export class Spd {
     }
     if (!family.members.includes(sa)) family.members.push(sa);
     if (sa.perResource && !family.perResource.includes(sa)) family.perResource.push(sa);
+    this.onChange?.();
   }
 
   /** Stop sending with `sa` (deleted, or replaced by a rekeyed successor). */
@@ -60,6 +64,16 @@ export class Spd {
     const k = family.perResource.indexOf(sa);
     if (k >= 0) family.perResource.splice(k, 1);
     if (family.members.length === 0) this.families.splice(i, 1);
+    this.onChange?.();
+  }
+
+  /** The families with the SAs that send for each (the ones lookup() picks from), for the workers' copies. */
+  policyTable(): PolicyFamily[] {
+    return this.families.map((family) => ({
+      localTs: family.localTs,
+      remoteTs: family.remoteTs,
+      senders: (family.perResource.length > 0 ? family.perResource : family.members).map((r) => ({ worker: r.worker, slot: r.outSlot, tag: r.outTag })),
+    }));
   }
 
   /** The SA for an outbound inner packet, or why there is none. Never throws on packet bytes. */

@@ -57,6 +57,21 @@ export interface DataPlaneOptions {
    * I/O thread always does.
    */
   output?: 'workers' | 'io-thread';
+  /**
+   * Who reads the TUN device with direct output: 'workers' (the default: one
+   * queue per worker, each read and sealed by its worker, tun-input.ts) or
+   * 'io-thread' (the I/O thread reads every queue and hands packets to the
+   * owners through their in rings).
+   */
+  tunInput?: 'workers' | 'io-thread';
+  /**
+   * How an idle worker waits (worker-epoll.ts): 'epoll', blocked in the
+   * kernel over its socket, its TUN queue and its bell, so what wakes it is
+   * processed without a turn of its event loop; or 'event-loop'
+   * (Atomics.waitAsync and libuv watches). Default: WORKER_LOOP_DEFAULT;
+   * 'epoll' needs the native addon (else 'event-loop').
+   */
+  workerLoop?: 'epoll' | 'event-loop';
   log?: DataPlaneLogger;
   /** Decapsulated packets: 'deliver' to the inner sink (TUN), or 'discard' after counting (demo, benchmarks). Default deliver. */
   sink?: 'deliver' | 'discard';
@@ -154,6 +169,10 @@ export class PlaneState {
   rawSocket: RawEspSocket | undefined;
   /** Workers write their own output (set at start). */
   direct = false;
+  /** How idle workers wait (set at start). */
+  workerLoop: 'epoll' | 'event-loop' = 'event-loop';
+  /** Workers read their own TUN queues (tun-input.ts; set at start). */
+  tunRead = false;
   /** Workers read their own sockets of a steered NAT-T port (DataPlane.adoptSteeredSockets). */
   steered = false;
   running = false;

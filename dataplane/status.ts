@@ -22,6 +22,8 @@ export interface WorkerDrops {
   queueFull: number;
   /** Outer CE over an inner Not-ECT packet (RFC 6040 §4.2); always reported by status(). */
   ecn?: number;
+  /** Inner packets read from the worker's TUN queue that the owner's hand-off ring had no room for. */
+  handOffFull: number;
 }
 
 export interface WorkerCounters {
@@ -45,6 +47,11 @@ export interface WorkerCounters {
    * io.dropUnknownSpi, the gateway's total), receive errors.
    */
   steered?: { in: number; unknownSpi: number; errors: number };
+  /** Inner packets this worker read from its own TUN queue (tun-input.ts; 0 when the I/O thread reads the device). */
+  tunReads: number;
+  /** Of them, handed to the worker owning their SA (this worker owns no member of their family); and those it got from others. */
+  handOffsOut: number;
+  handOffsIn: number;
 }
 
 /** Synchronous snapshot for status: worker totals (from shared memory) and I/O counters. */
@@ -61,6 +68,10 @@ export interface DataPlaneStatus {
   rawEsp: RawEspStats | null;
   /** Who writes the output (see the header): 'workers' or 'io-thread'. */
   output: 'workers' | 'io-thread';
+  /** Who reads the TUN device (tun-input.ts): 'workers' (a queue each) or 'io-thread'. */
+  tunInput: 'workers' | 'io-thread';
+  /** How idle workers wait (worker-epoll.ts): 'epoll' or 'event-loop'. */
+  workerLoop: 'epoll' | 'event-loop';
 }
 
 export interface SaCountersReport {
@@ -105,7 +116,16 @@ export class StatusReader {
       io.espInBytes += s[WorkerStat.STEERED_IN_BYTES]!;
       io.dropUnknownSpi += s[WorkerStat.DROP_UNKNOWN_SPI]!;
       io.dropNoSink += s[WorkerStat.TUN_DROPPED]! + s[WorkerStat.TUN_ERRORS]!;
+      // TUN input: what the workers read from their queues counts as the I/O thread's reads did.
+      io.innerIn += s[WorkerStat.TUN_READS]!;
+      io.dropNoPolicy += s[WorkerStat.INNER_NO_POLICY]!;
+      io.dropMalformed += s[WorkerStat.INNER_MALFORMED]!;
       if (tun) {
+        tun.rxPackets += s[WorkerStat.TUN_READS]!;
+        tun.rxBytes += s[WorkerStat.TUN_READ_BYTES]!;
+        tun.rxReads += s[WorkerStat.TUN_READ_CALLS]!;
+        tun.rxSegmented += s[WorkerStat.TUN_SEGMENTED]!;
+        tun.errors += s[WorkerStat.TUN_READ_ERRORS]!;
         tun.txPackets += s[WorkerStat.INNER_WRITTEN]!;
         tun.txBytes += s[WorkerStat.INNER_WRITTEN_BYTES]!;
         tun.txWrites += s[WorkerStat.TUN_WRITES]!;
@@ -133,11 +153,15 @@ export class StatusReader {
             noSa: s[WorkerStat.DROP_NO_SA]!,
             queueFull: s[WorkerStat.DROP_QUEUE_FULL]!,
             ecn: s[WorkerStat.DROP_ECN]!,
+            handOffFull: s[WorkerStat.DROP_HANDOFF_FULL]!,
           },
           batches: s[WorkerStat.BATCHES]!,
           busyMs: Math.round(s[WorkerStat.BUSY_MS]! * 1000) / 1000,
           espSent: s[WorkerStat.ESP_SENT]!,
           innerWritten: s[WorkerStat.INNER_WRITTEN]!,
+          tunReads: s[WorkerStat.TUN_READS]!,
+          handOffsOut: s[WorkerStat.HANDOFFS_OUT]!,
+          handOffsIn: s[WorkerStat.HANDOFFS_IN]!,
           ...(this.s.steered ? { steered: { in: s[WorkerStat.STEERED_IN]!, unknownSpi: s[WorkerStat.DROP_UNKNOWN_SPI]!, errors: s[WorkerStat.STEERED_ERRORS]! } } : {}),
         };
       }),
@@ -147,6 +171,8 @@ export class StatusReader {
       tun,
       rawEsp: this.s.rawSocket ? { ...this.s.rawSocket.stats } : null,
       output: this.outputMode,
+      tunInput: this.s.tunRead ? 'workers' : 'io-thread',
+      workerLoop: this.s.workerLoop,
     };
   }
 

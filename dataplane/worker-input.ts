@@ -20,6 +20,7 @@
 import { loadNativeIo, UDP_DESC_WORDS, UDP_RECV_TOS_WORD, type NativeIo } from '../io/native-io.js';
 import { Desc, DESC_WORDS, type EspKernel } from './kernel.js';
 import { WorkerStat } from './messages.js';
+import type { EpollWaiter } from './worker-epoll.js';
 
 /** Words of a datagram's source: family << 16 | port, then the address (udpRecv desc words 2..6). */
 export const SOURCE_WORDS = 5;
@@ -36,6 +37,7 @@ export class SteeredInput {
   /** What the last describe() left out. */
   private unknown = 0;
   private malformed = 0;
+  private waiter: EpollWaiter | undefined;
 
   /**
    * `inSlot(spi)`: the inbound slot of this worker's SA with that SPI;
@@ -72,8 +74,22 @@ export class SteeredInput {
         onError(status);
         return;
       }
-      for (let i = 0; i < READS_PER_EVENT; i++) if (this.readBatch() < READ_BATCH) break;
+      this.readAvailable();
     });
+  }
+
+  /** Read when the worker's epoll says so (worker-epoll.ts), instead of through a libuv watch. */
+  attach(waiter: EpollWaiter, onError: (status: number) => void): void {
+    this.waiter = waiter;
+    waiter.add(this.fd, () => this.readAvailable(), () => {
+      this.stats[WorkerStat.STEERED_ERRORS]!++;
+      this.stop();
+      onError(-9); // UV_EBADF, as a libuv watch reports a poll error
+    });
+  }
+
+  private readAvailable(): void {
+    for (let i = 0; i < READS_PER_EVENT; i++) if (this.readBatch() < READ_BATCH) break;
   }
 
   /** One recvmmsg into the arena, then one decap batch; returns the datagrams read. */
@@ -146,6 +162,7 @@ export class SteeredInput {
   stop(): void {
     if (this.watch !== undefined) this.api.unwatch(this.watch);
     this.watch = undefined;
+    if (this.fd >= 0) this.waiter?.remove(this.fd);
     if (this.fd >= 0) this.api.close(this.fd);
     this.fd = -1;
   }

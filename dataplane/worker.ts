@@ -5,8 +5,9 @@
 //   counter and replay window of the SAs installed here lives in that
 //   kernel's (unshared) linear memory and is read and written by no other
 //   thread. The I/O side knows only slot numbers.
-// - It is the single reader of `inRing` and the single writer of `outRing`
-//   and of its `stats` totals.
+// - It is the single reader of `inRing` and of its hand-off rings in, the
+//   single writer of `outRing`, of its hand-off rings out and of its `stats`
+//   totals.
 // - Control requests (install, delete, counters, generate, stop) arrive on
 //   its MessagePort and run between batches, never inside one, so a slot is
 //   never deleted while a batch uses it. Every cell carries its slot's
@@ -17,8 +18,9 @@
 // (workers.ts). The task does not return until a stop request: piscina hosts
 // this long-lived loop; it never schedules packets, which go through rings.
 //
-// The loop: wait (Atomics.waitAsync, so control messages still run) until
-// cells arrive; take up to MAX_BATCH of them; copy ENCAP cells into the
+// The loop: wait on its bell (Atomics.waitAsync, so control messages still
+// run; every writer of its in ring and hand-off rings rings it) until cells
+// arrive; take up to MAX_BATCH of them; copy ENCAP cells into the
 // kernel's arena and seal them in one encapBatch call, DECAP cells likewise
 // with decapBatch; copy results into outRing cells, or, with direct output
 // (worker-output.ts), send and write them from the arena; publish; yield to
@@ -26,13 +28,21 @@
 // owns its socket of it (worker-input.ts): whenever it is readable (on this
 // thread's event loop, so between batches, like control messages) a batch
 // is read into the arena and decapsulated there, without the I/O thread.
+// With one TUN queue per worker (DirectOutput.tunRead) it reads its queue
+// the same way and seals what it owns where it read it (worker-tun-input.ts);
+// packets of SAs other workers own arrive from them on hand-off rings and are
+// sealed like ring cells.
 import { receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
 import { EspKernel, ResultCode, DESC_WORDS, Desc, NEXT_HEADER_IPV4, NEXT_HEADER_IPV6, NEXT_HEADER_NONE } from './kernel.js';
 import type { WasmModule } from './kernel-wasm.js';
 import { CellKind, Doorbell, RingReader, RingWriter, metaKind, metaSlot, metaTag } from './ring.js';
+import { WorkerSpd } from './worker-spd.js';
+import { TunQueueInput } from './worker-tun-input.js';
+import { WorkerBell } from './worker-bell.js';
+import { EpollWaiter } from './worker-epoll.js';
 import { writeUdp4 } from './packet.js';
-import { BATCHES_PER_YIELD, CATCH_UP_MESSAGES, IDLE_WAIT_MS } from './defaults.js';
+import { BATCHES_PER_YIELD, CATCH_UP_MESSAGES, EPOLL_WAKES_PER_YIELD, IDLE_WAIT_MS } from './defaults.js';
 import { DirectWriter } from './worker-output.js';
 import { SOURCE_WORDS, SteeredInput } from './worker-input.js';
 import { combineEcn, EcnDecap, ecnNormal, OUTER_HEADER_DEFAULT_WORD, outerSendWord } from './outer-header.js';
@@ -89,6 +99,8 @@ class DataPlaneWorker {
   private readonly sink: 'deliver' | 'discard';
   private readonly direct: DirectWriter | undefined;
   private stopping = false;
+  /** Control requests received (each counted in the bell by its sender: worker-bell.ts). */
+  private handled = 0;
   private generators = 0;
   /** Steered input (worker-input.ts): this worker's socket of the NAT-T port, and its inbound slots by SPI. */
   private readonly steered: SteeredInput[] = [];
@@ -98,6 +110,15 @@ class DataPlaneWorker {
   private readonly outerTos: Int32Array;
   /** Per kernel descriptor of steered ESP: its source (worker-input.ts); family 0 for ring cells. */
   private readonly sources: Int32Array;
+  /** Rung by every writer of this worker's rings in; the loop sleeps on it. */
+  private readonly bell: WorkerBell;
+  /** The epoll loop (worker-epoll.ts), when the worker blocks in the kernel. */
+  private readonly epoll: EpollWaiter | undefined;
+  /** Hand-off rings in: packets other workers read from their TUN queues for SAs this worker owns. */
+  private readonly handIn: RingReader[];
+  /** This worker's own TUN queue, when it reads one (worker-tun-input.ts), and its copy of the SPD. */
+  private readonly spd: WorkerSpd;
+  private readonly tunInput: TunQueueInput | undefined;
 
   constructor(private readonly task: WorkerTask) {
     this.kernel = EspKernel.createSync(task.module as WasmModule);
@@ -113,28 +134,64 @@ class DataPlaneWorker {
     this.outerWords = new Int32Array(this.kernel.maxBatch);
     this.outerTos = new Int32Array(this.kernel.maxBatch);
     this.sources = new Int32Array(this.kernel.maxBatch * SOURCE_WORDS);
+    // A task without a bell (a worker hosted on its own, as in tests) gets one nobody else rings.
+    this.bell = new WorkerBell(task.wake ?? WorkerBell.create());
+    this.epoll = task.loop === 'epoll' ? new EpollWaiter(this.bell) : undefined;
+    this.handIn = (task.handOff?.in ?? []).map((r) => new RingReader(r));
+    this.spd = new WorkerSpd(task.index);
+    this.tunInput = task.direct?.tunRead
+      ? new TunQueueInput(task.direct.tunFd, task.direct.tunOffload, this.kernel, this.stride, this.stats, this.spd, task.handOff,
+        (slot, tag) => this.ownsOutbound(slot, tag), (n) => this.runArena(n, CellKind.ENCAP))
+      : undefined;
+  }
+
+  private ownsOutbound(slot: number, tag: number): boolean {
+    const s = this.slots[slot];
+    return s !== undefined && s.tag === tag && s.direction === 'out';
   }
 
   async run(): Promise<void> {
     this.port.on('message', (req: WorkerRequest) => this.handle(req));
+    const tunError = (status: number) => this.post({ event: 'tun-error', index: this.task.index, status });
+    if (this.epoll) this.tunInput?.attach(this.epoll, tunError);
+    else this.tunInput?.start(tunError);
     this.post({ event: 'ready', index: this.task.index });
     let batches = 0;
     while (!this.stopping) {
-      const n = this.input.available();
-      if (n === 0) {
-        batches = 0;
-        await this.input.waitForData(IDLE_WAIT_MS);
+      // Taken before the rings are checked: a publish after this wakes the wait below.
+      const seen = this.bell.value();
+      let cells = this.processRing(this.input);
+      for (const r of this.handIn) {
+        const n = this.processRing(r);
+        this.stats[WorkerStat.HANDOFFS_IN]! += n;
+        cells += n;
+      }
+      if (cells > 0) this.output.publish();
+      if (!this.epoll) {
+        if (cells === 0) {
+          batches = 0;
+          await this.bell.wait(seen, IDLE_WAIT_MS);
+        } else if (++batches % BATCHES_PER_YIELD === 0) await yieldToEventLoop();
         continue;
       }
-      const count = Math.min(n, this.kernel.maxBatch);
-      this.processCells(count);
-      this.input.release(count);
-      this.output.publish();
-      if (++batches % BATCHES_PER_YIELD === 0) await yieldToEventLoop();
+      // Blocking in the kernel: the event loop gets a turn only when it has work (see worker-epoll.ts).
+      // A control request posted and not yet handled: the event loop turns until its message
+      // arrives (never a block in epoll meanwhile). Busy with ring cells, a generator or that,
+      // the socket and the TUN queue are still read between turns.
+      const controlPending = this.bell.controls() > this.handled;
+      if (cells > 0 || this.generators > 0 || controlPending) this.epoll.pollNow();
+      if (controlPending || this.generators > 0 || (cells > 0 && ++batches % BATCHES_PER_YIELD === 0)) {
+        await yieldToEventLoop();
+        continue;
+      }
+      if (cells > 0) continue;
+      if (this.epoll.wait(seen, IDLE_WAIT_MS) === 0 || ++batches % EPOLL_WAKES_PER_YIELD === 0) await yieldToEventLoop();
     }
     // Let running generators notice the stop, then wipe every slot (architecture §4.5).
     while (this.generators > 0) await yieldToEventLoop();
     for (const input of this.steered) input.stop();
+    this.tunInput?.stop();
+    this.epoll?.close();
     for (let s = 0; s < this.slots.length; s++) if (this.slots[s]) this.deleteSlot(s);
     this.direct?.close();
     this.port.close();
@@ -145,6 +202,7 @@ class DataPlaneWorker {
   }
 
   private handle(req: WorkerRequest): void {
+    this.handled++;
     if (req.op === 'generate') {
       // Runs across many turns of the event loop; replies when done.
       this.generators++;
@@ -178,12 +236,15 @@ class DataPlaneWorker {
           slots: req.slots.filter((s) => this.slots[s] !== undefined).map((s) => ({ slot: s, saId: this.slots[s]!.saId, counters: this.kernel.counters(s) })),
           seqWriters: [...this.seqWriters],
         };
+      case 'policies':
+        this.spd.set(req.families);
+        return undefined;
       case 'steered-socket':
         this.adoptSteeredSocket(req.fd, req.address);
         return undefined;
       case 'stop':
         this.stopping = true;
-        this.input.wake();
+        this.bell.ring();
         return undefined;
     }
   }
@@ -200,14 +261,16 @@ class DataPlaneWorker {
 
   /** Read this worker's socket of a steered NAT-T port (one per listen address) from now on. */
   private adoptSteeredSocket(fd: number, address?: string): void {
-    const input = new SteeredInput(fd, this.kernel, this.stride, this.stats, (spi) => this.inboundBySpi.get(spi), (n) => this.decapSteered(n), () => this.catchUp(), this.outerTos, this.sources, address);
+    const input = new SteeredInput(fd, this.kernel, this.stride, this.stats, (spi) => this.inboundBySpi.get(spi), (n) => this.runArena(n, CellKind.DECAP), () => this.catchUp(), this.outerTos, this.sources, address);
     this.steered.push(input);
     this.resolveSendFds();
-    input.start((status) => {
+    const onError = (status: number) => {
       // Its descriptor is closed: no route sends on it any more.
       this.resolveSendFds();
       this.post({ event: 'steered-error', index: this.task.index, status });
-    });
+    };
+    if (this.epoll) input.attach(this.epoll, onError);
+    else input.start(onError);
   }
 
   /**
@@ -253,17 +316,26 @@ class DataPlaneWorker {
     return applied > 0;
   }
 
-  /** Descriptors 0..n-1 hold steered ESP in the arena: one decap batch, results out like a ring batch's. */
-  private decapSteered(n: number): void {
+  /**
+   * Descriptors 0..n-1 hold packets this worker read itself into the arena
+   * (steered ESP to open, or inner packets from its TUN queue to seal): one
+   * kernel batch, results out like a ring batch's.
+   */
+  private runArena(n: number, kind: typeof CellKind.ENCAP | typeof CellKind.DECAP): void {
     const t0 = performance.now();
     const desc = this.kernel.descriptors;
+    const arena = this.kernel.arena;
     for (let k = 0; k < n; k++) {
-      const s = this.slots[desc[k * DESC_WORDS + Desc.SLOT]!];
+      const d = k * DESC_WORDS;
+      const s = this.slots[desc[d + Desc.SLOT]!];
       if (s && !s.written) this.noteWriter(s);
+      // Inner packets read from the TUN queue: their outer header word, as for ring cells.
+      if (kind === CellKind.ENCAP) this.outerWords[k] = s?.route ? outerSendWord(s.outer, arena, desc[d + Desc.OFFSET]!, desc[d + Desc.LENGTH]!) : 0;
     }
-    this.kernel.decapBatch(n);
+    if (kind === CellKind.ENCAP) this.kernel.encapBatch(n);
+    else this.kernel.decapBatch(n);
     this.stats[WorkerStat.BATCHES]!++;
-    this.collect(n, CellKind.DECAP);
+    this.collect(n, kind);
     this.output.publish();
     this.stats[WorkerStat.BUSY_MS]! += performance.now() - t0;
   }
@@ -379,16 +451,19 @@ class DataPlaneWorker {
     }
   }
 
-  /** Process cells 0..count-1 of the input ring: one encap batch and one decap batch. */
-  private processCells(count: number): void {
+  /** Process and release up to one batch of `ring`'s cells: one encap batch and one decap batch. Returns the cells taken. */
+  private processRing(ring: RingReader): number {
+    const count = Math.min(ring.available(), this.kernel.maxBatch);
+    if (count === 0) return 0;
     const t0 = performance.now();
-    this.runKind(count, CellKind.ENCAP);
-    this.runKind(count, CellKind.DECAP);
+    this.runKind(ring, count, CellKind.ENCAP);
+    this.runKind(ring, count, CellKind.DECAP);
     this.stats[WorkerStat.BUSY_MS]! += performance.now() - t0;
+    ring.release(count);
+    return count;
   }
 
-  private runKind(count: number, kind: CellKind): void {
-    const input = this.input;
+  private runKind(input: RingReader, count: number, kind: CellKind): void {
     const kernel = this.kernel;
     const arena = kernel.arena;
     const desc = kernel.descriptors;

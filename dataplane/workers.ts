@@ -19,11 +19,13 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Piscina } from 'piscina';
 import { compileEspModule } from './kernel.js';
+import { WorkerBell } from './worker-bell.js';
+import { loadNativeIo } from '../io/native-io.js';
 import { createRing, Doorbell, RingReader, RingWriter } from './ring.js';
-import { DEFAULT_CELL_SIZE, DEFAULT_RING_CAPACITY, MAX_WORKERS, REQUEST_TIMEOUT_MS } from './defaults.js';
+import { DEFAULT_CELL_SIZE, DEFAULT_RING_CAPACITY, HANDOFF_RING_CAPACITY, MAX_WORKERS, REQUEST_TIMEOUT_MS } from './defaults.js';
 import {
   WORKER_STAT_COUNT,
-  type CountersReply, type DirectOutput, type GenerateReply, type WorkerEvent, type WorkerReply, type WorkerRequest, type WorkerTask,
+  type CountersReply, type DirectOutput, type GenerateReply, type HandOffRings, type WorkerEvent, type WorkerReply, type WorkerRequest, type WorkerTask,
 } from './messages.js';
 
 /**
@@ -79,6 +81,8 @@ export class WorkerHandle {
   readonly stats: Float64Array;
   /** Rung by every worker of the set when it publishes output (shared by the set's handles). */
   readonly doorbell: Doorbell;
+  /** The worker's bell (worker-bell.ts): rung by every publish to its in ring and by every control request. */
+  private readonly bell: WorkerBell;
   private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
   private nextId = 1;
   private exited = false;
@@ -88,14 +92,16 @@ export class WorkerHandle {
     private readonly pool: Piscina,
     private readonly port: MessagePort,
     readonly task: Promise<unknown>,
-    rings: Pick<WorkerTask, 'inRing' | 'outRing' | 'stats'>,
+    rings: Pick<WorkerTask, 'inRing' | 'outRing' | 'stats'> & { wake: SharedArrayBuffer },
     doorbell: Doorbell,
     onEvent: (w: WorkerHandle, e: WorkerEvent) => void,
     onExit: (w: WorkerHandle, reason: string) => void,
     /** Bound on the answer to a control request, ms (generate: see generateTimeout). */
     readonly requestTimeoutMs: number = REQUEST_TIMEOUT_MS,
   ) {
-    this.input = new RingWriter(rings.inRing);
+    // Every publish rings the worker's bell, which it sleeps on (worker.ts).
+    this.bell = new WorkerBell(rings.wake);
+    this.input = new RingWriter(rings.inRing, this.bell);
     this.output = new RingReader(rings.outRing);
     this.stats = new Float64Array(rings.stats, 0, WORKER_STAT_COUNT);
     this.doorbell = doorbell;
@@ -147,6 +153,8 @@ export class WorkerHandle {
       }, bound);
       this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, timer });
       this.port.postMessage({ ...req, id }, transfer);
+      // A worker blocking in epoll wakes and gives its event loop a turn for the message.
+      this.bell.control();
     });
   }
 
@@ -196,6 +204,35 @@ export interface StartWorkersOptions {
   direct?: (index: number) => DirectOutput | undefined;
   /** Bound on a control request's answer, ms (default REQUEST_TIMEOUT_MS; tests shorten it). */
   requestTimeoutMs?: number;
+  /** Hand-off rings between every pair of workers (workers that read their own TUN queues, worker-tun-input.ts). */
+  handOff?: boolean;
+  /** How idle workers wait: 'epoll' (blocked in the kernel, worker-epoll.ts) or 'event-loop' (the default). */
+  loop?: 'epoll' | 'event-loop';
+}
+
+/**
+ * The eventfds of workers that block in epoll, by the bells that carry them:
+ * closed only after every worker of the set has stopped (closeWorkerBells),
+ * since any of them may ring another's bell until then.
+ */
+const bellFds = new WeakMap<WorkerHandle, number>();
+
+/** Close the eventfds of a stopped set of workers (after every stop() resolved). */
+export function closeWorkerBells(handles: readonly WorkerHandle[]): void {
+  for (const h of handles) {
+    const fd = bellFds.get(h);
+    if (fd !== undefined) loadNativeIo().close(fd);
+    bellFds.delete(h);
+  }
+}
+
+/** Ring i -> j of `count` workers (i != j) and every worker's wake bell. */
+function handOffRings(count: number, cellSize: number, wakes: SharedArrayBuffer[]): HandOffRings[] {
+  const ring = Array.from({ length: count }, (_, i) => Array.from({ length: count }, (_, j) => (i === j ? null : createRing(HANDOFF_RING_CAPACITY, cellSize))));
+  return Array.from({ length: count }, (_, me) => ({
+    in: ring.flatMap((row) => (row[me] ? [row[me]!] : [])),
+    out: ring[me]!.map((r, j) => (r ? { ring: r, wake: wakes[j]! } : null)),
+  }));
 }
 
 /** Start `count` workers and wait until each has instantiated its kernel. */
@@ -209,6 +246,10 @@ export async function startWorkers(opts: StartWorkersOptions): Promise<WorkerHan
   const ready: Array<Promise<void>> = [];
   // One doorbell for the set: the I/O side sleeps on it instead of on every out ring.
   const doorbell = new Doorbell();
+  const epoll = opts.loop === 'epoll';
+  const eventFds = epoll ? Array.from({ length: opts.count }, () => loadNativeIo().eventfdOpen()) : [];
+  const wakes = Array.from({ length: opts.count }, (_, i) => WorkerBell.create(epoll ? eventFds[i]! : -1));
+  const handOff = opts.handOff ? handOffRings(opts.count, opts.cellSize ?? DEFAULT_CELL_SIZE, wakes) : undefined;
   try {
     for (let index = 0; index < opts.count; index++) {
       const pool = new Piscina({
@@ -227,9 +268,10 @@ export async function startWorkers(opts: StartWorkersOptions): Promise<WorkerHan
         inRing: createRing(opts.ringCapacity ?? DEFAULT_RING_CAPACITY, opts.cellSize ?? DEFAULT_CELL_SIZE),
         outRing: createRing(opts.ringCapacity ?? DEFAULT_RING_CAPACITY, opts.cellSize ?? DEFAULT_CELL_SIZE),
         stats: new SharedArrayBuffer(WORKER_STAT_COUNT * 8),
+        wake: wakes[index]!,
       };
       const direct = opts.direct?.(index);
-      const task: WorkerTask = { index, module, ...rings, doorbell: doorbell.sab, port: channel.port2, sink: opts.sink, ...(direct ? { direct } : {}) };
+      const task: WorkerTask = { index, module, ...rings, doorbell: doorbell.sab, port: channel.port2, sink: opts.sink, ...(direct ? { direct } : {}), ...(handOff ? { handOff: handOff[index]! } : {}), ...(epoll ? { loop: 'epoll' as const } : {}) };
       let isReady!: () => void;
       ready.push(new Promise<void>((r) => (isReady = r)));
       const run = pool.run(task, { transferList: [channel.port2] });
@@ -238,6 +280,7 @@ export async function startWorkers(opts: StartWorkersOptions): Promise<WorkerHan
         else opts.onEvent(w, e);
       }, (w, reason) => opts.onExit?.(w, reason), opts.requestTimeoutMs ?? REQUEST_TIMEOUT_MS);
       handles.push(handle);
+      if (epoll) bellFds.set(handle, eventFds[index]!);
       // A worker that fails before it is ready fails the start.
       ready[index] = Promise.race([ready[index]!, run.then(() => { throw new Error(`worker ${index} ended at start`); })]);
     }
@@ -245,6 +288,7 @@ export async function startWorkers(opts: StartWorkersOptions): Promise<WorkerHan
     return handles;
   } catch (err) {
     await Promise.all(handles.map((h) => h.stop().catch(() => {})));
+    for (const fd of eventFds) loadNativeIo().close(fd);
     throw err;
   }
 }

@@ -116,7 +116,9 @@ function gatewayConfig(role: 'initiator' | 'responder', opts: { workers: number;
     listen: { address: me, port: 500, natPort: 4500 },
     retransmit: { timeout: '500ms', tries: 4 },
     limits: { ikeSasPerPeer: MAX_CLONES },
-    dataplane: { workers: opts.workers, tun: NETNS_DEMO_TUN, esp: opts.esp },
+    // The I/O thread reads the TUN device, so the SPD's flow hash (not the kernel's choice of
+    // queue) spreads iperf3's streams over every member (demo-netns-traffic.ts iperfStreamPorts).
+    dataplane: { workers: opts.workers, tun: NETNS_DEMO_TUN, esp: opts.esp, tun_input: 'io-thread' },
     connections: {
       [CONNECTION]: {
         local_addrs: [me],

@@ -64,6 +64,16 @@ export interface NativeIo {
   close(fd: number): void;
   /** A second descriptor for the same open file (close-on-exec); throws with the errno. */
   dup(fd: number): number;
+  /** epoll for a worker that blocks in the kernel (native/io/poll.c): events carry the token given to pollAdd. */
+  pollCreate(): number;
+  pollAdd(epfd: number, fd: number, token: number): void;
+  pollDel(epfd: number, fd: number): void;
+  /** Block up to timeoutMs; events[2i] = token, events[2i + 1] = 1 readable | 2 error/hang-up. Returns n, 0 (timeout), -errno. */
+  pollWait(epfd: number, events: Int32Array, timeoutMs: number): number;
+  /** An eventfd (non-blocking): signalled from any thread, it wakes a pollWait watching it. */
+  eventfdOpen(): number;
+  eventfdSignal(fd: number): void;
+  eventfdDrain(fd: number): void;
   /** One datagram to an AF_UNIX SOCK_DGRAM socket (a path, or '@name' for an abstract one): sd_notify(3). */
   notifySend(path: string, message: string): number;
   /** The process at the other end of a connected AF_UNIX stream socket (SO_PEERCRED). */

@@ -71,9 +71,11 @@ const { EAGAIN, EPROTO, EMSGSIZE } = constants.errno;
 /** Packets read per readiness event before yielding to the rest of the loop. */
 const READ_BUDGET = 256;
 /** Most segments one GSO read may split into (64 KiB at an MSS of 536 is 123). */
-const MAX_SEGMENTS = 256;
+export const TUN_MAX_SEGMENTS = 256;
+const MAX_SEGMENTS = TUN_MAX_SEGMENTS;
 /** Room for the segments of one GSO packet: its payload plus a copy of the headers (at most 120 bytes) per segment. */
-const SEGMENT_AREA = 65536 + MAX_SEGMENTS * 120;
+export const TUN_SEGMENT_AREA = 65536 + MAX_SEGMENTS * 120;
+const SEGMENT_AREA = TUN_SEGMENT_AREA;
 const IFNAME_RE = /^[A-Za-z0-9_.-]{1,15}$/;
 
 /** Why a TUN device cannot be used here, or null when it can (addon built, /dev/net/tun present). */
@@ -167,13 +169,18 @@ export class TunDevice implements InnerSink {
     if (this.watches.length > 0) throw new Error('TUN device already started');
     for (const fd of this.fds) {
       this.watches.push(this.api.watch(fd, (status) => {
-        if (status < 0) this.watchFailed(status, onError);
+        if (status < 0) this.readFailed(status, onError);
         else this.drain(fd, onPacket);
       }));
     }
   }
 
-  private watchFailed(status: number, onError?: (err: NodeJS.ErrnoException) => void): void {
+  /**
+   * A queue's reading stopped for good with libuv `status`: counted, kept in
+   * stats.readStatus and reported to `onError`. Also called for queues that
+   * workers read themselves (their watch reports it to the I/O thread).
+   */
+  readFailed(status: number, onError?: (err: NodeJS.ErrnoException) => void): void {
     if (this.closed) return;
     this.stats.errors++;
     this.stats.readStatus = status;

@@ -103,6 +103,29 @@ export class GatewayMetrics {
         for (const w of workers()) setTotal(this, { worker: String(w.index) }, w.busyMs / 1000);
       },
     });
+    new Counter({
+      name: 'ikeclone_worker_tun_reads_total',
+      help: 'Inner packets a worker read from its own TUN queue',
+      labelNames: ['worker'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const w of workers()) setTotal(this, { worker: String(w.index) }, w.tunReads);
+      },
+    });
+    new Counter({
+      name: 'ikeclone_worker_handoffs_total',
+      help: 'Inner packets a worker read and handed to the owner of their SA (direction="out") or got from another worker (direction="in")',
+      labelNames: ['worker', 'direction'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const w of workers()) {
+          setTotal(this, { worker: String(w.index), direction: 'out' }, w.handOffsOut);
+          setTotal(this, { worker: String(w.index), direction: 'in' }, w.handOffsIn);
+        }
+      },
+    });
     new Gauge({
       name: 'ikeclone_worker_child_sas',
       help: 'Child SAs a worker owns',

@@ -55,7 +55,16 @@
  *                              # routes to the remote subnets via it are the operator's. Without
  *                              # it, ESP that arrives is verified and counted, then discarded
  *   tun_mtu: 1400              # the TUN device's MTU (576..9000)
- *   tun_queues: 1              # TUN queues (IFF_MULTI_QUEUE when more than 1), 1..64
+ *   tun_queues: 1              # TUN queues (IFF_MULTI_QUEUE when more than 1), 1..64, when the
+ *                              # I/O thread reads the device (tun_input: io-thread or its fallbacks)
+ *   worker_loop: event-loop    # how an idle worker waits: event-loop (Atomics.waitAsync and libuv
+ *                              # watches) | epoll (blocked in the kernel over its socket, its TUN
+ *                              # queue and an eventfd: what wakes it is processed at once)
+ *   tun_input: workers         # with output: workers, who reads the TUN device: workers (one queue
+ *                              # per worker, each sealing what it reads with the member of the
+ *                              # packet's family it owns; the I/O thread reads instead when a
+ *                              # tunnel_mtu or outer_mtu is set, past 16 workers, or when the device
+ *                              # cannot have that many queues) | io-thread (reads every queue)
  *   tun_offload: true          # TUN offloads like a NIC's (segmentation on read, coalescing on
  *                              # write; IFF_VNET_HDR) | false: one packet per read and per write
  *   output: workers            # with a TUN device, who sends ESP and writes decapsulated packets:
@@ -664,15 +673,19 @@ export function gatewaySchema(ctx: Ctx) {
       tun_offload: leaf(withDefault(true, boolean)),
       esp: leaf(withDefault('auto', oneOf(['auto', 'udp'] as const))),
       output: leaf(withDefault('workers', oneOf(['workers', 'io-thread'] as const))),
+      tun_input: leaf(withDefault('workers', oneOf(['workers', 'io-thread'] as const))),
+      worker_loop: leaf(withDefault<'epoll' | 'event-loop' | undefined>(undefined, oneOf(['epoll', 'event-loop'] as const))),
       ...pathFields(),
       steering: leaf(withDefault('kernel', oneOf(['kernel', 'io-thread'] as const))),
-    }, 'a mapping with workers, tun, tun_mtu, tun_queues, tun_offload, esp, output, steering, tunnel_mtu, outer_mtu, icmp_rate').transform((d): DataplaneConfig => ({
+    }, 'a mapping with workers, tun, tun_mtu, tun_queues, tun_offload, tun_input, worker_loop, esp, output, steering, tunnel_mtu, outer_mtu, icmp_rate').transform((d): DataplaneConfig => ({
       ...d.workers,
       ...pathConfig(d),
       ...(d.tun !== undefined ? { tun: { name: d.tun, mtu: d.tun_mtu, queues: d.tun_queues, offload: d.tun_offload } } : {}),
       // 'auto' is what an absent field means: keep the default configuration's shape.
       ...(d.esp !== 'auto' ? { esp: d.esp } : {}),
       ...(d.output !== 'workers' ? { output: d.output } : {}),
+      ...(d.tun_input !== 'workers' ? { tunInput: d.tun_input } : {}),
+      ...(d.worker_loop !== undefined ? { workerLoop: d.worker_loop } : {}),
       ...(d.steering !== 'kernel' ? { steering: d.steering } : {}),
     })),
     metrics: section({

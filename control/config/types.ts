@@ -57,6 +57,10 @@ export interface DataplaneConfig {
   esp?: 'auto' | 'udp';
   /** Who writes the output with a TUN device: 'workers' (the default when absent) or 'io-thread'. */
   output?: 'workers' | 'io-thread';
+  /** Who reads the TUN device with output 'workers': 'workers' (a queue each; the default when absent) or 'io-thread'. */
+  tunInput?: 'workers' | 'io-thread';
+  /** How idle workers wait: 'epoll' or 'event-loop'; absent = the data plane's default. */
+  workerLoop?: 'epoll' | 'event-loop';
   /** Who reads inbound ESP in UDP: 'kernel' steering to each worker's socket (the default when absent) or 'io-thread'. */
   steering?: 'kernel' | 'io-thread';
   /** Outer header and path MTU rules (RFC 4301 §5.1.2, §8); absent = all defaults. */

@@ -7,6 +7,7 @@
  *                           past a virtio_net_hdr
  *   sockets (udp.c)         UDP and raw open, recv (recvmmsg), send (sendmmsg)
  *   steering (steer.c)      SO_REUSEPORT groups with a classic BPF program
+ *   worker loop (poll.c)    epoll and eventfd: a worker blocks in the kernel
  *   here                    watch(fd, callback) -> handle: callback() runs on
  *                           the loop whenever fd is readable; unwatch(handle)
  *                           stops it (the handle closes asynchronously;
@@ -269,6 +270,13 @@ NAPI_MODULE_INIT() {
     {"unwatch", NULL, io_unwatch, NULL, NULL, NULL, napi_default, NULL},
     {"close", NULL, io_close, NULL, NULL, NULL, napi_default, NULL},
     {"dup", NULL, io_dup, NULL, NULL, NULL, napi_default, NULL},
+    {"pollCreate", NULL, poll_create, NULL, NULL, NULL, napi_default, NULL},
+    {"pollAdd", NULL, poll_add, NULL, NULL, NULL, napi_default, NULL},
+    {"pollDel", NULL, poll_del, NULL, NULL, NULL, napi_default, NULL},
+    {"pollWait", NULL, poll_wait, NULL, NULL, NULL, napi_default, NULL},
+    {"eventfdOpen", NULL, eventfd_open, NULL, NULL, NULL, napi_default, NULL},
+    {"eventfdSignal", NULL, eventfd_signal, NULL, NULL, NULL, napi_default, NULL},
+    {"eventfdDrain", NULL, eventfd_drain, NULL, NULL, NULL, napi_default, NULL},
     {"notifySend", NULL, notify_send, NULL, NULL, NULL, napi_default, NULL},
     {"peerCred", NULL, peer_cred, NULL, NULL, NULL, napi_default, NULL},
   };

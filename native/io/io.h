@@ -1,5 +1,5 @@
 /*
- * Shared by the parts of ikeclone's native I/O addon (io.c, tun.c, gro.c, tso.c, udp.c, steer.c, unix.c):
+ * Shared by the parts of ikeclone's native I/O addon (io.c, tun.c, gro.c, tso.c, udp.c, steer.c, unix.c, poll.c):
  * argument helpers and the errors they throw. Every function of the addon
  * runs on the calling JavaScript thread; nothing here parses packets.
  */
@@ -52,6 +52,14 @@ napi_value reuseport_attach(napi_env env, napi_callback_info info);
 napi_value raw_open(napi_env env, napi_callback_info info);
 napi_value udp_recv(napi_env env, napi_callback_info info);
 napi_value udp_send(napi_env env, napi_callback_info info);
+
+napi_value poll_create(napi_env env, napi_callback_info info);
+napi_value poll_add(napi_env env, napi_callback_info info);
+napi_value poll_del(napi_env env, napi_callback_info info);
+napi_value poll_wait(napi_env env, napi_callback_info info);
+napi_value eventfd_open(napi_env env, napi_callback_info info);
+napi_value eventfd_signal(napi_env env, napi_callback_info info);
+napi_value eventfd_drain(napi_env env, napi_callback_info info);
 
 napi_value notify_send(napi_env env, napi_callback_info info);
 napi_value peer_cred(napi_env env, napi_callback_info info);

@@ -76,7 +76,8 @@ function cpuMicros(): number {
 
 /**
  * Time `fn` by this process's CPU time: after a warm-up, samples of calls
- * that each last about SAMPLE_CPU_US of CPU, for `maxTime` seconds of wall
+ * that each last about SAMPLE_CPU_US of CPU (or maxTime / 5 of wall time),
+ * for `maxTime` seconds of wall
  * time and at least five samples (bounded at 10,000 calls per sample). hz
  * is from the median sample, rme the 95 % margin of the sample mean.
  */
@@ -84,11 +85,15 @@ export function measureCpu(fn: () => void, maxTime: number): Measurement {
   const SAMPLE_CPU_US = 10_000;
   // Warm-up: the first calls include compilation, which would cut the calibration short.
   for (let k = 0; k < 3; k++) fn();
+  // Calibration: double the calls per sample until they take a quarter of a
+  // sample's CPU, or a twentieth of maxTime in wall time (a case that mostly
+  // waits must not stretch a sample without bound).
   let calls = 1;
   for (let i = 0; i < 20; i++) {
     const c0 = cpuMicros();
+    const w0 = performance.now();
     for (let k = 0; k < calls; k++) fn();
-    if (cpuMicros() - c0 >= SAMPLE_CPU_US / 4 || calls >= 10_000) break;
+    if (cpuMicros() - c0 >= SAMPLE_CPU_US / 4 || (performance.now() - w0) * 20 >= maxTime * 1000 || calls >= 10_000) break;
     calls = Math.min(calls * 2, 10_000);
   }
   calls = Math.min(calls * 4, 10_000);

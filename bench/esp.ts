@@ -19,7 +19,7 @@ import {
 } from 'node:crypto';
 import { gcm } from '@noble/ciphers/aes.js';
 import { DESC_WORDS, Desc, EspKernel, type EspAlgorithm, type SaParams } from '../dataplane/kernel.js';
-import { formatTable, measure, round, type SuiteOptions } from './common.js';
+import { formatTable, measure, measureCpu, round, type SuiteOptions } from './common.js';
 
 type Impl = 'ikeclone-wasm' | 'node-crypto' | '@noble/ciphers';
 type Op = 'encap' | 'decap';
@@ -47,6 +47,8 @@ export interface EspRatio {
 export interface EspBenchReport {
   suite: 'esp';
   node: string;
+  /** What the rates are per: wall time (benchmark.js) or this process's CPU time (--cpu-time). */
+  timing: 'wall' | 'cpu';
   results: EspBenchResult[];
   ratios: Record<string, EspRatio>;
 }
@@ -422,7 +424,9 @@ export async function runEspBench(opts: SuiteOptions): Promise<EspBenchReport> {
   const started = Date.now();
   cases.forEach((c, i) => {
     progress(`\r[${i + 1}/${cases.length}] ${c.impl} ${c.algorithm} ${c.op} ${c.size} B x${c.batch}`.padEnd(72));
-    const m = measure(`${c.impl} ${c.algorithm} ${c.op} ${c.size} ${c.batch}`, c.make(), opts.maxTime);
+    const m = opts.cpuTime
+      ? measureCpu(c.make(), opts.maxTime)
+      : measure(`${c.impl} ${c.algorithm} ${c.op} ${c.size} ${c.batch}`, c.make(), opts.maxTime);
     const pps = m.hz * c.batch;
     results.push({
       impl: c.impl, algorithm: c.algorithm, op: c.op, size: c.size, batch: c.batch,
@@ -450,14 +454,14 @@ export async function runEspBench(opts: SuiteOptions): Promise<EspBenchReport> {
     ...cbcRatios(results),
   };
 
-  const report: EspBenchReport = { suite: 'esp', node: process.version, results, ratios };
+  const report: EspBenchReport = { suite: 'esp', node: process.version, timing: opts.cpuTime ? 'cpu' : 'wall', results, ratios };
   if (opts.json) {
     process.stdout.write(JSON.stringify(report, null, 2) + '\n');
   } else {
     const sorted = [...results].sort((x, y) =>
       x.op.localeCompare(y.op) || SIZES.indexOf(x.size) - SIZES.indexOf(y.size) || x.batch - y.batch
       || x.algorithm.localeCompare(y.algorithm) || x.impl.localeCompare(y.impl));
-    console.log(`ESP kernel, single thread, node ${process.version} (${((Date.now() - started) / 1000).toFixed(0)} s)\n`);
+    console.log(`ESP kernel, single thread, node ${process.version}, ${opts.cpuTime ? 'CPU' : 'wall'} time (${((Date.now() - started) / 1000).toFixed(0)} s)\n`);
     console.log(formatTable(['op', 'size', 'batch', 'algorithm', 'impl', 'Mpps', 'Gbps', '±%'],
       sorted.map((r) => [r.op, String(r.size), r.batch, r.algorithm, r.impl, round(r.pps / 1e6, 3), r.gbps, r.rme])));
     console.log('\nTargets');

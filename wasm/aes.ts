@@ -2,11 +2,11 @@
 //
 // Eight 16-byte blocks are processed at once in the Käsper–Schwabe layout:
 // after the `aesOrtho` transposition, plane j (one v128) holds bit j of every
-// state byte of the eight blocks; within a plane, byte k is AES state byte k
-// (k = 4·column + row) and bit i of that byte belongs to block i. SubBytes is
-// then the Boyar–Peralta Boolean circuit evaluated on the eight planes,
-// ShiftRows and the row rotations of MixColumns are constant byte shuffles of
-// each plane, and AddRoundKey XORs planes of the bitsliced round keys. No
+// state byte of the eight blocks; within a plane, byte 4·row + column is that
+// AES state byte (row-major, see below) and bit i of it belongs to block i.
+// SubBytes is then the Boyar–Peralta Boolean circuit evaluated on the eight
+// planes, ShiftRows and the row rotations of MixColumns are constant shuffles
+// of each plane, and AddRoundKey XORs planes of the bitsliced round keys. No
 // table lookup, branch or memory address depends on key or data, so timing
 // does not leak either.
 //
@@ -28,8 +28,7 @@
 // encryption, cbc.ts, runs blocks of different packets side by side).
 //
 // Concurrency: every function here is pure over the memory it is handed; the
-// only module state is read-only (`AES_ZERO_KEYS`, `AES_SR_INDICES`,
-// `AES_INV_INDICES`).
+// only module state is read-only (`AES_ZERO_KEYS`).
 
 /** Bytes of bitsliced round keys for up to AES-256: 15 round keys × 8 planes × 16 bytes. */
 export const AES_RK_SIZE: i32 = 15 * 8 * 16;
@@ -40,40 +39,65 @@ export const AES_BATCH_BYTES: i32 = 128;
 /** Two all-zero bitsliced round keys: a one-round "cipher" that is plain SubBytes+ShiftRows. */
 const AES_ZERO_KEYS: usize = memory.data(256, 16);
 
-// ShiftRows (FIPS 197 §5.1.2) as a byte permutation of each plane:
-// out[4c + r] = in[4((c + r) mod 4) + r]. ROT1 rotates each column by one row
-// (out[4c + r] = in[4c + (r + 1) mod 4]), ROT2 by two rows; both are used by
-// MixColumns (FIPS 197 §5.1.3). ShiftRows and ROT1 ∘ ShiftRows are swizzles
-// with their index vectors held in locals: engines materialise the 16-byte
-// immediate of a general `i8x16.shuffle` at every use (four instructions on
-// x64), a swizzle by a register costs two. ROT2 swaps 16-bit halves, which
-// engines lower to two immediate shuffles.
+// Byte order of a plane: row-major, byte 4r + c is AES state row r, column c
+// (FIPS 197 §3.4 numbers the block's bytes column by column, 4c + r;
+// `aesOrtho` transposes each 4×4 byte matrix on the way in and out). Then
+// the two row rotations of MixColumns (FIPS 197 §5.1.3; ROT1: out row r = in
+// row r + 1, ROT2: two rows) move whole 32-bit words, which engines lower to
+// one shuffle with an immediate (x64 `pshufd`), and ShiftRows (§5.1.2:
+// row r rotated left by r bytes) is one `i8x16.swizzle` by a constant index
+// vector written in place (`v128.const`): engines lower a swizzle whose
+// indices are a constant below 16 to a single byte shuffle (x64 `pshufb`)
+// with the constant hoisted out of the round loop, whereas indices loaded
+// from memory cost a saturating add per swizzle (out-of-range lanes must
+// read 0), and a general `i8x16.shuffle` re-materialises its 16-byte
+// immediate at every use. Every index is a public constant.
 
-/** Swizzle indices: ShiftRows, then ROT1 ∘ ShiftRows. */
-const AES_SR_INDICES: usize = memory.data<u8>([
-  0, 5, 10, 15, 4, 9, 14, 3, 8, 13, 2, 7, 12, 1, 6, 11,
-  5, 10, 15, 0, 9, 14, 3, 4, 13, 2, 7, 8, 1, 6, 11, 12,
-]);
+/** ShiftRows. */
+// @ts-ignore: decorator
+@inline function shiftRows(x: v128): v128 {
+  return i8x16.swizzle(x, i8x16(0, 1, 2, 3, 5, 6, 7, 4, 10, 11, 8, 9, 15, 12, 13, 14));
+}
 
+/** ShiftRows applied twice (rows 1 and 3 rotated by two bytes; its own inverse). */
+// @ts-ignore: decorator
+@inline function shiftRows2(x: v128): v128 {
+  return i8x16.swizzle(x, i8x16(0, 1, 2, 3, 6, 7, 4, 5, 8, 9, 10, 11, 14, 15, 12, 13));
+}
+
+/** ROT1: row r takes row r + 1 (mod 4). */
+// @ts-ignore: decorator
+@inline function rot1(x: v128): v128 {
+  return i32x4.shuffle(x, x, 1, 2, 3, 0);
+}
+
+/** ROT2: rows 0, 1 swap with rows 2, 3. */
 // @ts-ignore: decorator
 @inline function rot2(x: v128): v128 {
-  return i8x16.shuffle(x, x, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13);
+  return i32x4.shuffle(x, x, 2, 3, 0, 1);
+}
+
+/** Column-major <-> row-major: the 4×4 byte transposition (its own inverse). */
+// @ts-ignore: decorator
+@inline function byteTranspose(x: v128): v128 {
+  return i8x16.swizzle(x, i8x16(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15));
 }
 
 /**
  * Transposes the 8×8 bit matrix at every byte position of the eight v128
- * words at `p` (block i, bit j <-> plane j, bit i). It is its own inverse, so
- * it both enters and leaves the bitsliced representation.
+ * words at `p` (block i, bit j <-> plane j, bit i) and the 4×4 byte matrix of
+ * every word (column-major <-> row-major). Both commute and are their own
+ * inverses, so it both enters and leaves the bitsliced representation.
  */
 export function aesOrtho(p: usize): void {
-  let q0 = v128.load(p, 0);
-  let q1 = v128.load(p, 16);
-  let q2 = v128.load(p, 32);
-  let q3 = v128.load(p, 48);
-  let q4 = v128.load(p, 64);
-  let q5 = v128.load(p, 80);
-  let q6 = v128.load(p, 96);
-  let q7 = v128.load(p, 112);
+  let q0 = byteTranspose(v128.load(p, 0));
+  let q1 = byteTranspose(v128.load(p, 16));
+  let q2 = byteTranspose(v128.load(p, 32));
+  let q3 = byteTranspose(v128.load(p, 48));
+  let q4 = byteTranspose(v128.load(p, 64));
+  let q5 = byteTranspose(v128.load(p, 80));
+  let q6 = byteTranspose(v128.load(p, 96));
+  let q7 = byteTranspose(v128.load(p, 112));
   const m1 = i8x16.splat(0x55);
   const m2 = i8x16.splat(0x33);
   const m4 = i8x16.splat(0x0f);
@@ -117,9 +141,6 @@ export function aesRounds(rk: usize, nr: i32, p: usize): void {
   let q5 = v128.xor(v128.load(p, 80), v128.load(rk, 80));
   let q6 = v128.xor(v128.load(p, 96), v128.load(rk, 96));
   let q7 = v128.xor(v128.load(p, 112), v128.load(rk, 112));
-
-  const sr = v128.load(AES_SR_INDICES, 0);
-  const srRot1 = v128.load(AES_SR_INDICES, 16);
 
   for (let r = 1; r <= nr; r++) {
     // SubBytes: Boyar–Peralta circuit (J. Boyar, R. Peralta, "A new combinational
@@ -255,12 +276,12 @@ export function aesRounds(rk: usize, nr: i32, p: usize): void {
       // ShiftRows then MixColumns: out = 2·(a ⊕ rot1 a) ⊕ rot1 a ⊕ rot2(a ⊕ rot1 a),
       // with a = ShiftRows(state); 2·t is a shift of the planes with the x^8
       // reduction (x^4 + x^3 + x + 1) fed back from plane 7.
-      const r0 = i8x16.swizzle(s7, srRot1), r1 = i8x16.swizzle(s6, srRot1), r2 = i8x16.swizzle(s5, srRot1), r3 = i8x16.swizzle(s4, srRot1);
-      const r4 = i8x16.swizzle(s3, srRot1), r5 = i8x16.swizzle(s2, srRot1), r6 = i8x16.swizzle(s1, srRot1), r7 = i8x16.swizzle(s0, srRot1);
-      const u0 = v128.xor(i8x16.swizzle(s7, sr), r0), u1 = v128.xor(i8x16.swizzle(s6, sr), r1);
-      const u2 = v128.xor(i8x16.swizzle(s5, sr), r2), u3 = v128.xor(i8x16.swizzle(s4, sr), r3);
-      const u4 = v128.xor(i8x16.swizzle(s3, sr), r4), u5 = v128.xor(i8x16.swizzle(s2, sr), r5);
-      const u6 = v128.xor(i8x16.swizzle(s1, sr), r6), u7 = v128.xor(i8x16.swizzle(s0, sr), r7);
+      const a0 = shiftRows(s7), a1 = shiftRows(s6), a2 = shiftRows(s5), a3 = shiftRows(s4);
+      const a4 = shiftRows(s3), a5 = shiftRows(s2), a6 = shiftRows(s1), a7 = shiftRows(s0);
+      const r0 = rot1(a0), r1 = rot1(a1), r2 = rot1(a2), r3 = rot1(a3);
+      const r4 = rot1(a4), r5 = rot1(a5), r6 = rot1(a6), r7 = rot1(a7);
+      const u0 = v128.xor(a0, r0), u1 = v128.xor(a1, r1), u2 = v128.xor(a2, r2), u3 = v128.xor(a3, r3);
+      const u4 = v128.xor(a4, r4), u5 = v128.xor(a5, r5), u6 = v128.xor(a6, r6), u7 = v128.xor(a7, r7);
       q0 = v128.xor(v128.xor(u7, r0), v128.xor(rot2(u0), v128.load(k, 0)));
       q1 = v128.xor(v128.xor(v128.xor(u0, u7), r1), v128.xor(rot2(u1), v128.load(k, 16)));
       q2 = v128.xor(v128.xor(u1, r2), v128.xor(rot2(u2), v128.load(k, 32)));
@@ -271,14 +292,14 @@ export function aesRounds(rk: usize, nr: i32, p: usize): void {
       q7 = v128.xor(v128.xor(u6, r7), v128.xor(rot2(u7), v128.load(k, 112)));
     } else {
       // Final round: no MixColumns (FIPS 197 §5.1).
-      q0 = v128.xor(i8x16.swizzle(s7, sr), v128.load(k, 0));
-      q1 = v128.xor(i8x16.swizzle(s6, sr), v128.load(k, 16));
-      q2 = v128.xor(i8x16.swizzle(s5, sr), v128.load(k, 32));
-      q3 = v128.xor(i8x16.swizzle(s4, sr), v128.load(k, 48));
-      q4 = v128.xor(i8x16.swizzle(s3, sr), v128.load(k, 64));
-      q5 = v128.xor(i8x16.swizzle(s2, sr), v128.load(k, 80));
-      q6 = v128.xor(i8x16.swizzle(s1, sr), v128.load(k, 96));
-      q7 = v128.xor(i8x16.swizzle(s0, sr), v128.load(k, 112));
+      q0 = v128.xor(shiftRows(s7), v128.load(k, 0));
+      q1 = v128.xor(shiftRows(s6), v128.load(k, 16));
+      q2 = v128.xor(shiftRows(s5), v128.load(k, 32));
+      q3 = v128.xor(shiftRows(s4), v128.load(k, 48));
+      q4 = v128.xor(shiftRows(s3), v128.load(k, 64));
+      q5 = v128.xor(shiftRows(s2), v128.load(k, 80));
+      q6 = v128.xor(shiftRows(s1), v128.load(k, 96));
+      q7 = v128.xor(shiftRows(s0), v128.load(k, 112));
     }
   }
 
@@ -349,6 +370,7 @@ export function aesExpandKey(rk: usize, key: usize, keyLen: i32, buf: usize): i3
   const one = i8x16.splat(1);
   for (let r = nr; r >= 0; r--) {
     let v = v128.load(rk + (<usize>r << 4));
+    v = byteTranspose(v);
     if (r > 0) v = v128.xor(v, i8x16.splat(0x63));
     const dst = rk + (<usize>r << 7);
     v128.store(dst, i8x16.neg(v128.and(v, one)), 0);
@@ -367,15 +389,6 @@ export function aesExpandKey(rk: usize, key: usize, keyLen: i32, buf: usize): i3
 }
 
 /**
- * Swizzle indices: ShiftRows applied twice (a shift of rows 1 and 3 by two
- * columns; its own inverse), then the column rotation ROT1 alone.
- */
-const AES_INV_INDICES: usize = memory.data<u8>([
-  0, 9, 2, 11, 4, 13, 6, 15, 8, 1, 10, 3, 12, 5, 14, 7,
-  1, 2, 3, 0, 5, 6, 7, 4, 9, 10, 11, 8, 13, 14, 15, 12,
-]);
-
-/**
  * Decrypts the eight 16-byte blocks at `p` (128 bytes) in place with the
  * round keys of `aesExpandKey` (FIPS 197 §5.3 InvCipher). Each round:
  * x = B(ShiftRows²(s)) ^ 0x05, then one zero-key forward round gives
@@ -387,8 +400,6 @@ const AES_INV_INDICES: usize = memory.data<u8>([
  */
 export function aesDecrypt8(rk: usize, nr: i32, p: usize): void {
   aesOrtho(p);
-  const sr2 = v128.load(AES_INV_INDICES, 0);
-  const rot1 = v128.load(AES_INV_INDICES, 16);
   const ones = i8x16.splat(-1);
   // The plain last round key: the stored one XOR 0x63 (bits 0, 1, 5, 6).
   let k = rk + (<usize>nr << 7);
@@ -402,8 +413,8 @@ export function aesDecrypt8(rk: usize, nr: i32, p: usize): void {
   let q7 = v128.xor(v128.load(p, 112), v128.load(k, 112));
   for (let r = nr - 1; r >= 0; r--) {
     // x = B(ShiftRows²(s)) ^ 0x05; B: bit i = bits i+2, i+5, i+7 (mod 8).
-    const a0 = i8x16.swizzle(q0, sr2), a1 = i8x16.swizzle(q1, sr2), a2 = i8x16.swizzle(q2, sr2), a3 = i8x16.swizzle(q3, sr2);
-    const a4 = i8x16.swizzle(q4, sr2), a5 = i8x16.swizzle(q5, sr2), a6 = i8x16.swizzle(q6, sr2), a7 = i8x16.swizzle(q7, sr2);
+    const a0 = shiftRows2(q0), a1 = shiftRows2(q1), a2 = shiftRows2(q2), a3 = shiftRows2(q3);
+    const a4 = shiftRows2(q4), a5 = shiftRows2(q5), a6 = shiftRows2(q6), a7 = shiftRows2(q7);
     v128.store(p, v128.not(v128.xor(v128.xor(a2, a5), a7)), 0);
     v128.store(p, v128.xor(v128.xor(a3, a6), a0), 16);
     v128.store(p, v128.not(v128.xor(v128.xor(a4, a7), a1)), 32);
@@ -443,8 +454,8 @@ export function aesDecrypt8(rk: usize, nr: i32, p: usize): void {
     b6 = v128.xor(b6, t4);
     b7 = v128.xor(b7, t5);
     // MixColumns (as in aesRounds): out = 2·u ^ ROT1 a ^ ROT2 u, u = a ^ ROT1 a.
-    const r0 = i8x16.swizzle(b0, rot1), r1 = i8x16.swizzle(b1, rot1), r2 = i8x16.swizzle(b2, rot1), r3 = i8x16.swizzle(b3, rot1);
-    const r4 = i8x16.swizzle(b4, rot1), r5 = i8x16.swizzle(b5, rot1), r6 = i8x16.swizzle(b6, rot1), r7 = i8x16.swizzle(b7, rot1);
+    const r0 = rot1(b0), r1 = rot1(b1), r2 = rot1(b2), r3 = rot1(b3);
+    const r4 = rot1(b4), r5 = rot1(b5), r6 = rot1(b6), r7 = rot1(b7);
     const u0 = v128.xor(b0, r0), u1 = v128.xor(b1, r1), u2 = v128.xor(b2, r2), u3 = v128.xor(b3, r3);
     const u4 = v128.xor(b4, r4), u5 = v128.xor(b5, r5), u6 = v128.xor(b6, r6), u7 = v128.xor(b7, r7);
     q0 = v128.xor(v128.xor(u7, r0), rot2(u0));

@@ -200,23 +200,32 @@ function kindProduct(gk: usize, t: i32, n: i32): u64 {
   const m2 = v128.load(GHASH_CONST, 48), m3 = v128.load(GHASH_CONST, 64);
   const xp = GHASH_T + <usize>(t << 5);
   const hp = gk + <usize>(t * KEY_KIND_BYTES + ((GHASH_MAX_GROUP - n) << 2));
+  // Class by class of the data word, so that only one class of it is live
+  // beside the four key classes and the four accumulators (class c of the
+  // product collects x_i·h_j with i + j ≡ c mod 4).
   let x = v128.load(xp);
-  let x0 = v128.and(x, m0), x1 = v128.and(x, m1), x2 = v128.and(x, m2), x3 = v128.and(x, m3);
   let h0 = v128.load(hp, 0), h1 = v128.load(hp, KEY_ROW_WORDS * 4);
   let h2 = v128.load(hp, KEY_ROW_WORDS * 8), h3 = v128.load(hp, KEY_ROW_WORDS * 12);
-  let a0 = v128.xor(v128.xor(mul4(x0, h0), mul4(x1, h3)), v128.xor(mul4(x2, h2), mul4(x3, h1)));
-  let a1 = v128.xor(v128.xor(mul4(x0, h1), mul4(x1, h0)), v128.xor(mul4(x2, h3), mul4(x3, h2)));
-  let a2 = v128.xor(v128.xor(mul4(x0, h2), mul4(x1, h1)), v128.xor(mul4(x2, h0), mul4(x3, h3)));
-  let a3 = v128.xor(v128.xor(mul4(x0, h3), mul4(x1, h2)), v128.xor(mul4(x2, h1), mul4(x3, h0)));
+  let xi = v128.and(x, m0);
+  let a0 = mul4(xi, h0), a1 = mul4(xi, h1), a2 = mul4(xi, h2), a3 = mul4(xi, h3);
+  xi = v128.and(x, m1);
+  a1 = v128.xor(a1, mul4(xi, h0)); a2 = v128.xor(a2, mul4(xi, h1)); a3 = v128.xor(a3, mul4(xi, h2)); a0 = v128.xor(a0, mul4(xi, h3));
+  xi = v128.and(x, m2);
+  a2 = v128.xor(a2, mul4(xi, h0)); a3 = v128.xor(a3, mul4(xi, h1)); a0 = v128.xor(a0, mul4(xi, h2)); a1 = v128.xor(a1, mul4(xi, h3));
+  xi = v128.and(x, m3);
+  a3 = v128.xor(a3, mul4(xi, h0)); a0 = v128.xor(a0, mul4(xi, h1)); a1 = v128.xor(a1, mul4(xi, h2)); a2 = v128.xor(a2, mul4(xi, h3));
   if (n > 4) {
     x = v128.load(xp, 16);
-    x0 = v128.and(x, m0); x1 = v128.and(x, m1); x2 = v128.and(x, m2); x3 = v128.and(x, m3);
     h0 = v128.load(hp, 16); h1 = v128.load(hp, KEY_ROW_WORDS * 4 + 16);
     h2 = v128.load(hp, KEY_ROW_WORDS * 8 + 16); h3 = v128.load(hp, KEY_ROW_WORDS * 12 + 16);
-    a0 = v128.xor(a0, v128.xor(v128.xor(mul4(x0, h0), mul4(x1, h3)), v128.xor(mul4(x2, h2), mul4(x3, h1))));
-    a1 = v128.xor(a1, v128.xor(v128.xor(mul4(x0, h1), mul4(x1, h0)), v128.xor(mul4(x2, h3), mul4(x3, h2))));
-    a2 = v128.xor(a2, v128.xor(v128.xor(mul4(x0, h2), mul4(x1, h1)), v128.xor(mul4(x2, h0), mul4(x3, h3))));
-    a3 = v128.xor(a3, v128.xor(v128.xor(mul4(x0, h3), mul4(x1, h2)), v128.xor(mul4(x2, h1), mul4(x3, h0))));
+    xi = v128.and(x, m0);
+    a0 = v128.xor(a0, mul4(xi, h0)); a1 = v128.xor(a1, mul4(xi, h1)); a2 = v128.xor(a2, mul4(xi, h2)); a3 = v128.xor(a3, mul4(xi, h3));
+    xi = v128.and(x, m1);
+    a1 = v128.xor(a1, mul4(xi, h0)); a2 = v128.xor(a2, mul4(xi, h1)); a3 = v128.xor(a3, mul4(xi, h2)); a0 = v128.xor(a0, mul4(xi, h3));
+    xi = v128.and(x, m2);
+    a2 = v128.xor(a2, mul4(xi, h0)); a3 = v128.xor(a3, mul4(xi, h1)); a0 = v128.xor(a0, mul4(xi, h2)); a1 = v128.xor(a1, mul4(xi, h3));
+    xi = v128.and(x, m3);
+    a3 = v128.xor(a3, mul4(xi, h0)); a0 = v128.xor(a0, mul4(xi, h1)); a1 = v128.xor(a1, mul4(xi, h2)); a2 = v128.xor(a2, mul4(xi, h3));
   }
   const r = v128.or(v128.or(v128.and(a0, m0), v128.and(a1, m1)), v128.or(v128.and(a2, m2), v128.and(a3, m3)));
   return <u64>i64x2.extract_lane(r, 0) ^ <u64>i64x2.extract_lane(r, 1);

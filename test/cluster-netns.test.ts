@@ -280,7 +280,8 @@ describe('a three-node cluster in network namespaces', () => {
     expect(killed.gateway()!.proc.exitInfo()?.signal).toBe('SIGKILL');
     expect(net.etcd.members[2]!.running()).toBe(false);
     // Two of three etcd members: writes still commit, and the dead gateway's member key goes with its lease.
-    await net.etcd.ctl(['put', `/ikeclone/v1/${net.clusterName}/probe`, 'x']);
+    // Retried while the two elect a new leader (the killed member may have led).
+    await waitFor(async () => ((await net.etcd.ctl(['put', `/ikeclone/v1/${net.clusterName}/probe`, 'x'])) ? true : undefined), { timeoutMs: 20_000, intervalMs: 500, message: 'a write to commit on the two members left' });
     await waitFor(async () => !(await net.liveMembers()).includes(killed.name), { timeoutMs: 15_000, intervalMs: 250, message: `${killed.name}'s member key to lapse` });
     expect((await net.liveMembers()).sort()).toEqual(['gw-a', 'gw-b']);
     const back = await net.restartNode(2);

@@ -24,6 +24,8 @@ export class LeaseClock {
   private lastFired: number;
   private lost = false;
 
+  private lease: Pick<Lease, 'on'>;
+
   constructor(
     lease: Pick<Lease, 'on'>,
     private readonly ttlMs: number,
@@ -31,11 +33,27 @@ export class LeaseClock {
     grantedAt: number,
     private readonly now: () => number = Date.now,
   ) {
+    this.lease = lease;
     this.confirmedSentAt = grantedAt;
     this.lastFired = grantedAt;
-    lease.on('keepaliveFired', () => (this.lastFired = this.now()));
-    lease.on('keepaliveSucceeded', () => (this.confirmedSentAt = Math.max(this.confirmedSentAt, this.lastFired)));
-    lease.on('lost', () => (this.lost = true));
+    this.follow(lease, grantedAt);
+  }
+
+  /** The node joined again under a new lease (membership.ts): from now on that one counts, not the lost one. */
+  follow(lease: Pick<Lease, 'on'>, grantedAt: number): void {
+    this.lease = lease;
+    this.lost = false;
+    this.confirmedSentAt = grantedAt;
+    this.lastFired = grantedAt;
+    lease.on('keepaliveFired', () => {
+      if (this.lease === lease) this.lastFired = this.now();
+    });
+    lease.on('keepaliveSucceeded', () => {
+      if (this.lease === lease) this.confirmedSentAt = Math.max(this.confirmedSentAt, this.lastFired);
+    });
+    lease.on('lost', () => {
+      if (this.lease === lease) this.lost = true;
+    });
   }
 
   /** Stop answering this long before the lease may lapse: a quarter of the TTL, at most a second. */

@@ -12,6 +12,17 @@ import type { ClusterConfig } from '../config/types.js';
 export const ETCD_CALL_DEADLINE_MS = 2000;
 /** How long a connection attempt may take. */
 export const ETCD_DIAL_TIMEOUT_MS = 2000;
+/**
+ * gRPC keep-alive pings on every connection, and how long one may go
+ * unanswered. A connection to an etcd member cut off from the others stays
+ * open but silent: without pings the lease keep-alive stream on it hangs
+ * until the lease lapses, and a healthy node loses its membership. etcd
+ * refuses pings more frequent than its --grpc-keepalive-min-time (5 s by
+ * default): members serving ikeclone run with --grpc-keepalive-min-time=1s
+ * (docs/cluster.md).
+ */
+export const ETCD_KEEPALIVE_MS = 1000;
+export const ETCD_KEEPALIVE_TIMEOUT_MS = 1000;
 
 /** The key prefix of one cluster (CLUSTER key layout): /ikeclone/v1/<cluster>/. */
 export function clusterPrefix(cluster: string): string {
@@ -23,6 +34,11 @@ export function etcdClient(config: Pick<ClusterConfig, 'etcd' | 'tls'>): Etcd3 {
   return new Etcd3({
     hosts: config.etcd,
     dialTimeout: ETCD_DIAL_TIMEOUT_MS,
+    grpcOptions: {
+      'grpc.keepalive_time_ms': ETCD_KEEPALIVE_MS,
+      'grpc.keepalive_timeout_ms': ETCD_KEEPALIVE_TIMEOUT_MS,
+      'grpc.keepalive_permit_without_calls': 1,
+    },
     ...(tls && {
       credentials: {
         rootCertificate: readFileSync(tls.ca),

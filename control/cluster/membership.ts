@@ -72,6 +72,8 @@ export class ClusterMembership extends EventEmitter<MembershipEvents> {
   private watcher: Watcher | undefined;
   private closed = false;
   private rejoinTimer: NodeJS.Timeout | undefined;
+  /** When the lease held now was asked for after a rejoin (it stands at least its TTL from then). */
+  leaseAskedAt: number | undefined;
   private rejoinRefusedLogged = false;
 
   private constructor(
@@ -189,6 +191,7 @@ export class ClusterMembership extends EventEmitter<MembershipEvents> {
   /** One attempt to join again under a new lease, with our name and SPI prefix; true when done. */
   private async rejoin(): Promise<boolean> {
     const { config, log } = this;
+    const askedAt = Date.now();
     const lease = this.client.lease(Math.max(1, Math.round(config.leaseTtlMs / 1000)), { autoKeepAlive: true });
     try {
       const leaseId = await lease.grant();
@@ -209,6 +212,7 @@ export class ClusterMembership extends EventEmitter<MembershipEvents> {
       }
       this.lease = lease;
       this.leaseId = leaseId;
+      this.leaseAskedAt = askedAt;
       this.rejoinRefusedLogged = false;
       this.followLease(lease);
       log.warn({ cluster: config.name, node: this.node, spiPrefix: this.spiPrefix, lease: leaseId }, 'joined the cluster again after the lease was lost');

@@ -67,9 +67,10 @@ export class ClusterNode {
     // etcd keeps the lease for whole seconds (membership.ts rounds): the shorter of the two counts.
     const ttl = membership.config.leaseTtlMs;
     this.leaseClock = new LeaseClock(membership.lease, Math.min(ttl, Math.max(1, Math.round(ttl / 1000)) * 1000), joinStartedAt);
-    const shared = { client: membership.client, cluster: membership.config.name, node: membership.node, leaseId: membership.leaseId, log };
+    // The lease is read at each write: a node that joins again (membership.ts) has a new one.
+    const shared = { client: membership.client, cluster: membership.config.name, node: membership.node, get leaseId() { return membership.leaseId; }, log };
     this.accounting = new ClusterPeerAccounting(shared);
-    this.pools = new ClusterVirtualIpLeases({ ...shared, onLeased: (peer) => this.accounting.leased(peer) });
+    this.pools = new ClusterVirtualIpLeases({ ...shared, get leaseId() { return membership.leaseId; }, onLeased: (peer) => this.accounting.leased(peer) });
     const settings = membership.config.redirect;
     this.redirectPolicy = settings && new ClusterRedirectPolicy({
       node: membership.node,
@@ -214,6 +215,10 @@ export class ClusterNode {
     });
     this.membership.on('rejoined', () => {
       this.leaseLost = undefined;
+      // Our counts went with the old lease: written again under the new one.
+      this.accounting.rewriteAll();
+      // Answers on our clones follow the new lease's keep-alives (answer-fence.ts).
+      this.leaseClock.follow(this.membership.lease, this.membership.leaseAskedAt ?? Date.now());
       this.handoff?.resume();
       this.failover?.resume();
       this.rebalance?.resume();

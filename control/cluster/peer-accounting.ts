@@ -139,6 +139,13 @@ export class ClusterPeerAccounting extends EventEmitter<PeerAccountingEvents> {
     this.flushing ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.flush());
   }
 
+  /** Our lease changed (the node joined again; etcd deleted the counts kept under the old one): every count is written again. */
+  rewriteAll(): void {
+    if (this.closed) return;
+    for (const peer of this.local.keys()) this.dirty.add(peer);
+    this.flushing ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.flush());
+  }
+
   /** Wait for the counts changed so far to be in etcd (tests, shutdown). */
   async settled(): Promise<void> {
     while (this.flushing) await this.flushing;

@@ -82,7 +82,7 @@ export async function startEtcd(opts: StartEtcdOptions = {}): Promise<EtcdServer
   const endpoint = `${scheme}://${address}:${clientPort}`;
   const peer = `http://${address}:${peerPort}`;
   const args = [
-    '--name', 'm1', '--data-dir', dataDir,
+    '--name', 'm1', '--data-dir', dataDir, '--grpc-keepalive-min-time', '1s',
     '--listen-client-urls', endpoint, '--advertise-client-urls', endpoint,
     '--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer,
     '--initial-cluster', `m1=${peer}`, '--initial-cluster-state', 'new',
@@ -191,7 +191,7 @@ export async function startEtcdCluster(opts: StartEtcdClusterOptions): Promise<E
   const env = { ...process.env, ETCD_UNSUPPORTED_ARCH: process.env.ETCD_UNSUPPORTED_ARCH ?? '' };
   const spawnMember = (s: (typeof specs)[number]): TrackedProcess =>
     spawnIn(s.ns, 'etcd', [
-      '--name', s.name, '--data-dir', s.dataDir,
+      '--name', s.name, '--data-dir', s.dataDir, '--grpc-keepalive-min-time', '1s',
       '--listen-client-urls', s.endpoint, '--advertise-client-urls', s.endpoint,
       '--listen-peer-urls', s.peer, '--initial-advertise-peer-urls', s.peer,
       '--initial-cluster', initialCluster, '--initial-cluster-state', 'new', '--initial-cluster-token', 'ikeclone-test',

@@ -32,9 +32,11 @@ const WORKERS = 2;
 /** iperf3 streams: each a flow of its own, so the flow hash spreads them over every SA (2^-15 that all land on one). */
 const STREAMS = 16;
 
-function ikecloneConnection(topo: Topology, side: 'left' | 'right', peerId: string, extra: Record<string, unknown>, child: Record<string, unknown> = {}): Record<string, unknown> {
+function ikecloneConnection(
+  topo: Topology, side: 'left' | 'right', peerId: string, extra: Record<string, unknown>, child: Record<string, unknown> = {}, dataplane: Record<string, unknown> = {},
+): Record<string, unknown> {
   return ikeclonePeerConfig(topo, {
-    side, localId: `${side}.per-worker.test`, remoteId: peerId, psk: PSK, dataplane: { workers: WORKERS, tun: TUN, esp: 'udp' }, connection: extra, child,
+    side, localId: `${side}.per-worker.test`, remoteId: peerId, psk: PSK, dataplane: { workers: WORKERS, tun: TUN, esp: 'udp', ...dataplane }, connection: extra, child,
   });
 }
 
@@ -176,7 +178,10 @@ describe('ikeclone <-> strongSwan 5.9 (kernel-libipsec): parallel Child SAs, one
       env.cleanup(() => charon.stop());
       const ikc: Ikeclone = await startIkeclone(topo.left, {
         dir: join(env.dir('swan'), 'ikeclone'),
-        config: ikecloneConnection(topo, 'left', 'charon.per-worker.test', { start_action: 'start', clone: { per: 'worker' } }),
+        // The I/O thread reads the TUN device and spreads flows by the SPD's hash. With a TUN queue per
+        // worker the kernel picks the queue, and it follows the queue that wrote the flow's last inbound
+        // packet: charon sends on one of the parallel SAs, so every flow would come back to one worker.
+        config: ikecloneConnection(topo, 'left', 'charon.per-worker.test', { start_action: 'start', clone: { per: 'worker' } }, {}, { tun_input: 'io-thread' }),
       });
       env.cleanup(() => ikc.stop());
       onTestFailed(() => {

@@ -249,6 +249,15 @@ describe('cluster failover', () => {
     expect(c.clientClone.remote.address).toBe(NODE_A);
     expect(c.clientClone.children.filter((ch) => ch.state === 'installed')).toHaveLength(1);
     expect(await newClient().get(cloneKeys(name, 'a.1', 1).owner).string()).toBe(ownerValue({ node: 'a', epoch: 2 }));
+    // a holds two members of the family and b none, but the clone's path from b failed: rebalancing rounds
+    // (every second here) leave it on a instead of sending it back and forth.
+    expect(a.handoff.pathFailedAt('a.1', 1)).toBe('b');
+    const settle = Date.now() + 3_000;
+    await drive(c.wire, () => Date.now() > settle, 'three rebalancing rounds', 10_000);
+    expect(a.rebalance.stats).toEqual({ moved: 0, failed: 0 });
+    expect(b.failover.stats.returned).toBe(1);
+    expect(a.handoff.ownedClones().map((o) => o.sa)).toEqual([home.sa]);
+    expect(c.clientClone.remote.address).toBe(NODE_A);
   }, 90_000);
 });
 
@@ -329,5 +338,13 @@ describe('rebalancing plan', () => {
     expect(planMoves(status(['a', 'c'], [clone('a.7', 1, 'a'), clone('a.7', 2, 'c')]), 'a')).toEqual([]);
     // A family whose original's node is gone: the clones are all there is.
     expect(planMoves(status(['b', 'c'], [clone('a.7', 1, 'b'), clone('a.7', 2, 'b')]), 'b')).toEqual([{ family: 'a.7', index: 2, to: 'c' }]);
+  });
+
+  test('a clone does not go to a node its path test failed on recently; another node without a member still may', () => {
+    const failedOnB = (family: string, index: number) => (family === 'a.7' && index === 1 ? 'b' : undefined);
+    expect(planMoves(status(['a', 'b'], [clone('a.7', 1, 'a')]), 'a', failedOnB)).toEqual([]);
+    expect(planMoves(status(['a', 'b', 'c'], [clone('a.7', 1, 'a')]), 'a', failedOnB)).toEqual([{ family: 'a.7', index: 1, to: 'c' }]);
+    // Another clone of the family is not held back by clone 1's failure.
+    expect(planMoves(status(['a', 'b'], [clone('a.7', 2, 'a')]), 'a', failedOnB)).toEqual([{ family: 'a.7', index: 2, to: 'b' }]);
   });
 });

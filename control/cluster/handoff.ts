@@ -36,6 +36,14 @@ export const SYNC_INTERVAL_MS = 250;
 /** How long the importing node waits for the peer's UPDATE_SA_ADDRESSES after its address list. */
 export const DEFAULT_ARRIVAL_TIMEOUT_MS = 10_000;
 
+/**
+ * How long a clone sent back after its path test failed on a node is not
+ * moved to that node again (rebalance.ts): without it a node that holds two
+ * members of the family would move the clone there again at its next round,
+ * and the clone would bounce between the two nodes while that path is broken.
+ */
+export const PATH_FAILED_HOLD_DOWN_MS = 300_000;
+
 export interface CloneOwner {
   node: string;
   epoch: number;
@@ -118,6 +126,8 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
   private leaving: IkeSa | undefined;
   /** Clones between import and the end of steps 4-7. */
   private readonly landing = new Set<IkeSa>();
+  /** Owner key -> the node whose path test failed for that clone, and until when it is not moved there. */
+  private readonly pathFailed = new Map<string, { node: string; until: number }>();
   private onIkeDown: ((sa: IkeSa) => void) | undefined;
   private onChildChange: ((child: ChildSa) => void) | undefined;
 
@@ -226,6 +236,17 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
   /** True while the owner key of (family, index) is being imported or held here. */
   isArriving(family: string, index: number): boolean {
     return this.arriving.has(this.ownerKey(family, index));
+  }
+
+  /** True between the import of `sa` and the end of its steps 4-7 (it must not move meanwhile). */
+  isLanding(sa: IkeSa): boolean {
+    return this.landing.has(sa);
+  }
+
+  /** The node clone (family, index) came back from after a failed path test, while that is recent. */
+  pathFailedAt(family: string, index: number, now = Date.now()): string | undefined {
+    const held = this.pathFailed.get(this.ownerKey(family, index));
+    return held !== undefined && held.until > now ? held.node : undefined;
   }
 
   /** Whether this node owns clone `sa` (its answers are fenced: answer-fence.ts). */
@@ -445,6 +466,8 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     // are a dead node's (failover.ts), deleted at the peer by SPI once the clone has moved here.
     const stale = decoded.value.state.children.map((c) => c.spiIn);
     const peerStays = decoded.value.state.peerStays === true;
+    // A record whose peer stays is a clone sent back after its path test failed on `from` (failover.ts).
+    if (peerStays && origin.from !== undefined) this.notePathFailed(key, origin.from);
     const imported = importIkeSa(this.opts.engine, decoded.value, this.opts.address);
     if (!imported.ok) return refuse('import', imported.error);
     const sa = imported.value;
@@ -459,5 +482,12 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     if (!result.ok) this.opts.log.warn({ ike: sa.id, step: result.step, reason: result.reason }, 'clone arrived but the peer did not follow');
     this.emit('arrived', sa, result, origin);
     this.landing.delete(sa);
+  }
+
+  private notePathFailed(key: string, node: string): void {
+    const now = Date.now();
+    // Bounded: entries last PATH_FAILED_HOLD_DOWN_MS, and expired ones go at every insert.
+    for (const [k, v] of this.pathFailed) if (v.until <= now) this.pathFailed.delete(k);
+    this.pathFailed.set(key, { node, until: now + PATH_FAILED_HOLD_DOWN_MS });
   }
 }

@@ -8,7 +8,10 @@
 // (rendezvous hashing of the clone's key, loads ignored so that the choice
 // is stable). One move per family per round; at most `movesPerSecond` moves
 // from this node; a round runs when the member names change and every
-// `intervalMs` (a move made elsewhere changes who holds what).
+// `intervalMs` (a move made elsewhere changes who holds what). A clone that
+// came back after its path test failed on a node is not moved there again
+// for PATH_FAILED_HOLD_DOWN_MS (handoff.ts), and a clone still landing here
+// waits for a later round.
 //
 // A clone with Child SAs deletes them first (RFC 7296 §1.4.1; its traffic
 // goes through the family's other clones meanwhile), then moves as in a
@@ -56,8 +59,12 @@ export function familyOrigin(family: string): string {
   return dot > 0 ? family.slice(0, dot) : family;
 }
 
-/** The moves `node` should make now (see the file comment): pure, from a status read. */
-export function planMoves(status: ClusterStatus, node: string): RebalanceMove[] {
+/**
+ * The moves `node` should make now (see the file comment): pure, from a
+ * status read. `pathFailedAt` names, per clone, a node its path test failed
+ * on recently: the clone does not go there.
+ */
+export function planMoves(status: ClusterStatus, node: string, pathFailedAt: (family: string, index: number) => string | undefined = () => undefined): RebalanceMove[] {
   const live = status.members.map((m) => ({ ...m, load: 0 }));
   const liveNames = new Set(live.map((m) => m.node));
   const families = new Map<string, typeof status.clones>();
@@ -71,9 +78,10 @@ export function planMoves(status: ClusterStatus, node: string): RebalanceMove[] 
     if (liveNames.has(origin)) holders.add(origin);
     const held = ours.length + (origin === node ? 1 : 0);
     if (held < 2) continue;
-    const empty = live.filter((m) => !holders.has(m.node));
-    if (empty.length === 0) continue;
     const clone = ours[0]!;
+    const failed = pathFailedAt(family, clone.index);
+    const empty = live.filter((m) => !holders.has(m.node) && m.node !== failed);
+    if (empty.length === 0) continue;
     moves.push({ family, index: clone.index, to: rendezvousRank(`${family}/${clone.index}`, empty)[0]!.node });
   }
   return moves;
@@ -131,9 +139,10 @@ export class CloneRebalance {
     if (!force && names === this.lastMembers) return;
     this.lastMembers = names;
     const owned = handoff.ownedClones();
-    for (const move of planMoves(status, node)) {
+    for (const move of planMoves(status, node, (family, index) => handoff.pathFailedAt(family, index))) {
       const clone = owned.find((c) => c.family === move.family && c.index === move.index);
-      if (!clone || this.stopped || this.paused) continue;
+      // A clone still landing here (steps 4-7 running) moves at a later round, once it has.
+      if (!clone || handoff.isLanding(clone.sa) || this.stopped || this.paused) continue;
       // Bounded: at most movesPerSecond moves from this node.
       const wait = this.nextMoveAt - Date.now();
       if (wait > 0) await new Promise((r) => setTimeout(r, wait));

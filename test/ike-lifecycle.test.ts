@@ -131,6 +131,43 @@ describe('Child SA lifetimes (RFC 7296 §2.8)', () => {
     expect(wire.clock.pending()).toBe(0);
   });
 
+  it('a Child SA whose every rekey was refused reaches its hard limit and is created again by the end that starts the connection', async () => {
+    const over = withChild({ initiator: { startAction: 'start' } }, 'initiator', { rekeyTime: 3_000, randTime: 0, lifeTime: 4_000 });
+    const { wire, alice, bob, sa, peerSa } = await pair('expired-again', over);
+    const old = sa.children[0]!;
+    const logged: string[] = [];
+    alice.on('child-expired', (_c, limit) => logged.push(`expired ${limit}`));
+    // Bob refuses every Child SA for now (RFC 7296 §2.25 TEMPORARY_FAILURE): alice's rekeys fail until the hard limit.
+    bob.limits.childSasPerPeer = 0;
+    wire.run(old.createdAt + 4_000 - wire.clock.now() + 50, 50);
+    expect(logged).toEqual(['expired soft', 'expired hard']);
+    expect(old.state).toBe('deleted');
+    expect(sa.children.filter((c) => c.state === 'installed')).toEqual([]);
+    // Bob accepts again; alice creates the Child SA anew (once its last rekey settled), bob installs it too.
+    bob.limits.childSasPerPeer = 64;
+    await wire.settle(1_000);
+    const fresh = sa.children.filter((c) => c.state === 'installed');
+    expect(fresh).toHaveLength(1);
+    expect(fresh[0]!.name).toBe(old.name);
+    expect(fresh[0]!.spiIn).not.toBe(old.spiIn);
+    expect(peerSa.children.filter((c) => c.state === 'installed').map((c) => c.spiOut)).toEqual([fresh[0]!.spiIn]);
+    expect(sa.state).toBe('established');
+  });
+
+  it('a Child SA past its hard limit is not created again by the end that does not start the connection', async () => {
+    // Bob (start_action none) rekeys his Child SA at 2 s; alice (no rekey of her own) refuses every
+    // Child SA from then on, so his copy dies at its hard limit and he tells her.
+    const over = withChild(withChild({}, 'responder', { rekeyTime: 2_000, randTime: 0, lifeTime: 2_500 }), 'initiator', { rekeyTime: 0, lifeTime: 0 });
+    const { wire, alice, sa, peerSa } = await pair('expired-responder', over);
+    alice.limits.childSasPerPeer = 0;
+    await wire.settle(4_000, 50);
+    alice.limits.childSasPerPeer = 64;
+    await wire.settle(2_000, 50);
+    expect(peerSa.children.filter((c) => c.state === 'installed')).toEqual([]);
+    expect(sa.children.filter((c) => c.state === 'installed')).toEqual([]);
+    expect(peerSa.state).toBe('established');
+  });
+
   it('bytes: reportChildUsage rekeys at rekey_bytes once and deletes at life_bytes', async () => {
     const { wire, alice, bob, sa, peerSa } = await pair('bytes', withChild({}, 'initiator', { rekeyTime: 0, lifeTime: 0, rekeyBytes: 1_000, lifeBytes: 2_000 }));
     const old = sa.children[0]!;

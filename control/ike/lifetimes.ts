@@ -14,7 +14,9 @@
 // one that failed otherwise (refused, unusable answer), as long as the SA is
 // still usable, or the SA would simply die at its hard limit. A Child SA the
 // peer does not know (CHILD_SA_NOT_FOUND) is forgotten and created anew
-// (§2.25).
+// (§2.25). A Child SA that reaches its hard limit although it was due for a
+// rekey (no successor: every rekey failed or came too late) is created anew
+// by the end that starts the connection.
 //
 // Owner: the engine's thread. IKE SA timers live in sa.timers and Child SA
 // timers here; both are cancelled when the SA dies, so nothing is left armed.
@@ -54,6 +56,8 @@ interface ChildTimers {
   softDone: boolean;
   /** A rekey of ours is queued or in flight (child.state turns 'rekeying' only once it is sent). */
   rekeying?: boolean;
+  /** The last rekey of ours, settled or not (a hard limit waits for it before creating the SA again). */
+  rekey?: Promise<unknown>;
 }
 
 interface IkeLifetime {
@@ -359,8 +363,12 @@ export class LifetimeManager {
 
   private rekeyChild(child: ChildSa): void {
     const entry = this.children.get(child);
-    if (entry) entry.rekeying = true;
-    this.engine.rekeyChildSa(child).then(
+    const rekey = this.engine.rekeyChildSa(child);
+    if (entry) {
+      entry.rekeying = true;
+      entry.rekey = rekey;
+    }
+    rekey.then(
       () => {
         if (entry) entry.rekeying = false;
       },
@@ -418,6 +426,30 @@ export class LifetimeManager {
     const wasDeleting = child.state === 'deleting';
     this.engine.removeChild(child, `hard ${cause} limit reached`);
     if (!wasDeleting && (ike.state === 'established' || ike.state === 'deleting')) this.engine.queueExchange(ike, new DeleteSpisInitiator([child.spiIn]));
+    if (entry?.softDone && !wasDeleting) this.createAgainAfterExpiry(child, entry.rekey);
+  }
+
+  /**
+   * A Child SA that was due for a rekey and reached its hard limit without a
+   * successor (its rekeys failed or came too late, e.g. on a stalled host) is
+   * created again on the same IKE SA, with its placement, by the end that
+   * starts the connection: otherwise a configured tunnel stays down until the
+   * next reauthentication. Only after our rekey in flight, if any, has
+   * settled, and only if no Child SA of that name and placement is left
+   * (a successor from the peer's rekey makes it unnecessary).
+   */
+  private createAgainAfterExpiry(child: ChildSa, rekey: Promise<unknown> | undefined): void {
+    const ike = child.ike;
+    if (ike.policy.startAction !== 'start') return;
+    const settled = (rekey ?? Promise.resolve()).then(() => undefined, () => undefined);
+    void settled.then(() => {
+      if (ike.state !== 'established') return;
+      const samePlace = (c: ChildSa) => c.name === child.name && c.placement?.kind === child.placement?.kind && c.placement?.worker === child.placement?.worker;
+      if (ike.children.some((c) => samePlace(c) && (c.state === 'installed' || c.state === 'rekeying'))) return;
+      this.engine.log.info({ ike: ike.id, child: child.name, expired: child.id }, 'Child SA expired without a successor: creating it again');
+      this.engine.createChildSa(ike, child.name, child.placement ? { placement: child.placement } : {})
+        .catch((e: Error) => this.engine.log.warn({ ike: ike.id, child: child.name, reason: e.message }, 'could not create Child SA'));
+    });
   }
 
   /** See IkeContext.reportChildUsage. */

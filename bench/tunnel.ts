@@ -229,7 +229,7 @@ export async function statusOf(socket: string): Promise<GatewayStatus | undefine
   }
 }
 
-async function ikeclonePair(bed: Testbed, esp: 'udp' | 'auto', cipher: Cipher, output: Output = 'workers', tunInput: TunInput = 'workers'): Promise<void> {
+export async function ikeclonePair(bed: Testbed, esp: 'udp' | 'auto', cipher: Cipher, output: Output = 'workers', tunInput: TunInput = 'workers'): Promise<void> {
   const cli = join(repoRoot(), 'dist', 'control', 'cli', 'main.js');
   const sockets: string[] = [];
   for (const side of ['right', 'left'] as const) {
@@ -343,10 +343,10 @@ async function strongswanPair(bed: Testbed, cipher: Cipher): Promise<void> {
 
 /** WireGuard's UDP port, and the interface names (distinct: wireguard-go's UAPI sockets share /var/run/wireguard). */
 const WG_PORT = 51820;
-const WG_DEV = { left: 'wgl', right: 'wgr' } as const;
+export const WG_DEV = { left: 'wgl', right: 'wgr' } as const;
 
 /** Two wireguard-go devices, one per namespace, peered over the veth with wg; routes to the inner nets through them. */
-async function wireguardPair(bed: Testbed): Promise<void> {
+export async function wireguardPair(bed: Testbed): Promise<void> {
   const keys = { left: '', right: '' };
   const pub = { left: '', right: '' };
   for (const side of ['left', 'right'] as const) {

@@ -53,6 +53,8 @@ export interface NativeIo {
   reuseportAttach(fd: number, program: Uint32Array): void;
   /** SO_ATTACH_FILTER: fd keeps only what the classic BPF program accepts (native/io/filter.c). */
   socketAttachFilter(fd: number, program: Uint32Array): void;
+  /** Bind a raw IPv4 socket to a local address: only datagrams to it are received (native/io/filter.c). */
+  rawBind(fd: number, address: string): void;
   /** An AF_PACKET SOCK_DGRAM socket for IPv4 bound to interface `ifname` (datagrams start at the IP header). */
   packetOpen(ifname: string, bufferBytes: number): number;
   /** Join PACKET_FANOUT group `group` with a classic BPF program that picks the member (PACKET_FANOUT_CBPF). */

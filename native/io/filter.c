@@ -9,6 +9,9 @@
  *       kernel still hands every raw socket of the protocol its own clone
  *       of each datagram; the filter drops the others' share before any
  *       thread wakes.
+ *   rawBind(fd, address) -> undefined
+ *       bind a raw IPv4 socket to a local address: it then gets only the
+ *       datagrams to that address (another gateway on the host keeps its own).
  *   packetOpen(ifname, bufferBytes) -> fd
  *       an AF_PACKET SOCK_DGRAM socket for IPv4 (ETH_P_IP) bound to one
  *       interface, non-blocking: datagrams start at the IP header, read
@@ -132,5 +135,24 @@ napi_value packet_fanout(napi_env env, napi_callback_info info) {
   }
   free(prog.filter);
   if (r < 0) return throw_errno(env, "PACKET_FANOUT", err);
+  return NULL;
+}
+
+/* rawBind(fd, address): a raw socket takes only datagrams to this local IPv4 address (0.0.0.0: any). */
+napi_value raw_bind(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t fd;
+  char address[INET_ADDRSTRLEN + 1];
+  struct sockaddr_in sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sin_family = AF_INET;
+  if (argc < 2 || get_int(env, argv[0], &fd) < 0 || get_string(env, argv[1], address, sizeof address) <= 0 ||
+      inet_pton(AF_INET, address, &sa.sin_addr) != 1) {
+    napi_throw_type_error(env, NULL, "rawBind: (fd, IPv4 address)");
+    return NULL;
+  }
+  if (bind(fd, (struct sockaddr*)&sa, sizeof sa) < 0) return throw_errno(env, "bind (raw)", errno);
   return NULL;
 }

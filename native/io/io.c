@@ -268,6 +268,7 @@ NAPI_MODULE_INIT() {
     {"udpOpenReusePort", NULL, udp_open_reuseport, NULL, NULL, NULL, napi_default, NULL},
     {"reuseportAttach", NULL, reuseport_attach, NULL, NULL, NULL, napi_default, NULL},
     {"socketAttachFilter", NULL, socket_attach_filter, NULL, NULL, NULL, napi_default, NULL},
+    {"rawBind", NULL, raw_bind, NULL, NULL, NULL, napi_default, NULL},
     {"packetOpen", NULL, packet_open, NULL, NULL, NULL, napi_default, NULL},
     {"packetFanout", NULL, packet_fanout, NULL, NULL, NULL, napi_default, NULL},
     {"watch", NULL, io_watch, NULL, NULL, NULL, napi_default, NULL},

@@ -58,6 +58,7 @@ napi_value udp_send(napi_env env, napi_callback_info info);
 struct sock_fprog;
 int cbpf_from_words(napi_env env, napi_value v, struct sock_fprog* prog);
 napi_value socket_attach_filter(napi_env env, napi_callback_info info);
+napi_value raw_bind(napi_env env, napi_callback_info info);
 napi_value packet_open(napi_env env, napi_callback_info info);
 napi_value packet_fanout(napi_env env, napi_callback_info info);
 

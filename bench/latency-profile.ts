@@ -90,10 +90,14 @@ function stagesOf(left: Frame[], right: Frame[], tun: { left: string; right: str
     const lIn = rOut === undefined ? undefined : outerAfter(left, OUTER.right, rOut - 50);
     const lRep = icmp(left, tun.left, 0, seq);
     if ([lOut, rIn, rReq, rRep, rOut, lIn, lRep].some((x) => x === undefined)) continue;
-    out.push({
+    const stages: Record<Stage, number> = {
       leftSeal: lOut! - lReq, wireOut: rIn! - lOut!, rightOpen: rReq! - rIn!, rightStack: rRep! - rReq!,
       rightSeal: rOut! - rRep!, wireBack: lIn! - rOut!, leftOpen: lRep! - lIn!, tunToTun: lRep! - lReq,
-    });
+    };
+    // A request whose outer packets could not be told apart (a late one overtaken by the next, a
+    // handshake or keepalive in between) shows a stage out of order: left out, not guessed.
+    if (Object.values(stages).some((us) => us < 0)) continue;
+    out.push(stages);
   }
   return out;
 }

@@ -17,27 +17,10 @@
 // Owner: none (pure values); the sockets they are attached to belong to
 // whoever opens them.
 import { MAX_SPI_NODES, MAX_SPI_WORKERS, SPI_NODE_SHIFT, SPI_WORKER_BITS, SPI_WORKER_SHIFT } from './spi-layout.js';
-
-// Classic BPF opcodes (linux/filter.h, linux/bpf_common.h).
-const BPF_LD = 0x00;
-const BPF_LDX = 0x01;
-const BPF_ALU = 0x04;
-const BPF_JMP = 0x05;
-const BPF_RET = 0x06;
-const BPF_W = 0x00;
-const BPF_B = 0x10;
-const BPF_ABS = 0x20;
-const BPF_IND = 0x40;
-const BPF_LEN = 0x80;
-const BPF_MSH = 0xa0;
-const BPF_K = 0x00;
-const BPF_X = 0x08;
-const BPF_A = 0x10;
-const BPF_SUB = 0x10;
-const BPF_AND = 0x50;
-const BPF_RSH = 0x70;
-const BPF_JEQ = 0x10;
-const BPF_JGE = 0x30;
+import {
+  BPF_A, BPF_ABS, BPF_ALU, BPF_AND, BPF_B, BPF_IND, BPF_JEQ, BPF_JGE, BPF_JMP, BPF_K, BPF_LD, BPF_LDX, BPF_LEN, BPF_MSH, BPF_RET,
+  BPF_RSH, BPF_SUB, BPF_W, BPF_X, cbpfWords, jump, stmt, type Insn,
+} from './cbpf.js';
 
 /** A socket filter's "keep the whole datagram" and "drop it". */
 const KEEP = 0xffff_ffff;
@@ -47,25 +30,6 @@ const MIN_ESP = 8;
 
 /** Which share of raw ESP a socket keeps: a worker's SPIs, or everything no worker is given. */
 export type RawEspShare = { worker: number } | 'unsteered';
-
-interface Insn {
-  code: number;
-  jt: number;
-  jf: number;
-  k: number;
-}
-
-const stmt = (code: number, k: number): Insn => ({ code, jt: 0, jf: 0, k });
-const jump = (code: number, k: number, jt: number, jf: number): Insn => ({ code, jt, jf, k });
-
-function words(prog: readonly Insn[]): Uint32Array {
-  const out = new Uint32Array(prog.length * 2);
-  prog.forEach((insn, i) => {
-    out[2 * i] = (insn.code | (insn.jt << 16) | (insn.jf << 24)) >>> 0;
-    out[2 * i + 1] = insn.k >>> 0;
-  });
-  return out;
-}
 
 function checkGroup(node: number, workers: number): void {
   if (!Number.isInteger(node) || node < 0 || node >= MAX_SPI_NODES) throw new RangeError(`raw ESP filter: node prefix must be 0..${MAX_SPI_NODES - 1}`);
@@ -103,12 +67,12 @@ export function rawEspSocketFilter(opts: { node: number; workers: number; share:
     /* 11 OWN */ stmt(BPF_RET | BPF_K, share === 'unsteered' ? DROP : KEEP),
     /* 12 OTHER */ stmt(BPF_RET | BPF_K, share === 'unsteered' ? KEEP : DROP),
   ];
-  return words(prog);
+  return cbpfWords(prog);
 }
 
 /** The PACKET_FANOUT_CBPF program: the worker index the SPI of an IPv4 ESP datagram carries. */
 export function rawEspFanoutProgram(): Uint32Array {
-  return words([
+  return cbpfWords([
     stmt(BPF_LDX | BPF_B | BPF_MSH, 0),
     stmt(BPF_LD | BPF_W | BPF_IND, 0),
     stmt(BPF_ALU | BPF_RSH | BPF_K, SPI_WORKER_SHIFT),
@@ -119,7 +83,7 @@ export function rawEspFanoutProgram(): Uint32Array {
 
 /** A socket filter that keeps IPv4 datagrams of protocol 50 only (an AF_PACKET socket sees every IPv4 packet). */
 export function ipv4EspOnlyFilter(): Uint32Array {
-  return words([
+  return cbpfWords([
     stmt(BPF_LD | BPF_B | BPF_ABS, 9), // the protocol octet
     jump(BPF_JMP | BPF_JEQ | BPF_K, 50, 0, 1),
     stmt(BPF_RET | BPF_K, KEEP),
@@ -129,5 +93,5 @@ export function ipv4EspOnlyFilter(): Uint32Array {
 
 /** A socket filter that keeps nothing: a raw socket open only so the kernel does not answer ESP with ICMP protocol unreachable. */
 export function dropAllFilter(): Uint32Array {
-  return words([stmt(BPF_RET | BPF_K, DROP)]);
+  return cbpfWords([stmt(BPF_RET | BPF_K, DROP)]);
 }

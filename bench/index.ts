@@ -7,6 +7,8 @@ import { runDemuxBench } from './demux.js';
 import { runEspBench } from './esp.js';
 import { runIkeBench } from './ike.js';
 import { runIkeLoadBench } from './ike-load.js';
+import { runLatencyProfileBench } from './latency-profile.js';
+import { runRawEspInputBench } from './raw-esp-input.js';
 import { runScaleBench } from './scale.js';
 import { runSoakBench } from './soak.js';
 import { runTunnelBench } from './tunnel.js';
@@ -17,6 +19,8 @@ const SUITES: Record<string, { describe: string; run: (opts: SuiteOptions) => Pr
   'ike-load': { describe: 'IKE SAs per second, latency and CPU per SA of an ikeclone and a charon responder under strongSwan\'s load-tester (PSK, ECDSA; root)', run: runIkeLoadBench },
   scale: { describe: 'ESP encap in 1..N data-plane workers: one SA per worker (clones) vs one SA shared with Atomics', run: runScaleBench },
   demux: { describe: 'inbound ESP to the owner worker: one reader demultiplexing by SPI into rings vs a raw socket per worker (root)', run: runDemuxBench },
+  'latency-profile': { describe: 'where an idle ping through the tunnel spends its time: captures on both gateways\' TUN devices and veth ends, ikeclone vs wireguard-go (root)', run: runLatencyProfileBench },
+  'raw-esp-input': { describe: 'raw ESP (IP protocol 50) to the owner worker: one reader vs a filtered raw socket per worker vs PACKET_FANOUT, throughput and delay from idle (root)', run: runRawEspInputBench },
   soak: { describe: 'inner UDP (sequence-numbered) and TCP through a cloned ikeclone pair across Child SA and IKE SA rekeys and reauthentication, --minutes N (root)', run: runSoakBench },
   cluster: { describe: 'three cluster nodes in network namespaces on etcd: clone handoff latency, iperf3 through 1..3 nodes per gateway CPU-second, etcd writes (root)', run: runClusterBench },
   tunnel: { describe: 'iperf3 through an ikeclone pair (TUN, UDP and raw ESP) vs a strongSwan kernel-libipsec pair, in network namespaces (root)', run: runTunnelBench },

@@ -5,6 +5,11 @@
 //   ikeclone-udp      two ikeclone gateways (the built CLI) with TUN devices,
 //                     ESP in UDP 4500 (RFC 3948)
 //   ikeclone-raw      the same with raw ESP (IP protocol 50)
+//   ikeclone-raw-io-thread
+//                     ikeclone-raw with `steering: io-thread`: the I/O thread
+//                     reads all raw ESP and hands it to the owner workers
+//                     (AES-GCM-128 only; what a filtered raw socket per
+//                     worker gains)
 //   ikeclone-udp-io-thread
 //                     ikeclone-udp with `output: io-thread`: the I/O thread,
 //                     not the workers, sends ESP and writes the TUN device
@@ -39,7 +44,7 @@ import { tunUnavailable } from '../io/tun.js';
 import { addRoute, boundedRunner, createNamespacePair, deleteNamespace, parsePingSummary } from '../demo/netns.js';
 import { formatTable, round, type SuiteOptions } from './common.js';
 
-type Case = 'veth' | 'ikeclone-udp' | 'ikeclone-raw' | 'ikeclone-udp-io-thread' | 'ikeclone-udp-tun-io-thread' | 'strongswan' | 'wireguard-go';
+type Case = 'veth' | 'ikeclone-udp' | 'ikeclone-raw' | 'ikeclone-raw-io-thread' | 'ikeclone-udp-io-thread' | 'ikeclone-udp-tun-io-thread' | 'strongswan' | 'wireguard-go';
 /** Who reads a gateway's TUN device (config dataplane.tun_input). */
 type TunInput = 'workers' | 'io-thread';
 /** Who writes a gateway's output (config dataplane.output). */
@@ -198,13 +203,13 @@ export function repoRoot(): string {
   return basename(resolve(here, '..')) === 'dist' ? resolve(here, '..', '..') : resolve(here, '..');
 }
 
-function ikecloneYaml(side: 'left' | 'right', esp: 'udp' | 'auto', cipher: Cipher, output: Output, tunInput: TunInput): string {
+function ikecloneYaml(side: 'left' | 'right', esp: 'udp' | 'auto', cipher: Cipher, output: Output, tunInput: TunInput, steering: 'kernel' | 'io-thread' = 'kernel'): string {
   const [me, peer] = side === 'left' ? [OUTER.left, OUTER.right] : [OUTER.right, OUTER.left];
   const [localNet, remoteNet] = side === 'left' ? [INNER.leftNet, INNER.rightNet] : [INNER.rightNet, INNER.leftNet];
   return JSON.stringify({
     log: { level: 'warn' },
     listen: { address: me, port: 500, natPort: 4500 },
-    dataplane: { workers: 'auto', tun: TUN, esp, output, ...(tunInput !== 'workers' ? { tun_input: tunInput } : {}) },
+    dataplane: { workers: 'auto', tun: TUN, esp, output, ...(tunInput !== 'workers' ? { tun_input: tunInput } : {}), ...(steering !== 'kernel' ? { steering } : {}) },
     connections: {
       peer: {
         local_addrs: [me], remote_addrs: [peer], ike: ['aes256gcm16-prfsha256-x25519'],
@@ -229,12 +234,12 @@ export async function statusOf(socket: string): Promise<GatewayStatus | undefine
   }
 }
 
-async function ikeclonePair(bed: Testbed, esp: 'udp' | 'auto', cipher: Cipher, output: Output = 'workers', tunInput: TunInput = 'workers'): Promise<void> {
+export async function ikeclonePair(bed: Testbed, esp: 'udp' | 'auto', cipher: Cipher, output: Output = 'workers', tunInput: TunInput = 'workers', steering: 'kernel' | 'io-thread' = 'kernel'): Promise<void> {
   const cli = join(repoRoot(), 'dist', 'control', 'cli', 'main.js');
   const sockets: string[] = [];
   for (const side of ['right', 'left'] as const) {
     const file = join(bed.dir, `${side}-${esp}.yaml`);
-    writeFileSync(file, ikecloneYaml(side, esp, cipher, output, tunInput)); // JSON is YAML
+    writeFileSync(file, ikecloneYaml(side, esp, cipher, output, tunInput, steering)); // JSON is YAML
     const socket = join(bed.dir, `${side}-${esp}.sock`);
     sockets.push(socket);
     bed.spawn(side === 'left' ? bed.left : bed.right, process.execPath, [cli, 'gateway', '--config', file, '--socket', socket]);
@@ -343,10 +348,10 @@ async function strongswanPair(bed: Testbed, cipher: Cipher): Promise<void> {
 
 /** WireGuard's UDP port, and the interface names (distinct: wireguard-go's UAPI sockets share /var/run/wireguard). */
 const WG_PORT = 51820;
-const WG_DEV = { left: 'wgl', right: 'wgr' } as const;
+export const WG_DEV = { left: 'wgl', right: 'wgr' } as const;
 
 /** Two wireguard-go devices, one per namespace, peered over the veth with wg; routes to the inner nets through them. */
-async function wireguardPair(bed: Testbed): Promise<void> {
+export async function wireguardPair(bed: Testbed): Promise<void> {
   const keys = { left: '', right: '' };
   const pub = { left: '', right: '' };
   for (const side of ['left', 'right'] as const) {
@@ -388,6 +393,7 @@ export async function runTunnelBench(opts: SuiteOptions): Promise<TunnelReport> 
       { name: 'ikeclone-raw', esp: cipher, missing: tunMissing, setUp: (bed) => ikeclonePair(bed, 'auto', cipher) },
       ...(cipher === 'aes128gcm16'
         ? [
+          { name: 'ikeclone-raw-io-thread', esp: cipher, missing: tunMissing, setUp: (bed: Testbed) => ikeclonePair(bed, 'auto', cipher, 'workers', 'workers', 'io-thread') } satisfies Run,
           { name: 'ikeclone-udp-io-thread', esp: cipher, missing: tunMissing, setUp: (bed: Testbed) => ikeclonePair(bed, 'udp', cipher, 'io-thread') } satisfies Run,
           { name: 'ikeclone-udp-tun-io-thread', esp: cipher, missing: tunMissing, setUp: (bed: Testbed) => ikeclonePair(bed, 'udp', cipher, 'workers', 'io-thread') } satisfies Run,
         ]
@@ -449,6 +455,10 @@ export async function runTunnelBench(opts: SuiteOptions): Promise<TunnelReport> 
     workerOutputVsIoThread: {
       value: round(mean('ikeclone-udp', 'aes128gcm16') / mean('ikeclone-udp-io-thread', 'aes128gcm16'), 2),
       description: 'ikeclone ESP in UDP, workers write their own output vs the I/O thread writes it, aes128gcm16, mean of both directions',
+    },
+    workerRawInputVsIoThread: {
+      value: round(mean('ikeclone-raw', 'aes128gcm16') / mean('ikeclone-raw-io-thread', 'aes128gcm16'), 2),
+      description: 'ikeclone raw ESP, each worker reads its own filtered raw socket vs the I/O thread reads all raw ESP, aes128gcm16, mean of both directions',
     },
     workerTunInputVsIoThread: {
       value: round(mean('ikeclone-udp', 'aes128gcm16') / mean('ikeclone-udp-tun-io-thread', 'aes128gcm16'), 2),

@@ -157,6 +157,8 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       sink: dp.tun ? 'deliver' : 'discard',
       ...(dp.tun ? { tun: dp.tun } : {}),
       rawEsp: (dp.esp ?? 'auto') === 'auto',
+      // Raw ESP read by its owner worker, as the NAT-T port's ESP is (io/raw-esp-steering.ts).
+      ...(steerEsp(dp) ? { rawSteering: { node: opts.spiPrefix ?? SINGLE_NODE_SPI_PREFIX } } : {}),
       udp: this.transport.sockets,
       ...(dp.output ? { output: dp.output } : {}),
       ...(dp.tunInput ? { tunInput: dp.tunInput } : {}),
@@ -283,6 +285,8 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   /** The workers' sockets of a steered NAT-T port: each reads its own (architecture §3). */
   private adoptSteered(fds: number[], address: string): void {
     this.dataPlane.adoptSteeredSockets(fds, address).catch((err: Error) => this.log.warn({ reason: err.message }, 'workers did not take their steered sockets: their ESP is lost'));
+    // Raw ESP to the same address, filtered per worker by SPI (io/raw-esp-steering.ts).
+    this.dataPlane.adoptRawEspShares(address).catch((err: Error) => this.log.warn({ reason: err.message }, 'workers did not take their raw ESP sockets: their raw ESP is lost'));
   }
 
   /** Local addresses came or went (RFC 4555 §3.5, §3.6): listen on new ones, then let MOBIKE act. */

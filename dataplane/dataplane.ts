@@ -44,11 +44,13 @@
 // from control/; the gateway translates a Child SA into an SaSpec with its
 // ESP transform descriptor (algorithm name, key material, ICV length).
 import { EventEmitter } from 'node:events';
+import { isIPv4 } from 'node:net';
 import type { Endpoint } from '../io/endpoint.js';
 import { bytesToIp } from '../io/ip.js';
 import { TunDevice, TUN_DEFAULT_MTU } from '../io/tun.js';
 import { getSystemErrorName } from 'node:util';
 import { RawEspSocket } from '../io/rawesp.js';
+import { openRawEspShares } from '../io/raw-esp-steering.js';
 import { loadNativeIo } from '../io/native-io.js';
 import { CELL_HEADER_BYTES } from './ring.js';
 import { Sad, type SaSpec } from './sad.js';
@@ -56,7 +58,7 @@ import type { Selector } from './packet.js';
 import { closeWorkerBells, startWorkers, type WorkerHandle } from './workers.js';
 import { nativeIoUnavailable } from '../io/native-io.js';
 import type { WorkerEvent } from './messages.js';
-import { DEFAULT_CELL_SIZE, ESP_OVERHEAD, KERNEL_SLOT_COUNT, WORKER_LOOP_DEFAULT } from './defaults.js';
+import { DEFAULT_CELL_SIZE, ESP_OVERHEAD, KERNEL_SLOT_COUNT, RAW_ESP_WORKER_BUFFER, WORKER_LOOP_DEFAULT } from './defaults.js';
 import { PlaneState, quietLogger, type DataPlaneEvents, type DataPlaneLogger, type DataPlaneOptions, type InnerSink, type RawEspSender } from './state.js';
 import { RingFeed } from './ring-feed.js';
 import { SaInstaller } from './install.js';
@@ -331,17 +333,39 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
    * steers to it itself, and closes the socket at stop. Resolves when every
    * worker has its socket; the descriptors are theirs from the call on.
    */
-  async adoptSteeredSockets(fds: readonly number[], address?: string): Promise<void> {
+  async adoptSteeredSockets(fds: readonly number[], address?: string, raw = false): Promise<void> {
     if (!this.s.running || fds.length !== this.s.workers.length) {
       for (const fd of fds) loadNativeIo().close(fd);
       throw new RangeError(`adoptSteeredSockets: one socket per worker (${this.s.workers.length}) on a running data plane`);
     }
     this.s.steered = true;
     // A worker that did not take its socket (it ended meanwhile): the socket is closed here, not leaked.
-    await Promise.all(this.s.workers.map((w, i) => w.request({ op: 'steered-socket', fd: fds[i]!, ...(address !== undefined ? { address } : {}) }).catch((err: Error) => {
+    await Promise.all(this.s.workers.map((w, i) => w.request({ op: 'steered-socket', fd: fds[i]!, ...(address !== undefined ? { address } : {}), ...(raw ? { raw } : {}) }).catch((err: Error) => {
       loadNativeIo().close(fds[i]!);
       throw err;
     })));
+  }
+
+  /**
+   * With raw ESP steering (DataPlaneOptions.rawSteering): hand each worker a
+   * raw IPv4 ESP socket bound to `address` that keeps the SPIs naming it
+   * (io/raw-esp-steering.ts); the I/O thread's then keeps only the rest.
+   * Called beside adoptSteeredSockets for each steered NAT-T address. When
+   * the kernel refuses, the I/O thread goes on reading all of it.
+   */
+  async adoptRawEspShares(address: string): Promise<void> {
+    const raw = this.s.rawSocket;
+    const control = raw?.fdFor(4);
+    if (!this.opts.rawSteering || !this.s.running || control === undefined || !isIPv4(address)) return;
+    let fds: number[];
+    try {
+      fds = openRawEspShares(control, { node: this.opts.rawSteering.node, workers: this.s.workers.length, bufferBytes: RAW_ESP_WORKER_BUFFER, address });
+    } catch (err) {
+      this.s.log.info({ address, reason: (err as Error).message }, 'raw ESP not filtered per worker: the I/O thread reads it');
+      return;
+    }
+    await this.adoptSteeredSockets(fds, undefined, true);
+    raw!.stats.workers = true;
   }
 
   // ------------------------------------------------------------------ status

@@ -62,3 +62,6 @@ export const DEFAULT_REPLAY_WINDOW = 1024;
 
 /** Traffic generator (demo, benchmarks): inner packet bytes, UDP source ports per SA, packets per kernel call. */
 export const GENERATE_DEFAULTS = { size: 1400, flows: 16, batch: 64 } as const;
+
+/** Receive buffer of a worker's filtered raw ESP socket (io/raw-esp-steering.ts), as the I/O thread's raw socket has. */
+export const RAW_ESP_WORKER_BUFFER = 4 << 20;

@@ -260,6 +260,8 @@ export interface SteeredSocketRequest {
   fd: number;
   /** The address the steered port is bound to: the worker sends the ESP of routes from it on this socket (EspRoute.local). */
   address?: string;
+  /** A raw IPv4 socket of protocol 50 that keeps this worker's SPIs (io/raw-esp-steering.ts), not a NAT-T port's. */
+  raw?: boolean;
 }
 /**
  * The outbound policies as a worker that reads its TUN queue needs them

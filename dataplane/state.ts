@@ -86,6 +86,13 @@ export interface DataPlaneOptions {
    * in UDP. Raw ESP that arrives is always accepted when the socket is open.
    */
   rawEsp?: boolean;
+  /**
+   * Raw IPv4 ESP read by its owner worker (io/raw-esp-steering.ts): a raw
+   * socket per worker filtered to the SPIs of node prefix `node` that name
+   * it, the I/O thread's to the rest. Without it the I/O thread reads all
+   * raw ESP and hands it over through the in rings.
+   */
+  rawSteering?: { node: number };
   /** The tunnel MTU and ICMP too-big rate (dataplane/path-mtu.ts); defaults PATH_DEFAULTS. */
   path?: Partial<PathOptions>;
   /** Bound on a worker's answer to a control request, ms (default 10 s; tests shorten it). Also bounds how long remove() waits for a successor. */

@@ -15,9 +15,14 @@
 // counted once (DROP_UNKNOWN_SPI), a datagram too short or too long for an
 // arena slot as malformed.
 //
+// The same reader takes raw ESP (IP protocol 50, IPv4) when the worker owns
+// a raw socket whose filter keeps its SPIs (io/raw-esp-steering.ts): each
+// datagram then starts at its IP header, which is checked and skipped, and
+// its TOS octet is the outer TOS.
+//
 // Owner: one worker thread. The descriptor is its own (handed over by the
 // I/O side, which no longer reads it); it is closed here at stop.
-import { loadNativeIo, UDP_DESC_WORDS, UDP_RECV_TOS_WORD, type NativeIo } from '../io/native-io.js';
+import { loadNativeIo, RECV_TOS_VALID, UDP_DESC_WORDS, UDP_RECV_TOS_WORD, type NativeIo } from '../io/native-io.js';
 import { Desc, DESC_WORDS, type EspKernel } from './kernel.js';
 import { WorkerStat } from './messages.js';
 import type { EpollWaiter } from './worker-epoll.js';
@@ -29,6 +34,19 @@ export const SOURCE_WORDS = 5;
 const READS_PER_EVENT = 4;
 /** Datagrams per recvmmsg call (native/io/udp.c takes at most 64). */
 const READ_BATCH = 32;
+
+/**
+ * An IPv4 datagram of protocol 50 at arena[at..at + length] (RFC 791: version
+ * 4, IHL >= 5, total length within what was read): where its ESP starts, its
+ * length and the TOS octet as udpRecv reports a TOS; undefined when it is none.
+ */
+function ipv4Payload(arena: Uint8Array, at: number, length: number): [number, number, number] | undefined {
+  if (length < 20 || arena[at]! >> 4 !== 4 || arena[at + 9] !== 50) return undefined;
+  const ihl = (arena[at]! & 0x0f) * 4;
+  const total = (arena[at + 2]! << 8) | arena[at + 3]!;
+  if (ihl < 20 || total < ihl || total > length) return undefined;
+  return [at + ihl, total - ihl, RECV_TOS_VALID | arena[at + 1]!];
+}
 
 export class SteeredInput {
   private readonly api: NativeIo;
@@ -61,6 +79,8 @@ export class SteeredInput {
     private readonly sources: Int32Array,
     /** The address the steered port is bound to (the worker sends from this socket too). */
     readonly address?: string,
+    /** A raw IPv4 socket of protocol 50: datagrams start at the IP header (RFC 791). */
+    private readonly rawIpv4 = false,
   ) {
     this.api = loadNativeIo();
   }
@@ -127,9 +147,18 @@ export class SteeredInput {
     this.unknown = 0;
     this.malformed = 0;
     for (let i = 0; i < n; i++) {
-      const length = this.udpDesc[i * UDP_DESC_WORDS]!;
       const truncated = this.udpDesc[i * UDP_DESC_WORDS + 1]!;
-      const at = i * this.stride;
+      let at = i * this.stride;
+      let length = this.udpDesc[i * UDP_DESC_WORDS]!;
+      let tos = this.udpDesc[i * UDP_DESC_WORDS + UDP_RECV_TOS_WORD]!;
+      if (this.rawIpv4 && truncated === 0) {
+        const ip = ipv4Payload(arena, at, length);
+        if (ip === undefined) {
+          this.malformed++;
+          continue;
+        }
+        [at, length, tos] = ip;
+      }
       // SPI + sequence number at least (RFC 4303 §2); longer than a slot cannot be whole.
       if (length < 8 || truncated !== 0) {
         this.malformed++;
@@ -146,7 +175,7 @@ export class SteeredInput {
       desc[d + Desc.LENGTH] = length;
       desc[d + Desc.SLOT] = slot;
       desc[d + Desc.NEXT_HEADER] = 0;
-      this.outerTos[k] = this.udpDesc[i * UDP_DESC_WORDS + UDP_RECV_TOS_WORD]!;
+      this.outerTos[k] = tos;
       this.sources.set(this.udpDesc.subarray(i * UDP_DESC_WORDS + 2, i * UDP_DESC_WORDS + 2 + SOURCE_WORDS), k * SOURCE_WORDS);
       k++;
     }

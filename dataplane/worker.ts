@@ -240,7 +240,7 @@ class DataPlaneWorker {
         this.spd.set(req.families);
         return undefined;
       case 'steered-socket':
-        this.adoptSteeredSocket(req.fd, req.address);
+        this.adoptSteeredSocket(req.fd, req.address, req.raw === true);
         return undefined;
       case 'stop':
         this.stopping = true;
@@ -259,9 +259,9 @@ class DataPlaneWorker {
     this.slots[slot] = undefined;
   }
 
-  /** Read this worker's socket of a steered NAT-T port (one per listen address) from now on. */
-  private adoptSteeredSocket(fd: number, address?: string): void {
-    const input = new SteeredInput(fd, this.kernel, this.stride, this.stats, (spi) => this.inboundBySpi.get(spi), (n) => this.runArena(n, CellKind.DECAP), () => this.catchUp(), this.outerTos, this.sources, address);
+  /** Read this worker's socket of a steered NAT-T port (one per listen address), or its filtered raw ESP socket, from now on. */
+  private adoptSteeredSocket(fd: number, address?: string, raw = false): void {
+    const input = new SteeredInput(fd, this.kernel, this.stride, this.stats, (spi) => this.inboundBySpi.get(spi), (n) => this.runArena(n, CellKind.DECAP), () => this.catchUp(), this.outerTos, this.sources, address, raw);
     this.steered.push(input);
     this.resolveSendFds();
     const onError = (status: number) => {

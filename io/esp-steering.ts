@@ -18,39 +18,16 @@
 // Owner: the thread that opens the group (the I/O thread); each member socket
 // is then read by the thread it is handed to, the kernel doing the steering.
 import { loadNativeIo } from './native-io.js';
+import {
+  BPF_A, BPF_ABS, BPF_ADD, BPF_ALU, BPF_AND, BPF_JEQ, BPF_JGE, BPF_JMP, BPF_K, BPF_LD, BPF_LEN, BPF_RET, BPF_RSH, BPF_W,
+  cbpfWords, jump, stmt, type Insn,
+} from './cbpf.js';
 import { MAX_SPI_NODES, MAX_SPI_WORKERS, SPI_NODE_SHIFT, SPI_WORKER_BITS, SPI_WORKER_SHIFT } from './spi-layout.js';
-
-// Classic BPF opcodes (linux/filter.h, linux/bpf_common.h).
-const BPF_LD = 0x00;
-const BPF_ALU = 0x04;
-const BPF_JMP = 0x05;
-const BPF_RET = 0x06;
-const BPF_W = 0x00;
-const BPF_ABS = 0x20;
-const BPF_LEN = 0x80;
-const BPF_K = 0x00;
-const BPF_A = 0x10;
-const BPF_ADD = 0x00;
-const BPF_AND = 0x50;
-const BPF_RSH = 0x70;
-const BPF_JEQ = 0x10;
-const BPF_JGE = 0x30;
 
 /** Shortest datagram steered as ESP: SPI and sequence number (RFC 4303 §2). */
 export const MIN_STEERED_ESP = 8;
 /** The control plane's socket is the group's first member: index 0. */
 export const CONTROL_SOCKET_INDEX = 0;
-
-/** One classic BPF instruction. */
-interface Insn {
-  code: number;
-  jt: number;
-  jf: number;
-  k: number;
-}
-
-const stmt = (code: number, k: number): Insn => ({ code, jt: 0, jf: 0, k });
-const jump = (code: number, k: number, jt: number, jf: number): Insn => ({ code, jt, jf, k });
 
 /**
  * The steering program for a group whose member 0 is the control plane's
@@ -79,12 +56,7 @@ export function steeringProgram(opts: { node: number; workers: number }): Uint32
     /* 11 */ stmt(BPF_RET | BPF_A, 0),
     /* 12 */ stmt(BPF_RET | BPF_K, CONTROL_SOCKET_INDEX),
   ];
-  const words = new Uint32Array(prog.length * 2);
-  prog.forEach((insn, i) => {
-    words[2 * i] = (insn.code | (insn.jt << 16) | (insn.jf << 24)) >>> 0;
-    words[2 * i + 1] = insn.k >>> 0;
-  });
-  return words;
+  return cbpfWords(prog);
 }
 
 /** The sockets of one steered NAT-T port: descriptors, owned by whoever reads each. */

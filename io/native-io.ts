@@ -51,6 +51,14 @@ export interface NativeIo {
   udpOpenReusePort(address: string, port: number, bufferBytes: number): { fd: number; port: number };
   /** Attach a classic BPF program (two words per instruction: code | jt << 16 | jf << 24, k) to fd's SO_REUSEPORT group. */
   reuseportAttach(fd: number, program: Uint32Array): void;
+  /** SO_ATTACH_FILTER: fd keeps only what the classic BPF program accepts (native/io/filter.c). */
+  socketAttachFilter(fd: number, program: Uint32Array): void;
+  /** Bind a raw IPv4 socket to a local address: only datagrams to it are received (native/io/filter.c). */
+  rawBind(fd: number, address: string): void;
+  /** An AF_PACKET SOCK_DGRAM socket for IPv4 bound to interface `ifname` (datagrams start at the IP header). */
+  packetOpen(ifname: string, bufferBytes: number): number;
+  /** Join PACKET_FANOUT group `group` with a classic BPF program that picks the member (PACKET_FANOUT_CBPF). */
+  packetFanout(fd: number, group: number, program: Uint32Array): void;
   /** `dest` (IPv6 raw sockets): each datagram's destination address from IPV6_PKTINFO, 4 int32 words each. */
   udpRecv(fd: number, buffer: Uint8Array, slotSize: number, desc: Int32Array, dest?: Int32Array): number;
   /**

@@ -49,6 +49,8 @@ export interface RawEspStats {
   /** Whether ESP over IPv6 is carried too (an IPv6 raw socket is open: batched backend). */
   ipv6: boolean;
   sendErrors: number;
+  /** IPv4 raw ESP of the workers' SPIs is read by the workers' own filtered sockets (raw-esp-steering.ts), not here. */
+  workers: boolean;
 }
 
 function loadRawSocket(): RawSocketModule {
@@ -79,7 +81,7 @@ export class RawEspSocket implements RawEspSender {
   private backend6: RawBackend | undefined;
 
   private constructor(backend: RawEspStats['backend']) {
-    this.stats = { backend, packetsIn: 0, packetsOut: 0, malformed: 0, sendErrors: 0, ipv6: false };
+    this.stats = { backend, packetsIn: 0, packetsOut: 0, malformed: 0, sendErrors: 0, ipv6: false, workers: false };
   }
 
   /**

@@ -87,9 +87,17 @@ describe('ESP between two gateways on loopback', () => {
     const report = await client.dataPlane.generate({ packets: 300, size: 500 });
     expect(report.sent).toBe(300);
     await until(() => gw.status().dataplane!.workers.reduce((n, w) => n + w.decapPackets, 0) >= 295);
-    // Nothing came over UDP; the raw socket delivered it, and only to the gateway it was addressed to.
+    // Nothing came over UDP; the owner worker's raw socket (bound to the gateway's address, filtered to
+    // its SPIs: io/raw-esp-steering.ts) delivered it, and only to the gateway it was addressed to;
+    // the I/O thread's raw socket, filtered to what no worker owns, got none of it.
     expect(gw.transport.stats.espIn).toBe(0);
-    expect(gw.status().dataplane!.rawEsp!.packetsIn).toBeGreaterThanOrEqual(295);
+    const c = await gw.dataPlane.counters();
+    const owner = gw.dataPlane.ownerOf(c.sa[0]!.id)!;
+    const workers = gw.status().dataplane!.workers;
+    expect(gw.status().dataplane!.rawEsp!.workers).toBe(true);
+    expect(workers[owner]!.steered!.in).toBeGreaterThanOrEqual(295);
+    expect(workers.filter((w) => w.index !== owner).every((w) => w.steered!.in === 0)).toBe(true);
+    expect(gw.status().dataplane!.rawEsp!.packetsIn).toBe(0);
     expect(client.status().dataplane!.io.dropUnknownSpi).toBe(0);
     expect(gw.status().dataplane!.io.dropUnknownSpi).toBe(0);
   });

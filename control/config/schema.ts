@@ -104,7 +104,8 @@
  *     at: init                 # init: in IKE_SA_INIT (before any state) | auth: in IKE_AUTH
  *   steering: kernel           # kernel: each worker reads its own socket of the NAT-T port, the
  *                              # kernel steering ESP to it by the worker its SPI names (SO_REUSEPORT
- *                              # with BPF; native I/O, up to 64 workers) | io-thread: one reader
+ *                              # with BPF; native I/O, up to 64 workers), and raw IPv4 ESP on a raw
+ *                              # socket of its own filtered to its SPIs | io-thread: one reader
  * metrics:                     # optional, off by default: Prometheus metrics over HTTP (GET /metrics)
  *   listen: 127.0.0.1:9710     # ADDRESS:PORT ([::1]:9710 for IPv6); an address other than loopback
  *                              # is served too, with a warning (the series tell traffic volumes)

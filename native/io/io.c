@@ -7,6 +7,7 @@
  *                           past a virtio_net_hdr
  *   sockets (udp.c)         UDP and raw open, recv (recvmmsg), send (sendmmsg)
  *   steering (steer.c)      SO_REUSEPORT groups with a classic BPF program
+ *   filters (filter.c)      socket filters and PACKET_FANOUT for raw ESP input
  *   worker loop (poll.c)    epoll and eventfd: a worker blocks in the kernel
  *   here                    watch(fd, callback) -> handle: callback() runs on
  *                           the loop whenever fd is readable; unwatch(handle)
@@ -266,6 +267,10 @@ NAPI_MODULE_INIT() {
     {"udpSend", NULL, udp_send, NULL, NULL, NULL, napi_default, NULL},
     {"udpOpenReusePort", NULL, udp_open_reuseport, NULL, NULL, NULL, napi_default, NULL},
     {"reuseportAttach", NULL, reuseport_attach, NULL, NULL, NULL, napi_default, NULL},
+    {"socketAttachFilter", NULL, socket_attach_filter, NULL, NULL, NULL, napi_default, NULL},
+    {"rawBind", NULL, raw_bind, NULL, NULL, NULL, napi_default, NULL},
+    {"packetOpen", NULL, packet_open, NULL, NULL, NULL, napi_default, NULL},
+    {"packetFanout", NULL, packet_fanout, NULL, NULL, NULL, napi_default, NULL},
     {"watch", NULL, io_watch, NULL, NULL, NULL, napi_default, NULL},
     {"unwatch", NULL, io_unwatch, NULL, NULL, NULL, napi_default, NULL},
     {"close", NULL, io_close, NULL, NULL, NULL, napi_default, NULL},

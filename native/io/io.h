@@ -1,5 +1,5 @@
 /*
- * Shared by the parts of ikeclone's native I/O addon (io.c, tun.c, gro.c, tso.c, udp.c, steer.c, unix.c, poll.c):
+ * Shared by the parts of ikeclone's native I/O addon (io.c, tun.c, gro.c, tso.c, udp.c, steer.c, filter.c, unix.c, poll.c):
  * argument helpers and the errors they throw. Every function of the addon
  * runs on the calling JavaScript thread; nothing here parses packets.
  */
@@ -52,6 +52,15 @@ napi_value reuseport_attach(napi_env env, napi_callback_info info);
 napi_value raw_open(napi_env env, napi_callback_info info);
 napi_value udp_recv(napi_env env, napi_callback_info info);
 napi_value udp_send(napi_env env, napi_callback_info info);
+
+/* A program argument (Uint32Array, two words per instruction) as a classic BPF program (filter.c);
+ * prog->filter is to be freed. 0, or -1 when it is not one. */
+struct sock_fprog;
+int cbpf_from_words(napi_env env, napi_value v, struct sock_fprog* prog);
+napi_value socket_attach_filter(napi_env env, napi_callback_info info);
+napi_value raw_bind(napi_env env, napi_callback_info info);
+napi_value packet_open(napi_env env, napi_callback_info info);
+napi_value packet_fanout(napi_env env, napi_callback_info info);
 
 napi_value poll_create(napi_env env, napi_callback_info info);
 napi_value poll_add(napi_env env, napi_callback_info info);

@@ -35,9 +35,6 @@
 #define SO_ATTACH_REUSEPORT_CBPF 51
 #endif
 
-/* The kernel's limit on classic BPF programs (BPF_MAXINSNS). */
-#define MAX_INSNS 4096
-
 napi_value udp_open_reuseport(napi_env env, napi_callback_info info) {
   return udp_open_with(env, info, 1);
 }
@@ -47,26 +44,14 @@ napi_value reuseport_attach(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   int32_t fd;
-  uint32_t* words;
-  size_t count;
-  if (argc < 2 || get_int(env, argv[0], &fd) < 0 || get_uint32s(env, argv[1], &words, &count) < 0 || count == 0 ||
-      count % 2 != 0 || count / 2 > MAX_INSNS) {
+  struct sock_fprog prog;
+  if (argc < 2 || get_int(env, argv[0], &fd) < 0 || cbpf_from_words(env, argv[1], &prog) < 0) {
     napi_throw_type_error(env, NULL, "reuseportAttach: (fd, Uint32Array of 1..4096 instructions, two words each)");
     return NULL;
   }
-  size_t n = count / 2;
-  struct sock_filter* insns = (struct sock_filter*)calloc(n, sizeof *insns);
-  if (!insns) return throw_errno(env, "reuseportAttach", ENOMEM);
-  for (size_t i = 0; i < n; i++) {
-    insns[i].code = (uint16_t)(words[2 * i] & 0xffff);
-    insns[i].jt = (uint8_t)((words[2 * i] >> 16) & 0xff);
-    insns[i].jf = (uint8_t)(words[2 * i] >> 24);
-    insns[i].k = words[2 * i + 1];
-  }
-  struct sock_fprog prog = {.len = (unsigned short)n, .filter = insns};
   int r = setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof prog);
   int err = errno;
-  free(insns);
+  free(prog.filter);
   if (r < 0) return throw_errno(env, "SO_ATTACH_REUSEPORT_CBPF", err);
   return NULL;
 }

@@ -71,8 +71,8 @@ export interface SoakReport {
   drops: Record<string, number>;
   /** Kernel counters of each namespace over the run: losses the data planes cannot see. */
   kernelDrops: { left: KernelDrops; right: KernelDrops };
-  /** When data-plane drops happened: the samples at which either gateway's total grew, with the totals. */
-  dropTimeline: Array<{ atSeconds: number; total: number; childRekeys: number }>;
+  /** When data-plane drops happened: the samples at which either gateway's total grew, with the totals by reason. */
+  dropTimeline: Array<{ atSeconds: number; total: number; childRekeys: number; drops: Record<string, number> }>;
   /**
    * Steered ESP the workers of both gateways held because its SA was not
    * installed yet (dataplane/steered-hold.ts): opened once it was, or else
@@ -289,7 +289,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
         dropsOf(st, counts);
         dropsOf(right, counts);
         const total = Object.values(counts).reduce((a, b) => a + b, 0);
-        if (total > dropsSeen) dropTimeline.push({ atSeconds: at, total, childRekeys: st.ike.rekeys.child });
+        if (total > dropsSeen) dropTimeline.push({ atSeconds: at, total, childRekeys: st.ike.rekeys.child, drops: counts });
         dropsSeen = Math.max(dropsSeen, total);
         progress(`soak ${at}s: rekeys child ${st.ike.rekeys.child} ike ${st.ike.rekeys.ike}, IKE SAs ${st.ikeSas.length}, RSS ${samples.at(-1)!.leftMiB}/${samples.at(-1)!.rightMiB} MiB`);
       });

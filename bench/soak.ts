@@ -71,8 +71,14 @@ export interface SoakReport {
   drops: Record<string, number>;
   /** Kernel counters of each namespace over the run: losses the data planes cannot see. */
   kernelDrops: { left: KernelDrops; right: KernelDrops };
-  /** When data-plane drops happened: the samples at which either gateway's total grew, with the totals. */
-  dropTimeline: Array<{ atSeconds: number; total: number; childRekeys: number }>;
+  /** When data-plane drops happened: the samples at which either gateway's total grew, with the totals by reason. */
+  dropTimeline: Array<{ atSeconds: number; total: number; childRekeys: number; drops: Record<string, number> }>;
+  /**
+   * Steered ESP the workers of both gateways held because its SA was not
+   * installed yet (dataplane/steered-hold.ts): opened once it was, or else
+   * counted in drops as an unknown SPI.
+   */
+  heldEsp: number;
   failedExchanges: Record<string, number>;
   rss: { samples: RssSample[]; left: RssSummary; right: RssSummary };
   /** Nothing lost, duplicated or corrupted; the TCP stream ended cleanly. */
@@ -189,6 +195,11 @@ function addCounts(into: Record<string, number>, from: Record<string, number>, p
   for (const [k, v] of Object.entries(from)) if (v > 0) into[prefix + k] = (into[prefix + k] ?? 0) + v;
 }
 
+/** Steered ESP a gateway's workers held for SAs not installed yet. */
+function heldOf(st: GatewayStatus | undefined): number {
+  return st?.dataplane?.workers.reduce((n, w) => n + (w.steered?.held ?? 0), 0) ?? 0;
+}
+
 function dropsOf(st: GatewayStatus | undefined, into: Record<string, number>): void {
   const dp = st?.dataplane;
   if (!dp) return;
@@ -278,7 +289,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
         dropsOf(st, counts);
         dropsOf(right, counts);
         const total = Object.values(counts).reduce((a, b) => a + b, 0);
-        if (total > dropsSeen) dropTimeline.push({ atSeconds: at, total, childRekeys: st.ike.rekeys.child });
+        if (total > dropsSeen) dropTimeline.push({ atSeconds: at, total, childRekeys: st.ike.rekeys.child, drops: counts });
         dropsSeen = Math.max(dropsSeen, total);
         progress(`soak ${at}s: rekeys child ${st.ike.rekeys.child} ike ${st.ike.rekeys.ike}, IKE SAs ${st.ikeSas.length}, RSS ${samples.at(-1)!.leftMiB}/${samples.at(-1)!.rightMiB} MiB`);
       });
@@ -316,7 +327,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
       suite: 'soak', node: process.version, options,
       rekeys: { child: left.ike.rekeys.child, ike: left.ike.rekeys.ike, reauth: Math.max(0, (left.ike.exchanges['IKE_AUTH.initiator.ok'] ?? 0) - 1) },
       udp: { leftToRight: udpLR, rightToLeft: udpRL, sent },
-      tcp: tcpReport, drops, kernelDrops: kernel, dropTimeline, failedExchanges,
+      tcp: tcpReport, drops, kernelDrops: kernel, dropTimeline, heldEsp: heldOf(lastStatus.left) + heldOf(lastStatus.right), failedExchanges,
       rss: { samples, left: summarise(samples, 'leftMiB', o.seconds), right: summarise(samples, 'rightMiB', o.seconds) },
       intact,
     };
@@ -343,6 +354,7 @@ export async function runSoakBench(opts: SuiteOptions): Promise<SoakReport> {
     ['TCP bytes', r.tcp.bytes], ['  corrupt', r.tcp.corrupt], ['  retransmitted segments', r.tcp.retransmittedSegments], ['  longest pause ms', r.tcp.maxGapMs],
   ]));
   console.log(`\nRSS MiB (after warm-up / max / end): left ${r.rss.left.afterWarmUpMiB} / ${r.rss.left.maxMiB} / ${r.rss.left.endMiB}, right ${r.rss.right.afterWarmUpMiB} / ${r.rss.right.maxMiB} / ${r.rss.right.endMiB}`);
+  console.log(`held ESP (SA not installed yet): ${r.heldEsp}`);
   console.log(`drops: ${JSON.stringify(r.drops)}; kernel drops: ${JSON.stringify(r.kernelDrops)}; failed exchanges: ${JSON.stringify(r.failedExchanges)}; intact: ${r.intact}`);
   return report;
 }

@@ -54,6 +54,13 @@ export const IDLE_WAIT_MS = 200;
  * does not know yet (worker-input.ts): its install request may be queued.
  */
 export const CATCH_UP_MESSAGES = 64;
+/**
+ * Steered ESP for an SPI a worker has no SA for even after that catch-up
+ * (steered-hold.ts: the install may not be posted yet): held at most this
+ * long, ms, at most this many datagrams and SPIs per socket; then dropped
+ * as an unknown SPI.
+ */
+export const STEERED_HOLD = { ms: 1000, packets: 256, spis: 16 } as const;
 
 /** SA slots of one worker's kernel (wasm/layout.ts SLOT_COUNT). */
 export const KERNEL_SLOT_COUNT = 256;

@@ -185,6 +185,8 @@ export class SaInstaller {
     if (record.state === 'removed') return; // removed while installing: forget() already deleted the slots
     sad.activate(record);
     this.handover.release(record);
+    // Retired while installing (retire()): it receives until its linger ends, and never sends.
+    if (record.retiring) return;
     if (spec.deferOutbound && this.handover.familyHasSender(record)) this.handover.defer(record, this.startSending);
     else this.startSending(record);
     this.s.log.debug({ sa: spec.id, worker: owner, spiIn: spec.spiIn.toString(16), transport: record.transport }, 'data plane SA installed');
@@ -198,48 +200,62 @@ export class SaInstaller {
   /** `record` carries outbound traffic from now on, in place of the SAs it replaces. */
   private readonly startSending = (record: SaRecord): void => {
     const sad = this.s.requireSad();
-    for (const id of record.replaces) {
-      const old = sad.get(id);
-      if (old && old.outbound) {
-        old.outbound = false;
-        this.s.spd.remove(old);
+    // One change of the SPD: the workers' copies never see the family between two steps (spd.ts batch()).
+    this.s.spd.batch(() => {
+      for (const id of record.replaces) {
+        const old = sad.get(id);
+        if (old && old.outbound) {
+          old.outbound = false;
+          this.s.spd.remove(old);
+        }
       }
-    }
-    record.outbound = true;
-    this.s.spd.add(record);
-    // A retired SA that kept sending for want of another sender (retire()) stops now.
-    for (const other of sad.all()) {
-      if (other.retiring && other.outbound && other.familyKey === record.familyKey) {
-        other.outbound = false;
-        this.s.spd.remove(other);
+      record.outbound = true;
+      this.s.spd.add(record);
+      // A retired SA that kept sending for want of another sender (retire()) stops now.
+      for (const other of sad.all()) {
+        if (other.retiring && other.outbound && other.familyKey === record.familyKey) {
+          other.outbound = false;
+          this.s.spd.remove(other);
+        }
       }
-    }
+    });
   };
 
   /**
    * Retire a deleted Child SA: no more outbound traffic on it (a
    * predecessor or a waiting successor sends instead), removed after
    * `lingerMs` (RFC 7296 §2.8: the peer may have sent on it until it deleted
-   * its side). Unknown ids are ignored; one not yet active, or the last of
-   * its family (the tunnel goes down: nothing takes its traffic over), goes
-   * at once.
+   * its side). Unknown ids are ignored; the last of its family (the tunnel
+   * goes down: nothing takes its traffic over) goes at once. One still
+   * installing retires too: it receives once installed, until its linger
+   * ends, and never sends.
    */
   async retire(id: number, lingerMs = RETIRED_SA_LINGER_MS): Promise<void> {
     const sad = this.s.sad;
     const r = sad?.get(id);
     if (!r || r.retiring) return;
     const others = sad!.all().some((o) => o !== r && o.familyKey === r.familyKey && !o.retiring);
-    if (lingerMs <= 0 || r.state !== 'active' || !others) return this.remove(id);
+    if (lingerMs <= 0 || (r.state !== 'active' && r.state !== 'installing') || !others) return this.remove(id);
     r.retiring = true;
+    if (r.state === 'installing') {
+      // Deleted before our install ended: the peer may already send on it (RFC 7296 §2.8.1, the
+      // redundant SA of a simultaneous rekey, which its initiator used until it deleted it). It
+      // never sends, but once installed receives like any retired SA until its linger ends.
+      this.handover.linger(r, lingerMs, () => void this.remove(id));
+      return;
+    }
     // The family's last sender keeps sending while a member is still installing (a peer's new
     // SA, whose Delete of this one overtook our install): until that one sends, or this one goes.
-    const successorInstalling = this.s.requireSad().all().some((o) => o.familyKey === r.familyKey && o.state === 'installing');
-    if (r.outbound && (this.handover.familyHasSender(r) || !successorInstalling)) {
-      r.outbound = false;
-      this.s.spd.remove(r);
-      this.restorePredecessor(r);
-    }
-    this.handover.senderGone(r, this.startSending);
+    const successorInstalling = this.s.requireSad().all().some((o) => o.familyKey === r.familyKey && o.state === 'installing' && !o.retiring);
+    // One change of the SPD: r out, and whoever takes its traffic over in (spd.ts batch()).
+    this.s.spd.batch(() => {
+      if (r.outbound && (this.handover.familyHasSender(r) || !successorInstalling)) {
+        r.outbound = false;
+        this.s.spd.remove(r);
+        this.restorePredecessor(r);
+      }
+      this.handover.senderGone(r, this.startSending);
+    });
     this.handover.linger(r, lingerMs, () => void this.remove(id));
   }
 
@@ -309,11 +325,14 @@ export class SaInstaller {
 
   forget(r: SaRecord): Promise<void> {
     const wasOutbound = r.outbound;
-    this.s.spd.remove(r);
-    this.s.sad!.delete(r);
-    this.handover.forget(r);
-    if (wasOutbound) this.restorePredecessor(r);
-    this.handover.senderGone(r, this.startSending);
+    // One change of the SPD, whose new table reaches the workers before the delete below (spd.ts batch()).
+    this.s.spd.batch(() => {
+      this.s.spd.remove(r);
+      this.s.sad!.delete(r);
+      this.handover.forget(r);
+      if (wasOutbound) this.restorePredecessor(r);
+      this.handover.senderGone(r, this.startSending);
+    });
     // Posted synchronously after the slots were freed, so it reaches the worker before any reuse.
     const w = this.s.workers[r.worker]!;
     return Promise.all([w.request({ op: 'delete', slot: r.inSlot }), w.request({ op: 'delete', slot: r.outSlot })]).then(

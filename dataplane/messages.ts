@@ -164,8 +164,10 @@ export const WorkerStat = {
   /** Inner packets read that no SA's selectors cover, and ones that are not IPv4/IPv6 or too long to encapsulate. */
   INNER_NO_POLICY: 37,
   INNER_MALFORMED: 38,
+  /** Steered ESP held for an SPI not installed yet (steered-hold.ts): opened once it is, or counted in DROP_UNKNOWN_SPI. */
+  STEERED_HELD: 39,
 } as const;
-export const WORKER_STAT_COUNT = 39;
+export const WORKER_STAT_COUNT = 40;
 
 export interface InstallRequest {
   op: 'install';

@@ -34,12 +34,43 @@ export class Spd {
   /** In insertion order: the first family whose selectors cover a packet takes it. */
   private readonly families: Family[] = [];
   private readonly flow = newFlowTuple();
-  /** Called after every add and remove (workers that read their own TUN queues get a copy: worker-spd.ts). */
+  /**
+   * Called after every add and remove, or once after a batch() that changed
+   * anything (workers that read their own TUN queues get a copy: worker-spd.ts).
+   */
   onChange: (() => void) | undefined;
+  /** batch() calls in progress, and whether one of them changed the table. */
+  private batchDepth = 0;
+  private changedInBatch = false;
 
   /** Families and their member counts (status, tests). */
   get familySizes(): number[] {
     return this.families.map((f) => f.members.length);
+  }
+
+  /**
+   * Run `fn`, whose adds and removes are one change: onChange is called once
+   * at the end (when anything changed), not after each. A handover is
+   * several steps (the successor in, its predecessors out, a retired sender
+   * out); a copy of the table taken between two of them can name no sender
+   * for a family that has one before and after, and a worker holding that
+   * copy would drop the family's packets (no policy). Batches nest.
+   */
+  batch<T>(fn: () => T): T {
+    this.batchDepth++;
+    try {
+      return fn();
+    } finally {
+      if (--this.batchDepth === 0 && this.changedInBatch) {
+        this.changedInBatch = false;
+        this.onChange?.();
+      }
+    }
+  }
+
+  private changed(): void {
+    if (this.batchDepth > 0) this.changedInBatch = true;
+    else this.onChange?.();
   }
 
   /** Let `sa` carry outbound traffic for its selectors. */
@@ -51,7 +82,7 @@ export class Spd {
     }
     if (!family.members.includes(sa)) family.members.push(sa);
     if (sa.perResource && !family.perResource.includes(sa)) family.perResource.push(sa);
-    this.onChange?.();
+    this.changed();
   }
 
   /** Stop sending with `sa` (deleted, or replaced by a rekeyed successor). */
@@ -64,7 +95,7 @@ export class Spd {
     const k = family.perResource.indexOf(sa);
     if (k >= 0) family.perResource.splice(k, 1);
     if (family.members.length === 0) this.families.splice(i, 1);
-    this.onChange?.();
+    this.changed();
   }
 
   /** The families with the SAs that send for each (the ones lookup() picks from), for the workers' copies. */

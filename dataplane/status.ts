@@ -44,9 +44,11 @@ export interface WorkerCounters {
   /**
    * Steered input (worker-input.ts), when the worker reads its own socket of
    * the NAT-T port: datagrams read, ESP for SPIs it holds no SA for (also in
-   * io.dropUnknownSpi, the gateway's total), receive errors.
+   * io.dropUnknownSpi, the gateway's total), receive errors, and ESP held
+   * for an SPI not installed yet (steered-hold.ts; opened once it was, else
+   * counted in unknownSpi).
    */
-  steered?: { in: number; unknownSpi: number; errors: number };
+  steered?: { in: number; unknownSpi: number; errors: number; held: number };
   /** Inner packets this worker read from its own TUN queue (tun-input.ts; 0 when the I/O thread reads the device). */
   tunReads: number;
   /** Of them, handed to the worker owning their SA (this worker owns no member of their family); and those it got from others. */
@@ -162,7 +164,7 @@ export class StatusReader {
           tunReads: s[WorkerStat.TUN_READS]!,
           handOffsOut: s[WorkerStat.HANDOFFS_OUT]!,
           handOffsIn: s[WorkerStat.HANDOFFS_IN]!,
-          ...(this.s.steered ? { steered: { in: s[WorkerStat.STEERED_IN]!, unknownSpi: s[WorkerStat.DROP_UNKNOWN_SPI]!, errors: s[WorkerStat.STEERED_ERRORS]! } } : {}),
+          ...(this.s.steered ? { steered: { in: s[WorkerStat.STEERED_IN]!, unknownSpi: s[WorkerStat.DROP_UNKNOWN_SPI]!, errors: s[WorkerStat.STEERED_ERRORS]!, held: s[WorkerStat.STEERED_HELD]! } } : {}),
         };
       }),
       io,

@@ -10,10 +10,13 @@
 // before this thread has taken the install request from its port (RFC 7296
 // §2.8; on the I/O thread's path handover.ts holds such packets). So a batch
 // with an SPI this worker does not know first takes the control messages
-// already queued (`catchUp`) and looks its SPIs up again. An SPI still
-// unknown after that (deleted, never installed, forged) is dropped here and
-// counted once (DROP_UNKNOWN_SPI), a datagram too short or too long for an
-// arena slot as malformed.
+// already queued (`catchUp`) and looks its SPIs up again. ESP for an SPI still
+// unknown after that is held a moment (steered-hold.ts: the install request
+// may not even be posted yet) and opened once its SA is installed, before any
+// later datagram of that SPI; what stays unknown (deleted, never installed,
+// forged) is dropped and counted once (DROP_UNKNOWN_SPI) when the hold lets
+// go of it or has no room. A datagram too short or too long for an arena
+// slot is dropped as malformed.
 //
 // The same reader takes raw ESP (IP protocol 50, IPv4) when the worker owns
 // a raw socket whose filter keeps its SPIs (io/raw-esp-steering.ts): each
@@ -26,6 +29,7 @@ import { loadNativeIo, RECV_TOS_VALID, UDP_DESC_WORDS, UDP_RECV_TOS_WORD, type N
 import { Desc, DESC_WORDS, type EspKernel } from './kernel.js';
 import { WorkerStat } from './messages.js';
 import type { EpollWaiter } from './worker-epoll.js';
+import type { UnknownSpiHold } from './steered-hold.js';
 
 /** Words of a datagram's source: family << 16 | port, then the address (udpRecv desc words 2..6). */
 export const SOURCE_WORDS = 5;
@@ -52,10 +56,13 @@ export class SteeredInput {
   private readonly api: NativeIo;
   private readonly udpDesc = new Int32Array(READ_BATCH * UDP_DESC_WORDS);
   private watch: unknown;
-  /** What the last describe() left out. */
+  /** What the last describe() left out: the datagrams with an SPI to hold (their indexes), and malformed ones. */
   private unknown = 0;
+  private readonly unknownAt = new Int32Array(READ_BATCH);
   private malformed = 0;
   private waiter: EpollWaiter | undefined;
+  /** A batch is being read: the arena is in use, so held ESP waits for its end (releaseHeld). */
+  private reading = false;
 
   /**
    * `inSlot(spi)`: the inbound slot of this worker's SA with that SPI;
@@ -81,6 +88,8 @@ export class SteeredInput {
     readonly address?: string,
     /** A raw IPv4 socket of protocol 50: datagrams start at the IP header (RFC 791). */
     private readonly rawIpv4 = false,
+    /** ESP for SPIs not installed yet, held a moment (steered-hold.ts); without one it is dropped at once. */
+    private readonly hold?: UnknownSpiHold,
   ) {
     this.api = loadNativeIo();
   }
@@ -115,6 +124,8 @@ export class SteeredInput {
   /** One recvmmsg into the arena, then one decap batch; returns the datagrams read. */
   readBatch(): number {
     if (this.fd < 0) return 0;
+    this.releaseHeld();
+    this.expireHeld();
     const kernel = this.kernel;
     const batch = Math.min(READ_BATCH, kernel.maxBatch);
     const arena = kernel.arena.subarray(0, this.stride * batch);
@@ -126,14 +137,76 @@ export class SteeredInput {
     const st = this.stats;
     st[WorkerStat.STEERED_IN]! += n;
     for (let i = 0; i < n; i++) st[WorkerStat.STEERED_IN_BYTES]! += this.udpDesc[i * UDP_DESC_WORDS]!;
-    let k = this.describe(arena, n);
-    // Described again after a catch-up: a message applied there may also
-    // delete or reuse a slot that the first lookup returned.
-    if (this.unknown > 0 && this.catchUp()) k = this.describe(arena, n);
-    st[WorkerStat.DROP_UNKNOWN_SPI]! += this.unknown;
-    st[WorkerStat.DROP_MALFORMED]! += this.malformed;
-    if (k > 0) this.decapAndCollect(k);
+    this.reading = true;
+    try {
+      let k = this.describe(arena, n);
+      // Described again after a catch-up: a message applied there may also
+      // delete or reuse a slot that the first lookup returned.
+      if (this.unknown > 0 && this.catchUp()) k = this.describe(arena, n);
+      st[WorkerStat.DROP_UNKNOWN_SPI]! += this.holdUnknown(arena);
+      st[WorkerStat.DROP_MALFORMED]! += this.malformed;
+      if (k > 0) this.decapAndCollect(k);
+    } finally {
+      this.reading = false;
+    }
+    // An install the catch-up applied: what was held for it is opened now, after this batch.
+    this.releaseHeld();
     return n;
+  }
+
+  /** Hold the datagrams describe() left out as unknown; returns how many found no room (dropped). */
+  private holdUnknown(arena: Uint8Array): number {
+    let dropped = 0;
+    for (let u = 0; u < this.unknown; u++) {
+      const i = this.unknownAt[u]!;
+      const w = i * UDP_DESC_WORDS;
+      const at = i * this.stride;
+      const held = this.hold?.add(readSpi(arena, at), arena.subarray(at, at + this.udpDesc[w]!), this.udpDesc[w + UDP_RECV_TOS_WORD]!, this.udpDesc.subarray(w + 2, w + 2 + SOURCE_WORDS));
+      if (held) this.stats[WorkerStat.STEERED_HELD]!++;
+      else dropped++;
+    }
+    return dropped;
+  }
+
+  /**
+   * Open the ESP held for SPIs that have an inbound SA now (the worker calls
+   * this after an install), in arrival order, through the arena. Not while a
+   * batch is being read (an install applied by its catch-up): readBatch
+   * calls it again at its end.
+   */
+  releaseHeld(): void {
+    const hold = this.hold;
+    if (!hold || hold.size === 0 || this.reading) return;
+    const kernel = this.kernel;
+    const batch = Math.min(READ_BATCH, kernel.maxBatch);
+    const desc = kernel.descriptors;
+    for (const spi of hold.spis()) {
+      const slot = this.inSlot(spi);
+      if (slot === undefined) continue;
+      const packets = hold.take(spi);
+      for (let from = 0; from < packets.length; from += batch) {
+        const m = Math.min(batch, packets.length - from);
+        for (let k = 0; k < m; k++) {
+          const p = packets[from + k]!;
+          const at = k * this.stride;
+          kernel.arena.set(p.bytes, at);
+          const d = k * DESC_WORDS;
+          desc[d + Desc.OFFSET] = at;
+          desc[d + Desc.LENGTH] = p.bytes.length;
+          desc[d + Desc.SLOT] = slot;
+          desc[d + Desc.NEXT_HEADER] = 0;
+          this.outerTos[k] = p.tos;
+          this.sources.set(p.source, k * SOURCE_WORDS);
+        }
+        this.decapAndCollect(m);
+      }
+    }
+  }
+
+  /** Drop (and count as unknown SPIs) what was held too long; the worker's loop calls it now and then. */
+  expireHeld(): void {
+    if (!this.hold || this.hold.size === 0) return;
+    this.stats[WorkerStat.DROP_UNKNOWN_SPI]! += this.hold.expire();
   }
 
   /**
@@ -164,10 +237,11 @@ export class SteeredInput {
         this.malformed++;
         continue;
       }
-      const spi = ((arena[at]! << 24) | (arena[at + 1]! << 16) | (arena[at + 2]! << 8) | arena[at + 3]!) >>> 0;
-      const slot = this.inSlot(spi);
+      const spi = readSpi(arena, at);
+      // Behind ESP already held for its SPI, a datagram is held too: never opened before it.
+      const slot = this.hold?.has(spi) ? undefined : this.inSlot(spi);
       if (slot === undefined) {
-        this.unknown++;
+        this.unknownAt[this.unknown++] = i;
         continue;
       }
       const d = k * DESC_WORDS;
@@ -194,5 +268,11 @@ export class SteeredInput {
     if (this.fd >= 0) this.waiter?.remove(this.fd);
     if (this.fd >= 0) this.api.close(this.fd);
     this.fd = -1;
+    this.hold?.clear();
   }
+}
+
+/** The SPI of the ESP datagram at `at` (RFC 4303 §2.1). */
+function readSpi(arena: Uint8Array, at: number): number {
+  return ((arena[at]! << 24) | (arena[at + 1]! << 16) | (arena[at + 2]! << 8) | arena[at + 3]!) >>> 0;
 }

@@ -42,7 +42,8 @@ import { TunQueueInput } from './worker-tun-input.js';
 import { WorkerBell } from './worker-bell.js';
 import { EpollWaiter } from './worker-epoll.js';
 import { writeUdp4 } from './packet.js';
-import { BATCHES_PER_YIELD, CATCH_UP_MESSAGES, EPOLL_WAKES_PER_YIELD, IDLE_WAIT_MS } from './defaults.js';
+import { BATCHES_PER_YIELD, CATCH_UP_MESSAGES, EPOLL_WAKES_PER_YIELD, IDLE_WAIT_MS, STEERED_HOLD } from './defaults.js';
+import { UnknownSpiHold } from './steered-hold.js';
 import { DirectWriter } from './worker-output.js';
 import { SOURCE_WORDS, SteeredInput } from './worker-input.js';
 import { combineEcn, EcnDecap, ecnNormal, OUTER_HEADER_DEFAULT_WORD, outerSendWord } from './outer-header.js';
@@ -158,6 +159,8 @@ class DataPlaneWorker {
     this.post({ event: 'ready', index: this.task.index });
     let batches = 0;
     while (!this.stopping) {
+      // Held steered ESP whose SPI stayed unknown too long is dropped (and counted) within an idle wait.
+      for (const input of this.steered) input.expireHeld();
       // Taken before the rings are checked: a publish after this wakes the wait below.
       const seen = this.bell.value();
       let cells = this.processRing(this.input);
@@ -261,7 +264,7 @@ class DataPlaneWorker {
 
   /** Read this worker's socket of a steered NAT-T port (one per listen address), or its filtered raw ESP socket, from now on. */
   private adoptSteeredSocket(fd: number, address?: string, raw = false): void {
-    const input = new SteeredInput(fd, this.kernel, this.stride, this.stats, (spi) => this.inboundBySpi.get(spi), (n) => this.runArena(n, CellKind.DECAP), () => this.catchUp(), this.outerTos, this.sources, address, raw);
+    const input = new SteeredInput(fd, this.kernel, this.stride, this.stats, (spi) => this.inboundBySpi.get(spi), (n) => this.runArena(n, CellKind.DECAP), () => this.catchUp(), this.outerTos, this.sources, address, raw, new UnknownSpiHold(STEERED_HOLD));
     this.steered.push(input);
     this.resolveSendFds();
     const onError = (status: number) => {
@@ -369,6 +372,8 @@ class DataPlaneWorker {
       // (slot in use, no direct output) would leave the key in this heap.
       if (req.key instanceof ArrayBuffer) new Uint8Array(req.key).fill(0);
     }
+    // Steered ESP that arrived before this install (worker-input.ts, steered-hold.ts) is opened now.
+    if (req.direction === 'in') for (const input of this.steered) input.releaseHeld();
   }
 
   private installSlot(req: InstallRequest): void {

@@ -3,12 +3,15 @@
 // dropped; an SA the peer created waits to send while its family still has a
 // sender, and takes over when the SA it replaces retires (or after
 // DEFERRED_OUTBOUND_MS); a retired SA sends nothing but keeps receiving for
-// its linger time, and is then removed; the family's last sender keeps
-// sending while a successor still installs.
+// its linger time, and is then removed (also one deleted while its install
+// was still in progress); the family's last sender keeps sending while a
+// successor still installs; the SPD changes once per handover step, so the
+// copies of it that workers read their TUN queues with never lack a sender.
 import { afterEach, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import type { DataPlane } from '../dataplane/dataplane.js';
 import type { SaSpec } from '../dataplane/sad.js';
+import type { PlaneState } from '../dataplane/state.js';
 import { writeUdp4 } from '../dataplane/packet.js';
 import { DEFERRED_OUTBOUND_MS } from '../dataplane/defaults.js';
 import { waitFor } from './support/proc.js';
@@ -166,6 +169,25 @@ describe('a retired SA', () => {
     expect(b.status().families).toEqual([1]);
   });
 
+  it('deleted while its install is still in progress: receives once installed, for its linger time, and never sends', async () => {
+    const { a, b, sent, got } = await pair();
+    const old = mirrored(1);
+    await Promise.all([a.install(old.a), b.install(old.b)]);
+    // A simultaneous rekey (RFC 7296 §2.8.1): the peer's new SA turned out redundant and the
+    // peer, which sent on it meanwhile, deletes it while B still installs it.
+    const theirs = mirrored(2, { a: { replaces: [1] }, b: { replaces: [1], deferOutbound: true } });
+    await a.install(theirs.a);
+    const installing = b.install(theirs.b);
+    await b.retire(2, 400);
+    for (let i = 0; i < 10; i++) expect(a.sendInner(inner(i))).toBe(true);
+    await installing;
+    await until(() => got.b === 10);
+    expect(await bSendsWith(b, sent.b)).toBe(old.b.spiOut);
+    await until(() => !b.saIds().includes(2));
+    expect(b.saIds()).toEqual([1]);
+    expect(b.status().io.dropUnknownSpi + b.status().io.dropNoSa).toBe(0);
+  });
+
   it('gives its inbound SPI up to a new install that needs it', async () => {
     const { b } = await pair();
     const s = mirrored(1);
@@ -175,5 +197,23 @@ describe('a retired SA', () => {
     expect(b.saIds().sort()).toEqual([1, 2]);
     await b.install({ ...mirrored(3).b, spiIn: s.b.spiIn });
     expect(b.saIds().sort()).toEqual([2, 3]);
+  });
+});
+
+describe("the SPD the workers copy (they read their own TUN queues with it)", () => {
+  it('changes once per handover step: no copy shows a family without the sender it has before and after', async () => {
+    const { b } = await pair();
+    const spd = (b as unknown as { s: PlaneState }).s.spd;
+    const tables: number[][] = [];
+    spd.onChange = () => tables.push(spd.policyTable().map((f) => f.senders.length));
+    await b.install(mirrored(1).b);
+    tables.length = 0;
+    // Our rekey: the successor takes over from the only sender.
+    await b.install(mirrored(2, { b: { replaces: [1] } }).b);
+    await b.retire(1);
+    // The peer's rekey: its SA waits while ours sends; the peer deletes ours, its SA takes over.
+    await b.install(mirrored(3, { b: { replaces: [2], deferOutbound: true } }).b);
+    await b.retire(2);
+    expect(tables).toEqual([[1], [1]]);
   });
 });

@@ -25,7 +25,7 @@ describe('soak across rekeys (bench/soak.ts, short)', () => {
         seconds: 45, childRekey: 3, ikeRekey: 12, reauth: 25, workers: 2, udpRate: 400, udpFlows: 4, tcpRate: 128 * 1024,
         progress: (l) => void lines.push(l),
       });
-      const summary = JSON.stringify({ rekeys: r.rekeys, udp: r.udp, tcp: r.tcp, drops: r.drops, kernelDrops: r.kernelDrops, dropTimeline: r.dropTimeline, failed: r.failedExchanges, progress: lines.slice(-5) });
+      const summary = JSON.stringify({ rekeys: r.rekeys, udp: r.udp, tcp: r.tcp, drops: r.drops, kernelDrops: r.kernelDrops, dropTimeline: r.dropTimeline, heldEsp: r.heldEsp, failed: r.failedExchanges, progress: lines.slice(-5) });
       // Enough of each event to matter: each Child SA of the family rekeys about a dozen times.
       expect(r.rekeys.child, summary).toBeGreaterThanOrEqual(15);
       expect(r.rekeys.ike, summary).toBeGreaterThanOrEqual(3);

@@ -21,11 +21,12 @@
 //
 // Owner: the main thread, next to the engine it drives.
 import { EventEmitter } from 'node:events';
-import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
+import type { Etcd3, IKeyValue, IWatchResponse, Watcher } from 'etcd3';
 import type { Logger } from '../log.js';
 import type { IkeContext } from '../ike/context.js';
 import type { ChildSa, IkeSa } from '../ike/ike-sa.js';
 import { completeArrival, decodeTransferRecord, exportIkeSa, importIkeSa, snapshotIkeSa, transferBlocked, type ArrivalResult } from '../ike/sa-transfer.js';
+import { arrivalTimeline, type ArrivalTimeline } from './handoff-timeline.js';
 import { wipe } from '../crypto/random.js';
 import { clusterPrefix } from './etcd-client.js';
 import type { ClusterKey } from './seal.js';
@@ -63,8 +64,8 @@ export interface ArrivalOrigin {
 }
 
 export interface HandoffEvents {
-  /** A clone handed to this node has been imported and steps 4-7 ran (`result` says how far they got). */
-  arrived: [sa: IkeSa, result: ArrivalResult, origin: ArrivalOrigin];
+  /** A clone handed to this node has been imported and steps 4-7 ran (`result` says how far they got, `timeline` when). */
+  arrived: [sa: IkeSa, result: ArrivalResult, origin: ArrivalOrigin, timeline: ArrivalTimeline];
   refused: [key: string, reason: RefusalReason, detail: string];
   fenced: [sa: IkeSa, reason: string];
 }
@@ -78,6 +79,11 @@ interface Owned {
   /** The peer's next request message ID in the last record written. */
   writtenPeer?: number;
   writing: boolean;
+  /** Time requests (or an arrival's reservation) waited for fencing writes, and how many (an arrival's timeline). */
+  heldMs?: number;
+  heldWrites?: number;
+  /** A sync asked for while a write ran: it runs when that write is done. */
+  resync?: boolean;
 }
 
 export interface HandoffOptions {
@@ -114,6 +120,8 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
   private watcher: Watcher | undefined;
   private suspended: string | undefined;
   private syncTimer: NodeJS.Timeout | undefined;
+  /** When the steps of the last arrival here ended (cluster status, logs). */
+  lastArrival: ArrivalTimeline | undefined;
   /** The clone being exported by handOff (its ike-down is a departure, not an end). */
   private leaving: IkeSa | undefined;
   /** Clones between import and the end of steps 4-7. */
@@ -142,7 +150,8 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     // The previous owner key tells an arriving clone where it came from (a failed path test sends it back there).
     const w = await this.opts.client.watch().prefix(this.prefix).withPreviousKV().create();
     this.watcher = w;
-    w.on('put', (kv: IKeyValue, previous?: IKeyValue) => void this.onPut(kv, previous));
+    // Whole responses, not single events: a handoff's owner key and record are one revision, one response.
+    w.on('data', (res: IWatchResponse) => this.onWatch(res));
     const { engine } = this.opts;
     // An owned clone that ends here (the peer deleted it, or is dead) takes its etcd keys with it, so that
     // nobody takes it over later. Not while it leaves (handOff) or arrives (a failed path test sends it
@@ -191,10 +200,11 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
    */
   async sync(sa: IkeSa): Promise<boolean> {
     const o = this.owned.get(sa);
+    if (o?.writing) o.resync = true;
     if (!o || o.writing || this.suspended !== undefined || sa.state !== 'established' || !sa.keys) return false;
     o.writing = true;
     const ok = await this.fence(sa, o, Math.max(o.writtenNext, sa.nextRequestId));
-    o.writing = false;
+    this.written(sa, o);
     if (this.owned.get(sa) !== o) return false;
     // Another node owns it: dropped. An etcd failure is no verdict: the next sync (or request) writes again.
     if (ok === false) this.drop(sa, `ownership of ${o.family}/${o.index} epoch ${o.epoch} lost`);
@@ -279,6 +289,7 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     if (blocked) throw new Error(blocked);
     const { client, key, node, engine } = this.opts;
     const local = sa.local.address;
+    const decidedAt = Date.now();
     this.leaving = sa;
     const exported = exportIkeSa(engine, sa, o.family, `handed off to ${to}`);
     this.leaving = undefined;
@@ -303,7 +314,8 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
       wipe(exported.value);
       this.arriving.delete(ownerKey);
       this.stats.handedOff++;
-      this.opts.log.info({ ike: sa.id, family: o.family, index: o.index, to, epoch }, 'clone handed off');
+      // decidedAt -> committedAt: the export, sealing and the one transaction (step 2).
+      this.opts.log.info({ ike: sa.id, family: o.family, index: o.index, to, epoch, decidedAt, committedAt: Date.now() }, 'clone handed off');
       return epoch;
     }
     // Not handed over: the clone comes back here, as it was.
@@ -325,8 +337,11 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     if (o.writtenNext > sa.nextRequestId) return false;
     if (o.writing) return true;
     o.writing = true;
+    const heldAt = Date.now();
     void this.fence(sa, o, sa.nextRequestId + 1).then((ok) => {
-      o.writing = false;
+      this.written(sa, o);
+      o.heldMs = (o.heldMs ?? 0) + Date.now() - heldAt;
+      o.heldWrites = (o.heldWrites ?? 0) + 1;
       if (ok) {
         this.opts.engine.kick(sa);
         return;
@@ -334,6 +349,52 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
       this.drop(sa, `ownership of ${o.family}/${o.index} epoch ${o.epoch} lost`);
     });
     return true;
+  }
+
+  /**
+   * Fence our next `count` requests with one write (completeArrival's
+   * reserve: the requests of an arrival go out one after the other, each
+   * held only if its ID is not covered yet). The record then names the IDs
+   * after them as the next: a node taking over starts above every ID we may
+   * send. Unused IDs are given back when the arrival ends (release).
+   */
+  async reserve(sa: IkeSa, count: number): Promise<void> {
+    const o = this.owned.get(sa);
+    if (!o || this.suspended !== undefined) return;
+    const next = sa.nextRequestId + count;
+    if (o.writtenNext >= next) return;
+    // A write in flight (a sync, or a request's own fencing) is waited for: its request, if any, goes on after it.
+    if (o.writing) return void (o.resync = true);
+    o.writing = true;
+    const started = Date.now();
+    const ok = await this.fence(sa, o, next);
+    this.written(sa, o);
+    o.heldMs = (o.heldMs ?? 0) + Date.now() - started;
+    o.heldWrites = (o.heldWrites ?? 0) + 1;
+    if (this.owned.get(sa) !== o) return;
+    if (ok === false) this.drop(sa, `ownership of ${o.family}/${o.index} epoch ${o.epoch} lost`);
+    else this.opts.engine.kick(sa);
+  }
+
+  /**
+   * IDs fenced ahead but not used (an arrival that stopped early) are given
+   * back: the record is written again with the SA's own next request ID, so
+   * that a node taking over later does not start above the ID the peer
+   * expects. Requests from here on are held for their own write.
+   */
+  private release(sa: IkeSa): void {
+    const o = this.owned.get(sa);
+    if (!o || o.writtenNext <= sa.nextRequestId || sa.outstanding) return;
+    o.writtenNext = sa.nextRequestId;
+    void this.sync(sa);
+  }
+
+  /** A write on `o` ended: the next may start; one asked for meanwhile runs now. */
+  private written(sa: IkeSa, o: Owned): void {
+    o.writing = false;
+    if (!o.resync || this.owned.get(sa) !== o) return;
+    o.resync = false;
+    queueMicrotask(() => void this.sync(sa));
   }
 
   /** Write the clone's record (message IDs included) under `owner == me, epoch == e`. */
@@ -392,14 +453,26 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     for (const sa of [...this.owned.keys()]) void this.sync(sa);
   }
 
-  private async onPut(kv: IKeyValue, previous?: IKeyValue): Promise<void> {
-    const key = kv.key.toString();
-    if (!key.endsWith('/owner')) return;
-    const owner = parseOwner(kv.value.toString());
-    if (!owner || owner.node !== this.opts.node) return;
-    const m = /^(.+)\/(\d+)\/owner$/.exec(key.slice(this.prefix.length));
-    if (!m) return;
-    await this.arrive(m[1]!, Number(m[2]), owner, previous ? parseOwner(previous.value.toString())?.node : undefined);
+  /**
+   * Owner keys that name this node arrive. A handoff's transaction puts the
+   * owner key and the record in one revision, so its watch response carries
+   * both: when that revision is the response's own (no later change), the
+   * record is taken from it and not read again.
+   */
+  private onWatch(res: IWatchResponse): void {
+    const seenAt = Date.now();
+    const puts = res.events.filter((ev) => ev.type === 'Put');
+    for (const ev of puts) {
+      const kv: IKeyValue = ev.kv;
+      const key = kv.key.toString();
+      if (!key.endsWith('/owner')) continue;
+      const owner = parseOwner(kv.value.toString());
+      if (!owner || owner.node !== this.opts.node) continue;
+      const m = /^(.+)\/(\d+)\/owner$/.exec(key.slice(this.prefix.length));
+      if (!m) continue;
+      const previous = ev.prev_kv ? parseOwner(ev.prev_kv.value.toString())?.node : undefined;
+      void this.arrive(m[1]!, Number(m[2]), owner, previous, { seenAt });
+    }
   }
 
   /**
@@ -409,10 +482,11 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
    * from the others may stay silent). Does nothing while that clone is being
    * imported or held here.
    */
-  async arrive(family: string, index: number, owner: CloneOwner, from: string | undefined): Promise<void> {
+  async arrive(family: string, index: number, owner: CloneOwner, from: string | undefined, known: { record?: Buffer; seenAt?: number } = {}): Promise<void> {
     const key = this.ownerKey(family, index);
     if (this.arriving.has(key)) return;
     this.arriving.add(key);
+    const seenAt = known.seenAt ?? Date.now();
     const origin: ArrivalOrigin = { family, index, epoch: owner.epoch, from };
     const recordKey = this.recordKey(family, index);
     const refuse = (reason: RefusalReason, detail: string) => {
@@ -420,14 +494,16 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
       this.opts.log.warn({ key: recordKey, epoch: owner.epoch, reason, detail }, 'clone record refused, not installed');
       this.emit('refused', recordKey, reason, detail);
     };
-    let sealed: Buffer | null;
-    let current: string | null;
+    let sealed: Buffer | null = known.record ?? null;
+    let current: string | null = ownerValue(owner);
     try {
-      [sealed, current] = await Promise.all([this.opts.client.get(recordKey).buffer(), this.opts.client.get(key).string()]);
+      // The owner key and the record of the watch's own revision, or read now (a claim, a scan, a catch-up).
+      if (!known.record) [sealed, current] = await Promise.all([this.opts.client.get(recordKey).buffer(), this.opts.client.get(key).string()]);
     } catch (err) {
       this.arriving.delete(key);
       return refuse('missing', (err as Error).message);
     }
+    const readAt = Date.now();
     // A stale event (the clone moved on meanwhile): the owner key says so.
     if (current !== ownerValue(owner)) {
       this.arriving.delete(key);
@@ -448,16 +524,25 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     const imported = importIkeSa(this.opts.engine, decoded.value, this.opts.address);
     if (!imported.ok) return refuse('import', imported.error);
     const sa = imported.value;
-    this.owned.set(sa, { family, index, epoch: owner.epoch, writtenNext: sa.nextRequestId, writtenPeer: sa.peerRequestId, writing: false });
+    const o: Owned = { family, index, epoch: owner.epoch, writtenNext: sa.nextRequestId, writtenPeer: sa.peerRequestId, writing: false };
+    this.owned.set(sa, o);
     this.landing.add(sa);
     this.stats.arrived++;
+    const clock = this.opts.engine.clock;
+    const importedAt = Date.now();
+    const clockAt = clock.now();
     this.opts.log.info({ ike: sa.id, family, index, epoch: owner.epoch, from: origin.from, staleChildSpis: stale.length }, 'clone arrived');
     const result = await completeArrival(this.opts.engine, sa, [this.opts.address], this.opts.arrivalTimeoutMs ?? DEFAULT_ARRIVAL_TIMEOUT_MS, {
       staleChildSpis: stale,
       peerStays,
     });
-    if (!result.ok) this.opts.log.warn({ ike: sa.id, step: result.step, reason: result.reason }, 'clone arrived but the peer did not follow');
-    this.emit('arrived', sa, result, origin);
+    // IDs fenced for steps that never ran go back (a failed arrival's clone may still be taken over).
+    this.release(sa);
+    const timeline = arrivalTimeline({ seenAt, readAt, importedAt }, result.steps, (t) => importedAt + (t - clockAt), { heldMs: o.heldMs ?? 0, writes: o.heldWrites ?? 0 });
+    this.lastArrival = timeline;
+    if (!result.ok) this.opts.log.warn({ ike: sa.id, step: result.step, reason: result.reason, timeline }, 'clone arrived but the peer did not follow');
+    else this.opts.log.info({ ike: sa.id, family, index, epoch: owner.epoch, timeline }, 'clone arrival done');
+    this.emit('arrived', sa, result, origin, timeline);
     this.landing.delete(sa);
   }
 }

@@ -22,7 +22,7 @@ export interface ReassignTarget {
 }
 
 /** How a reassignment ended: the new epoch, or why not. */
-export type ReassignResult = { ok: true; epoch: number } | { ok: false; reason: 'owner-changed' | 'missing' | 'seal' | 'decode'; detail: string };
+export type ReassignResult = { ok: true; epoch: number; record: Buffer } | { ok: false; reason: 'owner-changed' | 'missing' | 'seal' | 'decode'; detail: string };
 
 /** The owner and record keys of clone `index` of `family`. */
 export function cloneKeys(cluster: string, family: string, index: number): { owner: string; record: string } {
@@ -62,12 +62,13 @@ export async function reassignClone(
     if (!amended.ok) return { ok: false, reason: 'decode', detail: amended.error };
     plain = amended.value;
   }
-  const resealed = t.key.seal({ keyPath: keys.record, epoch, owner: to }, plain);
+  const resealed = Buffer.from(t.key.seal({ keyPath: keys.record, epoch, owner: to }, plain));
   wipe(plain);
   const txn = await t.client
     .if(keys.owner, 'Value', '==', ownerValue(from))
-    .then(t.client.put(keys.owner).value(ownerValue({ node: to, epoch })), t.client.put(keys.record).value(Buffer.from(resealed)))
+    .then(t.client.put(keys.owner).value(ownerValue({ node: to, epoch })), t.client.put(keys.record).value(resealed))
     .commit();
   if (!txn.succeeded) return { ok: false, reason: 'owner-changed', detail: `${keys.owner} is no longer ${ownerValue(from)}` };
-  return { ok: true, epoch };
+  // The sealed record as written: a claimant imports it without reading it back.
+  return { ok: true, epoch, record: resealed };
 }

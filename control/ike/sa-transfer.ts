@@ -262,47 +262,91 @@ export function importIkeSa(ctx: IkeContext, record: TransferRecord, local: stri
   return { ok: true, value: sa };
 }
 
+/**
+ * When each step after an import ended, in ms of the engine's clock (absent:
+ * not reached): the path test answered, our address list answered, the SA
+ * moved here (the peer's UPDATE_SA_ADDRESSES), a dead node's Child SAs
+ * deleted at the peer, the new Child SAs up. Operators read them in the
+ * arrival's log line, the benchmark per step.
+ */
+export interface ArrivalSteps {
+  pathTest?: number;
+  addressList?: number;
+  update?: number;
+  staleDeleted?: number;
+  child?: number;
+}
+
 /** How the steps after an import ended (CLUSTER design §2, steps 4-7). */
 export type ArrivalResult =
-  | { ok: true; children: ChildSa[] }
-  | { ok: false; step: 'path-test' | 'address-update' | 'child'; reason: string };
+  | { ok: true; children: ChildSa[]; steps: ArrivalSteps }
+  | { ok: false; step: 'path-test' | 'address-update' | 'child'; reason: string; steps: ArrivalSteps };
+
+/** What the caller of completeArrival adds to the steps. */
+export interface ArrivalOptions {
+  /** The Child SAs a dead node had on this IKE SA (its inbound SPIs): the peer deletes them first. */
+  staleChildSpis?: readonly number[];
+  /** The peer's path never left this node: no address list, no UPDATE_SA_ADDRESSES to wait for. */
+  peerStays?: boolean;
+  /**
+   * Our next `count` requests are about to be sent one after the other
+   * (the cluster's fencing writes them all in one write; without it each
+   * request is held for its own). Called before the path test with the
+   * requests up to the address list, and once the address list is out with
+   * those after the peer's update, so that write runs while the peer moves.
+   */
+  reserve?: (count: number) => Promise<unknown>;
+}
 
 /**
- * Steps 4-7 on the importing node: a path test from here (an empty
- * INFORMATIONAL, RFC 4555 §3.8; the peer answers to the source, RFC 7296
+ * Steps 4-7 on the importing node: a path test from here that is also the
+ * return routability check of the peer's address (an INFORMATIONAL with
+ * COOKIE2, RFC 4555 §3.7, §3.8; the peer answers to the source, RFC 7296
  * §2.11), then our address list (§3.6: the IP header source plus
  * `addresses`, or NO_ADDITIONAL_ADDRESSES), which withdraws the old node's
  * address from the peer's set; the MOBIKE initiator then sends
- * UPDATE_SA_ADDRESSES here (§3.5), and once the SA has moved (the peer proved
- * its address, §3.7) the connection's Child SAs are created with fresh SPIs
- * and keys (RFC 7296 §1.3.1), after the peer deleted `staleChildSpis` (the
- * Child SAs a dead node had on this IKE SA, named by its inbound SPIs). Bounded by the retransmission policy and by
- * `timeoutMs` for the peer's update.
+ * UPDATE_SA_ADDRESSES here (§3.5) from the address just verified, so the SA
+ * moves at once (§3.7, no second check), and the connection's Child SAs are
+ * created with fresh SPIs and keys (RFC 7296 §1.3.1), after the peer deleted
+ * `staleChildSpis` (the Child SAs a dead node had on this IKE SA, named by
+ * its inbound SPIs). Bounded by the retransmission policy and by `timeoutMs`
+ * for the peer's update.
  */
-export async function completeArrival(ctx: IkeContext, sa: IkeSa, addresses: readonly string[], timeoutMs: number, after: { staleChildSpis?: readonly number[]; peerStays?: boolean } = {}): Promise<ArrivalResult> {
-  if (!(await checkLiveness(ctx, sa))) return { ok: false, step: 'path-test', reason: 'no answer to the path test from this node' };
+export async function completeArrival(ctx: IkeContext, sa: IkeSa, addresses: readonly string[], timeoutMs: number, after: ArrivalOptions = {}): Promise<ArrivalResult> {
+  const steps: ArrivalSteps = {};
   const staleChildSpis = after.staleChildSpis ?? [];
+  const later = (staleChildSpis.length > 0 ? 1 : 0) + sa.policy.children.length;
+  await after.reserve?.(after.peerStays ? 1 : 2);
+  const routable = await checkLiveness(ctx, sa);
+  if (!routable) return { ok: false, step: 'path-test', reason: 'no answer to the path test from this node', steps };
+  steps.pathTest = ctx.clock.now();
   if (!after.peerStays) {
-    const update = await awaitPeerUpdate(ctx, sa, addresses, timeoutMs);
+    const update = await awaitPeerUpdate(ctx, sa, addresses, timeoutMs, steps, () => void after.reserve?.(later));
     if (update) return update;
-  }
+  } else void after.reserve?.(later);
   // Child SAs of this IKE SA that no node holds any more (their node died): the peer deletes them by
   // the SPIs that node received with (RFC 7296 §1.4.1, §3.11), before the new ones take their traffic.
   if (staleChildSpis.length > 0) {
     const answered = await new Promise<boolean>((resolve) => ctx.queueExchange(sa, new DeleteSpisInitiator([...staleChildSpis], resolve)));
-    if (!answered) return { ok: false, step: 'child', reason: 'the peer did not answer the Delete of the old Child SAs' };
+    if (!answered) return { ok: false, step: 'child', reason: 'the peer did not answer the Delete of the old Child SAs', steps };
+    steps.staleDeleted = ctx.clock.now();
   }
   const children: ChildSa[] = [];
   try {
     for (const child of sa.policy.children) children.push(await ctx.createChildSa(sa, child.name));
   } catch (err) {
-    return { ok: false, step: 'child', reason: (err as Error).message };
+    return { ok: false, step: 'child', reason: (err as Error).message, steps };
   }
-  return { ok: true, children };
+  steps.child = ctx.clock.now();
+  return { ok: true, children, steps };
 }
 
-/** Steps 5-6: our address list, then the peer's UPDATE_SA_ADDRESSES; a failure result, or undefined once the SA moved here. */
-async function awaitPeerUpdate(ctx: IkeContext, sa: IkeSa, addresses: readonly string[], timeoutMs: number): Promise<ArrivalResult | undefined> {
+/**
+ * Steps 5-6: our address list, then the peer's UPDATE_SA_ADDRESSES; a failure
+ * result, or undefined once the SA moved here. `sent` runs once the address
+ * list has left (the peer's round trip and its update follow).
+ */
+async function awaitPeerUpdate(ctx: IkeContext, sa: IkeSa, addresses: readonly string[], timeoutMs: number, steps: ArrivalSteps, sent: () => void): Promise<ArrivalResult | undefined> {
   const moved = new Promise<boolean>((resolve) => {
     const timer = ctx.clock.schedule(timeoutMs, () => finish(false));
     const onMoved = (m: IkeSa) => m === sa && finish(true);
@@ -316,8 +360,10 @@ async function awaitPeerUpdate(ctx: IkeContext, sa: IkeSa, addresses: readonly s
     ctx.on('ike-moved', onMoved);
     ctx.on('ike-down', onDown);
   });
-  ctx.queueExchange(sa, new AddressListInitiator(ctx, addresses.length > 0 ? addresses : [sa.local.address]));
-  if (!(await moved)) return { ok: false, step: 'address-update', reason: 'the peer did not move the IKE SA here (UPDATE_SA_ADDRESSES)' };
+  ctx.queueExchange(sa, new AddressListInitiator(ctx, addresses.length > 0 ? addresses : [sa.local.address], () => (steps.addressList = ctx.clock.now())));
+  sent();
+  if (!(await moved)) return { ok: false, step: 'address-update', reason: 'the peer did not move the IKE SA here (UPDATE_SA_ADDRESSES)', steps };
+  steps.update = ctx.clock.now();
   return undefined;
 }
 

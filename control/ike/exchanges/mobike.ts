@@ -240,6 +240,8 @@ export class AddressListInitiator implements InitiatorExchange {
   constructor(
     private readonly engine: IkeContext,
     private readonly addresses: readonly string[],
+    /** Called when the peer answered (a cluster arrival times its steps). */
+    private readonly answered?: () => void,
   ) {}
 
   build(sa: IkeSa): Payload[] {
@@ -252,6 +254,7 @@ export class AddressListInitiator implements InitiatorExchange {
 
   process(sa: IkeSa, payloads: Payload[]): void {
     cookie2Matches(this.engine, sa, payloads, this.cookie2!);
+    this.answered?.();
   }
 }
 

@@ -192,7 +192,7 @@ function handoffSteps(net: ClusterNet, first: ReadonlyArray<{ t: number; src: st
   const handed = logLines(net.nodes[0]!.gateway()!.log()).filter((l) => l.msg === 'clone handed off' && l.decidedAt !== undefined);
   const rows: Array<Array<[string, number | undefined]>> = [];
   const held: number[] = [];
-  const writes: number[] = [];
+  const holds: number[] = [];
   for (const k of [1, 2]) {
     const node = net.nodes[k]!;
     const arrivals = logLines(node.gateway()!.log()).filter((l) => l.msg === 'clone arrival done' && l.timeline);
@@ -213,10 +213,10 @@ function handoffSteps(net: ClusterNet, first: ReadonlyArray<{ t: number; src: st
         ['firstEsp', at.child === undefined ? undefined : firstEspOf(first, node.wan, at.child - 50, at.child + 5000)],
       ]);
       held.push(a.timeline!.fencing.heldMs);
-      writes.push(a.timeline!.fencing.writes);
+      holds.push(a.timeline!.fencing.holds);
     }
   }
-  return { n: rows.length, perStepMs: stepStats(rows), fencingHeldMs: stats(held), fencingWritesWaitedFor: stats(writes) };
+  return { n: rows.length, perStepMs: stepStats(rows), fencingHeldMs: stats(held), requestsHeldForFencing: stats(holds) };
 }
 
 /** iperf3 LAN host -> client over ECMP through the first n nodes. */

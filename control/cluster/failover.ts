@@ -199,7 +199,7 @@ export class CloneFailover extends EventEmitter<FailoverEvents> {
       log.warn({ family: clone.family, index: clone.index, from: from.node, epoch: result.epoch }, 'clone taken over from a node that is gone');
       this.emit('claimed', clone.family, clone.index, from.node, result.epoch);
       // Imported at once, not only when our watch reports the new owner (the watch may be silent).
-      void this.opts.handoff.arrive(clone.family, clone.index, { node, epoch: result.epoch }, from.node, { seenAt: claimedAt });
+      void this.opts.handoff.arrive(clone.family, clone.index, { node, epoch: result.epoch }, from.node, { record: result.record, seenAt: claimedAt });
     } else if (result.reason === 'owner-changed') {
       this.stats.lost++;
       log.info({ family: clone.family, index: clone.index, from: from.node }, 'clone already claimed by another node');

@@ -24,8 +24,8 @@ export interface ArrivalTimeline {
     staleDeleted?: number;
     child?: number;
   };
-  /** Time the arrival's requests waited for fencing writes, and how many writes they waited for. */
-  fencing: { heldMs: number; writes: number };
+  /** Time the arrival's requests waited for fencing writes, and how many of them waited. */
+  fencing: { heldMs: number; holds: number };
 }
 
 /** The timeline of one arrival: cluster-side times as they are, engine steps mapped to wall-clock by `wall`. */
@@ -33,12 +33,12 @@ export function arrivalTimeline(
   cluster: { seenAt: number; readAt: number; importedAt: number },
   steps: ArrivalSteps,
   wall: (clockMs: number) => number,
-  fencing: { heldMs: number; writes: number },
+  fencing: { heldMs: number; holds: number },
 ): ArrivalTimeline {
   const at: ArrivalTimeline['at'] = { seen: cluster.seenAt, read: cluster.readAt, imported: cluster.importedAt };
   for (const k of ['pathTest', 'addressList', 'update', 'staleDeleted', 'child'] as const) {
     const t = steps[k];
     if (t !== undefined) at[k] = Math.round(wall(t));
   }
-  return { at, fencing: { heldMs: fencing.heldMs, writes: fencing.writes } };
+  return { at, fencing: { heldMs: fencing.heldMs, holds: fencing.holds } };
 }

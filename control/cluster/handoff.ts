@@ -34,6 +34,13 @@ import type { ClusterKey } from './seal.js';
 /** How often owned clones are checked for a peer request the record does not cover yet. */
 export const SYNC_INTERVAL_MS = 250;
 
+/**
+ * Request message IDs the handoff transaction fences for the importing node
+ * (its path test and its address list, steps 4-5): they leave without a
+ * fencing write of their own.
+ */
+export const HANDOFF_FENCED_REQUESTS = 2;
+
 /** How long the importing node waits for the peer's UPDATE_SA_ADDRESSES after its address list. */
 export const DEFAULT_ARRIVAL_TIMEOUT_MS = 10_000;
 
@@ -79,9 +86,11 @@ interface Owned {
   /** The peer's next request message ID in the last record written. */
   writtenPeer?: number;
   writing: boolean;
-  /** Time requests (or an arrival's reservation) waited for fencing writes, and how many (an arrival's timeline). */
+  /** Time requests waited for fencing writes, and how many waited (an arrival's timeline). */
   heldMs?: number;
-  heldWrites?: number;
+  holds?: number;
+  /** When the request now held began to wait. */
+  heldSince?: number;
   /** A sync asked for while a write ran: it runs when that write is done. */
   resync?: boolean;
 }
@@ -291,7 +300,9 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     const local = sa.local.address;
     const decidedAt = Date.now();
     this.leaving = sa;
-    const exported = exportIkeSa(engine, sa, o.family, `handed off to ${to}`);
+    // The record names B's first requests as fenced already: this transaction makes B the owner, and a
+    // node taking over from B later starts above them (sa-transfer.ts, fencedNextRequestId).
+    const exported = exportIkeSa(engine, sa, o.family, `handed off to ${to}`, { fencedAhead: HANDOFF_FENCED_REQUESTS });
     this.leaving = undefined;
     if (!exported.ok) throw new Error(exported.error);
     this.owned.delete(sa);
@@ -334,14 +345,19 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     const o = this.owned.get(sa);
     if (!o) return false;
     if (this.suspended !== undefined) return true;
-    if (o.writtenNext > sa.nextRequestId) return false;
+    if (o.writtenNext > sa.nextRequestId) {
+      if (o.heldSince !== undefined) {
+        o.heldMs = (o.heldMs ?? 0) + Date.now() - o.heldSince;
+        o.holds = (o.holds ?? 0) + 1;
+        o.heldSince = undefined;
+      }
+      return false;
+    }
+    o.heldSince ??= Date.now();
     if (o.writing) return true;
     o.writing = true;
-    const heldAt = Date.now();
     void this.fence(sa, o, sa.nextRequestId + 1).then((ok) => {
       this.written(sa, o);
-      o.heldMs = (o.heldMs ?? 0) + Date.now() - heldAt;
-      o.heldWrites = (o.heldWrites ?? 0) + 1;
       if (ok) {
         this.opts.engine.kick(sa);
         return;
@@ -366,11 +382,8 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     // A write in flight (a sync, or a request's own fencing) is waited for: its request, if any, goes on after it.
     if (o.writing) return void (o.resync = true);
     o.writing = true;
-    const started = Date.now();
     const ok = await this.fence(sa, o, next);
     this.written(sa, o);
-    o.heldMs = (o.heldMs ?? 0) + Date.now() - started;
-    o.heldWrites = (o.heldWrites ?? 0) + 1;
     if (this.owned.get(sa) !== o) return;
     if (ok === false) this.drop(sa, `ownership of ${o.family}/${o.index} epoch ${o.epoch} lost`);
     else this.opts.engine.kick(sa);
@@ -470,8 +483,12 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
       if (!owner || owner.node !== this.opts.node) continue;
       const m = /^(.+)\/(\d+)\/owner$/.exec(key.slice(this.prefix.length));
       if (!m) continue;
+      const recordKey = this.recordKey(m[1]!, Number(m[2]));
+      const record = res.header.revision === kv.mod_revision
+        ? puts.find((r) => r.kv.key.toString() === recordKey && r.kv.mod_revision === kv.mod_revision)?.kv.value
+        : undefined;
       const previous = ev.prev_kv ? parseOwner(ev.prev_kv.value.toString())?.node : undefined;
-      void this.arrive(m[1]!, Number(m[2]), owner, previous, { seenAt });
+      void this.arrive(m[1]!, Number(m[2]), owner, previous, { record, seenAt });
     }
   }
 
@@ -521,10 +538,15 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     // are a dead node's (failover.ts), deleted at the peer by SPI once the clone has moved here.
     const stale = decoded.value.state.children.map((c) => c.spiIn);
     const peerStays = decoded.value.state.peerStays === true;
+    // The handoff's transaction fenced our first requests (fencedNextRequestId). Only a handoff seen as it
+    // happened starts below that mark: a record read later (a scan after a restart, a watch catching up)
+    // may have been imported by an earlier run of this node that already sent those IDs.
+    const fenced = decoded.value.state.fencedNextRequestId;
+    if (fenced !== undefined && !known.record) decoded.value.state.nextRequestId = fenced;
     const imported = importIkeSa(this.opts.engine, decoded.value, this.opts.address);
     if (!imported.ok) return refuse('import', imported.error);
     const sa = imported.value;
-    const o: Owned = { family, index, epoch: owner.epoch, writtenNext: sa.nextRequestId, writtenPeer: sa.peerRequestId, writing: false };
+    const o: Owned = { family, index, epoch: owner.epoch, writtenNext: Math.max(sa.nextRequestId, fenced ?? 0), writtenPeer: sa.peerRequestId, writing: false };
     this.owned.set(sa, o);
     this.landing.add(sa);
     this.stats.arrived++;
@@ -535,10 +557,11 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     const result = await completeArrival(this.opts.engine, sa, [this.opts.address], this.opts.arrivalTimeoutMs ?? DEFAULT_ARRIVAL_TIMEOUT_MS, {
       staleChildSpis: stale,
       peerStays,
+      reserve: (count) => this.reserve(sa, count),
     });
     // IDs fenced for steps that never ran go back (a failed arrival's clone may still be taken over).
     this.release(sa);
-    const timeline = arrivalTimeline({ seenAt, readAt, importedAt }, result.steps, (t) => importedAt + (t - clockAt), { heldMs: o.heldMs ?? 0, writes: o.heldWrites ?? 0 });
+    const timeline = arrivalTimeline({ seenAt, readAt, importedAt }, result.steps, (t) => importedAt + (t - clockAt), { heldMs: o.heldMs ?? 0, holds: o.holds ?? 0 });
     this.lastArrival = timeline;
     if (!result.ok) this.opts.log.warn({ ike: sa.id, step: result.step, reason: result.reason, timeline }, 'clone arrived but the peer did not follow');
     else this.opts.log.info({ ike: sa.id, family, index, epoch: owner.epoch, timeline }, 'clone arrival done');

@@ -55,13 +55,11 @@ export async function reassignClone(
   const opened = t.key.open({ keyPath: keys.record, epoch: from.epoch, owner: from.node }, new Uint8Array(sealed));
   if (!opened.ok) return { ok: false, reason: 'seal', detail: opened.error };
   const epoch = from.epoch + 1;
-  let plain = opened.value;
-  if (amend) {
-    const amended = amendTransferRecord(plain, amend);
-    wipe(plain);
-    if (!amended.ok) return { ok: false, reason: 'decode', detail: amended.error };
-    plain = amended.value;
-  }
+  // Always amended: the new owner starts above the IDs the previous one had fenced (fencedNextRequestId).
+  const amended = amendTransferRecord(opened.value, amend ?? {});
+  wipe(opened.value);
+  if (!amended.ok) return { ok: false, reason: 'decode', detail: amended.error };
+  const plain = amended.value;
   const resealed = Buffer.from(t.key.seal({ keyPath: keys.record, epoch, owner: to }, plain));
   wipe(plain);
   const txn = await t.client

@@ -27,8 +27,7 @@ import { IkeSa, carryState, spi64Hex, type ChildSa } from './ike-sa.js';
 import { installIkeKeys } from './ike-keys.js';
 import type { NegotiatedSuite } from './proposals.js';
 import type { Endpoint } from './transport.js';
-import { checkLiveness } from './exchanges/liveness.js';
-import { AddressListInitiator } from './exchanges/mobike.js';
+import { AddressListInitiator, RoutabilityCheckInitiator } from './exchanges/mobike.js';
 import { DeleteSpisInitiator } from './exchanges/delete.js';
 
 export const TRANSFER_VERSION = 1;
@@ -83,6 +82,14 @@ export interface TransferState {
    * created once the path test passes.
    */
   peerStays?: boolean;
+  /**
+   * Request message IDs below this are fenced already (architecture §8): the
+   * handoff's own transaction, which names the importing node owner, covers
+   * its first requests, so they leave without a write of their own. The
+   * importer starts at nextRequestId; a node that takes the clone over later
+   * starts here (amendTransferRecord), above any ID the importer may send.
+   */
+  fencedNextRequestId?: number;
 }
 
 /** Why an IKE SA cannot move now; undefined when it can (CLUSTER design §2 preconditions). */
@@ -103,7 +110,7 @@ const unhex = (s: string) => new Uint8Array(Buffer.from(s, 'hex'));
  * the cluster (rewritten as message IDs advance). The caller wipes the
  * returned bytes once sealed.
  */
-export function snapshotIkeSa(ctx: IkeContext, sa: IkeSa, family: string, over: { nextRequestId?: number } = {}): Uint8Array {
+export function snapshotIkeSa(ctx: IkeContext, sa: IkeSa, family: string, over: { nextRequestId?: number; fencedNextRequestId?: number } = {}): Uint8Array {
   const keys = sa.keys!;
   const suite = sa.suite!;
   const state: TransferState = {
@@ -118,6 +125,7 @@ export function snapshotIkeSa(ctx: IkeContext, sa: IkeSa, family: string, over: 
     suite: { ...suite, spi: hex(suite.spi), prf: suite.prf! },
     keyLengths: MOVING_KEYS.map((k) => keys[k].length),
     nextRequestId: over.nextRequestId ?? sa.nextRequestId,
+    ...(over.fencedNextRequestId !== undefined ? { fencedNextRequestId: over.fencedNextRequestId } : {}),
     peerRequestId: sa.peerRequestId,
     window: 1,
     ...(sa.lastResponse && {
@@ -155,10 +163,10 @@ export function snapshotIkeSa(ctx: IkeContext, sa: IkeSa, family: string, over: 
  * gone — keys wiped, SPIs dropped, no cached response left to answer from
  * this address. Refused (an Error result) when transferBlocked says so.
  */
-export function exportIkeSa(ctx: IkeContext, sa: IkeSa, family: string, reason: string): Result<Uint8Array, string> {
+export function exportIkeSa(ctx: IkeContext, sa: IkeSa, family: string, reason: string, opts: { fencedAhead?: number } = {}): Result<Uint8Array, string> {
   const blocked = transferBlocked(sa);
   if (blocked) return { ok: false, error: blocked };
-  const record = snapshotIkeSa(ctx, sa, family);
+  const record = snapshotIkeSa(ctx, sa, family, opts.fencedAhead ? { fencedNextRequestId: sa.nextRequestId + opts.fencedAhead } : {});
   // The importer answers retransmissions now: the response must not also leave from here.
   sa.lastResponse = undefined;
   ctx.deleteIkeSa(sa, reason);
@@ -220,6 +228,7 @@ function stateProblem(s: TransferState): string | undefined {
     return 'record Child SA list invalid';
   }
   if (s.peerStays !== undefined && typeof s.peerStays !== 'boolean') return 'record peerStays invalid';
+  if (s.fencedNextRequestId !== undefined && (!isInt(s.fencedNextRequestId) || s.fencedNextRequestId < s.nextRequestId)) return 'record fenced message ID invalid';
   const lr = s.lastResponse;
   if (lr !== undefined && (!isInt(lr.messageId) || !isHex(lr.bytes) || !isHex(lr.requestDigest, 32))) return 'record last response invalid';
   for (const idf of [s.localId, s.peerId]) if (idf !== undefined && (!isInt(idf.idType, 255) || !isHex(idf.data))) return 'record identity invalid';
@@ -289,11 +298,12 @@ export interface ArrivalOptions {
   /** The peer's path never left this node: no address list, no UPDATE_SA_ADDRESSES to wait for. */
   peerStays?: boolean;
   /**
-   * Our next `count` requests are about to be sent one after the other
-   * (the cluster's fencing writes them all in one write; without it each
-   * request is held for its own). Called before the path test with the
-   * requests up to the address list, and once the address list is out with
-   * those after the peer's update, so that write runs while the peer moves.
+   * Our next `count` requests (every request of these steps) are about to
+   * be sent one after the other: called once, before the path test, so the
+   * cluster's fencing covers them with one write that runs while the first
+   * of them go out if those are fenced already (a handoff's transaction
+   * fences them), or holds the first until it is done. Without it each
+   * request is held for its own write.
    */
   reserve?: (count: number) => Promise<unknown>;
 }
@@ -315,15 +325,14 @@ export interface ArrivalOptions {
 export async function completeArrival(ctx: IkeContext, sa: IkeSa, addresses: readonly string[], timeoutMs: number, after: ArrivalOptions = {}): Promise<ArrivalResult> {
   const steps: ArrivalSteps = {};
   const staleChildSpis = after.staleChildSpis ?? [];
-  const later = (staleChildSpis.length > 0 ? 1 : 0) + sa.policy.children.length;
-  await after.reserve?.(after.peerStays ? 1 : 2);
-  const routable = await checkLiveness(ctx, sa);
+  void after.reserve?.((after.peerStays ? 1 : 2) + (staleChildSpis.length > 0 ? 1 : 0) + sa.policy.children.length);
+  const routable = await new Promise<boolean>((resolve) => ctx.queueExchange(sa, new RoutabilityCheckInitiator(ctx, resolve)));
   if (!routable) return { ok: false, step: 'path-test', reason: 'no answer to the path test from this node', steps };
   steps.pathTest = ctx.clock.now();
   if (!after.peerStays) {
-    const update = await awaitPeerUpdate(ctx, sa, addresses, timeoutMs, steps, () => void after.reserve?.(later));
+    const update = await awaitPeerUpdate(ctx, sa, addresses, timeoutMs, steps);
     if (update) return update;
-  } else void after.reserve?.(later);
+  }
   // Child SAs of this IKE SA that no node holds any more (their node died): the peer deletes them by
   // the SPIs that node received with (RFC 7296 §1.4.1, §3.11), before the new ones take their traffic.
   if (staleChildSpis.length > 0) {
@@ -341,12 +350,8 @@ export async function completeArrival(ctx: IkeContext, sa: IkeSa, addresses: rea
   return { ok: true, children, steps };
 }
 
-/**
- * Steps 5-6: our address list, then the peer's UPDATE_SA_ADDRESSES; a failure
- * result, or undefined once the SA moved here. `sent` runs once the address
- * list has left (the peer's round trip and its update follow).
- */
-async function awaitPeerUpdate(ctx: IkeContext, sa: IkeSa, addresses: readonly string[], timeoutMs: number, steps: ArrivalSteps, sent: () => void): Promise<ArrivalResult | undefined> {
+/** Steps 5-6: our address list, then the peer's UPDATE_SA_ADDRESSES; a failure result, or undefined once the SA moved here. */
+async function awaitPeerUpdate(ctx: IkeContext, sa: IkeSa, addresses: readonly string[], timeoutMs: number, steps: ArrivalSteps): Promise<ArrivalResult | undefined> {
   const moved = new Promise<boolean>((resolve) => {
     const timer = ctx.clock.schedule(timeoutMs, () => finish(false));
     const onMoved = (m: IkeSa) => m === sa && finish(true);
@@ -361,20 +366,24 @@ async function awaitPeerUpdate(ctx: IkeContext, sa: IkeSa, addresses: readonly s
     ctx.on('ike-down', onDown);
   });
   ctx.queueExchange(sa, new AddressListInitiator(ctx, addresses.length > 0 ? addresses : [sa.local.address], () => (steps.addressList = ctx.clock.now())));
-  sent();
   if (!(await moved)) return { ok: false, step: 'address-update', reason: 'the peer did not move the IKE SA here (UPDATE_SA_ADDRESSES)', steps };
   steps.update = ctx.clock.now();
   return undefined;
 }
 
 /**
- * A record with some of its state replaced (message IDs, peerStays), the
- * secrets carried over; never throws. The caller wipes both buffers.
+ * A record for another owner, with some of its state replaced (message IDs,
+ * peerStays), the secrets carried over; never throws. Without a new
+ * nextRequestId the new owner starts above every ID the previous one had
+ * fenced (fencedNextRequestId, which does not carry over). The caller wipes
+ * both buffers.
  */
 export function amendTransferRecord(bytes: Uint8Array, patch: Partial<Pick<TransferState, 'nextRequestId' | 'peerStays'>>): Result<Uint8Array, string> {
   const decoded = decodeTransferRecord(bytes);
   if (!decoded.ok) return decoded;
-  const json = new TextEncoder().encode(JSON.stringify({ ...decoded.value.state, ...patch }));
+  const { fencedNextRequestId, ...state } = decoded.value.state;
+  const nextRequestId = Math.max(state.nextRequestId, fencedNextRequestId ?? 0);
+  const json = new TextEncoder().encode(JSON.stringify({ ...state, nextRequestId, ...patch }));
   const head = new Uint8Array(4);
   new DataView(head.buffer).setUint32(0, json.length);
   const out = concatBytes(head, json, ...MOVING_KEYS.map((k) => decoded.value.keys[k]));

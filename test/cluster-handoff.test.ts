@@ -10,7 +10,8 @@ import type { Etcd3 } from 'etcd3';
 import { CloneHandoff, ownerValue } from '../control/cluster/handoff.js';
 import { ClusterKey } from '../control/cluster/seal.js';
 import { etcdClient } from '../control/cluster/etcd-client.js';
-import type { ArrivalResult } from '../control/ike/sa-transfer.js';
+import { decodeTransferRecord, type ArrivalResult } from '../control/ike/sa-transfer.js';
+import type { ArrivalTimeline } from '../control/cluster/handoff-timeline.js';
 import type { IkeSa } from '../control/ike/ike-sa.js';
 import { silentLogger } from '../control/log.js';
 import { CLIENT, NODE_A, NODE_B, cluster, drive, ikeMessages } from './support/cluster-peers.js';
@@ -49,8 +50,8 @@ async function setup() {
   handoffs.b = b;
   await a.start();
   await b.start();
-  const arrivals: Array<{ sa: IkeSa; result: ArrivalResult }> = [];
-  b.on('arrived', (sa, result) => arrivals.push({ sa, result }));
+  const arrivals: Array<{ sa: IkeSa; result: ArrivalResult; timeline: ArrivalTimeline }> = [];
+  b.on('arrived', (sa, result, _origin, timeline) => arrivals.push({ sa, result, timeline }));
   await a.adopt(c.clone, 'fam1', 1);
   return { ...c, name, key, a, b, arrivals, etcdOf: client() };
 }
@@ -125,6 +126,42 @@ describe('clone handoff through etcd', () => {
     await drive(s.wire, () => refused.length > 1, 'the second refusal');
     expect(s.b.stats.refused.seal).toBe(2);
     expect(s.nodeB.ikeSas()).toHaveLength(before);
+  }, 60_000);
+
+  interopTest('the handoff transaction fences B\'s path test and address list; one write of B fences the rest; every step is timed', ['etcd'], async () => {
+    const s = await setup();
+    const next = s.clone.nextRequestId;
+    const spiHex = Buffer.from(s.clone.spiI).toString('hex');
+    await s.a.handOff(s.clone, 'b');
+    // The record the transaction wrote (at the owner key's revision: B rewrites it soon after), as B opens it:
+    // B starts at `next`, anyone after B above its first two requests.
+    const ownerKv = await s.etcdOf.get(`/ikeclone/v1/${s.name}/clones/fam1/1/owner`).exec();
+    const sealed = await s.etcdOf.get(`/ikeclone/v1/${s.name}/clones/fam1/1/ike`).revision(ownerKv.kvs[0]!.mod_revision).buffer();
+    const opened = s.key.open({ keyPath: `/ikeclone/v1/${s.name}/clones/fam1/1/ike`, epoch: 1, owner: 'b' }, new Uint8Array(sealed!));
+    if (!opened.ok) throw new Error(opened.error);
+    const record = decodeTransferRecord(opened.value);
+    expect(record.ok && record.value.state).toMatchObject({ nextRequestId: next, fencedNextRequestId: next + 2 });
+    const writesBefore = s.b.stats.writes;
+    await drive(s.wire, () => s.arrivals.length > 0, 'the arrival');
+    const { result, timeline } = s.arrivals[0]!;
+    expect(result).toMatchObject({ ok: true });
+    // B's requests: message IDs from `next` on, none skipped.
+    const fromB = ikeMessages(s.wire).filter((m) => m.spis.startsWith(spiHex) && m.from === NODE_B && !m.response);
+    expect(fromB.map((m) => m.mid)).toEqual([next, next + 1, next + 2]);
+    // One fencing write for the arrival's remaining request (plus, after the Child SA is up, the record's rewrite).
+    expect(s.b.stats.writes - writesBefore).toBeGreaterThanOrEqual(1);
+    expect(timeline.fencing.holds).toBeLessThanOrEqual(1);
+    const at = timeline.at;
+    const order = [at.seen, at.read, at.imported, at.pathTest, at.addressList, at.update, at.child];
+    expect(order.every((t) => typeof t === 'number')).toBe(true);
+    expect(order.every((t, i) => i === 0 || t! >= order[i - 1]!)).toBe(true);
+    // The clone's record in etcd now covers every ID B sent: a node taking it over starts above them.
+    await drive(s.wire, () => s.b.ownedClones().length === 1 && !s.arrivals[0]!.sa.outstanding, 'B idle');
+    const again = await s.etcdOf.get(`/ikeclone/v1/${s.name}/clones/fam1/1/ike`).buffer();
+    const o2 = s.key.open({ keyPath: `/ikeclone/v1/${s.name}/clones/fam1/1/ike`, epoch: 1, owner: 'b' }, new Uint8Array(again!));
+    if (!o2.ok) throw new Error(o2.error);
+    const r2 = decodeTransferRecord(o2.value);
+    expect(r2.ok && r2.value.state.nextRequestId).toBeGreaterThanOrEqual(next + 3);
   }, 60_000);
 
   interopTest('a failed fencing write drops the clone locally (wiped, Child SAs deleted); nothing is sent', ['etcd'], async () => {

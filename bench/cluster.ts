@@ -44,6 +44,7 @@ interface LogLine {
   index?: number;
   epoch?: number;
   decidedAt?: number;
+  sealedAt?: number;
   committedAt?: number;
   member?: string;
   timeline?: ArrivalTimeline;
@@ -193,6 +194,7 @@ function handoffSteps(net: ClusterNet, first: ReadonlyArray<{ t: number; src: st
   const rows: Array<Array<[string, number | undefined]>> = [];
   const held: number[] = [];
   const holds: number[] = [];
+  const acks: number[] = [];
   for (const k of [1, 2]) {
     const node = net.nodes[k]!;
     const arrivals = logLines(node.gateway()!.log()).filter((l) => l.msg === 'clone arrival done' && l.timeline);
@@ -202,8 +204,9 @@ function handoffSteps(net: ClusterNet, first: ReadonlyArray<{ t: number; src: st
       const at = a.timeline!.at;
       rows.push([
         ['decision', h.decidedAt],
-        ['transaction', h.committedAt],
-        ['watchEvent', at.seen],
+        ['exportAndSeal', h.sealedAt],
+        // The transaction committed and the new node's watch saw it (the handing node's own answer: txnAckMs).
+        ['transactionToWatchEvent', at.seen],
         ['recordRead', at.read],
         ['import', at.imported],
         ['fenceAndPathTest', at.pathTest],
@@ -212,11 +215,12 @@ function handoffSteps(net: ClusterNet, first: ReadonlyArray<{ t: number; src: st
         ['createChildSa', at.child],
         ['firstEsp', at.child === undefined ? undefined : firstEspOf(first, node.wan, at.child - 50, at.child + 5000)],
       ]);
+      if (h.sealedAt !== undefined && h.committedAt !== undefined) acks.push(h.committedAt - h.sealedAt);
       held.push(a.timeline!.fencing.heldMs);
       holds.push(a.timeline!.fencing.holds);
     }
   }
-  return { n: rows.length, perStepMs: stepStats(rows), fencingHeldMs: stats(held), requestsHeldForFencing: stats(holds) };
+  return { n: rows.length, perStepMs: stepStats(rows), txnAckMs: stats(acks), fencingHeldMs: stats(held), requestsHeldForFencing: stats(holds) };
 }
 
 /** iperf3 LAN host -> client over ECMP through the first n nodes. */

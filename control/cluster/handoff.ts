@@ -310,6 +310,7 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     const recordKey = this.recordKey(o.family, o.index);
     const epoch = o.epoch + 1;
     const sealed = key.seal({ keyPath: recordKey, epoch, owner: to }, exported.value);
+    const sealedAt = Date.now();
     let ok = false;
     let failure = 'ownership changed';
     try {
@@ -325,8 +326,8 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
       wipe(exported.value);
       this.arriving.delete(ownerKey);
       this.stats.handedOff++;
-      // decidedAt -> committedAt: the export, sealing and the one transaction (step 2).
-      this.opts.log.info({ ike: sa.id, family: o.family, index: o.index, to, epoch, decidedAt, committedAt: Date.now() }, 'clone handed off');
+      // decidedAt -> sealedAt: the export (our copy wiped) and the sealing; -> committedAt: the one transaction (step 2).
+      this.opts.log.info({ ike: sa.id, family: o.family, index: o.index, to, epoch, decidedAt, sealedAt, committedAt: Date.now() }, 'clone handed off');
       return epoch;
     }
     // Not handed over: the clone comes back here, as it was.

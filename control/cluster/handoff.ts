@@ -36,10 +36,10 @@ export const SYNC_INTERVAL_MS = 250;
 
 /**
  * Request message IDs the handoff transaction fences for the importing node
- * (its path test and its address list, steps 4-5): they leave without a
- * fencing write of their own.
+ * (its address list, which is its path test too: steps 4-5): it leaves
+ * without a fencing write of its own.
  */
-export const HANDOFF_FENCED_REQUESTS = 2;
+export const HANDOFF_FENCED_REQUESTS = 1;
 
 /** How long the importing node waits for the peer's UPDATE_SA_ADDRESSES after its address list. */
 export const DEFAULT_ARRIVAL_TIMEOUT_MS = 10_000;

@@ -309,27 +309,30 @@ export interface ArrivalOptions {
 }
 
 /**
- * Steps 4-7 on the importing node: a path test from here that is also the
- * return routability check of the peer's address (an INFORMATIONAL with
- * COOKIE2, RFC 4555 §3.7, §3.8; the peer answers to the source, RFC 7296
- * §2.11), then our address list (§3.6: the IP header source plus
- * `addresses`, or NO_ADDITIONAL_ADDRESSES), which withdraws the old node's
- * address from the peer's set; the MOBIKE initiator then sends
- * UPDATE_SA_ADDRESSES here (§3.5) from the address just verified, so the SA
- * moves at once (§3.7, no second check), and the connection's Child SAs are
- * created with fresh SPIs and keys (RFC 7296 §1.3.1), after the peer deleted
- * `staleChildSpis` (the Child SAs a dead node had on this IKE SA, named by
- * its inbound SPIs). Bounded by the retransmission policy and by `timeoutMs`
- * for the peer's update.
+ * Steps 4-7 on the importing node. Our address list (RFC 4555 §3.6: the IP
+ * header source plus `addresses`, or NO_ADDITIONAL_ADDRESSES) is also the
+ * path test from here and the return routability check of the peer's
+ * address (an INFORMATIONAL with COOKIE2, §3.7, §3.8; the peer answers to
+ * the source, RFC 7296 §2.11): unanswered, the path test failed and the peer
+ * never saw a request from here if the path is down both ways. It withdraws
+ * the old node's address from the peer's set; the MOBIKE initiator then
+ * sends UPDATE_SA_ADDRESSES here (§3.5) from the address just verified, so
+ * the SA moves at once (§3.7, no second check), and the connection's Child
+ * SAs are created with fresh SPIs and keys (RFC 7296 §1.3.1), after the peer
+ * deleted `staleChildSpis` (the Child SAs a dead node had on this IKE SA,
+ * named by its inbound SPIs). A peer that stays (`peerStays`) gets a path
+ * test of its own (empty but for COOKIE2) and no address list. Bounded by the
+ * retransmission policy and by `timeoutMs` for the peer's update.
  */
 export async function completeArrival(ctx: IkeContext, sa: IkeSa, addresses: readonly string[], timeoutMs: number, after: ArrivalOptions = {}): Promise<ArrivalResult> {
   const steps: ArrivalSteps = {};
   const staleChildSpis = after.staleChildSpis ?? [];
-  void after.reserve?.((after.peerStays ? 1 : 2) + (staleChildSpis.length > 0 ? 1 : 0) + sa.policy.children.length);
-  const routable = await new Promise<boolean>((resolve) => ctx.queueExchange(sa, new RoutabilityCheckInitiator(ctx, resolve)));
-  if (!routable) return { ok: false, step: 'path-test', reason: 'no answer to the path test from this node', steps };
-  steps.pathTest = ctx.clock.now();
-  if (!after.peerStays) {
+  void after.reserve?.(1 + (staleChildSpis.length > 0 ? 1 : 0) + sa.policy.children.length);
+  if (after.peerStays) {
+    const routable = await new Promise<boolean>((resolve) => ctx.queueExchange(sa, new RoutabilityCheckInitiator(ctx, resolve)));
+    if (!routable) return { ok: false, step: 'path-test', reason: 'no answer to the path test from this node', steps };
+    steps.pathTest = ctx.clock.now();
+  } else {
     const update = await awaitPeerUpdate(ctx, sa, addresses, timeoutMs, steps);
     if (update) return update;
   }
@@ -350,23 +353,36 @@ export async function completeArrival(ctx: IkeContext, sa: IkeSa, addresses: rea
   return { ok: true, children, steps };
 }
 
-/** Steps 5-6: our address list, then the peer's UPDATE_SA_ADDRESSES; a failure result, or undefined once the SA moved here. */
+/**
+ * Steps 4-6: our address list (the path test, see completeArrival), then the
+ * peer's UPDATE_SA_ADDRESSES; a failure result, or undefined once the SA
+ * moved here.
+ */
 async function awaitPeerUpdate(ctx: IkeContext, sa: IkeSa, addresses: readonly string[], timeoutMs: number, steps: ArrivalSteps): Promise<ArrivalResult | undefined> {
-  const moved = new Promise<boolean>((resolve) => {
-    const timer = ctx.clock.schedule(timeoutMs, () => finish(false));
-    const onMoved = (m: IkeSa) => m === sa && finish(true);
-    const onDown = (m: IkeSa) => m === sa && finish(false);
-    function finish(ok: boolean): void {
+  const target = sa.remote.address;
+  let finish: (failed: ArrivalResult | undefined) => void = () => {};
+  const moved = new Promise<ArrivalResult | undefined>((resolve) => {
+    const timer = ctx.clock.schedule(timeoutMs, () => finish({ ok: false, step: 'address-update', reason: 'the peer did not move the IKE SA here (UPDATE_SA_ADDRESSES)', steps }));
+    const onMoved = (m: IkeSa) => m === sa && finish(undefined);
+    const onDown = (m: IkeSa) => m === sa && finish({ ok: false, step: 'address-update', reason: 'the IKE SA went down before the peer moved it here', steps });
+    finish = (failed) => {
       timer.cancel();
       ctx.off('ike-moved', onMoved);
       ctx.off('ike-down', onDown);
-      resolve(ok);
-    }
+      resolve(failed);
+    };
     ctx.on('ike-moved', onMoved);
     ctx.on('ike-down', onDown);
   });
-  ctx.queueExchange(sa, new AddressListInitiator(ctx, addresses.length > 0 ? addresses : [sa.local.address], () => (steps.addressList = ctx.clock.now())));
-  if (!(await moved)) return { ok: false, step: 'address-update', reason: 'the peer did not move the IKE SA here (UPDATE_SA_ADDRESSES)', steps };
+  const answered = (ok: boolean) => {
+    if (!ok) return finish({ ok: false, step: 'path-test', reason: 'no answer to the path test (our address list) from this node', steps });
+    steps.pathTest = steps.addressList = ctx.clock.now();
+    // §3.7: the peer echoed our COOKIE2 from the address it was sent to: verified, its update moves the SA at once.
+    if (sa.remote.address === target) sa.verifiedAddresses.add(target);
+  };
+  ctx.queueExchange(sa, new AddressListInitiator(ctx, addresses.length > 0 ? addresses : [sa.local.address], answered));
+  const failed = await moved;
+  if (failed) return failed;
   steps.update = ctx.clock.now();
   return undefined;
 }

@@ -35,11 +35,17 @@ import type { ClusterKey } from './seal.js';
 export const SYNC_INTERVAL_MS = 250;
 
 /**
- * Request message IDs the handoff transaction fences for the importing node
- * (its address list, which is its path test too: steps 4-5): it leaves
- * without a fencing write of its own.
+ * Request message IDs the handoff transaction fences for the importing node:
+ * every request of its arrival (its address list, which is its path test
+ * too, and one CREATE_CHILD_SA per Child SA of the connection; a handed-off
+ * clone has no Child SA to delete), so none waits for a fencing write. If
+ * the importer dies before it sent them all, a node taking the clone over
+ * starts above them and the client, which expects a lower ID, ignores it:
+ * that clone is lost (the client's DPD clears it, its family grows back).
  */
-export const HANDOFF_FENCED_REQUESTS = 1;
+export function handoffFencedRequests(sa: IkeSa): number {
+  return 1 + sa.policy.children.length;
+}
 
 /** How long the importing node waits for the peer's UPDATE_SA_ADDRESSES after its address list. */
 export const DEFAULT_ARRIVAL_TIMEOUT_MS = 10_000;
@@ -302,7 +308,7 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     this.leaving = sa;
     // The record names B's first requests as fenced already: this transaction makes B the owner, and a
     // node taking over from B later starts above them (sa-transfer.ts, fencedNextRequestId).
-    const exported = exportIkeSa(engine, sa, o.family, `handed off to ${to}`, { fencedAhead: HANDOFF_FENCED_REQUESTS });
+    const exported = exportIkeSa(engine, sa, o.family, `handed off to ${to}`, { fencedAhead: handoffFencedRequests(sa) });
     this.leaving = undefined;
     if (!exported.ok) throw new Error(exported.error);
     this.owned.delete(sa);

@@ -97,7 +97,7 @@ interface Owned {
   holds?: number;
   /** When the request now held began to wait. */
   heldSince?: number;
-  /** A sync asked for while a write ran: it runs when that write is done. */
+  /** IDs given back (release) while a write ran: the record is written again when that write is done. */
   resync?: boolean;
 }
 
@@ -215,7 +215,6 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
    */
   async sync(sa: IkeSa): Promise<boolean> {
     const o = this.owned.get(sa);
-    if (o?.writing) o.resync = true;
     if (!o || o.writing || this.suspended !== undefined || sa.state !== 'established' || !sa.keys) return false;
     o.writing = true;
     const ok = await this.fence(sa, o, Math.max(o.writtenNext, sa.nextRequestId));
@@ -386,8 +385,8 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     if (!o || this.suspended !== undefined) return;
     const next = sa.nextRequestId + count;
     if (o.writtenNext >= next) return;
-    // A write in flight (a sync, or a request's own fencing) is waited for: its request, if any, goes on after it.
-    if (o.writing) return void (o.resync = true);
+    // A write in flight (a sync, or a request's own fencing): each request is then held for its own write.
+    if (o.writing) return;
     o.writing = true;
     const ok = await this.fence(sa, o, next);
     this.written(sa, o);
@@ -406,7 +405,8 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     const o = this.owned.get(sa);
     if (!o || o.writtenNext <= sa.nextRequestId || sa.outstanding) return;
     o.writtenNext = sa.nextRequestId;
-    void this.sync(sa);
+    if (o.writing) o.resync = true;
+    else void this.sync(sa);
   }
 
   /** A write on `o` ended: the next may start; one asked for meanwhile runs now. */

@@ -506,7 +506,7 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
    * from the others may stay silent). Does nothing while that clone is being
    * imported or held here.
    */
-  async arrive(family: string, index: number, owner: CloneOwner, from: string | undefined, known: { record?: Buffer; seenAt?: number } = {}): Promise<void> {
+  async arrive(family: string, index: number, owner: CloneOwner, from: string | undefined, known: { record?: Buffer; seenAt?: number; found?: boolean } = {}): Promise<void> {
     const key = this.ownerKey(family, index);
     if (this.arriving.has(key)) return;
     this.arriving.add(key);
@@ -545,11 +545,12 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     // are a dead node's (failover.ts), deleted at the peer by SPI once the clone has moved here.
     const stale = decoded.value.state.children.map((c) => c.spiIn);
     const peerStays = decoded.value.state.peerStays === true;
-    // The handoff's transaction fenced our first requests (fencedNextRequestId). Only a handoff seen as it
-    // happened starts below that mark: a record read later (a scan after a restart, a watch catching up)
-    // may have been imported by an earlier run of this node that already sent those IDs.
+    // The handoff's transaction fenced our first requests (fencedNextRequestId). A handoff our watch saw
+    // (it watches from when this process started) starts below that mark; a clone a scan found named ours
+    // (`found`: after a restart) may have been imported by an earlier run of this node that already sent
+    // those IDs, so it starts above them.
     const fenced = decoded.value.state.fencedNextRequestId;
-    if (fenced !== undefined && !known.record) decoded.value.state.nextRequestId = fenced;
+    if (fenced !== undefined && known.found) decoded.value.state.nextRequestId = fenced;
     const imported = importIkeSa(this.opts.engine, decoded.value, this.opts.address);
     if (!imported.ok) return refuse('import', imported.error);
     const sa = imported.value;

@@ -361,12 +361,16 @@ export async function completeArrival(ctx: IkeContext, sa: IkeSa, addresses: rea
 async function awaitPeerUpdate(ctx: IkeContext, sa: IkeSa, addresses: readonly string[], timeoutMs: number, steps: ArrivalSteps): Promise<ArrivalResult | undefined> {
   const target = sa.remote.address;
   let finish: (failed: ArrivalResult | undefined) => void = () => {};
+  // The wait for the peer's update starts once the path test (the address list) is answered: until then
+  // the retransmission policy bounds it, and its failure is the path test's.
+  let timer: { cancel(): void } | undefined;
+  let done = false;
   const moved = new Promise<ArrivalResult | undefined>((resolve) => {
-    const timer = ctx.clock.schedule(timeoutMs, () => finish({ ok: false, step: 'address-update', reason: 'the peer did not move the IKE SA here (UPDATE_SA_ADDRESSES)', steps }));
     const onMoved = (m: IkeSa) => m === sa && finish(undefined);
     const onDown = (m: IkeSa) => m === sa && finish({ ok: false, step: 'address-update', reason: 'the IKE SA went down before the peer moved it here', steps });
     finish = (failed) => {
-      timer.cancel();
+      done = true;
+      timer?.cancel();
       ctx.off('ike-moved', onMoved);
       ctx.off('ike-down', onDown);
       resolve(failed);
@@ -377,6 +381,7 @@ async function awaitPeerUpdate(ctx: IkeContext, sa: IkeSa, addresses: readonly s
   const answered = (ok: boolean) => {
     if (!ok) return finish({ ok: false, step: 'path-test', reason: 'no answer to the path test (our address list) from this node', steps });
     steps.pathTest = steps.addressList = ctx.clock.now();
+    if (!done) timer = ctx.clock.schedule(timeoutMs, () => finish({ ok: false, step: 'address-update', reason: 'the peer did not move the IKE SA here (UPDATE_SA_ADDRESSES)', steps }));
     // §3.7: the peer echoed our COOKIE2 from the address it was sent to: verified, its update moves the SA at once.
     if (sa.remote.address === target) sa.verifiedAddresses.add(target);
   };

@@ -22,6 +22,15 @@ async function moveToB(c: Awaited<ReturnType<typeof cluster>>) {
   return { record: exported.value, onB: imported.value, arrival: await arrival };
 }
 
+/** A record of `state` alone (length, JSON; no keys): for records that must not decode. */
+function json(state: object): Uint8Array {
+  const body = new TextEncoder().encode(JSON.stringify(state));
+  const out = new Uint8Array(4 + body.length);
+  new DataView(out.buffer).setUint32(0, body.length);
+  out.set(body, 4);
+  return out;
+}
+
 describe('IKE SA export and import between cluster nodes', () => {
   test('SPIs carry the node prefix (io/spi-layout.ts)', async () => {
     const c = await cluster();
@@ -131,13 +140,6 @@ describe('IKE SA export and import between cluster nodes', () => {
     const bad = Uint8Array.from(snap);
     bad[10] = 0x7b; // corrupt the JSON
     expect(decodeTransferRecord(bad).ok).toBe(false);
-    const json = (s: object) => {
-      const body = new TextEncoder().encode(JSON.stringify(s));
-      const out = new Uint8Array(4 + body.length);
-      new DataView(out.buffer).setUint32(0, body.length);
-      out.set(body, 4);
-      return out;
-    };
     for (const s of [{}, { ...decoded.value.state, v: 2 }, { ...decoded.value.state, spiI: 'zz' }, { ...decoded.value.state, window: 5 }, { ...decoded.value.state, children: 'x' }]) {
       expect(decodeTransferRecord(json(s)).ok).toBe(false);
     }
@@ -169,13 +171,6 @@ describe('IKE SA export and import between cluster nodes', () => {
     expect(b2.ok && b2.value.state).toMatchObject({ nextRequestId: next + 1, peerStays: true });
     expect(b2.ok && b2.value.state.fencedNextRequestId).toBeUndefined();
     // A mark below the next ID is refused.
-    const json = (st: object) => {
-      const body = new TextEncoder().encode(JSON.stringify(st));
-      const out = new Uint8Array(4 + body.length);
-      new DataView(out.buffer).setUint32(0, body.length);
-      out.set(body, 4);
-      return out;
-    };
     expect(decodeTransferRecord(json({ ...decoded.value.state, fencedNextRequestId: next - 1 }))).toMatchObject({ ok: false, error: 'record fenced message ID invalid' });
   });
 

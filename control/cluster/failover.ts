@@ -164,7 +164,7 @@ export class CloneFailover extends EventEmitter<FailoverEvents> {
       if (clone.owner === node) {
         if (held.has(id) || handoff.isArriving(clone.family, clone.index) || this.paused) continue;
         log.warn({ family: clone.family, index: clone.index, epoch: clone.epoch }, 'clone named ours but not held here: importing it');
-        void handoff.arrive(clone.family, clone.index, { node, epoch: clone.epoch }, undefined, { found: true });
+        void handoff.arrive(clone.family, clone.index, { node, epoch: clone.epoch }, undefined);
         continue;
       }
       if (live.has(clone.owner) || this.pending.has(id) || this.paused) continue;

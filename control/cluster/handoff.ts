@@ -135,6 +135,8 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
   private watcher: Watcher | undefined;
   private suspended: string | undefined;
   private syncTimer: NodeJS.Timeout | undefined;
+  /** The etcd revision when this process began to watch (arrive: handoffs before it are a previous run's). */
+  private watchedFrom: bigint | undefined;
   /** When the steps of the last arrival here ended (cluster status, logs). */
   lastArrival: ArrivalTimeline | undefined;
   /** The clone being exported by handOff (its ike-down is a departure, not an end). */
@@ -163,6 +165,8 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
   /** Watch for clones handed to this node. */
   async start(): Promise<this> {
     // The previous owner key tells an arriving clone where it came from (a failed path test sends it back there).
+    // The revision this process starts watching from: owner keys written after it name handoffs made now.
+    this.watchedFrom = BigInt((await this.opts.client.get(this.prefix).exec()).header.revision);
     const w = await this.opts.client.watch().prefix(this.prefix).withPreviousKV().create();
     this.watcher = w;
     // Whole responses, not single events: a handoff's owner key and record are one revision, one response.
@@ -506,7 +510,7 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
    * from the others may stay silent). Does nothing while that clone is being
    * imported or held here.
    */
-  async arrive(family: string, index: number, owner: CloneOwner, from: string | undefined, known: { record?: Buffer; seenAt?: number; found?: boolean } = {}): Promise<void> {
+  async arrive(family: string, index: number, owner: CloneOwner, from: string | undefined, known: { record?: Buffer; seenAt?: number } = {}): Promise<void> {
     const key = this.ownerKey(family, index);
     if (this.arriving.has(key)) return;
     this.arriving.add(key);
@@ -520,9 +524,17 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     };
     let sealed: Buffer | null = known.record ?? null;
     let current: string | null = ownerValue(owner);
+    /** Whether etcd named us owner before this process watched (a restart): see fencedNextRequestId below. */
+    let namedBefore = false;
     try {
       // The owner key and the record of the watch's own revision, or read now (a claim, a scan, a catch-up).
-      if (!known.record) [sealed, current] = await Promise.all([this.opts.client.get(recordKey).buffer(), this.opts.client.get(key).string()]);
+      if (!known.record) {
+        const [record, ownerKv] = await Promise.all([this.opts.client.get(recordKey).buffer(), this.opts.client.get(key).exec()]);
+        sealed = record;
+        const kv = ownerKv.kvs[0];
+        current = kv ? kv.value.toString() : null;
+        namedBefore = kv !== undefined && this.watchedFrom !== undefined && BigInt(kv.mod_revision) <= this.watchedFrom;
+      }
     } catch (err) {
       this.arriving.delete(key);
       return refuse('missing', (err as Error).message);
@@ -545,12 +557,11 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     // are a dead node's (failover.ts), deleted at the peer by SPI once the clone has moved here.
     const stale = decoded.value.state.children.map((c) => c.spiIn);
     const peerStays = decoded.value.state.peerStays === true;
-    // The handoff's transaction fenced our first requests (fencedNextRequestId). A handoff our watch saw
-    // (it watches from when this process started) starts below that mark; a clone a scan found named ours
-    // (`found`: after a restart) may have been imported by an earlier run of this node that already sent
-    // those IDs, so it starts above them.
+    // The handoff's transaction fenced our first requests (fencedNextRequestId). A handoff made while this
+    // process watched starts below that mark; one etcd made before (a restart) may have been imported by an
+    // earlier run of this node that already sent those IDs, so it starts above them.
     const fenced = decoded.value.state.fencedNextRequestId;
-    if (fenced !== undefined && known.found) decoded.value.state.nextRequestId = fenced;
+    if (fenced !== undefined && namedBefore) decoded.value.state.nextRequestId = fenced;
     const imported = importIkeSa(this.opts.engine, decoded.value, this.opts.address);
     if (!imported.ok) return refuse('import', imported.error);
     const sa = imported.value;

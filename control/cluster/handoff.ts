@@ -135,8 +135,8 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
   private watcher: Watcher | undefined;
   private suspended: string | undefined;
   private syncTimer: NodeJS.Timeout | undefined;
-  /** The etcd revision when this process began to watch (arrive: handoffs before it are a previous run's). */
-  private watchedFrom: bigint | undefined;
+  /** The etcd revision at which this run joined the cluster (arrive: handoffs before it were a previous run's). */
+  private joinedAt: bigint | undefined;
   /** When the steps of the last arrival here ended (cluster status, logs). */
   lastArrival: ArrivalTimeline | undefined;
   /** The clone being exported by handOff (its ike-down is a departure, not an end). */
@@ -165,8 +165,9 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
   /** Watch for clones handed to this node. */
   async start(): Promise<this> {
     // The previous owner key tells an arriving clone where it came from (a failed path test sends it back there).
-    // The revision this process starts watching from: owner keys written after it name handoffs made now.
-    this.watchedFrom = BigInt((await this.opts.client.get(this.prefix).exec()).header.revision);
+    // When this run joined (its member key's creation): owner keys written before it name a previous run.
+    const member = await this.opts.client.get(`${clusterPrefix(this.opts.cluster)}members/${this.opts.node}`).exec();
+    this.joinedAt = BigInt(member.kvs[0]?.create_revision ?? member.header.revision);
     const w = await this.opts.client.watch().prefix(this.prefix).withPreviousKV().create();
     this.watcher = w;
     // Whole responses, not single events: a handoff's owner key and record are one revision, one response.
@@ -524,7 +525,7 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     };
     let sealed: Buffer | null = known.record ?? null;
     let current: string | null = ownerValue(owner);
-    /** Whether etcd named us owner before this process watched (a restart): see fencedNextRequestId below. */
+    /** Whether etcd named us owner before this run joined (a restart): see fencedNextRequestId below. */
     let namedBefore = false;
     try {
       // The owner key and the record of the watch's own revision, or read now (a claim, a scan, a catch-up).
@@ -533,7 +534,7 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
         sealed = record;
         const kv = ownerKv.kvs[0];
         current = kv ? kv.value.toString() : null;
-        namedBefore = kv !== undefined && this.watchedFrom !== undefined && BigInt(kv.mod_revision) <= this.watchedFrom;
+        namedBefore = kv !== undefined && this.joinedAt !== undefined && BigInt(kv.mod_revision) < this.joinedAt;
       }
     } catch (err) {
       this.arriving.delete(key);
@@ -557,9 +558,9 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     // are a dead node's (failover.ts), deleted at the peer by SPI once the clone has moved here.
     const stale = decoded.value.state.children.map((c) => c.spiIn);
     const peerStays = decoded.value.state.peerStays === true;
-    // The handoff's transaction fenced our first requests (fencedNextRequestId). A handoff made while this
-    // process watched starts below that mark; one etcd made before (a restart) may have been imported by an
-    // earlier run of this node that already sent those IDs, so it starts above them.
+    // The handoff's transaction fenced our first requests (fencedNextRequestId). A handoff made to this run
+    // (after it joined) starts below that mark; one made before (to a previous run of this node, which may
+    // have imported it and sent those IDs) starts above them.
     const fenced = decoded.value.state.fencedNextRequestId;
     if (fenced !== undefined && namedBefore) decoded.value.state.nextRequestId = fenced;
     const imported = importIkeSa(this.opts.engine, decoded.value, this.opts.address);

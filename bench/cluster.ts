@@ -27,6 +27,7 @@ import { createClusterNet, type ClusterNet } from '../test/support/cluster-netns
 import { execChecked, spawnIn } from '../test/support/netns.js';
 import { sleep, waitFor, type TrackedProcess } from '../test/support/proc.js';
 import { decode, startCapture, type Capture } from '../test/support/tshark.js';
+import type { ArrivalTimeline } from '../control/cluster/handoff-timeline.js';
 
 const HANDOFF_ROUNDS = 26;
 const IPERF_SECONDS = 5;
@@ -39,6 +40,14 @@ interface LogLine {
   time: number;
   msg: string;
   reason?: string;
+  family?: string;
+  index?: number;
+  epoch?: number;
+  decidedAt?: number;
+  sealedAt?: number;
+  committedAt?: number;
+  member?: string;
+  timeline?: ArrivalTimeline;
 }
 
 function logLines(text: string): LogLine[] {
@@ -147,11 +156,71 @@ async function handoffs(net: ClusterNet, dir: string): Promise<Record<string, un
   }
   return {
     handoffs: toUpdate.length,
+    steps: handoffSteps(net, first),
     decisionToUpdateMs: stats(toUpdate),
     decisionToChildSaMs: stats(toChild),
     decisionToFirstEspMs: stats(toEsp),
     etcdWritesDuringHandoffs: { writes, seconds: round(seconds, 1), perSecond: round(writes / seconds, 1) },
   };
+}
+
+/** Durations between consecutive points of a timeline, per named step, over many handoffs: p50/p99 each. */
+function stepStats(rows: Array<Array<[string, number | undefined]>>): Record<string, ReturnType<typeof stats>> {
+  const per = new Map<string, number[]>();
+  for (const points of rows) {
+    let prev: number | undefined;
+    for (const [name, t] of points) {
+      if (t === undefined) continue;
+      if (prev !== undefined) per.set(name, [...(per.get(name) ?? []), t - prev]);
+      prev = t;
+    }
+  }
+  return Object.fromEntries([...per].map(([k, v]) => [k, stats(v)]));
+}
+
+/** The first sequence-number-1 ESP to or from `wan` in [t0, until). */
+function firstEspOf(first: ReadonlyArray<{ t: number; src: string; dst: string }>, wan: string, t0: number, until = Infinity): number | undefined {
+  return first.find((f) => f.t >= t0 && f.t < until && (f.dst === wan || f.src === wan))?.t;
+}
+
+/**
+ * Each handoff's steps (architecture §8), from the handing node's log (its
+ * decision and transaction) and the new node's arrival timeline
+ * (control/cluster/handoff-timeline.ts), matched by (family, index, epoch);
+ * the first ESP from the capture.
+ */
+function handoffSteps(net: ClusterNet, first: ReadonlyArray<{ t: number; src: string; dst: string }>): Record<string, unknown> {
+  const handed = logLines(net.nodes[0]!.gateway()!.log()).filter((l) => l.msg === 'clone handed off' && l.decidedAt !== undefined);
+  const rows: Array<Array<[string, number | undefined]>> = [];
+  const held: number[] = [];
+  const holds: number[] = [];
+  const acks: number[] = [];
+  for (const k of [1, 2]) {
+    const node = net.nodes[k]!;
+    const arrivals = logLines(node.gateway()!.log()).filter((l) => l.msg === 'clone arrival done' && l.timeline);
+    for (const a of arrivals) {
+      const h = handed.find((x) => x.family === a.family && x.index === a.index && x.epoch === a.epoch);
+      if (!h) continue;
+      const at = a.timeline!.at;
+      rows.push([
+        ['decision', h.decidedAt],
+        ['exportAndSeal', h.sealedAt],
+        // The transaction committed and the new node's watch saw it (the handing node's own answer: txnAckMs).
+        ['transactionToWatchEvent', at.seen],
+        ['recordRead', at.read],
+        ['import', at.imported],
+        ['fenceAndPathTest', at.pathTest],
+        ['addressList', at.addressList],
+        ['clientUpdate', at.update],
+        ['createChildSa', at.child],
+        ['firstEsp', at.child === undefined ? undefined : firstEspOf(first, node.wan, at.child - 50, at.child + 5000)],
+      ]);
+      if (h.sealedAt !== undefined && h.committedAt !== undefined) acks.push(h.committedAt - h.sealedAt);
+      held.push(a.timeline!.fencing.heldMs);
+      holds.push(a.timeline!.fencing.holds);
+    }
+  }
+  return { n: rows.length, perStepMs: stepStats(rows), txnAckMs: stats(acks), fencingHeldMs: stats(held), requestsHeldForFencing: stats(holds) };
 }
 
 /** iperf3 LAN host -> client over ECMP through the first n nodes. */
@@ -214,6 +283,8 @@ function failoverBuilt(): boolean {
  */
 async function measureFailover(net: ClusterNet, dir: string, leaseTtlS = LEASE_TTL_S): Promise<Record<string, unknown>> {
   const { flows, capture } = await flowsAndFirstEsp(net, join(dir, 'esp-failover.pcap'));
+  // Whether the killed node's etcd member leads: etcd then elects another leader, which renews every lease.
+  const killedLeader = await etcdLeaderIndex(net).then((i) => i === 1, () => null);
   let killedAt = 0;
   try {
     await sleep(1000);
@@ -228,7 +299,37 @@ async function measureFailover(net: ClusterNet, dir: string, leaseTtlS = LEASE_T
   const survivors = new Set([net.nodes[0]!.wan, net.nodes[2]!.wan]);
   const rows = (await decode(capture.file, { fields: ['frame.time_epoch', 'ip.src', 'ip.dst'], displayFilter: 'esp' })).map((r) => ({ t: Number(r[0]) * 1000, src: r[1]!, dst: r[2]! }));
   const first = rows.find((r) => r.t >= killedAt && (survivors.has(r.src) || survivors.has(r.dst)));
-  return { killed: net.nodes[1]!.name, leaseTtlS, gapMs: first ? Math.round(first.t - killedAt) : null };
+  // Where the gap went: the member key's deletion seen, the claim decided and committed, the arrival's steps.
+  const logs = [0, 2].map((k) => logLines(net.nodes[k]!.gateway()!.log()).filter((l) => l.time >= killedAt));
+  const gone = Math.min(...logs.map((ls) => ls.find((l) => l.msg === 'cluster member gone' && l.member === net.nodes[1]!.name)?.time ?? Infinity));
+  const claiming = Math.min(...logs.map((ls) => ls.find((l) => l.msg === 'clone without a live owner: claiming it')?.time ?? Infinity));
+  const claimant = logs.find((ls) => ls.some((l) => l.msg === 'clone taken over from a node that is gone'));
+  const taken = claimant?.find((l) => l.msg === 'clone taken over from a node that is gone')?.time;
+  const arrival = claimant?.find((l) => (l.msg === 'clone arrival done' || l.msg === 'clone arrived but the peer did not follow') && l.timeline)?.timeline?.at;
+  const rel = (t: number | undefined) => (t === undefined || !Number.isFinite(t) ? null : Math.round(t - killedAt));
+  return {
+    killed: net.nodes[1]!.name,
+    killedEtcdLeader: killedLeader,
+    leaseTtlS,
+    gapMs: first ? Math.round(first.t - killedAt) : null,
+    sinceKillMs: {
+      memberGone: rel(gone),
+      claimDecided: rel(claiming),
+      claimCommitted: rel(taken),
+      pathTest: rel(arrival?.pathTest),
+      clientUpdate: rel(arrival?.update),
+      staleChildSasDeleted: rel(arrival?.staleDeleted),
+      childSaUp: rel(arrival?.child),
+      firstEsp: first ? Math.round(first.t - killedAt) : null,
+    },
+  };
+}
+
+/** The index of the node whose etcd member leads now (etcdctl endpoint status). */
+async function etcdLeaderIndex(net: ClusterNet): Promise<number> {
+  const j = JSON.parse(await net.etcd.ctl(['endpoint', 'status', '-w', 'json'])) as Array<{ Endpoint: string; Status: { header: { member_id: number | string }; leader: number | string } }>;
+  const leader = j.find((e) => String(e.Status.leader) === String(e.Status.header.member_id));
+  return leader ? net.etcd.endpoints.indexOf(leader.Endpoint) : -1;
 }
 
 export async function runClusterBench(opts: SuiteOptions): Promise<unknown> {

@@ -12,7 +12,8 @@ import { CloneHandoff, ownerValue } from '../control/cluster/handoff.js';
 import { CloneFailover, claimOrder } from '../control/cluster/failover.js';
 import { CloneRebalance, planMoves } from '../control/cluster/rebalance.js';
 import { ClusterMembership } from '../control/cluster/membership.js';
-import { cloneKeys } from '../control/cluster/reassign.js';
+import { cloneKeys, reassignClone } from '../control/cluster/reassign.js';
+import { readClusterState } from '../control/cluster/status.js';
 import { etcdClient } from '../control/cluster/etcd-client.js';
 import { ClusterKey } from '../control/cluster/seal.js';
 import { decodeTransferRecord, type ArrivalResult } from '../control/ike/sa-transfer.js';
@@ -123,7 +124,7 @@ async function twoNodes(label: string, aOpts: { claims?: boolean } = {}) {
   const a = await startNode(name, key, 'a', NODE_A, c.nodeA, holders, aOpts);
   const b = await startNode(name, key, 'b', NODE_B, c.nodeB, holders);
   await a.handoff.adopt(c.clone, 'a.1', 1);
-  return { name, c, a, b };
+  return { name, key, c, a, b };
 }
 
 /**
@@ -276,6 +277,35 @@ describe('clone keys in etcd', () => {
     for (let i = 0; i < 100 && (await etcdOf.get(keys.owner).string()) !== null; i++) await new Promise((r) => setTimeout(r, 50));
     expect(await etcdOf.get(keys.owner).string()).toBeNull();
     expect(await etcdOf.get(keys.record).buffer()).toBeNull();
+  }, 60_000);
+});
+
+describe('claims', () => {
+  interopTest('a claim never puts back a record older than the one in etcd: it reads it again and starts above its message IDs', ['etcd'], async () => {
+    const { name, key, c, a, b } = await twoNodes('q', { claims: false });
+    await a.handoff.handOff(c.clone, 'b');
+    await drive(c.wire, () => b.arrivals.some((x) => x.result.ok), 'the clone on b');
+    const onB = b.arrivals.find((x) => x.result.ok)!.sa;
+    const etcdOf = newClient();
+    // The record as a scan reads it (failover.ts), then b's next request rewrites it (its fencing write).
+    const keys = cloneKeys(name, 'a.1', 1);
+    await drive(c.wire, () => !onB.outstanding, 'b idle');
+    const scanned = (await readClusterState(etcdOf, name)).records.get(keys.owner)!;
+    expect(scanned).toBeDefined();
+    let alive: boolean | undefined;
+    void c.nodeB.checkLiveness(onB).then((v) => (alive = v));
+    await drive(c.wire, () => alive !== undefined, 'b\'s request');
+    expect(alive).toBe(true);
+    // Claimed with the record read before: the transaction compares its revision, so the newer one is read and used.
+    const claimed = await reassignClone({ client: etcdOf, key, cluster: name }, 'a.1', 1, { node: 'b', epoch: 1 }, 'c', undefined, scanned);
+    expect(claimed).toMatchObject({ ok: true, epoch: 2 });
+    const opened = key.open({ keyPath: keys.record, epoch: 2, owner: 'c' }, new Uint8Array((await etcdOf.get(keys.record).buffer())!));
+    if (!opened.ok) throw new Error(opened.error);
+    const record = decodeTransferRecord(opened.value);
+    expect(record.ok && record.value.state.nextRequestId).toBeGreaterThanOrEqual(onB.nextRequestId);
+    // A claim with the record as it is now is one transaction (no read first): the owner moves on again.
+    const now = (await readClusterState(etcdOf, name)).records.get(keys.owner)!;
+    expect(await reassignClone({ client: etcdOf, key, cluster: name }, 'a.1', 1, { node: 'c', epoch: 2 }, 'a', undefined, now)).toMatchObject({ ok: true, epoch: 3 });
   }, 60_000);
 });
 

@@ -2,7 +2,8 @@
 // engines in memory (a client, nodes A and B), etcd as the Debian binary with
 // TLS. A hands its clone to B in one transaction; B's watch imports it, the
 // client moves it with UPDATE_SA_ADDRESSES and B creates its Child SA; every
-// request on an owned clone is preceded by a fencing write; records hold no
+// request on an owned clone is covered by a fencing write (its own, or for an
+// arrival's requests the handoff's transaction); records hold no
 // key bytes in the clear; a record copied under another key path is refused.
 import { afterAll, beforeAll, describe, expect } from 'vitest';
 import { randomBytes } from 'node:crypto';
@@ -10,7 +11,8 @@ import type { Etcd3 } from 'etcd3';
 import { CloneHandoff, ownerValue } from '../control/cluster/handoff.js';
 import { ClusterKey } from '../control/cluster/seal.js';
 import { etcdClient } from '../control/cluster/etcd-client.js';
-import type { ArrivalResult } from '../control/ike/sa-transfer.js';
+import { decodeTransferRecord, type ArrivalResult } from '../control/ike/sa-transfer.js';
+import type { ArrivalTimeline } from '../control/cluster/handoff-timeline.js';
 import type { IkeSa } from '../control/ike/ike-sa.js';
 import { silentLogger } from '../control/log.js';
 import { CLIENT, NODE_A, NODE_B, cluster, drive, ikeMessages } from './support/cluster-peers.js';
@@ -49,8 +51,8 @@ async function setup() {
   handoffs.b = b;
   await a.start();
   await b.start();
-  const arrivals: Array<{ sa: IkeSa; result: ArrivalResult }> = [];
-  b.on('arrived', (sa, result) => arrivals.push({ sa, result }));
+  const arrivals: Array<{ sa: IkeSa; result: ArrivalResult; timeline: ArrivalTimeline }> = [];
+  b.on('arrived', (sa, result, _origin, timeline) => arrivals.push({ sa, result, timeline }));
   await a.adopt(c.clone, 'fam1', 1);
   return { ...c, name, key, a, b, arrivals, etcdOf: client() };
 }
@@ -77,7 +79,9 @@ describe('clone handoff through etcd', () => {
     expect(s.clientClone.remote.address).toBe(NODE_B);
     expect(s.clientClone.children).toHaveLength(1);
     expect(s.b.ownedClones()).toEqual([{ sa: onB, family: 'fam1', index: 1, epoch: 1 }]);
-    expect(s.b.stats.writes).toBeGreaterThanOrEqual(2); // path test, address list, CREATE_CHILD_SA: each written first
+    // The handoff transaction fenced B's arrival requests (address list, CREATE_CHILD_SA); B rewrites the
+    // record once its Child SA is up (its SPIs, the client's message ID).
+    expect(s.b.stats.writes).toBeGreaterThanOrEqual(1);
     expect(await s.etcdOf.get(`/ikeclone/v1/${s.name}/clones/fam1/1/owner`).string()).toBe(ownerValue({ node: 'b', epoch: 1 }));
 
     // No (IKE SPI, message ID) pair from two addresses, with the etcd round trips in between.
@@ -125,6 +129,42 @@ describe('clone handoff through etcd', () => {
     await drive(s.wire, () => refused.length > 1, 'the second refusal');
     expect(s.b.stats.refused.seal).toBe(2);
     expect(s.nodeB.ikeSas()).toHaveLength(before);
+  }, 60_000);
+
+  interopTest('the handoff transaction fences every request of B\'s arrival (address list, CREATE_CHILD_SA): none waits for a write; every step is timed', ['etcd'], async () => {
+    const s = await setup();
+    const next = s.clone.nextRequestId;
+    const spiHex = Buffer.from(s.clone.spiI).toString('hex');
+    await s.a.handOff(s.clone, 'b');
+    // The record the transaction wrote (at the owner key's revision: B rewrites it soon after), as B opens it:
+    // B starts at `next`, anyone after B above its arrival's requests.
+    const ownerKv = await s.etcdOf.get(`/ikeclone/v1/${s.name}/clones/fam1/1/owner`).exec();
+    const sealed = await s.etcdOf.get(`/ikeclone/v1/${s.name}/clones/fam1/1/ike`).revision(ownerKv.kvs[0]!.mod_revision).buffer();
+    const opened = s.key.open({ keyPath: `/ikeclone/v1/${s.name}/clones/fam1/1/ike`, epoch: 1, owner: 'b' }, new Uint8Array(sealed!));
+    if (!opened.ok) throw new Error(opened.error);
+    const record = decodeTransferRecord(opened.value);
+    expect(record.ok && record.value.state).toMatchObject({ nextRequestId: next, fencedNextRequestId: next + 2 });
+    const writesBefore = s.b.stats.writes;
+    await drive(s.wire, () => s.arrivals.length > 0, 'the arrival');
+    const { result, timeline } = s.arrivals[0]!;
+    expect(result).toMatchObject({ ok: true });
+    // B's requests: message IDs from `next` on, none skipped.
+    const fromB = ikeMessages(s.wire).filter((m) => m.spis.startsWith(spiHex) && m.from === NODE_B && !m.response);
+    expect(fromB.map((m) => m.mid)).toEqual([next, next + 1]);
+    // No request of the arrival waited for a fencing write (the record is rewritten once the Child SA is up).
+    expect(timeline.fencing).toEqual({ heldMs: 0, holds: 0 });
+    expect(s.b.stats.writes - writesBefore).toBeGreaterThanOrEqual(1);
+    const at = timeline.at;
+    const order = [at.seen, at.read, at.imported, at.pathTest, at.addressList, at.update, at.child];
+    expect(order.every((t) => typeof t === 'number')).toBe(true);
+    expect(order.every((t, i) => i === 0 || t! >= order[i - 1]!)).toBe(true);
+    // The clone's record in etcd now covers every ID B sent: a node taking it over starts above them.
+    await drive(s.wire, () => s.b.ownedClones().length === 1 && !s.arrivals[0]!.sa.outstanding, 'B idle');
+    const again = await s.etcdOf.get(`/ikeclone/v1/${s.name}/clones/fam1/1/ike`).buffer();
+    const o2 = s.key.open({ keyPath: `/ikeclone/v1/${s.name}/clones/fam1/1/ike`, epoch: 1, owner: 'b' }, new Uint8Array(again!));
+    if (!o2.ok) throw new Error(o2.error);
+    const r2 = decodeTransferRecord(o2.value);
+    expect(r2.ok && r2.value.state.nextRequestId).toBeGreaterThanOrEqual(next + 2);
   }, 60_000);
 
   interopTest('a failed fencing write drops the clone locally (wiped, Child SAs deleted); nothing is sent', ['etcd'], async () => {

@@ -4,7 +4,7 @@
 // and B creates the clone's Child SA with fresh keys. All in memory.
 import { describe, expect, test } from 'vitest';
 import { ExchangeType, NotifyType } from '../control/wire/constants.js';
-import { completeArrival, decodeTransferRecord, exportIkeSa, importIkeSa, snapshotIkeSa } from '../control/ike/sa-transfer.js';
+import { amendTransferRecord, completeArrival, decodeTransferRecord, exportIkeSa, importIkeSa, snapshotIkeSa } from '../control/ike/sa-transfer.js';
 import type { IkeEngine } from '../control/ike/engine.js';
 import type { IkeSa } from '../control/ike/ike-sa.js';
 import { espSpiNode, ikeSpiNode } from '../io/spi-layout.js';
@@ -20,6 +20,15 @@ async function moveToB(c: Awaited<ReturnType<typeof cluster>>) {
   const arrival = completeArrival(c.nodeB, imported.value, [NODE_B], 5000);
   await c.wire.settle(3000);
   return { record: exported.value, onB: imported.value, arrival: await arrival };
+}
+
+/** A record of `state` alone (length, JSON; no keys): for records that must not decode. */
+function json(state: object): Uint8Array {
+  const body = new TextEncoder().encode(JSON.stringify(state));
+  const out = new Uint8Array(4 + body.length);
+  new DataView(out.buffer).setUint32(0, body.length);
+  out.set(body, 4);
+  return out;
 }
 
 describe('IKE SA export and import between cluster nodes', () => {
@@ -131,16 +140,53 @@ describe('IKE SA export and import between cluster nodes', () => {
     const bad = Uint8Array.from(snap);
     bad[10] = 0x7b; // corrupt the JSON
     expect(decodeTransferRecord(bad).ok).toBe(false);
-    const json = (s: object) => {
-      const body = new TextEncoder().encode(JSON.stringify(s));
-      const out = new Uint8Array(4 + body.length);
-      new DataView(out.buffer).setUint32(0, body.length);
-      out.set(body, 4);
-      return out;
-    };
     for (const s of [{}, { ...decoded.value.state, v: 2 }, { ...decoded.value.state, spiI: 'zz' }, { ...decoded.value.state, window: 5 }, { ...decoded.value.state, children: 'x' }]) {
       expect(decodeTransferRecord(json(s)).ok).toBe(false);
     }
+  });
+
+  test('IDs a handoff fences ahead: the importer starts below them, whoever takes the record over starts above them', async () => {
+    const c = await cluster();
+    const next = c.clone.nextRequestId;
+    const exported = exportIkeSa(c.nodeA, c.clone, 'f', 'handed off to b', { fencedAhead: 2 });
+    if (!exported.ok) throw new Error(exported.error);
+    const decoded = decodeTransferRecord(exported.value);
+    if (!decoded.ok) throw new Error(decoded.error);
+    expect(decoded.value.state).toMatchObject({ nextRequestId: next, fencedNextRequestId: next + 2 });
+    // Imported as handed over: the importer's first request carries the ID the peer expects.
+    const onB = importIkeSa(c.nodeB, decoded.value, NODE_B);
+    if (!onB.ok) throw new Error(onB.error);
+    expect(onB.value.nextRequestId).toBe(next);
+    // Reassigned (a claim after the importer died): above every fenced ID, and the mark does not carry over.
+    const claimed = amendTransferRecord(exported.value, {});
+    if (!claimed.ok) throw new Error(claimed.error);
+    const c2 = decodeTransferRecord(claimed.value);
+    if (!c2.ok) throw new Error(c2.error);
+    expect(c2.value.state.nextRequestId).toBe(next + 2);
+    expect(c2.value.state.fencedNextRequestId).toBeUndefined();
+    // Sent back with the ID the peer still expects: that one wins.
+    const back = amendTransferRecord(exported.value, { nextRequestId: next + 1, peerStays: true });
+    if (!back.ok) throw new Error(back.error);
+    const b2 = decodeTransferRecord(back.value);
+    expect(b2.ok && b2.value.state).toMatchObject({ nextRequestId: next + 1, peerStays: true });
+    expect(b2.ok && b2.value.state.fencedNextRequestId).toBeUndefined();
+    // A mark below the next ID is refused.
+    expect(decodeTransferRecord(json({ ...decoded.value.state, fencedNextRequestId: next - 1 }))).toMatchObject({ ok: false, error: 'record fenced message ID invalid' });
+  });
+
+  test('the address list is the path test and verifies the client\'s address: its UPDATE_SA_ADDRESSES moves the SA with no second check', async () => {
+    const c = await cluster();
+    const { arrival } = await moveToB(c);
+    expect(arrival).toMatchObject({ ok: true });
+    const spiHex = Buffer.from(c.clone.spiI).toString('hex');
+    const fromB = ikeMessages(c.wire).filter((m) => m.spis.startsWith(spiHex) && m.from === NODE_B && !m.response);
+    // The address list (with COOKIE2: the path test), then CREATE_CHILD_SA: nothing between the update and the Child SA.
+    expect(fromB.map((m) => m.exchange)).toEqual([ExchangeType.INFORMATIONAL, ExchangeType.CREATE_CHILD_SA]);
+    expect(c.clientClone.remote.address).toBe(NODE_B);
+    if (!arrival.ok) throw new Error('arrival failed');
+    const { pathTest, addressList, update, child } = arrival.steps;
+    expect([pathTest, addressList, update, child].every((t) => typeof t === 'number')).toBe(true);
+    expect(pathTest! <= addressList! && addressList! <= update! && update! <= child!).toBe(true);
   });
 
   test('the record holds IKE keys but never SK_pi/SK_pr nor any Child SA key', async () => {

@@ -111,7 +111,15 @@ export function clusterNodeLine(c: ClusterNodeStatus): string {
   const lease = c.lease === 'lost' ? `lease LOST (${c.leaseLostReason ?? 'unknown'}): IKE stopped on ${c.clones.length} clone${c.clones.length === 1 ? '' : 's'}, ESP flows on` : 'lease held';
   const f = c.failover;
   return `cluster ${c.cluster} node ${c.node} (SPI prefix ${c.spiPrefix}): ${lease}; ${c.clones.length} owned clone${c.clones.length === 1 ? '' : 's'}; ` +
-    `taken over ${f.claimed}, sent back ${f.returned}, rebalanced ${c.rebalance.moved}, dropped by fencing ${c.handoff.fenced}`;
+    `taken over ${f.claimed}, sent back ${f.returned}, rebalanced ${c.rebalance.moved}, dropped by fencing ${c.handoff.fenced}${lastArrivalText(c)}`;
+}
+
+/** How long the last clone arrival took, from the watch event (or claim) to its Child SA (`--json`: every step). */
+function lastArrivalText(c: ClusterNodeStatus): string {
+  const at = c.lastArrival?.at;
+  if (!at || at.seen === undefined) return '';
+  const end = at.child ?? at.update ?? at.pathTest ?? at.imported;
+  return `; last arrival: ${at.child !== undefined ? 'Child SA up' : 'stopped'} ${end === undefined ? '?' : end - at.seen} ms after it was named owner`;
 }
 
 /** `ikeclone status`: every IKE SA as a tree, then a one-line summary. */

@@ -32,7 +32,7 @@ import type { MemberInfo } from './membership.js';
 import { rendezvousRank } from './placement.js';
 import { reassignClone, type ReassignResult } from './reassign.js';
 import type { ClusterKey } from './seal.js';
-import { readClusterStatus, type ClusterClone } from './status.js';
+import { readClusterState, readClusterStatus, type ClusterClone, type SealedRecord } from './status.js';
 
 /** How long the survivor ranked r waits before claiming (r × this): the first ranked claims at once. */
 export const DEFAULT_CLAIM_STAGGER_MS = 1500;
@@ -153,7 +153,7 @@ export class CloneFailover extends EventEmitter<FailoverEvents> {
 
   private async scanOnce(force: boolean): Promise<void> {
     const { client, cluster, node, handoff, log } = this.opts;
-    const status = await readClusterStatus(client, cluster);
+    const { status, records } = await readClusterState(client, cluster);
     const names = status.members.map((m) => m.node).join('\0');
     if (!force && names === this.lastMembers && this.pending.size === 0) return;
     this.lastMembers = names;
@@ -173,8 +173,10 @@ export class CloneFailover extends EventEmitter<FailoverEvents> {
       if (rank < 0) continue;
       const delay = rank * (this.opts.staggerMs ?? DEFAULT_CLAIM_STAGGER_MS);
       log.info({ family: clone.family, index: clone.index, owner: clone.owner, epoch: clone.epoch, rank, delayMs: delay }, 'clone without a live owner: claiming it');
+      // The record as read now: the claim is one transaction if nobody rewrites it meanwhile (reassign.ts).
+      const record = records.get(handoff.ownerKey(clone.family, clone.index));
       const timer = setTimeout(() => {
-        void this.claim(clone, { node: clone.owner, epoch: clone.epoch }).finally(() => this.pending.delete(id));
+        void this.claim(clone, { node: clone.owner, epoch: clone.epoch }, record).finally(() => this.pending.delete(id));
       }, delay);
       timer.unref();
       this.pending.set(id, timer);
@@ -182,12 +184,13 @@ export class CloneFailover extends EventEmitter<FailoverEvents> {
   }
 
   /** Claim one orphaned clone for this node: the transaction decides (see the file comment). */
-  private async claim(clone: ClusterClone, from: CloneOwner): Promise<ReassignResult | undefined> {
+  private async claim(clone: ClusterClone, from: CloneOwner, record?: SealedRecord): Promise<ReassignResult | undefined> {
     const { node, log } = this.opts;
     if (this.paused) return undefined;
     let result: ReassignResult;
+    const claimedAt = Date.now();
     try {
-      result = await reassignClone(this.opts, clone.family, clone.index, from, node);
+      result = await reassignClone(this.opts, clone.family, clone.index, from, node, undefined, record);
     } catch (err) {
       this.stats.failed++;
       log.warn({ family: clone.family, index: clone.index, from: from.node, reason: (err as Error).message }, 'clone takeover failed');
@@ -198,7 +201,7 @@ export class CloneFailover extends EventEmitter<FailoverEvents> {
       log.warn({ family: clone.family, index: clone.index, from: from.node, epoch: result.epoch }, 'clone taken over from a node that is gone');
       this.emit('claimed', clone.family, clone.index, from.node, result.epoch);
       // Imported at once, not only when our watch reports the new owner (the watch may be silent).
-      void this.opts.handoff.arrive(clone.family, clone.index, { node, epoch: result.epoch }, from.node);
+      void this.opts.handoff.arrive(clone.family, clone.index, { node, epoch: result.epoch }, from.node, { record: result.record, seenAt: claimedAt });
     } else if (result.reason === 'owner-changed') {
       this.stats.lost++;
       log.info({ family: clone.family, index: clone.index, from: from.node }, 'clone already claimed by another node');

@@ -21,17 +21,31 @@
 //
 // Owner: the main thread, next to the engine it drives.
 import { EventEmitter } from 'node:events';
-import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
+import type { Etcd3, IKeyValue, IWatchResponse, Watcher } from 'etcd3';
 import type { Logger } from '../log.js';
 import type { IkeContext } from '../ike/context.js';
 import type { ChildSa, IkeSa } from '../ike/ike-sa.js';
 import { completeArrival, decodeTransferRecord, exportIkeSa, importIkeSa, snapshotIkeSa, transferBlocked, type ArrivalResult } from '../ike/sa-transfer.js';
+import { arrivalTimeline, type ArrivalTimeline } from './handoff-timeline.js';
 import { wipe } from '../crypto/random.js';
 import { clusterPrefix } from './etcd-client.js';
 import type { ClusterKey } from './seal.js';
 
 /** How often owned clones are checked for a peer request the record does not cover yet. */
 export const SYNC_INTERVAL_MS = 250;
+
+/**
+ * Request message IDs the handoff transaction fences for the importing node:
+ * every request of its arrival (its address list, which is its path test
+ * too, and one CREATE_CHILD_SA per Child SA of the connection; a handed-off
+ * clone has no Child SA to delete), so none waits for a fencing write. If
+ * the importer dies before it sent them all, a node taking the clone over
+ * starts above them and the client, which expects a lower ID, ignores it:
+ * that clone is lost (the client's DPD clears it, its family grows back).
+ */
+export function handoffFencedRequests(sa: IkeSa): number {
+  return 1 + sa.policy.children.length;
+}
 
 /** How long the importing node waits for the peer's UPDATE_SA_ADDRESSES after its address list. */
 export const DEFAULT_ARRIVAL_TIMEOUT_MS = 10_000;
@@ -71,8 +85,8 @@ export interface ArrivalOrigin {
 }
 
 export interface HandoffEvents {
-  /** A clone handed to this node has been imported and steps 4-7 ran (`result` says how far they got). */
-  arrived: [sa: IkeSa, result: ArrivalResult, origin: ArrivalOrigin];
+  /** A clone handed to this node has been imported and steps 4-7 ran (`result` says how far they got, `timeline` when). */
+  arrived: [sa: IkeSa, result: ArrivalResult, origin: ArrivalOrigin, timeline: ArrivalTimeline];
   refused: [key: string, reason: RefusalReason, detail: string];
   fenced: [sa: IkeSa, reason: string];
 }
@@ -86,6 +100,13 @@ interface Owned {
   /** The peer's next request message ID in the last record written. */
   writtenPeer?: number;
   writing: boolean;
+  /** Time requests waited for fencing writes, and how many waited (an arrival's timeline). */
+  heldMs?: number;
+  holds?: number;
+  /** When the request now held began to wait. */
+  heldSince?: number;
+  /** IDs given back (release) while a write ran: the record is written again when that write is done. */
+  resync?: boolean;
 }
 
 export interface HandoffOptions {
@@ -122,6 +143,10 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
   private watcher: Watcher | undefined;
   private suspended: string | undefined;
   private syncTimer: NodeJS.Timeout | undefined;
+  /** The etcd revision at which this run joined the cluster (arrive: handoffs before it were a previous run's). */
+  private joinedAt: bigint | undefined;
+  /** When the steps of the last arrival here ended (cluster status, logs). */
+  lastArrival: ArrivalTimeline | undefined;
   /** The clone being exported by handOff (its ike-down is a departure, not an end). */
   private leaving: IkeSa | undefined;
   /** Clones between import and the end of steps 4-7. */
@@ -150,9 +175,13 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
   /** Watch for clones handed to this node. */
   async start(): Promise<this> {
     // The previous owner key tells an arriving clone where it came from (a failed path test sends it back there).
+    // When this run joined (its member key's creation): owner keys written before it name a previous run.
+    const member = await this.opts.client.get(`${clusterPrefix(this.opts.cluster)}members/${this.opts.node}`).exec();
+    this.joinedAt = BigInt(member.kvs[0]?.create_revision ?? member.header.revision);
     const w = await this.opts.client.watch().prefix(this.prefix).withPreviousKV().create();
     this.watcher = w;
-    w.on('put', (kv: IKeyValue, previous?: IKeyValue) => void this.onPut(kv, previous));
+    // Whole responses, not single events: a handoff's owner key and record are one revision, one response.
+    w.on('data', (res: IWatchResponse) => this.onWatch(res));
     const { engine } = this.opts;
     // An owned clone that ends here (the peer deleted it, or is dead) takes its etcd keys with it, so that
     // nobody takes it over later. Not while it leaves (handOff) or arrives (a failed path test sends it
@@ -204,7 +233,7 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     if (!o || o.writing || this.suspended !== undefined || sa.state !== 'established' || !sa.keys) return false;
     o.writing = true;
     const ok = await this.fence(sa, o, Math.max(o.writtenNext, sa.nextRequestId));
-    o.writing = false;
+    this.written(sa, o);
     if (this.owned.get(sa) !== o) return false;
     // Another node owns it: dropped. An etcd failure is no verdict: the next sync (or request) writes again.
     if (ok === false) this.drop(sa, `ownership of ${o.family}/${o.index} epoch ${o.epoch} lost`);
@@ -300,8 +329,11 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     if (blocked) throw new Error(blocked);
     const { client, key, node, engine } = this.opts;
     const local = sa.local.address;
+    const decidedAt = Date.now();
     this.leaving = sa;
-    const exported = exportIkeSa(engine, sa, o.family, `handed off to ${to}`);
+    // The record names B's first requests as fenced already: this transaction makes B the owner, and a
+    // node taking over from B later starts above them (sa-transfer.ts, fencedNextRequestId).
+    const exported = exportIkeSa(engine, sa, o.family, `handed off to ${to}`, { fencedAhead: handoffFencedRequests(sa) });
     this.leaving = undefined;
     if (!exported.ok) throw new Error(exported.error);
     this.owned.delete(sa);
@@ -309,6 +341,7 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     const recordKey = this.recordKey(o.family, o.index);
     const epoch = o.epoch + 1;
     const sealed = key.seal({ keyPath: recordKey, epoch, owner: to }, exported.value);
+    const sealedAt = Date.now();
     let ok = false;
     let failure = 'ownership changed';
     try {
@@ -324,7 +357,8 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
       wipe(exported.value);
       this.arriving.delete(ownerKey);
       this.stats.handedOff++;
-      this.opts.log.info({ ike: sa.id, family: o.family, index: o.index, to, epoch }, 'clone handed off');
+      // decidedAt -> sealedAt: the export (our copy wiped) and the sealing; -> committedAt: the one transaction (step 2).
+      this.opts.log.info({ ike: sa.id, family: o.family, index: o.index, to, epoch, decidedAt, sealedAt, committedAt: Date.now() }, 'clone handed off');
       return epoch;
     }
     // Not handed over: the clone comes back here, as it was.
@@ -343,11 +377,19 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     const o = this.owned.get(sa);
     if (!o) return false;
     if (this.suspended !== undefined) return true;
-    if (o.writtenNext > sa.nextRequestId) return false;
+    if (o.writtenNext > sa.nextRequestId) {
+      if (o.heldSince !== undefined) {
+        o.heldMs = (o.heldMs ?? 0) + Date.now() - o.heldSince;
+        o.holds = (o.holds ?? 0) + 1;
+        o.heldSince = undefined;
+      }
+      return false;
+    }
+    o.heldSince ??= Date.now();
     if (o.writing) return true;
     o.writing = true;
     void this.fence(sa, o, sa.nextRequestId + 1).then((ok) => {
-      o.writing = false;
+      this.written(sa, o);
       if (ok) {
         this.opts.engine.kick(sa);
         return;
@@ -355,6 +397,50 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
       this.drop(sa, `ownership of ${o.family}/${o.index} epoch ${o.epoch} lost`);
     });
     return true;
+  }
+
+  /**
+   * Fence our next `count` requests with one write (completeArrival's
+   * reserve: the requests of an arrival go out one after the other, each
+   * held only if its ID is not covered yet). The record then names the IDs
+   * after them as the next: a node taking over starts above every ID we may
+   * send. Unused IDs are given back when the arrival ends (release).
+   */
+  async reserve(sa: IkeSa, count: number): Promise<void> {
+    const o = this.owned.get(sa);
+    if (!o || this.suspended !== undefined) return;
+    const next = sa.nextRequestId + count;
+    if (o.writtenNext >= next) return;
+    // A write in flight (a sync, or a request's own fencing): each request is then held for its own write.
+    if (o.writing) return;
+    o.writing = true;
+    const ok = await this.fence(sa, o, next);
+    this.written(sa, o);
+    if (this.owned.get(sa) !== o) return;
+    if (ok === false) this.drop(sa, `ownership of ${o.family}/${o.index} epoch ${o.epoch} lost`);
+    else this.opts.engine.kick(sa);
+  }
+
+  /**
+   * IDs fenced ahead but not used (an arrival that stopped early) are given
+   * back: the record is written again with the SA's own next request ID, so
+   * that a node taking over later does not start above the ID the peer
+   * expects. Requests from here on are held for their own write.
+   */
+  private release(sa: IkeSa): void {
+    const o = this.owned.get(sa);
+    if (!o || o.writtenNext <= sa.nextRequestId || sa.outstanding) return;
+    o.writtenNext = sa.nextRequestId;
+    if (o.writing) o.resync = true;
+    else void this.sync(sa);
+  }
+
+  /** A write on `o` ended: the next may start; one asked for meanwhile runs now. */
+  private written(sa: IkeSa, o: Owned): void {
+    o.writing = false;
+    if (!o.resync || this.owned.get(sa) !== o) return;
+    o.resync = false;
+    queueMicrotask(() => void this.sync(sa));
   }
 
   /** Write the clone's record (message IDs included) under `owner == me, epoch == e`. */
@@ -413,14 +499,30 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     for (const sa of [...this.owned.keys()]) void this.sync(sa);
   }
 
-  private async onPut(kv: IKeyValue, previous?: IKeyValue): Promise<void> {
-    const key = kv.key.toString();
-    if (!key.endsWith('/owner')) return;
-    const owner = parseOwner(kv.value.toString());
-    if (!owner || owner.node !== this.opts.node) return;
-    const m = /^(.+)\/(\d+)\/owner$/.exec(key.slice(this.prefix.length));
-    if (!m) return;
-    await this.arrive(m[1]!, Number(m[2]), owner, previous ? parseOwner(previous.value.toString())?.node : undefined);
+  /**
+   * Owner keys that name this node arrive. A handoff's transaction puts the
+   * owner key and the record in one revision, so its watch response carries
+   * both: when that revision is the response's own (no later change), the
+   * record is taken from it and not read again.
+   */
+  private onWatch(res: IWatchResponse): void {
+    const seenAt = Date.now();
+    const puts = res.events.filter((ev) => ev.type === 'Put');
+    for (const ev of puts) {
+      const kv: IKeyValue = ev.kv;
+      const key = kv.key.toString();
+      if (!key.endsWith('/owner')) continue;
+      const owner = parseOwner(kv.value.toString());
+      if (!owner || owner.node !== this.opts.node) continue;
+      const m = /^(.+)\/(\d+)\/owner$/.exec(key.slice(this.prefix.length));
+      if (!m) continue;
+      const recordKey = this.recordKey(m[1]!, Number(m[2]));
+      const record = res.header.revision === kv.mod_revision
+        ? puts.find((r) => r.kv.key.toString() === recordKey && r.kv.mod_revision === kv.mod_revision)?.kv.value
+        : undefined;
+      const previous = ev.prev_kv ? parseOwner(ev.prev_kv.value.toString())?.node : undefined;
+      void this.arrive(m[1]!, Number(m[2]), owner, previous, { record, seenAt });
+    }
   }
 
   /**
@@ -430,10 +532,11 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
    * from the others may stay silent). Does nothing while that clone is being
    * imported or held here.
    */
-  async arrive(family: string, index: number, owner: CloneOwner, from: string | undefined): Promise<void> {
+  async arrive(family: string, index: number, owner: CloneOwner, from: string | undefined, known: { record?: Buffer; seenAt?: number } = {}): Promise<void> {
     const key = this.ownerKey(family, index);
     if (this.arriving.has(key)) return;
     this.arriving.add(key);
+    const seenAt = known.seenAt ?? Date.now();
     const origin: ArrivalOrigin = { family, index, epoch: owner.epoch, from };
     const recordKey = this.recordKey(family, index);
     const refuse = (reason: RefusalReason, detail: string) => {
@@ -441,14 +544,24 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
       this.opts.log.warn({ key: recordKey, epoch: owner.epoch, reason, detail }, 'clone record refused, not installed');
       this.emit('refused', recordKey, reason, detail);
     };
-    let sealed: Buffer | null;
-    let current: string | null;
+    let sealed: Buffer | null = known.record ?? null;
+    let current: string | null = ownerValue(owner);
+    /** Whether etcd named us owner before this run joined (a restart): see fencedNextRequestId below. */
+    let namedBefore = false;
     try {
-      [sealed, current] = await Promise.all([this.opts.client.get(recordKey).buffer(), this.opts.client.get(key).string()]);
+      // The owner key and the record of the watch's own revision, or read now (a claim, a scan, a catch-up).
+      if (!known.record) {
+        const [record, ownerKv] = await Promise.all([this.opts.client.get(recordKey).buffer(), this.opts.client.get(key).exec()]);
+        sealed = record;
+        const kv = ownerKv.kvs[0];
+        current = kv ? kv.value.toString() : null;
+        namedBefore = kv !== undefined && this.joinedAt !== undefined && BigInt(kv.mod_revision) < this.joinedAt;
+      }
     } catch (err) {
       this.arriving.delete(key);
       return refuse('missing', (err as Error).message);
     }
+    const readAt = Date.now();
     // A stale event (the clone moved on meanwhile): the owner key says so.
     if (current !== ownerValue(owner)) {
       this.arriving.delete(key);
@@ -468,19 +581,34 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     const peerStays = decoded.value.state.peerStays === true;
     // A record whose peer stays is a clone sent back after its path test failed on `from` (failover.ts).
     if (peerStays && origin.from !== undefined) this.notePathFailed(key, origin.from);
+    // The handoff's transaction fenced our first requests (fencedNextRequestId). A handoff made to this run
+    // (after it joined) starts below that mark; one made before (to a previous run of this node, which may
+    // have imported it and sent those IDs) starts above them.
+    const fenced = decoded.value.state.fencedNextRequestId;
+    if (fenced !== undefined && namedBefore) decoded.value.state.nextRequestId = fenced;
     const imported = importIkeSa(this.opts.engine, decoded.value, this.opts.address);
     if (!imported.ok) return refuse('import', imported.error);
     const sa = imported.value;
-    this.owned.set(sa, { family, index, epoch: owner.epoch, writtenNext: sa.nextRequestId, writtenPeer: sa.peerRequestId, writing: false });
+    const o: Owned = { family, index, epoch: owner.epoch, writtenNext: Math.max(sa.nextRequestId, fenced ?? 0), writtenPeer: sa.peerRequestId, writing: false };
+    this.owned.set(sa, o);
     this.landing.add(sa);
     this.stats.arrived++;
+    const clock = this.opts.engine.clock;
+    const importedAt = Date.now();
+    const clockAt = clock.now();
     this.opts.log.info({ ike: sa.id, family, index, epoch: owner.epoch, from: origin.from, staleChildSpis: stale.length }, 'clone arrived');
     const result = await completeArrival(this.opts.engine, sa, [this.opts.address], this.opts.arrivalTimeoutMs ?? DEFAULT_ARRIVAL_TIMEOUT_MS, {
       staleChildSpis: stale,
       peerStays,
+      reserve: (count) => this.reserve(sa, count),
     });
-    if (!result.ok) this.opts.log.warn({ ike: sa.id, step: result.step, reason: result.reason }, 'clone arrived but the peer did not follow');
-    this.emit('arrived', sa, result, origin);
+    // IDs fenced for steps that never ran go back (a failed arrival's clone may still be taken over).
+    this.release(sa);
+    const timeline = arrivalTimeline({ seenAt, readAt, importedAt }, result.steps, (t) => importedAt + (t - clockAt), { heldMs: o.heldMs ?? 0, holds: o.holds ?? 0 });
+    this.lastArrival = timeline;
+    if (!result.ok) this.opts.log.warn({ ike: sa.id, step: result.step, reason: result.reason, timeline }, 'clone arrived but the peer did not follow');
+    else this.opts.log.info({ ike: sa.id, family, index, epoch: owner.epoch, timeline }, 'clone arrival done');
+    this.emit('arrived', sa, result, origin, timeline);
     this.landing.delete(sa);
   }
 

@@ -15,7 +15,7 @@
 //
 // Owner: the main thread.
 import { EventEmitter } from 'node:events';
-import type { Etcd3, Lease, Watcher } from 'etcd3';
+import type { Etcd3, IKeyValue, Lease, Watcher } from 'etcd3';
 import type { ClusterConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
 import { MAX_SPI_NODES } from '../../io/spi-layout.js';
@@ -234,7 +234,11 @@ export class ClusterMembership extends EventEmitter<MembershipEvents> {
         if (this.closed) return void w.cancel();
         this.watcher = w;
         w.on('put', () => this.emit('members-changed'));
-        w.on('delete', () => this.emit('members-changed'));
+        w.on('delete', (kv: IKeyValue) => {
+          // A member key goes when its node leaves or its lease lapses: when a dead node is noticed (failover).
+          this.log.info({ member: kv.key.toString().slice(`${this.prefix}members/`.length) }, 'cluster member gone');
+          this.emit('members-changed');
+        });
       })
       .catch((err: Error) => this.log.warn({ reason: err.message }, 'cannot watch the cluster members'));
   }

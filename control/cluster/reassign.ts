@@ -1,8 +1,11 @@
 // Reassigning a clone's etcd record from one owner to another without the
 // clone's live IKE SA (architecture §8): the record as last written, opened
 // for its current (owner, epoch), sealed again for (new owner, epoch + 1) and
-// committed in ONE transaction `if owner == {from, e} then owner = {to, e+1},
-// ike = sealed`. The new owner's watch imports it (handoff.ts) as after a
+// committed in ONE transaction `if owner == {from, e} and the record is the
+// one read then owner = {to, e+1}, ike = sealed` (a record rewritten in
+// between, by an owner that still fences its requests, is never replaced by
+// an older one: its message IDs would be sent twice). A claimant that read the
+// record with the owners (failover.ts) commits that one transaction alone. The new owner's watch imports it (handoff.ts) as after a
 // handoff. Used when the owner cannot hand the clone over itself: it is dead
 // (failover.ts: a survivor claims it for itself), or its copy already died
 // (a failed path test: the clone goes back to the node it came from).
@@ -14,6 +17,7 @@ import { amendTransferRecord, type TransferState } from '../ike/sa-transfer.js';
 import { clusterPrefix } from './etcd-client.js';
 import { ownerValue, parseOwner, type CloneOwner } from './handoff.js';
 import type { ClusterKey } from './seal.js';
+import type { SealedRecord } from './status.js';
 
 export interface ReassignTarget {
   client: Etcd3;
@@ -22,7 +26,7 @@ export interface ReassignTarget {
 }
 
 /** How a reassignment ended: the new epoch, or why not. */
-export type ReassignResult = { ok: true; epoch: number } | { ok: false; reason: 'owner-changed' | 'missing' | 'seal' | 'decode'; detail: string };
+export type ReassignResult = { ok: true; epoch: number; record: Buffer } | { ok: false; reason: 'owner-changed' | 'missing' | 'seal' | 'decode'; detail: string };
 
 /** The owner and record keys of clone `index` of `family`. */
 export function cloneKeys(cluster: string, family: string, index: number): { owner: string; record: string } {
@@ -44,30 +48,41 @@ export async function reassignClone(
   from: CloneOwner,
   to: string,
   amend?: Partial<Pick<TransferState, 'nextRequestId' | 'peerStays'>>,
+  known?: SealedRecord,
 ): Promise<ReassignResult> {
   const keys = cloneKeys(t.cluster, family, index);
-  // The record read together with the check of its owner: a record another node already rewrote is not read.
-  const read = await t.client.if(keys.owner, 'Value', '==', ownerValue(from)).then(t.client.get(keys.record)).commit();
-  if (!read.succeeded) return { ok: false, reason: 'owner-changed', detail: `${keys.owner} is no longer ${ownerValue(from)}` };
-  const sealed = read.responses[0]?.response_range?.kvs?.[0]?.value;
-  if (!sealed) return { ok: false, reason: 'missing', detail: `no record at ${keys.record}` };
+  let sealed = known?.value;
+  let revision = known?.modRevision;
+  if (!sealed) {
+    // The record read together with the check of its owner: a record another node already rewrote is not read.
+    const read = await t.client.if(keys.owner, 'Value', '==', ownerValue(from)).then(t.client.get(keys.record)).commit();
+    if (!read.succeeded) return { ok: false, reason: 'owner-changed', detail: `${keys.owner} is no longer ${ownerValue(from)}` };
+    const kv = read.responses[0]?.response_range?.kvs?.[0];
+    if (!kv) return { ok: false, reason: 'missing', detail: `no record at ${keys.record}` };
+    sealed = kv.value;
+    revision = kv.mod_revision;
+  }
   // The record was sealed for its owner: every node holds the cluster key, so a survivor opens a dead node's record.
   const opened = t.key.open({ keyPath: keys.record, epoch: from.epoch, owner: from.node }, new Uint8Array(sealed));
   if (!opened.ok) return { ok: false, reason: 'seal', detail: opened.error };
   const epoch = from.epoch + 1;
-  let plain = opened.value;
-  if (amend) {
-    const amended = amendTransferRecord(plain, amend);
-    wipe(plain);
-    if (!amended.ok) return { ok: false, reason: 'decode', detail: amended.error };
-    plain = amended.value;
-  }
-  const resealed = t.key.seal({ keyPath: keys.record, epoch, owner: to }, plain);
+  // Always amended: the new owner starts above the IDs the previous one had fenced (fencedNextRequestId).
+  const amended = amendTransferRecord(opened.value, amend ?? {});
+  wipe(opened.value);
+  if (!amended.ok) return { ok: false, reason: 'decode', detail: amended.error };
+  const plain = amended.value;
+  const resealed = Buffer.from(t.key.seal({ keyPath: keys.record, epoch, owner: to }, plain));
   wipe(plain);
   const txn = await t.client
     .if(keys.owner, 'Value', '==', ownerValue(from))
-    .then(t.client.put(keys.owner).value(ownerValue({ node: to, epoch })), t.client.put(keys.record).value(Buffer.from(resealed)))
+    .and(keys.record, 'Mod', '==', revision!)
+    .then(t.client.put(keys.owner).value(ownerValue({ node: to, epoch })), t.client.put(keys.record).value(resealed))
     .commit();
-  if (!txn.succeeded) return { ok: false, reason: 'owner-changed', detail: `${keys.owner} is no longer ${ownerValue(from)}` };
-  return { ok: true, epoch };
+  if (!txn.succeeded) {
+    // The record we had moved on (or the owner changed): read both again, once.
+    if (known) return reassignClone(t, family, index, from, to, amend);
+    return { ok: false, reason: 'owner-changed', detail: `${keys.owner} is no longer ${ownerValue(from)} (or its record changed)` };
+  }
+  // The sealed record as written: a claimant imports it without reading it back.
+  return { ok: true, epoch, record: resealed };
 }

@@ -1,7 +1,9 @@
 // What a cluster looks like in etcd right now (architecture §8): members with
 // their load and SPI prefix, and every clone's owner and epoch. Read by
 // `ikeclone cluster status` straight from etcd, so it works with any node
-// down. Nothing here is secret: records are sealed and are not read.
+// down. Nothing here is secret: records are sealed and are not opened (a
+// survivor takes the sealed bytes of a dead node's records along, so that its
+// claim is one transaction: failover.ts, reassign.ts).
 import type { Etcd3 } from 'etcd3';
 import { clusterPrefix } from './etcd-client.js';
 import { readMembers, type MemberInfo } from './membership.js';
@@ -21,16 +23,30 @@ export interface ClusterStatus {
   orphaned: number;
 }
 
+/** A clone's sealed record as read with the owners, and its revision (a claim compares it). */
+export interface SealedRecord {
+  value: Buffer;
+  modRevision: string;
+}
+
 export async function readClusterStatus(client: Etcd3, cluster: string): Promise<ClusterStatus> {
+  return (await readClusterState(client, cluster)).status;
+}
+
+/** The status and every clone's sealed record, by owner key, from the same read. */
+export async function readClusterState(client: Etcd3, cluster: string): Promise<{ status: ClusterStatus; records: Map<string, SealedRecord> }> {
   const members = await readMembers(client, cluster);
   const prefix = `${clusterPrefix(cluster)}clones/`;
-  const owners = await client.getAll().prefix(prefix).strings();
+  const kvs = (await client.getAll().prefix(prefix).exec()).kvs;
+  const records = new Map<string, SealedRecord>();
   const clones: ClusterClone[] = [];
-  for (const [key, value] of Object.entries(owners)) {
+  for (const kv of kvs) {
+    const key = kv.key.toString();
+    if (key.endsWith('/ike')) records.set(`${key.slice(0, -'ike'.length)}owner`, { value: kv.value, modRevision: kv.mod_revision });
     const m = /^(.+)\/(\d+)\/owner$/.exec(key.slice(prefix.length));
     if (!m) continue;
     try {
-      const o = JSON.parse(value) as { node?: unknown; epoch?: unknown };
+      const o = JSON.parse(kv.value.toString()) as { node?: unknown; epoch?: unknown };
       if (typeof o.node === 'string' && Number.isSafeInteger(o.epoch)) clones.push({ family: m[1]!, index: Number(m[2]), owner: o.node, epoch: o.epoch as number });
     } catch {
       // not an owner record: skipped
@@ -38,12 +54,13 @@ export async function readClusterStatus(client: Etcd3, cluster: string): Promise
   }
   clones.sort((a, b) => a.family.localeCompare(b.family) || a.index - b.index);
   const live = new Set(members.map((m) => m.node));
-  return {
+  const status = {
     cluster,
     members: members.map((m) => ({ ...m, clones: clones.filter((c) => c.owner === m.node).length })),
     clones,
     orphaned: clones.filter((c) => !live.has(c.owner)).length,
   };
+  return { status, records };
 }
 
 /** The human form of `ikeclone cluster status`. */

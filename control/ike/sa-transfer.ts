@@ -27,8 +27,7 @@ import { IkeSa, carryState, spi64Hex, type ChildSa } from './ike-sa.js';
 import { installIkeKeys } from './ike-keys.js';
 import type { NegotiatedSuite } from './proposals.js';
 import type { Endpoint } from './transport.js';
-import { checkLiveness } from './exchanges/liveness.js';
-import { AddressListInitiator } from './exchanges/mobike.js';
+import { AddressListInitiator, RoutabilityCheckInitiator } from './exchanges/mobike.js';
 import { DeleteSpisInitiator } from './exchanges/delete.js';
 
 export const TRANSFER_VERSION = 1;
@@ -83,6 +82,14 @@ export interface TransferState {
    * created once the path test passes.
    */
   peerStays?: boolean;
+  /**
+   * Request message IDs below this are fenced already (architecture §8): the
+   * handoff's own transaction, which names the importing node owner, covers
+   * its first requests, so they leave without a write of their own. The
+   * importer starts at nextRequestId; a node that takes the clone over later
+   * starts here (amendTransferRecord), above any ID the importer may send.
+   */
+  fencedNextRequestId?: number;
 }
 
 /** Why an IKE SA cannot move now; undefined when it can (CLUSTER design §2 preconditions). */
@@ -103,7 +110,7 @@ const unhex = (s: string) => new Uint8Array(Buffer.from(s, 'hex'));
  * the cluster (rewritten as message IDs advance). The caller wipes the
  * returned bytes once sealed.
  */
-export function snapshotIkeSa(ctx: IkeContext, sa: IkeSa, family: string, over: { nextRequestId?: number } = {}): Uint8Array {
+export function snapshotIkeSa(ctx: IkeContext, sa: IkeSa, family: string, over: { nextRequestId?: number; fencedNextRequestId?: number } = {}): Uint8Array {
   const keys = sa.keys!;
   const suite = sa.suite!;
   const state: TransferState = {
@@ -118,6 +125,7 @@ export function snapshotIkeSa(ctx: IkeContext, sa: IkeSa, family: string, over: 
     suite: { ...suite, spi: hex(suite.spi), prf: suite.prf! },
     keyLengths: MOVING_KEYS.map((k) => keys[k].length),
     nextRequestId: over.nextRequestId ?? sa.nextRequestId,
+    ...(over.fencedNextRequestId !== undefined ? { fencedNextRequestId: over.fencedNextRequestId } : {}),
     peerRequestId: sa.peerRequestId,
     window: 1,
     ...(sa.lastResponse && {
@@ -155,10 +163,10 @@ export function snapshotIkeSa(ctx: IkeContext, sa: IkeSa, family: string, over: 
  * gone — keys wiped, SPIs dropped, no cached response left to answer from
  * this address. Refused (an Error result) when transferBlocked says so.
  */
-export function exportIkeSa(ctx: IkeContext, sa: IkeSa, family: string, reason: string): Result<Uint8Array, string> {
+export function exportIkeSa(ctx: IkeContext, sa: IkeSa, family: string, reason: string, opts: { fencedAhead?: number } = {}): Result<Uint8Array, string> {
   const blocked = transferBlocked(sa);
   if (blocked) return { ok: false, error: blocked };
-  const record = snapshotIkeSa(ctx, sa, family);
+  const record = snapshotIkeSa(ctx, sa, family, opts.fencedAhead ? { fencedNextRequestId: sa.nextRequestId + opts.fencedAhead } : {});
   // The importer answers retransmissions now: the response must not also leave from here.
   sa.lastResponse = undefined;
   ctx.deleteIkeSa(sa, reason);
@@ -220,6 +228,7 @@ function stateProblem(s: TransferState): string | undefined {
     return 'record Child SA list invalid';
   }
   if (s.peerStays !== undefined && typeof s.peerStays !== 'boolean') return 'record peerStays invalid';
+  if (s.fencedNextRequestId !== undefined && (!isInt(s.fencedNextRequestId) || s.fencedNextRequestId < s.nextRequestId)) return 'record fenced message ID invalid';
   const lr = s.lastResponse;
   if (lr !== undefined && (!isInt(lr.messageId) || !isHex(lr.bytes) || !isHex(lr.requestDigest, 32))) return 'record last response invalid';
   for (const idf of [s.localId, s.peerId]) if (idf !== undefined && (!isInt(idf.idType, 255) || !isHex(idf.data))) return 'record identity invalid';
@@ -262,73 +271,140 @@ export function importIkeSa(ctx: IkeContext, record: TransferRecord, local: stri
   return { ok: true, value: sa };
 }
 
+/**
+ * When each step after an import ended, in ms of the engine's clock (absent:
+ * not reached): the path test answered, our address list answered, the SA
+ * moved here (the peer's UPDATE_SA_ADDRESSES), a dead node's Child SAs
+ * deleted at the peer, the new Child SAs up. Operators read them in the
+ * arrival's log line, the benchmark per step.
+ */
+export interface ArrivalSteps {
+  pathTest?: number;
+  addressList?: number;
+  update?: number;
+  staleDeleted?: number;
+  child?: number;
+}
+
 /** How the steps after an import ended (CLUSTER design §2, steps 4-7). */
 export type ArrivalResult =
-  | { ok: true; children: ChildSa[] }
-  | { ok: false; step: 'path-test' | 'address-update' | 'child'; reason: string };
+  | { ok: true; children: ChildSa[]; steps: ArrivalSteps }
+  | { ok: false; step: 'path-test' | 'address-update' | 'child'; reason: string; steps: ArrivalSteps };
+
+/** What the caller of completeArrival adds to the steps. */
+export interface ArrivalOptions {
+  /** The Child SAs a dead node had on this IKE SA (its inbound SPIs): the peer deletes them first. */
+  staleChildSpis?: readonly number[];
+  /** The peer's path never left this node: no address list, no UPDATE_SA_ADDRESSES to wait for. */
+  peerStays?: boolean;
+  /**
+   * Our next `count` requests (every request of these steps) are about to
+   * be sent one after the other: called once, before the path test, so the
+   * cluster's fencing covers them with one write that runs while the first
+   * of them go out if those are fenced already (a handoff's transaction
+   * fences them), or holds the first until it is done. Without it each
+   * request is held for its own write.
+   */
+  reserve?: (count: number) => Promise<unknown>;
+}
 
 /**
- * Steps 4-7 on the importing node: a path test from here (an empty
- * INFORMATIONAL, RFC 4555 §3.8; the peer answers to the source, RFC 7296
- * §2.11), then our address list (§3.6: the IP header source plus
- * `addresses`, or NO_ADDITIONAL_ADDRESSES), which withdraws the old node's
- * address from the peer's set; the MOBIKE initiator then sends
- * UPDATE_SA_ADDRESSES here (§3.5), and once the SA has moved (the peer proved
- * its address, §3.7) the connection's Child SAs are created with fresh SPIs
- * and keys (RFC 7296 §1.3.1), after the peer deleted `staleChildSpis` (the
- * Child SAs a dead node had on this IKE SA, named by its inbound SPIs). Bounded by the retransmission policy and by
- * `timeoutMs` for the peer's update.
+ * Steps 4-7 on the importing node. Our address list (RFC 4555 §3.6: the IP
+ * header source plus `addresses`, or NO_ADDITIONAL_ADDRESSES) is also the
+ * path test from here and the return routability check of the peer's
+ * address (an INFORMATIONAL with COOKIE2, §3.7, §3.8; the peer answers to
+ * the source, RFC 7296 §2.11): unanswered, the path test failed and the peer
+ * never saw a request from here if the path is down both ways. It withdraws
+ * the old node's address from the peer's set; the MOBIKE initiator then
+ * sends UPDATE_SA_ADDRESSES here (§3.5) from the address just verified, so
+ * the SA moves at once (§3.7, no second check), and the connection's Child
+ * SAs are created with fresh SPIs and keys (RFC 7296 §1.3.1), after the peer
+ * deleted `staleChildSpis` (the Child SAs a dead node had on this IKE SA,
+ * named by its inbound SPIs). A peer that stays (`peerStays`) gets a path
+ * test of its own (empty but for COOKIE2) and no address list. Bounded by the
+ * retransmission policy and by `timeoutMs` for the peer's update.
  */
-export async function completeArrival(ctx: IkeContext, sa: IkeSa, addresses: readonly string[], timeoutMs: number, after: { staleChildSpis?: readonly number[]; peerStays?: boolean } = {}): Promise<ArrivalResult> {
-  if (!(await checkLiveness(ctx, sa))) return { ok: false, step: 'path-test', reason: 'no answer to the path test from this node' };
+export async function completeArrival(ctx: IkeContext, sa: IkeSa, addresses: readonly string[], timeoutMs: number, after: ArrivalOptions = {}): Promise<ArrivalResult> {
+  const steps: ArrivalSteps = {};
   const staleChildSpis = after.staleChildSpis ?? [];
-  if (!after.peerStays) {
-    const update = await awaitPeerUpdate(ctx, sa, addresses, timeoutMs);
+  void after.reserve?.(1 + (staleChildSpis.length > 0 ? 1 : 0) + sa.policy.children.length);
+  if (after.peerStays) {
+    const routable = await new Promise<boolean>((resolve) => ctx.queueExchange(sa, new RoutabilityCheckInitiator(ctx, resolve)));
+    if (!routable) return { ok: false, step: 'path-test', reason: 'no answer to the path test from this node', steps };
+    steps.pathTest = ctx.clock.now();
+  } else {
+    const update = await awaitPeerUpdate(ctx, sa, addresses, timeoutMs, steps);
     if (update) return update;
   }
   // Child SAs of this IKE SA that no node holds any more (their node died): the peer deletes them by
   // the SPIs that node received with (RFC 7296 §1.4.1, §3.11), before the new ones take their traffic.
   if (staleChildSpis.length > 0) {
     const answered = await new Promise<boolean>((resolve) => ctx.queueExchange(sa, new DeleteSpisInitiator([...staleChildSpis], resolve)));
-    if (!answered) return { ok: false, step: 'child', reason: 'the peer did not answer the Delete of the old Child SAs' };
+    if (!answered) return { ok: false, step: 'child', reason: 'the peer did not answer the Delete of the old Child SAs', steps };
+    steps.staleDeleted = ctx.clock.now();
   }
   const children: ChildSa[] = [];
   try {
     for (const child of sa.policy.children) children.push(await ctx.createChildSa(sa, child.name));
   } catch (err) {
-    return { ok: false, step: 'child', reason: (err as Error).message };
+    return { ok: false, step: 'child', reason: (err as Error).message, steps };
   }
-  return { ok: true, children };
+  steps.child = ctx.clock.now();
+  return { ok: true, children, steps };
 }
 
-/** Steps 5-6: our address list, then the peer's UPDATE_SA_ADDRESSES; a failure result, or undefined once the SA moved here. */
-async function awaitPeerUpdate(ctx: IkeContext, sa: IkeSa, addresses: readonly string[], timeoutMs: number): Promise<ArrivalResult | undefined> {
-  const moved = new Promise<boolean>((resolve) => {
-    const timer = ctx.clock.schedule(timeoutMs, () => finish(false));
-    const onMoved = (m: IkeSa) => m === sa && finish(true);
-    const onDown = (m: IkeSa) => m === sa && finish(false);
-    function finish(ok: boolean): void {
-      timer.cancel();
+/**
+ * Steps 4-6: our address list (the path test, see completeArrival), then the
+ * peer's UPDATE_SA_ADDRESSES; a failure result, or undefined once the SA
+ * moved here.
+ */
+async function awaitPeerUpdate(ctx: IkeContext, sa: IkeSa, addresses: readonly string[], timeoutMs: number, steps: ArrivalSteps): Promise<ArrivalResult | undefined> {
+  const target = sa.remote.address;
+  let finish: (failed: ArrivalResult | undefined) => void = () => {};
+  // The wait for the peer's update starts once the path test (the address list) is answered: until then
+  // the retransmission policy bounds it, and its failure is the path test's.
+  let timer: { cancel(): void } | undefined;
+  let done = false;
+  const moved = new Promise<ArrivalResult | undefined>((resolve) => {
+    const onMoved = (m: IkeSa) => m === sa && finish(undefined);
+    const onDown = (m: IkeSa) => m === sa && finish({ ok: false, step: 'address-update', reason: 'the IKE SA went down before the peer moved it here', steps });
+    finish = (failed) => {
+      done = true;
+      timer?.cancel();
       ctx.off('ike-moved', onMoved);
       ctx.off('ike-down', onDown);
-      resolve(ok);
-    }
+      resolve(failed);
+    };
     ctx.on('ike-moved', onMoved);
     ctx.on('ike-down', onDown);
   });
-  ctx.queueExchange(sa, new AddressListInitiator(ctx, addresses.length > 0 ? addresses : [sa.local.address]));
-  if (!(await moved)) return { ok: false, step: 'address-update', reason: 'the peer did not move the IKE SA here (UPDATE_SA_ADDRESSES)' };
+  const answered = (ok: boolean) => {
+    if (!ok) return finish({ ok: false, step: 'path-test', reason: 'no answer to the path test (our address list) from this node', steps });
+    steps.pathTest = steps.addressList = ctx.clock.now();
+    if (!done) timer = ctx.clock.schedule(timeoutMs, () => finish({ ok: false, step: 'address-update', reason: 'the peer did not move the IKE SA here (UPDATE_SA_ADDRESSES)', steps }));
+    // §3.7: the peer echoed our COOKIE2 from the address it was sent to: verified, its update moves the SA at once.
+    if (sa.remote.address === target) sa.verifiedAddresses.add(target);
+  };
+  ctx.queueExchange(sa, new AddressListInitiator(ctx, addresses.length > 0 ? addresses : [sa.local.address], answered));
+  const failed = await moved;
+  if (failed) return failed;
+  steps.update = ctx.clock.now();
   return undefined;
 }
 
 /**
- * A record with some of its state replaced (message IDs, peerStays), the
- * secrets carried over; never throws. The caller wipes both buffers.
+ * A record for another owner, with some of its state replaced (message IDs,
+ * peerStays), the secrets carried over; never throws. Without a new
+ * nextRequestId the new owner starts above every ID the previous one had
+ * fenced (fencedNextRequestId, which does not carry over). The caller wipes
+ * both buffers.
  */
 export function amendTransferRecord(bytes: Uint8Array, patch: Partial<Pick<TransferState, 'nextRequestId' | 'peerStays'>>): Result<Uint8Array, string> {
   const decoded = decodeTransferRecord(bytes);
   if (!decoded.ok) return decoded;
-  const json = new TextEncoder().encode(JSON.stringify({ ...decoded.value.state, ...patch }));
+  const { fencedNextRequestId, ...state } = decoded.value.state;
+  const nextRequestId = Math.max(state.nextRequestId, fencedNextRequestId ?? 0);
+  const json = new TextEncoder().encode(JSON.stringify({ ...state, nextRequestId, ...patch }));
   const head = new Uint8Array(4);
   new DataView(head.buffer).setUint32(0, json.length);
   const out = concatBytes(head, json, ...MOVING_KEYS.map((k) => decoded.value.keys[k]));

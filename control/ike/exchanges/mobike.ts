@@ -240,6 +240,11 @@ export class AddressListInitiator implements InitiatorExchange {
   constructor(
     private readonly engine: IkeContext,
     private readonly addresses: readonly string[],
+    /**
+     * Called with true when the peer answered with our COOKIE2, false when it
+     * did not answer (a cluster arrival's path test: RFC 4555 §3.7).
+     */
+    private readonly answered?: (ok: boolean) => void,
   ) {}
 
   build(sa: IkeSa): Payload[] {
@@ -251,7 +256,12 @@ export class AddressListInitiator implements InitiatorExchange {
   }
 
   process(sa: IkeSa, payloads: Payload[]): void {
-    cookie2Matches(this.engine, sa, payloads, this.cookie2!);
+    const ok = cookie2Matches(this.engine, sa, payloads, this.cookie2!);
+    this.answered?.(ok);
+  }
+
+  abort(): void {
+    this.answered?.(false);
   }
 }
 

@@ -61,7 +61,7 @@ async function bench(slots: Map<number, number>, catchUp: () => boolean, hold?: 
   }, () => {
     catchUps.count++;
     return catchUp();
-  }, new Int32Array(BATCH), new Int32Array(BATCH * SOURCE_WORDS), undefined, hold);
+  }, new Int32Array(BATCH), new Int32Array(BATCH * SOURCE_WORDS), undefined, false, hold);
   cleanups.push(() => input.stop());
   const s: Socket = createSocket('udp4');
   await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));

@@ -92,10 +92,26 @@ describe('cluster failover in network namespaces', () => {
 
   /** The client's established IKE SAs with a Child SA, by the node address they lead to. */
   async function familyByNode(net: ClusterNet): Promise<Map<string, GatewayStatus['ikeSas'][number]>> {
-    const st = await net.clientProcess()!.status();
     const out = new Map<string, GatewayStatus['ikeSas'][number]>();
-    for (const s of st.ikeSas) if (s.state === 'established' && s.children.length > 0) out.set(s.remote.split(':')[0]!, s);
+    for (const s of await familySas(net)) out.set(s.remote.split(':')[0]!, s);
     return out;
+  }
+
+  /**
+   * The client's established IKE SAs that carry a Child SA. After a takeover
+   * two of them lead to the same survivor (its own clone and the one it took
+   * over) until rebalancing moves one: a map by node would keep only one.
+   */
+  async function familySas(net: ClusterNet): Promise<GatewayStatus['ikeSas']> {
+    const st = await net.clientProcess()!.status();
+    return st.ikeSas.filter((s) => s.state === 'established' && s.children.length > 0);
+  }
+
+  /** The client's IKE SA with SPIs `of`, once none of the family leads to `gone` any more. */
+  async function takenOver(net: ClusterNet, gone: string, of: { spiI: string; spiR: string }): Promise<GatewayStatus['ikeSas'][number] | undefined> {
+    const sas = await familySas(net);
+    if (sas.some((s) => s.remote.split(':')[0] === gone)) return undefined;
+    return sas.find((s) => s.spiI === of.spiI && s.spiR === of.spiR);
   }
 
   /**
@@ -157,9 +173,7 @@ describe('cluster failover in network namespaces', () => {
       const survivors = net.nodes.slice(0, 2);
       const taken = await waitFor(
         async () => {
-          const fam = await familyByNode(net);
-          if (fam.has(victim.wan)) return undefined;
-          const sa = [...fam.values()].find((s) => s.spiI === before.spiI && s.spiR === before.spiR);
+          const sa = await takenOver(net, victim.wan, before);
           return sa && sa.children.length > 0 && sa.children.every((c) => !oldSpis.has(c.spiIn)) ? sa : undefined;
         },
         { timeoutMs: GAP_BOUND_MS + 20_000, intervalMs: 200, message: 'a survivor to take the clone over' },
@@ -237,8 +251,7 @@ describe('cluster failover in network namespaces', () => {
       await runChecked('ip', ['-n', net.lan.name, 'route', 'replace', net.poolNet, ...[0, 2].flatMap((k) => ['nexthop', 'via', `10.${net.index}.2.${11 + k}`, 'weight', '1'])], { timeoutMs: 10_000 });
       await waitFor(
         async () => {
-          const fam = await familyByNode(net);
-          return !fam.has(cut.wan) && [...fam.values()].some((s) => s.spiI === before[0]!.spiI && s.spiR === before[0]!.spiR) ? true : undefined;
+          return (await takenOver(net, cut.wan, before[0]!)) ? true : undefined;
         },
         { timeoutMs: 60_000, intervalMs: 250, message: 'a survivor to take the clone over' },
       );

@@ -93,7 +93,7 @@ export interface TunnelReport {
   ratios: Record<string, { value: number; description: string }>;
 }
 
-const CHARON = '/usr/lib/ipsec/charon';
+export const CHARON = '/usr/lib/ipsec/charon';
 const PSK = 'tunnel-benchmark-psk-0123456789abcdef';
 export const OUTER = { left: '10.250.1.1', right: '10.250.1.2' };
 export const INNER = { left: '10.250.50.1', right: '10.250.100.1', leftNet: '10.250.50.0/24', rightNet: '10.250.100.0/24' };
@@ -113,7 +113,7 @@ function sh(cmd: string, args: string[], opts: { allowFail?: boolean; timeoutMs?
   return r.stdout ?? '';
 }
 
-function onPath(bin: string): boolean {
+export function onPath(bin: string): boolean {
   return spawnSync('sh', ['-c', `command -v ${bin}`], { encoding: 'utf8' }).status === 0;
 }
 
@@ -322,7 +322,7 @@ secrets {
   return { conf, swanctl, vici };
 }
 
-async function strongswanPair(bed: Testbed, cipher: Cipher): Promise<void> {
+export async function strongswanPair(bed: Testbed, cipher: Cipher): Promise<void> {
   const cfg = { left: charonConfigs(bed.dir, 'left', cipher), right: charonConfigs(bed.dir, 'right', cipher) };
   for (const side of ['left', 'right'] as const) {
     const runDir = join(bed.dir, `${side}-run`);

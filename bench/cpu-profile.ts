@@ -24,8 +24,9 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { tunUnavailable } from '../io/tun.js';
 import { formatTable, round, type SuiteOptions } from './common.js';
+import { PERF_MAP_FLAG, perfUsable, recordThread, removePerfMaps, reportThread, type PerfSplit } from './perf-split.js';
 import { machineDelta, readMachine, readProcess, readThreads, taskDelta, type MachineTimes, type TaskTimes } from './proc-stat.js';
-import { CHARON, INNER, Testbed, ikeclonePair, onPath, statusOf, strongswanPair, until, wireguardPair } from './tunnel.js';
+import { CHARON, INNER, Testbed, ikeclonePair, onPath, repoRoot, statusOf, strongswanPair, until, wireguardPair } from './tunnel.js';
 
 type Cipher = 'aes128gcm16' | 'chacha20poly1305';
 type CaseName = 'ikeclone' | 'strongswan' | 'wireguard-go';
@@ -73,6 +74,12 @@ export interface CaseProfile {
   machine: { cpus: number; busyShare: number; idleShare: number; softirqShare: number; softirqSeconds: number; softirqPerGb: number };
   /** ikeclone: packets each worker sealed and opened in the window (checks the thread naming: busy workers move packets). */
   workers?: Array<{ index: number; encapPackets: number; decapPackets: number; tunReads: number; handOffsOut: number }>;
+  /**
+   * ikeclone, when perf can sample: the busiest worker of each gateway
+   * (left seals, right opens) split by perf record over the middle of the
+   * run (bench/perf-split.ts).
+   */
+  perf?: Array<{ role: 'left gateway' | 'right gateway'; thread: string; tid: number; split: PerfSplit }>;
 }
 
 export interface CpuProfileReport {
@@ -152,7 +159,7 @@ async function gatewayWorkers(socket: string): Promise<CaseProfile['workers']> {
 }
 
 /** iperf3 left -> right with /proc sampled throughout; the profile of the window. */
-async function measure(bed: Testbed, c: { name: CaseName; esp: Cipher }, seconds: number, ticks: number): Promise<CaseProfile> {
+async function measure(bed: Testbed, c: { name: CaseName; esp: Cipher }, seconds: number, ticks: number, perf: boolean): Promise<CaseProfile> {
   const socketOf = (side: 'left' | 'right') => join(bed.dir, `${side}-udp.sock`);
   const server = bed.spawn(bed.right, 'iperf3', ['-s', '-1', '-B', INNER.right]);
   await until('iperf3 server', () => spawnSync('ip', ['netns', 'exec', bed.right, 'ss', '-ltn'], { encoding: 'utf8' }).stdout.includes(`${INNER.right}:5201`), 5000);
@@ -175,7 +182,24 @@ async function measure(bed: Testbed, c: { name: CaseName; esp: Cipher }, seconds
   const deadline = Date.now() + (seconds + 20) * 1000;
   let done = false;
   void exited.then(() => { done = true; });
+  // perf record starts a second into the run, on the busiest worker of each gateway, and stops a second before its end.
+  const recordings: Array<{ role: 'left gateway' | 'right gateway'; thread: string; tid: number; file: string; done: Promise<boolean> }> = [];
+  let perfPending = perf && c.name === 'ikeclone';
   while (!done && Date.now() < deadline) {
+    if (perfPending && performance.now() - t0 >= 1000) {
+      perfPending = false;
+      for (const t of tracked.filter((x) => x.role.endsWith('gateway'))) {
+        const now = [...sample(t.pid).values()];
+        const names = ikecloneThreadNames(t.pid, now, (t.role === 'left gateway' ? workersBefore : workersBeforeRight)?.length ?? 0);
+        const busiest = now.filter((x) => names.get(x.pid)?.startsWith('worker'))
+          .map((x) => ({ x, d: x.utime + x.stime - ((t.first?.get(x.pid)?.utime ?? 0) + (t.first?.get(x.pid)?.stime ?? 0)) }))
+          .sort((a, b) => b.d - a.d)[0];
+        if (busiest === undefined) continue;
+        const file = join(bed.dir, `perf-${t.role.split(' ')[0]}.data`);
+        const role = t.role as 'left gateway' | 'right gateway';
+        recordings.push({ role, thread: names.get(busiest.x.pid)!, tid: busiest.x.pid, file, done: recordThread(busiest.x.pid, Math.max(1, seconds - 2), file).done });
+      }
+    }
     // Keep the last sample taken while the client was alive: the window ends there.
     const s = tracked.map((t) => sample(t.pid));
     if (client.exitCode !== null || client.signalCode !== null || s[s.length - 1]!.size === 0) break;
@@ -186,6 +210,12 @@ async function measure(bed: Testbed, c: { name: CaseName; esp: Cipher }, seconds
   }
   await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
   server.kill('SIGTERM');
+  const perfSplits: NonNullable<CaseProfile['perf']> = [];
+  for (const r of recordings) {
+    const ok = await Promise.race([r.done, new Promise<boolean>((res) => setTimeout(() => res(false), 10_000))]);
+    const split = ok ? reportThread(r.file, repoRoot()) : null;
+    if (split) perfSplits.push({ role: r.role, thread: r.thread, tid: r.tid, split });
+  }
   const j = JSON.parse(out) as { end: { sum_received: { bytes: number; bits_per_second: number }; sum_sent: { retransmits?: number } } };
   const bytes = j.end.sum_received.bytes;
   const gb = bytes / 1e9;
@@ -229,6 +259,7 @@ async function measure(bed: Testbed, c: { name: CaseName; esp: Cipher }, seconds
       tunReads: w.tunReads - (a?.[i]?.tunReads ?? 0), handOffsOut: w.handOffsOut - (a?.[i]?.handOffsOut ?? 0),
     }));
     profile.workers = [...delta(workersBefore, after), ...delta(workersBeforeRight, afterRight)];
+    if (perfSplits.length > 0) profile.perf = perfSplits;
   }
   return profile;
 }
@@ -242,6 +273,9 @@ function printHuman(report: CpuProfileReport): void {
       ...p.threads.filter((t) => t.user + t.system > 0.05).map((t) => [`  ${t.name}`, String(t.tid || ''), round(t.user / (c.bytes / 1e9), 2), round(t.system / (c.bytes / 1e9), 2), round((t.user + t.system) / (c.bytes / 1e9), 2)]),
     ]);
     console.log(formatTable(['process / thread', 'comm / tid', 'user s/GB', 'system s/GB', 'total s/GB'], rows));
+    for (const p of c.perf ?? []) {
+      console.log(`perf, ${p.role} ${p.thread} (${p.split.samples} samples): ${Object.entries(p.split.shares).map(([k, v]) => `${k} ${round(v * 100, 1)} %`).join(', ')}`);
+    }
     console.log('');
   }
   for (const s of report.skipped) console.log(`skipped ${s.case} (${s.esp}): ${s.reason}`);
@@ -264,6 +298,8 @@ export async function runCpuProfileBench(opts: SuiteOptions): Promise<CpuProfile
     { name: 'ikeclone', esp: 'chacha20poly1305', missing: tunMissing, setUp: (bed) => ikeclonePair(bed, 'udp', 'chacha20poly1305') },
     { name: 'wireguard-go', esp: 'chacha20poly1305', missing: wgMissing, setUp: (bed) => wireguardPair(bed) },
   ];
+  const perf = onPath('perf') && perfUsable();
+  progress(perf ? 'perf: sampling the busiest ikeclone worker of each gateway' : 'perf: not usable, /proc accounting only');
   const cases: CaseProfile[] = [];
   const skipped: CpuProfileReport['skipped'] = [];
   for (const c of runs) {
@@ -275,14 +311,25 @@ export async function runCpuProfileBench(opts: SuiteOptions): Promise<CpuProfile
     const bed = new Testbed();
     const stop = () => void bed.destroy().finally(() => process.exit(130));
     process.once('SIGINT', stop);
+    // The gateways inherit this process's environment: with perf, V8 writes the map that names its compiled code.
+    const nodeOptions = process.env.NODE_OPTIONS;
+    const mapped = perf && c.name === 'ikeclone';
+    if (mapped) process.env.NODE_OPTIONS = `${nodeOptions ?? ''} ${PERF_MAP_FLAG}`.trim();
+    let gatewayPids: number[] = [];
     try {
       await bed.create();
       await c.setUp(bed);
+      gatewayPids = [...netnsPids(bed.left), ...netnsPids(bed.right)];
       progress(`${c.name} (${c.esp}): iperf3 -t ${seconds}, /proc every ${POLL_MS} ms`);
-      cases.push(await measure(bed, c, seconds, ticks));
+      cases.push(await measure(bed, c, seconds, ticks, perf));
     } finally {
+      if (mapped) {
+        if (nodeOptions === undefined) delete process.env.NODE_OPTIONS;
+        else process.env.NODE_OPTIONS = nodeOptions;
+      }
       process.off('SIGINT', stop);
       await bed.destroy();
+      if (mapped) removePerfMaps(gatewayPids);
     }
   }
   const find = (name: CaseName, esp: Cipher) => cases.find((c) => c.case === name && c.esp === esp);

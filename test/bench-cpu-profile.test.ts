@@ -7,6 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ikecloneThreadNames } from '../bench/cpu-profile.js';
+import { parsePerfReport, wasmFunctionNames } from '../bench/perf-split.js';
 import { machineDelta, parseMachineStat, parseTaskStat, taskDelta, type TaskTimes } from '../bench/proc-stat.js';
 import { REPO_ROOT } from './support/vectors.js';
 
@@ -72,6 +73,45 @@ describe('ikeclone thread names', () => {
   it('names no worker when the gateway reported none', () => {
     const names = ikecloneThreadNames(100, [task(100, 10), task(101, 20)], 0);
     expect([...names.values()]).toEqual(['main (control, I/O)', 'node (V8, libuv)']);
+  });
+});
+
+// Excerpt of `perf report --stdio --no-children --sort dso,sym` for one worker thread.
+const PERF_REPORT = `# Total Lost Samples: 0
+#
+# Samples: 2K of event 'cpu-clock'
+# Event count (approx.): 1242500000
+#
+# Overhead  Shared Object      Symbol
+# ........  .................  ......
+#
+    40.00%  [JIT] tid 27160    [.] JS:wasm-function[1]-1-turbofan
+    20.00%  [JIT] tid 27160    [.] JS:wasm-function[9]-9-turbofan
+    25.00%  [kernel.kallsyms]  [k] udp_sendmsg
+     5.00%  node               [.] Builtins_CreateTypedArray
+     4.00%  [JIT] tid 27160    [.] JS:*take file:///x/dist/dataplane/worker-tun-input.js:119:9
+     3.00%  ikeclone_io.node   [.] tun_read_segments
+     2.00%  libc.so.6          [.] __memmove_avx_unaligned_erms
+     1.00%  [unknown]          [.] 0x00007f0000000000
+`;
+
+describe('perf split of a worker thread', () => {
+  it('takes wasm function names in index order from the text format', () => {
+    expect(wasmFunctionNames(' (func $wasm/aes/aesOrtho (param $0 i32)\n  (local $1 i32)\n (func $wasm/ghash/kindProduct (param $0 i32)\n')).toEqual(['wasm/aes/aesOrtho', 'wasm/ghash/kindProduct']);
+  });
+
+  it('splits the samples into wasm, JIT JavaScript, V8, kernel, addon, libc and the rest', () => {
+    const split = parsePerfReport(PERF_REPORT, ['wasm/aes/aesOrtho', 'wasm/ghash/kindProduct']);
+    expect(split.samples).toBe(2000);
+    expect(split.shares).toEqual({ wasm: 0.6, js: 0.04, v8: 0.05, kernel: 0.25, addon: 0.03, libc: 0.02, other: 0.01 });
+    expect(split.top[0]).toEqual({ share: 0.4, category: 'wasm', symbol: 'wasm wasm/ghash/kindProduct' });
+    // An index without a known name keeps V8's.
+    expect(split.top.find((t) => t.share === 0.2)?.symbol).toBe('JS:wasm-function[9]-9-turbofan');
+  });
+
+  it('gives an empty split for text that is no report', () => {
+    expect(parsePerfReport('garbage\n\n').samples).toBe(0);
+    expect(parsePerfReport('garbage').top).toEqual([]);
   });
 });
 

@@ -26,7 +26,7 @@ import { tunUnavailable } from '../io/tun.js';
 import { formatTable, round, type SuiteOptions } from './common.js';
 import { PERF_MAP_FLAG, perfUsable, recordThread, removePerfMaps, reportThread, type PerfSplit } from './perf-split.js';
 import { machineDelta, readMachine, readProcess, readThreads, taskDelta, type MachineTimes, type TaskTimes } from './proc-stat.js';
-import { CHARON, INNER, Testbed, ikeclonePair, onPath, repoRoot, statusOf, strongswanPair, until, wireguardPair } from './tunnel.js';
+import { CHARON, INNER, Testbed, ikeclonePair, onPath, repoRoot, statusOf, strongswanPair, until, wireguardPair, withTestbed } from './tunnel.js';
 
 type Cipher = 'aes128gcm16' | 'chacha20poly1305';
 type CaseName = 'ikeclone' | 'strongswan' | 'wireguard-go';
@@ -308,28 +308,24 @@ export async function runCpuProfileBench(opts: SuiteOptions): Promise<CpuProfile
       progress(`${c.name} (${c.esp}): skipped (${c.missing})`);
       continue;
     }
-    const bed = new Testbed();
-    const stop = () => void bed.destroy().finally(() => process.exit(130));
-    process.once('SIGINT', stop);
     // The gateways inherit this process's environment: with perf, V8 writes the map that names its compiled code.
     const nodeOptions = process.env.NODE_OPTIONS;
     const mapped = perf && c.name === 'ikeclone';
     if (mapped) process.env.NODE_OPTIONS = `${nodeOptions ?? ''} ${PERF_MAP_FLAG}`.trim();
     let gatewayPids: number[] = [];
     try {
-      await bed.create();
-      await c.setUp(bed);
-      gatewayPids = [...netnsPids(bed.left), ...netnsPids(bed.right)];
-      progress(`${c.name} (${c.esp}): iperf3 -t ${seconds}, /proc every ${POLL_MS} ms`);
-      cases.push(await measure(bed, c, seconds, ticks, perf));
+      cases.push(await withTestbed(async (bed) => {
+        await c.setUp(bed);
+        gatewayPids = [...netnsPids(bed.left), ...netnsPids(bed.right)];
+        progress(`${c.name} (${c.esp}): iperf3 -t ${seconds}, /proc every ${POLL_MS} ms`);
+        return measure(bed, c, seconds, ticks, perf);
+      }));
     } finally {
       if (mapped) {
         if (nodeOptions === undefined) delete process.env.NODE_OPTIONS;
         else process.env.NODE_OPTIONS = nodeOptions;
+        removePerfMaps(gatewayPids);
       }
-      process.off('SIGINT', stop);
-      await bed.destroy();
-      if (mapped) removePerfMaps(gatewayPids);
     }
   }
   const find = (name: CaseName, esp: Cipher) => cases.find((c) => c.case === name && c.esp === esp);

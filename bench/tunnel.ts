@@ -197,6 +197,20 @@ export class Testbed {
   }
 }
 
+/** Run `fn` on a fresh testbed, destroyed afterwards: also when a step fails, and on SIGINT. */
+export async function withTestbed<T>(fn: (bed: Testbed) => Promise<T>): Promise<T> {
+  const bed = new Testbed();
+  const stop = () => void bed.destroy().finally(() => process.exit(130));
+  process.once('SIGINT', stop);
+  try {
+    await bed.create();
+    return await fn(bed);
+  } finally {
+    process.off('SIGINT', stop);
+    await bed.destroy();
+  }
+}
+
 /** The repository's root: from dist/bench/ when built, from bench/ when a test imports the source. */
 export function repoRoot(): string {
   const here = resolve(fileURLToPath(import.meta.url), '..');
@@ -411,11 +425,7 @@ export async function runTunnelBench(opts: SuiteOptions): Promise<TunnelReport> 
       progress(`${c.name} (${c.esp}): skipped (${c.missing})`);
       continue;
     }
-    const bed = new Testbed();
-    const stop = () => void bed.destroy().finally(() => process.exit(130));
-    process.once('SIGINT', stop);
-    try {
-      await bed.create();
+    await withTestbed(async (bed) => {
       await c.setUp(bed);
       for (const p of PING_RUNS) {
         progress(`${c.name} (${c.esp}): ping x${p.count}, ${p.intervalMs} ms apart`);
@@ -426,10 +436,7 @@ export async function runTunnelBench(opts: SuiteOptions): Promise<TunnelReport> 
         const r = await bed.iperf(seconds, reverse, c.bind);
         results.push({ case: c.name, esp: c.esp, direction: reverse ? 'reverse' : 'forward', ...r });
       }
-    } finally {
-      process.off('SIGINT', stop);
-      await bed.destroy();
-    }
+    });
   }
   const mean = (name: Case, esp: Cipher) => {
     const rs = results.filter((r) => r.case === name && r.esp === esp);

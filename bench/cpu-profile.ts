@@ -280,6 +280,7 @@ function printHuman(report: CpuProfileReport): void {
     console.log(formatTable(['process / thread', 'comm / tid', 'user s/GB', 'system s/GB', 'total s/GB'], rows));
     for (const p of c.perf ?? []) {
       console.log(`perf, ${p.role} ${p.thread} (${p.split.samples} samples): ${Object.entries(p.split.shares).map(([k, v]) => `${k} ${round(v * 100, 1)} %`).join(', ')}`);
+      console.log(`  in system calls: ${Object.entries(p.split.syscalls).map(([k, v]) => `${k} ${round(v * 100, 1)} %`).join(', ')}`);
     }
     console.log('');
   }

@@ -20,6 +20,22 @@ export interface PerfSplit {
   shares: Record<PerfCategory, number>;
   /** The busiest symbols (wasm functions by their name in esp.wat). */
   top: Array<{ share: number; category: PerfCategory; symbol: string }>;
+  /** Share of the thread's samples inside each system call (its kernel entry and all below it, softirq work done there included). */
+  syscalls: Record<string, number>;
+}
+
+/**
+ * Parse `perf report --children --sort sym --stdio -g none` of a call-graph
+ * recording: the inclusive share of each system call's entry point
+ * (`__x64_sys_NAME`, `__arm64_sys_NAME`), by NAME.
+ */
+export function parseSyscallShares(text: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const line of text.split('\n')) {
+    const m = /^\s*([\d.]+)%\s+[\d.]+%\s+\[k\]\s+__(?:x64|arm64|ia32)_sys_(\w+)\s*$/.exec(line);
+    if (m) out[m[2]!] = round((out[m[2]!] ?? 0) + Number(m[1]) / 100, 3);
+  }
+  return out;
 }
 
 /** The wasm module's function names in index order, from the text format (`(func $name ...`). */
@@ -63,7 +79,7 @@ export function parsePerfReport(text: string, wasmNames: readonly string[] = [])
   }
   for (const k of Object.keys(shares) as PerfCategory[]) shares[k] = round(shares[k], 3);
   top.sort((a, b) => b.share - a.share);
-  return { samples, shares, top: top.slice(0, 10).map((t) => ({ ...t, share: round(t.share, 3) })) };
+  return { samples, shares, top: top.slice(0, 10).map((t) => ({ ...t, share: round(t.share, 3) })), syscalls: {} };
 }
 
 /** perf on PATH and able to sample (perf_event_paranoid, a container may forbid it). */
@@ -77,7 +93,7 @@ export const PERF_MAP_FLAG = '--perf-basic-prof-only-functions';
 
 /** Sample thread `tid` for `seconds` into `file`; resolves when perf has written it. */
 export function recordThread(tid: number, seconds: number, file: string): { proc: ChildProcess; done: Promise<boolean> } {
-  const proc = spawn('perf', ['record', '-q', '-e', 'cpu-clock', '-F', '2000', '-t', String(tid), '-o', file, '--', 'sleep', String(seconds)], { stdio: 'ignore' });
+  const proc = spawn('perf', ['record', '-q', '-g', '-e', 'cpu-clock', '-F', '2000', '-t', String(tid), '-o', file, '--', 'sleep', String(seconds)], { stdio: 'ignore' });
   const done = new Promise<boolean>((resolve) => {
     proc.once('exit', (code) => resolve(code === 0));
     proc.once('error', () => resolve(false));
@@ -87,10 +103,13 @@ export function recordThread(tid: number, seconds: number, file: string): { proc
 
 /** The split of a recorded file (the gateway's perf map must still be in /tmp). */
 export function reportThread(file: string, repoRoot: string): PerfSplit | null {
-  const r = spawnSync('perf', ['report', '-i', file, '--stdio', '--no-children', '--sort', 'dso,sym'], { encoding: 'utf8', timeout: 60_000, maxBuffer: 16 << 20 });
+  const r = spawnSync('perf', ['report', '-i', file, '--stdio', '--no-children', '-g', 'none', '--sort', 'dso,sym'], { encoding: 'utf8', timeout: 60_000, maxBuffer: 16 << 20 });
   if (r.status !== 0) return null;
   const wat = join(repoRoot, 'wasm', 'build', 'esp.wat');
-  return parsePerfReport(r.stdout, existsSync(wat) ? wasmFunctionNames(readFileSync(wat, 'utf8')) : []);
+  const split = parsePerfReport(r.stdout, existsSync(wat) ? wasmFunctionNames(readFileSync(wat, 'utf8')) : []);
+  const calls = spawnSync('perf', ['report', '-i', file, '--stdio', '--children', '-g', 'none', '--sort', 'sym'], { encoding: 'utf8', timeout: 60_000, maxBuffer: 16 << 20 });
+  if (calls.status === 0) split.syscalls = parseSyscallShares(calls.stdout);
+  return split;
 }
 
 /** Remove the perf maps V8 wrote for these processes. */

@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ikecloneThreadNames } from '../bench/cpu-profile.js';
-import { parsePerfReport, wasmFunctionNames } from '../bench/perf-split.js';
+import { parsePerfReport, parseSyscallShares, wasmFunctionNames } from '../bench/perf-split.js';
 import { machineDelta, parseMachineStat, parseTaskStat, taskDelta, type TaskTimes } from '../bench/proc-stat.js';
 import { REPO_ROOT } from './support/vectors.js';
 
@@ -107,6 +107,19 @@ describe('perf split of a worker thread', () => {
     expect(split.top[0]).toEqual({ share: 0.4, category: 'wasm', symbol: 'wasm wasm/ghash/kindProduct' });
     // An index without a known name keeps V8's.
     expect(split.top.find((t) => t.share === 0.2)?.symbol).toBe('JS:wasm-function[9]-9-turbofan');
+  });
+
+  it('reads each system call\'s inclusive share from a --children report', () => {
+    const text = [
+      '    44.34%     0.10%  [k] do_syscall_64',
+      '    40.29%     0.00%  [k] __x64_sys_sendmmsg',
+      '    14.64%     0.70%  [k] handle_softirqs',
+      '     0.51%     0.00%  [k] __x64_sys_recvmmsg',
+      '     0.26%     0.03%  [k] __x64_sys_epoll_wait',
+      '    22.25%    22.25%  [.] JS:wasm-function[1]-1-turbofan',
+    ].join('\n');
+    expect(parseSyscallShares(text)).toEqual({ sendmmsg: 0.403, recvmmsg: 0.005, epoll_wait: 0.003 });
+    expect(parseSyscallShares('')).toEqual({});
   });
 
   it('gives an empty split for text that is no report', () => {

@@ -3,6 +3,7 @@
 // --json one JSON document on stdout; progress goes to stderr.
 import { parseSuiteOptions, type SuiteOptions } from './common.js';
 import { runClusterBench } from './cluster.js';
+import { runCpuProfileBench } from './cpu-profile.js';
 import { runDemuxBench } from './demux.js';
 import { runEspBench } from './esp.js';
 import { runIkeBench } from './ike.js';
@@ -24,6 +25,7 @@ const SUITES: Record<string, { describe: string; run: (opts: SuiteOptions) => Pr
   soak: { describe: 'inner UDP (sequence-numbered) and TCP through a cloned ikeclone pair across Child SA and IKE SA rekeys and reauthentication, --minutes N (root)', run: runSoakBench },
   cluster: { describe: 'three cluster nodes in network namespaces on etcd: clone handoff latency, iperf3 through 1..3 nodes per gateway CPU-second, etcd writes (root)', run: runClusterBench },
   tunnel: { describe: 'iperf3 through an ikeclone pair (TUN, UDP and raw ESP) vs a strongSwan kernel-libipsec pair, in network namespaces (root)', run: runTunnelBench },
+  'cpu-profile': { describe: 'where the CPU time of the tunnel benchmark\'s single-stream iperf3 goes: user and system seconds per GB of every process and ikeclone thread, softirq, idle; ikeclone vs strongSwan kernel-libipsec and wireguard-go (root)', run: runCpuProfileBench },
 };
 
 function usage(): string {
@@ -43,7 +45,15 @@ async function main(argv: readonly string[]): Promise<number> {
     console.error(`unknown suite ${name}\n\n${usage()}`);
     return 1;
   }
-  await suite.run(parseSuiteOptions(rest));
+  let opts: SuiteOptions;
+  try {
+    opts = parseSuiteOptions(rest);
+  } catch (err) {
+    // A bad option is a usage error: exit 2, as the ikeclone command does.
+    console.error(`${(err as Error).message}\n\n${usage()}`);
+    return 2;
+  }
+  await suite.run(opts);
   return 0;
 }
 

@@ -93,7 +93,7 @@ export interface TunnelReport {
   ratios: Record<string, { value: number; description: string }>;
 }
 
-const CHARON = '/usr/lib/ipsec/charon';
+export const CHARON = '/usr/lib/ipsec/charon';
 const PSK = 'tunnel-benchmark-psk-0123456789abcdef';
 export const OUTER = { left: '10.250.1.1', right: '10.250.1.2' };
 export const INNER = { left: '10.250.50.1', right: '10.250.100.1', leftNet: '10.250.50.0/24', rightNet: '10.250.100.0/24' };
@@ -113,7 +113,7 @@ function sh(cmd: string, args: string[], opts: { allowFail?: boolean; timeoutMs?
   return r.stdout ?? '';
 }
 
-function onPath(bin: string): boolean {
+export function onPath(bin: string): boolean {
   return spawnSync('sh', ['-c', `command -v ${bin}`], { encoding: 'utf8' }).status === 0;
 }
 
@@ -194,6 +194,20 @@ export class Testbed {
     server.kill('SIGTERM');
     const j = JSON.parse(out) as { end: { sum_received: { bits_per_second: number }; sum_sent: { retransmits?: number } } };
     return { mbps: round(j.end.sum_received.bits_per_second / 1e6, 1), retransmits: j.end.sum_sent.retransmits ?? 0 };
+  }
+}
+
+/** Run `fn` on a fresh testbed, destroyed afterwards: also when a step fails, and on SIGINT. */
+export async function withTestbed<T>(fn: (bed: Testbed) => Promise<T>): Promise<T> {
+  const bed = new Testbed();
+  const stop = () => void bed.destroy().finally(() => process.exit(130));
+  process.once('SIGINT', stop);
+  try {
+    await bed.create();
+    return await fn(bed);
+  } finally {
+    process.off('SIGINT', stop);
+    await bed.destroy();
   }
 }
 
@@ -322,7 +336,7 @@ secrets {
   return { conf, swanctl, vici };
 }
 
-async function strongswanPair(bed: Testbed, cipher: Cipher): Promise<void> {
+export async function strongswanPair(bed: Testbed, cipher: Cipher): Promise<void> {
   const cfg = { left: charonConfigs(bed.dir, 'left', cipher), right: charonConfigs(bed.dir, 'right', cipher) };
   for (const side of ['left', 'right'] as const) {
     const runDir = join(bed.dir, `${side}-run`);
@@ -411,11 +425,7 @@ export async function runTunnelBench(opts: SuiteOptions): Promise<TunnelReport> 
       progress(`${c.name} (${c.esp}): skipped (${c.missing})`);
       continue;
     }
-    const bed = new Testbed();
-    const stop = () => void bed.destroy().finally(() => process.exit(130));
-    process.once('SIGINT', stop);
-    try {
-      await bed.create();
+    await withTestbed(async (bed) => {
       await c.setUp(bed);
       for (const p of PING_RUNS) {
         progress(`${c.name} (${c.esp}): ping x${p.count}, ${p.intervalMs} ms apart`);
@@ -426,10 +436,7 @@ export async function runTunnelBench(opts: SuiteOptions): Promise<TunnelReport> 
         const r = await bed.iperf(seconds, reverse, c.bind);
         results.push({ case: c.name, esp: c.esp, direction: reverse ? 'reverse' : 'forward', ...r });
       }
-    } finally {
-      process.off('SIGINT', stop);
-      await bed.destroy();
-    }
+    });
   }
   const mean = (name: Case, esp: Cipher) => {
     const rs = results.filter((r) => r.case === name && r.esp === esp);

@@ -39,7 +39,7 @@ describe('npm run -s bench -- cpu-profile --json (root)', () => {
         expect(busiest.name, JSON.stringify(p.threads)).toMatch(/^worker \d+$/);
         const index = Number(busiest.name.split(' ')[1]);
         const counters = c.workers!.slice(role === 'left gateway' ? 0 : c.workers!.length / 2).find((w) => w.index === index)!;
-        expect(role === 'left gateway' ? counters.encapPackets : counters.decapPackets, JSON.stringify(c.workers)).toBeGreaterThan(1000);
+        expect(role === 'left gateway' ? counters.encapPackets : counters.decapPackets, JSON.stringify(c.workers)).toBeGreaterThan(100);
       }
     }
   }, 300_000);

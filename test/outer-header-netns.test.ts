@@ -15,6 +15,7 @@ import { waitFor } from './support/proc.js';
 import { startIkeclone } from './support/ikeclone-proc.js';
 import { decode, startCapture } from './support/tshark.js';
 import type { GatewayStatus } from '../control/status.js';
+import { ikeclonePeerConfig } from './support/ikeclone-pair-config.js';
 
 const PRE: PrereqName[] = ['root', 'netns', 'tun', 'native', 'tshark', 'nftables'];
 const PSK = 'outer-header-netns-test-psk-0123456789';
@@ -23,27 +24,13 @@ const TUN = 'ikc0';
 type ChildOptions = { dscp?: 'copy' | number; ecn?: 'normal' | 'off'; df?: 'copy' | 'set' | 'clear' };
 
 function gatewayConfig(topo: Topology, side: 'left' | 'right', child: ChildOptions, esp: 'udp' | 'auto' = 'udp'): Record<string, unknown> {
-  const l = topo.links[0]!;
-  const [me, peer] = side === 'left' ? [l.aAddr, l.bAddr] : [l.bAddr, l.aAddr];
-  const [localNet, remoteNet] = side === 'left' ? [topo.leftInnerNet, topo.rightInnerNet] : [topo.rightInnerNet, topo.leftInnerNet];
-  return {
-    log: { level: 'debug' },
-    listen: { address: me, port: 500, natPort: 4500 },
-    retransmit: { timeout: '500ms', tries: 4 },
+  const other = side === 'left' ? 'right' : 'left';
+  return ikeclonePeerConfig(topo, {
+    side, localId: `${side}.outer.test`, remoteId: `${other}.outer.test`, psk: PSK,
     dataplane: { workers: 2, tun: TUN, esp },
-    connections: {
-      peer: {
-        local_addrs: [me],
-        remote_addrs: [peer],
-        ike: ['aes256gcm16-prfsha256-x25519'],
-        local: { id: `${side}.outer.test`, auth: 'psk' },
-        remote: { id: `${side === 'left' ? 'right' : 'left'}.outer.test`, auth: 'psk' },
-        psk: PSK,
-        ...(side === 'left' ? { start_action: 'start' } : {}),
-        children: { net: { local_ts: [localNet], remote_ts: [remoteNet], esp: ['aes128gcm16'], ...child } },
-      },
-    },
-  };
+    ...(side === 'left' ? { connection: { start_action: 'start' } } : {}),
+    child,
+  });
 }
 
 function childrenInWorkers(st: GatewayStatus): boolean {

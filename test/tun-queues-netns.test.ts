@@ -18,6 +18,7 @@ import { startIkeclone } from './support/ikeclone-proc.js';
 import type { Ikeclone } from './support/ikeclone-proc.js';
 import type { GatewayStatus } from '../control/status.js';
 import { tunUnavailable } from '../io/tun.js';
+import { ikeclonePeerConfig } from './support/ikeclone-pair-config.js';
 
 const PRE: PrereqName[] = ['root', 'netns', 'tun', 'iperf3'];
 const PSK = 'tun-queues-netns-test-psk-0123456789abcdef';
@@ -25,27 +26,12 @@ const TUN = 'ikq0';
 const WORKERS = 2;
 
 function gatewayConfig(topo: Topology, side: 'left' | 'right', clone: boolean, loop: 'epoll' | 'event-loop'): Record<string, unknown> {
-  const l = topo.links[0]!;
-  const [me, peer] = side === 'left' ? [l.aAddr, l.bAddr] : [l.bAddr, l.aAddr];
-  const [localNet, remoteNet] = side === 'left' ? [topo.leftInnerNet, topo.rightInnerNet] : [topo.rightInnerNet, topo.leftInnerNet];
-  return {
-    log: { level: 'debug' },
-    listen: { address: me, port: 500, natPort: 4500 },
-    retransmit: { timeout: '500ms', tries: 4 },
+  const other = side === 'left' ? 'right' : 'left';
+  return ikeclonePeerConfig(topo, {
+    side, localId: `${side}.queues.test`, remoteId: `${other}.queues.test`, psk: PSK,
     dataplane: { workers: WORKERS, tun: TUN, esp: 'udp', worker_loop: loop },
-    connections: {
-      peer: {
-        local_addrs: [me],
-        remote_addrs: [peer],
-        ike: ['aes256gcm16-prfsha256-x25519'],
-        local: { id: `${side}.queues.test`, auth: 'psk' },
-        remote: { id: `${side === 'left' ? 'right' : 'left'}.queues.test`, auth: 'psk' },
-        psk: PSK,
-        ...(side === 'left' ? { start_action: 'start', ...(clone ? { clone: { per: 'worker' } } : {}) } : {}),
-        children: { net: { local_ts: [localNet], remote_ts: [remoteNet], esp: ['aes128gcm16'] } },
-      },
-    },
-  };
+    ...(side === 'left' ? { connection: { start_action: 'start', ...(clone ? { clone: { per: 'worker' } } : {}) } } : {}),
+  });
 }
 
 type Workers = NonNullable<GatewayStatus['dataplane']>['workers'];

@@ -219,6 +219,7 @@ export class SteeredInput {
     let k = 0;
     this.unknown = 0;
     this.malformed = 0;
+    const holding = this.hold !== undefined && this.hold.size > 0;
     for (let i = 0; i < n; i++) {
       const truncated = this.udpDesc[i * UDP_DESC_WORDS + 1]!;
       let at = i * this.stride;
@@ -239,7 +240,8 @@ export class SteeredInput {
       }
       const spi = readSpi(arena, at);
       // Behind ESP already held for its SPI, a datagram is held too: never opened before it.
-      const slot = this.hold?.has(spi) ? undefined : this.inSlot(spi);
+      // (The hold is almost always empty: its size is read once per batch, no lookup per datagram.)
+      const slot = holding && this.hold!.has(spi) ? undefined : this.inSlot(spi);
       if (slot === undefined) {
         this.unknownAt[this.unknown++] = i;
         continue;

@@ -118,19 +118,25 @@ export function loadPrivateKey(path: string, options: PrivateKeyOptions = {}): C
     if (block.label === 'ENCRYPTED PRIVATE KEY' && options.passphrase === undefined) return fail(`${path}: the key is encrypted and no passphrase is configured`);
     der = Buffer.from(block.der);
     const type = block.label === 'EC PRIVATE KEY' ? 'sec1' : block.label === 'RSA PRIVATE KEY' ? 'pkcs1' : 'pkcs8';
-    return keyFrom(path, format, () => createPrivateKey({ key: der, format: 'der', type, passphrase: options.passphrase }), options);
+    const encrypted = block.label === 'ENCRYPTED PRIVATE KEY';
+    return keyFrom(path, format, () => createPrivateKey({ key: der, format: 'der', type, passphrase: options.passphrase }), options, encrypted);
   }
   der = file.value;
   format = 'DER PKCS#8';
-  return keyFrom(path, format, () => createPrivateKey({ key: der, format: 'der', type: 'pkcs8' }), options);
+  return keyFrom(path, format, () => createPrivateKey({ key: der, format: 'der', type: 'pkcs8' }), options, false);
 }
 
-function keyFrom(path: string, format: string, create: () => KeyObject, options: PrivateKeyOptions): CryptoResult<SigningKey> {
+function keyFrom(path: string, format: string, create: () => KeyObject, options: PrivateKeyOptions, encrypted: boolean): CryptoResult<SigningKey> {
   let key: KeyObject;
   try {
     key = create();
   } catch (e) {
-    const why = e instanceof Error && /bad decrypt|decrypt/i.test(e.message) ? 'wrong passphrase' : 'cannot decode it';
+    // A wrong passphrase usually fails CBC padding ("bad decrypt"), but about
+    // one time in 300 the garbage plaintext ends in valid padding and fails
+    // later as undecodable PKCS#8: either way, for an encrypted key, the
+    // passphrase is the first thing to check.
+    const decryptFailed = encrypted || (e instanceof Error && /bad decrypt/i.test(e.message));
+    const why = decryptFailed ? 'wrong passphrase (or a damaged key)' : 'cannot decode it';
     return fail(`${path}: ${format} private key: ${why}`);
   }
   const signing = signingKeyFromPrivateKey(key, options.rsaPadding ? { rsaPadding: options.rsaPadding } : {});

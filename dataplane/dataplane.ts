@@ -311,11 +311,13 @@ export class DataPlane extends EventEmitter<DataPlaneEvents> {
 
   /**
    * An ESP packet arrived (from the SPI on: UDP payload after RFC 3948
-   * demultiplexing, or the IP payload of protocol 50) from `remote`. Routed
-   * by SPI to the owner worker; never throws on packet contents.
+   * demultiplexing, or the IP payload of protocol 50) from `remote`, with
+   * its outer TOS / Traffic Class as udpRecv reports it (RECV_TOS_VALID |
+   * octet; 0: not known, left as it is). Routed by SPI to the owner worker;
+   * never throws on packet contents.
    */
-  receiveEsp(packet: Uint8Array, remote?: Endpoint): void {
-    this.inbound.receiveEsp(packet, remote);
+  receiveEsp(packet: Uint8Array, remote?: Endpoint, tos = 0): void {
+    this.inbound.receiveEsp(packet, remote, tos);
   }
 
   /**

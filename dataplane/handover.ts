@@ -23,8 +23,8 @@ import type { PlaneState } from './state.js';
 import { DEFERRED_OUTBOUND_MS, HELD_PACKETS_PER_SA } from './defaults.js';
 
 export class HandoverTiming {
-  /** ESP held for SAs still installing, in arrival order. */
-  private readonly held = new Map<SaRecord, Uint8Array[]>();
+  /** ESP held for SAs still installing, in arrival order, each with its outer TOS (inbound.ts). */
+  private readonly held = new Map<SaRecord, Array<{ bytes: Uint8Array; tos: number }>>();
   /** SAs waiting to send, with the timer that makes them send at the latest. */
   private readonly deferred = new Map<SaRecord, NodeJS.Timeout>();
   /** Retired SAs and the timer that removes them. */
@@ -32,12 +32,12 @@ export class HandoverTiming {
 
   constructor(private readonly s: PlaneState, private readonly feed: RingFeed) {}
 
-  /** Keep a copy of `packet` for installing SA `r`; false when its queue is full (the caller counts the drop). */
-  hold(r: SaRecord, packet: Uint8Array): boolean {
+  /** Keep a copy of `packet` (outer TOS `tos`) for installing SA `r`; false when its queue is full (the caller counts the drop). */
+  hold(r: SaRecord, packet: Uint8Array, tos = 0): boolean {
     let q = this.held.get(r);
     if (!q) this.held.set(r, (q = []));
     if (q.length >= HELD_PACKETS_PER_SA) return false;
-    q.push(packet.slice());
+    q.push({ bytes: packet.slice(), tos });
     return true;
   }
 
@@ -46,7 +46,7 @@ export class HandoverTiming {
     const q = this.held.get(r);
     if (!q) return;
     this.held.delete(r);
-    for (const p of q) this.feed.enqueue(r.worker, p, r.inSlot, CellKind.DECAP, r.inTag);
+    for (const p of q) this.feed.enqueue(r.worker, p.bytes, r.inSlot, CellKind.DECAP, r.inTag, p.tos);
   }
 
   /** `r` waits to send; `start` makes it send (called at the latest after DEFERRED_OUTBOUND_MS). */

@@ -18,19 +18,22 @@ export class InboundEsp {
   constructor(private readonly s: PlaneState, private readonly feed: RingFeed, private readonly handover: HandoverTiming) {}
 
   /** ESP that arrived in UDP (io/udp-sockets.ts calls this directly: the receiver the data plane registers). */
-  readonly fromUdp = (packet: Uint8Array, _local: Endpoint, remote: Endpoint): void => this.receiveEsp(packet, remote);
+  readonly fromUdp = (packet: Uint8Array, _local: Endpoint, remote: Endpoint, tos: number): void => this.receiveEsp(packet, remote, tos);
 
   /** ESP that arrived raw (IP protocol 50): every raw socket sees all of it, so only that to our SAs' local addresses. */
-  readonly fromRaw = (esp: Uint8Array, source: string, destination: string): void => {
-    if (this.s.sad!.hasLocalAddress(destination)) this.receiveEsp(esp, { address: source, port: 0 });
+  readonly fromRaw = (esp: Uint8Array, source: string, destination: string, tos: number): void => {
+    if (this.s.sad!.hasLocalAddress(destination)) this.receiveEsp(esp, { address: source, port: 0 }, tos);
   };
 
   /**
    * An ESP packet arrived (from the SPI on: UDP payload after RFC 3948
    * demultiplexing, or the IP payload of protocol 50) from `remote`. Routed
-   * by SPI to the owner worker; never throws on packet contents.
+   * by SPI to the owner worker, with its outer TOS (`tos`, as udpRecv
+   * reports it; 0: not known) in the cell, so the worker combines the outer
+   * ECN into the inner packet as on its own socket (RFC 6040 §4.2); never
+   * throws on packet contents.
    */
-  receiveEsp(packet: Uint8Array, remote?: Endpoint): void {
+  receiveEsp(packet: Uint8Array, remote?: Endpoint, tos = 0): void {
     const io = this.s.io;
     io.espIn++;
     io.espInBytes += packet.length;
@@ -51,10 +54,10 @@ export class InboundEsp {
       // SA's: no 'unknown-spi', which would make the control plane answer
       // INVALID_SPI (RFC 7296 §2.21.4) for an SA it just created. Held until
       // the worker has it (the peer may send on it before our install ends).
-      if (r.state === 'installing' && this.handover.hold(r, packet)) return;
+      if (r.state === 'installing' && this.handover.hold(r, packet, tos)) return;
       io.dropNoSa++;
       return;
     }
-    this.feed.enqueue(r.worker, packet, r.inSlot, CellKind.DECAP, r.inTag);
+    this.feed.enqueue(r.worker, packet, r.inSlot, CellKind.DECAP, r.inTag, tos);
   }
 }

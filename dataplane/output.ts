@@ -2,7 +2,11 @@
 // themselves (no direct output: no TUN device, dgram sockets, raw-socket, or
 // `output: 'io-thread'`): ESP from the out rings to the peers (UDP 4500,
 // RFC 3948, or raw IP protocol 50), decapsulated inner packets, after the
-// inbound selector check (RFC 4301 §5.2), to the inner sink (TUN).
+// inbound selector check (RFC 4301 §5.2), to the inner sink (TUN). Each ESP
+// cell carries the outer header word its worker read from the inner packet
+// (outer-header.ts: DSCP, ECN, DF); it leaves with it, as the worker's own
+// sends do. IPv4 DF is a socket option (native/io/udp.c): switched only
+// when no worker sends on a copy of these sockets (no direct output).
 //
 // Owner: the I/O thread, the only reader of every worker's out ring
 // (architecture §4.1). Views into the rings are valid until release(): the
@@ -10,6 +14,7 @@
 import { CellKind, metaKind, metaSlot, metaTag } from './ring.js';
 import type { WorkerHandle } from './workers.js';
 import { DRAIN_IDLE_WAIT_MS, SEND_BUDGET } from './defaults.js';
+import { OUTER_DF_SOCKOPT } from '../io/native-io.js';
 import type { PlaneState } from './state.js';
 
 export class OutputDrain {
@@ -59,6 +64,8 @@ export class OutputDrain {
     const out = w.output;
     const sad = this.s.sad!;
     const io = this.s.io;
+    // This thread alone sends on its sockets unless workers write their own output (dups of them).
+    const dfSockopt = this.s.direct ? 0 : OUTER_DF_SOCKOPT;
     for (let i = 0; i < k; i++) {
       const meta = out.meta(i);
       const r = sad.atSlot(w.index, metaSlot(meta), metaTag(meta));
@@ -71,8 +78,10 @@ export class OutputDrain {
         io.espOut++;
         io.espOutBytes += payload.length;
         // The payload is valid only until release(): the senders copy what they keep.
-        if (r.transport === 'raw' && this.s.rawSender) this.s.rawSender.send(payload, r.remote.address);
-        else this.s.sendUdp(r.local, r.remote, payload);
+        const word = out.outer(i);
+        const outer = word === 0 ? 0 : word | dfSockopt;
+        if (r.transport === 'raw' && this.s.rawSender) this.s.rawSender.send(payload, r.remote.address, outer);
+        else this.s.sendUdp(r.local, r.remote, payload, outer);
       } else if (!this.s.spd.inboundAllowed(r, payload)) {
         io.dropPolicy++;
       } else if (this.s.innerSink?.write(payload)) {

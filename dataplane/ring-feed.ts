@@ -14,10 +14,13 @@ export class RingFeed {
 
   constructor(private readonly s: PlaneState) {}
 
-  /** Stage `packet` for `worker` in `slot` (with its tag); false (counted) when its ring is full or it is too long. */
-  enqueue(worker: number, packet: Uint8Array, slot: number, kind: CellKind, tag: number): boolean {
+  /**
+   * Stage `packet` for `worker` in `slot` (with its tag and its cell's outer
+   * word: ring.ts); false (counted) when its ring is full or it is too long.
+   */
+  enqueue(worker: number, packet: Uint8Array, slot: number, kind: CellKind, tag: number, outer = 0): boolean {
     const w = this.s.workers[worker]!;
-    if (!w.input.push(packet, slot, kind, tag)) {
+    if (!w.input.push(packet, slot, kind, tag, outer)) {
       // Full ring, or a packet larger than a cell.
       if (packet.length > w.input.maxPayload) this.s.io.dropMalformed++;
       else this.s.io.dropQueueFull++;

@@ -18,11 +18,16 @@
 // A side notifies only when the other announced it sleeps: it stores its
 // index, then loads the count; the sleeper raises the count, then re-checks
 // the index (Atomics are sequentially consistent, so one sees the other).
-// A cell: u32 length | u16 slot | u8 kind | u8 tag | payload (cellSize - 8 bytes).
+// A cell: u16 length | u16 outer | u16 slot | u8 kind | u8 tag | payload
+// (cellSize - 8 bytes; a payload is shorter than 65536 bytes).
 // `slot` names an SA slot of the worker's kernel, `tag` its installation
 // generation (so a cell queued for an SA that was deleted meanwhile is
 // recognised and dropped, never processed with the slot's next SA), `kind`
-// says what the payload is (CellKind).
+// says what the payload is (CellKind). `outer` is the packet's outer header
+// as it crosses (dataplane/outer-header.ts): on a DECAP cell the outer TOS /
+// Traffic Class the ESP arrived with, as udpRecv reports it (RECV_TOS_VALID
+// set, else 0: none known); on an ESP cell the send word the I/O thread
+// sends it with (0: the socket's defaults); 0 on the others.
 //
 // Bounded (architecture §4.6): a full ring refuses the packet; the caller counts the
 // drop. Nothing grows.
@@ -173,7 +178,7 @@ export class RingWriter extends RingEnd {
    * the payload does not fit a cell. The cell is staged: commit it with
    * publish() after writing the payload.
    */
-  stage(length: number, slot: number, kind: CellKind, tag: number): number {
+  stage(length: number, slot: number, kind: CellKind, tag: number, outer = 0): number {
     if (length > this.maxPayload || length < 0) return -1;
     if (((this.head - this.tailSeen) >>> 0) >= this.capacity) {
       this.tailSeen = Atomics.load(this.ctrl, TAIL);
@@ -181,15 +186,15 @@ export class RingWriter extends RingEnd {
     }
     const cell = (this.head & this.mask) * this.cellSize;
     const w = cell >>> 2;
-    this.words[w] = length;
+    this.words[w] = length | ((outer & 0xffff) << 16);
     this.words[w + 1] = (slot & 0xffff) | ((kind & 0xff) << 16) | ((tag & 0xff) << 24);
     this.head = (this.head + 1) | 0;
     return cell + CELL_HEADER_BYTES;
   }
 
-  /** Stage a copy of `payload`; false when the ring is full or the payload too long. */
-  push(payload: Uint8Array, slot: number, kind: CellKind, tag: number): boolean {
-    const at = this.stage(payload.length, slot, kind, tag);
+  /** Stage a copy of `payload` (with its `outer` word, see the header); false when the ring is full or the payload too long. */
+  push(payload: Uint8Array, slot: number, kind: CellKind, tag: number, outer = 0): boolean {
+    const at = this.stage(payload.length, slot, kind, tag, outer);
     if (at < 0) return false;
     this.bytes.set(payload, at);
     return true;
@@ -243,7 +248,12 @@ export class RingReader extends RingEnd {
 
   /** Payload length of the i-th unreleased cell. */
   length(i: number): number {
-    return this.words[(((this.tail + i) & this.mask) * this.cellSize) >>> 2]!;
+    return this.words[(((this.tail + i) & this.mask) * this.cellSize) >>> 2]! & 0xffff;
+  }
+
+  /** The outer header word of the i-th unreleased cell (see the header: outer TOS in, send word out). */
+  outer(i: number): number {
+    return this.words[(((this.tail + i) & this.mask) * this.cellSize) >>> 2]! >>> 16;
   }
 
   /** Slot, kind and tag of the i-th unreleased cell, packed: slot | kind << 16 | tag << 24. */

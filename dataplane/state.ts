@@ -33,8 +33,10 @@ export interface DataPlaneOptions {
    * Send (or queue until flushUdp) a UDP-encapsulated ESP packet from local to
    * remote (RFC 3948 §2.1: no non-ESP marker). `bytes` is valid only during
    * the call: a sender that keeps it copies it. Required unless `udp` is given.
+   * `outer`: the packet's outer header word (outer-header.ts; native/io/udp.c
+   * udpSend's `outer`: TOS / Traffic Class and DF), 0 for the socket's defaults.
    */
-  sendUdp?: (local: Endpoint, remote: Endpoint, bytes: Uint8Array) => void;
+  sendUdp?: (local: Endpoint, remote: Endpoint, bytes: Uint8Array, outer: number) => void;
   /** Called after each batch of sendUdp calls, so a batching sender sends what it queued (one sendmmsg). */
   flushUdp?: () => void;
   /**
@@ -184,7 +186,7 @@ export class PlaneState {
   steered = false;
   running = false;
   /** UDP-encapsulated ESP out (RFC 3948): DataPlaneOptions.sendUdp, or the sockets' queueEsp. */
-  readonly sendUdp: (local: Endpoint, remote: Endpoint, bytes: Uint8Array) => void;
+  readonly sendUdp: (local: Endpoint, remote: Endpoint, bytes: Uint8Array, outer: number) => void;
   readonly flushUdp: (() => void) | undefined;
   /** Direct output: the native socket ESP from local to remote leaves through. */
   readonly espSocket: ((local: Endpoint, remote: Endpoint) => EspSocket | undefined) | undefined;
@@ -196,7 +198,7 @@ export class PlaneState {
     readonly events: EventEmitter<DataPlaneEvents>,
   ) {
     const udp = opts.udp;
-    this.sendUdp = opts.sendUdp ?? ((local, remote, bytes) => udp!.queueEsp(local, remote, bytes));
+    this.sendUdp = opts.sendUdp ?? ((local, remote, bytes, outer) => udp!.queueEsp(local, remote, bytes, outer));
     this.flushUdp = opts.flushUdp ?? (udp ? () => udp.flushEsp() : undefined);
     this.espSocket = opts.espSocket ?? (udp ? (local, remote) => udp.espSocket(local, remote) : undefined);
   }

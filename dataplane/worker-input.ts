@@ -39,17 +39,29 @@ const READS_PER_EVENT = 4;
 /** Datagrams per recvmmsg call (native/io/udp.c takes at most 64). */
 const READ_BATCH = 32;
 
+/** Where the ESP of a raw IPv4 datagram is (ipv4Payload's result, written in place: one per reader, reused per datagram). */
+export interface Ipv4EspPayload {
+  at: number;
+  length: number;
+  /** The TOS octet, as udpRecv reports a TOS (RECV_TOS_VALID | octet). */
+  tos: number;
+}
+
 /**
- * An IPv4 datagram of protocol 50 at arena[at..at + length] (RFC 791: version
- * 4, IHL >= 5, total length within what was read): where its ESP starts, its
- * length and the TOS octet as udpRecv reports a TOS; undefined when it is none.
+ * Whether arena[at..at + length] is an IPv4 datagram of protocol 50 (RFC 791:
+ * version 4, IHL >= 5, total length within what was read); if so, `out` says
+ * where its ESP starts, its length and its outer TOS. Allocates nothing: it
+ * runs once per datagram on the worker's input path.
  */
-function ipv4Payload(arena: Uint8Array, at: number, length: number): [number, number, number] | undefined {
-  if (length < 20 || arena[at]! >> 4 !== 4 || arena[at + 9] !== 50) return undefined;
+export function ipv4Payload(arena: Uint8Array, at: number, length: number, out: Ipv4EspPayload): boolean {
+  if (length < 20 || arena[at]! >> 4 !== 4 || arena[at + 9] !== 50) return false;
   const ihl = (arena[at]! & 0x0f) * 4;
   const total = (arena[at + 2]! << 8) | arena[at + 3]!;
-  if (ihl < 20 || total < ihl || total > length) return undefined;
-  return [at + ihl, total - ihl, RECV_TOS_VALID | arena[at + 1]!];
+  if (ihl < 20 || total < ihl || total > length) return false;
+  out.at = at + ihl;
+  out.length = total - ihl;
+  out.tos = RECV_TOS_VALID | arena[at + 1]!;
+  return true;
 }
 
 export class SteeredInput {
@@ -59,6 +71,8 @@ export class SteeredInput {
   /** What the last describe() left out: the datagrams with an SPI to hold (their indexes), and malformed ones. */
   private unknown = 0;
   private readonly unknownAt = new Int32Array(READ_BATCH);
+  /** ipv4Payload's result for the datagram being described (raw IPv4 input). */
+  private readonly ip: Ipv4EspPayload = { at: 0, length: 0, tos: 0 };
   private malformed = 0;
   private waiter: EpollWaiter | undefined;
   /** A batch is being read: the arena is in use, so held ESP waits for its end (releaseHeld). */
@@ -226,12 +240,14 @@ export class SteeredInput {
       let length = this.udpDesc[i * UDP_DESC_WORDS]!;
       let tos = this.udpDesc[i * UDP_DESC_WORDS + UDP_RECV_TOS_WORD]!;
       if (this.rawIpv4 && truncated === 0) {
-        const ip = ipv4Payload(arena, at, length);
-        if (ip === undefined) {
+        const ip = this.ip;
+        if (!ipv4Payload(arena, at, length, ip)) {
           this.malformed++;
           continue;
         }
-        [at, length, tos] = ip;
+        at = ip.at;
+        length = ip.length;
+        tos = ip.tos;
       }
       // SPI + sequence number at least (RFC 4303 §2); longer than a slot cannot be whole.
       if (length < 8 || truncated !== 0) {
@@ -252,7 +268,10 @@ export class SteeredInput {
       desc[d + Desc.SLOT] = slot;
       desc[d + Desc.NEXT_HEADER] = 0;
       this.outerTos[k] = tos;
-      this.sources.set(this.udpDesc.subarray(i * UDP_DESC_WORDS + 2, i * UDP_DESC_WORDS + 2 + SOURCE_WORDS), k * SOURCE_WORDS);
+      // Word by word: a subarray per datagram would be garbage on the hot path.
+      const from = i * UDP_DESC_WORDS + 2;
+      const to = k * SOURCE_WORDS;
+      for (let w = 0; w < SOURCE_WORDS; w++) this.sources[to + w] = this.udpDesc[from + w]!;
       k++;
     }
     return k;

@@ -333,7 +333,7 @@ class DataPlaneWorker {
       const s = this.slots[desc[d + Desc.SLOT]!];
       if (s && !s.written) this.noteWriter(s);
       // Inner packets read from the TUN queue: their outer header word, as for ring cells.
-      if (kind === CellKind.ENCAP) this.outerWords[k] = s?.route ? outerSendWord(s.outer, arena, desc[d + Desc.OFFSET]!, desc[d + Desc.LENGTH]!) : 0;
+      if (kind === CellKind.ENCAP) this.outerWords[k] = s ? outerSendWord(s.outer, arena, desc[d + Desc.OFFSET]!, desc[d + Desc.LENGTH]!) : 0;
     }
     if (kind === CellKind.ENCAP) this.kernel.encapBatch(n);
     else this.kernel.decapBatch(n);
@@ -494,10 +494,11 @@ class DataPlaneWorker {
       desc[d + Desc.SLOT] = slot;
       // Tunnel mode (RFC 4303 §2.6): Next Header says what the inner packet is.
       desc[d + Desc.NEXT_HEADER] = encap ? ((input.bytes[from]! >> 4) === 6 ? NEXT_HEADER_IPV6 : NEXT_HEADER_IPV4) : 0;
-      // The outer header comes from the inner one, read before it is encrypted; a ring cell has no outer TOS.
-      if (encap) this.outerWords[n] = s.route ? outerSendWord(s.outer, arena, at, length) : 0;
+      // The outer header comes from the inner one, read before it is encrypted (sent here or by the I/O
+      // thread); ESP the I/O thread received comes with its outer TOS in the cell (ring.ts).
+      if (encap) this.outerWords[n] = outerSendWord(s.outer, arena, at, length);
       else {
-        this.outerTos[n] = 0;
+        this.outerTos[n] = input.outer(i);
         this.sources[n * SOURCE_WORDS] = 0;
       }
       if (!s.written) this.noteWriter(s);
@@ -572,7 +573,8 @@ class DataPlaneWorker {
         produced++;
         continue;
       }
-      const at = this.output.stage(outLength, slot, encap ? CellKind.ESP : CellKind.INNER, s.tag);
+      // ESP the I/O thread sends carries its outer header word (DF by socket option is that thread's call: output.ts).
+      const at = this.output.stage(outLength, slot, encap ? CellKind.ESP : CellKind.INNER, s.tag, encap ? this.outerWords[k]! : 0);
       if (at < 0) {
         st[WorkerStat.DROP_QUEUE_FULL]!++;
         continue;
@@ -660,7 +662,7 @@ class DataPlaneWorker {
         desc[d + Desc.LENGTH] = req.size;
         desc[d + Desc.SLOT] = req.slot;
         desc[d + Desc.NEXT_HEADER] = NEXT_HEADER_IPV4;
-        this.outerWords[k] = s.route ? outerSendWord(s.outer, arena, at, req.size) : 0;
+        this.outerWords[k] = outerSendWord(s.outer, arena, at, req.size);
       }
       if (shared) this.sealShared(want, req.slot, shared, req.sharedSeq!.perPacket);
       else kernel.encapBatch(want);

@@ -17,7 +17,7 @@
 // Owner: the thread that opened it. The views handed to the receive
 // callback point into one reused buffer and are valid only during the call;
 // queue() copies.
-import { loadNativeIo, UDP_DESC_WORDS, UDP_MAX_BATCH, type NativeIo } from './native-io.js';
+import { loadNativeIo, UDP_DESC_WORDS, UDP_MAX_BATCH, UDP_RECV_TOS_WORD, type NativeIo } from './native-io.js';
 
 /** Largest datagram received whole: an IKE message may carry certificate chains (RFC 7296 §3.6). */
 const RECV_SLOT_BYTES = 65536;
@@ -79,9 +79,10 @@ export class DestinationCache {
 
 /**
  * (datagram, source family, source address bytes, source port, destination
- * address bytes: raw6 sockets only): views valid only during the call.
+ * address bytes: raw6 sockets only, outer TOS / Traffic Class as udpRecv
+ * reports it: RECV_TOS_VALID | octet, or 0): views valid only during the call.
  */
-export type DatagramHandler = (bytes: Uint8Array, family: 4 | 6, address: Uint8Array, port: number, destination?: Uint8Array) => void;
+export type DatagramHandler = (bytes: Uint8Array, family: 4 | 6, address: Uint8Array, port: number, destination: Uint8Array | undefined, tos: number) => void;
 
 /** int32 words per datagram of udpRecv's destination descriptor (native/io/udp.c DEST_WORDS). */
 const RAW6_DEST_WORDS = 4;
@@ -93,6 +94,9 @@ export class BatchedSocket {
   private readonly recvDescBytes = new Uint8Array(this.recvDesc.buffer);
   private readonly stage = new Uint8Array(SEND_STAGE_BYTES);
   private readonly sendDesc = new Int32Array(UDP_MAX_BATCH * UDP_DESC_WORDS);
+  /** The outer header word of each staged datagram (native/io/udp.c udpSend's `outer`); passed only when one is not 0. */
+  private readonly sendOuter = new Int32Array(UDP_MAX_BATCH);
+  private outerStaged = false;
   private staged = 0;
   private stagedBytes = 0;
   private watch: unknown;
@@ -178,7 +182,7 @@ export class BatchedSocket {
         const at = (d + 3) * 4;
         const start = i * RECV_SLOT_BYTES;
         const to = this.recvDestBytes?.subarray(i * RAW6_DEST_WORDS * 4, (i + 1) * RAW6_DEST_WORDS * 4);
-        onDatagram(this.recvBuffer.subarray(start, start + desc[d]!), family, this.recvDescBytes.subarray(at, at + (family === 4 ? 4 : 16)), famPort & 0xffff, to);
+        onDatagram(this.recvBuffer.subarray(start, start + desc[d]!), family, this.recvDescBytes.subarray(at, at + (family === 4 ? 4 : 16)), famPort & 0xffff, to, desc[d + UDP_RECV_TOS_WORD]!);
       }
       if (n < RECV_BATCH) return;
     }
@@ -186,10 +190,12 @@ export class BatchedSocket {
 
   /**
    * Stage a datagram (its bytes are copied) for the next flush(); a full
-   * batch is flushed first. False when it cannot be staged (too long, or
-   * closed): counted as a send error.
+   * batch is flushed first. `outer`: its outer header word (TOS / Traffic
+   * Class, DF: dataplane/outer-header.ts), 0 for the socket's defaults.
+   * False when it cannot be staged (too long, or closed): counted as a send
+   * error.
    */
-  queue(bytes: Uint8Array, to: Destination, port: number): boolean {
+  queue(bytes: Uint8Array, to: Destination, port: number, outer = 0): boolean {
     if (this.closed || bytes.length > this.stage.length) {
       this.stats.sendErrors++;
       return false;
@@ -201,6 +207,8 @@ export class BatchedSocket {
     desc[d + 1] = bytes.length;
     desc[d + 2] = (to.family << 16) | (port & 0xffff);
     desc.set(to.words, d + 3);
+    this.sendOuter[this.staged] = outer;
+    if (outer !== 0) this.outerStaged = true;
     this.stage.set(bytes, this.stagedBytes);
     this.stagedBytes += (bytes.length + 7) & ~7;
     this.staged++;
@@ -218,8 +226,10 @@ export class BatchedSocket {
     if (count === 0) return 0;
     this.staged = 0;
     this.stagedBytes = 0;
+    const outer = this.outerStaged ? this.sendOuter : undefined;
+    this.outerStaged = false;
     if (this.closed) return 0;
-    const sent = this.api.udpSend(this.fd, this.stage, this.sendDesc, count);
+    const sent = outer ? this.api.udpSend(this.fd, this.stage, this.sendDesc, count, outer) : this.api.udpSend(this.fd, this.stage, this.sendDesc, count);
     this.stats.batchesOut++;
     this.stats.datagramsOut += sent;
     this.stats.sendErrors += count - sent;

@@ -37,8 +37,8 @@ export class NatTraversalDemux {
     private readonly ike: IkeReceiver,
   ) {}
 
-  /** A datagram arrived on the socket bound to `local`. */
-  receive(bytes: Uint8Array, local: Endpoint, remote: Endpoint): void {
+  /** A datagram arrived on the socket bound to `local`, with its outer TOS as udpRecv reports it (0: not known). */
+  receive(bytes: Uint8Array, local: Endpoint, remote: Endpoint, tos = 0): void {
     if (local.port !== this.natPort) return this.deliverIke(bytes, local, remote);
     // RFC 3948 §2.3: a one-octet 0xFF payload is a NAT keepalive.
     if (bytes.length === 1 && bytes[0] === 0xff) {
@@ -53,7 +53,7 @@ export class NatTraversalDemux {
       return this.deliverIke(bytes.subarray(NON_ESP_MARKER_LENGTH), local, remote);
     }
     this.stats.espIn++;
-    this.esp?.(bytes, local, remote);
+    this.esp?.(bytes, local, remote, tos);
   }
 
   private deliverIke(bytes: Uint8Array, local: Endpoint, remote: Endpoint): void {

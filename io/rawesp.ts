@@ -18,7 +18,7 @@ import { createRequire } from 'node:module';
 import { isIPv4, isIPv6 } from 'node:net';
 import type { RawEspSender } from './sinks.js';
 import { BatchedSocket, DestinationCache } from './batched-socket.js';
-import { nativeIoUnavailable } from './native-io.js';
+import { nativeIoUnavailable, RECV_TOS_VALID } from './native-io.js';
 import { ipv4Bytes, readU16 } from './bytes.js';
 import { bytesToIp, ipToBytes } from './ip.js';
 
@@ -57,12 +57,13 @@ function loadRawSocket(): RawSocketModule {
   return createRequire(import.meta.url)('raw-socket') as RawSocketModule;
 }
 
-type EspHandler = (esp: Uint8Array, source: string, destination: string) => void;
+/** ESP (from the SPI on) with its addresses and outer TOS / Traffic Class as udpRecv reports it (RECV_TOS_VALID | octet, 0: not known). */
+type EspHandler = (esp: Uint8Array, source: string, destination: string, tos: number) => void;
 
 /** The send half of a backend. */
 interface RawBackend {
-  /** Send (or queue until flush) one ESP packet; `esp` is valid only during the call. */
-  send(esp: Uint8Array, remoteAddress: string): void;
+  /** Send (or queue until flush) one ESP packet with its outer header word (0: the socket's); `esp` is valid only during the call. */
+  send(esp: Uint8Array, remoteAddress: string, outer: number): void;
   flush(): void;
   close(): void;
   /** The socket's descriptor (batched backend only): a data-plane worker may send through a dup of it. */
@@ -120,7 +121,7 @@ export class RawEspSocket implements RawEspSender {
   private openBatched6(onEsp: EspHandler, onError?: (err: Error) => void): RawBackend {
     const socket = BatchedSocket.openRaw6(IPPROTO_ESP, RAW_BUFFER_BYTES);
     socket.start(
-      (datagram, _family, source, _port, destination) => this.receive6(datagram, source, destination, onEsp),
+      (datagram, _family, source, _port, destination, tos) => this.receive6(datagram, source, destination, tos, onEsp),
       (errno) => onError?.(new Error(`raw ESP (IPv6) receive failed (errno ${errno})`)),
     );
     return this.batchedSender(socket, ipToBytes);
@@ -130,9 +131,9 @@ export class RawEspSocket implements RawEspSender {
     const destinations = new DestinationCache();
     const stats = this.stats;
     return {
-      send(esp, remoteAddress) {
+      send(esp, remoteAddress, outer) {
         const to = destinations.get(remoteAddress, toBytes);
-        if (to && socket.queue(esp, to, 0)) stats.packetsOut++;
+        if (to && socket.queue(esp, to, 0, outer)) stats.packetsOut++;
         else stats.sendErrors++;
       },
       flush() {
@@ -150,6 +151,7 @@ export class RawEspSocket implements RawEspSender {
     const raw = loadRawSocket();
     const socket = raw.createSocket({ protocol: IPPROTO_ESP, addressFamily: raw.AddressFamily.IPv4, bufferSize: 65535 });
     socket.on('message', (buffer) => this.receive(buffer, onEsp));
+    // raw-socket sets no per-packet TOS or DF: what it sends has the socket's outer header.
     socket.on('error', (err) => onError?.(err));
     const stats = this.stats;
     return {
@@ -179,17 +181,18 @@ export class RawEspSocket implements RawEspSender {
       return;
     }
     this.stats.packetsIn++;
-    onEsp(b.subarray(ihl, total), dottedQuad(b, 12), dottedQuad(b, 16));
+    // The IPv4 header came along: its TOS octet is the outer TOS (RFC 6040 §4.2 on decapsulation).
+    onEsp(b.subarray(ihl, total), dottedQuad(b, 12), dottedQuad(b, 16), RECV_TOS_VALID | b[1]!);
   }
 
   /** ESP over IPv6: the payload from the SPI on (SPI + sequence number at least, RFC 4303 §2), and a destination the kernel named. */
-  private receive6(esp: Uint8Array, source: Uint8Array, destination: Uint8Array | undefined, onEsp: EspHandler): void {
+  private receive6(esp: Uint8Array, source: Uint8Array, destination: Uint8Array | undefined, tos: number, onEsp: EspHandler): void {
     if (esp.length < 8 || !destination || destination.every((x) => x === 0)) {
       this.stats.malformed++;
       return;
     }
     this.stats.packetsIn++;
-    onEsp(esp, bytesToIp(source), bytesToIp(destination));
+    onEsp(esp, bytesToIp(source), bytesToIp(destination), tos);
   }
 
   /** The batched backend's IPv4 descriptor (for direct output), undefined with raw-socket or once closed. */
@@ -208,13 +211,17 @@ export class RawEspSocket implements RawEspSender {
     return !this.closed && (isIPv4(remoteAddress) || (this.backend6 !== undefined && isIPv6(remoteAddress)));
   }
 
-  /** Send (or queue until flush) one ESP packet to `remoteAddress`; `esp` is valid only during the call. */
-  send(esp: Uint8Array, remoteAddress: string): void {
+  /**
+   * Send (or queue until flush) one ESP packet to `remoteAddress`; `esp` is
+   * valid only during the call. `outer`: its outer header word (TOS /
+   * Traffic Class, DF: native/io/udp.c udpSend), batched backend only.
+   */
+  send(esp: Uint8Array, remoteAddress: string, outer = 0): void {
     if (this.closed || !this.carries(remoteAddress)) {
       this.stats.sendErrors++;
       return;
     }
-    (isIPv4(remoteAddress) ? this.backend : this.backend6!).send(esp, remoteAddress);
+    (isIPv4(remoteAddress) ? this.backend : this.backend6!).send(esp, remoteAddress, outer);
   }
 
   /** Send what send() queued. */

@@ -7,9 +7,11 @@ import type { Endpoint } from './endpoint.js';
 
 /**
  * ESP that arrived in UDP on the NAT-T port (RFC 3948 §2.1), from the SPI on.
- * `packet`, `local` and `remote` are valid only during the call.
+ * `packet`, `local` and `remote` are valid only during the call. `tos`: its
+ * outer TOS / Traffic Class as udpRecv reports it (RECV_TOS_VALID | octet),
+ * 0 when the socket does not tell (dgram).
  */
-export type EspReceiver = (packet: Uint8Array, local: Endpoint, remote: Endpoint) => void;
+export type EspReceiver = (packet: Uint8Array, local: Endpoint, remote: Endpoint, tos: number) => void;
 
 /** Where decapsulated inner packets go (a TUN device). */
 export interface InnerSink {
@@ -21,8 +23,12 @@ export interface InnerSink {
 
 /** Raw ESP (IP protocol 50) output, for SAs without UDP encapsulation. */
 export interface RawEspSender {
-  /** Send, or queue until flush(), one ESP packet; `esp` is valid only during the call. */
-  send(esp: Uint8Array, remoteAddress: string): void;
+  /**
+   * Send, or queue until flush(), one ESP packet; `esp` is valid only during
+   * the call. `outer`: its outer header word (native/io/udp.c udpSend's
+   * `outer`: TOS / Traffic Class, DF), 0 or absent for the socket's defaults.
+   */
+  send(esp: Uint8Array, remoteAddress: string, outer?: number): void;
   /** Send what was queued, after each pass over a worker's output. */
   flush?(): void;
   /** Whether ESP to this address can be sent (its address family has a raw socket); absent: IPv4 only. */

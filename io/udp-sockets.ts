@@ -69,8 +69,12 @@ export interface EspSocket {
 
 /** The ESP half of the sockets, as the data plane uses it. */
 export interface UdpEspPort {
-  /** Queue one ESP datagram (RFC 3948 §2.1) from `local`; `bytes` may be reused once this returns. */
-  queueEsp(local: Endpoint, remote: Endpoint, bytes: Uint8Array): void;
+  /**
+   * Queue one ESP datagram (RFC 3948 §2.1) from `local`; `bytes` may be
+   * reused once this returns. `outer`: its outer header word (TOS / Traffic
+   * Class, DF: native/io/udp.c udpSend), 0 or absent for the socket's defaults.
+   */
+  queueEsp(local: Endpoint, remote: Endpoint, bytes: Uint8Array, outer?: number): void;
   /** Send every queued ESP datagram. */
   flushEsp(): void;
   /** The native socket ESP from `local` to `remote` leaves through, for direct output; undefined when there is none. */
@@ -83,8 +87,8 @@ export interface UdpEspPort {
 interface Binding {
   /** Send now (a failure is counted and logged). */
   send(bytes: Uint8Array, remote: Endpoint): void;
-  /** Send at the next flush (native) or now (dgram); `bytes` may be reused after the call. */
-  queue(bytes: Uint8Array, remote: Endpoint): void;
+  /** Send at the next flush (native, with its outer header word) or now (dgram: the socket's outer header); `bytes` may be reused after the call. */
+  queue(bytes: Uint8Array, remote: Endpoint, outer?: number): void;
   flush(): void;
   close(): void;
 }
@@ -124,9 +128,9 @@ class NativeBinding implements Binding {
     if (!to || !this.socket.send(bytes, to, remote.port)) this.onSendError(remote, new Error('the kernel refused the datagram'));
   }
 
-  queue(bytes: Uint8Array, remote: Endpoint): void {
+  queue(bytes: Uint8Array, remote: Endpoint, outer = 0): void {
     const to = this.to(remote.address);
-    if (to) this.socket.queue(bytes, to, remote.port);
+    if (to) this.socket.queue(bytes, to, remote.port, outer);
     else this.onSendError(remote, new Error('not an IP address'));
   }
 
@@ -236,7 +240,7 @@ export class UdpSockets implements UdpEspPort {
       }
       const sources = new SourceCache();
       socket.start(
-        (bytes, family, from, fromPort) => this.receive(bytes, local, sources.get(family, from, fromPort)),
+        (bytes, family, from, fromPort, _to, tos) => this.demux.receive(bytes, local, sources.get(family, from, fromPort), tos),
         (errno) => this.opts.log.warn({ address, port, errno }, 'UDP receive error'),
       );
       this.sockets.set(key(address, port), new NativeBinding(socket, onSendError));
@@ -246,13 +250,8 @@ export class UdpSockets implements UdpEspPort {
     }
     const socket = await bindDgram(address, port);
     socket.on('error', (err) => this.opts.log.warn({ address, port, err: err.message }, 'UDP socket error'));
-    socket.on('message', (msg, rinfo) => this.receive(new Uint8Array(msg.buffer, msg.byteOffset, msg.byteLength), local, { address: rinfo.address, port: rinfo.port }));
+    socket.on('message', (msg, rinfo) => this.demux.receive(new Uint8Array(msg.buffer, msg.byteOffset, msg.byteLength), local, { address: rinfo.address, port: rinfo.port }));
     this.sockets.set(key(address, port), new DgramBinding(socket, onSendError));
-  }
-
-  /** A datagram arrived; `bytes` and `remote` are valid only during the call (native sockets reuse them). */
-  private receive(bytes: Uint8Array, local: Endpoint, remote: Endpoint): void {
-    this.demux.receive(bytes, local, remote);
   }
 
   /** Send an IKE message; on the NAT-T port it gets the non-ESP marker (RFC 3948 §2.2). */
@@ -274,16 +273,17 @@ export class UdpSockets implements UdpEspPort {
 
   /**
    * Queue one ESP datagram (RFC 3948 §2.1) from a local endpoint; `bytes`
-   * may be reused once this returns. It leaves at the next flushEsp().
+   * may be reused once this returns. It leaves at the next flushEsp(), with
+   * its outer header word on native sockets (dgram sends the socket's).
    */
-  queueEsp(local: Endpoint, remote: Endpoint, bytes: Uint8Array): void {
+  queueEsp(local: Endpoint, remote: Endpoint, bytes: Uint8Array, outer = 0): void {
     const socket = this.socketFor(local, remote.address);
     if (!socket) {
       this.stats.sendErrors++;
       return;
     }
     this.stats.espOut++;
-    socket.queue(bytes, remote);
+    socket.queue(bytes, remote, outer);
     this.queued.add(socket);
   }
 

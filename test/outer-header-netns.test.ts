@@ -3,7 +3,10 @@
 // wire: DSCP and ECN copied from the inner packet or set by the child's
 // options, DF copied or cleared, and an outer CE mark (set by nftables on
 // the way, as a congested router would) carried into the decapsulated packet
-// on the far side's TUN device, or the packet dropped when it is Not-ECT.
+// on the far side's TUN device, or the packet dropped when it is Not-ECT;
+// the same through the I/O thread both ways (dataplane output and steering
+// io-thread: ESP sent from the workers' out rings, received by the I/O
+// thread and handed to the owner worker with its outer TOS in the ring).
 import { describe, expect, onTestFailed } from 'vitest';
 import { join } from 'node:path';
 import { addRoute, createTopology, exec, execChecked } from './support/netns.js';
@@ -23,11 +26,11 @@ const TUN = 'ikc0';
 
 type ChildOptions = { dscp?: 'copy' | number; ecn?: 'normal' | 'off'; df?: 'copy' | 'set' | 'clear' };
 
-function gatewayConfig(topo: Topology, side: 'left' | 'right', child: ChildOptions, esp: 'udp' | 'auto' = 'udp'): Record<string, unknown> {
+function gatewayConfig(topo: Topology, side: 'left' | 'right', child: ChildOptions, esp: 'udp' | 'auto' = 'udp', dataplane: Record<string, unknown> = {}): Record<string, unknown> {
   const other = side === 'left' ? 'right' : 'left';
   return ikeclonePeerConfig(topo, {
     side, localId: `${side}.outer.test`, remoteId: `${other}.outer.test`, psk: PSK,
-    dataplane: { workers: 2, tun: TUN, esp },
+    dataplane: { workers: 2, tun: TUN, esp, ...dataplane },
     ...(side === 'left' ? { connection: { start_action: 'start' } } : {}),
     child,
   });
@@ -47,13 +50,13 @@ async function pingWith(ns: NetNs, src: string, dst: string, tos: number, df: 'd
 describe('outer header of tunnel ESP (DSCP, ECN, DF) seen on the wire', () => {
   const env = useNetnsSuite('outer', PRE);
 
-  async function setUp(name: string, left: ChildOptions, right: ChildOptions, esp: 'udp' | 'auto' = 'udp') {
+  async function setUp(name: string, left: ChildOptions, right: ChildOptions, esp: 'udp' | 'auto' = 'udp', dataplane: Record<string, unknown> = {}) {
     const topo = await createTopology({ labels: ['left', 'right'] });
     env.cleanup(() => topo.destroy());
     const dir = env.dir(name);
-    const r = await startIkeclone(topo.right, { dir: join(dir, 'right'), config: gatewayConfig(topo, 'right', right, esp) });
+    const r = await startIkeclone(topo.right, { dir: join(dir, 'right'), config: gatewayConfig(topo, 'right', right, esp, dataplane) });
     env.cleanup(() => r.stop());
-    const l = await startIkeclone(topo.left, { dir: join(dir, 'left'), config: gatewayConfig(topo, 'left', left, esp) });
+    const l = await startIkeclone(topo.left, { dir: join(dir, 'left'), config: gatewayConfig(topo, 'left', left, esp, dataplane) });
     env.cleanup(() => l.stop());
     onTestFailed(() => {
       process.stderr.write(`\n--- left ikeclone (tail) ---\n${l.log().split('\n').slice(-40).join('\n')}\n--- right ikeclone (tail) ---\n${r.log().split('\n').slice(-40).join('\n')}\n`);
@@ -125,5 +128,71 @@ describe('outer header of tunnel ESP (DSCP, ECN, DF) seen on the wire', () => {
     expect(rows.map((r) => r.join('|')), rows.map((r) => r.join('|')).join(' ')).toEqual([1, 2, 3].map(() => `${topo.leftInner}|0xbb|1`));
     const st = await right.status();
     expect(st.dataplane?.workers.reduce((n, w) => n + (w.drops.ecn ?? 0), 0)).toBe(3);
+  });
+
+  /** Every outer packet leaving `ns` on `ifname` to `dport` (udp) or of IP protocol 50 is marked CE, as by a congested router. */
+  async function markCe(ns: NetNs, ifname: string, what: 'udp' | 'raw'): Promise<void> {
+    await execChecked(ns, 'nft', ['add', 'table', 'ip', 'ikc_ecn']);
+    await execChecked(ns, 'nft', ['add', 'chain', 'ip', 'ikc_ecn', 'out', '{ type filter hook postrouting priority 0; }']);
+    const match = what === 'udp' ? ['udp', 'dport', '4500'] : ['ip', 'protocol', 'esp'];
+    await execChecked(ns, 'nft', ['add', 'rule', 'ip', 'ikc_ecn', 'out', 'oifname', ifname, ...match, 'ip', 'ecn', 'set', 'ce']);
+  }
+
+  /** ECT(0) pings get CE on the far TUN device; Not-ECT ones are dropped there (counted as drops.ecn). */
+  async function expectCeCombined(topo: Topology, right: Awaited<ReturnType<typeof setUp>>['right'], name: string): Promise<void> {
+    const capture = await startCapture(topo.right, TUN, { file: env.dir(`${name}-ecn.pcap`), filter: 'icmp' });
+    env.cleanup(() => capture.stop({ timeoutMs: 3000 }));
+    const before = (await right.status()).dataplane?.workers.reduce((n, w) => n + (w.drops.ecn ?? 0), 0) ?? 0;
+    expect(await pingWith(topo.left, topo.leftInner, topo.rightInner, 0xb8 | 2, 'do', 3)).toMatch(/3 received/);
+    expect(await pingWith(topo.left, topo.leftInner, topo.rightInner, 0xb8, 'do', 3)).toMatch(/0 received/);
+    await capture.stop({ minPackets: 3, timeoutMs: 8000 });
+    const rows = await decode(capture.file, { fields: ['ip.src', 'ip.dsfield', 'ip.checksum.status'], displayFilter: 'icmp.type == 8', preferences: { 'ip.check_checksum': 'TRUE' } });
+    expect(rows.map((r) => r.join('|')), rows.map((r) => r.join('|')).join(' ')).toEqual([1, 2, 3].map(() => `${topo.leftInner}|0xbb|1`));
+    const st = await right.status();
+    expect(st.dataplane?.workers.reduce((n, w) => n + (w.drops.ecn ?? 0), 0)).toBe(before + 3);
+  }
+
+  const IO_THREAD = { output: 'io-thread', steering: 'io-thread' };
+
+  interopTest('through the I/O thread both ways: DSCP, ECN and DF on the wire as configured; an outer CE reaches the inner packet or drops a Not-ECT one', PRE, async () => {
+    // ECN stays normal on the right: it combines the outer CE below.
+    const { topo, left, right } = await setUp('io-thread', {}, { dscp: 10, df: 'clear' }, 'udp', IO_THREAD);
+    for (const g of [left, right]) expect((await g.status()).dataplane?.output).toBe('io-thread');
+    const l = topo.links[0]!;
+    const capture = await startCapture(topo.left, l.aIf, { file: env.dir('io-thread.pcap'), filter: 'udp port 4500' });
+    env.cleanup(() => capture.stop({ timeoutMs: 3000 }));
+    const out1 = await pingWith(topo.left, topo.leftInner, topo.rightInner, 0xb9, 'do');
+    const out2 = await pingWith(topo.left, topo.leftInner, topo.rightInner, 0x2a, 'dont');
+    for (const out of [out1, out2]) expect(out).toMatch(/3 received/);
+    await capture.stop({ minPackets: 12, timeoutMs: 8000 });
+    const rows = await decode(capture.file, { fields: ['ip.src', 'ip.dsfield', 'ip.flags.df', 'esp.sequence'], displayFilter: 'esp' });
+    const seen = (src: string) => rows.filter((r) => r[0] === src).map((r) => `${r[1]}/${r[2] === 'True' ? 1 : r[2] === 'False' ? 0 : r[2]}`);
+    const fromLeft = seen(l.aAddr);
+    const fromRight = seen(l.bAddr);
+    // Copied on the left: DSCP and ECN of each request, its DF (set, then clear: IP_MTU_DISCOVER on the I/O thread's socket).
+    expect(fromLeft, fromLeft.join(' ')).toEqual(['0xb9/1', '0xb9/1', '0xb9/1', '0x2a/0', '0x2a/0', '0x2a/0']);
+    // On the right: DSCP fixed at 10, ECN copied from each reply (Linux answers with the request's TOS), DF clear.
+    expect(fromRight, fromRight.join(' ')).toEqual(['0x29/0', '0x29/0', '0x29/0', '0x2a/0', '0x2a/0', '0x2a/0']);
+    // Then an outer CE on the way to the right, whose I/O thread reads the ESP and hands it over in its ring.
+    await markCe(topo.left, l.aIf, 'udp');
+    await expectCeCombined(topo, right, 'io-thread');
+    const rst = await right.status();
+    expect(rst.dataplane?.workers.reduce((n, w) => n + (w.steered?.in ?? 0), 0) ?? 0).toBe(0);
+  });
+
+  interopTest('raw ESP through the I/O thread: outer TOS as configured on the wire, an outer CE combined on decapsulation', PRE, async () => {
+    const { topo, right } = await setUp('raw-io-thread', {}, { dscp: 10 }, 'auto', IO_THREAD);
+    const l = topo.links[0]!;
+    const capture = await startCapture(topo.left, l.aIf, { file: env.dir('raw-io-thread.pcap'), filter: 'ip proto 50' });
+    env.cleanup(() => capture.stop({ timeoutMs: 3000 }));
+    expect(await pingWith(topo.left, topo.leftInner, topo.rightInner, 0xb9, 'dont')).toMatch(/3 received/);
+    await capture.stop({ minPackets: 6, timeoutMs: 8000 });
+    const rows = await decode(capture.file, { fields: ['ip.src', 'ip.dsfield', 'ip.flags.df'], displayFilter: 'esp' });
+    const from = (src: string) => rows.filter((r) => r[0] === src).map((r) => `${r[1]}/${r[2] === 'True' ? 1 : r[2] === 'False' ? 0 : r[2]}`);
+    expect(from(l.aAddr), rows.join(' ')).toEqual(['0xb9/0', '0xb9/0', '0xb9/0']);
+    // DSCP fixed at 10 on the right, ECN copied from the replies (ECT(1)).
+    expect(from(l.bAddr).map((x) => x.split('/')[0]), rows.join(' ')).toEqual(['0x29', '0x29', '0x29']);
+    await markCe(topo.left, l.aIf, 'raw');
+    await expectCeCombined(topo, right, 'raw-io-thread');
   });
 });

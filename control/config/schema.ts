@@ -266,8 +266,9 @@
  *         df: copy             # DF of an IPv4 outer header (RFC 4301 §8.1): copy (from an inner IPv4
  *                              # packet; set for inner IPv6) | set | clear. IPv6 outer: IPV6_DONTFRAG.
  *                              # IPv4 has no per-packet DF in Linux: a worker switches IP_MTU_DISCOVER on
- *                              # its own socket of the steered NAT-T port (dataplane.steering: kernel);
- *                              # ESP it sends on a shared socket (raw ESP, no steering) keeps the
+ *                              # its own socket of the steered NAT-T port (dataplane.steering: kernel),
+ *                              # and the I/O thread on its sockets with dataplane.output: io-thread;
+ *                              # ESP a worker sends on a shared socket (raw ESP, no steering) keeps the
  *                              # kernel's default (DF set)
  * ```
  *

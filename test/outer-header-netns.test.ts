@@ -6,7 +6,8 @@
 // on the far side's TUN device, or the packet dropped when it is Not-ECT;
 // the same through the I/O thread both ways (dataplane output and steering
 // io-thread: ESP sent from the workers' out rings, received by the I/O
-// thread and handed to the owner worker with its outer TOS in the ring).
+// thread and handed to the owner worker with its outer TOS in the ring), and
+// for raw ESP over IPv6, which the I/O thread reads whatever the steering.
 import { describe, expect, onTestFailed } from 'vitest';
 import { join } from 'node:path';
 import { addRoute, createTopology, exec, execChecked } from './support/netns.js';
@@ -19,6 +20,7 @@ import { startIkeclone } from './support/ikeclone-proc.js';
 import { decode, startCapture } from './support/tshark.js';
 import type { GatewayStatus } from '../control/status.js';
 import { ikeclonePeerConfig } from './support/ikeclone-pair-config.js';
+import { addIpv6, type Topology6 } from './support/netns6.js';
 
 const PRE: PrereqName[] = ['root', 'netns', 'tun', 'native', 'tshark', 'nftables'];
 const PSK = 'outer-header-netns-test-psk-0123456789';
@@ -26,14 +28,19 @@ const TUN = 'ikc0';
 
 type ChildOptions = { dscp?: 'copy' | number; ecn?: 'normal' | 'off'; df?: 'copy' | 'set' | 'clear' };
 
-function gatewayConfig(topo: Topology, side: 'left' | 'right', child: ChildOptions, esp: 'udp' | 'auto' = 'udp', dataplane: Record<string, unknown> = {}): Record<string, unknown> {
+/** `t6`: IKE and ESP between the IPv6 outer addresses instead (inner traffic stays IPv4). */
+function gatewayConfig(topo: Topology, side: 'left' | 'right', child: ChildOptions, esp: 'udp' | 'auto' = 'udp', dataplane: Record<string, unknown> = {}, t6?: Topology6): Record<string, unknown> {
   const other = side === 'left' ? 'right' : 'left';
-  return ikeclonePeerConfig(topo, {
+  const config = ikeclonePeerConfig(topo, {
     side, localId: `${side}.outer.test`, remoteId: `${other}.outer.test`, psk: PSK,
     dataplane: { workers: 2, tun: TUN, esp, ...dataplane },
     ...(side === 'left' ? { connection: { start_action: 'start' } } : {}),
     child,
   });
+  if (!t6) return config;
+  const [me, peer] = side === 'left' ? [t6.leftOuter, t6.rightOuter] : [t6.rightOuter, t6.leftOuter];
+  const c = config as { listen: Record<string, unknown>; connections: { peer: Record<string, unknown> } };
+  return { ...config, listen: { ...c.listen, address: me }, connections: { peer: { ...c.connections.peer, local_addrs: [me], remote_addrs: [peer] } } };
 }
 
 function childrenInWorkers(st: GatewayStatus): boolean {
@@ -50,13 +57,14 @@ async function pingWith(ns: NetNs, src: string, dst: string, tos: number, df: 'd
 describe('outer header of tunnel ESP (DSCP, ECN, DF) seen on the wire', () => {
   const env = useNetnsSuite('outer', PRE);
 
-  async function setUp(name: string, left: ChildOptions, right: ChildOptions, esp: 'udp' | 'auto' = 'udp', dataplane: Record<string, unknown> = {}) {
+  async function setUp(name: string, left: ChildOptions, right: ChildOptions, esp: 'udp' | 'auto' = 'udp', dataplane: Record<string, unknown> = {}, ipv6 = false) {
     const topo = await createTopology({ labels: ['left', 'right'] });
     env.cleanup(() => topo.destroy());
+    const t6 = ipv6 ? await addIpv6(topo) : undefined;
     const dir = env.dir(name);
-    const r = await startIkeclone(topo.right, { dir: join(dir, 'right'), config: gatewayConfig(topo, 'right', right, esp, dataplane) });
+    const r = await startIkeclone(topo.right, { dir: join(dir, 'right'), config: gatewayConfig(topo, 'right', right, esp, dataplane, t6) });
     env.cleanup(() => r.stop());
-    const l = await startIkeclone(topo.left, { dir: join(dir, 'left'), config: gatewayConfig(topo, 'left', left, esp, dataplane) });
+    const l = await startIkeclone(topo.left, { dir: join(dir, 'left'), config: gatewayConfig(topo, 'left', left, esp, dataplane, t6) });
     env.cleanup(() => l.stop());
     onTestFailed(() => {
       process.stderr.write(`\n--- left ikeclone (tail) ---\n${l.log().split('\n').slice(-40).join('\n')}\n--- right ikeclone (tail) ---\n${r.log().split('\n').slice(-40).join('\n')}\n`);
@@ -130,12 +138,13 @@ describe('outer header of tunnel ESP (DSCP, ECN, DF) seen on the wire', () => {
     expect(st.dataplane?.workers.reduce((n, w) => n + (w.drops.ecn ?? 0), 0)).toBe(3);
   });
 
-  /** Every outer packet leaving `ns` on `ifname` to `dport` (udp) or of IP protocol 50 is marked CE, as by a congested router. */
-  async function markCe(ns: NetNs, ifname: string, what: 'udp' | 'raw'): Promise<void> {
-    await execChecked(ns, 'nft', ['add', 'table', 'ip', 'ikc_ecn']);
-    await execChecked(ns, 'nft', ['add', 'chain', 'ip', 'ikc_ecn', 'out', '{ type filter hook postrouting priority 0; }']);
-    const match = what === 'udp' ? ['udp', 'dport', '4500'] : ['ip', 'protocol', 'esp'];
-    await execChecked(ns, 'nft', ['add', 'rule', 'ip', 'ikc_ecn', 'out', 'oifname', ifname, ...match, 'ip', 'ecn', 'set', 'ce']);
+  /** Every outer packet leaving `ns` on `ifname` to UDP port 4500 or of IP protocol 50 (IPv4, or IPv6: raw6) is marked CE, as by a congested router. */
+  async function markCe(ns: NetNs, ifname: string, what: 'udp' | 'raw' | 'raw6'): Promise<void> {
+    const [family, ip] = what === 'raw6' ? ['ip6', 'ip6'] : ['ip', 'ip'];
+    await execChecked(ns, 'nft', ['add', 'table', family, 'ikc_ecn']);
+    await execChecked(ns, 'nft', ['add', 'chain', family, 'ikc_ecn', 'out', '{ type filter hook postrouting priority 0; }']);
+    const match = what === 'udp' ? ['udp', 'dport', '4500'] : ['meta', 'l4proto', 'esp'];
+    await execChecked(ns, 'nft', ['add', 'rule', family, 'ikc_ecn', 'out', 'oifname', ifname, ...match, ip, 'ecn', 'set', 'ce']);
   }
 
   /** ECT(0) pings get CE on the far TUN device; Not-ECT ones are dropped there (counted as drops.ecn). */
@@ -194,5 +203,20 @@ describe('outer header of tunnel ESP (DSCP, ECN, DF) seen on the wire', () => {
     expect(from(l.bAddr).map((x) => x.split('/')[0]), rows.join(' ')).toEqual(['0x29', '0x29', '0x29']);
     await markCe(topo.left, l.aIf, 'raw');
     await expectCeCombined(topo, right, 'raw-io-thread');
+  });
+
+  interopTest('raw ESP over IPv6, which the I/O thread reads: the outer Traffic Class on the wire; an outer CE combined on decapsulation', PRE, async () => {
+    const { topo, right } = await setUp('raw6', {}, { dscp: 10 }, 'auto', {}, true);
+    const l = topo.links[0]!;
+    const capture = await startCapture(topo.left, l.aIf, { file: env.dir('raw6.pcap'), filter: 'ip6 proto 50' });
+    env.cleanup(() => capture.stop({ timeoutMs: 3000 }));
+    expect(await pingWith(topo.left, topo.leftInner, topo.rightInner, 0xb9, 'do')).toMatch(/3 received/);
+    await capture.stop({ minPackets: 6, timeoutMs: 8000 });
+    const rows = await decode(capture.file, { fields: ['ipv6.src', 'ipv6.tclass', 'ipv6.nxt'], displayFilter: 'esp' });
+    const from = (side: 'left' | 'right') => rows.filter((r) => r[0]!.endsWith(side === 'left' ? '::1' : '::2')).map((r) => `${Number(r[1])}/${r[2]}`);
+    expect(from('left'), rows.join(' ')).toEqual(['185/50', '185/50', '185/50']); // 0xb9
+    expect(from('right'), rows.join(' ')).toEqual(['41/50', '41/50', '41/50']); // DSCP 10, ECT(1) copied: 0x29
+    await markCe(topo.left, l.aIf, 'raw6');
+    await expectCeCombined(topo, right, 'raw6');
   });
 });

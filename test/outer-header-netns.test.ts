@@ -119,23 +119,9 @@ describe('outer header of tunnel ESP (DSCP, ECN, DF) seen on the wire', () => {
 
   interopTest('an outer CE mark on the way reaches the decapsulated packet; over a Not-ECT one it drops it, counted (RFC 6040 §4.2)', PRE, async () => {
     const { topo, right } = await setUp('ecn', {}, {});
-    const l = topo.links[0]!;
     // Every outer packet from the left leaves marked CE, as from a congested router.
-    await execChecked(topo.left, 'nft', ['add', 'table', 'ip', 'ikc_ecn']);
-    await execChecked(topo.left, 'nft', ['add', 'chain', 'ip', 'ikc_ecn', 'out', '{ type filter hook postrouting priority 0; }']);
-    await execChecked(topo.left, 'nft', ['add', 'rule', 'ip', 'ikc_ecn', 'out', 'oifname', l.aIf, 'udp', 'dport', '4500', 'ip', 'ecn', 'set', 'ce']);
-    const capture = await startCapture(topo.right, TUN, { file: env.dir('ecn.pcap'), filter: 'icmp' });
-    env.cleanup(() => capture.stop({ timeoutMs: 3000 }));
-    // ECT(0) inner: the right's TUN gets it CE, DSCP kept.
-    expect(await pingWith(topo.left, topo.leftInner, topo.rightInner, 0xb8 | 2, 'do', 3)).toMatch(/3 received/);
-    // Not-ECT inner under an outer CE: dropped at decapsulation, never answered.
-    expect(await pingWith(topo.left, topo.leftInner, topo.rightInner, 0xb8, 'do', 3)).toMatch(/0 received/);
-    await capture.stop({ minPackets: 3, timeoutMs: 8000 });
-    const rows = await decode(capture.file, { fields: ['ip.src', 'ip.dsfield', 'ip.checksum.status'], displayFilter: 'icmp.type == 8', preferences: { 'ip.check_checksum': 'TRUE' } });
-    // DSCP 46 kept, ECN now CE (0xbb); the IPv4 header checksum updated with it (tshark's status 1: good).
-    expect(rows.map((r) => r.join('|')), rows.map((r) => r.join('|')).join(' ')).toEqual([1, 2, 3].map(() => `${topo.leftInner}|0xbb|1`));
-    const st = await right.status();
-    expect(st.dataplane?.workers.reduce((n, w) => n + (w.drops.ecn ?? 0), 0)).toBe(3);
+    await markCe(topo.left, topo.links[0]!.aIf, 'udp');
+    await expectCeCombined(topo, right, 'ecn');
   });
 
   /** Every outer packet leaving `ns` on `ifname` to UDP port 4500 or of IP protocol 50 (IPv4, or IPv6: raw6) is marked CE, as by a congested router. */
@@ -147,15 +133,18 @@ describe('outer header of tunnel ESP (DSCP, ECN, DF) seen on the wire', () => {
     await execChecked(ns, 'nft', ['add', 'rule', family, 'ikc_ecn', 'out', 'oifname', ifname, ...match, ip, 'ecn', 'set', 'ce']);
   }
 
-  /** ECT(0) pings get CE on the far TUN device; Not-ECT ones are dropped there (counted as drops.ecn). */
+  /** Under an outer CE from the left, pings to the right: ECN-capable ones arrive CE on its TUN device, Not-ECT ones are dropped (drops.ecn). */
   async function expectCeCombined(topo: Topology, right: Awaited<ReturnType<typeof setUp>>['right'], name: string): Promise<void> {
     const capture = await startCapture(topo.right, TUN, { file: env.dir(`${name}-ecn.pcap`), filter: 'icmp' });
     env.cleanup(() => capture.stop({ timeoutMs: 3000 }));
     const before = (await right.status()).dataplane?.workers.reduce((n, w) => n + (w.drops.ecn ?? 0), 0) ?? 0;
+    // ECT(0) inner: the right's TUN gets it CE, DSCP kept.
     expect(await pingWith(topo.left, topo.leftInner, topo.rightInner, 0xb8 | 2, 'do', 3)).toMatch(/3 received/);
+    // Not-ECT inner under an outer CE: dropped at decapsulation, never answered.
     expect(await pingWith(topo.left, topo.leftInner, topo.rightInner, 0xb8, 'do', 3)).toMatch(/0 received/);
     await capture.stop({ minPackets: 3, timeoutMs: 8000 });
     const rows = await decode(capture.file, { fields: ['ip.src', 'ip.dsfield', 'ip.checksum.status'], displayFilter: 'icmp.type == 8', preferences: { 'ip.check_checksum': 'TRUE' } });
+    // DSCP 46 kept, ECN now CE (0xbb); the IPv4 header checksum updated with it (tshark's status 1: good).
     expect(rows.map((r) => r.join('|')), rows.map((r) => r.join('|')).join(' ')).toEqual([1, 2, 3].map(() => `${topo.leftInner}|0xbb|1`));
     const st = await right.status();
     expect(st.dataplane?.workers.reduce((n, w) => n + (w.drops.ecn ?? 0), 0)).toBe(before + 3);

@@ -121,6 +121,11 @@ export class ClusterPeerAccounting extends EventEmitter<PeerAccountingEvents> {
     return out;
   }
 
+  /** Every peer's counts on every node, ours as we know them now (status). */
+  *allPeerCounts(): Generator<PeerCount[]> {
+    for (const peer of new Set([...this.counts.keys(), ...this.local.keys()])) yield Object.values(this.peerCounts(peer));
+  }
+
   private elsewhere(peer: string, what: keyof PeerCount): number {
     let n = 0;
     for (const [node, c] of this.counts.get(peer) ?? []) if (node !== this.opts.node) n += c[what];

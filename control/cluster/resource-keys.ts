@@ -7,6 +7,7 @@
 //   peers/<peer>/vip/<address> -> {"pool":..,"family":4|6}  the peer's addresses (no lease)
 //   pools/<pool>/<address>     -> {"peer":<peer>}          leased to the peer      (no lease)
 //                              or {"reserved":<node>}      claimed ahead by <node> (that node's lease)
+//   stats/<node>               -> {"noAdditionalSas":..}   <node>'s refusals by reason (that node's lease; resource-status.ts)
 //
 // <peer> is the peer's authenticated identity and <pool> the pool's text, both
 // URI-encoded so that no '/' of theirs splits a key.
@@ -29,6 +30,10 @@ export function peerVipKey(cluster: string, peer: string, address: string): stri
 
 export function poolPrefix(cluster: string, pool: string): string {
   return `${clusterPrefix(cluster)}pools/${encodeURIComponent(pool)}/`;
+}
+
+export function nodeStatsKey(cluster: string, node: string): string {
+  return `${clusterPrefix(cluster)}stats/${node}`;
 }
 
 /** A key under peers/ taken apart: the peer, what the key is (nodes or vip), and its last segment. */

@@ -20,6 +20,7 @@ import type { ClusterNodeStatus } from '../status.js';
 import type { PeerResources } from '../ike/peer-resources.js';
 import { ClusterVirtualIpLeases } from './pool-store.js';
 import { ClusterPeerAccounting } from './peer-accounting.js';
+import { PeerAdmission } from './peer-admission.js';
 import { ClusterRedirectPolicy } from './redirect-placement.js';
 import type { MemberInfo } from './membership.js';
 import { AnswerFence, LeaseClock } from './answer-fence.js';
@@ -53,6 +54,8 @@ export class ClusterNode {
   readonly pools: ClusterVirtualIpLeases;
   /** Per-peer SA counts over the cluster (started by attach). */
   readonly accounting: ClusterPeerAccounting;
+  /** Clones admitted exactly against ikeSasPerPeer over the cluster (an etcd transaction each). */
+  readonly admission: PeerAdmission;
   /** Sends new clients to the least-loaded member (RFC 5685) when `cluster.redirect` is set. */
   readonly redirectPolicy: ClusterRedirectPolicy | undefined;
   /** The live members as last read (redirect placement reads them synchronously). */
@@ -76,6 +79,7 @@ export class ClusterNode {
     // The lease is read at each write: a node that joins again (membership.ts) has a new one.
     const shared = { client: membership.client, cluster: membership.config.name, node: membership.node, get leaseId() { return membership.leaseId; }, log };
     this.accounting = new ClusterPeerAccounting(shared);
+    this.admission = new PeerAdmission({ ...shared, get leaseId() { return membership.leaseId; }, accounting: this.accounting, limit: () => loadOf.engine?.limits.ikeSasPerPeer });
     this.pools = new ClusterVirtualIpLeases({
       ...shared,
       get leaseId() { return membership.leaseId; },
@@ -106,8 +110,13 @@ export class ClusterNode {
       virtualIps: this.pools,
       ikeSasElsewhere: (peer) => this.accounting.ikeSasElsewhere(peer),
       childSasElsewhere: (peer) => this.accounting.childSasElsewhere(peer),
-      // IKE_AUTH waits for an address claimed from etcd when the reserve is empty (always, with pool_reserve: 0).
-      prepare: (_sa, kind, payloads) => (kind === 'ike-auth' ? this.pools.prepareLease(requestedAddressFamilies(payloads)) : undefined),
+      // IKE_AUTH waits for an address claimed from etcd when the reserve is empty (always, with pool_reserve: 0);
+      // a clone, for its admission against the peer's limit over the cluster (RFC 7791 §8).
+      prepare: (sa, kind, payloads) => {
+        if (kind === 'ike-auth') return this.pools.prepareLease(requestedAddressFamilies(payloads));
+        return kind === 'ike-clone' ? this.admission.admit(sa) : undefined;
+      },
+      admittedIkeSaCount: (sa) => this.admission.admittedIkeSaCount(sa),
     };
   }
 
@@ -115,7 +124,7 @@ export class ClusterNode {
   refusals(): NodeResourceRefusals {
     return {
       noAdditionalSas: this.loadOf.engine?.stats.refusals.NO_ADDITIONAL_SAS ?? 0,
-      admissionContention: 0,
+      admissionContention: this.admission.stats.contention,
       internalAddressFailure: this.pools.stats.refused,
       leaseWritesRefused: this.pools.stats.lost,
     };

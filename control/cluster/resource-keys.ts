@@ -16,6 +16,22 @@
 import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
 import { clusterPrefix } from './etcd-client.js';
 
+/** What one node counts of one peer (peers/<peer>/nodes/<node>). */
+export interface PeerCount {
+  ike: number;
+  child: number;
+}
+
+/** A node's count of a peer as etcd holds it; undefined: not a count record. */
+export function parsePeerCount(text: string): PeerCount | undefined {
+  try {
+    const v = JSON.parse(text) as PeerCount;
+    return Number.isSafeInteger(v.ike) && Number.isSafeInteger(v.child) ? { ike: v.ike, child: v.child } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export function peerPrefix(cluster: string, peer: string): string {
   return `${clusterPrefix(cluster)}peers/${encodeURIComponent(peer)}/`;
 }

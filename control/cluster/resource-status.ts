@@ -11,8 +11,7 @@
 import type { Etcd3 } from 'etcd3';
 import { VirtualIpPool } from '../ike/virtual-ip.js';
 import { clusterPrefix } from './etcd-client.js';
-import { nodeStatsKey, parsePeerKey } from './resource-keys.js';
-import type { PeerCount } from './peer-accounting.js';
+import { nodeStatsKey, parsePeerCount, parsePeerKey, type PeerCount } from './resource-keys.js';
 import type { NodeResourceRefusals } from '../status.js';
 
 export type { NodeResourceRefusals };
@@ -107,15 +106,6 @@ export function accountingStatus(byPeer: Iterable<Iterable<PeerCount>>, limits: 
   return out;
 }
 
-function parseCount(text: string): PeerCount | undefined {
-  try {
-    const v = JSON.parse(text) as PeerCount;
-    return Number.isSafeInteger(v.ike) && Number.isSafeInteger(v.child) ? { ike: v.ike, child: v.child } : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 function parseRefusals(text: string): NodeResourceRefusals | undefined {
   try {
     const v = JSON.parse(text) as Record<string, unknown>;
@@ -155,7 +145,7 @@ export async function readResourceStatus(client: Etcd3, cluster: string, opts: R
   const counts = new Map<string, PeerCount[]>();
   for (const [key, value] of Object.entries(peers)) {
     const k = parsePeerKey(cluster, key);
-    const c = k?.kind === 'nodes' ? parseCount(value) : undefined;
+    const c = k?.kind === 'nodes' ? parsePeerCount(value) : undefined;
     if (!k || !c) continue;
     counts.set(k.peer, [...(counts.get(k.peer) ?? []), c]);
   }

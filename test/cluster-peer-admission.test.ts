@@ -5,36 +5,22 @@
 // there is room, so each would admit; the admission transactions let exactly
 // one of them, and the other answers NO_ADDITIONAL_SAS. Needs the Debian etcd
 // (prerequisite 'etcd').
-import { afterAll, afterEach, beforeAll, describe, expect } from 'vitest';
+import { describe, expect } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { ClusterMembership } from '../control/cluster/membership.js';
 import { ClusterPeerAccounting } from '../control/cluster/peer-accounting.js';
 import { PeerAdmission } from '../control/cluster/peer-admission.js';
-import type { ClusterConfig } from '../control/config/types.js';
 import type { IkeEngine } from '../control/ike/engine.js';
 import type { IkeSa } from '../control/ike/ike-sa.js';
 import { NotifyType } from '../control/wire/constants.js';
-import { silentLogger } from '../control/log.js';
-import { requirePrereqs, interopTest } from './support/prereq.js';
-import { startEtcd, type EtcdServer } from './support/etcd.js';
+import { interopTest } from './support/prereq.js';
 import { waitFor } from './support/proc.js';
 import { MemoryWire, pskPair } from './support/peers.js';
+import { clusterConfig, etcdForFile, log } from './support/cluster-stores.js';
 
-let etcd: EtcdServer | undefined;
-const log = silentLogger();
-const open: Array<() => Promise<void>> = [];
+const env = etcdForFile();
 const PEER = 'alice@example.org';
 const LIMIT = 3;
-
-beforeAll(async () => {
-  if (requirePrereqs(['etcd']).ok) etcd = await startEtcd({ tls: true });
-}, 60_000);
-afterEach(async () => {
-  for (const close of open.splice(0).reverse()) await close().catch(() => undefined);
-});
-afterAll(async () => {
-  await etcd?.stop();
-});
 
 interface Gateway {
   name: string;
@@ -48,12 +34,11 @@ interface Gateway {
 
 /** A node with its own gateway engine and a client engine of the same peer identity, wired in memory. */
 async function gateway(cluster: string, name: string): Promise<Gateway> {
-  const config: ClusterConfig = { name: cluster, node: name, address: '192.0.2.1', etcd: [etcd!.endpoint], tls: etcd!.tls!, sealingKeyFile: '/nonexistent', leaseTtlMs: 2000, onEtcdUnreachable: 'fail' };
-  const m = await ClusterMembership.join({ config, connectionsHash: 'h', log });
+  const m = await ClusterMembership.join({ config: clusterConfig(env.etcd(), cluster, name), connectionsHash: 'h', log });
   const shared = { client: m.client, cluster, node: name, leaseId: m.leaseId, log };
   const accounting = await new ClusterPeerAccounting(shared).start();
   const admission = new PeerAdmission({ ...shared, accounting, limit: () => LIMIT });
-  open.push(async () => {
+  env.open.push(async () => {
     await accounting.stop();
     await m.leave();
   });

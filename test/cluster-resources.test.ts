@@ -5,75 +5,20 @@
 // pool reserve as an option: with `pool_reserve: 0` no address is parked on a
 // node, and IKE_AUTH takes its address from etcd in one round trip
 // (control/ike/answer-preparation.ts). Needs the Debian etcd (prerequisite 'etcd').
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { EventEmitter } from 'node:events';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { ClusterMembership } from '../control/cluster/membership.js';
-import { ClusterVirtualIpLeases } from '../control/cluster/pool-store.js';
-import { ClusterPeerAccounting } from '../control/cluster/peer-accounting.js';
 import { formatResourceStatus, publishRefusals, readResourceStatus } from '../control/cluster/resource-status.js';
 import { requestedAddressFamilies } from '../control/ike/config-payload.js';
-import type { EngineEvents } from '../control/ike/context.js';
 import type { IkeSa } from '../control/ike/ike-sa.js';
-import type { ClusterConfig } from '../control/config/types.js';
 import type { ConnectionPolicy } from '../control/ike/policy.js';
-import { parseConfig } from '../control/config/load.js';
-import { silentLogger } from '../control/log.js';
-import { requirePrereqs, interopTest } from './support/prereq.js';
-import { startEtcd, type EtcdServer } from './support/etcd.js';
+import { interopTest } from './support/prereq.js';
 import { MemoryWire, child, pskPair } from './support/peers.js';
+import { etcdForFile, peerSa as sa, poolKeys, storeNode, withClusterLines, type StoreNode as TestNode } from './support/cluster-stores.js';
 
-let etcd: EtcdServer | undefined;
-const log = silentLogger();
-const open: Array<() => Promise<void>> = [];
+const env = etcdForFile();
 
-beforeAll(async () => {
-  if (requirePrereqs(['etcd']).ok) etcd = await startEtcd({ tls: true });
-}, 60_000);
-afterEach(async () => {
-  for (const close of open.splice(0).reverse()) await close().catch(() => undefined);
-});
-afterAll(async () => {
-  await etcd?.stop();
-});
-
-function config(name: string, node: string): ClusterConfig {
-  return { name, node, address: '192.0.2.1', etcd: [etcd!.endpoint], tls: etcd!.tls!, sealingKeyFile: '/nonexistent', leaseTtlMs: 2000, onEtcdUnreachable: 'fail' };
-}
-
-interface TestNode {
-  m: ClusterMembership;
-  pools: ClusterVirtualIpLeases;
-  accounting: ClusterPeerAccounting;
-  events: EventEmitter<EngineEvents>;
-}
-
-async function node(cluster: string, name: string, pools: string[], reserve: number): Promise<TestNode> {
-  const m = await ClusterMembership.join({ config: config(cluster, name), connectionsHash: 'h', log });
-  const shared = { client: m.client, cluster, node: name, leaseId: m.leaseId, log };
-  const accounting = await new ClusterPeerAccounting({ ...shared, releaseGraceMs: 60_000 }).start();
-  const events = new EventEmitter<EngineEvents>();
-  accounting.follow(events);
-  const p = await new ClusterVirtualIpLeases({ ...shared, reserve, onLeased: (peer) => accounting.leased(peer) }).start(pools);
-  open.push(async () => {
-    await p.stop();
-    await accounting.stop();
-    await m.leave();
-  });
-  return { m, pools: p, accounting, events };
-}
-
-function sa(peer: string): IkeSa {
-  return { peerKey: peer } as IkeSa;
-}
-
-async function poolKeys(n: TestNode, cluster: string, pool: string): Promise<Record<string, string>> {
-  const prefix = `/ikeclone/v1/${cluster}/pools/${encodeURIComponent(pool)}/`;
-  const all = await n.m.client.getAll().prefix(prefix).strings();
-  return Object.fromEntries(Object.entries(all).map(([k, v]) => [k.slice(prefix.length), v]));
+function node(cluster: string, name: string, pools: string[], reserve: number): Promise<TestNode> {
+  return storeNode(env, cluster, name, pools, { reserve, releaseGraceMs: 60_000 });
 }
 
 const POOL = '10.77.0.0/28'; // 14 addresses
@@ -178,24 +123,7 @@ describe('cluster.pool_reserve', () => {
 });
 
 describe('cluster.pool_reserve in the configuration', () => {
-  const withReserve = (reserve: string) => {
-    const dir = mkdtempSync(join(tmpdir(), 'ikeclone-reserve-cfg-'));
-    try {
-      const key = join(dir, 'cluster.secret');
-      writeFileSync(key, 'k'.repeat(32), { mode: 0o600 });
-      return parseConfig(`
-cluster:
-  name: vpn1
-  node: gw-a
-  address: 192.0.2.1
-  etcd: [http://192.0.2.5:2379]
-  sealing_key_file: ${key}
-${reserve === '' ? '' : `  pool_reserve: ${reserve}\n`}connections: {}
-`, 'gw.yaml');
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  };
+  const withReserve = (reserve: string) => withClusterLines(reserve === '' ? '' : `  pool_reserve: ${reserve}\n`, 'ikeclone-reserve-cfg-');
 
   it('reads 0 to 64; absent leaves the default to the pool store', () => {
     expect(withReserve('0').cluster?.poolReserve).toBe(0);

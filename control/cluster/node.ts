@@ -142,14 +142,18 @@ export class ClusterNode {
   }
 
   /** Publish the refusals to etcd when they changed since the last publication (every REFUSALS_PUBLISH_MS). */
-  private publishRefusalsNow(last: { text: string }): void {
+  private publishRefusalsNow(last: { text: string; failing: boolean }): void {
     const refusals = this.refusals();
     const text = JSON.stringify(refusals);
     if (text === last.text) return;
     const m = this.membership;
     publishRefusals(m.client, m.config.name, m.node, m.leaseId, refusals).then(
-      () => (last.text = text),
-      (err: Error) => this.log.warn({ reason: err.message }, 'cannot write this node\'s refusals to etcd'),
+      () => Object.assign(last, { text, failing: false }),
+      (err: Error) => {
+        // Tried again every period: logged once until a write succeeds (etcd cut off for a while).
+        if (!last.failing) this.log.warn({ reason: err.message }, 'cannot write this node\'s refusals to etcd');
+        last.failing = true;
+      },
     );
   }
 
@@ -263,7 +267,7 @@ export class ClusterNode {
     };
     engine.on('ike-up', schedule);
     engine.on('ike-down', schedule);
-    const published = { text: '' };
+    const published = { text: '', failing: false };
     this.publishRefusalsNow(published);
     this.refusalsTimer = setInterval(() => this.publishRefusalsNow(published), REFUSALS_PUBLISH_MS);
     this.refusalsTimer.unref();

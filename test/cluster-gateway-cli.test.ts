@@ -134,6 +134,17 @@ describe('ikeclone gateway in a cluster', () => {
     const text = start(['cluster', 'status', '--config', aConfig]);
     expect(await exitOf(text)).toBe(0);
     expect(text.stdout()).toMatch(/\npools:\n\s+POOL\s+SIZE\s+LEASED\s+RESERVED\s+FREE\n\s+10\.9\.0\.0\/29\s+6\s+0\s+gw-a 2\s+4\npeers: 0 counted, 0 IKE SAs, 0 Child SAs, 0 at ikeSasPerPeer 16, 0 at childSasPerPeer 64\nrefusals:\n\s+gw-a  NO_ADDITIONAL_SAS 0 \(contention 0\), INTERNAL_ADDRESS_FAILURE 0, lease writes refused 0\n?$/);
+    // The node's own view in ikeclone status: its reserve and leases per pool, the peers counted, its refusals.
+    const own = start(['status', '--socket', join(dir, 'ra.sock'), '--json']);
+    expect(await exitOf(own)).toBe(0);
+    expect(JSON.parse(own.stdout()).cluster.resources).toEqual({
+      pools: [{ pool: '10.9.0.0/29', reserved: 2, leased: 0 }],
+      peers: { counted: 0, atIkeSaLimit: 0, atChildSaLimit: 0 },
+      refusals: { noAdditionalSas: 0, admissionContention: 0, internalAddressFailure: 0, leaseWritesRefused: 0 },
+    });
+    const ownText = start(['status', '--socket', join(dir, 'ra.sock')]);
+    expect(await exitOf(ownText)).toBe(0);
+    expect(ownText.stdout()).toMatch(/; pools: 10\.9\.0\.0\/29 2 in reserve, 0 leased here; peers counted 0 \(0 at the IKE SA limit, 0 at the Child SA limit\); refused: NO_ADDITIONAL_SAS 0, INTERNAL_ADDRESS_FAILURE 0, lease writes 0/);
     // Outside 0..64: a configuration error naming the key (exit 2).
     const bad = start(['cluster', 'status', '--config', config('rb.yaml', { cluster, node: 'gw-b', keyFile: key, poolReserve: 65 })]);
     expect(await exitOf(bad)).toBe(2);

@@ -575,7 +575,7 @@ function buildProgram(setExit: (code: number) => void): Command {
     .command('cluster')
     .description('a gateway cluster on etcd (the cluster: section of the configuration)')
     .command('status')
-    .description('members (address, SPI prefix, load), clones per node and their epochs, read from etcd')
+    .description('members (address, SPI prefix, load), clones per node and their epochs, pools (size, leased, reserved per node, free), peers counted and at each per-peer limit, and each node\'s refusals, read from etcd')
     .requiredOption('-c, --config <file>', 'a node\'s configuration (its cluster: section names etcd and the cluster)')
     .option('--json', 'print the cluster status (ClusterStatus, control/cluster/status.ts) as JSON')
     .addHelpText('after', examples('$ ikeclone cluster status --config /etc/ikeclone.yaml', '$ ikeclone cluster status --config /etc/ikeclone.yaml --json | jq .members'))

@@ -33,7 +33,7 @@ import { bytesToIp, ipToBytes } from '../wire/ip.js';
 import { clusterPrefix } from './etcd-client.js';
 import { deleteNested, followPrefix, parsePeerKey, peerVipKey, poolPrefix, setNested } from './resource-keys.js';
 
-/** Addresses of each pool a node claims ahead of IKE_AUTH. */
+/** Addresses of each pool a node claims ahead of IKE_AUTH, without cluster.pool_reserve. */
 export const DEFAULT_POOL_RESERVE = 4;
 
 export interface ClusterPoolOptions {

@@ -119,6 +119,29 @@ export interface ClusterNodeStatus {
   lastArrival: { at: Record<string, number | undefined>; fencing: { heldMs: number; holds: number } } | null;
   failover: { claimed: number; lost: number; failed: number; returned: number };
   rebalance: { moved: number; failed: number };
+  /** Cluster-wide resources as this node sees them (control/cluster/resource-status.ts). */
+  resources?: ClusterNodeResources;
+}
+
+/** A node's refusals of cluster-wide resources, by reason. */
+export interface NodeResourceRefusals {
+  /** NO_ADDITIONAL_SAS answered (RFC 7791 §8: the per-peer limit over the cluster). */
+  noAdditionalSas: number;
+  /** Of those, admissions refused after every exact admission attempt lost to another node's (control/cluster/peer-admission.ts). */
+  admissionContention: number;
+  /** INTERNAL_ADDRESS_FAILURE: no address of the family in reserve or in etcd (RFC 7296 §3.15.4). */
+  internalAddressFailure: number;
+  /** Lease writes etcd did not take (this node's reserve key was gone, or etcd was unreachable). */
+  leaseWritesRefused: number;
+}
+
+/** A cluster node's pools, the peers it counts and its refusals. */
+export interface ClusterNodeResources {
+  /** Per pool: addresses this node holds in reserve, and those it leased. */
+  pools: Array<{ pool: string; reserved: number; leased: number }>;
+  /** Peers some node counts an SA of (as this node follows etcd), and those at each per-peer limit over the cluster. */
+  peers: { counted: number; atIkeSaLimit: number; atChildSaLimit: number };
+  refusals: NodeResourceRefusals;
 }
 
 export function childStatus(c: ChildSa, now: number): ChildSaStatus {

@@ -62,7 +62,7 @@ function secret(name: string, mode = 0o600): string {
 let portBase = 21000 + 2 * Math.floor(Math.random() * 10000);
 
 /** A gateway configuration on 127.0.0.1 with a cluster: section. */
-function config(name: string, opts: { cluster: string; node: string; keyFile: string; etcd?: string; standalone?: boolean; psk?: string }): string {
+function config(name: string, opts: { cluster: string; node: string; keyFile: string; etcd?: string; standalone?: boolean; psk?: string; poolReserve?: number | string; pools?: string }): string {
   const port = (portBase += 2);
   const tls = etcd!.tls!;
   const file = join(dir, name);
@@ -78,12 +78,12 @@ cluster:
   sealing_key_file: ${opts.keyFile}
   lease_ttl: 2s
   on_etcd_unreachable: ${opts.standalone ? 'standalone' : 'fail'}
-connections:
+${opts.poolReserve === undefined ? '' : `  pool_reserve: ${opts.poolReserve}\n`}connections:
   clients:
     local: { id: gw.cluster.test, auth: psk }
     remote: { id: "*.cluster.test", auth: psk }
     psk: "${opts.psk ?? 'cluster test pre-shared key 0123456789'}"
-    children:
+${opts.pools ? `    pools: [${opts.pools}]\n` : ''}    children:
       net: { local_ts: 10.2.0.0/24, remote_ts: 10.1.0.0/24, esp: aes128gcm16 }
 `);
   return file;
@@ -103,7 +103,8 @@ describe('ikeclone gateway in a cluster', () => {
     // ikeclone cluster status reads the same from etcd.
     const st = start(['cluster', 'status', '--config', aConfig, '--json']);
     expect(await exitOf(st)).toBe(0);
-    expect(JSON.parse(st.stdout())).toEqual({ cluster, members: [{ ...JSON.parse(member), clones: 0 }], clones: [], orphaned: 0 });
+    // (and the cluster's pools, per-peer accounting and refusals: cluster-resources.test.ts and the test below)
+    expect(JSON.parse(st.stdout())).toEqual({ cluster, members: [{ ...JSON.parse(member), clones: 0 }], clones: [], orphaned: 0, resources: expect.any(Object) });
     const text = start(['cluster', 'status', '--config', aConfig]);
     expect(await exitOf(text)).toBe(0);
     expect(text.stdout()).toMatch(new RegExp(`cluster ${cluster}: 1 member, 0 clones\\n\\s+NODE\\s+ADDRESS\\s+SPI PREFIX\\s+LOAD\\s+CLONES\\n\\s+gw-a\\s+127\\.0\\.0\\.1\\s+\\d+\\s+0\\s+0`));
@@ -114,6 +115,40 @@ describe('ikeclone gateway in a cluster', () => {
     a.proc.kill('SIGTERM');
     expect(await exitOf(a)).toBe(0);
     expect(await client!.get(`/ikeclone/v1/${cluster}/members/gw-a`).string()).toBeNull();
+  }, 90_000);
+
+  interopTest('cluster status shows each pool\'s size, leases, reserves and free addresses, the peers counted and each node\'s refusals; pool_reserve sets the reserve', ['etcd'], async () => {
+    const cluster = `cli-${randomBytes(3).toString('hex')}`;
+    const key = secret('k3');
+    const aConfig = config('ra.yaml', { cluster, node: 'gw-a', keyFile: key, poolReserve: 2, pools: '10.9.0.0/29' });
+    start(['gateway', '--config', aConfig, '--socket', join(dir, 'ra.sock')]);
+    // The node's refusals are published once it is attached (after its reserve is claimed).
+    await waitFor(async () => client!.get(`/ikeclone/v1/${cluster}/stats/gw-a`).string(), { timeoutMs: 20_000, message: 'gw-a\'s refusals in etcd' });
+    const st = start(['cluster', 'status', '--config', aConfig, '--json']);
+    expect(await exitOf(st)).toBe(0);
+    expect(JSON.parse(st.stdout()).resources).toEqual({
+      pools: [{ pool: '10.9.0.0/29', size: 6, leased: 0, reserved: { 'gw-a': 2 }, free: 4 }],
+      peers: { peers: 0, ikeSas: 0, childSas: 0, atLimit: { ikeSasPerPeer: { limit: 16, peers: 0 }, childSasPerPeer: { limit: 64, peers: 0 } } },
+      refusals: { 'gw-a': { noAdditionalSas: 0, admissionContention: 0, internalAddressFailure: 0, leaseWritesRefused: 0 } },
+    });
+    const text = start(['cluster', 'status', '--config', aConfig]);
+    expect(await exitOf(text)).toBe(0);
+    expect(text.stdout()).toMatch(/\npools:\n\s+POOL\s+SIZE\s+LEASED\s+RESERVED\s+FREE\n\s+10\.9\.0\.0\/29\s+6\s+0\s+gw-a 2\s+4\npeers: 0 counted, 0 IKE SAs, 0 Child SAs, 0 at ikeSasPerPeer 16, 0 at childSasPerPeer 64\nrefusals:\n\s+gw-a  NO_ADDITIONAL_SAS 0 \(contention 0\), INTERNAL_ADDRESS_FAILURE 0, lease writes refused 0\n?$/);
+    // The node's own view in ikeclone status: its reserve and leases per pool, the peers counted, its refusals.
+    const own = start(['status', '--socket', join(dir, 'ra.sock'), '--json']);
+    expect(await exitOf(own)).toBe(0);
+    expect(JSON.parse(own.stdout()).cluster.resources).toEqual({
+      pools: [{ pool: '10.9.0.0/29', reserved: 2, leased: 0 }],
+      peers: { counted: 0, atIkeSaLimit: 0, atChildSaLimit: 0 },
+      refusals: { noAdditionalSas: 0, admissionContention: 0, internalAddressFailure: 0, leaseWritesRefused: 0 },
+    });
+    const ownText = start(['status', '--socket', join(dir, 'ra.sock')]);
+    expect(await exitOf(ownText)).toBe(0);
+    expect(ownText.stdout()).toMatch(/; pools: 10\.9\.0\.0\/29 2 in reserve, 0 leased here; peers counted 0 \(0 at the IKE SA limit, 0 at the Child SA limit\); refused: NO_ADDITIONAL_SAS 0, INTERNAL_ADDRESS_FAILURE 0, lease writes 0/);
+    // Outside 0..64: a configuration error naming the key (exit 2).
+    const bad = start(['cluster', 'status', '--config', config('rb.yaml', { cluster, node: 'gw-b', keyFile: key, poolReserve: 65 })]);
+    expect(await exitOf(bad)).toBe(2);
+    expect(bad.stderr()).toMatch(/cluster\.pool_reserve: .*an integer from 0 to 64/);
   }, 90_000);
 
   interopTest('a sealing key file readable by others is a configuration error (exit 2)', ['etcd'], async () => {

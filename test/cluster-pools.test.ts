@@ -6,74 +6,19 @@
 // INTERNAL_ADDRESS_FAILURE in IKE_AUTH (RFC 7296 §3.15.4); a clone past the
 // peer's limit counted over both nodes is NO_ADDITIONAL_SAS (RFC 7791 §8).
 // Needs the Debian etcd (prerequisite 'etcd').
-import { afterAll, afterEach, beforeAll, describe, expect } from 'vitest';
-import { EventEmitter } from 'node:events';
+import { describe, expect } from 'vitest';
 import { randomBytes } from 'node:crypto';
-import { ClusterMembership } from '../control/cluster/membership.js';
-import { ClusterVirtualIpLeases } from '../control/cluster/pool-store.js';
-import { ClusterPeerAccounting } from '../control/cluster/peer-accounting.js';
-import type { EngineEvents } from '../control/ike/context.js';
-import type { IkeSa } from '../control/ike/ike-sa.js';
-import type { ClusterConfig } from '../control/config/types.js';
 import type { ConnectionPolicy } from '../control/ike/policy.js';
 import { NotifyType } from '../control/wire/constants.js';
-import { silentLogger } from '../control/log.js';
-import { requirePrereqs, interopTest } from './support/prereq.js';
-import { startEtcd, type EtcdServer } from './support/etcd.js';
+import { interopTest } from './support/prereq.js';
 import { waitFor } from './support/proc.js';
 import { MemoryWire, child, pskPair } from './support/peers.js';
+import { etcdForFile, peerSa as sa, poolKeys, storeNode, type StoreNode as TestNode } from './support/cluster-stores.js';
 
-let etcd: EtcdServer | undefined;
-const log = silentLogger();
-const open: Array<() => Promise<void>> = [];
+const env = etcdForFile();
 
-beforeAll(async () => {
-  if (requirePrereqs(['etcd']).ok) etcd = await startEtcd({ tls: true });
-}, 60_000);
-afterEach(async () => {
-  for (const close of open.splice(0).reverse()) await close().catch(() => undefined);
-});
-afterAll(async () => {
-  await etcd?.stop();
-});
-
-function config(name: string, node: string): ClusterConfig {
-  return { name, node, address: '192.0.2.1', etcd: [etcd!.endpoint], tls: etcd!.tls!, sealingKeyFile: '/nonexistent', leaseTtlMs: 2000, onEtcdUnreachable: 'fail' };
-}
-
-interface TestNode {
-  m: ClusterMembership;
-  pools: ClusterVirtualIpLeases;
-  accounting: ClusterPeerAccounting;
-  /** Stands for the node's engine: its IKE SAs coming and going. */
-  events: EventEmitter<EngineEvents>;
-}
-
-async function node(cluster: string, name: string, pools: string[], reserve = 3): Promise<TestNode> {
-  const m = await ClusterMembership.join({ config: config(cluster, name), connectionsHash: 'h', log });
-  const shared = { client: m.client, cluster, node: name, leaseId: m.leaseId, log };
-  const accounting = await new ClusterPeerAccounting({ ...shared, releaseGraceMs: 300 }).start();
-  const events = new EventEmitter<EngineEvents>();
-  accounting.follow(events);
-  const p = await new ClusterVirtualIpLeases({ ...shared, reserve, onLeased: (peer) => accounting.leased(peer) }).start(pools);
-  open.push(async () => {
-    await p.stop();
-    await accounting.stop();
-    await m.leave();
-  });
-  return { m, pools: p, accounting, events };
-}
-
-/** An established IKE SA of `peer` as the engine announces it (only the authenticated identity is read). */
-function sa(peer: string): IkeSa {
-  return { peerKey: peer } as IkeSa;
-}
-
-/** The pool's keys in etcd: address -> value. */
-async function poolKeys(n: TestNode, cluster: string, pool: string): Promise<Record<string, string>> {
-  const prefix = `/ikeclone/v1/${cluster}/pools/${encodeURIComponent(pool)}/`;
-  const all = await n.m.client.getAll().prefix(prefix).strings();
-  return Object.fromEntries(Object.entries(all).map(([k, v]) => [k.slice(prefix.length), v]));
+function node(cluster: string, name: string, pools: string[], reserve = 3): Promise<TestNode> {
+  return storeNode(env, cluster, name, pools, { reserve, releaseGraceMs: 300 });
 }
 
 const POOL = '10.77.0.0/28'; // 14 addresses: .1 to .14

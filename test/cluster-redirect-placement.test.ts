@@ -7,10 +7,7 @@ import type { MemberInfo } from '../control/cluster/membership.js';
 import type { RedirectPeer } from '../control/ike/redirect-policy.js';
 import { silentLogger } from '../control/log.js';
 import { pskPair } from './support/peers.js';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { parseConfig } from '../control/config/load.js';
+import { withClusterLines } from './support/cluster-stores.js';
 
 const member = (node: string, load: number, address = `192.0.2.${node.charCodeAt(node.length - 1) - 96}`): MemberInfo => ({ node, address, load, spiPrefix: 1 });
 const MEMBERS = [member('a', 5), member('b', 2), member('c', 1)];
@@ -45,25 +42,7 @@ describe('cluster redirect placement', () => {
 });
 
 describe('cluster.redirect in the configuration', () => {
-  const withRedirect = (redirect: string) => {
-    const dir = mkdtempSync(join(tmpdir(), 'ikeclone-redirect-cfg-'));
-    try {
-      const key = join(dir, 'cluster.secret');
-      writeFileSync(key, 'k'.repeat(32), { mode: 0o600 });
-      return parseConfig(`
-cluster:
-  name: vpn1
-  node: gw-a
-  address: 192.0.2.1
-  etcd: [http://192.0.2.5:2379]
-  sealing_key_file: ${key}
-  redirect: ${redirect}
-connections: {}
-`, 'gw.yaml');
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  };
+  const withRedirect = (redirect: string) => withClusterLines(`  redirect: ${redirect}\n`, 'ikeclone-redirect-cfg-');
 
   it('reads above and at (at defaults to init)', () => {
     expect(withRedirect('{ above: 100, at: auth }').cluster?.redirect).toEqual({ above: 100, at: 'auth' });

@@ -28,4 +28,16 @@ describe('cluster node status line', () => {
     const stopped = { ...base, lastArrival: { at: { seen: 1000, read: 1001, imported: 1003 }, fencing: { heldMs: 0, holds: 0 } } };
     expect(clusterNodeLine(stopped)).toMatch(/; last arrival: stopped 3 ms after it was named owner$/);
   });
+
+  test('the node\'s pools, the peers counted over the cluster and its refusals by reason', () => {
+    expect(clusterNodeLine(base)).not.toMatch(/pools|refused/);
+    const resources = {
+      pools: [{ pool: '10.9.0.0/24', reserved: 4, leased: 7 }],
+      peers: { counted: 9, atIkeSaLimit: 2, atChildSaLimit: 0 },
+      refusals: { noAdditionalSas: 3, admissionContention: 1, internalAddressFailure: 5, leaseWritesRefused: 1 },
+    };
+    expect(clusterNodeLine({ ...base, resources })).toMatch(
+      /; pools: 10\.9\.0\.0\/24 4 in reserve, 7 leased here; peers counted 9 \(2 at the IKE SA limit, 0 at the Child SA limit\); refused: NO_ADDITIONAL_SAS 3, INTERNAL_ADDRESS_FAILURE 5, lease writes 1$/,
+    );
+  });
 });

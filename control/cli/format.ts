@@ -111,7 +111,17 @@ export function clusterNodeLine(c: ClusterNodeStatus): string {
   const lease = c.lease === 'lost' ? `lease LOST (${c.leaseLostReason ?? 'unknown'}): IKE stopped on ${c.clones.length} clone${c.clones.length === 1 ? '' : 's'}, ESP flows on` : 'lease held';
   const f = c.failover;
   return `cluster ${c.cluster} node ${c.node} (SPI prefix ${c.spiPrefix}): ${lease}; ${c.clones.length} owned clone${c.clones.length === 1 ? '' : 's'}; ` +
-    `taken over ${f.claimed}, sent back ${f.returned}, rebalanced ${c.rebalance.moved}, dropped by fencing ${c.handoff.fenced}${lastArrivalText(c)}`;
+    `taken over ${f.claimed}, sent back ${f.returned}, rebalanced ${c.rebalance.moved}, dropped by fencing ${c.handoff.fenced}${lastArrivalText(c)}${resourcesText(c)}`;
+}
+
+/** The node's pools (reserve, leased here), the peers counted over the cluster and its refusals by reason. */
+function resourcesText(c: ClusterNodeStatus): string {
+  const r = c.resources;
+  if (!r) return '';
+  const pools = r.pools.map((p) => `${p.pool} ${p.reserved} in reserve, ${p.leased} leased here`).join('; ');
+  const f = r.refusals;
+  return `${pools ? `; pools: ${pools}` : ''}; peers counted ${r.peers.counted} (${r.peers.atIkeSaLimit} at the IKE SA limit, ${r.peers.atChildSaLimit} at the Child SA limit)` +
+    `; refused: NO_ADDITIONAL_SAS ${f.noAdditionalSas}, INTERNAL_ADDRESS_FAILURE ${f.internalAddressFailure}, lease writes ${f.leaseWritesRefused}`;
 }
 
 /** How long the last clone arrival took, from the watch event (or claim) to its Child SA (`--json`: every step). */

@@ -13,6 +13,7 @@
 import { isIP } from 'node:net';
 import { Command, CommanderError, Option } from 'commander';
 import { ConfigError, LOG_LEVELS, loadConfigFile, type GatewayConfig } from '../config/index.js';
+import { poolText } from '../config/connection-policy.js';
 // Cluster modules load etcd's gRPC client: imported only when a cluster: section asks for them.
 import type { ClusterNode } from '../cluster/node.js';
 import type { IkeSa } from '../ike/ike-sa.js';
@@ -464,12 +465,15 @@ async function moveCommand(ike: string, opts: { local?: string; remote?: string;
 async function clusterStatusCommand(opts: { config: string; json?: boolean }): Promise<number> {
   const config = loadConfigFile(opts.config);
   if (!config.cluster) throw new CliExit(EXIT_USAGE, `${opts.config}: no cluster: section`);
-  const [{ etcdClient }, { formatClusterStatus, readClusterStatus }] = await Promise.all([import('../cluster/etcd-client.js'), import('../cluster/status.js')]);
+  const [{ etcdClient }, { formatClusterStatus, readClusterStatus }, { readResourceStatus }] = await Promise.all([import('../cluster/etcd-client.js'), import('../cluster/status.js'), import('../cluster/resource-status.js')]);
   const client = etcdClient(config.cluster);
   try {
-    const status = await readClusterStatus(client, config.cluster.name).catch((err: Error) => {
+    // The pools this configuration names are listed even before any of their addresses is in etcd.
+    const resources = { pools: [...new Set(config.connections.flatMap((c) => c.pools.map(poolText)))], limits: config.limits };
+    const [status, shared] = await Promise.all([readClusterStatus(client, config.cluster.name), readResourceStatus(client, config.cluster.name, resources)]).catch((err: Error) => {
       throw new CliExit(EXIT_FAILURE, `cannot read cluster ${config.cluster!.name} from etcd: ${err.message}`);
     });
+    status.resources = shared;
     await stdout(opts.json ? json(status) : formatClusterStatus(status));
     return EXIT_OK;
   } finally {
@@ -571,7 +575,7 @@ function buildProgram(setExit: (code: number) => void): Command {
     .command('cluster')
     .description('a gateway cluster on etcd (the cluster: section of the configuration)')
     .command('status')
-    .description('members (address, SPI prefix, load), clones per node and their epochs, read from etcd')
+    .description('members (address, SPI prefix, load), clones per node and their epochs, pools (size, leased, reserved per node, free), peers counted and at each per-peer limit, and each node\'s refusals, read from etcd')
     .requiredOption('-c, --config <file>', 'a node\'s configuration (its cluster: section names etcd and the cluster)')
     .option('--json', 'print the cluster status (ClusterStatus, control/cluster/status.ts) as JSON')
     .addHelpText('after', examples('$ ikeclone cluster status --config /etc/ikeclone.yaml', '$ ikeclone cluster status --config /etc/ikeclone.yaml --json | jq .members'))

@@ -20,12 +20,18 @@ import type { ClusterNodeStatus } from '../status.js';
 import type { PeerResources } from '../ike/peer-resources.js';
 import { ClusterVirtualIpLeases } from './pool-store.js';
 import { ClusterPeerAccounting } from './peer-accounting.js';
+import { PeerAdmission } from './peer-admission.js';
 import { ClusterRedirectPolicy } from './redirect-placement.js';
 import type { MemberInfo } from './membership.js';
 import { AnswerFence, LeaseClock } from './answer-fence.js';
+import { accountingStatus, publishRefusals } from './resource-status.js';
+import type { ClusterNodeResources, NodeResourceRefusals } from '../status.js';
+import { requestedAddressFamilies } from '../ike/config-payload.js';
 
 /** At most one load write per this many ms (each IKE SA up or down asks for one). */
 export const LOAD_UPDATE_MS = 1000;
+/** How often a node's refusals are published to etcd when they changed (resource-status.ts). */
+export const REFUSALS_PUBLISH_MS = 1000;
 
 /** A node's load: the established IKE SAs of its engine (none before attach). */
 function establishedIkeSas(of: { engine?: IkeEngine }): number {
@@ -34,6 +40,7 @@ function establishedIkeSas(of: { engine?: IkeEngine }): number {
 
 export class ClusterNode {
   private loadTimer: NodeJS.Timeout | undefined;
+  private refusalsTimer: NodeJS.Timeout | undefined;
   /** Clone handoff and fencing (set by attach). */
   handoff: CloneHandoff | undefined;
   placement: NodePlacement | undefined;
@@ -47,6 +54,8 @@ export class ClusterNode {
   readonly pools: ClusterVirtualIpLeases;
   /** Per-peer SA counts over the cluster (started by attach). */
   readonly accounting: ClusterPeerAccounting;
+  /** Clones admitted exactly against ikeSasPerPeer over the cluster (an etcd transaction each). */
+  readonly admission: PeerAdmission;
   /** Sends new clients to the least-loaded member (RFC 5685) when `cluster.redirect` is set. */
   readonly redirectPolicy: ClusterRedirectPolicy | undefined;
   /** The live members as last read (redirect placement reads them synchronously). */
@@ -70,7 +79,13 @@ export class ClusterNode {
     // The lease is read at each write: a node that joins again (membership.ts) has a new one.
     const shared = { client: membership.client, cluster: membership.config.name, node: membership.node, get leaseId() { return membership.leaseId; }, log };
     this.accounting = new ClusterPeerAccounting(shared);
-    this.pools = new ClusterVirtualIpLeases({ ...shared, get leaseId() { return membership.leaseId; }, onLeased: (peer) => this.accounting.leased(peer) });
+    this.admission = new PeerAdmission({ ...shared, get leaseId() { return membership.leaseId; }, accounting: this.accounting, limit: () => loadOf.engine?.limits.ikeSasPerPeer });
+    this.pools = new ClusterVirtualIpLeases({
+      ...shared,
+      get leaseId() { return membership.leaseId; },
+      ...(membership.config.poolReserve !== undefined && { reserve: membership.config.poolReserve }),
+      onLeased: (peer) => this.accounting.leased(peer),
+    });
     const settings = membership.config.redirect;
     this.redirectPolicy = settings && new ClusterRedirectPolicy({
       node: membership.node,
@@ -95,7 +110,51 @@ export class ClusterNode {
       virtualIps: this.pools,
       ikeSasElsewhere: (peer) => this.accounting.ikeSasElsewhere(peer),
       childSasElsewhere: (peer) => this.accounting.childSasElsewhere(peer),
+      // IKE_AUTH waits for an address claimed from etcd when the reserve is empty (always, with pool_reserve: 0);
+      // a clone, for its admission against the peer's limit over the cluster (RFC 7791 §8).
+      prepare: (sa, kind, payloads) => {
+        if (kind === 'ike-auth') return this.pools.prepareLease(requestedAddressFamilies(payloads));
+        return kind === 'ike-clone' ? this.admission.admit(sa) : undefined;
+      },
+      admittedIkeSaCount: (sa) => this.admission.admittedIkeSaCount(sa),
     };
+  }
+
+  /** This node's refusals of cluster-wide resources, by reason (its engine's NO_ADDITIONAL_SAS answers included). */
+  refusals(): NodeResourceRefusals {
+    return {
+      noAdditionalSas: this.loadOf.engine?.stats.refusals.NO_ADDITIONAL_SAS ?? 0,
+      admissionContention: this.admission.stats.contention,
+      internalAddressFailure: this.pools.stats.refused,
+      leaseWritesRefused: this.pools.stats.lost,
+    };
+  }
+
+  /** Pools, peers and refusals as this node sees them (its part of `ikeclone status`). */
+  resources(): ClusterNodeResources {
+    const limits = this.loadOf.engine?.limits;
+    const a = accountingStatus(this.accounting.allPeerCounts(), limits && { ikeSasPerPeer: limits.ikeSasPerPeer, childSasPerPeer: limits.childSasPerPeer });
+    return {
+      pools: this.pools.poolCounts(),
+      peers: { counted: a.peers, atIkeSaLimit: a.atLimit.ikeSasPerPeer?.peers ?? 0, atChildSaLimit: a.atLimit.childSasPerPeer?.peers ?? 0 },
+      refusals: this.refusals(),
+    };
+  }
+
+  /** Publish the refusals to etcd when they changed since the last publication (every REFUSALS_PUBLISH_MS). */
+  private publishRefusalsNow(last: { text: string; failing: boolean }): void {
+    const refusals = this.refusals();
+    const text = JSON.stringify(refusals);
+    if (text === last.text) return;
+    const m = this.membership;
+    publishRefusals(m.client, m.config.name, m.node, m.leaseId, refusals).then(
+      () => Object.assign(last, { text, failing: false }),
+      (err: Error) => {
+        // Tried again every period: logged once until a write succeeds (etcd cut off for a while).
+        if (!last.failing) this.log.warn({ reason: err.message }, 'cannot write this node\'s refusals to etcd');
+        last.failing = true;
+      },
+    );
   }
 
   get spiPrefix(): number {
@@ -162,6 +221,7 @@ export class ClusterNode {
       lastArrival: this.handoff?.lastArrival ?? null,
       failover: { ...(this.failover?.stats ?? { claimed: 0, lost: 0, failed: 0, returned: 0 }) },
       rebalance: { ...(this.rebalance?.stats ?? { moved: 0, failed: 0 }) },
+      resources: this.resources(),
     };
   }
 
@@ -207,6 +267,12 @@ export class ClusterNode {
     };
     engine.on('ike-up', schedule);
     engine.on('ike-down', schedule);
+    const published = { text: '', failing: false };
+    this.publishRefusalsNow(published);
+    this.refusalsTimer = setInterval(() => this.publishRefusalsNow(published), REFUSALS_PUBLISH_MS);
+    this.refusalsTimer.unref();
+    // Published under the lease: a new lease needs them written again.
+    this.membership.on('rejoined', () => (published.text = ''));
     this.membership.on('lease-lost', (reason) => {
       this.leaseLost = reason;
       this.handoff?.suspend(reason);
@@ -229,6 +295,7 @@ export class ClusterNode {
   async leave(): Promise<void> {
     if (this.loadTimer) clearTimeout(this.loadTimer);
     this.loadTimer = undefined;
+    if (this.refusalsTimer) clearInterval(this.refusalsTimer);
     this.failover?.stop();
     this.rebalance?.stop();
     await this.handoff?.stop();

@@ -15,8 +15,10 @@
 // peer whose every node died while no one watched is released by the sweep
 // each node runs when it starts.
 //
-// The counts of other nodes are as fresh as the watch: two nodes admitting
-// the same peer's clones in the same round trip may pass the limit by one each.
+// The counts of other nodes are as fresh as the watch. A new IKE SA of a peer
+// (a clone) is admitted exactly instead (peer-admission.ts): one transaction
+// against every node's count of the peer as read, writing ours one higher;
+// the clone it admitted is then counted already when it comes up.
 //
 // Owner: the main thread.
 import { EventEmitter } from 'node:events';
@@ -24,17 +26,13 @@ import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
 import type { EngineEvents } from '../ike/context.js';
 import type { ChildSa, IkeSa } from '../ike/ike-sa.js';
 import type { Logger } from '../log.js';
-import { deleteIfRangeEmpty, deleteNested, followPrefix, setNested, parsePeerKey, peerNodeKey, peerPrefix, peerVipKey } from './resource-keys.js';
+import { deleteIfRangeEmpty, deleteNested, followPrefix, setNested, parsePeerCount, parsePeerKey, peerNodeKey, peerPrefix, peerVipKey, type PeerCount } from './resource-keys.js';
 import { clusterPrefix } from './etcd-client.js';
 
 /** How long a peer's last count must stay gone before its resources are released. */
 export const DEFAULT_RELEASE_GRACE_MS = 3000;
 
-/** What one node counts of one peer. */
-export interface PeerCount {
-  ike: number;
-  child: number;
-}
+export type { PeerCount };
 
 export interface PeerAccountingOptions {
   client: Etcd3;
@@ -44,6 +42,11 @@ export interface PeerAccountingOptions {
   leaseId: string;
   log: Logger;
   releaseGraceMs?: number;
+}
+
+/** One IKE SA admitted ahead of its coming up (peer-admission.ts). */
+export interface AdmittedSlot {
+  consumed: boolean;
 }
 
 export interface PeerAccountingEvents {
@@ -65,6 +68,8 @@ export class ClusterPeerAccounting extends EventEmitter<PeerAccountingEvents> {
   private closed = false;
   /** Writes that failed (etcd unreachable): the next change writes again. */
   writeFailures = 0;
+  /** Per peer: IKE SAs admitted (and counted in etcd) that have not come up yet. */
+  private readonly admissions = new Map<string, AdmittedSlot[]>();
 
   constructor(private readonly opts: PeerAccountingOptions) {
     super();
@@ -121,15 +126,61 @@ export class ClusterPeerAccounting extends EventEmitter<PeerAccountingEvents> {
     return out;
   }
 
+  /** Every peer's counts on every node, ours as we know them now (status). */
+  *allPeerCounts(): Generator<PeerCount[]> {
+    for (const peer of new Set([...this.counts.keys(), ...this.local.keys()])) yield Object.values(this.peerCounts(peer));
+  }
+
   private elsewhere(peer: string, what: keyof PeerCount): number {
     let n = 0;
     for (const [node, c] of this.counts.get(peer) ?? []) if (node !== this.opts.node) n += c[what];
     return n;
   }
 
+  /** Our own count of `peer`, admitted IKE SAs that have not come up included (what an admission adds one to). */
+  ownCount(peer: string): PeerCount {
+    return { ...(this.local.get(peer) ?? { ike: 0, child: 0 }) };
+  }
+
+  /**
+   * An admission wrote `written` (our count plus one IKE SA) to etcd: the
+   * IKE SA it admitted counts from now on, and is not counted again when it
+   * comes up. withdraw() takes the slot back if it never does.
+   */
+  admitted(peer: string, written: PeerCount): AdmittedSlot {
+    const c = this.local.get(peer) ?? { ike: 0, child: 0 };
+    c.ike++;
+    this.local.set(peer, c);
+    this.cancelRelease(peer);
+    // Our SAs changed between the admission's read and its write: the count is written again.
+    if (c.ike !== written.ike || c.child !== written.child) this.change(peer, { ike: 0, child: 0 });
+    const slot = { consumed: false };
+    this.admissions.set(peer, [...(this.admissions.get(peer) ?? []), slot]);
+    return slot;
+  }
+
+  /** The admitted IKE SA did not come up (the answer refused it for another reason, or was never sent). */
+  withdraw(peer: string, slot: AdmittedSlot): void {
+    if (slot.consumed) return;
+    this.takeSlot(peer, slot);
+    this.change(peer, { ike: -1, child: 0 });
+  }
+
+  private takeSlot(peer: string, slot?: AdmittedSlot): boolean {
+    const slots = this.admissions.get(peer);
+    const i = slots ? (slot ? slots.indexOf(slot) : 0) : -1;
+    if (!slots || i < 0 || i >= slots.length) return false;
+    slots[i]!.consumed = true;
+    slots.splice(i, 1);
+    if (slots.length === 0) this.admissions.delete(peer);
+    return true;
+  }
+
   /** One of our SAs of `peer` came or went: written to etcd soon (changes in one turn are one write). */
   change(peer: string | undefined, delta: PeerCount): void {
     if (!peer || this.closed) return;
+    // An IKE SA an admission counted already.
+    if (delta.ike > 0 && this.takeSlot(peer)) delta = { ike: delta.ike - 1, child: delta.child };
     const c = this.local.get(peer) ?? { ike: 0, child: 0 };
     c.ike = Math.max(0, c.ike + delta.ike);
     c.child = Math.max(0, c.child + delta.child);
@@ -189,14 +240,8 @@ export class ClusterPeerAccounting extends EventEmitter<PeerAccountingEvents> {
     if (!k) return;
     if (k.kind === 'vip') return void vipPeers?.add(k.peer);
     if (k.kind !== 'nodes') return;
-    let count: PeerCount;
-    try {
-      const v = JSON.parse(kv.value.toString()) as PeerCount;
-      if (!Number.isSafeInteger(v.ike) || !Number.isSafeInteger(v.child)) return;
-      count = { ike: v.ike, child: v.child };
-    } catch {
-      return;
-    }
+    const count = parsePeerCount(kv.value.toString());
+    if (!count) return;
     setNested(this.counts, k.peer, k.name, count);
     this.cancelRelease(k.peer);
   }

@@ -13,10 +13,16 @@
 // finds no node counting the peer (dead nodes included: their counts lapse
 // with their leases).
 //
-// The same peer gets the address it already has, from any node. A node whose
-// reserve is empty refuses (INTERNAL_ADDRESS_FAILURE, RFC 7296 §3.10.1) while
-// it claims more: the pool is exhausted for it when etcd has no free address
-// of it; other nodes may still hold up to `reserve` unleased addresses each.
+// The same peer gets the address it already has, from any node. The reserve
+// is `cluster.pool_reserve` addresses per pool (0..64, default 4). An
+// IKE_AUTH asking for an address of a family whose pools' reserve is empty
+// (always, with pool_reserve 0) waits for one address of each such pool to be
+// claimed from etcd first (prepareLease, through PeerResources.prepare and
+// control/ike/answer-preparation.ts: one round trip); what the answer did not
+// lease goes back at once past the reserve, so with 0 no address stays parked
+// on a node. Only then does a node refuse (INTERNAL_ADDRESS_FAILURE, RFC 7296
+// §3.10.1): the pool is exhausted for it when etcd has no free address of it;
+// other nodes may still hold up to `reserve` unleased addresses each.
 //
 // Owner: the main thread (the engine calls lease/release synchronously).
 import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
@@ -27,7 +33,7 @@ import { bytesToIp, ipToBytes } from '../wire/ip.js';
 import { clusterPrefix } from './etcd-client.js';
 import { deleteNested, followPrefix, parsePeerKey, peerVipKey, poolPrefix, setNested } from './resource-keys.js';
 
-/** Addresses of each pool a node claims ahead of IKE_AUTH. */
+/** Addresses of each pool a node claims ahead of IKE_AUTH, without cluster.pool_reserve. */
 export const DEFAULT_POOL_RESERVE = 4;
 
 export interface ClusterPoolOptions {
@@ -47,6 +53,8 @@ export interface ClusterPoolStats {
   leased: number;
   /** Leases refused: no address of the family in reserve (INTERNAL_ADDRESS_FAILURE). */
   refused: number;
+  /** Addresses claimed from etcd for an IKE_AUTH that found the reserve empty. */
+  claimedForAuth: number;
   /** Lease writes etcd did not take (the reserve key was gone: this node lost its lease). */
   lost: number;
 }
@@ -55,6 +63,8 @@ interface Reserve {
   pool: VirtualIpPool;
   /** Addresses claimed for us in etcd, not leased yet. */
   free: string[];
+  /** Addresses of this pool leased to peers from this node. */
+  leased: number;
   claiming: Promise<void> | undefined;
 }
 
@@ -68,7 +78,7 @@ function reservedValue(node: string): string {
 }
 
 export class ClusterVirtualIpLeases implements VirtualIpLeaseSource {
-  readonly stats: ClusterPoolStats = { leased: 0, refused: 0, lost: 0 };
+  readonly stats: ClusterPoolStats = { leased: 0, refused: 0, lost: 0, claimedForAuth: 0 };
   private readonly reserves = new Map<string, Reserve>();
   /** Every peer's addresses in the cluster (peers/<peer>/vip/), as etcd has them or as we just leased them. */
   private readonly peers = new Map<string, Map<string, PeerAddress>>();
@@ -105,6 +115,29 @@ export class ClusterVirtualIpLeases implements VirtualIpLeaseSource {
     return this.reserves.get(pool)?.free.length ?? 0;
   }
 
+  /** Per pool: the addresses this node holds ahead, and those it leased to peers (status). */
+  poolCounts(): Array<{ pool: string; reserved: number; leased: number }> {
+    return [...this.reserves].sort(([a], [b]) => a.localeCompare(b)).map(([pool, r]) => ({ pool, reserved: r.free.length, leased: r.leased }));
+  }
+
+  private get target(): number {
+    return this.opts.reserve ?? DEFAULT_POOL_RESERVE;
+  }
+
+  /**
+   * Before an IKE_AUTH asking for addresses of `families` is answered: each
+   * pool of those families whose reserve is empty gets one address claimed
+   * from etcd (undefined: nothing to wait for). What the answer does not lease
+   * goes back right after it, past the reserve.
+   */
+  prepareLease(families: ReadonlyArray<4 | 6>): Promise<void> | undefined {
+    const empty = [...this.reserves.values()].filter((r) => families.includes(r.pool.family) && r.free.length === 0);
+    if (empty.length === 0) return undefined;
+    const claims = Promise.all(empty.map((r) => this.claim(r, r.free.length + 1, 'claimedForAuth')));
+    // The answer is built as soon as this settles; only after it are unused claims let go.
+    return claims.then(() => void setImmediate(() => empty.forEach((r) => this.track(this.giveBack(r)))));
+  }
+
   lease(pools: readonly string[], peer: string, family: 4 | 6, wanted?: Uint8Array): LeasedVirtualIp | undefined {
     // The peer keeps the address it has, whichever node leased it (RFC 7296 §2.19).
     for (const [address, a] of this.peers.get(peer) ?? []) {
@@ -122,6 +155,7 @@ export class ClusterVirtualIpLeases implements VirtualIpLeaseSource {
       setNested(this.peers, peer, address, { pool: text, family });
       this.track(this.commit(text, address, peer, family));
       this.stats.leased++;
+      r.leased++;
       return { address, bytes: ipToBytes(address)! };
     }
     this.stats.refused++;
@@ -134,7 +168,7 @@ export class ClusterVirtualIpLeases implements VirtualIpLeaseSource {
 
   private reserveOf(text: string): Reserve {
     let r = this.reserves.get(text);
-    if (!r) this.reserves.set(text, (r = { pool: new VirtualIpPool(text), free: [], claiming: undefined }));
+    if (!r) this.reserves.set(text, (r = { pool: new VirtualIpPool(text), free: [], leased: 0, claiming: undefined }));
     return r;
   }
 
@@ -164,13 +198,27 @@ export class ClusterVirtualIpLeases implements VirtualIpLeaseSource {
 
   /** Claim free addresses of the pool until the reserve is full: one create-if-absent transaction per address. */
   private topUp(r: Reserve): Promise<void> {
-    r.claiming ??= this.claim(r).finally(() => (r.claiming = undefined));
+    r.claiming ??= this.claim(r, this.target).finally(() => (r.claiming = undefined));
     return r.claiming;
   }
 
-  private async claim(r: Reserve): Promise<void> {
+  /** Addresses claimed past the reserve (for an IKE_AUTH) and not leased go back: deleted if etcd still has them as ours. */
+  private async giveBack(r: Reserve): Promise<void> {
+    const { client, cluster, node, log } = this.opts;
+    while (r.free.length > this.target) {
+      const address = r.free.pop()!;
+      const key = `${poolPrefix(cluster, r.pool.text)}${address}`;
+      try {
+        await client.if(key, 'Value', '==', reservedValue(node)).then(client.delete().key(key)).commit();
+      } catch (err) {
+        // Under our lease: it lapses with it at the latest.
+        log.warn({ pool: r.pool.text, address, reason: (err as Error).message }, 'cannot give a claimed virtual IP back to etcd');
+      }
+    }
+  }
+
+  private async claim(r: Reserve, target: number, count?: 'claimedForAuth'): Promise<void> {
     const { client, cluster, node, leaseId, log } = this.opts;
-    const target = this.opts.reserve ?? DEFAULT_POOL_RESERVE;
     if (r.free.length >= target) return;
     const prefix = poolPrefix(cluster, r.pool.text);
     try {
@@ -180,7 +228,9 @@ export class ClusterVirtualIpLeases implements VirtualIpLeaseSource {
         if (taken.has(address)) continue;
         const key = `${prefix}${address}`;
         const txn = await client.if(key, 'Create', '==', 0).then(client.put(key).value(reservedValue(node)).lease(leaseId)).commit();
-        if (txn.succeeded) r.free.push(address);
+        if (!txn.succeeded) continue;
+        r.free.push(address);
+        if (count) this.stats[count]++;
       }
     } catch (err) {
       log.warn({ pool: r.pool.text, reason: (err as Error).message }, 'cannot claim virtual IPs in etcd');

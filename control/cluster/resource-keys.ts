@@ -7,6 +7,7 @@
 //   peers/<peer>/vip/<address> -> {"pool":..,"family":4|6}  the peer's addresses (no lease)
 //   pools/<pool>/<address>     -> {"peer":<peer>}          leased to the peer      (no lease)
 //                              or {"reserved":<node>}      claimed ahead by <node> (that node's lease)
+//   stats/<node>               -> {"noAdditionalSas":..}   <node>'s refusals by reason (that node's lease; resource-status.ts)
 //
 // <peer> is the peer's authenticated identity and <pool> the pool's text, both
 // URI-encoded so that no '/' of theirs splits a key.
@@ -14,6 +15,22 @@
 // Owner: the main thread.
 import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
 import { clusterPrefix } from './etcd-client.js';
+
+/** What one node counts of one peer (peers/<peer>/nodes/<node>). */
+export interface PeerCount {
+  ike: number;
+  child: number;
+}
+
+/** A node's count of a peer as etcd holds it; undefined: not a count record. */
+export function parsePeerCount(text: string): PeerCount | undefined {
+  try {
+    const v = JSON.parse(text) as PeerCount;
+    return Number.isSafeInteger(v.ike) && Number.isSafeInteger(v.child) ? { ike: v.ike, child: v.child } : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 export function peerPrefix(cluster: string, peer: string): string {
   return `${clusterPrefix(cluster)}peers/${encodeURIComponent(peer)}/`;
@@ -29,6 +46,10 @@ export function peerVipKey(cluster: string, peer: string, address: string): stri
 
 export function poolPrefix(cluster: string, pool: string): string {
   return `${clusterPrefix(cluster)}pools/${encodeURIComponent(pool)}/`;
+}
+
+export function nodeStatsKey(cluster: string, node: string): string {
+  return `${clusterPrefix(cluster)}stats/${node}`;
 }
 
 /** A key under peers/ taken apart: the peer, what the key is (nodes or vip), and its last segment. */

@@ -7,6 +7,7 @@
 import type { Etcd3 } from 'etcd3';
 import { clusterPrefix } from './etcd-client.js';
 import { readMembers, type MemberInfo } from './membership.js';
+import { formatResourceStatus, type ClusterResourceStatus } from './resource-status.js';
 
 export interface ClusterClone {
   family: string;
@@ -21,6 +22,8 @@ export interface ClusterStatus {
   clones: ClusterClone[];
   /** Clones whose owner is no live member (waiting for a takeover). */
   orphaned: number;
+  /** Pools, per-peer accounting and refusals (resource-status.ts), when read: `ikeclone cluster status` reads them. */
+  resources?: ClusterResourceStatus;
 }
 
 /** A clone's sealed record as read with the owners, and its revision (a claim compares it). */
@@ -74,5 +77,6 @@ export function formatClusterStatus(s: ClusterStatus): string {
     lines.push('clones:');
     for (const c of s.clones) lines.push(`  ${c.family}/${c.index}  owner ${c.owner}  epoch ${c.epoch}`);
   }
+  if (s.resources) lines.push(formatResourceStatus(s.resources));
   return lines.join('\n');
 }

@@ -12,12 +12,14 @@ import { Problem, got } from './errors.js';
 import { duration, ipLiteral, type Ctx } from './fields.js';
 import { NAME_EXPECTED, NAME_RE, type ClusterConfig, type ClusterRedirectConfig } from './types.js';
 
-const KEYS = ['name', 'node', 'address', 'etcd', 'tls', 'sealing_key_file', 'lease_ttl', 'on_etcd_unreachable', 'spi_prefix', 'redirect'];
+const KEYS = ['name', 'node', 'address', 'etcd', 'tls', 'sealing_key_file', 'lease_ttl', 'on_etcd_unreachable', 'spi_prefix', 'redirect', 'pool_reserve'];
 const ENDPOINT_EXPECTED = 'etcd client URLs, http(s)://ADDRESS:PORT (a list or one comma-separated string)';
 /** Lease TTL bounds: below 2 s a busy node loses its lease; above 60 s failover waits too long. */
 export const MIN_LEASE_TTL_MS = 2000;
 export const MAX_LEASE_TTL_MS = 60_000;
 export const DEFAULT_LEASE_TTL_MS = 5000;
+/** Virtual IPs of each pool a node may claim ahead of IKE_AUTH (control/cluster/pool-store.ts): more parks addresses no peer has. */
+export const MAX_POOL_RESERVE = 64;
 
 function readableFile(ctx: Ctx, v: unknown, what: string, path: string[]): string | Problem {
   if (typeof v !== 'string' || v.trim() === '') return new Problem(got(v), `the path of ${what}`, path);
@@ -108,6 +110,13 @@ export function clusterSection(ctx: Ctx): (v: unknown) => ClusterConfig | undefi
       const p = raw.spi_prefix;
       if (typeof p !== 'number' || !Number.isInteger(p) || p < 1 || p > 255) return new Problem(got(p), 'an integer from 1 to 255 (0 is a single gateway)', ['spi_prefix']);
       out.spiPrefix = p;
+    }
+    if (raw.pool_reserve !== undefined) {
+      const n = raw.pool_reserve;
+      if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n > MAX_POOL_RESERVE) {
+        return new Problem(got(n), `an integer from 0 to ${MAX_POOL_RESERVE}: virtual IPs of each pool this node claims ahead of IKE_AUTH (0: each lease is taken from etcd in IKE_AUTH)`, ['pool_reserve']);
+      }
+      out.poolReserve = n;
     }
     if (raw.redirect !== undefined) {
       const r = clusterRedirect(raw.redirect);

@@ -7,7 +7,7 @@ import { loadSigningKey, loadVerifyKey, signingKeyFromPrivateKey, type SigningKe
 import { identityFromAddress } from '../ike/identity.js';
 import { DEFAULT_NAT_KEEPALIVE } from '../ike/defaults.js';
 import type { ConnectionPolicy, LocalAuth, RemoteAuth } from '../ike/policy.js';
-import type { ConnectionConfig } from './types.js';
+import type { ConnectionConfig, PoolConfig } from './types.js';
 
 /**
  * The engine's policy for one connection. `fallbackLocal` is the address
@@ -15,6 +15,11 @@ import type { ConnectionConfig } from './types.js';
  * nor local_addrs (the gateway's single concrete listen address). Throws when
  * no identity can be had or a pool is not one CIDR prefix.
  */
+/** A pool as control/ike/virtual-ip.ts reads it (and as cluster keys name it): a prefix, or a range of one family. */
+export function poolText(p: PoolConfig): string {
+  return p.cidr ?? `${p.start}-${p.end}`;
+}
+
 export function connectionPolicy(conn: ConnectionConfig, fallbackLocal: string | undefined): ConnectionPolicy {
   const localAddress = conn.localAddrs[0] ?? fallbackLocal;
   let localId = conn.local.id;
@@ -60,7 +65,7 @@ export function connectionPolicy(conn: ConnectionConfig, fallbackLocal: string |
     requestVirtualIp: conn.vips.length > 0,
     ...(conn.vips.length > 0 ? { virtualIps: conn.vips } : {}),
     // control/ike/virtual-ip.ts reads either form: a prefix, or a range of one family.
-    pools: conn.pools.map((p) => p.cidr ?? `${p.start}-${p.end}`),
+    pools: conn.pools.map(poolText),
     ...(conn.dns ? { dns: conn.dns } : {}),
     children: conn.children.map((c) => ({
       name: c.name,

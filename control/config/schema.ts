@@ -102,6 +102,9 @@
  *                              # announced REDIRECT_SUPPORTED goes to the member with the fewest (when it
  *                              # has fewer); a client redirected here is never sent on
  *     at: init                 # init: in IKE_SA_INIT (before any state) | auth: in IKE_AUTH
+ *   pool_reserve: 4            # 0..64: virtual IPs of each pool this node claims in etcd ahead of
+ *                              # IKE_AUTH, so it answers at once; 0: each lease is taken from etcd in
+ *                              # IKE_AUTH (one round trip more, no address parked on a node)
  *   steering: kernel           # kernel: each worker reads its own socket of the NAT-T port, the
  *                              # kernel steering ESP to it by the worker its SPI names (SO_REUSEPORT
  *                              # with BPF; native I/O, up to 64 workers), and raw IPv4 ESP on a raw

@@ -269,6 +269,8 @@ export interface ClusterConfig {
   spiPrefix?: number;
   /** Redirect new clients from this node when loaded (RFC 5685; control/cluster/redirect-placement.ts); absent: never. */
   redirect?: ClusterRedirectConfig;
+  /** Virtual IPs of each pool claimed ahead of IKE_AUTH (0..64; 0: each lease from etcd in IKE_AUTH); absent: 4 (control/cluster/pool-store.ts). */
+  poolReserve?: number;
 }
 
 /** `cluster.redirect`: from `above` established IKE SAs on, new clients go to the least-loaded member, in IKE_SA_INIT or IKE_AUTH. */

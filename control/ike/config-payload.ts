@@ -11,7 +11,7 @@
 // for IPv4, 16 plus a prefix length octet for INTERNAL_IP6_ADDRESS, 16 for
 // INTERNAL_IP6_DNS); anything else is ignored, never thrown on.
 import { CfgAttr, CfgType, PayloadType } from '../wire/constants.js';
-import type { CfgAttribute, CpPayload } from '../wire/payloads.js';
+import { findPayload, type CfgAttribute, type CpPayload, type Payload } from '../wire/payloads.js';
 import { bytesToIp, ipFamily, ipToBytes } from '../wire/ip.js';
 import type { IkeContext } from './context.js';
 import type { IkeSa } from './ike-sa.js';
@@ -23,6 +23,13 @@ const IP6_HOST_PREFIX = 128;
 
 const ADDRESS_ATTR = { 4: CfgAttr.INTERNAL_IP4_ADDRESS, 6: CfgAttr.INTERNAL_IP6_ADDRESS } as const;
 const DNS_ATTR = { 4: CfgAttr.INTERNAL_IP4_DNS, 6: CfgAttr.INTERNAL_IP6_DNS } as const;
+
+/** The address families a request's CP(CFG_REQUEST) asks an address of (a cluster claims one before IKE_AUTH is answered). */
+export function requestedAddressFamilies(payloads: Payload[]): Array<4 | 6> {
+  const cp = findPayload(payloads, PayloadType.CP);
+  if (cp?.cfgType !== CfgType.CFG_REQUEST) return [];
+  return ([4, 6] as const).filter((f) => cp.attributes.some((a) => a.type === ADDRESS_ATTR[f]));
+}
 
 /** The virtual IPs the initiator asks for: "0.0.0.0" / "::" (any of that family) or specific addresses. */
 function wantedVirtualIps(policy: ConnectionPolicy): string[] {

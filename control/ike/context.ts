@@ -110,6 +110,8 @@ export type DropReason =
   | 'cache-mismatch'
   /** A request on a cluster clone whose owner's lease may have lapsed: not answered, not even from the cache (architecture §8). */
   | 'fenced'
+  /** A retransmitted request whose answer waits for a cluster's resources (answer-preparation.ts). */
+  | 'answer-pending'
   // IKE fragments (RFC 7383 §2.6; fragments.ts):
   /** A fragment on a connection with fragmentation: no (we never announced support, §2.3). */
   | 'fragment-unsupported'

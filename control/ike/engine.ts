@@ -41,6 +41,7 @@ import { createChildSa, respondCreateChildSa } from './exchanges/child-create.js
 import { ChildRekeyInitiator, rekeyChildSa, respondChildRekey } from './exchanges/child-rekey.js';
 import { rekeyIkeSa, respondIkeRekey } from './exchanges/ike-rekey.js';
 import { cloneIkeSa, respondIkeClone } from './exchanges/ike-clone.js';
+import { holdForResources } from './answer-preparation.js';
 import { noteCreateChildSaRefusal } from './refusals.js';
 import { awaitsRedirectDelete } from './redirect.js';
 import { DeleteIkeInitiator, DeleteSpisInitiator, closeChildSa, closeIkeSa, respondIkeDelete, respondInformational } from './exchanges/delete.js';
@@ -442,7 +443,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
     this.kick(sa);
   }
 
-  private handleRequest(sa: IkeSa, msg: IkeMessage, d: Datagram): void {
+  private handleRequest(sa: IkeSa, msg: IkeMessage, d: Datagram, prepared?: Payload[]): void {
     const h = msg.header;
     if (this.mayAnswer?.(sa) === false) return this.countDrop('fenced', `${exchangeName(h.exchangeType)} mid ${h.messageId}`);
     // A retransmitted request gets the cached response, without processing (RFC 7296 §2.1).
@@ -460,7 +461,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
       return this.countDrop('unsupported-exchange', `${exchangeName(h.exchangeType)} before IKE_AUTH completed`);
     }
     if (h.messageId !== sa.peerRequestId) return this.countDrop('message-id', `expected ${sa.peerRequestId}, got ${h.messageId}`);
-    const opened = this.fragments.open(sa, msg, false);
+    const opened = prepared ? { ok: true as const, value: prepared } : this.fragments.open(sa, msg, false);
     if (!opened) return;
     if (!opened.ok) {
       if (opened.error.reason !== 'syntax') return this.countDrop('decrypt', exchangeName(h.exchangeType));
@@ -472,6 +473,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
     const payloads = opened.value;
     const kind = classifyRequest(sa, h.exchangeType, payloads);
     if (!kind || (sa.redirectedAway && kind !== 'ike-delete')) return this.countDrop('unsupported-exchange', exchangeName(h.exchangeType));
+    if (holdForResources(this.table.peerResources, this, sa, h.messageId, kind, payloads, () => this.handleRequest(sa, msg, d, payloads))) return;
     sa.peerRequestId++;
     this.followPeer(sa, d);
     this.liveness.heard(sa);

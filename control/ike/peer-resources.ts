@@ -6,6 +6,9 @@
 // side keeps what they ask for ready (control/cluster/pool-store.ts).
 //
 // Owner: the engine's thread.
+import type { Payload } from '../wire/payloads.js';
+import type { IkeSa } from './ike-sa.js';
+import type { RequestKind } from './requests.js';
 
 /** A leased virtual IP, as text and as the bytes of a CP attribute. */
 export interface LeasedVirtualIp {
@@ -29,4 +32,17 @@ export interface PeerResources {
   ikeSasElsewhere?: (peer: string) => number;
   /** Child SAs the authenticated `peer` holds elsewhere, counted against childSasPerPeer. */
   childSasElsewhere?: (peer: string) => number;
+  /**
+   * Asked before an authenticated request is answered: a promise holds the
+   * request until what it needs is ready (answer-preparation.ts: a virtual IP
+   * claimed, a clone admitted); undefined answers at once.
+   */
+  prepare?: (sa: IkeSa, kind: RequestKind, payloads: Payload[]) => Promise<void> | undefined;
+  /**
+   * The peer's IKE SAs over the cluster as an exact admission of `sa`'s
+   * pending clone counted them (prepare), replacing the sum of here and
+   * elsewhere: below ikeSasPerPeer when admitted, at it when refused.
+   * Undefined: no admission decided for `sa` now.
+   */
+  admittedIkeSaCount?: (sa: IkeSa) => number | undefined;
 }

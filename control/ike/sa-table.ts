@@ -149,6 +149,11 @@ export class SaTable {
 
   // --------------------------------------------------- peers and sessions
 
+  /** A cluster's per-peer resources (IkeEngineOptions.peerResources), if any. */
+  get peerResources(): PeerResources | undefined {
+    return this.deps.peerResources;
+  }
+
   /**
    * Room for another IKE SA (RFC 7791 §5.3 "short of resources" -> TEMPORARY_FAILURE).
    * `replacing`: the new SA replaces a live one (a rekey), so it may take that one's place.
@@ -173,6 +178,8 @@ export class SaTable {
 
   /** IKE SAs of the authenticated peer of `sa`, `sa` included, on every cluster node (RFC 7791 §8). */
   peerIkeSaCount(sa: IkeSa): number {
+    const admitted = this.deps.peerResources?.admittedIkeSaCount?.(sa);
+    if (admitted !== undefined) return admitted;
     const here = (sa.peerKey && this.byPeer.get(sa.peerKey)?.size) || 0;
     return here + (sa.peerKey ? (this.deps.peerResources?.ikeSasElsewhere?.(sa.peerKey) ?? 0) : 0);
   }

@@ -94,6 +94,11 @@ export class VirtualIpPool {
     return this.leases.size;
   }
 
+  /** How many addresses the pool hands out (cluster status; an IPv6 pool past 2^53 is rounded). */
+  get capacity(): number {
+    return Number(this.last - this.first + 1n);
+  }
+
   /** Every address the pool hands out, lowest first (a cluster claims them one by one in etcd). */
   *addresses(): Generator<string> {
     for (let n = this.first; n <= this.last; n++) yield bytesToIp(toBytes(n, this.length));

@@ -1,0 +1,57 @@
+// Requests whose answer waits for resources outside the engine (architecture
+// §8): a cluster node claims a virtual IP from etcd for an IKE_AUTH when it
+// holds none in reserve, and admits a clone against the peer's limit with an
+// etcd transaction (RFC 7791 §8). Responders stay synchronous: before the
+// engine takes an authenticated request's message ID it asks
+// PeerResources.prepare; a promise holds the request (nothing of the SA
+// changes meanwhile, and its retransmissions are dropped as
+// 'answer-pending'), and once the promise settles the request is handled again
+// from its opened payloads, as if it had just arrived: mayAnswer, the message
+// ID and the SA's state are checked again, and prepare is not asked twice.
+//
+// Owner: the engine's thread.
+import type { Payload } from '../wire/payloads.js';
+import type { IkeContext } from './context.js';
+import type { IkeSa } from './ike-sa.js';
+import type { PeerResources } from './peer-resources.js';
+import type { RequestKind } from './requests.js';
+
+/** The message ID each SA's held request has, while it waits. */
+const waiting = new WeakMap<IkeSa, number>();
+/** The message ID whose preparation is done, while the request is handled again. */
+const prepared = new WeakMap<IkeSa, number>();
+
+/**
+ * True when the request is held (or is a retransmission of one that is): the
+ * engine stops handling it, and `again` runs once it may be answered.
+ */
+export function holdForResources(
+  resources: PeerResources | undefined,
+  engine: Pick<IkeContext, 'countDrop'>,
+  sa: IkeSa,
+  messageId: number,
+  kind: RequestKind,
+  payloads: Payload[],
+  again: () => void,
+): boolean {
+  if (!resources?.prepare) return false;
+  if (prepared.get(sa) === messageId) return false;
+  if (waiting.get(sa) === messageId) {
+    engine.countDrop('answer-pending', `mid ${messageId}`);
+    return true;
+  }
+  const pending = resources.prepare(sa, kind, payloads);
+  if (!pending) return false;
+  waiting.set(sa, messageId);
+  void pending.catch(() => undefined).then(() => {
+    waiting.delete(sa);
+    if (sa.state === 'dead') return;
+    prepared.set(sa, messageId);
+    try {
+      again();
+    } finally {
+      prepared.delete(sa);
+    }
+  });
+  return true;
+}

@@ -1,0 +1,76 @@
+// A request whose answer waits for resources outside the engine
+// (control/ike/answer-preparation.ts, PeerResources.prepare): held before its
+// message ID is taken, its retransmissions dropped as 'answer-pending', then
+// answered once; prepare is asked once per request; a request whose SA died
+// meanwhile is not answered.
+import { describe, expect, test } from 'vitest';
+import type { IkeSa } from '../control/ike/ike-sa.js';
+import type { RequestKind } from '../control/ike/requests.js';
+import { MemoryWire, pskPair } from './support/peers.js';
+
+function gate(): { promise: Promise<void>; open: () => void } {
+  let open!: () => void;
+  const promise = new Promise<void>((r) => (open = r));
+  return { promise, open };
+}
+
+async function setup() {
+  const wire = new MemoryWire();
+  const { initiator, responder } = pskPair();
+  const asked: RequestKind[] = [];
+  let held: ReturnType<typeof gate> | undefined;
+  const alice = wire.engine('10.0.0.1', [initiator]);
+  const gw = wire.engine('10.0.0.2', [responder], {
+    peerResources: {
+      prepare: (_sa, kind) => {
+        asked.push(kind);
+        if (kind !== 'ike-clone') return undefined;
+        held = gate();
+        return held.promise;
+      },
+    },
+  });
+  const up = alice.initiate(initiator.name);
+  wire.run(100);
+  const ike = await up;
+  return { wire, alice, gw, ike, asked, held: () => held! };
+}
+
+describe('answers that wait for resources', () => {
+  test('a held clone request: retransmissions dropped while it waits, then answered once', async () => {
+    const { wire, alice, gw, ike, asked, held } = await setup();
+    expect(asked).toEqual(['ike-auth']);
+    let clone: IkeSa | undefined;
+    void alice.cloneIkeSa(ike).then((c) => (clone = c));
+    // Long enough for the initiator to retransmit (RFC 7296 §2.1): no answer yet.
+    wire.run(3000);
+    expect(clone).toBeUndefined();
+    expect(asked).toEqual(['ike-auth', 'ike-clone']);
+    expect(gw.stats.drops['answer-pending']).toBeGreaterThanOrEqual(1);
+    expect(gw.ikeSas()).toHaveLength(1);
+    held().open();
+    await new Promise((r) => setImmediate(r));
+    wire.flush();
+    await new Promise((r) => setImmediate(r));
+    expect(clone?.state).toBe('established');
+    expect(gw.ikeSas()).toHaveLength(2);
+    // Asked once: the request was handled again without asking a second time.
+    expect(asked).toEqual(['ike-auth', 'ike-clone']);
+  });
+
+  test('a request whose IKE SA died while it waited is not answered', async () => {
+    const { wire, alice, gw, ike, held } = await setup();
+    const refused = alice.cloneIkeSa(ike).catch((e: Error) => e);
+    wire.flush();
+    const gwSa = gw.ikeSas()[0]!;
+    gwSa.setState('dead', gw.log);
+    const sent = gw.stats.sent;
+    held().open();
+    await new Promise((r) => setImmediate(r));
+    wire.flush();
+    expect(gw.stats.sent).toBe(sent);
+    expect(gw.ikeSas().filter((s) => s.state !== 'dead')).toHaveLength(0);
+    wire.run(60_000);
+    expect(await refused).toBeInstanceOf(Error);
+  });
+});

@@ -76,14 +76,25 @@ function stats(values: number[]): { n: number; p50: number | null; p99: number |
 
 const progress = (m: string) => process.stderr.write(`[cluster] ${m}\n`);
 
-/** Many small UDP flows from the client's virtual IP to the LAN host (discard port), so every Child SA of the family carries some. */
+/**
+ * Many small UDP flows from one side to the other (discard port), so every
+ * Child SA of the family carries some: each flow sends every FLOW_PERIOD_MS,
+ * the flows staggered over the period, so some flow sends about every
+ * millisecond (the resolution of "first ESP") at a sixth of the packets the
+ * flows made when they all sent every 2 ms; those competed with the handoffs
+ * they measure for the machine's two cores.
+ */
 const FLOWS_SCRIPT = `
 const dgram = require('node:dgram');
-const [host, n] = [process.argv[1], Number(process.argv[2])];
-const socks = Array.from({ length: n }, () => dgram.createSocket('udp4'));
+const [host, n, period] = [process.argv[1], Number(process.argv[2]), Number(process.argv[3])];
 const payload = Buffer.alloc(64);
-setInterval(() => { for (const s of socks) s.send(payload, 9, host, () => {}); }, 2);
+for (let i = 0; i < n; i++) {
+  const s = dgram.createSocket('udp4');
+  setTimeout(() => setInterval(() => s.send(payload, 9, host, () => {}), period), Math.floor((i * period) / n));
+}
 `;
+const FLOWS = 24;
+const FLOW_PERIOD_MS = 12;
 
 async function etcdRevision(net: ClusterNet): Promise<number> {
   const j = JSON.parse(await net.etcd.ctl(['endpoint', 'status', '-w', 'json'])) as Array<{ Status: { header: { revision: number } } }>;
@@ -99,8 +110,8 @@ async function etcdRevision(net: ClusterNet): Promise<number> {
 async function flowsAndFirstEsp(net: ClusterNet, file: string): Promise<{ flows: TrackedProcess[]; capture: Capture }> {
   const vip = await net.clientVip();
   const flows = [
-    spawnIn(net.client, process.execPath, ['-e', FLOWS_SCRIPT, net.lanHost, '24']),
-    spawnIn(net.lan, process.execPath, ['-e', FLOWS_SCRIPT, vip, '24']),
+    spawnIn(net.client, process.execPath, ['-e', FLOWS_SCRIPT, net.lanHost, String(FLOWS), String(FLOW_PERIOD_MS)]),
+    spawnIn(net.lan, process.execPath, ['-e', FLOWS_SCRIPT, vip, String(FLOWS), String(FLOW_PERIOD_MS)]),
   ];
   const capture = await startCapture(net.sw, net.nat ? 'wannat' : 'wancli', { file, filter: 'udp port 4500 and udp[8:4] != 0 and udp[12:4] = 1' });
   return { flows, capture };
@@ -376,7 +387,7 @@ export async function runClusterBench(opts: SuiteOptions): Promise<unknown> {
       suite: 'cluster',
       date: new Date().toISOString(),
       machine: { cpus: (await import('node:os')).cpus().length, loadavg: (await import('node:os')).loadavg().map((l) => round(l, 2)) },
-      setup: { nodes: 3, etcdMembers: 3, tls: true, workersPerNode: 1, esp: 'udp', vip },
+      setup: { nodes: 3, etcdMembers: 3, tls: true, workersPerNode: 1, esp: 'udp', vip, flowsEachWay: FLOWS, flowPeriodMs: FLOW_PERIOD_MS },
       handoff,
       iperf,
       scaling: { gbitPerCpuSecond3over1: round(per(3) / per(1), 3) },

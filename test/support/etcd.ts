@@ -155,6 +155,8 @@ export interface EtcdCluster {
   restart(i: number): Promise<void>;
   /** The index of the member that leads now (`etcdctl endpoint status`), -1 when none does. */
   leader(): Promise<number>;
+  /** The highest raft term the running members report: every election (or leader move) adds one. */
+  term(): Promise<number>;
   /** Make member i the leader (`etcdctl move-leader`) and wait until the running members agree (bounded). */
   moveLeader(i: number): Promise<void>;
   /** The raft timing the members run with. */
@@ -252,13 +254,14 @@ export async function startEtcdCluster(opts: StartEtcdClusterOptions): Promise<E
    * ID in hex, version, DB size, is leader, ...); members that do not answer
    * are left out. Hex IDs, since JSON's 64-bit member IDs lose precision.
    */
-  const memberStatus = async (): Promise<Array<{ index: number; id: string; leader: boolean }>> => {
-    const out: Array<{ index: number; id: string; leader: boolean }> = [];
+  const memberStatus = async (): Promise<Array<{ index: number; id: string; leader: boolean; term: number }>> => {
+    const out: Array<{ index: number; id: string; leader: boolean; term: number }> = [];
     for (let i = 0; i < specs.length; i++) {
       if (!running(i)) continue;
       const r = await ctlIn(i, [...ctlArgs(i), '--command-timeout=2s', 'endpoint', 'status', '-w', 'simple'], 5000).catch(() => undefined);
       const f = r?.stdout.trim().split(',').map((x) => x.trim());
-      if (f && f.length >= 5 && /^[0-9a-f]+$/.test(f[1]!)) out.push({ index: i, id: f[1]!, leader: f[4] === 'true' });
+      // endpoint, ID, version, DB size, is leader, is learner, raft term, ...
+      if (f && f.length >= 7 && /^[0-9a-f]+$/.test(f[1]!)) out.push({ index: i, id: f[1]!, leader: f[4] === 'true', term: Number(f[6]) || 0 });
     }
     return out;
   };
@@ -284,6 +287,9 @@ export async function startEtcdCluster(opts: StartEtcdClusterOptions): Promise<E
     timing,
     async leader() {
       return (await memberStatus()).findIndex((m) => m.leader);
+    },
+    async term() {
+      return Math.max(0, ...(await memberStatus()).map((m) => m.term));
     },
     async moveLeader(i) {
       const status = await memberStatus();

@@ -189,10 +189,11 @@ export class SaInstaller {
     this.handover.release(record);
     // Retired while installing (retire()): it receives until its linger ends, and never sends.
     if (record.retiring) return;
-    if (record.outbound) {
-      // Sending since its install was posted (sendsOnPost).
-    } else if (spec.deferOutbound && this.handover.familyHasSender(record)) this.handover.defer(record, this.startSending);
-    else this.startSending(record);
+    // An SA that sends since its install was posted (sendsOnPost) is in the SPD already.
+    if (!record.outbound) {
+      if (spec.deferOutbound && this.handover.familyHasSender(record)) this.handover.defer(record, this.startSending);
+      else this.startSending(record);
+    }
     this.s.log.debug({ sa: spec.id, worker: owner, spiIn: spec.spiIn.toString(16), transport: record.transport }, 'data plane SA installed');
   }
 

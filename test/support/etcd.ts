@@ -201,6 +201,10 @@ const ETCD_PEER_PORT = 2380;
  */
 export async function startEtcdCluster(opts: StartEtcdClusterOptions): Promise<EtcdCluster> {
   if (opts.members.length < 1) throw new Error('startEtcdCluster: at least one member');
+  const timing = opts.timing ?? DEFAULT_ETCD_TIMING;
+  if (!(Number.isInteger(timing.heartbeatMs) && timing.heartbeatMs > 0 && Number.isInteger(timing.electionMs) && timing.electionMs >= 5 * timing.heartbeatMs)) {
+    throw new RangeError('startEtcdCluster: timing needs whole milliseconds, an election timeout at least 5 heartbeats (etcd refuses less)');
+  }
   const dir = mkdtempSync(join(tmpdir(), 'ikeclone-etcd-cluster-'));
   const tls = opts.tls ? await makeTls(dir, opts.members.map((m) => m.address)) : undefined;
   const scheme = tls ? 'https' : 'http';
@@ -213,10 +217,6 @@ export async function startEtcdCluster(opts: StartEtcdClusterOptions): Promise<E
     dataDir: join(dir, `data-m${i + 1}`),
   }));
   const initialCluster = specs.map((s) => `${s.name}=${s.peer}`).join(',');
-  const timing = opts.timing ?? DEFAULT_ETCD_TIMING;
-  if (!(Number.isInteger(timing.heartbeatMs) && timing.heartbeatMs > 0 && Number.isInteger(timing.electionMs) && timing.electionMs >= 5 * timing.heartbeatMs)) {
-    throw new RangeError('startEtcdCluster: timing needs whole milliseconds, an election timeout at least 5 heartbeats (etcd refuses less)');
-  }
   const env = { ...process.env, ETCD_UNSUPPORTED_ARCH: process.env.ETCD_UNSUPPORTED_ARCH ?? '' };
   const spawnMember = (s: (typeof specs)[number]): TrackedProcess =>
     spawnIn(s.ns, 'etcd', [

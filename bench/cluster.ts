@@ -15,7 +15,9 @@
 //   (two cores cannot show wall-clock scaling, CLUSTER design §6);
 // - etcd writes per second: sequential fencing-sized transactions from one
 //   node, and the writes the cluster itself made during the handoff rounds;
-// - the failover gap, when the code takes over a dead node's clones.
+// - the failover gap, when the code takes over a dead node's clones: the
+//   killed node's etcd member a follower, then the leader (--etcd-timing
+//   H/E sets the members' heartbeat and election timeout, docs/cluster.md).
 //
 // --json prints one JSON document on stdout; progress goes to stderr.
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -76,14 +78,25 @@ function stats(values: number[]): { n: number; p50: number | null; p99: number |
 
 const progress = (m: string) => process.stderr.write(`[cluster] ${m}\n`);
 
-/** Many small UDP flows from the client's virtual IP to the LAN host (discard port), so every Child SA of the family carries some. */
+/**
+ * Many small UDP flows from one side to the other (discard port), so every
+ * Child SA of the family carries some: each flow sends every FLOW_PERIOD_MS,
+ * the flows staggered over the period, so some flow sends about every
+ * millisecond (the resolution of "first ESP") at a sixth of the packets the
+ * flows made when they all sent every 2 ms; those competed with the handoffs
+ * they measure for the machine's two cores.
+ */
 const FLOWS_SCRIPT = `
 const dgram = require('node:dgram');
-const [host, n] = [process.argv[1], Number(process.argv[2])];
-const socks = Array.from({ length: n }, () => dgram.createSocket('udp4'));
+const [host, n, period] = [process.argv[1], Number(process.argv[2]), Number(process.argv[3])];
 const payload = Buffer.alloc(64);
-setInterval(() => { for (const s of socks) s.send(payload, 9, host, () => {}); }, 2);
+for (let i = 0; i < n; i++) {
+  const s = dgram.createSocket('udp4');
+  setTimeout(() => setInterval(() => s.send(payload, 9, host, () => {}), period), Math.floor((i * period) / n));
+}
 `;
+const FLOWS = 24;
+const FLOW_PERIOD_MS = 12;
 
 async function etcdRevision(net: ClusterNet): Promise<number> {
   const j = JSON.parse(await net.etcd.ctl(['endpoint', 'status', '-w', 'json'])) as Array<{ Status: { header: { revision: number } } }>;
@@ -99,8 +112,8 @@ async function etcdRevision(net: ClusterNet): Promise<number> {
 async function flowsAndFirstEsp(net: ClusterNet, file: string): Promise<{ flows: TrackedProcess[]; capture: Capture }> {
   const vip = await net.clientVip();
   const flows = [
-    spawnIn(net.client, process.execPath, ['-e', FLOWS_SCRIPT, net.lanHost, '24']),
-    spawnIn(net.lan, process.execPath, ['-e', FLOWS_SCRIPT, vip, '24']),
+    spawnIn(net.client, process.execPath, ['-e', FLOWS_SCRIPT, net.lanHost, String(FLOWS), String(FLOW_PERIOD_MS)]),
+    spawnIn(net.lan, process.execPath, ['-e', FLOWS_SCRIPT, vip, String(FLOWS), String(FLOW_PERIOD_MS)]),
   ];
   const capture = await startCapture(net.sw, net.nat ? 'wannat' : 'wancli', { file, filter: 'udp port 4500 and udp[8:4] != 0 and udp[12:4] = 1' });
   return { flows, capture };
@@ -276,41 +289,78 @@ function failoverBuilt(): boolean {
   return existsSync(new URL('../control/cluster/failover.js', import.meta.url));
 }
 
+/** The node every failover kills (it holds one clone of the client's family; node 0 holds the original). */
+const KILLED = 1;
+
 /**
- * kill -9 of node 1 (its gateway and etcd member) while flows run both ways:
- * the gap is from the kill to the first ESP (sequence number 1) to or from a
- * survivor on a Child SA created after the kill, the taken-over clone's.
+ * Both failover cases, one after the other: the killed node's etcd member a
+ * follower, then the leader (etcdctl move-leader picks it). A leader's death
+ * costs an election, and the new leader renews every lease on promotion
+ * (etcd's lessor): the dead node's lease lapses later. Between the two the
+ * killed node comes back and gets a clone of the family again (rebalancing).
  */
-async function measureFailover(net: ClusterNet, dir: string, leaseTtlS = LEASE_TTL_S): Promise<Record<string, unknown>> {
-  const { flows, capture } = await flowsAndFirstEsp(net, join(dir, 'esp-failover.pcap'));
+async function failovers(net: ClusterNet, dir: string): Promise<Record<string, unknown>> {
+  const follower = await measureFailover(net, dir, 'follower');
+  progress('failover: the killed node comes back and gets a clone again');
+  // Undefined once it is back with a clone; else why not.
+  const back = await net.restartNode(KILLED).then(() => familyOnAllNodes(net, 60_000)).then(() => undefined, (err: Error) => err.message);
+  if (back !== undefined) return { follower, leader: { gapMs: null, note: `not measured: ${back}` } };
+  progress('failover: kill -9 of gw-b, its etcd member the leader');
+  const leader = await measureFailover(net, dir, 'leader');
+  return { follower, leader };
+}
+
+/** Until the client has an IKE SA with a Child SA to every node (bounded). */
+async function familyOnAllNodes(net: ClusterNet, timeoutMs: number): Promise<void> {
+  await waitFor(async () => {
+    const ready = (await net.clientProcess()!.status()).ikeSas.filter((s) => s.state === 'established' && s.children.length > 0);
+    const remotes = new Set(ready.map((s) => s.remote.split(':')[0]));
+    return net.nodes.every((n) => remotes.has(n.wan));
+  }, { timeoutMs, intervalMs: 200, message: "the client's family on every node" });
+}
+
+/**
+ * kill -9 of node 1 (its gateway and etcd member) while flows run both ways,
+ * its etcd member made the leader or a follower first: the gap is from the
+ * kill to the first ESP (sequence number 1) to or from a survivor on a Child
+ * SA created after the kill, the taken-over clone's.
+ */
+async function measureFailover(net: ClusterNet, dir: string, role: 'leader' | 'follower', leaseTtlS = LEASE_TTL_S): Promise<Record<string, unknown>> {
+  await net.etcd.moveLeader(role === 'leader' ? KILLED : 0);
+  // Leadership moved: the new leader renewed every lease (etcd's lessor); keep-alives settle for a lease's time.
+  await sleep(leaseTtlS * 1000);
+  const { flows, capture } = await flowsAndFirstEsp(net, join(dir, `esp-failover-${role}.pcap`));
   // Whether the killed node's etcd member leads: etcd then elects another leader, which renews every lease.
-  const killedLeader = await etcdLeaderIndex(net).then((i) => i === 1, () => null);
+  const killedLeader = await net.etcd.leader().then((i) => i === KILLED, () => null);
   let killedAt = 0;
   try {
     await sleep(1000);
     const seen = capture.packetCount();
     killedAt = Date.now();
-    await net.killNode(1);
+    await net.killNode(KILLED);
     await waitFor(() => capture.packetCount() > seen, { timeoutMs: leaseTtlS * 1000 + 30_000, intervalMs: 20, message: 'the first ESP through a survivor' }).catch(() => undefined);
   } finally {
     for (const f of flows) await f.stop({ graceMs: 500 });
     await capture.stop({ timeoutMs: 3000 });
   }
-  const survivors = new Set([net.nodes[0]!.wan, net.nodes[2]!.wan]);
+  const others = net.nodes.filter((n) => n.index !== KILLED);
+  const survivors = new Set(others.map((n) => n.wan));
   const rows = (await decode(capture.file, { fields: ['frame.time_epoch', 'ip.src', 'ip.dst'], displayFilter: 'esp' })).map((r) => ({ t: Number(r[0]) * 1000, src: r[1]!, dst: r[2]! }));
   const first = rows.find((r) => r.t >= killedAt && (survivors.has(r.src) || survivors.has(r.dst)));
   // Where the gap went: the member key's deletion seen, the claim decided and committed, the arrival's steps.
-  const logs = [0, 2].map((k) => logLines(net.nodes[k]!.gateway()!.log()).filter((l) => l.time >= killedAt));
-  const gone = Math.min(...logs.map((ls) => ls.find((l) => l.msg === 'cluster member gone' && l.member === net.nodes[1]!.name)?.time ?? Infinity));
+  const logs = others.map((n) => logLines(n.gateway()!.log()).filter((l) => l.time >= killedAt));
+  const gone = Math.min(...logs.map((ls) => ls.find((l) => l.msg === 'cluster member gone' && l.member === net.nodes[KILLED]!.name)?.time ?? Infinity));
   const claiming = Math.min(...logs.map((ls) => ls.find((l) => l.msg === 'clone without a live owner: claiming it')?.time ?? Infinity));
   const claimant = logs.find((ls) => ls.some((l) => l.msg === 'clone taken over from a node that is gone'));
   const taken = claimant?.find((l) => l.msg === 'clone taken over from a node that is gone')?.time;
   const arrival = claimant?.find((l) => (l.msg === 'clone arrival done' || l.msg === 'clone arrived but the peer did not follow') && l.timeline)?.timeline?.at;
   const rel = (t: number | undefined) => (t === undefined || !Number.isFinite(t) ? null : Math.round(t - killedAt));
   return {
-    killed: net.nodes[1]!.name,
+    killed: net.nodes[KILLED]!.name,
     killedEtcdLeader: killedLeader,
     leaseTtlS,
+    etcd: net.etcd.timing,
+    targetMs: leaseTtlS * 1000 + 1000,
     gapMs: first ? Math.round(first.t - killedAt) : null,
     sinceKillMs: {
       memberGone: rel(gone),
@@ -323,13 +373,6 @@ async function measureFailover(net: ClusterNet, dir: string, leaseTtlS = LEASE_T
       firstEsp: first ? Math.round(first.t - killedAt) : null,
     },
   };
-}
-
-/** The index of the node whose etcd member leads now (etcdctl endpoint status). */
-async function etcdLeaderIndex(net: ClusterNet): Promise<number> {
-  const j = JSON.parse(await net.etcd.ctl(['endpoint', 'status', '-w', 'json'])) as Array<{ Endpoint: string; Status: { header: { member_id: number | string }; leader: number | string } }>;
-  const leader = j.find((e) => String(e.Status.leader) === String(e.Status.header.member_id));
-  return leader ? net.etcd.endpoints.indexOf(leader.Endpoint) : -1;
 }
 
 export async function runClusterBench(opts: SuiteOptions): Promise<unknown> {
@@ -346,10 +389,12 @@ export async function runClusterBench(opts: SuiteOptions): Promise<unknown> {
       index: 81,
       logLevel: 'info',
       leaseTtl: `${LEASE_TTL_S}s`,
+      ...(opts.etcdTiming ? { etcdTiming: opts.etcdTiming } : {}),
       // Each round's session is new; the old one is deleted first, but allow for the overlap.
       nodeExtra: { limits: { ikeSasPerPeer: 64, childSasPerPeer: 128 } },
     });
     await net.startNodes();
+    const term0 = await net.etcd.term();
     await net.startClient({ limits: { ikeSasPerPeer: 64, childSasPerPeer: 128 } });
     const vip = await net.clientVip();
     await waitFor(async () => (await net!.clientProcess()!.status()).ikeSas.filter((s) => s.state === 'established' && s.children.length > 0).length === 3, {
@@ -367,20 +412,22 @@ export async function runClusterBench(opts: SuiteOptions): Promise<unknown> {
     }
     progress('etcd writes');
     const etcd = await etcdWriteRate(net);
-    progress(failoverBuilt() ? 'failover: kill -9 of gw-b' : 'failover: not built');
+    // Elections while the cluster ran on its own (handoffs, iperf3, writes): a raft timing too short for the machine shows here.
+    const electionsBeforeFailover = (await net.etcd.term()) - term0;
+    progress(failoverBuilt() ? 'failover: kill -9 of gw-b, its etcd member a follower' : 'failover: not built');
     const failover = failoverBuilt()
-      ? await measureFailover(net, dir)
+      ? await failovers(net, dir)
       : { gapMs: null, note: 'not yet measurable: this build does not take over a dead node\'s clones (its client re-clones after DPD)' };
     const per = (n: number) => (iperf[n - 1] as { gbitPerGatewayCpuSecond: number }).gbitPerGatewayCpuSecond;
     const result = {
       suite: 'cluster',
       date: new Date().toISOString(),
       machine: { cpus: (await import('node:os')).cpus().length, loadavg: (await import('node:os')).loadavg().map((l) => round(l, 2)) },
-      setup: { nodes: 3, etcdMembers: 3, tls: true, workersPerNode: 1, esp: 'udp', vip },
+      setup: { nodes: 3, etcdMembers: 3, tls: true, workersPerNode: 1, esp: 'udp', vip, flowsEachWay: FLOWS, flowPeriodMs: FLOW_PERIOD_MS, etcdTiming: net.etcd.timing },
       handoff,
       iperf,
       scaling: { gbitPerCpuSecond3over1: round(per(3) / per(1), 3) },
-      etcd: { ...etcd, ...(handoff.etcdWritesDuringHandoffs as object) },
+      etcd: { ...etcd, ...(handoff.etcdWritesDuringHandoffs as object), timing: net.etcd.timing, electionsBeforeFailover },
       failover,
       seconds: round((Date.now() - started) / 1000, 1),
     };

@@ -15,9 +15,11 @@ export interface SuiteOptions {
    * a shared machine is not charged for the time other processes hold the core.
    */
   cpuTime?: boolean;
+  /** --etcd-timing HEARTBEAT/ELECTION (ms): the raft timing of the etcd members a suite starts (cluster). */
+  etcdTiming?: { heartbeatMs: number; electionMs: number };
 }
 
-/** Parse the flags every suite understands: --json, --max-time SECONDS, --minutes N, --cpu-time. */
+/** Parse the flags every suite understands: --json, --max-time SECONDS, --minutes N, --cpu-time, --etcd-timing H/E. */
 export function parseSuiteOptions(args: readonly string[]): SuiteOptions {
   const opts: SuiteOptions = { json: false, maxTime: 0.25 };
   for (let i = 0; i < args.length; i++) {
@@ -32,6 +34,11 @@ export function parseSuiteOptions(args: readonly string[]): SuiteOptions {
       if (!(v > 0)) throw new Error('--minutes needs a positive number');
       opts.minutes = v;
     } else if (a === '--cpu-time') opts.cpuTime = true;
+    else if (a === '--etcd-timing') {
+      const m = /^(\d+)\/(\d+)$/.exec(args[++i] ?? '');
+      if (!m || Number(m[2]) < 5 * Number(m[1]) || Number(m[1]) === 0) throw new Error('--etcd-timing needs HEARTBEAT/ELECTION in ms, the election timeout at least 5 heartbeats (e.g. 50/500)');
+      opts.etcdTiming = { heartbeatMs: Number(m[1]), electionMs: Number(m[2]) };
+    }
     else throw new Error(`unknown option ${a}`);
   }
   return opts;

@@ -194,10 +194,11 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     });
     this.cloner = new CloneOrchestrator(this.engine).start();
     this.spreader = new ChildSpreader(this.engine).start();
+    // The data plane hears of a new Child SA first: its install is posted before listeners log or count it.
+    this.engine.on('child-up', (child) => this.installChild(child));
     for (const event of ['ike-up', 'ike-down', 'ike-failed', 'child-up', 'child-down', 'child-failed'] as const) {
       this.engine.on(event, (...args: unknown[]) => (this.emit as (e: string, ...a: unknown[]) => boolean)(event, ...args));
     }
-    this.engine.on('child-up', (child) => this.installChild(child));
     // MOBIKE: Child SAs follow their IKE SA to its new addresses (RFC 4555 §3.5).
     this.engine.on('ike-moved', (sa) => {
       for (const child of sa.children) {

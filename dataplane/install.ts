@@ -165,7 +165,7 @@ export class SaInstaller {
       // which would block the SA id until stop. A route's descriptor is the
       // worker's to close: made only for a worker that will receive it.
       const route = worker.running ? this.routeFor(record) : undefined;
-      await Promise.all([
+      const installed = Promise.all([
         worker.request({
           op: 'install', slot: inbound.slot, tag: inbound.tag, key: inKey, spi: spec.spiIn, direction: 'in', ...common,
           ...(record.udpEncap ? espSource(record.remote) : {}),
@@ -178,6 +178,8 @@ export class SaInstaller {
           ...(route ? { route } : {}),
         }, [outKey]),
       ]);
+      if (this.sendsOnPost(record)) this.startSending(record);
+      await installed;
     } catch (err) {
       if (record.state !== 'removed') this.forget(record);
       throw err;
@@ -187,9 +189,31 @@ export class SaInstaller {
     this.handover.release(record);
     // Retired while installing (retire()): it receives until its linger ends, and never sends.
     if (record.retiring) return;
-    if (spec.deferOutbound && this.handover.familyHasSender(record)) this.handover.defer(record, this.startSending);
-    else this.startSending(record);
+    // An SA that sends since its install was posted (sendsOnPost) is in the SPD already.
+    if (!record.outbound) {
+      if (spec.deferOutbound && this.handover.familyHasSender(record)) this.handover.defer(record, this.startSending);
+      else this.startSending(record);
+    }
     this.s.log.debug({ sa: spec.id, worker: owner, spiIn: spec.spiIn.toString(16), transport: record.transport }, 'data plane SA installed');
+  }
+
+  /**
+   * Whether `record` sends from the moment its install is posted, not from
+   * the worker's answer: only the first SA of a family that nothing sends
+   * for (a clone's Child SA on the node it arrived at, a new tunnel), replacing
+   * nothing, while the owner worker reads its own TUN queue. Its policy table
+   * then reaches the worker on the same port right after the install
+   * (tun-input.ts PolicyFeed), so the worker seals its first packet without
+   * waiting for this thread to hear back (a busy I/O thread took tens of ms);
+   * a packet that reaches it first by another way (a hand-off ring) finds no
+   * slot yet and is dropped and counted, as it was without a policy. A
+   * rekey's successor, or an SA the peer created while others of its family
+   * send, waits for the answer as before (handover.ts), so no family ever
+   * loses a sender that works.
+   */
+  private sendsOnPost(record: SaRecord): boolean {
+    if (!this.s.tunRead || record.replaces.length > 0 || record.retiring) return false;
+    return !this.s.requireSad().all().some((o) => o !== record && o.familyKey === record.familyKey && !o.retiring);
   }
 
   /** An authenticated packet arrived on `record`: the peer has it, so it need wait no longer to send (handover.ts). */
@@ -241,6 +265,14 @@ export class SaInstaller {
       // Deleted before our install ended: the peer may already send on it (RFC 7296 §2.8.1, the
       // redundant SA of a simultaneous rekey, which its initiator used until it deleted it). It
       // never sends, but once installed receives like any retired SA until its linger ends.
+      if (r.outbound) {
+        // It sent since its install was posted (sendsOnPost); the others of its family take over.
+        this.s.spd.batch(() => {
+          r.outbound = false;
+          this.s.spd.remove(r);
+          this.handover.senderGone(r, this.startSending);
+        });
+      }
       this.handover.linger(r, lingerMs, () => void this.remove(id));
       return;
     }

@@ -25,7 +25,7 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { startEtcdCluster, type EtcdCluster } from './etcd.js';
+import { startEtcdCluster, type EtcdCluster, type EtcdTiming } from './etcd.js';
 import { startIkeclone, type Ikeclone } from './ikeclone-proc.js';
 import { createNamespace, deleteNamespace, exec, execChecked, spawnIn, waitOperUp, type NetNs } from './netns.js';
 import { runChecked, waitFor } from './proc.js';
@@ -63,6 +63,8 @@ export interface ClusterNetOptions {
   clientConnection?: Record<string, unknown>;
   /** Extra top-level configuration of every node (e.g. limits). */
   nodeExtra?: Record<string, unknown>;
+  /** The etcd members' raft timing (heartbeat, election timeout). Default DEFAULT_ETCD_TIMING (100/1000 ms). */
+  etcdTiming?: EtcdTiming;
 }
 
 export interface IperfResult {
@@ -261,7 +263,11 @@ export async function createClusterNet(opts: ClusterNetOptions): Promise<Cluster
     const secretFile = join(opts.dir, 'cluster.secret');
     writeFileSync(secretFile, randomBytes(32), { mode: 0o600 });
     chmodSync(secretFile, 0o600);
-    etcd = await startEtcdCluster({ members: nodeNs.map((g, k) => ({ ns: g, address: `10.${I}.3.${11 + k}` })), tls: true });
+    etcd = await startEtcdCluster({
+      members: nodeNs.map((g, k) => ({ ns: g, address: `10.${I}.3.${11 + k}` })),
+      tls: true,
+      ...(opts.etcdTiming ? { timing: opts.etcdTiming } : {}),
+    });
     const etcdCluster = etcd;
     const clusterName = `cn${randomBytes(3).toString('hex')}`;
     const nodes: ClusterNodeNet[] = nodeNs.map((g, k) => ({

@@ -153,14 +153,39 @@ export interface EtcdCluster {
   kill(i: number): Promise<void>;
   /** Start member i again on its data directory and wait until the cluster is healthy through it (bounded). */
   restart(i: number): Promise<void>;
+  /** The index of the member that leads now (`etcdctl endpoint status`), -1 when none does. */
+  leader(): Promise<number>;
+  /** The highest raft term the running members report: every election (or leader move) adds one. */
+  term(): Promise<number>;
+  /** Make member i the leader (`etcdctl move-leader`) and wait until the running members agree (bounded). */
+  moveLeader(i: number): Promise<void>;
+  /** The raft timing the members run with. */
+  readonly timing: EtcdTiming;
   /** Stop every member by pid and remove the data directories and certificates. */
   stop(): Promise<void>;
 }
+
+/**
+ * etcd's raft timing (--heartbeat-interval, --election-timeout): a follower
+ * that hears no heartbeat for the election timeout starts an election, so a
+ * dead leader is replaced after about that long (etcd's tuning guide: the
+ * election timeout at least ten times the members' round trip, the
+ * heartbeat about that round trip).
+ */
+export interface EtcdTiming {
+  heartbeatMs: number;
+  electionMs: number;
+}
+
+/** The timing the tests' etcd clusters run with: a killed leader's place is taken within about a second. */
+export const DEFAULT_ETCD_TIMING: EtcdTiming = { heartbeatMs: 100, electionMs: 1000 };
 
 export interface StartEtcdClusterOptions {
   /** One member per entry: the namespace it runs in and its address there (reachable from the others). */
   members: ReadonlyArray<{ ns: NetNs; address: string }>;
   tls?: boolean;
+  /** Raft timing of every member. Default DEFAULT_ETCD_TIMING. */
+  timing?: EtcdTiming;
   /** Bound on the cluster becoming healthy. Default 40 s. */
   timeoutMs?: number;
 }
@@ -176,6 +201,10 @@ const ETCD_PEER_PORT = 2380;
  */
 export async function startEtcdCluster(opts: StartEtcdClusterOptions): Promise<EtcdCluster> {
   if (opts.members.length < 1) throw new Error('startEtcdCluster: at least one member');
+  const timing = opts.timing ?? DEFAULT_ETCD_TIMING;
+  if (!(Number.isInteger(timing.heartbeatMs) && timing.heartbeatMs > 0 && Number.isInteger(timing.electionMs) && timing.electionMs >= 5 * timing.heartbeatMs)) {
+    throw new RangeError('startEtcdCluster: timing needs whole milliseconds, an election timeout at least 5 heartbeats (etcd refuses less)');
+  }
   const dir = mkdtempSync(join(tmpdir(), 'ikeclone-etcd-cluster-'));
   const tls = opts.tls ? await makeTls(dir, opts.members.map((m) => m.address)) : undefined;
   const scheme = tls ? 'https' : 'http';
@@ -195,8 +224,8 @@ export async function startEtcdCluster(opts: StartEtcdClusterOptions): Promise<E
       '--listen-client-urls', s.endpoint, '--advertise-client-urls', s.endpoint,
       '--listen-peer-urls', s.peer, '--initial-advertise-peer-urls', s.peer,
       '--initial-cluster', initialCluster, '--initial-cluster-state', 'new', '--initial-cluster-token', 'ikeclone-test',
-      // Short heartbeats and elections: a killed member's leadership moves within a second.
-      '--heartbeat-interval', '100', '--election-timeout', '1000',
+      // Short heartbeats and elections (by default): a killed member's leadership moves within a second.
+      '--heartbeat-interval', String(timing.heartbeatMs), '--election-timeout', String(timing.electionMs),
       '--log-level', 'warn', '--logger', 'zap',
       ...(tls
         ? ['--cert-file', tls.serverCert, '--key-file', tls.serverKey, '--trusted-ca-file', tls.ca, '--client-cert-auth',
@@ -220,6 +249,22 @@ export async function startEtcdCluster(opts: StartEtcdClusterOptions): Promise<E
       },
       { timeoutMs, intervalMs: 200, message: () => `etcd ${specs[i]!.name} at ${specs[i]!.endpoint} to answer (${procs[i]!.stderr().slice(-500)})` },
     );
+  /**
+   * Each running member's view (`endpoint status -w simple`: endpoint, member
+   * ID in hex, version, DB size, is leader, ...); members that do not answer
+   * are left out. Hex IDs, since JSON's 64-bit member IDs lose precision.
+   */
+  const memberStatus = async (): Promise<Array<{ index: number; id: string; leader: boolean; term: number }>> => {
+    const out: Array<{ index: number; id: string; leader: boolean; term: number }> = [];
+    for (let i = 0; i < specs.length; i++) {
+      if (!running(i)) continue;
+      const r = await ctlIn(i, [...ctlArgs(i), '--command-timeout=2s', 'endpoint', 'status', '-w', 'simple'], 5000).catch(() => undefined);
+      const f = r?.stdout.trim().split(',').map((x) => x.trim());
+      // endpoint, ID, version, DB size, is leader, is learner, raft term, ...
+      if (f && f.length >= 7 && /^[0-9a-f]+$/.test(f[1]!)) out.push({ index: i, id: f[1]!, leader: f[4] === 'true', term: Number(f[6]) || 0 });
+    }
+    return out;
+  };
   const cluster: EtcdCluster = {
     members: specs.map((s, i) => ({ name: s.name, ns: s.ns, address: s.address, endpoint: s.endpoint, dataDir: s.dataDir, proc: () => procs[i]!, running: () => running(i) })),
     endpoints: specs.map((s) => s.endpoint),
@@ -238,6 +283,24 @@ export async function startEtcdCluster(opts: StartEtcdClusterOptions): Promise<E
       // On an existing data directory the --initial-cluster flags are ignored: the member rejoins as itself.
       procs[i] = spawnMember(specs[i]!);
       await healthy(i, opts.timeoutMs ?? 40_000);
+    },
+    timing,
+    async leader() {
+      return (await memberStatus()).findIndex((m) => m.leader);
+    },
+    async term() {
+      return Math.max(0, ...(await memberStatus()).map((m) => m.term));
+    },
+    async moveLeader(i) {
+      const status = await memberStatus();
+      const target = status[i];
+      if (!target) throw new Error(`etcd ${specs[i]!.name} does not answer: it cannot lead`);
+      if (!target.leader) await cluster.ctl(['move-leader', target.id]);
+      await waitFor(async () => (await memberStatus()).every((m) => m.leader === (m.index === i)), {
+        timeoutMs: 10_000,
+        intervalMs: 100,
+        message: `etcd ${specs[i]!.name} to lead`,
+      });
     },
     async stop() {
       await Promise.all(procs.map((p) => p.stop({ graceMs: 3000 }).catch(() => undefined)));

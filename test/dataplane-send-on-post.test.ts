@@ -1,0 +1,81 @@
+// When a new Child SA starts to send (dataplane/install.ts sendsOnPost): with
+// workers that read their own TUN queues, the first SA of a family nothing
+// sends for (a clone's Child SA on the cluster node it arrived at) is in the
+// SPD from the moment its install is posted, so the policy table reaches the
+// worker right behind the install instead of after the worker's answer came
+// back to the I/O thread. A rekey's successor, and an SA the peer created
+// while its family has a sender, still wait for the answer (handover.ts).
+import { afterEach, describe, expect, it } from 'vitest';
+import type { PlaneState } from '../dataplane/state.js';
+import { mirroredSpecs, planesBackToBack, stopPlanes } from './support/dataplane-pair.js';
+
+afterEach(stopPlanes);
+
+/** Plane B as if its workers read their own TUN queues; `sendersAt` reads B's SPD senders per family when called. */
+async function workersReadTun() {
+  const { a, b } = await planesBackToBack();
+  const s = (b as unknown as { s: PlaneState }).s;
+  s.tunRead = true;
+  const senders = () => s.spd.policyTable().map((f) => f.senders.length);
+  return { a, b, s, senders };
+}
+
+describe('a Child SA whose family has no sender', () => {
+  it('is in the SPD once its install is posted, before the worker answered', async () => {
+    const { b, senders } = await workersReadTun();
+    const installing = b.install(mirroredSpecs(1).b);
+    // Synchronously after install(): the worker has not answered yet.
+    expect(senders()).toEqual([1]);
+    await installing;
+    expect(senders()).toEqual([1]);
+    expect(b.status().families).toEqual([1]);
+  });
+
+  it('sends only once installed when the I/O thread reads the TUN device (its cells could overtake the install)', async () => {
+    const { b, s, senders } = await workersReadTun();
+    s.tunRead = false;
+    const installing = b.install(mirroredSpecs(1).b);
+    expect(senders()).toEqual([]);
+    await installing;
+    expect(senders()).toEqual([1]);
+  });
+});
+
+describe('a Child SA whose family has a sender', () => {
+  it("a rekey's successor takes over only once the worker has it", async () => {
+    const { b, senders } = await workersReadTun();
+    await b.install(mirroredSpecs(1).b);
+    const s = (b as unknown as { s: PlaneState }).s;
+    const outbound = () => s.sad!.all().filter((r) => r.outbound).map((r) => r.id);
+    const installing = b.install(mirroredSpecs(2, { b: { replaces: [1] } }).b);
+    expect(outbound()).toEqual([1]);
+    await installing;
+    expect(outbound()).toEqual([2]);
+    expect(senders()).toEqual([1]);
+  });
+
+  it('an SA the peer created waits while a sibling sends', async () => {
+    const { b } = await workersReadTun();
+    await b.install(mirroredSpecs(1).b);
+    const s = (b as unknown as { s: PlaneState }).s;
+    const outbound = () => s.sad!.all().filter((r) => r.outbound).map((r) => r.id);
+    const installing = b.install(mirroredSpecs(5, { b: { deferOutbound: true } }).b);
+    expect(outbound()).toEqual([1]);
+    await installing;
+    expect(outbound()).toEqual([1]);
+  });
+
+  it('one retired while its install is in progress stops sending at once', async () => {
+    const { b } = await workersReadTun();
+    const s = (b as unknown as { s: PlaneState }).s;
+    const outbound = () => s.sad!.all().filter((r) => r.outbound).map((r) => r.id);
+    const first = b.install(mirroredSpecs(1).b);
+    expect(outbound()).toEqual([1]);
+    // A sibling installs meanwhile; the first is deleted before its own install ended.
+    const sibling = b.install(mirroredSpecs(5).b);
+    await b.retire(1, 60_000);
+    expect(outbound()).not.toContain(1);
+    await Promise.all([first, sibling]);
+    expect(outbound()).toEqual([5]);
+  });
+});

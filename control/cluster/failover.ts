@@ -215,9 +215,20 @@ export class CloneFailover extends EventEmitter<FailoverEvents> {
   /** After a failed path test the clone goes back where it came from, if that node is alive. */
   private async afterArrival(sa: IkeSa, result: ArrivalResult, origin: ArrivalOrigin): Promise<void> {
     if (result.ok || result.step !== 'path-test') return;
-    const { engine, node, log, client, cluster } = this.opts;
-    // Our copy goes first (nothing is sent: the path from here does not work).
+    const { engine } = this.opts;
+    // Our copy goes first (nothing is sent: the path from here does not work). etcd names us owner until
+    // the clone is sent back or retired: a scan meanwhile must not import it here again.
     if (sa.state !== 'dead') engine.deleteIkeSa(sa, 'path test from this node failed');
+    const release = this.opts.handoff.holdOff(origin.family, origin.index);
+    try {
+      await this.sendBack(sa, origin);
+    } finally {
+      release();
+    }
+  }
+
+  private async sendBack(sa: IkeSa, origin: ArrivalOrigin): Promise<void> {
+    const { node, log, client, cluster } = this.opts;
     const from = origin.from;
     const live = from !== undefined && from !== node && (await readClusterStatus(client, cluster).then((s) => s.members.some((m) => m.node === from), () => false));
     if (!live) {

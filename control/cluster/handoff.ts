@@ -267,6 +267,17 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     return this.arriving.has(this.ownerKey(family, index));
   }
 
+  /**
+   * Keep clone (family, index) from being imported here until the returned
+   * function is called: a clone whose arrival failed is on its way elsewhere
+   * (failover.ts), while etcd still names us its owner.
+   */
+  holdOff(family: string, index: number): () => void {
+    const key = this.ownerKey(family, index);
+    this.arriving.add(key);
+    return () => void this.arriving.delete(key);
+  }
+
   /** True between the import of `sa` and the end of its steps 4-7 (it must not move meanwhile). */
   isLanding(sa: IkeSa): boolean {
     return this.landing.has(sa);

@@ -16,6 +16,9 @@
 //   (with the message IDs) is rewritten under `if owner == {me, e}`; the
 //   engine holds the request until then (IkeEngineOptions.holdRequest). A
 //   failed write drops the clone locally: keys wiped, its Child SAs deleted.
+//   The answer to a peer's request waits the same way for the record with
+//   the peer's moved message ID (answer-write-ahead.ts, through sync and the
+//   'recorded' event).
 // - Lease lost: requests on owned clones are held (IKE stops); ESP keeps
 //   flowing on the Child SAs that exist.
 //
@@ -30,9 +33,6 @@ import { arrivalTimeline, type ArrivalTimeline } from './handoff-timeline.js';
 import { wipe } from '../crypto/random.js';
 import { clusterPrefix } from './etcd-client.js';
 import type { ClusterKey } from './seal.js';
-
-/** How often owned clones are checked for a peer request the record does not cover yet. */
-export const SYNC_INTERVAL_MS = 250;
 
 /**
  * Request message IDs the handoff transaction fences for the importing node:
@@ -89,6 +89,8 @@ export interface HandoffEvents {
   arrived: [sa: IkeSa, result: ArrivalResult, origin: ArrivalOrigin, timeline: ArrivalTimeline];
   refused: [key: string, reason: RefusalReason, detail: string];
   fenced: [sa: IkeSa, reason: string];
+  /** A write of `sa`'s record committed under `owner == me`, naming `peerRequestId` as the peer's next request. */
+  recorded: [sa: IkeSa, peerRequestId: number];
 }
 
 interface Owned {
@@ -142,7 +144,6 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
   private readonly arriving = new Set<string>();
   private watcher: Watcher | undefined;
   private suspended: string | undefined;
-  private syncTimer: NodeJS.Timeout | undefined;
   /** The etcd revision at which this run joined the cluster (arrive: handoffs before it were a previous run's). */
   private joinedAt: bigint | undefined;
   /** When the steps of the last arrival here ended (cluster status, logs). */
@@ -202,17 +203,11 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     engine.on('ike-down', this.onIkeDown);
     engine.on('child-up', this.onChildChange);
     engine.on('child-down', this.onChildChange);
-    // The peer's requests move its message ID without a request of ours: written within SYNC_INTERVAL_MS.
-    this.syncTimer = setInterval(() => {
-      for (const [sa, o] of this.owned) if (o.writtenPeer !== sa.peerRequestId) void this.sync(sa);
-    }, SYNC_INTERVAL_MS);
-    this.syncTimer.unref();
+    // The peer's requests move its message ID: each answer waits for its own write (answer-write-ahead.ts).
     return this;
   }
 
   async stop(): Promise<void> {
-    if (this.syncTimer) clearInterval(this.syncTimer);
-    this.syncTimer = undefined;
     if (this.onIkeDown) this.opts.engine.off('ike-down', this.onIkeDown);
     if (this.onChildChange) {
       this.opts.engine.off('child-up', this.onChildChange);
@@ -225,12 +220,18 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
   /**
    * Rewrite an owned clone's record as it is now (its Child SA SPIs, the
    * peer's message ID) under `owner == me, epoch == e`; a write refused
-   * because another node owns the clone drops it. Resolves false when
-   * nothing was written.
+   * because another node owns the clone drops it. With a write in flight
+   * (its snapshot may be older) the record is written again once it is
+   * done: one write at a time per clone, each from the SA as it is then, so
+   * the record never goes back. Resolves false when nothing was written now.
    */
   async sync(sa: IkeSa): Promise<boolean> {
     const o = this.owned.get(sa);
-    if (!o || o.writing || this.suspended !== undefined || sa.state !== 'established' || !sa.keys) return false;
+    if (!o || this.suspended !== undefined || sa.state !== 'established' || !sa.keys) return false;
+    if (o.writing) {
+      o.resync = true;
+      return false;
+    }
     o.writing = true;
     const ok = await this.fence(sa, o, Math.max(o.writtenNext, sa.nextRequestId));
     this.written(sa, o);
@@ -278,6 +279,11 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     return held !== undefined && held.until > now ? held.node : undefined;
   }
 
+  /** The peer's next request message ID in the last record written for owned clone `sa` (answer-write-ahead.ts). */
+  recordedPeer(sa: IkeSa): number | undefined {
+    return this.owned.get(sa)?.writtenPeer;
+  }
+
   /** Whether this node owns clone `sa` (its answers are fenced: answer-fence.ts). */
   owns(sa: IkeSa): boolean {
     return this.owned.has(sa);
@@ -313,7 +319,7 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
       this.arriving.delete(ownerKey);
       throw new Error(`${ownerKey} already has an owner`);
     }
-    this.owned.set(sa, { family, index, epoch: 0, writtenNext: sa.nextRequestId, writing: false });
+    this.owned.set(sa, { family, index, epoch: 0, writtenNext: sa.nextRequestId, writtenPeer: sa.peerRequestId, writing: false });
     return 0;
   }
 
@@ -461,7 +467,9 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
         .commit();
       if (txn.succeeded) {
         o.writtenNext = Math.max(o.writtenNext, next);
-        o.writtenPeer = peer;
+        o.writtenPeer = Math.max(o.writtenPeer ?? peer, peer);
+        // Answers held for this write may leave now (answer-write-ahead.ts).
+        this.emit('recorded', sa, o.writtenPeer);
       }
       return txn.succeeded;
     } catch (err) {
@@ -477,6 +485,8 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     if (o) this.arriving.delete(this.ownerKey(o.family, o.index));
     this.stats.fenced++;
     this.opts.log.warn({ ike: sa.id, reason }, 'clone dropped: another node owns it now');
+    // Another node answers on it now: not even a cached response (one held for this write, answer-write-ahead.ts) leaves here.
+    sa.lastResponse = undefined;
     this.opts.engine.deleteIkeSa(sa, `fenced: ${reason}`);
     this.emit('fenced', sa, reason);
   }

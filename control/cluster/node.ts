@@ -23,6 +23,7 @@ import { ClusterPeerAccounting } from './peer-accounting.js';
 import { ClusterRedirectPolicy } from './redirect-placement.js';
 import type { MemberInfo } from './membership.js';
 import { AnswerFence, LeaseClock } from './answer-fence.js';
+import { AnswerWriteAhead } from './answer-write-ahead.js';
 
 /** At most one load write per this many ms (each IKE SA up or down asks for one). */
 export const LOAD_UPDATE_MS = 1000;
@@ -53,6 +54,8 @@ export class ClusterNode {
   private members: MemberInfo[] = [];
   /** Answers on owned clones only while the lease certainly stands (set by attach). */
   answers: AnswerFence | undefined;
+  /** Answers on owned clones leave once etcd holds the peer's moved message ID (set by attach). */
+  writeAhead: AnswerWriteAhead | undefined;
   private readonly leaseClock: LeaseClock;
 
   private constructor(
@@ -167,7 +170,12 @@ export class ClusterNode {
 
   /** For IkeEngineOptions.mayAnswer: no answer on an owned clone once the lease may have lapsed. */
   mayAnswer(sa: IkeSa): boolean {
-    return this.answers?.mayAnswer(sa) ?? true;
+    return (this.answers?.mayAnswer(sa) ?? true) && (this.writeAhead?.mayAnswer(sa) ?? true);
+  }
+
+  /** For IkeEngineOptions.holdResponse: an answer on an owned clone waits for the record with the peer's moved message ID. */
+  holdResponse(sa: IkeSa, send: () => void): boolean {
+    return this.writeAhead?.holdResponse(sa, send) ?? false;
   }
 
   /** For IkeEngineOptions.holdRequest: requests on owned clones wait for their fencing write. */
@@ -189,6 +197,7 @@ export class ClusterNode {
     this.handoff = await new CloneHandoff({ engine, client: m.client, key: this.key, cluster: c.name, node: c.node, address: c.address, log: this.log }).start();
     const handoff = this.handoff;
     this.answers = new AnswerFence({ owns: (sa) => handoff.owns(sa), lease: this.leaseClock, log: this.log });
+    this.writeAhead = new AnswerWriteAhead({ records: handoff, lease: this.leaseClock, log: this.log });
     this.placement = new NodePlacement({ engine, handoff: this.handoff, node: c.node, members: () => m.members(), log: this.log }).start();
     const shared = { engine, client: m.client, cluster: c.name, node: c.node, handoff: this.handoff, log: this.log };
     this.failover = new CloneFailover({ ...shared, key: this.key }).start();
@@ -231,6 +240,7 @@ export class ClusterNode {
     this.loadTimer = undefined;
     this.failover?.stop();
     this.rebalance?.stop();
+    this.writeAhead?.stop();
     await this.handoff?.stop();
     await this.pools.stop();
     await this.accounting.settled();

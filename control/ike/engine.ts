@@ -88,6 +88,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
   private readonly localAddressList: () => string[];
   private readonly holdRequest: IkeEngineOptions['holdRequest'];
   private readonly mayAnswer: IkeEngineOptions['mayAnswer'];
+  private readonly holdResponse: IkeEngineOptions['holdResponse'];
 
   constructor(opts: IkeEngineOptions) {
     super();
@@ -107,6 +108,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
     this.localAddressList = opts.localAddresses ?? (() => []);
     this.holdRequest = opts.holdRequest;
     this.mayAnswer = opts.mayAnswer;
+    this.holdResponse = opts.holdResponse;
     this.mobility = { ...DEFAULT_MOBILITY, ...opts.mobility };
     this.redirect = opts.redirect ?? {};
     this.cookieSecret = createCookieSecret(this.random);
@@ -529,8 +531,8 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
   private sendResponse(sa: IkeSa, exchangeType: number, messageId: number, payloads: Payload[], d: Datagram): void {
     if (!sa.protectOut) return;
     this.trace?.({ direction: 'out', sa, exchangeType, response: true, messageId, payloads });
-    sa.lastResponse = cachedResponse(messageId, sealOutgoing(sa, exchangeType, messageId, true, payloads), d);
-    sendSealed(this, d.local, d.remote, sa.lastResponse);
+    const response = (sa.lastResponse = cachedResponse(messageId, sealOutgoing(sa, exchangeType, messageId, true, payloads), d));
+    if (!this.holdResponse?.(sa, () => sendSealed(this, d.local, d.remote, response))) sendSealed(this, d.local, d.remote, response);
   }
 
   sendDatagram(local: Endpoint, remote: Endpoint, bytes: Uint8Array): void {

@@ -1,0 +1,162 @@
+// Write-ahead of answers on a cluster node (control/cluster/answer-write-ahead.ts,
+// architecture §8), engines in memory and a real etcd (TLS): a request the
+// client sends on a clone a node owns moves the client's message ID; the
+// node's answer leaves only once etcd holds the clone's record with that ID
+// moved past it. So a node that dies right after answering leaves a record
+// its survivor can go on from (the client's next request is the one it
+// expects), and a write refused because another node owns the clone drops
+// the clone without an answer.
+import { afterAll, beforeAll, describe, expect } from 'vitest';
+import { randomBytes } from 'node:crypto';
+import { ownerValue } from '../control/cluster/handoff.js';
+import { cloneKeys } from '../control/cluster/reassign.js';
+import { ClusterKey } from '../control/cluster/seal.js';
+import { decodeTransferRecord } from '../control/ike/sa-transfer.js';
+import { decodeMessage } from '../control/wire/message.js';
+import { HeaderFlag } from '../control/wire/constants.js';
+import type { Datagram } from '../control/ike/transport.js';
+import type { IkeSa } from '../control/ike/ike-sa.js';
+import { silentLogger } from '../control/log.js';
+import { CLIENT, NODE_A, NODE_B, cluster, drive } from './support/cluster-peers.js';
+import { engineHooks, killNode, newEtcdClient, startNode, type ClusterTestEnv, type NodeHooks } from './support/cluster-nodes.js';
+import { startEtcd } from './support/etcd.js';
+import { interopTest, requirePrereqs } from './support/prereq.js';
+
+const env = { clients: [], cleanups: [], log: silentLogger() } as unknown as ClusterTestEnv;
+
+beforeAll(async () => {
+  if (requirePrereqs(['etcd']).ok) env.etcd = await startEtcd({ tls: true });
+}, 60_000);
+afterAll(async () => {
+  for (const c of env.cleanups.splice(0).reverse()) await c();
+  for (const c of env.clients) c.close();
+  await env.etcd?.stop();
+});
+
+/** Nodes a and b (each its own etcd client and lease) and the client's clone made on a, owned by a as clone 1 of family a.1. */
+async function twoNodes(label: string) {
+  const name = `${label}-${randomBytes(3).toString('hex')}`;
+  const key = ClusterKey.derive(randomBytes(32), name);
+  const hooks: NodeHooks = new Map();
+  const c = await cluster({ a: engineHooks(hooks, 'a'), b: engineHooks(hooks, 'b') });
+  const a = await startNode(env, name, key, 'a', NODE_A, c.nodeA, hooks);
+  const b = await startNode(env, name, key, 'b', NODE_B, c.nodeB, hooks);
+  await a.handoff.adopt(c.clone, 'a.1', 1);
+  const etcdOf = newEtcdClient(env);
+  const keys = cloneKeys(name, 'a.1', 1);
+  /** The client's next request ID as the clone's record in etcd names it (sealed for `owner` at `epoch`). */
+  const recordedPeer = async (owner = 'a', epoch = 0): Promise<number> => {
+    const sealed = await etcdOf.get(keys.record).buffer();
+    if (!sealed) throw new Error('no record');
+    const opened = key.open({ keyPath: keys.record, epoch, owner }, new Uint8Array(sealed));
+    if (!opened.ok) throw new Error(opened.error);
+    const record = decodeTransferRecord(opened.value);
+    if (!record.ok) throw new Error(record.error);
+    return record.value.state.peerRequestId;
+  };
+  return { ...c, name, key, a, b, etcdOf, keys, recordedPeer };
+}
+
+/** A response sent from `from` on IKE SA `sa` (its SPIs) to the client. */
+function responseOn(sa: IkeSa, from: string) {
+  const spiI = Buffer.from(sa.spiI).toString('hex');
+  return (d: Datagram): boolean => {
+    const m = decodeMessage(d.bytes);
+    return m.ok && d.local.address === from && d.remote.address === CLIENT && (m.value.header.flags & HeaderFlag.RESPONSE) !== 0 && Buffer.from(m.value.header.spiI).toString('hex') === spiI;
+  };
+}
+
+describe('answers written ahead', () => {
+  interopTest('the answer to a client request on an owned clone leaves only after etcd holds the client\'s moved message ID; retransmissions meanwhile go unanswered', ['etcd'], async () => {
+    const s = await twoNodes('w');
+    const fromA = responseOn(s.clone, NODE_A);
+    const before = await s.recordedPeer();
+    expect(before).toBe(s.clientClone.nextRequestId);
+    // At the moment each answer leaves A, read the record back from etcd (a linearizable read).
+    const readAtSend: Array<Promise<number>> = [];
+    s.wire.filter = (d) => {
+      if (fromA(d)) readAtSend.push(s.recordedPeer());
+      return 'pass';
+    };
+    // etcd stops (SIGSTOP, by pid): A's write cannot commit, so its answer must wait.
+    env.etcd.proc.signal('SIGSTOP');
+    let alive: boolean | undefined;
+    try {
+      void s.client.checkLiveness(s.clientClone).then((v) => (alive = v));
+      // 600 ms of wire time: the client retransmits its request once.
+      for (let i = 0; i < 60; i++) {
+        s.wire.flush();
+        await new Promise((r) => setTimeout(r, 5));
+        s.wire.clock.advance(10);
+      }
+      s.wire.flush();
+      expect(s.wire.log.filter(fromA)).toEqual([]);
+      expect(s.a.writeAhead.stats.held).toBe(1);
+      expect(s.a.writeAhead.stats.unanswered).toBeGreaterThanOrEqual(1);
+      expect(s.nodeA.stats.responsesFromCache).toBe(0);
+    } finally {
+      env.etcd.proc.signal('SIGCONT');
+    }
+    await drive(s.wire, () => alive !== undefined, 'the answer once etcd is back');
+    expect(alive).toBe(true);
+    expect(readAtSend.length).toBeGreaterThanOrEqual(1);
+    // Every answer that left found the moved ID in etcd already.
+    for (const peer of await Promise.all(readAtSend)) expect(peer).toBe(before + 1);
+    expect(s.clientClone.nextRequestId).toBe(before + 1);
+    expect(s.a.writeAhead.stats.sent + s.a.writeAhead.stats.dropped).toBe(1);
+
+    // With etcd running, the next request's answer is written ahead as well (no SIGSTOP needed to see it).
+    let again: boolean | undefined;
+    void s.client.checkLiveness(s.clientClone).then((v) => (again = v));
+    await drive(s.wire, () => again !== undefined, 'the second liveness check');
+    expect(again).toBe(true);
+    for (const peer of (await Promise.all(readAtSend)).slice(-1)) expect(peer).toBe(before + 2);
+  }, 60_000);
+
+  interopTest('a node that dies right after answering: the survivor that takes its clone over accepts the client\'s next request', ['etcd'], async () => {
+    const s = await twoNodes('d');
+    const fromA = responseOn(s.clone, NODE_A);
+    let answered = 0;
+    const pass = s.wire.filter;
+    s.wire.filter = (d, i) => {
+      if (fromA(d)) answered++;
+      return pass(d, i);
+    };
+    // The client's liveness check on its clone, answered by A; A dies at once after the answer left.
+    let alive: boolean | undefined;
+    void s.client.checkLiveness(s.clientClone).then((v) => (alive = v));
+    await drive(s.wire, () => alive !== undefined, 'A\'s answer');
+    expect(alive).toBe(true);
+    expect(answered).toBe(1);
+    await killNode(s.wire, s.a);
+    // b claims the clone; its arrival needs the client's UPDATE_SA_ADDRESSES, the client's next request.
+    await drive(s.wire, () => s.b.arrivals.length > 0, 'the takeover by b', 30_000);
+    expect(s.b.arrivals[0]!.result).toMatchObject({ ok: true });
+    const onB = s.b.arrivals[0]!.sa;
+    expect(s.clientClone.remote.address).toBe(NODE_B);
+    expect(s.clientClone.children.filter((ch) => ch.state === 'installed')).toHaveLength(1);
+    // And the client's requests go on there.
+    let onward: boolean | undefined;
+    void s.client.checkLiveness(s.clientClone).then((v) => (onward = v));
+    await drive(s.wire, () => onward !== undefined, 'the client\'s liveness check on b');
+    expect(onward).toBe(true);
+    expect(onB.peerRequestId).toBe(s.clientClone.nextRequestId);
+    expect(s.nodeB.stats.drops['message-id'] ?? 0).toBe(0);
+  }, 90_000);
+
+  interopTest('a write refused because another node owns the clone drops it, and the answer never leaves', ['etcd'], async () => {
+    const s = await twoNodes('r');
+    const fromA = responseOn(s.clone, NODE_A);
+    // Another node took the clone over (its owner key says so); A does not know yet.
+    await s.etcdOf.put(s.keys.owner).value(ownerValue({ node: 'b', epoch: 7 }));
+    const children = [...s.clone.children];
+    void s.client.checkLiveness(s.clientClone);
+    await drive(s.wire, () => s.a.handoff.stats.fenced === 1, 'the refused write');
+    s.wire.run(3000);
+    expect(s.wire.log.filter(fromA)).toEqual([]);
+    expect(s.clone.state).toBe('dead');
+    expect(children.every((ch) => ch.state === 'deleted')).toBe(true);
+    expect(s.a.handoff.ownedClones()).toEqual([]);
+    expect(s.a.writeAhead.stats).toMatchObject({ held: 1, sent: 0, discarded: 1 });
+  }, 60_000);
+});

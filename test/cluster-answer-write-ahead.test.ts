@@ -6,7 +6,7 @@
 // its survivor can go on from (the client's next request is the one it
 // expects), and a write refused because another node owns the clone drops
 // the clone without an answer.
-import { afterAll, beforeAll, describe, expect } from 'vitest';
+import { describe, expect } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { ownerValue } from '../control/cluster/handoff.js';
 import { cloneKeys } from '../control/cluster/reassign.js';
@@ -16,22 +16,11 @@ import { decodeMessage } from '../control/wire/message.js';
 import { HeaderFlag } from '../control/wire/constants.js';
 import type { Datagram } from '../control/ike/transport.js';
 import type { IkeSa } from '../control/ike/ike-sa.js';
-import { silentLogger } from '../control/log.js';
 import { CLIENT, NODE_A, NODE_B, cluster, drive } from './support/cluster-peers.js';
-import { engineHooks, killNode, newEtcdClient, startNode, type ClusterTestEnv, type NodeHooks } from './support/cluster-nodes.js';
-import { startEtcd } from './support/etcd.js';
-import { interopTest, requirePrereqs } from './support/prereq.js';
+import { engineHooks, killNode, newEtcdClient, startNode, useClusterEtcd, type NodeHooks } from './support/cluster-nodes.js';
+import { interopTest } from './support/prereq.js';
 
-const env = { clients: [], cleanups: [], log: silentLogger() } as unknown as ClusterTestEnv;
-
-beforeAll(async () => {
-  if (requirePrereqs(['etcd']).ok) env.etcd = await startEtcd({ tls: true });
-}, 60_000);
-afterAll(async () => {
-  for (const c of env.cleanups.splice(0).reverse()) await c();
-  for (const c of env.clients) c.close();
-  await env.etcd?.stop();
-});
+const env = useClusterEtcd();
 
 /** Nodes a and b (each its own etcd client and lease) and the client's clone made on a, owned by a as clone 1 of family a.1. */
 async function twoNodes(label: string) {

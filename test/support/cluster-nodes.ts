@@ -4,6 +4,7 @@
 // handoff with the fencing of requests, the write-ahead of answers, failover
 // and rebalancing. A node can be killed as by kill -9: its datagrams go
 // nowhere, its etcd client stops and its lease lapses, never revoked.
+import { afterAll, beforeAll } from 'vitest';
 import type { Etcd3 } from 'etcd3';
 import { CloneHandoff } from '../../control/cluster/handoff.js';
 import { CloneFailover } from '../../control/cluster/failover.js';
@@ -16,9 +17,10 @@ import type { ClusterKey } from '../../control/cluster/seal.js';
 import type { ArrivalResult } from '../../control/ike/sa-transfer.js';
 import type { IkeEngine, IkeEngineOptions } from '../../control/ike/engine.js';
 import type { IkeSa } from '../../control/ike/ike-sa.js';
-import type { Logger } from '../../control/log.js';
+import { silentLogger, type Logger } from '../../control/log.js';
 import type { MemoryWire } from './peers.js';
-import type { EtcdServer } from './etcd.js';
+import { startEtcd, type EtcdServer } from './etcd.js';
+import { requirePrereqs } from './prereq.js';
 
 /** The etcd a test file runs, the clients it opened and what to undo after it. */
 export interface ClusterTestEnv {
@@ -26,6 +28,24 @@ export interface ClusterTestEnv {
   clients: Etcd3[];
   cleanups: Array<() => Promise<void> | void>;
   log: Logger;
+}
+
+/**
+ * The etcd of a test file (TLS), started before its tests when the
+ * prerequisite 'etcd' is there; its clients, nodes and etcd stopped after
+ * them (by pid).
+ */
+export function useClusterEtcd(): ClusterTestEnv {
+  const env = { clients: [], cleanups: [], log: silentLogger() } as unknown as ClusterTestEnv;
+  beforeAll(async () => {
+    if (requirePrereqs(['etcd']).ok) env.etcd = await startEtcd({ tls: true });
+  }, 60_000);
+  afterAll(async () => {
+    for (const c of env.cleanups.splice(0).reverse()) await c();
+    for (const c of env.clients) c.close();
+    await env.etcd?.stop();
+  });
+  return env;
 }
 
 export function newEtcdClient(env: ClusterTestEnv): Etcd3 {

@@ -148,4 +148,21 @@ describe('answers written ahead', () => {
     expect(s.a.handoff.ownedClones()).toEqual([]);
     expect(s.a.writeAhead.stats).toMatchObject({ held: 1, sent: 0, discarded: 1 });
   }, 60_000);
+
+  interopTest('the client\'s Delete of its clone is answered at once: the clone\'s keys leave etcd, there is nothing to take over', ['etcd'], async () => {
+    const s = await twoNodes('e');
+    const retransmits = s.client.stats.retransmits;
+    let closed = false;
+    void s.client.closeIkeSa(s.clientClone).then(() => (closed = true));
+    // One flush: the Delete, A's answer (not held for a write), the client done; no wire time passes.
+    s.wire.flush();
+    await new Promise((r) => setImmediate(r));
+    expect(closed).toBe(true);
+    expect(s.client.stats.retransmits).toBe(retransmits);
+    expect(s.a.writeAhead.stats).toMatchObject({ sent: 1, discarded: 0, dropped: 0 });
+    expect(s.a.writeAhead.pending).toBe(0);
+    await drive(s.wire, () => s.a.handoff.ownedClones().length === 0, 'the clone to end on A');
+    for (let i = 0; i < 100 && (await s.etcdOf.get(s.keys.owner).string()) !== null; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(await s.etcdOf.get(s.keys.owner).string()).toBeNull();
+  }, 60_000);
 });

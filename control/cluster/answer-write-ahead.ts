@@ -19,6 +19,9 @@
 //   certainly stands (answer-fence.ts LeaseClock), then the answer is dropped,
 //   counted; the peer retransmits, and the retransmission is answered from
 //   the cache once a write covered it (mayAnswer starts that write).
+// A request that ends the clone (the peer's Delete of the IKE SA) is answered
+// at once: the clone's keys leave etcd with it (handoff.ts retire), so there
+// is nothing a survivor could take over.
 // Retransmissions of a request whose record is written are answered from the
 // response cache as before; while it is not, they are not answered (mayAnswer
 // false, counted by the engine as 'fenced'). SAs that are not owned clones
@@ -72,6 +75,9 @@ export class AnswerWriteAhead {
     opts.records.on('recorded', (sa, peer) => this.release(sa, peer));
     // A refused write dropped the clone: its answers never leave.
     opts.records.on('fenced', (sa) => this.release(sa));
+    // The clone ended here (the peer's Delete of it): its keys leave etcd and nobody takes it over, so
+    // the answer that ended it has nothing to wait for (RFC 7296 §1.4.1: a Delete is answered).
+    opts.records.on('ended', (sa) => this.release(sa, Number.POSITIVE_INFINITY));
   }
 
   /** IkeEngineOptions.holdResponse: the answer on an owned clone waits for the record with the peer's moved message ID. */

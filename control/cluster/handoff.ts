@@ -91,6 +91,8 @@ export interface HandoffEvents {
   fenced: [sa: IkeSa, reason: string];
   /** A write of `sa`'s record committed under `owner == me`, naming `peerRequestId` as the peer's next request. */
   recorded: [sa: IkeSa, peerRequestId: number];
+  /** Owned clone `sa` ended here (the peer deleted it, or it died): its keys leave etcd, nobody takes it over. */
+  ended: [sa: IkeSa];
 }
 
 interface Owned {
@@ -197,6 +199,7 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
       if (this.landing.has(sa) || this.suspended !== undefined) return void this.arriving.delete(key);
       // Still marked while its keys go: a scan must not import it again meanwhile (failover.ts).
       void this.retire(o.family, o.index, o.epoch).finally(() => this.arriving.delete(key));
+      this.emit('ended', sa);
     };
     // The record names the SPIs of the clone's Child SAs, so a node taking over deletes them (failover.ts).
     this.onChildChange = (child: ChildSa) => void this.sync(child.ike);

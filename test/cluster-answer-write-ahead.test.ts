@@ -17,19 +17,20 @@ import { HeaderFlag } from '../control/wire/constants.js';
 import type { Datagram } from '../control/ike/transport.js';
 import type { IkeSa } from '../control/ike/ike-sa.js';
 import { CLIENT, NODE_A, NODE_B, cluster, drive } from './support/cluster-peers.js';
-import { engineHooks, killNode, newEtcdClient, startNode, useClusterEtcd, type NodeHooks } from './support/cluster-nodes.js';
+import { engineHooks, killNode, newEtcdClient, startNode, useClusterEtcd, type NodeHooks, type NodeOptions } from './support/cluster-nodes.js';
 import { interopTest } from './support/prereq.js';
 
 const env = useClusterEtcd();
 
-/** Nodes a and b (each its own etcd client and lease) and the client's clone made on a, owned by a as clone 1 of family a.1. */
-async function twoNodes(label: string) {
+/** Nodes a and b (each its own etcd client and lease) and the client's clone made on a, owned by a as clone 1 of family a.1; b claims it when a dies. */
+async function twoNodes(label: string, aOpts: NodeOptions = {}) {
   const name = `${label}-${randomBytes(3).toString('hex')}`;
   const key = ClusterKey.derive(randomBytes(32), name);
   const hooks: NodeHooks = new Map();
   const c = await cluster({ a: engineHooks(hooks, 'a'), b: engineHooks(hooks, 'b') });
-  const a = await startNode(env, name, key, 'a', NODE_A, c.nodeA, hooks);
-  const b = await startNode(env, name, key, 'b', NODE_B, c.nodeB, hooks);
+  // No rebalancing: a holds two members of the family and b none, and the clone is to stay on a.
+  const a = await startNode(env, name, key, 'a', NODE_A, c.nodeA, hooks, { rebalances: false, ...aOpts });
+  const b = await startNode(env, name, key, 'b', NODE_B, c.nodeB, hooks, { rebalances: false });
   await a.handoff.adopt(c.clone, 'a.1', 1);
   const etcdOf = newEtcdClient(env);
   const keys = cloneKeys(name, 'a.1', 1);
@@ -164,5 +165,39 @@ describe('answers written ahead', () => {
     await drive(s.wire, () => s.a.handoff.ownedClones().length === 0, 'the clone to end on A');
     for (let i = 0; i < 100 && (await s.etcdOf.get(s.keys.owner).string()) !== null; i++) await new Promise((r) => setTimeout(r, 50));
     expect(await s.etcdOf.get(s.keys.owner).string()).toBeNull();
+  }, 60_000);
+
+  interopTest('etcd gives no verdict until the lease may have lapsed: the answer is dropped and counted; the client\'s retransmission is answered once a write covered it', ['etcd'], async () => {
+    let standing = true;
+    const s = await twoNodes('x', { lease: { standing: () => standing } });
+    const fromA = responseOn(s.clone, NODE_A);
+    const before = await s.recordedPeer();
+    const readAtSend: Array<Promise<number>> = [];
+    s.wire.filter = (d) => {
+      if (fromA(d)) readAtSend.push(s.recordedPeer());
+      return 'pass';
+    };
+    let alive: boolean | undefined;
+    env.etcd.proc.signal('SIGSTOP');
+    try {
+      void s.client.checkLiveness(s.clientClone).then((v) => (alive = v));
+      s.wire.flush();
+      expect(s.a.writeAhead.stats.held).toBe(1);
+      // The lease may have lapsed now: the held answer goes (retried writes stop).
+      standing = false;
+      for (let i = 0; i < 100 && s.a.writeAhead.stats.dropped === 0; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(s.a.writeAhead.stats).toMatchObject({ held: 1, sent: 0, dropped: 1 });
+      expect(s.a.writeAhead.pending).toBe(0);
+    } finally {
+      env.etcd.proc.signal('SIGCONT');
+    }
+    // The lease stands again: once a write covered the client's moved ID (the one in flight, or one a
+    // retransmission starts), a retransmission is answered from the response cache.
+    standing = true;
+    await drive(s.wire, () => alive !== undefined, 'the answer to a retransmission', 30_000);
+    expect(alive).toBe(true);
+    expect(s.wire.log.filter(fromA)).toHaveLength(1);
+    expect(s.nodeA.stats.responsesFromCache).toBe(1);
+    expect(await Promise.all(readAtSend)).toEqual([before + 1]);
   }, 60_000);
 });

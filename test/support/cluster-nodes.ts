@@ -79,8 +79,17 @@ export interface ClusterTestNode {
   arrivals: Array<{ sa: IkeSa; result: ArrivalResult }>;
 }
 
+export interface NodeOptions {
+  /** Claims dead nodes' clones (default true). */
+  claims?: boolean;
+  /** Moves clones to nodes that hold none of their family (default true). */
+  rebalances?: boolean;
+  /** Whether the lease still certainly stands, decided by the test instead of the lease's keep-alives. */
+  lease?: Pick<LeaseClock, 'standing'>;
+}
+
 /** One cluster node over `engine`: its own etcd client, membership (1 s lease), handoff, write-ahead, failover and rebalancing. */
-export async function startNode(env: ClusterTestEnv, clusterName: string, key: ClusterKey, name: string, address: string, engine: IkeEngine, hooks: NodeHooks, opts: { claims?: boolean } = {}): Promise<ClusterTestNode> {
+export async function startNode(env: ClusterTestEnv, clusterName: string, key: ClusterKey, name: string, address: string, engine: IkeEngine, hooks: NodeHooks, opts: NodeOptions = {}): Promise<ClusterTestNode> {
   const { log } = env;
   const client = newEtcdClient(env);
   const joinStartedAt = Date.now();
@@ -92,16 +101,17 @@ export async function startNode(env: ClusterTestEnv, clusterName: string, key: C
   });
   const handoff = new CloneHandoff({ engine, client, key, cluster: clusterName, node: name, address, log });
   const lease = new LeaseClock(membership.lease, 1000, joinStartedAt);
-  const writeAhead = new AnswerWriteAhead({ records: handoff, lease, log });
+  const writeAhead = new AnswerWriteAhead({ records: handoff, lease: opts.lease ?? lease, log });
   hooks.set(name, { handoff, writeAhead });
   await handoff.start();
   const shared = { engine, client, cluster: clusterName, node: name, handoff, log };
   const failover = new CloneFailover({ ...shared, key, staggerMs: 400 });
   if (opts.claims !== false) failover.start();
-  const rebalance = new CloneRebalance({ ...shared, intervalMs: 1000, movesPerSecond: 5 }).start();
+  const rebalance = new CloneRebalance({ ...shared, intervalMs: 1000, movesPerSecond: 5 });
+  if (opts.rebalances !== false) rebalance.start();
   membership.on('members-changed', () => {
     if (opts.claims !== false) failover.membersChanged();
-    rebalance.membersChanged();
+    if (opts.rebalances !== false) rebalance.membersChanged();
   });
   // As a gateway's cluster node does (control/cluster/node.ts).
   membership.on('lease-lost', (reason) => {

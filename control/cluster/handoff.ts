@@ -72,7 +72,7 @@ export interface HandoffStats {
   refused: Record<RefusalReason, number>;
   /** Clones dropped because a fencing write failed (another node owns them now). */
   fenced: number;
-  /** Fencing writes (one per request on an owned clone). */
+  /** Fencing writes (one per request on an owned clone, and one per answer to the peer: answer-write-ahead.ts). */
   writes: number;
 }
 

@@ -5,9 +5,13 @@
 // moved past it. So a node that dies right after answering leaves a record
 // its survivor can go on from (the client's next request is the one it
 // expects), and a write refused because another node owns the clone drops
-// the clone without an answer.
-import { describe, expect } from 'vitest';
+// the clone without an answer. Last, the module's bookkeeping alone (no
+// etcd): answers leave in order, each once a write covers it.
+import { describe, expect, test } from 'vitest';
 import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { AnswerWriteAhead, type RecordWriter } from '../control/cluster/answer-write-ahead.js';
+import type { HandoffEvents } from '../control/cluster/handoff.js';
 import { ownerValue } from '../control/cluster/handoff.js';
 import { cloneKeys } from '../control/cluster/reassign.js';
 import { ClusterKey } from '../control/cluster/seal.js';
@@ -16,6 +20,7 @@ import { decodeMessage } from '../control/wire/message.js';
 import { HeaderFlag } from '../control/wire/constants.js';
 import type { Datagram } from '../control/ike/transport.js';
 import type { IkeSa } from '../control/ike/ike-sa.js';
+import { silentLogger } from '../control/log.js';
 import { CLIENT, NODE_A, NODE_B, cluster, drive } from './support/cluster-peers.js';
 import { engineHooks, killNode, newEtcdClient, startNode, useClusterEtcd, type NodeHooks, type NodeOptions } from './support/cluster-nodes.js';
 import { interopTest } from './support/prereq.js';
@@ -201,3 +206,74 @@ describe('answers written ahead', () => {
     expect(await Promise.all(readAtSend)).toEqual([before + 1]);
   }, 60_000);
 });
+
+describe('write-ahead bookkeeping', () => {
+  /** A clone's record as handoff.ts keeps it: owned or not, the peer ID last written, the writes asked for. */
+  function records() {
+    const events = new EventEmitter<HandoffEvents>();
+    const state = { owned: true, written: 4 as number | undefined, syncs: 0 };
+    const writer: RecordWriter = {
+      owns: () => state.owned,
+      recordedPeer: () => (state.owned ? state.written : undefined),
+      sync: async () => {
+        state.syncs++;
+        return false;
+      },
+      on: ((event: keyof HandoffEvents, listener: (...args: never[]) => void) => events.on(event, listener)) as RecordWriter['on'],
+    };
+    return { events, state, writer };
+  }
+  const sa = (peerRequestId: number) => ({ id: 1, peerRequestId, state: 'established' }) as unknown as IkeSa;
+
+  test('answers leave in order, each once a write names the peer\'s ID past its request; the record covering them answers at once', () => {
+    const r = records();
+    const wa = new AnswerWriteAhead({ records: r.writer, lease: { standing: () => true }, log: silentLogger(), retryMs: 60_000 });
+    const clone = sa(4);
+    // Covered (the record names 4, the peer's next): a retransmission of request 3 is answered from the cache.
+    expect(wa.mayAnswer(clone)).toBe(true);
+    const sent: string[] = [];
+    (clone as { peerRequestId: number }).peerRequestId = 5;
+    expect(wa.holdResponse(clone, () => sent.push('answer 4'))).toBe(true);
+    expect(r.state.syncs).toBe(1);
+    // A peer that does not wait for answer 4 (window 1 broken) gets answer 5 only after it.
+    (clone as { peerRequestId: number }).peerRequestId = 6;
+    expect(wa.holdResponse(clone, () => sent.push('answer 5'))).toBe(true);
+    expect(wa.mayAnswer(clone)).toBe(false);
+    // A write that covers only request 4 (its snapshot was taken before request 5): answer 4 leaves.
+    r.state.written = 5;
+    r.events.emit('recorded', clone, 5);
+    expect(sent).toEqual(['answer 4']);
+    r.state.written = 6;
+    r.events.emit('recorded', clone, 6);
+    expect(sent).toEqual(['answer 4', 'answer 5']);
+    expect(wa.pending).toBe(0);
+    expect(wa.stats).toMatchObject({ held: 2, sent: 2, discarded: 0, dropped: 0, unanswered: 1 });
+    // Not an owned clone: never held.
+    r.state.owned = false;
+    (clone as { peerRequestId: number }).peerRequestId = 7;
+    expect(wa.holdResponse(clone, () => sent.push('answer 6'))).toBe(false);
+    expect(wa.mayAnswer(clone)).toBe(true);
+    wa.stop();
+  });
+
+  test('a refused write (the clone dropped) discards the held answer; a clone that ended here sends it', () => {
+    const r = records();
+    const wa = new AnswerWriteAhead({ records: r.writer, lease: { standing: () => true }, log: silentLogger(), retryMs: 60_000 });
+    const sent: string[] = [];
+    const dropped = sa(5);
+    expect(wa.holdResponse(dropped, () => sent.push('dropped'))).toBe(true);
+    r.state.owned = false;
+    r.events.emit('fenced', dropped, 'ownership lost');
+    expect(sent).toEqual([]);
+    expect(wa.stats).toMatchObject({ held: 1, sent: 0, discarded: 1 });
+    r.state.owned = true;
+    const ended = sa(5);
+    expect(wa.holdResponse(ended, () => sent.push('delete answered'))).toBe(true);
+    r.state.owned = false;
+    r.events.emit('ended', ended);
+    expect(sent).toEqual(['delete answered']);
+    expect(wa.pending).toBe(0);
+    wa.stop();
+  });
+});
+

@@ -87,6 +87,8 @@ export interface GatewayOptions {
   holdRequest?: (sa: IkeSa) => boolean;
   /** Cluster fencing of answers (IkeEngineOptions.mayAnswer). */
   mayAnswer?: (sa: IkeSa) => boolean;
+  /** Cluster write-ahead of answers (IkeEngineOptions.holdResponse). */
+  holdResponse?: (sa: IkeSa, send: () => void) => boolean;
   /** A cluster's virtual IP pools and per-peer counts (IkeEngineOptions.peerResources). */
   peerResources?: PeerResources;
 }
@@ -190,6 +192,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       ...(opts.spiPrefix ? { spiPrefix: opts.spiPrefix } : {}),
       ...(opts.holdRequest ? { holdRequest: opts.holdRequest } : {}),
       ...(opts.mayAnswer ? { mayAnswer: opts.mayAnswer } : {}),
+      ...(opts.holdResponse ? { holdResponse: opts.holdResponse } : {}),
       ...(opts.peerResources ? { peerResources: opts.peerResources } : {}),
     });
     this.cloner = new CloneOrchestrator(this.engine).start();

@@ -115,6 +115,8 @@ export interface ClusterNodeStatus {
   leaseLostReason: string | null;
   clones: Array<{ ike: number; family: string; index: number; epoch: number }>;
   handoff: { handedOff: number; arrived: number; refused: number; fenced: number; writes: number };
+  /** Answers on our clones that waited for etcd to hold the peer's moved message ID (control/cluster/answer-write-ahead.ts). */
+  answers?: { held: number; sent: number; discarded: number; dropped: number; unanswered: number };
   /** When each step of the last clone arrival here ended, wall-clock ms (control/cluster/handoff-timeline.ts). */
   lastArrival: { at: Record<string, number | undefined>; fencing: { heldMs: number; holds: number } } | null;
   failover: { claimed: number; lost: number; failed: number; returned: number };

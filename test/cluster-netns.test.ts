@@ -115,6 +115,13 @@ describe('a three-node cluster in network namespaces', () => {
         // The node's SPI prefix (k + 1) leads the SPIs it allocated (io/spi-layout.ts).
         expect(Number.parseInt(hex(there.children[0]!.spiIn).slice(0, 2), 16)).toBe(k + 1);
       });
+      // The client's UPDATE_SA_ADDRESSES to each node its clone went to was answered only once that
+      // node's etcd record named the client's moved message ID (control/cluster/answer-write-ahead.ts).
+      for (const n of net.nodes.slice(1)) {
+        const answers = (await n.gateway()!.status()).cluster?.answers;
+        expect(answers?.sent, n.name).toBeGreaterThanOrEqual(1);
+        expect(answers, n.name).toMatchObject({ discarded: 0, dropped: 0 });
+      }
 
       // Traffic: ping, then iperf3 both ways with enough streams that the client's flow hash
       // and the LAN's ECMP hash put some on every node.

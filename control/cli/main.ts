@@ -73,7 +73,7 @@ function loadGateway(file: string, globals: GlobalOptions, loaded?: { config: Ga
   const log = logger(globals, config.log.level);
   try {
     const node = loaded?.node;
-    const cluster = node ? { spiPrefix: node.spiPrefix, holdRequest: (sa: IkeSa) => node.holdRequest(sa), mayAnswer: (sa: IkeSa) => node.mayAnswer(sa), peerResources: node.peerResources, ...(node.redirectPolicy && { redirectPolicy: node.redirectPolicy }) } : {};
+    const cluster = node ? { spiPrefix: node.spiPrefix, holdRequest: (sa: IkeSa) => node.holdRequest(sa), mayAnswer: (sa: IkeSa) => node.mayAnswer(sa), holdResponse: (sa: IkeSa, send: () => void) => node.holdResponse(sa, send), peerResources: node.peerResources, ...(node.redirectPolicy && { redirectPolicy: node.redirectPolicy }) } : {};
     return { gateway: new Gateway({ config, log, ...cluster }), config, log };
   } catch (err) {
     // Problems only visible when building policies (identities, keys) are configuration problems too.

@@ -16,6 +16,9 @@
 //   (with the message IDs) is rewritten under `if owner == {me, e}`; the
 //   engine holds the request until then (IkeEngineOptions.holdRequest). A
 //   failed write drops the clone locally: keys wiped, its Child SAs deleted.
+//   The answer to a peer's request waits the same way for the record with
+//   the peer's moved message ID (answer-write-ahead.ts, through sync and the
+//   'recorded' event).
 // - Lease lost: requests on owned clones are held (IKE stops); ESP keeps
 //   flowing on the Child SAs that exist.
 //
@@ -30,9 +33,6 @@ import { arrivalTimeline, type ArrivalTimeline } from './handoff-timeline.js';
 import { wipe } from '../crypto/random.js';
 import { clusterPrefix } from './etcd-client.js';
 import type { ClusterKey } from './seal.js';
-
-/** How often owned clones are checked for a peer request the record does not cover yet. */
-export const SYNC_INTERVAL_MS = 250;
 
 /**
  * Request message IDs the handoff transaction fences for the importing node:
@@ -72,7 +72,7 @@ export interface HandoffStats {
   refused: Record<RefusalReason, number>;
   /** Clones dropped because a fencing write failed (another node owns them now). */
   fenced: number;
-  /** Fencing writes (one per request on an owned clone). */
+  /** Fencing writes (one per request on an owned clone, and one per answer to the peer: answer-write-ahead.ts). */
   writes: number;
 }
 
@@ -89,6 +89,10 @@ export interface HandoffEvents {
   arrived: [sa: IkeSa, result: ArrivalResult, origin: ArrivalOrigin, timeline: ArrivalTimeline];
   refused: [key: string, reason: RefusalReason, detail: string];
   fenced: [sa: IkeSa, reason: string];
+  /** A write of `sa`'s record committed under `owner == me`, naming `peerRequestId` as the peer's next request. */
+  recorded: [sa: IkeSa, peerRequestId: number];
+  /** Owned clone `sa` ended here (the peer deleted it, or it died): its keys leave etcd, nobody takes it over. */
+  ended: [sa: IkeSa];
 }
 
 interface Owned {
@@ -142,7 +146,6 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
   private readonly arriving = new Set<string>();
   private watcher: Watcher | undefined;
   private suspended: string | undefined;
-  private syncTimer: NodeJS.Timeout | undefined;
   /** The etcd revision at which this run joined the cluster (arrive: handoffs before it were a previous run's). */
   private joinedAt: bigint | undefined;
   /** When the steps of the last arrival here ended (cluster status, logs). */
@@ -196,23 +199,18 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
       if (this.landing.has(sa) || this.suspended !== undefined) return void this.arriving.delete(key);
       // Still marked while its keys go: a scan must not import it again meanwhile (failover.ts).
       void this.retire(o.family, o.index, o.epoch).finally(() => this.arriving.delete(key));
+      this.emit('ended', sa);
     };
     // The record names the SPIs of the clone's Child SAs, so a node taking over deletes them (failover.ts).
     this.onChildChange = (child: ChildSa) => void this.sync(child.ike);
     engine.on('ike-down', this.onIkeDown);
     engine.on('child-up', this.onChildChange);
     engine.on('child-down', this.onChildChange);
-    // The peer's requests move its message ID without a request of ours: written within SYNC_INTERVAL_MS.
-    this.syncTimer = setInterval(() => {
-      for (const [sa, o] of this.owned) if (o.writtenPeer !== sa.peerRequestId) void this.sync(sa);
-    }, SYNC_INTERVAL_MS);
-    this.syncTimer.unref();
+    // The peer's requests move its message ID: each answer waits for its own write (answer-write-ahead.ts).
     return this;
   }
 
   async stop(): Promise<void> {
-    if (this.syncTimer) clearInterval(this.syncTimer);
-    this.syncTimer = undefined;
     if (this.onIkeDown) this.opts.engine.off('ike-down', this.onIkeDown);
     if (this.onChildChange) {
       this.opts.engine.off('child-up', this.onChildChange);
@@ -225,12 +223,18 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
   /**
    * Rewrite an owned clone's record as it is now (its Child SA SPIs, the
    * peer's message ID) under `owner == me, epoch == e`; a write refused
-   * because another node owns the clone drops it. Resolves false when
-   * nothing was written.
+   * because another node owns the clone drops it. With a write in flight
+   * (its snapshot may be older) the record is written again once it is
+   * done: one write at a time per clone, each from the SA as it is then, so
+   * the record never goes back. Resolves false when nothing was written now.
    */
   async sync(sa: IkeSa): Promise<boolean> {
     const o = this.owned.get(sa);
-    if (!o || o.writing || this.suspended !== undefined || sa.state !== 'established' || !sa.keys) return false;
+    if (!o || this.suspended !== undefined || sa.state !== 'established' || !sa.keys) return false;
+    if (o.writing) {
+      o.resync = true;
+      return false;
+    }
     o.writing = true;
     const ok = await this.fence(sa, o, Math.max(o.writtenNext, sa.nextRequestId));
     this.written(sa, o);
@@ -289,6 +293,11 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     return held !== undefined && held.until > now ? held.node : undefined;
   }
 
+  /** The peer's next request message ID in the last record written for owned clone `sa` (answer-write-ahead.ts). */
+  recordedPeer(sa: IkeSa): number | undefined {
+    return this.owned.get(sa)?.writtenPeer;
+  }
+
   /** Whether this node owns clone `sa` (its answers are fenced: answer-fence.ts). */
   owns(sa: IkeSa): boolean {
     return this.owned.has(sa);
@@ -324,7 +333,7 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
       this.arriving.delete(ownerKey);
       throw new Error(`${ownerKey} already has an owner`);
     }
-    this.owned.set(sa, { family, index, epoch: 0, writtenNext: sa.nextRequestId, writing: false });
+    this.owned.set(sa, { family, index, epoch: 0, writtenNext: sa.nextRequestId, writtenPeer: sa.peerRequestId, writing: false });
     return 0;
   }
 
@@ -472,7 +481,9 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
         .commit();
       if (txn.succeeded) {
         o.writtenNext = Math.max(o.writtenNext, next);
-        o.writtenPeer = peer;
+        o.writtenPeer = Math.max(o.writtenPeer ?? peer, peer);
+        // Answers held for this write may leave now (answer-write-ahead.ts).
+        this.emit('recorded', sa, o.writtenPeer);
       }
       return txn.succeeded;
     } catch (err) {
@@ -488,6 +499,8 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     if (o) this.arriving.delete(this.ownerKey(o.family, o.index));
     this.stats.fenced++;
     this.opts.log.warn({ ike: sa.id, reason }, 'clone dropped: another node owns it now');
+    // Another node answers on it now: not even a cached response (one held for this write, answer-write-ahead.ts) leaves here.
+    sa.lastResponse = undefined;
     this.opts.engine.deleteIkeSa(sa, `fenced: ${reason}`);
     this.emit('fenced', sa, reason);
   }

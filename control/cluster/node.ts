@@ -27,6 +27,7 @@ import { AnswerFence, LeaseClock } from './answer-fence.js';
 import { accountingStatus, publishRefusals } from './resource-status.js';
 import type { ClusterNodeResources, NodeResourceRefusals } from '../status.js';
 import { requestedAddressFamilies } from '../ike/config-payload.js';
+import { AnswerWriteAhead } from './answer-write-ahead.js';
 
 /** At most one load write per this many ms (each IKE SA up or down asks for one). */
 export const LOAD_UPDATE_MS = 1000;
@@ -62,6 +63,8 @@ export class ClusterNode {
   private members: MemberInfo[] = [];
   /** Answers on owned clones only while the lease certainly stands (set by attach). */
   answers: AnswerFence | undefined;
+  /** Answers on owned clones leave once etcd holds the peer's moved message ID (set by attach). */
+  writeAhead: AnswerWriteAhead | undefined;
   private readonly leaseClock: LeaseClock;
 
   private constructor(
@@ -218,6 +221,7 @@ export class ClusterNode {
       leaseLostReason: this.leaseLost ?? null,
       clones: (this.handoff?.ownedClones() ?? []).map((o) => ({ ike: o.sa.id, family: o.family, index: o.index, epoch: o.epoch })),
       handoff: { handedOff: h?.handedOff ?? 0, arrived: h?.arrived ?? 0, refused, fenced: h?.fenced ?? 0, writes: h?.writes ?? 0 },
+      answers: { ...(this.writeAhead?.stats ?? { held: 0, sent: 0, discarded: 0, dropped: 0, unanswered: 0 }) },
       lastArrival: this.handoff?.lastArrival ?? null,
       failover: { ...(this.failover?.stats ?? { claimed: 0, lost: 0, failed: 0, returned: 0 }) },
       rebalance: { ...(this.rebalance?.stats ?? { moved: 0, failed: 0 }) },
@@ -227,7 +231,12 @@ export class ClusterNode {
 
   /** For IkeEngineOptions.mayAnswer: no answer on an owned clone once the lease may have lapsed. */
   mayAnswer(sa: IkeSa): boolean {
-    return this.answers?.mayAnswer(sa) ?? true;
+    return (this.answers?.mayAnswer(sa) ?? true) && (this.writeAhead?.mayAnswer(sa) ?? true);
+  }
+
+  /** For IkeEngineOptions.holdResponse: an answer on an owned clone waits for the record with the peer's moved message ID. */
+  holdResponse(sa: IkeSa, send: () => void): boolean {
+    return this.writeAhead?.holdResponse(sa, send) ?? false;
   }
 
   /** For IkeEngineOptions.holdRequest: requests on owned clones wait for their fencing write. */
@@ -249,6 +258,7 @@ export class ClusterNode {
     this.handoff = await new CloneHandoff({ engine, client: m.client, key: this.key, cluster: c.name, node: c.node, address: c.address, log: this.log }).start();
     const handoff = this.handoff;
     this.answers = new AnswerFence({ owns: (sa) => handoff.owns(sa), lease: this.leaseClock, log: this.log });
+    this.writeAhead = new AnswerWriteAhead({ records: handoff, lease: this.leaseClock, log: this.log });
     this.placement = new NodePlacement({ engine, handoff: this.handoff, node: c.node, members: () => m.members(), log: this.log }).start();
     const shared = { engine, client: m.client, cluster: c.name, node: c.node, handoff: this.handoff, log: this.log };
     this.failover = new CloneFailover({ ...shared, key: this.key }).start();
@@ -298,6 +308,7 @@ export class ClusterNode {
     if (this.refusalsTimer) clearInterval(this.refusalsTimer);
     this.failover?.stop();
     this.rebalance?.stop();
+    this.writeAhead?.stop();
     await this.handoff?.stop();
     await this.pools.stop();
     await this.accounting.settled();

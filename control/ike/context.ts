@@ -72,6 +72,13 @@ export interface IkeEngineOptions {
    */
   mayAnswer?: (sa: IkeSa) => boolean;
   /**
+   * Asked before a fresh response on an IKE SA is sent (it is in the
+   * response cache already): true takes it over, and `send` sends it once
+   * the caller allows, or never (a cluster node writes the peer's moved
+   * message ID to etcd first, architecture §8). Absent, or false: sent now.
+   */
+  holdResponse?: (sa: IkeSa, send: () => void) => boolean;
+  /**
    * Observer of every message's payloads (inner payloads for encrypted ones),
    * after building and after authentication: debugging and protocol tests.
    */

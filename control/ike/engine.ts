@@ -87,8 +87,8 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
   private readonly trace: MessageTrace | undefined;
   private readonly localAddressFor: (remote: string) => string;
   private readonly localAddressList: () => string[];
-  private readonly holdRequest: IkeEngineOptions['holdRequest'];
-  private readonly mayAnswer: IkeEngineOptions['mayAnswer'];
+  /** A cluster node's fencing of requests and answers on the clones it owns (control/cluster). */
+  private readonly fencing: Pick<IkeEngineOptions, 'holdRequest' | 'mayAnswer' | 'holdResponse'>;
 
   constructor(opts: IkeEngineOptions) {
     super();
@@ -106,8 +106,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
     const halfOpenPressureTimeout = Math.min(this.halfOpenTimeout, opts.halfOpenPressureTimeout ?? DEFAULT_HALF_OPEN_PRESSURE_TIMEOUT);
     this.localAddressFor = opts.localAddressFor ?? ((remote) => (remote.includes(':') ? '::' : '0.0.0.0'));
     this.localAddressList = opts.localAddresses ?? (() => []);
-    this.holdRequest = opts.holdRequest;
-    this.mayAnswer = opts.mayAnswer;
+    this.fencing = { holdRequest: opts.holdRequest, mayAnswer: opts.mayAnswer, holdResponse: opts.holdResponse };
     this.mobility = { ...DEFAULT_MOBILITY, ...opts.mobility };
     this.redirect = opts.redirect ?? {};
     this.cookieSecret = createCookieSecret(this.random);
@@ -287,7 +286,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
 
   /** Start the next queued exchange if none is in flight (window size 1, RFC 7296 §2.3). */
   kick(sa: IkeSa): void {
-    if (sa.outstanding || sa.state === 'dead' || (sa.queue.length > 0 && this.holdRequest?.(sa))) return;
+    if (sa.outstanding || sa.state === 'dead' || (sa.queue.length > 0 && this.fencing.holdRequest?.(sa))) return;
     const exchange = sa.queue.shift();
     if (!exchange) return;
     this.transmit(sa, exchange, sa.nextRequestId++);
@@ -445,7 +444,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
 
   private handleRequest(sa: IkeSa, msg: IkeMessage, d: Datagram, prepared?: Payload[]): void {
     const h = msg.header;
-    if (this.mayAnswer?.(sa) === false) return this.countDrop('fenced', `${exchangeName(h.exchangeType)} mid ${h.messageId}`);
+    if (this.fencing.mayAnswer?.(sa) === false) return this.countDrop('fenced', `${exchangeName(h.exchangeType)} mid ${h.messageId}`);
     // A retransmitted request gets the cached response, without processing (RFC 7296 §2.1).
     if (sa.lastResponse && h.messageId === sa.lastResponse.messageId) {
       const fragment = isFragmentMessage(msg) ? this.fragments.answersRetransmission(sa, msg) : undefined;
@@ -531,8 +530,8 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
   private sendResponse(sa: IkeSa, exchangeType: number, messageId: number, payloads: Payload[], d: Datagram): void {
     if (!sa.protectOut) return;
     this.trace?.({ direction: 'out', sa, exchangeType, response: true, messageId, payloads });
-    sa.lastResponse = cachedResponse(messageId, sealOutgoing(sa, exchangeType, messageId, true, payloads), d);
-    sendSealed(this, d.local, d.remote, sa.lastResponse);
+    const response = (sa.lastResponse = cachedResponse(messageId, sealOutgoing(sa, exchangeType, messageId, true, payloads), d));
+    if (!this.fencing.holdResponse?.(sa, () => sendSealed(this, d.local, d.remote, response))) sendSealed(this, d.local, d.remote, response);
   }
 
   sendDatagram(local: Endpoint, remote: Endpoint, bytes: Uint8Array): void {

@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { ownerValue } from '../control/cluster/handoff.js';
 import { claimOrder } from '../control/cluster/failover.js';
 import { planMoves } from '../control/cluster/rebalance.js';
-import { cloneKeys, reassignClone } from '../control/cluster/reassign.js';
+import { cloneKeys, memberKey, reassignClone } from '../control/cluster/reassign.js';
 import { readClusterState } from '../control/cluster/status.js';
 import { ClusterKey } from '../control/cluster/seal.js';
 import { decodeTransferRecord } from '../control/ike/sa-transfer.js';
@@ -178,6 +178,25 @@ describe('cluster failover', () => {
   }, 90_000);
 });
 
+describe('a path that fails on both nodes', () => {
+  interopTest('a clone sent back whose path test fails there too is retired, not sent back again', ['etcd'], async () => {
+    const { name, c, a, b } = await twoNodes('s');
+    c.wire.filter = (d) => (d.local.address === NODE_B && d.remote.address === CLIENT ? 'drop' : 'pass');
+    await a.handoff.handOff(c.clone, 'b');
+    // Now a cannot reach the client either.
+    c.wire.filter = (d) => ((d.local.address === NODE_B || d.local.address === NODE_A) && d.remote.address === CLIENT ? 'drop' : 'pass');
+    const keys = cloneKeys(name, 'a.1', 1);
+    const etcdOf = newClient();
+    await drive(c.wire, () => b.failover.stats.returned === 1 && a.arrivals.some((x) => !x.result.ok), 'the clone back on a, failing there', 60_000);
+    expect(a.arrivals.find((x) => !x.result.ok)!.result).toMatchObject({ ok: false, step: 'path-test' });
+    for (let i = 0; i < 100 && (await etcdOf.get(keys.owner).string()) !== null; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(await etcdOf.get(keys.owner).string()).toBeNull();
+    expect(a.failover.stats.returned).toBe(0);
+    expect(b.arrivals).toHaveLength(1);
+    expect([...a.handoff.ownedClones(), ...b.handoff.ownedClones()]).toEqual([]);
+  }, 90_000);
+});
+
 describe('clone keys in etcd', () => {
   interopTest('a clone the client deletes takes its owner key and record with it (nobody takes it over later)', ['etcd'], async () => {
     const { name, c, a, b } = await twoNodes('r');
@@ -222,6 +241,27 @@ describe('claims', () => {
     // A claim with the record as it is now is one transaction (no read first): the owner moves on again.
     const now = (await readClusterState(etcdOf, name)).records.get(keys.owner)!;
     expect(await reassignClone({ client: etcdOf, key, cluster: name }, 'a.1', 1, { node: 'c', epoch: 2 }, 'a', undefined, now)).toMatchObject({ ok: true, epoch: 3 });
+  }, 60_000);
+
+  interopTest('a claim fails when the owner is a member again (it joined after the claimant read the members); once it is gone, the claim goes through', ['etcd'], async () => {
+    const { name, key, c, a, b } = await twoNodes('m', { claims: false });
+    await a.handoff.handOff(c.clone, 'b');
+    await drive(c.wire, () => b.arrivals.some((x) => x.result.ok), 'the clone on b');
+    const etcdOf = newClient();
+    const keys = cloneKeys(name, 'a.1', 1);
+    await drive(c.wire, () => !b.arrivals[0]!.sa.outstanding, 'b idle');
+    // As a scan that read the members before b (re)joined: b's clone looks orphaned, but b is a member.
+    const scanned = (await readClusterState(etcdOf, name)).records.get(keys.owner)!;
+    const target = { client: etcdOf, key, cluster: name };
+    const refused = await reassignClone(target, 'a.1', 1, { node: 'b', epoch: 1 }, 'a', undefined, scanned, true);
+    expect(refused).toMatchObject({ ok: false, reason: 'owner-changed' });
+    expect(refused.ok || refused.detail).toContain('b is a member again');
+    expect(await etcdOf.get(keys.owner).string()).toBe(ownerValue({ node: 'b', epoch: 1 }));
+    // b dies and its lease goes (its member key with it): now the same claim is taken.
+    await killNode(c.wire, b);
+    await etcdOf.leaseClient.leaseRevoke({ ID: b.membership.leaseId });
+    expect(await etcdOf.get(memberKey(name, 'b')).string()).toBeNull();
+    expect(await reassignClone(target, 'a.1', 1, { node: 'b', epoch: 1 }, 'a', undefined, scanned, true)).toMatchObject({ ok: true, epoch: 2 });
   }, 60_000);
 });
 

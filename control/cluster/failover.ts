@@ -190,7 +190,7 @@ export class CloneFailover extends EventEmitter<FailoverEvents> {
     let result: ReassignResult;
     const claimedAt = Date.now();
     try {
-      result = await reassignClone(this.opts, clone.family, clone.index, from, node, undefined, record);
+      result = await reassignClone(this.opts, clone.family, clone.index, from, node, undefined, record, true);
     } catch (err) {
       this.stats.failed++;
       log.warn({ family: clone.family, index: clone.index, from: from.node, reason: (err as Error).message }, 'clone takeover failed');
@@ -204,7 +204,7 @@ export class CloneFailover extends EventEmitter<FailoverEvents> {
       void this.opts.handoff.arrive(clone.family, clone.index, { node, epoch: result.epoch }, from.node, { record: result.record, seenAt: claimedAt });
     } else if (result.reason === 'owner-changed') {
       this.stats.lost++;
-      log.info({ family: clone.family, index: clone.index, from: from.node }, 'clone already claimed by another node');
+      log.info({ family: clone.family, index: clone.index, from: from.node, detail: result.detail }, 'clone already claimed by another node');
     } else {
       this.stats.failed++;
       log.error({ family: clone.family, index: clone.index, from: from.node, reason: result.reason, detail: result.detail }, 'clone takeover failed: its record does not open');
@@ -230,6 +230,13 @@ export class CloneFailover extends EventEmitter<FailoverEvents> {
   private async sendBack(sa: IkeSa, origin: ArrivalOrigin): Promise<void> {
     const { node, log, client, cluster } = this.opts;
     const from = origin.from;
+    // A clone sent back here whose path test fails here too is no path problem of one node (the client
+    // may have dropped our request as outside its window): sending it back again would bounce it.
+    if (origin.sentBack) {
+      log.warn({ family: origin.family, index: origin.index, from }, "clone path test failed here too after it was sent back: its keys go, the client's DPD clears it");
+      await this.opts.handoff.retire(origin.family, origin.index, origin.epoch);
+      return;
+    }
     const live = from !== undefined && from !== node && (await readClusterStatus(client, cluster).then((s) => s.members.some((m) => m.node === from), () => false));
     if (!live) {
       log.warn({ family: origin.family, index: origin.index, from }, 'clone path test failed and the node it came from is gone: the client\'s DPD clears it');

@@ -82,6 +82,8 @@ export interface ArrivalOrigin {
   index: number;
   epoch: number;
   from: string | undefined;
+  /** The clone came back here after its path test failed on `from` (its record's peerStays). */
+  sentBack?: boolean;
 }
 
 export interface HandoffEvents {
@@ -605,6 +607,7 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     const peerStays = decoded.value.state.peerStays === true;
     // A record whose peer stays is a clone sent back after its path test failed on `from` (failover.ts).
     if (peerStays && origin.from !== undefined) this.notePathFailed(key, origin.from);
+    if (peerStays) origin.sentBack = true;
     // The handoff's transaction fenced our first requests (fencedNextRequestId). A handoff made to this run
     // (after it joined) starts below that mark; one made before (to a previous run of this node, which may
     // have imported it and sent those IDs) starts above them.

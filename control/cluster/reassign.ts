@@ -40,7 +40,18 @@ export async function readOwner(client: Etcd3, cluster: string, family: string, 
   return text === null ? undefined : parseOwner(text);
 }
 
-/** Move the record of (family, index) from `from` to node `to` (see the file comment), with `amend` applied to its state. */
+/** A member's key: present while that node's lease stands (membership.ts). */
+export function memberKey(cluster: string, node: string): string {
+  return `${clusterPrefix(cluster)}members/${node}`;
+}
+
+/**
+ * Move the record of (family, index) from `from` to node `to` (see the file
+ * comment), with `amend` applied to its state. With `fromGone` (a claim) the
+ * transaction also requires that `from` is no member: a node that joined
+ * again since the claimant read the members keeps its clones (it checks
+ * them itself, membership.ts), and a clone handed to it meanwhile is its own.
+ */
 export async function reassignClone(
   t: ReassignTarget,
   family: string,
@@ -49,6 +60,7 @@ export async function reassignClone(
   to: string,
   amend?: Partial<Pick<TransferState, 'nextRequestId' | 'peerStays'>>,
   known?: SealedRecord,
+  fromGone = false,
 ): Promise<ReassignResult> {
   const keys = cloneKeys(t.cluster, family, index);
   let sealed = known?.value;
@@ -73,15 +85,15 @@ export async function reassignClone(
   const plain = amended.value;
   const resealed = Buffer.from(t.key.seal({ keyPath: keys.record, epoch, owner: to }, plain));
   wipe(plain);
-  const txn = await t.client
-    .if(keys.owner, 'Value', '==', ownerValue(from))
-    .and(keys.record, 'Mod', '==', revision!)
+  let cond = t.client.if(keys.owner, 'Value', '==', ownerValue(from)).and(keys.record, 'Mod', '==', revision!);
+  if (fromGone) cond = cond.and(memberKey(t.cluster, from.node), 'Create', '==', 0);
+  const txn = await cond
     .then(t.client.put(keys.owner).value(ownerValue({ node: to, epoch })), t.client.put(keys.record).value(resealed))
     .commit();
   if (!txn.succeeded) {
     // The record we had moved on (or the owner changed): read both again, once.
-    if (known) return reassignClone(t, family, index, from, to, amend);
-    return { ok: false, reason: 'owner-changed', detail: `${keys.owner} is no longer ${ownerValue(from)} (or its record changed)` };
+    if (known) return reassignClone(t, family, index, from, to, amend, undefined, fromGone);
+    return { ok: false, reason: 'owner-changed', detail: `${keys.owner} is no longer ${ownerValue(from)} (or its record changed${fromGone ? `, or ${from.node} is a member again` : ''})` };
   }
   // The sealed record as written: a claimant imports it without reading it back.
   return { ok: true, epoch, record: resealed };

@@ -30,7 +30,9 @@ export interface ReloadResult {
 }
 
 /** Settings outside `connections` that the running gateway cannot change. */
-const RESTART_KEYS = ['listen', 'limits', 'retransmit', 'dataplane', 'keylog', 'metrics', 'log'] as const;
+// `cluster`: membership, the etcd client, the sealing key and the node's SPI
+// prefix are fixed when the node joins (control/cluster/node.ts).
+const RESTART_KEYS = ['listen', 'limits', 'retransmit', 'dataplane', 'keylog', 'metrics', 'log', 'cluster'] as const;
 
 /** SHA-256 of a configuration file, hex, shortened to 16 characters (enough to tell versions apart). */
 export function configHash(bytes: Uint8Array): string {

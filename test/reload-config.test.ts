@@ -11,7 +11,7 @@ import { Writable } from 'node:stream';
 import { stringify } from 'yaml';
 import { Gateway } from '../control/gateway.js';
 import { createLogger, silentLogger } from '../control/log.js';
-import { configFromObject, loadConfigFile } from '../control/config/index.js';
+import { configFromObject, loadConfigFile, type GatewayConfig } from '../control/config/index.js';
 import { configHash, diffConfig } from '../control/reload.js';
 import { freePorts, LOOPBACK_PSK } from './support/loopback.js';
 
@@ -98,6 +98,11 @@ describe('Gateway.reload', () => {
     expect(diffConfig(a, otherPsk).changed.map((c) => c.name)).toEqual(['gw']);
     const moved = configFromObject(initiatorConfig({ port: ports.port + 100, natPort: ports.natPort + 100 }, { esp: 'aes128gcm16', extra: { metrics: { listen: '127.0.0.1:9710' } } }));
     expect(diffConfig(a, moved).needsRestart).toEqual(['listen', 'metrics']);
+    // A cluster: section that appears or changes (here its pool reserve) needs a restart too.
+    const clustered = { ...a, cluster: { name: 'c1', node: 'n1', poolReserve: 4 } as GatewayConfig['cluster'] };
+    expect(diffConfig(a, clustered).needsRestart).toEqual(['cluster']);
+    expect(diffConfig(clustered, { ...clustered, cluster: { ...clustered.cluster!, poolReserve: 8 } }).needsRestart).toEqual(['cluster']);
+    expect(diffConfig(clustered, { ...clustered, cluster: { ...clustered.cluster! } }).needsRestart).toEqual([]);
     expect(configHash(new TextEncoder().encode('x'))).toBe('2d711642b726b044');
   });
 

@@ -167,7 +167,15 @@ export class Testbed {
 
   async destroy(): Promise<void> {
     await this.stopAll();
-    for (const ns of this.namespaces.splice(0)) await deleteNamespace(runner, ns);
+    for (const ns of this.namespaces.splice(0)) {
+      // Tried twice (a process killed a moment ago may still be leaving it); a namespace left behind is said.
+      let failed = await deleteNamespace(runner, ns);
+      if (failed) {
+        await sleep(500);
+        failed = await deleteNamespace(runner, ns);
+      }
+      if (failed) process.stderr.write(`tunnel bench: namespace ${ns} left behind: ${failed}\n`);
+    }
     rmSync(this.dir, { recursive: true, force: true });
   }
 

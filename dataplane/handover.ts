@@ -18,7 +18,7 @@
 // Owner: the I/O thread (the gateway's main thread), like the SAD and SPD.
 import { CellKind } from './ring.js';
 import type { RingFeed } from './ring-feed.js';
-import type { SaRecord } from './sad.js';
+import { anyOf, type SaRecord } from './sad.js';
 import type { PlaneState } from './state.js';
 import { DEFERRED_OUTBOUND_MS, HELD_PACKETS_PER_SA } from './defaults.js';
 
@@ -84,7 +84,7 @@ export class HandoverTiming {
 
   /** Another SA of `r`'s family carries outbound traffic. */
   familyHasSender(r: SaRecord): boolean {
-    return this.s.sad!.all().some((o) => o !== r && o.familyKey === r.familyKey && o.outbound && !o.retiring && o.state === 'active');
+    return anyOf(this.s.sad!.family(r.familyKey), (o) => o !== r && o.outbound && !o.retiring && o.state === 'active');
   }
 
   /** `r` retired: `remove` runs after `ms`. */

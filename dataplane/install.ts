@@ -18,7 +18,7 @@ import { destination } from '../io/batched-socket.js';
 import { loadNativeIo } from '../io/native-io.js';
 import { ipFamily, ipToBytes } from '../io/ip.js';
 import type { EspSocket } from '../io/udp-sockets.js';
-import { familyKey, type EspTransport, type SaRecord, type SaSpec, type Sad } from './sad.js';
+import { anyOf, familyKey, type EspTransport, type SaRecord, type SaSpec, type Sad } from './sad.js';
 import type { EspRoute } from './messages.js';
 import { REQUEST_TIMEOUT_MS, RETIRED_SA_LINGER_MS } from './defaults.js';
 import type { HandoverTiming } from './handover.js';
@@ -213,7 +213,7 @@ export class SaInstaller {
    */
   private sendsOnPost(record: SaRecord): boolean {
     if (!this.s.tunRead || record.replaces.length > 0 || record.retiring) return false;
-    return !this.s.requireSad().all().some((o) => o !== record && o.familyKey === record.familyKey && !o.retiring);
+    return !anyOf(this.s.requireSad().family(record.familyKey), (o) => o !== record && !o.retiring);
   }
 
   /** An authenticated packet arrived on `record`: the peer has it, so it need wait no longer to send (handover.ts). */
@@ -236,8 +236,8 @@ export class SaInstaller {
       record.outbound = true;
       this.s.spd.add(record);
       // A retired SA that kept sending for want of another sender (retire()) stops now.
-      for (const other of sad.all()) {
-        if (other.retiring && other.outbound && other.familyKey === record.familyKey) {
+      for (const other of sad.family(record.familyKey)) {
+        if (other.retiring && other.outbound) {
           other.outbound = false;
           this.s.spd.remove(other);
         }
@@ -258,7 +258,7 @@ export class SaInstaller {
     const sad = this.s.sad;
     const r = sad?.get(id);
     if (!r || r.retiring) return;
-    const others = sad!.all().some((o) => o !== r && o.familyKey === r.familyKey && !o.retiring);
+    const others = anyOf(sad!.family(r.familyKey), (o) => o !== r && !o.retiring);
     if (lingerMs <= 0 || (r.state !== 'active' && r.state !== 'installing') || !others) return this.remove(id);
     r.retiring = true;
     if (r.state === 'installing') {
@@ -278,7 +278,7 @@ export class SaInstaller {
     }
     // The family's last sender keeps sending while a member is still installing (a peer's new
     // SA, whose Delete of this one overtook our install): until that one sends, or this one goes.
-    const successorInstalling = this.s.requireSad().all().some((o) => o.familyKey === r.familyKey && o.state === 'installing' && !o.retiring);
+    const successorInstalling = anyOf(this.s.requireSad().family(r.familyKey), (o) => o.state === 'installing' && !o.retiring);
     // One change of the SPD: r out, and whoever takes its traffic over in (spd.ts batch()).
     this.s.spd.batch(() => {
       if (r.outbound && (this.handover.familyHasSender(r) || !successorInstalling)) {

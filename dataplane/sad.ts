@@ -157,6 +157,14 @@ export class SlotAllocator {
   }
 }
 
+const NO_SAS: ReadonlySet<SaRecord> = new Set();
+
+/** Whether some SA of `sas` satisfies `test` (Sad.family() gives a set, which has no some()). */
+export function anyOf(sas: Iterable<SaRecord>, test: (r: SaRecord) => boolean): boolean {
+  for (const r of sas) if (test(r)) return true;
+  return false;
+}
+
 export class Sad {
   private readonly records = new Map<number, SaRecord>();
   /**
@@ -167,6 +175,13 @@ export class Sad {
   private readonly bySpi = new Map<number, SaRecord>();
   /** Local outer addresses in use, with the number of SAs using each. */
   private readonly localAddresses = new Map<string, number>();
+  /**
+   * Family key -> its SAs, and per worker the number of SAs it owns: an
+   * install asks about its family and the workers' loads, which a scan of
+   * every SA would make cost O(SAs) per install.
+   */
+  private readonly byFamily = new Map<string, Set<SaRecord>>();
+  private readonly perWorker: number[];
   private activations = 0;
   /** Per worker: slot -> the SA using it (inbound or outbound). */
   private readonly bySlot: Array<Array<SaRecord | undefined>>;
@@ -175,6 +190,7 @@ export class Sad {
   constructor(readonly workers: number, slotCount: number) {
     this.bySlot = Array.from({ length: workers }, () => new Array<SaRecord | undefined>(slotCount));
     this.slots = Array.from({ length: workers }, () => new SlotAllocator(slotCount));
+    this.perWorker = new Array<number>(workers).fill(0);
   }
 
   get size(): number {
@@ -187,6 +203,11 @@ export class Sad {
 
   all(): SaRecord[] {
     return [...this.records.values()];
+  }
+
+  /** The SAs (installed or installing) of the family `familyKey`; do not change the SAD while iterating. */
+  family(familyKey: string): ReadonlySet<SaRecord> {
+    return this.byFamily.get(familyKey) ?? NO_SAS;
   }
 
   /** Whether some installed SA uses `address` as its local outer address. */
@@ -236,10 +257,11 @@ export class Sad {
       if (r && r.worker < eligible && this.slots[r.worker]!.available >= 2) return r.worker;
     }
     const inFamily = new Array<number>(this.workers).fill(0);
-    const total = new Array<number>(this.workers).fill(0);
-    for (const r of [...this.records.values(), ...promised]) {
-      total[r.worker]!++;
-      if (r.familyKey === family) inFamily[r.worker]!++;
+    const total = [...this.perWorker];
+    for (const r of this.family(family)) inFamily[r.worker]!++;
+    for (const p of promised) {
+      total[p.worker]!++;
+      if (p.familyKey === family) inFamily[p.worker]!++;
     }
     let best: number | undefined;
     for (let w = 0; w < Math.min(eligible, this.workers); w++) {
@@ -260,6 +282,10 @@ export class Sad {
     this.records.set(r.id, r);
     this.bySpi.set(r.spiIn, r);
     this.countLocal(r.local.address, 1);
+    let members = this.byFamily.get(r.familyKey);
+    if (!members) this.byFamily.set(r.familyKey, (members = new Set()));
+    members.add(r);
+    this.perWorker[r.worker]!++;
     this.bySlot[r.worker]![r.inSlot] = r;
     this.bySlot[r.worker]![r.outSlot] = r;
   }
@@ -277,6 +303,10 @@ export class Sad {
     if (this.records.get(r.id) === r) {
       this.records.delete(r.id);
       this.countLocal(r.local.address, -1);
+      const members = this.byFamily.get(r.familyKey)!;
+      members.delete(r);
+      if (members.size === 0) this.byFamily.delete(r.familyKey);
+      this.perWorker[r.worker]!--;
     }
     if (this.bySpi.get(r.spiIn) === r) this.bySpi.delete(r.spiIn);
     const slots = this.bySlot[r.worker]!;

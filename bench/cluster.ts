@@ -21,7 +21,7 @@
 // - etcd's own commit cost during the handoff rounds, from each member's
 //   /metrics: WAL fsync and backend commit durations (--etcd-data disk|tmpfs
 //   puts the members' data on the disk, the default, or on tmpfs, docs/cluster.md §1).
-// --only handoff runs the handoff rounds and the etcd write rate only.
+// --only handoff runs the handoff rounds and the etcd write rate only (its JSON document, with or without --json).
 //
 // --json prints one JSON document on stdout; progress goes to stderr.
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';

@@ -461,7 +461,7 @@ export async function runClusterBench(opts: SuiteOptions): Promise<unknown> {
     if (opts.json) console.log(JSON.stringify(result, null, 2));
     else {
       const h = handoff as { decisionToUpdateMs: ReturnType<typeof stats>; decisionToChildSaMs: ReturnType<typeof stats>; decisionToFirstEspMs: ReturnType<typeof stats> };
-      console.log(`Cluster: 3 nodes, 3 etcd members (TLS), ${result.seconds} s\n`);
+      console.log(`Cluster: 3 nodes, 3 etcd members (TLS, data on ${etcdData}), ${result.seconds} s\n`);
       console.log(formatTable(['handoff', 'n', 'p50 ms', 'p99 ms'], [
         ['decision -> UPDATE_SA_ADDRESSES', h.decisionToUpdateMs.n, h.decisionToUpdateMs.p50 ?? '-', h.decisionToUpdateMs.p99 ?? '-'],
         ['decision -> Child SA up', h.decisionToChildSaMs.n, h.decisionToChildSaMs.p50 ?? '-', h.decisionToChildSaMs.p99 ?? '-'],

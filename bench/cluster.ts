@@ -17,7 +17,11 @@
 //   node, and the writes the cluster itself made during the handoff rounds;
 // - the failover gap, when the code takes over a dead node's clones: the
 //   killed node's etcd member a follower, then the leader (--etcd-timing
-//   H/E sets the members' heartbeat and election timeout, docs/cluster.md).
+//   H/E sets the members' heartbeat and election timeout, docs/cluster.md);
+// - etcd's own commit cost during the handoff rounds, from each member's
+//   /metrics: WAL fsync and backend commit durations (--etcd-data disk|tmpfs
+//   puts the members' data on the disk, the default, or on tmpfs, docs/cluster.md §1).
+// --only handoff runs the handoff rounds and the etcd write rate only (its JSON document, with or without --json).
 //
 // --json prints one JSON document on stdout; progress goes to stderr.
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -26,6 +30,8 @@ import { join } from 'node:path';
 import { formatTable, round, type SuiteOptions } from './common.js';
 import { tunUnavailable } from '../io/tun.js';
 import { createClusterNet, type ClusterNet } from '../test/support/cluster-netns.js';
+import { ETCD_DATA_TMPFS } from '../test/support/etcd.js';
+import { diskCost, etcdDiskHistograms } from './etcd-metrics.js';
 import { execChecked, spawnIn } from '../test/support/netns.js';
 import { sleep, waitFor, type TrackedProcess } from '../test/support/proc.js';
 import { decode, startCapture, type Capture } from '../test/support/tshark.js';
@@ -125,6 +131,7 @@ async function handoffs(net: ClusterNet, dir: string): Promise<Record<string, un
   const { flows, capture } = await flowsAndFirstEsp(net, join(dir, 'esp-first.pcap'));
   const started = Date.now();
   const rev0 = await etcdRevision(net);
+  const disk0 = await etcdDiskHistograms(net.etcd.members, net.etcd.tls!);
   try {
     for (let i = 0; i < HANDOFF_ROUNDS; i++) {
       const count = (k: number) => logLines(net.nodes[k]!.gateway()!.log()).filter((l) => l.msg === 'Child SA up').length;
@@ -143,6 +150,7 @@ async function handoffs(net: ClusterNet, dir: string): Promise<Record<string, un
   }
   const seconds = (Date.now() - started) / 1000;
   const writes = (await etcdRevision(net)) - rev0;
+  const etcdDisk = diskCost(disk0, await etcdDiskHistograms(net.etcd.members, net.etcd.tls!));
   const first = (await decode(capture.file, { fields: ['frame.time_epoch', 'ip.src', 'ip.dst'], displayFilter: 'esp' })).map((r) => ({ t: Number(r[0]) * 1000, src: r[1]!, dst: r[2]! }));
   const aLog = logLines(net.nodes[0]!.gateway()!.log());
   const toUpdate: number[] = [];
@@ -174,6 +182,8 @@ async function handoffs(net: ClusterNet, dir: string): Promise<Record<string, un
     decisionToChildSaMs: stats(toChild),
     decisionToFirstEspMs: stats(toEsp),
     etcdWritesDuringHandoffs: { writes, seconds: round(seconds, 1), perSecond: round(writes / seconds, 1) },
+    // Per member (m1..m3): its WAL fsyncs and backend commits during the rounds.
+    etcdDiskDuringHandoffs: etcdDisk,
   };
 }
 
@@ -208,6 +218,8 @@ function handoffSteps(net: ClusterNet, first: ReadonlyArray<{ t: number; src: st
   const held: number[] = [];
   const holds: number[] = [];
   const acks: number[] = [];
+  // How long before the handing node had its transaction's answer the new node's watch saw it (negative: after).
+  const watchAhead: number[] = [];
   for (const k of [1, 2]) {
     const node = net.nodes[k]!;
     const arrivals = logLines(node.gateway()!.log()).filter((l) => l.msg === 'clone arrival done' && l.timeline);
@@ -229,11 +241,12 @@ function handoffSteps(net: ClusterNet, first: ReadonlyArray<{ t: number; src: st
         ['firstEsp', at.child === undefined ? undefined : firstEspOf(first, node.wan, at.child - 50, at.child + 5000)],
       ]);
       if (h.sealedAt !== undefined && h.committedAt !== undefined) acks.push(h.committedAt - h.sealedAt);
+      if (h.committedAt !== undefined) watchAhead.push(h.committedAt - at.seen);
       held.push(a.timeline!.fencing.heldMs);
       holds.push(a.timeline!.fencing.holds);
     }
   }
-  return { n: rows.length, perStepMs: stepStats(rows), txnAckMs: stats(acks), fencingHeldMs: stats(held), requestsHeldForFencing: stats(holds) };
+  return { n: rows.length, perStepMs: stepStats(rows), txnAckMs: stats(acks), watchBeforeTxnAckMs: stats(watchAhead), fencingHeldMs: stats(held), requestsHeldForFencing: stats(holds) };
 }
 
 /** iperf3 LAN host -> client over ECMP through the first n nodes. */
@@ -379,6 +392,10 @@ export async function runClusterBench(opts: SuiteOptions): Promise<unknown> {
   if (process.getuid?.() !== 0) throw new Error('the cluster benchmark needs root (network namespaces)');
   const tun = tunUnavailable();
   if (tun) throw new Error(`the cluster benchmark needs the TUN data plane: ${tun}`);
+  if (opts.only !== undefined && opts.only !== 'handoff') throw new Error(`--only: the cluster suite has one part to run alone, handoff (not ${opts.only})`);
+  // Disk by default: a production etcd keeps its WAL on stable storage and fsyncs it on every commit, and
+  // each handoff (and each answer on a clone) is one commit; tmpfs shows what is left without the flush.
+  const etcdData = opts.etcdData ?? 'disk';
   const dir = mkdtempSync(join(tmpdir(), 'ikc-bench-cluster-'));
   const started = Date.now();
   let net: ClusterNet | undefined;
@@ -390,6 +407,7 @@ export async function runClusterBench(opts: SuiteOptions): Promise<unknown> {
       logLevel: 'info',
       leaseTtl: `${LEASE_TTL_S}s`,
       ...(opts.etcdTiming ? { etcdTiming: opts.etcdTiming } : {}),
+      ...(etcdData === 'tmpfs' ? { etcdDataIn: ETCD_DATA_TMPFS } : {}),
       // Each round's session is new; the old one is deleted first, but allow for the overlap.
       nodeExtra: { limits: { ikeSasPerPeer: 64, childSasPerPeer: 128 } },
     });
@@ -404,6 +422,15 @@ export async function runClusterBench(opts: SuiteOptions): Promise<unknown> {
     });
     progress(`handoffs: ${HANDOFF_ROUNDS} rounds of two`);
     const handoff = await handoffs(net, dir);
+    const setup = { nodes: 3, etcdMembers: 3, tls: true, workersPerNode: 1, esp: 'udp', vip, flowsEachWay: FLOWS, flowPeriodMs: FLOW_PERIOD_MS, etcdTiming: net.etcd.timing, etcdData };
+    const machine = { cpus: (await import('node:os')).cpus().length, loadavg: (await import('node:os')).loadavg().map((l) => round(l, 2)) };
+    if (opts.only === 'handoff') {
+      progress('etcd writes');
+      const etcd = await etcdWriteRate(net);
+      const result = { suite: 'cluster', only: 'handoff', date: new Date().toISOString(), machine, setup, handoff, etcd, seconds: round((Date.now() - started) / 1000, 1) };
+      console.log(JSON.stringify(result, null, 2));
+      return result;
+    }
     const finalVip = await net.clientVip();
     const iperf: Array<Record<string, unknown>> = [];
     for (const n of [1, 2, 3]) {
@@ -422,8 +449,8 @@ export async function runClusterBench(opts: SuiteOptions): Promise<unknown> {
     const result = {
       suite: 'cluster',
       date: new Date().toISOString(),
-      machine: { cpus: (await import('node:os')).cpus().length, loadavg: (await import('node:os')).loadavg().map((l) => round(l, 2)) },
-      setup: { nodes: 3, etcdMembers: 3, tls: true, workersPerNode: 1, esp: 'udp', vip, flowsEachWay: FLOWS, flowPeriodMs: FLOW_PERIOD_MS, etcdTiming: net.etcd.timing },
+      machine,
+      setup,
       handoff,
       iperf,
       scaling: { gbitPerCpuSecond3over1: round(per(3) / per(1), 3) },
@@ -434,7 +461,7 @@ export async function runClusterBench(opts: SuiteOptions): Promise<unknown> {
     if (opts.json) console.log(JSON.stringify(result, null, 2));
     else {
       const h = handoff as { decisionToUpdateMs: ReturnType<typeof stats>; decisionToChildSaMs: ReturnType<typeof stats>; decisionToFirstEspMs: ReturnType<typeof stats> };
-      console.log(`Cluster: 3 nodes, 3 etcd members (TLS), ${result.seconds} s\n`);
+      console.log(`Cluster: 3 nodes, 3 etcd members (TLS, data on ${etcdData}), ${result.seconds} s\n`);
       console.log(formatTable(['handoff', 'n', 'p50 ms', 'p99 ms'], [
         ['decision -> UPDATE_SA_ADDRESSES', h.decisionToUpdateMs.n, h.decisionToUpdateMs.p50 ?? '-', h.decisionToUpdateMs.p99 ?? '-'],
         ['decision -> Child SA up', h.decisionToChildSaMs.n, h.decisionToChildSaMs.p50 ?? '-', h.decisionToChildSaMs.p99 ?? '-'],

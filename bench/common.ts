@@ -17,9 +17,13 @@ export interface SuiteOptions {
   cpuTime?: boolean;
   /** --etcd-timing HEARTBEAT/ELECTION (ms): the raft timing of the etcd members a suite starts (cluster). */
   etcdTiming?: { heartbeatMs: number; electionMs: number };
+  /** --etcd-data disk|tmpfs: where the etcd members a suite starts keep their data (cluster; default disk). */
+  etcdData?: 'disk' | 'tmpfs';
+  /** --only PART: run one part of a suite (cluster: handoff). */
+  only?: string;
 }
 
-/** Parse the flags every suite understands: --json, --max-time SECONDS, --minutes N, --cpu-time, --etcd-timing H/E. */
+/** Parse the flags every suite understands: --json, --max-time SECONDS, --minutes N, --cpu-time, --etcd-timing H/E, --etcd-data disk|tmpfs, --only PART. */
 export function parseSuiteOptions(args: readonly string[]): SuiteOptions {
   const opts: SuiteOptions = { json: false, maxTime: 0.25 };
   for (let i = 0; i < args.length; i++) {
@@ -38,6 +42,14 @@ export function parseSuiteOptions(args: readonly string[]): SuiteOptions {
       const m = /^(\d+)\/(\d+)$/.exec(args[++i] ?? '');
       if (!m || Number(m[2]) < 5 * Number(m[1]) || Number(m[1]) === 0) throw new Error('--etcd-timing needs HEARTBEAT/ELECTION in ms, the election timeout at least 5 heartbeats (e.g. 50/500)');
       opts.etcdTiming = { heartbeatMs: Number(m[1]), electionMs: Number(m[2]) };
+    } else if (a === '--etcd-data') {
+      const v = args[++i];
+      if (v !== 'disk' && v !== 'tmpfs') throw new Error('--etcd-data needs disk or tmpfs');
+      opts.etcdData = v;
+    } else if (a === '--only') {
+      const v = args[++i];
+      if (!v) throw new Error('--only needs the name of a part');
+      opts.only = v;
     }
     else throw new Error(`unknown option ${a}`);
   }

@@ -30,7 +30,7 @@ const SUITES: Record<string, { describe: string; run: (opts: SuiteOptions) => Pr
 
 function usage(): string {
   const lines = Object.entries(SUITES).map(([name, s]) => `  ${name.padEnd(8)} ${s.describe}`);
-  return ['usage: node dist/bench/index.js SUITE [--json] [--max-time SECONDS] [--minutes N] [--cpu-time] [--etcd-timing HEARTBEAT/ELECTION]', '', 'suites:', ...lines,
+  return ['usage: node dist/bench/index.js SUITE [--json] [--max-time SECONDS] [--minutes N] [--cpu-time] [--etcd-timing HEARTBEAT/ELECTION] [--etcd-data disk|tmpfs] [--only PART]', '', 'suites:', ...lines,
     '', 'example: npm run bench -- esp --json'].join('\n');
 }
 

@@ -2,10 +2,13 @@
 // (test/support/etcd.ts): its raft timing is an option, checked before any
 // member starts; leader() names the member that leads, moveLeader() hands
 // leadership to the member asked for, and term() counts it (every election or
-// move adds one). Root (a namespace of its own, members on loopback
-// addresses) and the Debian etcd.
+// move adds one). The members' data may live elsewhere than under the
+// temporary directory (dataIn: the benchmark's tmpfs). Root (a namespace of
+// its own, members on loopback addresses) and the Debian etcd.
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { startEtcdCluster, type EtcdCluster } from './support/etcd.js';
+import { ETCD_DATA_TMPFS, startEtcdCluster, type EtcdCluster } from './support/etcd.js';
 import { createNamespace, deleteNamespace, execChecked, type NetNs } from './support/netns.js';
 import { interopTest } from './support/prereq.js';
 
@@ -46,4 +49,29 @@ describe('the etcd cluster of the cluster tests', () => {
     expect(await cluster.leader()).toBe(next);
     expect(await cluster.term()).toBe(now);
   }, 90_000);
+
+  interopTest('keeps the members\' data in the directory asked for (tmpfs), and stop() removes it', ['root', 'netns', 'etcd'], async () => {
+    const parent = mkdtempSync(join(ETCD_DATA_TMPFS, 'ikc-etcd-test-'));
+    let ns2: NetNs | undefined;
+    let one: EtcdCluster | undefined;
+    try {
+      ns2 = await createNamespace('etcdd');
+      await execChecked(ns2, 'ip', ['addr', 'add', '127.0.0.21/32', 'dev', 'lo']);
+      one = await startEtcdCluster({ members: [{ ns: ns2, address: '127.0.0.21' }], dataIn: parent });
+      const dataDir = one.members[0]!.dataDir;
+      expect(dataDir.startsWith(`${parent}/`)).toBe(true);
+      expect(one.members[0]!.proc().args.join(' ')).toContain(`--data-dir ${dataDir}`);
+      await one.ctl(['put', '/k', 'v']);
+      // etcd wrote its WAL there.
+      expect(readdirSync(join(dataDir, 'member', 'wal')).some((f) => f.endsWith('.wal'))).toBe(true);
+      await one.stop();
+      one = undefined;
+      expect(existsSync(dataDir)).toBe(false);
+      expect(readdirSync(parent)).toEqual([]);
+    } finally {
+      await one?.stop();
+      if (ns2) await deleteNamespace(ns2);
+      rmSync(parent, { recursive: true, force: true });
+    }
+  }, 60_000);
 });

@@ -65,6 +65,8 @@ export interface ClusterNetOptions {
   nodeExtra?: Record<string, unknown>;
   /** The etcd members' raft timing (heartbeat, election timeout). Default DEFAULT_ETCD_TIMING (100/1000 ms). */
   etcdTiming?: EtcdTiming;
+  /** Where the etcd members keep their data (startEtcdCluster's dataIn). Default: under os.tmpdir(), on disk. */
+  etcdDataIn?: string;
 }
 
 export interface IperfResult {
@@ -267,6 +269,7 @@ export async function createClusterNet(opts: ClusterNetOptions): Promise<Cluster
       members: nodeNs.map((g, k) => ({ ns: g, address: `10.${I}.3.${11 + k}` })),
       tls: true,
       ...(opts.etcdTiming ? { timing: opts.etcdTiming } : {}),
+      ...(opts.etcdDataIn !== undefined ? { dataIn: opts.etcdDataIn } : {}),
     });
     const etcdCluster = etcd;
     const clusterName = `cn${randomBytes(3).toString('hex')}`;

@@ -25,7 +25,8 @@ import { EventEmitter } from 'node:events';
 import type { Etcd3 } from 'etcd3';
 import type { IkeContext } from '../ike/context.js';
 import type { IkeSa } from '../ike/ike-sa.js';
-import type { ArrivalResult } from '../ike/sa-transfer.js';
+import { arrivalRequestCount, type ArrivalResult, type TransferAmendment } from '../ike/sa-transfer.js';
+import { resyncMarks } from '../ike/request-resync.js';
 import type { Logger } from '../log.js';
 import type { ArrivalOrigin, CloneHandoff, CloneOwner } from './handoff.js';
 import type { MemberInfo } from './membership.js';
@@ -190,7 +191,8 @@ export class CloneFailover extends EventEmitter<FailoverEvents> {
     let result: ReassignResult;
     const claimedAt = Date.now();
     try {
-      result = await reassignClone(this.opts, clone.family, clone.index, from, node, undefined, record, true);
+      // The transaction names the probes' IDs and our arrival's requests taken (request-resync.ts).
+      result = await reassignClone(this.opts, clone.family, clone.index, from, node, this.resyncAmendment(), record, true);
     } catch (err) {
       this.stats.failed++;
       log.warn({ family: clone.family, index: clone.index, from: from.node, reason: (err as Error).message }, 'clone takeover failed');
@@ -210,6 +212,21 @@ export class CloneFailover extends EventEmitter<FailoverEvents> {
       log.error({ family: clone.family, index: clone.index, from: from.node, reason: result.reason, detail: result.detail }, 'clone takeover failed: its record does not open');
     }
     return result;
+  }
+
+  /**
+   * The record for a node that takes a clone over (a claim) or gets it back
+   * (a send-back): the client's next request ID lies between the record's
+   * lowest (nextRequestId) and every ID its owner may have sent (its fenced
+   * mark); the new owner probes them and then runs its arrival, and the
+   * transaction names all of those IDs taken (request-resync.ts resyncMarks).
+   */
+  private resyncAmendment(peerStays?: boolean): TransferAmendment {
+    return (was) => {
+      const children = this.opts.engine.policy(was.conn)?.children.length ?? 0;
+      const marks = resyncMarks(was.nextRequestId, was.fencedNextRequestId ?? was.nextRequestId, arrivalRequestCount(was.children.length, children));
+      return peerStays ? { ...marks, peerStays } : marks;
+    };
   }
 
   /** After a failed path test the clone goes back where it came from, if that node is alive. */
@@ -245,14 +262,10 @@ export class CloneFailover extends EventEmitter<FailoverEvents> {
       return;
     }
     try {
-      // The path test (our first request here, the record's last message ID) never got an answer: when it
-      // never reached the client either (no path from here), the client still expects that ID, and its
-      // path still ends at the node it came from. Had it reached the client, the client drops the reused
-      // ID as no retransmission (RFC 7296 §2.1) and its DPD clears the clone.
-      const back = await reassignClone(this.opts, origin.family, origin.index, { node, epoch: origin.epoch }, from, {
-        nextRequestId: Math.max(0, sa.nextRequestId - 1),
-        peerStays: true,
-      });
+      // The path test (our first request here) never got an answer: whether it reached the client (only
+      // the answers were lost) or not, the node it goes back to finds the client's next message ID with
+      // probes before its own path test (request-resync.ts), and the client's path still ends there.
+      const back = await reassignClone(this.opts, origin.family, origin.index, { node, epoch: origin.epoch }, from, this.resyncAmendment(true));
       if (!back.ok) throw new Error(`${back.reason}: ${back.detail}`);
       this.stats.returned++;
       log.warn({ family: origin.family, index: origin.index, to: from, epoch: back.epoch }, 'clone path test failed: sent back to the node it came from');

@@ -470,9 +470,11 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
   private async fence(sa: IkeSa, o: Owned, next: number): Promise<boolean | undefined> {
     const { client, key, node, engine } = this.opts;
     const recordKey = this.recordKey(o.family, o.index);
-    // The record names the next request ID as used: whoever takes over after a crash starts above it.
+    // The record names the IDs below `next` as used, and the lowest the peer may still expect (our request
+    // outstanding, else our next): whoever takes over after a crash probes between them (request-resync.ts).
     const peer = sa.peerRequestId;
-    const plain = snapshotIkeSa(engine, sa, o.family, { nextRequestId: next });
+    const low = Math.min(sa.outstanding?.messageId ?? sa.nextRequestId, next);
+    const plain = snapshotIkeSa(engine, sa, o.family, { nextRequestId: low, fencedNextRequestId: next });
     const sealed = key.seal({ keyPath: recordKey, epoch: o.epoch, owner: node }, plain);
     wipe(plain);
     this.stats.writes++;
@@ -628,6 +630,8 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
       staleChildSpis: stale,
       peerStays,
       reserve: (count) => this.reserve(sa, count),
+      // A claim or a send-back: the peer's next request ID is found first (its range fenced by that transaction).
+      resyncThrough: decoded.value.state.resyncThrough,
     });
     // IDs fenced for steps that never ran go back (a failed arrival's clone may still be taken over).
     this.release(sa);

@@ -132,6 +132,22 @@ describe('a takeover after the new node died during its arrival', () => {
   }, 120_000);
 });
 
+describe('a clone sent back after a failed path test', () => {
+  interopTest('the node it goes back to probes for the client\'s next ID before its own path test', ['etcd'], async () => {
+    // b cannot reach the client: its path test fails and the clone goes back to a.
+    const s = await handedToB('s', (d) => d.local.address === NODE_B && d.remote.address === CLIENT);
+    const N = s.first;
+    await drive(s.wire, () => s.b.failover.stats.returned === 1 && s.a.arrivals.some((x) => x.result.ok), 'the clone back on a', 60_000);
+    const home = s.a.arrivals.find((x) => x.result.ok)!;
+    expect(home.result.steps.resync).toBeDefined();
+    expect(s.clientClone.remote.address).toBe(NODE_A);
+    expect(s.peerDead).toEqual([]);
+    // Probes N..N+2 (the handoff had fenced b's two requests), a's path test and its CREATE_CHILD_SA.
+    expect(home.sa.nextRequestId).toBe(N + 3 + 2);
+    expect(s.clientClone.peerRequestId).toBe(home.sa.nextRequestId);
+  }, 120_000);
+});
+
 describe('the claim\'s transaction', () => {
   interopTest('names the probes and the arrival\'s requests taken, so a later claimant probes from the same low mark', ['etcd'], async () => {
     const s = await handedToB('t', (d) => d.local.address === NODE_B && d.remote.address === CLIENT);
@@ -207,6 +223,27 @@ describe('resync marks and bounds', () => {
     // request, RFC 7296 §2.1); start+2 and start+3 are new to it.
     expect(r).toMatchObject({ ok: true, next: start + 4, answered: 2 });
     expect(c.clientClone.peerRequestId).toBe(start + 4);
+  });
+
+  test('a response the client sends from its cache (an implementation that goes by the message ID alone) proves its ID; a CREATE_CHILD_SA one names the orphaned Child SA', async () => {
+    const c = await cluster();
+    // a creates a Child SA on the clone: the client caches its CREATE_CHILD_SA response.
+    const id = c.clone.nextRequestId;
+    const creating = c.nodeA.createChildSa(c.clone, c.clone.policy.children[0]!.name);
+    await c.wire.settle(100);
+    await creating;
+    const cached = c.clientClone.lastResponse!;
+    expect(cached.messageId).toBe(id);
+    const clientSpi = c.clientClone.children.at(-1)!.spiIn;
+    // As if a's request had been the dead node's: the next owner probes id..id+1.
+    c.clone.nextRequestId = id;
+    let result: Awaited<ReturnType<typeof resyncRequestIds>> | undefined;
+    void resyncRequestIds(c.nodeA, c.clone, id + 1).then((r) => (result = r));
+    // Our client drops probe `id` (not a byte-identical copy of the request it answered, RFC 7296 §2.1);
+    // one that goes by the message ID alone sends its cached response: delivered here as it would be.
+    c.nodeA.receive({ bytes: cached.bytes, local: c.clone.local, remote: c.clone.remote });
+    await c.wire.settle(50);
+    expect(result).toMatchObject({ ok: true, next: id + 2, answered: 2, orphanChildSpis: [clientSpi] });
   });
 
   test('no answer at all: the resync fails after the retransmission budget, and the queue goes nowhere meanwhile', async () => {

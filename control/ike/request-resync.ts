@@ -122,7 +122,7 @@ export function resyncRequestIds(ctx: IkeContext, sa: IkeSa, through: number): P
       sa.resync = undefined;
       ctx.off('ike-down', onDown);
       if (result.ok) sa.nextRequestId = result.next;
-      ctx.log.info({ ike: sa.id, from, through, ...(result.ok ? { next: result.next, answered: result.answered, rounds: result.rounds } : { reason: result.reason }) }, 'request message IDs resynchronised');
+      ctx.log.info({ ike: sa.id, from, through, ...(result.ok ? { next: result.next, answered: result.answered, rounds: result.rounds, orphanChildSpis: result.orphanChildSpis.map((x) => x.toString(16)) } : { reason: result.reason }) }, 'request message IDs resynchronised');
       resolve(result);
       // Requests queued meanwhile go now (the engine held them while sa.resync was set).
       if (result.ok) ctx.kick(sa);

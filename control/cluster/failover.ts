@@ -9,7 +9,10 @@
 //   `if owner == {dead, e} then owner = {me, e+1}` (reassign.ts) decides if
 //   two try. The claimant's own watch then imports the record (handoff.ts):
 //   path test, address list, the client's UPDATE_SA_ADDRESSES, the Delete of
-//   the dead node's Child SAs by the SPIs the record names, the new Child SA.
+//   the dead node's Child SAs by the SPIs the record names, the new Child SA;
+//   first, when the record leaves the client's next request ID open (the dead
+//   node had requests in flight), probes find it (ike/request-resync.ts):
+//   the claim's transaction names their IDs and the arrival's taken.
 // - A clone etcd names ours that is neither here nor arriving is imported:
 //   a restarted node's clones from its previous run (owner keys have no
 //   lease), or a handoff whose watch event never came.
@@ -17,8 +20,9 @@
 //   watch: a watch stream to an etcd member cut off from the others stays
 //   silent.
 // - A clone whose path test fails after a move goes back to the node it came
-//   from, if that node is alive (its address is still the client's); after a
-//   takeover there is nowhere to go: the client's DPD clears the clone.
+//   from, if that node is alive (its address is still the client's), which
+//   probes for the client's next request ID the same way; after a takeover
+//   there is nowhere to go: the clone's keys go, the client's DPD clears it.
 //
 // Owner: the main thread.
 import { EventEmitter } from 'node:events';
@@ -238,13 +242,13 @@ export class CloneFailover extends EventEmitter<FailoverEvents> {
     if (sa.state !== 'dead') engine.deleteIkeSa(sa, 'path test from this node failed');
     const release = this.opts.handoff.holdOff(origin.family, origin.index);
     try {
-      await this.sendBack(sa, origin);
+      await this.sendBack(origin);
     } finally {
       release();
     }
   }
 
-  private async sendBack(sa: IkeSa, origin: ArrivalOrigin): Promise<void> {
+  private async sendBack(origin: ArrivalOrigin): Promise<void> {
     const { node, log, client, cluster } = this.opts;
     const from = origin.from;
     // A clone sent back here whose path test fails here too is no path problem of one node (the client

@@ -39,9 +39,9 @@ import type { ClusterKey } from './seal.js';
  * every request of its arrival (its address list, which is its path test
  * too, and one CREATE_CHILD_SA per Child SA of the connection; a handed-off
  * clone has no Child SA to delete), so none waits for a fencing write. If
- * the importer dies before it sent them all, a node taking the clone over
- * starts above them and the client, which expects a lower ID, ignores it:
- * that clone is lost (the client's DPD clears it, its family grows back).
+ * the importer dies before the client processed them all, a node taking the
+ * clone over finds the client's next ID among them with probes
+ * (ike/request-resync.ts) before it sends anything else.
  */
 export function handoffFencedRequests(sa: IkeSa): number {
   return 1 + sa.policy.children.length;

@@ -12,7 +12,7 @@ import { describe, expect, test } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { ClusterKey } from '../control/cluster/seal.js';
 import { cloneKeys } from '../control/cluster/reassign.js';
-import { decodeTransferRecord } from '../control/ike/sa-transfer.js';
+import { amendTransferRecord, decodeTransferRecord, snapshotIkeSa } from '../control/ike/sa-transfer.js';
 import { resyncMarks, resyncRequestIds, MAX_RESYNC_PROBES } from '../control/ike/request-resync.js';
 import type { IkeSa } from '../control/ike/ike-sa.js';
 import { ExchangeType, HeaderFlag } from '../control/wire/constants.js';
@@ -149,7 +149,7 @@ describe('a clone sent back after a failed path test', () => {
 });
 
 describe('the claim\'s transaction', () => {
-  interopTest('names the probes and the arrival\'s requests taken, so a later claimant probes from the same low mark', ['etcd'], async () => {
+  interopTest('names the probes and the arrival\'s requests taken, so a later claimant probes from the same low mark; unanswered probes fail the path test', ['etcd'], async () => {
     const s = await handedToB('t', (d) => d.local.address === NODE_B && d.remote.address === CLIENT);
     const N = s.first;
     await drive(s.wire, () => s.onB.nextRequestId > N, 'b\'s path test (lost)');
@@ -167,6 +167,11 @@ describe('the claim\'s transaction', () => {
     if (!record.ok) throw new Error(record.error);
     // Probes N..N+2, then the address list and one CREATE_CHILD_SA (no stale Child SA: b had none).
     expect(record.value.state).toMatchObject({ nextRequestId: N, resyncThrough: N + 2, fencedNextRequestId: N + 2 + 1 + 2 });
+    // No probe is answered (c cannot reach the client): a failed path test after a takeover, the clone's keys go.
+    await drive(s.wire, () => s.c.arrivals.length > 0, 'c\'s arrival to fail', 60_000);
+    expect(s.c.arrivals[0]!.result).toMatchObject({ ok: false, step: 'path-test' });
+    for (let i = 0; i < 100 && (await etcdOf.get(k.owner).string()) !== null; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(await etcdOf.get(k.owner).string()).toBeNull();
   }, 120_000);
 });
 
@@ -175,6 +180,19 @@ describe('resync marks and bounds', () => {
     expect(resyncMarks(5, 7, 2)).toEqual({ nextRequestId: 5, resyncThrough: 7, fencedNextRequestId: 10 });
     // The peer's next ID is known: no probes, only the following requests fenced.
     expect(resyncMarks(5, 5, 2)).toEqual({ nextRequestId: 5, fencedNextRequestId: 7 });
+  });
+
+  test('a record naming a range to probe that no fencing mark covers, or a range wider than the bound, is refused', async () => {
+    const c = await cluster();
+    const next = c.clone.nextRequestId;
+    const record = () => snapshotIkeSa(c.nodeA, c.clone, 'a.1');
+    expect(amendTransferRecord(record(), { nextRequestId: next, resyncThrough: next + 2 })).toMatchObject({ ok: false });
+    expect(amendTransferRecord(record(), { nextRequestId: next, resyncThrough: next + 2, fencedNextRequestId: next + 2 })).toMatchObject({ ok: false });
+    expect(amendTransferRecord(record(), resyncMarks(next, next + MAX_RESYNC_PROBES, 2))).toMatchObject({ ok: false });
+    const amended = amendTransferRecord(record(), (was) => resyncMarks(was.nextRequestId, was.nextRequestId + 2, 2));
+    if (!amended.ok) throw new Error(amended.error);
+    const decoded = decodeTransferRecord(amended.value);
+    expect(decoded.ok && decoded.value.state).toMatchObject({ nextRequestId: next, resyncThrough: next + 2, fencedNextRequestId: next + 5 });
   });
 
   test('a range wider than the bound is refused without sending anything', async () => {

@@ -252,7 +252,7 @@ export class CloneFailover extends EventEmitter<FailoverEvents> {
     const { node, log, client, cluster } = this.opts;
     const from = origin.from;
     // A clone sent back here whose path test fails here too is no path problem of one node (the client
-    // may have dropped our request as outside its window): sending it back again would bounce it.
+    // is gone, or answers no node): sending it back again would bounce it.
     if (origin.sentBack) {
       log.warn({ family: origin.family, index: origin.index, from }, "clone path test failed here too after it was sent back: its keys go, the client's DPD clears it");
       await this.opts.handoff.retire(origin.family, origin.index, origin.epoch);

@@ -237,7 +237,9 @@ function stateProblem(s: TransferState): string | undefined {
   }
   if (s.peerStays !== undefined && typeof s.peerStays !== 'boolean') return 'record peerStays invalid';
   if (s.fencedNextRequestId !== undefined && (!isInt(s.fencedNextRequestId) || s.fencedNextRequestId < s.nextRequestId)) return 'record fenced message ID invalid';
-  if (s.resyncThrough !== undefined && (!isInt(s.resyncThrough) || s.resyncThrough < s.nextRequestId || s.resyncThrough - s.nextRequestId >= MAX_RESYNC_PROBES)) {
+  // The probes' IDs are fenced by the transaction that wrote the range (fencedNextRequestId above it).
+  const range = s.resyncThrough;
+  if (range !== undefined && (!isInt(range) || range < s.nextRequestId || range - s.nextRequestId >= MAX_RESYNC_PROBES || !(range < (s.fencedNextRequestId ?? 0)))) {
     return 'record message ID range to resynchronise invalid';
   }
   const lr = s.lastResponse;

@@ -132,6 +132,40 @@ describe('a takeover after the new node died during its arrival', () => {
   }, 120_000);
 });
 
+describe('a second takeover', () => {
+  interopTest('the claimant dies after its probes: the next claimant probes the range the first one\'s transaction named, and the client accepts its requests', ['etcd'], async () => {
+    let N = -1;
+    const mid = (d: Datagram) => {
+      const m = decodeMessage(d.bytes);
+      return m.ok ? m.value.header.messageId : -1;
+    };
+    // b's CREATE_CHILD_SA never reaches the client (as in the second case above); c's requests after its probes
+    // (from ID N + 3: its address list) never do either.
+    const s = await handedToB('2', (d) =>
+      (d.local.address === NODE_B && d.remote.address === CLIENT && kind(d)?.exchange === ExchangeType.CREATE_CHILD_SA && !kind(d)!.response) ||
+      (N >= 0 && d.local.address === NODE_C && d.remote.address === CLIENT && !kind(d)?.response && mid(d) >= N + 3),
+    );
+    N = s.first;
+    await drive(
+      s.wire,
+      () => s.clientClone.remote.address === NODE_B && !s.clientClone.outstanding && s.onB.outstanding?.exchange.exchangeType === ExchangeType.CREATE_CHILD_SA,
+      'b\'s CREATE_CHILD_SA sent (and lost)',
+    );
+    await killNode(s.wire, s.b);
+    await drive(s.wire, () => s.nodeC!.ikeSas().some((sa) => sa.familyIndex === 1 && sa.outstanding?.messageId === N + 3), 'c\'s probes answered and its address list sent (and lost)', 60_000);
+    expect(s.clientClone.peerRequestId).toBe(N + 3);
+    // Now a claims too (c is its only rival, and c dies).
+    await killNode(s.wire, s.c);
+    s.a.failover.start();
+    await drive(s.wire, () => s.a.arrivals.some((x) => x.result.ok) && s.clientClone.remote.address === NODE_A, 'the takeover by a', 60_000);
+    const onA = s.a.arrivals.find((x) => x.result.ok)!;
+    expect(onA.result.steps.resync).toBeDefined();
+    expect(s.peerDead).toEqual([]);
+    expect(s.clientClone.children.filter((ch) => ch.state === 'installed' && espSpiNode(ch.spiOut) === 1)).toHaveLength(1);
+    expect(onA.sa.nextRequestId).toBe(s.clientClone.peerRequestId);
+  }, 180_000);
+});
+
 describe('a clone sent back after a failed path test', () => {
   interopTest('the node it goes back to probes for the client\'s next ID before its own path test', ['etcd'], async () => {
     // b cannot reach the client: its path test fails and the clone goes back to a.

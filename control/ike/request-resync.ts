@@ -62,7 +62,18 @@
 // a Child SA the record does not name: the node died before its write) names
 // the peer's inbound SPI of that Child SA. It is reported (orphanChildSpis),
 // not deleted: a Delete names the SPI its sender receives with (RFC 7296
-// §1.4.1, §3.11), the dead node's, which only its request carried.
+// §1.4.1, §3.11), the dead node's, which only its request carried. The peer
+// keeps that Child SA until it rekeys it, which the new owner answers
+// CHILD_SA_NOT_FOUND (RFC 7296 §2.25); ESP on it meanwhile is answered with
+// INVALID_SPI (deletion.ts). The same holds when the peer checks that a
+// retransmission is byte-identical and drops our probe with that ID.
+//
+// Only the owner at the new epoch probes: the probes leave from the arrival
+// of a record sealed for this node at that epoch, after the transaction that
+// made it owner committed (a claim requires that the dead node has no member
+// key; a send-back is made by the node whose copy is already gone). A node
+// whose lease lapsed unnoticed holds its requests, and its next fencing
+// write fails on the changed owner (handoff.ts).
 //
 // Owner: the engine's thread, like the SA it probes.
 import { ExchangeType, PayloadType } from '../wire/constants.js';

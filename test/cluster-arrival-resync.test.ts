@@ -11,7 +11,7 @@
 import { describe, expect, test } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { ClusterKey } from '../control/cluster/seal.js';
-import { cloneKeys } from '../control/cluster/reassign.js';
+import { cloneKeys, memberKey, reassignClone } from '../control/cluster/reassign.js';
 import { amendTransferRecord, decodeTransferRecord, snapshotIkeSa } from '../control/ike/sa-transfer.js';
 import { resyncMarks, resyncRequestIds, MAX_RESYNC_PROBES } from '../control/ike/request-resync.js';
 import type { IkeSa } from '../control/ike/ike-sa.js';
@@ -37,14 +37,14 @@ function kind(d: Datagram): { exchange: number; response: boolean } | undefined 
  * claims dead nodes' clones (a's claims are off), so the node taking over is
  * never the one the client's path still ends at.
  */
-async function handedToB(label: string, filter: (d: Datagram) => boolean) {
+async function handedToB(label: string, filter: (d: Datagram) => boolean, opts: { cClaims?: boolean } = {}) {
   const name = `${label}-${randomBytes(3).toString('hex')}`;
   const key = ClusterKey.derive(randomBytes(32), name);
   const holders: NodeHooks = new Map();
   const c = await cluster({ a: engineHooks(holders, 'a'), b: engineHooks(holders, 'b'), c: engineHooks(holders, 'c') });
   const a = await startNode(env, name, key, 'a', NODE_A, c.nodeA, holders, { claims: false, rebalances: false });
   const b = await startNode(env, name, key, 'b', NODE_B, c.nodeB, holders, { rebalances: false });
-  const cc = await startNode(env, name, key, 'c', NODE_C, c.nodeC!, holders, { rebalances: false });
+  const cc = await startNode(env, name, key, 'c', NODE_C, c.nodeC!, holders, { claims: opts.cClaims, rebalances: false });
   await a.handoff.adopt(c.clone, 'a.1', 1);
   const first = c.clone.nextRequestId;
   const peerDead: IkeSa[] = [];
@@ -129,6 +129,29 @@ describe('a takeover after the new node died during its arrival', () => {
     // The record never named b's Child SA (b died before its write): nobody can delete it by b's SPI
     // (a Delete names the sender's inbound SPI, RFC 7296 §3.11), so the client keeps it beside c's.
     expect(orphan.state).toBe('installed');
+  }, 120_000);
+});
+
+describe('without the probes', () => {
+  interopTest('a claimant starting above every ID the dead node had fenced is ignored by the client (the loss the probes close)', ['etcd'], async () => {
+    // As in the first case above: the client processed none of b's requests.
+    const s = await handedToB('o', (d) => d.local.address === NODE_B && d.remote.address === CLIENT, { cClaims: false });
+    const N = s.first;
+    await drive(s.wire, () => s.onB.nextRequestId > N, 'b\'s path test (lost)');
+    await killNode(s.wire, s.b);
+    const etcdOf = newEtcdClient(env);
+    // b's lease lapses (its member key goes): then a claim may be made.
+    for (let i = 0; i < 100 && (await etcdOf.get(memberKey(s.name, 'b')).string()) !== null; i++) await new Promise((r) => setTimeout(r, 100));
+    // The claim as it was made before: the record amended to start above the fenced IDs, no range to probe.
+    const claimed = await reassignClone({ client: etcdOf, key: s.key, cluster: s.name }, 'a.1', 1, { node: 'b', epoch: 1 }, 'c', undefined, undefined, true);
+    if (!claimed.ok) throw new Error(claimed.detail);
+    const drops = s.client.stats.drops['message-id'] ?? 0;
+    void s.c.handoff.arrive('a.1', 1, { node: 'c', epoch: claimed.epoch }, 'b', { record: claimed.record });
+    await drive(s.wire, () => s.c.arrivals.length > 0, 'c\'s arrival', 60_000);
+    expect(s.c.arrivals[0]!.result).toMatchObject({ ok: false, step: 'path-test' });
+    // The client dropped c's address list (and its retransmissions): ID N + 2, while it expects N.
+    expect((s.client.stats.drops['message-id'] ?? 0) - drops).toBeGreaterThan(0);
+    expect(s.clientClone.peerRequestId).toBe(N);
   }, 120_000);
 });
 

@@ -72,8 +72,8 @@
 // of a record sealed for this node at that epoch, after the transaction that
 // made it owner committed (a claim requires that the dead node has no member
 // key; a send-back is made by the node whose copy is already gone). A node
-// whose lease lapsed unnoticed holds its requests, and its next fencing
-// write fails on the changed owner (handoff.ts).
+// that lost its lease holds its requests once it knows, and any request of
+// it that needs a fencing write fails on the changed owner (handoff.ts).
 //
 // Owner: the engine's thread, like the SA it probes.
 import { ExchangeType, PayloadType } from '../wire/constants.js';

@@ -633,8 +633,9 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
       // A claim or a send-back: the peer's next request ID is found first (its range fenced by that transaction).
       resyncThrough: decoded.value.state.resyncThrough,
     });
-    // IDs fenced for steps that never ran go back (a failed arrival's clone may still be taken over).
-    this.release(sa);
+    // IDs fenced for steps that never ran go back (a failed arrival's clone may still be taken over); not
+    // after probes that found nothing: the record keeps their range for whoever probes next.
+    if (result.ok || result.steps.resync !== undefined || decoded.value.state.resyncThrough === undefined) this.release(sa);
     const timeline = arrivalTimeline({ seenAt, readAt, importedAt }, result.steps, (t) => importedAt + (t - clockAt), { heldMs: o.heldMs ?? 0, holds: o.holds ?? 0 });
     this.lastArrival = timeline;
     if (!result.ok) this.opts.log.warn({ ike: sa.id, step: result.step, reason: result.reason, timeline }, 'clone arrived but the peer did not follow');

@@ -53,7 +53,7 @@ async function handedToB(label: string, filter: (d: Datagram) => boolean, opts: 
   await a.handoff.handOff(c.clone, 'b');
   await drive(c.wire, () => c.nodeB.ikeSas().some((sa) => sa.familyIndex === 1), 'the import on b');
   const onB = c.nodeB.ikeSas().find((sa) => sa.familyIndex === 1)!;
-  return { ...c, name, key, a, b, c: cc, onB, first, peerDead };
+  return { ...c, name, key, holders, a, b, c: cc, onB, first, peerDead };
 }
 
 /** After b's death: c took the clone over, the client moved it to c and holds c's Child SA. */
@@ -152,6 +152,27 @@ describe('without the probes', () => {
     // The client dropped c's address list (and its retransmissions): ID N + 2, while it expects N.
     expect((s.client.stats.drops['message-id'] ?? 0) - drops).toBeGreaterThan(0);
     expect(s.clientClone.peerRequestId).toBe(N);
+  }, 120_000);
+});
+
+describe('a restart', () => {
+  interopTest('a node restarted during its arrival probes the range its previous run had fenced, once a write of its own covers it', ['etcd'], async () => {
+    const s = await handedToB('r', (d) => d.local.address === NODE_B && d.remote.address === CLIENT, { cClaims: false });
+    const N = s.first;
+    await drive(s.wire, () => s.onB.nextRequestId > N, 'b\'s path test (lost)');
+    // b's process dies; nobody claims its clone (claims off on a and c); it starts again as a new process.
+    await killNode(s.wire, s.b);
+    const etcdOf = newEtcdClient(env);
+    for (let i = 0; i < 100 && (await etcdOf.get(memberKey(s.name, 'b')).string()) !== null; i++) await new Promise((r) => setTimeout(r, 100));
+    for (const sa of s.nodeB.ikeSas()) s.nodeB.deleteIkeSa(sa, 'process restarted');
+    s.wire.filter = () => 'pass';
+    const b2 = await startNode(env, s.name, s.key, 'b', NODE_B, s.nodeB, s.holders, { rebalances: false });
+    await drive(s.wire, () => b2.arrivals.some((x) => x.result.ok) && s.clientClone.remote.address === NODE_B, 'the clone imported again on b', 60_000);
+    const back = b2.arrivals.find((x) => x.result.ok)!;
+    expect(back.result.steps.resync).toBeDefined();
+    expect(s.peerDead).toEqual([]);
+    expect(s.clientClone.children.filter((ch) => ch.state === 'installed' && espSpiNode(ch.spiOut) === 2)).toHaveLength(1);
+    expect(back.sa.nextRequestId).toBe(s.clientClone.peerRequestId);
   }, 120_000);
 });
 

@@ -28,7 +28,7 @@ import type { Etcd3, IKeyValue, IWatchResponse, Watcher } from 'etcd3';
 import type { Logger } from '../log.js';
 import type { IkeContext } from '../ike/context.js';
 import type { ChildSa, IkeSa } from '../ike/ike-sa.js';
-import { completeArrival, decodeTransferRecord, exportIkeSa, importIkeSa, snapshotIkeSa, transferBlocked, type ArrivalResult } from '../ike/sa-transfer.js';
+import { arrivalRequestCount, completeArrival, decodeTransferRecord, exportIkeSa, importIkeSa, snapshotIkeSa, transferBlocked, type ArrivalResult } from '../ike/sa-transfer.js';
 import { arrivalTimeline, type ArrivalTimeline } from './handoff-timeline.js';
 import { wipe } from '../crypto/random.js';
 import { clusterPrefix } from './etcd-client.js';
@@ -574,7 +574,7 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     };
     let sealed: Buffer | null = known.record ?? null;
     let current: string | null = ownerValue(owner);
-    /** Whether etcd named us owner before this run joined (a restart): see fencedNextRequestId below. */
+    /** Whether etcd named us owner before this run joined (a restart): see previousRun below. */
     let namedBefore = false;
     try {
       // The owner key and the record of the watch's own revision, or read now (a claim, a scan, a catch-up).
@@ -611,10 +611,12 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     if (peerStays && origin.from !== undefined) this.notePathFailed(key, origin.from);
     if (peerStays) origin.sentBack = true;
     // The handoff's transaction fenced our first requests (fencedNextRequestId). A handoff made to this run
-    // (after it joined) starts below that mark; one made before (to a previous run of this node, which may
-    // have imported it and sent those IDs) starts above them.
+    // (after it joined) starts below that mark. One made before, or a clone held before a restart: the
+    // previous run may have sent IDs up to the mark, and the client processed some of them; they are probed
+    // as after a claim (request-resync.ts) once a write of this run covers the mark too.
     const fenced = decoded.value.state.fencedNextRequestId;
-    if (fenced !== undefined && namedBefore) decoded.value.state.nextRequestId = fenced;
+    const previousRun = namedBefore && fenced !== undefined && fenced > decoded.value.state.nextRequestId ? fenced : undefined;
+    let resyncThrough = decoded.value.state.resyncThrough;
     const imported = importIkeSa(this.opts.engine, decoded.value, this.opts.address);
     if (!imported.ok) return refuse('import', imported.error);
     const sa = imported.value;
@@ -626,16 +628,22 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     const importedAt = Date.now();
     const clockAt = clock.now();
     this.opts.log.info({ ike: sa.id, family, index, epoch: owner.epoch, from: origin.from, staleChildSpis: stale.length }, 'clone arrived');
+    if (previousRun !== undefined) {
+      await this.reserve(sa, previousRun - sa.nextRequestId + 1 + arrivalRequestCount(stale.length, sa.policy.children.length));
+      // Not written (etcd failed): we start above every ID the previous run may have sent, unprobed.
+      if (o.writtenNext > previousRun) resyncThrough = previousRun;
+      else sa.nextRequestId = previousRun;
+    }
     const result = await completeArrival(this.opts.engine, sa, [this.opts.address], this.opts.arrivalTimeoutMs ?? DEFAULT_ARRIVAL_TIMEOUT_MS, {
       staleChildSpis: stale,
       peerStays,
       reserve: (count) => this.reserve(sa, count),
-      // A claim or a send-back: the peer's next request ID is found first (its range fenced by that transaction).
-      resyncThrough: decoded.value.state.resyncThrough,
+      // A claim, a send-back or a restart: the peer's next request ID is found first (its range fenced).
+      resyncThrough,
     });
     // IDs fenced for steps that never ran go back (a failed arrival's clone may still be taken over); not
     // after probes that found nothing: the record keeps their range for whoever probes next.
-    if (result.ok || result.steps.resync !== undefined || decoded.value.state.resyncThrough === undefined) this.release(sa);
+    if (result.ok || result.steps.resync !== undefined || resyncThrough === undefined) this.release(sa);
     const timeline = arrivalTimeline({ seenAt, readAt, importedAt }, result.steps, (t) => importedAt + (t - clockAt), { heldMs: o.heldMs ?? 0, holds: o.holds ?? 0 });
     this.lastArrival = timeline;
     if (!result.ok) this.opts.log.warn({ ike: sa.id, step: result.step, reason: result.reason, timeline }, 'clone arrived but the peer did not follow');

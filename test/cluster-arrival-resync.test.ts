@@ -7,7 +7,12 @@
 // its path test and its CREATE_CHILD_SA; c takes the clone over, and the
 // client accepts c's requests in all three cases without its DPD firing.
 // Before the probes, the first two cases lost the clone (c started above the
-// ID the client expected and the client dropped its requests).
+// ID the client expected and the client dropped its requests: shown below
+// with the claim as it was made before). Also: a claimant that dies after its
+// probes (the next one probes the range its transaction named), a clone sent
+// back after a failed path test, a node restarted during its arrival, and
+// the probes on their own between two engines (cached answers, bounds, no
+// answer).
 import { describe, expect, test } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { ClusterKey } from '../control/cluster/seal.js';

@@ -7,7 +7,12 @@
 // nextRequestId and its resync mark: the previous owner may have sent every
 // ID below `through`, fenced by a write, and the peer processed some prefix
 // of them). Starting above E loses the clone: the peer drops a request ID it
-// does not expect (RFC 7296 §2.2, §2.3) and its DPD clears the IKE SA.
+// does not expect (RFC 7296 §2.2, §2.3) and its DPD clears the IKE SA. Three
+// arrivals run it (control/cluster): a claim of a dead node's clone
+// (failover.ts), a clone sent back after its path test failed on the node it
+// was handed to (the peer may have processed that node's path test and only
+// the answers were lost), and a restarted node importing a clone its
+// previous run held (handoff.ts).
 //
 // How: an empty INFORMATIONAL request (a liveness check, RFC 7296 §1.4,
 // §2.4: no side effect) with each ID from..through, sent at once in

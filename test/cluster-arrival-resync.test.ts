@@ -137,16 +137,26 @@ describe('a takeover after the new node died during its arrival', () => {
   }, 120_000);
 });
 
+/**
+ * The clone handed to b, whose requests never reached the client; b dead
+ * (its member key gone). Nobody claims the clone on its own: c's claims are
+ * off as well as a's.
+ */
+async function bDeadUnheard(label: string) {
+  const s = await handedToB(label, (d) => d.local.address === NODE_B && d.remote.address === CLIENT, { cClaims: false });
+  const N = s.first;
+  await drive(s.wire, () => s.onB.nextRequestId > N, 'b\'s path test (lost)');
+  await killNode(s.wire, s.b);
+  const etcdOf = newEtcdClient(env);
+  for (let i = 0; i < 100 && (await etcdOf.get(memberKey(s.name, 'b')).string()) !== null; i++) await new Promise((r) => setTimeout(r, 100));
+  expect(await etcdOf.get(memberKey(s.name, 'b')).string()).toBeNull();
+  return { s, N, etcdOf };
+}
+
 describe('without the probes', () => {
   interopTest('a claimant starting above every ID the dead node had fenced is ignored by the client (the loss the probes close)', ['etcd'], async () => {
     // As in the first case above: the client processed none of b's requests.
-    const s = await handedToB('o', (d) => d.local.address === NODE_B && d.remote.address === CLIENT, { cClaims: false });
-    const N = s.first;
-    await drive(s.wire, () => s.onB.nextRequestId > N, 'b\'s path test (lost)');
-    await killNode(s.wire, s.b);
-    const etcdOf = newEtcdClient(env);
-    // b's lease lapses (its member key goes): then a claim may be made.
-    for (let i = 0; i < 100 && (await etcdOf.get(memberKey(s.name, 'b')).string()) !== null; i++) await new Promise((r) => setTimeout(r, 100));
+    const { s, N, etcdOf } = await bDeadUnheard('o');
     // The claim as it was made before: the record amended to start above the fenced IDs, no range to probe.
     const claimed = await reassignClone({ client: etcdOf, key: s.key, cluster: s.name }, 'a.1', 1, { node: 'b', epoch: 1 }, 'c', undefined, undefined, true);
     if (!claimed.ok) throw new Error(claimed.detail);
@@ -162,13 +172,8 @@ describe('without the probes', () => {
 
 describe('a restart', () => {
   interopTest('a node restarted during its arrival probes the range its previous run had fenced, once a write of its own covers it', ['etcd'], async () => {
-    const s = await handedToB('r', (d) => d.local.address === NODE_B && d.remote.address === CLIENT, { cClaims: false });
-    const N = s.first;
-    await drive(s.wire, () => s.onB.nextRequestId > N, 'b\'s path test (lost)');
     // b's process dies; nobody claims its clone (claims off on a and c); it starts again as a new process.
-    await killNode(s.wire, s.b);
-    const etcdOf = newEtcdClient(env);
-    for (let i = 0; i < 100 && (await etcdOf.get(memberKey(s.name, 'b')).string()) !== null; i++) await new Promise((r) => setTimeout(r, 100));
+    const { s } = await bDeadUnheard('r');
     for (const sa of s.nodeB.ikeSas()) s.nodeB.deleteIkeSa(sa, 'process restarted');
     s.wire.filter = () => 'pass';
     const b2 = await startNode(env, s.name, s.key, 'b', NODE_B, s.nodeB, s.holders, { rebalances: false });

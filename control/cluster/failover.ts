@@ -9,7 +9,10 @@
 //   `if owner == {dead, e} then owner = {me, e+1}` (reassign.ts) decides if
 //   two try. The claimant's own watch then imports the record (handoff.ts):
 //   path test, address list, the client's UPDATE_SA_ADDRESSES, the Delete of
-//   the dead node's Child SAs by the SPIs the record names, the new Child SA.
+//   the dead node's Child SAs by the SPIs the record names, the new Child SA;
+//   first, when the record leaves the client's next request ID open (the dead
+//   node had requests in flight), probes find it (ike/request-resync.ts):
+//   the claim's transaction names their IDs and the arrival's taken.
 // - A clone etcd names ours that is neither here nor arriving is imported:
 //   a restarted node's clones from its previous run (owner keys have no
 //   lease), or a handoff whose watch event never came.
@@ -17,15 +20,17 @@
 //   watch: a watch stream to an etcd member cut off from the others stays
 //   silent.
 // - A clone whose path test fails after a move goes back to the node it came
-//   from, if that node is alive (its address is still the client's); after a
-//   takeover there is nowhere to go: the client's DPD clears the clone.
+//   from, if that node is alive (its address is still the client's), which
+//   probes for the client's next request ID the same way; after a takeover
+//   there is nowhere to go: the clone's keys go, the client's DPD clears it.
 //
 // Owner: the main thread.
 import { EventEmitter } from 'node:events';
 import type { Etcd3 } from 'etcd3';
 import type { IkeContext } from '../ike/context.js';
 import type { IkeSa } from '../ike/ike-sa.js';
-import type { ArrivalResult } from '../ike/sa-transfer.js';
+import { arrivalRequestCount, type ArrivalResult, type TransferAmendment } from '../ike/sa-transfer.js';
+import { resyncMarks } from '../ike/request-resync.js';
 import type { Logger } from '../log.js';
 import type { ArrivalOrigin, CloneHandoff, CloneOwner } from './handoff.js';
 import type { MemberInfo } from './membership.js';
@@ -190,7 +195,8 @@ export class CloneFailover extends EventEmitter<FailoverEvents> {
     let result: ReassignResult;
     const claimedAt = Date.now();
     try {
-      result = await reassignClone(this.opts, clone.family, clone.index, from, node, undefined, record, true);
+      // The transaction names the probes' IDs and our arrival's requests taken (request-resync.ts).
+      result = await reassignClone(this.opts, clone.family, clone.index, from, node, this.resyncAmendment(), record, true);
     } catch (err) {
       this.stats.failed++;
       log.warn({ family: clone.family, index: clone.index, from: from.node, reason: (err as Error).message }, 'clone takeover failed');
@@ -212,6 +218,21 @@ export class CloneFailover extends EventEmitter<FailoverEvents> {
     return result;
   }
 
+  /**
+   * The record for a node that takes a clone over (a claim) or gets it back
+   * (a send-back): the client's next request ID lies between the record's
+   * lowest (nextRequestId) and every ID its owner may have sent (its fenced
+   * mark); the new owner probes them and then runs its arrival, and the
+   * transaction names all of those IDs taken (request-resync.ts resyncMarks).
+   */
+  private resyncAmendment(peerStays?: boolean): TransferAmendment {
+    return (was) => {
+      const children = this.opts.engine.policy(was.conn)?.children.length ?? 0;
+      const marks = resyncMarks(was.nextRequestId, was.fencedNextRequestId ?? was.nextRequestId, arrivalRequestCount(was.children.length, children));
+      return peerStays ? { ...marks, peerStays } : marks;
+    };
+  }
+
   /** After a failed path test the clone goes back where it came from, if that node is alive. */
   private async afterArrival(sa: IkeSa, result: ArrivalResult, origin: ArrivalOrigin): Promise<void> {
     if (result.ok || result.step !== 'path-test') return;
@@ -221,17 +242,17 @@ export class CloneFailover extends EventEmitter<FailoverEvents> {
     if (sa.state !== 'dead') engine.deleteIkeSa(sa, 'path test from this node failed');
     const release = this.opts.handoff.holdOff(origin.family, origin.index);
     try {
-      await this.sendBack(sa, origin);
+      await this.sendBack(origin);
     } finally {
       release();
     }
   }
 
-  private async sendBack(sa: IkeSa, origin: ArrivalOrigin): Promise<void> {
+  private async sendBack(origin: ArrivalOrigin): Promise<void> {
     const { node, log, client, cluster } = this.opts;
     const from = origin.from;
     // A clone sent back here whose path test fails here too is no path problem of one node (the client
-    // may have dropped our request as outside its window): sending it back again would bounce it.
+    // is gone, or answers no node): sending it back again would bounce it.
     if (origin.sentBack) {
       log.warn({ family: origin.family, index: origin.index, from }, "clone path test failed here too after it was sent back: its keys go, the client's DPD clears it");
       await this.opts.handoff.retire(origin.family, origin.index, origin.epoch);
@@ -245,14 +266,10 @@ export class CloneFailover extends EventEmitter<FailoverEvents> {
       return;
     }
     try {
-      // The path test (our first request here, the record's last message ID) never got an answer: when it
-      // never reached the client either (no path from here), the client still expects that ID, and its
-      // path still ends at the node it came from. Had it reached the client, the client drops the reused
-      // ID as no retransmission (RFC 7296 §2.1) and its DPD clears the clone.
-      const back = await reassignClone(this.opts, origin.family, origin.index, { node, epoch: origin.epoch }, from, {
-        nextRequestId: Math.max(0, sa.nextRequestId - 1),
-        peerStays: true,
-      });
+      // The path test (our first request here) never got an answer: whether it reached the client (only
+      // the answers were lost) or not, the node it goes back to finds the client's next message ID with
+      // probes before its own path test (request-resync.ts), and the client's path still ends there.
+      const back = await reassignClone(this.opts, origin.family, origin.index, { node, epoch: origin.epoch }, from, this.resyncAmendment(true));
       if (!back.ok) throw new Error(`${back.reason}: ${back.detail}`);
       this.stats.returned++;
       log.warn({ family: origin.family, index: origin.index, to: from, epoch: back.epoch }, 'clone path test failed: sent back to the node it came from');

@@ -18,6 +18,8 @@ export interface ArrivalTimeline {
     /** The record in hand (from the watch response, or read). */
     read: number;
     imported: number;
+    /** The peer's next request message ID found by probes (after a claim or a send-back). */
+    resync?: number;
     pathTest?: number;
     addressList?: number;
     update?: number;
@@ -36,7 +38,7 @@ export function arrivalTimeline(
   fencing: { heldMs: number; holds: number },
 ): ArrivalTimeline {
   const at: ArrivalTimeline['at'] = { seen: cluster.seenAt, read: cluster.readAt, imported: cluster.importedAt };
-  for (const k of ['pathTest', 'addressList', 'update', 'staleDeleted', 'child'] as const) {
+  for (const k of ['resync', 'pathTest', 'addressList', 'update', 'staleDeleted', 'child'] as const) {
     const t = steps[k];
     if (t !== undefined) at[k] = Math.round(wall(t));
   }

@@ -28,7 +28,7 @@ import type { Etcd3, IKeyValue, IWatchResponse, Watcher } from 'etcd3';
 import type { Logger } from '../log.js';
 import type { IkeContext } from '../ike/context.js';
 import type { ChildSa, IkeSa } from '../ike/ike-sa.js';
-import { completeArrival, decodeTransferRecord, exportIkeSa, importIkeSa, snapshotIkeSa, transferBlocked, type ArrivalResult } from '../ike/sa-transfer.js';
+import { arrivalRequestCount, completeArrival, decodeTransferRecord, exportIkeSa, importIkeSa, snapshotIkeSa, transferBlocked, type ArrivalResult } from '../ike/sa-transfer.js';
 import { arrivalTimeline, type ArrivalTimeline } from './handoff-timeline.js';
 import { wipe } from '../crypto/random.js';
 import { clusterPrefix } from './etcd-client.js';
@@ -39,9 +39,9 @@ import type { ClusterKey } from './seal.js';
  * every request of its arrival (its address list, which is its path test
  * too, and one CREATE_CHILD_SA per Child SA of the connection; a handed-off
  * clone has no Child SA to delete), so none waits for a fencing write. If
- * the importer dies before it sent them all, a node taking the clone over
- * starts above them and the client, which expects a lower ID, ignores it:
- * that clone is lost (the client's DPD clears it, its family grows back).
+ * the importer dies before the client processed them all, a node taking the
+ * clone over finds the client's next ID among them with probes
+ * (ike/request-resync.ts) before it sends anything else.
  */
 export function handoffFencedRequests(sa: IkeSa): number {
   return 1 + sa.policy.children.length;
@@ -470,9 +470,11 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
   private async fence(sa: IkeSa, o: Owned, next: number): Promise<boolean | undefined> {
     const { client, key, node, engine } = this.opts;
     const recordKey = this.recordKey(o.family, o.index);
-    // The record names the next request ID as used: whoever takes over after a crash starts above it.
+    // The record names the IDs below `next` as used, and the lowest the peer may still expect (our request
+    // outstanding, else our next): whoever takes over after a crash probes between them (request-resync.ts).
     const peer = sa.peerRequestId;
-    const plain = snapshotIkeSa(engine, sa, o.family, { nextRequestId: next });
+    const low = Math.min(sa.outstanding?.messageId ?? sa.nextRequestId, next);
+    const plain = snapshotIkeSa(engine, sa, o.family, { nextRequestId: low, fencedNextRequestId: next });
     const sealed = key.seal({ keyPath: recordKey, epoch: o.epoch, owner: node }, plain);
     wipe(plain);
     this.stats.writes++;
@@ -572,7 +574,7 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     };
     let sealed: Buffer | null = known.record ?? null;
     let current: string | null = ownerValue(owner);
-    /** Whether etcd named us owner before this run joined (a restart): see fencedNextRequestId below. */
+    /** Whether etcd named us owner before this run joined (a restart): see previousRun below. */
     let namedBefore = false;
     try {
       // The owner key and the record of the watch's own revision, or read now (a claim, a scan, a catch-up).
@@ -609,10 +611,12 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     if (peerStays && origin.from !== undefined) this.notePathFailed(key, origin.from);
     if (peerStays) origin.sentBack = true;
     // The handoff's transaction fenced our first requests (fencedNextRequestId). A handoff made to this run
-    // (after it joined) starts below that mark; one made before (to a previous run of this node, which may
-    // have imported it and sent those IDs) starts above them.
+    // (after it joined) starts below that mark. One made before, or a clone held before a restart: the
+    // previous run may have sent IDs up to the mark, and the client processed some of them; they are probed
+    // as after a claim (request-resync.ts) once a write of this run covers the mark too.
     const fenced = decoded.value.state.fencedNextRequestId;
-    if (fenced !== undefined && namedBefore) decoded.value.state.nextRequestId = fenced;
+    const previousRun = namedBefore && fenced !== undefined && fenced > decoded.value.state.nextRequestId ? fenced : undefined;
+    let resyncThrough = decoded.value.state.resyncThrough;
     const imported = importIkeSa(this.opts.engine, decoded.value, this.opts.address);
     if (!imported.ok) return refuse('import', imported.error);
     const sa = imported.value;
@@ -624,6 +628,12 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     const importedAt = Date.now();
     const clockAt = clock.now();
     this.opts.log.info({ ike: sa.id, family, index, epoch: owner.epoch, from: origin.from, staleChildSpis: stale.length }, 'clone arrived');
+    if (previousRun !== undefined) {
+      await this.reserve(sa, previousRun - sa.nextRequestId + 1 + arrivalRequestCount(stale.length, sa.policy.children.length));
+      // Not written (etcd failed): we start above every ID the previous run may have sent, unprobed.
+      if (o.writtenNext > previousRun) resyncThrough = previousRun;
+      else sa.nextRequestId = previousRun;
+    }
     // The CREATE_CHILD_SA waits for the peer's UPDATE_SA_ADDRESSES, not only for the path test's answer,
     // though its message ID is fenced already: the peer moves when it sends that update (RFC 4555 §3.5),
     // and a peer whose own request is outstanding (window size 1: a liveness check queued for the old
@@ -635,9 +645,12 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
       staleChildSpis: stale,
       peerStays,
       reserve: (count) => this.reserve(sa, count),
+      // A claim, a send-back or a restart: the peer's next request ID is found first (its range fenced).
+      resyncThrough,
     });
-    // IDs fenced for steps that never ran go back (a failed arrival's clone may still be taken over).
-    this.release(sa);
+    // IDs fenced for steps that never ran go back (a failed arrival's clone may still be taken over); not
+    // after probes that found nothing: the record keeps their range for whoever probes next.
+    if (result.ok || result.steps.resync !== undefined || resyncThrough === undefined) this.release(sa);
     const timeline = arrivalTimeline({ seenAt, readAt, importedAt }, result.steps, (t) => importedAt + (t - clockAt), { heldMs: o.heldMs ?? 0, holds: o.holds ?? 0 });
     this.lastArrival = timeline;
     if (!result.ok) this.opts.log.warn({ ike: sa.id, step: result.step, reason: result.reason, timeline }, 'clone arrived but the peer did not follow');

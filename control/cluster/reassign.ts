@@ -13,7 +13,7 @@
 // Owner: the main thread.
 import type { Etcd3 } from 'etcd3';
 import { wipe } from '../crypto/random.js';
-import { amendTransferRecord, type TransferState } from '../ike/sa-transfer.js';
+import { amendTransferRecord, type TransferAmendment } from '../ike/sa-transfer.js';
 import { clusterPrefix } from './etcd-client.js';
 import { ownerValue, parseOwner, type CloneOwner } from './handoff.js';
 import type { ClusterKey } from './seal.js';
@@ -58,7 +58,7 @@ export async function reassignClone(
   index: number,
   from: CloneOwner,
   to: string,
-  amend?: Partial<Pick<TransferState, 'nextRequestId' | 'peerStays'>>,
+  amend?: TransferAmendment,
   known?: SealedRecord,
   fromGone = false,
 ): Promise<ReassignResult> {

@@ -286,7 +286,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
 
   /** Start the next queued exchange if none is in flight (window size 1, RFC 7296 §2.3). */
   kick(sa: IkeSa): void {
-    if (sa.outstanding || sa.state === 'dead' || (sa.queue.length > 0 && this.fencing.holdRequest?.(sa))) return;
+    if (sa.outstanding || sa.resync || sa.state === 'dead' || (sa.queue.length > 0 && this.fencing.holdRequest?.(sa))) return;
     const exchange = sa.queue.shift();
     if (!exchange) return;
     this.transmit(sa, exchange, sa.nextRequestId++);
@@ -405,6 +405,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
     const h = msg.header;
     const out = sa.outstanding;
     if (!out || out.messageId !== h.messageId || out.exchange.exchangeType !== h.exchangeType) {
+      if (sa.resync?.(msg, d)) return; // a probe's answer (request-resync.ts)
       return this.countDrop('unexpected-response', `${exchangeName(h.exchangeType)} mid ${h.messageId}`);
     }
     let payloads: Payload[];

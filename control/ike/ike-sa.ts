@@ -24,8 +24,9 @@ import type { Identity } from './identity.js';
 import type { TimerHandle } from './clock.js';
 import type { ConnectionPolicy } from './policy.js';
 import type { NegotiatedSuite } from './proposals.js';
-import type { Endpoint } from './transport.js';
+import type { Datagram, Endpoint } from './transport.js';
 import type { Payload, TrafficSelector } from '../wire/payloads.js';
+import type { IkeMessage } from '../wire/message.js';
 import type { Logger } from '../log.js';
 import type { GatewayIdentity } from '../wire/gateway-identity.js';
 
@@ -205,6 +206,12 @@ export class IkeSa {
   nextRequestId = 0;
   peerRequestId = 0;
   outstanding: OutstandingRequest | undefined;
+  /**
+   * Set while request-resync.ts probes for the peer's next message ID: the
+   * engine sends nothing else on the SA and hands it every response that
+   * answers no outstanding request (true: taken).
+   */
+  resync: ((msg: IkeMessage, d: Datagram) => boolean) | undefined;
   readonly queue: InitiatorExchange[] = [];
   /** The last response we sent, for retransmitted requests (RFC 7296 §2.1). */
   lastResponse: CachedResponse | undefined;

@@ -29,6 +29,7 @@ import type { NegotiatedSuite } from './proposals.js';
 import type { Endpoint } from './transport.js';
 import { AddressListInitiator, RoutabilityCheckInitiator } from './exchanges/mobike.js';
 import { DeleteSpisInitiator } from './exchanges/delete.js';
+import { MAX_RESYNC_PROBES, resyncRequestIds } from './request-resync.js';
 
 export const TRANSFER_VERSION = 1;
 /** A record longer than this is refused on import (a clone's IKE state is a few KiB at most). */
@@ -90,6 +91,13 @@ export interface TransferState {
    * starts here (amendTransferRecord), above any ID the importer may send.
    */
   fencedNextRequestId?: number;
+  /**
+   * The peer's next request ID is not known: it lies in [nextRequestId,
+   * resyncThrough] (the previous owner died, or gave the clone back, with
+   * requests the peer may or may not have processed). The importer finds it
+   * with probes (request-resync.ts) before it sends anything else.
+   */
+  resyncThrough?: number;
 }
 
 /** Why an IKE SA cannot move now; undefined when it can (CLUSTER design §2 preconditions). */
@@ -229,6 +237,11 @@ function stateProblem(s: TransferState): string | undefined {
   }
   if (s.peerStays !== undefined && typeof s.peerStays !== 'boolean') return 'record peerStays invalid';
   if (s.fencedNextRequestId !== undefined && (!isInt(s.fencedNextRequestId) || s.fencedNextRequestId < s.nextRequestId)) return 'record fenced message ID invalid';
+  // The probes' IDs are fenced by the transaction that wrote the range (fencedNextRequestId above it).
+  const range = s.resyncThrough;
+  if (range !== undefined && (!isInt(range) || range < s.nextRequestId || range - s.nextRequestId >= MAX_RESYNC_PROBES || !(range < (s.fencedNextRequestId ?? 0)))) {
+    return 'record message ID range to resynchronise invalid';
+  }
   const lr = s.lastResponse;
   if (lr !== undefined && (!isInt(lr.messageId) || !isHex(lr.bytes) || !isHex(lr.requestDigest, 32))) return 'record last response invalid';
   for (const idf of [s.localId, s.peerId]) if (idf !== undefined && (!isInt(idf.idType, 255) || !isHex(idf.data))) return 'record identity invalid';
@@ -279,6 +292,8 @@ export function importIkeSa(ctx: IkeContext, record: TransferRecord, local: stri
  * arrival's log line, the benchmark per step.
  */
 export interface ArrivalSteps {
+  /** The peer's next request message ID found (request-resync.ts), when the record did not know it. */
+  resync?: number;
   pathTest?: number;
   addressList?: number;
   update?: number;
@@ -306,6 +321,17 @@ export interface ArrivalOptions {
    * request is held for its own write.
    */
   reserve?: (count: number) => Promise<unknown>;
+  /**
+   * The record's resyncThrough: the peer's next request ID lies between the
+   * SA's nextRequestId and this; probes find it first (request-resync.ts).
+   * No answer fails the arrival as a failed path test.
+   */
+  resyncThrough?: number;
+}
+
+/** Our requests in steps 4-7: the path test (address list), the Delete of a dead node's Child SAs if any, one CREATE_CHILD_SA per Child SA of the connection. */
+export function arrivalRequestCount(staleChildren: number, children: number): number {
+  return 1 + (staleChildren > 0 ? 1 : 0) + children;
 }
 
 /**
@@ -327,7 +353,13 @@ export interface ArrivalOptions {
 export async function completeArrival(ctx: IkeContext, sa: IkeSa, addresses: readonly string[], timeoutMs: number, after: ArrivalOptions = {}): Promise<ArrivalResult> {
   const steps: ArrivalSteps = {};
   const staleChildSpis = after.staleChildSpis ?? [];
-  void after.reserve?.(1 + (staleChildSpis.length > 0 ? 1 : 0) + sa.policy.children.length);
+  if (after.resyncThrough !== undefined) {
+    // The record's range is fenced by the transaction that made us owner; nothing else leaves meanwhile.
+    const found = await resyncRequestIds(ctx, sa, after.resyncThrough);
+    if (!found.ok) return { ok: false, step: 'path-test', reason: `no answer to the message ID probes from this node: ${found.reason}`, steps };
+    steps.resync = ctx.clock.now();
+  }
+  void after.reserve?.(arrivalRequestCount(staleChildSpis.length, sa.policy.children.length));
   if (after.peerStays) {
     const routable = await new Promise<boolean>((resolve) => ctx.queueExchange(sa, new RoutabilityCheckInitiator(ctx, resolve)));
     if (!routable) return { ok: false, step: 'path-test', reason: 'no answer to the path test from this node', steps };
@@ -392,19 +424,32 @@ async function awaitPeerUpdate(ctx: IkeContext, sa: IkeSa, addresses: readonly s
   return undefined;
 }
 
+/** What a new owner's record changes: fields, or fields computed from the record as it was. */
+export type TransferAmendment =
+  | Partial<Pick<TransferState, 'nextRequestId' | 'peerStays' | 'resyncThrough' | 'fencedNextRequestId'>>
+  | ((was: TransferState) => Partial<Pick<TransferState, 'nextRequestId' | 'peerStays' | 'resyncThrough' | 'fencedNextRequestId'>>);
+
 /**
  * A record for another owner, with some of its state replaced (message IDs,
  * peerStays), the secrets carried over; never throws. Without a new
  * nextRequestId the new owner starts above every ID the previous one had
- * fenced (fencedNextRequestId, which does not carry over). The caller wipes
- * both buffers.
+ * fenced (fencedNextRequestId and resyncThrough carry over only when the
+ * patch sets them; a patch function sees the record as it was, for
+ * request-resync.ts's marks). The caller wipes both buffers.
  */
-export function amendTransferRecord(bytes: Uint8Array, patch: Partial<Pick<TransferState, 'nextRequestId' | 'peerStays'>>): Result<Uint8Array, string> {
+export function amendTransferRecord(bytes: Uint8Array, patch: TransferAmendment): Result<Uint8Array, string> {
   const decoded = decodeTransferRecord(bytes);
   if (!decoded.ok) return decoded;
-  const { fencedNextRequestId, ...state } = decoded.value.state;
+  const { fencedNextRequestId, resyncThrough: _range, ...state } = decoded.value.state;
   const nextRequestId = Math.max(state.nextRequestId, fencedNextRequestId ?? 0);
-  const json = new TextEncoder().encode(JSON.stringify({ ...state, nextRequestId, ...patch }));
+  const changes = typeof patch === 'function' ? patch(decoded.value.state) : patch;
+  const amended = { ...state, nextRequestId, ...changes };
+  const problem = stateProblem(amended);
+  if (problem) {
+    wipe(...MOVING_KEYS.map((k) => decoded.value.keys[k]));
+    return { ok: false, error: problem };
+  }
+  const json = new TextEncoder().encode(JSON.stringify(amended));
   const head = new Uint8Array(4);
   new DataView(head.buffer).setUint32(0, json.length);
   const out = concatBytes(head, json, ...MOVING_KEYS.map((k) => decoded.value.keys[k]));

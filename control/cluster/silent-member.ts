@@ -74,9 +74,9 @@ export const RETRY_MS = 100;
  * (a write that failed at its deadline, tried again RETRY_MS later, slow to
  * commit on a busy machine) lands within it.
  */
-export const SERVED_PERIODS = 1.5;
-/** How often the decision runs, in heartbeat periods. */
-const CHECKS_PER_PERIOD = 4;
+export const SERVED_PERIODS = 1.25;
+/** How often the decision runs (it only reads the members in memory). */
+const CHECK_MS = 100;
 
 export function aliveKey(cluster: string, node: string): string {
   return `${clusterPrefix(cluster)}alive/${node}`;
@@ -259,7 +259,7 @@ export class SilentMembers {
     return `${clusterPrefix(this.opts.cluster)}alive/`;
   }
 
-  /** Follow the heartbeats, then write ours and check every quarter period. */
+  /** Follow the heartbeats, then write ours and check every CHECK_MS. */
   async start(): Promise<this> {
     const name = (kv: IKeyValue) => kv.key.toString().slice(this.prefix.length);
     this.watcher = await followPrefix(
@@ -273,7 +273,7 @@ export class SilentMembers {
       return this;
     }
     this.beat();
-    this.checkTimer = setInterval(() => this.check(), this.decision.periodMs / CHECKS_PER_PERIOD);
+    this.checkTimer = setInterval(() => this.check(), CHECK_MS);
     this.checkTimer.unref();
     return this;
   }

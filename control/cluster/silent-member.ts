@@ -12,17 +12,17 @@
 //
 //   /ikeclone/v1/<cluster>/alive/<node> -> {"seq":n,"ttlMs":t}   (the node's lease)
 //
-// (t: the writer's lease TTL; a member is silent after the longer of its
-// TTL and ours, so a node configured with a longer lease_ttl, which writes
-// less often, is not suspected by one with a shorter one)
 // one write at a time, the next `lease_ttl`/3 after the last succeeded (a
 // failed one is tried again after RETRY_MS), and follows every node's
 // heartbeat through one watch, noting on its own monotonic clock when each
-// arrived. A member whose heartbeat has not changed for `lease_ttl` while
-// etcd demonstrably served this node is silent, and this node revokes its
-// lease (the heartbeat's own lease ID): etcd deletes its member key at once
-// and failover (failover.ts) proceeds as after a lapse. Any survivor may
-// revoke; a second revoke finds the lease gone (harmless).
+// arrived. A member whose heartbeat has not changed for `lease_ttl` (or for
+// the longer TTL `t` its heartbeat announces: a node configured with a longer
+// lease_ttl writes less often) while etcd demonstrably served this node is
+// silent, and this node revokes its lease (the heartbeat's own lease ID):
+// etcd deletes its member key at once and failover (failover.ts) proceeds as
+// after a lapse. Any survivor may revoke; a second revoke finds the lease
+// gone (harmless). A member never seen to heartbeat (suspect_silent: no, an
+// older version) is never suspected.
 //
 // "etcd demonstrably served this node" means: this node's lease is held, its
 // last heartbeat write succeeded, and the watch delivered at least two of its
@@ -38,10 +38,12 @@
 // succeeded) and SERVED_PERIODS periods since the first: etcd served for
 // that long after the stall before we may suspect anyone. A live member's
 // heartbeat that was in flight during the stall commits as soon as etcd
-// serves again (or fails at its deadline and is tried again RETRY_MS later),
-// so it reaches the watch within that time and resets its silence. A shorter stall delays a live member's
-// heartbeat by less than half a period, far from `lease_ttl` (three
-// periods). The watch delivers events in etcd's order
+// serves again (or fails at its deadline and is tried again RETRY_MS
+// later), so it reaches the watch within that time and resets its silence
+// (simulated in test/cluster-silent-member.test.ts: stalls of 0.25-6 s, a
+// member's writes up to 0.55 s slower to commit than ours). A shorter stall
+// delays a live member's heartbeat by less than half a period, far from
+// `lease_ttl` (three periods). The watch delivers events in etcd's order
 // (revisions): once it has delivered our heartbeat it has delivered every
 // heartbeat committed before it, so a lagging or stalled watch (a stream to
 // a member cut off from the others) only delays suspicion, and no one is

@@ -17,7 +17,9 @@
 //   node, and the writes the cluster itself made during the handoff rounds;
 // - the failover gap, when the code takes over a dead node's clones: the
 //   killed node's etcd member a follower, then the leader (--etcd-timing
-//   H/E sets the members' heartbeat and election timeout, docs/cluster.md);
+//   H/E sets the members' heartbeat and election timeout, docs/cluster.md),
+//   with the time a survivor revoked the dead node's lease once its
+//   heartbeat went silent (`sinceKillMs.silentLeaseRevoked`);
 // - etcd's own commit cost during the handoff rounds, from each member's
 //   /metrics: WAL fsync and backend commit durations (--etcd-data disk|tmpfs
 //   puts the members' data on the disk, the default, or on tmpfs, docs/cluster.md §1).
@@ -363,6 +365,8 @@ async function measureFailover(net: ClusterNet, dir: string, role: 'leader' | 'f
   // Where the gap went: the member key's deletion seen, the claim decided and committed, the arrival's steps.
   const logs = others.map((n) => logLines(n.gateway()!.log()).filter((l) => l.time >= killedAt));
   const gone = Math.min(...logs.map((ls) => ls.find((l) => l.msg === 'cluster member gone' && l.member === net.nodes[KILLED]!.name)?.time ?? Infinity));
+  // A survivor that found the dead node's heartbeat silent revoked its lease (control/cluster/silent-member.ts).
+  const revoked = Math.min(...logs.map((ls) => ls.find((l) => l.msg.startsWith('member silent for') && l.member === net.nodes[KILLED]!.name)?.time ?? Infinity));
   const claiming = Math.min(...logs.map((ls) => ls.find((l) => l.msg === 'clone without a live owner: claiming it')?.time ?? Infinity));
   const claimant = logs.find((ls) => ls.some((l) => l.msg === 'clone taken over from a node that is gone'));
   const taken = claimant?.find((l) => l.msg === 'clone taken over from a node that is gone')?.time;
@@ -376,6 +380,7 @@ async function measureFailover(net: ClusterNet, dir: string, role: 'leader' | 'f
     targetMs: leaseTtlS * 1000 + 1000,
     gapMs: first ? Math.round(first.t - killedAt) : null,
     sinceKillMs: {
+      silentLeaseRevoked: rel(revoked),
       memberGone: rel(gone),
       claimDecided: rel(claiming),
       claimCommitted: rel(taken),

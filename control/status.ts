@@ -121,6 +121,8 @@ export interface ClusterNodeStatus {
   lastArrival: { at: Record<string, number | undefined>; fencing: { heldMs: number; holds: number } } | null;
   failover: { claimed: number; lost: number; failed: number; returned: number };
   rebalance: { moved: number; failed: number };
+  /** Leases of members silent for the lease TTL that this node revoked (control/cluster/silent-member.ts). */
+  revokedSilent?: number;
   /** Cluster-wide resources as this node sees them (control/cluster/resource-status.ts). */
   resources?: ClusterNodeResources;
 }

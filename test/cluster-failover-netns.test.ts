@@ -6,7 +6,10 @@
 // virtual IP to the LAN host resumes. The gap is measured with UDP probes on
 // many flows (the client spreads flows over its Child SAs by their 5-tuple,
 // so some ride the dead node's) and asserted under a generous bound: the
-// lease TTL plus a margin.
+// lease TTL plus a margin. The killed node's etcd member leads at the kill
+// (etcd's default raft timing, 100/1000 ms): a survivor notices the dead
+// node's heartbeat stop and revokes its lease (control/cluster/silent-member.ts)
+// rather than wait for the new leader's lessor to let it lapse.
 import { describe, expect, onTestFailed } from 'vitest';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -144,12 +147,18 @@ describe('cluster failover in network namespaces', () => {
   }
 
   interopTest(
-    'kill -9 of a node (gateway and etcd member): a survivor takes its clone over, the old Child SAs are deleted, traffic resumes within the lease TTL and a margin',
+    'kill -9 of a node (gateway and etcd member, the etcd leader): a survivor revokes its silent lease and takes its clone over, the old Child SAs are deleted, traffic resumes within the lease TTL and a margin',
     PRE,
     async () => {
       const dir = env.dir('kill');
       const { net, vip } = await familyOnThreeNodes(dir);
       const victim = net.nodes[2]!;
+      // The victim's etcd member leads: its death costs an election, and the new leader's lessor would
+      // renew the victim's lease for its TTL plus an election timeout.
+      await net.etcd.moveLeader(victim.index);
+      // Leadership moved: the new leader renewed every lease; keep-alives and heartbeats settle for a lease's time.
+      await new Promise((r) => setTimeout(r, LEASE_TTL_S * 1000));
+      expect(await net.etcd.leader()).toBe(victim.index);
       const before = (await familyByNode(net)).get(victim.wan)!;
       const oldSpis = new Set(before.children.flatMap((c) => [c.spiIn, c.spiOut]));
 
@@ -186,6 +195,12 @@ describe('cluster failover in network namespaces', () => {
       // The new Child SA carries the survivor's SPI prefix (its index + 1, io/spi-layout.ts).
       expect(Number.parseInt(taken.children[0]!.spiOut.replace(/^0x/, '').padStart(8, '0').slice(0, 2), 16)).toBe(takenBy.index + 1);
       expect(takenBy.gateway()!.log()).toContain('clone taken over from a node that is gone');
+      // A survivor revoked the dead node's lease once its heartbeat stopped (etcd's lessor would have kept it
+      // longer); neither survivor suspected the other through the election, and both still hold their leases.
+      const survivorStatus = await Promise.all(survivors.map((n) => n.gateway()!.status()));
+      expect(survivorStatus.reduce((sum, st) => sum + (st.cluster!.revokedSilent ?? 0), 0)).toBe(1);
+      for (const st of survivorStatus) expect(st.cluster).toMatchObject({ lease: 'held' });
+      expect(survivors.some((n) => /member silent for \d+ ms while etcd served us: its lease revoked/.test(n.gateway()!.log()))).toBe(true);
       // etcd names the survivor owner one epoch on.
       const owners = await net.etcd.ctl(['get', '--prefix', `/ikeclone/v1/${net.clusterName}/clones/`]);
       expect(owners).toContain(`{"node":"${takenBy.name}","epoch":2}`);

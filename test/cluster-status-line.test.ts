@@ -29,6 +29,12 @@ describe('cluster node status line', () => {
     expect(clusterNodeLine(stopped)).toMatch(/; last arrival: stopped 3 ms after it was named owner$/);
   });
 
+  test('silent members\' leases this node revoked, when any (control/cluster/silent-member.ts)', () => {
+    expect(clusterNodeLine(base)).not.toMatch(/silent/);
+    expect(clusterNodeLine({ ...base, revokedSilent: 0 })).not.toMatch(/silent/);
+    expect(clusterNodeLine({ ...base, revokedSilent: 2 })).toMatch(/dropped by fencing 0, silent members' leases revoked 2$/);
+  });
+
   test('the node\'s pools, the peers counted over the cluster and its refusals by reason', () => {
     expect(clusterNodeLine(base)).not.toMatch(/pools|refused/);
     const resources = {

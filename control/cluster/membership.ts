@@ -7,7 +7,8 @@
 //   /ikeclone/v1/<cluster>/spi/<prefix>      -> <node>                        (lease)
 //
 // A node that dies stops refreshing its lease; when it lapses etcd deletes
-// both keys and the others see it go. A node cut off from etcd learns of it
+// both keys and the others see it go (sooner when a survivor finds its
+// heartbeat, alive/<node>, silent and revokes the lease: silent-member.ts). A node cut off from etcd learns of it
 // through the lease's 'lost' event ('lease-lost' here), then tries every
 // REJOIN_INTERVAL_MS to join again under a new lease with the same name and
 // SPI prefix (its SAs carry that prefix) and says so ('rejoined').

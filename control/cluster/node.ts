@@ -28,6 +28,7 @@ import { accountingStatus, publishRefusals } from './resource-status.js';
 import type { ClusterNodeResources, NodeResourceRefusals } from '../status.js';
 import { requestedAddressFamilies } from '../ike/config-payload.js';
 import { AnswerWriteAhead } from './answer-write-ahead.js';
+import { SilentMembers } from './silent-member.js';
 
 /** At most one load write per this many ms (each IKE SA up or down asks for one). */
 export const LOAD_UPDATE_MS = 1000;
@@ -65,6 +66,8 @@ export class ClusterNode {
   answers: AnswerFence | undefined;
   /** Answers on owned clones leave once etcd holds the peer's moved message ID (set by attach). */
   writeAhead: AnswerWriteAhead | undefined;
+  /** Our heartbeat, and the leases of members silent for the lease TTL revoked (set by attach unless suspect_silent: no). */
+  silentMembers: SilentMembers | undefined;
   private readonly leaseClock: LeaseClock;
 
   private constructor(
@@ -225,6 +228,7 @@ export class ClusterNode {
       lastArrival: this.handoff?.lastArrival ?? null,
       failover: { ...(this.failover?.stats ?? { claimed: 0, lost: 0, failed: 0, returned: 0 }) },
       rebalance: { ...(this.rebalance?.stats ?? { moved: 0, failed: 0 }) },
+      revokedSilent: this.silentMembers?.stats.revoked ?? 0,
       resources: this.resources(),
     };
   }
@@ -263,6 +267,18 @@ export class ClusterNode {
     const shared = { engine, client: m.client, cluster: c.name, node: c.node, handoff: this.handoff, log: this.log };
     this.failover = new CloneFailover({ ...shared, key: this.key }).start();
     this.rebalance = new CloneRebalance(shared).start();
+    // A dead node's lease revoked once it is silent while etcd serves us: failover need not wait for etcd's lessor.
+    if (c.suspectSilent !== false) {
+      this.silentMembers = await new SilentMembers({
+        client: m.client,
+        cluster: c.name,
+        node: c.node,
+        leaseTtlMs: c.leaseTtlMs,
+        leaseId: () => m.leaseId,
+        leaseHeld: () => this.leaseLost === undefined,
+        log: this.log,
+      }).start();
+    }
     m.on('members-changed', () => {
       this.failover?.membersChanged();
       this.rebalance?.membersChanged();
@@ -308,6 +324,7 @@ export class ClusterNode {
     if (this.refusalsTimer) clearInterval(this.refusalsTimer);
     this.failover?.stop();
     this.rebalance?.stop();
+    await this.silentMembers?.stop();
     this.writeAhead?.stop();
     await this.handoff?.stop();
     await this.pools.stop();

@@ -9,10 +9,10 @@
 import { statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Problem, got } from './errors.js';
-import { duration, ipLiteral, type Ctx } from './fields.js';
+import { boolean, duration, ipLiteral, type Ctx } from './fields.js';
 import { NAME_EXPECTED, NAME_RE, type ClusterConfig, type ClusterRedirectConfig } from './types.js';
 
-const KEYS = ['name', 'node', 'address', 'etcd', 'tls', 'sealing_key_file', 'lease_ttl', 'on_etcd_unreachable', 'spi_prefix', 'redirect', 'pool_reserve'];
+const KEYS = ['name', 'node', 'address', 'etcd', 'tls', 'sealing_key_file', 'lease_ttl', 'on_etcd_unreachable', 'spi_prefix', 'redirect', 'pool_reserve', 'suspect_silent'];
 const ENDPOINT_EXPECTED = 'etcd client URLs, http(s)://ADDRESS:PORT (a list or one comma-separated string)';
 /** Lease TTL bounds: below 2 s a busy node loses its lease; above 60 s failover waits too long. */
 export const MIN_LEASE_TTL_MS = 2000;
@@ -117,6 +117,11 @@ export function clusterSection(ctx: Ctx): (v: unknown) => ClusterConfig | undefi
         return new Problem(got(n), `an integer from 0 to ${MAX_POOL_RESERVE}: virtual IPs of each pool this node claims ahead of IKE_AUTH (0: each lease is taken from etcd in IKE_AUTH)`, ['pool_reserve']);
       }
       out.poolReserve = n;
+    }
+    if (raw.suspect_silent !== undefined) {
+      const b = boolean(raw.suspect_silent);
+      if (b instanceof Problem) return new Problem(b.problem, "yes or no: whether this node writes a heartbeat and revokes the lease of a member silent for lease_ttl", ['suspect_silent']);
+      out.suspectSilent = b;
     }
     if (raw.redirect !== undefined) {
       const r = clusterRedirect(raw.redirect);

@@ -271,6 +271,8 @@ export interface ClusterConfig {
   redirect?: ClusterRedirectConfig;
   /** Virtual IPs of each pool claimed ahead of IKE_AUTH (0..64; 0: each lease from etcd in IKE_AUTH); absent: 4 (control/cluster/pool-store.ts). */
   poolReserve?: number;
+  /** Heartbeat under the lease and revoke the lease of a member silent for leaseTtlMs (control/cluster/silent-member.ts); absent: yes. */
+  suspectSilent?: boolean;
 }
 
 /** `cluster.redirect`: from `above` established IKE SAs on, new clients go to the least-loaded member, in IKE_SA_INIT or IKE_AUTH. */

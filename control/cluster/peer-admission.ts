@@ -98,7 +98,16 @@ export class PeerAdmission {
       verdict = await this.attempt<OwnAdmission>(
         peer,
         limit,
-        (slot) => ({ admitted: true, settle: (up: boolean) => { if (!up) this.opts.accounting.withdraw(peer, slot, true); } }),
+        (slot) => {
+          let settled = false;
+          // The first word counts: an arrival that ended early settles every verdict it did not use.
+          const settle = (up: boolean) => {
+            if (settled) return;
+            settled = true;
+            if (!up) this.opts.accounting.withdraw(peer, slot, true);
+          };
+          return { admitted: true, settle };
+        },
         () => ({ admitted: false }),
       );
     });
@@ -187,5 +196,7 @@ export class PeerAdmission {
   }
 }
 
-/** The verdict on an SA the node creates itself (PeerAdmission.admitOwn). */
-export type OwnAdmission = { admitted: true; /** Whether the SA came up: a slot whose SA did not goes back. */ settle: (up: boolean) => void } | { admitted: false };
+/** The verdict on an SA the node creates itself (PeerAdmission.admitOwn; sa-transfer.ts ChildAdmissionVerdict). */
+export type OwnAdmission =
+  | { admitted: true; /** Whether the SA came up (the first call counts): a slot whose SA did not goes back. */ settle: (up: boolean) => void }
+  | { admitted: false };

@@ -70,6 +70,12 @@ export class ClusterPeerAccounting extends EventEmitter<PeerAccountingEvents> {
   private closed = false;
   /** Writes that failed (etcd unreachable): the next change writes again. */
   writeFailures = 0;
+  /**
+   * The highest revision of any event (or loaded key) under peers/ applied
+   * to `counts`: the watch delivers events in revision order, so the counts
+   * are etcd's as of this revision for every key not changed since.
+   */
+  private followedRevision = 0n;
   /** Per peer: IKE SAs and Child SAs admitted (and counted in etcd) that have not come up yet. */
   private readonly admissions = new Map<string, AdmittedSlot[]>();
 
@@ -131,6 +137,15 @@ export class ClusterPeerAccounting extends EventEmitter<PeerAccountingEvents> {
   /** Every peer's counts on every node, ours as we know them now (status). */
   *allPeerCounts(): Generator<PeerCount[]> {
     for (const peer of new Set([...this.counts.keys(), ...this.local.keys()])) yield Object.values(this.peerCounts(peer));
+  }
+
+  /**
+   * The peer's `what` on other nodes as followed, with the revision the
+   * counts hold at (an admission's transaction compares it instead of reading
+   * again); undefined before anything was followed.
+   */
+  followedElsewhere(peer: string, what: keyof PeerCount): { count: number; revision: bigint } | undefined {
+    return this.followedRevision === 0n ? undefined : { count: this.elsewhere(peer, what), revision: this.followedRevision };
   }
 
   private elsewhere(peer: string, what: keyof PeerCount): number {
@@ -204,6 +219,11 @@ export class ClusterPeerAccounting extends EventEmitter<PeerAccountingEvents> {
     this.flushing ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.flush());
   }
 
+  /** The write of the counts changed so far, if one is under way (one pass: not the retries of a failed one). */
+  flushed(): Promise<void> {
+    return this.flushing ?? Promise.resolve();
+  }
+
   /** Wait for the counts changed so far to be in etcd (tests, shutdown). */
   async settled(): Promise<void> {
     while (this.flushing) await this.flushing;
@@ -243,6 +263,7 @@ export class ClusterPeerAccounting extends EventEmitter<PeerAccountingEvents> {
   }
 
   private onPut(kv: IKeyValue, vipPeers?: Set<string>): void {
+    this.noteRevision(kv);
     const k = parsePeerKey(this.opts.cluster, kv.key.toString());
     if (!k) return;
     if (k.kind === 'vip') return void vipPeers?.add(k.peer);
@@ -254,11 +275,17 @@ export class ClusterPeerAccounting extends EventEmitter<PeerAccountingEvents> {
   }
 
   private onDelete(kv: IKeyValue): void {
+    this.noteRevision(kv);
     const k = parsePeerKey(this.opts.cluster, kv.key.toString());
     if (!k || k.kind !== 'nodes') return;
     deleteNested(this.counts, k.peer, k.name);
     // A dead node's lease lapsed (or a node let go): whoever still holds nothing of the peer checks.
     if (!this.counts.has(k.peer) && !this.local.has(k.peer)) this.scheduleRelease(k.peer);
+  }
+
+  private noteRevision(kv: IKeyValue): void {
+    const rev = BigInt(kv.mod_revision || '0');
+    if (rev > this.followedRevision) this.followedRevision = rev;
   }
 
   private cancelRelease(peer: string): void {

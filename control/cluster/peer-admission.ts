@@ -164,20 +164,36 @@ export class PeerAdmission {
     const prefix = `${peerPrefix(cluster, peer)}nodes/`;
     const ours = peerNodeKey(cluster, peer, node);
     try {
+      // First from the counts the watch brought (no read: one round trip, an arrival's CREATE_CHILD_SA waits
+      // for it), when they say there is room; a refusal, or a transaction that lost, reads etcd.
+      let followed = accounting.followedElsewhere(peer, kind);
       for (let attempt = 0; attempt <= (this.opts.retries ?? DEFAULT_ADMISSION_RETRIES); attempt++) {
         if (attempt > 0) this.stats.retries++;
-        const read = await client.getAll().prefix(prefix).exec();
-        let others = 0;
-        for (const kv of read.kvs) if (kv.key.toString() !== ours) others += parsePeerCount(kv.value.toString())?.[kind] ?? 0;
         const mine = accounting.ownCount(peer);
-        const count = others + mine[kind];
+        let others: number;
+        let compare: TxnCompare[];
+        if (followed && followed.count + mine[kind] < limit) {
+          others = followed.count;
+          compare = sinceFollowed(prefix, ours, followed.revision);
+        } else {
+          // Our own count being written (an arrival's ike-up, a Child SA just up) would change our key after
+          // the read and fail the transaction: that write first, then the read.
+          await accounting.flushed();
+          const read = await client.getAll().prefix(prefix).exec();
+          others = 0;
+          for (const kv of read.kvs) if (kv.key.toString() !== ours) others += parsePeerCount(kv.value.toString())?.[kind] ?? 0;
+          compare = [{ key: Buffer.from(prefix), range_end: prefixEnd(prefix), target: 'Mod', result: 'Less', mod_revision: String(BigInt(read.header.revision) + 1n) }];
+        }
+        followed = undefined;
+        const count = others + accounting.ownCount(peer)[kind];
         if (count >= limit) {
           this.stats.refusedAtLimit++;
           return onRefused(count);
         }
-        const written = { ...mine, [kind]: mine[kind] + 1 };
+        const now = accounting.ownCount(peer);
+        const written = { ...now, [kind]: now[kind] + 1 };
         const txn = await client.kv.txn({
-          compare: [{ key: Buffer.from(prefix), range_end: prefixEnd(prefix), target: 'Mod', result: 'Less', mod_revision: String(BigInt(read.header.revision) + 1n) }],
+          compare,
           success: [{ request_put: { key: Buffer.from(ours), value: Buffer.from(JSON.stringify(written)), lease: this.opts.leaseId } }],
           failure: [],
         });
@@ -194,6 +210,22 @@ export class PeerAdmission {
       return undefined;
     }
   }
+}
+
+type TxnCompare = { key: Buffer; range_end: Buffer; target: 'Mod'; result: 'Less'; mod_revision: string };
+
+/**
+ * The followed counts still hold: no other node's key of the peer changed
+ * after `revision` (the counts are etcd's as of it). Our own key is left
+ * out: our count is ours, not read (a write of it just before the
+ * transaction, sent first, lands first and is overwritten with the newer one).
+ */
+function sinceFollowed(prefix: string, ours: string, revision: bigint): TxnCompare[] {
+  const after = String(revision + 1n);
+  return [
+    { key: Buffer.from(prefix), range_end: Buffer.from(ours), target: 'Mod', result: 'Less', mod_revision: after },
+    { key: Buffer.from(`${ours}\0`), range_end: prefixEnd(prefix), target: 'Mod', result: 'Less', mod_revision: after },
+  ];
 }
 
 /** The verdict on an SA the node creates itself (PeerAdmission.admitOwn; sa-transfer.ts ChildAdmissionVerdict). */

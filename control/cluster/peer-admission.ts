@@ -66,10 +66,12 @@ export interface PeerAdmissionStats {
   retries: number;
   /** etcd failed: the followed counts decided. */
   failed: number;
+  /** Admitted by the first transaction on the followed counts (no read). */
+  fromFollowed: number;
 }
 
 export class PeerAdmission {
-  readonly stats: PeerAdmissionStats = { admitted: 0, refusedAtLimit: 0, contention: 0, retries: 0, failed: 0 };
+  readonly stats: PeerAdmissionStats = { admitted: 0, refusedAtLimit: 0, contention: 0, retries: 0, failed: 0, fromFollowed: 0 };
   /** The count each pending request was decided on, until just after its answer. */
   private readonly decided = new WeakMap<IkeSa, number>();
   /** Per peer: the last admission in line (one at a time per peer on this node). */
@@ -172,7 +174,8 @@ export class PeerAdmission {
         const mine = accounting.ownCount(peer);
         let others: number;
         let compare: TxnCompare[];
-        if (followed && followed.count + mine[kind] < limit) {
+        const fast = followed !== undefined && followed.count + mine[kind] < limit;
+        if (followed && fast) {
           others = followed.count;
           compare = sinceFollowed(prefix, ours, followed.revision);
         } else {
@@ -199,6 +202,7 @@ export class PeerAdmission {
         });
         if (!txn.succeeded) continue;
         this.stats.admitted++;
+        if (fast) this.stats.fromFollowed++;
         return onAdmitted(accounting.admitted(peer, written, kind), count);
       }
       this.stats.contention++;

@@ -137,6 +137,8 @@ export interface NodeResourceRefusals {
   internalAddressFailure: number;
   /** Lease writes etcd did not take (this node's reserve key was gone, or etcd was unreachable). */
   leaseWritesRefused: number;
+  /** Clones that arrived here without their Child SA: the peer was at childSasPerPeer over the cluster (absent: none). */
+  arrivalsWithoutChildSa?: number;
 }
 
 /** A cluster node's pools, the peers it counts and its refusals. */

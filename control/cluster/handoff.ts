@@ -28,7 +28,7 @@ import type { Etcd3, IKeyValue, IWatchResponse, Watcher } from 'etcd3';
 import type { Logger } from '../log.js';
 import type { IkeContext } from '../ike/context.js';
 import type { ChildSa, IkeSa } from '../ike/ike-sa.js';
-import { arrivalRequestCount, completeArrival, decodeTransferRecord, exportIkeSa, importIkeSa, snapshotIkeSa, transferBlocked, type ArrivalResult } from '../ike/sa-transfer.js';
+import { arrivalRequestCount, completeArrival, decodeTransferRecord, exportIkeSa, importIkeSa, snapshotIkeSa, transferBlocked, type ArrivalResult, type ChildAdmissionVerdict } from '../ike/sa-transfer.js';
 import { arrivalTimeline, type ArrivalTimeline } from './handoff-timeline.js';
 import { wipe } from '../crypto/random.js';
 import { clusterPrefix } from './etcd-client.js';
@@ -74,6 +74,8 @@ export interface HandoffStats {
   fenced: number;
   /** Fencing writes (one per request on an owned clone, and one per answer to the peer: answer-write-ahead.ts). */
   writes: number;
+  /** Clones that arrived without (some of) their Child SAs: the peer was at childSasPerPeer over the cluster. */
+  childRefused?: number;
 }
 
 /** Where an arrived clone sits in etcd, and the node that held it before (the previous owner key). */
@@ -125,6 +127,13 @@ export interface HandoffOptions {
   address: string;
   log: Logger;
   arrivalTimeoutMs?: number;
+  /**
+   * Admits one Child SA of an arriving clone against the peer's limit over
+   * the cluster (peer-admission.ts admitOwn, RFC 7791 §8); undefined: not
+   * asked. Started at import, the CREATE_CHILD_SA waits for it only if it is
+   * not in yet.
+   */
+  admitChild?: (sa: IkeSa) => Promise<ChildAdmissionVerdict | undefined> | undefined;
 }
 
 /** The owner value, byte for byte as compared in transactions. */
@@ -624,6 +633,8 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     this.owned.set(sa, o);
     this.landing.add(sa);
     this.stats.arrived++;
+    // The clone's Child SAs are admitted against the peer's limit now, while the path test and the update run.
+    const childAdmissions = sa.policy.children.map(() => this.opts.admitChild?.(sa));
     const clock = this.opts.engine.clock;
     const importedAt = Date.now();
     const clockAt = clock.now();
@@ -647,7 +658,14 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
       reserve: (count) => this.reserve(sa, count),
       // A claim, a send-back or a restart: the peer's next request ID is found first (its range fenced).
       resyncThrough,
+      childAdmissions,
     });
+    // Slots admitted for Child SAs the arrival did not create (it ended early) go back.
+    for (const p of childAdmissions) void p?.then((v) => v?.settle?.(false));
+    if (result.ok && result.childrenRefused) {
+      this.stats.childRefused = (this.stats.childRefused ?? 0) + 1;
+      this.opts.log.warn({ ike: sa.id, family, index, refused: result.childrenRefused }, 'clone arrived without its Child SA: the peer is at childSasPerPeer over the cluster; the clone stays here, carrying no traffic, until a Child SA fits');
+    }
     // IDs fenced for steps that never ran go back (a failed arrival's clone may still be taken over); not
     // after probes that found nothing: the record keeps their range for whoever probes next.
     if (result.ok || result.steps.resync !== undefined || resyncThrough === undefined) this.release(sa);

@@ -58,6 +58,8 @@ export class ClusterNode {
   readonly accounting: ClusterPeerAccounting;
   /** Clones admitted exactly against ikeSasPerPeer over the cluster (an etcd transaction each). */
   readonly admission: PeerAdmission;
+  /** New Child SAs admitted exactly against childSasPerPeer over the cluster (peer-requested, and ours after an arrival). */
+  readonly childAdmission: PeerAdmission;
   /** Sends new clients to the least-loaded member (RFC 5685) when `cluster.redirect` is set. */
   readonly redirectPolicy: ClusterRedirectPolicy | undefined;
   /** The live members as last read (redirect placement reads them synchronously). */
@@ -86,6 +88,7 @@ export class ClusterNode {
     const shared = { client: membership.client, cluster: membership.config.name, node: membership.node, get leaseId() { return membership.leaseId; }, log };
     this.accounting = new ClusterPeerAccounting(shared);
     this.admission = new PeerAdmission({ ...shared, get leaseId() { return membership.leaseId; }, accounting: this.accounting, limit: () => loadOf.engine?.limits.ikeSasPerPeer });
+    this.childAdmission = new PeerAdmission({ ...shared, get leaseId() { return membership.leaseId; }, accounting: this.accounting, kind: 'child', limit: () => loadOf.engine?.limits.childSasPerPeer });
     this.pools = new ClusterVirtualIpLeases({
       ...shared,
       get leaseId() { return membership.leaseId; },
@@ -117,12 +120,14 @@ export class ClusterNode {
       ikeSasElsewhere: (peer) => this.accounting.ikeSasElsewhere(peer),
       childSasElsewhere: (peer) => this.accounting.childSasElsewhere(peer),
       // IKE_AUTH waits for an address claimed from etcd when the reserve is empty (always, with pool_reserve: 0);
-      // a clone, for its admission against the peer's limit over the cluster (RFC 7791 §8).
+      // a clone or a new Child SA (RFC 7296 §1.3.1), for its admission against the peer's limit over the cluster (RFC 7791 §8).
       prepare: (sa, kind, payloads) => {
         if (kind === 'ike-auth') return this.pools.prepareLease(requestedAddressFamilies(payloads));
+        if (kind === 'child-create') return this.childAdmission.admit(sa);
         return kind === 'ike-clone' ? this.admission.admit(sa) : undefined;
       },
       admittedIkeSaCount: (sa) => this.admission.admittedIkeSaCount(sa),
+      admittedChildSaCount: (sa) => this.childAdmission.admittedCount(sa),
     };
   }
 
@@ -130,9 +135,11 @@ export class ClusterNode {
   refusals(): NodeResourceRefusals {
     return {
       noAdditionalSas: this.loadOf.engine?.stats.refusals.NO_ADDITIONAL_SAS ?? 0,
-      admissionContention: this.admission.stats.contention,
+      admissionContention: this.admission.stats.contention + this.childAdmission.stats.contention,
       internalAddressFailure: this.pools.stats.refused,
       leaseWritesRefused: this.pools.stats.lost,
+      // Clones that arrived here without their Child SA (the peer at childSasPerPeer): absent while none did.
+      ...(this.handoff?.stats.childRefused && { arrivalsWithoutChildSa: this.handoff.stats.childRefused }),
     };
   }
 
@@ -259,7 +266,7 @@ export class ClusterNode {
     await this.pools.start(engine.policies.flatMap((p) => p.pools));
     this.members = await m.members();
     m.on('members-changed', () => this.refreshMembers());
-    this.handoff = await new CloneHandoff({ engine, client: m.client, key: this.key, cluster: c.name, node: c.node, address: c.address, log: this.log }).start();
+    this.handoff = await new CloneHandoff({ engine, client: m.client, key: this.key, cluster: c.name, node: c.node, address: c.address, log: this.log, admitChild: (sa) => this.childAdmission.admitOwn(sa) }).start();
     const handoff = this.handoff;
     this.answers = new AnswerFence({ owns: (sa) => handoff.owns(sa), lease: this.leaseClock, log: this.log });
     this.writeAhead = new AnswerWriteAhead({ records: handoff, lease: this.leaseClock, log: this.log });

@@ -16,9 +16,10 @@
 // each node runs when it starts.
 //
 // The counts of other nodes are as fresh as the watch. A new IKE SA of a peer
-// (a clone) is admitted exactly instead (peer-admission.ts): one transaction
-// against every node's count of the peer as read, writing ours one higher;
-// the clone it admitted is then counted already when it comes up.
+// (a clone), and a new Child SA, is admitted exactly instead
+// (peer-admission.ts): one transaction against every node's count of the peer
+// as read, writing ours one higher; the SA it admitted is then counted already
+// when it comes up.
 //
 // Owner: the main thread.
 import { EventEmitter } from 'node:events';
@@ -44,9 +45,10 @@ export interface PeerAccountingOptions {
   releaseGraceMs?: number;
 }
 
-/** One IKE SA admitted ahead of its coming up (peer-admission.ts). */
+/** One IKE SA (or Child SA) admitted ahead of its coming up (peer-admission.ts). */
 export interface AdmittedSlot {
   consumed: boolean;
+  kind: keyof PeerCount;
 }
 
 export interface PeerAccountingEvents {
@@ -68,7 +70,13 @@ export class ClusterPeerAccounting extends EventEmitter<PeerAccountingEvents> {
   private closed = false;
   /** Writes that failed (etcd unreachable): the next change writes again. */
   writeFailures = 0;
-  /** Per peer: IKE SAs admitted (and counted in etcd) that have not come up yet. */
+  /**
+   * The highest revision of any event (or loaded key) under peers/ applied
+   * to `counts`: the watch delivers events in revision order, so the counts
+   * are etcd's as of this revision for every key not changed since.
+   */
+  private followedRevision = 0n;
+  /** Per peer: IKE SAs and Child SAs admitted (and counted in etcd) that have not come up yet. */
   private readonly admissions = new Map<string, AdmittedSlot[]>();
 
   constructor(private readonly opts: PeerAccountingOptions) {
@@ -131,6 +139,15 @@ export class ClusterPeerAccounting extends EventEmitter<PeerAccountingEvents> {
     for (const peer of new Set([...this.counts.keys(), ...this.local.keys()])) yield Object.values(this.peerCounts(peer));
   }
 
+  /**
+   * The peer's `what` on other nodes as followed, with the revision the
+   * counts hold at (an admission's transaction compares it instead of reading
+   * again); undefined before anything was followed.
+   */
+  followedElsewhere(peer: string, what: keyof PeerCount): { count: number; revision: bigint } | undefined {
+    return this.followedRevision === 0n ? undefined : { count: this.elsewhere(peer, what), revision: this.followedRevision };
+  }
+
   private elsewhere(peer: string, what: keyof PeerCount): number {
     let n = 0;
     for (const [node, c] of this.counts.get(peer) ?? []) if (node !== this.opts.node) n += c[what];
@@ -143,32 +160,36 @@ export class ClusterPeerAccounting extends EventEmitter<PeerAccountingEvents> {
   }
 
   /**
-   * An admission wrote `written` (our count plus one IKE SA) to etcd: the
-   * IKE SA it admitted counts from now on, and is not counted again when it
+   * An admission wrote `written` (our count plus one SA of `kind`) to etcd:
+   * the SA it admitted counts from now on, and is not counted again when it
    * comes up. withdraw() takes the slot back if it never does.
    */
-  admitted(peer: string, written: PeerCount): AdmittedSlot {
+  admitted(peer: string, written: PeerCount, kind: keyof PeerCount = 'ike'): AdmittedSlot {
     const c = this.local.get(peer) ?? { ike: 0, child: 0 };
-    c.ike++;
+    c[kind]++;
     this.local.set(peer, c);
     this.cancelRelease(peer);
     // Our SAs changed between the admission's read and its write: the count is written again.
     if (c.ike !== written.ike || c.child !== written.child) this.change(peer, { ike: 0, child: 0 });
-    const slot = { consumed: false };
+    const slot: AdmittedSlot = { consumed: false, kind };
     this.admissions.set(peer, [...(this.admissions.get(peer) ?? []), slot]);
     return slot;
   }
 
-  /** The admitted IKE SA did not come up (the answer refused it for another reason, or was never sent). */
-  withdraw(peer: string, slot: AdmittedSlot): void {
-    if (slot.consumed) return;
-    this.takeSlot(peer, slot);
-    this.change(peer, { ike: -1, child: 0 });
+  /**
+   * The admitted SA did not come up (the answer refused it for another reason,
+   * or was never sent). `known`: it certainly did not, so a slot another SA of
+   * the peer consumed meanwhile (a rekey's successor) goes back all the same.
+   */
+  withdraw(peer: string, slot: AdmittedSlot, known = false): void {
+    if (slot.consumed && !known) return;
+    if (!slot.consumed) this.takeSlot(peer, slot.kind, slot);
+    this.change(peer, slot.kind === 'ike' ? { ike: -1, child: 0 } : { ike: 0, child: -1 });
   }
 
-  private takeSlot(peer: string, slot?: AdmittedSlot): boolean {
+  private takeSlot(peer: string, kind: keyof PeerCount, slot?: AdmittedSlot): boolean {
     const slots = this.admissions.get(peer);
-    const i = slots ? (slot ? slots.indexOf(slot) : 0) : -1;
+    const i = slots ? (slot ? slots.indexOf(slot) : slots.findIndex((s) => s.kind === kind)) : -1;
     if (!slots || i < 0 || i >= slots.length) return false;
     slots[i]!.consumed = true;
     slots.splice(i, 1);
@@ -179,8 +200,9 @@ export class ClusterPeerAccounting extends EventEmitter<PeerAccountingEvents> {
   /** One of our SAs of `peer` came or went: written to etcd soon (changes in one turn are one write). */
   change(peer: string | undefined, delta: PeerCount): void {
     if (!peer || this.closed) return;
-    // An IKE SA an admission counted already.
-    if (delta.ike > 0 && this.takeSlot(peer)) delta = { ike: delta.ike - 1, child: delta.child };
+    // An IKE SA (or Child SA) an admission counted already.
+    if (delta.ike > 0 && this.takeSlot(peer, 'ike')) delta = { ike: delta.ike - 1, child: delta.child };
+    if (delta.child > 0 && this.takeSlot(peer, 'child')) delta = { ike: delta.ike, child: delta.child - 1 };
     const c = this.local.get(peer) ?? { ike: 0, child: 0 };
     c.ike = Math.max(0, c.ike + delta.ike);
     c.child = Math.max(0, c.child + delta.child);
@@ -195,6 +217,11 @@ export class ClusterPeerAccounting extends EventEmitter<PeerAccountingEvents> {
     if (this.closed) return;
     for (const peer of this.local.keys()) this.dirty.add(peer);
     this.flushing ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.flush());
+  }
+
+  /** The write of the counts changed so far, if one is under way (one pass: not the retries of a failed one). */
+  flushed(): Promise<void> {
+    return this.flushing ?? Promise.resolve();
   }
 
   /** Wait for the counts changed so far to be in etcd (tests, shutdown). */
@@ -236,6 +263,7 @@ export class ClusterPeerAccounting extends EventEmitter<PeerAccountingEvents> {
   }
 
   private onPut(kv: IKeyValue, vipPeers?: Set<string>): void {
+    this.noteRevision(kv);
     const k = parsePeerKey(this.opts.cluster, kv.key.toString());
     if (!k) return;
     if (k.kind === 'vip') return void vipPeers?.add(k.peer);
@@ -247,11 +275,17 @@ export class ClusterPeerAccounting extends EventEmitter<PeerAccountingEvents> {
   }
 
   private onDelete(kv: IKeyValue): void {
+    this.noteRevision(kv);
     const k = parsePeerKey(this.opts.cluster, kv.key.toString());
     if (!k || k.kind !== 'nodes') return;
     deleteNested(this.counts, k.peer, k.name);
     // A dead node's lease lapsed (or a node let go): whoever still holds nothing of the peer checks.
     if (!this.counts.has(k.peer) && !this.local.has(k.peer)) this.scheduleRelease(k.peer);
+  }
+
+  private noteRevision(kv: IKeyValue): void {
+    const rev = BigInt(kv.mod_revision || '0');
+    if (rev > this.followedRevision) this.followedRevision = rev;
   }
 
   private cancelRelease(peer: string): void {

@@ -114,6 +114,7 @@ function parseRefusals(text: string): NodeResourceRefusals | undefined {
       if (!Number.isSafeInteger(v[k])) return undefined;
       out[k] = v[k] as number;
     }
+    if (Number.isSafeInteger(v.arrivalsWithoutChildSa)) out.arrivalsWithoutChildSa = v.arrivalsWithoutChildSa as number;
     return out;
   } catch {
     return undefined;
@@ -196,5 +197,5 @@ export function formatResourceStatus(r: ClusterResourceStatus): string {
 
 /** One node's refusals by reason, as both status commands print them. */
 export function refusalsText(f: NodeResourceRefusals): string {
-  return `NO_ADDITIONAL_SAS ${f.noAdditionalSas} (contention ${f.admissionContention}), INTERNAL_ADDRESS_FAILURE ${f.internalAddressFailure}, lease writes refused ${f.leaseWritesRefused}`;
+  return `NO_ADDITIONAL_SAS ${f.noAdditionalSas} (contention ${f.admissionContention}), INTERNAL_ADDRESS_FAILURE ${f.internalAddressFailure}, lease writes refused ${f.leaseWritesRefused}${f.arrivalsWithoutChildSa ? `, clones arrived without a Child SA ${f.arrivalsWithoutChildSa}` : ''}`;
 }

@@ -35,7 +35,7 @@ export interface PeerResources {
   /**
    * Asked before an authenticated request is answered: a promise holds the
    * request until what it needs is ready (answer-preparation.ts: a virtual IP
-   * claimed, a clone admitted); undefined answers at once.
+   * claimed, a clone or a new Child SA admitted); undefined answers at once.
    */
   prepare?: (sa: IkeSa, kind: RequestKind, payloads: Payload[]) => Promise<void> | undefined;
   /**
@@ -45,4 +45,6 @@ export interface PeerResources {
    * Undefined: no admission decided for `sa` now.
    */
   admittedIkeSaCount?: (sa: IkeSa) => number | undefined;
+  /** The same for a new Child SA `sa`'s peer asked for (CREATE_CHILD_SA without REKEY_SA), against childSasPerPeer. */
+  admittedChildSaCount?: (sa: IkeSa) => number | undefined;
 }

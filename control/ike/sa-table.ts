@@ -186,6 +186,8 @@ export class SaTable {
 
   /** Child SAs over all IKE SAs with the same authenticated peer (RFC 7791 §8). */
   peerChildCount(sa: IkeSa): number {
+    const admitted = this.deps.peerResources?.admittedChildSaCount?.(sa);
+    if (admitted !== undefined) return admitted;
     let n = 0;
     for (const other of (sa.peerKey && this.byPeer.get(sa.peerKey)) || []) n += other.children.length;
     return n + (sa.peerKey ? (this.deps.peerResources?.childSasElsewhere?.(sa.peerKey) ?? 0) : 0);

@@ -303,7 +303,7 @@ export interface ArrivalSteps {
 
 /** How the steps after an import ended (CLUSTER design §2, steps 4-7). */
 export type ArrivalResult =
-  | { ok: true; children: ChildSa[]; steps: ArrivalSteps }
+  | { ok: true; children: ChildSa[]; steps: ArrivalSteps; /** Child SAs of the connection not created: the peer is at its limit (childAdmissions). */ childrenRefused?: number }
   | { ok: false; step: 'path-test' | 'address-update' | 'child'; reason: string; steps: ArrivalSteps };
 
 /** What the caller of completeArrival adds to the steps. */
@@ -327,6 +327,22 @@ export interface ArrivalOptions {
    * No answer fails the arrival as a failed path test.
    */
   resyncThrough?: number;
+  /**
+   * One per Child SA of the connection, in its order: the verdict of an
+   * exact admission against the peer's limit over the cluster (RFC 7791 §8),
+   * started when the clone was imported so that it runs while the path test
+   * and the peer's update do; each CREATE_CHILD_SA waits for its own only if
+   * it is not in yet. Refused: that Child SA is not created (the clone stays
+   * without it). Undefined (or a verdict of undefined): not asked, the
+   * engine's own count decides.
+   */
+  childAdmissions?: readonly (Promise<ChildAdmissionVerdict | undefined> | undefined)[];
+}
+
+/** An admission of a Child SA the arrival creates; `settle` says whether it came up (a slot whose SA did not goes back). */
+export interface ChildAdmissionVerdict {
+  admitted: boolean;
+  settle?: (up: boolean) => void;
 }
 
 /** Our requests in steps 4-7: the path test (address list), the Delete of a dead node's Child SAs if any, one CREATE_CHILD_SA per Child SA of the connection. */
@@ -376,13 +392,24 @@ export async function completeArrival(ctx: IkeContext, sa: IkeSa, addresses: rea
     steps.staleDeleted = ctx.clock.now();
   }
   const children: ChildSa[] = [];
-  try {
-    for (const child of sa.policy.children) children.push(await ctx.createChildSa(sa, child.name));
-  } catch (err) {
-    return { ok: false, step: 'child', reason: (err as Error).message, steps };
+  let childrenRefused = 0;
+  for (const [i, child] of sa.policy.children.entries()) {
+    // Started at import: in by now unless etcd is slower than the path test and the peer's update.
+    const verdict = await after.childAdmissions?.[i];
+    if (verdict && !verdict.admitted) {
+      childrenRefused++;
+      continue;
+    }
+    try {
+      children.push(await ctx.createChildSa(sa, child.name));
+      verdict?.settle?.(true);
+    } catch (err) {
+      verdict?.settle?.(false);
+      return { ok: false, step: 'child', reason: (err as Error).message, steps };
+    }
   }
   steps.child = ctx.clock.now();
-  return { ok: true, children, steps };
+  return { ok: true, children, steps, ...(childrenRefused > 0 && { childrenRefused }) };
 }
 
 /**

@@ -8,10 +8,6 @@
 // (prerequisite 'etcd').
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { parseConfig } from '../control/config/load.js';
 import { ClusterMembership, readMembers } from '../control/cluster/membership.js';
 import { GAP_FACTOR, RETRY_MS, SERVED_PERIODS, SilentMemberDecision, SilentMembers, aliveKey, parseHeartbeat } from '../control/cluster/silent-member.js';
 import type { ClusterConfig } from '../control/config/types.js';
@@ -251,24 +247,6 @@ describe('the silent-member decision (in memory, injected clock)', () => {
     d.gone('gw-x');
     d.heartbeat('gw-z', 'lease-z');
     expect(d.followed).toBe(2);
-  });
-});
-
-describe('cluster.suspect_silent', () => {
-  test('yes by default; no turns it off; anything else is a configuration error naming the key', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'ikc-suspect-'));
-    try {
-      const secret = join(dir, 'cluster.secret');
-      writeFileSync(secret, randomBytes(32), { mode: 0o600 });
-      const text = (extra: string) =>
-        `cluster:\n  name: c1\n  node: gw-a\n  address: 192.0.2.1\n  etcd: [http://127.0.0.1:2379]\n  sealing_key_file: ${secret}\n${extra}`;
-      expect(parseConfig(text('')).cluster!.suspectSilent).toBeUndefined();
-      expect(parseConfig(text('  suspect_silent: no\n')).cluster!.suspectSilent).toBe(false);
-      expect(parseConfig(text('  suspect_silent: yes\n')).cluster!.suspectSilent).toBe(true);
-      expect(() => parseConfig(text('  suspect_silent: sometimes\n'))).toThrow(/<config>:7: cluster\.suspect_silent: .*expected yes or no/);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
   });
 });
 

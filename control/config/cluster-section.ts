@@ -12,7 +12,7 @@ import { Problem, got } from './errors.js';
 import { boolean, duration, ipLiteral, type Ctx } from './fields.js';
 import { NAME_EXPECTED, NAME_RE, type ClusterConfig, type ClusterRedirectConfig } from './types.js';
 
-const KEYS = ['name', 'node', 'address', 'etcd', 'tls', 'sealing_key_file', 'lease_ttl', 'on_etcd_unreachable', 'spi_prefix', 'redirect', 'pool_reserve', 'suspect_silent'];
+const KEYS = ['name', 'node', 'address', 'etcd', 'tls', 'sealing_key_file', 'lease_ttl', 'on_etcd_unreachable', 'spi_prefix', 'redirect', 'pool_reserve', 'suspect_silent', 'admit_arrival_child'];
 const ENDPOINT_EXPECTED = 'etcd client URLs, http(s)://ADDRESS:PORT (a list or one comma-separated string)';
 /** Lease TTL bounds: below 2 s a busy node loses its lease; above 60 s failover waits too long. */
 export const MIN_LEASE_TTL_MS = 2000;
@@ -122,6 +122,11 @@ export function clusterSection(ctx: Ctx): (v: unknown) => ClusterConfig | undefi
       const b = boolean(raw.suspect_silent);
       if (b instanceof Problem) return new Problem(b.problem, "yes or no: whether this node writes a heartbeat and revokes the lease of a member silent for lease_ttl", ['suspect_silent']);
       out.suspectSilent = b;
+    }
+    if (raw.admit_arrival_child !== undefined) {
+      const b = boolean(raw.admit_arrival_child);
+      if (b instanceof Problem) return new Problem(b.problem, "yes or no: whether the Child SA this node creates for an arriving clone waits for an exact per-peer admission in etcd", ['admit_arrival_child']);
+      out.admitArrivalChild = b;
     }
     if (raw.redirect !== undefined) {
       const r = clusterRedirect(raw.redirect);

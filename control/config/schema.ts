@@ -109,6 +109,10 @@
  *                              # the lease of a member whose heartbeat stopped for lease_ttl while etcd
  *                              # served this node (failover within lease_ttl even when the dead node ran
  *                              # the etcd leader) | no: neither (this node is then never suspected)
+ *   admit_arrival_child: no    # yes: the Child SA this node creates for an arriving clone waits for an
+ *                              # exact admission against limits.childSasPerPeer in etcd (one commit on
+ *                              # the handoff's path) | no: created at once; a peer's own new Child SAs
+ *                              # are admitted exactly either way
  *   steering: kernel           # kernel: each worker reads its own socket of the NAT-T port, the
  *                              # kernel steering ESP to it by the worker its SPI names (SO_REUSEPORT
  *                              # with BPF; native I/O, up to 64 workers), and raw IPv4 ESP on a raw

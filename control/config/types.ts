@@ -273,6 +273,13 @@ export interface ClusterConfig {
   poolReserve?: number;
   /** Heartbeat under the lease and revoke the lease of a member silent for leaseTtlMs (control/cluster/silent-member.ts); absent: yes. */
   suspectSilent?: boolean;
+  /**
+   * The Child SA a node creates for an arriving clone waits for an exact
+   * per-peer admission in etcd (control/cluster/peer-admission.ts admitOwn);
+   * absent: no, it is created at once (the peer's own requests are admitted
+   * exactly either way).
+   */
+  admitArrivalChild?: boolean;
 }
 
 /** `cluster.redirect`: from `above` established IKE SAs on, new clients go to the least-loaded member, in IKE_SA_INIT or IKE_AUTH. */

@@ -37,8 +37,7 @@ import { diskCost, etcdDiskHistograms } from './etcd-metrics.js';
 import { execChecked, spawnIn } from '../test/support/netns.js';
 import { sleep, waitFor, type TrackedProcess } from '../test/support/proc.js';
 import { decode, startCapture, type Capture } from '../test/support/tshark.js';
-import type { ArrivalTimeline } from '../control/cluster/handoff-timeline.js';
-import { firstEspMs, handoffDetail, resendsBetween, slowestHandoffs, type HandoffDetail, type IkeResends } from './cluster-handoff-detail.js';
+import { firstEspMs, handoffDetail, resendsBetween, slowestHandoffs, type DetailLogLine, type HandoffDetail, type IkeResends } from './cluster-handoff-detail.js';
 
 const HANDOFF_ROUNDS = 26;
 const IPERF_SECONDS = 5;
@@ -47,20 +46,10 @@ const ETCD_WRITE_SECONDS = 5;
 /** The nodes' etcd lease (cluster.lease_ttl): a dead node is noticed after it. */
 const LEASE_TTL_S = 3;
 
-interface LogLine {
-  time: number;
-  msg: string;
+/** A gateway's log line, the fields read here (cluster-handoff-detail.ts reads the handoffs' ones). */
+interface LogLine extends DetailLogLine {
   reason?: string;
-  family?: string;
-  index?: number;
-  epoch?: number;
-  decidedAt?: number;
-  sealedAt?: number;
-  committedAt?: number;
   member?: string;
-  timeline?: ArrivalTimeline;
-  spiIn?: string;
-  spiOut?: string;
 }
 
 function logLines(text: string): LogLine[] {

@@ -37,7 +37,7 @@ import { diskCost, etcdDiskHistograms } from './etcd-metrics.js';
 import { execChecked, spawnIn } from '../test/support/netns.js';
 import { sleep, waitFor, type TrackedProcess } from '../test/support/proc.js';
 import { decode, startCapture, type Capture } from '../test/support/tshark.js';
-import type { ArrivalTimeline } from '../control/cluster/handoff-timeline.js';
+import { firstEspMs, handoffDetail, resendsBetween, slowestHandoffs, type DetailLogLine, type HandoffDetail, type IkeResends } from './cluster-handoff-detail.js';
 
 const HANDOFF_ROUNDS = 26;
 const IPERF_SECONDS = 5;
@@ -46,18 +46,10 @@ const ETCD_WRITE_SECONDS = 5;
 /** The nodes' etcd lease (cluster.lease_ttl): a dead node is noticed after it. */
 const LEASE_TTL_S = 3;
 
-interface LogLine {
-  time: number;
-  msg: string;
+/** A gateway's log line, the fields read here (cluster-handoff-detail.ts reads the handoffs' ones). */
+interface LogLine extends DetailLogLine {
   reason?: string;
-  family?: string;
-  index?: number;
-  epoch?: number;
-  decidedAt?: number;
-  sealedAt?: number;
-  committedAt?: number;
   member?: string;
-  timeline?: ArrivalTimeline;
 }
 
 function logLines(text: string): LogLine[] {
@@ -134,6 +126,10 @@ async function handoffs(net: ClusterNet, dir: string): Promise<Record<string, un
   const started = Date.now();
   const rev0 = await etcdRevision(net);
   const disk0 = await etcdDiskHistograms(net.etcd.members, net.etcd.tls!);
+  // Only the rounds' handoffs count: the family set up before the flows and the capture started has no first ESP to
+  // measure (its Child SAs' first ESP waited for the flows, hundreds of ms after it was handed off).
+  const roundsFrom = Date.now();
+  const resends0 = await ikeResends(net);
   try {
     for (let i = 0; i < HANDOFF_ROUNDS; i++) {
       const count = (k: number) => logLines(net.nodes[k]!.gateway()!.log()).filter((l) => l.msg === 'Child SA up').length;
@@ -150,17 +146,19 @@ async function handoffs(net: ClusterNet, dir: string): Promise<Record<string, un
     for (const f of flows) await f.stop({ graceMs: 500 });
     await capture.stop({ timeoutMs: 3000 });
   }
+  // A lost IKE datagram costs a retransmission timeout (500 ms here): these say whether the rounds had any.
+  const ikeResendsDuringHandoffs = resendsBetween(resends0, await ikeResends(net));
   const seconds = (Date.now() - started) / 1000;
   const writes = (await etcdRevision(net)) - rev0;
   const etcdDisk = diskCost(disk0, await etcdDiskHistograms(net.etcd.members, net.etcd.tls!));
-  const first = (await decode(capture.file, { fields: ['frame.time_epoch', 'ip.src', 'ip.dst'], displayFilter: 'esp' })).map((r) => ({ t: Number(r[0]) * 1000, src: r[1]!, dst: r[2]! }));
+  const first = (await decode(capture.file, { fields: ['frame.time_epoch', 'ip.src', 'ip.dst', 'esp.spi'], displayFilter: 'esp' })).map((r) => ({ t: Number(r[0]) * 1000, src: r[1]!, dst: r[2]!, spi: r[3] }));
   const aLog = logLines(net.nodes[0]!.gateway()!.log());
   const toUpdate: number[] = [];
   const toChild: number[] = [];
   const toEsp: number[] = [];
   for (const k of [1, 2]) {
     const node = net.nodes[k]!;
-    const decisions = aLog.filter((l) => l.msg === 'IKE SA deleted' && l.reason === `handed off to ${node.name}`).map((l) => l.time);
+    const decisions = aLog.filter((l) => l.msg === 'IKE SA deleted' && l.reason === `handed off to ${node.name}` && l.time >= roundsFrom).map((l) => l.time);
     const log = logLines(node.gateway()!.log());
     const moved = log.filter((l) => l.msg === 'IKE SA moved').map((l) => l.time);
     const up = log.filter((l) => l.msg === 'Child SA up').map((l) => l.time);
@@ -179,14 +177,26 @@ async function handoffs(net: ClusterNet, dir: string): Promise<Record<string, un
   }
   return {
     handoffs: toUpdate.length,
-    steps: handoffSteps(net, first),
+    steps: handoffSteps(net, first, roundsFrom),
     decisionToUpdateMs: stats(toUpdate),
     decisionToChildSaMs: stats(toChild),
     decisionToFirstEspMs: stats(toEsp),
+    ikeResendsDuringHandoffs,
     etcdWritesDuringHandoffs: { writes, seconds: round(seconds, 1), perSecond: round(writes / seconds, 1) },
     // Per member (m1..m3): its WAL fsyncs and backend commits during the rounds.
     etcdDiskDuringHandoffs: etcdDisk,
   };
+}
+
+/** Each gateway's and the client's IKE retransmissions and answers from the response cache so far. */
+async function ikeResends(net: ClusterNet): Promise<Record<string, IkeResends>> {
+  const procs = [...net.nodes.map((n) => [n.name, n.gateway()!] as const), ['client', net.clientProcess()!] as const];
+  const out: Record<string, IkeResends> = {};
+  for (const [name, p] of procs) {
+    const ike = (await p.status()).ike;
+    out[name] = { retransmits: ike.retransmits, responsesFromCache: ike.responsesFromCache };
+  }
+  return out;
 }
 
 /** Durations between consecutive points of a timeline, per named step, over many handoffs: p50/p99 each. */
@@ -203,31 +213,33 @@ function stepStats(rows: Array<Array<[string, number | undefined]>>): Record<str
   return Object.fromEntries([...per].map(([k, v]) => [k, stats(v)]));
 }
 
-/** The first sequence-number-1 ESP to or from `wan` in [t0, until). */
-function firstEspOf(first: ReadonlyArray<{ t: number; src: string; dst: string }>, wan: string, t0: number, until = Infinity): number | undefined {
-  return first.find((f) => f.t >= t0 && f.t < until && (f.dst === wan || f.src === wan))?.t;
-}
-
 /**
  * Each handoff's steps (architecture §8), from the handing node's log (its
  * decision and transaction) and the new node's arrival timeline
  * (control/cluster/handoff-timeline.ts), matched by (family, index, epoch);
  * the first ESP from the capture.
  */
-function handoffSteps(net: ClusterNet, first: ReadonlyArray<{ t: number; src: string; dst: string }>): Record<string, unknown> {
-  const handed = logLines(net.nodes[0]!.gateway()!.log()).filter((l) => l.msg === 'clone handed off' && l.decidedAt !== undefined);
+function handoffSteps(net: ClusterNet, first: ReadonlyArray<{ t: number; src: string; dst: string; spi?: string }>, since: number): Record<string, unknown> {
+  const handed = logLines(net.nodes[0]!.gateway()!.log()).filter((l) => l.msg === 'clone handed off' && l.decidedAt !== undefined && l.decidedAt >= since);
   const rows: Array<Array<[string, number | undefined]>> = [];
   const held: number[] = [];
   const holds: number[] = [];
   const acks: number[] = [];
   // How long before the handing node had its transaction's answer the new node's watch saw it (negative: after).
   const watchAhead: number[] = [];
+  const details: HandoffDetail[] = [];
+  const nodeLogs = new Map<string, LogLine[]>();
   for (const k of [1, 2]) {
     const node = net.nodes[k]!;
-    const arrivals = logLines(node.gateway()!.log()).filter((l) => l.msg === 'clone arrival done' && l.timeline);
+    const log = logLines(node.gateway()!.log());
+    nodeLogs.set(node.name, log);
+    const arrivals = log.filter((l) => l.msg === 'clone arrival done' && l.timeline);
     for (const a of arrivals) {
       const h = handed.find((x) => x.family === a.family && x.index === a.index && x.epoch === a.epoch);
       if (!h) continue;
+      const d = handoffDetail(node, h, a, log, first);
+      details.push(d);
+      const esp = firstEspMs(d);
       const at = a.timeline!.at;
       rows.push([
         ['decision', h.decidedAt],
@@ -240,7 +252,8 @@ function handoffSteps(net: ClusterNet, first: ReadonlyArray<{ t: number; src: st
         ['addressList', at.addressList],
         ['clientUpdate', at.update],
         ['createChildSa', at.child],
-        ['firstEsp', at.child === undefined ? undefined : firstEspOf(first, node.wan, at.child - 50, at.child + 5000)],
+        // The new Child SA's own first ESP, by its SPIs, either way (cluster-handoff-detail.ts).
+        ['firstEsp', esp === undefined ? undefined : d.decidedAt + esp],
       ]);
       if (h.sealedAt !== undefined && h.committedAt !== undefined) acks.push(h.committedAt - h.sealedAt);
       if (h.committedAt !== undefined) watchAhead.push(h.committedAt - at.seen);
@@ -248,7 +261,19 @@ function handoffSteps(net: ClusterNet, first: ReadonlyArray<{ t: number; src: st
       holds.push(a.timeline!.fencing.holds);
     }
   }
-  return { n: rows.length, perStepMs: stepStats(rows), txnAckMs: stats(acks), watchBeforeTxnAckMs: stats(watchAhead), fencingHeldMs: stats(held), requestsHeldForFencing: stats(holds) };
+  // Each direction's first ESP on the new Child SA, from the Child SA up; and the slowest handoffs in full (cluster-handoff-detail.ts).
+  const after = (d: HandoffDetail, k: string) => (d.ms[k] === undefined || d.ms.childSaUp === undefined ? [] : [d.ms[k]! - d.ms.childSaUp]);
+  const slowest = slowestHandoffs(details, { node: (name) => nodeLogs.get(name) ?? [], client: logLines(net.clientProcess()!.log()) });
+  return {
+    n: rows.length,
+    perStepMs: stepStats(rows),
+    childSaUpToFirstEspMs: { fromNode: stats(details.flatMap((d) => after(d, 'firstEspFromNode'))), fromClient: stats(details.flatMap((d) => after(d, 'firstEspFromClient'))) },
+    txnAckMs: stats(acks),
+    watchBeforeTxnAckMs: stats(watchAhead),
+    fencingHeldMs: stats(held),
+    requestsHeldForFencing: stats(holds),
+    slowest,
+  };
 }
 
 /** iperf3 LAN host -> client over ECMP through the first n nodes. */

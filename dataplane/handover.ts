@@ -10,6 +10,9 @@
 //     it replaces retires (the peer's Delete, §2.8), the family has no
 //     other sender left, or the peer's first authenticated packet on it
 //     arrives (it has the SA), at the latest after DEFERRED_OUTBOUND_MS;
+//     that packet may be reported before the SA waits at all (the worker
+//     opens ESP it held for the SA as it installs it, before it answers the
+//     install), and is then remembered, so the SA does not wait;
 //   - a deleted SA retires: it stops sending at once, but keeps receiving
 //     for RETIRED_SA_LINGER_MS, for the ESP the peer sent before it deleted
 //     its side (in flight, or queued in its workers), then goes.
@@ -29,6 +32,8 @@ export class HandoverTiming {
   private readonly deferred = new Map<SaRecord, NodeJS.Timeout>();
   /** Retired SAs and the timer that removes them. */
   private readonly lingering = new Map<SaRecord, NodeJS.Timeout>();
+  /** SAs whose peer's first authenticated packet was reported before they waited to send (peerHas before defer). */
+  private readonly peerSent = new WeakSet<SaRecord>();
 
   constructor(private readonly s: PlaneState, private readonly feed: RingFeed) {}
 
@@ -51,6 +56,12 @@ export class HandoverTiming {
 
   /** `r` waits to send; `start` makes it send (called at the latest after DEFERRED_OUTBOUND_MS). */
   defer(r: SaRecord, start: (r: SaRecord) => void): void {
+    // The peer already sent on it: it has the SA, nothing to wait for (else the SA would wait the whole bound).
+    if (this.peerSent.has(r)) {
+      this.peerSent.delete(r);
+      if (r.state === 'active' && !r.retiring && !r.outbound) start(r);
+      return;
+    }
     const t = setTimeout(() => {
       this.deferred.delete(r);
       if (r.state === 'active' && !r.retiring && !r.outbound) start(r);
@@ -62,7 +73,10 @@ export class HandoverTiming {
   /** The peer sent on `r` (authenticated): it has the SA, so `r` sends now if it was waiting. */
   peerHas(r: SaRecord, start: (r: SaRecord) => void): void {
     const t = this.deferred.get(r);
-    if (t === undefined) return;
+    if (t === undefined) {
+      this.peerSent.add(r);
+      return;
+    }
     clearTimeout(t);
     this.deferred.delete(r);
     if (r.state === 'active' && !r.retiring && !r.outbound) start(r);
@@ -100,6 +114,7 @@ export class HandoverTiming {
   /** `r` is gone: nothing held, deferred or lingering for it any more. */
   forget(r: SaRecord): void {
     this.held.delete(r);
+    this.peerSent.delete(r);
     clearTimeout(this.deferred.get(r));
     this.deferred.delete(r);
     clearTimeout(this.lingering.get(r));

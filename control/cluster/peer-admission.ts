@@ -15,6 +15,12 @@
 //     mod_revision <= R (none written or created since the read) then our
 //     count of `kind` = ours + 1 (under our lease)
 //
+// The first decision uses the counts the watch brought instead of a read,
+// when they leave room: they are etcd's as of the last event applied (R), and
+// the transaction compares every other node's key of the peer against R the
+// same way (a key written or created since fails it). A refusal is never
+// decided on followed counts: it reads first.
+//
 // A transaction that fails lost to another node's admission (or to a count
 // that changed): read again and decide again, at most `retries` times more;
 // then the request is refused with NO_ADDITIONAL_SAS and counted as contention.

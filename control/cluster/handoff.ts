@@ -44,7 +44,7 @@ import type { ClusterKey } from './seal.js';
  * (ike/request-resync.ts) before it sends anything else.
  */
 export function handoffFencedRequests(sa: IkeSa): number {
-  return 1 + sa.policy.children.length;
+  return arrivalRequestCount(0, sa.policy.children.length);
 }
 
 /** How long the importing node waits for the peer's UPDATE_SA_ADDRESSES after its address list. */

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { parseConfig } from '../control/config/load.js';
 
 const SWITCHES = [
-  // Heartbeat and revoke silent members' leases (control/cluster/silent-member.ts): on unless no.
+  // Heartbeat and revoke silent members' leases (control/cluster/silent-member.ts): off unless yes.
   { key: 'suspect_silent', field: 'suspectSilent' },
   // Admit an arriving clone's Child SA in etcd before creating it (peer-admission.ts admitOwn): off unless yes.
   { key: 'admit_arrival_child', field: 'admitArrivalChild' },

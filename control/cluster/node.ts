@@ -275,7 +275,7 @@ export class ClusterNode {
     this.failover = new CloneFailover({ ...shared, key: this.key }).start();
     this.rebalance = new CloneRebalance(shared).start();
     // A dead node's lease revoked once it is silent while etcd serves us: failover need not wait for etcd's lessor.
-    if (c.suspectSilent !== false) {
+    if (c.suspectSilent === true) {
       this.silentMembers = await new SilentMembers({
         client: m.client,
         cluster: c.name,

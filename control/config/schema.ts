@@ -105,7 +105,7 @@
  *   pool_reserve: 4            # 0..64: virtual IPs of each pool this node claims in etcd ahead of
  *                              # IKE_AUTH, so it answers at once; 0: each lease is taken from etcd in
  *                              # IKE_AUTH (one round trip more, no address parked on a node)
- *   suspect_silent: yes        # yes: write a heartbeat key under the lease every lease_ttl/3 and revoke
+ *   suspect_silent: no         # yes: write a heartbeat key under the lease every lease_ttl/3 and revoke
  *                              # the lease of a member whose heartbeat stopped for lease_ttl while etcd
  *                              # served this node (failover within lease_ttl even when the dead node ran
  *                              # the etcd leader) | no: neither (this node is then never suspected)

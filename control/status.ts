@@ -123,6 +123,20 @@ export interface ClusterNodeStatus {
   rebalance: { moved: number; failed: number };
   /** Leases of members silent for the lease TTL that this node revoked (control/cluster/silent-member.ts). */
   revokedSilent?: number;
+  /** Silent members whose lease was kept: they answered a liveness probe (control/cluster/liveness-probe.ts), or announce no probe port. */
+  silentSpared?: number;
+  silentNotProbed?: number;
+  /** The liveness probe's port, pings and pongs, refusals (rate limit) and drops by reason. */
+  livenessProbe?: {
+    port: number | null;
+    pingsSent: number;
+    pongsSent: number;
+    answered: number;
+    unanswered: number;
+    refused: number;
+    sendErrors: number;
+    drops: Record<string, number>;
+  };
   /** Cluster-wide resources as this node sees them (control/cluster/resource-status.ts). */
   resources?: ClusterNodeResources;
 }

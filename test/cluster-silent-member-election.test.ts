@@ -27,14 +27,19 @@ function nodesScript(): string {
   return `
 import { ClusterMembership } from ${dist('control/cluster/membership.js')};
 import { SilentMembers } from ${dist('control/cluster/silent-member.js')};
+import { LivenessProbe } from ${dist('control/cluster/liveness-probe.js')};
+import { ClusterKey } from ${dist('control/cluster/seal.js')};
 import { silentLogger } from ${dist('control/log.js')};
 const cfg = JSON.parse(process.argv[2]);
 const nodes = [];
+const key = ClusterKey.derive(Buffer.alloc(32, 7), cfg.name);
 for (const node of ['gw-a', 'gw-b']) {
   const m = await ClusterMembership.join({ config: { ...cfg, node }, connectionsHash: 'h', log: silentLogger() });
   const lost = [];
   m.on('lease-lost', (reason) => lost.push(reason));
-  const s = await new SilentMembers({ client: m.client, cluster: cfg.name, node, leaseTtlMs: cfg.leaseTtlMs, leaseId: () => m.leaseId, leaseHeld: () => lost.length === 0, log: silentLogger() }).start();
+  const probe = new LivenessProbe({ key, node, address: '127.0.0.1', port: 0, leaseId: () => m.leaseId, log: silentLogger() });
+  await probe.bind();
+  const s = await new SilentMembers({ client: m.client, cluster: cfg.name, node, leaseTtlMs: cfg.leaseTtlMs, leaseId: () => m.leaseId, leaseHeld: () => lost.length === 0, log: silentLogger(), probe }).start();
   nodes.push({ node, s, lost });
 }
 const ready = setInterval(() => {

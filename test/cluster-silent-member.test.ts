@@ -2,12 +2,19 @@
 // decision in memory with an injected clock (an etcd election stalls
 // everybody: no false positive; real silence: revoked after the lease TTL; a
 // member that comes back; our own writes failing or our lease lost: no
-// revoke), then on a real etcd (TLS): a node that stops is revoked before
-// etcd would have expired its lease, and a live node wrongly suspected loses
-// its lease and joins again. The etcd part needs the Debian etcd
-// (prerequisite 'etcd').
+// revoke), then on a real etcd (TLS), each node with its liveness probe on
+// loopback (control/cluster/liveness-probe.ts): a node that stops is revoked
+// before etcd would have expired its lease; a node silent in etcd that
+// answers the probe keeps its lease, and loses it once it stops answering; a
+// node whose heartbeat announces no probe port is never revoked; and a node
+// wrongly suspected (heartbeat and probe stuck, keep-alives not) loses its
+// lease and joins again. The etcd part needs the Debian etcd (prerequisite
+// 'etcd').
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { randomBytes } from 'node:crypto';
+import { createSocket } from 'node:dgram';
+import { ClusterKey } from '../control/cluster/seal.js';
+import { LivenessProbe } from '../control/cluster/liveness-probe.js';
 import { ClusterMembership, readMembers } from '../control/cluster/membership.js';
 import { GAP_FACTOR, RETRY_MS, SERVED_PERIODS, SilentMemberDecision, SilentMembers, aliveKey, parseHeartbeat } from '../control/cluster/silent-member.js';
 import type { ClusterConfig } from '../control/config/types.js';
@@ -262,9 +269,27 @@ function config(name: string, node: string, leaseTtlMs: number): ClusterConfig {
   return { name, node, address: '192.0.2.1', etcd: [etcd!.endpoint], tls: etcd!.tls!, sealingKeyFile: '/nonexistent', leaseTtlMs, onEtcdUnreachable: 'fail' };
 }
 
-/** SilentMembers of membership `m`, judging (and announcing) silence after `leaseTtlMs` (default: m's lease TTL). */
-async function silentMembersOf(m: ClusterMembership, log = silentLogger(), leaseTtlMs = m.config.leaseTtlMs): Promise<SilentMembers> {
-  return new SilentMembers({ client: m.client, cluster: m.config.name, node: m.node, leaseTtlMs, leaseId: () => m.leaseId, leaseHeld: () => true, log }).start();
+const clusterKey = ClusterKey.derive(randomBytes(32), 'silent');
+
+/** The liveness probe of membership `m` on loopback (any free port), answering under m's lease. */
+async function probeOf(m: ClusterMembership): Promise<LivenessProbe> {
+  const probe = new LivenessProbe({ key: clusterKey, node: m.node, address: '127.0.0.1', port: 0, leaseId: () => m.leaseId, log: silentLogger() });
+  await probe.bind();
+  return probe;
+}
+
+/** SilentMembers of membership `m` with its own probe, judging (and announcing) silence after `leaseTtlMs` (default: m's lease TTL). */
+async function silentMembersOf(m: ClusterMembership, log = silentLogger(), leaseTtlMs = m.config.leaseTtlMs): Promise<SilentMembers & { probe: LivenessProbe }> {
+  const probe = await probeOf(m);
+  const s = await new SilentMembers({ client: m.client, cluster: m.config.name, node: m.node, leaseTtlMs, leaseId: () => m.leaseId, leaseHeld: () => true, log, probe }).start();
+  const stop = s.stop.bind(s);
+  return Object.assign(s, {
+    probe,
+    stop: async () => {
+      await stop();
+      probe.close();
+    },
+  });
 }
 
 describe('silent members on etcd', () => {
@@ -280,7 +305,7 @@ describe('silent members on etcd', () => {
       await waitFor(() => (sa.decision.followed === 1 ? true : undefined), { timeoutMs: 5000, message: "A follows B's heartbeat" });
       await new Promise((r) => setTimeout(r, 2500));
       expect(sa.stats.revoked).toBe(0); // both alive: nobody suspected
-      // B's process stops: no heartbeat, no keep-alive, nothing revoked by B itself.
+      // B's process stops: no heartbeat, no keep-alive, no answer to probes, nothing revoked by B itself.
       await sb.stop();
       b.lease.release();
       const stoppedAt = Date.now();
@@ -289,7 +314,8 @@ describe('silent members on etcd', () => {
       expect(goneMs).toBeLessThan(10_000); // its own lease had 20 s
       expect(sa.stats.revoked).toBe(1);
       const line = captured.lines().find((l) => /^member silent for \d+ ms while etcd served us: its lease revoked$/.test(l.msg));
-      expect(line).toMatchObject({ member: 'gw-b', lease: b.leaseId });
+      expect(line).toMatchObject({ member: 'gw-b', lease: b.leaseId, probe: 'no answer' });
+      expect(sa.stats.spared).toBe(0);
       expect(Number(line!.silentMs)).toBeGreaterThanOrEqual(2000);
       // Its heartbeat key went with the lease; A follows no one now.
       expect((await a.client.get(aliveKey(name, 'gw-b')).string())).toBeNull();
@@ -311,9 +337,12 @@ describe('silent members on etcd', () => {
     b.on('lease-lost', () => events.push('lease-lost'));
     b.on('rejoined', () => events.push('rejoined'));
     const oldLease = b.leaseId;
+    // B's probe socket takes datagrams and never answers (its event loop stuck for the probe, as its heartbeat writer).
+    const stuck = createSocket('udp4');
+    await new Promise<void>((r) => stuck.bind(0, '127.0.0.1', r));
     try {
       // One heartbeat of B under its lease, then none (its heartbeat writer stuck), while its keep-alives go on.
-      await b.client.put(aliveKey(name, 'gw-b')).value(JSON.stringify({ seq: 1, ttlMs: 2000 })).lease(b.leaseId);
+      await b.client.put(aliveKey(name, 'gw-b')).value(JSON.stringify({ seq: 1, ttlMs: 2000, probe: { address: '127.0.0.1', port: stuck.address().port } })).lease(b.leaseId);
       await waitFor(() => (events.includes('rejoined') ? true : undefined), { timeoutMs: 15_000, intervalMs: 100, message: 'B to lose its lease and join again' });
       expect(events).toEqual(['lease-lost', 'rejoined']);
       expect(sa.stats.revoked).toBe(1);
@@ -324,6 +353,60 @@ describe('silent members on etcd', () => {
       // Without a heartbeat of its new lease B is not followed, so not suspected again.
       await new Promise((r) => setTimeout(r, 3000));
       expect(sa.stats.revoked).toBe(1);
+      expect((await readMembers(a.client, name)).map((m) => m.node)).toEqual(['gw-a', 'gw-b']);
+    } finally {
+      stuck.close();
+      await sa.stop();
+      await b.leave();
+      await a.leave();
+    }
+  }, 60_000);
+
+  interopTest('a member silent in etcd that answers the liveness probe under its lease keeps it (logged once); once it stops answering, its lease is revoked', ['etcd'], async () => {
+    const name = `c-${randomBytes(3).toString('hex')}`;
+    const captured = capturedLog();
+    const a = await ClusterMembership.join({ config: config(name, 'gw-a', 2000), connectionsHash: 'h', log: silentLogger() });
+    // B's lease would last 20 s: only a revoke removes its member key within the bounds below.
+    const b = await ClusterMembership.join({ config: config(name, 'gw-b', 20_000), connectionsHash: 'h', log: silentLogger() });
+    const sa = await silentMembersOf(a, captured.log);
+    const probeB = await probeOf(b);
+    try {
+      // One heartbeat of B announcing its probe, then none (as when its etcd client switches members), while it answers.
+      await b.client.put(aliveKey(name, 'gw-b')).value(JSON.stringify({ seq: 1, ttlMs: 2000, probe: probeB.announced })).lease(b.leaseId);
+      await waitFor(() => (sa.decision.followed === 1 ? true : undefined), { timeoutMs: 5000, message: "A follows B's heartbeat" });
+      // Silent for 2 s, then asked about once per period (2/3 s): several probes, each answered.
+      await waitFor(() => (sa.stats.spared >= 3 ? true : undefined), { timeoutMs: 10_000, intervalMs: 100, message: 'A to probe B three times' });
+      expect(sa.stats.revoked).toBe(0);
+      expect(probeB.stats.pongsSent).toBeGreaterThanOrEqual(3);
+      expect((await readMembers(a.client, name)).map((m) => m.node)).toEqual(['gw-a', 'gw-b']);
+      // Asked at most once per period: three probes took at least two periods.
+      const spared = captured.lines().filter((l) => /answers on its cluster address: its lease kept/.test(l.msg));
+      expect(spared).toHaveLength(1);
+      expect(spared[0]).toMatchObject({ member: 'gw-b', lease: b.leaseId });
+      expect(JSON.stringify(captured.lines())).not.toMatch(/[0-9a-f]{32}/); // no MAC or nonce in the log
+      // B stops answering: the next probe gets no answer and A revokes B's lease.
+      probeB.close();
+      await waitFor(async () => ((await readMembers(a.client, name)).some((m) => m.node === 'gw-b') ? undefined : true), { timeoutMs: 5000, intervalMs: 100, message: "B's member key to go" });
+      expect(sa.stats.revoked).toBe(1);
+    } finally {
+      probeB.close();
+      await sa.stop();
+      b.lease.release();
+      b.client.close();
+      await a.leave();
+    }
+  }, 60_000);
+
+  interopTest('a member whose heartbeat announces no probe port (an older version) is never revoked by this rule', ['etcd'], async () => {
+    const name = `c-${randomBytes(3).toString('hex')}`;
+    const a = await ClusterMembership.join({ config: config(name, 'gw-a', 2000), connectionsHash: 'h', log: silentLogger() });
+    const b = await ClusterMembership.join({ config: config(name, 'gw-b', 2000), connectionsHash: 'h', log: silentLogger() });
+    const sa = await silentMembersOf(a);
+    try {
+      await b.client.put(aliveKey(name, 'gw-b')).value(JSON.stringify({ seq: 1, ttlMs: 2000 })).lease(b.leaseId);
+      await waitFor(() => (sa.stats.notProbed >= 2 ? true : undefined), { timeoutMs: 10_000, intervalMs: 100, message: 'A to find B silent twice' });
+      expect(sa.stats).toMatchObject({ revoked: 0, spared: 0 });
+      expect(sa.probe.stats.pingsSent).toBe(0);
       expect((await readMembers(a.client, name)).map((m) => m.node)).toEqual(['gw-a', 'gw-b']);
     } finally {
       await sa.stop();

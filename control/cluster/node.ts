@@ -29,6 +29,7 @@ import type { ClusterNodeResources, NodeResourceRefusals } from '../status.js';
 import { requestedAddressFamilies } from '../ike/config-payload.js';
 import { AnswerWriteAhead } from './answer-write-ahead.js';
 import { SilentMembers } from './silent-member.js';
+import { DEFAULT_PROBE_PORT, LivenessProbe } from './liveness-probe.js';
 
 /** At most one load write per this many ms (each IKE SA up or down asks for one). */
 export const LOAD_UPDATE_MS = 1000;
@@ -70,6 +71,8 @@ export class ClusterNode {
   writeAhead: AnswerWriteAhead | undefined;
   /** Our heartbeat, and the leases of members silent for the lease TTL revoked (set by attach unless suspect_silent: no). */
   silentMembers: SilentMembers | undefined;
+  /** Answers other members' liveness probes and probes silent ones (set by attach with silentMembers). */
+  livenessProbe: LivenessProbe | undefined;
   private readonly leaseClock: LeaseClock;
 
   private constructor(
@@ -236,6 +239,11 @@ export class ClusterNode {
       failover: { ...(this.failover?.stats ?? { claimed: 0, lost: 0, failed: 0, returned: 0 }) },
       rebalance: { ...(this.rebalance?.stats ?? { moved: 0, failed: 0 }) },
       revokedSilent: this.silentMembers?.stats.revoked ?? 0,
+      ...(this.silentMembers && this.livenessProbe && {
+        silentSpared: this.silentMembers.stats.spared,
+        silentNotProbed: this.silentMembers.stats.notProbed,
+        livenessProbe: { port: this.livenessProbe.announced?.port ?? null, ...this.livenessProbe.stats, drops: { ...this.livenessProbe.stats.drops } },
+      }),
       resources: this.resources(),
     };
   }
@@ -274,18 +282,9 @@ export class ClusterNode {
     const shared = { engine, client: m.client, cluster: c.name, node: c.node, handoff: this.handoff, log: this.log };
     this.failover = new CloneFailover({ ...shared, key: this.key }).start();
     this.rebalance = new CloneRebalance(shared).start();
-    // A dead node's lease revoked once it is silent while etcd serves us: failover need not wait for etcd's lessor.
-    if (c.suspectSilent === true) {
-      this.silentMembers = await new SilentMembers({
-        client: m.client,
-        cluster: c.name,
-        node: c.node,
-        leaseTtlMs: c.leaseTtlMs,
-        leaseId: () => m.leaseId,
-        leaseHeld: () => this.leaseLost === undefined,
-        log: this.log,
-      }).start();
-    }
+    // A dead node's lease revoked once it is silent while etcd serves us and does not answer on its cluster
+    // address: failover need not wait for etcd's lessor.
+    if (c.suspectSilent !== false) await this.startSilentMembers();
     m.on('members-changed', () => {
       this.failover?.membersChanged();
       this.rebalance?.membersChanged();
@@ -325,6 +324,35 @@ export class ClusterNode {
     });
   }
 
+  /**
+   * The liveness probe bound on the cluster address, then the heartbeat. A
+   * probe that cannot bind (the port taken, the address not ours) leaves this
+   * node as with suspect_silent: no, said in the log: no heartbeat, so never
+   * suspected, and suspecting no one (it could not hear a live member's answer).
+   */
+  private async startSilentMembers(): Promise<void> {
+    const m = this.membership;
+    const c = m.config;
+    const probe = new LivenessProbe({ key: this.key, node: c.node, address: c.address, port: c.probePort ?? DEFAULT_PROBE_PORT, leaseId: () => m.leaseId, log: this.log });
+    try {
+      await probe.bind();
+    } catch (err) {
+      this.log.warn({ address: c.address, port: c.probePort ?? DEFAULT_PROBE_PORT, reason: (err as Error).message }, 'cannot bind the liveness probe: this node neither suspects silent members nor is suspected (as suspect_silent: no)');
+      return;
+    }
+    this.livenessProbe = probe;
+    this.silentMembers = await new SilentMembers({
+      client: m.client,
+      cluster: c.name,
+      node: c.node,
+      leaseTtlMs: c.leaseTtlMs,
+      leaseId: () => m.leaseId,
+      leaseHeld: () => this.leaseLost === undefined,
+      log: this.log,
+      probe,
+    }).start();
+  }
+
   async leave(): Promise<void> {
     if (this.loadTimer) clearTimeout(this.loadTimer);
     this.loadTimer = undefined;
@@ -332,6 +360,7 @@ export class ClusterNode {
     this.failover?.stop();
     this.rebalance?.stop();
     await this.silentMembers?.stop();
+    this.livenessProbe?.close();
     this.writeAhead?.stop();
     await this.handoff?.stop();
     await this.pools.stop();

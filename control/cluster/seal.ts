@@ -43,6 +43,8 @@ export class ClusterKey {
     private readonly key: KeyObject,
     /** A second key from the same secret, for MACs of shared state (the connections' hash). */
     private readonly macKey: KeyObject,
+    /** A third, for the liveness probe's pings and pongs (liveness-probe.ts): never the sealing key itself. */
+    private readonly probeKey: KeyObject,
   ) {}
 
   /** HKDF-SHA-256 (RFC 5869) from `secret`, bound to the cluster name so two clusters sharing a secret still differ. */
@@ -54,7 +56,7 @@ export class ClusterKey {
       wipe(derived);
       return key;
     };
-    return new ClusterKey(keyObject('record sealing'), keyObject('state mac'));
+    return new ClusterKey(keyObject('record sealing'), keyObject('state mac'), keyObject('liveness probe'));
   }
 
   /**
@@ -63,6 +65,11 @@ export class ClusterKey {
    */
   mac(bytes: Uint8Array): string {
     return createHmac('sha256', this.macKey).update(bytes).digest('hex');
+  }
+
+  /** HMAC-SHA-256 of a liveness probe message under the probe's own key (liveness-probe.ts truncates it). */
+  probeMac(bytes: Uint8Array): Buffer {
+    return createHmac('sha256', this.probeKey).update(bytes).digest();
   }
 
   /** Seal `plaintext` for `binding`; the caller wipes its plaintext afterwards. */

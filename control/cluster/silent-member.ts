@@ -18,11 +18,20 @@
 // arrived. A member whose heartbeat has not changed for `lease_ttl` (or for
 // the longer TTL `t` its heartbeat announces: a node configured with a longer
 // lease_ttl writes less often) while etcd demonstrably served this node is
-// silent, and this node revokes its lease (the heartbeat's own lease ID):
+// silent. Silence in etcd alone does not prove death: a live member whose
+// etcd client was switching to another member after the leader died was
+// seen silent for 3.5 s with a 3 s lease. So this node first asks the member
+// directly (liveness-probe.ts: pings on the cluster address and port its
+// heartbeat announces, MACed under a key derived from the cluster key). A
+// valid pong from it naming the lease its heartbeat was written under: it is
+// alive, its lease is kept (counted, logged once per episode) and it is
+// asked again a period later while it stays silent. No such pong within the
+// probe's wait: this node revokes its lease (the heartbeat's own lease ID):
 // etcd deletes its member key at once and failover (failover.ts) proceeds as
 // after a lapse. Any survivor may revoke; a second revoke finds the lease
-// gone (harmless). A member never seen to heartbeat (suspect_silent: no, an
-// older version) is never suspected.
+// gone (harmless). A member never seen to heartbeat (suspect_silent: no), or
+// whose heartbeat announces no probe port (an older version), is never
+// suspected by this rule: its lease lapses in etcd's time.
 //
 // "etcd demonstrably served this node" means: this node's lease is held, its
 // last heartbeat write succeeded, and the watch delivered at least two of its
@@ -58,11 +67,13 @@
 import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
 import { EtcdLeaseInvalidError } from 'etcd3';
 import { performance } from 'node:perf_hooks';
+import { isIP } from 'node:net';
 import { MAX_SPI_NODES } from '../../io/spi-layout.js';
 import type { Logger } from '../log.js';
 import { clusterPrefix } from './etcd-client.js';
 import { followPrefix } from './resource-keys.js';
 import { MAX_LEASE_TTL_MS } from '../config/cluster-section.js';
+import type { LivenessProbe, ProbeTarget } from './liveness-probe.js';
 
 /** Heartbeats per lease TTL: one write every `lease_ttl`/3 per node (1 write/s with a 3 s lease). */
 export const HEARTBEATS_PER_TTL = 3;
@@ -84,17 +95,26 @@ export function aliveKey(cluster: string, node: string): string {
   return `${clusterPrefix(cluster)}alive/${node}`;
 }
 
-/** What a heartbeat key holds. */
+/** What a heartbeat key holds; `probe`: where the writer answers liveness probes (absent: an older version, never probed). */
 export interface Heartbeat {
   seq: number;
   ttlMs: number;
+  probe?: ProbeTarget;
+}
+
+function probeTarget(v: unknown): ProbeTarget | undefined {
+  const p = v as Partial<ProbeTarget> | undefined;
+  if (typeof p !== 'object' || p === null || typeof p.address !== 'string' || isIP(p.address) === 0) return undefined;
+  return Number.isInteger(p.port) && p.port! >= 1 && p.port! <= 65535 ? { address: p.address, port: p.port! } : undefined;
 }
 
 /** A heartbeat's value; undefined when it is not one (the member is then judged by our TTL). */
 export function parseHeartbeat(text: string): Heartbeat | undefined {
   try {
     const v = JSON.parse(text) as Heartbeat;
-    return Number.isSafeInteger(v.seq) && Number.isSafeInteger(v.ttlMs) && v.ttlMs > 0 ? { seq: v.seq, ttlMs: v.ttlMs } : undefined;
+    if (!Number.isSafeInteger(v.seq) || !Number.isSafeInteger(v.ttlMs) || v.ttlMs <= 0) return undefined;
+    const probe = probeTarget(v.probe);
+    return { seq: v.seq, ttlMs: v.ttlMs, ...(probe && { probe }) };
   } catch {
     return undefined;
   }
@@ -108,6 +128,10 @@ export interface SilentMember {
   silentMs: number;
   /** Our own heartbeats the watch delivered since. */
   ownSince: number;
+  /** Where it answers liveness probes, as its heartbeat announced. */
+  probe?: ProbeTarget;
+  /** When its last heartbeat arrived (our clock): unchanged after the probe means still silent. */
+  seenAt: number;
 }
 
 interface Followed {
@@ -118,6 +142,7 @@ interface Followed {
   seenAt: number;
   /** How many of our own heartbeats had arrived then. */
   seenOwn: number;
+  probe?: ProbeTarget;
   /** When we last asked for its lease to be revoked. */
   revokeAskedAt?: number;
 }
@@ -155,7 +180,7 @@ export class SilentMemberDecision {
   }
 
   /** A heartbeat key written (or found at start), in the watch's order; `ttlMs`: the writer's lease TTL, as its heartbeat says. */
-  heartbeat(node: string, leaseId: string, ttlMs?: number): void {
+  heartbeat(node: string, leaseId: string, ttlMs?: number, probe?: ProbeTarget): void {
     const now = this.opts.now();
     if (node === this.opts.self) {
       const gap = this.lastOwnAt === undefined || now - this.lastOwnAt > GAP_FACTOR * this.periodMs;
@@ -173,7 +198,7 @@ export class SilentMemberDecision {
       return;
     }
     const silentAfterMs = Math.max(this.opts.leaseTtlMs, Math.min(ttlMs ?? 0, MAX_LEASE_TTL_MS));
-    this.members.set(node, { leaseId, silentAfterMs, seenAt: now, seenOwn: this.own });
+    this.members.set(node, { leaseId, silentAfterMs, seenAt: now, seenOwn: this.own, ...(probe && { probe }) });
   }
 
   /** A heartbeat key deleted (its lease revoked or lapsed, or the node left). */
@@ -211,9 +236,15 @@ export class SilentMemberDecision {
       if (silentMs < m.silentAfterMs || ownSince < 2) continue;
       if (m.revokeAskedAt !== undefined && now - m.revokeAskedAt < this.periodMs) continue;
       m.revokeAskedAt = now;
-      out.push({ node, leaseId: m.leaseId, silentMs: Math.round(silentMs), ownSince: this.own - m.seenOwn });
+      out.push({ node, leaseId: m.leaseId, silentMs: Math.round(silentMs), ownSince: this.own - m.seenOwn, seenAt: m.seenAt, ...(m.probe && { probe: m.probe }) });
     }
     return out;
+  }
+
+  /** Whether `s` is still silent as found: no heartbeat of it arrived since, same lease, and etcd still serves us. */
+  stillSilent(s: SilentMember): boolean {
+    const m = this.members.get(s.node);
+    return m !== undefined && m.seenAt === s.seenAt && m.leaseId === s.leaseId && this.served(this.opts.now());
   }
 
   /** Members followed now. */
@@ -232,12 +263,18 @@ export interface SilentMembersOptions {
   /** Whether our lease is held. */
   leaseHeld: () => boolean;
   log: Logger;
+  /** Our liveness probe, bound: announced in our heartbeat, and asked of a silent member before its lease is revoked. */
+  probe: LivenessProbe;
   now?: () => number;
 }
 
 export interface SilentMembersStats {
   /** Leases of silent members this node revoked. */
   revoked: number;
+  /** Silent members not revoked because they answered a liveness probe under the lease of their heartbeat. */
+  spared: number;
+  /** Silent members not revoked because their heartbeat announces no probe port (an older version). */
+  notProbed: number;
   /** Our heartbeat writes that failed. */
   heartbeatFailures: number;
 }
@@ -245,7 +282,9 @@ export interface SilentMembersStats {
 /** Our heartbeat, the others' followed through a watch, and silent members' leases revoked. */
 export class SilentMembers {
   readonly decision: SilentMemberDecision;
-  readonly stats: SilentMembersStats = { revoked: 0, heartbeatFailures: 0 };
+  readonly stats: SilentMembersStats = { revoked: 0, spared: 0, notProbed: 0, heartbeatFailures: 0 };
+  /** Members spared (or not probeable) in the current episode: logged once until their heartbeat comes back. */
+  private readonly episodes = new Set<string>();
   private watcher: Watcher | undefined;
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private checkTimer: NodeJS.Timeout | undefined;
@@ -267,8 +306,15 @@ export class SilentMembers {
     this.watcher = await followPrefix(
       this.opts.client,
       this.prefix,
-      (kv) => this.decision.heartbeat(name(kv), kv.lease, parseHeartbeat(kv.value.toString())?.ttlMs),
-      (kv) => this.decision.gone(name(kv)),
+      (kv) => {
+        const hb = parseHeartbeat(kv.value.toString());
+        this.episodes.delete(name(kv));
+        this.decision.heartbeat(name(kv), kv.lease, hb?.ttlMs, hb?.probe);
+      },
+      (kv) => {
+        this.episodes.delete(name(kv));
+        this.decision.gone(name(kv));
+      },
     );
     if (this.stopped) {
       await this.watcher.cancel().catch(() => undefined);
@@ -288,7 +334,9 @@ export class SilentMembers {
       this.heartbeatTimer = setTimeout(() => this.beat(), ms);
       this.heartbeatTimer.unref();
     };
-    this.opts.client.put(aliveKey(this.opts.cluster, this.opts.node)).value(JSON.stringify({ seq: ++this.seq, ttlMs: this.opts.leaseTtlMs } satisfies Heartbeat)).lease(this.opts.leaseId()).then(
+    const probe = this.opts.probe.announced;
+    const heartbeat: Heartbeat = { seq: ++this.seq, ttlMs: this.opts.leaseTtlMs, ...(probe && { probe }) };
+    this.opts.client.put(aliveKey(this.opts.cluster, this.opts.node)).value(JSON.stringify(heartbeat)).lease(this.opts.leaseId()).then(
       () => {
         this.decision.ownWrite(true);
         this.failingLogged = false;
@@ -307,7 +355,30 @@ export class SilentMembers {
 
   private check(): void {
     this.decision.ownLease(this.opts.leaseHeld());
-    for (const s of this.decision.silent(this.opts.leaseId())) void this.revoke(s);
+    for (const s of this.decision.silent(this.opts.leaseId())) void this.confirm(s);
+  }
+
+  /** A member silent in etcd: revoked only if it does not answer a liveness probe under its heartbeat's lease. */
+  private async confirm(s: SilentMember): Promise<void> {
+    const { log } = this.opts;
+    const firstInEpisode = !this.episodes.has(s.node);
+    if (!s.probe) {
+      this.stats.notProbed++;
+      this.episodes.add(s.node);
+      if (firstInEpisode) log.info({ member: s.node, silentMs: s.silentMs }, 'member silent in etcd announces no probe port (an older version): not revoked, its lease lapses in etcd\'s time');
+      return;
+    }
+    const outcome = await this.opts.probe.probe(s.node, s.leaseId, s.probe);
+    if (outcome === 'closed' || this.stopped) return;
+    if (outcome === 'answered') {
+      this.stats.spared++;
+      this.episodes.add(s.node);
+      if (firstInEpisode) log.warn({ member: s.node, lease: s.leaseId, silentMs: s.silentMs }, `member silent in etcd for ${s.silentMs} ms answers on its cluster address: its lease kept (asked again each period while silent)`);
+      return;
+    }
+    // Its heartbeat came back (or etcd stopped serving us) while we waited: decided again on the next check.
+    if (!this.decision.stillSilent(s)) return;
+    await this.revoke(s);
   }
 
   private async revoke(s: SilentMember): Promise<void> {
@@ -323,7 +394,7 @@ export class SilentMembers {
       return;
     }
     this.stats.revoked++;
-    log.warn({ member: s.node, lease: s.leaseId, silentMs: s.silentMs, ownHeartbeatsSince: s.ownSince }, `member silent for ${s.silentMs} ms while etcd served us: its lease revoked`);
+    log.warn({ member: s.node, lease: s.leaseId, silentMs: s.silentMs, ownHeartbeatsSince: s.ownSince, probe: 'no answer' }, `member silent for ${s.silentMs} ms while etcd served us: its lease revoked`);
   }
 
   /** Stop writing, watching and checking (a second call does nothing: etcd3 never settles a second cancel). */

@@ -12,7 +12,7 @@ import { Problem, got } from './errors.js';
 import { boolean, duration, ipLiteral, type Ctx } from './fields.js';
 import { NAME_EXPECTED, NAME_RE, type ClusterConfig, type ClusterRedirectConfig } from './types.js';
 
-const KEYS = ['name', 'node', 'address', 'etcd', 'tls', 'sealing_key_file', 'lease_ttl', 'on_etcd_unreachable', 'spi_prefix', 'redirect', 'pool_reserve', 'suspect_silent', 'admit_arrival_child'];
+const KEYS = ['name', 'node', 'address', 'etcd', 'tls', 'sealing_key_file', 'lease_ttl', 'on_etcd_unreachable', 'spi_prefix', 'redirect', 'pool_reserve', 'suspect_silent', 'probe_port', 'admit_arrival_child'];
 const ENDPOINT_EXPECTED = 'etcd client URLs, http(s)://ADDRESS:PORT (a list or one comma-separated string)';
 /** Lease TTL bounds: below 2 s a busy node loses its lease; above 60 s failover waits too long. */
 export const MIN_LEASE_TTL_MS = 2000;
@@ -120,8 +120,15 @@ export function clusterSection(ctx: Ctx): (v: unknown) => ClusterConfig | undefi
     }
     if (raw.suspect_silent !== undefined) {
       const b = boolean(raw.suspect_silent);
-      if (b instanceof Problem) return new Problem(b.problem, "yes or no: whether this node writes a heartbeat and revokes the lease of a member silent for lease_ttl", ['suspect_silent']);
+      if (b instanceof Problem) return new Problem(b.problem, "yes or no: whether this node writes a heartbeat and revokes the lease of a member silent for lease_ttl that does not answer a liveness probe", ['suspect_silent']);
       out.suspectSilent = b;
+    }
+    if (raw.probe_port !== undefined) {
+      const p = raw.probe_port;
+      if (typeof p !== 'number' || !Number.isInteger(p) || p < 1 || p > 65535) {
+        return new Problem(got(p), "an integer from 1 to 65535: the UDP port on this node's address where it answers other members' liveness probes", ['probe_port']);
+      }
+      out.probePort = p;
     }
     if (raw.admit_arrival_child !== undefined) {
       const b = boolean(raw.admit_arrival_child);

@@ -105,10 +105,10 @@
  *   pool_reserve: 4            # 0..64: virtual IPs of each pool this node claims in etcd ahead of
  *                              # IKE_AUTH, so it answers at once; 0: each lease is taken from etcd in
  *                              # IKE_AUTH (one round trip more, no address parked on a node)
- *   suspect_silent: no         # yes: write a heartbeat key under the lease every lease_ttl/3 and revoke
- *                              # the lease of a member whose heartbeat stopped for lease_ttl while etcd
- *                              # served this node (failover within lease_ttl even when the dead node ran
- *                              # the etcd leader) | no: neither (this node is then never suspected)
+ *   suspect_silent: yes        # yes (default): heartbeat under the lease every lease_ttl/3; revoke the lease
+ *                              # of a member silent in etcd for lease_ttl that does not answer a liveness
+ *                              # probe (fast failover when it ran the etcd leader) | no: neither (never suspected)
+ *   probe_port: 4501           # 1..65535: UDP port on address answering the probe (HMAC under the cluster key)
  *   admit_arrival_child: no    # yes: the Child SA this node creates for an arriving clone waits for an
  *                              # exact admission against limits.childSasPerPeer in etcd (one commit on
  *                              # the handoff's path) | no: created at once; a peer's own new Child SAs

@@ -271,8 +271,10 @@ export interface ClusterConfig {
   redirect?: ClusterRedirectConfig;
   /** Virtual IPs of each pool claimed ahead of IKE_AUTH (0..64; 0: each lease from etcd in IKE_AUTH); absent: 4 (control/cluster/pool-store.ts). */
   poolReserve?: number;
-  /** Heartbeat under the lease and revoke the lease of a member silent for leaseTtlMs (control/cluster/silent-member.ts); absent: no (a live node whose etcd client was switching members was seen suspected). */
+  /** Heartbeat under the lease and revoke the lease of a member silent for leaseTtlMs that does not answer a liveness probe (control/cluster/silent-member.ts); absent: yes. */
   suspectSilent?: boolean;
+  /** UDP port of the liveness probe on `address` (control/cluster/liveness-probe.ts); absent: 4501. */
+  probePort?: number;
   /**
    * The Child SA a node creates for an arriving clone waits for an exact
    * per-peer admission in etcd (control/cluster/peer-admission.ts admitOwn);

@@ -8,8 +8,11 @@
 // so some ride the dead node's) and asserted under a generous bound: the
 // lease TTL plus a margin. The killed node's etcd member leads at the kill
 // (etcd's default raft timing, 100/1000 ms): a survivor notices the dead
-// node's heartbeat stop and revokes its lease (control/cluster/silent-member.ts)
-// rather than wait for the new leader's lessor to let it lapse.
+// node's heartbeat stop, finds it does not answer the liveness probe on its
+// cluster address, and revokes its lease (control/cluster/silent-member.ts,
+// liveness-probe.ts; on by default) rather than wait for the new leader's
+// lessor to let it lapse; a survivor whose own heartbeat was held up by the
+// election answers the probe and keeps its lease.
 import { describe, expect, onTestFailed } from 'vitest';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -147,7 +150,7 @@ describe('cluster failover in network namespaces', () => {
   }
 
   interopTest(
-    'kill -9 of a node (gateway and etcd member, the etcd leader): a survivor takes its clone over once its lease lapses, the old Child SAs are deleted, traffic resumes within the lease TTL and a margin',
+    'kill -9 of a node (gateway and etcd member, the etcd leader): a survivor revokes its silent lease (no answer to the liveness probe) and takes its clone over, both survivors keep theirs, the old Child SAs are deleted, traffic resumes within the lease TTL and a margin',
     PRE,
     async () => {
       const dir = env.dir('kill');
@@ -195,12 +198,18 @@ describe('cluster failover in network namespaces', () => {
       // The new Child SA carries the survivor's SPI prefix (its index + 1, io/spi-layout.ts).
       expect(Number.parseInt(taken.children[0]!.spiOut.replace(/^0x/, '').padStart(8, '0').slice(0, 2), 16)).toBe(takenBy.index + 1);
       expect(takenBy.gateway()!.log()).toContain('clone taken over from a node that is gone');
-      // suspect_silent is off by default: no survivor revoked a lease (etcd's lessor let the dead node's lapse),
-      // and both survivors still hold their leases through the election.
+      // suspect_silent is on by default: a survivor revoked exactly the dead node's lease once its heartbeat
+      // stopped and it did not answer the liveness probe (etcd's lessor would have kept it longer); neither
+      // survivor lost its lease through the election (a survivor silent in etcd answers the probe).
       const survivorStatus = await Promise.all(survivors.map((n) => n.gateway()!.status()));
-      expect(survivorStatus.reduce((sum, st) => sum + (st.cluster!.revokedSilent ?? 0), 0)).toBe(0);
-      for (const st of survivorStatus) expect(st.cluster).toMatchObject({ lease: 'held' });
-      expect(survivors.some((n) => /its lease revoked/.test(n.gateway()!.log()))).toBe(false);
+      process.stderr.write(`survivors: ${JSON.stringify(survivorStatus.map((st) => ({ node: st.cluster!.node, revoked: st.cluster!.revokedSilent, spared: st.cluster!.silentSpared, probe: st.cluster!.livenessProbe })))}\n`);
+      expect(survivorStatus.reduce((sum, st) => sum + (st.cluster!.revokedSilent ?? 0), 0)).toBe(1);
+      for (const st of survivorStatus) expect(st.cluster).toMatchObject({ lease: 'held', livenessProbe: { port: 4501 } });
+      const revokes = survivors.flatMap((n) => n.gateway()!.log().split('\n').filter((l) => /member silent for \d+ ms while etcd served us: its lease revoked/.test(l)));
+      expect(revokes).toHaveLength(1);
+      expect(revokes[0]).toContain(`"member":"${victim.name}"`);
+      expect(revokes[0]).toContain('"probe":"no answer"');
+      for (const n of survivors) expect(n.gateway()!.log()).not.toMatch(/cluster lease lost|joined the cluster again/);
       // etcd names the survivor owner one epoch on.
       const owners = await net.etcd.ctl(['get', '--prefix', `/ikeclone/v1/${net.clusterName}/clones/`]);
       expect(owners).toContain(`{"node":"${takenBy.name}","epoch":2}`);

@@ -33,6 +33,9 @@ describe('cluster node status line', () => {
     expect(clusterNodeLine(base)).not.toMatch(/silent/);
     expect(clusterNodeLine({ ...base, revokedSilent: 0 })).not.toMatch(/silent/);
     expect(clusterNodeLine({ ...base, revokedSilent: 2 })).toMatch(/dropped by fencing 0, silent members' leases revoked 2$/);
+    // Members silent in etcd that answered the liveness probe (control/cluster/liveness-probe.ts): kept, said when any.
+    expect(clusterNodeLine({ ...base, revokedSilent: 0, silentSpared: 0 })).not.toMatch(/silent/);
+    expect(clusterNodeLine({ ...base, revokedSilent: 1, silentSpared: 3 })).toMatch(/silent members' leases revoked 1, silent members spared \(answered the liveness probe\) 3$/);
   });
 
   test('the node\'s pools, the peers counted over the cluster and its refusals by reason', () => {

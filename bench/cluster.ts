@@ -23,7 +23,8 @@
 // - etcd's own commit cost during the handoff rounds, from each member's
 //   /metrics: WAL fsync and backend commit durations (--etcd-data disk|tmpfs
 //   puts the members' data on the disk, the default, or on tmpfs, docs/cluster.md §1).
-// --only handoff runs the handoff rounds and the etcd write rate only (its JSON document, with or without --json).
+// --only handoff runs the handoff rounds and the etcd write rate only (its JSON document, with or without --json);
+// --only failover runs the two failover cases only (the same `failover` part, in a JSON document of its own).
 //
 // --json prints one JSON document on stdout; progress goes to stderr.
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -392,6 +393,8 @@ async function measureFailover(net: ClusterNet, dir: string, role: 'leader' | 'f
   const gone = Math.min(...logs.map((ls) => ls.find((l) => l.msg === 'cluster member gone' && l.member === net.nodes[KILLED]!.name)?.time ?? Infinity));
   // A survivor that found the dead node's heartbeat silent revoked its lease (control/cluster/silent-member.ts).
   const revoked = Math.min(...logs.map((ls) => ls.find((l) => l.msg.startsWith('member silent for') && l.member === net.nodes[KILLED]!.name)?.time ?? Infinity));
+  // Survivors found silent in etcd but answering the liveness probe (control/cluster/liveness-probe.ts): kept.
+  const sparedLive = logs.flatMap((ls) => ls.filter((l) => l.msg.startsWith('member silent in etcd for') && l.msg.includes('its lease kept')).map((l) => l.member));
   const claiming = Math.min(...logs.map((ls) => ls.find((l) => l.msg === 'clone without a live owner: claiming it')?.time ?? Infinity));
   const claimant = logs.find((ls) => ls.some((l) => l.msg === 'clone taken over from a node that is gone'));
   const taken = claimant?.find((l) => l.msg === 'clone taken over from a node that is gone')?.time;
@@ -404,6 +407,7 @@ async function measureFailover(net: ClusterNet, dir: string, role: 'leader' | 'f
     etcd: net.etcd.timing,
     targetMs: leaseTtlS * 1000 + 1000,
     gapMs: first ? Math.round(first.t - killedAt) : null,
+    sparedLive,
     sinceKillMs: {
       silentLeaseRevoked: rel(revoked),
       memberGone: rel(gone),
@@ -422,7 +426,7 @@ export async function runClusterBench(opts: SuiteOptions): Promise<unknown> {
   if (process.getuid?.() !== 0) throw new Error('the cluster benchmark needs root (network namespaces)');
   const tun = tunUnavailable();
   if (tun) throw new Error(`the cluster benchmark needs the TUN data plane: ${tun}`);
-  if (opts.only !== undefined && opts.only !== 'handoff') throw new Error(`--only: the cluster suite has one part to run alone, handoff (not ${opts.only})`);
+  if (opts.only !== undefined && opts.only !== 'handoff' && opts.only !== 'failover') throw new Error(`--only: the cluster suite has two parts to run alone, handoff and failover (not ${opts.only})`);
   // Disk by default: a production etcd keeps its WAL on stable storage and fsyncs it on every commit, and
   // each handoff (and each answer on a clone) is one commit; tmpfs shows what is left without the flush.
   const etcdData = opts.etcdData ?? 'disk';
@@ -450,10 +454,17 @@ export async function runClusterBench(opts: SuiteOptions): Promise<unknown> {
       intervalMs: 100,
       message: "the client's family on three nodes",
     });
-    progress(`handoffs: ${HANDOFF_ROUNDS} rounds of two`);
-    const handoff = await handoffs(net, dir);
     const setup = { nodes: 3, etcdMembers: 3, tls: true, workersPerNode: 1, esp: 'udp', vip, flowsEachWay: FLOWS, flowPeriodMs: FLOW_PERIOD_MS, etcdTiming: net.etcd.timing, etcdData };
     const machine = { cpus: (await import('node:os')).cpus().length, loadavg: (await import('node:os')).loadavg().map((l) => round(l, 2)) };
+    if (opts.only === 'failover') {
+      progress('failover: kill -9 of gw-b, its etcd member a follower');
+      const failover = await failovers(net, dir);
+      const result = { suite: 'cluster', only: 'failover', date: new Date().toISOString(), machine, setup, failover, seconds: round((Date.now() - started) / 1000, 1) };
+      console.log(JSON.stringify(result, null, 2));
+      return result;
+    }
+    progress(`handoffs: ${HANDOFF_ROUNDS} rounds of two`);
+    const handoff = await handoffs(net, dir);
     if (opts.only === 'handoff') {
       progress('etcd writes');
       const etcd = await etcdWriteRate(net);

@@ -127,18 +127,24 @@ export interface ClusterNodeStatus {
   silentSpared?: number;
   silentNotProbed?: number;
   /** The liveness probe's port, pings and pongs, refusals (rate limit) and drops by reason. */
-  livenessProbe?: {
-    port: number | null;
-    pingsSent: number;
-    pongsSent: number;
-    answered: number;
-    unanswered: number;
-    refused: number;
-    sendErrors: number;
-    drops: Record<string, number>;
-  };
+  livenessProbe?: LivenessProbeCounts & { port: number | null };
   /** Cluster-wide resources as this node sees them (control/cluster/resource-status.ts). */
   resources?: ClusterNodeResources;
+}
+
+/** The liveness probe's counts (control/cluster/liveness-probe.ts). */
+export interface LivenessProbeCounts {
+  pingsSent: number;
+  pongsSent: number;
+  /** Probes that got a valid pong, and that did not. */
+  answered: number;
+  unanswered: number;
+  /** Pings not answered because of the rate limit. */
+  refused: number;
+  /** Sends the socket reported failed (unreachable: the probe then simply gets no answer). */
+  sendErrors: number;
+  /** Datagrams dropped, by reason. */
+  drops: Record<string, number>;
 }
 
 /** A node's refusals of cluster-wide resources, by reason. */

@@ -36,6 +36,7 @@ import { isIPv6 } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from '../log.js';
 import type { Result } from '../wire/result.js';
+import type { LivenessProbeCounts } from '../status.js';
 import { MAX_SPI_NODES } from '../../io/spi-layout.js';
 
 const MAGIC = Buffer.from('IKLP', 'ascii');
@@ -162,16 +163,8 @@ export interface ProbeTarget {
 /** 'answered': a valid pong from the member under the lease expected; 'closed': the probe stopped first (decide nothing). */
 export type ProbeOutcome = 'answered' | 'no-answer' | 'closed';
 
-export interface LivenessProbeStats {
-  pingsSent: number;
-  pongsSent: number;
-  /** Probes that got a valid pong, and that did not. */
-  answered: number;
-  unanswered: number;
-  /** Pings not answered because of the rate limit. */
-  refused: number;
-  /** Sends the socket reported failed (unreachable: the probe then simply gets no answer). */
-  sendErrors: number;
+/** The counts `ikeclone status --json` shows (control/status.ts), every drop reason named. */
+export interface LivenessProbeStats extends LivenessProbeCounts {
   drops: Record<ProbeDropReason, number>;
 }
 

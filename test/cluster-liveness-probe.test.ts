@@ -148,6 +148,10 @@ describe('liveness probe on loopback', () => {
     expect(await a.probe('gw-b', LEASE, { address: '127.0.0.1', port })).toBe('no-answer');
     expect(performance.now() - started).toBeGreaterThanOrEqual(PROBE_WAIT_MS - 5);
     expect(a.stats).toMatchObject({ answered: 1, unanswered: 4 });
+    // An address of the other IP family: no ping could reach it, so the probe decides nothing.
+    const sent = a.stats.pingsSent;
+    expect(await a.probe('gw-b', LEASE, { address: '::1', port: 4501 })).toBe('other-family');
+    expect(a.stats.pingsSent).toBe(sent);
   });
 
   test('a replayed pong and a late one find no nonce; a replayed ping is not answered twice', async () => {

@@ -160,8 +160,13 @@ export interface ProbeTarget {
   port: number;
 }
 
-/** 'answered': a valid pong from the member under the lease expected; 'closed': the probe stopped first (decide nothing). */
-export type ProbeOutcome = 'answered' | 'no-answer' | 'closed';
+/**
+ * 'answered': a valid pong from the member under the lease expected;
+ * 'other-family': its address is of the other IP family than ours (no ping
+ * could reach it: decide nothing on it); 'closed': the probe stopped first
+ * (decide nothing).
+ */
+export type ProbeOutcome = 'answered' | 'no-answer' | 'other-family' | 'closed';
 
 /** The counts `ikeclone status --json` shows (control/status.ts), every drop reason named. */
 export interface LivenessProbeStats extends LivenessProbeCounts {
@@ -252,6 +257,7 @@ export class LivenessProbe {
   probe(node: string, leaseId: string, target: ProbeTarget): Promise<ProbeOutcome> {
     const socket = this.socket;
     if (!socket || this.closed) return Promise.resolve('closed');
+    if (isIPv6(target.address) !== isIPv6(this.opts.address)) return Promise.resolve('other-family');
     return new Promise<ProbeOutcome>((resolve) => {
       const timers: NodeJS.Timeout[] = [];
       const p: Pending = {

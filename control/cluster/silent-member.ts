@@ -362,14 +362,15 @@ export class SilentMembers {
   private async confirm(s: SilentMember): Promise<void> {
     const { log } = this.opts;
     const firstInEpisode = !this.episodes.has(s.node);
-    if (!s.probe) {
+    const notProbed = (why: string) => {
       this.stats.notProbed++;
       this.episodes.add(s.node);
-      if (firstInEpisode) log.info({ member: s.node, silentMs: s.silentMs }, 'member silent in etcd announces no probe port (an older version): not revoked, its lease lapses in etcd\'s time');
-      return;
-    }
+      if (firstInEpisode) log.info({ member: s.node, silentMs: s.silentMs }, `member silent in etcd ${why}: not revoked, its lease lapses in etcd's time`);
+    };
+    if (!s.probe) return notProbed('announces no probe port (an older version)');
     const outcome = await this.opts.probe.probe(s.node, s.leaseId, s.probe);
     if (outcome === 'closed' || this.stopped) return;
+    if (outcome === 'other-family') return notProbed('announces a probe address of the other IP family than ours');
     if (outcome === 'answered') {
       this.stats.spared++;
       this.episodes.add(s.node);

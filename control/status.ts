@@ -139,6 +139,8 @@ export interface LivenessProbeCounts {
   /** Probes that got a valid pong, and that did not. */
   answered: number;
   unanswered: number;
+  /** Of the unanswered, those an ICMP port unreachable ended at once (nothing listening there). */
+  unreachable: number;
   /** Pings not answered because of the rate limit. */
   refused: number;
   /** Sends the socket reported failed (unreachable: the probe then simply gets no answer). */

@@ -139,19 +139,38 @@ describe('liveness probe on loopback', () => {
     expect(await a.probe('gw-b', LEASE, { address: '127.0.0.1', port: stranger.announced!.port })).toBe('no-answer');
     expect(stranger.stats.drops.badMac).toBe(3);
     expect(stranger.stats.pongsSent).toBe(0);
-    // Nobody there (the port closed): no answer within the wait.
+    // Nobody there (the port closed): the ICMP port unreachable ends the probe as no answer, before the wait.
     const closed = await raw();
     const port = closed.port;
     closed.socket.close();
     opened.splice(opened.indexOf(closed.socket), 1);
     const started = performance.now();
     expect(await a.probe('gw-b', LEASE, { address: '127.0.0.1', port })).toBe('no-answer');
-    expect(performance.now() - started).toBeGreaterThanOrEqual(PROBE_WAIT_MS - 5);
-    expect(a.stats).toMatchObject({ answered: 1, unanswered: 4 });
+    expect(performance.now() - started).toBeLessThan(PROBE_WAIT_MS);
+    expect(a.stats).toMatchObject({ answered: 1, unanswered: 4, unreachable: 1 });
+    // Someone there who never answers: no answer once the wait is over.
+    const silent = await raw();
+    const waited = performance.now();
+    expect(await a.probe('gw-b', LEASE, { address: '127.0.0.1', port: silent.port })).toBe('no-answer');
+    expect(performance.now() - waited).toBeGreaterThanOrEqual(PROBE_WAIT_MS - 5);
+    expect(silent.got).toHaveLength(3);
+    expect(a.stats).toMatchObject({ unanswered: 5, unreachable: 1 });
+    expect(a.outstanding).toBe(0);
     // An address of the other IP family: no ping could reach it, so the probe decides nothing.
     const sent = a.stats.pingsSent;
-    expect(await a.probe('gw-b', LEASE, { address: '::1', port: 4501 })).toBe('other-family');
+    expect(await a.probe('gw-b', LEASE, { address: '::1', port: 4501 })).toBe('not-probed');
     expect(a.stats.pingsSent).toBe(sent);
+  });
+
+  test('closing ends the probes under way as closed (nothing decided)', async () => {
+    const a = await probeNode('gw-a', '1');
+    const r = await raw();
+    const probing = a.probe('gw-b', LEASE, { address: '127.0.0.1', port: r.port });
+    await waitFor(() => (r.got.length >= 1 ? true : undefined), { timeoutMs: 2000, message: 'the first ping' });
+    a.close();
+    expect(await probing).toBe('closed');
+    expect(a.stats).toMatchObject({ answered: 0, unanswered: 0 });
+    expect(await a.probe('gw-b', LEASE, { address: '127.0.0.1', port: r.port })).toBe('closed');
   });
 
   test('a replayed pong and a late one find no nonce; a replayed ping is not answered twice', async () => {

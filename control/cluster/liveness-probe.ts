@@ -27,7 +27,10 @@
 // joined again names another lease. Pings are answered at most
 // PONG_BURST at once and PONGS_PER_SECOND on average (more: dropped
 // unanswered, counted as refused), and a ping seen before (a replay) is
-// dropped; nothing unauthenticated is answered at all.
+// dropped; nothing unauthenticated is answered at all. A probe's pings
+// leave from a socket of their own connected to the target, so an ICMP port
+// unreachable (the host is up, nothing listens: the gateway is gone) ends
+// it at once as no answer instead of after PROBE_WAIT_MS.
 //
 // Owner: the main thread (the cluster node).
 import { createSocket, type Socket } from 'node:dgram';
@@ -162,11 +165,12 @@ export interface ProbeTarget {
 
 /**
  * 'answered': a valid pong from the member under the lease expected;
- * 'other-family': its address is of the other IP family than ours (no ping
- * could reach it: decide nothing on it); 'closed': the probe stopped first
- * (decide nothing).
+ * 'no-answer': none within PROBE_WAIT_MS, or an ICMP port unreachable;
+ * 'not-probed': no ping could be sent (its address of the other IP family
+ * than ours, no socket for the probe): decide nothing on it; 'closed': the
+ * probe stopped first (decide nothing).
  */
-export type ProbeOutcome = 'answered' | 'no-answer' | 'other-family' | 'closed';
+export type ProbeOutcome = 'answered' | 'no-answer' | 'not-probed' | 'closed';
 
 /** The counts `ikeclone status --json` shows (control/status.ts), every drop reason named. */
 export interface LivenessProbeStats extends LivenessProbeCounts {
@@ -202,6 +206,7 @@ export class LivenessProbe {
     pongsSent: 0,
     answered: 0,
     unanswered: 0,
+    unreachable: 0,
     refused: 0,
     sendErrors: 0,
     drops: { badLength: 0, badMagic: 0, badVersion: 0, badMac: 0, malformed: 0, unknownNonce: 0, otherNode: 0, otherLease: 0, replayedPing: 0 },
@@ -210,6 +215,8 @@ export class LivenessProbe {
   private bound: ProbeTarget | undefined;
   /** Outstanding pings by nonce (hex). */
   private readonly pending = new Map<string, Pending>();
+  /** Probes under way. */
+  private readonly probing = new Set<Pending>();
   private readonly seenPings = new Set<string>();
   private readonly limit: RateLimit;
   private closed = false;
@@ -246,49 +253,67 @@ export class LivenessProbe {
 
   /** Probes waiting for an answer now. */
   get outstanding(): number {
-    return new Set(this.pending.values()).size;
+    return this.probing.size;
   }
 
   /**
    * Ask `node` at `target` whether it is alive under `leaseId`: PINGS_PER_PROBE
-   * pings PING_INTERVAL_MS apart, each with its own nonce; answered at the
-   * first valid pong, else no answer PROBE_WAIT_MS after the first ping.
+   * pings PING_INTERVAL_MS apart, each with its own nonce, from a socket of
+   * their own on our cluster address connected to the target, so that an ICMP
+   * port unreachable (nothing listens there: the gateway is gone) ends the
+   * probe at once as no answer; answered at the first valid pong, else no
+   * answer PROBE_WAIT_MS after the first ping.
    */
   probe(node: string, leaseId: string, target: ProbeTarget): Promise<ProbeOutcome> {
-    const socket = this.socket;
-    if (!socket || this.closed) return Promise.resolve('closed');
-    if (isIPv6(target.address) !== isIPv6(this.opts.address)) return Promise.resolve('other-family');
+    if (!this.socket || this.closed) return Promise.resolve('closed');
+    if (isIPv6(target.address) !== isIPv6(this.opts.address)) return Promise.resolve('not-probed');
     return new Promise<ProbeOutcome>((resolve) => {
+      const socket = createSocket({ type: isIPv6(this.opts.address) ? 'udp6' : 'udp4' });
       const timers: NodeJS.Timeout[] = [];
+      let sent = false;
       const p: Pending = {
         node,
         leaseId,
         nonces: [],
         done: (outcome) => {
+          if (!this.probing.delete(p)) return;
           for (const t of timers) clearTimeout(t);
           for (const n of p.nonces) this.pending.delete(n);
+          socket.close();
           if (outcome === 'answered') this.stats.answered++;
           else if (outcome === 'no-answer') this.stats.unanswered++;
           resolve(outcome);
         },
       };
+      this.probing.add(p);
+      socket.on('error', (err: NodeJS.ErrnoException) => {
+        if (err.code === 'ECONNREFUSED') {
+          this.stats.unreachable++;
+          return p.done('no-answer');
+        }
+        this.stats.sendErrors++;
+        // No socket to ping from (bind or connect failed): nothing was asked, so nothing is decided.
+        if (!sent) p.done('not-probed');
+      });
+      socket.on('message', (msg) => this.received(msg, target.address, target.port, 'pong only'));
       const ping = () => {
-        if (this.closed) return;
         const nonce = randomBytes(PROBE_NONCE_LENGTH);
         p.nonces.push(nonce.toString('hex'));
         this.pending.set(nonce.toString('hex'), p);
-        this.send(encodeProbe(this.opts.key, { type: 'ping', node: this.opts.node, nonce, leaseId: '0' }), target.address, target.port);
+        socket.send(encodeProbe(this.opts.key, { type: 'ping', node: this.opts.node, nonce, leaseId: '0' }), (err) => {
+          if (err) this.stats.sendErrors++;
+        });
         this.stats.pingsSent++;
       };
-      ping();
-      for (let i = 1; i < PINGS_PER_PROBE; i++) timers.push(setTimeout(ping, i * PING_INTERVAL_MS));
-      timers.push(setTimeout(() => p.done('no-answer'), PROBE_WAIT_MS));
-    });
-  }
-
-  private send(bytes: Buffer, address: string, port: number): void {
-    this.socket?.send(bytes, port, address, (err) => {
-      if (err) this.stats.sendErrors++;
+      socket.bind(0, this.opts.address, () => {
+        socket.connect(target.port, target.address, () => {
+          if (!this.probing.has(p)) return;
+          sent = true;
+          ping();
+          for (let i = 1; i < PINGS_PER_PROBE; i++) timers.push(setTimeout(ping, i * PING_INTERVAL_MS));
+          timers.push(setTimeout(() => p.done('no-answer'), PROBE_WAIT_MS));
+        });
+      });
     });
   }
 
@@ -297,7 +322,7 @@ export class LivenessProbe {
   }
 
   /** A datagram on our socket: untrusted, decoded, then a ping answered or a pong matched. */
-  private received(bytes: Buffer, address: string, port: number): void {
+  private received(bytes: Buffer, address: string, port: number, only?: 'pong only'): void {
     const d = decodeProbe(this.opts.key, bytes);
     if (!d.ok) return this.drop(d.error);
     const msg = d.value;
@@ -309,6 +334,8 @@ export class LivenessProbe {
       if (msg.leaseId !== p.leaseId) return this.drop('otherLease');
       return p.done('answered');
     }
+    // A ping on a probe's own socket: not where we answer.
+    if (only) return this.drop('unknownNonce');
     if (this.seenPings.has(nonce)) return this.drop('replayedPing');
     this.seenPings.add(nonce);
     if (this.seenPings.size > SEEN_PINGS) this.seenPings.delete(this.seenPings.values().next().value!);
@@ -316,7 +343,9 @@ export class LivenessProbe {
       this.stats.refused++;
       return;
     }
-    this.send(encodeProbe(this.opts.key, { type: 'pong', node: this.opts.node, nonce: msg.nonce, leaseId: this.opts.leaseId() }), address, port);
+    this.socket?.send(encodeProbe(this.opts.key, { type: 'pong', node: this.opts.node, nonce: msg.nonce, leaseId: this.opts.leaseId() }), port, address, (err) => {
+      if (err) this.stats.sendErrors++;
+    });
     this.stats.pongsSent++;
   }
 
@@ -324,7 +353,7 @@ export class LivenessProbe {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    for (const p of new Set(this.pending.values())) p.done('closed');
+    for (const p of [...this.probing]) p.done('closed');
     this.socket?.close();
     this.socket = undefined;
   }

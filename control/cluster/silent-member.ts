@@ -370,7 +370,7 @@ export class SilentMembers {
     if (!s.probe) return notProbed('announces no probe port (an older version)');
     const outcome = await this.opts.probe.probe(s.node, s.leaseId, s.probe);
     if (outcome === 'closed' || this.stopped) return;
-    if (outcome === 'other-family') return notProbed('announces a probe address of the other IP family than ours');
+    if (outcome === 'not-probed') return notProbed('could not be probed (its probe address of the other IP family than ours, or no socket for the probe)');
     if (outcome === 'answered') {
       this.stats.spared++;
       this.episodes.add(s.node);

@@ -31,6 +31,7 @@ import type { IkeContext } from '../ike/context.js';
 import type { IkeSa } from '../ike/ike-sa.js';
 import { arrivalRequestCount, type ArrivalResult, type TransferAmendment } from '../ike/sa-transfer.js';
 import { resyncMarks } from '../ike/request-resync.js';
+import { staleDeleteCount } from './arrival-draw.js';
 import type { Logger } from '../log.js';
 import type { ArrivalOrigin, CloneHandoff, CloneOwner } from './handoff.js';
 import type { MemberInfo } from './membership.js';
@@ -228,7 +229,8 @@ export class CloneFailover extends EventEmitter<FailoverEvents> {
   private resyncAmendment(peerStays?: boolean): TransferAmendment {
     return (was) => {
       const children = this.opts.engine.policy(was.conn)?.children.length ?? 0;
-      const marks = resyncMarks(was.nextRequestId, was.fencedNextRequestId ?? was.nextRequestId, arrivalRequestCount(was.children.length, children));
+      // An unfinished arrival's SPI draw is one Delete more (arrival-draw.ts), not for a clone sent back.
+      const marks = resyncMarks(was.nextRequestId, was.fencedNextRequestId ?? was.nextRequestId, arrivalRequestCount(staleDeleteCount(was, peerStays === true), children));
       return peerStays ? { ...marks, peerStays } : marks;
     };
   }

@@ -266,7 +266,9 @@ export class ClusterNode {
     await this.pools.start(engine.policies.flatMap((p) => p.pools));
     this.members = await m.members();
     m.on('members-changed', () => this.refreshMembers());
-    this.handoff = await new CloneHandoff({ engine, client: m.client, key: this.key, cluster: c.name, node: c.node, address: c.address, log: this.log, ...(c.admitArrivalChild ? { admitChild: (sa: IkeSa) => this.childAdmission.admitOwn(sa) } : {}) }).start();
+    // The members as last read name the SPI prefix of the node a clone is handed to (arrival-draw.ts).
+    const spiPrefixes = { spiPrefix: this.spiPrefix, spiPrefixOf: (n: string) => this.members.find((x) => x.node === n)?.spiPrefix };
+    this.handoff = await new CloneHandoff({ engine, client: m.client, key: this.key, cluster: c.name, node: c.node, address: c.address, log: this.log, ...spiPrefixes, ...(c.admitArrivalChild ? { admitChild: (sa: IkeSa) => this.childAdmission.admitOwn(sa) } : {}) }).start();
     const handoff = this.handoff;
     this.answers = new AnswerFence({ owns: (sa) => handoff.owns(sa), lease: this.leaseClock, log: this.log });
     this.writeAhead = new AnswerWriteAhead({ records: handoff, lease: this.leaseClock, log: this.log });

@@ -19,6 +19,7 @@ import type { IkeEngine, IkeEngineOptions } from '../../control/ike/engine.js';
 import type { IkeSa } from '../../control/ike/ike-sa.js';
 import { silentLogger, type Logger } from '../../control/log.js';
 import type { MemoryWire } from './peers.js';
+import { NODE_SPI_PREFIX } from './cluster-peers.js';
 import { startEtcd, type EtcdServer } from './etcd.js';
 import { requirePrereqs } from './prereq.js';
 
@@ -55,7 +56,7 @@ export function newEtcdClient(env: ClusterTestEnv): Etcd3 {
 }
 
 /** What a node's engine asks of its cluster node, by node name (set once the node has started). */
-export type NodeHooks = Map<string, { handoff: CloneHandoff; writeAhead?: AnswerWriteAhead }>;
+export type NodeHooks = Map<string, { handoff: CloneHandoff; writeAhead?: AnswerWriteAhead; spiPrefix?: number }>;
 
 /** The engine options of node `name`: its requests fenced, its answers written ahead (control/cluster/node.ts). */
 export function engineHooks(hooks: NodeHooks, name: string): Partial<IkeEngineOptions> {
@@ -99,10 +100,12 @@ export async function startNode(env: ClusterTestEnv, clusterName: string, key: C
     log,
     client,
   });
-  const handoff = new CloneHandoff({ engine, client, key, cluster: clusterName, node: name, address, log });
+  // As a gateway's cluster node does: its own SPI prefix, and the other nodes' (a handoff draws the new node's Child SA SPI).
+  const spiPrefix = NODE_SPI_PREFIX[address];
+  const handoff = new CloneHandoff({ engine, client, key, cluster: clusterName, node: name, address, log, ...(spiPrefix !== undefined && { spiPrefix }), spiPrefixOf: (n) => hooks.get(n)?.spiPrefix });
   const lease = new LeaseClock(membership.lease, 1000, joinStartedAt);
   const writeAhead = new AnswerWriteAhead({ records: handoff, lease: opts.lease ?? lease, log });
-  hooks.set(name, { handoff, writeAhead });
+  hooks.set(name, { handoff, writeAhead, ...(spiPrefix !== undefined && { spiPrefix }) });
   await handoff.start();
   const shared = { engine, client, cluster: clusterName, node: name, handoff, log };
   const failover = new CloneFailover({ ...shared, key, staggerMs: 400 });

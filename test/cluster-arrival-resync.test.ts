@@ -28,7 +28,7 @@ import { decodeMessage } from '../control/wire/message.js';
 import { espSpiNode } from '../io/spi-layout.js';
 import type { Datagram } from '../control/ike/transport.js';
 import { CLIENT, NODE_A, NODE_B, NODE_C, cluster, drive } from './support/cluster-peers.js';
-import { engineHooks, killNode, newEtcdClient, startNode, useClusterEtcd, type NodeHooks } from './support/cluster-nodes.js';
+import { engineHooks, killNode, newEtcdClient, readRecordState, startNode, useClusterEtcd, type NodeHooks } from './support/cluster-nodes.js';
 import { sameSa } from './support/mobike-peers.js';
 import { interopTest } from './support/prereq.js';
 import { arrivalSpiCandidates, type ArrivalSpiDraw } from '../control/ike/arrival-spi.js';
@@ -46,14 +46,9 @@ function kind(d: Datagram): { exchange: number; response: boolean } | undefined 
 
 /** The SPI draw in the clone's record as sealed for `owner` at `epoch` (the handoff's, or the owner's own write since). */
 async function recordedDraw(s: { name: string; key: ClusterKey }, epoch: number, owner: string): Promise<ArrivalSpiDraw> {
-  const k = cloneKeys(s.name, 'a.1', 1);
-  const sealed = await newEtcdClient(env).get(k.record).buffer();
-  const opened = s.key.open({ keyPath: k.record, epoch, owner }, new Uint8Array(sealed!));
-  if (!opened.ok) throw new Error(opened.error);
-  const record = decodeTransferRecord(opened.value);
-  if (!record.ok) throw new Error(record.error);
-  expect(record.value.state.arrivalSpis).toBeDefined();
-  return record.value.state.arrivalSpis!;
+  const state = await readRecordState(env, s.name, s.key, 'a.1', 1, epoch, owner);
+  expect(state.arrivalSpis).toBeDefined();
+  return state.arrivalSpis!;
 }
 
 /** An outbound SPD (dataplane/spd.ts) over the client's installed Child SAs, as its data plane would hold it. */

@@ -129,6 +129,9 @@ const unhex = (s: string) => new Uint8Array(Buffer.from(s, 'hex'));
 export function snapshotIkeSa(ctx: IkeContext, sa: IkeSa, family: string, over: { nextRequestId?: number; fencedNextRequestId?: number; arrivalSpis?: ArrivalSpiDraw } = {}): Uint8Array {
   const keys = sa.keys!;
   const suite = sa.suite!;
+  const children = sa.children.filter((c) => c.state !== 'deleted');
+  // An arrival's draw stays in the record until its Child SAs are up and named here (the write at child-up).
+  const draw = over.arrivalSpis ?? (sa.arrivalSpis && children.length < sa.arrivalSpis.random.length ? sa.arrivalSpis : undefined);
   const state: TransferState = {
     v: TRANSFER_VERSION,
     family,
@@ -166,8 +169,8 @@ export function snapshotIkeSa(ctx: IkeContext, sa: IkeSa, family: string, over: 
     peerFragmentation: sa.peerFragmentation,
     ...(sa.fragmentSize !== undefined && { fragmentSize: sa.fragmentSize }),
     ageMs: ctx.clock.now() - (sa.establishedAt ?? sa.createdAt),
-    children: sa.children.filter((c) => c.state !== 'deleted').map((c: ChildSa) => ({ name: c.name, spiIn: c.spiIn, spiOut: c.spiOut })),
-    ...((over.arrivalSpis ?? sa.arrivalSpis) && { arrivalSpis: over.arrivalSpis ?? sa.arrivalSpis }),
+    children: children.map((c: ChildSa) => ({ name: c.name, spiIn: c.spiIn, spiOut: c.spiOut })),
+    ...(draw && { arrivalSpis: draw }),
   };
   const json = new TextEncoder().encode(JSON.stringify(state));
   const head = new Uint8Array(4);

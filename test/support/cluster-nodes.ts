@@ -14,7 +14,8 @@ import { LeaseClock } from '../../control/cluster/answer-fence.js';
 import { AnswerWriteAhead } from '../../control/cluster/answer-write-ahead.js';
 import { etcdClient } from '../../control/cluster/etcd-client.js';
 import type { ClusterKey } from '../../control/cluster/seal.js';
-import type { ArrivalResult } from '../../control/ike/sa-transfer.js';
+import { decodeTransferRecord, type ArrivalResult, type TransferState } from '../../control/ike/sa-transfer.js';
+import { cloneKeys } from '../../control/cluster/reassign.js';
 import type { IkeEngine, IkeEngineOptions } from '../../control/ike/engine.js';
 import type { IkeSa } from '../../control/ike/ike-sa.js';
 import { silentLogger, type Logger } from '../../control/log.js';
@@ -149,4 +150,18 @@ export async function killNode(wire: MemoryWire, n: ClusterTestNode): Promise<vo
   await stopNode(n);
   n.membership.lease.release(); // no more keep-alives, as after kill -9
   n.client.close();
+}
+
+/** The state of clone (family, index)'s record in etcd, opened as sealed for `owner` at `epoch`. */
+export async function readRecordState(env: ClusterTestEnv, cluster: string, key: ClusterKey, family: string, index: number, epoch: number, owner: string): Promise<TransferState> {
+  const k = cloneKeys(cluster, family, index);
+  const client = newEtcdClient(env);
+  const sealed = await client.get(k.record).buffer();
+  client.close();
+  if (!sealed) throw new Error(`no record at ${k.record}`);
+  const opened = key.open({ keyPath: k.record, epoch, owner }, new Uint8Array(sealed));
+  if (!opened.ok) throw new Error(opened.error);
+  const record = decodeTransferRecord(opened.value);
+  if (!record.ok) throw new Error(record.error);
+  return record.value.state;
 }

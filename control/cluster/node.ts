@@ -230,7 +230,7 @@ export class ClusterNode {
       lease: this.leaseLost === undefined ? 'held' : 'lost',
       leaseLostReason: this.leaseLost ?? null,
       clones: (this.handoff?.ownedClones() ?? []).map((o) => ({ ike: o.sa.id, family: o.family, index: o.index, epoch: o.epoch })),
-      handoff: { handedOff: h?.handedOff ?? 0, arrived: h?.arrived ?? 0, refused, fenced: h?.fenced ?? 0, writes: h?.writes ?? 0 },
+      handoff: { handedOff: h?.handedOff ?? 0, arrived: h?.arrived ?? 0, refused, fenced: h?.fenced ?? 0, writes: h?.writes ?? 0, ...(h?.arrivalSpiMisses ? { arrivalSpiMisses: h.arrivalSpiMisses } : {}) },
       answers: { ...(this.writeAhead?.stats ?? { held: 0, sent: 0, discarded: 0, dropped: 0, unanswered: 0 }) },
       lastArrival: this.handoff?.lastArrival ?? null,
       failover: { ...(this.failover?.stats ?? { claimed: 0, lost: 0, failed: 0, returned: 0 }) },

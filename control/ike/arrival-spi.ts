@@ -24,12 +24,13 @@
 //   the random part but not the worker: it names every worker index, 64
 //   SPIs per random part, in one Delete payload (§3.11: one payload carries
 //   several SPIs; §1.4.1: a peer ignores SPIs it has no SA for). Chosen:
-//   the record grows by a few bytes, and only a takeover sends the Delete.
+//   the record grows by a few bytes, and only a takeover sends the Delete
+//   (with two alternatives, below: 128 SPIs, 512 bytes, per Child SA).
 //
 // A collision (the composed SPI is in use on that worker, or reserved): B
-// tries ALTERNATES fixed alternatives of the random part (r, r xor 1, ...),
-// all in the candidate set, on the same worker; only when all are taken
-// (probability (n / 2^18)^ALTERNATES for n SPIs on that worker: about 1e-3
+// tries the ARRIVAL_SPI_ALTERNATES fixed alternatives of the random part
+// (r, r xor 1), all in the candidate set, on the same worker; only when all
+// are taken (probability (n / 2^18)^2 for n SPIs on that worker: about 1e-3
 // at n = 8000) does it draw a fresh SPI, which no claimant can name. That
 // miss is not written to etcd (a write only then would still stall that
 // arrival); it is counted (HandoffStats.arrivalSpiMisses) and logged with

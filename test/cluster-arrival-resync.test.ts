@@ -283,6 +283,40 @@ describe('a second takeover', () => {
   }, 180_000);
 });
 
+describe('a claimant that dies during its own arrival', () => {
+  interopTest('the client processed the claimant\'s CREATE_CHILD_SA (its answer lost): the next claimant deletes that Child SA by the SPI the claim drew', ['etcd'], async () => {
+    // b's requests never reach the client; the client's answer to c's CREATE_CHILD_SA never reaches c.
+    const s = await handedToB('k', (d) =>
+      (d.local.address === NODE_B && d.remote.address === CLIENT) ||
+      (d.local.address === CLIENT && d.remote.address === NODE_C && kind(d)?.exchange === ExchangeType.CREATE_CHILD_SA && kind(d)!.response),
+    );
+    await drive(s.wire, () => s.onB.nextRequestId > s.first, 'b\'s path test (lost)');
+    await killNode(s.wire, s.b);
+    await drive(
+      s.wire,
+      () => s.clientClone.remote.address === NODE_C && !s.clientClone.outstanding && s.clientClone.children.some((ch) => ch.state === 'installed' && espSpiNode(ch.spiOut) === 3),
+      'the client\'s Child SA with c',
+      60_000,
+    );
+    const orphan = s.clientClone.children.find((ch) => ch.state === 'installed' && espSpiNode(ch.spiOut) === 3)!;
+    // c's SPI is one its claim's transaction drew for it.
+    const draw = await recordedDraw(s, 2, 'c');
+    expect(draw.node).toBe(3);
+    expect(arrivalSpiCandidates(draw)).toContain(orphan.spiOut);
+    await killNode(s.wire, s.c);
+    s.a.failover.start();
+    await drive(s.wire, () => s.a.arrivals.some((x) => x.result.ok) && s.clientClone.remote.address === NODE_A, 'the takeover by a', 60_000);
+    const arrival = s.a.arrivals.find((x) => x.result.ok)!;
+    expect(arrival.result.ok && arrival.result.orphanSpisDeleted).toBeGreaterThanOrEqual(arrivalSpiCandidates(draw).length);
+    expect(s.peerDead).toEqual([]);
+    expect(orphan.state).toBe('deleted');
+    // The client's SAD holds, for this IKE SA, a's Child SA only.
+    const sad = [...s.client.childrenBySpi.values()].filter((ch) => ch.ike === s.clientClone);
+    expect(sad.map((ch) => espSpiNode(ch.spiOut))).toEqual([1]);
+    expect(arrival.sa.nextRequestId).toBe(s.clientClone.peerRequestId);
+  }, 180_000);
+});
+
 describe('a clone sent back after a failed path test', () => {
   interopTest('the node it goes back to probes for the client\'s next ID before its own path test', ['etcd'], async () => {
     // b cannot reach the client: its path test fails and the clone goes back to a.
@@ -319,7 +353,9 @@ describe('the claim\'s transaction', () => {
     // Probes N..N+2, then the address list, one Delete (no stale Child SA: b had none, but the record holds the
     // SPI draw of b's unfinished arrival, whose Child SA the client may hold) and one CREATE_CHILD_SA.
     expect(record.value.state).toMatchObject({ nextRequestId: N, resyncThrough: N + 2, fencedNextRequestId: N + 2 + 1 + 3 });
-    expect(record.value.state.arrivalSpis?.node).toBe(2);
+    // The claim drew c's own Child SA SPI, and keeps b's draw for deletion.
+    expect(record.value.state.arrivalSpis?.node).toBe(3);
+    expect(record.value.state.orphanSpis?.map((d) => d.node)).toEqual([2]);
     // No probe is answered (c cannot reach the client): a failed path test after a takeover, the clone's keys go.
     await drive(s.wire, () => s.c.arrivals.length > 0, 'c\'s arrival to fail', 60_000);
     expect(s.c.arrivals[0]!.result).toMatchObject({ ok: false, step: 'path-test' });

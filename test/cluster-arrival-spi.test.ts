@@ -2,12 +2,12 @@
 // control/cluster/arrival-draw.ts, architecture §8): the candidates a
 // takeover names, the new node's use of the draw and its fixed alternatives
 // when an SPI is taken, the count when all are, and records that carry a
-// malformed draw. Engines in memory (a client, nodes a and b); a real etcd
+// malformed draw (a claimant's draws are in cluster-arrival-resync.test.ts). Engines in memory (a client, nodes a and b); a real etcd
 // for the handoffs (prerequisite 'etcd').
 import { describe, expect, test } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { ClusterKey } from '../control/cluster/seal.js';
-import { ARRIVAL_SPI_ALTERNATES, arrivalSpiCandidates, arrivalSpiChoices, drawArrivalSpis, MAX_ARRIVAL_SPIS } from '../control/ike/arrival-spi.js';
+import { ARRIVAL_SPI_ALTERNATES, arrivalSpiCandidates, arrivalSpiChoices, drawArrivalSpis, MAX_ARRIVAL_SPIS, MAX_ORPHAN_DRAWS } from '../control/ike/arrival-spi.js';
 import { amendTransferRecord, snapshotIkeSa } from '../control/ike/sa-transfer.js';
 import { composeEspSpi, espSpiNode, MAX_SPI_WORKERS, SPI_RANDOM_BITS } from '../io/spi-layout.js';
 import { cluster, drive, NODE_A, NODE_B } from './support/cluster-peers.js';
@@ -60,6 +60,10 @@ describe('the draw and its candidates', () => {
     expect(amendTransferRecord(record(), { arrivalSpis: { ...good, random: [2 ** SPI_RANDOM_BITS] } })).toMatchObject({ ok: false });
     expect(amendTransferRecord(record(), { arrivalSpis: { ...good, random: Array.from({ length: MAX_ARRIVAL_SPIS + 1 }, () => 1) } })).toMatchObject({ ok: false });
     expect(amendTransferRecord(record(), { arrivalSpis: { ...good, firstRequestId: -1 } })).toMatchObject({ ok: false });
+    // Previous owners' draws: each checked, and at most MAX_ORPHAN_DRAWS of them.
+    expect(amendTransferRecord(record(), { orphanSpis: [good, { ...good, node: 3 }] })).toMatchObject({ ok: true });
+    expect(amendTransferRecord(record(), { orphanSpis: [{ ...good, random: [-1] }] })).toMatchObject({ ok: false });
+    expect(amendTransferRecord(record(), { orphanSpis: Array.from({ length: MAX_ORPHAN_DRAWS + 1 }, () => good) })).toMatchObject({ ok: false });
   });
 });
 

@@ -39,13 +39,14 @@ import type { ClusterKey } from './seal.js';
  * Request message IDs the handoff transaction fences for the importing node:
  * every request of its arrival (its address list, which is its path test
  * too, and one CREATE_CHILD_SA per Child SA of the connection; a handed-off
- * clone has no Child SA to delete), so none waits for a fencing write. If
+ * clone has no Child SA to delete, only, rarely, the SPI draws of an earlier
+ * unfinished arrival: arrival-draw.ts), so none waits for a fencing write. If
  * the importer dies before the client processed them all, a node taking the
  * clone over finds the client's next ID among them with probes
  * (ike/request-resync.ts) before it sends anything else.
  */
 export function handoffFencedRequests(sa: IkeSa): number {
-  return arrivalRequestCount(0, sa.policy.children.length);
+  return arrivalRequestCount(sa.orphanSpis?.length ?? 0, sa.policy.children.length);
 }
 
 /** How long the importing node waits for the peer's UPDATE_SA_ADDRESSES after its address list. */

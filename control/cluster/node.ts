@@ -274,7 +274,7 @@ export class ClusterNode {
     this.writeAhead = new AnswerWriteAhead({ records: handoff, lease: this.leaseClock, log: this.log });
     this.placement = new NodePlacement({ engine, handoff: this.handoff, node: c.node, members: () => m.members(), log: this.log }).start();
     const shared = { engine, client: m.client, cluster: c.name, node: c.node, handoff: this.handoff, log: this.log };
-    this.failover = new CloneFailover({ ...shared, key: this.key }).start();
+    this.failover = new CloneFailover({ ...shared, ...spiPrefixes, key: this.key }).start();
     this.rebalance = new CloneRebalance(shared).start();
     // A dead node's lease revoked once it is silent while etcd serves us: failover need not wait for etcd's lessor.
     if (c.suspectSilent === true) {

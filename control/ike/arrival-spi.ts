@@ -26,6 +26,9 @@
 //   several SPIs; §1.4.1: a peer ignores SPIs it has no SA for). Chosen:
 //   the record grows by a few bytes, and only a takeover sends the Delete
 //   (with two alternatives, below: 128 SPIs, 512 bytes, per Child SA).
+//   A claim's and a send-back's transaction draw the same way for the node
+//   they make owner (control/cluster/arrival-draw.ts), so a second death
+//   during an arrival is covered too.
 //
 // A collision (the composed SPI is in use on that worker, or reserved): B
 // tries the ARRIVAL_SPI_ALTERNATES fixed alternatives of the random part
@@ -53,6 +56,8 @@ import { composeEspSpi, MAX_SPI_NODES, MAX_SPI_WORKERS, SPI_RANDOM_BITS, type Sp
 export const ARRIVAL_SPI_ALTERNATES = 2;
 /** The most random parts a draw holds (one per Child SA of the connection). */
 export const MAX_ARRIVAL_SPIS = 16;
+/** The most draws of previous owners a record keeps for deletion (each a takeover during an arrival). */
+export const MAX_ORPHAN_DRAWS = 4;
 
 /** The random parts of an arriving node's Child SA SPIs, as the handoff record holds them. */
 export interface ArrivalSpiDraw {
@@ -85,6 +90,16 @@ export function arrivalSpiCandidates(draw: ArrivalSpiDraw): number[] {
   const out: number[] = [];
   for (const r of draw.random) for (let worker = 0; worker < MAX_SPI_WORKERS; worker++) out.push(...arrivalSpiChoices({ node: draw.node, worker }, r));
   return out;
+}
+
+/** What is wrong with a list of draws decoded from a record, or undefined. */
+export function orphanDrawsProblem(list: ArrivalSpiDraw[]): string | undefined {
+  if (!Array.isArray(list) || list.length > MAX_ORPHAN_DRAWS) return 'record orphan SPI draws invalid';
+  for (const d of list) {
+    const problem = arrivalSpiDrawProblem(d);
+    if (problem) return problem;
+  }
+  return undefined;
 }
 
 /** What is wrong with a draw decoded from a record, or undefined. */

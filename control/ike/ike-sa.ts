@@ -219,6 +219,8 @@ export class IkeSa {
    * arrival is done: a node taking over meanwhile deletes what they name.
    */
   arrivalSpis: ArrivalSpiDraw | undefined;
+  /** Previous owners' draws, kept in our records until our arrival deleted what they name (arrival-spi.ts). */
+  orphanSpis: ArrivalSpiDraw[] | undefined;
   readonly queue: InitiatorExchange[] = [];
   /** The last response we sent, for retransmitted requests (RFC 7296 §2.1). */
   lastResponse: CachedResponse | undefined;

@@ -68,10 +68,11 @@
 // the peer's inbound SPI of that Child SA. It is reported (orphanChildSpis),
 // and so is the lowest ID answered (lowest): a Delete names the SPI its
 // sender receives with (RFC 7296 §1.4.1, §3.11), the dead node's, which only
-// its request carried; when the handoff drew that SPI's random part, the new
-// owner deletes every SPI the dead node may have used, once these probes
-// have made the message IDs line up, and only if the peer had processed
-// that request (lowest above its ID, or its response cached: arrival-spi.ts).
+// its request carried; when the transaction that made the dead node owner
+// drew that SPI's random part, the new owner deletes every SPI the dead
+// node may have used, once these probes have made the message IDs line up,
+// and only if the peer had processed that request (lowest above its ID, or
+// its response cached: arrival-spi.ts).
 // Without such a draw the peer keeps that Child SA until it rekeys it, which
 // the new owner answers CHILD_SA_NOT_FOUND (RFC 7296 §2.25); ESP on it
 // meanwhile is answered with INVALID_SPI (deletion.ts).

@@ -30,7 +30,7 @@ import type { Endpoint } from './transport.js';
 import { AddressListInitiator, RoutabilityCheckInitiator } from './exchanges/mobike.js';
 import { DeleteSpisInitiator } from './exchanges/delete.js';
 import { MAX_RESYNC_PROBES, resyncRequestIds } from './request-resync.js';
-import { arrivalSpiCandidates, arrivalSpiChoices, arrivalSpiDrawProblem, type ArrivalSpiDraw } from './arrival-spi.js';
+import { arrivalSpiCandidates, arrivalSpiChoices, arrivalSpiDrawProblem, orphanDrawsProblem, type ArrivalSpiDraw } from './arrival-spi.js';
 import { espSpiNode, espSpiWorker } from '../../io/spi-layout.js';
 
 export const TRANSFER_VERSION = 1;
@@ -106,6 +106,12 @@ export interface TransferState {
    * the record deletes what they may name at the client.
    */
   arrivalSpis?: ArrivalSpiDraw;
+  /**
+   * Draws of previous owners whose arrival did not finish (they died, or
+   * gave the clone back): the importer deletes at the peer what they may
+   * name (arrival-spi.ts), then its records drop them.
+   */
+  orphanSpis?: ArrivalSpiDraw[];
 }
 
 /** Why an IKE SA cannot move now; undefined when it can (CLUSTER design §2 preconditions). */
@@ -171,6 +177,7 @@ export function snapshotIkeSa(ctx: IkeContext, sa: IkeSa, family: string, over: 
     ageMs: ctx.clock.now() - (sa.establishedAt ?? sa.createdAt),
     children: children.map((c: ChildSa) => ({ name: c.name, spiIn: c.spiIn, spiOut: c.spiOut })),
     ...(draw && { arrivalSpis: draw }),
+    ...(sa.orphanSpis && { orphanSpis: sa.orphanSpis }),
   };
   const json = new TextEncoder().encode(JSON.stringify(state));
   const head = new Uint8Array(4);
@@ -257,10 +264,8 @@ function stateProblem(s: TransferState): string | undefined {
   if (range !== undefined && (!isInt(range) || range < s.nextRequestId || range - s.nextRequestId >= MAX_RESYNC_PROBES || !(range < (s.fencedNextRequestId ?? 0)))) {
     return 'record message ID range to resynchronise invalid';
   }
-  if (s.arrivalSpis !== undefined) {
-    const drawProblem = arrivalSpiDrawProblem(s.arrivalSpis);
-    if (drawProblem) return drawProblem;
-  }
+  const drawProblem = (s.arrivalSpis !== undefined ? arrivalSpiDrawProblem(s.arrivalSpis) : undefined) ?? (s.orphanSpis !== undefined ? orphanDrawsProblem(s.orphanSpis) : undefined);
+  if (drawProblem) return drawProblem;
   const lr = s.lastResponse;
   if (lr !== undefined && (!isInt(lr.messageId) || !isHex(lr.bytes) || !isHex(lr.requestDigest, 32))) return 'record last response invalid';
   for (const idf of [s.localId, s.peerId]) if (idf !== undefined && (!isInt(idf.idType, 255) || !isHex(idf.data))) return 'record identity invalid';
@@ -293,6 +298,7 @@ export function importIkeSa(ctx: IkeContext, record: TransferRecord, local: stri
   if (s.peerId) sa.peerId = { idType: s.peerId.idType, data: unhex(s.peerId.data) };
   // Kept in our records until the arrival is done, whoever's draw it is (completeArrival).
   sa.arrivalSpis = s.arrivalSpis;
+  sa.orphanSpis = s.orphanSpis;
   carryState(sa, s);
   try {
     // SK_pi/SK_pr stay behind (AUTH is done): empty here.
@@ -371,11 +377,11 @@ export interface ArrivalOptions {
   /** The handoff's draw for our own Child SAs (this node is the one it names, arrival-spi.ts). */
   spiDraw?: ArrivalSpiDraw;
   /**
-   * A previous owner's draw (it died, or restarted, during its arrival): the
-   * SPIs it names are deleted at the peer with the stale Child SAs, if the
-   * peer had processed that arrival's CREATE_CHILD_SA (arrival-spi.ts).
+   * Previous owners' draws (they died, or restarted, during their arrival):
+   * the SPIs each names are deleted at the peer with the stale Child SAs, if
+   * the peer had processed that arrival's CREATE_CHILD_SA (arrival-spi.ts).
    */
-  orphanDraw?: ArrivalSpiDraw;
+  orphanDraws?: readonly ArrivalSpiDraw[];
 }
 
 /** An admission of a Child SA the arrival creates; `settle` says whether it came up (a slot whose SA did not goes back). */
@@ -419,8 +425,7 @@ export async function completeArrival(ctx: IkeContext, sa: IkeSa, addresses: rea
     cachedChild = found.orphanChildSpis.length > 0;
   }
   // The previous owner's CREATE_CHILD_SA reached the peer: the SPIs its Child SA may have go with the stale ones.
-  const orphan = after.orphanDraw;
-  const orphanSpis = orphan && (peerExpected > orphan.firstRequestId || cachedChild) ? arrivalSpiCandidates(orphan) : [];
+  const orphanSpis = (after.orphanDraws ?? []).filter((d) => peerExpected > d.firstRequestId || cachedChild).flatMap(arrivalSpiCandidates);
   const staleChildSpis = [...(after.staleChildSpis ?? []), ...orphanSpis];
   void after.reserve?.(arrivalRequestCount(staleChildSpis.length, sa.policy.children.length));
   if (after.peerStays) {
@@ -438,6 +443,8 @@ export async function completeArrival(ctx: IkeContext, sa: IkeSa, addresses: rea
     if (!answered) return { ok: false, step: 'child', reason: 'the peer did not answer the Delete of the old Child SAs', steps };
     steps.staleDeleted = ctx.clock.now();
   }
+  // The previous owners' Child SAs are gone at the peer (or it never had them): our records drop their draws.
+  sa.orphanSpis = undefined;
   const children: ChildSa[] = [];
   /** Our Child SAs whose SPI the draw does not name (all its choices were taken). */
   const missed: number[] = [];
@@ -513,8 +520,9 @@ async function awaitPeerUpdate(ctx: IkeContext, sa: IkeSa, addresses: readonly s
 
 /** What a new owner's record changes: fields, or fields computed from the record as it was. */
 export type TransferAmendment =
-  | Partial<Pick<TransferState, 'nextRequestId' | 'peerStays' | 'resyncThrough' | 'fencedNextRequestId' | 'arrivalSpis'>>
-  | ((was: TransferState) => Partial<Pick<TransferState, 'nextRequestId' | 'peerStays' | 'resyncThrough' | 'fencedNextRequestId' | 'arrivalSpis'>>);
+  | Partial<Pick<TransferState, AmendedField>>
+  | ((was: TransferState) => Partial<Pick<TransferState, AmendedField>>);
+type AmendedField = 'nextRequestId' | 'peerStays' | 'resyncThrough' | 'fencedNextRequestId' | 'arrivalSpis' | 'orphanSpis';
 
 /**
  * A record for another owner, with some of its state replaced (message IDs,

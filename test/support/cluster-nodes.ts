@@ -109,7 +109,7 @@ export async function startNode(env: ClusterTestEnv, clusterName: string, key: C
   hooks.set(name, { handoff, writeAhead, ...(spiPrefix !== undefined && { spiPrefix }) });
   await handoff.start();
   const shared = { engine, client, cluster: clusterName, node: name, handoff, log };
-  const failover = new CloneFailover({ ...shared, key, staggerMs: 400 });
+  const failover = new CloneFailover({ ...shared, key, staggerMs: 400, ...(spiPrefix !== undefined && { spiPrefix }), spiPrefixOf: (n) => hooks.get(n)?.spiPrefix });
   if (opts.claims !== false) failover.start();
   const rebalance = new CloneRebalance({ ...shared, intervalMs: 1000, movesPerSecond: 5 });
   if (opts.rebalances !== false) rebalance.start();

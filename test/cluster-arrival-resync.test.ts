@@ -6,7 +6,10 @@
 // after the client processed none of its requests, only its path test, or
 // its path test and its CREATE_CHILD_SA; c takes the clone over, and the
 // client accepts c's requests in all three cases without its DPD firing.
-// Before the probes, the first two cases lost the clone (c started above the
+// In the third, the client held a Child SA with b that no record named: c
+// deletes it by the SPIs the handoff drew for b (control/ike/arrival-spi.ts)
+// once its probes are answered, and the client's traffic for those selectors
+// no longer goes to b. Before the probes, the first two cases lost the clone (c started above the
 // ID the client expected and the client dropped its requests: shown below
 // with the claim as it was made before). Also: a claimant that dies after its
 // probes (the next one probes the range its transaction named), a clone sent
@@ -25,9 +28,13 @@ import { decodeMessage } from '../control/wire/message.js';
 import { espSpiNode } from '../io/spi-layout.js';
 import type { Datagram } from '../control/ike/transport.js';
 import { CLIENT, NODE_A, NODE_B, NODE_C, cluster, drive } from './support/cluster-peers.js';
-import { engineHooks, killNode, newEtcdClient, startNode, useClusterEtcd, type NodeHooks } from './support/cluster-nodes.js';
+import { engineHooks, killNode, newEtcdClient, readRecordState, startNode, useClusterEtcd, type NodeHooks } from './support/cluster-nodes.js';
 import { sameSa } from './support/mobike-peers.js';
 import { interopTest } from './support/prereq.js';
+import { arrivalSpiCandidates, type ArrivalSpiDraw } from '../control/ike/arrival-spi.js';
+import type { ChildSa } from '../control/ike/ike-sa.js';
+import { Spd } from '../dataplane/spd.js';
+import { familyKey, type SaRecord } from '../dataplane/sad.js';
 
 const env = useClusterEtcd();
 
@@ -35,6 +42,38 @@ const env = useClusterEtcd();
 function kind(d: Datagram): { exchange: number; response: boolean } | undefined {
   const m = decodeMessage(d.bytes);
   return m.ok ? { exchange: m.value.header.exchangeType, response: (m.value.header.flags & HeaderFlag.RESPONSE) !== 0 } : undefined;
+}
+
+/** The SPI draw in the clone's record as sealed for `owner` at `epoch` (the handoff's, or the owner's own write since). */
+async function recordedDraw(s: { name: string; key: ClusterKey }, epoch: number, owner: string): Promise<ArrivalSpiDraw> {
+  const state = await readRecordState(env, s.name, s.key, 'a.1', 1, epoch, owner);
+  expect(state.arrivalSpis).toBeDefined();
+  return state.arrivalSpis!;
+}
+
+/** An outbound SPD (dataplane/spd.ts) over the client's installed Child SAs, as its data plane would hold it. */
+function clientSpd(children: ChildSa[]): Spd {
+  const spd = new Spd();
+  for (const ch of children.filter((c) => c.state === 'installed')) {
+    spd.add({ id: ch.id, familyKey: familyKey(ch.localTs, ch.remoteTs), localTs: ch.localTs, remoteTs: ch.remoteTs, spiOut: ch.spiOut, outbound: true, perResource: false } as unknown as SaRecord);
+  }
+  return spd;
+}
+
+/** The SAs `spd` picks for 200 UDP flows within `child`'s selectors (ports varied: the flow hash spreads them). */
+function flowsThrough(spd: Spd, child: ChildSa): SaRecord[] {
+  const out: SaRecord[] = [];
+  for (let flow = 0; flow < 200; flow++) {
+    const p = new Uint8Array(28);
+    p[0] = 0x45; p[3] = 28; p[8] = 64; p[9] = 17; p[25] = 8;
+    p.set(child.localTs[0]!.startAddress, 12);
+    p.set(child.remoteTs[0]!.startAddress, 16);
+    p[20] = 0x27; p[21] = flow; p[23] = 53;
+    const picked = spd.lookup(p);
+    if (typeof picked === 'string') throw new Error(`no SA for flow ${flow}: ${picked}`);
+    out.push(picked);
+  }
+  return out;
 }
 
 /**
@@ -100,6 +139,8 @@ describe('a takeover after the new node died during its arrival', () => {
     expect(onC.nextRequestId).toBe(N + 3 + 2 + 1);
     const arrival = s.c.arrivals.find((x) => x.result.ok)!;
     expect(arrival.result.steps.resync).toBeDefined();
+    // The client never processed b's CREATE_CHILD_SA: no Delete of the SPIs b's draw names.
+    expect(arrival.result.ok && arrival.result.orphanSpisDeleted).toBeUndefined();
   }, 120_000);
 
   interopTest('the client processed the dead node\'s path test only: the probes find the ID after it', ['etcd'], async () => {
@@ -113,11 +154,15 @@ describe('a takeover after the new node died during its arrival', () => {
     );
     expect(s.clientClone.peerRequestId).toBe(N + 1);
     const onC = await takenOverByC(s);
-    expect(s.c.arrivals.find((x) => x.result.ok)!.result.steps.resync).toBeDefined();
+    const arrival = s.c.arrivals.find((x) => x.result.ok)!.result;
+    expect(arrival.steps.resync).toBeDefined();
     expect(onC.nextRequestId).toBeGreaterThan(N + 2);
+    // The client's next ID was b's CREATE_CHILD_SA's: it never processed it, so nothing of b's draw is deleted.
+    expect(arrival.ok && arrival.orphanSpisDeleted).toBeUndefined();
+    expect(arrival.steps.staleDeleted).toBeUndefined();
   }, 120_000);
 
-  interopTest('the client processed the dead node\'s path test and CREATE_CHILD_SA (its answer lost): the probes find the ID after both', ['etcd'], async () => {
+  interopTest('the client processed the dead node\'s path test and CREATE_CHILD_SA (its answer lost): the probes find the ID after both, and the new owner deletes that Child SA by the SPI the handoff drew', ['etcd'], async () => {
     // The client's answer to b's CREATE_CHILD_SA never reaches b: b dies before it writes that Child SA down.
     const s = await handedToB('c', (d) => d.local.address === CLIENT && d.remote.address === NODE_B && kind(d)?.exchange === ExchangeType.CREATE_CHILD_SA && kind(d)!.response);
     const N = s.first;
@@ -129,11 +174,29 @@ describe('a takeover after the new node died during its arrival', () => {
     expect(s.clientClone.peerRequestId).toBe(N + 2);
     const orphan = s.clientClone.children.find((ch) => ch.state === 'installed')!;
     expect(espSpiNode(orphan.spiOut)).toBe(2);
+    // b's SPI is one the handoff's transaction drew for it (b's own writes since keep the draw).
+    const draw = await recordedDraw(s, 1, 'b');
+    expect(arrivalSpiCandidates(draw)).toContain(orphan.spiOut);
+    expect(s.client.childrenBySpi.get(orphan.spiIn)).toBe(orphan);
+    // Meanwhile some of the client's flows for those selectors go to b's Child SA (toward a dead node once b dies).
+    expect(flowsThrough(clientSpd([...s.client.childrenBySpi.values()]), orphan).some((r) => r.spiOut === orphan.spiOut)).toBe(true);
     const onC = await takenOverByC(s);
     expect(onC.nextRequestId).toBeGreaterThan(N + 2);
-    // The record never named b's Child SA (b died before its write): nobody can delete it by b's SPI
-    // (a Delete names the sender's inbound SPI, RFC 7296 §3.11), so the client keeps it beside c's.
-    expect(orphan.state).toBe('installed');
+    // The record never named b's Child SA (b died before its write), but it held the draw: c deleted every
+    // SPI b may have given it, once its probes had made the message IDs line up (RFC 7296 §1.4.1, §3.11).
+    const arrival = s.c.arrivals.find((x) => x.result.ok)!.result;
+    expect(arrival.ok && arrival.orphanSpisDeleted).toBe(arrivalSpiCandidates(draw).length);
+    expect(arrival.steps.staleDeleted).toBeGreaterThan(arrival.steps.resync!);
+    expect(orphan.state).toBe('deleted');
+    // The client's SAD holds no Child SA toward b: only c's carries the connection's traffic.
+    const sad = [...s.client.childrenBySpi.values()].filter((ch) => ch.ike === s.clientClone);
+    expect(sad.map((ch) => espSpiNode(ch.spiOut))).toEqual([3]);
+    expect(sad.some((ch) => arrivalSpiCandidates(draw).includes(ch.spiOut))).toBe(false);
+    // Its outbound SPD (dataplane/spd.ts) sends no flow of those selectors to b; c's Child SA takes its share
+    // (the family's other members are the client's Child SAs with the live nodes, RFC 7791).
+    const picked = new Set(flowsThrough(clientSpd([...s.client.childrenBySpi.values()]), orphan).map((r) => r.spiOut));
+    expect(picked.has(sad[0]!.spiOut)).toBe(true);
+    expect([...picked].filter((spi) => espSpiNode(spi) === 2)).toEqual([]);
   }, 120_000);
 });
 
@@ -220,6 +283,40 @@ describe('a second takeover', () => {
   }, 180_000);
 });
 
+describe('a claimant that dies during its own arrival', () => {
+  interopTest('the client processed the claimant\'s CREATE_CHILD_SA (its answer lost): the next claimant deletes that Child SA by the SPI the claim drew', ['etcd'], async () => {
+    // b's requests never reach the client; the client's answer to c's CREATE_CHILD_SA never reaches c.
+    const s = await handedToB('k', (d) =>
+      (d.local.address === NODE_B && d.remote.address === CLIENT) ||
+      (d.local.address === CLIENT && d.remote.address === NODE_C && kind(d)?.exchange === ExchangeType.CREATE_CHILD_SA && kind(d)!.response),
+    );
+    await drive(s.wire, () => s.onB.nextRequestId > s.first, 'b\'s path test (lost)');
+    await killNode(s.wire, s.b);
+    await drive(
+      s.wire,
+      () => s.clientClone.remote.address === NODE_C && !s.clientClone.outstanding && s.clientClone.children.some((ch) => ch.state === 'installed' && espSpiNode(ch.spiOut) === 3),
+      'the client\'s Child SA with c',
+      60_000,
+    );
+    const orphan = s.clientClone.children.find((ch) => ch.state === 'installed' && espSpiNode(ch.spiOut) === 3)!;
+    // c's SPI is one its claim's transaction drew for it.
+    const draw = await recordedDraw(s, 2, 'c');
+    expect(draw.node).toBe(3);
+    expect(arrivalSpiCandidates(draw)).toContain(orphan.spiOut);
+    await killNode(s.wire, s.c);
+    s.a.failover.start();
+    await drive(s.wire, () => s.a.arrivals.some((x) => x.result.ok) && s.clientClone.remote.address === NODE_A, 'the takeover by a', 60_000);
+    const arrival = s.a.arrivals.find((x) => x.result.ok)!;
+    expect(arrival.result.ok && arrival.result.orphanSpisDeleted).toBeGreaterThanOrEqual(arrivalSpiCandidates(draw).length);
+    expect(s.peerDead).toEqual([]);
+    expect(orphan.state).toBe('deleted');
+    // The client's SAD holds, for this IKE SA, a's Child SA only.
+    const sad = [...s.client.childrenBySpi.values()].filter((ch) => ch.ike === s.clientClone);
+    expect(sad.map((ch) => espSpiNode(ch.spiOut))).toEqual([1]);
+    expect(arrival.sa.nextRequestId).toBe(s.clientClone.peerRequestId);
+  }, 180_000);
+});
+
 describe('a clone sent back after a failed path test', () => {
   interopTest('the node it goes back to probes for the client\'s next ID before its own path test', ['etcd'], async () => {
     // b cannot reach the client: its path test fails and the clone goes back to a.
@@ -253,8 +350,12 @@ describe('the claim\'s transaction', () => {
     if (!opened.ok) throw new Error(opened.error);
     const record = decodeTransferRecord(opened.value);
     if (!record.ok) throw new Error(record.error);
-    // Probes N..N+2, then the address list and one CREATE_CHILD_SA (no stale Child SA: b had none).
-    expect(record.value.state).toMatchObject({ nextRequestId: N, resyncThrough: N + 2, fencedNextRequestId: N + 2 + 1 + 2 });
+    // Probes N..N+2, then the address list, one Delete (no stale Child SA: b had none, but the record holds the
+    // SPI draw of b's unfinished arrival, whose Child SA the client may hold) and one CREATE_CHILD_SA.
+    expect(record.value.state).toMatchObject({ nextRequestId: N, resyncThrough: N + 2, fencedNextRequestId: N + 2 + 1 + 3 });
+    // The claim drew c's own Child SA SPI, and keeps b's draw for deletion.
+    expect(record.value.state.arrivalSpis?.node).toBe(3);
+    expect(record.value.state.orphanSpis?.map((d) => d.node)).toEqual([2]);
     // No probe is answered (c cannot reach the client): a failed path test after a takeover, the clone's keys go.
     await drive(s.wire, () => s.c.arrivals.length > 0, 'c\'s arrival to fail', 60_000);
     expect(s.c.arrivals[0]!.result).toMatchObject({ ok: false, step: 'path-test' });

@@ -31,6 +31,7 @@ import type { IkeContext } from '../ike/context.js';
 import type { IkeSa } from '../ike/ike-sa.js';
 import { arrivalRequestCount, type ArrivalResult, type TransferAmendment } from '../ike/sa-transfer.js';
 import { resyncMarks } from '../ike/request-resync.js';
+import { amendedDraws, staleDeleteCount } from './arrival-draw.js';
 import type { Logger } from '../log.js';
 import type { ArrivalOrigin, CloneHandoff, CloneOwner } from './handoff.js';
 import type { MemberInfo } from './membership.js';
@@ -58,6 +59,9 @@ export interface FailoverOptions {
   log: Logger;
   staggerMs?: number;
   scanIntervalMs?: number;
+  /** This node's SPI prefix, and another member's as last read: the new owner's Child SA SPI is drawn (arrival-draw.ts). */
+  spiPrefix?: number;
+  spiPrefixOf?: (node: string) => number | undefined;
 }
 
 export interface FailoverStats {
@@ -196,7 +200,7 @@ export class CloneFailover extends EventEmitter<FailoverEvents> {
     const claimedAt = Date.now();
     try {
       // The transaction names the probes' IDs and our arrival's requests taken (request-resync.ts).
-      result = await reassignClone(this.opts, clone.family, clone.index, from, node, this.resyncAmendment(), record, true);
+      result = await reassignClone(this.opts, clone.family, clone.index, from, node, this.resyncAmendment(this.opts.spiPrefix), record, true);
     } catch (err) {
       this.stats.failed++;
       log.warn({ family: clone.family, index: clone.index, from: from.node, reason: (err as Error).message }, 'clone takeover failed');
@@ -225,11 +229,13 @@ export class CloneFailover extends EventEmitter<FailoverEvents> {
    * mark); the new owner probes them and then runs its arrival, and the
    * transaction names all of those IDs taken (request-resync.ts resyncMarks).
    */
-  private resyncAmendment(peerStays?: boolean): TransferAmendment {
+  private resyncAmendment(prefix: number | undefined, peerStays?: boolean): TransferAmendment {
     return (was) => {
       const children = this.opts.engine.policy(was.conn)?.children.length ?? 0;
-      const marks = resyncMarks(was.nextRequestId, was.fencedNextRequestId ?? was.nextRequestId, arrivalRequestCount(was.children.length, children));
-      return peerStays ? { ...marks, peerStays } : marks;
+      // An unfinished arrival's SPI draw is one Delete more; the new owner's Child SA SPIs are drawn (arrival-draw.ts).
+      const marks = resyncMarks(was.nextRequestId, was.fencedNextRequestId ?? was.nextRequestId, arrivalRequestCount(staleDeleteCount(was), children));
+      const draws = amendedDraws(this.opts.engine, was, prefix, children, marks.nextRequestId);
+      return peerStays ? { ...marks, ...draws, peerStays } : { ...marks, ...draws };
     };
   }
 
@@ -269,7 +275,7 @@ export class CloneFailover extends EventEmitter<FailoverEvents> {
       // The path test (our first request here) never got an answer: whether it reached the client (only
       // the answers were lost) or not, the node it goes back to finds the client's next message ID with
       // probes before its own path test (request-resync.ts), and the client's path still ends there.
-      const back = await reassignClone(this.opts, origin.family, origin.index, { node, epoch: origin.epoch }, from, this.resyncAmendment(true));
+      const back = await reassignClone(this.opts, origin.family, origin.index, { node, epoch: origin.epoch }, from, this.resyncAmendment(this.opts.spiPrefixOf?.(from), true));
       if (!back.ok) throw new Error(`${back.reason}: ${back.detail}`);
       this.stats.returned++;
       log.warn({ family: origin.family, index: origin.index, to: from, epoch: back.epoch }, 'clone path test failed: sent back to the node it came from');

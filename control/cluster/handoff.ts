@@ -30,6 +30,7 @@ import type { IkeContext } from '../ike/context.js';
 import type { ChildSa, IkeSa } from '../ike/ike-sa.js';
 import { arrivalRequestCount, completeArrival, decodeTransferRecord, exportIkeSa, importIkeSa, snapshotIkeSa, transferBlocked, type ArrivalResult, type ChildAdmissionVerdict } from '../ike/sa-transfer.js';
 import { arrivalTimeline, type ArrivalTimeline } from './handoff-timeline.js';
+import { arrivalDraws, handoffDraw, noteSpiDrawMiss, staleDeleteCount } from './arrival-draw.js';
 import { wipe } from '../crypto/random.js';
 import { clusterPrefix } from './etcd-client.js';
 import type { ClusterKey } from './seal.js';
@@ -38,13 +39,14 @@ import type { ClusterKey } from './seal.js';
  * Request message IDs the handoff transaction fences for the importing node:
  * every request of its arrival (its address list, which is its path test
  * too, and one CREATE_CHILD_SA per Child SA of the connection; a handed-off
- * clone has no Child SA to delete), so none waits for a fencing write. If
+ * clone has no Child SA to delete, only, rarely, the SPI draws of an earlier
+ * unfinished arrival: arrival-draw.ts), so none waits for a fencing write. If
  * the importer dies before the client processed them all, a node taking the
  * clone over finds the client's next ID among them with probes
  * (ike/request-resync.ts) before it sends anything else.
  */
 export function handoffFencedRequests(sa: IkeSa): number {
-  return arrivalRequestCount(0, sa.policy.children.length);
+  return arrivalRequestCount(sa.orphanSpis?.length ?? 0, sa.policy.children.length);
 }
 
 /** How long the importing node waits for the peer's UPDATE_SA_ADDRESSES after its address list. */
@@ -76,6 +78,8 @@ export interface HandoffStats {
   writes: number;
   /** Clones that arrived without (some of) their Child SAs: the peer was at childSasPerPeer over the cluster. */
   childRefused?: number;
+  /** Arrivals whose Child SA could not take the SPI the handoff drew (a takeover cannot name it: ike/arrival-spi.ts). */
+  arrivalSpiMisses?: number;
 }
 
 /** Where an arrived clone sits in etcd, and the node that held it before (the previous owner key). */
@@ -134,6 +138,9 @@ export interface HandoffOptions {
    * not in yet.
    */
   admitChild?: (sa: IkeSa) => Promise<ChildAdmissionVerdict | undefined> | undefined;
+  /** This node's SPI prefix, and another member's as last read: a handoff draws the new node's Child SA SPI (arrival-draw.ts). */
+  spiPrefix?: number;
+  spiPrefixOf?: (node: string) => number | undefined;
 }
 
 /** The owner value, byte for byte as compared in transactions. */
@@ -364,7 +371,8 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     this.leaving = sa;
     // The record names B's first requests as fenced already: this transaction makes B the owner, and a
     // node taking over from B later starts above them (sa-transfer.ts, fencedNextRequestId).
-    const exported = exportIkeSa(engine, sa, o.family, `handed off to ${to}`, { fencedAhead: handoffFencedRequests(sa) });
+    const arrivalSpis = handoffDraw(engine, sa, this.opts.spiPrefixOf?.(to));
+    const exported = exportIkeSa(engine, sa, o.family, `handed off to ${to}`, { fencedAhead: handoffFencedRequests(sa), ...(arrivalSpis && { arrivalSpis }) });
     this.leaving = undefined;
     if (!exported.ok) throw new Error(exported.error);
     this.owned.delete(sa);
@@ -396,7 +404,8 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     const back = decodeTransferRecord(exported.value);
     wipe(exported.value);
     const restored = back.ok ? importIkeSa(engine, back.value, local) : back;
-    if (restored.ok) this.owned.set(restored.value, { ...o, writtenNext: restored.value.nextRequestId, writing: false });
+    // The draw was for `to`, whose arrival never starts: it leaves the records written here.
+    if (restored.ok) this.owned.set(Object.assign(restored.value, { arrivalSpis: undefined }), { ...o, writtenNext: restored.value.nextRequestId, writing: false });
     throw new Error(`handoff of IKE SA ${sa.id} to ${to} failed (${failure})${restored.ok ? '; the clone stays here' : `; the clone is lost: ${restored.error}`}`);
   }
 
@@ -626,6 +635,8 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     const fenced = decoded.value.state.fencedNextRequestId;
     const previousRun = namedBefore && fenced !== undefined && fenced > decoded.value.state.nextRequestId ? fenced : undefined;
     let resyncThrough = decoded.value.state.resyncThrough;
+    // The handoff's SPI draw: ours to use, or a previous owner's whose Child SA may be at the client (arrival-draw.ts).
+    const draws = arrivalDraws(decoded.value.state, this.opts.spiPrefix, previousRun !== undefined);
     const imported = importIkeSa(this.opts.engine, decoded.value, this.opts.address);
     if (!imported.ok) return refuse('import', imported.error);
     const sa = imported.value;
@@ -640,7 +651,7 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     const clockAt = clock.now();
     this.opts.log.info({ ike: sa.id, family, index, epoch: owner.epoch, from: origin.from, staleChildSpis: stale.length }, 'clone arrived');
     if (previousRun !== undefined) {
-      await this.reserve(sa, previousRun - sa.nextRequestId + 1 + arrivalRequestCount(stale.length, sa.policy.children.length));
+      await this.reserve(sa, previousRun - sa.nextRequestId + 1 + arrivalRequestCount(staleDeleteCount(decoded.value.state), sa.policy.children.length));
       // Not written (etcd failed): we start above every ID the previous run may have sent, unprobed.
       if (o.writtenNext > previousRun) resyncThrough = previousRun;
       else sa.nextRequestId = previousRun;
@@ -655,6 +666,7 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     const result = await completeArrival(this.opts.engine, sa, [this.opts.address], this.opts.arrivalTimeoutMs ?? DEFAULT_ARRIVAL_TIMEOUT_MS, {
       staleChildSpis: stale,
       peerStays,
+      ...draws,
       reserve: (count) => this.reserve(sa, count),
       // A claim, a send-back or a restart: the peer's next request ID is found first (its range fenced).
       resyncThrough,
@@ -666,13 +678,14 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
       this.stats.childRefused = (this.stats.childRefused ?? 0) + 1;
       this.opts.log.warn({ ike: sa.id, family, index, refused: result.childrenRefused }, 'clone arrived without its Child SA: the peer is at childSasPerPeer over the cluster; the clone stays here, carrying no traffic, until a Child SA fits');
     }
+    if (result.ok && result.spiDrawMissed) noteSpiDrawMiss(this.stats, this.opts.log, sa, result.spiDrawMissed);
     // IDs fenced for steps that never ran go back (a failed arrival's clone may still be taken over); not
     // after probes that found nothing: the record keeps their range for whoever probes next.
     if (result.ok || result.steps.resync !== undefined || resyncThrough === undefined) this.release(sa);
     const timeline = arrivalTimeline({ seenAt, readAt, importedAt }, result.steps, (t) => importedAt + (t - clockAt), { heldMs: o.heldMs ?? 0, holds: o.holds ?? 0 });
     this.lastArrival = timeline;
     if (!result.ok) this.opts.log.warn({ ike: sa.id, step: result.step, reason: result.reason, timeline }, 'clone arrived but the peer did not follow');
-    else this.opts.log.info({ ike: sa.id, family, index, epoch: owner.epoch, timeline }, 'clone arrival done');
+    else this.opts.log.info({ ike: sa.id, family, index, epoch: owner.epoch, timeline, orphanSpisDeleted: result.orphanSpisDeleted ?? 0 }, 'clone arrival done');
     this.emit('arrived', sa, result, origin, timeline);
     this.landing.delete(sa);
   }

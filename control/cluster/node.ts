@@ -233,7 +233,7 @@ export class ClusterNode {
       lease: this.leaseLost === undefined ? 'held' : 'lost',
       leaseLostReason: this.leaseLost ?? null,
       clones: (this.handoff?.ownedClones() ?? []).map((o) => ({ ike: o.sa.id, family: o.family, index: o.index, epoch: o.epoch })),
-      handoff: { handedOff: h?.handedOff ?? 0, arrived: h?.arrived ?? 0, refused, fenced: h?.fenced ?? 0, writes: h?.writes ?? 0 },
+      handoff: { handedOff: h?.handedOff ?? 0, arrived: h?.arrived ?? 0, refused, fenced: h?.fenced ?? 0, writes: h?.writes ?? 0, ...(h?.arrivalSpiMisses ? { arrivalSpiMisses: h.arrivalSpiMisses } : {}) },
       answers: { ...(this.writeAhead?.stats ?? { held: 0, sent: 0, discarded: 0, dropped: 0, unanswered: 0 }) },
       lastArrival: this.handoff?.lastArrival ?? null,
       failover: { ...(this.failover?.stats ?? { claimed: 0, lost: 0, failed: 0, returned: 0 }) },
@@ -274,13 +274,15 @@ export class ClusterNode {
     await this.pools.start(engine.policies.flatMap((p) => p.pools));
     this.members = await m.members();
     m.on('members-changed', () => this.refreshMembers());
-    this.handoff = await new CloneHandoff({ engine, client: m.client, key: this.key, cluster: c.name, node: c.node, address: c.address, log: this.log, ...(c.admitArrivalChild ? { admitChild: (sa: IkeSa) => this.childAdmission.admitOwn(sa) } : {}) }).start();
+    // The members as last read name the SPI prefix of the node a clone is handed to (arrival-draw.ts).
+    const spiPrefixes = { spiPrefix: this.spiPrefix, spiPrefixOf: (n: string) => this.members.find((x) => x.node === n)?.spiPrefix };
+    this.handoff = await new CloneHandoff({ engine, client: m.client, key: this.key, cluster: c.name, node: c.node, address: c.address, log: this.log, ...spiPrefixes, ...(c.admitArrivalChild ? { admitChild: (sa: IkeSa) => this.childAdmission.admitOwn(sa) } : {}) }).start();
     const handoff = this.handoff;
     this.answers = new AnswerFence({ owns: (sa) => handoff.owns(sa), lease: this.leaseClock, log: this.log });
     this.writeAhead = new AnswerWriteAhead({ records: handoff, lease: this.leaseClock, log: this.log });
     this.placement = new NodePlacement({ engine, handoff: this.handoff, node: c.node, members: () => m.members(), log: this.log }).start();
     const shared = { engine, client: m.client, cluster: c.name, node: c.node, handoff: this.handoff, log: this.log };
-    this.failover = new CloneFailover({ ...shared, key: this.key }).start();
+    this.failover = new CloneFailover({ ...shared, ...spiPrefixes, key: this.key }).start();
     this.rebalance = new CloneRebalance(shared).start();
     // A dead node's lease revoked once it is silent while etcd serves us and does not answer on its cluster
     // address: failover need not wait for etcd's lessor.

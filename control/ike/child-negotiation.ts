@@ -86,12 +86,13 @@ function remoteSelectors(sa: IkeSa, child: ChildPolicy): TrafficSelector[] {
  * Build our offer: a fresh inbound SPI, the proposals (with `keGroup` for PFS)
  * and our selectors; a rekey of `rekeying` keeps its selectors (RFC 7296 §2.9.2).
  */
-export function offerChild(engine: IkeContext, sa: IkeSa, child: ChildPolicy, keGroup?: number, rekeying?: ChildSa, preferredWorker?: number): ChildOffer {
+export function offerChild(engine: IkeContext, sa: IkeSa, child: ChildPolicy, keGroup?: number, rekeying?: ChildSa, preferredWorker?: number, spiRandom?: number): ChildOffer {
   const tsi = rekeying ? rekeying.localTs : localSelectors(sa, child, true);
   const tsr = rekeying ? rekeying.remoteTs : remoteSelectors(sa, child);
   // The SPI names the worker that will own the Child SA (child-spi.ts).
   const spiIn = engine.newChildSpi({
     sa, localTs: tsi, remoteTs: tsr, ...(rekeying ? { replacing: rekeying } : {}), ...(preferredWorker !== undefined ? { preferredWorker } : {}),
+    ...(spiRandom !== undefined ? { spiRandom } : {}),
   });
   engine.reservedSpis.add(spiIn);
   const specs = keGroup !== undefined ? withPreferredKeGroup(child.esp, keGroup) : withoutKe(child.esp);
@@ -276,10 +277,11 @@ export function childRequest(
   keGroup: number | undefined,
   rekeying?: ChildSa,
   preferredWorker?: number,
+  spiRandom?: number,
 ): { offer: ChildOffer; nonceI: Uint8Array; keyExchange: KeyExchange | undefined; payloads: Payload[] } {
   const nonceI = ctx.random(NONCE_LENGTH);
   // §2.9.2: the rekeyed SA keeps the selectors the old one had.
-  const offer = offerChild(ctx, sa, child, keGroup, rekeying, preferredWorker);
+  const offer = offerChild(ctx, sa, child, keGroup, rekeying, preferredWorker, spiRandom);
   const [saPayload, tsi, tsr] = offerPayloads(offer);
   const payloads: Payload[] = rekeying ? [espNotify(NotifyType.REKEY_SA, rekeying.spiIn)] : [];
   payloads.push(saPayload!, { type: PayloadType.NONCE, data: nonceI });

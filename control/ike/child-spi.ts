@@ -31,6 +31,12 @@ export interface ChildSpiRequest {
    * when that worker has room, so the SPI, and with it the owner, is one choice.
    */
   preferredWorker?: number;
+  /**
+   * The random part a handoff drew for this Child SA (arrival-spi.ts): the
+   * SPI is composed from it on the placement's node and worker (or one of
+   * its fixed alternatives) while one of those is free.
+   */
+  spiRandom?: number;
 }
 
 /** The node and worker that will own a Child SA: its SPI is built for them. */

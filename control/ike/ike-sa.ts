@@ -25,6 +25,7 @@ import type { TimerHandle } from './clock.js';
 import type { ConnectionPolicy } from './policy.js';
 import type { NegotiatedSuite } from './proposals.js';
 import type { Datagram, Endpoint } from './transport.js';
+import type { ArrivalSpiDraw } from './arrival-spi.js';
 import type { Payload, TrafficSelector } from '../wire/payloads.js';
 import type { IkeMessage } from '../wire/message.js';
 import type { Logger } from '../log.js';
@@ -212,6 +213,14 @@ export class IkeSa {
    * answers no outstanding request (true: taken).
    */
   resync: ((msg: IkeMessage, d: Datagram) => boolean) | undefined;
+  /**
+   * The SPI random parts a handoff drew for an arrival on this clone
+   * (arrival-spi.ts), kept in the records this node writes until that
+   * arrival is done: a node taking over meanwhile deletes what they name.
+   */
+  arrivalSpis: ArrivalSpiDraw | undefined;
+  /** Previous owners' draws, kept in our records until our arrival deleted what they name (arrival-spi.ts). */
+  orphanSpis: ArrivalSpiDraw[] | undefined;
   readonly queue: InitiatorExchange[] = [];
   /** The last response we sent, for retransmitted requests (RFC 7296 §2.1). */
   lastResponse: CachedResponse | undefined;
@@ -454,6 +463,8 @@ export interface ChildPlacement {
 export interface ChildCreateOptions {
   pfs?: boolean;
   placement?: ChildPlacement;
+  /** The random part a handoff drew for the Child SA's inbound SPI (arrival-spi.ts). */
+  spiRandom?: number;
 }
 
 let nextChildId = 1;

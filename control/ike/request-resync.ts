@@ -66,12 +66,16 @@
 // A cached CREATE_CHILD_SA response (the dead node's last request created
 // a Child SA the record does not name: the node died before its write) names
 // the peer's inbound SPI of that Child SA. It is reported (orphanChildSpis),
-// not deleted: a Delete names the SPI its sender receives with (RFC 7296
-// §1.4.1, §3.11), the dead node's, which only its request carried. The peer
-// keeps that Child SA until it rekeys it, which the new owner answers
-// CHILD_SA_NOT_FOUND (RFC 7296 §2.25); ESP on it meanwhile is answered with
-// INVALID_SPI (deletion.ts). The same holds when the peer checks that a
-// retransmission is byte-identical and drops our probe with that ID.
+// and so is the lowest ID answered (lowest): a Delete names the SPI its
+// sender receives with (RFC 7296 §1.4.1, §3.11), the dead node's, which only
+// its request carried; when the transaction that made the dead node owner
+// drew that SPI's random part, the new owner deletes every SPI the dead
+// node may have used, once these probes have made the message IDs line up,
+// and only if the peer had processed that request (lowest above its ID, or
+// its response cached: arrival-spi.ts).
+// Without such a draw the peer keeps that Child SA until it rekeys it, which
+// the new owner answers CHILD_SA_NOT_FOUND (RFC 7296 §2.25); ESP on it
+// meanwhile is answered with INVALID_SPI (deletion.ts).
 //
 // Only the owner at the new epoch probes: the probes leave from the arrival
 // of a record sealed for this node at that epoch, after the transaction that
@@ -104,6 +108,8 @@ export type ResyncResult =
       answered: number;
       /** Rounds of probes sent (1: no retransmission). */
       rounds: number;
+      /** The lowest probe ID answered: the peer's next request ID before the probes, or the one before it answered from its cache. */
+      lowest?: number;
       /** Peer SPIs of Child SAs a cached CREATE_CHILD_SA response named (see the file comment). */
       orphanChildSpis: number[];
     }
@@ -117,7 +123,7 @@ export type ResyncResult =
  */
 export function resyncRequestIds(ctx: IkeContext, sa: IkeSa, through: number): Promise<ResyncResult> {
   const from = sa.nextRequestId;
-  if (through <= from) return Promise.resolve({ ok: true, next: from, answered: 0, rounds: 0, orphanChildSpis: [] });
+  if (through <= from) return Promise.resolve({ ok: true, next: from, answered: 0, rounds: 0, lowest: from, orphanChildSpis: [] });
   if (sa.outstanding || sa.resync || sa.state !== 'established') return Promise.resolve({ ok: false, reason: `IKE SA ${sa.id} is busy or not established` });
   if (through - from + 1 > MAX_RESYNC_PROBES) return Promise.resolve({ ok: false, reason: `message ID range ${from}..${through} is wider than ${MAX_RESYNC_PROBES}` });
   return new Promise((resolve) => {
@@ -154,7 +160,7 @@ export function resyncRequestIds(ctx: IkeContext, sa: IkeSa, through: number): P
           return send();
         }
         if (highest === undefined) return finish({ ok: false, reason: `no answer to ${probes.size} probes (message IDs ${from}..${through}) after ${round} retransmissions` });
-        finish({ ok: true, next: highest + 1, answered: answered.size, rounds: round + 1, orphanChildSpis });
+        finish({ ok: true, next: highest + 1, answered: answered.size, rounds: round + 1, lowest: Math.min(...answered), orphanChildSpis });
       });
     };
     sa.resync = (msg: IkeMessage) => {
@@ -178,7 +184,7 @@ export function resyncRequestIds(ctx: IkeContext, sa: IkeSa, through: number): P
       answered.add(id);
       highest = Math.max(highest ?? id, id);
       // The last probe answered: the peer expects the ID after it; nothing higher can come.
-      if (highest === through) finish({ ok: true, next: through + 1, answered: answered.size, rounds: round + 1, orphanChildSpis });
+      if (highest === through) finish({ ok: true, next: through + 1, answered: answered.size, rounds: round + 1, lowest: Math.min(...answered), orphanChildSpis });
       return true;
     };
     ctx.on('ike-down', onDown);

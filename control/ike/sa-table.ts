@@ -19,6 +19,7 @@ import type { KeyLogSink } from './keylog.js';
 import { VirtualIpLeases } from './virtual-ip.js';
 import type { PeerResources, VirtualIpLeaseSource } from './peer-resources.js';
 import { composeIkeSpi, type SpiOwner } from '../../io/spi-layout.js';
+import { arrivalSpiChoices } from './arrival-spi.js';
 import { drawChildSpi, type ChildSpiPlacement, type ChildSpiRequest } from './child-spi.js';
 
 export interface SaTableDeps {
@@ -144,7 +145,10 @@ export class SaTable {
     // Without a placement (an engine wired in memory) a cluster node's SPIs still carry its prefix.
     const unplaced: SpiOwner | undefined = this.deps.spiPrefix !== 0 ? { node: this.deps.spiPrefix, worker: 0 } : undefined;
     const owner = (request && this.deps.childSpiPlacement?.(request)) ?? unplaced;
-    return drawChildSpi(this.deps.random, owner, (spi) => this.childrenBySpi.has(spi) || this.reservedSpis.has(spi) || this.deps.isHeld(spi));
+    const inUse = (spi: number) => this.childrenBySpi.has(spi) || this.reservedSpis.has(spi) || this.deps.isHeld(spi);
+    // An arriving clone's Child SA: the SPI a takeover can name (arrival-spi.ts); all taken: a fresh one.
+    const drawn = owner && request?.spiRandom !== undefined ? arrivalSpiChoices(owner, request.spiRandom).find((spi) => !inUse(spi)) : undefined;
+    return drawn ?? drawChildSpi(this.deps.random, owner, inUse);
   }
 
   // --------------------------------------------------- peers and sessions

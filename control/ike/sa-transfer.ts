@@ -30,6 +30,8 @@ import type { Endpoint } from './transport.js';
 import { AddressListInitiator, RoutabilityCheckInitiator } from './exchanges/mobike.js';
 import { DeleteSpisInitiator } from './exchanges/delete.js';
 import { MAX_RESYNC_PROBES, resyncRequestIds } from './request-resync.js';
+import { arrivalSpiCandidates, arrivalSpiChoices, arrivalSpiDrawProblem, orphanDrawsProblem, type ArrivalSpiDraw } from './arrival-spi.js';
+import { espSpiNode, espSpiWorker } from '../../io/spi-layout.js';
 
 export const TRANSFER_VERSION = 1;
 /** A record longer than this is refused on import (a clone's IKE state is a few KiB at most). */
@@ -98,6 +100,18 @@ export interface TransferState {
    * with probes (request-resync.ts) before it sends anything else.
    */
   resyncThrough?: number;
+  /**
+   * The random parts of the Child SA SPIs of an arrival not yet done
+   * (arrival-spi.ts): the node it names uses them; any other node importing
+   * the record deletes what they may name at the client.
+   */
+  arrivalSpis?: ArrivalSpiDraw;
+  /**
+   * Draws of previous owners whose arrival did not finish (they died, or
+   * gave the clone back): the importer deletes at the peer what they may
+   * name (arrival-spi.ts), then its records drop them.
+   */
+  orphanSpis?: ArrivalSpiDraw[];
 }
 
 /** Why an IKE SA cannot move now; undefined when it can (CLUSTER design §2 preconditions). */
@@ -118,9 +132,12 @@ const unhex = (s: string) => new Uint8Array(Buffer.from(s, 'hex'));
  * the cluster (rewritten as message IDs advance). The caller wipes the
  * returned bytes once sealed.
  */
-export function snapshotIkeSa(ctx: IkeContext, sa: IkeSa, family: string, over: { nextRequestId?: number; fencedNextRequestId?: number } = {}): Uint8Array {
+export function snapshotIkeSa(ctx: IkeContext, sa: IkeSa, family: string, over: { nextRequestId?: number; fencedNextRequestId?: number; arrivalSpis?: ArrivalSpiDraw } = {}): Uint8Array {
   const keys = sa.keys!;
   const suite = sa.suite!;
+  const children = sa.children.filter((c) => c.state !== 'deleted');
+  // An arrival's draw stays in the record until its Child SAs are up and named here (the write at child-up).
+  const draw = over.arrivalSpis ?? (sa.arrivalSpis && children.length < sa.arrivalSpis.random.length ? sa.arrivalSpis : undefined);
   const state: TransferState = {
     v: TRANSFER_VERSION,
     family,
@@ -158,7 +175,9 @@ export function snapshotIkeSa(ctx: IkeContext, sa: IkeSa, family: string, over: 
     peerFragmentation: sa.peerFragmentation,
     ...(sa.fragmentSize !== undefined && { fragmentSize: sa.fragmentSize }),
     ageMs: ctx.clock.now() - (sa.establishedAt ?? sa.createdAt),
-    children: sa.children.filter((c) => c.state !== 'deleted').map((c: ChildSa) => ({ name: c.name, spiIn: c.spiIn, spiOut: c.spiOut })),
+    children: children.map((c: ChildSa) => ({ name: c.name, spiIn: c.spiIn, spiOut: c.spiOut })),
+    ...(draw && { arrivalSpis: draw }),
+    ...(sa.orphanSpis && { orphanSpis: sa.orphanSpis }),
   };
   const json = new TextEncoder().encode(JSON.stringify(state));
   const head = new Uint8Array(4);
@@ -171,10 +190,13 @@ export function snapshotIkeSa(ctx: IkeContext, sa: IkeSa, family: string, over: 
  * gone — keys wiped, SPIs dropped, no cached response left to answer from
  * this address. Refused (an Error result) when transferBlocked says so.
  */
-export function exportIkeSa(ctx: IkeContext, sa: IkeSa, family: string, reason: string, opts: { fencedAhead?: number } = {}): Result<Uint8Array, string> {
+export function exportIkeSa(ctx: IkeContext, sa: IkeSa, family: string, reason: string, opts: { fencedAhead?: number; arrivalSpis?: ArrivalSpiDraw } = {}): Result<Uint8Array, string> {
   const blocked = transferBlocked(sa);
   if (blocked) return { ok: false, error: blocked };
-  const record = snapshotIkeSa(ctx, sa, family, opts.fencedAhead ? { fencedNextRequestId: sa.nextRequestId + opts.fencedAhead } : {});
+  const record = snapshotIkeSa(ctx, sa, family, {
+    ...(opts.fencedAhead ? { fencedNextRequestId: sa.nextRequestId + opts.fencedAhead } : {}),
+    ...(opts.arrivalSpis ? { arrivalSpis: opts.arrivalSpis } : {}),
+  });
   // The importer answers retransmissions now: the response must not also leave from here.
   sa.lastResponse = undefined;
   ctx.deleteIkeSa(sa, reason);
@@ -242,6 +264,8 @@ function stateProblem(s: TransferState): string | undefined {
   if (range !== undefined && (!isInt(range) || range < s.nextRequestId || range - s.nextRequestId >= MAX_RESYNC_PROBES || !(range < (s.fencedNextRequestId ?? 0)))) {
     return 'record message ID range to resynchronise invalid';
   }
+  const drawProblem = (s.arrivalSpis !== undefined ? arrivalSpiDrawProblem(s.arrivalSpis) : undefined) ?? (s.orphanSpis !== undefined ? orphanDrawsProblem(s.orphanSpis) : undefined);
+  if (drawProblem) return drawProblem;
   const lr = s.lastResponse;
   if (lr !== undefined && (!isInt(lr.messageId) || !isHex(lr.bytes) || !isHex(lr.requestDigest, 32))) return 'record last response invalid';
   for (const idf of [s.localId, s.peerId]) if (idf !== undefined && (!isInt(idf.idType, 255) || !isHex(idf.data))) return 'record identity invalid';
@@ -272,6 +296,9 @@ export function importIkeSa(ctx: IkeContext, record: TransferRecord, local: stri
   if (s.lastResponse) sa.lastResponse = { messageId: s.lastResponse.messageId, bytes: unhex(s.lastResponse.bytes), requestDigest: unhex(s.lastResponse.requestDigest) };
   if (s.localId) sa.localId = { idType: s.localId.idType, data: unhex(s.localId.data) };
   if (s.peerId) sa.peerId = { idType: s.peerId.idType, data: unhex(s.peerId.data) };
+  // Kept in our records until the arrival is done, whoever's draw it is (completeArrival).
+  sa.arrivalSpis = s.arrivalSpis;
+  sa.orphanSpis = s.orphanSpis;
   carryState(sa, s);
   try {
     // SK_pi/SK_pr stay behind (AUTH is done): empty here.
@@ -303,7 +330,17 @@ export interface ArrivalSteps {
 
 /** How the steps after an import ended (CLUSTER design §2, steps 4-7). */
 export type ArrivalResult =
-  | { ok: true; children: ChildSa[]; steps: ArrivalSteps; /** Child SAs of the connection not created: the peer is at its limit (childAdmissions). */ childrenRefused?: number }
+  | {
+      ok: true;
+      children: ChildSa[];
+      steps: ArrivalSteps;
+      /** Child SAs of the connection not created: the peer is at its limit (childAdmissions). */
+      childrenRefused?: number;
+      /** SPIs a previous owner's arrival may have used, deleted at the peer (arrival-spi.ts). */
+      orphanSpisDeleted?: number;
+      /** Our Child SAs whose SPI is not one the handoff's draw names: all its choices were taken (arrival-spi.ts). */
+      spiDrawMissed?: number[];
+    }
   | { ok: false; step: 'path-test' | 'address-update' | 'child'; reason: string; steps: ArrivalSteps };
 
 /** What the caller of completeArrival adds to the steps. */
@@ -337,6 +374,14 @@ export interface ArrivalOptions {
    * engine's own count decides.
    */
   childAdmissions?: readonly (Promise<ChildAdmissionVerdict | undefined> | undefined)[];
+  /** The handoff's draw for our own Child SAs (this node is the one it names, arrival-spi.ts). */
+  spiDraw?: ArrivalSpiDraw;
+  /**
+   * Previous owners' draws (they died, or restarted, during their arrival):
+   * the SPIs each names are deleted at the peer with the stale Child SAs, if
+   * the peer had processed that arrival's CREATE_CHILD_SA (arrival-spi.ts).
+   */
+  orphanDraws?: readonly ArrivalSpiDraw[];
 }
 
 /** An admission of a Child SA the arrival creates; `settle` says whether it came up (a slot whose SA did not goes back). */
@@ -368,13 +413,20 @@ export function arrivalRequestCount(staleChildren: number, children: number): nu
  */
 export async function completeArrival(ctx: IkeContext, sa: IkeSa, addresses: readonly string[], timeoutMs: number, after: ArrivalOptions = {}): Promise<ArrivalResult> {
   const steps: ArrivalSteps = {};
-  const staleChildSpis = after.staleChildSpis ?? [];
+  // The peer's next request ID before we send anything: found by the probes, or the record's.
+  let peerExpected = sa.nextRequestId;
+  let cachedChild = false;
   if (after.resyncThrough !== undefined) {
     // The record's range is fenced by the transaction that made us owner; nothing else leaves meanwhile.
     const found = await resyncRequestIds(ctx, sa, after.resyncThrough);
     if (!found.ok) return { ok: false, step: 'path-test', reason: `no answer to the message ID probes from this node: ${found.reason}`, steps };
     steps.resync = ctx.clock.now();
+    peerExpected = found.lowest ?? peerExpected;
+    cachedChild = found.orphanChildSpis.length > 0;
   }
+  // The previous owner's CREATE_CHILD_SA reached the peer: the SPIs its Child SA may have go with the stale ones.
+  const orphanSpis = (after.orphanDraws ?? []).filter((d) => peerExpected > d.firstRequestId || cachedChild).flatMap(arrivalSpiCandidates);
+  const staleChildSpis = [...(after.staleChildSpis ?? []), ...orphanSpis];
   void after.reserve?.(arrivalRequestCount(staleChildSpis.length, sa.policy.children.length));
   if (after.peerStays) {
     const routable = await new Promise<boolean>((resolve) => ctx.queueExchange(sa, new RoutabilityCheckInitiator(ctx, resolve)));
@@ -391,7 +443,11 @@ export async function completeArrival(ctx: IkeContext, sa: IkeSa, addresses: rea
     if (!answered) return { ok: false, step: 'child', reason: 'the peer did not answer the Delete of the old Child SAs', steps };
     steps.staleDeleted = ctx.clock.now();
   }
+  // The previous owners' Child SAs are gone at the peer (or it never had them): our records drop their draws.
+  sa.orphanSpis = undefined;
   const children: ChildSa[] = [];
+  /** Our Child SAs whose SPI the draw does not name (all its choices were taken). */
+  const missed: number[] = [];
   let childrenRefused = 0;
   for (const [i, child] of sa.policy.children.entries()) {
     // Started at import: in by now unless etcd is slower than the path test and the peer's update.
@@ -401,7 +457,11 @@ export async function completeArrival(ctx: IkeContext, sa: IkeSa, addresses: rea
       continue;
     }
     try {
-      children.push(await ctx.createChildSa(sa, child.name));
+      const spiRandom = after.spiDraw?.random[i];
+      const created = await ctx.createChildSa(sa, child.name, spiRandom !== undefined ? { spiRandom } : {});
+      children.push(created);
+      const spi = created.spiIn;
+      if (spiRandom !== undefined && !arrivalSpiChoices({ node: espSpiNode(spi), worker: espSpiWorker(spi) }, spiRandom).includes(spi)) missed.push(spi);
       verdict?.settle?.(true);
     } catch (err) {
       verdict?.settle?.(false);
@@ -409,7 +469,14 @@ export async function completeArrival(ctx: IkeContext, sa: IkeSa, addresses: rea
     }
   }
   steps.child = ctx.clock.now();
-  return { ok: true, children, steps, ...(childrenRefused > 0 && { childrenRefused }) };
+  // Our Child SAs are up (their SPIs go into our next record): the draw has served.
+  sa.arrivalSpis = undefined;
+  return {
+    ok: true, children, steps,
+    ...(childrenRefused > 0 && { childrenRefused }),
+    ...(orphanSpis.length > 0 && { orphanSpisDeleted: orphanSpis.length }),
+    ...(missed.length > 0 && { spiDrawMissed: missed }),
+  };
 }
 
 /**
@@ -453,8 +520,9 @@ async function awaitPeerUpdate(ctx: IkeContext, sa: IkeSa, addresses: readonly s
 
 /** What a new owner's record changes: fields, or fields computed from the record as it was. */
 export type TransferAmendment =
-  | Partial<Pick<TransferState, 'nextRequestId' | 'peerStays' | 'resyncThrough' | 'fencedNextRequestId'>>
-  | ((was: TransferState) => Partial<Pick<TransferState, 'nextRequestId' | 'peerStays' | 'resyncThrough' | 'fencedNextRequestId'>>);
+  | Partial<Pick<TransferState, AmendedField>>
+  | ((was: TransferState) => Partial<Pick<TransferState, AmendedField>>);
+type AmendedField = 'nextRequestId' | 'peerStays' | 'resyncThrough' | 'fencedNextRequestId' | 'arrivalSpis' | 'orphanSpis';
 
 /**
  * A record for another owner, with some of its state replaced (message IDs,

@@ -14,11 +14,13 @@ import { LeaseClock } from '../../control/cluster/answer-fence.js';
 import { AnswerWriteAhead } from '../../control/cluster/answer-write-ahead.js';
 import { etcdClient } from '../../control/cluster/etcd-client.js';
 import type { ClusterKey } from '../../control/cluster/seal.js';
-import type { ArrivalResult } from '../../control/ike/sa-transfer.js';
+import { decodeTransferRecord, type ArrivalResult, type TransferState } from '../../control/ike/sa-transfer.js';
+import { cloneKeys } from '../../control/cluster/reassign.js';
 import type { IkeEngine, IkeEngineOptions } from '../../control/ike/engine.js';
 import type { IkeSa } from '../../control/ike/ike-sa.js';
 import { silentLogger, type Logger } from '../../control/log.js';
 import type { MemoryWire } from './peers.js';
+import { NODE_SPI_PREFIX } from './cluster-peers.js';
 import { startEtcd, type EtcdServer } from './etcd.js';
 import { requirePrereqs } from './prereq.js';
 
@@ -55,7 +57,7 @@ export function newEtcdClient(env: ClusterTestEnv): Etcd3 {
 }
 
 /** What a node's engine asks of its cluster node, by node name (set once the node has started). */
-export type NodeHooks = Map<string, { handoff: CloneHandoff; writeAhead?: AnswerWriteAhead }>;
+export type NodeHooks = Map<string, { handoff: CloneHandoff; writeAhead?: AnswerWriteAhead; spiPrefix?: number }>;
 
 /** The engine options of node `name`: its requests fenced, its answers written ahead (control/cluster/node.ts). */
 export function engineHooks(hooks: NodeHooks, name: string): Partial<IkeEngineOptions> {
@@ -99,13 +101,15 @@ export async function startNode(env: ClusterTestEnv, clusterName: string, key: C
     log,
     client,
   });
-  const handoff = new CloneHandoff({ engine, client, key, cluster: clusterName, node: name, address, log });
+  // As a gateway's cluster node does: its own SPI prefix, and the other nodes' (a handoff draws the new node's Child SA SPI).
+  const spiPrefix = NODE_SPI_PREFIX[address];
+  const handoff = new CloneHandoff({ engine, client, key, cluster: clusterName, node: name, address, log, ...(spiPrefix !== undefined && { spiPrefix }), spiPrefixOf: (n) => hooks.get(n)?.spiPrefix });
   const lease = new LeaseClock(membership.lease, 1000, joinStartedAt);
   const writeAhead = new AnswerWriteAhead({ records: handoff, lease: opts.lease ?? lease, log });
-  hooks.set(name, { handoff, writeAhead });
+  hooks.set(name, { handoff, writeAhead, ...(spiPrefix !== undefined && { spiPrefix }) });
   await handoff.start();
   const shared = { engine, client, cluster: clusterName, node: name, handoff, log };
-  const failover = new CloneFailover({ ...shared, key, staggerMs: 400 });
+  const failover = new CloneFailover({ ...shared, key, staggerMs: 400, ...(spiPrefix !== undefined && { spiPrefix }), spiPrefixOf: (n) => hooks.get(n)?.spiPrefix });
   if (opts.claims !== false) failover.start();
   const rebalance = new CloneRebalance({ ...shared, intervalMs: 1000, movesPerSecond: 5 });
   if (opts.rebalances !== false) rebalance.start();
@@ -146,4 +150,18 @@ export async function killNode(wire: MemoryWire, n: ClusterTestNode): Promise<vo
   await stopNode(n);
   n.membership.lease.release(); // no more keep-alives, as after kill -9
   n.client.close();
+}
+
+/** The state of clone (family, index)'s record in etcd, opened as sealed for `owner` at `epoch`. */
+export async function readRecordState(env: ClusterTestEnv, cluster: string, key: ClusterKey, family: string, index: number, epoch: number, owner: string): Promise<TransferState> {
+  const k = cloneKeys(cluster, family, index);
+  const client = newEtcdClient(env);
+  const sealed = await client.get(k.record).buffer();
+  client.close();
+  if (!sealed) throw new Error(`no record at ${k.record}`);
+  const opened = key.open({ keyPath: k.record, epoch, owner }, new Uint8Array(sealed));
+  if (!opened.ok) throw new Error(opened.error);
+  const record = decodeTransferRecord(opened.value);
+  if (!record.ok) throw new Error(record.error);
+  return record.value.state;
 }

@@ -14,6 +14,8 @@ export const NODE_A = '10.0.0.2';
 export const NODE_B = '10.0.0.3';
 /** A third node (SPI prefix 3), made only when its options are given. */
 export const NODE_C = '10.0.0.4';
+/** The SPI prefix of each node's engine (io/spi-layout.ts), by address. */
+export const NODE_SPI_PREFIX: Readonly<Record<string, number>> = { [NODE_A]: 1, [NODE_B]: 2, [NODE_C]: 3 };
 
 export async function cluster(nodeOptions: { a?: Partial<IkeEngineOptions>; b?: Partial<IkeEngineOptions>; c?: Partial<IkeEngineOptions> } = {}) {
   const wire = new MemoryWire();
@@ -25,9 +27,9 @@ export async function cluster(nodeOptions: { a?: Partial<IkeEngineOptions>; b?: 
     for (const p of e.payloads) if (p.type === 41) notifies.push({ from: e.sa.local.address, to: e.sa.remote.address, notify: p.notifyType });
   };
   const client = wire.engine(CLIENT, [initiator], { localAddresses: () => [CLIENT], trace });
-  const nodeA = wire.engine(NODE_A, [responder], { localAddresses: () => [NODE_A], spiPrefix: 1, trace, ...nodeOptions.a });
-  const nodeB = wire.engine(NODE_B, [responder], { localAddresses: () => [NODE_B], spiPrefix: 2, trace, ...nodeOptions.b });
-  const nodeC = nodeOptions.c ? wire.engine(NODE_C, [responder], { localAddresses: () => [NODE_C], spiPrefix: 3, trace, ...nodeOptions.c }) : undefined;
+  const nodeA = wire.engine(NODE_A, [responder], { localAddresses: () => [NODE_A], spiPrefix: NODE_SPI_PREFIX[NODE_A], trace, ...nodeOptions.a });
+  const nodeB = wire.engine(NODE_B, [responder], { localAddresses: () => [NODE_B], spiPrefix: NODE_SPI_PREFIX[NODE_B], trace, ...nodeOptions.b });
+  const nodeC = nodeOptions.c ? wire.engine(NODE_C, [responder], { localAddresses: () => [NODE_C], spiPrefix: NODE_SPI_PREFIX[NODE_C], trace, ...nodeOptions.c }) : undefined;
   const up = client.initiate(initiator.name);
   wire.run(100);
   const original = await up;

@@ -35,6 +35,8 @@ export interface ChildCreateCallbacks {
    * SA_RESOURCE_INFO with `resourceId` (RFC 9611 §3); the new SA gets this placement.
    */
   placement?: ChildPlacement;
+  /** The random part a handoff drew for this Child SA's SPI (arrival-spi.ts). */
+  spiRandom?: number;
 }
 
 // ------------------------------------------------------------------ initiator
@@ -45,7 +47,8 @@ export function createChildSa(engine: IkeContext, sa: IkeSa, childName: string, 
   if (!child) return Promise.reject(new Error(`connection "${sa.name}" has no child "${childName}"`));
   return new Promise((resolve, reject) => {
     const placement = opts.placement ? { placement: opts.placement } : {};
-    engine.queueExchange(sa, new ChildCreateInitiator(engine, child, { pfs: opts.pfs ?? true, resolve, reject, ...placement }));
+    const drawn = opts.spiRandom !== undefined ? { spiRandom: opts.spiRandom } : {};
+    engine.queueExchange(sa, new ChildCreateInitiator(engine, child, { pfs: opts.pfs ?? true, resolve, reject, ...placement, ...drawn }));
   });
 }
 
@@ -69,7 +72,7 @@ export class ChildCreateInitiator implements InitiatorExchange {
   build(sa: IkeSa): Payload[] {
     this.release();
     // A per-worker Child SA (child-spread.ts): its SPI is drawn for the worker it serves.
-    const request = childRequest(this.engine, sa, this.child, this.group, undefined, this.cb.placement?.worker);
+    const request = childRequest(this.engine, sa, this.child, this.group, undefined, this.cb.placement?.worker, this.cb.spiRandom);
     ({ offer: this.offer, nonceI: this.nonceI, keyExchange: this.keyExchange } = request);
     // RFC 9611 §3: a per-resource Child SA is asked for with SA_RESOURCE_INFO.
     const resourceId = this.cb.placement?.kind === 'per-resource' ? this.cb.placement.resourceId : undefined;

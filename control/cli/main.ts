@@ -517,7 +517,7 @@ function buildProgram(setExit: (code: number) => void): Command {
   program
     .command('gateway')
     .description('run a gateway (responder, and initiator of connections with start_action: start) until SIGINT/SIGTERM')
-    .requiredOption('-c, --config <file>', 'YAML configuration (reference: the comment at the top of control/config/schema.ts)')
+    .requiredOption('-c, --config <file>', 'YAML configuration (reference: docs/configuration.md)')
     .option('-s, --socket <path>', `control socket (default: ${defaultSocketPath()})`)
     .addHelpText('after', examples(
       '$ ikeclone gateway --config examples/gateway.yaml',

@@ -1,7 +1,7 @@
 // ikeclone's configuration (architecture §6): one YAML file in the shape of
 // swanctl.conf, validated with precise errors, as a typed GatewayConfig; and
 // the conversion of a connection into the IKE engine's ConnectionPolicy.
-// The file format is documented at the top of control/config/schema.ts.
+// The file format is documented in docs/configuration.md.
 export { ConfigError } from './errors.js';
 export type { ConfigProblem } from './errors.js';
 export { defaultGatewayConfig } from './defaults.js';

@@ -1,5 +1,5 @@
 // The outer header fields of a child (documented with the rest of the file in
-// schema.ts): DSCP copied or fixed (RFC 4301 §5.1.2.1), ECN per RFC 6040 or
+// docs/configuration.md): DSCP copied or fixed (RFC 4301 §5.1.2.1), ECN per RFC 6040 or
 // off, DF copied, set or cleared (RFC 4301 §8.1). dataplane/outer-header.ts
 // applies them per packet.
 import { integer, leaf, oneOf, withDefault } from './fields.js';

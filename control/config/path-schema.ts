@@ -1,5 +1,5 @@
 // The path fields of the `dataplane:` section (documented with the rest of
-// the file in schema.ts): the tunnel MTU and the rate of ICMP too-big
+// the file in docs/configuration.md): the tunnel MTU and the rate of ICMP too-big
 // answers (RFC 4301 §8.2, §8.3; dataplane/path-check.ts applies them).
 import { integer, leaf, withDefault } from './fields.js';
 import type { PathConfig } from './types.js';

@@ -1,5 +1,5 @@
 // A connection's `redirect:` section (RFC 5685; documented with the rest of
-// the file in schema.ts): following a gateway's REDIRECT as a client, and
+// the file in docs/configuration.md): following a gateway's REDIRECT as a client, and
 // redirecting peers as a gateway to a static list of gateways, in IKE_SA_INIT
 // or in IKE_AUTH. The placement a cluster computes replaces the list through
 // the engine's RedirectPolicy hook (control/ike/redirect-policy.ts).

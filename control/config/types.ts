@@ -1,7 +1,7 @@
 // The typed, normalised configuration that control/config/load.ts produces
 // from a YAML file or a plain object: durations in milliseconds, proposals and
 // identities parsed, key files read, PSKs as bytes. The YAML keys each field
-// comes from are documented at the top of control/config/schema.ts.
+// comes from are documented in docs/configuration.md.
 import type { Identity } from '../ike/identity.js';
 import type { FragmentationMode } from '../ike/policy.js';
 import type { ProposalSpec } from './proposal.js';

@@ -129,6 +129,8 @@ export interface ClusterNodeStatus {
   silentNotProbed?: number;
   /** The liveness probe's port, pings and pongs, refusals (rate limit) and drops by reason. */
   livenessProbe?: LivenessProbeCounts & { port: number | null };
+  /** The liveness probe could not bind there (port taken, address not ours): this node neither suspects silent members nor is suspected. */
+  livenessProbeUnbound?: { address: string; port: number; reason: string };
   /** Cluster-wide resources as this node sees them (control/cluster/resource-status.ts). */
   resources?: ClusterNodeResources;
 }

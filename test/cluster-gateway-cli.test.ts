@@ -62,7 +62,7 @@ function secret(name: string, mode = 0o600): string {
 let portBase = 21000 + 2 * Math.floor(Math.random() * 10000);
 
 /** A gateway configuration on 127.0.0.1 with a cluster: section. */
-function config(name: string, opts: { cluster: string; node: string; keyFile: string; etcd?: string; standalone?: boolean; psk?: string; poolReserve?: number | string; pools?: string }): string {
+function config(name: string, opts: { cluster: string; node: string; keyFile: string; etcd?: string; standalone?: boolean; psk?: string; poolReserve?: number | string; pools?: string; probePort?: number }): string {
   const port = (portBase += 2);
   const tls = etcd!.tls!;
   const file = join(dir, name);
@@ -78,7 +78,7 @@ cluster:
   sealing_key_file: ${opts.keyFile}
   lease_ttl: 2s
   on_etcd_unreachable: ${opts.standalone ? 'standalone' : 'fail'}
-${opts.poolReserve === undefined ? '' : `  pool_reserve: ${opts.poolReserve}\n`}connections:
+${opts.poolReserve === undefined ? '' : `  pool_reserve: ${opts.poolReserve}\n`}${opts.probePort === undefined ? '' : `  probe_port: ${opts.probePort}\n`}connections:
   clients:
     local: { id: gw.cluster.test, auth: psk }
     remote: { id: "*.cluster.test", auth: psk }
@@ -149,6 +149,35 @@ describe('ikeclone gateway in a cluster', () => {
     const bad = start(['cluster', 'status', '--config', config('rb.yaml', { cluster, node: 'gw-b', keyFile: key, poolReserve: 65 })]);
     expect(await exitOf(bad)).toBe(2);
     expect(bad.stderr()).toMatch(/cluster\.pool_reserve: .*an integer from 0 to 64/);
+  }, 90_000);
+
+  interopTest('a liveness probe that cannot bind (its port taken) is named in status: that node neither suspects nor is suspected', ['etcd'], async () => {
+    const cluster = `cli-${randomBytes(3).toString('hex')}`;
+    const key = secret('k4');
+    const probePort = await freePort();
+    const status = async (sock: string) => {
+      const st = start(['status', '--socket', join(dir, sock), '--json']);
+      expect(await exitOf(st)).toBe(0);
+      return JSON.parse(st.stdout()).cluster;
+    };
+    const a = start(['gateway', '--config', config('pa.yaml', { cluster, node: 'gw-a', keyFile: key, probePort }), '--socket', join(dir, 'pa.sock')]);
+    await waitFor(() => /gateway running/.test(a.stdout() + a.stderr()), { timeoutMs: 30_000, message: () => `gw-a to run (${a.stderr().slice(-1000)})` });
+    const sa = await status('pa.sock');
+    expect(sa.livenessProbe).toMatchObject({ port: probePort });
+    expect(sa.livenessProbeUnbound).toBeUndefined();
+    // gw-b on the same address and probe port: it runs, without the probe, and says so.
+    const b = start(['gateway', '--config', config('pb.yaml', { cluster, node: 'gw-b', keyFile: key, probePort }), '--socket', join(dir, 'pb.sock')]);
+    await waitFor(() => /gateway running/.test(b.stdout() + b.stderr()), { timeoutMs: 30_000, message: () => `gw-b to run (${b.stderr().slice(-1000)})` });
+    expect(b.stdout() + b.stderr()).toMatch(/cannot bind the liveness probe/);
+    const sb = await status('pb.sock');
+    expect(sb.livenessProbe).toBeUndefined();
+    expect(sb.livenessProbeUnbound).toEqual({ address: '127.0.0.1', port: probePort, reason: expect.stringMatching(/EADDRINUSE/) });
+    const text = start(['status', '--socket', join(dir, 'pb.sock')]);
+    expect(await exitOf(text)).toBe(0);
+    expect(text.stdout()).toMatch(new RegExp(`liveness probe NOT bound on 127\\.0\\.0\\.1:${probePort} \\(.*EADDRINUSE.*\\): silent members neither suspected nor suspecting`));
+    // No heartbeat from gw-b (nothing to suspect it by), one from gw-a.
+    await waitFor(async () => client!.get(`/ikeclone/v1/${cluster}/alive/gw-a`).string(), { timeoutMs: 10_000, message: 'gw-a\'s heartbeat' });
+    expect(await client!.get(`/ikeclone/v1/${cluster}/alive/gw-b`).string()).toBeNull();
   }, 90_000);
 
   interopTest('a sealing key file readable by others is a configuration error (exit 2)', ['etcd'], async () => {

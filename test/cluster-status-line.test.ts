@@ -36,6 +36,9 @@ describe('cluster node status line', () => {
     // Members silent in etcd that answered the liveness probe (control/cluster/liveness-probe.ts): kept, said when any.
     expect(clusterNodeLine({ ...base, revokedSilent: 0, silentSpared: 0 })).not.toMatch(/silent/);
     expect(clusterNodeLine({ ...base, revokedSilent: 1, silentSpared: 3 })).toMatch(/silent members' leases revoked 1, silent members spared \(answered the liveness probe\) 3$/);
+    expect(clusterNodeLine({ ...base, livenessProbeUnbound: { address: '192.0.2.1', port: 4501, reason: 'bind EADDRINUSE 192.0.2.1:4501' } })).toMatch(
+      /, liveness probe NOT bound on 192\.0\.2\.1:4501 \(bind EADDRINUSE 192\.0\.2\.1:4501\): silent members neither suspected nor suspecting$/,
+    );
   });
 
   test('the node\'s pools, the peers counted over the cluster and its refusals by reason', () => {

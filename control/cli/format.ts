@@ -111,7 +111,7 @@ export function clusterNodeLine(c: ClusterNodeStatus): string {
   const lease = c.lease === 'lost' ? `lease LOST (${c.leaseLostReason ?? 'unknown'}): IKE stopped on ${c.clones.length} clone${c.clones.length === 1 ? '' : 's'}, ESP flows on` : 'lease held';
   const f = c.failover;
   return `cluster ${c.cluster} node ${c.node} (SPI prefix ${c.spiPrefix}): ${lease}; ${c.clones.length} owned clone${c.clones.length === 1 ? '' : 's'}; ` +
-    `taken over ${f.claimed}, sent back ${f.returned}, rebalanced ${c.rebalance.moved}, dropped by fencing ${c.handoff.fenced}${c.revokedSilent ? `, silent members' leases revoked ${c.revokedSilent}` : ''}${c.silentSpared ? `, silent members spared (answered the liveness probe) ${c.silentSpared}` : ''}${lastArrivalText(c)}${resourcesText(c)}`;
+    `taken over ${f.claimed}, sent back ${f.returned}, rebalanced ${c.rebalance.moved}, dropped by fencing ${c.handoff.fenced}${c.revokedSilent ? `, silent members' leases revoked ${c.revokedSilent}` : ''}${c.silentSpared ? `, silent members spared (answered the liveness probe) ${c.silentSpared}` : ''}${c.livenessProbeUnbound ? `, liveness probe NOT bound on ${c.livenessProbeUnbound.address}:${c.livenessProbeUnbound.port} (${c.livenessProbeUnbound.reason}): silent members neither suspected nor suspecting` : ''}${lastArrivalText(c)}${resourcesText(c)}`;
 }
 
 /** The node's pools (reserve, leased here), the peers counted over the cluster and its refusals by reason. */

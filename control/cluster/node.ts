@@ -73,6 +73,8 @@ export class ClusterNode {
   silentMembers: SilentMembers | undefined;
   /** Answers other members' liveness probes and probes silent ones (set by attach with silentMembers). */
   livenessProbe: LivenessProbe | undefined;
+  /** Why the liveness probe could not bind (then neither suspecting nor suspected), shown in status. */
+  private probeUnbound: { address: string; port: number; reason: string } | undefined;
   private readonly leaseClock: LeaseClock;
 
   private constructor(
@@ -239,6 +241,7 @@ export class ClusterNode {
       failover: { ...(this.failover?.stats ?? { claimed: 0, lost: 0, failed: 0, returned: 0 }) },
       rebalance: { ...(this.rebalance?.stats ?? { moved: 0, failed: 0 }) },
       revokedSilent: this.silentMembers?.stats.revoked ?? 0,
+      ...(this.probeUnbound && { livenessProbeUnbound: { ...this.probeUnbound } }),
       ...(this.silentMembers && this.livenessProbe && {
         silentSpared: this.silentMembers.stats.spared,
         silentNotProbed: this.silentMembers.stats.notProbed,
@@ -339,7 +342,8 @@ export class ClusterNode {
     try {
       await probe.bind();
     } catch (err) {
-      this.log.warn({ address: c.address, port: c.probePort ?? DEFAULT_PROBE_PORT, reason: (err as Error).message }, 'cannot bind the liveness probe: this node neither suspects silent members nor is suspected (as suspect_silent: no)');
+      this.probeUnbound = { address: c.address, port: c.probePort ?? DEFAULT_PROBE_PORT, reason: (err as Error).message };
+      this.log.warn(this.probeUnbound, 'cannot bind the liveness probe: this node neither suspects silent members nor is suspected (as suspect_silent: no)');
       return;
     }
     this.livenessProbe = probe;

@@ -150,7 +150,9 @@ async function handoffs(net: ClusterNet, dir: string): Promise<Record<string, un
   // A lost IKE datagram costs a retransmission timeout (500 ms here): these say whether the rounds had any.
   const ikeResendsDuringHandoffs = resendsBetween(resends0, await ikeResends(net));
   const seconds = (Date.now() - started) / 1000;
-  const writes = (await etcdRevision(net)) - rev0;
+  const rev1 = await etcdRevision(net);
+  const writes = rev1 - rev0;
+  const byKind = await etcdWritesByKind(net, rev0, rev1);
   const etcdDisk = diskCost(disk0, await etcdDiskHistograms(net.etcd.members, net.etcd.tls!));
   const first = (await decode(capture.file, { fields: ['frame.time_epoch', 'ip.src', 'ip.dst', 'esp.spi'], displayFilter: 'esp' })).map((r) => ({ t: Number(r[0]) * 1000, src: r[1]!, dst: r[2]!, spi: r[3] }));
   const aLog = logLines(net.nodes[0]!.gateway()!.log());
@@ -183,7 +185,7 @@ async function handoffs(net: ClusterNet, dir: string): Promise<Record<string, un
     decisionToChildSaMs: stats(toChild),
     decisionToFirstEspMs: stats(toEsp),
     ikeResendsDuringHandoffs,
-    etcdWritesDuringHandoffs: { writes, seconds: round(seconds, 1), perSecond: round(writes / seconds, 1) },
+    etcdWritesDuringHandoffs: { writes, seconds: round(seconds, 1), perSecond: round(writes / seconds, 1), rounds: HANDOFF_ROUNDS, ...(byKind && { keysChanged: byKind }) },
     // Per member (m1..m3): its WAL fsyncs and backend commits during the rounds.
     etcdDiskDuringHandoffs: etcdDisk,
   };
@@ -323,6 +325,47 @@ console.log(JSON.stringify({ writes: lat.length, p50: lat[Math.floor(lat.length 
   const r = await execChecked(net.nodes[0]!.ns, process.execPath, ['--input-type=module', '-e', script], { timeoutMs: ETCD_WRITE_SECONDS * 1000 + 20_000 });
   const j = JSON.parse(r.stdout) as { writes: number; p50: number; p99: number };
   return { sequentialTxnPerSecond: round(j.writes / ETCD_WRITE_SECONDS, 1), txnP50Ms: round(j.p50, 2), txnP99Ms: round(j.p99, 2) };
+}
+
+/**
+ * The keys etcd changed between two revisions, by kind (the path segment
+ * after the cluster's prefix: records, peers, alive, stats, members, ...) and
+ * operation, replayed from etcd's history by a watch from node 0's namespace
+ * (every handoff round sets a family up and tears it down: its writes are
+ * all counted here, not only the handoffs'). Undefined when the history
+ * cannot be read (compacted) in time.
+ */
+async function etcdWritesByKind(net: ClusterNet, rev0: number, rev1: number): Promise<Record<string, number> | undefined> {
+  if (rev1 <= rev0) return {};
+  const cfg = (net.nodeConfig(0).cluster as { etcd: string[]; tls: unknown });
+  const prefix = `/ikeclone/v1/${net.clusterName}/`;
+  const script = `
+import { etcdClient } from ${JSON.stringify(new URL('../control/cluster/etcd-client.js', import.meta.url).href)};
+const c = etcdClient(${JSON.stringify({ etcd: cfg.etcd, tls: cfg.tls })});
+const counts = {};
+const w = await c.watch().prefix(${JSON.stringify(prefix)}).startRevision('${rev0 + 1}').create();
+await new Promise((resolve) => {
+  const timer = setTimeout(resolve, 10000);
+  const note = (op, kv) => {
+    if (Number(kv.mod_revision) > ${rev1}) { clearTimeout(timer); return resolve(); }
+    const kind = kv.key.toString().slice(${prefix.length}).split('/')[0] + ' ' + op;
+    counts[kind] = (counts[kind] ?? 0) + 1;
+    if (Number(kv.mod_revision) === ${rev1}) { clearTimeout(timer); setTimeout(resolve, 50); }
+  };
+  w.on('put', (kv) => note('put', kv));
+  w.on('delete', (kv) => note('delete', kv));
+});
+await w.cancel();
+c.close();
+console.log(JSON.stringify(counts));
+`;
+  try {
+    const r = await execChecked(net.nodes[0]!.ns, process.execPath, ['--input-type=module', '-e', script], { timeoutMs: 30_000 });
+    return JSON.parse(r.stdout) as Record<string, number>;
+  } catch (err) {
+    progress(`etcd writes by kind: not read (${(err as Error).message.slice(0, 200)})`);
+    return undefined;
+  }
 }
 
 /** Whether this build takes over a dead node's clones (control/cluster/failover.ts). */

@@ -2,9 +2,10 @@
 // big" (RFC 4443 §3.2) for an inner packet that will not fit the tunnel
 // after encapsulation, written back towards its sender as a router does
 // (RFC 4301 §8.2, §8.3), with the rate limit routers apply to ICMP errors
-// (RFC 1812 §4.3.2.8, RFC 4443 §2.4 (f)).
+// (RFC 1812 §4.3.2.8, RFC 4443 §2.4 (f); io/rate-limiter.ts, held by
+// path-check.ts).
 //
-// Owner: the I/O thread's outbound stage (the limiter is its state).
+// Owner: the I/O thread's outbound stage.
 // Untrusted bytes (architecture §4.3): nothing here throws on packet
 // contents; a packet that must not be answered gives undefined.
 import { ipVersion } from './path-mtu.js';
@@ -120,25 +121,4 @@ export function icmpTooBig(inner: Uint8Array, mtu: number, from: Uint8Array): Ui
   if (v === 4) return icmp4FragNeeded(inner, mtu, from);
   if (v === 6) return icmp6PacketTooBig(inner, mtu, from);
   return undefined;
-}
-
-/** Token bucket: `rate` tokens a second, at most `burst` saved (RFC 4443 §2.4 (f) suggests one). */
-export class RateLimiter {
-  private tokens: number;
-  private last: number;
-
-  constructor(private readonly rate: number, private readonly burst: number, now: number) {
-    this.tokens = burst;
-    this.last = now;
-  }
-
-  /** Takes a token at time `now` (ms); false when none is left. */
-  take(now: number): boolean {
-    const elapsed = Math.max(0, now - this.last);
-    this.last = now;
-    this.tokens = Math.min(this.burst, this.tokens + (elapsed * this.rate) / 1000);
-    if (this.tokens < 1) return false;
-    this.tokens -= 1;
-    return true;
-  }
 }

@@ -7,7 +7,8 @@
 // Owner: the I/O thread (the rate limiter and the counters are its state).
 // Untrusted bytes (architecture §4.3): nothing here throws on packet contents.
 import { ipFamily } from '../io/ip.js';
-import { icmpTooBig, RateLimiter } from './icmp-too-big.js';
+import { icmpTooBig } from './icmp-too-big.js';
+import { RateLimiter } from '../io/rate-limiter.js';
 import { dontFragment, PATH_DEFAULTS, tunnelMtu, type PathOptions } from './path-mtu.js';
 import type { SaRecord } from './sad.js';
 import type { PlaneState } from './state.js';

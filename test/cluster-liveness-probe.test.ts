@@ -12,12 +12,12 @@ import {
   PROBE_MESSAGE_LENGTH,
   PROBE_NONCE_LENGTH,
   PROBE_WAIT_MS,
-  RateLimit,
   decodeProbe,
   encodeProbe,
   type ProbeMessage,
 } from '../control/cluster/liveness-probe.js';
 import { silentLogger } from '../control/log.js';
+import { RateLimiter } from '../io/rate-limiter.js';
 import { waitFor } from './support/proc.js';
 
 const SECRET = randomBytes(32);
@@ -88,14 +88,14 @@ describe('liveness probe codec', () => {
 describe('liveness probe rate limit', () => {
   test('a burst at once, then the rate', () => {
     let t = 0;
-    const limit = new RateLimit(3, 10, () => t);
-    expect([limit.take(), limit.take(), limit.take(), limit.take()]).toEqual([true, true, true, false]);
+    const limit = new RateLimiter(10, 3, t);
+    expect([limit.take(t), limit.take(t), limit.take(t), limit.take(t)]).toEqual([true, true, true, false]);
     t = 50;
-    expect(limit.take()).toBe(false);
+    expect(limit.take(t)).toBe(false);
     t = 100;
-    expect([limit.take(), limit.take()]).toEqual([true, false]);
+    expect([limit.take(t), limit.take(t)]).toEqual([true, false]);
     t = 10_000;
-    expect([limit.take(), limit.take(), limit.take(), limit.take()]).toEqual([true, true, true, false]);
+    expect([limit.take(t), limit.take(t), limit.take(t), limit.take(t)]).toEqual([true, true, true, false]);
   });
 });
 

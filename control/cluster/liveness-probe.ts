@@ -41,6 +41,7 @@ import type { Logger } from '../log.js';
 import type { Result } from '../wire/result.js';
 import type { LivenessProbeCounts } from '../status.js';
 import { MAX_SPI_NODES } from '../../io/spi-layout.js';
+import { RateLimiter } from '../../io/rate-limiter.js';
 
 const MAGIC = Buffer.from('IKLP', 'ascii');
 export const PROBE_VERSION = 1;
@@ -136,27 +137,6 @@ export function decodeProbe(key: ProbeMacKey, bytes: Uint8Array): Result<ProbeMe
   };
 }
 
-/** A token bucket: `burst` at once, refilled at `perSecond`. */
-export class RateLimit {
-  private tokens: number;
-  private at: number;
-
-  constructor(private readonly burst: number, private readonly perSecond: number, private readonly now: () => number) {
-    this.tokens = burst;
-    this.at = now();
-  }
-
-  /** Whether one more is allowed now (and takes it). */
-  take(): boolean {
-    const now = this.now();
-    this.tokens = Math.min(this.burst, this.tokens + ((now - this.at) / 1000) * this.perSecond);
-    this.at = now;
-    if (this.tokens < 1) return false;
-    this.tokens--;
-    return true;
-  }
-}
-
 /** Where a member answers probes: the address and port its heartbeat announces. */
 export interface ProbeTarget {
   address: string;
@@ -218,11 +198,13 @@ export class LivenessProbe {
   /** Probes under way. */
   private readonly probing = new Set<Pending>();
   private readonly seenPings = new Set<string>();
-  private readonly limit: RateLimit;
+  private readonly limit: RateLimiter;
+  private readonly now: () => number;
   private closed = false;
 
   constructor(private readonly opts: LivenessProbeOptions) {
-    this.limit = new RateLimit(opts.pongLimit?.burst ?? PONG_BURST, opts.pongLimit?.perSecond ?? PONGS_PER_SECOND, opts.now ?? (() => performance.now()));
+    this.now = opts.now ?? (() => performance.now());
+    this.limit = new RateLimiter(opts.pongLimit?.perSecond ?? PONGS_PER_SECOND, opts.pongLimit?.burst ?? PONG_BURST, this.now());
   }
 
   /** Bind on the cluster address; rejects (address in use, not ours) with the socket closed. */
@@ -339,7 +321,7 @@ export class LivenessProbe {
     if (this.seenPings.has(nonce)) return this.drop('replayedPing');
     this.seenPings.add(nonce);
     if (this.seenPings.size > SEEN_PINGS) this.seenPings.delete(this.seenPings.values().next().value!);
-    if (!this.limit.take()) {
+    if (!this.limit.take(this.now())) {
       this.stats.refused++;
       return;
     }

@@ -9,7 +9,9 @@
 //   while the client sends many small flows). Each round the client brings
 //   its connection down and up; the first node spreads the new family (two
 //   handoffs a round). Times come from the gateways' logs (one clock) and
-//   the capture;
+//   the capture; and each gateway's and the client's main thread during
+//   the rounds as the scheduler counts it (ms on a CPU, ms runnable but
+//   waiting for one: mainThreadsDuringRounds);
 // - iperf3 (LAN host -> client, over ECMP through 1, 2 and 3 nodes): Gbit/s,
 //   each node's ESP bytes and CPU seconds, and Gbit per gateway CPU-second
 //   (two cores cannot show wall-clock scaling, CLUSTER design §6);
@@ -35,6 +37,7 @@ import { tunUnavailable } from '../io/tun.js';
 import { createClusterNet, type ClusterNet } from '../test/support/cluster-netns.js';
 import { ETCD_DATA_TMPFS } from '../test/support/etcd.js';
 import { diskCost, etcdDiskHistograms } from './etcd-metrics.js';
+import { readMainThreadSchedStat, schedDelta, type SchedStat } from './proc-stat.js';
 import { execChecked, spawnIn } from '../test/support/netns.js';
 import { sleep, waitFor, type TrackedProcess } from '../test/support/proc.js';
 import { decode, startCapture, type Capture } from '../test/support/tshark.js';
@@ -131,6 +134,8 @@ async function handoffs(net: ClusterNet, dir: string): Promise<Record<string, un
   // measure (its Child SAs' first ESP waited for the flows, hundreds of ms after it was handed off).
   const roundsFrom = Date.now();
   const resends0 = await ikeResends(net);
+  const sched0 = mainThreads(net);
+  let sched1: Map<string, SchedStat> | undefined;
   try {
     for (let i = 0; i < HANDOFF_ROUNDS; i++) {
       const count = (k: number) => logLines(net.nodes[k]!.gateway()!.log()).filter((l) => l.msg === 'Child SA up').length;
@@ -143,6 +148,7 @@ async function handoffs(net: ClusterNet, dir: string): Promise<Record<string, un
       await waitFor(() => capture.packetCount() >= seen + 2, { timeoutMs: 3000, intervalMs: 20 }).catch(() => undefined);
       if (i % 5 === 4) progress(`handoffs: ${2 * (i + 1)} done`);
     }
+    sched1 = mainThreads(net);
   } finally {
     for (const f of flows) await f.stop({ graceMs: 500 });
     await capture.stop({ timeoutMs: 3000 });
@@ -185,10 +191,27 @@ async function handoffs(net: ClusterNet, dir: string): Promise<Record<string, un
     decisionToChildSaMs: stats(toChild),
     decisionToFirstEspMs: stats(toEsp),
     ikeResendsDuringHandoffs,
+    // Each gateway's and the client's main thread (control plane, IKE, etcd client) during the rounds: time on a
+    // CPU against time runnable but waiting for one (every step of a handoff is a wake-up of these threads).
+    mainThreadsDuringRounds: sched1 && Object.fromEntries([...sched1].flatMap(([name, b]) => {
+      const a = sched0.get(name);
+      return a ? [[name, schedDelta(a, b)]] : [];
+    })),
     etcdWritesDuringHandoffs: { writes, seconds: round(seconds, 1), perSecond: round(writes / seconds, 1), rounds: HANDOFF_ROUNDS, ...(byKind && { keysChanged: byKind }) },
     // Per member (m1..m3): its WAL fsyncs and backend commits during the rounds.
     etcdDiskDuringHandoffs: etcdDisk,
   };
+}
+
+/** Each gateway's and the client's main thread as the scheduler counts it now (absent: gone, or no schedstats). */
+function mainThreads(net: ClusterNet): Map<string, SchedStat> {
+  const procs = [...net.nodes.map((n) => [n.name, n.gateway()!.proc.pid] as const), ['client', net.clientProcess()!.proc.pid] as const];
+  const out = new Map<string, SchedStat>();
+  for (const [name, pid] of procs) {
+    const s = readMainThreadSchedStat(pid);
+    if (s) out.set(name, s);
+  }
+  return out;
 }
 
 /** Each gateway's and the client's IKE retransmissions and answers from the response cache so far. */

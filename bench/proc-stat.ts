@@ -1,7 +1,9 @@
 // CPU accounting from Linux's /proc for the CPU profile benchmark
 // (bench/cpu-profile.ts): the pure parsers of /proc/<pid>/stat,
 // /proc/<pid>/task/<tid>/stat and the "cpu" line of /proc/stat, the
-// differences between two samples, and the thin readers that feed them.
+// differences between two samples, and the thin readers that feed them;
+// and a thread's schedstat (time on a CPU against time waiting for one,
+// for the cluster benchmark, bench/cluster.ts).
 // Parsing is separate from reading so that it can be tested on sample text.
 // Field numbers are proc(5)'s (1-based): 2 comm, 3 state, 14 utime,
 // 15 stime, 22 starttime; times in clock ticks (sysconf(_SC_CLK_TCK)).
@@ -125,4 +127,47 @@ export function readMachine(): MachineTimes {
   const m = parseMachineStat(readFileSync('/proc/stat', 'utf8'));
   if (m === null) throw new Error('/proc/stat has no aggregate cpu line');
   return m;
+}
+
+/**
+ * A thread as the scheduler counts it (/proc/<pid>/task/<tid>/schedstat,
+ * Documentation/scheduler/sched-stats.rst): ns on a CPU, ns runnable but
+ * waiting in a run queue, and timeslices run.
+ */
+export interface SchedStat {
+  runNs: number;
+  waitNs: number;
+  slices: number;
+}
+
+/** Parse a schedstat line ("run wait slices"); null for anything else. */
+export function parseSchedStat(text: string): SchedStat | null {
+  const f = text.trim().split(/\s+/).map(Number);
+  if (f.length !== 3 || !f.every((v) => Number.isSafeInteger(v) && v >= 0)) return null;
+  return { runNs: f[0]!, waitNs: f[1]!, slices: f[2]! };
+}
+
+/** A process's main thread's schedstat; undefined when it is gone (or the kernel keeps no schedstats). */
+export function readMainThreadSchedStat(pid: number): SchedStat | undefined {
+  try {
+    return parseSchedStat(readFileSync(`/proc/${pid}/task/${pid}/schedstat`, 'utf8')) ?? undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Between two samples of one thread: ms on a CPU, ms waiting for one, and
+ * the mean wait per timeslice (each wake-up of a thread that sleeps between
+ * events is one).
+ */
+export function schedDelta(a: SchedStat, b: SchedStat): { cpuMs: number; runQueueWaitMs: number; slices: number; waitPerSliceMs: number | null } {
+  const slices = b.slices - a.slices;
+  const waitMs = (b.waitNs - a.waitNs) / 1e6;
+  return {
+    cpuMs: Math.round((b.runNs - a.runNs) / 1e5) / 10,
+    runQueueWaitMs: Math.round(waitMs * 10) / 10,
+    slices,
+    waitPerSliceMs: slices > 0 ? Math.round((waitMs / slices) * 1000) / 1000 : null,
+  };
 }

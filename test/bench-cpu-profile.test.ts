@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ikecloneThreadNames } from '../bench/cpu-profile.js';
 import { parsePerfReport, parseSyscallShares, wasmFunctionNames } from '../bench/perf-split.js';
-import { machineDelta, parseMachineStat, parseTaskStat, taskDelta, type TaskTimes } from '../bench/proc-stat.js';
+import { machineDelta, parseMachineStat, parseSchedStat, parseTaskStat, readMainThreadSchedStat, schedDelta, taskDelta, type TaskTimes } from '../bench/proc-stat.js';
 import { REPO_ROOT } from './support/vectors.js';
 
 // A real /proc/<pid>/task/<tid>/stat line, its comm edited to hold a space and parentheses.
@@ -55,6 +55,26 @@ describe('/proc parsing', () => {
     const b = parseTaskStat(THREAD_LINE)!;
     expect(taskDelta(undefined, b, 100)).toEqual({ user: 0.61, system: 0.46 });
     expect(taskDelta({ ...b, utime: 50, stime: 40 }, b, 100)).toEqual({ user: 0.11, system: 0.06 });
+  });
+});
+
+describe('schedstat', () => {
+  it('reads run, wait and timeslices, and refuses anything else', () => {
+    expect(parseSchedStat('1208000000 2059000000 4447\n')).toEqual({ runNs: 1208000000, waitNs: 2059000000, slices: 4447 });
+    for (const bad of ['', '1 2', '1 2 3 4', '1 -2 3', 'a b c']) expect(parseSchedStat(bad)).toBeNull();
+  });
+
+  it('turns two samples into ms on a CPU, ms waiting for one and the wait per timeslice', () => {
+    const d = schedDelta({ runNs: 1_000_000_000, waitNs: 500_000_000, slices: 100 }, { runNs: 2_000_000_000, waitNs: 2_500_000_000, slices: 4100 });
+    expect(d).toEqual({ cpuMs: 1000, runQueueWaitMs: 2000, slices: 4000, waitPerSliceMs: 0.5 });
+    expect(schedDelta({ runNs: 1, waitNs: 1, slices: 7 }, { runNs: 1, waitNs: 1, slices: 7 }).waitPerSliceMs).toBeNull();
+  });
+
+  it('reads this process\'s main thread, and nothing for a pid that is gone', () => {
+    const me = readMainThreadSchedStat(process.pid);
+    expect(me).toBeDefined();
+    expect(me!.runNs).toBeGreaterThan(0);
+    expect(readMainThreadSchedStat(2 ** 22 + 1)).toBeUndefined();
   });
 });
 

@@ -1,9 +1,14 @@
 // Cluster membership on a real etcd (TLS with client certificates): join,
-// SPI prefixes, the connections' hash, duplicate names, lease lapse, and etcd
-// unreachable at join. Needs the Debian etcd (prerequisite 'etcd').
-import { afterAll, beforeAll, describe, expect } from 'vitest';
+// SPI prefixes, the connections' hash, duplicate names, lease lapse, etcd
+// unreachable at join, and the member table the watch keeps. Needs the Debian etcd (prerequisite 'etcd').
+import { afterAll, beforeAll, describe, expect, vi } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { ClusterJoinError, ClusterMembership, readMembers } from '../control/cluster/membership.js';
+import { CloneFailover } from '../control/cluster/failover.js';
+import { CloneRebalance } from '../control/cluster/rebalance.js';
+import type { CloneHandoff } from '../control/cluster/handoff.js';
+import type { ClusterKey } from '../control/cluster/seal.js';
+import type { IkeContext } from '../control/ike/context.js';
 import { etcdClient } from '../control/cluster/etcd-client.js';
 import type { ClusterConfig } from '../control/config/types.js';
 import { silentLogger } from '../control/log.js';
@@ -91,6 +96,34 @@ describe('cluster membership on etcd', () => {
     }
   }, 60_000);
 
+  interopTest('the member table follows the watch: a load update changes no names and is read from the event, a leave does', ['etcd'], async () => {
+    let loadB = 0;
+    const a = await ClusterMembership.join({ config: config('gw-a'), connectionsHash: 'h', log, load: () => 1 });
+    const events: boolean[] = [];
+    a.on('members-changed', (names) => events.push(names));
+    // The watch has read the members once (its own key at least) before it reports anything.
+    await waitFor(() => a.live().some((m) => m.node === 'gw-a'), { timeoutMs: 5000, intervalMs: 20, message: 'the member table seeded' });
+    const b = await ClusterMembership.join({ config: { ...config('gw-b'), name: a.config.name, address: '192.0.2.2' }, connectionsHash: 'h', log, load: () => loadB });
+    try {
+      await waitFor(() => a.live().length === 2, { timeoutMs: 5000, intervalMs: 20, message: 'gw-b in gw-a\'s table' });
+      expect(events.at(-1)).toBe(true);
+      const joined = events.length;
+      loadB = 7;
+      await b.updateLoad();
+      await waitFor(() => a.live().find((m) => m.node === 'gw-b')?.load === 7, { timeoutMs: 5000, intervalMs: 20, message: 'the new load in gw-a\'s table' });
+      expect(events.slice(joined)).toEqual([false]);
+      // What the table says is what etcd holds.
+      expect(a.live()).toEqual(await readMembers(a.client, a.config.name));
+      await b.leave();
+      await waitFor(() => a.live().length === 1, { timeoutMs: 5000, intervalMs: 20, message: 'gw-b gone from gw-a\'s table' });
+      expect(events.slice(joined)).toEqual([false, true]);
+      expect(a.live().map((m) => m.node)).toEqual(['gw-a']);
+    } finally {
+      await b.leave();
+      await a.leave();
+    }
+  }, 60_000);
+
   interopTest('a node that stops refreshing its lease disappears after the lease TTL', ['etcd'], async () => {
     const a = await ClusterMembership.join({ config: config('gw-a'), connectionsHash: 'h', log });
     const b = await ClusterMembership.join({ config: { ...config('gw-b'), name: a.config.name }, connectionsHash: 'h', log });
@@ -117,5 +150,48 @@ describe('cluster membership on etcd', () => {
     client.close();
     expect(err).toMatchObject({ exitCode: 1, message: expect.stringMatching(/cannot reach etcd at http:\/\/127\.0\.0\.1:\d+/) });
     expect(Date.now() - started).toBeLessThan(20_000);
+  }, 60_000);
+});
+
+// A member's load update reads nothing on the other nodes (failover.ts, rebalance.ts): every node writes one
+// about a second after its IKE SAs come or go, and the scans a change of names starts read every clone's record.
+describe('load updates on a cluster node', () => {
+  interopTest('a load update starts no failover scan and no rebalance round; a member that joins starts both', ['etcd'], async () => {
+    const name = `c-${randomBytes(3).toString('hex')}`;
+    let loadB = 0;
+    const a = await ClusterMembership.join({ config: { ...config('gw-a'), name }, connectionsHash: 'h', log });
+    await waitFor(() => a.live().length === 1, { timeoutMs: 5000, intervalMs: 20, message: 'the member table seeded' });
+    // Nothing of the handoff is reached while no clone exists: the scans read members and clones, and stop there.
+    const handoff = { ownedClones: () => [], isArriving: () => false } as unknown as CloneHandoff;
+    const shared = { engine: {} as IkeContext, client: a.client, cluster: name, node: 'gw-a', handoff, log };
+    // Neither is started: no periodic scan or round, only what the member events start.
+    const failover = new CloneFailover({ ...shared, key: {} as ClusterKey });
+    const rebalance = new CloneRebalance(shared);
+    const reads = vi.spyOn(a.client, 'getAll');
+    a.on('members-changed', (names) => {
+      failover.membersChanged(names);
+      rebalance.membersChanged(names);
+    });
+    const b = await ClusterMembership.join({ config: { ...config('gw-b'), name }, connectionsHash: 'h', log, load: () => loadB });
+    try {
+      await waitFor(() => a.live().length === 2 && reads.mock.calls.length >= 4, { timeoutMs: 5000, intervalMs: 20, message: 'the scan and the round after gw-b joined' });
+      // Each read the members and every clone once.
+      await new Promise((r) => setTimeout(r, 200));
+      expect(reads.mock.calls.length).toBe(4);
+      reads.mockClear();
+      for (const load of [3, 5, 8]) {
+        loadB = load;
+        await b.updateLoad();
+        await waitFor(() => a.live().find((m) => m.node === 'gw-b')?.load === load, { timeoutMs: 5000, intervalMs: 20, message: `load ${load} seen` });
+      }
+      await new Promise((r) => setTimeout(r, 200));
+      expect(reads).not.toHaveBeenCalled();
+    } finally {
+      reads.mockRestore();
+      failover.stop();
+      rebalance.stop();
+      await b.leave();
+      await a.leave();
+    }
   }, 60_000);
 });

@@ -130,8 +130,14 @@ export class CloneFailover extends EventEmitter<FailoverEvents> {
     void this.scan(true);
   }
 
-  /** The members changed (a join, a leave, a lapsed lease, a load update): look for orphaned clones. */
-  membersChanged(): void {
+  /**
+   * The members changed: look for orphaned clones when their names did (a
+   * join, a leave, a lapsed lease) or claims are pending. A load update
+   * alone reads nothing: every node writes one about a second after its IKE
+   * SAs come or go, and each scan reads every clone's record.
+   */
+  membersChanged(names = true): void {
+    if (!names && this.pending.size === 0) return;
     void this.scan(false);
   }
 

@@ -21,6 +21,7 @@ import type { ClusterConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
 import { MAX_SPI_NODES } from '../../io/spi-layout.js';
 import { clusterPrefix, etcdClient } from './etcd-client.js';
+import { followPrefix } from './resource-keys.js';
 
 /** What a member key holds. */
 export interface MemberInfo {
@@ -42,8 +43,12 @@ export class ClusterJoinError extends Error {
 export interface MembershipEvents {
   /** etcd says our lease is gone (expired while we were cut off, or revoked): IKE on our clones must stop. */
   'lease-lost': [reason: string];
-  /** A member key was written or deleted (join, load update, leave, lease lapse). */
-  'members-changed': [];
+  /**
+   * A member key was written or deleted (join, load update, leave, lease
+   * lapse); `names` says whether the set of member names changed (false: a
+   * load update), and live() holds the members as they are now.
+   */
+  'members-changed': [names: boolean];
   /** After a lost lease: member and SPI keys written again under a new lease. */
   rejoined: [];
 }
@@ -71,6 +76,8 @@ function preferredPrefix(node: string): number {
 
 export class ClusterMembership extends EventEmitter<MembershipEvents> {
   private watcher: Watcher | undefined;
+  /** The member keys as the watch has them (live()): a load update costs no read. */
+  private readonly table = new Map<string, MemberInfo>();
   private closed = false;
   private rejoinTimer: NodeJS.Timeout | undefined;
   /** When the lease held now was asked for after a rejoin (it stands at least its TTL from then). */
@@ -227,21 +234,46 @@ export class ClusterMembership extends EventEmitter<MembershipEvents> {
 
   private follow(): void {
     this.followLease(this.lease);
-    void this.client
-      .watch()
-      .prefix(`${this.prefix}members/`)
-      .create()
+    const prefix = `${this.prefix}members/`;
+    let seeded = false;
+    void followPrefix(
+      this.client,
+      prefix,
+      (kv: IKeyValue) => {
+        const m = parseMember(kv.value.toString());
+        const name = kv.key.toString().slice(prefix.length);
+        const joined = !this.table.has(name);
+        if (m) this.table.set(name, m);
+        else this.table.delete(name);
+        if (seeded) this.emit('members-changed', joined || !m);
+      },
+      (kv: IKeyValue) => {
+        // A member key goes when its node leaves or its lease lapses: when a dead node is noticed (failover).
+        const name = kv.key.toString().slice(prefix.length);
+        this.table.delete(name);
+        this.log.info({ member: name }, 'cluster member gone');
+        this.emit('members-changed', true);
+      },
+      () => {
+        // Whoever read the members before the watch had them hears of the keys as they are now.
+        seeded = true;
+        this.emit('members-changed', true);
+      },
+    )
       .then((w) => {
         if (this.closed) return void w.cancel();
         this.watcher = w;
-        w.on('put', () => this.emit('members-changed'));
-        w.on('delete', (kv: IKeyValue) => {
-          // A member key goes when its node leaves or its lease lapses: when a dead node is noticed (failover).
-          this.log.info({ member: kv.key.toString().slice(`${this.prefix}members/`.length) }, 'cluster member gone');
-          this.emit('members-changed');
-        });
       })
       .catch((err: Error) => this.log.warn({ reason: err.message }, 'cannot watch the cluster members'));
+  }
+
+  /**
+   * The live members as this node's watch has them, sorted by name (as
+   * readMembers): current up to the latest 'members-changed'; empty until
+   * the watch has read them once.
+   */
+  live(): MemberInfo[] {
+    return [...this.table.values()].sort((a, b) => a.node.localeCompare(b.node));
   }
 
   /** Every live member, by name. */
@@ -271,12 +303,19 @@ export async function readMembers(client: Etcd3, cluster: string): Promise<Membe
   const all = await client.getAll().prefix(`${clusterPrefix(cluster)}members/`).strings();
   const out: MemberInfo[] = [];
   for (const text of Object.values(all)) {
-    try {
-      const m = JSON.parse(text) as MemberInfo;
-      if (typeof m.node === 'string' && typeof m.address === 'string' && Number.isInteger(m.spiPrefix) && Number.isFinite(m.load)) out.push(m);
-    } catch {
-      // not a member record: ignored
-    }
+    const m = parseMember(text);
+    if (m) out.push(m);
   }
   return out.sort((a, b) => a.node.localeCompare(b.node));
+}
+
+/** A member key's value, or undefined when it is not a member record. */
+function parseMember(text: string): MemberInfo | undefined {
+  try {
+    const m = JSON.parse(text) as MemberInfo;
+    if (typeof m.node === 'string' && typeof m.address === 'string' && Number.isInteger(m.spiPrefix) && Number.isFinite(m.load)) return m;
+  } catch {
+    // not a member record
+  }
+  return undefined;
 }

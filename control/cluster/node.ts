@@ -110,14 +110,6 @@ export class ClusterNode {
     });
   }
 
-  /** Read the members again (at attach, and whenever a member key changes: joins, loads, leaves). */
-  private refreshMembers(): void {
-    this.membership.members().then(
-      (m) => (this.members = m),
-      (err: Error) => this.log.warn({ reason: err.message }, 'cannot read the cluster members'),
-    );
-  }
-
   /** For IkeEngineOptions.peerResources: virtual IPs and per-peer limits counted over the cluster (RFC 7296 §2.19, RFC 7791 §8). */
   get peerResources(): PeerResources {
     return {
@@ -276,23 +268,24 @@ export class ClusterNode {
     this.accounting.follow(engine);
     await this.pools.start(engine.policies.flatMap((p) => p.pools));
     this.members = await m.members();
-    m.on('members-changed', () => this.refreshMembers());
+    // From then on as the membership's watch has them: a load update costs no read.
+    m.on('members-changed', () => (this.members = m.live()));
     // The members as last read name the SPI prefix of the node a clone is handed to (arrival-draw.ts).
     const spiPrefixes = { spiPrefix: this.spiPrefix, spiPrefixOf: (n: string) => this.members.find((x) => x.node === n)?.spiPrefix };
     this.handoff = await new CloneHandoff({ engine, client: m.client, key: this.key, cluster: c.name, node: c.node, address: c.address, log: this.log, ...spiPrefixes, ...(c.admitArrivalChild ? { admitChild: (sa: IkeSa) => this.childAdmission.admitOwn(sa) } : {}) }).start();
     const handoff = this.handoff;
     this.answers = new AnswerFence({ owns: (sa) => handoff.owns(sa), lease: this.leaseClock, log: this.log });
     this.writeAhead = new AnswerWriteAhead({ records: handoff, lease: this.leaseClock, log: this.log });
-    this.placement = new NodePlacement({ engine, handoff: this.handoff, node: c.node, members: () => m.members(), log: this.log }).start();
+    this.placement = new NodePlacement({ engine, handoff: this.handoff, node: c.node, members: () => Promise.resolve(this.members), log: this.log }).start();
     const shared = { engine, client: m.client, cluster: c.name, node: c.node, handoff: this.handoff, log: this.log };
     this.failover = new CloneFailover({ ...shared, ...spiPrefixes, key: this.key }).start();
     this.rebalance = new CloneRebalance(shared).start();
     // A dead node's lease revoked once it is silent while etcd serves us and does not answer on its cluster
     // address: failover need not wait for etcd's lessor.
     if (c.suspectSilent !== false) await this.startSilentMembers();
-    m.on('members-changed', () => {
-      this.failover?.membersChanged();
-      this.rebalance?.membersChanged();
+    m.on('members-changed', (names) => {
+      this.failover?.membersChanged(names);
+      this.rebalance?.membersChanged(names);
     });
     const schedule = () => {
       if (this.loadTimer) return;

@@ -118,8 +118,9 @@ export class CloneRebalance {
     this.paused = false;
   }
 
-  /** The members changed: a round if their names did (load updates alone move nothing). */
-  membersChanged(): void {
+  /** The members changed: a round if their names did (load updates alone move nothing, and read nothing). */
+  membersChanged(names = true): void {
+    if (!names) return;
     void this.round(false);
   }
 

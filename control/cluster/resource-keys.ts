@@ -74,11 +74,13 @@ export function prefixEnd(prefix: string): Buffer {
 
 /**
  * Keep up with every key under `prefix`: `put` for each key there now and
- * each later write, `del` for each later deletion, in etcd's order.
+ * each later write, `del` for each later deletion, in etcd's order;
+ * `seeded` is called once the keys there now have been put.
  */
-export async function followPrefix(client: Etcd3, prefix: string, put: (kv: IKeyValue) => void, del: (kv: IKeyValue) => void): Promise<Watcher> {
+export async function followPrefix(client: Etcd3, prefix: string, put: (kv: IKeyValue) => void, del: (kv: IKeyValue) => void, seeded?: () => void): Promise<Watcher> {
   const snapshot = await client.getAll().prefix(prefix).exec();
   for (const kv of snapshot.kvs) put(kv);
+  seeded?.();
   const watcher = await client.watch().prefix(prefix).startRevision(String(BigInt(snapshot.header.revision) + 1n)).create();
   watcher.on('put', put);
   watcher.on('delete', del);

@@ -113,9 +113,9 @@ export async function startNode(env: ClusterTestEnv, clusterName: string, key: C
   if (opts.claims !== false) failover.start();
   const rebalance = new CloneRebalance({ ...shared, intervalMs: 1000, movesPerSecond: 5 });
   if (opts.rebalances !== false) rebalance.start();
-  membership.on('members-changed', () => {
-    if (opts.claims !== false) failover.membersChanged();
-    if (opts.rebalances !== false) rebalance.membersChanged();
+  membership.on('members-changed', (names) => {
+    if (opts.claims !== false) failover.membersChanged(names);
+    if (opts.rebalances !== false) rebalance.membersChanged(names);
   });
   // As a gateway's cluster node does (control/cluster/node.ts).
   membership.on('lease-lost', (reason) => {

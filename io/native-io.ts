@@ -67,6 +67,11 @@ export interface NativeIo {
    * between runs, only on a socket the caller alone sends on).
    */
   udpSend(fd: number, data: Uint8Array, desc: Int32Array, count: number, outer?: Int32Array): number;
+  /**
+   * UDP segmentation offload in udpSend since the process started (all threads):
+   * [runs of ESP datagrams sent as one UDP_SEGMENT message, datagrams in them, runs sent again one by one].
+   */
+  udpGsoStats(): [number, number, number];
   watch(fd: number, callback: (status: number) => void): unknown;
   unwatch(handle: unknown): void;
   close(fd: number): void;

@@ -16,6 +16,7 @@ import { silentLogger } from '../control/log.js';
 import type { Datagram } from '../control/ike/transport.js';
 import { interopTest } from './support/prereq.js';
 import { run, waitFor } from './support/proc.js';
+import { createNamespace, deleteNamespace, execChecked } from './support/netns.js';
 
 const cleanups: Array<() => void> = [];
 afterEach(() => {
@@ -63,6 +64,78 @@ describe('BatchedSocket (recvmmsg/sendmmsg)', () => {
     expect(a.stats.sendErrors).toBe(1);
     await waitFor(() => got.length === 2, { timeoutMs: 5000, intervalMs: 5 });
     expect(got.map((m) => m[0])).toEqual([1, 3]);
+  });
+
+  interopTest('ESP runs of one SPI, destination, outer word and length leave as UDP_SEGMENT messages and arrive as the same datagrams', ['native'], async () => {
+    const api = loadNativeIo()!;
+    const rx = createSocket('udp4');
+    const { fd } = api.udpOpen('127.0.0.1', 0, 1 << 20);
+    cleanups.push(() => api.close(fd), () => rx.close());
+    const got: Buffer[] = [];
+    rx.on('message', (m) => got.push(m));
+    await new Promise<void>((r) => rx.bind(0, '127.0.0.1', () => r()));
+    // A run of 20 and a shorter last; another SPI; an IKE message (non-ESP marker); the first SPI again at another
+    // length; one datagram with another outer word (TOS) in the middle of a run of that SPI.
+    const plan: Array<{ spi: number; length: number; outer: number }> = [
+      ...Array.from({ length: 20 }, () => ({ spi: 0x11223344, length: 1000, outer: 0 })),
+      { spi: 0x11223344, length: 500, outer: 0 },
+      ...Array.from({ length: 5 }, () => ({ spi: 0x55667788, length: 1000, outer: 0 })),
+      { spi: 0, length: 80, outer: 0 },
+      ...Array.from({ length: 3 }, () => ({ spi: 0x11223344, length: 700, outer: 0 })),
+      { spi: 0x11223344, length: 700, outer: 0x100 | 0x28 },
+      ...Array.from({ length: 2 }, () => ({ spi: 0x11223344, length: 700, outer: 0 })),
+    ];
+    const data = new Uint8Array(plan.reduce((a, p) => a + p.length, 0));
+    const desc = new Int32Array(8 * plan.length);
+    const outer = new Int32Array(plan.length);
+    const sent: Uint8Array[] = [];
+    let at = 0;
+    plan.forEach((p, i) => {
+      const d = bytes(p.length, i);
+      new DataView(d.buffer).setUint32(0, p.spi);
+      data.set(d, at);
+      sent.push(d);
+      desc.set([at, p.length, (4 << 16) | rx.address().port, ...LOOPBACK.words], i * 8);
+      outer[i] = p.outer;
+      at += p.length;
+    });
+    const before = api.udpGsoStats();
+    expect(api.udpSend(fd, data, desc, plan.length, outer)).toBe(plan.length);
+    await waitFor(() => got.length === plan.length, { timeoutMs: 5000, intervalMs: 5 });
+    expect(got.map((g) => new Uint8Array(g))).toEqual(sent);
+    const [runs, inRuns, fallbacks] = api.udpGsoStats().map((v, i) => v - before[i]!);
+    // 21 (20 and the shorter last), 5, 3, then the TOS datagram alone and a run of 2; the IKE message alone.
+    expect({ runs, inRuns, fallbacks }).toEqual({ runs: 4, inRuns: 31, fallbacks: 0 });
+  });
+
+  interopTest('a run over the path MTU is refused whole and sent datagram by datagram, fragmented, none lost; the socket is not offered such runs again', ['root', 'native'], async () => {
+    const ns = await createNamespace('gso');
+    try {
+      await execChecked(ns, 'ip', ['link', 'set', 'lo', 'mtu', '1280', 'up']);
+      // The addon in a process of the namespace: twice 10 ESP datagrams of 1400 bytes over loopback at MTU 1280.
+      const script = `
+        const api = require(${JSON.stringify(nativeIoPath())});
+        const dgram = require('node:dgram');
+        const rx = dgram.createSocket('udp4');
+        const got = [];
+        rx.on('message', (m) => got.push(m.length));
+        rx.bind(0, '127.0.0.1', () => {
+          const { fd } = api.udpOpen('127.0.0.1', 0, 1 << 20);
+          const data = new Uint8Array(14000).fill(7);
+          const desc = new Int32Array(80);
+          for (let i = 0; i < 10; i++) {
+            new DataView(data.buffer).setUint32(i * 1400, 0x11223344);
+            desc.set([i * 1400, 1400, (4 << 16) | rx.address().port, 0x0100007f, 0, 0, 0], i * 8);
+          }
+          const sent = api.udpSend(fd, data, desc, 10) + api.udpSend(fd, data, desc, 10);
+          setTimeout(() => { console.log(JSON.stringify({ sent, got, stats: api.udpGsoStats(), errors: [...desc].filter((_, k) => k % 8 === 7) })); process.exit(0); }, 300);
+        });`;
+      const r = await execChecked(ns, process.execPath, ['-e', script]);
+      const out = JSON.parse(r.stdout) as { sent: number; got: number[]; stats: number[]; errors: number[] };
+      expect(out).toEqual({ sent: 20, got: Array(20).fill(1400), stats: [0, 0, 1], errors: Array(10).fill(0) });
+    } finally {
+      await deleteNamespace(ns);
+    }
   });
 
   interopTest('binding a port in use fails with EADDRINUSE', ['native'], () => {

@@ -5,7 +5,8 @@
  *   TUN devices (tun.c)     open, configure, read, write
  *   TUN offload (gro.c)     batched writes that coalesce TCP segments, reads
  *                           past a virtio_net_hdr
- *   sockets (udp.c)         UDP and raw open, recv (recvmmsg), send (sendmmsg)
+ *   sockets (udp.c)         UDP and raw open, recv (recvmmsg), send (sendmmsg,
+ *                           ESP runs as UDP_SEGMENT messages)
  *   steering (steer.c)      SO_REUSEPORT groups with a classic BPF program
  *   filters (filter.c)      socket filters and PACKET_FANOUT for raw ESP input
  *   worker loop (poll.c)    epoll and eventfd: a worker blocks in the kernel
@@ -265,6 +266,7 @@ NAPI_MODULE_INIT() {
     {"rawOpen", NULL, raw_open, NULL, NULL, NULL, napi_default, NULL},
     {"udpRecv", NULL, udp_recv, NULL, NULL, NULL, napi_default, NULL},
     {"udpSend", NULL, udp_send, NULL, NULL, NULL, napi_default, NULL},
+    {"udpGsoStats", NULL, udp_gso_stats, NULL, NULL, NULL, napi_default, NULL},
     {"udpOpenReusePort", NULL, udp_open_reuseport, NULL, NULL, NULL, napi_default, NULL},
     {"reuseportAttach", NULL, reuseport_attach, NULL, NULL, NULL, napi_default, NULL},
     {"socketAttachFilter", NULL, socket_attach_filter, NULL, NULL, NULL, napi_default, NULL},

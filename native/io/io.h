@@ -52,6 +52,7 @@ napi_value reuseport_attach(napi_env env, napi_callback_info info);
 napi_value raw_open(napi_env env, napi_callback_info info);
 napi_value udp_recv(napi_env env, napi_callback_info info);
 napi_value udp_send(napi_env env, napi_callback_info info);
+napi_value udp_gso_stats(napi_env env, napi_callback_info info);
 
 /* A program argument (Uint32Array, two words per instruction) as a classic BPF program (filter.c);
  * prog->filter is to be freed. 0, or -1 when it is not one. */

@@ -39,6 +39,19 @@
  *   send: 0 offset, 1 length, 2 family << 16 | port, 3..6 destination address,
  *         7 status written back (0 sent, errno refused, EAGAIN not tried)
  * family is 4 or 6. udpRecv and udpSend work on raw sockets too (port 0).
+ *
+ * UDP segmentation offload (UDP_SEGMENT, Linux 4.18): udpSend hands a run of
+ * consecutive ESP datagrams (first four bytes equal and not zero: one SPI,
+ * RFC 3948 §2.2) to one destination, with one outer word, all of one length
+ * but the last (which may be shorter), to the kernel as one message; the
+ * stack carries it as one packet down to the device (or, on a veth, up to the
+ * receiving socket) and cuts it there into the same datagrams. One SPI per
+ * run keeps a receiver's SO_REUSEPORT steering right (it picks the socket by
+ * the first segment's SPI). A run the kernel refuses (a route through xfrm,
+ * a device without checksum offload: EIO; a datagram over the path MTU:
+ * EINVAL or EMSGSIZE) is sent datagram by datagram as before, and the socket is not
+ * offered such runs again (EIO: none; otherwise none of datagrams that long). udpGsoStats() -> [runs sent, datagrams in them,
+ * runs sent again one by one], since the process started.
  */
 #define _GNU_SOURCE
 #include "io.h"
@@ -46,9 +59,14 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
 
 #define DESC_WORDS 8
 #define DEST_WORDS 4
@@ -263,6 +281,93 @@ static void set_df4(int fd, int df, int* mode) {
   if (want != *mode && setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &want, sizeof want) == 0) *mode = want;
 }
 
+/* Most datagrams in one UDP_SEGMENT message (the kernel's UDP_MAX_SEGMENTS is 64 before Linux 6.9), and most bytes. */
+#define GSO_MAX_SEGMENTS 64
+#define GSO_MAX_BYTES 65000
+
+static uint64_t gso_runs, gso_datagrams, gso_fallbacks;
+/*
+ * Sockets that refused a run, per thread (each worker sends on its own
+ * sockets): with EIO (a route through xfrm, a device without checksum
+ * offload) every run, with EINVAL or EMSGSIZE (a segment over the path MTU) runs of
+ * datagrams at least that long; those go one by one without a try.
+ */
+#define GSO_OFF_SLOTS 8
+static __thread struct {
+  int fd;
+  uint32_t from;
+} gso_off[GSO_OFF_SLOTS] = {{-1, 0}, {-1, 0}, {-1, 0}, {-1, 0}, {-1, 0}, {-1, 0}, {-1, 0}, {-1, 0}};
+static __thread int gso_off_next;
+
+/* The shortest datagram length `fd` refuses runs of (UINT32_MAX: none refused). */
+static uint32_t gso_refused_from(int fd) {
+  for (int k = 0; k < GSO_OFF_SLOTS; k++)
+    if (gso_off[k].fd == fd) return gso_off[k].from;
+  return UINT32_MAX;
+}
+
+static void gso_refuse(int fd, uint32_t from) {
+  for (int k = 0; k < GSO_OFF_SLOTS; k++)
+    if (gso_off[k].fd == fd) {
+      if (from < gso_off[k].from) gso_off[k].from = from;
+      return;
+    }
+  gso_off[gso_off_next].fd = fd;
+  gso_off[gso_off_next].from = from;
+  gso_off_next = (gso_off_next + 1) % GSO_OFF_SLOTS;
+}
+
+/* Whether datagram j may follow datagram i (the run's first) in one UDP_SEGMENT message. */
+static int gso_follows(const int32_t* desc, const uint8_t* data, const int32_t* outer, int i, int j) {
+  const int32_t* a = desc + (size_t)i * DESC_WORDS;
+  const int32_t* b = desc + (size_t)j * DESC_WORDS;
+  if (b[1] > a[1] || memcmp(&a[2], &b[2], 5 * sizeof(int32_t)) != 0) return 0;
+  if (outer != NULL && outer[i] != outer[j]) return 0;
+  return memcmp(data + (uint32_t)a[0], data + (uint32_t)b[0], 4) == 0;
+}
+
+/* napi: udpGsoStats() -> [runs, datagrams in them, runs sent again one by one]. */
+napi_value udp_gso_stats(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value result, v;
+  uint64_t values[3] = {__atomic_load_n(&gso_runs, __ATOMIC_RELAXED), __atomic_load_n(&gso_datagrams, __ATOMIC_RELAXED),
+                        __atomic_load_n(&gso_fallbacks, __ATOMIC_RELAXED)};
+  CHECK(napi_create_array_with_length(env, 3, &result));
+  for (uint32_t k = 0; k < 3; k++) {
+    CHECK(napi_create_double(env, (double)values[k], &v));
+    CHECK(napi_set_element(env, result, k, v));
+  }
+  return result;
+}
+
+/*
+ * sendmmsg of msgs[from, to) one datagram a message: a refused datagram gets
+ * its errno in desc word 7 and the rest go on; EAGAIN marks the rest and
+ * stops (returns -1 then). Returns the datagrams sent, or -1 after EAGAIN
+ * with *sent updated.
+ */
+static int send_each(int fd, struct mmsghdr* msgs, int32_t* desc, int from, int to, int* sent) {
+  int i = from;
+  while (i < to) {
+    int r = sendmmsg(fd, msgs + i, (unsigned)(to - i), MSG_DONTWAIT);
+    if (r > 0) {
+      i += r;
+      *sent += r;
+      continue;
+    }
+    if (r < 0 && errno == EINTR) continue;
+    int err = r < 0 ? errno : EIO;
+    if (err == EAGAIN || err == EWOULDBLOCK) {
+      for (; i < to; i++) desc[(size_t)i * DESC_WORDS + 7] = EAGAIN;
+      return -1;
+    }
+    /* Datagram i was refused (e.g. EMSGSIZE, ENETUNREACH): note it, go on with the rest. */
+    desc[(size_t)i * DESC_WORDS + 7] = err;
+    i++;
+  }
+  return 0;
+}
+
 napi_value udp_send(napi_env env, napi_callback_info info) {
   int32_t fd, count;
   uint8_t* data;
@@ -346,29 +451,92 @@ napi_value udp_send(napi_env env, napi_callback_info info) {
       if (used == 0) msgs[i].msg_hdr.msg_control = NULL;
     }
   }
-  int sent = 0, i = 0, pmtudisc = -1;
-  while (i < count) {
-    /* IPv4 DF by socket option: the run up to the next change of DF. */
-    int end = count, df = wants_df4(outer, i, (uint32_t)desc[(size_t)i * DESC_WORDS + 2] >> 16);
+  /* Messages: a datagram each, or a run of them as one UDP_SEGMENT message (see the file comment). */
+  struct mmsghdr gm[MAX_BATCH];
+  int first[MAX_BATCH + 1], ng = 0;
+  union {
+    char buf[3 * CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } gcontrol[MAX_BATCH];
+  uint32_t gso_from = gso_refused_from(fd);
+  for (int i = 0; i < count;) {
+    int32_t* d = desc + (size_t)i * DESC_WORDS;
+    int j = i + 1;
+    size_t bytes = (uint32_t)d[1];
+    /* UDP only (a raw socket's datagrams have port 0), and ESP only (a run needs an SPI). */
+    if ((uint32_t)d[1] < gso_from && (d[2] & 0xffff) != 0 && d[1] >= 8 && memcmp(data + (uint32_t)d[0], "\0\0\0\0", 4) != 0) {
+      while (j < count && j - i < GSO_MAX_SEGMENTS && bytes + (uint32_t)desc[(size_t)j * DESC_WORDS + 1] <= GSO_MAX_BYTES &&
+             gso_follows(desc, data, outer, i, j)) {
+        bytes += (uint32_t)desc[(size_t)j * DESC_WORDS + 1];
+        /* Only the last may be shorter. */
+        if (desc[(size_t)j * DESC_WORDS + 1] < d[1]) {
+          j++;
+          break;
+        }
+        j++;
+      }
+    }
+    gm[ng] = msgs[i];
+    if (j - i > 1) {
+      gm[ng].msg_hdr.msg_iov = &iov[i];
+      gm[ng].msg_hdr.msg_iovlen = (size_t)(j - i);
+      size_t used = msgs[i].msg_hdr.msg_control ? msgs[i].msg_hdr.msg_controllen : 0;
+      memset(gcontrol[ng].buf, 0, sizeof gcontrol[ng].buf);
+      if (used > 0) memcpy(gcontrol[ng].buf, msgs[i].msg_hdr.msg_control, used);
+      struct cmsghdr* c = (struct cmsghdr*)(gcontrol[ng].buf + used);
+      c->cmsg_level = SOL_UDP;
+      c->cmsg_type = UDP_SEGMENT;
+      c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+      uint16_t size = (uint16_t)d[1];
+      memcpy(CMSG_DATA(c), &size, sizeof size);
+      gm[ng].msg_hdr.msg_control = gcontrol[ng].buf;
+      gm[ng].msg_hdr.msg_controllen = used + CMSG_SPACE(sizeof(uint16_t));
+    }
+    first[ng++] = i;
+    i = j;
+  }
+  first[ng] = count;
+  int sent = 0, g = 0, pmtudisc = -1;
+  while (g < ng) {
+    /* IPv4 DF by socket option: the run up to the next change of DF (a message's datagrams share their outer word). */
+    int end = ng, df = wants_df4(outer, first[g], (uint32_t)desc[(size_t)first[g] * DESC_WORDS + 2] >> 16);
     if (df >= 0) {
       set_df4(fd, df, &pmtudisc);
-      for (end = i + 1; end < count && wants_df4(outer, end, (uint32_t)desc[(size_t)end * DESC_WORDS + 2] >> 16) == df; end++) {}
+      for (end = g + 1; end < ng && wants_df4(outer, first[end], (uint32_t)desc[(size_t)first[end] * DESC_WORDS + 2] >> 16) == df; end++) {}
     }
-    int r = sendmmsg(fd, msgs + i, (unsigned)(end - i), MSG_DONTWAIT);
+    int r = sendmmsg(fd, gm + g, (unsigned)(end - g), MSG_DONTWAIT);
     if (r > 0) {
-      i += r;
-      sent += r;
+      for (int k = g; k < g + r; k++) {
+        int n = first[k + 1] - first[k];
+        sent += n;
+        if (n > 1) {
+          __atomic_fetch_add(&gso_runs, 1, __ATOMIC_RELAXED);
+          __atomic_fetch_add(&gso_datagrams, (uint64_t)n, __ATOMIC_RELAXED);
+        }
+      }
+      g += r;
       continue;
     }
     if (r < 0 && errno == EINTR) continue;
     int err = r < 0 ? errno : EIO;
     if (err == EAGAIN || err == EWOULDBLOCK) {
-      for (; i < count; i++) desc[(size_t)i * DESC_WORDS + 7] = EAGAIN;
+      for (int i = first[g]; i < count; i++) desc[(size_t)i * DESC_WORDS + 7] = EAGAIN;
       break;
     }
-    /* Datagram i was refused (e.g. EMSGSIZE, ENETUNREACH): note it, go on with the rest. */
-    desc[(size_t)i * DESC_WORDS + 7] = err;
-    i++;
+    if (first[g + 1] - first[g] > 1) {
+      /* The run was refused as a whole: its datagrams one by one, each with its own verdict. */
+      __atomic_fetch_add(&gso_fallbacks, 1, __ATOMIC_RELAXED);
+      if (err == EIO) gso_refuse(fd, 0);
+      else if (err == EINVAL || err == EMSGSIZE) gso_refuse(fd, (uint32_t)desc[(size_t)first[g] * DESC_WORDS + 1]);
+      if (send_each(fd, msgs, desc, first[g], first[g + 1], &sent) < 0) {
+        for (int i = first[g + 1]; i < count; i++) desc[(size_t)i * DESC_WORDS + 7] = EAGAIN;
+        break;
+      }
+    } else {
+      /* Datagram first[g] was refused (e.g. EMSGSIZE, ENETUNREACH): note it, go on with the rest. */
+      desc[(size_t)first[g] * DESC_WORDS + 7] = err;
+    }
+    g++;
   }
   napi_value result;
   CHECK(napi_create_int32(env, sent, &result));

@@ -11,6 +11,7 @@ import type { RawEspStats } from '../io/rawesp.js';
 import type { SaCounters } from './kernel.js';
 import { WorkerStat, type CountersReply } from './messages.js';
 import type { IoCounters, PlaneState } from './state.js';
+import { loadNativeIo, nativeIoUnavailable } from '../io/native-io.js';
 
 export interface WorkerDrops {
   replay: number;
@@ -74,6 +75,12 @@ export interface DataPlaneStatus {
   tunInput: 'workers' | 'io-thread';
   /** How idle workers wait (worker-epoll.ts): 'epoll' or 'event-loop'. */
   workerLoop: 'epoll' | 'event-loop';
+  /**
+   * ESP in UDP sent in UDP_SEGMENT runs (native/io/udp.c), by the whole
+   * process: runs, the datagrams in them, runs the kernel refused (sent one
+   * by one instead); null without the native addon.
+   */
+  udpGso: { runs: number; datagrams: number; refused: number } | null;
 }
 
 export interface SaCountersReport {
@@ -175,6 +182,7 @@ export class StatusReader {
       output: this.outputMode,
       tunInput: this.s.tunRead ? 'workers' : 'io-thread',
       workerLoop: this.s.workerLoop,
+      udpGso: udpGsoCounts(),
     };
   }
 
@@ -196,4 +204,11 @@ export class StatusReader {
     }
     return { ...this.status(), sa, seqWriters: replies.map((r) => r.seqWriters) };
   }
+}
+
+/** The addon's UDP_SEGMENT counters (process-wide), or null without it. */
+function udpGsoCounts(): DataPlaneStatus['udpGso'] {
+  if (nativeIoUnavailable() !== null) return null;
+  const [runs, datagrams, refused] = loadNativeIo().udpGsoStats();
+  return { runs, datagrams, refused };
 }

@@ -49,7 +49,7 @@ describe('Prometheus metrics', () => {
     const { initiator, responder } = pskPair();
     const alice = wire.engine('10.0.0.1', [initiator]);
     wire.engine('10.0.0.2', [responder]);
-    let dataplane = { workers: [worker(0, 1), worker(1, 2)] };
+    let dataplane = { workers: [worker(0, 1), worker(1, 2)], udpGso: { runs: 7, datagrams: 190, refused: 1 } };
     const status = (): GatewayStatus => ({ ...snapshot(alice), dataplane: dataplane as unknown as GatewayStatus['dataplane'] });
     const metrics = new GatewayMetrics(status, alice);
     const up = alice.initiate(initiator.name);
@@ -70,6 +70,10 @@ describe('Prometheus metrics', () => {
       expect(sampleValue(families, 'ikeclone_worker_busy_seconds_total', { worker })).toBeCloseTo(w.busyMs / 1000, 6);
       expect(sampleValue(families, 'ikeclone_worker_child_sas', { worker })).toBe(w.sas);
     }
+    // ESP in UDP_SEGMENT runs (process-wide).
+    expect(sampleValue(families, 'ikeclone_esp_udp_gso_total', { event: 'run' })).toBe(7);
+    expect(sampleValue(families, 'ikeclone_esp_udp_gso_total', { event: 'datagram' })).toBe(190);
+    expect(sampleValue(families, 'ikeclone_esp_udp_gso_total', { event: 'refused' })).toBe(1);
     // IKE series.
     expect(sampleValue(families, 'ikeclone_ike_messages_total', { direction: 'out' })).toBe(now.ike.sent);
     expect(sampleValue(families, 'ikeclone_ike_messages_total', { direction: 'in' })).toBe(now.ike.received);
@@ -96,7 +100,7 @@ describe('Prometheus metrics', () => {
     for (const secretish of [sa.spiI, sa.spiR, sa.children[0]!.spiIn, '10.0.0.2']) expect(text).not.toContain(secretish);
 
     // A later scrape reads a fresh snapshot: counters follow the workers.
-    dataplane = { workers: [worker(0, 3), worker(1, 4)] };
+    dataplane = { workers: [worker(0, 3), worker(1, 4)], udpGso: { runs: 7, datagrams: 190, refused: 1 } };
     const again = await scrape(metrics);
     expect(sampleValue(again.families, 'ikeclone_esp_packets_total', { worker: '1', direction: 'out' })).toBe(4000);
   });

@@ -140,6 +140,13 @@ describe('ikeclone <-> ikeclone through TUN devices in network namespaces', () =
       expect(tx.rxSegmented).toBeGreaterThan(1000);
       expect(tx.rxReads).toBeLessThan(tx.rxPackets / 2);
       expect(tx.errors).toBe(0);
+      // The sealing worker handed the stream's ESP to the kernel in UDP_SEGMENT runs (one SA, one length), none
+      // refused on the veth; the receiver got them as datagrams (espIn above, no ICV failure or replay).
+      const sealing = (await left.status()).dataplane!;
+      expect(sealing.udpGso!.refused).toBe(0);
+      expect(sealing.udpGso!.runs).toBeGreaterThan(100);
+      expect(sealing.udpGso!.datagrams).toBeGreaterThan(sealing.udpGso!.runs * 4);
+      expect(sealing.udpGso!.datagrams).toBeLessThanOrEqual(sealing.io.espOut);
     },
     60_000,
   );

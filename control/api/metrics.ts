@@ -152,6 +152,21 @@ export class GatewayMetrics {
     });
 
     new Counter({
+      name: 'ikeclone_esp_udp_gso_total',
+      help: 'ESP in UDP sent in UDP_SEGMENT runs: runs sent (event="run"), the datagrams in them (event="datagram"), runs the kernel refused, sent one by one instead (event="refused")',
+      labelNames: ['event'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        const g = status().dataplane?.udpGso;
+        if (!g) return;
+        setTotal(this, { event: 'run' }, g.runs);
+        setTotal(this, { event: 'datagram' }, g.datagrams);
+        setTotal(this, { event: 'refused' }, g.refused);
+      },
+    });
+
+    new Counter({
       name: 'ikeclone_ike_messages_total',
       help: 'IKE messages received (direction="in") and sent (direction="out"), retransmissions included',
       labelNames: ['direction'],

@@ -276,7 +276,8 @@ export class ClusterNode {
     const handoff = this.handoff;
     this.answers = new AnswerFence({ owns: (sa) => handoff.owns(sa), lease: this.leaseClock, log: this.log });
     this.writeAhead = new AnswerWriteAhead({ records: handoff, lease: this.leaseClock, log: this.log });
-    this.placement = new NodePlacement({ engine, handoff: this.handoff, node: c.node, members: () => Promise.resolve(this.members), log: this.log }).start();
+    // Placement reads the members afresh for each new family (one read): it must not depend on the watch.
+    this.placement = new NodePlacement({ engine, handoff: this.handoff, node: c.node, members: () => m.members(), log: this.log }).start();
     const shared = { engine, client: m.client, cluster: c.name, node: c.node, handoff: this.handoff, log: this.log };
     this.failover = new CloneFailover({ ...shared, ...spiPrefixes, key: this.key }).start();
     this.rebalance = new CloneRebalance(shared).start();

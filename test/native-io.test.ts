@@ -108,6 +108,29 @@ describe('BatchedSocket (recvmmsg/sendmmsg)', () => {
     expect({ runs, inRuns, fallbacks }).toEqual({ runs: 4, inRuns: 31, fallbacks: 0 });
   });
 
+  interopTest('a datagram shorter than an ESP header ends a run and leaves alone; its SPI is not read past its end', ['native'], async () => {
+    const api = loadNativeIo()!;
+    const rx = createSocket('udp4');
+    const { fd } = api.udpOpen('127.0.0.1', 0, 1 << 20);
+    cleanups.push(() => api.close(fd), () => rx.close());
+    const got: Buffer[] = [];
+    rx.on('message', (m) => got.push(m));
+    await new Promise<void>((r) => rx.bind(0, '127.0.0.1', () => r()));
+    // Three ESP datagrams of 100 bytes, then 2 bytes that begin as their SPI does, last in the data; the bytes
+    // after the data (the rest of its buffer) continue that SPI, so a read past the 2 bytes would take them in.
+    const buffer = new Uint8Array(400);
+    const data = buffer.subarray(0, 302);
+    for (let i = 0; i < 4; i++) new DataView(buffer.buffer).setUint32(i * 100, 0x11223344);
+    const lengths = [100, 100, 100, 2];
+    const desc = new Int32Array(8 * lengths.length);
+    lengths.forEach((l, i) => desc.set([i * 100, l, (4 << 16) | rx.address().port, ...LOOPBACK.words], i * 8));
+    const before = api.udpGsoStats();
+    expect(api.udpSend(fd, data, desc, lengths.length)).toBe(4);
+    await waitFor(() => got.length === 4, { timeoutMs: 5000, intervalMs: 5 });
+    expect(got.map((g) => g.length)).toEqual(lengths);
+    expect(api.udpGsoStats().map((v, i) => v - before[i]!)).toEqual([1, 3, 0]);
+  });
+
   interopTest('a run over the path MTU is refused whole and sent datagram by datagram, fragmented, none lost; the socket is not offered such runs again', ['root', 'native'], async () => {
     const ns = await createNamespace('gso');
     try {

@@ -136,7 +136,7 @@ export class CloneFailover extends EventEmitter<FailoverEvents> {
    * alone reads nothing: every node writes one about a second after its IKE
    * SAs come or go, and each scan reads every clone's record.
    */
-  membersChanged(names = true): void {
+  membersChanged(names: boolean): void {
     if (!names && this.pending.size === 0) return;
     void this.scan(false);
   }

@@ -119,7 +119,7 @@ export class CloneRebalance {
   }
 
   /** The members changed: a round if their names did (load updates alone move nothing, and read nothing). */
-  membersChanged(names = true): void {
+  membersChanged(names: boolean): void {
     if (!names) return;
     void this.round(false);
   }

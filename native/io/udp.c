@@ -50,7 +50,9 @@
  * the first segment's SPI). A run the kernel refuses (a route through xfrm,
  * a device without checksum offload: EIO; a datagram over the path MTU:
  * EINVAL or EMSGSIZE) is sent datagram by datagram as before, and the socket is not
- * offered such runs again (EIO: none; otherwise none of datagrams that long). udpGsoStats() -> [runs sent, datagrams in them,
+ * offered such runs again (EIO: none; otherwise none of datagrams that long);
+ * a run refused otherwise (ENETUNREACH, EPERM: its datagrams share their
+ * destination) gives each of its datagrams that errno. udpGsoStats() -> [runs sent, datagrams in them,
  * runs sent again one by one], since the process started.
  */
 #define _GNU_SOURCE
@@ -321,7 +323,8 @@ static void gso_refuse(int fd, uint32_t from) {
 static int gso_follows(const int32_t* desc, const uint8_t* data, const int32_t* outer, int i, int j) {
   const int32_t* a = desc + (size_t)i * DESC_WORDS;
   const int32_t* b = desc + (size_t)j * DESC_WORDS;
-  if (b[1] > a[1] || memcmp(&a[2], &b[2], 5 * sizeof(int32_t)) != 0) return 0;
+  /* Shorter than an ESP header (SPI, sequence number): not ESP, and its SPI must not be read past its end. */
+  if (b[1] < 8 || b[1] > a[1] || memcmp(&a[2], &b[2], 5 * sizeof(int32_t)) != 0) return 0;
   if (outer != NULL && outer[i] != outer[j]) return 0;
   return memcmp(data + (uint32_t)a[0], data + (uint32_t)b[0], 4) == 0;
 }
@@ -341,31 +344,51 @@ napi_value udp_gso_stats(napi_env env, napi_callback_info info) {
 }
 
 /*
- * sendmmsg of msgs[from, to) one datagram a message: a refused datagram gets
- * its errno in desc word 7 and the rest go on; EAGAIN marks the rest and
- * stops (returns -1 then). Returns the datagrams sent, or -1 after EAGAIN
- * with *sent updated.
+ * Group datagrams [from, count) into messages gm[0..n) (returned n): each a
+ * datagram, or a run of them (see the file comment) as one message with a
+ * UDP_SEGMENT cmsg after the datagram's own, written into the control
+ * buffers at `control` (one of `control_size` bytes a message). first[k] is
+ * message k's first datagram; first[n] = count.
  */
-static int send_each(int fd, struct mmsghdr* msgs, int32_t* desc, int from, int to, int* sent) {
-  int i = from;
-  while (i < to) {
-    int r = sendmmsg(fd, msgs + i, (unsigned)(to - i), MSG_DONTWAIT);
-    if (r > 0) {
-      i += r;
-      *sent += r;
-      continue;
+static int group_runs(int fd, const struct mmsghdr* msgs, struct iovec* iov, const uint8_t* data, const int32_t* desc, const int32_t* outer,
+                      int from, int count, struct mmsghdr* gm, int* first, char* control, size_t control_size) {
+  uint32_t gso_from = gso_refused_from(fd);
+  int n = 0;
+  for (int i = from; i < count;) {
+    const int32_t* d = desc + (size_t)i * DESC_WORDS;
+    int j = i + 1;
+    size_t bytes = (uint32_t)d[1];
+    /* UDP only (a raw socket's datagrams have port 0), and ESP only (a run needs an SPI). */
+    if ((uint32_t)d[1] < gso_from && (d[2] & 0xffff) != 0 && d[1] >= 8 && memcmp(data + (uint32_t)d[0], "\0\0\0\0", 4) != 0) {
+      while (j < count && j - i < GSO_MAX_SEGMENTS && bytes + (uint32_t)desc[(size_t)j * DESC_WORDS + 1] <= GSO_MAX_BYTES &&
+             gso_follows(desc, data, outer, i, j)) {
+        bytes += (uint32_t)desc[(size_t)j * DESC_WORDS + 1];
+        /* Only the last may be shorter. */
+        if (desc[(size_t)j++ * DESC_WORDS + 1] < d[1]) break;
+      }
     }
-    if (r < 0 && errno == EINTR) continue;
-    int err = r < 0 ? errno : EIO;
-    if (err == EAGAIN || err == EWOULDBLOCK) {
-      for (; i < to; i++) desc[(size_t)i * DESC_WORDS + 7] = EAGAIN;
-      return -1;
+    gm[n] = msgs[i];
+    if (j - i > 1) {
+      char* buf = control + (size_t)n * control_size;
+      size_t used = msgs[i].msg_hdr.msg_control ? msgs[i].msg_hdr.msg_controllen : 0;
+      memset(buf, 0, control_size);
+      if (used > 0) memcpy(buf, msgs[i].msg_hdr.msg_control, used);
+      struct cmsghdr* c = (struct cmsghdr*)(buf + used);
+      c->cmsg_level = SOL_UDP;
+      c->cmsg_type = UDP_SEGMENT;
+      c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+      uint16_t size = (uint16_t)d[1];
+      memcpy(CMSG_DATA(c), &size, sizeof size);
+      gm[n].msg_hdr.msg_iov = &iov[i];
+      gm[n].msg_hdr.msg_iovlen = (size_t)(j - i);
+      gm[n].msg_hdr.msg_control = buf;
+      gm[n].msg_hdr.msg_controllen = used + CMSG_SPACE(sizeof(uint16_t));
     }
-    /* Datagram i was refused (e.g. EMSGSIZE, ENETUNREACH): note it, go on with the rest. */
-    desc[(size_t)i * DESC_WORDS + 7] = err;
-    i++;
+    first[n++] = i;
+    i = j;
   }
-  return 0;
+  first[n] = count;
+  return n;
 }
 
 napi_value udp_send(napi_env env, napi_callback_info info) {
@@ -453,49 +476,12 @@ napi_value udp_send(napi_env env, napi_callback_info info) {
   }
   /* Messages: a datagram each, or a run of them as one UDP_SEGMENT message (see the file comment). */
   struct mmsghdr gm[MAX_BATCH];
-  int first[MAX_BATCH + 1], ng = 0;
+  int first[MAX_BATCH + 1];
   union {
     char buf[3 * CMSG_SPACE(sizeof(int))];
     struct cmsghdr align;
   } gcontrol[MAX_BATCH];
-  uint32_t gso_from = gso_refused_from(fd);
-  for (int i = 0; i < count;) {
-    int32_t* d = desc + (size_t)i * DESC_WORDS;
-    int j = i + 1;
-    size_t bytes = (uint32_t)d[1];
-    /* UDP only (a raw socket's datagrams have port 0), and ESP only (a run needs an SPI). */
-    if ((uint32_t)d[1] < gso_from && (d[2] & 0xffff) != 0 && d[1] >= 8 && memcmp(data + (uint32_t)d[0], "\0\0\0\0", 4) != 0) {
-      while (j < count && j - i < GSO_MAX_SEGMENTS && bytes + (uint32_t)desc[(size_t)j * DESC_WORDS + 1] <= GSO_MAX_BYTES &&
-             gso_follows(desc, data, outer, i, j)) {
-        bytes += (uint32_t)desc[(size_t)j * DESC_WORDS + 1];
-        /* Only the last may be shorter. */
-        if (desc[(size_t)j * DESC_WORDS + 1] < d[1]) {
-          j++;
-          break;
-        }
-        j++;
-      }
-    }
-    gm[ng] = msgs[i];
-    if (j - i > 1) {
-      gm[ng].msg_hdr.msg_iov = &iov[i];
-      gm[ng].msg_hdr.msg_iovlen = (size_t)(j - i);
-      size_t used = msgs[i].msg_hdr.msg_control ? msgs[i].msg_hdr.msg_controllen : 0;
-      memset(gcontrol[ng].buf, 0, sizeof gcontrol[ng].buf);
-      if (used > 0) memcpy(gcontrol[ng].buf, msgs[i].msg_hdr.msg_control, used);
-      struct cmsghdr* c = (struct cmsghdr*)(gcontrol[ng].buf + used);
-      c->cmsg_level = SOL_UDP;
-      c->cmsg_type = UDP_SEGMENT;
-      c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
-      uint16_t size = (uint16_t)d[1];
-      memcpy(CMSG_DATA(c), &size, sizeof size);
-      gm[ng].msg_hdr.msg_control = gcontrol[ng].buf;
-      gm[ng].msg_hdr.msg_controllen = used + CMSG_SPACE(sizeof(uint16_t));
-    }
-    first[ng++] = i;
-    i = j;
-  }
-  first[ng] = count;
+  int ng = group_runs(fd, msgs, iov, data, desc, outer, 0, count, gm, first, gcontrol[0].buf, sizeof gcontrol[0]);
   int sent = 0, g = 0, pmtudisc = -1;
   while (g < ng) {
     /* IPv4 DF by socket option: the run up to the next change of DF (a message's datagrams share their outer word). */
@@ -523,19 +509,17 @@ napi_value udp_send(napi_env env, napi_callback_info info) {
       for (int i = first[g]; i < count; i++) desc[(size_t)i * DESC_WORDS + 7] = EAGAIN;
       break;
     }
-    if (first[g + 1] - first[g] > 1) {
-      /* The run was refused as a whole: its datagrams one by one, each with its own verdict. */
+    if (first[g + 1] - first[g] > 1 && (err == EIO || err == EINVAL || err == EMSGSIZE)) {
+      /* The route refused the run as a whole (see the file comment): from it on, the batch is grouped again
+       * without such runs, and its datagrams get their own verdicts. */
       __atomic_fetch_add(&gso_fallbacks, 1, __ATOMIC_RELAXED);
-      if (err == EIO) gso_refuse(fd, 0);
-      else if (err == EINVAL || err == EMSGSIZE) gso_refuse(fd, (uint32_t)desc[(size_t)first[g] * DESC_WORDS + 1]);
-      if (send_each(fd, msgs, desc, first[g], first[g + 1], &sent) < 0) {
-        for (int i = first[g + 1]; i < count; i++) desc[(size_t)i * DESC_WORDS + 7] = EAGAIN;
-        break;
-      }
-    } else {
-      /* Datagram first[g] was refused (e.g. EMSGSIZE, ENETUNREACH): note it, go on with the rest. */
-      desc[(size_t)first[g] * DESC_WORDS + 7] = err;
+      gso_refuse(fd, err == EIO ? 0 : (uint32_t)desc[(size_t)first[g] * DESC_WORDS + 1]);
+      ng = g + group_runs(fd, msgs, iov, data, desc, outer, first[g], count, gm + g, first + g, gcontrol[g].buf, sizeof gcontrol[0]);
+      continue;
     }
+    /* Message g was refused (e.g. EMSGSIZE, ENETUNREACH: a run's datagrams share destination and size): note it
+     * on each of its datagrams, go on with the rest. */
+    for (int i = first[g]; i < first[g + 1]; i++) desc[(size_t)i * DESC_WORDS + 7] = err;
     g++;
   }
   napi_value result;

@@ -31,6 +31,18 @@ function bytes(n: number, seed: number): Uint8Array {
   return b;
 }
 
+/** The addon's UDP socket on loopback (fd, for udpSend) and a dgram socket receiving what it sends (got). */
+async function udpSendPair() {
+  const api = loadNativeIo();
+  const rx = createSocket('udp4');
+  const { fd } = api.udpOpen('127.0.0.1', 0, 1 << 20);
+  cleanups.push(() => api.close(fd), () => rx.close());
+  const got: Buffer[] = [];
+  rx.on('message', (m) => got.push(m));
+  await new Promise<void>((r) => rx.bind(0, '127.0.0.1', () => r()));
+  return { api, fd, rx, got };
+}
+
 describe('BatchedSocket (recvmmsg/sendmmsg)', () => {
   interopTest('64 datagrams queued in one pass leave in one sendmmsg and all arrive, in order, with their source', ['native'], async () => {
     const a = BatchedSocket.openUdp('127.0.0.1', 0, 1 << 20);
@@ -67,13 +79,7 @@ describe('BatchedSocket (recvmmsg/sendmmsg)', () => {
   });
 
   interopTest('ESP runs of one SPI, destination, outer word and length leave as UDP_SEGMENT messages and arrive as the same datagrams', ['native'], async () => {
-    const api = loadNativeIo()!;
-    const rx = createSocket('udp4');
-    const { fd } = api.udpOpen('127.0.0.1', 0, 1 << 20);
-    cleanups.push(() => api.close(fd), () => rx.close());
-    const got: Buffer[] = [];
-    rx.on('message', (m) => got.push(m));
-    await new Promise<void>((r) => rx.bind(0, '127.0.0.1', () => r()));
+    const { api, fd, rx, got } = await udpSendPair();
     // A run of 20 and a shorter last; another SPI; an IKE message (non-ESP marker); the first SPI again at another
     // length; one datagram with another outer word (TOS) in the middle of a run of that SPI.
     const plan: Array<{ spi: number; length: number; outer: number }> = [
@@ -109,13 +115,7 @@ describe('BatchedSocket (recvmmsg/sendmmsg)', () => {
   });
 
   interopTest('a datagram shorter than an ESP header ends a run and leaves alone; its SPI is not read past its end', ['native'], async () => {
-    const api = loadNativeIo()!;
-    const rx = createSocket('udp4');
-    const { fd } = api.udpOpen('127.0.0.1', 0, 1 << 20);
-    cleanups.push(() => api.close(fd), () => rx.close());
-    const got: Buffer[] = [];
-    rx.on('message', (m) => got.push(m));
-    await new Promise<void>((r) => rx.bind(0, '127.0.0.1', () => r()));
+    const { api, fd, rx, got } = await udpSendPair();
     // Three ESP datagrams of 100 bytes, then 2 bytes that begin as their SPI does, last in the data; the bytes
     // after the data (the rest of its buffer) continue that SPI, so a read past the 2 bytes would take them in.
     const buffer = new Uint8Array(400);

@@ -13,7 +13,11 @@
 //   right seal    reply on the right TUN device -> ESP leaves the right veth
 //   wire back     right veth -> left veth
 //   left open     ESP on the left veth -> reply on the left TUN device
-// and the sum (TUN to TUN), beside ping's own round trip. Cases: ikeclone
+// and the sum (TUN to TUN), beside ping's own round trip. Every case first
+// carries WARM_UP_SECONDS of iperf3 each way, so that the gateways are
+// profiled in service: ikeclone's data plane is JavaScript, and right after
+// start V8 runs it unoptimised (the tunnel benchmark measures those first
+// packets apart). Cases: ikeclone
 // with ESP in UDP and raw ESP (AES-GCM-128, ChaCha20-Poly1305 in UDP) and
 // wireguard-go, in one run. Medians and minima over the requests, µs.
 import { spawnSync, type ChildProcess } from 'node:child_process';
@@ -41,12 +45,15 @@ export interface ProfileReport {
   node: string;
   count: number;
   intervalMs: number;
+  /** iperf3 seconds each way through every tunnel before its pings. */
+  warmUpSeconds: number;
   cases: ProfileCase[];
   skipped: Array<{ case: string; reason: string }>;
 }
 
 const COUNT = 60;
 const INTERVAL_MS = 20;
+const WARM_UP_SECONDS = 2;
 
 interface Frame {
   t: number;
@@ -107,7 +114,8 @@ async function profile(name: string, esp: string, setUp: (bed: Testbed) => Promi
   try {
     await bed.create();
     await setUp(bed);
-    bed.ping(5, INTERVAL_MS); // paths set up (ARP, first packets) before the capture
+    for (const reverse of [false, true]) await bed.iperf(WARM_UP_SECONDS, reverse);
+    bed.ping(5, INTERVAL_MS); // paths set up (ARP) and the threads idle again before the capture
     const files = { left: join(bed.dir, 'left.pcapng'), right: join(bed.dir, 'right.pcapng') };
     const caps = [capture(bed, bed.left, [tun.left, 'eth0'], files.left), capture(bed, bed.right, [tun.right, 'eth0'], files.right)];
     await new Promise((r) => setTimeout(r, 1500)); // dumpcap opens its interfaces
@@ -129,7 +137,7 @@ async function profile(name: string, esp: string, setUp: (bed: Testbed) => Promi
 /** Run the suite; prints a table (or JSON with opts.json) and returns the report. */
 export async function runLatencyProfileBench(opts: SuiteOptions): Promise<ProfileReport> {
   if (process.getuid?.() !== 0) throw new Error('the latency-profile benchmark needs root (network namespaces, TUN devices, captures)');
-  for (const bin of ['dumpcap', 'tshark', 'ip']) if (spawnSync('sh', ['-c', `command -v ${bin}`]).status !== 0) throw new Error(`the latency-profile benchmark needs ${bin} (apt-get install tshark iproute2)`);
+  for (const bin of ['dumpcap', 'tshark', 'ip', 'iperf3']) if (spawnSync('sh', ['-c', `command -v ${bin}`]).status !== 0) throw new Error(`the latency-profile benchmark needs ${bin} (apt-get install tshark iproute2 iperf3)`);
   const cases: ProfileCase[] = [];
   const skipped: ProfileReport['skipped'] = [];
   const tunMissing = tunUnavailable();
@@ -149,10 +157,10 @@ export async function runLatencyProfileBench(opts: SuiteOptions): Promise<Profil
     process.stderr.write(`${r.name} (${r.esp}): ${COUNT} pings ${INTERVAL_MS} ms apart, captured\n`);
     cases.push(await profile(r.name, r.esp, r.setUp, r.tun));
   }
-  const report: ProfileReport = { suite: 'latency-profile', node: process.version, count: COUNT, intervalMs: INTERVAL_MS, cases, skipped };
+  const report: ProfileReport = { suite: 'latency-profile', node: process.version, count: COUNT, intervalMs: INTERVAL_MS, warmUpSeconds: WARM_UP_SECONDS, cases, skipped };
   if (opts.json) process.stdout.write(JSON.stringify(report, null, 2) + '\n');
   else {
-    console.log(`Idle ping (${COUNT} requests ${INTERVAL_MS} ms apart): median (min) µs per stage\n`);
+    console.log(`Idle ping (${COUNT} requests ${INTERVAL_MS} ms apart, after ${WARM_UP_SECONDS} s of iperf3 each way): median (min) µs per stage\n`);
     console.log(formatTable(['stage', ...cases.map((c) => `${c.case} ${c.esp}`)],
       [...PROFILE_STAGES.map((s) => [s, ...cases.map((c) => `${c.stages[s].p50Us} (${c.stages[s].minUs})`)]),
         ['ping rtt min/avg ms', ...cases.map((c) => `${c.rttMs.min}/${c.rttMs.avg}`)],

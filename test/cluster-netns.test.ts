@@ -9,6 +9,7 @@
 // - ping and iperf3 reach the LAN host through all three nodes (ECMP on the
 //   LAN), each node sending on its own clone's Child SA;
 // - etcd holds no key bytes in the clear;
+// - `ikeclone move ID --node NAME` hands an established clone to another node;
 // - behind a NAT (nftables masquerade) the client's clone stays on its node and works.
 import { describe, expect, onTestFailed } from 'vitest';
 import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
@@ -19,6 +20,7 @@ import { interopTest, type PrereqName } from './support/prereq.js';
 import { runChecked, waitFor } from './support/proc.js';
 import { ping } from './support/netns.js';
 import { decode } from './support/tshark.js';
+import { startCli } from './support/cli-proc.js';
 import type { GatewayStatus } from '../control/status.js';
 
 const PRE: PrereqName[] = ['root', 'netns', 'tun', 'etcd', 'tshark', 'iperf3'];
@@ -229,6 +231,52 @@ describe('a three-node cluster in network namespaces', () => {
     },
     240_000,
   );
+
+  interopTest('ikeclone move ID --node NAME hands an established clone on: its Child SA deleted first, the client follows, the new node creates one; rebalancing evens the family out again', PRE, async () => {
+    const net = await createClusterNet({ dir: env.dir('move'), index: 80 });
+    env.cleanup(() => net.destroy());
+    dumpOnFailure(net);
+    await net.startNodes();
+    await net.startClient();
+    const vip = await net.clientVip();
+    await familyOnEveryNode(net);
+    const [, b, c] = net.nodes;
+    const bSt = await b!.gateway()!.status();
+    expect(bSt.cluster!.clones).toHaveLength(1);
+    const clone = bSt.cluster!.clones[0]!;
+    const oldChild = bSt.ikeSas.find((s) => s.id === clone.ike)!.children[0]!;
+    const spis = (s: { spiI: string; spiR: string }) => hex(s.spiI) + hex(s.spiR);
+    const moved = spis(bSt.ikeSas.find((s) => s.id === clone.ike)!);
+
+    // As an operator runs it, against gw-b's control socket.
+    const cli = startCli(['move', String(clone.ike), '--node', c!.name, '--socket', b!.gateway()!.socket]);
+    expect(await cli.exited, cli.stderr()).toBe(0);
+    expect(cli.stdout()).toContain(`IKE SA #${clone.ike} handed to ${c!.name} (epoch ${clone.epoch + 1})`);
+    // gw-c owns the clone at the next epoch and has created its Child SA: new SPIs, gw-c's SPI prefix (3).
+    const atC = await waitFor(async () => {
+      const st = await c!.gateway()!.status();
+      const mine = st.cluster!.clones.find((x) => x.family === clone.family && x.index === clone.index);
+      const sa = mine && st.ikeSas.find((s) => s.id === mine.ike);
+      return sa?.state === 'established' && sa.children.length === 1 ? { mine: mine!, sa } : undefined;
+    }, { timeoutMs: 15_000, intervalMs: 100, message: `${c!.name} to own the moved clone with a Child SA` });
+    expect(atC.mine.epoch).toBe(clone.epoch + 1);
+    expect(spis(atC.sa)).toBe(moved);
+    const newChild = atC.sa.children[0]!;
+    expect(hex(newChild.spiIn)).not.toBe(hex(oldChild.spiIn));
+    expect(Number.parseInt(hex(newChild.spiIn).slice(0, 2), 16)).toBe(3);
+    // The client moved the same IKE SA to gw-c's address and holds the new Child SA only.
+    const atClient = (await net.clientProcess()!.status()).ikeSas.find((s) => spis(s) === moved)!;
+    expect(atClient.remote.split(':')[0]).toBe(c!.wan);
+    expect(atClient.children.map((ch) => hex(ch.spiOut))).toEqual([hex(newChild.spiIn)]);
+    expect((await b!.gateway()!.status()).cluster!.handoff.handedOff).toBeGreaterThanOrEqual(1);
+    // gw-c now holds two members and gw-b none: its next rebalancing round hands one back.
+    await familyOnEveryNode(net, 30_000);
+    const nodes = await Promise.all(net.nodes.map((n) => n.gateway()!.status()));
+    expect(nodes.map((st) => st.ikeSas.filter((s) => s.state === 'established').length)).toEqual([1, 1, 1]);
+    expect(nodes[2]!.cluster!.rebalance.moved).toBe(1);
+    const pinged = await ping(net.client, net.lanHost, { count: 10, intervalS: 0.05, waitS: 3, src: vip });
+    expect(pinged.received, pinged.result.stdout).toBe(10);
+  }, 180_000);
 
   interopTest('a client behind a NAT (nftables masquerade): its IKE SA stays on its node, unspread, and keeps working', [...PRE, 'nftables'], async () => {
     const net = await createClusterNet({ dir: env.dir('nat'), index: 78, nat: true, clientConnection: { dpd_delay: '1s' } });

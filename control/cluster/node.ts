@@ -14,7 +14,7 @@ import { loadClusterKey, type ClusterKey } from './seal.js';
 import { CloneHandoff } from './handoff.js';
 import { NodePlacement } from './placement.js';
 import { CloneFailover } from './failover.js';
-import { CloneRebalance } from './rebalance.js';
+import { CloneRebalance, moveClone } from './rebalance.js';
 import type { IkeSa } from '../ike/ike-sa.js';
 import type { ClusterNodeStatus } from '../status.js';
 import type { PeerResources } from '../ike/peer-resources.js';
@@ -199,12 +199,14 @@ export class ClusterNode {
   }
 
   /**
-   * Hand IKE SA `sa` (a clone without Child SAs) to node `to`: adopted first
-   * if this node has not registered it yet (a clone made by hand).
+   * Hand clone `sa` to node `to` (`ikeclone move --node`): adopted first if
+   * this node has not registered it yet (a clone made by hand); its Child
+   * SAs are deleted before it leaves and `to` creates a new one (moveClone).
    */
   async move(sa: IkeSa, to: string): Promise<number> {
     const handoff = this.handoff;
-    if (!handoff) throw new Error('the cluster node is not attached to a gateway');
+    const engine = this.loadOf.engine;
+    if (!handoff || !engine) throw new Error('the cluster node is not attached to a gateway');
     if (to === this.membership.node) throw new Error(`IKE SA ${sa.id} is already on ${to}`);
     const members = await this.membership.members();
     if (!members.some((m) => m.node === to)) throw new Error(`${to} is not a live member of cluster ${this.membership.config.name}`);
@@ -212,7 +214,7 @@ export class ClusterNode {
       if (sa.familyIndex === 0) throw new Error(`IKE SA ${sa.id} is a family's original: only clones move between nodes (RFC 7791 §5.2)`);
       await handoff.adopt(sa, `${this.membership.node}.${sa.sessionId}`, sa.familyIndex);
     }
-    return handoff.handOff(sa, to);
+    return moveClone(engine, handoff, sa, to);
   }
 
   /** This node's part of the gateway's status (architecture §8). */

@@ -160,7 +160,19 @@ export class CloneRebalance {
   }
 
   private async move(sa: IkeSa, to: string): Promise<void> {
-    for (const child of [...sa.children]) await closeChildSa(this.opts.engine, child);
-    await this.opts.handoff.handOff(sa, to);
+    await moveClone(this.opts.engine, this.opts.handoff, sa, to);
   }
+}
+
+/**
+ * Move owned clone `sa` to node `to`, as rebalancing and `ikeclone move
+ * --node` do: its Child SAs are deleted first (RFC 7296 §1.4.1: a clone
+ * moves without them, RFC 7791 §5.2, and the family's other clones carry
+ * its traffic meanwhile), then it is handed off (handoff.ts) and `to`
+ * creates a new one. Resolves with the new epoch.
+ */
+export async function moveClone(engine: IkeContext, handoff: CloneHandoff, sa: IkeSa, to: string): Promise<number> {
+  if (handoff.isLanding(sa)) throw new Error(`IKE SA ${sa.id} is still arriving on this node (its path test, update or Child SA is under way)`);
+  for (const child of [...sa.children]) await closeChildSa(engine, child);
+  return handoff.handOff(sa, to);
 }

@@ -25,7 +25,12 @@
 // - etcd's own commit cost during the handoff rounds, from each member's
 //   /metrics: WAL fsync and backend commit durations (--etcd-data disk|tmpfs
 //   puts the members' data on the disk, the default, or on tmpfs, docs/cluster.md §1).
+// - the same over moves of an established clone, one at a time
+//   (`ikeclone move --node`): gw-b's clone to gw-c and back, each handoff
+//   alone, where the placement rounds start theirs while the family is
+//   still being set up;
 // --only handoff runs the handoff rounds and the etcd write rate only (its JSON document, with or without --json);
+// --only moves runs the moves only;
 // --only failover runs the two failover cases only (the same `failover` part, in a JSON document of its own).
 //
 // --json prints one JSON document on stdout; progress goes to stderr.
@@ -33,6 +38,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { formatTable, round, type SuiteOptions } from './common.js';
+import { ControlClient } from '../control/api/control-client.js';
 import { tunUnavailable } from '../io/tun.js';
 import { createClusterNet, type ClusterNet } from '../test/support/cluster-netns.js';
 import { ETCD_DATA_TMPFS } from '../test/support/etcd.js';
@@ -44,6 +50,8 @@ import { decode, startCapture, type Capture } from '../test/support/tshark.js';
 import { firstEspMs, handoffDetail, resendsBetween, slowestHandoffs, type DetailLogLine, type HandoffDetail, type IkeResends } from './cluster-handoff-detail.js';
 
 const HANDOFF_ROUNDS = 26;
+/** Moves of an established clone, one at a time (at least 50, as the handoffs). */
+const MOVES = 52;
 const IPERF_SECONDS = 5;
 const IPERF_STREAMS = 12;
 const ETCD_WRITE_SECONDS = 5;
@@ -160,17 +168,47 @@ async function handoffs(net: ClusterNet, dir: string): Promise<Record<string, un
   const writes = rev1 - rev0;
   const byKind = await etcdWritesByKind(net, rev0, rev1);
   const etcdDisk = diskCost(disk0, await etcdDiskHistograms(net.etcd.members, net.etcd.tls!));
-  const first = (await decode(capture.file, { fields: ['frame.time_epoch', 'ip.src', 'ip.dst', 'esp.spi'], displayFilter: 'esp' })).map((r) => ({ t: Number(r[0]) * 1000, src: r[1]!, dst: r[2]!, spi: r[3] }));
-  const aLog = logLines(net.nodes[0]!.gateway()!.log());
+  const first = await firstEspOf(capture);
+  const times = handoffTimes(net, first, roundsFrom);
+  return {
+    handoffs: times.toUpdate.length,
+    steps: handoffSteps(net, first, roundsFrom),
+    decisionToUpdateMs: stats(times.toUpdate),
+    decisionToChildSaMs: stats(times.toChild),
+    decisionToFirstEspMs: stats(times.toEsp),
+    ikeResendsDuringHandoffs,
+    // Each gateway's and the client's main thread (control plane, IKE, etcd client) during the rounds: time on a
+    // CPU against time runnable but waiting for one (every step of a handoff is a wake-up of these threads).
+    mainThreadsDuringRounds: sched1 && Object.fromEntries([...sched1].flatMap(([name, b]) => {
+      const a = sched0.get(name);
+      return a ? [[name, schedDelta(a, b)]] : [];
+    })),
+    etcdWritesDuringHandoffs: { writes, seconds: round(seconds, 1), perSecond: round(writes / seconds, 1), rounds: HANDOFF_ROUNDS, ...(byKind && { keysChanged: byKind }) },
+    // Per member (m1..m3): its WAL fsyncs and backend commits during the rounds.
+    etcdDiskDuringHandoffs: etcdDisk,
+  };
+}
+
+/** The capture's ESP with sequence number 1 (flowsAndFirstEsp): time (ms), outer addresses, SPI. */
+async function firstEspOf(capture: Capture): Promise<Array<{ t: number; src: string; dst: string; spi?: string }>> {
+  return (await decode(capture.file, { fields: ['frame.time_epoch', 'ip.src', 'ip.dst', 'esp.spi'], displayFilter: 'esp' })).map((r) => ({ t: Number(r[0]) * 1000, src: r[1]!, dst: r[2]!, spi: r[3] }));
+}
+
+/**
+ * Each handoff since `since`, from whichever node handed it off (its log's
+ * decision) to the node it went to: -> that node moved the IKE SA (the
+ * client's UPDATE_SA_ADDRESSES), -> a Child SA up there, -> the first ESP
+ * to or from it.
+ */
+function handoffTimes(net: ClusterNet, first: ReadonlyArray<{ t: number; src: string; dst: string }>, since: number): { toUpdate: number[]; toChild: number[]; toEsp: number[] } {
+  const logs = net.nodes.map((n) => logLines(n.gateway()!.log()));
   const toUpdate: number[] = [];
   const toChild: number[] = [];
   const toEsp: number[] = [];
-  for (const k of [1, 2]) {
-    const node = net.nodes[k]!;
-    const decisions = aLog.filter((l) => l.msg === 'IKE SA deleted' && l.reason === `handed off to ${node.name}` && l.time >= roundsFrom).map((l) => l.time);
-    const log = logLines(node.gateway()!.log());
-    const moved = log.filter((l) => l.msg === 'IKE SA moved').map((l) => l.time);
-    const up = log.filter((l) => l.msg === 'Child SA up').map((l) => l.time);
+  net.nodes.forEach((node, k) => {
+    const decisions = logs.flatMap((log) => log.filter((l) => l.msg === 'IKE SA deleted' && l.reason === `handed off to ${node.name}` && l.time >= since).map((l) => l.time)).sort((a, b) => a - b);
+    const moved = logs[k]!.filter((l) => l.msg === 'IKE SA moved').map((l) => l.time);
+    const up = logs[k]!.filter((l) => l.msg === 'Child SA up').map((l) => l.time);
     // Sequence number 1 to or from the node: the first ESP of one of its Child SAs, either direction.
     const esp = first.filter((f) => f.dst === node.wan || f.src === node.wan).map((f) => f.t);
     decisions.forEach((t0, i) => {
@@ -183,24 +221,87 @@ async function handoffs(net: ClusterNet, dir: string): Promise<Record<string, un
       if (t2 !== undefined) toChild.push(t2 - t0);
       if (t3 !== undefined) toEsp.push(t3 - t0);
     });
+  });
+  return { toUpdate, toChild, toEsp };
+}
+
+/**
+ * Moves of an established clone, one at a time (`ikeclone move --node`, the
+ * control request): the clone gw-b holds goes to gw-c, back to gw-b, and so
+ * on, MOVES times, each once the previous one's new Child SA carried its
+ * first ESP both ways. A handoff here runs alone: no family is being set up
+ * meanwhile, unlike the placement rounds (handoffs above), where each
+ * round's two handoffs start while the client's family is still being
+ * created and registered on three nodes. Same points and steps as there,
+ * and the command -> decision (the clone's Child SA deleted first).
+ */
+async function moves(net: ClusterNet, dir: string): Promise<Record<string, unknown>> {
+  const { flows, capture } = await flowsAndFirstEsp(net, join(dir, 'esp-first-moves.pcap'));
+  const from = Date.now();
+  const commandToDecision: number[] = [];
+  const refused: string[] = [];
+  // The commanded handoffs by family/index/epoch: rebalancing rounds may move clones meanwhile (below).
+  const commanded = new Set<string>();
+  const resends0 = await ikeResends(net);
+  try {
+    let target = await findClone(net, (await net.nodes[1]!.gateway()!.status()).cluster!.clones[0]!);
+    for (let i = 0; i < MOVES; i++) {
+      // Between gw-b and gw-c: from where the clone is to the other.
+      const src = net.nodes[target.at]!;
+      const dst = net.nodes[target.at === 1 ? 2 : 1]!;
+      const ups = () => logLines(dst.gateway()!.log()).filter((l) => l.msg === 'Child SA up').length;
+      const before = ups();
+      const seen = capture.packetCount();
+      const commandAt = Date.now();
+      const c = await ControlClient.connect(src.gateway()!.socket, { connectTimeoutMs: 2000 });
+      try {
+        const r = await c.moveToNode(target.ike, dst.name, { timeoutMs: 10_000 });
+        commanded.add(`${target.family}/${target.index}/${r.handedOff!.epoch}`);
+      } catch (err) {
+        // A rebalancing round got there first (it evens out a node holding two members): where is the clone now?
+        refused.push((err as Error).message);
+        await sleep(500);
+        target = await findClone(net, target);
+        continue;
+      } finally {
+        c.close();
+      }
+      const decided = logLines(src.gateway()!.log()).find((l) => l.msg === 'clone handed off' && l.decidedAt !== undefined && l.decidedAt >= commandAt)?.decidedAt;
+      if (decided !== undefined) commandToDecision.push(decided - commandAt);
+      await waitFor(() => ups() > before, { timeoutMs: 10_000, intervalMs: 10, message: `move ${i}: the Child SA up on ${dst.name}` });
+      await waitFor(() => capture.packetCount() >= seen + 2, { timeoutMs: 3000, intervalMs: 10 }).catch(() => undefined);
+      target = await findClone(net, target);
+      if (i % 10 === 9) progress(`moves: ${i + 1} done`);
+    }
+  } finally {
+    for (const f of flows) await f.stop({ graceMs: 500 });
+    await capture.stop({ timeoutMs: 3000 });
   }
+  const first = await firstEspOf(capture);
+  // A move leaves one node holding two members of the family until the next one: a rebalancing round there
+  // may hand one back meanwhile (counted here, and left out of the figures, which are the commanded moves').
+  const rebalanced = net.nodes.flatMap((n) => logLines(n.gateway()!.log())).filter((l) => l.msg === 'clone rebalanced' && l.time >= from).length;
+  const steps = handoffSteps(net, first, from, (h) => commanded.has(`${h.family}/${h.index}/${h.epoch}`)) as { n: number; fromDecisionMs: Record<string, ReturnType<typeof stats>> };
   return {
-    handoffs: toUpdate.length,
-    steps: handoffSteps(net, first, roundsFrom),
-    decisionToUpdateMs: stats(toUpdate),
-    decisionToChildSaMs: stats(toChild),
-    decisionToFirstEspMs: stats(toEsp),
-    ikeResendsDuringHandoffs,
-    // Each gateway's and the client's main thread (control plane, IKE, etcd client) during the rounds: time on a
-    // CPU against time runnable but waiting for one (every step of a handoff is a wake-up of these threads).
-    mainThreadsDuringRounds: sched1 && Object.fromEntries([...sched1].flatMap(([name, b]) => {
-      const a = sched0.get(name);
-      return a ? [[name, schedDelta(a, b)]] : [];
-    })),
-    etcdWritesDuringHandoffs: { writes, seconds: round(seconds, 1), perSecond: round(writes / seconds, 1), rounds: HANDOFF_ROUNDS, ...(byKind && { keysChanged: byKind }) },
-    // Per member (m1..m3): its WAL fsyncs and backend commits during the rounds.
-    etcdDiskDuringHandoffs: etcdDisk,
+    moves: steps.n,
+    rebalanced,
+    refused,
+    commandToDecisionMs: stats(commandToDecision),
+    decisionToUpdateMs: steps.fromDecisionMs.clientUpdate,
+    decisionToChildSaMs: steps.fromDecisionMs.childSaUp,
+    decisionToFirstEspMs: steps.fromDecisionMs.firstEsp,
+    steps,
+    ikeResendsDuringMoves: resendsBetween(resends0, await ikeResends(net)),
   };
+}
+
+/** Where clone (family, index) is now: its owner (`at`, a node index) and the owner's view of it (IKE SA id there, epoch). */
+async function findClone(net: ClusterNet, clone: { family: string; index: number }): Promise<{ at: number; ike: number; family: string; index: number; epoch: number }> {
+  for (const n of net.nodes) {
+    const mine = (await n.gateway()!.status()).cluster?.clones.find((x) => x.family === clone.family && x.index === clone.index);
+    if (mine) return { at: n.index, ...mine };
+  }
+  throw new Error(`clone ${clone.family}#${clone.index} is on no node`);
 }
 
 /** Each gateway's and the client's main thread as the scheduler counts it now (absent: gone, or no schedstats). */
@@ -245,8 +346,13 @@ function stepStats(rows: Array<Array<[string, number | undefined]>>): Record<str
  * (control/cluster/handoff-timeline.ts), matched by (family, index, epoch);
  * the first ESP from the capture.
  */
-function handoffSteps(net: ClusterNet, first: ReadonlyArray<{ t: number; src: string; dst: string; spi?: string }>, since: number): Record<string, unknown> {
-  const handed = logLines(net.nodes[0]!.gateway()!.log()).filter((l) => l.msg === 'clone handed off' && l.decidedAt !== undefined && l.decidedAt >= since);
+function handoffSteps(
+  net: ClusterNet,
+  first: ReadonlyArray<{ t: number; src: string; dst: string; spi?: string }>,
+  since: number,
+  only: (h: { family?: string; index?: number; epoch?: number }) => boolean = () => true,
+): Record<string, unknown> {
+  const handed = net.nodes.flatMap((n) => logLines(n.gateway()!.log())).filter((l) => l.msg === 'clone handed off' && l.decidedAt !== undefined && l.decidedAt >= since && only(l));
   const rows: Array<Array<[string, number | undefined]>> = [];
   const held: number[] = [];
   const holds: number[] = [];
@@ -255,8 +361,7 @@ function handoffSteps(net: ClusterNet, first: ReadonlyArray<{ t: number; src: st
   const watchAhead: number[] = [];
   const details: HandoffDetail[] = [];
   const nodeLogs = new Map<string, LogLine[]>();
-  for (const k of [1, 2]) {
-    const node = net.nodes[k]!;
+  for (const node of net.nodes) {
     const log = logLines(node.gateway()!.log());
     nodeLogs.set(node.name, log);
     const arrivals = log.filter((l) => l.msg === 'clone arrival done' && l.timeline);
@@ -290,8 +395,14 @@ function handoffSteps(net: ClusterNet, first: ReadonlyArray<{ t: number; src: st
   // Each direction's first ESP on the new Child SA, from the Child SA up; and the slowest handoffs in full (cluster-handoff-detail.ts).
   const after = (d: HandoffDetail, k: string) => (d.ms[k] === undefined || d.ms.childSaUp === undefined ? [] : [d.ms[k]! - d.ms.childSaUp]);
   const slowest = slowestHandoffs(details, { node: (name) => nodeLogs.get(name) ?? [], client: logLines(net.clientProcess()!.log()) });
+  // From the decision to the client's update, the Child SA up and the first ESP, each handoff's own points.
+  const since0 = (name: string) => rows.flatMap((r) => {
+    const t = r.find(([k]) => k === name)?.[1];
+    return t === undefined ? [] : [t - r[0]![1]!];
+  });
   return {
     n: rows.length,
+    fromDecisionMs: { clientUpdate: stats(since0('clientUpdate')), childSaUp: stats(since0('createChildSa')), firstEsp: stats(since0('firstEsp')) },
     perStepMs: stepStats(rows),
     childSaUpToFirstEspMs: { fromNode: stats(details.flatMap((d) => after(d, 'firstEspFromNode'))), fromClient: stats(details.flatMap((d) => after(d, 'firstEspFromClient'))) },
     txnAckMs: stats(acks),
@@ -492,7 +603,7 @@ export async function runClusterBench(opts: SuiteOptions): Promise<unknown> {
   if (process.getuid?.() !== 0) throw new Error('the cluster benchmark needs root (network namespaces)');
   const tun = tunUnavailable();
   if (tun) throw new Error(`the cluster benchmark needs the TUN data plane: ${tun}`);
-  if (opts.only !== undefined && opts.only !== 'handoff' && opts.only !== 'failover') throw new Error(`--only: the cluster suite has two parts to run alone, handoff and failover (not ${opts.only})`);
+  if (opts.only !== undefined && !['handoff', 'moves', 'failover'].includes(opts.only)) throw new Error(`--only: the cluster suite has three parts to run alone, handoff, moves and failover (not ${opts.only})`);
   // Disk by default: a production etcd keeps its WAL on stable storage and fsyncs it on every commit, and
   // each handoff (and each answer on a clone) is one commit; tmpfs shows what is left without the flush.
   const etcdData = opts.etcdData ?? 'disk';
@@ -529,6 +640,13 @@ export async function runClusterBench(opts: SuiteOptions): Promise<unknown> {
       console.log(JSON.stringify(result, null, 2));
       return result;
     }
+    if (opts.only === 'moves') {
+      progress(`moves: ${MOVES} of an established clone, one at a time`);
+      const moved = await moves(net, dir);
+      const result = { suite: 'cluster', only: 'moves', date: new Date().toISOString(), machine, setup, moves: moved, seconds: round((Date.now() - started) / 1000, 1) };
+      console.log(JSON.stringify(result, null, 2));
+      return result;
+    }
     progress(`handoffs: ${HANDOFF_ROUNDS} rounds of two`);
     const handoff = await handoffs(net, dir);
     if (opts.only === 'handoff') {
@@ -538,6 +656,8 @@ export async function runClusterBench(opts: SuiteOptions): Promise<unknown> {
       console.log(JSON.stringify(result, null, 2));
       return result;
     }
+    progress(`moves: ${MOVES} of an established clone, one at a time`);
+    const moved = await moves(net, dir);
     const finalVip = await net.clientVip();
     const iperf: Array<Record<string, unknown>> = [];
     for (const n of [1, 2, 3]) {
@@ -559,6 +679,7 @@ export async function runClusterBench(opts: SuiteOptions): Promise<unknown> {
       machine,
       setup,
       handoff,
+      moves: moved,
       iperf,
       scaling: { gbitPerCpuSecond3over1: round(per(3) / per(1), 3) },
       etcd: { ...etcd, ...(handoff.etcdWritesDuringHandoffs as object), timing: net.etcd.timing, electionsBeforeFailover },
@@ -567,13 +688,13 @@ export async function runClusterBench(opts: SuiteOptions): Promise<unknown> {
     };
     if (opts.json) console.log(JSON.stringify(result, null, 2));
     else {
-      const h = handoff as { decisionToUpdateMs: ReturnType<typeof stats>; decisionToChildSaMs: ReturnType<typeof stats>; decisionToFirstEspMs: ReturnType<typeof stats> };
+      type Times = { decisionToUpdateMs: ReturnType<typeof stats>; decisionToChildSaMs: ReturnType<typeof stats>; decisionToFirstEspMs: ReturnType<typeof stats> };
       console.log(`Cluster: 3 nodes, 3 etcd members (TLS, data on ${etcdData}), ${result.seconds} s\n`);
-      console.log(formatTable(['handoff', 'n', 'p50 ms', 'p99 ms'], [
-        ['decision -> UPDATE_SA_ADDRESSES', h.decisionToUpdateMs.n, h.decisionToUpdateMs.p50 ?? '-', h.decisionToUpdateMs.p99 ?? '-'],
-        ['decision -> Child SA up', h.decisionToChildSaMs.n, h.decisionToChildSaMs.p50 ?? '-', h.decisionToChildSaMs.p99 ?? '-'],
-        ['decision -> first ESP', h.decisionToFirstEspMs.n, h.decisionToFirstEspMs.p50 ?? '-', h.decisionToFirstEspMs.p99 ?? '-'],
-      ]));
+      console.log(formatTable(['handoff', 'n', 'p50 ms', 'p99 ms'], ([['placement', handoff], ['move', moved]] as Array<[string, Times]>).flatMap(([kind, h]) => [
+        [`${kind}: decision -> UPDATE_SA_ADDRESSES`, h.decisionToUpdateMs.n, h.decisionToUpdateMs.p50 ?? '-', h.decisionToUpdateMs.p99 ?? '-'],
+        [`${kind}: decision -> Child SA up`, h.decisionToChildSaMs.n, h.decisionToChildSaMs.p50 ?? '-', h.decisionToChildSaMs.p99 ?? '-'],
+        [`${kind}: decision -> first ESP`, h.decisionToFirstEspMs.n, h.decisionToFirstEspMs.p50 ?? '-', h.decisionToFirstEspMs.p99 ?? '-'],
+      ])));
       console.log();
       console.log(formatTable(['nodes', 'Gbit/s', 'gateway CPU s', 'Gbit per CPU s'], iperf.map((r) => {
         const x = r as { nodes: number; gbps: number; gatewayCpuSeconds: number; gbitPerGatewayCpuSecond: number };

@@ -19,7 +19,7 @@ export interface SuiteOptions {
   etcdTiming?: { heartbeatMs: number; electionMs: number };
   /** --etcd-data disk|tmpfs: where the etcd members a suite starts keep their data (cluster; default disk). */
   etcdData?: 'disk' | 'tmpfs';
-  /** --only PART: run one part of a suite (cluster: handoff, failover). */
+  /** --only PART: run one part of a suite (cluster: handoff, moves, failover). */
   only?: string;
 }
 

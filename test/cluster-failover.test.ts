@@ -9,7 +9,10 @@ import { describe, expect, test } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { ownerValue } from '../control/cluster/handoff.js';
 import { claimOrder } from '../control/cluster/failover.js';
-import { planMoves } from '../control/cluster/rebalance.js';
+import { moveClone, planMoves } from '../control/cluster/rebalance.js';
+import type { CloneHandoff } from '../control/cluster/handoff.js';
+import type { IkeContext } from '../control/ike/context.js';
+import type { IkeSa } from '../control/ike/ike-sa.js';
 import { cloneKeys, memberKey, reassignClone } from '../control/cluster/reassign.js';
 import { readClusterState } from '../control/cluster/status.js';
 import { ClusterKey } from '../control/cluster/seal.js';
@@ -334,5 +337,45 @@ describe('rebalancing plan', () => {
     expect(planMoves(status(['a', 'b', 'c'], [clone('a.7', 1, 'a')]), 'a', failedOnB)).toEqual([{ family: 'a.7', index: 1, to: 'c' }]);
     // Another clone of the family is not held back by clone 1's failure.
     expect(planMoves(status(['a', 'b'], [clone('a.7', 2, 'a')]), 'a', failedOnB)).toEqual([{ family: 'a.7', index: 2, to: 'b' }]);
+  });
+});
+
+describe('moving a clone (rebalancing, ikeclone move --node)', () => {
+  /** A clone with one Child SA, and an engine and a handoff that record what is asked of them. */
+  function setup(over: Record<string, unknown>) {
+    const queued: string[] = [];
+    const deletes: Array<() => void> = [];
+    const handedOff: string[] = [];
+    const child = { state: 'installed', spiIn: 0x0101, setState: (s: string) => void (child.state = s) };
+    const sa = { id: 7, state: 'established', keys: {}, suite: {}, outstanding: undefined, queue: [], peerMobike: true, children: [child], ...over };
+    // The Delete's answer: the exchange's completion (DeleteChildInitiator's `done`), called by the test.
+    const engine = { log: undefined, queueExchange: (_sa: unknown, ex: { name: string; done: () => void }) => (queued.push(ex.name), deletes.push(() => ex.done())) };
+    const handoff = { isLanding: () => false, handOff: async (_sa: unknown, to: string) => (handedOff.push(to), 2) };
+    const move = () => moveClone(engine as unknown as IkeContext, handoff as unknown as CloneHandoff, sa as unknown as IkeSa, 'b');
+    return { child, queued, deletes, handedOff, move };
+  }
+
+  test.each([
+    [{ peerMobike: false }, /MOBIKE was not negotiated/],
+    [{ outstanding: {} }, /has an exchange outstanding/],
+    [{ state: 'rekeying' }, /is rekeying/],
+  ])('a clone that cannot move (%j) is refused before its Child SAs are deleted', async (over, reason) => {
+    const { child, queued, handedOff, move } = setup(over);
+    await expect(move()).rejects.toThrow(reason);
+    expect(queued).toEqual([]);
+    expect(child.state).toBe('installed');
+    expect(handedOff).toEqual([]);
+  });
+
+  test('one that can has its Child SA deleted first (an INFORMATIONAL Delete), then is handed off', async () => {
+    const { child, queued, deletes, handedOff, move } = setup({});
+    const moving = move();
+    await Promise.resolve();
+    expect(queued).toEqual(['INFORMATIONAL (delete Child SA)']);
+    expect(child.state).toBe('deleting');
+    expect(handedOff).toEqual([]);
+    deletes[0]!();
+    expect(await moving).toBe(2);
+    expect(handedOff).toEqual(['b']);
   });
 });

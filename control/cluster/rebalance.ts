@@ -22,6 +22,7 @@ import type { Etcd3 } from 'etcd3';
 import type { IkeContext } from '../ike/context.js';
 import { closeChildSa } from '../ike/exchanges/delete.js';
 import type { IkeSa } from '../ike/ike-sa.js';
+import { transferBlocked } from '../ike/sa-transfer.js';
 import type { Logger } from '../log.js';
 import type { CloneHandoff } from './handoff.js';
 import { rendezvousRank } from './placement.js';
@@ -173,6 +174,9 @@ export class CloneRebalance {
  */
 export async function moveClone(engine: IkeContext, handoff: CloneHandoff, sa: IkeSa, to: string): Promise<number> {
   if (handoff.isLanding(sa)) throw new Error(`IKE SA ${sa.id} is still arriving on this node (its path test, update or Child SA is under way)`);
+  // Refused before its Child SAs go, not after: a clone that cannot move (no MOBIKE, an exchange under way) keeps them.
+  const blocked = transferBlocked(sa, { withChildren: true });
+  if (blocked) throw new Error(blocked);
   for (const child of [...sa.children]) await closeChildSa(engine, child);
   return handoff.handOff(sa, to);
 }

@@ -61,6 +61,8 @@ const LEASE_TTL_S = 3;
 /** A gateway's log line, the fields read here (cluster-handoff-detail.ts reads the handoffs' ones). */
 interface LogLine extends DetailLogLine {
   reason?: string;
+  /** 'clone handed off': the node it went to. */
+  to?: string;
   member?: string;
 }
 
@@ -194,19 +196,23 @@ async function firstEspOf(capture: Capture): Promise<Array<{ t: number; src: str
   return (await decode(capture.file, { fields: ['frame.time_epoch', 'ip.src', 'ip.dst', 'esp.spi'], displayFilter: 'esp' })).map((r) => ({ t: Number(r[0]) * 1000, src: r[1]!, dst: r[2]!, spi: r[3] }));
 }
 
+/** Which handoffs a figure counts: by the handing node's 'clone handed off' line (family, index, epoch). */
+type HandoffFilter = (h: { family?: string; index?: number; epoch?: number }) => boolean;
+
 /**
- * Each handoff since `since`, from whichever node handed it off (its log's
- * decision) to the node it went to: -> that node moved the IKE SA (the
- * client's UPDATE_SA_ADDRESSES), -> a Child SA up there, -> the first ESP
- * to or from it.
+ * Each handoff decided since `since` (the handing node's 'clone handed off'
+ * line, whichever node that was, and `only` what it admits) to the node it
+ * went to: -> that node moved the IKE SA (the client's UPDATE_SA_ADDRESSES),
+ * -> a Child SA up there, -> the first ESP to or from it.
  */
-function handoffTimes(net: ClusterNet, first: ReadonlyArray<{ t: number; src: string; dst: string }>, since: number): { toUpdate: number[]; toChild: number[]; toEsp: number[] } {
+function handoffTimes(net: ClusterNet, first: ReadonlyArray<{ t: number; src: string; dst: string }>, since: number, only: HandoffFilter = () => true): { toUpdate: number[]; toChild: number[]; toEsp: number[] } {
   const logs = net.nodes.map((n) => logLines(n.gateway()!.log()));
+  const handed = logs.flatMap((log) => log.filter((l) => l.msg === 'clone handed off' && l.decidedAt !== undefined && l.decidedAt >= since && only(l)));
   const toUpdate: number[] = [];
   const toChild: number[] = [];
   const toEsp: number[] = [];
   net.nodes.forEach((node, k) => {
-    const decisions = logs.flatMap((log) => log.filter((l) => l.msg === 'IKE SA deleted' && l.reason === `handed off to ${node.name}` && l.time >= since).map((l) => l.time)).sort((a, b) => a - b);
+    const decisions = handed.filter((h) => h.to === node.name).map((h) => h.decidedAt!).sort((a, b) => a - b);
     const moved = logs[k]!.filter((l) => l.msg === 'IKE SA moved').map((l) => l.time);
     const up = logs[k]!.filter((l) => l.msg === 'Child SA up').map((l) => l.time);
     // Sequence number 1 to or from the node: the first ESP of one of its Child SAs, either direction.
@@ -281,16 +287,17 @@ async function moves(net: ClusterNet, dir: string): Promise<Record<string, unkno
   // A move leaves one node holding two members of the family until the next one: a rebalancing round there
   // may hand one back meanwhile (counted here, and left out of the figures, which are the commanded moves').
   const rebalanced = net.nodes.flatMap((n) => logLines(n.gateway()!.log())).filter((l) => l.msg === 'clone rebalanced' && l.time >= from).length;
-  const steps = handoffSteps(net, first, from, (h) => commanded.has(`${h.family}/${h.index}/${h.epoch}`)) as { n: number; fromDecisionMs: Record<string, ReturnType<typeof stats>> };
+  const only: HandoffFilter = (h) => commanded.has(`${h.family}/${h.index}/${h.epoch}`);
+  const times = handoffTimes(net, first, from, only);
   return {
-    moves: steps.n,
+    moves: times.toUpdate.length,
     rebalanced,
     refused,
     commandToDecisionMs: stats(commandToDecision),
-    decisionToUpdateMs: steps.fromDecisionMs.clientUpdate,
-    decisionToChildSaMs: steps.fromDecisionMs.childSaUp,
-    decisionToFirstEspMs: steps.fromDecisionMs.firstEsp,
-    steps,
+    decisionToUpdateMs: stats(times.toUpdate),
+    decisionToChildSaMs: stats(times.toChild),
+    decisionToFirstEspMs: stats(times.toEsp),
+    steps: handoffSteps(net, first, from, only),
     ikeResendsDuringMoves: resendsBetween(resends0, await ikeResends(net)),
   };
 }
@@ -350,7 +357,7 @@ function handoffSteps(
   net: ClusterNet,
   first: ReadonlyArray<{ t: number; src: string; dst: string; spi?: string }>,
   since: number,
-  only: (h: { family?: string; index?: number; epoch?: number }) => boolean = () => true,
+  only: HandoffFilter = () => true,
 ): Record<string, unknown> {
   const handed = net.nodes.flatMap((n) => logLines(n.gateway()!.log())).filter((l) => l.msg === 'clone handed off' && l.decidedAt !== undefined && l.decidedAt >= since && only(l));
   const rows: Array<Array<[string, number | undefined]>> = [];
@@ -395,14 +402,8 @@ function handoffSteps(
   // Each direction's first ESP on the new Child SA, from the Child SA up; and the slowest handoffs in full (cluster-handoff-detail.ts).
   const after = (d: HandoffDetail, k: string) => (d.ms[k] === undefined || d.ms.childSaUp === undefined ? [] : [d.ms[k]! - d.ms.childSaUp]);
   const slowest = slowestHandoffs(details, { node: (name) => nodeLogs.get(name) ?? [], client: logLines(net.clientProcess()!.log()) });
-  // From the decision to the client's update, the Child SA up and the first ESP, each handoff's own points.
-  const since0 = (name: string) => rows.flatMap((r) => {
-    const t = r.find(([k]) => k === name)?.[1];
-    return t === undefined ? [] : [t - r[0]![1]!];
-  });
   return {
     n: rows.length,
-    fromDecisionMs: { clientUpdate: stats(since0('clientUpdate')), childSaUp: stats(since0('createChildSa')), firstEsp: stats(since0('firstEsp')) },
     perStepMs: stepStats(rows),
     childSaUpToFirstEspMs: { fromNode: stats(details.flatMap((d) => after(d, 'firstEspFromNode'))), fromClient: stats(details.flatMap((d) => after(d, 'firstEspFromClient'))) },
     txnAckMs: stats(acks),

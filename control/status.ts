@@ -114,8 +114,14 @@ export interface ClusterNodeStatus {
   lease: 'held' | 'lost';
   leaseLostReason: string | null;
   clones: Array<{ ike: number; family: string; index: number; epoch: number }>;
-  /** arrivalSpiMisses (when any): arrivals whose Child SA could not take the SPI the handoff drew (control/ike/arrival-spi.ts). */
-  handoff: { handedOff: number; arrived: number; refused: number; fenced: number; writes: number; arrivalSpiMisses?: number };
+  /**
+   * refused: records named ours that were not installed, refusedBy the same by reason (control/cluster/handoff.ts);
+   * arrivalSpiMisses (when any): arrivals whose Child SA could not take the SPI the handoff drew (control/ike/arrival-spi.ts).
+   */
+  handoff: {
+    handedOff: number; arrived: number; refused: number; refusedBy: Record<'missing' | 'seal' | 'decode' | 'import', number>;
+    fenced: number; writes: number; arrivalSpiMisses?: number;
+  };
   /** Answers on our clones that waited for etcd to hold the peer's moved message ID (control/cluster/answer-write-ahead.ts). */
   answers?: { held: number; sent: number; discarded: number; dropped: number; unanswered: number };
   /** When each step of the last clone arrival here ended, wall-clock ms (control/cluster/handoff-timeline.ts). */

@@ -6,6 +6,7 @@
 //   UPDATE_SA_ADDRESSES to it, then its CREATE_CHILD_SA; each ESP SPI leaves
 //   one address only with sequence numbers from 1; no (IKE SPI, message ID)
 //   pair is sent from two addresses;
+// - each node's Prometheus cluster series agree with its status after moves;
 // - ping and iperf3 reach the LAN host through all three nodes (ECMP on the
 //   LAN), each node sending on its own clone's Child SA;
 // - etcd holds no key bytes in the clear;
@@ -18,12 +19,15 @@ import { createClusterNet, type ClusterNet } from './support/cluster-netns.js';
 import { useNetnsSuite } from './support/netns-suite.js';
 import { interopTest, type PrereqName } from './support/prereq.js';
 import { runChecked, waitFor } from './support/proc.js';
-import { ping } from './support/netns.js';
+import { execChecked, ping } from './support/netns.js';
+import { parsePrometheus, sampleValue, type PromFamily } from './support/prometheus.js';
 import { decode } from './support/tshark.js';
 import { startCli } from './support/cli-proc.js';
 import type { GatewayStatus } from '../control/status.js';
 
 const PRE: PrereqName[] = ['root', 'netns', 'tun', 'etcd', 'tshark', 'iperf3'];
+/** Where each node serves /metrics, on the loopback of its own namespace. */
+const METRICS_PORT = 9710;
 /**
  * IKE on both ports, and of UDP-encapsulated ESP (RFC 3948: the SPI at UDP
  * payload offset 0, the sequence number at 4) the first 63 packets of every
@@ -236,8 +240,14 @@ describe('a three-node cluster in network namespaces', () => {
     240_000,
   );
 
-  interopTest('ikeclone move ID --node NAME hands an established clone on: its Child SA deleted first, the client follows, the new node creates one; rebalancing evens the family out again', PRE, async () => {
-    const net = await createClusterNet({ dir: env.dir('move'), index: 80 });
+  /** A node's /metrics, fetched inside its namespace and read by the Prometheus parser. */
+  async function scrapeNode(net: ClusterNet, k: number): Promise<PromFamily[]> {
+    const fetchMetrics = `fetch('http://127.0.0.1:${METRICS_PORT}/metrics',{signal:AbortSignal.timeout(5000)}).then(async(r)=>{if(r.status!==200)throw new Error('HTTP '+r.status);process.stdout.write(await r.text())})`;
+    return parsePrometheus((await execChecked(net.nodes[k]!.ns, process.execPath, ['-e', fetchMetrics], { timeoutMs: 10_000 })).stdout);
+  }
+
+  interopTest('ikeclone move ID --node NAME hands an established clone on: its Child SA deleted first, the client follows, the new node creates one; rebalancing evens the family out again; the nodes\' cluster metrics say so', [...PRE, 'prometheus'], async () => {
+    const net = await createClusterNet({ dir: env.dir('move'), index: 80, nodeExtra: { metrics: { listen: `127.0.0.1:${METRICS_PORT}` } } });
     env.cleanup(() => net.destroy());
     dumpOnFailure(net);
     await net.startNodes();
@@ -280,6 +290,27 @@ describe('a three-node cluster in network namespaces', () => {
     expect(nodes[2]!.cluster!.rebalance.moved).toBe(1);
     const pinged = await ping(net.client, net.lanHost, { count: 10, intervalS: 0.05, waitS: 3, src: vip });
     expect(pinged.received, pinged.result.stdout).toBe(10);
+
+    // Quiet now: each node's cluster series are its status. gw-b handed the clone on and got one back,
+    // gw-c got it and handed one back; every arrival reached its Child SA, and each is in the histogram.
+    for (const k of [0, 1, 2]) {
+      const families = await scrapeNode(net, k);
+      const st = (await net.nodes[k]!.gateway()!.status()).cluster!;
+      const metric = (name: string, labels: Record<string, string> = {}) => sampleValue(families, name, labels);
+      expect(metric('ikeclone_cluster_lease_held')).toBe(1);
+      expect(metric('ikeclone_cluster_owned_clones')).toBe(st.clones.length);
+      expect(metric('ikeclone_cluster_handoffs_total', { direction: 'out' })).toBe(st.handoff.handedOff);
+      expect(metric('ikeclone_cluster_handoffs_total', { direction: 'in' })).toBe(st.handoff.arrived);
+      expect(metric('ikeclone_cluster_arrival_duration_seconds_count')).toBe(st.handoff.arrived);
+      for (const step of ['path-test', 'address-update', 'child']) expect(metric('ikeclone_cluster_arrivals_failed_total', { step })).toBe(0);
+      expect(metric('ikeclone_cluster_records_refused_total', { reason: 'seal' })).toBe(0);
+      expect(metric('ikeclone_cluster_rebalance_total', { outcome: 'moved' })).toBe(st.rebalance.moved);
+      expect(metric('ikeclone_cluster_record_writes_total')).toBe(st.handoff.writes);
+    }
+    const [famB, famC] = [await scrapeNode(net, 1), await scrapeNode(net, 2)];
+    expect(sampleValue(famB, 'ikeclone_cluster_handoffs_total', { direction: 'out' })).toBeGreaterThanOrEqual(1);
+    expect(sampleValue(famC, 'ikeclone_cluster_handoffs_total', { direction: 'in' })).toBeGreaterThanOrEqual(2);
+    expect(sampleValue(famC, 'ikeclone_cluster_arrival_duration_seconds_sum')).toBeGreaterThan(0);
   }, 180_000);
 
   interopTest('a client behind a NAT (nftables masquerade): its IKE SA stays on its node, unspread, and keeps working', [...PRE, 'nftables'], async () => {

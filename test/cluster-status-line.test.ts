@@ -11,7 +11,7 @@ const base: ClusterNodeStatus = {
   lease: 'held',
   leaseLostReason: null,
   clones: [],
-  handoff: { handedOff: 0, arrived: 1, refused: 0, fenced: 0, writes: 1 },
+  handoff: { handedOff: 0, arrived: 1, refused: 0, refusedBy: { missing: 0, seal: 0, decode: 0, import: 0 }, fenced: 0, writes: 1 },
   lastArrival: null,
   failover: { claimed: 0, lost: 0, failed: 0, returned: 0 },
   rebalance: { moved: 0, failed: 0 },

@@ -15,14 +15,12 @@ import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { GatewayStatus } from '../status.js';
 import type { IkeEngine } from '../ike/engine.js';
+import { registerClusterMetrics, type ClusterMetricsSource } from './cluster-metrics.js';
+import { setTotal } from './prom-total.js';
 
 /** Handshake durations (IKE_SA_INIT request to IKE_AUTH done), in seconds. */
 const HANDSHAKE_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
-/** Sets a counter to a total kept elsewhere (prom-client counters only go up from 0 within one collect). */
-function setTotal(counter: Counter<string>, labels: Record<string, string>, value: number): void {
-  counter.inc(labels, Math.max(0, value));
-}
 
 /** Counts of `items` by `key`, with every name in `known` present (a state nobody is in is 0, not absent). */
 function countBy<T>(items: readonly T[], key: (item: T) => string, known: readonly string[]): Map<string, number> {
@@ -38,13 +36,16 @@ const FAMILY_STATES = ['single', 'growing', 'complete', 'fallback', 'blocked', '
 export class GatewayMetrics {
   readonly registry = new Registry();
   private snapshot: GatewayStatus | undefined;
+  /** This scrape's status, read once and shared by every collect. */
+  private readonly scraped: () => GatewayStatus;
+  private clusterAdded = false;
 
   /** `snapshot` is read once per scrape; `engine` tells the events a snapshot cannot show. */
   constructor(snapshot: () => GatewayStatus, engine: Pick<IkeEngine, 'on'>) {
     const registry = this.registry;
     collectDefaultMetrics({ register: registry });
     // One snapshot per scrape, shared by every collect below.
-    const status = (): GatewayStatus => (this.snapshot ??= snapshot());
+    const status = (this.scraped = (): GatewayStatus => (this.snapshot ??= snapshot()));
     const workers = () => status().dataplane?.workers ?? [];
 
     new Counter({
@@ -307,6 +308,17 @@ export class GatewayMetrics {
     engine.on('ike-expired', (_sa, limit) => {
       if (limit === 'reauth') events.inc({ event: 'reauth' });
     });
+  }
+
+  /**
+   * The cluster node's series (control/api/cluster-metrics.ts), once it has
+   * joined and attached: read from the same scrape snapshot as the rest
+   * (its `cluster` part), or from the node when the snapshot has none.
+   */
+  addCluster(source: ClusterMetricsSource): void {
+    if (this.clusterAdded) throw new Error('the cluster series are registered already');
+    this.clusterAdded = true;
+    registerClusterMetrics(this.registry, source, () => this.scraped().cluster ?? source.status());
   }
 
   /** The exposition text (Prometheus text format 0.0.4). */

@@ -277,6 +277,7 @@ async function gatewayCommand(opts: { config: string; socket?: string }, globals
   if (node) {
     gateway.clusterMove = (sa, to) => node.move(sa, to);
     gateway.clusterStatus = () => node.status();
+    gateway.metrics?.addCluster(node);
   }
   const stop = untilSignal(log);
   const notifier = serviceNotifier({ onError: (err) => log.warn({ reason: err.message }, 'cannot notify the service manager') });

@@ -30,6 +30,9 @@ export interface ArrivalTimeline {
   fencing: { heldMs: number; holds: number };
 }
 
+/** How an arrival ended: its Child SA up, or stopped at a step (sa-transfer.ts ArrivalResult). */
+export type ArrivalOutcome = { ok: true } | { ok: false; step: string };
+
 /** The timeline of one arrival: cluster-side times as they are, engine steps mapped to wall-clock by `wall`. */
 export function arrivalTimeline(
   cluster: { seenAt: number; readAt: number; importedAt: number },

@@ -28,6 +28,7 @@ import { accountingStatus, publishRefusals } from './resource-status.js';
 import type { ClusterNodeResources, NodeResourceRefusals } from '../status.js';
 import { requestedAddressFamilies } from '../ike/config-payload.js';
 import { AnswerWriteAhead } from './answer-write-ahead.js';
+import type { ArrivalOutcome, ArrivalTimeline } from './handoff-timeline.js';
 import { SilentMembers } from './silent-member.js';
 import { DEFAULT_PROBE_PORT, LivenessProbe } from './liveness-probe.js';
 
@@ -76,6 +77,8 @@ export class ClusterNode {
   /** Why the liveness probe could not bind (then neither suspecting nor suspected), shown in status. */
   private probeUnbound: { address: string; port: number; reason: string } | undefined;
   private readonly leaseClock: LeaseClock;
+  /** Told of every clone arrival that ends here, with its timeline (the gateway's metrics). */
+  private readonly arrivalListeners: Array<(timeline: ArrivalTimeline, outcome: ArrivalOutcome) => void> = [];
 
   private constructor(
     readonly membership: ClusterMembership,
@@ -217,6 +220,11 @@ export class ClusterNode {
     return moveClone(engine, handoff, sa, to);
   }
 
+  /** Call `listener` whenever a clone's arrival here ends (its steps 4-7 done, or stopped at one). */
+  onArrival(listener: (timeline: ArrivalTimeline, outcome: ArrivalOutcome) => void): void {
+    this.arrivalListeners.push(listener);
+  }
+
   /** This node's part of the gateway's status (architecture §8). */
   status(): ClusterNodeStatus {
     const c = this.membership.config;
@@ -229,7 +237,7 @@ export class ClusterNode {
       lease: this.leaseLost === undefined ? 'held' : 'lost',
       leaseLostReason: this.leaseLost ?? null,
       clones: (this.handoff?.ownedClones() ?? []).map((o) => ({ ike: o.sa.id, family: o.family, index: o.index, epoch: o.epoch })),
-      handoff: { handedOff: h?.handedOff ?? 0, arrived: h?.arrived ?? 0, refused, fenced: h?.fenced ?? 0, writes: h?.writes ?? 0, ...(h?.arrivalSpiMisses ? { arrivalSpiMisses: h.arrivalSpiMisses } : {}) },
+      handoff: { handedOff: h?.handedOff ?? 0, arrived: h?.arrived ?? 0, refused, refusedBy: { ...(h?.refused ?? { missing: 0, seal: 0, decode: 0, import: 0 }) }, fenced: h?.fenced ?? 0, writes: h?.writes ?? 0, ...(h?.arrivalSpiMisses ? { arrivalSpiMisses: h.arrivalSpiMisses } : {}) },
       answers: { ...(this.writeAhead?.stats ?? { held: 0, sent: 0, discarded: 0, dropped: 0, unanswered: 0 }) },
       lastArrival: this.handoff?.lastArrival ?? null,
       failover: { ...(this.failover?.stats ?? { claimed: 0, lost: 0, failed: 0, returned: 0 }) },
@@ -276,6 +284,10 @@ export class ClusterNode {
     const spiPrefixes = { spiPrefix: this.spiPrefix, spiPrefixOf: (n: string) => this.members.find((x) => x.node === n)?.spiPrefix };
     this.handoff = await new CloneHandoff({ engine, client: m.client, key: this.key, cluster: c.name, node: c.node, address: c.address, log: this.log, ...spiPrefixes, ...(c.admitArrivalChild ? { admitChild: (sa: IkeSa) => this.childAdmission.admitOwn(sa) } : {}) }).start();
     const handoff = this.handoff;
+    handoff.on('arrived', (_sa, result, _origin, timeline) => {
+      const outcome: ArrivalOutcome = result.ok ? { ok: true } : { ok: false, step: result.step };
+      for (const listener of this.arrivalListeners) listener(timeline, outcome);
+    });
     this.answers = new AnswerFence({ owns: (sa) => handoff.owns(sa), lease: this.leaseClock, log: this.log });
     this.writeAhead = new AnswerWriteAhead({ records: handoff, lease: this.leaseClock, log: this.log });
     // Placement reads the members afresh for each new family (one read): it must not depend on the watch.

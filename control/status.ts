@@ -122,6 +122,11 @@ export interface ClusterNodeStatus {
     handedOff: number; arrived: number; refused: number; refusedBy: Record<'missing' | 'seal' | 'decode' | 'import', number>;
     fenced: number; writes: number; arrivalSpiMisses?: number;
   };
+  /**
+   * Secrets of earlier rotations this node accepts, and the records that opened only under one of them
+   * (control/cluster/seal.ts): while that count grows, such records are still in etcd.
+   */
+  sealing?: { previousKeys: number; openedWithPreviousKey: number };
   /** Answers on our clones that waited for etcd to hold the peer's moved message ID (control/cluster/answer-write-ahead.ts). */
   answers?: { held: number; sent: number; discarded: number; dropped: number; unanswered: number };
   /** When each step of the last clone arrival here ended, wall-clock ms (control/cluster/handoff-timeline.ts). */

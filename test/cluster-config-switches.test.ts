@@ -62,3 +62,31 @@ describe('cluster: yes/no switches', () => {
     }
   });
 });
+
+describe('cluster.previous_sealing_key_files', () => {
+  test('absent: none; a list of 0600 secret files, resolved; a file open to others, the current one, one listed twice, an empty or too long list name the key and its line', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ikc-rotate-'));
+    try {
+      const file = (name: string, mode = 0o600) => {
+        const f = join(dir, name);
+        writeFileSync(f, randomBytes(32), { mode });
+        return f;
+      };
+      const current = file('new.secret');
+      const [old1, old2, wide] = [file('old1.secret'), file('old2.secret'), file('wide.secret', 0o644)];
+      const text = (extra: string) =>
+        `cluster:\n  name: c1\n  node: gw-a\n  address: 192.0.2.1\n  etcd: [http://127.0.0.1:2379]\n  sealing_key_file: ${current}\n${extra}`;
+      expect(parseConfig(text('')).cluster!.previousSealingKeyFiles).toBeUndefined();
+      expect(parseConfig(text(`  previous_sealing_key_files: [${old1}, ${old2}]\n`)).cluster!.previousSealingKeyFiles).toEqual([old1, old2]);
+      expect(() => parseConfig(text(`  previous_sealing_key_files: [${old1}, ${wide}]\n`))).toThrow(/<config>:7: cluster\.previous_sealing_key_files\[1\]: mode 0644 lets others read or write the sealing key; expected a file with mode 0600 or stricter/);
+      expect(() => parseConfig(text(`  previous_sealing_key_files: [${current}]\n`))).toThrow(/<config>:7: cluster\.previous_sealing_key_files\[0\]: .* is sealing_key_file; expected a secret of an earlier rotation/);
+      expect(() => parseConfig(text(`  previous_sealing_key_files: [${old1}, ${old1}]\n`))).toThrow(/cluster\.previous_sealing_key_files\[1\]: .* is listed twice/);
+      expect(() => parseConfig(text(`  previous_sealing_key_files: [${join(dir, 'absent')}]\n`))).toThrow(/cluster\.previous_sealing_key_files\[0\]: cannot use .*absent \(ENOENT\)/);
+      expect(() => parseConfig(text('  previous_sealing_key_files: []\n'))).toThrow(/cluster\.previous_sealing_key_files: .*expected a list of 1 to 4 secret files/);
+      const five = ['a', 'b', 'c', 'd', 'e'].map((n) => file(`${n}.secret`));
+      expect(() => parseConfig(text(`  previous_sealing_key_files: [${five.join(', ')}]\n`))).toThrow(/expected a list of 1 to 4 secret files/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -104,7 +104,8 @@ describe('ikeclone gateway in a cluster', () => {
     const st = start(['cluster', 'status', '--config', aConfig, '--json']);
     expect(await exitOf(st)).toBe(0);
     // (and the cluster's pools, per-peer accounting and refusals: cluster-resources.test.ts and the test below)
-    expect(JSON.parse(st.stdout())).toEqual({ cluster, members: [{ ...JSON.parse(member), clones: 0 }], clones: [], orphaned: 0, resources: expect.any(Object) });
+    // (sealing: which key the clones' records open under, with the keys of the configuration: none yet.)
+    expect(JSON.parse(st.stdout())).toEqual({ cluster, members: [{ ...JSON.parse(member), clones: 0 }], clones: [], orphaned: 0, resources: expect.any(Object), sealing: { current: 0, previous: 0, unopened: 0 } });
     const text = start(['cluster', 'status', '--config', aConfig]);
     expect(await exitOf(text)).toBe(0);
     expect(text.stdout()).toMatch(new RegExp(`cluster ${cluster}: 1 member, 0 clones\\n\\s+NODE\\s+ADDRESS\\s+SPI PREFIX\\s+LOAD\\s+CLONES\\n\\s+gw-a\\s+127\\.0\\.0\\.1\\s+\\d+\\s+0\\s+0`));

@@ -18,7 +18,9 @@ import { silentLogger } from '../control/log.js';
 import { CLIENT, NODE_A, NODE_B, cluster, drive, ikeMessages } from './support/cluster-peers.js';
 import { startEtcd, type EtcdServer } from './support/etcd.js';
 import { interopTest, requirePrereqs } from './support/prereq.js';
-import { run } from './support/proc.js';
+import { run, waitFor } from './support/proc.js';
+import { readClusterState, sealingStatus } from '../control/cluster/status.js';
+import { moveClone } from '../control/cluster/rebalance.js';
 
 let etcd: EtcdServer | undefined;
 const clients: Etcd3[] = [];
@@ -31,9 +33,11 @@ afterAll(async () => {
   await etcd?.stop();
 });
 
-async function setup() {
+/** Nodes A and B with the client's clone on A; `keys` gives each node its own key (a rotation), else both share one. */
+async function setup(keys?: (name: string) => { a: ClusterKey; b: ClusterKey }) {
   const name = `h-${randomBytes(3).toString('hex')}`;
   const key = ClusterKey.derive(randomBytes(32), name);
+  const keyOf = keys?.(name) ?? { a: key, b: key };
   const handoffs: { a?: CloneHandoff; b?: CloneHandoff } = {};
   const c = await cluster({
     a: { holdRequest: (sa) => handoffs.a?.holdRequest(sa) ?? false },
@@ -45,8 +49,8 @@ async function setup() {
     return cl;
   };
   const log = silentLogger();
-  const a = new CloneHandoff({ engine: c.nodeA, client: client(), key, cluster: name, node: 'a', address: NODE_A, log });
-  const b = new CloneHandoff({ engine: c.nodeB, client: client(), key, cluster: name, node: 'b', address: NODE_B, log });
+  const a = new CloneHandoff({ engine: c.nodeA, client: client(), key: keyOf.a, cluster: name, node: 'a', address: NODE_A, log });
+  const b = new CloneHandoff({ engine: c.nodeB, client: client(), key: keyOf.b, cluster: name, node: 'b', address: NODE_B, log });
   handoffs.a = a;
   handoffs.b = b;
   await a.start();
@@ -54,7 +58,9 @@ async function setup() {
   const arrivals: Array<{ sa: IkeSa; result: ArrivalResult; timeline: ArrivalTimeline }> = [];
   b.on('arrived', (sa, result, _origin, timeline) => arrivals.push({ sa, result, timeline }));
   await a.adopt(c.clone, 'fam1', 1);
-  return { ...c, name, key, a, b, arrivals, etcdOf: client() };
+  const arrivalsOnA: Array<{ sa: IkeSa; result: ArrivalResult }> = [];
+  a.on('arrived', (sa, result) => arrivalsOnA.push({ sa, result }));
+  return { ...c, name, key, keyOf, a, b, arrivals, arrivalsOnA, etcdOf: client() };
 }
 
 describe('clone handoff through etcd', () => {
@@ -105,6 +111,44 @@ describe('clone handoff through etcd', () => {
         expect(v.toString('latin1').includes(raw.toString('base64').slice(0, 16))).toBe(false);
       }
     }
+  }, 60_000);
+
+  interopTest('a sealing key rotation under way: each node seals under its current key and opens the other\'s through its previous one; a record written again is under the new key', ['etcd'], async () => {
+    const [oldSecret, newSecret] = [randomBytes(32), randomBytes(32)];
+    // Step 1 of a rotation on A (the old key current, the new one accepted), step 2 on B (the new one current).
+    const s = await setup((name) => ({
+      a: ClusterKey.derive(oldSecret, name).withPrevious([ClusterKey.derive(newSecret, name)]),
+      b: ClusterKey.derive(newSecret, name).withPrevious([ClusterKey.derive(oldSecret, name)]),
+    }));
+    const sealing = async (key: ClusterKey) => {
+      const { status, records } = await readClusterState(s.etcdOf, s.name);
+      return sealingStatus(s.name, status, records, key);
+    };
+    const [oldOnly, newOnly] = [ClusterKey.derive(oldSecret, s.name), ClusterKey.derive(newSecret, s.name)];
+    expect(await sealing(oldOnly)).toEqual({ current: 1, previous: 0, unopened: 0 });
+
+    await s.a.handOff(s.clone, 'b');
+    await drive(s.wire, () => s.arrivals.length > 0, 'the clone to arrive on B');
+    expect(s.arrivals[0]!.result).toMatchObject({ ok: true });
+    expect(s.clientClone.remote.address).toBe(NODE_B);
+    expect(s.clientClone.children).toHaveLength(1);
+    // A sealed it under the old key: B opened it with its previous one.
+    expect(s.keyOf.b.openedWithPrevious).toBe(1);
+    // B wrote the record again once the Child SA was up: under the new key now, which the old one alone does not open.
+    await waitFor(async () => (await sealing(newOnly)).current === 1, { timeoutMs: 5000, intervalMs: 50, message: "B's record under the new key" });
+    expect(await sealing(oldOnly)).toEqual({ current: 0, previous: 0, unopened: 1 });
+    expect(await sealing(s.keyOf.a)).toEqual({ current: 0, previous: 1, unopened: 0 });
+
+    // Back to A, which opens B's record with its previous key (the new one).
+    // Its Child SA is deleted first (a clone moves without one, RFC 7791 §5.2).
+    let moved: number | undefined;
+    void moveClone(s.nodeB, s.b, s.arrivals[0]!.sa, 'a').then((e) => (moved = e));
+    await drive(s.wire, () => moved !== undefined && s.arrivalsOnA.length > 0, 'the clone back on A');
+    expect(moved).toBe(2);
+    expect(s.arrivalsOnA[0]!.result).toMatchObject({ ok: true });
+    expect(s.keyOf.a.openedWithPrevious).toBe(1);
+    expect(s.clientClone.remote.address).toBe(NODE_A);
+    expect(s.b.stats.refused.seal + s.a.stats.refused.seal).toBe(0);
   }, 60_000);
 
   interopTest('a record copied under another key path is refused, counted, and never installed', ['etcd'], async () => {

@@ -210,3 +210,15 @@ describe('liveness probe on loopback', () => {
     expect(r.got).toHaveLength(5);
   });
 });
+
+describe('liveness probe during a sealing key rotation', () => {
+  test('a probe under a key the receiver holds as previous decodes; with the new key alone it is a bad MAC', () => {
+    const oldKey = ClusterKey.derive(SECRET, 'c1');
+    const ring = ClusterKey.derive(randomBytes(32), 'c1').withPrevious([ClusterKey.derive(SECRET, 'c1')]);
+    const p = pong();
+    expect(decodeProbe(ring, encodeProbe(oldKey, p))).toMatchObject({ ok: true, value: { type: 'pong', node: 'gw-b', leaseId: LEASE } });
+    // And the other way: what the ring sends (its current key) reaches a node that holds it as previous.
+    expect(decodeProbe(ClusterKey.derive(SECRET, 'c1').withPrevious([ring]), encodeProbe(ring, p)).ok).toBe(true);
+    expect(decodeProbe(otherKey.withPrevious([]), encodeProbe(oldKey, p))).toEqual({ ok: false, error: 'badMac' });
+  });
+});

@@ -83,6 +83,28 @@ describe('cluster membership on etcd', () => {
     }
   }, 60_000);
 
+  interopTest('a sealing key rotation: a node holding the cluster\'s key as previous joins and moves the connections hash to its current key; then a node with the old key alone is refused, one with the new key alone joins', ['etcd'], async () => {
+    // The same connections hashed under the old and the new key (config-hash.ts: an HMAC under each).
+    const [oldHash, newHash] = ['0123old', '4567new'];
+    const a = await ClusterMembership.join({ config: config('gw-a'), connectionsHash: oldHash, log });
+    const name = a.config.name;
+    const joined: ClusterMembership[] = [a];
+    try {
+      const b = await ClusterMembership.join({ config: { ...config('gw-b'), name }, connectionsHash: newHash, previousConnectionsHashes: [oldHash], log });
+      joined.push(b);
+      expect(await a.client.get(`/ikeclone/v1/${name}/config`).string()).toBe(newHash);
+      const err = await ClusterMembership.join({ config: { ...config('gw-c'), name }, connectionsHash: oldHash, log }).catch((e: unknown) => e);
+      expect((err as ClusterJoinError).exitCode).toBe(2);
+      expect((err as Error).message).toMatch(/connections hash 0123old, the cluster's 4567new/);
+      joined.push(await ClusterMembership.join({ config: { ...config('gw-d'), name }, connectionsHash: newHash, log }));
+      // A hash the node does not hold under any key is still refused.
+      const other = await ClusterMembership.join({ config: { ...config('gw-e'), name }, connectionsHash: 'feed', previousConnectionsHashes: ['beef'], log }).catch((e: unknown) => e);
+      expect((other as ClusterJoinError).exitCode).toBe(2);
+    } finally {
+      for (const m of joined.reverse()) await m.leave();
+    }
+  }, 60_000);
+
   interopTest('a node name already in the cluster, or a fixed SPI prefix already held, is refused (exit 2)', ['etcd'], async () => {
     const a = await ClusterMembership.join({ config: config('gw-a', { spiPrefix: 9 }), connectionsHash: 'h', log });
     try {

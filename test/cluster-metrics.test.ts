@@ -20,6 +20,7 @@ function nodeStatus(n: number): ClusterNodeStatus {
     leaseLostReason: n % 2 === 0 ? null : 'lease lapsed',
     clones: Array.from({ length: n }, (_, i) => ({ ike: i + 1, family: `gw-a.${i}`, index: 1, epoch: i })),
     handoff: { handedOff: 3 * n, arrived: 5 * n, refused: 4, refusedBy: { missing: 1, seal: 2, decode: 0, import: 1 }, fenced: n, writes: 40 * n },
+    sealing: { previousKeys: 1, openedWithPreviousKey: 4 * n },
     answers: { held: 7 * n, sent: 6 * n, discarded: 1, dropped: 0, unanswered: 2 },
     lastArrival: null,
     failover: { claimed: n, lost: 1, failed: 0, returned: 2 },
@@ -80,6 +81,7 @@ describe('cluster metrics', () => {
     expect(v('ikeclone_cluster_handoffs_total', { direction: 'in' })).toBe(st.handoff.arrived);
     for (const [reason, n] of Object.entries(st.handoff.refusedBy)) expect(v('ikeclone_cluster_records_refused_total', { reason })).toBe(n);
     expect(v('ikeclone_cluster_clones_fenced_total')).toBe(2);
+    expect(v('ikeclone_cluster_records_opened_with_previous_key_total')).toBe(8);
     expect(v('ikeclone_cluster_record_writes_total')).toBe(80);
     for (const [outcome, n] of Object.entries(st.answers!)) expect(v('ikeclone_cluster_answers_total', { outcome })).toBe(n);
     for (const [outcome, n] of Object.entries(st.failover)) expect(v('ikeclone_cluster_failover_total', { outcome })).toBe(n);

@@ -89,3 +89,42 @@ describe('cluster record sealing', () => {
     expect(() => loadClusterKey(dir, 'c1')).toThrow(/not a regular file/);
   });
 });
+
+describe('a sealing key rotation (previous keys accepted)', () => {
+  const [oldSecret, newSecret, otherSecret] = [randomBytes(32), randomBytes(32), randomBytes(32)];
+  const key = (secret: Uint8Array, previous: Uint8Array[] = []) => ClusterKey.derive(secret, 'c1').withPrevious(previous.map((p) => ClusterKey.derive(p, 'c1')));
+
+  test('a record sealed under an earlier key opens through a previous one, counted; never with the new key alone, nor with the wrong binding', () => {
+    const sealedOld = key(oldSecret).seal(binding, plaintext);
+    const ring = key(newSecret, [otherSecret, oldSecret]);
+    expect(ring.previousKeys).toBe(2);
+    const opened = ring.open(binding, sealedOld);
+    expect(opened.ok && Buffer.from(opened.value).equals(Buffer.from(plaintext))).toBe(true);
+    expect(ring.openedWithPrevious).toBe(1);
+    // Under its own key: no previous key needed, nothing counted.
+    expect(ring.open(binding, ring.seal(binding, plaintext)).ok).toBe(true);
+    expect(ring.openedWithPrevious).toBe(1);
+    // The binding still holds under a previous key.
+    expect(ring.open({ ...binding, epoch: 5 }, sealedOld)).toEqual({ ok: false, error: expect.stringMatching(/does not open .*no previous key opens it either/) });
+    expect(key(newSecret).open(binding, sealedOld).ok).toBe(false);
+    expect(ring.openedWithPrevious).toBe(1);
+  });
+
+  test('new records are sealed under the current key only: a node holding only the old one cannot open them', () => {
+    const ring = key(newSecret, [oldSecret]);
+    const sealed = ring.seal(binding, plaintext);
+    expect(key(oldSecret).open(binding, sealed).ok).toBe(false);
+    expect(key(newSecret).open(binding, sealed).ok).toBe(true);
+    expect(key(oldSecret, [newSecret]).sealedUnder(binding, sealed)).toBe('previous');
+    expect(ring.sealedUnder(binding, sealed)).toBe('current');
+    expect(key(otherSecret).sealedUnder(binding, sealed)).toBeNull();
+  });
+
+  test('hashes and probe MACs: made under the current key, accepted under any', () => {
+    const bytes = new TextEncoder().encode('connections');
+    const ring = key(newSecret, [oldSecret]);
+    expect(ring.mac(bytes)).toBe(key(newSecret).mac(bytes));
+    expect(ring.acceptedMacs(bytes)).toEqual([key(newSecret).mac(bytes), key(oldSecret).mac(bytes)]);
+    expect(ring.acceptedProbeMacs(bytes).map((m) => m.toString('hex'))).toEqual([key(newSecret).probeMac(bytes).toString('hex'), key(oldSecret).probeMac(bytes).toString('hex')]);
+  });
+});

@@ -3,6 +3,7 @@
 import { describe, expect, test } from 'vitest';
 import { clusterNodeLine } from '../control/cli/format.js';
 import type { ClusterNodeStatus } from '../control/status.js';
+import { formatClusterStatus, type ClusterStatus } from '../control/cluster/status.js';
 
 const base: ClusterNodeStatus = {
   cluster: 'vpn1',
@@ -51,5 +52,21 @@ describe('cluster node status line', () => {
     expect(clusterNodeLine({ ...base, resources })).toMatch(
       /; pools: 10\.9\.0\.0\/24 4 in reserve, 7 leased here; peers counted 9 \(2 at the IKE SA limit, 0 at the Child SA limit\); refused: NO_ADDITIONAL_SAS 3, INTERNAL_ADDRESS_FAILURE 5, lease writes 1$/,
     );
+  });
+});
+
+describe('cluster status: the records\' sealing', () => {
+  const status: ClusterStatus = {
+    cluster: 'vpn1',
+    members: [{ node: 'gw-a', address: '192.0.2.11', load: 1, spiPrefix: 1, clones: 2 }],
+    clones: [{ family: 'gw-a.1', index: 1, owner: 'gw-a', epoch: 3 }, { family: 'gw-a.1', index: 2, owner: 'gw-a', epoch: 1 }],
+    orphaned: 0,
+  };
+  test('says how many records open under the current key and under a previous one, and those that open under none', () => {
+    expect(formatClusterStatus({ ...status, sealing: { current: 1, previous: 1, unopened: 0 } })).toMatch(/\nrecords: 1 sealed under the current key, 1 under a previous one$/);
+    expect(formatClusterStatus({ ...status, sealing: { current: 0, previous: 1, unopened: 1 } })).toMatch(/\nrecords: 0 sealed under the current key, 1 under a previous one, 1 that open under none of this configuration's keys$/);
+    // Without clones, or without the keys (sealing absent): no such line.
+    expect(formatClusterStatus({ ...status, clones: [], sealing: { current: 0, previous: 0, unopened: 0 } })).not.toMatch(/records:/);
+    expect(formatClusterStatus(status)).not.toMatch(/records:/);
   });
 });

@@ -69,6 +69,15 @@ export function registerClusterMetrics(registry: Registry, source: ClusterMetric
     },
   });
   new Counter({
+    name: 'ikeclone_cluster_records_opened_with_previous_key_total',
+    help: 'Clone records that opened only under the secret of an earlier rotation (cluster.previous_sealing_key_files): such records are still in etcd',
+    registers,
+    collect() {
+      this.reset();
+      setTotal(this, {}, status().sealing?.openedWithPreviousKey ?? 0);
+    },
+  });
+  new Counter({
     name: 'ikeclone_cluster_clones_fenced_total',
     help: 'Clones dropped here because a fencing write found another owner in etcd',
     registers,

@@ -466,15 +466,27 @@ async function moveCommand(ike: string, opts: { local?: string; remote?: string;
 async function clusterStatusCommand(opts: { config: string; json?: boolean }): Promise<number> {
   const config = loadConfigFile(opts.config);
   if (!config.cluster) throw new CliExit(EXIT_USAGE, `${opts.config}: no cluster: section`);
-  const [{ etcdClient }, { formatClusterStatus, readClusterStatus }, { readResourceStatus }] = await Promise.all([import('../cluster/etcd-client.js'), import('../cluster/status.js'), import('../cluster/resource-status.js')]);
-  const client = etcdClient(config.cluster);
+  const [{ etcdClient }, { formatClusterStatus, readClusterState, sealingStatus }, { readResourceStatus }, { loadClusterKeyRing }] = await Promise.all([
+    import('../cluster/etcd-client.js'), import('../cluster/status.js'), import('../cluster/resource-status.js'), import('../cluster/seal.js'),
+  ]);
+  const cluster = config.cluster;
+  // The records are opened only to say which key they are sealed under (a rotation, docs/cluster.md section 2);
+  // without read access to the sealing keys the rest of the status still stands.
+  let key: ReturnType<typeof loadClusterKeyRing> | undefined;
+  try {
+    key = loadClusterKeyRing(cluster);
+  } catch {
+    key = undefined;
+  }
+  const client = etcdClient(cluster);
   try {
     // The pools this configuration names are listed even before any of their addresses is in etcd.
     const resources = { pools: [...new Set(config.connections.flatMap((c) => c.pools.map(poolText)))], limits: config.limits };
-    const [status, shared] = await Promise.all([readClusterStatus(client, config.cluster.name), readResourceStatus(client, config.cluster.name, resources)]).catch((err: Error) => {
-      throw new CliExit(EXIT_FAILURE, `cannot read cluster ${config.cluster!.name} from etcd: ${err.message}`);
+    const [{ status, records }, shared] = await Promise.all([readClusterState(client, cluster.name), readResourceStatus(client, cluster.name, resources)]).catch((err: Error) => {
+      throw new CliExit(EXIT_FAILURE, `cannot read cluster ${cluster.name} from etcd: ${err.message}`);
     });
     status.resources = shared;
+    if (key) status.sealing = sealingStatus(cluster.name, status, records, key);
     await stdout(opts.json ? json(status) : formatClusterStatus(status));
     return EXIT_OK;
   } finally {

@@ -30,10 +30,13 @@ export function canonicalJson(value: unknown): string {
   return JSON.stringify(norm(value));
 }
 
-/** The connections' hash a cluster's nodes must agree on. */
-export function connectionsHash(key: ClusterKey, connections: readonly ConnectionConfig[]): string {
+/**
+ * The connections' hash a cluster's nodes must agree on, under the current
+ * key, then under each previous one (a rotation under way, seal.ts).
+ */
+export function acceptedConnectionsHashes(key: ClusterKey, connections: readonly ConnectionConfig[]): string[] {
   const bytes = new TextEncoder().encode(canonicalJson(connections));
-  const mac = key.mac(bytes);
+  const macs = key.acceptedMacs(bytes);
   bytes.fill(0);
-  return mac;
+  return macs;
 }

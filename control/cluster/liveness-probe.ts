@@ -74,9 +74,10 @@ export const PONGS_PER_SECOND = PONG_BURST;
 /** Ping nonces remembered to drop replays (the newest this many). */
 const SEEN_PINGS = 4096;
 
-/** What computes the probe's MAC: the cluster key (seal.ts). */
+/** What computes the probe's MAC: the cluster key (seal.ts), and the MACs it accepts (its previous keys' too). */
 export interface ProbeMacKey {
   probeMac(bytes: Uint8Array): Buffer;
+  acceptedProbeMacs(bytes: Uint8Array): Buffer[];
 }
 
 export interface ProbeMessage {
@@ -120,8 +121,11 @@ export function decodeProbe(key: ProbeMacKey, bytes: Uint8Array): Result<ProbeMe
   const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (!b.subarray(0, 4).equals(MAGIC)) return { ok: false, error: 'badMagic' };
   if (b[4] !== PROBE_VERSION) return { ok: false, error: 'badVersion' };
-  const mac = key.probeMac(b.subarray(0, MAC_OFFSET)).subarray(0, MAC_LENGTH);
-  if (!timingSafeEqual(mac, b.subarray(MAC_OFFSET))) return { ok: false, error: 'badMac' };
+  // Every accepted key is compared (in constant time each), so how many were tried tells nothing.
+  const received = b.subarray(MAC_OFFSET);
+  let macOk = false;
+  for (const mac of key.acceptedProbeMacs(b.subarray(0, MAC_OFFSET))) if (timingSafeEqual(mac.subarray(0, MAC_LENGTH), received)) macOk = true;
+  if (!macOk) return { ok: false, error: 'badMac' };
   const type = b[5];
   const nameLength = b[6]!;
   if ((type !== TYPE_PING && type !== TYPE_PONG) || nameLength === 0 || nameLength > NAME_FIELD) return { ok: false, error: 'malformed' };

@@ -58,8 +58,14 @@ export const REJOIN_INTERVAL_MS = 1000;
 
 export interface JoinOptions {
   config: ClusterConfig;
-  /** connectionsHash() of the connections this node runs. */
+  /** The hash of the connections this node runs, under its current key (config-hash.ts). */
   connectionsHash: string;
+  /**
+   * The same hash under the node's previous sealing keys (a rotation under
+   * way, seal.ts): a cluster whose hash is one of these runs the same
+   * connections, and its hash is rewritten under the current key.
+   */
+  previousConnectionsHashes?: readonly string[];
   log: Logger;
   /** The node's load now (written at join and by updateLoad). */
   load?: () => number;
@@ -125,6 +131,17 @@ export class ClusterMembership extends EventEmitter<MembershipEvents> {
       stored = txn.succeeded ? opts.connectionsHash : (txn.responses[0]?.response_range?.kvs?.[0]?.value?.toString() ?? null);
     } catch (err) {
       return fail(1, `cannot reach etcd at ${config.etcd.join(', ')}: ${(err as Error).message}`);
+    }
+    if (stored !== null && stored !== opts.connectionsHash && opts.previousConnectionsHashes?.includes(stored)) {
+      // Made under a key of an earlier rotation: the same connections. The hash moves to the current key (only if
+      // unchanged meanwhile), so that nodes holding the current key alone are let in once the rotation is over.
+      try {
+        await client.if(`${prefix}config`, 'Value', '==', stored).then(client.put(`${prefix}config`).value(opts.connectionsHash)).commit();
+        log.info({ cluster: config.name, node: config.node }, 'the cluster\'s connections hash was made under a previous sealing key: rewritten under the current one');
+      } catch (err) {
+        log.warn({ cluster: config.name, reason: (err as Error).message }, 'cannot rewrite the connections hash under the current sealing key: the next node to join tries again');
+      }
+      stored = opts.connectionsHash;
     }
     if (stored !== opts.connectionsHash) {
       return fail(

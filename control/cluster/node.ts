@@ -8,9 +8,9 @@
 import type { GatewayConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
 import type { IkeEngine } from '../ike/engine.js';
-import { connectionsHash } from './config-hash.js';
+import { acceptedConnectionsHashes } from './config-hash.js';
 import { ClusterJoinError, ClusterMembership } from './membership.js';
-import { loadClusterKey, type ClusterKey } from './seal.js';
+import { loadClusterKeyRing, type ClusterKey } from './seal.js';
 import { CloneHandoff } from './handoff.js';
 import { NodePlacement } from './placement.js';
 import { CloneFailover } from './failover.js';
@@ -183,14 +183,15 @@ export class ClusterNode {
   static async join(config: GatewayConfig, log: Logger): Promise<ClusterNode | undefined> {
     const cluster = config.cluster;
     if (!cluster) return undefined;
-    const key = loadClusterKey(cluster.sealingKeyFile, cluster.name);
-    const hash = connectionsHash(key, config.connections);
+    // Earlier rotations' secrets open what was sealed under them; the current one seals (docs/cluster.md section 2).
+    const key = loadClusterKeyRing(cluster);
+    const [hash, ...previousHashes] = acceptedConnectionsHashes(key, config.connections);
     const loadOf: { engine?: IkeEngine } = {};
     const load = () => establishedIkeSas(loadOf);
     let membership: ClusterMembership;
     const joinStartedAt = Date.now();
     try {
-      membership = await ClusterMembership.join({ config: cluster, connectionsHash: hash, log, load });
+      membership = await ClusterMembership.join({ config: cluster, connectionsHash: hash!, previousConnectionsHashes: previousHashes, log, load });
     } catch (err) {
       if (err instanceof ClusterJoinError && err.exitCode === 1 && cluster.onEtcdUnreachable === 'standalone') {
         log.warn({ cluster: cluster.name, reason: err.message }, 'etcd unreachable: running as a single gateway (cluster.on_etcd_unreachable: standalone)');
@@ -238,6 +239,7 @@ export class ClusterNode {
       leaseLostReason: this.leaseLost ?? null,
       clones: (this.handoff?.ownedClones() ?? []).map((o) => ({ ike: o.sa.id, family: o.family, index: o.index, epoch: o.epoch })),
       handoff: { handedOff: h?.handedOff ?? 0, arrived: h?.arrived ?? 0, refused, refusedBy: { ...(h?.refused ?? { missing: 0, seal: 0, decode: 0, import: 0 }) }, fenced: h?.fenced ?? 0, writes: h?.writes ?? 0, ...(h?.arrivalSpiMisses ? { arrivalSpiMisses: h.arrivalSpiMisses } : {}) },
+      sealing: { previousKeys: this.key.previousKeys, openedWithPreviousKey: this.key.openedWithPrevious },
       answers: { ...(this.writeAhead?.stats ?? { held: 0, sent: 0, discarded: 0, dropped: 0, unanswered: 0 }) },
       lastArrival: this.handoff?.lastArrival ?? null,
       failover: { ...(this.failover?.stats ?? { claimed: 0, lost: 0, failed: 0, returned: 0 }) },

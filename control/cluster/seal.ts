@@ -11,11 +11,17 @@
 //   another owner does not open.
 // - Opening is on bytes read from etcd, i.e. untrusted: it never throws and
 //   returns a typed failure.
+// - Rotation: a node may hold the secrets of earlier rotations besides the
+//   current one (cluster.previous_sealing_key_files). Records, connection
+//   hashes and liveness probes made under any of them are accepted; all that
+//   is new is made under the current one. Every write of a record seals it
+//   anew, so records move to the current key as their clones are written.
 //
 // Owner: the main thread (the cluster membership and handoff code).
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { createCipheriv, createDecipheriv, createHmac, createSecretKey, hkdfSync, randomBytes, type KeyObject } from 'node:crypto';
 import { ConfigError } from '../config/errors.js';
+import type { ClusterConfig } from '../config/types.js';
 import type { Result } from '../wire/result.js';
 import { wipe } from '../crypto/random.js';
 
@@ -39,6 +45,11 @@ export interface SealBinding {
 
 /** The cluster key: AES-256-GCM for sealed records, derived once per process. */
 export class ClusterKey {
+  /** Keys of earlier rotations, tried after this one (withPrevious). */
+  private previous: readonly ClusterKey[] = [];
+  /** Records that opened only under a previous key: while it grows, records under it are still in etcd. */
+  openedWithPrevious = 0;
+
   private constructor(
     private readonly key: KeyObject,
     /** A second key from the same secret, for MACs of shared state (the connections' hash). */
@@ -59,6 +70,17 @@ export class ClusterKey {
     return new ClusterKey(keyObject('record sealing'), keyObject('state mac'), keyObject('liveness probe'));
   }
 
+  /** This key, which seals, with `previous` (earlier rotations, newest first) accepted too. */
+  withPrevious(previous: readonly ClusterKey[]): this {
+    this.previous = [...previous];
+    return this;
+  }
+
+  /** How many keys of earlier rotations are accepted. */
+  get previousKeys(): number {
+    return this.previous.length;
+  }
+
   /**
    * HMAC-SHA-256 of `bytes` (hex): a digest of shared configuration that can
    * sit in etcd without helping anyone guess the secrets inside it.
@@ -67,9 +89,19 @@ export class ClusterKey {
     return createHmac('sha256', this.macKey).update(bytes).digest('hex');
   }
 
+  /** mac() under this key, then under each previous one: the digests a node accepts. */
+  acceptedMacs(bytes: Uint8Array): string[] {
+    return [this.mac(bytes), ...this.previous.map((k) => k.mac(bytes))];
+  }
+
   /** HMAC-SHA-256 of a liveness probe message under the probe's own key (liveness-probe.ts truncates it). */
   probeMac(bytes: Uint8Array): Buffer {
     return createHmac('sha256', this.probeKey).update(bytes).digest();
+  }
+
+  /** probeMac() under this key, then under each previous one: the MACs a received probe may carry. */
+  acceptedProbeMacs(bytes: Uint8Array): Buffer[] {
+    return [this.probeMac(bytes), ...this.previous.map((k) => k.probeMac(bytes))];
   }
 
   /** Seal `plaintext` for `binding`; the caller wipes its plaintext afterwards. */
@@ -86,8 +118,31 @@ export class ClusterKey {
     return out;
   }
 
-  /** Open a record read from etcd (untrusted bytes): never throws. */
+  /** Open a record read from etcd (untrusted bytes) under this key, else a previous one: never throws. */
   open(binding: SealBinding, sealed: Uint8Array): Result<Uint8Array, string> {
+    const opened = this.openUnderThisKey(binding, sealed);
+    if (opened.ok || this.previous.length === 0 || !sealedShapeOk(sealed)) return opened;
+    for (const k of this.previous) {
+      const old = k.openUnderThisKey(binding, sealed);
+      if (!old.ok) continue;
+      this.openedWithPrevious++;
+      return old;
+    }
+    return { ok: false, error: 'sealed record does not open (wrong key, key path, epoch or owner; no previous key opens it either)' };
+  }
+
+  /** Which key a record opens under: this one, a previous one, or none (`ikeclone cluster status`); the plaintext is wiped. */
+  sealedUnder(binding: SealBinding, sealed: Uint8Array): 'current' | 'previous' | null {
+    for (const [i, k] of [this, ...this.previous].entries()) {
+      const opened = k.openUnderThisKey(binding, sealed);
+      if (!opened.ok) continue;
+      wipe(opened.value);
+      return i === 0 ? 'current' : 'previous';
+    }
+    return null;
+  }
+
+  private openUnderThisKey(binding: SealBinding, sealed: Uint8Array): Result<Uint8Array, string> {
     if (sealed.length < 1 + NONCE_LENGTH + TAG_LENGTH) return { ok: false, error: 'sealed record too short' };
     if (sealed[0] !== SEAL_VERSION) return { ok: false, error: `unknown sealed record version ${sealed[0]}` };
     const nonce = sealed.subarray(1, 1 + NONCE_LENGTH);
@@ -104,6 +159,11 @@ export class ClusterKey {
       return { ok: false, error: 'sealed record does not open (wrong key, key path, epoch or owner)' };
     }
   }
+}
+
+/** Long enough and of our version: only then is another key worth trying. */
+function sealedShapeOk(sealed: Uint8Array): boolean {
+  return sealed.length >= 1 + NONCE_LENGTH + TAG_LENGTH && sealed[0] === SEAL_VERSION;
 }
 
 /** The additional data: a label, then each bound field length-prefixed, so no two bindings encode alike. */
@@ -158,4 +218,10 @@ export function loadClusterKey(file: string, clusterName: string, configPath = '
     wipe(secret);
     closeSync(fd);
   }
+}
+
+/** The cluster key of `cluster:` with the previous ones it accepts (previous_sealing_key_files); ConfigError as loadClusterKey. */
+export function loadClusterKeyRing(cluster: Pick<ClusterConfig, 'name' | 'sealingKeyFile' | 'previousSealingKeyFiles'>): ClusterKey {
+  const previous = (cluster.previousSealingKeyFiles ?? []).map((f, i) => loadClusterKey(f, cluster.name, `cluster.previous_sealing_key_files[${i}]`));
+  return loadClusterKey(cluster.sealingKeyFile, cluster.name).withPrevious(previous);
 }

@@ -8,6 +8,7 @@ import type { Etcd3 } from 'etcd3';
 import { clusterPrefix } from './etcd-client.js';
 import { readMembers, type MemberInfo } from './membership.js';
 import { formatResourceStatus, type ClusterResourceStatus } from './resource-status.js';
+import type { ClusterKey } from './seal.js';
 
 export interface ClusterClone {
   family: string;
@@ -24,6 +25,18 @@ export interface ClusterStatus {
   orphaned: number;
   /** Pools, per-peer accounting and refusals (resource-status.ts), when read: `ikeclone cluster status` reads them. */
   resources?: ClusterResourceStatus;
+  /**
+   * Which of the configured keys the clones' records open under (sealingStatus), when the
+   * sealing keys could be read: a rotation is over once no record needs a previous key.
+   */
+  sealing?: RecordSealing;
+}
+
+/** Clone records by the key they open under: the current one, a previous one (a rotation under way), or none of ours. */
+export interface RecordSealing {
+  current: number;
+  previous: number;
+  unopened: number;
 }
 
 /** A clone's sealed record as read with the owners, and its revision (a claim compares it). */
@@ -66,6 +79,22 @@ export async function readClusterState(client: Etcd3, cluster: string): Promise<
   return { status, records };
 }
 
+/** Open every clone record (its key path, epoch and owner as etcd names them) to see which key it is sealed under. */
+export function sealingStatus(cluster: string, status: ClusterStatus, records: ReadonlyMap<string, SealedRecord>, key: Pick<ClusterKey, 'sealedUnder'>): RecordSealing {
+  const out: RecordSealing = { current: 0, previous: 0, unopened: 0 };
+  const prefix = `${clusterPrefix(cluster)}clones/`;
+  for (const c of status.clones) {
+    // The key layout of reassign.ts cloneKeys (which imports this module's types).
+    const record = records.get(`${prefix}${c.family}/${c.index}/owner`);
+    if (!record) continue;
+    const under = key.sealedUnder({ keyPath: `${prefix}${c.family}/${c.index}/ike`, epoch: c.epoch, owner: c.owner }, new Uint8Array(record.value));
+    if (under === 'current') out.current++;
+    else if (under === 'previous') out.previous++;
+    else out.unopened++;
+  }
+  return out;
+}
+
 /** The human form of `ikeclone cluster status`. */
 export function formatClusterStatus(s: ClusterStatus): string {
   const lines = [`cluster ${s.cluster}: ${s.members.length} member${s.members.length === 1 ? '' : 's'}, ${s.clones.length} clone${s.clones.length === 1 ? '' : 's'}${s.orphaned ? `, ${s.orphaned} without a live owner` : ''}`];
@@ -76,6 +105,10 @@ export function formatClusterStatus(s: ClusterStatus): string {
   if (s.clones.length > 0) {
     lines.push('clones:');
     for (const c of s.clones) lines.push(`  ${c.family}/${c.index}  owner ${c.owner}  epoch ${c.epoch}`);
+  }
+  if (s.sealing && s.clones.length > 0) {
+    const { current, previous, unopened } = s.sealing;
+    lines.push(`records: ${current} sealed under the current key, ${previous} under a previous one${unopened ? `, ${unopened} that open under none of this configuration's keys` : ''}`);
   }
   if (s.resources) lines.push(formatResourceStatus(s.resources));
   return lines.join('\n');

@@ -8,20 +8,22 @@
 // is read and derived when the gateway joins (control/cluster/seal.ts).
 import { statSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { Problem, got } from './errors.js';
+import { Problem, got, type PathSeg } from './errors.js';
 import { boolean, duration, ipLiteral, type Ctx } from './fields.js';
 import { NAME_EXPECTED, NAME_RE, type ClusterConfig, type ClusterRedirectConfig } from './types.js';
 
-const KEYS = ['name', 'node', 'address', 'etcd', 'tls', 'sealing_key_file', 'lease_ttl', 'on_etcd_unreachable', 'spi_prefix', 'redirect', 'pool_reserve', 'suspect_silent', 'probe_port', 'admit_arrival_child'];
+const KEYS = ['name', 'node', 'address', 'etcd', 'tls', 'sealing_key_file', 'previous_sealing_key_files', 'lease_ttl', 'on_etcd_unreachable', 'spi_prefix', 'redirect', 'pool_reserve', 'suspect_silent', 'probe_port', 'admit_arrival_child'];
 const ENDPOINT_EXPECTED = 'etcd client URLs, http(s)://ADDRESS:PORT (a list or one comma-separated string)';
 /** Lease TTL bounds: below 2 s a busy node loses its lease; above 60 s failover waits too long. */
 export const MIN_LEASE_TTL_MS = 2000;
 export const MAX_LEASE_TTL_MS = 60_000;
 export const DEFAULT_LEASE_TTL_MS = 5000;
+/** Secrets kept from earlier rotations: records sealed under them still open (control/cluster/seal.ts). */
+export const MAX_PREVIOUS_SEALING_KEYS = 4;
 /** Virtual IPs of each pool a node may claim ahead of IKE_AUTH (control/cluster/pool-store.ts): more parks addresses no peer has. */
 export const MAX_POOL_RESERVE = 64;
 
-function readableFile(ctx: Ctx, v: unknown, what: string, path: string[]): string | Problem {
+function readableFile(ctx: Ctx, v: unknown, what: string, path: PathSeg[]): string | Problem {
   if (typeof v !== 'string' || v.trim() === '') return new Problem(got(v), `the path of ${what}`, path);
   const file = resolve(ctx.baseDir, v);
   try {
@@ -30,6 +32,37 @@ function readableFile(ctx: Ctx, v: unknown, what: string, path: string[]): strin
     return new Problem(`cannot use ${file} (${(e as NodeJS.ErrnoException).code ?? String(e)})`, `the path of ${what}`, path);
   }
   return file;
+}
+
+/** A secret file: a regular file no one but its owner may read or write (0600 or stricter). */
+function secretFile(ctx: Ctx, v: unknown, path: PathSeg[]): string | Problem {
+  const file = readableFile(ctx, v, 'the cluster secret (mode 0600)', path);
+  if (file instanceof Problem) return file;
+  const mode = statSync(file).mode & 0o777;
+  if ((mode & 0o077) !== 0) {
+    return new Problem(`mode ${mode.toString(8).padStart(4, '0')} lets others read or write the sealing key`, 'a file with mode 0600 or stricter', path);
+  }
+  return file;
+}
+
+/**
+ * cluster.previous_sealing_key_files: the secrets of earlier rotations, each
+ * checked like sealing_key_file, none the current one, none twice. Records
+ * and hashes under them are still accepted; nothing is sealed with them.
+ */
+function previousSecretFiles(ctx: Ctx, v: unknown, current: string): string[] | Problem {
+  if (v === undefined) return [];
+  const expected = `a list of 1 to ${MAX_PREVIOUS_SEALING_KEYS} secret files (mode 0600) of earlier rotations, none of them sealing_key_file`;
+  if (!Array.isArray(v) || v.length === 0 || v.length > MAX_PREVIOUS_SEALING_KEYS) return new Problem(got(v), expected, ['previous_sealing_key_files']);
+  const out: string[] = [];
+  for (const [i, item] of v.entries()) {
+    const file = secretFile(ctx, item, ['previous_sealing_key_files', i]);
+    if (file instanceof Problem) return file;
+    if (file === current) return new Problem(`${file} is sealing_key_file`, 'a secret of an earlier rotation, not the current one', ['previous_sealing_key_files', i]);
+    if (out.includes(file)) return new Problem(`${file} is listed twice`, expected, ['previous_sealing_key_files', i]);
+    out.push(file);
+  }
+  return out;
 }
 
 function endpoints(v: unknown): string[] | Problem {
@@ -80,18 +113,17 @@ export function clusterSection(ctx: Ctx): (v: unknown) => ClusterConfig | undefi
     if (!address?.ok) return new Problem(raw.address === undefined ? 'missing' : got(raw.address), "this node's IP address (clones handed to it bind there)", ['address']);
     const etcd = raw.etcd === undefined ? new Problem('missing', ENDPOINT_EXPECTED, ['etcd']) : endpoints(raw.etcd);
     if (etcd instanceof Problem) return etcd;
-    const keyFile = readableFile(ctx, raw.sealing_key_file, 'the cluster secret (mode 0600)', ['sealing_key_file']);
+    const keyFile = secretFile(ctx, raw.sealing_key_file, ['sealing_key_file']);
     if (keyFile instanceof Problem) return keyFile;
-    const mode = statSync(keyFile).mode & 0o777;
-    if ((mode & 0o077) !== 0) {
-      return new Problem(`mode ${mode.toString(8).padStart(4, '0')} lets others read or write the sealing key`, 'a file with mode 0600 or stricter', ['sealing_key_file']);
-    }
+    const previous = previousSecretFiles(ctx, raw.previous_sealing_key_files, keyFile);
+    if (previous instanceof Problem) return previous;
     const out: ClusterConfig = {
       name: raw.name as string,
       node: raw.node as string,
       address: address.value,
       etcd,
       sealingKeyFile: keyFile,
+      ...(previous.length > 0 && { previousSealingKeyFiles: previous }),
       leaseTtlMs: DEFAULT_LEASE_TTL_MS,
       onEtcdUnreachable: 'fail',
     };

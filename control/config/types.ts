@@ -262,6 +262,12 @@ export interface ClusterConfig {
   tls?: { ca: string; cert?: string; key?: string };
   /** Absolute path of the cluster secret (mode 0600 or stricter). */
   sealingKeyFile: string;
+  /**
+   * Secrets of earlier rotations (absolute paths, mode 0600): records sealed
+   * and hashes made under them are still accepted, nothing new is sealed
+   * with them (docs/cluster.md section 2).
+   */
+  previousSealingKeyFiles?: string[];
   leaseTtlMs: number;
   /** etcd unreachable at start: fail (exit 1) or run as a single gateway. */
   onEtcdUnreachable: 'fail' | 'standalone';

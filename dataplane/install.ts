@@ -159,6 +159,7 @@ export class SaInstaller {
     // The keys travel in their own ArrayBuffers, transferred: no copy stays on this thread.
     const inKey = keyIn.buffer as ArrayBuffer;
     const outKey = keyOut.buffer as ArrayBuffer;
+    let ownerOnly = false;
     try {
       // Inside the try: a dup() that fails (EBADF, EMFILE) or an espSocket
       // callback that throws must not leave the record and its slots behind,
@@ -178,7 +179,10 @@ export class SaInstaller {
           ...(route ? { route } : {}),
         }, [outKey]),
       ]);
-      if (this.sendsOnPost(record)) this.startSending(record);
+      // Sending before the worker answers; while others of its family send too, only the owner's table names it until then.
+      const sentOnPost = this.sendsOnPost(record, spec.deferOutbound === true);
+      if (sentOnPost) this.startSending(record);
+      ownerOnly = sentOnPost && this.familyHasOtherSender(record);
       await installed;
     } catch (err) {
       if (record.state !== 'removed') this.forget(record);
@@ -186,6 +190,8 @@ export class SaInstaller {
     }
     if (record.state === 'removed') return; // removed while installing: forget() already deleted the slots
     sad.activate(record);
+    // The other workers' tables name it now too (spd.ts senders).
+    if (ownerOnly && record.outbound) this.s.spd.refresh();
     this.handover.release(record);
     // Retired while installing (retire()): it receives until its linger ends, and never sends.
     if (record.retiring) return;
@@ -199,21 +205,30 @@ export class SaInstaller {
 
   /**
    * Whether `record` sends from the moment its install is posted, not from
-   * the worker's answer: only the first SA of a family that nothing sends
-   * for (a clone's Child SA on the node it arrived at, a new tunnel), replacing
-   * nothing, while the owner worker reads its own TUN queue. Its policy table
-   * then reaches the worker on the same port right after the install
-   * (tun-input.ts PolicyFeed), so the worker seals its first packet without
-   * waiting for this thread to hear back (a busy I/O thread took tens of ms);
-   * a packet that reaches it first by another way (a hand-off ring) finds no
-   * slot yet and is dropped and counted, as it was without a policy. A
-   * rekey's successor, or an SA the peer created while others of its family
-   * send, waits for the answer as before (handover.ts), so no family ever
-   * loses a sender that works.
+   * the worker's answer: an SA replacing nothing, while the owner worker
+   * reads its own TUN queue, when nothing else of its family sends (a
+   * clone's Child SA on the node it arrived at, a new tunnel) or when we
+   * created it (`deferOutbound` false: the peer had it before it answered
+   * our CREATE_CHILD_SA, e.g. an arriving clone's Child SA on a node that
+   * holds another member of its family). Its policy table then reaches the
+   * owner worker on the same port right after the install (tun-input.ts
+   * PolicyFeed), so the worker seals its first packet without waiting for
+   * this thread to hear back (a busy I/O thread took tens of ms). While
+   * others of the family send, the other workers' tables leave it out until
+   * the owner has it (spd.ts senders), so no packet handed to the owner can
+   * overtake the install; when none does, a packet that reaches it first by
+   * another way (a hand-off ring) finds no slot yet and is dropped and
+   * counted, as it was without a policy. A rekey's successor, or an SA the
+   * peer created while others of its family send, waits for the answer as
+   * before (handover.ts), so no family ever loses a sender that works.
    */
-  private sendsOnPost(record: SaRecord): boolean {
+  private sendsOnPost(record: SaRecord, deferOutbound: boolean): boolean {
     if (!this.s.tunRead || record.replaces.length > 0 || record.retiring) return false;
-    return !anyOf(this.s.requireSad().family(record.familyKey), (o) => o !== record && !o.retiring);
+    return !deferOutbound || !this.familyHasOtherSender(record);
+  }
+
+  private familyHasOtherSender(record: SaRecord): boolean {
+    return anyOf(this.s.requireSad().family(record.familyKey), (o) => o !== record && !o.retiring);
   }
 
   /** An authenticated packet arrived on `record`: the peer has it, so it need wait no longer to send (handover.ts). */

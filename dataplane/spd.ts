@@ -98,13 +98,42 @@ export class Spd {
     this.changed();
   }
 
-  /** The families with the SAs that send for each (the ones lookup() picks from), for the workers' copies. */
-  policyTable(): PolicyFamily[] {
+  /**
+   * The families with the SAs that send for each, as worker `worker` is to
+   * see them (its copy, worker-spd.ts); undefined: as lookup() sees them.
+   */
+  policyTable(worker?: number): PolicyFamily[] {
     return this.families.map((family) => ({
       localTs: family.localTs,
       remoteTs: family.remoteTs,
-      senders: (family.perResource.length > 0 ? family.perResource : family.members).map((r) => ({ worker: r.worker, slot: r.outSlot, tag: r.outTag })),
+      senders: this.senders(family, worker).map((r) => ({ worker: r.worker, slot: r.outSlot, tag: r.outTag })),
     }));
+  }
+
+  /**
+   * A family's senders as `worker` sees them (undefined: the I/O thread). An
+   * SA whose install is still under way (install.ts sendsOnPost) is named
+   * only to its owner worker, which got the install on the same port before
+   * this table; another worker, or the I/O thread, would hand it packets that
+   * can overtake the install (and be dropped) while the family has other SAs
+   * that work. Only when nothing else of the family can send is it named to
+   * everyone (a packet that overtakes its install is then dropped, as it
+   * would be with no policy at all).
+   */
+  private senders(family: Family, worker: number | undefined): SaRecord[] {
+    const pool = family.perResource.length > 0 ? family.perResource : family.members;
+    const ready = (r: SaRecord) => r.state !== 'installing' || r.worker === worker;
+    if (pool.every(ready)) return pool;
+    for (const candidates of [pool, family.members]) {
+      const visible = candidates.filter(ready);
+      if (visible.length > 0) return visible;
+    }
+    return pool;
+  }
+
+  /** Tell the workers' copies again (an SA named only to its owner while installing is everyone's now). */
+  refresh(): void {
+    this.changed();
   }
 
   /** The SA for an outbound inner packet, or why there is none. Never throws on packet bytes. */
@@ -113,7 +142,7 @@ export class Spd {
     if (!parseFlow(packet, f)) return 'malformed';
     for (const family of this.families) {
       if (!flowMatches(packet, f, family.localTs, family.remoteTs)) continue;
-      const senders = family.perResource.length > 0 ? family.perResource : family.members;
+      const senders = this.senders(family, undefined);
       const n = senders.length;
       return n === 1 ? senders[0]! : senders[flowHash(packet, f) % n]!;
     }

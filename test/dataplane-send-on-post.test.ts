@@ -3,8 +3,11 @@
 // sends for (a clone's Child SA on the cluster node it arrived at) is in the
 // SPD from the moment its install is posted, so the policy table reaches the
 // worker right behind the install instead of after the worker's answer came
-// back to the I/O thread. A rekey's successor, and an SA the peer created
-// while its family has a sender, still wait for the answer (handover.ts).
+// back to the I/O thread. So does an SA we created while its family has a
+// sender (an arriving clone's Child SA on a node holding another member of
+// its family): then only its owner worker's table names it until the owner
+// has it. A rekey's successor, and an SA the peer created while its family
+// has a sender, still wait for the answer (handover.ts).
 import { afterEach, describe, expect, it } from 'vitest';
 import type { PlaneState } from '../dataplane/state.js';
 import { mirroredSpecs, planesBackToBack, stopPlanes } from './support/dataplane-pair.js';
@@ -52,6 +55,27 @@ describe('a Child SA whose family has a sender', () => {
     await installing;
     expect(outbound()).toEqual([2]);
     expect(senders()).toEqual([1]);
+  });
+
+  it('an SA we created sends at once from its owner worker; the other worker and the I/O thread name it once the owner has it', async () => {
+    const { b, s } = await workersReadTun();
+    await b.install(mirroredSpecs(1, { b: { worker: 0 } }).b);
+    const table = (worker?: number) => s.spd.policyTable(worker).map((f) => f.senders.map((x) => x.worker).sort());
+    // What worker 0 (not the owner) would be sent at each change of the SPD.
+    const toWorker0: number[][][] = [];
+    s.spd.onChange = () => toWorker0.push(table(0));
+    const installing = b.install(mirroredSpecs(5, { b: { worker: 1 } }).b);
+    // Synchronously after install(): the owner (worker 1) sees both; worker 0 and the I/O thread only the sibling.
+    expect(table(1)).toEqual([[0, 1]]);
+    expect(table(0)).toEqual([[0]]);
+    expect(table()).toEqual([[0]]);
+    expect(toWorker0).toEqual([[[0]]]);
+    await installing;
+    // Installed: everyone's table names it, and worker 0 was sent the new one.
+    expect(table(0)).toEqual([[0, 1]]);
+    expect(table()).toEqual([[0, 1]]);
+    expect(toWorker0.at(-1)).toEqual([[0, 1]]);
+    expect(b.status().families).toEqual([2]);
   });
 
   it('an SA the peer created waits while a sibling sends', async () => {

@@ -122,8 +122,11 @@ export class Spd {
    */
   private senders(family: Family, worker: number | undefined): SaRecord[] {
     const pool = family.perResource.length > 0 ? family.perResource : family.members;
+    // The common case, on every packet lookup() takes: nothing installing, no allocation.
+    let allReady = true;
+    for (const r of pool) if (r.state === 'installing' && r.worker !== worker) allReady = false;
+    if (allReady) return pool;
     const ready = (r: SaRecord) => r.state !== 'installing' || r.worker === worker;
-    if (pool.every(ready)) return pool;
     for (const candidates of [pool, family.members]) {
       const visible = candidates.filter(ready);
       if (visible.length > 0) return visible;

@@ -97,8 +97,9 @@ describe('cluster metrics', () => {
     expect(v('ikeclone_cluster_resource_refusals_total', { reason: 'arrival_without_child_sa' })).toBe(1);
     expect(v('ikeclone_cluster_pool_addresses', { pool: '10.9.0.0/24', state: 'reserved' })).toBe(12);
     expect(v('ikeclone_cluster_pool_addresses', { pool: '10.9.0.0/24', state: 'leased' })).toBe(3);
-    expect(v('ikeclone_cluster_peers', { limit: 'none' })).toBe(5);
-    expect(v('ikeclone_cluster_peers', { limit: 'ike_sas' })).toBe(1);
+    expect(v('ikeclone_cluster_peers_counted')).toBe(5);
+    expect(v('ikeclone_cluster_peers_at_limit', { limit: 'ike_sas_per_peer' })).toBe(1);
+    expect(v('ikeclone_cluster_peers_at_limit', { limit: 'child_sas_per_peer' })).toBe(0);
     // Two arrivals reached their Child SA (42 and 7 ms after the event), one stopped at the peer's update.
     expect(v('ikeclone_cluster_arrival_duration_seconds_count')).toBe(2);
     expect(v('ikeclone_cluster_arrival_duration_seconds_sum')).toBeCloseTo(0.049, 6);

@@ -9,8 +9,8 @@
 // observed as they end. Registered only on a node of a cluster, so a single
 // gateway exposes no cluster series at all.
 //
-// Labels are bounded: direction, reason, outcome, step, event, pool name
-// (from the configuration), limit. Never a node's address, a family or an
+// Labels are bounded: direction, reason, outcome, step, event, action, pool
+// name (from the configuration), limit. Never a node's address, a family or an
 // identity: a family id grows with the sessions.
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { ArrivalOutcome, ArrivalTimeline } from '../cluster/handoff-timeline.js';
@@ -196,17 +196,24 @@ export function registerClusterMetrics(registry: Registry, source: ClusterMetric
     },
   });
   new Gauge({
-    name: 'ikeclone_cluster_peers',
-    help: 'Peers some node counts an SA of, as this node follows etcd (limit="none"), and those at the per-peer IKE SA and Child SA limits over the cluster',
+    name: 'ikeclone_cluster_peers_counted',
+    help: 'Peers some node counts an SA of, as this node follows etcd (RFC 7791 §8 session accounting over the cluster)',
+    registers,
+    collect() {
+      this.set(status().resources?.peers.counted ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'ikeclone_cluster_peers_at_limit',
+    help: 'Peers at the per-peer limit over the cluster, of IKE SAs (limit="ike_sas_per_peer") and of Child SAs (limit="child_sas_per_peer")',
     labelNames: ['limit'],
     registers,
     collect() {
       this.reset();
       const p = status().resources?.peers;
       if (!p) return;
-      this.set({ limit: 'none' }, p.counted);
-      this.set({ limit: 'ike_sas' }, p.atIkeSaLimit);
-      this.set({ limit: 'child_sas' }, p.atChildSaLimit);
+      this.set({ limit: 'ike_sas_per_peer' }, p.atIkeSaLimit);
+      this.set({ limit: 'child_sas_per_peer' }, p.atChildSaLimit);
     },
   });
 

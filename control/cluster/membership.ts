@@ -136,8 +136,8 @@ export class ClusterMembership extends EventEmitter<MembershipEvents> {
       // Made under a key of an earlier rotation: the same connections. The hash moves to the current key (only if
       // unchanged meanwhile), so that nodes holding the current key alone are let in once the rotation is over.
       try {
-        await client.if(`${prefix}config`, 'Value', '==', stored).then(client.put(`${prefix}config`).value(opts.connectionsHash)).commit();
-        log.info({ cluster: config.name, node: config.node }, 'the cluster\'s connections hash was made under a previous sealing key: rewritten under the current one');
+        const rewrite = await client.if(`${prefix}config`, 'Value', '==', stored).then(client.put(`${prefix}config`).value(opts.connectionsHash)).commit();
+        if (rewrite.succeeded) log.info({ cluster: config.name, node: config.node }, 'the cluster\'s connections hash was made under a previous sealing key: rewritten under the current one');
       } catch (err) {
         log.warn({ cluster: config.name, reason: (err as Error).message }, 'cannot rewrite the connections hash under the current sealing key: the next node to join tries again');
       }

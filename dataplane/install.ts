@@ -159,7 +159,7 @@ export class SaInstaller {
     // The keys travel in their own ArrayBuffers, transferred: no copy stays on this thread.
     const inKey = keyIn.buffer as ArrayBuffer;
     const outKey = keyOut.buffer as ArrayBuffer;
-    let ownerOnly = false;
+    let sentOnPost = false;
     try {
       // Inside the try: a dup() that fails (EBADF, EMFILE) or an espSocket
       // callback that throws must not leave the record and its slots behind,
@@ -179,10 +179,9 @@ export class SaInstaller {
           ...(route ? { route } : {}),
         }, [outKey]),
       ]);
-      // Sending before the worker answers; while others of its family send too, only the owner's table names it until then.
-      const sentOnPost = this.sendsOnPost(record, spec.deferOutbound === true);
+      // Sending before the worker answers: until then only the owner's table names it while others of its family can send.
+      sentOnPost = this.sendsOnPost(record, spec.deferOutbound === true);
       if (sentOnPost) this.startSending(record);
-      ownerOnly = sentOnPost && this.familyHasOtherSender(record);
       await installed;
     } catch (err) {
       if (record.state !== 'removed') this.forget(record);
@@ -190,8 +189,10 @@ export class SaInstaller {
     }
     if (record.state === 'removed') return; // removed while installing: forget() already deleted the slots
     sad.activate(record);
-    // The other workers' tables name it now too (spd.ts senders).
-    if (ownerOnly && record.outbound) this.s.spd.refresh();
+    // The other workers' tables name it now too (spd.ts senders). Always, not only when others of its family
+    // sent at its post: a sibling posted after it may have become their sender meanwhile, and their tables
+    // left this one out while it installed.
+    if (sentOnPost && record.outbound) this.s.spd.refresh();
     this.handover.release(record);
     // Retired while installing (retire()): it receives until its linger ends, and never sends.
     if (record.retiring) return;

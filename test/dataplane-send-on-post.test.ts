@@ -78,6 +78,23 @@ describe('a Child SA whose family has a sender', () => {
     expect(b.status().families).toEqual([2]);
   });
 
+  it('two of one family installing at once on two workers: once both are in, every table names both', async () => {
+    const { b, s } = await workersReadTun();
+    const table = (worker?: number) => s.spd.policyTable(worker).map((f) => f.senders.map((x) => x.worker).sort());
+    // What each worker is sent at each change of the SPD.
+    const sent: Array<{ w0: number[][]; w1: number[][] }> = [];
+    s.spd.onChange = () => sent.push({ w0: table(0), w1: table(1) });
+    // The first has no sibling when posted; the second is ours while the first installs (per-worker clones at start).
+    const first = b.install(mirroredSpecs(1, { b: { worker: 0 } }).b);
+    const second = b.install(mirroredSpecs(5, { b: { worker: 1 } }).b);
+    expect(sent.at(-1)).toEqual({ w0: [[0]], w1: [[1]] });
+    await Promise.all([first, second]);
+    // Whichever worker answered first, the last tables sent name both, as does the I/O thread's.
+    expect(sent.at(-1)).toEqual({ w0: [[0, 1]], w1: [[0, 1]] });
+    expect(table()).toEqual([[0, 1]]);
+    expect(b.status().families).toEqual([2]);
+  });
+
   it('an SA the peer created waits while a sibling sends', async () => {
     const { b } = await workersReadTun();
     await b.install(mirroredSpecs(1).b);

@@ -72,6 +72,19 @@ export interface StartEtcdOptions {
 
 /** Start one etcd member and wait until it answers (bounded). */
 export async function startEtcd(opts: StartEtcdOptions = {}): Promise<EtcdServer> {
+  // Ports found free can be taken by another process (test files run side by side) before etcd binds them:
+  // then etcd exits with "address already in use", and new ports are tried, a bounded number of times.
+  const attempts = opts.clientPort === undefined && opts.peerPort === undefined && !opts.ns ? 3 : 1;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startEtcdOnce(opts);
+    } catch (err) {
+      if (attempt >= attempts || !/address already in use/.test((err as Error).message)) throw err;
+    }
+  }
+}
+
+async function startEtcdOnce(opts: StartEtcdOptions): Promise<EtcdServer> {
   const address = opts.address ?? '127.0.0.1';
   const dir = mkdtempSync(join(tmpdir(), 'ikeclone-etcd-'));
   const dataDir = join(dir, 'data');

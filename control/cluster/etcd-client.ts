@@ -29,6 +29,12 @@ export function clusterPrefix(cluster: string): string {
   return `/ikeclone/v1/${cluster}/`;
 }
 
+/** The owner and record keys of clone `index` of `family`. */
+export function cloneKeys(cluster: string, family: string, index: number): { owner: string; record: string } {
+  const base = `${clusterPrefix(cluster)}clones/${family}/${index}/`;
+  return { owner: `${base}owner`, record: `${base}ike` };
+}
+
 export function etcdClient(config: Pick<ClusterConfig, 'etcd' | 'tls'>): Etcd3 {
   const tls = config.tls;
   return new Etcd3({

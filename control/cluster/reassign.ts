@@ -14,7 +14,7 @@
 import type { Etcd3 } from 'etcd3';
 import { wipe } from '../crypto/random.js';
 import { amendTransferRecord, type TransferAmendment } from '../ike/sa-transfer.js';
-import { clusterPrefix } from './etcd-client.js';
+import { cloneKeys, clusterPrefix } from './etcd-client.js';
 import { ownerValue, parseOwner, type CloneOwner } from './handoff.js';
 import type { ClusterKey } from './seal.js';
 import type { SealedRecord } from './status.js';
@@ -28,11 +28,7 @@ export interface ReassignTarget {
 /** How a reassignment ended: the new epoch, or why not. */
 export type ReassignResult = { ok: true; epoch: number; record: Buffer } | { ok: false; reason: 'owner-changed' | 'missing' | 'seal' | 'decode'; detail: string };
 
-/** The owner and record keys of clone `index` of `family`. */
-export function cloneKeys(cluster: string, family: string, index: number): { owner: string; record: string } {
-  const base = `${clusterPrefix(cluster)}clones/${family}/${index}/`;
-  return { owner: `${base}owner`, record: `${base}ike` };
-}
+export { cloneKeys } from './etcd-client.js';
 
 /** The current owner of a clone, or undefined (no owner key, or not an owner record). */
 export async function readOwner(client: Etcd3, cluster: string, family: string, index: number): Promise<CloneOwner | undefined> {

@@ -5,7 +5,7 @@
 // survivor takes the sealed bytes of a dead node's records along, so that its
 // claim is one transaction: failover.ts, reassign.ts).
 import type { Etcd3 } from 'etcd3';
-import { clusterPrefix } from './etcd-client.js';
+import { cloneKeys, clusterPrefix } from './etcd-client.js';
 import { readMembers, type MemberInfo } from './membership.js';
 import { formatResourceStatus, type ClusterResourceStatus } from './resource-status.js';
 import type { ClusterKey } from './seal.js';
@@ -82,12 +82,11 @@ export async function readClusterState(client: Etcd3, cluster: string): Promise<
 /** Open every clone record (its key path, epoch and owner as etcd names them) to see which key it is sealed under. */
 export function sealingStatus(cluster: string, status: ClusterStatus, records: ReadonlyMap<string, SealedRecord>, key: Pick<ClusterKey, 'sealedUnder'>): RecordSealing {
   const out: RecordSealing = { current: 0, previous: 0, unopened: 0 };
-  const prefix = `${clusterPrefix(cluster)}clones/`;
   for (const c of status.clones) {
-    // The key layout of reassign.ts cloneKeys (which imports this module's types).
-    const record = records.get(`${prefix}${c.family}/${c.index}/owner`);
+    const keys = cloneKeys(cluster, c.family, c.index);
+    const record = records.get(keys.owner);
     if (!record) continue;
-    const under = key.sealedUnder({ keyPath: `${prefix}${c.family}/${c.index}/ike`, epoch: c.epoch, owner: c.owner }, new Uint8Array(record.value));
+    const under = key.sealedUnder({ keyPath: keys.record, epoch: c.epoch, owner: c.owner }, new Uint8Array(record.value));
     if (under === 'current') out.current++;
     else if (under === 'previous') out.previous++;
     else out.unopened++;

@@ -94,6 +94,19 @@ describe('a sealing key rotation (previous keys accepted)', () => {
   const [oldSecret, newSecret, otherSecret] = [randomBytes(32), randomBytes(32), randomBytes(32)];
   const key = (secret: Uint8Array, previous: Uint8Array[] = []) => ClusterKey.derive(secret, 'c1').withPrevious(previous.map((p) => ClusterKey.derive(p, 'c1')));
 
+  test('withPrevious makes a new key: the one it is called on still accepts only itself', () => {
+    const current = ClusterKey.derive(newSecret, 'c1');
+    const ring = current.withPrevious([ClusterKey.derive(oldSecret, 'c1')]);
+    const sealedOld = key(oldSecret).seal(binding, plaintext);
+    expect(ring).not.toBe(current);
+    expect(ring.open(binding, sealedOld).ok).toBe(true);
+    expect([current.previousKeys, current.open(binding, sealedOld).ok]).toEqual([0, false]);
+    // Both seal under the same key.
+    expect(current.open(binding, ring.seal(binding, plaintext)).ok).toBe(true);
+    expect(current.acceptedMacs(plaintext)).toHaveLength(1);
+    expect(ring.acceptedMacs(plaintext)).toHaveLength(2);
+  });
+
   test('a record sealed under an earlier key opens through a previous one, counted; never with the new key alone, nor with the wrong binding', () => {
     const sealedOld = key(oldSecret).seal(binding, plaintext);
     const ring = key(newSecret, [otherSecret, oldSecret]);

@@ -45,8 +45,6 @@ export interface SealBinding {
 
 /** The cluster key: AES-256-GCM for sealed records, derived once per process. */
 export class ClusterKey {
-  /** Keys of earlier rotations, tried after this one (withPrevious). */
-  private previous: readonly ClusterKey[] = [];
   /** Records that opened only under a previous key: while it grows, records under it are still in etcd. */
   openedWithPrevious = 0;
 
@@ -56,6 +54,8 @@ export class ClusterKey {
     private readonly macKey: KeyObject,
     /** A third, for the liveness probe's pings and pongs (liveness-probe.ts): never the sealing key itself. */
     private readonly probeKey: KeyObject,
+    /** Keys of earlier rotations, tried after this one (withPrevious). */
+    private readonly previous: readonly ClusterKey[] = [],
   ) {}
 
   /** HKDF-SHA-256 (RFC 5869) from `secret`, bound to the cluster name so two clusters sharing a secret still differ. */
@@ -70,10 +70,13 @@ export class ClusterKey {
     return new ClusterKey(keyObject('record sealing'), keyObject('state mac'), keyObject('liveness probe'));
   }
 
-  /** This key, which seals, with `previous` (earlier rotations, newest first) accepted too. */
-  withPrevious(previous: readonly ClusterKey[]): this {
-    this.previous = [...previous];
-    return this;
+  /**
+   * A key that seals as this one does and accepts `previous` too (earlier
+   * rotations, newest first); this key is left as it is. Of each previous
+   * key only its own key counts, not the ones it accepts in turn.
+   */
+  withPrevious(previous: readonly ClusterKey[]): ClusterKey {
+    return new ClusterKey(this.key, this.macKey, this.probeKey, [...previous]);
   }
 
   /** How many keys of earlier rotations are accepted. */

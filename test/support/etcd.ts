@@ -68,13 +68,18 @@ export interface StartEtcdOptions {
   /** Ports to use (default: free loopback ports; inside a namespace: 2379 and 2380). */
   clientPort?: number;
   peerPort?: number;
+  /** Where the free loopback ports come from (default freePort): a test of the retry hands out a taken one. */
+  freePort?: () => Promise<number>;
 }
+
+/** Starts of one etcd on ports found free, when another process took one of them first. */
+export const ETCD_START_ATTEMPTS = 3;
 
 /** Start one etcd member and wait until it answers (bounded). */
 export async function startEtcd(opts: StartEtcdOptions = {}): Promise<EtcdServer> {
   // Ports found free can be taken by another process (test files run side by side) before etcd binds them:
   // then etcd exits with "address already in use", and new ports are tried, a bounded number of times.
-  const attempts = opts.clientPort === undefined && opts.peerPort === undefined && !opts.ns ? 3 : 1;
+  const attempts = opts.clientPort === undefined && opts.peerPort === undefined && !opts.ns ? ETCD_START_ATTEMPTS : 1;
   for (let attempt = 1; ; attempt++) {
     try {
       return await startEtcdOnce(opts);
@@ -88,8 +93,9 @@ async function startEtcdOnce(opts: StartEtcdOptions): Promise<EtcdServer> {
   const address = opts.address ?? '127.0.0.1';
   const dir = mkdtempSync(join(tmpdir(), 'ikeclone-etcd-'));
   const dataDir = join(dir, 'data');
-  const clientPort = opts.clientPort ?? (opts.ns ? 2379 : await freePort());
-  const peerPort = opts.peerPort ?? (opts.ns ? 2380 : await freePort());
+  const nextFree = opts.freePort ?? freePort;
+  const clientPort = opts.clientPort ?? (opts.ns ? 2379 : await nextFree());
+  const peerPort = opts.peerPort ?? (opts.ns ? 2380 : await nextFree());
   const tls = opts.tls ? await makeTls(dir, address) : undefined;
   const scheme = tls ? 'https' : 'http';
   const endpoint = `${scheme}://${address}:${clientPort}`;
@@ -122,14 +128,17 @@ async function startEtcdOnce(opts: StartEtcdOptions): Promise<EtcdServer> {
   };
   try {
     const ctl = opts.ns ? ['ip', ['netns', 'exec', opts.ns.name, 'etcdctl']] as const : ['etcdctl', []] as const;
+    // An etcd that exited (a port taken) ends the wait at once: startEtcd tries new ports.
+    let exited = false;
     await waitFor(
       async () => {
-        if (proc.exitInfo()) throw new Error(`etcd exited: ${proc.stderr().slice(-2000)}`);
+        if (proc.exitInfo()) return (exited = true);
         const r = await runChecked(ctl[0], [...ctl[1], ...ctlArgs(), '--command-timeout=1s', 'endpoint', 'health'], { env: { ...process.env, ETCDCTL_API: '3' }, timeoutMs: 5000 });
         return r.code === 0;
       },
       { timeoutMs: 20_000, intervalMs: 200, message: () => `etcd at ${endpoint} to answer (${proc.stderr().slice(-500)})` },
     );
+    if (exited) throw new Error(`etcd exited: ${proc.stderr().slice(-2000)}`);
   } catch (err) {
     await server.stop();
     throw err;

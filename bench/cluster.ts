@@ -47,6 +47,7 @@ import { readMainThreadSchedStat, schedDelta, type SchedStat } from './proc-stat
 import { execChecked, spawnIn } from '../test/support/netns.js';
 import { sleep, waitFor, type TrackedProcess } from '../test/support/proc.js';
 import { decode, startCapture, type Capture } from '../test/support/tshark.js';
+import { startUdpRoundTrips, type RoundTripsRunning, type UdpRoundTrips } from './udp-round-trip.js';
 import { firstEspMs, handoffDetail, resendsBetween, slowestHandoffs, type DetailLogLine, type HandoffDetail, type IkeResends } from './cluster-handoff-detail.js';
 
 const HANDOFF_ROUNDS = 26;
@@ -242,13 +243,19 @@ function handoffTimes(net: ClusterNet, first: ReadonlyArray<{ t: number; src: st
  * and the command -> decision (the clone's Child SA deleted first).
  */
 async function moves(net: ClusterNet, dir: string): Promise<Record<string, unknown>> {
+  // The machine's own hop, client to gw-b and back, before the flows start and then all through the moves.
+  const idle = await hopRoundTrips(net, IDLE_HOP_PINGS);
+  await sleep(IDLE_HOP_PINGS * (HOP_PING_INTERVAL_MS + 2));
+  const idleHop = await idle.stop().catch(noRoundTrips);
   const { flows, capture } = await flowsAndFirstEsp(net, join(dir, 'esp-first-moves.pcap'));
+  const hop = await hopRoundTrips(net, MOVES * 100);
   const from = Date.now();
   const commandToDecision: number[] = [];
   const refused: string[] = [];
   // The commanded handoffs by family/index/epoch: rebalancing rounds may move clones meanwhile (below).
   const commanded = new Set<string>();
   const resends0 = await ikeResends(net);
+  let movesHop: UdpRoundTrips | undefined;
   try {
     let target = await findClone(net, (await net.nodes[1]!.gateway()!.status()).cluster!.clones[0]!);
     for (let i = 0; i < MOVES; i++) {
@@ -280,6 +287,7 @@ async function moves(net: ClusterNet, dir: string): Promise<Record<string, unkno
       if (i % 10 === 9) progress(`moves: ${i + 1} done`);
     }
   } finally {
+    movesHop = await hop.stop().catch(noRoundTrips);
     for (const f of flows) await f.stop({ graceMs: 500 });
     await capture.stop({ timeoutMs: 3000 });
   }
@@ -299,7 +307,41 @@ async function moves(net: ClusterNet, dir: string): Promise<Record<string, unkno
     decisionToFirstEspMs: stats(times.toEsp),
     steps: handoffSteps(net, first, from, only),
     ikeResendsDuringMoves: resendsBetween(resends0, await ikeResends(net)),
+    // One hop of a handoff on this machine: a UDP round trip between two plain Node processes (bench/udp-round-trip.ts).
+    udpRoundTripClientToNodeMs: {
+      idle: { ...stats(idleHop.rttMs), p90: hopP90(idleHop), lost: idleHop.lost },
+      duringMoves: { ...stats(movesHop?.rttMs ?? []), p90: hopP90(movesHop), lost: movesHop?.lost ?? 0 },
+    },
   };
+}
+
+/** Port of the hop's echo in gw-b's namespace (nothing of the gateway's). */
+const HOP_ECHO_PORT = 9899;
+/** Pause between two pings of the hop: its processes sleep in between, as the gateways do between messages. */
+const HOP_PING_INTERVAL_MS = 20;
+
+/** Pings of the hop before the flows start. */
+const IDLE_HOP_PINGS = 100;
+
+/** A pinger in the client's namespace and an echo at gw-b's WAN address: the path of the IKE messages of a move. */
+async function hopRoundTrips(net: ClusterNet, count: number): Promise<RoundTripsRunning> {
+  const node = (ns: ClusterNet['client']) => (script: string, args: string[]) => spawnIn(ns, process.execPath, ['-e', script, ...args]);
+  try {
+    return await startUdpRoundTrips({ echo: node(net.nodes[1]!.ns), pinger: node(net.client), address: net.nodes[1]!.wan, port: HOP_ECHO_PORT, count, intervalMs: HOP_PING_INTERVAL_MS });
+  } catch (err) {
+    return { stop: () => Promise.resolve(noRoundTrips(err as Error)) };
+  }
+}
+
+/** No round trips: the hop's processes failed (reported as n = 0, not as the run's failure). */
+function noRoundTrips(err: Error): UdpRoundTrips {
+  progress(`UDP round trips: ${err.message}`);
+  return { rttMs: [], lost: 0 };
+}
+
+function hopP90(r: UdpRoundTrips | undefined): number | null {
+  const v = percentile([...(r?.rttMs ?? [])].sort((a, b) => a - b), 90);
+  return v === null ? null : round(v, 2);
 }
 
 /** Where clone (family, index) is now: its owner (`at`, a node index) and the owner's view of it (IKE SA id there, epoch). */
@@ -696,6 +738,8 @@ export async function runClusterBench(opts: SuiteOptions): Promise<unknown> {
         [`${kind}: decision -> Child SA up`, h.decisionToChildSaMs.n, h.decisionToChildSaMs.p50 ?? '-', h.decisionToChildSaMs.p99 ?? '-'],
         [`${kind}: decision -> first ESP`, h.decisionToFirstEspMs.n, h.decisionToFirstEspMs.p50 ?? '-', h.decisionToFirstEspMs.p99 ?? '-'],
       ])));
+      const hop = moved.udpRoundTripClientToNodeMs as Record<'idle' | 'duringMoves', { p50: number | null; p90: number | null }>;
+      console.log(`one hop, a UDP round trip client <-> gw-b between two plain processes: p50 ${hop.idle.p50 ?? '-'} ms idle, ${hop.duringMoves.p50 ?? '-'} ms (p90 ${hop.duringMoves.p90 ?? '-'}) during the moves`);
       console.log();
       console.log(formatTable(['nodes', 'Gbit/s', 'gateway CPU s', 'Gbit per CPU s'], iperf.map((r) => {
         const x = r as { nodes: number; gbps: number; gatewayCpuSeconds: number; gbitPerGatewayCpuSecond: number };

@@ -1,0 +1,46 @@
+// The cluster benchmark's measure of one hop between two processes
+// (bench/udp-round-trip.ts): an echo and a pinger, here on loopback.
+import { describe, expect, test } from 'vitest';
+import { PING_WAIT_MS, UDP_PING_SCRIPT, parsePingReport, startUdpRoundTrips } from '../bench/udp-round-trip.js';
+import { spawnTracked } from './support/proc.js';
+import { freePorts } from './support/loopback.js';
+
+const node = (script: string, args: string[]) => spawnTracked(process.execPath, ['-e', script, ...args]);
+
+describe('UDP round trips between two processes', () => {
+  test('every ping of a bounded run comes back, each round trip timed', async () => {
+    const { port } = freePorts();
+    const running = await startUdpRoundTrips({ echo: node, pinger: node, address: '127.0.0.1', port, count: 20, intervalMs: 5 });
+    // The pinger ends by itself after 20 pings; stop() then only collects its report.
+    await new Promise((r) => setTimeout(r, 20 * (5 + 50)));
+    const r = await running.stop();
+    expect(r.lost).toBe(0);
+    expect(r.rttMs).toHaveLength(20);
+    for (const v of r.rttMs) expect(v).toBeGreaterThan(0);
+    // Each is a round trip, not the interval between pings.
+    expect(Math.min(...r.rttMs)).toBeLessThan(PING_WAIT_MS);
+  }, 30_000);
+
+  test('stopped early, the pinger reports the round trips so far', async () => {
+    const { port } = freePorts();
+    const running = await startUdpRoundTrips({ echo: node, pinger: node, address: '127.0.0.1', port, count: 100_000, intervalMs: 10 });
+    await new Promise((r) => setTimeout(r, 500));
+    const r = await running.stop();
+    expect(r.rttMs.length).toBeGreaterThan(0);
+    expect(r.rttMs.length).toBeLessThan(100);
+  }, 30_000);
+
+  test('a ping nothing answers counts as lost after its wait', async () => {
+    const { port } = freePorts();
+    const p = node(UDP_PING_SCRIPT, ['127.0.0.1', String(port), '2', '1', '200']);
+    await p.exited;
+    expect(parsePingReport(p.stdout())).toEqual({ rttMs: [], lost: 2 });
+  }, 30_000);
+
+  test('a report that is missing or malformed is an error that says so', () => {
+    expect(() => parsePingReport('')).toThrow(/printed no report/);
+    expect(() => parsePingReport('{"rttMs":[1,"x"],"lost":0}')).toThrow(/not \{rttMs: number\[\], lost: number\}/);
+    expect(() => parsePingReport('null')).toThrow(/not \{rttMs/);
+    expect(parsePingReport('ready\n{"rttMs":[0.5,1.25],"lost":1}\n')).toEqual({ rttMs: [0.5, 1.25], lost: 1 });
+  });
+});

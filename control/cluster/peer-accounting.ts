@@ -33,6 +33,18 @@ import { clusterPrefix } from './etcd-client.js';
 /** How long a peer's last count must stay gone before its resources are released. */
 export const DEFAULT_RELEASE_GRACE_MS = 3000;
 
+/**
+ * How long our count changes wait before they are written. A clone's arrival
+ * brings its IKE SA up (a change here, one at the node it left) in the middle
+ * of its exchanges with the peer: written at once, the write and the watch
+ * events it causes on every node took the main thread between the address
+ * list and the peer's answer (the path test took 6-9 ms p50 in the cluster
+ * benchmark's moves, 4 ms with the write after them). The others follow the
+ * counts through their watch, a round trip late anyway; an admission that
+ * needs our count in etcd first (flushed) has it written at once.
+ */
+export const DEFAULT_COUNT_WRITE_DELAY_MS = 100;
+
 export type { PeerCount };
 
 export interface PeerAccountingOptions {
@@ -43,6 +55,8 @@ export interface PeerAccountingOptions {
   leaseId: string;
   log: Logger;
   releaseGraceMs?: number;
+  /** DEFAULT_COUNT_WRITE_DELAY_MS unless given. */
+  countWriteDelayMs?: number;
 }
 
 /** One IKE SA (or Child SA) admitted ahead of its coming up (peer-admission.ts). */
@@ -65,6 +79,8 @@ export class ClusterPeerAccounting extends EventEmitter<PeerAccountingEvents> {
   private readonly local = new Map<string, PeerCount>();
   private readonly dirty = new Set<string>();
   private flushing: Promise<void> | undefined;
+  /** The write `flushing` waits to start (its delay), while it waits: starts it at once. */
+  private startWrite: (() => void) | undefined;
   private readonly releaseTimers = new Map<string, NodeJS.Timeout>();
   private watcher: Watcher | undefined;
   private closed = false;
@@ -209,28 +225,51 @@ export class ClusterPeerAccounting extends EventEmitter<PeerAccountingEvents> {
     this.local.set(peer, c);
     this.dirty.add(peer);
     if (c.ike > 0) this.cancelRelease(peer);
-    this.flushing ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.flush());
+    this.scheduleWrite(this.opts.countWriteDelayMs ?? DEFAULT_COUNT_WRITE_DELAY_MS);
   }
 
   /** Our lease changed (the node joined again; etcd deleted the counts kept under the old one): every count is written again. */
   rewriteAll(): void {
     if (this.closed) return;
     for (const peer of this.local.keys()) this.dirty.add(peer);
-    this.flushing ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.flush());
+    this.scheduleWrite(0);
   }
 
-  /** The write of the counts changed so far, if one is under way (one pass: not the retries of a failed one). */
+  /** The write of the counts changed so far, started now if it waits for its delay (one pass: not the retries of a failed one). */
   flushed(): Promise<void> {
+    this.startWrite?.();
     return this.flushing ?? Promise.resolve();
   }
 
-  /** Wait for the counts changed so far to be in etcd (tests, shutdown). */
+  /** Wait for the counts changed so far to be in etcd (tests, shutdown): no delay is waited for. */
   async settled(): Promise<void> {
-    while (this.flushing) await this.flushing;
+    while (this.flushing) {
+      this.startWrite?.();
+      await this.flushing;
+    }
+  }
+
+  /** A write of the dirty counts in `delayMs`, unless one is waiting or under way (it takes them, or the next pass does). */
+  private scheduleWrite(delayMs: number): void {
+    if (this.flushing) return;
+    this.flushing = new Promise<void>((resolve) => {
+      const start = () => {
+        clearTimeout(timer);
+        this.startWrite = undefined;
+        resolve();
+      };
+      const timer = setTimeout(start, delayMs);
+      this.startWrite = start;
+    }).then(() => this.flush());
   }
 
   private async flush(): Promise<void> {
     const { client, cluster, node, leaseId } = this.opts;
+    // Stopped while the write waited for its delay: the counts go with our lease.
+    if (this.closed) {
+      this.flushing = undefined;
+      return;
+    }
     const peers = [...this.dirty];
     this.dirty.clear();
     let failed = false;
@@ -257,9 +296,9 @@ export class ClusterPeerAccounting extends EventEmitter<PeerAccountingEvents> {
         this.opts.log.warn({ peer, reason: (err as Error).message }, 'cannot write the peer\'s SA count to etcd');
       }
     }
-    this.flushing = this.dirty.size > 0 && !this.closed
-      ? new Promise<void>((resolve) => setTimeout(resolve, failed ? 500 : 0).unref()).then(() => this.flush())
-      : undefined;
+    this.flushing = undefined;
+    // Changed meanwhile: written after the same delay; failed: tried again in half a second.
+    if (this.dirty.size > 0 && !this.closed) this.scheduleWrite(failed ? 500 : (this.opts.countWriteDelayMs ?? DEFAULT_COUNT_WRITE_DELAY_MS));
   }
 
   private onPut(kv: IKeyValue, vipPeers?: Set<string>): void {
@@ -336,8 +375,13 @@ export class ClusterPeerAccounting extends EventEmitter<PeerAccountingEvents> {
 
   async stop(): Promise<void> {
     this.closed = true;
+    // A write waiting for its delay ends now, writing nothing (flush).
+    this.startWrite?.();
     for (const t of this.releaseTimers.values()) clearTimeout(t);
     this.releaseTimers.clear();
-    await this.watcher?.cancel().catch(() => undefined);
+    // Once: a watcher cancelled before never answers a second cancel.
+    const watcher = this.watcher;
+    this.watcher = undefined;
+    await watcher?.cancel().catch(() => undefined);
   }
 }

@@ -329,7 +329,7 @@ async function hopRoundTrips(net: ClusterNet, count: number): Promise<RoundTrips
   try {
     return await startUdpRoundTrips({ echo: node(net.nodes[1]!.ns), pinger: node(net.client), address: net.nodes[1]!.wan, port: HOP_ECHO_PORT, count, intervalMs: HOP_PING_INTERVAL_MS });
   } catch (err) {
-    return { stop: () => Promise.resolve(noRoundTrips(err as Error)) };
+    return { pingerEnded: Promise.resolve(), stop: () => Promise.resolve(noRoundTrips(err as Error)) };
   }
 }
 

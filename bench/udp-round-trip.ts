@@ -90,6 +90,8 @@ export interface RoundTripRun {
 }
 
 export interface RoundTripsRunning {
+  /** Settles when the pinger has ended by itself (all its pings sent) or was stopped. */
+  readonly pingerEnded: Promise<unknown>;
   /** Stop the pinger (if it is still pinging) and the echo: the round trips so far. */
   stop(): Promise<UdpRoundTrips>;
 }
@@ -106,6 +108,7 @@ export async function startUdpRoundTrips(run: RoundTripRun): Promise<RoundTripsR
   }
   const pinger = run.pinger(UDP_PING_SCRIPT, [run.address, String(run.port), String(run.count), String(run.intervalMs), String(PING_WAIT_MS)]);
   return {
+    pingerEnded: pinger.exited,
     async stop() {
       try {
         const info = await pinger.stop({ signal: 'SIGTERM', graceMs: 2000 });

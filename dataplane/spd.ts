@@ -103,11 +103,26 @@ export class Spd {
    * see them (its copy, worker-spd.ts); undefined: as lookup() sees them.
    */
   policyTable(worker?: number): PolicyFamily[] {
-    return this.families.map((family) => ({
-      localTs: family.localTs,
-      remoteTs: family.remoteTs,
-      senders: this.senders(family, worker).map((r) => ({ worker: r.worker, slot: r.outSlot, tag: r.outTag })),
-    }));
+    return this.families.map((family) => policyFamily(family, this.senders(family, worker)));
+  }
+
+  /**
+   * Every worker's table at once (tun-input.ts PolicyFeed, at each change): a
+   * family with no SA installing reads the same to every worker and is built
+   * once; only one with an SA installing is built per worker.
+   */
+  policyTables(workers: readonly number[]): Map<number, PolicyFamily[]> {
+    const tables = new Map<number, PolicyFamily[]>(workers.map((w) => [w, []]));
+    for (const family of this.families) {
+      const pool = family.perResource.length > 0 ? family.perResource : family.members;
+      if (!pool.some((r) => r.state === 'installing')) {
+        const shared = policyFamily(family, pool);
+        for (const table of tables.values()) table.push(shared);
+        continue;
+      }
+      for (const [w, table] of tables) table.push(policyFamily(family, this.senders(family, w)));
+    }
+    return tables;
   }
 
   /**
@@ -157,4 +172,9 @@ export class Spd {
     const f = this.flow;
     return parseFlow(packet, f) && flowMatches(packet, f, sa.remoteTs, sa.localTs);
   }
+}
+
+/** A family as a worker's table carries it: its selectors and the slots of the SAs that send for it. */
+function policyFamily(family: Family, senders: readonly SaRecord[]): PolicyFamily {
+  return { localTs: family.localTs, remoteTs: family.remoteTs, senders: senders.map((r) => ({ worker: r.worker, slot: r.outSlot, tag: r.outTag })) };
 }

@@ -74,10 +74,11 @@ export class PolicyFeed {
 
   private send(): void {
     if (!this.s.running) return;
-    for (const w of this.s.workers) {
-      if (!w.running) continue;
-      // Each worker's own copy: an SA still installing is named to its owner only (spd.ts senders).
-      const families = this.s.spd.policyTable(w.index);
+    const running = this.s.workers.filter((w) => w.running);
+    // Each worker's own copy: an SA still installing is named to its owner only (spd.ts senders).
+    const tables = this.s.spd.policyTables(running.map((w) => w.index));
+    for (const w of running) {
+      const families = tables.get(w.index)!;
       w.request({ op: 'policies', families }).catch((err: Error) => {
         if (this.s.running) this.s.log.warn({ worker: w.index, err: err.message }, 'policy update to a worker failed: its TUN queue may use an old table');
       });

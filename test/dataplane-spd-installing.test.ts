@@ -50,6 +50,19 @@ describe('SPD senders while an SA installs', () => {
     expect(senders(spd, 0)).toEqual([5]);
   });
 
+  it('every worker\'s table at once is each worker\'s own view; a family with nothing installing is built once', () => {
+    const spd = new Spd();
+    const other = { start: new Uint8Array([10, 1, 0, 0]), end: new Uint8Array([10, 1, 0, 255]), protocol: 0, portStart: 0, portEnd: 65535 };
+    spd.add(sa(1, 0, 'active'));
+    spd.add(sa(2, 1, 'installing'));
+    spd.add({ ...sa(3, 0, 'active'), familyKey: 'g', localTs: [other], remoteTs: [other] } as SaRecord);
+    const tables = spd.policyTables([0, 1]);
+    for (const w of [0, 1]) expect(tables.get(w)).toEqual(spd.policyTable(w));
+    expect(tables.get(0)![0]!.senders.map((x) => x.slot)).toEqual([1]);
+    expect(tables.get(1)![0]!.senders.map((x) => x.slot)).toEqual([1, 2]);
+    expect(tables.get(0)![1]).toBe(tables.get(1)![1]);
+  });
+
   it('refresh() tells the workers\' copies again', () => {
     const spd = new Spd();
     let changes = 0;

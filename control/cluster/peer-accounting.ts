@@ -79,6 +79,8 @@ export class ClusterPeerAccounting extends EventEmitter<PeerAccountingEvents> {
   private readonly local = new Map<string, PeerCount>();
   private readonly dirty = new Set<string>();
   private flushing: Promise<void> | undefined;
+  /** How long a change waits before it is written (options.countWriteDelayMs). */
+  private readonly writeDelayMs: number;
   /** The write `flushing` waits to start (its delay), while it waits: starts it at once. */
   private startWrite: (() => void) | undefined;
   private readonly releaseTimers = new Map<string, NodeJS.Timeout>();
@@ -97,6 +99,7 @@ export class ClusterPeerAccounting extends EventEmitter<PeerAccountingEvents> {
 
   constructor(private readonly opts: PeerAccountingOptions) {
     super();
+    this.writeDelayMs = opts.countWriteDelayMs ?? DEFAULT_COUNT_WRITE_DELAY_MS;
   }
 
   /** Load the counts, follow them, and release peers no node holds any more (a cluster that lost every node of theirs). */
@@ -225,7 +228,7 @@ export class ClusterPeerAccounting extends EventEmitter<PeerAccountingEvents> {
     this.local.set(peer, c);
     this.dirty.add(peer);
     if (c.ike > 0) this.cancelRelease(peer);
-    this.scheduleWrite(this.opts.countWriteDelayMs ?? DEFAULT_COUNT_WRITE_DELAY_MS);
+    this.scheduleWrite(this.writeDelayMs);
   }
 
   /** Our lease changed (the node joined again; etcd deleted the counts kept under the old one): every count is written again. */
@@ -298,7 +301,7 @@ export class ClusterPeerAccounting extends EventEmitter<PeerAccountingEvents> {
     }
     this.flushing = undefined;
     // Changed meanwhile: written after the same delay; failed: tried again in half a second.
-    if (this.dirty.size > 0 && !this.closed) this.scheduleWrite(failed ? 500 : (this.opts.countWriteDelayMs ?? DEFAULT_COUNT_WRITE_DELAY_MS));
+    if (this.dirty.size > 0 && !this.closed) this.scheduleWrite(failed ? 500 : this.writeDelayMs);
   }
 
   private onPut(kv: IKeyValue, vipPeers?: Set<string>): void {

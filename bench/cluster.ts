@@ -51,7 +51,7 @@ import { startUdpRoundTrips, type RoundTripsRunning, type UdpRoundTrips } from '
 import { firstEspMs, handoffDetail, resendsBetween, slowestHandoffs, type DetailLogLine, type HandoffDetail, type IkeResends } from './cluster-handoff-detail.js';
 
 const HANDOFF_ROUNDS = 26;
-/** Moves of an established clone, one at a time (at least 50, as the handoffs). */
+/** Moves of an established clone, one at a time (at least 50, as the handoffs), unless --moves says otherwise. */
 const MOVES = 52;
 const IPERF_SECONDS = 5;
 const IPERF_STREAMS = 12;
@@ -235,20 +235,20 @@ function handoffTimes(net: ClusterNet, first: ReadonlyArray<{ t: number; src: st
 /**
  * Moves of an established clone, one at a time (`ikeclone move --node`, the
  * control request): the clone gw-b holds goes to gw-c, back to gw-b, and so
- * on, MOVES times, each once the previous one's new Child SA carried its
+ * on, `count` times, each once the previous one's new Child SA carried its
  * first ESP both ways. A handoff here runs alone: no family is being set up
  * meanwhile, unlike the placement rounds (handoffs above), where each
  * round's two handoffs start while the client's family is still being
  * created and registered on three nodes. Same points and steps as there,
  * and the command -> decision (the clone's Child SA deleted first).
  */
-async function moves(net: ClusterNet, dir: string): Promise<Record<string, unknown>> {
+async function moves(net: ClusterNet, dir: string, count: number): Promise<Record<string, unknown>> {
   // The machine's own hop, client to gw-b and back, before the flows start and then all through the moves.
   const idle = await hopRoundTrips(net, IDLE_HOP_PINGS);
   await sleep(IDLE_HOP_PINGS * (HOP_PING_INTERVAL_MS + 2));
   const idleHop = await idle.stop().catch(noRoundTrips);
   const { flows, capture } = await flowsAndFirstEsp(net, join(dir, 'esp-first-moves.pcap'));
-  const hop = await hopRoundTrips(net, MOVES * 100);
+  const hop = await hopRoundTrips(net, count * 100);
   const from = Date.now();
   const commandToDecision: number[] = [];
   const refused: string[] = [];
@@ -258,7 +258,7 @@ async function moves(net: ClusterNet, dir: string): Promise<Record<string, unkno
   let movesHop: UdpRoundTrips | undefined;
   try {
     let target = await findClone(net, (await net.nodes[1]!.gateway()!.status()).cluster!.clones[0]!);
-    for (let i = 0; i < MOVES; i++) {
+    for (let i = 0; i < count; i++) {
       // Between gw-b and gw-c: from where the clone is to the other.
       const src = net.nodes[target.at]!;
       const dst = net.nodes[target.at === 1 ? 2 : 1]!;
@@ -298,6 +298,7 @@ async function moves(net: ClusterNet, dir: string): Promise<Record<string, unkno
   const only: HandoffFilter = (h) => commanded.has(`${h.family}/${h.index}/${h.epoch}`);
   const times = handoffTimes(net, first, from, only);
   return {
+    asked: count,
     moves: times.toUpdate.length,
     rebalanced,
     refused,
@@ -650,6 +651,7 @@ export async function runClusterBench(opts: SuiteOptions): Promise<unknown> {
   // Disk by default: a production etcd keeps its WAL on stable storage and fsyncs it on every commit, and
   // each handoff (and each answer on a clone) is one commit; tmpfs shows what is left without the flush.
   const etcdData = opts.etcdData ?? 'disk';
+  const moveCount = opts.moves ?? MOVES;
   const dir = mkdtempSync(join(tmpdir(), 'ikc-bench-cluster-'));
   const started = Date.now();
   let net: ClusterNet | undefined;
@@ -684,8 +686,8 @@ export async function runClusterBench(opts: SuiteOptions): Promise<unknown> {
       return result;
     }
     if (opts.only === 'moves') {
-      progress(`moves: ${MOVES} of an established clone, one at a time`);
-      const moved = await moves(net, dir);
+      progress(`moves: ${moveCount} of an established clone, one at a time`);
+      const moved = await moves(net, dir, moveCount);
       const result = { suite: 'cluster', only: 'moves', date: new Date().toISOString(), machine, setup, moves: moved, seconds: round((Date.now() - started) / 1000, 1) };
       console.log(JSON.stringify(result, null, 2));
       return result;
@@ -699,8 +701,8 @@ export async function runClusterBench(opts: SuiteOptions): Promise<unknown> {
       console.log(JSON.stringify(result, null, 2));
       return result;
     }
-    progress(`moves: ${MOVES} of an established clone, one at a time`);
-    const moved = await moves(net, dir);
+    progress(`moves: ${moveCount} of an established clone, one at a time`);
+    const moved = await moves(net, dir, moveCount);
     const finalVip = await net.clientVip();
     const iperf: Array<Record<string, unknown>> = [];
     for (const n of [1, 2, 3]) {

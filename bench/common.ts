@@ -21,9 +21,14 @@ export interface SuiteOptions {
   etcdData?: 'disk' | 'tmpfs';
   /** --only PART: run one part of a suite (cluster: handoff, moves, failover). */
   only?: string;
+  /** --moves N: how many moves of an established clone the cluster suite times (default 52). */
+  moves?: number;
 }
 
-/** Parse the flags every suite understands: --json, --max-time SECONDS, --minutes N, --cpu-time, --etcd-timing H/E, --etcd-data disk|tmpfs, --only PART. */
+/** Most moves one cluster run makes (--moves): each takes a second or two. */
+export const MAX_MOVES = 10_000;
+
+/** Parse the flags every suite understands: --json, --max-time SECONDS, --minutes N, --cpu-time, --etcd-timing H/E, --etcd-data disk|tmpfs, --only PART, --moves N. */
 export function parseSuiteOptions(args: readonly string[]): SuiteOptions {
   const opts: SuiteOptions = { json: false, maxTime: 0.25 };
   for (let i = 0; i < args.length; i++) {
@@ -50,6 +55,11 @@ export function parseSuiteOptions(args: readonly string[]): SuiteOptions {
       const v = args[++i];
       if (!v) throw new Error('--only needs the name of a part');
       opts.only = v;
+    } else if (a === '--moves') {
+      const v = args[++i];
+      const n = Number(v);
+      if (v === undefined || !/^\d+$/.test(v) || n < 1 || n > MAX_MOVES) throw new Error(`--moves needs a whole number of moves from 1 to ${MAX_MOVES}`);
+      opts.moves = n;
     }
     else throw new Error(`unknown option ${a}`);
   }

@@ -1,10 +1,10 @@
 // The cluster benchmark's etcd storage options and what it reads from etcd's
 // /metrics (bench/common.ts, bench/etcd-metrics.ts): --etcd-data puts the
 // members' data on the disk or on tmpfs, --only handoff runs the handoff part
-// alone, and the WAL fsync and backend commit histograms are differenced
-// between two reads.
+// alone, --moves sets how many moves the moves part times, and the WAL fsync
+// and backend commit histograms are differenced between two reads.
 import { describe, expect, it } from 'vitest';
-import { parseSuiteOptions } from '../bench/common.js';
+import { MAX_MOVES, parseSuiteOptions } from '../bench/common.js';
 import { DISK_HISTOGRAMS, diskCost, histogramDelta, parseHistogram } from '../bench/etcd-metrics.js';
 
 /** A piece of etcd 3.4's /metrics: `counts` cumulative over etcd's buckets 1, 2, 4, 8 ms and +Inf. */
@@ -28,6 +28,16 @@ describe('cluster benchmark options', () => {
     expect(() => parseSuiteOptions(['--etcd-data'])).toThrow(/--etcd-data needs disk or tmpfs/);
     expect(parseSuiteOptions(['--only', 'handoff']).only).toBe('handoff');
     expect(() => parseSuiteOptions(['--only'])).toThrow(/--only needs/);
+  });
+
+  it('--moves takes a whole number from 1 to MAX_MOVES', () => {
+    expect(parseSuiteOptions(['--only', 'moves', '--moves', '3']).moves).toBe(3);
+    expect(parseSuiteOptions(['--moves', String(MAX_MOVES)]).moves).toBe(MAX_MOVES);
+    expect(parseSuiteOptions(['--json']).moves).toBeUndefined();
+    for (const bad of ['0', '-1', '2.5', '1e2', 'ten', '', String(MAX_MOVES + 1)]) {
+      expect(() => parseSuiteOptions(['--moves', bad]), bad).toThrow(`--moves needs a whole number of moves from 1 to ${MAX_MOVES}`);
+    }
+    expect(() => parseSuiteOptions(['--moves'])).toThrow(/--moves needs/);
   });
 });
 

@@ -64,6 +64,7 @@ describe('npm run -s bench -- cluster --only moves --json (root)', () => {
       expect(s.p50, summary).toBeGreaterThanOrEqual(0);
     }
     // The client moves the clone (UPDATE_SA_ADDRESSES) before the new node creates its Child SA.
+    expect(m.decisionToUpdateMs.p50!, summary).toBeLessThanOrEqual(m.decisionToChildSaMs.p50!);
     expect(m.decisionToUpdateMs.max!, summary).toBeLessThanOrEqual(m.decisionToChildSaMs.max!);
     // Each arrival's steps, from the watch event to the first ESP, each measured once per move.
     expect(m.steps.n, summary).toBe(m.moves);

@@ -59,18 +59,26 @@ describe('npm run -s bench -- cluster --only moves --json (root)', () => {
     // A rebalancing round may take the clone first (refused, counted); every other move is measured.
     expect(m.moves + m.refused.length, summary).toBe(MOVES);
     expect(m.moves, summary).toBeGreaterThanOrEqual(MOVES - 1);
-    for (const s of [m.decisionToUpdateMs, m.decisionToChildSaMs, m.decisionToFirstEspMs]) {
+    for (const s of [m.decisionToUpdateMs, m.decisionToChildSaMs]) {
       expect(s.n, summary).toBe(m.moves);
       expect(s.p50, summary).toBeGreaterThanOrEqual(0);
     }
+    // A new Child SA may carry no ESP before the next move, rarely (at most 2 of 1,040 moves in 18 runs): the
+    // node's flow hash gave it no flow, and the client holds a Child SA the peer created until the
+    // peer sends on it or 2 s have passed (dataplane/handover.ts). At most one of three.
+    const withEsp = m.decisionToFirstEspMs.n;
+    expect(withEsp, summary).toBeGreaterThanOrEqual(m.moves - 1);
+    expect(withEsp, summary).toBeLessThanOrEqual(m.moves);
+    expect(m.decisionToFirstEspMs.p50, summary).toBeGreaterThanOrEqual(0);
     // The client moves the clone (UPDATE_SA_ADDRESSES) before the new node creates its Child SA.
     expect(m.decisionToUpdateMs.p50!, summary).toBeLessThanOrEqual(m.decisionToChildSaMs.p50!);
     expect(m.decisionToUpdateMs.max!, summary).toBeLessThanOrEqual(m.decisionToChildSaMs.max!);
     // Each arrival's steps, from the watch event to the first ESP, each measured once per move.
     expect(m.steps.n, summary).toBe(m.moves);
-    for (const step of ['transactionToWatchEvent', 'import', 'fenceAndPathTest', 'clientUpdate', 'createChildSa', 'firstEsp']) {
+    for (const step of ['transactionToWatchEvent', 'import', 'fenceAndPathTest', 'clientUpdate', 'createChildSa']) {
       expect(m.steps.perStepMs[step]?.n, `${step}: ${summary}`).toBe(m.moves);
     }
+    expect(m.steps.perStepMs.firstEsp?.n, summary).toBeGreaterThanOrEqual(m.moves - 1);
     // The new node's own steps follow one another (the first ESP may leave before its Child SA's step ends).
     for (const step of ['import', 'fenceAndPathTest', 'clientUpdate', 'createChildSa']) {
       expect(m.steps.perStepMs[step]!.p50, `${step}: ${summary}`).toBeGreaterThanOrEqual(0);

@@ -114,7 +114,7 @@ export class Spd {
   policyTables(workers: readonly number[]): Map<number, PolicyFamily[]> {
     const tables = new Map<number, PolicyFamily[]>(workers.map((w) => [w, []]));
     for (const family of this.families) {
-      const pool = family.perResource.length > 0 ? family.perResource : family.members;
+      const pool = sendingPool(family);
       if (!pool.some((r) => r.state === 'installing')) {
         const shared = policyFamily(family, pool);
         for (const table of tables.values()) table.push(shared);
@@ -136,7 +136,7 @@ export class Spd {
    * would be with no policy at all).
    */
   private senders(family: Family, worker: number | undefined): SaRecord[] {
-    const pool = family.perResource.length > 0 ? family.perResource : family.members;
+    const pool = sendingPool(family);
     // The common case, on every packet lookup() takes: nothing installing, no allocation.
     let allReady = true;
     for (const r of pool) if (r.state === 'installing' && r.worker !== worker) allReady = false;
@@ -172,6 +172,11 @@ export class Spd {
     const f = this.flow;
     return parseFlow(packet, f) && flowMatches(packet, f, sa.remoteTs, sa.localTs);
   }
+}
+
+/** The SAs that send for a family: its per-resource ones when it has any (RFC 9611 §4: the fallback only receives), else all. */
+function sendingPool(family: Family): SaRecord[] {
+  return family.perResource.length > 0 ? family.perResource : family.members;
 }
 
 /** A family as a worker's table carries it: its selectors and the slots of the SAs that send for it. */

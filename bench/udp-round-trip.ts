@@ -15,7 +15,7 @@
 // processes sleep between pings, as the gateways do between a handoff's
 // messages. It prints one JSON line, {"rttMs":[...],"lost":n}, on stdout when
 // it has sent them all or on SIGTERM, whichever comes first.
-import type { TrackedProcess } from '../test/support/proc.js';
+import { waitFor, type TrackedProcess } from '../test/support/proc.js';
 
 /** How long a ping waits for its echo before it counts as lost. */
 export const PING_WAIT_MS = 1000;
@@ -122,10 +122,7 @@ export async function startUdpRoundTrips(run: RoundTripRun): Promise<RoundTripsR
 }
 
 async function waitForLine(p: TrackedProcess, line: string, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!p.stdout().split('\n').includes(line)) {
-    if (p.exitInfo()) throw new Error(`the UDP echo exited: ${p.stderr().slice(-500)}`);
-    if (Date.now() > deadline) throw new Error(`the UDP echo did not start within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
+  // An echo that exited ends the wait at once (waitFor retries a predicate that throws).
+  await waitFor(() => p.exitInfo() !== undefined || p.stdout().split('\n').includes(line), { timeoutMs, intervalMs: 20, message: 'the UDP echo to start' });
+  if (p.exitInfo()) throw new Error(`the UDP echo exited: ${p.stderr().slice(-500)}`);
 }

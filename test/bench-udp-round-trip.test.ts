@@ -39,6 +39,17 @@ describe('UDP round trips between two processes', () => {
     expect(parsePingReport(p.stdout())).toEqual({ rttMs: [], lost: 2 });
   }, 30_000);
 
+  test('an echo that exits before it is ready ends the start at once, with its error, and no pinger starts', async () => {
+    const pingers: unknown[] = [];
+    const dying = () => spawnTracked(process.execPath, ['-e', 'console.error("cannot bind"); process.exit(3)']);
+    const started = performance.now();
+    await expect(startUdpRoundTrips({ echo: dying, pinger: (s, a) => (pingers.push(a), node(s, a)), address: '127.0.0.1', port: freePorts().port, count: 3, intervalMs: 5 }))
+      .rejects.toThrow(/the UDP echo exited: cannot bind/);
+    // Not the 10 s wait for the echo's ready line.
+    expect(performance.now() - started).toBeLessThan(5000);
+    expect(pingers).toEqual([]);
+  }, 30_000);
+
   test('a report that is missing or malformed is an error that says so', () => {
     expect(() => parsePingReport('')).toThrow(/printed no report/);
     expect(() => parsePingReport('{"rttMs":[1,"x"],"lost":0}')).toThrow(/not \{rttMs: number\[\], lost: number\}/);

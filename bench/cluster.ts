@@ -47,7 +47,7 @@ import { readMainThreadSchedStat, schedDelta, type SchedStat } from './proc-stat
 import { execChecked, spawnIn } from '../test/support/netns.js';
 import { sleep, waitFor, type TrackedProcess } from '../test/support/proc.js';
 import { decode, startCapture, type Capture } from '../test/support/tshark.js';
-import { startUdpRoundTrips, type RoundTripsRunning, type UdpRoundTrips } from './udp-round-trip.js';
+import { PING_WAIT_MS, startUdpRoundTrips, type RoundTripsRunning, type UdpRoundTrips } from './udp-round-trip.js';
 import { firstEspMs, handoffDetail, resendsBetween, slowestHandoffs, type DetailLogLine, type HandoffDetail, type IkeResends } from './cluster-handoff-detail.js';
 
 const HANDOFF_ROUNDS = 26;
@@ -245,7 +245,8 @@ function handoffTimes(net: ClusterNet, first: ReadonlyArray<{ t: number; src: st
 async function moves(net: ClusterNet, dir: string, count: number): Promise<Record<string, unknown>> {
   // The machine's own hop, client to gw-b and back, before the flows start and then all through the moves.
   const idle = await hopRoundTrips(net, IDLE_HOP_PINGS);
-  await sleep(IDLE_HOP_PINGS * (HOP_PING_INTERVAL_MS + 2));
+  // The pinger ends by itself after its pings; bounded by what they may take, each answered or lost.
+  await Promise.race([idle.pingerEnded, sleep(IDLE_HOP_PINGS * (HOP_PING_INTERVAL_MS + PING_WAIT_MS))]);
   const idleHop = await idle.stop().catch(noRoundTrips);
   const { flows, capture } = await flowsAndFirstEsp(net, join(dir, 'esp-first-moves.pcap'));
   const hop = await hopRoundTrips(net, count * 100);

@@ -8,7 +8,7 @@
 import { describe, expect, test } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { ownerValue } from '../control/cluster/handoff.js';
-import { claimOrder } from '../control/cluster/failover.js';
+import { DEFAULT_CLAIM_STAGGER_MS, claimOrder } from '../control/cluster/failover.js';
 import { moveClone, planMoves } from '../control/cluster/rebalance.js';
 import type { CloneHandoff } from '../control/cluster/handoff.js';
 import type { IkeContext } from '../control/ike/context.js';
@@ -28,7 +28,7 @@ const env = useClusterEtcd();
 
 const newClient = () => newEtcdClient(env);
 /** One cluster node over `engine` (test/support/cluster-nodes.ts: wired as control/cluster/node.ts wires it). */
-const startNode = (clusterName: string, key: ClusterKey, name: string, address: string, engine: IkeEngine, hooks: NodeHooks, opts: { claims?: boolean } = {}) =>
+const startNode = (clusterName: string, key: ClusterKey, name: string, address: string, engine: IkeEngine, hooks: NodeHooks, opts: { claims?: boolean; claimStaggerMs?: number } = {}) =>
   startClusterNode(env, clusterName, key, name, address, engine, hooks, opts);
 
 /** Nodes a and b with the client's clone made on a and adopted there as clone 1 of family a.1. */
@@ -57,9 +57,12 @@ async function threeNodes() {
   const cloning = c.nodeA.cloneIkeSa(onA);
   await c.wire.settle(200);
   const clone2 = await cloning;
-  const a = await startNode(name, key, 'a', NODE_A, c.nodeA, holders);
-  const b = await startNode(name, key, 'b', NODE_B, c.nodeB, holders);
-  const cc = await startNode(name, key, 'c', NODE_C, c.nodeC!, holders);
+  // The gateway's own stagger between the survivors' claims: the first-ranked one's lead outlasts a scan
+  // that a loaded machine delays (at 400 ms the second-ranked claimed first once in a full run).
+  const stagger = { claimStaggerMs: DEFAULT_CLAIM_STAGGER_MS };
+  const a = await startNode(name, key, 'a', NODE_A, c.nodeA, holders, stagger);
+  const b = await startNode(name, key, 'b', NODE_B, c.nodeB, holders, stagger);
+  const cc = await startNode(name, key, 'c', NODE_C, c.nodeC!, holders, stagger);
   const family = 'a.1';
   await a.handoff.adopt(c.clone, family, 1);
   await a.handoff.adopt(clone2, family, 2);
@@ -116,8 +119,8 @@ describe('cluster failover', () => {
     expect(espSpiNode(fresh[0]!.spiOut)).toBe(winner === s.a ? 1 : 3);
     const arrival = winner.arrivals.find((x) => x.result.ok && x.sa.familyIndex === 1);
     expect(arrival).toBeDefined();
-    // The later-ranked survivor's claim (if it got to try) lost the transaction: never two owners.
-    await new Promise((r) => setTimeout(r, 600));
+    // The later-ranked survivor's claim, tried after its stagger, lost the transaction: never two owners.
+    await new Promise((r) => setTimeout(r, DEFAULT_CLAIM_STAGGER_MS + 200));
     expect(loser.handoff.ownedClones().filter((o) => o.index === 1)).toEqual([]);
     expect(loser.failover.stats.failed).toBe(0);
     // Clone 2 on c (or a) was never touched; the family's three IKE SAs reach live nodes only.

@@ -88,6 +88,8 @@ export interface NodeOptions {
   rebalances?: boolean;
   /** Whether the lease still certainly stands, decided by the test instead of the lease's keep-alives. */
   lease?: Pick<LeaseClock, 'standing'>;
+  /** How long each later-ranked survivor waits before it claims a dead node's clone (default 400 ms). */
+  claimStaggerMs?: number;
 }
 
 /** One cluster node over `engine`: its own etcd client, membership (1 s lease), handoff, write-ahead, failover and rebalancing. */
@@ -109,7 +111,7 @@ export async function startNode(env: ClusterTestEnv, clusterName: string, key: C
   hooks.set(name, { handoff, writeAhead, ...(spiPrefix !== undefined && { spiPrefix }) });
   await handoff.start();
   const shared = { engine, client, cluster: clusterName, node: name, handoff, log };
-  const failover = new CloneFailover({ ...shared, key, staggerMs: 400, ...(spiPrefix !== undefined && { spiPrefix }), spiPrefixOf: (n) => hooks.get(n)?.spiPrefix });
+  const failover = new CloneFailover({ ...shared, key, staggerMs: opts.claimStaggerMs ?? 400, ...(spiPrefix !== undefined && { spiPrefix }), spiPrefixOf: (n) => hooks.get(n)?.spiPrefix });
   if (opts.claims !== false) failover.start();
   const rebalance = new CloneRebalance({ ...shared, intervalMs: 1000, movesPerSecond: 5 });
   if (opts.rebalances !== false) rebalance.start();

@@ -19,6 +19,8 @@ export interface DetailLogLine {
   sealedAt?: number;
   committedAt?: number;
   timeline?: ArrivalTimeline;
+  /** 'clone handed off': the node it went to. */
+  to?: string;
   spiIn?: string;
   spiOut?: string;
 }
@@ -95,13 +97,81 @@ export function handoffDetail(
   const spiOut = spiHex(up?.spiOut);
   if (spiIn !== undefined) detail.spiIn = spiIn;
   if (spiOut !== undefined) detail.spiOut = spiOut;
-  // By SPI: the node sends with the client's SPI (its spiOut), the client with the node's (its spiIn).
-  // Not by address: a Child SA that carried nothing before the client deleted it would be charged the next one's ESP.
-  const bySpi = (spi: string | undefined, from: string) =>
-    spi === undefined ? undefined : first.find((f) => f.t >= t0 && spiHex(f.spi) === spi && (from === 'node' ? f.src === node.wan : f.dst === node.wan))?.t;
-  put('firstEspFromNode', bySpi(spiOut, 'node'));
-  put('firstEspFromClient', bySpi(spiIn, 'client'));
+  const esp = firstEspOnChildSa(first, t0, node.wan, up);
+  put('firstEspFromNode', esp.fromNode);
+  put('firstEspFromClient', esp.fromClient);
   return detail;
+}
+
+/**
+ * The first ESP of a node's Child SA (its `Child SA up` line) each way, at or
+ * after `t0` (wall-clock ms). By SPI: the node sends with the client's SPI (its
+ * spiOut), the client with the node's (its spiIn). Not by address: a Child SA
+ * that carried nothing before the client deleted it would be charged the next
+ * one's ESP, and a clone another handoff brought to the node its own.
+ */
+export function firstEspOnChildSa(
+  first: readonly FirstEsp[],
+  t0: number,
+  wan: string,
+  up: Pick<DetailLogLine, 'spiIn' | 'spiOut'> | undefined,
+): { fromNode?: number; fromClient?: number } {
+  const at = (spi: string | undefined, fromNode: boolean) =>
+    spi === undefined ? undefined : first.find((f) => f.t >= t0 && spiHex(f.spi) === spi && (fromNode ? f.src === wan : f.dst === wan))?.t;
+  const out: { fromNode?: number; fromClient?: number } = {};
+  const fromNode = at(spiHex(up?.spiOut), true);
+  const fromClient = at(spiHex(up?.spiIn), false);
+  if (fromNode !== undefined) out.fromNode = fromNode;
+  if (fromClient !== undefined) out.fromClient = fromClient;
+  return out;
+}
+
+/** Which handoffs a figure counts: by the handing node's 'clone handed off' line (family, index, epoch). */
+export type HandoffFilter = (h: { family?: string; index?: number; epoch?: number }) => boolean;
+
+/** A node of the cluster as the figures read it: its name, address and log. */
+export interface HandoffNode {
+  name: string;
+  wan: string;
+  log: readonly DetailLogLine[];
+}
+
+/**
+ * Each handoff decided since `since` (the handing node's 'clone handed off'
+ * line, whichever node that was, and `only` what it admits) to the node it
+ * went to: -> that node moved the IKE SA (the client's UPDATE_SA_ADDRESSES),
+ * -> a Child SA up there, -> the first ESP on that Child SA. Each point is the
+ * arrival's own, by the IKE SA the new node imported ('clone arrived', same
+ * family, index and epoch), never merely the node's next event: a rebalancing
+ * round may bring another clone there meanwhile.
+ */
+export function handoffTimes(
+  nodes: readonly HandoffNode[],
+  first: readonly FirstEsp[],
+  since: number,
+  only: HandoffFilter = () => true,
+): { toUpdate: number[]; toChild: number[]; toEsp: number[] } {
+  const handed = nodes.flatMap((n) => n.log.filter((l) => l.msg === 'clone handed off' && l.decidedAt !== undefined && l.decidedAt >= since && only(l)));
+  const toUpdate: number[] = [];
+  const toChild: number[] = [];
+  const toEsp: number[] = [];
+  for (const h of handed) {
+    const node = nodes.find((n) => n.name === h.to);
+    if (!node) continue;
+    const t0 = h.decidedAt!;
+    const arrived = node.log.find((l) => l.msg === 'clone arrived' && l.family === h.family && l.index === h.index && l.epoch === h.epoch);
+    if (arrived?.ike === undefined) continue;
+    const its = (msg: string) => node.log.find((l) => l.msg === msg && l.ike === arrived.ike && l.time >= t0);
+    const moved = its('IKE SA moved');
+    const up = its('Child SA up');
+    if (moved) toUpdate.push(moved.time - t0);
+    if (!up) continue;
+    toChild.push(up.time - t0);
+    const esp = firstEspOnChildSa(first, t0, node.wan, up);
+    const t3 = Math.min(esp.fromNode ?? Infinity, esp.fromClient ?? Infinity);
+    if (Number.isFinite(t3)) toEsp.push(t3 - t0);
+  }
+  return { toUpdate, toChild, toEsp };
 }
 
 /** The first ESP either way, ms after the decision. */

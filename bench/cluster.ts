@@ -45,10 +45,10 @@ import { ETCD_DATA_TMPFS } from '../test/support/etcd.js';
 import { diskCost, etcdDiskHistograms } from './etcd-metrics.js';
 import { readMainThreadSchedStat, schedDelta, type SchedStat } from './proc-stat.js';
 import { execChecked, spawnIn } from '../test/support/netns.js';
-import { sleep, waitFor, type TrackedProcess } from '../test/support/proc.js';
+import { sleep, waitFor, within, type TrackedProcess } from '../test/support/proc.js';
 import { decode, startCapture, type Capture } from '../test/support/tshark.js';
 import { PING_WAIT_MS, startUdpRoundTrips, type RoundTripsRunning, type UdpRoundTrips } from './udp-round-trip.js';
-import { firstEspMs, handoffDetail, resendsBetween, slowestHandoffs, type DetailLogLine, type HandoffDetail, type IkeResends } from './cluster-handoff-detail.js';
+import { firstEspMs, handoffDetail, handoffTimes, resendsBetween, slowestHandoffs, type DetailLogLine, type FirstEsp, type HandoffDetail, type HandoffFilter, type HandoffNode, type IkeResends } from './cluster-handoff-detail.js';
 
 const HANDOFF_ROUNDS = 26;
 /** Moves of an established clone, one at a time (at least 50, as the handoffs), unless --moves says otherwise. */
@@ -62,9 +62,12 @@ const LEASE_TTL_S = 3;
 /** A gateway's log line, the fields read here (cluster-handoff-detail.ts reads the handoffs' ones). */
 interface LogLine extends DetailLogLine {
   reason?: string;
-  /** 'clone handed off': the node it went to. */
-  to?: string;
   member?: string;
+}
+
+/** Each node's name, address and log so far. */
+function nodeLogs(net: ClusterNet): HandoffNode[] {
+  return net.nodes.map((n) => ({ name: n.name, wan: n.wan, log: logLines(n.gateway()!.log()) }));
 }
 
 function logLines(text: string): LogLine[] {
@@ -172,7 +175,7 @@ async function handoffs(net: ClusterNet, dir: string): Promise<Record<string, un
   const byKind = await etcdWritesByKind(net, rev0, rev1);
   const etcdDisk = diskCost(disk0, await etcdDiskHistograms(net.etcd.members, net.etcd.tls!));
   const first = await firstEspOf(capture);
-  const times = handoffTimes(net, first, roundsFrom);
+  const times = handoffTimes(nodeLogs(net), first, roundsFrom);
   return {
     handoffs: times.toUpdate.length,
     steps: handoffSteps(net, first, roundsFrom),
@@ -193,43 +196,8 @@ async function handoffs(net: ClusterNet, dir: string): Promise<Record<string, un
 }
 
 /** The capture's ESP with sequence number 1 (flowsAndFirstEsp): time (ms), outer addresses, SPI. */
-async function firstEspOf(capture: Capture): Promise<Array<{ t: number; src: string; dst: string; spi?: string }>> {
+async function firstEspOf(capture: Capture): Promise<FirstEsp[]> {
   return (await decode(capture.file, { fields: ['frame.time_epoch', 'ip.src', 'ip.dst', 'esp.spi'], displayFilter: 'esp' })).map((r) => ({ t: Number(r[0]) * 1000, src: r[1]!, dst: r[2]!, spi: r[3] }));
-}
-
-/** Which handoffs a figure counts: by the handing node's 'clone handed off' line (family, index, epoch). */
-type HandoffFilter = (h: { family?: string; index?: number; epoch?: number }) => boolean;
-
-/**
- * Each handoff decided since `since` (the handing node's 'clone handed off'
- * line, whichever node that was, and `only` what it admits) to the node it
- * went to: -> that node moved the IKE SA (the client's UPDATE_SA_ADDRESSES),
- * -> a Child SA up there, -> the first ESP to or from it.
- */
-function handoffTimes(net: ClusterNet, first: ReadonlyArray<{ t: number; src: string; dst: string }>, since: number, only: HandoffFilter = () => true): { toUpdate: number[]; toChild: number[]; toEsp: number[] } {
-  const logs = net.nodes.map((n) => logLines(n.gateway()!.log()));
-  const handed = logs.flatMap((log) => log.filter((l) => l.msg === 'clone handed off' && l.decidedAt !== undefined && l.decidedAt >= since && only(l)));
-  const toUpdate: number[] = [];
-  const toChild: number[] = [];
-  const toEsp: number[] = [];
-  net.nodes.forEach((node, k) => {
-    const decisions = handed.filter((h) => h.to === node.name).map((h) => h.decidedAt!).sort((a, b) => a - b);
-    const moved = logs[k]!.filter((l) => l.msg === 'IKE SA moved').map((l) => l.time);
-    const up = logs[k]!.filter((l) => l.msg === 'Child SA up').map((l) => l.time);
-    // Sequence number 1 to or from the node: the first ESP of one of its Child SAs, either direction.
-    const esp = first.filter((f) => f.dst === node.wan || f.src === node.wan).map((f) => f.t);
-    decisions.forEach((t0, i) => {
-      const until = decisions[i + 1] ?? Infinity;
-      const next = (ts: number[]) => ts.find((t) => t >= t0 && t < until);
-      const t1 = next(moved);
-      const t2 = next(up);
-      const t3 = next(esp);
-      if (t1 !== undefined) toUpdate.push(t1 - t0);
-      if (t2 !== undefined) toChild.push(t2 - t0);
-      if (t3 !== undefined) toEsp.push(t3 - t0);
-    });
-  });
-  return { toUpdate, toChild, toEsp };
 }
 
 /**
@@ -246,7 +214,7 @@ async function moves(net: ClusterNet, dir: string, count: number): Promise<Recor
   // The machine's own hop, client to gw-b and back, before the flows start and then all through the moves.
   const idle = await hopRoundTrips(net, IDLE_HOP_PINGS);
   // The pinger ends by itself after its pings; bounded by what they may take, each answered or lost.
-  await Promise.race([idle.pingerEnded, sleep(IDLE_HOP_PINGS * (HOP_PING_INTERVAL_MS + PING_WAIT_MS))]);
+  await within(idle.pingerEnded, IDLE_HOP_PINGS * (HOP_PING_INTERVAL_MS + PING_WAIT_MS));
   const idleHop = await idle.stop().catch(noRoundTrips);
   const { flows, capture } = await flowsAndFirstEsp(net, join(dir, 'esp-first-moves.pcap'));
   const hop = await hopRoundTrips(net, count * 100);
@@ -263,14 +231,14 @@ async function moves(net: ClusterNet, dir: string, count: number): Promise<Recor
       // Between gw-b and gw-c: from where the clone is to the other.
       const src = net.nodes[target.at]!;
       const dst = net.nodes[target.at === 1 ? 2 : 1]!;
-      const ups = () => logLines(dst.gateway()!.log()).filter((l) => l.msg === 'Child SA up').length;
-      const before = ups();
       const seen = capture.packetCount();
+      let epoch = -1;
       const commandAt = Date.now();
       const c = await ControlClient.connect(src.gateway()!.socket, { connectTimeoutMs: 2000 });
       try {
         const r = await c.moveToNode(target.ike, dst.name, { timeoutMs: 10_000 });
-        commanded.add(`${target.family}/${target.index}/${r.handedOff!.epoch}`);
+        epoch = r.handedOff!.epoch;
+        commanded.add(`${target.family}/${target.index}/${epoch}`);
       } catch (err) {
         // A rebalancing round got there first (it evens out a node holding two members): where is the clone now?
         refused.push((err as Error).message);
@@ -282,7 +250,13 @@ async function moves(net: ClusterNet, dir: string, count: number): Promise<Recor
       }
       const decided = logLines(src.gateway()!.log()).find((l) => l.msg === 'clone handed off' && l.decidedAt !== undefined && l.decidedAt >= commandAt)?.decidedAt;
       if (decided !== undefined) commandToDecision.push(decided - commandAt);
-      await waitFor(() => ups() > before, { timeoutMs: 10_000, intervalMs: 10, message: `move ${i}: the Child SA up on ${dst.name}` });
+      // This clone's own Child SA there, by the IKE SA the node imported: a rebalancing round may bring another clone meanwhile.
+      const upHere = () => {
+        const log = logLines(dst.gateway()!.log());
+        const arrived = log.find((l) => l.msg === 'clone arrived' && l.family === target.family && l.index === target.index && l.epoch === epoch);
+        return arrived !== undefined && log.some((l) => l.msg === 'Child SA up' && l.ike === arrived.ike);
+      };
+      await waitFor(upHere, { timeoutMs: 10_000, intervalMs: 10, message: `move ${i}: the Child SA up on ${dst.name}` });
       await waitFor(() => capture.packetCount() >= seen + 2, { timeoutMs: 3000, intervalMs: 10 }).catch(() => undefined);
       target = await findClone(net, target);
       if (i % 10 === 9) progress(`moves: ${i + 1} done`);
@@ -297,7 +271,7 @@ async function moves(net: ClusterNet, dir: string, count: number): Promise<Recor
   // may hand one back meanwhile (counted here, and left out of the figures, which are the commanded moves').
   const rebalanced = net.nodes.flatMap((n) => logLines(n.gateway()!.log())).filter((l) => l.msg === 'clone rebalanced' && l.time >= from).length;
   const only: HandoffFilter = (h) => commanded.has(`${h.family}/${h.index}/${h.epoch}`);
-  const times = handoffTimes(net, first, from, only);
+  const times = handoffTimes(nodeLogs(net), first, from, only);
   return {
     asked: count,
     moves: times.toUpdate.length,
@@ -399,7 +373,7 @@ function stepStats(rows: Array<Array<[string, number | undefined]>>): Record<str
  */
 function handoffSteps(
   net: ClusterNet,
-  first: ReadonlyArray<{ t: number; src: string; dst: string; spi?: string }>,
+  first: readonly FirstEsp[],
   since: number,
   only: HandoffFilter = () => true,
 ): Record<string, unknown> {

@@ -27,6 +27,7 @@ import { formatTable, round, type SuiteOptions } from './common.js';
 import { PERF_MAP_FLAG, perfUsable, recordThread, removePerfMaps, reportThread, type PerfSplit } from './perf-split.js';
 import { machineDelta, readMachine, readProcess, readThreads, taskDelta, type MachineTimes, type TaskTimes } from './proc-stat.js';
 import { CHARON, INNER, Testbed, ikeclonePair, onPath, repoRoot, statusOf, strongswanPair, until, wireguardPair, withTestbed } from './tunnel.js';
+import { within } from '../test/support/proc.js';
 
 type Cipher = 'aes128gcm16' | 'chacha20poly1305';
 type CaseName = 'ikeclone' | 'strongswan' | 'wireguard-go';
@@ -213,11 +214,11 @@ async function measure(bed: Testbed, c: { name: CaseName; esp: Cipher }, seconds
     t1 = performance.now();
     await new Promise((r) => setTimeout(r, POLL_MS));
   }
-  await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+  await within(exited, 5000);
   server.kill('SIGTERM');
   const perfSplits: NonNullable<CaseProfile['perf']> = [];
   for (const r of recordings) {
-    const ok = await Promise.race([r.done, new Promise<boolean>((res) => setTimeout(() => res(false), 10_000))]);
+    const ok = (await within(r.done, 10_000)) ?? false;
     const split = ok ? reportThread(r.file, repoRoot()) : null;
     if (split) perfSplits.push({ role: r.role, thread: r.thread, tid: r.tid, split });
   }

@@ -2,7 +2,7 @@
 // a Child SA's first ESP is found by its SPIs, never another SA's, and the
 // slowest handoffs come first with what was logged meanwhile.
 import { describe, expect, it } from 'vitest';
-import { firstEspMs, handoffDetail, resendsBetween, slowestHandoffs, type DetailLogLine, type FirstEsp } from '../bench/cluster-handoff-detail.js';
+import { firstEspMs, handoffDetail, handoffTimes, resendsBetween, slowestHandoffs, type DetailLogLine, type FirstEsp } from '../bench/cluster-handoff-detail.js';
 
 const node = { name: 'gw-b', wan: '10.81.1.12' };
 const client = '10.81.1.100';
@@ -48,6 +48,38 @@ describe('cluster benchmark: per-handoff detail', () => {
     expect(slowest.map((s) => s.decidedAt)).toEqual([1000, 1600]);
     expect(slowest[0]!.clientLog).toEqual([{ ms: 20, msg: 'IKE SA moved' }]);
     expect((slowest[0]!.nodeLog as Array<{ msg: string }>).map((l) => l.msg)).toEqual(['Child SA up', 'clone arrival done', 'Child SA up', 'clone arrival done']);
+  });
+
+  it('times each handoff by its own arrival, not by another clone a rebalancing round brought to the node meanwhile', () => {
+    const t0 = 5000;
+    // gw-c hands clone #2 (epoch 4) to gw-b; meanwhile a rebalancing round brings clone #0 there, and its IKE SA
+    // moves and its Child SA comes up first.
+    const gwC = { name: 'gw-c', wan: '10.81.1.13', log: [{ time: t0 + 12, msg: 'clone handed off', family: 'f', index: 2, epoch: 4, to: 'gw-b', decidedAt: t0 }] };
+    const gwA = { name: 'gw-a', wan: '10.81.1.11', log: [{ time: t0 + 3, msg: 'clone handed off', family: 'f', index: 0, epoch: 9, to: 'gw-b', decidedAt: t0 - 20 }] };
+    const gwB = {
+      ...node,
+      log: [
+        { time: t0 + 5, msg: 'clone arrived', ike: 30, family: 'f', index: 0, epoch: 9 },
+        { time: t0 + 14, msg: 'clone arrived', ike: 31, family: 'f', index: 2, epoch: 4 },
+        { time: t0 + 20, msg: 'IKE SA moved', ike: 30 },
+        { time: t0 + 40, msg: 'Child SA up', ike: 30, spiIn: 'c0000001', spiOut: '00c00001' },
+        { time: t0 + 60, msg: 'IKE SA moved', ike: 31 },
+        { time: t0 + 80, msg: 'Child SA up', ike: 31, spiIn: 'c0000002', spiOut: '00c00002' },
+      ],
+    };
+    const first: FirstEsp[] = [
+      { t: t0 + 44, src: node.wan, dst: client, spi: '0x00c00001' },
+      { t: t0 + 86, src: client, dst: node.wan, spi: '0xc0000002' },
+      { t: t0 + 90, src: node.wan, dst: client, spi: '0x00c00002' },
+    ];
+    // Only the commanded handoff (as the moves part counts): its own points, in order.
+    const commanded = handoffTimes([gwA, gwB, gwC], first, t0 - 100, (h) => h.index === 2 && h.epoch === 4);
+    expect(commanded).toEqual({ toUpdate: [60], toChild: [80], toEsp: [86] });
+    // Both handoffs, each with its own points.
+    const all = handoffTimes([gwA, gwB, gwC], first, t0 - 100);
+    expect(all).toEqual({ toUpdate: [40, 60], toChild: [60, 80], toEsp: [64, 86] });
+    // A handoff whose arrival was never logged is not timed at all.
+    expect(handoffTimes([gwC, { ...node, log: [] }], first, t0 - 100)).toEqual({ toUpdate: [], toChild: [], toEsp: [] });
   });
 
   it('counts retransmissions and cached answers between two readings', () => {

@@ -205,10 +205,10 @@ export function spawnTracked(cmd: string, args: readonly string[], opts: SpawnTr
     async stop({ signal = 'SIGTERM', graceMs = 3000 } = {}) {
       if (info !== undefined) return info;
       proc.signal(signal);
-      const first = await Promise.race([exited, sleep(graceMs).then(() => undefined)]);
+      const first = await within(exited, graceMs);
       if (first !== undefined) return first;
       proc.signal('SIGKILL');
-      const second = await Promise.race([exited, sleep(5000).then(() => undefined)]);
+      const second = await within(exited, 5000);
       if (second === undefined) throw new Error(`pid ${pid} (${cmd}) did not exit after SIGKILL`);
       return second;
     },
@@ -266,6 +266,23 @@ export async function runChecked(cmd: string, args: readonly string[], opts: Run
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
+ * `p`'s value, or undefined once `ms` have passed first. The timer is cleared
+ * as soon as `p` settles: a pending bound would keep a finished benchmark's
+ * process alive until it fired.
+ */
+export async function within<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const bound = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => resolve(undefined), ms);
+  });
+  try {
+    return await Promise.race([p, bound]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 export interface WaitForOptions {

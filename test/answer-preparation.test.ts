@@ -2,7 +2,8 @@
 // (control/ike/answer-preparation.ts, PeerResources.prepare): held before its
 // message ID is taken, its retransmissions dropped as 'answer-pending', then
 // answered once; prepare is asked once per request; a request whose SA died
-// meanwhile is not answered.
+// meanwhile is not answered; an IKE_AUTH names its peer to prepare only once
+// its AUTH payload verifies.
 import { describe, expect, test } from 'vitest';
 import type { IkeSa } from '../control/ike/ike-sa.js';
 import type { RequestKind } from '../control/ike/requests.js';
@@ -72,5 +73,32 @@ describe('answers that wait for resources', () => {
     expect(gw.ikeSas().filter((s) => s.state !== 'dead')).toHaveLength(0);
     wire.run(60_000);
     expect(await refused).toBeInstanceOf(Error);
+  });
+
+  test('prepare learns the peer an IKE_AUTH authenticates only once its AUTH verifies, and the SA stays as it was', async () => {
+    for (const [psk, expected] of [[undefined, 'alice@example.org'], ['not the pre-shared key, but long enough', undefined]] as const) {
+      const wire = new MemoryWire();
+      const { initiator, responder } = pskPair();
+      if (psk !== undefined) initiator.localAuth = { method: 'psk', psk: new TextEncoder().encode(psk) };
+      const seen: Array<{ kind: RequestKind; peer: string | undefined; peerKey: string | undefined }> = [];
+      const alice = wire.engine('10.0.0.1', [initiator]);
+      wire.engine('10.0.0.2', [responder], {
+        peerResources: {
+          prepare: (sa, kind, _payloads, peer) => {
+            seen.push({ kind, peer: peer(), peerKey: sa.peerKey });
+            return undefined;
+          },
+        },
+      });
+      const up = alice.initiate(initiator.name).then(
+        (sa) => sa.state,
+        (err: Error) => err.message,
+      );
+      wire.run(100);
+      // Asked before the answer, with the SA not yet bound to any peer; the IDi counts only once AUTH verifies.
+      expect(seen).toEqual([{ kind: 'ike-auth', peer: expected, peerKey: undefined }]);
+      if (expected) expect(await up).toBe('established');
+      else expect(await up).toMatch(/AUTHENTICATION_FAILED/);
+    }
   });
 });

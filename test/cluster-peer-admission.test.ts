@@ -10,12 +10,15 @@ import { randomBytes } from 'node:crypto';
 import { ClusterMembership } from '../control/cluster/membership.js';
 import { ClusterPeerAccounting } from '../control/cluster/peer-accounting.js';
 import { PeerAdmission } from '../control/cluster/peer-admission.js';
+import { prepareAnswers } from '../control/cluster/answer-prepare.js';
+import { ClusterVirtualIpLeases } from '../control/cluster/pool-store.js';
+import type { ConnectionPolicy } from '../control/ike/policy.js';
 import type { IkeEngine } from '../control/ike/engine.js';
 import type { ChildSa, IkeSa } from '../control/ike/ike-sa.js';
 import { NotifyType } from '../control/wire/constants.js';
 import { interopTest } from './support/prereq.js';
 import { waitFor } from './support/proc.js';
-import { MemoryWire, pskPair } from './support/peers.js';
+import { MemoryWire, child, pskPair } from './support/peers.js';
 import { clusterConfig, etcdForFile, log } from './support/cluster-stores.js';
 
 const env = etcdForFile();
@@ -31,43 +34,63 @@ interface Gateway {
   accounting: ClusterPeerAccounting;
   admission: PeerAdmission;
   childAdmission: PeerAdmission;
+  leases: ClusterVirtualIpLeases;
   m: ClusterMembership;
 }
 
-/** A node with its own gateway engine and a client engine of the same peer identity, wired in memory. */
-async function gateway(cluster: string, name: string): Promise<Gateway> {
+/**
+ * A node with its own gateway engine and a client engine of the same peer
+ * identity, wired in memory; its engine prepares answers as a gateway's
+ * cluster node does (control/cluster/answer-prepare.ts). `pools`: the
+ * responder leases virtual IPs from them, with no reserve (every IKE_AUTH that
+ * asks for one claims it from etcd first), and the client asks for one.
+ */
+async function gateway(cluster: string, name: string, opts: { pools?: string[]; psk?: string } = {}): Promise<Gateway> {
   const m = await ClusterMembership.join({ config: clusterConfig(env.etcd(), cluster, name), connectionsHash: 'h', log });
   const shared = { client: m.client, cluster, node: name, leaseId: m.leaseId, log };
   const accounting = await new ClusterPeerAccounting(shared).start();
   const admission = new PeerAdmission({ ...shared, accounting, limit: () => LIMIT });
   const childAdmission = new PeerAdmission({ ...shared, accounting, kind: 'child', limit: () => CHILD_LIMIT });
+  const leases = await new ClusterVirtualIpLeases({ ...shared, reserve: 0, onLeased: (peer) => accounting.leased(peer) }).start(opts.pools ?? []);
   env.open.push(async () => {
+    await leases.stop();
     await accounting.stop();
     await m.leave();
   });
   const wire = new MemoryWire();
-  const { initiator, responder } = pskPair();
+  const vip = opts.pools
+    ? {
+        initiator: { requestVirtualIp: true, children: [{ ...child('net', '10.1.0.0/24', '10.2.0.0/24'), localTs: ['dynamic' as const] }] },
+        responder: { pools: opts.pools, children: [{ ...child('net', '10.2.0.0/24', '0.0.0.0/0'), remoteTs: ['dynamic' as const] }] },
+      }
+    : {};
+  const { initiator, responder } = pskPair(vip as { initiator?: Partial<ConnectionPolicy>; responder?: Partial<ConnectionPolicy> });
+  if (opts.psk !== undefined) initiator.localAuth = { method: 'psk', psk: Buffer.from(opts.psk) };
   const client = wire.engine('10.0.0.1', [initiator]);
   const gw = wire.engine('10.0.0.2', [responder], {
     limits: { ikeSasPerPeer: LIMIT, childSasPerPeer: CHILD_LIMIT },
     peerResources: {
+      virtualIps: leases,
       ikeSasElsewhere: (p) => accounting.ikeSasElsewhere(p),
       childSasElsewhere: (p) => accounting.childSasElsewhere(p),
-      prepare: (sa, kind) => (kind === 'ike-clone' ? admission.admit(sa) : kind === 'child-create' ? childAdmission.admit(sa) : undefined),
+      prepare: prepareAnswers({ leases, ikeAdmission: admission, childAdmission }),
       admittedIkeSaCount: (sa) => admission.admittedIkeSaCount(sa),
       admittedChildSaCount: (sa) => childAdmission.admittedCount(sa),
     },
   });
   accounting.follow(gw);
-  return { name, wire, client, gw, accounting, admission, childAdmission, m };
+  return { name, wire, client, gw, accounting, admission, childAdmission, leases, m };
 }
 
 /** The peer's first IKE SA (with its Child SA) on each node, each node following the other's count. */
 async function firstSas(gws: Gateway[]): Promise<IkeSa[]> {
   const ikes: IkeSa[] = [];
   for (const g of gws) {
+    // IKE_AUTH's answer waits for its Child SA's admission in etcd.
     const up = g.client.initiate(g.client.policies[0]!.name);
-    g.wire.run(100);
+    let sa: IkeSa | undefined;
+    void up.then((x) => (sa = x));
+    await pump([g.wire], () => sa !== undefined);
     ikes.push(await up);
   }
   await Promise.all(gws.map((g) => g.accounting.settled()));
@@ -140,10 +163,7 @@ describe('exact per-peer limits across nodes', () => {
   interopTest('an admitted clone that does not come up gives its slot back', ['etcd'], async () => {
     const cluster = `adm-${randomBytes(3).toString('hex')}`;
     const a = await gateway(cluster, 'gw-a');
-    const up = a.client.initiate(a.client.policies[0]!.name);
-    a.wire.run(100);
-    await up;
-    await a.accounting.settled();
+    await firstSas([a]);
     const sa = a.gw.ikeSas()[0]!;
     // An admission whose clone never comes up (its answer refused it for another reason).
     await a.admission.admit(sa);
@@ -177,9 +197,10 @@ describe('exact per-peer limits across nodes', () => {
     await Promise.all([a.accounting.settled(), b.accounting.settled()]);
     expect(await etcdSum(a, cluster, 'child')).toBe(CHILD_LIMIT);
     expect(await etcdSum(a, cluster, 'ike')).toBe(2);
-    const [winner, loser] = a.childAdmission.stats.admitted === 1 ? [a, b] : [b, a];
-    expect(winner.childAdmission.stats).toMatchObject({ admitted: 1, refusedAtLimit: 0, contention: 0 });
-    expect(loser.childAdmission.stats).toMatchObject({ admitted: 0 });
+    // Each node admitted its IKE_AUTH's Child SA before; the winner one more.
+    const [winner, loser] = a.childAdmission.stats.admitted === 2 ? [a, b] : [b, a];
+    expect(winner.childAdmission.stats).toMatchObject({ admitted: 2, refusedAtLimit: 0, contention: 0 });
+    expect(loser.childAdmission.stats).toMatchObject({ admitted: 1 });
     expect(loser.childAdmission.stats.refusedAtLimit + loser.childAdmission.stats.contention).toBe(1);
     expect(loser.gw.stats.refusals.NO_ADDITIONAL_SAS).toBe(1);
     expect(winner.accounting.peerCounts(PEER)[winner.name]).toEqual({ ike: 1, child: 2 });
@@ -196,5 +217,74 @@ describe('exact per-peer limits across nodes', () => {
     await pump([winner.wire], () => r !== undefined);
     expect(await rekeyed).toBe('admitted');
     expect(winner.childAdmission.stats.admitted + winner.childAdmission.stats.refusedAtLimit).toBe(before);
+  });
+
+  interopTest('two nodes answering IKE_AUTH with the last Child SA slot of a peer at the same time: exactly one creates it', ['etcd'], async () => {
+    const cluster = `adm-${randomBytes(3).toString('hex')}`;
+    const a = await gateway(cluster, 'gw-a');
+    const b = await gateway(cluster, 'gw-b');
+    await firstSas([a, b]);
+    await waitFor(() => a.accounting.childSasElsewhere(PEER) === 1 && b.accounting.childSasElsewhere(PEER) === 1, { timeoutMs: 5000, message: 'each node to count the peer\'s Child SA on the other' });
+    // Each first IKE SA's Child SA was admitted in its IKE_AUTH, after its AUTH verified.
+    for (const g of [a, b]) expect(g.childAdmission.stats).toMatchObject({ admitted: 1, refusedAtLimit: 0, contention: 0 });
+
+    // A second IKE SA to each node at once, each IKE_AUTH with a Child SA: by the counts each node follows both fit
+    // (1 here + 1 elsewhere < 3); the admissions let exactly one of them (RFC 7791 §8).
+    const ups = [a, b].map((g) => g.client.initiate(g.client.policies[0]!.name));
+    const ikes: IkeSa[] = [];
+    const settled = Promise.all(ups).then((r) => ikes.push(...r));
+    await pump([a.wire, b.wire], () => ikes.length === 2);
+    await settled;
+    // Both IKE SAs are up (a Child SA refused in IKE_AUTH does not fail its IKE SA, RFC 7296 §2.21.2); one has a Child SA.
+    expect(ikes.map((s) => s.state)).toEqual(['established', 'established']);
+    expect(ikes.map((s) => s.children.length).sort()).toEqual([0, 1]);
+    const [winner, loser] = a.childAdmission.stats.admitted === 2 ? [a, b] : [b, a];
+    expect(winner.childAdmission.stats).toMatchObject({ admitted: 2, refusedAtLimit: 0, contention: 0 });
+    expect(loser.childAdmission.stats.admitted).toBe(1);
+    expect(loser.childAdmission.stats.refusedAtLimit + loser.childAdmission.stats.contention).toBe(1);
+    expect(loser.gw.ikeSas().map((s) => s.children.length).sort()).toEqual([0, 1]);
+
+    await Promise.all([a.accounting.settled(), b.accounting.settled()]);
+    expect(await etcdSum(a, cluster, 'child')).toBe(CHILD_LIMIT);
+    expect(await etcdSum(a, cluster, 'ike')).toBe(4);
+    expect(winner.accounting.peerCounts(PEER)[winner.name]).toEqual({ ike: 2, child: 2 });
+    expect(loser.accounting.peerCounts(PEER)[loser.name]).toEqual({ ike: 2, child: 1 });
+  });
+
+  interopTest('an IKE_AUTH whose AUTH payload does not verify admits nothing and writes nothing to etcd', ['etcd'], async () => {
+    const cluster = `adm-${randomBytes(3).toString('hex')}`;
+    // The client claims the peer's identity with the wrong key.
+    const a = await gateway(cluster, 'gw-a', { psk: 'not the pre-shared key of alice, but long enough' });
+    const up = outcome(a.client.initiate(a.client.policies[0]!.name));
+    let r: string | undefined;
+    void up.then((x) => (r = x));
+    await pump([a.wire], () => r !== undefined);
+    expect(await up).toMatch(/AUTHENTICATION_FAILED/);
+    expect(a.gw.ikeSas()).toHaveLength(0);
+    expect(a.childAdmission.stats).toEqual({ admitted: 0, refusedAtLimit: 0, contention: 0, retries: 0, failed: 0, fromFollowed: 0 });
+    await a.accounting.settled();
+    expect(await a.m.client.getAll().prefix(`/ikeclone/v1/${cluster}/peers/`).keys()).toEqual([]);
+  });
+
+  interopTest('IKE_AUTH with a virtual IP claimed from etcd and its Child SA admitted: both hold for the one answer', ['etcd'], async () => {
+    const cluster = `adm-${randomBytes(3).toString('hex')}`;
+    const pool = '10.79.0.0/29';
+    // No reserve: the address is claimed from etcd after the admission, and the admission's verdict waits for it.
+    const a = await gateway(cluster, 'gw-a', { pools: [pool] });
+    const up = a.client.initiate(a.client.policies[0]!.name);
+    let sa: IkeSa | undefined;
+    void up.then((x) => (sa = x));
+    await pump([a.wire], () => sa !== undefined);
+    expect(sa?.state).toBe('established');
+    expect(sa!.virtualIps).toEqual(['10.79.0.1']);
+    expect(sa!.children).toHaveLength(1);
+    expect(a.childAdmission.stats).toMatchObject({ admitted: 1, refusedAtLimit: 0 });
+    expect(a.gw.stats.drops['answer-pending'] ?? 0).toBe(0);
+    // The admitted slot is the Child SA's (counted once), and the address is the peer's in etcd.
+    await new Promise((r) => setImmediate(r));
+    await Promise.all([a.accounting.settled(), a.leases.settled()]);
+    expect(a.accounting.ownCount(PEER)).toEqual({ ike: 1, child: 1 });
+    expect(JSON.parse((await a.m.client.get(`/ikeclone/v1/${cluster}/peers/${encodeURIComponent(PEER)}/nodes/gw-a`).string())!)).toEqual({ ike: 1, child: 1 });
+    expect(a.leases.stats).toMatchObject({ leased: 1, refused: 0 });
   });
 });

@@ -26,7 +26,7 @@ import type { MemberInfo } from './membership.js';
 import { AnswerFence, LeaseClock } from './answer-fence.js';
 import { accountingStatus, publishRefusals } from './resource-status.js';
 import type { ClusterNodeResources, NodeResourceRefusals } from '../status.js';
-import { requestedAddressFamilies } from '../ike/config-payload.js';
+import { prepareAnswers } from './answer-prepare.js';
 import { AnswerWriteAhead } from './answer-write-ahead.js';
 import type { ArrivalOutcome, ArrivalTimeline } from './handoff-timeline.js';
 import { SilentMembers } from './silent-member.js';
@@ -119,13 +119,8 @@ export class ClusterNode {
       virtualIps: this.pools,
       ikeSasElsewhere: (peer) => this.accounting.ikeSasElsewhere(peer),
       childSasElsewhere: (peer) => this.accounting.childSasElsewhere(peer),
-      // IKE_AUTH waits for an address claimed from etcd when the reserve is empty (always, with pool_reserve: 0);
-      // a clone or a new Child SA (RFC 7296 §1.3.1), for its admission against the peer's limit over the cluster (RFC 7791 §8).
-      prepare: (sa, kind, payloads) => {
-        if (kind === 'ike-auth') return this.pools.prepareLease(requestedAddressFamilies(payloads));
-        if (kind === 'child-create') return this.childAdmission.admit(sa);
-        return kind === 'ike-clone' ? this.admission.admit(sa) : undefined;
-      },
+      // Admissions against the peer's limits over the cluster (RFC 7791 §8), and IKE_AUTH's address claims.
+      prepare: prepareAnswers({ leases: this.pools, ikeAdmission: this.admission, childAdmission: this.childAdmission }),
       admittedIkeSaCount: (sa) => this.admission.admittedIkeSaCount(sa),
       admittedChildSaCount: (sa) => this.childAdmission.admittedCount(sa),
     };

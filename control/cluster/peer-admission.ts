@@ -2,10 +2,11 @@
 // instance per `kind`, IKE SAs (ikeSasPerPeer) or Child SAs (childSasPerPeer).
 // The counts other nodes wrote reach a node through its watch, a round trip
 // late: two nodes admitting clones (or new Child SAs) of one peer at the same
-// time could each pass the limit by one. So a clone request, and a peer's
+// time could each pass the limit by one. So a clone request, a peer's
 // CREATE_CHILD_SA for a new Child SA (RFC 7296 §1.3.1; rekeys replace one and
-// are not admitted), is admitted in etcd before it is answered
-// (PeerResources.prepare, control/ike/answer-preparation.ts); a Child SA the
+// are not admitted) and an IKE_AUTH's first Child SA (for the peer its AUTH
+// payload proves) are admitted in etcd before they are answered
+// (PeerResources.prepare, answer-prepare.ts, control/ike/answer-preparation.ts); a Child SA the
 // gateway creates itself (after a clone arrives) is admitted by its caller
 // (admitOwn):
 //
@@ -89,9 +90,30 @@ export class PeerAdmission {
     this.kind = opts.kind ?? 'ike';
   }
 
-  /** For PeerResources.prepare on a request of `sa`'s peer for a new SA of this kind: settles once decided. */
-  admit(sa: IkeSa): Promise<void> | undefined {
-    return this.enqueue(sa, (peer, limit) => this.decide(sa, peer, limit));
+  /**
+   * For PeerResources.prepare on a request of `sa`'s peer for a new SA of
+   * this kind: settles once decided, and the verdict holds for the answer
+   * built in that turn (an admitted slot whose SA did not come up by then
+   * goes back). `peer` (default: the SA's) is asked only when there is a
+   * limit to admit against: for an IKE_AUTH it verifies the AUTH payload.
+   */
+  admit(sa: IkeSa, peer: () => string | undefined = () => sa.peerKey): Promise<void> | undefined {
+    return this.admitHeld(sa, peer)?.then((held) => {
+      if (held) setImmediate(held.release);
+    });
+  }
+
+  /**
+   * As admit, but the verdict holds until `release` (undefined: nothing was
+   * decided): for an answer that waits for something else after the
+   * admission (an IKE_AUTH's address claim: answer-prepare.ts).
+   */
+  admitHeld(sa: IkeSa, peer: () => string | undefined = () => sa.peerKey): Promise<{ release: () => void } | undefined> | undefined {
+    let held: { release: () => void } | undefined;
+    const run = this.enqueue(peer, async (p, limit) => {
+      held = await this.decide(sa, p, limit);
+    });
+    return run?.then(() => held);
   }
 
   /**
@@ -102,7 +124,7 @@ export class PeerAdmission {
    */
   admitOwn(sa: IkeSa): Promise<OwnAdmission | undefined> | undefined {
     let verdict: OwnAdmission | undefined;
-    const run = this.enqueue(sa, async (peer, limit) => {
+    const run = this.enqueue(() => sa.peerKey, async (peer, limit) => {
       verdict = await this.attempt<OwnAdmission>(
         peer,
         limit,
@@ -132,10 +154,11 @@ export class PeerAdmission {
     return this.admittedCount(sa);
   }
 
-  private enqueue(sa: IkeSa, run: (peer: string, limit: number) => Promise<void>): Promise<void> | undefined {
-    const peer = sa.peerKey;
+  private enqueue(peerOf: () => string | undefined, run: (peer: string, limit: number) => Promise<void>): Promise<void> | undefined {
     const limit = this.opts.limit();
-    if (!peer || limit === undefined) return undefined;
+    if (limit === undefined) return undefined;
+    const peer = peerOf();
+    if (!peer) return undefined;
     const next = (this.queues.get(peer) ?? Promise.resolve()).then(() => run(peer, limit));
     this.queues.set(peer, next);
     void next.then(() => {
@@ -144,21 +167,21 @@ export class PeerAdmission {
     return next;
   }
 
-  /** Answer a request: the decided count replaces the engine's own for this one answer. */
-  private async decide(sa: IkeSa, peer: string, limit: number): Promise<void> {
-    const count = await this.attempt(
-      peer,
-      limit,
-      (slot, c) => {
-        // The answer is sent in the turn this settles; an SA that did not come up by then gives its slot back.
-        setImmediate(() => this.opts.accounting.withdraw(peer, slot));
-        return c;
+  /**
+   * Decide a request: the decided count replaces the engine's own for its
+   * answer, until `release`, which also gives back an admitted slot whose SA
+   * did not come up by then.
+   */
+  private async decide(sa: IkeSa, peer: string, limit: number): Promise<{ release: () => void } | undefined> {
+    const verdict = await this.attempt<{ count: number; slot?: AdmittedSlot }>(peer, limit, (slot, count) => ({ count, slot }), (count) => ({ count }));
+    if (verdict === undefined) return undefined;
+    this.decided.set(sa, verdict.count);
+    return {
+      release: () => {
+        if (verdict.slot) this.opts.accounting.withdraw(peer, verdict.slot);
+        this.decided.delete(sa);
       },
-      (c) => c,
-    );
-    if (count === undefined) return;
-    this.decided.set(sa, count);
-    setImmediate(() => this.decided.delete(sa));
+    };
   }
 
   /**

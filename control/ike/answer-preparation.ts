@@ -1,7 +1,9 @@
 // Requests whose answer waits for resources outside the engine (architecture
 // §8): a cluster node claims a virtual IP from etcd for an IKE_AUTH when it
-// holds none in reserve, and admits a clone against the peer's limit with an
-// etcd transaction (RFC 7791 §8). Responders stay synchronous: before the
+// holds none in reserve, and admits a clone, a new Child SA or IKE_AUTH's
+// first Child SA against the peer's limit with an etcd transaction (RFC 7791
+// §8; for IKE_AUTH only once its AUTH payload verifies: an unauthenticated
+// IDi never writes to etcd). Responders stay synchronous: before the
 // engine takes an authenticated request's message ID it asks
 // PeerResources.prepare; a promise holds the request (nothing of the SA
 // changes meanwhile, and its retransmissions are dropped as
@@ -32,6 +34,7 @@ export function holdForResources(
   messageId: number,
   kind: RequestKind,
   payloads: Payload[],
+  peer: () => string | undefined,
   again: () => void,
 ): boolean {
   if (!resources?.prepare) return false;
@@ -40,7 +43,7 @@ export function holdForResources(
     engine.countDrop('answer-pending', `mid ${messageId}`);
     return true;
   }
-  const pending = resources.prepare(sa, kind, payloads);
+  const pending = resources.prepare(sa, kind, payloads, peer);
   if (!pending) return false;
   waiting.set(sa, messageId);
   void pending.catch(() => undefined).then(() => {

@@ -11,7 +11,7 @@ import {
   pskAuth, signatureHashFor, signDigitalSignature, signedOctets, verifyDigitalSignature, verifyKeyFromPublicKey, verifyPskAuth, type VerifyKey,
 } from '../crypto/auth.js';
 import { certificatesToSend, decodeCertreqAuthorities, encodeCertreqAuthorities, localCrlResolver, validateCertificateChain } from '../crypto/x509/index.js';
-import type { ConnectionPolicy } from './policy.js';
+import type { ConnectionPolicy, RemoteAuth } from './policy.js';
 import type { IkeSa } from './ike-sa.js';
 import { restOfIdPayload } from './payload-builders.js';
 
@@ -61,12 +61,14 @@ export function buildAuth(sa: IkeSa, id: { idType: number; data: Uint8Array }): 
   return { type: PayloadType.AUTH, method: AuthMethod.DIGITAL_SIGNATURE, data: signDigitalSignature(key, octets, hash) };
 }
 
-/** Check the peer's AUTH payload against its ID payload, with the policy's expectations. Never throws. */
-export function verifyAuth(sa: IkeSa, id: IdPayload, auth: AuthPayload, verifyKey: VerifyKey | undefined = sa.policy.remoteAuth.verifyKey): boolean {
+/**
+ * Check the peer's AUTH payload against its ID payload, with the policy's
+ * expectations (`expected`: the SA's policy unless another is weighed). Never throws.
+ */
+export function verifyAuth(sa: IkeSa, id: IdPayload, auth: AuthPayload, expected: RemoteAuth = sa.policy.remoteAuth, verifyKey: VerifyKey | undefined = expected.verifyKey): boolean {
   try {
     const signer = sa.isInitiator ? 'responder' : 'initiator';
     const octets = octetsFor(sa, signer, id);
-    const expected = sa.policy.remoteAuth;
     if (expected.method === 'psk') {
       return auth.method === AuthMethod.SHARED_KEY_MIC && expected.psk !== undefined && verifyPskAuth(sa.suite!.prf!, expected.psk, octets, auth.data);
     }
@@ -94,17 +96,16 @@ export const AUTH_DOES_NOT_VERIFY = 'AUTH payload does not verify';
  * certificate (RFC 4945 §3.1); without CERT payloads, a pinned key is used.
  * Never throws: the reason is for one log line.
  */
-export function peerAuthFailure(sa: IkeSa, id: IdPayload, auth: AuthPayload, payloads: readonly Payload[], now: number): string | undefined {
-  const expected = sa.policy.remoteAuth;
+export function peerAuthFailure(sa: IkeSa, id: IdPayload, auth: AuthPayload, payloads: readonly Payload[], now: number, expected: RemoteAuth = sa.policy.remoteAuth): string | undefined {
   const anchors = expected.trustAnchors ?? [];
   if (expected.method === 'psk' || anchors.length === 0) {
-    return verifyAuth(sa, id, auth) ? undefined : AUTH_DOES_NOT_VERIFY;
+    return verifyAuth(sa, id, auth, expected) ? undefined : AUTH_DOES_NOT_VERIFY;
   }
   const certs = payloads
     .filter((p): p is CertPayload => p.type === PayloadType.CERT && p.encoding === CertEncoding.X509_SIGNATURE)
     .slice(0, MAX_CERT_PAYLOADS);
   if (certs.length === 0) {
-    if (expected.verifyKey) return verifyAuth(sa, id, auth) ? undefined : 'AUTH payload does not verify with the configured public key';
+    if (expected.verifyKey) return verifyAuth(sa, id, auth, expected) ? undefined : 'AUTH payload does not verify with the configured public key';
     return 'no X.509 certificate (CERT payload) received';
   }
   const verdict = validateCertificateChain(certs[0]!.data, certs.slice(1).map((c) => c.data), {
@@ -118,7 +119,7 @@ export function peerAuthFailure(sa: IkeSa, id: IdPayload, auth: AuthPayload, pay
   if (!verdict.ok) return `certificate refused (${verdict.reason}): ${verdict.detail}`;
   const key = verifyKeyFromPublicKey(verdict.publicKey);
   if (!key.ok) return `certificate key unusable: ${key.error}`;
-  return verifyAuth(sa, id, auth, key.value) ? undefined : `AUTH payload does not verify with the key of certificate "${verdict.chain[0]!.subjectText}"`;
+  return verifyAuth(sa, id, auth, expected, key.value) ? undefined : `AUTH payload does not verify with the key of certificate "${verdict.chain[0]!.subjectText}"`;
 }
 
 /**

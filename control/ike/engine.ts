@@ -36,7 +36,7 @@ import { countExchange, newEngineStats } from './engine-stats.js';
 import type { Datagram, Endpoint, SendFn } from './transport.js';
 import { errorNotify, notify } from './payload-builders.js';
 import { IkeSaInitInitiator, rejectInitRequest, respondIkeSaInit } from './exchanges/ike-init.js';
-import { IkeAuthInitiator, respondIkeAuth, startRemainingChildren, waitEstablished } from './exchanges/ike-auth.js';
+import { IkeAuthInitiator, authenticatedPeerOf, respondIkeAuth, startRemainingChildren, waitEstablished } from './exchanges/ike-auth.js';
 import { createChildSa, respondCreateChildSa } from './exchanges/child-create.js';
 import { ChildRekeyInitiator, rekeyChildSa, respondChildRekey } from './exchanges/child-rekey.js';
 import { rekeyIkeSa, respondIkeRekey } from './exchanges/ike-rekey.js';
@@ -473,7 +473,8 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
     const payloads = opened.value;
     const kind = classifyRequest(sa, h.exchangeType, payloads);
     if (!kind || (sa.redirectedAway && kind !== 'ike-delete')) return this.countDrop('unsupported-exchange', exchangeName(h.exchangeType));
-    if (holdForResources(this.table.peerResources, this, sa, h.messageId, kind, payloads, () => this.handleRequest(sa, msg, d, payloads))) return;
+    const peer = () => (kind === 'ike-auth' ? authenticatedPeerOf(this, sa, payloads) : sa.peerKey);
+    if (holdForResources(this.table.peerResources, this, sa, h.messageId, kind, payloads, peer, () => this.handleRequest(sa, msg, d, payloads))) return;
     sa.peerRequestId++;
     this.followPeer(sa, d);
     this.liveness.heard(sa);

@@ -35,9 +35,13 @@ export interface PeerResources {
   /**
    * Asked before an authenticated request is answered: a promise holds the
    * request until what it needs is ready (answer-preparation.ts: a virtual IP
-   * claimed, a clone or a new Child SA admitted); undefined answers at once.
+   * claimed, a clone or a new Child SA admitted, IKE_AUTH's first Child SA
+   * admitted); undefined answers at once. `peer` names the peer the request
+   * authenticates: the SA's for an established one; for an IKE_AUTH, its IDi
+   * once its AUTH payload verifies (checked when called, as the answer will
+   * check it; undefined: the answer will be AUTHENTICATION_FAILED).
    */
-  prepare?: (sa: IkeSa, kind: RequestKind, payloads: Payload[]) => Promise<void> | undefined;
+  prepare?: (sa: IkeSa, kind: RequestKind, payloads: Payload[], peer: () => string | undefined) => Promise<void> | undefined;
   /**
    * The peer's IKE SAs over the cluster as an exact admission of `sa`'s
    * pending clone counted them (prepare), replacing the sum of here and
@@ -45,6 +49,6 @@ export interface PeerResources {
    * Undefined: no admission decided for `sa` now.
    */
   admittedIkeSaCount?: (sa: IkeSa) => number | undefined;
-  /** The same for a new Child SA `sa`'s peer asked for (CREATE_CHILD_SA without REKEY_SA), against childSasPerPeer. */
+  /** The same for a new Child SA `sa`'s peer asked for (IKE_AUTH's, or CREATE_CHILD_SA without REKEY_SA), against childSasPerPeer. */
   admittedChildSaCount?: (sa: IkeSa) => number | undefined;
 }

@@ -228,25 +228,58 @@ function selectPolicy(engine: IkeContext, sa: IkeSa, peerId: { idType: number; d
   return candidates[0];
 }
 
-export function respondIkeAuth(engine: IkeContext, sa: IkeSa, payloads: Payload[]): ResponderResult {
-  if (sa.state !== 'connecting' || sa.isInitiator) return { payloads: [notify(NotifyType.INVALID_SYNTAX)] };
+type IkeAuthCheck =
+  | { ok: true; peerId: { idType: number; data: Uint8Array }; policy: ConnectionPolicy }
+  | { ok: false; reason: string; policy?: ConnectionPolicy };
+
+/**
+ * Who an IKE_AUTH request proves it is (RFC 7296 §2.15), and under which
+ * connection, or why it does not: a connection for its IDi on this path and
+ * IKE suite, and its AUTH payload (and certificate chain) verified under that
+ * connection's expectations. Nothing of the SA changes.
+ */
+function checkIkeAuthRequest(engine: IkeContext, sa: IkeSa, payloads: Payload[]): IkeAuthCheck {
   const idi = findPayload(payloads, PayloadType.IDi);
   const auth = findPayload(payloads, PayloadType.AUTH);
+  if (!idi || !auth) return { ok: false, reason: 'IKE_AUTH request lacks IDi or AUTH' };
+  const peerId = { idType: idi.idType, data: new Uint8Array(idi.data) };
+  const idr = findPayload(payloads, PayloadType.IDr);
+  const policy = selectPolicy(engine, sa, peerId, idr ? { idType: idr.idType, data: idr.data } : undefined);
+  if (!policy) return { ok: false, reason: `no connection for peer identity ${formatIdentity(peerId)}` };
+  const failure = peerAuthFailure(sa, idi, auth, payloads, wallTime(engine), policy.remoteAuth);
+  if (failure === AUTH_DOES_NOT_VERIFY) return { ok: false, reason: `AUTH payload of ${formatIdentity(peerId)} does not verify`, policy };
+  if (failure) return { ok: false, reason: `${formatIdentity(peerId)}: ${failure}`, policy };
+  return { ok: true, peerId, policy };
+}
+
+/**
+ * The peer identity an IKE_AUTH request authenticates, checked as
+ * respondIkeAuth checks it and without changing the SA; undefined when the
+ * answer would be AUTHENTICATION_FAILED. For what must be prepared for the
+ * authenticated peer before the answer (PeerResources.prepare: a cluster
+ * admits the first Child SA against the peer's limit, RFC 7791 §8): until
+ * AUTH verifies, the IDi names nobody.
+ */
+export function authenticatedPeerOf(engine: IkeContext, sa: IkeSa, payloads: Payload[]): string | undefined {
+  if (sa.state !== 'connecting' || sa.isInitiator) return undefined;
+  const checked = checkIkeAuthRequest(engine, sa, payloads);
+  return checked.ok ? formatIdentity(checked.peerId) : undefined;
+}
+
+export function respondIkeAuth(engine: IkeContext, sa: IkeSa, payloads: Payload[]): ResponderResult {
+  if (sa.state !== 'connecting' || sa.isInitiator) return { payloads: [notify(NotifyType.INVALID_SYNTAX)] };
   const authFailed = (reason: string): ResponderResult => {
     engine.log.warn({ ike: sa.id, remote: sa.remote.address, reason }, 'IKE_AUTH failed');
     // RFC 7296 §2.21.2: answer AUTHENTICATION_FAILED, then forget the SA.
     return { payloads: [notify(NotifyType.AUTHENTICATION_FAILED)], after: () => engine.deleteIkeSa(sa, reason) };
   };
-  if (!idi || !auth) return authFailed('IKE_AUTH request lacks IDi or AUTH');
-  const peerId = { idType: idi.idType, data: new Uint8Array(idi.data) };
-  const idr = findPayload(payloads, PayloadType.IDr);
-  const policy = selectPolicy(engine, sa, peerId, idr ? { idType: idr.idType, data: idr.data } : undefined);
-  if (!policy) return authFailed(`no connection for peer identity ${formatIdentity(peerId)}`);
-  sa.policy = policy;
-  recordPeerCertreq(sa, payloads);
-  const failure = peerAuthFailure(sa, idi, auth, payloads, wallTime(engine));
-  if (failure === AUTH_DOES_NOT_VERIFY) return authFailed(`AUTH payload of ${formatIdentity(peerId)} does not verify`);
-  if (failure) return authFailed(`${formatIdentity(peerId)}: ${failure}`);
+  const checked = checkIkeAuthRequest(engine, sa, payloads);
+  if (checked.policy) {
+    sa.policy = checked.policy;
+    recordPeerCertreq(sa, payloads);
+  }
+  if (!checked.ok) return authFailed(checked.reason);
+  const { peerId, policy } = checked;
 
   sa.peerId = peerId;
   sa.peerKey = formatIdentity(peerId);

@@ -1,6 +1,7 @@
-// Refused CREATE_CHILD_SA requests leave a trace (RFC 7296 §1.3, §2.7, §2.9):
-// one warning naming the notify, the peer's proposals and ours in strongSwan's
-// notation, and a count by notify name in `status` (ike.refusals).
+// Refused CREATE_CHILD_SA requests, and IKE_AUTH's Child SA refused, leave a
+// trace (RFC 7296 §1.3, §2.7, §2.9, §2.21.2): one warning naming the notify,
+// the peer's proposals and ours in strongSwan's notation, and a count by
+// notify name in `status` (ike.refusals).
 import { afterEach, describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -70,6 +71,23 @@ describe('refused CREATE_CHILD_SA requests are logged and counted (in memory)', 
     const warnings = refusalWarnings();
     expect(warnings).toHaveLength(1);
     expectWarning(warnings[0]!, 'NO_PROPOSAL_CHOSEN', kind, PFS, NO_PFS);
+    expect(bob.stats.refusals).toEqual({ NO_PROPOSAL_CHOSEN: 1 });
+  });
+
+  it('IKE_AUTH\'s Child SA with no proposal we accept: the IKE SA comes up without it, NO_PROPOSAL_CHOSEN logged with both proposals and counted', async () => {
+    const wire = new MemoryWire();
+    const { initiator, responder } = pskPair({ initiator: { children: [child('net', '10.1.0.0/24', '10.2.0.0/24', esp('chacha20poly1305'))] } });
+    const bobLog = capturedLog();
+    const alice = wire.engine('10.0.0.1', [initiator]);
+    const bob = wire.engine('10.0.0.2', [responder], { log: bobLog.log });
+    const up = alice.initiate(initiator.name);
+    wire.run(100);
+    const sa = await up;
+    expect(sa.state).toBe('established');
+    expect(sa.children).toHaveLength(0);
+    const warnings = bobLog.lines().filter((l) => l.level === WARN && /^IKE_AUTH \(first Child SA\) refused/.test(l.msg));
+    expect(warnings).toHaveLength(1);
+    expectWarning(warnings[0]!, 'NO_PROPOSAL_CHOSEN', 'first Child SA', 'ESP:CHACHA20_POLY1305/NO_EXT_SEQ', NO_PFS);
     expect(bob.stats.refusals).toEqual({ NO_PROPOSAL_CHOSEN: 1 });
   });
 
@@ -144,6 +162,6 @@ describe('the refusal counter in the gateway\'s status (UDP on loopback, control
     cleanup.push(() => control.close());
     const status = await control.status();
     expect(status.ike.refusals).toEqual({ NO_PROPOSAL_CHOSEN: 2 });
-    expect(formatStatus(status)).toMatch(/; CREATE_CHILD_SA refused: NO_PROPOSAL_CHOSEN 2$/);
+    expect(formatStatus(status)).toMatch(/; Child SAs refused: NO_PROPOSAL_CHOSEN 2$/);
   });
 });

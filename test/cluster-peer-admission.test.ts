@@ -243,6 +243,9 @@ describe('exact per-peer limits across nodes', () => {
     expect(loser.childAdmission.stats.admitted).toBe(1);
     expect(loser.childAdmission.stats.refusedAtLimit + loser.childAdmission.stats.contention).toBe(1);
     expect(loser.gw.ikeSas().map((s) => s.children.length).sort()).toEqual([0, 1]);
+    // Refused in IKE_AUTH: logged and counted as a refused CREATE_CHILD_SA is (the cluster's no_additional_sas).
+    expect(loser.gw.stats.refusals).toEqual({ NO_ADDITIONAL_SAS: 1 });
+    expect(winner.gw.stats.refusals).toEqual({});
 
     await Promise.all([a.accounting.settled(), b.accounting.settled()]);
     expect(await etcdSum(a, cluster, 'child')).toBe(CHILD_LIMIT);

@@ -94,10 +94,10 @@ export function formatIkeSa(sa: IkeSaStatus): string {
   return [head, ...lines].join('\n');
 }
 
-/** "; CREATE_CHILD_SA refused: NO_PROPOSAL_CHOSEN 2, TS_UNACCEPTABLE 1", or nothing when none was refused. */
+/** "; Child SAs refused: NO_PROPOSAL_CHOSEN 2, TS_UNACCEPTABLE 1" (CREATE_CHILD_SA requests and IKE_AUTH's Child SA), or nothing when none was refused. */
 function refusalSummary(refusals: Record<string, number> | undefined): string {
   const counts = Object.entries(refusals ?? {});
-  return counts.length === 0 ? '' : `; CREATE_CHILD_SA refused: ${counts.map(([name, n]) => `${name} ${n}`).join(', ')}`;
+  return counts.length === 0 ? '' : `; Child SAs refused: ${counts.map(([name, n]) => `${name} ${n}`).join(', ')}`;
 }
 
 /** "; IKE fragments in 12, out 9, reassembled 2" (RFC 7383), or nothing when none went either way. */

@@ -1,10 +1,12 @@
 // Refused CREATE_CHILD_SA requests (RFC 7296 §1.3, §2.21.3, §2.25; RFC 7791
-// §5.3): every error notify we answer a new Child SA, a Child SA rekey, an IKE
-// SA rekey or a clone with is logged as a warning naming the notify, the
-// peer's proposals and ours in strongSwan's notation ("ESP:AES_GCM_16_128/
-// NO_EXT_SEQ"), and counted by notify name in the engine's stats
-// (`ike.refusals` in `ikeclone status`), so that an operator can see why a
-// peer's rekeys fail. Nothing here changes SA state.
+// §5.3), and IKE_AUTH's first Child SA refused (§2.21.2: the IKE SA comes up
+// without it): every error notify we answer a new Child SA, a Child SA rekey,
+// an IKE SA rekey, a clone or IKE_AUTH's Child SA with is logged as a warning
+// naming the notify, the peer's proposals and ours in strongSwan's notation
+// ("ESP:AES_GCM_16_128/NO_EXT_SEQ"), and counted by notify name in the
+// engine's stats (`ike.refusals` in `ikeclone status`), so that an operator
+// can see why a peer's rekeys, or its first Child SA, fail. Nothing here
+// changes SA state.
 //
 // Owner: the main thread, called by the engine once the response is built.
 import { NotifyType, PayloadType, ProtocolId, notifyName } from '../wire/constants.js';
@@ -49,13 +51,22 @@ function requestKind(sa: IkeSa, request: readonly Payload[]): { kind: string; ou
 export function noteCreateChildSaRefusal(engine: IkeContext, sa: IkeSa, request: readonly Payload[], response: readonly Payload[]): void {
   const error = errorNotify(response);
   if (!error) return;
-  const name = notifyName(error.notifyType);
-  engine.stats.refusals[name] = (engine.stats.refusals[name] ?? 0) + 1;
   const { kind, ours } = requestKind(sa, request);
+  noteRefusal(engine, sa, 'CREATE_CHILD_SA', kind, error.notifyType, request, ours);
+}
+
+/** IKE_AUTH's Child SA refused with `notifyType` (RFC 7296 §2.21.2): one warning, counted by notify name. */
+export function noteIkeAuthChildRefusal(engine: IkeContext, sa: IkeSa, request: readonly Payload[], notifyType: number): void {
+  noteRefusal(engine, sa, 'IKE_AUTH', 'first Child SA', notifyType, request, sa.policy.children.flatMap((c) => c.esp));
+}
+
+function noteRefusal(engine: IkeContext, sa: IkeSa, exchange: string, kind: string, notifyType: number, request: readonly Payload[], ours: ProposalSpec[]): void {
+  const name = notifyName(notifyType);
+  engine.stats.refusals[name] = (engine.stats.refusals[name] ?? 0) + 1;
   const received = formatProposals(findPayload(request, PayloadType.SA)?.proposals ?? []);
   const configured = formatProposals(buildProposals(ours, new Uint8Array(0)));
   engine.log.warn(
     { ike: sa.id, conn: sa.name, request: kind, notify: name, received, configured },
-    `CREATE_CHILD_SA (${kind}) refused with ${name}: received proposals ${received}; configured proposals ${configured}`,
+    `${exchange} (${kind}) refused with ${name}: received proposals ${received}; configured proposals ${configured}`,
   );
 }

@@ -29,6 +29,7 @@ import { firstChildPlacement, hasResourceInfo, offersResourceInfo, placeInitialC
 import { policiesForPath } from './ike-init.js';
 import { additionalAddressNotifies, natsProhibited, noNatsAllowedData, peerAddressList } from './mobike.js';
 import { selectProposal, chosenProposal } from '../proposals.js';
+import { noteIkeAuthChildRefusal } from '../refusals.js';
 import { equalBytes } from '../../crypto/bytes.js';
 import { authRedirectResponse, authRedirectTarget, followAuthRedirect } from '../redirect.js';
 
@@ -315,13 +316,19 @@ export function respondIkeAuth(engine: IkeContext, sa: IkeSa, payloads: Payload[
 
   let created: ReturnType<typeof respondChild> | undefined;
   if (findPayload(payloads, PayloadType.SA)) {
+    // RFC 7296 §2.21.2: a Child SA refused here leaves the IKE SA up; the refusal is logged and counted.
     if (cpFailed) {
-      response.push(notify(policy.pools.length > 0 && !cp ? NotifyType.FAILED_CP_REQUIRED : NotifyType.INTERNAL_ADDRESS_FAILURE));
+      const refusal = policy.pools.length > 0 && !cp ? NotifyType.FAILED_CP_REQUIRED : NotifyType.INTERNAL_ADDRESS_FAILURE;
+      response.push(notify(refusal));
+      noteIkeAuthChildRefusal(engine, sa, payloads, refusal);
     } else {
       created = respondChild(engine, sa, payloads, { nonceI: sa.nonceI!, nonceR: sa.nonceR! });
       // RFC 9611 §3: SA_RESOURCE_INFO answered for a per_cpu_sas child makes this the fallback SA.
       if (created.ok) response.push(...created.value.payloads, ...placeInitialChild(engine, sa, payloads, created.value.child));
-      else response.push(notify(created.error.notify, created.error.data));
+      else {
+        response.push(notify(created.error.notify, created.error.data));
+        noteIkeAuthChildRefusal(engine, sa, payloads, created.error.notify);
+      }
     }
   }
   response.push(...supportNotifies(policy, { mobike: sa.peerMobike, clone: sa.peerClone }));

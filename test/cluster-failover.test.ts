@@ -20,7 +20,7 @@ import { decodeTransferRecord } from '../control/ike/sa-transfer.js';
 import type { IkeEngine } from '../control/ike/engine.js';
 import { espSpiNode } from '../io/spi-layout.js';
 import { CLIENT, NODE_A, NODE_B, NODE_C, cluster, drive, ikeMessages } from './support/cluster-peers.js';
-import { engineHooks, killNode, newEtcdClient, startNode as startClusterNode, useClusterEtcd, type NodeHooks } from './support/cluster-nodes.js';
+import { engineHooks, killNode, newEtcdClient, startNode as startClusterNode, useClusterEtcd, type NodeHooks, type NodeOptions } from './support/cluster-nodes.js';
 import { sameSa } from './support/mobike-peers.js';
 import { interopTest } from './support/prereq.js';
 
@@ -28,17 +28,23 @@ const env = useClusterEtcd();
 
 const newClient = () => newEtcdClient(env);
 /** One cluster node over `engine` (test/support/cluster-nodes.ts: wired as control/cluster/node.ts wires it). */
-const startNode = (clusterName: string, key: ClusterKey, name: string, address: string, engine: IkeEngine, hooks: NodeHooks, opts: { claims?: boolean; claimStaggerMs?: number } = {}) =>
+const startNode = (clusterName: string, key: ClusterKey, name: string, address: string, engine: IkeEngine, hooks: NodeHooks, opts: NodeOptions = {}) =>
   startClusterNode(env, clusterName, key, name, address, engine, hooks, opts);
 
-/** Nodes a and b with the client's clone made on a and adopted there as clone 1 of family a.1. */
-async function twoNodes(label: string, aOpts: { claims?: boolean } = {}) {
+/** The path-test cases' nodes: no node dies there (a 3 s lease outlasts a loaded machine's late keep-alive). */
+const PATH_TEST_NODES: NodeOptions = { leaseTtlMs: 3000 };
+
+/**
+ * Nodes a and b with the client's clone made on a and adopted there as clone 1 of family a.1.
+ * `both`: options of both nodes (a's own on top).
+ */
+async function twoNodes(label: string, aOpts: NodeOptions = {}, both: NodeOptions = {}) {
   const name = `${label}-${randomBytes(3).toString('hex')}`;
   const key = ClusterKey.derive(randomBytes(32), name);
   const holders: NodeHooks = new Map();
   const c = await cluster({ a: engineHooks(holders, 'a'), b: engineHooks(holders, 'b') });
-  const a = await startNode(name, key, 'a', NODE_A, c.nodeA, holders, aOpts);
-  const b = await startNode(name, key, 'b', NODE_B, c.nodeB, holders);
+  const a = await startNode(name, key, 'a', NODE_A, c.nodeA, holders, { ...both, ...aOpts });
+  const b = await startNode(name, key, 'b', NODE_B, c.nodeB, holders, both);
   await a.handoff.adopt(c.clone, 'a.1', 1);
   return { name, key, c, a, b };
 }
@@ -155,14 +161,17 @@ describe('cluster failover', () => {
   }, 120_000);
 
   interopTest('a clone whose path test fails on its new node goes back to the node it came from and works there', ['etcd'], async () => {
-    const { name, c, a, b } = await twoNodes('p');
+    // b must find a alive to send the clone back (else it retires it): PATH_TEST_NODES.
+    const { name, c, a, b } = await twoNodes('p', {}, PATH_TEST_NODES);
     // b cannot reach the client.
     c.wire.filter = (d) => (d.local.address === NODE_B && d.remote.address === CLIENT ? 'drop' : 'pass');
     // A scan of etcd's owners right after the failed arrival (b is still named owner until the clone is
     // sent back) must not import the clone on b again.
     b.handoff.on('arrived', (_sa, result) => void (result.ok || b.failover.scan(true)));
     await a.handoff.handOff(c.clone, 'b');
-    await drive(c.wire, () => b.failover.stats.returned === 1 && a.arrivals.some((x) => x.result.ok), 'the clone to go back to a', 30_000);
+    // The path test times out on the driven clock (its retransmissions), which a loaded machine advances slowly
+    // (7 s here alone; over 30 s once in a full run): a generous bound.
+    await drive(c.wire, () => b.failover.stats.returned === 1 && a.arrivals.some((x) => x.result.ok), 'the clone to go back to a', 90_000);
     expect(b.arrivals[0]!.result).toMatchObject({ ok: false, step: 'path-test' });
     expect(b.arrivals).toHaveLength(1);
     expect(b.handoff.ownedClones()).toEqual([]);
@@ -181,12 +190,12 @@ describe('cluster failover', () => {
     expect(b.failover.stats.returned).toBe(1);
     expect(a.handoff.ownedClones().map((o) => o.sa)).toEqual([home.sa]);
     expect(c.clientClone.remote.address).toBe(NODE_A);
-  }, 90_000);
+  }, 150_000);
 });
 
 describe('a path that fails on both nodes', () => {
   interopTest('a clone sent back whose path test fails there too is retired, not sent back again', ['etcd'], async () => {
-    const { name, c, a, b } = await twoNodes('s');
+    const { name, c, a, b } = await twoNodes('s', {}, PATH_TEST_NODES);
     c.wire.filter = (d) => (d.local.address === NODE_B && d.remote.address === CLIENT ? 'drop' : 'pass');
     await a.handoff.handOff(c.clone, 'b');
     // Now a cannot reach the client either.

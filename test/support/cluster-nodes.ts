@@ -90,15 +90,18 @@ export interface NodeOptions {
   lease?: Pick<LeaseClock, 'standing'>;
   /** How long each later-ranked survivor waits before it claims a dead node's clone (default 400 ms). */
   claimStaggerMs?: number;
+  /** The node's etcd lease (default 1 s: a dead node is noticed soon). */
+  leaseTtlMs?: number;
 }
 
-/** One cluster node over `engine`: its own etcd client, membership (1 s lease), handoff, write-ahead, failover and rebalancing. */
+/** One cluster node over `engine`: its own etcd client, membership (1 s lease unless opts say), handoff, write-ahead, failover and rebalancing. */
 export async function startNode(env: ClusterTestEnv, clusterName: string, key: ClusterKey, name: string, address: string, engine: IkeEngine, hooks: NodeHooks, opts: NodeOptions = {}): Promise<ClusterTestNode> {
   const { log } = env;
+  const leaseTtlMs = opts.leaseTtlMs ?? 1000;
   const client = newEtcdClient(env);
   const joinStartedAt = Date.now();
   const membership = await ClusterMembership.join({
-    config: { name: clusterName, node: name, address, etcd: [env.etcd.endpoint], tls: env.etcd.tls!, sealingKeyFile: '/nonexistent', leaseTtlMs: 1000, onEtcdUnreachable: 'fail' },
+    config: { name: clusterName, node: name, address, etcd: [env.etcd.endpoint], tls: env.etcd.tls!, sealingKeyFile: '/nonexistent', leaseTtlMs, onEtcdUnreachable: 'fail' },
     connectionsHash: 'same connections',
     log,
     client,
@@ -106,7 +109,7 @@ export async function startNode(env: ClusterTestEnv, clusterName: string, key: C
   // As a gateway's cluster node does: its own SPI prefix, and the other nodes' (a handoff draws the new node's Child SA SPI).
   const spiPrefix = NODE_SPI_PREFIX[address];
   const handoff = new CloneHandoff({ engine, client, key, cluster: clusterName, node: name, address, log, ...(spiPrefix !== undefined && { spiPrefix }), spiPrefixOf: (n) => hooks.get(n)?.spiPrefix });
-  const lease = new LeaseClock(membership.lease, 1000, joinStartedAt);
+  const lease = new LeaseClock(membership.lease, leaseTtlMs, joinStartedAt);
   const writeAhead = new AnswerWriteAhead({ records: handoff, lease: opts.lease ?? lease, log });
   hooks.set(name, { handoff, writeAhead, ...(spiPrefix !== undefined && { spiPrefix }) });
   await handoff.start();

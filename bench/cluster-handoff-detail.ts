@@ -136,6 +136,23 @@ export interface HandoffNode {
   log: readonly DetailLogLine[];
 }
 
+/** The handing nodes' 'clone handed off' lines decided since `since` that `only` admits. */
+export function handoffsDecided(logs: ReadonlyArray<readonly DetailLogLine[]>, since: number, only: HandoffFilter = () => true): DetailLogLine[] {
+  return logs.flatMap((log) => log.filter((l) => l.msg === 'clone handed off' && l.decidedAt !== undefined && l.decidedAt >= since && only(l)));
+}
+
+/**
+ * The new node's first `msg` line (at or after `since`) of the IKE SA it
+ * imported for one handoff: its 'clone arrived' line with the handoff's
+ * family, index and epoch names that IKE SA. Never another clone's line,
+ * which a rebalancing round may bring to the node meanwhile.
+ */
+export function arrivalLine(nodeLog: readonly DetailLogLine[], handoff: Pick<DetailLogLine, 'family' | 'index' | 'epoch'>, msg: string, since = 0): DetailLogLine | undefined {
+  const arrived = nodeLog.find((l) => l.msg === 'clone arrived' && l.family === handoff.family && l.index === handoff.index && l.epoch === handoff.epoch);
+  if (arrived?.ike === undefined) return undefined;
+  return nodeLog.find((l) => l.msg === msg && l.ike === arrived.ike && l.time >= since);
+}
+
 /**
  * Each handoff decided since `since` (the handing node's 'clone handed off'
  * line, whichever node that was, and `only` what it admits) to the node it
@@ -151,19 +168,15 @@ export function handoffTimes(
   since: number,
   only: HandoffFilter = () => true,
 ): { toUpdate: number[]; toChild: number[]; toEsp: number[] } {
-  const handed = nodes.flatMap((n) => n.log.filter((l) => l.msg === 'clone handed off' && l.decidedAt !== undefined && l.decidedAt >= since && only(l)));
   const toUpdate: number[] = [];
   const toChild: number[] = [];
   const toEsp: number[] = [];
-  for (const h of handed) {
+  for (const h of handoffsDecided(nodes.map((n) => n.log), since, only)) {
     const node = nodes.find((n) => n.name === h.to);
     if (!node) continue;
     const t0 = h.decidedAt!;
-    const arrived = node.log.find((l) => l.msg === 'clone arrived' && l.family === h.family && l.index === h.index && l.epoch === h.epoch);
-    if (arrived?.ike === undefined) continue;
-    const its = (msg: string) => node.log.find((l) => l.msg === msg && l.ike === arrived.ike && l.time >= t0);
-    const moved = its('IKE SA moved');
-    const up = its('Child SA up');
+    const moved = arrivalLine(node.log, h, 'IKE SA moved', t0);
+    const up = arrivalLine(node.log, h, 'Child SA up', t0);
     if (moved) toUpdate.push(moved.time - t0);
     if (!up) continue;
     toChild.push(up.time - t0);

@@ -48,7 +48,7 @@ import { execChecked, spawnIn } from '../test/support/netns.js';
 import { sleep, waitFor, within, type TrackedProcess } from '../test/support/proc.js';
 import { decode, startCapture, type Capture } from '../test/support/tshark.js';
 import { PING_WAIT_MS, startUdpRoundTrips, type RoundTripsRunning, type UdpRoundTrips } from './udp-round-trip.js';
-import { firstEspMs, handoffDetail, handoffTimes, resendsBetween, slowestHandoffs, type DetailLogLine, type FirstEsp, type HandoffDetail, type HandoffFilter, type HandoffNode, type IkeResends } from './cluster-handoff-detail.js';
+import { arrivalLine, firstEspMs, handoffDetail, handoffsDecided, handoffTimes, resendsBetween, slowestHandoffs, type DetailLogLine, type FirstEsp, type HandoffDetail, type HandoffFilter, type HandoffNode, type IkeResends } from './cluster-handoff-detail.js';
 
 const HANDOFF_ROUNDS = 26;
 /** Moves of an established clone, one at a time (at least 50, as the handoffs), unless --moves says otherwise. */
@@ -250,12 +250,9 @@ async function moves(net: ClusterNet, dir: string, count: number): Promise<Recor
       }
       const decided = logLines(src.gateway()!.log()).find((l) => l.msg === 'clone handed off' && l.decidedAt !== undefined && l.decidedAt >= commandAt)?.decidedAt;
       if (decided !== undefined) commandToDecision.push(decided - commandAt);
-      // This clone's own Child SA there, by the IKE SA the node imported: a rebalancing round may bring another clone meanwhile.
-      const upHere = () => {
-        const log = logLines(dst.gateway()!.log());
-        const arrived = log.find((l) => l.msg === 'clone arrived' && l.family === target.family && l.index === target.index && l.epoch === epoch);
-        return arrived !== undefined && log.some((l) => l.msg === 'Child SA up' && l.ike === arrived.ike);
-      };
+      // This clone's own Child SA there: a rebalancing round may bring another clone meanwhile.
+      const handoff = { family: target.family, index: target.index, epoch };
+      const upHere = () => arrivalLine(logLines(dst.gateway()!.log()), handoff, 'Child SA up') !== undefined;
       await waitFor(upHere, { timeoutMs: 10_000, intervalMs: 10, message: `move ${i}: the Child SA up on ${dst.name}` });
       await waitFor(() => capture.packetCount() >= seen + 2, { timeoutMs: 3000, intervalMs: 10 }).catch(() => undefined);
       target = await findClone(net, target);
@@ -377,7 +374,7 @@ function handoffSteps(
   since: number,
   only: HandoffFilter = () => true,
 ): Record<string, unknown> {
-  const handed = net.nodes.flatMap((n) => logLines(n.gateway()!.log())).filter((l) => l.msg === 'clone handed off' && l.decidedAt !== undefined && l.decidedAt >= since && only(l));
+  const handed = handoffsDecided(net.nodes.map((n) => logLines(n.gateway()!.log())), since, only);
   const rows: Array<Array<[string, number | undefined]>> = [];
   const held: number[] = [];
   const holds: number[] = [];

@@ -87,11 +87,7 @@ async function firstSas(gws: Gateway[]): Promise<IkeSa[]> {
   const ikes: IkeSa[] = [];
   for (const g of gws) {
     // IKE_AUTH's answer waits for its Child SA's admission in etcd.
-    const up = g.client.initiate(g.client.policies[0]!.name);
-    let sa: IkeSa | undefined;
-    void up.then((x) => (sa = x));
-    await pump([g.wire], () => sa !== undefined);
-    ikes.push(await up);
+    ikes.push(await pumped([g.wire], g.client.initiate(g.client.policies[0]!.name)));
   }
   await Promise.all(gws.map((g) => g.accounting.settled()));
   await waitFor(() => gws.every((g) => g.accounting.ikeSasElsewhere(PEER) === gws.length - 1), { timeoutMs: 5000, message: 'each node to count the peer\'s IKE SA on the other' });
@@ -110,6 +106,14 @@ async function pump(wires: MemoryWire[], done: () => boolean): Promise<void> {
     for (const w of wires) w.flush();
     await new Promise((r) => setTimeout(r, 5));
   }
+}
+
+/** `p`'s value once it settles, the wires pumped meanwhile (bounded). */
+async function pumped<T>(wires: MemoryWire[], p: Promise<T>): Promise<T> {
+  let settled = false;
+  void p.then(() => (settled = true), () => (settled = true));
+  await pump(wires, () => settled);
+  return p;
 }
 
 async function outcome(p: Promise<IkeSa | ChildSa>): Promise<'admitted' | 'refused' | string> {
@@ -150,13 +154,7 @@ describe('exact per-peer limits across nodes', () => {
     await waitFor(() => loser.accounting.ikeSasElsewhere(PEER) === 2, { timeoutMs: 5000, message: 'the loser to follow the winner\'s count' });
 
     // The slot that is left nowhere: one more clone anywhere is refused, with no transaction written.
-    const more = await (async () => {
-      const p = outcome(loser.client.cloneIkeSa(loser.client.ikeSas()[0]!));
-      let r: string | undefined;
-      void p.then((x) => (r = x));
-      await pump([loser.wire], () => r !== undefined);
-      return p;
-    })();
+    const more = await pumped([loser.wire], outcome(loser.client.cloneIkeSa(loser.client.ikeSas()[0]!)));
     expect(more).toBe('refused');
   });
 
@@ -211,11 +209,7 @@ describe('exact per-peer limits across nodes', () => {
     // A rekey replaces a Child SA: not admitted (no transaction), and not refused at the limit.
     const before = winner.childAdmission.stats.admitted + winner.childAdmission.stats.refusedAtLimit;
     const winnerIke = winner.client.ikeSas()[0]!;
-    const rekeyed = outcome(winner.client.rekeyChildSa(winnerIke.children[0]!));
-    let r: string | undefined;
-    void rekeyed.then((x) => (r = x));
-    await pump([winner.wire], () => r !== undefined);
-    expect(await rekeyed).toBe('admitted');
+    expect(await pumped([winner.wire], outcome(winner.client.rekeyChildSa(winnerIke.children[0]!)))).toBe('admitted');
     expect(winner.childAdmission.stats.admitted + winner.childAdmission.stats.refusedAtLimit).toBe(before);
   });
 
@@ -258,11 +252,7 @@ describe('exact per-peer limits across nodes', () => {
     const cluster = `adm-${randomBytes(3).toString('hex')}`;
     // The client claims the peer's identity with the wrong key.
     const a = await gateway(cluster, 'gw-a', { psk: 'not the pre-shared key of alice, but long enough' });
-    const up = outcome(a.client.initiate(a.client.policies[0]!.name));
-    let r: string | undefined;
-    void up.then((x) => (r = x));
-    await pump([a.wire], () => r !== undefined);
-    expect(await up).toMatch(/AUTHENTICATION_FAILED/);
+    expect(await pumped([a.wire], outcome(a.client.initiate(a.client.policies[0]!.name)))).toMatch(/AUTHENTICATION_FAILED/);
     expect(a.gw.ikeSas()).toHaveLength(0);
     expect(a.childAdmission.stats).toEqual({ admitted: 0, refusedAtLimit: 0, contention: 0, retries: 0, failed: 0, fromFollowed: 0 });
     await a.accounting.settled();
@@ -274,13 +264,10 @@ describe('exact per-peer limits across nodes', () => {
     const pool = '10.79.0.0/29';
     // No reserve: the address is claimed from etcd after the admission, and the admission's verdict waits for it.
     const a = await gateway(cluster, 'gw-a', { pools: [pool] });
-    const up = a.client.initiate(a.client.policies[0]!.name);
-    let sa: IkeSa | undefined;
-    void up.then((x) => (sa = x));
-    await pump([a.wire], () => sa !== undefined);
-    expect(sa?.state).toBe('established');
-    expect(sa!.virtualIps).toEqual(['10.79.0.1']);
-    expect(sa!.children).toHaveLength(1);
+    const sa = await pumped([a.wire], a.client.initiate(a.client.policies[0]!.name));
+    expect(sa.state).toBe('established');
+    expect(sa.virtualIps).toEqual(['10.79.0.1']);
+    expect(sa.children).toHaveLength(1);
     expect(a.childAdmission.stats).toMatchObject({ admitted: 1, refusedAtLimit: 0 });
     expect(a.gw.stats.drops['answer-pending'] ?? 0).toBe(0);
     // The admitted slot is the Child SA's (counted once), and the address is the peer's in etcd.

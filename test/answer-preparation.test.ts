@@ -3,7 +3,7 @@
 // message ID is taken, its retransmissions dropped as 'answer-pending', then
 // answered once; prepare is asked once per request; a request whose SA died
 // meanwhile is not answered; an IKE_AUTH names its peer to prepare only once
-// its AUTH payload verifies.
+// its AUTH payload verifies, and is not checked again for its answer.
 import { describe, expect, test } from 'vitest';
 import type { IkeSa } from '../control/ike/ike-sa.js';
 import type { RequestKind } from '../control/ike/requests.js';
@@ -100,5 +100,35 @@ describe('answers that wait for resources', () => {
       if (expected) expect(await up).toBe('established');
       else expect(await up).toMatch(/AUTHENTICATION_FAILED/);
     }
+  });
+  test('an IKE_AUTH checked for prepare is not checked again for its answer, held or not', async () => {
+    // The responder's PSK, counted as read: each check of the AUTH payload reads it.
+    const readsOfPsk = async (prepare?: 'answer-at-once' | 'hold'): Promise<number> => {
+      const wire = new MemoryWire();
+      const { initiator, responder } = pskPair();
+      let reads = 0;
+      const psk = responder.remoteAuth.psk!;
+      responder.remoteAuth = { method: 'psk', get psk() { reads++; return psk; } };
+      const alice = wire.engine('10.0.0.1', [initiator]);
+      wire.engine('10.0.0.2', [responder], prepare && {
+        peerResources: {
+          prepare: (_sa, kind, _payloads, peer) => {
+            if (kind !== 'ike-auth') return undefined;
+            expect(peer()).toBe('alice@example.org');
+            return prepare === 'hold' ? Promise.resolve() : undefined;
+          },
+        },
+      });
+      const up = alice.initiate(initiator.name);
+      wire.run(100);
+      await new Promise((r) => setImmediate(r));
+      wire.run(100);
+      expect((await up).state).toBe('established');
+      return reads;
+    };
+    const once = await readsOfPsk();
+    expect(once).toBeGreaterThan(0);
+    expect(await readsOfPsk('answer-at-once')).toBe(once);
+    expect(await readsOfPsk('hold')).toBe(once);
   });
 });

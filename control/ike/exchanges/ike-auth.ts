@@ -244,8 +244,7 @@ function checkIkeAuthRequest(engine: IkeContext, sa: IkeSa, payloads: Payload[])
   const auth = findPayload(payloads, PayloadType.AUTH);
   if (!idi || !auth) return { ok: false, reason: 'IKE_AUTH request lacks IDi or AUTH' };
   const peerId = { idType: idi.idType, data: new Uint8Array(idi.data) };
-  const idr = findPayload(payloads, PayloadType.IDr);
-  const policy = selectPolicy(engine, sa, peerId, idr ? { idType: idr.idType, data: idr.data } : undefined);
+  const policy = requestPolicy(engine, sa, payloads, peerId);
   if (!policy) return { ok: false, reason: `no connection for peer identity ${formatIdentity(peerId)}` };
   const failure = peerAuthFailure(sa, idi, auth, payloads, wallTime(engine), policy.remoteAuth);
   if (failure === AUTH_DOES_NOT_VERIFY) return { ok: false, reason: `AUTH payload of ${formatIdentity(peerId)} does not verify`, policy };
@@ -264,7 +263,33 @@ function checkIkeAuthRequest(engine: IkeContext, sa: IkeSa, payloads: Payload[])
 export function authenticatedPeerOf(engine: IkeContext, sa: IkeSa, payloads: Payload[]): string | undefined {
   if (sa.state !== 'connecting' || sa.isInitiator) return undefined;
   const checked = checkIkeAuthRequest(engine, sa, payloads);
+  // The request is answered from these same payloads once prepared (answer-preparation.ts): checked once.
+  checkedRequests.set(payloads, checked);
   return checked.ok ? formatIdentity(checked.peerId) : undefined;
+}
+
+/** IKE_AUTH requests checked before their answer (authenticatedPeerOf), by their opened payloads, until answered. */
+const checkedRequests = new WeakMap<Payload[], IkeAuthCheck>();
+
+/**
+ * The check of an IKE_AUTH request: the one made while it was prepared, if
+ * the connection it chose is still the one selected (a reload meanwhile
+ * checks again), else a fresh one.
+ */
+function ikeAuthCheck(engine: IkeContext, sa: IkeSa, payloads: Payload[]): IkeAuthCheck {
+  const earlier = checkedRequests.get(payloads);
+  checkedRequests.delete(payloads);
+  if (earlier?.policy) {
+    const idi = findPayload(payloads, PayloadType.IDi)!;
+    if (requestPolicy(engine, sa, payloads, { idType: idi.idType, data: idi.data }) === earlier.policy) return earlier;
+  }
+  return checkIkeAuthRequest(engine, sa, payloads);
+}
+
+/** The connection for an IKE_AUTH request's IDi (and the IDr it asks for, if any). */
+function requestPolicy(engine: IkeContext, sa: IkeSa, payloads: Payload[], peerId: { idType: number; data: Uint8Array }): ConnectionPolicy | undefined {
+  const idr = findPayload(payloads, PayloadType.IDr);
+  return selectPolicy(engine, sa, peerId, idr ? { idType: idr.idType, data: idr.data } : undefined);
 }
 
 export function respondIkeAuth(engine: IkeContext, sa: IkeSa, payloads: Payload[]): ResponderResult {
@@ -274,7 +299,7 @@ export function respondIkeAuth(engine: IkeContext, sa: IkeSa, payloads: Payload[
     // RFC 7296 §2.21.2: answer AUTHENTICATION_FAILED, then forget the SA.
     return { payloads: [notify(NotifyType.AUTHENTICATION_FAILED)], after: () => engine.deleteIkeSa(sa, reason) };
   };
-  const checked = checkIkeAuthRequest(engine, sa, payloads);
+  const checked = ikeAuthCheck(engine, sa, payloads);
   if (checked.policy) {
     sa.policy = checked.policy;
     recordPeerCertreq(sa, payloads);

@@ -2,16 +2,19 @@
 // (control/ike/answer-preparation.ts, PeerResources.prepare): held before its
 // message ID is taken, its retransmissions dropped as 'answer-pending', then
 // answered once; prepare is asked once per request; a request whose SA died
-// meanwhile is not answered; an IKE_AUTH names its peer to prepare only once
-// its AUTH payload verifies, and is not checked again for its answer.
+// meanwhile is not answered; what a preparation holds is released once, after
+// the answer is built; an IKE_AUTH names its peer to prepare only once its AUTH
+// payload verifies, and is not checked again for its answer.
 import { describe, expect, test } from 'vitest';
+import { preparedTogether } from '../control/ike/answer-preparation.js';
 import type { IkeSa } from '../control/ike/ike-sa.js';
+import type { PreparedRelease } from '../control/ike/peer-resources.js';
 import type { RequestKind } from '../control/ike/requests.js';
 import { MemoryWire, pskPair } from './support/peers.js';
 
-function gate(): { promise: Promise<void>; open: () => void } {
-  let open!: () => void;
-  const promise = new Promise<void>((r) => (open = r));
+function gate(): { promise: Promise<PreparedRelease | void>; open: (release?: PreparedRelease) => void } {
+  let open!: (release?: PreparedRelease) => void;
+  const promise = new Promise<PreparedRelease | void>((r) => (open = r));
   return { promise, open };
 }
 
@@ -49,12 +52,16 @@ describe('answers that wait for resources', () => {
     expect(asked).toEqual(['ike-auth', 'ike-clone']);
     expect(gw.stats.drops['answer-pending']).toBeGreaterThanOrEqual(1);
     expect(gw.ikeSas()).toHaveLength(1);
-    held().open();
+    // Released once, after the answer: by then the clone is up on the gateway.
+    const releasedWith: number[] = [];
+    held().open(() => releasedWith.push(gw.ikeSas().length));
     await new Promise((r) => setImmediate(r));
+    expect(releasedWith).toEqual([2]);
     wire.flush();
     await new Promise((r) => setImmediate(r));
     expect(clone?.state).toBe('established');
     expect(gw.ikeSas()).toHaveLength(2);
+    expect(releasedWith).toEqual([2]);
     // Asked once: the request was handled again without asking a second time.
     expect(asked).toEqual(['ike-auth', 'ike-clone']);
   });
@@ -66,10 +73,13 @@ describe('answers that wait for resources', () => {
     const gwSa = gw.ikeSas()[0]!;
     gwSa.setState('dead', gw.log);
     const sent = gw.stats.sent;
-    held().open();
+    let released = 0;
+    held().open(() => released++);
     await new Promise((r) => setImmediate(r));
     wire.flush();
     expect(gw.stats.sent).toBe(sent);
+    // What it held goes back all the same.
+    expect(released).toBe(1);
     expect(gw.ikeSas().filter((s) => s.state !== 'dead')).toHaveLength(0);
     wire.run(60_000);
     expect(await refused).toBeInstanceOf(Error);
@@ -130,5 +140,24 @@ describe('answers that wait for resources', () => {
     expect(once).toBeGreaterThan(0);
     expect(await readsOfPsk('answer-at-once')).toBe(once);
     expect(await readsOfPsk('hold')).toBe(once);
+  });
+
+  test('preparations side by side: settled when all are, one release for what each holds', async () => {
+    expect(preparedTogether([undefined, undefined])).toBeUndefined();
+    const first = gate();
+    const second = gate();
+    const released: string[] = [];
+    let settled = false;
+    const together = preparedTogether([first.promise, undefined, second.promise, Promise.reject(new Error('etcd failed'))])!;
+    void together.then(() => (settled = true));
+    first.open(() => released.push('first'));
+    await new Promise((r) => setImmediate(r));
+    expect(settled).toBe(false);
+    // One that held nothing, one that failed: nothing of theirs to release.
+    second.open();
+    const release = await together;
+    expect(released).toEqual([]);
+    release();
+    expect(released).toEqual(['first']);
   });
 });

@@ -164,10 +164,13 @@ describe('exact per-peer limits across nodes', () => {
     await firstSas([a]);
     const sa = a.gw.ikeSas()[0]!;
     // An admission whose clone never comes up (its answer refused it for another reason).
-    await a.admission.admit(sa);
+    const release = await a.admission.admit(sa);
     expect(a.admission.admittedIkeSaCount(sa)).toBe(1);
     expect(a.accounting.ownCount(PEER)).toEqual({ ike: 2, child: 1 });
+    // Held until the engine says the answer is built.
     await new Promise((r) => setImmediate(r));
+    expect(a.admission.admittedIkeSaCount(sa)).toBe(1);
+    release!();
     expect(a.admission.admittedIkeSaCount(sa)).toBeUndefined();
     expect(a.accounting.ownCount(PEER)).toEqual({ ike: 1, child: 1 });
     await a.accounting.settled();

@@ -76,9 +76,12 @@ describe('cluster.pool_reserve', () => {
     // Without the preparation there is nothing to lease from.
     expect(a.pools.lease([POOL], 'nobody', 4)).toBeUndefined();
     // A claim nobody leases from goes back right after the answer.
-    await a.pools.prepareLease([4]);
+    const release = await a.pools.prepareLease([4]);
     expect(a.pools.reserved(POOL)).toBe(1);
     await new Promise((r) => setImmediate(r));
+    // Held until the engine says the answer is built.
+    expect(a.pools.reserved(POOL)).toBe(1);
+    release!();
     await a.pools.settled();
     expect(a.pools.reserved(POOL)).toBe(0);
     expect(await poolKeys(a, cluster, POOL)).toEqual({});

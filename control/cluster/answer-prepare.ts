@@ -9,15 +9,16 @@
 //   CREATE_CHILD_SA   a new Child SA (RFC 7296 §1.3.1; not a rekey) admitted
 //   clone request     the clone admitted against ikeSasPerPeer (RFC 7791 §8)
 //
-// Each preparation's verdict holds only for the answer built in the turn it
-// settles in (an unused claim, an admitted slot whose SA did not come up, go
-// back right after). So IKE_AUTH's two run one after the other, and the
-// admission's verdict is held until the claim, which comes last, settles.
+// Each preparation's verdict holds until the engine has built the answer and
+// calls the release it settled to (an unused claim, an admitted slot whose SA
+// did not come up, go back then). So IKE_AUTH's two run side by side: one
+// etcd round trip, not two.
 //
 // Owner: the main thread.
 import type { IkeSa } from '../ike/ike-sa.js';
-import type { PeerResources } from '../ike/peer-resources.js';
+import type { PeerResources, PreparedRelease } from '../ike/peer-resources.js';
 import { requestedAddressFamilies } from '../ike/config-payload.js';
+import { preparedTogether } from '../ike/answer-preparation.js';
 import { findPayload, type Payload } from '../wire/payloads.js';
 import { PayloadType } from '../wire/constants.js';
 import type { PeerAdmission } from './peer-admission.js';
@@ -28,7 +29,7 @@ export interface AnswerPreparers {
   /** Clones, against ikeSasPerPeer. */
   ikeAdmission: Pick<PeerAdmission, 'admit'>;
   /** New Child SAs, against childSasPerPeer. */
-  childAdmission: Pick<PeerAdmission, 'admit' | 'admitHeld'>;
+  childAdmission: Pick<PeerAdmission, 'admit'>;
 }
 
 /** PeerResources.prepare for a cluster node. */
@@ -40,17 +41,8 @@ export function prepareAnswers(p: AnswerPreparers): NonNullable<PeerResources['p
   };
 }
 
-function prepareIkeAuth(p: AnswerPreparers, sa: IkeSa, payloads: Payload[], peer: () => string | undefined): Promise<void> | undefined {
-  const families = requestedAddressFamilies(payloads);
+function prepareIkeAuth(p: AnswerPreparers, sa: IkeSa, payloads: Payload[], peer: () => string | undefined): Promise<PreparedRelease> | undefined {
   // No SA payload: the request asks for no Child SA, and nothing is admitted.
-  const admission = findPayload(payloads, PayloadType.SA) ? p.childAdmission.admitHeld(sa, peer) : undefined;
-  if (!admission) return p.leases.prepareLease(families);
-  return admission.then((held) => {
-    const release = () => {
-      if (held) setImmediate(held.release);
-    };
-    const claim = p.leases.prepareLease(families);
-    if (!claim) return release();
-    return claim.finally(release);
-  });
+  const admission = findPayload(payloads, PayloadType.SA) ? p.childAdmission.admit(sa, peer) : undefined;
+  return preparedTogether([admission, p.leases.prepareLease(requestedAddressFamilies(payloads))]);
 }

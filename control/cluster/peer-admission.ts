@@ -36,6 +36,7 @@
 // Owner: the main thread.
 import type { Etcd3 } from 'etcd3';
 import type { IkeSa } from '../ike/ike-sa.js';
+import type { PreparedRelease } from '../ike/peer-resources.js';
 import type { Logger } from '../log.js';
 import type { AdmittedSlot, ClusterPeerAccounting } from './peer-accounting.js';
 import { parsePeerCount, type PeerCount, peerNodeKey, peerPrefix, prefixEnd } from './resource-keys.js';
@@ -92,28 +93,18 @@ export class PeerAdmission {
 
   /**
    * For PeerResources.prepare on a request of `sa`'s peer for a new SA of
-   * this kind: settles once decided, and the verdict holds for the answer
-   * built in that turn (an admitted slot whose SA did not come up by then
-   * goes back). `peer` (default: the SA's) is asked only when there is a
-   * limit to admit against: for an IKE_AUTH it verifies the AUTH payload.
+   * this kind: settles once decided, to the release the engine calls after
+   * the answer (the verdict holds until then; an admitted slot whose SA did
+   * not come up by then goes back); undefined when nothing was decided.
+   * `peer` (default: the SA's) is asked only when there is a limit to admit
+   * against: for an IKE_AUTH it verifies the AUTH payload.
    */
-  admit(sa: IkeSa, peer: () => string | undefined = () => sa.peerKey): Promise<void> | undefined {
-    return this.admitHeld(sa, peer)?.then((held) => {
-      if (held) setImmediate(held.release);
-    });
-  }
-
-  /**
-   * As admit, but the verdict holds until `release` (undefined: nothing was
-   * decided): for an answer that waits for something else after the
-   * admission (an IKE_AUTH's address claim: answer-prepare.ts).
-   */
-  admitHeld(sa: IkeSa, peer: () => string | undefined = () => sa.peerKey): Promise<{ release: () => void } | undefined> | undefined {
-    let held: { release: () => void } | undefined;
+  admit(sa: IkeSa, peer: () => string | undefined = () => sa.peerKey): Promise<PreparedRelease | undefined> | undefined {
+    let release: PreparedRelease | undefined;
     const run = this.enqueue(peer, async (p, limit) => {
-      held = await this.decide(sa, p, limit);
+      release = await this.decide(sa, p, limit);
     });
-    return run?.then(() => held);
+    return run?.then(() => release);
   }
 
   /**
@@ -172,15 +163,13 @@ export class PeerAdmission {
    * answer, until `release`, which also gives back an admitted slot whose SA
    * did not come up by then.
    */
-  private async decide(sa: IkeSa, peer: string, limit: number): Promise<{ release: () => void } | undefined> {
+  private async decide(sa: IkeSa, peer: string, limit: number): Promise<PreparedRelease | undefined> {
     const verdict = await this.attempt<{ count: number; slot?: AdmittedSlot }>(peer, limit, (slot, count) => ({ count, slot }), (count) => ({ count }));
     if (verdict === undefined) return undefined;
     this.decided.set(sa, verdict.count);
-    return {
-      release: () => {
-        if (verdict.slot) this.opts.accounting.withdraw(peer, verdict.slot);
-        this.decided.delete(sa);
-      },
+    return () => {
+      if (verdict.slot) this.opts.accounting.withdraw(peer, verdict.slot);
+      this.decided.delete(sa);
     };
   }
 

@@ -19,7 +19,7 @@
 // (always, with pool_reserve 0) waits for one address of each such pool to be
 // claimed from etcd first (prepareLease, through PeerResources.prepare and
 // control/ike/answer-preparation.ts: one round trip); what the answer did not
-// lease goes back at once past the reserve, so with 0 no address stays parked
+// lease goes back once it is built, past the reserve, so with 0 no address stays parked
 // on a node. Only then does a node refuse (INTERNAL_ADDRESS_FAILURE, RFC 7296
 // §3.10.1): the pool is exhausted for it when etcd has no free address of it;
 // other nodes may still hold up to `reserve` unleased addresses each.
@@ -27,7 +27,7 @@
 // Owner: the main thread (the engine calls lease/release synchronously).
 import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
 import type { Logger } from '../log.js';
-import type { LeasedVirtualIp, VirtualIpLeaseSource } from '../ike/peer-resources.js';
+import type { LeasedVirtualIp, PreparedRelease, VirtualIpLeaseSource } from '../ike/peer-resources.js';
 import { VirtualIpPool } from '../ike/virtual-ip.js';
 import { bytesToIp, ipToBytes } from '../wire/ip.js';
 import { clusterPrefix } from './etcd-client.js';
@@ -127,15 +127,15 @@ export class ClusterVirtualIpLeases implements VirtualIpLeaseSource {
   /**
    * Before an IKE_AUTH asking for addresses of `families` is answered: each
    * pool of those families whose reserve is empty gets one address claimed
-   * from etcd (undefined: nothing to wait for). What the answer does not lease
-   * goes back right after it, past the reserve.
+   * from etcd (undefined: nothing to wait for). Settles to the release the
+   * engine calls after the answer: what it did not lease goes back then, past
+   * the reserve.
    */
-  prepareLease(families: ReadonlyArray<4 | 6>): Promise<void> | undefined {
+  prepareLease(families: ReadonlyArray<4 | 6>): Promise<PreparedRelease> | undefined {
     const empty = [...this.reserves.values()].filter((r) => families.includes(r.pool.family) && r.free.length === 0);
     if (empty.length === 0) return undefined;
     const claims = Promise.all(empty.map((r) => this.claim(r, r.free.length + 1, 'claimedForAuth')));
-    // The answer is built as soon as this settles; only after it are unused claims let go.
-    return claims.then(() => void setImmediate(() => empty.forEach((r) => this.track(this.giveBack(r)))));
+    return claims.then(() => () => empty.forEach((r) => this.track(this.giveBack(r))));
   }
 
   lease(pools: readonly string[], peer: string, family: 4 | 6, wanted?: Uint8Array): LeasedVirtualIp | undefined {

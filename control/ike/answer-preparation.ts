@@ -10,12 +10,16 @@
 // 'answer-pending'), and once the promise settles the request is handled again
 // from its opened payloads, as if it had just arrived: mayAnswer, the message
 // ID and the SA's state are checked again, and prepare is not asked twice.
+// What a preparation holds for the answer (an address claimed, an admitted
+// slot) is handed back through the release it resolves to, once the answer is
+// built (or the SA died meanwhile): one point for every kind, so preparations
+// may run side by side.
 //
 // Owner: the engine's thread.
 import type { Payload } from '../wire/payloads.js';
 import type { IkeContext } from './context.js';
 import type { IkeSa } from './ike-sa.js';
-import type { PeerResources } from './peer-resources.js';
+import type { PeerResources, PreparedRelease } from './peer-resources.js';
 import type { RequestKind } from './requests.js';
 
 /** The message ID each SA's held request has, while it waits. */
@@ -46,15 +50,38 @@ export function holdForResources(
   const pending = resources.prepare(sa, kind, payloads, peer);
   if (!pending) return false;
   waiting.set(sa, messageId);
-  void pending.catch(() => undefined).then(() => {
+  void pending.then(
+    (release) => release ?? undefined,
+    () => undefined,
+  ).then((release) => {
     waiting.delete(sa);
-    if (sa.state === 'dead') return;
-    prepared.set(sa, messageId);
     try {
-      again();
+      if (sa.state === 'dead') return;
+      prepared.set(sa, messageId);
+      try {
+        again();
+      } finally {
+        prepared.delete(sa);
+      }
     } finally {
-      prepared.delete(sa);
+      release?.();
     }
   });
   return true;
+}
+
+/**
+ * Preparations that run side by side for one answer: settles when all have,
+ * to one release that hands back what each holds (a preparation that failed
+ * holds nothing). Undefined when none waits.
+ */
+export function preparedTogether(parts: ReadonlyArray<Promise<PreparedRelease | void> | undefined>): Promise<PreparedRelease> | undefined {
+  const pending = parts.filter((p): p is Promise<PreparedRelease | void> => p !== undefined);
+  if (pending.length === 0) return undefined;
+  return Promise.allSettled(pending).then((results) => {
+    const releases = results.flatMap((r) => (r.status === 'fulfilled' && r.value ? [r.value] : []));
+    return () => {
+      for (const release of releases) release();
+    };
+  });
 }

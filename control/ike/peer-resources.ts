@@ -24,6 +24,13 @@ export interface VirtualIpLeaseSource {
   release(peer: string): void;
 }
 
+/**
+ * Hands back what a preparation held for one answer (an unused address claim,
+ * an admitted slot whose SA did not come up): called once, after the answer is
+ * built, or when the SA died while the request waited.
+ */
+export type PreparedRelease = () => void;
+
 /** IkeEngineOptions.peerResources: what replaces or adds to the engine's own per-peer counts. */
 export interface PeerResources {
   /** Virtual IP leases (default: the engine's in-process pools). */
@@ -39,9 +46,10 @@ export interface PeerResources {
    * admitted); undefined answers at once. `peer` names the peer the request
    * authenticates: the SA's for an established one; for an IKE_AUTH, its IDi
    * once its AUTH payload verifies (checked when called, as the answer will
-   * check it; undefined: the answer will be AUTHENTICATION_FAILED).
+   * check it; undefined: the answer will be AUTHENTICATION_FAILED). The
+   * promise may resolve to a release, called once the answer is built.
    */
-  prepare?: (sa: IkeSa, kind: RequestKind, payloads: Payload[], peer: () => string | undefined) => Promise<void> | undefined;
+  prepare?: (sa: IkeSa, kind: RequestKind, payloads: Payload[], peer: () => string | undefined) => Promise<PreparedRelease | void> | undefined;
   /**
    * The peer's IKE SAs over the cluster as an exact admission of `sa`'s
    * pending clone counted them (prepare), replacing the sum of here and

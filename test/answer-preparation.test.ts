@@ -8,6 +8,7 @@
 import { describe, expect, test } from 'vitest';
 import { preparedTogether } from '../control/ike/answer-preparation.js';
 import type { IkeSa } from '../control/ike/ike-sa.js';
+import type { IkeEngineOptions } from '../control/ike/context.js';
 import type { PreparedRelease } from '../control/ike/peer-resources.js';
 import type { RequestKind } from '../control/ike/requests.js';
 import { MemoryWire, pskPair } from './support/peers.js';
@@ -18,13 +19,15 @@ function gate(): { promise: Promise<PreparedRelease | void>; open: (release?: Pr
   return { promise, open };
 }
 
-async function setup() {
+/** A client and a gateway whose clone requests wait for a gate (`held`); `gateway` adds to the gateway's options. */
+async function setup(gateway: Partial<IkeEngineOptions> = {}) {
   const wire = new MemoryWire();
   const { initiator, responder } = pskPair();
   const asked: RequestKind[] = [];
   let held: ReturnType<typeof gate> | undefined;
   const alice = wire.engine('10.0.0.1', [initiator]);
   const gw = wire.engine('10.0.0.2', [responder], {
+    ...gateway,
     peerResources: {
       prepare: (_sa, kind) => {
         asked.push(kind);
@@ -83,6 +86,34 @@ describe('answers that wait for resources', () => {
     expect(gw.ikeSas().filter((s) => s.state !== 'dead')).toHaveLength(0);
     wire.run(60_000);
     expect(await refused).toBeInstanceOf(Error);
+  });
+
+  test('a held request whose handling fails once released is contained: counted, logged, its release run, the process and the SA alive', async () => {
+    let fail = false;
+    // A bug on the way to the answer, stood in for by the first hook the handling calls.
+    const mayAnswer = () => {
+      if (fail) throw new Error('a bug');
+      return true;
+    };
+    const { wire, alice, gw, ike, held } = await setup({ mayAnswer });
+    void alice.cloneIkeSa(ike).catch(() => undefined);
+    wire.flush();
+    fail = true;
+    let released = 0;
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      held().open(() => released++);
+      await new Promise((r) => setImmediate(r));
+      await new Promise((r) => setImmediate(r));
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+    expect(unhandled).toEqual([]);
+    expect(released).toBe(1);
+    expect(gw.stats.drops.malformed).toBe(1);
+    expect(gw.ikeSas()[0]!.state).toBe('established');
   });
 
   test('prepare learns the peer an IKE_AUTH authenticates only once its AUTH verifies, and the SA stays as it was', async () => {

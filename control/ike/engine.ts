@@ -358,8 +358,13 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
   /** Entry point for every IKE datagram (port 500, or 4500 after the non-ESP marker). Never throws. */
   receive(d: Datagram): void {
     this.stats.received++;
+    this.contained(() => this.dispatch(d));
+  }
+
+  /** Handling of one message (as it arrives, or a held request again): never throws. */
+  private contained(handle: () => void): void {
     try {
-      this.dispatch(d);
+      handle();
     } catch (err) {
       // A bug, not a peer's fault: keep the process and the other SAs alive.
       this.log.error({ err: String(err), stack: (err as Error)?.stack }, 'internal error while processing a message');
@@ -474,7 +479,7 @@ export class IkeEngine extends EventEmitter<EngineEvents> implements IkeContext 
     const kind = classifyRequest(sa, h.exchangeType, payloads);
     if (!kind || (sa.redirectedAway && kind !== 'ike-delete')) return this.countDrop('unsupported-exchange', exchangeName(h.exchangeType));
     const peer = () => (kind === 'ike-auth' ? authenticatedPeerOf(this, sa, payloads) : sa.peerKey);
-    if (holdForResources(this.table.peerResources, this, sa, h.messageId, kind, payloads, peer, () => this.handleRequest(sa, msg, d, payloads))) return;
+    if (holdForResources(this.table.peerResources, this, sa, h.messageId, kind, payloads, peer, () => this.contained(() => this.handleRequest(sa, msg, d, payloads)))) return;
     sa.peerRequestId++;
     this.followPeer(sa, d);
     this.liveness.heard(sa);

@@ -177,6 +177,27 @@ describe('exact per-peer limits across nodes', () => {
     expect(JSON.parse((await a.m.client.get(`/ikeclone/v1/${cluster}/peers/${encodeURIComponent(PEER)}/nodes/gw-a`).string())!)).toEqual({ ike: 1, child: 1 });
   });
 
+  interopTest('a Child SA this node admitted for itself that never comes up, with a rekey of the peer\'s Child SA meanwhile: the count stays exact', ['etcd'], async () => {
+    const cluster = `adm-${randomBytes(3).toString('hex')}`;
+    const a = await gateway(cluster, 'gw-a');
+    await firstSas([a]);
+    const sa = a.gw.ikeSas()[0]!;
+    expect(a.accounting.ownCount(PEER)).toEqual({ ike: 1, child: 1 });
+    // Admitted as an arriving clone's Child SA is: its slot counted at once.
+    const own = await a.childAdmission.admitOwn(sa);
+    expect(own?.admitted).toBe(true);
+    expect(a.accounting.ownCount(PEER)).toEqual({ ike: 1, child: 2 });
+    // The peer's Child SA is rekeyed: its successor comes up (on the admitted slot), the old one goes.
+    await pumped([a.wire], a.client.rekeyChildSa(a.client.ikeSas()[0]!.children.find((c) => c.state === 'installed')!));
+    await pump([a.wire], () => a.accounting.ownCount(PEER).child === 1);
+    expect(sa.children.filter((c) => c.state === 'installed')).toHaveLength(1);
+    // The admitted Child SA never came up: one Child SA is what the peer holds, and what is counted.
+    own!.settle!(false);
+    expect(a.accounting.ownCount(PEER)).toEqual({ ike: 1, child: 1 });
+    await a.accounting.settled();
+    expect(await etcdSum(a, cluster, 'child')).toBe(1);
+  });
+
   interopTest('two nodes admitting the last Child SA slot of a peer at the same time: exactly one wins, the other answers NO_ADDITIONAL_SAS', ['etcd'], async () => {
     const cluster = `adm-${randomBytes(3).toString('hex')}`;
     const a = await gateway(cluster, 'gw-a');

@@ -197,12 +197,13 @@ export class ClusterPeerAccounting extends EventEmitter<PeerAccountingEvents> {
 
   /**
    * The admitted SA did not come up (the answer refused it for another reason,
-   * or was never sent). `known`: it certainly did not, so a slot another SA of
-   * the peer consumed meanwhile (a rekey's successor) goes back all the same.
+   * or was never sent). A slot another SA of the peer consumed meanwhile (a
+   * rekey's successor, which came up without one of its own) counts that SA
+   * now: it stays.
    */
-  withdraw(peer: string, slot: AdmittedSlot, known = false): void {
-    if (slot.consumed && !known) return;
-    if (!slot.consumed) this.takeSlot(peer, slot.kind, slot);
+  withdraw(peer: string, slot: AdmittedSlot): void {
+    if (slot.consumed) return;
+    this.takeSlot(peer, slot.kind, slot);
     this.change(peer, slot.kind === 'ike' ? { ike: -1, child: 0 } : { ike: 0, child: -1 });
   }
 

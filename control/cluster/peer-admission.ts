@@ -125,7 +125,7 @@ export class PeerAdmission {
           const settle = (up: boolean) => {
             if (settled) return;
             settled = true;
-            if (!up) this.opts.accounting.withdraw(peer, slot, true);
+            if (!up) this.opts.accounting.withdraw(peer, slot);
           };
           return { admitted: true, settle };
         },

@@ -1,8 +1,8 @@
 // What a cluster node prepares before an answer (control/cluster/answer-prepare.ts):
 // each kind asks the right preparer; IKE_AUTH's Child SA admission and its
-// address claim run side by side (one etcd round trip, not two), the request
-// waits for both, and the one release the engine calls after the answer hands
-// back what each holds.
+// address claim run side by side (the answer waits for the longer, not for
+// both), the request waits for both, and the one release the engine calls
+// after the answer hands back what each holds.
 import { describe, expect, test } from 'vitest';
 import { prepareAnswers } from '../control/cluster/answer-prepare.js';
 import type { IkeSa } from '../control/ike/ike-sa.js';
@@ -22,7 +22,7 @@ function preparers() {
   const start = (what: string): Promise<PreparedRelease | undefined> =>
     new Promise((resolve) => started.push({ what, settle: (release) => resolve(release) }));
   const p = prepareAnswers({
-    leases: { prepareLease: (families) => (families.length > 0 ? start(`lease ${families.join(',')}`) as Promise<PreparedRelease> : undefined) },
+    leases: { prepareLease: (_sa, families, waits) => (families.length > 0 ? start(`lease ${families.join(',')}${waits ? ' held' : ''}`) as Promise<PreparedRelease> : undefined) },
     ikeAdmission: { admit: () => start('ike') },
     childAdmission: {
       admit: (_sa, peer) => {
@@ -54,10 +54,10 @@ describe('prepareAnswers', () => {
       release = r;
       settled = true;
     });
-    // Side by side: the claim does not wait for the admission.
-    expect(started.map((s) => s.what).sort()).toEqual(['child', 'lease 4']);
+    // Side by side: the claim does not wait for the admission; as the answer waits, its address is held for it.
+    expect(started.map((s) => s.what).sort()).toEqual(['child', 'lease 4 held']);
     expect(peersAsked).toEqual(['alice@example.org']);
-    settle('lease 4');
+    settle('lease 4 held');
     await tick();
     expect(settled).toBe(false);
     settle('child');
@@ -66,11 +66,12 @@ describe('prepareAnswers', () => {
     // Nothing goes back before the engine says the answer is built.
     expect(released).toEqual([]);
     (release as PreparedRelease)();
-    expect(released.sort()).toEqual(['child', 'lease 4']);
+    expect(released.sort()).toEqual(['child', 'lease 4 held']);
   });
 
   test('IKE_AUTH asking no Child SA admits nothing; asking no address claims nothing; asking neither waits for nothing', async () => {
     const { p, started, settle } = preparers();
+    // Nothing else to wait for: an address in the reserve is not held (the answer is built at once).
     const claimOnly = p(sa, 'ike-auth', [askIp4], peer);
     expect(started.map((s) => s.what)).toEqual(['lease 4']);
     settle('lease 4');

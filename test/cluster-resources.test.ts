@@ -12,6 +12,7 @@ import { requestedAddressFamilies } from '../control/ike/config-payload.js';
 import type { IkeSa } from '../control/ike/ike-sa.js';
 import type { ConnectionPolicy } from '../control/ike/policy.js';
 import { interopTest } from './support/prereq.js';
+import { waitFor } from './support/proc.js';
 import { MemoryWire, child, pskPair } from './support/peers.js';
 import { etcdForFile, peerSa as sa, poolKeys, storeNode, withClusterLines, type StoreNode as TestNode } from './support/cluster-stores.js';
 
@@ -64,7 +65,9 @@ describe('cluster status: pools, per-peer accounting, refusals', () => {
     expect(a.pools.lease([POOL], 'dave', 4, new Uint8Array(address.split('.').map(Number)))?.address).toBe(address);
     await a.pools.settled();
     expect(a.pools.stats.lost).toBe(1);
-    expect(a.pools.poolCounts()).toEqual([{ pool: POOL, reserved: 3, leased: 3 }, { pool: TINY, reserved: rich === a ? 2 : 0, leased: 0 }]);
+    // Not leased after all: not counted as this node's, and not given to dave again.
+    expect(a.pools.poolCounts()).toEqual([{ pool: POOL, reserved: 3, leased: 2 }, { pool: TINY, reserved: rich === a ? 2 : 0, leased: 0 }]);
+    expect(a.pools.lease([POOL], 'dave', 4)?.address).not.toBe(address);
   });
 });
 
@@ -76,17 +79,18 @@ describe('cluster.pool_reserve', () => {
     // Without the preparation there is nothing to lease from.
     expect(a.pools.lease([POOL], 'nobody', 4)).toBeUndefined();
     // A claim nobody leases from goes back right after the answer.
-    const release = await a.pools.prepareLease([4]);
-    expect(a.pools.reserved(POOL)).toBe(1);
+    const nobody = sa('nobody');
+    const release = await a.pools.prepareLease(nobody, [4]);
+    // Held for that answer, not in the reserve: another answer cannot take it.
+    expect(a.pools.reserved(POOL)).toBe(0);
+    expect(a.pools.lease([POOL], 'somebody', 4, undefined, sa('somebody'))).toBeUndefined();
     await new Promise((r) => setImmediate(r));
-    // Held until the engine says the answer is built.
-    expect(a.pools.reserved(POOL)).toBe(1);
     release!();
     await a.pools.settled();
     expect(a.pools.reserved(POOL)).toBe(0);
     expect(await poolKeys(a, cluster, POOL)).toEqual({});
     // Nothing to claim for a family without pools.
-    expect(a.pools.prepareLease([6])).toBeUndefined();
+    expect(a.pools.prepareLease(nobody, [6])).toBeUndefined();
 
     // IKE_AUTH through the engine: its answer waits for the claim, then leases the claimed address.
     const wire = new MemoryWire();
@@ -97,7 +101,7 @@ describe('cluster.pool_reserve', () => {
     });
     const alice = wire.engine('10.0.0.1', [initiator]);
     const gw = wire.engine('10.0.0.2', [responder], {
-      peerResources: { virtualIps: a.pools, prepare: (_sa, kind, payloads) => (kind === 'ike-auth' ? a.pools.prepareLease(requestedAddressFamilies(payloads)) : undefined) },
+      peerResources: { virtualIps: a.pools, prepare: (s, kind, payloads) => (kind === 'ike-auth' ? a.pools.prepareLease(s, requestedAddressFamilies(payloads)) : undefined) },
     });
     let established: IkeSa | undefined;
     void alice.initiate(initiator.name).then((s) => (established = s));
@@ -113,15 +117,67 @@ describe('cluster.pool_reserve', () => {
     await a.pools.settled();
     // Leased to the peer in etcd; nothing in reserve.
     expect(await poolKeys(a, cluster, POOL)).toEqual({ '10.77.0.1': JSON.stringify({ peer: 'alice@example.org' }) });
-    // The one refusal is 'nobody' above, before any claim.
-    expect(a.pools.stats).toMatchObject({ leased: 1, refused: 1, claimedForAuth: 2 });
+    // The refusals are 'nobody' before any claim, and 'somebody' while the claim was held for another answer.
+    expect(a.pools.stats).toMatchObject({ leased: 1, refused: 2, claimedForAuth: 2 });
   });
 
   interopTest('4 (the default): the reserve is kept full ahead of IKE_AUTH, which then asks etcd nothing', ['etcd'], async () => {
     const cluster = `r-${randomBytes(3).toString('hex')}`;
     const a = await node(cluster, 'gw-a', [POOL], 4);
     expect(Object.values(await poolKeys(a, cluster, POOL))).toEqual(Array(4).fill(JSON.stringify({ reserved: 'gw-a' })));
-    expect(a.pools.prepareLease([4])).toBeUndefined();
+    const alice = sa('alice');
+    expect(a.pools.prepareLease(alice, [4])).toBeUndefined();
+    // An answer that waits for something else (its Child SA's admission) has an address held for it from the reserve.
+    const release = await a.pools.prepareLease(alice, [4], true);
+    expect(a.pools.reserved(POOL)).toBe(3);
+    // The reserve is topped up meanwhile: four in reserve, one held.
+    await a.pools.settled();
+    expect(a.pools.reserved(POOL)).toBe(4);
+    expect(Object.keys(await poolKeys(a, cluster, POOL))).toHaveLength(5);
+    // Not leased by its answer: past the reserve, back to etcd.
+    release!();
+    await a.pools.settled();
+    expect(a.pools.reserved(POOL)).toBe(4);
+    expect(Object.keys(await poolKeys(a, cluster, POOL))).toHaveLength(4);
+  });
+
+  interopTest('a claim held for one answer is not taken by another; what the answer did not lease goes back', ['etcd'], async () => {
+    const cluster = `r-${randomBytes(3).toString('hex')}`;
+    const a = await node(cluster, 'gw-a', [POOL], 0);
+    // Two IKE_AUTHs found the reserve empty at once: each gets its own claim.
+    const [first, second] = [sa('alice'), sa('bob')];
+    const [releaseFirst, releaseSecond] = await Promise.all([a.pools.prepareLease(first, [4], true), a.pools.prepareLease(second, [4], true)]);
+    expect(a.pools.stats.claimedForAuth).toBe(2);
+    expect(Object.keys(await poolKeys(a, cluster, POOL))).toHaveLength(2);
+    // A third answer (nothing held for it) finds nothing; each held answer gets its own address.
+    expect(a.pools.lease([POOL], 'carol', 4, undefined, sa('carol'))).toBeUndefined();
+    const leased = [a.pools.lease([POOL], 'alice', 4, undefined, first)?.address, a.pools.lease([POOL], 'bob', 4, undefined, second)?.address];
+    expect(new Set(leased).size).toBe(2);
+    releaseFirst!();
+    releaseSecond!();
+    await a.pools.settled();
+    expect(Object.values(await poolKeys(a, cluster, POOL)).sort()).toEqual([JSON.stringify({ peer: 'alice' }), JSON.stringify({ peer: 'bob' })]);
+
+    // One held and not leased (its IKE_AUTH failed): back to etcd past the reserve of 0.
+    const dave = sa('dave');
+    const releaseDave = await a.pools.prepareLease(dave, [4]);
+    expect(Object.keys(await poolKeys(a, cluster, POOL))).toHaveLength(3);
+    releaseDave!();
+    await a.pools.settled();
+    expect(Object.keys(await poolKeys(a, cluster, POOL))).toHaveLength(2);
+  });
+
+  interopTest('a lost lease drops the reserve (another node may claim those addresses); joined again, it is claimed afresh', ['etcd'], async () => {
+    const cluster = `r-${randomBytes(3).toString('hex')}`;
+    const a = await node(cluster, 'gw-a', [POOL], 2);
+    expect(a.pools.reserved(POOL)).toBe(2);
+    a.pools.leaseLost();
+    expect(a.pools.reserved(POOL)).toBe(0);
+    expect(a.pools.lease([POOL], 'alice', 4)).toBeUndefined();
+    // The lease in this test is still good: the reserve comes back under it.
+    a.pools.rejoined();
+    await waitFor(() => a.pools.reserved(POOL) === 2, { timeoutMs: 5000, message: 'the reserve claimed again' });
+    expect(a.pools.lease([POOL], 'alice', 4)).toBeDefined();
   });
 });
 

@@ -4,15 +4,16 @@
 //
 //   IKE_AUTH          its first Child SA admitted against childSasPerPeer for
 //                     the peer its AUTH payload proves (RFC 7791 §8; an IDi
-//                     whose AUTH does not verify writes nothing), then an
-//                     address claimed when the reserve has none (RFC 7296 §2.19)
+//                     whose AUTH does not verify writes nothing), and, side by
+//                     side, an address held for it: claimed when the reserve
+//                     has none (RFC 7296 §2.19)
 //   CREATE_CHILD_SA   a new Child SA (RFC 7296 §1.3.1; not a rekey) admitted
 //   clone request     the clone admitted against ikeSasPerPeer (RFC 7791 §8)
 //
 // Each preparation's verdict holds until the engine has built the answer and
 // calls the release it settled to (an unused claim, an admitted slot whose SA
-// did not come up, go back then). So IKE_AUTH's two run side by side: one
-// etcd round trip, not two.
+// did not come up, go back then). So IKE_AUTH's two run side by side: the
+// answer waits for the longer, not for both.
 //
 // Owner: the main thread.
 import type { IkeSa } from '../ike/ike-sa.js';
@@ -44,5 +45,6 @@ export function prepareAnswers(p: AnswerPreparers): NonNullable<PeerResources['p
 function prepareIkeAuth(p: AnswerPreparers, sa: IkeSa, payloads: Payload[], peer: () => string | undefined): Promise<PreparedRelease> | undefined {
   // No SA payload: the request asks for no Child SA, and nothing is admitted.
   const admission = findPayload(payloads, PayloadType.SA) ? p.childAdmission.admit(sa, peer) : undefined;
-  return preparedTogether([admission, p.leases.prepareLease(requestedAddressFamilies(payloads))]);
+  // An answer that waits for its admission has its addresses held for it, from the reserve too.
+  return preparedTogether([admission, p.leases.prepareLease(sa, requestedAddressFamilies(payloads), admission !== undefined)]);
 }

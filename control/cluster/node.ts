@@ -321,11 +321,14 @@ export class ClusterNode {
       // Cut off: the others take our clones over; we neither claim nor move any.
       this.failover?.pause();
       this.rebalance?.pause();
+      // The reserved addresses went with the lease: none is ours to hand out now.
+      this.pools.leaseLost();
     });
     this.membership.on('rejoined', () => {
       this.leaseLost = undefined;
-      // Our counts went with the old lease: written again under the new one.
+      // Our counts went with the old lease: written again under the new one; so are the pools' reserves.
       this.accounting.rewriteAll();
+      this.pools.rejoined();
       // Answers on our clones follow the new lease's keep-alives (answer-fence.ts).
       this.leaseClock.follow(this.membership.lease, this.membership.leaseAskedAt ?? Date.now());
       this.handoff?.resume();

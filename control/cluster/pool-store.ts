@@ -18,15 +18,24 @@
 // IKE_AUTH asking for an address of a family whose pools' reserve is empty
 // (always, with pool_reserve 0) waits for one address of each such pool to be
 // claimed from etcd first (prepareLease, through PeerResources.prepare and
-// control/ike/answer-preparation.ts: one round trip); what the answer did not
-// lease goes back once it is built, past the reserve, so with 0 no address stays parked
-// on a node. Only then does a node refuse (INTERNAL_ADDRESS_FAILURE, RFC 7296
-// §3.10.1): the pool is exhausted for it when etcd has no free address of it;
-// other nodes may still hold up to `reserve` unleased addresses each.
+// control/ike/answer-preparation.ts: a read and a create-if-absent
+// transaction). A claimed address is held for that IKE_AUTH's answer, as is
+// one taken from the reserve for an answer that waits for something else (its
+// Child SA's admission): no other answer takes it meanwhile. What the answer
+// did not lease goes back once it is built, past the reserve, so with 0 no
+// address stays parked on a node. Only then does a node refuse
+// (INTERNAL_ADDRESS_FAILURE, RFC 7296 §3.10.1): the pool is exhausted for it
+// when etcd has no free address of it; other nodes may still hold up to
+// `reserve` unleased addresses each.
+//
+// The reserved keys live under the node's lease: when it is lost they are
+// gone (another node may claim them), so the reserve and the held addresses
+// are dropped at once, and claimed again under the new lease.
 //
 // Owner: the main thread (the engine calls lease/release synchronously).
 import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
 import type { Logger } from '../log.js';
+import type { IkeSa } from '../ike/ike-sa.js';
 import type { LeasedVirtualIp, PreparedRelease, VirtualIpLeaseSource } from '../ike/peer-resources.js';
 import { VirtualIpPool } from '../ike/virtual-ip.js';
 import { bytesToIp, ipToBytes } from '../wire/ip.js';
@@ -68,6 +77,12 @@ interface Reserve {
   claiming: Promise<void> | undefined;
 }
 
+/** An address held for one IKE_AUTH's answer (prepareLease): lease() for that SA takes it first. */
+interface HeldAddress {
+  r: Reserve;
+  address: string;
+}
+
 interface PeerAddress {
   pool: string;
   family: 4 | 6;
@@ -83,6 +98,10 @@ export class ClusterVirtualIpLeases implements VirtualIpLeaseSource {
   /** Every peer's addresses in the cluster (peers/<peer>/vip/), as etcd has them or as we just leased them. */
   private readonly peers = new Map<string, Map<string, PeerAddress>>();
   private readonly writes = new Set<Promise<void>>();
+  /** Per IKE_AUTH waiting for its answer: the addresses held for it, until the engine's release. */
+  private readonly held = new Map<IkeSa, HeldAddress[]>();
+  /** Counts lost leases: a claim that began under an earlier one keeps nothing. */
+  private generation = 0;
   private watcher: Watcher | undefined;
 
   constructor(private readonly opts: ClusterPoolOptions) {}
@@ -125,31 +144,69 @@ export class ClusterVirtualIpLeases implements VirtualIpLeaseSource {
   }
 
   /**
-   * Before an IKE_AUTH asking for addresses of `families` is answered: each
-   * pool of those families whose reserve is empty gets one address claimed
-   * from etcd (undefined: nothing to wait for). Settles to the release the
-   * engine calls after the answer: what it did not lease goes back then, past
-   * the reserve.
+   * Before the IKE_AUTH of `sa` asking for addresses of `families` is
+   * answered: one address of each pool of those families is held for its
+   * answer, claimed from etcd when the pool's reserve is empty, else taken
+   * from the reserve if the answer `waits` for something else anyway (another
+   * answer could take the reserve's address meanwhile; an answer built at once
+   * cannot be overtaken). Undefined: nothing to hold. Settles to the release
+   * the engine calls after the answer: what it did not lease goes back to the
+   * reserve, and what is past the reserve back to etcd.
    */
-  prepareLease(families: ReadonlyArray<4 | 6>): Promise<PreparedRelease> | undefined {
-    const empty = [...this.reserves.values()].filter((r) => families.includes(r.pool.family) && r.free.length === 0);
-    if (empty.length === 0) return undefined;
-    const claims = Promise.all(empty.map((r) => this.claim(r, r.free.length + 1, 'claimedForAuth')));
-    return claims.then(() => () => empty.forEach((r) => this.track(this.giveBack(r))));
+  prepareLease(sa: IkeSa, families: ReadonlyArray<4 | 6>, waits = false): Promise<PreparedRelease> | undefined {
+    const mine: HeldAddress[] = [];
+    const claims: Promise<void>[] = [];
+    for (const r of this.reserves.values()) {
+      if (!families.includes(r.pool.family)) continue;
+      if (r.free.length === 0) {
+        const claimed = () => mine.some((h) => h.r === r);
+        claims.push(this.claim(r, claimed, (address) => {
+          mine.push({ r, address });
+          this.stats.claimedForAuth++;
+        }));
+      } else if (waits) {
+        mine.push({ r, address: r.free.shift()! });
+        void this.topUp(r);
+      }
+    }
+    if (mine.length === 0 && claims.length === 0) return undefined;
+    this.held.set(sa, mine);
+    const done = Promise.all(claims).then(() => undefined);
+    this.track(done);
+    return done.then(() => () => this.releaseHeld(sa));
   }
 
-  lease(pools: readonly string[], peer: string, family: 4 | 6, wanted?: Uint8Array): LeasedVirtualIp | undefined {
+  /** The answer is built: what was held for it and not leased goes back. */
+  private releaseHeld(sa: IkeSa): void {
+    const mine = this.held.get(sa) ?? [];
+    this.held.delete(sa);
+    for (const h of mine) h.r.free.push(h.address);
+    for (const r of new Set(mine.map((h) => h.r))) this.track(this.giveBack(r));
+  }
+
+  /** This node's lease is lost: the reserved keys went with it, and another node may claim them now. */
+  leaseLost(): void {
+    this.generation++;
+    for (const r of this.reserves.values()) r.free.length = 0;
+    for (const mine of this.held.values()) mine.length = 0;
+  }
+
+  /** Joined again under a new lease: each reserve is claimed afresh (after a claim still running under the old one). */
+  rejoined(): void {
+    for (const r of this.reserves.values()) void (r.claiming ?? Promise.resolve()).then(() => this.topUp(r));
+  }
+
+  lease(pools: readonly string[], peer: string, family: 4 | 6, wanted?: Uint8Array, sa?: IkeSa): LeasedVirtualIp | undefined {
     // The peer keeps the address it has, whichever node leased it (RFC 7296 §2.19).
     for (const [address, a] of this.peers.get(peer) ?? []) {
       if (a.family === family && pools.includes(a.pool)) return { address, bytes: ipToBytes(address)! };
     }
     const wantedText = wanted && wanted.length === (family === 4 ? 4 : 16) ? bytesToIp(wanted) : undefined;
+    const mine = sa ? this.held.get(sa) : undefined;
     for (const text of pools) {
       const r = this.reserveOf(text);
       if (r.pool.family !== family) continue;
-      // RFC 7296 §3.15.1: the address asked for when we hold it, else any.
-      const i = wantedText !== undefined && r.free.includes(wantedText) ? r.free.indexOf(wantedText) : 0;
-      const address = r.free.splice(i, 1)[0];
+      const address = this.take(r, wantedText, mine);
       void this.topUp(r);
       if (address === undefined) continue;
       setNested(this.peers, peer, address, { pool: text, family });
@@ -161,6 +218,23 @@ export class ClusterVirtualIpLeases implements VirtualIpLeaseSource {
     this.stats.refused++;
     this.opts.log.warn({ peer, family, pools }, 'no virtual IP in reserve: refused (INTERNAL_ADDRESS_FAILURE)');
     return undefined;
+  }
+
+  /**
+   * An address of `r` for an answer: RFC 7296 §3.15.1, the address asked for
+   * when we hold it (for this answer or in the reserve), else the one held for
+   * this answer, else any of the reserve.
+   */
+  private take(r: Reserve, wanted: string | undefined, mine: HeldAddress[] | undefined): string | undefined {
+    const heldAt = (address?: string) => mine?.findIndex((h) => h.r === r && (address === undefined || h.address === address)) ?? -1;
+    if (wanted !== undefined) {
+      const i = heldAt(wanted);
+      if (i >= 0) return mine!.splice(i, 1)[0]!.address;
+      if (r.free.includes(wanted)) return r.free.splice(r.free.indexOf(wanted), 1)[0];
+    }
+    const i = heldAt();
+    if (i >= 0) return mine!.splice(i, 1)[0]!.address;
+    return r.free.shift();
   }
 
   /** Our last SA of the peer is gone: the address stays leased while the peer holds SAs elsewhere (peer-accounting releases it). */
@@ -188,17 +262,25 @@ export class ClusterVirtualIpLeases implements VirtualIpLeaseSource {
         .then(client.put(poolKey).value(JSON.stringify({ peer })), client.put(peerVipKey(cluster, peer, address)).value(JSON.stringify({ pool, family })))
         .commit();
       if (txn.succeeded) return void this.opts.onLeased?.(peer);
-      this.stats.lost++;
+      this.leaseNotWritten(pool, address, peer);
       log.error({ peer, address, pool }, 'virtual IP lease not written: this node no longer holds the address in etcd');
     } catch (err) {
-      this.stats.lost++;
+      this.leaseNotWritten(pool, address, peer);
       log.error({ peer, address, pool, reason: (err as Error).message }, 'virtual IP lease not written to etcd');
     }
   }
 
+  /** The peer has the address from its answer, but not in etcd: not given to it (or counted as ours) again. */
+  private leaseNotWritten(pool: string, address: string, peer: string): void {
+    this.stats.lost++;
+    const r = this.reserves.get(pool);
+    if (r) r.leased = Math.max(0, r.leased - 1);
+    if (this.peers.get(peer)?.get(address)) deleteNested(this.peers, peer, address);
+  }
+
   /** Claim free addresses of the pool until the reserve is full: one create-if-absent transaction per address. */
   private topUp(r: Reserve): Promise<void> {
-    r.claiming ??= this.claim(r, this.target).finally(() => (r.claiming = undefined));
+    r.claiming ??= this.claim(r, () => r.free.length >= this.target, (address) => r.free.push(address)).finally(() => (r.claiming = undefined));
     return r.claiming;
   }
 
@@ -217,20 +299,22 @@ export class ClusterVirtualIpLeases implements VirtualIpLeaseSource {
     }
   }
 
-  private async claim(r: Reserve, target: number, count?: 'claimedForAuth'): Promise<void> {
+  /** Claim free addresses of the pool, each with a create-if-absent transaction under our lease, until `enough`. */
+  private async claim(r: Reserve, enough: () => boolean, claimed: (address: string) => void): Promise<void> {
     const { client, cluster, node, leaseId, log } = this.opts;
-    if (r.free.length >= target) return;
+    if (enough()) return;
+    const generation = this.generation;
     const prefix = poolPrefix(cluster, r.pool.text);
     try {
       const taken = new Set((await client.getAll().prefix(prefix).keys()).map((k) => k.slice(prefix.length)));
       for (const address of r.pool.addresses()) {
-        if (r.free.length >= target) break;
+        if (enough() || generation !== this.generation) break;
         if (taken.has(address)) continue;
         const key = `${prefix}${address}`;
         const txn = await client.if(key, 'Create', '==', 0).then(client.put(key).value(reservedValue(node)).lease(leaseId)).commit();
-        if (!txn.succeeded) continue;
-        r.free.push(address);
-        if (count) this.stats[count]++;
+        // Written under a lease lost since: it lapses with it.
+        if (!txn.succeeded || generation !== this.generation) continue;
+        claimed(address);
       }
     } catch (err) {
       log.warn({ pool: r.pool.text, reason: (err as Error).message }, 'cannot claim virtual IPs in etcd');

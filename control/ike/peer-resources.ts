@@ -18,8 +18,12 @@ export interface LeasedVirtualIp {
 
 /** Virtual IP leases, one per peer identity and address family (virtual-ip.ts VirtualIpLeases is the in-process one). */
 export interface VirtualIpLeaseSource {
-  /** An address of `family` for the authenticated `peer` from the first of `pools` with room; undefined: exhausted. */
-  lease(pools: readonly string[], peer: string, family: 4 | 6, wanted?: Uint8Array): LeasedVirtualIp | undefined;
+  /**
+   * An address of `family` for the authenticated `peer` from the first of
+   * `pools` with room; undefined: exhausted. `sa`: the IKE SA whose answer
+   * asks (what prepare held for it is taken first).
+   */
+  lease(pools: readonly string[], peer: string, family: 4 | 6, wanted?: Uint8Array, sa?: IkeSa): LeasedVirtualIp | undefined;
   /** The peer's last IKE SA here with its addresses is gone. */
   release(peer: string): void;
 }

@@ -227,7 +227,7 @@ export class SaTable {
 
   /** A virtual IP for the (authenticated) peer of `sa` from its connection's pools (RFC 7296 §2.19). */
   leaseVirtualIp(sa: IkeSa, family: 4 | 6 = 4, wanted?: Uint8Array): { address: string; bytes: Uint8Array } | undefined {
-    return this.virtualIps.lease(sa.policy.pools, sa.peerKey ?? spi64Hex(sa.spiI), family, wanted);
+    return this.virtualIps.lease(sa.policy.pools, sa.peerKey ?? spi64Hex(sa.spiI), family, wanted, sa);
   }
 
   private releaseVirtualIp(sa: IkeSa): void {

@@ -4,7 +4,8 @@
 // once it may have lapsed, a retransmitted request is not answered from the
 // response cache (nor a fresh one), and is counted as 'fenced'; IKE SAs that
 // are not owned clones are still answered.
-import { afterAll, beforeAll, describe, expect } from 'vitest';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import type { Etcd3 } from 'etcd3';
 import { CloneHandoff } from '../control/cluster/handoff.js';
@@ -35,6 +36,51 @@ function isResponseFromA(d: Datagram): boolean {
   const m = decodeMessage(d.bytes);
   return d.local.address === NODE_A && d.remote.address === CLIENT && m.ok && (m.value.header.flags & HeaderFlag.RESPONSE) !== 0;
 }
+
+describe('LeaseClock', () => {
+  test('an answer confirms the oldest keep-alive not yet answered, not the latest sent; a new stream starts over', () => {
+    let now = 0;
+    const lease = new EventEmitter();
+    const clock = new LeaseClock(lease as never, 3000, 0, () => now);
+    const at = (t: number) => (now = t);
+    // Sent at 1000 and 2000; the answer that comes at 2100 is the one to 1000 (answers come in order).
+    at(1000);
+    lease.emit('keepaliveFired');
+    at(2000);
+    lease.emit('keepaliveFired');
+    at(2100);
+    lease.emit('keepaliveSucceeded');
+    // Standing until 1000 + 3000 - 750 (the margin), not 2000 + 3000 - 750.
+    at(3249);
+    expect(clock.standing()).toBe(true);
+    at(3250);
+    expect(clock.standing()).toBe(false);
+    // The answer to 2000 comes: standing again, until 4250.
+    lease.emit('keepaliveSucceeded');
+    at(4249);
+    expect(clock.standing()).toBe(true);
+    // A keep-alive on a stream that broke is never answered: a new stream's first answer confirms its own.
+    at(4300);
+    lease.emit('keepaliveFired');
+    at(4400);
+    lease.emit('keepaliveEstablished');
+    at(5000);
+    lease.emit('keepaliveFired');
+    at(5100);
+    lease.emit('keepaliveSucceeded');
+    at(7249);
+    expect(clock.standing()).toBe(true);
+    at(7250);
+    expect(clock.standing()).toBe(false);
+    // An answer with nothing sent confirms nothing; 'lost' ends it at once.
+    lease.emit('keepaliveSucceeded');
+    expect(clock.standing()).toBe(false);
+    at(5100);
+    expect(clock.standing()).toBe(true);
+    lease.emit('lost');
+    expect(clock.standing()).toBe(false);
+  });
+});
 
 describe('fencing of answers', () => {
   interopTest('once its lease may have lapsed, a node answers nothing on its clones, not even a retransmission from its response cache', ['etcd'], async () => {

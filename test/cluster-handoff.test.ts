@@ -167,11 +167,19 @@ describe('clone handoff through etcd', () => {
     expect(refused).toEqual(['seal']);
     expect(s.b.stats.refused.seal).toBe(1);
     expect(s.nodeB.ikeSas()).toHaveLength(before);
+    expect(s.b.refusedEpoch('fam2', 1)).toBe(1);
+    expect(s.b.isArriving('fam2', 1)).toBe(false);
+    // The same epoch named again is not tried (nor counted) again; a later epoch is a new record, tried.
+    await s.etcdOf.put(`${prefix}fam2/1/owner`).value(ownerValue({ node: 'b', epoch: 1 }));
+    await s.etcdOf.put(`${prefix}fam2/1/owner`).value(ownerValue({ node: 'b', epoch: 3 }));
+    await drive(s.wire, () => refused.length > 1, 'the refusal at epoch 3');
+    expect(s.b.stats.refused.seal).toBe(2);
+    expect(s.b.refusedEpoch('fam2', 1)).toBe(3);
     // Another clone of the family at another epoch does not open either.
     await s.etcdOf.put(`${prefix}fam1/2/ike`).value(sealed!);
     await s.etcdOf.put(`${prefix}fam1/2/owner`).value(ownerValue({ node: 'b', epoch: 2 }));
-    await drive(s.wire, () => refused.length > 1, 'the second refusal');
-    expect(s.b.stats.refused.seal).toBe(2);
+    await drive(s.wire, () => refused.length > 2, 'the third refusal');
+    expect(s.b.stats.refused.seal).toBe(3);
     expect(s.nodeB.ikeSas()).toHaveLength(before);
   }, 60_000);
 
@@ -231,6 +239,62 @@ describe('clone handoff through etcd', () => {
     expect(children.every((ch) => ch.state === 'deleted')).toBe(true);
     expect(s.wire.log.slice(sent).filter((d) => d.local.address === NODE_B)).toEqual([]);
     expect(s.b.stats.fenced).toBe(1);
+  }, 60_000);
+
+  interopTest('a fencing write etcd gives no verdict on (an error, not a refusal) holds the request and is tried again: the clone stays', ['etcd'], async () => {
+    const s = await setup();
+    await s.a.handOff(s.clone, 'b');
+    await drive(s.wire, () => s.arrivals.length > 0, 'the arrival');
+    const onB = s.arrivals[0]!.sa;
+    // B's next transaction fails as a call (an election, a deadline), without a verdict.
+    const client = (s.b as unknown as { opts: { client: Etcd3 } }).opts.client;
+    const realIf = client.if.bind(client);
+    let failures = 1;
+    client.if = ((...args: Parameters<Etcd3['if']>) => {
+      const builder = realIf(...args);
+      if (failures-- > 0) builder.commit = () => Promise.reject(new Error('deadline exceeded'));
+      return builder;
+    }) as Etcd3['if'];
+    const writes = s.b.stats.writes;
+    let alive: boolean | undefined;
+    void s.nodeB.checkLiveness(onB).then((ok) => (alive = ok));
+    await drive(s.wire, () => alive !== undefined, 'the liveness check');
+    expect(alive).toBe(true);
+    // Held through the failed write, sent after the one that was written.
+    expect(s.b.stats.writes).toBe(writes + 2);
+    expect(s.b.stats.fenced).toBe(0);
+    expect(onB.state).toBe('established');
+    expect(s.b.owns(onB)).toBe(true);
+  }, 60_000);
+
+  interopTest('a clone that ends while it is adopted is not registered, and its new keys go from etcd', ['etcd'], async () => {
+    const s = await setup();
+    const adopted = s.b.adopt(s.clone, 'fam9', 1).then(() => 'adopted', (err: Error) => err.message);
+    // It ends before the transaction is back (the client deleted it right after it was made).
+    s.clone.setState('dead', silentLogger());
+    expect(await adopted).toMatch(/ended while it was adopted/);
+    expect(s.b.owns(s.clone)).toBe(false);
+    await waitFor(async () => (await s.etcdOf.getAll().prefix(`/ikeclone/v1/${s.name}/clones/fam9/`).keys()).length === 0, { timeoutMs: 5000, message: 'its keys gone' });
+    await waitFor(() => !s.b.isArriving('fam9', 1), { timeoutMs: 5000, message: 'its mark gone' });
+  }, 60_000);
+
+  interopTest('a handoff whose transaction committed but whose answer was lost is a handoff: the clone is not taken back, B has it', ['etcd'], async () => {
+    const s = await setup();
+    const client = (s.a as unknown as { opts: { client: Etcd3 } }).opts.client;
+    const realIf = client.if.bind(client);
+    client.if = ((...args: Parameters<Etcd3['if']>) => {
+      const builder = realIf(...args);
+      const commit = builder.commit.bind(builder);
+      builder.commit = () => commit().then(() => Promise.reject(new Error('deadline exceeded')));
+      client.if = realIf;
+      return builder;
+    }) as Etcd3['if'];
+    expect(await s.a.handOff(s.clone, 'b')).toBe(1);
+    await drive(s.wire, () => s.arrivals.length > 0, 'the arrival');
+    expect(s.arrivals[0]!.result).toMatchObject({ ok: true });
+    // One voice on the clone: A holds no copy.
+    expect(s.a.ownedClones()).toEqual([]);
+    expect(s.nodeA.ikeSas().filter((sa) => sa.state !== 'dead' && Buffer.compare(sa.spiI, s.clone.spiI) === 0)).toEqual([]);
   }, 60_000);
 
   interopTest('a handoff whose transaction fails (the owner changed) leaves the clone where it was', ['etcd'], async () => {

@@ -4,7 +4,7 @@
 // and B creates the clone's Child SA with fresh keys. All in memory.
 import { describe, expect, test } from 'vitest';
 import { ExchangeType, NotifyType } from '../control/wire/constants.js';
-import { amendTransferRecord, completeArrival, decodeTransferRecord, exportIkeSa, importIkeSa, snapshotIkeSa } from '../control/ike/sa-transfer.js';
+import { amendTransferRecord, completeArrival, decodeTransferRecord, exportIkeSa, importIkeSa, snapshotIkeSa, type TransferRecord } from '../control/ike/sa-transfer.js';
 import type { IkeEngine } from '../control/ike/engine.js';
 import type { IkeSa } from '../control/ike/ike-sa.js';
 import { espSpiNode, ikeSpiNode } from '../io/spi-layout.js';
@@ -20,6 +20,15 @@ async function moveToB(c: Awaited<ReturnType<typeof cluster>>) {
   const arrival = completeArrival(c.nodeB, imported.value, [NODE_B], 5000);
   await c.wire.settle(3000);
   return { record: exported.value, onB: imported.value, arrival: await arrival };
+}
+
+/** Node A's clone exported (handed off to b) and decoded again. */
+function exportedRecord(c: Awaited<ReturnType<typeof cluster>>): TransferRecord {
+  const exported = exportIkeSa(c.nodeA, c.clone, 'f', 'handed off to b');
+  if (!exported.ok) throw new Error(exported.error);
+  const decoded = decodeTransferRecord(exported.value);
+  if (!decoded.ok) throw new Error(decoded.error);
+  return decoded.value;
 }
 
 /** A record of `state` alone (length, JSON; no keys): for records that must not decode. */
@@ -172,6 +181,37 @@ describe('IKE SA export and import between cluster nodes', () => {
     expect(b2.ok && b2.value.state.fencedNextRequestId).toBeUndefined();
     // A mark below the next ID is refused.
     expect(decodeTransferRecord(json({ ...decoded.value.state, fencedNextRequestId: next - 1 }))).toMatchObject({ ok: false, error: 'record fenced message ID invalid' });
+  });
+
+  test('a record whose fields have the wrong JSON types (null where an object goes, a string for a flag or an age) is refused, never thrown on', async () => {
+    const c = await cluster();
+    const { state } = exportedRecord(c);
+    const cases: Array<[Record<string, unknown>, string]> = [
+      [{ lastResponse: null }, 'record last response invalid'],
+      [{ lastResponse: 7 }, 'record last response invalid'],
+      [{ localId: null }, 'record identity invalid'],
+      [{ peerId: 'alice' }, 'record identity invalid'],
+      [{ peerKey: 42 }, 'record peer invalid'],
+      [{ peerWithdrawnAddress: [] }, 'record address set invalid'],
+      [{ natRemote: 'yes' }, 'record extension flags invalid'],
+      [{ mobikeInitiator: null }, 'record extension flags invalid'],
+      [{ ageMs: '1000' }, 'record age invalid'],
+      [{ ageMs: -1 }, 'record age invalid'],
+    ];
+    for (const [change, error] of cases) {
+      expect(() => decodeTransferRecord(json({ ...state, ...change }))).not.toThrow();
+      expect(decodeTransferRecord(json({ ...state, ...change })), JSON.stringify(change)).toMatchObject({ ok: false, error });
+    }
+  });
+
+  test('a record refused at import (no such connection here) has its keys wiped', async () => {
+    const c = await cluster();
+    const decoded = exportedRecord(c);
+    const record = { ...decoded, state: { ...decoded.state, conn: 'not-here' } };
+    const keys = Object.values(record.keys);
+    expect(keys.some((k) => k.some((b) => b !== 0))).toBe(true);
+    expect(importIkeSa(c.nodeB, record, NODE_B)).toMatchObject({ ok: false, error: 'no connection named "not-here" on this node' });
+    expect(keys.every((k) => k.every((b) => b === 0))).toBe(true);
   });
 
   test('the address list is the path test and verifies the client\'s address: its UPDATE_SA_ADDRESSES moves the SA with no second check', async () => {

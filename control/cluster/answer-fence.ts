@@ -10,18 +10,25 @@
 // Sure means: the lease was last confirmed by a keep-alive sent at time t,
 // so etcd keeps it at least until t + TTL (it counts from when it received
 // it, after t); we stop answering `margin` before that, for clock rates and
-// scheduling. etcd saying the lease is lost stops answers at once.
+// scheduling. etcd saying the lease is lost stops answers at once. Keep-alives
+// go out every TTL/3 whether or not the last was answered, and their answers
+// come in order on their stream: each answer confirms the oldest keep-alive
+// not yet answered, never a later one (a new stream starts the count again).
 //
 // Owner: the main thread.
 import type { Lease } from 'etcd3';
 import type { IkeSa } from '../ike/ike-sa.js';
 import type { Logger } from '../log.js';
 
+/** Keep-alives remembered as sent and not yet answered, at most (three go out per TTL). */
+const MAX_UNANSWERED_KEEPALIVES = 16;
+
 /** What may the node assume of its lease: how long it certainly stands. */
 export class LeaseClock {
   /** When the keep-alive that etcd last confirmed was sent (at first: when the lease was taken). */
   private confirmedSentAt: number;
-  private lastFired: number;
+  /** When each keep-alive still unanswered on the current stream was sent, oldest first. */
+  private unanswered: number[] = [];
   private lost = false;
 
   private lease: Pick<Lease, 'on'>;
@@ -35,7 +42,6 @@ export class LeaseClock {
   ) {
     this.lease = lease;
     this.confirmedSentAt = grantedAt;
-    this.lastFired = grantedAt;
     this.follow(lease, grantedAt);
   }
 
@@ -44,12 +50,19 @@ export class LeaseClock {
     this.lease = lease;
     this.lost = false;
     this.confirmedSentAt = grantedAt;
-    this.lastFired = grantedAt;
+    this.unanswered = [];
+    // A new keep-alive stream: what was sent on the one before is never answered.
+    lease.on('keepaliveEstablished', () => {
+      if (this.lease === lease) this.unanswered = [];
+    });
     lease.on('keepaliveFired', () => {
-      if (this.lease === lease) this.lastFired = this.now();
+      // Bounded (a stream whose answers stop is replaced within a TTL): past the bound an answer confirms an older one, which only errs early.
+      if (this.lease === lease && this.unanswered.length < MAX_UNANSWERED_KEEPALIVES) this.unanswered.push(this.now());
     });
     lease.on('keepaliveSucceeded', () => {
-      if (this.lease === lease) this.confirmedSentAt = Math.max(this.confirmedSentAt, this.lastFired);
+      if (this.lease !== lease) return;
+      const sentAt = this.unanswered.shift();
+      if (sentAt !== undefined) this.confirmedSentAt = Math.max(this.confirmedSentAt, sentAt);
     });
     lease.on('lost', () => {
       if (this.lease === lease) this.lost = true;

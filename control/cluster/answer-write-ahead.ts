@@ -31,10 +31,10 @@
 import type { IkeSa } from '../ike/ike-sa.js';
 import type { Logger } from '../log.js';
 import type { LeaseClock } from './answer-fence.js';
-import type { CloneHandoff } from './handoff.js';
+import { FENCE_RETRY_MS, type CloneHandoff } from './handoff.js';
 
 /** How often a held answer's write is tried again after etcd gave no verdict. */
-export const RETRY_MS = 100;
+export const RETRY_MS = FENCE_RETRY_MS;
 
 /** What of handoff.ts the write-ahead uses. */
 export type RecordWriter = Pick<CloneHandoff, 'owns' | 'recordedPeer' | 'sync' | 'on'>;

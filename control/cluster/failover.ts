@@ -177,7 +177,7 @@ export class CloneFailover extends EventEmitter<FailoverEvents> {
     for (const clone of status.clones) {
       const id = `${clone.family}/${clone.index}`;
       if (clone.owner === node) {
-        if (held.has(id) || handoff.isArriving(clone.family, clone.index) || this.paused) continue;
+        if (held.has(id) || handoff.isArriving(clone.family, clone.index) || handoff.refusedEpoch(clone.family, clone.index) === clone.epoch || this.paused) continue;
         log.warn({ family: clone.family, index: clone.index, epoch: clone.epoch }, 'clone named ours but not held here: importing it');
         void handoff.arrive(clone.family, clone.index, { node, epoch: clone.epoch }, undefined);
         continue;

@@ -15,7 +15,8 @@
 // - Fencing: before a request goes out on a clone this node owns, the record
 //   (with the message IDs) is rewritten under `if owner == {me, e}`; the
 //   engine holds the request until then (IkeEngineOptions.holdRequest). A
-//   failed write drops the clone locally: keys wiped, its Child SAs deleted.
+//   write refused (another owner) drops the clone locally: keys wiped, its
+//   Child SAs deleted; a write etcd gave no verdict on is tried again.
 //   The answer to a peer's request waits the same way for the record with
 //   the peer's moved message ID (answer-write-ahead.ts, through sync and the
 //   'recorded' event).
@@ -48,6 +49,13 @@ import type { ClusterKey } from './seal.js';
 export function handoffFencedRequests(sa: IkeSa): number {
   return arrivalRequestCount(sa.orphanSpis?.length ?? 0, sa.policy.children.length);
 }
+
+/** How long a request whose fencing write etcd gave no verdict on waits before it is fenced again (as an answer's: answer-write-ahead.ts). */
+export const FENCE_RETRY_MS = 100;
+
+/** Owner keys whose record was refused, remembered with the epoch so that it is not tried again (the oldest forgotten first). */
+const REFUSALS_KEPT = 1024;
+const NO_RECORD = 'no record next to the owner key';
 
 /** How long the importing node waits for the peer's UPDATE_SA_ADDRESSES after its address list. */
 export const DEFAULT_ARRIVAL_TIMEOUT_MS = 10_000;
@@ -174,6 +182,8 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
   private readonly landing = new Set<IkeSa>();
   /** Owner key -> the node whose path test failed for that clone, and until when it is not moved there. */
   private readonly pathFailed = new Map<string, { node: string; until: number }>();
+  /** Owner key -> the epoch at which its record was refused here (arrive). */
+  private readonly refusedEpochs = new Map<string, number>();
   private onIkeDown: ((sa: IkeSa) => void) | undefined;
   private onChildChange: ((child: ChildSa) => void) | undefined;
 
@@ -284,6 +294,11 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     }
   }
 
+  /** The epoch at which the record of clone (family, index) was refused here, if it was: not imported again at that epoch. */
+  refusedEpoch(family: string, index: number): number | undefined {
+    return this.refusedEpochs.get(this.ownerKey(family, index));
+  }
+
   /** True while the owner key of (family, index) is being imported or held here. */
   isArriving(family: string, index: number): boolean {
     return this.arriving.has(this.ownerKey(family, index));
@@ -351,6 +366,11 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
       this.arriving.delete(ownerKey);
       throw new Error(`${ownerKey} already has an owner`);
     }
+    if (sa.state === 'dead') {
+      // It ended during the write (onIkeDown passed it by: not ours yet): its keys go, nobody is to take it over.
+      void this.retire(family, index, 0).finally(() => this.arriving.delete(ownerKey));
+      throw new Error(`IKE SA ${sa.id} ended while it was adopted`);
+    }
     this.owned.set(sa, { family, index, epoch: 0, writtenNext: sa.nextRequestId, writtenPeer: sa.peerRequestId, writing: false });
     return 0;
   }
@@ -390,7 +410,17 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
         .commit();
       ok = txn.succeeded;
     } catch (err) {
+      // No answer is no verdict: the transaction may have committed (a deadline after the commit).
       failure = (err as Error).message;
+      const now = await client.get(ownerKey).string().catch(() => undefined);
+      if (now === ownerValue({ node: to, epoch })) ok = true;
+      else if (now !== ownerValue({ node, epoch: o.epoch })) {
+        // Unknown, or another owner: not taken back here, where it could be a second voice on the clone.
+        // If etcd still names us, a scan imports it from the record (failover.ts).
+        wipe(exported.value);
+        this.arriving.delete(ownerKey);
+        throw new Error(`handoff of IKE SA ${sa.id} to ${to}: no answer from etcd (${failure}) and its owner is not known; the clone is left to the owner etcd names`);
+      }
     }
     if (ok) {
       wipe(exported.value);
@@ -430,11 +460,13 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     o.writing = true;
     void this.fence(sa, o, sa.nextRequestId + 1).then((ok) => {
       this.written(sa, o);
-      if (ok) {
-        this.opts.engine.kick(sa);
-        return;
-      }
-      this.drop(sa, `ownership of ${o.family}/${o.index} epoch ${o.epoch} lost`);
+      if (ok === false) return this.drop(sa, `ownership of ${o.family}/${o.index} epoch ${o.epoch} lost`);
+      if (ok) return this.opts.engine.kick(sa);
+      // etcd gave no verdict (an election, a deadline): no request leaves unfenced, and the clone is still
+      // ours as far as we know. Tried again shortly; a lost lease suspends IKE here meanwhile.
+      setTimeout(() => {
+        if (this.owned.get(sa) === o) this.opts.engine.kick(sa);
+      }, FENCE_RETRY_MS).unref();
     });
     return true;
   }
@@ -580,7 +612,8 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
    */
   async arrive(family: string, index: number, owner: CloneOwner, from: string | undefined, known: { record?: Buffer; seenAt?: number } = {}): Promise<void> {
     const key = this.ownerKey(family, index);
-    if (this.arriving.has(key)) return;
+    // A record refused at this epoch is not tried again (nor counted twice): a later epoch is a new record.
+    if (this.arriving.has(key) || this.refusedEpochs.get(key) === owner.epoch) return;
     this.arriving.add(key);
     const seenAt = known.seenAt ?? Date.now();
     const origin: ArrivalOrigin = { family, index, epoch: owner.epoch, from };
@@ -588,6 +621,9 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     const refuse = (reason: RefusalReason, detail: string) => {
       this.stats.refused[reason]++;
       this.opts.log.warn({ key: recordKey, epoch: owner.epoch, reason, detail }, 'clone record refused, not installed');
+      this.arriving.delete(key);
+      // A failed read is no verdict on the record: the next event or scan reads again.
+      if (reason !== 'missing' || detail === NO_RECORD) this.noteRefused(key, owner.epoch);
       this.emit('refused', recordKey, reason, detail);
     };
     let sealed: Buffer | null = known.record ?? null;
@@ -604,7 +640,6 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
         namedBefore = kv !== undefined && this.joinedAt !== undefined && BigInt(kv.mod_revision) < this.joinedAt;
       }
     } catch (err) {
-      this.arriving.delete(key);
       return refuse('missing', (err as Error).message);
     }
     const readAt = Date.now();
@@ -613,7 +648,7 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
       this.arriving.delete(key);
       return;
     }
-    if (!sealed) return refuse('missing', 'no record next to the owner key');
+    if (!sealed) return refuse('missing', NO_RECORD);
     const opened = this.opts.key.open({ keyPath: recordKey, epoch: owner.epoch, owner: this.opts.node }, new Uint8Array(sealed));
     if (!opened.ok) return refuse('seal', opened.error);
     const decoded = decodeTransferRecord(opened.value);
@@ -688,6 +723,16 @@ export class CloneHandoff extends EventEmitter<HandoffEvents> {
     else this.opts.log.info({ ike: sa.id, family, index, epoch: owner.epoch, timeline, orphanSpisDeleted: result.orphanSpisDeleted ?? 0 }, 'clone arrival done');
     this.emit('arrived', sa, result, origin, timeline);
     this.landing.delete(sa);
+  }
+
+  private noteRefused(key: string, epoch: number): void {
+    this.refusedEpochs.delete(key);
+    this.refusedEpochs.set(key, epoch);
+    // Bounded: the oldest refusals go first.
+    for (const k of this.refusedEpochs.keys()) {
+      if (this.refusedEpochs.size <= REFUSALS_KEPT) break;
+      this.refusedEpochs.delete(k);
+    }
   }
 
   private notePathFailed(key: string, node: string): void {

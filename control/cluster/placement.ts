@@ -57,6 +57,9 @@ export interface NodePlacementOptions {
   log: Logger;
 }
 
+/** How many of the latest placements NodePlacement keeps for inspection. */
+export const PLACEMENTS_KEPT = 64;
+
 export interface PlacedClone {
   family: string;
   index: number;
@@ -67,7 +70,7 @@ export interface PlacedClone {
 
 /** Clones new sessions of `per: node` connections and hands each clone to its node. */
 export class NodePlacement {
-  /** Every placement so far, in order (status and tests read it). */
+  /** The latest placements, oldest first (tests read them): at most PLACEMENTS_KEPT, not one per client ever. */
   readonly placed: PlacedClone[] = [];
 
   constructor(private readonly opts: NodePlacementOptions) {}
@@ -112,6 +115,7 @@ export class NodePlacement {
       }
       out.push(placed);
       this.placed.push(placed);
+      if (this.placed.length > PLACEMENTS_KEPT) this.placed.splice(0, this.placed.length - PLACEMENTS_KEPT);
     }
     return out;
   }

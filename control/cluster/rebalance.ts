@@ -148,6 +148,8 @@ export class CloneRebalance {
       // Bounded: at most movesPerSecond moves from this node.
       const wait = this.nextMoveAt - Date.now();
       if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      // The wait may have outlasted the plan: stopped, paused (the lease lost), or the clone gone or landing.
+      if (this.stopped || this.paused || !handoff.owns(clone.sa) || handoff.isLanding(clone.sa)) continue;
       this.nextMoveAt = Date.now() + 1000 / (this.opts.movesPerSecond ?? DEFAULT_MOVES_PER_SECOND);
       try {
         await this.move(clone.sa, move.to);

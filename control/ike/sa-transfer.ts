@@ -236,6 +236,7 @@ export function decodeTransferRecord(bytes: Uint8Array): Result<TransferRecord, 
 const isInt = (v: unknown, max = 0xffffffff) => Number.isSafeInteger(v) && (v as number) >= 0 && (v as number) <= max;
 const isHex = (v: unknown, bytes?: number) => typeof v === 'string' && /^([0-9a-f]{2})*$/.test(v) && (bytes === undefined || v.length === bytes * 2);
 const isStrings = (v: unknown) => Array.isArray(v) && v.length <= 64 && v.every((a) => typeof a === 'string');
+const isObject = (v: unknown): v is object => typeof v === 'object' && v !== null;
 
 /** What is wrong with a decoded state object, or undefined. */
 function stateProblem(s: TransferState): string | undefined {
@@ -267,8 +268,13 @@ function stateProblem(s: TransferState): string | undefined {
   const drawProblem = (s.arrivalSpis !== undefined ? arrivalSpiDrawProblem(s.arrivalSpis) : undefined) ?? (s.orphanSpis !== undefined ? orphanDrawsProblem(s.orphanSpis) : undefined);
   if (drawProblem) return drawProblem;
   const lr = s.lastResponse;
-  if (lr !== undefined && (!isInt(lr.messageId) || !isHex(lr.bytes) || !isHex(lr.requestDigest, 32))) return 'record last response invalid';
-  for (const idf of [s.localId, s.peerId]) if (idf !== undefined && (!isInt(idf.idType, 255) || !isHex(idf.data))) return 'record identity invalid';
+  if (lr !== undefined && (!isObject(lr) || !isInt(lr.messageId) || !isHex(lr.bytes) || !isHex(lr.requestDigest, 32))) return 'record last response invalid';
+  for (const idf of [s.localId, s.peerId]) if (idf !== undefined && (!isObject(idf) || !isInt(idf.idType, 255) || !isHex(idf.data))) return 'record identity invalid';
+  if (s.peerKey !== undefined && typeof s.peerKey !== 'string') return 'record peer invalid';
+  if (s.peerWithdrawnAddress !== undefined && typeof s.peerWithdrawnAddress !== 'string') return 'record address set invalid';
+  const flags = [s.peerMobike, s.peerClone, s.mobikeInitiator, s.natDetectionExchanged, s.natLocal, s.natRemote];
+  if (!flags.every((f) => typeof f === 'boolean')) return 'record extension flags invalid';
+  if (!Number.isSafeInteger(s.ageMs) || s.ageMs < 0) return 'record age invalid';
   return undefined;
 }
 
@@ -276,17 +282,22 @@ function stateProblem(s: TransferState): string | undefined {
  * Import a decoded record (step 3): the IKE SA comes up on this engine,
  * bound to `local` (this node's address; the record's port), with the
  * record's message IDs and keys. The record's key buffers are taken over
- * (the caller must not wipe them). Refused when the connection is unknown
- * here or its SPI is already in use.
+ * (the caller must not wipe them; a refused record's are wiped). Refused
+ * when the connection is unknown here or its SPI is already in use.
  */
 export function importIkeSa(ctx: IkeContext, record: TransferRecord, local: string): Result<IkeSa, string> {
   const s = record.state;
   const policy = ctx.policy(s.conn);
-  if (!policy) return { ok: false, error: `no connection named "${s.conn}" on this node` };
+  // Refused: the record's keys are wiped here, as they would be with the SA they were for.
+  const refuse = (error: string): Result<IkeSa, string> => {
+    wipe(...Object.values(record.keys));
+    return { ok: false, error };
+  };
+  if (!policy) return refuse(`no connection named "${s.conn}" on this node`);
   const spiI = unhex(s.spiI);
   const spiR = unhex(s.spiR);
   const ourSpi = s.role === 'initiator' ? spiI : spiR;
-  if (ctx.sas.has(spi64Hex(ourSpi))) return { ok: false, error: `IKE SPI ${spi64Hex(ourSpi)} is already in use here` };
+  if (ctx.sas.has(spi64Hex(ourSpi))) return refuse(`IKE SPI ${spi64Hex(ourSpi)} is already in use here`);
   const sa = new IkeSa(s.role, policy, { address: local, port: s.localPort }, { ...s.remote }, spiI, spiR, ctx.clock.now() - s.ageMs);
   const suite: NegotiatedSuite = { ...s.suite, spi: unhex(s.suite.spi) };
   sa.suite = suite;
@@ -304,8 +315,7 @@ export function importIkeSa(ctx: IkeContext, record: TransferRecord, local: stri
     // SK_pi/SK_pr stay behind (AUTH is done): empty here.
     installIkeKeys(ctx, sa, { ...record.keys, skPi: new Uint8Array(0), skPr: new Uint8Array(0) });
   } catch (err) {
-    wipe(...Object.values(record.keys));
-    return { ok: false, error: `record suite unusable: ${String(err)}` };
+    return refuse(`record suite unusable: ${String(err)}`);
   }
   ctx.installImported(sa);
   return { ok: true, value: sa };

@@ -274,7 +274,8 @@ function stateProblem(s: TransferState): string | undefined {
   if (s.peerWithdrawnAddress !== undefined && typeof s.peerWithdrawnAddress !== 'string') return 'record address set invalid';
   const flags = [s.peerMobike, s.peerClone, s.mobikeInitiator, s.natDetectionExchanged, s.natLocal, s.natRemote];
   if (!flags.every((f) => typeof f === 'boolean')) return 'record extension flags invalid';
-  if (!Number.isSafeInteger(s.ageMs) || s.ageMs < 0) return 'record age invalid';
+  // Milliseconds of the engine's clock, fractional on a real one.
+  if (typeof s.ageMs !== 'number' || !Number.isFinite(s.ageMs) || s.ageMs < 0) return 'record age invalid';
   return undefined;
 }
 

@@ -4,12 +4,12 @@
 // with the peer; an admission that needs our count in etcd has the write
 // started at once (flushed), and a node that stops writes nothing after.
 // On a real etcd (TLS). Needs the Debian etcd (prerequisite 'etcd').
-import { describe, expect } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { ClusterMembership } from '../control/cluster/membership.js';
 import { ClusterPeerAccounting } from '../control/cluster/peer-accounting.js';
-import { peerNodeKey } from '../control/cluster/resource-keys.js';
+import { parsePeerCount, peerNodeKey } from '../control/cluster/resource-keys.js';
 import type { EngineEvents } from '../control/ike/context.js';
 import { interopTest } from './support/prereq.js';
 import { clusterConfig, etcdForFile, log, peerSa } from './support/cluster-stores.js';
@@ -42,6 +42,15 @@ async function accountingNode(delayMs = DELAY_MS) {
   };
   return { accounting, events, stored, stop };
 }
+
+describe('a node\'s per-peer count as etcd holds it (parsePeerCount)', () => {
+  test('two counts of whole SAs, nothing else', () => {
+    expect(parsePeerCount('{"ike":2,"child":3}')).toEqual({ ike: 2, child: 3 });
+    for (const text of ['{"ike":-1,"child":0}', '{"ike":1,"child":0.5}', '{"ike":"1","child":0}', '{"ike":1}', 'null', '[]', '', '{']) {
+      expect(parsePeerCount(text), text).toBeUndefined();
+    }
+  });
+});
 
 describe('a node\'s per-peer counts in etcd', () => {
   interopTest('changes wait for the delay and reach etcd in one write', ['etcd'], async () => {

@@ -26,7 +26,8 @@ export interface PeerCount {
 export function parsePeerCount(text: string): PeerCount | undefined {
   try {
     const v = JSON.parse(text) as PeerCount;
-    return Number.isSafeInteger(v.ike) && Number.isSafeInteger(v.child) ? { ike: v.ike, child: v.child } : undefined;
+    const count = (n: unknown) => Number.isSafeInteger(n) && (n as number) >= 0;
+    return count(v.ike) && count(v.child) ? { ike: v.ike, child: v.child } : undefined;
   } catch {
     return undefined;
   }

@@ -17,7 +17,7 @@ import { createLogger } from './log.js';
 import type { RandomSource } from './crypto/random.js';
 import type { Clock } from './ike/clock.js';
 import { IkeEngine, type EngineEvents } from './ike/engine.js';
-import type { ChildSa, IkeSa } from './ike/ike-sa.js';
+import { childSaPath, type ChildSa, type IkeSa } from './ike/ike-sa.js';
 import { WiresharkKeyLog } from './ike/keylog.js';
 import { UdpTransport, resolveLocalAddress } from './net/udp-transport.js';
 import { snapshot, type ClusterNodeStatus, type GatewayStatus } from './status.js';
@@ -346,7 +346,8 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   /** ESP in UDP travels between the NAT-T ports (RFC 3948 §2.1): the IKE SA's, or ours if IKE did not float. */
   private espEndpoints(child: ChildSa): { local: { address: string; port: number }; remote: { address: string; port: number } } {
     const { listen } = this.config;
-    const { local, remote } = child.ike;
+    // Not the IKE SA's own path while the peer's new address is unverified (RFC 4555 §3.7).
+    const { local, remote } = childSaPath(child.ike);
     return {
       local: { address: local.address, port: listen.natPort },
       remote: { address: remote.address, port: remote.port === listen.port ? listen.natPort : remote.port },

@@ -93,6 +93,10 @@ describe('negotiation in IKE_SA_INIT (RFC 7383 ยง2.3) and who sends fragments (ย
     expect(p.bob.stats.fragments).toEqual({ sent: responses.length, received: requests.length, reassembled: 1, fallbacks: 0 });
     expect(p.alice.fragments.messages + p.bob.fragments.messages).toBe(0);
     expect(p.alice.fragments.octets + p.bob.fragments.octets).toBe(0);
+    // The responder keeps the fragmented answer for retransmissions: its datagrams, not its plaintext.
+    const cached = p.bob.ikeSas()[0]!.lastResponse!;
+    expect(cached.fragments?.datagrams).toHaveLength(responses.length);
+    expect(Object.keys(cached.fragments!).sort()).toEqual(['datagrams', 'size']);
   });
 
   it('a message that fits the size is not fragmented', async () => {

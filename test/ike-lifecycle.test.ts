@@ -307,6 +307,22 @@ describe('liveness checks and dead peers (RFC 7296 §2.4)', () => {
     expect(sa.state).toBe('established');
   });
 
+  it('while requests are held (a cluster node\'s fencing), one liveness check waits: they do not pile up, and one goes out when released', async () => {
+    let held = false;
+    const { wire, alice, sa } = await pair('dpd-held', { initiator: { dpdDelay: 10_000 } }, { alice: { holdRequest: () => held } });
+    const dpd = requestLog(wire, fromAlice, ExchangeType.INFORMATIONAL);
+    held = true;
+    wire.run(100_000, 1000);
+    expect(dpd).toEqual([]);
+    expect(sa.queue).toHaveLength(1);
+    held = false;
+    alice.kick(sa);
+    wire.run(1_000, 100);
+    expect(dpd).toHaveLength(1);
+    expect(sa.queue).toHaveLength(0);
+    expect(sa.state).toBe('established');
+  });
+
   it('a dead peer: after the retransmission budget the IKE SA and its Child SAs are deleted and peer-dead is raised', async () => {
     const { wire, alice, sa } = await pair('dead', { initiator: { dpdDelay: 10_000 } });
     const events: string[] = [];

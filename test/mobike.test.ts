@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ExchangeType, HeaderFlag, NotifyType } from '../control/wire/constants.js';
 import type { Payload } from '../control/wire/payloads.js';
 import type { IkeEngine } from '../control/ike/engine.js';
-import type { IkeSa } from '../control/ike/ike-sa.js';
+import { childSaPath, type IkeSa } from '../control/ike/ike-sa.js';
 import { CloneOrchestrator } from '../control/ike/clone-family.js';
 import { notify } from '../control/ike/payload-builders.js';
 import { MemoryWire, pskPair } from './support/peers.js';
@@ -136,9 +136,35 @@ describe('UPDATE_SA_ADDRESSES (RFC 4555 §3.5)', () => {
     // Requests from bob to NIC2 are lost (responses still get through).
     wire.filter = (d) => (d.local.address === '10.0.0.2' && d.remote.address === NIC2 && (d.bytes[19]! & HeaderFlag.RESPONSE) === 0 ? 'drop' : 'pass');
     await move(wire, alice, sa, NIC2).catch(() => undefined);
+    // While bob's check goes unanswered, the IKE SA is on the new path and its Child SAs' ESP on the old
+    // one, a new Child SA's too (alice rekeys hers: bob answers from the new path, ESP stays on the old).
+    expect(peerSa.remote.address).toBe(NIC2);
+    expect(childSaPath(peerSa).remote.address).toBe('10.0.0.1');
+    const successor = alice.rekeyChildSa(sa.children.find((c) => c.state === 'installed')!);
+    wire.run(500, 50);
+    const fresh = await successor;
+    const onBob = peerSa.children.find((c) => c.spiOut === fresh.spiIn)!;
+    expect(childSaPath(onBob.ike).remote.address).toBe('10.0.0.1');
     await wire.settle(20_000, 200);
     expect(moved.bob).toEqual([]);
     expect(peerSa.verifiedAddresses.has(NIC2)).toBe(false);
+  });
+
+  it('a return routability check that runs on the rekeyed IKE SA moves the Child SAs there once it passes (§3.7)', async () => {
+    const { wire, alice, bob, sa, peerSa } = await pair();
+    const movedChildren: string[] = [];
+    bob.on('ike-moved', (s) => movedChildren.push(`${s === peerSa ? 'old' : 'successor'}:${s.children.length}:${childSaPath(s).remote.address}`));
+    // Bob's check waits behind his own IKE SA rekey, which completes first and takes the queued check along.
+    let held = true;
+    wire.filter = (d) => (held && d.local.address === '10.0.0.2' && d.remote.address === NIC2 && (d.bytes[19]! & HeaderFlag.RESPONSE) === 0 ? 'drop' : 'pass');
+    const rekey = bob.rekeyIkeSa(peerSa);
+    void move(wire, alice, sa, NIC2).catch(() => undefined);
+    held = false;
+    await wire.settle(20_000, 200);
+    const successor = await rekey;
+    expect(successor.remote.address).toBe(NIC2);
+    expect(successor.childPath).toBeUndefined();
+    expect(movedChildren).toContain(`successor:1:${NIC2}`);
   });
 
   it('NAT -> no NAT: the NAT state changes, yet the responder\'s Child SAs stay put while return routability is unproven (§3.7)', async () => {

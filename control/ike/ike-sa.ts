@@ -167,8 +167,8 @@ export interface CachedResponse {
   bytes: Uint8Array;
   /** SHA-256 of the request it answered: only a copy of that request gets it again. */
   requestDigest: Uint8Array;
-  /** Sent as IKE fragments (RFC 7383 §2.5): all of them go again. */
-  fragments?: FragmentedMessage;
+  /** Sent as IKE fragments (RFC 7383 §2.5): all of them go again (their datagrams only, no plaintext). */
+  fragments?: Omit<FragmentedMessage, 'inner'>;
 }
 
 export class IkeSa {
@@ -288,6 +288,13 @@ export class IkeSa {
    * per-NIC cloning); after a failover it moves back when the address returns.
    */
   homeAddress: string | undefined;
+  /**
+   * Where the Child SAs' ESP goes while the IKE SA's own path is not the
+   * one they may use: the peer moved the IKE SA with UPDATE_SA_ADDRESSES to
+   * an address not yet verified (RFC 4555 §3.7), or whose check failed.
+   * Undefined: the IKE SA's addresses (childSaPath).
+   */
+  childPath: { local: Endpoint; remote: Endpoint } | undefined;
   /** RFC 5685 client: how a REDIRECT brought this IKE SA's set-up here; undefined when it was not redirected. */
   redirectTrail: RedirectTrail | undefined;
   /** RFC 5685 gateway: the peer announced REDIRECT_SUPPORTED or REDIRECTED_FROM (§3); no other peer is redirected. */
@@ -425,6 +432,11 @@ export function carryState(sa: IkeSa, from: CarriedState): void {
   sa.dns = [...from.dns];
   sa.peerFragmentation = from.peerFragmentation;
   sa.fragmentSize = from.fragmentSize;
+}
+
+/** The addresses the Child SAs of `sa` use for ESP (RFC 4555 §3.7: not an unverified new path of the peer's). */
+export function childSaPath(sa: IkeSa): { local: Endpoint; remote: Endpoint } {
+  return sa.childPath ?? { local: sa.local, remote: sa.remote };
 }
 
 export function spi64Hex(spi: Uint8Array): string {

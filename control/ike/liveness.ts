@@ -96,8 +96,10 @@ export class LivenessMonitor {
     const idle = this.idleFor(sa);
     if (idle < delay) return this.schedule(sa, delay - idle);
     // A request already in flight is retransmitted anyway: its answer, or the
-    // end of its budget, settles the question (§2.4).
-    if (!sa.outstanding) {
+    // end of its budget, settles the question (§2.4). A check still queued
+    // (requests held: a cluster node's fencing, a message ID resync) is one:
+    // no second one piles up behind it.
+    if (!sa.outstanding && !sa.queue.some((x) => x instanceof LivenessInitiator && x.name === DPD_CHECK)) {
       this.engine.log.debug({ ike: sa.id, idle }, 'nothing heard from the peer: liveness check');
       this.engine.queueExchange(sa, new LivenessInitiator(undefined, DPD_CHECK));
     }

@@ -19,11 +19,13 @@ function requestDigest(bytes: Uint8Array): Uint8Array {
 
 /** The cache entry for `response` (as sealed) to `request`. */
 export function cachedResponse(messageId: number, response: SealedMessage, request: Datagram): CachedResponse {
-  return { messageId, ...response, requestDigest: requestDigest(request.bytes) };
+  // Only the datagrams: a response is never cut again smaller (requests are), so its plaintext is not kept.
+  const fragments = response.fragments && { datagrams: response.fragments.datagrams, size: response.fragments.size };
+  return { messageId, bytes: response.bytes, ...(fragments && { fragments }), requestDigest: requestDigest(request.bytes) };
 }
 
 /** A message's datagrams: itself, or all its fragments (RFC 7383 §2.5). */
-export function sendSealed(ctx: Pick<IkeContext, 'sendDatagram' | 'stats'>, local: Endpoint, remote: Endpoint, m: SealedMessage): void {
+export function sendSealed(ctx: Pick<IkeContext, 'sendDatagram' | 'stats'>, local: Endpoint, remote: Endpoint, m: SealedMessage | CachedResponse): void {
   if (m.fragments) ctx.stats.fragments.sent += m.fragments.datagrams.length;
   for (const bytes of m.fragments?.datagrams ?? [m.bytes]) ctx.sendDatagram(local, remote, bytes);
 }

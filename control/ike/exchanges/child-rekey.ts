@@ -63,10 +63,13 @@ export class ChildRekeyInitiator implements InitiatorExchange {
   }
 
   process(sa: IkeSa, payloads: Payload[]): void {
-    const fail = (reason: string, notifyType?: number) => {
+    const fail = (reason: string, notifyType?: number, peerInstalled = false) => {
       if (this.old.state === 'rekeying') this.old.setState('installed', this.engine.log);
+      const spiIn = this.offer?.spiIn;
       if (this.offer) dropOffer(this.engine, this.offer);
       this.keyExchange?.destroy();
+      // The responder installed the successor it answered with; have it deleted (RFC 7296 §2.21.2, as child-create.ts).
+      if (peerInstalled && spiIn !== undefined) this.engine.deleteUnusableChild(sa, spiIn);
       this.cb.reject(Object.assign(new Error(reason), notifyType !== undefined ? { notify: notifyType } : {}));
     };
     const error = errorNotify(payloads);
@@ -81,19 +84,19 @@ export class ChildRekeyInitiator implements InitiatorExchange {
       return fail(`responder answered ${notifyName(error.notifyType)}`, error.notifyType);
     }
     const nonce = findPayload(payloads, PayloadType.NONCE);
-    if (!nonce || !isValidNonceLength(sa.suite!.prf!, nonce.data.length)) return fail('response lacks a valid nonce');
+    if (!nonce || !isValidNonceLength(sa.suite!.prf!, nonce.data.length)) return fail('response lacks a valid nonce', undefined, true);
     let sharedSecret: Uint8Array | undefined;
     if (this.keyExchange) {
       const ke = findPayload(payloads, PayloadType.KE);
-      if (!ke || ke.group !== this.keyExchange.group) return fail('response KE payload does not match our group');
+      if (!ke || ke.group !== this.keyExchange.group) return fail('response KE payload does not match our group', undefined, true);
       const shared = this.keyExchange.computeSharedSecret(ke.data);
-      if (!shared.ok) return fail(`invalid key exchange value: ${shared.error}`);
+      if (!shared.ok) return fail(`invalid key exchange value: ${shared.error}`, undefined, true);
       sharedSecret = shared.value;
     }
     const created = acceptChild(this.engine, sa, this.offer!, payloads, { nonceI: this.nonceI!, nonceR: nonce.data, ...(sharedSecret ? { sharedSecret } : {}) });
     sharedSecret?.fill(0);
     this.keyExchange?.destroy();
-    if (typeof created === 'string') return fail(created);
+    if (typeof created === 'string') return fail(created, undefined, true);
     this.offer = undefined;
     inherit(created, this.old);
     this.engine.addChild(created);

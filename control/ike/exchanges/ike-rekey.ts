@@ -53,8 +53,10 @@ export function successorSa(
   carryState(sa, old);
   sa.sessionId = old.sessionId;
   sa.familyIndex = old.familyIndex;
-  // The home NIC carries over too (a clone gets its own).
+  // The home NIC carries over too (a clone gets its own), and so does the Child SAs' path while the
+  // peer's new one is unverified (RFC 4555 §3.7): the Child SAs move to this SA.
   sa.homeAddress = old.homeAddress;
+  sa.childPath = old.childPath && { local: { ...old.childPath.local }, remote: { ...old.childPath.remote } };
   const { skeyseed, keys } = deriveRekeyedIkeKeys(
     { encr: suite.encr, encrKeyLength: suite.encrKeyLength, prf: suite.prf!, integ: suite.integ ?? 0 },
     old.suite!.prf!,

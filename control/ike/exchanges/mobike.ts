@@ -17,7 +17,7 @@ import type { Payload } from '../../wire/payloads.js';
 import { findNotify, findNotifies } from '../../wire/payloads.js';
 import { bytesToIp, ipFamily, ipToBytes } from '../../wire/ip.js';
 import type { IkeContext } from '../context.js';
-import type { IkeSa, InitiatorExchange } from '../ike-sa.js';
+import { childSaPath, type IkeSa, type InitiatorExchange } from '../ike-sa.js';
 import { detectNat, natDetectionPayloads } from '../nat-detection.js';
 import { notify } from '../payload-builders.js';
 import type { Datagram, Endpoint } from '../transport.js';
@@ -274,7 +274,8 @@ export class RoutabilityCheckInitiator implements InitiatorExchange {
 
   constructor(
     private readonly engine: IkeContext,
-    private readonly done: (ok: boolean) => void,
+    /** `on`: the IKE SA the check ran on (a rekey may have moved it from the one that queued it to its successor). */
+    private readonly done: (ok: boolean, on: IkeSa) => void,
   ) {}
 
   build(sa: IkeSa): Payload[] {
@@ -284,15 +285,15 @@ export class RoutabilityCheckInitiator implements InitiatorExchange {
   }
 
   process(sa: IkeSa, payloads: Payload[]): void {
-    if (!cookie2Matches(this.engine, sa, payloads, this.cookie2!)) return this.done(false);
+    if (!cookie2Matches(this.engine, sa, payloads, this.cookie2!)) return this.done(false, sa);
     // §3.7: only meaningful if the request went to one address only.
     const ok = sa.remote.address === this.target;
     if (ok) sa.verifiedAddresses.add(this.target!);
-    this.done(ok);
+    this.done(ok, sa);
   }
 
-  abort(): void {
-    this.done(false);
+  abort(sa: IkeSa): void {
+    this.done(false, sa);
   }
 }
 
@@ -348,6 +349,8 @@ export function respondMobility(engine: IkeContext, sa: IkeSa, payloads: Payload
   return {
     extra,
     after: () => {
+      // The path the Child SAs were on: verified, and theirs (new ones too) until the new one is (§3.7).
+      const previous = childSaPath(sa);
       // §3.5: the IKE SA takes the addresses from the IP header.
       relocate(engine, sa, d.local, d.remote, { children: false });
       // Record the new path's NAT state (encap=yes keeps "NAT in front of us"), but
@@ -355,15 +358,14 @@ export function respondMobility(engine: IkeContext, sa: IkeSa, payloads: Payload
       // unverified address (§3.7). The 'ike-moved' below carries the encapsulation.
       if (nat) updateNat(engine, sa, { natLocal: nat.natLocal || !!sa.policy.forceEncap, natRemote: nat.natRemote }, { emit: false });
       // §3.7: the Child SAs follow once the peer proved it receives at its new address.
-      if (sa.verifiedAddresses.has(d.remote.address) || !engine.mobility.returnRoutability) {
-        engine.emit('ike-moved', sa);
-        return;
-      }
+      if (sa.verifiedAddresses.has(d.remote.address) || !engine.mobility.returnRoutability) return childrenFollow(engine, sa);
+      sa.childPath = { local: { ...previous.local }, remote: { ...previous.remote } };
       engine.queueExchange(
         sa,
-        new RoutabilityCheckInitiator(engine, (ok) => {
-          if (ok && sa.state === 'established') engine.emit('ike-moved', sa);
-          else engine.log.warn({ ike: sa.id, remote: sa.remote.address }, 'return routability check failed: Child SAs stay on the old path');
+        // Run on the successor if the IKE SA was rekeyed meanwhile: the Child SAs are its now.
+        new RoutabilityCheckInitiator(engine, (ok, on) => {
+          if (ok && on.state === 'established') return childrenFollow(engine, on);
+          engine.log.warn({ ike: on.id, remote: on.remote.address }, 'return routability check failed: Child SAs stay on the old path');
         }),
       );
     },
@@ -415,7 +417,13 @@ export function relocate(engine: IkeContext, sa: IkeSa, local: Endpoint, remote:
   sa.remote = { ...remote };
   sa.addressGeneration++;
   engine.log.info({ ike: sa.id, local: `${local.address}:${local.port}`, remote: `${remote.address}:${remote.port}` }, 'IKE SA moved');
-  if (opts.children ?? true) engine.emit('ike-moved', sa);
+  if (opts.children ?? true) childrenFollow(engine, sa);
+}
+
+/** The Child SAs take the IKE SA's path (its addresses, and NAT state: 'ike-moved' tells the data plane). */
+function childrenFollow(engine: IkeContext, sa: IkeSa): void {
+  sa.childPath = undefined;
+  engine.emit('ike-moved', sa);
 }
 
 /**

@@ -62,6 +62,8 @@ export class SaInstaller {
    */
   install(spec: SaSpec): Promise<void> {
     if (!spec || !(spec.keyIn instanceof Uint8Array) || !(spec.keyOut instanceof Uint8Array)) {
+      // Refused, but a key that was given is still wiped (zeroed before this returns, as promised).
+      for (const key of [spec?.keyIn, spec?.keyOut]) if (key instanceof Uint8Array) key.fill(0);
       return Promise.reject(new TypeError('SaSpec.keyIn and keyOut must be Uint8Arrays'));
     }
     // Copy and wipe the keys before anything can fail or wait (architecture §4.5).
@@ -123,8 +125,9 @@ export class SaInstaller {
       activatedAt: 0,
       state: 'installing',
     };
-    // From here the inbound SPI is taken: ESP for it is dropped (dropNoSa), not
-    // reported as unknown, until the worker has the SA (receiveEsp).
+    // From here the inbound SPI is taken: ESP for it is held until the worker
+    // has the SA (a bounded number per SA, then dropped as dropNoSa), never
+    // reported as unknown (inbound.ts).
     sad.add(record);
     // Announce this install to remove() of the SAs it replaces (settled in finally).
     let settle!: () => void;

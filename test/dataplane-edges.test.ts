@@ -210,6 +210,15 @@ function openFd(): number {
 }
 
 describe('DataPlane install, addresses and stop', () => {
+  it('an install refused for a key that is not bytes still wipes the key that is', async () => {
+    const plane = new DataPlane({ workers: 1, sendUdp: () => {} });
+    const s = spec(6);
+    const keyIn = s.keyIn;
+    await expect(plane.install({ ...s, keyOut: [2, 2, 2] as unknown as Uint8Array })).rejects.toThrow(/must be Uint8Arrays/);
+    expect(keyIn.every((b) => b === 0)).toBe(true);
+  });
+
+
   interopTest('an install whose route cannot be made (bad descriptor, throwing espSocket) leaves no SA behind', ['root', 'tun', 'native'], async () => {
     let espSocket: DataPlaneOptions['espSocket'] = () => ({ fd: 987654, to: destination(Uint8Array.of(192, 0, 2, 2)) });
     const plane = new DataPlane({

@@ -23,6 +23,12 @@
 // datagram then starts at its IP header, which is checked and skipped, and
 // its TOS octet is the outer TOS.
 //
+// A worker may own several such inputs (one per listen address, and a raw
+// share) over one arena. While one input's batch is in the arena (read, then
+// decapsulated) no input opens its held ESP there, not even one whose SA the
+// batch's catch-up installed: it would overwrite the batch. Those wait for
+// the batch's end (SharedArena).
+//
 // Owner: one worker thread. The descriptor is its own (handed over by the
 // I/O side, which no longer reads it); it is closed here at stop.
 import { loadNativeIo, RECV_TOS_VALID, UDP_DESC_WORDS, UDP_RECV_TOS_WORD, type NativeIo } from '../io/native-io.js';
@@ -64,6 +70,14 @@ export function ipv4Payload(arena: Uint8Array, at: number, length: number, out: 
   return true;
 }
 
+/** The kernel arena as one worker's steered inputs share it (one per worker). */
+export class SharedArena {
+  /** A batch is in the arena: held ESP waits for its end. */
+  busy = false;
+  /** Inputs whose held ESP waits for the batch to end. */
+  readonly waiting = new Set<SteeredInput>();
+}
+
 export class SteeredInput {
   private readonly api: NativeIo;
   private readonly udpDesc = new Int32Array(READ_BATCH * UDP_DESC_WORDS);
@@ -75,8 +89,6 @@ export class SteeredInput {
   private readonly ip: Ipv4EspPayload = { at: 0, length: 0, tos: 0 };
   private malformed = 0;
   private waiter: EpollWaiter | undefined;
-  /** A batch is being read: the arena is in use, so held ESP waits for its end (releaseHeld). */
-  private reading = false;
 
   /**
    * `inSlot(spi)`: the inbound slot of this worker's SA with that SPI;
@@ -104,6 +116,8 @@ export class SteeredInput {
     private readonly rawIpv4 = false,
     /** ESP for SPIs not installed yet, held a moment (steered-hold.ts); without one it is dropped at once. */
     private readonly hold?: UnknownSpiHold,
+    /** The arena as the worker's other inputs share it. */
+    private readonly shared: SharedArena = new SharedArena(),
   ) {
     this.api = loadNativeIo();
   }
@@ -151,7 +165,7 @@ export class SteeredInput {
     const st = this.stats;
     st[WorkerStat.STEERED_IN]! += n;
     for (let i = 0; i < n; i++) st[WorkerStat.STEERED_IN_BYTES]! += this.udpDesc[i * UDP_DESC_WORDS]!;
-    this.reading = true;
+    this.shared.busy = true;
     try {
       let k = this.describe(arena, n);
       // Described again after a catch-up: a message applied there may also
@@ -161,10 +175,14 @@ export class SteeredInput {
       st[WorkerStat.DROP_MALFORMED]! += this.malformed;
       if (k > 0) this.decapAndCollect(k);
     } finally {
-      this.reading = false;
+      this.shared.busy = false;
     }
-    // An install the catch-up applied: what was held for it is opened now, after this batch.
-    this.releaseHeld();
+    // An install the catch-up applied: what was held for it, here or at another input, is opened now.
+    this.shared.waiting.add(this);
+    for (const input of [...this.shared.waiting]) {
+      this.shared.waiting.delete(input);
+      input.releaseHeld();
+    }
     return n;
   }
 
@@ -185,12 +203,16 @@ export class SteeredInput {
   /**
    * Open the ESP held for SPIs that have an inbound SA now (the worker calls
    * this after an install), in arrival order, through the arena. Not while a
-   * batch is being read (an install applied by its catch-up): readBatch
-   * calls it again at its end.
+   * batch of any of the worker's inputs is in the arena (an install applied
+   * by its catch-up): that batch's end opens it.
    */
   releaseHeld(): void {
     const hold = this.hold;
-    if (!hold || hold.size === 0 || this.reading) return;
+    if (!hold || hold.size === 0) return;
+    if (this.shared.busy) {
+      this.shared.waiting.add(this);
+      return;
+    }
     const kernel = this.kernel;
     const batch = Math.min(READ_BATCH, kernel.maxBatch);
     const desc = kernel.descriptors;

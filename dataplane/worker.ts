@@ -9,8 +9,9 @@
 //   single writer of `outRing`, of its hand-off rings out and of its `stats`
 //   totals.
 // - Control requests (install, delete, counters, generate, stop) arrive on
-//   its MessagePort and run between batches, never inside one, so a slot is
-//   never deleted while a batch uses it. Every cell carries its slot's
+//   its MessagePort and run between batches, or inside a steered input's
+//   batch before it is looked up again (its catch-up, worker-input.ts), so a
+//   slot is never deleted while a batch uses it. Every cell carries its slot's
 //   installation tag: a cell queued for an SA that was deleted meanwhile is
 //   dropped, not processed with the slot's next SA.
 //
@@ -45,7 +46,7 @@ import { writeUdp4 } from './packet.js';
 import { BATCHES_PER_YIELD, CATCH_UP_MESSAGES, EPOLL_WAKES_PER_YIELD, IDLE_WAIT_MS, STEERED_HOLD } from './defaults.js';
 import { UnknownSpiHold } from './steered-hold.js';
 import { DirectWriter } from './worker-output.js';
-import { SOURCE_WORDS, SteeredInput } from './worker-input.js';
+import { SOURCE_WORDS, SharedArena, SteeredInput } from './worker-input.js';
 import { combineEcn, EcnDecap, ecnNormal, OUTER_HEADER_DEFAULT_WORD, outerSendWord } from './outer-header.js';
 import { OUTER_DF_SOCKOPT, RECV_TOS_VALID } from '../io/native-io.js';
 import {
@@ -105,6 +106,8 @@ class DataPlaneWorker {
   private generators = 0;
   /** Steered input (worker-input.ts): this worker's socket of the NAT-T port, and its inbound slots by SPI. */
   private readonly steered: SteeredInput[] = [];
+  /** The arena as the steered inputs share it: held ESP is not opened in it while a batch of theirs is there. */
+  private readonly steeredArena = new SharedArena();
   private readonly inboundBySpi = new Map<number, number>();
   /** Per kernel descriptor: the outer header word of a packet to encapsulate, the outer TOS of one to decapsulate. */
   private readonly outerWords: Int32Array;
@@ -264,7 +267,7 @@ class DataPlaneWorker {
 
   /** Read this worker's socket of a steered NAT-T port (one per listen address), or its filtered raw ESP socket, from now on. */
   private adoptSteeredSocket(fd: number, address?: string, raw = false): void {
-    const input = new SteeredInput(fd, this.kernel, this.stride, this.stats, (spi) => this.inboundBySpi.get(spi), (n) => this.runArena(n, CellKind.DECAP), () => this.catchUp(), this.outerTos, this.sources, address, raw, new UnknownSpiHold(STEERED_HOLD));
+    const input = new SteeredInput(fd, this.kernel, this.stride, this.stats, (spi) => this.inboundBySpi.get(spi), (n) => this.runArena(n, CellKind.DECAP), () => this.catchUp(), this.outerTos, this.sources, address, raw, new UnknownSpiHold(STEERED_HOLD), this.steeredArena);
     this.steered.push(input);
     this.resolveSendFds();
     const onError = (status: number) => {

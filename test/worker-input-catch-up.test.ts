@@ -2,13 +2,15 @@
 // install request is still queued on the worker's port: the peer may send on
 // a new SA as soon as our response reaches it. A batch naming an SPI the
 // worker does not know takes the queued control messages first and looks
-// again; only an SPI still unknown then is dropped, and counted once.
+// again; only an SPI still unknown then is dropped, and counted once. Two
+// inputs of one worker share its arena: held ESP is opened after a batch,
+// never over it.
 import { createSocket, type Socket } from 'node:dgram';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadNativeIo } from '../io/native-io.js';
 import { Desc, DESC_WORDS, type EspKernel } from '../dataplane/kernel.js';
 import { WORKER_STAT_COUNT, WorkerStat } from '../dataplane/messages.js';
-import { SOURCE_WORDS, SteeredInput } from '../dataplane/worker-input.js';
+import { SharedArena, SOURCE_WORDS, SteeredInput } from '../dataplane/worker-input.js';
 import { UnknownSpiHold } from '../dataplane/steered-hold.js';
 
 const STRIDE = 2048;
@@ -40,15 +42,28 @@ interface Bench {
   send(...packets: Uint8Array[]): Promise<void>;
 }
 
-/** A steered socket on loopback read by a SteeredInput whose SPI table, catch-up (and hold, if any) the test controls. */
-async function bench(slots: Map<number, number>, catchUp: () => boolean, hold?: UnknownSpiHold): Promise<Bench> {
+/** What two inputs of one worker share: its kernel's arena, and what it decapsulated, in order. */
+interface SharedWorker {
+  kernel: EspKernel;
+  arena: SharedArena;
+  decapped: Bench['decapped'];
+  seqs: number[];
+}
+
+function sharedWorker(): SharedWorker {
+  return { kernel: kernelStandIn(), arena: new SharedArena(), decapped: [], seqs: [] };
+}
+
+/**
+ * A steered socket on loopback read by a SteeredInput whose SPI table, catch-up (and hold, if any) the test
+ * controls; `worker`: another input's, to share its arena with.
+ */
+async function bench(slots: Map<number, number>, catchUp: () => boolean, hold?: UnknownSpiHold, worker = sharedWorker()): Promise<Bench> {
   const io = loadNativeIo();
   const { fd, port } = io.udpOpen('127.0.0.1', 0, 1 << 20);
-  const kernel = kernelStandIn();
+  const { kernel, decapped, seqs } = worker;
   const stats = new Float64Array(WORKER_STAT_COUNT);
-  const decapped: Bench['decapped'] = [];
   const catchUps = { count: 0 };
-  const seqs: number[] = [];
   const input = new SteeredInput(fd, kernel, STRIDE, stats, (spi) => slots.get(spi), (n) => {
     const d = kernel.descriptors;
     const batch = [];
@@ -61,7 +76,7 @@ async function bench(slots: Map<number, number>, catchUp: () => boolean, hold?: 
   }, () => {
     catchUps.count++;
     return catchUp();
-  }, new Int32Array(BATCH), new Int32Array(BATCH * SOURCE_WORDS), undefined, false, hold);
+  }, new Int32Array(BATCH), new Int32Array(BATCH * SOURCE_WORDS), undefined, false, hold, worker.arena);
   cleanups.push(() => input.stop());
   const s: Socket = createSocket('udp4');
   await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
@@ -191,5 +206,31 @@ describe('steered input and installs not yet posted (the hold)', () => {
     slots.set(0x0bad_0001, 2);
     b.input.releaseHeld();
     expect(b.decapped.flat()).toEqual([]);
+  });
+
+  it('two inputs of one worker: an install applied by one\'s catch-up opens the other\'s held ESP after the batch, not over it', async () => {
+    const OTHER = 0x0100_0003;
+    const slots = new Map<number, number>([[0x0100_0001, 3]]);
+    const worker = sharedWorker();
+    const held = new UnknownSpiHold({ ms: 60_000, packets: 16, spis: 4 });
+    const inputs: { b?: Bench } = {};
+    // The raw share (b) holds ESP for OTHER; the UDP socket (a) reads a batch with NEW, whose catch-up
+    // applies the installs of both and, as the worker does after an inbound install, releases every input's hold.
+    const a = await bench(slots, () => {
+      slots.set(NEW, 7);
+      slots.set(OTHER, 8);
+      inputs.b!.input.releaseHeld();
+      return true;
+    }, undefined, worker);
+    inputs.b = await bench(slots, () => false, held, worker);
+    await inputs.b.send(esp(OTHER, 1), esp(OTHER, 2));
+    await readAll(inputs.b, 2);
+    expect(worker.decapped.flat()).toEqual([]);
+    await a.send(esp(0x0100_0001, 1), esp(NEW, 1), esp(0x0100_0001, 2));
+    await readAll(a, 3);
+    // a's batch as it was read, then b's held ESP.
+    expect(worker.decapped.flat().map((d) => d.spi)).toEqual([0x0100_0001, NEW, 0x0100_0001, OTHER, OTHER]);
+    expect(worker.seqs).toEqual([1, 1, 2, 1, 2]);
+    expect(a.stats[WorkerStat.DROP_UNKNOWN_SPI]! + inputs.b.stats[WorkerStat.DROP_UNKNOWN_SPI]!).toBe(0);
   });
 });

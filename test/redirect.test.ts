@@ -242,6 +242,38 @@ describe('RFC 5685 redirect of an established IKE SA (§5)', () => {
     expect(alice.stats.redirects).toEqual({ 'followed.established': 1 });
   });
 
+  it('a second REDIRECT while the client is moving is not followed: one IKE SA at B, none left at A (§7)', async () => {
+    const { wire, alice, a } = setUp();
+    const up = alice.initiate('to-bob');
+    await wire.settle(300);
+    const old = await up;
+    const atA = a.ikeSas()[0]!;
+    const first = redirectIkeSa(a, atA, gw(B));
+    const second = redirectIkeSa(a, atA, gw(B));
+    await wire.settle(1000);
+    expect([await first, await second]).toEqual([true, true]);
+    expect(old.state).toBe('dead');
+    expect(alice.ikeSas().map((s) => s.remote.address)).toEqual([B]);
+    expect(alice.stats.redirects).toEqual({ 'followed.established': 1 });
+    noSas(a);
+  });
+
+  it('an IKE SA rekeyed while its replacement at B comes up: the successor is the one deleted (make before break)', async () => {
+    const { wire, alice, a } = setUp();
+    const up = alice.initiate('to-bob');
+    await wire.settle(300);
+    const old = await up;
+    const acknowledged = redirectIkeSa(a, a.ikeSas()[0]!, gw(B));
+    // The REDIRECT is answered; the rekey with A goes out before the set-up at B is done.
+    wire.flush();
+    const rekeyed = alice.rekeyIkeSa(old);
+    await wire.settle(1000);
+    expect(await acknowledged).toBe(true);
+    expect((await rekeyed).state).toBe('dead');
+    expect(alice.ikeSas().map((s) => s.remote.address)).toEqual([B]);
+    noSas(a);
+  });
+
   it('refused for a peer that did not announce support, and by a client that is not the original initiator (§10)', async () => {
     const plain = setUp({ client: { redirect: settings({ follow: false }) } });
     const up = plain.alice.initiate('to-bob');

@@ -191,17 +191,29 @@ export function redirectRequested(engine: IkeContext, sa: IkeSa, payloads: Paylo
   return () => moveToGateway(engine, sa, decoded.value.gateway);
 }
 
+/** IKE SAs whose move to another gateway (§5) is under way: a second REDIRECT meanwhile is not followed. */
+const moving = new WeakSet<IkeSa>();
+
 /** §5: an IKE SA with the new gateway first, then the old one deleted (make before break). */
 function moveToGateway(engine: IkeContext, old: IkeSa, to: GatewayIdentity): void {
   const target = gatewayIdentityText(to);
+  if (moving.has(old)) return engine.log.warn({ ike: old.id, to: target }, 'redirect ignored: this IKE SA is moving to another gateway already');
   const trail = redirectTrail(engine, old, to, 'established');
   if (!trail) return engine.log.warn({ ike: old.id, to: target }, 'redirect refused: too many redirects (RFC 5685 §7); the IKE SA stays');
+  // §7: the bound counts every redirect this connection followed, a later one on this same IKE SA too.
+  old.redirectTrail = trail;
+  moving.add(old);
   startRedirected(engine, old, to, trail)
-    .then((r) => r.up)
+    .then((r) => r.up.then((next) => ({ next })))
     .then(
-      () => engine.closeIkeSa(old),
+      ({ next }) => {
+        // The IKE SA the REDIRECT came on, or the successor an IKE SA rekey made of it meanwhile.
+        const current = old.state === 'established' ? old : engine.ikeSas().find((s) => s !== next && s.sessionId === old.sessionId && s.familyIndex === old.familyIndex && s.state === 'established');
+        if (current) engine.closeIkeSa(current);
+      },
       (err: Error) => engine.log.warn({ ike: old.id, to: target, reason: err.message }, 'no IKE SA with the gateway we were redirected to; the old one stays'),
-    );
+    )
+    .finally(() => moving.delete(old));
 }
 
 /** The gateway's INFORMATIONAL request with N(REDIRECT) in an established IKE SA (§5). */

@@ -31,6 +31,9 @@ function exportedRecord(c: Awaited<ReturnType<typeof cluster>>): TransferRecord 
   return decoded.value;
 }
 
+/** A cached response as a record carries it. */
+const CACHED = { messageId: 1, bytes: '00', requestDigest: '00'.repeat(32) };
+
 /** A record of `state` alone (length, JSON; no keys): for records that must not decode. */
 function json(state: object): Uint8Array {
   const body = new TextEncoder().encode(JSON.stringify(state));
@@ -201,11 +204,27 @@ describe('IKE SA export and import between cluster nodes', () => {
       [{ ageMs: '1000' }, 'record age invalid'],
       [{ ageMs: -1 }, 'record age invalid'],
       [{ ageMs: null }, 'record age invalid'],
+      [{ lastResponse: { ...CACHED, fragments: { datagrams: [], size: 576 } } }, 'record last response invalid'],
+      [{ lastResponse: { ...CACHED, fragments: { datagrams: ['zz'], size: 576 } } }, 'record last response invalid'],
+      [{ lastResponse: { ...CACHED, fragments: { datagrams: Array(129).fill('00'), size: 576 } } }, 'record last response invalid'],
+      [{ lastResponse: { ...CACHED, fragments: null } }, 'record last response invalid'],
     ];
     for (const [change, error] of cases) {
       expect(() => decodeTransferRecord(json({ ...state, ...change }))).not.toThrow();
       expect(decodeTransferRecord(json({ ...state, ...change })), JSON.stringify(change)).toMatchObject({ ok: false, error });
     }
+  });
+
+  test('a cached response sent as fragments moves with all of them, not only the first (RFC 7383 §2.6.1: a retransmission gets them all)', async () => {
+    const c = await cluster();
+    const fragments = [new Uint8Array([1, 1, 1]), new Uint8Array([2, 2]), new Uint8Array([3])];
+    const requestDigest = new Uint8Array(32).fill(7);
+    c.clone.lastResponse = { messageId: 5, bytes: fragments[0]!, requestDigest, fragments: { datagrams: fragments, size: 576 } };
+    const record = exportedRecord(c);
+    expect(record.state.lastResponse?.fragments).toEqual({ datagrams: ['010101', '0202', '03'], size: 576 });
+    const onB = importIkeSa(c.nodeB, record, NODE_B);
+    if (!onB.ok) throw new Error(onB.error);
+    expect(onB.value.lastResponse?.fragments).toEqual({ datagrams: fragments, size: 576 });
   });
 
   test('a record refused at import (no such connection here) has its keys wiped', async () => {

@@ -56,7 +56,8 @@ export interface TransferState {
   peerRequestId: number;
   /** IKE window size (RFC 7296 §2.3): ikeclone runs one exchange at a time. */
   window: number;
-  lastResponse?: { messageId: number; bytes: string; requestDigest: string };
+  /** The cached response; a fragmented one with all its fragments (RFC 7383 §2.6.1: a retransmission gets them all). */
+  lastResponse?: { messageId: number; bytes: string; requestDigest: string; fragments?: { datagrams: string[]; size: number } };
   localId?: { idType: number; data: string };
   peerId?: { idType: number; data: string };
   peerKey?: string;
@@ -154,7 +155,12 @@ export function snapshotIkeSa(ctx: IkeContext, sa: IkeSa, family: string, over: 
     peerRequestId: sa.peerRequestId,
     window: 1,
     ...(sa.lastResponse && {
-      lastResponse: { messageId: sa.lastResponse.messageId, bytes: hex(sa.lastResponse.bytes), requestDigest: hex(sa.lastResponse.requestDigest) },
+      lastResponse: {
+        messageId: sa.lastResponse.messageId,
+        bytes: hex(sa.lastResponse.bytes),
+        requestDigest: hex(sa.lastResponse.requestDigest),
+        ...(sa.lastResponse.fragments && { fragments: { datagrams: sa.lastResponse.fragments.datagrams.map(hex), size: sa.lastResponse.fragments.size } }),
+      },
     }),
     ...(sa.localId && { localId: { idType: sa.localId.idType, data: hex(sa.localId.data) } }),
     ...(sa.peerId && { peerId: { idType: sa.peerId.idType, data: hex(sa.peerId.data) } }),
@@ -237,6 +243,13 @@ const isInt = (v: unknown, max = 0xffffffff) => Number.isSafeInteger(v) && (v as
 const isHex = (v: unknown, bytes?: number) => typeof v === 'string' && /^([0-9a-f]{2})*$/.test(v) && (bytes === undefined || v.length === bytes * 2);
 const isStrings = (v: unknown) => Array.isArray(v) && v.length <= 64 && v.every((a) => typeof a === 'string');
 const isObject = (v: unknown): v is object => typeof v === 'object' && v !== null;
+/** Fragments of a cached response a record may carry: as many as a peer reassembles by default (defaults.ts maxFragments). */
+const MAX_RECORD_FRAGMENTS = 128;
+/** A cached response's fragments: 1 to MAX_RECORD_FRAGMENTS datagrams, each at most 64 KiB. */
+const fragmentsValid = (f: unknown): boolean =>
+  isObject(f) && isInt((f as { size?: unknown }).size, 0xffff) && Array.isArray((f as { datagrams?: unknown }).datagrams) &&
+  (f as { datagrams: unknown[] }).datagrams.length >= 1 && (f as { datagrams: unknown[] }).datagrams.length <= MAX_RECORD_FRAGMENTS &&
+  (f as { datagrams: unknown[] }).datagrams.every((d) => isHex(d) && (d as string).length <= 2 * 0xffff);
 
 /** What is wrong with a decoded state object, or undefined. */
 function stateProblem(s: TransferState): string | undefined {
@@ -268,7 +281,9 @@ function stateProblem(s: TransferState): string | undefined {
   const drawProblem = (s.arrivalSpis !== undefined ? arrivalSpiDrawProblem(s.arrivalSpis) : undefined) ?? (s.orphanSpis !== undefined ? orphanDrawsProblem(s.orphanSpis) : undefined);
   if (drawProblem) return drawProblem;
   const lr = s.lastResponse;
-  if (lr !== undefined && (!isObject(lr) || !isInt(lr.messageId) || !isHex(lr.bytes) || !isHex(lr.requestDigest, 32))) return 'record last response invalid';
+  if (lr !== undefined && (!isObject(lr) || !isInt(lr.messageId) || !isHex(lr.bytes) || !isHex(lr.requestDigest, 32) || (lr.fragments !== undefined && !fragmentsValid(lr.fragments)))) {
+    return 'record last response invalid';
+  }
   for (const idf of [s.localId, s.peerId]) if (idf !== undefined && (!isObject(idf) || !isInt(idf.idType, 255) || !isHex(idf.data))) return 'record identity invalid';
   if (s.peerKey !== undefined && typeof s.peerKey !== 'string') return 'record peer invalid';
   if (s.peerWithdrawnAddress !== undefined && typeof s.peerWithdrawnAddress !== 'string') return 'record address set invalid';
@@ -305,7 +320,15 @@ export function importIkeSa(ctx: IkeContext, record: TransferRecord, local: stri
   sa.familyIndex = s.familyIndex;
   sa.nextRequestId = s.nextRequestId;
   sa.peerRequestId = s.peerRequestId;
-  if (s.lastResponse) sa.lastResponse = { messageId: s.lastResponse.messageId, bytes: unhex(s.lastResponse.bytes), requestDigest: unhex(s.lastResponse.requestDigest) };
+  const lr = s.lastResponse;
+  if (lr) {
+    sa.lastResponse = {
+      messageId: lr.messageId,
+      bytes: unhex(lr.bytes),
+      requestDigest: unhex(lr.requestDigest),
+      ...(lr.fragments && { fragments: { datagrams: lr.fragments.datagrams.map(unhex), size: lr.fragments.size } }),
+    };
+  }
   if (s.localId) sa.localId = { idType: s.localId.idType, data: unhex(s.localId.data) };
   if (s.peerId) sa.peerId = { idType: s.peerId.idType, data: unhex(s.peerId.data) };
   // Kept in our records until the arrival is done, whoever's draw it is (completeArrival).

@@ -228,6 +228,9 @@ export class SaInstaller {
    */
   private sendsOnPost(record: SaRecord, deferOutbound: boolean): boolean {
     if (!this.s.tunRead || record.replaces.length > 0 || record.retiring) return false;
+    // A retired SA still sending for its family (retire(): its successor installs) would stop at once; if
+    // this install then failed nothing would send. It stops once this one is in.
+    if (anyOf(this.s.requireSad().family(record.familyKey), (o) => o.retiring === true && o.outbound)) return false;
     return !deferOutbound || !this.familyHasOtherSender(record);
   }
 

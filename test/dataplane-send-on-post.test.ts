@@ -119,4 +119,22 @@ describe('a Child SA whose family has a sender', () => {
     await Promise.all([first, sibling]);
     expect(outbound()).toEqual([5]);
   });
+
+  it('an SA we created does not displace a retired SA that still sends for its family until its own install is in', async () => {
+    const { b } = await workersReadTun();
+    const s = (b as unknown as { s: PlaneState }).s;
+    const outbound = () => s.sad!.all().filter((r) => r.outbound).map((r) => r.id).sort();
+    await b.install(mirroredSpecs(1).b);
+    // The peer's new SA installs; the old one is deleted meanwhile and keeps sending until the new one can.
+    const peers = b.install(mirroredSpecs(2, { b: { deferOutbound: true } }).b);
+    await b.retire(1, 60_000);
+    expect(outbound()).toEqual([1]);
+    // One of ours is posted now: the retired one sends on until ours is in (its install could still fail).
+    const ours = b.install(mirroredSpecs(5).b);
+    expect(outbound()).toEqual([1]);
+    await Promise.all([peers, ours]);
+    // Both new ones in: ours sends, the retired one no more (the peer's sends too if it was in first: the family had no other sender then).
+    expect(outbound()).toContain(5);
+    expect(outbound()).not.toContain(1);
+  });
 });

@@ -167,6 +167,22 @@ describe('UPDATE_SA_ADDRESSES (RFC 4555 §3.5)', () => {
     expect(movedChildren).toContain(`successor:1:${NIC2}`);
   });
 
+  it('the NAT state an address update finds goes to the IKE SA the peer rekeyed meanwhile, where the Child SAs are now (§3.5)', async () => {
+    const { wire, alice, bob, sa, peerSa } = await pair({}, undefined, { natOnFirstPath: true });
+    expect(sa.children[0]!.udpEncap).toBe(true);
+    // Bob rekeys the IKE SA while alice's UPDATE_SA_ADDRESSES (to NIC2, without the NAT) is on its way.
+    const rekey = bob.rekeyIkeSa(peerSa);
+    const moving = alice.moveIkeSa(sa, { local: NIC2 });
+    moving.catch(() => undefined);
+    await wire.settle(20_000, 200);
+    await rekey;
+    const successor = alice.ikeSas().find((s) => s.state === 'established')!;
+    expect(successor).not.toBe(sa);
+    expect(successor.local.address).toBe(NIC2);
+    expect(successor.natLocal).toBe(false);
+    expect(successor.children.map((c) => c.udpEncap)).toEqual([false]);
+  });
+
   it('NAT -> no NAT: the NAT state changes, yet the responder\'s Child SAs stay put while return routability is unproven (§3.7)', async () => {
     const { wire, alice, sa, peerSa, moved } = await pair({}, undefined, { natOnFirstPath: true });
     expect(peerSa.natRemote).toBe(true);

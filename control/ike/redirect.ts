@@ -38,6 +38,7 @@ import type { IkeSa, InitiatorExchange, RedirectTrail, ResponderResult } from '.
 import type { ConnectionPolicy } from './policy.js';
 import type { Endpoint } from './transport.js';
 import { hasNotify, notify } from './payload-builders.js';
+import { carriedOn } from './exchanges/ike-rekey.js';
 import { sealMessage } from './protect.js';
 import { REDIRECTED_SA_LINGER_MS } from './defaults.js';
 import { ConfiguredRedirectPolicy, redirectSettings, type RedirectPhase, type RedirectPolicy } from './redirect-policy.js';
@@ -204,11 +205,11 @@ function moveToGateway(engine: IkeContext, old: IkeSa, to: GatewayIdentity): voi
   old.redirectTrail = trail;
   moving.add(old);
   startRedirected(engine, old, to, trail)
-    .then((r) => r.up.then((next) => ({ next })))
+    .then((r) => r.up)
     .then(
-      ({ next }) => {
+      () => {
         // The IKE SA the REDIRECT came on, or the successor an IKE SA rekey made of it meanwhile.
-        const current = old.state === 'established' ? old : engine.ikeSas().find((s) => s !== next && s.sessionId === old.sessionId && s.familyIndex === old.familyIndex && s.state === 'established');
+        const current = carriedOn(engine, old);
         if (current) engine.closeIkeSa(current);
       },
       (err: Error) => engine.log.warn({ ike: old.id, to: target, reason: err.message }, 'no IKE SA with the gateway we were redirected to; the old one stays'),

@@ -29,6 +29,17 @@ function copy(b: Uint8Array): Uint8Array {
 }
 
 /**
+ * The IKE SA that carries on `sa`: itself while established, else the
+ * successor a rekey made of it (RFC 7296 §2.8: same session, same place in
+ * its clone family), if one is up; an exchange started on `sa` that ends
+ * after a rekey acts on that one.
+ */
+export function carriedOn(ctx: Pick<IkeContext, 'ikeSas'>, sa: IkeSa): IkeSa | undefined {
+  if (sa.state === 'established') return sa;
+  return ctx.ikeSas().find((s) => s !== sa && s.sessionId === sa.sessionId && s.familyIndex === sa.familyIndex && s.state === 'established' && s.createdAt >= sa.createdAt);
+}
+
+/**
  * The IKE SA that a rekey or clone exchange creates, with the old SA's
  * authenticated context (identities, addresses, negotiated extensions) and
  * fresh keys from SKEYSEED = prf(SK_d(old), g^ir(new) | Ni | Nr) (§2.18).

@@ -22,6 +22,7 @@ import { detectNat, natDetectionPayloads } from '../nat-detection.js';
 import { notify } from '../payload-builders.js';
 import type { Datagram, Endpoint } from '../transport.js';
 import { equalBytes } from '../../crypto/bytes.js';
+import { carriedOn } from './ike-rekey.js';
 
 /** COOKIE2 data: 8..64 octets, unpredictable to the peer (RFC 4555 §4.2.5). */
 const COOKIE2_LENGTH = 16;
@@ -221,9 +222,11 @@ export class UpdateSaAddressesInitiator implements InitiatorExchange {
     const error = payloads.find((p) => p.type === 41 && p.notifyType > 0 && p.notifyType < 16384);
     if (error && error.type === 41) return this.cb.reject(mobikeError(`responder answered ${notifyName(error.notifyType)}`, error.notifyType));
     const nat = detectNat(payloads, sa.spiI, sa.spiR, sa.local, sa.remote);
-    // encap=yes stands for a NAT in front of us on every path (RFC 7296 §2.23), not only the first.
-    if (nat) updateNat(engine, sa, { natLocal: nat.natLocal || !!sa.policy.forceEncap, natRemote: nat.natRemote });
-    this.cb.resolve(sa);
+    // encap=yes stands for a NAT in front of us on every path (RFC 7296 §2.23), not only the first. The
+    // peer may have rekeyed the IKE SA meanwhile: the NAT state goes where the Child SAs are now.
+    const current = carriedOn(engine, sa) ?? sa;
+    if (nat) updateNat(engine, current, { natLocal: nat.natLocal || !!sa.policy.forceEncap, natRemote: nat.natRemote });
+    this.cb.resolve(current);
   }
 
   abort(_sa: IkeSa, reason: string): void {

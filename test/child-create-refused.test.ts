@@ -26,16 +26,21 @@ function widenResponses(wire: MemoryWire, sa: IkeSa, peerSa: IkeSa): void {
   };
 }
 
+/** alice and bob in memory with their IKE SA (and its Child SA) up. */
+async function established() {
+  const wire = new MemoryWire();
+  const { initiator, responder } = pskPair();
+  const alice = wire.engine('10.0.0.1', [initiator]);
+  const bob = wire.engine('10.0.0.2', [responder]);
+  const up = alice.initiate('to-bob');
+  wire.run(100);
+  const sa = await settled(up);
+  return { wire, alice, bob, sa, peerSa: bob.ikeSas()[0]! };
+}
+
 describe('CREATE_CHILD_SA: a response the initiator cannot accept', () => {
   it('the responder is told to delete the Child SA it installed (as after IKE_AUTH, RFC 7296 §2.21.2)', async () => {
-    const wire = new MemoryWire();
-    const { initiator, responder } = pskPair();
-    const alice = wire.engine('10.0.0.1', [initiator]);
-    const bob = wire.engine('10.0.0.2', [responder]);
-    const up = alice.initiate('to-bob');
-    wire.run(100);
-    const sa = await settled(up);
-    const peerSa = bob.ikeSas()[0]!;
+    const { wire, alice, bob, sa, peerSa } = await established();
     widenResponses(wire, sa, peerSa);
     const created = alice.createChildSa(sa, 'net', { pfs: false });
     wire.run(100);
@@ -49,14 +54,7 @@ describe('CREATE_CHILD_SA: a response the initiator cannot accept', () => {
   });
 
   it('a rekey whose answer cannot be accepted: the responder is told to delete the successor it installed; the old Child SA stays', async () => {
-    const wire = new MemoryWire();
-    const { initiator, responder } = pskPair();
-    const alice = wire.engine('10.0.0.1', [initiator]);
-    const bob = wire.engine('10.0.0.2', [responder]);
-    const up = alice.initiate('to-bob');
-    wire.run(100);
-    const sa = await settled(up);
-    const peerSa = bob.ikeSas()[0]!;
+    const { wire, alice, bob, sa, peerSa } = await established();
     const old = sa.children[0]!;
     widenResponses(wire, sa, peerSa);
     const rekeyed = alice.rekeyChildSa(old, { pfs: false });

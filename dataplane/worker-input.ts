@@ -177,11 +177,14 @@ export class SteeredInput {
     } finally {
       this.shared.busy = false;
     }
-    // An install the catch-up applied: what was held for it, here or at another input, is opened now.
-    this.shared.waiting.add(this);
-    for (const input of [...this.shared.waiting]) {
-      this.shared.waiting.delete(input);
-      input.releaseHeld();
+    // An install the catch-up applied: what was held for it, here or at another input, is opened now
+    // (another input waits only when an install came during a batch: nothing to walk otherwise).
+    this.releaseHeld();
+    if (this.shared.waiting.size > 0) {
+      for (const input of [...this.shared.waiting]) {
+        this.shared.waiting.delete(input);
+        input.releaseHeld();
+      }
     }
     return n;
   }
